@@ -1,0 +1,130 @@
+"""How TensorRT engines are named, cached and checked (shared by the builder and the runtime).
+
+An engine is not portable: it is tied to the TensorRT version, the GPU's compute capability, the
+precision of the ONNX file it came from and its optimisation profile (batch range). All of these go
+into the file name, and a JSON sidecar beside the engine records them plus the ONNX file's SHA-256
+and the model's :class:`~fsrfer_edge.metadata.ModelInfo`. An engine whose sidecar is missing or
+disagrees with the running system is never run: the builder rebuilds it, the runtime refuses it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import EngineError
+from .metadata import ModelInfo
+
+SIDECAR_SUFFIX = ".json"
+ENGINE_SUFFIX = ".engine"
+
+
+def default_cache_dir() -> Path:
+    """``$FSRFER_ENGINE_DIR`` if set, else ``~/.cache/fsrfer-edge/engines``."""
+    env = os.environ.get("FSRFER_ENGINE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "fsrfer-edge" / "engines"
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineKey:
+    """Everything that makes an engine non-portable."""
+
+    tensorrt_version: str
+    compute_capability: str  # e.g. "8.7" (Jetson Orin), "9.0" (H100)
+    precision: str  # fp32 | fp16 | int8, read from the ONNX file
+    min_batch: int
+    opt_batch: int
+    max_batch: int
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.min_batch <= self.opt_batch <= self.max_batch):
+            raise EngineError(
+                f"invalid batch range min={self.min_batch} opt={self.opt_batch} max={self.max_batch}; "
+                "expected 1 <= min <= opt <= max"
+            )
+
+    def filename(self, model_stem: str) -> str:
+        cc = self.compute_capability.replace(".", "")
+        return (f"{model_stem}.{self.precision}.trt{self.tensorrt_version}.sm{cc}"
+                f".b{self.min_batch}-{self.opt_batch}-{self.max_batch}{ENGINE_SUFFIX}")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
+    return Path(str(engine_path) + SIDECAR_SUFFIX)
+
+
+def write_sidecar(engine_path: str | os.PathLike[str], key: EngineKey, onnx_sha256: str, info: ModelInfo,
+                  extra: Optional[dict[str, Any]] = None) -> Path:
+    """Write the sidecar atomically; call after the engine file itself is in place."""
+    doc = {"key": dataclasses.asdict(key), "onnx_sha256": onnx_sha256,
+           "engine_sha256": sha256_file(engine_path), "model_info": info.to_dict(), **(extra or {})}
+    path = sidecar_path(engine_path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = sidecar_path(engine_path)
+    if not path.is_file():
+        raise EngineError(
+            f"engine {engine_path} has no sidecar {path.name}: it was not built by fsrfer-export, or the "
+            "sidecar was lost. Rebuild it with: fsrfer-export --engine MODEL.onnx"
+        )
+    try:
+        doc = json.loads(path.read_text())
+        doc["key"] = EngineKey(**doc["key"])
+        doc["model_info"] = ModelInfo.from_dict(doc["model_info"], source=str(path))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise EngineError(f"engine sidecar {path} is corrupt ({exc}); rebuild the engine") from exc
+    return doc
+
+
+def check_engine(engine_path: str | os.PathLike[str], tensorrt_version: str, compute_capability: str,
+                 onnx_path: Optional[str | os.PathLike[str]] = None) -> dict[str, Any]:
+    """Verify that an engine may run here; return its sidecar document.
+
+    Raises:
+        EngineError: the engine file or sidecar is missing or corrupt, or it was built for another
+            TensorRT version or GPU, or from another ONNX file than ``onnx_path``.
+    """
+    engine_path = Path(engine_path)
+    if not engine_path.is_file():
+        raise EngineError(f"engine file {engine_path} does not exist")
+    doc = read_sidecar(engine_path)
+    key: EngineKey = doc["key"]
+    if key.tensorrt_version != tensorrt_version:
+        raise EngineError(
+            f"engine {engine_path.name} was built with TensorRT {key.tensorrt_version}, but TensorRT "
+            f"{tensorrt_version} is installed; engines are not portable across versions. Rebuild it on "
+            "this machine with: fsrfer-export --engine MODEL.onnx"
+        )
+    if key.compute_capability != compute_capability:
+        raise EngineError(
+            f"engine {engine_path.name} was built for GPU compute capability {key.compute_capability}, "
+            f"but this GPU is {compute_capability}. Rebuild it on this device with: fsrfer-export --engine MODEL.onnx"
+        )
+    if doc.get("engine_sha256") != sha256_file(engine_path):
+        raise EngineError(f"engine {engine_path} does not match the hash in its sidecar: corrupt or replaced; rebuild it")
+    if onnx_path is not None and doc["onnx_sha256"] != sha256_file(onnx_path):
+        raise EngineError(f"engine {engine_path.name} is stale: {onnx_path} changed since it was built; rebuild it")
+    return doc

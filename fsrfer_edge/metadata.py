@@ -1,0 +1,93 @@
+"""What an exported model says about itself, stored as ONNX metadata (and in engine sidecars).
+
+The exporter writes a :class:`ModelInfo` under the metadata key ``fsrfer``; every runtime backend
+reads it back, so preprocessing, class names and tensor names are never hard-coded at run time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Mapping
+
+from .errors import ModelError
+from .preprocessing import FACTORS, Preprocessing
+
+METADATA_KEY = "fsrfer"
+FORMAT_VERSION = 1
+PRECISIONS = ("fp32", "fp16", "int8")
+INPUT_DTYPES = ("float32", "uint8")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """Self-description of an exported fused model.
+
+    ``input_dtype`` is ``float32`` (normalised NCHW input) or ``uint8`` (raw pixels NCHW; the graph
+    normalises). ``precision`` is a property of the file: ``fp32``, ``fp16`` or ``int8`` (Q/DQ);
+    ``int8_scheme`` tells which Q/DQ flavour: ``s8s8`` (symmetric, for TensorRT) or ``u8s8``
+    (asymmetric uint8 activations, fast on ONNX Runtime CPU).
+    """
+
+    preprocessing: Preprocessing = Preprocessing()
+    method: str = "fsrfer"
+    input_name: str = "faces"
+    output_name: str = "logits"
+    input_dtype: str = "float32"
+    precision: str = "fp32"
+    int8_scheme: str = ""
+    factors: tuple[int, ...] = FACTORS
+    checkpoint_sha256: str = ""
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.preprocessing.classes
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["preprocessing"] = self.preprocessing.to_dict()
+        d["factors"] = list(self.factors)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "model") -> "ModelInfo":
+        try:
+            kw = dict(d)
+            if kw.get("format_version", 0) > FORMAT_VERSION:
+                raise ModelError(
+                    f"{source}: metadata format {kw['format_version']} is newer than this fsrfer_edge "
+                    f"understands ({FORMAT_VERSION}); upgrade fsrfer-edge"
+                )
+            kw["preprocessing"] = Preprocessing.from_dict(kw.get("preprocessing", {}))
+            kw["factors"] = tuple(kw.get("factors", FACTORS))
+            info = cls(**kw)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{source}: invalid fsrfer metadata ({exc})") from exc
+        if info.precision not in PRECISIONS:
+            raise ModelError(f"{source}: precision {info.precision!r} is not one of {PRECISIONS}")
+        if info.input_dtype not in INPUT_DTYPES:
+            raise ModelError(f"{source}: input_dtype {info.input_dtype!r} is not one of {INPUT_DTYPES}")
+        return info
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model") -> "ModelInfo":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{source}: fsrfer metadata is not valid JSON ({exc})") from exc
+        if not isinstance(d, dict):
+            raise ModelError(f"{source}: fsrfer metadata must be a JSON object, got {type(d).__name__}")
+        return cls.from_dict(d, source)
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], source: str = "model") -> "ModelInfo":
+        """Read from ONNX ``metadata_props`` (or ONNX Runtime's ``custom_metadata_map``)."""
+        if METADATA_KEY not in props:
+            raise ModelError(
+                f"{source} has no '{METADATA_KEY}' metadata: it was not written by fsrfer-export. "
+                "Export the model with fsrfer-export, or pass the preprocessing explicitly"
+            )
+        return cls.from_json(props[METADATA_KEY], source)

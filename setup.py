@@ -1,0 +1,39 @@
+"""fsrfer-edge: low-resolution facial expression recognition (FSR-FER) for NVIDIA GPUs and Jetson."""
+from setuptools import find_packages, setup
+
+# torch is pinned exactly: on the project's machines `torch==2.13.0` resolves to a local CPU wheel,
+# while a range admitting newer releases pulls several GB of CUDA packages.
+TORCH = "torch==2.13.0"
+
+setup(
+    name="fsrfer-edge",
+    version="0.1.0",
+    description="Feature super-resolution facial expression recognition for low-resolution faces, "
+                "with ONNX Runtime and TensorRT inference",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["fsrfer_edge", "fsrfer_edge.*", "trainer", "trainer.*"]),
+    package_data={"fsrfer_edge": ["models/*.onnx", "models/*.json", "models/*.md"]},
+    include_package_data=True,
+    install_requires=["numpy>=1.22"],
+    extras_require={
+        "cpu": ["onnxruntime>=1.16"],
+        "train": [TORCH, "pyyaml>=6", "tqdm>=4.60", "pillow>=9", "matplotlib>=3.5"],
+        "export": [TORCH, "onnx>=1.14", "onnxsim>=0.4.33", "onnxruntime>=1.16", "tqdm>=4.60", "pillow>=9"],
+        # TensorRT's Python bindings come from JetPack on Jetson (or NVIDIA's index on x86); this extra
+        # only adds the CUDA memory layer. pycuda is the older alternative to cuda-python.
+        "tensorrt": ["cuda-python>=12"],
+        "pycuda": ["pycuda>=2022.1"],
+        "dev": ["pytest>=7", "mypy>=1.5", "tensorrt-stubs", "ruff"],
+    },
+    entry_points={
+        "console_scripts": [
+            "fsrfer-train=trainer.cli:train_main",
+            "fsrfer-eval=trainer.cli:eval_main",
+            "fsrfer-export=fsrfer_edge.export.cli:main",
+            "fsrfer-bench=fsrfer_edge.bench:main",
+        ]
+    },
+    classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Image Recognition"],
+)

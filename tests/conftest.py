@@ -1,0 +1,27 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FSRFER_DATA", REPO.parent / "shared" / "data"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs an NVIDIA GPU and TensorRT/CUDA bindings; skipped elsewhere")
+    config.addinivalue_line("markers", "data: needs the real FER2013/FER+ arrays in ../shared/data")
+
+
+def pytest_collection_modifyitems(config, items):
+    have_data = (SHARED_DATA / "fer2013.npz").is_file()
+    skip_data = pytest.mark.skip(reason=f"real data not found at {SHARED_DATA} (set FSRFER_DATA)")
+    for item in items:
+        if "data" in item.keywords and not have_data:
+            item.add_marker(skip_data)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "fer2013.npz").is_file():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    return SHARED_DATA

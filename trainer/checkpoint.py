@@ -1,0 +1,97 @@
+"""Checkpoints: written atomically, loaded without unpickling code (``torch.load(weights_only=True)``).
+
+Two kinds share one container format:
+- *model* checkpoints (``kind == "model"``): what ``fsrfer-eval`` and ``fsrfer-export`` read. They hold
+  the :class:`~trainer.models.InferenceModel` spec, its ``state_dict`` and the preprocessing.
+- *training state* (``kind == "state"``): model + optimiser states and the epoch, for ``--resume``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fsrfer_edge.errors import ModelError
+from fsrfer_edge.preprocessing import Preprocessing
+
+FORMAT = "fsrfer-checkpoint"
+VERSION = 1
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], write: Any) -> None:
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """Save a checkpoint dict atomically (tensors, and plain dicts/lists/str/numbers only)."""
+    payload = {"format": FORMAT, "version": VERSION, **payload}
+    atomic_write_bytes(path, lambda f: torch.save(payload, f))
+
+
+def load(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint safely.
+
+    Raises:
+        ModelError: if the file is missing, corrupt, not an fsrfer checkpoint, or of the wrong kind.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"checkpoint {p} does not exist")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
+        raise ModelError(f"checkpoint {p} could not be read ({type(exc).__name__}: {exc}); "
+                         "expected a file written by fsrfer-train") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ModelError(f"{p} is not an fsrfer checkpoint (no 'format': '{FORMAT}' entry)")
+    if ckpt.get("version", 0) > VERSION:
+        raise ModelError(f"{p} has checkpoint version {ckpt['version']}; this trainer reads up to {VERSION}")
+    if kind is not None and ckpt.get("kind") != kind:
+        raise ModelError(f"{p} is a {ckpt.get('kind')!r} checkpoint; expected a {kind!r} checkpoint")
+    return ckpt
+
+
+def model_payload(model: "torch.nn.Module", spec: dict[str, Any], pre: Preprocessing, meta: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a model checkpoint for an InferenceModel."""
+    return {"kind": "model", "spec": dict(spec), "preprocessing": pre.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": dict(meta)}
+
+
+def load_model(path: str | os.PathLike[str]) -> tuple["torch.nn.Module", Preprocessing, dict[str, Any]]:
+    """Load a model checkpoint: returns (InferenceModel in eval mode, preprocessing, checkpoint dict)."""
+    from .models import InferenceModel
+
+    ckpt = load(path, kind="model")
+    model = InferenceModel(ckpt["spec"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise ModelError(f"checkpoint {path}: weights do not match its spec ({exc})") from exc
+    model.eval()
+    return model, Preprocessing.from_dict(ckpt["preprocessing"]), ckpt
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,223 @@
+"""Networks: FER backbones (a small registry), head, feature generator G, critic D, image SR net.
+
+Every trained artefact, whatever the method, is served as an :class:`InferenceModel`:
+``image -> [image SR] -> trunk -> [G] -> head -> logits``, which is what ``fsrfer-eval`` evaluates and
+``fsrfer-export`` fuses into one ONNX graph.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from fsrfer_edge.errors import ConfigError
+
+# ---------------------------------------------------------------------------------------------
+# Backbones
+# ---------------------------------------------------------------------------------------------
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.short: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.short = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.short(x))
+
+
+class ResNetTrunk(nn.Module):
+    """ResNet for small gray faces: 3x3 stem (stride 1 or 2), no max-pool, global average pool.
+
+    Output: the pooled embedding (N, widths[-1]), the feature FSR-FER super-resolves.
+    """
+
+    def __init__(self, in_channels: int, widths: tuple[int, ...], depths: tuple[int, ...], stem_stride: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, stem_stride, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
+        )
+        layers = []
+        c = widths[0]
+        for i, (w, d) in enumerate(zip(widths, depths)):
+            for j in range(d):
+                layers.append(BasicBlock(c, w, 2 if (j == 0 and i > 0) else 1))
+                c = w
+        self.layers = nn.Sequential(*layers)
+        self.feature_dim = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(self.stem(x)).mean(dim=(2, 3))
+
+
+_BACKBONES: dict[str, Callable[[int], ResNetTrunk]] = {
+    # 0.31 GMAC/face at 48x48: the default (304 faces/s FP32, 1,241 INT8 u8s8 on a 2-core CPU).
+    "resnet18": lambda c: ResNetTrunk(c, (64, 128, 256, 512), (2, 2, 2, 2), stem_stride=2),
+    # 1.25 GMAC/face: full-resolution stem, for a GPU.
+    "resnet18_s1": lambda c: ResNetTrunk(c, (64, 128, 256, 512), (2, 2, 2, 2), stem_stride=1),
+    # Half width: ~4x fewer MACs and parameters than resnet18 (2.8 M params, ~11 MB FP32), so the
+    # shipped ONNX model plus checkpoint stay small and stage 1 trains on a 2-core CPU.
+    "resnet18_half": lambda c: ResNetTrunk(c, (32, 64, 128, 256), (2, 2, 2, 2), stem_stride=2),
+    # Cheaper still, for CPU experiments.
+    "resnet10_half": lambda c: ResNetTrunk(c, (32, 64, 128, 256), (1, 1, 1, 1), stem_stride=2),
+    # For tests: trains in seconds.
+    "tiny": lambda c: ResNetTrunk(c, (8, 16), (1, 1), stem_stride=2),
+}
+
+
+def list_backbones() -> list[str]:
+    return sorted(_BACKBONES)
+
+
+def create_trunk(name: str, in_channels: int = 1) -> ResNetTrunk:
+    """Create a backbone trunk by registry name (see :func:`list_backbones`)."""
+    if name not in _BACKBONES:
+        raise ConfigError(f"unknown backbone {name!r}; expected one of {list_backbones()}")
+    return _BACKBONES[name](in_channels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Head, generator, critic, image SR
+# ---------------------------------------------------------------------------------------------
+
+
+class Head(nn.Module):
+    """Classifier on the embedding: FC -> ReLU -> dropout -> FC. ``activation()`` is the hidden
+    layer the head-activation ("perceptual") loss compares."""
+
+    def __init__(self, feature_dim: int, hidden: int, num_classes: int, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(feature_dim, hidden)
+        self.drop = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def activation(self, f: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc1(f))
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.drop(self.activation(f)))
+
+
+class FERNet(nn.Module):
+    """Trunk + head: the stage-1 model (and the LR-fine-tuned baseline)."""
+
+    def __init__(self, backbone: str, num_classes: int = 7, in_channels: int = 1, head_hidden: int = 256,
+                 dropout: float = 0.3) -> None:
+        super().__init__()
+        self.trunk = create_trunk(backbone, in_channels)
+        self.head = Head(self.trunk.feature_dim, head_hidden, num_classes, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+
+class DenseResidualBlock(nn.Module):
+    """ESRGAN's residual dense block, on vectors: each layer sees all earlier outputs."""
+
+    def __init__(self, dim: int, growth: int, layers: int = 4, res_scale: float = 0.2) -> None:
+        super().__init__()
+        self.fcs = nn.ModuleList(nn.Linear(dim + i * growth, growth) for i in range(layers))
+        self.out = nn.Linear(dim + layers * growth, dim)
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [x]
+        for fc in self.fcs:
+            feats.append(nn.functional.leaky_relu(fc(torch.cat(feats, 1)), 0.2))
+        return x + self.res_scale * self.out(torch.cat(feats, 1))
+
+
+class FeatureGenerator(nn.Module):
+    """G: maps the embedding of an LR face towards the embedding of its HR original.
+
+    Residual-in-residual dense blocks as in the authors' ESRGAN-style generator, on the pooled
+    embedding instead of a 128x128 map, with a global skip connection. The last layer starts at
+    zero, so an untrained G is the identity and leaves the frozen model's HR accuracy intact.
+    """
+
+    def __init__(self, dim: int, blocks: int = 3, growth: int = 64, res_scale: float = 0.2) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*(DenseResidualBlock(dim, growth, 4, res_scale) for _ in range(blocks)))
+        self.proj = nn.Linear(dim, dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return f + self.proj(self.blocks(f))
+
+
+class FeatureCritic(nn.Module):
+    """D: a WGAN critic on embeddings, without normalisation (as WGAN-div requires)."""
+
+    def __init__(self, dim: int, hidden: int = 256, layers: int = 3) -> None:
+        super().__init__()
+        mods: list[nn.Module] = []
+        c = dim
+        for _ in range(layers):
+            mods += [nn.Linear(c, hidden), nn.LeakyReLU(0.2)]
+            c = hidden
+        mods.append(nn.Linear(c, 1))
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.net(f).squeeze(1)
+
+
+class ImageSR(nn.Module):
+    """Image super-resolution baseline (VDSR-style): restores the bicubic-upsampled LR face at the
+    model's input size with a residual CNN. Works for every factor, like FSR-FER's G."""
+
+    def __init__(self, channels: int = 1, width: int = 32, blocks: int = 6) -> None:
+        super().__init__()
+        self.inp = nn.Conv2d(channels, width, 3, 1, 1)
+        body: list[nn.Module] = []
+        for _ in range(blocks):
+            body += [nn.Conv2d(width, width, 3, 1, 1), nn.ReLU()]
+        self.body = nn.Sequential(*body)
+        self.out = nn.Conv2d(width, channels, 3, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.out(self.body(torch.relu(self.inp(x))))
+
+
+# ---------------------------------------------------------------------------------------------
+# The served model
+# ---------------------------------------------------------------------------------------------
+
+METHODS = ("hr", "lr_finetune", "image_sr", "fsrfer")
+
+
+class InferenceModel(nn.Module):
+    """``[image SR] -> trunk -> [G] -> head``: one network per method, and what gets exported."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__()
+        method = spec.get("method")
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}; expected one of {METHODS}")
+        self.spec = dict(spec)
+        self.fer = FERNet(spec["backbone"], spec.get("num_classes", 7), spec.get("in_channels", 1),
+                          spec.get("head_hidden", 256), spec.get("dropout", 0.3))
+        dim = self.fer.trunk.feature_dim
+        self.sr: Optional[ImageSR] = ImageSR(spec.get("in_channels", 1), **spec.get("sr", {})) if method == "image_sr" else None
+        self.generator: Optional[FeatureGenerator] = (
+            FeatureGenerator(dim, **spec.get("generator", {})) if method == "fsrfer" else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.sr is not None:
+            x = self.sr(x)
+        f = self.fer.trunk(x)
+        if self.generator is not None:
+            f = self.generator(f)
+        return self.fer.head(f)
