@@ -1,0 +1,208 @@
+"""Trainer: losses, re-weighting, a stage-2 step using G and D, resume equivalence, the tiny pipeline."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fsrfer_edge.errors import ConfigError, DataError, ModelError  # noqa: E402
+from trainer import checkpoint, config, losses  # noqa: E402
+from trainer.cli import eval_main, train_main  # noqa: E402
+from trainer.models import FeatureCritic, FeatureGenerator, Head, InferenceModel  # noqa: E402
+from trainer.train import Stage2Step, load_data, run_pipeline, train_stage1  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_cfg(**over):
+    cfg = config.load(REPO / "configs" / "tiny.yaml")
+    d = cfg.to_dict()
+    for k, v in over.items():
+        d[k] = {**d[k], **v} if isinstance(v, dict) else v
+    return config.from_dict(d)
+
+
+# -- losses -----------------------------------------------------------------------------------
+
+def test_reweight_values():
+    p = torch.tensor([1.0, 0.5, 0.0, 0.9])
+    np.testing.assert_allclose(losses.reweight(p).numpy(), [0.25, 1.0, 2.25, 0.36], rtol=1e-6)
+
+
+def test_true_class_prob_and_weights_favour_misclassified():
+    logits = torch.tensor([[5.0, 0.0], [0.0, 5.0]])
+    labels = torch.tensor([0, 0])
+    p = losses.true_class_prob(logits, labels)
+    assert p[0] > 0.99 and p[1] < 0.01
+    w = losses.reweight(p)
+    assert w[1] / w[0] > 8.5  # up to 9x more weight on the face the frozen model gets wrong
+
+
+def test_feature_mse_and_weighted_mean():
+    y, t = torch.zeros(2, 4), torch.tensor([[1.0] * 4, [2.0] * 4])
+    np.testing.assert_allclose(losses.feature_mse(y, t).numpy(), [1.0, 4.0])
+    assert float(losses.weighted_mean(losses.feature_mse(y, t), torch.tensor([1.0, 0.5]))) == pytest.approx(1.5)
+
+
+def test_critic_and_generator_adversarial_signs():
+    w = torch.ones(3)
+    assert float(losses.critic_loss(torch.full((3,), -1.0), torch.full((3,), 2.0), w)) == pytest.approx(-3.0)
+    assert float(losses.generator_adversarial(torch.full((3,), 2.0), w)) == pytest.approx(2.0)
+
+
+def test_wgan_div_penalty_on_linear_critic():
+    # D(x) = a.x has gradient a everywhere: penalty = k * ||a||^p.
+    critic = torch.nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        critic.weight[:] = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    d = lambda x: critic(x).squeeze(1)  # noqa: E731
+    pen = losses.wgan_div_penalty(d, torch.randn(5, 4), torch.randn(5, 4), torch.ones(5), k=2.0, p=6.0)
+    assert float(pen.detach()) == pytest.approx(2.0 * math.sqrt(2) ** 6, rel=1e-5)
+
+
+# -- a stage-2 step ---------------------------------------------------------------------------
+
+def _step(loss_cfg):
+    torch.manual_seed(0)
+    dim = 16
+    head = Head(dim, 8, 7).eval()
+    g, d = FeatureGenerator(dim, blocks=1, growth=8), FeatureCritic(dim, 16, 2)
+    opt_g, opt_d = torch.optim.Adam(g.parameters(), 1e-3), torch.optim.Adam(d.parameters(), 1e-3)
+    batch = (torch.randn(32, dim), torch.randn(32, dim), torch.randint(0, 7, (32,)))
+    return Stage2Step(head, g, d, loss_cfg, opt_g, opt_d), batch
+
+
+def test_stage2_step_updates_g_and_d():
+    step, batch = _step(config.LossConfig(adversarial=1.0))
+    g0 = [p.detach().clone() for p in step.g.parameters()]
+    d0 = [p.detach().clone() for p in step.d.parameters()]
+    d_loss_before = float(step.critic_loss(*batch).detach())
+    stats = step(*batch)
+    assert {"d_loss", "adv", "rec", "head", "g_loss"} <= set(stats)
+    assert any(not torch.equal(a, b) for a, b in zip(g0, step.g.parameters())), "G was not updated"
+    assert any(not torch.equal(a, b) for a, b in zip(d0, step.d.parameters())), "D was not updated"
+    assert float(step.critic_loss(*batch).detach()) != pytest.approx(d_loss_before), "critic loss did not change"
+
+
+@pytest.mark.parametrize("term", ["adversarial", "reconstruction", "head"])
+def test_each_generator_term_sends_gradient_to_g(term):
+    weights = {"adversarial": 0.0, "reconstruction": 0.0, "head": 0.0, term: 1.0}
+    step, (f_lr, f_hr, y) = _step(config.LossConfig(**weights))
+    with torch.no_grad():  # make G non-trivial so the head/adv terms depend on its parameters
+        for p in step.g.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    loss, parts = step.generator_loss(f_lr, f_hr, y)
+    loss.backward()
+    assert set(parts) - {"w_mean"} == {{"adversarial": "adv", "reconstruction": "rec", "head": "head"}[term]}
+    assert sum(float(p.grad.abs().sum()) for p in step.g.parameters() if p.grad is not None) > 0
+
+
+def test_reweighting_changes_the_loss_and_is_off_in_the_ablation():
+    step_w, batch = _step(config.LossConfig(adversarial=0.0, head=0.0, reweight=True))
+    step_u, _ = _step(config.LossConfig(adversarial=0.0, head=0.0, reweight=False))
+    lw, pw = step_w.generator_loss(*batch)
+    lu, pu = step_u.generator_loss(*batch)
+    assert pu["w_mean"] == 1.0
+    assert 0.25 <= pw["w_mean"] <= 2.25 and pw["w_mean"] != 1.0
+    assert float(lw) != pytest.approx(float(lu))
+
+
+def test_untrained_generator_is_identity():
+    g = FeatureGenerator(32, blocks=2, growth=8)
+    f = torch.randn(4, 32)
+    assert torch.equal(g(f), f)
+
+
+# -- config -----------------------------------------------------------------------------------
+
+def test_config_rejects_unknown_and_mistyped_options(tmp_path):
+    with pytest.raises(ConfigError, match="unknown option.*epoch"):
+        config.from_dict({"stage1": {"epoch": 3}})
+    with pytest.raises(ConfigError, match="expected a number"):
+        config.from_dict({"stage1": {"lr": "fast"}})
+    with pytest.raises(ConfigError, match="backbone"):
+        config.from_dict({"model": {"backbone": "vgg99"}})
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "nope.yaml")
+
+
+def test_shipped_configs_parse():
+    for p in sorted((REPO / "configs").glob("*.yaml")):
+        config.load(p)
+
+
+# -- resume -----------------------------------------------------------------------------------
+
+def _state(path):
+    return {k: v for k, v in checkpoint.load(path, kind="model")["state_dict"].items()}
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    cfg = tiny_cfg(data={"synthetic": 200}, stage1={"epochs": 3})
+    data = load_data(cfg, None)
+    full = train_stage1(cfg, data, tmp_path / "full", resume=False)
+    # "Kill" after one epoch, then resume twice (1 more epoch each time).
+    assert train_stage1(cfg, data, tmp_path / "cut", resume=False, stop_after=1) is None
+    assert train_stage1(cfg, data, tmp_path / "cut", resume=True, stop_after=1) is None
+    resumed = train_stage1(cfg, data, tmp_path / "cut", resume=True)
+    a, b = _state(full), _state(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# -- the tiny pipeline, end to end through the CLIs ---------------------------------------------
+
+def test_tiny_config_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    assert train_main(["--config", str(REPO / "configs" / "tiny.yaml"), "--out", str(out)]) == 0
+    names = {p.stem for p in (out / "models").glob("*.pt")}
+    assert names == {"hr", "lr_finetune", "image_sr", "fsrfer", "fsrfer_no_reweight", "fsrfer_no_adversarial"}
+    res = json.loads((out / "eval" / "val" / "results.json").read_text())
+    assert set(res) == names
+    for r in res.values():
+        assert set(r["factors"]) == {"1", "2", "3", "4", "6", "8"}
+        for v in r["factors"].values():
+            assert 0.0 <= v["accuracy"] <= 1.0 and np.asarray(v["confusion"]).shape == (7, 7)
+    assert (out / "eval" / "val" / "accuracy_vs_factor.png").stat().st_size > 1000
+    # the HR model learned the synthetic faces: well above chance at x1
+    assert res["hr"]["factors"]["1"]["accuracy"] > 0.4
+    # a run whose models exist is skipped on --resume
+    assert train_main(["--config", str(REPO / "configs" / "tiny.yaml"), "--out", str(out), "--resume",
+                       "--steps", "stage1,stage2"]) == 0
+
+
+def test_fsrfer_eval_cli_on_a_checkpoint(tmp_path):
+    from trainer.synthetic import make_faces
+
+    imgs, labels = make_faces(40, seed=3)
+    npz = tmp_path / "faces.npz"
+    np.savez(npz, images=imgs, labels=labels.astype(np.int8), split=np.array(["test"] * 40))
+    spec = {"method": "fsrfer", "backbone": "tiny"}
+    ckpt = tmp_path / "m.pt"
+    from fsrfer_edge.preprocessing import Preprocessing
+
+    checkpoint.save(ckpt, checkpoint.model_payload(InferenceModel(spec).eval(), spec, Preprocessing(), {}))
+    out = tmp_path / "e.json"
+    assert eval_main(["--checkpoint", str(ckpt), "--data", str(npz), "--labels", "fer2013", "--factors", "1,4",
+                      "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["factors"]) == {"1", "4"} and res["n"] == 40
+
+
+def test_corrupt_checkpoint_is_a_model_error(tmp_path):
+    p = tmp_path / "bad.pt"
+    p.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="could not be read"):
+        checkpoint.load_model(p)
+    with pytest.raises(ModelError, match="does not exist"):
+        checkpoint.load_model(tmp_path / "missing.pt")
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    cfg = tiny_cfg(data={"synthetic": 0, "path": str(tmp_path / "none.npz")})
+    with pytest.raises(DataError, match="not found"):
+        load_data(cfg, tmp_path / "none.npz")

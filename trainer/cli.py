@@ -1,0 +1,121 @@
+"""Console entry points: ``fsrfer-train`` and ``fsrfer-eval``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from fsrfer_edge.errors import FsrferError
+from fsrfer_edge.preprocessing import FACTORS
+
+log = logging.getLogger("trainer")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def _factors(text: str) -> tuple[int, ...]:
+    try:
+        fs = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,2,3,4,6,8; got {text!r}")
+    if not fs or min(fs) < 1:
+        raise argparse.ArgumentTypeError(f"factors must be integers >= 1; got {text!r}")
+    return fs
+
+
+def train_main(argv: Optional[Sequence[str]] = None) -> int:
+    from .train import STEPS
+
+    ap = argparse.ArgumentParser(prog="fsrfer-train", description="Train FSR-FER (stage 1, stage 2, ablations, "
+                                 "baselines) and evaluate every model per down-sample factor.")
+    ap.add_argument("--config", required=True, help="YAML config, e.g. configs/tiny.yaml")
+    ap.add_argument("--data", help="data path (overrides the config): ../shared/data/fer2013.npz, fer2013.csv, "
+                    "a RAF-DB root or a folder-per-class tree")
+    ap.add_argument("--out", help="output directory (default runs/<config name>)")
+    ap.add_argument("--resume", action="store_true", help="continue a stopped run from its last checkpoints")
+    ap.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
+    ap.add_argument("--time-budget", type=float, metavar="MIN",
+                    help="stop cleanly at the first epoch end after MIN minutes (continue later with --resume)")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    _setup_logging(args.verbose)
+    steps = tuple(s for s in args.steps.split(",") if s)
+    bad = set(steps) - set(STEPS)
+    if bad:
+        ap.error(f"unknown step(s) {sorted(bad)}; expected a subset of {list(STEPS)}")
+    try:
+        from . import config
+        from .train import load_data, run_pipeline
+
+        cfg = config.load(args.config)
+        out = Path(args.out or f"runs/{cfg.name}")
+        data = load_data(cfg, config.resolve_data_path(cfg, args.data, args.config))
+        done = run_pipeline(cfg, data, out, resume=args.resume, steps=steps, time_budget_min=args.time_budget)
+    except FsrferError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not done:
+        print(f"stopped early; continue with: fsrfer-train --config {args.config} --out {out} --resume", file=sys.stderr)
+        return 3
+    print(f"done: models in {out / 'models'}, evaluation in {out / 'eval'}")
+    return 0
+
+
+def eval_main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="fsrfer-eval", description="Evaluate a checkpoint (.pt, any method) or an "
+                                 "exported model (.onnx, on ONNX Runtime CPU) per down-sample factor.")
+    ap.add_argument("--checkpoint", required=True, help="model checkpoint from fsrfer-train (.pt) or fsrfer-export (.onnx)")
+    ap.add_argument("--data", required=True, help="data path, e.g. ../shared/data/fer2013.npz")
+    ap.add_argument("--labels", default="ferplus", choices=("ferplus", "fer2013"), help="label set for .npz data")
+    ap.add_argument("--split", default="test", choices=("train", "val", "test"))
+    ap.add_argument("--factors", type=_factors, default=FACTORS, help="e.g. 1,2,3,4,6,8")
+    ap.add_argument("--limit", type=int, default=0, help="evaluate on a seeded subset of this many faces")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = library default)")
+    ap.add_argument("--json", required=True, help="output JSON path")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        import numpy as np
+
+        from .data import load_dataset
+        from .evaluate import evaluate_fn, onnx_logits_fn, torch_logits_fn, write_json
+
+        path = Path(args.checkpoint)
+        if path.suffix == ".onnx":
+            fn, pre = onnx_logits_fn(path, args.threads or None)
+        else:
+            from . import checkpoint
+
+            if args.threads:
+                import torch
+
+                torch.set_num_threads(args.threads)
+            model, pre, _ = checkpoint.load_model(path)
+            fn = torch_logits_fn(model)
+        data_path = Path(args.data)
+        kw = {"labels": args.labels} if data_path.suffix == ".npz" else {}
+        fs = load_dataset(data_path, **kw).subset(args.split)
+        images, labels = fs.images, fs.labels.astype(np.int64)
+        if len(labels) == 0:
+            raise FsrferError(f"{data_path} has no faces in split {args.split!r}")
+        if args.limit and args.limit < len(labels):
+            idx = np.sort(np.random.default_rng(0).choice(len(labels), args.limit, replace=False))
+            images, labels = images[idx], labels[idx]
+        res = evaluate_fn(fn, images, labels, args.factors, pre)
+        res.update(checkpoint=str(path), data=str(data_path), labels=args.labels, split=args.split)
+        write_json(args.json, res)
+    except FsrferError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(" ".join(f"x{f}: {100 * v['accuracy']:.2f}%" for f, v in res["factors"].items()))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(train_main())

@@ -1,0 +1,151 @@
+"""Per-factor evaluation: accuracy, macro-F1 and confusion matrices, JSON and PNG plots.
+
+Every method is evaluated the same way: the test faces are degraded by each factor with
+:func:`fsrfer_edge.preprocessing.degrade` (anti-aliased down-sampling, resize back), normalised with
+the model's own preprocessing, and classified.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+import numpy as np
+
+from fsrfer_edge.preprocessing import CLASSES, Preprocessing, degrade
+
+log = logging.getLogger(__name__)
+
+LogitsFn = Callable[[np.ndarray], np.ndarray]  # normalised float32 NCHW batch -> logits
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int = len(CLASSES)) -> np.ndarray:
+    m = np.zeros((k, k), np.int64)
+    np.add.at(m, (y_true, y_pred), 1)
+    return m
+
+
+def macro_f1(conf: np.ndarray) -> float:
+    """Macro-averaged F1 over the classes that occur in the ground truth."""
+    tp = np.diag(conf).astype(float)
+    support, predicted = conf.sum(1), conf.sum(0)
+    prec = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    rec = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    f1 = np.divide(2 * prec * rec, prec + rec, out=np.zeros_like(tp), where=(prec + rec) > 0)
+    present = support > 0
+    return float(f1[present].mean()) if present.any() else 0.0
+
+
+def degraded_inputs(images: np.ndarray, factor: int, pre: Preprocessing) -> np.ndarray:
+    """Faces (N,H,W) uint8 at the model size -> degraded, normalised (N,1,H,W) float32."""
+    lr = np.clip(degrade(images, factor, pre.resize_kernel), 0, 255)
+    return pre.normalize(lr)[:, None]
+
+
+def evaluate_fn(logits_fn: LogitsFn, images: np.ndarray, labels: np.ndarray, factors: Iterable[int],
+                pre: Preprocessing, batch_size: int = 256) -> dict[str, Any]:
+    """Evaluate a logits function per factor. Returns {"factors": {"1": {...}, ...}, "mean_accuracy"}."""
+    out: dict[str, Any] = {"n": int(len(labels)), "factors": {}}
+    for f in factors:
+        preds = []
+        for s in range(0, len(images), batch_size):
+            x = degraded_inputs(images[s:s + batch_size], int(f), pre)
+            preds.append(np.asarray(logits_fn(x)).argmax(1))
+        pred = np.concatenate(preds)
+        conf = confusion(labels, pred, len(pre.classes))
+        out["factors"][str(f)] = {"accuracy": float((pred == labels).mean()), "macro_f1": macro_f1(conf),
+                                  "confusion": conf.tolist()}
+    out["mean_accuracy"] = float(np.mean([v["accuracy"] for v in out["factors"].values()]))
+    return out
+
+
+def torch_logits_fn(model: Any) -> LogitsFn:
+    import torch
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+
+    return fn
+
+
+def onnx_logits_fn(path: str | os.PathLike[str], threads: Optional[int] = None) -> tuple[LogitsFn, Preprocessing]:
+    """Logits function of an exported ONNX file on ONNX Runtime (CPU), as the SDK runs it."""
+    from fsrfer_edge.errors import require
+    from fsrfer_edge.metadata import ModelInfo
+
+    ort = require("onnxruntime", "cpu", "evaluating ONNX models")
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    info = ModelInfo.from_props(sess.get_modelmeta().custom_metadata_map, str(path))
+    pre = info.preprocessing
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        if info.input_dtype == "uint8":
+            x = np.clip(np.rint(x * pre.std * 255 + pre.mean * 255), 0, 255).astype(np.uint8)
+        return sess.run([info.output_name], {info.input_name: x})[0]
+
+    return fn, pre
+
+
+def write_json(path: str | os.PathLike[str], doc: Any) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, p)
+
+
+def _save_fig(fig: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def plot_accuracy(results: dict[str, dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
+    """Accuracy vs down-sample factor, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, res in results.items():
+        fs = sorted(res["factors"], key=int)
+        ax.plot([int(f) for f in fs], [100 * res["factors"][f]["accuracy"] for f in fs], marker="o", label=method)
+    ax.set_xlabel("down-sample factor (1 = 48 px HR; 4 = 12 px)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title or "Accuracy vs down-sample factor")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save_fig(fig, Path(path))
+    plt.close(fig)
+
+
+def plot_confusion(conf: list[list[int]], classes: Iterable[str], path: str | os.PathLike[str], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.asarray(conf, float)
+    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
+    names = list(classes)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{100 * norm[i, j]:.0f}", ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    _save_fig(fig, Path(path))
+    plt.close(fig)

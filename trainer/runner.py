@@ -1,0 +1,137 @@
+"""One resumable epoch loop for every training in the project (stage 1, stage 2, baselines).
+
+After each epoch the runner writes a training-state checkpoint atomically: module and optimiser
+states, the epoch, the history, and the best-on-validation weights. Each epoch's randomness is derived
+from (seed, stage, epoch) alone, so a run killed after epoch k and resumed gives the same weights as an
+uninterrupted run.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import checkpoint
+
+log = logging.getLogger(__name__)
+
+TrainEpoch = Callable[[int, np.random.Generator], dict[str, float]]
+Evaluate = Callable[[], float]
+
+
+def cosine_lr(base: float, epoch: int, step: int, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0) -> float:
+    """Cosine decay from ``base`` to 0 over all steps, with optional linear warm-up."""
+    t = epoch + step / max(1, steps_per_epoch)
+    if warmup_epochs and t < warmup_epochs:
+        return base * (t + 1.0 / max(1, steps_per_epoch)) / warmup_epochs
+    return 0.5 * base * (1 + math.cos(math.pi * min(t, epochs) / max(epochs, 1e-9)))
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+class EpochRunner:
+    """Runs ``epochs`` epochs of ``train_epoch`` with evaluation, checkpointing and resume.
+
+    Args:
+        name: stage name, used in logs and to seed the stage's randomness.
+        state_path: where the training state is kept.
+        modules: the modules whose weights are trained and saved.
+        optimizers: their optimisers (states are saved too).
+        epochs: total number of epochs.
+        seed: the run's seed.
+    """
+
+    def __init__(self, name: str, state_path: Path, modules: dict[str, nn.Module],
+                 optimizers: dict[str, torch.optim.Optimizer], epochs: int, seed: int) -> None:
+        self.name = name
+        self.state_path = Path(state_path)
+        self.modules = modules
+        self.optimizers = optimizers
+        self.epochs = epochs
+        self.seed = seed
+        self.history: list[dict[str, float]] = []
+        self.best_score = -math.inf
+        self.best_state: dict[str, dict[str, torch.Tensor]] = {}
+        self.epoch = 0
+
+    # -- state ----------------------------------------------------------------------------
+    def _save(self) -> None:
+        checkpoint.save(self.state_path, {
+            "kind": "state", "stage": self.name, "epoch": self.epoch, "history": self.history,
+            "best_score": self.best_score, "best_state": self.best_state,
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+        })
+
+    def _load(self) -> None:
+        st = checkpoint.load(self.state_path, kind="state")
+        for k, m in self.modules.items():
+            m.load_state_dict(st["modules"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(st["optimizers"][k])
+        self.epoch, self.history = int(st["epoch"]), list(st["history"])
+        self.best_score, self.best_state = float(st["best_score"]), st["best_state"]
+        log.info("%s: resumed after epoch %d from %s", self.name, self.epoch, self.state_path)
+
+    def epoch_rng(self, epoch: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, zlib.crc32(self.name.encode()), epoch])
+
+    # -- loop -----------------------------------------------------------------------------
+    def run(self, train_epoch: TrainEpoch, evaluate: Evaluate, resume: bool = False,
+            stop_after: Optional[int] = None, deadline: Optional[float] = None) -> bool:
+        """Train to the last epoch. Returns True when finished, False when stopped early
+        (``stop_after`` epochs run in this call, or the ``deadline`` (time.time()) passed); the state
+        is saved either way and a later call with ``resume=True`` continues."""
+        if resume and self.state_path.is_file():
+            self._load()
+        done_here = 0
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.epochs, initial=self.epoch, desc=self.name, unit="epoch", leave=False,
+                   disable=None)
+        while self.epoch < self.epochs:
+            t0 = time.time()
+            rng = self.epoch_rng(self.epoch)
+            torch.manual_seed(int(rng.integers(2**31)))
+            for m in self.modules.values():
+                m.train()
+            stats = dict(train_epoch(self.epoch, rng))
+            for m in self.modules.values():
+                m.eval()
+            score = float(evaluate())
+            stats.update(epoch=self.epoch + 1, val_score=score, seconds=round(time.time() - t0, 2))
+            self.history.append(stats)
+            if score > self.best_score:
+                self.best_score = score
+                self.best_state = {k: copy.deepcopy(m.state_dict()) for k, m in self.modules.items()}
+            self.epoch += 1
+            self._save()
+            bar.update(1)
+            bar.set_postfix(val=f"{score:.4f}", best=f"{self.best_score:.4f}")
+            log.info("%s epoch %d/%d: %s", self.name, self.epoch, self.epochs,
+                     {k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()})
+            done_here += 1
+            if self.epoch < self.epochs and ((stop_after is not None and done_here >= stop_after)
+                                             or (deadline is not None and time.time() > deadline)):
+                bar.close()
+                log.warning("%s: stopped after epoch %d of %d; continue with --resume", self.name, self.epoch, self.epochs)
+                return False
+        bar.close()
+        return True
+
+    def load_best(self) -> None:
+        """Load the best-on-validation weights into the modules."""
+        for k, m in self.modules.items():
+            if k in self.best_state:
+                m.load_state_dict(self.best_state[k])

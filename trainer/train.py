@@ -1,0 +1,512 @@
+"""The FSR-FER pipeline: stage 1 (HR FER model), stage 2 (feature SR GAN) with ablations, baselines,
+and per-factor evaluation. Every step writes its model checkpoint to ``OUT/models/`` and is skipped
+when that file exists; every training is resumable per epoch (see :mod:`trainer.runner`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from fsrfer_edge.errors import DataError
+from fsrfer_edge.preprocessing import Preprocessing
+
+from . import checkpoint, losses
+from .config import LossConfig, TrainConfig, ablated
+from .evaluate import degraded_inputs, evaluate_fn, torch_logits_fn, write_json
+from .models import FeatureCritic, FeatureGenerator, FERNet, ImageSR, InferenceModel
+from .runner import EpochRunner, cosine_lr, set_lr
+
+log = logging.getLogger(__name__)
+
+PRE = Preprocessing()
+
+
+@dataclasses.dataclass
+class Split:
+    images: np.ndarray  # (N, 48, 48) uint8
+    labels: np.ndarray  # (N,) int64
+
+
+@dataclasses.dataclass
+class Data:
+    train: Split
+    val: Split
+    test: Split
+    source: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+def load_data(cfg: TrainConfig, path: Optional[Path]) -> Data:
+    """Load the configured data set and apply the configured subset limits."""
+    if cfg.data.synthetic:
+        from .synthetic import make_faces
+
+        n = cfg.data.synthetic
+        imgs, labels = make_faces(n, seed=cfg.seed)
+        a, b = int(0.7 * n), int(0.85 * n)
+        splits = {"train": Split(imgs[:a], labels[:a]), "val": Split(imgs[a:b], labels[a:b]),
+                  "test": Split(imgs[b:], labels[b:])}
+        source = f"synthetic({n}, seed={cfg.seed})"
+    else:
+        from .data import load_dataset
+
+        if path is None or not path.exists():
+            raise DataError(f"data not found at {path}; pass --data PATH (e.g. ../shared/data/fer2013.npz) "
+                            "or set data.synthetic in the config")
+        kw = {"labels": cfg.data.labels} if path.suffix == ".npz" else {}
+        fs = load_dataset(path, **kw)
+        splits = {}
+        for name in ("train", "val", "test"):
+            sub = fs.subset(name)
+            splits[name] = Split(sub.images, sub.labels.astype(np.int64))
+        if len(splits["val"].labels) == 0:
+            raise DataError(f"{path} has no 'val' split; one is needed to choose models")
+        source = str(path)
+    for name, limit in (("train", cfg.data.limit_train), ("val", cfg.data.limit_eval), ("test", cfg.data.limit_eval)):
+        s = splits[name]
+        if limit and len(s.labels) > limit:
+            idx = np.sort(np.random.default_rng([cfg.seed, 7]).choice(len(s.labels), limit, replace=False))
+            splits[name] = Split(s.images[idx], s.labels[idx])
+    for name, s in splits.items():
+        if s.images.ndim != 3 or s.images.shape[1:] != (PRE.input_size, PRE.input_size):
+            raise DataError(f"{source}: {name} images have shape {s.images.shape}; expected (N, "
+                            f"{PRE.input_size}, {PRE.input_size}) gray faces")
+    log.info("data %s: train %d, val %d, test %d", source, len(splits["train"].labels),
+             len(splits["val"].labels), len(splits["test"].labels))
+    return Data(splits["train"], splits["val"], splits["test"], source)
+
+
+def _batches(n: int, bs: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled index batches; the last incomplete batch is dropped (BatchNorm needs > 1 sample)."""
+    perm = rng.permutation(n)
+    if n < bs:
+        return [perm]
+    return [perm[i:i + bs] for i in range(0, n - bs + 1, bs)]
+
+
+def _tensor(pixels: np.ndarray) -> torch.Tensor:
+    """Pixel values (N,H,W) in [0,255] -> normalised (N,1,H,W) float32 tensor (same code as runtime)."""
+    return torch.from_numpy(PRE.normalize(pixels)[:, None])
+
+
+def _mean_acc(model: nn.Module, split: Split, factors: tuple[int, ...], bs: int) -> float:
+    return evaluate_fn(torch_logits_fn(model), split.images, split.labels, factors, PRE, bs)["mean_accuracy"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 1 and the LR-fine-tuned baseline
+# ---------------------------------------------------------------------------------------------
+
+
+def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, cfg: TrainConfig, epochs: int,
+                      lr: float, lr_inputs: bool) -> Any:
+    from .degrade import DegradeConfig, augment_hr, random_lr
+
+    ce = nn.CrossEntropyLoss(label_smoothing=cfg.stage1.label_smoothing)
+    dcfg = DegradeConfig(factors=tuple(cfg.degrade.factors), blur_prob=cfg.degrade.blur_prob,
+                         noise_prob=cfg.degrade.noise_prob, jpeg_prob=cfg.degrade.jpeg_prob)
+
+    def train_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
+        batches = _batches(len(split.labels), cfg.stage1.batch_size, rng)
+        tot, correct, n = 0.0, 0, 0
+        for step, idx in enumerate(batches):
+            set_lr(opt, cosine_lr(lr, epoch, step, len(batches), epochs, warmup_epochs=min(1.0, epochs / 10)))
+            imgs = augment_hr(split.images[idx], rng) if cfg.stage1.augment else split.images[idx]
+            pix = random_lr(imgs, dcfg, rng)[0] if lr_inputs else imgs.astype(np.float32)
+            x, y = _tensor(pix), torch.from_numpy(split.labels[idx])
+            logits = model(x)
+            loss = ce(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+            n += len(idx)
+        return {"loss": tot / n, "train_acc": correct / n}
+
+    return train_epoch
+
+
+def _sgd(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.stage1.momentum,
+                           weight_decay=cfg.stage1.weight_decay, nesterov=True)
+
+
+def spec_for(cfg: TrainConfig, method: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"method": method, "backbone": cfg.model.backbone, "head_hidden": cfg.model.head_hidden,
+                            "dropout": cfg.model.dropout, "num_classes": len(PRE.classes), "in_channels": PRE.channels}
+    if method == "fsrfer":
+        spec["generator"] = {"blocks": cfg.stage2.generator_blocks, "growth": cfg.stage2.generator_growth}
+    if method == "image_sr":
+        spec["sr"] = {"width": cfg.baselines.image_sr_width, "blocks": cfg.baselines.image_sr_blocks}
+    return spec
+
+
+def _save_model(out: Path, name: str, model: InferenceModel, cfg: TrainConfig, runner: Optional[EpochRunner],
+                extra: Optional[dict[str, Any]] = None) -> Path:
+    path = out / "models" / f"{name}.pt"
+    meta = {"name": name, "config": cfg.to_dict(), "history": runner.history if runner else [],
+            "best_val_score": runner.best_score if runner else None, **(extra or {})}
+    checkpoint.save(path, checkpoint.model_payload(model, model.spec, PRE, meta))
+    log.info("wrote %s", path)
+    return path
+
+
+def train_stage1(cfg: TrainConfig, data: Data, out: Path, resume: bool, stop_after: Optional[int] = None,
+                 deadline: Optional[float] = None) -> Optional[Path]:
+    """Train the HR FER model. Returns the model checkpoint path, or None if stopped early."""
+    torch.manual_seed(cfg.seed)  # initial weights must not depend on what ran before (resume)
+    model = InferenceModel(spec_for(cfg, "hr"))
+    opt = _sgd(model.fer, cfg, cfg.stage1.lr)
+    runner = EpochRunner("stage1", out / "state" / "stage1.pt", {"fer": model.fer}, {"opt": opt},
+                         cfg.stage1.epochs, cfg.seed)
+    step = _classifier_epoch(model.fer, opt, data.train, cfg, cfg.stage1.epochs, cfg.stage1.lr, lr_inputs=False)
+    if not runner.run(step, lambda: _mean_acc(model, data.val, (1,), cfg.eval.batch_size), resume, stop_after, deadline):
+        return None
+    runner.load_best()
+    return _save_model(out, "hr", model.eval(), cfg, runner)
+
+
+def load_fer(path: Path) -> InferenceModel:
+    model, _, _ = checkpoint.load_model(path)
+    return model  # type: ignore[return-value]
+
+
+def train_lr_finetune(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resume: bool,
+                      stop_after: Optional[int] = None, deadline: Optional[float] = None) -> Optional[Path]:
+    """Baseline (b): the HR model fine-tuned on mixed-factor LR inputs."""
+    torch.manual_seed(cfg.seed)
+    model = InferenceModel(spec_for(cfg, "lr_finetune"))
+    model.fer.load_state_dict(load_fer(hr_path).fer.state_dict())
+    epochs, lr = cfg.baselines.lr_finetune_epochs, cfg.baselines.lr_finetune_lr
+    opt = _sgd(model.fer, cfg, lr)
+    runner = EpochRunner("lr_finetune", out / "state" / "lr_finetune.pt", {"fer": model.fer}, {"opt": opt}, epochs, cfg.seed)
+    step = _classifier_epoch(model.fer, opt, data.train, cfg, epochs, lr, lr_inputs=True)
+    evaluate = lambda: _mean_acc(model, data.val, tuple(cfg.eval.factors), cfg.eval.batch_size)  # noqa: E731
+    if not runner.run(step, evaluate, resume, stop_after, deadline):
+        return None
+    runner.load_best()
+    return _save_model(out, "lr_finetune", model.eval(), cfg, runner)
+
+
+# ---------------------------------------------------------------------------------------------
+# Baseline (c): image super-resolution + the frozen HR model
+# ---------------------------------------------------------------------------------------------
+
+
+def train_image_sr(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resume: bool,
+                   stop_after: Optional[int] = None, deadline: Optional[float] = None) -> Optional[Path]:
+    from .degrade import DegradeConfig, random_lr
+
+    torch.manual_seed(cfg.seed)
+    model = InferenceModel(spec_for(cfg, "image_sr"))
+    model.fer.load_state_dict(load_fer(hr_path).fer.state_dict())
+    model.fer.eval().requires_grad_(False)
+    sr = model.sr
+    assert sr is not None  # method image_sr always has one
+    epochs, lr = cfg.baselines.image_sr_epochs, cfg.baselines.image_sr_lr
+    opt = torch.optim.Adam(sr.parameters(), lr=lr)
+    dcfg = DegradeConfig(factors=tuple(cfg.degrade.factors), blur_prob=cfg.degrade.blur_prob,
+                         noise_prob=cfg.degrade.noise_prob, jpeg_prob=cfg.degrade.jpeg_prob)
+
+    def train_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
+        batches = _batches(len(data.train.labels), cfg.stage1.batch_size, rng)
+        tot = 0.0
+        for step, idx in enumerate(batches):
+            set_lr(opt, cosine_lr(lr, epoch, step, len(batches), epochs))
+            hr = data.train.images[idx]
+            lr_pix = random_lr(hr, dcfg, rng)[0]
+            loss = nn.functional.l1_loss(sr(_tensor(lr_pix)), _tensor(hr.astype(np.float32)))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += loss.item()
+        return {"l1": tot / len(batches)}
+
+    runner = EpochRunner("image_sr", out / "state" / "image_sr.pt", {"sr": sr}, {"opt": opt}, epochs, cfg.seed)
+    evaluate = lambda: _mean_acc(model, data.val, tuple(cfg.eval.factors), cfg.eval.batch_size)  # noqa: E731
+    if not runner.run(train_epoch, evaluate, resume, stop_after, deadline):
+        return None
+    runner.load_best()
+    return _save_model(out, "image_sr", model.eval(), cfg, runner)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 2: features, G and D
+# ---------------------------------------------------------------------------------------------
+
+
+def extract_features(trunk: nn.Module, images: np.ndarray, factors: tuple[int, ...], bs: int = 256,
+                     cfg: Optional[TrainConfig] = None, seed: int = 0) -> dict[int, np.ndarray]:
+    """Embeddings of every face at every factor, from the frozen trunk: {factor: (N, D) float32}.
+
+    Stage 2 trains on these instead of images. That is equivalent to training on images because the
+    trunk is frozen (eval mode) and each face's LR version is fixed per factor; with blur/noise/JPEG
+    extras configured, one seeded realisation per face and factor is cached.
+    """
+    from .degrade import DegradeConfig, random_lr
+
+    trunk.eval()
+    feats: dict[int, np.ndarray] = {}
+    for f in factors:
+        dcfg = None
+        if cfg is not None and f > 1 and (cfg.degrade.blur_prob or cfg.degrade.noise_prob or cfg.degrade.jpeg_prob):
+            dcfg = DegradeConfig(factors=(f,), blur_prob=cfg.degrade.blur_prob, noise_prob=cfg.degrade.noise_prob,
+                                 jpeg_prob=cfg.degrade.jpeg_prob)
+        rng = np.random.default_rng([seed, f])
+        chunks = []
+        for s in range(0, len(images), bs):
+            part = images[s:s + bs]
+            if dcfg is None:
+                x = torch.from_numpy(degraded_inputs(part, f, PRE))
+            else:
+                x = _tensor(random_lr(part, dcfg, rng)[0])
+            with torch.no_grad():
+                chunks.append(trunk(x).numpy())
+        feats[f] = np.concatenate(chunks).astype(np.float32)
+    return feats
+
+
+def cached_features(path: Path, trunk: nn.Module, images: np.ndarray, factors: tuple[int, ...], key: str,
+                    cfg: TrainConfig) -> dict[int, np.ndarray]:
+    """Features from ``path`` if it was made for ``key`` (HR model hash + factors + data), else computed
+    and written atomically."""
+    if path.is_file():
+        with np.load(path) as z:
+            if str(z["key"]) == key:
+                return {int(k[1:]): z[k] for k in z.files if k.startswith("f")}
+    t0 = time.time()
+    feats = extract_features(trunk, images, factors, cfg=cfg, seed=cfg.seed)
+    log.info("extracted %d x %d features in %.1f s", len(images), len(factors), time.time() - t0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, key=np.array(key), **{f"f{k}": v for k, v in feats.items()})
+    tmp.replace(path)
+    return feats
+
+
+class Stage2Step:
+    """One stage-2 training step: a critic step then a generator step on a batch of features.
+
+    Exposed as a class so tests can check that every loss term is used (gradients reach G, the critic's
+    loss changes, re-weighting changes the loss).
+    """
+
+    def __init__(self, head: nn.Module, g: FeatureGenerator, d: FeatureCritic, loss_cfg: LossConfig,
+                 opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer) -> None:
+        self.head, self.g, self.d, self.cfg, self.opt_g, self.opt_d = head, g, d, loss_cfg, opt_g, opt_d
+
+    def weights(self, y_gen: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if not self.cfg.reweight:
+            return torch.ones(len(labels))
+        with torch.no_grad():
+            return losses.reweight(losses.true_class_prob(self.head(y_gen), labels))
+
+    def generator_loss(self, f_lr: torch.Tensor, f_hr: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        c = self.cfg
+        y = self.g(f_lr)
+        w = self.weights(y, labels)
+        terms: dict[str, torch.Tensor] = {}
+        if c.adversarial and c.gan != "none":
+            terms["adv"] = c.adversarial * losses.generator_adversarial(self.d(y), w)
+        if c.reconstruction:
+            terms["rec"] = c.reconstruction * losses.weighted_mean(losses.feature_mse(y, f_hr), w)
+        if c.head:
+            h_hr = self.head.activation(f_hr).detach()
+            terms["head"] = c.head * losses.weighted_mean(losses.feature_mse(self.head.activation(y), h_hr), w)
+        if c.cross_entropy:
+            ce = nn.functional.cross_entropy(self.head(y), labels, reduction="none")
+            terms["ce"] = c.cross_entropy * losses.weighted_mean(ce, w)
+        total = sum(terms.values(), torch.zeros(()))
+        return total, {k: v.item() for k, v in terms.items()} | {"w_mean": float(w.mean())}
+
+    def critic_loss(self, f_lr: torch.Tensor, f_hr: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            fake = self.g(f_lr)
+        w = self.weights(fake, labels)
+        loss = losses.critic_loss(self.d(f_hr), self.d(fake), w)
+        return loss + losses.wgan_div_penalty(self.d, f_hr, fake, w, self.cfg.div_k, self.cfg.div_p)
+
+    def __call__(self, f_lr: torch.Tensor, f_hr: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        stats: dict[str, float] = {}
+        if self.cfg.adversarial and self.cfg.gan != "none":
+            ld = self.critic_loss(f_lr, f_hr, labels)
+            self.opt_d.zero_grad(set_to_none=True)
+            ld.backward()
+            self.opt_d.step()
+            stats["d_loss"] = ld.item()
+        lg, parts = self.generator_loss(f_lr, f_hr, labels)
+        self.opt_g.zero_grad(set_to_none=True)
+        lg.backward()
+        self.opt_g.step()
+        return stats | parts | {"g_loss": lg.item()}
+
+
+def _feature_val_score(head: nn.Module, g: nn.Module, feats: dict[int, np.ndarray], labels: np.ndarray,
+                       factors: tuple[int, ...]) -> float:
+    with torch.no_grad():
+        accs = [float((head(g(torch.from_numpy(feats[f]))).argmax(1).numpy() == labels).mean()) for f in factors]
+    return float(np.mean(accs))
+
+
+def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: str, loss_cfg: LossConfig,
+                 resume: bool, stop_after: Optional[int] = None, deadline: Optional[float] = None) -> Optional[Path]:
+    """Train G (and D) on cached features of the frozen HR model; save the fused FSR-FER model."""
+    fer = load_fer(hr_path).fer.eval().requires_grad_(False)
+    key = f"{checkpoint.file_sha256(hr_path)}|{data.source}|{len(data.train.labels)}|{cfg.degrade}"
+    train_factors = tuple(sorted(set(cfg.degrade.factors) | {1}))
+    eval_factors = tuple(cfg.eval.factors)
+    ftr = cached_features(out / "cache" / "train_features.npz", fer.trunk, data.train.images, train_factors, key, cfg)
+    fval = cached_features(out / "cache" / "val_features.npz", fer.trunk, data.val.images, eval_factors,
+                           key + "|val", dataclasses.replace(cfg, degrade=dataclasses.replace(cfg.degrade, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0)))
+    dim = fer.trunk.feature_dim
+    s2 = cfg.stage2
+    torch.manual_seed(cfg.seed)
+    g = FeatureGenerator(dim, s2.generator_blocks, s2.generator_growth)
+    d = FeatureCritic(dim, s2.critic_hidden, s2.critic_layers)
+    labels = data.train.labels
+    n, bs = len(labels), s2.batch_size
+    lr_factors = np.array([f for f in train_factors if f > 1] or [1])
+    all_factors = np.array(train_factors)
+    stack = np.stack([ftr[f] for f in train_factors])  # (F, N, D)
+
+    def sample(rng: np.random.Generator, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # Each face in the batch gets its own random factor: one G for every factor.
+        fi = rng.integers(0, len(all_factors), len(idx))
+        return (torch.from_numpy(stack[fi, idx]), torch.from_numpy(ftr[1][idx]), torch.from_numpy(labels[idx]))
+
+    val_score = lambda: _feature_val_score(fer.head, g, fval, data.val.labels, eval_factors)  # noqa: E731
+
+    # Phase 1: pre-train G alone with feature MSE (as the authors' code does).
+    opt_p = torch.optim.Adam(g.parameters(), lr=s2.pretrain_lr)
+
+    def pre_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
+        batches = _batches(n, bs, rng)
+        tot = 0.0
+        for step, idx in enumerate(batches):
+            set_lr(opt_p, cosine_lr(s2.pretrain_lr, epoch, step, len(batches), s2.pretrain_epochs))
+            f_lr, f_hr, _ = sample(rng, idx)
+            loss = losses.feature_mse(g(f_lr), f_hr).mean()
+            opt_p.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_p.step()
+            tot += loss.item()
+        return {"mse": tot / max(1, len(batches))}
+
+    pre = EpochRunner(f"{name}.pretrain", out / "state" / f"{name}.pretrain.pt", {"g": g}, {"opt": opt_p},
+                      s2.pretrain_epochs, cfg.seed)
+    if s2.pretrain_epochs and not pre.run(pre_epoch, val_score, resume, stop_after, deadline):
+        return None
+    # Phase 2: adversarial + reconstruction + head-activation losses, re-weighted.
+    opt_g = torch.optim.Adam(g.parameters(), lr=s2.lr_g, betas=(0.0, 0.9))
+    opt_d = torch.optim.Adam(d.parameters(), lr=s2.lr_d, betas=(0.0, 0.9))
+    step = Stage2Step(fer.head, g, d, loss_cfg, opt_g, opt_d)
+
+    def gan_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
+        batches = _batches(n, bs, rng)
+        acc: dict[str, float] = {}
+        for i, idx in enumerate(batches):
+            set_lr(opt_g, cosine_lr(s2.lr_g, epoch, i, len(batches), s2.epochs))
+            set_lr(opt_d, cosine_lr(s2.lr_d, epoch, i, len(batches), s2.epochs))
+            for k, v in step(*sample(rng, idx)).items():
+                acc[k] = acc.get(k, 0.0) + v / len(batches)
+        return acc
+
+    gan = EpochRunner(f"{name}.gan", out / "state" / f"{name}.gan.pt", {"g": g, "d": d},
+                      {"g": opt_g, "d": opt_d}, s2.epochs, cfg.seed)
+    if s2.epochs:
+        if not gan.run(gan_epoch, val_score, resume, stop_after, deadline):
+            return None
+        gan.load_best()
+    model = InferenceModel(spec_for(cfg, "fsrfer"))
+    model.fer.load_state_dict(fer.state_dict())
+    assert model.generator is not None  # method fsrfer always has one
+    model.generator.load_state_dict(g.state_dict())
+    return _save_model(out, name, model.eval(), cfg, gan if s2.epochs else pre,
+                       {"losses": dataclasses.asdict(loss_cfg), "pretrain_history": pre.history})
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole pipeline
+# ---------------------------------------------------------------------------------------------
+
+STEPS = ("stage1", "stage2", "ablations", "baselines", "eval")
+
+
+def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, steps: tuple[str, ...] = STEPS,
+                 stop_after: Optional[int] = None, time_budget_min: Optional[float] = None) -> bool:
+    """Run the configured steps. Returns True when everything finished, False when stopped early."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    deadline = time.time() + 60 * time_budget_min if time_budget_min else None
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", cfg.to_dict())
+    models = out / "models"
+
+    def existing(name: str) -> Optional[Path]:
+        p = models / f"{name}.pt"
+        return p if (resume and p.is_file()) else None
+
+    hr = existing("hr")
+    if "stage1" in steps and hr is None:
+        hr = train_stage1(cfg, data, out, resume, stop_after, deadline)
+        if hr is None:
+            return False
+    hr = hr or models / "hr.pt"
+    if not hr.is_file():
+        raise DataError(f"stage 1 model {hr} not found; run the 'stage1' step first")
+    jobs: list[tuple[str, Any]] = []
+    if "stage2" in steps:
+        jobs.append(("fsrfer", lambda: train_stage2(cfg, data, hr, out, "fsrfer", cfg.stage2.losses, resume, stop_after, deadline)))
+    if "ablations" in steps:
+        for ab in cfg.stage2.ablations:
+            jobs.append((f"fsrfer_{ab}", lambda ab=ab: train_stage2(cfg, data, hr, out, f"fsrfer_{ab}",
+                                                                    ablated(cfg.stage2.losses, ab), resume, stop_after, deadline)))
+    if "baselines" in steps:
+        if "lr_finetune" in cfg.baselines.run:
+            jobs.append(("lr_finetune", lambda: train_lr_finetune(cfg, data, hr, out, resume, stop_after, deadline)))
+        if "image_sr" in cfg.baselines.run:
+            jobs.append(("image_sr", lambda: train_image_sr(cfg, data, hr, out, resume, stop_after, deadline)))
+    for name, job in jobs:
+        if existing(name) is None and job() is None:
+            return False
+    if "eval" in steps:
+        evaluate_all(cfg, data, out, split=cfg.eval.split)
+    return True
+
+
+def evaluate_all(cfg: TrainConfig, data: Data, out: Path, split: str = "val") -> dict[str, Any]:
+    """Evaluate every model in OUT/models on ``split``; write OUT/eval/<split>/*.json and plots."""
+    from .evaluate import plot_accuracy, plot_confusion
+
+    s = getattr(data, split)
+    results: dict[str, Any] = {}
+    order = ["hr", "lr_finetune", "image_sr", "fsrfer_no_reweight_no_adversarial", "fsrfer_no_reweight",
+             "fsrfer_no_adversarial", "fsrfer"]
+    paths = sorted((out / "models").glob("*.pt"), key=lambda p: order.index(p.stem) if p.stem in order else 99)
+    for p in paths:
+        model, pre, ckpt = checkpoint.load_model(p)
+        res = evaluate_fn(torch_logits_fn(model), s.images, s.labels, tuple(cfg.eval.factors), pre, cfg.eval.batch_size)
+        res.update(method=p.stem, checkpoint=p.name, split=split, data=data.source)
+        results[p.stem] = res
+    d = out / "eval" / split
+    write_json(d / "results.json", results)
+    if results:
+        plot_accuracy(results, d / "accuracy_vs_factor.png", f"{cfg.name}: {split} accuracy vs factor")
+        if "fsrfer" in results and "4" in results["fsrfer"]["factors"]:
+            plot_confusion(results["fsrfer"]["factors"]["4"]["confusion"], PRE.classes, d / "confusion_x4_fsrfer.png",
+                           "FSR-FER at x4 (12 px)")
+    for m, r in results.items():
+        log.info("%-32s %s", m, " ".join(f"x{f}:{100 * v['accuracy']:.1f}" for f, v in r["factors"].items()))
+    return results
