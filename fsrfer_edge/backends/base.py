@@ -1,0 +1,164 @@
+"""The one small interface every inference backend implements.
+
+A backend owns one loaded model (an ONNX Runtime session, a TensorRT engine and its device
+memory). Its public :meth:`Backend.infer` checks the batch against the model's own description
+(:class:`~fsrfer_edge.metadata.ModelInfo`) and then calls the backend's ``_infer_impl``, so every
+backend sees only well-formed input. Loading lives in small module-level functions of each
+backend module, apart from running.
+"""
+from __future__ import annotations
+
+import abc
+import logging
+from types import TracebackType
+from typing import Optional
+
+import numpy as np
+
+from ..errors import FsrferError, InputError
+from ..metadata import ModelInfo
+
+logger = logging.getLogger(__name__)
+
+
+class BackendClosedError(FsrferError, RuntimeError):
+    """A backend (or a Recognizer) was used after :meth:`close`."""
+
+
+class Backend(abc.ABC):
+    """Base class of inference backends: ``infer(batch) -> logits``, ``close()``, context manager.
+
+    Subclasses set ``self._info`` (and ``self._max_batch`` when the model limits the batch size)
+    while loading, and implement :meth:`_infer_impl` and :meth:`_close_impl`.
+    """
+
+    #: Short backend name recorded in benchmarks, e.g. ``"onnxruntime"``.
+    name: str = "base"
+
+    def __init__(self) -> None:
+        self._info: Optional[ModelInfo] = None
+        self._max_batch: Optional[int] = None
+        self._closed = False
+
+    # -- description ------------------------------------------------------------------------
+    @property
+    def info(self) -> ModelInfo:
+        """The model's self-description (preprocessing, classes, tensor names, input dtype)."""
+        if self._info is None:
+            raise BackendClosedError(f"{type(self).__name__} has no model loaded")
+        return self._info
+
+    @property
+    def max_batch(self) -> Optional[int]:
+        """Largest batch the loaded model accepts, or None when it has no limit."""
+        return self._max_batch
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """What actually executes the model (for logs and benchmark records)."""
+        return (self.name,)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self.info.input_dtype)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, S, S) of one sample, from the model's preprocessing."""
+        pre = self.info.preprocessing
+        return (pre.channels, pre.input_size, pre.input_size)
+
+    # -- running ----------------------------------------------------------------------------
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run the model on one batch.
+
+        Args:
+            batch: (N, C, S, S) array of the model's input dtype (``info.input_dtype``): float32
+                normalised input, or uint8 raw pixels for models that normalise in the graph.
+
+        Returns:
+            (N, num_classes) float32 logits.
+
+        Raises:
+            InputError: wrong type, dtype, shape, an empty batch, a batch larger than
+                ``max_batch``, or NaN/infinite values.
+            BackendClosedError: the backend was closed.
+        """
+        self._check_open()
+        batch = self._validate(batch)
+        return self._infer_impl(batch)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendClosedError(
+                f"this {type(self).__name__} was closed; create a new one (or a new Recognizer) to run inference"
+            )
+
+    def _validate(self, batch: np.ndarray) -> np.ndarray:
+        expected_shape = "(N, {}, {}, {})".format(*self.input_shape)
+        if not isinstance(batch, np.ndarray):
+            raise InputError(
+                f"received a {type(batch).__name__}; expected a numpy array of shape {expected_shape}, "
+                f"dtype {self.input_dtype}"
+            )
+        if batch.dtype != self.input_dtype:
+            hint = ("Normalise faces with info.preprocessing.prepare()" if self.input_dtype == np.float32
+                    else "Pass raw pixels: np.rint(info.preprocessing.to_pixels(faces)).astype(np.uint8)")
+            raise InputError(
+                f"received a batch of dtype {batch.dtype}; this model expects {self.input_dtype}. {hint}"
+            )
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
+            raise InputError(f"received a batch of shape {batch.shape}; expected {expected_shape}")
+        n = batch.shape[0]
+        if n == 0:
+            raise InputError(f"received an empty batch of shape {batch.shape}; expected at least one sample")
+        if self._max_batch is not None and n > self._max_batch:
+            raise InputError(
+                f"received a batch of {n}; this model accepts at most {self._max_batch} at once. "
+                "Split the batch (Recognizer does this for you)"
+            )
+        if batch.dtype.kind == "f" and not np.isfinite(batch).all():
+            raise InputError("the batch contains NaN or infinite values; expected finite normalised input")
+        return np.ascontiguousarray(batch)
+
+    @abc.abstractmethod
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        """Run a validated, C-contiguous batch; return float32 logits."""
+
+    # -- lifetime ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Free the model and every buffer the backend owns; closing twice is fine."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close_impl()
+
+    @abc.abstractmethod
+    def _close_impl(self) -> None:
+        """Release resources; called once."""
+
+    def __enter__(self) -> "Backend":
+        self._check_open()
+        return self
+
+    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # A backend that was never closed still frees its device memory when collected. Errors
+        # here cannot be raised to anyone (the interpreter may be shutting down); log them.
+        if getattr(self, "_closed", True):
+            return
+        try:
+            self.close()
+        except Exception as exc:  # noqa: BLE001 - a finaliser has nowhere to raise to
+            logger.debug("closing %s during garbage collection failed: %s", type(self).__name__, exc)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"max_batch={self._max_batch}"
+        return f"{type(self).__name__}({state})"

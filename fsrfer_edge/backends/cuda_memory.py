@@ -1,0 +1,338 @@
+"""A small CUDA memory layer for the TensorRT backend, with two interchangeable implementations.
+
+- :class:`CudaPythonMemory` uses NVIDIA's ``cuda-python`` runtime bindings
+  (``cuda.bindings.runtime`` in cuda-python >= 12.6/13, ``cuda.cudart`` in older releases);
+  every call's error code is checked and turned into :class:`~fsrfer_edge.errors.EngineError`.
+- :class:`PyCudaMemory` uses ``pycuda.driver`` (common on JetPack images).
+
+Both work on the device's *primary* context, which is the one the CUDA runtime and TensorRT use.
+Neither library is imported until an implementation is created (pip extra ``tensorrt``).
+"""
+from __future__ import annotations
+
+import abc
+import contextlib
+import ctypes
+import dataclasses
+import logging
+import threading
+from types import ModuleType
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from ..errors import BackendUnavailable, EngineError, InputError, require
+
+logger = logging.getLogger(__name__)
+
+MEMORY_CHOICES = ("auto", "cuda-python", "pycuda")
+
+
+@dataclasses.dataclass(eq=False)
+class DeviceBuffer:
+    """A device allocation: ``ptr`` is the device address TensorRT is given."""
+
+    ptr: int
+    nbytes: int
+    handle: Any = None  # what the implementation needs to free it
+
+
+@dataclasses.dataclass(eq=False)
+class CudaStream:
+    """A CUDA stream: ``ptr`` is the ``cudaStream_t`` value as an int (for TensorRT)."""
+
+    ptr: int
+    handle: Any = None
+
+
+class CudaMemory(abc.ABC):
+    """Device/pinned-host allocation, async copies and streams on one CUDA device."""
+
+    #: Name used in ``memory=`` and in benchmark records.
+    name: str = "base"
+
+    def __init__(self, device: int = 0) -> None:
+        if isinstance(device, bool) or not isinstance(device, int) or device < 0:
+            raise InputError(f"device={device!r}; expected a CUDA device index >= 0")
+        self.device = device
+
+    @abc.abstractmethod
+    def context(self) -> contextlib.AbstractContextManager[None]:
+        """Make this device current on the calling thread for the duration of a ``with`` block."""
+
+    @abc.abstractmethod
+    def device_compute_capability(self, device: Optional[int] = None) -> str:
+        """Compute capability of ``device`` (default: this one) as ``"major.minor"``, e.g. ``"8.7"``."""
+
+    @abc.abstractmethod
+    def alloc_device(self, nbytes: int) -> DeviceBuffer:
+        """Allocate ``nbytes`` of device memory."""
+
+    @abc.abstractmethod
+    def alloc_host(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """Allocate a page-locked (pinned) host array, needed for truly asynchronous copies."""
+
+    @abc.abstractmethod
+    def create_stream(self) -> CudaStream:
+        """Create a CUDA stream."""
+
+    @abc.abstractmethod
+    def htod_async(self, dst: DeviceBuffer, src_host: np.ndarray, stream: CudaStream) -> None:
+        """Copy ``src_host.nbytes`` bytes (a C-contiguous, ideally pinned array) to ``dst``."""
+
+    @abc.abstractmethod
+    def dtoh_async(self, dst_host: np.ndarray, src: DeviceBuffer, stream: CudaStream) -> None:
+        """Copy ``dst_host.nbytes`` bytes from ``src`` into a C-contiguous host array."""
+
+    @abc.abstractmethod
+    def synchronize(self, stream: CudaStream) -> None:
+        """Wait until all work queued on ``stream`` has finished."""
+
+    @abc.abstractmethod
+    def free(self, obj: Any) -> None:
+        """Free a :class:`DeviceBuffer`, a pinned array from :meth:`alloc_host`, or a :class:`CudaStream`."""
+
+    def close(self) -> None:
+        """Release what the implementation holds for the device (e.g. a retained context)."""
+
+    @staticmethod
+    def _check_copy(host: np.ndarray, dev: DeviceBuffer) -> None:
+        if not host.flags.c_contiguous:
+            raise InputError("host array for a CUDA copy must be C-contiguous; use np.ascontiguousarray")
+        if host.nbytes > dev.nbytes:
+            raise InputError(f"copy of {host.nbytes} bytes does not fit the {dev.nbytes}-byte device buffer")
+
+
+# ---------------------------------------------------------------------------------------------
+# cuda-python
+# ---------------------------------------------------------------------------------------------
+def import_cudart() -> ModuleType:
+    """The cuda-python runtime module, from whichever layout this cuda-python release has."""
+    try:
+        from cuda.bindings import (
+            runtime,  # cuda-python >= 12.6 (the only layout in 13.x)
+        )
+        return runtime
+    except ImportError:
+        pass
+    try:
+        from cuda import cudart  # cuda-python < 12.6
+        return cudart
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"cuda-python is needed for the 'cuda-python' memory layer but could not be imported ({exc}). "
+            "Install it with: pip install 'fsrfer-edge[tensorrt]'"
+        ) from exc
+
+
+class CudaPythonMemory(CudaMemory):
+    """CUDA memory through cuda-python's runtime API (``cudaMalloc``, ``cudaMemcpyAsync``...)."""
+
+    name = "cuda-python"
+
+    def __init__(self, device: int = 0) -> None:
+        super().__init__(device)
+        self._rt = import_cudart()
+        self._host_ptrs: set[int] = set()  # pointers from cudaMallocHost not yet freed
+        self._call("cudaSetDevice", self.device)
+
+    def _call(self, fn: str, *args: Any) -> Any:
+        """Call ``cudart.<fn>``, raise EngineError on a non-success code, return the value(s)."""
+        result = getattr(self._rt, fn)(*args)
+        err, values = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
+        if err != self._rt.cudaError_t.cudaSuccess:
+            raise EngineError(f"CUDA call {fn} failed: {self._error_string(err)} (error {int(err)}) on device {self.device}")
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else values
+
+    def _error_string(self, err: Any) -> str:
+        res = self._rt.cudaGetErrorString(err)
+        msg = res[1] if isinstance(res, tuple) else res
+        return msg.decode(errors="replace") if isinstance(msg, bytes) else str(msg)
+
+    @contextlib.contextmanager
+    def context(self) -> Iterator[None]:
+        # The current device is per thread; set it on whichever thread runs inference.
+        self._call("cudaSetDevice", self.device)
+        yield
+
+    def device_compute_capability(self, device: Optional[int] = None) -> str:
+        dev = self.device if device is None else device
+        attr = self._rt.cudaDeviceAttr
+        major = self._call("cudaDeviceGetAttribute", attr.cudaDevAttrComputeCapabilityMajor, dev)
+        minor = self._call("cudaDeviceGetAttribute", attr.cudaDevAttrComputeCapabilityMinor, dev)
+        return f"{int(major)}.{int(minor)}"
+
+    def alloc_device(self, nbytes: int) -> DeviceBuffer:
+        ptr = self._call("cudaMalloc", int(nbytes))
+        return DeviceBuffer(ptr=int(ptr), nbytes=int(nbytes), handle=ptr)
+
+    def alloc_host(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        dt = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        ptr = int(self._call("cudaMallocHost", max(nbytes, 1)))
+        raw = (ctypes.c_uint8 * max(nbytes, 1)).from_address(ptr)
+        arr = np.frombuffer(raw, dtype=np.uint8, count=nbytes).view(dt).reshape(shape)
+        self._host_ptrs.add(ptr)
+        return arr
+
+    def create_stream(self) -> CudaStream:
+        stream = self._call("cudaStreamCreate")
+        return CudaStream(ptr=int(stream), handle=stream)
+
+    def htod_async(self, dst: DeviceBuffer, src_host: np.ndarray, stream: CudaStream) -> None:
+        self._check_copy(src_host, dst)
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._call("cudaMemcpyAsync", dst.ptr, src_host.ctypes.data, src_host.nbytes, kind, stream.handle)
+
+    def dtoh_async(self, dst_host: np.ndarray, src: DeviceBuffer, stream: CudaStream) -> None:
+        self._check_copy(dst_host, src)
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._call("cudaMemcpyAsync", dst_host.ctypes.data, src.ptr, dst_host.nbytes, kind, stream.handle)
+
+    def synchronize(self, stream: CudaStream) -> None:
+        self._call("cudaStreamSynchronize", stream.handle)
+
+    def free(self, obj: Any) -> None:
+        if isinstance(obj, DeviceBuffer):
+            self._call("cudaFree", obj.handle)
+        elif isinstance(obj, CudaStream):
+            self._call("cudaStreamDestroy", obj.handle)
+        elif isinstance(obj, np.ndarray):
+            ptr = int(obj.ctypes.data)
+            if ptr not in self._host_ptrs:
+                raise InputError("this array was not allocated by this CudaPythonMemory.alloc_host (or was freed)")
+            self._host_ptrs.discard(ptr)
+            self._call("cudaFreeHost", ptr)
+        else:
+            raise InputError(f"cannot free a {type(obj).__name__}; expected a DeviceBuffer, CudaStream or pinned array")
+
+
+# ---------------------------------------------------------------------------------------------
+# PyCUDA
+# ---------------------------------------------------------------------------------------------
+class PyCudaMemory(CudaMemory):
+    """CUDA memory through ``pycuda.driver`` on the device's primary context."""
+
+    name = "pycuda"
+
+    def __init__(self, device: int = 0) -> None:
+        super().__init__(device)
+        self._cuda = require("pycuda.driver", "pycuda", "the 'pycuda' memory layer")
+        self._local = threading.local()
+        try:
+            self._cuda.init()
+            self._dev = self._cuda.Device(device)
+            # The primary context is shared with the CUDA runtime, hence with TensorRT.
+            self._ctx = self._dev.retain_primary_context()
+        except self._cuda.Error as exc:
+            raise EngineError(f"pycuda could not open CUDA device {device}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def context(self) -> Iterator[None]:
+        # A pycuda context is current per thread; re-entrant use on one thread pushes only once.
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            self._ctx.push()
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth -= 1
+            if self._local.depth == 0:
+                self._cuda.Context.pop()
+
+    def _wrap(self, what: str, fn: Any, *args: Any) -> Any:
+        try:
+            with self.context():
+                return fn(*args)
+        except self._cuda.Error as exc:
+            raise EngineError(f"pycuda {what} failed on device {self.device}: {exc}") from exc
+
+    def device_compute_capability(self, device: Optional[int] = None) -> str:
+        dev = self._dev if device is None else self._cuda.Device(device)
+        major, minor = dev.compute_capability()
+        return f"{int(major)}.{int(minor)}"
+
+    def alloc_device(self, nbytes: int) -> DeviceBuffer:
+        alloc = self._wrap("mem_alloc", self._cuda.mem_alloc, int(nbytes))
+        return DeviceBuffer(ptr=int(alloc), nbytes=int(nbytes), handle=alloc)
+
+    def alloc_host(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        arr: np.ndarray = self._wrap("pagelocked_empty", self._cuda.pagelocked_empty, tuple(shape), np.dtype(dtype))
+        return arr
+
+    def create_stream(self) -> CudaStream:
+        stream = self._wrap("Stream", self._cuda.Stream)
+        return CudaStream(ptr=int(stream.handle), handle=stream)
+
+    def htod_async(self, dst: DeviceBuffer, src_host: np.ndarray, stream: CudaStream) -> None:
+        self._check_copy(src_host, dst)
+        self._wrap("memcpy_htod_async", self._cuda.memcpy_htod_async, dst.ptr, src_host, stream.handle)
+
+    def dtoh_async(self, dst_host: np.ndarray, src: DeviceBuffer, stream: CudaStream) -> None:
+        self._check_copy(dst_host, src)
+        self._wrap("memcpy_dtoh_async", self._cuda.memcpy_dtoh_async, dst_host, src.ptr, stream.handle)
+
+    def synchronize(self, stream: CudaStream) -> None:
+        self._wrap("Stream.synchronize", stream.handle.synchronize)
+
+    def free(self, obj: Any) -> None:
+        if isinstance(obj, DeviceBuffer):
+            self._wrap("DeviceAllocation.free", obj.handle.free)
+        elif isinstance(obj, CudaStream):
+            obj.handle = None  # pycuda destroys the stream when its last reference goes
+        elif isinstance(obj, np.ndarray):
+            # pycuda makes the HostAllocation the array's base; views and buffers may sit between.
+            base: Any = obj.base
+            while isinstance(base, (np.ndarray, memoryview)) and not hasattr(base, "free"):
+                base = base.base if isinstance(base, np.ndarray) else base.obj
+            if base is None or not hasattr(base, "free"):
+                raise InputError("this array was not allocated by PyCudaMemory.alloc_host")
+            self._wrap("HostAllocation.free", base.free)
+        else:
+            raise InputError(f"cannot free a {type(obj).__name__}; expected a DeviceBuffer, CudaStream or pinned array")
+
+    def close(self) -> None:
+        ctx, self._ctx = getattr(self, "_ctx", None), None
+        if ctx is not None:
+            try:
+                ctx.detach()  # releases our reference on the primary context
+            except self._cuda.Error as exc:
+                logger.debug("pycuda context detach failed: %s", exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Selection
+# ---------------------------------------------------------------------------------------------
+_IMPLEMENTATIONS: dict[str, type[CudaMemory]] = {"cuda-python": CudaPythonMemory, "pycuda": PyCudaMemory}
+
+
+def select_memory(memory: str = "auto", device: int = 0) -> CudaMemory:
+    """Create the CUDA memory layer by name.
+
+    Args:
+        memory: ``"auto"`` (cuda-python if installed, else pycuda), ``"cuda-python"`` or ``"pycuda"``.
+        device: CUDA device index.
+
+    Raises:
+        InputError: unknown ``memory`` name.
+        BackendUnavailable: neither library (or the named one) is installed; names the ``tensorrt`` extra.
+        EngineError: the library is there but CUDA failed (no GPU, driver too old...).
+    """
+    if memory not in MEMORY_CHOICES:
+        raise InputError(f"memory={memory!r}; expected one of {MEMORY_CHOICES}")
+    if memory != "auto":
+        return _IMPLEMENTATIONS[memory](device)
+    reasons = []
+    for name, cls in _IMPLEMENTATIONS.items():
+        try:
+            return cls(device)
+        except BackendUnavailable as exc:
+            reasons.append(f"{name}: {exc}")
+    raise BackendUnavailable(
+        "running TensorRT engines needs cuda-python or pycuda, and neither could be imported. "
+        "Install one with: pip install 'fsrfer-edge[tensorrt]' (cuda-python) or 'fsrfer-edge[pycuda]'. "
+        "Details: " + " | ".join(reasons)
+    )

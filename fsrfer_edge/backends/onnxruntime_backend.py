@@ -1,0 +1,207 @@
+"""ONNX Runtime backend: runs an exported fused model (``.onnx``) on CPU or the CUDA provider.
+
+``onnxruntime`` is imported lazily (pip extra ``cpu``), so ``import fsrfer_edge`` never needs it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import InputError, ModelError, require
+from ..metadata import ModelInfo
+from .base import Backend
+
+logger = logging.getLogger(__name__)
+
+#: What ``providers="auto"`` (or None) tries, in order; the CPU provider is always last.
+AUTO_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8"}
+# ONNX Runtime raises its own exception classes (not RuntimeError) when a model cannot be loaded.
+_ORT_ERROR_NAMES = ("Fail", "InvalidArgument", "InvalidProtobuf", "InvalidGraph", "NoSuchFile", "NoModel",
+                    "NotImplemented", "RuntimeException", "EPFail", "ModelLoadCanceled")
+
+ProviderSpec = Union[str, Tuple[str, Dict[str, Any]]]  # typing generics: evaluated at import (Python 3.8 on JetPack 5)
+
+
+def import_onnxruntime() -> ModuleType:
+    """Import onnxruntime or raise BackendUnavailable naming the ``cpu`` extra."""
+    return require("onnxruntime", "cpu", "running .onnx models")
+
+
+def _ort_errors(ort: ModuleType) -> tuple[type[BaseException], ...]:
+    state = getattr(getattr(ort, "capi", None), "onnxruntime_pybind11_state", None)
+    found = [getattr(state, n) for n in _ORT_ERROR_NAMES if isinstance(getattr(state, n, None), type)]
+    return tuple(found) + (RuntimeError, OSError)
+
+
+def resolve_providers(providers: Union[None, str, Sequence[ProviderSpec]], device: int = 0,
+                      ort: Optional[ModuleType] = None) -> list[ProviderSpec]:
+    """Turn the user's provider choice into the list ONNX Runtime takes.
+
+    Args:
+        providers: None or ``"auto"`` (CUDA provider when this onnxruntime build has it, else CPU),
+            ``"cpu"``, ``"cuda"``, or an explicit list of provider names / (name, options) pairs.
+        device: CUDA device id for the CUDA provider.
+
+    Returns:
+        A provider list for ``onnxruntime.InferenceSession``.
+
+    Raises:
+        InputError: an unknown provider, or one this onnxruntime build does not have.
+    """
+    ort = ort or import_onnxruntime()
+    available = list(ort.get_available_providers())
+    cuda: ProviderSpec = ("CUDAExecutionProvider", {"device_id": int(device)})
+    if providers is None or providers == "auto":
+        return [cuda, "CPUExecutionProvider"] if "CUDAExecutionProvider" in available else ["CPUExecutionProvider"]
+    if providers == "cpu":
+        return ["CPUExecutionProvider"]
+    if providers == "cuda":
+        providers = [cuda, "CPUExecutionProvider"]
+    if isinstance(providers, str):
+        raise InputError(
+            f"providers={providers!r} is not understood; expected 'auto', 'cpu', 'cuda' or a list of "
+            f"provider names from {available}"
+        )
+    out: list[ProviderSpec] = []
+    for p in providers:
+        name = p[0] if isinstance(p, tuple) else p
+        if not isinstance(name, str) or name not in available:
+            raise InputError(
+                f"execution provider {name!r} is not available in this onnxruntime build; available: "
+                f"{available}. Install onnxruntime-gpu for CUDAExecutionProvider, or pass providers='auto'"
+            )
+        out.append(p)
+    if not out:
+        raise InputError(f"received an empty provider list; expected at least one of {available}")
+    return out
+
+
+def make_session_options(threads: Optional[int] = None, ort: Optional[ModuleType] = None) -> Any:
+    """Session options shared by the backend and the benchmark's bare session.
+
+    Args:
+        threads: intra-op threads; None lets ONNX Runtime choose (one per physical core).
+
+    Raises:
+        InputError: ``threads`` is not a positive integer.
+    """
+    ort = ort or import_onnxruntime()
+    opts = ort.SessionOptions()
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise InputError(f"threads={threads!r}; expected a positive integer or None (all cores)")
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # errors only; warnings about unused CUDA libs go to our logger instead
+    return opts
+
+
+def load_session(path: Union[str, os.PathLike[str]], providers: Union[None, str, Sequence[ProviderSpec]] = None,
+                 threads: Optional[int] = None, device: int = 0) -> tuple[Any, ModelInfo]:
+    """Open an exported fsrfer ONNX model: returns (InferenceSession, ModelInfo).
+
+    Raises:
+        ModelError: the file is missing, not a loadable ONNX model, has no fsrfer metadata, or its
+            inputs/outputs do not match that metadata.
+        BackendUnavailable: onnxruntime is not installed.
+        InputError: bad ``providers`` or ``threads``.
+    """
+    ort = import_onnxruntime()
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"model file {p} does not exist (or is not a file); expected an .onnx file from fsrfer-export")
+    provider_list = resolve_providers(providers, device, ort)
+    opts = make_session_options(threads, ort)
+    try:
+        session = ort.InferenceSession(str(p), sess_options=opts, providers=provider_list)
+    except _ort_errors(ort) as exc:
+        raise ModelError(
+            f"{p} could not be loaded by ONNX Runtime ({type(exc).__name__}: {exc}); expected an ONNX model "
+            "written by fsrfer-export. The file may be truncated or corrupt: export it again"
+        ) from exc
+    props = dict(session.get_modelmeta().custom_metadata_map)
+    info = ModelInfo.from_props(props, source=str(p))
+    check_session_io(session, info, str(p))
+    return session, info
+
+
+def check_session_io(session: Any, info: ModelInfo, source: str) -> Optional[int]:
+    """Verify the graph's input/output against the metadata; return the static batch size, if any.
+
+    Raises:
+        ModelError: names, dtype or per-sample shape disagree with ``info``.
+    """
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name: o for o in session.get_outputs()}
+    if info.input_name not in inputs:
+        raise ModelError(f"{source}: metadata names input {info.input_name!r}, but the graph's inputs are {sorted(inputs)}")
+    if info.output_name not in outputs:
+        raise ModelError(f"{source}: metadata names output {info.output_name!r}, but the graph's outputs are {sorted(outputs)}")
+    inp = inputs[info.input_name]
+    dtype = _ORT_DTYPES.get(inp.type)
+    if dtype != info.input_dtype:
+        raise ModelError(f"{source}: input {inp.name!r} has type {inp.type}, but metadata says {info.input_dtype}")
+    pre = info.preprocessing
+    want = [pre.channels, pre.input_size, pre.input_size]
+    shape = list(inp.shape)
+    if len(shape) != 4 or any(isinstance(d, int) and d != w for d, w in zip(shape[1:], want)):
+        raise ModelError(f"{source}: input {inp.name!r} has shape {shape}; metadata implies [N, {want[0]}, {want[1]}, {want[2]}]")
+    return shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs an fsrfer ``.onnx`` model with ONNX Runtime.
+
+    ``session.run`` is thread-safe, so one instance may be shared between threads.
+
+    Args:
+        path: the exported ``.onnx`` file (with fsrfer metadata).
+        providers: None/``"auto"``: the CUDA provider if this onnxruntime build has one, else CPU;
+            ``"cpu"``, ``"cuda"``, or an explicit ONNX Runtime provider list.
+        threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
+        device: CUDA device id for the CUDA provider.
+
+    Raises:
+        ModelError: corrupt/non-ONNX file or missing fsrfer metadata.
+        BackendUnavailable: onnxruntime is not installed (``pip install 'fsrfer-edge[cpu]'``).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Union[str, os.PathLike[str]], providers: Union[None, str, Sequence[ProviderSpec]] = None,
+                 threads: Optional[int] = None, device: int = 0) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.threads = threads
+        self._session: Any = None
+        self._session, self._info = load_session(self.path, providers, threads, device)
+        self._max_batch = check_session_io(self._session, self._info, str(self.path))
+        self._input_name = self._info.input_name
+        self._output_names = [self._info.output_name]
+        logger.info("loaded %s with %s", self.path, self.providers)
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        if self._session is None:
+            return ()
+        return tuple(self._session.get_providers())
+
+    @property
+    def session(self) -> Any:
+        """The underlying ``onnxruntime.InferenceSession`` (for advanced use and benchmarks)."""
+        self._check_open()
+        return self._session
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        (logits,) = self._session.run(self._output_names, {self._input_name: batch})
+        return np.asarray(logits, dtype=np.float32)
+
+    def _close_impl(self) -> None:
+        # ONNX Runtime frees the session (and its arena) when the last reference goes.
+        self._session = None

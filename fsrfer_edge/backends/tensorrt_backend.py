@@ -1,0 +1,374 @@
+"""TensorRT backend: runs a serialized engine built by ``fsrfer-export --engine``.
+
+The engine is checked against its JSON sidecar (TensorRT version, GPU compute capability, hash)
+*before* it is deserialised: a foreign or stale engine is refused with EngineError, never run.
+
+One code path serves TensorRT 8.5 (JetPack 5), 10.x (JetPack 6) and later: it uses the named-tensor
+API (``num_io_tensors``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``), which
+TensorRT has had since 8.5. Only when ``hasattr`` says that API is missing (TensorRT < 8.5) does it
+fall back to binding indices (``set_binding_shape``, ``execute_async_v2``). Versions are never
+compared as strings.
+
+Threads: :meth:`TensorRTBackend.infer` holds a lock, so one instance is safe to call from several
+threads, one call at a time. For parallel inference create one Recognizer (one backend, with its
+own execution context, buffers and stream) per thread.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ..engine_cache import ENGINE_SUFFIX, check_engine, default_cache_dir
+from ..errors import BackendUnavailable, EngineError, InputError, require
+from ..metadata import ModelInfo
+from .base import Backend
+from .cuda_memory import CudaMemory, CudaStream, DeviceBuffer, select_memory
+
+logger = logging.getLogger(__name__)
+
+
+def import_tensorrt() -> ModuleType:
+    """Import TensorRT or raise BackendUnavailable naming the ``tensorrt`` extra."""
+    trt = require("tensorrt", "tensorrt", "running TensorRT engines")
+    # ``tensorrt-stubs`` alone installs a bare ``tensorrt`` folder that imports as an empty namespace.
+    if not hasattr(trt, "Runtime") or not hasattr(trt, "__version__"):
+        raise BackendUnavailable(
+            f"'tensorrt' imports from {list(getattr(trt, '__path__', []))} but is not the TensorRT runtime "
+            "(only type stubs?). Install TensorRT (JetPack ships it) or: pip install 'fsrfer-edge[tensorrt]'"
+        )
+    return trt
+
+
+def read_engine_bytes(engine_path: Union[str, os.PathLike[str]]) -> bytes:
+    try:
+        return Path(engine_path).read_bytes()
+    except OSError as exc:
+        raise EngineError(f"engine {engine_path} could not be read ({exc})") from exc
+
+
+def deserialize_engine(trt: ModuleType, data: bytes, source: str) -> tuple[Any, Any, Any]:
+    """Deserialise an engine: returns (logger, runtime, engine); the runtime must outlive the engine.
+
+    Raises:
+        EngineError: TensorRT could not deserialise it.
+    """
+    trt_logger = trt.Logger(trt.Logger.WARNING)
+    runtime = trt.Runtime(trt_logger)
+    engine = runtime.deserialize_cuda_engine(data)
+    if engine is None:
+        raise EngineError(
+            f"TensorRT could not deserialise {source} (see TensorRT's log above); the file is corrupt or was "
+            "built by another TensorRT version. Rebuild it with: fsrfer-export --engine MODEL.onnx"
+        )
+    return trt_logger, runtime, engine
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineIO:
+    """The engine's input/output as this backend uses them."""
+
+    input_name: str
+    output_name: str
+    input_index: int  # binding index (legacy API only)
+    output_index: int
+    input_dtype: np.dtype
+    output_dtype: np.dtype
+    num_classes: int
+    min_batch: int
+    max_batch: int
+    named_api: bool
+    num_bindings: int = 2
+
+
+def has_named_tensor_api(engine: Any, context: Any) -> bool:
+    """True when the engine/context have the TensorRT >= 8.5 named-tensor API."""
+    return all(hasattr(engine, a) for a in ("num_io_tensors", "get_tensor_name", "get_tensor_mode",
+                                             "get_tensor_profile_shape")) and all(
+        hasattr(context, a) for a in ("set_input_shape", "set_tensor_address", "execute_async_v3"))
+
+
+def inspect_engine(trt: ModuleType, engine: Any, context: Any, info: ModelInfo, source: str) -> EngineIO:
+    """Find the engine's I/O tensors, dtypes and batch range; check them against ``info``.
+
+    Raises:
+        EngineError: tensor names, dtypes or shapes disagree with the model's metadata.
+    """
+    if has_named_tensor_api(engine, context):
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if n not in inputs]
+        _check_names(inputs, outputs, info, source)
+        in_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(info.input_name)))
+        out_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(info.output_name)))
+        in_shape = tuple(engine.get_tensor_shape(info.input_name))
+        out_shape = tuple(engine.get_tensor_shape(info.output_name))
+        if in_shape and in_shape[0] == -1:
+            lo, _, hi = engine.get_tensor_profile_shape(info.input_name, 0)
+            batch_range = (int(lo[0]), int(hi[0]))
+        else:
+            batch_range = (int(in_shape[0]), int(in_shape[0]))
+        in_idx, out_idx, n_bind = names.index(info.input_name), names.index(info.output_name), len(names)
+        named = True
+    else:
+        # TensorRT < 8.5: binding indices. Only profile 0's bindings are used.
+        old = engine
+        n_profiles = max(1, int(getattr(old, "num_optimization_profiles", 1)))
+        n_bind = int(old.num_bindings) // n_profiles
+        names = [old.get_binding_name(i) for i in range(n_bind)]
+        inputs = [n for i, n in enumerate(names) if old.binding_is_input(i)]
+        outputs = [n for n in names if n not in inputs]
+        _check_names(inputs, outputs, info, source)
+        in_idx, out_idx = names.index(info.input_name), names.index(info.output_name)
+        in_dtype = np.dtype(trt.nptype(old.get_binding_dtype(in_idx)))
+        out_dtype = np.dtype(trt.nptype(old.get_binding_dtype(out_idx)))
+        in_shape = tuple(old.get_binding_shape(in_idx))
+        out_shape = tuple(old.get_binding_shape(out_idx))
+        if in_shape and in_shape[0] == -1:
+            lo, _, hi = old.get_profile_shape(0, in_idx)
+            batch_range = (int(lo[0]), int(hi[0]))
+        else:
+            batch_range = (int(in_shape[0]), int(in_shape[0]))
+        named = False
+    pre = info.preprocessing
+    want = (pre.channels, pre.input_size, pre.input_size)
+    if len(in_shape) != 4 or tuple(int(d) for d in in_shape[1:]) != want:
+        raise EngineError(f"{source}: input {info.input_name!r} has shape {in_shape}; metadata implies (N, {want[0]}, {want[1]}, {want[2]})")
+    if in_dtype != np.dtype(info.input_dtype):
+        raise EngineError(f"{source}: input {info.input_name!r} is {in_dtype}, but metadata says {info.input_dtype}")
+    num_classes = len(info.classes)
+    if len(out_shape) != 2 or int(out_shape[1]) != num_classes:
+        raise EngineError(f"{source}: output {info.output_name!r} has shape {out_shape}; expected (N, {num_classes})")
+    if batch_range[1] < 1:
+        raise EngineError(f"{source}: engine's batch range {batch_range} is invalid")
+    return EngineIO(info.input_name, info.output_name, in_idx, out_idx, in_dtype, out_dtype, num_classes,
+                    max(1, batch_range[0]), batch_range[1], named, n_bind)
+
+
+def _check_names(inputs: list[str], outputs: list[str], info: ModelInfo, source: str) -> None:
+    if inputs != [info.input_name]:
+        raise EngineError(f"{source}: engine inputs are {inputs}; metadata expects exactly [{info.input_name!r}]")
+    if info.output_name not in outputs:
+        raise EngineError(f"{source}: engine outputs are {outputs}; metadata expects {info.output_name!r}")
+
+
+class TensorRTBackend(Backend):
+    """Runs a TensorRT engine with buffers allocated once for the engine's largest batch.
+
+    Page-locked host buffers, device buffers and one CUDA stream are created at load time and
+    reused by every call; :meth:`close` frees them. One instance is safe to use from several threads
+    (a lock serialises calls); for parallelism create one Recognizer per thread.
+
+    Args:
+        engine_path: a ``.engine``/``.plan`` file with its ``.json`` sidecar (from fsrfer-export).
+        device: CUDA device index.
+        memory: CUDA memory layer: ``"auto"`` (cuda-python, else pycuda), ``"cuda-python"``,
+            ``"pycuda"``, or a :class:`~fsrfer_edge.backends.cuda_memory.CudaMemory` instance.
+        onnx_path: when given, the engine must have been built from exactly this ONNX file.
+        close_memory: whether :meth:`close` also closes the memory layer (default: only when it
+            was created here from a name).
+
+    Raises:
+        BackendUnavailable: TensorRT or both CUDA libraries are missing (pip extra ``tensorrt``).
+        EngineError: the engine is missing, corrupt, stale, or built for another TensorRT/GPU.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, engine_path: Union[str, os.PathLike[str]], device: int = 0,
+                 memory: Union[str, CudaMemory] = "auto",
+                 onnx_path: Optional[Union[str, os.PathLike[str]]] = None,
+                 close_memory: Optional[bool] = None) -> None:
+        super().__init__()
+        self.path = Path(engine_path)
+        self._lock = threading.Lock()
+        self._mem: Optional[CudaMemory] = None
+        # A memory layer created here is closed here; one passed in belongs to the caller unless told.
+        self._owns_mem = bool(close_memory) if close_memory is not None else isinstance(memory, str)
+        self._engine: Any = None
+        self._context: Any = None
+        self._runtime: Any = None
+        self._trt_logger: Any = None
+        self._buffers: list[Any] = []
+        self._stream: Optional[CudaStream] = None
+        trt = import_tensorrt()
+        self._trt_version = str(trt.__version__)
+        try:
+            self._load(trt, device, memory, onnx_path)
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, trt: ModuleType, device: int, memory: Union[str, CudaMemory],
+              onnx_path: Optional[Union[str, os.PathLike[str]]]) -> None:
+        if isinstance(memory, CudaMemory):
+            self._mem = memory
+        elif isinstance(memory, str):
+            self._mem = select_memory(memory, device)
+        else:
+            raise InputError(f"memory={memory!r}; expected 'auto', 'cuda-python', 'pycuda' or a CudaMemory")
+        mem = self._mem
+        cc = mem.device_compute_capability(device)
+        # Refuse a foreign or stale engine before TensorRT ever sees its bytes.
+        doc = check_engine(self.path, self._trt_version, cc, onnx_path)
+        self._info = doc["model_info"]
+        self._compute_capability = cc
+        with mem.context():
+            self._trt_logger, self._runtime, self._engine = deserialize_engine(
+                trt, read_engine_bytes(self.path), str(self.path))
+            self._context = self._engine.create_execution_context()
+            if self._context is None:
+                raise EngineError(f"TensorRT could not create an execution context for {self.path} (out of GPU memory?)")
+            self._io = inspect_engine(trt, self._engine, self._context, self.info, str(self.path))
+            self._max_batch = self._io.max_batch
+            self._allocate(mem)
+        logger.info("loaded TensorRT %s engine %s (%s API, batch %d-%d, memory=%s)", self._trt_version, self.path,
+                    "named-tensor" if self._io.named_api else "binding", self._io.min_batch, self._io.max_batch,
+                    mem.name)
+
+    def _allocate(self, mem: CudaMemory) -> None:
+        io = self._io
+        c, s, _ = self.input_shape
+        self._host_in = mem.alloc_host((io.max_batch, c, s, s), io.input_dtype)
+        self._buffers.append(self._host_in)
+        self._host_out = mem.alloc_host((io.max_batch, io.num_classes), io.output_dtype)
+        self._buffers.append(self._host_out)
+        self._dev_in: DeviceBuffer = mem.alloc_device(self._host_in.nbytes)
+        self._buffers.append(self._dev_in)
+        self._dev_out: DeviceBuffer = mem.alloc_device(self._host_out.nbytes)
+        self._buffers.append(self._dev_out)
+        self._stream = mem.create_stream()
+        if io.named_api:
+            # Addresses never change: set them once.
+            ok_in = self._context.set_tensor_address(io.input_name, self._dev_in.ptr)
+            ok_out = self._context.set_tensor_address(io.output_name, self._dev_out.ptr)
+            if ok_in is False or ok_out is False:
+                raise EngineError(f"TensorRT refused the buffer addresses for {self.path}")
+        else:
+            self._bindings = [0] * io.num_bindings
+            self._bindings[io.input_index] = self._dev_in.ptr
+            self._bindings[io.output_index] = self._dev_out.ptr
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        mem = self._mem.name if self._mem is not None else "closed"
+        return (f"TensorRT {self._trt_version}", f"sm{getattr(self, '_compute_capability', '?')}", f"memory={mem}")
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        n = batch.shape[0]
+        if n < self._io.min_batch:
+            raise InputError(f"received a batch of {n}; this engine was built for batches of at least {self._io.min_batch}")
+        with self._lock:
+            self._check_open()  # another thread may have closed it while we waited
+            mem, io, stream = self._mem, self._io, self._stream
+            assert mem is not None and stream is not None  # set by _load; internal invariant
+            host_in, host_out = self._host_in[:n], self._host_out[:n]
+            np.copyto(host_in, batch)
+            with mem.context():
+                shape = (n,) + tuple(batch.shape[1:])
+                if io.named_api:
+                    if self._context.set_input_shape(io.input_name, shape) is False:
+                        raise EngineError(f"TensorRT rejected input shape {shape} for {self.path}")
+                    mem.htod_async(self._dev_in, host_in, stream)
+                    ok = self._context.execute_async_v3(stream.ptr)
+                else:
+                    if self._context.set_binding_shape(io.input_index, shape) is False:
+                        raise EngineError(f"TensorRT rejected input shape {shape} for {self.path}")
+                    mem.htod_async(self._dev_in, host_in, stream)
+                    ok = self._context.execute_async_v2(self._bindings, stream.ptr)
+                if not ok:
+                    mem.synchronize(stream)
+                    raise EngineError(f"TensorRT failed to run {self.path} on a batch of {n} (see TensorRT's log)")
+                mem.dtoh_async(host_out, self._dev_out, stream)
+                mem.synchronize(stream)
+            return host_out.astype(np.float32, copy=True)
+
+    def _close_impl(self) -> None:
+        with self._lock:
+            mem, self._mem = self._mem, None
+            if mem is None:  # loading failed before a memory layer existed
+                self._context = self._engine = self._runtime = None
+                return
+            with mem.context():  # TensorRT frees its device memory on this device
+                if self._stream is not None:
+                    mem.synchronize(self._stream)
+                # TensorRT objects first (context, engine, runtime), then the buffers we own.
+                self._context = self._engine = self._runtime = None
+                for buf in reversed(self._buffers):
+                    mem.free(buf)
+                if self._stream is not None:
+                    mem.free(self._stream)
+            self._buffers.clear()
+            self._stream = None
+            self._host_in = self._host_out = np.empty(0)
+            if self._owns_mem:
+                mem.close()
+
+    @classmethod
+    def for_onnx(cls, onnx_path: Union[str, os.PathLike[str]], device: int = 0, memory: str = "auto",
+                 search_dirs: Optional[Sequence[Union[str, os.PathLike[str]]]] = None,
+                 min_max_batch: int = 1) -> "TensorRTBackend":
+        """Open the cached engine that was built from ``onnx_path`` for this TensorRT and GPU.
+
+        Args:
+            onnx_path: the exported ONNX model the engine must have been built from.
+            search_dirs: where to look (default: beside the ONNX file, then the engine cache dir).
+            min_max_batch: prefer an engine whose max batch is at least this.
+
+        Raises:
+            EngineError: no valid engine was found (the message says how to build one).
+            BackendUnavailable: TensorRT or the CUDA libraries are missing.
+        """
+        trt = import_tensorrt()
+        mem = select_memory(memory, device)
+        try:
+            dirs = [Path(d) for d in search_dirs] if search_dirs is not None else [Path(onnx_path).parent, default_cache_dir()]
+            engine = find_engine(onnx_path, str(trt.__version__), mem.device_compute_capability(device), dirs, min_max_batch)
+            return cls(engine, device, memory=mem, onnx_path=onnx_path, close_memory=True)
+        except BaseException:
+            mem.close()
+            raise
+
+
+def find_engine(onnx_path: Union[str, os.PathLike[str]], tensorrt_version: str, compute_capability: str,
+                search_dirs: Sequence[Union[str, os.PathLike[str]]], min_max_batch: int = 1) -> Path:
+    """Find a cached engine for ``onnx_path`` that may run here (same TensorRT, GPU and ONNX file).
+
+    Engines are named by :meth:`~fsrfer_edge.engine_cache.EngineKey.filename`; each candidate is
+    verified with :func:`~fsrfer_edge.engine_cache.check_engine`. Among valid ones, the smallest
+    whose max batch is >= ``min_max_batch`` wins, else the largest.
+
+    Raises:
+        EngineError: none is valid; the message lists what was tried and how to build one.
+    """
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise EngineError(f"ONNX model {onnx_path} does not exist; expected the file the engine was built from")
+    cc = compute_capability.replace(".", "")
+    pattern = f"{onnx_path.stem}.*.trt{tensorrt_version}.sm{cc}.b*{ENGINE_SUFFIX}"
+    valid: list[tuple[int, Path]] = []
+    tried: list[str] = []
+    for d in search_dirs:
+        for cand in sorted(Path(d).glob(pattern)):
+            try:
+                doc = check_engine(cand, tensorrt_version, compute_capability, onnx_path)
+            except EngineError as exc:
+                tried.append(f"{cand.name}: {exc}")
+                continue
+            valid.append((int(doc["key"].max_batch), cand))
+    if not valid:
+        where = ", ".join(str(d) for d in search_dirs)
+        detail = ("; rejected: " + " | ".join(tried)) if tried else ""
+        raise EngineError(
+            f"no TensorRT engine for {onnx_path.name} built with TensorRT {tensorrt_version} for GPU "
+            f"sm{cc} was found in {where}{detail}. Build one on this device with: "
+            f"fsrfer-export --engine {onnx_path}"
+        )
+    big_enough = sorted(v for v in valid if v[0] >= min_max_batch)
+    return big_enough[0][1] if big_enough else max(valid)[1]

@@ -1,0 +1,358 @@
+"""fsrfer-bench: latency, throughput, SDK overhead and per-factor accuracy of an exported model.
+
+Everything is measured through :class:`~fsrfer_edge.recognizer.Recognizer` (what an app calls):
+
+- latency p50/p99 (ms per batch) and throughput (faces/s) for each batch size, on random uint8
+  48x48 faces;
+- SDK overhead at one batch size (64): ``rec.predict`` on faces already at the input size against a
+  bare ``onnxruntime.InferenceSession.run`` on the same prepared tensor, with the same session
+  options, in interleaved repetitions (ONNX Runtime models only);
+- with ``--data``, accuracy for each down-sampling factor on the data set's ``test`` split.
+
+Example::
+
+    fsrfer-bench --model fsrfer.onnx --batch-sizes 1,8,32,128 --data ../shared/data/fer2013.npz --json bench.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from . import __version__
+from .engine_cache import sha256_file
+from .errors import DataError, FsrferError, InputError
+from .preprocessing import FACTORS, degrade
+from .recognizer import Recognizer
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = "fsrfer-bench/1"
+OVERHEAD_TARGET_PCT = 10.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+# ---------------------------------------------------------------------------------------------
+def random_faces(n: int, size: int = 48, seed: int = 0) -> np.ndarray:
+    """``n`` random gray uint8 faces of ``size`` x ``size`` (content does not affect speed)."""
+    return np.random.default_rng(seed).integers(0, 256, size=(n, size, size), dtype=np.uint8)
+
+
+def _stats_ms(seconds: Sequence[float]) -> dict[str, float]:
+    ms = np.asarray(seconds, dtype=np.float64) * 1e3
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean()), "min_ms": float(ms.min()), "max_ms": float(ms.max())}
+
+
+def measure_latency(rec: Recognizer, batch_size: int, warmup: int = 5, iters: int = 50, seed: int = 0) -> dict[str, Any]:
+    """Time ``rec.predict`` on ``batch_size`` random faces at the model's input size.
+
+    Returns:
+        ``batch_size``, ``iters``, p50/p99/mean/min/max in ms per batch, ``throughput_fps``
+        (faces/s at the median latency) and ``backend_calls`` (batches above ``rec.max_batch`` are split).
+    """
+    faces = random_faces(batch_size, rec.info.preprocessing.input_size, seed)
+    for _ in range(warmup):
+        rec.predict(faces)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        rec.predict(faces)
+        times.append(time.perf_counter() - t0)
+    stats = _stats_ms(times)
+    return {"batch_size": batch_size, "iters": iters, **stats,
+            "throughput_fps": batch_size / (stats["p50_ms"] / 1e3),
+            "backend_calls": math.ceil(batch_size / rec.max_batch)}
+
+
+def measure_overhead(rec: Recognizer, batch_size: int = 64, reps: int = 30, warmup: int = 3,
+                     providers: Union[None, str, Sequence[Any]] = None, threads: Optional[int] = None,
+                     device: int = 0, seed: int = 1) -> dict[str, Any]:
+    """SDK overhead: ``rec.predict`` on input-size uint8 faces vs a bare ``InferenceSession.run``.
+
+    The bare session is made with the same session options (threads) and providers as the
+    Recognizer's, and is fed the tensor ``rec.prepare`` produced; the two are timed in interleaved
+    repetitions (alternating which goes first), so drifts in machine load hit both alike.
+
+    Returns:
+        medians and minima of both, ``overhead_pct`` (median over repetitions of sdk/bare - 1),
+        ``overhead_pct_min`` (from the two minima, the least load-sensitive estimate),
+        the 10 % target and whether it is met; or ``{"skipped": reason}`` for non-ONNX-Runtime backends.
+    """
+    if rec.backend.name != "onnxruntime":
+        return {"skipped": f"overhead is measured against a bare onnxruntime session; backend is {rec.backend.name}"}
+    from .backends.onnxruntime_backend import (
+        import_onnxruntime,
+        make_session_options,
+        resolve_providers,
+    )
+
+    ort = import_onnxruntime()
+    info = rec.info
+    bare = ort.InferenceSession(str(rec.model_path), sess_options=make_session_options(threads, ort),
+                                providers=resolve_providers(providers, device, ort))
+    faces = random_faces(batch_size, info.preprocessing.input_size, seed)
+    feed = {info.input_name: rec.prepare(faces)}
+    outputs = [info.output_name]
+    for _ in range(warmup):
+        rec.predict(faces)
+        bare.run(outputs, feed)
+    sdk: list[float] = []
+    raw: list[float] = []
+    for r in range(reps):
+        order = ("sdk", "bare") if r % 2 == 0 else ("bare", "sdk")
+        for which in order:
+            t0 = time.perf_counter()
+            if which == "sdk":
+                rec.predict(faces)
+            else:
+                bare.run(outputs, feed)
+            (sdk if which == "sdk" else raw).append(time.perf_counter() - t0)
+    s, b = _stats_ms(sdk), _stats_ms(raw)
+    # Paired: each repetition's two timings are adjacent in time, so their ratio cancels slow load drift.
+    pct = 100.0 * (float(np.median(np.asarray(sdk) / np.asarray(raw))) - 1.0)
+    pct_min = 100.0 * (s["min_ms"] - b["min_ms"]) / b["min_ms"]
+    return {"batch_size": batch_size, "reps": reps, "sdk_p50_ms": s["p50_ms"], "bare_p50_ms": b["p50_ms"],
+            "sdk_min_ms": s["min_ms"], "bare_min_ms": b["min_ms"], "overhead_pct": pct,
+            "overhead_pct_min": pct_min, "target_pct": OVERHEAD_TARGET_PCT,
+            "meets_target": bool(pct < OVERHEAD_TARGET_PCT), "bare_providers": list(bare.get_providers())}
+
+
+def load_eval_data(path: Union[str, os.PathLike[str]]) -> tuple[np.ndarray, np.ndarray, str]:
+    """Images (N, H, W) uint8 and labels of the ``test`` split (all rows when there is no split).
+
+    Rows with a negative label (FER+ "no majority") are left out.
+
+    Raises:
+        DataError: the file is missing or lacks ``images``/``labels``, or shapes disagree.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"data file {p} does not exist; expected an .npz with 'images' (N,48,48) uint8 and 'labels'")
+    try:
+        with np.load(p, allow_pickle=False) as d:
+            arrays = {k: d[k] for k in d.files}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{p} is not a readable .npz file ({exc})") from exc
+    missing = {"images", "labels"} - set(arrays)
+    if missing:
+        raise DataError(f"{p} lacks arrays {sorted(missing)}; it has {sorted(arrays)}")
+    images, labels = arrays["images"], arrays["labels"].astype(np.int64)
+    if images.ndim != 3 or images.shape[0] != labels.shape[0]:
+        raise DataError(f"{p}: images {images.shape} and labels {labels.shape} do not match; expected (N,H,W) and (N,)")
+    keep = labels >= 0
+    split_name = "all"
+    if "split" in arrays:
+        split = arrays["split"].astype(str)
+        if not (split == "test").any():
+            raise DataError(f"{p} has a 'split' array but no 'test' rows; splits present: {sorted(set(split))}")
+        keep &= split == "test"
+        split_name = "test"
+    return images[keep], labels[keep], split_name
+
+
+def measure_accuracy(rec: Recognizer, images: np.ndarray, labels: np.ndarray,
+                     factors: Sequence[int] = FACTORS, chunk: int = 512) -> dict[str, float]:
+    """Top-1 accuracy per down-sampling factor, through the SDK.
+
+    Each face is degraded with :func:`~fsrfer_edge.preprocessing.degrade` (down by the factor, back
+    up to its size), clipped to [0, 255] and recognised with ``rec.prepare`` + ``rec.predict_logits``.
+    """
+    out: dict[str, float] = {}
+    for f in factors:
+        correct = 0
+        for i in range(0, len(images), chunk):
+            lr = np.clip(degrade(images[i:i + chunk], int(f)), 0.0, 255.0)
+            pred = rec.predict_logits(rec.prepare(lr)).argmax(axis=1)
+            correct += int((pred == labels[i:i + chunk]).sum())
+        out[str(f)] = correct / max(1, len(images))
+        logger.info("accuracy x%d: %.4f", f, out[str(f)])
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    doc: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
+                           "processor": platform.processor(), "cpu_count": os.cpu_count(),
+                           "python": platform.python_version(), "numpy": np.__version__,
+                           "fsrfer_edge": __version__}
+    for mod in ("onnxruntime", "tensorrt"):
+        m = sys.modules.get(mod)
+        if m is not None and hasattr(m, "__version__"):
+            doc[mod] = m.__version__
+    try:  # Jetson boards name themselves here
+        doc["device_model"] = Path("/proc/device-tree/model").read_text().strip("\x00\n ")
+    except OSError:
+        pass
+    return doc
+
+
+def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], data: Optional[Union[str, os.PathLike[str]]] = None,
+              factors: Sequence[int] = FACTORS, warmup: int = 5, iters: int = 50, backend: str = "auto",
+              providers: Union[None, str, Sequence[Any]] = None, threads: Optional[int] = None, device: int = 0,
+              overhead_batch: Optional[int] = 64, overhead_reps: int = 30, max_batch: Optional[int] = None) -> dict[str, Any]:
+    """Run the whole benchmark and return the JSON document.
+
+    Args:
+        model: ``.onnx`` or TensorRT ``.engine``/``.plan``.
+        batch_sizes: batch sizes to time.
+        data: optional ``.npz`` for per-factor accuracy.
+        overhead_batch: batch size of the SDK-overhead measurement; None skips it.
+        max_batch: Recognizer's max batch (default: the largest batch size).
+
+    Raises:
+        InputError, ModelError, DataError, BackendUnavailable: as the Recognizer and loaders do.
+    """
+    if not batch_sizes or any(b < 1 for b in batch_sizes):
+        raise InputError(f"batch sizes {list(batch_sizes)}; expected a non-empty list of integers >= 1")
+    if warmup < 0 or iters < 1:
+        raise InputError(f"warmup={warmup}, iters={iters}; expected warmup >= 0 and iters >= 1")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    mb = max_batch or max(max(batch_sizes), overhead_batch or 1)
+    with Recognizer(model, backend=backend, device=device, max_batch=mb, providers=providers, threads=threads) as rec:
+        logger.info("benchmarking %s on %s %s", model, rec.backend.name, list(rec.backend.providers))
+        latency = []
+        for b in batch_sizes:
+            latency.append(measure_latency(rec, b, warmup, iters))
+            r = latency[-1]
+            logger.info("batch %4d: p50 %.2f ms, p99 %.2f ms, %.0f faces/s", b, r["p50_ms"], r["p99_ms"], r["throughput_fps"])
+        overhead: Optional[dict[str, Any]] = None
+        if overhead_batch:
+            overhead = measure_overhead(rec, overhead_batch, overhead_reps, providers=providers, threads=threads,
+                                        device=device)
+            if "overhead_pct" in overhead:
+                logger.info("SDK overhead at batch %d: %.1f %% (median of paired ratios), %.1f %% (minima)", overhead_batch,
+                            overhead["overhead_pct"], overhead["overhead_pct_min"])
+        accuracy: Optional[dict[str, Any]] = None
+        if data is not None:
+            images, labels, split = load_eval_data(data)
+            accuracy = {"data": str(data), "split": split, "n": int(len(labels)),
+                        "per_factor": measure_accuracy(rec, images, labels, factors)}
+        doc = {
+            "schema": SCHEMA,
+            "created": started.isoformat(timespec="seconds"),
+            "model": str(model),
+            "model_sha256": sha256_file(model),
+            "model_info": rec.info.to_dict(),
+            "backend": rec.backend.name,
+            "providers": list(rec.backend.providers),
+            "threads": threads,
+            "device": device,
+            "max_batch": rec.max_batch,
+            "machine": machine_info(),
+            "warmup": warmup,
+            "latency": latency,
+            "overhead": overhead,
+            "accuracy": accuracy,
+        }
+    return doc
+
+
+def write_json(path: Union[str, os.PathLike[str]], doc: dict[str, Any]) -> Path:
+    """Write ``doc`` as JSON atomically (temporary file beside ``path``, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+def parse_int_list(text: str) -> list[int]:
+    """``"1,8,32"`` -> ``[1, 8, 32]``; for argparse (raises ArgumentTypeError on bad input)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers, e.g. 1,8,32") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected integers >= 1, e.g. 1,8,32")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fsrfer-bench",
+        description="Latency, throughput, SDK overhead and per-factor accuracy of an fsrfer model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="exported model: .onnx, or a TensorRT .engine/.plan")
+    p.add_argument("--batch-sizes", type=parse_int_list, default=[1, 8, 32, 128], metavar="N,N,...",
+                   help="batch sizes to time, comma-separated, e.g. 1,8,32,128")
+    p.add_argument("--data", default=None, metavar="NPZ",
+                   help="npz with images (N,48,48) uint8, labels (N,) and optional split (uses 'test'): per-factor accuracy")
+    p.add_argument("--factors", type=parse_int_list, default=list(FACTORS), metavar="F,F,...",
+                   help="down-sampling factors for --data, e.g. 1,2,3,4,6,8")
+    p.add_argument("--warmup", type=int, default=5, help="untimed calls before each batch size")
+    p.add_argument("--iters", type=int, default=50, help="timed calls per batch size")
+    p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto")
+    p.add_argument("--providers", choices=("auto", "cpu", "cuda"), default=None,
+                   help="ONNX Runtime providers (default: auto)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: one per core)")
+    p.add_argument("--device", type=int, default=0, help="GPU index")
+    p.add_argument("--overhead-batch", type=int, default=64, help="batch size of the SDK-overhead measurement; 0 skips it")
+    p.add_argument("--overhead-reps", type=int, default=30, help="interleaved repetitions for the overhead")
+    p.add_argument("--json", required=True, metavar="OUT", help="where to write the results (JSON, written atomically)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``fsrfer-bench``; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    try:
+        doc = run_bench(args.model, args.batch_sizes, data=args.data, factors=args.factors, warmup=args.warmup,
+                        iters=args.iters, backend=args.backend, providers=args.providers, threads=args.threads,
+                        device=args.device, overhead_batch=args.overhead_batch or None,
+                        overhead_reps=args.overhead_reps)
+        out = write_json(args.json, doc)
+    except FsrferError as exc:
+        print(f"fsrfer-bench: error: {exc}", file=sys.stderr)
+        return 1
+    print(format_summary(doc))
+    print(f"wrote {out}")
+    return 0
+
+
+def format_summary(doc: dict[str, Any]) -> str:
+    """A short human-readable table of a bench document."""
+    lines = [f"{doc['model']} on {doc['backend']} {doc['providers']} (threads={doc['threads']})",
+             "batch    p50 ms    p99 ms     faces/s"]
+    for r in doc["latency"]:
+        lines.append(f"{r['batch_size']:5d} {r['p50_ms']:9.2f} {r['p99_ms']:9.2f} {r['throughput_fps']:11.0f}")
+    ov = doc.get("overhead")
+    if ov and "overhead_pct" in ov:
+        lines.append(f"SDK overhead at batch {ov['batch_size']}: {ov['overhead_pct']:.1f} % (median of paired ratios), "
+                     f"{ov['overhead_pct_min']:.1f} % (minima) (target < {ov['target_pct']:.0f} %)")
+    acc = doc.get("accuracy")
+    if acc:
+        lines.append(f"accuracy on {acc['n']} {acc['split']} faces: " +
+                     ", ".join(f"x{f} {a:.4f}" for f, a in acc["per_factor"].items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""The app-facing API: ``Recognizer(model).predict(faces)``.
+
+The Recognizer picks a backend once, at construction, and afterwards only calls its
+``infer(batch) -> logits``; preprocessing comes from the model's own metadata.
+
+Example::
+
+    from fsrfer_edge import Recognizer
+    with Recognizer("fsrfer.onnx") as rec:
+        for p in rec.predict(face_crops):  # one gray/RGB uint8 crop, or a list of crops of any sizes
+            print(p.label, p.score)
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from .backends import BACKENDS, Backend, BackendClosedError
+from .errors import InputError, ModelError
+from .metadata import ModelInfo
+from .preprocessing import FaceInput, Preprocessing, softmax
+
+logger = logging.getLogger(__name__)
+
+#: Where the shipped default model lives (package data).
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.onnx"
+ONNX_SUFFIXES = (".onnx",)
+ENGINE_SUFFIXES = (".engine", ".plan")
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """The expression recognised on one face.
+
+    Attributes:
+        label: class name, e.g. ``"happy"``.
+        index: class index into ``Recognizer.info.classes``.
+        score: probability of ``label`` (softmax of the logits).
+        probs: (num_classes,) float32 probabilities of every class (read-only).
+    """
+
+    label: str
+    index: int
+    score: float
+    probs: np.ndarray = dataclasses.field(compare=False, repr=False)
+
+
+def resolve_model_path(model: Optional[PathLike]) -> Path:
+    """The model file to load: ``model``, or the shipped default model when None.
+
+    Raises:
+        ModelError: the file does not exist, or has an unsupported suffix.
+    """
+    if model is None:
+        if not DEFAULT_MODEL.is_file():
+            raise ModelError(
+                f"no model was given and the default model {DEFAULT_MODEL} is not installed. Pass a model "
+                "path, e.g. Recognizer('fsrfer.onnx') (export one from a checkpoint with fsrfer-export), "
+                f"or place an exported model at {DEFAULT_MODEL}"
+            )
+        return DEFAULT_MODEL
+    if not isinstance(model, (str, os.PathLike)):
+        raise InputError(f"model={model!r} ({type(model).__name__}); expected a path to an .onnx, .engine or .plan file")
+    path = Path(model)
+    if path.suffix.lower() not in ONNX_SUFFIXES + ENGINE_SUFFIXES:
+        raise ModelError(f"model {path} has suffix {path.suffix!r}; expected an .onnx model or a TensorRT .engine/.plan")
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    return path
+
+
+def open_backend(path: Path, backend: str = "auto", device: int = 0, max_batch: int = 64,
+                 providers: Union[None, str, Sequence[Any]] = None, threads: Optional[int] = None) -> Backend:
+    """Create the backend for a model file (the only place that chooses one).
+
+    ``auto``: a TensorRT engine runs on TensorRT; an ONNX model on ONNX Runtime (CUDA provider when
+    this onnxruntime build has it, else CPU). ``tensorrt`` with an ONNX model looks up an engine
+    built from it (beside it, then in the engine cache) and refuses when none is valid.
+
+    Raises:
+        InputError: unknown backend, or a combination that cannot work.
+        ModelError / EngineError / BackendUnavailable: from the backend's loader.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"backend={backend!r}; expected one of {BACKENDS}")
+    is_engine = path.suffix.lower() in ENGINE_SUFFIXES
+    if is_engine:
+        if backend == "onnxruntime":
+            raise InputError(
+                f"{path.name} is a TensorRT engine, which only TensorRT can run; pass backend='tensorrt' "
+                "(or 'auto'), or give the .onnx model to use ONNX Runtime"
+            )
+        if providers is not None or threads is not None:
+            raise InputError("providers= and threads= apply to ONNX Runtime only; drop them for a TensorRT engine")
+        from .backends.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(path, device=device)
+    if backend == "tensorrt":
+        if providers is not None or threads is not None:
+            raise InputError("providers= and threads= apply to ONNX Runtime only; drop them for backend='tensorrt'")
+        from .backends.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend.for_onnx(path, device=device, min_max_batch=max_batch)
+    from .backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(path, providers=providers, threads=threads, device=device)
+
+
+def _positive_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"{name}={value!r}; expected an integer >= {minimum}")
+    return int(value)
+
+
+class Recognizer:
+    """Recognise facial expressions on (low-resolution) face crops with an exported FSR-FER model.
+
+    Args:
+        model: an ``.onnx`` model from fsrfer-export, a TensorRT ``.engine``/``.plan``, or None for
+            the shipped default model.
+        backend: ``"auto"``, ``"onnxruntime"`` or ``"tensorrt"`` (see :func:`open_backend`).
+        device: GPU index (CUDA provider or TensorRT).
+        max_batch: largest batch sent to the backend at once; larger inputs are split, in order.
+        providers: ONNX Runtime providers: None/``"auto"``, ``"cpu"``, ``"cuda"`` or a provider list.
+        threads: ONNX Runtime intra-op threads (None: one per physical core).
+
+    Raises:
+        ModelError: the model is missing, corrupt, or not an fsrfer model (EngineError for engines).
+        BackendUnavailable: the runtime library is not installed; the message names the pip extra.
+        InputError: invalid arguments.
+
+    One Recognizer may be shared by threads (calls are serialised on TensorRT); for parallel
+    throughput create one Recognizer per thread.
+    """
+
+    def __init__(self, model: Optional[PathLike] = None, backend: str = "auto", device: int = 0,
+                 max_batch: int = 64, providers: Union[None, str, Sequence[Any]] = None,
+                 threads: Optional[int] = None) -> None:
+        if not isinstance(backend, str) or backend not in BACKENDS:
+            raise InputError(f"backend={backend!r}; expected one of {BACKENDS}")
+        self._device = _positive_int("device", device, 0)
+        requested = _positive_int("max_batch", max_batch, 1)
+        self.model_path = resolve_model_path(model)
+        self._backend = open_backend(self.model_path, backend, self._device, requested, providers, threads)
+        limit = self._backend.max_batch
+        self._max_batch = min(requested, limit) if limit is not None else requested
+        self._info = self._backend.info
+        self._pre = self._info.preprocessing
+        self._raw_input = self._info.input_dtype == "uint8"
+        # normalize() of every possible uint8 pixel value: input-size uint8 faces are normalised
+        # with one table look-up (exactly equal to normalize(), about 4x faster).
+        self._lut = self._pre.normalize(np.arange(256, dtype=np.uint8))
+
+    # -- description ------------------------------------------------------------------------
+    @property
+    def info(self) -> ModelInfo:
+        """The model's metadata: classes, preprocessing, precision, input dtype."""
+        return self._info
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self._info.classes
+
+    @property
+    def backend(self) -> Backend:
+        """The backend running the model (``.name``, ``.providers`` for logs)."""
+        return self._backend
+
+    @property
+    def max_batch(self) -> int:
+        """Largest batch sent to the backend at once."""
+        return self._max_batch
+
+    # -- running ----------------------------------------------------------------------------
+    def prepare(self, faces: FaceInput) -> np.ndarray:
+        """Turn faces into the model's input batch (N, C, S, S): float32 normalised or uint8 pixels.
+
+        Raises:
+            InputError: see :meth:`predict`.
+        """
+        pixels = fast_pixels(faces, self._pre)
+        if pixels is not None:  # already uint8 at the input size: no resampling needed
+            return pixels if self._raw_input else np.take(self._lut, pixels)
+        resized = self._pre.to_pixels(faces)
+        if self._raw_input:
+            return np.rint(resized).astype(np.uint8)
+        return self._pre.normalize(resized)
+
+    def predict(self, faces: FaceInput) -> list[Prediction]:
+        """Recognise the expression of each face.
+
+        Args:
+            faces: one face (HxW gray or HxWx3 RGB, uint8 or float in [0, 255]), a list of faces of
+                any (different) sizes, or an NxHxW / NxHxWx3 array. Faces are resized to the
+                model's input size.
+
+        Returns:
+            One :class:`Prediction` per face, in input order. A single face also gives a list
+            (of one).
+
+        Raises:
+            InputError: empty input, a wrong dtype (e.g. int64, bool, str), a 0-size image, a
+                4-channel image, a 5-D array, or NaN/infinite values.
+            BackendClosedError: the Recognizer was closed.
+        """
+        self._check_open()
+        logits = self.predict_logits(self.prepare(faces))
+        return self._to_predictions(logits)
+
+    def predict_logits(self, batch: np.ndarray) -> np.ndarray:
+        """Raw logits for an already prepared (N, C, S, S) batch (see :meth:`prepare`).
+
+        Batches larger than :attr:`max_batch` are split and the results concatenated in order.
+
+        Raises:
+            InputError: the batch does not match the model's input dtype/shape.
+        """
+        self._check_open()
+        n = self._max_batch
+        if not isinstance(batch, np.ndarray) or batch.ndim != 4 or batch.shape[0] <= n:
+            return self._backend.infer(batch)  # the backend validates and explains
+        return np.concatenate([self._backend.infer(batch[i:i + n]) for i in range(0, batch.shape[0], n)])
+
+    def _to_predictions(self, logits: np.ndarray) -> list[Prediction]:
+        probs = softmax(logits)
+        probs.setflags(write=False)
+        idx = probs.argmax(axis=1)
+        classes = self._info.classes
+        return [Prediction(classes[int(i)], int(i), float(p[i]), p) for i, p in zip(idx, probs)]
+
+    # -- lifetime ---------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._backend.closed:
+            raise BackendClosedError("this Recognizer was closed; create a new one to run inference")
+
+    def close(self) -> None:
+        """Release the model and its buffers; closing twice is fine."""
+        self._backend.close()
+
+    def __enter__(self) -> "Recognizer":
+        self._check_open()
+        return self
+
+    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Recognizer(model={str(self.model_path)!r}, backend={self._backend.name!r}, "
+                f"providers={list(self._backend.providers)}, max_batch={self._max_batch})")
+
+
+def fast_pixels(faces: FaceInput, pre: Preprocessing) -> Optional[np.ndarray]:
+    """(N, 1, S, S) uint8 pixels when ``faces`` are gray uint8 crops already at the input size, else None.
+
+    Such faces need no resampling (the resize would be the identity), so the SDK skips it; anything
+    else goes through :meth:`Preprocessing.to_pixels`, which validates and resizes.
+    """
+    s = pre.input_size
+    if pre.channels != 1:
+        return None
+    if isinstance(faces, np.ndarray) and faces.dtype == np.uint8:
+        if faces.shape == (s, s):
+            return faces[None, None]
+        # A 3-D array whose last axis is 1/3/4 is one HxWxC image (as to_pixels reads it).
+        if faces.ndim == 3 and faces.shape[0] > 0 and faces.shape[1:] == (s, s) and s not in (1, 3, 4):
+            return np.ascontiguousarray(faces[:, None])
+        return None
+    if isinstance(faces, (list, tuple)) and faces and all(
+            isinstance(f, np.ndarray) and f.dtype == np.uint8 and f.shape == (s, s) for f in faces):
+        return np.stack(faces)[:, None]
+    return None

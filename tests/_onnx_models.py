@@ -1,0 +1,80 @@
+"""Tiny fused fsrfer ONNX models for the runtime tests (stand-in until the real exporter lands).
+
+``make_tiny_onnx`` exports ``InferenceModel({"method": "fsrfer", "backbone": "tiny"})`` with a dynamic
+batch axis (input ``faces`` (N,1,48,48), output ``logits`` (N,7)) and writes :class:`ModelInfo` under
+the ONNX metadata key ``fsrfer``. With ``input_dtype="uint8"`` the graph takes raw pixels and
+normalises them itself with the same :class:`Preprocessing` constants.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+from fsrfer_edge.metadata import METADATA_KEY, ModelInfo
+from fsrfer_edge.preprocessing import Preprocessing
+
+
+def make_tiny_onnx(path: str | os.PathLike[str], input_dtype: str = "float32", seed: int = 0,
+                   metadata: bool = True, info_overrides: Optional[dict[str, Any]] = None,
+                   static_batch: Optional[int] = None) -> Path:
+    """Export a tiny FSR-FER model to ``path``; the same ``seed`` gives the same weights.
+
+    ``static_batch`` exports a fixed batch size instead of the dynamic batch axis.
+    """
+    import onnx
+    import torch
+
+    from trainer.models import InferenceModel
+
+    torch.manual_seed(seed)
+    pre = Preprocessing()
+    model = InferenceModel({"method": "fsrfer", "backbone": "tiny"}).eval()
+    # G's last layer starts at zero; give it weights so the generator is part of the computation.
+    assert model.generator is not None
+    with torch.no_grad():
+        torch.nn.init.normal_(model.generator.proj.weight, std=0.05)
+        model.fer.head.fc2.weight.mul_(20.0)  # spread the logits so labels differ between faces
+        # Spread BatchNorm statistics so different faces give clearly different logits.
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    net: torch.nn.Module = model
+    if input_dtype == "uint8":
+        net = _RawPixels(model, pre)
+        example = torch.zeros(static_batch or 2, pre.channels, pre.input_size, pre.input_size, dtype=torch.uint8)
+    elif input_dtype == "float32":
+        example = torch.zeros(static_batch or 2, pre.channels, pre.input_size, pre.input_size)
+    else:
+        raise ValueError(f"input_dtype {input_dtype!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notices
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (example,), str(path), input_names=["faces"], output_names=["logits"],
+                          dynamic_axes=None if static_batch else {"faces": {0: "batch"}, "logits": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    if metadata:
+        info = ModelInfo(preprocessing=pre, input_dtype=input_dtype, **(info_overrides or {}))
+        proto = onnx.load(str(path))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, info.to_json()
+        onnx.save(proto, str(path))
+    return path
+
+
+def _RawPixels(inner: Any, pre: Preprocessing) -> Any:
+    """Wrap a float model so it takes raw uint8 pixels and normalises them in the graph."""
+    import torch
+
+    class RawPixels(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner((x.float() / 255.0 - pre.mean) / pre.std)
+
+    return RawPixels()

@@ -1,0 +1,656 @@
+"""Backends on CPU: ONNX Runtime for real; TensorRT and the CUDA memory layers against fakes.
+
+The fakes stand in for ``tensorrt``, cuda-python's ``cudart`` and ``pycuda.driver`` with the same call
+signatures; "device memory" is ordinary host memory, so the backend's real pointer arithmetic, copies,
+buffer reuse, locking and freeing are exercised. Real GPU runs are in test_tensorrt_gpu.py.
+"""
+from __future__ import annotations
+
+import ctypes
+import enum
+import json
+import sys
+import threading
+import types
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pytest
+
+from fsrfer_edge import BackendUnavailable, EngineError, InputError, ModelError
+from fsrfer_edge.backends import BackendClosedError, cuda_memory
+from fsrfer_edge.backends.cuda_memory import (
+    CudaPythonMemory,
+    PyCudaMemory,
+    select_memory,
+)
+from fsrfer_edge.engine_cache import EngineKey, check_engine, sha256_file, write_sidecar
+from fsrfer_edge.metadata import ModelInfo
+
+TRT_VERSION = "10.3.0"
+CC = (8, 7)
+
+
+# ---------------------------------------------------------------------------------------------
+# ONNX Runtime
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    try:
+        from ._onnx_models import make_tiny_onnx
+    except ImportError:
+        from _onnx_models import make_tiny_onnx  # type: ignore[no-redef]
+    d = tmp_path_factory.mktemp("ort")
+    return {"float": make_tiny_onnx(d / "tiny.onnx"),
+            "static": make_tiny_onnx(d / "static.onnx", static_batch=2),
+            "badname": make_tiny_onnx(d / "badname.onnx", info_overrides={"input_name": "images"})}
+
+
+def test_onnxruntime_backend_basics(onnx_models: dict[str, Path]) -> None:
+    from fsrfer_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    with OnnxRuntimeBackend(onnx_models["float"], providers="cpu", threads=1) as be:
+        assert be.info.input_name == "faces" and be.info.output_name == "logits"
+        assert be.max_batch is None and be.input_shape == (1, 48, 48)
+        x = np.random.default_rng(0).standard_normal((5, 1, 48, 48)).astype(np.float32)
+        out = be.infer(x)
+        assert out.shape == (5, 7) and out.dtype == np.float32
+        np.testing.assert_allclose(be.infer(x[2:3]), out[2:3], atol=1e-5)
+        # non-contiguous input is fine
+        np.testing.assert_allclose(be.infer(np.asfortranarray(x)), out, atol=1e-5)
+    assert be.closed
+    be.close()
+    with pytest.raises(BackendClosedError, match="closed"):
+        be.infer(x)
+
+
+@pytest.mark.parametrize("batch, match", [
+    ([[1.0]], "numpy array"),
+    (np.zeros((2, 1, 48, 48), np.float64), "dtype float64"),
+    (np.zeros((2, 1, 48, 48), np.uint8), "dtype uint8"),
+    (np.zeros((2, 48, 48), np.float32), "shape"),
+    (np.zeros((2, 3, 48, 48), np.float32), "shape"),
+    (np.zeros((0, 1, 48, 48), np.float32), "empty"),
+    (np.full((1, 1, 48, 48), np.inf, np.float32), "NaN or infinite"),
+])
+def test_backend_validates_batches(onnx_models: dict[str, Path], batch: Any, match: str) -> None:
+    from fsrfer_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    with OnnxRuntimeBackend(onnx_models["float"], threads=1) as be, pytest.raises(InputError, match=match):
+        be.infer(batch)
+
+
+def test_static_batch_model_reports_and_enforces_max_batch(onnx_models: dict[str, Path]) -> None:
+    from fsrfer_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    with OnnxRuntimeBackend(onnx_models["static"], threads=1) as be:
+        assert be.max_batch == 2
+        with pytest.raises(InputError, match="at most 2"):
+            be.infer(np.zeros((3, 1, 48, 48), np.float32))
+
+
+def test_metadata_disagreeing_with_graph_is_model_error(onnx_models: dict[str, Path]) -> None:
+    from fsrfer_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    with pytest.raises(ModelError, match="'images'"):
+        OnnxRuntimeBackend(onnx_models["badname"])
+
+
+def test_provider_resolution() -> None:
+    ort = pytest.importorskip("onnxruntime")
+    from fsrfer_edge.backends.onnxruntime_backend import resolve_providers
+
+    auto = resolve_providers(None, ort=ort)
+    assert auto[-1] == "CPUExecutionProvider"
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        assert auto[0] == ("CUDAExecutionProvider", {"device_id": 0})
+    else:
+        assert auto == ["CPUExecutionProvider"]
+    assert resolve_providers("cpu", ort=ort) == ["CPUExecutionProvider"]
+    with pytest.raises(InputError, match="not understood"):
+        resolve_providers("gpu", ort=ort)
+    with pytest.raises(InputError, match="empty provider list"):
+        resolve_providers([], ort=ort)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fakes: cuda-python runtime, pycuda.driver, tensorrt
+# ---------------------------------------------------------------------------------------------
+class FakeCudart:
+    """cuda-python's runtime API shape: every call returns (cudaError_t, *values)."""
+
+    class cudaError_t(enum.IntEnum):
+        cudaSuccess = 0
+        cudaErrorInvalidValue = 1
+        cudaErrorMemoryAllocation = 2
+
+    class cudaMemcpyKind(enum.IntEnum):
+        cudaMemcpyHostToDevice = 1
+        cudaMemcpyDeviceToHost = 2
+
+    class cudaDeviceAttr(enum.IntEnum):
+        cudaDevAttrComputeCapabilityMajor = 75
+        cudaDevAttrComputeCapabilityMinor = 76
+
+    class cudaStream_t:
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+        def __int__(self) -> int:
+            return self.value
+
+    def __init__(self) -> None:
+        self.device: dict[int, Any] = {}
+        self.host: dict[int, Any] = {}
+        self.streams: set[int] = set()
+        self.copies = 0
+        self.fail: dict[str, "FakeCudart.cudaError_t"] = {}
+        self._next_stream = 1000
+
+    def _ret(self, fn: str, *values: Any) -> tuple[Any, ...]:
+        if fn in self.fail:
+            return (self.fail[fn],) + tuple(0 for _ in values)
+        return (self.cudaError_t.cudaSuccess,) + values
+
+    def cudaGetErrorString(self, err: Any) -> tuple[Any, bytes]:
+        return (self.cudaError_t.cudaSuccess, {2: b"out of memory", 1: b"invalid argument"}.get(int(err), b"?"))
+
+    def cudaSetDevice(self, dev: int) -> tuple[Any, ...]:
+        return self._ret("cudaSetDevice")
+
+    def cudaDeviceGetAttribute(self, attr: Any, dev: int) -> tuple[Any, ...]:
+        return self._ret("cudaDeviceGetAttribute", CC[0] if attr == self.cudaDeviceAttr.cudaDevAttrComputeCapabilityMajor else CC[1])
+
+    def _alloc(self, table: dict[int, Any], fn: str, n: int) -> tuple[Any, ...]:
+        if fn in self.fail:
+            return self._ret(fn, 0)
+        buf = ctypes.create_string_buffer(n)
+        table[ctypes.addressof(buf)] = buf
+        return self._ret(fn, ctypes.addressof(buf))
+
+    def cudaMalloc(self, n: int) -> tuple[Any, ...]:
+        return self._alloc(self.device, "cudaMalloc", n)
+
+    def cudaMallocHost(self, n: int) -> tuple[Any, ...]:
+        return self._alloc(self.host, "cudaMallocHost", n)
+
+    def cudaFree(self, ptr: int) -> tuple[Any, ...]:
+        return self._ret("cudaFree") if self.device.pop(int(ptr), None) is not None else (self.cudaError_t.cudaErrorInvalidValue,)
+
+    def cudaFreeHost(self, ptr: int) -> tuple[Any, ...]:
+        return self._ret("cudaFreeHost") if self.host.pop(int(ptr), None) is not None else (self.cudaError_t.cudaErrorInvalidValue,)
+
+    def cudaStreamCreate(self) -> tuple[Any, ...]:
+        self._next_stream += 1
+        self.streams.add(self._next_stream)
+        return self._ret("cudaStreamCreate", self.cudaStream_t(self._next_stream))
+
+    def cudaStreamDestroy(self, s: Any) -> tuple[Any, ...]:
+        self.streams.discard(int(s))
+        return self._ret("cudaStreamDestroy")
+
+    def cudaStreamSynchronize(self, s: Any) -> tuple[Any, ...]:
+        assert int(s) in self.streams
+        return self._ret("cudaStreamSynchronize")
+
+    def cudaMemcpyAsync(self, dst: int, src: int, count: int, kind: Any, stream: Any) -> tuple[Any, ...]:
+        assert isinstance(stream, self.cudaStream_t) and int(stream) in self.streams
+        dev_side = dst if kind == self.cudaMemcpyKind.cudaMemcpyHostToDevice else src
+        assert any(p <= dev_side and dev_side + count <= p + len(b) for p, b in self.device.items()), "not device memory"
+        ctypes.memmove(dst, src, count)
+        self.copies += 1
+        return self._ret("cudaMemcpyAsync")
+
+
+def make_fake_pycuda() -> types.ModuleType:
+    """pycuda.driver's shape: allocations are objects with int() and free()."""
+    drv = types.ModuleType("pycuda.driver")
+    state: dict[str, Any] = {"live": {}, "pushed": 0, "copies": 0}
+    drv.state = state  # type: ignore[attr-defined]
+
+    class Error(Exception):
+        pass
+
+    class DeviceAllocation:
+        def __init__(self, n: int) -> None:
+            self.buf = ctypes.create_string_buffer(n)
+            state["live"][id(self)] = self
+
+        def __int__(self) -> int:
+            return ctypes.addressof(self.buf)
+
+        def free(self) -> None:
+            state["live"].pop(id(self))
+
+    class HostAllocation(bytearray):
+        def free(self) -> None:
+            state["live"].pop(id(self))
+
+    class Context:
+        @staticmethod
+        def pop() -> None:
+            state["pushed"] -= 1
+
+    class PrimaryContext:
+        def push(self) -> None:
+            state["pushed"] += 1
+
+        def detach(self) -> None:
+            state["detached"] = True
+
+    class Device:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def retain_primary_context(self) -> PrimaryContext:
+            return PrimaryContext()
+
+        def compute_capability(self) -> tuple[int, int]:
+            return CC
+
+    class Stream:
+        handle = 4242
+
+        def synchronize(self) -> None:
+            assert state["pushed"] > 0, "no context current"
+
+    def pagelocked_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        assert state["pushed"] > 0, "no context current"
+        buf = HostAllocation(int(np.prod(shape)) * np.dtype(dtype).itemsize)
+        state["live"][id(buf)] = buf
+        return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+    def memcpy_htod_async(dst: int, src: np.ndarray, stream: Any) -> None:
+        ctypes.memmove(int(dst), src.ctypes.data, src.nbytes)
+        state["copies"] += 1
+
+    def memcpy_dtoh_async(dst: np.ndarray, src: int, stream: Any) -> None:
+        ctypes.memmove(dst.ctypes.data, int(src), dst.nbytes)
+        state["copies"] += 1
+
+    drv.Error = Error  # type: ignore[attr-defined]
+    drv.init = lambda: None  # type: ignore[attr-defined]
+    drv.Device = Device  # type: ignore[attr-defined]
+    drv.Context = Context  # type: ignore[attr-defined]
+    drv.Stream = Stream  # type: ignore[attr-defined]
+    drv.mem_alloc = DeviceAllocation  # type: ignore[attr-defined]
+    drv.pagelocked_empty = pagelocked_empty  # type: ignore[attr-defined]
+    drv.memcpy_htod_async = memcpy_htod_async  # type: ignore[attr-defined]
+    drv.memcpy_dtoh_async = memcpy_dtoh_async  # type: ignore[attr-defined]
+    return drv
+
+
+def fake_logits(x: np.ndarray) -> np.ndarray:
+    """What the fake engines compute: 7 logits from per-sample statistics."""
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    return (flat.mean(1, keepdims=True) * np.arange(1, 8) + flat.std(1, keepdims=True) * np.arange(7)[::-1]).astype(np.float32)
+
+
+def make_fake_trt(version: str = TRT_VERSION) -> types.ModuleType:
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version  # type: ignore[attr-defined]
+    trt.deserialized = []  # type: ignore[attr-defined]
+
+    class DataType(enum.Enum):
+        FLOAT = "float32"
+        UINT8 = "uint8"
+        HALF = "float16"
+
+    class TensorIOMode(enum.Enum):
+        INPUT = 1
+        OUTPUT = 2
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, severity: int) -> None:
+            pass
+
+    def run(spec: dict[str, Any], n: int, in_ptr: int, out_ptr: int) -> bool:
+        dt = np.dtype(spec["input_dtype"])
+        size = n * 48 * 48 * dt.itemsize
+        x = np.frombuffer(ctypes.string_at(in_ptr, size), dtype=dt).reshape(n, 1, 48, 48)
+        y = fake_logits(x).astype(spec.get("output_dtype", "float32"))
+        ctypes.memmove(out_ptr, y.ctypes.data, y.nbytes)
+        return True
+
+    class NamedContext:
+        def __init__(self, spec: dict[str, Any]) -> None:
+            self.spec, self.addr, self.n = spec, {}, None
+
+        def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+            ok = name == "faces" and self.spec["min"] <= shape[0] <= self.spec["max"] and tuple(shape[1:]) == (1, 48, 48)
+            self.n = shape[0] if ok else None
+            return ok
+
+        def set_tensor_address(self, name: str, ptr: int) -> bool:
+            self.addr[name] = int(ptr)
+            return True
+
+        def execute_async_v3(self, stream_handle: int) -> bool:
+            assert isinstance(stream_handle, int) and self.n is not None
+            return run(self.spec, self.n, self.addr["faces"], self.addr["logits"])
+
+    class NamedEngine:
+        def __init__(self, spec: dict[str, Any]) -> None:
+            self.spec = spec
+            self.num_io_tensors = 2
+
+        def get_tensor_name(self, i: int) -> str:
+            return ["faces", "logits"][i]
+
+        def get_tensor_mode(self, name: str) -> TensorIOMode:
+            return TensorIOMode.INPUT if name == "faces" else TensorIOMode.OUTPUT
+
+        def get_tensor_dtype(self, name: str) -> DataType:
+            return DataType(self.spec["input_dtype"] if name == "faces" else self.spec.get("output_dtype", "float32"))
+
+        def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+            return (-1, 1, 48, 48) if name == "faces" else (-1, 7)
+
+        def get_tensor_profile_shape(self, name: str, profile: int) -> list[tuple[int, ...]]:
+            assert name == "faces" and profile == 0
+            return [(self.spec["min"], 1, 48, 48), (self.spec["max"], 1, 48, 48), (self.spec["max"], 1, 48, 48)]
+
+        def create_execution_context(self) -> NamedContext:
+            return NamedContext(self.spec)
+
+    class LegacyContext:  # TensorRT < 8.5: no named-tensor API at all
+        def __init__(self, spec: dict[str, Any]) -> None:
+            self.spec, self.n = spec, None
+
+        def set_binding_shape(self, idx: int, shape: tuple[int, ...]) -> bool:
+            ok = idx == 0 and self.spec["min"] <= shape[0] <= self.spec["max"]
+            self.n = shape[0] if ok else None
+            return ok
+
+        def execute_async_v2(self, bindings: list[int], stream_handle: int) -> bool:
+            assert self.n is not None
+            return run(self.spec, self.n, bindings[0], bindings[1])
+
+    class LegacyEngine:
+        def __init__(self, spec: dict[str, Any]) -> None:
+            self.spec = spec
+            self.num_bindings = 2
+            self.num_optimization_profiles = 1
+
+        def get_binding_name(self, i: int) -> str:
+            return ["faces", "logits"][i]
+
+        def binding_is_input(self, i: int) -> bool:
+            return i == 0
+
+        def get_binding_dtype(self, i: int) -> DataType:
+            return DataType(self.spec["input_dtype"] if i == 0 else "float32")
+
+        def get_binding_shape(self, i: int) -> tuple[int, ...]:
+            return (-1, 1, 48, 48) if i == 0 else (-1, 7)
+
+        def get_profile_shape(self, profile: int, i: int) -> list[tuple[int, ...]]:
+            return [(self.spec["min"], 1, 48, 48), (self.spec["max"], 1, 48, 48), (self.spec["max"], 1, 48, 48)]
+
+        def create_execution_context(self) -> LegacyContext:
+            return LegacyContext(self.spec)
+
+    class Runtime:
+        def __init__(self, logger: Logger) -> None:
+            pass
+
+        def deserialize_cuda_engine(self, data: bytes) -> Any:
+            trt.deserialized.append(data)  # type: ignore[attr-defined]
+            try:
+                spec = json.loads(data)
+            except ValueError:
+                return None
+            return (NamedEngine if spec["api"] == "named" else LegacyEngine)(spec)
+
+    trt.DataType = DataType  # type: ignore[attr-defined]
+    trt.TensorIOMode = TensorIOMode  # type: ignore[attr-defined]
+    trt.Logger = Logger  # type: ignore[attr-defined]
+    trt.Runtime = Runtime  # type: ignore[attr-defined]
+    trt.nptype = lambda dt: np.dtype(dt.value).type  # type: ignore[attr-defined]
+    return trt
+
+
+def write_fake_engine(path: Path, api: str = "named", input_dtype: str = "float32", max_batch: int = 8,
+                      sidecar_version: str = TRT_VERSION, cc: str = "8.7", onnx_sha: str = "0" * 64,
+                      raw: Optional[bytes] = None, output_dtype: str = "float32") -> Path:
+    spec = {"api": api, "input_dtype": input_dtype, "output_dtype": output_dtype, "min": 1, "max": max_batch}
+    path.write_bytes(raw if raw is not None else json.dumps(spec).encode())
+    info = ModelInfo(input_dtype=input_dtype, precision="fp16")
+    write_sidecar(path, EngineKey(sidecar_version, cc, "fp16", 1, min(4, max_batch), max_batch), onnx_sha, info)
+    return path
+
+
+@pytest.fixture()
+def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Install fake tensorrt, cuda-python and pycuda; return them."""
+    trt, cudart, pycuda = make_fake_trt(), FakeCudart(), make_fake_pycuda()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    pkg = types.ModuleType("pycuda")
+    pkg.driver = pycuda  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pycuda", pkg)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", pycuda)
+    monkeypatch.setattr(cuda_memory, "import_cudart", lambda: cudart)
+    return {"trt": trt, "cudart": cudart, "pycuda": pycuda}
+
+
+def _all_freed(fake_gpu: dict[str, Any]) -> bool:
+    c = fake_gpu["cudart"]
+    return not c.device and not c.host and not c.streams and not fake_gpu["pycuda"].state["live"]
+
+
+# ---------------------------------------------------------------------------------------------
+# TensorRT backend against the fakes
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("api", ["named", "legacy"])
+@pytest.mark.parametrize("memory", ["cuda-python", "pycuda"])
+@pytest.mark.parametrize("input_dtype", ["float32", "uint8"])
+def test_tensorrt_roundtrip_with_fakes(tmp_path: Path, fake_gpu: dict[str, Any], api: str, memory: str,
+                                       input_dtype: str) -> None:
+    from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend
+
+    engine = write_fake_engine(tmp_path / "m.engine", api=api, input_dtype=input_dtype)
+    g = np.random.default_rng(0)
+    x = (g.integers(0, 256, (8, 1, 48, 48)).astype(input_dtype) if input_dtype == "uint8"
+         else g.standard_normal((8, 1, 48, 48)).astype(np.float32))
+    with TensorRTBackend(engine, memory=memory) as be:
+        assert be.max_batch == 8 and be.info.input_dtype == input_dtype
+        assert f"memory={memory}" in be.providers
+        np.testing.assert_allclose(be.infer(x), fake_logits(x), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(be.infer(x[:3]), fake_logits(x[:3]), rtol=1e-5, atol=1e-5)  # partial batch
+        np.testing.assert_allclose(be.infer(x[5:6]), fake_logits(x[5:6]), rtol=1e-5, atol=1e-5)
+        with pytest.raises(InputError, match="at most 8"):
+            be.infer(np.concatenate([x, x[:1]]))
+        if memory == "cuda-python":
+            assert fake_gpu["cudart"].copies == 6 and len(fake_gpu["cudart"].device) == 2  # buffers reused
+    assert _all_freed(fake_gpu)
+    be.close()
+    with pytest.raises(BackendClosedError):
+        be.infer(x)
+
+
+def test_tensorrt_half_output_is_returned_as_float32(tmp_path: Path, fake_gpu: dict[str, Any]) -> None:
+    from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend
+
+    engine = write_fake_engine(tmp_path / "m.engine", output_dtype="float16")
+    x = np.random.default_rng(1).standard_normal((2, 1, 48, 48)).astype(np.float32)
+    with TensorRTBackend(engine, memory="cuda-python") as be:
+        y = be.infer(x)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, fake_logits(x), rtol=2e-3, atol=2e-3)
+
+
+def test_tensorrt_is_thread_safe(tmp_path: Path, fake_gpu: dict[str, Any]) -> None:
+    from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend
+
+    engine = write_fake_engine(tmp_path / "m.engine")
+    g = np.random.default_rng(2)
+    batches = [g.standard_normal((int(n), 1, 48, 48)).astype(np.float32) for n in g.integers(1, 9, 24)]
+    errors: list[str] = []
+    with TensorRTBackend(engine, memory="cuda-python") as be:
+        def work(i: int) -> None:
+            for b in batches[i::4]:
+                if not np.allclose(be.infer(b), fake_logits(b), rtol=1e-5, atol=1e-5):
+                    errors.append(f"thread {i}: wrong result")
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors
+
+
+@pytest.mark.parametrize("what", ["version", "gpu", "hash"])
+def test_foreign_or_stale_engine_is_refused_before_deserialising(tmp_path: Path, fake_gpu: dict[str, Any],
+                                                                 what: str) -> None:
+    from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend
+
+    kw = {"version": {"sidecar_version": "8.5.2"}, "gpu": {"cc": "9.0"}, "hash": {}}[what]
+    engine = write_fake_engine(tmp_path / "m.engine", **kw)  # type: ignore[arg-type]
+    if what == "hash":
+        engine.write_bytes(engine.read_bytes() + b" ")
+    with pytest.raises(EngineError, match={"version": "TensorRT 8.5.2", "gpu": "compute capability 9.0",
+                                           "hash": "does not match"}[what]):
+        TensorRTBackend(engine, memory="cuda-python")
+    assert fake_gpu["trt"].deserialized == []  # never handed to TensorRT
+    assert _all_freed(fake_gpu)
+
+
+def test_check_engine_refuses_other_tensorrt_version(tmp_path: Path) -> None:
+    engine = write_fake_engine(tmp_path / "m.engine", sidecar_version="10.3.0")
+    assert check_engine(engine, "10.3.0", "8.7")["key"].max_batch == 8
+    with pytest.raises(EngineError, match="not portable"):
+        check_engine(engine, "8.5.2", "8.7")
+    with pytest.raises(EngineError, match="no sidecar"):
+        engine.with_suffix(".engine.json").unlink()
+        check_engine(engine, "10.3.0", "8.7")
+
+
+def test_undeserialisable_engine_and_mismatched_io(tmp_path: Path, fake_gpu: dict[str, Any]) -> None:
+    from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend
+
+    corrupt = write_fake_engine(tmp_path / "corrupt.engine", raw=b"\x00garbage")
+    with pytest.raises(EngineError, match="could not deserialise"):
+        TensorRTBackend(corrupt, memory="pycuda")
+    # sidecar says float32 input, engine takes uint8
+    engine = tmp_path / "mismatch.engine"
+    engine.write_bytes(json.dumps({"api": "named", "input_dtype": "uint8", "min": 1, "max": 4}).encode())
+    write_sidecar(engine, EngineKey(TRT_VERSION, "8.7", "fp32", 1, 2, 4), "0" * 64, ModelInfo())
+    with pytest.raises(EngineError, match="metadata says float32"):
+        TensorRTBackend(engine, memory="cuda-python")
+    assert _all_freed(fake_gpu)
+    assert fake_gpu["pycuda"].state["pushed"] == 0
+
+
+def test_recognizer_on_tensorrt_with_fakes(tmp_path: Path, fake_gpu: dict[str, Any]) -> None:
+    from fsrfer_edge import Recognizer
+
+    engine = write_fake_engine(tmp_path / "m.plan", max_batch=4)
+    faces = np.random.default_rng(4).integers(0, 256, (10, 30, 30), dtype=np.uint8)
+    with Recognizer(engine, max_batch=64) as rec:
+        assert rec.backend.name == "tensorrt" and rec.max_batch == 4
+        preds = rec.predict(faces)
+        x = rec.prepare(faces)
+    expected = fake_logits(x).argmax(1)
+    assert [p.index for p in preds] == expected.tolist()
+    assert _all_freed(fake_gpu)
+    with pytest.raises(InputError, match="ONNX Runtime only"):
+        Recognizer(engine, threads=2)
+
+
+def test_engine_lookup_for_onnx(tmp_path: Path, fake_gpu: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsrfer_edge import Recognizer
+
+    monkeypatch.setenv("FSRFER_ENGINE_DIR", str(tmp_path / "cache"))
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"pretend onnx")
+    with pytest.raises(EngineError, match="fsrfer-export --engine"):
+        Recognizer(onnx_path, backend="tensorrt")
+    (tmp_path / "cache").mkdir()
+    for mb in (4, 16):
+        key = EngineKey(TRT_VERSION, "8.7", "fp16", 1, 2, mb)
+        write_fake_engine(tmp_path / "cache" / key.filename("model"), max_batch=mb, onnx_sha=sha256_file(onnx_path))
+    stale = EngineKey(TRT_VERSION, "8.7", "fp16", 1, 2, 64)
+    write_fake_engine(tmp_path / stale.filename("model"), max_batch=64, onnx_sha="f" * 64)  # built from another ONNX
+    with Recognizer(onnx_path, backend="tensorrt", max_batch=8) as rec:
+        assert rec.backend.max_batch == 16  # smallest valid engine that fits 8; the stale one is skipped
+    with Recognizer(onnx_path, backend="tensorrt", max_batch=2) as rec:
+        assert rec.backend.max_batch == 4
+    assert _all_freed(fake_gpu)
+
+
+def test_tensorrt_missing_names_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend
+
+    engine = write_fake_engine(tmp_path / "m.engine")
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(BackendUnavailable, match=r"fsrfer-edge\[tensorrt\]"):
+        TensorRTBackend(engine)
+    with pytest.raises(BackendUnavailable, match=r"fsrfer-edge\[tensorrt\]"):
+        Recognizer(engine)
+    # tensorrt-stubs alone: 'tensorrt' imports as an empty namespace package
+    monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
+    with pytest.raises(BackendUnavailable, match="not the TensorRT runtime"):
+        TensorRTBackend(engine)
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA memory layer
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [CudaPythonMemory, PyCudaMemory])
+def test_cuda_memory_roundtrip_with_fakes(fake_gpu: dict[str, Any], cls: type) -> None:
+    mem = cls(0)
+    assert mem.device_compute_capability() == "8.7"
+    with mem.context():
+        host = mem.alloc_host((3, 5), np.float32)
+        back = mem.alloc_host((3, 5), np.float32)
+        dev = mem.alloc_device(host.nbytes)
+        stream = mem.create_stream()
+        host[:] = np.arange(15, dtype=np.float32).reshape(3, 5)
+        mem.htod_async(dev, host, stream)
+        mem.dtoh_async(back, dev, stream)
+        mem.synchronize(stream)
+        np.testing.assert_array_equal(back, host)
+        with pytest.raises(InputError, match="does not fit"):
+            mem.htod_async(dev, np.zeros(100, np.float32), stream)
+        for obj in (host, back, dev, stream):
+            mem.free(obj)
+    mem.close()
+    assert _all_freed(fake_gpu)
+
+
+def test_cuda_python_errors_carry_cuda_message(fake_gpu: dict[str, Any]) -> None:
+    cudart = fake_gpu["cudart"]
+    mem = CudaPythonMemory(0)
+    cudart.fail["cudaMalloc"] = cudart.cudaError_t.cudaErrorMemoryAllocation
+    with pytest.raises(EngineError, match=r"cudaMalloc failed: out of memory \(error 2\)"):
+        mem.alloc_device(1 << 20)
+
+
+def test_select_memory(fake_gpu: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(select_memory("auto"), CudaPythonMemory)
+    assert isinstance(select_memory("pycuda"), PyCudaMemory)
+    with pytest.raises(InputError, match="expected one of"):
+        select_memory("cupy")
+
+    def no_cudart() -> Any:
+        raise BackendUnavailable("cuda-python missing; pip install 'fsrfer-edge[tensorrt]'")
+
+    monkeypatch.setattr(cuda_memory, "import_cudart", no_cudart)
+    assert isinstance(select_memory("auto"), PyCudaMemory)  # falls back
+    monkeypatch.setitem(sys.modules, "pycuda.driver", None)
+    monkeypatch.setitem(sys.modules, "pycuda", None)
+    with pytest.raises(BackendUnavailable, match=r"neither.*fsrfer-edge\[tensorrt\]"):
+        select_memory("auto")
+
+
+def test_import_cudart_missing_names_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(BackendUnavailable, match=r"fsrfer-edge\[tensorrt\]"):
+        cuda_memory.import_cudart()

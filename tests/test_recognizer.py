@@ -1,0 +1,244 @@
+"""Recognizer facade on ONNX Runtime (CPU): order, splitting, input validation, model errors."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+import fsrfer_edge
+from fsrfer_edge import (
+    BackendClosedError,
+    BackendUnavailable,
+    InputError,
+    ModelError,
+    Prediction,
+    Recognizer,
+)
+from fsrfer_edge import recognizer as recognizer_mod
+
+try:  # tests/ as a package or as a plain directory on sys.path
+    from ._onnx_models import make_tiny_onnx
+except ImportError:
+    from _onnx_models import make_tiny_onnx  # type: ignore[no-redef]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("models")
+    return {"float": make_tiny_onnx(d / "tiny.onnx"),
+            "uint8": make_tiny_onnx(d / "tiny_u8.onnx", input_dtype="uint8"),
+            "nometa": make_tiny_onnx(d / "nometa.onnx", metadata=False)}
+
+
+@pytest.fixture(scope="module")
+def rec(models: dict[str, Path]) -> Recognizer:
+    r = Recognizer(models["float"], threads=1)
+    yield r
+    r.close()
+
+
+def _faces(seed: int = 0) -> list[np.ndarray]:
+    g = np.random.default_rng(seed)
+    return [g.integers(0, 256, (48, 48), dtype=np.uint8),
+            g.integers(0, 256, (20, 31), dtype=np.uint8),
+            g.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+            g.integers(0, 256, (12, 12), dtype=np.uint8),
+            (g.random((100, 80)) * 255).astype(np.float32),
+            g.integers(0, 256, (6, 6, 1), dtype=np.uint8)]
+
+
+def _probs(preds: list[Prediction]) -> np.ndarray:
+    return np.stack([p.probs for p in preds])
+
+
+def test_mixed_sizes_keep_count_and_order(rec: Recognizer) -> None:
+    faces = _faces()
+    together = rec.predict(faces)
+    alone = [rec.predict(f) for f in faces]
+    assert len(together) == len(faces)
+    assert all(len(a) == 1 for a in alone)  # a single face also gives a list (of one)
+    np.testing.assert_allclose(_probs(together), _probs([a[0] for a in alone]), atol=1e-5)
+    assert [p.label for p in together] == [a[0].label for a in alone]
+    # the faces really are told apart (otherwise "order" would prove nothing)
+    assert np.ptp(_probs(together), axis=0).max() > 1e-3
+
+
+def test_prediction_fields(rec: Recognizer) -> None:
+    (p,) = rec.predict(_faces()[0])
+    assert p.label == rec.info.classes[p.index] and p.label in fsrfer_edge.CLASSES
+    assert p.probs.shape == (7,) and p.probs.dtype == np.float32
+    assert p.score == pytest.approx(float(p.probs.max())) and p.probs.sum() == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.label = "happy"  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        p.probs[0] = 1.0
+
+
+def test_batch_splitting_matches_one_batch(models: dict[str, Path]) -> None:
+    faces = np.random.default_rng(3).integers(0, 256, (10, 40, 40), dtype=np.uint8)
+    with Recognizer(models["float"], max_batch=64, threads=1) as big, \
+            Recognizer(models["float"], max_batch=3, threads=1) as small:
+        calls = []
+        infer = small.backend.infer
+        small.backend.infer = lambda b: (calls.append(len(b)), infer(b))[1]  # type: ignore[method-assign]
+        a, b = big.predict(faces), small.predict(faces)
+    assert calls == [3, 3, 3, 1]
+    np.testing.assert_allclose(_probs(a), _probs(b), atol=1e-5)
+    assert [p.index for p in a] == [p.index for p in b]
+
+
+def test_uint8_input_model_matches_float_model(models: dict[str, Path]) -> None:
+    g = np.random.default_rng(5)
+    exact = g.integers(0, 256, (7, 48, 48), dtype=np.uint8)
+    with Recognizer(models["float"], threads=1) as f, Recognizer(models["uint8"], threads=1) as u:
+        assert u.info.input_dtype == "uint8" and u.prepare(exact).dtype == np.uint8
+        np.testing.assert_allclose(_probs(f.predict(exact)), _probs(u.predict(exact)), atol=1e-5)
+        # resized faces: the uint8 model sees pixels rounded to integers, so only nearly equal
+        resized = [g.integers(0, 256, (30, 30), dtype=np.uint8), g.integers(0, 256, (70, 50, 3), dtype=np.uint8)]
+        np.testing.assert_allclose(_probs(f.predict(resized)), _probs(u.predict(resized)), atol=2e-2)
+
+
+def test_fast_path_equals_general_preprocessing(rec: Recognizer) -> None:
+    faces = np.random.default_rng(9).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    pre = rec.info.preprocessing
+    np.testing.assert_array_equal(rec.prepare(faces), pre.prepare(faces))
+    np.testing.assert_array_equal(rec.prepare(list(faces)), pre.prepare(list(faces)))
+    np.testing.assert_array_equal(rec.prepare(faces[0]), pre.prepare(faces[0]))
+    assert recognizer_mod.fast_pixels(faces.astype(np.float32), pre) is None
+
+
+@pytest.mark.parametrize("faces, words", [
+    (np.full((48, 48), np.nan, dtype=np.float32), "NaN"),
+    (np.zeros((48, 48), dtype=np.int64), "int64"),
+    (np.zeros((48, 48), dtype=bool), "bool"),
+    (np.array([["a", "b"], ["c", "d"]]), "<U1"),
+    (["not an image"], "str"),
+    ([], "empty"),
+    (np.zeros((0, 48), dtype=np.uint8), "0-size"),
+    (np.zeros((48, 48, 4), dtype=np.uint8), "4 channels"),
+    (np.zeros((1, 2, 48, 48, 1), dtype=np.uint8), "shape"),
+    (None, "NoneType"),
+    ("face.png", "str"),
+])
+def test_bad_inputs_raise_input_error(rec: Recognizer, faces: object, words: str) -> None:
+    with pytest.raises(InputError) as err:
+        rec.predict(faces)  # type: ignore[arg-type]
+    msg = str(err.value)
+    assert words in msg and "expected" in msg
+
+
+def test_predict_logits_validates_and_splits(models: dict[str, Path]) -> None:
+    with Recognizer(models["float"], max_batch=4, threads=1) as r:
+        x = r.prepare(np.random.default_rng(1).integers(0, 256, (9, 48, 48), dtype=np.uint8))
+        np.testing.assert_allclose(r.predict_logits(x), np.concatenate([r.predict_logits(x[i:i + 1]) for i in range(9)]),
+                                   atol=1e-5)
+        with pytest.raises(InputError, match="dtype float64"):
+            r.predict_logits(x.astype(np.float64))
+        with pytest.raises(InputError, match="shape"):
+            r.predict_logits(x[:, :, :24])
+        with pytest.raises(InputError, match="empty"):
+            r.predict_logits(x[:0])
+
+
+@pytest.mark.parametrize("content", [b"", os.urandom(2048), "truncated"])
+def test_corrupt_onnx_raises_model_error(tmp_path: Path, models: dict[str, Path], content: object) -> None:
+    bad = tmp_path / "bad.onnx"
+    if content == "truncated":
+        data = models["float"].read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    else:
+        bad.write_bytes(content)  # type: ignore[arg-type]
+    with pytest.raises(ModelError, match="expected an ONNX model"):
+        Recognizer(bad)
+
+
+def test_onnx_without_metadata_raises_model_error(models: dict[str, Path]) -> None:
+    with pytest.raises(ModelError, match="no 'fsrfer' metadata"):
+        Recognizer(models["nometa"])
+
+
+def test_missing_and_unsupported_model_paths(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="does not exist"):
+        Recognizer(tmp_path / "missing.onnx")
+    (tmp_path / "model.pt").write_bytes(b"x")
+    with pytest.raises(ModelError, match="expected an .onnx model"):
+        Recognizer(tmp_path / "model.pt")
+
+
+def test_default_model_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(recognizer_mod, "DEFAULT_MODEL", tmp_path / "models" / "default.onnx")
+    with pytest.raises(ModelError, match="Pass a model path") as err:
+        Recognizer()
+    assert "fsrfer-export" in str(err.value)
+
+
+def test_bad_arguments(models: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="backend='tflite'"):
+        Recognizer(models["float"], backend="tflite")
+    with pytest.raises(InputError, match="max_batch=0"):
+        Recognizer(models["float"], max_batch=0)
+    with pytest.raises(InputError, match="device=-1"):
+        Recognizer(models["float"], device=-1)
+    with pytest.raises(InputError, match="not available"):
+        Recognizer(models["float"], providers=["NoSuchExecutionProvider"])
+    with pytest.raises(InputError, match="threads=0"):
+        Recognizer(models["float"], threads=0)
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"engine")
+    with pytest.raises(InputError, match="only TensorRT can run"):
+        Recognizer(engine, backend="onnxruntime")
+
+
+def test_context_manager_and_close(models: dict[str, Path]) -> None:
+    with Recognizer(models["float"], providers="cpu") as r:
+        assert r.backend.providers == ("CPUExecutionProvider",)
+        r.predict(_faces()[0])
+    r.close()  # closing twice is fine
+    with pytest.raises(BackendClosedError, match="closed"):
+        r.predict(_faces()[0])
+    with pytest.raises(BackendClosedError):
+        r.backend.infer(np.zeros((1, 1, 48, 48), np.float32))
+
+
+def test_onnxruntime_missing_names_extra(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(BackendUnavailable, match=r"fsrfer-edge\[cpu\]"):
+        Recognizer(models["float"])
+
+
+def test_import_needs_only_numpy() -> None:
+    code = (
+        "import sys\n"
+        "for m in ('torch', 'onnxruntime', 'onnx', 'tensorrt', 'pycuda', 'cuda', 'PIL', 'yaml'):\n"
+        "    sys.modules[m] = None\n"
+        "import fsrfer_edge\n"
+        "from fsrfer_edge import Recognizer, Prediction, CLASSES, InputError, ModelError, __version__\n"
+        "import fsrfer_edge.bench\n"
+        "assert __version__ == '0.1.0' and len(CLASSES) == 7\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'onnxruntime', 'onnx', 'tensorrt')\n"
+        "         and sys.modules[m] is not None]\n"
+        "assert not heavy, heavy\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_readme_style_example(models: dict[str, Path]) -> None:
+    from fsrfer_edge import Recognizer as R
+
+    with R(models["float"], threads=1) as rec:
+        crops = [np.full((24, 24), 128, np.uint8), np.zeros((60, 50, 3), np.uint8)]
+        labels = [p.label for p in rec.predict(crops)]
+    assert len(labels) == 2 and all(lbl in fsrfer_edge.CLASSES for lbl in labels)
