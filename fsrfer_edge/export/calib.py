@@ -1,0 +1,192 @@
+"""Face data for INT8 calibration and for the export checks and accuracy gate.
+
+Faces are turned into model input by the runtime's own code path: :meth:`Preprocessing.to_pixels`
+(validate, gray, resize) and then :func:`to_model_input` (normalise for float32-input models, round
+to uint8 for uint8-input models), with the Preprocessing read from the model's metadata.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+import numpy as np
+
+from ..errors import DataError, InputError, require
+from ..metadata import ModelInfo
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
+#: Seed for every sample this module draws, so calibration is reproducible.
+DEFAULT_SEED = 0
+
+
+def _sample(n: int, size: int, seed: int) -> np.ndarray:
+    if size <= 0 or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def _open_npz(path: Path, needed: tuple[str, ...]) -> Any:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} could not be read as an .npz archive ({exc})") from exc
+    missing = [k for k in needed if k not in data.files]
+    if missing:
+        raise DataError(f"{path} has no {missing} array(s); it holds {sorted(data.files)}, expected "
+                        f"{list(needed)} (and optionally 'split')")
+    return data
+
+
+def _split_rows(data: Any, path: Path, split: Optional[str], n: int) -> np.ndarray:
+    """Rows of ``split`` if the archive has a ``split`` array containing it, else all rows."""
+    if split is None or "split" not in data.files:
+        return np.arange(n)
+    names = np.asarray(data["split"]).astype(str)
+    if names.shape != (n,):
+        raise DataError(f"{path}: 'split' has shape {names.shape}; expected ({n},) to match 'images'")
+    rows = np.flatnonzero(names == split)
+    if rows.size == 0:
+        log.warning("%s has no %r rows (splits: %s); using all rows", path, split, sorted(set(names.tolist())))
+        return np.arange(n)
+    return rows
+
+
+def _check_images(images: np.ndarray, path: Path) -> None:
+    if images.ndim not in (3, 4) or images.shape[0] == 0:
+        raise DataError(f"{path}: 'images' has shape {images.shape}; expected (N, H, W) or (N, H, W, 3), N >= 1")
+    if images.dtype != np.uint8:
+        raise DataError(f"{path}: 'images' has dtype {images.dtype}; expected uint8 pixels")
+
+
+def load_faces(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
+               split: Optional[str] = "train") -> list[np.ndarray]:
+    """Load face crops for calibration.
+
+    Args:
+        path: an ``.npz`` with an ``images`` (N, H, W) uint8 array (and optional ``split``: only
+            ``split`` rows are used when present), or a folder of image files (png, jpg, ...).
+        size: how many faces to sample (0: all), with a fixed ``seed``.
+        seed: the sampling seed.
+        split: which split to take from an ``.npz`` that has one.
+
+    Returns:
+        A list of HxW (or HxWx3) uint8 arrays.
+
+    Raises:
+        DataError: the path is missing, empty, or not in one of these formats.
+    """
+    p = Path(path)
+    if p.is_dir():
+        return _load_folder(p, size, seed)
+    if not p.is_file():
+        raise DataError(f"calibration data {p} does not exist; expected an .npz file or a folder of face images")
+    data = _open_npz(p, ("images",))
+    images = data["images"]
+    _check_images(images, p)
+    rows = _split_rows(data, p, split, len(images))
+    rows = rows[_sample(len(rows), size, seed)]
+    log.info("calibration faces: %d from %s", len(rows), p)
+    return list(images[rows])
+
+
+def _load_folder(folder: Path, size: int, seed: int) -> list[np.ndarray]:
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"folder {folder} has no image files; expected files ending in {', '.join(IMAGE_SUFFIXES)}")
+    image_mod = require("PIL.Image", "export", "reading calibration images from a folder")
+    out = []
+    for i in _sample(len(files), size, seed):
+        try:
+            with image_mod.open(files[i]) as im:
+                out.append(np.asarray(im.convert("L" if im.mode in ("L", "I;16", "1") else "RGB")))
+        except OSError as exc:
+            raise DataError(f"{files[i]} could not be read as an image ({exc})") from exc
+    log.info("calibration faces: %d from %s", len(out), folder)
+    return out
+
+
+def load_labelled(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
+                  split: Optional[str] = "val") -> tuple[np.ndarray, np.ndarray]:
+    """Load labelled faces for the accuracy gate.
+
+    Args:
+        path: an ``.npz`` with ``images`` (N, H, W) uint8 and ``labels`` (N,) int (negative labels,
+            e.g. FER+ rows without a majority, are dropped), optional ``split``.
+        size: how many to sample (0: all), with a fixed ``seed``.
+        seed: the sampling seed.
+        split: the split to use when the archive has one (``val`` by default; all rows otherwise).
+
+    Returns:
+        (images, labels).
+
+    Raises:
+        DataError: the file is missing or malformed.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"evaluation data {p} does not exist; expected an .npz with 'images' and 'labels'")
+    data = _open_npz(p, ("images", "labels"))
+    images, labels = data["images"], np.asarray(data["labels"])
+    _check_images(images, p)
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{p}: 'labels' has shape {labels.shape} and dtype {labels.dtype}; "
+                        f"expected ({len(images)},) integers")
+    rows = _split_rows(data, p, split, len(images))
+    rows = rows[labels[rows] >= 0]
+    rows = rows[_sample(len(rows), size, seed)]
+    if rows.size == 0:
+        raise DataError(f"{p} has no labelled rows (all labels negative)")
+    return images[rows], labels[rows].astype(np.int64)
+
+
+def to_model_input(pixels: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """Pixels (N, C, S, S) in [0, 255] -> the model's input tensor, as the runtime makes it."""
+    if info.input_dtype == "uint8":
+        out: np.ndarray = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+        return out
+    return info.preprocessing.normalize(pixels)
+
+
+def faces_to_pixels(faces: Any, info: ModelInfo) -> np.ndarray:
+    """Faces (a list of images or an N x H x W array) -> (N, C, S, S) float32 pixel batch.
+
+    Raises:
+        InputError: a face is malformed (see :meth:`Preprocessing.to_pixels`).
+    """
+    if isinstance(faces, np.ndarray) and faces.ndim == 3 and faces.shape[-1] in (1, 3, 4):
+        # An N x H x W stack whose width is 1, 3 or 4 would be read as one colour image.
+        faces = list(faces)
+    return info.preprocessing.to_pixels(faces)
+
+
+class FaceCalibrationReader:
+    """ONNX Runtime ``CalibrationDataReader`` over preprocessed faces (duck-typed: ORT accepts any
+    object with ``get_next``, so onnxruntime is not imported here)."""
+
+    def __init__(self, inputs: np.ndarray, input_name: str, batch_size: int = 32) -> None:
+        if len(inputs) == 0:
+            raise InputError("no calibration faces; expected at least one")
+        if batch_size < 1:
+            raise InputError(f"calibration batch size {batch_size}; expected >= 1")
+        self.inputs = inputs
+        self.input_name = input_name
+        self.batch_size = batch_size
+        self._it: Iterator[dict[str, np.ndarray]] = self._batches()
+
+    def _batches(self) -> Iterator[dict[str, np.ndarray]]:
+        for i in range(0, len(self.inputs), self.batch_size):
+            yield {self.input_name: self.inputs[i:i + self.batch_size]}
+
+    def get_next(self) -> Optional[dict[str, np.ndarray]]:
+        return next(self._it, None)
+
+    def rewind(self) -> None:
+        self._it = self._batches()
+
+    def __len__(self) -> int:
+        return (len(self.inputs) + self.batch_size - 1) // self.batch_size

@@ -1,0 +1,364 @@
+"""``fsrfer-export``: checkpoint -> checked FP32 / FP16 / INT8 ONNX files (+ TensorRT engine).
+
+Given a checkpoint it exports, simplifies and checks FP32, then makes the requested variants,
+checks each against FP32, optionally gates INT8 on accuracy, and only then moves every file into
+the output directory (nothing is half-written: files are staged in a temporary folder there and
+renamed at the end). Given an ``.onnx`` file with ``--engine`` it builds a TensorRT engine.
+
+Output names: NAME.fp32.onnx, NAME.fp16.onnx, NAME.int8-s8s8.onnx (TensorRT),
+NAME.int8-u8s8.onnx (ONNX Runtime CPU), NAME.report.json, and engines named by
+:class:`fsrfer_edge.engine_cache.EngineKey`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, FsrferError
+from ..preprocessing import FACTORS
+
+log = logging.getLogger(__name__)
+
+#: Engines are built from the lowest precision TensorRT-ready file the run produced.
+ENGINE_PREFERENCE = ("int8-s8s8", "fp16", "fp32")
+CHECK_FACES = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    """Everything one ``fsrfer-export`` run does (mirrors the command line)."""
+
+    source: Path
+    out_dir: Path = Path("engines")
+    name: str = ""
+    uint8_input: bool = False
+    opset: int = 17
+    simplify: bool = True
+    fp16: bool = False
+    int8: bool = False
+    calib: Optional[Path] = None
+    calib_size: int = 256
+    calib_method: str = "percentile"
+    int8_target: str = "both"
+    eval_data: Optional[Path] = None
+    eval_size: int = 0
+    factors: tuple[int, ...] = FACTORS
+    max_int8_drop: float = 1.0
+    force: bool = False
+    engine: bool = False
+    min_batch: int = 1
+    opt_batch: int = 32
+    max_batch: int = 128
+    workspace_mb: Optional[int] = 1024
+    timing_cache: Optional[Path] = None
+
+    @property
+    def model_name(self) -> str:
+        return self.name or self.source.stem
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+# ---------------------------------------------------------------------------------------------
+
+
+def _validate(opts: ExportOptions) -> None:
+    from .quantize import CALIB_METHODS, TARGETS
+
+    if not opts.source.exists():
+        raise ConfigError(f"{opts.source} does not exist; expected a model checkpoint or an .onnx file")
+    if opts.source.suffix == ".onnx":
+        extra = [f for f, on in (("--fp16", opts.fp16), ("--int8", opts.int8), ("--uint8-input", opts.uint8_input),
+                                 ("--eval-data", opts.eval_data is not None)) if on]
+        if not opts.engine or extra:
+            raise ConfigError(
+                f"given an .onnx file ({opts.source.name}) fsrfer-export only builds an engine: pass --engine"
+                + (f" and drop {' '.join(extra)} (make variants from the checkpoint)" if extra else ""))
+    if opts.int8 and opts.calib is None:
+        raise ConfigError("--int8 needs --calib PATH (an .npz with 'images', or a folder of face images)")
+    if opts.calib_method not in CALIB_METHODS:
+        raise ConfigError(f"--calib-method {opts.calib_method!r}; expected one of {CALIB_METHODS}")
+    if opts.int8_target not in TARGETS:
+        raise ConfigError(f"--int8-target {opts.int8_target!r}; expected one of {sorted(TARGETS)}")
+    if not 1 <= opts.min_batch <= opts.opt_batch <= opts.max_batch:
+        raise ConfigError(f"batch range {opts.min_batch}/{opts.opt_batch}/{opts.max_batch}; expected "
+                          "1 <= --min-batch <= --opt-batch <= --max-batch")
+
+
+def _file_entry(path: Path, info: Any) -> dict[str, Any]:
+    from ..engine_cache import sha256_file
+
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path), "model_info": info.to_dict()}
+
+
+def _check_faces(opts: ExportOptions, info: Any) -> Optional[np.ndarray]:
+    """Real faces for the step checks: eval data if given (not used for calibration), else calib."""
+    from .calib import load_faces, load_labelled
+    from .check import face_pixels
+
+    if opts.eval_data is not None:
+        images, _ = load_labelled(opts.eval_data, size=CHECK_FACES)
+        return face_pixels(images, info)
+    if opts.calib is not None:
+        return face_pixels(load_faces(opts.calib, size=CHECK_FACES, seed=1), info)
+    return None
+
+
+def _export_fp32(opts: ExportOptions, stage: Path, report: dict[str, Any]) -> tuple[Path, Any, np.ndarray,
+                                                                                     Optional[np.ndarray]]:
+    from . import check
+    from .onnx_export import export_onnx, load_checkpoint, simplify
+
+    name = opts.model_name
+    raw = stage / f"{name}.raw.onnx"
+    info = export_onnx(opts.source, raw, uint8_input=opts.uint8_input, opset=opts.opset)
+    fp32 = stage / f"{name}.fp32.onnx"
+    if opts.simplify:
+        simplify(raw, fp32)
+    else:
+        log.warning("--no-simplify: writing the unsimplified graph")
+        os.replace(raw, fp32)
+    random = check.random_pixels(info)
+    faces = _check_faces(opts, info)
+    model, _, _ = load_checkpoint(opts.source)
+    checks = report["checks"]
+    ref = check.onnx_runner(raw if opts.simplify else fp32)
+    checks.append(check.check_step("pytorch->onnx", check.torch_runner(model, info), ref, "fp32", random, faces))
+    if opts.simplify:
+        checks.append(check.check_step("onnx->simplified", ref, check.onnx_runner(fp32), "fp32", random, faces))
+        raw.unlink()
+    report["files"]["fp32"] = _file_entry(fp32, info)
+    return fp32, info, random, faces
+
+
+def _make_variants(opts: ExportOptions, stage: Path, fp32: Path, info: Any, random: np.ndarray,
+                   faces: Optional[np.ndarray], report: dict[str, Any]) -> dict[str, Path]:
+    from . import check
+    from .calib import faces_to_pixels, load_faces, to_model_input
+    from .quantize import TARGETS, convert_fp16, quantize_int8
+
+    name, variants = opts.model_name, {"fp32": fp32}
+    ref = check.onnx_runner(fp32)
+    if opts.fp16:
+        path = stage / f"{name}.fp16.onnx"
+        vinfo = convert_fp16(fp32, path)
+        report["checks"].append(check.check_step("fp32->fp16", ref, check.onnx_runner(path), "fp16", random, faces))
+        report["files"]["fp16"] = _file_entry(path, vinfo)
+        variants["fp16"] = path
+    if opts.int8:
+        if opts.calib is None:
+            raise ConfigError("--int8 needs --calib PATH")
+        t0 = time.perf_counter()
+        calib = to_model_input(faces_to_pixels(load_faces(opts.calib, opts.calib_size), info), info)
+        for scheme in TARGETS[opts.int8_target]:
+            key = f"int8-{scheme}"
+            path = stage / f"{name}.{key}.onnx"
+            vinfo = quantize_int8(fp32, path, calib, scheme, opts.calib_method)
+            report["checks"].append(check.check_step(f"fp32->{key}", ref, check.onnx_runner(path), "int8", random, faces))
+            report["files"][key] = _file_entry(path, vinfo)
+            variants[key] = path
+        report["calibration"] = {"source": str(opts.calib), "faces": len(calib), "method": opts.calib_method,
+                                 "seconds": round(time.perf_counter() - t0, 1)}
+    return variants
+
+
+def _accuracy(opts: ExportOptions, info: Any, variants: dict[str, Path], report: dict[str, Any]) -> None:
+    from . import check
+    from .calib import load_labelled
+
+    int8_names = [k for k in variants if k.startswith("int8")]
+    if opts.eval_data is None:
+        if int8_names:
+            log.warning("no --eval-data: the INT8 accuracy change was not measured or gated")
+        return
+    images, labels = load_labelled(opts.eval_data, size=opts.eval_size)
+    runners = {k: check.onnx_runner(p) for k, p in variants.items()}
+    table = check.accuracy_table(runners, images, labels, info, opts.factors)
+    report["accuracy"] = {"eval_data": str(opts.eval_data), "faces": len(labels), "percent": table}
+    report["accuracy"]["gate"] = check.accuracy_gate(table, "fp32", int8_names, opts.max_int8_drop, opts.force)
+
+
+def _commit(stage: Path, out_dir: Path, report: dict[str, Any], name: str) -> Path:
+    """Move staged files into ``out_dir`` (each rename is atomic) and write the report last."""
+    made = {entry["file"] for entry in report["files"].values()}
+    stale = sorted(p.name for p in out_dir.glob(f"{name}.*.onnx") if p.name not in made)
+    if stale:
+        log.warning("%s also holds %s from an earlier export; they do not belong to this one (delete them)",
+                    out_dir, ", ".join(stale))
+        report["stale_files"] = stale
+    for entry in report["files"].values():
+        os.replace(stage / entry["file"], out_dir / entry["file"])
+    return write_report(out_dir / f"{name}.report.json", report)
+
+
+def write_report(path: Path, report: dict[str, Any]) -> Path:
+    """Write the JSON report atomically."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(report, f, indent=2, sort_keys=True, default=str)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def export_checkpoint(opts: ExportOptions) -> dict[str, Any]:
+    """Export, check and write every requested ONNX variant of a checkpoint; all or nothing.
+
+    Returns:
+        The report (also written as ``NAME.report.json`` in ``opts.out_dir``).
+
+    Raises:
+        FsrferError: any stage failed or a check/gate refused; nothing is left in ``out_dir``.
+    """
+    out_dir = opts.out_dir
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{opts.model_name}.staging-", dir=out_dir))
+    report: dict[str, Any] = {"name": opts.model_name, "source": str(opts.source), "files": {}, "checks": [],
+                              "options": {k: (str(v) if isinstance(v, Path) else v)
+                                          for k, v in dataclasses.asdict(opts).items()}}
+    try:
+        fp32, info, random, faces = _export_fp32(opts, stage, report)
+        variants = _make_variants(opts, stage, fp32, info, random, faces, report)
+        _accuracy(opts, info, variants, report)
+        report["report"] = str(_commit(stage, out_dir, report, opts.model_name))
+    except BaseException:
+        if created and not any(p for p in out_dir.iterdir() if p != stage):
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return report
+
+
+def _engine_source(opts: ExportOptions, report: Optional[dict[str, Any]]) -> Path:
+    if report is None:
+        return opts.source
+    for key in ENGINE_PREFERENCE:
+        if key in report["files"]:
+            return opts.out_dir / str(report["files"][key]["file"])
+    raise ConfigError("no TensorRT-ready ONNX file was produced")  # pragma: no cover
+
+
+def run(opts: ExportOptions) -> dict[str, Any]:
+    """The whole ``fsrfer-export`` run: variants from a checkpoint and/or an engine.
+
+    Raises:
+        FsrferError: see :func:`export_checkpoint` and :func:`fsrfer_edge.export.engine.build_engine`.
+    """
+    _validate(opts)
+    report = None if opts.source.suffix == ".onnx" else export_checkpoint(opts)
+    if opts.engine:
+        from .engine import build_engine
+
+        src = _engine_source(opts, report)
+        engine = build_engine(src, opts.out_dir, opts.min_batch, opts.opt_batch, opts.max_batch,
+                              opts.workspace_mb, opts.timing_cache)
+        if report is not None:
+            report["engine"] = {"file": engine.name, "from": src.name}
+            write_report(Path(report["report"]), report)
+        else:
+            report = {"engine": {"file": engine.name, "from": src.name}}
+    return report or {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fsrfer-export",
+        description="Export an fsrfer checkpoint to checked ONNX files (FP32, FP16, INT8 Q/DQ) and build "
+                    "TensorRT engines. Writes NAME.fp32.onnx, NAME.fp16.onnx, NAME.int8-s8s8.onnx (TensorRT), "
+                    "NAME.int8-u8s8.onnx (ONNX Runtime CPU) and NAME.report.json.")
+    p.add_argument("source", type=Path, metavar="CHECKPOINT_OR_ONNX",
+                   help="a model checkpoint (export) or an fsrfer .onnx file (with --engine)")
+    p.add_argument("--out-dir", type=Path, default=Path("engines"), help="output folder (default: engines/)")
+    p.add_argument("--name", default="", help="output name stem (default: the source file's name)")
+    p.add_argument("--uint8-input", action="store_true",
+                   help="graph takes raw uint8 NCHW pixels and normalises inside")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--no-simplify", dest="simplify", action="store_false",
+                   help="skip onnxsim deliberately (otherwise an onnxsim failure is an error)")
+    p.add_argument("--fp16", action="store_true", help="also write NAME.fp16.onnx")
+    q = p.add_argument_group("INT8")
+    q.add_argument("--int8", action="store_true", help="also write INT8 Q/DQ file(s); needs --calib")
+    q.add_argument("--calib", type=Path, metavar="PATH",
+                   help="calibration faces: .npz with images (N,H,W) uint8 [+ split: 'train' rows used] or a folder of images")
+    q.add_argument("--calib-size", type=int, default=256, metavar="N", help="faces sampled with a fixed seed (default 256)")
+    q.add_argument("--calib-method", default="percentile", choices=("percentile", "minmax", "entropy"),
+                   help="activation ranges: percentile (99.999%%, default), minmax, or entropy (KL, 2048 bins)")
+    q.add_argument("--int8-target", default="both", choices=("tensorrt", "cpu", "both"),
+                   help="tensorrt: s8s8 file; cpu: u8s8 file; both (default)")
+    a = p.add_argument_group("accuracy gate")
+    a.add_argument("--eval-data", type=Path, metavar="NPZ",
+                   help=".npz with images, labels [+ split: 'val' rows used]: report FP16/INT8 accuracy vs FP32")
+    a.add_argument("--eval-size", type=int, default=0, metavar="N", help="evaluate on N sampled faces (default all)")
+    a.add_argument("--max-int8-drop", type=float, default=1.0, metavar="POINTS",
+                   help="refuse INT8 files whose mean accuracy drops more than this (default 1.0)")
+    a.add_argument("--force", action="store_true", help="write INT8 files even if they fail the accuracy gate")
+    e = p.add_argument_group("TensorRT engine")
+    e.add_argument("--engine", action="store_true",
+                   help="build a TensorRT engine (from the .onnx given, or the lowest-precision TensorRT file made)")
+    e.add_argument("--min-batch", type=int, default=1)
+    e.add_argument("--opt-batch", type=int, default=32)
+    e.add_argument("--max-batch", type=int, default=128)
+    e.add_argument("--workspace-mb", type=int, default=1024, metavar="MB", help="builder workspace limit (default 1024)")
+    e.add_argument("--timing-cache", type=Path, metavar="PATH", help="TensorRT timing cache to load and update")
+    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    return p
+
+
+def _summary(report: dict[str, Any]) -> str:
+    lines = []
+    for c in report.get("checks", []):
+        parts = [f"{k}: max|diff| {c[k]['max_abs_diff']:.2e}, top-1 {c[k]['top1_agreement']:.3f}"
+                 for k in ("random", "faces") if k in c]
+        lines.append(f"check {c['stage']:<22} ok  ({'; '.join(parts)})")
+    acc = report.get("accuracy")
+    if acc:
+        for name, row in acc["percent"].items():
+            lines.append(f"accuracy {name:<10} " + " ".join(f"{k} {v:.2f}" for k, v in row.items()))
+    for entry in report.get("files", {}).values():
+        lines.append(f"wrote {entry['file']} ({entry['bytes'] / 1e6:.2f} MB)")
+    if "report" in report:
+        lines.append(f"wrote {Path(report['report']).name}")
+    if "engine" in report:
+        lines.append(f"engine {report['engine']['file']} (from {report['engine']['from']})")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("fsrfer_edge").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    opts = ExportOptions(**{k: v for k, v in vars(args).items() if k != "quiet"})
+    try:
+        report = run(opts)
+    except FsrferError as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever the message
+        return 2
+    print(_summary(report))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

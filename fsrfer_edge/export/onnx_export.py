@@ -1,0 +1,306 @@
+"""Checkpoint -> one fused ONNX graph (trunk -> G -> head), its metadata, and simplification.
+
+The exported graph takes ``faces`` (N, C, S, S) and returns ``logits`` (N, classes), with a dynamic
+batch axis. With ``uint8_input`` the graph takes raw pixels and normalises inside, using the
+:class:`~fsrfer_edge.preprocessing.Preprocessing` stored in the checkpoint (the same object the
+trainer used), so no copy of the normalisation constants exists anywhere else.
+
+Every function that writes a model writes it atomically and carries ``metadata_props`` over.
+torch, onnx and onnxsim are imported lazily: ``import fsrfer_edge.export`` needs numpy only.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+
+from ..errors import ModelError, require
+from ..metadata import METADATA_KEY, ModelInfo
+from ..preprocessing import FACTORS, Preprocessing
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+#: Producer name written into every exported file.
+PRODUCER = "fsrfer-export"
+#: Extra metadata key: which tool versions made the file (informational).
+EXPORTER_KEY = "fsrfer.exporter"
+
+
+def _onnx() -> Any:
+    return require("onnx", "export", "reading and writing ONNX models")
+
+
+def package_version() -> str:
+    """The installed fsrfer-edge version, or ``0+unknown`` when run from a source tree."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("fsrfer-edge")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+# ---------------------------------------------------------------------------------------------
+# ONNX file helpers (shared by quantize.py, check.py, engine.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def load_onnx(path: PathLike) -> "onnx.ModelProto":
+    """Load an ONNX file.
+
+    Raises:
+        ModelError: the file is missing or is not a readable ONNX model.
+    """
+    onnx_lib = _onnx()
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"ONNX file {p} does not exist")
+    try:
+        model: onnx.ModelProto = onnx_lib.load(str(p))
+        return model
+    except Exception as exc:  # protobuf raises its own DecodeError, onnx raises various types
+        raise ModelError(f"{p} is not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+
+
+def metadata_props(model: "onnx.ModelProto") -> dict[str, str]:
+    """The model's ``metadata_props`` as a dict."""
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def set_metadata_props(model: "onnx.ModelProto", props: Mapping[str, str], replace: bool = False) -> None:
+    """Set (add or replace) entries of ``metadata_props``; with ``replace`` drop all others."""
+    current = {} if replace else metadata_props(model)
+    current.update(props)
+    del model.metadata_props[:]
+    for key in sorted(current):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, current[key]
+
+
+def read_model_info(model: Union[PathLike, "onnx.ModelProto"]) -> ModelInfo:
+    """Read the :class:`ModelInfo` an ONNX file (or loaded model) carries.
+
+    Raises:
+        ModelError: the file is unreadable or was not written by fsrfer-export.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        source = str(model)
+        model = load_onnx(model)
+    else:
+        source = model.graph.name or "ONNX model"
+    return ModelInfo.from_props(metadata_props(model), source=source)
+
+
+def write_model_info(model: "onnx.ModelProto", info: ModelInfo) -> None:
+    """Store ``info`` under :data:`~fsrfer_edge.metadata.METADATA_KEY` and set producer fields."""
+    set_metadata_props(model, {METADATA_KEY: info.to_json()})
+    model.producer_name = PRODUCER
+    model.producer_version = package_version()
+
+
+def save_onnx(model: "onnx.ModelProto", path: PathLike) -> Path:
+    """Check and write ``model`` atomically (temporary file beside ``path``, then rename).
+
+    Raises:
+        ModelError: the model fails ``onnx.checker`` (a bug in a transformation; nothing is written).
+    """
+    onnx = _onnx()
+    path = Path(path)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise ModelError(f"refusing to write {path.name}: the model is not valid ONNX ({exc})") from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; models are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------------------------
+
+
+def fused_module(model: Any, pre: Preprocessing, uint8_input: bool) -> Any:
+    """Wrap an InferenceModel so that it takes the exported graph's input.
+
+    With ``uint8_input`` the wrapper casts raw pixels to float32 and normalises them with
+    ``pre.mean``/``pre.std`` exactly as :meth:`Preprocessing.normalize` does; otherwise it returns
+    ``model`` itself (input already normalised float32).
+    """
+    if not uint8_input:
+        return model
+    torch = require("torch", "export", "exporting a checkpoint to ONNX")
+
+    class _PixelInput(torch.nn.Module):  # type: ignore[name-defined,misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: Any) -> Any:
+            return self.model((x.to(torch.float32) / 255.0 - pre.mean) / pre.std)
+
+    return _PixelInput().eval()
+
+
+def _torch_to_onnx(module: Any, pre: Preprocessing, uint8_input: bool, opset: int) -> "onnx.ModelProto":
+    import io
+
+    torch = require("torch", "export", "exporting a checkpoint to ONNX")
+    onnx_lib = _onnx()
+    dtype = torch.uint8 if uint8_input else torch.float32
+    dummy = torch.zeros((2, pre.channels, pre.input_size, pre.input_size), dtype=dtype)
+    info = ModelInfo()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript exporter announces its own deprecation; dynamo=False is deliberate
+        # (the dynamo exporter needs onnxscript).
+        warnings.simplefilter("ignore", category=FutureWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        try:
+            with torch.no_grad():
+                torch.onnx.export(
+                    module, (dummy,), buf, input_names=[info.input_name], output_names=[info.output_name],
+                    dynamic_axes={info.input_name: {0: "batch"}, info.output_name: {0: "batch"}},
+                    opset_version=opset, do_constant_folding=True, dynamo=False,
+                )
+        except Exception as exc:  # the exporter raises torch.onnx errors, RuntimeError, ValueError...
+            raise ModelError(f"torch.onnx.export failed at opset {opset} ({type(exc).__name__}: {exc})") from exc
+    model: onnx.ModelProto = onnx_lib.load_from_string(buf.getvalue())
+    return model
+
+
+def load_checkpoint(checkpoint_path: PathLike) -> tuple[Any, Preprocessing, dict[str, Any]]:
+    """Load a model checkpoint with the trainer's loader (torch imported lazily).
+
+    Returns:
+        (InferenceModel in eval mode, Preprocessing, checkpoint dict).
+
+    Raises:
+        BackendUnavailable: torch is not installed (extra ``export``).
+        ModelError: the checkpoint is missing, corrupt or not a model checkpoint.
+    """
+    require("torch", "export", "exporting a checkpoint to ONNX")
+    from trainer import checkpoint
+
+    return checkpoint.load_model(checkpoint_path)
+
+
+def checkpoint_info(ckpt: Mapping[str, Any], pre: Preprocessing, uint8_input: bool, sha256: str) -> ModelInfo:
+    """The ModelInfo of an FP32 export of ``ckpt``."""
+    meta = ckpt.get("meta") or {}
+    factors = tuple(int(f) for f in meta.get("factors", FACTORS))
+    return ModelInfo(preprocessing=pre, method=str(ckpt["spec"].get("method", "fsrfer")),
+                     input_dtype="uint8" if uint8_input else "float32", precision="fp32",
+                     factors=factors, checkpoint_sha256=sha256)
+
+
+def export_onnx(checkpoint_path: PathLike, out_path: PathLike, uint8_input: bool = False,
+                opset: int = 17) -> ModelInfo:
+    """Export a model checkpoint to one fused FP32 ONNX graph with fsrfer metadata.
+
+    Args:
+        checkpoint_path: a model checkpoint written by fsrfer-train.
+        out_path: the ``.onnx`` file to write (atomically).
+        uint8_input: take raw uint8 NCHW pixels and normalise inside the graph.
+        opset: ONNX opset (17 suits TensorRT 8.5 to 10.x and ONNX Runtime).
+
+    Returns:
+        The ModelInfo written under the ``fsrfer`` metadata key.
+
+    Raises:
+        BackendUnavailable: torch or onnx is not installed.
+        ModelError: the checkpoint is missing or corrupt.
+    """
+    from trainer.checkpoint import file_sha256
+
+    model, pre, ckpt = load_checkpoint(checkpoint_path)
+    info = checkpoint_info(ckpt, pre, uint8_input, file_sha256(checkpoint_path))
+    log.info("exporting %s (%s, %s input, opset %d)", checkpoint_path, info.method, info.input_dtype, opset)
+    onnx_model = _torch_to_onnx(fused_module(model, pre, uint8_input), pre, uint8_input, opset)
+    torch = require("torch", "export")
+    onnx_model.graph.name = f"fsrfer_{info.method}"
+    onnx_model.doc_string = f"FSR-FER fused model ({info.method}): faces -> logits over {list(pre.classes)}"
+    write_model_info(onnx_model, info)
+    set_metadata_props(onnx_model, {EXPORTER_KEY: f"torch {torch.__version__}; opset {opset}"})
+    save_onnx(onnx_model, out_path)
+    return info
+
+
+def simplify(in_path: PathLike, out_path: PathLike) -> ModelInfo:
+    """Simplify an ONNX file with onnxsim, keeping its metadata; no silent fallback.
+
+    Raises:
+        BackendUnavailable: onnxsim is not installed (extra ``export``).
+        ModelError: onnxsim failed or could not verify its result (use ``--no-simplify`` to skip
+            simplification deliberately).
+    """
+    onnxsim = require("onnxsim", "export", "simplifying the exported ONNX graph")
+    model = load_onnx(in_path)
+    props = metadata_props(model)
+    info = ModelInfo.from_props(props, source=str(in_path))
+    import inspect
+
+    kwargs: dict[str, Any] = {"check_n": 0}
+    if "certify" in inspect.signature(onnxsim.simplify).parameters:
+        kwargs["certify"] = False  # newer onnxsim: skip its optional Z3 proof (slow, informational)
+    try:
+        simplified, ok = onnxsim.simplify(model, **kwargs)
+    except Exception as exc:  # onnxsim raises RuntimeError/ValueError/its own types from C++
+        raise ModelError(
+            f"onnxsim failed on {in_path} ({type(exc).__name__}: {exc}); fix the model, or pass "
+            "--no-simplify to ship the unsimplified graph deliberately"
+        ) from exc
+    if not ok:
+        raise ModelError(f"onnxsim could not validate the simplified {in_path}; pass --no-simplify to skip it")
+    # onnxsim records its own bookkeeping (removed node lists...) in metadata_props; keep ours only.
+    set_metadata_props(simplified, props, replace=True)
+    simplified.producer_name = model.producer_name
+    simplified.producer_version = model.producer_version
+    simplified.doc_string = model.doc_string
+    save_onnx(simplified, out_path)
+    log.info("simplified %s: %d -> %d nodes", Path(in_path).name, len(model.graph.node), len(simplified.graph.node))
+    return info
+
+
+def variant_info(info: ModelInfo, **changes: Any) -> ModelInfo:
+    """A copy of ``info`` with some fields changed (precision, int8_scheme)."""
+    import dataclasses
+
+    return dataclasses.replace(info, **changes)
+
+
+def ort_session(path: PathLike, threads: Optional[int] = None) -> Any:
+    """An ONNX Runtime CPU session for checks and measurements.
+
+    Raises:
+        BackendUnavailable: onnxruntime is not installed.
+        ModelError: ONNX Runtime cannot load the file.
+    """
+    ort = require("onnxruntime", "export", "checking exported models")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented types
+        raise ModelError(f"ONNX Runtime cannot load {path} ({type(exc).__name__}: {exc})") from exc

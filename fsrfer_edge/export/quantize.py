@@ -1,0 +1,319 @@
+"""FP16 and INT8 (Q/DQ) variants of an FP32 ONNX file; the precision is written into its metadata.
+
+INT8 comes in two schemes, each for its target:
+
+- ``s8s8``: symmetric int8 activations (zero point 0) and symmetric int8 weights. TensorRT's
+  explicit quantization needs exactly this; it is the file ``fsrfer-export --engine`` builds from.
+  ONNX Runtime CPU runs it too, but without its fast integer kernels (about FP32 speed).
+- ``u8s8``: asymmetric uint8 activations and int8 weights, after ONNX Runtime's
+  ``quant_pre_process``: the combination ONNX Runtime's CPU integer kernels are fast for.
+  TensorRT refuses it (asymmetric activations).
+
+Calibration data are real face crops, preprocessed as the runtime does (see :mod:`.calib`).
+onnxruntime and onnx are imported lazily.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Union
+
+import numpy as np
+
+from ..errors import ConfigError, ModelError, require
+from ..metadata import ModelInfo
+from .calib import FaceCalibrationReader
+from .onnx_export import (
+    load_onnx,
+    metadata_props,
+    save_onnx,
+    set_metadata_props,
+    variant_info,
+    write_model_info,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+SCHEMES = ("s8s8", "u8s8")
+#: Which INT8 files each ``--int8-target`` produces.
+TARGETS: dict[str, tuple[str, ...]] = {"tensorrt": ("s8s8",), "cpu": ("u8s8",), "both": ("s8s8", "u8s8")}
+CALIB_METHODS = ("percentile", "minmax", "entropy")
+ENTROPY_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
+_POOL_OPS = ("ReduceMean", "GlobalAveragePool")
+#: Activation zero-point dtype each scheme must produce.
+SCHEME_ZERO_POINT_DTYPE = {"s8s8": np.int8, "u8s8": np.uint8}
+
+
+class _ToDebug(logging.Filter):
+    """Re-log ONNX Runtime's quantization chatter (root-logger INFO/WARNING) at DEBUG on our logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR and "onnxruntime" in record.pathname:
+            log.debug("onnxruntime: %s", record.getMessage())
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _ort_chatter_to_debug() -> Iterator[None]:
+    """ONNX Runtime's calibrators print progress to stdout and log advice on the root logger (e.g.
+    "consider pre-processing", deliberately not done for the TensorRT file); keep stdout clean."""
+    root = logging.getLogger()
+    filt = _ToDebug()
+    handlers = list(root.handlers)
+    for h in handlers:
+        h.addFilter(filt)
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield
+    finally:
+        for h in handlers:
+            h.removeFilter(filt)
+        for line in buf.getvalue().splitlines():
+            log.debug("onnxruntime: %s", line)
+
+
+def _quantization() -> Any:
+    return require("onnxruntime.quantization", "export", "quantizing models")
+
+
+def convert_fp16(src: PathLike, dst: PathLike) -> ModelInfo:
+    """Write an FP16 copy of an FP32 fsrfer ONNX file (inputs and outputs stay as they were).
+
+    Raises:
+        ModelError: ``src`` is not an FP32 fsrfer model.
+        BackendUnavailable: onnxruntime (which ships the converter) is not installed.
+    """
+    float16 = require("onnxruntime.transformers.float16", "export", "converting a model to FP16")
+    model = load_onnx(src)
+    info = _fp32_info(model, src)
+    props = metadata_props(model)
+    try:
+        half = float16.convert_float_to_float16(model, keep_io_types=True)
+    except Exception as exc:  # the converter raises assorted types on graphs it cannot handle
+        raise ModelError(f"FP16 conversion of {src} failed ({type(exc).__name__}: {exc})") from exc
+    # The converter appends its input/output Cast nodes at the end; ONNX requires node order.
+    toposort(half.graph)
+    out = variant_info(info, precision="fp16")
+    set_metadata_props(half, props, replace=True)
+    write_model_info(half, out)
+    save_onnx(half, dst)
+    log.info("wrote FP16 %s", Path(dst).name)
+    return out
+
+
+def toposort(graph: "onnx.GraphProto") -> None:
+    """Reorder ``graph.node`` in place so every node comes after the producers of its inputs.
+
+    Raises:
+        ModelError: the graph has a cycle or an input nobody produces.
+    """
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            missing = sorted({i for n in pending for i in n.input if i not in available})[:5]
+            raise ModelError(f"graph {graph.name!r} cannot be ordered: inputs {missing} are never produced")
+        for n in ready:
+            available.update(n.output)
+        ordered.extend(ready)
+        ready_ids = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in ready_ids]
+    copies = [type(n)() for n in ordered]
+    for c, n in zip(copies, ordered):
+        c.CopyFrom(n)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def _fp32_info(model: "onnx.ModelProto", src: PathLike) -> ModelInfo:
+    info = ModelInfo.from_props(metadata_props(model), source=str(src))
+    if info.precision != "fp32":
+        raise ModelError(f"{src} has precision {info.precision!r}; FP16 and INT8 variants are made from the FP32 file")
+    return info
+
+
+def _validate(scheme: str, calib_method: str) -> None:
+    if scheme not in SCHEMES:
+        raise ConfigError(f"INT8 scheme {scheme!r}; expected one of {SCHEMES} (s8s8 for TensorRT, u8s8 for ONNX Runtime CPU)")
+    if calib_method not in CALIB_METHODS:
+        raise ConfigError(f"calibration method {calib_method!r}; expected one of {CALIB_METHODS}")
+
+
+def float_tail_nodes(model: "onnx.ModelProto") -> list[str]:
+    """Names of the nodes from the global pooling on: the embedding, G and the head.
+
+    These fully-connected layers on one vector per face are a small share of the compute (about 1%
+    of ONNX Runtime CPU time for resnet18 at batch 32), and G's feature correction is what FSR-FER
+    adds to the trunk, so by default they stay in float (on a FER2013 model top-1 agreement with
+    FP32 rose from 0.979-0.985 to 0.984-0.991; see engines/README.md). The file is larger for it.
+    """
+    tainted: set[str] = set()
+    names = []
+    for node in model.graph.node:
+        if node.op_type in _POOL_OPS or any(i in tainted for i in node.input):
+            tainted.update(node.output)
+            names.append(node.name)
+    return names
+
+
+def _entropy_overrides(model_path: str, reader: FaceCalibrationReader, symmetric: bool,
+                       tmp: str) -> dict[str, list[dict[str, Any]]]:
+    """Activation ranges from KL-divergence (entropy) calibration, as ``TensorQuantOverrides``.
+
+    ``quantize_static``'s own entropy calibrator uses 128 histogram bins for 128 quantized bins,
+    which leaves a single candidate threshold: the min/max range. This runs the entropy search the
+    way TensorRT's entropy calibrator does (2048 bins into 128).
+    """
+    calibrate = require("onnxruntime.quantization.calibrate", "export", "entropy calibration")
+    calibrator = calibrate.create_calibrator(
+        model_path, None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+        calibrate_method=calibrate.CalibrationMethod.Entropy,
+        extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS, "symmetric": symmetric})
+    calibrator.collect_data(reader)
+    ranges = calibrator.compute_data()
+    reader.rewind()
+    return {name: [{"rmin": np.float32(d.range_value[0]), "rmax": np.float32(d.range_value[1])}]
+            for name, d in ranges.data.items()}
+
+
+def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme: str = "s8s8",
+                  calib_method: str = "percentile", per_channel: bool = True, quantize_head: bool = False,
+                  batch_size: int = 32) -> ModelInfo:
+    """Quantize an FP32 fsrfer ONNX file to INT8 with Q/DQ nodes, calibrated on real faces.
+
+    Args:
+        src: the FP32 (simplified) ONNX file.
+        dst: the INT8 file to write (atomically).
+        calib_inputs: model inputs (N, C, S, S) made from real faces by
+            :func:`~fsrfer_edge.export.calib.to_model_input` (uint8 for uint8-input models).
+        scheme: ``s8s8`` (TensorRT) or ``u8s8`` (ONNX Runtime CPU).
+        calib_method: ``percentile`` (99.999th percentile of |activation|), ``minmax`` or
+            ``entropy`` (KL divergence, 2048 histogram bins as TensorRT's calibrator).
+        per_channel: per-output-channel weight scales (TensorRT and ONNX Runtime support both).
+        quantize_head: also quantize the embedding, G and head (see :func:`float_tail_nodes`).
+        batch_size: calibration batch size.
+
+    Returns:
+        The ModelInfo written into ``dst`` (precision ``int8``, ``int8_scheme`` set).
+
+    Raises:
+        ConfigError: unknown scheme or calibration method.
+        ModelError: ``src`` is not FP32, or the result does not have the scheme's zero points.
+    """
+    _validate(scheme, calib_method)
+    q = _quantization()
+    model = load_onnx(src)
+    info = _fp32_info(model, src)
+    props = metadata_props(model)
+    expected_dtype = np.uint8 if info.input_dtype == "uint8" else np.float32
+    if calib_inputs.dtype != expected_dtype:
+        raise ModelError(f"calibration inputs have dtype {calib_inputs.dtype}; {src} takes {np.dtype(expected_dtype)}: "
+                         "make them with calib.to_model_input(pixels, info)")
+    # "entropy" runs its own calibration pass and hands the ranges over as overrides (see
+    # _entropy_overrides); quantize_static then only needs min/max for tensors without one.
+    methods = {"entropy": q.CalibrationMethod.MinMax, "percentile": q.CalibrationMethod.Percentile,
+               "minmax": q.CalibrationMethod.MinMax}
+    dst = Path(dst)
+    with tempfile.TemporaryDirectory(prefix=".fsrfer-quant-", dir=dst.parent if dst.parent.is_dir() else None) as tmp:
+        source = str(src)
+        if scheme == "u8s8":
+            source = str(Path(tmp) / "pre.onnx")
+            pre_process = require("onnxruntime.quantization.shape_inference", "export").quant_pre_process
+            try:
+                with _ort_chatter_to_debug():
+                    pre_process(str(src), source)
+            except Exception as exc:  # symbolic shape inference raises assorted types
+                raise ModelError(f"quant_pre_process failed on {src} ({type(exc).__name__}: {exc})") from exc
+        out_tmp = str(Path(tmp) / "int8.onnx")
+        exclude = [] if quantize_head else float_tail_nodes(load_onnx(source))
+        reader = FaceCalibrationReader(calib_inputs, info.input_name, batch_size)
+        extra: dict[str, Any] = {"ActivationSymmetric": scheme == "s8s8", "WeightSymmetric": True}
+        log.info("calibrating %s INT8 (%s, %d faces, %d tail nodes kept in float)", scheme, calib_method,
+                 len(calib_inputs), len(exclude))
+        try:
+            with _ort_chatter_to_debug():
+                if calib_method == "entropy":
+                    extra["TensorQuantOverrides"] = _entropy_overrides(source, reader, scheme == "s8s8", tmp)
+                q.quantize_static(
+                    source, out_tmp, reader, quant_format=q.QuantFormat.QDQ, per_channel=per_channel,
+                    activation_type=q.QuantType.QInt8 if scheme == "s8s8" else q.QuantType.QUInt8,
+                    weight_type=q.QuantType.QInt8, calibrate_method=methods[calib_method],
+                    nodes_to_exclude=exclude or None, extra_options=extra,
+                )
+        except Exception as exc:  # ORT raises ValueError/RuntimeError/its own Fail types
+            raise ModelError(f"ONNX Runtime could not quantize {src} to {scheme} "
+                             f"({type(exc).__name__}: {exc})") from exc
+        quantized = load_onnx(out_tmp)
+    check_zero_points(quantized, scheme, str(dst))
+    out = variant_info(info, precision="int8", int8_scheme=scheme)
+    set_metadata_props(quantized, props, replace=True)
+    write_model_info(quantized, out)
+    save_onnx(quantized, dst)
+    log.info("wrote INT8 %s %s", scheme, dst.name)
+    return out
+
+
+def activation_zero_points(model: "onnx.ModelProto") -> list[np.ndarray]:
+    """The zero points of every QuantizeLinear node (activations; weights are stored quantized)."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    out = []
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or len(node.input) < 3 or not node.input[2]:
+            continue
+        name = node.input[2]
+        if name in inits:
+            out.append(numpy_helper.to_array(inits[name]))
+        elif name in consts:
+            out.append(numpy_helper.to_array(consts[name].attribute[0].t))
+    return out
+
+
+def _activation_scales(model: "onnx.ModelProto") -> list[float]:
+    """Scales of the QuantizeLinear nodes (for tests and reports)."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    return [float(numpy_helper.to_array(inits[n.input[1]]).ravel()[0])
+            for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[1] in inits]
+
+
+def check_zero_points(model: "onnx.ModelProto", scheme: str, source: str) -> None:
+    """Verify that the Q/DQ graph is of ``scheme`` (TensorRT needs int8 zero points equal to 0).
+
+    Raises:
+        ModelError: no QuantizeLinear node, or zero points of another dtype (or non-zero for s8s8).
+    """
+    zps = activation_zero_points(model)
+    if not zps:
+        raise ModelError(f"{source}: no QuantizeLinear nodes with zero points; quantization produced no Q/DQ graph")
+    want = SCHEME_ZERO_POINT_DTYPE[scheme]
+    wrong = sorted({str(z.dtype) for z in zps if z.dtype != want})
+    if wrong:
+        raise ModelError(f"{source}: activation zero points have dtype {wrong}; scheme {scheme} needs {np.dtype(want)}")
+    if scheme == "s8s8" and any(np.any(z != 0) for z in zps):
+        raise ModelError(f"{source}: s8s8 activation zero points are not all 0; TensorRT needs symmetric activations")
+
+
+def scheme_of(model: "onnx.ModelProto") -> str:
+    """``s8s8`` or ``u8s8`` from the graph's activation zero points ("" when it has no Q/DQ nodes)."""
+    zps = activation_zero_points(model)
+    if not zps:
+        return ""
+    if any(z.dtype == np.uint8 for z in zps):
+        return "u8s8"
+    return "s8s8" if all(np.all(z == 0) for z in zps) else "asymmetric-s8"

@@ -1,0 +1,91 @@
+"""Collect a run's evaluation into results/ and regenerate the README's results table from it.
+
+    python scripts/report.py --run runs/ferplus --split test --name ferplus [--onnx NAME=PATH ...]
+
+Writes results/<name>/<split>.json (per method, per factor: accuracy, macro-F1, confusion matrix),
+results/<name>/<split>_accuracy_vs_factor.png and <split>_confusion_x4.png, then rewrites the README
+block between ``<!-- results:<name>:<split> -->`` and ``<!-- /results -->`` from that JSON alone.
+``--readme-only`` rewrites the README from the committed JSON without needing the run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+LABELS = {
+    "hr": "HR model on bicubic LR input",
+    "lr_finetune": "LR-fine-tuned model",
+    "image_sr": "image SR + HR model",
+    "fsrfer_no_reweight": "FSR-FER without re-weighting",
+    "fsrfer_no_adversarial": "FSR-FER without adversarial loss",
+    "fsrfer_no_reweight_no_adversarial": "FSR-FER without re-weighting and adversarial loss",
+    "fsrfer": "**FSR-FER (full)**",
+}
+
+
+def table(results: dict, caption: str) -> str:
+    factors = sorted({f for r in results.values() for f in r["factors"]}, key=int)
+    size = {"1": "48", "2": "24", "3": "16", "4": "12", "6": "8", "8": "6"}
+    head = "| method | " + " | ".join(f"x{f} ({size.get(f, '?')} px)" for f in factors) + " | mean |"
+    rows = [head, "|---|" + "---:|" * (len(factors) + 1)]
+    for m, r in results.items():
+        cells = [f"{100 * r['factors'][f]['accuracy']:.2f}" if f in r["factors"] else "" for f in factors]
+        rows.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells) + f" | {100 * r['mean_accuracy']:.2f} |")
+    return caption + "\n\n" + "\n".join(rows) + "\n"
+
+
+def update_readme(name: str, split: str, results: dict, source: Path) -> None:
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    start, end = f"<!-- results:{name}:{split} -->", "<!-- /results -->"
+    n = next(iter(results.values()))["n"]
+    caption = (f"Accuracy (%) on the {split} split ({n} faces), from `{source.relative_to(REPO)}` "
+               f"(regenerate: `python scripts/report.py --readme-only --name {name} --split {split}`).")
+    block = f"{start}\n{table(results, caption)}{end}"
+    pat = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not pat.search(text):
+        raise SystemExit(f"README.md has no block {start} ... {end}; add one where the table should go")
+    readme.write_text(pat.sub(lambda _: block, text))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", help="run directory written by fsrfer-train")
+    ap.add_argument("--name", required=True, help="results/<name>/")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--onnx", action="append", default=[], metavar="METHOD=FILE.json",
+                    help="add an fsrfer-eval JSON (e.g. an FP16/INT8 export) as a row")
+    ap.add_argument("--readme-only", action="store_true")
+    args = ap.parse_args(argv)
+    from trainer.evaluate import plot_accuracy, plot_confusion, write_json
+
+    out = REPO / "results" / args.name
+    dest = out / f"{args.split}.json"
+    if not args.readme_only:
+        if not args.run:
+            ap.error("--run is required unless --readme-only")
+        results = json.loads((Path(args.run) / "eval" / args.split / "results.json").read_text())
+        for item in args.onnx:
+            method, _, path = item.partition("=")
+            results[method] = json.loads(Path(path).read_text())
+        write_json(dest, results)
+        plot_accuracy(results, out / f"{args.split}_accuracy_vs_factor.png", f"{args.name}: {args.split} accuracy vs factor")
+        if "fsrfer" in results and "4" in results["fsrfer"]["factors"]:
+            from fsrfer_edge.preprocessing import CLASSES
+
+            plot_confusion(results["fsrfer"]["factors"]["4"]["confusion"], CLASSES, out / f"{args.split}_confusion_x4.png",
+                           f"FSR-FER at x4 (12 px), {args.name} {args.split}")
+    results = json.loads(dest.read_text())
+    update_readme(args.name, args.split, results, dest)
+    print(table(results, f"{args.name} {args.split}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,437 @@
+"""fsrfer-export on CPU: fused FP32 export, simplification, checks, FP16/INT8 variants, the INT8
+accuracy gate, all-or-nothing writes, and the --engine path without TensorRT.
+
+Uses tiny models (backbone "tiny") and synthetic faces the tests make; runs in well under a minute.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxsim")
+
+from fsrfer_edge.errors import BackendUnavailable, ConfigError, ModelError  # noqa: E402
+from fsrfer_edge.export import check, cli, engine, quantize  # noqa: E402
+from fsrfer_edge.export.onnx_export import (  # noqa: E402
+    export_onnx,
+    load_onnx,
+    metadata_props,
+    read_model_info,
+    simplify,
+)
+from fsrfer_edge.metadata import METADATA_KEY, ModelInfo  # noqa: E402
+from fsrfer_edge.preprocessing import Preprocessing, resize  # noqa: E402
+
+
+def _make_checkpoint(path: Path, method: str) -> Path:
+    from trainer import checkpoint
+    from trainer.models import InferenceModel
+
+    torch.manual_seed(0)
+    spec = {"method": method, "backbone": "tiny"}
+    model = InferenceModel(spec).eval()
+    with torch.no_grad():  # spread the logits so top-1 decisions are not all near-ties
+        model.fer.head.fc2.weight.mul_(20.0)
+    checkpoint.save(path, checkpoint.model_payload(model, spec, Preprocessing(), {"note": "test"}))
+    return path
+
+
+def _faces(n: int, seed: int) -> np.ndarray:
+    """Smooth synthetic 48x48 'faces' (uint8)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, size=(n, 6, 6)).astype(np.float32)
+    return np.clip(np.rint(resize(coarse, (48, 48))), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("export")
+    _make_checkpoint(d / "tiny.pt", "fsrfer")
+    _make_checkpoint(d / "sr.pt", "image_sr")
+    images = _faces(96, 1)
+    split = np.array(["train"] * 64 + ["val"] * 32)
+    np.savez(d / "faces.npz", images=images, labels=np.random.default_rng(2).integers(0, 7, 96).astype(np.int8),
+             split=split)
+    return d
+
+
+@pytest.fixture(scope="module")
+def variants(work: Path) -> Path:
+    """One CLI run making every variant (shared by several tests)."""
+    out = work / "variants"
+    rc = cli.main([str(work / "tiny.pt"), "--out-dir", str(out), "--fp16", "--int8", "--calib", str(work / "faces.npz"),
+                   "--calib-size", "32", "--calib-method", "minmax", "--eval-data", str(work / "faces.npz"),
+                   "--max-int8-drop", "100", "-q"])
+    assert rc == 0
+    return out
+
+
+def _run(path: Path, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(["logits"], {"faces": x})[0]
+
+
+@pytest.mark.parametrize("method", ["fsrfer", "image_sr"])
+def test_fp32_export_matches_pytorch(work: Path, tmp_path: Path, method: str) -> None:
+    ckpt = work / ("tiny.pt" if method == "fsrfer" else "sr.pt")
+    info = export_onnx(ckpt, tmp_path / "m.onnx")
+    assert info.method == method and info.precision == "fp32" and info.input_dtype == "float32"
+    from trainer.checkpoint import file_sha256, load_model
+
+    assert info.checkpoint_sha256 == file_sha256(ckpt)
+    model, _, _ = load_model(ckpt)
+    pixels = np.concatenate([check.random_pixels(info, 16), check.face_pixels(_faces(16, 3), info)])
+    rep = check.check_step("pytorch->onnx", check.torch_runner(model, info), check.onnx_runner(tmp_path / "m.onnx"),
+                           "fp32", pixels)
+    print(f"{method}: PyTorch vs ONNX max abs logit diff {rep['random']['max_abs_diff']:.2e}")
+    assert rep["random"]["max_abs_diff"] <= 1e-4
+    # dynamic batch axis
+    x = info.preprocessing.normalize(pixels)
+    assert _run(tmp_path / "m.onnx", x[:3]).shape == (3, 7)
+    assert _run(tmp_path / "m.onnx", x).shape == (32, 7)
+
+
+def test_simplified_matches_and_metadata_round_trips(work: Path, tmp_path: Path) -> None:
+    info = export_onnx(work / "tiny.pt", tmp_path / "raw.onnx")
+    simplify(tmp_path / "raw.onnx", tmp_path / "s.onnx")
+    raw, simp = load_onnx(tmp_path / "raw.onnx"), load_onnx(tmp_path / "s.onnx")
+    assert len(simp.graph.node) <= len(raw.graph.node)
+    assert metadata_props(simp) == metadata_props(raw)  # onnxsim's own bookkeeping is dropped
+    assert ModelInfo.from_props(metadata_props(simp)) == info == read_model_info(tmp_path / "s.onnx")
+    assert simp.producer_name == "fsrfer-export" and METADATA_KEY in metadata_props(simp)
+    # ONNX Runtime sees the same metadata the runtime will read
+    sess = ort.InferenceSession(str(tmp_path / "s.onnx"), providers=["CPUExecutionProvider"])
+    assert ModelInfo.from_props(sess.get_modelmeta().custom_metadata_map) == info
+    pixels = check.random_pixels(info, 16)
+    rep = check.check_step("onnx->simplified", check.onnx_runner(tmp_path / "raw.onnx"),
+                           check.onnx_runner(tmp_path / "s.onnx"), "fp32", pixels)
+    assert rep["passed"] and rep["random"]["max_abs_diff"] <= 1e-5
+
+
+def test_uint8_input_matches_float(work: Path, tmp_path: Path) -> None:
+    f_info = export_onnx(work / "tiny.pt", tmp_path / "f.onnx")
+    u_info = export_onnx(work / "tiny.pt", tmp_path / "u.onnx", uint8_input=True)
+    assert u_info.input_dtype == "uint8" and u_info.preprocessing == f_info.preprocessing
+    model = load_onnx(tmp_path / "u.onnx")
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    pixels = check.face_pixels(_faces(8, 4), f_info)
+    a = _run(tmp_path / "f.onnx", f_info.preprocessing.normalize(pixels))
+    b = _run(tmp_path / "u.onnx", pixels.astype(np.uint8))
+    assert np.abs(a - b).max() <= 1e-4
+
+
+def test_variants_written_with_metadata_and_run_on_cpu(variants: Path) -> None:
+    files = sorted(p.name for p in variants.iterdir())
+    assert files == ["tiny.fp16.onnx", "tiny.fp32.onnx", "tiny.int8-s8s8.onnx", "tiny.int8-u8s8.onnx",
+                     "tiny.report.json"]
+    expect = {"fp32": ("fp32", ""), "fp16": ("fp16", ""), "int8-s8s8": ("int8", "s8s8"), "int8-u8s8": ("int8", "u8s8")}
+    x = Preprocessing().normalize(check.random_pixels(ModelInfo(), 4))
+    for key, (precision, scheme) in expect.items():
+        info = read_model_info(variants / f"tiny.{key}.onnx")
+        assert (info.precision, info.int8_scheme, info.method) == (precision, scheme, "fsrfer")
+        out = _run(variants / f"tiny.{key}.onnx", x)
+        assert out.shape == (4, 7) and out.dtype == np.float32  # FP16 file keeps float32 I/O
+    report = json.loads((variants / "tiny.report.json").read_text())
+    stages = [c["stage"] for c in report["checks"]]
+    assert stages == ["pytorch->onnx", "onnx->simplified", "fp32->fp16", "fp32->int8-s8s8", "fp32->int8-u8s8"]
+    assert report["checks"][0]["random"]["max_abs_diff"] <= 1e-3
+    assert set(report["accuracy"]["percent"]) == {"fp32", "fp16", "int8-s8s8", "int8-u8s8"}
+    assert set(report["accuracy"]["percent"]["fp32"]) == {"x1", "x2", "x3", "x4", "x6", "x8", "mean"}
+    assert report["files"]["int8-s8s8"]["model_info"]["int8_scheme"] == "s8s8"
+
+
+def test_int8_zero_points_match_scheme(variants: Path) -> None:
+    s8 = quantize.activation_zero_points(load_onnx(variants / "tiny.int8-s8s8.onnx"))
+    u8 = quantize.activation_zero_points(load_onnx(variants / "tiny.int8-u8s8.onnx"))
+    assert s8 and all(z.dtype == np.int8 and np.all(z == 0) for z in s8)
+    assert u8 and all(z.dtype == np.uint8 for z in u8)
+    with pytest.raises(ModelError, match="uint8"):
+        quantize.check_zero_points(load_onnx(variants / "tiny.int8-u8s8.onnx"), "s8s8", "u8s8 file")
+
+
+def test_int8_gate_refuses_and_force_overrides(work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [str(work / "tiny.pt"), "--out-dir", str(out), "--int8", "--int8-target", "cpu", "--calib",
+            str(work / "faces.npz"), "--calib-size", "16", "--calib-method", "minmax", "--eval-data",
+            str(work / "faces.npz"), "--max-int8-drop", "-1", "-q"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: INT8 accuracy drop exceeds --max-int8-drop -1.0") and "Traceback" not in err
+    assert list(out.iterdir()) == []  # nothing half-written, no staging folder left
+    assert cli.main(args + ["--force"]) == 0
+    report = json.loads((out / "tiny.report.json").read_text())
+    assert report["accuracy"]["gate"]["forced"] is True and report["accuracy"]["gate"]["refused"] == ["int8-u8s8"]
+    assert (out / "tiny.int8-u8s8.onnx").is_file()
+
+
+def test_entropy_calibration(variants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsrfer_edge.export.calib import to_model_input
+
+    monkeypatch.setattr(quantize, "ENTROPY_BINS", 256)  # the KL search is O(bins^2) per tensor: keep it fast
+    info = read_model_info(variants / "tiny.fp32.onnx")
+    x = to_model_input(check.face_pixels(_faces(16, 5), info), info)
+    out = quantize.quantize_int8(variants / "tiny.fp32.onnx", tmp_path / "e.onnx", x, "s8s8", "entropy")
+    assert (out.precision, out.int8_scheme) == ("int8", "s8s8")
+    quantize.check_zero_points(load_onnx(tmp_path / "e.onnx"), "s8s8", "entropy file")
+    minmax = quantize.quantize_int8(variants / "tiny.fp32.onnx", tmp_path / "m.onnx", x, "s8s8", "minmax")
+    assert minmax == out
+    scales = [quantize._activation_scales(load_onnx(tmp_path / f)) for f in ("e.onnx", "m.onnx")]
+    assert scales[0] != scales[1]  # the entropy search clipped some ranges, unlike ORT's 128-bin default
+    with pytest.raises(ConfigError, match="calibration method"):
+        quantize.quantize_int8(variants / "tiny.fp32.onnx", tmp_path / "x.onnx", x, "s8s8", "kl")
+    with pytest.raises(ModelError, match="dtype"):
+        quantize.quantize_int8(variants / "tiny.fp32.onnx", tmp_path / "x.onnx", x.astype(np.float64), "s8s8")
+    with pytest.raises(ModelError, match="FP32"):
+        quantize.quantize_int8(tmp_path / "e.onnx", tmp_path / "x.onnx", x, "s8s8")
+
+
+def test_failed_export_leaves_nothing(work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import onnxsim
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated onnxsim crash")
+
+    monkeypatch.setattr(onnxsim, "simplify", broken)
+    out = tmp_path / "new" / "out"
+    assert cli.main([str(work / "tiny.pt"), "--out-dir", str(out), "--fp16", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: onnxsim failed") and "--no-simplify" in err
+    assert not out.exists()
+    # The explicit opt-out works and is the only way past a broken onnxsim.
+    assert cli.main([str(work / "tiny.pt"), "--out-dir", str(out), "--no-simplify", "-q"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["tiny.fp32.onnx", "tiny.report.json"]
+
+
+def test_check_raises_with_numbers() -> None:
+    ref = lambda px: np.tile(np.arange(7, dtype=np.float32), (len(px), 1))  # noqa: E731
+    off = lambda px: ref(px) + 0.01  # noqa: E731
+    pixels = check.random_pixels(ModelInfo(), 4)
+    with pytest.raises(check.ExportCheckError, match=r"max\|diff\| 0\.01") as e:
+        check.check_step("a->b", ref, off, "fp32", pixels)
+    assert e.value.report["random"]["max_abs_diff"] == pytest.approx(0.01, rel=1e-3)
+    assert check.check_step("a->b", ref, off, "fp16", pixels)["passed"]  # within FP16 tolerance
+
+
+def test_corrupt_checkpoint_is_model_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ModelError, match="could not be read"):
+        export_onnx(bad, tmp_path / "x.onnx")
+    assert cli.main([str(bad), "--out-dir", str(tmp_path / "o"), "-q"]) == 2
+    assert capsys.readouterr().err.startswith("error: checkpoint")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "x.onnx").exists()
+
+
+def test_bad_options_are_config_errors(work: Path, variants: Path) -> None:
+    with pytest.raises(ConfigError, match="--calib"):
+        cli.run(cli.ExportOptions(source=work / "tiny.pt", int8=True))
+    with pytest.raises(ConfigError, match="--engine"):
+        cli.run(cli.ExportOptions(source=variants / "tiny.fp32.onnx", fp16=True))
+
+
+def _real_tensorrt() -> bool:
+    try:
+        engine.import_tensorrt()
+    except BackendUnavailable:
+        return False
+    return True
+
+
+@pytest.mark.skipif(_real_tensorrt(), reason="TensorRT is installed: tests/test_engine_build.py covers --engine")
+def test_engine_without_tensorrt(work: Path, variants: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli.main([str(variants / "tiny.fp32.onnx"), "--engine", "--out-dir", str(tmp_path / "e"), "-q"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "TensorRT is not installed here" in err and "fsrfer-export --engine MODEL.onnx" in err
+    # From a checkpoint: the ONNX files are written first, then the engine step fails the same way.
+    out = tmp_path / "o"
+    assert cli.main([str(work / "tiny.pt"), "--out-dir", str(out), "--fp16", "--engine", "-q"]) == 2
+    assert "TensorRT is not installed" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["tiny.fp16.onnx", "tiny.fp32.onnx", "tiny.report.json"]
+
+
+def test_engine_refuses_u8s8_before_needing_tensorrt(variants: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"tiny\.int8-s8s8\.onnx"):
+        engine.build_engine(variants / "tiny.int8-u8s8.onnx", tmp_path)
+    assert engine.model_stem("face.int8-s8s8.onnx") == "face" and engine.model_stem("face.onnx") == "face"
+
+
+def test_calibration_from_image_folder(tmp_path: Path) -> None:
+    pil = pytest.importorskip("PIL.Image")
+    from fsrfer_edge.export import calib
+
+    for i, face in enumerate(_faces(5, 7)):
+        pil.fromarray(face).save(tmp_path / f"{i}.png")
+    pil.fromarray(np.zeros((30, 20, 3), np.uint8)).save(tmp_path / "rgb.jpg")
+    faces = calib.load_faces(tmp_path, size=4)
+    assert len(faces) == 4
+    pixels = calib.faces_to_pixels(faces, ModelInfo())
+    assert pixels.shape == (4, 1, 48, 48)
+    u8 = calib.to_model_input(pixels, ModelInfo(input_dtype="uint8"))
+    assert u8.dtype == np.uint8
+    from fsrfer_edge.errors import DataError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no image files"):
+        calib.load_faces(tmp_path / "empty")
+
+
+def test_import_is_light() -> None:
+    code = ("import sys, fsrfer_edge.export, fsrfer_edge.export.cli; "
+            "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'onnxsim', 'tensorrt') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine builder logic against a fake TensorRT (the real one is covered by test_engine_build.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def _fake_tensorrt(flavour: str) -> object:
+    """A stand-in ``tensorrt`` module with the API shape of TensorRT 8.5, 10.x or 11.x."""
+    import types
+
+    calls: dict[str, list] = {"network_flags": [], "flags": [], "pool": [], "shapes": [], "cache": []}
+    mod = types.ModuleType("tensorrt")
+    mod.__version__ = {"8.5": "8.5.2.2", "10": "10.3.0", "11": "11.3.0"}[flavour]
+    mod.calls = calls
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level: int) -> None:
+            pass
+
+    creation = {"8.5": {"EXPLICIT_BATCH": 0}, "10": {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1},
+                "11": {"STRONGLY_TYPED": 1}}[flavour]
+    mod.NetworkDefinitionCreationFlag = types.SimpleNamespace(**creation)
+    mod.BuilderFlag = types.SimpleNamespace(**({} if flavour == "11" else {"FP16": "FP16", "INT8": "INT8"}))
+    mod.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
+    mod.Dims = lambda shape: tuple(shape)
+
+    class Cache:
+        def serialize(self) -> bytes:
+            return b"timing-cache"
+
+    class Config:
+        def set_memory_pool_limit(self, pool: str, size: int) -> None:
+            calls["pool"].append((pool, size))
+
+        def set_flag(self, flag: str) -> None:
+            calls["flags"].append(flag)
+
+        def add_optimization_profile(self, profile: object) -> int:
+            return 0
+
+        def create_timing_cache(self, data: bytes) -> Cache:
+            calls["cache"].append(bytes(data))
+            return Cache()
+
+        def set_timing_cache(self, cache: Cache, ignore_mismatch: bool) -> bool:
+            return True
+
+        def get_timing_cache(self) -> Cache:
+            return Cache()
+
+    class Profile:
+        def set_shape(self, name: str, lo: tuple, opt: tuple, hi: tuple) -> None:
+            calls["shapes"].append((name, lo, opt, hi))
+
+    class Network:
+        num_inputs = 1
+
+        def get_input(self, i: int) -> object:
+            return types.SimpleNamespace(name="faces")
+
+    class Builder:
+        def __init__(self, logger: Logger) -> None:
+            pass
+
+        def create_network(self, flags: int = 0) -> Network:
+            calls["network_flags"].append(flags)
+            return Network()
+
+        def create_builder_config(self) -> Config:
+            return Config()
+
+        def create_optimization_profile(self) -> Profile:
+            return Profile()
+
+        def build_serialized_network(self, network: Network, config: Config) -> bytes:
+            return b"engine-bytes"
+
+    if flavour == "8.5":
+        Builder.max_batch_size = 1  # implicit batch still exists
+
+    class OnnxParser:
+        num_errors = 0
+
+        def __init__(self, network: Network, logger: Logger) -> None:
+            pass
+
+        def parse(self, data: bytes) -> bool:
+            return data[:1] != b""
+
+    mod.Logger, mod.Builder, mod.OnnxParser = Logger, Builder, OnnxParser
+    return mod
+
+
+@pytest.mark.parametrize("flavour", ["8.5", "10", "11"])
+def test_engine_builder_logic_with_fake_tensorrt(variants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture, flavour: str) -> None:
+    import logging
+
+    from fsrfer_edge import engine_cache
+
+    fake = _fake_tensorrt(flavour)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(engine, "compute_capability", lambda device=0: "8.7")
+    calls = fake.calls  # type: ignore[attr-defined]
+    built = {}
+    for variant in ("fp32", "fp16", "int8-s8s8"):
+        built[variant] = engine.build_engine(variants / f"tiny.{variant}.onnx", tmp_path, 1, 8, 16,
+                                             workspace_mb=256, timing_cache=tmp_path / "t.cache")
+    names = sorted(p.name for p in tmp_path.glob("*.engine"))
+    v = fake.__version__  # type: ignore[attr-defined]
+    assert names == sorted(f"tiny.{p}.trt{v}.sm87.b1-8-16.engine" for p in ("fp32", "fp16", "int8"))
+    for variant, path in built.items():
+        doc = engine_cache.check_engine(path, v, "8.7", variants / f"tiny.{variant}.onnx")
+        assert doc["onnx_file"] == f"tiny.{variant}.onnx"
+    assert calls["shapes"][0] == ("faces", (1, 1, 48, 48), (8, 1, 48, 48), (16, 1, 48, 48))
+    assert calls["pool"][0] == ("WORKSPACE", 256 << 20)
+    assert (tmp_path / "t.cache").read_bytes() == b"timing-cache" and calls["cache"][1] == b"timing-cache"
+    explicit, strong = 1 << 0, 1 << 1
+    if flavour == "8.5":  # explicit batch requested; precision from weak-typing flags
+        assert calls["network_flags"] == [explicit] * 3
+        assert calls["flags"] == ["FP16", "INT8", "FP16"]
+    elif flavour == "10":  # explicit batch is the default; flags still exist
+        assert calls["network_flags"] == [0, 0, 0]
+        assert calls["flags"] == ["FP16", "INT8", "FP16"]
+    else:  # 11: no precision flags; strongly typed networks take the precision from the file
+        assert calls["network_flags"] == [0, strong, strong] and calls["flags"] == []
+    # Second call: valid cached engine reused, nothing rebuilt.
+    n = len(calls["network_flags"])
+    with caplog.at_level(logging.INFO, logger="fsrfer_edge.export.engine"):
+        assert engine.build_engine(variants / "tiny.fp16.onnx", tmp_path, 1, 8, 16) == built["fp16"]
+    assert "cached" in caplog.text and len(calls["network_flags"]) == n
+    # Built for another GPU (foreign sidecar): rebuilt.
+    monkeypatch.setattr(engine, "compute_capability", lambda device=0: "8.7")
+    doc = json.loads(engine_cache.sidecar_path(built["fp16"]).read_text())
+    doc["key"]["compute_capability"] = "7.2"
+    engine_cache.sidecar_path(built["fp16"]).write_text(json.dumps(doc))
+    with caplog.at_level(logging.INFO, logger="fsrfer_edge.export.engine"):
+        engine.build_engine(variants / "tiny.fp16.onnx", tmp_path, 1, 8, 16)
+    assert "rebuilding" in caplog.text and len(calls["network_flags"]) == n + 1
+    with pytest.raises(ModelError, match="int8-s8s8"):
+        engine.build_engine(variants / "tiny.int8-u8s8.onnx", tmp_path)
