@@ -33,6 +33,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], write: Any) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; checkpoints are ordinary shared files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

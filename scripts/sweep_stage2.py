@@ -1,0 +1,79 @@
+"""Compare stage-2 settings on a finished stage 1 (uses the run's HR model and cached features).
+
+    python scripts/sweep_stage2.py --config configs/ferplus_short.yaml --run runs/ferplus_short \
+        --json results/ferplus_short/stage2_sweep.json
+
+Each variant overrides stage-2 options (see VARIANTS) and is scored by mean val accuracy over the
+evaluation factors, plus accuracy at x1 (G must not hurt HR faces). Choices are made on val only.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "no_gan_phase": {"epochs": 0},
+    "adv_1e-2": {"losses": {"adversarial": 1e-2}},
+    "adv_1e-4": {"losses": {"adversarial": 1e-4}},
+    "head_10": {"losses": {"head": 10.0}},
+    "head_0": {"losses": {"head": 0.0}},
+    "rec_0.1": {"losses": {"reconstruction": 0.1}},
+    "ce_0.1": {"losses": {"cross_entropy": 0.1}},
+    "g_big": {"generator_blocks": 5, "generator_growth": 128},
+    "lr_1e-3": {"lr_g": 1e-3, "lr_d": 1e-3},
+    "long": {"pretrain_epochs": 10, "epochs": 30},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--run", required=True, help="run directory with models/hr.pt and cache/")
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    import torch
+
+    from trainer import config
+    from trainer.evaluate import write_json
+    from trainer.train import load_data, train_stage2, evaluate_fn, torch_logits_fn, checkpoint, PRE
+
+    torch.set_num_threads(args.threads)
+    base = config.load(args.config)
+    data = load_data(base, config.resolve_data_path(base, None, args.config))
+    run = Path(args.run)
+    results = {}
+    for name in args.variants.split(","):
+        over = VARIANTS[name]
+        s2 = base.stage2.to_dict() if hasattr(base.stage2, "to_dict") else dataclasses.asdict(base.stage2)
+        for k, v in over.items():
+            s2[k] = {**s2[k], **v} if isinstance(v, dict) else v
+        cfg = config.from_dict({**base.to_dict(), "stage2": s2})
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d)
+            (out / "models").mkdir()
+            shutil.copy(run / "models" / "hr.pt", out / "models" / "hr.pt")
+            shutil.copytree(run / "cache", out / "cache")
+            t = time.time()
+            path = train_stage2(cfg, data, out / "models" / "hr.pt", out, "fsrfer", cfg.stage2.losses, resume=False)
+            model, pre, _ = checkpoint.load_model(path)
+            res = evaluate_fn(torch_logits_fn(model), data.val.images, data.val.labels, tuple(cfg.eval.factors), PRE)
+        results[name] = {"override": over, "mean_accuracy": res["mean_accuracy"], "seconds": round(time.time() - t, 1),
+                         "accuracy": {f: v["accuracy"] for f, v in res["factors"].items()}}
+        print(f"{name:14s} mean {100 * res['mean_accuracy']:.2f}  " +
+              " ".join(f"x{f}:{100 * v['accuracy']:.1f}" for f, v in res["factors"].items()), flush=True)
+        write_json(args.json, {"config": args.config, "split": "val", "variants": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
