@@ -75,6 +75,7 @@ def write_sidecar(engine_path: str | os.PathLike[str], key: EngineKey, onnx_sha2
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f, indent=2, sort_keys=True)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; the sidecar is an ordinary, readable file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -6,6 +6,7 @@ Uses tiny models (backbone "tiny") and synthetic faces the tests make; runs in w
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -408,6 +409,9 @@ def test_engine_builder_logic_with_fake_tensorrt(variants: Path, tmp_path: Path,
     for variant, path in built.items():
         doc = engine_cache.check_engine(path, v, "8.7", variants / f"tiny.{variant}.onnx")
         assert doc["onnx_file"] == f"tiny.{variant}.onnx"
+        # written through mkstemp (0600), but ordinary readable files in the end
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        assert stat.S_IMODE(engine_cache.sidecar_path(path).stat().st_mode) == 0o644
     assert calls["shapes"][0] == ("faces", (1, 1, 48, 48), (8, 1, 48, 48), (16, 1, 48, 48))
     assert calls["pool"][0] == ("WORKSPACE", 256 << 20)
     assert (tmp_path / "t.cache").read_bytes() == b"timing-cache" and calls["cache"][1] == b"timing-cache"

@@ -148,7 +148,8 @@ class FeatureGenerator(nn.Module):
         self.blocks = nn.Sequential(*(DenseResidualBlock(dim, growth, 4, res_scale) for _ in range(blocks)))
         self.proj = nn.Linear(dim, dim)
         nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
+        if self.proj.bias is not None:
+            nn.init.zeros_(self.proj.bias)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return f + self.proj(self.blocks(f))
@@ -184,7 +185,8 @@ class ImageSR(nn.Module):
         self.body = nn.Sequential(*body)
         self.out = nn.Conv2d(width, channels, 3, 1, 1)
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        if self.out.bias is not None:
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.out(self.body(torch.relu(self.inp(x))))

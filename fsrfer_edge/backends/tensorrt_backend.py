@@ -21,22 +21,38 @@ import os
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence, Union, cast
 
 import numpy as np
 
 from ..engine_cache import ENGINE_SUFFIX, check_engine, default_cache_dir
-from ..errors import BackendUnavailable, EngineError, InputError, require
+from ..errors import BackendUnavailable, EngineError, InputError
 from ..metadata import ModelInfo
 from .base import Backend
 from .cuda_memory import CudaMemory, CudaStream, DeviceBuffer, select_memory
+
+if TYPE_CHECKING:  # the types come from tensorrt-stubs (TensorRT 10.x); see scripts/prepare_trt_stubs.py
+    import tensorrt as trt
 
 logger = logging.getLogger(__name__)
 
 
 def import_tensorrt() -> ModuleType:
-    """Import TensorRT or raise BackendUnavailable naming the ``tensorrt`` extra."""
-    trt = require("tensorrt", "tensorrt", "running TensorRT engines")
+    """Import TensorRT or raise BackendUnavailable naming the ``tensorrt`` extra.
+
+    The functions below import ``tensorrt`` themselves (so mypy checks their calls against the
+    stubs); the backend calls this first, so those imports never fail.
+
+    Raises:
+        BackendUnavailable: TensorRT is missing, or only its type stubs are installed.
+    """
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"'tensorrt' is needed for running TensorRT engines but could not be imported ({exc}). "
+            "Install TensorRT (JetPack ships it) or: pip install 'fsrfer-edge[tensorrt]'"
+        ) from exc
     # ``tensorrt-stubs`` alone installs a bare ``tensorrt`` folder that imports as an empty namespace.
     if not hasattr(trt, "Runtime") or not hasattr(trt, "__version__"):
         raise BackendUnavailable(
@@ -46,6 +62,25 @@ def import_tensorrt() -> ModuleType:
     return trt
 
 
+class _BindingEngine(Protocol):
+    """The binding-index API of ``ICudaEngine`` in TensorRT < 8.5 (removed in 10.0, so not in the stubs)."""
+
+    num_bindings: int
+
+    def get_binding_name(self, index: int) -> str: ...
+    def binding_is_input(self, index: int) -> bool: ...
+    def get_binding_dtype(self, index: int) -> trt.DataType: ...
+    def get_binding_shape(self, index: int) -> trt.Dims: ...
+    def get_profile_shape(self, profile_index: int, binding: int) -> list[trt.Dims]: ...
+
+
+class _BindingContext(Protocol):
+    """The binding-index API of ``IExecutionContext`` in TensorRT < 8.5 (removed in 10.0)."""
+
+    def set_binding_shape(self, binding: int, shape: tuple[int, ...]) -> bool: ...
+    def execute_async_v2(self, bindings: list[int], stream_handle: int) -> bool: ...
+
+
 def read_engine_bytes(engine_path: Union[str, os.PathLike[str]]) -> bytes:
     try:
         return Path(engine_path).read_bytes()
@@ -53,15 +88,18 @@ def read_engine_bytes(engine_path: Union[str, os.PathLike[str]]) -> bytes:
         raise EngineError(f"engine {engine_path} could not be read ({exc})") from exc
 
 
-def deserialize_engine(trt: ModuleType, data: bytes, source: str) -> tuple[Any, Any, Any]:
+def deserialize_engine(data: bytes, source: str) -> tuple[trt.ILogger, trt.Runtime, trt.ICudaEngine]:
     """Deserialise an engine: returns (logger, runtime, engine); the runtime must outlive the engine.
 
     Raises:
         EngineError: TensorRT could not deserialise it.
     """
+    import tensorrt as trt
+
     trt_logger = trt.Logger(trt.Logger.WARNING)
     runtime = trt.Runtime(trt_logger)
-    engine = runtime.deserialize_cuda_engine(data)
+    # The stubs say ICudaEngine; TensorRT returns None when it cannot deserialise.
+    engine: Optional[trt.ICudaEngine] = runtime.deserialize_cuda_engine(data)
     if engine is None:
         raise EngineError(
             f"TensorRT could not deserialise {source} (see TensorRT's log above); the file is corrupt or was "
@@ -87,28 +125,42 @@ class EngineIO:
     num_bindings: int = 2
 
 
-def has_named_tensor_api(engine: Any, context: Any) -> bool:
+def _dims(dims: trt.Dims) -> tuple[int, ...]:
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
+def _np_dtype(dtype: trt.DataType) -> np.dtype:
+    import tensorrt as trt
+
+    nptype: Callable[[trt.DataType], Any] = trt.nptype  # untyped in the stubs
+    return np.dtype(nptype(dtype))
+
+
+def has_named_tensor_api(engine: trt.ICudaEngine, context: trt.IExecutionContext) -> bool:
     """True when the engine/context have the TensorRT >= 8.5 named-tensor API."""
     return all(hasattr(engine, a) for a in ("num_io_tensors", "get_tensor_name", "get_tensor_mode",
                                              "get_tensor_profile_shape")) and all(
         hasattr(context, a) for a in ("set_input_shape", "set_tensor_address", "execute_async_v3"))
 
 
-def inspect_engine(trt: ModuleType, engine: Any, context: Any, info: ModelInfo, source: str) -> EngineIO:
+def inspect_engine(engine: trt.ICudaEngine, context: trt.IExecutionContext, info: ModelInfo,
+                   source: str) -> EngineIO:
     """Find the engine's I/O tensors, dtypes and batch range; check them against ``info``.
 
     Raises:
         EngineError: tensor names, dtypes or shapes disagree with the model's metadata.
     """
+    import tensorrt as trt
+
     if has_named_tensor_api(engine, context):
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
         _check_names(inputs, outputs, info, source)
-        in_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(info.input_name)))
-        out_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(info.output_name)))
-        in_shape = tuple(engine.get_tensor_shape(info.input_name))
-        out_shape = tuple(engine.get_tensor_shape(info.output_name))
+        in_dtype = _np_dtype(engine.get_tensor_dtype(info.input_name))
+        out_dtype = _np_dtype(engine.get_tensor_dtype(info.output_name))
+        in_shape = _dims(engine.get_tensor_shape(info.input_name))
+        out_shape = _dims(engine.get_tensor_shape(info.output_name))
         if in_shape and in_shape[0] == -1:
             lo, _, hi = engine.get_tensor_profile_shape(info.input_name, 0)
             batch_range = (int(lo[0]), int(hi[0]))
@@ -118,7 +170,7 @@ def inspect_engine(trt: ModuleType, engine: Any, context: Any, info: ModelInfo, 
         named = True
     else:
         # TensorRT < 8.5: binding indices. Only profile 0's bindings are used.
-        old = engine
+        old = cast(_BindingEngine, engine)
         n_profiles = max(1, int(getattr(old, "num_optimization_profiles", 1)))
         n_bind = int(old.num_bindings) // n_profiles
         names = [old.get_binding_name(i) for i in range(n_bind)]
@@ -126,10 +178,10 @@ def inspect_engine(trt: ModuleType, engine: Any, context: Any, info: ModelInfo, 
         outputs = [n for n in names if n not in inputs]
         _check_names(inputs, outputs, info, source)
         in_idx, out_idx = names.index(info.input_name), names.index(info.output_name)
-        in_dtype = np.dtype(trt.nptype(old.get_binding_dtype(in_idx)))
-        out_dtype = np.dtype(trt.nptype(old.get_binding_dtype(out_idx)))
-        in_shape = tuple(old.get_binding_shape(in_idx))
-        out_shape = tuple(old.get_binding_shape(out_idx))
+        in_dtype = _np_dtype(old.get_binding_dtype(in_idx))
+        out_dtype = _np_dtype(old.get_binding_dtype(out_idx))
+        in_shape = _dims(old.get_binding_shape(in_idx))
+        out_shape = _dims(old.get_binding_shape(out_idx))
         if in_shape and in_shape[0] == -1:
             lo, _, hi = old.get_profile_shape(0, in_idx)
             batch_range = (int(lo[0]), int(hi[0]))
@@ -191,21 +243,20 @@ class TensorRTBackend(Backend):
         self._mem: Optional[CudaMemory] = None
         # A memory layer created here is closed here; one passed in belongs to the caller unless told.
         self._owns_mem = bool(close_memory) if close_memory is not None else isinstance(memory, str)
-        self._engine: Any = None
-        self._context: Any = None
-        self._runtime: Any = None
-        self._trt_logger: Any = None
+        self._engine: Optional[trt.ICudaEngine] = None
+        self._context: Optional[trt.IExecutionContext] = None
+        self._runtime: Optional[trt.Runtime] = None
+        self._trt_logger: Optional[trt.ILogger] = None
         self._buffers: list[Any] = []
         self._stream: Optional[CudaStream] = None
-        trt = import_tensorrt()
-        self._trt_version = str(trt.__version__)
+        self._trt_version = str(import_tensorrt().__version__)
         try:
-            self._load(trt, device, memory, onnx_path)
+            self._load(device, memory, onnx_path)
         except BaseException:
             self.close()
             raise
 
-    def _load(self, trt: ModuleType, device: int, memory: Union[str, CudaMemory],
+    def _load(self, device: int, memory: Union[str, CudaMemory],
               onnx_path: Optional[Union[str, os.PathLike[str]]]) -> None:
         if isinstance(memory, CudaMemory):
             self._mem = memory
@@ -221,18 +272,20 @@ class TensorRTBackend(Backend):
         self._compute_capability = cc
         with mem.context():
             self._trt_logger, self._runtime, self._engine = deserialize_engine(
-                trt, read_engine_bytes(self.path), str(self.path))
-            self._context = self._engine.create_execution_context()
-            if self._context is None:
+                read_engine_bytes(self.path), str(self.path))
+            # The stubs say IExecutionContext; TensorRT returns None when it cannot create one.
+            context: Optional[trt.IExecutionContext] = self._engine.create_execution_context()
+            if context is None:
                 raise EngineError(f"TensorRT could not create an execution context for {self.path} (out of GPU memory?)")
-            self._io = inspect_engine(trt, self._engine, self._context, self.info, str(self.path))
+            self._context = context
+            self._io = inspect_engine(self._engine, context, self.info, str(self.path))
             self._max_batch = self._io.max_batch
-            self._allocate(mem)
+            self._allocate(mem, context)
         logger.info("loaded TensorRT %s engine %s (%s API, batch %d-%d, memory=%s)", self._trt_version, self.path,
                     "named-tensor" if self._io.named_api else "binding", self._io.min_batch, self._io.max_batch,
                     mem.name)
 
-    def _allocate(self, mem: CudaMemory) -> None:
+    def _allocate(self, mem: CudaMemory, context: trt.IExecutionContext) -> None:
         io = self._io
         c, s, _ = self.input_shape
         self._host_in = mem.alloc_host((io.max_batch, c, s, s), io.input_dtype)
@@ -246,8 +299,8 @@ class TensorRTBackend(Backend):
         self._stream = mem.create_stream()
         if io.named_api:
             # Addresses never change: set them once.
-            ok_in = self._context.set_tensor_address(io.input_name, self._dev_in.ptr)
-            ok_out = self._context.set_tensor_address(io.output_name, self._dev_out.ptr)
+            ok_in = context.set_tensor_address(io.input_name, self._dev_in.ptr)
+            ok_out = context.set_tensor_address(io.output_name, self._dev_out.ptr)
             if ok_in is False or ok_out is False:
                 raise EngineError(f"TensorRT refused the buffer addresses for {self.path}")
         else:
@@ -266,22 +319,24 @@ class TensorRTBackend(Backend):
             raise InputError(f"received a batch of {n}; this engine was built for batches of at least {self._io.min_batch}")
         with self._lock:
             self._check_open()  # another thread may have closed it while we waited
-            mem, io, stream = self._mem, self._io, self._stream
-            assert mem is not None and stream is not None  # set by _load; internal invariant
+            mem, io, stream, context = self._mem, self._io, self._stream, self._context
+            # set by _load; internal invariant
+            assert mem is not None and stream is not None and context is not None
             host_in, host_out = self._host_in[:n], self._host_out[:n]
             np.copyto(host_in, batch)
             with mem.context():
                 shape = (n,) + tuple(batch.shape[1:])
                 if io.named_api:
-                    if self._context.set_input_shape(io.input_name, shape) is False:
+                    if context.set_input_shape(io.input_name, shape) is False:
                         raise EngineError(f"TensorRT rejected input shape {shape} for {self.path}")
                     mem.htod_async(self._dev_in, host_in, stream)
-                    ok = self._context.execute_async_v3(stream.ptr)
-                else:
-                    if self._context.set_binding_shape(io.input_index, shape) is False:
+                    ok = context.execute_async_v3(stream.ptr)
+                else:  # TensorRT < 8.5
+                    old = cast(_BindingContext, context)
+                    if old.set_binding_shape(io.input_index, shape) is False:
                         raise EngineError(f"TensorRT rejected input shape {shape} for {self.path}")
                     mem.htod_async(self._dev_in, host_in, stream)
-                    ok = self._context.execute_async_v2(self._bindings, stream.ptr)
+                    ok = old.execute_async_v2(self._bindings, stream.ptr)
                 if not ok:
                     mem.synchronize(stream)
                     raise EngineError(f"TensorRT failed to run {self.path} on a batch of {n} (see TensorRT's log)")
@@ -325,11 +380,11 @@ class TensorRTBackend(Backend):
             EngineError: no valid engine was found (the message says how to build one).
             BackendUnavailable: TensorRT or the CUDA libraries are missing.
         """
-        trt = import_tensorrt()
+        version = str(import_tensorrt().__version__)
         mem = select_memory(memory, device)
         try:
             dirs = [Path(d) for d in search_dirs] if search_dirs is not None else [Path(onnx_path).parent, default_cache_dir()]
-            engine = find_engine(onnx_path, str(trt.__version__), mem.device_compute_capability(device), dirs, min_max_batch)
+            engine = find_engine(onnx_path, version, mem.device_compute_capability(device), dirs, min_max_batch)
             return cls(engine, device, memory=mem, onnx_path=onnx_path, close_memory=True)
         except BaseException:
             mem.close()

@@ -19,15 +19,16 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Union, cast
 
 from .. import engine_cache
 from ..engine_cache import EngineKey
 from ..errors import BackendUnavailable, EngineError, ModelError
 from ..metadata import ModelInfo
 
-if TYPE_CHECKING:  # pragma: no cover
-    import tensorrt as trt  # type: ignore[import-untyped,import-not-found,unused-ignore]
+if TYPE_CHECKING:  # pragma: no cover  # types from tensorrt-stubs (10.x); see scripts/prepare_trt_stubs.py
+    import tensorrt as trt
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +47,23 @@ def _no_tensorrt(why: str) -> BackendUnavailable:
     )
 
 
-def import_tensorrt() -> Any:
+def import_tensorrt() -> ModuleType:
     """Import TensorRT, or raise BackendUnavailable telling where to build instead.
+
+    The builder's helpers import ``tensorrt`` themselves (so mypy checks their calls against the
+    stubs); :func:`build_engine` calls this first, so those imports never fail.
 
     Raises:
         BackendUnavailable: TensorRT is missing (type stubs alone, e.g. ``tensorrt-stubs``, make
             ``import tensorrt`` succeed as an empty namespace package; they count as missing).
     """
     try:
-        import tensorrt  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        import tensorrt as trt
     except ImportError as exc:
         raise _no_tensorrt(f"import tensorrt failed: {exc}") from exc
-    if not hasattr(tensorrt, "Builder"):
+    if not hasattr(trt, "Builder"):
         raise _no_tensorrt("only type stubs or an empty 'tensorrt' package were found")
-    return tensorrt
+    return trt
 
 
 def compute_capability(device: int = 0) -> str:
@@ -170,8 +174,8 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, min_batch: int = 1, opt
     """
     onnx_path = Path(onnx_path)
     info = _read_info(onnx_path)
-    trt_mod = import_tensorrt()
-    key = EngineKey(str(trt_mod.__version__), compute_capability(device), info.precision,
+    trt_version = str(import_tensorrt().__version__)
+    key = EngineKey(trt_version, compute_capability(device), info.precision,
                     int(min_batch), int(opt_batch), int(max_batch))
     out = engine_path_for(onnx_path, out_dir, key)
     if out.exists() and not force:
@@ -215,8 +219,25 @@ def _write_atomic(path: Path, data: bytes) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+class _LegacyConfig(Protocol):
+    """``IBuilderConfig`` before TensorRT 8.4 (``max_workspace_size``; removed in 10.0, not in the stubs)."""
+
+    max_workspace_size: int
+
+
+class _LegacyEngine(Protocol):
+    def serialize(self) -> trt.IHostMemory: ...
+
+
+class _LegacyBuilder(Protocol):
+    """``Builder`` before TensorRT 8.0 (no ``build_serialized_network``; ``build_engine`` removed in 10.0)."""
+
+    def build_engine(self, network: trt.INetworkDefinition,
+                     config: trt.IBuilderConfig) -> Optional[_LegacyEngine]: ...
+
+
 def _has_weak_typing_flag(name: str) -> bool:
-    import tensorrt as trt  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    import tensorrt as trt
 
     return hasattr(trt.BuilderFlag, name)
 
@@ -236,7 +257,7 @@ def _strongly_typed(precision: str) -> bool:
 
 
 def _network_flags(strongly_typed: bool) -> int:
-    import tensorrt as trt  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    import tensorrt as trt
 
     flags = 0
     creation = trt.NetworkDefinitionCreationFlag
@@ -251,20 +272,19 @@ def _network_flags(strongly_typed: bool) -> int:
 
 
 def _set_workspace(config: "trt.IBuilderConfig", workspace_mb: Optional[int]) -> None:
-    import tensorrt as trt  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    import tensorrt as trt
 
     if workspace_mb is None:
         return
     size = int(workspace_mb) << 20
     if hasattr(config, "set_memory_pool_limit") and hasattr(trt, "MemoryPoolType"):
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, size)
-    else:  # TensorRT < 8.4 (the attribute is gone from 10.x, hence Any)
-        legacy: Any = config
-        legacy.max_workspace_size = size
+    else:  # TensorRT < 8.4
+        cast(_LegacyConfig, config).max_workspace_size = size
 
 
 def _set_precision(config: "trt.IBuilderConfig", precision: str, strongly_typed: bool) -> list[str]:
-    import tensorrt as trt  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    import tensorrt as trt
 
     if strongly_typed:
         return ["STRONGLY_TYPED"]
@@ -297,7 +317,7 @@ def _load_timing_cache(config: "trt.IBuilderConfig", path: Optional[PathLike]) -
 
 
 def _save_timing_cache(config: "trt.IBuilderConfig", path: PathLike) -> None:
-    cache = config.get_timing_cache()
+    cache: Optional[trt.ITimingCache] = config.get_timing_cache()  # None where there is none
     if cache is None:
         return
     _write_atomic(Path(path), bytes(memoryview(cache.serialize())))
@@ -305,7 +325,7 @@ def _save_timing_cache(config: "trt.IBuilderConfig", path: PathLike) -> None:
 
 
 def _parse(network: "trt.INetworkDefinition", logger: "trt.ILogger", onnx_path: Path) -> "trt.OnnxParser":
-    import tensorrt as trt  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    import tensorrt as trt
 
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):
@@ -316,7 +336,7 @@ def _parse(network: "trt.INetworkDefinition", logger: "trt.ILogger", onnx_path: 
 
 def _profile(builder: "trt.Builder", network: "trt.INetworkDefinition", info: ModelInfo,
              key: EngineKey) -> "trt.IOptimizationProfile":
-    import tensorrt as trt  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    import tensorrt as trt
 
     if network.num_inputs != 1 or network.get_input(0).name != info.input_name:
         names = [network.get_input(i).name for i in range(network.num_inputs)]
@@ -331,7 +351,7 @@ def _profile(builder: "trt.Builder", network: "trt.INetworkDefinition", info: Mo
 
 def _build_serialized(onnx_path: Path, info: ModelInfo, key: EngineKey, workspace_mb: Optional[int],
                       timing_cache: Optional[PathLike]) -> bytes:
-    import tensorrt as trt  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -346,12 +366,12 @@ def _build_serialized(onnx_path: Path, info: ModelInfo, key: EngineKey, workspac
     has_cache = _load_timing_cache(config, timing_cache)
     log.info("building %s engine (flags %s, batch %d-%d-%d); this takes a few minutes on a Jetson",
              info.precision, flags or ["none"], key.min_batch, key.opt_batch, key.max_batch)
-    plan: Optional[Any]
+    # The stubs say IHostMemory; TensorRT returns None when the build fails.
+    plan: Optional[trt.IHostMemory]
     if hasattr(builder, "build_serialized_network"):
         plan = builder.build_serialized_network(network, config)
-    else:  # TensorRT < 8.0 (removed in 10.x, hence Any)
-        legacy: Any = builder
-        engine = legacy.build_engine(network, config)
+    else:  # TensorRT < 8.0
+        engine = cast(_LegacyBuilder, builder).build_engine(network, config)
         plan = engine.serialize() if engine is not None else None
     del parser
     if plan is None:
