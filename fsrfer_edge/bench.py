@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import logging
 import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -31,7 +29,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from . import __version__
-from .engine_cache import sha256_file
+from .fileio import sha256_file, write_json
 from .errors import DataError, FsrferError, InputError
 from .preprocessing import FACTORS, degrade
 from .recognizer import Recognizer
@@ -258,25 +256,6 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
             "accuracy": accuracy,
         }
     return doc
-
-
-def write_json(path: Union[str, os.PathLike[str]], doc: dict[str, Any]) -> Path:
-    """Write ``doc`` as JSON atomically (temporary file beside ``path``, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 # ---------------------------------------------------------------------------------------------

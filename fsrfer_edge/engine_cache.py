@@ -9,14 +9,13 @@ disagrees with the running system is never run: the builder rebuilds it, the run
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 from .errors import EngineError
+from .fileio import sha256_file, write_json
 from .metadata import ModelInfo
 
 SIDECAR_SUFFIX = ".json"
@@ -53,14 +52,6 @@ class EngineKey:
                 f".b{self.min_batch}-{self.opt_batch}-{self.max_batch}{ENGINE_SUFFIX}")
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
     return Path(str(engine_path) + SIDECAR_SUFFIX)
 
@@ -70,18 +61,7 @@ def write_sidecar(engine_path: str | os.PathLike[str], key: EngineKey, onnx_sha2
     """Write the sidecar atomically; call after the engine file itself is in place."""
     doc = {"key": dataclasses.asdict(key), "onnx_sha256": onnx_sha256,
            "engine_sha256": sha256_file(engine_path), "model_info": info.to_dict(), **(extra or {})}
-    path = sidecar_path(engine_path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2, sort_keys=True)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; the sidecar is an ordinary, readable file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_json(sidecar_path(engine_path), doc)
 
 
 def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -25,7 +25,8 @@ from fsrfer_edge.backends.cuda_memory import (
     PyCudaMemory,
     select_memory,
 )
-from fsrfer_edge.engine_cache import EngineKey, check_engine, sha256_file, write_sidecar
+from fsrfer_edge.engine_cache import EngineKey, check_engine, write_sidecar
+from fsrfer_edge.fileio import sha256_file
 from fsrfer_edge.metadata import ModelInfo
 
 TRT_VERSION = "10.3.0"

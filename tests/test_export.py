@@ -85,7 +85,8 @@ def test_fp32_export_matches_pytorch(work: Path, tmp_path: Path, method: str) ->
     ckpt = work / ("tiny.pt" if method == "fsrfer" else "sr.pt")
     info = export_onnx(ckpt, tmp_path / "m.onnx")
     assert info.method == method and info.precision == "fp32" and info.input_dtype == "float32"
-    from trainer.checkpoint import file_sha256, load_model
+    from fsrfer_edge.fileio import sha256_file as file_sha256
+    from trainer.checkpoint import load_model
 
     assert info.checkpoint_sha256 == file_sha256(ckpt)
     model, _, _ = load_model(ckpt)

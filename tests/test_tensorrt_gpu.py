@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fsrfer_edge.engine_cache import EngineKey, read_sidecar, sha256_file, write_sidecar
+from fsrfer_edge.engine_cache import EngineKey, read_sidecar, write_sidecar
+from fsrfer_edge.fileio import sha256_file
 from fsrfer_edge.errors import BackendUnavailable, EngineError
 
 pytestmark = pytest.mark.gpu

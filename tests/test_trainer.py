@@ -12,7 +12,7 @@ from fsrfer_edge.errors import ConfigError, DataError, ModelError  # noqa: E402
 from trainer import checkpoint, config, losses  # noqa: E402
 from trainer.cli import eval_main, train_main  # noqa: E402
 from trainer.models import FeatureCritic, FeatureGenerator, Head, InferenceModel  # noqa: E402
-from trainer.train import Stage2Step, load_data, run_pipeline, train_stage1  # noqa: E402
+from trainer.train import Stage2Step, load_data, train_stage1  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

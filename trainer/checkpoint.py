@@ -7,46 +7,25 @@ Two kinds share one container format:
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from fsrfer_edge.errors import ModelError
+from fsrfer_edge.fileio import atomic_write
 from fsrfer_edge.preprocessing import Preprocessing
 
 FORMAT = "fsrfer-checkpoint"
 VERSION = 1
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], write: Any) -> None:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; checkpoints are ordinary shared files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
     """Save a checkpoint dict atomically (tensors, and plain dicts/lists/str/numbers only)."""
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    atomic_write_bytes(path, lambda f: torch.save(payload, f))
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any]:
@@ -91,10 +70,3 @@ def load_model(path: str | os.PathLike[str]) -> tuple["torch.nn.Module", Preproc
     model.eval()
     return model, Preprocessing.from_dict(ckpt["preprocessing"]), ckpt
 
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -6,7 +6,6 @@ the model's own preprocessing, and classified.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
+from fsrfer_edge.fileio import write_json  # noqa: F401  (re-exported for the trainer)
 from fsrfer_edge.preprocessing import CLASSES, Preprocessing, degrade
 
 log = logging.getLogger(__name__)
@@ -90,15 +90,6 @@ def onnx_logits_fn(path: str | os.PathLike[str], threads: Optional[int] = None) 
         return sess.run([info.output_name], {info.input_name: x})[0]
 
     return fn, pre
-
-
-def write_json(path: str | os.PathLike[str], doc: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, p)
 
 
 def _save_fig(fig: Any, path: Path) -> None:

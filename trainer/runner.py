@@ -13,7 +13,7 @@ import math
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch

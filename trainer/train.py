@@ -15,12 +15,13 @@ import torch
 from torch import nn
 
 from fsrfer_edge.errors import DataError
+from fsrfer_edge.fileio import sha256_file
 from fsrfer_edge.preprocessing import Preprocessing
 
 from . import checkpoint, losses
 from .config import LossConfig, TrainConfig, ablated
 from .evaluate import degraded_inputs, evaluate_fn, torch_logits_fn, write_json
-from .models import FeatureCritic, FeatureGenerator, FERNet, ImageSR, InferenceModel
+from .models import FeatureCritic, FeatureGenerator, InferenceModel
 from .runner import EpochRunner, cosine_lr, set_lr
 
 log = logging.getLogger(__name__)
@@ -364,7 +365,7 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
                  resume: bool, stop_after: Optional[int] = None, deadline: Optional[float] = None) -> Optional[Path]:
     """Train G (and D) on cached features of the frozen HR model; save the fused FSR-FER model."""
     fer = load_fer(hr_path).fer.eval().requires_grad_(False)
-    key = f"{checkpoint.file_sha256(hr_path)}|{data.source}|{len(data.train.labels)}|{cfg.degrade}"
+    key = f"{sha256_file(hr_path)}|{data.source}|{len(data.train.labels)}|{cfg.degrade}"
     train_factors = tuple(sorted(set(cfg.degrade.factors) | {1}))
     eval_factors = tuple(cfg.eval.factors)
     ftr = cached_features(out / "cache" / "train_features.npz", fer.trunk, data.train.images, train_factors, key, cfg)
@@ -377,7 +378,6 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
     d = FeatureCritic(dim, s2.critic_hidden, s2.critic_layers)
     labels = data.train.labels
     n, bs = len(labels), s2.batch_size
-    lr_factors = np.array([f for f in train_factors if f > 1] or [1])
     all_factors = np.array(train_factors)
     stack = np.stack([ftr[f] for f in train_factors])  # (F, N, D)
 

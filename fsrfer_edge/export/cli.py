@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -26,6 +25,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..errors import ConfigError, FsrferError
+from ..fileio import write_json
 from ..preprocessing import FACTORS
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def _validate(opts: ExportOptions) -> None:
 
 
 def _file_entry(path: Path, info: Any) -> dict[str, Any]:
-    from ..engine_cache import sha256_file
+    from ..fileio import sha256_file
 
     return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path), "model_info": info.to_dict()}
 
@@ -204,17 +204,7 @@ def _commit(stage: Path, out_dir: Path, report: dict[str, Any], name: str) -> Pa
 
 def write_report(path: Path, report: dict[str, Any]) -> Path:
     """Write the JSON report atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(report, f, indent=2, sort_keys=True, default=str)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_json(path, report, default=str)
 
 
 def export_checkpoint(opts: ExportOptions) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, Union, cast
 from .. import engine_cache
 from ..engine_cache import EngineKey
 from ..errors import BackendUnavailable, EngineError, ModelError
+from ..fileio import atomic_write_bytes, sha256_file
 from ..metadata import ModelInfo
 
 if TYPE_CHECKING:  # pragma: no cover  # types from tensorrt-stubs (10.x); see scripts/prepare_trt_stubs.py
@@ -190,28 +190,12 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, min_batch: int = 1, opt
             log.info("rebuilding %s: its sidecar records another build configuration", out.name)
     t0 = time.perf_counter()
     plan = _build_serialized(onnx_path, info, key, workspace_mb, timing_cache)
-    _write_atomic(out, plan)
-    engine_cache.write_sidecar(out, key, engine_cache.sha256_file(onnx_path), info,
+    atomic_write_bytes(out, plan)
+    engine_cache.write_sidecar(out, key, sha256_file(onnx_path), info,
                                extra={"onnx_file": onnx_path.name, "workspace_mb": workspace_mb,
                                       "build_seconds": round(time.perf_counter() - t0, 1)})
     log.info("built %s in %.1f s", out, time.perf_counter() - t0)
     return out
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,7 +304,7 @@ def _save_timing_cache(config: "trt.IBuilderConfig", path: PathLike) -> None:
     cache: Optional[trt.ITimingCache] = config.get_timing_cache()  # None where there is none
     if cache is None:
         return
-    _write_atomic(Path(path), bytes(memoryview(cache.serialize())))
+    atomic_write_bytes(Path(path), bytes(memoryview(cache.serialize())))
     log.info("saved timing cache %s", path)
 
 

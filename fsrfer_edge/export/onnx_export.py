@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from ..errors import ModelError, require
+from ..fileio import atomic_write_bytes
 from ..metadata import METADATA_KEY, ModelInfo
 from ..preprocessing import FACTORS, Preprocessing
 
@@ -117,20 +117,7 @@ def save_onnx(model: "onnx.ModelProto", path: PathLike) -> Path:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         raise ModelError(f"refusing to write {path.name}: the model is not valid ONNX ({exc})") from exc
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; models are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_bytes(path, model.SerializeToString())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,7 +217,7 @@ def export_onnx(checkpoint_path: PathLike, out_path: PathLike, uint8_input: bool
         BackendUnavailable: torch or onnx is not installed.
         ModelError: the checkpoint is missing or corrupt.
     """
-    from trainer.checkpoint import file_sha256
+    from ..fileio import sha256_file as file_sha256
 
     model, pre, ckpt = load_checkpoint(checkpoint_path)
     info = checkpoint_info(ckpt, pre, uint8_input, file_sha256(checkpoint_path))
