@@ -14,7 +14,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["fsrfer_edge", "fsrfer_edge.*", "trainer", "trainer.*"]),
-    package_data={"fsrfer_edge": ["models/*.onnx", "models/*.json", "models/*.md"]},
+    package_data={"fsrfer_edge": ["models/*.onnx", "models/*.pt", "models/*.md"]},
     include_package_data=True,
     install_requires=["numpy>=1.22"],
     extras_require={
