@@ -32,7 +32,7 @@ from . import __version__
 from .fileio import sha256_file, write_json
 from .errors import DataError, FsrferError, InputError
 from .preprocessing import FACTORS, degrade
-from .recognizer import Recognizer
+from .recognizer import Recognizer, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fsrfer-bench",
         description="Latency, throughput, SDK overhead and per-factor accuracy of an fsrfer model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="exported model: .onnx, or a TensorRT .engine/.plan")
+    p.add_argument("--model", help="exported model: .onnx, or a TensorRT .engine/.plan (default: the shipped default model)")
     p.add_argument("--batch-sizes", type=parse_int_list, default=[1, 8, 32, 128], metavar="N,N,...",
                    help="batch sizes to time, comma-separated, e.g. 1,8,32,128")
     p.add_argument("--data", default=None, metavar="NPZ",
@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: one per core)")
     p.add_argument("--device", type=int, default=0, help="GPU index")
     p.add_argument("--overhead-batch", type=int, default=64, help="batch size of the SDK-overhead measurement; 0 skips it")
-    p.add_argument("--overhead-reps", type=int, default=30, help="interleaved repetitions for the overhead")
+    p.add_argument("--overhead-reps", type=int, default=100, help="interleaved repetitions for the overhead")
     p.add_argument("--json", required=True, metavar="OUT", help="where to write the results (JSON, written atomically)")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     return p
@@ -303,7 +303,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
-        doc = run_bench(args.model, args.batch_sizes, data=args.data, factors=args.factors, warmup=args.warmup,
+        model = args.model if args.model is not None else resolve_model_path(None)
+        doc = run_bench(model, args.batch_sizes, data=args.data, factors=args.factors, warmup=args.warmup,
                         iters=args.iters, backend=args.backend, providers=args.providers, threads=args.threads,
                         device=args.device, overhead_batch=args.overhead_batch or None,
                         overhead_reps=args.overhead_reps)

@@ -34,7 +34,9 @@ def table(results: dict, caption: str) -> str:
     size = {"1": "48", "2": "24", "3": "16", "4": "12", "6": "8", "8": "6"}
     head = "| method | " + " | ".join(f"x{f} ({size.get(f, '?')} px)" for f in factors) + " | mean |"
     rows = [head, "|---|" + "---:|" * (len(factors) + 1)]
-    for m, r in results.items():
+    order = [m for m in LABELS if m in results] + [m for m in results if m not in LABELS]
+    for m in order:
+        r = results[m]
         cells = [f"{100 * r['factors'][f]['accuracy']:.2f}" if f in r["factors"] else "" for f in factors]
         rows.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells) + f" | {100 * r['mean_accuracy']:.2f} |")
     return caption + "\n\n" + "\n".join(rows) + "\n"

@@ -1,0 +1,46 @@
+"""The shipped default model: loads with no arguments, stays small, and keeps its published accuracy."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fsrfer_edge import Recognizer
+from fsrfer_edge.recognizer import DEFAULT_MODEL
+
+pytest.importorskip("onnxruntime")
+REPO = Path(__file__).resolve().parents[1]
+PUBLISHED = REPO / "results" / "default_model" / "test.json"
+
+
+def test_default_model_is_shipped_small_and_documented():
+    models = DEFAULT_MODEL.parent
+    assert DEFAULT_MODEL.is_file(), f"{DEFAULT_MODEL} is missing: run scripts/ship_default.py"
+    size_mb = (DEFAULT_MODEL.stat().st_size + (models / "default.pt").stat().st_size) / 2**20
+    assert size_mb <= 30
+    card = (models / "MODEL_CARD.md").read_text()
+    assert "FER2013" in card and "licence" in card.lower()
+
+
+def test_recognizer_with_no_arguments_predicts():
+    faces = [np.random.default_rng(i).integers(0, 256, (s, s), dtype=np.uint8) for i, s in enumerate((12, 24, 48))]
+    with Recognizer() as rec:
+        preds = rec.predict(faces)
+    assert [p.label in rec.classes for p in preds] == [True] * 3
+    assert rec.info.method == "fsrfer" and rec.info.precision == "fp32"
+
+
+@pytest.mark.data
+def test_default_model_reproduces_its_published_ferplus_test_accuracy(shared_data):
+    from fsrfer_edge.preprocessing import degrade
+    from trainer.data import load_dataset
+
+    published = json.loads(PUBLISHED.read_text())
+    test = load_dataset(shared_data / "fer2013.npz", labels="ferplus").subset("test")
+    with Recognizer(threads=2) as rec:
+        for factor in (1, 4):
+            lr = np.clip(degrade(test.images, factor), 0, 255)
+            pred = np.concatenate([rec.predict_logits(rec.info.preprocessing.normalize(lr[i:i + 512])[:, None]).argmax(1)
+                                   for i in range(0, len(lr), 512)])
+            acc = float((pred == test.labels).mean())
+            assert abs(acc - published["factors"][str(factor)]["accuracy"]) <= 0.001, (factor, acc)
