@@ -173,6 +173,11 @@ def test_tiny_config_end_to_end(tmp_path):
     # a run whose models exist is skipped on --resume
     assert train_main(["--config", str(REPO / "configs" / "tiny.yaml"), "--out", str(out), "--resume",
                        "--steps", "stage1,stage2"]) == 0
+    # the test split is evaluated only when asked for
+    assert not (out / "eval" / "test").exists()
+    assert train_main(["--config", str(REPO / "configs" / "tiny.yaml"), "--out", str(out), "--resume",
+                       "--steps", "eval-test"]) == 0
+    assert set(json.loads((out / "eval" / "test" / "results.json").read_text())) == names
 
 
 def test_fsrfer_eval_cli_on_a_checkpoint(tmp_path):

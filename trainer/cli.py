@@ -29,7 +29,7 @@ def _factors(text: str) -> tuple[int, ...]:
 
 
 def train_main(argv: Optional[Sequence[str]] = None) -> int:
-    from .train import STEPS
+    from .train import DEFAULT_STEPS, STEPS
 
     ap = argparse.ArgumentParser(prog="fsrfer-train", description="Train FSR-FER (stage 1, stage 2, ablations, "
                                  "baselines) and evaluate every model per down-sample factor.")
@@ -38,7 +38,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
                     "a RAF-DB root or a folder-per-class tree")
     ap.add_argument("--out", help="output directory (default runs/<config name>)")
     ap.add_argument("--resume", action="store_true", help="continue a stopped run from its last checkpoints")
-    ap.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
+    ap.add_argument("--steps", default=",".join(DEFAULT_STEPS),
+                    help=f"comma-separated subset of {','.join(STEPS)} (default: all but eval-test)")
     ap.add_argument("--time-budget", type=float, metavar="MIN",
                     help="stop cleanly at the first epoch end after MIN minutes (continue later with --resume)")
     ap.add_argument("-v", "--verbose", action="store_true")

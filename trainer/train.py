@@ -443,10 +443,13 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
 # The whole pipeline
 # ---------------------------------------------------------------------------------------------
 
-STEPS = ("stage1", "stage2", "ablations", "baselines", "eval")
+STEPS = ("stage1", "stage2", "ablations", "baselines", "eval", "eval-test")
+#: What runs by default: everything but the test-split evaluation, which is asked for explicitly
+#: (the test split is reported once per released model; choices are made on val).
+DEFAULT_STEPS = STEPS[:-1]
 
 
-def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, steps: tuple[str, ...] = STEPS,
+def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, steps: tuple[str, ...] = DEFAULT_STEPS,
                  stop_after: Optional[int] = None, time_budget_min: Optional[float] = None) -> bool:
     """Run the configured steps. Returns True when everything finished, False when stopped early."""
     if cfg.threads:
@@ -485,6 +488,8 @@ def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, 
             return False
     if "eval" in steps:
         evaluate_all(cfg, data, out, split=cfg.eval.split)
+    if "eval-test" in steps:
+        evaluate_all(cfg, data, out, split="test")
     return True
 
 
