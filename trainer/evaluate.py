@@ -72,22 +72,17 @@ def torch_logits_fn(model: Any) -> LogitsFn:
 
 
 def onnx_logits_fn(path: str | os.PathLike[str], threads: Optional[int] = None) -> tuple[LogitsFn, Preprocessing]:
-    """Logits function of an exported ONNX file on ONNX Runtime (CPU), as the SDK runs it."""
-    from fsrfer_edge.errors import require
-    from fsrfer_edge.metadata import ModelInfo
+    """Logits function of an exported ONNX file on the SDK's ONNX Runtime backend (CPU), as users run it."""
+    from fsrfer_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    ort = require("onnxruntime", "cpu", "evaluating ONNX models")
-    so = ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    info = ModelInfo.from_props(sess.get_modelmeta().custom_metadata_map, str(path))
+    backend = OnnxRuntimeBackend(path, providers="cpu", threads=threads)
+    info = backend.info
     pre = info.preprocessing
 
     def fn(x: np.ndarray) -> np.ndarray:
         if info.input_dtype == "uint8":
             x = np.clip(np.rint(x * pre.std * 255 + pre.mean * 255), 0, 255).astype(np.uint8)
-        return sess.run([info.output_name], {info.input_name: x})[0]
+        return backend.infer(x)
 
     return fn, pre
 

@@ -88,6 +88,15 @@ def load_data(cfg: TrainConfig, path: Optional[Path]) -> Data:
     return Data(splits["train"], splits["val"], splits["test"], source)
 
 
+def _degrade_cfg(cfg: TrainConfig, factors: Optional[tuple[int, ...]] = None) -> Any:
+    """The trainer's DegradeConfig from the YAML ``degrade`` section (``factors`` overrides)."""
+    from .degrade import DegradeConfig
+
+    d = cfg.degrade
+    return DegradeConfig(factors=tuple(factors or d.factors), blur_prob=d.blur_prob, noise_prob=d.noise_prob,
+                         jpeg_prob=d.jpeg_prob)
+
+
 def _batches(n: int, bs: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Shuffled index batches; the last incomplete batch is dropped (BatchNorm needs > 1 sample)."""
     perm = rng.permutation(n)
@@ -112,11 +121,10 @@ def _mean_acc(model: nn.Module, split: Split, factors: tuple[int, ...], bs: int)
 
 def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, cfg: TrainConfig, epochs: int,
                       lr: float, lr_inputs: bool) -> Any:
-    from .degrade import DegradeConfig, augment_hr, random_lr
+    from .degrade import augment_hr, random_lr
 
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.stage1.label_smoothing)
-    dcfg = DegradeConfig(factors=tuple(cfg.degrade.factors), blur_prob=cfg.degrade.blur_prob,
-                         noise_prob=cfg.degrade.noise_prob, jpeg_prob=cfg.degrade.jpeg_prob)
+    dcfg = _degrade_cfg(cfg)
 
     def train_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
         batches = _batches(len(split.labels), cfg.stage1.batch_size, rng)
@@ -208,7 +216,7 @@ def train_lr_finetune(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, re
 
 def train_image_sr(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resume: bool,
                    stop_after: Optional[int] = None, deadline: Optional[float] = None) -> Optional[Path]:
-    from .degrade import DegradeConfig, random_lr
+    from .degrade import random_lr
 
     torch.manual_seed(cfg.seed)
     model = InferenceModel(spec_for(cfg, "image_sr"))
@@ -218,8 +226,7 @@ def train_image_sr(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resum
     assert sr is not None  # method image_sr always has one
     epochs, lr = cfg.baselines.image_sr_epochs, cfg.baselines.image_sr_lr
     opt = torch.optim.Adam(sr.parameters(), lr=lr)
-    dcfg = DegradeConfig(factors=tuple(cfg.degrade.factors), blur_prob=cfg.degrade.blur_prob,
-                         noise_prob=cfg.degrade.noise_prob, jpeg_prob=cfg.degrade.jpeg_prob)
+    dcfg = _degrade_cfg(cfg)
 
     def train_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
         batches = _batches(len(data.train.labels), cfg.stage1.batch_size, rng)
@@ -258,15 +265,14 @@ def extract_features(trunk: nn.Module, images: np.ndarray, factors: tuple[int, .
     trunk is frozen (eval mode) and each face's LR version is fixed per factor; with blur/noise/JPEG
     extras configured, one seeded realisation per face and factor is cached.
     """
-    from .degrade import DegradeConfig, random_lr
+    from .degrade import random_lr
 
     trunk.eval()
     feats: dict[int, np.ndarray] = {}
     for f in factors:
         dcfg = None
         if cfg is not None and f > 1 and (cfg.degrade.blur_prob or cfg.degrade.noise_prob or cfg.degrade.jpeg_prob):
-            dcfg = DegradeConfig(factors=(f,), blur_prob=cfg.degrade.blur_prob, noise_prob=cfg.degrade.noise_prob,
-                                 jpeg_prob=cfg.degrade.jpeg_prob)
+            dcfg = _degrade_cfg(cfg, (f,))
         rng = np.random.default_rng([seed, f])
         chunks = []
         for s in range(0, len(images), bs):
