@@ -30,7 +30,17 @@ VARIANTS: dict[str, dict] = {
     "g_big": {"generator_blocks": 5, "generator_growth": 128},
     "lr_1e-3": {"lr_g": 1e-3, "lr_d": 1e-3},
     "long": {"pretrain_epochs": 10, "epochs": 30},
+    # G on the third stage's 6x6 map, with the frozen fourth stage, pool and head above it.
+    "layer3": {"feature_level": "layer3", "generator_blocks": 2, "generator_growth": 32},
+    "layer3_head_10": {"feature_level": "layer3", "generator_blocks": 2, "generator_growth": 32,
+                       "losses": {"head": 10.0}},
 }
+
+
+def _best(path: Path) -> float | None:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True).get("meta", {}).get("best_val_score")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,16 +72,18 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(d)
             (out / "models").mkdir()
             shutil.copy(run / "models" / "hr.pt", out / "models" / "hr.pt")
-            shutil.copytree(run / "cache", out / "cache")
+            # Shared, not copied: feature caches are keyed by model, data and level, and a map-level
+            # cache is gigabytes.
+            (out / "cache").symlink_to((run / "cache").resolve(), target_is_directory=True)
             t = time.time()
             path = train_stage2(cfg, data, out / "models" / "hr.pt", out, "fsrfer", cfg.stage2.losses, resume=False)
             model, pre, _ = checkpoint.load_model(path)
             res = evaluate_fn(torch_logits_fn(model), data.val.images, data.val.labels, tuple(cfg.eval.factors), PRE)
-        results[name] = {"override": over, "mean_accuracy": res["mean_accuracy"], "seconds": round(time.time() - t, 1),
+        results[name] = {"override": over, "best_epoch_val_score": _best(path), "mean_accuracy": res["mean_accuracy"], "seconds": round(time.time() - t, 1),
                          "accuracy": {f: v["accuracy"] for f, v in res["factors"].items()}}
         print(f"{name:14s} mean {100 * res['mean_accuracy']:.2f}  " +
               " ".join(f"x{f}:{100 * v['accuracy']:.1f}" for f, v in res["factors"].items()), flush=True)
-        write_json(args.json, {"config": args.config, "split": "val", "variants": results})
+        write_json(args.json, {"config": args.config, "run": args.run, "split": "val", "variants": results})
     return 0
 
 

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from fsrfer_edge.errors import ConfigError, DataError, ModelError  # noqa: E402
 from trainer import checkpoint, config, losses  # noqa: E402
 from trainer.cli import eval_main, train_main  # noqa: E402
-from trainer.models import FeatureCritic, FeatureGenerator, Head, InferenceModel  # noqa: E402
+from trainer.models import FeatureCritic, FeatureGenerator, Head, InferenceModel, SpatialFeatureGenerator  # noqa: E402
 from trainer.train import Stage2Step, load_data, train_stage1  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,6 +114,46 @@ def test_untrained_generator_is_identity():
     g = FeatureGenerator(32, blocks=2, growth=8)
     f = torch.randn(4, 32)
     assert torch.equal(g(f), f)
+
+
+def test_map_level_model_with_untrained_g_equals_the_hr_model():
+    spec = {"method": "fsrfer", "backbone": "resnet10_half", "feature_level": "layer3",
+            "generator": {"blocks": 1, "growth": 8}}
+    m = InferenceModel(spec).eval()
+    assert isinstance(m.generator, SpatialFeatureGenerator)
+    hr = InferenceModel({"method": "hr", "backbone": "resnet10_half"}).eval()
+    hr.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("generator.")})
+    x = torch.randn(3, 1, 48, 48)
+    with torch.no_grad():
+        assert torch.allclose(m(x), hr(x), atol=1e-6)
+        trunk = m.fer.trunk
+        assert trunk.forward_to(x, "layer3").shape == (3, 128, 6, 6)
+        assert torch.allclose(trunk.forward_from(trunk.forward_to(x, "layer3"), "layer3"), trunk(x), atol=1e-6)
+    with pytest.raises(ConfigError, match="feature level"):
+        InferenceModel({**spec, "feature_level": "layer9"})
+
+
+def test_stage2_step_trains_a_map_level_generator():
+    from trainer.models import FERNet, LevelHead, SpatialFeatureCritic
+
+    torch.manual_seed(0)
+    fer = FERNet("tiny", head_hidden=16).eval().requires_grad_(False)
+    head = LevelHead(fer, "layer1")
+    g = SpatialFeatureGenerator(8, blocks=1, growth=4)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    d = SpatialFeatureCritic(8, hidden=8, size=24)
+    x = torch.randn(6, 1, 48, 48)
+    f_hr = fer.trunk.forward_to(x, "layer1")
+    f_lr = f_hr + 0.3 * torch.randn_like(f_hr)
+    step = Stage2Step(head, g, d, config.LossConfig(adversarial=1.0), torch.optim.Adam(g.parameters(), 1e-3),
+                      torch.optim.Adam(d.parameters(), 1e-3))
+    g0 = [p.detach().clone() for p in g.parameters()]
+    stats = step(f_lr, f_hr, torch.randint(0, 7, (6,)))
+    assert {"d_loss", "adv", "rec", "head"} <= set(stats)
+    assert any(not torch.equal(a, b) for a, b in zip(g0, g.parameters()))
+    assert all(p.grad is None for p in fer.parameters()), "the frozen FER model must not get gradients"
 
 
 # -- config -----------------------------------------------------------------------------------

@@ -13,9 +13,14 @@ from fsrfer_edge.preprocessing import FACTORS
 log = logging.getLogger("trainer")
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+def _setup_logging(verbose: bool, rank: Optional[int] = None) -> None:
+    """``rank``: under torchrun, only rank 0 logs progress; the others log warnings and errors."""
+    level = logging.DEBUG if verbose else logging.INFO
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    if rank is not None:
+        level = level if rank == 0 else logging.WARNING
+        fmt = f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, datefmt="%H:%M:%S")
 
 
 def _factors(text: str) -> tuple[int, ...]:
@@ -32,7 +37,9 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     from .train import DEFAULT_STEPS, STEPS
 
     ap = argparse.ArgumentParser(prog="fsrfer-train", description="Train FSR-FER (stage 1, stage 2, ablations, "
-                                 "baselines) and evaluate every model per down-sample factor.")
+                                 "baselines) and evaluate every model per down-sample factor. Several processes "
+                                 "(DistributedDataParallel): torchrun --nproc_per_node=N -m trainer.cli ARGS "
+                                 "(see docs/ddp.md).")
     ap.add_argument("--config", required=True, help="YAML config, e.g. configs/tiny.yaml")
     ap.add_argument("--data", help="data path (overrides the config): ../shared/data/fer2013.npz, fer2013.csv, "
                     "a RAF-DB root or a folder-per-class tree")
@@ -42,14 +49,22 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
                     help=f"comma-separated subset of {','.join(STEPS)} (default: all but eval-test)")
     ap.add_argument("--time-budget", type=float, metavar="MIN",
                     help="stop cleanly at the first epoch end after MIN minutes (continue later with --resume)")
+    ap.add_argument("--dist-timeout", type=float, default=60.0, metavar="MIN",
+                    help="under torchrun: how long ranks wait while rank 0 works alone (feature extraction, "
+                    "evaluation) before giving up (default 60)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    _setup_logging(args.verbose)
     steps = tuple(s for s in args.steps.split(",") if s)
     bad = set(steps) - set(STEPS)
     if bad:
         ap.error(f"unknown step(s) {sorted(bad)}; expected a subset of {list(STEPS)}")
+    from . import distributed
+
+    tag = ""
     try:
+        ctx = distributed.init_from_env("cpu", args.dist_timeout)  # single-process unless run by torchrun
+        tag = f" [rank {ctx.rank}]" if ctx.distributed else ""
+        _setup_logging(args.verbose, ctx.rank if ctx.distributed else None)
         from . import config
         from .train import load_data, run_pipeline
 
@@ -58,10 +73,16 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
         data = load_data(cfg, config.resolve_data_path(cfg, args.data, args.config))
         done = run_pipeline(cfg, data, out, resume=args.resume, steps=steps, time_budget_min=args.time_budget)
     except FsrferError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error{tag}: {exc}", file=sys.stderr)
         return 2
+    finally:
+        distributed.cleanup()
+    if ctx.rank != 0:  # rank 0 reports for all
+        return 0 if done else 3
     if not done:
-        print(f"stopped early; continue with: fsrfer-train --config {args.config} --out {out} --resume", file=sys.stderr)
+        again = "the same torchrun command with --resume" if tag else \
+            f"fsrfer-train --config {args.config} --out {out} --resume"
+        print(f"stopped early; continue with: {again}", file=sys.stderr)
         return 3
     print(f"done: models in {out / 'models'}, evaluation in {out / 'eval'}")
     return 0

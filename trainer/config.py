@@ -68,6 +68,9 @@ class Stage2Config:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     pretrain_lr: float = 1e-3
+    # Where G works: "embedding" (the pooled trunk output) or a stage's output map ("layer3", "layer2"),
+    # with the frozen rest of the trunk and the head above it.
+    feature_level: str = "embedding"
     generator_blocks: int = 3
     generator_growth: int = 64
     critic_hidden: int = 256
@@ -189,6 +192,9 @@ def _validate(cfg: TrainConfig, where: str) -> None:
     for f in (*cfg.degrade.factors, *cfg.eval.factors):
         if f < 1:
             raise ConfigError(f"{where}: down-sample factors must be integers >= 1, got {f}")
+    if cfg.stage2.feature_level not in ("embedding", "layer1", "layer2", "layer3"):
+        raise ConfigError(f"{where}: stage2.feature_level must be 'embedding', 'layer1', 'layer2' or 'layer3', "
+                          f"got {cfg.stage2.feature_level!r}")
     bad = set(cfg.stage2.ablations) - set(ABLATIONS)
     if bad:
         raise ConfigError(f"{where}: unknown stage2.ablations {sorted(bad)}; valid: {sorted(ABLATIONS)}")

@@ -53,9 +53,26 @@ class ResNetTrunk(nn.Module):
                 c = w
         self.layers = nn.Sequential(*layers)
         self.feature_dim = c
+        # Index into ``layers`` after which each stage's output is available, by feature level name.
+        ends = [sum(depths[:i + 1]) for i in range(len(depths))]
+        self.level_ends = {f"layer{i + 1}": e for i, e in enumerate(ends[:-1])}
+        self.level_channels = {f"layer{i + 1}": widths[i] for i in range(len(widths) - 1)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x)).mean(dim=(2, 3))
+
+    def _level_end(self, level: str) -> int:
+        if level not in self.level_ends:
+            raise ConfigError(f"unknown feature level {level!r}; expected 'embedding' or one of {sorted(self.level_ends)}")
+        return self.level_ends[level]
+
+    def forward_to(self, x: torch.Tensor, level: str) -> torch.Tensor:
+        """The trunk's feature map at ``level`` (e.g. ``"layer3"``: the output of the third stage)."""
+        return self.layers[:self._level_end(level)](self.stem(x))
+
+    def forward_from(self, fmap: torch.Tensor, level: str) -> torch.Tensor:
+        """The rest of the trunk after ``level``, down to the pooled embedding."""
+        return self.layers[self._level_end(level):](fmap).mean(dim=(2, 3))
 
 
 _BACKBONES: dict[str, Callable[[int], ResNetTrunk]] = {
@@ -155,6 +172,73 @@ class FeatureGenerator(nn.Module):
         return f + self.proj(self.blocks(f))
 
 
+class SpatialDenseBlock(nn.Module):
+    """ESRGAN's residual dense block on feature maps (3x3 convolutions)."""
+
+    def __init__(self, channels: int, growth: int, layers: int = 4, res_scale: float = 0.2) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(channels + i * growth, growth, 3, 1, 1) for i in range(layers))
+        self.out = nn.Conv2d(channels + layers * growth, channels, 1)  # 1x1 fuse: keeps G small
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [x]
+        for conv in self.convs:
+            feats.append(nn.functional.leaky_relu(conv(torch.cat(feats, 1)), 0.2))
+        return x + self.res_scale * self.out(torch.cat(feats, 1))
+
+
+class SpatialFeatureGenerator(nn.Module):
+    """G on a spatial feature map (e.g. the third stage's output, C x 6 x 6): residual dense blocks of
+    3x3 convolutions with a global skip, as in the authors' generator on their 128x128 map. The last
+    layer starts at zero, so an untrained G is the identity."""
+
+    def __init__(self, channels: int, blocks: int = 2, growth: int = 32, res_scale: float = 0.2) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*(SpatialDenseBlock(channels, growth, 4, res_scale) for _ in range(blocks)))
+        self.proj = nn.Conv2d(channels, channels, 3, 1, 1)
+        nn.init.zeros_(self.proj.weight)
+        if self.proj.bias is not None:
+            nn.init.zeros_(self.proj.bias)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return f + self.proj(self.blocks(f))
+
+
+class SpatialFeatureCritic(nn.Module):
+    """D on feature maps: 3x3 convolutions with LeakyReLU, one strided, then a linear score; no
+    normalisation (as WGAN-div requires)."""
+
+    def __init__(self, channels: int, hidden: int = 64, size: int = 6) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, hidden, 3, 1, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(hidden, hidden, 3, 2, 1), nn.LeakyReLU(0.2),
+            nn.Flatten(), nn.Linear(hidden * ((size + 1) // 2) ** 2, 1),
+        )
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.net(f).squeeze(1)
+
+
+class LevelHead(nn.Module):
+    """The frozen rest of the FER model above a feature level: trunk tail -> pool -> head. Has the
+    ``forward``/``activation`` pair that stage 2's losses use, so G can work on any level."""
+
+    def __init__(self, fer: "FERNet", level: str) -> None:
+        super().__init__()
+        self.fer, self.level = fer, level
+
+    def embed(self, fmap: torch.Tensor) -> torch.Tensor:
+        return fmap if self.level == "embedding" else self.fer.trunk.forward_from(fmap, self.level)
+
+    def activation(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.fer.head.activation(self.embed(fmap))
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.fer.head(self.embed(fmap))
+
+
 class FeatureCritic(nn.Module):
     """D: a WGAN critic on embeddings, without normalisation (as WGAN-div requires)."""
 
@@ -212,14 +296,27 @@ class InferenceModel(nn.Module):
                           spec.get("head_hidden", 256), spec.get("dropout", 0.3))
         dim = self.fer.trunk.feature_dim
         self.sr: Optional[ImageSR] = ImageSR(spec.get("in_channels", 1), **spec.get("sr", {})) if method == "image_sr" else None
-        self.generator: Optional[FeatureGenerator] = (
-            FeatureGenerator(dim, **spec.get("generator", {})) if method == "fsrfer" else None
-        )
+        # Where G works: "embedding" (the pooled feature) or a stage's output map, e.g. "layer3".
+        self.level = str(spec.get("feature_level", "embedding"))
+        self.generator: Optional[nn.Module] = None
+        if method == "fsrfer":
+            self.generator = create_generator(self.fer.trunk, self.level, spec.get("generator", {}))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.sr is not None:
             x = self.sr(x)
-        f = self.fer.trunk(x)
-        if self.generator is not None:
-            f = self.generator(f)
-        return self.fer.head(f)
+        trunk = self.fer.trunk
+        if self.generator is None:
+            return self.fer.head(trunk(x))
+        if self.level == "embedding":
+            return self.fer.head(self.generator(trunk(x)))
+        return self.fer.head(trunk.forward_from(self.generator(trunk.forward_to(x, self.level)), self.level))
+
+
+def create_generator(trunk: ResNetTrunk, level: str, options: dict[str, Any]) -> nn.Module:
+    """G for a feature level: a vector generator on the embedding, a convolutional one on a map."""
+    if level == "embedding":
+        return FeatureGenerator(trunk.feature_dim, **options)
+    if level not in trunk.level_channels:
+        raise ConfigError(f"unknown feature level {level!r}; expected 'embedding' or one of {sorted(trunk.level_channels)}")
+    return SpatialFeatureGenerator(trunk.level_channels[level], **options)

@@ -4,6 +4,10 @@ After each epoch the runner writes a training-state checkpoint atomically: modul
 states, the epoch, the history, and the best-on-validation weights. Each epoch's randomness is derived
 from (seed, stage, epoch) alone, so a run killed after epoch k and resumed gives the same weights as an
 uninterrupted run.
+
+Under torchrun (:mod:`trainer.distributed`) every rank runs this loop in step: rank 0 alone writes the
+state and evaluates, and broadcasts the score and the decision to stop, so all ranks keep the same best
+weights; on resume all ranks read the same state file (OUT must be on a filesystem every node sees).
 """
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint
+from fsrfer_edge.errors import ModelError
+
+from . import checkpoint, distributed
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +73,8 @@ class EpochRunner:
 
     # -- state ----------------------------------------------------------------------------
     def _save(self) -> None:
+        if not distributed.is_main():
+            return
         checkpoint.save(self.state_path, {
             "kind": "state", "stage": self.name, "epoch": self.epoch, "history": self.history,
             "best_score": self.best_score, "best_state": self.best_state,
@@ -93,13 +101,17 @@ class EpochRunner:
         """Train to the last epoch. Returns True when finished, False when stopped early
         (``stop_after`` epochs run in this call, or the ``deadline`` (time.time()) passed); the state
         is saved either way and a later call with ``resume=True`` continues."""
-        if resume and self.state_path.is_file():
+        if resume and distributed.broadcast(self.state_path.is_file()):
+            if not self.state_path.is_file():
+                raise ModelError(f"rank {distributed.rank()}: {self.state_path} exists on rank 0 but not here; "
+                                 "the output directory must be on a filesystem shared by every node")
             self._load()
         done_here = 0
         from tqdm.auto import tqdm
 
+        main = distributed.is_main()
         bar = tqdm(total=self.epochs, initial=self.epoch, desc=self.name, unit="epoch", leave=False,
-                   disable=None)
+                   disable=None if main else True)
         while self.epoch < self.epochs:
             t0 = time.time()
             rng = self.epoch_rng(self.epoch)
@@ -109,7 +121,7 @@ class EpochRunner:
             stats = dict(train_epoch(self.epoch, rng))
             for m in self.modules.values():
                 m.eval()
-            score = float(evaluate())
+            score = distributed.broadcast(float(evaluate()) if main else math.nan)
             stats.update(epoch=self.epoch + 1, val_score=score, seconds=round(time.time() - t0, 2))
             self.history.append(stats)
             if score > self.best_score:
@@ -122,10 +134,13 @@ class EpochRunner:
             log.info("%s epoch %d/%d: %s", self.name, self.epoch, self.epochs,
                      {k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()})
             done_here += 1
-            if self.epoch < self.epochs and ((stop_after is not None and done_here >= stop_after)
-                                             or (deadline is not None and time.time() > deadline)):
+            # Rank 0's clock decides, so that all ranks stop after the same epoch.
+            if self.epoch < self.epochs and distributed.broadcast(
+                    (stop_after is not None and done_here >= stop_after) or (deadline is not None and time.time() > deadline)):
                 bar.close()
-                log.warning("%s: stopped after epoch %d of %d; continue with --resume", self.name, self.epoch, self.epochs)
+                if main:
+                    log.warning("%s: stopped after epoch %d of %d; continue with --resume", self.name, self.epoch,
+                                self.epochs)
                 return False
         bar.close()
         return True

@@ -18,10 +18,11 @@ from fsrfer_edge.errors import DataError
 from fsrfer_edge.fileio import sha256_file
 from fsrfer_edge.preprocessing import Preprocessing
 
-from . import checkpoint, losses
+from . import checkpoint, distributed, losses
 from .config import LossConfig, TrainConfig, ablated
 from .evaluate import degraded_inputs, evaluate_fn, torch_logits_fn, write_json
-from .models import FeatureCritic, FeatureGenerator, InferenceModel
+from .models import (FeatureCritic, InferenceModel, LevelHead, SpatialFeatureCritic,
+                     create_generator)
 from .runner import EpochRunner, cosine_lr, set_lr
 
 log = logging.getLogger(__name__)
@@ -125,24 +126,30 @@ def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split
 
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.stage1.label_smoothing)
     dcfg = _degrade_cfg(cfg)
+    distributed.check_global_batch(cfg.stage1.batch_size, len(split.labels), "stage1.batch_size")
 
     def train_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
+        distributed.seed_torch_per_rank()  # DDP: each rank its own dropout masks
         batches = _batches(len(split.labels), cfg.stage1.batch_size, rng)
         tot, correct, n = 0.0, 0, 0
         for step, idx in enumerate(batches):
             set_lr(opt, cosine_lr(lr, epoch, step, len(batches), epochs, warmup_epochs=min(1.0, epochs / 10)))
             imgs = augment_hr(split.images[idx], rng) if cfg.stage1.augment else split.images[idx]
             pix = random_lr(imgs, dcfg, rng)[0] if lr_inputs else imgs.astype(np.float32)
-            x, y = _tensor(pix), torch.from_numpy(split.labels[idx])
+            # DDP: every rank prepares the whole global batch (the random stream of one process) and
+            # trains on its block of rows; all rows when single-process.
+            rows = distributed.shard_slice(len(idx))
+            x, y = _tensor(pix[rows]), torch.from_numpy(split.labels[idx][rows])
             logits = model(x)
             loss = ce(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            tot += loss.item() * len(idx)
+            tot += loss.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
-            n += len(idx)
-        return {"loss": tot / n, "train_acc": correct / n}
+            n += len(y)
+        all_tot, all_correct, all_n = distributed.all_reduce_sum([tot, correct, n])
+        return {"loss": all_tot / all_n, "train_acc": all_correct / all_n}
 
     return train_epoch
 
@@ -157,6 +164,8 @@ def spec_for(cfg: TrainConfig, method: str) -> dict[str, Any]:
                             "dropout": cfg.model.dropout, "num_classes": len(PRE.classes), "in_channels": PRE.channels}
     if method == "fsrfer":
         spec["generator"] = {"blocks": cfg.stage2.generator_blocks, "growth": cfg.stage2.generator_growth}
+        if cfg.stage2.feature_level != "embedding":
+            spec["feature_level"] = cfg.stage2.feature_level
     if method == "image_sr":
         spec["sr"] = {"width": cfg.baselines.image_sr_width, "blocks": cfg.baselines.image_sr_blocks}
     return spec
@@ -167,8 +176,10 @@ def _save_model(out: Path, name: str, model: InferenceModel, cfg: TrainConfig, r
     path = out / "models" / f"{name}.pt"
     meta = {"name": name, "config": cfg.to_dict(), "history": runner.history if runner else [],
             "best_val_score": runner.best_score if runner else None, **(extra or {})}
-    checkpoint.save(path, checkpoint.model_payload(model, model.spec, PRE, meta))
-    log.info("wrote %s", path)
+    if distributed.is_main():
+        checkpoint.save(path, checkpoint.model_payload(model, model.spec, PRE, meta))
+        log.info("wrote %s", path)
+    distributed.barrier()  # the other ranks may read it next (stage 2 loads hr.pt)
     return path
 
 
@@ -180,7 +191,8 @@ def train_stage1(cfg: TrainConfig, data: Data, out: Path, resume: bool, stop_aft
     opt = _sgd(model.fer, cfg, cfg.stage1.lr)
     runner = EpochRunner("stage1", out / "state" / "stage1.pt", {"fer": model.fer}, {"opt": opt},
                          cfg.stage1.epochs, cfg.seed)
-    step = _classifier_epoch(model.fer, opt, data.train, cfg, cfg.stage1.epochs, cfg.stage1.lr, lr_inputs=False)
+    step = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, cfg.stage1.epochs, cfg.stage1.lr,
+                             lr_inputs=False)
     if not runner.run(step, lambda: _mean_acc(model, data.val, (1,), cfg.eval.batch_size), resume, stop_after, deadline):
         return None
     runner.load_best()
@@ -201,7 +213,7 @@ def train_lr_finetune(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, re
     epochs, lr = cfg.baselines.lr_finetune_epochs, cfg.baselines.lr_finetune_lr
     opt = _sgd(model.fer, cfg, lr)
     runner = EpochRunner("lr_finetune", out / "state" / "lr_finetune.pt", {"fer": model.fer}, {"opt": opt}, epochs, cfg.seed)
-    step = _classifier_epoch(model.fer, opt, data.train, cfg, epochs, lr, lr_inputs=True)
+    step = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, epochs, lr, lr_inputs=True)
     evaluate = lambda: _mean_acc(model, data.val, tuple(cfg.eval.factors), cfg.eval.batch_size)  # noqa: E731
     if not runner.run(step, evaluate, resume, stop_after, deadline):
         return None
@@ -227,6 +239,8 @@ def train_image_sr(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resum
     epochs, lr = cfg.baselines.image_sr_epochs, cfg.baselines.image_sr_lr
     opt = torch.optim.Adam(sr.parameters(), lr=lr)
     dcfg = _degrade_cfg(cfg)
+    sr_net = distributed.wrap_ddp(sr)
+    distributed.check_global_batch(cfg.stage1.batch_size, len(data.train.labels), "stage1.batch_size")
 
     def train_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
         batches = _batches(len(data.train.labels), cfg.stage1.batch_size, rng)
@@ -237,12 +251,13 @@ def train_image_sr(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resum
             lr_pix = random_lr(hr, dcfg, rng)[0]
             # MSE, not L1: with L1 on mixed factors (factor 1 included) the zero-initialised residual
             # stays at the identity (measured: no change in x4 pixel error), MSE learns.
-            loss = nn.functional.mse_loss(sr(_tensor(lr_pix)), _tensor(hr.astype(np.float32)))
+            rows = distributed.shard_slice(len(idx))
+            loss = nn.functional.mse_loss(sr_net(_tensor(lr_pix[rows])), _tensor(hr[rows].astype(np.float32)))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             tot += loss.item()
-        return {"mse": tot / len(batches)}
+        return distributed.all_reduce_mean({"mse": tot / len(batches)})
 
     runner = EpochRunner("image_sr", out / "state" / "image_sr.pt", {"sr": sr}, {"opt": opt}, epochs, cfg.seed)
     evaluate = lambda: _mean_acc(model, data.val, tuple(cfg.eval.factors), cfg.eval.batch_size)  # noqa: E731
@@ -258,8 +273,9 @@ def train_image_sr(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resum
 
 
 def extract_features(trunk: nn.Module, images: np.ndarray, factors: tuple[int, ...], bs: int = 256,
-                     cfg: Optional[TrainConfig] = None, seed: int = 0) -> dict[int, np.ndarray]:
-    """Embeddings of every face at every factor, from the frozen trunk: {factor: (N, D) float32}.
+                     cfg: Optional[TrainConfig] = None, seed: int = 0, level: str = "embedding") -> dict[int, np.ndarray]:
+    """Features of every face at every factor, from the frozen trunk: {factor: (N, D) float32} for the
+    embedding, {factor: (N, C, H, W)} for a stage's map (``level``, e.g. "layer3").
 
     Stage 2 trains on these instead of images. That is equivalent to training on images because the
     trunk is frozen (eval mode) and each face's LR version is fixed per factor; with blur/noise/JPEG
@@ -282,13 +298,13 @@ def extract_features(trunk: nn.Module, images: np.ndarray, factors: tuple[int, .
             else:
                 x = _tensor(random_lr(part, dcfg, rng)[0])
             with torch.no_grad():
-                chunks.append(trunk(x).numpy())
+                chunks.append((trunk(x) if level == "embedding" else trunk.forward_to(x, level)).numpy())
         feats[f] = np.concatenate(chunks).astype(np.float32)
     return feats
 
 
 def cached_features(path: Path, trunk: nn.Module, images: np.ndarray, factors: tuple[int, ...], key: str,
-                    cfg: TrainConfig) -> dict[int, np.ndarray]:
+                    cfg: TrainConfig, level: str = "embedding") -> dict[int, np.ndarray]:
     """Features from ``path`` if it was made for ``key`` (HR model hash + factors + data), else computed
     and written atomically."""
     if path.is_file():
@@ -296,7 +312,7 @@ def cached_features(path: Path, trunk: nn.Module, images: np.ndarray, factors: t
             if str(z["key"]) == key:
                 return {int(k[1:]): z[k] for k in z.files if k.startswith("f")}
     t0 = time.time()
-    feats = extract_features(trunk, images, factors, cfg=cfg, seed=cfg.seed)
+    feats = extract_features(trunk, images, factors, cfg=cfg, seed=cfg.seed, level=level)
     log.info("extracted %d x %d features in %.1f s", len(images), len(factors), time.time() - t0)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
@@ -312,7 +328,7 @@ class Stage2Step:
     loss changes, re-weighting changes the loss).
     """
 
-    def __init__(self, head: nn.Module, g: FeatureGenerator, d: FeatureCritic, loss_cfg: LossConfig,
+    def __init__(self, head: nn.Module, g: nn.Module, d: nn.Module, loss_cfg: LossConfig,
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer) -> None:
         self.head, self.g, self.d, self.cfg, self.opt_g, self.opt_d = head, g, d, loss_cfg, opt_g, opt_d
 
@@ -340,17 +356,22 @@ class Stage2Step:
         total = sum(terms.values(), torch.zeros(()))
         return total, {k: v.item() for k, v in terms.items()} | {"w_mean": float(w.mean())}
 
-    def critic_loss(self, f_lr: torch.Tensor, f_hr: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def critic_loss(self, f_lr: torch.Tensor, f_hr: torch.Tensor, labels: torch.Tensor,
+                    shard: Optional[tuple[int, int]] = None) -> torch.Tensor:
+        """``shard``: (offset, global batch size) of these rows under DDP, so that the penalty's random
+        interpolation weights are those one process would draw for these rows."""
         with torch.no_grad():
             fake = self.g(f_lr)
         w = self.weights(fake, labels)
         loss = losses.critic_loss(self.d(f_hr), self.d(fake), w)
-        return loss + losses.wgan_div_penalty(self.d, f_hr, fake, w, self.cfg.div_k, self.cfg.div_p)
+        gen = None if shard is None else distributed.shard_rand_generator(*shard)
+        return loss + losses.wgan_div_penalty(self.d, f_hr, fake, w, self.cfg.div_k, self.cfg.div_p, generator=gen)
 
-    def __call__(self, f_lr: torch.Tensor, f_hr: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    def __call__(self, f_lr: torch.Tensor, f_hr: torch.Tensor, labels: torch.Tensor,
+                 shard: Optional[tuple[int, int]] = None) -> dict[str, float]:
         stats: dict[str, float] = {}
         if self.cfg.adversarial and self.cfg.gan != "none":
-            ld = self.critic_loss(f_lr, f_hr, labels)
+            ld = self.critic_loss(f_lr, f_hr, labels, shard)
             self.opt_d.zero_grad(set_to_none=True)
             ld.backward()
             self.opt_d.step()
@@ -364,8 +385,12 @@ class Stage2Step:
 
 def _feature_val_score(head: nn.Module, g: nn.Module, feats: dict[int, np.ndarray], labels: np.ndarray,
                        factors: tuple[int, ...]) -> float:
+    accs = []
     with torch.no_grad():
-        accs = [float((head(g(torch.from_numpy(feats[f]))).argmax(1).numpy() == labels).mean()) for f in factors]
+        for f in factors:
+            pred = np.concatenate([head(g(torch.from_numpy(feats[f][s:s + 512]))).argmax(1).numpy()
+                                   for s in range(0, len(labels), 512)])
+            accs.append(float((pred == labels).mean()))
     return float(np.mean(accs))
 
 
@@ -373,19 +398,33 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
                  resume: bool, stop_after: Optional[int] = None, deadline: Optional[float] = None) -> Optional[Path]:
     """Train G (and D) on cached features of the frozen HR model; save the fused FSR-FER model."""
     fer = load_fer(hr_path).fer.eval().requires_grad_(False)
+    s2 = cfg.stage2
+    level = s2.feature_level
     key = f"{sha256_file(hr_path)}|{data.source}|{len(data.train.labels)}|{cfg.degrade}"
+    key += "" if level == "embedding" else f"|{level}"
     train_factors = tuple(sorted(set(cfg.degrade.factors) | {1}))
     eval_factors = tuple(cfg.eval.factors)
-    ftr = cached_features(out / "cache" / "train_features.npz", fer.trunk, data.train.images, train_factors, key, cfg)
-    fval = cached_features(out / "cache" / "val_features.npz", fer.trunk, data.val.images, eval_factors,
-                           key + "|val", dataclasses.replace(cfg, degrade=dataclasses.replace(cfg.degrade, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0)))
-    dim = fer.trunk.feature_dim
-    s2 = cfg.stage2
+    tag = "" if level == "embedding" else f"_{level}"
+    # DDP: rank 0 extracts and writes the caches, then the other ranks read them.
+    ftr = distributed.main_first(lambda: cached_features(
+        out / "cache" / f"train_features{tag}.npz", fer.trunk, data.train.images, train_factors, key, cfg, level))
+    fval = distributed.main_first(lambda: cached_features(
+        out / "cache" / f"val_features{tag}.npz", fer.trunk, data.val.images, eval_factors, key + "|val",
+        dataclasses.replace(cfg, degrade=dataclasses.replace(cfg.degrade, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0)),
+        level))
+    head = LevelHead(fer, level)
     torch.manual_seed(cfg.seed)
-    g = FeatureGenerator(dim, s2.generator_blocks, s2.generator_growth)
-    d = FeatureCritic(dim, s2.critic_hidden, s2.critic_layers)
+    g = create_generator(fer.trunk, level, {"blocks": s2.generator_blocks, "growth": s2.generator_growth})
+    d: nn.Module
+    if level == "embedding":
+        d = FeatureCritic(fer.trunk.feature_dim, s2.critic_hidden, s2.critic_layers)
+    else:
+        c, h = ftr[1].shape[1], ftr[1].shape[2]
+        d = SpatialFeatureCritic(c, hidden=64, size=h)
     labels = data.train.labels
     n, bs = len(labels), s2.batch_size
+    distributed.check_global_batch(bs, n, "stage2.batch_size")
+    g_net, d_net = distributed.wrap_ddp(g), distributed.wrap_ddp(d)  # g, d themselves when single-process
     all_factors = np.array(train_factors)
     stack = np.stack([ftr[f] for f in train_factors])  # (F, N, D)
 
@@ -394,7 +433,7 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
         fi = rng.integers(0, len(all_factors), len(idx))
         return (torch.from_numpy(stack[fi, idx]), torch.from_numpy(ftr[1][idx]), torch.from_numpy(labels[idx]))
 
-    val_score = lambda: _feature_val_score(fer.head, g, fval, data.val.labels, eval_factors)  # noqa: E731
+    val_score = lambda: _feature_val_score(head, g, fval, data.val.labels, eval_factors)  # noqa: E731
 
     # Phase 1: pre-train G alone with feature MSE (as the authors' code does).
     opt_p = torch.optim.Adam(g.parameters(), lr=s2.pretrain_lr)
@@ -405,12 +444,13 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
         for step, idx in enumerate(batches):
             set_lr(opt_p, cosine_lr(s2.pretrain_lr, epoch, step, len(batches), s2.pretrain_epochs))
             f_lr, f_hr, _ = sample(rng, idx)
-            loss = losses.feature_mse(g(f_lr), f_hr).mean()
+            rows = distributed.shard_slice(len(idx))
+            loss = losses.feature_mse(g_net(f_lr[rows]), f_hr[rows]).mean()
             opt_p.zero_grad(set_to_none=True)
             loss.backward()
             opt_p.step()
             tot += loss.item()
-        return {"mse": tot / max(1, len(batches))}
+        return distributed.all_reduce_mean({"mse": tot / max(1, len(batches))})
 
     pre = EpochRunner(f"{name}.pretrain", out / "state" / f"{name}.pretrain.pt", {"g": g}, {"opt": opt_p},
                       s2.pretrain_epochs, cfg.seed)
@@ -419,7 +459,7 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
     # Phase 2: adversarial + reconstruction + head-activation losses, re-weighted.
     opt_g = torch.optim.Adam(g.parameters(), lr=s2.lr_g, betas=(0.0, 0.9))
     opt_d = torch.optim.Adam(d.parameters(), lr=s2.lr_d, betas=(0.0, 0.9))
-    step = Stage2Step(fer.head, g, d, loss_cfg, opt_g, opt_d)
+    step = Stage2Step(head, g_net, d_net, loss_cfg, opt_g, opt_d)
 
     def gan_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
         batches = _batches(n, bs, rng)
@@ -427,9 +467,12 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
         for i, idx in enumerate(batches):
             set_lr(opt_g, cosine_lr(s2.lr_g, epoch, i, len(batches), s2.epochs))
             set_lr(opt_d, cosine_lr(s2.lr_d, epoch, i, len(batches), s2.epochs))
-            for k, v in step(*sample(rng, idx)).items():
+            f_lr, f_hr, y = sample(rng, idx)
+            rows = distributed.shard_slice(len(idx))
+            shard = None if distributed.world_size() == 1 else (rows.start, len(idx))
+            for k, v in step(f_lr[rows], f_hr[rows], y[rows], shard).items():
                 acc[k] = acc.get(k, 0.0) + v / len(batches)
-        return acc
+        return distributed.all_reduce_mean(acc)
 
     gan = EpochRunner(f"{name}.gan", out / "state" / f"{name}.gan.pt", {"g": g, "d": d},
                       {"g": opt_g, "d": opt_d}, s2.epochs, cfg.seed)
@@ -462,12 +505,13 @@ def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, 
         torch.set_num_threads(cfg.threads)
     deadline = time.time() + 60 * time_budget_min if time_budget_min else None
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", cfg.to_dict())
+    if distributed.is_main():
+        write_json(out / "config.json", cfg.to_dict())
     models = out / "models"
 
     def existing(name: str) -> Optional[Path]:
         p = models / f"{name}.pt"
-        return p if (resume and p.is_file()) else None
+        return p if (resume and distributed.broadcast(p.is_file())) else None  # rank 0's view, on every rank
 
     hr = existing("hr")
     if "stage1" in steps and hr is None:
@@ -492,10 +536,11 @@ def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, 
     for name, job in jobs:
         if existing(name) is None and job() is None:
             return False
-    if "eval" in steps:
+    if "eval" in steps and distributed.is_main():
         evaluate_all(cfg, data, out, split=cfg.eval.split)
-    if "eval-test" in steps:
+    if "eval-test" in steps and distributed.is_main():
         evaluate_all(cfg, data, out, split="test")
+    distributed.barrier()
     return True
 
 
