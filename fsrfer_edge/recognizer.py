@@ -149,7 +149,11 @@ class Recognizer:
         self._device = _positive_int("device", device, 0)
         requested = _positive_int("max_batch", max_batch, 1)
         self.model_path = resolve_model_path(model)
-        self._backend = open_backend(self.model_path, backend, self._device, requested, providers, threads)
+        self._attach(open_backend(self.model_path, backend, self._device, requested, providers, threads), requested)
+
+    def _attach(self, backend: Backend, requested: int) -> None:
+        """Adopt an open backend (also used by fsrfer_edge.serving's RemoteRecognizer)."""
+        self._backend = backend
         limit = self._backend.max_batch
         self._max_batch = min(requested, limit) if limit is not None else requested
         self._info = self._backend.info

@@ -62,6 +62,10 @@ class ExportOptions:
     max_batch: int = 128
     workspace_mb: Optional[int] = 1024
     timing_cache: Optional[Path] = None
+    triton_repo: Optional[Path] = None
+    triton_kind: str = "KIND_GPU"
+    triton_instances: int = 1
+    triton_max_queue_delay_us: int = 2000
 
     @property
     def model_name(self) -> str:
@@ -81,9 +85,10 @@ def _validate(opts: ExportOptions) -> None:
     if opts.source.suffix == ".onnx":
         extra = [f for f, on in (("--fp16", opts.fp16), ("--int8", opts.int8), ("--uint8-input", opts.uint8_input),
                                  ("--eval-data", opts.eval_data is not None)) if on]
-        if not opts.engine or extra:
+        if not (opts.engine or opts.triton_repo) or extra:
             raise ConfigError(
-                f"given an .onnx file ({opts.source.name}) fsrfer-export only builds an engine: pass --engine"
+                f"given an .onnx file ({opts.source.name}) fsrfer-export only builds an engine and/or a Triton "
+                "repository: pass --engine and/or --triton-repo DIR"
                 + (f" and drop {' '.join(extra)} (make variants from the checkpoint)" if extra else ""))
     if opts.int8 and opts.calib is None:
         raise ConfigError("--int8 needs --calib PATH (an .npz with 'images', or a folder of face images)")
@@ -91,6 +96,9 @@ def _validate(opts: ExportOptions) -> None:
         raise ConfigError(f"--calib-method {opts.calib_method!r}; expected one of {CALIB_METHODS}")
     if opts.int8_target not in TARGETS:
         raise ConfigError(f"--int8-target {opts.int8_target!r}; expected one of {sorted(TARGETS)}")
+    if opts.triton_repo is not None and (opts.triton_instances < 1 or opts.triton_max_queue_delay_us < 0):
+        raise ConfigError(f"--triton-instances {opts.triton_instances} / --triton-max-queue-delay-us "
+                          f"{opts.triton_max_queue_delay_us}; expected >= 1 / >= 0")
     if not 1 <= opts.min_batch <= opts.opt_batch <= opts.max_batch:
         raise ConfigError(f"batch range {opts.min_batch}/{opts.opt_batch}/{opts.max_batch}; expected "
                           "1 <= --min-batch <= --opt-batch <= --max-batch")
@@ -265,7 +273,24 @@ def run(opts: ExportOptions) -> dict[str, Any]:
             write_report(Path(report["report"]), report)
         else:
             report = {"engine": {"file": engine.name, "from": src.name}}
+    if opts.triton_repo is not None:
+        report = _write_triton_repo(opts, opts.triton_repo, report or {})
     return report or {}
+
+
+def _write_triton_repo(opts: ExportOptions, repo: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """Triton model repository from this run's FP32 ONNX file and, where built, its engine."""
+    from ..serving.triton_repo import write_triton_repo
+
+    onnx_path = opts.out_dir / str(report["files"]["fp32"]["file"]) if "files" in report else opts.source
+    engine_path = opts.out_dir / str(report["engine"]["file"]) if "engine" in report else None
+    write_triton_repo(repo, onnx_path=onnx_path, engine_path=engine_path, model_name=opts.name or "fsrfer",
+                      instances=opts.triton_instances, kind=opts.triton_kind,
+                      max_queue_delay_us=opts.triton_max_queue_delay_us, overwrite=True)
+    report["triton_repo"] = str(repo)
+    if "report" in report:
+        write_report(Path(report["report"]), report)
+    return report
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,6 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-batch", type=int, default=128)
     e.add_argument("--workspace-mb", type=int, default=1024, metavar="MB", help="builder workspace limit (default 1024)")
     e.add_argument("--timing-cache", type=Path, metavar="PATH", help="TensorRT timing cache to load and update")
+    t = p.add_argument_group("Triton model repository")
+    t.add_argument("--triton-repo", type=Path, metavar="DIR",
+                   help="also write a Triton model repository: DIR/<name>_onnx (FP32 ONNX) and, with --engine, "
+                        "DIR/<name>_trt (the engine), replacing models of those names; <name> is --name or 'fsrfer'")
+    t.add_argument("--triton-kind", default="KIND_GPU", choices=("KIND_GPU", "KIND_CPU", "KIND_AUTO"),
+                   help="instance kind of the ONNX model (default KIND_GPU; the engine is always KIND_GPU)")
+    t.add_argument("--triton-instances", type=int, default=1, metavar="N", help="model instances per device (default 1)")
+    t.add_argument("--triton-max-queue-delay-us", type=int, default=2000, metavar="US",
+                   help="dynamic batcher's maximum queue delay (default 2000)")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     return p
 
@@ -333,6 +367,8 @@ def _summary(report: dict[str, Any]) -> str:
         lines.append(f"wrote {Path(report['report']).name}")
     if "engine" in report:
         lines.append(f"engine {report['engine']['file']} (from {report['engine']['from']})")
+    if "triton_repo" in report:
+        lines.append(f"Triton model repository {report['triton_repo']}")
     return "\n".join(lines)
 
 

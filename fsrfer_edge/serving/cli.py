@@ -1,0 +1,66 @@
+"""``fsrfer-serve``: serve a model with NVIDIA Triton (through PyTriton) until Ctrl-C."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..errors import FsrferError
+from .server import DEFAULT_MAX_BATCH, serve
+from .triton_repo import DEFAULT_QUEUE_DELAY_US
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fsrfer-serve",
+        description="Serve an fsrfer model with NVIDIA Triton Inference Server (PyTriton) with dynamic batching, "
+                    "over HTTP and gRPC, on loopback by default. Clients: fsrfer_edge.serving.RemoteRecognizer.")
+    p.add_argument("--model", type=Path, metavar="PATH",
+                   help="an .onnx model or TensorRT .engine/.plan (default: the shipped default model)")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
+    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
+    p.add_argument("--model-name", default="fsrfer", help="Triton model name (default fsrfer)")
+    p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
+                   help=f"largest batch the dynamic batcher forms (default {DEFAULT_MAX_BATCH})")
+    p.add_argument("--preferred-batch-size", type=int, nargs="+", default=None, metavar="N",
+                   help="batch sizes the batcher aims for, e.g. --preferred-batch-size 16 32 (default: none)")
+    p.add_argument("--max-queue-delay-us", type=int, default=DEFAULT_QUEUE_DELAY_US, metavar="US",
+                   help=f"how long a request waits for others to join its batch (default {DEFAULT_QUEUE_DELAY_US})")
+    p.add_argument("--instances", type=int, default=1, help="model instances, one Recognizer each (default 1)")
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"),
+                   help="inference backend (default auto: TensorRT for engines, else ONNX Runtime)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per instance (default: all cores)")
+    p.add_argument("--workspace", type=Path, default=None, help="PyTriton workspace folder (default: temporary)")
+    p.add_argument("--log-verbose", type=int, default=0, help="Triton's verbose log level (default 0)")
+    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("fsrfer_edge").setLevel(logging.WARNING if args.quiet else logging.INFO)
+
+    def ready() -> None:
+        print(f"serving model {args.model_name!r} ({args.model or 'default model'}): "
+              f"http {args.host}:{args.http_port}, grpc {args.host}:{args.grpc_port}, "
+              f"metrics http://{args.host}:{args.metrics_port}/metrics. Ctrl-C to stop", flush=True)
+
+    try:
+        serve(args.model, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
+              metrics_port=args.metrics_port, model_name=args.model_name, max_batch=args.max_batch,
+              preferred_batch_sizes=args.preferred_batch_size, max_queue_delay_us=args.max_queue_delay_us,
+              instances=args.instances, backend=args.backend, threads=args.threads, log_verbose=args.log_verbose,
+              workspace=args.workspace, on_ready=ready)
+    except FsrferError as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,507 @@
+"""``fsrfer-serve``: a real NVIDIA Triton Inference Server on this machine, through PyTriton.
+
+PyTriton ships the ``tritonserver`` binary and runs a Python function as a Triton model; here that
+function calls :meth:`Recognizer.predict_logits <fsrfer_edge.Recognizer.predict_logits>` (ONNX Runtime,
+or TensorRT for an engine) on the batch Triton's dynamic batcher formed from many clients' requests.
+Clients send the already prepared model input (N, C, S, S), float32 or uint8 as the model's ModelInfo
+says, so the server batches across clients; :class:`~fsrfer_edge.serving.RemoteRecognizer` does that.
+The served model's ModelInfo is published through a companion model ``<name>_info``.
+
+Environment requirements of PyTriton 0.7 (checked by :func:`check_environment`, with what to do):
+
+- numpy < 2 in the serving process: PyTriton's Python backend stub is compiled for the numpy 1.x ABI
+  and returns empty outputs under numpy 2 ("output tensor shape does not match size of output").
+  Clients may use numpy 2.
+- a shared ``libpython3.X.so`` (the stub embeds the interpreter); for a Python that is not the
+  system's one (pyenv, a custom prefix) its library folder must come first on LD_LIBRARY_PATH,
+  which :func:`serve` arranges.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import weakref
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import BackendUnavailable, ConfigError, require
+from ..metadata import ModelInfo
+from ..recognizer import Recognizer
+from .client import INFO_MODEL_SUFFIX, INFO_OUTPUT
+from .errors import ServerUnavailable
+from .triton_repo import DEFAULT_QUEUE_DELAY_US
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+DEFAULT_MAX_BATCH = 64
+#: Environment variable naming the Python that runs the server in :class:`ServerProcess` (e.g. a
+#: venv with numpy<2 when the calling environment has numpy 2).
+SERVE_PYTHON_ENV = "FSRFER_SERVE_PYTHON"
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment checks
+# ---------------------------------------------------------------------------------------------
+
+
+def _numpy_problem() -> Optional[str]:
+    """Why this numpy cannot serve with the installed PyTriton, or None."""
+    from importlib import metadata
+
+    try:
+        requirements = metadata.requires("nvidia-pytriton") or []
+        version = metadata.version("nvidia-pytriton")
+    except metadata.PackageNotFoundError:
+        return None
+    Requirement = require("packaging.requirements", "serve", "checking PyTriton's requirements").Requirement
+    for text in requirements:
+        req = Requirement(text)
+        if req.name != "numpy" or (req.marker is not None and not req.marker.evaluate({"extra": ""})):
+            continue
+        if not req.specifier.contains(np.__version__, prereleases=True):
+            return (f"nvidia-pytriton {version} requires numpy{req.specifier}, but this Python "
+                    f"({sys.executable}) has numpy {np.__version__}. PyTriton's Python backend stub is compiled "
+                    "for the numpy 1.x ABI and returns empty outputs under numpy 2. Run the server from an "
+                    "environment with numpy<2 (clients may keep numpy 2), e.g.: python -m venv "
+                    "--system-site-packages ~/.venvs/fsrfer-serve && ~/.venvs/fsrfer-serve/bin/pip install "
+                    "'numpy<2' && ~/.venvs/fsrfer-serve/bin/python -m fsrfer_edge.serving.cli ...")
+    return None
+
+
+def _libpython_dir() -> Path:
+    """The folder of this interpreter's shared libpython, which PyTriton's stub must load."""
+    libdir = sysconfig.get_config_var("LIBDIR")
+    ldlibrary = sysconfig.get_config_var("LDLIBRARY") or ""
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED") or not libdir or not (Path(libdir) / ldlibrary).exists():
+        raise BackendUnavailable(
+            f"this Python ({sys.executable}) has no shared libpython (Py_ENABLE_SHARED is off), but PyTriton's "
+            f"Python backend stub embeds libpython{sysconfig.get_python_version()}.so from the serving environment. "
+            "Use a Python built with --enable-shared (pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install "
+            "3.X), the distribution's python3, or conda")
+    return Path(libdir)
+
+
+def check_environment() -> dict[str, str]:
+    """Check that a PyTriton server can run in this Python; return the environment it needs.
+
+    Returns:
+        Environment variables for the ``tritonserver`` process (LD_LIBRARY_PATH with this Python's
+        libpython folder first).
+
+    Raises:
+        BackendUnavailable: PyTriton is not installed (extra ``serve``), numpy is too new for it, or
+            this Python has no shared libpython; the message says what to do.
+    """
+    require("pytriton.triton", "serve", "running a Triton server")
+    problem = _numpy_problem()
+    if problem:
+        raise BackendUnavailable(problem)
+    libdir = str(_libpython_dir())
+    paths = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p and p != libdir]
+    return {"LD_LIBRARY_PATH": os.pathsep.join([libdir] + paths)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_port(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ConfigError(f"{name}={value!r}; expected a TCP port 1..65535")
+    return value
+
+
+def _check_options(model_name: str, max_batch: int, preferred: Sequence[int], max_queue_delay_us: int,
+                   instances: int, ports: dict[str, int]) -> None:
+    if not isinstance(model_name, str) or not model_name or not all(c.isalnum() or c in "._-" for c in model_name):
+        raise ConfigError(f"model_name={model_name!r}; expected letters, digits, '.', '_' or '-'")
+    for name, value, minimum in (("max_batch", max_batch, 1), ("instances", instances, 1),
+                                 ("max_queue_delay_us", max_queue_delay_us, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{name}={value!r}; expected an integer >= {minimum}")
+    for b in preferred:
+        if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= max_batch:
+            raise ConfigError(f"preferred batch size {b!r}; expected integers in 1..max_batch ({max_batch})")
+    for name, port in ports.items():
+        _check_port(name, port)
+    if len(set(ports.values())) != len(ports):
+        raise ConfigError(f"ports {ports} must differ")
+
+
+def _check_ports_free(host: str, ports: dict[str, int]) -> None:
+    """Refuse ports something already listens on (tritonserver would exit and PyTriton wait minutes)."""
+    for name, port in ports.items():
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no obstacle
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                raise ConfigError(f"{name}={port}: cannot listen on {host}:{port} ({exc}); another server (an "
+                                  f"earlier fsrfer-serve or tritonserver?) uses it. Stop it or pass --{name.replace('_', '-')} "
+                                  "with a free port") from exc
+
+
+def _infer_function(rec: Recognizer) -> Callable[..., dict[str, np.ndarray]]:
+    """PyTriton infer function: the batch Triton formed -> logits, by the Recognizer."""
+    batch_decorator = require("pytriton.decorators", "serve").batch
+    info = rec.info
+
+    @batch_decorator  # type: ignore[untyped-decorator]
+    def infer(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+        faces = inputs[info.input_name]
+        if faces.dtype.kind == "f":
+            # One client's NaN must not fail the other clients' requests batched with it; those rows
+            # get NaN logits (RemoteRecognizer refuses NaN input before sending).
+            ok = np.isfinite(faces).all(axis=tuple(range(1, faces.ndim)))
+            if not ok.all():
+                logits = np.full((faces.shape[0], len(info.classes)), np.nan, dtype=np.float32)
+                if ok.any():
+                    logits[ok] = rec.predict_logits(np.ascontiguousarray(faces[ok]))
+                return {info.output_name: logits}
+        return {info.output_name: rec.predict_logits(faces)}
+
+    return infer
+
+
+def _info_function(info: ModelInfo) -> Callable[[list[Any]], list[dict[str, np.ndarray]]]:
+    answer = np.array([info.to_json().encode()], dtype=object)
+
+    def model_info(requests: list[Any]) -> list[dict[str, np.ndarray]]:
+        return [{INFO_OUTPUT: answer} for _ in requests]
+
+    return model_info
+
+
+def build_triton(recognizers: Sequence[Recognizer], host: str = "127.0.0.1", http_port: int = 8000,
+                 grpc_port: int = 8001, metrics_port: int = 8002, model_name: str = "fsrfer",
+                 max_batch: int = DEFAULT_MAX_BATCH, preferred_batch_sizes: Sequence[int] = (),
+                 max_queue_delay_us: int = DEFAULT_QUEUE_DELAY_US, log_verbose: int = 0,
+                 workspace: Optional[PathLike] = None) -> Any:
+    """A PyTriton ``Triton`` (not started) with the model bound once per recognizer (instance).
+
+    Raises:
+        BackendUnavailable: see :func:`check_environment`.
+    """
+    env = check_environment()
+    os.environ.update(env)  # PyTriton starts tritonserver with a copy of os.environ
+    triton_mod = require("pytriton.triton", "serve", "running a Triton server")
+    mc = require("pytriton.model_config", "serve", "running a Triton server")
+    info = recognizers[0].info
+    pre = info.preprocessing
+    config = triton_mod.TritonConfig(
+        http_address=host, http_port=http_port, grpc_address=host, grpc_port=grpc_port,
+        metrics_address=host, metrics_port=metrics_port, log_verbose=log_verbose)
+    triton = triton_mod.Triton(config=config, workspace=None if workspace is None else str(workspace))
+    batcher = mc.DynamicBatcher(max_queue_delay_microseconds=max_queue_delay_us,
+                                preferred_batch_size=list(preferred_batch_sizes) or None)
+    triton.bind(model_name=model_name + INFO_MODEL_SUFFIX, infer_func=_info_function(info), inputs=[],
+                outputs=[mc.Tensor(name=INFO_OUTPUT, dtype=bytes, shape=(1,))],
+                config=mc.ModelConfig(batching=False))
+    triton.bind(
+        model_name=model_name,
+        infer_func=[_infer_function(r) for r in recognizers],
+        inputs=[mc.Tensor(name=info.input_name, dtype=np.dtype(info.input_dtype).type,
+                          shape=(pre.channels, pre.input_size, pre.input_size))],
+        outputs=[mc.Tensor(name=info.output_name, dtype=np.float32, shape=(len(info.classes),))],
+        config=mc.ModelConfig(max_batch_size=max_batch, batcher=batcher),
+        strict=True,
+    )
+    return triton
+
+
+def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: int = 8000,
+          grpc_port: int = 8001, metrics_port: int = 8002, model_name: str = "fsrfer",
+          max_batch: int = DEFAULT_MAX_BATCH, preferred_batch_sizes: Optional[Sequence[int]] = None,
+          max_queue_delay_us: int = DEFAULT_QUEUE_DELAY_US, instances: int = 1, backend: str = "auto",
+          threads: Optional[int] = None, log_verbose: int = 0, workspace: Optional[PathLike] = None,
+          on_ready: Optional[Callable[[], None]] = None) -> None:
+    """Serve a model with Triton (through PyTriton) until interrupted (Ctrl-C / SIGINT / SIGTERM).
+
+    Args:
+        model: an ``.onnx`` model, a TensorRT engine, or None for the shipped default model.
+        host: address to listen on; loopback by default (use ``0.0.0.0`` to accept other machines).
+        http_port / grpc_port / metrics_port: Triton's HTTP, gRPC and Prometheus metrics ports.
+        model_name: the Triton model name clients use (``<model_name>_info`` is added for metadata).
+        max_batch: largest batch Triton's dynamic batcher forms (capped by an engine's profile).
+        preferred_batch_sizes: batch sizes the batcher aims for (default: none, the largest it can).
+        max_queue_delay_us: how long a request may wait for others to join its batch.
+        instances: model instances, each with its own Recognizer (ONNX Runtime session/engine).
+        backend: ``"auto"``, ``"onnxruntime"`` or ``"tensorrt"``, as for :class:`~fsrfer_edge.Recognizer`.
+        threads: ONNX Runtime threads per instance (None: one per physical core).
+        log_verbose: Triton's verbose log level (0: off).
+        workspace: folder for PyTriton's model store and sockets (default: a temporary one).
+        on_ready: called once the server answers requests.
+
+    Raises:
+        BackendUnavailable: PyTriton missing, or this environment cannot run its server (see
+            :func:`check_environment`).
+        ConfigError: invalid options. ModelError: the model cannot be loaded.
+    """
+    preferred = tuple(preferred_batch_sizes or ())
+    _check_options(model_name, max_batch, preferred, max_queue_delay_us, instances,
+                   {"http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port})
+    check_environment()  # before loading models: fail fast with the fix
+    _check_ports_free(host, {"http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port})
+    recognizers: list[Recognizer] = []
+    try:
+        for _ in range(instances):
+            recognizers.append(Recognizer(model, backend=backend, max_batch=max_batch, threads=threads))
+        limit = min(max_batch, recognizers[0].max_batch)
+        if limit < max_batch:
+            logger.info("max_batch %d -> %d (the model's limit)", max_batch, limit)
+        preferred = tuple(b for b in preferred if b <= limit)
+        triton = build_triton(recognizers, host, http_port, grpc_port, metrics_port, model_name, limit, preferred,
+                              max_queue_delay_us, log_verbose, workspace)
+        _run_until_interrupted(triton, on_ready)
+    finally:
+        for rec in recognizers:
+            rec.close()
+
+
+def _run_until_interrupted(triton: Any, on_ready: Optional[Callable[[], None]]) -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the server as cleanly as Ctrl-C
+
+    pytriton_error = require("pytriton.exceptions", "serve").PyTritonError
+    if _is_main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+    try:
+        try:
+            triton.run()
+        except (pytriton_error, TimeoutError) as exc:
+            raise ServerUnavailable(f"the Triton server did not start ({type(exc).__name__}: {exc}); run "
+                                    "fsrfer-serve --log-verbose 1 to see tritonserver's log") from exc
+        if on_ready is not None:
+            on_ready()
+        while triton.is_alive():
+            time.sleep(0.5)
+        raise ServerUnavailable("the Triton server or its model proxy stopped unexpectedly; see the log above")
+    except KeyboardInterrupt:
+        logger.info("stopping the Triton server")
+    finally:
+        triton.stop()
+        if _is_main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _is_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+# ---------------------------------------------------------------------------------------------
+# A server in a child process (tests, load tests, supervisors)
+# ---------------------------------------------------------------------------------------------
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` now."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _group_shm_files(pgid: int) -> list[str]:
+    """/dev/shm files mapped by the processes of a process group (Linux; empty elsewhere)."""
+    found: set[str] = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:  # fields after "(comm)": state, ppid, pgrp, ...
+                continue
+            maps = (stat.parent / "maps").read_text()
+        except (OSError, IndexError, ValueError):
+            continue
+        found.update(line.split(None, 5)[5].strip() for line in maps.splitlines()
+                     if len(line.split(None, 5)) == 6 and line.split(None, 5)[5].startswith("/dev/shm/"))
+    return sorted(p.replace(" (deleted)", "") for p in found if not p.endswith("(deleted)"))
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def serve_python() -> str:
+    """The interpreter :class:`ServerProcess` uses: ``$FSRFER_SERVE_PYTHON`` or this one."""
+    return os.environ.get(SERVE_PYTHON_ENV) or sys.executable
+
+
+class ServerProcess:
+    """``fsrfer-serve`` in a child process (its own process group), started and stopped by this object.
+
+    Args:
+        model: model file for the server (None: the shipped default model).
+        host: listen address (loopback by default).
+        http_port / grpc_port / metrics_port: ports; 0 picks a free one at the first start (kept on restart).
+        model_name: Triton model name.
+        python: interpreter running the server (default :func:`serve_python`).
+        args: further ``fsrfer-serve`` options, e.g. ``["--max-queue-delay-us", "500"]``.
+        startup_timeout_s: how long :meth:`start` waits for the model to be ready.
+
+    Use as a context manager; :meth:`kill` simulates a crash (SIGKILL to the whole group) and
+    :meth:`start` starts it again on the same ports.
+    """
+
+    def __init__(self, model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: int = 0,
+                 grpc_port: int = 0, metrics_port: int = 0, model_name: str = "fsrfer",
+                 python: Optional[str] = None, args: Sequence[str] = (), startup_timeout_s: float = 120.0) -> None:
+        self.model = None if model is None else Path(model)
+        self.host = host
+        self.ports = {"http": http_port or free_port(host), "grpc": grpc_port or free_port(host),
+                      "metrics": metrics_port or free_port(host)}
+        self.model_name = model_name
+        self.python = python or serve_python()
+        self.args = list(args)
+        self.startup_timeout_s = startup_timeout_s
+        self._proc: Optional[subprocess.Popen[bytes]] = None
+        self._tmp: Optional[Path] = None
+        self._log: Optional[IO[bytes]] = None
+        self._finalizer: Optional[weakref.finalize[Any, Any]] = None
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.ports['http']}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.ports['grpc']}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.ports['metrics']}/metrics"
+
+    @property
+    def pid(self) -> Optional[int]:
+        return None if self._proc is None else self._proc.pid
+
+    def command(self, workspace: Path) -> list[str]:
+        """The ``fsrfer-serve`` command line this object runs."""
+        cmd = [self.python, "-m", "fsrfer_edge.serving.cli", "--host", self.host,
+               "--http-port", str(self.ports["http"]), "--grpc-port", str(self.ports["grpc"]),
+               "--metrics-port", str(self.ports["metrics"]), "--model-name", self.model_name]
+        if self.model is not None:
+            cmd += ["--model", str(self.model)]
+        return cmd + ["--workspace", str(workspace)] + self.args
+
+    def start(self) -> "ServerProcess":
+        """Start the server and wait until the model answers.
+
+        Raises:
+            ServerUnavailable: the server exited or was not ready within ``startup_timeout_s``; the
+                message holds the end of its log.
+        """
+        if self.running:
+            return self
+        self._tmp = Path(tempfile.mkdtemp(prefix="fsrfer-serve-"))
+        self._log = open(self._tmp / "server.log", "wb")
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])  # run this source tree's fsrfer_edge
+        env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        self._proc = subprocess.Popen(self.command(self._tmp / "workspace"), stdout=self._log, stderr=subprocess.STDOUT,
+                                      env=env, start_new_session=True)
+        # A forgotten server (an exception in the owner, no stop()) must not outlive this process.
+        self._finalizer = weakref.finalize(self, _kill_group, self._proc.pid)
+        self._wait_ready()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        if self._tmp is None or not (self._tmp / "server.log").is_file():
+            return ""
+        return (self._tmp / "server.log").read_bytes()[-chars:].decode(errors="replace")
+
+    def _wait_ready(self) -> None:
+        urls = [f"http://{self.http_url}/v2/models/{name}/ready"
+                for name in (self.model_name + INFO_MODEL_SUFFIX, self.model_name)]
+        deadline = time.monotonic() + self.startup_timeout_s
+        proc = self._proc
+        while proc is not None and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = self.log_tail()
+                self.kill()
+                raise ServerUnavailable(f"fsrfer-serve exited with code {proc.returncode} while starting; "
+                                        f"end of its log:\n{tail}")
+            if all(_http_ok(u) for u in urls):
+                logger.info("server ready at %s (pid %d)", self.http_url, proc.pid)
+                return
+            time.sleep(0.2)
+        tail = self.log_tail()
+        self.kill()
+        raise ServerUnavailable(f"fsrfer-serve was not ready within {self.startup_timeout_s:.0f} s; end of its "
+                                f"log:\n{tail}")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the server cleanly (SIGINT to fsrfer-serve, which stops tritonserver), or kill it after ``timeout_s``."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(signal.SIGINT)
+            try:
+                self._proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                logger.warning("fsrfer-serve did not stop within %.0f s; killing it", timeout_s)
+        self.kill()
+
+    def kill(self) -> None:
+        """Kill the server's whole process group at once (SIGKILL), as a crash would."""
+        if self._proc is None:
+            return
+        shm = _group_shm_files(self._proc.pid)  # a killed server cannot remove its shared memory
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        self._proc.wait()
+        for path in shm:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        self.stop()
+

@@ -1,0 +1,318 @@
+"""A Triton model repository for NVIDIA's production ``tritonserver``, written from exported files.
+
+Layout (one Triton model per file given; both may be given)::
+
+    DIR/<name>_onnx/config.pbtxt      platform "onnxruntime_onnx"
+    DIR/<name>_onnx/1/model.onnx
+    DIR/<name>_onnx/labels.txt
+    DIR/<name>_trt/config.pbtxt       platform "tensorrt_plan"
+    DIR/<name>_trt/1/model.plan
+    DIR/<name>_trt/labels.txt
+
+The two variants are separate models because a TensorRT engine only runs where its TensorRT version
+and GPU architecture match (see :mod:`fsrfer_edge.engine_cache`), while the ONNX model runs anywhere:
+an operator serves ``<name>_trt`` on the GPUs it was built for and keeps ``<name>_onnx`` as the portable
+fallback (other GPUs, CPU nodes), and clients pick one by model name.
+
+Names, shapes and types come from the model's own :class:`~fsrfer_edge.metadata.ModelInfo` (ONNX
+metadata, or the engine's JSON sidecar); the ModelInfo JSON is also stored as the model config
+parameter ``fsrfer`` so that :class:`~fsrfer_edge.serving.RemoteRecognizer` preprocesses faces exactly
+as the served model expects.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from ..errors import ConfigError, ModelError, require
+from ..metadata import METADATA_KEY, ModelInfo
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Instance kinds accepted for the ONNX model (a TensorRT engine always runs on KIND_GPU).
+KINDS = ("KIND_GPU", "KIND_CPU", "KIND_AUTO")
+DEFAULT_MAX_BATCH = 64
+DEFAULT_QUEUE_DELAY_US = 2000
+LABELS_FILE = "labels.txt"
+#: Model config parameter holding the ModelInfo JSON (the same key as the ONNX metadata).
+INFO_PARAMETER = METADATA_KEY
+TRITON_DTYPES = {"float32": "TYPE_FP32", "uint8": "TYPE_UINT8"}
+# ONNX TensorProto element types for the dtypes above.
+_ONNX_ELEM = {"float32": 1, "uint8": 2}
+
+
+def parse_config(path: PathLike) -> Any:
+    """Parse a ``config.pbtxt`` with Triton's own protobuf schema (``tritonclient``'s model_config_pb2).
+
+    Args:
+        path: a ``config.pbtxt`` file, or a model directory containing one.
+
+    Returns:
+        The ``inference.ModelConfig`` protobuf message.
+
+    Raises:
+        ConfigError: the file is missing or does not parse as a Triton model configuration.
+        BackendUnavailable: tritonclient is not installed (extra ``client``).
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "config.pbtxt"
+    if not p.is_file():
+        raise ConfigError(f"{p} does not exist; expected a Triton config.pbtxt (or a model folder holding one)")
+    pb2 = require("tritonclient.grpc.model_config_pb2", "client", "parsing Triton model configurations")
+    text_format = require("google.protobuf.text_format", "client", "parsing Triton model configurations")
+    config = pb2.ModelConfig()
+    try:
+        text_format.Parse(p.read_text(), config)
+    except text_format.ParseError as exc:
+        raise ConfigError(f"{p} is not a valid Triton model configuration: {exc}") from exc
+    return config
+
+
+def _quote(text: str) -> str:
+    """A protobuf text-format string literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _positive(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}={value!r}; expected an integer >= {minimum}")
+    return value
+
+
+def _onnx_info(path: Path) -> ModelInfo:
+    """ModelInfo of an fsrfer ONNX file, checked against the graph Triton will see."""
+    from ..export.onnx_export import load_onnx, read_model_info
+
+    model = load_onnx(path)
+    info = read_model_info(model)
+    graph = model.graph
+    inputs = {i.name: i for i in graph.input}
+    outputs = {o.name: o for o in graph.output}
+    if info.input_name not in inputs or info.output_name not in outputs:
+        raise ModelError(f"{path}: metadata names input {info.input_name!r} and output {info.output_name!r}, but "
+                         f"the graph has inputs {sorted(inputs)} and outputs {sorted(outputs)}; export it again")
+    tensor = inputs[info.input_name].type.tensor_type
+    if tensor.elem_type != _ONNX_ELEM[info.input_dtype]:
+        raise ModelError(f"{path}: input {info.input_name!r} has ONNX element type {tensor.elem_type}, but the "
+                         f"metadata says {info.input_dtype}; export it again")
+    dims = tensor.shape.dim
+    if len(dims) != 4 or (dims[0].HasField("dim_value") and dims[0].dim_value > 0):
+        shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
+        raise ModelError(f"{path}: input {info.input_name!r} has shape {shape}; Triton's dynamic batcher needs a "
+                         "dynamic batch axis [N, C, H, W]. Export with fsrfer-export (it writes one)")
+    if outputs[info.output_name].type.tensor_type.elem_type != _ONNX_ELEM["float32"]:
+        raise ModelError(f"{path}: output {info.output_name!r} is not float32 logits; export it again")
+    return info
+
+
+def _engine_info(path: Path) -> tuple[ModelInfo, Any]:
+    from ..engine_cache import read_sidecar
+
+    if not path.is_file():
+        raise ModelError(f"engine file {path} does not exist")
+    doc = read_sidecar(path)
+    return doc["model_info"], doc["key"]
+
+
+def render_config(name: str, platform: str, info: ModelInfo, max_batch: int, preferred: Sequence[int],
+                  max_queue_delay_us: int, instances: int, kind: str, comments: Sequence[str] = ()) -> str:
+    """The ``config.pbtxt`` text of one model (protobuf text format)."""
+    pre = info.preprocessing
+    lines = [f"# {c}" for c in comments] + [
+        f"name: {_quote(name)}",
+        f"platform: {_quote(platform)}",
+        f"max_batch_size: {max_batch}",
+        "input [",
+        "  {",
+        f"    name: {_quote(info.input_name)}",
+        f"    data_type: {TRITON_DTYPES[info.input_dtype]}",
+        f"    dims: [ {pre.channels}, {pre.input_size}, {pre.input_size} ]",
+        "  }",
+        "]",
+        "output [",
+        "  {",
+        f"    name: {_quote(info.output_name)}",
+        "    data_type: TYPE_FP32",
+        f"    dims: [ {len(info.classes)} ]",
+        f"    label_filename: {_quote(LABELS_FILE)}",
+        "  }",
+        "]",
+        "dynamic_batching {",
+    ]
+    if preferred:
+        lines.append(f"  preferred_batch_size: [ {', '.join(str(b) for b in preferred)} ]")
+    lines += [
+        f"  max_queue_delay_microseconds: {max_queue_delay_us}",
+        "}",
+        "instance_group [",
+        "  {",
+        f"    count: {instances}",
+        f"    kind: {kind}",
+        "  }",
+        "]",
+        "parameters {",
+        f"  key: {_quote(INFO_PARAMETER)}",
+        f"  value {{ string_value: {_quote(info.to_json())} }}",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _check_batching(max_batch: int, preferred: Sequence[int], what: str) -> tuple[int, ...]:
+    out = tuple(preferred)
+    for b in out:
+        if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= max_batch:
+            raise ConfigError(f"preferred batch size {b!r} for {what}; expected integers in 1..{max_batch} "
+                              "(the model's max_batch)")
+    if len(set(out)) != len(out):
+        raise ConfigError(f"preferred batch sizes {list(out)} repeat a value; give each size once")
+    return tuple(sorted(out))
+
+
+def _stage_model(stage: Path, name: str, src: Path, filename: str, info: ModelInfo, config: str) -> None:
+    model_dir = stage / name
+    (model_dir / "1").mkdir(parents=True)
+    shutil.copyfile(src, model_dir / "1" / filename)
+    (model_dir / LABELS_FILE).write_text("\n".join(info.classes) + "\n")
+    (model_dir / "config.pbtxt").write_text(config)
+
+
+def _validate_staged(stage: Path, names: Sequence[str]) -> None:
+    """Parse each staged config with Triton's schema when tritonclient is installed."""
+    try:
+        require("tritonclient.grpc.model_config_pb2", "client")
+    except ImportError:
+        log.info("tritonclient is not installed: config.pbtxt not parsed with Triton's schema "
+                 "(pip install 'fsrfer-edge[client]' to check it)")
+        return
+    for name in names:
+        parse_config(stage / name)
+
+
+def _commit(stage: Path, out_dir: Path, names: Sequence[str], overwrite: bool) -> None:
+    """Move the staged models into ``out_dir``; a new repository appears in one rename."""
+    if not out_dir.exists():
+        os.replace(stage, out_dir)
+        return
+    if not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} exists and is not a folder; expected a Triton model repository folder")
+    clash = [n for n in names if (out_dir / n).exists()]
+    if clash and not overwrite:
+        raise ConfigError(f"{out_dir} already holds model(s) {clash}; pass overwrite=True (--triton-overwrite) "
+                          "to replace them, or choose another folder or model name")
+    for n in names:  # each model folder is replaced by a rename; the old one is deleted afterwards
+        old = stage / f".old-{n}"
+        if (out_dir / n).exists():
+            os.replace(out_dir / n, old)
+        os.replace(stage / n, out_dir / n)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
+                      engine_path: Optional[PathLike] = None, model_name: str = "fsrfer",
+                      max_batch: Optional[int] = None, preferred_batch_sizes: Optional[Sequence[int]] = None,
+                      max_queue_delay_us: int = DEFAULT_QUEUE_DELAY_US, instances: int = 1,
+                      kind: str = "KIND_GPU", overwrite: bool = False) -> Path:
+    """Write a Triton model repository holding the fused model as ONNX and/or a TensorRT plan.
+
+    Args:
+        out_dir: the repository folder (created; other models already in it are left alone).
+        onnx_path: an fsrfer ``.onnx`` file -> model ``<model_name>_onnx`` (``onnxruntime_onnx``).
+        engine_path: a TensorRT engine with its JSON sidecar -> model ``<model_name>_trt``
+            (``tensorrt_plan``; only runs where its TensorRT version and GPU match the sidecar).
+        model_name: prefix of the Triton model names.
+        max_batch: Triton ``max_batch_size``; default 64 for ONNX and the engine's profile maximum
+            for TensorRT (a larger value than the engine's maximum is refused).
+        preferred_batch_sizes: dynamic batcher's preferred sizes; default none for ONNX (the batcher
+            forms the largest batch it can within the delay) and the engine's ``opt_batch`` for TensorRT.
+        max_queue_delay_us: how long a request may wait for others to form a batch.
+        instances: model instances per device (``instance_group.count``).
+        kind: ``KIND_GPU``, ``KIND_CPU`` or ``KIND_AUTO`` for the ONNX model.
+        overwrite: replace models of the same names already in ``out_dir``.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        ConfigError: no model given, invalid options, or models of these names exist (without overwrite).
+        ModelError / EngineError: a file is missing, not an fsrfer model, or has no sidecar.
+    """
+    if onnx_path is None and engine_path is None:
+        raise ConfigError("write_triton_repo needs onnx_path and/or engine_path; received neither")
+    if not isinstance(model_name, str) or not model_name or not all(c.isalnum() or c in "._-" for c in model_name):
+        raise ConfigError(f"model_name={model_name!r}; expected letters, digits, '.', '_' or '-'")
+    if kind not in KINDS:
+        raise ConfigError(f"kind={kind!r}; expected one of {KINDS}")
+    _positive("instances", instances)
+    _positive("max_queue_delay_us", max_queue_delay_us, 0)
+    if max_batch is not None:
+        _positive("max_batch", max_batch)
+    out = Path(out_dir)
+    models: list[tuple[str, str, Path, str, ModelInfo, str]] = []
+    if onnx_path is not None:
+        src = Path(onnx_path)
+        if not src.is_file():
+            raise ModelError(f"ONNX file {src} does not exist")
+        info = _onnx_info(src)
+        mb = max_batch or DEFAULT_MAX_BATCH
+        pref = _check_batching(mb, preferred_batch_sizes or (), f"{model_name}_onnx")
+        name = f"{model_name}_onnx"
+        comments = [f"Written by fsrfer-edge from {src.name} ({info.precision}, input {info.input_dtype}).",
+                    "Runs on Triton's ONNX Runtime backend on any GPU (KIND_GPU) or CPU (KIND_CPU)."]
+        models.append((name, "onnxruntime_onnx", src, "model.onnx", info,
+                       render_config(name, "onnxruntime_onnx", info, mb, pref, max_queue_delay_us, instances,
+                                     kind, comments)))
+    if engine_path is not None:
+        src = Path(engine_path)
+        info, key = _engine_info(src)
+        if key.min_batch != 1:
+            raise ConfigError(f"engine {src.name} has a batch profile {key.min_batch}-{key.max_batch}; Triton's "
+                              "dynamic batcher sends batches from 1 up, so build it with --min-batch 1")
+        mb = max_batch or key.max_batch
+        if mb > key.max_batch:
+            raise ConfigError(f"max_batch={mb} exceeds the engine's profile maximum {key.max_batch}; pass a "
+                              f"max_batch <= {key.max_batch} or rebuild the engine with --max-batch {mb}")
+        default_pref = (key.opt_batch,) if key.opt_batch <= mb else ()
+        pref = _check_batching(mb, preferred_batch_sizes if preferred_batch_sizes is not None else default_pref,
+                               f"{model_name}_trt")
+        name = f"{model_name}_trt"
+        comments = [f"Written by fsrfer-edge from {src.name} ({info.precision}, input {info.input_dtype}).",
+                    f"TensorRT {key.tensorrt_version}, GPU compute capability {key.compute_capability}: serve it "
+                    "with a Triton image whose TensorRT version is the same, on GPUs of that architecture."]
+        models.append((name, "tensorrt_plan", src, "model.plan", info,
+                       render_config(name, "tensorrt_plan", info, mb, pref, max_queue_delay_us, instances,
+                                     "KIND_GPU", comments)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(stage, 0o777 & ~umask)  # mkdtemp's 0700 would carry over to a new repository folder
+    try:
+        for name, _, src, filename, info, config in models:
+            _stage_model(stage, name, src, filename, info, config)
+        names = [m[0] for m in models]
+        _validate_staged(stage, names)
+        _commit(stage, out, names, overwrite)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    log.info("wrote Triton model repository %s: %s", out, ", ".join(m[0] for m in models))
+    return out
+
+
+def info_from_config(config: Any) -> Optional[ModelInfo]:
+    """The ModelInfo stored in a model config (dict from tritonclient, either protocol), or None."""
+    if not isinstance(config, dict):
+        return None
+    params = config.get("parameters") or {}
+    entry = params.get(INFO_PARAMETER) if isinstance(params, dict) else None
+    text = entry.get("string_value") if isinstance(entry, dict) else None
+    if not text:
+        return None
+    return ModelInfo.from_json(text, source=f"Triton model config {config.get('name', '')!r}")
