@@ -27,6 +27,14 @@ setup(
         "pycuda": ["pycuda>=2022.1"],
         # tensorrt-stubs is installed with --no-deps by scripts/test.sh: it depends on the `tensorrt` placeholder.
         "dev": ["pytest>=7", "mypy>=1.5", "ruff"],
+        # fsrfer-demo: scikit-image ships the public-domain sample photograph; Pillow reads/draws images.
+        "demo": ["onnxruntime>=1.16", "scikit-image>=0.19", "pillow>=9"],
+        # fsrfer-crowd: OpenCV reads videos and cameras and has the fallback face detector.
+        "crowd": ["onnxruntime>=1.16", "opencv-python-headless>=4.5", "pillow>=9"],
+        # Triton serving: the client alone, or PyTriton's bundled tritonserver (which needs numpy<2;
+        # see scripts/test.sh for running the server from a numpy<2 environment beside a numpy 2 one).
+        "client": ["tritonclient[http,grpc]>=2.40"],
+        "serve": ["nvidia-pytriton>=0.5", "tritonclient[http,grpc]>=2.40"],
     },
     entry_points={
         "console_scripts": [
@@ -34,6 +42,10 @@ setup(
             "fsrfer-eval=trainer.cli:eval_main",
             "fsrfer-export=fsrfer_edge.export.cli:main",
             "fsrfer-bench=fsrfer_edge.bench:main",
+            "fsrfer-demo=fsrfer_edge.demo:main",
+            "fsrfer-crowd=fsrfer_edge.crowd_cli:main",
+            "fsrfer-crowd-bench=fsrfer_edge.crowd_bench:main",
+            "fsrfer-serve=fsrfer_edge.serving.cli:main",
         ]
     },
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Image Recognition"],

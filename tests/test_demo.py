@@ -1,0 +1,82 @@
+"""fsrfer-demo: the README's main job on the shipped model and scikit-image's public-domain sample."""
+import json
+
+import numpy as np
+import pytest
+
+from fsrfer_edge import InputError, Recognizer
+from fsrfer_edge.demo import annotate, main, run_demo
+from fsrfer_edge.detection.base import Detection, FaceDetector
+
+pytest.importorskip("onnxruntime")
+
+
+class FixedBoxes(FaceDetector):
+    """A plug-in detector that returns the boxes it was given."""
+
+    name = "fixed"
+
+    def __init__(self, boxes):
+        super().__init__()
+        self.boxes = boxes
+
+    def _detect(self, frame):
+        return [Detection(b, 0.9) for b in self.boxes]
+
+
+@pytest.fixture(scope="module")
+def rec():
+    with Recognizer() as r:
+        yield r
+
+
+def test_every_face_gets_a_prediction_per_factor(rec):
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (120, 200, 3), dtype=np.uint8)
+    faces, timings = run_demo(frame, rec, FixedBoxes([(10, 10, 60, 60), (100, 20, 124, 44)]), (1, 3, 8), repeats=2)
+    assert len(faces) == 2 and set(timings["predict_ms"]) == {1, 3, 8}
+    for face in faces:
+        assert [r.factor for r in face.results] == [1, 3, 8]
+        assert [r.pixels for r in face.results] == [48, 16, 6]
+        for r in face.results:
+            assert r.crop.shape == (48, 48) and r.crop.dtype == np.uint8
+            assert r.prediction.label in rec.classes
+    # the x1 crop is the face at full detail; x8 keeps only 6x6 pixels' worth, so it is much smoother
+    x1, x8 = faces[0].results[0].crop.astype(float), faces[0].results[2].crop.astype(float)
+    assert np.abs(np.diff(x8, axis=1)).mean() < 0.5 * np.abs(np.diff(x1, axis=1)).mean()
+    out = annotate(frame, faces)
+    assert out.shape[0] > frame.shape[0] and out.shape[2] == 3 and out.dtype == np.uint8
+
+
+def test_no_faces_and_bad_factors(rec):
+    frame = np.zeros((64, 64, 3), np.uint8)
+    faces, timings = run_demo(frame, rec, FixedBoxes([]), (1, 2))
+    assert faces == [] and timings["predict_ms"] == {1: 0.0, 2: 0.0}
+    assert annotate(frame, faces).shape == (64, 64, 3)
+    with pytest.raises(InputError, match="factors"):
+        run_demo(frame, rec, FixedBoxes([]), (0,))
+    with pytest.raises(InputError):
+        run_demo(np.zeros((0, 5, 3), np.uint8), rec, FixedBoxes([]), (1,))
+
+
+def test_main_job_on_the_public_domain_sample(tmp_path, capsys):
+    pytest.importorskip("skimage")
+    png, js = tmp_path / "demo.png", tmp_path / "demo.json"
+    assert main(["--factors", "1,4", "--out", str(png), "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "latency x4" in out and "face 1" in out
+    doc = json.loads(js.read_text())
+    assert len(doc["faces"]) == 1, "the astronaut photograph has one face"
+    x0, y0, x1, y1 = doc["faces"][0]["box"]
+    # the face: roughly (173, 74)-(277, 179) in the 512x512 image
+    assert 150 < x0 < 200 and 50 < y0 < 100 and 250 < x1 < 300 and 150 < y1 < 200
+    assert set(doc["faces"][0]["factors"]) == {"1", "4"}
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_main_reports_unreadable_images(tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    assert main([str(bad), "--out", str(tmp_path / "o.png")]) == 2
+    assert "bad.png" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
