@@ -1,0 +1,388 @@
+"""Expressions of every face in a crowd frame: detect, crop, recognise all crops as one batch, summarise.
+
+Example::
+
+    from fsrfer_edge.crowd import CrowdAnalyzer
+    with CrowdAnalyzer() as crowd:                      # shipped FER model + BlazeFace detector
+        result = crowd.analyze("station.jpg")           # or an HxWx3 uint8 RGB array
+        print(result.summary.counts, [f.label for f in result.faces])
+        for r in crowd.analyze_stream("platform.mp4"):  # video file, camera index or iterable of frames
+            print(r.frame_index, r.summary.counts)
+
+Frames are RGB (convert OpenCV's BGR with ``frame[..., ::-1]``); gray HxW/HxWx1 frames are repeated
+into three channels and RGBA frames lose their alpha channel (:func:`fsrfer_edge.detection.as_rgb_frame`).
+A frame without faces gives an empty result with zero counts.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import itertools
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .detection import Detection, FaceDetector, as_rgb_frame, create_detector
+from .detection.frames import read_image, require_cv2
+from .errors import InputError
+from .recognizer import Recognizer
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+Frame = Union[np.ndarray, PathLike]
+Box = Tuple[float, float, float, float]  # typing generic: evaluated at import (Python 3.8 on JetPack 5)
+
+#: Border added around each detector box, as a fraction of the box side, before the square crop goes
+#: to the recogniser. Measured on the crowd benchmark (``margin_sweep`` in results/crowd/bench.json):
+#: BlazeFace boxes are about 0.88 times the side of a FER2013 crop (median over matched faces), and
+#: end-to-end accuracy is flat from 0 to 0.2 and drops at -0.1 and 0.3; 0.05 restores FER's framing.
+DEFAULT_MARGIN = 0.05
+#: Smallest face side (pixels) the default detector searches for: the issue's crowds have 8-24 px faces.
+#: Detection time grows as (1 / min_face)**2: 12 px is 3x faster, with 6 points less recall
+#: (results/crowd/bench.json vs bench_min_face12.json).
+DEFAULT_MIN_FACE = 8.0
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceResult:
+    """One face of a crowd frame.
+
+    Attributes:
+        box: (x0, y0, x1, y1) detector box in frame pixels.
+        score: detector score.
+        size_px: face size in pixels (the larger side of the box).
+        label: recognised expression, e.g. ``"happy"``.
+        index: class index into ``CrowdResult.classes``.
+        probs: (num_classes,) float32 class probabilities (read-only).
+    """
+
+    box: Box
+    score: float
+    size_px: float
+    label: str
+    index: int
+    probs: np.ndarray = dataclasses.field(compare=False, repr=False)
+
+    def to_dict(self, classes: Sequence[str]) -> dict[str, Any]:
+        return {"box": [round(v, 2) for v in self.box], "score": round(self.score, 4),
+                "size_px": round(self.size_px, 2), "label": self.label, "index": self.index,
+                "probs": {c: round(float(p), 4) for c, p in zip(classes, self.probs)}}
+
+
+@dataclasses.dataclass(frozen=True)
+class CrowdSummary:
+    """Group expression of a frame.
+
+    Attributes:
+        n_faces: number of faces.
+        counts: faces per recognised expression (every class present, zero if none).
+        mean_probs: mean probability of each class over the faces (all zeros without faces).
+    """
+
+    n_faces: int
+    counts: dict[str, int]
+    mean_probs: dict[str, float]
+
+    @property
+    def dominant(self) -> Optional[str]:
+        """The class with the highest mean probability, or None without faces."""
+        if not self.n_faces:
+            return None
+        return max(self.mean_probs, key=lambda c: self.mean_probs[c])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_faces": self.n_faces, "counts": dict(self.counts), "dominant": self.dominant,
+                "mean_probs": {c: round(p, 4) for c, p in self.mean_probs.items()}}
+
+
+@dataclasses.dataclass(frozen=True)
+class CrowdResult:
+    """Faces and group summary of one frame.
+
+    Attributes:
+        faces: one :class:`FaceResult` per face, in detector order (highest score first).
+        summary: counts and mean probabilities per class.
+        classes: class names, in probability order.
+        frame_size: (height, width) of the frame.
+        frame_index: position in a stream (0 for :meth:`CrowdAnalyzer.analyze`).
+        timings_ms: ``{"detect": ..., "recognize": ...}`` wall time of the two stages.
+    """
+
+    faces: tuple[FaceResult, ...]
+    summary: CrowdSummary
+    classes: tuple[str, ...]
+    frame_size: tuple[int, int]
+    frame_index: int = 0
+    timings_ms: dict[str, float] = dataclasses.field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (boxes, labels, probabilities, summary, timings)."""
+        return {"frame_index": self.frame_index, "frame_size": list(self.frame_size), "classes": list(self.classes),
+                "faces": [f.to_dict(self.classes) for f in self.faces], "summary": self.summary.to_dict(),
+                "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
+
+
+def summarize(faces: Sequence[FaceResult], classes: Sequence[str]) -> CrowdSummary:
+    """Counts per recognised class and mean probability per class."""
+    counts = {c: 0 for c in classes}
+    for f in faces:
+        counts[f.label] += 1
+    if faces:
+        mean = np.mean(np.stack([f.probs for f in faces]), axis=0)
+        mean_probs = {c: float(p) for c, p in zip(classes, mean)}
+    else:
+        mean_probs = {c: 0.0 for c in classes}
+    return CrowdSummary(len(faces), counts, mean_probs)
+
+
+def square_box(box: Sequence[float], margin: float) -> tuple[int, int, int, int]:
+    """Integer square (x0, y0, x1, y1) centred on ``box``, its side the box's larger side grown by
+    ``margin`` of it on each side (at least 1 pixel); it may extend past the frame."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    side = max(1.0, max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left, top = round(cx - side / 2), round(cy - side / 2)
+    s = max(1, round(side))
+    return left, top, left + s, top + s
+
+
+def crop_face(frame: np.ndarray, box: Sequence[float], margin: float) -> np.ndarray:
+    """The square crop around ``box`` (see :func:`square_box`); parts outside the frame repeat its edge."""
+    h, w = frame.shape[:2]
+    x0, y0, x1, y1 = square_box(box, margin)
+    if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
+        return frame[y0:y1, x0:x1]
+    rows = np.clip(np.arange(y0, y1), 0, h - 1)
+    cols = np.clip(np.arange(x0, x1), 0, w - 1)
+    return frame[np.ix_(rows, cols)]
+
+
+def _number(name: str, value: Any, low: float, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or \
+            not math.isfinite(float(value)) or not low <= float(value) <= high:
+        raise InputError(f"{name}={value!r}; expected a number in [{low}, {high}]")
+    return float(value)
+
+
+class CrowdAnalyzer:
+    """Detect the faces of a frame and recognise all their expressions in one batch.
+
+    Args:
+        recognizer: the expression model; None: ``Recognizer()`` (the shipped default model).
+        detector: a :class:`~fsrfer_edge.detection.FaceDetector` (yours, or from ``create_detector``);
+            None: ``create_detector("auto", min_face=min_face)``.
+        margin: border added around each box before cropping, as a fraction of its side.
+        min_score: drop detections scoring below this (None: keep what the detector returns).
+        min_size: drop faces smaller than this many pixels (larger box side); 0 keeps all.
+        min_face: smallest face side (pixels) the default detector searches for; ignored when a
+            ``detector`` is given (set it there).
+
+    Raises:
+        InputError: an option out of range.
+        ModelError / BackendUnavailable: from creating the default recogniser or detector.
+
+    The analyzer closes the recogniser and detector it created, not those it was given.
+    """
+
+    def __init__(self, recognizer: Optional[Recognizer] = None, detector: Optional[FaceDetector] = None, *,
+                 margin: float = DEFAULT_MARGIN, min_score: Optional[float] = None,
+                 min_size: float = 0.0, min_face: float = DEFAULT_MIN_FACE) -> None:
+        self.margin = _number("margin", margin, -0.4, 2.0)
+        self.min_score = None if min_score is None else _number("min_score", min_score, 0.0)
+        self.min_size = _number("min_size", min_size, 0.0)
+        if detector is not None and not isinstance(detector, FaceDetector):
+            raise InputError(f"detector is a {type(detector).__name__}; expected a fsrfer_edge.detection.FaceDetector")
+        if recognizer is not None and not isinstance(recognizer, Recognizer):
+            raise InputError(f"recognizer is a {type(recognizer).__name__}; expected a fsrfer_edge.Recognizer")
+        self._owned: list[Any] = []
+        if recognizer is None:
+            recognizer = Recognizer()
+            self._owned.append(recognizer)
+        self.recognizer = recognizer
+        if detector is None:
+            try:
+                detector = create_detector("auto", min_face=_number("min_face", min_face, 1.0))
+            except BaseException:
+                self.close()
+                raise
+            self._owned.append(detector)
+        self.detector = detector
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.recognizer.classes
+
+    # -- one frame --------------------------------------------------------------------------
+    def analyze(self, frame: Frame, boxes: Optional[Sequence[Sequence[float]]] = None) -> CrowdResult:
+        """Detect and recognise the faces of one frame.
+
+        Args:
+            frame: an HxWx3 uint8 RGB array (gray and RGBA are converted) or an image file path.
+            boxes: optional face boxes (x0, y0, x1, y1) to use instead of running the detector
+                ("boxes in, results out"); their score is 1.0.
+
+        Returns:
+            A :class:`CrowdResult`; no faces gives empty ``faces`` and zero counts.
+
+        Raises:
+            InputError: an unreadable file, an empty frame, wrong dtype/shape, or malformed boxes.
+        """
+        rgb = self._load(frame)
+        t0 = time.perf_counter()
+        dets = self._detect(rgb) if boxes is None else _given_boxes(boxes, rgb.shape)
+        t1 = time.perf_counter()
+        return self._recognize(rgb, dets, 0, (t1 - t0) * 1e3)
+
+    def _load(self, frame: Frame) -> np.ndarray:
+        if isinstance(frame, (str, os.PathLike)):
+            return read_image(frame)
+        return as_rgb_frame(frame)
+
+    def _detect(self, rgb: np.ndarray) -> list[Detection]:
+        dets = self.detector.detect(rgb)
+        if self.min_score is not None:
+            dets = [d for d in dets if d.score >= self.min_score]
+        return [d for d in dets if d.size >= self.min_size]
+
+    def _recognize(self, rgb: np.ndarray, dets: Sequence[Detection], index: int, detect_ms: float) -> CrowdResult:
+        t0 = time.perf_counter()
+        faces: list[FaceResult] = []
+        if dets:
+            preds = self.recognizer.predict([crop_face(rgb, d.box, self.margin) for d in dets])
+            faces = [FaceResult(tuple(d.box), d.score, d.size, p.label, p.index, p.probs)  # type: ignore[arg-type]
+                     for d, p in zip(dets, preds)]
+        ms = (time.perf_counter() - t0) * 1e3
+        classes = self.classes
+        return CrowdResult(tuple(faces), summarize(faces, classes), classes, (rgb.shape[0], rgb.shape[1]), index,
+                           {"detect": detect_ms, "recognize": ms})
+
+    # -- streams ----------------------------------------------------------------------------
+    def analyze_stream(self, source: Union[PathLike, int, Iterable[np.ndarray]], *, pipeline: bool = True,
+                       max_frames: Optional[int] = None) -> Iterator[CrowdResult]:
+        """Analyse the frames of a video file, a camera or an iterable of frames, in order.
+
+        With ``pipeline`` the detection of frame t+1 runs in a worker thread while frame t is recognised
+        (both ONNX Runtime and TensorRT release the GIL), so a frame costs about max(detect, recognise)
+        instead of their sum.
+
+        Args:
+            source: a video file path, a camera index (int, OpenCV), or an iterable of RGB frames.
+            pipeline: overlap detection and recognition of consecutive frames.
+            max_frames: stop after this many frames (None: until the source ends).
+
+        Yields:
+            One :class:`CrowdResult` per frame, ``frame_index`` counting from 0.
+
+        Raises:
+            InputError: the video or camera cannot be opened, yields no frame, or a frame is invalid.
+            BackendUnavailable: OpenCV is needed for video files and cameras (pip extra ``crowd``).
+        """
+        frames = iter_frames(source)
+        if max_frames is not None:
+            frames = itertools.islice(frames, int(_number("max_frames", max_frames, 1)))
+        if not pipeline:
+            for i, rgb in enumerate(frames):
+                t0 = time.perf_counter()
+                dets = self._detect(rgb)
+                yield self._recognize(rgb, dets, i, (time.perf_counter() - t0) * 1e3)
+            return
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsrfer-detect") as pool:
+            current = next(frames, None)
+            if current is None:
+                return
+            pending = pool.submit(self._timed_detect, current)
+            for i in itertools.count():
+                upcoming = next(frames, None)
+                dets, detect_ms = pending.result()
+                if upcoming is not None:
+                    pending = pool.submit(self._timed_detect, upcoming)
+                yield self._recognize(current, dets, i, detect_ms)
+                if upcoming is None:
+                    return
+                current = upcoming
+
+    def _timed_detect(self, rgb: np.ndarray) -> tuple[list[Detection], float]:
+        t0 = time.perf_counter()
+        return self._detect(rgb), (time.perf_counter() - t0) * 1e3
+
+    # -- lifetime ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the recogniser and detector this analyzer created; closing twice is fine."""
+        while self._owned:
+            self._owned.pop().close()
+
+    def __enter__(self) -> "CrowdAnalyzer":
+        return self
+
+    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CrowdAnalyzer(recognizer={self.recognizer!r}, detector={self.detector!r}, margin={self.margin})"
+
+
+def _given_boxes(boxes: Sequence[Sequence[float]], shape: tuple[int, ...]) -> list[Detection]:
+    from .detection.base import clean_detections
+
+    arr = np.asarray(boxes, dtype=np.float64) if len(boxes) else np.zeros((0, 4))
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise InputError(f"boxes has shape {arr.shape}; expected (N, 4) as (x0, y0, x1, y1) in frame pixels")
+    return clean_detections([Detection((b[0], b[1], b[2], b[3]), 1.0) for b in arr], shape, "boxes=")
+
+
+def iter_frames(source: Union[PathLike, int, Iterable[np.ndarray]]) -> Iterator[np.ndarray]:
+    """RGB uint8 frames from a video file, a camera index or an iterable of frames.
+
+    Raises:
+        InputError: the video/camera cannot be opened or yields no frame; a frame is invalid.
+        BackendUnavailable: OpenCV is missing (needed for files and cameras).
+    """
+    if isinstance(source, (str, os.PathLike)) or (isinstance(source, (int, np.integer)) and not isinstance(source, bool)):
+        return _video_frames(source)
+    if isinstance(source, np.ndarray):
+        raise InputError("analyze_stream received one array; pass a list of frames, or use analyze() for one frame")
+    if not isinstance(source, Iterable):
+        raise InputError(f"source is a {type(source).__name__}; expected a video path, a camera index or an "
+                         "iterable of HxWx3 uint8 frames")
+    return (as_rgb_frame(f, what=f"frame {i}") for i, f in enumerate(source))
+
+
+def _video_frames(source: Union[PathLike, int]) -> Iterator[np.ndarray]:
+    cv2 = require_cv2("reading video files and cameras")
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"video file {path} does not exist; expected a readable video such as an .mp4")
+        what = f"video {path}"
+        cap = cv2.VideoCapture(str(path))
+    else:
+        what = f"camera {int(source)}"
+        cap = cv2.VideoCapture(int(source))
+    if not cap.isOpened():
+        cap.release()
+        raise InputError(f"{what} could not be opened by OpenCV; expected a readable video file or a connected camera")
+    ok, first = cap.read()
+    if not ok or first is None:
+        cap.release()
+        raise InputError(f"{what} yielded no frame; the file may be corrupt or in a format this OpenCV cannot decode")
+
+    def generate() -> Iterator[np.ndarray]:
+        frame = first
+        try:
+            while True:
+                yield as_rgb_frame(np.ascontiguousarray(frame[:, :, ::-1]) if frame.ndim == 3 else frame, what=what)
+                ok, frame = cap.read()
+                if not ok or frame is None:
+                    return
+        finally:
+            cap.release()
+
+    return generate()

@@ -1,0 +1,564 @@
+"""Seeded crowd benchmark: synthetic crowd scenes with known faces, detection recall and expression accuracy.
+
+Scenes are composed from FER2013 ``test``-split faces (FER+ labels, read from ``../shared/data`` with numpy
+only) pasted at random sizes (6-48 px, log-uniform) and random non-overlapping positions on plain or
+cluttered backgrounds (seeded value noise and random shapes). Every face's box and label is known.
+Without the data set, scikit-image's public-domain astronaut face (NASA photograph) is pasted instead
+and only detection is measured (``accuracy`` is null, with the reason).
+
+Reported per face-size bin: detection recall, end-to-end expression accuracy (a missed face counts as
+wrong), accuracy on the detected faces, and accuracy with the true boxes (no detector); plus precision,
+and frames per second of :meth:`CrowdAnalyzer.analyze` (and of the pipelined stream) on a 50-face scene.
+
+Run (writes the JSON atomically)::
+
+    fsrfer-crowd-bench --out results/crowd/bench.json            # python -m fsrfer_edge.crowd_bench
+    fsrfer-crowd-bench --scenes 2 --faces 10 --size 320x240 --out /tmp/small.json   # CI size
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from .crowd import DEFAULT_MARGIN, DEFAULT_MIN_FACE, CrowdAnalyzer, crop_face
+from .detection import Detection, box_iou, create_detector
+from .detection.frames import optional_module
+from .errors import DataError, FsrferError, InputError
+from .fileio import write_json
+from .preprocessing import CLASSES, resize
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+#: Face-size bins [lo, hi) in pixels (the last one includes 48).
+SIZE_BINS: tuple[tuple[int, int], ...] = ((6, 8), (8, 12), (12, 16), (16, 24), (24, 32), (32, 49))
+MIN_FACE, MAX_FACE = 6, 48
+BACKGROUNDS = ("plain", "clutter")
+#: A ground-truth face counts as detected when a detection overlaps it by at least this IoU.
+MATCH_IOU = 0.3
+#: "Reliably detected": recall of at least this in a size bin and every larger bin.
+RELIABLE_RECALL = 0.9
+DEFAULT_DATA = Path(os.environ.get("FSRFER_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+# FER+ vote columns -> class index (as trainer.data.FERPLUS_VOTE_TO_CLASS; the labels array already holds it).
+ASTRONAUT_FACE = (66, 172, 108)  # (top, left, side) of the face in skimage.data.astronaut(), FER-like framing
+
+
+# --------------------------------------------------------------------------------------------
+# Faces
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class FacePool:
+    """Gray square faces to paste, with labels (-1: unknown) and where they came from."""
+
+    images: np.ndarray  # (N, S, S) uint8
+    labels: np.ndarray  # (N,) int64
+    source: str
+
+    @property
+    def labelled(self) -> bool:
+        return bool(len(self.labels)) and bool((self.labels >= 0).all())
+
+
+def load_test_faces(data_dir: PathLike) -> FacePool:
+    """FER2013 ``test`` faces with FER+ majority labels (faces without one are dropped), numpy only.
+
+    Raises:
+        DataError: the archives are missing or malformed.
+    """
+    d = Path(data_dir)
+    fer_path, plus_path = d / "fer2013.npz", d / "ferplus_labels.npz"
+    for p in (fer_path, plus_path):
+        if not p.is_file():
+            raise DataError(f"{p} does not exist; expected fer2013.npz and ferplus_labels.npz in {d} "
+                            "(see ../shared/data/README.md), or run without --data for the public-domain face")
+    try:
+        with np.load(fer_path) as fer, np.load(plus_path) as plus:
+            images, split, orig = fer["images"], fer["split"].astype(str), fer["orig_row"]
+            p_orig, p_labels = plus["orig_row"], plus["labels"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"could not read {fer_path} / {plus_path} ({exc}); expected the archives described in "
+                        "../shared/data/README.md") from exc
+    lookup = dict(zip(p_orig.tolist(), p_labels.tolist()))
+    test = np.flatnonzero(split == "test")
+    labels = np.array([lookup.get(int(orig[i]), -1) if orig[i] >= 0 else -1 for i in test], dtype=np.int64)
+    keep = labels >= 0
+    if not keep.any():
+        raise DataError(f"{fer_path}: no test face has a FER+ label in {plus_path}")
+    return FacePool(images[test[keep]], labels[keep], "FER2013 test split, FER+ majority labels")
+
+
+def public_domain_faces(n_variants: int = 8, seed: int = 0) -> FacePool:
+    """Variants (mirrored, brightness/contrast jitter) of the face in scikit-image's astronaut photo.
+
+    The photograph (Eileen Collins, NASA) is in the public domain. Labels are unknown (-1).
+
+    Raises:
+        DataError: scikit-image is not installed.
+    """
+    try:
+        skdata: Any = importlib.import_module("skimage.data")
+    except ImportError as exc:
+        raise DataError("without the FER data the benchmark pastes scikit-image's public-domain astronaut face, "
+                        "but scikit-image is not installed: pip install scikit-image (or pass --data)") from exc
+    top, left, side = ASTRONAUT_FACE
+    rgb = skdata.astronaut()[top:top + side, left:left + side].astype(np.float32)
+    gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    base = resize(gray, (48, 48))
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n_variants):
+        face = base[:, ::-1] if i % 2 else base
+        gain, bias = rng.uniform(0.75, 1.2), rng.uniform(-25, 25)
+        out.append(np.clip(face * gain + bias, 0, 255))
+    images = np.rint(np.stack(out)).astype(np.uint8)
+    return FacePool(images, np.full(len(images), -1, dtype=np.int64),
+                    "scikit-image astronaut face (public domain), no expression labels")
+
+
+# --------------------------------------------------------------------------------------------
+# Scenes
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    """A synthetic crowd frame with its true faces."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    boxes: np.ndarray  # (N, 4) float64 x0, y0, x1, y1 of each pasted face
+    labels: np.ndarray  # (N,) int64 class index, -1 unknown
+    background: str
+    seed: int
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return self.boxes[:, 2] - self.boxes[:, 0]
+
+
+def _value_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
+    """Smooth (h, w, 3) noise in [0, 1]: a coarse random grid enlarged bilinearly."""
+    gh, gw = max(2, h * cells // max(h, w)), max(2, w * cells // max(h, w))
+    grid = rng.uniform(0, 1, (3, gh, gw)).astype(np.float32)
+    return np.moveaxis(resize(grid, (h, w), kernel="bilinear", antialias=False), 0, -1)
+
+
+def make_background(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
+    """A seeded (h, w, 3) float32 background: ``plain`` (one colour, faint gradient) or ``clutter``."""
+    if kind == "plain":
+        colour = rng.uniform(40, 215, 3).astype(np.float32)
+        ramp = np.linspace(-1, 1, h, dtype=np.float32)[:, None, None] * rng.uniform(-15, 15)
+        img = np.broadcast_to(colour, (h, w, 3)) + ramp + rng.normal(0, 2, (h, w, 3)).astype(np.float32)
+        return np.clip(img, 0, 255)
+    if kind != "clutter":
+        raise InputError(f"background={kind!r}; expected one of {BACKGROUNDS}")
+    img = rng.uniform(-40, 40, 3).astype(np.float32) + np.zeros((h, w, 3), np.float32)
+    for cells, amplitude in ((4, 120.0), (16, 70.0), (64, 40.0)):
+        img += _value_noise(rng, h, w, cells) * amplitude
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(int(rng.integers(30, 60))):
+        colour = rng.uniform(0, 255, 3).astype(np.float32)
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        rx, ry = rng.uniform(3, max(4.0, w / 8)), rng.uniform(3, max(4.0, h / 8))
+        shape = rng.integers(3)
+        if shape == 0:  # rectangle
+            mask = (np.abs(xx - cx) < rx) & (np.abs(yy - cy) < ry)
+        elif shape == 1:  # ellipse
+            mask = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1
+        else:  # thick line
+            angle = rng.uniform(0, math.pi)
+            dist = np.abs((xx - cx) * math.sin(angle) - (yy - cy) * math.cos(angle))
+            mask = (dist < rng.uniform(1, 4)) & (np.hypot(xx - cx, yy - cy) < rx * 2)
+        img[mask] = colour
+    img += rng.normal(0, 6, (h, w, 3)).astype(np.float32)
+    return np.clip(img, 0, 255)
+
+
+def _place(rng: np.random.Generator, sizes: Sequence[int], h: int, w: int,
+           tries: int = 200) -> list[tuple[int, int, int]]:
+    """Non-overlapping (x, y, size) positions; a gap of half the larger face keeps crops apart."""
+    placed: list[tuple[int, int, int]] = []
+    for s in sorted(sizes, reverse=True):  # big faces first: they are the hardest to fit
+        for _ in range(tries):
+            x, y = int(rng.integers(0, w - s + 1)), int(rng.integers(0, h - s + 1))
+            if all(x + s + max(s, t) // 2 <= px or px + t + max(s, t) // 2 <= x or
+                   y + s + max(s, t) // 2 <= py or py + t + max(s, t) // 2 <= y for px, py, t in placed):
+                placed.append((x, y, s))
+                break
+    return placed
+
+
+def make_scene(pool: FacePool, seed: int, n_faces: int = 50, size: tuple[int, int] = (480, 640),
+               background: str = "plain", face_range: tuple[int, int] = (MIN_FACE, MAX_FACE)) -> Scene:
+    """One seeded scene: ``n_faces`` faces from ``pool`` (fewer if they do not fit) on a background.
+
+    Args:
+        pool: faces to paste.
+        seed: the scene is a function of (pool, seed, n_faces, size, background, face_range) only.
+        size: (height, width) of the frame.
+        face_range: smallest and largest face side in pixels (log-uniform in between).
+
+    Raises:
+        InputError: bad sizes or background.
+    """
+    h, w = size
+    lo, hi = face_range
+    if not 1 <= lo <= hi or hi > min(h, w):
+        raise InputError(f"face_range={face_range} for a {h}x{w} frame; expected 1 <= lo <= hi <= {min(h, w)}")
+    if n_faces < 0 or not len(pool.images):
+        raise InputError(f"n_faces={n_faces} with {len(pool.images)} faces in the pool; expected n_faces >= 0 and faces")
+    rng = np.random.default_rng(seed)
+    img = make_background(rng, h, w, background)
+    sizes = np.rint(np.exp(rng.uniform(math.log(lo), math.log(hi + 0.5), n_faces))).clip(lo, hi).astype(int)
+    placed = _place(rng, sizes.tolist(), h, w)
+    ids = rng.choice(len(pool.images), size=len(placed), replace=len(placed) > len(pool.images))
+    boxes, labels = [], []
+    for (x, y, s), i in zip(placed, ids):
+        face = resize(pool.images[i], (s, s))  # anti-aliased bicubic, as the LR evaluation protocol
+        img[y:y + s, x:x + s] = np.clip(face, 0, 255)[:, :, None]
+        boxes.append((x, y, x + s, y + s))
+        labels.append(int(pool.labels[i]))
+    return Scene(np.rint(img).astype(np.uint8), np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+                 np.asarray(labels, dtype=np.int64), background, seed)
+
+
+def make_scenes(pool: FacePool, n_scenes: int, seed: int = 0, n_faces: int = 50,
+                size: tuple[int, int] = (480, 640)) -> list[Scene]:
+    """``n_scenes`` scenes alternating plain and cluttered backgrounds; scene i depends on (seed, i) only."""
+    seeds = np.random.SeedSequence(seed).generate_state(max(n_scenes, 1)).tolist()[:n_scenes]
+    return [make_scene(pool, int(s), n_faces, size, BACKGROUNDS[i % 2]) for i, s in enumerate(seeds)]
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+def match(truth: np.ndarray, dets: Sequence[Detection], min_iou: float = MATCH_IOU) -> np.ndarray:
+    """For each true box, the index of its detection (greedy by IoU, one-to-one), or -1."""
+    out = np.full(len(truth), -1, dtype=np.int64)
+    if not len(truth) or not dets:
+        return out
+    iou = box_iou(truth, np.array([d.box for d in dets]))
+    for flat in np.argsort(-iou, axis=None):
+        t, d = np.unravel_index(flat, iou.shape)
+        if iou[t, d] < min_iou:
+            break
+        if out[t] < 0 and d not in out:
+            out[t] = d
+    return out
+
+
+def _bin_of(size: float) -> int:
+    for k, (lo, hi) in enumerate(SIZE_BINS):
+        if lo <= size < hi:
+            return k
+    return -1
+
+
+def evaluate(analyzer: CrowdAnalyzer, scenes: Sequence[Scene], margins: Sequence[float] = (DEFAULT_MARGIN,),
+             labelled: bool = True) -> dict[str, Any]:
+    """Recall, precision and accuracy per size bin (accuracy for each crop margin when ``labelled``).
+
+    Detection runs once per scene; each margin only re-crops and re-recognises the same faces.
+    """
+    recognizer = analyzer.recognizer
+    rows: list[dict[str, Any]] = []
+    n_dets = n_true_dets = 0
+    per_bg = {bg: [0, 0, 0] for bg in BACKGROUNDS}  # faces, found, false detections
+    for k, scene in enumerate(scenes):
+        dets = analyzer._detect(scene.image)
+        hit = match(scene.boxes, dets)
+        n_dets += len(dets)
+        n_true_dets += int((hit >= 0).sum())
+        per_bg[scene.background][0] += len(scene.boxes)
+        per_bg[scene.background][1] += int((hit >= 0).sum())
+        per_bg[scene.background][2] += len(dets) - int((hit >= 0).sum())
+        pred: dict[float, np.ndarray] = {}
+        oracle: dict[float, np.ndarray] = {}
+        if labelled and len(scene.boxes):
+            for m in margins:
+                found = [dets[i] for i in hit if i >= 0]
+                p = recognizer.predict([crop_face(scene.image, d.box, m) for d in found]) if found else []
+                col = np.full(len(scene.boxes), -1, dtype=np.int64)
+                col[hit >= 0] = [q.index for q in p]
+                pred[m] = col
+                oracle[m] = np.array([q.index for q in recognizer.predict(
+                    [crop_face(scene.image, b, m) for b in scene.boxes])], dtype=np.int64)
+        for j, (box, label) in enumerate(zip(scene.boxes, scene.labels)):
+            rows.append({"size": float(box[2] - box[0]), "found": bool(hit[j] >= 0), "label": int(label),
+                         "pred": {m: int(pred[m][j]) for m in pred}, "oracle": {m: int(oracle[m][j]) for m in oracle}})
+        logger.info("scene %d/%d (%s): %d of %d faces found, %d detections", k + 1, len(scenes), scene.background,
+                    int((hit >= 0).sum()), len(scene.boxes), len(dets))
+    return {"rows": rows, "detections": n_dets, "true_detections": n_true_dets, "per_background": per_bg}
+
+
+def _rate(num: int, den: int) -> Optional[float]:
+    return round(num / den, 4) if den else None
+
+
+def summarize_rows(ev: dict[str, Any], margin: float, labelled: bool) -> dict[str, Any]:
+    """Per-bin and overall table for one margin from :func:`evaluate`'s rows."""
+    rows = ev["rows"]
+    bins = []
+    for k, (lo, hi) in enumerate(SIZE_BINS):
+        sel = [r for r in rows if _bin_of(r["size"]) == k]
+        found = [r for r in sel if r["found"]]
+        entry: dict[str, Any] = {"bin": f"{lo}-{min(hi, MAX_FACE + 1) - 1 if hi > MAX_FACE else hi}",
+                                 "lo": lo, "hi": hi, "faces": len(sel), "found": len(found),
+                                 "recall": _rate(len(found), len(sel))}
+        if labelled:
+            correct = sum(r["pred"][margin] == r["label"] for r in found)
+            entry["accuracy"] = _rate(correct, len(sel))
+            entry["accuracy_detected"] = _rate(correct, len(found))
+            entry["accuracy_true_boxes"] = _rate(sum(r["oracle"][margin] == r["label"] for r in sel), len(sel))
+        bins.append(entry)
+    found_all = [r for r in rows if r["found"]]
+    overall: dict[str, Any] = {"faces": len(rows), "found": len(found_all), "recall": _rate(len(found_all), len(rows)),
+                               "detections": ev["detections"],
+                               "precision": _rate(ev["true_detections"], ev["detections"])}
+    if labelled:
+        correct = sum(r["pred"][margin] == r["label"] for r in found_all)
+        overall["accuracy"] = _rate(correct, len(rows))
+        overall["accuracy_detected"] = _rate(correct, len(found_all))
+        overall["accuracy_true_boxes"] = _rate(sum(r["oracle"][margin] == r["label"] for r in rows), len(rows))
+    return {"bins": bins, "overall": overall}
+
+
+def smallest_reliable(bins: Sequence[dict[str, Any]], threshold: float = RELIABLE_RECALL) -> Optional[int]:
+    """The lower edge of the smallest bin from which every bin has recall >= threshold (None if none)."""
+    best = None
+    for b in reversed(bins):
+        if b["recall"] is None:
+            continue
+        if b["recall"] < threshold:
+            break
+        best = b["lo"]
+    return best
+
+
+def measure_fps(analyzer: CrowdAnalyzer, scene: Scene, repeats: int = 3) -> dict[str, Any]:
+    """Frames per second of analyze() (median of ``repeats``) and of the pipelined analyze_stream()."""
+    analyzer.analyze(scene.image)  # warm-up: sessions, caches
+    times, det_ms, rec_ms = [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        r = analyzer.analyze(scene.image)
+        times.append(time.perf_counter() - t0)
+        det_ms.append(r.timings_ms["detect"])
+        rec_ms.append(r.timings_ms["recognize"])
+    t0 = time.perf_counter()
+    n = sum(1 for _ in analyzer.analyze_stream([scene.image] * repeats, pipeline=True))
+    stream = time.perf_counter() - t0
+    med = float(np.median(times))
+    return {"frame_size": [int(scene.image.shape[0]), int(scene.image.shape[1])], "faces": len(scene.boxes),
+            "faces_found": len(r.faces), "repeats": repeats, "seconds_per_frame": round(med, 4),
+            "fps": round(1.0 / med, 3), "detect_ms": round(float(np.median(det_ms)), 2),
+            "recognize_ms": round(float(np.median(rec_ms)), 2), "fps_stream_pipelined": round(n / stream, 3)}
+
+
+def run_benchmark(analyzer: CrowdAnalyzer, pool: FacePool, n_scenes: int = 20, n_faces: int = 50,
+                  size: tuple[int, int] = (480, 640), seed: int = 0, margins: Sequence[float] = (DEFAULT_MARGIN,),
+                  fps_repeats: int = 3, fps_size: Optional[tuple[int, int]] = None) -> dict[str, Any]:
+    """Make the scenes, evaluate and time; returns the JSON-able report.
+
+    Args:
+        analyzer: the analyzer under test (its detector, recogniser and margin).
+        pool: faces to paste (:func:`load_test_faces` or :func:`public_domain_faces`).
+        margins: crop margins to report accuracy for; the analyzer's own margin is the headline.
+        fps_repeats: timed repetitions on one 50-face scene of ``fps_size`` (default: ``size``; 0 repeats:
+            no timing). A small frame holds fewer than 50 faces; the report says how many.
+    """
+    if n_scenes < 1 or n_faces < 1:
+        raise InputError(f"n_scenes={n_scenes}, n_faces={n_faces}; expected both >= 1")
+    margins = sorted({float(m) for m in margins} | {analyzer.margin})
+    scenes = make_scenes(pool, n_scenes, seed, n_faces, size)
+    labelled = pool.labelled
+    t0 = time.perf_counter()
+    ev = evaluate(analyzer, scenes, margins, labelled)
+    head = summarize_rows(ev, analyzer.margin, labelled)
+    report: dict[str, Any] = {
+        "benchmark": "fsrfer-crowd-bench",
+        "config": {"scenes": n_scenes, "faces_per_scene": n_faces, "frame_size": list(size), "seed": seed,
+                   "face_sizes": f"{MIN_FACE}-{MAX_FACE} px, log-uniform", "backgrounds": list(BACKGROUNDS),
+                   "match_iou": MATCH_IOU, "margin": analyzer.margin, "min_size": analyzer.min_size,
+                   "min_face": getattr(analyzer.detector, "min_face", None),
+                   "min_score": analyzer.min_score, "detector": repr(analyzer.detector),
+                   "model": str(analyzer.recognizer.model_path), "reliable_recall": RELIABLE_RECALL},
+        "faces_source": pool.source,
+        "detection": {"bins": [{k: b[k] for k in ("bin", "lo", "hi", "faces", "found", "recall")}
+                               for b in head["bins"]],
+                      "overall": {k: head["overall"][k] for k in ("faces", "found", "recall", "detections", "precision")},
+                      "per_background": {bg: {"faces": v[0], "recall": _rate(v[1], v[0]),
+                                              "false_detections_per_scene": round(v[2] / max(1, sum(
+                                                  s.background == bg for s in scenes)), 3)}
+                                         for bg, v in ev["per_background"].items()},
+                      "smallest_reliable_px": smallest_reliable(head["bins"])},
+        "eval_seconds": round(time.perf_counter() - t0, 2),
+    }
+    if labelled:
+        report["accuracy"] = {"bins": [{k: b[k] for k in ("bin", "faces", "accuracy", "accuracy_detected",
+                                                        "accuracy_true_boxes")} for b in head["bins"]],
+                              "overall": {k: head["overall"][k] for k in ("accuracy", "accuracy_detected",
+                                                                          "accuracy_true_boxes")},
+                              "chance": round(1 / len(CLASSES), 4)}
+        report["margin_sweep"] = {f"{m:g}": summarize_rows(ev, m, True)["overall"] for m in margins}
+    else:
+        report["accuracy"] = None
+        report["accuracy_skipped"] = f"faces from {pool.source}: no expression labels; pass --data with the FER arrays"
+    if fps_repeats > 0:
+        fps_scene = make_scene(pool, seed + 1, 50, fps_size or size, "clutter")
+        report["speed"] = measure_fps(analyzer, fps_scene, fps_repeats)
+        report["speed"].update(_environment(analyzer))
+    return report
+
+
+def _environment(analyzer: CrowdAnalyzer) -> dict[str, Any]:
+    env: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                           "recognizer_providers": list(analyzer.recognizer.backend.providers)}
+    ort = optional_module("onnxruntime")
+    if ort is not None:
+        env["onnxruntime"] = ort.__version__
+    return env
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The per-size-bin table of a report, as Markdown (for the README)."""
+    acc = report.get("accuracy")
+    head = "| face size (px) | faces | detection recall |"
+    rule = "|---|---:|---:|"
+    if acc:
+        head += " accuracy, end to end | accuracy, detected faces | accuracy, true boxes |"
+        rule += "---:|---:|---:|"
+    lines = [head, rule]
+
+    def pct(v: Optional[float]) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    rows = zip(report["detection"]["bins"], acc["bins"] if acc else [None] * len(report["detection"]["bins"]))
+    for d, a in rows:
+        line = f"| {d['bin']} | {d['faces']} | {pct(d['recall'])} |"
+        if a:
+            line += f" {pct(a['accuracy'])} | {pct(a['accuracy_detected'])} | {pct(a['accuracy_true_boxes'])} |"
+        lines.append(line)
+    o = report["detection"]["overall"]
+    line = f"| all | {o['faces']} | {pct(o['recall'])} |"
+    if acc:
+        ao = acc["overall"]
+        line += f" {pct(ao['accuracy'])} | {pct(ao['accuracy_detected'])} | {pct(ao['accuracy_true_boxes'])} |"
+    lines.append(line)
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 640x480") from None
+    if w < 64 or h < 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected at least 64x64")
+    return h, w
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated numbers, e.g. 0,0.1,0.2") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="fsrfer-crowd-bench",
+        description="Seeded synthetic crowd benchmark: detection recall and expression accuracy per face-size bin, "
+                    "and frames/s on a 50-face scene. Writes a JSON report.")
+    ap.add_argument("--data", type=Path, default=None,
+                    help=f"folder with fer2013.npz and ferplus_labels.npz (default {DEFAULT_DATA} when present; "
+                         "without it the public-domain astronaut face is used and accuracy is skipped)")
+    ap.add_argument("--no-data", action="store_true", help="use the public-domain face even when the data exists")
+    ap.add_argument("--out", type=Path, default=None, help="JSON report to write, e.g. results/crowd/bench.json")
+    ap.add_argument("--table", type=Path, default=None,
+                    help="print the Markdown per-size table of an existing report JSON and exit")
+    ap.add_argument("--scenes", type=int, default=20, help="number of scenes (default 20)")
+    ap.add_argument("--faces", type=int, default=50, help="faces per scene (default 50)")
+    ap.add_argument("--size", type=_size, default=(480, 640), help="frame size WIDTHxHEIGHT (default 640x480)")
+    ap.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
+    ap.add_argument("--model", default=None, help="expression model .onnx/.engine (default: the shipped model)")
+    ap.add_argument("--detector", default="auto", help="auto | blazeface | opencv (default auto)")
+    ap.add_argument("--detector-model", default=None,
+                    help="BlazeFace .onnx from scripts/convert_blazeface.py (default: the shipped one)")
+    ap.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE,
+                    help=f"smallest face the detector looks for, pixels (default {DEFAULT_MIN_FACE:g})")
+    ap.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help=f"crop margin (default {DEFAULT_MARGIN:g})")
+    ap.add_argument("--margins", type=_floats, default=[],
+                    help="extra crop margins to report accuracy for, e.g. -0.1,0,0.1,0.2 (a sweep)")
+    ap.add_argument("--fps-repeats", type=int, default=3, help="timed frames for frames/s (0: skip; default 3)")
+    ap.add_argument("--fps-size", type=_size, default=(480, 640),
+                    help="frame size WIDTHxHEIGHT of the 50-face scene timed for frames/s (default 640x480)")
+    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    ap.add_argument("--save-scene", type=Path, default=None,
+                    help="also write the first scene as a PNG (only with --no-data: never FER faces in files you share)")
+    return ap
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.table is not None:
+        try:
+            print(markdown_table(json.loads(args.table.read_text())))
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"fsrfer-crowd-bench: error: {args.table} is not a readable benchmark report ({exc})", file=sys.stderr)
+            return 2
+        return 0
+    if args.out is None:
+        parser.error("--out is required (or --table REPORT.json)")
+    from .recognizer import Recognizer
+
+    try:
+        data_dir = args.data if args.data is not None else DEFAULT_DATA
+        use_data = not args.no_data and (args.data is not None or (DEFAULT_DATA / "fer2013.npz").is_file())
+        pool = load_test_faces(data_dir) if use_data else public_domain_faces()
+        if args.save_scene is not None:
+            if pool.labelled:
+                raise InputError("--save-scene writes FER faces into a file; use it with --no-data only")
+            from .detection.frames import write_image
+
+            write_image(args.save_scene, make_scenes(pool, 1, args.seed, args.faces, args.size)[0].image)
+        with Recognizer(args.model, threads=args.threads) as rec, \
+                create_detector(args.detector, min_face=args.min_face, model=args.detector_model,
+                                threads=args.threads if args.detector != "opencv" else None) as det:
+            analyzer = CrowdAnalyzer(rec, det, margin=args.margin)
+            report = run_benchmark(analyzer, pool, args.scenes, args.faces, args.size, args.seed,
+                                   [args.margin, *args.margins], args.fps_repeats, args.fps_size)
+        report["command"] = "fsrfer-crowd-bench " + " ".join(sys.argv[1:] if argv is None else argv)
+        write_json(args.out, report)
+    except FsrferError as exc:
+        print(f"fsrfer-crowd-bench: error: {exc}", file=sys.stderr)
+        return 2
+    det_rep = report["detection"]
+    print("recall per size bin: " + ", ".join(f"{b['bin']}px {b['recall']}" for b in det_rep["bins"]))
+    if report["accuracy"]:
+        print("end-to-end accuracy per size bin: " + ", ".join(
+            f"{b['bin']}px {b['accuracy']}" for b in report["accuracy"]["bins"]))
+    if "speed" in report:
+        s = report["speed"]
+        print(f"speed: {s['fps']} frames/s ({s['frame_size'][1]}x{s['frame_size'][0]}, {s['faces']} faces); "
+              f"pipelined stream {s['fps_stream_pipelined']} frames/s")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""fsrfer-crowd: find every face in an image or video, recognise its expression, draw boxes and labels.
+
+Examples::
+
+    fsrfer-crowd station.jpg --out annotated.png --json results.json
+    fsrfer-crowd platform.mp4 --out annotated.mp4 --max-frames 300
+    fsrfer-crowd 0 --out camera.mp4 --max-frames 100          # camera index 0 (OpenCV)
+
+The input kind follows its name: a number is a camera, an image suffix (.png, .jpg, ...) an image,
+anything else a video. Images need Pillow (or OpenCV); videos and cameras need OpenCV (pip extra
+``crowd``). Exit status: 0 on success (also when no face is found), 2 on bad input or a missing library.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+
+from .crowd import DEFAULT_MARGIN, DEFAULT_MIN_FACE, CrowdAnalyzer, CrowdResult
+from .detection import DETECTORS, create_detector
+from .detection.frames import (
+    IMAGE_SUFFIXES,
+    optional_module,
+    read_image,
+    require_cv2,
+    write_image,
+)
+from .errors import FsrferError, InputError
+from .fileio import write_json
+
+logger = logging.getLogger(__name__)
+
+#: Output suffixes for annotated videos and the OpenCV codec used for each.
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+WRITABLE_IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: Box colour per class (RGB).
+COLOURS = {"angry": (230, 40, 40), "disgust": (120, 170, 20), "fear": (160, 60, 220), "happy": (250, 200, 0),
+           "sad": (40, 110, 240), "surprise": (0, 210, 210), "neutral": (225, 225, 225)}
+
+
+# --------------------------------------------------------------------------------------------
+# Drawing
+# --------------------------------------------------------------------------------------------
+def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: bool = True) -> np.ndarray:
+    """The frame (enlarged ``scale`` times, nearest neighbour) with a box and label per face and a
+    one-line group summary at the top.
+
+    Raises:
+        BackendUnavailable: Pillow is not installed.
+    """
+    pil = optional_module("PIL.Image")
+    draw_mod = optional_module("PIL.ImageDraw")
+    font_mod = optional_module("PIL.ImageFont")
+    if pil is None or draw_mod is None or font_mod is None:
+        from .errors import BackendUnavailable
+
+        raise BackendUnavailable("drawing boxes needs Pillow: pip install pillow (or 'fsrfer-edge[crowd]')")
+    img = pil.fromarray(frame)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), pil.NEAREST)
+    draw = draw_mod.Draw(img)
+    size = max(10, min(img.width, img.height) // 60)
+    try:
+        font = font_mod.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: a fixed-size bitmap font
+        font = font_mod.load_default()
+    for face in result.faces:
+        colour = COLOURS.get(face.label, (255, 255, 255))
+        x0, y0, x1, y1 = (v * scale for v in face.box)
+        draw.rectangle([x0, y0, x1, y1], outline=colour, width=max(1, scale))
+        if labels:
+            text = f"{face.label} {face.probs[face.index]:.2f}"
+            tx, ty = x0, max(0.0, y0 - size - 2)
+            box = draw.textbbox((tx, ty), text, font=font)
+            draw.rectangle(box, fill=(0, 0, 0))
+            draw.text((tx, ty), text, fill=colour, font=font)
+    s = result.summary
+    counts = ", ".join(f"{c} {n}" for c, n in s.counts.items() if n)
+    head = f"{s.n_faces} faces" + (f": {counts}" if counts else "")
+    box = draw.textbbox((4, 4), head, font=font)
+    draw.rectangle(box, fill=(0, 0, 0))
+    draw.text((4, 4), head, fill=(255, 255, 255), font=font)
+    return np.asarray(img)
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs and outputs
+# --------------------------------------------------------------------------------------------
+def input_kind(source: str) -> str:
+    """``"camera"``, ``"image"`` or ``"video"``, from the input's name."""
+    if source.isdigit():
+        return "camera"
+    return "image" if Path(source).suffix.lower() in IMAGE_SUFFIXES else "video"
+
+
+def check_output(kind: str, out: Path) -> None:
+    """Raise InputError when the output suffix does not fit the input kind."""
+    suffix = out.suffix.lower()
+    if kind == "image" and suffix not in WRITABLE_IMAGES:
+        raise InputError(f"--out {out}: an image input needs an image output; expected one of {WRITABLE_IMAGES}")
+    if kind != "image" and suffix not in VIDEO_CODECS:
+        raise InputError(f"--out {out}: a {kind} input needs a video output; expected one of {tuple(VIDEO_CODECS)}")
+
+
+class AtomicVideoWriter:
+    """OpenCV VideoWriter to a temporary file beside ``path``, renamed into place by :meth:`commit`."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.cv2 = require_cv2("writing annotated videos")
+        self.path = path
+        self.fps = fps if fps and np.isfinite(fps) and fps > 0 else 25.0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.writer: Any = None
+        self.frames = 0
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self.writer is None:
+            fourcc = self.cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
+            self.writer = self.cv2.VideoWriter(str(self.tmp), fourcc, self.fps, (rgb.shape[1], rgb.shape[0]))
+            if not self.writer.isOpened():
+                raise InputError(f"OpenCV cannot write {self.path.suffix} video here (codec "
+                                 f"{VIDEO_CODECS[self.path.suffix.lower()]}); try --out with .avi")
+        self.writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))
+        self.frames += 1
+
+    def commit(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        if not self.frames:
+            raise InputError("no frame was read from the input; nothing to write")
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
+def _video_fps(source: str) -> float:
+    cv2 = require_cv2("reading videos")
+    cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
+    try:
+        return float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    finally:
+        cap.release()
+
+
+def run_image(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, labels: bool) -> dict[str, Any]:
+    frame = read_image(source)
+    result = analyzer.analyze(frame)
+    write_image(out, annotate(frame, result, scale, labels))
+    return result.to_dict()
+
+
+def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, labels: bool,
+              max_frames: Optional[int]) -> dict[str, Any]:
+    path_or_index: Any = int(source) if source.isdigit() else source
+    writer = AtomicVideoWriter(out, _video_fps(source))
+    frames: list[dict[str, Any]] = []
+    totals: dict[str, int] = {c: 0 for c in analyzer.classes}
+    try:
+        stream: Iterator[Any] = _with_frames(analyzer, path_or_index, max_frames)
+        for frame, result in stream:
+            writer.write(annotate(frame, result, scale, labels))
+            frames.append(result.to_dict())
+            for c, n in result.summary.counts.items():
+                totals[c] += n
+            logger.info("frame %d: %d faces", result.frame_index, result.summary.n_faces)
+        writer.commit()
+    except BaseException:
+        writer.discard()
+        raise
+    return {"frames": frames, "n_frames": len(frames), "fps": writer.fps, "face_counts_all_frames": totals}
+
+
+def _with_frames(analyzer: CrowdAnalyzer, source: Any, max_frames: Optional[int]) -> Iterator[tuple[np.ndarray, CrowdResult]]:
+    """(frame, result) pairs; the frames are kept beside the stream so they can be drawn on."""
+    from .crowd import iter_frames
+
+    kept: list[np.ndarray] = []
+
+    def remember() -> Iterator[np.ndarray]:
+        for f in iter_frames(source):
+            kept.append(f)
+            yield f
+
+    for result in analyzer.analyze_stream(remember(), max_frames=max_frames):
+        yield kept.pop(0), result
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="fsrfer-crowd",
+        description="Detect every face in an image, video or camera stream, recognise its expression, and write "
+                    "the annotated image/video (and optionally the results as JSON).")
+    ap.add_argument("input", help="image (.png/.jpg/...), video file, or camera index (e.g. 0)")
+    ap.add_argument("--out", type=Path, required=True,
+                    help="annotated output: .png/.jpg for an image input, .mp4/.avi for a video or camera")
+    ap.add_argument("--json", type=Path, default=None, help="also write per-face results and group counts as JSON")
+    ap.add_argument("--model", default=None, help="expression model .onnx/.engine (default: the shipped model)")
+    ap.add_argument("--detector", choices=DETECTORS, default="auto", help="face detector (default auto: BlazeFace "
+                    "when onnxruntime is installed, else OpenCV)")
+    ap.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE,
+                    help=f"smallest face the detector looks for, in pixels (default {DEFAULT_MIN_FACE:g}; smaller "
+                         "is slower: time grows as (1/size)^2)")
+    ap.add_argument("--min-size", type=float, default=0.0,
+                    help="drop faces smaller than this many pixels from the results (default 0: keep all)")
+    ap.add_argument("--min-score", type=float, default=None, help="drop detections scoring below this (default: "
+                    "the detector's own threshold)")
+    ap.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                    help=f"crop border around each box, fraction of its side (default {DEFAULT_MARGIN:g})")
+    ap.add_argument("--max-frames", type=int, default=None, help="video/camera: stop after this many frames")
+    ap.add_argument("--scale", type=int, default=1, help="enlarge the annotated output this many times (default 1)")
+    ap.add_argument("--no-labels", action="store_true", help="draw boxes only")
+    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    return ap
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from .recognizer import Recognizer
+
+    try:
+        if args.scale < 1 or args.scale > 16:
+            raise InputError(f"--scale {args.scale}; expected an integer from 1 to 16")
+        if args.max_frames is not None and args.max_frames < 1:
+            raise InputError(f"--max-frames {args.max_frames}; expected a positive integer")
+        kind = input_kind(args.input)
+        check_output(kind, args.out)
+        if kind != "camera" and not Path(args.input).is_file():
+            raise InputError(f"input {args.input} does not exist (or is not a file); expected an image or video file")
+        threads = args.threads if args.detector != "opencv" else None
+        with Recognizer(args.model, threads=args.threads) as rec, \
+                create_detector(args.detector, min_face=args.min_face, min_score=args.min_score,
+                                threads=threads) as det:
+            analyzer = CrowdAnalyzer(rec, det, margin=args.margin, min_score=args.min_score, min_size=args.min_size)
+            if kind == "image":
+                doc = run_image(analyzer, args.input, args.out, args.scale, not args.no_labels)
+                summary = doc["summary"]
+                message = f"{summary['n_faces']} faces: " + ", ".join(
+                    f"{c} {n}" for c, n in summary["counts"].items() if n)
+            else:
+                doc = run_video(analyzer, args.input, args.out, args.scale, not args.no_labels, args.max_frames)
+                message = f"{doc['n_frames']} frames, faces per class over all frames: " + ", ".join(
+                    f"{c} {n}" for c, n in doc["face_counts_all_frames"].items() if n)
+            doc.update({"input": args.input, "detector": repr(det), "model": str(rec.model_path)})
+        if args.json is not None:
+            write_json(args.json, doc)
+    except FsrferError as exc:
+        print(f"fsrfer-crowd: error: {exc}", file=sys.stderr)
+        return 2
+    print(message.rstrip(": "))
+    print(f"wrote {args.out}" + (f" and {args.json}" if args.json else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

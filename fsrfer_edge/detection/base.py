@@ -1,0 +1,258 @@
+"""The face-detector interface: ``detect(frame) -> list[Detection]``, ``close()``, context manager.
+
+A detector is the plug-in point for users with their own detector: subclass :class:`FaceDetector` and
+implement :meth:`FaceDetector._detect`, which receives a frame already validated and converted to
+HxWx3 uint8 RGB by :meth:`FaceDetector.detect`, and returns :class:`Detection` boxes in frame pixels.
+
+Example::
+
+    class MyDetector(FaceDetector):
+        name = "mine"
+        def _detect(self, frame):
+            return [Detection((x0, y0, x1, y1), score) for x0, y0, x1, y1, score in my_model(frame)]
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import logging
+import math
+from types import TracebackType
+from typing import Any, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import FsrferError, InputError
+
+logger = logging.getLogger(__name__)
+
+Box = Tuple[float, float, float, float]  # typing generic: evaluated at import (Python 3.8 on JetPack 5)
+
+
+class DetectorClosedError(FsrferError, RuntimeError):
+    """A detector was used after :meth:`FaceDetector.close`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Detection:
+    """One detected face.
+
+    Attributes:
+        box: (x0, y0, x1, y1) in frame pixels, x0 < x1 and y0 < y1, inside the frame.
+        score: the detector's confidence (BlazeFace: a probability in [0, 1]; OpenCV cascades give
+            no calibrated score and report 1.0).
+        keypoints: optional (x, y) landmarks in frame pixels (BlazeFace: right eye, left eye, nose
+            tip, mouth, right ear tragion, left ear tragion, as seen in the image); empty if none.
+    """
+
+    box: Box
+    score: float
+    keypoints: tuple[tuple[float, float], ...] = dataclasses.field(default=(), compare=False, repr=False)
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def size(self) -> float:
+        """Face size in pixels: the larger side of the box."""
+        return max(self.width, self.height)
+
+
+def as_rgb_frame(frame: Any, what: str = "frame") -> np.ndarray:
+    """Validate a frame and return it as a C-contiguous HxWx3 uint8 RGB array.
+
+    A gray frame (HxW or HxWx1) is repeated into three channels; an HxWx4 frame (RGBA) has its alpha
+    channel dropped. Frames are RGB: convert OpenCV's BGR with ``frame[..., ::-1]``.
+
+    Raises:
+        InputError: not a numpy array, not uint8, an empty (0-pixel) frame, or a shape that is not
+            HxW, HxWx1, HxWx3 or HxWx4.
+    """
+    if not isinstance(frame, np.ndarray):
+        raise InputError(
+            f"{what}: received {type(frame).__name__}; expected an HxWx3 uint8 RGB numpy array"
+        )
+    if frame.dtype != np.uint8:
+        raise InputError(
+            f"{what}: received dtype {frame.dtype}; expected uint8 pixels. Convert with "
+            "np.clip(frame, 0, 255).astype(np.uint8) (scale [0, 1] floats by 255 first)"
+        )
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
+        raise InputError(
+            f"{what}: received an array of shape {frame.shape}; expected HxWx3 RGB (HxW or HxWx1 gray and "
+            "HxWx4 RGBA are converted)"
+        )
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise InputError(f"{what}: received an empty frame of shape {frame.shape}; expected at least 1x1 pixels")
+    if frame.ndim == 2:
+        frame = frame[:, :, None]
+    if frame.shape[2] == 1:
+        frame = np.repeat(frame, 3, axis=2)
+    elif frame.shape[2] == 4:
+        frame = frame[:, :, :3]
+    return np.ascontiguousarray(frame)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, M) intersection-over-union of boxes ``a`` (N, 4) and ``b`` (M, 4) as (x0, y0, x1, y1)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3) -> np.ndarray:
+    """Greedy non-maximum suppression.
+
+    Args:
+        boxes: (N, 4) boxes (x0, y0, x1, y1).
+        scores: (N,) scores.
+        iou_threshold: a box is dropped when its IoU with a kept, higher-scoring box exceeds this.
+
+    Returns:
+        Indices of the kept boxes, highest score first.
+    """
+    return np.asarray([c[0] for c in _clusters(boxes, scores, iou_threshold)], dtype=np.int64)
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3,
+                 points: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """MediaPipe's weighted NMS: each kept box is the score-weighted mean of the boxes it suppresses.
+
+    Averaging the overlapping candidates (from neighbouring anchors, tiles and pyramid levels) gives
+    steadier boxes than keeping the single best one.
+
+    Args:
+        boxes: (N, 4) boxes; scores: (N,) scores; points: optional (N, K, 2) keypoints averaged alike.
+
+    Returns:
+        (boxes (M, 4), scores (M,) of each cluster's best box, points (M, K, 2) or None), best first.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    out_b, out_s, out_p = [], [], []
+    for members in _clusters(boxes, scores, iou_threshold):
+        w = scores[members][:, None]
+        out_b.append((boxes[members] * w).sum(0) / w.sum())
+        out_s.append(scores[members[0]])
+        if points is not None:
+            out_p.append((points[members] * w[:, :, None]).sum(0) / w.sum())
+    merged_points = np.asarray(out_p).reshape(len(out_p), -1, 2) if points is not None else None
+    return np.asarray(out_b).reshape(-1, 4), np.asarray(out_s), merged_points
+
+
+def _clusters(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[np.ndarray]:
+    """Greedy clusters: indices of each kept box followed by those it suppresses, best cluster first."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(boxes) != len(scores):
+        raise InputError(f"nms: received {len(boxes)} boxes and {len(scores)} scores; expected as many of each")
+    order = np.argsort(-scores, kind="stable")
+    out: list[np.ndarray] = []
+    while order.size:
+        ious = box_iou(boxes[order[:1]], boxes[order])[0]
+        hit = ious > iou_threshold
+        hit[0] = True
+        out.append(order[hit])
+        order = order[~hit]
+    return out
+
+
+def clean_detections(found: Any, frame_shape: tuple[int, ...], source: str) -> list[Detection]:
+    """Check a detector's output, clip boxes to the frame and drop empty ones.
+
+    Raises:
+        InputError: the detector returned something other than a sequence of Detection with finite values.
+    """
+    if not isinstance(found, (list, tuple)):
+        raise InputError(f"detector {source} returned {type(found).__name__}; expected a list of Detection")
+    h, w = frame_shape[:2]
+    out: list[Detection] = []
+    for i, d in enumerate(found):
+        if not isinstance(d, Detection):
+            raise InputError(f"detector {source} returned item {i} of type {type(d).__name__}; expected Detection")
+        try:
+            vals = [float(v) for v in d.box] + [float(d.score)]
+        except (TypeError, ValueError):
+            vals = []
+        if len(vals) != 5 or not all(math.isfinite(v) for v in vals):
+            raise InputError(f"detector {source} returned box {d.box} score {d.score}; expected 4 finite "
+                             "coordinates (x0, y0, x1, y1) and a finite score")
+        x0, y0, x1, y1 = min(max(vals[0], 0.0), w), min(max(vals[1], 0.0), h), min(max(vals[2], 0.0), w), \
+            min(max(vals[3], 0.0), h)
+        if x1 - x0 < 1.0 or y1 - y0 < 1.0:
+            continue  # outside the frame, inverted, or under one pixel: nothing to crop
+        out.append(Detection((x0, y0, x1, y1), vals[4], tuple(d.keypoints)))
+    return out
+
+
+class FaceDetector(abc.ABC):
+    """Base class of face detectors: ``detect(frame) -> list[Detection]``, ``close()``, context manager.
+
+    Subclasses implement :meth:`_detect` (and :meth:`_close` when they own resources).
+    """
+
+    #: Short name recorded in results, e.g. ``"blazeface"``.
+    name: str = "custom"
+
+    def __init__(self) -> None:
+        self._closed = False
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        """Find faces in one frame.
+
+        Args:
+            frame: HxWx3 uint8 RGB (HxW/HxWx1 gray and HxWx4 RGBA are converted; see :func:`as_rgb_frame`).
+
+        Returns:
+            Detections in frame pixels, clipped to the frame, highest score first. An empty list when
+            there is no face.
+
+        Raises:
+            InputError: the frame is not an image this API accepts (the message says what was received).
+            DetectorClosedError: the detector was closed.
+        """
+        if self._closed:
+            raise DetectorClosedError(f"this {type(self).__name__} was closed; create a new one to detect faces")
+        rgb = as_rgb_frame(frame)
+        found = clean_detections(self._detect(rgb), rgb.shape, self.name)
+        return sorted(found, key=lambda d: -d.score)
+
+    @abc.abstractmethod
+    def _detect(self, frame: np.ndarray) -> Sequence[Detection]:
+        """Detections on a validated C-contiguous HxWx3 uint8 RGB frame (boxes in frame pixels)."""
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Release the detector's model; closing twice is fine."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def _close(self) -> None:
+        """Free resources (models, sessions); called once by :meth:`close`."""
+
+    def __enter__(self) -> "FaceDetector":
+        return self
+
+    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"

