@@ -40,9 +40,20 @@ def serving_table(doc: dict[str, Any]) -> str:
 
 
 def crowd_table(doc: dict[str, Any]) -> str:
-    from fsrfer_edge.crowd_bench import readme_table
+    from fsrfer_edge.crowd_bench import markdown_table
 
-    return readme_table(doc)
+    sp = doc["speed"]
+    h, w = sp["frame_size"]
+    return (
+        f"`results/crowd/bench.json`, made by `{doc['command']}`. Smallest reliably detected face: "
+        f"**{doc['detection']['smallest_reliable_px']} px**. \"End to end\" counts a missed face as wrong; "
+        "\"true boxes\" crops the known boxes, with no detector.\n\n"
+        + markdown_table(doc) + "\n\n"
+        f"Speed on this CPU ({sp['cpu_count']} cores, shared with a training run), a {w}x{h} frame of "
+        f"{sp['faces']} faces: {sp['fps']:.2f} frames/s ({sp['detect_ms']:.0f} ms detection, "
+        f"{sp['recognize_ms']:.0f} ms to recognise the {sp['faces_found']} faces found in one batch); "
+        f"{sp['fps_stream_pipelined']:.2f} frames/s with the pipelined stream.\n"
+    )
 
 
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
