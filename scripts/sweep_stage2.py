@@ -9,6 +9,7 @@ evaluation factors, plus accuracy at x1 (G must not hurt HR faces). Choices are 
 from __future__ import annotations
 
 import argparse
+import logging
 import dataclasses
 import shutil
 import sys
@@ -34,6 +35,11 @@ VARIANTS: dict[str, dict] = {
     "layer3": {"feature_level": "layer3", "generator_blocks": 2, "generator_growth": 32},
     "layer3_head_10": {"feature_level": "layer3", "generator_blocks": 2, "generator_growth": 32,
                        "losses": {"head": 10.0}},
+    # Shorter schedules for the map levels (an epoch costs far more than on the embedding).
+    "layer3_short": {"feature_level": "layer3", "generator_blocks": 2, "generator_growth": 32,
+                     "pretrain_epochs": 3, "epochs": 8},
+    "layer2_short": {"feature_level": "layer2", "generator_blocks": 2, "generator_growth": 32,
+                     "pretrain_epochs": 3, "epochs": 8},
 }
 
 
@@ -58,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.train import load_data, train_stage2, evaluate_fn, torch_logits_fn, checkpoint, PRE
 
     torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     base = config.load(args.config)
     data = load_data(base, config.resolve_data_path(base, None, args.config))
     run = Path(args.run)
@@ -79,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             path = train_stage2(cfg, data, out / "models" / "hr.pt", out, "fsrfer", cfg.stage2.losses, resume=False)
             model, pre, _ = checkpoint.load_model(path)
             res = evaluate_fn(torch_logits_fn(model), data.val.images, data.val.labels, tuple(cfg.eval.factors), PRE)
-        results[name] = {"override": over, "best_epoch_val_score": _best(path), "mean_accuracy": res["mean_accuracy"], "seconds": round(time.time() - t, 1),
+            best = _best(path)
+        results[name] = {"override": over, "best_epoch_val_score": best, "mean_accuracy": res["mean_accuracy"], "seconds": round(time.time() - t, 1),
                          "accuracy": {f: v["accuracy"] for f, v in res["factors"].items()}}
         print(f"{name:14s} mean {100 * res['mean_accuracy']:.2f}  " +
               " ".join(f"x{f}:{100 * v['accuracy']:.1f}" for f, v in res["factors"].items()), flush=True)

@@ -137,12 +137,15 @@ class FERNet(nn.Module):
 
 
 class DenseResidualBlock(nn.Module):
-    """ESRGAN's residual dense block, on vectors: each layer sees all earlier outputs."""
+    """ESRGAN's residual dense block: each layer sees all earlier outputs. On vectors (linear layers)
+    or, with ``spatial``, on feature maps (3x3 convolutions, fused by a 1x1 convolution to keep G small)."""
 
-    def __init__(self, dim: int, growth: int, layers: int = 4, res_scale: float = 0.2) -> None:
+    def __init__(self, dim: int, growth: int, layers: int = 4, res_scale: float = 0.2, spatial: bool = False) -> None:
         super().__init__()
-        self.fcs = nn.ModuleList(nn.Linear(dim + i * growth, growth) for i in range(layers))
-        self.out = nn.Linear(dim + layers * growth, dim)
+        layer: Callable[[int, int], nn.Module] = (lambda i, o: nn.Conv2d(i, o, 3, 1, 1)) if spatial else nn.Linear
+        fuse: Callable[[int, int], nn.Module] = (lambda i, o: nn.Conv2d(i, o, 1)) if spatial else nn.Linear
+        self.fcs = nn.ModuleList(layer(dim + i * growth, growth) for i in range(layers))
+        self.out = fuse(dim + layers * growth, dim)
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,22 +175,6 @@ class FeatureGenerator(nn.Module):
         return f + self.proj(self.blocks(f))
 
 
-class SpatialDenseBlock(nn.Module):
-    """ESRGAN's residual dense block on feature maps (3x3 convolutions)."""
-
-    def __init__(self, channels: int, growth: int, layers: int = 4, res_scale: float = 0.2) -> None:
-        super().__init__()
-        self.convs = nn.ModuleList(nn.Conv2d(channels + i * growth, growth, 3, 1, 1) for i in range(layers))
-        self.out = nn.Conv2d(channels + layers * growth, channels, 1)  # 1x1 fuse: keeps G small
-        self.res_scale = res_scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = [x]
-        for conv in self.convs:
-            feats.append(nn.functional.leaky_relu(conv(torch.cat(feats, 1)), 0.2))
-        return x + self.res_scale * self.out(torch.cat(feats, 1))
-
-
 class SpatialFeatureGenerator(nn.Module):
     """G on a spatial feature map (e.g. the third stage's output, C x 6 x 6): residual dense blocks of
     3x3 convolutions with a global skip, as in the authors' generator on their 128x128 map. The last
@@ -195,7 +182,8 @@ class SpatialFeatureGenerator(nn.Module):
 
     def __init__(self, channels: int, blocks: int = 2, growth: int = 32, res_scale: float = 0.2) -> None:
         super().__init__()
-        self.blocks = nn.Sequential(*(SpatialDenseBlock(channels, growth, 4, res_scale) for _ in range(blocks)))
+        self.blocks = nn.Sequential(*(DenseResidualBlock(channels, growth, 4, res_scale, spatial=True)
+                                      for _ in range(blocks)))
         self.proj = nn.Conv2d(channels, channels, 3, 1, 1)
         nn.init.zeros_(self.proj.weight)
         if self.proj.bias is not None:
