@@ -440,3 +440,21 @@ def test_engine_builder_logic_with_fake_tensorrt(variants: Path, tmp_path: Path,
     assert "rebuilding" in caplog.text and len(calls["network_flags"]) == n + 1
     with pytest.raises(ModelError, match="int8-s8s8"):
         engine.build_engine(variants / "tiny.int8-u8s8.onnx", tmp_path)
+
+
+def test_map_level_generator_stays_in_float_in_int8(tmp_path: Path) -> None:
+    from trainer import checkpoint
+    from trainer.models import InferenceModel
+
+    torch.manual_seed(0)
+    spec = {"method": "fsrfer", "backbone": "tiny", "feature_level": "layer1", "generator": {"blocks": 1, "growth": 4}}
+    model = InferenceModel(spec).eval()
+    checkpoint.save(tmp_path / "map.pt", checkpoint.model_payload(model, spec, Preprocessing(), {"note": "test"}))
+    export_onnx(tmp_path / "map.pt", tmp_path / "map.raw.onnx")
+    simplify(tmp_path / "map.raw.onnx", tmp_path / "map.onnx")
+    m = load_onnx(tmp_path / "map.onnx")
+    gen = [n.name for n in m.graph.node if n.name.startswith(quantize.GENERATOR_PREFIX)]
+    trunk_convs = [n.name for n in m.graph.node if n.op_type == "Conv" and not n.name.startswith("/generator/")]
+    assert gen and trunk_convs
+    floats = set(quantize.float_tail_nodes(m))
+    assert set(gen) <= floats and not set(trunk_convs) & floats

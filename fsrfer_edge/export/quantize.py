@@ -151,18 +151,26 @@ def _validate(scheme: str, calib_method: str) -> None:
         raise ConfigError(f"calibration method {calib_method!r}; expected one of {CALIB_METHODS}")
 
 
-def float_tail_nodes(model: "onnx.ModelProto") -> list[str]:
-    """Names of the nodes from the global pooling on: the embedding, G and the head.
+#: Node-name prefix torch.onnx.export gives the modules of ``InferenceModel.generator``.
+GENERATOR_PREFIX = "/generator/"
 
-    These fully-connected layers on one vector per face are a small share of the compute (about 1%
-    of ONNX Runtime CPU time for resnet18 at batch 32), and G's feature correction is what FSR-FER
-    adds to the trunk, so by default they stay in float (on a FER2013 model top-1 agreement with
-    FP32 rose from 0.979-0.985 to 0.984-0.991; see engines/README.md). The file is larger for it.
+
+def float_tail_nodes(model: "onnx.ModelProto") -> list[str]:
+    """Names of the nodes that stay in float: G (wherever it sits; the exporter names its nodes
+    ``/generator/...``) and everything from the global pooling on (the embedding, G on it, the head).
+
+    These are a small share of the compute (the fully-connected tail is about 1% of ONNX Runtime CPU
+    time for resnet18 at batch 32; G on the 6x6 layer3 map a few percent), and G's feature correction is
+    what FSR-FER adds to the trunk, so by default they stay in float (on a FER2013 model top-1
+    agreement with FP32 rose from 0.979-0.985 to 0.984-0.991 for the tail; see engines/README.md). The
+    file is larger for it.
     """
     tainted: set[str] = set()
     names = []
     for node in model.graph.node:
-        if node.op_type in _POOL_OPS or any(i in tainted for i in node.input):
+        if node.name.startswith(GENERATOR_PREFIX):
+            names.append(node.name)
+        elif node.op_type in _POOL_OPS or any(i in tainted for i in node.input):
             tainted.update(node.output)
             names.append(node.name)
     return names
