@@ -31,7 +31,7 @@ needs_gloo = pytest.mark.skipif(
     reason="this torch build has no torch.distributed with the gloo backend")
 
 CONFIG = {
-    "name": "ddp_test", "seed": 0, "threads": 1,
+    "name": "ddp_test", "seed": 0, "threads": 1, "device": "cpu",  # gloo; GPUs: tests/test_train_device.py
     "data": {"synthetic": 200},  # 140 training faces: 4 global batches of 32 per epoch
     "model": {"backbone": "tiny", "head_hidden": 32, "dropout": 0.0},
     "stage1": {"epochs": 2, "batch_size": 32, "lr": 0.05},

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def tiny_cfg(**over):
     cfg = config.load(REPO / "configs" / "tiny.yaml")
-    d = cfg.to_dict()
+    d = {**cfg.to_dict(), "device": "cpu"}  # bit-exact comparisons below; GPUs: tests/test_train_device.py
     for k, v in over.items():
         d[k] = {**d[k], **v} if isinstance(v, dict) else v
     return config.from_dict(d)

@@ -7,6 +7,7 @@ Two kinds share one container format:
 """
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 from pathlib import Path
@@ -22,9 +23,34 @@ FORMAT = "fsrfer-checkpoint"
 VERSION = 1
 
 
+def to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor inside (nested dicts, lists, tuples) on the CPU: a state dict of a
+    model trained on a GPU, an optimiser's state. Returned unchanged, the same object, when every
+    tensor is on the CPU already; containers that change are shallow copies of the same type
+    (a state dict keeps its ``_metadata``)."""
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.device.type == "cpu" else obj.cpu()
+    if isinstance(obj, dict):
+        items = {k: to_cpu(v) for k, v in obj.items()}
+        if all(items[k] is v for k, v in obj.items()):
+            return obj
+        out = copy.copy(obj)
+        out.update(items)
+        return out
+    if isinstance(obj, (list, tuple)):
+        seq = [to_cpu(v) for v in obj]
+        if all(a is b for a, b in zip(seq, obj)):
+            return obj
+        return type(obj)(seq)
+    return obj
+
+
 def save(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
-    """Save a checkpoint dict atomically (tensors, and plain dicts/lists/str/numbers only)."""
-    payload = {"format": FORMAT, "version": VERSION, **payload}
+    """Save a checkpoint dict atomically (tensors, and plain dicts/lists/str/numbers only).
+
+    Tensors are saved on the CPU (see :func:`to_cpu`), so a checkpoint written by a GPU run loads on
+    a machine without one."""
+    payload = to_cpu({"format": FORMAT, "version": VERSION, **payload})
     atomic_write(path, lambda f: torch.save(payload, f))
 
 

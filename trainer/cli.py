@@ -49,6 +49,10 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
                     help=f"comma-separated subset of {','.join(STEPS)} (default: all but eval-test)")
     ap.add_argument("--time-budget", type=float, metavar="MIN",
                     help="stop cleanly at the first epoch end after MIN minutes (continue later with --resume)")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                    help="train on this device (overrides the config's 'device', default auto: cuda when torch "
+                    "sees a GPU, else cpu). Under torchrun, cuda = one GPU per process (cuda:LOCAL_RANK) with NCCL, "
+                    "cpu = gloo")
     ap.add_argument("--dist-timeout", type=float, default=60.0, metavar="MIN",
                     help="under torchrun: how long ranks wait while rank 0 works alone (feature extraction, "
                     "evaluation) before giving up (default 60)")
@@ -58,17 +62,21 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     bad = set(steps) - set(STEPS)
     if bad:
         ap.error(f"unknown step(s) {sorted(bad)}; expected a subset of {list(STEPS)}")
-    from . import distributed
+    import dataclasses
+
+    from . import config, distributed
 
     tag = ""
     try:
-        ctx = distributed.init_from_env("cpu", args.dist_timeout)  # single-process unless run by torchrun
+        cfg = config.load(args.config)
+        # "auto" is settled here, once, so that every rank trains on the same kind of device and the
+        # run's config.json says which.
+        cfg = dataclasses.replace(cfg, device=config.resolve_device(args.device or cfg.device))
+        ctx = distributed.init_from_env(cfg.device, args.dist_timeout)  # single-process unless run by torchrun
         tag = f" [rank {ctx.rank}]" if ctx.distributed else ""
         _setup_logging(args.verbose, ctx.rank if ctx.distributed else None)
-        from . import config
         from .train import load_data, run_pipeline
 
-        cfg = config.load(args.config)
         out = Path(args.out or f"runs/{cfg.name}")
         data = load_data(cfg, config.resolve_data_path(cfg, args.data, args.config))
         done = run_pipeline(cfg, data, out, resume=args.resume, steps=steps, time_budget_min=args.time_budget)

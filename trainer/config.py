@@ -101,7 +101,8 @@ class EvalConfig:
 class TrainConfig:
     name: str = "run"
     seed: int = 0
-    threads: int = 0  # 0 = torch default
+    threads: int = 0  # 0 = torch default (CPU threads per process)
+    device: str = "auto"  # auto | cpu | cuda; auto = cuda when torch sees a GPU, else cpu (see resolve_device)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     stage1: Stage1Config = dataclasses.field(default_factory=Stage1Config)
@@ -180,9 +181,15 @@ def load(path: str | Path) -> TrainConfig:
     return from_dict(d, str(p))
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
 def _validate(cfg: TrainConfig, where: str) -> None:
     from .models import list_backbones
 
+    if cfg.device not in DEVICES:
+        raise ConfigError(f"{where}: device must be one of {list(DEVICES)}, got {cfg.device!r} (under torchrun, "
+                          "'cuda' gives each process its own GPU, cuda:LOCAL_RANK)")
     if cfg.model.backbone not in list_backbones():
         raise ConfigError(f"{where}: model.backbone {cfg.model.backbone!r} is not one of {list_backbones()}")
     if cfg.data.labels not in ("ferplus", "fer2013"):
@@ -213,6 +220,33 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 
 def ablated(losses: LossConfig, name: str) -> LossConfig:
     return dataclasses.replace(losses, **ABLATIONS[name])
+
+
+def resolve_device(device: str) -> str:
+    """The device a run trains on: "cpu" or "cuda", from a config value or ``--device``.
+
+    Args:
+        device: "auto" (cuda when torch sees a GPU, else cpu), "cpu" or "cuda".
+
+    Returns:
+        "cpu" or "cuda". Under torchrun, "cuda" means one GPU per process (cuda:LOCAL_RANK, NCCL).
+
+    Raises:
+        ConfigError: an unknown device, or "cuda" asked for where torch sees no GPU.
+    """
+    if device not in DEVICES:
+        raise ConfigError(f"received device {device!r}; expected one of {list(DEVICES)}")
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if device == "auto":
+        return "cuda" if cuda else "cpu"
+    if device == "cuda" and not cuda:
+        why = "this torch build has no CUDA support" if torch.version.cuda is None else \
+            "no GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
+        raise ConfigError(f"device 'cuda' was asked for but torch.cuda.is_available() is False: {why}; "
+                          "use device 'cpu' (or 'auto'), or install a CUDA build of torch on a machine with a GPU")
+    return device
 
 
 def resolve_data_path(cfg: TrainConfig, override: Optional[str], config_path: Optional[str]) -> Optional[Path]:

@@ -13,6 +13,9 @@ Under torchrun with N processes:
 - Rank 0 alone writes files (checkpoints, feature caches, evaluation) and evaluates; the other ranks
   wait at a barrier and get the validation score by broadcast, so all ranks keep the same best weights
   and stop at the same epoch.
+- Device: CPU processes join with gloo (BatchNorm synchronised by :class:`GlooSyncBatchNorm`); GPU
+  processes with NCCL, one GPU each (``cuda:LOCAL_RANK``, ``torch.nn.SyncBatchNorm``, DDP
+  ``device_ids``). Collectives of this module put their tensors where the backend needs them.
 """
 from __future__ import annotations
 
@@ -136,9 +139,37 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def _nccl() -> bool:
+    return _initialized() and str(torch.distributed.get_backend()) == "nccl"
+
+
+def _comm_device() -> torch.device:
+    """Where tensors for a collective must live: this rank's GPU under NCCL, else the CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if _nccl() else torch.device("cpu")
+
+
+def check_device(device: str) -> None:
+    """Under torchrun, the training device must match the process group's backend (cpu: gloo,
+    cuda: NCCL); nothing to check in one process.
+
+    Raises:
+        ConfigError: they do not match (join with ``init_from_env(device)`` for the same device).
+    """
+    if world_size() == 1:
+        return
+    backend = str(torch.distributed.get_backend())
+    expected = "nccl" if device == "cuda" else "gloo"
+    if backend != expected:
+        raise ConfigError(f"training device {device!r} under a {backend} process group; expected {expected} "
+                          f"for {device!r}: join with init_from_env({device!r}) (fsrfer-train does)")
+
+
 def barrier() -> None:
     if world_size() > 1:
-        torch.distributed.barrier()
+        if _nccl():  # name the GPU, else NCCL guesses one (and warns)
+            torch.distributed.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            torch.distributed.barrier()
 
 
 def main_first(fn: Callable[[], T]) -> T:
@@ -167,7 +198,7 @@ def all_reduce_sum(values: Sequence[float]) -> list[float]:
     """Element-wise sum over ranks (float64); unchanged when single-process."""
     if world_size() == 1:
         return list(values)
-    t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=_comm_device())
     torch.distributed.all_reduce(t)
     return t.tolist()
 

@@ -62,11 +62,16 @@ def evaluate_fn(logits_fn: LogitsFn, images: np.ndarray, labels: np.ndarray, fac
 
 
 def torch_logits_fn(model: Any) -> LogitsFn:
+    """Logits function of a torch model: batches go to the model's device (CPU or GPU), logits come
+    back as numpy."""
     import torch
+
+    params = list(model.parameters())
+    dev = params[0].device if params else torch.device("cpu")
 
     def fn(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return model(torch.from_numpy(x)).numpy()
+            return model(torch.from_numpy(x).to(dev)).cpu().numpy()
 
     return fn
 

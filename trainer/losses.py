@@ -27,8 +27,12 @@ def feature_mse(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def wgan_div_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, w: torch.Tensor,
                      k: float = 2.0, p: float = 6.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """WGAN-div gradient term k * mean(w * ||grad D(x_hat)||^p) on interpolates x_hat of real and fake
-    (as in the authors' code)."""
-    a = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), generator=generator, dtype=real.dtype)
+    (as in the authors' code).
+
+    The interpolation weights are drawn on the CPU (``generator``, else the default CPU generator) and
+    then moved to ``real``'s device: the same draws on every device, and the DDP shard generators of
+    :func:`trainer.distributed.shard_rand_generator` (CPU) keep working on GPUs."""
+    a = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), generator=generator, dtype=real.dtype).to(real.device)
     x_hat = (a * real + (1 - a) * fake).requires_grad_(True)
     out = critic(x_hat)
     (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)

@@ -8,6 +8,11 @@ uninterrupted run.
 Under torchrun (:mod:`trainer.distributed`) every rank runs this loop in step: rank 0 alone writes the
 state and evaluates, and broadcasts the score and the decision to stop, so all ranks keep the same best
 weights; on resume all ranks read the same state file (OUT must be on a filesystem every node sees).
+
+States are saved with CPU tensors whatever device trains (:func:`trainer.checkpoint.to_cpu`), and loading
+copies them into the modules where they are (optimiser states follow their parameters), so a run can be
+resumed on another device. Only on the CPU is a resumed run bit-identical to an uninterrupted one; GPU
+kernels (cuDNN's algorithm choice) may differ in the last bits.
 """
 from __future__ import annotations
 
@@ -126,7 +131,8 @@ class EpochRunner:
             self.history.append(stats)
             if score > self.best_score:
                 self.best_score = score
-                self.best_state = {k: copy.deepcopy(m.state_dict()) for k, m in self.modules.items()}
+                # kept in CPU memory (a copy, not the live tensors), whatever device trains
+                self.best_state = {k: copy.deepcopy(checkpoint.to_cpu(m.state_dict())) for k, m in self.modules.items()}
             self.epoch += 1
             self._save()
             bar.update(1)

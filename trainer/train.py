@@ -19,7 +19,7 @@ from fsrfer_edge.fileio import sha256_file
 from fsrfer_edge.preprocessing import Preprocessing
 
 from . import checkpoint, distributed, losses
-from .config import LossConfig, TrainConfig, ablated
+from .config import LossConfig, TrainConfig, ablated, resolve_device
 from .evaluate import degraded_inputs, evaluate_fn, torch_logits_fn, write_json
 from .models import (FeatureCritic, InferenceModel, LevelHead, SpatialFeatureCritic,
                      create_generator)
@@ -111,6 +111,22 @@ def _tensor(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(PRE.normalize(pixels)[:, None])
 
 
+def train_device(cfg: TrainConfig) -> torch.device:
+    """The device this process trains on: the CPU, or its GPU (``cuda:LOCAL_RANK`` under torchrun,
+    selected by :func:`trainer.distributed.init_from_env`).
+
+    Data order, augmentation and degradation stay on the CPU (numpy, seeded per epoch), so they do not
+    depend on the device; batches, models and losses live on the device.
+
+    Raises:
+        ConfigError: ``cfg.device`` is "cuda" where torch sees no GPU, or does not match the process
+            group's backend under torchrun.
+    """
+    name = resolve_device(cfg.device)
+    distributed.check_device(name)
+    return torch.device("cuda", torch.cuda.current_device()) if name == "cuda" else torch.device("cpu")
+
+
 def _mean_acc(model: nn.Module, split: Split, factors: tuple[int, ...], bs: int) -> float:
     return evaluate_fn(torch_logits_fn(model), split.images, split.labels, factors, PRE, bs)["mean_accuracy"]
 
@@ -121,7 +137,7 @@ def _mean_acc(model: nn.Module, split: Split, factors: tuple[int, ...], bs: int)
 
 
 def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, cfg: TrainConfig, epochs: int,
-                      lr: float, lr_inputs: bool) -> Any:
+                      lr: float, lr_inputs: bool, dev: torch.device) -> Any:
     from .degrade import augment_hr, random_lr
 
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.stage1.label_smoothing)
@@ -131,7 +147,11 @@ def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split
     def train_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
         distributed.seed_torch_per_rank()  # DDP: each rank its own dropout masks
         batches = _batches(len(split.labels), cfg.stage1.batch_size, rng)
-        tot, correct, n = 0.0, 0, 0
+        # Sums stay on the device (no wait for the GPU at every step); float64 sums of the same
+        # products in the same order as Python floats would give.
+        tot = torch.zeros((), dtype=torch.float64, device=dev)
+        correct = torch.zeros((), dtype=torch.int64, device=dev)
+        n = 0
         for step, idx in enumerate(batches):
             set_lr(opt, cosine_lr(lr, epoch, step, len(batches), epochs, warmup_epochs=min(1.0, epochs / 10)))
             imgs = augment_hr(split.images[idx], rng) if cfg.stage1.augment else split.images[idx]
@@ -139,16 +159,16 @@ def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split
             # DDP: every rank prepares the whole global batch (the random stream of one process) and
             # trains on its block of rows; all rows when single-process.
             rows = distributed.shard_slice(len(idx))
-            x, y = _tensor(pix[rows]), torch.from_numpy(split.labels[idx][rows])
+            x, y = _tensor(pix[rows]).to(dev), torch.from_numpy(split.labels[idx][rows]).to(dev)
             logits = model(x)
             loss = ce(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            tot += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
+            tot += loss.detach().double() * len(y)
+            correct += (logits.argmax(1) == y).sum()
             n += len(y)
-        all_tot, all_correct, all_n = distributed.all_reduce_sum([tot, correct, n])
+        all_tot, all_correct, all_n = distributed.all_reduce_sum([tot.item(), int(correct.item()), n])
         return {"loss": all_tot / all_n, "train_acc": all_correct / all_n}
 
     return train_epoch
@@ -186,13 +206,14 @@ def _save_model(out: Path, name: str, model: InferenceModel, cfg: TrainConfig, r
 def train_stage1(cfg: TrainConfig, data: Data, out: Path, resume: bool, stop_after: Optional[int] = None,
                  deadline: Optional[float] = None) -> Optional[Path]:
     """Train the HR FER model. Returns the model checkpoint path, or None if stopped early."""
+    dev = train_device(cfg)
     torch.manual_seed(cfg.seed)  # initial weights must not depend on what ran before (resume)
-    model = InferenceModel(spec_for(cfg, "hr"))
+    model = InferenceModel(spec_for(cfg, "hr")).to(dev)  # made on the CPU: the same weights on every device
     opt = _sgd(model.fer, cfg, cfg.stage1.lr)
     runner = EpochRunner("stage1", out / "state" / "stage1.pt", {"fer": model.fer}, {"opt": opt},
                          cfg.stage1.epochs, cfg.seed)
     step = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, cfg.stage1.epochs, cfg.stage1.lr,
-                             lr_inputs=False)
+                             lr_inputs=False, dev=dev)
     if not runner.run(step, lambda: _mean_acc(model, data.val, (1,), cfg.eval.batch_size), resume, stop_after, deadline):
         return None
     runner.load_best()
@@ -207,13 +228,15 @@ def load_fer(path: Path) -> InferenceModel:
 def train_lr_finetune(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resume: bool,
                       stop_after: Optional[int] = None, deadline: Optional[float] = None) -> Optional[Path]:
     """Baseline (b): the HR model fine-tuned on mixed-factor LR inputs."""
+    dev = train_device(cfg)
     torch.manual_seed(cfg.seed)
     model = InferenceModel(spec_for(cfg, "lr_finetune"))
     model.fer.load_state_dict(load_fer(hr_path).fer.state_dict())
+    model.to(dev)
     epochs, lr = cfg.baselines.lr_finetune_epochs, cfg.baselines.lr_finetune_lr
     opt = _sgd(model.fer, cfg, lr)
     runner = EpochRunner("lr_finetune", out / "state" / "lr_finetune.pt", {"fer": model.fer}, {"opt": opt}, epochs, cfg.seed)
-    step = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, epochs, lr, lr_inputs=True)
+    step = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, epochs, lr, lr_inputs=True, dev=dev)
     evaluate = lambda: _mean_acc(model, data.val, tuple(cfg.eval.factors), cfg.eval.batch_size)  # noqa: E731
     if not runner.run(step, evaluate, resume, stop_after, deadline):
         return None
@@ -230,9 +253,11 @@ def train_image_sr(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resum
                    stop_after: Optional[int] = None, deadline: Optional[float] = None) -> Optional[Path]:
     from .degrade import random_lr
 
+    dev = train_device(cfg)
     torch.manual_seed(cfg.seed)
     model = InferenceModel(spec_for(cfg, "image_sr"))
     model.fer.load_state_dict(load_fer(hr_path).fer.state_dict())
+    model.to(dev)
     model.fer.eval().requires_grad_(False)
     sr = model.sr
     assert sr is not None  # method image_sr always has one
@@ -244,7 +269,7 @@ def train_image_sr(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resum
 
     def train_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
         batches = _batches(len(data.train.labels), cfg.stage1.batch_size, rng)
-        tot = 0.0
+        tot = torch.zeros((), dtype=torch.float64, device=dev)
         for step, idx in enumerate(batches):
             set_lr(opt, cosine_lr(lr, epoch, step, len(batches), epochs))
             hr = data.train.images[idx]
@@ -252,12 +277,13 @@ def train_image_sr(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resum
             # MSE, not L1: with L1 on mixed factors (factor 1 included) the zero-initialised residual
             # stays at the identity (measured: no change in x4 pixel error), MSE learns.
             rows = distributed.shard_slice(len(idx))
-            loss = nn.functional.mse_loss(sr_net(_tensor(lr_pix[rows])), _tensor(hr[rows].astype(np.float32)))
+            x, target = _tensor(lr_pix[rows]).to(dev), _tensor(hr[rows].astype(np.float32)).to(dev)
+            loss = nn.functional.mse_loss(sr_net(x), target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            tot += loss.item()
-        return distributed.all_reduce_mean({"mse": tot / len(batches)})
+            tot += loss.detach().double()
+        return distributed.all_reduce_mean({"mse": tot.item() / len(batches)})
 
     runner = EpochRunner("image_sr", out / "state" / "image_sr.pt", {"sr": sr}, {"opt": opt}, epochs, cfg.seed)
     evaluate = lambda: _mean_acc(model, data.val, tuple(cfg.eval.factors), cfg.eval.batch_size)  # noqa: E731
@@ -284,6 +310,7 @@ def extract_features(trunk: nn.Module, images: np.ndarray, factors: tuple[int, .
     from .degrade import random_lr
 
     trunk.eval()
+    dev = next(trunk.parameters()).device  # the trunk's device; the features come back to the CPU
     feats: dict[int, np.ndarray] = {}
     for f in factors:
         dcfg = None
@@ -298,7 +325,8 @@ def extract_features(trunk: nn.Module, images: np.ndarray, factors: tuple[int, .
             else:
                 x = _tensor(random_lr(part, dcfg, rng)[0])
             with torch.no_grad():
-                chunks.append((trunk(x) if level == "embedding" else trunk.forward_to(x, level)).numpy())
+                x = x.to(dev)
+                chunks.append((trunk(x) if level == "embedding" else trunk.forward_to(x, level)).cpu().numpy())
         feats[f] = np.concatenate(chunks).astype(np.float32)
     return feats
 
@@ -334,7 +362,7 @@ class Stage2Step:
 
     def weights(self, y_gen: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if not self.cfg.reweight:
-            return torch.ones(len(labels))
+            return torch.ones(len(labels), device=labels.device)
         with torch.no_grad():
             return losses.reweight(losses.true_class_prob(self.head(y_gen), labels))
 
@@ -353,7 +381,7 @@ class Stage2Step:
         if c.cross_entropy:
             ce = nn.functional.cross_entropy(self.head(y), labels, reduction="none")
             terms["ce"] = c.cross_entropy * losses.weighted_mean(ce, w)
-        total = sum(terms.values(), torch.zeros(()))
+        total = sum(terms.values(), torch.zeros((), device=f_lr.device))
         return total, {k: v.item() for k, v in terms.items()} | {"w_mean": float(w.mean())}
 
     def critic_loss(self, f_lr: torch.Tensor, f_hr: torch.Tensor, labels: torch.Tensor,
@@ -386,9 +414,10 @@ class Stage2Step:
 def _feature_val_score(head: nn.Module, g: nn.Module, feats: dict[int, np.ndarray], labels: np.ndarray,
                        factors: tuple[int, ...]) -> float:
     accs = []
+    dev = next(g.parameters()).device
     with torch.no_grad():
         for f in factors:
-            pred = np.concatenate([head(g(torch.from_numpy(feats[f][s:s + 512]))).argmax(1).numpy()
+            pred = np.concatenate([head(g(torch.from_numpy(feats[f][s:s + 512]).to(dev))).argmax(1).cpu().numpy()
                                    for s in range(0, len(labels), 512)])
             accs.append(float((pred == labels).mean()))
     return float(np.mean(accs))
@@ -397,7 +426,8 @@ def _feature_val_score(head: nn.Module, g: nn.Module, feats: dict[int, np.ndarra
 def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: str, loss_cfg: LossConfig,
                  resume: bool, stop_after: Optional[int] = None, deadline: Optional[float] = None) -> Optional[Path]:
     """Train G (and D) on cached features of the frozen HR model; save the fused FSR-FER model."""
-    fer = load_fer(hr_path).fer.eval().requires_grad_(False)
+    dev = train_device(cfg)
+    fer = load_fer(hr_path).fer.to(dev).eval().requires_grad_(False)
     s2 = cfg.stage2
     level = s2.feature_level
     key = f"{sha256_file(hr_path)}|{data.source}|{len(data.train.labels)}|{cfg.degrade}"
@@ -421,6 +451,9 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
     else:
         c, h = ftr[1].shape[1], ftr[1].shape[2]
         d = SpatialFeatureCritic(c, hidden=64, size=h)
+    # made on the CPU, then moved: the same initial weights on every device
+    g.to(dev)
+    d.to(dev)
     labels = data.train.labels
     n, bs = len(labels), s2.batch_size
     distributed.check_global_batch(bs, n, "stage2.batch_size")
@@ -428,10 +461,13 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
     all_factors = np.array(train_factors)
     stack = np.stack([ftr[f] for f in train_factors])  # (F, N, D)
 
-    def sample(rng: np.random.Generator, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # Each face in the batch gets its own random factor: one G for every factor.
+    def sample(rng: np.random.Generator, idx: np.ndarray, rows: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # Each face in the global batch gets its own random factor: one G for every factor. The
+        # cache stays in CPU memory; only this rank's rows of the batch go to the device.
         fi = rng.integers(0, len(all_factors), len(idx))
-        return (torch.from_numpy(stack[fi, idx]), torch.from_numpy(ftr[1][idx]), torch.from_numpy(labels[idx]))
+        fi, idx = fi[rows], idx[rows]
+        return (torch.from_numpy(stack[fi, idx]).to(dev), torch.from_numpy(ftr[1][idx]).to(dev),
+                torch.from_numpy(labels[idx]).to(dev))
 
     val_score = lambda: _feature_val_score(head, g, fval, data.val.labels, eval_factors)  # noqa: E731
 
@@ -440,17 +476,16 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
 
     def pre_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
         batches = _batches(n, bs, rng)
-        tot = 0.0
+        tot = torch.zeros((), dtype=torch.float64, device=dev)
         for step, idx in enumerate(batches):
             set_lr(opt_p, cosine_lr(s2.pretrain_lr, epoch, step, len(batches), s2.pretrain_epochs))
-            f_lr, f_hr, _ = sample(rng, idx)
-            rows = distributed.shard_slice(len(idx))
-            loss = losses.feature_mse(g_net(f_lr[rows]), f_hr[rows]).mean()
+            f_lr, f_hr, _ = sample(rng, idx, distributed.shard_slice(len(idx)))
+            loss = losses.feature_mse(g_net(f_lr), f_hr).mean()
             opt_p.zero_grad(set_to_none=True)
             loss.backward()
             opt_p.step()
-            tot += loss.item()
-        return distributed.all_reduce_mean({"mse": tot / max(1, len(batches))})
+            tot += loss.detach().double()
+        return distributed.all_reduce_mean({"mse": tot.item() / max(1, len(batches))})
 
     pre = EpochRunner(f"{name}.pretrain", out / "state" / f"{name}.pretrain.pt", {"g": g}, {"opt": opt_p},
                       s2.pretrain_epochs, cfg.seed)
@@ -467,10 +502,10 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
         for i, idx in enumerate(batches):
             set_lr(opt_g, cosine_lr(s2.lr_g, epoch, i, len(batches), s2.epochs))
             set_lr(opt_d, cosine_lr(s2.lr_d, epoch, i, len(batches), s2.epochs))
-            f_lr, f_hr, y = sample(rng, idx)
             rows = distributed.shard_slice(len(idx))
+            f_lr, f_hr, y = sample(rng, idx, rows)
             shard = None if distributed.world_size() == 1 else (rows.start, len(idx))
-            for k, v in step(f_lr[rows], f_hr[rows], y[rows], shard).items():
+            for k, v in step(f_lr, f_hr, y, shard).items():
                 acc[k] = acc.get(k, 0.0) + v / len(batches)
         return distributed.all_reduce_mean(acc)
 
@@ -503,6 +538,10 @@ def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, 
     """Run the configured steps. Returns True when everything finished, False when stopped early."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    dev = train_device(cfg)  # fails here, before any work, when the device cannot be had
+    if distributed.is_main():
+        what = "cpu" if dev.type == "cpu" else f"cuda ({torch.cuda.get_device_name(dev)}; one GPU per process)"
+        log.info("training on %s, %d process(es)", what, distributed.world_size())
     deadline = time.time() + 60 * time_budget_min if time_budget_min else None
     out.mkdir(parents=True, exist_ok=True)
     if distributed.is_main():
@@ -553,8 +592,10 @@ def evaluate_all(cfg: TrainConfig, data: Data, out: Path, split: str = "val") ->
     order = ["hr", "lr_finetune", "image_sr", "fsrfer_no_reweight_no_adversarial", "fsrfer_no_reweight",
              "fsrfer_no_adversarial", "fsrfer"]
     paths = sorted((out / "models").glob("*.pt"), key=lambda p: order.index(p.stem) if p.stem in order else 99)
+    dev = train_device(cfg)
     for p in paths:
-        model, pre, ckpt = checkpoint.load_model(p)
+        model, pre, ckpt = checkpoint.load_model(p)  # loaded on the CPU, evaluated on the training device
+        model.to(dev)
         res = evaluate_fn(torch_logits_fn(model), s.images, s.labels, tuple(cfg.eval.factors), pre, cfg.eval.batch_size)
         res.update(method=p.stem, checkpoint=p.name, split=split, data=data.source)
         results[p.stem] = res
