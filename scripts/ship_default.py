@@ -1,7 +1,9 @@
 """Install an exported model as the SDK's default (``Recognizer()`` with no arguments) with its model card.
 
-    python scripts/ship_default.py --onnx engines/ferplus_short.fp32.onnx \
-        --checkpoint runs/ferplus_short/models/fsrfer.pt --eval results/default_model/test.json
+    fsrfer-eval --checkpoint engines/ferplus.fp32.onnx --data ../shared/data/fer2013.npz --labels ferplus \
+        --split test --json results/default_model/test.json
+    python scripts/ship_default.py --onnx engines/ferplus.fp32.onnx \
+        --checkpoint runs/ferplus/models/fsrfer.pt --eval results/default_model/test.json
 
 Copies the FP32 ONNX model to fsrfer_edge/models/default.onnx and the checkpoint (loadable with
 torch.load(weights_only=True)) to default.pt, refuses if together they exceed 30 MB, and writes
@@ -75,6 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     info = json.loads(props[METADATA_KEY])
     ckpt = checkpoint.load(args.checkpoint, kind="model")
     ev = json.loads(args.eval.read_text())
+    evaluated = Path(ev.get("checkpoint", ""))
+    if not evaluated.is_absolute():
+        evaluated = REPO / evaluated
+    if not evaluated.is_file() or evaluated.read_bytes() != args.onnx.read_bytes():
+        print(f"error: {args.eval} evaluates {ev.get('checkpoint')!r}, not {args.onnx}: run fsrfer-eval on the "
+              "model you ship", file=sys.stderr)
+        return 2
+    if (ev.get("labels"), ev.get("split")) != ("ferplus", "test"):
+        print(f"error: {args.eval} is on {ev.get('labels')}/{ev.get('split')}; the model card needs ferplus/test",
+              file=sys.stderr)
+        return 2
     DEST.mkdir(exist_ok=True)
     shutil.copyfile(args.onnx, DEST / "default.onnx")
     shutil.copyfile(args.checkpoint, DEST / "default.pt")
