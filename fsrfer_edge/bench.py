@@ -76,13 +76,16 @@ def measure_latency(rec: Recognizer, batch_size: int, warmup: int = 5, iters: in
 
 
 def measure_overhead(rec: Recognizer, batch_size: int = 64, reps: int = 30, warmup: int = 3,
-                     providers: Union[None, str, Sequence[Any]] = None, threads: Optional[int] = None,
-                     device: int = 0, seed: int = 1) -> dict[str, Any]:
+                     seed: int = 1) -> dict[str, Any]:
     """SDK overhead: ``rec.predict`` on input-size uint8 faces vs a bare ``InferenceSession.run``.
 
-    The bare session is made with the same session options (threads) and providers as the
-    Recognizer's, and is fed the tensor ``rec.prepare`` produced; the two are timed in interleaved
-    repetitions (alternating which goes first), so drifts in machine load hit both alike.
+    The bare call is ``run`` on the Recognizer's own ONNX Runtime session, fed the tensor
+    ``rec.prepare`` produced, so the difference is exactly what the SDK adds (validation,
+    preprocessing, softmax, Python). A second session would have its own intra-op thread pool, and on
+    a small CPU the two pools' spinning threads slow each other down when calls alternate: measured
+    on 2 cores, a second session gave 26-37 % median "overhead" with minima 1-2 % apart. The two are
+    timed in interleaved repetitions (alternating which goes first), so drifts in machine load hit
+    both alike.
 
     Returns:
         medians and minima of both, ``overhead_pct`` (median over repetitions of sdk/bare - 1),
@@ -91,16 +94,8 @@ def measure_overhead(rec: Recognizer, batch_size: int = 64, reps: int = 30, warm
     """
     if rec.backend.name != "onnxruntime":
         return {"skipped": f"overhead is measured against a bare onnxruntime session; backend is {rec.backend.name}"}
-    from .backends.onnxruntime_backend import (
-        import_onnxruntime,
-        make_session_options,
-        resolve_providers,
-    )
-
-    ort = import_onnxruntime()
     info = rec.info
-    bare = ort.InferenceSession(str(rec.model_path), sess_options=make_session_options(threads, ort),
-                                providers=resolve_providers(providers, device, ort))
+    bare = rec.backend.session  # type: ignore[attr-defined]
     faces = random_faces(batch_size, info.preprocessing.input_size, seed)
     feed = {info.input_name: rec.prepare(faces)}
     outputs = [info.output_name]
@@ -228,8 +223,7 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
             logger.info("batch %4d: p50 %.2f ms, p99 %.2f ms, %.0f faces/s", b, r["p50_ms"], r["p99_ms"], r["throughput_fps"])
         overhead: Optional[dict[str, Any]] = None
         if overhead_batch:
-            overhead = measure_overhead(rec, overhead_batch, overhead_reps, providers=providers, threads=threads,
-                                        device=device)
+            overhead = measure_overhead(rec, overhead_batch, overhead_reps)
             if "overhead_pct" in overhead:
                 logger.info("SDK overhead at batch %d: %.1f %% (median of paired ratios), %.1f %% (minima)", overhead_batch,
                             overhead["overhead_pct"], overhead["overhead_pct_min"])
