@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import importlib
 import json
 import logging
@@ -391,7 +392,8 @@ def run_benchmark(analyzer: CrowdAnalyzer, pool: FacePool, n_scenes: int = 20, n
                    "match_iou": MATCH_IOU, "margin": analyzer.margin, "min_size": analyzer.min_size,
                    "min_face": getattr(analyzer.detector, "min_face", None),
                    "min_score": analyzer.min_score, "detector": repr(analyzer.detector),
-                   "model": str(analyzer.recognizer.model_path), "reliable_recall": RELIABLE_RECALL},
+                   "model": str(analyzer.recognizer.model_path), "model_sha256": _sha256(analyzer.recognizer.model_path),
+                   "reliable_recall": RELIABLE_RECALL},
         "faces_source": pool.source,
         "detection": {"bins": [{k: b[k] for k in ("bin", "lo", "hi", "faces", "found", "recall")}
                                for b in head["bins"]],
@@ -420,8 +422,16 @@ def run_benchmark(analyzer: CrowdAnalyzer, pool: FacePool, n_scenes: int = 20, n
     return report
 
 
+def _sha256(path: Any) -> Optional[str]:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except (OSError, TypeError):
+        return None
+
+
 def _environment(analyzer: CrowdAnalyzer) -> dict[str, Any]:
     env: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                           "load_average_at_end": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
                            "recognizer_providers": list(analyzer.recognizer.backend.providers)}
     ort = optional_module("onnxruntime")
     if ort is not None:
@@ -500,6 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE,
                     help=f"smallest face the detector looks for, pixels (default {DEFAULT_MIN_FACE:g})")
     ap.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help=f"crop margin (default {DEFAULT_MARGIN:g})")
+    ap.add_argument("--min-score", type=float, default=None,
+                    help="drop detections scoring below this (default: the detector's own threshold)")
     ap.add_argument("--margins", type=_floats, default=[],
                     help="extra crop margins to report accuracy for, e.g. -0.1,0,0.1,0.2 (a sweep)")
     ap.add_argument("--fps-repeats", type=int, default=3, help="timed frames for frames/s (0: skip; default 3)")
@@ -539,7 +551,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         with Recognizer(args.model, threads=args.threads) as rec, \
                 create_detector(args.detector, min_face=args.min_face, model=args.detector_model,
                                 threads=args.threads if args.detector != "opencv" else None) as det:
-            analyzer = CrowdAnalyzer(rec, det, margin=args.margin)
+            analyzer = CrowdAnalyzer(rec, det, margin=args.margin, min_score=args.min_score)
             report = run_benchmark(analyzer, pool, args.scenes, args.faces, args.size, args.seed,
                                    [args.margin, *args.margins], args.fps_repeats, args.fps_size)
         report["command"] = "fsrfer-crowd-bench " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -329,6 +329,19 @@ def test_benchmark_without_data_writes_json_with_accuracy_skipped(tmp_path: Path
     assert sum(b["faces"] for b in bins) == doc["detection"]["overall"]["faces"] == 20
     assert 10 <= doc["speed"]["faces"] <= 50 and doc["speed"]["fps"] > 0 and doc["config"]["seed"] == 0
     assert doc["speed"]["frame_size"] == [192, 256]
+    assert doc["config"]["model_sha256"] and len(doc["config"]["model_sha256"]) == 64
+
+
+def test_benchmark_min_score_drops_low_scoring_detections(tmp_path: Path) -> None:
+    args = ["--no-data", "--scenes", "1", "--faces", "12", "--size", "256x192", "--fps-repeats", "0", "--threads", "2"]
+    found = {}
+    for score in ("0.5", "0.999"):
+        out = tmp_path / f"{score}.json"
+        assert crowd_bench.main([*args, "--min-score", score, "--out", str(out)]) == 0
+        doc = json.loads(out.read_text())
+        assert doc["config"]["min_score"] == float(score)
+        found[score] = doc["detection"]["overall"]["detections"]
+    assert found["0.5"] > found["0.999"]
 
 
 @pytest.mark.data
