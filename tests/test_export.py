@@ -458,3 +458,13 @@ def test_map_level_generator_stays_in_float_in_int8(tmp_path: Path) -> None:
     assert gen and trunk_convs
     floats = set(quantize.float_tail_nodes(m))
     assert set(gen) <= floats and not set(trunk_convs) & floats
+    # --int8-quantize-g: G is quantized like the trunk; the tail after the pooling stays in float.
+    floats_g = set(quantize.float_tail_nodes(m, generator=False))
+    assert not set(gen) & floats_g and floats_g <= floats and floats_g
+    rng = np.random.default_rng(0)
+    calib = rng.normal(0, 1, (16, 1, 48, 48)).astype(np.float32)
+    quantize.quantize_int8(tmp_path / "map.onnx", tmp_path / "map.g8.onnx", calib, "u8s8", quantize_generator=True)
+    q = load_onnx(tmp_path / "map.g8.onnx")
+    produced_by = {o: n for n in q.graph.node for o in n.output}
+    g_convs = [n for n in q.graph.node if n.op_type == "Conv" and n.name.startswith(quantize.GENERATOR_PREFIX)]
+    assert g_convs and all(produced_by[n.input[0]].op_type == "DequantizeLinear" for n in g_convs)

@@ -155,21 +155,23 @@ def _validate(scheme: str, calib_method: str) -> None:
 GENERATOR_PREFIX = "/generator/"
 
 
-def float_tail_nodes(model: "onnx.ModelProto") -> list[str]:
+def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True) -> list[str]:
     """Names of the nodes that stay in float: G (wherever it sits; the exporter names its nodes
-    ``/generator/...``) and everything from the global pooling on (the embedding, G on it, the head).
+    ``/generator/...``; only with ``generator=True``) and everything from the global pooling on (the
+    embedding, G on it, the head).
 
-    These are a small share of the compute (the fully-connected tail is about 1% of ONNX Runtime CPU
-    time for resnet18 at batch 32; G on the 6x6 layer3 map a few percent), and G's feature correction is
-    what FSR-FER adds to the trunk, so by default they stay in float (on a FER2013 model top-1
-    agreement with FP32 rose from 0.979-0.985 to 0.984-0.991 for the tail; see engines/README.md). The
-    file is larger for it.
+    The fully-connected tail is about 1% of ONNX Runtime CPU time for resnet18 at batch 32. G on the
+    layer3 map is not small: in the u8s8 file it takes about 40% of the time when it stays in float,
+    and quantizing it costs accuracy on the smallest faces (results/ferplus/int8_generator.json,
+    ``scripts/int8_generator.py``). By default G stays in float, because its feature correction is what
+    FSR-FER adds to the trunk; ``generator=False`` quantizes it (``fsrfer-export --int8-quantize-g``).
     """
     tainted: set[str] = set()
     names = []
     for node in model.graph.node:
         if node.name.startswith(GENERATOR_PREFIX):
-            names.append(node.name)
+            if generator:
+                names.append(node.name)
         elif node.op_type in _POOL_OPS or any(i in tainted for i in node.input):
             tainted.update(node.output)
             names.append(node.name)
@@ -198,7 +200,7 @@ def _entropy_overrides(model_path: str, reader: FaceCalibrationReader, symmetric
 
 def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme: str = "s8s8",
                   calib_method: str = "percentile", per_channel: bool = True, quantize_head: bool = False,
-                  batch_size: int = 32) -> ModelInfo:
+                  batch_size: int = 32, quantize_generator: bool = False) -> ModelInfo:
     """Quantize an FP32 fsrfer ONNX file to INT8 with Q/DQ nodes, calibrated on real faces.
 
     Args:
@@ -212,6 +214,8 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
         per_channel: per-output-channel weight scales (TensorRT and ONNX Runtime support both).
         quantize_head: also quantize the embedding, G and head (see :func:`float_tail_nodes`).
         batch_size: calibration batch size.
+        quantize_generator: also quantize G (faster, less accurate on the smallest faces; see
+            :func:`float_tail_nodes`).
 
     Returns:
         The ModelInfo written into ``dst`` (precision ``int8``, ``int8_scheme`` set).
@@ -245,7 +249,7 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
             except Exception as exc:  # symbolic shape inference raises assorted types
                 raise ModelError(f"quant_pre_process failed on {src} ({type(exc).__name__}: {exc})") from exc
         out_tmp = str(Path(tmp) / "int8.onnx")
-        exclude = [] if quantize_head else float_tail_nodes(load_onnx(source))
+        exclude = [] if quantize_head else float_tail_nodes(load_onnx(source), generator=not quantize_generator)
         reader = FaceCalibrationReader(calib_inputs, info.input_name, batch_size)
         extra: dict[str, Any] = {"ActivationSymmetric": scheme == "s8s8", "WeightSymmetric": True}
         log.info("calibrating %s INT8 (%s, %d faces, %d tail nodes kept in float)", scheme, calib_method,
