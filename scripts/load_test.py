@@ -245,7 +245,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   "sha256": sha256_file(model)},
         "machine": {"cpu_count": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
                     "platform": platform.platform(), "python": platform.python_version(),
-                    "note": "CPU only, shared with a background training run; server and clients on one machine"},
+                    "note": "CPU only; server and clients on one machine (see load_average_at_start)"},
         "versions": {k: _version(k) for k in ("nvidia-pytriton", "tritonclient", "onnxruntime", "numpy")},
         "server": {"python": serve_python(), "numpy": _server_numpy(), "args": args.server_args.split(),
                    "host": "127.0.0.1"},
