@@ -1,11 +1,12 @@
-"""Write the README's serving and crowd tables from their committed JSON files.
+"""Write the README's and docs' tables from their committed JSON files.
 
-    python scripts/readme_tables.py            # both tables
+    python scripts/readme_tables.py            # every table
     python scripts/readme_tables.py serving    # only one
 
-Each table goes between ``<!-- table:NAME -->`` and ``<!-- /table -->`` in README.md and is made from
-its JSON alone (results/serving/load_test.json, written by scripts/load_test.py; results/crowd/bench.json,
-written by fsrfer-crowd-bench), so the README never carries a hand-typed number.
+Each table goes between ``<!-- table:NAME -->`` and ``<!-- /table -->`` in its Markdown file and is made
+from JSON alone (results/serving/load_test.json, written by scripts/load_test.py; results/crowd/*.json,
+written by fsrfer-crowd-bench; results/targets.json, written by scripts/targets.py), so the README and
+docs never carry a hand-typed number.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def serving_table(doc: dict[str, Any]) -> str:
     return (
         f"{ip['clients']} concurrent clients x {ip['requests_per_client']} requests x {ip['faces_per_request']} "
         f"faces on loopback, {doc['machine']['cpu_count']} CPU cores shared by server and clients (load average "
-        f"{doc['machine']['load_average_at_start'][0]:.1f} at the start: a training run was using the cores) "
+        f"{doc['machine']['load_average_at_start'][0]:.1f} at the start) "
         f"(`results/serving/load_test.json`, made by `python scripts/load_test.py`):\n\n" + "\n".join(rows) + "\n\n"
         f"Server killed under load and restarted: restart took {k['server_restart_s']:.1f} s; clients without "
         f"retries saw {k['client_errors_seen_without_retries']} `ServerUnavailable` errors and retried, clients "
@@ -49,31 +50,121 @@ def crowd_table(doc: dict[str, Any]) -> str:
         f"**{doc['detection']['smallest_reliable_px']} px**. \"End to end\" counts a missed face as wrong; "
         "\"true boxes\" crops the known boxes, with no detector.\n\n"
         + markdown_table(doc) + "\n\n"
-        f"Speed on this CPU ({sp['cpu_count']} cores, shared with a training run), a {w}x{h} frame of "
+        f"Speed on this CPU ({sp['cpu_count']} cores{_load(sp)}), a {w}x{h} frame of "
         f"{sp['faces']} faces: {sp['fps']:.2f} frames/s ({sp['detect_ms']:.0f} ms detection, "
         f"{sp['recognize_ms']:.0f} ms to recognise the {sp['faces_found']} faces found in one batch); "
         f"{sp['fps_stream_pipelined']:.2f} frames/s with the pipelined stream.\n"
     )
 
 
-TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
-    "serving": ("results/serving/load_test.json", serving_table),
-    "crowd": ("results/crowd/bench.json", crowd_table),
+def _load(speed: dict[str, Any]) -> str:
+    la = speed.get("load_average_at_end")
+    return f", load average {la[0]:.1f} at the end" if la else ""
+
+
+def crowd_bins_table(doc: dict[str, Any]) -> str:
+    from fsrfer_edge.crowd_bench import markdown_table
+
+    bins = doc["detection"]["bins"]
+    recall = ", ".join(f"{100 * b['recall']:.0f}% at {b['bin']} px" for b in bins if b["hi"] <= 16)
+    text = (f"`results/crowd/bench.json` (`{doc['command']}`), expression model sha256 "
+            f"`{str(doc['config'].get('model_sha256'))[:12]}`:\n\n" + markdown_table(doc) + "\n\n"
+            f"**Smallest reliably detected face: {doc['detection']['smallest_reliable_px']} px** (recall of at "
+            f"least {100 * doc['config']['reliable_recall']:.0f}% in that bin and every larger one). Below it: "
+            f"{recall}.\n")
+    sweep = doc.get("margin_sweep")
+    if sweep:
+        text += ("\nCrop margin (`margin_sweep`; end-to-end accuracy): " + ", ".join(
+            f"{100 * v['accuracy']:.1f}% at {m}" for m, v in sorted(sweep.items(), key=lambda kv: float(kv[0])))
+            + ".\n")
+    return text
+
+
+def _variant_rows(docs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    rows = ["| detector | results file | recall | precision | false faces per cluttered scene | "
+            "end-to-end accuracy | detect ms per frame |", "|---|---|---:|---:|---:|---:|---:|"]
+    for label, d in docs:
+        det = d["detection"]
+        acc = f"{100 * d['accuracy']['overall']['accuracy']:.1f}%" if d.get("accuracy") else "n/a"
+        out_file = d["command"].split("--out ")[1].split()[0]
+        rows.append(f"| {label} | `{out_file}` | {100 * det['overall']['recall']:.1f}% | "
+                    f"{100 * det['overall']['precision']:.1f}% | "
+                    f"{det['per_background']['clutter']['false_detections_per_scene']:.1f} | {acc} | "
+                    f"{d.get('speed', {}).get('detect_ms', float('nan')):.0f} |")
+    return rows
+
+
+VARIANTS = (("**BlazeFace back**, min face 8 px (shipped)", "results/crowd/bench.json"),
+            ("BlazeFace back, min face 12 px", "results/crowd/bench_min_face12.json"),
+            ("BlazeFace short-range, min face 8 px", "results/crowd/variants/short_range.json"),
+            ("BlazeFace full-range, min face 8 px", "results/crowd/variants/full_range.json"),
+            ("OpenCV Haar cascade, min face 8 px", "results/crowd/variants/opencv_haar.json"))
+
+
+def crowd_variants_table(_: dict[str, Any]) -> str:
+    docs = [(label, json.loads((REPO / path).read_text())) for label, path in VARIANTS if (REPO / path).is_file()]
+    return "\n".join(_variant_rows(docs)) + "\n"
+
+
+def crowd_speed_table(_: dict[str, Any]) -> str:
+    rows = ["| min face | s per frame | frames/s | detect | recognise (all faces, one batch) | pipelined stream |",
+            "|---|---:|---:|---:|---:|---:|"]
+    env = ""
+    for path in ("results/crowd/bench.json", "results/crowd/bench_min_face12.json"):
+        d = json.loads((REPO / path).read_text())
+        sp = d["speed"]
+        env = f"{sp['cpu_count']} cores, {sp['cpu']}{_load(sp)}"
+        rows.append(f"| {d['config']['min_face']:g} px | {sp['seconds_per_frame']:.2f} | {sp['fps']:.2f} | "
+                    f"{sp['detect_ms']:.0f} ms | {sp['recognize_ms']:.0f} ms ({sp['faces_found']} faces) | "
+                    f"{sp['fps_stream_pipelined']:.2f} frames/s |")
+    return f"Measured on {env}:\n\n" + "\n".join(rows) + "\n"
+
+
+def targets_table(doc: dict[str, Any]) -> str:
+    rows = ["| target | measured | met |", "|---|---|---|"]
+    for t in doc["targets"]:
+        met = "yes" if t["met"] else "**no**" if t["met"] is False else "not run"
+        rows.append(f"| {t['target']} | {t['measured']} | {met} |")
+    return f"From `results/targets.json` (`{doc['command']}`):\n\n" + "\n".join(rows) + "\n"
+
+
+def int8_generator_table(doc: dict[str, Any]) -> str:
+    rows = ["| file | G | val mean | val worst drop | test mean | test worst drop | faces/s, batch 64 (CPU) |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for r in doc["rows"]:
+        drop = {s: (f"{r[f'{s}_worst_drop']:+.2f} ({r[f'{s}_worst_factor']})" if f"{s}_worst_drop" in r else "")
+                for s in ("val", "test")}
+        rows.append(f"| {r['file']} | {r['generator']} | {r['val']['mean']:.2f} | {drop['val']} | "
+                    f"{r['test']['mean']:.2f} | {drop['test']} | {r['faces_per_s_batch64']} |")
+    return (f"`results/ferplus/int8_generator.json` (`{doc['command']}`; accuracy in %, drop = points lost "
+            f"against FP32 at the worst factor; ONNX Runtime CPU, {doc['threads']} threads; s8s8 is meant for "
+            "TensorRT, so its CPU speed says nothing about a GPU):\n\n" + "\n".join(rows) + "\n")
+
+
+# name -> (JSON source, renderer, Markdown file)
+TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
+    "serving": ("results/serving/load_test.json", serving_table, "README.md"),
+    "crowd": ("results/crowd/bench.json", crowd_table, "README.md"),
+    "targets": ("results/targets.json", targets_table, "README.md"),
+    "int8_generator": ("results/ferplus/int8_generator.json", int8_generator_table, "README.md"),
+    "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),
+    "crowd_variants": ("results/crowd/bench.json", crowd_variants_table, "docs/crowd.md"),
+    "crowd_speed": ("results/crowd/bench.json", crowd_speed_table, "docs/crowd.md"),
 }
 
 
 def update(name: str) -> None:
-    src, render = TABLES[name]
+    src, render, md = TABLES[name]
     doc = json.loads((REPO / src).read_text())
-    readme = REPO / "README.md"
-    text = readme.read_text()
+    path = REPO / md
+    text = path.read_text()
     start, end = f"<!-- table:{name} -->", "<!-- /table -->"
     pat = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if not pat.search(text):
-        raise SystemExit(f"README.md has no block {start} ... {end}; add one where the table should go")
+        raise SystemExit(f"{md} has no block {start} ... {end}; add one where the table should go")
     block = f"{start}\n{render(doc)}{end}"
-    readme.write_text(pat.sub(lambda _: block, text))
-    print(f"README.md: table {name} from {src}")
+    path.write_text(pat.sub(lambda _: block, text))
+    print(f"{md}: table {name} from {src}")
 
 
 def main(argv: list[str] | None = None) -> int:

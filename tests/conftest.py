@@ -8,7 +8,7 @@ SHARED_DATA = Path(os.environ.get("FSRFER_DATA", REPO.parent / "shared" / "data"
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "gpu: needs an NVIDIA GPU and TensorRT/CUDA bindings; skipped elsewhere")
+    config.addinivalue_line("markers", "gpu: needs an NVIDIA GPU (TensorRT/CUDA bindings, or CUDA torch for training); skipped elsewhere")
     config.addinivalue_line("markers", "data: needs the real FER2013/FER+ arrays in ../shared/data")
 
 

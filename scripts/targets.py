@@ -1,0 +1,106 @@
+"""Check the accuracy targets of the published runs against their committed result files.
+
+    python scripts/targets.py                 # writes results/targets.json
+    python scripts/readme_tables.py targets   # README's targets table from it
+
+Reads results/ferplus/test.json, results/fer2013/test.json (written by scripts/reproduce.sh through
+scripts/report.py) and computes each target's measured value and whether it is met. Nothing here is
+typed by hand except the targets themselves. A missing result file gives a target "not run".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+REPO = Path(__file__).resolve().parents[1]
+BASELINES = ("hr", "lr_finetune", "image_sr")
+FSR = "fsrfer"
+QUANTIZED = ("fsrfer_onnx_fp16", "fsrfer_onnx_int8-s8s8", "fsrfer_onnx_int8-u8s8")
+
+
+def _acc(table: dict[str, Any], method: str, factor: int) -> float:
+    return 100.0 * table[method]["factors"][str(factor)]["accuracy"]
+
+
+def _load(path: Path) -> Optional[dict[str, Any]]:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def compute(ferplus: Optional[dict[str, Any]], fer2013: Optional[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The targets, each with ``target``, ``measured`` (text), ``met`` (bool or None when not run)."""
+    out: list[dict[str, Any]] = []
+
+    def add(target: str, source: str, measured: Optional[str], met: Optional[bool], detail: Any = None) -> None:
+        out.append({"target": target, "source": source, "measured": measured or "not run", "met": met,
+                    **({"detail": detail} if detail is not None else {})})
+
+    for name, table, goal in (("FER2013", fer2013, 73.0), ("FER+", ferplus, 88.0)):
+        src = f"results/{'fer2013' if name == 'FER2013' else 'ferplus'}/test.json"
+        if table is None or "hr" not in table:
+            add(f"HR model >= {goal:g}% on {name} test", src, None, None)
+            continue
+        hr = _acc(table, "hr", 1)
+        add(f"HR model >= {goal:g}% on {name} test", src, f"{hr:.2f}%", hr >= goal)
+
+    src = "results/ferplus/test.json"
+    if ferplus is None or FSR not in ferplus:
+        for t in ("full FSR-FER beats every baseline at x3, x4, x6", "x2 within 1.5 points of HR",
+                  "G costs <= 0.5 point at x1", "INT8 loses <= 0.5 point against FP32"):
+            add(t, src, None, None)
+        return out
+    detail = {}
+    for f in (3, 4, 6):
+        best = max(BASELINES, key=lambda m: _acc(ferplus, m, f) if m in ferplus else -1.0)
+        detail[f"x{f}"] = {"fsrfer": round(_acc(ferplus, FSR, f), 2), "best_baseline": best,
+                           "best_baseline_accuracy": round(_acc(ferplus, best, f), 2)}
+    met = all(v["fsrfer"] > v["best_baseline_accuracy"] for v in detail.values())
+    text = "; ".join(f"{k}: {v['fsrfer']:.2f} vs {v['best_baseline']} {v['best_baseline_accuracy']:.2f}"
+                     for k, v in detail.items())
+    add("full FSR-FER beats every baseline at x3, x4, x6 (FER+ test)", src, text, met, detail)
+
+    x2, hr1 = _acc(ferplus, FSR, 2), _acc(ferplus, "hr", 1)
+    add("FSR-FER at x2 within 1.5 points of HR (FER+ test)", src,
+        f"{x2:.2f} at x2 vs {hr1:.2f} HR at x1: {hr1 - x2:.2f} points", hr1 - x2 <= 1.5)
+    g1 = _acc(ferplus, FSR, 1)
+    add("with G in the path, x1 accuracy drops <= 0.5 point (FER+ test)", src,
+        f"{g1:.2f} vs {hr1:.2f}: {hr1 - g1:+.2f} points drop", hr1 - g1 <= 0.5)
+
+    ref = "fsrfer_onnx_fp32" if "fsrfer_onnx_fp32" in ferplus else FSR
+    drops = {}
+    for q in QUANTIZED[1:]:
+        if q in ferplus:
+            per = {f: _acc(ferplus, ref, int(f)) - _acc(ferplus, q, int(f)) for f in ferplus[ref]["factors"]}
+            mean = 100.0 * (ferplus[ref]["mean_accuracy"] - ferplus[q]["mean_accuracy"])
+            worst = max(per, key=lambda f: per[f])
+            drops[q.removeprefix("fsrfer_onnx_")] = {"mean_drop": round(mean, 2), "worst_factor": f"x{worst}",
+                                                     "worst_drop": round(per[worst], 2)}
+    if drops:
+        text = "; ".join(f"{k}: mean {v['mean_drop']:+.2f}, worst {v['worst_factor']} {v['worst_drop']:+.2f}"
+                         for k, v in drops.items())
+        met_q = all(v["worst_drop"] <= 0.5 for v in drops.values())
+        add("INT8 loses <= 0.5 point against FP32 at every factor (FER+ test, ONNX Runtime CPU)", src,
+            f"drop in points, {text}", met_q, drops)
+    else:
+        add("INT8 loses <= 0.5 point against FP32", src, None, None)
+    return out
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=REPO / "results" / "targets.json")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    from fsrfer_edge.fileio import write_json
+
+    rows = compute(_load(REPO / "results" / "ferplus" / "test.json"), _load(REPO / "results" / "fer2013" / "test.json"))
+    write_json(args.out, {"command": "python scripts/targets.py", "targets": rows})
+    for r in rows:
+        print(f"{'met' if r['met'] else 'NOT met' if r['met'] is False else 'not run':8} {r['target']}: {r['measured']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
