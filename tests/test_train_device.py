@@ -20,7 +20,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -28,6 +27,7 @@ yaml = pytest.importorskip("yaml")
 
 from fsrfer_edge.errors import ConfigError  # noqa: E402
 from trainer import checkpoint, config, distributed  # noqa: E402
+from training_checks import assert_same_training  # noqa: E402
 from trainer.cli import train_main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,15 +171,6 @@ def _train_subprocess(launcher, args):
     return r
 
 
-def _states(out):
-    flat = {}
-    for p in sorted((out / "state").glob("*.pt")):
-        for m, sd in checkpoint.load(p, kind="state")["modules"].items():
-            for k, v in sd.items():
-                flat[f"{p.name}/{m}/{k}"] = v
-    return flat
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_nccl_available()),
                     reason="this torch build has no NCCL backend")
@@ -193,15 +184,4 @@ def test_two_gpu_processes_with_nccl_match_one_gpu(tmp_path):
     r = _train_subprocess(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
                           [*common, "--out", str(two)])
     assert "done: models in" in r.stdout
-    files = lambda d: sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())  # noqa: E731
-    assert files(one) == files(two)
-    a, b = _states(one), _states(two)
-    assert a.keys() == b.keys() and any(k.startswith("fsrfer.gan.pt/d/") for k in a)
-    diffs = {k: float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].is_floating_point()}
-    worst = max(diffs, key=diffs.get)
-    assert diffs[worst] <= NCCL_ATOL, f"{worst}: max abs diff {diffs[worst]:.3g} > {NCCL_ATOL}"
-    g = checkpoint.load(two / "state" / "fsrfer.gan.pt", kind="state")["modules"]["g"]
-    assert float(g["proj.weight"].abs().max()) > 100 * NCCL_ATOL
-    h1 = checkpoint.load(one / "models" / "hr.pt")["meta"]["history"]
-    h2 = checkpoint.load(two / "models" / "hr.pt")["meta"]["history"]
-    np.testing.assert_allclose([e["loss"] for e in h2], [e["loss"] for e in h1], rtol=1e-4)
+    assert_same_training(one, two, NCCL_ATOL, loss_rtol=1e-4)

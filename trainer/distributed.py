@@ -23,7 +23,7 @@ import dataclasses
 import datetime
 import logging
 import os
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import torch

@@ -282,7 +282,6 @@ class InferenceModel(nn.Module):
         self.spec = dict(spec)
         self.fer = FERNet(spec["backbone"], spec.get("num_classes", 7), spec.get("in_channels", 1),
                           spec.get("head_hidden", 256), spec.get("dropout", 0.3))
-        dim = self.fer.trunk.feature_dim
         self.sr: Optional[ImageSR] = ImageSR(spec.get("in_channels", 1), **spec.get("sr", {})) if method == "image_sr" else None
         # Where G works: "embedding" (the pooled feature) or a stage's output map, e.g. "layer3".
         self.level = str(spec.get("feature_level", "embedding"))
