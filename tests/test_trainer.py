@@ -196,7 +196,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
 
 # -- the tiny pipeline, end to end through the CLIs ---------------------------------------------
 
-def test_tiny_config_end_to_end(tmp_path):
+def test_tiny_config_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     assert train_main(["--config", str(REPO / "configs" / "tiny.yaml"), "--out", str(out)]) == 0
     names = {p.stem for p in (out / "models").glob("*.pt")}
@@ -218,6 +218,14 @@ def test_tiny_config_end_to_end(tmp_path):
     assert train_main(["--config", str(REPO / "configs" / "tiny.yaml"), "--out", str(out), "--resume",
                        "--steps", "eval-test"]) == 0
     assert set(json.loads((out / "eval" / "test" / "results.json").read_text())) == names
+    # --resume never keeps a model trained with other settings: a changed stage-2 loss weight stops it,
+    # naming the setting, while the HR model (not affected by stage 2) is still kept.
+    changed = tmp_path / "changed.yaml"
+    changed.write_text((REPO / "configs" / "tiny.yaml").read_text().replace(
+        "stage2:\n", "stage2:\n  losses:\n    cross_entropy: 0.5\n", 1))
+    assert train_main(["--config", str(changed), "--out", str(out), "--resume", "--steps", "stage1"]) == 0
+    assert train_main(["--config", str(changed), "--out", str(out), "--resume", "--steps", "stage1,stage2"]) == 2
+    assert "stage2.losses.cross_entropy: 0.0 in the model, 0.5 now" in capsys.readouterr().err
 
 
 def test_fsrfer_eval_cli_on_a_checkpoint(tmp_path):

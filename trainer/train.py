@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fsrfer_edge.errors import DataError
+from fsrfer_edge.errors import ConfigError, DataError
 from fsrfer_edge.fileio import sha256_file
 from fsrfer_edge.preprocessing import Preprocessing
 
@@ -533,6 +533,48 @@ STEPS = ("stage1", "stage2", "ablations", "baselines", "eval", "eval-test")
 DEFAULT_STEPS = STEPS[:-1]
 
 
+def _settings_for(name: str, d: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a config (as a dict) that decide model ``name``'s weights."""
+    base = {"seed": d["seed"], "model": d["model"], "stage1": d["stage1"],
+            "data": {k: v for k, v in d["data"].items() if k != "path"}}
+    if name == "hr":
+        return base
+    base["degrade"] = d["degrade"]
+    if name.startswith("fsrfer"):
+        return {**base, "stage2": {k: v for k, v in d["stage2"].items() if k != "ablations"}}
+    prefix = "lr_finetune_" if name == "lr_finetune" else "image_sr_"
+    return {**base, "baselines": {k: v for k, v in d["baselines"].items() if k.startswith(prefix)}}
+
+
+def _differences(a: Any, b: Any, where: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{where}{k}.")]
+    return [] if a == b else [f"{where.rstrip('.')}: {a!r} in the model, {b!r} now"]
+
+
+def check_same_settings(path: Path, name: str, cfg: TrainConfig) -> None:
+    """A finished model that ``--resume`` would keep must have been trained with today's settings.
+
+    Compares the settings that decide its weights (see :func:`_settings_for`; the model's saved config
+    is completed with today's defaults, so keys added since do not count as changes, unless their
+    default differs from the value now set).
+
+    Raises:
+        ConfigError: the model was trained with other settings, naming each one.
+    """
+    from . import config
+
+    saved = checkpoint.load(path, kind="model").get("meta", {}).get("config")
+    if not saved:
+        return  # models from before configs were recorded: nothing to compare
+    then = config.from_dict(saved, where=str(path)).to_dict()
+    diffs = _differences(_settings_for(name, then), _settings_for(name, cfg.to_dict()))
+    if diffs:
+        raise ConfigError(f"--resume would keep {path}, but it was trained with other settings ("
+                          + "; ".join(diffs[:5]) + ("; ..." if len(diffs) > 5 else "")
+                          + f"). Train into a new --out, or move {path} and its state files aside to retrain it")
+
+
 def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, steps: tuple[str, ...] = DEFAULT_STEPS,
                  stop_after: Optional[int] = None, time_budget_min: Optional[float] = None) -> bool:
     """Run the configured steps. Returns True when everything finished, False when stopped early."""
@@ -550,7 +592,10 @@ def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, 
 
     def existing(name: str) -> Optional[Path]:
         p = models / f"{name}.pt"
-        return p if (resume and distributed.broadcast(p.is_file())) else None  # rank 0's view, on every rank
+        if not (resume and distributed.broadcast(p.is_file())):  # rank 0's view, on every rank
+            return None
+        check_same_settings(p, name, cfg)
+        return p
 
     hr = existing("hr")
     if "stage1" in steps and hr is None:
