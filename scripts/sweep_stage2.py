@@ -40,6 +40,10 @@ VARIANTS: dict[str, dict] = {
                      "pretrain_epochs": 3, "epochs": 8},
     "layer2_short": {"feature_level": "layer2", "generator_blocks": 2, "generator_growth": 32,
                      "pretrain_epochs": 3, "epochs": 8},
+    # On configs/ferplus.yaml (G already on layer3): a label term, a larger G, a longer GAN phase.
+    "ce_1": {"losses": {"cross_entropy": 1.0}},
+    "g_wide": {"generator_blocks": 4, "generator_growth": 64},
+    "gan_20": {"epochs": 20},
 }
 
 
