@@ -12,7 +12,9 @@ $PY -m pip install -q -e ".[train,export,cpu,dev,demo,crowd]"
 # goes in without its pins, with its other dependencies named; the server itself runs from a small venv
 # that sees this environment's packages but has numpy<2 (FSRFER_SERVE_PYTHON, read by fsrfer-serve).
 $PY -m pip install -q --no-deps nvidia-pytriton==0.7.0 tritonclient==2.73.0
-$PY -m pip install -q pyzmq sh typer importlib_metadata grpcio python-rapidjson geventhttpclient "greenlet<3.4" aiohttp
+# tritonclient declares ml-dtypes<=0.5.4, which --no-deps skips; onnx alone would pull a newer one that
+# needs numpy>=2 and breaks `import tritonclient` in the numpy<2 server venv.
+$PY -m pip install -q "ml-dtypes<=0.5.4" pyzmq sh typer importlib_metadata grpcio python-rapidjson geventhttpclient "greenlet<3.4" aiohttp
 [ -x .venv/serve/bin/python ] || $PY -m venv --system-site-packages .venv/serve
 .venv/serve/bin/python -m pip install -q "numpy<2"
 export FSRFER_SERVE_PYTHON="$PWD/.venv/serve/bin/python"
