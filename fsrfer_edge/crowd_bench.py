@@ -274,6 +274,7 @@ def evaluate(analyzer: CrowdAnalyzer, scenes: Sequence[Scene], margins: Sequence
     rows: list[dict[str, Any]] = []
     n_dets = n_true_dets = 0
     per_bg = {bg: [0, 0, 0] for bg in BACKGROUNDS}  # faces, found, false detections
+    scene_dets: list[tuple[Scene, list[Detection]]] = []  # every scene's detections, for score_sweep
     for k, scene in enumerate(scenes):
         dets = analyzer._detect(scene.image)
         hit = match(scene.boxes, dets)
@@ -282,12 +283,13 @@ def evaluate(analyzer: CrowdAnalyzer, scenes: Sequence[Scene], margins: Sequence
         per_bg[scene.background][0] += len(scene.boxes)
         per_bg[scene.background][1] += int((hit >= 0).sum())
         per_bg[scene.background][2] += len(dets) - int((hit >= 0).sum())
+        scene_dets.append((scene, dets))
         pred: dict[float, np.ndarray] = {}
         oracle: dict[float, np.ndarray] = {}
         if labelled and len(scene.boxes):
             for m in margins:
-                found = [dets[i] for i in hit if i >= 0]
-                p = recognizer.predict([crop_face(scene.image, d.box, m) for d in found]) if found else []
+                matched = [dets[i] for i in hit if i >= 0]
+                p = recognizer.predict([crop_face(scene.image, d.box, m) for d in matched]) if matched else []
                 col = np.full(len(scene.boxes), -1, dtype=np.int64)
                 col[hit >= 0] = [q.index for q in p]
                 pred[m] = col
@@ -298,7 +300,8 @@ def evaluate(analyzer: CrowdAnalyzer, scenes: Sequence[Scene], margins: Sequence
                          "pred": {m: int(pred[m][j]) for m in pred}, "oracle": {m: int(oracle[m][j]) for m in oracle}})
         logger.info("scene %d/%d (%s): %d of %d faces found, %d detections", k + 1, len(scenes), scene.background,
                     int((hit >= 0).sum()), len(scene.boxes), len(dets))
-    return {"rows": rows, "detections": n_dets, "true_detections": n_true_dets, "per_background": per_bg}
+    return {"rows": rows, "detections": n_dets, "true_detections": n_true_dets, "per_background": per_bg,
+            "scene_detections": scene_dets}
 
 
 def _rate(num: int, den: int) -> Optional[float]:
@@ -331,6 +334,82 @@ def summarize_rows(ev: dict[str, Any], margin: float, labelled: bool) -> dict[st
         overall["accuracy_detected"] = _rate(correct, len(found_all))
         overall["accuracy_true_boxes"] = _rate(sum(r["oracle"][margin] == r["label"] for r in rows), len(rows))
     return {"bins": bins, "overall": overall}
+
+
+#: scikit-image sample photographs without a human face (a cat's face counts as a false face too), and
+#: the astronaut photo with its one face, for false faces on real photos rather than synthetic clutter.
+FACE_FREE_PHOTOS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "coins", "moon",
+                    "brick", "grass", "gravel", "text", "page", "stereo_motorcycle", "colorwheel", "logo",
+                    "clock", "cell")
+#: Detection score thresholds compared by :func:`score_sweep`.
+SWEEP_SCORES = (0.5, 0.6, 0.7, 0.8)
+
+
+def real_photos() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, HxWx3 uint8 RGB, true face boxes) of scikit-image's sample photos: the face-free ones and
+    the astronaut (one face, :data:`ASTRONAUT_FACE`).
+
+    Raises:
+        DataError: scikit-image is not installed.
+    """
+    try:
+        skdata: Any = importlib.import_module("skimage.data")
+    except ImportError as exc:
+        raise DataError("false faces on real photos are measured on scikit-image's sample photos, but "
+                        "scikit-image is not installed: pip install scikit-image") from exc
+    top, left, side = ASTRONAUT_FACE
+    out = [("astronaut", skdata.astronaut(), np.array([[left, top, left + side, top + side]], dtype=np.float64))]
+    for name in FACE_FREE_PHOTOS:
+        img = getattr(skdata, name)()
+        img = img[0] if isinstance(img, tuple) else img  # stereo pairs: the left image
+        out.append((name, img, np.zeros((0, 4))))
+    return out
+
+
+def score_sweep(analyzer: CrowdAnalyzer, ev: dict[str, Any], thresholds: Sequence[float] = SWEEP_SCORES,
+                photos: Optional[Sequence[tuple[str, np.ndarray, np.ndarray]]] = None) -> dict[str, Any]:
+    """Recall (synthetic scenes) against false faces (synthetic and real photos) per score threshold.
+
+    The detections of :func:`evaluate` (``ev``) and of the analyzer on ``photos`` are filtered by each
+    threshold and matched again, which is what ``CrowdAnalyzer(min_score=...)`` does to them. Thresholds
+    below the detector's own return what the detector returned.
+    """
+    photo_dets = [(name, truth, analyzer._detect(img))
+                  for name, img, truth in (photos if photos is not None else real_photos())]
+    n_clutter = max(1, sum(sc.background == "clutter" for sc, _ in ev["scene_detections"]))
+    out: dict[str, Any] = {"thresholds": {}, "photos": [name for name, _, _ in photo_dets]}
+    for t in thresholds:
+        faces = found = dets_n = false_clutter = 0
+        by_bin = [[0, 0] for _ in SIZE_BINS]
+        for sc, dets in ev["scene_detections"]:
+            kept = [d for d in dets if d.score >= t]
+            hit = match(sc.boxes, kept)
+            for size, h in zip(sc.sizes, hit):
+                k = _bin_of(float(size))
+                if k >= 0:
+                    by_bin[k][0] += 1
+                    by_bin[k][1] += int(h >= 0)
+            faces += len(sc.boxes)
+            found += int((hit >= 0).sum())
+            dets_n += len(kept)
+            if sc.background == "clutter":
+                false_clutter += len(kept) - int((hit >= 0).sum())
+        per_photo = {}
+        for name, truth, dets in photo_dets:
+            kept = [d for d in dets if d.score >= t]
+            hit = match(truth, kept)
+            per_photo[name] = len(kept) - int((hit >= 0).sum())
+        out["thresholds"][f"{t:g}"] = {
+            "recall": _rate(found, faces), "precision": _rate(found, dets_n),
+            "recall_bins": {f"{lo}-{min(hi, MAX_FACE + 1) - 1 if hi > MAX_FACE else hi}": _rate(f, n)
+                            for (lo, hi), (n, f) in zip(SIZE_BINS, by_bin)},
+            "false_faces_per_clutter_scene": round(false_clutter / n_clutter, 3),
+            "false_faces_real_photos": sum(per_photo.values()),
+            "false_faces_per_real_photo": round(sum(per_photo.values()) / max(1, len(per_photo)), 3),
+            "real_photos_with_false_faces": sum(v > 0 for v in per_photo.values()),
+            "false_faces_by_photo": per_photo,
+        }
+    return out
 
 
 def smallest_reliable(bins: Sequence[dict[str, Any]], threshold: float = RELIABLE_RECALL) -> Optional[int]:
@@ -367,7 +446,8 @@ def measure_fps(analyzer: CrowdAnalyzer, scene: Scene, repeats: int = 3) -> dict
 
 def run_benchmark(analyzer: CrowdAnalyzer, pool: FacePool, n_scenes: int = 20, n_faces: int = 50,
                   size: tuple[int, int] = (480, 640), seed: int = 0, margins: Sequence[float] = (DEFAULT_MARGIN,),
-                  fps_repeats: int = 3, fps_size: Optional[tuple[int, int]] = None) -> dict[str, Any]:
+                  fps_repeats: int = 3, fps_size: Optional[tuple[int, int]] = None,
+                  score_thresholds: Sequence[float] = ()) -> dict[str, Any]:
     """Make the scenes, evaluate and time; returns the JSON-able report.
 
     Args:
@@ -376,6 +456,8 @@ def run_benchmark(analyzer: CrowdAnalyzer, pool: FacePool, n_scenes: int = 20, n
         margins: crop margins to report accuracy for; the analyzer's own margin is the headline.
         fps_repeats: timed repetitions on one 50-face scene of ``fps_size`` (default: ``size``; 0 repeats:
             no timing). A small frame holds fewer than 50 faces; the report says how many.
+        score_thresholds: detection thresholds for :func:`score_sweep` (recall against false faces on
+            real photos; needs scikit-image); empty: no sweep.
     """
     if n_scenes < 1 or n_faces < 1:
         raise InputError(f"n_scenes={n_scenes}, n_faces={n_faces}; expected both >= 1")
@@ -405,6 +487,8 @@ def run_benchmark(analyzer: CrowdAnalyzer, pool: FacePool, n_scenes: int = 20, n
                       "smallest_reliable_px": smallest_reliable(head["bins"])},
         "eval_seconds": round(time.perf_counter() - t0, 2),
     }
+    if score_thresholds:
+        report["score_sweep"] = score_sweep(analyzer, ev, score_thresholds)
     if labelled:
         report["accuracy"] = {"bins": [{k: b[k] for k in ("bin", "faces", "accuracy", "accuracy_detected",
                                                         "accuracy_true_boxes")} for b in head["bins"]],
@@ -514,6 +598,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="drop detections scoring below this (default: the detector's own threshold)")
     ap.add_argument("--margins", type=_floats, default=[],
                     help="extra crop margins to report accuracy for, e.g. -0.1,0,0.1,0.2 (a sweep)")
+    ap.add_argument("--score-sweep", type=_floats, default=list(SWEEP_SCORES),
+                    help="detection score thresholds to compare recall against false faces on scikit-image's "
+                         "sample photos for (default " + ",".join(f"{t:g}" for t in SWEEP_SCORES) + "; empty: skip)")
     ap.add_argument("--fps-repeats", type=int, default=3, help="timed frames for frames/s (0: skip; default 3)")
     ap.add_argument("--fps-size", type=_size, default=(480, 640),
                     help="frame size WIDTHxHEIGHT of the 50-face scene timed for frames/s (default 640x480)")
@@ -553,7 +640,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                 threads=args.threads if args.detector != "opencv" else None) as det:
             analyzer = CrowdAnalyzer(rec, det, margin=args.margin, min_score=args.min_score)
             report = run_benchmark(analyzer, pool, args.scenes, args.faces, args.size, args.seed,
-                                   [args.margin, *args.margins], args.fps_repeats, args.fps_size)
+                                   [args.margin, *args.margins], args.fps_repeats, args.fps_size, args.score_sweep)
         report["command"] = "fsrfer-crowd-bench " + " ".join(sys.argv[1:] if argv is None else argv)
         write_json(args.out, report)
     except FsrferError as exc:

@@ -321,7 +321,8 @@ def test_scenes_are_seeded_and_well_formed() -> None:
 def test_benchmark_without_data_writes_json_with_accuracy_skipped(tmp_path: Path) -> None:
     out = tmp_path / "crowd" / "small.json"
     assert crowd_bench.main(["--no-data", "--scenes", "2", "--faces", "10", "--size", "256x192", "--out", str(out),
-                             "--fps-repeats", "1", "--fps-size", "256x192", "--threads", "2", "--min-face", "12"]) == 0
+                             "--fps-repeats", "1", "--fps-size", "256x192", "--threads", "2", "--min-face", "12",
+                             "--score-sweep", "0.5,0.9"]) == 0
     doc = json.loads(out.read_text())
     assert doc["accuracy"] is None and "no expression labels" in doc["accuracy_skipped"]
     bins = doc["detection"]["bins"]
@@ -330,10 +331,40 @@ def test_benchmark_without_data_writes_json_with_accuracy_skipped(tmp_path: Path
     assert 10 <= doc["speed"]["faces"] <= 50 and doc["speed"]["fps"] > 0 and doc["config"]["seed"] == 0
     assert doc["speed"]["frame_size"] == [192, 256]
     assert doc["config"]["model_sha256"] and len(doc["config"]["model_sha256"]) == 64
+    sweep = doc["score_sweep"]
+    assert "astronaut" in sweep["photos"] and len(sweep["photos"]) == len(crowd_bench.FACE_FREE_PHOTOS) + 1
+    lo, hi = sweep["thresholds"]["0.5"], sweep["thresholds"]["0.9"]
+    assert set(lo["false_faces_by_photo"]) == set(sweep["photos"])
+    assert lo["false_faces_real_photos"] == sum(lo["false_faces_by_photo"].values()) >= hi["false_faces_real_photos"]
+    assert lo["recall"] >= hi["recall"] and lo["recall"] == doc["detection"]["overall"]["recall"]
+
+
+def test_score_sweep_filters_and_rematches_detections() -> None:
+    """Each threshold keeps the detections scoring at least that much, matched to the true faces again."""
+    truth = np.array([[0, 0, 10, 10], [50, 50, 70, 70]], float)
+    scene = crowd_bench.Scene(np.zeros((100, 100, 3), np.uint8), truth, np.array([-1, -1]), "clutter", 0)
+    dets = [Detection((0, 0, 10, 10), 0.9), Detection((50, 50, 70, 70), 0.55), Detection((80, 0, 95, 15), 0.65)]
+    photo = np.zeros((64, 64, 3), np.uint8)
+
+    class Analyzer:  # the one method score_sweep calls on the real photos
+        def _detect(self, img: np.ndarray) -> list[Detection]:
+            return [Detection((1, 1, 20, 20), 0.75), Detection((30, 30, 40, 40), 0.52)]
+
+    ev = {"scene_detections": [(scene, dets)]}
+    out = crowd_bench.score_sweep(Analyzer(), ev, (0.5, 0.6, 0.8),  # type: ignore[arg-type]
+                                  photos=[("empty", photo, np.zeros((0, 4))), ("one", photo, np.array([[1, 1, 20, 20.]]))])
+    t = out["thresholds"]
+    assert [t[k]["recall"] for k in ("0.5", "0.6", "0.8")] == [1.0, 0.5, 0.5]
+    assert [t[k]["false_faces_per_clutter_scene"] for k in ("0.5", "0.6", "0.8")] == [1.0, 1.0, 0.0]
+    assert t["0.5"]["false_faces_by_photo"] == {"empty": 2, "one": 1}  # the true face in "one" is not false
+    assert t["0.6"]["false_faces_by_photo"] == {"empty": 1, "one": 0}
+    assert t["0.8"]["false_faces_real_photos"] == 0 and t["0.8"]["real_photos_with_false_faces"] == 0
+    assert t["0.6"]["recall_bins"]["16-24"] == 0.0 and t["0.6"]["recall_bins"]["8-12"] == 1.0
 
 
 def test_benchmark_min_score_drops_low_scoring_detections(tmp_path: Path) -> None:
-    args = ["--no-data", "--scenes", "1", "--faces", "12", "--size", "256x192", "--fps-repeats", "0", "--threads", "2"]
+    args = ["--no-data", "--scenes", "1", "--faces", "12", "--size", "256x192", "--fps-repeats", "0", "--threads", "2",
+            "--score-sweep="]
     found = {}
     for score in ("0.5", "0.999"):
         out = tmp_path / f"{score}.json"
@@ -351,11 +382,11 @@ def test_benchmark_with_fer_test_faces_writes_accuracy(shared_data: Path, tmp_pa
     out = tmp_path / "bench.json"
     assert crowd_bench.main(["--data", str(shared_data), "--scenes", "2", "--faces", "12", "--size", "256x192",
                              "--margins", "0,0.1", "--fps-repeats", "0", "--min-face", "12", "--threads", "2",
-                             "--out", str(out)]) == 0
+                             "--score-sweep=", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     acc = report["accuracy"]
     assert "FER+" in report["faces_source"] and 0.0 <= acc["overall"]["accuracy"] <= 1.0
     assert set(report["margin_sweep"]) == {"0", "0.1", f"{crowd_bench.DEFAULT_MARGIN:g}"}
     big = [b for b in acc["bins"] if b["bin"] in ("24-32", "32-48") and b["faces"]]
     assert big and all(b["accuracy_true_boxes"] is not None for b in big)
-    assert "speed" not in report
+    assert "speed" not in report and "score_sweep" not in report

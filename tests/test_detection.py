@@ -16,6 +16,7 @@ from fsrfer_edge.detection import (
     FaceDetector,
     as_rgb_frame,
     box_iou,
+    drop_nested,
     create_detector,
     nms,
     weighted_nms,
@@ -67,6 +68,20 @@ def test_box_iou_and_nms() -> None:
     assert nms(np.zeros((0, 4)), np.zeros(0)).tolist() == []
     with pytest.raises(InputError):
         nms(boxes, scores[:2])
+
+
+def test_drop_nested_drops_a_box_inside_a_higher_scoring_one() -> None:
+    boxes = np.array([[0, 0, 40, 40],      # a face
+                      [10, 10, 18, 18],    # an "eye" inside it, lower score: dropped
+                      [30, 0, 70, 40],     # a neighbour overlapping the face by a quarter: kept
+                      [100, 100, 108, 108],  # a small box with a higher score ...
+                      [96, 96, 140, 140]], float)  # ... inside this bigger, lower-scoring box: both kept
+    scores = np.array([0.9, 0.6, 0.8, 0.95, 0.7])
+    assert drop_nested(boxes, scores).tolist() == [3, 0, 2, 4]
+    assert drop_nested(boxes, scores, max_cover=1.0).tolist() == [3, 0, 2, 4, 1]  # all, best first
+    assert drop_nested(np.zeros((0, 4)), np.zeros(0)).tolist() == []
+    with pytest.raises(InputError):
+        drop_nested(boxes, scores[:2])
 
 
 class FixedDetector(FaceDetector):
@@ -212,6 +227,8 @@ def test_blazeface_options_and_model_errors(tmp_path: Path) -> None:
         BlazeFaceDetector(min_face=0)
     with pytest.raises(InputError, match="max_input"):
         BlazeFaceDetector(max_input=64)
+    with pytest.raises(InputError, match="max_cover"):
+        BlazeFaceDetector(max_cover=1.5)
     with pytest.raises(ModelError, match="does not exist"):
         BlazeFaceDetector(tmp_path / "missing.onnx")
     bad = tmp_path / "bad.onnx"

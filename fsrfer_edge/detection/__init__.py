@@ -22,6 +22,7 @@ from .base import (
     FaceDetector,
     as_rgb_frame,
     box_iou,
+    drop_nested,
     nms,
     weighted_nms,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "as_rgb_frame",
     "box_iou",
     "create_detector",
+    "drop_nested",
     "nms",
     "weighted_nms",
 ]

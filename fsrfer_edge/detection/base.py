@@ -153,6 +153,39 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0
     return np.asarray(out_b).reshape(-1, 4), np.asarray(out_s), merged_points
 
 
+def drop_nested(boxes: np.ndarray, scores: np.ndarray, max_cover: float = 0.7) -> np.ndarray:
+    """Indices of the boxes to keep once boxes lying inside a higher-scoring box are dropped.
+
+    IoU-based NMS keeps a small box inside a big one (their IoU is small): on an enlarged frame a
+    detector reports an eye or a mouth inside the face it belongs to. Faces in a crowd overlap, but one
+    face does not lie within another's box.
+
+    Args:
+        boxes: (N, 4) boxes (x0, y0, x1, y1); scores: (N,) scores.
+        max_cover: a box is dropped when more than this share of its area lies inside a kept,
+            higher-scoring box (1 keeps every box).
+
+    Returns:
+        Indices of the kept boxes, highest score first.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(boxes) != len(scores):
+        raise InputError(f"drop_nested: received {len(boxes)} boxes and {len(scores)} scores; expected as many of each")
+    kept: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        if kept:
+            k = boxes[kept]
+            b = boxes[i]
+            iw = np.clip(np.minimum(k[:, 2], b[2]) - np.maximum(k[:, 0], b[0]), 0, None)
+            ih = np.clip(np.minimum(k[:, 3], b[3]) - np.maximum(k[:, 1], b[1]), 0, None)
+            area = max((b[2] - b[0]) * (b[3] - b[1]), 1e-12)
+            if ((iw * ih) / area > max_cover).any():
+                continue
+        kept.append(int(i))
+    return np.asarray(kept, dtype=np.int64)
+
+
 def _clusters(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[np.ndarray]:
     """Greedy clusters: indices of each kept box followed by those it suppresses, best cluster first."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

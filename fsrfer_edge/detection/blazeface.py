@@ -26,7 +26,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import InputError, ModelError
-from .base import Detection, FaceDetector, weighted_nms
+from .base import Detection, FaceDetector, drop_nested, weighted_nms
 from .frames import resize_rgb
 
 logger = logging.getLogger(__name__)
@@ -174,6 +174,8 @@ class BlazeFaceDetector(FaceDetector):
         min_face: smallest face side (frame pixels) to look for; smaller values cost more time
             (the finest level's pixel count grows with ``(face_px / min_face)**2``).
         iou: weighted-NMS overlap threshold when merging anchors, tiles and levels.
+        max_cover: after NMS, drop a box when more than this share of it lies inside a higher-scoring
+            box (an eye or a mouth found inside its face; see :func:`~.base.drop_nested`); 1 keeps all.
         level_step: size ratio between pyramid levels.
         max_input: largest network input side; larger resized frames are tiled.
         face_px: override the model's reliable face size in network pixels (metadata ``face_px``).
@@ -192,13 +194,14 @@ class BlazeFaceDetector(FaceDetector):
     name = "blazeface"
 
     def __init__(self, model: Optional[PathLike] = None, *, min_score: float = 0.5, min_face: float = 8.0,
-                 iou: float = 0.3, level_step: float = 2.0, max_input: int = 1024,
+                 iou: float = 0.3, max_cover: float = 0.7, level_step: float = 2.0, max_input: int = 1024,
                  face_px: Optional[float] = None, size_slack: float = 1.5, providers: Union[None, str, Sequence[Any]] = None,
                  threads: Optional[int] = None) -> None:
         super().__init__()
         self.min_score = _check_number("min_score", min_score, 0.0, 1.0)
         self.min_face = _check_number("min_face", min_face, 1.0)
         self.iou = _check_number("iou", iou, 0.0, 1.0)
+        self.max_cover = _check_number("max_cover", max_cover, 0.0, 1.0)
         self.level_step = _check_number("level_step", level_step, 1.25, 8.0)
         self.size_slack = _check_number("size_slack", size_slack, 1.0, 100.0)
         self.path = Path(model) if model is not None else DEFAULT_BLAZEFACE
@@ -253,6 +256,8 @@ class BlazeFaceDetector(FaceDetector):
             return []
         merged_b, merged_s, merged_p = weighted_nms(all_b, np.concatenate(scores), self.iou, np.concatenate(points))
         assert merged_p is not None  # points were given
+        keep = drop_nested(merged_b, merged_s, self.max_cover)
+        merged_b, merged_s, merged_p = merged_b[keep], merged_s[keep], merged_p[keep]
         return [Detection(tuple(float(v) for v in b), float(s), tuple((float(x), float(y)) for x, y in p))  # type: ignore[arg-type]
                 for b, s, p in zip(merged_b, merged_s, merged_p)]
 
