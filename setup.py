@@ -35,7 +35,8 @@ setup(
         # Triton serving: the client alone, or PyTriton's bundled tritonserver (which needs numpy<2;
         # see scripts/test.sh for running the server from a numpy<2 environment beside a numpy 2 one).
         "client": ["tritonclient[http,grpc]>=2.40"],
-        "serve": ["nvidia-pytriton>=0.5", "tritonclient[http,grpc]>=2.40"],
+        # The server hosts a Recognizer, so it needs ONNX Runtime too (the CPU backend; TensorRT where present).
+        "serve": ["nvidia-pytriton>=0.5", "tritonclient[http,grpc]>=2.40", "onnxruntime>=1.16"],
     },
     entry_points={
         "console_scripts": [
