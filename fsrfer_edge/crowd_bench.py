@@ -100,6 +100,14 @@ def load_test_faces(data_dir: PathLike) -> FacePool:
     return FacePool(images[test[keep]], labels[keep], "FER2013 test split, FER+ majority labels")
 
 
+def _skimage_data(why: str, hint: str = "") -> Any:
+    """``skimage.data``, or DataError saying ``why`` it is needed."""
+    try:
+        return importlib.import_module("skimage.data")
+    except ImportError as exc:
+        raise DataError(f"{why}, but scikit-image is not installed: pip install scikit-image{hint}") from exc
+
+
 def public_domain_faces(n_variants: int = 8, seed: int = 0) -> FacePool:
     """Variants (mirrored, brightness/contrast jitter) of the face in scikit-image's astronaut photo.
 
@@ -108,11 +116,8 @@ def public_domain_faces(n_variants: int = 8, seed: int = 0) -> FacePool:
     Raises:
         DataError: scikit-image is not installed.
     """
-    try:
-        skdata: Any = importlib.import_module("skimage.data")
-    except ImportError as exc:
-        raise DataError("without the FER data the benchmark pastes scikit-image's public-domain astronaut face, "
-                        "but scikit-image is not installed: pip install scikit-image (or pass --data)") from exc
+    skdata = _skimage_data("without the FER data the benchmark pastes scikit-image's public-domain astronaut face",
+                           " (or pass --data)")
     top, left, side = ASTRONAUT_FACE
     rgb = skdata.astronaut()[top:top + side, left:left + side].astype(np.float32)
     gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -352,11 +357,7 @@ def real_photos() -> list[tuple[str, np.ndarray, np.ndarray]]:
     Raises:
         DataError: scikit-image is not installed.
     """
-    try:
-        skdata: Any = importlib.import_module("skimage.data")
-    except ImportError as exc:
-        raise DataError("false faces on real photos are measured on scikit-image's sample photos, but "
-                        "scikit-image is not installed: pip install scikit-image") from exc
+    skdata = _skimage_data("false faces on real photos are measured on scikit-image's sample photos")
     top, left, side = ASTRONAUT_FACE
     out = [("astronaut", skdata.astronaut(), np.array([[left, top, left + side, top + side]], dtype=np.float64))]
     for name in FACE_FREE_PHOTOS:
