@@ -262,6 +262,11 @@ def match(truth: np.ndarray, dets: Sequence[Detection], min_iou: float = MATCH_I
     return out
 
 
+def _bin_label(lo: int, hi: int) -> str:
+    """``"6-8"`` for the bin [6, 8); the last bin, which includes MAX_FACE, is ``"32-48"``."""
+    return f"{lo}-{min(hi, MAX_FACE + 1) - 1 if hi > MAX_FACE else hi}"
+
+
 def _bin_of(size: float) -> int:
     for k, (lo, hi) in enumerate(SIZE_BINS):
         if lo <= size < hi:
@@ -320,7 +325,7 @@ def summarize_rows(ev: dict[str, Any], margin: float, labelled: bool) -> dict[st
     for k, (lo, hi) in enumerate(SIZE_BINS):
         sel = [r for r in rows if _bin_of(r["size"]) == k]
         found = [r for r in sel if r["found"]]
-        entry: dict[str, Any] = {"bin": f"{lo}-{min(hi, MAX_FACE + 1) - 1 if hi > MAX_FACE else hi}",
+        entry: dict[str, Any] = {"bin": _bin_label(lo, hi),
                                  "lo": lo, "hi": hi, "faces": len(sel), "found": len(found),
                                  "recall": _rate(len(found), len(sel))}
         if labelled:
@@ -402,7 +407,7 @@ def score_sweep(analyzer: CrowdAnalyzer, ev: dict[str, Any], thresholds: Sequenc
             per_photo[name] = len(kept) - int((hit >= 0).sum())
         out["thresholds"][f"{t:g}"] = {
             "recall": _rate(found, faces), "precision": _rate(found, dets_n),
-            "recall_bins": {f"{lo}-{min(hi, MAX_FACE + 1) - 1 if hi > MAX_FACE else hi}": _rate(f, n)
+            "recall_bins": {_bin_label(lo, hi): _rate(f, n)
                             for (lo, hi), (n, f) in zip(SIZE_BINS, by_bin)},
             "false_faces_per_clutter_scene": round(false_clutter / n_clutter, 3),
             "false_faces_real_photos": sum(per_photo.values()),
