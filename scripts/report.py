@@ -26,7 +26,6 @@ LABELS = {
     "fsrfer_no_adversarial": "FSR-FER without adversarial loss",
     "fsrfer_no_reweight_no_adversarial": "FSR-FER without re-weighting and adversarial loss",
     "fsrfer": "**FSR-FER (full)**",
-    "fsrfer_g2x32": "FSR-FER (full), smaller G: 2 blocks x 32 (the shipped default)",
     "fsrfer_onnx_fp32": "FSR-FER, ONNX FP32 (ONNX Runtime CPU)",
     "fsrfer_onnx_fp16": "FSR-FER, ONNX FP16 (ONNX Runtime CPU)",
     "fsrfer_onnx_int8-s8s8": "FSR-FER, INT8 s8s8 for TensorRT (ONNX Runtime CPU)",

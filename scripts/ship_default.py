@@ -9,9 +9,9 @@ Copies the FP32 ONNX model to fsrfer_edge/models/default.onnx and the checkpoint
 torch.load(weights_only=True)) to default.pt, refuses if together they exceed 30 MB, and writes
 fsrfer_edge/models/MODEL_CARD.md from the evaluation JSON (fsrfer-eval on the test split).
 
-The shipped default has G on the layer3 map with 2 blocks of growth 32, from the full FER+ run made
-before configs/ferplus.yaml moved to the wider G (4 x 64): that one is more accurate on small faces,
-but its ONNX file and checkpoint together exceed the 30 MB limit.
+The shipped default is the full FER+ run's FSR-FER model (configs/ferplus.yaml: G on the layer3 map,
+2 blocks of growth 32). A wider G (4 x 64) is more accurate on small faces on val, but its ONNX file and
+checkpoint together would exceed the 30 MB limit (docs/DESIGN.md).
 """
 from __future__ import annotations
 
