@@ -5,23 +5,79 @@ so a killed process never leaves a half-written model, engine, checkpoint or rep
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Optional, Union
 
+from .errors import InputError
+
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+def file_problem(path: PathLike) -> str:
+    """Why ``path`` cannot be read as a regular file ("" when it can), e.g. for a model or a checkpoint.
+
+    Tells apart a missing file, a broken symlink or symlink loop, a directory, and a FIFO, socket or
+    device (reading one of those would block or read garbage).
+    """
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        return "is a broken symbolic link (its target does not exist)" if os.path.islink(p) else "does not exist"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) \
+            else "a device"
+        return f"is {kind}, not a regular file"
+    return ""
+
+
+def check_output_path(path: PathLike, what: str = "output") -> Path:
+    """Refuse, before any work is done, an output path that cannot be written as a file.
+
+    Raises:
+        InputError: ``path`` names a directory, lies under a regular file (``a.json/b.json``), or its
+            folder cannot be created or written.
+    """
+    p = Path(path)
+    if str(path) == "" or p.name in ("", ".", ".."):
+        raise InputError(f"{what} {str(path)!r} is not a file name; expected a path such as results.json")
+    if p.is_dir():
+        raise InputError(f"{what} {p} is a directory; expected a file path inside it, e.g. {p / 'results.json'}")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{what} {p}: {parent} is a file, not a folder; expected a path in a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise InputError(f"{what} {p}: the folder {parent} is not writable; choose another path")
+            break
+    return p
 
 
 def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write(f)`` on a temporary binary file beside ``path``, then rename it into place.
 
     The file gets ordinary permissions (0666 minus the umask), not mkstemp's 0600.
+
+    Raises:
+        InputError: ``path`` cannot be written as a file (see :func:`check_output_path`).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_output_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the folder of {path} ({exc.strerror or exc}); choose another path") from exc
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

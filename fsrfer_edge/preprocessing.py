@@ -104,6 +104,31 @@ def degrade(img: np.ndarray, factor: int, kernel: str = "bicubic") -> np.ndarray
 # --------------------------------------------------------------------------------------------
 # Preprocessing description (written into model metadata)
 # --------------------------------------------------------------------------------------------
+def _finite_number(x: Any) -> bool:
+    return not isinstance(x, bool) and isinstance(x, (int, float, np.integer, np.floating)) and math.isfinite(float(x))
+
+
+def preprocessing_problems(pre: Any) -> list[str]:
+    """Everything wrong with a :class:`Preprocessing`'s fields, one message per problem (empty: valid)."""
+    out: list[str] = []
+    size = pre.input_size
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        out.append(f"input_size={size!r}, expected an integer >= 1")
+    if pre.channels not in (1, 3) or isinstance(pre.channels, bool):
+        out.append(f"channels={pre.channels!r}, expected 1 (gray) or 3 (RGB)")
+    if not _finite_number(pre.mean):
+        out.append(f"mean={pre.mean!r}, expected a finite number")
+    if not _finite_number(pre.std) or not float(pre.std) > 0:
+        out.append(f"std={pre.std!r}, expected a finite number > 0")
+    if not isinstance(pre.resize_kernel, str) or pre.resize_kernel not in _KERNELS:
+        out.append(f"resize_kernel={pre.resize_kernel!r}, expected one of {sorted(_KERNELS)}")
+    classes = pre.classes
+    if not isinstance(classes, tuple) or not classes or not all(isinstance(c, str) and c for c in classes) \
+            or len(set(classes)) != len(classes):
+        out.append(f"classes={classes!r}, expected a non-empty list of distinct class names")
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:
     """How a face crop becomes the model's input tensor.
@@ -119,6 +144,11 @@ class Preprocessing:
     resize_kernel: str = "bicubic"
     classes: tuple[str, ...] = CLASSES
 
+    def __post_init__(self) -> None:
+        problems = preprocessing_problems(self)
+        if problems:
+            raise InputError("invalid preprocessing: " + "; ".join(problems))
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["classes"] = list(self.classes)
@@ -132,6 +162,8 @@ class Preprocessing:
             raise InputError(f"unknown preprocessing keys {sorted(unknown)}; expected a subset of {sorted(fields)}")
         kw = dict(d)
         if "classes" in kw:
+            if not isinstance(kw["classes"], (list, tuple)):
+                raise InputError(f"preprocessing classes={kw['classes']!r}; expected a list of class names")
             kw["classes"] = tuple(kw["classes"])
         return cls(**kw)
 
@@ -148,11 +180,12 @@ class Preprocessing:
         """Validate faces and return an (N, C, S, S) float32 batch of pixel values in [0, 255].
 
         Accepts one face (HxW gray or HxWx3 RGB), a list of faces of any sizes, or an
-        NxHxW[x3] array; uint8, or float in [0, 255].
+        NxHxW[x3] array, under the pixel contract of :func:`check_pixels` (uint8, or float in [0, 255]).
 
         Raises:
-            InputError: on an empty batch, a wrong dtype, rank or channel count, a 0-size image,
-                or NaN/infinite values.
+            InputError: on an empty batch, a wrong dtype, rank or channel count, a 0-size or too
+                large image, a masked array with masked pixels, NaN/infinite values, float values
+                outside [0, 255] or a float face that looks scaled to [0, 1].
         """
         items = list(_split_faces(faces))
         if not items:
@@ -175,6 +208,7 @@ DEFAULT_PREPROCESSING = Preprocessing()
 
 def _split_faces(faces: FaceInput) -> Iterable[np.ndarray]:
     if isinstance(faces, np.ndarray):
+        faces = unmasked(faces, "faces")
         if faces.ndim == 2 or (faces.ndim == 3 and faces.shape[-1] in (1, 3, 4)):
             # One HxW or HxWxC image. An NxHxW stack of faces 1, 3 or 4 pixels wide would be
             # ambiguous; no detector produces those, so a last axis of 1/3/4 means channels.
@@ -196,11 +230,8 @@ def _as_image(face: Any, index: int, channels: int) -> np.ndarray:
     """Validate one face and return it as a (channels, H, W) float32 array."""
     if not isinstance(face, np.ndarray):
         raise InputError(f"face {index} is a {type(face).__name__}; expected a numpy array")
-    if face.dtype != np.uint8 and not np.issubdtype(face.dtype, np.floating):
-        raise InputError(
-            f"face {index} has dtype {face.dtype}; expected uint8 (or float in [0, 255]). "
-            "Convert with np.clip(face, 0, 255).astype(np.uint8)"
-        )
+    check_pixels(face, f"face {index}")
+    face = np.asarray(face)
     if face.ndim == 3 and face.shape[-1] == 1:
         face = face[..., 0]
     if face.ndim == 3 and face.shape[-1] != 3:
@@ -213,14 +244,88 @@ def _as_image(face: Any, index: int, channels: int) -> np.ndarray:
     if face.shape[0] == 0 or face.shape[1] == 0:
         raise InputError(f"face {index} has shape {face.shape}: a 0-size image; expected at least 1x1 pixels")
     f = face.astype(np.float32, copy=False)
-    if face.dtype != np.uint8 and not np.all(np.isfinite(f)):
-        raise InputError(f"face {index} contains NaN or infinite values; expected pixel values in [0, 255]")
     if channels == 1:
         g = f @ _LUMA if f.ndim == 3 else f
         return g[None]
     if f.ndim == 2:
         return np.repeat(f[None], 3, axis=0)
     return np.moveaxis(f, -1, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# The pixel contract (faces for Recognizer, frames for CrowdAnalyzer)
+# --------------------------------------------------------------------------------------------
+#: Largest image (faces and frames) accepted, in pixels: 8192 x 8192. Larger arrays are refused
+#: before any float copy is made (a 20000 x 20000 float32 copy alone is 1.6 GB).
+MAX_IMAGE_PIXELS = 8192 * 8192
+
+
+def unmasked(image: np.ndarray, what: str) -> np.ndarray:
+    """A plain ndarray view of ``image``; a numpy masked array is accepted only when nothing is masked.
+
+    Raises:
+        InputError: ``image`` is a masked array with masked pixels (the SDK cannot guess their values).
+    """
+    if isinstance(image, np.ma.MaskedArray):
+        n = int(np.ma.count_masked(image))
+        if n:
+            raise InputError(f"{what} is a masked array with {n} masked pixel(s); expected plain pixels. "
+                             "Fill them first, e.g. image.filled(0)")
+        return np.asarray(image.data)
+    return image
+
+
+def check_pixels(image: np.ndarray, what: str = "image") -> None:
+    """The pixel contract shared by :class:`~fsrfer_edge.Recognizer` (faces) and ``CrowdAnalyzer`` (frames).
+
+    Pixels are **uint8** (0..255), or **float in [0, 255]** on the same scale. Refused, with an
+    :class:`InputError` that says what to do:
+
+    - other dtypes (int64, bool, str, complex ...);
+    - a masked array with masked pixels (:func:`unmasked`);
+    - float NaN or infinity, and float values below 0 or above 255 (nothing is clipped silently);
+    - a float image whose values all lie in [0, 1] with some above 0: it looks scaled to [0, 1]
+      (e.g. ``img / 255``), which would be read as an almost black image; multiply by 255;
+    - an image of more than :data:`MAX_IMAGE_PIXELS` pixels (H x W).
+
+    Raises:
+        InputError: as above.
+    """
+    image = unmasked(image, what)
+    if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
+        raise InputError(
+            f"{what} has dtype {image.dtype}; expected uint8, or float in [0, 255]. "
+            "Convert with np.clip(image, 0, 255).astype(np.uint8)"
+        )
+    if image.ndim >= 2 and image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:
+        raise InputError(
+            f"{what} is {image.shape[0]}x{image.shape[1]} pixels; the limit is {MAX_IMAGE_PIXELS} pixels "
+            "(8192x8192). Downscale it first"
+        )
+    if image.dtype == np.uint8 or image.size == 0:
+        return
+    lo, hi = float(np.min(image)), float(np.max(image))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError(f"{what} contains NaN or infinite values; expected pixel values in [0, 255]")
+    if lo < 0.0 or hi > 255.0:
+        raise InputError(f"{what} has float values in [{lo:g}, {hi:g}]; expected floats in [0, 255] (or uint8). "
+                         "Clip with np.clip(image, 0, 255)")
+    if 0.0 < hi <= 1.0:
+        raise InputError(f"{what} is float with every value in [0, 1] (max {hi:g}); it looks scaled to [0, 1], "
+                         "but pixels are on the 0..255 scale. Multiply by 255 (or pass uint8)")
+
+
+def to_uint8_pixels(image: np.ndarray, what: str = "image") -> np.ndarray:
+    """``image`` as uint8 under :func:`check_pixels` (floats rounded); uint8 input is returned as is.
+
+    Raises:
+        InputError: see :func:`check_pixels`.
+    """
+    check_pixels(image, what)
+    image = unmasked(image, what)
+    if image.dtype == np.uint8:
+        return image
+    return np.rint(image).astype(np.uint8)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

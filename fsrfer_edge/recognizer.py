@@ -23,8 +23,9 @@ import numpy as np
 
 from .backends import BACKENDS, Backend, BackendClosedError
 from .errors import InputError, ModelError
+from .fileio import file_problem
 from .metadata import ModelInfo
-from .preprocessing import FaceInput, Preprocessing, softmax
+from .preprocessing import FaceInput, Preprocessing, softmax, unmasked
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,9 @@ def resolve_model_path(model: Optional[PathLike]) -> Path:
     path = Path(model)
     if path.suffix.lower() not in ONNX_SUFFIXES + ENGINE_SUFFIXES:
         raise ModelError(f"model {path} has suffix {path.suffix!r}; expected an .onnx model or a TensorRT .engine/.plan")
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist")
+    problem = file_problem(path)
+    if problem:
+        raise ModelError(f"model file {path} {problem}; expected an .onnx model or a TensorRT .engine/.plan")
     return path
 
 
@@ -149,7 +151,13 @@ class Recognizer:
         self._device = _positive_int("device", device, 0)
         requested = _positive_int("max_batch", max_batch, 1)
         self.model_path = resolve_model_path(model)
-        self._attach(open_backend(self.model_path, backend, self._device, requested, providers, threads), requested)
+        opened = open_backend(self.model_path, backend, self._device, requested, providers, threads)
+        try:
+            opened.check_model()  # one dry run: a broken model is refused here, not at the first predict
+        except BaseException:
+            opened.close()
+            raise
+        self._attach(opened, requested)
 
     def _attach(self, backend: Backend, requested: int) -> None:
         """Adopt an open backend (also used by fsrfer_edge.serving's RemoteRecognizer)."""
@@ -190,6 +198,8 @@ class Recognizer:
         Raises:
             InputError: see :meth:`predict`.
         """
+        if isinstance(faces, np.ndarray):
+            faces = unmasked(faces, "faces")
         pixels = fast_pixels(faces, self._pre)
         if pixels is not None:  # already uint8 at the input size: no resampling needed
             return pixels if self._raw_input else np.take(self._lut, pixels)
@@ -202,17 +212,20 @@ class Recognizer:
         """Recognise the expression of each face.
 
         Args:
-            faces: one face (HxW gray or HxWx3 RGB, uint8 or float in [0, 255]), a list of faces of
-                any (different) sizes, or an NxHxW / NxHxWx3 array. Faces are resized to the
-                model's input size.
+            faces: one face (HxW gray or HxWx3 RGB), a list of faces of any (different) sizes, or
+                an NxHxW / NxHxWx3 array. Pixels are uint8, or float in [0, 255] (the contract of
+                :func:`~fsrfer_edge.preprocessing.check_pixels`: floats scaled to [0, 1] or outside
+                [0, 255] are refused). Faces are resized to the model's input size.
 
         Returns:
             One :class:`Prediction` per face, in input order. A single face also gives a list
             (of one).
 
         Raises:
-            InputError: empty input, a wrong dtype (e.g. int64, bool, str), a 0-size image, a
-                4-channel image, a 5-D array, or NaN/infinite values.
+            InputError: empty input, a wrong dtype (e.g. int64, bool, str), a 0-size or too large
+                image, a 4-channel image, a 5-D array, masked pixels, NaN/infinite values, or floats
+                outside [0, 255] or scaled to [0, 1].
+            ModelError: the model returned malformed logits (wrong shape, NaN).
             BackendClosedError: the Recognizer was closed.
         """
         self._check_open()

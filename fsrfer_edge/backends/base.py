@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import FsrferError, InputError
+from ..errors import FsrferError, InputError, ModelError
 from ..metadata import ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -86,11 +86,44 @@ class Backend(abc.ABC):
         Raises:
             InputError: wrong type, dtype, shape, an empty batch, a batch larger than
                 ``max_batch``, or NaN/infinite values.
+            ModelError: the model failed to run, or returned logits that are not (N, num_classes)
+                finite values.
             BackendClosedError: the backend was closed.
         """
         self._check_open()
         batch = self._validate(batch)
-        return self._infer_impl(batch)
+        return self._check_logits(self._infer_impl(batch), batch.shape[0])
+
+    def check_model(self) -> None:
+        """One dry run on a batch of zeros, done when a model is loaded.
+
+        It catches, before any caller's batch is blamed, a graph that fails at run time or whose
+        output disagrees with its metadata (class count), and a model that outputs NaN.
+
+        Raises:
+            ModelError: the dry run failed or gave malformed logits.
+        """
+        zeros = np.zeros((1,) + self.input_shape, dtype=self.input_dtype)
+        try:
+            self.infer(zeros)
+        except ModelError as exc:
+            raise ModelError(f"the model failed its dry run on a batch of zeros when it was loaded: {exc}") from exc
+
+    def _check_logits(self, logits: np.ndarray, n: int) -> np.ndarray:
+        """Refuse model output that is not (n, num_classes) finite logits: the model, not the batch, is wrong."""
+        classes = len(self.info.classes)
+        shape = getattr(logits, "shape", None)
+        if not isinstance(logits, np.ndarray) or shape != (n, classes):
+            raise ModelError(
+                f"the model returned logits of shape {shape} for a batch of {n}; its metadata names {classes} "
+                f"classes, so ({n}, {classes}) was expected. The file's graph and metadata disagree: export it again"
+            )
+        if not np.isfinite(logits).all():
+            raise ModelError(
+                f"the model returned NaN or infinite logits for a batch of {n} valid inputs; the weights are "
+                "broken (e.g. a diverged training run). Export it again from a good checkpoint"
+            )
+        return logits
 
     def _check_open(self) -> None:
         if self._closed:

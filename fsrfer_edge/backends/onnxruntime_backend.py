@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import InputError, ModelError, require
+from ..fileio import file_problem
 from ..metadata import ModelInfo
 from .base import Backend
 
@@ -114,8 +115,9 @@ def load_session(path: Union[str, os.PathLike[str]], providers: Union[None, str,
     """
     ort = import_onnxruntime()
     p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"model file {p} does not exist (or is not a file); expected an .onnx file from fsrfer-export")
+    problem = file_problem(p)
+    if problem:
+        raise ModelError(f"model file {p} {problem}; expected an .onnx file from fsrfer-export")
     provider_list = resolve_providers(providers, device, ort)
     opts = make_session_options(threads, ort)
     try:
@@ -152,6 +154,11 @@ def check_session_io(session: Any, info: ModelInfo, source: str) -> Optional[int
     shape = list(inp.shape)
     if len(shape) != 4 or any(isinstance(d, int) and d != w for d, w in zip(shape[1:], want)):
         raise ModelError(f"{source}: input {inp.name!r} has shape {shape}; metadata implies [N, {want[0]}, {want[1]}, {want[2]}]")
+    out_shape = list(outputs[info.output_name].shape)
+    n_classes = len(info.classes)
+    if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != n_classes):
+        raise ModelError(f"{source}: output {info.output_name!r} has shape {out_shape}; its metadata names "
+                         f"{n_classes} classes {list(info.classes)}, so [N, {n_classes}] was expected")
     return shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
 
 
@@ -199,7 +206,12 @@ class OnnxRuntimeBackend(Backend):
         return self._session
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
-        (logits,) = self._session.run(self._output_names, {self._input_name: batch})
+        try:
+            (logits,) = self._session.run(self._output_names, {self._input_name: batch})
+        except _ort_errors(import_onnxruntime()) as exc:
+            # The batch was validated against the metadata, so a failure here is the model's.
+            raise ModelError(f"{self.path}: ONNX Runtime failed to run the model on a valid batch of shape "
+                             f"{batch.shape} ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from exc
         return np.asarray(logits, dtype=np.float32)
 
     def _close_impl(self) -> None:
