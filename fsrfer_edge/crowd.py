@@ -11,6 +11,8 @@ Example::
 
 Frames are RGB (convert OpenCV's BGR with ``frame[..., ::-1]``); gray HxW/HxWx1 frames are repeated
 into three channels and RGBA frames lose their alpha channel (:func:`fsrfer_edge.detection.as_rgb_frame`).
+Pixels follow the SDK's one contract (:func:`fsrfer_edge.preprocessing.check_pixels`, as for Recognizer's
+faces): uint8, or float in [0, 255]; a float frame scaled to [0, 1] or outside [0, 255] is refused.
 A frame without faces gives an empty result with zero counts.
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 from .detection import Detection, FaceDetector, as_rgb_frame, create_detector
 from .detection.frames import read_image, require_cv2
 from .errors import InputError
+from .preprocessing import to_uint8_pixels
 from .recognizer import Recognizer
 
 logger = logging.getLogger(__name__)
@@ -243,7 +246,7 @@ class CrowdAnalyzer:
     def _load(self, frame: Frame) -> np.ndarray:
         if isinstance(frame, (str, os.PathLike)):
             return read_image(frame)
-        return as_rgb_frame(frame)
+        return _as_frame(frame, "frame")
 
     def _detect(self, rgb: np.ndarray) -> list[Detection]:
         dets = self.detector.detect(rgb)
@@ -352,7 +355,15 @@ def iter_frames(source: Union[PathLike, int, Iterable[np.ndarray]]) -> Iterator[
     if not isinstance(source, Iterable):
         raise InputError(f"source is a {type(source).__name__}; expected a video path, a camera index or an "
                          "iterable of HxWx3 uint8 frames")
-    return (as_rgb_frame(f, what=f"frame {i}") for i, f in enumerate(source))
+    return (_as_frame(f, f"frame {i}") for i, f in enumerate(source))
+
+
+def _as_frame(frame: Any, what: str) -> np.ndarray:
+    """A caller's frame under the SDK's pixel contract (as Recognizer's faces): uint8, or float in [0, 255]
+    (rounded to uint8 for the detector); see :func:`fsrfer_edge.preprocessing.check_pixels`."""
+    if isinstance(frame, np.ndarray):
+        frame = to_uint8_pixels(frame, what)
+    return as_rgb_frame(frame, what=what)
 
 
 def _video_frames(source: Union[PathLike, int]) -> Iterator[np.ndarray]:

@@ -267,7 +267,7 @@ def unmasked(image: np.ndarray, what: str) -> np.ndarray:
         InputError: ``image`` is a masked array with masked pixels (the SDK cannot guess their values).
     """
     if isinstance(image, np.ma.MaskedArray):
-        n = int(np.ma.count_masked(image))
+        n = int(np.count_nonzero(np.ma.getmaskarray(image)))
         if n:
             raise InputError(f"{what} is a masked array with {n} masked pixel(s); expected plain pixels. "
                              "Fill them first, e.g. image.filled(0)")
@@ -312,7 +312,7 @@ def check_pixels(image: np.ndarray, what: str = "image") -> None:
                          "Clip with np.clip(image, 0, 255)")
     if 0.0 < hi <= 1.0:
         raise InputError(f"{what} is float with every value in [0, 1] (max {hi:g}); it looks scaled to [0, 1], "
-                         "but pixels are on the 0..255 scale. Multiply by 255 (or pass uint8)")
+                         "but pixels are expected on the 0..255 scale. Multiply by 255 (or pass uint8)")
 
 
 def to_uint8_pixels(image: np.ndarray, what: str = "image") -> np.ndarray:

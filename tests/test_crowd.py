@@ -129,7 +129,9 @@ def test_gray_and_rgba_frames_are_accepted(rec: Recognizer, scene: crowd_bench.S
 
 @pytest.mark.parametrize("frame, words", [
     (np.zeros((0, 0, 3), np.uint8), "empty frame"),
-    (np.zeros((32, 32, 3), np.float64), "dtype float64"),
+    (np.full((32, 32, 3), 0.5), "scaled to [0, 1]"),  # the pixel contract Recognizer uses too
+    (np.full((32, 32, 3), 300.0), "expected floats in [0, 255]"),
+    (np.zeros((32, 32, 3), np.int64), "dtype int64"),
     (np.zeros((32, 32, 2), np.uint8), "(32, 32, 2)"),
     (np.zeros((32,), np.uint8), "(32,)"),
     (None, "NoneType"),
@@ -208,7 +210,7 @@ def test_default_analyzer_owns_and_closes_its_models(scene: crowd_bench.Scene) -
 
 def test_stream_bad_sources(analyzer: CrowdAnalyzer, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="frame 1"):
-        list(analyzer.analyze_stream([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.float32)]))
+        list(analyzer.analyze_stream([np.zeros((8, 8, 3), np.uint8), np.full((8, 8), 0.5, np.float32)]))
     with pytest.raises(InputError, match="one array"):
         list(analyzer.analyze_stream(np.zeros((8, 8, 3), np.uint8)))  # type: ignore[arg-type]
     pytest.importorskip("cv2")
