@@ -1,8 +1,8 @@
 """How TensorRT engines are named, cached and checked (shared by the builder and the runtime).
 
-An engine is not portable: it is tied to the TensorRT version, the GPU's compute capability, the
-precision of the ONNX file it came from and its optimisation profile (batch range). All of these go
-into the file name, and a JSON sidecar beside the engine records them plus the ONNX file's SHA-256
+An engine is not portable: it is tied to the TensorRT version, the GPU (compute capability and
+model: an AGX Orin and an Orin Nano are both sm87), the precision of the ONNX file it came from and
+its optimisation profile (batch range). All of these go into the file name, and a JSON sidecar beside the engine records them plus the ONNX file's SHA-256
 and the model's :class:`~fsrfer_edge.metadata.ModelInfo`. An engine whose sidecar is missing or
 disagrees with the running system is never run: the builder rebuilds it, the runtime refuses it.
 """
@@ -20,6 +20,21 @@ from .metadata import ModelInfo
 
 SIDECAR_SUFFIX = ".json"
 ENGINE_SUFFIX = ".engine"
+#: File-name parts that name a variant's precision; stripped from the engine's model stem.
+VARIANT_SUFFIXES = (".fp32", ".fp16", ".int8-s8s8", ".int8-u8s8", ".int8")
+
+
+def model_stem(onnx_path: str | os.PathLike[str]) -> str:
+    """``face.int8-s8s8.onnx`` -> ``face`` (the precision goes into the engine name separately).
+
+    The builder names engines with it and the runtime looks them up with it.
+    """
+    name = Path(onnx_path).name
+    stem = name[:-len(".onnx")] if name.endswith(".onnx") else Path(name).stem
+    for suffix in VARIANT_SUFFIXES:
+        if stem.endswith(suffix):
+            return stem[:-len(suffix)]
+    return stem
 
 
 def default_cache_dir() -> Path:
@@ -38,6 +53,9 @@ class EngineKey:
     min_batch: int
     opt_batch: int
     max_batch: int
+    #: The GPU model (:attr:`fsrfer_edge.backends.cuda_memory.DeviceIdentity.key`, e.g.
+    #: ``orin-16sm-61g``); empty in sidecars written before it was recorded, which are never run.
+    device: str = ""
 
     def __post_init__(self) -> None:
         if not (1 <= self.min_batch <= self.opt_batch <= self.max_batch):
@@ -48,7 +66,8 @@ class EngineKey:
 
     def filename(self, model_stem: str) -> str:
         cc = self.compute_capability.replace(".", "")
-        return (f"{model_stem}.{self.precision}.trt{self.tensorrt_version}.sm{cc}"
+        device = f".{self.device}" if self.device else ""
+        return (f"{model_stem}.{self.precision}.trt{self.tensorrt_version}.sm{cc}{device}"
                 f".b{self.min_batch}-{self.opt_batch}-{self.max_batch}{ENGINE_SUFFIX}")
 
 
@@ -81,8 +100,12 @@ def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def check_engine(engine_path: str | os.PathLike[str], tensorrt_version: str, compute_capability: str,
-                 onnx_path: Optional[str | os.PathLike[str]] = None) -> dict[str, Any]:
+                 onnx_path: Optional[str | os.PathLike[str]] = None, device: Optional[str] = None) -> dict[str, Any]:
     """Verify that an engine may run here; return its sidecar document.
+
+    Args:
+        device: this GPU's identity key (``DeviceIdentity.key``); when given, an engine built on
+            another GPU model of the same compute capability (or whose sidecar does not say) is refused.
 
     Raises:
         EngineError: the engine file or sidecar is missing or corrupt, or it was built for another
@@ -103,6 +126,12 @@ def check_engine(engine_path: str | os.PathLike[str], tensorrt_version: str, com
         raise EngineError(
             f"engine {engine_path.name} was built for GPU compute capability {key.compute_capability}, "
             f"but this GPU is {compute_capability}. Rebuild it on this device with: fsrfer-export --engine MODEL.onnx"
+        )
+    if device is not None and key.device != device:
+        raise EngineError(
+            f"engine {engine_path.name} was built on GPU {key.device or '(not recorded)'}, but this GPU is {device}; "
+            "engines are tuned for one GPU model (an AGX Orin engine must not run on an Orin Nano). Rebuild it on "
+            "this device with: fsrfer-export --engine MODEL.onnx"
         )
     if doc.get("engine_sha256") != sha256_file(engine_path):
         raise EngineError(f"engine {engine_path} does not match the hash in its sidecar: corrupt or replaced; rebuild it")

@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import dataclasses
 import logging
+import re
 import threading
 from types import ModuleType
 from typing import Any, Iterator, Optional
@@ -35,6 +36,27 @@ class DeviceBuffer:
     ptr: int
     nbytes: int
     handle: Any = None  # what the implementation needs to free it
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceIdentity:
+    """What distinguishes one GPU model from another for TensorRT engines.
+
+    The compute capability alone does not: a Jetson AGX Orin and an Orin Nano are both sm87, and an
+    engine tuned for one must not be loaded on the other. CUDA reports every Orin module as "Orin",
+    so the number of multiprocessors and the memory size go into the identity too.
+    """
+
+    compute_capability: str  # "8.7"
+    name: str  # as CUDA reports it, e.g. "Orin", "NVIDIA H200"
+    multiprocessors: int
+    memory_gib: int
+
+    @property
+    def key(self) -> str:
+        """A file-name-safe identity, e.g. ``orin-16sm-61g`` or ``nvidia-h200-132sm-140g``."""
+        slug = re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or "gpu"
+        return f"{slug}-{self.multiprocessors}sm-{self.memory_gib}g"
 
 
 @dataclasses.dataclass(eq=False)
@@ -65,6 +87,10 @@ class CudaMemory(abc.ABC):
         """Compute capability of ``device`` (default: this one) as ``"major.minor"``, e.g. ``"8.7"``."""
 
     @abc.abstractmethod
+    def device_identity(self, device: Optional[int] = None) -> DeviceIdentity:
+        """Compute capability, name, multiprocessor count and memory of ``device`` (default: this one)."""
+
+    @abc.abstractmethod
     def alloc_device(self, nbytes: int) -> DeviceBuffer:
         """Allocate ``nbytes`` of device memory."""
 
@@ -74,7 +100,8 @@ class CudaMemory(abc.ABC):
 
     @abc.abstractmethod
     def create_stream(self) -> CudaStream:
-        """Create a CUDA stream."""
+        """Create a non-blocking CUDA stream (it never synchronises with the legacy default stream,
+        which PyTorch and other libraries in the same process may be using)."""
 
     @abc.abstractmethod
     def htod_async(self, dst: DeviceBuffer, src_host: np.ndarray, stream: CudaStream) -> None:
@@ -134,7 +161,10 @@ class CudaPythonMemory(CudaMemory):
         super().__init__(device)
         self._rt = import_cudart()
         self._host_ptrs: set[int] = set()  # pointers from cudaMallocHost not yet freed
-        self._call("cudaSetDevice", self.device)
+        # cuda-python imports without a driver; the first call is where a missing GPU, or a
+        # cuda-python built for a newer CUDA than the driver (13.x on JetPack 6), shows.
+        with self.context():
+            pass
 
     def _call(self, fn: str, *args: Any) -> Any:
         """Call ``cudart.<fn>``, raise EngineError on a non-success code, return the value(s)."""
@@ -153,9 +183,15 @@ class CudaPythonMemory(CudaMemory):
 
     @contextlib.contextmanager
     def context(self) -> Iterator[None]:
-        # The current device is per thread; set it on whichever thread runs inference.
+        # The current device is per thread; set it on whichever thread runs inference, and give
+        # the caller's thread back the device it had (other libraries in the process rely on it).
+        previous = int(self._call("cudaGetDevice"))
         self._call("cudaSetDevice", self.device)
-        yield
+        try:
+            yield
+        finally:
+            if previous != self.device:
+                self._call("cudaSetDevice", previous)
 
     def device_compute_capability(self, device: Optional[int] = None) -> str:
         dev = self.device if device is None else device
@@ -163,6 +199,14 @@ class CudaPythonMemory(CudaMemory):
         major = self._call("cudaDeviceGetAttribute", attr.cudaDevAttrComputeCapabilityMajor, dev)
         minor = self._call("cudaDeviceGetAttribute", attr.cudaDevAttrComputeCapabilityMinor, dev)
         return f"{int(major)}.{int(minor)}"
+
+    def device_identity(self, device: Optional[int] = None) -> DeviceIdentity:
+        dev = self.device if device is None else device
+        prop = self._call("cudaGetDeviceProperties", dev)
+        name = prop.name
+        name = name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(name, bytes) else str(name)
+        return DeviceIdentity(self.device_compute_capability(dev), name.strip(), int(prop.multiProcessorCount),
+                              int(round(int(prop.totalGlobalMem) / 2**30)))
 
     def alloc_device(self, nbytes: int) -> DeviceBuffer:
         ptr = self._call("cudaMalloc", int(nbytes))
@@ -178,7 +222,8 @@ class CudaPythonMemory(CudaMemory):
         return arr
 
     def create_stream(self) -> CudaStream:
-        stream = self._call("cudaStreamCreate")
+        flags = int(getattr(self._rt, "cudaStreamNonBlocking", 1))  # 0x01 in cuda_runtime_api.h
+        stream = self._call("cudaStreamCreateWithFlags", flags)
         return CudaStream(ptr=int(stream), handle=stream)
 
     def htod_async(self, dst: DeviceBuffer, src_host: np.ndarray, stream: CudaStream) -> None:
@@ -255,6 +300,15 @@ class PyCudaMemory(CudaMemory):
         major, minor = dev.compute_capability()
         return f"{int(major)}.{int(minor)}"
 
+    def device_identity(self, device: Optional[int] = None) -> DeviceIdentity:
+        dev = self._dev if device is None else self._cuda.Device(device)
+        try:
+            sms = dev.get_attribute(self._cuda.device_attribute.MULTIPROCESSOR_COUNT)
+            return DeviceIdentity(self.device_compute_capability(device), str(dev.name()).strip(), int(sms),
+                                  int(round(int(dev.total_memory()) / 2**30)))
+        except self._cuda.Error as exc:
+            raise EngineError(f"pycuda could not describe CUDA device {self.device}: {exc}") from exc
+
     def alloc_device(self, nbytes: int) -> DeviceBuffer:
         alloc = self._wrap("mem_alloc", self._cuda.mem_alloc, int(nbytes))
         return DeviceBuffer(ptr=int(alloc), nbytes=int(nbytes), handle=alloc)
@@ -264,7 +318,7 @@ class PyCudaMemory(CudaMemory):
         return arr
 
     def create_stream(self) -> CudaStream:
-        stream = self._wrap("Stream", self._cuda.Stream)
+        stream = self._wrap("Stream", self._cuda.Stream, 1)  # flags: CU_STREAM_NON_BLOCKING (0x1)
         return CudaStream(ptr=int(stream.handle), handle=stream)
 
     def htod_async(self, dst: DeviceBuffer, src_host: np.ndarray, stream: CudaStream) -> None:
@@ -319,18 +373,34 @@ def select_memory(memory: str = "auto", device: int = 0) -> CudaMemory:
     Raises:
         InputError: unknown ``memory`` name.
         BackendUnavailable: neither library (or the named one) is installed; names the ``tensorrt`` extra.
-        EngineError: the library is there but CUDA failed (no GPU, driver too old...).
+        EngineError: the library is there but CUDA failed (no GPU, driver too old...); with
+            ``"auto"``, only when every installed library failed so.
+
+    ``"auto"`` tries the next library both when one is missing and when it imports but cannot talk
+    to the driver: a cuda-python release built for a newer CUDA than the driver (13.x needs R580+)
+    imports fine and fails at ``cudaSetDevice``, while JetPack's pycuda works.
     """
     if memory not in MEMORY_CHOICES:
         raise InputError(f"memory={memory!r}; expected one of {MEMORY_CHOICES}")
     if memory != "auto":
         return _IMPLEMENTATIONS[memory](device)
     reasons = []
+    failed = False
     for name, cls in _IMPLEMENTATIONS.items():
         try:
             return cls(device)
         except BackendUnavailable as exc:
             reasons.append(f"{name}: {exc}")
+        except EngineError as exc:
+            failed = True
+            reasons.append(f"{name}: {exc}")
+            logger.info("CUDA memory layer %s imports but does not work here (%s); trying the next one", name, exc)
+    if failed:
+        raise EngineError(
+            "no CUDA memory layer could use GPU " + str(device) + ": " + " | ".join(reasons) + ". Check that a GPU "
+            "is present and that cuda-python matches the driver's CUDA major version (pip install "
+            "'fsrfer-edge[jetson]' picks it per JetPack), or install pycuda"
+        )
     raise BackendUnavailable(
         "running TensorRT engines needs cuda-python or pycuda, and neither could be imported. "
         "Install one with: pip install 'fsrfer-edge[tensorrt]' (cuda-python) or 'fsrfer-edge[pycuda]'. "

@@ -1,7 +1,9 @@
 """TensorRT backend: runs a serialized engine built by ``fsrfer-export --engine``.
 
-The engine is checked against its JSON sidecar (TensorRT version, GPU compute capability, hash)
-*before* it is deserialised: a foreign or stale engine is refused with EngineError, never run.
+The engine is checked against its JSON sidecar (TensorRT version, GPU compute capability and model,
+hash) *before* it is deserialised: a foreign or stale engine is refused with EngineError, never run.
+:meth:`TensorRTBackend.for_onnx` finds the engine built from an ONNX file and, with ``build=True``,
+builds and caches it on first use.
 
 One code path serves TensorRT 8.5 (JetPack 5), 10.x (JetPack 6) and later: it uses the named-tensor
 API (``num_io_tensors``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``), which
@@ -21,11 +23,11 @@ import os
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence, Union, cast
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence, Union, cast
 
 import numpy as np
 
-from ..engine_cache import ENGINE_SUFFIX, check_engine, default_cache_dir
+from ..engine_cache import ENGINE_SUFFIX, check_engine, default_cache_dir, model_stem
 from ..errors import BackendUnavailable, EngineError, InputError
 from ..metadata import ModelInfo
 from .base import Backend
@@ -129,11 +131,18 @@ def _dims(dims: trt.Dims) -> tuple[int, ...]:
     return tuple(int(dims[i]) for i in range(len(dims)))
 
 
-def _np_dtype(dtype: trt.DataType) -> np.dtype:
-    import tensorrt as trt
+#: TensorRT DataType member names -> NumPy dtypes. ``trt.nptype`` is not used: in TensorRT 8.5.1 and
+#: 8.5.2 (JetPack 5) it builds its table with ``np.bool``, which NumPy 1.24-1.26 do not have, so it
+#: raises AttributeError for every type (fixed in 8.5.3 with ``np.bool_``).
+_TRT_TO_NUMPY = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64",
+                 "BOOL": "bool", "UINT8": "uint8"}
 
-    nptype: Callable[[trt.DataType], Any] = trt.nptype  # untyped in the stubs
-    return np.dtype(nptype(dtype))
+
+def _np_dtype(dtype: trt.DataType) -> np.dtype:
+    name = str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
+    if name not in _TRT_TO_NUMPY:
+        raise EngineError(f"engine tensor type {dtype} has no NumPy equivalent; expected one of {sorted(_TRT_TO_NUMPY)}")
+    return np.dtype(_TRT_TO_NUMPY[name])
 
 
 def has_named_tensor_api(engine: trt.ICudaEngine, context: trt.IExecutionContext) -> bool:
@@ -206,8 +215,10 @@ def inspect_engine(engine: trt.ICudaEngine, context: trt.IExecutionContext, info
 def _check_names(inputs: list[str], outputs: list[str], info: ModelInfo, source: str) -> None:
     if inputs != [info.input_name]:
         raise EngineError(f"{source}: engine inputs are {inputs}; metadata expects exactly [{info.input_name!r}]")
-    if info.output_name not in outputs:
-        raise EngineError(f"{source}: engine outputs are {outputs}; metadata expects {info.output_name!r}")
+    # An extra output would be left without a buffer address, which TensorRT refuses at run time
+    # (or writes through a null pointer with the binding API).
+    if outputs != [info.output_name]:
+        raise EngineError(f"{source}: engine outputs are {outputs}; metadata expects exactly [{info.output_name!r}]")
 
 
 class TensorRTBackend(Backend):
@@ -265,9 +276,10 @@ class TensorRTBackend(Backend):
         else:
             raise InputError(f"memory={memory!r}; expected 'auto', 'cuda-python', 'pycuda' or a CudaMemory")
         mem = self._mem
-        cc = mem.device_compute_capability(device)
+        gpu = mem.device_identity(device)
+        cc = gpu.compute_capability
         # Refuse a foreign or stale engine before TensorRT ever sees its bytes.
-        doc = check_engine(self.path, self._trt_version, cc, onnx_path)
+        doc = check_engine(self.path, self._trt_version, cc, onnx_path, device=gpu.key)
         self._info = doc["model_info"]
         self._compute_capability = cc
         with mem.context():
@@ -368,36 +380,82 @@ class TensorRTBackend(Backend):
     @classmethod
     def for_onnx(cls, onnx_path: Union[str, os.PathLike[str]], device: int = 0, memory: str = "auto",
                  search_dirs: Optional[Sequence[Union[str, os.PathLike[str]]]] = None,
-                 min_max_batch: int = 1) -> "TensorRTBackend":
+                 min_max_batch: int = 1, build: bool = False,
+                 cache_dir: Optional[Union[str, os.PathLike[str]]] = None) -> "TensorRTBackend":
         """Open the cached engine that was built from ``onnx_path`` for this TensorRT and GPU.
 
         Args:
             onnx_path: the exported ONNX model the engine must have been built from.
-            search_dirs: where to look (default: beside the ONNX file, then the engine cache dir).
+            search_dirs: where to look (default: beside the ONNX file, then ``cache_dir``).
             min_max_batch: prefer an engine whose max batch is at least this.
+            build: when no valid engine is found, build one (precision from the file: FP16 for an
+                FP32/FP16 file, INT8 for an s8s8 file) into ``cache_dir`` with a timing cache
+                there, instead of raising. Stale or foreign engines are never run, only rebuilt.
+            cache_dir: where engines are built and cached (default:
+                :func:`~fsrfer_edge.engine_cache.default_cache_dir`).
 
         Raises:
-            EngineError: no valid engine was found (the message says how to build one).
+            EngineError: no valid engine was found (and ``build`` is False), or the build failed.
             BackendUnavailable: TensorRT or the CUDA libraries are missing.
         """
         version = str(import_tensorrt().__version__)
         mem = select_memory(memory, device)
         try:
-            dirs = [Path(d) for d in search_dirs] if search_dirs is not None else [Path(onnx_path).parent, default_cache_dir()]
-            engine = find_engine(onnx_path, version, mem.device_compute_capability(device), dirs, min_max_batch)
+            cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+            dirs = [Path(d) for d in search_dirs] if search_dirs is not None else [Path(onnx_path).parent, cache]
+            gpu = mem.device_identity(device)
+            try:
+                engine = find_engine(onnx_path, version, gpu.compute_capability, dirs, min_max_batch, gpu.key)
+            except EngineError as exc:
+                if not build:
+                    raise
+                logger.info("%s", exc)
+                engine = build_cached_engine(onnx_path, cache, device, max(1, min_max_batch))
             return cls(engine, device, memory=mem, onnx_path=onnx_path, close_memory=True)
         except BaseException:
             mem.close()
             raise
 
 
+#: Batch range of engines built on first use: TensorRT tunes for ``opt``; ``max`` is the Recognizer's
+#: default ``max_batch`` (64) rounded up, so the default settings never need a second engine.
+FIRST_USE_BATCHES = (1, 32, 128)
+
+
+def build_cached_engine(onnx_path: Union[str, os.PathLike[str]], cache_dir: Union[str, os.PathLike[str]],
+                        device: int = 0, min_max_batch: int = 1) -> Path:
+    """Build the engine for ``onnx_path`` into ``cache_dir`` (first use), keeping a timing cache there.
+
+    FP32 files are built from an FP16 copy made next to the cache (FP16 is the default precision on
+    GPUs, as in jetson-inference); FP16 and s8s8 INT8 files are built as they are.
+
+    Raises:
+        BackendUnavailable: TensorRT or ``onnx`` (needed to read the model on the device) is missing.
+        ModelError / EngineError: the file cannot be built (u8s8 INT8 file, parse or build failure).
+    """
+    from ..export.engine import build_engine, first_use_source
+
+    lo, opt, hi = FIRST_USE_BATCHES
+    hi = max(hi, int(min_max_batch))
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    src = first_use_source(Path(onnx_path), cache)
+    logger.warning("building a TensorRT engine for %s on this GPU (first use; a few minutes on a Jetson). "
+                   "It is cached in %s and later runs load it in milliseconds", Path(onnx_path).name, cache)
+    return build_engine(src, cache, lo, opt, hi, timing_cache=cache / "timing.cache", device=device,
+                        source_onnx=Path(onnx_path))
+
+
 def find_engine(onnx_path: Union[str, os.PathLike[str]], tensorrt_version: str, compute_capability: str,
-                search_dirs: Sequence[Union[str, os.PathLike[str]]], min_max_batch: int = 1) -> Path:
+                search_dirs: Sequence[Union[str, os.PathLike[str]]], min_max_batch: int = 1,
+                device: Optional[str] = None) -> Path:
     """Find a cached engine for ``onnx_path`` that may run here (same TensorRT, GPU and ONNX file).
 
-    Engines are named by :meth:`~fsrfer_edge.engine_cache.EngineKey.filename`; each candidate is
-    verified with :func:`~fsrfer_edge.engine_cache.check_engine`. Among valid ones, the smallest
-    whose max batch is >= ``min_max_batch`` wins, else the largest.
+    Engines are named by :meth:`~fsrfer_edge.engine_cache.EngineKey.filename` with
+    :func:`~fsrfer_edge.engine_cache.model_stem` (``face.int8-s8s8.onnx`` -> ``face.int8...engine``);
+    each candidate is verified with :func:`~fsrfer_edge.engine_cache.check_engine` (``device``: this
+    GPU's identity key). Among valid ones, the smallest whose max batch is >= ``min_max_batch`` wins,
+    else the largest.
 
     Raises:
         EngineError: none is valid; the message lists what was tried and how to build one.
@@ -406,13 +464,13 @@ def find_engine(onnx_path: Union[str, os.PathLike[str]], tensorrt_version: str, 
     if not onnx_path.is_file():
         raise EngineError(f"ONNX model {onnx_path} does not exist; expected the file the engine was built from")
     cc = compute_capability.replace(".", "")
-    pattern = f"{onnx_path.stem}.*.trt{tensorrt_version}.sm{cc}.b*{ENGINE_SUFFIX}"
+    pattern = f"{model_stem(onnx_path)}.*.trt{tensorrt_version}.sm{cc}.*b*{ENGINE_SUFFIX}"
     valid: list[tuple[int, Path]] = []
     tried: list[str] = []
     for d in search_dirs:
         for cand in sorted(Path(d).glob(pattern)):
             try:
-                doc = check_engine(cand, tensorrt_version, compute_capability, onnx_path)
+                doc = check_engine(cand, tensorrt_version, compute_capability, onnx_path, device=device)
             except EngineError as exc:
                 tried.append(f"{cand.name}: {exc}")
                 continue
@@ -422,7 +480,7 @@ def find_engine(onnx_path: Union[str, os.PathLike[str]], tensorrt_version: str, 
         detail = ("; rejected: " + " | ".join(tried)) if tried else ""
         raise EngineError(
             f"no TensorRT engine for {onnx_path.name} built with TensorRT {tensorrt_version} for GPU "
-            f"sm{cc} was found in {where}{detail}. Build one on this device with: "
+            f"sm{cc}{' (' + device + ')' if device else ''} was found in {where}{detail}. Build one on this device with: "
             f"fsrfer-export --engine {onnx_path}"
         )
     big_enough = sorted(v for v in valid if v[0] >= min_max_batch)

@@ -13,7 +13,6 @@ reused, a stale or foreign one is rebuilt.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import time
@@ -22,7 +21,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union, cast
 
 from .. import engine_cache
-from ..engine_cache import EngineKey
+from ..engine_cache import EngineKey, model_stem
 from ..errors import BackendUnavailable, EngineError, ModelError
 from ..fileio import atomic_write_bytes, sha256_file
 from ..metadata import ModelInfo
@@ -30,12 +29,15 @@ from ..metadata import ModelInfo
 if TYPE_CHECKING:  # pragma: no cover  # types from tensorrt-stubs (10.x); see scripts/prepare_trt_stubs.py
     import tensorrt as trt
 
+    from ..backends.cuda_memory import DeviceIdentity
+
+__all__ = ["build_engine", "compute_capability", "engine_path_for", "first_use_source", "gpu_identity",
+           "import_tensorrt", "model_stem"]
+
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_WORKSPACE_MB = 1024
-#: File-name parts that name a variant's precision; stripped from the engine's model stem.
-_VARIANT_SUFFIXES = (".fp32", ".fp16", ".int8-s8s8", ".int8-u8s8", ".int8")
 
 
 def _no_tensorrt(why: str) -> BackendUnavailable:
@@ -66,68 +68,37 @@ def import_tensorrt() -> ModuleType:
     return trt
 
 
+def gpu_identity(device: int = 0) -> "DeviceIdentity":
+    """Compute capability, name, multiprocessors and memory of GPU ``device`` (for the engine key).
+
+    Goes through the runtime's CUDA layer, so a cuda-python that imports but cannot talk to the
+    driver falls back to pycuda exactly as at run time.
+
+    Raises:
+        BackendUnavailable: no CUDA Python binding is installed.
+        EngineError: every installed binding failed (no GPU, driver problem).
+    """
+    from ..backends.cuda_memory import select_memory
+
+    memory = select_memory("auto", device)
+    try:
+        return memory.device_identity(device)
+    finally:
+        memory.close()
+
+
 def compute_capability(device: int = 0) -> str:
     """The GPU's compute capability as ``"major.minor"`` (e.g. ``"8.7"`` on Jetson Orin).
-
-    Uses the runtime's CUDA layer (``fsrfer_edge.backends.cuda_memory``) when it is there, else a
-    direct cuda-python (``cuda.bindings.runtime`` or ``cuda.cudart``) or pycuda call.
 
     Raises:
         BackendUnavailable: no CUDA Python binding is installed.
         EngineError: the CUDA call failed (no GPU, driver problem).
     """
-    try:
-        backend: Any = importlib.import_module("fsrfer_edge.backends.cuda_memory")
-    except ImportError:
-        backend = None
-    if backend is not None and hasattr(backend, "select_memory"):
-        memory = backend.select_memory("auto", device)
-        try:
-            return str(memory.device_compute_capability(device))
-        finally:
-            memory.close()
-    return _cc_local(device)
-
-
-def _cc_local(device: int) -> str:
-    rt: Any = None
-    try:
-        from cuda.bindings import runtime as rt  # type: ignore[import-not-found,import-untyped,no-redef,unused-ignore]
-    except ImportError:
-        try:
-            from cuda import cudart as rt  # type: ignore[import-not-found,import-untyped,no-redef,unused-ignore]
-        except ImportError:
-            rt = None
-    if rt is not None:
-        attrs = rt.cudaDeviceAttr
-        err, major = rt.cudaDeviceGetAttribute(attrs.cudaDevAttrComputeCapabilityMajor, device)
-        err2, minor = rt.cudaDeviceGetAttribute(attrs.cudaDevAttrComputeCapabilityMinor, device)
-        if err != rt.cudaError_t.cudaSuccess or err2 != rt.cudaError_t.cudaSuccess:
-            raise EngineError(f"CUDA could not report the compute capability of GPU {device} ({err}, {err2}); "
-                              "is a GPU present and the driver loaded?")
-        return f"{major}.{minor}"
-    try:
-        import pycuda.driver as drv  # type: ignore[import-not-found,import-untyped,unused-ignore]
-    except ImportError as exc:
-        raise BackendUnavailable(
-            "cuda-python or pycuda is needed to read the GPU's compute capability for the engine name; "
-            "install one with: pip install 'fsrfer-edge[tensorrt]'") from exc
-    drv.init()
-    major, minor = drv.Device(device).compute_capability()
-    return f"{major}.{minor}"
-
-
-def model_stem(onnx_path: PathLike) -> str:
-    """``face.int8-s8s8.onnx`` -> ``face`` (the precision goes into the engine name separately)."""
-    name = Path(onnx_path).name
-    stem = name[:-len(".onnx")] if name.endswith(".onnx") else Path(name).stem
-    for suffix in _VARIANT_SUFFIXES:
-        if stem.endswith(suffix):
-            return stem[:-len(suffix)]
-    return stem
+    return gpu_identity(device).compute_capability
 
 
 def engine_path_for(onnx_path: PathLike, out_dir: PathLike, key: EngineKey) -> Path:
+    """Where the engine built from ``onnx_path`` with ``key`` goes in ``out_dir``."""
     return Path(out_dir) / key.filename(model_stem(onnx_path))
 
 
@@ -150,7 +121,8 @@ def _read_info(onnx_path: Path) -> ModelInfo:
 
 def build_engine(onnx_path: PathLike, out_dir: PathLike, min_batch: int = 1, opt_batch: int = 32,
                  max_batch: int = 128, workspace_mb: Optional[int] = DEFAULT_WORKSPACE_MB,
-                 timing_cache: Optional[PathLike] = None, device: int = 0, force: bool = False) -> Path:
+                 timing_cache: Optional[PathLike] = None, device: int = 0, force: bool = False,
+                 source_onnx: Optional[PathLike] = None) -> Path:
     """Build a TensorRT engine from an fsrfer ONNX file, or reuse a valid cached one.
 
     Args:
@@ -161,8 +133,11 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, min_batch: int = 1, opt
         max_batch: largest batch.
         workspace_mb: builder workspace limit in MiB (None: TensorRT's default).
         timing_cache: a timing-cache file to load (if it exists) and save after the build.
-        device: CUDA device index (for the compute capability in the engine name).
+        device: CUDA device index (for the GPU's compute capability and model in the engine name).
         force: rebuild even if a valid cached engine exists.
+        source_onnx: the file the user runs, when ``onnx_path`` is a copy made from it (the FP16
+            copy of an FP32 file built on first use): the engine is named after it and its sidecar
+            records its hash, so the runtime finds the engine from the file it was given.
 
     Returns:
         The engine path (``EngineKey.filename``) in ``out_dir``.
@@ -173,14 +148,16 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, min_batch: int = 1, opt
         EngineError: TensorRT cannot parse or build the network.
     """
     onnx_path = Path(onnx_path)
+    source = Path(source_onnx) if source_onnx is not None else onnx_path
     info = _read_info(onnx_path)
     trt_version = str(import_tensorrt().__version__)
-    key = EngineKey(trt_version, compute_capability(device), info.precision,
-                    int(min_batch), int(opt_batch), int(max_batch))
-    out = engine_path_for(onnx_path, out_dir, key)
+    gpu = gpu_identity(device)
+    key = EngineKey(trt_version, gpu.compute_capability, info.precision,
+                    int(min_batch), int(opt_batch), int(max_batch), gpu.key)
+    out = engine_path_for(source, out_dir, key)
     if out.exists() and not force:
         try:
-            engine_cache.check_engine(out, key.tensorrt_version, key.compute_capability, onnx_path)
+            engine_cache.check_engine(out, key.tensorrt_version, key.compute_capability, source, device=gpu.key)
         except EngineError as exc:
             log.info("rebuilding %s: %s", out.name, exc)
         else:
@@ -189,13 +166,35 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, min_batch: int = 1, opt
                 return out
             log.info("rebuilding %s: its sidecar records another build configuration", out.name)
     t0 = time.perf_counter()
-    plan = _build_serialized(onnx_path, info, key, workspace_mb, timing_cache)
+    plan, build = _build_serialized(onnx_path, info, key, workspace_mb, timing_cache)
     atomic_write_bytes(out, plan)
-    engine_cache.write_sidecar(out, key, sha256_file(onnx_path), info,
-                               extra={"onnx_file": onnx_path.name, "workspace_mb": workspace_mb,
+    engine_cache.write_sidecar(out, key, sha256_file(source), info,
+                               extra={"onnx_file": source.name, "built_from": onnx_path.name,
+                                      "gpu": {"name": gpu.name, "multiprocessors": gpu.multiprocessors,
+                                              "memory_gib": gpu.memory_gib},
+                                      "workspace_mb": workspace_mb, **build,
                                       "build_seconds": round(time.perf_counter() - t0, 1)})
     log.info("built %s in %.1f s", out, time.perf_counter() - t0)
     return out
+
+
+def first_use_source(onnx_path: Path, work_dir: Path) -> Path:
+    """The file to build a first-use engine from: FP16 and s8s8 INT8 files as they are; for an
+    FP32 file, an FP16 copy written to ``work_dir`` (FP16 is the default precision on GPUs).
+
+    Raises:
+        ModelError: not an fsrfer model, or a u8s8 INT8 file (made for ONNX Runtime CPU).
+        BackendUnavailable: onnx or onnxruntime (the FP16 converter) is missing.
+    """
+    info = _read_info(onnx_path)
+    if info.precision != "fp32":
+        return onnx_path
+    from .quantize import convert_fp16
+
+    copy = Path(work_dir) / f"{model_stem(onnx_path)}.fp16.onnx"
+    log.info("converting %s to FP16 for the engine (%s)", onnx_path.name, copy)
+    convert_fp16(onnx_path, copy)
+    return copy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,11 +226,15 @@ def _has_weak_typing_flag(name: str) -> bool:
 
 
 def _strongly_typed(precision: str) -> bool:
-    """Whether the network must be strongly typed (types taken from the file).
+    """Whether the network must be strongly typed (every type taken from the file).
 
     TensorRT 11 removed the precision flags (FP16, INT8): networks are strongly typed, which is
-    exactly "precision is a property of the file". Before that, weak typing with the flags lets
-    the non-quantized layers of an INT8 file run in FP16.
+    exactly "precision is a property of the file". TensorRT 8.5-10.x keep the flags, and there this
+    builder deliberately stays weakly typed with them (10.12 deprecated the flags in favour of strong
+    typing, but they still work there): the s8s8 file keeps G, the pooled embedding and the head in
+    FP32, and only weak typing with FP16 allowed lets TensorRT run those in half precision; a strongly
+    typed 10.x network would run them in FP32, as the file says, for no accuracy gain (the FP16 file
+    passes the same checks). FP16 files are the same either way; FP32 files never need the flags.
     """
     if precision == "fp16":
         return not _has_weak_typing_flag("FP16")
@@ -247,7 +250,7 @@ def _network_flags(strongly_typed: bool) -> int:
     creation = trt.NetworkDefinitionCreationFlag
     # Implicit batch still exists (TensorRT <= 8.6, e.g. 8.5 on JetPack 5) while the builder has
     # max_batch_size: then explicit batch must be requested. From 10.x it is the only mode and
-    # the flag is deprecated; 11.x may drop it.
+    # the flag is deprecated; 11.x drops it.
     if hasattr(trt.Builder, "max_batch_size") and hasattr(creation, "EXPLICIT_BATCH"):
         flags |= 1 << int(creation.EXPLICIT_BATCH)
     if strongly_typed and hasattr(creation, "STRONGLY_TYPED"):
@@ -268,36 +271,53 @@ def _set_workspace(config: "trt.IBuilderConfig", workspace_mb: Optional[int]) ->
 
 
 def _set_precision(config: "trt.IBuilderConfig", precision: str, strongly_typed: bool) -> list[str]:
+    """Set the builder flags the file's precision needs; returns them (``-TF32``: cleared)."""
     import tensorrt as trt
 
-    if strongly_typed:
-        return ["STRONGLY_TYPED"]
     names: list[str] = []
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        # TensorRT enables TF32 by default (8.x-11.x), which rounds FP32 convolution inputs to a
+        # 10-bit mantissa on Ampere and later (Jetson Orin included): an "fp32" engine would not be FP32.
+        config.clear_flag(trt.BuilderFlag.TF32)
+        names.append("-TF32")
+    if strongly_typed:
+        return names + ["STRONGLY_TYPED"]
     if precision == "fp16":
-        names = ["FP16"]
+        names.append("FP16")
+        config.set_flag(trt.BuilderFlag.FP16)
     elif precision == "int8":
         # A Q/DQ file: the INT8 flag enables explicit quantization; FP16 lets the layers left
         # unquantized run in half precision. No calibrator is ever set.
-        names = ["INT8"] + (["FP16"] if _has_weak_typing_flag("FP16") else [])
-    for name in names:
-        config.set_flag(getattr(trt.BuilderFlag, name))
+        for name in ["INT8"] + (["FP16"] if _has_weak_typing_flag("FP16") else []):
+            names.append(name)
+            config.set_flag(getattr(trt.BuilderFlag, name))
     return names
 
 
-def _load_timing_cache(config: "trt.IBuilderConfig", path: Optional[PathLike]) -> bool:
+def _load_timing_cache(config: "trt.IBuilderConfig", path: Optional[PathLike]) -> Optional["trt.ITimingCache"]:
+    """Attach the timing cache at ``path`` (or a new one) to ``config``; returns it (keep it alive
+    until the build ends), or None when there is no timing cache to use."""
     if path is None:
-        return False
+        return None
     if not hasattr(config, "create_timing_cache"):
         log.warning("this TensorRT has no timing cache API; ignoring --timing-cache %s", path)
-        return False
+        return None
     p = Path(path)
     data = p.read_bytes() if p.is_file() else b""
-    cache = config.create_timing_cache(data)
-    if not config.set_timing_cache(cache, False):
-        log.warning("timing cache %s does not match this TensorRT/GPU; starting a new one", p)
-        config.set_timing_cache(config.create_timing_cache(b""), False)
+    # The stubs say ITimingCache; TensorRT returns None for a cache it cannot read (another
+    # TensorRT version, a truncated file).
+    cache: Optional[trt.ITimingCache] = config.create_timing_cache(data)
+    if cache is None or not config.set_timing_cache(cache, False):
+        if data:
+            log.warning("timing cache %s was written by another TensorRT version or GPU (or is damaged); "
+                        "starting a new one, which replaces it after the build", p)
+        cache = config.create_timing_cache(b"")
+        if cache is None or not config.set_timing_cache(cache, False):
+            log.warning("TensorRT could not create a timing cache; building without %s", p)
+            return None
+        data = b""
     log.info("timing cache: %s (%s)", p, "loaded" if data else "new")
-    return True
+    return cache
 
 
 def _save_timing_cache(config: "trt.IBuilderConfig", path: PathLike) -> None:
@@ -334,7 +354,8 @@ def _profile(builder: "trt.Builder", network: "trt.INetworkDefinition", info: Mo
 
 
 def _build_serialized(onnx_path: Path, info: ModelInfo, key: EngineKey, workspace_mb: Optional[int],
-                      timing_cache: Optional[PathLike]) -> bytes:
+                      timing_cache: Optional[PathLike]) -> tuple[bytes, dict[str, Any]]:
+    """Parse and build; returns the plan and what the sidecar records about the build."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -347,9 +368,10 @@ def _build_serialized(onnx_path: Path, info: ModelInfo, key: EngineKey, workspac
     _set_workspace(config, workspace_mb)
     flags = _set_precision(config, info.precision, strongly_typed)
     config.add_optimization_profile(_profile(builder, network, info, key))
-    has_cache = _load_timing_cache(config, timing_cache)
-    log.info("building %s engine (flags %s, batch %d-%d-%d); this takes a few minutes on a Jetson",
-             info.precision, flags or ["none"], key.min_batch, key.opt_batch, key.max_batch)
+    cache = _load_timing_cache(config, timing_cache)
+    log.info("building %s engine (%s network, flags %s, batch %d-%d-%d); this takes a few minutes on a Jetson",
+             info.precision, "strongly typed" if strongly_typed else "weakly typed", flags or ["none"],
+             key.min_batch, key.opt_batch, key.max_batch)
     # The stubs say IHostMemory; TensorRT returns None when the build fails.
     plan: Optional[trt.IHostMemory]
     if hasattr(builder, "build_serialized_network"):
@@ -360,6 +382,7 @@ def _build_serialized(onnx_path: Path, info: ModelInfo, key: EngineKey, workspac
     del parser
     if plan is None:
         raise EngineError(f"TensorRT failed to build an engine from {onnx_path.name}; the log above says why")
-    if has_cache and timing_cache is not None:
+    if cache is not None and timing_cache is not None:
         _save_timing_cache(config, timing_cache)
-    return bytes(memoryview(plan))
+    return bytes(memoryview(plan)), {"network": "strongly typed" if strongly_typed else "weakly typed",
+                                     "builder_flags": flags}

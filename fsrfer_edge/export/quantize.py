@@ -4,6 +4,9 @@ INT8 comes in two schemes, each for its target:
 
 - ``s8s8``: symmetric int8 activations (zero point 0) and symmetric int8 weights. TensorRT's
   explicit quantization needs exactly this; it is the file ``fsrfer-export --engine`` builds from.
+  Q/DQ sit where NVIDIA's placement guidance puts them (see :func:`tensorrt_qdq_options`): on the
+  inputs of weighted ops and on the residual input of Add, never after a Conv's output; biases stay
+  float (TensorRT's DequantizeLinear takes INT8 only, so an INT32 bias behind one does not parse).
   ONNX Runtime CPU runs it too, but without its fast integer kernels (about FP32 speed).
 - ``u8s8``: asymmetric uint8 activations and int8 weights, after ONNX Runtime's
   ``quant_pre_process``: the combination ONNX Runtime's CPU integer kernels are fast for.
@@ -20,7 +23,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Union
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 
 import numpy as np
 
@@ -48,6 +51,9 @@ TARGETS: dict[str, tuple[str, ...]] = {"tensorrt": ("s8s8",), "cpu": ("u8s8",), 
 CALIB_METHODS = ("percentile", "minmax", "entropy")
 ENTROPY_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
 _POOL_OPS = ("ReduceMean", "GlobalAveragePool")
+#: Ops whose inputs the s8s8 (TensorRT) file quantizes; their outputs are never quantized.
+TENSORRT_QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")
+_WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 #: Activation zero-point dtype each scheme must produce.
 SCHEME_ZERO_POINT_DTYPE = {"s8s8": np.int8, "u8s8": np.uint8}
 
@@ -198,6 +204,101 @@ def _entropy_overrides(model_path: str, reader: FaceCalibrationReader, symmetric
             for name, d in ranges.data.items()}
 
 
+def tensorrt_qdq_options() -> tuple[list[str], dict[str, Any]]:
+    """``op_types_to_quantize`` and ``extra_options`` of ``quantize_static`` for the s8s8 file.
+
+    Following NVIDIA's Q/DQ placement guidance (TensorRT developer guide, "Q/DQ Layer-Placement
+    Recommendations"): quantize the inputs of weighted ops (Conv, Gemm, MatMul) and the inputs of
+    Add (the branch input is dropped again afterwards, see :func:`keep_residual_qdq_only`), and
+    quantize no op's output, so TensorRT fuses Conv+bias+ReLU(+Add) and rounds once per layer:
+
+    - ``OpTypesToExcludeOutputQuantization``: ONNX Runtime's QDQ quantizer otherwise puts Q/DQ
+      after every Conv (Conv->Q->DQ->Relu, Conv->Q->DQ->Add), rounding twice and splitting fusions;
+    - ``QuantizeBias: False``: ONNX Runtime otherwise stores each bias as INT32 behind a
+      DequantizeLinear, which TensorRT's parser refuses (DequantizeLinear takes INT8 only,
+      onnx-tensorrt docs/operators.md 8.5-GA and 10.1-GA; onnx-tensorrt#850). TensorRT quantizes
+      the float bias itself when it fuses the layer.
+
+    Both options are read by onnxruntime's ``QDQQuantizer`` (``qdq_quantizer.py``) in the versions
+    the ``export`` extra allows; :func:`fsrfer_edge.export.trt_check.require_trt_compatible` checks
+    the result either way.
+    """
+    return list(TENSORRT_QUANTIZED_OPS), {"OpTypesToExcludeOutputQuantization": list(TENSORRT_QUANTIZED_OPS),
+                                          "QuantizeBias": False}
+
+
+def keep_residual_qdq_only(model: "onnx.ModelProto") -> int:
+    """At each Add fed by a weighted op on one side (the block's branch) and by the block input on
+    the other (the residual), remove the Q/DQ pair on the branch side, so TensorRT can fuse the
+    Add into the Conv that feeds it; returns the number of pairs removed.
+
+    When both sides come from Convs (a downsampling block), the residual is the Conv whose input is
+    an ancestor of the other Conv's input (the 1x1 shortcut reads the block input; the branch's last
+    Conv reads a tensor computed from it).
+    """
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def through_qdq(tensor: str) -> Optional[tuple[str, Any, Any]]:
+        dq = producer.get(tensor)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            return None
+        q = producer.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear":
+            return None
+        return q.input[0], q, dq
+
+    def ancestors(tensor: str) -> set[str]:
+        seen, todo = set(), [tensor]
+        while todo:
+            t = todo.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            node = producer.get(t)
+            if node is not None:
+                todo.extend(i for i in node.input if i)
+        return seen
+
+    removed = 0
+    for add in [n for n in graph.node if n.op_type == "Add" and len(n.input) == 2]:
+        sides = [through_qdq(t) for t in add.input]
+        if sides[0] is None or sides[1] is None:
+            continue
+        srcs = [producer.get(side[0]) for side in sides if side is not None]
+        weighted = [s is not None and s.op_type in _WEIGHTED_OPS for s in srcs]
+        if weighted == [True, False]:
+            branch = 0
+        elif weighted == [False, True]:
+            branch = 1
+        elif all(weighted) and srcs[0] is not None and srcs[1] is not None:
+            if srcs[0].input[0] in ancestors(srcs[1].input[0]):
+                branch = 1  # input 0 is the shortcut
+            elif srcs[1].input[0] in ancestors(srcs[0].input[0]):
+                branch = 0
+            else:
+                continue
+        else:
+            continue
+        side = sides[branch]
+        assert side is not None  # checked above
+        add.input[branch] = side[0]
+        removed += 1
+    # Drop Q/DQ nodes nobody reads any more.
+    while True:
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+    used = {i for n in graph.node for i in n.input}
+    for init in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(init)
+    return removed
+
+
 def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme: str = "s8s8",
                   calib_method: str = "percentile", per_channel: bool = True, quantize_head: bool = False,
                   batch_size: int = 32, quantize_generator: bool = False) -> ModelInfo:
@@ -252,6 +353,11 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
         exclude = [] if quantize_head else float_tail_nodes(load_onnx(source), generator=not quantize_generator)
         reader = FaceCalibrationReader(calib_inputs, info.input_name, batch_size)
         extra: dict[str, Any] = {"ActivationSymmetric": scheme == "s8s8", "WeightSymmetric": True}
+        # u8s8 keeps ONNX Runtime's defaults (its CPU kernels fuse Q/DQ around every op they have).
+        op_types: Optional[list[str]] = None
+        if scheme == "s8s8":
+            op_types, trt_extra = tensorrt_qdq_options()
+            extra.update(trt_extra)
         log.info("calibrating %s INT8 (%s, %d faces, %d tail nodes kept in float)", scheme, calib_method,
                  len(calib_inputs), len(exclude))
         try:
@@ -262,16 +368,25 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
                     source, out_tmp, reader, quant_format=q.QuantFormat.QDQ, per_channel=per_channel,
                     activation_type=q.QuantType.QInt8 if scheme == "s8s8" else q.QuantType.QUInt8,
                     weight_type=q.QuantType.QInt8, calibrate_method=methods[calib_method],
-                    nodes_to_exclude=exclude or None, extra_options=extra,
+                    nodes_to_exclude=exclude or None, extra_options=extra, op_types_to_quantize=op_types,
                 )
         except Exception as exc:  # ORT raises ValueError/RuntimeError/its own Fail types
             raise ModelError(f"ONNX Runtime could not quantize {src} to {scheme} "
                              f"({type(exc).__name__}: {exc})") from exc
         quantized = load_onnx(out_tmp)
+    if scheme == "s8s8":
+        log.debug("removed %d Q/DQ pairs from residual branches", keep_residual_qdq_only(quantized))
     check_zero_points(quantized, scheme, str(dst))
     out = variant_info(info, precision="int8", int8_scheme=scheme)
     set_metadata_props(quantized, props, replace=True)
     write_model_info(quantized, out)
+    if scheme == "s8s8":  # the TensorRT file: refuse to write one TensorRT's parser would reject
+        from .trt_check import check_model
+
+        report = check_model(quantized, dst.name)
+        if not report.ok:
+            raise ModelError(f"the s8s8 INT8 file {dst.name} would not build in TensorRT: "
+                             + "; ".join(report.errors[:5]) + "; nothing was written")
     save_onnx(quantized, dst)
     log.info("wrote INT8 %s %s", scheme, dst.name)
     return out
