@@ -3,7 +3,7 @@
 Example::
 
     from fsrfer_edge.crowd import CrowdAnalyzer
-    with CrowdAnalyzer() as crowd:                      # shipped FER model + BlazeFace detector
+    with CrowdAnalyzer() as crowd:                      # shipped FER model + YuNet detector
         result = crowd.analyze("station.jpg")           # or an HxWx3 uint8 RGB array
         print(result.summary.counts, [f.label for f in result.faces])
         for r in crowd.analyze_stream("platform.mp4"):  # video file, camera index or iterable of frames
@@ -43,14 +43,24 @@ Frame = Union[np.ndarray, PathLike]
 Box = Tuple[float, float, float, float]  # typing generic: evaluated at import (Python 3.8 on JetPack 5)
 
 #: Border added around each detector box, as a fraction of the box side, before the square crop goes
-#: to the recogniser. Measured on the crowd benchmark (``margin_sweep`` in results/crowd/bench.json):
-#: BlazeFace boxes are about 0.88 times the side of a FER2013 crop (median over matched faces), and
-#: end-to-end accuracy is flat from 0 to 0.2 and drops at -0.1 and 0.3; 0.05 restores FER's framing.
+#: to the recogniser, per detector (``margin_sweep`` of each detector in results/crowd/bench.json).
+#: BlazeFace boxes are about 0.88 times the side of a FER2013 crop, and 0.05 restores FER's framing;
+#: YuNet's boxes are tight around the face (about its side), and end-to-end accuracy peaks at 0.
+MARGINS: dict[str, float] = {"yunet": 0.0, "blazeface": 0.05, "opencv": 0.05}
+#: The margin for a detector not in :data:`MARGINS` (your own).
 DEFAULT_MARGIN = 0.05
+#: The default detector of ``CrowdAnalyzer``, ``fsrfer-crowd`` and ``fsrfer-demo`` (with ONNX Runtime).
+DEFAULT_DETECTOR = "yunet"
 #: Smallest face side (pixels) the default detector searches for: the issue's crowds have 8-24 px faces.
-#: Detection time grows as (1 / min_face)**2: 12 px is 3x faster, with 6 points less recall
-#: (results/crowd/bench.json vs bench_min_face12.json).
+#: Detection time grows as (1 / min_face)**2.
 DEFAULT_MIN_FACE = 8.0
+
+
+def default_margin(detector: Any) -> float:
+    """The crop margin for a detector (a :class:`FaceDetector` or its name): :data:`MARGINS`, else
+    :data:`DEFAULT_MARGIN`."""
+    name = detector if isinstance(detector, str) else getattr(detector, "name", "")
+    return MARGINS.get(name, DEFAULT_MARGIN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +69,7 @@ class FaceResult:
 
     Attributes:
         box: (x0, y0, x1, y1) detector box in frame pixels.
-        score: detector score.
+        score: the detector's score for the box (``det_score`` in JSON).
         size_px: face size in pixels (the larger side of the box).
         label: recognised expression, e.g. ``"happy"``.
         index: class index into ``CrowdResult.classes``.
@@ -73,10 +83,17 @@ class FaceResult:
     index: int
     probs: np.ndarray = dataclasses.field(compare=False, repr=False)
 
+    @property
+    def expr_score(self) -> float:
+        """The probability of the recognised expression (``probs[index]``)."""
+        return float(self.probs[self.index])
+
     def to_dict(self, classes: Sequence[str]) -> dict[str, Any]:
-        return {"box": [round(v, 2) for v in self.box], "score": round(self.score, 4),
-                "size_px": round(self.size_px, 2), "label": self.label, "index": self.index,
-                "probs": {c: round(float(p), 4) for c, p in zip(classes, self.probs)}}
+        """JSON-able: ``det_score`` is the detector's confidence that the box is a face, ``expr_score``
+        the probability of ``label``."""
+        return {"box": [round(v, 2) for v in self.box], "det_score": round(self.score, 4),
+                "expr_score": round(self.expr_score, 4), "size_px": round(self.size_px, 2), "label": self.label,
+                "index": self.index, "probs": {c: round(float(p), 4) for c, p in zip(classes, self.probs)}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,8 +197,10 @@ class CrowdAnalyzer:
     Args:
         recognizer: the expression model; None: ``Recognizer()`` (the shipped default model).
         detector: a :class:`~fsrfer_edge.detection.FaceDetector` (yours, or from ``create_detector``);
-            None: ``create_detector("auto", min_face=min_face)``.
-        margin: border added around each box before cropping, as a fraction of its side.
+            None: ``create_detector("auto", min_face=min_face)`` (YuNet with ONNX Runtime, at its
+            default score threshold).
+        margin: border added around each box before cropping, as a fraction of its side (None: the
+            detector's, :func:`default_margin`).
         min_score: drop detections scoring below this (None: keep what the detector returns).
         min_size: drop faces smaller than this many pixels (larger box side); 0 keeps all.
         min_face: smallest face side (pixels) the default detector searches for; ignored when a
@@ -195,9 +214,10 @@ class CrowdAnalyzer:
     """
 
     def __init__(self, recognizer: Optional[Recognizer] = None, detector: Optional[FaceDetector] = None, *,
-                 margin: float = DEFAULT_MARGIN, min_score: Optional[float] = None,
+                 margin: Optional[float] = None, min_score: Optional[float] = None,
                  min_size: float = 0.0, min_face: float = DEFAULT_MIN_FACE) -> None:
-        self.margin = _number("margin", margin, -0.4, 2.0)
+        if margin is not None:
+            _number("margin", margin, -0.4, 2.0)
         self.min_score = None if min_score is None else _number("min_score", min_score, 0.0)
         self.min_size = _number("min_size", min_size, 0.0)
         if detector is not None and not isinstance(detector, FaceDetector):
@@ -217,6 +237,7 @@ class CrowdAnalyzer:
                 raise
             self._owned.append(detector)
         self.detector = detector
+        self.margin = default_margin(detector) if margin is None else float(margin)
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -22,8 +22,8 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-from .crowd import DEFAULT_MARGIN, DEFAULT_MIN_FACE, CrowdAnalyzer, CrowdResult
-from .detection import DETECTORS, create_detector
+from .crowd import DEFAULT_MIN_FACE, MARGINS, CrowdAnalyzer, CrowdResult
+from .detection import DEFAULT_SCORES, DETECTORS, create_detector
 from .detection.frames import (
     IMAGE_SUFFIXES,
     optional_module,
@@ -47,9 +47,15 @@ COLOURS = {"angry": (230, 40, 40), "disgust": (120, 170, 20), "fear": (160, 60, 
 # --------------------------------------------------------------------------------------------
 # Drawing
 # --------------------------------------------------------------------------------------------
+def count_faces(n: int) -> str:
+    """``"1 face"``, ``"2 faces"``, ``"0 faces"``."""
+    return f"{n} face" if n == 1 else f"{n} faces"
+
+
 def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: bool = True) -> np.ndarray:
-    """The frame (enlarged ``scale`` times, nearest neighbour) with a box and label per face and a
-    one-line group summary at the top.
+    """The frame (enlarged ``scale`` times, nearest neighbour) with a box and label per face, a one-line
+    group summary at the top and a legend at the bottom (box colour per expression; the number after a
+    label is the expression's probability, not the detector's score).
 
     Raises:
         BackendUnavailable: Pillow is not installed.
@@ -82,11 +88,28 @@ def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: boo
             draw.text((tx, ty), text, fill=colour, font=font)
     s = result.summary
     counts = ", ".join(f"{c} {n}" for c, n in s.counts.items() if n)
-    head = f"{s.n_faces} faces" + (f": {counts}" if counts else "")
+    head = count_faces(s.n_faces) + (f": {counts}" if counts else "")
     box = draw.textbbox((4, 4), head, font=font)
     draw.rectangle(box, fill=(0, 0, 0))
     draw.text((4, 4), head, fill=(255, 255, 255), font=font)
+    _legend(draw, font, size, img.height, result.classes, labels)
     return np.asarray(img)
+
+
+def _legend(draw: Any, font: Any, size: int, height: int, classes: Sequence[str], labels: bool) -> None:
+    """One line at the bottom: a colour swatch per expression, and what the number after a label means."""
+    x, y = 4, height - size - 6
+    parts = [(c, COLOURS.get(c, (255, 255, 255))) for c in classes]
+    note = "  label p = expression probability" if labels else ""
+    width = sum(draw.textlength(c, font=font) + size + 10 for c, _ in parts) + draw.textlength(note, font=font)
+    draw.rectangle([0, y - 3, x + width + 4, height], fill=(0, 0, 0))
+    for name, colour in parts:
+        draw.rectangle([x, y + 2, x + size - 2, y + size], fill=colour)
+        x += size + 2
+        draw.text((x, y), name, fill=colour, font=font)
+        x += int(draw.textlength(name, font=font)) + 8
+    if note:
+        draw.text((x, y), note, fill=(255, 255, 255), font=font)
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,6 +224,10 @@ def _with_frames(analyzer: CrowdAnalyzer, source: Any, max_frames: Optional[int]
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
+def _per_detector(values: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in values.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="fsrfer-crowd",
@@ -211,17 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="annotated output: .png/.jpg for an image input, .mp4/.avi for a video or camera")
     ap.add_argument("--json", type=Path, default=None, help="also write per-face results and group counts as JSON")
     ap.add_argument("--model", default=None, help="expression model .onnx/.engine (default: the shipped model)")
-    ap.add_argument("--detector", choices=DETECTORS, default="auto", help="face detector (default auto: BlazeFace "
+    ap.add_argument("--detector", choices=DETECTORS, default="auto", help="face detector (default auto: YuNet "
                     "when onnxruntime is installed, else OpenCV)")
     ap.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE,
                     help=f"smallest face the detector looks for, in pixels (default {DEFAULT_MIN_FACE:g}; smaller "
                          "is slower: time grows as (1/size)^2)")
     ap.add_argument("--min-size", type=float, default=0.0,
                     help="drop faces smaller than this many pixels from the results (default 0: keep all)")
-    ap.add_argument("--min-score", type=float, default=None, help="drop detections scoring below this (default: "
-                    "the detector's own threshold)")
-    ap.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                    help=f"crop border around each box, fraction of its side (default {DEFAULT_MARGIN:g})")
+    ap.add_argument("--min-score", type=float, default=None, help="detector score threshold (default: the "
+                    "detector's, chosen on the crowd benchmark: " + _per_detector(DEFAULT_SCORES) + ")")
+    ap.add_argument("--margin", type=float, default=None,
+                    help="crop border around each box, fraction of its side (default: the detector's, "
+                         + _per_detector(MARGINS) + ")")
     ap.add_argument("--max-frames", type=int, default=None, help="video/camera: stop after this many frames")
     ap.add_argument("--scale", type=int, default=1, help="enlarge the annotated output this many times (default 1)")
     ap.add_argument("--no-labels", action="store_true", help="draw boxes only")
@@ -251,7 +279,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if kind == "image":
                 doc = run_image(analyzer, args.input, args.out, args.scale, not args.no_labels)
                 summary = doc["summary"]
-                message = f"{summary['n_faces']} faces: " + ", ".join(
+                message = count_faces(summary["n_faces"]) + ": " + ", ".join(
                     f"{c} {n}" for c, n in summary["counts"].items() if n)
             else:
                 doc = run_video(analyzer, args.input, args.out, args.scale, not args.no_labels, args.max_frames)

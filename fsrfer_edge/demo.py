@@ -22,8 +22,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .crowd import DEFAULT_MARGIN, crop_face
-from .detection import create_detector
+from .crowd import DEFAULT_MIN_FACE, crop_face, default_margin
+from .crowd_cli import count_faces
+from .detection import DEFAULT_SCORES, DETECTORS, create_detector
 from .detection.base import as_rgb_frame
 from .detection.frames import read_image, write_image
 from .errors import FsrferError, InputError
@@ -68,7 +69,7 @@ def sample_image() -> np.ndarray:
 
 
 def run_demo(frame: np.ndarray, rec: Recognizer, detector: Any, factors: Sequence[int] = DEFAULT_FACTORS,
-             margin: float = DEFAULT_MARGIN, repeats: int = 5) -> tuple[list[DemoFace], dict[str, Any]]:
+             margin: Optional[float] = None, repeats: int = 5) -> tuple[list[DemoFace], dict[str, Any]]:
     """Detect faces in ``frame`` and recognise each at every factor.
 
     Args:
@@ -76,7 +77,8 @@ def run_demo(frame: np.ndarray, rec: Recognizer, detector: Any, factors: Sequenc
         rec: the recogniser.
         detector: a :class:`fsrfer_edge.detection.FaceDetector`.
         factors: down-sample factors relative to the model's input size (1 = full resolution).
-        margin: extra border around each detector box, as a fraction of the box side.
+        margin: extra border around each detector box, as a fraction of the box side (None: the
+            detector's, as the crowd analyzer).
         repeats: timed repetitions per factor (the median is reported).
 
     Returns:
@@ -90,6 +92,7 @@ def run_demo(frame: np.ndarray, rec: Recognizer, detector: Any, factors: Sequenc
     if bad or not factors:
         raise InputError(f"factors {list(factors)}: expected integers >= 1, e.g. 1,2,4,8")
     frame = as_rgb_frame(frame)
+    margin = default_margin(detector) if margin is None else margin
     t0 = time.perf_counter()
     detections = detector.detect(frame)
     timings: dict[str, Any] = {"detect_ms": 1e3 * (time.perf_counter() - t0), "predict_ms": {}}
@@ -124,15 +127,15 @@ def report_lines(faces: Sequence[DemoFace], timings: dict[str, Any], source: str
     """The printed report: one line per face and factor, with latencies."""
     h, w = frame_shape[:2]
     lines = [f"image: {source}, {w}x{h}",
-             f"detector {detector_name}: {len(faces)} face(s) in {timings['detect_ms']:.1f} ms"]
+             f"detector {detector_name}: {count_faces(len(faces))} in {timings['detect_ms']:.1f} ms"]
     for i, face in enumerate(faces, 1):
         x0, y0, x1, y1 = face.box
         lines.append(f"face {i}: box ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}), {x1 - x0:.0f}x{y1 - y0:.0f} px, "
-                     f"detector score {face.score:.2f}")
+                     f"detector score {face.score:.2f} (det_score)")
         for r in face.results:
             lines.append(f"  x{r.factor:<2d} ({r.pixels:2d} px face): {r.prediction.label:9s} {r.prediction.score:.2f}")
     for f, ms in timings["predict_ms"].items():
-        lines.append(f"latency x{f}: {ms:.2f} ms for {len(faces)} face(s) (median, Recognizer.predict)")
+        lines.append(f"latency x{f}: {ms:.2f} ms for {count_faces(len(faces))} (median, Recognizer.predict)")
     return lines
 
 
@@ -173,9 +176,9 @@ def faces_to_dict(faces: Sequence[DemoFace], timings: dict[str, Any], source: st
         "image": source,
         "timings_ms": {"detect": timings["detect_ms"], "predict": {str(k): v for k, v in timings["predict_ms"].items()}},
         "faces": [
-            {"box": list(f.box), "detector_score": f.score,
+            {"box": list(f.box), "det_score": f.score,
              "factors": {str(r.factor): {"face_pixels": r.pixels, "label": r.prediction.label,
-                                         "score": r.prediction.score,
+                                         "expr_score": r.prediction.score,
                                          "probs": [float(p) for p in r.prediction.probs]} for r in f.results}}
             for f in faces
         ],
@@ -197,15 +200,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("image", nargs="?", help="an RGB image (PNG/JPEG); default: scikit-image's astronaut")
     ap.add_argument("--model", help="ONNX model or TensorRT engine (default: the shipped model)")
-    ap.add_argument("--detector", default="auto", help="face detector: auto | blazeface | opencv (default auto)")
+    ap.add_argument("--detector", choices=DETECTORS, default="auto",
+                    help="face detector (default auto: YuNet when onnxruntime is installed, else OpenCV)")
     ap.add_argument("--factors", type=_factors, default=DEFAULT_FACTORS, help="down-sample factors, e.g. 1,2,4,8")
-    # Stricter than the crowd analyzer's default (0.5): on the sample photograph the only face scores 0.88
-    # and every false detection (badge, collar, hair) 0.75 or less; a demo should show faces only.
-    ap.add_argument("--min-score", type=float, default=0.8, help="detector score threshold (default 0.8)")
-    ap.add_argument("--min-face", type=float, default=16.0, help="smallest face side to look for, in pixels "
-                    "(default 16; smaller costs detection time)")
+    # The same defaults as fsrfer-crowd and CrowdAnalyzer (chosen on the crowd benchmark's score sweep).
+    ap.add_argument("--min-score", type=float, default=None, help="detector score threshold (default: the "
+                    "detector's, as fsrfer-crowd: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_SCORES.items()) + ")")
+    ap.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE, help="smallest face side to look for, in "
+                    f"pixels (default {DEFAULT_MIN_FACE:g}, as fsrfer-crowd; smaller costs detection time)")
     ap.add_argument("--margin", type=float, default=None, help="crop margin around each box, fraction of its side "
-                    "(default: the crowd analyzer's)")
+                    "(default: the detector's, as fsrfer-crowd)")
     ap.add_argument("--out", default="demo.png", help="annotated image to write, .png or .jpg (default demo.png)")
     ap.add_argument("--json", help="also write the predictions and timings as JSON")
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = library default)")
@@ -214,9 +218,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         frame = as_rgb_frame(sample_image() if args.image is None else read_image(args.image))
         source = SAMPLE_SOURCE if args.image is None else str(args.image)
-        margin = DEFAULT_MARGIN if args.margin is None else args.margin
         with Recognizer(args.model, threads=args.threads or None) as rec, create_detector(
                 args.detector, min_face=args.min_face, min_score=args.min_score) as det:
+            margin = default_margin(det) if args.margin is None else args.margin
             faces, timings = run_demo(frame, rec, det, args.factors, margin)
             name = det.name
         for line in report_lines(faces, timings, source, frame.shape, name):

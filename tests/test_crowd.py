@@ -16,7 +16,7 @@ from fsrfer_edge.detection import Detection, FaceDetector
 
 skimage = pytest.importorskip("skimage")
 
-from fsrfer_edge import crowd_bench, crowd_cli
+from fsrfer_edge import crowd, crowd_bench, crowd_cli
 from fsrfer_edge.detection.frames import write_image
 
 
@@ -201,7 +201,8 @@ def test_stream_pipelined_equals_sequential(rec: Recognizer, scene: crowd_bench.
 
 def test_default_analyzer_owns_and_closes_its_models(scene: crowd_bench.Scene) -> None:
     with CrowdAnalyzer(min_face=16) as a:
-        assert a.detector.name == "blazeface" and a.analyze(scene.image).summary.n_faces >= 1
+        assert a.detector.name == crowd.DEFAULT_DETECTOR == "yunet" and a.analyze(scene.image).summary.n_faces >= 1
+        assert a.margin == crowd.MARGINS["yunet"]
         stream = a.analyze_stream([scene.image] * 3)
         assert next(stream).frame_index == 0
         stream.close()  # stopping a pipelined stream early leaves no thread behind

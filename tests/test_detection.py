@@ -123,7 +123,7 @@ def test_plugin_detector_returning_garbage_is_an_input_error() -> None:
 def test_create_detector_rejects_unknown_names_and_options() -> None:
     with pytest.raises(InputError, match="expected one of"):
         create_detector("yolo")
-    with pytest.raises(InputError, match="BlazeFace detector only"):
+    with pytest.raises(InputError, match="ONNX detectors"):
         create_detector("opencv", model="x.onnx")
 
 
@@ -237,8 +237,8 @@ def test_blazeface_options_and_model_errors(tmp_path: Path) -> None:
         BlazeFaceDetector(bad)
 
 
-def test_create_detector_auto_is_blazeface_here() -> None:
-    with create_detector("auto", min_face=12) as det:
+def test_create_detector_blazeface_stays_selectable() -> None:
+    with create_detector("blazeface", min_face=12) as det:
         assert det.name == "blazeface" and isinstance(det, BlazeFaceDetector) and det.min_face == 12
 
 
@@ -270,3 +270,134 @@ def test_opencv_detector_finds_a_face_or_explains_why_not() -> None:
         found = det.detect(frame)
     assert found and all(d.score == 1.0 for d in found)
     assert box_iou(truth, np.array([d.box for d in found])).max(axis=1).max() > 0.3
+
+
+# --------------------------------------------------------------------------------------------
+# YuNet (ONNX Runtime), checked against OpenCV's FaceDetectorYN
+# --------------------------------------------------------------------------------------------
+from fsrfer_edge.detection import yunet as yunet_mod  # noqa: E402
+from fsrfer_edge.detection.yunet import DEFAULT_YUNET, YUNET_SHA256, YuNetDetector  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def yun() -> YuNetDetector:
+    det = YuNetDetector(threads=2)
+    yield det
+    det.close()
+
+
+def _astronaut() -> np.ndarray:
+    skdata = pytest.importorskip("skimage.data")
+    return np.ascontiguousarray(skdata.astronaut())
+
+
+def test_shipped_yunet_is_the_recorded_file_with_its_licence() -> None:
+    from fsrfer_edge.fileio import sha256_file
+
+    assert sha256_file(DEFAULT_YUNET) == YUNET_SHA256
+    card = (REPO / "fsrfer_edge" / "models" / "YUNET_LICENSE.md").read_text()
+    assert YUNET_SHA256 in card and "ShiqiYu/libfacedetection.train" in card
+    assert "Apache License" in card and "WIDER FACE" in card and "non-commercial" in card
+
+
+def _fixed_size_copy(tmp_path: Path, h: int, w: int) -> Path:
+    """The shipped model with a fixed input shape: OpenCV's ONNX importer refuses the dynamic one."""
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(DEFAULT_YUNET))
+    for dim, v in zip(model.graph.input[0].type.tensor_type.shape.dim, (1, 3, h, w)):
+        dim.ClearField("dim_param")
+        dim.dim_value = v
+    out = tmp_path / "yunet_fixed.onnx"
+    onnx.save(model, str(out))
+    return out
+
+
+@pytest.mark.parametrize("size", [(512, 512), (480, 640)])
+def test_yunet_decoder_matches_opencv_facedetectoryn(yun: YuNetDetector, tmp_path: Path, size: tuple[int, int]) -> None:
+    """The numpy decoder on the raw ONNX Runtime outputs against OpenCV's own YuNet pipeline (same model,
+    same input, NMS 0.3): the same faces, boxes and keypoints within 0.05 px, scores within 1e-4."""
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(cv2, "FaceDetectorYN"):
+        pytest.skip(f"OpenCV {cv2.__version__} has no FaceDetectorYN (needs 4.5.4 or later)")
+    from fsrfer_edge.detection import nms
+    from fsrfer_edge.detection.frames import resize_rgb
+
+    h, w = size
+    rgb = resize_rgb(_astronaut(), h, w)
+    # Faces at several sizes: the photo's own face and three shrunken copies of the photo pasted in.
+    small = resize_rgb(rgb, h // 3, w // 3)
+    frame = rgb.copy()
+    frame[h - h // 3:, :w // 3] = small
+    frame[h - h // 3:, w - w // 3:] = small[:, ::-1]
+    ref = cv2.FaceDetectorYN.create(str(_fixed_size_copy(tmp_path, h, w)), "", (w, h), 0.5, 0.3, 5000)
+    _, faces = ref.detect(np.ascontiguousarray(frame[:, :, ::-1]))
+    assert faces is not None and len(faces) >= 2  # the photo's face and at least one small copy
+    boxes, scores, points = yun._network(frame[None])[0]
+    keep = nms(boxes, scores, 0.3)
+    assert len(keep) == len(faces)
+    order = np.argsort(-faces[:, 14])
+    ref_boxes = faces[order, :4].astype(np.float64)
+    ref_boxes[:, 2:] += ref_boxes[:, :2]  # x, y, w, h -> x0, y0, x1, y1
+    np.testing.assert_allclose(boxes[keep], ref_boxes, atol=0.05)
+    np.testing.assert_allclose(scores[keep], faces[order, 14], atol=1e-4)
+    np.testing.assert_allclose(points[keep].reshape(-1, 10), faces[order, 4:14], atol=0.05)
+
+
+def test_yunet_decode_places_boxes_on_the_grid() -> None:
+    out = {f"{k}_{s}": np.zeros((((64 // s) * (96 // s)), n), np.float32)
+           for s in yunet_mod.STRIDES for k, n in (("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10))}
+    cols = 96 // 16
+    out["cls_16"][cols * 2 + 3] = 0.81  # row 2, column 3 of the stride-16 grid
+    out["obj_16"][cols * 2 + 3] = 1.0
+    out["bbox_16"][cols * 2 + 3] = [0.5, 0.25, math.log(2.0), 0.0]
+    out["kps_16"][cols * 2 + 3, :2] = [1.0, 1.0]
+    boxes, scores, pts = yunet_mod.decode(out, 64, 96, 0.5)
+    np.testing.assert_allclose(boxes, [[3.5 * 16 - 16, 2.25 * 16 - 8, 3.5 * 16 + 16, 2.25 * 16 + 8]], rtol=1e-6)
+    assert scores[0] == pytest.approx(0.9) and pts.shape == (1, 5, 2) and np.allclose(pts[0, 0], [64.0, 48.0])
+    with pytest.raises(ModelError, match="cells"):
+        yunet_mod.decode(out, 96, 96, 0.5)
+
+
+def test_yunet_finds_small_pasted_faces_and_nothing_on_a_blank_frame(yun: YuNetDetector) -> None:
+    frame, truth = _astronaut_scene([16, 24, 40])
+    found = yun.detect(frame)
+    iou = box_iou(truth, np.array([d.box for d in found]).reshape(-1, 4))
+    assert (iou.max(axis=1) > 0.3).all(), (truth, [d.box for d in found])
+    assert len(found[0].keypoints) == 5 and 0.5 <= found[0].score <= 1.0
+    assert yun.detect(np.full((120, 160, 3), 128, np.uint8)) == []
+    assert yun.detect(np.zeros((1, 1, 3), np.uint8)) == []
+
+
+def test_tiles_cut_from_the_frame_find_the_same_faces_as_one_pass() -> None:
+    """A level cut into many small tiles (each resized from the original frame) against one whole pass:
+    the same faces, boxes within a pixel."""
+    frame, truth = _astronaut_scene([16, 24, 40], shape=(240, 400))
+    with YuNetDetector(threads=2, max_input=4096) as whole, YuNetDetector(threads=2, max_input=256) as tiled:
+        assert len(tiled.plan(240, 400)[0].tiles) > 4 and len(whole.plan(240, 400)[0].tiles) == 1
+        a, b = whole.detect(frame), tiled.detect(frame)
+    ia = box_iou(truth, np.array([d.box for d in a])).max(axis=1)
+    ib = box_iou(truth, np.array([d.box for d in b])).max(axis=1)
+    assert (ia > 0.5).all() and (ib > 0.5).all()
+    ba = np.array([d.box for d in a])[box_iou(truth, np.array([d.box for d in a])).argmax(axis=1)]
+    bb = np.array([d.box for d in b])[box_iou(truth, np.array([d.box for d in b])).argmax(axis=1)]
+    np.testing.assert_allclose(ba, bb, atol=1.0)
+
+
+def test_yunet_options_and_model_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="min_score"):
+        YuNetDetector(min_score=1.5)
+    with pytest.raises(InputError, match="coarsest"):
+        YuNetDetector(coarsest=0)
+    with pytest.raises(ModelError, match="does not exist"):
+        YuNetDetector(tmp_path / "missing.onnx")
+    with pytest.raises(ModelError, match="expected YuNet"):
+        YuNetDetector(DEFAULT_BLAZEFACE)  # an ONNX model, but not YuNet
+
+
+def test_create_detector_auto_is_yunet_here() -> None:
+    from fsrfer_edge.detection import DEFAULT_SCORES
+
+    with create_detector("auto", min_face=12) as det:
+        assert isinstance(det, YuNetDetector) and det.min_face == 12 and det.min_score == DEFAULT_SCORES["yunet"]
+    with create_detector("yunet", min_score=0.7) as det:
+        assert det.min_score == 0.7

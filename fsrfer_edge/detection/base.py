@@ -27,6 +27,10 @@ from ..errors import FsrferError, InputError
 logger = logging.getLogger(__name__)
 
 Box = Tuple[float, float, float, float]  # typing generic: evaluated at import (Python 3.8 on JetPack 5)
+#: Largest frame accepted, in pixels (8192 x 8192, 67 megapixels: a 48 MP photo fits). The detectors
+#: tile the enlarged frame, so their memory does not grow with the frame; the frame itself (200 MB as
+#: RGB at this size) and the detections do.
+MAX_FRAME_PIXELS = 8192 * 8192
 
 
 class DetectorClosedError(FsrferError, RuntimeError):
@@ -70,8 +74,8 @@ def as_rgb_frame(frame: Any, what: str = "frame") -> np.ndarray:
     channel dropped. Frames are RGB: convert OpenCV's BGR with ``frame[..., ::-1]``.
 
     Raises:
-        InputError: not a numpy array, not uint8, an empty (0-pixel) frame, or a shape that is not
-            HxW, HxWx1, HxWx3 or HxWx4.
+        InputError: not a numpy array, not uint8, an empty (0-pixel) frame, a frame of more than
+            :data:`MAX_FRAME_PIXELS` pixels, or a shape that is not HxW, HxWx1, HxWx3 or HxWx4.
     """
     if not isinstance(frame, np.ndarray):
         raise InputError(
@@ -89,6 +93,7 @@ def as_rgb_frame(frame: Any, what: str = "frame") -> np.ndarray:
         )
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise InputError(f"{what}: received an empty frame of shape {frame.shape}; expected at least 1x1 pixels")
+    check_frame_size(frame.shape[0], frame.shape[1], what)
     if frame.ndim == 2:
         frame = frame[:, :, None]
     if frame.shape[2] == 1:
@@ -96,6 +101,15 @@ def as_rgb_frame(frame: Any, what: str = "frame") -> np.ndarray:
     elif frame.shape[2] == 4:
         frame = frame[:, :, :3]
     return np.ascontiguousarray(frame)
+
+
+def check_frame_size(height: int, width: int, what: str = "frame") -> None:
+    """Raise InputError for a frame of more than :data:`MAX_FRAME_PIXELS` pixels."""
+    if height * width > MAX_FRAME_PIXELS:
+        raise InputError(
+            f"{what}: received a {width}x{height} frame ({height * width / 1e6:.1f} megapixels); the limit is "
+            f"{MAX_FRAME_PIXELS / 1e6:.1f} megapixels (8192x8192). Downscale it first, or cut it into parts"
+        )
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

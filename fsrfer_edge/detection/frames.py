@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import BackendUnavailable, InputError, require
 from ..preprocessing import resize
-from .base import as_rgb_frame
+from .base import MAX_FRAME_PIXELS, as_rgb_frame, check_frame_size
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ def read_image(path: PathLike) -> np.ndarray:
     """Read an image file as an HxWx3 uint8 RGB array (Pillow, or OpenCV when Pillow is missing).
 
     Raises:
-        InputError: the file does not exist or is not a readable image.
+        InputError: the file does not exist, is not a readable image, or has more than
+            :data:`~.base.MAX_FRAME_PIXELS` pixels (checked from its header, before decoding).
         BackendUnavailable: neither Pillow nor OpenCV is installed.
     """
     p = Path(path)
@@ -60,7 +61,11 @@ def read_image(path: PathLike) -> np.ndarray:
     if pil is not None:
         try:
             with pil.open(p) as im:
+                check_frame_size(im.height, im.width, str(p))  # from the header, before decoding
                 return as_rgb_frame(np.asarray(im.convert("RGB")), what=str(p))
+        except pil.DecompressionBombError as exc:  # Pillow refuses it before our check can run
+            raise InputError(f"{p}: {exc}; the limit is {MAX_FRAME_PIXELS / 1e6:.1f} megapixels (8192x8192). "
+                             "Downscale it first, or cut it into parts") from exc
         except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for unreadable/truncated files
             raise InputError(f"{p} could not be read as an image ({exc}); expected a PNG/JPEG/BMP/TIFF file") from exc
     cv2 = optional_module("cv2")
