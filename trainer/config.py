@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import math
 from pathlib import Path
-from typing import Any, Optional, Type, TypeVar
+from typing import Any, Optional, Sequence, Type, TypeVar
 
 from fsrfer_edge.errors import ConfigError
 from fsrfer_edge.preprocessing import FACTORS
@@ -18,6 +20,9 @@ class DataConfig:
     limit_train: int = 0  # 0 = all; else a seeded subset (short runs, CI)
     limit_eval: int = 0
     synthetic: int = 0  # >0: ignore path, use this many procedurally drawn faces (tests, offline demos)
+    # Train stage 1 and the LR-fine-tuned baseline on the FER+ vote distributions instead of the majority
+    # label (accuracy is still measured against the majority label).
+    soft_labels: bool = False
 
 
 @dataclasses.dataclass
@@ -44,6 +49,9 @@ class DegradeConfigYaml:
     blur_prob: float = 0.0
     noise_prob: float = 0.0
     jpeg_prob: float = 0.0
+    # Down-sampling kernels drawn per face (box = area averaging, as camera pipelines do).
+    kernels: tuple[str, ...] = ("bicubic",)
+    jpeg_quality: tuple[int, ...] = (30, 90)
 
 
 @dataclasses.dataclass
@@ -54,6 +62,9 @@ class LossConfig:
     reconstruction: float = 1.0
     head: float = 1.0
     cross_entropy: float = 0.0  # computed but not used in the authors' code
+    # Distillation: the frozen head's output on the HR features as a soft target for its output on G's.
+    distill: float = 0.0
+    distill_temperature: float = 2.0
     reweight: bool = True  # classification-aware re-weighting w = (1.5 - p_true)^2
     gan: str = "wgan_div"  # wgan_div | none
     div_k: float = 2.0
@@ -73,6 +84,12 @@ class Stage2Config:
     feature_level: str = "embedding"
     generator_blocks: int = 3
     generator_growth: int = 64
+    # Where G starts: "" = at feature_level (G on that map only); "stem", "layer1" or "layer2" = earlier,
+    # with trainable copies of the stages up to feature_level (initialised from the HR model), trained
+    # on images instead of cached features.
+    generator_start: str = ""
+    # FiLM after each copied stage, conditioned on the face's down-sample factor (needs generator_start).
+    scale_aware: bool = False
     critic_hidden: int = 256
     critic_layers: int = 3
     losses: LossConfig = dataclasses.field(default_factory=LossConfig)
@@ -123,43 +140,130 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def _build(cls: Type[T], d: Any, where: str) -> T:
+def _build(cls: Type[T], d: Any, where: str, problems: Optional[list[str]] = None) -> T:
+    """Build the dataclass ``cls`` from a mapping, checking keys and types.
+
+    With ``problems`` given, each problem is appended to it (the field keeps its default) and building
+    carries on, so that one run lists every problem; without it the first problem raises ConfigError.
+    """
+    collect: list[str] = [] if problems is None else problems
+    start = len(collect)
     if not isinstance(d, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(d).__name__}")
+        collect.append(f"{where}: expected a mapping, got {type(d).__name__}")
+        d = {}
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(d) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {unknown}; valid options are {sorted(fields)}")
+        collect.append(f"{where}: unknown option(s) {unknown}; valid options are {sorted(fields)}")
     kw: dict[str, Any] = {}
     for name, value in d.items():
+        if name not in fields:
+            continue
         f = fields[name]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+        problem = ""
         if dataclasses.is_dataclass(default):
-            kw[name] = _build(type(default), value, f"{where}.{name}")
+            kw[name] = _build(type(default), value, f"{where}.{name}", collect)
         elif isinstance(default, tuple):
             if not isinstance(value, (list, tuple)):
-                raise ConfigError(f"{where}.{name}: expected a list, got {value!r}")
-            kw[name] = tuple(value)
+                problem = f"{where}.{name}: expected a list, got {value!r}"
+            else:
+                kw[name] = tuple(value)
         elif isinstance(default, bool):
             if not isinstance(value, bool):
-                raise ConfigError(f"{where}.{name}: expected true/false, got {value!r}")
-            kw[name] = value
-        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+                problem = f"{where}.{name}: expected true/false, got {value!r}"
+            else:
+                kw[name] = value
+        elif isinstance(default, (int, float)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{where}.{name}: expected a number, got {value!r}")
-            if isinstance(default, int) and not isinstance(default, bool) and not float(value).is_integer():
-                raise ConfigError(f"{where}.{name}: expected an integer, got {value!r}")
-            kw[name] = type(default)(value)
+                problem = f"{where}.{name}: expected a number, got {value!r}"
+            elif isinstance(default, int) and not float(value).is_integer():
+                problem = f"{where}.{name}: expected an integer, got {value!r}"
+            else:
+                kw[name] = type(default)(value)
+        elif not isinstance(value, str):
+            problem = f"{where}.{name}: expected a string, got {value!r}"
         else:
-            if not isinstance(value, str):
-                raise ConfigError(f"{where}.{name}: expected a string, got {value!r}")
             kw[name] = value
+        if problem:
+            collect.append(problem)
+    if problems is None and len(collect) > start:
+        raise ConfigError(_joined(collect, where))
     return cls(**kw)
 
 
+# Range rules, first match wins, by the option's dotted path (fnmatch pattern), so that options added
+# later are checked too: (pattern, low, high, low_open, expectation). An option no rule names must be
+# finite and >= 0 (no option of this trainer takes a negative number). A field may instead carry
+# ``dataclasses.field(metadata={"range": (low, high)})``. Lists of numbers are checked item by item.
+_INF = math.inf
+RANGE_RULES: tuple[tuple[str, float, float, bool, str], ...] = (
+    ("*batch_size", 1, _INF, False, "an integer >= 1"),
+    ("*epochs", 0, _INF, False, "an integer >= 0"),
+    ("*factors", 1, _INF, False, "integers >= 1"),
+    ("*lr", 0, _INF, True, "a finite number > 0"),
+    ("*lr_*", 0, _INF, True, "a finite number > 0"),
+    ("*_prob", 0, 1, False, "a probability in [0, 1]"),
+    ("*quality", 1, 100, False, "JPEG qualities in [1, 100]"),
+    ("*momentum", 0, 1, False, "a number in [0, 1]"),
+    ("*dropout", 0, 1, False, "a number in [0, 1]"),
+    ("*label_smoothing", 0, 1, False, "a number in [0, 1]"),
+    ("*temperature", 0, _INF, True, "a finite number > 0"),
+    ("*.losses.div_*", 0, _INF, True, "a finite number > 0"),
+    ("*_hidden", 1, _INF, False, "an integer >= 1"),
+    ("*_blocks", 1, _INF, False, "an integer >= 1"),
+    ("*_growth", 1, _INF, False, "an integer >= 1"),
+    ("*_layers", 1, _INF, False, "an integer >= 1"),
+    ("*_width", 1, _INF, False, "an integer >= 1"),
+)
+
+
+def _rule(path: str, field: "dataclasses.Field[Any]") -> tuple[float, float, bool, str]:
+    if "range" in field.metadata:
+        lo, hi = field.metadata["range"]
+        return float(lo), float(hi), False, f"a number in [{lo}, {hi}]"
+    for pattern, lo, hi, low_open, text in RANGE_RULES:
+        if fnmatch.fnmatchcase(path, pattern):
+            return lo, hi, low_open, text
+    return 0, _INF, False, "a finite number >= 0"
+
+
+def range_problems(obj: Any, where: str, prefix: str = "") -> list[str]:
+    """Every numeric option of a config (dataclass tree) outside its range, one message each."""
+    out: list[str] = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out += range_problems(value, where, f"{path}.")
+            continue
+        items = value if isinstance(value, tuple) else (value,)
+        numbers = [v for v in items if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if not numbers:
+            continue
+        lo, hi, low_open, text = _rule(f"config.{path}", f)
+        bad = [v for v in numbers if not math.isfinite(v) or v < lo or v > hi or (low_open and v <= lo)]
+        if bad:
+            shown = value if isinstance(value, tuple) else value
+            out.append(f"{where}: {path} = {shown!r}; expected {text}")
+    return out
+
+
+def _joined(problems: Sequence[str], where: str) -> str:
+    if len(problems) == 1:
+        return problems[0]
+    body = "; ".join(f"({i}) {p.replace(where + ': ', '', 1)}" for i, p in enumerate(problems, 1))
+    return f"{where}: {len(problems)} problems: {body}"
+
+
 def from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
-    cfg = _build(TrainConfig, d, where)
-    _validate(cfg, where)
+    """Build and validate a config; every problem (keys, types, ranges, choices) is listed in one ConfigError."""
+    problems: list[str] = []
+    cfg = _build(TrainConfig, d, where, problems)
+    problems += range_problems(cfg, where)
+    problems += validate_problems(cfg, where)
+    if problems:
+        raise ConfigError(_joined(problems, where))
     return cfg
 
 
@@ -185,29 +289,45 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 def _validate(cfg: TrainConfig, where: str) -> None:
+    """Raise one ConfigError listing every problem of :func:`validate_problems`."""
+    problems = validate_problems(cfg, where)
+    if problems:
+        raise ConfigError(_joined(problems, where))
+
+
+def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
+    """Choices and cross-option rules (ranges: :func:`range_problems`); one message per problem."""
+    problems: list[str] = []
     from .models import list_backbones
 
     if cfg.device not in DEVICES:
-        raise ConfigError(f"{where}: device must be one of {list(DEVICES)}, got {cfg.device!r} (under torchrun, "
-                          "'cuda' gives each process its own GPU, cuda:LOCAL_RANK)")
+        problems.append(f"{where}: device must be one of {list(DEVICES)}, got {cfg.device!r} (under torchrun, "
+                        "'cuda' gives each process its own GPU, cuda:LOCAL_RANK)")
     if cfg.model.backbone not in list_backbones():
-        raise ConfigError(f"{where}: model.backbone {cfg.model.backbone!r} is not one of {list_backbones()}")
+        problems.append(f"{where}: model.backbone {cfg.model.backbone!r} is not one of {list_backbones()}")
     if cfg.data.labels not in ("ferplus", "fer2013"):
-        raise ConfigError(f"{where}: data.labels must be 'ferplus' or 'fer2013', got {cfg.data.labels!r}")
+        problems.append(f"{where}: data.labels must be 'ferplus' or 'fer2013', got {cfg.data.labels!r}")
     if cfg.stage2.losses.gan not in ("wgan_div", "none"):
-        raise ConfigError(f"{where}: stage2.losses.gan must be 'wgan_div' or 'none', got {cfg.stage2.losses.gan!r}")
-    for f in (*cfg.degrade.factors, *cfg.eval.factors):
-        if f < 1:
-            raise ConfigError(f"{where}: down-sample factors must be integers >= 1, got {f}")
+        problems.append(f"{where}: stage2.losses.gan must be 'wgan_div' or 'none', got {cfg.stage2.losses.gan!r}")
+    start = cfg.stage2.generator_start
+    order = ("stem", "layer1", "layer2", "layer3", "embedding")
+    if start and (start not in order[:3] or cfg.stage2.feature_level in ("embedding", start)
+                  or cfg.stage2.feature_level not in order
+                  or order.index(start) >= order.index(cfg.stage2.feature_level)):
+        problems.append(f"{where}: stage2.generator_start must be '', 'stem', 'layer1' or 'layer2' and before "
+                        f"stage2.feature_level (a map); got {start!r} with {cfg.stage2.feature_level!r}")
+    if cfg.stage2.scale_aware and not start:
+        problems.append(f"{where}: stage2.scale_aware needs stage2.generator_start (FiLM follows the copied stages)")
     if cfg.stage2.feature_level not in ("embedding", "layer1", "layer2", "layer3"):
-        raise ConfigError(f"{where}: stage2.feature_level must be 'embedding', 'layer1', 'layer2' or 'layer3', "
-                          f"got {cfg.stage2.feature_level!r}")
+        problems.append(f"{where}: stage2.feature_level must be 'embedding', 'layer1', 'layer2' or 'layer3', "
+                        f"got {cfg.stage2.feature_level!r}")
     bad = set(cfg.stage2.ablations) - set(ABLATIONS)
     if bad:
-        raise ConfigError(f"{where}: unknown stage2.ablations {sorted(bad)}; valid: {sorted(ABLATIONS)}")
+        problems.append(f"{where}: unknown stage2.ablations {sorted(bad)}; valid: {sorted(ABLATIONS)}")
     bad = set(cfg.baselines.run) - {"lr_finetune", "image_sr"}
     if bad:
-        raise ConfigError(f"{where}: unknown baselines.run {sorted(bad)}; valid: ['image_sr', 'lr_finetune']")
+        problems.append(f"{where}: unknown baselines.run {sorted(bad)}; valid: ['image_sr', 'lr_finetune']")
+    return problems
 
 
 #: Stage-2 ablations: name -> changes to the loss config.

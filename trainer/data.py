@@ -25,7 +25,7 @@ import os
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -66,12 +66,15 @@ class FaceSet:
         split: (N,) str, each ``"train"``, ``"val"`` or ``"test"``.
         source: short name of where the faces came from (``"ferplus"``, ``"fer2013"``, ``"rafdb"``,
             ``"folder"``).
+        targets: optional (N, K) float32 class distributions per face (FER+: the annotators' votes over
+            the ``CLASSES``), for training on soft labels; None where the data has none.
     """
 
     images: np.ndarray
     labels: np.ndarray
     split: np.ndarray
     source: str
+    targets: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         imgs, labels, split = self.images, self.labels, self.split
@@ -93,6 +96,13 @@ class FaceSet:
             raise DataError(f"FaceSet split: received names {bad}; expected only {list(SPLITS)}")
         self.labels = labels.astype(np.int64, copy=False)
         self.split = split
+        if self.targets is not None:
+            t = np.asarray(self.targets, dtype=np.float32)
+            if t.shape != (n, len(CLASSES)) or not np.all(np.isfinite(t)) or (t < 0).any() or \
+                    (n and not np.allclose(t.sum(1), 1.0, atol=1e-4)):
+                raise DataError(f"FaceSet targets: received shape {t.shape}; expected ({n}, {len(CLASSES)}) "
+                                "non-negative class distributions summing to 1")
+            self.targets = t
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -104,7 +114,8 @@ class FaceSet:
         return tuple(s for s in SPLITS if s in present)
 
     def _select(self, index: np.ndarray) -> FaceSet:
-        return FaceSet(self.images[index], self.labels[index], self.split[index], self.source)
+        targets = None if self.targets is None else self.targets[index]
+        return FaceSet(self.images[index], self.labels[index], self.split[index], self.source, targets)
 
     def subset(self, split_name: str) -> FaceSet:
         """The faces of one split.
@@ -468,7 +479,25 @@ def load_npz(
             )
     keep = joined >= 0
     log.info("%s + %s: %d of %d faces have a FER+ majority label", p, fp, int(keep.sum()), n)
-    return FaceSet(images[keep], joined[keep].astype(np.int64), split[keep], "ferplus")
+    targets = None
+    if "votes" in f:
+        votes = f["votes"]
+        if votes.shape != (len(f_orig), len(FERPLUS_VOTE_TO_CLASS)):
+            raise DataError(f"{fp}: array 'votes' has shape {votes.shape}; expected ({len(f_orig)}, "
+                            f"{len(FERPLUS_VOTE_TO_CLASS)})")
+        targets = vote_distribution(votes[match[keep]])
+    return FaceSet(images[keep], joined[keep].astype(np.int64), split[keep], "ferplus", targets)
+
+
+def vote_distribution(votes: np.ndarray) -> np.ndarray:
+    """FER+ votes (N, 10) -> (N, 7) float32 distributions over ``CLASSES`` (contempt, unknown and
+    not-a-face dropped; a face with no vote for any of the 7 gets the uniform distribution)."""
+    cols = [i for i, c in enumerate(FERPLUS_VOTE_TO_CLASS) if c >= 0]
+    t = np.zeros((len(votes), len(CLASSES)), np.float64)
+    t[:, [FERPLUS_VOTE_TO_CLASS[i] for i in cols]] = np.asarray(votes, np.float64)[:, cols]
+    tot = t.sum(1, keepdims=True)
+    t = np.where(tot > 0, t / np.maximum(tot, 1e-12), 1.0 / len(CLASSES))
+    return t.astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------

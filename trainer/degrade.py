@@ -19,6 +19,9 @@ import numpy as np
 from fsrfer_edge.errors import ConfigError, InputError
 from fsrfer_edge.preprocessing import FACTORS, degrade, resize
 
+#: Kernels fsrfer_edge.preprocessing.resize knows ("box" averages, like area down-sampling).
+RESIZE_KERNELS: tuple[str, ...] = ("box", "bilinear", "bicubic")
+
 
 def _check_images(images: np.ndarray, name: str = "images") -> np.ndarray:
     if not isinstance(images, np.ndarray):
@@ -95,6 +98,9 @@ class DegradeConfig:
             pixel values (0..255 scale).
         jpeg_prob, jpeg_quality: chance of a JPEG round-trip of the small LR image, and the quality range
             (integers, inclusive).
+        kernels: down-sampling kernels, one drawn per face (``box`` = area averaging, as camera
+            pipelines and OpenCV's INTER_AREA do; ``bilinear``; ``bicubic``). The resize back to the
+            model's size always uses bicubic, as the SDK does.
     """
 
     factors: tuple[int, ...] = FACTORS
@@ -105,6 +111,7 @@ class DegradeConfig:
     noise_sigma: tuple[float, float] = (2.0, 8.0)
     jpeg_prob: float = 0.0
     jpeg_quality: tuple[int, int] = (30, 90)
+    kernels: tuple[str, ...] = ("bicubic",)
 
     def __post_init__(self) -> None:
         factors = tuple(self.factors) if isinstance(self.factors, (list, tuple)) else None
@@ -132,6 +139,10 @@ class DegradeConfig:
         if q[0] != int(q[0]) or q[1] != int(q[1]):
             raise ConfigError(f"jpeg_quality: received {self.jpeg_quality!r}; expected integers in 1..100")
         object.__setattr__(self, "jpeg_quality", (int(q[0]), int(q[1])))
+        kernels = tuple(self.kernels) if isinstance(self.kernels, (list, tuple)) else ()
+        if not kernels or any(k not in RESIZE_KERNELS for k in kernels):
+            raise ConfigError(f"kernels: received {self.kernels!r}; expected a non-empty list of {list(RESIZE_KERNELS)}")
+        object.__setattr__(self, "kernels", kernels)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DegradeConfig:
@@ -145,7 +156,7 @@ class DegradeConfig:
         if unknown:
             raise ConfigError(f"degrade: unknown key(s) {unknown}; expected a subset of {sorted(fields)}")
         kw = dict(d)
-        for k in ("factors", "weights", "blur_sigma", "noise_sigma", "jpeg_quality"):
+        for k in ("factors", "weights", "blur_sigma", "noise_sigma", "jpeg_quality", "kernels"):
             if isinstance(kw.get(k), list):
                 kw[k] = tuple(kw[k])
         return cls(**kw)
@@ -221,18 +232,21 @@ def random_lr(
     noise_sigma: np.ndarray = rng.uniform(*cfg.noise_sigma, size=n)
     jpeg: np.ndarray = rng.random(size=n) < cfg.jpeg_prob
     quality: np.ndarray = rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1, size=n)
+    # Drawn only when there is a choice, so single-kernel configs keep the random stream they always had.
+    kernel = rng.integers(0, len(cfg.kernels), size=n) if len(cfg.kernels) > 1 else np.zeros(n, np.int64)
 
     out = np.empty((n, h, w), dtype=np.float32)
-    for f in np.unique(factors):
-        idx = np.flatnonzero(factors == f)
-        if not (blur[idx].any() or noise[idx].any() or jpeg[idx].any()):
+    for f, k in sorted(set(zip(factors.tolist(), kernel.tolist()))):
+        idx = np.flatnonzero((factors == f) & (kernel == k))
+        name = cfg.kernels[k]
+        if not (blur[idx].any() or noise[idx].any() or jpeg[idx].any()) and name == "bicubic":
             out[idx] = degrade(images[idx], int(f))
             continue
         x = images[idx].astype(np.float32)
         b = blur[idx]
         if b.any():
             x[b] = _blur(x[b], sigma[idx][b])
-        small = x if f == 1 else resize(x, _small_size(h, w, int(f)))
+        small = x if f == 1 else resize(x, _small_size(h, w, int(f)), name)
         nz = noise[idx]
         if nz.any():
             small[nz] += rng.standard_normal(small[nz].shape).astype(np.float32) * noise_sigma[idx][nz, None, None]

@@ -18,7 +18,9 @@ from fsrfer_edge.preprocessing import CLASSES, Preprocessing, degrade
 
 log = logging.getLogger(__name__)
 
-LogitsFn = Callable[[np.ndarray], np.ndarray]  # normalised float32 NCHW batch -> logits
+#: (normalised float32 NCHW batch, the batch's down-sample factor) -> logits. The factor is what a
+#: scale-aware model is told (the SDK knows it from each crop's size); other models ignore it.
+LogitsFn = Callable[[np.ndarray, int], np.ndarray]
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int = len(CLASSES)) -> np.ndarray:
@@ -52,7 +54,7 @@ def evaluate_fn(logits_fn: LogitsFn, images: np.ndarray, labels: np.ndarray, fac
         preds = []
         for s in range(0, len(images), batch_size):
             x = degraded_inputs(images[s:s + batch_size], int(f), pre)
-            preds.append(np.asarray(logits_fn(x)).argmax(1))
+            preds.append(np.asarray(logits_fn(x, int(f))).argmax(1))
         pred = np.concatenate(preds)
         conf = confusion(labels, pred, len(pre.classes))
         out["factors"][str(f)] = {"accuracy": float((pred == labels).mean()), "macro_f1": macro_f1(conf),
@@ -68,10 +70,14 @@ def torch_logits_fn(model: Any) -> LogitsFn:
 
     params = list(model.parameters())
     dev = params[0].device if params else torch.device("cpu")
+    scale_aware = bool(getattr(model, "scale_aware", False))
 
-    def fn(x: np.ndarray) -> np.ndarray:
+    def fn(x: np.ndarray, factor: int = 1) -> np.ndarray:
         with torch.no_grad():
-            return model(torch.from_numpy(x).to(dev)).cpu().numpy()
+            t = torch.from_numpy(x).to(dev)
+            if scale_aware:
+                return model(t, torch.full((len(x),), factor, device=dev)).cpu().numpy()
+            return model(t).cpu().numpy()
 
     return fn
 
@@ -84,7 +90,7 @@ def onnx_logits_fn(path: str | os.PathLike[str], threads: Optional[int] = None) 
     info = backend.info
     pre = info.preprocessing
 
-    def fn(x: np.ndarray) -> np.ndarray:
+    def fn(x: np.ndarray, factor: int = 1) -> np.ndarray:
         if info.input_dtype == "uint8":
             x = np.clip(np.rint(x * pre.std * 255 + pre.mean * 255), 0, 255).astype(np.uint8)
         return backend.infer(x)

@@ -47,3 +47,17 @@ def critic_loss(d_real: torch.Tensor, d_fake: torch.Tensor, w: torch.Tensor) -> 
 
 def generator_adversarial(d_fake: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return weighted_mean(d_fake, w)
+
+
+def distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """Per-sample KL(teacher || student) of the temperature-softened class distributions, times T^2
+    (Hinton et al.), shape (N,)."""
+    t = float(temperature)
+    log_p_s = torch.log_softmax(student_logits / t, dim=1)
+    log_p_t = torch.log_softmax(teacher_logits / t, dim=1)
+    return (log_p_t.exp() * (log_p_t - log_p_s)).sum(1) * t * t
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy against target distributions (N, K), e.g. the FER+ annotators' votes."""
+    return -(targets * torch.log_softmax(logits, dim=1)).sum(1).mean()

@@ -57,6 +57,8 @@ class ResNetTrunk(nn.Module):
         ends = [sum(depths[:i + 1]) for i in range(len(depths))]
         self.level_ends = {f"layer{i + 1}": e for i, e in enumerate(ends[:-1])}
         self.level_channels = {f"layer{i + 1}": widths[i] for i in range(len(widths) - 1)}
+        # Where an early G may start (DeepGenerator): the stem's output, or a stage's.
+        self.start_ends = {"stem": 0, **self.level_ends}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x)).mean(dim=(2, 3))
@@ -67,8 +69,10 @@ class ResNetTrunk(nn.Module):
         return self.level_ends[level]
 
     def forward_to(self, x: torch.Tensor, level: str) -> torch.Tensor:
-        """The trunk's feature map at ``level`` (e.g. ``"layer3"``: the output of the third stage)."""
-        return self.layers[:self._level_end(level)](self.stem(x))
+        """The trunk's feature map at ``level`` (e.g. ``"layer3"``: the output of the third stage;
+        ``"stem"``: the stem's output)."""
+        end = 0 if level == "stem" else self._level_end(level)
+        return self.layers[:end](self.stem(x))
 
     def forward_from(self, fmap: torch.Tensor, level: str) -> torch.Tensor:
         """The rest of the trunk after ``level``, down to the pooled embedding."""
@@ -193,6 +197,80 @@ class SpatialFeatureGenerator(nn.Module):
         return f + self.proj(self.blocks(f))
 
 
+FACTOR_FEATURES = 3  # (1, log2 f, (log2 f)^2): smooth in the factor, so unseen factors (x5) interpolate
+
+
+def factor_features(factor: torch.Tensor) -> torch.Tensor:
+    """(N,) down-sample factors (1 = HR) -> (N, 3) conditioning features for FiLM."""
+    lf = torch.log2(factor.float().clamp(min=1.0))[:, None]
+    return torch.cat([torch.ones_like(lf), lf, lf * lf], 1)
+
+
+class FiLM(nn.Module):
+    """Feature-wise scale and shift from the down-sample factor, starting at the identity."""
+
+    def __init__(self, channels: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(FACTOR_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 2 * channels))
+        nn.init.zeros_(self.net[2].weight)
+        nn.init.zeros_(self.net[2].bias)
+
+    def forward(self, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.net(factor_features(factor)).chunk(2, dim=1)
+        return x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+
+class DeepGenerator(nn.Module):
+    """G that starts early: from the frozen trunk's map at ``start`` (``"stem"``, ``"layer1"``, ...) up to
+    the map at ``level`` whose HR version it must match.
+
+    It holds trainable copies of the trunk's stages between the two levels (initialised from the HR
+    model by :meth:`init_from`, so an untrained G reproduces the HR model), optionally a FiLM layer after
+    each copied block conditioned on the face's down-sample factor (``scale_aware``), and ``blocks``
+    residual dense blocks at ``level`` (zero-initialised last projection). The BatchNorm statistics of
+    the copies stay those of the HR model (``train()`` keeps them in eval mode): their affine weights
+    train, and the factor-dependent shift is FiLM's job, which keeps G at the identity for HR faces.
+    """
+
+    def __init__(self, trunk: "ResNetTrunk", start: str, level: str, blocks: int = 1, growth: int = 32,
+                 scale_aware: bool = False) -> None:
+        super().__init__()
+        if start not in trunk.start_ends or level not in trunk.level_ends or \
+                trunk.start_ends[start] >= trunk.level_ends[level]:
+            raise ConfigError(f"a deep G needs a start level before its target level; got from {start!r} to {level!r} "
+                              f"(levels in order: {list(trunk.start_ends)})")
+        lo, hi = trunk.start_ends[start], trunk.level_ends[level]
+        self.start, self.level, self.scale_aware = start, level, bool(scale_aware)
+        import copy
+
+        self.stages = nn.ModuleList(copy.deepcopy(trunk.layers[i]) for i in range(lo, hi))
+        chans = [blk.bn2.num_features for blk in self.stages]  # type: ignore[union-attr]
+        self.films = nn.ModuleList(FiLM(c) for c in chans) if self.scale_aware else None
+        self.refine = SpatialFeatureGenerator(chans[-1], blocks, growth) if blocks else None
+
+    def init_from(self, trunk: "ResNetTrunk") -> None:
+        """Copy the HR trunk's weights into the stages (what an untrained deep G starts from)."""
+        lo = trunk.start_ends[self.start]
+        for i, stage in enumerate(self.stages):
+            stage.load_state_dict(trunk.layers[lo + i].state_dict())
+
+    def train(self, mode: bool = True) -> "DeepGenerator":
+        super().train(mode)
+        for m in self.stages.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+        return self
+
+    def forward(self, fmap: torch.Tensor, factor: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.scale_aware and factor is None:
+            raise ConfigError("this G is scale-aware: it needs each face's down-sample factor (1 = 48 px)")
+        for i, stage in enumerate(self.stages):
+            fmap = stage(fmap)
+            if self.films is not None:
+                fmap = self.films[i](fmap, factor)
+        return fmap if self.refine is None else self.refine(fmap)
+
+
 class SpatialFeatureCritic(nn.Module):
     """D on feature maps: 3x3 convolutions with LeakyReLU, one strided, then a linear score; no
     normalisation (as WGAN-div requires)."""
@@ -288,8 +366,12 @@ class InferenceModel(nn.Module):
         self.generator: Optional[nn.Module] = None
         if method == "fsrfer":
             self.generator = create_generator(self.fer.trunk, self.level, spec.get("generator", {}))
+        # Where G reads the trunk: its own level, or an earlier one for a deep G.
+        self.start = self.generator.start if isinstance(self.generator, DeepGenerator) else self.level
+        #: True when forward() needs each face's down-sample factor (a scale-aware G).
+        self.scale_aware = bool(getattr(self.generator, "scale_aware", False))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, factor: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.sr is not None:
             x = self.sr(x)
         trunk = self.fer.trunk
@@ -297,7 +379,9 @@ class InferenceModel(nn.Module):
             return self.fer.head(trunk(x))
         if self.level == "embedding":
             return self.fer.head(self.generator(trunk(x)))
-        return self.fer.head(trunk.forward_from(self.generator(trunk.forward_to(x, self.level)), self.level))
+        fmap = trunk.forward_to(x, self.start)
+        y = self.generator(fmap, factor) if isinstance(self.generator, DeepGenerator) else self.generator(fmap)
+        return self.fer.head(trunk.forward_from(y, self.level))
 
 
 def create_generator(trunk: ResNetTrunk, level: str, options: dict[str, Any]) -> nn.Module:
@@ -306,4 +390,9 @@ def create_generator(trunk: ResNetTrunk, level: str, options: dict[str, Any]) ->
         return FeatureGenerator(trunk.feature_dim, **options)
     if level not in trunk.level_channels:
         raise ConfigError(f"unknown feature level {level!r}; expected 'embedding' or one of {sorted(trunk.level_channels)}")
-    return SpatialFeatureGenerator(trunk.level_channels[level], **options)
+    opts = dict(options)
+    start = opts.pop("start", "") or level
+    if start != level or opts.get("scale_aware"):
+        return DeepGenerator(trunk, start, level, **opts)
+    opts.pop("scale_aware", None)
+    return SpatialFeatureGenerator(trunk.level_channels[level], **opts)

@@ -34,6 +34,10 @@ PRE = Preprocessing()
 class Split:
     images: np.ndarray  # (N, 48, 48) uint8
     labels: np.ndarray  # (N,) int64
+    targets: Optional[np.ndarray] = None  # (N, 7) float32 soft labels (FER+ votes), when data.soft_labels
+
+    def take(self, idx: np.ndarray) -> "Split":
+        return Split(self.images[idx], self.labels[idx], None if self.targets is None else self.targets[idx])
 
 
 @dataclasses.dataclass
@@ -54,6 +58,9 @@ def load_data(cfg: TrainConfig, path: Optional[Path]) -> Data:
     if cfg.data.synthetic:
         from .synthetic import make_faces
 
+        if cfg.data.soft_labels:
+            raise DataError("data.soft_labels needs the FER+ votes; synthetic faces have none")
+
         n = cfg.data.synthetic
         imgs, labels = make_faces(n, seed=cfg.seed)
         a, b = int(0.7 * n), int(0.85 * n)
@@ -69,9 +76,13 @@ def load_data(cfg: TrainConfig, path: Optional[Path]) -> Data:
         kw = {"labels": cfg.data.labels} if path.suffix == ".npz" else {}
         fs = load_dataset(path, **kw)
         splits = {}
+        if cfg.data.soft_labels and fs.targets is None:
+            raise DataError(f"data.soft_labels is set but {path} comes with no vote distributions; soft labels "
+                            "need the FER+ votes (ferplus_labels.npz with a 'votes' array, data.labels: ferplus)")
         for name in ("train", "val", "test"):
             sub = fs.subset(name)
-            splits[name] = Split(sub.images, sub.labels.astype(np.int64))
+            targets = sub.targets if cfg.data.soft_labels else None
+            splits[name] = Split(sub.images, sub.labels.astype(np.int64), targets)
         if len(splits["val"].labels) == 0:
             raise DataError(f"{path} has no 'val' split; one is needed to choose models")
         source = str(path)
@@ -79,7 +90,7 @@ def load_data(cfg: TrainConfig, path: Optional[Path]) -> Data:
         s = splits[name]
         if limit and len(s.labels) > limit:
             idx = np.sort(np.random.default_rng([cfg.seed, 7]).choice(len(s.labels), limit, replace=False))
-            splits[name] = Split(s.images[idx], s.labels[idx])
+            splits[name] = s.take(idx)
     for name, s in splits.items():
         if s.images.ndim != 3 or s.images.shape[1:] != (PRE.input_size, PRE.input_size):
             raise DataError(f"{source}: {name} images have shape {s.images.shape}; expected (N, "
@@ -95,7 +106,8 @@ def _degrade_cfg(cfg: TrainConfig, factors: Optional[tuple[int, ...]] = None) ->
 
     d = cfg.degrade
     return DegradeConfig(factors=tuple(factors or d.factors), blur_prob=d.blur_prob, noise_prob=d.noise_prob,
-                         jpeg_prob=d.jpeg_prob)
+                         jpeg_prob=d.jpeg_prob, jpeg_quality=(d.jpeg_quality[0], d.jpeg_quality[-1]),
+                         kernels=tuple(d.kernels))
 
 
 def _batches(n: int, bs: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -141,6 +153,7 @@ def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split
     from .degrade import augment_hr, random_lr
 
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.stage1.label_smoothing)
+    smooth = cfg.stage1.label_smoothing
     dcfg = _degrade_cfg(cfg)
     distributed.check_global_batch(cfg.stage1.batch_size, len(split.labels), "stage1.batch_size")
 
@@ -161,7 +174,11 @@ def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split
             rows = distributed.shard_slice(len(idx))
             x, y = _tensor(pix[rows]).to(dev), torch.from_numpy(split.labels[idx][rows]).to(dev)
             logits = model(x)
-            loss = ce(logits, y)
+            if split.targets is None:
+                loss = ce(logits, y)
+            else:  # soft labels (the annotators' votes), smoothed like the hard ones
+                t = torch.from_numpy(split.targets[idx][rows]).to(dev)
+                loss = losses.soft_cross_entropy(logits, t * (1 - smooth) + smooth / t.shape[1])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -184,6 +201,8 @@ def spec_for(cfg: TrainConfig, method: str) -> dict[str, Any]:
                             "dropout": cfg.model.dropout, "num_classes": len(PRE.classes), "in_channels": PRE.channels}
     if method == "fsrfer":
         spec["generator"] = {"blocks": cfg.stage2.generator_blocks, "growth": cfg.stage2.generator_growth}
+        if cfg.stage2.generator_start:
+            spec["generator"].update(start=cfg.stage2.generator_start, scale_aware=cfg.stage2.scale_aware)
         if cfg.stage2.feature_level != "embedding":
             spec["feature_level"] = cfg.stage2.feature_level
     if method == "image_sr":
@@ -359,6 +378,10 @@ class Stage2Step:
     def __init__(self, head: nn.Module, g: nn.Module, d: nn.Module, loss_cfg: LossConfig,
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer) -> None:
         self.head, self.g, self.d, self.cfg, self.opt_g, self.opt_d = head, g, d, loss_cfg, opt_g, opt_d
+        self.factor: Optional[torch.Tensor] = None  # each face's factor, for a scale-aware G (set per batch)
+
+    def generate(self, f_lr: torch.Tensor) -> torch.Tensor:
+        return self.g(f_lr) if self.factor is None else self.g(f_lr, self.factor)
 
     def weights(self, y_gen: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if not self.cfg.reweight:
@@ -368,7 +391,7 @@ class Stage2Step:
 
     def generator_loss(self, f_lr: torch.Tensor, f_hr: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         c = self.cfg
-        y = self.g(f_lr)
+        y = self.generate(f_lr)
         w = self.weights(y, labels)
         terms: dict[str, torch.Tensor] = {}
         if c.adversarial and c.gan != "none":
@@ -381,6 +404,11 @@ class Stage2Step:
         if c.cross_entropy:
             ce = nn.functional.cross_entropy(self.head(y), labels, reduction="none")
             terms["ce"] = c.cross_entropy * losses.weighted_mean(ce, w)
+        if c.distill:
+            # The frozen head's own answer on the HR features as a soft target for its answer on G's.
+            t = c.distill_temperature
+            kd = losses.distillation(self.head(y), self.head(f_hr).detach(), t)
+            terms["kd"] = c.distill * losses.weighted_mean(kd, w)
         total = sum(terms.values(), torch.zeros((), device=f_lr.device))
         return total, {k: v.item() for k, v in terms.items()} | {"w_mean": float(w.mean())}
 
@@ -389,7 +417,7 @@ class Stage2Step:
         """``shard``: (offset, global batch size) of these rows under DDP, so that the penalty's random
         interpolation weights are those one process would draw for these rows."""
         with torch.no_grad():
-            fake = self.g(f_lr)
+            fake = self.generate(f_lr)
         w = self.weights(fake, labels)
         loss = losses.critic_loss(self.d(f_hr), self.d(fake), w)
         gen = None if shard is None else distributed.shard_rand_generator(*shard)
@@ -425,7 +453,12 @@ def _feature_val_score(head: nn.Module, g: nn.Module, feats: dict[int, np.ndarra
 
 def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: str, loss_cfg: LossConfig,
                  resume: bool, stop_after: Optional[int] = None, deadline: Optional[float] = None) -> Optional[Path]:
-    """Train G (and D) on cached features of the frozen HR model; save the fused FSR-FER model."""
+    """Train G (and D) on cached features of the frozen HR model; save the fused FSR-FER model.
+
+    A G that starts below its feature level (``stage2.generator_start``) trains on images instead:
+    see :func:`train_stage2_deep`."""
+    if cfg.stage2.generator_start:
+        return train_stage2_deep(cfg, data, hr_path, out, name, loss_cfg, resume, stop_after, deadline)
     dev = train_device(cfg)
     fer = load_fer(hr_path).fer.to(dev).eval().requires_grad_(False)
     s2 = cfg.stage2
@@ -521,6 +554,118 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
     model.generator.load_state_dict(g.state_dict())
     return _save_model(out, name, model.eval(), cfg, gan if s2.epochs else pre,
                        {"losses": dataclasses.asdict(loss_cfg), "pretrain_history": pre.history})
+
+
+def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: str, loss_cfg: LossConfig,
+                      resume: bool, stop_after: Optional[int] = None,
+                      deadline: Optional[float] = None) -> Optional[Path]:
+    """Stage 2 with a G that starts below its feature level (:class:`trainer.models.DeepGenerator`).
+
+    G's copies of the trunk's stages make the features it reads depend on training, so nothing is
+    cached: each step degrades augmented HR faces (each its own factor and, with the degrade extras,
+    kernel, blur, noise and JPEG), reads the frozen trunk's map at G's start on the LR faces and at the
+    feature level on the HR faces, and takes the usual stage-2 steps (pre-training with the feature
+    MSE, then critic and generator steps with every configured loss and the re-weighting). One epoch
+    costs about what an LR fine-tuning epoch costs, so ``pretrain_epochs + epochs`` is the budget to
+    compare with ``baselines.lr_finetune_epochs``.
+    """
+    from .degrade import augment_hr, random_lr
+
+    dev = train_device(cfg)
+    s2 = cfg.stage2
+    torch.manual_seed(cfg.seed)
+    model = InferenceModel(spec_for(cfg, "fsrfer"))
+    model.fer.load_state_dict(load_fer(hr_path).fer.state_dict())
+    g = model.generator
+    assert g is not None and hasattr(g, "init_from")  # a deep G (spec_for gives it a start)
+    g.init_from(model.fer.trunk)
+    model.to(dev)
+    fer = model.fer.eval().requires_grad_(False)
+    level, start = model.level, model.start
+    head = LevelHead(fer, level)
+    c, h = _map_shape(fer.trunk, level)
+    d = SpatialFeatureCritic(c, hidden=64, size=h).to(dev)
+    dcfg = _degrade_cfg(cfg)
+    labels_all = data.train.labels
+    n, bs = len(labels_all), s2.batch_size
+    distributed.check_global_batch(bs, n, "stage2.batch_size")
+    g_net, d_net = distributed.wrap_ddp(g), distributed.wrap_ddp(d)
+    eval_factors = tuple(cfg.eval.factors)
+
+    def sample(rng: np.random.Generator, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        hr = augment_hr(data.train.images[idx], rng) if cfg.stage1.augment else data.train.images[idx]
+        lr, factors = random_lr(hr, dcfg, rng)
+        rows = distributed.shard_slice(len(idx))
+        with torch.no_grad():
+            f_lr = fer.trunk.forward_to(_tensor(lr[rows]).to(dev), start)
+            f_hr = fer.trunk.forward_to(_tensor(hr[rows].astype(np.float32)).to(dev), level)
+        return (f_lr, f_hr, torch.from_numpy(labels_all[idx][rows]).to(dev),
+                torch.from_numpy(factors[rows]).to(dev))
+
+    val_score = lambda: _mean_acc(model, data.val, eval_factors, cfg.eval.batch_size)  # noqa: E731
+
+    def call_g(net: nn.Module, f_lr: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+        return net(f_lr, factor) if s2.scale_aware else net(f_lr)
+
+    opt_p = torch.optim.Adam(g.parameters(), lr=s2.pretrain_lr)
+
+    def pre_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
+        g.train()
+        batches = _batches(n, bs, rng)
+        tot = torch.zeros((), dtype=torch.float64, device=dev)
+        for step, idx in enumerate(batches):
+            set_lr(opt_p, cosine_lr(s2.pretrain_lr, epoch, step, len(batches), s2.pretrain_epochs))
+            f_lr, f_hr, _, factor = sample(rng, idx)
+            loss = losses.feature_mse(call_g(g_net, f_lr, factor), f_hr).mean()
+            opt_p.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_p.step()
+            tot += loss.detach().double()
+        g.eval()
+        return distributed.all_reduce_mean({"mse": tot.item() / max(1, len(batches))})
+
+    pre = EpochRunner(f"{name}.pretrain", out / "state" / f"{name}.pretrain.pt", {"g": g}, {"opt": opt_p},
+                      s2.pretrain_epochs, cfg.seed)
+    if s2.pretrain_epochs and not pre.run(pre_epoch, val_score, resume, stop_after, deadline):
+        return None
+    opt_g = torch.optim.Adam(g.parameters(), lr=s2.lr_g, betas=(0.0, 0.9))
+    opt_d = torch.optim.Adam(d.parameters(), lr=s2.lr_d, betas=(0.0, 0.9))
+    step = Stage2Step(head, g_net, d_net, loss_cfg, opt_g, opt_d)
+
+    def gan_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
+        g.train()
+        batches = _batches(n, bs, rng)
+        acc: dict[str, float] = {}
+        for i, idx in enumerate(batches):
+            set_lr(opt_g, cosine_lr(s2.lr_g, epoch, i, len(batches), s2.epochs))
+            set_lr(opt_d, cosine_lr(s2.lr_d, epoch, i, len(batches), s2.epochs))
+            f_lr, f_hr, y, factor = sample(rng, idx)
+            step.factor = factor if s2.scale_aware else None
+            rows = distributed.shard_slice(len(idx))
+            shard = None if distributed.world_size() == 1 else (rows.start, len(idx))
+            for k, v in step(f_lr, f_hr, y, shard).items():
+                acc[k] = acc.get(k, 0.0) + v / len(batches)
+        g.eval()
+        return distributed.all_reduce_mean(acc)
+
+    gan = EpochRunner(f"{name}.gan", out / "state" / f"{name}.gan.pt", {"g": g, "d": d},
+                      {"g": opt_g, "d": opt_d}, s2.epochs, cfg.seed)
+    if s2.epochs:
+        if not gan.run(gan_epoch, val_score, resume, stop_after, deadline):
+            return None
+        gan.load_best()
+    elif s2.pretrain_epochs:
+        pre.load_best()
+    return _save_model(out, name, model.eval(), cfg, gan if s2.epochs else pre,
+                       {"losses": dataclasses.asdict(loss_cfg), "pretrain_history": pre.history})
+
+
+def _map_shape(trunk: nn.Module, level: str) -> tuple[int, int]:
+    """(channels, side) of the trunk's map at ``level`` for a model-size face."""
+    dev = next(trunk.parameters()).device
+    with torch.no_grad():
+        m = trunk.forward_to(torch.zeros(1, PRE.channels, PRE.input_size, PRE.input_size, device=dev), level)
+    return int(m.shape[1]), int(m.shape[2])
 
 
 # ---------------------------------------------------------------------------------------------

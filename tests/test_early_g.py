@@ -1,0 +1,186 @@
+"""Issue 12's trainer pieces: a G that starts early (copied stages, FiLM on the factor), distillation,
+soft labels from the FER+ votes, and per-face down-sampling kernels."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fsrfer_edge.errors import ConfigError, DataError  # noqa: E402
+from trainer import config, data, losses  # noqa: E402
+from trainer.degrade import DegradeConfig, random_lr  # noqa: E402
+from trainer.evaluate import evaluate_fn, torch_logits_fn  # noqa: E402
+from trainer.models import DeepGenerator, FiLM, InferenceModel  # noqa: E402
+from trainer.train import PRE, load_data, train_stage1, train_stage2  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEEP = {"method": "fsrfer", "backbone": "resnet10_half", "feature_level": "layer3",
+        "generator": {"blocks": 1, "growth": 8, "start": "layer1", "scale_aware": True}}
+
+
+def _deep_model() -> InferenceModel:
+    torch.manual_seed(0)
+    m = InferenceModel(DEEP).eval()
+    m.generator.init_from(m.fer.trunk)
+    return m
+
+
+def test_untrained_deep_g_reproduces_the_hr_model_at_every_factor():
+    m = _deep_model()
+    assert isinstance(m.generator, DeepGenerator) and m.scale_aware and m.start == "layer1"
+    hr = InferenceModel({"method": "hr", "backbone": "resnet10_half"}).eval()
+    hr.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("generator.")})
+    x = torch.randn(4, 1, 48, 48)
+    with torch.no_grad():
+        for f in (1, 3, 8):
+            assert torch.allclose(m(x, torch.full((4,), f)), hr(x), atol=1e-5)
+
+
+def test_scale_aware_g_needs_the_factor_and_uses_it():
+    m = _deep_model()
+    x = torch.randn(3, 1, 48, 48)
+    with pytest.raises(ConfigError, match="factor"):
+        m(x)
+    with torch.no_grad():  # a trained FiLM: different factors give different outputs
+        for film in m.generator.films:
+            film.net[2].weight.normal_(0, 0.5)
+        a, b = m(x, torch.full((3,), 1)), m(x, torch.full((3,), 4))
+    assert not torch.allclose(a, b)
+
+
+def test_film_starts_at_identity_and_is_smooth_in_the_factor():
+    film = FiLM(4)
+    x = torch.randn(2, 4, 3, 3)
+    assert torch.equal(film(x, torch.tensor([1, 8])), x)
+    with torch.no_grad():
+        film.net[2].weight.normal_()
+    y = [film(x[:1], torch.tensor([f])) for f in (4, 5, 6)]
+    # x5 (never trained) lies between x4 and x6 in the conditioning features' space: finite, distinct
+    assert all(torch.isfinite(t).all() for t in y) and not torch.allclose(y[0], y[1])
+
+
+def test_deep_g_batchnorm_statistics_stay_those_of_the_hr_model():
+    m = _deep_model()
+    g = m.generator.train()
+    before = {k: v.clone() for k, v in g.state_dict().items() if "running" in k}
+    fmap = m.fer.trunk.forward_to(torch.randn(8, 1, 48, 48) * 3, "layer1")
+    g(fmap, torch.full((8,), 4))
+    after = {k: v for k, v in g.state_dict().items() if "running" in k}
+    assert before and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_evaluate_passes_each_factor_to_a_scale_aware_model():
+    seen = []
+
+    def fn(x, factor):
+        seen.append(factor)
+        return np.zeros((len(x), 7), np.float32)
+
+    imgs = np.zeros((5, 48, 48), np.uint8)
+    evaluate_fn(fn, imgs, np.zeros(5, np.int64), (1, 4), PRE, batch_size=3)
+    assert seen == [1, 1, 4, 4]
+    out = torch_logits_fn(_deep_model())(PRE.normalize(imgs.astype(np.float32))[:, None], 4)
+    assert out.shape == (5, 7)
+
+
+def test_distillation_is_zero_for_equal_logits_and_grows_with_disagreement():
+    a = torch.randn(4, 7)
+    assert torch.allclose(losses.distillation(a, a), torch.zeros(4), atol=1e-6)
+    far = losses.distillation(a, a + torch.randn(4, 7) * 3)
+    assert (far > 0).all()
+
+
+def test_soft_cross_entropy_equals_hard_for_one_hot_targets():
+    logits = torch.randn(5, 7)
+    y = torch.tensor([0, 3, 6, 2, 2])
+    onehot = torch.nn.functional.one_hot(y, 7).float()
+    assert torch.allclose(losses.soft_cross_entropy(logits, onehot), torch.nn.functional.cross_entropy(logits, y))
+
+
+def test_vote_distribution_maps_the_ferplus_columns_to_classes():
+    votes = np.zeros((2, 10), np.uint8)
+    votes[0, [0, 1, 7]] = [6, 2, 2]  # neutral 6, happiness 2, contempt 2 (dropped)
+    t = data.vote_distribution(votes)
+    np.testing.assert_allclose(t[0], np.eye(7)[6] * 0.75 + np.eye(7)[3] * 0.25)
+    np.testing.assert_allclose(t[1], np.full(7, 1 / 7))  # no votes at all: uniform
+
+
+def _write_voted_pair(d: Path, n: int = 96) -> Path:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, n)
+    votes = np.zeros((n, 10), np.uint8)
+    col_of = {c: i for i, c in enumerate((6, 3, 5, 4, 0, 1, 2))}
+    votes[np.arange(n), [col_of[int(c)] for c in labels]] = 7
+    votes[np.arange(n), rng.integers(0, 7, n)] += 3
+    split = np.array(["train"] * (n - 32) + ["val"] * 16 + ["test"] * 16)
+    np.savez(d / "fer2013.npz", images=rng.integers(0, 256, (n, 48, 48)).astype(np.uint8),
+             labels=labels.astype(np.int8), split=split, orig_row=np.arange(n, dtype=np.int32))
+    np.savez(d / "ferplus_labels.npz", orig_row=np.arange(n, dtype=np.int32), votes=votes,
+             labels=labels.astype(np.int8), split=split)
+    return d / "fer2013.npz"
+
+
+def test_soft_labels_load_with_their_faces_and_train_stage1(tmp_path):
+    path = _write_voted_pair(tmp_path)
+    fs = data.load_npz(path)
+    assert fs.targets is not None and fs.targets.shape == (len(fs), 7)
+    # the majority label is the distribution's mode, row by row (also after subset())
+    train = fs.subset("train")
+    np.testing.assert_array_equal(train.targets.argmax(1), train.labels)
+    cfg = _cfg(tmp_path, data={"path": str(path), "soft_labels": True, "synthetic": 0}, stage1={"epochs": 1, "batch_size": 16})
+    d = load_data(cfg, path)
+    assert d.train.targets is not None and d.val.targets is not None
+    assert train_stage1(cfg, d, tmp_path / "run", resume=False) is not None
+    with pytest.raises(DataError, match="votes"):
+        load_data(_cfg(tmp_path, data={"synthetic": 50, "soft_labels": True}), None)
+
+
+def _cfg(tmp_path, **over):
+    cfg = config.load(REPO / "configs" / "tiny.yaml")
+    d = {**cfg.to_dict(), "device": "cpu"}
+    for k, v in over.items():
+        d[k] = {**d[k], **v} if isinstance(v, dict) else v
+    return config.from_dict(d)
+
+
+def test_config_checks_the_early_g_options(tmp_path):
+    with pytest.raises(ConfigError, match="generator_start"):
+        _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "layer2"})
+    with pytest.raises(ConfigError, match="scale_aware"):
+        _cfg(tmp_path, stage2={"feature_level": "layer1", "scale_aware": True})
+    assert _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "stem"}).stage2.generator_start == "stem"
+
+
+def test_early_g_trains_on_images_and_moves_towards_the_hr_features(tmp_path):
+    cfg = _cfg(tmp_path, data={"synthetic": 160}, stage1={"epochs": 3},
+               degrade={"kernels": ["box", "bicubic"], "jpeg_prob": 0.5},
+               stage2={"feature_level": "layer1", "generator_start": "stem", "scale_aware": True,
+                       "pretrain_epochs": 1, "epochs": 1, "batch_size": 16,
+                       "losses": {"distill": 1.0, "adversarial": 1.0}})
+    d = load_data(cfg, None)
+    hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
+    path = train_stage2(cfg, d, hr, tmp_path / "run", "fsrfer", cfg.stage2.losses, resume=False)
+    from trainer import checkpoint
+
+    model, _, ckpt = checkpoint.load_model(path)
+    assert model.scale_aware and model.start == "stem"
+    hist = ckpt["meta"]["history"]
+    assert {"kd", "adv", "rec", "head", "d_loss"} <= set(hist[0])
+    # G moved: its copied stem-to-layer1 stage differs from the HR model's layer1
+    hr_model, _, _ = checkpoint.load_model(hr)
+    g_stage = model.generator.stages[0].conv1.weight
+    assert not torch.equal(g_stage, hr_model.fer.trunk.layers[0].conv1.weight)
+
+
+def test_random_lr_draws_a_kernel_per_face_and_box_differs_from_bicubic():
+    imgs = np.random.default_rng(0).integers(0, 256, (40, 48, 48)).astype(np.uint8)
+    box, _ = random_lr(imgs, DegradeConfig(factors=(4,), kernels=("box",)), np.random.default_rng(1))
+    bic, _ = random_lr(imgs, DegradeConfig(factors=(4,)), np.random.default_rng(1))
+    assert np.abs(box - bic).mean() > 1.0
+    mix, _ = random_lr(imgs, DegradeConfig(factors=(4,), kernels=("box", "bicubic")), np.random.default_rng(1))
+    is_box = np.isclose(mix, box, atol=1e-3).all(axis=(1, 2))
+    is_bic = np.isclose(mix, bic, atol=1e-3).all(axis=(1, 2))
+    assert is_box.any() and is_bic.any() and (is_box | is_bic).all()
+    with pytest.raises(ConfigError, match="kernels"):
+        DegradeConfig(kernels=("lanczos",))
