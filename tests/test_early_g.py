@@ -184,3 +184,33 @@ def test_random_lr_draws_a_kernel_per_face_and_box_differs_from_bicubic():
     assert is_box.any() and is_bic.any() and (is_box | is_bic).all()
     with pytest.raises(ConfigError, match="kernels"):
         DegradeConfig(kernels=("lanczos",))
+
+
+def test_protocols_small_matches_resized_up_to_rounding_and_camera_differs():
+    from trainer.evaluate import PROTOCOLS, protocol_inputs, small_crops
+
+    imgs = np.random.default_rng(0).integers(0, 256, (6, 48, 48)).astype(np.uint8)
+    assert small_crops(imgs, 4).shape == (6, 12, 12) and small_crops(imgs, 4).dtype == np.uint8
+    a, b, c = (protocol_inputs(imgs, 4, PRE, p) for p in PROTOCOLS)
+    px = 1 / (255 * PRE.std)  # one grey level in normalised units
+    assert np.abs(a - b).max() < 2 * px  # the small crop only adds uint8 rounding
+    assert np.abs(a - c).mean() > 2 * px  # area + JPEG is another image
+    # factor 1 under "small" is the face itself
+    np.testing.assert_allclose(protocol_inputs(imgs, 1, PRE, "small"), protocol_inputs(imgs, 1, PRE, "resized"), atol=1e-6)
+
+
+def test_fsrfer_eval_takes_a_protocol(tmp_path):
+    from trainer import checkpoint
+    from trainer.cli import eval_main
+
+    path = _write_voted_pair(tmp_path)
+    m = _deep_model()
+    ckpt = tmp_path / "m.pt"
+    checkpoint.save(ckpt, checkpoint.model_payload(m, m.spec, PRE, {"name": "deep"}))
+    for protocol in ("small", "camera"):
+        out = tmp_path / f"{protocol}.json"
+        assert eval_main(["--checkpoint", str(ckpt), "--data", str(path), "--split", "test", "--factors", "1,4",
+                          "--protocol", protocol, "--json", str(out)]) == 0
+        import json
+
+        assert json.loads(out.read_text())["protocol"] == protocol

@@ -104,6 +104,10 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--labels", default="ferplus", choices=("ferplus", "fer2013"), help="label set for .npz data")
     ap.add_argument("--split", default="test", choices=("train", "val", "test"))
     ap.add_argument("--factors", type=_factors, default=FACTORS, help="e.g. 1,2,3,4,6,8")
+    ap.add_argument("--protocol", default="resized", choices=("resized", "small", "camera"),
+                    help="how LR faces reach the model: resized back to the model size (the tables' protocol), "
+                         "small crops through the SDK's preprocessing, or camera-like crops (area down-sampling "
+                         "and JPEG quality 50)")
     ap.add_argument("--limit", type=int, default=0, help="evaluate on a seeded subset of this many faces")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = library default)")
     ap.add_argument("--json", required=True, help="output JSON path")
@@ -137,7 +141,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
         if args.limit and args.limit < len(labels):
             idx = np.sort(np.random.default_rng(0).choice(len(labels), args.limit, replace=False))
             images, labels = images[idx], labels[idx]
-        res = evaluate_fn(fn, images, labels, args.factors, pre)
+        res = evaluate_fn(fn, images, labels, args.factors, pre, protocol=args.protocol)
         res.update(checkpoint=str(path), data=str(data_path), labels=args.labels, split=args.split)
         write_json(args.json, res)
     except FsrferError as exc:

@@ -112,6 +112,9 @@ class EvalConfig:
     factors: tuple[int, ...] = FACTORS
     split: str = "val"
     batch_size: int = 256
+    # How LR test faces reach the model (trainer.evaluate.PROTOCOLS): resized back (the tables' protocol),
+    # small crops through the SDK's preprocessing, camera-like crops (area down-sampling + JPEG).
+    protocols: tuple[str, ...] = ("resized",)
 
 
 @dataclasses.dataclass
@@ -324,6 +327,10 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
     bad = set(cfg.stage2.ablations) - set(ABLATIONS)
     if bad:
         problems.append(f"{where}: unknown stage2.ablations {sorted(bad)}; valid: {sorted(ABLATIONS)}")
+    bad = set(cfg.eval.protocols) - {"resized", "small", "camera"}
+    if bad or not cfg.eval.protocols:
+        raise ConfigError(f"{where}: eval.protocols must list some of ['resized', 'small', 'camera'], got "
+                          f"{list(cfg.eval.protocols)}")
     bad = set(cfg.baselines.run) - {"lr_finetune", "image_sr"}
     if bad:
         problems.append(f"{where}: unknown baselines.run {sorted(bad)}; valid: ['image_sr', 'lr_finetune']")

@@ -46,14 +46,53 @@ def degraded_inputs(images: np.ndarray, factor: int, pre: Preprocessing) -> np.n
     return pre.normalize(lr)[:, None]
 
 
+#: How a low-resolution test face reaches the model (issue 12's three protocols):
+#: ``resized``: down-sampled by the factor and resized back to the model size in float (the tables'
+#: protocol, :func:`degraded_inputs`); ``small``: down-sampled (bicubic, anti-aliased) to a small uint8
+#: crop that the SDK's own preprocessing (``Preprocessing.to_pixels``, what ``Recognizer`` runs) brings
+#: to the model size; ``camera``: like ``small`` but area-averaged (box kernel, as camera pipelines and
+#: OpenCV's INTER_AREA down-sample) and JPEG-compressed at quality ``CAMERA_JPEG_QUALITY``.
+PROTOCOLS = ("resized", "small", "camera")
+CAMERA_JPEG_QUALITY = 50
+
+
+def small_crops(images: np.ndarray, factor: int, protocol: str = "small") -> np.ndarray:
+    """(N, s, s) uint8 crops of side s = round(H / factor), as a camera-side crop of a small face would be."""
+    from fsrfer_edge.preprocessing import resize
+
+    if protocol not in PROTOCOLS[1:]:
+        raise ValueError(f"protocol {protocol!r} makes no small crops; expected one of {PROTOCOLS[1:]}")
+    h = images.shape[-1]
+    s = max(1, round(h / factor))
+    kernel = "box" if protocol == "camera" else "bicubic"
+    small = images.astype(np.float32) if s == h else resize(images, (s, s), kernel, antialias=True)
+    small = np.clip(np.rint(small), 0, 255).astype(np.float32)
+    if protocol == "camera":
+        from .degrade import _jpeg
+
+        small = _jpeg(small, np.full(len(small), CAMERA_JPEG_QUALITY))
+    return small.astype(np.uint8)
+
+
+def protocol_inputs(images: np.ndarray, factor: int, pre: Preprocessing, protocol: str = "resized") -> np.ndarray:
+    """Normalised (N, 1, S, S) model inputs for test faces at ``factor`` under ``protocol``."""
+    if protocol == "resized":
+        return degraded_inputs(images, factor, pre)
+    return pre.normalize(pre.to_pixels(list(small_crops(images, factor, protocol))))
+
+
 def evaluate_fn(logits_fn: LogitsFn, images: np.ndarray, labels: np.ndarray, factors: Iterable[int],
-                pre: Preprocessing, batch_size: int = 256) -> dict[str, Any]:
-    """Evaluate a logits function per factor. Returns {"factors": {"1": {...}, ...}, "mean_accuracy"}."""
-    out: dict[str, Any] = {"n": int(len(labels)), "factors": {}}
+                pre: Preprocessing, batch_size: int = 256, protocol: str = "resized") -> dict[str, Any]:
+    """Evaluate a logits function per factor under one of :data:`PROTOCOLS`.
+
+    Returns {"factors": {"1": {...}, ...}, "mean_accuracy", "protocol"}."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r}; expected one of {PROTOCOLS}")
+    out: dict[str, Any] = {"n": int(len(labels)), "factors": {}, "protocol": protocol}
     for f in factors:
         preds = []
         for s in range(0, len(images), batch_size):
-            x = degraded_inputs(images[s:s + batch_size], int(f), pre)
+            x = protocol_inputs(images[s:s + batch_size], int(f), pre, protocol)
             preds.append(np.asarray(logits_fn(x, int(f))).argmax(1))
         pred = np.concatenate(preds)
         conf = confusion(labels, pred, len(pre.classes))

@@ -783,14 +783,20 @@ def evaluate_all(cfg: TrainConfig, data: Data, out: Path, split: str = "val") ->
              "fsrfer_no_adversarial", "fsrfer"]
     paths = sorted((out / "models").glob("*.pt"), key=lambda p: order.index(p.stem) if p.stem in order else 99)
     dev = train_device(cfg)
+    d = out / "eval" / split
+    by_protocol: dict[str, dict[str, Any]] = {pr: {} for pr in cfg.eval.protocols}
     for p in paths:
         model, pre, ckpt = checkpoint.load_model(p)  # loaded on the CPU, evaluated on the training device
         model.to(dev)
-        res = evaluate_fn(torch_logits_fn(model), s.images, s.labels, tuple(cfg.eval.factors), pre, cfg.eval.batch_size)
-        res.update(method=p.stem, checkpoint=p.name, split=split, data=data.source)
-        results[p.stem] = res
-    d = out / "eval" / split
-    write_json(d / "results.json", results)
+        for protocol, res_p in by_protocol.items():
+            res = evaluate_fn(torch_logits_fn(model), s.images, s.labels, tuple(cfg.eval.factors), pre,
+                              cfg.eval.batch_size, protocol)
+            res.update(method=p.stem, checkpoint=p.name, split=split, data=data.source)
+            res_p[p.stem] = res
+    for protocol, res_p in by_protocol.items():
+        # results.json: the tables' protocol; the others beside it, named by protocol.
+        write_json(d / ("results.json" if protocol == "resized" else f"results_{protocol}.json"), res_p)
+    results = by_protocol.get("resized") or next(iter(by_protocol.values()))
     if results:
         plot_accuracy(results, d / "accuracy_vs_factor.png", f"{cfg.name}: {split} accuracy vs factor")
         if "fsrfer" in results and "4" in results["fsrfer"]["factors"]:
