@@ -83,9 +83,13 @@ def open_backend(path: Path, backend: str = "auto", device: int = 0, max_batch: 
                  providers: Union[None, str, Sequence[Any]] = None, threads: Optional[int] = None) -> Backend:
     """Create the backend for a model file (the only place that chooses one).
 
-    ``auto``: a TensorRT engine runs on TensorRT; an ONNX model on ONNX Runtime (CUDA provider when
-    this onnxruntime build has it, else CPU). ``tensorrt`` with an ONNX model looks up an engine
-    built from it (beside it, then in the engine cache) and refuses when none is valid.
+    ``auto``: a TensorRT engine runs on TensorRT. An ONNX model runs on TensorRT where TensorRT, a
+    CUDA binding and a GPU are present (like jetson-inference: the first use builds the engine, FP16
+    or INT8 for an s8s8 file, and caches it under the engine cache dir, keyed by TensorRT version and
+    GPU; later uses load it), else on ONNX Runtime (CUDA provider when this onnxruntime build has
+    it, else CPU), with one log line saying why. ``providers=``/``threads=`` ask for ONNX Runtime.
+    ``tensorrt`` with an ONNX model looks up an engine built from it (beside it, then in the engine
+    cache) and refuses when none is valid.
 
     Raises:
         InputError: unknown backend, or a combination that cannot work.
@@ -111,6 +115,13 @@ def open_backend(path: Path, backend: str = "auto", device: int = 0, max_batch: 
         from .backends.tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend.for_onnx(path, device=device, min_max_batch=max_batch)
+    if backend == "auto" and providers is None and threads is None:
+        from .backends.tensorrt_backend import TensorRTBackend, tensorrt_unavailable_reason
+
+        reason = tensorrt_unavailable_reason(path, device)
+        if reason is None:
+            return TensorRTBackend.for_onnx(path, device=device, min_max_batch=max_batch, build=True)
+        logger.info("backend='auto' runs %s on ONNX Runtime: %s", path.name, reason)
     from .backends.onnxruntime_backend import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(path, providers=providers, threads=threads, device=device)

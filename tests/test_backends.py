@@ -29,8 +29,14 @@ from fsrfer_edge.engine_cache import EngineKey, check_engine, write_sidecar
 from fsrfer_edge.fileio import sha256_file
 from fsrfer_edge.metadata import ModelInfo
 
+try:
+    from .fake_trt import fake_logits
+    from .fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda
+except ImportError:
+    from fake_trt import fake_logits  # type: ignore[no-redef]
+    from fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda  # type: ignore[no-redef]
+
 TRT_VERSION = "10.3.0"
-CC = (8, 7)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,176 +126,6 @@ def test_provider_resolution() -> None:
 # ---------------------------------------------------------------------------------------------
 # Fakes: cuda-python runtime, pycuda.driver, tensorrt
 # ---------------------------------------------------------------------------------------------
-class FakeCudart:
-    """cuda-python's runtime API shape: every call returns (cudaError_t, *values)."""
-
-    class cudaError_t(enum.IntEnum):
-        cudaSuccess = 0
-        cudaErrorInvalidValue = 1
-        cudaErrorMemoryAllocation = 2
-
-    class cudaMemcpyKind(enum.IntEnum):
-        cudaMemcpyHostToDevice = 1
-        cudaMemcpyDeviceToHost = 2
-
-    class cudaDeviceAttr(enum.IntEnum):
-        cudaDevAttrComputeCapabilityMajor = 75
-        cudaDevAttrComputeCapabilityMinor = 76
-
-    class cudaStream_t:
-        def __init__(self, value: int) -> None:
-            self.value = value
-
-        def __int__(self) -> int:
-            return self.value
-
-    def __init__(self) -> None:
-        self.device: dict[int, Any] = {}
-        self.host: dict[int, Any] = {}
-        self.streams: set[int] = set()
-        self.copies = 0
-        self.fail: dict[str, "FakeCudart.cudaError_t"] = {}
-        self._next_stream = 1000
-
-    def _ret(self, fn: str, *values: Any) -> tuple[Any, ...]:
-        if fn in self.fail:
-            return (self.fail[fn],) + tuple(0 for _ in values)
-        return (self.cudaError_t.cudaSuccess,) + values
-
-    def cudaGetErrorString(self, err: Any) -> tuple[Any, bytes]:
-        return (self.cudaError_t.cudaSuccess, {2: b"out of memory", 1: b"invalid argument"}.get(int(err), b"?"))
-
-    def cudaSetDevice(self, dev: int) -> tuple[Any, ...]:
-        return self._ret("cudaSetDevice")
-
-    def cudaDeviceGetAttribute(self, attr: Any, dev: int) -> tuple[Any, ...]:
-        return self._ret("cudaDeviceGetAttribute", CC[0] if attr == self.cudaDeviceAttr.cudaDevAttrComputeCapabilityMajor else CC[1])
-
-    def _alloc(self, table: dict[int, Any], fn: str, n: int) -> tuple[Any, ...]:
-        if fn in self.fail:
-            return self._ret(fn, 0)
-        buf = ctypes.create_string_buffer(n)
-        table[ctypes.addressof(buf)] = buf
-        return self._ret(fn, ctypes.addressof(buf))
-
-    def cudaMalloc(self, n: int) -> tuple[Any, ...]:
-        return self._alloc(self.device, "cudaMalloc", n)
-
-    def cudaMallocHost(self, n: int) -> tuple[Any, ...]:
-        return self._alloc(self.host, "cudaMallocHost", n)
-
-    def cudaFree(self, ptr: int) -> tuple[Any, ...]:
-        return self._ret("cudaFree") if self.device.pop(int(ptr), None) is not None else (self.cudaError_t.cudaErrorInvalidValue,)
-
-    def cudaFreeHost(self, ptr: int) -> tuple[Any, ...]:
-        return self._ret("cudaFreeHost") if self.host.pop(int(ptr), None) is not None else (self.cudaError_t.cudaErrorInvalidValue,)
-
-    def cudaStreamCreate(self) -> tuple[Any, ...]:
-        self._next_stream += 1
-        self.streams.add(self._next_stream)
-        return self._ret("cudaStreamCreate", self.cudaStream_t(self._next_stream))
-
-    def cudaStreamDestroy(self, s: Any) -> tuple[Any, ...]:
-        self.streams.discard(int(s))
-        return self._ret("cudaStreamDestroy")
-
-    def cudaStreamSynchronize(self, s: Any) -> tuple[Any, ...]:
-        assert int(s) in self.streams
-        return self._ret("cudaStreamSynchronize")
-
-    def cudaMemcpyAsync(self, dst: int, src: int, count: int, kind: Any, stream: Any) -> tuple[Any, ...]:
-        assert isinstance(stream, self.cudaStream_t) and int(stream) in self.streams
-        dev_side = dst if kind == self.cudaMemcpyKind.cudaMemcpyHostToDevice else src
-        assert any(p <= dev_side and dev_side + count <= p + len(b) for p, b in self.device.items()), "not device memory"
-        ctypes.memmove(dst, src, count)
-        self.copies += 1
-        return self._ret("cudaMemcpyAsync")
-
-
-def make_fake_pycuda() -> types.ModuleType:
-    """pycuda.driver's shape: allocations are objects with int() and free()."""
-    drv = types.ModuleType("pycuda.driver")
-    state: dict[str, Any] = {"live": {}, "pushed": 0, "copies": 0}
-    drv.state = state  # type: ignore[attr-defined]
-
-    class Error(Exception):
-        pass
-
-    class DeviceAllocation:
-        def __init__(self, n: int) -> None:
-            self.buf = ctypes.create_string_buffer(n)
-            state["live"][id(self)] = self
-
-        def __int__(self) -> int:
-            return ctypes.addressof(self.buf)
-
-        def free(self) -> None:
-            state["live"].pop(id(self))
-
-    class HostAllocation(bytearray):
-        def free(self) -> None:
-            state["live"].pop(id(self))
-
-    class Context:
-        @staticmethod
-        def pop() -> None:
-            state["pushed"] -= 1
-
-    class PrimaryContext:
-        def push(self) -> None:
-            state["pushed"] += 1
-
-        def detach(self) -> None:
-            state["detached"] = True
-
-    class Device:
-        def __init__(self, n: int) -> None:
-            self.n = n
-
-        def retain_primary_context(self) -> PrimaryContext:
-            return PrimaryContext()
-
-        def compute_capability(self) -> tuple[int, int]:
-            return CC
-
-    class Stream:
-        handle = 4242
-
-        def synchronize(self) -> None:
-            assert state["pushed"] > 0, "no context current"
-
-    def pagelocked_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        assert state["pushed"] > 0, "no context current"
-        buf = HostAllocation(int(np.prod(shape)) * np.dtype(dtype).itemsize)
-        state["live"][id(buf)] = buf
-        return np.frombuffer(buf, dtype=dtype).reshape(shape)
-
-    def memcpy_htod_async(dst: int, src: np.ndarray, stream: Any) -> None:
-        ctypes.memmove(int(dst), src.ctypes.data, src.nbytes)
-        state["copies"] += 1
-
-    def memcpy_dtoh_async(dst: np.ndarray, src: int, stream: Any) -> None:
-        ctypes.memmove(dst.ctypes.data, int(src), dst.nbytes)
-        state["copies"] += 1
-
-    drv.Error = Error  # type: ignore[attr-defined]
-    drv.init = lambda: None  # type: ignore[attr-defined]
-    drv.Device = Device  # type: ignore[attr-defined]
-    drv.Context = Context  # type: ignore[attr-defined]
-    drv.Stream = Stream  # type: ignore[attr-defined]
-    drv.mem_alloc = DeviceAllocation  # type: ignore[attr-defined]
-    drv.pagelocked_empty = pagelocked_empty  # type: ignore[attr-defined]
-    drv.memcpy_htod_async = memcpy_htod_async  # type: ignore[attr-defined]
-    drv.memcpy_dtoh_async = memcpy_dtoh_async  # type: ignore[attr-defined]
-    return drv
-
-
-def fake_logits(x: np.ndarray) -> np.ndarray:
-    """What the fake engines compute: 7 logits from per-sample statistics."""
-    flat = x.reshape(len(x), -1).astype(np.float64)
-    return (flat.mean(1, keepdims=True) * np.arange(1, 8) + flat.std(1, keepdims=True) * np.arange(7)[::-1]).astype(np.float32)
-
-
 def make_fake_trt(version: str = TRT_VERSION) -> types.ModuleType:
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version  # type: ignore[attr-defined]
@@ -418,11 +254,11 @@ def make_fake_trt(version: str = TRT_VERSION) -> types.ModuleType:
 
 def write_fake_engine(path: Path, api: str = "named", input_dtype: str = "float32", max_batch: int = 8,
                       sidecar_version: str = TRT_VERSION, cc: str = "8.7", onnx_sha: str = "0" * 64,
-                      raw: Optional[bytes] = None, output_dtype: str = "float32") -> Path:
+                      raw: Optional[bytes] = None, output_dtype: str = "float32", device: str = GPU_KEY) -> Path:
     spec = {"api": api, "input_dtype": input_dtype, "output_dtype": output_dtype, "min": 1, "max": max_batch}
     path.write_bytes(raw if raw is not None else json.dumps(spec).encode())
     info = ModelInfo(input_dtype=input_dtype, precision="fp16")
-    write_sidecar(path, EngineKey(sidecar_version, cc, "fp16", 1, min(4, max_batch), max_batch), onnx_sha, info)
+    write_sidecar(path, EngineKey(sidecar_version, cc, "fp16", 1, min(4, max_batch), max_batch, device), onnx_sha, info)
     return path
 
 
@@ -540,7 +376,7 @@ def test_undeserialisable_engine_and_mismatched_io(tmp_path: Path, fake_gpu: dic
     # sidecar says float32 input, engine takes uint8
     engine = tmp_path / "mismatch.engine"
     engine.write_bytes(json.dumps({"api": "named", "input_dtype": "uint8", "min": 1, "max": 4}).encode())
-    write_sidecar(engine, EngineKey(TRT_VERSION, "8.7", "fp32", 1, 2, 4), "0" * 64, ModelInfo())
+    write_sidecar(engine, EngineKey(TRT_VERSION, "8.7", "fp32", 1, 2, 4, GPU_KEY), "0" * 64, ModelInfo())
     with pytest.raises(EngineError, match="metadata says float32"):
         TensorRTBackend(engine, memory="cuda-python")
     assert _all_freed(fake_gpu)
@@ -573,9 +409,9 @@ def test_engine_lookup_for_onnx(tmp_path: Path, fake_gpu: dict[str, Any], monkey
         Recognizer(onnx_path, backend="tensorrt")
     (tmp_path / "cache").mkdir()
     for mb in (4, 16):
-        key = EngineKey(TRT_VERSION, "8.7", "fp16", 1, 2, mb)
+        key = EngineKey(TRT_VERSION, "8.7", "fp16", 1, 2, mb, GPU_KEY)
         write_fake_engine(tmp_path / "cache" / key.filename("model"), max_batch=mb, onnx_sha=sha256_file(onnx_path))
-    stale = EngineKey(TRT_VERSION, "8.7", "fp16", 1, 2, 64)
+    stale = EngineKey(TRT_VERSION, "8.7", "fp16", 1, 2, 64, GPU_KEY)
     write_fake_engine(tmp_path / stale.filename("model"), max_batch=64, onnx_sha="f" * 64)  # built from another ONNX
     with Recognizer(onnx_path, backend="tensorrt", max_batch=8) as rec:
         assert rec.backend.max_batch == 16  # smallest valid engine that fits 8; the stale one is skipped

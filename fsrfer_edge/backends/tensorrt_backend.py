@@ -485,3 +485,29 @@ def find_engine(onnx_path: Union[str, os.PathLike[str]], tensorrt_version: str, 
         )
     big_enough = sorted(v for v in valid if v[0] >= min_max_batch)
     return big_enough[0][1] if big_enough else max(valid)[1]
+
+
+def tensorrt_unavailable_reason(onnx_path: Union[str, os.PathLike[str]], device: int = 0) -> Optional[str]:
+    """Why ``backend="auto"`` cannot run ``onnx_path`` on TensorRT here, or None when it can.
+
+    Checks, cheapest first: TensorRT imports; a CUDA binding reaches GPU ``device``; ``onnx``
+    (needed to build the engine on the device) imports; the file is not a u8s8 INT8 file (made for
+    ONNX Runtime CPU). Nothing is built or loaded.
+    """
+    try:
+        import_tensorrt()
+    except BackendUnavailable:
+        return "TensorRT is not installed (JetPack ships it; on a desktop GPU: pip install tensorrt)"
+    try:
+        select_memory("auto", device).close()
+    except (BackendUnavailable, EngineError) as exc:
+        return f"TensorRT is installed but no CUDA binding can use GPU {device} ({exc})"
+    try:
+        from ..export.onnx_export import load_onnx, read_model_info
+
+        info = read_model_info(load_onnx(onnx_path))
+    except BackendUnavailable:
+        return "building a TensorRT engine needs the 'onnx' package: pip install 'fsrfer-edge[jetson]'"
+    if info.precision == "int8" and info.int8_scheme == "u8s8":
+        return "it is a u8s8 INT8 file, made for ONNX Runtime CPU (TensorRT builds from the s8s8 file)"
+    return None
