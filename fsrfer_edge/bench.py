@@ -12,6 +12,9 @@ Everything is measured through :class:`~fsrfer_edge.recognizer.Recognizer` (what
 Example::
 
     fsrfer-bench --model fsrfer.onnx --batch-sizes 1,8,32,128 --data ../shared/data/fer2013.npz --json bench.json
+
+With ``--data`` the labels are FER+ when ``ferplus_labels.npz`` lies beside the data (as ``fsrfer-eval``
+reads them), else the archive's own; ``--labels`` chooses, and the output and JSON say which.
 """
 from __future__ import annotations
 
@@ -29,8 +32,9 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from . import __version__
-from .fileio import sha256_file, write_json
-from .errors import DataError, FsrferError, InputError
+from .fileio import check_output_path, sha256_file, write_json
+from .errors import CliParser, FsrferError, InputError, one_line
+from .ferplus import LABEL_SETS, LabelledFaces, load_labelled_faces
 from .preprocessing import FACTORS, degrade
 from .recognizer import Recognizer, resolve_model_path
 
@@ -123,37 +127,16 @@ def measure_overhead(rec: Recognizer, batch_size: int = 64, reps: int = 30, warm
             "meets_target": bool(pct < OVERHEAD_TARGET_PCT), "bare_providers": list(bare.get_providers())}
 
 
-def load_eval_data(path: Union[str, os.PathLike[str]]) -> tuple[np.ndarray, np.ndarray, str]:
-    """Images (N, H, W) uint8 and labels of the ``test`` split (all rows when there is no split).
+def load_eval_data(path: Union[str, os.PathLike[str]], labels: Optional[str] = None) -> LabelledFaces:
+    """Faces and labels of the ``test`` split (all rows when there is no split), as ``fsrfer-eval`` reads them.
 
-    Rows with a negative label (FER+ "no majority") are left out.
+    Args:
+        labels: ``"ferplus"``, ``"fer2013"``, or None: FER+ when ``ferplus_labels.npz`` lies beside the data.
 
     Raises:
         DataError: the file is missing or lacks ``images``/``labels``, or shapes disagree.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"data file {p} does not exist; expected an .npz with 'images' (N,48,48) uint8 and 'labels'")
-    try:
-        with np.load(p, allow_pickle=False) as d:
-            arrays = {k: d[k] for k in d.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{p} is not a readable .npz file ({exc})") from exc
-    missing = {"images", "labels"} - set(arrays)
-    if missing:
-        raise DataError(f"{p} lacks arrays {sorted(missing)}; it has {sorted(arrays)}")
-    images, labels = arrays["images"], arrays["labels"].astype(np.int64)
-    if images.ndim != 3 or images.shape[0] != labels.shape[0]:
-        raise DataError(f"{p}: images {images.shape} and labels {labels.shape} do not match; expected (N,H,W) and (N,)")
-    keep = labels >= 0
-    split_name = "all"
-    if "split" in arrays:
-        split = arrays["split"].astype(str)
-        if not (split == "test").any():
-            raise DataError(f"{p} has a 'split' array but no 'test' rows; splits present: {sorted(set(split))}")
-        keep &= split == "test"
-        split_name = "test"
-    return images[keep], labels[keep], split_name
+    return load_labelled_faces(path, labels, split="test")
 
 
 def measure_accuracy(rec: Recognizer, images: np.ndarray, labels: np.ndarray,
@@ -173,6 +156,14 @@ def measure_accuracy(rec: Recognizer, images: np.ndarray, labels: np.ndarray,
         out[str(f)] = correct / max(1, len(images))
         logger.info("accuracy x%d: %.4f", f, out[str(f)])
     return out
+
+
+def load_average() -> Optional[float]:
+    """The 1-minute load average (None where the OS has none): timings from a busy machine are not comparable."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def machine_info() -> dict[str, Any]:
@@ -195,13 +186,16 @@ def machine_info() -> dict[str, Any]:
 def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], data: Optional[Union[str, os.PathLike[str]]] = None,
               factors: Sequence[int] = FACTORS, warmup: int = 5, iters: int = 50, backend: str = "auto",
               providers: Union[None, str, Sequence[Any]] = None, threads: Optional[int] = None, device: int = 0,
-              overhead_batch: Optional[int] = 64, overhead_reps: int = 30, max_batch: Optional[int] = None) -> dict[str, Any]:
+              overhead_batch: Optional[int] = 64, overhead_reps: int = 30, max_batch: Optional[int] = None,
+              labels: Optional[str] = None) -> dict[str, Any]:
     """Run the whole benchmark and return the JSON document.
 
     Args:
         model: ``.onnx`` or TensorRT ``.engine``/``.plan``.
         batch_sizes: batch sizes to time.
         data: optional ``.npz`` for per-factor accuracy.
+        labels: label set of ``data``: ``"ferplus"``, ``"fer2013"``, or None (FER+ when its labels file
+            lies beside the data, as fsrfer-eval reads it).
         overhead_batch: batch size of the SDK-overhead measurement; None skips it.
         max_batch: Recognizer's max batch (default: the largest batch size).
 
@@ -213,25 +207,22 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
     if warmup < 0 or iters < 1:
         raise InputError(f"warmup={warmup}, iters={iters}; expected warmup >= 0 and iters >= 1")
     started = datetime.datetime.now(datetime.timezone.utc)
+    load_before = load_average()
     mb = max_batch or max(max(batch_sizes), overhead_batch or 1)
     with Recognizer(model, backend=backend, device=device, max_batch=mb, providers=providers, threads=threads) as rec:
         logger.info("benchmarking %s on %s %s", model, rec.backend.name, list(rec.backend.providers))
         latency = []
         for b in batch_sizes:
             latency.append(measure_latency(rec, b, warmup, iters))
-            r = latency[-1]
-            logger.info("batch %4d: p50 %.2f ms, p99 %.2f ms, %.0f faces/s", b, r["p50_ms"], r["p99_ms"], r["throughput_fps"])
+            logger.debug("batch %d timed", b)  # the results are printed once, in the summary
         overhead: Optional[dict[str, Any]] = None
         if overhead_batch:
             overhead = measure_overhead(rec, overhead_batch, overhead_reps)
-            if "overhead_pct" in overhead:
-                logger.info("SDK overhead at batch %d: %.1f %% (median of paired ratios), %.1f %% (minima)", overhead_batch,
-                            overhead["overhead_pct"], overhead["overhead_pct_min"])
         accuracy: Optional[dict[str, Any]] = None
         if data is not None:
-            images, labels, split = load_eval_data(data)
-            accuracy = {"data": str(data), "split": split, "n": int(len(labels)),
-                        "per_factor": measure_accuracy(rec, images, labels, factors)}
+            faces = load_eval_data(data, labels)
+            accuracy = {"data": str(data), "split": faces.split, "labels": faces.label_set, "n": int(len(faces.labels)),
+                        "per_factor": measure_accuracy(rec, faces.images, faces.labels, factors)}
         doc = {
             "schema": SCHEMA,
             "created": started.isoformat(timespec="seconds"),
@@ -244,6 +235,7 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
             "device": device,
             "max_batch": rec.max_batch,
             "machine": machine_info(),
+            "load_average": {"before": load_before, "after": load_average(), "cpu_count": os.cpu_count()},
             "warmup": warmup,
             "latency": latency,
             "overhead": overhead,
@@ -267,26 +259,31 @@ def parse_int_list(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    # Every default is written once, in its help text (ArgumentDefaultsHelpFormatter would add a second copy).
+    p = CliParser(
         prog="fsrfer-bench",
-        description="Latency, throughput, SDK overhead and per-factor accuracy of an fsrfer model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description="Latency, throughput, SDK overhead and per-factor accuracy of an fsrfer model. Timings depend "
+                    "on what else the machine runs: the 1-minute load average is recorded and a busy machine is "
+                    "reported.")
     p.add_argument("--model", help="exported model: .onnx, or a TensorRT .engine/.plan (default: the shipped default model)")
     p.add_argument("--batch-sizes", type=parse_int_list, default=[1, 8, 32, 128], metavar="N,N,...",
-                   help="batch sizes to time, comma-separated, e.g. 1,8,32,128")
+                   help="batch sizes to time, comma-separated (default: 1,8,32,128)")
     p.add_argument("--data", default=None, metavar="NPZ",
                    help="npz with images (N,48,48) uint8, labels (N,) and optional split (uses 'test'): per-factor accuracy")
+    p.add_argument("--labels", choices=LABEL_SETS, default=None,
+                   help="label set of --data: ferplus (FER+, joined from ferplus_labels.npz beside the data) or "
+                        "fer2013 (the original labels); default: ferplus when that file is there, as fsrfer-eval")
     p.add_argument("--factors", type=parse_int_list, default=list(FACTORS), metavar="F,F,...",
-                   help="down-sampling factors for --data, e.g. 1,2,3,4,6,8")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls before each batch size")
-    p.add_argument("--iters", type=int, default=50, help="timed calls per batch size")
-    p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto")
+                   help="down-sampling factors for --data (default: 1,2,3,4,6,8)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed calls before each batch size (default: 5)")
+    p.add_argument("--iters", type=int, default=50, help="timed calls per batch size (default: 50)")
+    p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto", help="default: auto")
     p.add_argument("--providers", choices=("auto", "cpu", "cuda"), default=None,
                    help="ONNX Runtime providers (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: one per core)")
-    p.add_argument("--device", type=int, default=0, help="GPU index")
-    p.add_argument("--overhead-batch", type=int, default=64, help="batch size of the SDK-overhead measurement; 0 skips it")
-    p.add_argument("--overhead-reps", type=int, default=100, help="interleaved repetitions for the overhead")
+    p.add_argument("--device", type=int, default=0, help="GPU index (default: 0)")
+    p.add_argument("--overhead-batch", type=int, default=64, help="batch size of the SDK-overhead measurement; 0 skips it (default: 64)")
+    p.add_argument("--overhead-reps", type=int, default=100, help="interleaved repetitions for the overhead (default: 100)")
     p.add_argument("--json", required=True, metavar="OUT", help="where to write the results (JSON, written atomically)")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     return p
@@ -297,15 +294,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
+        check_output_path(args.json, "--json")
         model = args.model if args.model is not None else resolve_model_path(None)
         doc = run_bench(model, args.batch_sizes, data=args.data, factors=args.factors, warmup=args.warmup,
                         iters=args.iters, backend=args.backend, providers=args.providers, threads=args.threads,
                         device=args.device, overhead_batch=args.overhead_batch or None,
-                        overhead_reps=args.overhead_reps)
+                        overhead_reps=args.overhead_reps, labels=args.labels)
         out = write_json(args.json, doc)
     except FsrferError as exc:
-        print(f"fsrfer-bench: error: {exc}", file=sys.stderr)
-        return 1
+        print(f"fsrfer-bench: error: {one_line(exc)}", file=sys.stderr)
+        return 2
     print(format_summary(doc))
     print(f"wrote {out}")
     return 0
@@ -313,8 +311,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def format_summary(doc: dict[str, Any]) -> str:
     """A short human-readable table of a bench document."""
-    lines = [f"{doc['model']} on {doc['backend']} {doc['providers']} (threads={doc['threads']})",
-             "batch    p50 ms    p99 ms     faces/s"]
+    lines = [f"{doc['model']} on {doc['backend']} {doc['providers']} (threads={doc['threads']})"]
+    load = doc.get("load_average") or {}
+    busiest = max((v for v in (load.get("before"), load.get("after")) if v is not None), default=None)
+    if busiest is not None:
+        cores = load.get("cpu_count") or 1
+        note = (f"BUSY: load average {busiest:.2f} on {cores} cores; other work shared the CPU, so these timings "
+                "can be several times slower than on an idle machine" if busiest >= 0.5 * cores
+                else f"load average {busiest:.2f} on {cores} cores")
+        lines.append(note)
+    lines.append("batch    p50 ms    p99 ms     faces/s")
     for r in doc["latency"]:
         lines.append(f"{r['batch_size']:5d} {r['p50_ms']:9.2f} {r['p99_ms']:9.2f} {r['throughput_fps']:11.0f}")
     ov = doc.get("overhead")
@@ -323,7 +329,7 @@ def format_summary(doc: dict[str, Any]) -> str:
                      f"{ov['overhead_pct_min']:.1f} % (minima) (target < {ov['target_pct']:.0f} %)")
     acc = doc.get("accuracy")
     if acc:
-        lines.append(f"accuracy on {acc['n']} {acc['split']} faces: " +
+        lines.append(f"accuracy on {acc['n']} {acc['split']} faces ({acc.get('labels', '?')} labels): " +
                      ", ".join(f"x{f} {a:.4f}" for f, a in acc["per_factor"].items()))
     return "\n".join(lines)
 

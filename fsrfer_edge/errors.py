@@ -4,8 +4,11 @@ Every message says what was received, what was expected and, where it helps, wha
 """
 from __future__ import annotations
 
+import argparse
 import importlib
+import sys
 from types import ModuleType
+from typing import NoReturn
 
 
 class FsrferError(Exception):
@@ -55,3 +58,19 @@ def require(module: str, extra: str, purpose: str = "") -> ModuleType:
             f"'{module}' is needed{why} but could not be imported ({exc}). "
             f"Install it with: pip install 'fsrfer-edge[{extra}]'"
         ) from exc
+
+
+def one_line(exc: "BaseException | str") -> str:
+    """An error message on one line (messages quoting other libraries may hold newlines)."""
+    return " ".join(str(exc).split())
+
+
+class CliParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors are one line on stderr, exit code 2 (no usage dump).
+
+    Every fsrfer command line reports its errors so: ``PROG: error: what was wrong; what to do``.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+        sys.exit(2)

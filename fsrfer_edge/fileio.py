@@ -105,6 +105,21 @@ def write_json(path: PathLike, doc: Any, default: Optional[Callable[[Any], Any]]
     return atomic_write_bytes(path, text.encode())
 
 
+def remove_partial_writes(folder: PathLike) -> list[Path]:
+    """Delete the hidden ``.NAME.*.tmp`` files that :func:`atomic_write` leaves when its process is
+    killed (kill -9) mid-write; returns what was removed. Call it only when nothing writes into
+    ``folder`` (e.g. when a run starts with --resume)."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    removed = []
+    for p in sorted(root.rglob(".*.tmp")):
+        if p.is_file() and not p.is_symlink():
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
 def sha256_file(path: PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

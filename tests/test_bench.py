@@ -54,6 +54,8 @@ def test_cli_writes_json_with_expected_keys(model: Path, data: Path, tmp_path: P
     assert ov["sdk_p50_ms"] > 0 and ov["bare_p50_ms"] > 0 and "overhead_pct" in ov
     acc = doc["accuracy"]
     assert acc["split"] == "test" and acc["n"] == 28  # 30 test rows minus 2 unlabelled
+    assert acc["labels"] == "npz"  # a plain archive: its own labels
+    assert set(doc["load_average"]) == {"before", "after", "cpu_count"}
     assert set(acc["per_factor"]) == {"1", "4"} and all(0.0 <= a <= 1.0 for a in acc["per_factor"].values())
     assert "faces/s" in capsys.readouterr().out
     assert not list(out.parent.glob(".*.tmp"))  # atomic write left nothing behind
@@ -63,7 +65,8 @@ def test_accuracy_matches_direct_predictions(model: Path, data: Path) -> None:
     from fsrfer_edge import Recognizer
     from fsrfer_edge.preprocessing import degrade
 
-    images, labels, split = bench.load_eval_data(data)
+    faces = bench.load_eval_data(data)
+    images, labels = faces.images, faces.labels
     with Recognizer(model, threads=1) as rec:
         acc = bench.measure_accuracy(rec, images, labels, factors=[3], chunk=7)
         preds = rec.predict(list(np.clip(degrade(images, 3), 0, 255)))
@@ -73,13 +76,71 @@ def test_accuracy_matches_direct_predictions(model: Path, data: Path) -> None:
 def test_bad_data_and_arguments(model: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.npz"
     np.savez(bad, pixels=np.zeros((2, 48, 48), np.uint8))
-    with pytest.raises(DataError, match="lacks arrays"):
+    with pytest.raises(DataError, match="missing array"):
         bench.load_eval_data(bad)
     with pytest.raises(DataError, match="does not exist"):
         bench.load_eval_data(tmp_path / "missing.npz")
     rc = bench.main(["--model", str(tmp_path / "missing.onnx"), "--batch-sizes", "1", "--json", str(tmp_path / "o.json")])
-    assert rc == 1
+    assert rc == 2
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--model", str(model), "--batch-sizes", "1,x", "--json", str(tmp_path / "o.json")])
     assert exit_info.value.code == 2
     assert bench.parse_int_list("1, 8,32") == [1, 8, 32]
+
+
+def _fer2013_pair(folder: Path, ferplus: bool = True) -> Path:
+    """A tiny fer2013.npz (original labels) with, optionally, ferplus_labels.npz beside it (other labels)."""
+    g = np.random.default_rng(3)
+    n = 24
+    folder.mkdir(parents=True, exist_ok=True)
+    split = np.array(["test"] * n)
+    np.savez(folder / "fer2013.npz", images=g.integers(0, 256, (n, 48, 48), dtype=np.uint8),
+             labels=np.zeros(n, np.int64), split=split, orig_row=np.arange(n))
+    if ferplus:  # FER+ labels 1..: every face differs from its FER2013 label 0; row 0 has no majority
+        np.savez(folder / "ferplus_labels.npz", orig_row=np.arange(n), labels=np.r_[-1, np.ones(n - 1, np.int64)],
+                 split=split)
+    return folder / "fer2013.npz"
+
+
+def test_labels_default_to_ferplus_beside_the_data_as_fsrfer_eval(tmp_path: Path) -> None:
+    path = _fer2013_pair(tmp_path / "both")
+    fer = bench.load_eval_data(path)
+    assert fer.label_set == "ferplus" and len(fer.labels) == 23 and set(fer.labels.tolist()) == {1}
+    orig = bench.load_eval_data(path, "fer2013")
+    assert orig.label_set == "fer2013" and len(orig.labels) == 24 and set(orig.labels.tolist()) == {0}
+    alone = bench.load_eval_data(_fer2013_pair(tmp_path / "alone", ferplus=False))
+    assert alone.label_set == "fer2013"
+    with pytest.raises(DataError, match="ferplus_labels.npz"):
+        bench.load_eval_data(_fer2013_pair(tmp_path / "alone2", ferplus=False), "ferplus")
+
+
+def test_cli_prints_results_once_with_labels_and_load(model: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    data = _fer2013_pair(tmp_path / "d")
+    out = tmp_path / "b.json"
+    rc = bench.main(["--model", str(model), "--batch-sizes", "3", "--warmup", "0", "--iters", "2", "--threads", "1",
+                     "--data", str(data), "--factors", "1", "--overhead-batch", "0", "--json", str(out)])
+    assert rc == 0
+    text = "".join(capsys.readouterr())
+    rows = [line for line in text.splitlines() if line.split()[:1] == ["3"]]
+    assert len(rows) == 1, text  # the batch-3 timing is printed once (it was logged and then printed again)
+    assert "(ferplus labels)" in text and "load average" in text
+    assert json.loads(out.read_text())["accuracy"]["labels"] == "ferplus"
+
+
+def test_help_states_each_default_once(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.count("(default: 5)") == 1 and "default: 64) (default: 64)" not in text
+    assert "(default: None)" not in text
+
+
+@pytest.mark.parametrize("where", ["dir", "under_file"])
+def test_json_path_that_cannot_be_a_file_is_refused_before_work(model: Path, tmp_path: Path, where: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "f.txt").write_text("x")
+    target = tmp_path if where == "dir" else tmp_path / "f.txt" / "b.json"
+    rc = bench.main(["--model", str(model), "--batch-sizes", "1", "--json", str(target)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "--json" in err

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from fsrfer_edge.errors import ModelError
-from fsrfer_edge.fileio import atomic_write
+from fsrfer_edge.fileio import atomic_write, file_problem
 from fsrfer_edge.preprocessing import Preprocessing
 
 FORMAT = "fsrfer-checkpoint"
@@ -61,13 +61,14 @@ def load(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any
         ModelError: if the file is missing, corrupt, not an fsrfer checkpoint, or of the wrong kind.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"checkpoint {p} does not exist")
+    problem = file_problem(p)
+    if problem:
+        raise ModelError(f"checkpoint {p} {problem}; expected a .pt file written by fsrfer-train")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
-        raise ModelError(f"checkpoint {p} could not be read ({type(exc).__name__}: {exc}); "
-                         "expected a file written by fsrfer-train") from exc
+        raise ModelError(f"checkpoint {p} was refused: {_one_line_reason(exc)}; expected a file written by "
+                         "fsrfer-train (tensors and plain data only)") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ModelError(f"{p} is not an fsrfer checkpoint (no 'format': '{FORMAT}' entry)")
     if ckpt.get("version", 0) > VERSION:
@@ -75,6 +76,20 @@ def load(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any
     if kind is not None and ckpt.get("kind") != kind:
         raise ModelError(f"{p} is a {ckpt.get('kind')!r} checkpoint; expected a {kind!r} checkpoint")
     return ckpt
+
+
+def _one_line_reason(exc: BaseException) -> str:
+    """PyTorch's multi-line explanation of a refused or corrupt file, reduced to its one useful line."""
+    text = str(exc)
+    for line in text.splitlines():
+        if "WeightsUnpickler error:" in line:  # a pickled object that a safe load will not create
+            reason = line.split("WeightsUnpickler error:", 1)[1].split(". Please use", 1)[0].strip()
+            return f"it holds a pickled Python object that a safe load does not run ({reason})"
+    if "central directory" in text or isinstance(exc, EOFError):
+        return "the file is truncated or corrupt (not a complete PyTorch zip archive)"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    first = first.replace("\x1b[1m", "").replace("\x1b[0m", "")
+    return f"{type(exc).__name__}: {first[:200]}"
 
 
 def model_payload(model: "torch.nn.Module", spec: dict[str, Any], pre: Preprocessing, meta: dict[str, Any]) -> dict[str, Any]:
@@ -88,11 +103,14 @@ def load_model(path: str | os.PathLike[str]) -> tuple["torch.nn.Module", Preproc
     from .models import InferenceModel
 
     ckpt = load(path, kind="model")
-    model = InferenceModel(ckpt["spec"])
     try:
+        model = InferenceModel(ckpt["spec"])
         model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        raise ModelError(f"checkpoint {path}: weights do not match its spec ({exc})") from exc
+        pre = Preprocessing.from_dict(ckpt["preprocessing"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise ModelError(f"checkpoint {path}: its spec, weights or preprocessing do not fit together "
+                         f"({type(exc).__name__}: {reason}); expected a model checkpoint from fsrfer-train") from exc
     model.eval()
-    return model, Preprocessing.from_dict(ckpt["preprocessing"]), ckpt
+    return model, pre, ckpt
 

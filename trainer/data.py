@@ -22,7 +22,6 @@ import dataclasses
 import inspect
 import logging
 import os
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -30,6 +29,9 @@ from typing import Any, Optional
 import numpy as np
 
 from fsrfer_edge.errors import DataError, InputError
+from fsrfer_edge.ferplus import check_1d as _check_1d
+from fsrfer_edge.ferplus import join_ferplus
+from fsrfer_edge.ferplus import read_npz as _read_npz
 from fsrfer_edge.preprocessing import CLASSES, Preprocessing
 
 log = logging.getLogger(__name__)
@@ -351,24 +353,6 @@ def ferplus_majority(votes: np.ndarray, rule: str = "majority") -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # .npz (../shared/data)
 # --------------------------------------------------------------------------------------------
-def _read_npz(path: Path, required: Sequence[str]) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in required if k not in z.files]
-            if missing:
-                raise DataError(
-                    f"{path}: missing array(s) {missing}; it holds {sorted(z.files)}, expected {list(required)}"
-                )
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: cannot read as a NumPy .npz archive ({exc})") from exc
-
-
-def _check_1d(arr: np.ndarray, n: int, path: Path, name: str) -> None:
-    if arr.shape != (n,):
-        raise DataError(f"{path}: array {name!r} has shape {arr.shape}; expected ({n},) (one entry per image)")
-
-
 def _check_split(split: np.ndarray, path: Path) -> np.ndarray:
     split = split.astype(str)
     ok = np.isin(split, SPLITS)
@@ -445,40 +429,9 @@ def load_npz(
             raise DataError(f"{p}: array 'labels' row {row} is {fer_labels[row]}; expected 0..{len(CLASSES) - 1}")
         return FaceSet(images, fer_labels.astype(np.int64), split, "fer2013")
 
-    fp = _existing_file(
-        ferplus_path if ferplus_path is not None else p.with_name("ferplus_labels.npz"),
-        "the FER+ labels archive (arrays orig_row, labels); pass ferplus_path= or use labels='fer2013'",
-    )
-    f = _read_npz(fp, ("orig_row", "labels"))
-    f_orig, f_labels = f["orig_row"], f["labels"]
-    if f_orig.ndim != 1:
-        raise DataError(f"{fp}: array 'orig_row' has shape {f_orig.shape}; expected (M,)")
-    _check_1d(f_labels, len(f_orig), fp, "labels")
-    if not np.issubdtype(f_orig.dtype, np.integer) or len(np.unique(f_orig)) != len(f_orig):
-        raise DataError(f"{fp}: array 'orig_row' must hold distinct integers (received {f_orig.dtype}, duplicates?)")
-    bad = (f_labels < -1) | (f_labels >= len(CLASSES))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{fp}: array 'labels' row {row} is {f_labels[row]}; expected -1 (excluded) or 0..6")
-
-    if len(f_orig) == 0:
-        raise DataError(f"{fp}: holds no rows; expected one FER+ label per FER2013 orig_row")
-    order = np.argsort(f_orig)
-    match = order[np.clip(np.searchsorted(f_orig, orig, sorter=order), 0, len(f_orig) - 1)]
-    found = (f_orig[match] == orig) & (orig >= 0)
-    joined = np.where(found, f_labels[match], -1)
-    if "split" in f:
-        f_split = f["split"]
-        _check_1d(f_split, len(f_orig), fp, "split")
-        differ = found & (f_split.astype(str)[match] != split)
-        if differ.any():
-            row = int(np.flatnonzero(differ)[0])
-            raise DataError(
-                f"{fp}: orig_row {int(orig[row])} is in split {f_split[match[row]]!r} but {p} says "
-                f"{split[row]!r}; expected the two archives to agree (are they from the same release?)"
-            )
+    join = join_ferplus(p, orig, split, ferplus_path)
+    joined, f, f_orig, fp, match = join.labels, join.arrays, join.arrays["orig_row"], join.path, join.rows
     keep = joined >= 0
-    log.info("%s + %s: %d of %d faces have a FER+ majority label", p, fp, int(keep.sum()), n)
     targets = None
     if "votes" in f:
         votes = f["votes"]

@@ -1,0 +1,189 @@
+"""Labelled ``.npz`` face archives for evaluation, with the FER+ label join (numpy only).
+
+``../shared/data`` ships ``fer2013.npz`` (the FER2013 faces with their original labels) and, beside it,
+``ferplus_labels.npz`` (the FER+ majority labels, joined by ``orig_row``). Every tool that measures
+accuracy reads them through this module, so ``fsrfer-eval``, ``fsrfer-bench --data`` and
+``fsrfer-export --eval-data`` score the same faces against the same labels. The trainer's
+:func:`trainer.data.load_npz` imports the join from here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Union
+
+import numpy as np
+
+from .errors import DataError, InputError
+from .fileio import file_problem
+from .preprocessing import CLASSES
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+#: Label sets of a FER2013 archive: the FER+ relabelling, or the original FER2013 labels.
+LABEL_SETS = ("ferplus", "fer2013")
+#: Name of the FER+ labels archive looked for beside the data.
+FERPLUS_FILE = "ferplus_labels.npz"
+SPLITS = ("train", "val", "test")
+
+
+def existing_file(path: PathLike, what: str) -> Path:
+    """``path`` as a Path, or DataError saying why it cannot be read and what was expected."""
+    p = Path(path)
+    problem = file_problem(p)
+    if problem:
+        raise DataError(f"{p} {problem}; expected {what}")
+    return p
+
+
+def read_npz(path: Path, required: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Every array of an ``.npz`` archive (no pickles), or DataError naming what is missing."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in required if k not in z.files]
+            if missing:
+                raise DataError(
+                    f"{path}: missing array(s) {missing}; it holds {sorted(z.files)}, expected {list(required)}"
+                )
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: cannot read as a NumPy .npz archive ({exc})") from exc
+
+
+def check_1d(arr: np.ndarray, n: int, path: Path, name: str) -> None:
+    if arr.shape != (n,):
+        raise DataError(f"{path}: array {name!r} has shape {arr.shape}; expected ({n},) (one entry per image)")
+
+
+@dataclasses.dataclass(frozen=True)
+class FerplusJoin:
+    """The FER+ join of a FER2013 archive's faces.
+
+    ``labels``: (N,) FER+ label per face, -1 where it has none; ``rows``: (N,) the matching row of the
+    FER+ archive (meaningful where ``labels >= 0``); ``arrays``: the FER+ archive's arrays (e.g.
+    ``votes``); ``path``: the FER+ archive.
+    """
+
+    labels: np.ndarray
+    rows: np.ndarray
+    arrays: Dict[str, np.ndarray]
+    path: Path
+
+
+def join_ferplus(path: Path, orig: np.ndarray, split: np.ndarray,
+                 ferplus_path: Optional[PathLike] = None) -> FerplusJoin:
+    """FER+ labels for the faces of a FER2013 archive, joined by ``orig_row``; -1 where a face has none.
+
+    Args:
+        path: the FER2013 archive (for messages, and to find ``ferplus_labels.npz`` beside it).
+        orig: (N,) its ``orig_row`` array (-1: unknown row).
+        split: (N,) its split names (checked against the FER+ archive's, when that has one).
+        ferplus_path: the FER+ archive; default ``ferplus_labels.npz`` beside ``path``.
+
+    Raises:
+        DataError: the FER+ archive is missing or malformed, or its splits disagree with ``path``'s.
+    """
+    fp = existing_file(
+        ferplus_path if ferplus_path is not None else path.with_name(FERPLUS_FILE),
+        "the FER+ labels archive (arrays orig_row, labels); pass it, or use labels 'fer2013'",
+    )
+    f = read_npz(fp, ("orig_row", "labels"))
+    f_orig, f_labels = f["orig_row"], f["labels"]
+    if f_orig.ndim != 1:
+        raise DataError(f"{fp}: array 'orig_row' has shape {f_orig.shape}; expected (M,)")
+    check_1d(f_labels, len(f_orig), fp, "labels")
+    if not np.issubdtype(f_orig.dtype, np.integer) or len(np.unique(f_orig)) != len(f_orig):
+        raise DataError(f"{fp}: array 'orig_row' must hold distinct integers (received {f_orig.dtype}, duplicates?)")
+    bad = (f_labels < -1) | (f_labels >= len(CLASSES))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{fp}: array 'labels' row {row} is {f_labels[row]}; expected -1 (excluded) or 0..6")
+    if len(f_orig) == 0:
+        raise DataError(f"{fp}: holds no rows; expected one FER+ label per FER2013 orig_row")
+    order = np.argsort(f_orig)
+    match = order[np.clip(np.searchsorted(f_orig, orig, sorter=order), 0, len(f_orig) - 1)]
+    found = (f_orig[match] == orig) & (orig >= 0)
+    joined = np.where(found, f_labels[match], -1)
+    if "split" in f:
+        f_split = f["split"]
+        check_1d(f_split, len(f_orig), fp, "split")
+        differ = found & (f_split.astype(str)[match] != split)
+        if differ.any():
+            row = int(np.flatnonzero(differ)[0])
+            raise DataError(
+                f"{fp}: orig_row {int(orig[row])} is in split {f_split[match[row]]!r} but {path} says "
+                f"{split[row]!r}; expected the two archives to agree (are they from the same release?)"
+            )
+    log.info("%s + %s: %d of %d faces have a FER+ majority label", path, fp, int((joined >= 0).sum()), len(orig))
+    return FerplusJoin(joined.astype(np.int64), match, f, fp)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledFaces:
+    """Faces of one split with their labels, and which labels they are."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    split: str  # "train", "val", "test", or "all" (an archive without a split array)
+    label_set: str  # "ferplus", "fer2013", or "npz" (a plain archive's own labels)
+
+
+def default_label_set(path: PathLike) -> str:
+    """``ferplus`` when ``ferplus_labels.npz`` lies beside ``path`` (as ``fsrfer-eval`` assumes), else ``fer2013``."""
+    return "ferplus" if Path(path).with_name(FERPLUS_FILE).is_file() else "fer2013"
+
+
+def load_labelled_faces(path: PathLike, labels: Optional[str] = None, split: Optional[str] = "test") -> LabelledFaces:
+    """Faces and labels of one split of an ``.npz`` archive, FER+ labels joined as ``fsrfer-eval`` does.
+
+    Args:
+        path: ``fer2013.npz`` (``images``, ``labels``, ``split``, ``orig_row``), or a plain archive
+            (``images``, ``labels``, optional ``split``), whose own labels are used.
+        labels: ``"ferplus"``, ``"fer2013"``, or None: FER+ when its labels file lies beside ``path``.
+            Ignored (recorded as ``"npz"``) for a plain archive without ``orig_row``.
+        split: the split to use when the archive has a split array; None: every row.
+
+    Returns:
+        :class:`LabelledFaces`; rows without a label (FER+ "no majority", negative labels) are left out.
+
+    Raises:
+        InputError: an unknown ``labels`` or ``split``.
+        DataError: a file is missing or malformed, or the split has no labelled face.
+    """
+    if labels is not None and labels not in LABEL_SETS:
+        raise InputError(f"labels={labels!r}; expected one of {list(LABEL_SETS)}")
+    if split is not None and split not in SPLITS:
+        raise InputError(f"split={split!r}; expected one of {list(SPLITS)}")
+    p = existing_file(path, "an .npz with 'images' (N,H,W) uint8 and 'labels' (N,), e.g. ../shared/data/fer2013.npz")
+    d = read_npz(p, ("images", "labels"))
+    images, raw = d["images"], np.asarray(d["labels"])
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{p}: array 'images' is {images.dtype} of shape {images.shape}; expected (N, H, W) uint8")
+    n = len(images)
+    check_1d(raw, n, p, "labels")
+    if not np.issubdtype(raw.dtype, np.integer):
+        raise DataError(f"{p}: array 'labels' is {raw.dtype}; expected integers 0..{len(CLASSES) - 1}")
+    names = d["split"].astype(str) if "split" in d else None
+    if names is not None:
+        check_1d(names, n, p, "split")
+    if "orig_row" in d:
+        label_set = labels or default_label_set(p)
+        if label_set == "ferplus":
+            check_1d(d["orig_row"], n, p, "orig_row")
+            raw = join_ferplus(p, d["orig_row"], names if names is not None else np.full(n, "")).labels
+    else:
+        label_set = "npz"
+    keep = (raw >= 0) & (raw < len(CLASSES))
+    split_name = "all"
+    if names is not None and split is not None:
+        if not (names == split).any():
+            raise DataError(f"{p} has a 'split' array but no {split!r} rows; splits present: {sorted(set(names))}")
+        keep &= names == split
+        split_name = split
+    if not keep.any():
+        raise DataError(f"{p}: no labelled face in split {split_name!r} (with {label_set} labels)")
+    return LabelledFaces(images[keep], raw[keep].astype(np.int64), split_name, label_set)
