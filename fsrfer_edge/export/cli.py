@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, FsrferError
+from ..errors import ConfigError, FsrferError, ModelError
 from ..fileio import write_json
 from ..preprocessing import FACTORS
 
@@ -238,6 +238,7 @@ def export_checkpoint(opts: ExportOptions) -> dict[str, Any]:
         fp32, info, random, faces = _export_fp32(opts, stage, report)
         variants = _make_variants(opts, stage, fp32, info, random, faces, report)
         _accuracy(opts, info, variants, report)
+        _check_tensorrt_files(stage, report)
         report["report"] = str(_commit(stage, out_dir, report, opts.model_name))
     except BaseException:
         if created and not any(p for p in out_dir.iterdir() if p != stage):
@@ -246,6 +247,30 @@ def export_checkpoint(opts: ExportOptions) -> dict[str, Any]:
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return report
+
+
+def _check_tensorrt_files(stage: Path, report: dict[str, Any]) -> None:
+    """Run the TensorRT compatibility check on every file made for TensorRT (FP32, FP16, s8s8);
+    a failing one stops the export before anything is written (see :mod:`.trt_check`)."""
+    from .trt_check import require_trt_compatible
+
+    for key in ENGINE_PREFERENCE:
+        if key in report["files"]:
+            checked = require_trt_compatible(stage / str(report["files"][key]["file"]))
+            report.setdefault("tensorrt_check", {})[key] = {
+                "tables": checked.tables, "int8_layers": len(checked.int8_layers),
+                "float_layers": len(checked.float_layers)}
+
+
+def check_trt_main(path: Path) -> int:
+    """``fsrfer-export --check-trt FILE``: print the report; 0 when the file passes, else 2."""
+    from .trt_check import check_file
+
+    report = check_file(path)
+    if not report.ok:
+        raise ModelError(f"{report.file} would not build in TensorRT: " + "; ".join(report.errors))
+    print(report.summary())
+    return 0
 
 
 def _engine_source(opts: ExportOptions, report: Optional[dict[str, Any]]) -> Path:
@@ -307,8 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export an fsrfer checkpoint to checked ONNX files (FP32, FP16, INT8 Q/DQ) and build "
                     "TensorRT engines. Writes NAME.fp32.onnx, NAME.fp16.onnx, NAME.int8-s8s8.onnx (TensorRT), "
                     "NAME.int8-u8s8.onnx (ONNX Runtime CPU) and NAME.report.json.")
-    p.add_argument("source", type=Path, metavar="CHECKPOINT_OR_ONNX",
+    p.add_argument("source", type=Path, metavar="CHECKPOINT_OR_ONNX", nargs="?",
                    help="a model checkpoint (export) or an fsrfer .onnx file (with --engine)")
+    p.add_argument("--check-trt", type=Path, metavar="FILE",
+                   help="only check that FILE (.onnx) will build in TensorRT 8.5 and 10.x, without a GPU: operators, "
+                        "types, opset, Q/DQ rules; prints which layers run in INT8 (exit 2 if it fails)"),
     p.add_argument("--out-dir", type=Path, default=Path("engines"), help="output folder (default: engines/)")
     p.add_argument("--name", default="", help="output name stem (default: the source file's name)")
     p.add_argument("--uint8-input", action="store_true",
@@ -382,9 +410,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("fsrfer_edge").setLevel(logging.WARNING if args.quiet else logging.INFO)
-    opts = ExportOptions(**{k: v for k, v in vars(args).items() if k != "quiet"})
+    check_trt = vars(args).pop("check_trt")
+    if check_trt is None and args.source is None:
+        print("error: give a CHECKPOINT_OR_ONNX to export, or --check-trt FILE", file=sys.stderr)
+        return 2
     try:
-        report = run(opts)
+        if check_trt is not None:
+            return check_trt_main(check_trt)
+        report = run(ExportOptions(**{k: v for k, v in vars(args).items() if k != "quiet"}))
     except FsrferError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever the message
         return 2

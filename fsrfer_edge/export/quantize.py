@@ -175,11 +175,13 @@ def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True) -> list[s
     tainted: set[str] = set()
     names = []
     for node in model.graph.node:
+        after_pool = node.op_type in _POOL_OPS or any(i in tainted for i in node.input)
+        if after_pool:  # through G too: the head after an embedding-level G stays in float
+            tainted.update(node.output)
         if node.name.startswith(GENERATOR_PREFIX):
             if generator:
                 names.append(node.name)
-        elif node.op_type in _POOL_OPS or any(i in tainted for i in node.input):
-            tainted.update(node.output)
+        elif after_pool:
             names.append(node.name)
     return names
 

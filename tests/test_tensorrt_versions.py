@@ -1,0 +1,405 @@
+"""The TensorRT path per TensorRT version, against the version-faithful fakes in tests/fake_trt.
+
+Each numbered test names the defect of issue 13 it guards (docs/tensorrt.md lists them with the
+NVIDIA sources they were checked against). Builder, runtime and CUDA memory layer run for real;
+only TensorRT and the CUDA libraries are fakes, shaped like 8.5.2 (JetPack 5), 8.6, 10.3 (JetPack 6)
+and 11.x. Real-GPU runs are in test_tensorrt_gpu.py and test_engine_build.py.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import types
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxsim")
+
+from fsrfer_edge import Recognizer  # noqa: E402
+from fsrfer_edge import engine_cache  # noqa: E402
+from fsrfer_edge.backends import cuda_memory  # noqa: E402
+from fsrfer_edge.backends.cuda_memory import CudaPythonMemory, PyCudaMemory, select_memory  # noqa: E402
+from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend  # noqa: E402
+from fsrfer_edge.errors import EngineError, ModelError  # noqa: E402
+from fsrfer_edge.export import cli, engine, quantize, trt_check  # noqa: E402
+from fsrfer_edge.export.onnx_export import load_onnx  # noqa: E402
+from fsrfer_edge.preprocessing import Preprocessing, resize  # noqa: E402
+
+try:
+    from .fake_trt import VERSIONS, fake_logits, make_tensorrt
+    from .fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda
+except ImportError:
+    from fake_trt import VERSIONS, fake_logits, make_tensorrt  # type: ignore[no-redef]
+    from fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda  # type: ignore[no-redef]
+
+
+def _faces(n: int, seed: int) -> np.ndarray:
+    coarse = np.random.default_rng(seed).uniform(0, 255, size=(n, 6, 6)).astype(np.float32)
+    return np.clip(np.rint(resize(coarse, (48, 48))), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny.{fp32,fp16,int8-s8s8,int8-u8s8}.onnx from one fsrfer-export run."""
+    from trainer import checkpoint
+    from trainer.models import InferenceModel
+
+    d = tmp_path_factory.mktemp("trtv")
+    torch.manual_seed(0)
+    spec = {"method": "fsrfer", "backbone": "tiny"}
+    model = InferenceModel(spec).eval()
+    with torch.no_grad():
+        model.fer.head.fc2.weight.mul_(20.0)
+    checkpoint.save(d / "tiny.pt", checkpoint.model_payload(model, spec, Preprocessing(), {}))
+    np.savez(d / "faces.npz", images=_faces(48, 1))
+    assert cli.main([str(d / "tiny.pt"), "--out-dir", str(d), "--fp16", "--int8", "--calib", str(d / "faces.npz"),
+                     "--calib-size", "32", "--calib-method", "minmax", "-q"]) == 0
+    return d
+
+
+class FakeGpu:
+    """Installs a fake TensorRT of one version and fake CUDA layers."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, version: str, cudart: Optional[FakeCudart] = None,
+                 pycuda: Optional[types.ModuleType] = None) -> None:
+        self.trt = make_tensorrt(version)
+        self.cudart = cudart if cudart is not None else FakeCudart()
+        self.pycuda = pycuda if pycuda is not None else make_fake_pycuda()
+        monkeypatch.setitem(sys.modules, "tensorrt", self.trt)
+        pkg = types.ModuleType("pycuda")
+        pkg.driver = self.pycuda  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "pycuda", pkg)
+        monkeypatch.setitem(sys.modules, "pycuda.driver", self.pycuda)
+        monkeypatch.setattr(cuda_memory, "import_cudart", lambda: self.cudart)
+
+
+def _build(variants: Path, out: Path, variant: str, **kw: Any) -> Path:
+    return engine.build_engine(variants / f"tiny.{variant}.onnx", out, 1, 4, 8, **kw)
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    return dict(json.loads(engine_cache.sidecar_path(path).read_text()))
+
+
+# ---------------------------------------------------------------------------------------------
+# 1 and 8: the s8s8 file parses in TensorRT, with Q/DQ where NVIDIA's guidance puts them
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("version", ["8.5.2.2", "10.3.0.26"])
+def test_1_s8s8_file_parses_in_tensorrt(variants: Path, version: str) -> None:
+    path = variants / "tiny.int8-s8s8.onnx"
+    model = load_onnx(path)
+    inits = {t.name: t for t in model.graph.initializer}
+    dq_inputs = [inits[n.input[0]].data_type for n in model.graph.node
+                 if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    assert dq_inputs and set(dq_inputs) == {onnx.TensorProto.INT8}  # no INT32 bias behind a DequantizeLinear
+    trt = make_tensorrt(version)
+    network = trt.Builder(trt.Logger()).create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
+    parser = trt.OnnxParser(network, trt.Logger())
+    assert parser.parse(path.read_bytes()), [parser.get_error(i) for i in range(parser.num_errors)]
+    report = trt_check.check_file(path)
+    assert report.ok and report.int8_layers and set(report.int8_layers).isdisjoint(report.float_layers)
+
+
+def test_8_qdq_on_weighted_inputs_and_residual_only(variants: Path) -> None:
+    model = load_onnx(variants / "tiny.int8-s8s8.onnx")
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    # No op's output is quantized for its own sake: a QuantizeLinear after a weighted op or an Add
+    # only exists as the residual input of an Add (a downsampling block's 1x1 shortcut Conv).
+    for q in (n for n in model.graph.node if n.op_type == "QuantizeLinear"):
+        src = producer.get(q.input[0])
+        if src is not None and src.op_type in ("Conv", "Gemm", "MatMul", "Add"):
+            readers = [c for dq in consumers[q.output[0]] for c in consumers[dq.output[0]]]
+            assert readers and all(c.op_type == "Add" for c in readers), q.name
+    # Every quantized Conv has both inputs dequantized; every residual Add has exactly one (the skip).
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.input[0] in producer
+             and producer[n.input[0]].op_type == "DequantizeLinear"]
+    assert convs and all(producer[n.input[1]].op_type == "DequantizeLinear" for n in convs)
+    adds = [n for n in model.graph.node if n.op_type == "Add" and not n.name.startswith("/generator/")
+            and any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear" for i in n.input)]
+    assert adds
+    for add in adds:
+        kinds = sorted(producer[i].op_type for i in add.input)
+        assert kinds == ["Conv", "DequantizeLinear"], (add.name, kinds)
+
+
+def test_8_residual_rule_picks_the_shortcut_of_a_downsampling_block() -> None:
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 1, 1], [1.0])
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], name="conv1"),
+             helper.make_node("Conv", ["a", "w"], ["b"], name="conv2"),  # branch
+             helper.make_node("Conv", ["x", "w"], ["s"], name="shortcut")]
+    for t in ("b", "s"):
+        nodes += [helper.make_node("QuantizeLinear", [t, "sc", "zp"], [t + "_q"]),
+                  helper.make_node("DequantizeLinear", [t + "_q", "sc", "zp"], [t + "_dq"])]
+    nodes.append(helper.make_node("Add", ["s_dq", "b_dq"], ["y"], name="add"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2, 2])],
+                              [w, helper.make_tensor("sc", TensorProto.FLOAT, [], [0.1]),
+                               helper.make_tensor("zp", TensorProto.INT8, [], [0])])
+    model = helper.make_model(graph)
+    assert quantize.keep_residual_qdq_only(model) == 1
+    add = next(n for n in model.graph.node if n.op_type == "Add")
+    assert list(add.input) == ["s_dq", "b"]
+    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The compatibility check (no GPU)
+# ---------------------------------------------------------------------------------------------
+def test_check_trt_cli_passes_good_files_and_refuses_a_broken_one(variants: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    for variant in ("fp32", "fp16", "int8-s8s8"):
+        assert cli.main(["--check-trt", str(variants / f"tiny.{variant}.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "passed" in out and "in INT8: 0" in out
+    # The u8s8 CPU file: uint8 zero points
+    assert cli.main(["--check-trt", str(variants / "tiny.int8-u8s8.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "zero point is uint8" in err and len(err.strip().splitlines()) == 1
+    # A broken file: an INT32 bias behind a DequantizeLinear, as ONNX Runtime's defaults make it.
+    model = load_onnx(variants / "tiny.int8-s8s8.onnx")
+    conv = next(n for n in model.graph.node if n.op_type == "Conv" and len(n.input) == 3)
+    from onnx import TensorProto, helper
+
+    bias = next(t for t in model.graph.initializer if t.name == conv.input[2])
+    n_out = bias.dims[0]
+    model.graph.initializer.extend([
+        helper.make_tensor("b_q", TensorProto.INT32, [n_out], [1] * n_out),
+        helper.make_tensor("b_s", TensorProto.FLOAT, [n_out], [0.01] * n_out),
+        helper.make_tensor("b_z", TensorProto.INT32, [n_out], [0] * n_out)])
+    model.graph.node.insert(0, helper.make_node("DequantizeLinear", ["b_q", "b_s", "b_z"], ["b_dq"], name="bias_dq", axis=0))
+    conv.input[2] = "b_dq"
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    assert cli.main(["--check-trt", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: broken.onnx would not build in TensorRT") and "bias_dq" in err
+    assert "is INT32" in err and "takes INT8" in err and len(err.strip().splitlines()) == 1
+
+
+def test_check_refuses_unsupported_op_opset_and_per_channel_activation(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    g = helper.make_graph([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], axis=1),
+                           helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"], axis=1),
+                           helper.make_node("Hardmax", ["d"], ["y"])], "g", [x], [y],
+                          [helper.make_tensor("s", TensorProto.FLOAT, [4], [0.1] * 4),
+                           helper.make_tensor("z", TensorProto.INT8, [4], [0, 0, 0, 1])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    report = trt_check.check_model(model, "m.onnx")
+    text = "\n".join(report.errors)
+    assert "opset 21 is outside" in text and "Hardmax is not supported" in text
+    assert "per-channel scales on an activation" in text and "zero point is not 0" in text
+
+
+def test_check_passes_the_shipped_default_fp16_and_a_fresh_s8s8(tmp_path: Path) -> None:
+    from fsrfer_edge.export.calib import faces_to_pixels, to_model_input
+    from fsrfer_edge.export.onnx_export import read_model_info
+    from fsrfer_edge.recognizer import DEFAULT_MODEL
+
+    quantize.convert_fp16(DEFAULT_MODEL, tmp_path / "default.fp16.onnx")
+    assert trt_check.check_file(tmp_path / "default.fp16.onnx").ok
+    info = read_model_info(load_onnx(DEFAULT_MODEL))
+    calib = to_model_input(faces_to_pixels(_faces(8, 3), info), info)
+    quantize.quantize_int8(DEFAULT_MODEL, tmp_path / "default.int8-s8s8.onnx", calib, "s8s8", "minmax")
+    report = trt_check.check_file(tmp_path / "default.int8-s8s8.onnx")
+    assert report.ok, report.errors
+    # The trunk's convolutions run in INT8; G (kept float by default) and the head do not.
+    assert len(report.int8_layers) >= 15 and any("/generator/" in n for n in report.float_layers)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2, 4, 9, 10, 11: builder and runtime per version
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("version", VERSIONS)
+def test_2_4_build_then_find_and_run_per_version(variants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 version: str) -> None:
+    gpu = FakeGpu(monkeypatch, version)
+    for variant in ("fp16", "int8-s8s8"):
+        built = _build(variants, tmp_path, variant)
+        assert built.name.startswith(f"tiny.{'int8' if variant.startswith('int8') else 'fp16'}.trt{version}.sm87.{GPU_KEY}.")
+        # 2: the runtime finds the engine from the file it was built from (stem "tiny", not "tiny.fp16")
+        with TensorRTBackend.for_onnx(variants / f"tiny.{variant}.onnx", memory="cuda-python",
+                                      search_dirs=[tmp_path]) as be:
+            assert be.path == built
+            # 4: on 8.5.2 with NumPy < 2, trt.nptype raises; the backend never calls it
+            x = np.random.default_rng(0).standard_normal((5, 1, 48, 48)).astype(np.float32)
+            np.testing.assert_allclose(be.infer(x), fake_logits(x), rtol=1e-5, atol=1e-5)
+    if version.startswith("8.5"):
+        with pytest.raises(AttributeError, match="bool"):
+            gpu.trt.nptype(gpu.trt.DataType.FLOAT)
+
+
+def test_9_foreign_timing_cache_is_replaced_not_passed_as_none(variants: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    FakeGpu(monkeypatch, "10.3.0.26")
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"timing-cache/8.5.2.2/entries")  # written by JetPack 5's TensorRT
+    with caplog.at_level(logging.WARNING, logger="fsrfer_edge.export.engine"):
+        _build(variants, tmp_path, "fp16", timing_cache=cache)
+    assert "another TensorRT version" in caplog.text
+    assert cache.read_bytes().startswith(b"timing-cache/10.3.0.26/")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_10_11_precision_flags_per_version(variants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           version: str) -> None:
+    gpu = FakeGpu(monkeypatch, version)
+    docs = {v: _sidecar(_build(variants, tmp_path, v)) for v in ("fp32", "fp16", "int8-s8s8")}
+    fp32_spec = gpu.trt.log["built"][0]
+    assert "TF32" not in fp32_spec["flags"], "an fp32 engine must not run convolutions in TF32"  # 10
+    assert "-TF32" in docs["fp32"]["builder_flags"]
+    if version.startswith("11"):  # 11: no precision flags; strongly typed, types from the file
+        assert docs["int8-s8s8"]["network"] == docs["fp16"]["network"] == "strongly typed"
+    else:  # 8.5-10.x: weakly typed on purpose, so G and the head of the s8s8 file may run in FP16
+        assert docs["int8-s8s8"]["network"] == "weakly typed"
+        assert docs["int8-s8s8"]["builder_flags"] == ["INT8", "FP16"] and docs["fp16"]["builder_flags"] == ["FP16"]
+    explicit = getattr(gpu.trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
+    if version.startswith("8."):  # implicit batch still exists: explicit batch must be asked for
+        assert all(f & (1 << int(explicit)) for f in gpu.trt.log["network_flags"])
+
+
+# ---------------------------------------------------------------------------------------------
+# 7 and 12: CUDA layers and engine identity
+# ---------------------------------------------------------------------------------------------
+def test_7_auto_memory_falls_back_to_pycuda_when_cuda_python_cannot_reach_the_driver(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeGpu(monkeypatch, "10.3.0.26", cudart=FakeCudart(driver_error=35))
+    with pytest.raises(EngineError, match="insufficient"):
+        CudaPythonMemory(0)
+    mem = select_memory("auto")
+    assert isinstance(mem, PyCudaMemory)
+    mem.close()
+    assert engine.compute_capability(0) == "8.7"
+    assert engine.gpu_identity(0).key == GPU_KEY
+
+
+def test_7_auto_memory_reports_every_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeGpu(monkeypatch, "10.3.0.26", cudart=FakeCudart(driver_error=35), pycuda=make_fake_pycuda(init_error=True))
+    with pytest.raises(EngineError, match=r"cuda-python: .*insufficient.* \| pycuda: .*cuInit"):
+        select_memory("auto")
+
+
+def test_12_device_is_restored_and_streams_do_not_block(variants: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    gpu = FakeGpu(monkeypatch, "10.3.0.26")
+    built = _build(variants, tmp_path, "fp16", device=1)
+    assert gpu.cudart.current == 0  # the builder's device probe left the caller's device alone
+    with TensorRTBackend(built, device=1, memory="cuda-python") as be:
+        assert gpu.cudart.current == 0
+        be.infer(np.zeros((2, 1, 48, 48), np.float32))
+        assert gpu.cudart.current == 0 and 1 in gpu.cudart.set_device_calls
+        assert list(gpu.cudart.streams.values()) == [FakeCudart.cudaStreamNonBlocking]
+    with TensorRTBackend(built, device=1, memory="pycuda"):
+        assert gpu.pycuda.state["stream_flags"] == [1]  # CU_STREAM_NON_BLOCKING
+
+
+def test_12_engine_of_another_gpu_model_with_the_same_sm_is_refused(variants: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeGpu(monkeypatch, "10.3.0.26")  # AGX Orin 64 GB
+    built = _build(variants, tmp_path, "fp16")
+    nano = FakeGpu(monkeypatch, "10.3.0.26", cudart=FakeCudart(sms=8, memory=8 * 2**30))  # Orin Nano 8 GB, sm87 too
+    with pytest.raises(EngineError, match=rf"built on GPU {GPU_KEY}, but this GPU is orin-8sm-8g"):
+        TensorRTBackend(built, memory="cuda-python")
+    assert nano.trt.log["deserialized"] == []
+
+
+def test_12_engine_with_an_extra_output_is_refused(variants: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    gpu = FakeGpu(monkeypatch, "10.3.0.26")
+    built = _build(variants, tmp_path, "fp16")
+    spec = json.loads(built.read_bytes())
+    spec["outputs"].append("embedding")
+    built.write_bytes(json.dumps(spec).encode())
+    doc = _sidecar(built)
+    doc["engine_sha256"] = engine_cache.sha256_file(built)
+    engine_cache.sidecar_path(built).write_text(json.dumps(doc))
+    with pytest.raises(EngineError, match=r"engine outputs are \['logits', 'embedding'\]; metadata expects exactly"):
+        TensorRTBackend(built, memory="cuda-python")
+    assert len(gpu.trt.log["deserialized"]) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Recognizer(): build on first use, cache, reload; stale or foreign engines rebuilt, never run
+# ---------------------------------------------------------------------------------------------
+def test_recognizer_auto_builds_once_caches_and_reloads(variants: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FSRFER_ENGINE_DIR", str(cache))
+    model = tmp_path / "face.onnx"  # an FP32 file, as the shipped default is
+    model.write_bytes((variants / "tiny.fp32.onnx").read_bytes())
+    gpu = FakeGpu(monkeypatch, "10.3.0.26")
+    faces = _faces(6, 9)
+    with caplog.at_level(logging.WARNING, logger="fsrfer_edge"):
+        with Recognizer(model) as rec:
+            assert rec.backend.name == "tensorrt" and rec.info.precision == "fp16"
+            x = rec.prepare(faces)
+            assert [p.index for p in rec.predict(faces)] == fake_logits(x).argmax(1).tolist()
+    assert "first use" in caplog.text
+    engines = sorted(cache.glob("*.engine"))
+    assert [e.name for e in engines] == [f"face.fp16.trt10.3.0.26.sm87.{GPU_KEY}.b1-32-128.engine"]
+    assert (cache / "timing.cache").is_file() and len(gpu.trt.log["built"]) == 1
+    with Recognizer(model) as rec:  # second use: loaded from the cache, nothing built
+        assert rec.backend.name == "tensorrt"
+    assert len(gpu.trt.log["built"]) == 1
+    # The model file changes: the cached engine is stale, rebuilt, and the stale one never ran.
+    model.write_bytes((variants / "tiny.int8-s8s8.onnx").read_bytes())
+    n_deser = len(gpu.trt.log["deserialized"])
+    with Recognizer(model) as rec:
+        assert rec.info.precision == "int8"
+    assert len(gpu.trt.log["built"]) == 2 and len(gpu.trt.log["deserialized"]) == n_deser + 1
+    assert json.loads(gpu.trt.log["deserialized"][-1])["precisions"] == ["int8"]
+    # Another TensorRT (JetPack upgrade): engines of 10.3 are foreign, a new one is built for 11.
+    gpu11 = FakeGpu(monkeypatch, "11.1.0.10")
+    with Recognizer(model) as rec:
+        assert rec.backend.name == "tensorrt"
+    assert len(gpu11.trt.log["built"]) == 1 and len(gpu11.trt.log["deserialized"]) == 1
+
+
+def test_recognizer_auto_without_tensorrt_uses_onnxruntime_and_says_why(variants: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with caplog.at_level(logging.INFO, logger="fsrfer_edge"):
+        with Recognizer(variants / "tiny.fp32.onnx") as rec:
+            assert rec.backend.name == "onnxruntime"
+    lines = [r.getMessage() for r in caplog.records if "ONNX Runtime:" in r.getMessage()]
+    assert len(lines) == 1 and "TensorRT is not installed" in lines[0]
+    # TensorRT present, but the driver refuses every CUDA binding: ONNX Runtime, with the reason
+    FakeGpu(monkeypatch, "10.3.0.26", cudart=FakeCudart(driver_error=35), pycuda=make_fake_pycuda(init_error=True))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fsrfer_edge"):
+        with Recognizer(variants / "tiny.int8-u8s8.onnx") as rec:
+            assert rec.backend.name == "onnxruntime"
+    assert "no CUDA binding can use GPU 0" in caplog.text
+
+
+def test_recognizer_auto_keeps_u8s8_on_onnxruntime(variants: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gpu = FakeGpu(monkeypatch, "10.3.0.26")
+    with Recognizer(variants / "tiny.int8-u8s8.onnx") as rec:
+        assert rec.backend.name == "onnxruntime"
+    assert gpu.trt.log["built"] == []
+
+
+def test_build_refuses_u8s8_and_broken_files_before_tensorrt(variants: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    gpu = FakeGpu(monkeypatch, "8.5.2.2")
+    with pytest.raises(ModelError, match="s8s8"):
+        _build(variants, tmp_path, "int8-u8s8")
+    assert gpu.trt.log["built"] == []
