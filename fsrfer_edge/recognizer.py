@@ -303,6 +303,7 @@ def fast_pixels(faces: FaceInput, pre: Preprocessing) -> Optional[np.ndarray]:
             return np.ascontiguousarray(faces[:, None])
         return None
     if isinstance(faces, (list, tuple)) and faces and all(
-            isinstance(f, np.ndarray) and f.dtype == np.uint8 and f.shape == (s, s) for f in faces):
+            isinstance(f, np.ndarray) and not isinstance(f, np.ma.MaskedArray) and f.dtype == np.uint8
+            and f.shape == (s, s) for f in faces):
         return np.stack(faces)[:, None]
     return None

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -242,3 +243,166 @@ def test_readme_style_example(models: dict[str, Path]) -> None:
         crops = [np.full((24, 24), 128, np.uint8), np.zeros((60, 50, 3), np.uint8)]
         labels = [p.label for p in rec.predict(crops)]
     assert len(labels) == 2 and all(lbl in fsrfer_edge.CLASSES for lbl in labels)
+
+
+# -- the pixel contract, masked arrays -------------------------------------------------------
+def test_float_faces_follow_one_contract(rec: Recognizer) -> None:
+    """uint8, or float in [0, 255]: a [0, 1] float face (the astronaut read as img/255) is refused."""
+    g = np.random.default_rng(5)
+    face = g.integers(0, 256, (40, 40), dtype=np.uint8)
+    same = rec.predict(face.astype(np.float32))[0]
+    assert same.index == rec.predict(face)[0].index
+    with pytest.raises(InputError, match=r"scaled to \[0, 1\].*Multiply by 255"):
+        rec.predict(face / 255.0)
+    for bad in (300.0, 1e30, 3.4e38, -1.0):
+        with pytest.raises(InputError, match=r"expected floats in \[0, 255\]"):
+            rec.predict(np.full((40, 40), bad, np.float32))
+    assert rec.predict(np.zeros((40, 40), np.float32))[0].label  # all black is the same on both scales
+
+
+def test_masked_arrays(rec: Recognizer) -> None:
+    face = np.random.default_rng(6).integers(0, 256, (48, 48), dtype=np.uint8)
+    plain = rec.predict(face)[0]
+    assert rec.predict(np.ma.masked_array(face))[0] == plain  # nothing masked: the data is used
+    masked = np.ma.masked_array(face, mask=np.eye(48, dtype=bool))
+    for faces in (masked, [masked], np.ma.masked_array(face.astype(np.float32), mask=np.eye(48, dtype=bool))):
+        with pytest.raises(InputError, match="48 masked pixel"):
+            rec.predict(faces)
+
+
+def test_huge_face_is_refused_with_the_limit(rec: Recognizer) -> None:
+    from fsrfer_edge.preprocessing import MAX_IMAGE_PIXELS
+
+    big = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=(20000, 20000), strides=(0, 0))
+    with pytest.raises(InputError, match=f"20000x20000 pixels; the limit is {MAX_IMAGE_PIXELS}"):
+        rec.predict(big)
+
+
+# -- the model is checked when it is loaded --------------------------------------------------
+def edit_metadata(path: Path, edit: "Callable[[dict[str, Any]], None]") -> Path:
+    """Change the fsrfer metadata JSON of an ONNX file in place (the graph is untouched)."""
+    import json
+
+    import onnx
+
+    proto = onnx.load(str(path))
+    entry = next(p for p in proto.metadata_props if p.key == "fsrfer")
+    doc = json.loads(entry.value)
+    edit(doc)
+    entry.value = json.dumps(doc)
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_graph_and_metadata_disagreeing_on_classes_is_refused_at_load(tmp_path: Path) -> None:
+    path = edit_metadata(make_tiny_onnx(tmp_path / "five.onnx"),
+                         lambda d: d["preprocessing"].update(classes=["a", "b", "c", "d", "e"]))
+    with pytest.raises(ModelError, match="5 classes"):
+        Recognizer(path, threads=1)
+
+
+def test_nan_logits_are_refused_at_load(tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    path = make_tiny_onnx(tmp_path / "nan.onnx")
+    proto = onnx.load(str(path))
+    for init in proto.graph.initializer:  # poison every weight: the logits become NaN
+        arr = numpy_helper.to_array(init)
+        if arr.dtype == np.float32 and arr.size > 1:
+            init.CopyFrom(numpy_helper.from_array(np.full_like(arr, np.nan), init.name))
+    onnx.save(proto, str(path))
+    with pytest.raises(ModelError, match="dry run.*NaN"):
+        Recognizer(path, threads=1)
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("std", 0.0, "std=0.0"), ("mean", float("nan"), "mean=nan"), ("resize_kernel", "lanczos9", "resize_kernel"),
+    ("input_size", 0, "input_size=0"), ("input_size", -48, "input_size=-48"), ("channels", 2, "channels=2"),
+])
+def test_broken_preprocessing_metadata_is_refused_at_load(tmp_path: Path, field: str, value: object, words: str) -> None:
+    path = edit_metadata(make_tiny_onnx(tmp_path / "m.onnx"), lambda d: d["preprocessing"].update({field: value}))
+    with pytest.raises(ModelError, match=words.replace("[", r"\[")):
+        Recognizer(path, threads=1)
+
+
+def test_fifo_and_symlink_loop_are_named(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.onnx"
+    os.symlink(loop, loop)
+    with pytest.raises(ModelError, match="symbolic link loop"):
+        Recognizer(loop)
+    dangling = tmp_path / "dangling.onnx"
+    os.symlink(tmp_path / "gone.onnx", dangling)
+    with pytest.raises(ModelError, match="broken symbolic link"):
+        Recognizer(dangling)
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "fifo.onnx"
+        os.mkfifo(fifo)
+        with pytest.raises(ModelError, match="FIFO"):
+            Recognizer(fifo)  # must not block reading it
+
+
+# -- RemoteRecognizer from another thread (tritonclient's HTTP connections are per thread) -------
+class _ThreadBoundClient:
+    """Stands in for tritonclient.http's client: like gevent's, it fails in any thread but its own."""
+
+    made: list[int] = []
+
+    def __init__(self, url: str, **kw: object) -> None:
+        import threading
+
+        self.owner = threading.get_ident()
+        _ThreadBoundClient.made.append(self.owner)
+
+    def _check(self) -> None:
+        import threading
+
+        if threading.get_ident() != self.owner:
+            raise RuntimeError("Cannot switch to a different thread")
+
+    def get_model_config(self, name: str) -> dict[str, object]:
+        from fsrfer_edge.metadata import ModelInfo
+
+        self._check()
+        return {"name": name, "max_batch_size": 8, "parameters": {"fsrfer": {"string_value": ModelInfo().to_json()}},
+                "input": [{"name": "faces", "data_type": "TYPE_FP32", "dims": [1, 48, 48]}],
+                "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": [7]}]}
+
+    def infer(self, name: str, inputs: list[object], outputs: object = None) -> object:
+        self._check()
+        n = inputs[0].shape[0]  # type: ignore[attr-defined]
+
+        class Result:
+            def as_numpy(self, _: str) -> np.ndarray:
+                return np.tile(np.arange(7, dtype=np.float32), (n, 1))
+
+        return Result()
+
+    def close(self) -> None:
+        pass
+
+
+def test_remote_recognizer_created_in_one_thread_works_in_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    import concurrent.futures
+    import types
+
+    from fsrfer_edge.serving import client as client_mod
+
+    class _Input:
+        def __init__(self, name: str, shape: list[int], dtype: str) -> None:
+            self.shape = shape
+
+        def set_data_from_numpy(self, batch: np.ndarray, binary_data: bool = True) -> None:
+            pass
+
+    lib = types.SimpleNamespace(InferenceServerClient=_ThreadBoundClient, InferInput=_Input,
+                                InferRequestedOutput=lambda *a, **k: None)
+    monkeypatch.setattr(client_mod, "_import_client", lambda protocol: lib)
+    _ThreadBoundClient.made = []
+    remote = client_mod.RemoteRecognizer("127.0.0.1:8000")
+    faces = [np.zeros((48, 48), np.uint8)] * 3
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        labels = list(pool.map(lambda _: [p.label for p in remote.predict(faces)], range(8)))
+    assert labels == [["neutral"] * 3] * 8  # argmax of arange(7) is the last class
+    assert len(set(_ThreadBoundClient.made)) >= 2  # the workers made their own connections
+    remote.close()

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from fsrfer_edge.errors import FsrferError
+from fsrfer_edge.errors import BackendUnavailable, CliParser, FsrferError, one_line, require
+from fsrfer_edge.fileio import check_output_path, remove_partial_writes, write_json
 from fsrfer_edge.preprocessing import FACTORS
 
 log = logging.getLogger("trainer")
@@ -33,10 +34,23 @@ def _factors(text: str) -> tuple[int, ...]:
     return fs
 
 
+def _require_training_libraries(prog: str) -> bool:
+    """torch and PyYAML (the ``train`` extra), or one line naming the extra and False."""
+    try:
+        require("torch", "train", f"{prog}")
+        require("yaml", "train", f"{prog}")
+    except BackendUnavailable as exc:
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+        return False
+    return True
+
+
 def train_main(argv: Optional[Sequence[str]] = None) -> int:
+    if not _require_training_libraries("fsrfer-train"):
+        return 2
     from .train import DEFAULT_STEPS, STEPS
 
-    ap = argparse.ArgumentParser(prog="fsrfer-train", description="Train FSR-FER (stage 1, stage 2, ablations, "
+    ap = CliParser(prog="fsrfer-train", description="Train FSR-FER (stage 1, stage 2, ablations, "
                                  "baselines) and evaluate every model per down-sample factor. Several processes "
                                  "(DistributedDataParallel): torchrun --nproc_per_node=N -m trainer.cli ARGS "
                                  "(see docs/ddp.md).")
@@ -78,10 +92,16 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
         from .train import load_data, run_pipeline
 
         out = Path(args.out or f"runs/{cfg.name}")
+        if out.exists() and not out.is_dir():
+            raise FsrferError(f"--out {out} is a file; expected a folder for the run (it is created if missing)")
+        check_output_path(out / "config.json", "--out")
+        if args.resume and ctx.rank == 0:
+            for p in remove_partial_writes(out):  # left by a process killed mid-write (kill -9)
+                log.info("removed %s, a file left half-written by an earlier run that was killed", p)
         data = load_data(cfg, config.resolve_data_path(cfg, args.data, args.config))
         done = run_pipeline(cfg, data, out, resume=args.resume, steps=steps, time_budget_min=args.time_budget)
     except FsrferError as exc:
-        print(f"error{tag}: {exc}", file=sys.stderr)
+        print(f"fsrfer-train: error{tag}: {one_line(exc)}", file=sys.stderr)
         return 2
     finally:
         distributed.cleanup()
@@ -97,7 +117,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def eval_main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="fsrfer-eval", description="Evaluate a checkpoint (.pt, any method) or an "
+    ap = CliParser(prog="fsrfer-eval", description="Evaluate a checkpoint (.pt, any method) or an "
                                  "exported model (.onnx, on ONNX Runtime CPU) per down-sample factor.")
     ap.add_argument("--checkpoint", required=True, help="model checkpoint from fsrfer-train (.pt) or fsrfer-export (.onnx)")
     ap.add_argument("--data", required=True, help="data path, e.g. ../shared/data/fer2013.npz")
@@ -115,10 +135,13 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
     _setup_logging(args.verbose)
     try:
+        check_output_path(args.json, "--json")
+        if Path(args.checkpoint).suffix != ".onnx":
+            require("torch", "train", "evaluating a .pt checkpoint (an exported .onnx model needs only onnxruntime)")
         import numpy as np
 
         from .data import load_dataset
-        from .evaluate import evaluate_fn, onnx_logits_fn, torch_logits_fn, write_json
+        from .evaluate import evaluate_fn, onnx_logits_fn, torch_logits_fn
 
         path = Path(args.checkpoint)
         if path.suffix == ".onnx":
@@ -145,7 +168,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
         res.update(checkpoint=str(path), data=str(data_path), labels=args.labels, split=args.split)
         write_json(args.json, res)
     except FsrferError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"fsrfer-eval: error: {one_line(exc)}", file=sys.stderr)
         return 2
     print(" ".join(f"x{f}: {100 * v['accuracy']:.2f}%" for f, v in res["factors"].items()))
     return 0

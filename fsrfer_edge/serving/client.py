@@ -81,8 +81,9 @@ def _local_info(model: PathLike) -> ModelInfo:
 class TritonClientBackend(Backend):
     """A backend whose ``infer`` runs on a Triton server (HTTP or gRPC, via ``tritonclient``).
 
-    Batches are validated here against the served model's ModelInfo before they are sent. Calls are
-    serialised on one connection; use one instance per thread for parallel requests.
+    Batches are validated here against the served model's ModelInfo before they are sent. Each thread
+    that calls an instance gets its own connection, so one instance may be created in one thread and
+    used from others (worker threads, thread pools), also in parallel.
 
     Args:
         url: ``HOST:PORT`` of the server's HTTP (default port 8000) or gRPC (8001) endpoint.
@@ -122,7 +123,11 @@ class TritonClientBackend(Backend):
         self.retry_delay_s = float(retry_delay_s)
         self._lib = _import_client(protocol)
         self._lock = threading.Lock()
-        self._client: Any = None
+        # One connection per thread: tritonclient's HTTP client runs on gevent, whose connections belong
+        # to the thread that made them ("Cannot switch to a different thread" from any other), and apps
+        # create a recognizer in one thread and call it from workers.
+        self._local = threading.local()
+        self._clients: list[Any] = []
         config = self._call(self._get_config)
         self._info = _local_info(model) if model is not None else self._served_info(config)
         self._max_batch = self._check_signature(config)
@@ -134,21 +139,34 @@ class TritonClientBackend(Backend):
         return f"{self.protocol}://{self.url}"
 
     def _connect(self) -> Any:
-        if self._client is None:
+        """This thread's connection (made on first use in each thread)."""
+        client = getattr(self._local, "client", None)
+        if client is None:
             if self.protocol == "http":
-                self._client = self._lib.InferenceServerClient(
+                client = self._lib.InferenceServerClient(
                     self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
             else:
-                self._client = self._lib.InferenceServerClient(self.url)
-        return self._client
+                client = self._lib.InferenceServerClient(self.url)
+            self._local.client = client
+            with self._lock:
+                self._clients.append(client)
+        return client
 
-    def _drop_connection(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
+    def _drop_connection(self, every_thread: bool = False) -> None:
+        """Close this thread's connection (after a transport failure), or every thread's (on close)."""
+        with self._lock:
+            if every_thread:
+                dropped, self._clients = self._clients, []
+            else:
+                mine = getattr(self._local, "client", None)
+                dropped = [c for c in self._clients if c is mine]
+                self._clients = [c for c in self._clients if c is not mine]
+        self._local.client = None
+        for client in dropped:
             try:
                 client.close()
-            except Exception as exc:  # noqa: BLE001 - a broken connection may fail to close; it is dropped anyway
-                logger.debug("closing a broken %s connection failed: %s", self.protocol, exc)
+            except Exception as exc:  # noqa: BLE001 - a broken (or other thread's) connection may fail to close
+                logger.debug("closing a %s connection failed: %s", self.protocol, exc)
 
     def _unavailable(self, exc: BaseException) -> Optional[str]:
         """Why ``exc`` means "try again later" (server unreachable, or up but the model not loaded), or None."""
@@ -170,8 +188,7 @@ class TritonClientBackend(Backend):
         attempt = 0
         while True:
             try:
-                with self._lock:
-                    return fn(self._connect(), *args)
+                return fn(self._connect(), *args)
             except (ServerUnavailable, RemoteError, ModelError):
                 raise
             except Exception as exc:  # noqa: BLE001 - tritonclient/gevent/grpc raise many unrelated types
@@ -179,8 +196,7 @@ class TritonClientBackend(Backend):
                 if why is None:
                     raise RemoteError(f"{self.endpoint} model {self.model_name!r} answered with an error: "
                                       f"{type(exc).__name__}: {exc}") from exc
-                with self._lock:
-                    self._drop_connection()
+                self._drop_connection()
                 if attempt >= self.retries:
                     state = ("is unreachable" if why == "unreachable" else
                              f"is up but model {self.model_name!r} is not loaded (starting, or unloaded)")
@@ -295,8 +311,7 @@ class TritonClientBackend(Backend):
         return result
 
     def _close_impl(self) -> None:
-        with self._lock:
-            self._drop_connection()
+        self._drop_connection(every_thread=True)
 
     def __repr__(self) -> str:
         return f"TritonClientBackend({self.endpoint!r}, model_name={self.model_name!r})"
@@ -307,7 +322,8 @@ class RemoteRecognizer(Recognizer):
 
     ``predict(faces) -> list[Prediction]``, ``predict_logits``, ``prepare``, ``classes``, ``info``,
     ``close()`` and the context manager behave as in ``Recognizer``; faces are preprocessed here with
-    the served model's own preprocessing. One instance serialises its calls; give each thread its own.
+    the served model's own preprocessing. One instance may be shared by threads (each thread gets its
+    own connection to the server).
 
     Args:
         url: ``HOST:PORT`` of the HTTP (8000) or gRPC (8001) endpoint.
