@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, FsrferError, ModelError
+from ..errors import BackendUnavailable, ConfigError, FsrferError, ModelError
 from ..fileio import write_json
 from ..preprocessing import FACTORS
 
@@ -53,6 +53,7 @@ class ExportOptions:
     int8_target: str = "both"
     int8_quantize_g: bool = False
     eval_data: Optional[Path] = None
+    labels: Optional[str] = None
     eval_size: int = 0
     factors: tuple[int, ...] = FACTORS
     max_int8_drop: float = 1.0
@@ -91,6 +92,8 @@ def _validate(opts: ExportOptions) -> None:
                 f"given an .onnx file ({opts.source.name}) fsrfer-export only builds an engine and/or a Triton "
                 "repository: pass --engine and/or --triton-repo DIR"
                 + (f" and drop {' '.join(extra)} (make variants from the checkpoint)" if extra else ""))
+    if opts.labels is not None and opts.eval_data is None:
+        raise ConfigError(f"--labels {opts.labels} chooses the labels of --eval-data; pass --eval-data NPZ too")
     if opts.int8 and opts.calib is None:
         raise ConfigError("--int8 needs --calib PATH (an .npz with 'images', or a folder of face images)")
     if opts.calib_method not in CALIB_METHODS:
@@ -193,11 +196,26 @@ def _accuracy(opts: ExportOptions, info: Any, variants: dict[str, Path], report:
         if int8_names:
             log.warning("no --eval-data: the INT8 accuracy change was not measured or gated")
         return
-    images, labels = load_labelled(opts.eval_data, size=opts.eval_size)
+    images, labels, label_set = _eval_faces(opts)
     runners = {k: check.onnx_runner(p) for k, p in variants.items()}
     table = check.accuracy_table(runners, images, labels, info, opts.factors)
-    report["accuracy"] = {"eval_data": str(opts.eval_data), "faces": len(labels), "percent": table}
+    report["accuracy"] = {"eval_data": str(opts.eval_data), "labels": label_set, "faces": len(labels), "percent": table}
     report["accuracy"]["gate"] = check.accuracy_gate(table, "fp32", int8_names, opts.max_int8_drop, opts.force)
+
+
+def _eval_faces(opts: ExportOptions) -> tuple[np.ndarray, np.ndarray, str]:
+    """Labelled ``val`` faces of --eval-data and their label set, read as fsrfer-eval reads them: a FER2013
+    archive gets FER+ labels when ferplus_labels.npz lies beside it (or as --labels says)."""
+    from ..ferplus import load_labelled_faces, read_npz
+    from .calib import DEFAULT_SEED, _sample, load_labelled
+
+    assert opts.eval_data is not None
+    if "orig_row" not in read_npz(opts.eval_data, ()):  # a plain archive: its own labels
+        images, labels = load_labelled(opts.eval_data, size=opts.eval_size)
+        return images, labels, "npz"
+    faces = load_labelled_faces(opts.eval_data, opts.labels, split="val")
+    rows = _sample(len(faces.labels), opts.eval_size, DEFAULT_SEED)
+    return faces.images[rows], faces.labels[rows], faces.label_set
 
 
 def _commit(stage: Path, out_dir: Path, report: dict[str, Any], name: str) -> Path:
@@ -294,8 +312,16 @@ def run(opts: ExportOptions) -> dict[str, Any]:
         from .engine import build_engine
 
         src = _engine_source(opts, report)
-        engine = build_engine(src, opts.out_dir, opts.min_batch, opts.opt_batch, opts.max_batch,
-                              opts.workspace_mb, opts.timing_cache)
+        try:
+            engine = build_engine(src, opts.out_dir, opts.min_batch, opts.opt_batch, opts.max_batch,
+                                  opts.workspace_mb, opts.timing_cache)
+        except BackendUnavailable as exc:
+            if opts.triton_repo is None:
+                raise
+            # No TensorRT here (a CPU machine): the portable part of the repository is still written.
+            _write_triton_repo(opts, opts.triton_repo, report or {})
+            raise BackendUnavailable(f"wrote the Triton model repository {opts.triton_repo} with the ONNX model "
+                                     f"only; the engine was not built: {exc}") from exc
         if report is not None:
             report["engine"] = {"file": engine.name, "from": src.name}
             write_report(Path(report["report"]), report)
@@ -360,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument_group("accuracy gate")
     a.add_argument("--eval-data", type=Path, metavar="NPZ",
                    help=".npz with images, labels [+ split: 'val' rows used]: report FP16/INT8 accuracy vs FP32")
+    a.add_argument("--labels", choices=("ferplus", "fer2013"), default=None,
+                   help="labels of a FER2013 --eval-data archive: ferplus (joined from ferplus_labels.npz beside it) "
+                        "or fer2013 (original); default: ferplus when that file is there, as fsrfer-eval")
     a.add_argument("--eval-size", type=int, default=0, metavar="N", help="evaluate on N sampled faces (default all)")
     a.add_argument("--max-int8-drop", type=float, default=1.0, metavar="POINTS",
                    help="refuse INT8 files whose mean accuracy drops more than this (default 1.0)")
@@ -394,7 +423,8 @@ def _summary(report: dict[str, Any]) -> str:
     acc = report.get("accuracy")
     if acc:
         for name, row in acc["percent"].items():
-            lines.append(f"accuracy {name:<10} " + " ".join(f"{k} {v:.2f}" for k, v in row.items()))
+            lines.append(f"accuracy {name:<10} " + " ".join(f"{k} {v:.2f}" for k, v in row.items())
+                         + f" ({acc.get('labels', '?')} labels)")
     for entry in report.get("files", {}).values():
         lines.append(f"wrote {entry['file']} ({entry['bytes'] / 1e6:.2f} MB)")
     if "report" in report:
