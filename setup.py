@@ -12,9 +12,11 @@ setup(
                 "with ONNX Runtime and TensorRT inference",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
+    # The runtime (fsrfer_edge) runs on Python 3.8, JetPack 5's Python (checked by vermin in
+    # scripts/test.sh); training and export need torch, which needs a newer Python.
+    python_requires=">=3.8",
     packages=find_packages(include=["fsrfer_edge", "fsrfer_edge.*", "trainer", "trainer.*"]),
-    package_data={"fsrfer_edge": ["models/*.onnx", "models/*.pt", "models/*.md"]},
+    package_data={"fsrfer_edge": ["models/*.onnx", "models/*.pt", "models/*.md", "export/trt_ops/*.json"]},
     include_package_data=True,
     install_requires=["numpy>=1.22"],
     extras_require={
@@ -22,11 +24,21 @@ setup(
         "train": [TORCH, "pyyaml>=6", "tqdm>=4.60", "pillow>=9", "matplotlib>=3.5"],
         "export": [TORCH, "onnx>=1.14", "onnxsim>=0.4.33", "onnxruntime>=1.16", "tqdm>=4.60", "pillow>=9"],
         # TensorRT's Python bindings come from JetPack on Jetson (or NVIDIA's index on x86); this extra
-        # only adds the CUDA memory layer. pycuda is the older alternative to cuda-python.
-        "tensorrt": ["cuda-python>=12"],
+        # only adds the CUDA memory layer. pycuda is the older alternative to cuda-python. cuda-python's
+        # major version must match the driver's CUDA major: 13.x needs a CUDA 13 driver (R580+) and fails
+        # at cudaSetDevice on CUDA 12 drivers, hence <13 here and the cuda13 extra for CUDA 13 drivers.
+        "tensorrt": ["cuda-python>=12,<13"],
+        "cuda13": ["cuda-python>=13,<14"],
         "pycuda": ["pycuda>=2022.1"],
+        # Jetson (README, "Jetson"): engines are built on the device, which needs onnx to read the model.
+        # JetPack 6 (Python 3.10, CUDA 12.2/12.6): cuda-python 12.x. JetPack 5 (Python 3.8, CUDA 11.4):
+        # no cuda-python wheel installs there (cuda-bindings 11.8 has none for Python 3.8), so pycuda,
+        # which builds against JetPack's own CUDA.
+        "jetson": ["numpy>=1.22", "onnx>=1.14", "onnxruntime>=1.16",
+                   "cuda-python>=12,<13; python_version >= '3.9'",
+                   "pycuda>=2022.1; python_version < '3.9'"],
         # tensorrt-stubs is installed with --no-deps by scripts/test.sh: it depends on the `tensorrt` placeholder.
-        "dev": ["pytest>=7", "mypy>=1.5", "ruff"],
+        "dev": ["pytest>=7", "mypy>=1.5", "ruff", "vermin>=1.6"],
         # fsrfer-demo: scikit-image ships the public-domain sample photograph; Pillow reads/draws images.
         "demo": ["onnxruntime>=1.16", "scikit-image>=0.19", "pillow>=9"],
         # fsrfer-crowd: OpenCV reads videos and cameras and has the fallback face detector (its Haar

@@ -23,4 +23,7 @@ $PY -m pip install -q --no-deps "tensorrt-stubs==10.13.0.35.1"
 # Copy the stubs into .typings/ (mypy_path) and mend the lines that do not parse; see the script.
 $PY scripts/prepare_trt_stubs.py
 $PY -m mypy
+# The runtime package must run on JetPack 5's Python 3.8: a static minimum-version check (vermin, from
+# the dev extra; annotations are not evaluated, every module has `from __future__ import annotations`).
+$PY -c "import sys, vermin; sys.exit(vermin.main())" -t=3.8- --no-tips --violations fsrfer_edge
 $PY -m pytest -q "$@"
