@@ -214,3 +214,32 @@ def test_fsrfer_eval_takes_a_protocol(tmp_path):
         import json
 
         assert json.loads(out.read_text())["protocol"] == protocol
+
+
+def test_an_early_g_exports_to_one_graph_and_a_scale_aware_one_is_refused(tmp_path):
+    pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    from fsrfer_edge.errors import ModelError
+    from fsrfer_edge.export.onnx_export import export_onnx
+    from trainer import checkpoint
+
+    plain = InferenceModel({**DEEP, "generator": {**DEEP["generator"], "scale_aware": False}}).eval()
+    plain.generator.init_from(plain.fer.trunk)
+    with torch.no_grad():
+        for p in plain.generator.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    ckpt = tmp_path / "plain.pt"
+    checkpoint.save(ckpt, checkpoint.model_payload(plain, plain.spec, PRE, {"name": "plain"}))
+    export_onnx(ckpt, tmp_path / "plain.onnx")
+    x = torch.randn(3, 1, 48, 48)
+    got = ort.InferenceSession(str(tmp_path / "plain.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"faces": x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, plain(x).numpy(), atol=1e-4)
+    aware = _deep_model()
+    ckpt2 = tmp_path / "aware.pt"
+    checkpoint.save(ckpt2, checkpoint.model_payload(aware, aware.spec, PRE, {"name": "aware"}))
+    with pytest.raises(ModelError, match="scale-aware"):
+        export_onnx(ckpt2, tmp_path / "aware.onnx")
+    assert not (tmp_path / "aware.onnx").exists()

@@ -1,0 +1,95 @@
+"""Collect early-G runs (scripts/early_g.py) into one result file: accuracy per method, protocol and
+factor for each run, the mean and spread over seeds, and each method's training cost.
+
+    python scripts/early_g_summary.py --json results/ferplus/early_g_val.json \\
+        full=/tmp/runs/early_g no_film=/tmp/runs/early_g_no_film ...
+
+Each argument is LABEL=RUN_DIR (LABEL may repeat for several seeds; the seed is read from the run's
+config.json). Every model in the run's evaluation becomes the row "LABEL/MODEL" (e.g. "full/fsrfer",
+"full/lr_finetune"), so an equal-budget baseline trained in the same run sits beside the method.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+PROTOCOL_FILES = {"resized": "results.json", "small": "results_small.json", "camera": "results_camera.json"}
+
+
+def training_cost(ckpt: Path) -> dict[str, Any]:
+    """Epochs, optimizer steps and seconds of a model's training, from its checkpoint's history."""
+    from trainer import checkpoint
+
+    meta = checkpoint.load(ckpt, kind="model").get("meta", {})
+    hist = list(meta.get("pretrain_history", [])) + list(meta.get("history", []))
+    cfg = meta.get("config", {})
+    return {"epochs": len(hist), "seconds": round(float(sum(h.get("seconds", 0.0) for h in hist)), 1),
+            "device": cfg.get("device", "?")}
+
+
+def collect(runs: list[tuple[str, Path]], split: str) -> dict[str, Any]:
+    rows: dict[str, dict[str, Any]] = {}
+    for label, run in runs:
+        seed = json.loads((run / "config.json").read_text())["seed"]
+        for protocol, name in PROTOCOL_FILES.items():
+            f = run / "eval" / split / name
+            if not f.is_file():
+                continue
+            for model, res in json.loads(f.read_text()).items():
+                row = rows.setdefault(f"{label}/{model}", {"runs": {}, "cost": {}})
+                accs = {k: 100 * v["accuracy"] for k, v in res["factors"].items()}
+                row["runs"].setdefault(protocol, {})[str(seed)] = accs
+                ckpt = run / "models" / f"{model}.pt"
+                if ckpt.is_file() and str(seed) not in row["cost"]:
+                    row["cost"][str(seed)] = training_cost(ckpt)
+    for row in rows.values():
+        row["summary"] = {}
+        for protocol, by_seed in row["runs"].items():
+            factors = sorted(next(iter(by_seed.values())), key=int)
+            arr = np.array([[by_seed[s][f] for f in factors] for s in sorted(by_seed)])
+            row["summary"][protocol] = {
+                "seeds": len(arr),
+                "mean": {f: round(float(arr[:, i].mean()), 2) for i, f in enumerate(factors)},
+                "std": {f: round(float(arr[:, i].std(ddof=1)), 2) if len(arr) > 1 else None for i, f in enumerate(factors)},
+                "mean_over_factors": round(float(arr.mean()), 2),
+            }
+    return rows
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="LABEL=RUN_DIR")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--note", default="", help="what these runs are (kept in the file)")
+    args = ap.parse_args(argv)
+    runs = []
+    for item in args.runs:
+        label, _, path = item.partition("=")
+        if not path or not Path(path, "config.json").is_file():
+            raise SystemExit(f"{item!r}: expected LABEL=RUN_DIR with a run's config.json in RUN_DIR")
+        runs.append((label, Path(path)))
+    from fsrfer_edge.fileio import write_json
+
+    doc = {"command": "python scripts/early_g_summary.py " + " ".join(
+               a if "=" not in a else a.split("=")[0] + "=RUN_DIR" for a in (argv if argv is not None else sys.argv[1:])),
+           "split": args.split, "note": args.note, "load_average": list(os.getloadavg()),
+           "rows": collect(runs, args.split)}
+    write_json(args.json, doc)
+    for name, row in doc["rows"].items():
+        for protocol, s in row["summary"].items():
+            print(f"{name:32s} {protocol:8s} " + " ".join(f"x{f}:{v:.2f}" for f, v in s["mean"].items())
+                  + f"  mean {s['mean_over_factors']:.2f} ({s['seeds']} seed(s))")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
