@@ -398,7 +398,9 @@ def test_engine_builder_logic_with_fake_tensorrt(variants: Path, tmp_path: Path,
 
     fake = _fake_tensorrt(flavour)
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setattr(engine, "compute_capability", lambda device=0: "8.7")
+    from fsrfer_edge.backends.cuda_memory import DeviceIdentity
+
+    monkeypatch.setattr(engine, "gpu_identity", lambda device=0: DeviceIdentity("8.7", "Orin", 16, 64))
     calls = fake.calls  # type: ignore[attr-defined]
     built = {}
     for variant in ("fp32", "fp16", "int8-s8s8"):
@@ -406,7 +408,7 @@ def test_engine_builder_logic_with_fake_tensorrt(variants: Path, tmp_path: Path,
                                              workspace_mb=256, timing_cache=tmp_path / "t.cache")
     names = sorted(p.name for p in tmp_path.glob("*.engine"))
     v = fake.__version__  # type: ignore[attr-defined]
-    assert names == sorted(f"tiny.{p}.trt{v}.sm87.b1-8-16.engine" for p in ("fp32", "fp16", "int8"))
+    assert names == sorted(f"tiny.{p}.trt{v}.sm87.orin-16sm-64g.b1-8-16.engine" for p in ("fp32", "fp16", "int8"))
     for variant, path in built.items():
         doc = engine_cache.check_engine(path, v, "8.7", variants / f"tiny.{variant}.onnx")
         assert doc["onnx_file"] == f"tiny.{variant}.onnx"
@@ -431,7 +433,6 @@ def test_engine_builder_logic_with_fake_tensorrt(variants: Path, tmp_path: Path,
         assert engine.build_engine(variants / "tiny.fp16.onnx", tmp_path, 1, 8, 16) == built["fp16"]
     assert "cached" in caplog.text and len(calls["network_flags"]) == n
     # Built for another GPU (foreign sidecar): rebuilt.
-    monkeypatch.setattr(engine, "compute_capability", lambda device=0: "8.7")
     doc = json.loads(engine_cache.sidecar_path(built["fp16"]).read_text())
     doc["key"]["compute_capability"] = "7.2"
     engine_cache.sidecar_path(built["fp16"]).write_text(json.dumps(doc))
