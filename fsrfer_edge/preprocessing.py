@@ -300,7 +300,7 @@ def check_pixels(image: np.ndarray, what: str = "image") -> None:
     if image.ndim >= 2 and image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:
         raise InputError(
             f"{what} is {image.shape[0]}x{image.shape[1]} pixels; the limit is {MAX_IMAGE_PIXELS} pixels "
-            "(8192x8192). Downscale it first"
+            "(8192x8192): expected a smaller image. Downscale it first"
         )
     if image.dtype == np.uint8 or image.size == 0:
         return

@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import FsrferError
+from ..errors import CliParser, FsrferError
 from .server import DEFAULT_MAX_BATCH, serve
 from .triton_repo import DEFAULT_QUEUE_DELAY_US
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CliParser(
         prog="fsrfer-serve",
         description="Serve an fsrfer model with NVIDIA Triton Inference Server (PyTriton) with dynamic batching, "
                     "over HTTP and gRPC, on loopback by default. Clients: fsrfer_edge.serving.RemoteRecognizer.")

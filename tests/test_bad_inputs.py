@@ -1,0 +1,524 @@
+"""Bad inputs a new user meets: each gets the package's own error (or a one-line CLI error, exit code 2),
+never a traceback, a foreign exception or a silent wrong answer, and leaves no partial file behind.
+
+The matrix covers arrays, model files, checkpoints, training configs, command-line arguments, images and
+videos. Everything is tiny (the models of tests/_onnx_models.py, configs as dicts) so that it runs in CI.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from fsrfer_edge import Recognizer  # noqa: E402
+from fsrfer_edge.errors import ConfigError, DataError, FsrferError, InputError, ModelError  # noqa: E402
+
+try:  # tests/ as a package or as a plain directory on sys.path
+    from ._onnx_models import make_tiny_onnx
+except ImportError:
+    from _onnx_models import make_tiny_onnx  # type: ignore[no-redef]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_onnx(tmp_path_factory.mktemp("bad") / "tiny.onnx")
+
+
+@pytest.fixture(scope="module")
+def rec(model: Path) -> Iterator[Recognizer]:
+    with Recognizer(model, threads=1) as r:
+        yield r
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith(".tmp") or ".staging-" in p.name]
+
+
+def run_cli(main: Callable[[Optional[Sequence[str]]], int], argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run a console entry point in-process; it must exit 2 with exactly one error line and no traceback."""
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse's usage errors
+        rc = exc.code  # type: ignore[assignment]
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert rc == 2, f"exit code {rc}; stderr: {err}"
+    assert "Traceback" not in err + out, err
+    assert len(errors) == 1, err
+    assert not err.lstrip().startswith("usage:"), err  # one line, not argparse's usage dump
+    return errors[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Arrays given to Recognizer.predict / predict_logits
+# ---------------------------------------------------------------------------------------------
+_FACE = np.random.default_rng(0).integers(0, 256, (40, 40), dtype=np.uint8)
+_MASK = np.zeros((40, 40), bool)
+_MASK[3, 4] = True
+
+BAD_FACES = [
+    ([], "empty batch"),
+    (_FACE.astype(np.int64), "dtype int64"),
+    (_FACE > 100, "dtype bool"),
+    (_FACE.astype(np.complex64), "dtype complex64"),
+    ("face.png", "expected a numpy array"),
+    (None, "expected a numpy array"),
+    ([_FACE, "x"], "face 1 is a str"),
+    (np.zeros((2, 2, 40, 40, 3), np.uint8), "shape (2, 2, 40, 40, 3)"),
+    (np.zeros((40, 40, 4), np.uint8), "4 channels"),
+    ([np.zeros((40, 40, 2), np.uint8)], "2 channels"),
+    ([np.zeros((0, 40), np.uint8)], "0-size"),
+    (np.full((40, 40), np.nan, np.float32), "NaN or infinite"),
+    (np.full((40, 40), np.inf, np.float64), "NaN or infinite"),
+    (np.full((40, 40), 300.0, np.float32), r"expected floats in [0, 255]"),
+    (np.full((40, 40), 1e30, np.float64), r"expected floats in [0, 255]"),
+    (np.full((40, 40), 3.4e38, np.float32), r"expected floats in [0, 255]"),
+    (np.full((40, 40), -0.5, np.float32), r"expected floats in [0, 255]"),
+    (_FACE / 255.0, "scaled to [0, 1]"),
+    (np.ma.masked_array(_FACE, mask=_MASK), "1 masked pixel"),
+    ([np.ma.masked_array(_FACE.astype(np.float32), mask=_MASK)], "1 masked pixel"),
+    (np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), (20000, 20000), (0, 0)), "the limit is"),
+]
+
+
+@pytest.mark.parametrize("faces, words", BAD_FACES, ids=[w for _, w in BAD_FACES])
+def test_bad_faces(rec: Recognizer, faces: Any, words: str) -> None:
+    with pytest.raises(InputError) as err:
+        rec.predict(faces)
+    assert words in str(err.value) and "expected" in str(err.value)
+
+
+@pytest.mark.parametrize("batch, words", [
+    (np.zeros((2, 1, 48, 48), np.float64), "dtype float64"),
+    (np.zeros((2, 1, 32, 32), np.float32), "shape (2, 1, 32, 32)"),
+    (np.zeros((0, 1, 48, 48), np.float32), "empty batch"),
+    (np.full((2, 1, 48, 48), np.nan, np.float32), "NaN"),
+    ([[0.0]], "received a list"),
+])
+def test_bad_prepared_batches(rec: Recognizer, batch: Any, words: str) -> None:
+    with pytest.raises(InputError, match=None) as err:
+        rec.predict_logits(batch)
+    assert words in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model files
+# ---------------------------------------------------------------------------------------------
+def _edit_meta(path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    import onnx
+
+    proto = onnx.load(str(path))
+    entry = next(p for p in proto.metadata_props if p.key == "fsrfer")
+    doc = json.loads(entry.value)
+    edit(doc)
+    entry.value = json.dumps(doc)
+    onnx.save(proto, str(path))
+    return path
+
+
+def _raw_meta(path: Path, text: str) -> Path:
+    import onnx
+
+    proto = onnx.load(str(path))
+    next(p for p in proto.metadata_props if p.key == "fsrfer").value = text
+    onnx.save(proto, str(path))
+    return path
+
+
+def _nan_weights(path: Path) -> Path:
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    for init in proto.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype == np.float32 and arr.size > 1:
+            init.CopyFrom(numpy_helper.from_array(np.full_like(arr, np.nan), init.name))
+    onnx.save(proto, str(path))
+    return path
+
+
+def _make(kind: str, model: Path, d: Path) -> Path:
+    """A broken model file of the given kind, made from the tiny model."""
+    copy = d / "m.onnx"
+    if kind not in ("missing", "dir", "fifo", "loop", "dangling"):
+        copy.write_bytes(model.read_bytes())
+    if kind == "missing":
+        return d / "missing.onnx"
+    if kind == "suffix":
+        return Path(copy.replace(d / "model.tflite"))
+    if kind == "dir":
+        (d / "dir.onnx").mkdir()
+        return d / "dir.onnx"
+    if kind == "fifo":
+        os.mkfifo(d / "fifo.onnx")
+        return d / "fifo.onnx"
+    if kind == "loop":
+        os.symlink(d / "loop.onnx", d / "loop.onnx")
+        return d / "loop.onnx"
+    if kind == "dangling":
+        os.symlink(d / "gone.onnx", d / "dangling.onnx")
+        return d / "dangling.onnx"
+    if kind == "empty":
+        copy.write_bytes(b"")
+    elif kind == "garbage":
+        copy.write_bytes(os.urandom(4096))
+    elif kind == "truncated":
+        copy.write_bytes(model.read_bytes()[:2000])
+    elif kind == "nometa":
+        return make_tiny_onnx(d / "nometa.onnx", metadata=False)
+    elif kind == "meta_not_json":
+        _raw_meta(copy, "{not json")
+    elif kind == "meta_list":
+        _raw_meta(copy, "[1, 2]")
+    elif kind == "meta_newer":
+        _edit_meta(copy, lambda m: m.update(format_version=99))
+    elif kind == "precision":
+        _edit_meta(copy, lambda m: m.update(precision="fp8"))
+    elif kind == "std0":
+        _edit_meta(copy, lambda m: m["preprocessing"].update(std=0))
+    elif kind == "mean_nan":
+        _edit_meta(copy, lambda m: m["preprocessing"].update(mean=float("nan")))
+    elif kind == "kernel":
+        _edit_meta(copy, lambda m: m["preprocessing"].update(resize_kernel="lanczos"))
+    elif kind == "size0":
+        _edit_meta(copy, lambda m: m["preprocessing"].update(input_size=0))
+    elif kind == "size_mismatch":
+        _edit_meta(copy, lambda m: m["preprocessing"].update(input_size=32))
+    elif kind == "classes":
+        _edit_meta(copy, lambda m: m["preprocessing"].update(classes=["a", "b", "c"]))
+    elif kind == "input_name":
+        _edit_meta(copy, lambda m: m.update(input_name="images"))
+    elif kind == "dtype":
+        _edit_meta(copy, lambda m: m.update(input_dtype="uint8"))
+    elif kind == "nan":
+        _nan_weights(copy)
+    return copy
+
+
+BAD_MODELS = [
+    ("missing", "does not exist"), ("suffix", "suffix '.tflite'"), ("dir", "is a directory"),
+    ("fifo", "FIFO"), ("loop", "symbolic link loop"), ("dangling", "broken symbolic link"),
+    ("empty", "could not be loaded"), ("garbage", "could not be loaded"), ("truncated", "could not be loaded"),
+    ("nometa", "no 'fsrfer' metadata"), ("meta_not_json", "not valid JSON"), ("meta_list", "JSON object"),
+    ("meta_newer", "newer"), ("precision", "fp8"), ("std0", "std=0"), ("mean_nan", "mean=nan"),
+    ("kernel", "resize_kernel='lanczos'"), ("size0", "input_size=0"), ("size_mismatch", "metadata implies"),
+    ("classes", "3 classes"), ("input_name", "'images'"), ("dtype", "metadata says uint8"), ("nan", "NaN"),
+]
+
+
+@pytest.mark.parametrize("kind, words", BAD_MODELS, ids=[k for k, _ in BAD_MODELS])
+def test_bad_model_files(model: Path, tmp_path: Path, kind: str, words: str) -> None:
+    if kind == "fifo" and not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this OS")
+    path = _make(kind, model, tmp_path)
+    with pytest.raises(ModelError) as err:
+        Recognizer(path, threads=1)
+    assert words in str(err.value), str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints (torch)
+# ---------------------------------------------------------------------------------------------
+class _Evil:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (print, ("this must never run",))
+
+
+def _checkpoint(kind: str, d: Path) -> Path:
+    import torch
+
+    from trainer import checkpoint
+    from trainer.models import InferenceModel
+
+    from fsrfer_edge.preprocessing import Preprocessing
+
+    p = d / f"{kind}.pt"
+    spec = {"method": "fsrfer", "backbone": "tiny"}
+    good = checkpoint.model_payload(InferenceModel(spec), spec, Preprocessing(), {})
+    if kind == "missing":
+        return d / "nothing.pt"
+    if kind == "garbage":
+        p.write_bytes(os.urandom(1000))
+    elif kind == "pickle":
+        torch.save({"format": checkpoint.FORMAT, "kind": "model", "x": _Evil()}, p)
+    elif kind == "truncated":
+        checkpoint.save(p, good)
+        p.write_bytes(p.read_bytes()[:3000])
+    elif kind == "not_fsrfer":
+        torch.save({"weights": torch.zeros(3)}, p)
+    elif kind == "state":
+        checkpoint.save(p, {"kind": "state", "epoch": 1})
+    elif kind == "spec":
+        checkpoint.save(p, {**good, "spec": {"method": "fsrfer", "backbone": "resnet18_half"}})
+    elif kind == "preprocessing":
+        checkpoint.save(p, {**good, "preprocessing": {**Preprocessing().to_dict(), "std": 0.0}})
+    return p
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("missing", "does not exist"), ("garbage", "refused"), ("pickle", "pickled Python object"),
+    ("truncated", "truncated or corrupt"), ("not_fsrfer", "not an fsrfer checkpoint"), ("state", "'state' checkpoint"),
+    ("spec", "do not fit together"), ("preprocessing", "do not fit together"),
+])
+def test_bad_checkpoints(tmp_path: Path, kind: str, words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")
+    from trainer import checkpoint
+
+    path = _checkpoint(kind, tmp_path)
+    with pytest.raises(ModelError) as err:
+        checkpoint.load_model(path)
+    msg = str(err.value)
+    assert words in msg and "\n" not in msg and str(path) in msg, msg  # one line naming the file
+    assert "this must never run" not in capsys.readouterr().out
+
+
+def test_checkpoint_refusal_through_fsrfer_eval_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")
+    from trainer.cli import eval_main
+
+    data = tmp_path / "faces.npz"
+    np.savez(data, images=np.zeros((4, 48, 48), np.uint8), labels=np.zeros(4, np.int64))
+    line = run_cli(eval_main, ["--checkpoint", str(_checkpoint("pickle", tmp_path)), "--data", str(data),
+                               "--json", str(tmp_path / "e.json")], capsys)
+    assert "pickled Python object" in line and not (tmp_path / "e.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Training configs: every problem listed, before anything runs
+# ---------------------------------------------------------------------------------------------
+BAD_CONFIGS = [
+    ({"stage1": {"epochs": -1}}, "stage1.epochs = -1"),
+    ({"stage1": {"lr": float("nan")}}, "stage1.lr = nan"),
+    ({"stage1": {"lr": 0}}, "stage1.lr = 0"),
+    ({"stage1": {"batch_size": 0}}, "stage1.batch_size = 0"),
+    ({"stage2": {"batch_size": -8}}, "stage2.batch_size = -8"),
+    ({"threads": -1}, "threads = -1"),
+    ({"data": {"limit_train": -5}}, "data.limit_train = -5"),
+    ({"data": {"synthetic": -100}}, "data.synthetic = -100"),
+    ({"degrade": {"blur_prob": 1.5}}, "degrade.blur_prob = 1.5"),
+    ({"eval": {"factors": [0, 2]}}, "eval.factors"),
+    ({"stage2": {"lr_g": float("inf")}}, "stage2.lr_g = inf"),
+    ({"stage1": {"epoch": 3}}, "unknown option"),
+    ({"stage1": {"epochs": "ten"}}, "expected a number"),
+    ({"stage1": {"epochs": 2.5}}, "expected an integer"),
+    ({"stage1": 5}, "expected a mapping"),
+    ({"device": "tpu"}, "device must be one of"),
+]
+
+
+@pytest.mark.parametrize("doc, words", BAD_CONFIGS, ids=[w for _, w in BAD_CONFIGS])
+def test_bad_configs(doc: dict[str, Any], words: str) -> None:
+    pytest.importorskip("torch")
+    from trainer import config
+
+    with pytest.raises(ConfigError) as err:
+        config.from_dict(doc)
+    assert words in str(err.value), str(err.value)
+
+
+def test_config_lists_every_problem_at_once() -> None:
+    pytest.importorskip("torch")
+    from trainer import config
+
+    with pytest.raises(ConfigError) as err:
+        config.from_dict({"stage1": {"epochs": -1, "lr": float("nan"), "batch_size": 0}, "threads": -2,
+                          "bogus": 1})
+    msg = str(err.value)
+    assert "5 problems" in msg and all(w in msg for w in ("epochs", "lr", "batch_size", "threads", "bogus"))
+
+
+def test_fsrfer_train_refuses_a_bad_config_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("yaml")
+    from trainer.cli import train_main
+
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("name: bad\ndata: {synthetic: 16}\nstage1: {epochs: -3, lr: .nan, batch_size: 0}\n")
+    line = run_cli(train_main, ["--config", str(cfg), "--out", str(tmp_path / "run")], capsys)
+    assert "3 problems" in line and not (tmp_path / "run").exists()
+
+
+def test_resume_removes_files_a_killed_run_left(tmp_path: Path) -> None:
+    from fsrfer_edge.fileio import remove_partial_writes
+
+    state = tmp_path / "run" / "state"
+    state.mkdir(parents=True)
+    (state / "stage1.pt").write_bytes(b"kept")
+    half = state / ".stage1.pt.k3j_x1.tmp"  # what atomic_write leaves when killed with -9
+    half.write_bytes(b"half")
+    assert remove_partial_writes(tmp_path / "run") == [half]
+    assert not half.exists() and (state / "stage1.pt").read_bytes() == b"kept"
+
+
+# ---------------------------------------------------------------------------------------------
+# Command-line arguments: one line, exit code 2, no partial output
+# ---------------------------------------------------------------------------------------------
+def test_cli_bench_bad_arguments(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fsrfer_edge import bench
+
+    (tmp_path / "file.txt").write_text("x")
+    cases = [
+        (["--batch-sizes", "0", "--json", str(tmp_path / "b.json")], "expected integers >= 1"),
+        (["--batch-sizes", "1", "--json", str(tmp_path)], "is a directory"),
+        (["--batch-sizes", "1", "--json", str(tmp_path / "file.txt" / "b.json")], "is a file, not a folder"),
+        (["--batch-sizes", "1", "--labels", "affectnet", "--json", str(tmp_path / "b.json")], "invalid choice"),
+        (["--batch-sizes", "1", "--data", str(tmp_path / "none.npz"), "--json", str(tmp_path / "b.json")],
+         "does not exist"),
+    ]
+    for argv, words in cases:
+        line = run_cli(bench.main, ["--model", str(model), "--iters", "1", "--warmup", "0", "--overhead-batch", "0",
+                                    *argv], capsys)
+        assert words in line, line
+    assert not (tmp_path / "b.json").exists() and not _leftovers(tmp_path)
+
+
+def test_cli_eval_bad_output_paths(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trainer.cli import eval_main
+
+    data = tmp_path / "faces.npz"
+    np.savez(data, images=np.zeros((4, 48, 48), np.uint8), labels=np.zeros(4, np.int64))
+    (tmp_path / "file.txt").write_text("x")
+    for target, words in ((tmp_path, "is a directory"), (tmp_path / "file.txt" / "e.json", "is a file")):
+        line = run_cli(eval_main, ["--checkpoint", str(model), "--data", str(data), "--json", str(target)], capsys)
+        assert words in line
+    line = run_cli(eval_main, ["--checkpoint", str(model), "--data", str(data), "--json", str(tmp_path / "e.json"),
+                               "--split", "nope"], capsys)
+    assert "invalid choice" in line
+
+
+def test_cli_train_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")
+    from trainer.cli import train_main
+
+    (tmp_path / "file.txt").write_text("x")
+    assert "unknown step" in run_cli(train_main, ["--config", "configs/tiny.yaml", "--steps", "stage9"], capsys)
+    assert "does not exist" in run_cli(train_main, ["--config", str(tmp_path / "none.yaml")], capsys)
+    line = run_cli(train_main, ["--config", str(Path(__file__).parents[1] / "configs" / "tiny.yaml"),
+                                "--out", str(tmp_path / "file.txt")], capsys)
+    assert "is a file" in line
+
+
+def test_cli_export_bad_arguments(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fsrfer_edge.export import cli as export_cli
+
+    assert "does not exist" in run_cli(export_cli.main, [str(tmp_path / "none.pt")], capsys)
+    assert "--eval-data" in run_cli(export_cli.main, [str(model), "--engine", "--labels", "ferplus"], capsys)
+    assert "--engine" in run_cli(export_cli.main, [str(model)], capsys)
+
+
+def test_export_engine_on_a_machine_without_tensorrt_still_writes_the_onnx_repository(
+        model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fsrfer_edge.errors import BackendUnavailable
+    from fsrfer_edge.export import cli as export_cli
+    from fsrfer_edge.export.engine import import_tensorrt
+
+    try:
+        import_tensorrt()
+    except BackendUnavailable:
+        pass
+    else:
+        pytest.skip("TensorRT is installed here: the engine would be built")
+    repo = tmp_path / "repo"
+    line = run_cli(export_cli.main, [str(model), "--engine", "--triton-repo", str(repo), "-q"], capsys)
+    assert "ONNX model only" in line
+    assert (repo / "fsrfer_onnx" / "1" / "model.onnx").is_file() and (repo / "fsrfer_onnx" / "config.pbtxt").is_file()
+
+
+def test_cli_serve_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    from fsrfer_edge.serving import cli as serve_cli
+
+    assert "expected a TCP port" in run_cli(serve_cli.main, ["--http-port", "0"], capsys)
+    assert "invalid int value" in run_cli(serve_cli.main, ["--http-port", "eighty"], capsys)
+
+
+def test_cli_without_torch_names_the_extra(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from trainer.cli import train_main
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    line = run_cli(train_main, ["--config", "configs/tiny.yaml"], capsys)
+    assert "fsrfer-edge[train]" in line
+
+
+# ---------------------------------------------------------------------------------------------
+# Images and videos (CrowdAnalyzer and fsrfer-crowd)
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def crowd(rec: Recognizer) -> Any:
+    from fsrfer_edge.crowd import CrowdAnalyzer
+    from fsrfer_edge.detection import Detection, FaceDetector
+
+    class OneBox(FaceDetector):
+        def _detect(self, frame: np.ndarray) -> list[Detection]:
+            return [Detection((4.0, 4.0, 36.0, 36.0), 0.9)]
+
+    return CrowdAnalyzer(rec, OneBox())  # one face, so that no detector model is needed
+
+
+@pytest.mark.parametrize("frame, words", [
+    (np.full((40, 40, 3), 0.5), "scaled to [0, 1]"),
+    (np.full((40, 40, 3), 256.0), "expected floats in [0, 255]"),
+    (np.full((40, 40, 3), np.nan), "NaN"),
+    (np.zeros((40, 40, 3), np.int32), "dtype int32"),
+    (np.ma.masked_array(np.zeros((40, 40, 3), np.uint8), mask=np.ones((40, 40, 3), bool)), "masked"),
+    (np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), (20000, 20000, 3), (0, 0, 0)), "the limit is"),
+])
+def test_bad_frames(crowd: Any, frame: np.ndarray, words: str) -> None:
+    with pytest.raises(InputError) as err:
+        crowd.analyze(frame)
+    assert words in str(err.value)
+
+
+def test_float_frame_in_range_equals_uint8(crowd: Any) -> None:
+    frame = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    a, b = crowd.analyze(frame), crowd.analyze(frame.astype(np.float32))
+    assert [f.label for f in a.faces] == [f.label for f in b.faces]
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "truncated", "video_junk"])
+def test_bad_image_and_video_files(crowd: Any, tmp_path: Path, kind: str) -> None:
+    path = tmp_path / ("clip.mp4" if kind == "video_junk" else "photo.png")
+    if kind == "text":
+        path.write_text("not an image")
+    elif kind == "truncated":
+        pil = pytest.importorskip("PIL.Image")
+        pil.fromarray(np.zeros((64, 64, 3), np.uint8)).save(path)
+        path.write_bytes(path.read_bytes()[:60])
+    elif kind == "video_junk":
+        pytest.importorskip("cv2")
+        path.write_bytes(b"\x00" * 4096)
+    with pytest.raises(FsrferError):
+        if kind == "video_junk":
+            list(crowd.analyze_stream(path))
+        else:
+            crowd.analyze(path)
+
+
+def test_cli_crowd_bad_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("PIL.Image")
+    from fsrfer_edge import crowd_cli
+
+    (tmp_path / "file.txt").write_text("x")
+    missing = run_cli(crowd_cli.main, [str(tmp_path / "none.png"), "--out", str(tmp_path / "o.png")], capsys)
+    assert "does not exist" in missing
+    assert not (tmp_path / "o.png").exists() and not _leftovers(tmp_path)
+
+
+def test_data_errors_are_data_errors(tmp_path: Path) -> None:
+    from fsrfer_edge.ferplus import load_labelled_faces
+
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, images=np.zeros((3, 48, 48), np.float32), labels=np.zeros(3, np.int64))
+    with pytest.raises(DataError, match="expected \\(N, H, W\\) uint8"):
+        load_labelled_faces(bad)
+    with pytest.raises(InputError, match="labels='affectnet'"):
+        load_labelled_faces(bad, "affectnet")
