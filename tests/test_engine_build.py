@@ -59,9 +59,11 @@ def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_build_each_variant(onnx_dir: Path, tmp_path: Path, cc: str, variant: str, precision: str) -> None:
     src = onnx_dir / f"tiny.{variant}.onnx"
     out = engine.build_engine(src, tmp_path, min_batch=1, opt_batch=8, max_batch=16)
-    key = engine_cache.EngineKey(trt.__version__, cc, precision, 1, 8, 16)
+    gpu = engine.gpu_identity(0)
+    key = engine_cache.EngineKey(trt.__version__, cc, precision, 1, 8, 16, gpu.key)
     assert out == tmp_path / key.filename("tiny")
-    doc = engine_cache.check_engine(out, trt.__version__, cc, src)
+    doc = engine_cache.check_engine(out, trt.__version__, cc, src, device=gpu.key)
+    assert "-TF32" in doc["builder_flags"] if precision == "fp32" else "-TF32" not in doc["builder_flags"]
     assert doc["model_info"].precision == precision
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     assert runtime.deserialize_cuda_engine(out.read_bytes()) is not None

@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fsrfer_edge.engine_cache import EngineKey, read_sidecar, write_sidecar
-from fsrfer_edge.fileio import sha256_file
+from fsrfer_edge.engine_cache import EngineKey, read_sidecar
 from fsrfer_edge.errors import BackendUnavailable, EngineError
 
 pytestmark = pytest.mark.gpu
@@ -68,40 +67,18 @@ def test_cuda_memory_roundtrip(name: str) -> None:
         mem.close()
 
 
-def build_engine(trt: Any, onnx_path: Path, engine_path: Path, compute_capability: str,
-                 batch: tuple[int, int, int] = (1, 4, 16)) -> Path:
-    """Minimal FP32 engine build for the test (the real builder is fsrfer-export's)."""
-    from fsrfer_edge.metadata import ModelInfo
+def build_engine(onnx_path: Path, out_dir: Path, batch: tuple[int, int, int] = (1, 4, 16)) -> Path:
+    """The FP32 engine exactly as fsrfer-export builds it (TF32 off, the GPU's identity in the key)."""
+    from fsrfer_edge.export.engine import build_engine as ship_build
 
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    flag = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
-    network = builder.create_network(0 if flag is None else 1 << int(flag))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
-        pytest.fail("ONNX parse failed: " + "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)))
-    config = builder.create_builder_config()
-    if hasattr(trt.BuilderFlag, "TF32"):
-        config.clear_flag(trt.BuilderFlag.TF32)  # compare FP32 against ONNX Runtime's FP32
-    profile = builder.create_optimization_profile()
-    profile.set_shape("faces", (batch[0], 1, 48, 48), (batch[1], 1, 48, 48), (batch[2], 1, 48, 48))
-    config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
-    assert serialized is not None, "engine build failed"
-    engine_path.write_bytes(bytes(serialized))
-    import onnx
-
-    props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
-    info = ModelInfo.from_props(props, str(onnx_path))
-    write_sidecar(engine_path, EngineKey(str(trt.__version__), compute_capability, "fp32", *batch),
-                  sha256_file(onnx_path), info)
-    return engine_path
+    return ship_build(onnx_path, out_dir, *batch, workspace_mb=256)
 
 
 @pytest.mark.parametrize("memory", ["cuda-python", "pycuda"])
 def test_engine_build_and_infer_matches_onnxruntime(tmp_path: Path, memory: str) -> None:
-    trt = _tensorrt()
+    _tensorrt()
     mem = _memory(memory)
+    pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     pytest.importorskip("torch")
     try:
@@ -114,8 +91,7 @@ def test_engine_build_and_infer_matches_onnxruntime(tmp_path: Path, memory: str)
 
     onnx_path = make_tiny_onnx(tmp_path / "tiny.onnx")
     try:
-        cc = mem.device_compute_capability()
-        engine = build_engine(trt, onnx_path, tmp_path / "tiny.engine", cc)
+        engine = build_engine(onnx_path, tmp_path)
         x = np.random.default_rng(0).standard_normal((16, 1, 48, 48)).astype(np.float32)
         with OnnxRuntimeBackend(onnx_path, providers="cpu") as ort_be, \
                 TensorRTBackend(engine, memory=mem, onnx_path=onnx_path) as trt_be:
@@ -133,6 +109,38 @@ def test_engine_build_and_infer_matches_onnxruntime(tmp_path: Path, memory: str)
             TensorRTBackend(engine, memory=mem, onnx_path=onnx_path)
     finally:
         mem.close()
+
+
+def test_recognizer_auto_builds_caches_and_reloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a Jetson user gets from Recognizer(): the engine is built once, then loaded from the cache."""
+    import time
+
+    _tensorrt()
+    _memory("auto").close()
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    try:
+        from ._onnx_models import make_tiny_onnx
+    except ImportError:
+        from _onnx_models import make_tiny_onnx  # type: ignore[no-redef]
+    from fsrfer_edge import Recognizer
+
+    monkeypatch.setenv("FSRFER_ENGINE_DIR", str(tmp_path / "cache"))
+    onnx_path = make_tiny_onnx(tmp_path / "tiny.onnx")
+    faces = [np.random.default_rng(2).integers(0, 256, (s, s), dtype=np.uint8) for s in (12, 24, 48)] * 4
+    with Recognizer(onnx_path, providers="cpu") as ref:
+        want = np.stack([p.probs for p in ref.predict(faces)])
+    t0 = time.perf_counter()
+    with Recognizer(onnx_path) as rec:
+        assert rec.backend.name == "tensorrt" and rec.info.precision == "fp16"
+        got = np.stack([p.probs for p in rec.predict(faces)])
+    first = time.perf_counter() - t0
+    np.testing.assert_allclose(got, want, atol=2e-2)
+    assert len(list((tmp_path / "cache").glob("*.engine"))) == 1
+    t0 = time.perf_counter()
+    with Recognizer(onnx_path) as rec:
+        assert rec.backend.name == "tensorrt"
+    assert time.perf_counter() - t0 < first
 
 
 def _profile(thresholds: dict[str, Any], compute_capability: str) -> tuple[str, dict[str, Any]]:

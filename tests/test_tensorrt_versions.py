@@ -22,10 +22,13 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxsim")
 
-from fsrfer_edge import Recognizer  # noqa: E402
-from fsrfer_edge import engine_cache  # noqa: E402
+from fsrfer_edge import Recognizer, engine_cache  # noqa: E402
 from fsrfer_edge.backends import cuda_memory  # noqa: E402
-from fsrfer_edge.backends.cuda_memory import CudaPythonMemory, PyCudaMemory, select_memory  # noqa: E402
+from fsrfer_edge.backends.cuda_memory import (  # noqa: E402
+    CudaPythonMemory,
+    PyCudaMemory,
+    select_memory,
+)
 from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend  # noqa: E402
 from fsrfer_edge.errors import EngineError, ModelError  # noqa: E402
 from fsrfer_edge.export import cli, engine, quantize, trt_check  # noqa: E402
@@ -346,11 +349,10 @@ def test_recognizer_auto_builds_once_caches_and_reloads(variants: Path, tmp_path
     model.write_bytes((variants / "tiny.fp32.onnx").read_bytes())
     gpu = FakeGpu(monkeypatch, "10.3.0.26")
     faces = _faces(6, 9)
-    with caplog.at_level(logging.WARNING, logger="fsrfer_edge"):
-        with Recognizer(model) as rec:
-            assert rec.backend.name == "tensorrt" and rec.info.precision == "fp16"
-            x = rec.prepare(faces)
-            assert [p.index for p in rec.predict(faces)] == fake_logits(x).argmax(1).tolist()
+    with caplog.at_level(logging.WARNING, logger="fsrfer_edge"), Recognizer(model) as rec:
+        assert rec.backend.name == "tensorrt" and rec.info.precision == "fp16"
+        x = rec.prepare(faces)
+        assert [p.index for p in rec.predict(faces)] == fake_logits(x).argmax(1).tolist()
     assert "first use" in caplog.text
     engines = sorted(cache.glob("*.engine"))
     assert [e.name for e in engines] == [f"face.fp16.trt10.3.0.26.sm87.{GPU_KEY}.b1-32-128.engine"]
@@ -376,17 +378,15 @@ def test_recognizer_auto_without_tensorrt_uses_onnxruntime_and_says_why(variants
                                                                         monkeypatch: pytest.MonkeyPatch,
                                                                         caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    with caplog.at_level(logging.INFO, logger="fsrfer_edge"):
-        with Recognizer(variants / "tiny.fp32.onnx") as rec:
-            assert rec.backend.name == "onnxruntime"
+    with caplog.at_level(logging.INFO, logger="fsrfer_edge"), Recognizer(variants / "tiny.fp32.onnx") as rec:
+        assert rec.backend.name == "onnxruntime"
     lines = [r.getMessage() for r in caplog.records if "ONNX Runtime:" in r.getMessage()]
     assert len(lines) == 1 and "TensorRT is not installed" in lines[0]
     # TensorRT present, but the driver refuses every CUDA binding: ONNX Runtime, with the reason
     FakeGpu(monkeypatch, "10.3.0.26", cudart=FakeCudart(driver_error=35), pycuda=make_fake_pycuda(init_error=True))
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="fsrfer_edge"):
-        with Recognizer(variants / "tiny.int8-u8s8.onnx") as rec:
-            assert rec.backend.name == "onnxruntime"
+    with caplog.at_level(logging.INFO, logger="fsrfer_edge"), Recognizer(variants / "tiny.int8-u8s8.onnx") as rec:
+        assert rec.backend.name == "onnxruntime"
     assert "no CUDA binding can use GPU 0" in caplog.text
 
 
