@@ -32,3 +32,35 @@ def test_readme_command_table_names_only_real_options():
         usage = subprocess.run([prog, "--help"], capture_output=True, text=True, timeout=120).stdout
         unknown = [f for f in re.findall(r"--[a-z0-9-]+", cmd) if f not in usage]
         assert not unknown, f"README lists {unknown} for {prog}, which its --help does not know"
+
+
+def test_test_sh_names_every_dependency_of_its_no_deps_installs():
+    """scripts/test.sh installs PyTriton and tritonclient with --no-deps (PyTriton's numpy<2 pin would
+    downgrade numpy), so it must name their other dependencies itself; typing_inspect and wrapt were
+    missing, and the serving test skipped in a fresh venv ("PyTriton is not installed")."""
+    from importlib import metadata
+
+    script = (README.parent / "scripts" / "test.sh").read_text()
+    installed = re.findall(r"pip install -q --no-deps ([^\n]+)", script)
+    named = {re.split(r"[<>=~!\[ ]", w.strip('"'))[0].lower().replace("_", "-")
+             for line in re.findall(r"pip install -q --no-warn-conflicts ((?:[^\n\\]|\\\n)+)", script)
+             for w in line.replace("\\\n", " ").split() if not w.startswith("-")}
+    for spec in " ".join(installed).split():
+        dist = re.split(r"[<>=~!]", spec.strip('"'))[0]
+        if dist == "tensorrt-stubs":
+            continue  # type stubs: their one dependency is the `tensorrt` placeholder, skipped on purpose
+        try:
+            reqs = metadata.requires(dist) or []
+        except metadata.PackageNotFoundError:
+            pytest.skip(f"{dist} is not installed here")
+        needed = {re.split(r"[<>=~!\[ ;]", r)[0].lower().replace("_", "-") for r in reqs
+                  if "extra ==" not in r or any(f'extra == "{e}"' in r or f"extra == '{e}'" in r for e in ("http", "grpc"))}
+        missing = sorted(needed - named - {"numpy", "tritonclient"})
+        assert not missing, f"scripts/test.sh installs {dist} with --no-deps but does not install {missing}"
+
+
+def test_test_sh_builds_the_server_venv_from_this_environment():
+    script = (README.parent / "scripts" / "test.sh").read_text()
+    code = [line for line in script.splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in code if "-m venv" in line and "--system-site-packages" in line]  # the base's packages
+    assert "site.addsitedir" in script and "-rs" in script and "--no-warn-conflicts" in script

@@ -102,6 +102,22 @@ def test_concurrent_clients_are_batched_together(server: ServerProcess, local: R
     assert 'nv_inference_request_success{model="fsrfer"' in metrics
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_one_remote_recognizer_shared_by_worker_threads(server: ServerProcess, local: Recognizer, protocol: str) -> None:
+    """Created in this thread, used from a pool (apps do this): tritonclient's HTTP connections are
+    bound to their thread, so each worker must get its own ("Cannot switch to a different thread")."""
+    import concurrent.futures
+
+    faces = _faces(6, seed=2)
+    want = [p.label for p in local.predict(faces)]
+    url = server.http_url if protocol == "http" else server.grpc_url
+    with RemoteRecognizer(url, protocol=protocol, timeout_s=20) as remote:
+        assert [p.label for p in remote.predict(faces)] == want
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            got = list(pool.map(lambda _: [p.label for p in remote.predict(faces)], range(6)))
+    assert got == [want] * 6
+
+
 def test_client_side_errors(server: ServerProcess) -> None:
     with RemoteRecognizer(server.http_url) as remote:
         with pytest.raises(InputError, match="NaN"):
