@@ -4,7 +4,9 @@
     python scripts/readme_tables.py serving    # only one
 
 Each table goes between ``<!-- table:NAME -->`` and ``<!-- /table -->`` in its Markdown file and is made
-from JSON alone (results/serving/load_test.json, written by scripts/load_test.py; results/crowd/*.json,
+from JSON alone (results/default_model/test.json, written by fsrfer-eval on the shipped model, with
+results/ferplus/test.json and results/bench_cpu_fp32.json for the README's headline;
+results/serving/load_test.json, written by scripts/load_test.py; results/crowd/*.json,
 written by fsrfer-crowd-bench; results/targets.json, written by scripts/targets.py), so the README and
 docs never carry a hand-typed number.
 """
@@ -177,8 +179,52 @@ def int8_generator_table(doc: dict[str, Any]) -> str:
             "TensorRT, so its CPU speed says nothing about a GPU):\n\n" + "\n".join(rows) + "\n")
 
 
+def headline_table(doc: dict[str, Any]) -> str:
+    """The README's first numbers: the shipped model's accuracy at 48 and 12 px, its CPU speed, and how it
+    compares with the baseline that fine-tunes the whole network on low-resolution faces."""
+    acc = {f: 100 * v["accuracy"] for f, v in doc["factors"].items()}
+    tables = json.loads((REPO / "results/ferplus/test.json").read_text())
+    ours = {f: 100 * v["accuracy"] for f, v in tables["fsrfer"]["factors"].items()}
+    base = {f: 100 * v["accuracy"] for f, v in tables["lr_finetune"]["factors"].items()}
+    hr = {f: 100 * v["accuracy"] for f, v in tables["hr"]["factors"].items()}
+    bench = json.loads((REPO / "results/bench_cpu_fp32.json").read_text())
+    from fsrfer_edge.fileio import sha256_file
+
+    if bench["model_sha256"] != sha256_file(REPO / "fsrfer_edge/models/default.onnx"):
+        raise SystemExit("results/bench_cpu_fp32.json timed another file than the shipped default model; rerun "
+                         "fsrfer-bench on fsrfer_edge/models/default.onnx before rendering the headline")
+    lat = {r["batch_size"]: r for r in bench["latency"]}
+    big = max(lat)
+    wins = [f for f in ours if ours[f] > base[f]]
+    loses = [f for f in ours if ours[f] < base[f]]
+    size = int(doc.get("input_size", 48))
+
+    def px(f: str) -> str:
+        return f"{round(size / int(f))} px (x{f})"
+
+    return (
+        f"- **Accuracy** of the shipped model (`fsrfer_edge/models/default.onnx`) on the {doc['n']} "
+        f"{'FER+' if doc.get('labels') == 'ferplus' else 'FER2013'} {doc['split']} faces (`{Path(SOURCES['headline']).as_posix()}`): **{acc['1']:.2f}%** on {size}-pixel "
+        f"faces, **{acc['4']:.2f}%** on {px('4')} faces, {acc['8']:.2f}% on {px('8')}.\n"
+        f"- **Speed** on ONNX Runtime, {bench['machine']['cpu_count']} CPU cores, {bench['threads']} threads "
+        f"(`results/bench_cpu_fp32.json`, `fsrfer-bench`): {lat[1]['p50_ms']:.2f} ms for one face, "
+        f"{lat[big]['throughput_fps']:.0f} faces/s in batches of {big}.\n"
+        f"- **Against the baselines** (`results/ferplus/test.json`): FSR-FER lifts the high-resolution model "
+        f"from {hr['4']:.2f}% to {ours['4']:.2f}% at {px('4')}, but the simpler baseline that fine-tunes the "
+        f"whole network on low-resolution faces (\"LR-fine-tuned\") is **better at "
+        f"{', '.join(px(f) for f in loses) or 'no factor'}**: {base['4']:.2f}% vs {ours['4']:.2f}% at {px('4')}. "
+        f"FSR-FER is ahead only at {', '.join(px(f) for f in wins) or 'no factor'} "
+        f"({', '.join(f'{ours[f]:.2f}% vs {base[f]:.2f}%' for f in wins)}). Details: "
+        "[Results so far](#results-so-far).\n"
+    )
+
+
+#: JSON files the renderers that read several name first.
+SOURCES = {"headline": "results/default_model/test.json"}
+
 # name -> (JSON source, renderer, Markdown file)
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
+    "headline": (SOURCES["headline"], headline_table, "README.md"),
     "serving": ("results/serving/load_test.json", serving_table, "README.md"),
     "crowd": ("results/crowd/bench.json", crowd_table, "README.md"),
     "targets": ("results/targets.json", targets_table, "README.md"),

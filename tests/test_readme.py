@@ -64,3 +64,35 @@ def test_test_sh_builds_the_server_venv_from_this_environment():
     code = [line for line in script.splitlines() if not line.lstrip().startswith("#")]
     assert not [line for line in code if "-m venv" in line and "--system-site-packages" in line]  # the base's packages
     assert "site.addsitedir" in script and "-rs" in script and "--no-warn-conflicts" in script
+
+
+def test_readme_export_example_runs_on_the_shipped_checkpoint(tmp_path, monkeypatch):
+    """The README's first export command works on what a new user has: the shipped default.pt."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxsim")
+    import shlex
+
+    from fsrfer_edge.export import cli as export_cli
+
+    text = README.read_text()
+    line = next(ln for ln in text[text.index("## Export and deployment"):].splitlines()
+                if ln.startswith("fsrfer-export fsrfer_edge/models/default.pt"))
+    argv = shlex.split(line.split("#")[0])[1:]
+    assert (README.parent / argv[0]).is_file()
+    monkeypatch.chdir(README.parent)
+    assert export_cli.main(argv + ["--out-dir", str(tmp_path), "-q"]) == 0
+    assert (tmp_path / "mymodel.fp32.onnx").is_file() and (tmp_path / "mymodel.fp16.onnx").is_file()
+
+
+def test_readme_headline_is_rendered_from_the_result_files():
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("readme_tables", README.parent / "scripts" / "readme_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    text = README.read_text()
+    block = text.split("<!-- table:headline -->\n")[1].split("<!-- /table -->")[0]
+    doc = json.loads((README.parent / tables.SOURCES["headline"]).read_text())
+    assert block == tables.headline_table(doc)  # run `python scripts/readme_tables.py headline` after new results
+    assert text.index("<!-- table:headline -->") < text.index("## Quick start")
