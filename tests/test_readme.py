@@ -96,3 +96,34 @@ def test_readme_headline_is_rendered_from_the_result_files():
     doc = json.loads((README.parent / tables.SOURCES["headline"]).read_text())
     assert block == tables.headline_table(doc)  # run `python scripts/readme_tables.py headline` after new results
     assert text.index("<!-- table:headline -->") < text.index("## Quick start")
+
+
+def test_result_plots_use_readme_names_fixed_colours_measured_factors_and_colour_bars(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import importlib.util
+    import json
+
+    from matplotlib.figure import Figure
+
+    spec = importlib.util.spec_from_file_location("report", README.parent / "scripts" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    figures = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: figures.append(fig))
+    colours = {}
+    for name, split in (("ferplus", "test"), ("fer2013", "val")):
+        results = json.loads((README.parent / "results" / name / f"{split}.json").read_text())
+        figures.clear()
+        report.write_plots(results, tmp_path, name, split)
+        acc, conf = figures
+        ax = acc.axes[0]
+        names = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert names == [report.legend_name(m) for m in report.LABELS if m in results]
+        assert all(n in README.read_text() or n.startswith("FSR-FER (full)") for n in names)
+        for line in ax.get_lines():  # one colour per method, in every plot
+            assert colours.setdefault(line.get_label(), line.get_color()) == line.get_color()
+        ticks = [t.get_text().split("\n")[0] for t in ax.get_xticklabels()]
+        measured = sorted({f for r in results.values() for f in r["factors"]}, key=int)
+        assert ticks == [f"x{f}" for f in measured]  # no tick at an unmeasured factor (x5, x7)
+        assert len(conf.axes) == 2  # the matrix and its colour bar
+    assert len(set(colours.values())) == len(colours)
