@@ -247,6 +247,19 @@ def test_2_4_build_then_find_and_run_per_version(variants: Path, tmp_path: Path,
             gpu.trt.nptype(gpu.trt.DataType.FLOAT)
 
 
+@pytest.mark.parametrize("version", ["8.5.2.2", "10.3.0.26"])
+def test_build_logs_progress_where_tensorrt_reports_it(variants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture, version: str) -> None:
+    FakeGpu(monkeypatch, version)
+    with caplog.at_level(logging.INFO, logger="fsrfer_edge.export.engine"):
+        _build(variants, tmp_path, "fp16")
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("TensorRT build:")]
+    if version.startswith("8."):  # no IProgressMonitor before 10.0
+        assert progress == []
+    else:
+        assert progress[0] == "TensorRT build: Building engine (20 steps)" and progress[-1].endswith("20/20")
+
+
 def test_9_foreign_timing_cache_is_replaced_not_passed_as_none(variants: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch,
                                                                caplog: pytest.LogCaptureFixture) -> None:

@@ -328,6 +328,36 @@ def _save_timing_cache(config: "trt.IBuilderConfig", path: PathLike) -> None:
     log.info("saved timing cache %s", path)
 
 
+def _progress_monitor() -> Optional[Any]:
+    """A TensorRT progress monitor that logs the build's phases (TensorRT >= 10.0 has
+    ``IProgressMonitor``, ``pyCore.cpp`` v10.3.0), or None where there is none."""
+    import tensorrt as trt
+
+    if not hasattr(trt, "IProgressMonitor"):
+        return None
+
+    class _Progress(trt.IProgressMonitor):  # type: ignore[misc,name-defined,unused-ignore]
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self._steps: dict[str, int] = {}
+
+        def phase_start(self, phase_name: str, parent_phase: Optional[str], num_steps: int) -> None:
+            self._steps[phase_name] = int(num_steps)
+            if parent_phase is None:
+                log.info("TensorRT build: %s (%d steps)", phase_name, num_steps)
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            n = self._steps.get(phase_name, 0)
+            if n >= 10 and (step + 1) % (n // 10) == 0:
+                log.info("TensorRT build: %s %d/%d", phase_name, step + 1, n)
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            self._steps.pop(phase_name, None)
+
+    return _Progress()
+
+
 def _parse(network: "trt.INetworkDefinition", logger: "trt.ILogger", onnx_path: Path) -> "trt.OnnxParser":
     import tensorrt as trt
 
@@ -369,6 +399,9 @@ def _build_serialized(onnx_path: Path, info: ModelInfo, key: EngineKey, workspac
     flags = _set_precision(config, info.precision, strongly_typed)
     config.add_optimization_profile(_profile(builder, network, info, key))
     cache = _load_timing_cache(config, timing_cache)
+    monitor = _progress_monitor()  # kept referenced until the build ends
+    if monitor is not None and hasattr(config, "progress_monitor"):
+        config.progress_monitor = monitor
     log.info("building %s engine (%s network, flags %s, batch %d-%d-%d); this takes a few minutes on a Jetson",
              info.precision, "strongly typed" if strongly_typed else "weakly typed", flags or ["none"],
              key.min_batch, key.opt_batch, key.max_batch)

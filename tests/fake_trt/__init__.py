@@ -134,6 +134,8 @@ def make_tensorrt(version: str = "10.3.0.26", numpy_module: Optional[types.Modul
             self.pool: dict[Any, int] = {}
             self.profiles: list[Any] = []
             self.timing_cache: Optional[ITimingCache] = None
+            if major >= 10:
+                self.progress_monitor: Optional[IProgressMonitor] = None
 
         def set_flag(self, flag: Any) -> None:
             self.flags.add(flag)
@@ -165,6 +167,13 @@ def make_tensorrt(version: str = "10.3.0.26", numpy_module: Optional[types.Modul
 
         def get_timing_cache(self) -> Optional[ITimingCache]:
             return self.timing_cache
+
+    class IProgressMonitor:  # 10.0+: the builder reports its phases to it
+        def __init__(self) -> None:
+            pass
+
+    if major >= 10:
+        trt.IProgressMonitor = IProgressMonitor  # type: ignore[attr-defined]
 
     class IOptimizationProfile:
         def __init__(self) -> None:
@@ -216,6 +225,13 @@ def make_tensorrt(version: str = "10.3.0.26", numpy_module: Optional[types.Modul
                 return None  # "FP16/INT8 flags are not allowed for strongly typed networks"
             if not config.profiles:
                 return None
+            monitor = getattr(config, "progress_monitor", None)
+            if monitor is not None:
+                monitor.phase_start("Building engine", None, 20)
+                for step in range(20):
+                    if not monitor.step_complete("Building engine", step):
+                        return None
+                monitor.phase_finish("Building engine")
             (name, (lo, opt, hi)), = config.profiles[0].shapes.items()
             spec = {"trt": version, "input": name, "input_dtype": network.inputs[0].dtype,
                     "outputs": [t.name for t in network.outputs], "min": lo[0], "opt": opt[0], "max": hi[0],
