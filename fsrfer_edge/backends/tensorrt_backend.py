@@ -53,15 +53,20 @@ def import_tensorrt() -> ModuleType:
     except ImportError as exc:
         raise BackendUnavailable(
             f"'tensorrt' is needed for running TensorRT engines but could not be imported ({exc}). "
-            "Install TensorRT (JetPack ships it) or: pip install 'fsrfer-edge[tensorrt]'"
+            f"{_INSTALL_TENSORRT}"
         ) from exc
     # ``tensorrt-stubs`` alone installs a bare ``tensorrt`` folder that imports as an empty namespace.
     if not hasattr(trt, "Runtime") or not hasattr(trt, "__version__"):
         raise BackendUnavailable(
             f"'tensorrt' imports from {list(getattr(trt, '__path__', []))} but is not the TensorRT runtime "
-            "(only type stubs?). Install TensorRT (JetPack ships it) or: pip install 'fsrfer-edge[tensorrt]'"
+            f"(only type stubs?). {_INSTALL_TENSORRT}"
         )
     return trt
+
+
+#: How to get TensorRT: the ``tensorrt`` extra adds only cuda-python (the CUDA memory layer), not TensorRT.
+_INSTALL_TENSORRT = ("Install TensorRT itself: JetPack ships it on a Jetson; on a desktop GPU: pip install tensorrt "
+                     "(NVIDIA's wheel). pip install 'fsrfer-edge[tensorrt]' adds only the CUDA bindings (cuda-python)")
 
 
 class _BindingEngine(Protocol):
