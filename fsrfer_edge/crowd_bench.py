@@ -34,7 +34,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from .crowd import DEFAULT_MARGIN, DEFAULT_MIN_FACE, CrowdAnalyzer, crop_face
-from .detection import Detection, box_iou, create_detector
+from .detection import MAX_FRAME_PIXELS, Detection, box_iou, create_detector
 from .detection.frames import optional_module
 from .errors import DataError, FsrferError, InputError
 from .fileio import write_json
@@ -352,7 +352,7 @@ FACE_FREE_PHOTOS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "immunoh
                     "brick", "grass", "gravel", "text", "page", "stereo_motorcycle", "colorwheel", "logo",
                     "clock", "cell")
 #: Detection score thresholds compared by :func:`score_sweep`.
-SWEEP_SCORES = (0.5, 0.6, 0.7, 0.8)
+SWEEP_SCORES = (0.4, 0.5, 0.6, 0.7)
 
 
 def real_photos() -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -372,50 +372,71 @@ def real_photos() -> list[tuple[str, np.ndarray, np.ndarray]]:
     return out
 
 
-def score_sweep(analyzer: CrowdAnalyzer, ev: dict[str, Any], thresholds: Sequence[float] = SWEEP_SCORES,
-                photos: Optional[Sequence[tuple[str, np.ndarray, np.ndarray]]] = None) -> dict[str, Any]:
-    """Recall (synthetic scenes) against false faces (synthetic and real photos) per score threshold.
+def score_sweep(analyzer: CrowdAnalyzer, scenes: Sequence[Scene], thresholds: Sequence[float] = SWEEP_SCORES,
+                labelled: bool = False, photos: Optional[Sequence[tuple[str, np.ndarray, np.ndarray]]] = None
+                ) -> dict[str, Any]:
+    """Recall and accuracy (synthetic scenes) against false faces (synthetic and real photos) per score threshold.
 
-    The detections of :func:`evaluate` (``ev``) and of the analyzer on ``photos`` are filtered by each
-    threshold and matched again, which is what ``CrowdAnalyzer(min_score=...)`` does to them. Thresholds
-    below the detector's own return what the detector returned.
+    The detector runs again at each threshold (its ``min_score`` set to it, as ``fsrfer-crowd --min-score``
+    does), on the scenes and on ``photos`` (default :func:`real_photos`); end-to-end accuracy is at the
+    analyzer's margin (a missed face counts as wrong).
+
+    Raises:
+        InputError: the detector has no ``min_score`` to set (OpenCV's cascade scores every face 1.0).
     """
-    photo_dets = [(name, truth, analyzer._detect(img))
-                  for name, img, truth in (photos if photos is not None else real_photos())]
-    n_clutter = max(1, sum(sc.background == "clutter" for sc, _ in ev["scene_detections"]))
-    out: dict[str, Any] = {"thresholds": {}, "photos": [name for name, _, _ in photo_dets]}
-    for t in thresholds:
-        faces = found = dets_n = false_clutter = 0
-        by_bin = [[0, 0] for _ in SIZE_BINS]
-        for sc, dets in ev["scene_detections"]:
-            kept = [d for d in dets if d.score >= t]
-            hit = match(sc.boxes, kept)
-            for size, h in zip(sc.sizes, hit):
-                k = _bin_of(float(size))
-                if k >= 0:
-                    by_bin[k][0] += 1
-                    by_bin[k][1] += int(h >= 0)
-            faces += len(sc.boxes)
-            found += int((hit >= 0).sum())
-            dets_n += len(kept)
-            if sc.background == "clutter":
-                false_clutter += len(kept) - int((hit >= 0).sum())
-        per_photo = {}
-        for name, truth, dets in photo_dets:
-            kept = [d for d in dets if d.score >= t]
-            hit = match(truth, kept)
-            per_photo[name] = len(kept) - int((hit >= 0).sum())
-        out["thresholds"][f"{t:g}"] = {
-            "recall": _rate(found, faces), "precision": _rate(found, dets_n),
-            "recall_bins": {_bin_label(lo, hi): _rate(f, n)
-                            for (lo, hi), (n, f) in zip(SIZE_BINS, by_bin)},
-            "false_faces_per_clutter_scene": round(false_clutter / n_clutter, 3),
-            "false_faces_real_photos": sum(per_photo.values()),
-            "false_faces_per_real_photo": round(sum(per_photo.values()) / max(1, len(per_photo)), 3),
-            "real_photos_with_false_faces": sum(v > 0 for v in per_photo.values()),
-            "false_faces_by_photo": per_photo,
-        }
+    det = analyzer.detector
+    if not hasattr(det, "min_score"):
+        raise InputError(f"score_sweep: the {det.name} detector has no score threshold; run it with --score-sweep=")
+    photos = real_photos() if photos is None else photos
+    saved = det.min_score, analyzer.min_score
+    out: dict[str, Any] = {"thresholds": {}, "photos": [name for name, _, _ in photos]}
+    try:
+        analyzer.min_score = None
+        for t in thresholds:
+            det.min_score = float(t)
+            ev = evaluate(analyzer, scenes, (analyzer.margin,), labelled)
+            photo_dets = [(name, truth, analyzer._detect(img)) for name, img, truth in photos]
+            row = _sweep_row(ev, photo_dets, t)
+            row["accuracy"] = summarize_rows(ev, analyzer.margin, True)["overall"]["accuracy"] if labelled else None
+            out["thresholds"][f"{t:g}"] = row
+    finally:
+        det.min_score, analyzer.min_score = saved
     return out
+
+
+def _sweep_row(ev: dict[str, Any], photo_dets: Sequence[tuple[str, np.ndarray, Sequence[Detection]]],
+               t: float) -> dict[str, Any]:
+    """Recall, precision and false faces of the detections scoring at least ``t``, matched again."""
+    n_clutter = max(1, sum(sc.background == "clutter" for sc, _ in ev["scene_detections"]))
+    faces = found = dets_n = false_clutter = 0
+    by_bin = [[0, 0] for _ in SIZE_BINS]
+    for sc, dets in ev["scene_detections"]:
+        kept = [d for d in dets if d.score >= t]
+        hit = match(sc.boxes, kept)
+        for size, h in zip(sc.sizes, hit):
+            k = _bin_of(float(size))
+            if k >= 0:
+                by_bin[k][0] += 1
+                by_bin[k][1] += int(h >= 0)
+        faces += len(sc.boxes)
+        found += int((hit >= 0).sum())
+        dets_n += len(kept)
+        if sc.background == "clutter":
+            false_clutter += len(kept) - int((hit >= 0).sum())
+    per_photo = {}
+    for name, truth, dets in photo_dets:
+        kept = [d for d in dets if d.score >= t]
+        hit = match(truth, kept)
+        per_photo[name] = len(kept) - int((hit >= 0).sum())
+    return {
+        "recall": _rate(found, faces), "precision": _rate(found, dets_n),
+        "recall_bins": {_bin_label(lo, hi): _rate(f, n) for (lo, hi), (n, f) in zip(SIZE_BINS, by_bin)},
+        "false_faces_per_clutter_scene": round(false_clutter / n_clutter, 3),
+        "false_faces_real_photos": sum(per_photo.values()),
+        "false_faces_per_real_photo": round(sum(per_photo.values()) / max(1, len(per_photo)), 3),
+        "real_photos_with_false_faces": sum(v > 0 for v in per_photo.values()),
+        "false_faces_by_photo": per_photo,
+    }
 
 
 def smallest_reliable(bins: Sequence[dict[str, Any]], threshold: float = RELIABLE_RECALL) -> Optional[int]:
@@ -480,6 +501,8 @@ def run_benchmark(analyzer: CrowdAnalyzer, pool: FacePool, n_scenes: int = 20, n
                    "match_iou": MATCH_IOU, "margin": analyzer.margin, "min_size": analyzer.min_size,
                    "min_face": getattr(analyzer.detector, "min_face", None),
                    "min_score": analyzer.min_score, "detector": repr(analyzer.detector),
+                   "detector_name": analyzer.detector.name,
+                   "detector_min_score": getattr(analyzer.detector, "min_score", None),
                    "model": str(analyzer.recognizer.model_path), "model_sha256": _sha256(analyzer.recognizer.model_path),
                    "reliable_recall": RELIABLE_RECALL},
         "faces_source": pool.source,
@@ -494,7 +517,7 @@ def run_benchmark(analyzer: CrowdAnalyzer, pool: FacePool, n_scenes: int = 20, n
         "eval_seconds": round(time.perf_counter() - t0, 2),
     }
     if score_thresholds:
-        report["score_sweep"] = score_sweep(analyzer, ev, score_thresholds)
+        report["score_sweep"] = score_sweep(analyzer, scenes, score_thresholds, labelled)
     if labelled:
         report["accuracy"] = {"bins": [{k: b[k] for k in ("bin", "faces", "accuracy", "accuracy_detected",
                                                         "accuracy_true_boxes")} for b in head["bins"]],
@@ -558,6 +581,266 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Detectors side by side: one process per detector, interleaved timing rounds
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class DetectorSpec:
+    """A detector configuration to benchmark (None: the detector's default, as fsrfer-crowd uses)."""
+
+    name: str
+    min_face: float = DEFAULT_MIN_FACE
+    min_score: Optional[float] = None
+    margin: Optional[float] = None
+    model: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """What every detector's process runs (picklable: it crosses to the worker processes)."""
+
+    data_dir: Optional[str]  # None: the public-domain face
+    model: Optional[str]
+    threads: Optional[int]
+    scenes: int = 20
+    faces: int = 50
+    size: tuple[int, int] = (480, 640)
+    seed: int = 0
+    margins: tuple[float, ...] = ()
+    score_thresholds: tuple[float, ...] = ()
+    fps_repeats: int = 3
+    fps_size: tuple[int, int] = (480, 640)
+
+
+def _make_analyzer(spec: DetectorSpec, job: Job) -> CrowdAnalyzer:
+    from .recognizer import Recognizer
+
+    rec = Recognizer(job.model, threads=job.threads)
+    try:
+        det = create_detector(spec.name, min_face=spec.min_face, min_score=spec.min_score, model=spec.model,
+                              threads=job.threads if spec.name != "opencv" else None)
+    except BaseException:
+        rec.close()
+        raise
+    analyzer = CrowdAnalyzer(rec, det, margin=spec.margin)
+    analyzer._owned.extend([det, rec])  # close both with the analyzer
+    return analyzer
+
+
+def _pool(job: Job) -> FacePool:
+    return load_test_faces(job.data_dir) if job.data_dir is not None else public_domain_faces()
+
+
+def _worker(conn: Any, spec: DetectorSpec, job: Job) -> None:
+    """A detector's process: evaluate on request, then time frames when asked (one request at a time)."""
+    logging.basicConfig(level=logging.INFO, format=f"[{spec.name}] %(message)s")
+    try:
+        with _make_analyzer(spec, job) as analyzer:
+            pool = _pool(job)
+            conn.send(("ok", None))
+            while True:
+                cmd, arg = conn.recv()
+                if cmd == "evaluate":
+                    own = getattr(analyzer.detector, "min_score", None)  # in the sweep, for the comparison table
+                    sweep = tuple(sorted(set(job.score_thresholds) | {own})) if own is not None and \
+                        job.score_thresholds else ()
+                    conn.send(("ok", run_benchmark(analyzer, pool, job.scenes, job.faces, job.size, job.seed,
+                                                   job.margins, 0, None, sweep)))
+                elif cmd == "speed":
+                    scene = make_scene(pool, job.seed + 1, 50, job.fps_size, "clutter")
+                    conn.send(("ok", dict(measure_fps(analyzer, scene, int(arg)), **_environment(analyzer))))
+                else:
+                    return
+    except FsrferError as exc:
+        conn.send(("error", str(exc)))
+    except Exception as exc:  # a bug: say which, the parent turns it into one line
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def big_frame(megapixels: float) -> np.ndarray:
+    """A 4:3 frame of ``megapixels``, tiled with scikit-image's astronaut photo (a 108-px face per tile)."""
+    photo = np.ascontiguousarray(_skimage_data("the large-photo measurement tiles the astronaut photo").astronaut())
+    w = int(round(math.sqrt(megapixels * 1e6 * 4 / 3)))
+    h = int(round(w * 3 / 4))
+    out = np.empty((h, w, 3), np.uint8)
+    ph, pw = photo.shape[:2]
+    for y in range(0, h, ph):
+        for x in range(0, w, pw):
+            out[y:y + ph, x:x + pw] = photo[:h - y, :w - x]
+    return out
+
+
+def _big_photo(conn: Any, spec: DetectorSpec, job: Job, megapixels: float) -> None:
+    """A fresh process: analyze one large photo; its peak resident memory is the process's ru_maxrss."""
+    import resource
+
+    def rss_mb() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+    try:
+        with _make_analyzer(spec, job) as analyzer:
+            analyzer.analyze(np.zeros((480, 640, 3), np.uint8))  # warm-up: ONNX Runtime's first-run allocations
+            loaded = rss_mb()
+            frame = big_frame(megapixels)
+            with_frame = rss_mb()
+            t0 = time.perf_counter()
+            r = analyzer.analyze(frame)
+            seconds = time.perf_counter() - t0
+        conn.send(("ok", {"megapixels": round(frame.shape[0] * frame.shape[1] / 1e6, 2),
+                          "frame_size": [int(frame.shape[0]), int(frame.shape[1])], "seconds": round(seconds, 2),
+                          "detect_s": round(r.timings_ms["detect"] / 1e3, 2), "faces_found": len(r.faces),
+                          "peak_rss_mb": round(rss_mb()), "rss_models_loaded_mb": round(loaded),
+                          "rss_with_frame_mb": round(with_frame)}))
+    except FsrferError as exc:
+        conn.send(("error", str(exc)))
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _reply(conn: Any, proc: Any, what: str) -> Any:
+    """The answer of a worker process, or DataError when it fails or dies."""
+    while not conn.poll(1.0):
+        if not proc.is_alive():
+            raise DataError(f"the {what} process ended without an answer (exit code {proc.exitcode})")
+    status, value = conn.recv()
+    if status != "ok":
+        raise DataError(f"{what}: {value}")
+    return value
+
+
+def _load() -> Optional[list[float]]:
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def _median_speed(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    spf = float(np.median([r["seconds_per_frame"] for r in rounds]))
+    out = dict(rounds[-1])
+    out.update({"seconds_per_frame": round(spf, 4), "fps": round(1 / spf, 3),
+                "detect_ms": round(float(np.median([r["detect_ms"] for r in rounds])), 2),
+                "recognize_ms": round(float(np.median([r["recognize_ms"] for r in rounds])), 2),
+                "fps_stream_pipelined": round(float(np.median([r["fps_stream_pipelined"] for r in rounds])), 3),
+                "rounds": len(rounds), "per_round": [{k: r[k] for k in ("seconds_per_frame", "detect_ms",
+                                                                          "recognize_ms", "fps_stream_pipelined",
+                                                                          "load_average")} for r in rounds]})
+    return out
+
+
+def compare(specs: Sequence[DetectorSpec], job: Job, rounds: int = 3,
+            big_photos: Sequence[float] = ()) -> list[dict[str, Any]]:
+    """Benchmark each detector in its own process, with the same scenes, photos and expression model.
+
+    Accuracy is evaluated one detector at a time. Speed is measured in ``rounds`` interleaved rounds (each
+    round times every detector once, in a rotating order, while the others wait), so that a change in the
+    machine's load hits all detectors alike; medians over rounds are reported, with the load average of
+    each round. Each large photo runs in a fresh process of its own, whose peak resident memory is read
+    from ``getrusage``.
+
+    Returns:
+        One report per spec (as :func:`run_benchmark`'s, with ``speed`` and ``big_photo``).
+
+    Raises:
+        DataError: a worker process failed (its message is kept).
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process holding ONNX Runtime thread pools
+    workers = []
+    try:
+        for spec in specs:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, spec, job), daemon=True)
+            proc.start()
+            workers.append((spec, proc, parent))
+            _reply(parent, proc, f"detector {spec.name}")
+        reports = []
+        for spec, proc, conn in workers:
+            logger.info("evaluating %s", spec.name)
+            conn.send(("evaluate", None))
+            reports.append(_reply(conn, proc, f"detector {spec.name}"))
+        speeds: list[list[dict[str, Any]]] = [[] for _ in workers]
+        for r in range(rounds if job.fps_repeats > 0 else 0):
+            for i in [(r + k) % len(workers) for k in range(len(workers))]:
+                spec, proc, conn = workers[i]
+                conn.send(("speed", job.fps_repeats))
+                speeds[i].append(dict(_reply(conn, proc, f"detector {spec.name}"), load_average=_load()))
+            logger.info("speed round %d/%d: %s", r + 1, rounds, ", ".join(
+                f"{w[0].name} {s[-1]['detect_ms']:.0f} ms" for w, s in zip(workers, speeds)))
+        for (spec, proc, conn), report, sp in zip(workers, reports, speeds):
+            conn.send(("stop", None))
+            if sp:
+                report["speed"] = _median_speed(sp)
+    finally:
+        for _, proc, _ in workers:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+    for spec, report in zip(specs, reports):
+        runs = []
+        if big_photos and spec.name == "opencv":
+            report["big_photo_skipped"] = ("OpenCV's cascade is not tiled: it runs on the whole enlarged frame "
+                                           "(1.3 GB for a 48 MP photo enlarged 3x)")
+            continue
+        for mp in big_photos:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_big_photo, args=(child, spec, job, float(mp)), daemon=True)
+            proc.start()
+            try:
+                runs.append(_reply(parent, proc, f"{spec.name} on a {mp:g} MP photo"))
+            finally:
+                proc.join(timeout=10)
+            logger.info("%s, %g MP photo: %s", spec.name, mp, runs[-1])
+        if runs:
+            report["big_photo"] = runs
+    return reports
+
+
+def _speedups(reports: Sequence[dict[str, Any]], baseline: int) -> list[Optional[float]]:
+    """Median over rounds of the baseline's detection time over each detector's (same round)."""
+    base = reports[baseline].get("speed", {}).get("per_round")
+    out: list[Optional[float]] = []
+    for r in reports:
+        mine = r.get("speed", {}).get("per_round")
+        if not base or not mine:
+            out.append(None)
+            continue
+        out.append(round(float(np.median([b["detect_ms"] / max(m["detect_ms"], 1e-9) for b, m in zip(base, mine)])), 2))
+    return out
+
+
+def comparison_table(report: dict[str, Any]) -> str:
+    """The detectors side by side (``comparison`` of a report), as Markdown."""
+    comp = report["comparison"]
+    rows = comp["detectors"]
+    bins = ("8-12", "12-16", "16-24")
+    big_mp = sorted({b["megapixels"] for r in rows for b in r["report"].get("big_photo") or []})
+    head = ("| detector | min score | margin | accuracy, end to end | " + " | ".join(f"recall {b} px" for b in bins)
+            + " | false faces, real photos | detect ms per frame | detection speed-up | frames/s | frames/s, "
+            "pipelined stream |" + "".join(f" {mp:g} MP photo: s, peak MB |" for mp in big_mp))
+    lines = [head, "|---|---:|---:|---:|" + "---:|" * len(bins) + "---:|---:|---:|---:|---:|" + "---:|" * len(big_mp)]
+
+    def pct(v: Optional[float]) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    for r in rows:
+        rep = r["report"]
+        acc = rep["accuracy"]["overall"]["accuracy"] if rep.get("accuracy") else None
+        recall = {b["bin"]: b["recall"] for b in rep["detection"]["bins"]}
+        sw = (rep.get("score_sweep") or {}).get("thresholds", {})
+        thr = r["min_score"]
+        false = sw.get(f"{thr:g}", {}).get("false_faces_real_photos", "-") if thr is not None else "-"
+        sp = rep.get("speed") or {}
+        speedup = "-" if r.get("detect_speedup") is None else f"{r['detect_speedup']:.1f}x"
+        big = {b["megapixels"]: b for b in rep.get("big_photo") or []}
+        line = (f"| {r['label']} | {'-' if thr is None else f'{thr:g}'} | {r['margin']:g} | {pct(acc)} | "
+                + " | ".join(pct(recall.get(b)) for b in bins)
+                + f" | {false} | {sp.get('detect_ms', float('nan')):.0f} | {speedup} | {sp.get('fps', float('nan')):.2f} | "
+                f"{sp.get('fps_stream_pipelined', float('nan')):.2f} |"
+                + "".join(f" {big[mp]['seconds']:.0f}, {big[mp]['peak_rss_mb']} |" if mp in big else " - |"
+                          for mp in big_mp))
+        lines.append(line)
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
 def _size(text: str) -> tuple[int, int]:
@@ -577,39 +860,59 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated numbers, e.g. 0,0.1,0.2") from None
 
 
+def _names(text: str) -> list[str]:
+    from .detection import DETECTORS
+
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [n for n in names if n not in DETECTORS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{text!r}: unknown detector(s) {bad}; expected names from {DETECTORS}")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="fsrfer-crowd-bench",
         description="Seeded synthetic crowd benchmark: detection recall and expression accuracy per face-size bin, "
-                    "and frames/s on a 50-face scene. Writes a JSON report.")
+                    "false faces on real photos per score threshold, and frames/s on a 50-face scene, for one "
+                    "detector or several side by side (each in its own process). Writes a JSON report.")
     ap.add_argument("--data", type=Path, default=None,
                     help=f"folder with fer2013.npz and ferplus_labels.npz (default {DEFAULT_DATA} when present; "
                          "without it the public-domain astronaut face is used and accuracy is skipped)")
     ap.add_argument("--no-data", action="store_true", help="use the public-domain face even when the data exists")
     ap.add_argument("--out", type=Path, default=None, help="JSON report to write, e.g. results/crowd/bench.json")
     ap.add_argument("--table", type=Path, default=None,
-                    help="print the Markdown per-size table of an existing report JSON and exit")
+                    help="print the Markdown tables of an existing report JSON and exit")
     ap.add_argument("--scenes", type=int, default=20, help="number of scenes (default 20)")
     ap.add_argument("--faces", type=int, default=50, help="faces per scene (default 50)")
     ap.add_argument("--size", type=_size, default=(480, 640), help="frame size WIDTHxHEIGHT (default 640x480)")
     ap.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
     ap.add_argument("--model", default=None, help="expression model .onnx/.engine (default: the shipped model)")
-    ap.add_argument("--detector", default="auto", help="auto | blazeface | opencv (default auto)")
-    ap.add_argument("--detector-model", default=None,
-                    help="BlazeFace .onnx from scripts/convert_blazeface.py (default: the shipped one)")
+    ap.add_argument("--detector", default="auto", type=lambda s: _names(s)[0] if _names(s) else "auto",
+                    help="the detector reported at the top level: auto | yunet | blazeface | opencv (default auto)")
+    ap.add_argument("--compare", type=_names, default=[],
+                    help="more detectors to run side by side at their defaults, e.g. blazeface,opencv (each in its "
+                         "own process; speed in interleaved rounds)")
+    ap.add_argument("--detector-model", default=None, help="the --detector's .onnx (default: the shipped one)")
     ap.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE,
-                    help=f"smallest face the detector looks for, pixels (default {DEFAULT_MIN_FACE:g})")
-    ap.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help=f"crop margin (default {DEFAULT_MARGIN:g})")
+                    help=f"smallest face the detectors look for, pixels (default {DEFAULT_MIN_FACE:g})")
+    ap.add_argument("--margin", type=float, default=None, help="crop margin of the --detector (default: the "
+                    "detector's, as fsrfer-crowd)")
     ap.add_argument("--min-score", type=float, default=None,
-                    help="drop detections scoring below this (default: the detector's own threshold)")
+                    help="score threshold of the --detector (default: the detector's, as fsrfer-crowd)")
     ap.add_argument("--margins", type=_floats, default=[],
                     help="extra crop margins to report accuracy for, e.g. -0.1,0,0.1,0.2 (a sweep)")
     ap.add_argument("--score-sweep", type=_floats, default=list(SWEEP_SCORES),
-                    help="detection score thresholds to compare recall against false faces on scikit-image's "
-                         "sample photos for (default " + ",".join(f"{t:g}" for t in SWEEP_SCORES) + "; empty: skip)")
-    ap.add_argument("--fps-repeats", type=int, default=3, help="timed frames for frames/s (0: skip; default 3)")
+                    help="detection score thresholds at which to run each detector again, for recall and accuracy "
+                         "against false faces on scikit-image's sample photos (default "
+                         + ",".join(f"{t:g}" for t in SWEEP_SCORES) + "; empty: skip)")
+    ap.add_argument("--fps-repeats", type=int, default=3, help="timed frames per round for frames/s (0: skip; default 3)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
     ap.add_argument("--fps-size", type=_size, default=(480, 640),
                     help="frame size WIDTHxHEIGHT of the 50-face scene timed for frames/s (default 640x480)")
+    ap.add_argument("--big-photo", type=_floats, default=[],
+                    help="also time each detector on photos of these many megapixels, each in a fresh process "
+                         "whose peak memory is recorded, e.g. 12,48 (default: none)")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
     ap.add_argument("--save-scene", type=Path, default=None,
                     help="also write the first scene as a PNG (only with --no-data: never FER faces in files you share)")
@@ -622,31 +925,49 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.table is not None:
         try:
-            print(markdown_table(json.loads(args.table.read_text())))
+            report = json.loads(args.table.read_text())
+            print(markdown_table(report))
+            if report.get("comparison"):
+                print("\n" + comparison_table(report))
         except (OSError, ValueError, KeyError) as exc:
             print(f"fsrfer-crowd-bench: error: {args.table} is not a readable benchmark report ({exc})", file=sys.stderr)
             return 2
         return 0
     if args.out is None:
         parser.error("--out is required (or --table REPORT.json)")
-    from .recognizer import Recognizer
-
     try:
+        if args.scenes < 1 or args.faces < 1 or args.rounds < 1 or args.fps_repeats < 0:
+            raise InputError(f"--scenes {args.scenes}, --faces {args.faces}, --rounds {args.rounds}, --fps-repeats "
+                             f"{args.fps_repeats}; expected scenes, faces and rounds >= 1, fps-repeats >= 0")
+        bad_mp = [mp for mp in args.big_photo if not 0 < mp <= MAX_FRAME_PIXELS / 1e6]
+        if bad_mp:
+            raise InputError(f"--big-photo {bad_mp}; expected megapixels in (0, {MAX_FRAME_PIXELS / 1e6:.1f}]")
         data_dir = args.data if args.data is not None else DEFAULT_DATA
         use_data = not args.no_data and (args.data is not None or (DEFAULT_DATA / "fer2013.npz").is_file())
-        pool = load_test_faces(data_dir) if use_data else public_domain_faces()
+        pool = load_test_faces(data_dir) if use_data else public_domain_faces()  # fails here, not in a worker
         if args.save_scene is not None:
             if pool.labelled:
                 raise InputError("--save-scene writes FER faces into a file; use it with --no-data only")
             from .detection.frames import write_image
 
             write_image(args.save_scene, make_scenes(pool, 1, args.seed, args.faces, args.size)[0].image)
-        with Recognizer(args.model, threads=args.threads) as rec, \
-                create_detector(args.detector, min_face=args.min_face, model=args.detector_model,
-                                threads=args.threads if args.detector != "opencv" else None) as det:
-            analyzer = CrowdAnalyzer(rec, det, margin=args.margin, min_score=args.min_score)
-            report = run_benchmark(analyzer, pool, args.scenes, args.faces, args.size, args.seed,
-                                   [args.margin, *args.margins], args.fps_repeats, args.fps_size, args.score_sweep)
+        main_name = _resolve(args.detector)
+        specs = [DetectorSpec(main_name, args.min_face, args.min_score, args.margin, args.detector_model)]
+        specs += [DetectorSpec(_resolve(n), args.min_face) for n in args.compare if _resolve(n) != main_name]
+        job = Job(str(data_dir) if use_data else None, args.model, args.threads, args.scenes, args.faces, args.size,
+                  args.seed, tuple(args.margins), tuple(args.score_sweep), args.fps_repeats, args.fps_size)
+        load_start = _load()
+        reports = compare(specs, job, args.rounds, args.big_photo)
+        report = reports[0]
+        if len(specs) > 1:
+            base = next((i for i, s in enumerate(specs) if s.name == "blazeface"), 0)
+            report["comparison"] = {
+                "baseline": specs[base].name, "rounds": args.rounds, "load_average_at_start": load_start,
+                "load_average_at_end": _load(),
+                "detectors": [{"label": s.name, "detector": r["config"]["detector"], "min_face": s.min_face,
+                               "min_score": r["config"]["detector_min_score"], "margin": r["config"]["margin"],
+                               "detect_speedup": sp, "report": dict(r)}
+                              for s, r, sp in zip(specs, reports, _speedups(reports, base))]}
         report["command"] = "fsrfer-crowd-bench " + " ".join(sys.argv[1:] if argv is None else argv)
         write_json(args.out, report)
     except FsrferError as exc:
@@ -661,8 +982,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         s = report["speed"]
         print(f"speed: {s['fps']} frames/s ({s['frame_size'][1]}x{s['frame_size'][0]}, {s['faces']} faces); "
               f"pipelined stream {s['fps_stream_pipelined']} frames/s")
+    if "comparison" in report:
+        print(comparison_table(report))
     print(f"wrote {args.out}")
     return 0
+
+
+def _resolve(name: str) -> str:
+    """``auto`` as :func:`create_detector` resolves it here."""
+    if name != "auto":
+        return name
+    return "yunet" if optional_module("onnxruntime") is not None else "opencv"
 
 
 if __name__ == "__main__":

@@ -342,27 +342,41 @@ def test_benchmark_without_data_writes_json_with_accuracy_skipped(tmp_path: Path
     assert lo["recall"] >= hi["recall"] and lo["recall"] == doc["detection"]["overall"]["recall"]
 
 
-def test_score_sweep_filters_and_rematches_detections() -> None:
-    """Each threshold keeps the detections scoring at least that much, matched to the true faces again."""
+class ScoredDetector(FaceDetector):
+    """Fixed detections with scores; like the ONNX detectors, it returns those scoring at least ``min_score``."""
+
+    name = "scored"
+
+    def __init__(self, dets: list[Detection], min_score: float = 0.5) -> None:
+        super().__init__()
+        self.dets, self.min_score, self.calls = dets, min_score, []  # type: ignore[var-annotated]
+
+    def _detect(self, frame: np.ndarray) -> list[Detection]:
+        self.calls.append(self.min_score)
+        return [d for d in self.dets if d.score >= self.min_score]
+
+
+def test_score_sweep_runs_the_detector_again_at_each_threshold(rec: Recognizer) -> None:
+    """Each threshold runs the detector with that min_score and matches its detections to the true faces."""
     truth = np.array([[0, 0, 10, 10], [50, 50, 70, 70]], float)
     scene = crowd_bench.Scene(np.zeros((100, 100, 3), np.uint8), truth, np.array([-1, -1]), "clutter", 0)
-    dets = [Detection((0, 0, 10, 10), 0.9), Detection((50, 50, 70, 70), 0.55), Detection((80, 0, 95, 15), 0.65)]
-    photo = np.zeros((64, 64, 3), np.uint8)
-
-    class Analyzer:  # the one method score_sweep calls on the real photos
-        def _detect(self, img: np.ndarray) -> list[Detection]:
-            return [Detection((1, 1, 20, 20), 0.75), Detection((30, 30, 40, 40), 0.52)]
-
-    ev = {"scene_detections": [(scene, dets)]}
-    out = crowd_bench.score_sweep(Analyzer(), ev, (0.5, 0.6, 0.8),  # type: ignore[arg-type]
+    det = ScoredDetector([Detection((0, 0, 10, 10), 0.9), Detection((50, 50, 70, 70), 0.55),
+                          Detection((80, 0, 95, 15), 0.65), Detection((1, 1, 20, 20), 0.75)], min_score=0.7)
+    photo = np.zeros((100, 100, 3), np.uint8)
+    analyzer = CrowdAnalyzer(rec, det, min_score=0.95)
+    out = crowd_bench.score_sweep(analyzer, [scene], (0.5, 0.6, 0.8),
                                   photos=[("empty", photo, np.zeros((0, 4))), ("one", photo, np.array([[1, 1, 20, 20.]]))])
+    assert det.calls == [0.5, 0.5, 0.5, 0.6, 0.6, 0.6, 0.8, 0.8, 0.8]  # the scene and both photos per threshold
+    assert det.min_score == 0.7 and analyzer.min_score == 0.95  # restored
     t = out["thresholds"]
     assert [t[k]["recall"] for k in ("0.5", "0.6", "0.8")] == [1.0, 0.5, 0.5]
-    assert [t[k]["false_faces_per_clutter_scene"] for k in ("0.5", "0.6", "0.8")] == [1.0, 1.0, 0.0]
-    assert t["0.5"]["false_faces_by_photo"] == {"empty": 2, "one": 1}  # the true face in "one" is not false
-    assert t["0.6"]["false_faces_by_photo"] == {"empty": 1, "one": 0}
-    assert t["0.8"]["false_faces_real_photos"] == 0 and t["0.8"]["real_photos_with_false_faces"] == 0
+    assert [t[k]["false_faces_per_clutter_scene"] for k in ("0.5", "0.6", "0.8")] == [2.0, 2.0, 0.0]
+    assert t["0.5"]["false_faces_by_photo"] == {"empty": 4, "one": 3}  # the true face in "one" is not false
+    assert t["0.8"]["false_faces_by_photo"] == {"empty": 1, "one": 1}
     assert t["0.6"]["recall_bins"]["16-24"] == 0.0 and t["0.6"]["recall_bins"]["8-12"] == 1.0
+    assert t["0.5"]["accuracy"] is None  # unlabelled faces
+    with pytest.raises(InputError, match="no score threshold"):
+        crowd_bench.score_sweep(CrowdAnalyzer(rec, FixedDetector([])), [scene], (0.5,), photos=[])
 
 
 def test_benchmark_min_score_drops_low_scoring_detections(tmp_path: Path) -> None:
@@ -373,7 +387,7 @@ def test_benchmark_min_score_drops_low_scoring_detections(tmp_path: Path) -> Non
         out = tmp_path / f"{score}.json"
         assert crowd_bench.main([*args, "--min-score", score, "--out", str(out)]) == 0
         doc = json.loads(out.read_text())
-        assert doc["config"]["min_score"] == float(score)
+        assert doc["config"]["detector_min_score"] == float(score)
         found[score] = doc["detection"]["overall"]["detections"]
     assert found["0.5"] > found["0.999"]
 
@@ -389,7 +403,83 @@ def test_benchmark_with_fer_test_faces_writes_accuracy(shared_data: Path, tmp_pa
     report = json.loads(out.read_text())
     acc = report["accuracy"]
     assert "FER+" in report["faces_source"] and 0.0 <= acc["overall"]["accuracy"] <= 1.0
-    assert set(report["margin_sweep"]) == {"0", "0.1", f"{crowd_bench.DEFAULT_MARGIN:g}"}
+    assert set(report["margin_sweep"]) == {"0", "0.1", f"{crowd.MARGINS['yunet']:g}"}  # the detector's own margin too
     big = [b for b in acc["bins"] if b["bin"] in ("24-32", "32-48") and b["faces"]]
     assert big and all(b["accuracy_true_boxes"] is not None for b in big)
     assert "speed" not in report and "score_sweep" not in report
+
+
+def test_benchmark_compares_detectors_in_their_own_processes(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """--compare: one process per detector, interleaved timing rounds with the load average, detection
+    speed-up against BlazeFace, and a large photo per detector in a fresh process with its peak memory."""
+    out = tmp_path / "cmp.json"
+    assert crowd_bench.main(["--no-data", "--scenes", "1", "--faces", "8", "--size", "256x192", "--fps-size", "256x192",
+                             "--fps-repeats", "1", "--rounds", "2", "--compare", "blazeface", "--big-photo", "0.3",
+                             "--score-sweep=", "--min-face", "16", "--threads", "1", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    comp = doc["comparison"]
+    assert [d["label"] for d in comp["detectors"]] == ["yunet", "blazeface"] and comp["baseline"] == "blazeface"
+    assert comp["rounds"] == 2 and len(comp["load_average_at_end"]) == 3
+    yun, blaze = (d["report"] for d in comp["detectors"])
+    assert yun["config"]["detector_name"] == "yunet" and blaze["config"]["detector_name"] == "blazeface"
+    assert yun["detection"] == doc["detection"]  # the top level is the --detector's report
+    assert comp["detectors"][1]["detect_speedup"] == 1.0 and comp["detectors"][0]["detect_speedup"] > 0
+    for rep in (yun, blaze):
+        sp = rep["speed"]
+        assert sp["rounds"] == 2 and len(sp["per_round"]) == 2 and all(r["load_average"] for r in sp["per_round"])
+        assert sp["fps"] > 0 and sp["fps_stream_pipelined"] > 0
+        (big,) = rep["big_photo"]
+        assert big["megapixels"] == pytest.approx(0.3, abs=0.01) and big["faces_found"] >= 1
+        assert big["peak_rss_mb"] >= big["rss_with_frame_mb"] >= big["rss_models_loaded_mb"] > 0
+    assert comp["detectors"][0]["margin"] == crowd.MARGINS["yunet"]
+    capsys.readouterr()
+    assert crowd_bench.main(["--table", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| yunet |" in table and "| blazeface |" in table and "0.3 MP photo" in table
+
+
+def test_benchmark_bad_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert crowd_bench.main(["--no-data", "--big-photo", "100", "--out", str(tmp_path / "x.json")]) == 2
+    assert "--big-photo" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+    with pytest.raises(SystemExit):
+        crowd_bench.main(["--no-data", "--compare", "yolo", "--out", str(tmp_path / "x.json")])
+
+
+def test_frames_above_the_limit_are_refused_before_decoding(analyzer: CrowdAnalyzer, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from fsrfer_edge.detection import MAX_FRAME_PIXELS
+
+    huge = np.lib.stride_tricks.as_strided(np.zeros(3, np.uint8), (9000, 8000, 3), (0, 0, 1))  # no memory
+    with pytest.raises(InputError, match="the limit is"):
+        analyzer.analyze(huge)
+    assert 9000 * 8000 > MAX_FRAME_PIXELS >= 8000 * 6000  # a 48 MP photo is accepted
+    for side in (9000, 20000):  # 20000x20000 trips Pillow's own decompression-bomb check first
+        path = tmp_path / f"big{side}.png"
+        Image.new("1", (side, side)).save(path)
+        with pytest.raises(InputError, match="megapixels"):
+            analyzer.analyze(path)
+
+
+def test_cli_json_names_both_scores_and_the_image_has_a_legend(rec: Recognizer, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    frame = np.full((160, 400, 3), 90, np.uint8)
+    result = CrowdAnalyzer(rec, FixedDetector([(10, 10, 58, 58)])).analyze(frame)
+    face = result.to_dict()["faces"][0]
+    assert face["det_score"] == 0.9 and "score" not in face
+    assert face["expr_score"] == pytest.approx(max(face["probs"].values()), abs=1e-4)
+    drawn = crowd_cli.annotate(frame, result)
+    bottom = {tuple(c) for c in drawn[-12:].reshape(-1, 3)}
+    assert {crowd_cli.COLOURS[c] for c in result.classes} <= bottom  # one swatch per expression
+    assert crowd_cli.count_faces(1) == "1 face" and crowd_cli.count_faces(0) == "0 faces"
+    src = tmp_path / "one.png"
+    from fsrfer_edge.detection.frames import read_image
+
+    skdata = pytest.importorskip("skimage.data")
+    write_image(src, skdata.astronaut())
+    assert crowd_cli.main([str(src), "--out", str(tmp_path / "o.png"), "--json", str(tmp_path / "o.json")]) == 0
+    assert capsys.readouterr().out.startswith("1 face: ")  # the default detector finds the one face, no false ones
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert doc["summary"]["n_faces"] == 1 and {"det_score", "expr_score"} <= set(doc["faces"][0])
+    assert read_image(tmp_path / "o.png").shape == (512, 512, 3)

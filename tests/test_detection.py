@@ -1,5 +1,6 @@
 """Face detectors: frame validation, NMS, the shipped BlazeFace ONNX (decoding, pyramid, small faces), the
-plug-in interface, create_detector, and the OpenCV fallback."""
+shipped YuNet-n (its decoder against OpenCV's FaceDetectorYN, tiles cut from the frame), the plug-in
+interface, create_detector, and the OpenCV fallback."""
 from __future__ import annotations
 
 import importlib.util
@@ -16,8 +17,8 @@ from fsrfer_edge.detection import (
     FaceDetector,
     as_rgb_frame,
     box_iou,
-    drop_nested,
     create_detector,
+    drop_nested,
     nms,
     weighted_nms,
 )
@@ -275,8 +276,8 @@ def test_opencv_detector_finds_a_face_or_explains_why_not() -> None:
 # --------------------------------------------------------------------------------------------
 # YuNet (ONNX Runtime), checked against OpenCV's FaceDetectorYN
 # --------------------------------------------------------------------------------------------
-from fsrfer_edge.detection import yunet as yunet_mod  # noqa: E402
-from fsrfer_edge.detection.yunet import DEFAULT_YUNET, YUNET_SHA256, YuNetDetector  # noqa: E402
+from fsrfer_edge.detection import yunet as yunet_mod
+from fsrfer_edge.detection.yunet import DEFAULT_YUNET, YUNET_SHA256, YuNetDetector
 
 
 @pytest.fixture(scope="module")

@@ -23,14 +23,15 @@ from typing import Any, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import FsrferError, InputError
+from ..preprocessing import MAX_IMAGE_PIXELS
 
 logger = logging.getLogger(__name__)
 
 Box = Tuple[float, float, float, float]  # typing generic: evaluated at import (Python 3.8 on JetPack 5)
-#: Largest frame accepted, in pixels (8192 x 8192, 67 megapixels: a 48 MP photo fits). The detectors
-#: tile the enlarged frame, so their memory does not grow with the frame; the frame itself (200 MB as
-#: RGB at this size) and the detections do.
-MAX_FRAME_PIXELS = 8192 * 8192
+#: Largest frame accepted, in pixels: the SDK's one image limit (8192 x 8192, 67 megapixels; a 48 MP photo
+#: fits). The detectors tile the enlarged frame, so their memory does not grow with the frame; the frame
+#: itself (200 MB as RGB at this size) and the detections do.
+MAX_FRAME_PIXELS = MAX_IMAGE_PIXELS
 
 
 class DetectorClosedError(FsrferError, RuntimeError):

@@ -25,6 +25,7 @@ from ..errors import InputError, ModelError
 from .base import Detection, FaceDetector, drop_nested, weighted_nms
 from .frames import resize_rgb
 
+
 @dataclasses.dataclass(frozen=True)
 class Level:
     """One pyramid level: the frame resized by ``scale`` to ``size`` (h, w), run as ``tiles`` of ``tile`` (h, w).

@@ -80,7 +80,8 @@ class YuNetDetector(PyramidDetector):
 
     Args:
         model: a YuNet ``.onnx`` with the outputs of ``libfacedetection.train``'s export; None: the shipped one.
-        min_score: keep detections scoring at least this (``sqrt(cls * obj)``, as OpenCV's FaceDetectorYN).
+        min_score: keep detections scoring at least this (``sqrt(cls * obj)``, as OpenCV's FaceDetectorYN);
+            0.3 was chosen on the crowd benchmark's score sweep (``detection.DEFAULT_SCORES``).
         min_face: smallest face side (frame pixels) to look for; the finest level is the frame enlarged by
             ``face_px / min_face``, and its pixel count (the run time) grows with that factor squared.
         iou, max_cover, level_step, max_input, size_slack: as :class:`~.pyramid.PyramidDetector`.
@@ -98,7 +99,7 @@ class YuNetDetector(PyramidDetector):
     name = "yunet"
     n_points = 5
 
-    def __init__(self, model: Optional[PathLike] = None, *, min_score: float = 0.5, min_face: float = 8.0,
+    def __init__(self, model: Optional[PathLike] = None, *, min_score: float = 0.3, min_face: float = 8.0,
                  iou: float = 0.3, max_cover: float = 0.7, level_step: float = 4.0, max_input: int = 1536,
                  face_px: float = 24.0, size_slack: float = 1.5, coarsest: int = 640,
                  providers: Union[None, str, Sequence[Any]] = None, threads: Optional[int] = None) -> None:
