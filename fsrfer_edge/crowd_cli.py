@@ -31,7 +31,7 @@ from .detection.frames import (
     require_cv2,
     write_image,
 )
-from .errors import FsrferError, InputError
+from .errors import CliParser, FsrferError, InputError
 from .fileio import write_json
 
 logger = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ def _per_detector(values: dict[str, float]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = CliParser(
         prog="fsrfer-crowd",
         description="Detect every face in an image, video or camera stream, recognise its expression, and write "
                     "the annotated image/video (and optionally the results as JSON).")

@@ -27,7 +27,7 @@ from .crowd_cli import count_faces
 from .detection import DEFAULT_SCORES, DETECTORS, create_detector
 from .detection.base import as_rgb_frame
 from .detection.frames import read_image, write_image
-from .errors import FsrferError, InputError
+from .errors import CliParser, FsrferError, InputError
 from .fileio import write_json
 from .preprocessing import degrade
 from .recognizer import Prediction, Recognizer
@@ -196,7 +196,7 @@ def _factors(text: str) -> tuple[int, ...]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="fsrfer-demo", description=__doc__,
+    ap = CliParser(prog="fsrfer-demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("image", nargs="?", help="an RGB image (PNG/JPEG); default: scikit-image's astronaut")
     ap.add_argument("--model", help="ONNX model or TensorRT engine (default: the shipped model)")

@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..errors import BackendUnavailable, ConfigError, FsrferError, ModelError
+from ..errors import BackendUnavailable, CliParser, ConfigError, FsrferError, ModelError
 from ..fileio import write_json
 from ..preprocessing import FACTORS
 
@@ -353,7 +353,7 @@ def _write_triton_repo(opts: ExportOptions, repo: Path, report: dict[str, Any]) 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CliParser(
         prog="fsrfer-export",
         description="Export an fsrfer checkpoint to checked ONNX files (FP32, FP16, INT8 Q/DQ) and build "
                     "TensorRT engines. Writes NAME.fp32.onnx, NAME.fp16.onnx, NAME.int8-s8s8.onnx (TensorRT), "
