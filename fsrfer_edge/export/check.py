@@ -207,7 +207,7 @@ def accuracy_table(runners: Mapping[str, Runner], images: np.ndarray, labels: np
     table: dict[str, dict[str, float]] = {name: {} for name in runners}
     factors = list(factors)
     for f in factors:
-        pixels = face_pixels(degrade(images, int(f)), info)
+        pixels = face_pixels(np.clip(degrade(images, int(f)), 0.0, 255.0), info)  # bicubic overshoot
         for name, run in runners.items():
             pred = run(pixels).argmax(1)
             table[name][f"x{f}"] = 100.0 * float((pred == labels).mean())
