@@ -32,7 +32,7 @@ from .detection.frames import (
     write_image,
 )
 from .errors import CliParser, FsrferError, InputError
-from .fileio import write_json
+from .fileio import check_output_path, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -269,6 +269,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise InputError(f"--max-frames {args.max_frames}; expected a positive integer")
         kind = input_kind(args.input)
         check_output(kind, args.out)
+        check_output_path(args.out, "--out")  # a folder, or a path under a file: refused before any work
+        if args.json is not None:
+            check_output_path(args.json, "--json")
         if kind != "camera" and not Path(args.input).is_file():
             raise InputError(f"input {args.input} does not exist (or is not a file); expected an image or video file")
         threads = args.threads if args.detector != "opencv" else None

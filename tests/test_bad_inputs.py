@@ -535,3 +535,22 @@ def test_usage_errors_are_one_line(prog: str, argv: list[str], capsys: pytest.Ca
     module = {"demo": "fsrfer_edge.demo", "crowd": "fsrfer_edge.crowd_cli", "bench": "fsrfer_edge.bench",
               "export": "fsrfer_edge.export.cli"}[prog]
     run_cli(importlib.import_module(module).main, argv, capsys)
+
+
+@pytest.mark.parametrize("flag", ["--out", "--json"])
+@pytest.mark.parametrize("where", ["dir", "under_file"])
+def test_cli_crowd_output_paths_refused_before_work(tmp_path: Path, flag: str, where: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    pil = pytest.importorskip("PIL.Image")
+    from fsrfer_edge import crowd_cli
+
+    image = tmp_path / "in.png"
+    pil.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    (tmp_path / "file.txt").write_text("x")
+    folder = tmp_path / "d.png" if flag == "--out" else tmp_path / "d.json"
+    folder.mkdir()
+    bad = folder if where == "dir" else tmp_path / "file.txt" / ("o.png" if flag == "--out" else "o.json")
+    argv = [str(image), "--out", str(tmp_path / "o.png"), "--json", str(tmp_path / "o.json")]
+    argv[argv.index(flag) + 1] = str(bad)
+    line = run_cli(crowd_cli.main, argv, capsys)
+    assert flag in line and not (tmp_path / "o.png").exists() and not (tmp_path / "o.json").exists()
