@@ -554,3 +554,20 @@ def test_cli_crowd_output_paths_refused_before_work(tmp_path: Path, flag: str, w
     argv[argv.index(flag) + 1] = str(bad)
     line = run_cli(crowd_cli.main, argv, capsys)
     assert flag in line and not (tmp_path / "o.png").exists() and not (tmp_path / "o.json").exists()
+
+
+def test_fsrfer_train_resume_removes_a_killed_writes_leftover(tmp_path: Path) -> None:
+    """kill -9 during a checkpoint write leaves state/.NAME.*.tmp; --resume removes it (the weights were
+    already right: the rename never happened)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("yaml")
+    from trainer.cli import train_main
+
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text("name: t\nthreads: 1\ndata: {synthetic: 64}\nmodel: {backbone: tiny, head_hidden: 8}\n"
+                   "stage1: {epochs: 1, batch_size: 32}\n")
+    leftover = tmp_path / "run" / "state" / ".stage1.pt.x1y2z3.tmp"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half a checkpoint")
+    assert train_main(["--config", str(cfg), "--out", str(tmp_path / "run"), "--resume", "--steps", "stage1"]) == 0
+    assert not leftover.exists() and (tmp_path / "run" / "state" / "stage1.pt").is_file()
