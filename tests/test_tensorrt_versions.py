@@ -225,6 +225,41 @@ def test_check_passes_the_shipped_default_fp16_and_a_fresh_s8s8(tmp_path: Path) 
     assert len(report.int8_layers) >= 15 and any("/generator/" in n for n in report.float_layers)
 
 
+def test_export_of_the_shipped_checkpoint_writes_tensorrt_ready_files(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from fsrfer_edge.recognizer import DEFAULT_MODEL
+
+    np.savez(tmp_path / "faces.npz", images=_faces(16, 4))
+    assert cli.main([str(DEFAULT_MODEL.with_suffix(".pt")), "--name", "x", "--out-dir", str(tmp_path / "out"),
+                     "--fp16", "--int8", "--calib", str(tmp_path / "faces.npz"), "--calib-size", "16",
+                     "--calib-method", "minmax", "--int8-target", "tensorrt", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "tensorrt check int8-s8s8" in out and "tensorrt check fp16" in out
+    report = json.loads((tmp_path / "out" / "x.report.json").read_text())
+    assert set(report["tensorrt_check"]) == {"fp32", "fp16", "int8-s8s8"}
+    assert report["tensorrt_check"]["int8-s8s8"]["int8_layers"] >= 15
+    for f in ("x.fp16.onnx", "x.int8-s8s8.onnx"):
+        assert trt_check.check_file(tmp_path / "out" / f).ok
+
+
+def test_export_writes_nothing_when_a_file_fails_the_tensorrt_check(variants: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    real = trt_check.check_model
+
+    def fp16_fails(model: Any, source: str = "model", tables: Any = trt_check.DEFAULT_TABLES) -> Any:
+        report = real(model, source, tables)
+        if source.endswith(".fp16.onnx"):
+            report.errors.append("[tensorrt-8.5] Foo 'x': operator Foo is not supported")
+        return report
+
+    monkeypatch.setattr(trt_check, "check_model", fp16_fails)
+    out = tmp_path / "out"
+    assert cli.main([str(variants / "tiny.pt"), "--out-dir", str(out), "--fp16", "-q"]) == 2
+    assert "tiny.fp16.onnx would not build in TensorRT" in capsys.readouterr().err
+    assert not out.exists() or not list(out.glob("*.onnx"))
+
+
 # ---------------------------------------------------------------------------------------------
 # 2, 4, 9, 10, 11: builder and runtime per version
 # ---------------------------------------------------------------------------------------------

@@ -425,6 +425,9 @@ def _summary(report: dict[str, Any]) -> str:
         for name, row in acc["percent"].items():
             lines.append(f"accuracy {name:<10} " + " ".join(f"{k} {v:.2f}" for k, v in row.items())
                          + f" ({acc.get('labels', '?')} labels)")
+    for key, c in report.get("tensorrt_check", {}).items():
+        lines.append(f"tensorrt check {key:<12} ok  ({c['int8_layers']} weighted layers in INT8, {c['float_layers']} in "
+                     f"float; {', '.join(c['tables'])})")
     for entry in report.get("files", {}).values():
         lines.append(f"wrote {entry['file']} ({entry['bytes'] / 1e6:.2f} MB)")
     if "report" in report:
