@@ -840,6 +840,81 @@ def comparison_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def comparison_summary(report: dict[str, Any]) -> str:
+    """Sentences comparing the report's detector with the baseline of its ``comparison`` (same run)."""
+    comp = report.get("comparison")
+    if not comp:
+        return ""
+    rows = {r["label"]: r for r in comp["detectors"]}
+    me = comp["detectors"][0]
+    base = rows.get(comp["baseline"])
+    if base is None or base is me:
+        return ""
+
+    def facts(r: dict[str, Any]) -> dict[str, Any]:
+        rep = r["report"]
+        sw = (rep.get("score_sweep") or {}).get("thresholds", {})
+        return {"acc": (rep.get("accuracy") or {}).get("overall", {}).get("accuracy"),
+                "false": sw.get(f"{r['min_score']:g}", {}).get("false_faces_real_photos") if r["min_score"] is not None
+                else None, "n_photos": len((rep.get("score_sweep") or {}).get("photos", [])),
+                "speed": rep.get("speed") or {}, "big": rep.get("big_photo") or []}
+
+    a, b = facts(me), facts(base)
+    parts = []
+    if a["acc"] is not None and b["acc"] is not None:
+        parts.append(f"end-to-end accuracy {100 * a['acc']:.1f}% against {100 * b['acc']:.1f}%")
+    if a["false"] is not None and b["false"] is not None:
+        parts.append(f"{a['false']} false faces on the {a['n_photos']} real photos against {b['false']}")
+    if me.get("detect_speedup"):
+        parts.append(f"detection {me['detect_speedup']:.1f} times faster ({a['speed']['detect_ms']:.0f} against "
+                     f"{b['speed']['detect_ms']:.0f} ms per {a['speed']['frame_size'][1]}x{a['speed']['frame_size'][0]} "
+                     f"frame; median of the per-round ratios over {comp['rounds']} rounds)")
+    text = (f"**{me['label']}** (score {me['min_score']:g}, margin {me['margin']:g}) against **{base['label']}** "
+            f"(score {base['min_score']:g}, margin {base['margin']:g}), in this one run: " + "; ".join(parts) + ".")
+    sp = a["speed"]
+    if sp:
+        text += (f" A {sp['frame_size'][1]}x{sp['frame_size'][0]} frame of {sp['faces']} faces runs at "
+                 f"{sp['fps']:.1f} frames/s ({sp['detect_ms']:.0f} ms detection, {sp['recognize_ms']:.0f} ms to "
+                 f"recognise the {sp['faces_found']} faces found), {sp['fps_stream_pipelined']:.1f} frames/s as a "
+                 "pipelined stream (detection of frame t+1 overlapping recognition of frame t).")
+    for name, f in ((me["label"], a), (base["label"], b)):
+        if f["big"]:
+            runs = "; ".join(f"{g['megapixels']:g} MP in {g['seconds']:.0f} s, peak memory {g['peak_rss_mb']} MB"
+                             for g in f["big"])
+            text += f" {name} on large photos (whole process, fresh for each photo): {runs}."
+    load = comp.get("load_average_at_start"), comp.get("load_average_at_end")
+    if all(load):
+        text += (f" Machine: {sp.get('cpu_count', '?')} cores, load average {load[0][0]:.1f} at the start and "
+                 f"{load[1][0]:.1f} at the end (other jobs shared the CPU; compare speeds within this run only).")
+    return text
+
+
+def sweep_table(report: dict[str, Any]) -> str:
+    """The score sweep of each detector in the report's comparison (or of the report alone), as Markdown."""
+    entries = [(r["label"], r["report"]) for r in report["comparison"]["detectors"]] if report.get("comparison") \
+        else [(report["config"].get("detector_name", "detector"), report)]
+    entries = [(n, r) for n, r in entries if r.get("score_sweep")]
+    if not entries:
+        return ""
+    bins = [b["bin"] for b in entries[0][1]["detection"]["bins"]]
+    lines = ["| detector | min score | accuracy, end to end | recall | " + " | ".join(f"recall {b} px" for b in bins)
+             + " | precision (synthetic) | false faces per cluttered scene | false faces on real photos | "
+             "real photos with a false face |",
+             "|---|---:|---:|---:|" + "---:|" * len(bins) + "---:|---:|---:|---:|"]
+
+    def pct(v: Optional[float]) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    for name, rep in entries:
+        sw = rep["score_sweep"]
+        for k, v in sorted(sw["thresholds"].items(), key=lambda kv: float(kv[0])):
+            lines.append(f"| {name} | {k} | {pct(v.get('accuracy'))} | {pct(v['recall'])} | "
+                         + " | ".join(pct(v["recall_bins"][b]) for b in bins) + f" | {pct(v['precision'])} | "
+                         f"{v['false_faces_per_clutter_scene']:.1f} | {v['false_faces_real_photos']} | "
+                         f"{v['real_photos_with_false_faces']} of {len(sw['photos'])} |")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
@@ -928,7 +1003,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             report = json.loads(args.table.read_text())
             print(markdown_table(report))
             if report.get("comparison"):
-                print("\n" + comparison_table(report))
+                print("\n" + comparison_table(report) + "\n\n" + comparison_summary(report))
+            if sweep_table(report):
+                print("\n" + sweep_table(report))
         except (OSError, ValueError, KeyError) as exc:
             print(f"fsrfer-crowd-bench: error: {args.table} is not a readable benchmark report ({exc})", file=sys.stderr)
             return 2

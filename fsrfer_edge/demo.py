@@ -223,6 +223,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             margin = default_margin(det) if args.margin is None else args.margin
             faces, timings = run_demo(frame, rec, det, args.factors, margin)
             name = det.name
+            settings = {"name": det.name, "min_score": getattr(det, "min_score", None),
+                        "min_face": getattr(det, "min_face", None), "margin": margin}
         for line in report_lines(faces, timings, source, frame.shape, name):
             print(line)
         if not faces:
@@ -230,7 +232,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         write_image(args.out, annotate(frame, faces))
         print(f"wrote {args.out}")
         if args.json:
-            write_json(args.json, faces_to_dict(faces, timings, source))
+            write_json(args.json, dict(faces_to_dict(faces, timings, source), detector=settings))
             print(f"wrote {args.json}")
     except FsrferError as exc:
         print(f"fsrfer-demo: error: {exc}", file=sys.stderr)

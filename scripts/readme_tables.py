@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -43,56 +45,37 @@ def serving_table(doc: dict[str, Any]) -> str:
 
 
 def crowd_table(doc: dict[str, Any]) -> str:
-    from fsrfer_edge.crowd_bench import markdown_table
+    from fsrfer_edge.crowd_bench import comparison_summary, comparison_table, markdown_table
 
-    sp = doc["speed"]
-    h, w = sp["frame_size"]
-    return (
-        f"`results/crowd/bench.json`, made by `{doc['command']}`. Smallest reliably detected face: "
-        f"**{doc['detection']['smallest_reliable_px']} px**. \"End to end\" counts a missed face as wrong; "
-        "\"true boxes\" crops the known boxes, with no detector.\n\n"
-        + markdown_table(doc) + "\n\n"
-        f"Speed on this CPU ({sp['cpu_count']} cores{_load(sp)}), a {w}x{h} frame of "
-        f"{sp['faces']} faces: {sp['fps']:.2f} frames/s ({sp['detect_ms']:.0f} ms detection, "
-        f"{sp['recognize_ms']:.0f} ms to recognise the {sp['faces_found']} faces found in one batch); "
-        f"{sp['fps_stream_pipelined']:.2f} frames/s with the pipelined stream.\n\n" + _false_faces(doc)
+    cfg = doc["config"]
+    text = (
+        f"`results/crowd/bench.json`, made by `{doc['command']}`. Default detector: {cfg.get('detector_name')} "
+        f"(score {cfg.get('detector_min_score')}, crop margin {cfg['margin']:g}, min face {cfg['min_face']:g} px). "
+        f"Smallest reliably detected face: **{doc['detection']['smallest_reliable_px']} px**. \"End to end\" counts "
+        "a missed face as wrong; \"true boxes\" crops the known boxes, with no detector.\n\n"
+        + markdown_table(doc) + "\n"
     )
+    if doc.get("comparison"):
+        text += ("\nEvery detector side by side, from the same run (each at its own default; big photos: seconds "
+                 "and the whole process's peak memory):\n\n" + comparison_table(doc) + "\n\n"
+                 + comparison_summary(doc) + " Score sweeps per detector: `docs/crowd.md`.\n")
+    return text
 
 
-def _false_faces(doc: dict[str, Any]) -> str:
-    """One sentence on false faces on real photos at the shipped threshold and a stricter one."""
-    sw = doc.get("score_sweep")
-    if not sw:
-        return ""
-    t = sw["thresholds"]
-    base = min(t, key=float)
-    strict = "0.7" if "0.7" in t else max(t, key=float)
-    worst = max(t[base]["false_faces_by_photo"].items(), key=lambda kv: kv[1])
+def crowd_compare_table(doc: dict[str, Any]) -> str:
+    from fsrfer_edge.crowd_bench import comparison_summary, comparison_table
 
-    def part(k: str) -> str:
-        v = t[k]
-        return (f"{v['false_faces_real_photos']} false faces on {len(sw['photos'])} real photos "
-                f"({v['real_photos_with_false_faces']} of them with at least one) and {100 * v['recall']:.1f}% recall")
-
-    return (f"Synthetic clutter flatters the detector: on scikit-image's sample photos (`score_sweep`: "
-            f"{len(sw['photos']) - 1} without a face, and the astronaut), detection score {base} gives {part(base)}; "
-            f"the worst is `{worst[0]}` with {worst[1]}. `--min-score {strict}` gives {part(strict)}. "
-            "Table per threshold: `docs/crowd.md`.\n")
+    return (f"`results/crowd/bench.json` (`{doc['command']}`):\n\n" + comparison_table(doc) + "\n\n"
+            + comparison_summary(doc) + "\n")
 
 
 def crowd_scores_table(doc: dict[str, Any]) -> str:
-    sw = doc["score_sweep"]
-    bins = [b["bin"] for b in doc["detection"]["bins"]]  # smallest first (the JSON's keys are sorted)
-    rows = ["| min score | recall | " + " | ".join(f"recall {b} px" for b in bins) + " | precision (synthetic) | "
-            "false faces per cluttered scene | false faces on real photos | real photos with a false face |",
-            "|---:|---:|" + "---:|" * len(bins) + "---:|---:|---:|---:|"]
-    for k, v in sorted(sw["thresholds"].items(), key=lambda kv: float(kv[0])):
-        rows.append(f"| {k} | {100 * v['recall']:.1f}% | " + " | ".join(
-            f"{100 * v['recall_bins'][b]:.1f}%" for b in bins) + f" | {100 * v['precision']:.1f}% | "
-            f"{v['false_faces_per_clutter_scene']:.1f} | {v['false_faces_real_photos']} | "
-            f"{v['real_photos_with_false_faces']} of {len(sw['photos'])} |")
-    return (f"`results/crowd/bench.json` (`score_sweep`; recall on the synthetic scenes, real photos: "
-            f"{', '.join(f'`{p}`' for p in sw['photos'])}):\n\n" + "\n".join(rows) + "\n")
+    from fsrfer_edge.crowd_bench import sweep_table
+
+    photos = (doc.get("score_sweep") or {}).get("photos", [])
+    return (f"`results/crowd/bench.json` (`score_sweep` of each detector, run again at each threshold; accuracy "
+            f"and recall on the synthetic scenes, real photos: {', '.join(f'`{p}`' for p in photos)}):\n\n"
+            + sweep_table(doc) + "\n")
 
 
 def _load(speed: dict[str, Any]) -> str:
@@ -105,35 +88,35 @@ def crowd_bins_table(doc: dict[str, Any]) -> str:
 
     bins = doc["detection"]["bins"]
     recall = ", ".join(f"{100 * b['recall']:.0f}% at {b['bin']} px" for b in bins if b["hi"] <= 16)
-    text = (f"`results/crowd/bench.json` (`{doc['command']}`), expression model sha256 "
-            f"`{str(doc['config'].get('model_sha256'))[:12]}`:\n\n" + markdown_table(doc) + "\n\n"
+    text = (f"`results/crowd/bench.json` (`{doc['command']}`), detector {doc['config'].get('detector_name')}, "
+            f"expression model sha256 `{str(doc['config'].get('model_sha256'))[:12]}`:\n\n" + markdown_table(doc) + "\n\n"
             f"**Smallest reliably detected face: {doc['detection']['smallest_reliable_px']} px** (recall of at "
             f"least {100 * doc['config']['reliable_recall']:.0f}% in that bin and every larger one). Below it: "
             f"{recall}.\n")
-    sweep = doc.get("margin_sweep")
-    if sweep:
-        text += ("\nCrop margin (`margin_sweep`; end-to-end accuracy): " + ", ".join(
-            f"{100 * v['accuracy']:.1f}% at {m}" for m, v in sorted(sweep.items(), key=lambda kv: float(kv[0])))
-            + ".\n")
+    for r in (doc.get("comparison") or {}).get("detectors", [{"label": "", "report": doc}]):
+        sweep = r["report"].get("margin_sweep")
+        if sweep:
+            text += (f"\nCrop margin of {r['label'] or 'the detector'} (`margin_sweep`; end-to-end accuracy): "
+                     + ", ".join(f"{100 * v['accuracy']:.1f}% at {m}"
+                                 for m, v in sorted(sweep.items(), key=lambda kv: float(kv[0]))) + ".\n")
     return text
 
 
 def _variant_rows(docs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     rows = ["| detector | results file | recall | precision | false faces per cluttered scene | "
-            "end-to-end accuracy | detect ms per frame |", "|---|---|---:|---:|---:|---:|---:|"]
+            "end-to-end accuracy |", "|---|---|---:|---:|---:|---:|"]
     for label, d in docs:
         det = d["detection"]
         acc = f"{100 * d['accuracy']['overall']['accuracy']:.1f}%" if d.get("accuracy") else "n/a"
         out_file = d["command"].split("--out ")[1].split()[0]
         rows.append(f"| {label} | `{out_file}` | {100 * det['overall']['recall']:.1f}% | "
                     f"{100 * det['overall']['precision']:.1f}% | "
-                    f"{det['per_background']['clutter']['false_detections_per_scene']:.1f} | {acc} | "
-                    f"{d.get('speed', {}).get('detect_ms', float('nan')):.0f} |")
+                    f"{det['per_background']['clutter']['false_detections_per_scene']:.1f} | {acc} |")
     return rows
 
 
-VARIANTS = (("**BlazeFace back**, min face 8 px (shipped)", "results/crowd/bench.json"),
-            ("BlazeFace back, min face 12 px", "results/crowd/bench_min_face12.json"),
+# BlazeFace variants measured in earlier runs (before YuNet; other sessions, so no speeds here).
+VARIANTS = (("BlazeFace back, min face 12 px", "results/crowd/bench_min_face12.json"),
             ("BlazeFace short-range, min face 8 px", "results/crowd/variants/short_range.json"),
             ("BlazeFace full-range, min face 8 px", "results/crowd/variants/full_range.json"),
             ("OpenCV Haar cascade, min face 8 px", "results/crowd/variants/opencv_haar.json"))
@@ -144,15 +127,17 @@ def crowd_variants_table(_: dict[str, Any]) -> str:
     return "\n".join(_variant_rows(docs)) + "\n"
 
 
-def crowd_speed_table(_: dict[str, Any]) -> str:
-    rows = ["| min face | s per frame | frames/s | detect | recognise (all faces, one batch) | pipelined stream |",
+def crowd_speed_table(doc: dict[str, Any]) -> str:
+    rows = ["| detector | s per frame | frames/s | detect | recognise (all faces, one batch) | pipelined stream |",
             "|---|---:|---:|---:|---:|---:|"]
     env = ""
-    for path in ("results/crowd/bench.json", "results/crowd/bench_min_face12.json"):
-        d = json.loads((REPO / path).read_text())
-        sp = d["speed"]
-        env = f"{sp['cpu_count']} cores, {sp['cpu']}{_load(sp)}"
-        rows.append(f"| {d['config']['min_face']:g} px | {sp['seconds_per_frame']:.2f} | {sp['fps']:.2f} | "
+    for r in (doc.get("comparison") or {}).get("detectors", [{"label": doc["config"].get("detector_name"),
+                                                              "report": doc}]):
+        sp = r["report"].get("speed")
+        if not sp:
+            continue
+        env = f"{sp['cpu_count']} cores, {sp['cpu']}{_load(sp)}, median of {sp.get('rounds', 1)} interleaved rounds"
+        rows.append(f"| {r['label']} | {sp['seconds_per_frame']:.2f} | {sp['fps']:.2f} | "
                     f"{sp['detect_ms']:.0f} ms | {sp['recognize_ms']:.0f} ms ({sp['faces_found']} faces) | "
                     f"{sp['fps_stream_pipelined']:.2f} frames/s |")
     return f"Measured on {env}:\n\n" + "\n".join(rows) + "\n"
@@ -222,6 +207,30 @@ def headline_table(doc: dict[str, Any]) -> str:
 #: JSON files the renderers that read several name first.
 SOURCES = {"headline": "results/default_model/test.json"}
 
+PROTOCOL_NAMES = {"resized": "(a) resized back", "small": "(b) small crops", "camera": "(c) camera-like crops"}
+
+
+def early_g_table(doc: dict[str, Any]) -> str:
+    """Accuracy per factor of each early-G run's models, per protocol (scripts/early_g_summary.py)."""
+    rows: list[str] = []
+    factors: list[str] = []
+    for name, row in doc["rows"].items():
+        for protocol, s in row["summary"].items():
+            factors = factors or sorted(s["mean"], key=int)
+            spread = s["std"] if s["seeds"] > 1 else {}
+            cells = [f"{s['mean'][f]:.2f}" + (f" ± {spread[f]:.2f}" if spread.get(f) is not None else "") for f in factors]
+            cost = row.get("cost", {})
+            mins = [c["seconds"] / 60 for c in cost.values()]
+            rows.append(f"| {name} | {PROTOCOL_NAMES.get(protocol, protocol)} | " + " | ".join(cells)
+                        + f" | {s['mean_over_factors']:.2f} | {s['seeds']} | "
+                        + (f"{sum(c['epochs'] for c in cost.values()) // max(1, len(cost))} / {np.mean(mins):.0f}" if cost else "")
+                        + " |")
+    head = ("| run/model | protocol | " + " | ".join(f"x{f}" for f in factors) + " | mean | seeds | epochs / CPU min |\n"
+            "|---|---|" + "---:|" * (len(factors) + 3) + "\n")
+    return (f"`{doc['source']}` (`{doc['command']}`), {doc['split']} split, accuracy in % (mean ± spread over "
+            f"seeds where more than one): {doc['note']}\n\n" + head + "\n".join(rows) + "\n")
+
+
 # name -> (JSON source, renderer, Markdown file)
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "headline": (SOURCES["headline"], headline_table, "README.md"),
@@ -229,7 +238,9 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd": ("results/crowd/bench.json", crowd_table, "README.md"),
     "targets": ("results/targets.json", targets_table, "README.md"),
     "int8_generator": ("results/ferplus/int8_generator.json", int8_generator_table, "README.md"),
+    "early_g": ("results/ferplus/early_g_val.json", early_g_table, "README.md"),
     "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),
+    "crowd_compare": ("results/crowd/bench.json", crowd_compare_table, "docs/crowd.md"),
     "crowd_variants": ("results/crowd/bench.json", crowd_variants_table, "docs/crowd.md"),
     "crowd_speed": ("results/crowd/bench.json", crowd_speed_table, "docs/crowd.md"),
     "crowd_scores": ("results/crowd/bench.json", crowd_scores_table, "docs/crowd.md"),
@@ -238,7 +249,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
 
 def update(name: str) -> None:
     src, render, md = TABLES[name]
-    doc = json.loads((REPO / src).read_text())
+    doc = {"source": src, **json.loads((REPO / src).read_text())}
     path = REPO / md
     text = path.read_text()
     start, end = f"<!-- table:{name} -->", "<!-- /table -->"

@@ -72,6 +72,21 @@ def test_main_job_on_the_public_domain_sample(tmp_path, capsys):
     assert 150 < x0 < 200 and 50 < y0 < 100 and 250 < x1 < 300 and 150 < y1 < 200
     assert set(doc["faces"][0]["factors"]) == {"1", "4"}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"det_score", "factors"} <= set(doc["faces"][0]) and "expr_score" in doc["faces"][0]["factors"]["1"]
+    assert "1 face in" in out  # not "1 face(s)"
+
+
+def test_demo_uses_the_crowd_defaults(tmp_path):
+    """One set of defaults for fsrfer-demo and fsrfer-crowd: detector, score threshold, min face, margin."""
+    pytest.importorskip("skimage")
+    from fsrfer_edge import crowd
+    from fsrfer_edge.detection import DEFAULT_SCORES
+
+    js = tmp_path / "demo.json"
+    assert main(["--factors", "1", "--out", str(tmp_path / "d.png"), "--json", str(js)]) == 0
+    settings = json.loads(js.read_text())["detector"]
+    assert settings == {"name": crowd.DEFAULT_DETECTOR, "min_score": DEFAULT_SCORES[crowd.DEFAULT_DETECTOR],
+                        "min_face": crowd.DEFAULT_MIN_FACE, "margin": crowd.MARGINS[crowd.DEFAULT_DETECTOR]}
 
 
 def test_main_reports_unreadable_images(tmp_path, capsys):
