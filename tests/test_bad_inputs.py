@@ -264,8 +264,8 @@ def _checkpoint(kind: str, d: Path) -> Path:
 
 
 @pytest.mark.parametrize("kind, words", [
-    ("missing", "does not exist"), ("garbage", "refused"), ("pickle", "pickled Python object"),
-    ("truncated", "truncated or corrupt"), ("not_fsrfer", "not an fsrfer checkpoint"), ("state", "'state' checkpoint"),
+    ("missing", "does not exist"), ("garbage", "not a PyTorch file"), ("pickle", "pickled Python object (print)"),
+    ("truncated", "truncated, corrupt"), ("not_fsrfer", "not an fsrfer checkpoint"), ("state", "'state' checkpoint"),
     ("spec", "do not fit together"), ("preprocessing", "do not fit together"),
 ])
 def test_bad_checkpoints(tmp_path: Path, kind: str, words: str, capsys: pytest.CaptureFixture[str]) -> None:

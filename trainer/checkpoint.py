@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def load(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
-        raise ModelError(f"checkpoint {p} was refused: {_one_line_reason(exc)}; expected a file written by "
+        raise ModelError(f"checkpoint {p} could not be read: {_one_line_reason(exc)}; expected a file written by "
                          "fsrfer-train (tensors and plain data only)") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ModelError(f"{p} is not an fsrfer checkpoint (no 'format': '{FORMAT}' entry)")
@@ -79,17 +80,16 @@ def load(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any
 
 
 def _one_line_reason(exc: BaseException) -> str:
-    """PyTorch's multi-line explanation of a refused or corrupt file, reduced to its one useful line."""
-    text = str(exc)
-    for line in text.splitlines():
-        if "WeightsUnpickler error:" in line:  # a pickled object that a safe load will not create
-            reason = line.split("WeightsUnpickler error:", 1)[1].split(". Please use", 1)[0].strip()
-            return f"it holds a pickled Python object that a safe load does not run ({reason})"
-    if "central directory" in text or isinstance(exc, EOFError):
-        return "the file is truncated or corrupt (not a complete PyTorch zip archive)"
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    first = first.replace("\x1b[1m", "").replace("\x1b[0m", "")
-    return f"{type(exc).__name__}: {first[:200]}"
+    """PyTorch's multi-line explanation of a refused or corrupt file, reduced to what matters, on one line."""
+    text = str(exc).replace("\x1b[1m", "").replace("\x1b[0m", "")
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:  # a pickled object that only an unsafe load would create
+        return f"it holds a pickled Python object ({found.group(1)}) that a safe load does not create"
+    if isinstance(exc, EOFError) or any(k in text for k in ("central directory", "Unsupported operand",
+                                                             "invalid load key", "not a zip file")):
+        return "it is truncated, corrupt or not a PyTorch file"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
 
 
 def model_payload(model: "torch.nn.Module", spec: dict[str, Any], pre: Preprocessing, meta: dict[str, Any]) -> dict[str, Any]:
