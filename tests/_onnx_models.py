@@ -78,3 +78,18 @@ def _RawPixels(inner: Any, pre: Preprocessing) -> Any:
             return self.inner((x.float() / 255.0 - pre.mean) / pre.std)
 
     return RawPixels()
+
+
+def edit_metadata(path: str | os.PathLike[str], edit: Any) -> Path:
+    """Change the fsrfer metadata JSON of an ONNX file in place with ``edit(doc)`` (the graph is untouched)."""
+    import json
+
+    import onnx
+
+    proto = onnx.load(str(path))
+    entry = next(p for p in proto.metadata_props if p.key == METADATA_KEY)
+    doc = json.loads(entry.value)
+    edit(doc)
+    entry.value = json.dumps(doc)
+    onnx.save(proto, str(path))
+    return Path(path)

@@ -6,7 +6,6 @@ videos. Everything is tiny (the models of tests/_onnx_models.py, configs as dict
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -21,9 +20,9 @@ from fsrfer_edge import Recognizer  # noqa: E402
 from fsrfer_edge.errors import ConfigError, DataError, FsrferError, InputError, ModelError  # noqa: E402
 
 try:  # tests/ as a package or as a plain directory on sys.path
-    from ._onnx_models import make_tiny_onnx
+    from ._onnx_models import edit_metadata, make_tiny_onnx
 except ImportError:
-    from _onnx_models import make_tiny_onnx  # type: ignore[no-redef]
+    from _onnx_models import edit_metadata, make_tiny_onnx  # type: ignore[no-redef]
 
 
 @pytest.fixture(scope="module")
@@ -111,18 +110,6 @@ def test_bad_prepared_batches(rec: Recognizer, batch: Any, words: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Model files
 # ---------------------------------------------------------------------------------------------
-def _edit_meta(path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
-    import onnx
-
-    proto = onnx.load(str(path))
-    entry = next(p for p in proto.metadata_props if p.key == "fsrfer")
-    doc = json.loads(entry.value)
-    edit(doc)
-    entry.value = json.dumps(doc)
-    onnx.save(proto, str(path))
-    return path
-
-
 def _raw_meta(path: Path, text: str) -> Path:
     import onnx
 
@@ -179,25 +166,25 @@ def _make(kind: str, model: Path, d: Path) -> Path:
     elif kind == "meta_list":
         _raw_meta(copy, "[1, 2]")
     elif kind == "meta_newer":
-        _edit_meta(copy, lambda m: m.update(format_version=99))
+        edit_metadata(copy, lambda m: m.update(format_version=99))
     elif kind == "precision":
-        _edit_meta(copy, lambda m: m.update(precision="fp8"))
+        edit_metadata(copy, lambda m: m.update(precision="fp8"))
     elif kind == "std0":
-        _edit_meta(copy, lambda m: m["preprocessing"].update(std=0))
+        edit_metadata(copy, lambda m: m["preprocessing"].update(std=0))
     elif kind == "mean_nan":
-        _edit_meta(copy, lambda m: m["preprocessing"].update(mean=float("nan")))
+        edit_metadata(copy, lambda m: m["preprocessing"].update(mean=float("nan")))
     elif kind == "kernel":
-        _edit_meta(copy, lambda m: m["preprocessing"].update(resize_kernel="lanczos"))
+        edit_metadata(copy, lambda m: m["preprocessing"].update(resize_kernel="lanczos"))
     elif kind == "size0":
-        _edit_meta(copy, lambda m: m["preprocessing"].update(input_size=0))
+        edit_metadata(copy, lambda m: m["preprocessing"].update(input_size=0))
     elif kind == "size_mismatch":
-        _edit_meta(copy, lambda m: m["preprocessing"].update(input_size=32))
+        edit_metadata(copy, lambda m: m["preprocessing"].update(input_size=32))
     elif kind == "classes":
-        _edit_meta(copy, lambda m: m["preprocessing"].update(classes=["a", "b", "c"]))
+        edit_metadata(copy, lambda m: m["preprocessing"].update(classes=["a", "b", "c"]))
     elif kind == "input_name":
-        _edit_meta(copy, lambda m: m.update(input_name="images"))
+        edit_metadata(copy, lambda m: m.update(input_name="images"))
     elif kind == "dtype":
-        _edit_meta(copy, lambda m: m.update(input_dtype="uint8"))
+        edit_metadata(copy, lambda m: m.update(input_dtype="uint8"))
     elif kind == "nan":
         _nan_weights(copy)
     return copy

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -26,9 +25,9 @@ from fsrfer_edge import (
 from fsrfer_edge import recognizer as recognizer_mod
 
 try:  # tests/ as a package or as a plain directory on sys.path
-    from ._onnx_models import make_tiny_onnx
+    from ._onnx_models import edit_metadata, make_tiny_onnx
 except ImportError:
-    from _onnx_models import make_tiny_onnx  # type: ignore[no-redef]
+    from _onnx_models import edit_metadata, make_tiny_onnx  # type: ignore[no-redef]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -279,21 +278,6 @@ def test_huge_face_is_refused_with_the_limit(rec: Recognizer) -> None:
 
 
 # -- the model is checked when it is loaded --------------------------------------------------
-def edit_metadata(path: Path, edit: "Callable[[dict[str, Any]], None]") -> Path:
-    """Change the fsrfer metadata JSON of an ONNX file in place (the graph is untouched)."""
-    import json
-
-    import onnx
-
-    proto = onnx.load(str(path))
-    entry = next(p for p in proto.metadata_props if p.key == "fsrfer")
-    doc = json.loads(entry.value)
-    edit(doc)
-    entry.value = json.dumps(doc)
-    onnx.save(proto, str(path))
-    return path
-
-
 def test_graph_and_metadata_disagreeing_on_classes_is_refused_at_load(tmp_path: Path) -> None:
     path = edit_metadata(make_tiny_onnx(tmp_path / "five.onnx"),
                          lambda d: d["preprocessing"].update(classes=["a", "b", "c", "d", "e"]))
