@@ -100,6 +100,7 @@ def test_bad_faces(rec: Recognizer, faces: Any, words: str) -> None:
     (np.zeros((0, 1, 48, 48), np.float32), "empty batch"),
     (np.full((2, 1, 48, 48), np.nan, np.float32), "NaN"),
     ([[0.0]], "received a list"),
+    (np.ma.masked_array(np.zeros((2, 1, 48, 48), np.float32), mask=np.ones((2, 1, 48, 48), bool)), "masked"),
 ])
 def test_bad_prepared_batches(rec: Recognizer, batch: Any, words: str) -> None:
     with pytest.raises(InputError, match=None) as err:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import FsrferError, InputError, ModelError
 from ..metadata import ModelInfo
+from ..preprocessing import unmasked
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,8 @@ class Backend(abc.ABC):
 
     def _validate(self, batch: np.ndarray) -> np.ndarray:
         expected_shape = "(N, {}, {}, {})".format(*self.input_shape)
+        if isinstance(batch, np.ndarray):
+            batch = unmasked(batch, "the batch")
         if not isinstance(batch, np.ndarray):
             raise InputError(
                 f"received a {type(batch).__name__}; expected a numpy array of shape {expected_shape}, "
