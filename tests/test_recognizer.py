@@ -390,3 +390,34 @@ def test_remote_recognizer_created_in_one_thread_works_in_others(monkeypatch: py
     assert labels == [["neutral"] * 3] * 8  # argmax of arange(7) is the last class
     assert len(set(_ThreadBoundClient.made)) >= 2  # the workers made their own connections
     remote.close()
+
+
+def test_load_time_dry_run_respects_an_engines_min_batch() -> None:
+    """An engine built with --min-batch 4 refuses a batch of 1; the dry run must send 4."""
+    from fsrfer_edge.backends.base import Backend
+    from fsrfer_edge.metadata import ModelInfo
+
+    class MinFour(Backend):
+        name = "min4"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._info = ModelInfo()
+            self.seen: list[int] = []
+
+        @property
+        def min_batch(self) -> int:
+            return 4
+
+        def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+            if len(batch) < 4:
+                raise InputError("batch below the engine's minimum")
+            self.seen.append(len(batch))
+            return np.zeros((len(batch), 7), np.float32)
+
+        def _close_impl(self) -> None:
+            pass
+
+    b = MinFour()
+    b.check_model()
+    assert b.seen == [4]

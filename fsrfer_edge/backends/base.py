@@ -55,6 +55,11 @@ class Backend(abc.ABC):
         return self._max_batch
 
     @property
+    def min_batch(self) -> int:
+        """Smallest batch the loaded model accepts (1, unless an engine was built for more)."""
+        return 1
+
+    @property
     def providers(self) -> tuple[str, ...]:
         """What actually executes the model (for logs and benchmark records)."""
         return (self.name,)
@@ -104,7 +109,7 @@ class Backend(abc.ABC):
         Raises:
             ModelError: the dry run failed or gave malformed logits.
         """
-        zeros = np.zeros((1,) + self.input_shape, dtype=self.input_dtype)
+        zeros = np.zeros((self.min_batch,) + self.input_shape, dtype=self.input_dtype)
         try:
             self.infer(zeros)
         except ModelError as exc:

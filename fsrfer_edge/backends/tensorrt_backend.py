@@ -326,6 +326,10 @@ class TensorRTBackend(Backend):
             self._bindings[io.output_index] = self._dev_out.ptr
 
     @property
+    def min_batch(self) -> int:
+        return int(self._io.min_batch)
+
+    @property
     def providers(self) -> tuple[str, ...]:
         mem = self._mem.name if self._mem is not None else "closed"
         return (f"TensorRT {self._trt_version}", f"sm{getattr(self, '_compute_capability', '?')}", f"memory={mem}")
