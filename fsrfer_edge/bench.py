@@ -206,6 +206,9 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
         raise InputError(f"batch sizes {list(batch_sizes)}; expected a non-empty list of integers >= 1")
     if warmup < 0 or iters < 1:
         raise InputError(f"warmup={warmup}, iters={iters}; expected warmup >= 0 and iters >= 1")
+    if (overhead_batch is not None and overhead_batch < 1) or overhead_reps < 1:
+        raise InputError(f"overhead batch {overhead_batch}, repetitions {overhead_reps}; expected a batch >= 1 "
+                         "(0 on the command line skips the measurement) and repetitions >= 1")
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = load_average()
     mb = max_batch or max(max(batch_sizes), overhead_batch or 1)
@@ -298,7 +301,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         model = args.model if args.model is not None else resolve_model_path(None)
         doc = run_bench(model, args.batch_sizes, data=args.data, factors=args.factors, warmup=args.warmup,
                         iters=args.iters, backend=args.backend, providers=args.providers, threads=args.threads,
-                        device=args.device, overhead_batch=args.overhead_batch or None,
+                        device=args.device, overhead_batch=None if args.overhead_batch == 0 else args.overhead_batch,
                         overhead_reps=args.overhead_reps, labels=args.labels)
         out = write_json(args.json, doc)
     except FsrferError as exc:

@@ -358,6 +358,10 @@ def test_cli_bench_bad_arguments(model: Path, tmp_path: Path, capsys: pytest.Cap
         (["--batch-sizes", "1", "--json", str(tmp_path)], "is a directory"),
         (["--batch-sizes", "1", "--json", str(tmp_path / "file.txt" / "b.json")], "is a file, not a folder"),
         (["--batch-sizes", "1", "--labels", "affectnet", "--json", str(tmp_path / "b.json")], "invalid choice"),
+        (["--batch-sizes", "1", "--overhead-reps", "0", "--overhead-batch", "4", "--json", str(tmp_path / "b.json")],
+         "repetitions >= 1"),
+        (["--batch-sizes", "1", "--overhead-batch", "-3", "--json", str(tmp_path / "b.json")], "expected a batch >= 1"),
+        (["--batch-sizes", "1", "--threads", "-1", "--json", str(tmp_path / "b.json")], "threads=-1"),
         (["--batch-sizes", "1", "--data", str(tmp_path / "none.npz"), "--json", str(tmp_path / "b.json")],
          "does not exist"),
     ]
@@ -380,6 +384,11 @@ def test_cli_eval_bad_output_paths(model: Path, tmp_path: Path, capsys: pytest.C
     line = run_cli(eval_main, ["--checkpoint", str(model), "--data", str(data), "--json", str(tmp_path / "e.json"),
                                "--split", "nope"], capsys)
     assert "invalid choice" in line
+    for extra, words in ((["--limit", "-5"], "--limit -5"), (["--threads", "-2"], "threads=-2")):
+        line = run_cli(eval_main, ["--checkpoint", str(model), "--data", str(data), "--json", str(tmp_path / "e.json"),
+                                   *extra], capsys)
+        assert words in line
+    assert not (tmp_path / "e.json").exists()
 
 
 def test_cli_train_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -136,6 +136,8 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(args.verbose)
     try:
         check_output_path(args.json, "--json")
+        if args.limit < 0:
+            raise FsrferError(f"--limit {args.limit}; expected 0 (every face) or a positive number of faces")
         if Path(args.checkpoint).suffix != ".onnx":
             require("torch", "train", "evaluating a .pt checkpoint (an exported .onnx model needs only onnxruntime)")
         import numpy as np
