@@ -409,6 +409,13 @@ def test_cli_export_bad_arguments(model: Path, tmp_path: Path, capsys: pytest.Ca
     assert "does not exist" in run_cli(export_cli.main, [str(tmp_path / "none.pt")], capsys)
     assert "--eval-data" in run_cli(export_cli.main, [str(model), "--engine", "--labels", "ferplus"], capsys)
     assert "--engine" in run_cli(export_cli.main, [str(model)], capsys)
+    ckpt = str(Path(__file__).parents[1] / "fsrfer_edge" / "models" / "default.pt")
+    out = ["--out-dir", str(tmp_path / "o")]
+    assert "without folders" in run_cli(export_cli.main, [ckpt, "--name", "a/b", *out], capsys)
+    assert "--calib-size -4" in run_cli(export_cli.main, [ckpt, "--int8", "--calib", "x.npz", "--calib-size", "-4",
+                                                          *out], capsys)
+    assert "--eval-size -3" in run_cli(export_cli.main, [ckpt, "--eval-data", "x.npz", "--eval-size", "-3", *out], capsys)
+    assert not (tmp_path / "o").exists()
 
 
 def test_export_engine_on_a_machine_without_tensorrt_still_writes_the_onnx_repository(

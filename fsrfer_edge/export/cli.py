@@ -92,6 +92,12 @@ def _validate(opts: ExportOptions) -> None:
                 f"given an .onnx file ({opts.source.name}) fsrfer-export only builds an engine and/or a Triton "
                 "repository: pass --engine and/or --triton-repo DIR"
                 + (f" and drop {' '.join(extra)} (make variants from the checkpoint)" if extra else ""))
+    if opts.name and (opts.name != Path(opts.name).name or opts.name in (".", "..")):
+        raise ConfigError(f"--name {opts.name!r}; expected a file name stem without folders, e.g. mymodel "
+                          "(choose the folder with --out-dir)")
+    if opts.calib_size < 1 or opts.eval_size < 0:
+        raise ConfigError(f"--calib-size {opts.calib_size} / --eval-size {opts.eval_size}; expected >= 1 / >= 0 "
+                          "(0 evaluates every face)")
     if opts.labels is not None and opts.eval_data is None:
         raise ConfigError(f"--labels {opts.labels} chooses the labels of --eval-data; pass --eval-data NPZ too")
     if opts.int8 and opts.calib is None:
