@@ -88,12 +88,12 @@ def test_bad_data_and_arguments(model: Path, tmp_path: Path) -> None:
     assert bench.parse_int_list("1, 8,32") == [1, 8, 32]
 
 
-def _fer2013_pair(folder: Path, ferplus: bool = True) -> Path:
+def _fer2013_pair(folder: Path, ferplus: bool = True, split_name: str = "test") -> Path:
     """A tiny fer2013.npz (original labels) with, optionally, ferplus_labels.npz beside it (other labels)."""
     g = np.random.default_rng(3)
     n = 24
     folder.mkdir(parents=True, exist_ok=True)
-    split = np.array(["test"] * n)
+    split = np.array([split_name] * n)
     np.savez(folder / "fer2013.npz", images=g.integers(0, 256, (n, 48, 48), dtype=np.uint8),
              labels=np.zeros(n, np.int64), split=split, orig_row=np.arange(n))
     if ferplus:  # FER+ labels 1..: every face differs from its FER2013 label 0; row 0 has no majority
@@ -144,3 +144,20 @@ def test_json_path_that_cannot_be_a_file_is_refused_before_work(model: Path, tmp
     rc = bench.main(["--model", str(model), "--batch-sizes", "1", "--json", str(target)])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "--json" in err
+
+
+@pytest.mark.parametrize("labels", [None, "fer2013"])
+def test_export_eval_data_reads_labels_as_fsrfer_eval(tmp_path: Path, labels: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """fsrfer-export --eval-data scored FER2013 archives with the original labels while fsrfer-eval used FER+."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxsim")
+    from fsrfer_edge.export import cli as export_cli
+
+    data = _fer2013_pair(tmp_path / "d", split_name="val")
+    ckpt = Path(__file__).resolve().parents[1] / "fsrfer_edge" / "models" / "default.pt"
+    argv = [str(ckpt), "--out-dir", str(tmp_path / "o"), "--name", "m", "--eval-data", str(data), "-q"]
+    assert export_cli.main(argv + (["--labels", labels] if labels else [])) == 0
+    acc = json.loads((tmp_path / "o" / "m.report.json").read_text())["accuracy"]
+    want = labels or "ferplus"
+    assert acc["labels"] == want and acc["faces"] == (23 if want == "ferplus" else 24)
+    assert f"({want} labels)" in capsys.readouterr().out

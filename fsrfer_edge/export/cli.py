@@ -202,24 +202,23 @@ def _accuracy(opts: ExportOptions, info: Any, variants: dict[str, Path], report:
         if int8_names:
             log.warning("no --eval-data: the INT8 accuracy change was not measured or gated")
         return
-    images, labels, label_set = _eval_faces(opts)
+    images, labels, label_set = _eval_faces(opts.eval_data, opts)
     runners = {k: check.onnx_runner(p) for k, p in variants.items()}
     table = check.accuracy_table(runners, images, labels, info, opts.factors)
     report["accuracy"] = {"eval_data": str(opts.eval_data), "labels": label_set, "faces": len(labels), "percent": table}
     report["accuracy"]["gate"] = check.accuracy_gate(table, "fp32", int8_names, opts.max_int8_drop, opts.force)
 
 
-def _eval_faces(opts: ExportOptions) -> tuple[np.ndarray, np.ndarray, str]:
+def _eval_faces(path: Path, opts: ExportOptions) -> tuple[np.ndarray, np.ndarray, str]:
     """Labelled ``val`` faces of --eval-data and their label set, read as fsrfer-eval reads them: a FER2013
     archive gets FER+ labels when ferplus_labels.npz lies beside it (or as --labels says)."""
     from ..ferplus import load_labelled_faces, read_npz
     from .calib import DEFAULT_SEED, _sample, load_labelled
 
-    assert opts.eval_data is not None
-    if "orig_row" not in read_npz(opts.eval_data, ()):  # a plain archive: its own labels
-        images, labels = load_labelled(opts.eval_data, size=opts.eval_size)
+    if "orig_row" not in read_npz(path, ()):  # a plain archive: its own labels
+        images, labels = load_labelled(path, size=opts.eval_size)
         return images, labels, "npz"
-    faces = load_labelled_faces(opts.eval_data, opts.labels, split="val")
+    faces = load_labelled_faces(path, opts.labels, split="val")
     rows = _sample(len(faces.labels), opts.eval_size, DEFAULT_SEED)
     return faces.images[rows], faces.labels[rows], faces.label_set
 
