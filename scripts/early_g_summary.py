@@ -64,12 +64,37 @@ def collect(runs: list[tuple[str, Path]], split: str) -> dict[str, Any]:
     return rows
 
 
+def film_check(run: Path, split: str, constants: tuple[int, ...] = (1, 2, 4, 8)) -> dict[str, Any]:
+    """Does the scale-aware G use the factor? Accuracy per factor of RUN's fsrfer model when FiLM is
+    told each face's true factor, and when it is told one constant factor for every face instead."""
+    from trainer import checkpoint
+    from trainer.evaluate import evaluate_fn, torch_logits_fn
+    from trainer.train import PRE, load_data
+    from trainer import config as config_mod
+
+    cfg = config_mod.from_dict(json.loads((run / "config.json").read_text()))
+    data = load_data(cfg, config_mod.resolve_data_path(cfg, None, str(REPO / "configs" / "x.yaml")))
+    s = getattr(data, split)
+    model, _, _ = checkpoint.load_model(run / "models" / "fsrfer.pt")
+    if not getattr(model, "scale_aware", False):
+        raise SystemExit(f"{run}: its fsrfer model is not scale-aware")
+    fn = torch_logits_fn(model)
+    out: dict[str, Any] = {}
+    for label, const in [("true factor", None)] + [(f"constant x{c}", c) for c in constants]:
+        res = evaluate_fn(lambda x, f, c=const: fn(x, c or f), s.images, s.labels, tuple(cfg.eval.factors), PRE)
+        out[label] = {f: round(100 * v["accuracy"], 2) for f, v in res["factors"].items()}
+        print(f"{label:14s} " + " ".join(f"x{f}:{v:.2f}" for f, v in out[label].items()))
+    return out
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="LABEL=RUN_DIR")
     ap.add_argument("--split", default="val")
     ap.add_argument("--json", required=True)
     ap.add_argument("--note", default="", help="what these runs are (kept in the file)")
+    ap.add_argument("--film-check", metavar="LABEL",
+                    help="also evaluate LABEL's scale-aware fsrfer model with a constant factor for every face")
     args = ap.parse_args(argv)
     runs = []
     for item in args.runs:
@@ -83,6 +108,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                a if "=" not in a else a.split("=")[0] + "=RUN_DIR" for a in (argv if argv is not None else sys.argv[1:])),
            "split": args.split, "note": args.note, "load_average": list(os.getloadavg()),
            "rows": collect(runs, args.split)}
+    if args.film_check:
+        doc["film_check"] = {"run": args.film_check, "accuracy": film_check(dict(runs)[args.film_check], args.split)}
     write_json(args.json, doc)
     for name, row in doc["rows"].items():
         for protocol, s in row["summary"].items():
