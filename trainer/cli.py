@@ -172,7 +172,8 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     except FsrferError as exc:
         print(f"fsrfer-eval: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    print(" ".join(f"x{f}: {100 * v['accuracy']:.2f}%" for f, v in res["factors"].items()))
+    print(f"{res['n']} {args.split} faces, {args.labels if kw else 'their own'} labels: "
+          + " ".join(f"x{f}: {100 * v['accuracy']:.2f}%" for f, v in res["factors"].items()))
     return 0
 
 
