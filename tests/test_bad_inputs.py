@@ -188,7 +188,29 @@ def _make(kind: str, model: Path, d: Path) -> Path:
         edit_metadata(copy, lambda m: m.update(input_dtype="uint8"))
     elif kind == "nan":
         _nan_weights(copy)
+    elif kind == "runtime":
+        _failing_graph(copy)
     return copy
+
+
+def _failing_graph(path: Path) -> Path:
+    """A graph that loads and matches its metadata but fails when run (a Reshape to a wrong size)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from fsrfer_edge.metadata import METADATA_KEY, ModelInfo
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [3, 7])
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["faces", "shape"], ["logits"])], "broken",
+        [helper.make_tensor_value_info("faces", TensorProto.FLOAT, ["N", 1, 48, 48])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 7])], [shape])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, ModelInfo().to_json()
+    onnx.save(proto, str(path))
+    return path
 
 
 BAD_MODELS = [
@@ -199,6 +221,7 @@ BAD_MODELS = [
     ("meta_newer", "newer"), ("precision", "fp8"), ("std0", "std=0"), ("mean_nan", "mean=nan"),
     ("kernel", "resize_kernel='lanczos'"), ("size0", "input_size=0"), ("size_mismatch", "metadata implies"),
     ("classes", "3 classes"), ("input_name", "'images'"), ("dtype", "metadata says uint8"), ("nan", "NaN"),
+    ("runtime", "failed to run the model"),
 ]
 
 
