@@ -17,7 +17,7 @@ $PY -m pip install -q --no-deps nvidia-pytriton==0.7.0 tritonclient==2.73.0
 # would pull a newer one that needs numpy>=2 and breaks `import tritonclient` in the numpy<2 server venv.
 # --no-warn-conflicts: pip would otherwise print a red "ERROR: ... dependency conflicts" block about
 # nvidia-pytriton's numpy<2 pin on every run, although that mismatch is deliberate (see above).
-$PY -m pip install -q --no-warn-conflicts "ml-dtypes<=0.5.4" "protobuf>=6.30,<7" pyzmq sh typer typing_inspect wrapt \
+$PY -m pip install -q --no-warn-conflicts "ml-dtypes<=0.5.4" protobuf pyzmq sh typer typing_inspect wrapt \
     importlib_metadata "grpcio>=1.81.1" python-rapidjson urllib3 packaging geventhttpclient "greenlet<3.4" aiohttp
 # The server's venv: its own numpy<2, then this environment's packages behind it. A .pth line adds this
 # environment's site-packages (with their own .pth files, e.g. the editable install of this package);
