@@ -20,97 +20,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-LABELS = {
-    "hr": "HR model on bicubic LR input",
-    "lr_finetune": "LR-fine-tuned model",
-    "image_sr": "image SR + HR model",
-    "fsrfer_no_reweight": "FSR-FER without re-weighting",
-    "fsrfer_no_adversarial": "FSR-FER without adversarial loss",
-    "fsrfer_no_reweight_no_adversarial": "FSR-FER without re-weighting and adversarial loss",
-    "fsrfer": "**FSR-FER (full)**",
-    "fsrfer_onnx_fp32": "FSR-FER, ONNX FP32 (ONNX Runtime CPU)",
-    "fsrfer_onnx_fp16": "FSR-FER, ONNX FP16 (ONNX Runtime CPU)",
-    "fsrfer_onnx_int8-s8s8": "FSR-FER, INT8 s8s8 for TensorRT (ONNX Runtime CPU)",
-    "fsrfer_onnx_int8-u8s8": "FSR-FER, INT8 u8s8 (ONNX Runtime CPU)",
-}
+from trainer.evaluate import METHOD_NAMES, method_name, plot_accuracy, plot_confusion  # noqa: E402
 
-
-#: One colour per method, the same in every plot (tab10/tab20 colours; the ONNX rows are shades of FSR-FER's).
-COLOURS = {
-    "hr": "#7f7f7f",
-    "lr_finetune": "#ff7f0e",
-    "image_sr": "#2ca02c",
-    "fsrfer_no_reweight": "#9467bd",
-    "fsrfer_no_adversarial": "#8c564b",
-    "fsrfer_no_reweight_no_adversarial": "#e377c2",
-    "fsrfer": "#1f77b4",
-    "fsrfer_onnx_fp32": "#17becf",
-    "fsrfer_onnx_fp16": "#aec7e8",
-    "fsrfer_onnx_int8-s8s8": "#393b79",
-    "fsrfer_onnx_int8-u8s8": "#6b6ecf",
-}
-SIZE_PX = {"1": "48", "2": "24", "3": "16", "4": "12", "6": "8", "8": "6"}
-
-
-def legend_name(method: str) -> str:
-    """The method's name as the README's tables print it (without Markdown emphasis)."""
-    return LABELS.get(method, method).replace("**", "")
-
-
-def plot_accuracy(results: dict, path: Path, title: str) -> None:
-    """Accuracy against face size, one line per method in its fixed colour; the x axis has the measured
-    factors only (no ticks at sizes nobody evaluated)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    factors = sorted({f for r in results.values() for f in r["factors"]}, key=int)
-    pos = {f: i for i, f in enumerate(factors)}
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    order = [m for m in LABELS if m in results] + [m for m in results if m not in LABELS]
-    for m in order:
-        fs = [f for f in factors if f in results[m]["factors"]]
-        ax.plot([pos[f] for f in fs], [100 * results[m]["factors"][f]["accuracy"] for f in fs], marker="o",
-                color=COLOURS.get(m), label=legend_name(m), linewidth=2.2 if m == "fsrfer" else 1.3,
-                linestyle="--" if "_onnx_" in m else "-")
-    ax.set_xticks(range(len(factors)), [f"x{f}\n{SIZE_PX.get(f, '?')} px" for f in factors])
-    ax.set_xlabel("down-sample factor and face size")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_confusion(conf: list, classes: list, path: Path, title: str) -> None:
-    """Row-normalised confusion matrix (% of each true class) with its colour bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    m = np.asarray(conf, float)
-    norm = 100 * m / np.maximum(m.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6.2, 5))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=100)
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            ax.text(j, i, f"{norm[i, j]:.0f}", ha="center", va="center",
-                    color="white" if norm[i, j] > 50 else "black", fontsize=8)
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="% of the true class")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+#: README table names: the plots' names, with the full method in bold.
+LABELS = {m: f"**{n}**" if m == "fsrfer" else n for m, n in METHOD_NAMES.items()}
 
 
 def write_plots(results: dict, out: Path, name: str, split: str) -> list[Path]:
@@ -123,7 +36,7 @@ def write_plots(results: dict, out: Path, name: str, split: str) -> list[Path]:
     if "fsrfer" in results and "4" in results["fsrfer"]["factors"]:
         conf = out / f"{split}_confusion_x4.png"
         plot_confusion(results["fsrfer"]["factors"]["4"]["confusion"], list(CLASSES), conf,
-                       f"{legend_name('fsrfer')} at x4 (12 px), {name} {split}")
+                       f"{method_name('fsrfer')} at x4 (12 px), {name} {split}")
         made.append(conf)
     return made
 

@@ -137,51 +137,87 @@ def onnx_logits_fn(path: str | os.PathLike[str], threads: Optional[int] = None) 
     return fn, pre
 
 
+#: Each method's name as the README's result tables print it, and its colour in every plot.
+METHOD_NAMES: dict[str, str] = {
+    "hr": "HR model on bicubic LR input",
+    "lr_finetune": "LR-fine-tuned model",
+    "image_sr": "image SR + HR model",
+    "fsrfer_no_reweight": "FSR-FER without re-weighting",
+    "fsrfer_no_adversarial": "FSR-FER without adversarial loss",
+    "fsrfer_no_reweight_no_adversarial": "FSR-FER without re-weighting and adversarial loss",
+    "fsrfer": "FSR-FER (full)",
+    "fsrfer_onnx_fp32": "FSR-FER, ONNX FP32 (ONNX Runtime CPU)",
+    "fsrfer_onnx_fp16": "FSR-FER, ONNX FP16 (ONNX Runtime CPU)",
+    "fsrfer_onnx_int8-s8s8": "FSR-FER, INT8 s8s8 for TensorRT (ONNX Runtime CPU)",
+    "fsrfer_onnx_int8-u8s8": "FSR-FER, INT8 u8s8 (ONNX Runtime CPU)",
+}
+METHOD_COLOURS: dict[str, str] = {  # tab10/tab20; the ONNX rows are shades of FSR-FER's blue
+    "hr": "#7f7f7f", "lr_finetune": "#ff7f0e", "image_sr": "#2ca02c", "fsrfer_no_reweight": "#9467bd",
+    "fsrfer_no_adversarial": "#8c564b", "fsrfer_no_reweight_no_adversarial": "#e377c2", "fsrfer": "#1f77b4",
+    "fsrfer_onnx_fp32": "#17becf", "fsrfer_onnx_fp16": "#aec7e8", "fsrfer_onnx_int8-s8s8": "#393b79",
+    "fsrfer_onnx_int8-u8s8": "#6b6ecf",
+}
+_SIZE_PX = {"1": "48", "2": "24", "3": "16", "4": "12", "6": "8", "8": "6"}
+
+
+def method_name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
+
+
 def _save_fig(fig: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+    from fsrfer_edge.fileio import atomic_write
+
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
 
 
 def plot_accuracy(results: dict[str, dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
-    """Accuracy vs down-sample factor, one line per method."""
+    """Accuracy against face size, one line per method (README names, one fixed colour per method); the
+    x axis has the measured factors only, so no tick stands at a size nobody evaluated."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, res in results.items():
-        fs = sorted(res["factors"], key=int)
-        ax.plot([int(f) for f in fs], [100 * res["factors"][f]["accuracy"] for f in fs], marker="o", label=method)
-    ax.set_xlabel("down-sample factor (1 = 48 px HR; 4 = 12 px)")
+    factors = sorted({f for r in results.values() for f in r["factors"]}, key=int)
+    pos = {f: i for i, f in enumerate(factors)}
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    order = [m for m in METHOD_NAMES if m in results] + [m for m in results if m not in METHOD_NAMES]
+    for m in order:
+        fs = [f for f in factors if f in results[m]["factors"]]
+        ax.plot([pos[f] for f in fs], [100 * results[m]["factors"][f]["accuracy"] for f in fs], marker="o",
+                color=METHOD_COLOURS.get(m), label=method_name(m), linewidth=2.2 if m == "fsrfer" else 1.3,
+                linestyle="--" if "_onnx_" in m else "-")
+    ax.set_xticks(range(len(factors)), [f"x{f}\n{_SIZE_PX.get(f, '?')} px" for f in factors])
+    ax.set_xlabel("down-sample factor and face size")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(title or "Accuracy vs down-sample factor")
+    ax.set_title(title or "Accuracy against face size")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="lower left")
     _save_fig(fig, Path(path))
     plt.close(fig)
 
 
 def plot_confusion(conf: list[list[int]], classes: Iterable[str], path: str | os.PathLike[str], title: str) -> None:
+    """Row-normalised confusion matrix (% of each true class), with its colour bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     m = np.asarray(conf, float)
-    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
+    norm = 100 * m / np.maximum(m.sum(1, keepdims=True), 1)
     names = list(classes)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig, ax = plt.subplots(figsize=(6.2, 5))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=100)
     for i in range(len(names)):
         for j in range(len(names)):
-            ax.text(j, i, f"{100 * norm[i, j]:.0f}", ha="center", va="center",
-                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+            ax.text(j, i, f"{norm[i, j]:.0f}", ha="center", va="center",
+                    color="white" if norm[i, j] > 50 else "black", fontsize=8)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="% of the true class")
     _save_fig(fig, Path(path))
     plt.close(fig)
