@@ -44,10 +44,11 @@ class Detection:
 
     Attributes:
         box: (x0, y0, x1, y1) in frame pixels, x0 < x1 and y0 < y1, inside the frame.
-        score: the detector's confidence (BlazeFace: a probability in [0, 1]; OpenCV cascades give
-            no calibrated score and report 1.0).
-        keypoints: optional (x, y) landmarks in frame pixels (BlazeFace: right eye, left eye, nose
-            tip, mouth, right ear tragion, left ear tragion, as seen in the image); empty if none.
+        score: the detector's confidence (YuNet: sqrt(class * objectness) in [0, 1]; BlazeFace: a
+            probability in [0, 1]; OpenCV cascades give no calibrated score and report 1.0).
+        keypoints: optional (x, y) landmarks in frame pixels (YuNet: right eye, left eye, nose tip,
+            right and left mouth corner; BlazeFace: right eye, left eye, nose tip, mouth, right ear tragion,
+            left ear tragion; as seen in the image); empty if none.
     """
 
     box: Box

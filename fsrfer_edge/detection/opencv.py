@@ -1,8 +1,8 @@
-"""OpenCV Haar-cascade face detection: the fallback when ONNX Runtime (for BlazeFace) is not installed.
+"""OpenCV Haar-cascade face detection: the fallback when ONNX Runtime (for YuNet and BlazeFace) is not installed.
 
 Uses ``haarcascade_frontalface_default.xml`` from ``cv2.data.haarcascades`` (OpenCV 4.x wheels; BSD/Intel
 licence, shipped inside OpenCV). OpenCV 5 removed the cascade classifier; with it this detector raises
-BackendUnavailable and says to install ``opencv-python-headless<5`` or to use BlazeFace.
+BackendUnavailable and says to install ``opencv-python-headless<5`` or to use YuNet.
 
 The cascade's smallest window is 24x24 pixels, so the frame is enlarged by ``24 / min_face`` to find
 smaller faces. Cascades give no calibrated score: every detection has score 1.0.
@@ -55,7 +55,7 @@ class OpenCVDetector(FaceDetector):
         if not hasattr(self._cv2, "CascadeClassifier"):
             raise BackendUnavailable(
                 f"OpenCV {getattr(self._cv2, '__version__', '?')} has no cascade classifier (OpenCV 5 removed it); "
-                "install 'opencv-python-headless<5' for the OpenCV detector, or use detector='blazeface'"
+                "install 'opencv-python-headless<5' for the OpenCV detector, or use detector='yunet'"
             )
         path = cascade or str(Path(self._cv2.data.haarcascades) / CASCADE)
         self._cascade: Any = self._cv2.CascadeClassifier(path)
