@@ -2,8 +2,8 @@
 
 - ``"yunet"``: YuNet-n (shipped; libfacedetection, Apache-2.0, trained on WIDER FACE: see
   ``models/YUNET_LICENSE.md``) on ONNX Runtime, on the frame enlarged for faces down to ``min_face``
-  pixels (:mod:`.yunet`). The default: about 5x faster than BlazeFace at equal accuracy on the crowd
-  benchmark, with fewer false faces on real photos.
+  pixels (:mod:`.yunet`). The default: on the crowd benchmark (results/crowd/bench.json) it detects
+  several times faster than BlazeFace at equal end-to-end accuracy, with fewer false faces on real photos.
 - ``"blazeface"``: MediaPipe BlazeFace converted to ONNX (shipped), on ONNX Runtime, with an image
   pyramid for faces down to ``min_face`` pixels (:mod:`.blazeface`).
 - ``"opencv"``: OpenCV's Haar cascade (:mod:`.opencv`), the fallback without ONNX Runtime.
