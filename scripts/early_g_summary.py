@@ -104,8 +104,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         runs.append((label, Path(path)))
     from fsrfer_edge.fileio import write_json
 
-    doc = {"command": "python scripts/early_g_summary.py " + " ".join(
-               a if "=" not in a else a.split("=")[0] + "=RUN_DIR" for a in (argv if argv is not None else sys.argv[1:])),
+    shown = [f"--json {args.json}"] + ([f"--film-check {args.film_check}"] if args.film_check else []) + \
+        [f"{label}=RUN_DIR" for label, _ in runs]
+    doc = {"command": "python scripts/early_g_summary.py " + " ".join(shown) + " (RUN_DIR: a scripts/early_g.py run)",
            "split": args.split, "note": args.note, "load_average": list(os.getloadavg()),
            "rows": collect(runs, args.split)}
     if args.film_check:

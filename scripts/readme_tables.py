@@ -211,24 +211,35 @@ PROTOCOL_NAMES = {"resized": "(a) resized back", "small": "(b) small crops", "ca
 
 
 def early_g_table(doc: dict[str, Any]) -> str:
-    """Accuracy per factor of each early-G run's models, per protocol (scripts/early_g_summary.py)."""
-    rows: list[str] = []
-    factors: list[str] = []
-    for name, row in doc["rows"].items():
-        for protocol, s in row["summary"].items():
-            factors = factors or sorted(s["mean"], key=int)
-            spread = s["std"] if s["seeds"] > 1 else {}
-            cells = [f"{s['mean'][f]:.2f}" + (f" ± {spread[f]:.2f}" if spread.get(f) is not None else "") for f in factors]
-            cost = row.get("cost", {})
-            mins = [c["seconds"] / 60 for c in cost.values()]
-            rows.append(f"| {name} | {PROTOCOL_NAMES.get(protocol, protocol)} | " + " | ".join(cells)
-                        + f" | {s['mean_over_factors']:.2f} | {s['seeds']} | "
-                        + (f"{sum(c['epochs'] for c in cost.values()) // max(1, len(cost))} / {np.mean(mins):.0f}" if cost else "")
-                        + " |")
-    head = ("| run/model | protocol | " + " | ".join(f"x{f}" for f in factors) + " | mean | seeds | epochs / CPU min |\n"
-            "|---|---|" + "---:|" * (len(factors) + 3) + "\n")
-    return (f"`{doc['source']}` (`{doc['command']}`), {doc['split']} split, accuracy in % (mean ± spread over "
-            f"seeds where more than one): {doc['note']}\n\n" + head + "\n".join(rows) + "\n")
+    """Accuracy per factor of each early-G run's models, one table per protocol (scripts/early_g_summary.py)."""
+    out = [f"`{doc['source']}` (`{doc['command']}`), {doc['split']} split, accuracy in % (mean ± spread over "
+           f"seeds where more than one): {doc['note']}\n"]
+    for protocol, title in PROTOCOL_NAMES.items():
+        rows = [(name, row) for name, row in doc["rows"].items() if protocol in row["summary"]]
+        if not rows:
+            continue
+        factors = sorted(rows[0][1]["summary"][protocol]["mean"], key=int)
+        lines = [f"Protocol {title}:\n", "| run/model | " + " | ".join(f"x{f}" for f in factors)
+                 + " | mean | seeds | training epochs |", "|---|" + "---:|" * (len(factors) + 3)]
+        for name, row in rows:
+            sm = row["summary"][protocol]
+            spread = sm["std"] if sm["seeds"] > 1 else {}
+            cells = [f"{sm['mean'][f]:.2f}" + (f" ± {spread[f]:.2f}" if spread.get(f) is not None else "")
+                     for f in factors]
+            epochs = sorted({c["epochs"] for c in row.get("cost", {}).values()})
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {sm['mean_over_factors']:.2f} | {sm['seeds']} | "
+                         + ("/".join(map(str, epochs)) if epochs and epochs != [0] else "stage 1 only") + " |")
+        out.append("\n".join(lines) + "\n")
+    fc = doc.get("film_check")
+    if fc:
+        acc = fc["accuracy"]
+        factors = sorted(next(iter(acc.values())), key=int)
+        lines = [f"Does the scale-aware G use the factor? `{fc['run']}/fsrfer` on protocol (a), told each face's "
+                 "true factor or one constant factor for every face:\n",
+                 "| FiLM is told | " + " | ".join(f"x{f}" for f in factors) + " |", "|---|" + "---:|" * len(factors)]
+        lines += [f"| {label} | " + " | ".join(f"{v[f]:.2f}" for f in factors) + " |" for label, v in acc.items()]
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
 
 
 # name -> (JSON source, renderer, Markdown file)
