@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import torch
@@ -451,6 +451,22 @@ def _feature_val_score(head: nn.Module, g: nn.Module, feats: dict[int, np.ndarra
     return float(np.mean(accs))
 
 
+#: One stage-2 batch: (G's input features, the HR features, labels, each face's factor or None).
+Batch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]
+
+
+@dataclasses.dataclass
+class GParts:
+    """G and D as trained (``g``, ``d``), as stepped (``g_net``, ``d_net``: DDP-wrapped under torchrun),
+    and the frozen layers above G (``head``)."""
+
+    g: nn.Module
+    d: nn.Module
+    g_net: nn.Module
+    d_net: nn.Module
+    head: nn.Module
+
+
 def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: str, loss_cfg: LossConfig,
                  resume: bool, stop_after: Optional[int] = None, deadline: Optional[float] = None) -> Optional[Path]:
     """Train G (and D) on cached features of the frozen HR model; save the fused FSR-FER model.
@@ -494,66 +510,88 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
     all_factors = np.array(train_factors)
     stack = np.stack([ftr[f] for f in train_factors])  # (F, N, D)
 
-    def sample(rng: np.random.Generator, idx: np.ndarray, rows: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample(rng: np.random.Generator, idx: np.ndarray, rows: slice) -> Batch:
         # Each face in the global batch gets its own random factor: one G for every factor. The
         # cache stays in CPU memory; only this rank's rows of the batch go to the device.
         fi = rng.integers(0, len(all_factors), len(idx))
         fi, idx = fi[rows], idx[rows]
         return (torch.from_numpy(stack[fi, idx]).to(dev), torch.from_numpy(ftr[1][idx]).to(dev),
-                torch.from_numpy(labels[idx]).to(dev))
+                torch.from_numpy(labels[idx]).to(dev), None)
 
     val_score = lambda: _feature_val_score(head, g, fval, data.val.labels, eval_factors)  # noqa: E731
-
-    # Phase 1: pre-train G alone with feature MSE (as the authors' code does).
-    opt_p = torch.optim.Adam(g.parameters(), lr=s2.pretrain_lr)
-
-    def pre_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
-        batches = _batches(n, bs, rng)
-        tot = torch.zeros((), dtype=torch.float64, device=dev)
-        for step, idx in enumerate(batches):
-            set_lr(opt_p, cosine_lr(s2.pretrain_lr, epoch, step, len(batches), s2.pretrain_epochs))
-            f_lr, f_hr, _ = sample(rng, idx, distributed.shard_slice(len(idx)))
-            loss = losses.feature_mse(g_net(f_lr), f_hr).mean()
-            opt_p.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_p.step()
-            tot += loss.detach().double()
-        return distributed.all_reduce_mean({"mse": tot.item() / max(1, len(batches))})
-
-    pre = EpochRunner(f"{name}.pretrain", out / "state" / f"{name}.pretrain.pt", {"g": g}, {"opt": opt_p},
-                      s2.pretrain_epochs, cfg.seed)
-    if s2.pretrain_epochs and not pre.run(pre_epoch, val_score, resume, stop_after, deadline):
+    runners = _train_g(cfg, out, name, loss_cfg, GParts(g, d, g_net, d_net, head), sample, val_score, n, dev,
+                       resume, stop_after, deadline)
+    if runners is None:
         return None
-    # Phase 2: adversarial + reconstruction + head-activation losses, re-weighted.
-    opt_g = torch.optim.Adam(g.parameters(), lr=s2.lr_g, betas=(0.0, 0.9))
-    opt_d = torch.optim.Adam(d.parameters(), lr=s2.lr_d, betas=(0.0, 0.9))
-    step = Stage2Step(head, g_net, d_net, loss_cfg, opt_g, opt_d)
-
-    def gan_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
-        batches = _batches(n, bs, rng)
-        acc: dict[str, float] = {}
-        for i, idx in enumerate(batches):
-            set_lr(opt_g, cosine_lr(s2.lr_g, epoch, i, len(batches), s2.epochs))
-            set_lr(opt_d, cosine_lr(s2.lr_d, epoch, i, len(batches), s2.epochs))
-            rows = distributed.shard_slice(len(idx))
-            f_lr, f_hr, y = sample(rng, idx, rows)
-            shard = None if distributed.world_size() == 1 else (rows.start, len(idx))
-            for k, v in step(f_lr, f_hr, y, shard).items():
-                acc[k] = acc.get(k, 0.0) + v / len(batches)
-        return distributed.all_reduce_mean(acc)
-
-    gan = EpochRunner(f"{name}.gan", out / "state" / f"{name}.gan.pt", {"g": g, "d": d},
-                      {"g": opt_g, "d": opt_d}, s2.epochs, cfg.seed)
-    if s2.epochs:
-        if not gan.run(gan_epoch, val_score, resume, stop_after, deadline):
-            return None
-        gan.load_best()
+    pre, gan = runners
     model = InferenceModel(spec_for(cfg, "fsrfer"))
     model.fer.load_state_dict(fer.state_dict())
     assert model.generator is not None  # method fsrfer always has one
     model.generator.load_state_dict(g.state_dict())
     return _save_model(out, name, model.eval(), cfg, gan if s2.epochs else pre,
                        {"losses": dataclasses.asdict(loss_cfg), "pretrain_history": pre.history})
+
+
+def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts: GParts,
+             sample: Any, val_score: Any, n: int, dev: torch.device, resume: bool,
+             stop_after: Optional[int], deadline: Optional[float]) -> Optional[tuple[EpochRunner, EpochRunner]]:
+    """Stage 2's two phases, for G on cached features and for an early G on images alike: G pre-trained
+    alone with the feature MSE (as the authors' code does), then critic and generator steps with every
+    configured loss, re-weighted. ``sample(rng, idx, rows)`` gives a :data:`Batch`. Returns the two
+    runners (pre-training, GAN), or None when stopped early."""
+    s2, g = cfg.stage2, parts.g
+    bs = s2.batch_size
+
+    def run_g(f_lr: torch.Tensor, factor: Optional[torch.Tensor]) -> torch.Tensor:
+        return parts.g_net(f_lr) if factor is None else parts.g_net(f_lr, factor)
+
+    opt_p = torch.optim.Adam(g.parameters(), lr=s2.pretrain_lr)
+
+    def pre_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
+        g.train()
+        batches = _batches(n, bs, rng)
+        tot = torch.zeros((), dtype=torch.float64, device=dev)
+        for step, idx in enumerate(batches):
+            set_lr(opt_p, cosine_lr(s2.pretrain_lr, epoch, step, len(batches), s2.pretrain_epochs))
+            f_lr, f_hr, _, factor = sample(rng, idx, distributed.shard_slice(len(idx)))
+            loss = losses.feature_mse(run_g(f_lr, factor), f_hr).mean()
+            opt_p.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_p.step()
+            tot += loss.detach().double()
+        g.eval()
+        return distributed.all_reduce_mean({"mse": tot.item() / max(1, len(batches))})
+
+    pre = EpochRunner(f"{name}.pretrain", out / "state" / f"{name}.pretrain.pt", {"g": g}, {"opt": opt_p},
+                      s2.pretrain_epochs, cfg.seed)
+    if s2.pretrain_epochs and not pre.run(pre_epoch, val_score, resume, stop_after, deadline):
+        return None
+    opt_g = torch.optim.Adam(g.parameters(), lr=s2.lr_g, betas=(0.0, 0.9))
+    opt_d = torch.optim.Adam(parts.d.parameters(), lr=s2.lr_d, betas=(0.0, 0.9))
+    step = Stage2Step(parts.head, parts.g_net, parts.d_net, loss_cfg, opt_g, opt_d)
+
+    def gan_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
+        g.train()
+        batches = _batches(n, bs, rng)
+        acc: dict[str, float] = {}
+        for i, idx in enumerate(batches):
+            set_lr(opt_g, cosine_lr(s2.lr_g, epoch, i, len(batches), s2.epochs))
+            set_lr(opt_d, cosine_lr(s2.lr_d, epoch, i, len(batches), s2.epochs))
+            rows = distributed.shard_slice(len(idx))
+            f_lr, f_hr, y, step.factor = sample(rng, idx, rows)
+            shard = None if distributed.world_size() == 1 else (rows.start, len(idx))
+            for k, v in step(f_lr, f_hr, y, shard).items():
+                acc[k] = acc.get(k, 0.0) + v / len(batches)
+        g.eval()
+        return distributed.all_reduce_mean(acc)
+
+    gan = EpochRunner(f"{name}.gan", out / "state" / f"{name}.gan.pt", {"g": g, "d": parts.d},
+                      {"g": opt_g, "d": opt_d}, s2.epochs, cfg.seed)
+    if s2.epochs:
+        if not gan.run(gan_epoch, val_score, resume, stop_after, deadline):
+            return None
+        gan.load_best()
+    return pre, gan
 
 
 def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: str, loss_cfg: LossConfig,
@@ -592,69 +630,22 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
     g_net, d_net = distributed.wrap_ddp(g), distributed.wrap_ddp(d)
     eval_factors = tuple(cfg.eval.factors)
 
-    def sample(rng: np.random.Generator, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample(rng: np.random.Generator, idx: np.ndarray, rows: slice) -> Batch:
         hr = augment_hr(data.train.images[idx], rng) if cfg.stage1.augment else data.train.images[idx]
         lr, factors = random_lr(hr, dcfg, rng)
-        rows = distributed.shard_slice(len(idx))
         with torch.no_grad():
             f_lr = fer.trunk.forward_to(_tensor(lr[rows]).to(dev), start)
             f_hr = fer.trunk.forward_to(_tensor(hr[rows].astype(np.float32)).to(dev), level)
-        return (f_lr, f_hr, torch.from_numpy(labels_all[idx][rows]).to(dev),
-                torch.from_numpy(factors[rows]).to(dev))
+        factor = torch.from_numpy(factors[rows]).to(dev) if s2.scale_aware else None
+        return f_lr, f_hr, torch.from_numpy(labels_all[idx][rows]).to(dev), factor
 
     val_score = lambda: _mean_acc(model, data.val, eval_factors, cfg.eval.batch_size)  # noqa: E731
-
-    def call_g(net: nn.Module, f_lr: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-        return net(f_lr, factor) if s2.scale_aware else net(f_lr)
-
-    opt_p = torch.optim.Adam(g.parameters(), lr=s2.pretrain_lr)
-
-    def pre_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
-        g.train()
-        batches = _batches(n, bs, rng)
-        tot = torch.zeros((), dtype=torch.float64, device=dev)
-        for step, idx in enumerate(batches):
-            set_lr(opt_p, cosine_lr(s2.pretrain_lr, epoch, step, len(batches), s2.pretrain_epochs))
-            f_lr, f_hr, _, factor = sample(rng, idx)
-            loss = losses.feature_mse(call_g(g_net, f_lr, factor), f_hr).mean()
-            opt_p.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_p.step()
-            tot += loss.detach().double()
-        g.eval()
-        return distributed.all_reduce_mean({"mse": tot.item() / max(1, len(batches))})
-
-    pre = EpochRunner(f"{name}.pretrain", out / "state" / f"{name}.pretrain.pt", {"g": g}, {"opt": opt_p},
-                      s2.pretrain_epochs, cfg.seed)
-    if s2.pretrain_epochs and not pre.run(pre_epoch, val_score, resume, stop_after, deadline):
+    runners = _train_g(cfg, out, name, loss_cfg, GParts(g, d, g_net, d_net, head), sample, val_score, n, dev,
+                       resume, stop_after, deadline)
+    if runners is None:
         return None
-    opt_g = torch.optim.Adam(g.parameters(), lr=s2.lr_g, betas=(0.0, 0.9))
-    opt_d = torch.optim.Adam(d.parameters(), lr=s2.lr_d, betas=(0.0, 0.9))
-    step = Stage2Step(head, g_net, d_net, loss_cfg, opt_g, opt_d)
-
-    def gan_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
-        g.train()
-        batches = _batches(n, bs, rng)
-        acc: dict[str, float] = {}
-        for i, idx in enumerate(batches):
-            set_lr(opt_g, cosine_lr(s2.lr_g, epoch, i, len(batches), s2.epochs))
-            set_lr(opt_d, cosine_lr(s2.lr_d, epoch, i, len(batches), s2.epochs))
-            f_lr, f_hr, y, factor = sample(rng, idx)
-            step.factor = factor if s2.scale_aware else None
-            rows = distributed.shard_slice(len(idx))
-            shard = None if distributed.world_size() == 1 else (rows.start, len(idx))
-            for k, v in step(f_lr, f_hr, y, shard).items():
-                acc[k] = acc.get(k, 0.0) + v / len(batches)
-        g.eval()
-        return distributed.all_reduce_mean(acc)
-
-    gan = EpochRunner(f"{name}.gan", out / "state" / f"{name}.gan.pt", {"g": g, "d": d},
-                      {"g": opt_g, "d": opt_d}, s2.epochs, cfg.seed)
-    if s2.epochs:
-        if not gan.run(gan_epoch, val_score, resume, stop_after, deadline):
-            return None
-        gan.load_best()
-    elif s2.pretrain_epochs:
+    pre, gan = runners
+    if not s2.epochs and s2.pretrain_epochs:
         pre.load_best()
     return _save_model(out, name, model.eval(), cfg, gan if s2.epochs else pre,
                        {"losses": dataclasses.asdict(loss_cfg), "pretrain_history": pre.history})
