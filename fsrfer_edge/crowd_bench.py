@@ -36,7 +36,7 @@ import numpy as np
 from .crowd import DEFAULT_MARGIN, DEFAULT_MIN_FACE, CrowdAnalyzer, crop_face
 from .detection import MAX_FRAME_PIXELS, Detection, box_iou, create_detector
 from .detection.frames import optional_module
-from .errors import DataError, FsrferError, InputError
+from .errors import CliParser, DataError, FsrferError, InputError
 from .fileio import write_json
 from .preprocessing import CLASSES, resize
 
@@ -946,7 +946,7 @@ def _names(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = CliParser(
         prog="fsrfer-crowd-bench",
         description="Seeded synthetic crowd benchmark: detection recall and expression accuracy per face-size bin, "
                     "false faces on real photos per score threshold, and frames/s on a 50-face scene, for one "

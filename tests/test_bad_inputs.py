@@ -554,13 +554,14 @@ def test_data_errors_are_data_errors(tmp_path: Path) -> None:
 @pytest.mark.parametrize("prog, argv", [
     ("demo", ["--factors", "0"]), ("demo", ["--nonsense"]), ("crowd", ["x.png", "--out", "o.png", "--scale", "many"]),
     ("crowd", []), ("bench", ["--iters"]), ("export", []), ("export", ["m.pt", "--opset", "x"]),
+    ("crowd-bench", ["--scenes", "x"]), ("crowd-bench", ["--nonsense"]),
 ])
 def test_usage_errors_are_one_line(prog: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     """argparse's usage errors: one line (not the usage block), exit code 2, for every command."""
     import importlib
 
     module = {"demo": "fsrfer_edge.demo", "crowd": "fsrfer_edge.crowd_cli", "bench": "fsrfer_edge.bench",
-              "export": "fsrfer_edge.export.cli"}[prog]
+              "export": "fsrfer_edge.export.cli", "crowd-bench": "fsrfer_edge.crowd_bench"}[prog]
     run_cli(importlib.import_module(module).main, argv, capsys)
 
 
