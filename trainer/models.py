@@ -6,6 +6,7 @@ Every trained artefact, whatever the method, is served as an :class:`InferenceMo
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Optional
 
 import torch
@@ -241,8 +242,6 @@ class DeepGenerator(nn.Module):
                               f"(levels in order: {list(trunk.start_ends)})")
         lo, hi = trunk.start_ends[start], trunk.level_ends[level]
         self.start, self.level, self.scale_aware = start, level, bool(scale_aware)
-        import copy
-
         self.stages = nn.ModuleList(copy.deepcopy(trunk.layers[i]) for i in range(lo, hi))
         chans = [blk.bn2.num_features for blk in self.stages]  # type: ignore[union-attr]
         self.films = nn.ModuleList(FiLM(c) for c in chans) if self.scale_aware else None
