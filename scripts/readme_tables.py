@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
