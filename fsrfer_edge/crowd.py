@@ -195,7 +195,8 @@ class CrowdAnalyzer:
     """Detect the faces of a frame and recognise all their expressions in one batch.
 
     Args:
-        recognizer: the expression model; None: ``Recognizer()`` (the shipped default model).
+        recognizer: the expression model; None: ``Recognizer(spinning=False)`` (the shipped default model;
+            give yours ``spinning=False`` too: it takes turns with the detector's ONNX Runtime session).
         detector: a :class:`~fsrfer_edge.detection.FaceDetector` (yours, or from ``create_detector``);
             None: ``create_detector("auto", min_face=min_face)`` (YuNet with ONNX Runtime, at its
             default score threshold).
@@ -226,7 +227,7 @@ class CrowdAnalyzer:
             raise InputError(f"recognizer is a {type(recognizer).__name__}; expected a fsrfer_edge.Recognizer")
         self._owned: list[Any] = []
         if recognizer is None:
-            recognizer = Recognizer()
+            recognizer = Recognizer(spinning=False)
             self._owned.append(recognizer)
         self.recognizer = recognizer
         if detector is None:

@@ -614,7 +614,7 @@ class Job:
 def _make_analyzer(spec: DetectorSpec, job: Job) -> CrowdAnalyzer:
     from .recognizer import Recognizer
 
-    rec = Recognizer(job.model, threads=job.threads)
+    rec = Recognizer(job.model, threads=job.threads, spinning=False)
     try:
         det = create_detector(spec.name, min_face=spec.min_face, min_score=spec.min_score, model=spec.model,
                               threads=job.threads if spec.name != "opencv" else None)

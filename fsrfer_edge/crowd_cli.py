@@ -275,7 +275,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if kind != "camera" and not Path(args.input).is_file():
             raise InputError(f"input {args.input} does not exist (or is not a file); expected an image or video file")
         threads = args.threads if args.detector != "opencv" else None
-        with Recognizer(args.model, threads=args.threads) as rec, \
+        with Recognizer(args.model, threads=args.threads, spinning=False) as rec, \
                 create_detector(args.detector, min_face=args.min_face, min_score=args.min_score,
                                 threads=threads) as det:
             analyzer = CrowdAnalyzer(rec, det, margin=args.margin, min_score=args.min_score, min_size=args.min_size)

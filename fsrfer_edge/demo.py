@@ -218,7 +218,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         frame = as_rgb_frame(sample_image() if args.image is None else read_image(args.image))
         source = SAMPLE_SOURCE if args.image is None else str(args.image)
-        with Recognizer(args.model, threads=args.threads or None) as rec, create_detector(
+        with Recognizer(args.model, threads=args.threads or None, spinning=False) as rec, create_detector(
                 args.detector, min_face=args.min_face, min_score=args.min_score) as det:
             margin = default_margin(det) if args.margin is None else args.margin
             faces, timings = run_demo(frame, rec, det, args.factors, margin)

@@ -80,14 +80,16 @@ def resolve_model_path(model: Optional[PathLike]) -> Path:
 
 
 def open_backend(path: Path, backend: str = "auto", device: int = 0, max_batch: int = 64,
-                 providers: Union[None, str, Sequence[Any]] = None, threads: Optional[int] = None) -> Backend:
+                 providers: Union[None, str, Sequence[Any]] = None, threads: Optional[int] = None,
+                 spinning: bool = True) -> Backend:
     """Create the backend for a model file (the only place that chooses one).
 
     ``auto``: a TensorRT engine runs on TensorRT. An ONNX model runs on TensorRT where TensorRT, a
     CUDA binding and a GPU are present (like jetson-inference: the first use builds the engine, FP16
     or INT8 for an s8s8 file, and caches it under the engine cache dir, keyed by TensorRT version and
     GPU; later uses load it), else on ONNX Runtime (CUDA provider when this onnxruntime build has
-    it, else CPU), with one log line saying why. ``providers=``/``threads=`` ask for ONNX Runtime.
+    it, else CPU), with one log line saying why. ``providers=``/``threads=`` ask for ONNX Runtime;
+    ``spinning`` is a hint for ONNX Runtime's CPU threads that other backends ignore.
     ``tensorrt`` with an ONNX model looks up an engine built from it (beside it, then in the engine
     cache) and refuses when none is valid.
 
@@ -124,7 +126,7 @@ def open_backend(path: Path, backend: str = "auto", device: int = 0, max_batch: 
         logger.info("backend='auto' runs %s on ONNX Runtime: %s", path.name, reason)
     from .backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(path, providers=providers, threads=threads, device=device)
+    return OnnxRuntimeBackend(path, providers=providers, threads=threads, device=device, spinning=spinning)
 
 
 def _positive_int(name: str, value: Any, minimum: int) -> int:
@@ -144,6 +146,9 @@ class Recognizer:
         max_batch: largest batch sent to the backend at once; larger inputs are split, in order.
         providers: ONNX Runtime providers: None/``"auto"``, ``"cpu"``, ``"cuda"`` or a provider list.
         threads: ONNX Runtime intra-op threads (None: one per physical core).
+        spinning: ONNX Runtime's idle threads spin-wait for work (the default, fastest alone); pass False
+            when other ONNX Runtime sessions run in turn with this one in the process, as a face detector
+            does (``CrowdAnalyzer`` does so for the recogniser it makes). Ignored by TensorRT.
 
     Raises:
         ModelError: the model is missing, corrupt, or not an fsrfer model (EngineError for engines).
@@ -156,13 +161,15 @@ class Recognizer:
 
     def __init__(self, model: Optional[PathLike] = None, backend: str = "auto", device: int = 0,
                  max_batch: int = 64, providers: Union[None, str, Sequence[Any]] = None,
-                 threads: Optional[int] = None) -> None:
+                 threads: Optional[int] = None, spinning: bool = True) -> None:
         if not isinstance(backend, str) or backend not in BACKENDS:
             raise InputError(f"backend={backend!r}; expected one of {BACKENDS}")
         self._device = _positive_int("device", device, 0)
         requested = _positive_int("max_batch", max_batch, 1)
         self.model_path = resolve_model_path(model)
-        opened = open_backend(self.model_path, backend, self._device, requested, providers, threads)
+        if not isinstance(spinning, bool):
+            raise InputError(f"spinning={spinning!r}; expected True or False")
+        opened = open_backend(self.model_path, backend, self._device, requested, providers, threads, spinning)
         try:
             opened.check_model()  # one dry run: a broken model is refused here, not at the first predict
         except BaseException:

@@ -209,6 +209,27 @@ def test_default_analyzer_owns_and_closes_its_models(scene: crowd_bench.Scene) -
     assert a.recognizer.backend.closed and a.detector.closed
 
 
+def _spinning(session: object) -> str:
+    """The session's ``allow_spinning`` entry ("default" when never set: ONNX Runtime spins)."""
+    try:
+        return session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")  # type: ignore[attr-defined]
+    except RuntimeError:
+        return "default"
+
+
+def test_crowd_sessions_take_turns_without_spin_waiting(scene: crowd_bench.Scene) -> None:
+    # The detector's and the analyzer's own recogniser's threads must not spin after their runs (they
+    # would take the cores from the other session); a Recognizer alone keeps ONNX Runtime's default.
+    with CrowdAnalyzer() as analyzer:
+        assert _spinning(analyzer.detector._session) == "0"  # type: ignore[attr-defined]
+        assert _spinning(analyzer.recognizer.backend._session) == "0"  # type: ignore[attr-defined]
+        assert len(analyzer.analyze(scene.image).faces) > 0
+    with Recognizer() as alone:
+        assert _spinning(alone.backend._session) == "default"  # type: ignore[attr-defined]
+    with pytest.raises(InputError, match="spinning"):
+        Recognizer(spinning="no")  # type: ignore[arg-type]
+
+
 def test_stream_bad_sources(analyzer: CrowdAnalyzer, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="frame 1"):
         list(analyzer.analyze_stream([np.zeros((8, 8, 3), np.uint8), np.full((8, 8), 0.5, np.float32)]))

@@ -83,11 +83,17 @@ def resolve_providers(providers: Union[None, str, Sequence[ProviderSpec]], devic
     return out
 
 
-def make_session_options(threads: Optional[int] = None, ort: Optional[ModuleType] = None) -> Any:
-    """Session options shared by the backend and the benchmark's bare session.
+def make_session_options(threads: Optional[int] = None, ort: Optional[ModuleType] = None,
+                         spinning: bool = True) -> Any:
+    """Session options shared by the backend, the detectors and the benchmark's bare session.
 
     Args:
         threads: intra-op threads; None lets ONNX Runtime choose (one per physical core).
+        spinning: let idle intra-op threads spin-wait for work (ONNX Runtime's default, fastest for one
+            session run back to back). False where sessions take turns in one process, as the crowd
+            analyzer's detector and recogniser do: a session's threads still spinning after its run take
+            the cores from the next session (on 2 cores, turning it off cut a 50-face frame from about
+            250 to 180 ms; ``results/crowd/bench.json`` has the measurement).
 
     Raises:
         InputError: ``threads`` is not a positive integer.
@@ -99,12 +105,14 @@ def make_session_options(threads: Optional[int] = None, ort: Optional[ModuleType
             raise InputError(f"threads={threads!r}; expected a positive integer or None (all cores)")
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3  # errors only; warnings about unused CUDA libs go to our logger instead
     return opts
 
 
 def load_session(path: Union[str, os.PathLike[str]], providers: Union[None, str, Sequence[ProviderSpec]] = None,
-                 threads: Optional[int] = None, device: int = 0) -> tuple[Any, ModelInfo]:
+                 threads: Optional[int] = None, device: int = 0, spinning: bool = True) -> tuple[Any, ModelInfo]:
     """Open an exported fsrfer ONNX model: returns (InferenceSession, ModelInfo).
 
     Raises:
@@ -119,7 +127,7 @@ def load_session(path: Union[str, os.PathLike[str]], providers: Union[None, str,
     if problem:
         raise ModelError(f"model file {p} {problem}; expected an .onnx file from fsrfer-export")
     provider_list = resolve_providers(providers, device, ort)
-    opts = make_session_options(threads, ort)
+    opts = make_session_options(threads, ort, spinning)
     try:
         session = ort.InferenceSession(str(p), sess_options=opts, providers=provider_list)
     except _ort_errors(ort) as exc:
@@ -173,6 +181,7 @@ class OnnxRuntimeBackend(Backend):
             ``"cpu"``, ``"cuda"``, or an explicit ONNX Runtime provider list.
         threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
         device: CUDA device id for the CUDA provider.
+        spinning: idle threads spin-wait for work (see :func:`make_session_options`).
 
     Raises:
         ModelError: corrupt/non-ONNX file or missing fsrfer metadata.
@@ -182,12 +191,12 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, path: Union[str, os.PathLike[str]], providers: Union[None, str, Sequence[ProviderSpec]] = None,
-                 threads: Optional[int] = None, device: int = 0) -> None:
+                 threads: Optional[int] = None, device: int = 0, spinning: bool = True) -> None:
         super().__init__()
         self.path = Path(path)
         self.threads = threads
         self._session: Any = None
-        self._session, self._info = load_session(self.path, providers, threads, device)
+        self._session, self._info = load_session(self.path, providers, threads, device, spinning)
         self._max_batch = check_session_io(self._session, self._info, str(self.path))
         self._input_name = self._info.input_name
         self._output_names = [self._info.output_name]

@@ -228,7 +228,8 @@ def open_session(path: Path, providers: Union[None, str, Sequence[Any]], threads
     if not path.is_file():
         raise ModelError(f"detector model {path} does not exist; expected {expected}")
     try:
-        return ort.InferenceSession(str(path), sess_options=make_session_options(threads, ort),
+        # No spin-waiting: a detector takes turns with the recogniser (see make_session_options).
+        return ort.InferenceSession(str(path), sess_options=make_session_options(threads, ort, spinning=False),
                                     providers=resolve_providers(providers, 0, ort))
     except _ort_errors(ort) as exc:
         raise ModelError(f"{path} could not be loaded by ONNX Runtime ({type(exc).__name__}: {exc}); "
