@@ -1,24 +1,34 @@
 #!/usr/bin/env bash
 # Issue 12's seed study: for each seed, the early-G FSR-FER, its two ablations (no re-weighting, no
-# adversarial loss) and the equal-budget LR-fine-tuned baseline, all from the same frozen HR model
-# (the shipped default's), evaluated on val under the three protocols; then one summary JSON with the
-# mean and spread over seeds.
-# Usage: bash scripts/early_g_seeds.sh [SEEDS] [RUNS_DIR] [TIME_BUDGET_MIN]
-#   defaults: "0 1 2", /tmp/fsrfer-runs, no budget. Resumable: run the same command again after a stop.
-# CPU: about 6 min per epoch here (12 epochs per seed); a GPU takes minutes for all of it.
+# adversarial loss), the same G without FiLM (does the factor earn a second graph input?) and the
+# equal-budget LR-fine-tuned baseline, all from the same frozen HR model (the shipped default's),
+# evaluated on val; then one summary JSON with the mean and spread over seeds, and each row's paired
+# difference to the method (same seed, same training subset).
+# Usage: bash scripts/early_g_seeds.sh [SEEDS] [RUNS_DIR] [TIME_BUDGET_MIN] [CONFIG] [JSON]
+#   defaults: "0 1 2", /tmp/fsrfer-runs, no budget, configs/ferplus_early_g_short.yaml (8,000 training
+#   faces per seed), results/ferplus/early_g_seeds.json. The no-FiLM config is CONFIG with _nofilm before
+#   .yaml. Resumable: run the same command again after a stop; the budget applies to each run.
+# CPU (2 cores, idle): about 25 min per seed with the short config; a GPU takes minutes for all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${1:-0 1 2}
 RUNS=${2:-/tmp/fsrfer-runs}
 BUDGET=${3:-}
-CONFIG=configs/ferplus_early_g.yaml
+CONFIG=${4:-configs/ferplus_early_g_short.yaml}
+JSON=${5:-results/ferplus/early_g_seeds.json}
+NOFILM=${CONFIG%.yaml}_nofilm.yaml
+[ -f "$NOFILM" ] || { echo "missing $NOFILM (the no-FiLM variant of $CONFIG)"; exit 2; }
+name=$(basename "${CONFIG%.yaml}")
 args=()
 for s in $SEEDS; do
-  out="$RUNS/early_g_seed$s"
+  out="$RUNS/${name}_seed$s"
   python scripts/early_g.py --config "$CONFIG" --seed "$s" --out "$out" \
     --steps stage2,ablations,baselines,eval ${BUDGET:+--time-budget "$BUDGET"}
   [ -f "$out/eval/val/results.json" ] || { echo "seed $s not finished; run again to continue"; exit 0; }
-  args+=("early_g=$out")  # one label: rows aggregate over seeds
+  python scripts/early_g.py --config "$NOFILM" --seed "$s" --out "${out}_nofilm" \
+    --steps stage2,eval ${BUDGET:+--time-budget "$BUDGET"}
+  [ -f "${out}_nofilm/eval/val/results.json" ] || { echo "seed $s (no FiLM) not finished; run again to continue"; exit 0; }
+  args+=("early_g=$out" "no_film=${out}_nofilm")  # one label per variant: rows aggregate over seeds
 done
-python scripts/early_g_summary.py --json results/ferplus/early_g_seeds.json \
-  --note "early G (layer1 -> layer3, FiLM), ablations and equal-budget LR fine-tuning per seed; FER+ val" "${args[@]}"
+python scripts/early_g_summary.py --json "$JSON" --against early_g/fsrfer \
+  --note "$CONFIG and $NOFILM: early G (layer1 -> layer3, FiLM unless no_film), its ablations and equal-budget LR fine-tuning per seed, each seed on its own seeded training subset; FER+ val" "${args[@]}"

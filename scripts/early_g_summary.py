@@ -64,6 +64,30 @@ def collect(runs: list[tuple[str, Path]], split: str) -> dict[str, Any]:
     return rows
 
 
+def paired(rows: dict[str, Any], against: str) -> dict[str, Any]:
+    """Each row minus row ``against``, seed by seed (same seed: same training subset and HR model), per
+    protocol and factor: mean and spread of the difference over the seeds both rows have."""
+    if against not in rows:
+        raise SystemExit(f"--against {against}: no such row; rows are {sorted(rows)}")
+    out: dict[str, Any] = {}
+    for name, row in rows.items():
+        if name == against:
+            continue
+        for protocol, by_seed in row["runs"].items():
+            ref = rows[against]["runs"].get(protocol, {})
+            seeds = sorted(set(by_seed) & set(ref))
+            if not seeds:
+                continue
+            factors = sorted(by_seed[seeds[0]], key=int)
+            d = np.array([[by_seed[s][f] - ref[s][f] for f in factors] for s in seeds])
+            out.setdefault(name, {})[protocol] = {
+                "seeds": len(seeds),
+                "mean": {f: round(float(d[:, i].mean()), 2) for i, f in enumerate(factors)},
+                "std": {f: round(float(d[:, i].std(ddof=1)), 2) if len(d) > 1 else None for i, f in enumerate(factors)},
+            }
+    return out
+
+
 def film_check(run: Path, split: str, constants: tuple[int, ...] = (1, 2, 4, 8)) -> dict[str, Any]:
     """Does the scale-aware G use the factor? Accuracy per factor of RUN's fsrfer model when FiLM is
     told each face's true factor, and when it is told one constant factor for every face instead."""
@@ -93,6 +117,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--split", default="val")
     ap.add_argument("--json", required=True)
     ap.add_argument("--note", default="", help="what these runs are (kept in the file)")
+    ap.add_argument("--against", metavar="ROW",
+                    help="also write every row's per-seed difference to ROW (e.g. early_g/fsrfer): mean and spread")
     ap.add_argument("--film-check", metavar="LABEL",
                     help="also evaluate LABEL's scale-aware fsrfer model with a constant factor for every face")
     args = ap.parse_args(argv)
@@ -104,11 +130,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         runs.append((label, Path(path)))
     from fsrfer_edge.fileio import write_json
 
-    shown = [f"--json {args.json}"] + ([f"--film-check {args.film_check}"] if args.film_check else []) + \
+    shown = [f"--json {args.json}"] + ([f"--against {args.against}"] if args.against else []) + \
+        ([f"--film-check {args.film_check}"] if args.film_check else []) + \
         [f"{label}=RUN_DIR" for label, _ in runs]
     doc = {"command": "python scripts/early_g_summary.py " + " ".join(shown) + " (RUN_DIR: a scripts/early_g.py run)",
            "split": args.split, "note": args.note, "load_average": list(os.getloadavg()),
            "rows": collect(runs, args.split)}
+    if args.against:
+        doc["paired"] = {"against": args.against, "difference": paired(doc["rows"], args.against)}
     if args.film_check:
         doc["film_check"] = {"run": args.film_check, "accuracy": film_check(dict(runs)[args.film_check], args.split)}
     write_json(args.json, doc)

@@ -243,3 +243,20 @@ def test_an_early_g_exports_to_one_graph_and_a_scale_aware_one_is_refused(tmp_pa
     with pytest.raises(ModelError, match="scale-aware"):
         export_onnx(ckpt2, tmp_path / "aware.onnx")
     assert not (tmp_path / "aware.onnx").exists()
+
+
+def test_seed_summary_pairs_each_row_with_the_method_seed_by_seed():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("early_g_summary", REPO / "scripts" / "early_g_summary.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    # Seed 1 is a harder subset for both: the paired difference has no spread, the raw rows do.
+    method = {"0": {"2": 80.0, "4": 70.0}, "1": {"2": 76.0, "4": 66.0}}
+    base = {"0": {"2": 79.0, "4": 71.0}, "1": {"2": 75.0, "4": 67.0}, "2": {"2": 50.0, "4": 50.0}}
+    rows = {"g/fsrfer": {"runs": {"resized": method}}, "g/lr_finetune": {"runs": {"resized": base}}}
+    diff = mod.paired(rows, "g/fsrfer")["g/lr_finetune"]["resized"]
+    assert diff["seeds"] == 2  # seed 2 has no method run to pair with
+    assert diff["mean"] == {"2": -1.0, "4": 1.0} and diff["std"] == {"2": 0.0, "4": 0.0}
+    with pytest.raises(SystemExit, match="no such row"):
+        mod.paired(rows, "g/missing")
