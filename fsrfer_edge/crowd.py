@@ -289,17 +289,20 @@ class CrowdAnalyzer:
                            {"detect": detect_ms, "recognize": ms})
 
     # -- streams ----------------------------------------------------------------------------
-    def analyze_stream(self, source: Union[PathLike, int, Iterable[np.ndarray]], *, pipeline: bool = True,
+    def analyze_stream(self, source: Union[PathLike, int, Iterable[np.ndarray]], *, pipeline: bool = False,
                        max_frames: Optional[int] = None) -> Iterator[CrowdResult]:
         """Analyse the frames of a video file, a camera or an iterable of frames, in order.
 
         With ``pipeline`` the detection of frame t+1 runs in a worker thread while frame t is recognised
         (both ONNX Runtime and TensorRT release the GIL), so a frame costs about max(detect, recognise)
-        instead of their sum.
+        instead of their sum, but only where the two find free cores (a GPU recogniser, or sessions given
+        ``threads`` that split the cores). It is off by default: on the 2-core CPU of the crowd benchmark
+        both sessions want both cores, and the pipelined stream was slower than frame by frame
+        (``speed`` in ``results/crowd/bench.json``).
 
         Args:
             source: a video file path, a camera index (int, OpenCV), or an iterable of RGB frames.
-            pipeline: overlap detection and recognition of consecutive frames.
+            pipeline: overlap detection and recognition of consecutive frames (see above).
             max_frames: stop after this many frames (None: until the source ends).
 
         Yields:

@@ -203,7 +203,7 @@ def test_default_analyzer_owns_and_closes_its_models(scene: crowd_bench.Scene) -
     with CrowdAnalyzer(min_face=16) as a:
         assert a.detector.name == crowd.DEFAULT_DETECTOR == "yunet" and a.analyze(scene.image).summary.n_faces >= 1
         assert a.margin == crowd.MARGINS["yunet"]
-        stream = a.analyze_stream([scene.image] * 3)
+        stream = a.analyze_stream([scene.image] * 3, pipeline=True)
         assert next(stream).frame_index == 0
         stream.close()  # stopping a pipelined stream early leaves no thread behind
     assert a.recognizer.backend.closed and a.detector.closed

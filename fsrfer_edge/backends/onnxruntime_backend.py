@@ -92,8 +92,7 @@ def make_session_options(threads: Optional[int] = None, ort: Optional[ModuleType
         spinning: let idle intra-op threads spin-wait for work (ONNX Runtime's default, fastest for one
             session run back to back). False where sessions take turns in one process, as the crowd
             analyzer's detector and recogniser do: a session's threads still spinning after its run take
-            the cores from the next session (on 2 cores, turning it off cut a 50-face frame from about
-            250 to 180 ms; ``results/crowd/bench.json`` has the measurement).
+            the cores from the next session.
 
     Raises:
         InputError: ``threads`` is not a positive integer.
