@@ -219,16 +219,34 @@ def early_g_table(doc: dict[str, Any]) -> str:
             continue
         factors = sorted(rows[0][1]["summary"][protocol]["mean"], key=int)
         lines = [f"Protocol {title}:\n", "| run/model | " + " | ".join(f"x{f}" for f in factors)
-                 + " | mean | seeds | training epochs |", "|---|" + "---:|" * (len(factors) + 3)]
+                 + " | mean | seeds | training epochs | training min (CPU, mean) |", "|---|" + "---:|" * (len(factors) + 4)]
         for name, row in rows:
             sm = row["summary"][protocol]
             spread = sm["std"] if sm["seeds"] > 1 else {}
             cells = [f"{sm['mean'][f]:.2f}" + (f" ± {spread[f]:.2f}" if spread.get(f) is not None else "")
                      for f in factors]
             epochs = sorted({c["epochs"] for c in row.get("cost", {}).values()})
+            secs = [c["seconds"] for c in row.get("cost", {}).values() if c.get("epochs")]
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {sm['mean_over_factors']:.2f} | {sm['seeds']} | "
-                         + ("/".join(map(str, epochs)) if epochs and epochs != [0] else "stage 1 only") + " |")
+                         + ("/".join(map(str, epochs)) if epochs and epochs != [0] else "stage 1 only")
+                         + (f" | {sum(secs) / len(secs) / 60:.0f} |" if secs else " | - |"))
         out.append("\n".join(lines) + "\n")
+    pd = doc.get("paired")
+    if pd:
+        for protocol, title in PROTOCOL_NAMES.items():
+            rows = [(name, by[protocol]) for name, by in pd["difference"].items() if protocol in by]
+            if not rows:
+                continue
+            factors = sorted(rows[0][1]["mean"], key=int)
+            lines = [f"Each row minus `{pd['against']}` of the same seed (same training subset), protocol {title}, "
+                     "in points (mean ± spread over seeds; negative: below the method):\n",
+                     "| run/model | " + " | ".join(f"x{f}" for f in factors) + " | seeds |",
+                     "|---|" + "---:|" * (len(factors) + 1)]
+            for name, d in rows:
+                cells = [f"{d['mean'][f]:+.2f}" + (f" ± {d['std'][f]:.2f}" if d["std"].get(f) is not None else "")
+                         for f in factors]
+                lines.append(f"| {name} | " + " | ".join(cells) + f" | {d['seeds']} |")
+            out.append("\n".join(lines) + "\n")
     fc = doc.get("film_check")
     if fc:
         acc = fc["accuracy"]
@@ -249,6 +267,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "targets": ("results/targets.json", targets_table, "README.md"),
     "int8_generator": ("results/ferplus/int8_generator.json", int8_generator_table, "README.md"),
     "early_g": ("results/ferplus/early_g_val.json", early_g_table, "README.md"),
+    "early_g_seeds": ("results/ferplus/early_g_seeds.json", early_g_table, "README.md"),
     "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),
     "crowd_compare": ("results/crowd/bench.json", crowd_compare_table, "docs/crowd.md"),
     "crowd_variants": ("results/crowd/bench.json", crowd_variants_table, "docs/crowd.md"),
