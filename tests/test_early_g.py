@@ -10,9 +10,10 @@ torch = pytest.importorskip("torch")
 from fsrfer_edge.errors import ConfigError, DataError  # noqa: E402
 from trainer import config, data, losses  # noqa: E402
 from trainer.degrade import DegradeConfig, random_lr  # noqa: E402
-from trainer.evaluate import evaluate_fn, torch_logits_fn  # noqa: E402
+from trainer.evaluate import evaluate_fn, protocol_inputs, torch_logits_fn  # noqa: E402
 from trainer.models import DeepGenerator, FiLM, InferenceModel  # noqa: E402
-from trainer.train import PRE, load_data, train_stage1, train_stage2  # noqa: E402
+from trainer.synthetic import make_faces  # noqa: E402
+from trainer.train import PRE, fit_factor_estimator, load_data, train_stage1, train_stage2  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEEP = {"method": "fsrfer", "backbone": "resnet10_half", "feature_level": "layer3",
@@ -240,9 +241,44 @@ def test_an_early_g_exports_to_one_graph_and_a_scale_aware_one_is_refused(tmp_pa
     aware = _deep_model()
     ckpt2 = tmp_path / "aware.pt"
     checkpoint.save(ckpt2, checkpoint.model_payload(aware, aware.spec, PRE, {"name": "aware"}))
-    with pytest.raises(ModelError, match="scale-aware"):
+    with pytest.raises(ModelError, match="fit_factor_estimator"):  # FiLM needs the factor: no estimator, no graph
         export_onnx(ckpt2, tmp_path / "aware.onnx")
     assert not (tmp_path / "aware.onnx").exists()
+    # With a fitted estimator the scale-aware model is one single-input graph that estimates each factor.
+    faces, _ = make_faces(400, seed=3)
+    report = fit_factor_estimator(aware, faces[:300], faces[300:], DegradeConfig(factors=(1, 2, 4, 8)), seed=0, n=300)
+    assert set(report) == {"1", "2", "4", "8"}
+    checkpoint.save(ckpt2, checkpoint.model_payload(aware, aware.spec, PRE, {"name": "aware"}))
+    export_onnx(ckpt2, tmp_path / "aware.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "aware.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["faces"]
+    x = torch.from_numpy(protocol_inputs(faces[300:306], 4, PRE))
+    with torch.no_grad():
+        np.testing.assert_allclose(sess.run(None, {"faces": x.numpy()})[0], aware(x).numpy(), atol=1e-4)
+
+
+def test_factor_estimator_is_fitted_from_degraded_faces_and_refuses_to_guess_unfitted():
+    model = _deep_model()
+    model.spec["factor_estimator"] = True
+    rebuilt = InferenceModel(model.spec)  # a checkpoint's spec rebuilds an (unfitted) estimator
+    with pytest.raises(ConfigError, match="not fitted"):
+        rebuilt(torch.zeros(2, 1, 48, 48))
+    faces, _ = make_faces(1200, seed=5)
+    report = fit_factor_estimator(model, faces[:900], faces[900:], DegradeConfig(factors=(1, 2, 3, 4, 6, 8)), seed=0)
+    est = model.factor_estimator
+    # Held-out faces at each factor: the estimate is near the truth and grows with the factor.
+    means = []
+    for f in (1, 2, 4, 8):
+        x = torch.from_numpy(protocol_inputs(faces[900:], f, PRE))
+        with torch.no_grad():
+            got = est(x).numpy()
+        assert np.all((got >= 1.0) & (got <= 8.0))
+        means.append(float(np.exp(np.log(got).mean())))
+        assert report[str(f)]["mae_log2"] < 0.5, report
+    assert means == sorted(means) and means[0] < 1.5 and means[-1] > 5.0, means
+    with pytest.raises(ConfigError, match="scale-aware"):
+        fit_factor_estimator(InferenceModel({**DEEP, "generator": {**DEEP["generator"], "scale_aware": False}}),
+                             faces, faces, DegradeConfig(), seed=0)
 
 
 def test_seed_summary_pairs_each_row_with_the_method_seed_by_seed():

@@ -209,6 +209,25 @@ def test_check_refuses_unsupported_op_opset_and_per_channel_activation(tmp_path:
     assert "per-channel scales on an activation" in text and "zero point is not 0" in text
 
 
+def test_check_reads_constant_of_shape_by_its_fill_value_not_its_shape_input() -> None:
+    # ConstantOfShape's input is always an INT64 shape; TensorRT's table lists the types of the value.
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    outs = []
+    for kind, value_type in (("f", TensorProto.FLOAT), ("d", TensorProto.DOUBLE)):
+        outs.append(helper.make_tensor_value_info(kind, value_type, [2, 3]))
+    g = helper.make_graph([helper.make_node("Shape", ["x"], ["s"]),
+                           helper.make_node("ConstantOfShape", ["s"], ["f"],
+                                            value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
+                           helper.make_node("ConstantOfShape", ["s"], ["d"],
+                                            value=helper.make_tensor("w", TensorProto.DOUBLE, [1], [1.0]))],
+                          "g", [x], outs)
+    report = trt_check.check_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), "m.onnx")
+    bad = [e for e in report.errors if "ConstantOfShape" in e]
+    assert bad and all("is DOUBLE" in e for e in bad), report.errors  # the FP32 one passes, the DOUBLE one not
+
+
 def test_check_passes_the_shipped_default_fp16_and_a_fresh_s8s8(tmp_path: Path) -> None:
     from fsrfer_edge.export.calib import faces_to_pixels, to_model_input
     from fsrfer_edge.export.onnx_export import read_model_info

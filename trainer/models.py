@@ -204,7 +204,7 @@ FACTOR_FEATURES = 3  # (1, log2 f, (log2 f)^2): smooth in the factor, so unseen 
 def factor_features(factor: torch.Tensor) -> torch.Tensor:
     """(N,) down-sample factors (1 = HR) -> (N, 3) conditioning features for FiLM."""
     lf = torch.log2(factor.float().clamp(min=1.0))[:, None]
-    return torch.cat([torch.ones_like(lf), lf, lf * lf], 1)
+    return torch.cat([lf * 0.0 + 1.0, lf, lf * lf], 1)  # not ones_like: no ConstantOfShape in the graph
 
 
 class FiLM(nn.Module):
@@ -219,6 +219,48 @@ class FiLM(nn.Module):
     def forward(self, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.net(factor_features(factor)).chunk(2, dim=1)
         return x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+
+class FactorEstimator(nn.Module):
+    """Each face's down-sample factor estimated from the (normalised) model input itself.
+
+    Three statistics of the image, log mean |Laplacian|, log mean |gradient| and log standard
+    deviation, with their squares, map linearly to log2 of the factor; the weights are fitted by
+    least squares on degraded training faces (:func:`trainer.train.fit_factor_estimator`). A face
+    down-sampled and resized back loses its high frequencies, which is what these measure; the fit
+    is of the same kind of faces G is trained on (kernels, JPEG, noise, blur). With it in the fused
+    graph a scale-aware G needs no second input: small crops (resized to the input size by the SDK)
+    and crops an app already resized are treated alike. Until fitted it refuses to run.
+    """
+
+    N_WEIGHTS = 7
+    EPS = 1e-6
+
+    def __init__(self, max_factor: float = 8.0) -> None:
+        super().__init__()
+        self.register_buffer("weights", torch.zeros(self.N_WEIGHTS))
+        self.register_buffer("fitted", torch.zeros(()))
+        self.register_buffer("log2_max", torch.tensor(float(torch.log2(torch.tensor(max_factor)))))
+        lap = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
+        self.register_buffer("laplacian", lap[None, None])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, S, S) normalised faces -> (N, 7) regression features."""
+        g = x.mean(1, keepdim=True)
+        lap = torch.nn.functional.conv2d(g, self.laplacian).abs().mean((1, 2, 3))
+        grad = (g[..., :, 1:] - g[..., :, :-1]).abs().mean((1, 2, 3)) + \
+            (g[..., 1:, :] - g[..., :-1, :]).abs().mean((1, 2, 3))
+        centred = g - g.mean((2, 3), keepdim=True)
+        std = (centred * centred).mean((1, 2, 3)).sqrt()
+        s = torch.log(torch.stack([lap, grad, std], 1) + self.EPS)
+        return torch.cat([s[:, :1] * 0.0 + 1.0, s, s * s], 1)  # not ones_like: no ConstantOfShape in the graph
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export() and float(self.fitted) == 0.0:
+            raise ConfigError("the factor estimator is not fitted; run trainer.train.fit_factor_estimator "
+                              "(scripts/fit_factor_estimator.py for an existing checkpoint)")
+        lf = self.features(x) @ self.weights
+        return torch.pow(2.0, lf.clamp(min=0.0).minimum(self.log2_max))
 
 
 class DeepGenerator(nn.Module):
@@ -367,10 +409,15 @@ class InferenceModel(nn.Module):
             self.generator = create_generator(self.fer.trunk, self.level, spec.get("generator", {}))
         # Where G reads the trunk: its own level, or an earlier one for a deep G.
         self.start = self.generator.start if isinstance(self.generator, DeepGenerator) else self.level
-        #: True when forward() needs each face's down-sample factor (a scale-aware G).
+        #: True when the G is scale-aware: forward() takes each face's down-sample factor, or estimates
+        #: it with ``factor_estimator`` (present when the spec says ``factor_estimator: true``).
         self.scale_aware = bool(getattr(self.generator, "scale_aware", False))
+        self.factor_estimator: Optional[FactorEstimator] = \
+            FactorEstimator() if self.scale_aware and spec.get("factor_estimator") else None
 
     def forward(self, x: torch.Tensor, factor: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if factor is None and self.factor_estimator is not None:
+            factor = self.factor_estimator(x)
         if self.sr is not None:
             x = self.sr(x)
         trunk = self.fer.trunk

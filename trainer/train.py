@@ -647,8 +647,56 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
     pre, gan = runners
     if not s2.epochs and s2.pretrain_epochs:
         pre.load_best()
-    return _save_model(out, name, model.eval(), cfg, gan if s2.epochs else pre,
-                       {"losses": dataclasses.asdict(loss_cfg), "pretrain_history": pre.history})
+    extra: dict[str, Any] = {"losses": dataclasses.asdict(loss_cfg), "pretrain_history": pre.history}
+    if s2.scale_aware:  # the fused graph estimates each face's factor from the image (one input)
+        extra["factor_estimator"] = fit_factor_estimator(model, data.train.images, data.val.images, dcfg, cfg.seed)
+        model.to(dev)
+    return _save_model(out, name, model.eval(), cfg, gan if s2.epochs else pre, extra)
+
+
+def fit_factor_estimator(model: InferenceModel, train_images: np.ndarray, val_images: np.ndarray, dcfg: Any,
+                         seed: int, n: int = 6000) -> dict[str, Any]:
+    """Fit (or add and fit) a scale-aware model's :class:`~trainer.models.FactorEstimator`.
+
+    Least squares of log2(factor) on the estimator's image statistics, over ``n`` training faces each
+    degraded as stage 2 degrades them (``dcfg``: factors, kernels, JPEG, noise, blur; one draw per face).
+    The model's spec gets ``factor_estimator: true`` so that checkpoints rebuild it. Returns the
+    estimator's error on ``val_images`` degraded the same way: per factor, the mean estimated factor
+    and the mean absolute error of log2(factor).
+    """
+    from .degrade import random_lr
+    from .models import FactorEstimator
+
+    if not model.scale_aware:
+        raise ConfigError("only a scale-aware G (stage2.scale_aware) uses a factor estimator")
+    if model.factor_estimator is None:
+        model.factor_estimator = FactorEstimator(float(max(dcfg.factors)))
+        model.spec["factor_estimator"] = True
+    est = model.factor_estimator.to(torch.device("cpu"))
+
+    def draw(images: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
+        idx = rng.choice(len(images), min(n, len(images)), replace=False)
+        lr, factors = random_lr(images[idx], dcfg, rng)
+        with torch.no_grad():
+            return est.features(_tensor(lr)).double(), factors
+
+    x, f = draw(train_images, np.random.default_rng([seed, 11]))
+    y = torch.from_numpy(np.log2(f.astype(np.float64)))
+    w = torch.linalg.lstsq(x, y[:, None]).solution[:, 0]
+    est.weights.copy_(w.float())
+    est.fitted.fill_(1.0)
+    xv, fv = draw(val_images, np.random.default_rng([seed, 12]))
+    with torch.no_grad():
+        pred = (xv.float() @ est.weights).clamp(min=0.0).minimum(est.log2_max).numpy()
+    report = {}
+    for factor in sorted(set(int(v) for v in fv)):
+        m = fv == factor
+        report[str(factor)] = {"mean_estimate": round(float(np.mean(2.0 ** pred[m])), 3),
+                               "mae_log2": round(float(np.mean(np.abs(pred[m] - np.log2(factor)))), 3),
+                               "faces": int(m.sum())}
+    log.info("factor estimator on val: %s", ", ".join(f"x{k} -> {v['mean_estimate']:.2f} (MAE log2 {v['mae_log2']:.2f})"
+                                                       for k, v in report.items()))
+    return report
 
 
 def _map_shape(trunk: nn.Module, level: str) -> tuple[int, int]:

@@ -220,10 +220,11 @@ def export_onnx(checkpoint_path: PathLike, out_path: PathLike, uint8_input: bool
     from ..fileio import sha256_file as file_sha256
 
     model, pre, ckpt = load_checkpoint(checkpoint_path)
-    if getattr(model, "scale_aware", False):
+    if getattr(model, "scale_aware", False) and getattr(model, "factor_estimator", None) is None:
         raise ModelError(
-            f"{checkpoint_path}: its G is scale-aware (FiLM on each face's down-sample factor), and the fused graph "
-            "has one input, the faces; export a model trained with stage2.scale_aware: false")
+            f"{checkpoint_path}: its G is scale-aware (FiLM on each face's down-sample factor) but it has no factor "
+            "estimator, and the fused graph has one input, the faces; add one with scripts/fit_factor_estimator.py "
+            "(stage 2 fits it itself since the estimator exists)")
     info = checkpoint_info(ckpt, pre, uint8_input, file_sha256(checkpoint_path))
     log.info("exporting %s (%s, %s input, opset %d)", checkpoint_path, info.method, info.input_dtype, opset)
     onnx_model = _torch_to_onnx(fused_module(model, pre, uint8_input), pre, uint8_input, opset)

@@ -155,6 +155,11 @@ def _check_ops(g: _Graph, opset: int, table: OperatorTable, errors: list[str]) -
         if not node.input or not node.input[0] or node.op_type in ("Constant",):
             continue
         tname = g.type_name(node.input[0])
+        if node.op_type == "ConstantOfShape":
+            # Its input is a shape (INT64 in every ONNX model); the table's types are those of the value
+            # it fills with (attribute ``value``, FP32 when absent).
+            value = next((a.t for a in node.attribute if a.name == "value"), None)
+            tname = _TYPE_NAMES.get(int(value.data_type)) if value is not None else "FP32"
         allowed = list(entry["types"])
         if tname == "INT64" and "INT32" in allowed and table.name == "tensorrt-8.5":
             continue  # 8.5 casts INT64 down to INT32 (docs/operators.md, note on INT64)
