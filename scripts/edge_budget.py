@@ -50,6 +50,7 @@ from fsrfer_edge.errors import (
     ModelError,
     one_line,
 )
+from fsrfer_edge.bench import parse_int_list
 from fsrfer_edge.fileio import check_output_path, file_problem, sha256_file, write_json
 from fsrfer_edge.preprocessing import FACTORS
 from fsrfer_edge.recognizer import DEFAULT_MODEL
@@ -409,16 +410,6 @@ def format_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _factors(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers, e.g. 1,2,3,4,6,8") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected factors >= 1, e.g. 1,2,3,4,6,8")
-    return values
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = CliParser(prog="scripts/edge_budget.py", description=__doc__.split("\n\n")[0].strip())
     p.add_argument("--candidate", metavar="ONNX", help="FP32 fused fsrfer model (default: the shipped default.onnx)")
@@ -429,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"fer2013.npz with ferplus_labels.npz beside it: FER+ accuracy and INT8 calibration faces "
                         f"(default: {_show(DEFAULT_DATA)}; accuracy is skipped when the default is absent)")
     p.add_argument("--split", choices=("test", "val"), default="test", help="FER+ split for accuracy (default: test)")
-    p.add_argument("--factors", type=_factors, default=list(FACTORS), metavar="F,F,...",
+    p.add_argument("--factors", type=parse_int_list, default=list(FACTORS), metavar="F,F,...",
                    help="down-sample factors (default: 1,2,3,4,6,8)")
     p.add_argument("--no-accuracy", action="store_true", help="measure throughput only")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default: 5)")
