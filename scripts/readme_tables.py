@@ -259,6 +259,26 @@ def early_g_table(doc: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def factor_estimator_table(doc: dict[str, Any]) -> str:
+    """The scale-aware early G told the true factor against its exported graph estimating it."""
+    fit = doc["estimator_fit_on_val"]
+    factors = sorted(fit, key=int)
+    lines = [f"`{doc['source']}` ({doc['command']}), {doc['split']} split, run `{doc['run_config']}`. "
+             "The estimator on val faces degraded as in training:\n",
+             "| | " + " | ".join(f"x{f}" for f in factors) + " |", "|---|" + "---:|" * len(factors),
+             "| mean estimated factor | " + " | ".join(f"{fit[f]['mean_estimate']:.2f}" for f in factors) + " |",
+             "| mean abs. error of log2 factor | " + " | ".join(f"{fit[f]['mae_log2']:.2f}" for f in factors) + " |",
+             "", "Accuracy (%) of the exported graph (factor estimated) minus the model told the true factor:\n"]
+    acc = doc["accuracy"]
+    factors = sorted(next(iter(acc.values()))["estimated_minus_true"], key=int)
+    lines += ["| protocol | " + " | ".join(f"x{f}" for f in factors) + " |", "|---|" + "---:|" * len(factors)]
+    for protocol in [p for p in PROTOCOL_NAMES if p in acc]:
+        row = acc[protocol]
+        lines.append(f"| {PROTOCOL_NAMES[protocol]} | "
+                     + " | ".join(f"{row['estimated_minus_true'][f]:+.2f}" for f in factors) + " |")
+    return "\n".join(lines) + "\n"
+
+
 # name -> (JSON source, renderer, Markdown file)
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "headline": (SOURCES["headline"], headline_table, "README.md"),
@@ -268,6 +288,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "int8_generator": ("results/ferplus/int8_generator.json", int8_generator_table, "README.md"),
     "early_g": ("results/ferplus/early_g_val.json", early_g_table, "README.md"),
     "early_g_seeds": ("results/ferplus/early_g_seeds.json", early_g_table, "README.md"),
+    "factor_estimator": ("results/ferplus/factor_estimator_val.json", factor_estimator_table, "README.md"),
     "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),
     "crowd_compare": ("results/crowd/bench.json", crowd_compare_table, "docs/crowd.md"),
     "crowd_variants": ("results/crowd/bench.json", crowd_variants_table, "docs/crowd.md"),
