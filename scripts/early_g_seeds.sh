@@ -5,10 +5,10 @@
 # evaluated on val; then one summary JSON with the mean and spread over seeds, and each row's paired
 # difference to the method (same seed, same training subset).
 # Usage: bash scripts/early_g_seeds.sh [SEEDS] [RUNS_DIR] [TIME_BUDGET_MIN] [CONFIG] [JSON]
-#   defaults: "0 1 2", /tmp/fsrfer-runs, no budget, configs/ferplus_early_g_short.yaml (8,000 training
+#   defaults: "0 1 2", /tmp/fsrfer-runs, no budget, configs/ferplus_early_g_short.yaml (4,000 training
 #   faces per seed), results/ferplus/early_g_seeds.json. The no-FiLM config is CONFIG with _nofilm before
 #   .yaml. Resumable: run the same command again after a stop; the budget applies to each run.
-# CPU (2 cores, idle): about 25 min per seed with the short config; a GPU takes minutes for all of it.
+# CPU (2 cores, idle): about 25 min per seed (measured: see the JSON's cost rows) with the short config; a GPU takes minutes for all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${1:-0 1 2}

@@ -132,7 +132,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     shown = [f"--json {args.json}"] + ([f"--against {args.against}"] if args.against else []) + \
         ([f"--film-check {args.film_check}"] if args.film_check else []) + \
-        [f"{label}=RUN_DIR" for label, _ in runs]
+        [f"{label}=RUN_DIR" + (f" (x{n}, one per seed)" if n > 1 else "")
+         for label, n in {label: sum(1 for lb, _ in runs if lb == label) for label, _ in runs}.items()]
     doc = {"command": "python scripts/early_g_summary.py " + " ".join(shown) + " (RUN_DIR: a scripts/early_g.py run)",
            "split": args.split, "note": args.note, "load_average": list(os.getloadavg()),
            "rows": collect(runs, args.split)}

@@ -229,7 +229,7 @@ def early_g_table(doc: dict[str, Any]) -> str:
             secs = [c["seconds"] for c in row.get("cost", {}).values() if c.get("epochs")]
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {sm['mean_over_factors']:.2f} | {sm['seeds']} | "
                          + ("/".join(map(str, epochs)) if epochs and epochs != [0] else "stage 1 only")
-                         + (f" | {sum(secs) / len(secs) / 60:.0f} |" if secs else " | - |"))
+                         + (f" | {sum(secs) / len(secs) / 60:.1f} |" if secs else " | - |"))
         out.append("\n".join(lines) + "\n")
     pd = doc.get("paired")
     if pd:
@@ -279,6 +279,34 @@ def factor_estimator_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+EDGE_FILES = (("results/edge_budget.json", "G (copied stages, dense block) in INT8"),
+              ("results/ferplus/edge_budget_g_float.json", "G in float"),
+              ("results/ferplus/edge_budget_estimator_quantized.json", "G, FiLM and factor estimator in INT8"))
+
+
+def edge_budget_table(_: dict[str, Any]) -> str:
+    """Issue 12's edge budget, one row per committed scripts/edge_budget.py run."""
+    lines = ["| INT8 u8s8 file | candidate FP32 / shipped FP32 | INT8 / FP32 | INT8 drop per factor (points) | load | command |",
+             "|---|---:|---:|---|---|---|"]
+    for src, what in EDGE_FILES:
+        path = REPO / src
+        if not path.is_file():
+            continue
+        d = json.loads(path.read_text())
+        r, drop = d["ratios"], d["accuracy"]["int8_drop"]["points_per_factor"]
+        loads = [m["load_before"] for rnd in d["throughput"]["rounds"] for m in rnd.values()
+                 if isinstance(m, dict) and "load_before" in m]
+        load = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"
+        lines.append(f"| {what} (`{src}`) | {r['candidate_fp32_vs_reference_fp32']['of_medians']:.2f} | "
+                     f"{r['candidate_int8_vs_candidate_fp32']['of_medians']:.2f} | "
+                     + ", ".join(f"x{f} {v:+.2f}" for f, v in sorted(drop.items(), key=lambda kv: int(kv[0])))
+                     + f" | {load} | `{d['command']}` |")
+    return ("Targets: FP32 at least 0.7x the shipped model's ONNX Runtime CPU throughput at batch 64, INT8 at least "
+            "3x its FP32 file, at most 0.5 point lost (FER+ test). Candidate: the full-budget early G (FiLM, "
+            "factor estimated in the graph), each file timed in its own process in 5 interleaved rounds:\n\n"
+            + "\n".join(lines) + "\n")
+
+
 # name -> (JSON source, renderer, Markdown file)
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "headline": (SOURCES["headline"], headline_table, "README.md"),
@@ -289,6 +317,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "early_g": ("results/ferplus/early_g_val.json", early_g_table, "README.md"),
     "early_g_seeds": ("results/ferplus/early_g_seeds.json", early_g_table, "README.md"),
     "factor_estimator": ("results/ferplus/factor_estimator_val.json", factor_estimator_table, "README.md"),
+    "edge_budget": ("results/edge_budget.json", edge_budget_table, "README.md"),
     "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),
     "crowd_compare": ("results/crowd/bench.json", crowd_compare_table, "docs/crowd.md"),
     "crowd_variants": ("results/crowd/bench.json", crowd_variants_table, "docs/crowd.md"),

@@ -138,8 +138,8 @@ def compute_issue12(ferplus: Optional[dict[str, Any]], shipped: dict[str, Option
     src_edge = "results/edge_budget.json"
     targets = (edge or {}).get("targets")
     if targets:
-        cand = (edge.get("models") or {}).get("candidate", {}) if edge else {}
-        which = f" (candidate {cand.get('path', '?')})" if isinstance(cand, dict) else ""
+        cand = (edge.get("models") or {}).get("candidate_fp32", {}) if edge else {}
+        which = f" (candidate {Path(cand['path']).name})" if isinstance(cand, dict) and cand.get("path") else ""
         for t in targets:
             m = t.get("measured")
             add(f"edge budget: {t['target']} {t['comparison']} {t['threshold']:g}", src_edge,

@@ -255,6 +255,15 @@ def test_an_early_g_exports_to_one_graph_and_a_scale_aware_one_is_refused(tmp_pa
     x = torch.from_numpy(protocol_inputs(faces[300:306], 4, PRE))
     with torch.no_grad():
         np.testing.assert_allclose(sess.run(None, {"faces": x.numpy()})[0], aware(x).numpy(), atol=1e-4)
+    # INT8 keeps the estimator and FiLM in float even when G is quantized (--int8-quantize-g).
+    from fsrfer_edge.export.onnx_export import load_onnx
+    from fsrfer_edge.export.quantize import float_tail_nodes
+
+    graph = load_onnx(tmp_path / "aware.onnx")
+    kept = float_tail_nodes(graph, generator=False)
+    assert any(n.startswith("/factor_estimator/") for n in kept) and any(n.startswith("/generator/films.") for n in kept)
+    assert not any(n.startswith("/generator/stages.") for n in kept)
+    assert any(n.startswith("/generator/stages.") for n in float_tail_nodes(graph, generator=True))
 
 
 def test_factor_estimator_is_fitted_from_degraded_faces_and_refuses_to_guess_unfitted():

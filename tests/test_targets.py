@@ -33,7 +33,7 @@ def test_issue12_rows_follow_the_numbers() -> None:
     seeds = {"rows": {"g/fsrfer": {"summary": {"resized": {"seeds": 3}}},
                       "g/fsrfer_no_reweight": {"summary": {"resized": {"seeds": 3}}},
                       "g/fsrfer_no_adversarial": {"summary": {"resized": {"seeds": 2}}}}}
-    edge = {"models": {"candidate": {"path": "c.onnx"}},
+    edge = {"models": {"candidate_fp32": {"path": "/tmp/c.onnx"}},
             "targets": [{"target": "FP32 ratio", "comparison": ">=", "threshold": 0.7, "measured": 0.9, "passed": True},
                         {"target": "INT8 drop", "comparison": "<=", "threshold": 0.5, "measured": None, "passed": None,
                          "skipped": "no data"}]}
@@ -48,6 +48,7 @@ def test_issue12_rows_follow_the_numbers() -> None:
     abl = rows["ablations of the adversarial term and the re-weighting with >= 3 seeds (mean and spread)"]
     assert abl["met"] is False and abl["detail"] == {"g/fsrfer_no_reweight": 3, "g/fsrfer_no_adversarial": 2}
     assert rows["edge budget: FP32 ratio >= 0.7"]["met"] is True
+    assert rows["edge budget: FP32 ratio >= 0.7"]["measured"] == "0.90 (candidate c.onnx)"
     assert rows["edge budget: INT8 drop <= 0.5"]["measured"] == "not measured: no data"
 
 

@@ -159,12 +159,17 @@ def _validate(scheme: str, calib_method: str) -> None:
 
 #: Node-name prefix torch.onnx.export gives the modules of ``InferenceModel.generator``.
 GENERATOR_PREFIX = "/generator/"
+#: Always in float, even with a quantized G: a scale-aware model's factor estimator (statistics of
+#: the input: a 1-channel Laplacian, means, logs) and the FiLM layers it drives. They cost next to
+#: nothing, and quantized they misjudge the factor of the smallest faces (an early G lost 6 points at
+#: x8 with them in INT8: results/ferplus/edge_budget_estimator_quantized.json).
+ALWAYS_FLOAT_PREFIXES = ("/factor_estimator/", "/generator/films.")
 
 
 def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True) -> list[str]:
     """Names of the nodes that stay in float: G (wherever it sits; the exporter names its nodes
-    ``/generator/...``; only with ``generator=True``) and everything from the global pooling on (the
-    embedding, G on it, the head).
+    ``/generator/...``; only with ``generator=True``), everything from the global pooling on (the
+    embedding, G on it, the head), and always the factor estimator and FiLM (:data:`ALWAYS_FLOAT_PREFIXES`).
 
     The fully-connected tail is about 1% of ONNX Runtime CPU time for resnet18 at batch 32. G on the
     layer3 map is not small: in the u8s8 file it takes about 40% of the time when it stays in float,
@@ -178,7 +183,9 @@ def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True) -> list[s
         after_pool = node.op_type in _POOL_OPS or any(i in tainted for i in node.input)
         if after_pool:  # through G too: the head after an embedding-level G stays in float
             tainted.update(node.output)
-        if node.name.startswith(GENERATOR_PREFIX):
+        if node.name.startswith(ALWAYS_FLOAT_PREFIXES):
+            names.append(node.name)
+        elif node.name.startswith(GENERATOR_PREFIX):
             if generator:
                 names.append(node.name)
         elif after_pool:
