@@ -8,7 +8,7 @@
 #   defaults: "0 1 2", /tmp/fsrfer-runs, no budget, configs/ferplus_early_g_short.yaml (4,000 training
 #   faces per seed), results/ferplus/early_g_seeds.json. The no-FiLM config is CONFIG with _nofilm before
 #   .yaml. Resumable: run the same command again after a stop; the budget applies to each run.
-# CPU (2 cores, idle): about 25 min per seed (measured: see the JSON's cost rows) with the short config; a GPU takes minutes for all of it.
+# CPU (2 cores): about 17 min per seed with the short config (seeds 1 and 2 of results/ferplus/early_g_seeds.json, load 1-3); a GPU takes minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${1:-0 1 2}
