@@ -117,8 +117,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--split", default="val")
     ap.add_argument("--json", required=True)
     ap.add_argument("--note", default="", help="what these runs are (kept in the file)")
-    ap.add_argument("--against", metavar="ROW",
-                    help="also write every row's per-seed difference to ROW (e.g. early_g/fsrfer): mean and spread")
+    ap.add_argument("--against", metavar="ROW", action="append", default=[],
+                    help="also write every row's per-seed difference to ROW (e.g. early_g/fsrfer): mean and "
+                         "spread; may repeat")
     ap.add_argument("--film-check", metavar="LABEL",
                     help="also evaluate LABEL's scale-aware fsrfer model with a constant factor for every face")
     args = ap.parse_args(argv)
@@ -130,7 +131,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         runs.append((label, Path(path)))
     from fsrfer_edge.fileio import write_json
 
-    shown = [f"--json {args.json}"] + ([f"--against {args.against}"] if args.against else []) + \
+    shown = [f"--json {args.json}"] + [f"--against {a}" for a in args.against] + \
         ([f"--film-check {args.film_check}"] if args.film_check else []) + \
         [f"{label}=RUN_DIR" + (f" (x{n}, one per seed)" if n > 1 else "")
          for label, n in {label: sum(1 for lb, _ in runs if lb == label) for label, _ in runs}.items()]
@@ -138,7 +139,7 @@ def main(argv: Optional[list[str]] = None) -> int:
            "split": args.split, "note": args.note, "load_average": list(os.getloadavg()),
            "rows": collect(runs, args.split)}
     if args.against:
-        doc["paired"] = {"against": args.against, "difference": paired(doc["rows"], args.against)}
+        doc["paired"] = [{"against": a, "difference": paired(doc["rows"], a)} for a in args.against]
     if args.film_check:
         doc["film_check"] = {"run": args.film_check, "accuracy": film_check(dict(runs)[args.film_check], args.split)}
     write_json(args.json, doc)

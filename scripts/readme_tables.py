@@ -231,15 +231,16 @@ def early_g_table(doc: dict[str, Any]) -> str:
                          + ("/".join(map(str, epochs)) if epochs and epochs != [0] else "stage 1 only")
                          + (f" | {sum(secs) / len(secs) / 60:.1f} |" if secs else " | - |"))
         out.append("\n".join(lines) + "\n")
-    pd = doc.get("paired")
-    if pd:
+    pairs = doc.get("paired") or []
+    for pd in ([pairs] if isinstance(pairs, dict) else pairs):
         for protocol, title in PROTOCOL_NAMES.items():
-            rows = [(name, by[protocol]) for name, by in pd["difference"].items() if protocol in by]
+            rows = [(name, by[protocol]) for name, by in pd["difference"].items()
+                    if protocol in by and name.split("/")[-1] != "hr"]
             if not rows:
                 continue
             factors = sorted(rows[0][1]["mean"], key=int)
             lines = [f"Each row minus `{pd['against']}` of the same seed (same training subset), protocol {title}, "
-                     "in points (mean ± spread over seeds; negative: below the method):\n",
+                     f"in points (mean ± spread over seeds; negative: below {pd['against']}):\n",
                      "| run/model | " + " | ".join(f"x{f}" for f in factors) + " | seeds |",
                      "|---|" + "---:|" * (len(factors) + 1)]
             for name, d in rows:
