@@ -7,6 +7,7 @@ Every trained artefact, whatever the method, is served as an :class:`InferenceMo
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Callable, Optional
 
 import torch
@@ -240,7 +241,7 @@ class FactorEstimator(nn.Module):
         super().__init__()
         self.register_buffer("weights", torch.zeros(self.N_WEIGHTS))
         self.register_buffer("fitted", torch.zeros(()))
-        self.register_buffer("log2_max", torch.tensor(float(torch.log2(torch.tensor(max_factor)))))
+        self.register_buffer("log2_max", torch.tensor(math.log2(max_factor)))
         lap = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
         self.register_buffer("laplacian", lap[None, None])
 
@@ -259,8 +260,11 @@ class FactorEstimator(nn.Module):
         if not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export() and float(self.fitted) == 0.0:
             raise ConfigError("the factor estimator is not fitted; run trainer.train.fit_factor_estimator "
                               "(scripts/fit_factor_estimator.py for an existing checkpoint)")
-        lf = self.features(x) @ self.weights
-        return torch.pow(2.0, lf.clamp(min=0.0).minimum(self.log2_max))
+        return torch.pow(2.0, self.log2_factor(self.features(x)))
+
+    def log2_factor(self, features: torch.Tensor) -> torch.Tensor:
+        """log2 of the factor from :meth:`features`, within [0, log2(max_factor)]."""
+        return (features @ self.weights).clamp(min=0.0).minimum(self.log2_max)
 
 
 class DeepGenerator(nn.Module):

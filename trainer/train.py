@@ -687,7 +687,7 @@ def fit_factor_estimator(model: InferenceModel, train_images: np.ndarray, val_im
     est.fitted.fill_(1.0)
     xv, fv = draw(val_images, np.random.default_rng([seed, 12]))
     with torch.no_grad():
-        pred = (xv.float() @ est.weights).clamp(min=0.0).minimum(est.log2_max).numpy()
+        pred = est.log2_factor(xv.float()).numpy()
     report = {}
     for factor in sorted(set(int(v) for v in fv)):
         m = fv == factor
