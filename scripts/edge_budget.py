@@ -18,7 +18,8 @@ interleaved rounds with a rotating order; the figures are medians over the round
 average is recorded beside every timing. Ratios are the ratios of the medians.
 
 Without ``--candidate-int8`` the INT8 file is made here, into a temporary folder, as
-``scripts/reproduce.sh`` makes it: ``quantize_int8`` (u8s8, percentile calibration, G kept in float
+``scripts/reproduce.sh`` makes it: ``quantize_int8`` (u8s8, percentile calibration on small crops at every
+factor in turn (``--calib-factors``), G kept in float
 unless ``--int8-quantize-g``) on 512 faces of the data set's FER+ train split, then checked against the
 FP32 file as ``fsrfer-export`` checks it. Writes ``--out`` (default results/edge_budget.json) atomically.
 Exit status: 0 when measured (targets may pass or fail; see the JSON), 2 on an error.
@@ -113,7 +114,7 @@ def _show(path: Path) -> str:
 
 
 def make_int8(fp32: Path, dst: Path, data: Optional[Path], calib: Optional[Path], calib_size: int,
-              calib_method: str, quantize_g: bool) -> dict[str, Any]:
+              calib_method: str, quantize_g: bool, calib_factors: Sequence[int] = FACTORS) -> dict[str, Any]:
     """The candidate's INT8 u8s8 file, made and checked as ``fsrfer-export --int8`` makes and checks it.
 
     Calibration faces come from ``calib`` (an .npz's train rows or a folder, as ``fsrfer-export --calib``
@@ -130,7 +131,7 @@ def make_int8(fp32: Path, dst: Path, data: Optional[Path], calib: Optional[Path]
     import numpy as np
 
     from fsrfer_edge.export import check
-    from fsrfer_edge.export.calib import faces_to_pixels, load_faces, to_model_input
+    from fsrfer_edge.export.calib import faces_to_pixels, load_faces, mix_factors, to_model_input
     from fsrfer_edge.export.cli import CHECK_FACES
     from fsrfer_edge.export.onnx_export import read_model_info
     from fsrfer_edge.export.quantize import quantize_int8
@@ -151,7 +152,8 @@ def make_int8(fp32: Path, dst: Path, data: Optional[Path], calib: Optional[Path]
         source = dst.parent / "calib_faces.npz"
         np.savez(source, images=fs.images[train], split=fs.split[train])
         described = f"{_show(data)} (FER+ train split)"
-    calib_inputs = to_model_input(faces_to_pixels(load_faces(source, calib_size), info), info)
+    calib_faces = mix_factors(load_faces(source, calib_size), calib_factors)
+    calib_inputs = to_model_input(faces_to_pixels(calib_faces, info), info)
     log.info("quantizing %s to u8s8 (%d faces, %s, G %s)", fp32.name, len(calib_inputs), calib_method,
              "int8" if quantize_g else "float")
     quantize_int8(fp32, dst, calib_inputs, "u8s8", calib_method, quantize_generator=quantize_g)
@@ -161,6 +163,7 @@ def make_int8(fp32: Path, dst: Path, data: Optional[Path], calib: Optional[Path]
     return {"made_by": "fsrfer_edge.export.quantize.quantize_int8 (scheme u8s8)",
             "calibration": {"source": described,
                             "faces": len(calib_inputs), "method": calib_method,
+                            "factors": list(calib_factors),
                             "generator": "int8" if quantize_g else "float"},
             "check": checked, "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -356,7 +359,8 @@ def run(args: argparse.Namespace, argv: Sequence[str], timer: Timer = time_in_su
             models["candidate_int8"]["made_by"] = "given (--candidate-int8)"
         else:
             int8 = Path(tmp) / "candidate.int8-u8s8.onnx"
-            made = make_int8(candidate, int8, data, calib, args.calib_size, args.calib_method, args.int8_quantize_g)
+            made = make_int8(candidate, int8, data, calib, args.calib_size, args.calib_method, args.int8_quantize_g,
+                             args.calib_factors)
             models["candidate_int8"] = {**check_model(int8, "the INT8 file made", "int8", "u8s8"), **made,
                                         "path": "(a temporary file, made here)"}
         paths = {"reference_fp32": reference, "candidate_fp32": candidate, "candidate_int8": int8}
@@ -434,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calib-size", type=int, default=CALIB_SIZE, help=f"faces sampled (default: {CALIB_SIZE})")
     q.add_argument("--calib-method", choices=("percentile", "minmax", "entropy"), default=CALIB_METHOD,
                    help=f"activation ranges (default: {CALIB_METHOD})")
+    q.add_argument("--calib-factors", type=parse_int_list, default=list(FACTORS), metavar="F,F,...",
+                   help="calibrate on small crops at these factors in turn, as fsrfer-export --calib-factors "
+                        "(default: 1,2,3,4,6,8)")
     q.add_argument("--int8-quantize-g", action="store_true", help="also quantize G, as fsrfer-export --int8-quantize-g")
     p.add_argument("--out", default=str(DEFAULT_OUT), metavar="JSON",
                    help=f"where to write the results, atomically (default: {_show(DEFAULT_OUT)})")

@@ -287,6 +287,30 @@ def test_calibration_from_image_folder(tmp_path: Path) -> None:
         calib.load_faces(tmp_path / "empty")
 
 
+def test_calibration_mixes_every_factor_as_small_crops() -> None:
+    from fsrfer_edge.errors import InputError
+    from fsrfer_edge.export import calib
+    from fsrfer_edge.preprocessing import degrade
+
+    faces = list(_faces(12, 3))
+    mixed = calib.mix_factors(faces, (1, 2, 4))
+    sides = sorted(f.shape[0] for f in mixed)
+    assert sides == [12] * 4 + [24] * 4 + [48] * 4  # each factor gets a third of the faces
+    for face, small in zip(faces, mixed):
+        assert small.dtype == np.uint8 and small.shape[0] == small.shape[1]
+        f = 48 // small.shape[0]
+        # the runtime's resize of the small crop is the bicubic protocol's low-resolution face
+        back = Preprocessing().to_pixels([small])[0, 0]
+        assert np.abs(back - degrade(face.astype(np.float32), f)).mean() < 1.5
+    assert [a.shape for a in calib.mix_factors(faces, (4,), seed=5)] == [(12, 12)] * 12
+    rgb = calib.mix_factors([np.zeros((48, 40, 3), np.uint8)], (8,))
+    assert rgb[0].shape == (6, 5, 3)
+    assert all(a is b for a, b in zip(calib.mix_factors(faces, (1,)), faces))
+    for bad in ((), (0,), (2.5,)):
+        with pytest.raises(InputError, match="factor"):
+            calib.mix_factors(faces, bad)
+
+
 def test_import_is_light() -> None:
     code = ("import sys, fsrfer_edge.export, fsrfer_edge.export.cli; "
             "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'onnxsim', 'tensorrt') if m in sys.modules))")

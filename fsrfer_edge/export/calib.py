@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -142,6 +142,41 @@ def load_labelled(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
     if rows.size == 0:
         raise DataError(f"{p} has no labelled rows (all labels negative)")
     return images[rows], labels[rows].astype(np.int64)
+
+
+def mix_factors(faces: Sequence[np.ndarray], factors: Sequence[int], seed: int = DEFAULT_SEED) -> list[np.ndarray]:
+    """Each face as the small crop an app would pass at one of ``factors``: down-sampled (anti-aliased
+    bicubic, ``round(side / factor)`` pixels, as :func:`~fsrfer_edge.preprocessing.degrade`) and kept small,
+    so the runtime's own resize brings it back to the model size.
+
+    Factors go round in a seeded, shuffled order, so every factor gets ``len(faces) / len(factors)`` faces
+    (give or take one). An FSR-FER model serves small faces: calibrating its INT8 ranges on 48 px faces
+    alone leaves G's activations for the smallest faces out of range. ``factors=(1,)`` returns the faces.
+
+    Raises:
+        InputError: a factor is not an integer >= 1, or no factors are given.
+    """
+    from ..preprocessing import resize
+
+    factors = list(factors)
+    if not factors:
+        raise InputError("no calibration factors; expected at least one, e.g. 1,2,3,4,6,8")
+    for f in factors:
+        if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 1:
+            raise InputError(f"calibration factor {f!r}; expected an integer >= 1")
+    order = np.random.default_rng(seed).permutation(len(faces))
+    out: list[np.ndarray] = list(faces)
+    for rank, i in enumerate(order):
+        f = int(factors[rank % len(factors)])
+        face = np.asarray(faces[i])
+        if f == 1:
+            continue
+        planar = face if face.ndim == 2 else np.moveaxis(face, -1, 0)  # (H, W) or (C, H, W)
+        h, w = planar.shape[-2:]
+        small = resize(planar.astype(np.float32), (max(1, round(h / f)), max(1, round(w / f))), "bicubic", antialias=True)
+        small = small if face.ndim == 2 else np.moveaxis(small, 0, -1)
+        out[i] = np.clip(np.rint(small), 0, 255).astype(np.uint8) if face.dtype == np.uint8 else small.astype(face.dtype)
+    return out
 
 
 def to_model_input(pixels: np.ndarray, info: ModelInfo) -> np.ndarray:

@@ -50,6 +50,7 @@ class ExportOptions:
     calib: Optional[Path] = None
     calib_size: int = 256
     calib_method: str = "percentile"
+    calib_factors: tuple[int, ...] = FACTORS
     int8_target: str = "both"
     int8_quantize_g: bool = False
     eval_data: Optional[Path] = None
@@ -98,6 +99,8 @@ def _validate(opts: ExportOptions) -> None:
     if opts.calib_size < 1 or opts.eval_size < 0:
         raise ConfigError(f"--calib-size {opts.calib_size} / --eval-size {opts.eval_size}; expected >= 1 / >= 0 "
                           "(0 evaluates every face)")
+    if not opts.calib_factors or any(isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in opts.calib_factors):
+        raise ConfigError(f"--calib-factors {opts.calib_factors!r}; expected integers >= 1, e.g. 1,2,3,4,6,8")
     if opts.labels is not None and opts.eval_data is None:
         raise ConfigError(f"--labels {opts.labels} chooses the labels of --eval-data; pass --eval-data NPZ too")
     if opts.int8 and opts.calib is None:
@@ -163,7 +166,7 @@ def _export_fp32(opts: ExportOptions, stage: Path, report: dict[str, Any]) -> tu
 def _make_variants(opts: ExportOptions, stage: Path, fp32: Path, info: Any, random: np.ndarray,
                    faces: Optional[np.ndarray], report: dict[str, Any]) -> dict[str, Path]:
     from . import check
-    from .calib import faces_to_pixels, load_faces, to_model_input
+    from .calib import faces_to_pixels, load_faces, mix_factors, to_model_input
     from .quantize import TARGETS, convert_fp16, quantize_int8
 
     name, variants = opts.model_name, {"fp32": fp32}
@@ -178,7 +181,8 @@ def _make_variants(opts: ExportOptions, stage: Path, fp32: Path, info: Any, rand
         if opts.calib is None:
             raise ConfigError("--int8 needs --calib PATH")
         t0 = time.perf_counter()
-        calib = to_model_input(faces_to_pixels(load_faces(opts.calib, opts.calib_size), info), info)
+        calib_faces = mix_factors(load_faces(opts.calib, opts.calib_size), opts.calib_factors)
+        calib = to_model_input(faces_to_pixels(calib_faces, info), info)
         for scheme in TARGETS[opts.int8_target]:
             key = f"int8-{scheme}"
             path = stage / f"{name}.{key}.onnx"
@@ -188,6 +192,7 @@ def _make_variants(opts: ExportOptions, stage: Path, fp32: Path, info: Any, rand
             report["files"][key] = _file_entry(path, vinfo)
             variants[key] = path
         report["calibration"] = {"source": str(opts.calib), "faces": len(calib), "method": opts.calib_method,
+                                 "factors": list(opts.calib_factors),
                                  "generator": "int8" if opts.int8_quantize_g else "float",
                                  "seconds": round(time.perf_counter() - t0, 1)}
     return variants
@@ -383,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calib-size", type=int, default=256, metavar="N", help="faces sampled with a fixed seed (default 256)")
     q.add_argument("--calib-method", default="percentile", choices=("percentile", "minmax", "entropy"),
                    help="activation ranges: percentile (99.999%%, default), minmax, or entropy (KL, 2048 bins)")
+    q.add_argument("--calib-factors", type=_factor_list, default=FACTORS, metavar="F,F,...",
+                   help="calibrate on small crops at these down-sample factors, in turn, as the model will see them "
+                        "(default: 1,2,3,4,6,8; 1 for 48 px faces only)")
     q.add_argument("--int8-target", default="both", choices=("tensorrt", "cpu", "both"),
                    help="tensorrt: s8s8 file; cpu: u8s8 file; both (default)")
     q.add_argument("--int8-quantize-g", action="store_true",
@@ -417,6 +425,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dynamic batcher's maximum queue delay (default 2000)")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     return p
+
+
+def _factor_list(text: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        out = ()
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers >= 1, e.g. 1,2,3,4,6,8")
+    return out
 
 
 def _summary(report: dict[str, Any]) -> str:
