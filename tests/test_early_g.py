@@ -263,6 +263,10 @@ def test_an_early_g_exports_to_one_graph_and_a_scale_aware_one_is_refused(tmp_pa
     kept = float_tail_nodes(graph, generator=False)
     assert any(n.startswith("/factor_estimator/") for n in kept) and any(n.startswith("/generator/films.") for n in kept)
     assert not any(n.startswith("/generator/stages.") for n in kept)
+    # ... and the estimator's pooling does not drag the frozen stages above G into the float tail.
+    convs = [n.name for n in graph.graph.node if n.op_type == "Conv" and not n.name.startswith(("/generator/", "/factor_estimator/"))]
+    above_g = [n for n in convs if not n.startswith(("/stem", "/layers.0", "/layers.1"))]
+    assert above_g and not set(above_g) & set(kept), (above_g, kept)
     assert any(n.startswith("/generator/stages.") for n in float_tail_nodes(graph, generator=True))
 
 

@@ -180,12 +180,15 @@ def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True) -> list[s
     tainted: set[str] = set()
     names = []
     for node in model.graph.node:
+        if node.name.startswith(ALWAYS_FLOAT_PREFIXES):
+            # The estimator pools the input image: that is not the trunk's global pooling, and what its
+            # factor drives (FiLM -> G -> the frozen stages above G) is not the tail.
+            names.append(node.name)
+            continue
         after_pool = node.op_type in _POOL_OPS or any(i in tainted for i in node.input)
         if after_pool:  # through G too: the head after an embedding-level G stays in float
             tainted.update(node.output)
-        if node.name.startswith(ALWAYS_FLOAT_PREFIXES):
-            names.append(node.name)
-        elif node.name.startswith(GENERATOR_PREFIX):
+        if node.name.startswith(GENERATOR_PREFIX):
             if generator:
                 names.append(node.name)
         elif after_pool:
