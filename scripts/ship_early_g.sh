@@ -62,5 +62,6 @@ fsrfer-bench --model fsrfer_edge/models/default.onnx --batch-sizes 1,8,32,128 --
   --threads 2 --json results/bench_cpu_fp32.json
 fsrfer-bench --model engines/default.int8-u8s8.onnx --batch-sizes 1,8,32,128 --data "$DATA/fer2013.npz" \
   --threads 2 --json results/bench_cpu_int8-u8s8.json
+python scripts/plot_default_model.py
 python scripts/targets.py
 python scripts/readme_tables.py
