@@ -19,8 +19,8 @@ average is recorded beside every timing. Ratios are the ratios of the medians.
 
 Without ``--candidate-int8`` the INT8 file is made here, into a temporary folder, as
 ``scripts/reproduce.sh`` makes it: ``quantize_int8`` (u8s8, percentile calibration on small crops at every
-factor in turn (``--calib-factors``), G kept in float
-unless ``--int8-quantize-g``) on 512 faces of the data set's FER+ train split, then checked against the
+factor in turn (``--calib-factors``), G quantized when it starts
+early, as ``fsrfer-export`` decides; ``--int8-quantize-g`` / ``--int8-float-g`` choose) on 512 faces of the data set's FER+ train split, then checked against the
 FP32 file as ``fsrfer-export`` checks it. Writes ``--out`` (default results/edge_budget.json) atomically.
 Exit status: 0 when measured (targets may pass or fail; see the JSON), 2 on an error.
 """
@@ -114,7 +114,7 @@ def _show(path: Path) -> str:
 
 
 def make_int8(fp32: Path, dst: Path, data: Optional[Path], calib: Optional[Path], calib_size: int,
-              calib_method: str, quantize_g: bool, calib_factors: Sequence[int] = FACTORS) -> dict[str, Any]:
+              calib_method: str, quantize_g: Optional[bool], calib_factors: Sequence[int] = FACTORS) -> dict[str, Any]:
     """The candidate's INT8 u8s8 file, made and checked as ``fsrfer-export --int8`` makes and checks it.
 
     Calibration faces come from ``calib`` (an .npz's train rows or a folder, as ``fsrfer-export --calib``
@@ -134,7 +134,8 @@ def make_int8(fp32: Path, dst: Path, data: Optional[Path], calib: Optional[Path]
     from fsrfer_edge.export.calib import faces_to_pixels, load_faces, mix_factors, to_model_input
     from fsrfer_edge.export.cli import CHECK_FACES
     from fsrfer_edge.export.onnx_export import read_model_info
-    from fsrfer_edge.export.quantize import quantize_int8
+    from fsrfer_edge.export.onnx_export import load_onnx
+    from fsrfer_edge.export.quantize import quantize_int8, resolve_quantize_generator
 
     t0 = time.perf_counter()
     info = read_model_info(fp32)
@@ -154,6 +155,7 @@ def make_int8(fp32: Path, dst: Path, data: Optional[Path], calib: Optional[Path]
         described = f"{_show(data)} (FER+ train split)"
     calib_faces = mix_factors(load_faces(source, calib_size), calib_factors)
     calib_inputs = to_model_input(faces_to_pixels(calib_faces, info), info)
+    quantize_g = resolve_quantize_generator(load_onnx(fp32), quantize_g)
     log.info("quantizing %s to u8s8 (%d faces, %s, G %s)", fp32.name, len(calib_inputs), calib_method,
              "int8" if quantize_g else "float")
     quantize_int8(fp32, dst, calib_inputs, "u8s8", calib_method, quantize_generator=quantize_g)
@@ -441,7 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calib-factors", type=parse_int_list, default=list(FACTORS), metavar="F,F,...",
                    help="calibrate on small crops at these factors in turn, as fsrfer-export --calib-factors "
                         "(default: 1,2,3,4,6,8)")
-    q.add_argument("--int8-quantize-g", action="store_true", help="also quantize G, as fsrfer-export --int8-quantize-g")
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--int8-quantize-g", dest="int8_quantize_g", action="store_const", const=True, default=None,
+                   help="also quantize G, as fsrfer-export --int8-quantize-g (default: only when G starts early)")
+    g.add_argument("--int8-float-g", dest="int8_quantize_g", action="store_const", const=False,
+                   help="keep G in float, as fsrfer-export --int8-float-g")
     p.add_argument("--out", default=str(DEFAULT_OUT), metavar="JSON",
                    help=f"where to write the results, atomically (default: {_show(DEFAULT_OUT)})")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")

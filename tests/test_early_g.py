@@ -268,6 +268,11 @@ def test_an_early_g_exports_to_one_graph_and_a_scale_aware_one_is_refused(tmp_pa
     above_g = [n for n in convs if not n.startswith(("/stem", "/layers.0", "/layers.1"))]
     assert above_g and not set(above_g) & set(kept), (above_g, kept)
     assert any(n.startswith("/generator/stages.") for n in float_tail_nodes(graph, generator=True))
+    # Without a choice, an early G is quantized (it holds most of the compute); a layer3 G is not.
+    from fsrfer_edge.export.quantize import generator_is_early, resolve_quantize_generator
+
+    assert generator_is_early(graph) and generator_is_early(load_onnx(tmp_path / "plain.onnx"))
+    assert resolve_quantize_generator(graph, None) and not resolve_quantize_generator(graph, False)
 
 
 def test_factor_estimator_is_fitted_from_degraded_faces_and_refuses_to_guess_unfitted():

@@ -148,6 +148,10 @@ def test_variants_written_with_metadata_and_run_on_cpu(variants: Path) -> None:
     assert set(report["accuracy"]["percent"]) == {"fp32", "fp16", "int8-s8s8", "int8-u8s8"}
     assert set(report["accuracy"]["percent"]["fp32"]) == {"x1", "x2", "x3", "x4", "x6", "x8", "mean"}
     assert report["files"]["int8-s8s8"]["model_info"]["int8_scheme"] == "s8s8"
+    # A G on the layer3 map or the embedding stays in float unless asked; calibration covers every factor.
+    assert not quantize.generator_is_early(load_onnx(variants / "tiny.fp32.onnx"))
+    assert report["calibration"]["generator"] == "float"
+    assert report["calibration"]["factors"] == [1, 2, 3, 4, 6, 8]
 
 
 def test_int8_zero_points_match_scheme(variants: Path) -> None:

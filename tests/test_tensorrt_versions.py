@@ -237,7 +237,8 @@ def test_check_passes_the_shipped_default_fp16_and_a_fresh_s8s8(tmp_path: Path) 
     assert trt_check.check_file(tmp_path / "default.fp16.onnx").ok
     info = read_model_info(load_onnx(DEFAULT_MODEL))
     calib = to_model_input(faces_to_pixels(_faces(8, 3), info), info)
-    quantize.quantize_int8(DEFAULT_MODEL, tmp_path / "default.int8-s8s8.onnx", calib, "s8s8", "minmax")
+    quantize.quantize_int8(DEFAULT_MODEL, tmp_path / "default.int8-s8s8.onnx", calib, "s8s8", "minmax",
+                           quantize_generator=False)
     report = trt_check.check_file(tmp_path / "default.int8-s8s8.onnx")
     assert report.ok, report.errors
     # The trunk's convolutions outside G run in INT8; G (kept float by default), the estimator and the head do not.
@@ -246,8 +247,9 @@ def test_check_passes_the_shipped_default_fp16_and_a_fresh_s8s8(tmp_path: Path) 
     assert trunk and set(trunk) <= set(report.int8_layers), (trunk, report.int8_layers)
     assert any("/generator/" in n for n in report.float_layers)
     assert not any(n.startswith(("/generator/", "/factor_estimator/", "/head/")) for n in report.int8_layers)
-    # With G quantized too (how an early G's INT8 files are made), G's convolutions join them.
-    quantize.quantize_int8(DEFAULT_MODEL, tmp_path / "g.int8-s8s8.onnx", calib, "s8s8", "minmax", quantize_generator=True)
+    # With G quantized too (the default for an early G, as the shipped one), G's convolutions join them.
+    assert quantize.generator_is_early(load_onnx(DEFAULT_MODEL))
+    quantize.quantize_int8(DEFAULT_MODEL, tmp_path / "g.int8-s8s8.onnx", calib, "s8s8", "minmax")
     report = trt_check.check_file(tmp_path / "g.int8-s8s8.onnx")
     assert report.ok, report.errors
     g_convs = [n for n in convs if n.startswith("/generator/")]
@@ -261,12 +263,13 @@ def test_export_of_the_shipped_checkpoint_writes_tensorrt_ready_files(tmp_path: 
     np.savez(tmp_path / "faces.npz", images=_faces(16, 4))
     assert cli.main([str(DEFAULT_MODEL.with_suffix(".pt")), "--name", "x", "--out-dir", str(tmp_path / "out"),
                      "--fp16", "--int8", "--calib", str(tmp_path / "faces.npz"), "--calib-size", "16",
-                     "--calib-method", "minmax", "--int8-target", "tensorrt", "--int8-quantize-g", "-q"]) == 0
+                     "--calib-method", "minmax", "--int8-target", "tensorrt", "-q"]) == 0
     out = capsys.readouterr().out
     assert "tensorrt check int8-s8s8" in out and "tensorrt check fp16" in out
     report = json.loads((tmp_path / "out" / "x.report.json").read_text())
     assert set(report["tensorrt_check"]) == {"fp32", "fp16", "int8-s8s8"}
     assert report["tensorrt_check"]["int8-s8s8"]["int8_layers"] >= 15
+    assert report["calibration"]["generator"] == "int8"  # an early G is quantized unless --int8-float-g
     for f in ("x.fp16.onnx", "x.int8-s8s8.onnx"):
         assert trt_check.check_file(tmp_path / "out" / f).ok
 

@@ -52,7 +52,7 @@ class ExportOptions:
     calib_method: str = "percentile"
     calib_factors: tuple[int, ...] = FACTORS
     int8_target: str = "both"
-    int8_quantize_g: bool = False
+    int8_quantize_g: Optional[bool] = None
     eval_data: Optional[Path] = None
     labels: Optional[str] = None
     eval_size: int = 0
@@ -167,7 +167,8 @@ def _make_variants(opts: ExportOptions, stage: Path, fp32: Path, info: Any, rand
                    faces: Optional[np.ndarray], report: dict[str, Any]) -> dict[str, Path]:
     from . import check
     from .calib import faces_to_pixels, load_faces, mix_factors, to_model_input
-    from .quantize import TARGETS, convert_fp16, quantize_int8
+    from .onnx_export import load_onnx
+    from .quantize import TARGETS, convert_fp16, quantize_int8, resolve_quantize_generator
 
     name, variants = opts.model_name, {"fp32": fp32}
     ref = check.onnx_runner(fp32)
@@ -181,19 +182,20 @@ def _make_variants(opts: ExportOptions, stage: Path, fp32: Path, info: Any, rand
         if opts.calib is None:
             raise ConfigError("--int8 needs --calib PATH")
         t0 = time.perf_counter()
+        quantize_g = resolve_quantize_generator(load_onnx(fp32), opts.int8_quantize_g)
         calib_faces = mix_factors(load_faces(opts.calib, opts.calib_size), opts.calib_factors)
         calib = to_model_input(faces_to_pixels(calib_faces, info), info)
         for scheme in TARGETS[opts.int8_target]:
             key = f"int8-{scheme}"
             path = stage / f"{name}.{key}.onnx"
             vinfo = quantize_int8(fp32, path, calib, scheme, opts.calib_method,
-                                  quantize_generator=opts.int8_quantize_g)
+                                  quantize_generator=quantize_g)
             report["checks"].append(check.check_step(f"fp32->{key}", ref, check.onnx_runner(path), "int8", random, faces))
             report["files"][key] = _file_entry(path, vinfo)
             variants[key] = path
         report["calibration"] = {"source": str(opts.calib), "faces": len(calib), "method": opts.calib_method,
                                  "factors": list(opts.calib_factors),
-                                 "generator": "int8" if opts.int8_quantize_g else "float",
+                                 "generator": "int8" if quantize_g else "float",
                                  "seconds": round(time.perf_counter() - t0, 1)}
     return variants
 
@@ -393,9 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: 1,2,3,4,6,8; 1 for 48 px faces only)")
     q.add_argument("--int8-target", default="both", choices=("tensorrt", "cpu", "both"),
                    help="tensorrt: s8s8 file; cpu: u8s8 file; both (default)")
-    q.add_argument("--int8-quantize-g", action="store_true",
-                   help="also quantize G (by default it stays in float): faster, less accurate on the smallest "
-                        "faces (results/ferplus/int8_generator.json)")
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--int8-quantize-g", dest="int8_quantize_g", action="store_const", const=True, default=None,
+                   help="also quantize G: faster, less accurate on the smallest faces (results/ferplus/"
+                        "int8_generator.json). Default: only when G starts early (it then holds most of the compute)")
+    g.add_argument("--int8-float-g", dest="int8_quantize_g", action="store_const", const=False,
+                   help="keep G in float even when it starts early")
     a = p.add_argument_group("accuracy gate")
     a.add_argument("--eval-data", type=Path, metavar="NPZ",
                    help=".npz with images, labels [+ split: 'val' rows used]: report FP16/INT8 accuracy vs FP32")

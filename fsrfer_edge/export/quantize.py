@@ -166,6 +166,23 @@ GENERATOR_PREFIX = "/generator/"
 ALWAYS_FLOAT_PREFIXES = ("/factor_estimator/", "/generator/films.")
 
 
+#: Node-name prefix of the trainable stage copies of a G that starts below its feature level.
+EARLY_GENERATOR_PREFIX = "/generator/stages."
+
+
+def generator_is_early(model: "onnx.ModelProto") -> bool:
+    """Whether the graph's G starts below its feature level (``stage2.generator_start``): it then holds
+    copies of the trunk's stages, most of the network's compute."""
+    return any(n.name.startswith(EARLY_GENERATOR_PREFIX) for n in model.graph.node)
+
+
+def resolve_quantize_generator(model: "onnx.ModelProto", choice: Optional[bool]) -> bool:
+    """``choice`` if given, else quantize G exactly when it starts early: an early G kept in float would
+    leave an INT8 file running mostly in float (no faster than FP32), while a G on the layer3 map or the
+    embedding is a small part of the time and costs accuracy on the smallest faces when quantized."""
+    return generator_is_early(model) if choice is None else bool(choice)
+
+
 def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True) -> list[str]:
     """Names of the nodes that stay in float: G (wherever it sits; the exporter names its nodes
     ``/generator/...``; only with ``generator=True``), everything from the global pooling on (the
@@ -313,7 +330,7 @@ def keep_residual_qdq_only(model: "onnx.ModelProto") -> int:
 
 def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme: str = "s8s8",
                   calib_method: str = "percentile", per_channel: bool = True, quantize_head: bool = False,
-                  batch_size: int = 32, quantize_generator: bool = False) -> ModelInfo:
+                  batch_size: int = 32, quantize_generator: Optional[bool] = None) -> ModelInfo:
     """Quantize an FP32 fsrfer ONNX file to INT8 with Q/DQ nodes, calibrated on real faces.
 
     Args:
@@ -328,7 +345,7 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
         quantize_head: also quantize the embedding, G and head (see :func:`float_tail_nodes`).
         batch_size: calibration batch size.
         quantize_generator: also quantize G (faster, less accurate on the smallest faces; see
-            :func:`float_tail_nodes`).
+            :func:`float_tail_nodes`); None: only when G starts early (:func:`resolve_quantize_generator`).
 
     Returns:
         The ModelInfo written into ``dst`` (precision ``int8``, ``int8_scheme`` set).
@@ -362,7 +379,9 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
             except Exception as exc:  # symbolic shape inference raises assorted types
                 raise ModelError(f"quant_pre_process failed on {src} ({type(exc).__name__}: {exc})") from exc
         out_tmp = str(Path(tmp) / "int8.onnx")
-        exclude = [] if quantize_head else float_tail_nodes(load_onnx(source), generator=not quantize_generator)
+        pre = load_onnx(source)
+        quantize_g = resolve_quantize_generator(pre, quantize_generator)
+        exclude = [] if quantize_head else float_tail_nodes(pre, generator=not quantize_g)
         reader = FaceCalibrationReader(calib_inputs, info.input_name, batch_size)
         extra: dict[str, Any] = {"ActivationSymmetric": scheme == "s8s8", "WeightSymmetric": True}
         # u8s8 keeps ONNX Runtime's defaults (its CPU kernels fuse Q/DQ around every op they have).
