@@ -197,3 +197,19 @@ def test_error_classification() -> None:
     backend._info = object()  # type: ignore[assignment]
     assert backend._unavailable(unknown) == "not loaded"  # after connecting: the server is (re)loading it
     assert backend._unavailable(InferenceServerException("input 'faces' has wrong shape", status="400")) is None
+
+
+@pytest.mark.parametrize("first_error, starts", [("ConnectionRefusedError in get_config_from_handshake_server", 2),
+                                                 ("model file is corrupt", 1)])
+def test_a_start_that_fails_in_pytritons_handshake_is_tried_again(tmp_path: Path, first_error: str, starts: int) -> None:
+    # A stand-in for the serving Python: each start is counted; the first fails with `first_error`,
+    # later ones with an error no retry can fix.
+    count = tmp_path / "starts"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\necho x >> {count}\n"
+                    f"if [ $(wc -l < {count}) -eq 1 ]; then echo '{first_error}'; else echo 'model file is corrupt'; fi\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(ServerUnavailable, match="model file is corrupt"):
+        ServerProcess(tmp_path / "m.onnx", python=str(fake), startup_timeout_s=20).start()
+    assert len(count.read_text().splitlines()) == starts

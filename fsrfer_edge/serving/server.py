@@ -354,6 +354,13 @@ def serve_python() -> str:
     return os.environ.get(SERVE_PYTHON_ENV) or sys.executable
 
 
+#: Start-up failures that a fresh start clears: PyTriton's Python backend sometimes cannot reach the
+#: handshake socket of a model instance it is starting ("Connection refused" in
+#: get_config_from_handshake_server), more often with several instances on a busy machine.
+TRANSIENT_START_ERRORS = ("get_config_from_handshake_server",)
+START_ATTEMPTS = 3
+
+
 class ServerProcess:
     """``fsrfer-serve`` in a child process (its own process group), started and stopped by this object.
 
@@ -412,7 +419,9 @@ class ServerProcess:
         return cmd + ["--workspace", str(workspace)] + self.args
 
     def start(self) -> "ServerProcess":
-        """Start the server and wait until the model answers.
+        """Start the server and wait until the model answers. A start that fails in PyTriton's model
+        start-up handshake (:data:`TRANSIENT_START_ERRORS`) is tried again, up to :data:`START_ATTEMPTS`
+        starts in all.
 
         Raises:
             ServerUnavailable: the server exited or was not ready within ``startup_timeout_s``; the
@@ -420,6 +429,19 @@ class ServerProcess:
         """
         if self.running:
             return self
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self._launch()
+            try:
+                self._wait_ready()
+                return self
+            except ServerUnavailable as exc:
+                if attempt == START_ATTEMPTS or not any(m in str(exc) for m in TRANSIENT_START_ERRORS):
+                    raise
+                logger.warning("fsrfer-serve failed to start its model instances (PyTriton's start-up handshake); "
+                               "starting it again (attempt %d of %d)", attempt + 1, START_ATTEMPTS)
+        return self  # pragma: no cover (the loop returns or raises)
+
+    def _launch(self) -> None:
         self._tmp = Path(tempfile.mkdtemp(prefix="fsrfer-serve-"))
         self._log = open(self._tmp / "server.log", "wb")
         env = dict(os.environ)
@@ -429,8 +451,6 @@ class ServerProcess:
                                       env=env, start_new_session=True)
         # A forgotten server (an exception in the owner, no stop()) must not outlive this process.
         self._finalizer = weakref.finalize(self, _kill_group, self._proc.pid)
-        self._wait_ready()
-        return self
 
     @property
     def running(self) -> bool:
