@@ -433,13 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _factor_list(text: str) -> tuple[int, ...]:
-    try:
-        out = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        out = ()
-    if not out or min(out) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers >= 1, e.g. 1,2,3,4,6,8")
-    return out
+    from ..bench import parse_int_list
+
+    return tuple(parse_int_list(text))
 
 
 def _summary(report: dict[str, Any]) -> str:
