@@ -599,3 +599,18 @@ def test_fsrfer_train_resume_removes_a_killed_writes_leftover(tmp_path: Path) ->
     leftover.write_bytes(b"half a checkpoint")
     assert train_main(["--config", str(cfg), "--out", str(tmp_path / "run"), "--resume", "--steps", "stage1"]) == 0
     assert not leftover.exists() and (tmp_path / "run" / "state" / "stage1.pt").is_file()
+
+
+def test_any_garbage_checkpoint_is_a_model_error(tmp_path: Path) -> None:
+    """Random bytes break PyTorch's unpickler in many ways (an IndexError once in CI); each is a ModelError."""
+    pytest.importorskip("torch")
+    import numpy as np
+
+    from trainer import checkpoint
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "garbage.pt"
+    for _ in range(300):
+        path.write_bytes(rng.integers(0, 256, int(rng.integers(1, 2000)), dtype=np.uint8).tobytes())
+        with pytest.raises(ModelError, match="could not be read|not an fsrfer checkpoint"):
+            checkpoint.load_model(path)

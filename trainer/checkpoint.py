@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import os
-import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -67,7 +66,7 @@ def load(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any
         raise ModelError(f"checkpoint {p} {problem}; expected a .pt file written by fsrfer-train")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:  # arbitrary bytes can break the unpickler anywhere (IndexError, KeyError, struct.error...)
         raise ModelError(f"checkpoint {p} could not be read: {_one_line_reason(exc)}; expected a file written by "
                          "fsrfer-train (tensors and plain data only)") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
