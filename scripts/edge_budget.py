@@ -131,7 +131,7 @@ def make_int8(fp32: Path, dst: Path, data: Optional[Path], calib: Optional[Path]
     import numpy as np
 
     from fsrfer_edge.export import check
-    from fsrfer_edge.export.calib import faces_to_pixels, load_faces, mix_factors, to_model_input
+    from fsrfer_edge.export.calib import calibration_inputs, load_faces
     from fsrfer_edge.export.cli import CHECK_FACES
     from fsrfer_edge.export.onnx_export import read_model_info
     from fsrfer_edge.export.onnx_export import load_onnx
@@ -153,8 +153,7 @@ def make_int8(fp32: Path, dst: Path, data: Optional[Path], calib: Optional[Path]
         source = dst.parent / "calib_faces.npz"
         np.savez(source, images=fs.images[train], split=fs.split[train])
         described = f"{_show(data)} (FER+ train split)"
-    calib_faces = mix_factors(load_faces(source, calib_size), calib_factors)
-    calib_inputs = to_model_input(faces_to_pixels(calib_faces, info), info)
+    calib_inputs = calibration_inputs(source, calib_size, calib_factors, info)
     quantize_g = resolve_quantize_generator(load_onnx(fp32), quantize_g)
     log.info("quantizing %s to u8s8 (%d faces, %s, G %s)", fp32.name, len(calib_inputs), calib_method,
              "int8" if quantize_g else "float")

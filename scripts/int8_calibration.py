@@ -53,7 +53,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     import numpy as np
 
-    from fsrfer_edge.export.calib import faces_to_pixels, load_faces, mix_factors, to_model_input
+    from fsrfer_edge.export.calib import calibration_inputs
     from fsrfer_edge.export.onnx_export import read_model_info
     from fsrfer_edge.export.quantize import quantize_int8
     from fsrfer_edge.fileio import sha256_file, write_json
@@ -70,9 +70,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         np.savez(train, images=fs.images[fs.split == "train"])
         ref = evaluate(args.model, args.data, Path(tmp) / "fp32.json")
         for name, (n, method, factors) in VARIANTS.items():
-            faces = mix_factors(load_faces(train, n), factors)
             path = Path(tmp) / f"{name}.int8-u8s8.onnx"
-            quantize_int8(args.model, path, to_model_input(faces_to_pixels(faces, info), info), "u8s8", method,
+            quantize_int8(args.model, path, calibration_inputs(train, n, factors, info), "u8s8", method,
                           quantize_generator=True)
             got = evaluate(path, args.data, Path(tmp) / f"{name}.json")
             drop = {f: round(100 * (ref["factors"][f]["accuracy"] - got["factors"][f]["accuracy"]), 2)

@@ -163,6 +163,11 @@ def int8_generator_table(doc: dict[str, Any]) -> str:
             "TensorRT, so its CPU speed says nothing about a GPU):\n\n" + "\n".join(rows) + "\n")
 
 
+def _accuracies(path: Path) -> dict[str, float]:
+    """Accuracy in % per factor of an fsrfer-eval JSON file."""
+    return {f: 100 * v["accuracy"] for f, v in json.loads(path.read_text())["factors"].items()}
+
+
 def headline_table(doc: dict[str, Any]) -> str:
     """The README's first numbers: the shipped model's accuracy at 48 and 12 px, its CPU speed, and how it
     compares with the baseline that fine-tunes the whole network on low-resolution faces."""
@@ -180,9 +185,6 @@ def headline_table(doc: dict[str, Any]) -> str:
     def px(f: str) -> str:
         return f"{round(size / int(f))} px (x{f})"
 
-    def accs(path: Path) -> dict[str, float]:
-        return {f: 100 * v["accuracy"] for f, v in json.loads(path.read_text())["factors"].items()}
-
     text = (
         f"- **Accuracy** of the shipped model (`fsrfer_edge/models/default.onnx`) on the {doc['n']} "
         f"{'FER+' if doc.get('labels') == 'ferplus' else 'FER2013'} {doc['split']} faces (`{Path(SOURCES['headline']).as_posix()}`): **{acc['1']:.2f}%** on {size}-pixel "
@@ -194,8 +196,8 @@ def headline_table(doc: dict[str, Any]) -> str:
     folder = REPO / Path(SOURCES["headline"]).parent
     if (folder / "baseline_test.json").is_file():
         # The shipped model against its equal-budget LR-fine-tuned baseline on the same test faces.
-        base = accs(folder / "baseline_test.json")
-        hr = accs(folder / "hr_test.json")
+        base = _accuracies(folder / "baseline_test.json")
+        hr = _accuracies(folder / "hr_test.json")
         small = [f for f in sorted(acc, key=int) if f != "1"]
         diff = ", ".join(f"{px(f).split(' (')[0]} {acc[f] - base[f]:+.2f}" for f in small)
         text += (
@@ -205,7 +207,7 @@ def headline_table(doc: dict[str, Any]) -> str:
             f"number of epochs (\"LR-fine-tuned\"), in points: {diff}; at 48 px {acc['1'] - base['1']:+.2f}."
         )
         if (folder / "test_camera.json").is_file() and (folder / "baseline_test_camera.json").is_file():
-            cam, cam_base = accs(folder / "test_camera.json"), accs(folder / "baseline_test_camera.json")
+            cam, cam_base = _accuracies(folder / "test_camera.json"), _accuracies(folder / "baseline_test_camera.json")
             text += (f" On camera-like crops (area down-sampling, JPEG; `test_camera.json`): {cam['4']:.2f}% at "
                      f"{px('4')}, the baseline {cam_base['4']:.2f}%.")
         full = REPO / "results/ferplus/test.json"
@@ -367,7 +369,7 @@ def shipped_table(doc: dict[str, Any]) -> str:
         for label, prefix in (("shipped FSR-FER", ""), ("LR-fine-tuned, equal budget", "baseline_"), ("HR model", "hr_")):
             path = folder / f"{prefix}test{suffix}.json"
             if path.is_file():
-                docs[label] = {f: 100 * v["accuracy"] for f, v in json.loads(path.read_text())["factors"].items()}
+                docs[label] = _accuracies(path)
         for label, acc in docs.items():
             cells = [f"{acc[f]:.2f}" for f in factors]
             lines.append(f"| {title} | {label} | " + " | ".join(cells) + f" | {sum(acc[f] for f in factors) / len(factors):.2f} |")

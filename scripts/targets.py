@@ -106,7 +106,7 @@ def compute_issue12(ferplus: Optional[dict[str, Any]], shipped: dict[str, Option
 
     lr_factors = ("2", "3", "4", "6", "8")
     a, b, c = shipped.get("resized"), shipped.get("small"), shipped.get("camera")
-    base, hr = shipped.get("baseline_resized"), shipped.get("hr_resized")
+    hr = shipped.get("hr_resized")
     src_s = "results/default_model/test.json, test_small.json, test_camera.json"
     for protocol, title, doc in (("resized", "(a)", a), ("small", "(b)", b)):
         target = f"shipped FSR-FER >= LR-fine-tuned baseline + 1.0 at x2..x8, protocol {title}"

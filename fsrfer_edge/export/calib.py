@@ -199,6 +199,12 @@ def faces_to_pixels(faces: Any, info: ModelInfo) -> np.ndarray:
     return info.preprocessing.to_pixels(faces)
 
 
+def calibration_inputs(path: PathLike, size: int, factors: Sequence[int], info: ModelInfo) -> np.ndarray:
+    """INT8 calibration inputs: ``size`` faces of ``path`` (as :func:`load_faces`), each a small crop at
+    one of ``factors`` (:func:`mix_factors`), through the runtime's preprocessing to the model's input."""
+    return to_model_input(faces_to_pixels(mix_factors(load_faces(path, size), factors), info), info)
+
+
 class FaceCalibrationReader:
     """ONNX Runtime ``CalibrationDataReader`` over preprocessed faces (duck-typed: ORT accepts any
     object with ``get_next``, so onnxruntime is not imported here)."""

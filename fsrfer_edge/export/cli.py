@@ -166,7 +166,7 @@ def _export_fp32(opts: ExportOptions, stage: Path, report: dict[str, Any]) -> tu
 def _make_variants(opts: ExportOptions, stage: Path, fp32: Path, info: Any, random: np.ndarray,
                    faces: Optional[np.ndarray], report: dict[str, Any]) -> dict[str, Path]:
     from . import check
-    from .calib import faces_to_pixels, load_faces, mix_factors, to_model_input
+    from .calib import calibration_inputs
     from .onnx_export import load_onnx
     from .quantize import TARGETS, convert_fp16, quantize_int8, resolve_quantize_generator
 
@@ -183,8 +183,7 @@ def _make_variants(opts: ExportOptions, stage: Path, fp32: Path, info: Any, rand
             raise ConfigError("--int8 needs --calib PATH")
         t0 = time.perf_counter()
         quantize_g = resolve_quantize_generator(load_onnx(fp32), opts.int8_quantize_g)
-        calib_faces = mix_factors(load_faces(opts.calib, opts.calib_size), opts.calib_factors)
-        calib = to_model_input(faces_to_pixels(calib_faces, info), info)
+        calib = calibration_inputs(opts.calib, opts.calib_size, opts.calib_factors, info)
         for scheme in TARGETS[opts.int8_target]:
             key = f"int8-{scheme}"
             path = stage / f"{name}.{key}.onnx"
@@ -202,7 +201,6 @@ def _make_variants(opts: ExportOptions, stage: Path, fp32: Path, info: Any, rand
 
 def _accuracy(opts: ExportOptions, info: Any, variants: dict[str, Path], report: dict[str, Any]) -> None:
     from . import check
-    from .calib import load_labelled
 
     int8_names = [k for k in variants if k.startswith("int8")]
     if opts.eval_data is None:
