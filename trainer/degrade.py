@@ -262,6 +262,27 @@ def random_lr(
 # --------------------------------------------------------------------------------------------
 # HR augmentation
 # --------------------------------------------------------------------------------------------
+def _rotate_zoom(images: np.ndarray, angle: np.ndarray, zoom: np.ndarray) -> np.ndarray:
+    """Each face rotated by ``angle[i]`` radians about its centre and magnified ``zoom[i]`` times,
+    sampled bilinearly with the edge pixels repeated outside; (N, H, W) float32 out."""
+    n, h, w = images.shape
+    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cos = (np.cos(angle) / zoom).astype(np.float32)[:, None, None]
+    sin = (np.sin(angle) / zoom).astype(np.float32)[:, None, None]
+    # Output pixel p takes the input at centre + R(-angle) (p - centre) / zoom.
+    sx = np.clip(cos * (xx - cx) + sin * (yy - cy) + cx, 0.0, w - 1.0)
+    sy = np.clip(-sin * (xx - cx) + cos * (yy - cy) + cy, 0.0, h - 1.0)
+    x0 = np.minimum(sx.astype(np.int64), w - 2)
+    y0 = np.minimum(sy.astype(np.int64), h - 2)
+    fx, fy = sx - x0, sy - y0
+    img = images.astype(np.float32)
+    i = np.arange(n)[:, None, None]
+    top = img[i, y0, x0] * (1 - fx) + img[i, y0, x0 + 1] * fx
+    bottom = img[i, y0 + 1, x0] * (1 - fx) + img[i, y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
 def augment_hr(
     images: np.ndarray,
     rng: np.random.Generator,
@@ -269,18 +290,25 @@ def augment_hr(
     pad: int = 4,
     brightness: float = 0.2,
     contrast: float = 0.2,
+    rotate: float = 0.0,
+    scale: float = 0.0,
 ) -> np.ndarray:
-    """Train-time augmentation of faces: flip, padded random crop, brightness/contrast jitter.
+    """Train-time augmentation of faces: flip, rotation and scaling, padded random crop,
+    brightness/contrast jitter.
 
     Each face is flipped left-right with probability 1/2, padded by ``pad`` pixels (reflect) and
     cropped back to its size at a random offset, scaled by a brightness factor drawn from
     ``[1 - brightness, 1 + brightness]`` and its contrast around its mean scaled by a factor from
-    ``[1 - contrast, 1 + contrast]``.
+    ``[1 - contrast, 1 + contrast]``. With ``rotate`` or ``scale``, each face is first rotated about
+    its centre by an angle drawn from ``[-rotate, rotate]`` degrees and zoomed by a factor drawn from
+    ``[1 - scale, 1 + scale]`` (bilinear, edge pixels repeated outside the face); with both 0 the
+    random stream is that of the plain augmentation, so existing runs reproduce.
 
     Args:
         images: (N, H, W) uint8 (or float in [0, 255]) gray faces.
         rng: the random generator; the result depends only on its state.
-        flip, pad, brightness, contrast: the augmentation's strengths (0 / False turns one off).
+        flip, pad, brightness, contrast, rotate, scale: the augmentation's strengths (0 / False turns
+            one off).
 
     Returns:
         Augmented faces of the same shape and dtype (uint8 in, uint8 out; float in, float32 out).
@@ -295,6 +323,10 @@ def augment_hr(
     for name, v in (("brightness", brightness), ("contrast", contrast)):
         if not 0.0 <= v < 1.0:
             raise InputError(f"received {name}={v!r}; expected a jitter in [0, 1)")
+    if not 0.0 <= rotate <= 180.0:
+        raise InputError(f"received rotate={rotate!r}; expected an angle in degrees in [0, 180]")
+    if not 0.0 <= scale < 1.0:
+        raise InputError(f"received scale={scale!r}; expected a zoom range in [0, 1)")
     do_flip: np.ndarray = rng.random(size=n) < 0.5
     oy: np.ndarray = rng.integers(0, 2 * pad + 1, size=n)
     ox: np.ndarray = rng.integers(0, 2 * pad + 1, size=n)
@@ -304,6 +336,12 @@ def augment_hr(
     x = images
     if flip:
         x = np.where(do_flip[:, None, None], x[:, :, ::-1], x)
+    if rotate or scale:
+        angle = np.deg2rad(rng.uniform(-rotate, rotate, size=n))
+        zoom = rng.uniform(1.0 - scale, 1.0 + scale, size=n)
+        x = _rotate_zoom(x, angle, zoom)
+        if images.dtype == np.uint8:
+            x = np.rint(x).astype(np.uint8)
     if pad:
         padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode="reflect")
         rows = oy[:, None] + np.arange(h)[None, :]

@@ -148,9 +148,17 @@ def _mean_acc(model: nn.Module, split: Split, factors: tuple[int, ...], bs: int)
 # ---------------------------------------------------------------------------------------------
 
 
+def _augment(cfg: TrainConfig, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The training augmentation of HR faces (``stage1.augment``, ``stage1.rotate``, ``stage1.scale``)."""
+    from .degrade import augment_hr
+
+    s1 = cfg.stage1
+    return augment_hr(images, rng, rotate=s1.rotate, scale=s1.scale) if s1.augment else images
+
+
 def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, cfg: TrainConfig, epochs: int,
                       lr: float, lr_inputs: bool, dev: torch.device) -> Any:
-    from .degrade import augment_hr, random_lr
+    from .degrade import random_lr
 
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.stage1.label_smoothing)
     smooth = cfg.stage1.label_smoothing
@@ -167,7 +175,7 @@ def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split
         n = 0
         for step, idx in enumerate(batches):
             set_lr(opt, cosine_lr(lr, epoch, step, len(batches), epochs, warmup_epochs=min(1.0, epochs / 10)))
-            imgs = augment_hr(split.images[idx], rng) if cfg.stage1.augment else split.images[idx]
+            imgs = _augment(cfg, split.images[idx], rng)
             pix = random_lr(imgs, dcfg, rng)[0] if lr_inputs else imgs.astype(np.float32)
             # DDP: every rank prepares the whole global batch (the random stream of one process) and
             # trains on its block of rows; all rows when single-process.
@@ -607,7 +615,7 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
     costs about what an LR fine-tuning epoch costs, so ``pretrain_epochs + epochs`` is the budget to
     compare with ``baselines.lr_finetune_epochs``.
     """
-    from .degrade import augment_hr, random_lr
+    from .degrade import random_lr
 
     dev = train_device(cfg)
     s2 = cfg.stage2
@@ -631,7 +639,7 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
     eval_factors = tuple(cfg.eval.factors)
 
     def sample(rng: np.random.Generator, idx: np.ndarray, rows: slice) -> Batch:
-        hr = augment_hr(data.train.images[idx], rng) if cfg.stage1.augment else data.train.images[idx]
+        hr = _augment(cfg, data.train.images[idx], rng)
         lr, factors = random_lr(hr, dcfg, rng)
         with torch.no_grad():
             f_lr = fer.trunk.forward_to(_tensor(lr[rows]).to(dev), start)
