@@ -89,7 +89,8 @@ def compute(ferplus: Optional[dict[str, Any]], fer2013: Optional[dict[str, Any]]
 
 
 def compute_issue12(ferplus: Optional[dict[str, Any]], shipped: dict[str, Optional[dict[str, Any]]],
-                    seeds: Optional[dict[str, Any]], edge: Optional[dict[str, Any]]) -> list[dict[str, Any]]:
+                    seeds: Optional[dict[str, Any]], edge: Optional[dict[str, Any]],
+                    fer2013: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
     """Issue 12's "Done when" rows (FER+ test), from the shipped model's protocol files
     (results/default_model/test*.json) beside its equal-budget LR-fine-tuned baseline and the frozen HR
     model on the same faces (baseline_test*.json, hr_test*.json, written by scripts/ship_early_g.sh; the
@@ -107,6 +108,18 @@ def compute_issue12(ferplus: Optional[dict[str, Any]], shipped: dict[str, Option
     lr_factors = ("2", "3", "4", "6", "8")
     a, b, c = shipped.get("resized"), shipped.get("small"), shipped.get("camera")
     hr = shipped.get("hr_resized")
+    # Stage 1: the shipped model's own HR network (its frozen trunk and head), majority labels.
+    if hr is not None:
+        add("HR model (the shipped model's frozen network) >= 88.0 at x1, FER+ test", "results/default_model/hr_test.json",
+            f"{acc(hr, '1'):.2f}%", acc(hr, "1") >= 88.0)
+    else:
+        add("HR model (the shipped model's frozen network) >= 88.0 at x1, FER+ test", "results/default_model/hr_test.json",
+            None, None)
+    if fer2013 is not None and "hr" in fer2013:
+        add("HR model >= 72 on FER2013 test", "results/fer2013/test.json", f"{_acc(fer2013, 'hr', 1):.2f}%",
+            _acc(fer2013, "hr", 1) >= 72.0)
+    else:
+        add("HR model >= 72 on FER2013 test", "results/fer2013/test.json", None, None)
     src_s = "results/default_model/test.json, test_small.json, test_camera.json"
     for protocol, title, doc in (("resized", "(a)", a), ("small", "(b)", b)):
         target = f"shipped FSR-FER >= LR-fine-tuned baseline + 1.0 at x2..x8, protocol {title}"
@@ -174,14 +187,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.fileio import write_json
 
     ferplus = _load(REPO / "results" / "ferplus" / "test.json")
-    rows = compute(ferplus, _load(REPO / "results" / "fer2013" / "test.json"))
+    fer2013 = _load(REPO / "results" / "fer2013" / "test.json")
+    rows = compute(ferplus, fer2013)
     shipped: dict[str, Optional[dict[str, Any]]] = {}
     for p in ("resized", "small", "camera"):
         suffix = "" if p == "resized" else "_" + p
         for who in ("", "baseline_", "hr_"):
             shipped[f"{who}{p}" if who else p] = _load(REPO / "results" / "default_model" / f"{who}test{suffix}.json")
     rows += compute_issue12(ferplus, shipped, _load(REPO / "results" / "ferplus" / "early_g_seeds.json"),
-                            _load(REPO / "results" / "edge_budget.json"))
+                            _load(REPO / "results" / "edge_budget.json"), fer2013)
     write_json(args.out, {"command": "python scripts/targets.py", "targets": rows})
     for r in rows:
         print(f"{'met' if r['met'] else 'NOT met' if r['met'] is False else 'not run':8} {r['target']}: {r['measured']}")

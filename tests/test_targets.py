@@ -72,3 +72,19 @@ def test_issue12_rows_use_the_equal_budget_baseline_on_the_same_faces_when_prese
     assert b["met"] is False and b["detail"]["x4"] == -0.5  # one factor short is enough to miss
     x1 = rows["shipped FSR-FER at x1 within 0.3 of the HR model"]
     assert x1["met"] is False and x1["measured"] == "+1.00 points below HR" and "hr_test.json" in x1["source"]
+
+
+def test_issue12_hr_rows_read_the_shipped_models_hr_network_and_fer2013() -> None:
+    mod = _targets()
+    fsr = {f: 80.0 for f in FACTORS}
+    shipped = {"resized": _table(fsr), "hr_resized": _table({**fsr, "1": 88.1})}
+    fer2013 = {"hr": _table({**fsr, "1": 71.9})}
+    rows = {r["target"].split(": ", 1)[1]: r for r in mod.compute_issue12(None, shipped, None, None, fer2013)}
+    hr = rows["HR model (the shipped model's frozen network) >= 88.0 at x1, FER+ test"]
+    assert hr["met"] is True and hr["measured"] == "88.10%" and hr["source"] == "results/default_model/hr_test.json"
+    f13 = rows["HR model >= 72 on FER2013 test"]
+    assert f13["met"] is False and f13["measured"] == "71.90%"
+    shipped["hr_resized"] = _table({**fsr, "1": 87.9})
+    rows = {r["target"].split(": ", 1)[1]: r for r in mod.compute_issue12(None, shipped, None, None)}
+    assert rows["HR model (the shipped model's frozen network) >= 88.0 at x1, FER+ test"]["met"] is False
+    assert rows["HR model >= 72 on FER2013 test"]["met"] is None
