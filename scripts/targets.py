@@ -109,17 +109,12 @@ def compute_issue12(ferplus: Optional[dict[str, Any]], shipped: dict[str, Option
     a, b, c = shipped.get("resized"), shipped.get("small"), shipped.get("camera")
     hr = shipped.get("hr_resized")
     # Stage 1: the shipped model's own HR network (its frozen trunk and head), majority labels.
-    if hr is not None:
-        add("HR model (the shipped model's frozen network) >= 88.0 at x1, FER+ test", "results/default_model/hr_test.json",
-            f"{acc(hr, '1'):.2f}%", acc(hr, "1") >= 88.0)
-    else:
-        add("HR model (the shipped model's frozen network) >= 88.0 at x1, FER+ test", "results/default_model/hr_test.json",
-            None, None)
-    if fer2013 is not None and "hr" in fer2013:
-        add("HR model >= 72 on FER2013 test", "results/fer2013/test.json", f"{_acc(fer2013, 'hr', 1):.2f}%",
-            _acc(fer2013, "hr", 1) >= 72.0)
-    else:
-        add("HR model >= 72 on FER2013 test", "results/fer2013/test.json", None, None)
+    hr1 = None if hr is None else acc(hr, "1")
+    add("HR model (the shipped model's frozen network) >= 88.0 at x1, FER+ test", "results/default_model/hr_test.json",
+        None if hr1 is None else f"{hr1:.2f}%", None if hr1 is None else hr1 >= 88.0)
+    f13 = _acc(fer2013, "hr", 1) if fer2013 is not None and "hr" in fer2013 else None
+    add("HR model >= 72 on FER2013 test", "results/fer2013/test.json", None if f13 is None else f"{f13:.2f}%",
+        None if f13 is None else f13 >= 72.0)
     src_s = "results/default_model/test.json, test_small.json, test_camera.json"
     for protocol, title, doc in (("resized", "(a)", a), ("small", "(b)", b)):
         target = f"shipped FSR-FER >= LR-fine-tuned baseline + 1.0 at x2..x8, protocol {title}"
