@@ -111,6 +111,19 @@ def film_check(run: Path, split: str, constants: tuple[int, ...] = (1, 2, 4, 8))
     return out
 
 
+def kept_film_check(path: Path, label: str, split: str) -> dict[str, Any]:
+    """The film check of LABEL already in the result file PATH (written on the same split)."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--keep-film-check: cannot read {path}: {e}") from e
+    check = old.get("film_check")
+    if not isinstance(check, dict) or check.get("run") != label or old.get("split") != split:
+        raise SystemExit(f"--keep-film-check: {path} has no film check of {label!r} on the {split} split; "
+                         f"run without --keep-film-check to evaluate it")
+    return check
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="LABEL=RUN_DIR")
@@ -122,7 +135,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                          "spread; may repeat")
     ap.add_argument("--film-check", metavar="LABEL",
                     help="also evaluate LABEL's scale-aware fsrfer model with a constant factor for every face")
+    ap.add_argument("--keep-film-check", action="store_true",
+                    help="with --film-check: take LABEL's check from the existing --json file instead of "
+                         "evaluating it again (about 40 min on a 2-core CPU; same run and faces, deterministic)")
     args = ap.parse_args(argv)
+    if args.keep_film_check and not args.film_check:
+        raise SystemExit("--keep-film-check needs --film-check LABEL")
     runs = []
     for item in args.runs:
         label, _, path = item.partition("=")
@@ -133,6 +151,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     shown = [f"--json {args.json}"] + [f"--against {a}" for a in args.against] + \
         ([f"--film-check {args.film_check}"] if args.film_check else []) + \
+        (["--keep-film-check"] if args.keep_film_check else []) + \
         [f"{label}=RUN_DIR" + (f" (x{n}, one per seed)" if n > 1 else "")
          for label, n in {label: sum(1 for lb, _ in runs if lb == label) for label, _ in runs}.items()]
     doc = {"command": "python scripts/early_g_summary.py " + " ".join(shown) + " (RUN_DIR: a scripts/early_g.py run)",
@@ -140,7 +159,9 @@ def main(argv: Optional[list[str]] = None) -> int:
            "rows": collect(runs, args.split)}
     if args.against:
         doc["paired"] = [{"against": a, "difference": paired(doc["rows"], a)} for a in args.against]
-    if args.film_check:
+    if args.keep_film_check:
+        doc["film_check"] = kept_film_check(Path(args.json), args.film_check, args.split)
+    elif args.film_check:
         doc["film_check"] = {"run": args.film_check, "accuracy": film_check(dict(runs)[args.film_check], args.split)}
     write_json(args.json, doc)
     for name, row in doc["rows"].items():

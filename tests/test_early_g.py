@@ -314,3 +314,24 @@ def test_seed_summary_pairs_each_row_with_the_method_seed_by_seed():
     assert diff["mean"] == {"2": -1.0, "4": 1.0} and diff["std"] == {"2": 0.0, "4": 0.0}
     with pytest.raises(SystemExit, match="no such row"):
         mod.paired(rows, "g/missing")
+
+
+def test_summary_keeps_a_film_check_only_of_the_same_run_and_split(tmp_path):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("early_g_summary", REPO / "scripts" / "early_g_summary.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    check = {"run": "early_g", "accuracy": {"true factor": {"2": 80.0}}}
+    path = tmp_path / "val.json"
+    path.write_text(json.dumps({"split": "val", "film_check": check}))
+    assert mod.kept_film_check(path, "early_g", "val") == check
+    with pytest.raises(SystemExit, match="no film check of 'stem'"):
+        mod.kept_film_check(path, "stem", "val")
+    with pytest.raises(SystemExit, match="on the test split"):
+        mod.kept_film_check(path, "early_g", "test")
+    with pytest.raises(SystemExit, match="cannot read"):
+        mod.kept_film_check(tmp_path / "missing.json", "early_g", "val")
+    with pytest.raises(SystemExit, match="needs --film-check"):
+        mod.main(["--json", str(path), "--keep-film-check", f"a={tmp_path}"])
