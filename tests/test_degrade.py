@@ -114,6 +114,21 @@ def test_extras_change_output_deterministically(extra):
     assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 255
 
 
+def test_clean_x1_leaves_factor_1_faces_untouched_and_degrades_the_rest():
+    x = faces(40)
+    extras = {"blur_prob": 1.0, "noise_prob": 1.0, "jpeg_prob": 1.0, "kernels": ("box", "bicubic")}
+    out, f = random_lr(x, DegradeConfig(factors=(1, 2, 4), clean_x1=True, **extras), np.random.default_rng(2))
+    dirty, f_dirty = random_lr(x, DegradeConfig(factors=(1, 2, 4), **extras), np.random.default_rng(2))
+    np.testing.assert_array_equal(f, f_dirty)  # the same factor draws
+    hr = f == 1
+    assert 0 < hr.sum() < len(f)
+    np.testing.assert_array_equal(out[hr], x[hr].astype(np.float32))
+    assert np.abs(dirty[hr] - x[hr]).mean() > 0.5  # without the option, x1 faces get the extras
+    assert np.abs(out[~hr] - lr_versions(x[~hr], 2)).mean() > 0.5
+    with pytest.raises(ConfigError, match="clean_x1"):
+        DegradeConfig(clean_x1="yes")
+
+
 def test_degrade_config_validation():
     for bad in (
         {"factors": ()},

@@ -56,6 +56,8 @@ class DegradeConfigYaml:
     # Down-sampling kernels drawn per face (box = area averaging, as camera pipelines do).
     kernels: tuple[str, ...] = ("bicubic",)
     jpeg_quality: tuple[int, ...] = (30, 90)
+    # Faces drawn at factor 1 stay the HR face (no blur, noise or JPEG), as a full-resolution crop is.
+    clean_x1: bool = False
 
 
 @dataclasses.dataclass

@@ -101,6 +101,8 @@ class DegradeConfig:
         kernels: down-sampling kernels, one drawn per face (``box`` = area averaging, as camera
             pipelines and OpenCV's INTER_AREA do; ``bilinear``; ``bicubic``). The resize back to the
             model's size always uses bicubic, as the SDK does.
+        clean_x1: faces drawn at factor 1 get none of the extras (blur, noise, JPEG), so they are the HR
+            face itself, as a 48 px crop at full resolution is.
     """
 
     factors: tuple[int, ...] = FACTORS
@@ -112,6 +114,7 @@ class DegradeConfig:
     jpeg_prob: float = 0.0
     jpeg_quality: tuple[int, int] = (30, 90)
     kernels: tuple[str, ...] = ("bicubic",)
+    clean_x1: bool = False
 
     def __post_init__(self) -> None:
         factors = tuple(self.factors) if isinstance(self.factors, (list, tuple)) else None
@@ -143,6 +146,8 @@ class DegradeConfig:
         if not kernels or any(k not in RESIZE_KERNELS for k in kernels):
             raise ConfigError(f"kernels: received {self.kernels!r}; expected a non-empty list of {list(RESIZE_KERNELS)}")
         object.__setattr__(self, "kernels", kernels)
+        if not isinstance(self.clean_x1, (bool, np.bool_)):
+            raise ConfigError(f"clean_x1: received {self.clean_x1!r}; expected true or false")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DegradeConfig:
@@ -234,6 +239,9 @@ def random_lr(
     quality: np.ndarray = rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1, size=n)
     # Drawn only when there is a choice, so single-kernel configs keep the random stream they always had.
     kernel = rng.integers(0, len(cfg.kernels), size=n) if len(cfg.kernels) > 1 else np.zeros(n, np.int64)
+    if cfg.clean_x1:
+        hr = factors == 1
+        blur[hr] = noise[hr] = jpeg[hr] = False
 
     out = np.empty((n, h, w), dtype=np.float32)
     for f, k in sorted(set(zip(factors.tolist(), kernel.tolist()))):

@@ -107,7 +107,7 @@ def _degrade_cfg(cfg: TrainConfig, factors: Optional[tuple[int, ...]] = None) ->
     d = cfg.degrade
     return DegradeConfig(factors=tuple(factors or d.factors), blur_prob=d.blur_prob, noise_prob=d.noise_prob,
                          jpeg_prob=d.jpeg_prob, jpeg_quality=(d.jpeg_quality[0], d.jpeg_quality[-1]),
-                         kernels=tuple(d.kernels))
+                         kernels=tuple(d.kernels), clean_x1=d.clean_x1)
 
 
 def _batches(n: int, bs: int, rng: np.random.Generator) -> list[np.ndarray]:
