@@ -335,3 +335,70 @@ def test_summary_keeps_a_film_check_only_of_the_same_run_and_split(tmp_path):
         mod.kept_film_check(tmp_path / "missing.json", "early_g", "val")
     with pytest.raises(SystemExit, match="needs --film-check"):
         mod.main(["--json", str(path), "--keep-film-check", f"a={tmp_path}"])
+
+
+GATED = {**DEEP, "generator": {**DEEP["generator"], "start": "stem", "adapter_width": 0.25}}
+
+
+def test_a_gated_g_is_exactly_the_hr_network_at_factor_1_and_only_there():
+    torch.manual_seed(0)
+    m = InferenceModel(GATED).eval()
+    m.generator.init_from(m.fer.trunk)
+    with torch.no_grad():  # as if trained: adapters, FiLM and the dense block all move
+        for name, p in m.generator.named_parameters():
+            if not name.startswith("stages."):
+                p.add_(0.05 * torch.randn_like(p))
+    x = torch.randn(4, 1, 48, 48)
+    with torch.no_grad():
+        hr = m.fer(x)
+        assert torch.equal(m(x, torch.ones(4)), hr)
+        for f in (2, 8):
+            assert not torch.allclose(m(x, torch.full((4,), f)), hr, atol=1e-3)
+    g = m.generator
+    assert not any(p.requires_grad for p in g.stages.parameters())
+    assert all(p.requires_grad for p in g.adapters.parameters())
+    # The copies are stored once: no adapter holds its block.
+    assert not any(k.startswith("adapters.") and ".conv1." in k for k in g.state_dict())
+    with pytest.raises(ConfigError, match="scale_aware"):
+        InferenceModel({**GATED, "generator": {**GATED["generator"], "scale_aware": False}})
+    with pytest.raises(ConfigError, match="adapter_width"):
+        InferenceModel({**GATED, "generator": {**GATED["generator"], "adapter_width": 2.0}})
+
+
+def test_a_gated_g_trains_only_its_adapters_and_exports(tmp_path):
+    pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    from fsrfer_edge.export.onnx_export import export_onnx, load_onnx
+    from fsrfer_edge.export.quantize import float_tail_nodes, generator_is_early
+    from trainer import checkpoint
+
+    with pytest.raises(ConfigError, match="adapter_width"):
+        _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "stem", "adapter_width": 0.25})
+    with pytest.raises(ConfigError, match=r"adapter_width = 1.5; expected a number in \[0, 1\]"):
+        _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "stem", "scale_aware": True,
+                               "adapter_width": 1.5})
+    cfg = _cfg(tmp_path, data={"synthetic": 160}, stage1={"epochs": 2},
+               stage2={"feature_level": "layer1", "generator_start": "stem", "scale_aware": True,
+                       "adapter_width": 0.25, "pretrain_epochs": 1, "epochs": 1, "batch_size": 16,
+                       "losses": {"distill": 1.0}})
+    d = load_data(cfg, None)
+    hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
+    path = train_stage2(cfg, d, hr, tmp_path / "run", "fsrfer", cfg.stage2.losses, resume=False)
+    model, _, _ = checkpoint.load_model(path)
+    hr_model, _, _ = checkpoint.load_model(hr)
+    g = model.generator
+    assert g.adapter_width == 0.25
+    assert torch.equal(g.stages[0].conv1.weight, hr_model.fer.trunk.layers[0].conv1.weight)  # frozen copy
+    assert g.adapters[0].a1.up.weight.abs().sum() > 0  # zero-initialised, then trained
+    x = torch.from_numpy(protocol_inputs(d.val.images[:8], 1, PRE))
+    with torch.no_grad():
+        assert torch.equal(model(x, torch.ones(8)), hr_model.fer(x))
+    export_onnx(path, tmp_path / "gated.onnx")  # stage 2 fitted the factor estimator
+    sess = ort.InferenceSession(str(tmp_path / "gated.onnx"), providers=["CPUExecutionProvider"])
+    x4 = torch.from_numpy(protocol_inputs(d.val.images[:8], 4, PRE))
+    with torch.no_grad():
+        np.testing.assert_allclose(sess.run(None, {"faces": x4.numpy()})[0], model(x4).numpy(), atol=1e-4)
+    graph = load_onnx(tmp_path / "gated.onnx")
+    assert generator_is_early(graph)  # an INT8 file quantizes it by default
+    assert not any(n.startswith("/generator/adapters.") for n in float_tail_nodes(graph, generator=False))

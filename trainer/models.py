@@ -267,6 +267,41 @@ class FactorEstimator(nn.Module):
         return (features @ self.weights).clamp(min=0.0).minimum(self.log2_max)
 
 
+def hr_gate(factor: torch.Tensor) -> torch.Tensor:
+    """(N,) factors -> (N, 1, 1, 1) log2 of each (0 for an HR face, 3 at x8): how much of the learned
+    change a gated G applies, so that at factor 1 it is exactly the HR network."""
+    return torch.log2(factor.float().clamp(min=1.0))[:, None, None, None]
+
+
+class LowRankConv(nn.Module):
+    """A low-rank residual beside a frozen 3x3 convolution: 3x3 to ``rank`` channels, then 1x1 back,
+    the second starting at zero (so the sum starts as the frozen convolution)."""
+
+    def __init__(self, conv: nn.Conv2d, rank: int) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(conv.in_channels, rank, 3, conv.stride, 1, bias=False)  # type: ignore[arg-type]
+        self.up = nn.Conv2d(rank, conv.out_channels, 1, bias=False)
+        nn.init.zeros_(self.up.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(x))
+
+
+class BlockAdapter(nn.Module):
+    """:class:`LowRankConv` residuals for a frozen :class:`BasicBlock`'s two convolutions, scaled per face
+    by ``gate`` (:func:`hr_gate`): at gate 0, :meth:`forward` is the block itself. The block is passed
+    in, not held, so its weights are stored once (in :class:`DeepGenerator`'s ``stages``)."""
+
+    def __init__(self, block: BasicBlock, width: float) -> None:
+        super().__init__()
+        self.a1 = LowRankConv(block.conv1, max(1, round(block.conv1.out_channels * width)))
+        self.a2 = LowRankConv(block.conv2, max(1, round(block.conv2.out_channels * width)))
+
+    def forward(self, block: BasicBlock, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(block.bn1(block.conv1(x) + gate * self.a1(x)))
+        return torch.relu(block.bn2(block.conv2(y) + gate * self.a2(y)) + block.short(x))
+
+
 class DeepGenerator(nn.Module):
     """G that starts early: from the frozen trunk's map at ``start`` (``"stem"``, ``"layer1"``, ...) up to
     the map at ``level`` whose HR version it must match.
@@ -276,11 +311,17 @@ class DeepGenerator(nn.Module):
     each copied block conditioned on the face's down-sample factor (``scale_aware``), and ``blocks``
     residual dense blocks at ``level`` (zero-initialised last projection). The BatchNorm statistics of
     the copies stay those of the HR model (``train()`` keeps them in eval mode): their affine weights
-    train, and the factor-dependent shift is FiLM's job, which keeps G at the identity for HR faces.
+    train, and the factor-dependent shift is FiLM's job.
+
+    With ``adapter_width`` > 0 (a *gated* G; needs ``scale_aware``) the copies stay frozen at the HR
+    weights and each block's convolutions get low-rank residuals of that fraction of their channels
+    (:class:`BlockAdapter`); those residuals, FiLM's scale and shift and the dense blocks' output are all
+    multiplied by log2 of the face's factor, so for an HR face G is exactly the HR network, whatever
+    training did, at a fraction of the copies' compute.
     """
 
     def __init__(self, trunk: "ResNetTrunk", start: str, level: str, blocks: int = 1, growth: int = 32,
-                 scale_aware: bool = False) -> None:
+                 scale_aware: bool = False, adapter_width: float = 0.0) -> None:
         super().__init__()
         if start not in trunk.start_ends or level not in trunk.level_ends or \
                 trunk.start_ends[start] >= trunk.level_ends[level]:
@@ -288,8 +329,17 @@ class DeepGenerator(nn.Module):
                               f"(levels in order: {list(trunk.start_ends)})")
         lo, hi = trunk.start_ends[start], trunk.level_ends[level]
         self.start, self.level, self.scale_aware = start, level, bool(scale_aware)
+        if adapter_width and not scale_aware:
+            raise ConfigError("a gated G (adapter_width > 0) needs scale_aware: its gate is the face's factor")
+        if not 0.0 <= adapter_width <= 1.0:
+            raise ConfigError(f"adapter_width: received {adapter_width!r}; expected a fraction in [0, 1]")
+        self.adapter_width = float(adapter_width)
         self.stages = nn.ModuleList(copy.deepcopy(trunk.layers[i]) for i in range(lo, hi))
         chans = [blk.bn2.num_features for blk in self.stages]  # type: ignore[union-attr]
+        self.adapters = nn.ModuleList(BlockAdapter(blk, self.adapter_width) for blk in self.stages) \
+            if self.adapter_width else None  # type: ignore[arg-type]
+        if self.adapters is not None:
+            self.stages.requires_grad_(False)
         self.films = nn.ModuleList(FiLM(c) for c in chans) if self.scale_aware else None
         self.refine = SpatialFeatureGenerator(chans[-1], blocks, growth) if blocks else None
 
@@ -309,6 +359,13 @@ class DeepGenerator(nn.Module):
     def forward(self, fmap: torch.Tensor, factor: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.scale_aware and factor is None:
             raise ConfigError("this G is scale-aware: it needs each face's down-sample factor (1 = 48 px)")
+        if self.adapters is not None:
+            assert factor is not None and self.films is not None
+            gate = hr_gate(factor)
+            for stage, adapter, film in zip(self.stages, self.adapters, self.films):
+                fmap = adapter(stage, fmap, gate)
+                fmap = fmap + gate * (film(fmap, factor) - fmap)
+            return fmap if self.refine is None else fmap + gate * (self.refine(fmap) - fmap)
         for i, stage in enumerate(self.stages):
             fmap = stage(fmap)
             if self.films is not None:

@@ -166,8 +166,9 @@ GENERATOR_PREFIX = "/generator/"
 ALWAYS_FLOAT_PREFIXES = ("/factor_estimator/", "/generator/films.")
 
 
-#: Node-name prefix of the trainable stage copies of a G that starts below its feature level.
-EARLY_GENERATOR_PREFIX = "/generator/stages."
+#: Node-name prefixes of the stage copies of a G that starts below its feature level: trainable
+#: copies, or (a gated G, ``stage2.adapter_width``) frozen ones run beside their low-rank adapters.
+EARLY_GENERATOR_PREFIX = ("/generator/stages.", "/generator/adapters.")
 
 
 def generator_is_early(model: "onnx.ModelProto") -> bool:
