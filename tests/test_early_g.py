@@ -363,6 +363,18 @@ def test_a_gated_g_is_exactly_the_hr_network_at_factor_1_and_only_there():
         InferenceModel({**GATED, "generator": {**GATED["generator"], "scale_aware": False}})
     with pytest.raises(ConfigError, match="adapter_width"):
         InferenceModel({**GATED, "generator": {**GATED["generator"], "adapter_width": 2.0}})
+    # The step gate: also exactly HR at x1; the same change at x2 and x8 but for FiLM.
+    from trainer.models import hr_gate
+
+    assert hr_gate(torch.tensor([1.0, 2.0, 8.0]), "step").flatten().tolist() == [0.0, 1.0, 1.0]
+    assert hr_gate(torch.tensor([1.0, 2.0, 8.0])).flatten().tolist() == [0.0, 1.0, 3.0]
+    step = InferenceModel({**GATED, "generator": {**GATED["generator"], "gate": "step"}}).eval()
+    step.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        assert torch.equal(step(x, torch.ones(4)), hr)
+        assert not torch.allclose(step(x, torch.full((4,), 8)), m(x, torch.full((4,), 8)), atol=1e-3)
+    with pytest.raises(ConfigError, match="gate"):
+        InferenceModel({**GATED, "generator": {**GATED["generator"], "gate": "linear"}})
 
 
 def test_a_gated_g_trains_only_its_adapters_and_exports(tmp_path):
@@ -375,6 +387,9 @@ def test_a_gated_g_trains_only_its_adapters_and_exports(tmp_path):
 
     with pytest.raises(ConfigError, match="adapter_width"):
         _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "stem", "adapter_width": 0.25})
+    with pytest.raises(ConfigError, match="adapter_gate"):
+        _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "stem", "scale_aware": True,
+                               "adapter_width": 0.25, "adapter_gate": "linear"})
     with pytest.raises(ConfigError, match=r"adapter_width = 1.5; expected a number in \[0, 1\]"):
         _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "stem", "scale_aware": True,
                                "adapter_width": 1.5})

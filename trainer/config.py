@@ -100,6 +100,8 @@ class Stage2Config:
     # residual of this fraction of its channels, and every learned change is scaled by log2 of the
     # face's factor, so an HR face gets exactly the HR network. 0: the copies themselves train.
     adapter_width: float = dataclasses.field(default=0.0, metadata={"range": (0, 1)})
+    # How the gated G's change grows with the factor f: "log2" (log2 f) or "step" (min(1, log2 f)).
+    adapter_gate: str = "log2"
     critic_hidden: int = 256
     critic_layers: int = 3
     losses: LossConfig = dataclasses.field(default_factory=LossConfig)
@@ -331,6 +333,8 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
                         f"stage2.feature_level (a map); got {start!r} with {cfg.stage2.feature_level!r}")
     if cfg.stage2.scale_aware and not start:
         problems.append(f"{where}: stage2.scale_aware needs stage2.generator_start (FiLM follows the copied stages)")
+    if cfg.stage2.adapter_gate not in ("log2", "step"):
+        problems.append(f"{where}: stage2.adapter_gate must be 'log2' or 'step', got {cfg.stage2.adapter_gate!r}")
     if cfg.stage2.adapter_width and not cfg.stage2.scale_aware:
         problems.append(f"{where}: stage2.adapter_width needs stage2.scale_aware (a gated G's gate is the face's factor)")
     if cfg.stage2.feature_level not in ("embedding", "layer1", "layer2", "layer3"):

@@ -267,10 +267,16 @@ class FactorEstimator(nn.Module):
         return (features @ self.weights).clamp(min=0.0).minimum(self.log2_max)
 
 
-def hr_gate(factor: torch.Tensor) -> torch.Tensor:
-    """(N,) factors -> (N, 1, 1, 1) log2 of each (0 for an HR face, 3 at x8): how much of the learned
-    change a gated G applies, so that at factor 1 it is exactly the HR network."""
-    return torch.log2(factor.float().clamp(min=1.0))[:, None, None, None]
+#: How a gated G's change grows with the factor f: ``log2`` (0 at x1, 1 at x2, 3 at x8) or ``step``
+#: (min(1, log2 f): 0 at x1, 1 from x2 on, so FiLM alone tells the factors x2..x8 apart).
+GATES = ("log2", "step")
+
+
+def hr_gate(factor: torch.Tensor, shape: str = "log2") -> torch.Tensor:
+    """(N,) factors -> (N, 1, 1, 1): how much of the learned change a gated G applies (:data:`GATES`),
+    0 at factor 1, so that for an HR face it is exactly the HR network."""
+    g = torch.log2(factor.float().clamp(min=1.0))[:, None, None, None]
+    return g.clamp(max=1.0) if shape == "step" else g
 
 
 class LowRankConv(nn.Module):
@@ -316,12 +322,12 @@ class DeepGenerator(nn.Module):
     With ``adapter_width`` > 0 (a *gated* G; needs ``scale_aware``) the copies stay frozen at the HR
     weights and each block's convolutions get low-rank residuals of that fraction of their channels
     (:class:`BlockAdapter`); those residuals, FiLM's scale and shift and the dense blocks' output are all
-    multiplied by log2 of the face's factor, so for an HR face G is exactly the HR network, whatever
-    training did, at a fraction of the copies' compute.
+    multiplied by a gate of the face's factor that is 0 at factor 1 (``gate``, :data:`GATES`), so for an
+    HR face G is exactly the HR network, whatever training did, at a fraction of the copies' compute.
     """
 
     def __init__(self, trunk: "ResNetTrunk", start: str, level: str, blocks: int = 1, growth: int = 32,
-                 scale_aware: bool = False, adapter_width: float = 0.0) -> None:
+                 scale_aware: bool = False, adapter_width: float = 0.0, gate: str = "log2") -> None:
         super().__init__()
         if start not in trunk.start_ends or level not in trunk.level_ends or \
                 trunk.start_ends[start] >= trunk.level_ends[level]:
@@ -333,7 +339,9 @@ class DeepGenerator(nn.Module):
             raise ConfigError("a gated G (adapter_width > 0) needs scale_aware: its gate is the face's factor")
         if not 0.0 <= adapter_width <= 1.0:
             raise ConfigError(f"adapter_width: received {adapter_width!r}; expected a fraction in [0, 1]")
-        self.adapter_width = float(adapter_width)
+        if gate not in GATES:
+            raise ConfigError(f"gate: received {gate!r}; expected one of {GATES}")
+        self.adapter_width, self.gate = float(adapter_width), gate
         self.stages = nn.ModuleList(copy.deepcopy(trunk.layers[i]) for i in range(lo, hi))
         chans = [blk.bn2.num_features for blk in self.stages]  # type: ignore[union-attr]
         self.adapters = nn.ModuleList(BlockAdapter(blk, self.adapter_width) for blk in self.stages) \
@@ -361,7 +369,7 @@ class DeepGenerator(nn.Module):
             raise ConfigError("this G is scale-aware: it needs each face's down-sample factor (1 = 48 px)")
         if self.adapters is not None:
             assert factor is not None and self.films is not None
-            gate = hr_gate(factor)
+            gate = hr_gate(factor, self.gate)
             for stage, adapter, film in zip(self.stages, self.adapters, self.films):
                 fmap = adapter(stage, fmap, gate)
                 fmap = fmap + gate * (film(fmap, factor) - fmap)
