@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# FER+ val accuracy of scripts/early_g.py runs' FSR-FER models as deployed: each exported to its fused
+# FP32 ONNX graph (fsrfer-export), where a scale-aware G gets each face's factor from the graph's own
+# estimator, not the true factor the trainer's evaluation passes, and evaluated on ONNX Runtime CPU.
+#
+#   bash scripts/onnx_val.sh [--protocol resized|small|camera] LABEL=RUN_DIR ...
+#
+# Writes results/ferplus/onnx_val/LABEL[_PROTOCOL].json (fsrfer-eval's JSON). About 2 min per run here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROTOCOL=resized
+if [ "${1:-}" = --protocol ]; then PROTOCOL=$2; shift 2; fi
+if [ $# -eq 0 ]; then
+  echo "usage: bash scripts/onnx_val.sh [--protocol resized|small|camera] LABEL=RUN_DIR ..." >&2
+  exit 2
+fi
+DATA=${FSRFER_DATA:-../shared/data}
+OUT=results/ferplus/onnx_val
+for item in "$@"; do
+  label=${item%%=*} run=${item#*=}
+  if [ "$label" = "$item" ] || [ ! -f "$run/models/fsrfer.pt" ]; then
+    echo "error: $item: expected LABEL=RUN_DIR with RUN_DIR/models/fsrfer.pt" >&2
+    exit 2
+  fi
+done
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+mkdir -p "$OUT"
+suffix=$([ "$PROTOCOL" = resized ] && echo "" || echo "_$PROTOCOL")
+for item in "$@"; do
+  label=${item%%=*} run=${item#*=}
+  fsrfer-export "$run/models/fsrfer.pt" --name "$label" --out-dir "$TMP" -q
+  fsrfer-eval --checkpoint "$TMP/$label.fp32.onnx" --data "$DATA/fer2013.npz" --labels ferplus --split val \
+    --threads 2 --protocol "$PROTOCOL" --json "$OUT/$label$suffix.json"
+done
