@@ -97,8 +97,9 @@ class Stage2Config:
     # FiLM after each copied stage, conditioned on the face's down-sample factor (needs generator_start).
     scale_aware: bool = False
     # > 0: a gated G (needs scale_aware): the copied stages stay frozen, each convolution gets a low-rank
-    # residual of this fraction of its channels, and every learned change is scaled by log2 of the
-    # face's factor, so an HR face gets exactly the HR network. 0: the copies themselves train.
+    # residual of this fraction of its channels, and every learned change is scaled by a gate of the
+    # face's factor that is 0 at x1 (adapter_gate), so an HR face gets exactly the HR network. 0: the
+    # copies themselves train.
     adapter_width: float = dataclasses.field(default=0.0, metadata={"range": (0, 1)})
     # How the gated G's change grows with the factor f: "log2" (log2 f) or "step" (min(1, log2 f)).
     adapter_gate: str = "log2"
