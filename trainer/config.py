@@ -314,7 +314,7 @@ def _validate(cfg: TrainConfig, where: str) -> None:
 def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
     """Choices and cross-option rules (ranges: :func:`range_problems`); one message per problem."""
     problems: list[str] = []
-    from .models import list_backbones
+    from .models import GATES, list_backbones
 
     if cfg.device not in DEVICES:
         problems.append(f"{where}: device must be one of {list(DEVICES)}, got {cfg.device!r} (under torchrun, "
@@ -334,8 +334,8 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
                         f"stage2.feature_level (a map); got {start!r} with {cfg.stage2.feature_level!r}")
     if cfg.stage2.scale_aware and not start:
         problems.append(f"{where}: stage2.scale_aware needs stage2.generator_start (FiLM follows the copied stages)")
-    if cfg.stage2.adapter_gate not in ("log2", "step"):
-        problems.append(f"{where}: stage2.adapter_gate must be 'log2' or 'step', got {cfg.stage2.adapter_gate!r}")
+    if cfg.stage2.adapter_gate not in GATES:
+        problems.append(f"{where}: stage2.adapter_gate must be one of {list(GATES)}, got {cfg.stage2.adapter_gate!r}")
     if cfg.stage2.adapter_width and not cfg.stage2.scale_aware:
         problems.append(f"{where}: stage2.adapter_width needs stage2.scale_aware (a gated G's gate is the face's factor)")
     if cfg.stage2.feature_level not in ("embedding", "layer1", "layer2", "layer3"):
