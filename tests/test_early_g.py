@@ -377,6 +377,23 @@ def test_a_gated_g_is_exactly_the_hr_network_at_factor_1_and_only_there():
         InferenceModel({**GATED, "generator": {**GATED["generator"], "gate": "linear"}})
 
 
+def test_a_gated_g_can_widen_only_its_top_stage():
+    spec = {"method": "fsrfer", "backbone": "resnet18_half", "feature_level": "layer3",
+            "generator": {"start": "stem", "scale_aware": True, "adapter_width": 0.25, "adapter_top_width": 1.0}}
+    g = InferenceModel(spec).generator
+    # layer1 and layer2 (32 and 64 channels) at a quarter; layer3's two blocks (128) at full width.
+    assert [(a.a1.down.out_channels, a.a2.down.out_channels) for a in g.adapters] == \
+        [(8, 8), (8, 8), (16, 16), (16, 16), (128, 128), (128, 128)]
+    g2 = InferenceModel({**spec, "feature_level": "layer2", "generator": {**spec["generator"], "start": "layer1"}}).generator
+    assert [a.a1.down.out_channels for a in g2.adapters] == [64, 64]  # G covers layer2 only: all of it is top
+    plain = InferenceModel({**spec, "generator": {**spec["generator"], "adapter_top_width": 0.0}}).generator
+    assert [a.a1.down.out_channels for a in plain.adapters] == [8, 8, 16, 16, 32, 32]
+    with pytest.raises(ConfigError, match="adapter_top_width needs adapter_width"):
+        InferenceModel({**spec, "generator": {**spec["generator"], "adapter_width": 0.0}})
+    with pytest.raises(ConfigError, match=r"adapter_top_width: received 1.5; expected a fraction in \[0, 1\]"):
+        InferenceModel({**spec, "generator": {**spec["generator"], "adapter_top_width": 1.5}})
+
+
 def test_a_gated_g_trains_only_its_adapters_and_exports(tmp_path):
     pytest.importorskip("onnx")
     import onnxruntime as ort
@@ -393,9 +410,12 @@ def test_a_gated_g_trains_only_its_adapters_and_exports(tmp_path):
     with pytest.raises(ConfigError, match=r"adapter_width = 1.5; expected a number in \[0, 1\]"):
         _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "stem", "scale_aware": True,
                                "adapter_width": 1.5})
+    with pytest.raises(ConfigError, match="adapter_top_width needs stage2.adapter_width"):
+        _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "stem", "scale_aware": True,
+                               "adapter_top_width": 1.0})
     cfg = _cfg(tmp_path, data={"synthetic": 160}, stage1={"epochs": 2},
                stage2={"feature_level": "layer1", "generator_start": "stem", "scale_aware": True,
-                       "adapter_width": 0.25, "pretrain_epochs": 1, "epochs": 1, "batch_size": 16,
+                       "adapter_width": 0.25, "adapter_top_width": 0.5, "pretrain_epochs": 1, "epochs": 1, "batch_size": 16,
                        "losses": {"distill": 1.0}})
     d = load_data(cfg, None)
     hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
@@ -403,7 +423,8 @@ def test_a_gated_g_trains_only_its_adapters_and_exports(tmp_path):
     model, _, _ = checkpoint.load_model(path)
     hr_model, _, _ = checkpoint.load_model(hr)
     g = model.generator
-    assert g.adapter_width == 0.25
+    assert (g.adapter_width, g.adapter_top_width) == (0.25, 0.5)
+    assert g.adapters[0].a1.down.out_channels == 4  # the tiny trunk's layer1 (8 channels) is G's top stage
     assert torch.equal(g.stages[0].conv1.weight, hr_model.fer.trunk.layers[0].conv1.weight)  # frozen copy
     assert g.adapters[0].a1.up.weight.abs().sum() > 0  # zero-initialised, then trained
     x = torch.from_numpy(protocol_inputs(d.val.images[:8], 1, PRE))

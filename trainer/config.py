@@ -101,6 +101,9 @@ class Stage2Config:
     # face's factor that is 0 at x1 (adapter_gate), so an HR face gets exactly the HR network. 0: the
     # copies themselves train.
     adapter_width: float = dataclasses.field(default=0.0, metadata={"range": (0, 1)})
+    # > 0: the residuals' width in the blocks of the last copied stage (the one ending at feature_level)
+    # instead of adapter_width; 1.0 makes each of their residuals as wide as the convolution itself.
+    adapter_top_width: float = dataclasses.field(default=0.0, metadata={"range": (0, 1)})
     # How the gated G's change grows with the factor f: "log2" (log2 f) or "step" (min(1, log2 f)).
     adapter_gate: str = "log2"
     critic_hidden: int = 256
@@ -338,6 +341,8 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
         problems.append(f"{where}: stage2.adapter_gate must be one of {list(GATES)}, got {cfg.stage2.adapter_gate!r}")
     if cfg.stage2.adapter_width and not cfg.stage2.scale_aware:
         problems.append(f"{where}: stage2.adapter_width needs stage2.scale_aware (a gated G's gate is the face's factor)")
+    if cfg.stage2.adapter_top_width and not cfg.stage2.adapter_width:
+        problems.append(f"{where}: stage2.adapter_top_width needs stage2.adapter_width > 0 (it widens a gated G's top stage)")
     if cfg.stage2.feature_level not in ("embedding", "layer1", "layer2", "layer3"):
         problems.append(f"{where}: stage2.feature_level must be 'embedding', 'layer1', 'layer2' or 'layer3', "
                         f"got {cfg.stage2.feature_level!r}")

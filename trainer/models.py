@@ -324,10 +324,13 @@ class DeepGenerator(nn.Module):
     (:class:`BlockAdapter`); those residuals, FiLM's scale and shift and the dense blocks' output are all
     multiplied by a gate of the face's factor that is 0 at factor 1 (``gate``, :data:`GATES`), so for an
     HR face G is exactly the HR network, whatever training did, at a fraction of the copies' compute.
+    ``adapter_top_width`` (> 0) sets a different width for the blocks of the top stage (the one ending at
+    ``level``); at 1.0 each of their residuals is as wide as the convolution it sits beside.
     """
 
     def __init__(self, trunk: "ResNetTrunk", start: str, level: str, blocks: int = 1, growth: int = 32,
-                 scale_aware: bool = False, adapter_width: float = 0.0, gate: str = "log2") -> None:
+                 scale_aware: bool = False, adapter_width: float = 0.0, gate: str = "log2",
+                 adapter_top_width: float = 0.0) -> None:
         super().__init__()
         if start not in trunk.start_ends or level not in trunk.level_ends or \
                 trunk.start_ends[start] >= trunk.level_ends[level]:
@@ -337,15 +340,22 @@ class DeepGenerator(nn.Module):
         self.start, self.level, self.scale_aware = start, level, bool(scale_aware)
         if adapter_width and not scale_aware:
             raise ConfigError("a gated G (adapter_width > 0) needs scale_aware: its gate is the face's factor")
-        if not 0.0 <= adapter_width <= 1.0:
-            raise ConfigError(f"adapter_width: received {adapter_width!r}; expected a fraction in [0, 1]")
+        for name, width in (("adapter_width", adapter_width), ("adapter_top_width", adapter_top_width)):
+            if not 0.0 <= width <= 1.0:
+                raise ConfigError(f"{name}: received {width!r}; expected a fraction in [0, 1]")
+        if adapter_top_width and not adapter_width:
+            raise ConfigError("adapter_top_width needs adapter_width > 0: it widens a gated G's top stage")
         if gate not in GATES:
             raise ConfigError(f"gate: received {gate!r}; expected one of {GATES}")
         self.adapter_width, self.gate = float(adapter_width), gate
         self.stages = nn.ModuleList(copy.deepcopy(trunk.layers[i]) for i in range(lo, hi))
         chans = [blk.bn2.num_features for blk in self.stages]  # type: ignore[union-attr]
-        self.adapters = nn.ModuleList(BlockAdapter(blk, self.adapter_width) for blk in self.stages) \
-            if self.adapter_width else None  # type: ignore[arg-type]
+        self.adapter_top_width = float(adapter_top_width) or self.adapter_width
+        ends = list(trunk.start_ends.values())
+        top_lo = ends[ends.index(hi) - 1] - lo  # the first copied block of the stage ending at ``level``
+        self.adapters = nn.ModuleList(
+            BlockAdapter(blk, self.adapter_top_width if i >= top_lo else self.adapter_width)  # type: ignore[arg-type]
+            for i, blk in enumerate(self.stages)) if self.adapter_width else None
         if self.adapters is not None:
             self.stages.requires_grad_(False)
         self.films = nn.ModuleList(FiLM(c) for c in chans) if self.scale_aware else None

@@ -213,6 +213,8 @@ def spec_for(cfg: TrainConfig, method: str) -> dict[str, Any]:
             spec["generator"].update(start=cfg.stage2.generator_start, scale_aware=cfg.stage2.scale_aware)
             if cfg.stage2.adapter_width:
                 spec["generator"].update(adapter_width=cfg.stage2.adapter_width, gate=cfg.stage2.adapter_gate)
+                if cfg.stage2.adapter_top_width:
+                    spec["generator"]["adapter_top_width"] = cfg.stage2.adapter_top_width
         if cfg.stage2.feature_level != "embedding":
             spec["feature_level"] = cfg.stage2.feature_level
     if method == "image_sr":
