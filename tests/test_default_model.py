@@ -44,3 +44,19 @@ def test_default_model_reproduces_its_published_ferplus_test_accuracy(shared_dat
                                    for i in range(0, len(lr), 512)])
             acc = float((pred == test.labels).mean())
             assert abs(acc - published["factors"][str(factor)]["accuracy"]) <= 0.001, (factor, acc)
+
+
+def test_the_model_card_says_what_the_model_was_trained_on():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ship_default", REPO / "scripts" / "ship_default.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    soft = mod.describe_labels({"data": {"labels": "ferplus", "soft_labels": True},
+                                "stage1": {"rotate": 15.0, "scale": 0.15}})
+    assert soft.startswith("the FER+ vote distributions as soft targets")
+    assert soft.endswith("augmented with rotation up to +-15 degrees and zoom 0.85-1.15")
+    assert mod.describe_labels({"data": {"labels": "ferplus"}}) == \
+        "FER+ majority labels (Microsoft FER+, MIT-licensed labels)"
+    assert mod.describe_labels({"data": {"labels": "fer2013"}, "stage1": {"scale": 0.1}}) == \
+        "their original FER2013 labels, augmented with zoom 0.9-1.1"
