@@ -2,6 +2,7 @@
 
     python scripts/readme_tables.py            # every table
     python scripts/readme_tables.py serving    # only one
+    python scripts/readme_tables.py --check    # exit 1 if a table is not what its file renders
 
 Each table goes between ``<!-- table:NAME -->`` and ``<!-- /table -->`` in its Markdown file and is made
 from JSON alone (results/default_model/test.json, written by fsrfer-eval on the shipped model, with
@@ -403,8 +404,9 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
 }
 
 
-def update(name: str) -> None:
-    src, render, md = TABLES[name]
+def render(name: str) -> tuple[Path, str]:
+    """The markdown file holding table ``name`` and that file's text with the table rendered from its source."""
+    src, render_table, md = TABLES[name]
     doc = {"source": src, **json.loads((REPO / src).read_text())}
     path = REPO / md
     text = path.read_text()
@@ -412,16 +414,38 @@ def update(name: str) -> None:
     pat = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if not pat.search(text):
         raise SystemExit(f"{md} has no block {start} ... {end}; add one where the table should go")
-    block = f"{start}\n{render(doc)}{end}"
-    path.write_text(pat.sub(lambda _: block, text))
-    print(f"{md}: table {name} from {src}")
+    block = f"{start}\n{render_table(doc)}{end}"
+    return path, pat.sub(lambda _: block, text)
+
+
+def update(name: str) -> None:
+    path, text = render(name)
+    path.write_text(text)
+    print(f"{TABLES[name][2]}: table {name} from {TABLES[name][0]}")
+
+
+def stale(names: list[str]) -> list[str]:
+    """The tables whose block in their markdown file differs from what their result file renders."""
+    out = []
+    for n in names:
+        path, text = render(n)
+        if path.read_text() != text:
+            out.append(n)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    names = (argv if argv is not None else sys.argv[1:]) or list(TABLES)
+    args = list(argv if argv is not None else sys.argv[1:])
+    check = "--check" in args
+    names = [a for a in args if a != "--check"] or list(TABLES)
     bad = [n for n in names if n not in TABLES]
     if bad:
         raise SystemExit(f"unknown table(s) {bad}; expected some of {list(TABLES)}")
+    if check:
+        old = stale(names)
+        for n in old:
+            print(f"{TABLES[n][2]}: table {n} is not what {TABLES[n][0]} renders; run python scripts/readme_tables.py {n}")
+        return 1 if old else 0
     for n in names:
         update(n)
     return 0

@@ -1,6 +1,7 @@
 """Check the accuracy targets of the published runs against their committed result files.
 
     python scripts/targets.py                 # writes results/targets.json
+    python scripts/targets.py --check         # exit 1 if it is out of date
     python scripts/readme_tables.py targets   # README's targets table from it
 
 Reads results/ferplus/test.json, results/fer2013/test.json (written by scripts/reproduce.sh through
@@ -174,13 +175,8 @@ def compute_issue12(ferplus: Optional[dict[str, Any]], shipped: dict[str, Option
     return out
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=REPO / "results" / "targets.json")
-    args = ap.parse_args(argv)
-    sys.path.insert(0, str(REPO))
-    from fsrfer_edge.fileio import write_json
-
+def build() -> dict[str, Any]:
+    """results/targets.json's content, computed from the committed result files."""
     ferplus = _load(REPO / "results" / "ferplus" / "test.json")
     fer2013 = _load(REPO / "results" / "fer2013" / "test.json")
     rows = compute(ferplus, fer2013)
@@ -191,8 +187,28 @@ def main(argv: Optional[list[str]] = None) -> int:
             shipped[f"{who}{p}" if who else p] = _load(REPO / "results" / "default_model" / f"{who}test{suffix}.json")
     rows += compute_issue12(ferplus, shipped, _load(REPO / "results" / "ferplus" / "early_g_seeds.json"),
                             _load(REPO / "results" / "edge_budget.json"), fer2013)
-    write_json(args.out, {"command": "python scripts/targets.py", "targets": rows})
-    for r in rows:
+    return {"command": "python scripts/targets.py", "targets": rows}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=REPO / "results" / "targets.json")
+    ap.add_argument("--check", action="store_true",
+                    help="write nothing; exit 1 if --out is not what the result files give (a result changed since)")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    from fsrfer_edge.fileio import write_json
+
+    doc = build()
+    if args.check:
+        current = _load(args.out)
+        if current != json.loads(json.dumps(doc)):
+            print(f"{args.out} is not what the result files give; run python scripts/targets.py "
+                  "(then python scripts/readme_tables.py)")
+            return 1
+        return 0
+    write_json(args.out, doc)
+    for r in doc["targets"]:
         print(f"{'met' if r['met'] else 'NOT met' if r['met'] is False else 'not run':8} {r['target']}: {r['measured']}")
     return 0
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -88,3 +89,21 @@ def test_issue12_hr_rows_read_the_shipped_models_hr_network_and_fer2013() -> Non
     rows = {r["target"].split(": ", 1)[1]: r for r in mod.compute_issue12(None, shipped, None, None)}
     assert rows["HR model (the shipped model's frozen network) >= 88.0 at x1, FER+ test"]["met"] is False
     assert rows["HR model >= 72 on FER2013 test"]["met"] is None
+
+
+def test_committed_targets_and_readme_tables_are_what_the_committed_result_files_give(tmp_path: Path) -> None:
+    # A result file committed without rerunning scripts/targets.py and scripts/readme_tables.py left the
+    # README's targets table showing the previous default's edge budget; this fails on that.
+    mod = _targets()
+    assert mod.main(["--check"]) == 0, "run python scripts/targets.py, then python scripts/readme_tables.py"
+    spec = importlib.util.spec_from_file_location("readme_tables_script", REPO / "scripts" / "readme_tables.py")
+    assert spec is not None and spec.loader is not None
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    assert tables.stale(list(tables.TABLES)) == [], "run python scripts/readme_tables.py"
+    # and the check can fail: an out-of-date targets file is reported
+    old = tmp_path / "targets.json"
+    doc = mod.build()
+    doc["targets"][0]["measured"] = "something else"
+    old.write_text(json.dumps(doc))
+    assert mod.main(["--check", "--out", str(old)]) == 1
