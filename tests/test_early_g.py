@@ -20,22 +20,30 @@ DEEP = {"method": "fsrfer", "backbone": "resnet10_half", "feature_level": "layer
         "generator": {"blocks": 1, "growth": 8, "start": "layer1", "scale_aware": True}}
 
 
-def _deep_model() -> InferenceModel:
+def _deep_model(start: str = "layer1", level: str = "layer3") -> InferenceModel:
     torch.manual_seed(0)
-    m = InferenceModel(DEEP).eval()
+    m = InferenceModel({**DEEP, "feature_level": level, "generator": {**DEEP["generator"], "start": start}}).eval()
     m.generator.init_from(m.fer.trunk)
     return m
 
 
-def test_untrained_deep_g_reproduces_the_hr_model_at_every_factor():
-    m = _deep_model()
-    assert isinstance(m.generator, DeepGenerator) and m.scale_aware and m.start == "layer1"
+@pytest.mark.parametrize("start,level", [("layer1", "layer3"), ("stem", "layer4"), ("layer3", "layer4")])
+def test_untrained_deep_g_reproduces_the_hr_model_at_every_factor(start, level):
+    # layer4: the last stage's map, with only pooling and the head above G
+    m = _deep_model(start, level)
+    assert isinstance(m.generator, DeepGenerator) and m.scale_aware and m.start == start
     hr = InferenceModel({"method": "hr", "backbone": "resnet10_half"}).eval()
     hr.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("generator.")})
     x = torch.randn(4, 1, 48, 48)
     with torch.no_grad():
         for f in (1, 3, 8):
             assert torch.allclose(m(x, torch.full((4,), f)), hr(x), atol=1e-5)
+
+
+def test_g_cannot_start_at_or_above_its_level():
+    for start, level in (("layer4", "layer4"), ("layer3", "layer3"), ("layer4", "layer3")):
+        with pytest.raises(ConfigError, match="start level before its target level.*layer4"):
+            _deep_model(start, level)
 
 
 def test_scale_aware_g_needs_the_factor_and_uses_it():
@@ -172,6 +180,29 @@ def test_early_g_trains_on_images_and_moves_towards_the_hr_features(tmp_path):
     hr_model, _, _ = checkpoint.load_model(hr)
     g_stage = model.generator.stages[0].conv1.weight
     assert not torch.equal(g_stage, hr_model.fer.trunk.layers[0].conv1.weight)
+
+
+def test_a_g_up_to_the_last_stage_trains_and_exports_to_one_graph(tmp_path):
+    # tiny has two stages: layer2 is its last map, with only pooling and the head above G
+    ort = pytest.importorskip("onnxruntime")
+    cfg = _cfg(tmp_path, data={"synthetic": 96}, stage1={"epochs": 1},
+               stage2={"feature_level": "layer2", "generator_start": "stem", "scale_aware": True,
+                       "pretrain_epochs": 1, "epochs": 1, "batch_size": 16, "losses": {"distill": 1.0}})
+    d = load_data(cfg, None)
+    hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
+    path = train_stage2(cfg, d, hr, tmp_path / "run", "fsrfer", cfg.stage2.losses, resume=False)
+    from fsrfer_edge.export.onnx_export import export_onnx
+    from trainer import checkpoint
+
+    model, _, _ = checkpoint.load_model(path)
+    assert model.level == "layer2" and len(model.generator.stages) == 2  # copies of both stages
+    export_onnx(path, tmp_path / "g.onnx")
+    faces, _ = make_faces(6, seed=4)
+    x = torch.from_numpy(protocol_inputs(faces, 3, PRE))
+    got = ort.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"faces": x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model.eval()(x).numpy(), atol=1e-4)
 
 
 def test_random_lr_draws_a_kernel_per_face_and_box_differs_from_bicubic():

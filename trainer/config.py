@@ -85,12 +85,13 @@ class Stage2Config:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     pretrain_lr: float = 1e-3
-    # Where G works: "embedding" (the pooled trunk output) or a stage's output map ("layer3", "layer2"),
-    # with the frozen rest of the trunk and the head above it.
+    # Where G works: "embedding" (the pooled trunk output) or a stage's output map ("layer3", "layer2"; the
+    # last stage's, "layer4" for the resnet18 layouts, has only pooling and the head above it), with the
+    # frozen rest of the trunk and the head above it.
     feature_level: str = "embedding"
     generator_blocks: int = 3
     generator_growth: int = 64
-    # Where G starts: "" = at feature_level (G on that map only); "stem", "layer1" or "layer2" = earlier,
+    # Where G starts: "" = at feature_level (G on that map only); "stem", "layer1" ... = earlier,
     # with trainable copies of the stages up to feature_level (initialised from the HR model), trained
     # on images instead of cached features.
     generator_start: str = ""
@@ -329,11 +330,11 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
     if cfg.stage2.losses.gan not in ("wgan_div", "none"):
         problems.append(f"{where}: stage2.losses.gan must be 'wgan_div' or 'none', got {cfg.stage2.losses.gan!r}")
     start = cfg.stage2.generator_start
-    order = ("stem", "layer1", "layer2", "layer3", "embedding")
-    if start and (start not in order[:3] or cfg.stage2.feature_level in ("embedding", start)
+    order = ("stem", "layer1", "layer2", "layer3", "layer4", "embedding")
+    if start and (start not in order[:4] or cfg.stage2.feature_level in ("embedding", start)
                   or cfg.stage2.feature_level not in order
                   or order.index(start) >= order.index(cfg.stage2.feature_level)):
-        problems.append(f"{where}: stage2.generator_start must be '', 'stem', 'layer1' or 'layer2' and before "
+        problems.append(f"{where}: stage2.generator_start must be '', 'stem', 'layer1', 'layer2' or 'layer3' and before "
                         f"stage2.feature_level (a map); got {start!r} with {cfg.stage2.feature_level!r}")
     if cfg.stage2.scale_aware and not start:
         problems.append(f"{where}: stage2.scale_aware needs stage2.generator_start (FiLM follows the copied stages)")
@@ -343,8 +344,8 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
         problems.append(f"{where}: stage2.adapter_width needs stage2.scale_aware (a gated G's gate is the face's factor)")
     if cfg.stage2.adapter_top_width and not cfg.stage2.adapter_width:
         problems.append(f"{where}: stage2.adapter_top_width needs stage2.adapter_width > 0 (it widens a gated G's top stage)")
-    if cfg.stage2.feature_level not in ("embedding", "layer1", "layer2", "layer3"):
-        problems.append(f"{where}: stage2.feature_level must be 'embedding', 'layer1', 'layer2' or 'layer3', "
+    if cfg.stage2.feature_level not in ("embedding", "layer1", "layer2", "layer3", "layer4"):
+        problems.append(f"{where}: stage2.feature_level must be 'embedding' or a stage's map, 'layer1' to 'layer4', "
                         f"got {cfg.stage2.feature_level!r}")
     bad = set(cfg.stage2.ablations) - set(ABLATIONS)
     if bad:

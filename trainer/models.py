@@ -56,11 +56,12 @@ class ResNetTrunk(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.feature_dim = c
         # Index into ``layers`` after which each stage's output is available, by feature level name.
+        # The last stage's map (e.g. "layer4") is a level too: G there has only pooling and the head above it.
         ends = [sum(depths[:i + 1]) for i in range(len(depths))]
-        self.level_ends = {f"layer{i + 1}": e for i, e in enumerate(ends[:-1])}
-        self.level_channels = {f"layer{i + 1}": widths[i] for i in range(len(widths) - 1)}
-        # Where an early G may start (DeepGenerator): the stem's output, or a stage's.
-        self.start_ends = {"stem": 0, **self.level_ends}
+        self.level_ends = {f"layer{i + 1}": e for i, e in enumerate(ends)}
+        self.level_channels = {f"layer{i + 1}": widths[i] for i in range(len(widths))}
+        # Where an early G may start (DeepGenerator): the stem's output, or any stage's but the last.
+        self.start_ends = {"stem": 0, **{k: e for k, e in list(self.level_ends.items())[:-1]}}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x)).mean(dim=(2, 3))
@@ -335,7 +336,7 @@ class DeepGenerator(nn.Module):
         if start not in trunk.start_ends or level not in trunk.level_ends or \
                 trunk.start_ends[start] >= trunk.level_ends[level]:
             raise ConfigError(f"a deep G needs a start level before its target level; got from {start!r} to {level!r} "
-                              f"(levels in order: {list(trunk.start_ends)})")
+                              f"(levels in order: {['stem', *trunk.level_ends]}; G cannot start at the last)")
         lo, hi = trunk.start_ends[start], trunk.level_ends[level]
         self.start, self.level, self.scale_aware = start, level, bool(scale_aware)
         if adapter_width and not scale_aware:
@@ -351,7 +352,7 @@ class DeepGenerator(nn.Module):
         self.stages = nn.ModuleList(copy.deepcopy(trunk.layers[i]) for i in range(lo, hi))
         chans = [blk.bn2.num_features for blk in self.stages]  # type: ignore[union-attr]
         self.adapter_top_width = float(adapter_top_width) or self.adapter_width
-        ends = list(trunk.start_ends.values())
+        ends = [0, *trunk.level_ends.values()]
         top_lo = ends[ends.index(hi) - 1] - lo  # the first copied block of the stage ending at ``level``
         self.adapters = nn.ModuleList(
             BlockAdapter(blk, self.adapter_top_width if i >= top_lo else self.adapter_width)  # type: ignore[arg-type]
