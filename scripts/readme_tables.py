@@ -317,10 +317,13 @@ def factor_estimator_table(doc: dict[str, Any]) -> str:
 
 
 EDGE_FILES = (
-    ("results/edge_budget.json", "shipped default (stem G, soft+aug HR)", "G in INT8, calibrated on small crops at every factor"),
-    ("results/ferplus/edge_budget_stem_camera.json", "previous default (stem G, full-run HR)",
+    ("results/edge_budget.json", "shipped default (stem G, soft+aug HR, 6-epoch stage 2)",
      "G in INT8, calibrated on small crops at every factor"),
-    ("results/ferplus/edge_budget_calib_48px.json", "previous default (stem G, full-run HR)",
+    ("results/ferplus/edge_budget_soft_aug_3ep.json", "previous default (stem G, soft+aug HR, 3-epoch stage 2)",
+     "G in INT8, calibrated on small crops at every factor"),
+    ("results/ferplus/edge_budget_stem_camera.json", "earlier default (stem G, full-run HR)",
+     "G in INT8, calibrated on small crops at every factor"),
+    ("results/ferplus/edge_budget_calib_48px.json", "earlier default (stem G, full-run HR)",
      "G in INT8, calibrated on 48 px faces only"),
     ("results/ferplus/edge_budget_layer1_g_int8.json", "layer1 G, before the layer4 fix", "G in INT8, 48 px calibration"),
     ("results/ferplus/edge_budget_g_float.json", "layer1 G, before the layer4 fix", "G in float, 48 px calibration"),
