@@ -102,13 +102,6 @@ def profile_one(model: Path, batch: int, threads: int, warmup: int, iters: int) 
     return {"kernel_ms": aggregate(events, iters), "p50_ms": statistics.median(lat)}
 
 
-def _loadavg() -> Optional[list[float]]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
 def profile_in_subprocess(model: Path, batch: int, threads: int, warmup: int, iters: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fsrfer-prof-") as tmp:
         out = Path(tmp) / "one.json"
@@ -163,6 +156,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.errors import DataError, ModelError
     from fsrfer_edge.fileio import write_json
 
+    sys.path.insert(0, str(REPO / "scripts"))
+    import edge_budget  # its loadavg and make_int8
+
     if args.profile_one is not None:
         write_json(args.out, profile_one(args.profile_one, args.batch, args.threads, args.warmup, args.iters))
         return 0
@@ -174,16 +170,13 @@ def main(argv: Optional[list[str]] = None) -> int:
             if not args.data.is_file():
                 raise DataError(f"--data {args.data} does not exist: it calibrates the INT8 file; "
                                 "pass --int8 FILE or the FER2013 npz (see ../shared/data/README)")
-            sys.path.insert(0, str(REPO / "scripts"))
-            import edge_budget
-
             int8 = Path(tmp) / "int8-u8s8.onnx"
             made = edge_budget.make_int8(args.model, int8, args.data, None, 512, "percentile", None)
         elif not int8.is_file():
             raise ModelError(f"--int8 {int8} does not exist; expected an INT8 u8s8 fsrfer ONNX file")
         files = {"fp32": args.model, "int8": int8}
         rounds = []
-        load_start = _loadavg()
+        load_start = edge_budget.loadavg()
         for r in range(args.rounds):
             order = list(files) if r % 2 == 0 else list(files)[::-1]
             rounds.append({f: profile_in_subprocess(files[f], args.batch, args.threads, args.warmup, args.iters)
@@ -197,7 +190,7 @@ def main(argv: Optional[list[str]] = None) -> int:
            "settings": {"batch": args.batch, "threads": args.threads, "warmup": args.warmup, "iters": args.iters,
                         "rounds": args.rounds, "backend": "onnxruntime CPUExecutionProvider",
                         "timer": "ONNX Runtime profiler kernel times, one process per file per round"},
-           "load_average": {"start": load_start, "end": _loadavg()}, "cpu_count": os.cpu_count(),
+           "load_average": {"start": load_start, "end": edge_budget.loadavg()}, "cpu_count": os.cpu_count(),
            **summarise(rounds)}
     write_json(args.out, doc)
     for row in doc["parts"]:
