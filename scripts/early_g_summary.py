@@ -35,8 +35,46 @@ def training_cost(ckpt: Path) -> dict[str, Any]:
             "device": cfg.get("device", "?")}
 
 
-def collect(runs: list[tuple[str, Path]], split: str) -> dict[str, Any]:
+def kept_runs(spec: str, split: str) -> tuple[str, dict[str, dict[str, Any]]]:
+    """LABEL=FILE:PREFIX: the per-seed accuracies and costs of the rows PREFIX/MODEL of the summary FILE
+    (written by this script on the same split), as the rows LABEL/MODEL; for runs whose folders are gone."""
+    label, _, rest = spec.partition("=")
+    path, _, prefix = rest.rpartition(":")
+    if not label or not path or not prefix:
+        raise SystemExit(f"--kept {spec!r}: expected LABEL=FILE:PREFIX")
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--kept {spec!r}: cannot read {path}: {e}") from e
+    if doc.get("split") != split:
+        raise SystemExit(f"--kept {spec!r}: {path} is on the {doc.get('split')!r} split, not {split!r}")
+    found = {name.split("/", 1)[1]: row for name, row in doc.get("rows", {}).items()
+             if name.startswith(prefix + "/")}
+    if not found:
+        raise SystemExit(f"--kept {spec!r}: {path} has no row {prefix}/...")
+    return label, {f"{label}/{model}": {"runs": row["runs"], "cost": row.get("cost", {})}
+                   for model, row in found.items()}
+
+
+def merge_kept(rows: dict[str, dict[str, Any]], kept: dict[str, dict[str, Any]]) -> None:
+    """Add kept rows' seeds to ``rows``; a seed that is already there is an error (counted twice)."""
+    for name, row in kept.items():
+        dst = rows.setdefault(name, {"runs": {}, "cost": {}})
+        for protocol, by_seed in row["runs"].items():
+            have = dst["runs"].setdefault(protocol, {})
+            twice = sorted(set(have) & set(by_seed))
+            if twice:
+                raise SystemExit(f"{name} ({protocol}): seed(s) {', '.join(twice)} given twice")
+            have.update(by_seed)
+        for seed, cost in row["cost"].items():
+            dst["cost"].setdefault(seed, cost)
+
+
+def collect(runs: list[tuple[str, Path]], split: str,
+            kept: Optional[list[dict[str, dict[str, Any]]]] = None) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
+    for more in kept or []:
+        merge_kept(rows, more)
     for label, run in runs:
         seed = json.loads((run / "config.json").read_text())["seed"]
         for protocol, name in PROTOCOL_FILES.items():
@@ -46,6 +84,8 @@ def collect(runs: list[tuple[str, Path]], split: str) -> dict[str, Any]:
             for model, res in json.loads(f.read_text()).items():
                 row = rows.setdefault(f"{label}/{model}", {"runs": {}, "cost": {}})
                 accs = {k: 100 * v["accuracy"] for k, v in res["factors"].items()}
+                if str(seed) in row["runs"].get(protocol, {}):
+                    raise SystemExit(f"{label}/{model} ({protocol}): seed {seed} twice ({run})")
                 row["runs"].setdefault(protocol, {})[str(seed)] = accs
                 ckpt = run / "models" / f"{model}.pt"
                 if ckpt.is_file() and str(seed) not in row["cost"]:
@@ -126,7 +166,10 @@ def kept_film_check(path: Path, label: str, split: str) -> dict[str, Any]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", help="LABEL=RUN_DIR")
+    ap.add_argument("runs", nargs="*", help="LABEL=RUN_DIR")
+    ap.add_argument("--kept", metavar="LABEL=FILE:PREFIX", action="append", default=[],
+                    help="also take the seeds of the rows PREFIX/* of an earlier summary FILE as LABEL/* "
+                         "(runs whose folders are gone); may repeat")
     ap.add_argument("--split", default="val")
     ap.add_argument("--json", required=True)
     ap.add_argument("--note", default="", help="what these runs are (kept in the file)")
@@ -139,6 +182,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="with --film-check: take LABEL's check from the existing --json file instead of "
                          "evaluating it again (about 40 min on a 2-core CPU; same run and faces, deterministic)")
     args = ap.parse_args(argv)
+    if not args.runs and not args.kept:
+        raise SystemExit("nothing to collect: give LABEL=RUN_DIR arguments or --kept")
     if args.keep_film_check and not args.film_check:
         raise SystemExit("--keep-film-check needs --film-check LABEL")
     runs = []
@@ -149,14 +194,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         runs.append((label, Path(path)))
     from fsrfer_edge.fileio import write_json
 
+    kept = [kept_runs(k, args.split) for k in args.kept]
     shown = [f"--json {args.json}"] + [f"--against {a}" for a in args.against] + \
+        [f"--kept {k}" for k in args.kept] + \
         ([f"--film-check {args.film_check}"] if args.film_check else []) + \
         (["--keep-film-check"] if args.keep_film_check else []) + \
         [f"{label}=RUN_DIR" + (f" (x{n}, one per seed)" if n > 1 else "")
          for label, n in {label: sum(1 for lb, _ in runs if lb == label) for label, _ in runs}.items()]
     doc = {"command": "python scripts/early_g_summary.py " + " ".join(shown) + " (RUN_DIR: a scripts/early_g.py run)",
            "split": args.split, "note": args.note, "load_average": list(os.getloadavg()),
-           "rows": collect(runs, args.split)}
+           "rows": collect(runs, args.split, [rows for _, rows in kept])}
     if args.against:
         doc["paired"] = [{"against": a, "difference": paired(doc["rows"], a)} for a in args.against]
     if args.keep_film_check:

@@ -368,6 +368,49 @@ def test_summary_keeps_a_film_check_only_of_the_same_run_and_split(tmp_path):
         mod.main(["--json", str(path), "--keep-film-check", f"a={tmp_path}"])
 
 
+def test_summary_takes_kept_seeds_from_an_earlier_file_beside_run_folders(tmp_path):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("early_g_summary", REPO / "scripts" / "early_g_summary.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def factors(a2, a4):
+        return {"factors": {"2": {"accuracy": a2}, "4": {"accuracy": a4}}}
+
+    run = tmp_path / "run_s1"  # seed 1's folder: one protocol, two models
+    (run / "eval" / "val").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"seed": 1}))
+    (run / "eval" / "val" / "results.json").write_text(json.dumps(
+        {"fsrfer": factors(0.70, 0.60), "lr_finetune": factors(0.72, 0.61)}))
+    old = tmp_path / "old.json"  # seed 0, summarised earlier under another label; its folder is gone
+    old.write_text(json.dumps({"split": "val", "rows": {
+        "long/fsrfer": {"runs": {"resized": {"0": {"2": 80.0, "4": 62.0}}}, "cost": {"0": {"seconds": 9.0}}},
+        "long/lr_finetune": {"runs": {"resized": {"0": {"2": 78.0, "4": 63.0}}}, "cost": {}},
+        "other/fsrfer": {"runs": {"resized": {"0": {"2": 1.0, "4": 1.0}}}, "cost": {}}}}))
+    out = tmp_path / "seeds.json"
+    assert mod.main(["--json", str(out), "--against", "g/lr_finetune", "--kept", f"g={old}:long", f"g={run}"]) == 0
+    doc = json.loads(out.read_text())
+    assert sorted(doc["rows"]) == ["g/fsrfer", "g/lr_finetune"]  # "other" is not taken
+    summ = doc["rows"]["g/fsrfer"]["summary"]["resized"]
+    assert summ["seeds"] == 2 and summ["mean"] == {"2": 75.0, "4": 61.0}
+    assert doc["rows"]["g/fsrfer"]["cost"]["0"] == {"seconds": 9.0}
+    diff = doc["paired"][0]["difference"]["g/fsrfer"]["resized"]
+    assert diff["seeds"] == 2 and diff["mean"] == {"2": 0.0, "4": -1.0}
+    assert f"--kept g={old}:long" in doc["command"]
+    with pytest.raises(SystemExit, match="seed\\(s\\) 0 given twice"):
+        mod.main(["--json", str(out), "--kept", f"g={old}:long", "--kept", f"g={old}:long"])
+    with pytest.raises(SystemExit, match="no row missing/"):
+        mod.main(["--json", str(out), "--kept", f"g={old}:missing"])
+    with pytest.raises(SystemExit, match="not 'test'"):
+        mod.main(["--json", str(out), "--split", "test", "--kept", f"g={old}:long"])
+    with pytest.raises(SystemExit, match="LABEL=FILE:PREFIX"):
+        mod.main(["--json", str(out), "--kept", str(old)])
+    with pytest.raises(SystemExit, match="nothing to collect"):
+        mod.main(["--json", str(out)])
+
+
 GATED = {**DEEP, "generator": {**DEEP["generator"], "start": "stem", "adapter_width": 0.25}}
 
 
