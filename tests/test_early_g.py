@@ -304,6 +304,15 @@ def test_an_early_g_exports_to_one_graph_and_a_scale_aware_one_is_refused(tmp_pa
 
     assert generator_is_early(graph) and generator_is_early(load_onnx(tmp_path / "plain.onnx"))
     assert resolve_quantize_generator(graph, None) and not resolve_quantize_generator(graph, False)
+    # A uint8-input graph wraps the model (its nodes are /model/...): the same nodes stay in float.
+    from fsrfer_edge.export.quantize import module_path
+
+    export_onnx(ckpt2, tmp_path / "aware_u8.onnx", uint8_input=True)
+    wrapped = load_onnx(tmp_path / "aware_u8.onnx")
+    assert all(n.name.startswith("/model/") for n in wrapped.graph.node if n.name.count("/") > 1)
+    assert generator_is_early(wrapped)
+    for g in (False, True):
+        assert {module_path(n) for n in float_tail_nodes(wrapped, generator=g)} == set(float_tail_nodes(graph, generator=g))
 
 
 def test_factor_estimator_is_fitted_from_degraded_faces_and_refuses_to_guess_unfitted():

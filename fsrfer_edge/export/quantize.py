@@ -157,6 +157,19 @@ def _validate(scheme: str, calib_method: str) -> None:
         raise ConfigError(f"calibration method {calib_method!r}; expected one of {CALIB_METHODS}")
 
 
+#: The exporter's wrappers (``onnx_export.fused_module``'s uint8 input, ``onnx_export.flip_average``)
+#: hold the model as ``self.model``, so torch.onnx.export names its nodes ``/model/...`` there.
+WRAPPER_PREFIX = "/model"
+
+
+def module_path(node_name: str) -> str:
+    """A node's name as the unwrapped InferenceModel's export names it (``/model`` wrappers removed):
+    ``/model/model/generator/films.0/Mul`` -> ``/generator/films.0/Mul``."""
+    while node_name.startswith(WRAPPER_PREFIX + "/"):
+        node_name = node_name[len(WRAPPER_PREFIX):]
+    return node_name
+
+
 #: Node-name prefix torch.onnx.export gives the modules of ``InferenceModel.generator``.
 GENERATOR_PREFIX = "/generator/"
 #: Always in float, even with a quantized G: a scale-aware model's factor estimator (statistics of
@@ -174,7 +187,7 @@ EARLY_GENERATOR_PREFIX = ("/generator/stages.", "/generator/adapters.")
 def generator_is_early(model: "onnx.ModelProto") -> bool:
     """Whether the graph's G starts below its feature level (``stage2.generator_start``): it then holds
     copies of the trunk's stages, most of the network's compute."""
-    return any(n.name.startswith(EARLY_GENERATOR_PREFIX) for n in model.graph.node)
+    return any(module_path(n.name).startswith(EARLY_GENERATOR_PREFIX) for n in model.graph.node)
 
 
 def resolve_quantize_generator(model: "onnx.ModelProto", choice: Optional[bool]) -> bool:
@@ -198,7 +211,8 @@ def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True) -> list[s
     tainted: set[str] = set()
     names = []
     for node in model.graph.node:
-        if node.name.startswith(ALWAYS_FLOAT_PREFIXES):
+        path = module_path(node.name)
+        if path.startswith(ALWAYS_FLOAT_PREFIXES):
             # The estimator pools the input image: that is not the trunk's global pooling, and what its
             # factor drives (FiLM -> G -> the frozen stages above G) is not the tail.
             names.append(node.name)
@@ -206,7 +220,7 @@ def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True) -> list[s
         after_pool = node.op_type in _POOL_OPS or any(i in tainted for i in node.input)
         if after_pool:  # through G too: the head after an embedding-level G stays in float
             tainted.update(node.output)
-        if node.name.startswith(GENERATOR_PREFIX):
+        if path.startswith(GENERATOR_PREFIX):
             if generator:
                 names.append(node.name)
         elif after_pool:
