@@ -130,6 +130,40 @@ def test_uint8_input_matches_float(work: Path, tmp_path: Path) -> None:
     assert np.abs(a - b).max() <= 1e-4
 
 
+def test_flip_folded_into_the_graph_averages_each_face_with_its_mirror_image(work: Path, tmp_path: Path) -> None:
+    from fsrfer_edge.export.onnx_export import TEST_TIME_KEY
+
+    export_onnx(work / "tiny.pt", tmp_path / "plain.onnx")
+    info = export_onnx(work / "tiny.pt", tmp_path / "flip.onnx", flip=True)
+    assert info == read_model_info(tmp_path / "plain.onnx")  # same ModelInfo: the SDK reads either alike
+    assert "mirror" in metadata_props(load_onnx(tmp_path / "flip.onnx"))[TEST_TIME_KEY]
+    assert TEST_TIME_KEY not in metadata_props(load_onnx(tmp_path / "plain.onnx"))
+    x = info.preprocessing.normalize(check.face_pixels(_faces(5, 7), info))
+    z, zm = _run(tmp_path / "plain.onnx", x), _run(tmp_path / "plain.onnx", np.ascontiguousarray(x[..., ::-1]))
+
+    def softmax(a: np.ndarray) -> np.ndarray:
+        e = np.exp(a - a.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    got = _run(tmp_path / "flip.onnx", x)
+    np.testing.assert_allclose(np.exp(got), (softmax(z) + softmax(zm)) / 2, atol=1e-5)
+    assert (np.abs(softmax(z) - softmax(zm)).max() > 1e-3)  # the mirror image does change the answer
+    assert _run(tmp_path / "flip.onnx", x[:1]).shape == (1, 7)  # dynamic batch: pairs stay pairs
+    np.testing.assert_allclose(_run(tmp_path / "flip.onnx", x[:1]), got[:1], atol=1e-5)
+    # Through the CLI: the torch check compares against the flipped model, INT8 files are made and gated.
+    out = tmp_path / "cli"
+    assert cli.main([str(work / "tiny.pt"), "--out-dir", str(out), "--flip", "--int8", "--calib", str(work / "faces.npz"),
+                     "--calib-size", "32", "--calib-method", "minmax", "--max-int8-drop", "100", "-q"]) == 0
+    report = json.loads((out / "tiny.report.json").read_text())
+    stages = {c["stage"]: c["passed"] for c in report["checks"]}
+    assert stages["pytorch->onnx"] and stages["onnx->simplified"] and "fp32->int8-u8s8" in stages
+    for name in ("tiny.fp32.onnx", "tiny.int8-u8s8.onnx", "tiny.int8-s8s8.onnx"):
+        assert TEST_TIME_KEY in metadata_props(load_onnx(out / name)), name
+    np.testing.assert_allclose(_run(out / "tiny.fp32.onnx", x), got, atol=1e-5)
+    with pytest.raises(ConfigError, match="--flip"):  # an .onnx source cannot be re-exported with a flip
+        cli.run(cli.ExportOptions(source=out / "tiny.fp32.onnx", flip=True, engine=True))
+
+
 def test_variants_written_with_metadata_and_run_on_cpu(variants: Path) -> None:
     files = sorted(p.name for p in variants.iterdir())
     assert files == ["tiny.fp16.onnx", "tiny.fp32.onnx", "tiny.int8-s8s8.onnx", "tiny.int8-u8s8.onnx",

@@ -43,6 +43,7 @@ class ExportOptions:
     out_dir: Path = Path("engines")
     name: str = ""
     uint8_input: bool = False
+    flip: bool = False
     opset: int = 17
     simplify: bool = True
     fp16: bool = False
@@ -87,6 +88,7 @@ def _validate(opts: ExportOptions) -> None:
         raise ConfigError(f"{opts.source} does not exist; expected a model checkpoint or an .onnx file")
     if opts.source.suffix == ".onnx":
         extra = [f for f, on in (("--fp16", opts.fp16), ("--int8", opts.int8), ("--uint8-input", opts.uint8_input),
+                                 ("--flip", opts.flip),
                                  ("--eval-data", opts.eval_data is not None)) if on]
         if not (opts.engine or opts.triton_repo) or extra:
             raise ConfigError(
@@ -139,11 +141,11 @@ def _check_faces(opts: ExportOptions, info: Any) -> Optional[np.ndarray]:
 def _export_fp32(opts: ExportOptions, stage: Path, report: dict[str, Any]) -> tuple[Path, Any, np.ndarray,
                                                                                      Optional[np.ndarray]]:
     from . import check
-    from .onnx_export import export_onnx, load_checkpoint, simplify
+    from .onnx_export import export_onnx, flip_average, load_checkpoint, simplify
 
     name = opts.model_name
     raw = stage / f"{name}.raw.onnx"
-    info = export_onnx(opts.source, raw, uint8_input=opts.uint8_input, opset=opts.opset)
+    info = export_onnx(opts.source, raw, uint8_input=opts.uint8_input, opset=opts.opset, flip=opts.flip)
     fp32 = stage / f"{name}.fp32.onnx"
     if opts.simplify:
         simplify(raw, fp32)
@@ -153,6 +155,8 @@ def _export_fp32(opts: ExportOptions, stage: Path, report: dict[str, Any]) -> tu
     random = check.random_pixels(info)
     faces = _check_faces(opts, info)
     model, _, _ = load_checkpoint(opts.source)
+    if opts.flip:
+        model = flip_average(model, info.preprocessing.input_size)
     checks = report["checks"]
     ref = check.onnx_runner(raw if opts.simplify else fp32)
     checks.append(check.check_step("pytorch->onnx", check.torch_runner(model, info), ref, "fp32", random, faces))
@@ -377,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="", help="output name stem (default: the source file's name)")
     p.add_argument("--uint8-input", action="store_true",
                    help="graph takes raw uint8 NCHW pixels and normalises inside")
+    p.add_argument("--flip", action="store_true",
+                   help="fold a test-time left-right flip into the graph: each face and its mirror image, "
+                        "softmaxes averaged; about 2x the compute per face (results/ferplus/flip_tta_val.json "
+                        "says what it buys)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--no-simplify", dest="simplify", action="store_false",
                    help="skip onnxsim deliberately (otherwise an onnxsim failure is an error)")

@@ -31,6 +31,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 PRODUCER = "fsrfer-export"
 #: Extra metadata key: which tool versions made the file (informational).
 EXPORTER_KEY = "fsrfer.exporter"
+#: Extra metadata key of a graph with a test-time flip folded in (``export_onnx(flip=True)``).
+TEST_TIME_KEY = "fsrfer.test_time"
+FLIP_NOTE = ("flip: class log-probabilities averaged over each face and its left-right mirror image "
+             "(the network runs on twice the batch)")
 
 
 def _onnx() -> Any:
@@ -147,6 +151,32 @@ def fused_module(model: Any, pre: Preprocessing, uint8_input: bool) -> Any:
     return _PixelInput().eval()
 
 
+def flip_average(model: Any, size: int) -> Any:
+    """Wrap a model so that it classifies each face and its left-right mirror image in one batch of twice
+    the size and returns the log of the mean of the two softmaxes (log-probabilities: a softmax of the
+    output gives the mean probabilities, and its argmax is the averaged prediction).
+
+    The mirror image is a Gather with a constant reversed index (ONNX Runtime and TensorRT alike); the
+    average is log-sum-exp of the two log-softmaxes minus log 2, finite where a probability underflows.
+    ``size``: the faces' width (the model's input size)."""
+    torch = require("torch", "export", "exporting a checkpoint to ONNX")
+    import math
+
+    class _FlipAverage(torch.nn.Module):  # type: ignore[name-defined,misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.register_buffer("mirror", torch.arange(size - 1, -1, -1), persistent=False)
+
+        def forward(self, x: Any) -> Any:
+            both = torch.cat([x, x.index_select(3, self.mirror)], 0)
+            logp = torch.log_softmax(self.model(both), dim=1)
+            pair = logp.reshape(2, -1, logp.shape[1])
+            return torch.logsumexp(pair, dim=0) - math.log(2.0)
+
+    return _FlipAverage().eval()
+
+
 def _torch_to_onnx(module: Any, pre: Preprocessing, uint8_input: bool, opset: int) -> "onnx.ModelProto":
     import io
 
@@ -201,7 +231,7 @@ def checkpoint_info(ckpt: Mapping[str, Any], pre: Preprocessing, uint8_input: bo
 
 
 def export_onnx(checkpoint_path: PathLike, out_path: PathLike, uint8_input: bool = False,
-                opset: int = 17) -> ModelInfo:
+                opset: int = 17, flip: bool = False) -> ModelInfo:
     """Export a model checkpoint to one fused FP32 ONNX graph with fsrfer metadata.
 
     Args:
@@ -209,6 +239,8 @@ def export_onnx(checkpoint_path: PathLike, out_path: PathLike, uint8_input: bool
         out_path: the ``.onnx`` file to write (atomically).
         uint8_input: take raw uint8 NCHW pixels and normalise inside the graph.
         opset: ONNX opset (17 suits TensorRT 8.5 to 10.x and ONNX Runtime).
+        flip: fold a test-time left-right flip into the graph (:func:`flip_average`): about twice the
+            compute per face; the file's metadata says so under :data:`TEST_TIME_KEY`.
 
     Returns:
         The ModelInfo written under the ``fsrfer`` metadata key.
@@ -227,12 +259,15 @@ def export_onnx(checkpoint_path: PathLike, out_path: PathLike, uint8_input: bool
             "(stage 2 fits it itself since the estimator exists)")
     info = checkpoint_info(ckpt, pre, uint8_input, file_sha256(checkpoint_path))
     log.info("exporting %s (%s, %s input, opset %d)", checkpoint_path, info.method, info.input_dtype, opset)
-    onnx_model = _torch_to_onnx(fused_module(model, pre, uint8_input), pre, uint8_input, opset)
+    net = flip_average(model, pre.input_size) if flip else model
+    onnx_model = _torch_to_onnx(fused_module(net, pre, uint8_input), pre, uint8_input, opset)
     torch = require("torch", "export")
     onnx_model.graph.name = f"fsrfer_{info.method}"
-    onnx_model.doc_string = f"FSR-FER fused model ({info.method}): faces -> logits over {list(pre.classes)}"
+    onnx_model.doc_string = (f"FSR-FER fused model ({info.method}): faces -> logits over {list(pre.classes)}"
+                             + (f"; {FLIP_NOTE}" if flip else ""))
     write_model_info(onnx_model, info)
-    set_metadata_props(onnx_model, {EXPORTER_KEY: f"torch {torch.__version__}; opset {opset}"})
+    set_metadata_props(onnx_model, {EXPORTER_KEY: f"torch {torch.__version__}; opset {opset}",
+                                    **({TEST_TIME_KEY: FLIP_NOTE} if flip else {})})
     save_onnx(onnx_model, out_path)
     return info
 
