@@ -47,8 +47,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--data", help="data path (overrides the checkpoint's config)")
     ap.add_argument("--split", default="val", choices=("val", "test"))
     ap.add_argument("--json", required=True)
+    ap.add_argument("--extra", metavar="NAME=CHECKPOINT", action="append", default=[],
+                    help="also evaluate another model checkpoint (e.g. an equal-budget LR-fine-tuned baseline) "
+                         "as the row NAME; may repeat")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: leave a core to a training)")
     args = ap.parse_args(argv)
+    extra = []
+    for item in args.extra:
+        name, _, path = item.partition("=")
+        if not name or not path or name in ("hr", "fsrfer") or not Path(path).is_file():
+            raise SystemExit(f"--extra {item!r}: expected NAME=CHECKPOINT with an existing checkpoint file and a "
+                             "NAME other than hr and fsrfer")
+        extra.append((name, Path(path)))
     import torch
 
     torch.set_num_threads(args.threads)
@@ -73,7 +83,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         hr, _, _ = checkpoint.load_model(Path(tmp) / "hr.pt")
     factors = tuple(cfg.eval.factors)
     rows: dict[str, Any] = {}
-    for name, m in (("hr", hr), ("fsrfer", model)):
+    models = [("hr", hr), ("fsrfer", model)] + [(name, checkpoint.load_model(path)[0]) for name, path in extra]
+    for name, m in models:
         fn = torch_logits_fn(m.eval())
         for variant, f in (("plain", fn), ("flip", with_flip(fn))):
             res = evaluate_fn(f, split.images, split.labels, factors, PRE)
@@ -83,7 +94,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         rows[name]["gain"] = {k: round(rows[name]["flip"][k] - rows[name]["plain"][k], 2) for k in rows[name]["plain"]}
     write_json(args.json, {
         "command": "python scripts/flip_tta.py --json " + args.json
-                   + ("" if args.split == "val" else f" --split {args.split}"),
+                   + ("" if args.split == "val" else f" --split {args.split}")
+                   + "".join(f" --extra {name}=CHECKPOINT" for name, _ in extra),
+        "extra": {name: {"path": str(path), "sha256": sha256_file(path)} for name, path in extra},
         "checkpoint": {"path": os.path.relpath(ckpt, REPO), "sha256": sha256_file(ckpt)},
         "split": args.split, "protocol": "resized", "n": int(len(split.labels)),
         "note": "accuracy % per factor; flip: softmax averaged over the face and its mirror image; the true "

@@ -325,6 +325,8 @@ EDGE_FILES = (
      "G in INT8, calibrated on small crops at every factor"),
     ("results/ferplus/edge_budget_calib_48px.json", "earlier default (stem G, full-run HR)",
      "G in INT8, calibrated on 48 px faces only"),
+    ("results/ferplus/edge_budget_flip.json", "shipped default with the test-time flip folded in (`fsrfer-export --flip`)",
+     "G in INT8, calibrated on small crops at every factor"),
     ("results/ferplus/edge_budget_layer1_g_int8.json", "layer1 G, before the layer4 fix", "G in INT8, 48 px calibration"),
     ("results/ferplus/edge_budget_g_float.json", "layer1 G, before the layer4 fix", "G in float, 48 px calibration"),
     ("results/ferplus/edge_budget_estimator_quantized.json", "layer1 G, before the layer4 fix",
@@ -358,7 +360,53 @@ def edge_budget_table(_: dict[str, Any]) -> str:
             + "\n".join(lines) + "\n")
 
 
-# name -> (JSON source, renderer, Markdown file)
+def _flip_rows(doc: dict[str, Any], src: str) -> list[str]:
+    """One scripts/flip_tta.py file as a table: each model plain, flip averaged, and the gain."""
+    factors = sorted(doc["rows"]["fsrfer"]["plain"], key=int)
+    names = {"hr": "frozen HR model", "fsrfer": "shipped FSR-FER"}
+    lines = [f"FER+ {doc['split']} ({doc['n']} faces, protocol (a)), accuracy in %, from `{src}` "
+             f"(`{doc['command']}`; PyTorch, the true factor given to FiLM):\n",
+             "| model | " + " | ".join(f"x{f}" for f in factors) + " | mean |", "|---|" + "---:|" * (len(factors) + 1)]
+    for key, row in doc["rows"].items():
+        for variant in ("plain", "flip"):
+            acc = row[variant]
+            lines.append(f"| {names.get(key, key)}, {'flip averaged' if variant == 'flip' else 'plain'} | "
+                         + " | ".join(f"{acc[f]:.2f}" for f in factors) + f" | {sum(acc[f] for f in factors) / len(factors):.2f} |")
+        lines.append(f"| {names.get(key, key)}, **gain** | " + " | ".join(f"{row['gain'][f]:+.2f}" for f in factors) + " | |")
+    return lines
+
+
+def flip_table(doc: dict[str, Any]) -> str:
+    """What a test-time flip buys (scripts/flip_tta.py on val, and on test where that file exists; the
+    flipped graph on test from its edge-budget run, beside the shipped graph's test file) and what it
+    costs (that run's throughput ratio)."""
+    lines = _flip_rows(doc, FLIP_VAL)
+    if (REPO / FLIP_TEST).is_file():
+        lines += [""] + _flip_rows(json.loads((REPO / FLIP_TEST).read_text()), FLIP_TEST)
+    edge = REPO / FLIP_EDGE
+    if edge.is_file():
+        e = json.loads(edge.read_text())
+        flip = {f: 100 * v for f, v in e["accuracy"]["candidate_fp32"].items()}
+        factors = sorted(flip, key=int)
+        plain = _accuracies(REPO / "results" / "default_model" / "test.json")
+        ratio = e["ratios"]["candidate_fp32_vs_reference_fp32"]["of_medians"]
+        lines += ["", f"FER+ test ({e['accuracy']['n']} faces, protocol (a)), the exported FP32 graphs on ONNX Runtime "
+                  f"CPU (each face's factor from the graph's estimator): the shipped `default.onnx` "
+                  f"(`results/default_model/test.json`) and the same model exported with `--flip` (`{FLIP_EDGE}`; "
+                  f"its FP32 throughput is {ratio:.2f}x the edge budget's reference):\n",
+                  "| graph | " + " | ".join(f"x{f}" for f in factors) + " | mean |", "|---|" + "---:|" * (len(factors) + 1)]
+        for label, acc in (("shipped", plain), ("shipped, `--flip`", flip)):
+            lines.append(f"| {label} | " + " | ".join(f"{acc[f]:.2f}" for f in factors)
+                         + f" | {sum(acc[f] for f in factors) / len(factors):.2f} |")
+        lines.append("| **gain** | " + " | ".join(f"{flip[f] - plain[f]:+.2f}" for f in factors) + " | |")
+    return "\n".join(lines) + "\n"
+
+
+FLIP_VAL = "results/ferplus/flip_tta_val.json"
+FLIP_TEST = "results/ferplus/flip_tta_test.json"
+FLIP_EDGE = "results/ferplus/edge_budget_flip.json"
+
+
 def shipped_table(doc: dict[str, Any]) -> str:
     """The shipped model, its equal-budget LR-fine-tuned baseline and the frozen HR model on the same FER+
     test faces, per protocol (results/default_model/, written by scripts/ship_early_g.sh)."""
@@ -387,6 +435,7 @@ def shipped_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# name -> (JSON source, renderer, Markdown file)
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "headline": (SOURCES["headline"], headline_table, "README.md"),
     "shipped": (SOURCES["headline"], shipped_table, "README.md"),
@@ -399,6 +448,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "shipped_seeds": ("results/ferplus/early_g_stem_camera_seeds.json", early_g_table, "README.md"),
     "factor_estimator": ("results/ferplus/factor_estimator_val.json", factor_estimator_table, "README.md"),
     "edge_budget": ("results/edge_budget.json", edge_budget_table, "README.md"),
+    "flip": (FLIP_VAL, flip_table, "README.md"),
     "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),
     "crowd_compare": ("results/crowd/bench.json", crowd_compare_table, "docs/crowd.md"),
     "crowd_variants": ("results/crowd/bench.json", crowd_variants_table, "docs/crowd.md"),

@@ -91,12 +91,14 @@ def compute(ferplus: Optional[dict[str, Any]], fer2013: Optional[dict[str, Any]]
 
 def compute_issue12(ferplus: Optional[dict[str, Any]], shipped: dict[str, Optional[dict[str, Any]]],
                     seeds: Optional[dict[str, Any]], edge: Optional[dict[str, Any]],
-                    fer2013: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
+                    fer2013: Optional[dict[str, Any]] = None, flip: Optional[dict[str, Any]] = None,
+                    shipped_sha256: str = "") -> list[dict[str, Any]]:
     """Issue 12's "Done when" rows (FER+ test), from the shipped model's protocol files
     (results/default_model/test*.json) beside its equal-budget LR-fine-tuned baseline and the frozen HR
     model on the same faces (baseline_test*.json, hr_test*.json, written by scripts/ship_early_g.sh; the
     full run's table results/ferplus/test.json where those are absent), the seed study and the
-    edge-budget file."""
+    edge-budget file. ``flip``: scripts/flip_tta.py on FER+ test (results/ferplus/flip_tta_test.json), taken
+    only when it was measured on the checkpoint whose sha256 is ``shipped_sha256``."""
     out: list[dict[str, Any]] = []
 
     def add(target: str, source: str, measured: Optional[str], met: Optional[bool], detail: Any = None) -> None:
@@ -113,6 +115,14 @@ def compute_issue12(ferplus: Optional[dict[str, Any]], shipped: dict[str, Option
     hr1 = None if hr is None else acc(hr, "1")
     add("HR model (the shipped model's frozen network) >= 88.0 at x1, FER+ test", "results/default_model/hr_test.json",
         None if hr1 is None else f"{hr1:.2f}%", None if hr1 is None else hr1 >= 88.0)
+    flip_target = ("HR model >= 88.0 at x1 with the test-time flip folded in (fsrfer-export --flip; about half "
+                   "the throughput, so not in the shipped graph), FER+ test")
+    src_flip = "results/ferplus/flip_tta_test.json"
+    if flip is not None and flip.get("split") == "test" and flip.get("checkpoint", {}).get("sha256") == shipped_sha256:
+        hf = float(flip["rows"]["hr"]["flip"]["1"])
+        add(flip_target, src_flip, f"{hf:.2f}%", hf >= 88.0)
+    else:
+        add(flip_target, src_flip, None if flip is None else "measured on another checkpoint than the shipped one", None)
     f13 = _acc(fer2013, "hr", 1) if fer2013 is not None and "hr" in fer2013 else None
     add("HR model >= 72 on FER2013 test", "results/fer2013/test.json", None if f13 is None else f"{f13:.2f}%",
         None if f13 is None else f13 >= 72.0)
@@ -185,8 +195,12 @@ def build() -> dict[str, Any]:
         suffix = "" if p == "resized" else "_" + p
         for who in ("", "baseline_", "hr_"):
             shipped[f"{who}{p}" if who else p] = _load(REPO / "results" / "default_model" / f"{who}test{suffix}.json")
+    from fsrfer_edge.fileio import sha256_file
+
     rows += compute_issue12(ferplus, shipped, _load(REPO / "results" / "ferplus" / "early_g_seeds.json"),
-                            _load(REPO / "results" / "edge_budget.json"), fer2013)
+                            _load(REPO / "results" / "edge_budget.json"), fer2013,
+                            _load(REPO / "results" / "ferplus" / "flip_tta_test.json"),
+                            sha256_file(REPO / "fsrfer_edge" / "models" / "default.pt"))
     return {"command": "python scripts/targets.py", "targets": rows}
 
 

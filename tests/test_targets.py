@@ -91,6 +91,23 @@ def test_issue12_hr_rows_read_the_shipped_models_hr_network_and_fer2013() -> Non
     assert rows["HR model >= 72 on FER2013 test"]["met"] is None
 
 
+def test_issue12_flip_row_counts_only_a_test_measurement_of_the_shipped_checkpoint() -> None:
+    mod = _targets()
+    flip = {"split": "test", "checkpoint": {"sha256": "abc"}, "rows": {"hr": {"flip": {"1": 88.33}, "plain": {"1": 87.6}}}}
+    name = next(r["target"].split(": ", 1)[1] for r in mod.compute_issue12(None, {}, None, None)
+                if "test-time flip" in r["target"])
+
+    def row(doc, sha):
+        return {r["target"].split(": ", 1)[1]: r for r in mod.compute_issue12(None, {}, None, None, None, doc, sha)}[name]
+
+    assert row(flip, "abc")["met"] is True and row(flip, "abc")["measured"] == "88.33%"
+    assert row({**flip, "rows": {"hr": {"flip": {"1": 87.99}}}}, "abc")["met"] is False
+    stale = row(flip, "other")  # default.pt replaced since: the figure is not the shipped model's
+    assert stale["met"] is None and "another checkpoint" in stale["measured"]
+    assert row({**flip, "split": "val"}, "abc")["met"] is None  # a val figure never meets a test target
+    assert row(None, "abc")["measured"] == "not run"
+
+
 def test_committed_targets_and_readme_tables_are_what_the_committed_result_files_give(tmp_path: Path) -> None:
     # A result file committed without rerunning scripts/targets.py and scripts/readme_tables.py left the
     # README's targets table showing the previous default's edge budget; this fails on that.
