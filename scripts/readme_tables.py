@@ -402,6 +402,24 @@ def flip_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def camera_gap_table(doc: dict[str, Any]) -> str:
+    """Protocol (c) taken apart (scripts/camera_gap.py): accuracy per factor, and its change from the bicubic
+    small crops of protocol (b), as the crop goes from bicubic to area down-sampling to JPEG."""
+    rows = doc["rows"]
+    first = rows[0]["accuracy"]
+    factors = sorted(first, key=int)
+    lines = [f"FER+ {doc['split']} ({doc['n']} faces), `{doc['model']['path']}` on small crops through the SDK's "
+             f"preprocessing, accuracy in % (change from the first row in points), from `{CAMERA_GAP}` "
+             f"(`{doc['command']}`):\n",
+             "| crop | " + " | ".join(f"x{f}" for f in factors) + " |", "|---|" + "---:|" * len(factors)]
+    for row in rows:
+        acc = row["accuracy"]
+        lines.append(f"| {row['crop']} | " + " | ".join(
+            f"{acc[f]:.2f}" + ("" if acc is first else f" ({acc[f] - first[f]:+.2f})") for f in factors) + " |")
+    return "\n".join(lines) + "\n"
+
+
+CAMERA_GAP = "results/ferplus/camera_gap_val.json"
 FLIP_VAL = "results/ferplus/flip_tta_val.json"
 FLIP_TEST = "results/ferplus/flip_tta_test.json"
 FLIP_EDGE = "results/ferplus/edge_budget_flip.json"
@@ -449,6 +467,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "factor_estimator": ("results/ferplus/factor_estimator_val.json", factor_estimator_table, "README.md"),
     "edge_budget": ("results/edge_budget.json", edge_budget_table, "README.md"),
     "flip": (FLIP_VAL, flip_table, "README.md"),
+    "camera_gap": (CAMERA_GAP, camera_gap_table, "README.md"),
     "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),
     "crowd_compare": ("results/crowd/bench.json", crowd_compare_table, "docs/crowd.md"),
     "crowd_variants": ("results/crowd/bench.json", crowd_variants_table, "docs/crowd.md"),

@@ -229,6 +229,16 @@ def test_protocols_small_matches_resized_up_to_rounding_and_camera_differs():
     assert np.abs(a - c).mean() > 2 * px  # area + JPEG is another image
     # factor 1 under "small" is the face itself
     np.testing.assert_allclose(protocol_inputs(imgs, 1, PRE, "small"), protocol_inputs(imgs, 1, PRE, "resized"), atol=1e-6)
+    # The camera crop is its two parts in turn (scripts/camera_gap.py steps through them): area down-sampling,
+    # then JPEG; lower quality moves it further from the area crop.
+    from trainer.evaluate import CAMERA_JPEG_QUALITY, lr_crops
+
+    smooth = np.repeat(np.repeat(imgs[:, ::4, ::4], 4, 1), 4, 2)  # blocky faces: JPEG keeps more of them
+    np.testing.assert_array_equal(small_crops(smooth, 2, "camera"), lr_crops(smooth, 2, "box", CAMERA_JPEG_QUALITY))
+    np.testing.assert_array_equal(small_crops(smooth, 2, "small"), lr_crops(smooth, 2, "bicubic"))
+    area = lr_crops(smooth, 2, "box").astype(float)
+    err = [np.abs(lr_crops(smooth, 2, "box", q) - area).mean() for q in (95, 50, 10)]
+    assert 0 < err[0] < err[1] < err[2], err
 
 
 def test_fsrfer_eval_takes_a_protocol(tmp_path):

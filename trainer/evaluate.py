@@ -58,19 +58,26 @@ CAMERA_JPEG_QUALITY = 50
 
 def small_crops(images: np.ndarray, factor: int, protocol: str = "small") -> np.ndarray:
     """(N, s, s) uint8 crops of side s = round(H / factor), as a camera-side crop of a small face would be."""
-    from fsrfer_edge.preprocessing import resize
-
     if protocol not in PROTOCOLS[1:]:
         raise ValueError(f"protocol {protocol!r} makes no small crops; expected one of {PROTOCOLS[1:]}")
+    if protocol == "camera":
+        return lr_crops(images, factor, "box", CAMERA_JPEG_QUALITY)
+    return lr_crops(images, factor, "bicubic")
+
+
+def lr_crops(images: np.ndarray, factor: int, kernel: str, jpeg_quality: Optional[int] = None) -> np.ndarray:
+    """(N, s, s) uint8 crops of side s = round(H / factor), down-sampled (anti-aliased) with ``kernel`` and,
+    with ``jpeg_quality``, JPEG-compressed at that quality (the protocols' crops, and their parts)."""
+    from fsrfer_edge.preprocessing import resize
+
     h = images.shape[-1]
     s = max(1, round(h / factor))
-    kernel = "box" if protocol == "camera" else "bicubic"
     small = images.astype(np.float32) if s == h else resize(images, (s, s), kernel, antialias=True)
     small = np.clip(np.rint(small), 0, 255).astype(np.float32)
-    if protocol == "camera":
+    if jpeg_quality is not None:
         from .degrade import _jpeg
 
-        small = _jpeg(small, np.full(len(small), CAMERA_JPEG_QUALITY))
+        small = _jpeg(small, np.full(len(small), int(jpeg_quality)))
     return small.astype(np.uint8)
 
 
