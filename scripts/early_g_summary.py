@@ -128,6 +128,30 @@ def paired(rows: dict[str, Any], against: str) -> dict[str, Any]:
     return out
 
 
+def overall(rows: dict[str, Any], against: str) -> dict[str, Any]:
+    """Each row minus row ``against`` averaged over every factor and protocol both have (the number the
+    shipping rules compare), seed by seed, then the mean and spread over those seeds."""
+    if against not in rows:
+        raise SystemExit(f"--against {against}: no such row; rows are {sorted(rows)}")
+    ref = rows[against]["runs"]
+    out: dict[str, Any] = {}
+    for name, row in rows.items():
+        if name == against:
+            continue
+        protocols = sorted(set(row["runs"]) & set(ref))
+        seeds = sorted(set.intersection(*(set(row["runs"][p]) & set(ref[p]) for p in protocols))) if protocols else []
+        if not seeds:
+            continue
+        by_seed = {}
+        for sd in seeds:
+            diffs = [row["runs"][p][sd][f] - ref[p][sd][f] for p in protocols for f in row["runs"][p][sd]]
+            by_seed[sd] = round(float(np.mean(diffs)), 2)
+        vals = np.array(list(by_seed.values()))
+        out[name] = {"protocols": protocols, "by_seed": by_seed, "mean": round(float(vals.mean()), 2),
+                     "std": round(float(vals.std(ddof=1)), 2) if len(vals) > 1 else None}
+    return out
+
+
 def film_check(run: Path, split: str, constants: tuple[int, ...] = (1, 2, 4, 8)) -> dict[str, Any]:
     """Does the scale-aware G use the factor? Accuracy per factor of RUN's fsrfer model when FiLM is
     told each face's true factor, and when it is told one constant factor for every face instead."""
@@ -205,7 +229,8 @@ def main(argv: Optional[list[str]] = None) -> int:
            "split": args.split, "note": args.note, "load_average": list(os.getloadavg()),
            "rows": collect(runs, args.split, [rows for _, rows in kept])}
     if args.against:
-        doc["paired"] = [{"against": a, "difference": paired(doc["rows"], a)} for a in args.against]
+        doc["paired"] = [{"against": a, "difference": paired(doc["rows"], a), "overall": overall(doc["rows"], a)}
+                         for a in args.against]
     if args.keep_film_check:
         doc["film_check"] = kept_film_check(Path(args.json), args.film_check, args.split)
     elif args.film_check:

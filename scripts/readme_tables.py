@@ -284,6 +284,15 @@ def early_g_table(doc: dict[str, Any]) -> str:
                          for f in factors]
                 lines.append(f"| {name} | " + " | ".join(cells) + f" | {d['seeds']} |")
             out.append("\n".join(lines) + "\n")
+        ov = {name: o for name, o in (pd.get("overall") or {}).items() if name.split("/")[-1] != "hr"}
+        if ov:
+            lines = [f"Averaged over every factor and protocol, each row minus `{pd['against']}` seed by seed "
+                     "(the number the shipping rules compare), in points:\n",
+                     "| run/model | per seed | mean ± spread |", "|---|---|---:|"]
+            for name, o in ov.items():
+                lines.append(f"| {name} | " + ", ".join(f"seed {sd}: {v:+.2f}" for sd, v in sorted(o["by_seed"].items()))
+                             + f" | {o['mean']:+.2f}" + (f" ± {o['std']:.2f}" if o["std"] is not None else "") + " |")
+            out.append("\n".join(lines) + "\n")
     fc = doc.get("film_check")
     if fc:
         acc = fc["accuracy"]

@@ -417,6 +417,8 @@ def test_summary_takes_kept_seeds_from_an_earlier_file_beside_run_folders(tmp_pa
     assert doc["rows"]["g/fsrfer"]["cost"]["0"] == {"seconds": 9.0}
     diff = doc["paired"][0]["difference"]["g/fsrfer"]["resized"]
     assert diff["seeds"] == 2 and diff["mean"] == {"2": 0.0, "4": -1.0}
+    ov = doc["paired"][0]["overall"]["g/fsrfer"]  # over factors (and protocols), seed by seed
+    assert ov["by_seed"] == {"0": 0.5, "1": -1.5} and ov["mean"] == -0.5 and ov["std"] == 1.41
     assert f"--kept g={old}:long" in doc["command"]
     with pytest.raises(SystemExit, match="seed\\(s\\) 0 given twice"):
         mod.main(["--json", str(out), "--kept", f"g={old}:long", "--kept", f"g={old}:long"])
