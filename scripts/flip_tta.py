@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 LogitsFn = Callable[..., np.ndarray]
+DEFAULT_CHECKPOINT = REPO / "fsrfer_edge" / "models" / "default.pt"
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -42,7 +43,7 @@ def with_flip(fn: LogitsFn) -> LogitsFn:
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=str(REPO / "fsrfer_edge" / "models" / "default.pt"),
+    ap.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
                     help="an fsrfer checkpoint (default: the shipped default); its FER network is the HR model")
     ap.add_argument("--data", help="data path (overrides the checkpoint's config)")
     ap.add_argument("--split", default="val", choices=("val", "test"))
@@ -71,7 +72,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     sys.path.insert(0, str(REPO / "scripts"))
     from early_g import extract_hr
 
-    ckpt = Path(args.checkpoint)
+    ckpt = Path(args.checkpoint).resolve()
     model, _, saved = checkpoint.load_model(ckpt)
     if "config" not in saved.get("meta", {}):
         raise SystemExit(f"{ckpt}: no training config in its meta; expected a checkpoint from fsrfer-train")
@@ -95,6 +96,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     write_json(args.json, {
         "command": "python scripts/flip_tta.py --json " + args.json
                    + ("" if args.split == "val" else f" --split {args.split}")
+                   + ("" if ckpt == DEFAULT_CHECKPOINT else " --checkpoint CHECKPOINT")
                    + "".join(f" --extra {name}=CHECKPOINT" for name, _ in extra),
         "extra": {name: {"path": str(path), "sha256": sha256_file(path)} for name, path in extra},
         "checkpoint": {"path": os.path.relpath(ckpt, REPO), "sha256": sha256_file(ckpt)},

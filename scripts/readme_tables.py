@@ -17,7 +17,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -369,10 +369,10 @@ def edge_budget_table(_: dict[str, Any]) -> str:
             + "\n".join(lines) + "\n")
 
 
-def _flip_rows(doc: dict[str, Any], src: str) -> list[str]:
+def _flip_rows(doc: dict[str, Any], src: str, names: Optional[dict[str, str]] = None) -> list[str]:
     """One scripts/flip_tta.py file as a table: each model plain, flip averaged, and the gain."""
     factors = sorted(doc["rows"]["fsrfer"]["plain"], key=int)
-    names = {"hr": "frozen HR model", "fsrfer": "shipped FSR-FER"}
+    names = names or {"hr": "frozen HR model", "fsrfer": "shipped FSR-FER"}
     lines = [f"FER+ {doc['split']} ({doc['n']} faces, protocol (a)), accuracy in %, from `{src}` "
              f"(`{doc['command']}`; PyTorch, the true factor given to FiLM):\n",
              "| model | " + " | ".join(f"x{f}" for f in factors) + " | mean |", "|---|" + "---:|" * (len(factors) + 1)]
@@ -390,6 +390,11 @@ def flip_table(doc: dict[str, Any]) -> str:
     flipped graph on test from its edge-budget run, beside the shipped graph's test file) and what it
     costs (that run's throughput ratio)."""
     lines = _flip_rows(doc, FLIP_VAL)
+    if (REPO / FLIP_SEED1).is_file():
+        lines += ["", "The same on val for seed 1 of the shipped configuration (`configs/ferplus_soft_aug_early_g_stem_camera_6ep.yaml`) "
+                  "and its equal-budget LR-fine-tuned baseline, both checkpoints of that run:\n"]
+        lines += _flip_rows(json.loads((REPO / FLIP_SEED1).read_text()), FLIP_SEED1,
+                            {"hr": "frozen HR model", "fsrfer": "FSR-FER, seed 1", "lr_finetune": "LR-fine-tuned baseline, seed 1"})
     if (REPO / FLIP_TEST).is_file():
         lines += [""] + _flip_rows(json.loads((REPO / FLIP_TEST).read_text()), FLIP_TEST)
     edge = REPO / FLIP_EDGE
@@ -431,6 +436,7 @@ def camera_gap_table(doc: dict[str, Any]) -> str:
 CAMERA_GAP = "results/ferplus/camera_gap_val.json"
 FLIP_VAL = "results/ferplus/flip_tta_val.json"
 FLIP_TEST = "results/ferplus/flip_tta_test.json"
+FLIP_SEED1 = "results/ferplus/flip_tta_val_seed1.json"
 FLIP_EDGE = "results/ferplus/edge_budget_flip.json"
 
 
