@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,10 @@ def load(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # arbitrary bytes can break the unpickler anywhere (IndexError, KeyError, struct.error...)
-        raise ModelError(f"checkpoint {p} could not be read: {_one_line_reason(exc)}; expected a file written by "
+        # torch.save writes a zip archive; anything else that fails to load is not one of ours, whichever
+        # exception the legacy unpickler happened to raise on its bytes.
+        reason = _one_line_reason(exc) if zipfile.is_zipfile(p) else "it is truncated, corrupt or not a PyTorch file"
+        raise ModelError(f"checkpoint {p} could not be read: {reason}; expected a file written by "
                          "fsrfer-train (tensors and plain data only)") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ModelError(f"{p} is not an fsrfer checkpoint (no 'format': '{FORMAT}' entry)")
