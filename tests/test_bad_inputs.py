@@ -258,8 +258,8 @@ def _checkpoint(kind: str, d: Path) -> Path:
         return d / "nothing.pt"
     if kind == "garbage":
         p.write_bytes(os.urandom(1000))
-    elif kind == "pop":  # pickle's POP opcode first: the legacy unpickler raises IndexError, not a load error
-        p.write_bytes(b"0" + bytes(range(256)))
+    elif kind == "memo":  # pickle's LONG_BINGET first: the legacy unpickler raises KeyError, not a load error
+        p.write_bytes(bytes.fromhex("6a1b198fe8") + bytes(64))
     elif kind == "pickle":
         torch.save({"format": checkpoint.FORMAT, "kind": "model", "x": _Evil()}, p)
     elif kind == "truncated":
@@ -277,7 +277,7 @@ def _checkpoint(kind: str, d: Path) -> Path:
 
 
 @pytest.mark.parametrize("kind, words", [
-    ("missing", "does not exist"), ("garbage", "not a PyTorch file"), ("pop", "not a PyTorch file"),
+    ("missing", "does not exist"), ("garbage", "not a PyTorch file"), ("memo", "not a PyTorch file"),
     ("pickle", "pickled Python object (print)"),
     ("truncated", "truncated, corrupt"), ("not_fsrfer", "not an fsrfer checkpoint"), ("state", "'state' checkpoint"),
     ("spec", "do not fit together"), ("preprocessing", "do not fit together"),
