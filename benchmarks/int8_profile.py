@@ -46,7 +46,9 @@ OTHER = "layout, input quantization, pooling"
 
 def part_of(node: str) -> str:
     """The part of the graph an ONNX Runtime profiler node name belongs to (fused nodes keep their first name)."""
-    name = node[len("fused "):] if node.startswith("fused ") else node
+    from fsrfer_edge.export.quantize import module_path
+
+    name = module_path(node[len("fused "):] if node.startswith("fused ") else node)  # wrapped graphs: /model/...
     for part, prefix in PARTS:
         if name.startswith(prefix):
             return part

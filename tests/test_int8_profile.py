@@ -26,6 +26,8 @@ spec.loader.exec_module(prof)
     ("/stem/conv/Conv", "frozen stem"),
     ("/layers.7/conv2/Conv", "frozen stages above G"),
     ("fused /head/fc1/Gemm", "pool and head"),
+    ("/model/model/generator/films.1/Mul", "FiLM (float)"),  # a uint8-input or flipped graph wraps the model
+    ("fused /model/stem/conv/Conv", "frozen stem"),
     ("ReorderOutput", prof.OTHER),
 ])
 def test_node_names_map_to_parts(name: str, part: str) -> None:
