@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 QUALITIES = (90, 75, 50, 30)
@@ -46,20 +44,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         raise SystemExit(f"--factors {factors} / --qualities {qualities}: expected factors >= 1 and qualities in 1..100")
     from fsrfer_edge.ferplus import load_labelled_faces
     from fsrfer_edge.fileio import sha256_file, write_json
-    from trainer.evaluate import lr_crops, onnx_logits_fn
+    from trainer.evaluate import crop_inputs, evaluate_fn, lr_crops, onnx_logits_fn
 
     faces = load_labelled_faces(args.data, "ferplus", args.split)
     images, labels = faces.images, faces.labels
     fn, pre = onnx_logits_fn(args.model, threads=args.threads)
     rows: list[dict[str, Any]] = []  # a list: the steps' order is the point
     for name, kernel, q in steps(qualities):
-        rows.append({"crop": name, "kernel": kernel, "jpeg_quality": q, "accuracy": {}})
-        for f in factors:
-            preds = []
-            for s in range(0, len(images), 256):
-                x = pre.normalize(pre.to_pixels(list(lr_crops(images[s:s + 256], f, kernel, q))))
-                preds.append(np.asarray(fn(x, f)).argmax(1))
-            rows[-1]["accuracy"][str(f)] = round(100 * float((np.concatenate(preds) == labels).mean()), 2)
+        res = evaluate_fn(fn, images, labels, factors, pre,
+                          inputs=lambda faces, f, k=kernel, q=q: crop_inputs(lr_crops(faces, f, k, q), pre))
+        rows.append({"crop": name, "kernel": kernel, "jpeg_quality": q,
+                     "accuracy": {f: round(100 * v["accuracy"], 2) for f, v in res["factors"].items()}})
         print(f"{name:22s} " + " ".join(f"x{f}:{v:.2f}" for f, v in rows[-1]["accuracy"].items()), flush=True)
     write_json(args.json, {
         "command": f"python scripts/camera_gap.py --json {args.json}"

@@ -21,14 +21,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from fsrfer_edge.preprocessing import softmax  # noqa: E402  (the SDK's own, as Recognizer uses it)
 
 LogitsFn = Callable[..., np.ndarray]
 DEFAULT_CHECKPOINT = REPO / "fsrfer_edge" / "models" / "default.pt"
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def with_flip(fn: LogitsFn) -> LogitsFn:

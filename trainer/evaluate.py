@@ -85,21 +85,29 @@ def protocol_inputs(images: np.ndarray, factor: int, pre: Preprocessing, protoco
     """Normalised (N, 1, S, S) model inputs for test faces at ``factor`` under ``protocol``."""
     if protocol == "resized":
         return degraded_inputs(images, factor, pre)
-    return pre.normalize(pre.to_pixels(list(small_crops(images, factor, protocol))))
+    return crop_inputs(small_crops(images, factor, protocol), pre)
+
+
+def crop_inputs(crops: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """Normalised model inputs for small uint8 crops, through the SDK's preprocessing (what ``Recognizer`` runs)."""
+    return pre.normalize(pre.to_pixels(list(crops)))
 
 
 def evaluate_fn(logits_fn: LogitsFn, images: np.ndarray, labels: np.ndarray, factors: Iterable[int],
-                pre: Preprocessing, batch_size: int = 256, protocol: str = "resized") -> dict[str, Any]:
-    """Evaluate a logits function per factor under one of :data:`PROTOCOLS`.
+                pre: Preprocessing, batch_size: int = 256, protocol: str = "resized",
+                inputs: Optional[Callable[[np.ndarray, int], np.ndarray]] = None) -> dict[str, Any]:
+    """Evaluate a logits function per factor under one of :data:`PROTOCOLS`, or with ``inputs(faces,
+    factor)`` making the model inputs instead (e.g. crops of other kernels or JPEG qualities).
 
     Returns {"factors": {"1": {...}, ...}, "mean_accuracy", "protocol"}."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol {protocol!r}; expected one of {PROTOCOLS}")
+    make = inputs or (lambda faces, f: protocol_inputs(faces, f, pre, protocol))
     out: dict[str, Any] = {"n": int(len(labels)), "factors": {}, "protocol": protocol}
     for f in factors:
         preds = []
         for s in range(0, len(images), batch_size):
-            x = protocol_inputs(images[s:s + batch_size], int(f), pre, protocol)
+            x = make(images[s:s + batch_size], int(f))
             preds.append(np.asarray(logits_fn(x, int(f))).argmax(1))
         pred = np.concatenate(preds)
         conf = confusion(labels, pred, len(pre.classes))
