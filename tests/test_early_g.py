@@ -182,6 +182,34 @@ def test_early_g_trains_on_images_and_moves_towards_the_hr_features(tmp_path):
     assert not torch.equal(g_stage, hr_model.fer.trunk.layers[0].conv1.weight)
 
 
+def test_g_can_train_with_the_baselines_sgd_and_warm_up(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match=r"g_optimizer must be one of \['adam', 'sgd'\], got 'rmsprop'"):
+        _cfg(tmp_path, stage2={"g_optimizer": "rmsprop"})
+    from trainer import train
+
+    cfg = _cfg(tmp_path, data={"synthetic": 160}, stage1={"epochs": 1},
+               stage2={"feature_level": "layer1", "generator_start": "stem", "scale_aware": True,
+                       "pretrain_epochs": 1, "epochs": 5, "batch_size": 16, "g_optimizer": "sgd", "lr_g": 0.01,
+                       "losses": {"distill": 1.0}})
+    d = load_data(cfg, None)
+    hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
+    seen: list[tuple[str, float]] = []
+    real_set_lr = train.set_lr
+    monkeypatch.setattr(train, "set_lr", lambda opt, lr: (seen.append((type(opt).__name__, lr)), real_set_lr(opt, lr)))
+    # stopped after the first of its 5 GAN epochs (the state is kept)
+    assert train_stage2(cfg, d, hr, tmp_path / "run", "fsrfer", cfg.stage2.losses, resume=False, stop_after=1) is None
+    sgd = [lr for kind, lr in seen if kind == "SGD"]
+    steps = len(sgd)  # one epoch of 5: warm-up over the first half (min(1, epochs / 10) epochs), then cosine
+    assert steps >= 4 and sgd[0] == pytest.approx(0.01 / steps / 0.5)
+    peak = int(np.argmax(sgd))
+    assert all(np.diff(sgd[:peak + 1]) > 0) and all(np.diff(sgd[peak:]) < 0) and sgd[peak] == pytest.approx(0.01)
+    state = torch.load(tmp_path / "run" / "state" / "fsrfer.gan.pt", map_location="cpu", weights_only=False)
+    group = state["optimizers"]["g"]["param_groups"][0]
+    assert group["nesterov"] and group["momentum"] == cfg.stage1.momentum
+    assert group["weight_decay"] == cfg.stage1.weight_decay
+    assert "betas" in state["optimizers"]["d"]["param_groups"][0]  # the critic keeps Adam
+
+
 def test_a_g_up_to_the_last_stage_trains_and_exports_to_one_graph(tmp_path):
     # tiny has two stages: layer2 is its last map, with only pooling and the head above G
     ort = pytest.importorskip("onnxruntime")

@@ -278,3 +278,15 @@ def test_image_sr_baseline_learns_to_restore_lr_faces(tmp_path):
     y = _tensor(imgs.astype(np.float32))
     with torch.no_grad():
         assert float(((model.sr(x) - y) ** 2).mean()) < 0.995 * float(((x - y) ** 2).mean())
+
+
+def test_cosine_lr_warms_up_linearly_without_passing_the_base_then_decays_to_zero():
+    from trainer.runner import cosine_lr
+
+    steps, base = 7, 0.1  # a warm-up of half an epoch is not a whole number of steps
+    lrs = [cosine_lr(base, e, s, steps, 5, warmup_epochs=0.5) for e in range(5) for s in range(steps)]
+    assert lrs[0] == pytest.approx(base / steps / 0.5) and max(lrs) == pytest.approx(base)
+    peak = lrs.index(max(lrs))
+    assert all(a < b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))
+    assert all(a > b for a, b in zip(lrs[peak:], lrs[peak + 1:])) and lrs[-1] < 0.01 * base
+    assert cosine_lr(base, 5, 0, steps, 5) == pytest.approx(0.0)

@@ -107,6 +107,11 @@ class Stage2Config:
     adapter_top_width: float = dataclasses.field(default=0.0, metadata={"range": (0, 1)})
     # How the gated G's change grows with the factor f: "log2" (log2 f) or "step" (min(1, log2 f)).
     adapter_gate: str = "log2"
+    # G's optimiser in the GAN phase: "adam" (beta1 0, beta2 0.9, as the authors' code and WGAN critics
+    # use) or "sgd", the LR-fine-tuned baseline's (Nesterov momentum stage1.momentum, weight decay
+    # stage1.weight_decay, linear warm-up over min(1, epochs / 10) epochs, then cosine) at lr_g. The
+    # critic keeps Adam either way; pre-training keeps Adam at pretrain_lr.
+    g_optimizer: str = "adam"
     critic_hidden: int = 256
     critic_layers: int = 3
     losses: LossConfig = dataclasses.field(default_factory=LossConfig)
@@ -216,6 +221,9 @@ def _build(cls: Type[T], d: Any, where: str, problems: Optional[list[str]] = Non
 # later are checked too: (pattern, low, high, low_open, expectation). An option no rule names must be
 # finite and >= 0 (no option of this trainer takes a negative number). A field may instead carry
 # ``dataclasses.field(metadata={"range": (low, high)})``. Lists of numbers are checked item by item.
+#: G's optimisers in the GAN phase (``stage2.g_optimizer``).
+G_OPTIMIZERS = ("adam", "sgd")
+
 _INF = math.inf
 RANGE_RULES: tuple[tuple[str, float, float, bool, str], ...] = (
     ("*batch_size", 1, _INF, False, "an integer >= 1"),
@@ -338,6 +346,8 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
                         f"stage2.feature_level (a map); got {start!r} with {cfg.stage2.feature_level!r}")
     if cfg.stage2.scale_aware and not start:
         problems.append(f"{where}: stage2.scale_aware needs stage2.generator_start (FiLM follows the copied stages)")
+    if cfg.stage2.g_optimizer not in G_OPTIMIZERS:
+        problems.append(f"{where}: stage2.g_optimizer must be one of {list(G_OPTIMIZERS)}, got {cfg.stage2.g_optimizer!r}")
     if cfg.stage2.adapter_gate not in GATES:
         problems.append(f"{where}: stage2.adapter_gate must be one of {list(GATES)}, got {cfg.stage2.adapter_gate!r}")
     if cfg.stage2.adapter_width and not cfg.stage2.scale_aware:

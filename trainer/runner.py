@@ -39,10 +39,11 @@ Evaluate = Callable[[], float]
 
 
 def cosine_lr(base: float, epoch: int, step: int, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0) -> float:
-    """Cosine decay from ``base`` to 0 over all steps, with optional linear warm-up."""
+    """Cosine decay from ``base`` to 0 over all steps, with optional linear warm-up (never above ``base``:
+    the last warm-up step may end past ``warmup_epochs`` when that is not a whole number of steps)."""
     t = epoch + step / max(1, steps_per_epoch)
     if warmup_epochs and t < warmup_epochs:
-        return base * (t + 1.0 / max(1, steps_per_epoch)) / warmup_epochs
+        return base * min(1.0, (t + 1.0 / max(1, steps_per_epoch)) / warmup_epochs)
     return 0.5 * base * (1 + math.cos(math.pi * min(t, epochs) / max(epochs, 1e-9)))
 
 

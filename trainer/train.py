@@ -578,7 +578,10 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
                       s2.pretrain_epochs, cfg.seed)
     if s2.pretrain_epochs and not pre.run(pre_epoch, val_score, resume, stop_after, deadline):
         return None
-    opt_g = torch.optim.Adam(g.parameters(), lr=s2.lr_g, betas=(0.0, 0.9))
+    # G: the authors' Adam, or the LR-fine-tuned baseline's SGD with its warm-up (stage2.g_optimizer)
+    sgd = s2.g_optimizer == "sgd"
+    opt_g = _sgd(g, cfg, s2.lr_g) if sgd else torch.optim.Adam(g.parameters(), lr=s2.lr_g, betas=(0.0, 0.9))
+    warmup_g = min(1.0, s2.epochs / 10) if sgd else 0.0
     opt_d = torch.optim.Adam(parts.d.parameters(), lr=s2.lr_d, betas=(0.0, 0.9))
     step = Stage2Step(parts.head, parts.g_net, parts.d_net, loss_cfg, opt_g, opt_d)
 
@@ -587,7 +590,7 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
         batches = _batches(n, bs, rng)
         acc: dict[str, float] = {}
         for i, idx in enumerate(batches):
-            set_lr(opt_g, cosine_lr(s2.lr_g, epoch, i, len(batches), s2.epochs))
+            set_lr(opt_g, cosine_lr(s2.lr_g, epoch, i, len(batches), s2.epochs, warmup_epochs=warmup_g))
             set_lr(opt_d, cosine_lr(s2.lr_d, epoch, i, len(batches), s2.epochs))
             rows = distributed.shard_slice(len(idx))
             f_lr, f_hr, y, step.factor = sample(rng, idx, rows)
