@@ -140,7 +140,16 @@ def test_soft_labels_load_with_their_faces_and_train_stage1(tmp_path):
     cfg = _cfg(tmp_path, data={"path": str(path), "soft_labels": True, "synthetic": 0}, stage1={"epochs": 1, "batch_size": 16})
     d = load_data(cfg, path)
     assert d.train.targets is not None and d.val.targets is not None
-    assert train_stage1(cfg, d, tmp_path / "run", resume=False) is not None
+    hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
+    assert hr is not None
+    # an early G's cross-entropy term on the votes: each batch carries them to the step
+    cfg2 = _cfg(tmp_path, data={"path": str(path), "soft_labels": True, "synthetic": 0},
+                stage2={"feature_level": "layer1", "generator_start": "stem", "pretrain_epochs": 0, "epochs": 1,
+                        "batch_size": 16, "losses": {"cross_entropy": 1.0, "cross_entropy_targets": "votes"}})
+    from trainer import checkpoint
+
+    g = train_stage2(cfg2, d, hr, tmp_path / "run", "fsrfer", cfg2.stage2.losses, resume=False)
+    assert checkpoint.load(g)["meta"]["history"][0]["ce"] > 0
     with pytest.raises(DataError, match="votes"):
         load_data(_cfg(tmp_path, data={"synthetic": 50, "soft_labels": True}), None)
 

@@ -110,6 +110,24 @@ def test_reweighting_changes_the_loss_and_is_off_in_the_ablation():
     assert lw.item() != pytest.approx(lu.item())
 
 
+def test_cross_entropy_on_votes_uses_the_distributions_and_equals_majority_ce_on_one_hot_votes():
+    cfg = dict(adversarial=0.0, reconstruction=0.0, head=0.0, reweight=False, cross_entropy=1.0)
+    step_m, (f_lr, f_hr, y) = _step(config.LossConfig(**cfg))
+    step_v, _ = _step(config.LossConfig(**cfg, cross_entropy_targets="votes"))
+    with pytest.raises(ConfigError, match="vote distributions"):
+        step_v.generator_loss(f_lr, f_hr, y)
+    step_v.targets = torch.nn.functional.one_hot(y, 7).float()
+    majority, _ = step_m.generator_loss(f_lr, f_hr, y)
+    assert step_v.generator_loss(f_lr, f_hr, y)[0].item() == pytest.approx(majority.item(), rel=1e-6)
+    step_v.targets = torch.full((len(y), 7), 1 / 7)  # votes spread evenly: another loss
+    assert step_v.generator_loss(f_lr, f_hr, y)[0].item() != pytest.approx(majority.item(), rel=1e-3)
+    base = {"data": {"synthetic": 50}, "stage2": {"losses": {"cross_entropy": 1.0, "cross_entropy_targets": "votes"}}}
+    with pytest.raises(ConfigError, match="'votes' needs data.soft_labels: true"):
+        config.from_dict(base)
+    with pytest.raises(ConfigError, match="cross_entropy_targets must be 'majority' or 'votes'"):
+        config.from_dict({"stage2": {"losses": {"cross_entropy_targets": "soft"}}})
+
+
 def test_untrained_generator_is_identity():
     g = FeatureGenerator(32, blocks=2, growth=8)
     f = torch.randn(4, 32)

@@ -68,6 +68,9 @@ class LossConfig:
     reconstruction: float = 1.0
     head: float = 1.0
     cross_entropy: float = 0.0  # computed but not used in the authors' code
+    # The cross-entropy term's targets: "majority" labels, or the FER+ annotators' "votes" (needs
+    # data.soft_labels; smoothed by stage1.label_smoothing), the targets the LR-fine-tuned baseline gets.
+    cross_entropy_targets: str = "majority"
     # Distillation: the frozen head's output on the HR features as a soft target for its output on G's.
     distill: float = 0.0
     distill_temperature: float = 2.0
@@ -346,6 +349,12 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
                         f"stage2.feature_level (a map); got {start!r} with {cfg.stage2.feature_level!r}")
     if cfg.stage2.scale_aware and not start:
         problems.append(f"{where}: stage2.scale_aware needs stage2.generator_start (FiLM follows the copied stages)")
+    ce_targets = cfg.stage2.losses.cross_entropy_targets
+    if ce_targets not in ("majority", "votes"):
+        problems.append(f"{where}: stage2.losses.cross_entropy_targets must be 'majority' or 'votes', got {ce_targets!r}")
+    elif ce_targets == "votes" and not (cfg.data.soft_labels and cfg.stage2.losses.cross_entropy):
+        problems.append(f"{where}: stage2.losses.cross_entropy_targets 'votes' needs data.soft_labels: true and "
+                        f"stage2.losses.cross_entropy > 0, got {cfg.data.soft_labels} and {cfg.stage2.losses.cross_entropy}")
     if cfg.stage2.g_optimizer not in G_OPTIMIZERS:
         problems.append(f"{where}: stage2.g_optimizer must be one of {list(G_OPTIMIZERS)}, got {cfg.stage2.g_optimizer!r}")
     if cfg.stage2.adapter_gate not in GATES:

@@ -58,6 +58,13 @@ def distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tem
     return (log_p_t.exp() * (log_p_t - log_p_s)).sum(1) * t * t
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy against target distributions (N, K), e.g. the FER+ annotators' votes."""
-    return -(targets * torch.log_softmax(logits, dim=1)).sum(1).mean()
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy against target distributions (N, K), e.g. the FER+ annotators' votes: the mean, or
+    one value per sample with ``reduction="none"``."""
+    per_sample = -(targets * torch.log_softmax(logits, dim=1)).sum(1)
+    return per_sample if reduction == "none" else per_sample.mean()
+
+
+def smoothed(targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Target distributions (N, K) with label smoothing, as for hard labels: (1 - s) t + s / K."""
+    return targets * (1 - smoothing) + smoothing / targets.shape[1]

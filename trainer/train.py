@@ -186,7 +186,7 @@ def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split
                 loss = ce(logits, y)
             else:  # soft labels (the annotators' votes), smoothed like the hard ones
                 t = torch.from_numpy(split.targets[idx][rows]).to(dev)
-                loss = losses.soft_cross_entropy(logits, t * (1 - smooth) + smooth / t.shape[1])
+                loss = losses.soft_cross_entropy(logits, losses.smoothed(t, smooth))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -391,6 +391,8 @@ class Stage2Step:
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer) -> None:
         self.head, self.g, self.d, self.cfg, self.opt_g, self.opt_d = head, g, d, loss_cfg, opt_g, opt_d
         self.factor: Optional[torch.Tensor] = None  # each face's factor, for a scale-aware G (set per batch)
+        # each face's (smoothed) vote distribution, for cross_entropy_targets "votes" (set per batch)
+        self.targets: Optional[torch.Tensor] = None
 
     def generate(self, f_lr: torch.Tensor) -> torch.Tensor:
         return self.g(f_lr) if self.factor is None else self.g(f_lr, self.factor)
@@ -414,7 +416,12 @@ class Stage2Step:
             h_hr = self.head.activation(f_hr).detach()
             terms["head"] = c.head * losses.weighted_mean(losses.feature_mse(self.head.activation(y), h_hr), w)
         if c.cross_entropy:
-            ce = nn.functional.cross_entropy(self.head(y), labels, reduction="none")
+            if c.cross_entropy_targets == "votes":
+                if self.targets is None:
+                    raise ConfigError("stage2.losses.cross_entropy_targets 'votes' needs the faces' vote distributions")
+                ce = losses.soft_cross_entropy(self.head(y), self.targets, reduction="none")
+            else:
+                ce = nn.functional.cross_entropy(self.head(y), labels, reduction="none")
             terms["ce"] = c.cross_entropy * losses.weighted_mean(ce, w)
         if c.distill:
             # The frozen head's own answer on the HR features as a soft target for its answer on G's.
@@ -463,8 +470,16 @@ def _feature_val_score(head: nn.Module, g: nn.Module, feats: dict[int, np.ndarra
     return float(np.mean(accs))
 
 
-#: One stage-2 batch: (G's input features, the HR features, labels, each face's factor or None).
-Batch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]
+#: One stage-2 batch: (G's input features, the HR features, labels, each face's factor or None, each
+#: face's smoothed vote distribution or None).
+Batch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]
+
+
+def _vote_targets(cfg: TrainConfig, split: Split, idx: np.ndarray, dev: torch.device) -> Optional[torch.Tensor]:
+    """The faces' smoothed vote distributions when the cross-entropy term wants them, else None."""
+    if cfg.stage2.losses.cross_entropy_targets != "votes" or split.targets is None:
+        return None
+    return losses.smoothed(torch.from_numpy(split.targets[idx]), cfg.stage1.label_smoothing).to(dev)
 
 
 @dataclasses.dataclass
@@ -528,7 +543,7 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
         fi = rng.integers(0, len(all_factors), len(idx))
         fi, idx = fi[rows], idx[rows]
         return (torch.from_numpy(stack[fi, idx]).to(dev), torch.from_numpy(ftr[1][idx]).to(dev),
-                torch.from_numpy(labels[idx]).to(dev), None)
+                torch.from_numpy(labels[idx]).to(dev), None, _vote_targets(cfg, data.train, idx, dev))
 
     val_score = lambda: _feature_val_score(head, g, fval, data.val.labels, eval_factors)  # noqa: E731
     runners = _train_g(cfg, out, name, loss_cfg, GParts(g, d, g_net, d_net, head), sample, val_score, n, dev,
@@ -565,7 +580,7 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
         tot = torch.zeros((), dtype=torch.float64, device=dev)
         for step, idx in enumerate(batches):
             set_lr(opt_p, cosine_lr(s2.pretrain_lr, epoch, step, len(batches), s2.pretrain_epochs))
-            f_lr, f_hr, _, factor = sample(rng, idx, distributed.shard_slice(len(idx)))
+            f_lr, f_hr, _, factor, _ = sample(rng, idx, distributed.shard_slice(len(idx)))
             loss = losses.feature_mse(run_g(f_lr, factor), f_hr).mean()
             opt_p.zero_grad(set_to_none=True)
             loss.backward()
@@ -593,7 +608,7 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
             set_lr(opt_g, cosine_lr(s2.lr_g, epoch, i, len(batches), s2.epochs, warmup_epochs=warmup_g))
             set_lr(opt_d, cosine_lr(s2.lr_d, epoch, i, len(batches), s2.epochs))
             rows = distributed.shard_slice(len(idx))
-            f_lr, f_hr, y, step.factor = sample(rng, idx, rows)
+            f_lr, f_hr, y, step.factor, step.targets = sample(rng, idx, rows)
             shard = None if distributed.world_size() == 1 else (rows.start, len(idx))
             for k, v in step(f_lr, f_hr, y, shard).items():
                 acc[k] = acc.get(k, 0.0) + v / len(batches)
@@ -652,7 +667,8 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
             f_lr = fer.trunk.forward_to(_tensor(lr[rows]).to(dev), start)
             f_hr = fer.trunk.forward_to(_tensor(hr[rows].astype(np.float32)).to(dev), level)
         factor = torch.from_numpy(factors[rows]).to(dev) if s2.scale_aware else None
-        return f_lr, f_hr, torch.from_numpy(labels_all[idx][rows]).to(dev), factor
+        return (f_lr, f_hr, torch.from_numpy(labels_all[idx][rows]).to(dev), factor,
+                _vote_targets(cfg, data.train, idx[rows], dev))
 
     val_score = lambda: _mean_acc(model, data.val, eval_factors, cfg.eval.batch_size)  # noqa: E731
     runners = _train_g(cfg, out, name, loss_cfg, GParts(g, d, g_net, d_net, head), sample, val_score, n, dev,
