@@ -220,13 +220,13 @@ def _build(cls: Type[T], d: Any, where: str, problems: Optional[list[str]] = Non
     return cls(**kw)
 
 
+#: G's optimisers in the GAN phase (``stage2.g_optimizer``).
+G_OPTIMIZERS = ("adam", "sgd")
+
 # Range rules, first match wins, by the option's dotted path (fnmatch pattern), so that options added
 # later are checked too: (pattern, low, high, low_open, expectation). An option no rule names must be
 # finite and >= 0 (no option of this trainer takes a negative number). A field may instead carry
 # ``dataclasses.field(metadata={"range": (low, high)})``. Lists of numbers are checked item by item.
-#: G's optimisers in the GAN phase (``stage2.g_optimizer``).
-G_OPTIMIZERS = ("adam", "sgd")
-
 _INF = math.inf
 RANGE_RULES: tuple[tuple[str, float, float, bool, str], ...] = (
     ("*batch_size", 1, _INF, False, "an integer >= 1"),
