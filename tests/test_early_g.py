@@ -79,6 +79,31 @@ def test_deep_g_batchnorm_statistics_stay_those_of_the_hr_model():
     assert before and all(torch.equal(before[k], after[k]) for k in before)
 
 
+def test_deep_g_copies_can_re_estimate_their_batchnorm_statistics_like_the_baseline(tmp_path):
+    torch.manual_seed(0)
+    spec = {**DEEP, "generator": {**DEEP["generator"], "batchnorm": "train"}}
+    m = InferenceModel(spec).eval()
+    m.generator.init_from(m.fer.trunk)
+    g = m.generator.train()
+    before = {k: v.clone() for k, v in g.state_dict().items() if "running_mean" in k}
+    fmap = m.fer.trunk.forward_to(torch.randn(8, 1, 48, 48) * 3, "layer1")
+    g(fmap, torch.full((8,), 4))
+    after = g.state_dict()
+    assert before and all(not torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(ConfigError, match="copy_batchnorm must be one of"):
+        _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "stem", "copy_batchnorm": "frozen"})
+    with pytest.raises(ConfigError, match="copy_batchnorm 'train' needs stage2.generator_start"):
+        _cfg(tmp_path, stage2={"feature_level": "layer1", "copy_batchnorm": "train"})
+    with pytest.raises(ConfigError, match="gated G"):
+        InferenceModel({**DEEP, "generator": {**DEEP["generator"], "batchnorm": "train", "adapter_width": 0.25}})
+    cfg = _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "stem", "copy_batchnorm": "train"})
+    from trainer.train import spec_for
+
+    assert spec_for(cfg, "fsrfer")["generator"]["batchnorm"] == "train"
+    assert "batchnorm" not in spec_for(_cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "stem"}),
+                                       "fsrfer")["generator"]  # older checkpoints' specs unchanged
+
+
 def test_evaluate_passes_each_factor_to_a_scale_aware_model():
     seen = []
 

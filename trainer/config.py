@@ -115,6 +115,10 @@ class Stage2Config:
     # stage1.weight_decay, linear warm-up over min(1, epochs / 10) epochs, then cosine) at lr_g. The
     # critic keeps Adam either way; pre-training keeps Adam at pretrain_lr.
     g_optimizer: str = "adam"
+    # The copied stages' BatchNorm statistics: "hr" keeps the HR model's (FiLM shifts per factor), "train"
+    # re-estimates them on the mixed-factor batches as the LR-fine-tuned baseline does (needs
+    # generator_start; not with a gated G).
+    copy_batchnorm: str = "hr"
     critic_hidden: int = 256
     critic_layers: int = 3
     losses: LossConfig = dataclasses.field(default_factory=LossConfig)
@@ -329,7 +333,7 @@ def _validate(cfg: TrainConfig, where: str) -> None:
 def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
     """Choices and cross-option rules (ranges: :func:`range_problems`); one message per problem."""
     problems: list[str] = []
-    from .models import GATES, list_backbones
+    from .models import COPY_BATCHNORM, GATES, list_backbones
 
     if cfg.device not in DEVICES:
         problems.append(f"{where}: device must be one of {list(DEVICES)}, got {cfg.device!r} (under torchrun, "
@@ -355,6 +359,11 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
     elif ce_targets == "votes" and not (cfg.data.soft_labels and cfg.stage2.losses.cross_entropy):
         problems.append(f"{where}: stage2.losses.cross_entropy_targets 'votes' needs data.soft_labels: true and "
                         f"stage2.losses.cross_entropy > 0, got {cfg.data.soft_labels} and {cfg.stage2.losses.cross_entropy}")
+    if cfg.stage2.copy_batchnorm not in COPY_BATCHNORM:
+        problems.append(f"{where}: stage2.copy_batchnorm must be one of {list(COPY_BATCHNORM)}, got {cfg.stage2.copy_batchnorm!r}")
+    elif cfg.stage2.copy_batchnorm == "train" and (not start or cfg.stage2.adapter_width):
+        problems.append(f"{where}: stage2.copy_batchnorm 'train' needs stage2.generator_start and no adapter_width "
+                        "(a gated G's copies stay the HR network)")
     if cfg.stage2.g_optimizer not in G_OPTIMIZERS:
         problems.append(f"{where}: stage2.g_optimizer must be one of {list(G_OPTIMIZERS)}, got {cfg.stage2.g_optimizer!r}")
     if cfg.stage2.adapter_gate not in GATES:

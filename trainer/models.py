@@ -271,6 +271,8 @@ class FactorEstimator(nn.Module):
 #: How a gated G's change grows with the factor f: ``log2`` (0 at x1, 1 at x2, 3 at x8) or ``step``
 #: (min(1, log2 f): 0 at x1, 1 from x2 on, so FiLM alone tells the factors x2..x8 apart).
 GATES = ("log2", "step")
+#: What a deep G's copies do with their BatchNorm statistics: keep the HR model's, or train them.
+COPY_BATCHNORM = ("hr", "train")
 
 
 def hr_gate(factor: torch.Tensor, shape: str = "log2") -> torch.Tensor:
@@ -318,7 +320,9 @@ class DeepGenerator(nn.Module):
     each copied block conditioned on the face's down-sample factor (``scale_aware``), and ``blocks``
     residual dense blocks at ``level`` (zero-initialised last projection). The BatchNorm statistics of
     the copies stay those of the HR model (``train()`` keeps them in eval mode): their affine weights
-    train, and the factor-dependent shift is FiLM's job.
+    train, and the factor-dependent shift is FiLM's job. With ``batchnorm="train"`` they train as the
+    LR-fine-tuned baseline's do instead: batch statistics in training, running statistics re-estimated
+    on the mixed-factor batches.
 
     With ``adapter_width`` > 0 (a *gated* G; needs ``scale_aware``) the copies stay frozen at the HR
     weights and each block's convolutions get low-rank residuals of that fraction of their channels
@@ -331,8 +335,14 @@ class DeepGenerator(nn.Module):
 
     def __init__(self, trunk: "ResNetTrunk", start: str, level: str, blocks: int = 1, growth: int = 32,
                  scale_aware: bool = False, adapter_width: float = 0.0, gate: str = "log2",
-                 adapter_top_width: float = 0.0) -> None:
+                 adapter_top_width: float = 0.0, batchnorm: str = "hr") -> None:
         super().__init__()
+        if batchnorm not in COPY_BATCHNORM:
+            raise ConfigError(f"batchnorm: received {batchnorm!r}; expected one of {COPY_BATCHNORM}")
+        if batchnorm == "train" and adapter_width:
+            raise ConfigError("a gated G (adapter_width > 0) keeps its copies frozen, BatchNorm statistics included; "
+                              "batchnorm 'train' would change what it computes at factor 1")
+        self.batchnorm = batchnorm
         if start not in trunk.start_ends or level not in trunk.level_ends or \
                 trunk.start_ends[start] >= trunk.level_ends[level]:
             raise ConfigError(f"a deep G needs a start level before its target level; got from {start!r} to {level!r} "
@@ -370,9 +380,10 @@ class DeepGenerator(nn.Module):
 
     def train(self, mode: bool = True) -> "DeepGenerator":
         super().train(mode)
-        for m in self.stages.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.eval()
+        if self.batchnorm == "hr":
+            for m in self.stages.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
         return self
 
     def forward(self, fmap: torch.Tensor, factor: Optional[torch.Tensor] = None) -> torch.Tensor:
