@@ -480,6 +480,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "early_g_seeds": ("results/ferplus/early_g_seeds.json", early_g_table, "README.md"),
     "shipped_seeds": ("results/ferplus/early_g_stem_camera_seeds.json", early_g_table, "README.md"),
     "shipped_6ep_seeds": ("results/ferplus/early_g_6ep_seeds.json", early_g_table, "README.md"),
+    "gap_tries": ("results/ferplus/early_g_gap_tries.json", early_g_table, "README.md"),
     "factor_estimator": ("results/ferplus/factor_estimator_val.json", factor_estimator_table, "README.md"),
     "edge_budget": ("results/edge_budget.json", edge_budget_table, "README.md"),
     "flip": (FLIP_VAL, flip_table, "README.md"),
