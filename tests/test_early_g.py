@@ -79,6 +79,14 @@ def test_deep_g_batchnorm_statistics_stay_those_of_the_hr_model():
     assert before and all(torch.equal(before[k], after[k]) for k in before)
 
 
+def test_deep_g_keeps_hr_statistics_also_with_gpu_ddps_sync_batchnorm():
+    # DDP on GPUs replaces each BatchNorm2d by torch.nn.SyncBatchNorm, which is not a BatchNorm2d
+    g = torch.nn.SyncBatchNorm.convert_sync_batchnorm(_deep_model().generator)
+    syncs = [m for m in g.stages.modules() if isinstance(m, torch.nn.SyncBatchNorm)]
+    g.train()
+    assert syncs and not any(m.training for m in syncs)
+
+
 def test_deep_g_copies_can_re_estimate_their_batchnorm_statistics_like_the_baseline(tmp_path):
     torch.manual_seed(0)
     spec = {**DEEP, "generator": {**DEEP["generator"], "batchnorm": "train"}}

@@ -382,7 +382,8 @@ class DeepGenerator(nn.Module):
         super().train(mode)
         if self.batchnorm == "hr":
             for m in self.stages.modules():
-                if isinstance(m, nn.BatchNorm2d):
+                # _BatchNorm: also torch.nn.SyncBatchNorm, which DDP on GPUs puts in BatchNorm2d's place
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
         return self
 
