@@ -490,6 +490,11 @@ def test_summary_takes_kept_seeds_from_an_earlier_file_beside_run_folders(tmp_pa
     ov = doc["paired"][0]["overall"]["g/fsrfer"]  # over factors (and protocols), seed by seed
     assert ov["by_seed"] == {"0": 0.5, "1": -1.5} and ov["mean"] == -0.5 and ov["std"] == 1.41
     assert f"--kept g={old}:long" in doc["command"]
+    # the mean over seeds is of the exact gaps: rounded first, these three would average 0.50
+    rows = {"a/m": {"runs": {"resized": {s: {"2": 50 + g} for s, g in (("0", 0.436), ("1", 0.399), ("2", 0.647))}}},
+            "b/m": {"runs": {"resized": {s: {"2": 50.0} for s in "012"}}}}
+    exact = mod.overall(rows, "b/m")["a/m"]
+    assert exact["by_seed"] == {"0": 0.44, "1": 0.4, "2": 0.65} and exact["mean"] == 0.49
     with pytest.raises(SystemExit, match="seed\\(s\\) 0 given twice"):
         mod.main(["--json", str(out), "--kept", f"g={old}:long", "--kept", f"g={old}:long"])
     with pytest.raises(SystemExit, match="no row missing/"):
