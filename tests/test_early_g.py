@@ -112,6 +112,61 @@ def test_deep_g_copies_can_re_estimate_their_batchnorm_statistics_like_the_basel
                                        "fsrfer")["generator"]  # older checkpoints' specs unchanged
 
 
+def test_per_factor_batchnorm_starts_as_the_hr_model_trains_each_factors_statistics_and_exports(tmp_path):
+    pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    from fsrfer_edge.export.onnx_export import export_onnx
+    from trainer import checkpoint
+    from trainer.models import FactorBatchNorm
+
+    torch.manual_seed(0)
+    m = InferenceModel({**DEEP, "generator": {**DEEP["generator"], "batchnorm": "per_factor"}}).eval()
+    m.generator.init_from(m.fer.trunk)
+    hr = InferenceModel({"method": "hr", "backbone": "resnet10_half"}).eval()
+    hr.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("generator.")})
+    x = torch.randn(4, 1, 48, 48)
+    with torch.no_grad():  # every anchor starts at the HR statistics: the HR model at any factor
+        for f in (1, 3, 5, 8):
+            assert torch.allclose(m(x, torch.full((4,), f)), hr(x), atol=1e-5)
+    bn = m.generator.factor_bns[0]
+    assert isinstance(bn, FactorBatchNorm) and len(m.generator.factor_bns) >= 4
+    w = bn.weights(torch.tensor([1.0, 1.25, 5.0, 8.0, 16.0]))
+    assert torch.allclose(w.sum(1), torch.ones(5)) and w[0, 0] == 1 and w[3, -1] == 1 and w[4, -1] == 1
+    assert w[2, 3] > 0 and w[2, 4] > w[2, 3]  # x5: between x4 and x6, nearer x6 in log2
+    # training moves only the statistics of the factors in the batch
+    g = m.generator.train()
+    before = bn.running_mean.clone()
+    g(m.fer.trunk.forward_to(torch.randn(8, 1, 48, 48) * 3, "layer1"), torch.tensor([2, 2, 2, 2, 8, 8, 8, 8]))
+    moved = (bn.running_mean != before).any(1).tolist()
+    assert moved == [False, True, False, False, False, True]
+    g.eval()
+    with torch.no_grad():
+        assert not torch.allclose(m(x, torch.full((4,), 8)), m(x, torch.full((4,), 1)))
+        assert torch.allclose(m(x, torch.full((4,), 1)), hr(x), atol=1e-5)  # x1's statistics untouched
+    with pytest.raises(ConfigError, match="needs scale_aware"):
+        InferenceModel({**DEEP, "generator": {**DEEP["generator"], "batchnorm": "per_factor", "scale_aware": False}})
+    with pytest.raises(ConfigError, match="'per_factor' needs stage2.scale_aware"):
+        _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "stem", "copy_batchnorm": "per_factor"})
+    # a checkpoint round trip, and one graph that estimates the factor and interpolates the statistics
+    # (weights moved as training moves them: ONNX Runtime's optimiser rejects the graph of an untrained
+    # one, whose identical all-ones BatchNorm weights the exporter folds into one shared initializer)
+    with torch.no_grad():
+        for p in m.generator.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    faces, _ = make_faces(400, seed=3)
+    fit_factor_estimator(m, faces[:300], faces[300:], DegradeConfig(factors=(1, 2, 4, 8)), seed=0, n=300)
+    ckpt = tmp_path / "pf.pt"
+    checkpoint.save(ckpt, checkpoint.model_payload(m, m.spec, PRE, {"name": "pf"}))
+    back, _, _ = checkpoint.load_model(ckpt)
+    assert torch.equal(back.generator.factor_bns[0].running_mean, bn.running_mean)
+    export_onnx(ckpt, tmp_path / "pf.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "pf.onnx"), providers=["CPUExecutionProvider"])
+    xs = torch.from_numpy(protocol_inputs(faces[300:306], 8, PRE))
+    with torch.no_grad():
+        np.testing.assert_allclose(sess.run(None, {"faces": xs.numpy()})[0], m(xs).numpy(), atol=1e-4)
+
+
 def test_evaluate_passes_each_factor_to_a_scale_aware_model():
     seen = []
 

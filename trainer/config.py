@@ -116,8 +116,9 @@ class Stage2Config:
     # critic keeps Adam either way; pre-training keeps Adam at pretrain_lr.
     g_optimizer: str = "adam"
     # The copied stages' BatchNorm statistics: "hr" keeps the HR model's (FiLM shifts per factor), "train"
-    # re-estimates them on the mixed-factor batches as the LR-fine-tuned baseline does (needs
-    # generator_start; not with a gated G).
+    # re-estimates them on the mixed-factor batches as the LR-fine-tuned baseline does, "per_factor" keeps
+    # statistics per training factor, interpolated in log2 of the face's factor (needs scale_aware).
+    # Needs generator_start; not with a gated G.
     copy_batchnorm: str = "hr"
     critic_hidden: int = 256
     critic_layers: int = 3
@@ -361,9 +362,11 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
                         f"stage2.losses.cross_entropy > 0, got {cfg.data.soft_labels} and {cfg.stage2.losses.cross_entropy}")
     if cfg.stage2.copy_batchnorm not in COPY_BATCHNORM:
         problems.append(f"{where}: stage2.copy_batchnorm must be one of {list(COPY_BATCHNORM)}, got {cfg.stage2.copy_batchnorm!r}")
-    elif cfg.stage2.copy_batchnorm == "train" and (not start or cfg.stage2.adapter_width):
-        problems.append(f"{where}: stage2.copy_batchnorm 'train' needs stage2.generator_start and no adapter_width "
-                        "(a gated G's copies stay the HR network)")
+    elif cfg.stage2.copy_batchnorm != "hr" and (not start or cfg.stage2.adapter_width):
+        problems.append(f"{where}: stage2.copy_batchnorm {cfg.stage2.copy_batchnorm!r} needs stage2.generator_start and "
+                        "no adapter_width (a gated G's copies stay the HR network)")
+    elif cfg.stage2.copy_batchnorm == "per_factor" and not cfg.stage2.scale_aware:
+        problems.append(f"{where}: stage2.copy_batchnorm 'per_factor' needs stage2.scale_aware (statistics per factor)")
     if cfg.stage2.g_optimizer not in G_OPTIMIZERS:
         problems.append(f"{where}: stage2.g_optimizer must be one of {list(G_OPTIMIZERS)}, got {cfg.stage2.g_optimizer!r}")
     if cfg.stage2.adapter_gate not in GATES:

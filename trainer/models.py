@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from fsrfer_edge.errors import ConfigError
+from fsrfer_edge.preprocessing import FACTORS
 
 # ---------------------------------------------------------------------------------------------
 # Backbones
@@ -209,6 +210,89 @@ def factor_features(factor: torch.Tensor) -> torch.Tensor:
     return torch.cat([lf * 0.0 + 1.0, lf, lf * lf], 1)  # not ones_like: no ConstantOfShape in the graph
 
 
+class FactorBatchNorm(nn.Module):
+    """BatchNorm with statistics per down-sample factor (resolution-specific BatchNorm), one affine.
+
+    Holds running statistics for each anchor factor (``anchors``, the factors G trains on), all starting
+    at the HR model's (a BatchNorm2d's state loads into every anchor). In training, each face is
+    normalised with the batch statistics of the faces at its own factor, and that factor's running
+    statistics follow them. In evaluation each face's statistics are interpolated linearly in log2 of
+    its factor between the two nearest anchors (clamped to the first and last), so a factor the graph
+    only estimates (1.25, 5) gets statistics between its neighbours'. The faces' factors are set before
+    each forward (``factor``), by :class:`DeepGenerator`.
+    """
+
+    def __init__(self, channels: int, anchors: tuple[int, ...], eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.anchors = tuple(float(a) for a in anchors)  # constants, not state: the exported graph holds them
+        self.register_buffer("running_mean", torch.zeros(len(anchors), channels))
+        self.register_buffer("running_var", torch.ones(len(anchors), channels))
+        self.factor: Optional[torch.Tensor] = None
+
+    @classmethod
+    def from_batchnorm(cls, bn: nn.BatchNorm2d, anchors: tuple[int, ...]) -> "FactorBatchNorm":
+        m = cls(bn.num_features, anchors, bn.eps, 0.1 if bn.momentum is None else bn.momentum)
+        m.load_state_dict(bn.state_dict(), strict=False)
+        return m
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # a BatchNorm2d's statistics (C,) load into every anchor (K, C); its num_batches_tracked is dropped
+        for name in ("running_mean", "running_var"):
+            v = state_dict.get(prefix + name)
+            if v is not None and v.dim() == 1:
+                state_dict[prefix + name] = v[None].expand(len(self.anchors), -1).clone()
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def weights(self, factor: torch.Tensor) -> torch.Tensor:
+        """(N, K) interpolation weights of each face's factor over the anchors (rows sum to 1)."""
+        a = [math.log2(v) for v in self.anchors]
+        lf = torch.log2(factor.float().clamp(min=1.0)).clamp(max=a[-1])[:, None]
+        # spacing to the anchor below and above (1 where there is none: unused)
+        left = torch.tensor([1.0] + [a[i] - a[i - 1] for i in range(1, len(a))], device=factor.device)
+        right = torch.tensor([a[i + 1] - a[i] for i in range(len(a) - 1)] + [1.0], device=factor.device)
+        d = lf - torch.tensor(a, device=factor.device)[None, :]
+        return torch.where(d >= 0, torch.relu(1 - d / right), torch.relu(1 + d / left))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.factor is None:
+            raise ConfigError("FactorBatchNorm needs each face's factor (set by the scale-aware G)")
+        w = self.weights(self.factor.to(x.device))
+        mean, var = w @ self.running_mean, w @ self.running_var
+        if self.training:
+            exact = w > 0.999  # training faces sit on anchors: batch statistics of their factor's faces
+            for k in range(len(self.anchors)):
+                rows = exact[:, k]
+                if not bool(rows.any()):
+                    continue
+                xs = x[rows]
+                m, v = xs.mean((0, 2, 3)), xs.var((0, 2, 3), unbiased=False)
+                mean = mean.index_put((rows.nonzero()[:, 0],), m.expand(int(rows.sum()), -1))
+                var = var.index_put((rows.nonzero()[:, 0],), v.expand(int(rows.sum()), -1))
+                n = xs.numel() / xs.shape[1]
+                with torch.no_grad():
+                    self.running_mean[k].mul_(1 - self.momentum).add_(self.momentum * m)
+                    self.running_var[k].mul_(1 - self.momentum).add_(self.momentum * v * n / max(n - 1, 1))
+        scale = self.weight[None] * torch.rsqrt(var + self.eps)
+        return x * scale[:, :, None, None] + (self.bias[None] - mean * scale)[:, :, None, None]
+
+
+def _factor_batchnorm(module: nn.Module, anchors: tuple[int, ...]) -> list[FactorBatchNorm]:
+    """Replace every BatchNorm2d under ``module`` by a :class:`FactorBatchNorm` of its state; returns them."""
+    made: list[FactorBatchNorm] = []
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            fbn = FactorBatchNorm.from_batchnorm(child, anchors)
+            setattr(module, name, fbn)
+            made.append(fbn)
+        else:
+            made += _factor_batchnorm(child, anchors)
+    return made
+
+
 class FiLM(nn.Module):
     """Feature-wise scale and shift from the down-sample factor, starting at the identity."""
 
@@ -272,7 +356,7 @@ class FactorEstimator(nn.Module):
 #: (min(1, log2 f): 0 at x1, 1 from x2 on, so FiLM alone tells the factors x2..x8 apart).
 GATES = ("log2", "step")
 #: What a deep G's copies do with their BatchNorm statistics: keep the HR model's, or train them.
-COPY_BATCHNORM = ("hr", "train")
+COPY_BATCHNORM = ("hr", "train", "per_factor")
 
 
 def hr_gate(factor: torch.Tensor, shape: str = "log2") -> torch.Tensor:
@@ -339,9 +423,11 @@ class DeepGenerator(nn.Module):
         super().__init__()
         if batchnorm not in COPY_BATCHNORM:
             raise ConfigError(f"batchnorm: received {batchnorm!r}; expected one of {COPY_BATCHNORM}")
-        if batchnorm == "train" and adapter_width:
+        if batchnorm == "per_factor" and not scale_aware:
+            raise ConfigError("batchnorm 'per_factor' needs scale_aware: its statistics are chosen by the face's factor")
+        if batchnorm != "hr" and adapter_width:
             raise ConfigError("a gated G (adapter_width > 0) keeps its copies frozen, BatchNorm statistics included; "
-                              "batchnorm 'train' would change what it computes at factor 1")
+                              f"batchnorm {batchnorm!r} would change what it computes at factor 1")
         self.batchnorm = batchnorm
         if start not in trunk.start_ends or level not in trunk.level_ends or \
                 trunk.start_ends[start] >= trunk.level_ends[level]:
@@ -370,6 +456,7 @@ class DeepGenerator(nn.Module):
         if self.adapters is not None:
             self.stages.requires_grad_(False)
         self.films = nn.ModuleList(FiLM(c) for c in chans) if self.scale_aware else None
+        self.factor_bns = _factor_batchnorm(self.stages, FACTORS) if batchnorm == "per_factor" else []
         self.refine = SpatialFeatureGenerator(chans[-1], blocks, growth) if blocks else None
 
     def init_from(self, trunk: "ResNetTrunk") -> None:
@@ -397,6 +484,8 @@ class DeepGenerator(nn.Module):
                 fmap = adapter(stage, fmap, gate)
                 fmap = fmap + gate * (film(fmap, factor) - fmap)
             return fmap if self.refine is None else fmap + gate * (self.refine(fmap) - fmap)
+        for bn in self.factor_bns:
+            bn.factor = factor
         for i, stage in enumerate(self.stages):
             fmap = stage(fmap)
             if self.films is not None:
