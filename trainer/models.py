@@ -219,7 +219,9 @@ class FactorBatchNorm(nn.Module):
     statistics follow them. In evaluation each face's statistics are interpolated linearly in log2 of
     its factor between the two nearest anchors (clamped to the first and last), so a factor the graph
     only estimates (1.25, 5) gets statistics between its neighbours'. The faces' factors are set before
-    each forward (``factor``), by :class:`DeepGenerator`.
+    each forward (``factor``), by :class:`DeepGenerator`. Under DDP each rank uses its own batch
+    statistics (not synchronised, unlike BatchNorm2d there), and in the graph it cannot be folded into
+    the convolution before it.
     """
 
     def __init__(self, channels: int, anchors: tuple[int, ...], eps: float = 1e-5, momentum: float = 0.1) -> None:
