@@ -149,6 +149,13 @@ def test_per_factor_batchnorm_starts_as_the_hr_model_trains_each_factors_statist
         InferenceModel({**DEEP, "generator": {**DEEP["generator"], "batchnorm": "per_factor", "scale_aware": False}})
     with pytest.raises(ConfigError, match="'per_factor' needs stage2.scale_aware"):
         _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "stem", "copy_batchnorm": "per_factor"})
+    from trainer.train import spec_for
+
+    cfg = _cfg(tmp_path, degrade={"factors": [2, 4, 8]}, stage2={
+        "feature_level": "layer1", "generator_start": "stem", "scale_aware": True, "copy_batchnorm": "per_factor"})
+    assert spec_for(cfg, "fsrfer")["generator"]["batchnorm_anchors"] == [1, 2, 4, 8]  # the factors it trains on
+    assert InferenceModel({**DEEP, "generator": {**DEEP["generator"], "batchnorm": "per_factor",
+                                                 "batchnorm_anchors": [2, 4, 8]}}).generator.factor_bns[0].anchors == (1, 2, 4, 8)
     # a checkpoint round trip, and one graph that estimates the factor and interpolates the statistics
     # (weights moved as training moves them: ONNX Runtime's optimiser rejects the graph of an untrained
     # one, whose identical all-ones BatchNorm weights the exporter folds into one shared initializer)

@@ -270,10 +270,11 @@ class FactorBatchNorm(nn.Module):
                 rows = exact[:, k]
                 if not bool(rows.any()):
                     continue
-                xs = x[rows]
+                idx = rows.nonzero()[:, 0]
+                xs = x[idx]
                 m, v = xs.mean((0, 2, 3)), xs.var((0, 2, 3), unbiased=False)
-                mean = mean.index_put((rows.nonzero()[:, 0],), m.expand(int(rows.sum()), -1))
-                var = var.index_put((rows.nonzero()[:, 0],), v.expand(int(rows.sum()), -1))
+                mean = mean.index_put((idx,), m.expand(len(idx), -1))
+                var = var.index_put((idx,), v.expand(len(idx), -1))
                 n = xs.numel() / xs.shape[1]
                 with torch.no_grad():
                     self.running_mean[k].mul_(1 - self.momentum).add_(self.momentum * m)
@@ -357,7 +358,8 @@ class FactorEstimator(nn.Module):
 #: How a gated G's change grows with the factor f: ``log2`` (0 at x1, 1 at x2, 3 at x8) or ``step``
 #: (min(1, log2 f): 0 at x1, 1 from x2 on, so FiLM alone tells the factors x2..x8 apart).
 GATES = ("log2", "step")
-#: What a deep G's copies do with their BatchNorm statistics: keep the HR model's, or train them.
+#: What a deep G's copies do with their BatchNorm statistics: keep the HR model's, re-estimate them on
+#: the mixed-factor batches, or keep them per training factor (:class:`FactorBatchNorm`).
 COPY_BATCHNORM = ("hr", "train", "per_factor")
 
 
@@ -408,7 +410,9 @@ class DeepGenerator(nn.Module):
     the copies stay those of the HR model (``train()`` keeps them in eval mode): their affine weights
     train, and the factor-dependent shift is FiLM's job. With ``batchnorm="train"`` they train as the
     LR-fine-tuned baseline's do instead: batch statistics in training, running statistics re-estimated
-    on the mixed-factor batches.
+    on the mixed-factor batches. With ``batchnorm="per_factor"`` (needs ``scale_aware``) each copy's
+    BatchNorm keeps statistics per factor of ``batchnorm_anchors`` (the training factors;
+    :class:`FactorBatchNorm`).
 
     With ``adapter_width`` > 0 (a *gated* G; needs ``scale_aware``) the copies stay frozen at the HR
     weights and each block's convolutions get low-rank residuals of that fraction of their channels
@@ -421,7 +425,8 @@ class DeepGenerator(nn.Module):
 
     def __init__(self, trunk: "ResNetTrunk", start: str, level: str, blocks: int = 1, growth: int = 32,
                  scale_aware: bool = False, adapter_width: float = 0.0, gate: str = "log2",
-                 adapter_top_width: float = 0.0, batchnorm: str = "hr") -> None:
+                 adapter_top_width: float = 0.0, batchnorm: str = "hr",
+                 batchnorm_anchors: tuple[int, ...] = FACTORS) -> None:
         super().__init__()
         if batchnorm not in COPY_BATCHNORM:
             raise ConfigError(f"batchnorm: received {batchnorm!r}; expected one of {COPY_BATCHNORM}")
@@ -458,7 +463,8 @@ class DeepGenerator(nn.Module):
         if self.adapters is not None:
             self.stages.requires_grad_(False)
         self.films = nn.ModuleList(FiLM(c) for c in chans) if self.scale_aware else None
-        self.factor_bns = _factor_batchnorm(self.stages, FACTORS) if batchnorm == "per_factor" else []
+        self.factor_bns = (_factor_batchnorm(self.stages, tuple(sorted(set(batchnorm_anchors) | {1})))
+                           if batchnorm == "per_factor" else [])
         self.refine = SpatialFeatureGenerator(chans[-1], blocks, growth) if blocks else None
 
     def init_from(self, trunk: "ResNetTrunk") -> None:

@@ -213,6 +213,8 @@ def spec_for(cfg: TrainConfig, method: str) -> dict[str, Any]:
             spec["generator"].update(start=cfg.stage2.generator_start, scale_aware=cfg.stage2.scale_aware)
             if cfg.stage2.copy_batchnorm != "hr":  # older checkpoints' specs stay as they were
                 spec["generator"]["batchnorm"] = cfg.stage2.copy_batchnorm
+            if cfg.stage2.copy_batchnorm == "per_factor":  # statistics for each factor G trains on
+                spec["generator"]["batchnorm_anchors"] = sorted(set(cfg.degrade.factors) | {1})
             if cfg.stage2.adapter_width:
                 spec["generator"].update(adapter_width=cfg.stage2.adapter_width, gate=cfg.stage2.adapter_gate)
                 if cfg.stage2.adapter_top_width:
