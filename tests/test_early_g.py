@@ -315,6 +315,27 @@ def test_g_can_train_with_the_baselines_sgd_and_warm_up(tmp_path, monkeypatch):
     assert "betas" in state["optimizers"]["d"]["param_groups"][0]  # the critic keeps Adam
 
 
+def test_the_lr_finetuned_baseline_can_distil_the_hr_model(tmp_path, monkeypatch):
+    from trainer import losses as losses_mod
+    from trainer.train import train_lr_finetune
+
+    cfg = _cfg(tmp_path, data={"synthetic": 160}, stage1={"epochs": 1}, baselines={"lr_finetune_epochs": 1})
+    d = load_data(cfg, None)
+    hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
+    calls = []
+    real = losses_mod.distillation
+    monkeypatch.setattr(losses_mod, "distillation", lambda s, t, temp: (calls.append((s, t, temp)), real(s, t, temp))[1])
+    train_lr_finetune(cfg, d, hr, tmp_path / "plain", resume=False)
+    assert not calls  # off by default: the baseline as before
+    kd = config.from_dict({**cfg.to_dict(), "baselines": {**cfg.to_dict()["baselines"], "lr_finetune_distill": 1.0}})
+    train_lr_finetune(kd, d, hr, tmp_path / "kd", resume=False)
+    assert calls and calls[0][2] == kd.stage2.losses.distill_temperature
+    student, teacher, _ = calls[0]
+    assert student.requires_grad and not teacher.requires_grad and student.shape == teacher.shape
+    # the teacher is the frozen HR model on the HR faces: its answers differ from the student's on LR ones
+    assert not torch.allclose(student.detach(), teacher)
+
+
 def test_a_g_up_to_the_last_stage_trains_and_exports_to_one_graph(tmp_path):
     # tiny has two stages: layer2 is its last map, with only pooling and the head above G
     ort = pytest.importorskip("onnxruntime")

@@ -130,6 +130,9 @@ class Stage2Config:
 class BaselineConfig:
     lr_finetune_epochs: int = 10
     lr_finetune_lr: float = 0.01
+    # > 0: the LR-fine-tuned baseline also distils the frozen HR model's answer on each face's HR original
+    # (KL at stage2.losses.distill_temperature, times T^2), the term FSR-FER's stage 2 has. 0: plain.
+    lr_finetune_distill: float = dataclasses.field(default=0.0, metadata={"range": (0, math.inf)})  # not "*lr_*"
     image_sr_epochs: int = 10
     image_sr_lr: float = 1e-3
     image_sr_width: int = 32

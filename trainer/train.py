@@ -157,7 +157,10 @@ def _augment(cfg: TrainConfig, images: np.ndarray, rng: np.random.Generator) -> 
 
 
 def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, cfg: TrainConfig, epochs: int,
-                      lr: float, lr_inputs: bool, dev: torch.device) -> Any:
+                      lr: float, lr_inputs: bool, dev: torch.device, teacher: Optional[nn.Module] = None) -> Any:
+    """One classifier epoch (stage 1, the LR-fine-tuned baseline). ``teacher``: a frozen model whose
+    answer on each HR face the model's answer on its LR version is distilled towards
+    (``baselines.lr_finetune_distill``)."""
     from .degrade import random_lr
 
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.stage1.label_smoothing)
@@ -187,6 +190,11 @@ def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split
             else:  # soft labels (the annotators' votes), smoothed like the hard ones
                 t = torch.from_numpy(split.targets[idx][rows]).to(dev)
                 loss = losses.soft_cross_entropy(logits, losses.smoothed(t, smooth))
+            if teacher is not None:
+                with torch.no_grad():
+                    t_logits = teacher(_tensor(imgs[rows].astype(np.float32)).to(dev))
+                kd = losses.distillation(logits, t_logits, cfg.stage2.losses.distill_temperature).mean()
+                loss = loss + cfg.baselines.lr_finetune_distill * kd
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -271,7 +279,9 @@ def train_lr_finetune(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, re
     epochs, lr = cfg.baselines.lr_finetune_epochs, cfg.baselines.lr_finetune_lr
     opt = _sgd(model.fer, cfg, lr)
     runner = EpochRunner("lr_finetune", out / "state" / "lr_finetune.pt", {"fer": model.fer}, {"opt": opt}, epochs, cfg.seed)
-    step = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, epochs, lr, lr_inputs=True, dev=dev)
+    teacher = load_fer(hr_path).fer.to(dev).eval().requires_grad_(False) if cfg.baselines.lr_finetune_distill else None
+    step = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, epochs, lr, lr_inputs=True, dev=dev,
+                             teacher=teacher)
     evaluate = lambda: _mean_acc(model, data.val, tuple(cfg.eval.factors), cfg.eval.batch_size)  # noqa: E731
     if not runner.run(step, evaluate, resume, stop_after, deadline):
         return None
