@@ -489,9 +489,11 @@ def _feature_val_score(head: nn.Module, g: nn.Module, feats: dict[int, np.ndarra
 Batch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]
 
 
-def _vote_targets(cfg: TrainConfig, split: Split, idx: np.ndarray, dev: torch.device) -> Optional[torch.Tensor]:
-    """The faces' smoothed vote distributions when the cross-entropy term wants them, else None."""
-    if cfg.stage2.losses.cross_entropy_targets != "votes" or split.targets is None:
+def _vote_targets(cfg: TrainConfig, loss_cfg: LossConfig, split: Split, idx: np.ndarray,
+                  dev: torch.device) -> Optional[torch.Tensor]:
+    """The faces' smoothed vote distributions when the stage-2 step's cross-entropy term (``loss_cfg``,
+    what the step itself is given) wants them, else None."""
+    if not loss_cfg.cross_entropy or loss_cfg.cross_entropy_targets != "votes" or split.targets is None:
         return None
     return losses.smoothed(torch.from_numpy(split.targets[idx]), cfg.stage1.label_smoothing).to(dev)
 
@@ -557,7 +559,7 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
         fi = rng.integers(0, len(all_factors), len(idx))
         fi, idx = fi[rows], idx[rows]
         return (torch.from_numpy(stack[fi, idx]).to(dev), torch.from_numpy(ftr[1][idx]).to(dev),
-                torch.from_numpy(labels[idx]).to(dev), None, _vote_targets(cfg, data.train, idx, dev))
+                torch.from_numpy(labels[idx]).to(dev), None, _vote_targets(cfg, loss_cfg, data.train, idx, dev))
 
     val_score = lambda: _feature_val_score(head, g, fval, data.val.labels, eval_factors)  # noqa: E731
     runners = _train_g(cfg, out, name, loss_cfg, GParts(g, d, g_net, d_net, head), sample, val_score, n, dev,
@@ -682,7 +684,7 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
             f_hr = fer.trunk.forward_to(_tensor(hr[rows].astype(np.float32)).to(dev), level)
         factor = torch.from_numpy(factors[rows]).to(dev) if s2.scale_aware else None
         return (f_lr, f_hr, torch.from_numpy(labels_all[idx][rows]).to(dev), factor,
-                _vote_targets(cfg, data.train, idx[rows], dev))
+                _vote_targets(cfg, loss_cfg, data.train, idx[rows], dev))
 
     val_score = lambda: _mean_acc(model, data.val, eval_factors, cfg.eval.batch_size)  # noqa: E731
     runners = _train_g(cfg, out, name, loss_cfg, GParts(g, d, g_net, d_net, head), sample, val_score, n, dev,
