@@ -5,7 +5,9 @@
 #   bash scripts/ship_early_g.sh RUN BASELINE_RUN "how it was chosen (one or two sentences)"
 #
 # RUN: the run whose models/fsrfer.pt ships (and whose models/hr.pt is the frozen HR network);
-# BASELINE_RUN: the run holding the equal-budget models/lr_finetune.pt (the same degraded faces and epochs).
+# BASELINE_RUN: the run holding the equal-budget models/lr_finetune.pt (the same degraded faces and epochs),
+# or `keep` when the new model's equal-budget baseline is the one already measured on test (a change to
+# stage 2 only, same seed): results/default_model/baseline_test*.json stay as they are.
 # Writes, for protocols (a) resized, (b) small and (c) camera:
 #   results/default_model/test{,_small,_camera}.json            the shipped FP32 graph (via ship_default.py)
 #   results/default_model/test_{fp16,int8-s8s8,int8-u8s8}.json  its FP16/INT8 exports, protocol (a)
@@ -22,12 +24,18 @@ if [ $# -ne 3 ]; then
 fi
 RUN=$1 BASE=$2 CHOSEN=$3
 DATA=${FSRFER_DATA:-../shared/data}
-for f in "$RUN/models/fsrfer.pt" "$RUN/models/hr.pt" "$BASE/models/lr_finetune.pt" "$DATA/fer2013.npz"; do
+OUT=results/default_model
+NEED=("$RUN/models/fsrfer.pt" "$RUN/models/hr.pt" "$DATA/fer2013.npz")
+if [ "$BASE" = keep ]; then
+  NEED+=("$OUT/baseline_test.json" "$OUT/baseline_test_small.json" "$OUT/baseline_test_camera.json")
+else
+  NEED+=("$BASE/models/lr_finetune.pt")
+fi
+for f in "${NEED[@]}"; do
   [ -f "$f" ] || { echo "error: $f is missing" >&2; exit 2; }
 done
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-OUT=results/default_model
 eval_test() {  # checkpoint protocol json
   fsrfer-eval --checkpoint "$1" --data "$DATA/fer2013.npz" --labels ferplus --split test --threads 2 \
     --protocol "$2" --json "$3"
@@ -47,7 +55,7 @@ fsrfer-export "$RUN/models/fsrfer.pt" --name default --out-dir engines --fp16 --
   --calib "$TMP/faces.npz" --calib-size 512 --eval-data "$TMP/faces.npz" --eval-size 1000
 for p in resized small camera; do
   eval_test engines/default.fp32.onnx "$p" "$TMP/test_$p.json"
-  eval_test "$BASE/models/lr_finetune.pt" "$p" "$OUT/baseline_test$(suffix $p).json"
+  [ "$BASE" = keep ] || eval_test "$BASE/models/lr_finetune.pt" "$p" "$OUT/baseline_test$(suffix $p).json"
   eval_test "$RUN/models/hr.pt" "$p" "$OUT/hr_test$(suffix $p).json"
 done
 for v in fp16 int8-s8s8 int8-u8s8; do

@@ -60,3 +60,33 @@ def test_the_model_card_says_what_the_model_was_trained_on():
         "FER+ majority labels (Microsoft FER+, MIT-licensed labels)"
     assert mod.describe_labels({"data": {"labels": "fer2013"}, "stage1": {"scale": 0.1}}) == \
         "their original FER2013 labels, augmented with zoom 0.9-1.1"
+
+
+def test_ship_early_g_checks_its_inputs_before_touching_anything(tmp_path):
+    """`keep` for the baseline needs the committed baseline test files; a missing one stops the script
+    before any export or evaluation, and names what is missing."""
+    import shutil
+    import subprocess
+
+    run = tmp_path / "run"
+    (run / "models").mkdir(parents=True)
+    for name in ("fsrfer.pt", "hr.pt"):
+        (run / "models" / name).write_bytes(b"")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "fer2013.npz").write_bytes(b"")
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "ship_early_g.sh", repo / "scripts")
+    out = repo / "results" / "default_model"
+    out.mkdir(parents=True)
+    env = {"PATH": "/usr/bin:/bin", "FSRFER_DATA": str(data)}
+    cmd = ["bash", str(repo / "scripts" / "ship_early_g.sh"), str(run), "keep", "chosen"]
+    (out / "baseline_test.json").write_text("{}")
+    (out / "baseline_test_small.json").write_text("{}")
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "baseline_test_camera.json is missing" in r.stderr
+    r = subprocess.run(["bash", str(repo / "scripts" / "ship_early_g.sh"), str(run), str(tmp_path / "base"), "x"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "lr_finetune.pt is missing" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["baseline_test.json", "baseline_test_small.json"]
