@@ -603,6 +603,17 @@ class InferenceModel(nn.Module):
         self.scale_aware = bool(getattr(self.generator, "scale_aware", False))
         self.factor_estimator: Optional[FactorEstimator] = \
             FactorEstimator() if self.scale_aware and spec.get("factor_estimator") else None
+        #: Faces whose factor is below this go through the frozen HR stages instead of G (0: every face
+        #: through G). See :meth:`routed`.
+        self.route_hr_below = float(spec.get("route_hr_below", 0.0) or 0.0)
+        if self.route_hr_below:
+            if not self.scale_aware or not isinstance(self.generator, DeepGenerator):
+                raise ConfigError("route_hr_below needs a scale-aware G that starts early (stage2.generator_start "
+                                  "and scale_aware): the route is chosen by each face's factor, and the frozen HR "
+                                  "stages it takes are the ones G copies")
+            if not 1.0 < self.route_hr_below <= 2.0:
+                raise ConfigError(f"route_hr_below: received {self.route_hr_below!r}; expected a factor in (1, 2] "
+                                  "(sqrt(2): halfway between x1 and x2 in log2)")
 
     def forward(self, x: torch.Tensor, factor: Optional[torch.Tensor] = None) -> torch.Tensor:
         if factor is None and self.factor_estimator is not None:
@@ -615,8 +626,31 @@ class InferenceModel(nn.Module):
         if self.level == "embedding":
             return self.fer.head(self.generator(trunk(x)))
         fmap = trunk.forward_to(x, self.start)
-        y = self.generator(fmap, factor) if isinstance(self.generator, DeepGenerator) else self.generator(fmap)
+        if self.route_hr_below:
+            assert factor is not None
+            y = self.routed(fmap, factor)
+        else:
+            y = self.generator(fmap, factor) if isinstance(self.generator, DeepGenerator) else self.generator(fmap)
         return self.fer.head(trunk.forward_from(y, self.level))
+
+    def routed(self, fmap: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+        """The map at ``level``: the frozen HR stages for each face whose factor is below
+        ``route_hr_below`` (an HR face gets exactly the HR model's answer), G for the others.
+
+        Each face takes one path, so the cost per face is that of one path. In the graph: NonZero on a
+        float mask (TensorRT's NonZero takes FP32/FP16), Gather of each path's faces, and a ScatterND that
+        puts the two paths' maps back in input order (its data is the concatenated maps themselves, every
+        row overwritten: no ConstantOfShape). Either path may get no faces."""
+        trunk = self.fer.trunk
+        assert isinstance(self.generator, DeepGenerator)
+        hr = (factor < self.route_hr_below).to(fmap.dtype)
+        i_hr = torch.nonzero(hr).flatten()
+        i_g = torch.nonzero(1.0 - hr).flatten()
+        lo, hi = trunk.start_ends[self.start], trunk.level_ends[self.level]
+        y_hr = trunk.layers[lo:hi](fmap.index_select(0, i_hr))
+        y_g = self.generator(fmap.index_select(0, i_g), factor.index_select(0, i_g))
+        both = torch.cat([y_hr, y_g])
+        return both.index_put((torch.cat([i_hr, i_g]),), both)
 
 
 def create_generator(trunk: ResNetTrunk, level: str, options: dict[str, Any]) -> nn.Module:
