@@ -692,3 +692,82 @@ def test_a_gated_g_trains_only_its_adapters_and_exports(tmp_path):
     graph = load_onnx(tmp_path / "gated.onnx")
     assert generator_is_early(graph)  # an INT8 file quantizes it by default
     assert not any(n.startswith("/generator/adapters.") for n in float_tail_nodes(graph, generator=False))
+
+
+def test_routing_gives_hr_faces_the_hr_model_and_exports_to_one_graph(tmp_path):
+    """route_hr_below: faces below the factor take the frozen HR stages, the others G, each face one path;
+    through scripts/route_hr.py on a checkpoint, in torch and in the exported graph (also when one path
+    gets no face), in FP32 and INT8, and within TensorRT's tables."""
+    pytest.importorskip("onnx")
+    import importlib.util
+
+    import onnxruntime as ort
+
+    from fsrfer_edge.export.onnx_export import export_onnx
+    from fsrfer_edge.export.quantize import quantize_int8
+    from fsrfer_edge.export.trt_check import check_file
+    from trainer import checkpoint
+
+    m = _deep_model("stem")
+    with torch.no_grad():  # as if trained: G's copies, FiLM and the dense block all move
+        for p in m.generator.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    faces, _ = make_faces(360, seed=5)
+    fit_factor_estimator(m, faces[:300], faces[300:], DegradeConfig(factors=(1, 2, 4, 8)), seed=0, n=300)
+    src, dst = tmp_path / "g.pt", tmp_path / "routed.pt"
+    checkpoint.save(src, checkpoint.model_payload(m, m.spec, PRE, {"name": "g"}))
+    spec = importlib.util.spec_from_file_location("route_hr", REPO / "scripts" / "route_hr.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(src), "--out", str(dst)]) == 0
+    routed, _, ckpt = checkpoint.load_model(dst)
+    assert ckpt["spec"]["route_hr_below"] == pytest.approx(2 ** 0.5)
+    x = torch.randn(6, 1, 48, 48)
+    f = torch.tensor([1.0, 2.0, 1.0, 4.0, 8.0, 1.3])
+    with torch.no_grad():
+        got, hr, g = routed(x, f), m.fer(x), m(x, f)
+    is_hr = f < 2 ** 0.5
+    assert torch.allclose(got[is_hr], hr[is_hr], atol=1e-5) and torch.allclose(got[~is_hr], g[~is_hr], atol=1e-5)
+    assert not torch.allclose(g[is_hr], hr[is_hr], atol=1e-3)  # without the route, G changes HR faces
+    # The graph: one input, the factor estimated; mixed batches and batches with one path empty.
+    export_onnx(dst, tmp_path / "routed.onnx")
+    report = check_file(tmp_path / "routed.onnx")
+    assert report.ok, report.errors
+    sess = ort.InferenceSession(str(tmp_path / "routed.onnx"), providers=["CPUExecutionProvider"])
+    small = torch.from_numpy(protocol_inputs(faces[300:304], 4, PRE))
+    full = torch.from_numpy(protocol_inputs(faces[304:308], 1, PRE))
+    for batch in (torch.cat([small[:2], full[:2], small[2:], full[2:]]), small, full):
+        with torch.no_grad():
+            est = routed.factor_estimator(batch)
+            want = routed(batch)
+        np.testing.assert_allclose(sess.run(None, {"faces": batch.numpy()})[0], want.numpy(), atol=1e-4)
+    with torch.no_grad():  # the estimator sends 48 px faces to the HR stages and 12 px ones to G
+        assert bool((routed.factor_estimator(full) < 2 ** 0.5).all()) and bool((routed.factor_estimator(small) > 2 ** 0.5).all())
+        np.testing.assert_allclose(routed(full).numpy(), m.fer(full).numpy(), atol=1e-5)
+    # INT8 (TensorRT's s8s8): both paths' convolutions quantized, and it still runs with one path empty.
+    unrouted = tmp_path / "g.onnx"
+    export_onnx(src, unrouted)
+    # Calibration faces at x1 and x4, as fsrfer-export mixes factors: each path sees some.
+    calib = np.concatenate([protocol_inputs(faces[:32], 1, PRE), protocol_inputs(faces[32:64], 4, PRE)])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a path without calibration data divides by zero
+        for name in ("routed", "g"):
+            quantize_int8(tmp_path / f"{name}.onnx", tmp_path / f"{name}.int8.onnx", calib, scheme="s8s8")
+    r_int8, g_int8 = check_file(tmp_path / "routed.int8.onnx"), check_file(tmp_path / "g.int8.onnx")
+    assert r_int8.ok, r_int8.errors
+    hr_convs = sum(1 for blk in m.generator.stages for mod in blk.modules() if isinstance(mod, torch.nn.Conv2d))
+    assert len(r_int8.int8_layers) == len(g_int8.int8_layers) + hr_convs
+    q = ort.InferenceSession(str(tmp_path / "routed.int8.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (full, small):
+        out = q.run(None, {"faces": batch.numpy()})[0]
+        with torch.no_grad():
+            np.testing.assert_allclose(out, routed(batch).numpy(), atol=0.25 * float(routed(batch).abs().max()))
+    # Only an early, scale-aware G can route; the factor must lie between x1 and x2.
+    with pytest.raises(ConfigError, match="route_hr_below needs a scale-aware G"):
+        InferenceModel({**DEEP, "generator": {**DEEP["generator"], "scale_aware": False}, "route_hr_below": 1.5})
+    with pytest.raises(ConfigError, match=r"route_hr_below: received 3.0; expected a factor in \(1, 2\]"):
+        InferenceModel({**DEEP, "route_hr_below": 3.0})
+    assert script.main([str(dst), "--out", str(tmp_path / "plain.pt"), "--below", "0"]) == 0
+    assert "route_hr_below" not in checkpoint.load(tmp_path / "plain.pt", kind="model")["spec"]

@@ -273,6 +273,29 @@ def test_corrupt_checkpoint_is_a_model_error(tmp_path):
         checkpoint.load_model(tmp_path / "missing.pt")
 
 
+def test_a_compressed_checkpoint_is_smaller_and_loads_the_same(tmp_path):
+    import zipfile
+
+    from trainer.train import PRE
+
+    torch.manual_seed(0)
+    m = InferenceModel({"method": "hr", "backbone": "resnet10_half"}).eval()
+    with torch.no_grad():  # trained-looking weights: not the init's repeated values
+        for p in m.parameters():
+            p.copy_(torch.randn_like(p) * 0.05)
+    plain, small = tmp_path / "plain.pt", tmp_path / "small.pt"
+    checkpoint.save(plain, checkpoint.model_payload(m, m.spec, PRE, {"name": "m"}))
+    checkpoint.save(small, checkpoint.model_payload(m, m.spec, PRE, {"name": "m"}), compress=True)
+    with zipfile.ZipFile(small) as z:
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_DEFLATED}
+    assert small.stat().st_size < 0.97 * plain.stat().st_size
+    a, _, _ = checkpoint.load_model(plain)
+    b, _, ckpt = checkpoint.load_model(small)
+    assert ckpt["meta"] == {"name": "m"}
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.pt", "small.pt"]  # no temporary left
+
+
 def test_missing_data_is_a_clear_error(tmp_path):
     cfg = tiny_cfg(data={"synthetic": 0, "path": str(tmp_path / "none.npz")})
     with pytest.raises(DataError, match="not found"):

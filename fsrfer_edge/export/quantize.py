@@ -397,6 +397,11 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
         pre = load_onnx(source)
         quantize_g = resolve_quantize_generator(pre, quantize_generator)
         exclude = [] if quantize_head else float_tail_nodes(pre, generator=not quantize_g)
+        if any(n.op_type == "NonZero" for n in pre.graph.node):
+            # A routed graph (InferenceModel.routed): each path's tensors have as many rows as faces took
+            # it, which differs between batches, and ONNX Runtime's histogram calibrators stack every
+            # batch's copy of a tensor into one array. One batch of all faces gives the same histogram.
+            batch_size = len(calib_inputs)
         reader = FaceCalibrationReader(calib_inputs, info.input_name, batch_size)
         extra: dict[str, Any] = {"ActivationSymmetric": scheme == "s8s8", "WeightSymmetric": True}
         # u8s8 keeps ONNX Runtime's defaults (its CPU kernels fuse Q/DQ around every op they have).
