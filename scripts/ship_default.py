@@ -48,6 +48,10 @@ def describe_g(spec: dict, s2: dict) -> str:
     if gen.get("scale_aware"):
         text += ("; scale-aware: FiLM conditions G on the down-sample factor, which the graph estimates from the "
                  "image itself" if spec.get("factor_estimator") else "; scale-aware: FiLM on the down-sample factor")
+    if spec.get("route_hr_below"):
+        text += (f"; routed: each face whose factor is below x{float(spec['route_hr_below']):.3g} (a face that was not "
+                 "down-sampled) goes through the frozen HR stages instead of G, so it gets exactly the HR model's "
+                 "answer, and every other face through G")
     return text
 
 

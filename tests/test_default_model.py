@@ -90,3 +90,15 @@ def test_ship_early_g_checks_its_inputs_before_touching_anything(tmp_path):
                        capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "lr_finetune.pt is missing" in r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["baseline_test.json", "baseline_test_small.json"]
+
+
+def test_the_model_card_says_when_hr_faces_take_the_hr_stages():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ship_default", REPO / "scripts" / "ship_default.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    g = {"generator": {"start": "stem", "scale_aware": True}, "feature_level": "layer3", "factor_estimator": True}
+    assert "routed" not in mod.describe_g(g, {})
+    assert "below x1.41 (a face that was not down-sampled) goes through the frozen HR stages" in \
+        mod.describe_g({**g, "route_hr_below": 2 ** 0.5}, {})
