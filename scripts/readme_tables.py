@@ -433,6 +433,32 @@ def camera_gap_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def route_hr_table(doc: dict[str, Any]) -> str:
+    """Routing HR faces through the frozen HR stages (scripts/route_hr_report.py): each protocol's accuracy
+    per factor without and with the route, the HR model, and the route's change."""
+    acc, c = doc["accuracy"], doc["checks"]
+    factors = sorted(acc["routed"]["resized"], key=int)
+    names = {"resized": "(a) resized back", "small": "(b) small crops", "camera": "(c) camera-like crops"}
+    lines = [f"FER+ {doc['split']} ({doc['n']} faces), accuracy in %, from `{ROUTE_HR}` (`{doc['command']}`): "
+             f"`{doc['checkpoint']}`'s exported graph without and with the route (each face's factor estimated "
+             "in the graph) and its frozen HR model:\n",
+             "| protocol | model | " + " | ".join(f"x{f}" for f in factors) + " |",
+             "|---|---|" + "---:|" * len(factors)]
+    for proto, label in names.items():
+        for model, what in (("unrouted", "graph without the route"), ("routed", "**routed graph**"), ("hr", "HR model")):
+            lines.append(f"| {label} | {what} | " + " | ".join(f"{acc[model][proto][f]:.2f}" for f in factors) + " |")
+        lines.append(f"| {label} | routed minus unrouted | " + " | ".join(
+            f"{acc['routed'][proto][f] - acc['unrouted'][proto][f]:+.2f}" for f in factors) + " |")
+    lines.append("")
+    lines.append(f"The rule's checks: x1 below the HR model by {c['x1_below_hr']['resized']:.2f} under (a) and "
+                 f"{c['x1_below_hr']['small']:.2f} under (b) (at most {c['x1_within']}: "
+                 f"{'met' if c['x1_met'] else 'missed'}); the largest loss against the unrouted graph anywhere else "
+                 f"{c['worst_drop']['points']:.2f} points ({c['worst_drop']['cell']}; at most {c['max_drop']}: "
+                 f"{'met' if c['drop_met'] else 'missed'}).")
+    return "\n".join(lines) + "\n"
+
+
+ROUTE_HR = "results/ferplus/route_hr_val.json"
 CAMERA_GAP = "results/ferplus/camera_gap_val.json"
 FLIP_VAL = "results/ferplus/flip_tta_val.json"
 FLIP_TEST = "results/ferplus/flip_tta_test.json"
@@ -485,6 +511,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "edge_budget": ("results/edge_budget.json", edge_budget_table, "README.md"),
     "flip": (FLIP_VAL, flip_table, "README.md"),
     "camera_gap": (CAMERA_GAP, camera_gap_table, "README.md"),
+    "route_hr": (ROUTE_HR, route_hr_table, "README.md"),
     "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),
     "crowd_compare": ("results/crowd/bench.json", crowd_compare_table, "docs/crowd.md"),
     "crowd_variants": ("results/crowd/bench.json", crowd_variants_table, "docs/crowd.md"),
