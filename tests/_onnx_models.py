@@ -93,3 +93,39 @@ def edit_metadata(path: str | os.PathLike[str], edit: Any) -> Path:
     entry.value = json.dumps(doc)
     onnx.save(proto, str(path))
     return Path(path)
+
+
+def make_routed_onnx(path: str | os.PathLike[str], seed: int = 0) -> tuple[Path, Any]:
+    """A routed scale-aware early-G graph (``route_hr_below``; NonZero/Gather/ScatterND inside) with a
+    fitted factor estimator, and faces to feed it: ``(path, {"full": 48 px faces, "small": x4 faces})``
+    as normalised float32 model inputs. Needs torch."""
+    import numpy as np
+    import torch
+
+    from trainer import checkpoint
+    from trainer.degrade import DegradeConfig
+    from trainer.evaluate import protocol_inputs
+    from trainer.models import InferenceModel
+    from trainer.synthetic import make_faces
+    from trainer.train import PRE, fit_factor_estimator
+    from fsrfer_edge.export.onnx_export import export_onnx
+
+    torch.manual_seed(seed)
+    spec = {"method": "fsrfer", "backbone": "resnet10_half", "feature_level": "layer3",
+            "generator": {"blocks": 1, "growth": 8, "start": "stem", "scale_aware": True}}
+    m = InferenceModel(spec).eval()
+    m.generator.init_from(m.fer.trunk)
+    with torch.no_grad():
+        for p in m.generator.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    faces, _ = make_faces(340, seed=seed + 5)
+    fit_factor_estimator(m, faces[:300], faces[300:], DegradeConfig(factors=(1, 2, 4, 8)), seed=0, n=300)
+    routed = InferenceModel({**spec, "route_hr_below": 2 ** 0.5, "factor_estimator": True}).eval()
+    routed.load_state_dict(m.state_dict())
+    path = Path(path)
+    ckpt = path.with_suffix(".pt")
+    checkpoint.save(ckpt, checkpoint.model_payload(routed, routed.spec, PRE, {"name": "routed"}))
+    export_onnx(ckpt, path)
+    inputs = {"full": protocol_inputs(faces[300:316], 1, PRE).astype(np.float32),
+              "small": protocol_inputs(faces[316:332], 4, PRE).astype(np.float32)}
+    return path, inputs

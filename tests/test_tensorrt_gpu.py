@@ -1,7 +1,8 @@
 """TensorRT and CUDA on a real GPU (marker ``gpu``); every test skips with a reason elsewhere.
 
 - CUDA memory roundtrip for each memory layer (cuda-python, pycuda);
-- engine build from a tiny ONNX model, then TensorRT output vs ONNX Runtime output;
+- engine build from a tiny ONNX model, then TensorRT output vs ONNX Runtime output; the same for a
+  routed graph whose batches leave one path empty;
 - fsrfer-bench on the engine named by ``FSRFER_TEST_ENGINE`` against ``benchmarks/thresholds.json``
   (accuracy drop too, when ``FSRFER_TEST_ONNX`` and ``FSRFER_TEST_DATA`` are set).
 """
@@ -107,6 +108,34 @@ def test_engine_build_and_infer_matches_onnxruntime(tmp_path: Path, memory: str)
         onnx_path.write_bytes(onnx_path.read_bytes() + b"\0")
         with pytest.raises(EngineError, match="stale"):
             TensorRTBackend(engine, memory=mem, onnx_path=onnx_path)
+    finally:
+        mem.close()
+
+
+def test_a_routed_graph_builds_and_matches_onnxruntime_with_either_path_empty(tmp_path: Path) -> None:
+    """The shipped default is routed: NonZero, Gather and ScatterND send each face down one of two paths
+    (docs/tensorrt.md). Batches of only 48 px faces or only small faces leave one path with a zero-size
+    batch; a mix uses both."""
+    _tensorrt()
+    mem = _memory("auto")
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    try:
+        from ._onnx_models import make_routed_onnx
+    except ImportError:
+        from _onnx_models import make_routed_onnx  # type: ignore[no-redef]
+    from fsrfer_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend
+
+    onnx_path, faces = make_routed_onnx(tmp_path / "routed.onnx")
+    try:
+        engine = build_engine(onnx_path, tmp_path)
+        mixed = np.concatenate([faces["full"][:5], faces["small"][:5], faces["full"][5:8]])
+        with OnnxRuntimeBackend(onnx_path, providers="cpu") as ort_be, \
+                TensorRTBackend(engine, memory=mem, onnx_path=onnx_path) as trt_be:
+            for x in (faces["full"], faces["small"], mixed, faces["small"][:1]):
+                np.testing.assert_allclose(trt_be.infer(x), ort_be.infer(x), rtol=1e-3, atol=1e-3)
     finally:
         mem.close()
 
