@@ -326,7 +326,9 @@ def factor_estimator_table(doc: dict[str, Any]) -> str:
 
 
 EDGE_FILES = (
-    ("results/edge_budget.json", "shipped default (stem G, soft+aug HR, 6-epoch stage 2)",
+    ("results/edge_budget.json", "shipped default (`bn` seed 0, routed: stem G re-estimating its statistics, soft+aug HR, 6-epoch stage 2)",
+     "G in INT8, calibrated on small crops at every factor"),
+    ("results/default_model/previous_6ep/edge_budget.json", "previous default (stem G, soft+aug HR, 6-epoch stage 2, unrouted)",
      "G in INT8, calibrated on small crops at every factor"),
     ("results/ferplus/edge_budget_soft_aug_3ep.json", "previous default (stem G, soft+aug HR, 3-epoch stage 2)",
      "G in INT8, calibrated on small crops at every factor"),
@@ -334,7 +336,7 @@ EDGE_FILES = (
      "G in INT8, calibrated on small crops at every factor"),
     ("results/ferplus/edge_budget_calib_48px.json", "earlier default (stem G, full-run HR)",
      "G in INT8, calibrated on 48 px faces only"),
-    ("results/ferplus/edge_budget_flip.json", "shipped default with the test-time flip folded in (`fsrfer-export --flip`)",
+    ("results/ferplus/edge_budget_flip.json", "previous default (6-epoch, unrouted) with the test-time flip folded in (`fsrfer-export --flip`)",
      "G in INT8, calibrated on small crops at every factor"),
     ("results/ferplus/edge_budget_layer1_g_int8.json", "layer1 G, before the layer4 fix", "G in INT8, 48 px calibration"),
     ("results/ferplus/edge_budget_g_float.json", "layer1 G, before the layer4 fix", "G in float, 48 px calibration"),
@@ -439,7 +441,7 @@ def route_hr_table(doc: dict[str, Any]) -> str:
     acc, c = doc["accuracy"], doc["checks"]
     factors = sorted(acc["routed"]["resized"], key=int)
     names = {"resized": "(a) resized back", "small": "(b) small crops", "camera": "(c) camera-like crops"}
-    lines = [f"FER+ {doc['split']} ({doc['n']} faces), accuracy in %, from `{ROUTE_HR}` (`{doc['command']}`): "
+    lines = [f"FER+ {doc['split']} ({doc['n']} faces), accuracy in %, from `{doc['source']}` (`{doc['command']}`): "
              f"`{doc['checkpoint']}`'s exported graph without and with the route (each face's factor estimated "
              "in the graph) and its frozen HR model:\n",
              "| protocol | model | " + " | ".join(f"x{f}" for f in factors) + " |",
@@ -507,11 +509,13 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "shipped_seeds": ("results/ferplus/early_g_stem_camera_seeds.json", early_g_table, "README.md"),
     "shipped_6ep_seeds": ("results/ferplus/early_g_6ep_seeds.json", early_g_table, "README.md"),
     "gap_tries": ("results/ferplus/early_g_gap_tries.json", early_g_table, "README.md"),
+    "bn_4seeds": ("results/ferplus/early_g_bn_4seeds.json", early_g_table, "README.md"),
     "factor_estimator": ("results/ferplus/factor_estimator_val.json", factor_estimator_table, "README.md"),
     "edge_budget": ("results/edge_budget.json", edge_budget_table, "README.md"),
     "flip": (FLIP_VAL, flip_table, "README.md"),
     "camera_gap": (CAMERA_GAP, camera_gap_table, "README.md"),
     "route_hr": (ROUTE_HR, route_hr_table, "README.md"),
+    "route_hr_bn": ("results/ferplus/route_hr_bn_val.json", route_hr_table, "README.md"),
     "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),
     "crowd_compare": ("results/crowd/bench.json", crowd_compare_table, "docs/crowd.md"),
     "crowd_variants": ("results/crowd/bench.json", crowd_variants_table, "docs/crowd.md"),

@@ -48,6 +48,10 @@ def describe_g(spec: dict, s2: dict) -> str:
     if gen.get("scale_aware"):
         text += ("; scale-aware: FiLM conditions G on the down-sample factor, which the graph estimates from the "
                  "image itself" if spec.get("factor_estimator") else "; scale-aware: FiLM on the down-sample factor")
+    if gen.get("batchnorm") == "train":
+        text += "; the copies' BatchNorm statistics were re-estimated on the mixed-factor training faces"
+    elif gen.get("batchnorm") == "per_factor":
+        text += "; the copies keep BatchNorm statistics per training factor, interpolated in log2 of the factor"
     if spec.get("route_hr_below"):
         text += (f"; routed: each face whose factor is below x{float(spec['route_hr_below']):.3g} (a face that was not "
                  "down-sampled) goes through the frozen HR stages instead of G, so it gets exactly the HR model's "

@@ -99,6 +99,8 @@ def test_the_model_card_says_when_hr_faces_take_the_hr_stages():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     g = {"generator": {"start": "stem", "scale_aware": True}, "feature_level": "layer3", "factor_estimator": True}
-    assert "routed" not in mod.describe_g(g, {})
+    assert "routed" not in mod.describe_g(g, {}) and "BatchNorm" not in mod.describe_g(g, {})
+    bn = {**g, "generator": {**g["generator"], "batchnorm": "train"}}
+    assert "BatchNorm statistics were re-estimated on the mixed-factor training faces" in mod.describe_g(bn, {})
     assert "below x1.41 (a face that was not down-sampled) goes through the frozen HR stages" in \
         mod.describe_g({**g, "route_hr_below": 2 ** 0.5}, {})
