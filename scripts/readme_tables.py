@@ -336,7 +336,7 @@ EDGE_FILES = (
      "G in INT8, calibrated on small crops at every factor"),
     ("results/ferplus/edge_budget_calib_48px.json", "earlier default (stem G, full-run HR)",
      "G in INT8, calibrated on 48 px faces only"),
-    ("results/ferplus/edge_budget_flip.json", "previous default (6-epoch, unrouted) with the test-time flip folded in (`fsrfer-export --flip`)",
+    ("results/ferplus/edge_budget_flip.json", "shipped default with the test-time flip folded in (`fsrfer-export --flip`)",
      "G in INT8, calibrated on small crops at every factor"),
     ("results/ferplus/edge_budget_layer1_g_int8.json", "layer1 G, before the layer4 fix", "G in INT8, 48 px calibration"),
     ("results/ferplus/edge_budget_g_float.json", "layer1 G, before the layer4 fix", "G in float, 48 px calibration"),
@@ -393,7 +393,7 @@ def flip_table(doc: dict[str, Any]) -> str:
     costs (that run's throughput ratio)."""
     lines = _flip_rows(doc, FLIP_VAL)
     if (REPO / FLIP_SEED1).is_file():
-        lines += ["", "The same on val for seed 1 of the shipped configuration (`configs/ferplus_soft_aug_early_g_stem_camera_6ep.yaml`) "
+        lines += ["", "The same on val for seed 1 of the previous default's configuration (`configs/ferplus_soft_aug_early_g_stem_camera_6ep.yaml`) "
                   "and its equal-budget LR-fine-tuned baseline, both checkpoints of that run:\n"]
         lines += _flip_rows(json.loads((REPO / FLIP_SEED1).read_text()), FLIP_SEED1,
                             {"hr": "frozen HR model", "fsrfer": "FSR-FER, seed 1", "lr_finetune": "LR-fine-tuned baseline, seed 1"})
