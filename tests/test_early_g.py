@@ -755,6 +755,16 @@ def test_routing_gives_hr_faces_the_hr_model_and_exports_to_one_graph(tmp_path):
         warnings.simplefilter("error", RuntimeWarning)  # a path without calibration data divides by zero
         for name in ("routed", "g"):
             quantize_int8(tmp_path / f"{name}.onnx", tmp_path / f"{name}.int8.onnx", calib, scheme="s8s8")
+    # Calibration faces that all take one path would leave the other without ranges: refused, nothing written.
+    from fsrfer_edge.errors import ModelError
+    from fsrfer_edge.export.quantize import route_counts
+    from fsrfer_edge.export.onnx_export import load_onnx
+
+    assert route_counts(load_onnx(tmp_path / "routed.onnx"), calib, "faces") == [32, 32]
+    assert route_counts(load_onnx(unrouted), calib, "faces") == []
+    with pytest.raises(ModelError, match=r"all took one path of its routed graph \(faces per path: \[0, 32\]\)"):
+        quantize_int8(tmp_path / "routed.onnx", tmp_path / "one_path.int8.onnx", calib[32:], scheme="s8s8")
+    assert not (tmp_path / "one_path.int8.onnx").exists()
     r_int8, g_int8 = check_file(tmp_path / "routed.int8.onnx"), check_file(tmp_path / "g.int8.onnx")
     assert r_int8.ok, r_int8.errors
     hr_convs = sum(1 for blk in m.generator.stages for mod in blk.modules() if isinstance(mod, torch.nn.Conv2d))

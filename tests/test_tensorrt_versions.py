@@ -48,6 +48,13 @@ def _faces(n: int, seed: int) -> np.ndarray:
     return np.clip(np.rint(resize(coarse, (48, 48))), 0, 255).astype(np.uint8)
 
 
+def _both_paths(n: int, seed: int) -> np.ndarray:
+    """``n`` smooth faces (judged down-sampled) then ``n`` sharp ones (judged 48 px): calibration faces that
+    reach both paths of the routed shipped graph (a path without any would get no INT8 ranges)."""
+    sharp = np.random.default_rng(seed + 100).integers(0, 256, size=(n, 48, 48), dtype=np.uint8)
+    return np.concatenate([_faces(n, seed), sharp])
+
+
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tiny.{fp32,fp16,int8-s8s8,int8-u8s8}.onnx from one fsrfer-export run."""
@@ -236,7 +243,7 @@ def test_check_passes_the_shipped_default_fp16_and_a_fresh_s8s8(tmp_path: Path) 
     quantize.convert_fp16(DEFAULT_MODEL, tmp_path / "default.fp16.onnx")
     assert trt_check.check_file(tmp_path / "default.fp16.onnx").ok
     info = read_model_info(load_onnx(DEFAULT_MODEL))
-    calib = to_model_input(faces_to_pixels(_faces(8, 3), info), info)
+    calib = to_model_input(faces_to_pixels(_both_paths(4, 3), info), info)
     quantize.quantize_int8(DEFAULT_MODEL, tmp_path / "default.int8-s8s8.onnx", calib, "s8s8", "minmax",
                            quantize_generator=False)
     report = trt_check.check_file(tmp_path / "default.int8-s8s8.onnx")
@@ -260,9 +267,10 @@ def test_export_of_the_shipped_checkpoint_writes_tensorrt_ready_files(tmp_path: 
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     from fsrfer_edge.recognizer import DEFAULT_MODEL
 
-    np.savez(tmp_path / "faces.npz", images=_faces(16, 4))
+    np.savez(tmp_path / "faces.npz", images=_both_paths(8, 4))
     assert cli.main([str(DEFAULT_MODEL.with_suffix(".pt")), "--name", "x", "--out-dir", str(tmp_path / "out"),
                      "--fp16", "--int8", "--calib", str(tmp_path / "faces.npz"), "--calib-size", "16",
+                     "--calib-factors", "1",
                      "--calib-method", "minmax", "--int8-target", "tensorrt", "-q"]) == 0
     out = capsys.readouterr().out
     assert "tensorrt check int8-s8s8" in out and "tensorrt check fp16" in out

@@ -343,6 +343,24 @@ def keep_residual_qdq_only(model: "onnx.ModelProto") -> int:
     return removed
 
 
+def route_counts(model: "onnx.ModelProto", inputs: np.ndarray, input_name: str) -> list[int]:
+    """How many of ``inputs`` take each path of a routed graph (``InferenceModel.routed``): the sum of each
+    NonZero node's float mask, from one ONNX Runtime run of the FP32 graph with those masks as outputs.
+    Empty for a graph without routing."""
+    masks = [n.input[0] for n in model.graph.node if n.op_type == "NonZero"]
+    if not masks:
+        return []
+    onnx_lib = require("onnx", "export", "quantizing models")
+    ort = require("onnxruntime", "export", "quantizing models")
+    probe = onnx_lib.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    for name in masks:
+        probe.graph.output.append(onnx_lib.helper.make_tensor_value_info(name, onnx_lib.TensorProto.FLOAT, None))
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    return [int(round(float(np.sum(m)))) for m in sess.run(masks, {input_name: inputs})]
+
+
 def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme: str = "s8s8",
                   calib_method: str = "percentile", per_channel: bool = True, quantize_head: bool = False,
                   batch_size: int = 32, quantize_generator: Optional[bool] = None) -> ModelInfo:
@@ -397,10 +415,16 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
         pre = load_onnx(source)
         quantize_g = resolve_quantize_generator(pre, quantize_generator)
         exclude = [] if quantize_head else float_tail_nodes(pre, generator=not quantize_g)
-        if any(n.op_type == "NonZero" for n in pre.graph.node):
+        counts = route_counts(pre, calib_inputs, info.input_name)
+        if counts:
             # A routed graph (InferenceModel.routed): each path's tensors have as many rows as faces took
             # it, which differs between batches, and ONNX Runtime's histogram calibrators stack every
             # batch's copy of a tensor into one array. One batch of all faces gives the same histogram.
+            # A path no calibration face took would get no ranges at all (a broken INT8 file).
+            if min(counts) == 0:
+                raise ModelError(f"the calibration faces of {Path(src).name} all took one path of its routed graph "
+                                 f"(faces per path: {counts}); expected some 48 px faces and some small ones "
+                                 "(--calib-factors with 1 and larger factors, on real faces)")
             batch_size = len(calib_inputs)
         reader = FaceCalibrationReader(calib_inputs, info.input_name, batch_size)
         extra: dict[str, Any] = {"ActivationSymmetric": scheme == "s8s8", "WeightSymmetric": True}
