@@ -781,3 +781,38 @@ def test_routing_gives_hr_faces_the_hr_model_and_exports_to_one_graph(tmp_path):
         InferenceModel({**DEEP, "route_hr_below": 3.0})
     assert script.main([str(dst), "--out", str(tmp_path / "plain.pt"), "--below", "0"]) == 0
     assert "route_hr_below" not in checkpoint.load(tmp_path / "plain.pt", kind="model")["spec"]
+
+
+def test_a_routed_g_trains_only_on_the_faces_it_serves(tmp_path, monkeypatch):
+    """stage2.route_hr: G's training faces are never at factor 1 (those take the HR stages), the factor
+    estimator is still fitted on every factor, and the checkpoint routes."""
+    with pytest.raises(ConfigError, match="route_hr needs stage2.scale_aware"):
+        _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "stem", "route_hr": True})
+    with pytest.raises(ConfigError, match=r"route_hr trains G on degrade.factors other than 1; got \[1\]"):
+        _cfg(tmp_path, degrade={"factors": [1]},
+             stage2={"feature_level": "layer1", "generator_start": "stem", "scale_aware": True, "route_hr": True})
+    from trainer import checkpoint, train
+    from trainer import degrade as degrade_mod
+
+    cfg = _cfg(tmp_path, data={"synthetic": 160}, stage1={"epochs": 1}, degrade={"factors": [1, 2, 4]},
+               stage2={"feature_level": "layer1", "generator_start": "stem", "scale_aware": True, "route_hr": True,
+                       "pretrain_epochs": 1, "epochs": 1, "batch_size": 16, "losses": {"distill": 1.0}})
+    d = load_data(cfg, None)
+    hr = train_stage1(cfg, d, tmp_path / "run", resume=False)  # stage 1 draws no LR faces
+    drawn: list[tuple[int, ...]] = []
+    real = degrade_mod.random_lr
+    monkeypatch.setattr(degrade_mod, "random_lr", lambda faces, dcfg, rng: (drawn.append(tuple(dcfg.factors)), real(faces, dcfg, rng))[1])
+    fitted: list[int] = []  # how many LR draws G's training had made when the estimator was fitted
+    real_fit = train.fit_factor_estimator
+    monkeypatch.setattr(train, "fit_factor_estimator",
+                        lambda model, a, b, dcfg, seed, *rest: (fitted.append(len(drawn)), real_fit(model, a, b, dcfg, seed, *rest))[1])
+    path = train_stage2(cfg, d, hr, tmp_path / "run", "fsrfer", cfg.stage2.losses, resume=False)
+    assert len(fitted) == 1 and fitted[0] > 0
+    g_draws, estimator_draws = drawn[:fitted[0]], drawn[fitted[0]:]
+    assert set(g_draws) == {(2, 4)} and set(estimator_draws) == {(1, 2, 4)}
+    model, _, ckpt = checkpoint.load_model(path)
+    assert ckpt["spec"]["route_hr_below"] == pytest.approx(2 ** 0.5)
+    x = torch.from_numpy(protocol_inputs(d.val.images[:8], 1, PRE))
+    hr_model, _, _ = checkpoint.load_model(hr)
+    with torch.no_grad():
+        assert torch.allclose(model(x, torch.ones(8)), hr_model.fer(x), atol=1e-5)

@@ -120,6 +120,10 @@ class Stage2Config:
     # statistics per training factor, interpolated in log2 of the face's factor (needs scale_aware).
     # Needs generator_start; not with a gated G.
     copy_batchnorm: str = "hr"
+    # Route HR faces through the frozen HR stages (spec route_hr_below sqrt(2), InferenceModel.routed) and
+    # train G only on the down-sampled faces it will serve (degrade.factors without 1; the factor
+    # estimator is still fitted on every factor). Needs scale_aware; not with a gated G.
+    route_hr: bool = False
     critic_hidden: int = 256
     critic_layers: int = 3
     losses: LossConfig = dataclasses.field(default_factory=LossConfig)
@@ -370,6 +374,11 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
                         "no adapter_width (a gated G's copies stay the HR network)")
     elif cfg.stage2.copy_batchnorm == "per_factor" and not cfg.stage2.scale_aware:
         problems.append(f"{where}: stage2.copy_batchnorm 'per_factor' needs stage2.scale_aware (statistics per factor)")
+    if cfg.stage2.route_hr and (not cfg.stage2.scale_aware or cfg.stage2.adapter_width):
+        problems.append(f"{where}: stage2.route_hr needs stage2.scale_aware (the route is chosen by each face's factor) "
+                        "and no adapter_width (a gated G is the HR network at x1 already)")
+    elif cfg.stage2.route_hr and not [f for f in cfg.degrade.factors if f != 1]:
+        problems.append(f"{where}: stage2.route_hr trains G on degrade.factors other than 1; got {list(cfg.degrade.factors)}")
     if cfg.stage2.g_optimizer not in G_OPTIMIZERS:
         problems.append(f"{where}: stage2.g_optimizer must be one of {list(G_OPTIMIZERS)}, got {cfg.stage2.g_optimizer!r}")
     if cfg.stage2.adapter_gate not in GATES:

@@ -5,6 +5,7 @@ when that file exists; every training is resumable per epoch (see :mod:`trainer.
 from __future__ import annotations
 
 import dataclasses
+import math
 import logging
 import time
 from pathlib import Path
@@ -223,6 +224,8 @@ def spec_for(cfg: TrainConfig, method: str) -> dict[str, Any]:
                 spec["generator"]["batchnorm"] = cfg.stage2.copy_batchnorm
             if cfg.stage2.copy_batchnorm == "per_factor":  # statistics for each factor G trains on
                 spec["generator"]["batchnorm_anchors"] = sorted(set(cfg.degrade.factors) | {1})
+            if cfg.stage2.route_hr:
+                spec["route_hr_below"] = math.sqrt(2.0)
             if cfg.stage2.adapter_width:
                 spec["generator"].update(adapter_width=cfg.stage2.adapter_width, gate=cfg.stage2.adapter_gate)
                 if cfg.stage2.adapter_top_width:
@@ -670,6 +673,8 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
     c, h = _map_shape(fer.trunk, level)
     d = SpatialFeatureCritic(c, hidden=64, size=h).to(dev)
     dcfg = _degrade_cfg(cfg)
+    # Routed (stage2.route_hr): G serves only down-sampled faces, so it trains only on them.
+    g_dcfg = _degrade_cfg(cfg, tuple(f for f in cfg.degrade.factors if f != 1)) if s2.route_hr else dcfg
     labels_all = data.train.labels
     n, bs = len(labels_all), s2.batch_size
     distributed.check_global_batch(bs, n, "stage2.batch_size")
@@ -678,7 +683,7 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
 
     def sample(rng: np.random.Generator, idx: np.ndarray, rows: slice) -> Batch:
         hr = _augment(cfg, data.train.images[idx], rng)
-        lr, factors = random_lr(hr, dcfg, rng)
+        lr, factors = random_lr(hr, g_dcfg, rng)
         with torch.no_grad():
             f_lr = fer.trunk.forward_to(_tensor(lr[rows]).to(dev), start)
             f_hr = fer.trunk.forward_to(_tensor(hr[rows].astype(np.float32)).to(dev), level)
