@@ -516,6 +516,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "camera_gap": (CAMERA_GAP, camera_gap_table, "README.md"),
     "route_hr": (ROUTE_HR, route_hr_table, "README.md"),
     "route_hr_bn": ("results/ferplus/route_hr_bn_val.json", route_hr_table, "README.md"),
+    "route_hr_train": ("results/ferplus/route_hr_train_val.json", route_hr_table, "README.md"),
     "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),
     "crowd_compare": ("results/crowd/bench.json", crowd_compare_table, "docs/crowd.md"),
     "crowd_variants": ("results/crowd/bench.json", crowd_variants_table, "docs/crowd.md"),
