@@ -46,7 +46,8 @@ def prepare(checkpoint_path: Path, work: Path) -> dict[str, Path]:
     files = {"unrouted": work / "unrouted.fp32.onnx", "routed": work / "routed.fp32.onnx", "hr": work / "hr.pt"}
     # A checkpoint that routes already (stage2.route_hr) is the routed model; its copy without the route
     # (route_hr.py --below 0) is the unrouted one.
-    routes = bool(checkpoint.load(checkpoint_path, kind="model")["spec"].get("route_hr_below"))
+    model, pre, ckpt = checkpoint.load_model(checkpoint_path)
+    routes = bool(ckpt["spec"].get("route_hr_below"))
     other = work / ("unrouted.pt" if routes else "routed.pt")
     if not other.is_file():
         _run([sys.executable, "scripts/route_hr.py", str(checkpoint_path), "--out", str(other)]
@@ -56,7 +57,6 @@ def prepare(checkpoint_path: Path, work: Path) -> dict[str, Path]:
         if not files[name].is_file():
             _run(["fsrfer-export", str(src), "--name", name, "--out-dir", str(work)])
     if not files["hr"].is_file():
-        model, pre, ckpt = checkpoint.load_model(checkpoint_path)
         spec = {k: ckpt["spec"][k] for k in ("backbone", "num_classes", "in_channels", "head_hidden", "dropout")
                 if k in ckpt["spec"]}
         hr = InferenceModel({**spec, "method": "hr"})
