@@ -130,6 +130,36 @@ def test_uint8_input_matches_float(work: Path, tmp_path: Path) -> None:
     assert np.abs(a - b).max() <= 1e-4
 
 
+def test_int8_keeps_the_image_conv_and_keep_float_prefixes_in_float(work: Path, tmp_path: Path) -> None:
+    """The conv reading the image stays in float in both input dtypes (behind the uint8 wrapper's Cast and
+    normalisation too); ``keep_float`` adds module-path prefixes and refuses one that names no node."""
+    from fsrfer_edge.export import calib
+
+    for uint8 in (False, True):
+        export_onnx(work / "tiny.pt", tmp_path / "raw.onnx", uint8_input=uint8)
+        simplify(tmp_path / "raw.onnx", tmp_path / "m.onnx")
+        m = load_onnx(tmp_path / "m.onnx")
+        convs = [n.name for n in m.graph.node if n.op_type == "Conv"]
+        first = quantize.image_conv_nodes(m)
+        assert len(first) == 1 and quantize.module_path(first[0]) == "/trunk/stem/stem.0/Conv" and first[0] == convs[0]
+        info = read_model_info(tmp_path / "m.onnx")
+        calib_x = calib.to_model_input(check.face_pixels(_faces(16, 5), info), info)
+        quantize.quantize_int8(tmp_path / "m.onnx", tmp_path / "q.onnx", calib_x, "u8s8",
+                               keep_float=("/trunk/layers/layers.1/",))
+        q = load_onnx(tmp_path / "q.onnx")
+        produced_by = {o: n.op_type for n in q.graph.node for o in n.output}
+        # A quantized conv's weights come through a DequantizeLinear; a float conv's are an initializer.
+        conv_inputs = {quantize.module_path(n.name): produced_by.get(n.input[1], "initializer")
+                       for n in q.graph.node if n.op_type == "Conv"}
+        assert conv_inputs["/trunk/stem/stem.0/Conv"] != "DequantizeLinear"
+        kept = [k for k in conv_inputs if k.startswith("/trunk/layers/layers.1/")]
+        assert kept and all(conv_inputs[k] != "DequantizeLinear" for k in kept)
+        assert conv_inputs["/trunk/layers/layers.0/conv1/Conv"] == "DequantizeLinear"
+    with pytest.raises(ConfigError, match="no node of the graph is under '/layer9/'"):
+        quantize.quantize_int8(tmp_path / "m.onnx", tmp_path / "bad.onnx", calib_x, "u8s8", keep_float=("/layer9/",))
+    assert not (tmp_path / "bad.onnx").exists()
+
+
 def test_flip_folded_into_the_graph_averages_each_face_with_its_mirror_image(work: Path, tmp_path: Path) -> None:
     from fsrfer_edge.export.onnx_export import TEST_TIME_KEY
 
@@ -517,10 +547,12 @@ def test_map_level_generator_stays_in_float_in_int8(tmp_path: Path) -> None:
     simplify(tmp_path / "map.raw.onnx", tmp_path / "map.onnx")
     m = load_onnx(tmp_path / "map.onnx")
     gen = [n.name for n in m.graph.node if n.name.startswith(quantize.GENERATOR_PREFIX)]
-    trunk_convs = [n.name for n in m.graph.node if n.op_type == "Conv" and not n.name.startswith("/generator/")]
+    # The conv that reads the image stays in float (quantize.image_conv_nodes); the rest of the trunk does not.
+    assert quantize.image_conv_nodes(m) == ["/stem/stem.0/Conv"]
+    trunk_convs = [n.name for n in m.graph.node if n.op_type == "Conv" and not n.name.startswith(("/generator/", "/stem/"))]
     assert gen and trunk_convs
     floats = set(quantize.float_tail_nodes(m))
-    assert set(gen) <= floats and not set(trunk_convs) & floats
+    assert set(gen) <= floats and not set(trunk_convs) & floats and "/stem/stem.0/Conv" in floats
     # --int8-quantize-g: G is quantized like the trunk; the tail after the pooling stays in float.
     floats_g = set(quantize.float_tail_nodes(m, generator=False))
     assert not set(gen) & floats_g and floats_g <= floats and floats_g

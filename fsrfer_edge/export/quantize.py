@@ -23,7 +23,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -197,10 +197,34 @@ def resolve_quantize_generator(model: "onnx.ModelProto", choice: Optional[bool])
     return generator_is_early(model) if choice is None else bool(choice)
 
 
-def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True) -> list[str]:
+def image_conv_nodes(model: "onnx.ModelProto") -> list[str]:
+    """Names of the convolutions that read the image: Conv nodes with no Conv above them (the stem's first
+    conv; through the uint8 wrapper's Cast and normalisation too).
+
+    They stay in float. On the shipped stem-level G, this one conv (1 input channel, under 0.2% of the
+    multiply-adds a face goes through) in INT8 changed the class of 7.9% of FER+ val faces at x8 and 2.6%
+    at x6 against FP32; kept in float, 1.3% and 0.9% (results/ferplus/int8_sensitivity_val.json,
+    ``scripts/int8_sensitivity.py``). The cause is the input's 8-bit grid: a face resized up from a few
+    pixels differs from its neighbours by less than one grey level, and the model's x8 outputs depend on
+    those differences.
+    """
+    below_conv: set[str] = set()
+    names = []
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            if not any(i in below_conv for i in node.input):
+                names.append(node.name)
+            below_conv.update(node.output)
+        elif any(i in below_conv for i in node.input):
+            below_conv.update(node.output)
+    return names
+
+
+def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True, image_conv: bool = True) -> list[str]:
     """Names of the nodes that stay in float: G (wherever it sits; the exporter names its nodes
     ``/generator/...``; only with ``generator=True``), everything from the global pooling on (the
-    embedding, G on it, the head), and always the factor estimator and FiLM (:data:`ALWAYS_FLOAT_PREFIXES`).
+    embedding, G on it, the head), and always the factor estimator and FiLM (:data:`ALWAYS_FLOAT_PREFIXES`)
+    and the convolutions that read the image (:func:`image_conv_nodes`; not with ``image_conv=False``).
 
     The fully-connected tail is about 1% of ONNX Runtime CPU time for resnet18 at batch 32. G on the
     layer3 map is not small: in the u8s8 file it takes about 40% of the time when it stays in float,
@@ -209,10 +233,11 @@ def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True) -> list[s
     FSR-FER adds to the trunk; ``generator=False`` quantizes it (``fsrfer-export --int8-quantize-g``).
     """
     tainted: set[str] = set()
+    image_convs = set(image_conv_nodes(model)) if image_conv else set()
     names = []
     for node in model.graph.node:
         path = module_path(node.name)
-        if path.startswith(ALWAYS_FLOAT_PREFIXES):
+        if path.startswith(ALWAYS_FLOAT_PREFIXES) or node.name in image_convs:
             # The estimator pools the input image: that is not the trunk's global pooling, and what its
             # factor drives (FiLM -> G -> the frozen stages above G) is not the tail.
             names.append(node.name)
@@ -225,6 +250,24 @@ def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True) -> list[s
                 names.append(node.name)
         elif after_pool:
             names.append(node.name)
+    return names
+
+
+def prefixed_nodes(model: "onnx.ModelProto", prefixes: Sequence[str], already: Sequence[str] = ()) -> list[str]:
+    """Names of the nodes whose :func:`module_path` starts with one of ``prefixes`` (not in ``already``).
+
+    Raises:
+        ConfigError: a prefix that names no node (a typo would otherwise quantize everything silently).
+    """
+    skip = set(already)
+    names = []
+    for prefix in prefixes:
+        hits = [n.name for n in model.graph.node if module_path(n.name).startswith(prefix)]
+        if not hits:
+            convs = [module_path(n.name).rsplit("/", 1)[0] + "/" for n in model.graph.node if n.op_type == "Conv"]
+            raise ConfigError(f"no node of the graph is under {prefix!r}; expected the start of a module path, "
+                              "such as these convs' " + ", ".join(convs[:6]))
+        names += [h for h in hits if h not in skip and h not in names]
     return names
 
 
@@ -363,7 +406,8 @@ def route_counts(model: "onnx.ModelProto", inputs: np.ndarray, input_name: str) 
 
 def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme: str = "s8s8",
                   calib_method: str = "percentile", per_channel: bool = True, quantize_head: bool = False,
-                  batch_size: int = 32, quantize_generator: Optional[bool] = None) -> ModelInfo:
+                  batch_size: int = 32, quantize_generator: Optional[bool] = None,
+                  keep_float: Sequence[str] = (), float_image_conv: bool = True) -> ModelInfo:
     """Quantize an FP32 fsrfer ONNX file to INT8 with Q/DQ nodes, calibrated on real faces.
 
     Args:
@@ -414,7 +458,8 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
         out_tmp = str(Path(tmp) / "int8.onnx")
         pre = load_onnx(source)
         quantize_g = resolve_quantize_generator(pre, quantize_generator)
-        exclude = [] if quantize_head else float_tail_nodes(pre, generator=not quantize_g)
+        exclude = [] if quantize_head else float_tail_nodes(pre, generator=not quantize_g, image_conv=float_image_conv)
+        exclude += prefixed_nodes(pre, keep_float, exclude)
         counts = route_counts(pre, calib_inputs, info.input_name)
         if counts:
             # A routed graph (InferenceModel.routed): each path's tensors have as many rows as faces took
