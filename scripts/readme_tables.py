@@ -164,6 +164,44 @@ def int8_generator_table(doc: dict[str, Any]) -> str:
             "TensorRT, so its CPU speed says nothing about a GPU):\n\n" + "\n".join(rows) + "\n")
 
 
+#: What each variant of scripts/int8_sensitivity.py keeps in float, as the README says it.
+INT8_SENSITIVITY_NAMES = {
+    "as_exported": "the conv reading the image (the export now)",
+    "all_int8": "nothing more (the export before)",
+    "input_rounding_only": "no INT8 file: the FP32 file fed its input rounded to the INT8 file's grid",
+    "g_stages_0_1": "G's stages 0-1", "g_stages_2_3": "G's stages 2-3", "g_stages_4_5": "G's stages 4-5",
+    "g_refine": "G's refine block", "upper_stages": "the frozen stages above G", "g_all": "all of G",
+}
+
+
+def int8_sensitivity_table(doc: dict[str, Any]) -> str:
+    """Per variant: % of val faces whose class INT8 changed, KL from FP32 and points lost, at x4, x6, x8."""
+    factors = ("4", "6", "8")
+    head = " | ".join(f"x{f} changed % | x{f} KL | x{f} lost" for f in factors)
+    rows = [f"| kept in float beyond FiLM, the estimator and the tail | {head} |",
+            "|---|" + "---:|" * (3 * len(factors))]
+    order = list(INT8_SENSITIVITY_NAMES)
+    for name, v in sorted(doc["variants"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
+        cells = " | ".join(f"{v['per_factor'][f]['flips']:.2f} | {v['per_factor'][f]['kl']:.1f} | "
+                           f"{v['per_factor'][f]['points_lost']:+.2f}" for f in factors)
+        rows.append(f"| {INT8_SENSITIVITY_NAMES.get(name, name)} | {cells} |")
+    return (f"`{doc['source']}` (`{doc['command']}`; FER+ {doc['split']}, {doc['n']} faces, u8s8, protocol (a); "
+            "changed = top-1 class differs from FP32; KL in nats x 1000; lost = FP32 accuracy minus INT8, "
+            f"one face = {doc['one_face_points']} points):\n\n" + "\n".join(rows) + "\n")
+
+
+def route_hr_seeds_table(doc: dict[str, Any]) -> str:
+    """Routing while G trains against bn, both routed, seed by seed (scripts/route_hr_seeds.py)."""
+    rows = ["| seed | `bn_route` | `bn` | difference |", "|---:|---:|---:|---:|"]
+    for r in doc["per_seed"]:
+        rows.append(f"| {r['seed']} | {r['route_hr']:.2f} | {r['bn']:.2f} | {r['difference']:+.2f} |")
+    s = doc["summary"]
+    sd = f" ± {s['sd_difference']:.2f}" if s["sd_difference"] is not None else ""
+    rows.append(f"| mean | | | **{s['mean_difference']:+.2f}{sd}** |")
+    return (f"`{doc['source']}` (`{doc['command']}`; {doc['measure']}; rule: {doc['rule']}, line "
+            f"+{s['line']}; verdict: {s['verdict']}):\n\n" + "\n".join(rows) + "\n")
+
+
 def _accuracies(path: Path) -> dict[str, float]:
     """Accuracy in % per factor of an fsrfer-eval JSON file."""
     return {f: 100 * v["accuracy"] for f, v in json.loads(path.read_text())["factors"].items()}
@@ -327,7 +365,9 @@ def factor_estimator_table(doc: dict[str, Any]) -> str:
 
 EDGE_FILES = (
     ("results/edge_budget.json", "shipped default (`bn` seed 0, routed: stem G re-estimating its statistics, soft+aug HR, 6-epoch stage 2)",
-     "G in INT8, calibrated on small crops at every factor"),
+     "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
+    ("results/ferplus/edge_budget_image_conv_int8.json", "shipped default, before the image conv stayed in float",
+     "G and the conv reading the image in INT8, calibrated on small crops at every factor"),
     ("results/default_model/previous_6ep/edge_budget.json", "previous default (stem G, soft+aug HR, 6-epoch stage 2, unrouted)",
      "G in INT8, calibrated on small crops at every factor"),
     ("results/ferplus/edge_budget_soft_aug_3ep.json", "previous default (stem G, soft+aug HR, 3-epoch stage 2)",
@@ -337,7 +377,9 @@ EDGE_FILES = (
     ("results/ferplus/edge_budget_calib_48px.json", "earlier default (stem G, full-run HR)",
      "G in INT8, calibrated on 48 px faces only"),
     ("results/ferplus/edge_budget_flip.json", "shipped default with the test-time flip folded in (`fsrfer-export --flip`)",
-     "G in INT8, calibrated on small crops at every factor"),
+     "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
+    ("results/ferplus/edge_budget_flip_image_conv_int8.json", "shipped default with the flip, before the image conv stayed in float",
+     "G and the conv reading the image in INT8, calibrated on small crops at every factor"),
     ("results/ferplus/edge_budget_layer1_g_int8.json", "layer1 G, before the layer4 fix", "G in INT8, 48 px calibration"),
     ("results/ferplus/edge_budget_g_float.json", "layer1 G, before the layer4 fix", "G in float, 48 px calibration"),
     ("results/ferplus/edge_budget_estimator_quantized.json", "layer1 G, before the layer4 fix",
@@ -504,6 +546,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd": ("results/crowd/bench.json", crowd_table, "README.md"),
     "targets": ("results/targets.json", targets_table, "README.md"),
     "int8_generator": ("results/ferplus/int8_generator.json", int8_generator_table, "README.md"),
+    "int8_sensitivity": ("results/ferplus/int8_sensitivity_val.json", int8_sensitivity_table, "README.md"),
     "early_g": ("results/ferplus/early_g_val.json", early_g_table, "README.md"),
     "early_g_seeds": ("results/ferplus/early_g_seeds.json", early_g_table, "README.md"),
     "shipped_seeds": ("results/ferplus/early_g_stem_camera_seeds.json", early_g_table, "README.md"),
@@ -517,6 +560,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "route_hr": (ROUTE_HR, route_hr_table, "README.md"),
     "route_hr_bn": ("results/ferplus/route_hr_bn_val.json", route_hr_table, "README.md"),
     "route_hr_train": ("results/ferplus/route_hr_train_val.json", route_hr_table, "README.md"),
+    "route_hr_train_seeds": ("results/ferplus/route_hr_train_seeds.json", route_hr_seeds_table, "README.md"),
     "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),
     "crowd_compare": ("results/crowd/bench.json", crowd_compare_table, "docs/crowd.md"),
     "crowd_variants": ("results/crowd/bench.json", crowd_variants_table, "docs/crowd.md"),

@@ -130,31 +130,42 @@ def test_uint8_input_matches_float(work: Path, tmp_path: Path) -> None:
     assert np.abs(a - b).max() <= 1e-4
 
 
-def test_int8_keeps_the_image_conv_and_keep_float_prefixes_in_float(work: Path, tmp_path: Path) -> None:
-    """The conv reading the image stays in float in both input dtypes (behind the uint8 wrapper's Cast and
-    normalisation too); ``keep_float`` adds module-path prefixes and refuses one that names no node."""
+def test_int8_keeps_the_image_path_and_keep_float_prefixes_in_float(work: Path, tmp_path: Path) -> None:
+    """The conv reading the image, and whatever runs on the image before it (the uint8 wrapper's
+    normalisation, the flip wrapper's Concat), stay in float: nothing rounds the image to 8 bits before
+    that conv. ``keep_float`` adds module-path prefixes and refuses one that names no node."""
     from fsrfer_edge.export import calib
 
-    for uint8 in (False, True):
-        export_onnx(work / "tiny.pt", tmp_path / "raw.onnx", uint8_input=uint8)
+    for uint8, flip in ((False, False), (True, False), (False, True)):
+        export_onnx(work / "tiny.pt", tmp_path / "raw.onnx", uint8_input=uint8, flip=flip)
         simplify(tmp_path / "raw.onnx", tmp_path / "m.onnx")
         m = load_onnx(tmp_path / "m.onnx")
         convs = [n.name for n in m.graph.node if n.op_type == "Conv"]
         first = quantize.image_conv_nodes(m)
         assert len(first) == 1 and quantize.module_path(first[0]) == "/trunk/stem/stem.0/Conv" and first[0] == convs[0]
+        assert set(first) <= set(quantize.image_path_nodes(m))
         info = read_model_info(tmp_path / "m.onnx")
         calib_x = calib.to_model_input(check.face_pixels(_faces(16, 5), info), info)
         quantize.quantize_int8(tmp_path / "m.onnx", tmp_path / "q.onnx", calib_x, "u8s8",
                                keep_float=("/trunk/layers/layers.1/",))
         q = load_onnx(tmp_path / "q.onnx")
-        produced_by = {o: n.op_type for n in q.graph.node for o in n.output}
+        producer = {o: n for n in q.graph.node for o in n.output}
         # A quantized conv's weights come through a DequantizeLinear; a float conv's are an initializer.
-        conv_inputs = {quantize.module_path(n.name): produced_by.get(n.input[1], "initializer")
-                       for n in q.graph.node if n.op_type == "Conv"}
-        assert conv_inputs["/trunk/stem/stem.0/Conv"] != "DequantizeLinear"
-        kept = [k for k in conv_inputs if k.startswith("/trunk/layers/layers.1/")]
-        assert kept and all(conv_inputs[k] != "DequantizeLinear" for k in kept)
-        assert conv_inputs["/trunk/layers/layers.0/conv1/Conv"] == "DequantizeLinear"
+        weights = {quantize.module_path(n.name): getattr(producer.get(n.input[1]), "op_type", "initializer")
+                   for n in q.graph.node if n.op_type == "Conv"}
+        assert weights["/trunk/stem/stem.0/Conv"] != "DequantizeLinear"
+        kept = [k for k in weights if k.startswith("/trunk/layers/layers.1/")]
+        assert kept and all(weights[k] != "DequantizeLinear" for k in kept)
+        assert weights["/trunk/layers/layers.0/conv1/Conv"] == "DequantizeLinear"
+        stem = next(n for n in q.graph.node if quantize.module_path(n.name) == "/trunk/stem/stem.0/Conv")
+        above, todo = set(), [stem.input[0]]
+        while todo:
+            node = producer.get(todo.pop())
+            if node is not None and node.name not in above:
+                above.add(node.name)
+                todo.extend(node.input)
+        assert not any(producer_op == "QuantizeLinear" for producer_op in
+                       (n.op_type for n in q.graph.node if n.name in above)), (uint8, flip)
     with pytest.raises(ConfigError, match="no node of the graph is under '/layer9/'"):
         quantize.quantize_int8(tmp_path / "m.onnx", tmp_path / "bad.onnx", calib_x, "u8s8", keep_float=("/layer9/",))
     assert not (tmp_path / "bad.onnx").exists()

@@ -220,11 +220,34 @@ def image_conv_nodes(model: "onnx.ModelProto") -> list[str]:
     return names
 
 
+def image_path_nodes(model: "onnx.ModelProto") -> list[str]:
+    """:func:`image_conv_nodes` and every node above them: what runs on the image before its first conv
+    (the uint8 wrapper's Cast and normalisation, the flip wrapper's mirror image and Concat).
+
+    All of it stays in float: ONNX Runtime quantizes a Concat or an Add as readily as a conv, and one
+    quantized op there rounds the image to an 8-bit grid before the float conv reads it (the flipped graph's
+    Concat did, and its INT8 file still lost 0.67 points at x8 on test with the conv itself in float).
+    """
+    producer = {o: n for n in model.graph.node for o in n.output}
+    convs = image_conv_nodes(model)
+    by_name = {n.name: n for n in model.graph.node}
+    seen: set[str] = set()
+    todo = [by_name[c] for c in convs]
+    while todo:
+        node = todo.pop()
+        if node.name in seen:
+            continue
+        seen.add(node.name)
+        todo.extend(producer[i] for i in node.input if i in producer)
+    return [n.name for n in model.graph.node if n.name in seen]
+
+
 def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True, image_conv: bool = True) -> list[str]:
     """Names of the nodes that stay in float: G (wherever it sits; the exporter names its nodes
     ``/generator/...``; only with ``generator=True``), everything from the global pooling on (the
     embedding, G on it, the head), and always the factor estimator and FiLM (:data:`ALWAYS_FLOAT_PREFIXES`)
-    and the convolutions that read the image (:func:`image_conv_nodes`; not with ``image_conv=False``).
+    and the convolutions that read the image with everything above them (:func:`image_path_nodes`; not
+    with ``image_conv=False``).
 
     The fully-connected tail is about 1% of ONNX Runtime CPU time for resnet18 at batch 32. G on the
     layer3 map is not small: in the u8s8 file it takes about 40% of the time when it stays in float,
@@ -233,7 +256,7 @@ def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True, image_con
     FSR-FER adds to the trunk; ``generator=False`` quantizes it (``fsrfer-export --int8-quantize-g``).
     """
     tainted: set[str] = set()
-    image_convs = set(image_conv_nodes(model)) if image_conv else set()
+    image_convs = set(image_path_nodes(model)) if image_conv else set()
     names = []
     for node in model.graph.node:
         path = module_path(node.name)
