@@ -475,8 +475,14 @@ def test_an_early_g_exports_to_one_graph_and_a_scale_aware_one_is_refused(tmp_pa
     wrapped = load_onnx(tmp_path / "aware_u8.onnx")
     assert all(n.name.startswith("/model/") for n in wrapped.graph.node if n.name.count("/") > 1)
     assert generator_is_early(wrapped)
+    from fsrfer_edge.export.quantize import image_path_nodes
+
+    wrapper_ops = set(image_path_nodes(wrapped)) - {n.name for n in wrapped.graph.node if n.name.startswith("/model/")}
+    assert wrapper_ops, "the wrapper's Cast and normalisation run on the image above the stem conv"
     for g in (False, True):
-        assert {module_path(n) for n in float_tail_nodes(wrapped, generator=g)} == set(float_tail_nodes(graph, generator=g))
+        floats = set(float_tail_nodes(wrapped, generator=g))
+        assert wrapper_ops <= floats  # nothing rounds the image to 8 bits before the (float) stem conv
+        assert {module_path(n) for n in floats - wrapper_ops} == set(float_tail_nodes(graph, generator=g))
 
 
 def test_factor_estimator_is_fitted_from_degraded_faces_and_refuses_to_guess_unfitted():

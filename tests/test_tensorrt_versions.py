@@ -248,10 +248,12 @@ def test_check_passes_the_shipped_default_fp16_and_a_fresh_s8s8(tmp_path: Path) 
                            quantize_generator=False)
     report = trt_check.check_file(tmp_path / "default.int8-s8s8.onnx")
     assert report.ok, report.errors
-    # The trunk's convolutions outside G run in INT8; G (kept float by default), the estimator and the head do not.
+    # The trunk's convolutions outside G run in INT8; G (kept float by default), the estimator, the head and
+    # the conv that reads the image (quantize.image_conv_nodes) do not.
     convs = [n.name for n in load_onnx(DEFAULT_MODEL).graph.node if n.op_type == "Conv"]
-    trunk = [n for n in convs if not n.startswith(("/generator/", "/factor_estimator/"))]
+    trunk = [n for n in convs if not n.startswith(("/generator/", "/factor_estimator/", "/stem/"))]
     assert trunk and set(trunk) <= set(report.int8_layers), (trunk, report.int8_layers)
+    assert "/stem/stem.0/Conv" in report.float_layers
     assert any("/generator/" in n for n in report.float_layers)
     assert not any(n.startswith(("/generator/", "/factor_estimator/", "/head/")) for n in report.int8_layers)
     # With G quantized too (the default for an early G, as the shipped one), G's convolutions join them.
