@@ -12,7 +12,8 @@ on FER+ train faces from ``--data``; G quantized). Each file is profiled in its 
 Runtime sessions in one process steal each other's cores), in interleaved rounds; per part, the median
 over rounds of the mean kernel milliseconds per batch. The profiler's kernel times leave out the time
 between kernels, so their sum is below the wall-clock latency; the shares are what this is for. Random
-faces (timings do not depend on content). The load average is recorded beside the figures.
+small-looking faces (``fsrfer_edge.bench.random_faces``: a routed graph times its slower path, G). The
+load average is recorded beside the figures.
 """
 from __future__ import annotations
 
@@ -78,9 +79,13 @@ def profile_one(model: Path, batch: int, threads: int, warmup: int, iters: int) 
         inp = plain.get_inputs()[0]
         dtype = np.uint8 if "uint8" in inp.type else np.float32
         shape = [batch] + [d if isinstance(d, int) else 48 for d in inp.shape[1:]]
-        x = np.random.default_rng(0).integers(0, 256, shape).astype(dtype)
-        if dtype == np.float32:
-            x = (x - 127.5) / 127.5
+        # Small-looking faces (fsrfer-bench's): a routed graph sends random 48 px noise down its cheaper HR path.
+        sys.path.insert(0, str(REPO))
+        from fsrfer_edge.bench import random_faces
+        from fsrfer_edge.export.onnx_export import read_model_info
+
+        x = random_faces(shape[0], shape[-1]).reshape(shape)
+        x = x.astype(dtype) if dtype == np.uint8 else read_model_info(model).preprocessing.normalize(x)
         for _ in range(warmup):
             plain.run(None, {inp.name: x})
         lat = []
