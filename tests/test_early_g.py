@@ -766,6 +766,19 @@ def test_routing_gives_hr_faces_the_hr_model_and_exports_to_one_graph(tmp_path):
     from fsrfer_edge.export.quantize import route_counts
     from fsrfer_edge.export.onnx_export import load_onnx
 
+    # The factor estimator reads the float image, not a dequantized 8-bit copy of it (rounding a face resized
+    # up from a few pixels moves the estimate: results/ferplus/input_rounding_val.json).
+    def input_quantized(path: Path) -> bool:
+        q = load_onnx(path)
+        assert any(n.name.startswith("/factor_estimator/") and n.input[0] in ("faces", "faces_DequantizeLinear_Output")
+                   for n in q.graph.node)
+        return any(n.op_type == "QuantizeLinear" and n.input[0] == "faces" for n in q.graph.node)
+
+    quantize_int8(unrouted, tmp_path / "g.u8.onnx", calib, scheme="u8s8")
+    quantize_int8(unrouted, tmp_path / "g.u8_old.onnx", calib, scheme="u8s8", float_image_conv=False)
+    assert input_quantized(tmp_path / "g.u8_old.onnx")  # before: the estimator read a rounded copy
+    for path in (tmp_path / "routed.int8.onnx", tmp_path / "g.int8.onnx", tmp_path / "g.u8.onnx"):
+        assert not input_quantized(path), path.name
     assert route_counts(load_onnx(tmp_path / "routed.onnx"), calib, "faces") == [32, 32]
     assert route_counts(load_onnx(unrouted), calib, "faces") == []
     with pytest.raises(ModelError, match=r"all took one path of its routed graph \(faces per path: \[0, 32\]\)"):

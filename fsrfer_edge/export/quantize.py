@@ -204,9 +204,10 @@ def image_conv_nodes(model: "onnx.ModelProto") -> list[str]:
     They stay in float. On the shipped stem-level G, this one conv (1 input channel, under 0.2% of the
     multiply-adds a face goes through) in INT8 changed the class of 7.9% of FER+ val faces at x8 and 2.6%
     at x6 against FP32; kept in float, 1.3% and 0.9% (results/ferplus/int8_sensitivity_val.json,
-    ``scripts/int8_sensitivity.py``). The cause is the input's 8-bit grid: a face resized up from a few
-    pixels differs from its neighbours by less than one grey level, and the model's x8 outputs depend on
-    those differences.
+    ``scripts/int8_sensitivity.py``). The cause is the input's 8-bit grid reaching the factor estimator
+    (ONNX Runtime hands the float estimator the same dequantized input): a face resized up from a few
+    pixels differs from its neighbours by less than one grey level, so rounding noise dominates the
+    estimator's statistics and its x8 estimates drop (results/ferplus/input_rounding_val.json).
     """
     below_conv: set[str] = set()
     names = []
