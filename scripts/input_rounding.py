@@ -25,6 +25,23 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 
+def rounded(x: Any, pre: Any) -> Any:
+    """Normalised inputs ``x`` with their pixels rounded to whole grey levels (what a uint8 image holds)."""
+    import numpy as np
+
+    return pre.normalize(np.clip(np.rint((x * pre.std + pre.mean) * 255.0), 0, 255))
+
+
+def estimated(model: Any, x: Any) -> tuple[Any, Any]:
+    """Logits with the model's own factor estimate (as its exported graph runs), and that estimate."""
+    import numpy as np
+    import torch
+
+    with torch.no_grad():
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        return model(t).numpy(), model.factor_estimator(t).numpy()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT")
@@ -60,25 +77,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         model, pre, _ = checkpoint.load_model(Path(path))
         fn = torch_logits_fn(model)
 
-        def rounded(x: Any) -> Any:
-            pixels = np.clip(np.rint((x * pre.std + pre.mean) * 255.0), 0, 255)
-            return pre.normalize(pixels)
-
         estimator = getattr(model, "factor_estimator", None)
-
-        def estimated(x: Any) -> Any:  # the model's own factor estimate, as the exported graph runs it
-            with torch.no_grad():
-                t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-                return model(t).numpy(), estimator(t).numpy()  # type: ignore[misc]
-
         per, per_est = {}, {}
         for f in FACTORS:
             xs = [protocol_inputs(images[s:s + 256], int(f), pre) for s in range(0, len(images), 256)]
             a = np.concatenate([fn(x, int(f)) for x in xs])
-            b = np.concatenate([fn(rounded(x), int(f)) for x in xs])
+            b = np.concatenate([fn(rounded(x, pre), int(f)) for x in xs])
             per[str(f)] = compare(a, b, labels)
             if estimator is not None:
-                ea, eb = zip(*(estimated(x) for x in xs)), zip(*(estimated(rounded(x)) for x in xs))
+                ea = zip(*(estimated(model, x) for x in xs))
+                eb = zip(*(estimated(model, rounded(x, pre)) for x in xs))
                 (la, fa), (lb, fb) = [tuple(np.concatenate(v) for v in e) for e in (ea, eb)]
                 per_est[str(f)] = {**compare(la, lb, labels), "mean_estimated_factor": round(float(fa.mean()), 3),
                                    "mean_estimated_factor_rounded": round(float(fb.mean()), 3)}

@@ -1,22 +1,17 @@
 """scripts/route_hr_seeds.py: the second rule of the bn_route config, applied to paired seed reports."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from _scripts import load_script
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("route_hr_seeds_script", REPO / "scripts" / "route_hr_seeds.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/route_hr_seeds.py", "route_hr_seeds_script")
 
 
 @pytest.mark.parametrize("diffs, verdict", [

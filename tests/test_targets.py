@@ -1,21 +1,18 @@
 """scripts/targets.py: issue 12's rows are computed from the result files, and a missing file says so."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from _scripts import load_script
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _targets() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("targets_script", REPO / "scripts" / "targets.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/targets.py", "targets_script")
 
 
 def _table(acc: dict[str, float]) -> dict[str, Any]:
@@ -113,10 +110,7 @@ def test_committed_targets_and_readme_tables_are_what_the_committed_result_files
     # README's targets table showing the previous default's edge budget; this fails on that.
     mod = _targets()
     assert mod.main(["--check"]) == 0, "run python scripts/targets.py, then python scripts/readme_tables.py"
-    spec = importlib.util.spec_from_file_location("readme_tables_script", REPO / "scripts" / "readme_tables.py")
-    assert spec is not None and spec.loader is not None
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
+    tables = load_script("scripts/readme_tables.py", "readme_tables_script")
     assert tables.stale(list(tables.TABLES)) == [], "run python scripts/readme_tables.py"
     # and the check can fail: an out-of-date targets file is reported
     old = tmp_path / "targets.json"
