@@ -770,7 +770,7 @@ def test_routing_gives_hr_faces_the_hr_model_and_exports_to_one_graph(tmp_path):
     # up from a few pixels moves the estimate: results/ferplus/input_rounding_val.json).
     def input_quantized(path: Path) -> bool:
         q = load_onnx(path)
-        assert any(n.name.startswith("/factor_estimator/") and n.input[0] in ("faces", "faces_DequantizeLinear_Output")
+        assert any(n.name.startswith("/factor_estimator/") and n.input[:1] in (["faces"], ["faces_DequantizeLinear_Output"])
                    for n in q.graph.node)
         return any(n.op_type == "QuantizeLinear" and n.input[0] == "faces" for n in q.graph.node)
 
