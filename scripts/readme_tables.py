@@ -202,6 +202,31 @@ def route_hr_seeds_table(doc: dict[str, Any]) -> str:
             f"+{s['line']}; verdict: {s['verdict']}):\n\n" + "\n".join(rows) + "\n")
 
 
+#: scripts/factor_estimator_rounding.py's estimators, as the README names them.
+ESTIMATOR_ROUNDING_NAMES = {
+    "shipped": "shipped estimator, faces as drawn (float)",
+    "shipped_rounded": "shipped estimator, faces rounded to whole grey levels",
+    "refit_rounded": "fitted on rounded faces, rounded faces (an estimator that rounds its input)",
+    "refit_both_float": "fitted on both, faces as drawn",
+    "refit_both_rounded": "fitted on both, rounded faces",
+}
+
+
+def estimator_rounding_table(doc: dict[str, Any]) -> str:
+    """Per estimator and factor: mean estimated factor and MAE of log2(factor) on degraded val faces."""
+    rows_in = doc["per_estimator"]
+    factors = list(next(iter(rows_in.values())))
+    rows = ["| estimator, val faces | " + " | ".join(f"x{f}" for f in factors) + " |",
+            "|---|" + "---:|" * len(factors)]
+    order = list(ESTIMATOR_ROUNDING_NAMES)
+    for name, per in sorted(rows_in.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
+        rows.append(f"| {ESTIMATOR_ROUNDING_NAMES.get(name, name)} | "
+                    + " | ".join(f"{per[f]['mean_estimate']:.2f} ({per[f]['mae_log2']:.3f})" for f in factors) + " |")
+    return (f"`{doc['source']}` (`{doc['command']}`; fitted on {doc['train_faces']} FER+ train faces, evaluated on "
+            f"{doc['val_faces']} val faces, each degraded as stage 2 degrades them, one draw per face; mean estimated factor, in brackets the mean absolute error of log2(factor)):"
+            "\n\n" + "\n".join(rows) + "\n")
+
+
 def _accuracies(path: Path) -> dict[str, float]:
     """Accuracy in % per factor of an fsrfer-eval JSON file."""
     return {f: 100 * v["accuracy"] for f, v in json.loads(path.read_text())["factors"].items()}
@@ -547,6 +572,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "targets": ("results/targets.json", targets_table, "README.md"),
     "int8_generator": ("results/ferplus/int8_generator.json", int8_generator_table, "README.md"),
     "int8_sensitivity": ("results/ferplus/int8_sensitivity_val.json", int8_sensitivity_table, "README.md"),
+    "estimator_rounding": ("results/ferplus/factor_estimator_rounding_val.json", estimator_rounding_table, "README.md"),
     "early_g": ("results/ferplus/early_g_val.json", early_g_table, "README.md"),
     "early_g_seeds": ("results/ferplus/early_g_seeds.json", early_g_table, "README.md"),
     "shipped_seeds": ("results/ferplus/early_g_stem_camera_seeds.json", early_g_table, "README.md"),
