@@ -25,20 +25,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--out", required=True, help="where to write the checkpoint with the estimator")
     ap.add_argument("--data", help="data path (default: the checkpoint config's)")
     ap.add_argument("--faces", type=int, default=6000, help="training faces to fit on (default: 6000)")
+    ap.add_argument("--round-input", action="store_true",
+                    help="a new estimator that rounds the image to whole grey levels before its statistics, so "
+                         "float and uint8 inputs get the same estimate (replaces the checkpoint's estimator)")
     args = ap.parse_args(argv)
     from trainer import checkpoint
     from trainer import config as config_mod
-    from trainer.train import PRE, _degrade_cfg, fit_factor_estimator, load_data
+    from trainer.train import _degrade_cfg, fit_factor_estimator, load_data
 
-    model, _, ckpt = checkpoint.load_model(args.checkpoint)
+    model, pre, ckpt = checkpoint.load_model(args.checkpoint)
     meta = dict(ckpt.get("meta") or {})
     if "config" not in meta:
         raise SystemExit(f"{args.checkpoint}: no training config in its meta; expected an fsrfer-train checkpoint")
     cfg = config_mod.from_dict(meta["config"])
     data = load_data(cfg, config_mod.resolve_data_path(cfg, args.data, str(REPO / "configs" / "x.yaml")))
     meta["factor_estimator"] = fit_factor_estimator(model, data.train.images, data.val.images, _degrade_cfg(cfg),
-                                                    cfg.seed, args.faces)
-    checkpoint.save(args.out, checkpoint.model_payload(model.eval(), model.spec, PRE, meta))
+                                                    cfg.seed, args.faces, pre if args.round_input else None)
+    checkpoint.save(args.out, checkpoint.model_payload(model.eval(), model.spec, pre, meta), compress=True)
     for k, v in meta["factor_estimator"].items():
         print(f"x{k}: estimated {v['mean_estimate']:.2f} on average, MAE of log2 {v['mae_log2']:.3f} ({v['faces']} val faces)")
     print(f"wrote {args.out}")

@@ -325,8 +325,13 @@ class FactorEstimator(nn.Module):
     N_WEIGHTS = 7
     EPS = 1e-6
 
-    def __init__(self, max_factor: float = 8.0) -> None:
+    def __init__(self, max_factor: float = 8.0, pixels: Optional[tuple[float, float]] = None) -> None:
+        """``pixels``: (scale, offset) with ``pixel = x * scale + offset`` in [0, 255] (the preprocessing's
+        255 * std and 255 * mean). Given, the statistics are computed on the image rounded to whole grey
+        levels, so a float input and the same image stored as uint8 get the same estimate (spec key
+        ``factor_estimator_pixels``; results/ferplus/factor_estimator_rounding_val.json)."""
         super().__init__()
+        self.pixels = (float(pixels[0]), float(pixels[1])) if pixels is not None else None
         self.register_buffer("weights", torch.zeros(self.N_WEIGHTS))
         self.register_buffer("fitted", torch.zeros(()))
         self.register_buffer("log2_max", torch.tensor(math.log2(max_factor)))
@@ -336,6 +341,9 @@ class FactorEstimator(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, S, S) normalised faces -> (N, 7) regression features."""
         g = x.mean(1, keepdim=True)
+        if self.pixels is not None:
+            scale, offset = self.pixels
+            g = (torch.round(g * scale + offset) - offset) / scale
         lap = torch.nn.functional.conv2d(g, self.laplacian).abs().mean((1, 2, 3))
         grad = (g[..., :, 1:] - g[..., :, :-1]).abs().mean((1, 2, 3)) + \
             (g[..., 1:, :] - g[..., :-1, :]).abs().mean((1, 2, 3))
@@ -601,8 +609,10 @@ class InferenceModel(nn.Module):
         #: True when the G is scale-aware: forward() takes each face's down-sample factor, or estimates
         #: it with ``factor_estimator`` (present when the spec says ``factor_estimator: true``).
         self.scale_aware = bool(getattr(self.generator, "scale_aware", False))
+        pixels = spec.get("factor_estimator_pixels")
         self.factor_estimator: Optional[FactorEstimator] = \
-            FactorEstimator() if self.scale_aware and spec.get("factor_estimator") else None
+            FactorEstimator(pixels=tuple(pixels) if pixels else None) \
+            if self.scale_aware and spec.get("factor_estimator") else None
         #: Faces whose factor is below this go through the frozen HR stages instead of G (0: every face
         #: through G). See :meth:`routed`.
         self.route_hr_below = float(spec.get("route_hr_below", 0.0) or 0.0)

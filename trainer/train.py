@@ -707,20 +707,27 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
 
 
 def fit_factor_estimator(model: InferenceModel, train_images: np.ndarray, val_images: np.ndarray, dcfg: Any,
-                         seed: int, n: int = 6000) -> dict[str, Any]:
+                         seed: int, n: int = 6000, round_pixels: Optional[Preprocessing] = None) -> dict[str, Any]:
     """Fit (or add and fit) a scale-aware model's :class:`~trainer.models.FactorEstimator`.
 
     Least squares of log2(factor) on the estimator's image statistics, over ``n`` training faces each
     degraded as stage 2 degrades them (``dcfg``: factors, kernels, JPEG, noise, blur; one draw per face).
     The model's spec gets ``factor_estimator: true`` so that checkpoints rebuild it. Returns the
     estimator's error on ``val_images`` degraded the same way: per factor, the mean estimated factor
-    and the mean absolute error of log2(factor).
+    and the mean absolute error of log2(factor). With ``round_pixels`` (the model's preprocessing) the
+    model gets a new estimator that computes its statistics on whole grey levels (spec
+    ``factor_estimator_pixels``), replacing any it had.
     """
     from .degrade import random_lr
     from .models import FactorEstimator
 
     if not model.scale_aware:
         raise ConfigError("only a scale-aware G (stage2.scale_aware) uses a factor estimator")
+    if round_pixels is not None:  # a new estimator on whole grey levels (FactorEstimator ``pixels``)
+        pixels = (255.0 * float(round_pixels.std), 255.0 * float(round_pixels.mean))
+        model.factor_estimator = FactorEstimator(float(max(dcfg.factors)), pixels)
+        model.spec["factor_estimator"] = True
+        model.spec["factor_estimator_pixels"] = list(pixels)
     if model.factor_estimator is None:
         model.factor_estimator = FactorEstimator(float(max(dcfg.factors)))
         model.spec["factor_estimator"] = True
