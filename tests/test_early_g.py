@@ -509,6 +509,45 @@ def test_factor_estimator_is_fitted_from_degraded_faces_and_refuses_to_guess_unf
                              faces, faces, DegradeConfig(), seed=0)
 
 
+def test_rounding_estimator_gives_float_and_uint8_inputs_one_estimate(tmp_path: Path) -> None:
+    """``round_pixels``: the estimator's statistics on whole grey levels, so a face resized up in float and
+    the same face stored as uint8 get the same factor; the spec rebuilds it from a checkpoint, and its ONNX
+    graph (with Round, in both TensorRT tables) matches PyTorch."""
+    ort = pytest.importorskip("onnxruntime")
+    from fsrfer_edge.export.onnx_export import export_onnx, load_onnx
+    from fsrfer_edge.export.trt_check import check_file
+    from trainer import checkpoint
+    from trainer.evaluate import degraded_inputs
+
+    faces, _ = make_faces(900, seed=6)
+    dcfg = DegradeConfig(factors=(1, 2, 4, 8))
+    x = torch.from_numpy(degraded_inputs(faces[700:760], 8, PRE))  # resized up in float
+    rounded = torch.from_numpy(PRE.normalize(np.clip(np.rint((x.numpy() * PRE.std + PRE.mean) * 255), 0, 255)))
+    plain, rounding = _deep_model(), _deep_model()
+    fit_factor_estimator(plain, faces[:700], faces[700:], dcfg, seed=0, n=700)
+    fit_factor_estimator(rounding, faces[:700], faces[700:], dcfg, seed=0, n=700, round_pixels=PRE)
+    assert rounding.spec["factor_estimator_pixels"] == [255.0 * PRE.std, 255.0 * PRE.mean]
+    assert "factor_estimator_pixels" not in plain.spec
+    with torch.no_grad():
+        a, b = rounding.factor_estimator(x), rounding.factor_estimator(rounded)
+        pa, pb = plain.factor_estimator(x), plain.factor_estimator(rounded)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5)
+    assert float((pa - pb).abs().max()) > 0.01  # the plain estimator's statistics move with the rounding
+    path = tmp_path / "round.pt"
+    checkpoint.save(path, checkpoint.model_payload(rounding, rounding.spec, PRE, {"name": "round"}))
+    rebuilt, _, _ = checkpoint.load_model(path)
+    assert rebuilt.factor_estimator is not None and rebuilt.factor_estimator.pixels is not None
+    with torch.no_grad():
+        np.testing.assert_allclose(rebuilt.factor_estimator(x).numpy(), a.numpy(), rtol=1e-6)
+        want = rebuilt(x).numpy()
+    export_onnx(path, tmp_path / "round.onnx")
+    assert any(n.op_type == "Round" for n in load_onnx(tmp_path / "round.onnx").graph.node)
+    sess = ort.InferenceSession(str(tmp_path / "round.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"faces": x.numpy()})[0], want, atol=1e-4)
+    report = check_file(tmp_path / "round.onnx")
+    assert report.ok, report.errors
+
+
 def test_seed_summary_pairs_each_row_with_the_method_seed_by_seed():
     import importlib.util
 
