@@ -43,6 +43,16 @@ def file_problem(path: PathLike) -> str:
     return ""
 
 
+
+def files_problem(*paths: PathLike) -> str:
+    """``"PATH <why>"`` for the first of ``paths`` that cannot be read as a regular file (:func:`file_problem`),
+    "" when all can: a script's check of its inputs before it starts work."""
+    for path in paths:
+        problem = file_problem(path)
+        if problem:
+            return f"{path} {problem}"
+    return ""
+
 def check_output_path(path: PathLike, what: str = "output") -> Path:
     """Refuse, before any work is done, an output path that cannot be written as a file.
 

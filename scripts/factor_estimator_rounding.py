@@ -38,16 +38,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     import numpy as np
     import torch
 
-    from fsrfer_edge.fileio import check_output_path, write_json
+    from fsrfer_edge.fileio import check_output_path, files_problem, write_json
     from trainer import checkpoint
     from trainer import config as config_mod
     from trainer.degrade import random_lr
     from trainer.train import _degrade_cfg, _tensor, load_data
 
-    for p in (args.checkpoint, args.data):
-        if not p.is_file():
-            print(f"error: {p} is missing", file=sys.stderr)
-            return 2
+    problem = files_problem(args.checkpoint, args.data)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     check_output_path(args.out)
     model, _, payload = checkpoint.load_model(args.checkpoint)
     if model.factor_estimator is None or "config" not in payload["meta"]:

@@ -53,7 +53,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     import numpy as np
     import torch
 
-    from fsrfer_edge.fileio import check_output_path, write_json
+    from fsrfer_edge.fileio import check_output_path, files_problem, write_json
     from fsrfer_edge.preprocessing import FACTORS
     from int8_sensitivity import compare
     from trainer import checkpoint
@@ -64,10 +64,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     if len(models) != len(args.model):
         print("error: --model takes NAME=CHECKPOINT", file=sys.stderr)
         return 2
-    for p in [args.data, *map(Path, models.values())]:
-        if not Path(p).is_file():
-            print(f"error: {p} is missing", file=sys.stderr)
-            return 2
+    problem = files_problem(args.data, *models.values())
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     check_output_path(args.json)
     torch.set_num_threads(args.threads)
     part = load_dataset(args.data, labels="ferplus").subset(args.split)

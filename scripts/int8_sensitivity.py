@@ -106,14 +106,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.export.calib import calibration_inputs
     from fsrfer_edge.export.onnx_export import read_model_info
     from fsrfer_edge.export.quantize import quantize_int8
-    from fsrfer_edge.fileio import check_output_path, sha256_file, write_json
+    from fsrfer_edge.fileio import check_output_path, files_problem, sha256_file, write_json
     from fsrfer_edge.preprocessing import FACTORS
     from trainer.data import load_dataset
 
-    for p in (args.model, args.data):
-        if not p.is_file():
-            print(f"error: {p} is missing", file=sys.stderr)
-            return 2
+    problem = files_problem(args.model, args.data)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     check_output_path(args.out)
     info = read_model_info(args.model)
     fs = load_dataset(args.data, labels="ferplus")

@@ -617,3 +617,13 @@ def test_any_garbage_checkpoint_is_a_model_error(tmp_path: Path) -> None:
         path.write_bytes(rng.integers(0, 256, int(rng.integers(1, 2000)), dtype=np.uint8).tobytes())
         with pytest.raises(ModelError, match="could not be read|not an fsrfer checkpoint"):
             checkpoint.load_model(path)
+
+
+def test_files_problem_names_the_first_unreadable_input(tmp_path: Path) -> None:
+    from fsrfer_edge.fileio import files_problem
+
+    ok = tmp_path / "ok.npz"
+    ok.write_bytes(b"x")
+    assert files_problem(ok) == ""
+    assert files_problem(ok, tmp_path / "gone.pt", tmp_path) == f"{tmp_path / 'gone.pt'} does not exist"
+    assert files_problem(ok, tmp_path).startswith(f"{tmp_path} ") and "director" in files_problem(tmp_path)
