@@ -389,9 +389,13 @@ def factor_estimator_table(doc: dict[str, Any]) -> str:
 
 
 EDGE_FILES = (
-    ("results/edge_budget.json", "shipped default (`bn` seed 0, routed: stem G re-estimating its statistics, soft+aug HR, 6-epoch stage 2)",
+    ("results/edge_budget.json", "shipped default (`bn` seed 0, routed: stem G re-estimating its statistics, soft+aug HR, "
+     "6-epoch stage 2; factor estimator on whole grey levels)",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
-    ("results/ferplus/edge_budget_image_conv_int8.json", "shipped default, before the image conv stayed in float",
+    ("results/default_model/previous_bn/edge_budget.json", "previous default (`bn` seed 0, routed, estimator on float statistics)",
+     "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
+    ("results/ferplus/edge_budget_image_conv_int8.json", "previous default (`bn` seed 0, routed, estimator on float statistics), "
+     "before the image conv stayed in float",
      "G and the conv reading the image in INT8, calibrated on small crops at every factor"),
     ("results/default_model/previous_6ep/edge_budget.json", "previous default (stem G, soft+aug HR, 6-epoch stage 2, unrouted)",
      "G in INT8, calibrated on small crops at every factor"),
@@ -403,7 +407,10 @@ EDGE_FILES = (
      "G in INT8, calibrated on 48 px faces only"),
     ("results/ferplus/edge_budget_flip.json", "shipped default with the test-time flip folded in (`fsrfer-export --flip`)",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
-    ("results/ferplus/edge_budget_flip_image_conv_int8.json", "shipped default with the flip, before the image conv stayed in float",
+    ("results/default_model/previous_bn/edge_budget_flip.json", "previous default (estimator on float statistics) with the flip",
+     "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
+    ("results/ferplus/edge_budget_flip_image_conv_int8.json", "previous default (estimator on float statistics) with the flip, "
+     "before the image conv stayed in float",
      "G and the conv reading the image in INT8, calibrated on small crops at every factor"),
     ("results/ferplus/edge_budget_layer1_g_int8.json", "layer1 G, before the layer4 fix", "G in INT8, 48 px calibration"),
     ("results/ferplus/edge_budget_g_float.json", "layer1 G, before the layer4 fix", "G in float, 48 px calibration"),

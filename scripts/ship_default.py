@@ -48,6 +48,9 @@ def describe_g(spec: dict, s2: dict) -> str:
     if gen.get("scale_aware"):
         text += ("; scale-aware: FiLM conditions G on the down-sample factor, which the graph estimates from the "
                  "image itself" if spec.get("factor_estimator") else "; scale-aware: FiLM on the down-sample factor")
+    if spec.get("factor_estimator_pixels"):
+        text += (" (its statistics on the image rounded to whole grey levels, so a face resized in float and the "
+                 "same face stored as uint8 get the same factor)")
     if gen.get("batchnorm") == "train":
         text += "; the copies' BatchNorm statistics were re-estimated on the mixed-factor training faces"
     elif gen.get("batchnorm") == "per_factor":

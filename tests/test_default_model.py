@@ -104,3 +104,5 @@ def test_the_model_card_says_when_hr_faces_take_the_hr_stages():
     assert "BatchNorm statistics were re-estimated on the mixed-factor training faces" in mod.describe_g(bn, {})
     assert "below x1.41 (a face that was not down-sampled) goes through the frozen HR stages" in \
         mod.describe_g({**g, "route_hr_below": 2 ** 0.5}, {})
+    assert "whole grey levels" not in mod.describe_g(g, {})
+    assert "rounded to whole grey levels" in mod.describe_g({**g, "factor_estimator_pixels": [63.75, 127.5]}, {})
