@@ -41,8 +41,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.fileio import check_output_path, files_problem, write_json
     from trainer import checkpoint
     from trainer import config as config_mod
-    from trainer.degrade import random_lr
-    from trainer.train import _degrade_cfg, _tensor, load_data
+    from trainer.train import _degrade_cfg, _tensor, estimator_faces, load_data
 
     problem = files_problem(args.checkpoint, args.data)
     if problem:
@@ -57,12 +56,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     data = load_data(cfg, args.data)
     dcfg = _degrade_cfg(cfg)
 
-    def draw(images: Any, rng: Any) -> tuple[Any, Any]:  # as fit_factor_estimator draws
-        idx = rng.choice(len(images), min(args.faces, len(images)), replace=False)
-        return random_lr(images[idx], dcfg, rng)
-
-    train_lr, train_f = draw(data.train.images, np.random.default_rng([cfg.seed, 11]))
-    val_lr, val_f = draw(data.val.images, np.random.default_rng([cfg.seed, 12]))
+    train_lr, train_f = estimator_faces(data.train.images, dcfg, cfg.seed, "train", args.faces)
+    val_lr, val_f = estimator_faces(data.val.images, dcfg, cfg.seed, "val", args.faces)
 
     def rounded(lr: Any) -> Any:
         return np.clip(np.rint(lr), 0, 255)
@@ -92,7 +87,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             "refit_both_float": report(both, val_lr), "refit_both_rounded": report(both, rounded(val_lr))}
     for name, per in rows.items():
         print(f"{name:20s} " + "  ".join(f"x{k} {v['mean_estimate']:.2f} ({v['mae_log2']:.3f})" for k, v in per.items()))
-    write_json(args.out, {"command": "python scripts/factor_estimator_rounding.py", "checkpoint": str(args.checkpoint.name),
+    write_json(args.out, {"command": f"python scripts/factor_estimator_rounding.py --checkpoint {args.checkpoint}",
+                          "checkpoint": str(args.checkpoint.name),
                           "split": "val", "train_faces": int(len(train_f)), "val_faces": int(len(val_f)),
                           "whole_grey_share_of_drawn_train_faces": round(float(np.mean(
                               [np.array_equal(a, np.rint(a)) for a in train_lr])), 3),

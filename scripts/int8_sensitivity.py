@@ -144,7 +144,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"{name:14s} " + "  ".join(f"x{f} lost {v['points_lost']:+.2f} flips {v['flips']:.2f} kl {v['kl']:.1f}"
                                              for f, v in per.items()), flush=True)
     write_json(args.out, {
-        "command": "python scripts/int8_sensitivity.py" + (f" --split {args.split}" if args.split != "val" else ""),
+        "command": f"python scripts/int8_sensitivity.py --model {args.model}" + (f" --split {args.split}" if args.split != "val" else ""),
         "model": args.model.name, "model_sha256": sha256_file(args.model), "split": args.split, "n": int(len(labels)),
         "one_face_points": round(100 / len(labels), 3), "calibration": {"faces": 512, "method": "percentile",
                                                                         "factors": factors, "scheme": "u8s8"},

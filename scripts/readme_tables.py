@@ -204,8 +204,8 @@ def route_hr_seeds_table(doc: dict[str, Any]) -> str:
 
 #: scripts/factor_estimator_rounding.py's estimators, as the README names them.
 ESTIMATOR_ROUNDING_NAMES = {
-    "shipped": "shipped estimator, faces as drawn (float)",
-    "shipped_rounded": "shipped estimator, faces rounded to whole grey levels",
+    "shipped": "the checkpoint's estimator (the previous default's, float statistics), faces as drawn (float)",
+    "shipped_rounded": "the checkpoint's estimator, faces rounded to whole grey levels",
     "refit_rounded": "fitted on rounded faces, rounded faces (an estimator that rounds its input)",
     "refit_both_float": "fitted on both, faces as drawn",
     "refit_both_rounded": "fitted on both, rounded faces",

@@ -706,6 +706,16 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
     return _save_model(out, name, model.eval(), cfg, gan if s2.epochs else pre, extra)
 
 
+def estimator_faces(images: np.ndarray, dcfg: Any, seed: int, split: str, n: int = 6000) -> tuple[np.ndarray, np.ndarray]:
+    """The faces :func:`fit_factor_estimator` fits on (``split="train"``) or reports on (``"val"``): up to ``n``
+    of ``images``, each degraded once as stage 2 degrades faces; (float pixel values, factors)."""
+    from .degrade import random_lr
+
+    rng = np.random.default_rng([seed, {"train": 11, "val": 12}[split]])
+    idx = rng.choice(len(images), min(n, len(images)), replace=False)
+    return random_lr(images[idx], dcfg, rng)
+
+
 def fit_factor_estimator(model: InferenceModel, train_images: np.ndarray, val_images: np.ndarray, dcfg: Any,
                          seed: int, n: int = 6000, round_pixels: Optional[Preprocessing] = None) -> dict[str, Any]:
     """Fit (or add and fit) a scale-aware model's :class:`~trainer.models.FactorEstimator`.
@@ -733,18 +743,17 @@ def fit_factor_estimator(model: InferenceModel, train_images: np.ndarray, val_im
         model.spec["factor_estimator"] = True
     est = model.factor_estimator.to(torch.device("cpu"))
 
-    def draw(images: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
-        idx = rng.choice(len(images), min(n, len(images)), replace=False)
-        lr, factors = random_lr(images[idx], dcfg, rng)
+    def draw(images: np.ndarray, split: str) -> tuple[torch.Tensor, np.ndarray]:
+        lr, factors = estimator_faces(images, dcfg, seed, split, n)
         with torch.no_grad():
             return est.features(_tensor(lr)).double(), factors
 
-    x, f = draw(train_images, np.random.default_rng([seed, 11]))
+    x, f = draw(train_images, "train")
     y = torch.from_numpy(np.log2(f.astype(np.float64)))
     w = torch.linalg.lstsq(x, y[:, None]).solution[:, 0]
     est.weights.copy_(w.float())
     est.fitted.fill_(1.0)
-    xv, fv = draw(val_images, np.random.default_rng([seed, 12]))
+    xv, fv = draw(val_images, "val")
     with torch.no_grad():
         pred = est.log2_factor(xv.float()).numpy()
     report = {}
