@@ -152,6 +152,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fer2013.npz",
                     help="FER2013 npz whose FER+ train faces calibrate the INT8 file made here")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "int8_profile.json")
+    ap.add_argument("--int8-quantize-film", action="store_true",
+                    help="the INT8 file made here also quantizes FiLM's ops on the maps (fsrfer-export --int8-quantize-film)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=5)
@@ -178,7 +180,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 raise DataError(f"--data {args.data} does not exist: it calibrates the INT8 file; "
                                 "pass --int8 FILE or the FER2013 npz (see ../shared/data/README)")
             int8 = Path(tmp) / "int8-u8s8.onnx"
-            made = edge_budget.make_int8(args.model, int8, args.data, None, 512, "percentile", None)
+            made = edge_budget.make_int8(args.model, int8, args.data, None, 512, "percentile", None,
+                                         quantize_film=args.int8_quantize_film)
         elif not int8.is_file():
             raise ModelError(f"--int8 {int8} does not exist; expected an INT8 u8s8 fsrfer ONNX file")
         files = {"fp32": args.model, "int8": int8}
@@ -193,7 +196,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     doc = {"command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + list(argv if argv is not None
                                                                                          else sys.argv[1:])),
            "model": str(args.model.relative_to(REPO)) if args.model.resolve().is_relative_to(REPO) else str(args.model),
-           "int8": "(made here: scripts/edge_budget.make_int8, G quantized when it starts early)" if made else str(int8),
+           "int8": ("(made here: scripts/edge_budget.make_int8, G quantized when it starts early"
+                    + (", FiLM's ops on the maps quantized: the 'FiLM (float)' part runs in INT8)" if args.int8_quantize_film else ")")
+                    if made else str(int8)),
            "settings": {"batch": args.batch, "threads": args.threads, "warmup": args.warmup, "iters": args.iters,
                         "rounds": args.rounds, "backend": "onnxruntime CPUExecutionProvider",
                         "timer": "ONNX Runtime profiler kernel times, one process per file per round"},

@@ -114,7 +114,8 @@ def _show(path: Path) -> str:
 
 
 def make_int8(fp32: Path, dst: Path, data: Optional[Path], calib: Optional[Path], calib_size: int,
-              calib_method: str, quantize_g: Optional[bool], calib_factors: Sequence[int] = FACTORS) -> dict[str, Any]:
+              calib_method: str, quantize_g: Optional[bool], calib_factors: Sequence[int] = FACTORS,
+              quantize_film: Optional[bool] = None) -> dict[str, Any]:
     """The candidate's INT8 u8s8 file, made and checked as ``fsrfer-export --int8`` makes and checks it.
 
     Calibration faces come from ``calib`` (an .npz's train rows or a folder, as ``fsrfer-export --calib``
@@ -135,7 +136,7 @@ def make_int8(fp32: Path, dst: Path, data: Optional[Path], calib: Optional[Path]
     from fsrfer_edge.export.cli import CHECK_FACES
     from fsrfer_edge.export.onnx_export import read_model_info
     from fsrfer_edge.export.onnx_export import load_onnx
-    from fsrfer_edge.export.quantize import quantize_int8, resolve_quantize_generator
+    from fsrfer_edge.export.quantize import quantize_int8, resolve_quantize_film, resolve_quantize_generator
 
     t0 = time.perf_counter()
     info = read_model_info(fp32)
@@ -155,9 +156,10 @@ def make_int8(fp32: Path, dst: Path, data: Optional[Path], calib: Optional[Path]
         described = f"{_show(data)} (FER+ train split)"
     calib_inputs = calibration_inputs(source, calib_size, calib_factors, info)
     quantize_g = resolve_quantize_generator(load_onnx(fp32), quantize_g)
-    log.info("quantizing %s to u8s8 (%d faces, %s, G %s)", fp32.name, len(calib_inputs), calib_method,
-             "int8" if quantize_g else "float")
-    quantize_int8(fp32, dst, calib_inputs, "u8s8", calib_method, quantize_generator=quantize_g)
+    film = resolve_quantize_film(load_onnx(fp32), "u8s8", quantize_film)
+    log.info("quantizing %s to u8s8 (%d faces, %s, G %s, FiLM %s)", fp32.name, len(calib_inputs), calib_method,
+             "int8" if quantize_g else "float", "int8" if film else "float")
+    quantize_int8(fp32, dst, calib_inputs, "u8s8", calib_method, quantize_generator=quantize_g, quantize_film=film)
     faces = check.face_pixels(load_faces(source, size=CHECK_FACES, seed=1), info)
     checked = check.check_step("fp32->int8-u8s8", check.onnx_runner(fp32), check.onnx_runner(dst), "int8",
                                check.random_pixels(info), faces)
@@ -165,7 +167,8 @@ def make_int8(fp32: Path, dst: Path, data: Optional[Path], calib: Optional[Path]
             "calibration": {"source": described,
                             "faces": len(calib_inputs), "method": calib_method,
                             "factors": list(calib_factors),
-                            "generator": "int8" if quantize_g else "float"},
+                            "generator": "int8" if quantize_g else "float",
+                            "film_maps": "int8" if film else "float"},
             "check": checked, "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -217,12 +220,13 @@ def round_order(r: int, roles: Sequence[str] = ROLES) -> list[str]:
 
 def measure_rounds(models: dict[str, Path], rounds: int, batch: int, threads: int, warmup: int, iters: int,
                    timer: Timer = time_in_subprocess) -> dict[str, Any]:
-    """Time every file once per round, one process each, in rotating order.
+    """Time every file once per round, one process each, in rotating order (the edge budget's roles in
+    their order, then any other names, in ``models``' order).
 
     Returns:
         ``{"rounds": [{"round", "order", "loadavg_start", "<role>": timing, ...}], "median_fps": {role: fps}}``.
     """
-    roles = [r for r in ROLES if r in models]
+    roles = [r for r in ROLES if r in models] + [r for r in models if r not in ROLES]
     records = []
     for r in range(rounds):
         order = round_order(r, roles)
@@ -361,7 +365,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], timer: Timer = time_in_su
         else:
             int8 = Path(tmp) / "candidate.int8-u8s8.onnx"
             made = make_int8(candidate, int8, data, calib, args.calib_size, args.calib_method, args.int8_quantize_g,
-                             args.calib_factors)
+                             args.calib_factors, args.int8_quantize_film)
             models["candidate_int8"] = {**check_model(int8, "the INT8 file made", "int8", "u8s8"), **made,
                                         "path": "(a temporary file, made here)"}
         paths = {"reference_fp32": reference, "candidate_fp32": candidate, "candidate_int8": int8}
@@ -447,6 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also quantize G, as fsrfer-export --int8-quantize-g (default: only when G starts early)")
     g.add_argument("--int8-float-g", dest="int8_quantize_g", action="store_const", const=False,
                    help="keep G in float, as fsrfer-export --int8-float-g")
+    f = q.add_mutually_exclusive_group()
+    f.add_argument("--int8-quantize-film", dest="int8_quantize_film", action="store_const", const=True, default=None,
+                   help="quantize FiLM's scale and shift of the maps, as fsrfer-export --int8-quantize-film")
+    f.add_argument("--int8-float-film", dest="int8_quantize_film", action="store_const", const=False,
+                   help="keep FiLM in float, as fsrfer-export --int8-float-film")
     p.add_argument("--out", default=str(DEFAULT_OUT), metavar="JSON",
                    help=f"where to write the results, atomically (default: {_show(DEFAULT_OUT)})")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")

@@ -392,6 +392,8 @@ EDGE_FILES = (
     ("results/edge_budget.json", "shipped default (`bn` seed 0, routed: stem G re-estimating its statistics, soft+aug HR, "
      "6-epoch stage 2; factor estimator on whole grey levels)",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
+    ("results/ferplus/edge_budget_film_int8.json", "shipped default, `--int8-quantize-film`",
+     "G and FiLM's ops on the maps in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
     ("results/default_model/previous_bn/edge_budget.json", "previous default (`bn` seed 0, routed, estimator on float statistics)",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
     ("results/ferplus/edge_budget_image_conv_int8.json", "previous default (`bn` seed 0, routed, estimator on float statistics), "

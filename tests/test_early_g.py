@@ -463,6 +463,16 @@ def test_an_early_g_exports_to_one_graph_and_a_scale_aware_one_is_refused(tmp_pa
     above_g = [n for n in convs if not n.startswith(("/stem", "/layers.0", "/layers.1"))]
     assert above_g and not set(above_g) & set(kept), (above_g, kept)
     assert any(n.startswith("/generator/stages.") for n in float_tail_nodes(graph, generator=True))
+    # FiLM's ops on the maps (scale, then shift, after each copied block) can be quantized on their own;
+    # the network from the factor to their parameters and the estimator stay in float.
+    from fsrfer_edge.export.quantize import film_map_nodes
+
+    film_ops = film_map_nodes(graph)
+    by_name = {n.name: n for n in graph.graph.node}
+    assert [by_name[n].op_type for n in film_ops] == ["Mul", "Add"] * len(aware.generator.films), film_ops
+    film_kept = float_tail_nodes(graph, generator=False, film_maps=False)
+    assert set(kept) - set(film_kept) == set(film_ops)
+    assert any(by_name[n].op_type == "Gemm" and n.startswith("/generator/films.") for n in film_kept)
     # Without a choice, an early G is quantized (it holds most of the compute); a layer3 G is not.
     from fsrfer_edge.export.quantize import generator_is_early, resolve_quantize_generator
 
@@ -814,6 +824,27 @@ def test_routing_gives_hr_faces_the_hr_model_and_exports_to_one_graph(tmp_path):
         return any(n.op_type == "QuantizeLinear" and n.input[0] == "faces" for n in q.graph.node)
 
     quantize_int8(unrouted, tmp_path / "g.u8.onnx", calib, scheme="u8s8")
+    # quantize_film: FiLM's multiply and add on the maps read quantized maps and parameters (ONNX Runtime
+    # fuses them into QLinearMul / QLinearAdd). Only the u8s8 file: TensorRT's s8s8 file quantizes the inputs
+    # of weighted ops and residual adds only.
+    from fsrfer_edge.export.quantize import film_map_nodes
+
+    path = tmp_path / "g.film.u8s8.onnx"
+    quantize_int8(unrouted, path, calib, scheme="u8s8", quantize_film=True)
+    q = load_onnx(path)
+    dq_out = {o for n in q.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    film_ops = [n for n in q.graph.node if n.name in set(film_map_nodes(load_onnx(unrouted)))]
+    assert film_ops and all(set(n.input) <= dq_out for n in film_ops), [list(n.input) for n in film_ops]
+    gemms = [n for n in q.graph.node if n.op_type == "Gemm" and n.name.startswith("/generator/films.")]
+    assert gemms and not any(i in dq_out for n in gemms for i in n.input)
+    assert not input_quantized(path)
+    with pytest.raises(ConfigError, match="quantize_film applies to the u8s8 file"):
+        quantize_int8(unrouted, tmp_path / "g.film.s8s8.onnx", calib, scheme="s8s8", quantize_film=True)
+    assert not (tmp_path / "g.film.s8s8.onnx").exists()
+    plain = load_onnx(tmp_path / "g.u8.onnx")
+    dq_plain = {o for n in plain.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    plain_film = [n for n in plain.graph.node if n.name in set(film_map_nodes(plain))]
+    assert plain_film and not any(set(n.input) <= dq_plain for n in plain_film)  # by default FiLM runs in float
     quantize_int8(unrouted, tmp_path / "g.u8_old.onnx", calib, scheme="u8s8", float_image_conv=False)
     assert input_quantized(tmp_path / "g.u8_old.onnx")  # before: the estimator read a rounded copy
     for path in (tmp_path / "routed.int8.onnx", tmp_path / "g.int8.onnx", tmp_path / "g.u8.onnx"):

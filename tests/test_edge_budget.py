@@ -42,6 +42,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     int8 = d / "tiny.int8-u8s8.onnx"
     made = eb.make_int8(model, int8, d / "faces.npz", None, 24, "minmax", False)
     assert made["check"]["passed"] and made["calibration"]["faces"] == 24
+    assert made["calibration"]["film_maps"] == "float"  # a graph without FiLM has nothing to quantize there
     return {"dir": d, "data": d / "faces.npz", "model": model, "int8": int8}
 
 
@@ -116,6 +117,18 @@ def test_ratios_come_from_the_medians_and_decide_the_targets(work: dict[str, Pat
     acc_target = doc["targets"][2]
     assert acc_target["passed"] is None and acc_target["skipped"] == doc["accuracy"]["skipped"] == "--no-accuracy was given"
     assert doc["models"]["candidate_int8"]["made_by"] == "given (--candidate-int8)"
+
+
+def test_rounds_also_rotate_over_files_that_are_not_edge_budget_roles(work: dict[str, Path]) -> None:
+    """scripts/int8_film.py times an FP32 file and two INT8 variants with the same rounds."""
+    calls: list[Path] = []
+    files = {"fp32": Path("a.onnx"), "film_float": Path("b.onnx"), "film_int8": Path("c.onnx")}
+    timing = eb.measure_rounds(files, 3, 64, 2, 1, 1, timer=_fake_timer({"a.onnx": 1.0, "b.onnx": 2.0, "c.onnx": 3.0}, calls))
+    assert [r["order"] for r in timing["rounds"]] == [["fp32", "film_float", "film_int8"],
+                                                      ["film_float", "film_int8", "fp32"],
+                                                      ["film_int8", "fp32", "film_float"]]
+    assert [c.name for c in calls[:3]] == ["a.onnx", "b.onnx", "c.onnx"]
+    assert timing["median_fps"] == {"fp32": 1.0, "film_float": 2.0, "film_int8": 3.0}
 
 
 def test_accuracy_target_uses_the_worst_factor() -> None:

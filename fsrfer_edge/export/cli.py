@@ -54,6 +54,7 @@ class ExportOptions:
     calib_factors: tuple[int, ...] = FACTORS
     int8_target: str = "both"
     int8_quantize_g: Optional[bool] = None
+    int8_quantize_film: Optional[bool] = None
     eval_data: Optional[Path] = None
     labels: Optional[str] = None
     eval_size: int = 0
@@ -172,7 +173,7 @@ def _make_variants(opts: ExportOptions, stage: Path, fp32: Path, info: Any, rand
     from . import check
     from .calib import calibration_inputs
     from .onnx_export import load_onnx
-    from .quantize import TARGETS, convert_fp16, quantize_int8, resolve_quantize_generator
+    from .quantize import TARGETS, convert_fp16, quantize_int8, resolve_quantize_film, resolve_quantize_generator
 
     name, variants = opts.model_name, {"fp32": fp32}
     ref = check.onnx_runner(fp32)
@@ -191,8 +192,8 @@ def _make_variants(opts: ExportOptions, stage: Path, fp32: Path, info: Any, rand
         for scheme in TARGETS[opts.int8_target]:
             key = f"int8-{scheme}"
             path = stage / f"{name}.{key}.onnx"
-            vinfo = quantize_int8(fp32, path, calib, scheme, opts.calib_method,
-                                  quantize_generator=quantize_g)
+            vinfo = quantize_int8(fp32, path, calib, scheme, opts.calib_method, quantize_generator=quantize_g,
+                                  quantize_film=resolve_quantize_film(load_onnx(fp32), scheme, opts.int8_quantize_film))
             report["checks"].append(check.check_step(f"fp32->{key}", ref, check.onnx_runner(path), "int8", random, faces))
             report["files"][key] = _file_entry(path, vinfo)
             variants[key] = path
@@ -407,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "int8_generator.json). Default: only when G starts early (it then holds most of the compute)")
     g.add_argument("--int8-float-g", dest="int8_quantize_g", action="store_const", const=False,
                    help="keep G in float even when it starts early")
+    f = q.add_mutually_exclusive_group()
+    f.add_argument("--int8-quantize-film", dest="int8_quantize_film", action="store_const", const=True, default=None,
+                   help="quantize a scale-aware G's FiLM scale and shift of the feature maps in the u8s8 (cpu) file")
+    f.add_argument("--int8-float-film", dest="int8_quantize_film", action="store_const", const=False,
+                   help="keep FiLM in float in the u8s8 file. The s8s8 (TensorRT) file always keeps it in float")
     a = p.add_argument_group("accuracy gate")
     a.add_argument("--eval-data", type=Path, metavar="NPZ",
                    help=".npz with images, labels [+ split: 'val' rows used]: report FP16/INT8 accuracy vs FP32")

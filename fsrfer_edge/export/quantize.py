@@ -177,6 +177,13 @@ GENERATOR_PREFIX = "/generator/"
 #: nothing, and quantized they misjudge the factor of the smallest faces (an early G lost 6 points at
 #: x8 with them in INT8: results/ferplus/edge_budget_estimator_quantized.json).
 ALWAYS_FLOAT_PREFIXES = ("/factor_estimator/", "/generator/films.")
+#: Node-name prefixes of the factor estimator and of the FiLM layers (see :func:`film_map_nodes`).
+ESTIMATOR_PREFIX = "/factor_estimator/"
+FILM_PREFIX = "/generator/films."
+#: Whether a u8s8 file quantizes FiLM's ops on the maps when nobody chooses (:func:`resolve_quantize_film`).
+#: No: quantized they cost no accuracy but ran no faster on ONNX Runtime's CPU provider (QLinearMul with
+#: a per-face broadcast scale; results/ferplus/int8_film_val.json, ``scripts/int8_film.py``; docs/DESIGN.md).
+DEFAULT_QUANTIZE_FILM = False
 
 
 #: Node-name prefixes of the stage copies of a G that starts below its feature level: trainable
@@ -195,6 +202,37 @@ def resolve_quantize_generator(model: "onnx.ModelProto", choice: Optional[bool])
     leave an INT8 file running mostly in float (no faster than FP32), while a G on the layer3 map or the
     embedding is a small part of the time and costs accuracy on the smallest faces when quantized."""
     return generator_is_early(model) if choice is None else bool(choice)
+
+
+def film_map_nodes(model: "onnx.ModelProto") -> list[str]:
+    """Names of FiLM's ops on the feature map: the multiply by its scale and the add of its shift after each
+    copied block. They are the FiLM nodes computed from a convolution's output (not the estimator's); the
+    rest of FiLM is the small network from the factor to the scales and shifts, run once per face.
+
+    ``quantize_int8(quantize_film=True)`` quantizes these (and leaves the small network and the estimator
+    in float): they run on every pixel of every channel, and in float they sit between quantized convs.
+    """
+    from_map: set[str] = set()
+    names = []
+    for node in model.graph.node:  # in topological order, as the exporter writes it
+        path = module_path(node.name)
+        seed = node.op_type == "Conv" and not path.startswith(ESTIMATOR_PREFIX)
+        if seed or any(i in from_map for i in node.input):
+            from_map.update(node.output)
+            if path.startswith(FILM_PREFIX):
+                names.append(node.name)
+    return names
+
+
+def resolve_quantize_film(model: "onnx.ModelProto", scheme: str, choice: Optional[bool]) -> bool:
+    """Whether ``scheme``'s file of ``model`` quantizes FiLM's ops on the maps (:func:`film_map_nodes`): never
+    in an s8s8 (TensorRT) file; in a u8s8 file ``choice`` if given, else :data:`DEFAULT_QUANTIZE_FILM` where
+    the graph has FiLM."""
+    if scheme != "u8s8":
+        return False
+    if choice is not None:
+        return bool(choice)
+    return DEFAULT_QUANTIZE_FILM and bool(film_map_nodes(model))
 
 
 def image_conv_nodes(model: "onnx.ModelProto") -> list[str]:
@@ -243,12 +281,14 @@ def image_path_nodes(model: "onnx.ModelProto") -> list[str]:
     return [n.name for n in model.graph.node if n.name in seen]
 
 
-def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True, image_conv: bool = True) -> list[str]:
+def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True, image_conv: bool = True,
+                     film_maps: bool = True) -> list[str]:
     """Names of the nodes that stay in float: G (wherever it sits; the exporter names its nodes
     ``/generator/...``; only with ``generator=True``), everything from the global pooling on (the
     embedding, G on it, the head), and always the factor estimator and FiLM (:data:`ALWAYS_FLOAT_PREFIXES`)
     and the convolutions that read the image with everything above them (:func:`image_path_nodes`; not
-    with ``image_conv=False``).
+    with ``image_conv=False``). ``film_maps=False``: FiLM's ops on the feature map are not kept in float
+    (:func:`film_map_nodes`).
 
     The fully-connected tail is about 1% of ONNX Runtime CPU time for resnet18 at batch 32. G on the
     layer3 map is not small: in the u8s8 file it takes about 40% of the time when it stays in float,
@@ -258,9 +298,12 @@ def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True, image_con
     """
     tainted: set[str] = set()
     image_convs = set(image_path_nodes(model)) if image_conv else set()
+    quantized_film = set() if film_maps else set(film_map_nodes(model))
     names = []
     for node in model.graph.node:
         path = module_path(node.name)
+        if node.name in quantized_film:
+            continue
         if path.startswith(ALWAYS_FLOAT_PREFIXES) or node.name in image_convs:
             # The estimator pools the input image: that is not the trunk's global pooling, and what its
             # factor drives (FiLM -> G -> the frozen stages above G) is not the tail.
@@ -431,7 +474,8 @@ def route_counts(model: "onnx.ModelProto", inputs: np.ndarray, input_name: str) 
 def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme: str = "s8s8",
                   calib_method: str = "percentile", per_channel: bool = True, quantize_head: bool = False,
                   batch_size: int = 32, quantize_generator: Optional[bool] = None,
-                  keep_float: Sequence[str] = (), float_image_conv: bool = True) -> ModelInfo:
+                  keep_float: Sequence[str] = (), float_image_conv: bool = True,
+                  quantize_film: bool = False) -> ModelInfo:
     """Quantize an FP32 fsrfer ONNX file to INT8 with Q/DQ nodes, calibrated on real faces.
 
     Args:
@@ -447,6 +491,11 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
         batch_size: calibration batch size.
         quantize_generator: also quantize G (faster, less accurate on the smallest faces; see
             :func:`float_tail_nodes`); None: only when G starts early (:func:`resolve_quantize_generator`).
+        keep_float: module-path prefixes to keep in float as well (:func:`prefixed_nodes`).
+        float_image_conv: keep the convs that read the image, and what is above them, in float
+            (:func:`image_path_nodes`); False only to measure the old behaviour.
+        quantize_film: quantize FiLM's scale and shift of the feature maps (:func:`film_map_nodes`); the
+            estimator and the network from the factor to FiLM's parameters stay in float. u8s8 only.
 
     Returns:
         The ModelInfo written into ``dst`` (precision ``int8``, ``int8_scheme`` set).
@@ -456,6 +505,10 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
         ModelError: ``src`` is not FP32, or the result does not have the scheme's zero points.
     """
     _validate(scheme, calib_method)
+    if quantize_film and scheme != "u8s8":
+        raise ConfigError(f"quantize_film applies to the u8s8 file (ONNX Runtime's QLinearMul / QLinearAdd); "
+                          f"received scheme {scheme!r}, whose Q/DQ placement quantizes only the inputs of "
+                          "weighted ops and residual adds, as TensorRT fuses them")
     q = _quantization()
     model = load_onnx(src)
     info = _fp32_info(model, src)
@@ -482,7 +535,8 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
         out_tmp = str(Path(tmp) / "int8.onnx")
         pre = load_onnx(source)
         quantize_g = resolve_quantize_generator(pre, quantize_generator)
-        exclude = [] if quantize_head else float_tail_nodes(pre, generator=not quantize_g, image_conv=float_image_conv)
+        exclude = [] if quantize_head else float_tail_nodes(pre, generator=not quantize_g, image_conv=float_image_conv,
+                                                            film_maps=not quantize_film)
         exclude += prefixed_nodes(pre, keep_float, exclude)
         counts = route_counts(pre, calib_inputs, info.input_name)
         if counts:
