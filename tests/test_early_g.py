@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _scripts import load_script
 
 torch = pytest.importorskip("torch")
 
@@ -559,11 +560,7 @@ def test_rounding_estimator_gives_float_and_uint8_inputs_one_estimate(tmp_path: 
 
 
 def test_seed_summary_pairs_each_row_with_the_method_seed_by_seed():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("early_g_summary", REPO / "scripts" / "early_g_summary.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("scripts/early_g_summary.py", "early_g_summary")
     # Seed 1 is a harder subset for both: the paired difference has no spread, the raw rows do.
     method = {"0": {"2": 80.0, "4": 70.0}, "1": {"2": 76.0, "4": 66.0}}
     base = {"0": {"2": 79.0, "4": 71.0}, "1": {"2": 75.0, "4": 67.0}, "2": {"2": 50.0, "4": 50.0}}
@@ -576,12 +573,9 @@ def test_seed_summary_pairs_each_row_with_the_method_seed_by_seed():
 
 
 def test_summary_keeps_a_film_check_only_of_the_same_run_and_split(tmp_path):
-    import importlib.util
     import json
 
-    spec = importlib.util.spec_from_file_location("early_g_summary", REPO / "scripts" / "early_g_summary.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("scripts/early_g_summary.py", "early_g_summary")
     check = {"run": "early_g", "accuracy": {"true factor": {"2": 80.0}}}
     path = tmp_path / "val.json"
     path.write_text(json.dumps({"split": "val", "film_check": check}))
@@ -597,12 +591,9 @@ def test_summary_keeps_a_film_check_only_of_the_same_run_and_split(tmp_path):
 
 
 def test_summary_takes_kept_seeds_from_an_earlier_file_beside_run_folders(tmp_path):
-    import importlib.util
     import json
 
-    spec = importlib.util.spec_from_file_location("early_g_summary", REPO / "scripts" / "early_g_summary.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("scripts/early_g_summary.py", "early_g_summary")
 
     def factors(a2, a4):
         return {"factors": {"2": {"accuracy": a2}, "4": {"accuracy": a4}}}
@@ -754,8 +745,6 @@ def test_routing_gives_hr_faces_the_hr_model_and_exports_to_one_graph(tmp_path):
     through scripts/route_hr.py on a checkpoint, in torch and in the exported graph (also when one path
     gets no face), in FP32 and INT8, and within TensorRT's tables."""
     pytest.importorskip("onnx")
-    import importlib.util
-
     import onnxruntime as ort
 
     from fsrfer_edge.export.onnx_export import export_onnx
@@ -771,9 +760,7 @@ def test_routing_gives_hr_faces_the_hr_model_and_exports_to_one_graph(tmp_path):
     fit_factor_estimator(m, faces[:300], faces[300:], DegradeConfig(factors=(1, 2, 4, 8)), seed=0, n=300)
     src, dst = tmp_path / "g.pt", tmp_path / "routed.pt"
     checkpoint.save(src, checkpoint.model_payload(m, m.spec, PRE, {"name": "g"}))
-    spec = importlib.util.spec_from_file_location("route_hr", REPO / "scripts" / "route_hr.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("scripts/route_hr.py", "route_hr")
     assert script.main([str(src), "--out", str(dst)]) == 0
     routed, _, ckpt = checkpoint.load_model(dst)
     assert ckpt["spec"]["route_hr_below"] == pytest.approx(2 ** 0.5)

@@ -1,7 +1,6 @@
 """scripts/edge_budget.py on a tiny model: JSON structure, ratios from medians, pass/fail, errors."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import pytest
 from _onnx_models import make_tiny_onnx
 
 from fsrfer_edge.preprocessing import resize
+from _scripts import load_script
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
@@ -19,14 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 ROLES = ("reference_fp32", "candidate_fp32", "candidate_int8")
 
 
-def _load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("edge_budget", REPO / "scripts" / "edge_budget.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-eb = _load_script()
+eb = load_script("scripts/edge_budget.py", "edge_budget")
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,16 @@
 """scripts/flip_tta.py: the flip average is the mean of the two softmaxes, on the mirror image."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
+from _scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("flip_tta", REPO / "scripts" / "flip_tta.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/flip_tta.py", "flip_tta")
 
 
 def test_flip_average_mixes_the_face_and_its_mirror_image():

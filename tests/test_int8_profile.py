@@ -2,19 +2,16 @@
 count, medians and speed-ups per part, and the script end to end on a tiny model."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _onnx_models import make_tiny_onnx
+from _scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("int8_profile", REPO / "benchmarks" / "int8_profile.py")
-assert spec is not None and spec.loader is not None
-prof = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(prof)
+prof = load_script("benchmarks/int8_profile.py", "int8_profile")
 
 
 @pytest.mark.parametrize("name,part", [

@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 import pytest
+from _scripts import load_script
 
 pytest.importorskip("onnxruntime")
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -85,12 +86,9 @@ def test_readme_export_example_runs_on_the_shipped_checkpoint(tmp_path, monkeypa
 
 
 def test_readme_headline_is_rendered_from_the_result_files():
-    import importlib.util
     import json
 
-    spec = importlib.util.spec_from_file_location("readme_tables", README.parent / "scripts" / "readme_tables.py")
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
+    tables = load_script("scripts/readme_tables.py", "readme_tables")
     text = README.read_text()
     block = text.split("<!-- table:headline -->\n")[1].split("<!-- /table -->")[0]
     doc = json.loads((README.parent / tables.SOURCES["headline"]).read_text())
@@ -100,14 +98,11 @@ def test_readme_headline_is_rendered_from_the_result_files():
 
 def test_result_plots_use_readme_names_fixed_colours_measured_factors_and_colour_bars(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    import importlib.util
     import json
 
     from matplotlib.figure import Figure
 
-    spec = importlib.util.spec_from_file_location("report", README.parent / "scripts" / "report.py")
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = load_script("scripts/report.py", "report")
     figures = []
     monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: figures.append(fig))
     colours = {}
