@@ -212,6 +212,52 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_stage1_can_start_from_another_checkpoints_fer_network(tmp_path):
+    cfg = tiny_cfg(data={"synthetic": 200}, stage1={"epochs": 1})
+    data = load_data(cfg, None)
+    first = train_stage1(cfg, data, tmp_path / "first", resume=False)
+    # A negligible learning rate: one epoch moves the weights by nothing visible, so the start shows in the result.
+    frozen = {"epochs": 1, "lr": 1e-9, "init": str(first)}
+    started = train_stage1(tiny_cfg(data={"synthetic": 200}, stage1=frozen), data, tmp_path / "init", resume=False)
+    scratch = train_stage1(tiny_cfg(data={"synthetic": 200}, stage1={**frozen, "init": ""}), data, tmp_path / "scratch",
+                           resume=False)
+    a, b, c = _state(first), _state(started), _state(scratch)
+    convs = [k for k in a if k.endswith("conv1.weight")]
+    close = lambda x, y: torch.allclose(x, y, atol=1e-6)  # noqa: E731
+    assert convs and all(close(a[k], b[k]) for k in convs) and not any(close(a[k], c[k]) for k in convs)
+    meta = checkpoint.load(started, kind="model")["meta"]
+    assert meta["stage1_init"]["path"] == str(first) and len(meta["stage1_init"]["sha256"]) == 64
+    with pytest.raises(DataError, match="stage1.init: .*nothing.pt does not exist"):
+        train_stage1(tiny_cfg(data={"synthetic": 200}, stage1={"init": str(tmp_path / "nothing.pt")}), data,
+                     tmp_path / "missing", resume=False)
+    other = tiny_cfg(data={"synthetic": 200}, stage1={"init": str(first)}, model={"head_hidden": 24})
+    with pytest.raises(ConfigError, match="does not match model.backbone"):
+        train_stage1(other, data, tmp_path / "other", resume=False)
+
+
+def test_stage1_weight_averaging_averages_the_epochs_and_resumes(tmp_path):
+    base = tiny_cfg(data={"synthetic": 200}, stage1={"epochs": 2})
+    data = load_data(base, None)
+    first = train_stage1(base, data, tmp_path / "first", resume=False)
+    swa = {"epochs": 0, "init": str(first), "swa_epochs": 2, "swa_lr": 0.01}
+    cfg = tiny_cfg(data={"synthetic": 200}, stage1=swa)
+    full = train_stage1(cfg, data, tmp_path / "full", resume=False)
+    meta = checkpoint.load(full, kind="model")["meta"]
+    assert meta["swa"] == {"epochs": 2, "lr": 0.01} and len(meta["history"]) == 2
+    a, start = _state(full), _state(first)
+    convs = [k for k in a if k.endswith("conv1.weight")]
+    assert convs and not any(torch.allclose(a[k], start[k]) for k in convs)  # it trained
+    # BatchNorm statistics were recomputed for the averaged weights (a fresh layer has mean 0, var 1).
+    means = [k for k in a if k.endswith("running_mean")]
+    assert means and all(not torch.allclose(a[k], torch.zeros_like(a[k])) for k in means)
+    # Killed after the first averaging epoch and resumed: the same network.
+    assert train_stage1(cfg, data, tmp_path / "cut", resume=False, stop_after=1) is None
+    resumed = train_stage1(cfg, data, tmp_path / "cut", resume=True)
+    b = _state(resumed)
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float()), k
+
+
 # -- the tiny pipeline, end to end through the CLIs ---------------------------------------------
 
 def test_tiny_config_end_to_end(tmp_path, capsys):

@@ -45,6 +45,15 @@ class Stage1Config:
     # stage 1, the LR-fine-tuned baseline and stage 2 alike (an improvement that is not the method's).
     rotate: float = 0.0
     scale: float = 0.0
+    # A model checkpoint (fsrfer-train's models/*.pt, or the shipped fsrfer_edge/models/default.pt) whose
+    # FER network stage 1 starts from instead of random weights, e.g. the FER+ HR model fine-tuned on the
+    # FER2013 labels (configs/fer2013_from_ferplus.yaml); relative paths are from the repository root.
+    init: str = ""
+    # Stochastic weight averaging (Izmailov et al., 2018): after the epochs above (0 with an init), this many
+    # more at the constant rate swa_lr; the weights at the end of each are averaged and BatchNorm's
+    # statistics recomputed on the training faces. The averaged network is the stage's model.
+    swa_epochs: int = 0
+    swa_lr: float = 0.01
 
 
 @dataclasses.dataclass

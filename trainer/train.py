@@ -158,10 +158,12 @@ def _augment(cfg: TrainConfig, images: np.ndarray, rng: np.random.Generator) -> 
 
 
 def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, cfg: TrainConfig, epochs: int,
-                      lr: float, lr_inputs: bool, dev: torch.device, teacher: Optional[nn.Module] = None) -> Any:
+                      lr: float, lr_inputs: bool, dev: torch.device, teacher: Optional[nn.Module] = None,
+                      constant_lr: bool = False) -> Any:
     """One classifier epoch (stage 1, the LR-fine-tuned baseline). ``teacher``: a frozen model whose
     answer on each HR face the model's answer on its LR version is distilled towards
-    (``baselines.lr_finetune_distill``)."""
+    (``baselines.lr_finetune_distill``). The rate follows a cosine over ``epochs`` unless ``constant_lr``
+    (weight averaging, ``stage1.swa_epochs``)."""
     from .degrade import random_lr
 
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.stage1.label_smoothing)
@@ -178,7 +180,8 @@ def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split
         correct = torch.zeros((), dtype=torch.int64, device=dev)
         n = 0
         for step, idx in enumerate(batches):
-            set_lr(opt, cosine_lr(lr, epoch, step, len(batches), epochs, warmup_epochs=min(1.0, epochs / 10)))
+            set_lr(opt, lr if constant_lr else
+                   cosine_lr(lr, epoch, step, len(batches), epochs, warmup_epochs=min(1.0, epochs / 10)))
             imgs = _augment(cfg, split.images[idx], rng)
             pix = random_lr(imgs, dcfg, rng)[0] if lr_inputs else imgs.astype(np.float32)
             # DDP: every rank prepares the whole global batch (the random stream of one process) and
@@ -255,6 +258,7 @@ def train_stage1(cfg: TrainConfig, data: Data, out: Path, resume: bool, stop_aft
     dev = train_device(cfg)
     torch.manual_seed(cfg.seed)  # initial weights must not depend on what ran before (resume)
     model = InferenceModel(spec_for(cfg, "hr")).to(dev)  # made on the CPU: the same weights on every device
+    init = stage1_init(cfg, model) if cfg.stage1.init else None
     opt = _sgd(model.fer, cfg, cfg.stage1.lr)
     runner = EpochRunner("stage1", out / "state" / "stage1.pt", {"fer": model.fer}, {"opt": opt},
                          cfg.stage1.epochs, cfg.seed)
@@ -263,7 +267,90 @@ def train_stage1(cfg: TrainConfig, data: Data, out: Path, resume: bool, stop_aft
     if not runner.run(step, lambda: _mean_acc(model, data.val, (1,), cfg.eval.batch_size), resume, stop_after, deadline):
         return None
     runner.load_best()
-    return _save_model(out, "hr", model.eval(), cfg, runner)
+    extra: dict[str, Any] = {"stage1_init": init} if init else {}
+    if cfg.stage1.swa_epochs:
+        runner = _stage1_swa(cfg, data, model, out, resume, stop_after, deadline, dev)
+        if runner is None:
+            return None
+        extra["swa"] = {"epochs": cfg.stage1.swa_epochs, "lr": cfg.stage1.swa_lr}
+    return _save_model(out, "hr", model.eval(), cfg, runner, extra or None)
+
+
+def _stage1_swa(cfg: TrainConfig, data: Data, model: InferenceModel, out: Path, resume: bool,
+                stop_after: Optional[int], deadline: Optional[float], dev: torch.device) -> Optional[EpochRunner]:
+    """``stage1.swa_epochs`` epochs at the constant ``stage1.swa_lr`` from ``model``'s weights, averaging the
+    weights at the end of each (``torch.optim.swa_utils``); after each epoch the average gets BatchNorm
+    statistics recomputed on the (unaugmented) training faces and is scored on val. Leaves the best-scoring
+    average in ``model.fer``; returns the runner (its history), or None if stopped early."""
+    from torch.optim.swa_utils import AveragedModel
+
+    avg = AveragedModel(model.fer)
+    opt = _sgd(model.fer, cfg, cfg.stage1.swa_lr)
+    runner = EpochRunner("stage1_swa", out / "state" / "stage1_swa.pt", {"fer": model.fer, "swa": avg}, {"opt": opt},
+                         cfg.stage1.swa_epochs, cfg.seed)
+    epoch_fn = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, cfg.stage1.swa_epochs,
+                                 cfg.stage1.swa_lr, lr_inputs=False, dev=dev, constant_lr=True)
+
+    def step(epoch: int, rng: np.random.Generator) -> dict[str, float]:
+        stats = epoch_fn(epoch, rng)
+        avg.update_parameters(model.fer)
+        return stats
+
+    def evaluate() -> float:
+        _recompute_batchnorm(avg.module, data.train.images, cfg.eval.batch_size, dev)
+        return _mean_acc(avg.module, data.val, (1,), cfg.eval.batch_size)
+
+    if not runner.run(step, evaluate, resume, stop_after, deadline):
+        return None
+    runner.load_best()
+    model.fer.load_state_dict(avg.module.state_dict())
+    return runner
+
+
+@torch.no_grad()
+def _recompute_batchnorm(net: nn.Module, images: np.ndarray, bs: int, dev: torch.device) -> None:
+    """BatchNorm running statistics of ``net`` recomputed as the plain mean over ``images`` (HR faces, as
+    the model sees them), which averaged weights need (``torch.optim.swa_utils.update_bn``'s rule)."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the batches
+    was = net.training
+    net.train()
+    for s in range(0, len(images), bs):
+        net(_tensor(images[s:s + bs].astype(np.float32)).to(dev))
+    net.train(was)
+    for bn, m in zip(bns, momenta):
+        bn.momentum = m
+
+
+def stage1_init(cfg: TrainConfig, model: InferenceModel) -> dict[str, Any]:
+    """Load ``stage1.init``'s FER network into ``model.fer`` (a resumed run then restores its own state over
+    it). Returns the checkpoint's path and SHA-256 for the model's metadata.
+
+    Raises:
+        DataError: the checkpoint is missing or unreadable.
+        ConfigError: its FER network is not the config's (another backbone, head or class count).
+    """
+    path = Path(cfg.stage1.init)
+    if not path.is_absolute():
+        path = Path(__file__).resolve().parents[1] / path
+    if not path.is_file():
+        raise DataError(f"stage1.init: {path} does not exist; expected a model checkpoint (models/*.pt of a run, "
+                        "or fsrfer_edge/models/default.pt)")
+    src = load_fer(path).fer.state_dict()
+    own = model.fer.state_dict()
+    wrong = sorted(k for k in set(src) | set(own) if k not in src or k not in own or src[k].shape != own[k].shape)
+    if wrong:
+        raise ConfigError(f"stage1.init: the FER network in {path.name} does not match model.backbone "
+                          f"{cfg.model.backbone!r} / head_hidden {cfg.model.head_hidden} ({len(wrong)} tensors differ, "
+                          f"e.g. {wrong[:3]}); expected a checkpoint trained with the same model section")
+    model.fer.load_state_dict(src)
+    log.info("stage 1 starts from %s's FER network", path)
+    return {"path": cfg.stage1.init, "sha256": sha256_file(path)}
 
 
 def load_fer(path: Path) -> InferenceModel:
