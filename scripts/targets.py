@@ -22,6 +22,10 @@ FSR = "fsrfer"
 QUANTIZED = ("fsrfer_onnx_fp16", "fsrfer_onnx_int8-s8s8", "fsrfer_onnx_int8-u8s8")
 
 
+#: fsrfer-eval on FER2013 test (original labels) of configs/fer2013_from_ferplus.yaml's HR network.
+FER2013_FROM_FERPLUS = "results/fer2013/hr_from_ferplus_test.json"
+
+
 def _acc(table: dict[str, Any], method: str, factor: int) -> float:
     return 100.0 * table[method]["factors"][str(factor)]["accuracy"]
 
@@ -92,13 +96,15 @@ def compute(ferplus: Optional[dict[str, Any]], fer2013: Optional[dict[str, Any]]
 def compute_issue12(ferplus: Optional[dict[str, Any]], shipped: dict[str, Optional[dict[str, Any]]],
                     seeds: Optional[dict[str, Any]], edge: Optional[dict[str, Any]],
                     fer2013: Optional[dict[str, Any]] = None, flip: Optional[dict[str, Any]] = None,
-                    shipped_sha256: str = "") -> list[dict[str, Any]]:
+                    shipped_sha256: str = "", fer2013_from_ferplus: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
     """Issue 12's "Done when" rows (FER+ test), from the shipped model's protocol files
     (results/default_model/test*.json) beside its equal-budget LR-fine-tuned baseline and the frozen HR
     model on the same faces (baseline_test*.json, hr_test*.json, written by scripts/ship_early_g.sh; the
     full run's table results/ferplus/test.json where those are absent), the seed study and the
     edge-budget file. ``flip``: scripts/flip_tta.py on FER+ test (results/ferplus/flip_tta_test.json), taken
-    only when it was measured on the checkpoint whose sha256 is ``shipped_sha256``."""
+    only when it was measured on the checkpoint whose sha256 is ``shipped_sha256``. FER2013: the better of the
+    full run's FER2013 HR model (``fer2013``, results/fer2013/test.json) and the FER+ HR network fine-tuned on
+    the FER2013 labels (``fer2013_from_ferplus``, an fsrfer-eval file: :data:`FER2013_FROM_FERPLUS`)."""
     out: list[dict[str, Any]] = []
 
     def add(target: str, source: str, measured: Optional[str], met: Optional[bool], detail: Any = None) -> None:
@@ -123,9 +129,12 @@ def compute_issue12(ferplus: Optional[dict[str, Any]], shipped: dict[str, Option
         add(flip_target, src_flip, f"{hf:.2f}%", hf >= 88.0)
     else:
         add(flip_target, src_flip, None if flip is None else "measured on another checkpoint than the shipped one", None)
-    f13 = _acc(fer2013, "hr", 1) if fer2013 is not None and "hr" in fer2013 else None
-    add("HR model >= 72 on FER2013 test", "results/fer2013/test.json", None if f13 is None else f"{f13:.2f}%",
-        None if f13 is None else f13 >= 72.0)
+    f13 = [(_acc(fer2013, "hr", 1), "results/fer2013/test.json")] if fer2013 is not None and "hr" in fer2013 else []
+    if fer2013_from_ferplus is not None:
+        f13.append((acc(fer2013_from_ferplus, "1"), FER2013_FROM_FERPLUS))
+    best = max(f13) if f13 else None
+    add("HR model >= 72 on FER2013 test", best[1] if best else "results/fer2013/test.json",
+        None if best is None else f"{best[0]:.2f}%", None if best is None else best[0] >= 72.0)
     src_s = "results/default_model/test.json, test_small.json, test_camera.json"
     for protocol, title, doc in (("resized", "(a)", a), ("small", "(b)", b)):
         target = f"shipped FSR-FER >= LR-fine-tuned baseline + 1.0 at x2..x8, protocol {title}"
@@ -200,7 +209,8 @@ def build() -> dict[str, Any]:
     rows += compute_issue12(ferplus, shipped, _load(REPO / "results" / "ferplus" / "early_g_seeds.json"),
                             _load(REPO / "results" / "edge_budget.json"), fer2013,
                             _load(REPO / "results" / "ferplus" / "flip_tta_test.json"),
-                            sha256_file(REPO / "fsrfer_edge" / "models" / "default.pt"))
+                            sha256_file(REPO / "fsrfer_edge" / "models" / "default.pt"),
+                            _load(REPO / FER2013_FROM_FERPLUS))
     return {"command": "python scripts/targets.py", "targets": rows}
 
 

@@ -82,6 +82,10 @@ def test_issue12_hr_rows_read_the_shipped_models_hr_network_and_fer2013() -> Non
     assert hr["met"] is True and hr["measured"] == "88.10%" and hr["source"] == "results/default_model/hr_test.json"
     f13 = rows["HR model >= 72 on FER2013 test"]
     assert f13["met"] is False and f13["measured"] == "71.90%"
+    tuned = _table({**fsr, "1": 72.3})  # an fsrfer-eval file: one model's factors
+    f13 = {r["target"].split(": ", 1)[1]: r for r in mod.compute_issue12(None, shipped, None, None, fer2013, None, "",
+                                                                        tuned)}["HR model >= 72 on FER2013 test"]
+    assert f13["met"] is True and f13["measured"] == "72.30%" and f13["source"] == mod.FER2013_FROM_FERPLUS
     shipped["hr_resized"] = _table({**fsr, "1": 87.9})
     rows = {r["target"].split(": ", 1)[1]: r for r in mod.compute_issue12(None, shipped, None, None)}
     assert rows["HR model (the shipped model's frozen network) >= 88.0 at x1, FER+ test"]["met"] is False
