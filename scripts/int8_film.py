@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 import edge_budget  # noqa: E402  (scripts/edge_budget.py: the timer and the rotating rounds)
-from int8_sensitivity import compare, logits_per_factor  # noqa: E402
+from int8_sensitivity import compare, faces_and_calibration, logits_per_factor  # noqa: E402
 
 VARIANTS = {"film_float": False, "film_int8": True}
 
@@ -45,30 +45,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=REPO / "results" / "ferplus" / "int8_film_val.json")
     args = ap.parse_args(argv)
-    import numpy as np
-
-    from fsrfer_edge.export.calib import calibration_inputs
-    from fsrfer_edge.export.onnx_export import read_model_info
     from fsrfer_edge.export.quantize import quantize_int8
     from fsrfer_edge.fileio import check_output_path, files_problem, sha256_file, write_json
-    from fsrfer_edge.preprocessing import FACTORS
-    from trainer.data import load_dataset
 
     problem = files_problem(args.model, args.data)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     check_output_path(args.out)
-    info = read_model_info(args.model)
-    fs = load_dataset(args.data, labels="ferplus")
-    part = fs.subset(args.split)
-    images, labels = part.images, part.labels.astype(np.int64)
-    factors = [int(f) for f in FACTORS]
     rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        train = Path(tmp) / "train.npz"
-        np.savez(train, images=fs.images[fs.split == "train"])
-        calib = calibration_inputs(train, 512, factors, info)
+        images, labels, factors, calib = faces_and_calibration(args.model, args.data, args.split, Path(tmp))
         files = {"fp32": args.model}
         for name, film in VARIANTS.items():
             files[name] = Path(tmp) / f"{name}.int8-u8s8.onnx"
@@ -93,9 +80,10 @@ def main(argv: Optional[list[str]] = None) -> int:
              "film_int8_vs_film_float_per_round": per_round,
              "film_int8_vs_film_float_median_of_rounds": statistics.median(per_round), "rounds": timing["rounds"]}
     print("throughput (faces/s, median of rounds): " + ", ".join(f"{k} {v:.0f}" for k, v in med.items())
-          + f"; film_int8 / film_float per round: " + ", ".join(f"{r:.3f}" for r in per_round))
+          + "; film_int8 / film_float per round: " + ", ".join(f"{r:.3f}" for r in per_round))
     write_json(args.out, {
-        "command": f"python scripts/int8_film.py --model {args.model}" + (f" --split {args.split}" if args.split != "val" else ""),
+        "command": f"python scripts/int8_film.py --model {args.model}" + (f" --split {args.split}" if args.split != "val" else "")
+                   + (f" --rounds {args.rounds}" if args.rounds != 5 else ""),
         "model": args.model.name, "model_sha256": sha256_file(args.model), "split": args.split, "n": int(len(labels)),
         "one_face_points": round(100 / len(labels), 3),
         "calibration": {"faces": 512, "method": "percentile", "factors": factors, "scheme": "u8s8", "generator": "int8"},

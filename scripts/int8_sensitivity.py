@@ -62,6 +62,25 @@ def logits_per_factor(model: Path, images: Any, factors: list[int], threads: int
                                for s in range(0, len(images), 256)]) for f in factors}
 
 
+def faces_and_calibration(model: Path, data: Path, split: str, tmp: Path) -> tuple[Any, Any, list[int], Any]:
+    """FER+ ``split``'s faces and labels, the factors, and ``model``'s INT8 calibration inputs: 512 faces of
+    the train split as small crops at every factor in turn, as ``fsrfer-export --int8`` makes them."""
+    import numpy as np
+
+    from fsrfer_edge.export.calib import calibration_inputs
+    from fsrfer_edge.export.onnx_export import read_model_info
+    from fsrfer_edge.preprocessing import FACTORS
+    from trainer.data import load_dataset
+
+    fs = load_dataset(data, labels="ferplus")
+    part = fs.subset(split)
+    factors = [int(f) for f in FACTORS]
+    train = tmp / "train.npz"
+    np.savez(train, images=fs.images[fs.split == "train"])
+    calib = calibration_inputs(train, 512, factors, read_model_info(model))
+    return part.images, part.labels.astype(np.int64), factors, calib
+
+
 def input_grid(path: Path, input_name: str) -> tuple[float, int]:
     """Scale and zero point of the QuantizeLinear an INT8 file applies to its graph input."""
     import onnx
@@ -103,12 +122,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
     import numpy as np
 
-    from fsrfer_edge.export.calib import calibration_inputs
     from fsrfer_edge.export.onnx_export import read_model_info
     from fsrfer_edge.export.quantize import quantize_int8
     from fsrfer_edge.fileio import check_output_path, files_problem, sha256_file, write_json
-    from fsrfer_edge.preprocessing import FACTORS
-    from trainer.data import load_dataset
 
     problem = files_problem(args.model, args.data)
     if problem:
@@ -116,16 +132,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     check_output_path(args.out)
     info = read_model_info(args.model)
-    fs = load_dataset(args.data, labels="ferplus")
-    part = fs.subset(args.split)
-    images, labels = part.images, part.labels.astype(np.int64)
-    factors = [int(f) for f in FACTORS]
-    ref = logits_per_factor(args.model, images, factors, args.threads)
     rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        train = Path(tmp) / "train.npz"
-        np.savez(train, images=fs.images[fs.split == "train"])
-        calib = calibration_inputs(train, 512, factors, info)
+        images, labels, factors, calib = faces_and_calibration(args.model, args.data, args.split, Path(tmp))
+        ref = logits_per_factor(args.model, images, factors, args.threads)
         for name in args.variants:
             path = Path(tmp) / f"{name}.int8-u8s8.onnx"
             prefixes, image_conv = VARIANTS[name]
