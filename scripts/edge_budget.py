@@ -155,8 +155,9 @@ def make_int8(fp32: Path, dst: Path, data: Optional[Path], calib: Optional[Path]
         np.savez(source, images=fs.images[train], split=fs.split[train])
         described = f"{_show(data)} (FER+ train split)"
     calib_inputs = calibration_inputs(source, calib_size, calib_factors, info)
-    quantize_g = resolve_quantize_generator(load_onnx(fp32), quantize_g)
-    film = resolve_quantize_film(load_onnx(fp32), "u8s8", quantize_film)
+    graph = load_onnx(fp32)
+    quantize_g = resolve_quantize_generator(graph, quantize_g)
+    film = resolve_quantize_film(graph, "u8s8", quantize_film)
     log.info("quantizing %s to u8s8 (%d faces, %s, G %s, FiLM %s)", fp32.name, len(calib_inputs), calib_method,
              "int8" if quantize_g else "float", "int8" if film else "float")
     quantize_int8(fp32, dst, calib_inputs, "u8s8", calib_method, quantize_generator=quantize_g, quantize_film=film)

@@ -277,13 +277,15 @@ def test_export_of_the_shipped_checkpoint_writes_tensorrt_ready_files(tmp_path: 
     assert cli.main([str(DEFAULT_MODEL.with_suffix(".pt")), "--name", "x", "--out-dir", str(tmp_path / "out"),
                      "--fp16", "--int8", "--calib", str(tmp_path / "faces.npz"), "--calib-size", "16",
                      "--calib-factors", "1",
-                     "--calib-method", "minmax", "--int8-target", "tensorrt", "-q"]) == 0
+                     "--calib-method", "minmax", "--int8-target", "both", "--int8-quantize-film", "-q"]) == 0
     out = capsys.readouterr().out
     assert "tensorrt check int8-s8s8" in out and "tensorrt check fp16" in out
     report = json.loads((tmp_path / "out" / "x.report.json").read_text())
     assert set(report["tensorrt_check"]) == {"fp32", "fp16", "int8-s8s8"}
     assert report["tensorrt_check"]["int8-s8s8"]["int8_layers"] >= 15
     assert report["calibration"]["generator"] == "int8"  # an early G is quantized unless --int8-float-g
+    # --int8-quantize-film reaches the u8s8 file only; TensorRT's keeps FiLM in float.
+    assert report["calibration"]["film_maps"] == {"s8s8": "float", "u8s8": "int8"}
     for f in ("x.fp16.onnx", "x.int8-s8s8.onnx"):
         assert trt_check.check_file(tmp_path / "out" / f).ok
 

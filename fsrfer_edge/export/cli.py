@@ -187,19 +187,23 @@ def _make_variants(opts: ExportOptions, stage: Path, fp32: Path, info: Any, rand
         if opts.calib is None:
             raise ConfigError("--int8 needs --calib PATH")
         t0 = time.perf_counter()
-        quantize_g = resolve_quantize_generator(load_onnx(fp32), opts.int8_quantize_g)
+        graph = load_onnx(fp32)
+        quantize_g = resolve_quantize_generator(graph, opts.int8_quantize_g)
         calib = calibration_inputs(opts.calib, opts.calib_size, opts.calib_factors, info)
+        film: dict[str, str] = {}
         for scheme in TARGETS[opts.int8_target]:
             key = f"int8-{scheme}"
             path = stage / f"{name}.{key}.onnx"
+            quantize_film = resolve_quantize_film(graph, scheme, opts.int8_quantize_film)
+            film[scheme] = "int8" if quantize_film else "float"
             vinfo = quantize_int8(fp32, path, calib, scheme, opts.calib_method, quantize_generator=quantize_g,
-                                  quantize_film=resolve_quantize_film(load_onnx(fp32), scheme, opts.int8_quantize_film))
+                                  quantize_film=quantize_film)
             report["checks"].append(check.check_step(f"fp32->{key}", ref, check.onnx_runner(path), "int8", random, faces))
             report["files"][key] = _file_entry(path, vinfo)
             variants[key] = path
         report["calibration"] = {"source": str(opts.calib), "faces": len(calib), "method": opts.calib_method,
                                  "factors": list(opts.calib_factors),
-                                 "generator": "int8" if quantize_g else "float",
+                                 "generator": "int8" if quantize_g else "float", "film_maps": film,
                                  "seconds": round(time.perf_counter() - t0, 1)}
     return variants
 
