@@ -572,10 +572,48 @@ def shipped_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+FER2013_CONFIG = "results/fer2013/early_g_bn_{split}{suffix}.json"
+FER2013_MODELS = (("fsrfer", "FSR-FER (the shipped configuration)"), ("lr_finetune", "LR-fine-tuned, equal budget"),
+                  ("hr", "HR model"))
+
+
+def fer2013_config_table(_: dict[str, Any]) -> str:
+    """The shipped model's configuration on the FER2013 labels (configs/fer2013_early_g_stem_camera_6ep_bn.yaml):
+    FSR-FER, its equal-budget baseline and the FER2013 HR network, per protocol, on val and on test (the
+    run's OUT/eval/{val,test}/results*.json, copied to results/fer2013/early_g_bn_*.json)."""
+    lines = []
+    for split in ("val", "test"):
+        first = REPO / FER2013_CONFIG.format(split=split, suffix="")
+        if not first.is_file():
+            continue
+        doc = json.loads(first.read_text())
+        factors = sorted(doc["fsrfer"]["factors"], key=int)
+        lines += [f"FER2013 {split} ({doc['fsrfer']['n']} faces, original labels), accuracy in %, one seed, from "
+                  f"`{FER2013_CONFIG.format(split=split, suffix='{,_small,_camera}')}`:\n",
+                  "| protocol | model | " + " | ".join(f"x{f}" for f in factors) + " | mean |",
+                  "|---|---|" + "---:|" * (len(factors) + 1)]
+        for protocol, title in PROTOCOL_NAMES.items():
+            path = REPO / FER2013_CONFIG.format(split=split, suffix="" if protocol == "resized" else f"_{protocol}")
+            if not path.is_file():
+                continue
+            d = json.loads(path.read_text())
+            acc = {k: {f: 100 * v["accuracy"] for f, v in d[k]["factors"].items()} for k, _ in FER2013_MODELS if k in d}
+            for key, label in FER2013_MODELS:
+                if key in acc:
+                    lines.append(f"| {title} | {label} | " + " | ".join(f"{acc[key][f]:.2f}" for f in factors)
+                                 + f" | {sum(acc[key][f] for f in factors) / len(factors):.2f} |")
+            if "fsrfer" in acc and "lr_finetune" in acc:
+                lines.append(f"| {title} | **FSR-FER minus baseline** | "
+                             + " | ".join(f"{acc['fsrfer'][f] - acc['lr_finetune'][f]:+.2f}" for f in factors) + " | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 # name -> (JSON source, renderer, Markdown file)
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "headline": (SOURCES["headline"], headline_table, "README.md"),
     "shipped": (SOURCES["headline"], shipped_table, "README.md"),
+    "fer2013_config": (FER2013_CONFIG.format(split="val", suffix=""), fer2013_config_table, "README.md"),
     "serving": ("results/serving/load_test.json", serving_table, "README.md"),
     "crowd": ("results/crowd/bench.json", crowd_table, "README.md"),
     "targets": ("results/targets.json", targets_table, "README.md"),
