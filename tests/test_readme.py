@@ -96,6 +96,17 @@ def test_readme_headline_is_rendered_from_the_result_files():
     assert text.index("<!-- table:headline -->") < text.index("## Quick start")
 
 
+def test_every_readme_table_and_the_targets_are_rendered_from_the_committed_result_files():
+    """A hand edit of a table block, or a result file committed without re-rendering, fails here."""
+    tables = load_script("scripts/readme_tables.py", "readme_tables")
+    assert tables.stale(list(tables.TABLES)) == []  # run `python scripts/readme_tables.py` after new results
+    targets = load_script("scripts/targets.py", "targets")
+    import json
+
+    committed = json.loads((README.parent / "results" / "targets.json").read_text())
+    assert committed == json.loads(json.dumps(targets.build()))  # run `python scripts/targets.py`
+
+
 def test_result_plots_use_readme_names_fixed_colours_measured_factors_and_colour_bars(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     import json
