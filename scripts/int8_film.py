@@ -18,7 +18,6 @@ Val, not test: this chooses the export's default.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -31,28 +30,22 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 import edge_budget  # noqa: E402  (scripts/edge_budget.py: the timer and the rotating rounds)
-from int8_sensitivity import compare, faces_and_calibration, logits_per_factor  # noqa: E402
+from int8_sensitivity import compare, faces_and_calibration, io_problem, logits_per_factor, parser  # noqa: E402
 
 VARIANTS = {"film_float": False, "film_int8": True}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=REPO / "fsrfer_edge" / "models" / "default.onnx")
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fer2013.npz")
-    ap.add_argument("--split", default="val")
+    ap = parser(__doc__, REPO / "results" / "ferplus" / "int8_film_val.json")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default: 5)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=REPO / "results" / "ferplus" / "int8_film_val.json")
     args = ap.parse_args(argv)
     from fsrfer_edge.export.quantize import quantize_int8
-    from fsrfer_edge.fileio import check_output_path, files_problem, sha256_file, write_json
+    from fsrfer_edge.fileio import sha256_file, write_json
 
-    problem = files_problem(args.model, args.data)
+    problem = io_problem(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    check_output_path(args.out)
     rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         images, labels, factors, calib = faces_and_calibration(args.model, args.data, args.split, Path(tmp))

@@ -62,6 +62,28 @@ def logits_per_factor(model: Path, images: Any, factors: list[int], threads: int
                                for s in range(0, len(images), 256)]) for f in factors}
 
 
+def parser(doc: str, out: Path) -> argparse.ArgumentParser:
+    """The options this script and ``scripts/int8_film.py`` share: the FP32 model, the data, the split, threads
+    and the output file (default ``out``)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=REPO / "fsrfer_edge" / "models" / "default.onnx")
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fer2013.npz")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=out)
+    return ap
+
+
+def io_problem(args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with ``--model`` / ``--data`` (missing, unreadable) or ``--out`` (not writable), or None."""
+    from fsrfer_edge.fileio import check_output_path, files_problem
+
+    problem = files_problem(args.model, args.data)
+    if problem is None:
+        check_output_path(args.out)
+    return problem
+
+
 def faces_and_calibration(model: Path, data: Path, split: str, tmp: Path) -> tuple[Any, Any, list[int], Any]:
     """FER+ ``split``'s faces and labels, the factors, and ``model``'s INT8 calibration inputs: 512 faces of
     the train split as small crops at every factor in turn, as ``fsrfer-export --int8`` makes them."""
@@ -112,25 +134,19 @@ def compare(ref: Any, got: Any, labels: Any) -> dict[str, float]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=REPO / "fsrfer_edge" / "models" / "default.onnx")
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fer2013.npz")
-    ap.add_argument("--split", default="val")
+    ap = parser(__doc__, REPO / "results" / "ferplus" / "int8_sensitivity_val.json")
     ap.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=REPO / "results" / "ferplus" / "int8_sensitivity_val.json")
     args = ap.parse_args(argv)
     import numpy as np
 
     from fsrfer_edge.export.onnx_export import read_model_info
     from fsrfer_edge.export.quantize import quantize_int8
-    from fsrfer_edge.fileio import check_output_path, files_problem, sha256_file, write_json
+    from fsrfer_edge.fileio import sha256_file, write_json
 
-    problem = files_problem(args.model, args.data)
+    problem = io_problem(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    check_output_path(args.out)
     info = read_model_info(args.model)
     rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
