@@ -614,6 +614,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "headline": (SOURCES["headline"], headline_table, "README.md"),
     "shipped": (SOURCES["headline"], shipped_table, "README.md"),
     "fer2013_config": (FER2013_CONFIG.format(split="val", suffix=""), fer2013_config_table, "README.md"),
+    "fer2013_seeds": ("results/fer2013/early_g_bn_seeds_val.json", early_g_table, "README.md"),
     "serving": ("results/serving/load_test.json", serving_table, "README.md"),
     "crowd": ("results/crowd/bench.json", crowd_table, "README.md"),
     "targets": ("results/targets.json", targets_table, "README.md"),
