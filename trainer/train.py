@@ -282,7 +282,7 @@ def _stage1_swa(cfg: TrainConfig, data: Data, model: InferenceModel, out: Path, 
     weights at the end of each (``torch.optim.swa_utils``); after each epoch the average gets BatchNorm
     statistics recomputed on the (unaugmented) training faces and is scored on val. Leaves the best-scoring
     average in ``model.fer``; returns the runner (its history), or None if stopped early."""
-    from torch.optim.swa_utils import AveragedModel
+    from torch.optim.swa_utils import AveragedModel, update_bn
 
     avg = AveragedModel(model.fer)
     opt = _sgd(model.fer, cfg, cfg.stage1.swa_lr)
@@ -297,7 +297,10 @@ def _stage1_swa(cfg: TrainConfig, data: Data, model: InferenceModel, out: Path, 
         return stats
 
     def evaluate() -> float:
-        _recompute_batchnorm(avg.module, data.train.images, cfg.eval.batch_size, dev)
+        # BatchNorm statistics of the averaged weights: the plain mean over the (unaugmented) training faces.
+        imgs, bs = data.train.images, cfg.eval.batch_size
+        with torch.no_grad():
+            update_bn((_tensor(imgs[s:s + bs].astype(np.float32)) for s in range(0, len(imgs), bs)), avg.module, dev)
         return _mean_acc(avg.module, data.val, (1,), cfg.eval.batch_size)
 
     if not runner.run(step, evaluate, resume, stop_after, deadline):
@@ -305,26 +308,6 @@ def _stage1_swa(cfg: TrainConfig, data: Data, model: InferenceModel, out: Path, 
     runner.load_best()
     model.fer.load_state_dict(avg.module.state_dict())
     return runner
-
-
-@torch.no_grad()
-def _recompute_batchnorm(net: nn.Module, images: np.ndarray, bs: int, dev: torch.device) -> None:
-    """BatchNorm running statistics of ``net`` recomputed as the plain mean over ``images`` (HR faces, as
-    the model sees them), which averaged weights need (``torch.optim.swa_utils.update_bn``'s rule)."""
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
-    momenta = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the batches
-    was = net.training
-    net.train()
-    for s in range(0, len(images), bs):
-        net(_tensor(images[s:s + bs].astype(np.float32)).to(dev))
-    net.train(was)
-    for bn, m in zip(bns, momenta):
-        bn.momentum = m
 
 
 def stage1_init(cfg: TrainConfig, model: InferenceModel) -> dict[str, Any]:
