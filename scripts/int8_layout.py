@@ -5,11 +5,12 @@
     python scripts/int8_layout.py --before engines/route_on_map.fp32.onnx \
         --model engines/route_on_image.fp32.onnx
 
-Two FP32 graphs of one checkpoint: ``--before``, exported when the routed graph gathered each path's faces
-from the stem's output map (the stem conv read the image, shared with the factor estimator, so it stayed
-in float), and ``--model``, exported as ``InferenceModel.routed`` now does it (each path gathers its faces
-from the image and runs the stem itself, so each path's stem conv is quantized:
-``quantize.routed_image_conv_nodes``). Each gets its u8s8 file as ``fsrfer-export --int8 --int8-quantize-g``
+Two FP32 graphs of one checkpoint: ``--before``, exported with the routed graph gathering each path's faces
+from the stem's output map (the stem conv reads the image, shared with the factor estimator, so it stays
+in float), and ``--model``, exported at commit 55cd4ac, where ``InferenceModel.routed`` gathered each
+path's faces from the image and ran the stem on each path, and ``quantize.routed_image_conv_nodes`` let the
+u8s8 file quantize each path's stem conv. That change was measured here and reverted (docs/DESIGN.md): run
+the commands above with commit 55cd4ac checked out. Each gets its u8s8 file as ``fsrfer-export --int8 --int8-quantize-g``
 makes it (512 FER+ train faces, small crops at every factor, percentile ranges). Measured:
 
 - the two FP32 graphs give the same logits (largest difference on ``--split``, every factor);
@@ -84,6 +85,15 @@ def optimized_transposes(path: Path, threads: int) -> list[dict[str, Any]]:
     return out
 
 
+def gathered_stem_convs(model: Any) -> list[str]:
+    """The Conv nodes that read a Gather of the graph input: each path's stem conv in a graph that gathers
+    each path's faces from the image (the u8s8 file of commit 55cd4ac quantized them); none where the route
+    gathers the stem's map."""
+    inputs = {i.name for i in model.graph.input}
+    gathers = {n.output[0] for n in model.graph.node if n.op_type == "Gather" and n.input[0] in inputs}
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and n.input[0] in gathers]
+
+
 def _is_map(shape: list[Optional[int]]) -> bool:
     """Whether an NCHW ``shape`` is a feature map: rank 4, more than one channel, more than one pixel (not
     the image, not FiLM's per-face (N, C, 1, 1) scales and shifts)."""
@@ -120,7 +130,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     import numpy as np
 
     from fsrfer_edge.export.onnx_export import load_onnx, read_model_info
-    from fsrfer_edge.export.quantize import quantize_int8, routed_image_conv_nodes
+    from fsrfer_edge.export.quantize import quantize_int8
     from fsrfer_edge.fileio import files_problem, sha256_file, write_json
 
     problem = io_problem(args) or files_problem(args.before)
@@ -153,7 +163,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             per = {str(f): compare(ref[g][f], got[f], labels) for f in factors}
             transposes = optimized_transposes(files[f"{g}_int8"], args.threads)
             rows[g] = {"fp32_sha256": sha256_file(fp32[g]),
-                       "stem_convs_quantized": routed_image_conv_nodes(load_onnx(fp32[g])),
+                       "stem_convs_quantized": gathered_stem_convs(load_onnx(fp32[g])),
                        "per_factor": per, "worst_points_lost": max(v["points_lost"] for v in per.values()),
                        "transposes": len(transposes),
                        "transposes_on_feature_maps": sum(t["feature_map"] for t in transposes),

@@ -635,36 +635,30 @@ class InferenceModel(nn.Module):
             return self.fer.head(trunk(x))
         if self.level == "embedding":
             return self.fer.head(self.generator(trunk(x)))
+        fmap = trunk.forward_to(x, self.start)
         if self.route_hr_below:
             assert factor is not None
-            y = self.routed(x, factor)
+            y = self.routed(fmap, factor)
         else:
-            fmap = trunk.forward_to(x, self.start)
             y = self.generator(fmap, factor) if isinstance(self.generator, DeepGenerator) else self.generator(fmap)
         return self.fer.head(trunk.forward_from(y, self.level))
 
-    def routed(self, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-        """The map at ``level`` for the images ``x``: the frozen HR network for each face whose factor is
-        below ``route_hr_below`` (an HR face gets exactly the HR model's answer), the frozen layers below
-        G's start and G for the others.
+    def routed(self, fmap: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+        """The map at ``level``: the frozen HR stages for each face whose factor is below
+        ``route_hr_below`` (an HR face gets exactly the HR model's answer), G for the others.
 
         Each face takes one path, so the cost per face is that of one path. In the graph: NonZero on a
         float mask (TensorRT's NonZero takes FP32/FP16), Gather of each path's faces, and a ScatterND that
         puts the two paths' maps back in input order (its data is the concatenated maps themselves, every
-        row overwritten: no ConstantOfShape). Either path may get no faces.
-
-        Each path gathers its faces from the image, not from a map below G's start: the layers below it
-        (the stem) run on each path's faces, at the same cost per face, so no map is read by both paths.
-        ONNX Runtime's CPU provider runs an INT8 file's convolutions in NHWC; a map shared by the two
-        paths' Gathers stayed NCHW, and every residual add of the first stage on both paths was transposed
-        around (results/ferplus/int8_layout_val.json, ``scripts/int8_layout.py``)."""
+        row overwritten: no ConstantOfShape). Either path may get no faces."""
         trunk = self.fer.trunk
         assert isinstance(self.generator, DeepGenerator)
-        hr = (factor < self.route_hr_below).to(x.dtype)
+        hr = (factor < self.route_hr_below).to(fmap.dtype)
         i_hr = torch.nonzero(hr).flatten()
         i_g = torch.nonzero(1.0 - hr).flatten()
-        y_hr = trunk.forward_to(x.index_select(0, i_hr), self.level)
-        y_g = self.generator(trunk.forward_to(x.index_select(0, i_g), self.start), factor.index_select(0, i_g))
+        lo, hi = trunk.start_ends[self.start], trunk.level_ends[self.level]
+        y_hr = trunk.layers[lo:hi](fmap.index_select(0, i_hr))
+        y_g = self.generator(fmap.index_select(0, i_g), factor.index_select(0, i_g))
         both = torch.cat([y_hr, y_g])
         return both.index_put((torch.cat([i_hr, i_g]),), both)
 

@@ -246,45 +246,22 @@ def image_conv_nodes(model: "onnx.ModelProto") -> list[str]:
     (ONNX Runtime hands the float estimator the same dequantized input): a face resized up from a few
     pixels differs from its neighbours by less than one grey level, so rounding noise dominates the
     estimator's statistics and its x8 estimates drop (results/ferplus/input_rounding_val.json).
-    A routed graph's stem convs are among these names, but :func:`image_path_nodes` lets them be quantized
-    (:func:`routed_image_conv_nodes`).
     """
     below_conv: set[str] = set()
     names = []
     for node in model.graph.node:
-        # A Gather's data is its first input; its indices (a routed graph's, from the estimator) are not.
-        data = node.input[:1] if node.op_type == "Gather" else node.input
         if node.op_type == "Conv":
-            if not any(i in below_conv for i in data):
+            if not any(i in below_conv for i in node.input):
                 names.append(node.name)
             below_conv.update(node.output)
-        elif any(i in below_conv for i in data):
+        elif any(i in below_conv for i in node.input):
             below_conv.update(node.output)
     return names
 
 
-def routed_image_conv_nodes(model: "onnx.ModelProto") -> list[str]:
-    """The :func:`image_conv_nodes` that read the image through a Gather: in a routed graph
-    (``InferenceModel.routed``) each path's stem conv reads its own path's faces, gathered from the image.
-
-    The u8s8 file quantizes them. The Q/DQ pair then sits on the gathered copy, which that conv alone reads,
-    so the factor estimator still reads the float image. Quantized, the stem conv joins ONNX Runtime's NHWC
-    layout with the stages above it (a float conv leaves its output NCHW, and each of the first stage's
-    residual adds is transposed around it); on FER+ val the u8s8 file loses no more against FP32 than with
-    the stem in float (results/ferplus/int8_layout_val.json, ``scripts/int8_layout.py``). TensorRT's s8s8
-    file keeps them in float, as before: TensorRT chooses its own layouts, and a 1-channel conv gains
-    little from INT8.
-    """
-    producer = {o: n for n in model.graph.node for o in n.output}
-    by_name = {n.name: n for n in model.graph.node}
-    return [c for c in image_conv_nodes(model)
-            if getattr(producer.get(by_name[c].input[0]), "op_type", "") == "Gather"]
-
-
 def image_path_nodes(model: "onnx.ModelProto") -> list[str]:
     """:func:`image_conv_nodes` and every node above them: what runs on the image before its first conv
-    (the uint8 wrapper's Cast and normalisation, the flip wrapper's mirror image and Concat, a routed
-    graph's Gathers), but not a routed graph's stem convs (:func:`routed_image_conv_nodes`).
+    (the uint8 wrapper's Cast and normalisation, the flip wrapper's mirror image and Concat).
 
     All of it stays in float: ONNX Runtime quantizes a Concat or an Add as readily as a conv, and one
     quantized op there rounds the image to an 8-bit grid before the float conv reads it (the flipped graph's
@@ -292,7 +269,6 @@ def image_path_nodes(model: "onnx.ModelProto") -> list[str]:
     """
     producer = {o: n for n in model.graph.node for o in n.output}
     convs = image_conv_nodes(model)
-    routed = set(routed_image_conv_nodes(model))
     by_name = {n.name: n for n in model.graph.node}
     seen: set[str] = set()
     todo = [by_name[c] for c in convs]
@@ -302,7 +278,7 @@ def image_path_nodes(model: "onnx.ModelProto") -> list[str]:
             continue
         seen.add(node.name)
         todo.extend(producer[i] for i in node.input if i in producer)
-    return [n.name for n in model.graph.node if n.name in seen and n.name not in routed]
+    return [n.name for n in model.graph.node if n.name in seen]
 
 
 def float_tail_nodes(model: "onnx.ModelProto", generator: bool = True, image_conv: bool = True,
@@ -561,8 +537,6 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
         quantize_g = resolve_quantize_generator(pre, quantize_generator)
         exclude = [] if quantize_head else float_tail_nodes(pre, generator=not quantize_g, image_conv=float_image_conv,
                                                             film_maps=not quantize_film)
-        if scheme == "s8s8" and float_image_conv:  # TensorRT picks its own layouts: see routed_image_conv_nodes
-            exclude += [n for n in routed_image_conv_nodes(pre) if n not in exclude]
         exclude += prefixed_nodes(pre, keep_float, exclude)
         counts = route_counts(pre, calib_inputs, info.input_name)
         if counts:
