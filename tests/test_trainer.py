@@ -235,6 +235,39 @@ def test_stage1_can_start_from_another_checkpoints_fer_network(tmp_path):
         train_stage1(other, data, tmp_path / "other", resume=False)
 
 
+def test_stage1_can_distil_a_checkpoints_network_with_the_test_time_flip(tmp_path):
+    from trainer.train import stage1_teacher
+
+    cfg = tiny_cfg(data={"synthetic": 200}, stage1={"epochs": 1})
+    data = load_data(cfg, None)
+    first = train_stage1(cfg, data, tmp_path / "first", resume=False)
+    taught = {"epochs": 1, "lr": 0.01, "init": str(first), "distill_from": str(first), "distill": 5.0}
+    tcfg = tiny_cfg(data={"synthetic": 200}, stage1=taught)
+    # The teacher answers as the exported --flip graph: the mean of the softmaxes on each face and its mirror.
+    teacher, record = stage1_teacher(tcfg, torch.device("cpu"))
+    fer = checkpoint.load_model(first)[0].fer.eval()
+    x = torch.randn(5, 1, 48, 48)
+    with torch.no_grad():
+        want = torch.log((fer(x).softmax(1) + fer(x.flip(3)).softmax(1)) / 2)
+        assert torch.allclose(teacher(x), want, atol=1e-5)
+    assert record is not None and record["weight"] == 5.0 and record["teacher"] == "flip average"
+    with_kd = train_stage1(tcfg, data, tmp_path / "kd", resume=False)
+    plain = train_stage1(tiny_cfg(data={"synthetic": 200}, stage1={**taught, "distill_from": "", "distill": 0.0}),
+                         data, tmp_path / "plain", resume=False)
+    a, b = _state(with_kd), _state(plain)
+    convs = [k for k in a if k.endswith("conv1.weight")]
+    assert convs and not all(torch.allclose(a[k], b[k]) for k in convs)  # the term moved the training
+    meta = checkpoint.load(with_kd, kind="model")["meta"]
+    assert meta["stage1_distill"]["path"] == str(first) and len(meta["stage1_distill"]["sha256"]) == 64
+    assert "stage1_distill" not in checkpoint.load(plain, kind="model")["meta"]
+    for bad in ({"distill": 1.0}, {"distill_from": str(first)}):
+        with pytest.raises(ConfigError, match="stage1.distill .* and stage1.distill_from .* go together"):
+            tiny_cfg(data={"synthetic": 200}, stage1=bad)
+    with pytest.raises(DataError, match="stage1.distill_from: .*nothing.pt does not exist"):
+        train_stage1(tiny_cfg(data={"synthetic": 200}, stage1={"distill_from": str(tmp_path / "nothing.pt"),
+                                                              "distill": 1.0}), data, tmp_path / "missing", resume=False)
+
+
 def test_stage1_weight_averaging_averages_the_epochs_and_resumes(tmp_path):
     base = tiny_cfg(data={"synthetic": 200}, stage1={"epochs": 2})
     data = load_data(base, None)

@@ -54,6 +54,15 @@ class Stage1Config:
     # statistics recomputed on the training faces. The averaged network is the stage's model.
     swa_epochs: int = 0
     swa_lr: float = 0.01
+    # Self-distillation from a test-time flip: a frozen teacher, the FER network of the model checkpoint
+    # distill_from (e.g. the one stage 1 starts from), answers each augmented training face as the
+    # exported --flip graph would (the mean of its softmaxes on the face and its mirror image,
+    # fsrfer_edge.export.onnx_export.flip_average), and the network is also pulled towards that answer
+    # with weight distill (KL at distill_temperature, times T^2). The flip then costs nothing at run time.
+    # 0 = off; relative paths are from the repository root.
+    distill_from: str = ""
+    distill: float = 0.0
+    distill_temperature: float = 2.0
 
 
 @dataclasses.dataclass
@@ -359,6 +368,9 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
         problems.append(f"{where}: model.backbone {cfg.model.backbone!r} is not one of {list_backbones()}")
     if cfg.data.labels not in ("ferplus", "fer2013"):
         problems.append(f"{where}: data.labels must be 'ferplus' or 'fer2013', got {cfg.data.labels!r}")
+    if bool(cfg.stage1.distill) != bool(cfg.stage1.distill_from):
+        problems.append(f"{where}: stage1.distill ({cfg.stage1.distill!r}) and stage1.distill_from "
+                        f"({cfg.stage1.distill_from!r}) go together: a teacher checkpoint and a weight > 0, or neither")
     if cfg.stage2.losses.gan not in ("wgan_div", "none"):
         problems.append(f"{where}: stage2.losses.gan must be 'wgan_div' or 'none', got {cfg.stage2.losses.gan!r}")
     start = cfg.stage2.generator_start

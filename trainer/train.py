@@ -159,17 +159,19 @@ def _augment(cfg: TrainConfig, images: np.ndarray, rng: np.random.Generator) -> 
 
 def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, cfg: TrainConfig, epochs: int,
                       lr: float, lr_inputs: bool, dev: torch.device, teacher: Optional[nn.Module] = None,
-                      constant_lr: bool = False) -> Any:
+                      constant_lr: bool = False, distill: Optional[tuple[float, float]] = None) -> Any:
     """One classifier epoch (stage 1, the LR-fine-tuned baseline). ``teacher``: a frozen model whose
-    answer on each HR face the model's answer on its LR version is distilled towards
-    (``baselines.lr_finetune_distill``). The rate follows a cosine over ``epochs`` unless ``constant_lr``
-    (weight averaging, ``stage1.swa_epochs``)."""
+    answer on each HR face (after augmentation) the model's answer on its input (the LR version, with
+    ``lr_inputs``) is distilled towards, with ``distill`` = (weight, temperature); by default the
+    LR-fine-tuned baseline's (``baselines.lr_finetune_distill``, ``stage2.losses.distill_temperature``).
+    The rate follows a cosine over ``epochs`` unless ``constant_lr`` (weight averaging, ``stage1.swa_epochs``)."""
     from .degrade import random_lr
 
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.stage1.label_smoothing)
     smooth = cfg.stage1.label_smoothing
     dcfg = _degrade_cfg(cfg)
     distributed.check_global_batch(cfg.stage1.batch_size, len(split.labels), "stage1.batch_size")
+    kd_weight, kd_temperature = distill or (cfg.baselines.lr_finetune_distill, cfg.stage2.losses.distill_temperature)
 
     def train_epoch(epoch: int, rng: np.random.Generator) -> dict[str, float]:
         distributed.seed_torch_per_rank()  # DDP: each rank its own dropout masks
@@ -197,8 +199,8 @@ def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split
             if teacher is not None:
                 with torch.no_grad():
                     t_logits = teacher(_tensor(imgs[rows].astype(np.float32)).to(dev))
-                kd = losses.distillation(logits, t_logits, cfg.stage2.losses.distill_temperature).mean()
-                loss = loss + cfg.baselines.lr_finetune_distill * kd
+                kd = losses.distillation(logits, t_logits, kd_temperature).mean()
+                loss = loss + kd_weight * kd
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -262,12 +264,16 @@ def train_stage1(cfg: TrainConfig, data: Data, out: Path, resume: bool, stop_aft
     opt = _sgd(model.fer, cfg, cfg.stage1.lr)
     runner = EpochRunner("stage1", out / "state" / "stage1.pt", {"fer": model.fer}, {"opt": opt},
                          cfg.stage1.epochs, cfg.seed)
+    teacher, taught = stage1_teacher(cfg, dev)
     step = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, cfg.stage1.epochs, cfg.stage1.lr,
-                             lr_inputs=False, dev=dev)
+                             lr_inputs=False, dev=dev, teacher=teacher,
+                             distill=(cfg.stage1.distill, cfg.stage1.distill_temperature))
     if not runner.run(step, lambda: _mean_acc(model, data.val, (1,), cfg.eval.batch_size), resume, stop_after, deadline):
         return None
     runner.load_best()
     extra: dict[str, Any] = {"stage1_init": init} if init else {}
+    if taught:
+        extra["stage1_distill"] = taught
     if cfg.stage1.swa_epochs:
         runner = _stage1_swa(cfg, data, model, out, resume, stop_after, deadline, dev)
         if runner is None:
@@ -310,6 +316,38 @@ def _stage1_swa(cfg: TrainConfig, data: Data, model: InferenceModel, out: Path, 
     return runner
 
 
+def _checkpoint_path(option: str, value: str) -> Path:
+    """A config option's model checkpoint path (relative: from the repository root), which must exist."""
+    path = Path(value)
+    if not path.is_absolute():
+        path = Path(__file__).resolve().parents[1] / path
+    if not path.is_file():
+        raise DataError(f"{option}: {path} does not exist; expected a model checkpoint (models/*.pt of a run, "
+                        "or fsrfer_edge/models/default.pt)")
+    return path
+
+
+def stage1_teacher(cfg: TrainConfig, dev: torch.device) -> tuple[Optional[nn.Module], Optional[dict[str, Any]]]:
+    """``stage1.distill_from``'s FER network, frozen, answering as the test-time flip does (the mean of its
+    softmaxes on each face and its mirror image, as log-probabilities), and what to record of it in the
+    model's metadata; (None, None) without one.
+
+    Raises:
+        DataError: the checkpoint is missing or unreadable.
+    """
+    if not cfg.stage1.distill_from:
+        return None, None
+    from fsrfer_edge.export.onnx_export import flip_average
+
+    path = _checkpoint_path("stage1.distill_from", cfg.stage1.distill_from)
+    fer = load_fer(path).fer.eval().requires_grad_(False)
+    teacher = flip_average(fer, PRE.input_size).to(dev)
+    log.info("stage 1 distils %s's FER network with the test-time flip (weight %g, T %g)", path,
+             cfg.stage1.distill, cfg.stage1.distill_temperature)
+    return teacher, {"path": cfg.stage1.distill_from, "sha256": sha256_file(path), "weight": cfg.stage1.distill,
+                     "temperature": cfg.stage1.distill_temperature, "teacher": "flip average"}
+
+
 def stage1_init(cfg: TrainConfig, model: InferenceModel) -> dict[str, Any]:
     """Load ``stage1.init``'s FER network into ``model.fer`` (a resumed run then restores its own state over
     it). Returns the checkpoint's path and SHA-256 for the model's metadata.
@@ -318,12 +356,7 @@ def stage1_init(cfg: TrainConfig, model: InferenceModel) -> dict[str, Any]:
         DataError: the checkpoint is missing or unreadable.
         ConfigError: its FER network is not the config's (another backbone, head or class count).
     """
-    path = Path(cfg.stage1.init)
-    if not path.is_absolute():
-        path = Path(__file__).resolve().parents[1] / path
-    if not path.is_file():
-        raise DataError(f"stage1.init: {path} does not exist; expected a model checkpoint (models/*.pt of a run, "
-                        "or fsrfer_edge/models/default.pt)")
+    path = _checkpoint_path("stage1.init", cfg.stage1.init)
     src = load_fer(path).fer.state_dict()
     own = model.fer.state_dict()
     wrong = sorted(k for k in set(src) | set(own) if k not in src or k not in own or src[k].shape != own[k].shape)
