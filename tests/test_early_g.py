@@ -901,3 +901,25 @@ def test_a_routed_g_trains_only_on_the_faces_it_serves(tmp_path, monkeypatch):
     hr_model, _, _ = checkpoint.load_model(hr)
     with torch.no_grad():
         assert torch.allclose(model(x, torch.ones(8)), hr_model.fer(x), atol=1e-5)
+
+
+def test_estimator_contrast_compares_the_estimated_and_the_true_factor_on_dimmed_faces():
+    script = load_script("scripts/estimator_contrast.py", "estimator_contrast")
+    faces, labels = make_faces(120, seed=3)
+    dim = script.scale_contrast(faces, 0.25)
+    assert dim.dtype == np.uint8 and dim.std(axis=(1, 2)).mean() < 0.3 * faces.astype(np.float32).std(axis=(1, 2)).mean()
+    np.testing.assert_allclose(dim.mean(axis=(1, 2)), faces.mean(axis=(1, 2)), atol=1.0)  # about each face's mean
+    m = _deep_model("stem")
+    fit_factor_estimator(m, faces[:80], faces[80:], DegradeConfig(factors=(1, 2, 4, 8)), seed=0, n=80)
+    m.eval()
+    rows = script.contrast_rows(m, PRE, faces[80:], labels[80:], (1.0, 0.25), (1, 4), "small", batch=16)
+    assert [r["contrast"] for r in rows] == [1.0, 0.25]
+    with torch.no_grad():  # the estimated row is the model as deployed: its own estimate
+        x = torch.from_numpy(protocol_inputs(faces[80:], 4, PRE, "small"))
+        want = 100 * float(np.mean(m(x).argmax(1).numpy() == labels[80:]))
+        median = float(np.median(m.factor_estimator(x).numpy()))
+    got = rows[0]["factors"]["4"]
+    assert got["accuracy_estimated"] == pytest.approx(want, abs=0.01)
+    assert got["median_estimate"] == pytest.approx(median, abs=1e-3) and got["hr_path_share"] is None  # not routed
+    assert got["true_minus_estimated"] == pytest.approx(got["accuracy_true_factor"] - got["accuracy_estimated"], abs=0.02)
+    assert script.main(["--contrasts", "0,1", "--json", "/tmp/never.json"]) == 2
