@@ -780,7 +780,6 @@ def test_routing_gives_hr_faces_the_hr_model_and_exports_to_one_graph(tmp_path):
     full = torch.from_numpy(protocol_inputs(faces[304:308], 1, PRE))
     for batch in (torch.cat([small[:2], full[:2], small[2:], full[2:]]), small, full):
         with torch.no_grad():
-            est = routed.factor_estimator(batch)
             want = routed(batch)
         np.testing.assert_allclose(sess.run(None, {"faces": batch.numpy()})[0], want.numpy(), atol=1e-4)
     with torch.no_grad():  # the estimator sends 48 px faces to the HR stages and 12 px ones to G

@@ -831,7 +831,6 @@ def fit_factor_estimator(model: InferenceModel, train_images: np.ndarray, val_im
     model gets a new estimator that computes its statistics on whole grey levels (spec
     ``factor_estimator_pixels``), replacing any it had.
     """
-    from .degrade import random_lr
     from .models import FactorEstimator
 
     if not model.scale_aware:
