@@ -235,9 +235,16 @@ def _as_image(face: Any, index: int, channels: int) -> np.ndarray:
     if face.ndim == 3 and face.shape[-1] == 1:
         face = face[..., 0]
     if face.ndim == 3 and face.shape[-1] != 3:
+        if face.shape[0] in (1, 3):  # CxHxW, e.g. a model input tensor of (N, C, H, W) passed as faces
+            hint = ("it looks channels-first (CxHxW): pass face[0] for gray, np.moveaxis(face, 0, -1) for RGB, "
+                    "and uint8 pixels rather than a normalised model input")
+        elif face.shape[-1] == 4:
+            hint = "drop an alpha channel with face[..., :3]"
+        else:
+            hint = "the last axis holds the channels"
         raise InputError(
             f"face {index} has shape {face.shape} ({face.shape[-1]} channels); expected HxW gray or "
-            "HxWx3 RGB. Drop an alpha channel with face[..., :3]"
+            f"HxWx3 RGB: {hint}"
         )
     if face.ndim not in (2, 3):
         raise InputError(f"face {index} has shape {face.shape}; expected HxW gray or HxWx3 RGB")
