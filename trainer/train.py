@@ -198,7 +198,8 @@ def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split
                 loss = losses.soft_cross_entropy(logits, losses.smoothed(t, smooth))
             if teacher is not None:
                 with torch.no_grad():
-                    t_logits = teacher(_tensor(imgs[rows].astype(np.float32)).to(dev))
+                    # Stage 1's input is the HR face itself: the teacher reads the same tensor.
+                    t_logits = teacher(_tensor(imgs[rows].astype(np.float32)).to(dev) if lr_inputs else x)
                 kd = losses.distillation(logits, t_logits, kd_temperature).mean()
                 loss = loss + kd_weight * kd
             opt.zero_grad(set_to_none=True)
