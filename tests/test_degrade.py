@@ -9,7 +9,7 @@ import pytest
 
 from fsrfer_edge.errors import ConfigError, InputError
 from fsrfer_edge.preprocessing import FACTORS, degrade
-from trainer.degrade import DegradeConfig, augment_hr, lr_versions, random_lr
+from trainer.degrade import DegradeConfig, augment_hr, lr_versions, random_erase, random_lr
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -197,6 +197,48 @@ def test_augment_hr_rotate_and_scale():
             augment_hr(x, np.random.default_rng(0), **bad)
 
 
+def test_random_erase_draws_one_rectangle_per_chosen_face():
+    flat = np.full((400, 48, 48), 128, np.uint8)
+    e = random_erase(flat, np.random.default_rng(0), prob=0.5)
+    assert e.dtype == np.uint8 and e.shape == flat.shape
+    np.testing.assert_array_equal(flat, 128)  # the input is not modified
+    changed = e != 128
+    hit = changed.any(axis=(1, 2))
+    assert 0.4 < hit.mean() < 0.6
+    for i in np.flatnonzero(hit)[:50]:
+        ys, xs = np.nonzero(changed[i])
+        h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+        # A rectangle of 2-33% of the face (noise may equal 128 at a few pixels inside it).
+        assert 0.015 * 48 * 48 <= h * w <= 0.34 * 48 * 48
+        assert changed[i, ys.min():ys.max() + 1, xs.min():xs.max() + 1].mean() > 0.95
+    np.testing.assert_array_equal(random_erase(flat, np.random.default_rng(0), prob=0.0), flat)
+    assert random_erase(flat.astype(np.float32), np.random.default_rng(0), prob=1.0).dtype == np.float32
+    with pytest.raises(InputError, match="probability"):
+        random_erase(flat, np.random.default_rng(0), prob=1.5)
+
+
+def test_augment_hr_erase_comes_last_and_keeps_old_streams():
+    x = faces(64)
+    plain = augment_hr(x, np.random.default_rng(0), rotate=10.0)
+    np.testing.assert_array_equal(plain, augment_hr(x, np.random.default_rng(0), rotate=10.0, erase=0.0))
+    erased = augment_hr(x, np.random.default_rng(0), rotate=10.0, erase=1.0)
+    # Everything outside the rectangle is the plain augmentation's face.
+    differs = (erased != plain).reshape(64, -1).mean(axis=1)
+    assert (differs > 0).all() and differs.max() < 0.34
+    with pytest.raises(InputError, match="erase"):
+        augment_hr(x, np.random.default_rng(0), erase=-0.1)
+
+
+def test_stage1_erase_outside_0_1_is_a_config_error(tmp_path):
+    from trainer.config import load
+
+    cfg = (REPO / "configs" / "tiny.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(cfg.replace("stage1:\n", "stage1:\n  erase: 1.5\n", 1))
+    with pytest.raises(ConfigError, match="stage1.erase must be a probability"):
+        load(str(bad))
+
+
 def test_stage1_rotate_scale_reach_training_augmentation():
     from trainer.config import load
     from trainer.train import _augment
@@ -207,5 +249,8 @@ def test_stage1_rotate_scale_reach_training_augmentation():
     np.testing.assert_array_equal(base, augment_hr(x, np.random.default_rng(0)))
     rot = dataclasses.replace(cfg, stage1=dataclasses.replace(cfg.stage1, rotate=15.0, scale=0.1))
     assert not np.array_equal(_augment(rot, x, np.random.default_rng(0)), base)
+    erase = dataclasses.replace(cfg, stage1=dataclasses.replace(cfg.stage1, erase=1.0))
+    np.testing.assert_array_equal(_augment(erase, x, np.random.default_rng(0)),
+                                  augment_hr(x, np.random.default_rng(0), erase=1.0))
     off = dataclasses.replace(cfg, stage1=dataclasses.replace(cfg.stage1, augment=False, rotate=15.0))
     assert _augment(off, x, np.random.default_rng(0)) is x

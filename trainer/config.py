@@ -45,6 +45,9 @@ class Stage1Config:
     # stage 1, the LR-fine-tuned baseline and stage 2 alike (an improvement that is not the method's).
     rotate: float = 0.0
     scale: float = 0.0
+    # With augment: random erasing (Zhong et al., 2020; torchvision's RandomErasing draw), the probability that
+    # a face gets a rectangle of 2-33% of its area replaced by noise; 0 = off. Used where rotate is.
+    erase: float = 0.0
     # A model checkpoint (fsrfer-train's models/*.pt, or the shipped fsrfer_edge/models/default.pt) whose
     # FER network stage 1 starts from instead of random weights, e.g. the FER+ HR model fine-tuned on the
     # FER2013 labels (configs/fer2013_from_ferplus.yaml); relative paths are from the repository root.
@@ -368,6 +371,8 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
         problems.append(f"{where}: model.backbone {cfg.model.backbone!r} is not one of {list_backbones()}")
     if cfg.data.labels not in ("ferplus", "fer2013"):
         problems.append(f"{where}: data.labels must be 'ferplus' or 'fer2013', got {cfg.data.labels!r}")
+    if not 0.0 <= cfg.stage1.erase <= 1.0:
+        problems.append(f"{where}: stage1.erase must be a probability in [0, 1], got {cfg.stage1.erase!r}")
     if bool(cfg.stage1.distill) != bool(cfg.stage1.distill_from):
         problems.append(f"{where}: stage1.distill ({cfg.stage1.distill!r}) and stage1.distill_from "
                         f"({cfg.stage1.distill_from!r}) go together: a teacher checkpoint and a weight > 0, or neither")

@@ -300,9 +300,10 @@ def augment_hr(
     contrast: float = 0.2,
     rotate: float = 0.0,
     scale: float = 0.0,
+    erase: float = 0.0,
 ) -> np.ndarray:
     """Train-time augmentation of faces: flip, rotation and scaling, padded random crop,
-    brightness/contrast jitter.
+    brightness/contrast jitter, random erasing.
 
     Each face is flipped left-right with probability 1/2, padded by ``pad`` pixels (reflect) and
     cropped back to its size at a random offset, scaled by a brightness factor drawn from
@@ -310,13 +311,14 @@ def augment_hr(
     ``[1 - contrast, 1 + contrast]``. With ``rotate`` or ``scale``, each face is first rotated about
     its centre by an angle drawn from ``[-rotate, rotate]`` degrees and zoomed by a factor drawn from
     ``[1 - scale, 1 + scale]`` (bilinear, edge pixels repeated outside the face); with both 0 the
-    random stream is that of the plain augmentation, so existing runs reproduce.
+    random stream is that of the plain augmentation, so existing runs reproduce. With ``erase``, each
+    face, last, has a rectangle replaced by uniform noise with that probability (:func:`random_erase`).
 
     Args:
         images: (N, H, W) uint8 (or float in [0, 255]) gray faces.
         rng: the random generator; the result depends only on its state.
-        flip, pad, brightness, contrast, rotate, scale: the augmentation's strengths (0 / False turns
-            one off).
+        flip, pad, brightness, contrast, rotate, scale, erase: the augmentation's strengths (0 / False
+            turns one off).
 
     Returns:
         Augmented faces of the same shape and dtype (uint8 in, uint8 out; float in, float32 out).
@@ -335,6 +337,8 @@ def augment_hr(
         raise InputError(f"received rotate={rotate!r}; expected an angle in degrees in [0, 180]")
     if not 0.0 <= scale < 1.0:
         raise InputError(f"received scale={scale!r}; expected a zoom range in [0, 1)")
+    if not 0.0 <= erase <= 1.0:
+        raise InputError(f"received erase={erase!r}; expected a probability in [0, 1]")
     do_flip: np.ndarray = rng.random(size=n) < 0.5
     oy: np.ndarray = rng.integers(0, 2 * pad + 1, size=n)
     ox: np.ndarray = rng.integers(0, 2 * pad + 1, size=n)
@@ -360,9 +364,58 @@ def augment_hr(
         mean = y.mean(axis=(1, 2), keepdims=True)
         y = (y - mean) * contr[:, None, None] + mean
         np.clip(y, 0.0, 255.0, out=y)
-        if images.dtype == np.uint8:
-            return np.rint(y).astype(np.uint8)
-        return y
+        x = np.rint(y).astype(np.uint8) if images.dtype == np.uint8 else y
+    if erase:
+        x = random_erase(x, rng, erase)
     if images.dtype == np.uint8:
         return np.ascontiguousarray(x)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def random_erase(
+    images: np.ndarray,
+    rng: np.random.Generator,
+    prob: float = 0.5,
+    area: tuple[float, float] = (0.02, 0.33),
+    aspect: tuple[float, float] = (0.3, 3.3),
+    attempts: int = 10,
+) -> np.ndarray:
+    """Random erasing (Zhong et al., 2020), as ``torchvision.transforms.RandomErasing`` draws it: with
+    probability ``prob`` a face gets a rectangle of a fraction of its area drawn from ``area`` and an
+    aspect ratio drawn log-uniformly from ``aspect`` at a random place, filled with uniform noise in
+    [0, 255]. Of ``attempts`` draws the first that fits the face is used; if none fits, the face stays.
+
+    Args:
+        images: (N, H, W) uint8 (or float in [0, 255]) gray faces; not modified.
+        rng: the random generator; the result depends only on its state.
+
+    Returns:
+        A copy of the faces with the rectangles erased, in their dtype.
+
+    Raises:
+        InputError: on a wrong shape or dtype, or a probability outside [0, 1].
+    """
+    images = _check_images(images)
+    if not 0.0 <= prob <= 1.0:
+        raise InputError(f"received prob={prob!r}; expected a probability in [0, 1]")
+    n, h, w = (int(s) for s in images.shape)
+    chosen = rng.random(size=n) < prob
+    frac = rng.uniform(area[0], area[1], size=(n, attempts))
+    ratio = np.exp(rng.uniform(np.log(aspect[0]), np.log(aspect[1]), size=(n, attempts)))
+    eh = np.rint(np.sqrt(frac * h * w * ratio)).astype(np.int64)
+    ew = np.rint(np.sqrt(frac * h * w / ratio)).astype(np.int64)
+    fits = (eh < h) & (ew < w) & (eh > 0) & (ew > 0)
+    first = np.argmax(fits, axis=1)
+    rows = np.arange(n)
+    chosen &= fits[rows, first]
+    eh, ew = eh[rows, first], ew[rows, first]
+    y0 = (rng.random(size=n) * (h - eh + 1)).astype(np.int64)
+    x0 = (rng.random(size=n) * (w - ew + 1)).astype(np.int64)
+    ys, xs = np.arange(h)[None, :], np.arange(w)[None, :]
+    in_y = (ys >= y0[:, None]) & (ys < (y0 + eh)[:, None])
+    in_x = (xs >= x0[:, None]) & (xs < (x0 + ew)[:, None])
+    mask = chosen[:, None, None] & in_y[:, :, None] & in_x[:, None, :]
+    noise = rng.integers(0, 256, size=images.shape)
+    out = images.copy()
+    out[mask] = noise[mask].astype(images.dtype)
+    return out

@@ -150,11 +150,12 @@ def _mean_acc(model: nn.Module, split: Split, factors: tuple[int, ...], bs: int)
 
 
 def _augment(cfg: TrainConfig, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The training augmentation of HR faces (``stage1.augment``, ``stage1.rotate``, ``stage1.scale``)."""
+    """The training augmentation of HR faces (``stage1.augment``, ``stage1.rotate``, ``stage1.scale``,
+    ``stage1.erase``)."""
     from .degrade import augment_hr
 
     s1 = cfg.stage1
-    return augment_hr(images, rng, rotate=s1.rotate, scale=s1.scale) if s1.augment else images
+    return augment_hr(images, rng, rotate=s1.rotate, scale=s1.scale, erase=s1.erase) if s1.augment else images
 
 
 def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, cfg: TrainConfig, epochs: int,
