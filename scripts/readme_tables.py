@@ -573,27 +573,29 @@ def shipped_table(doc: dict[str, Any]) -> str:
 
 
 FER2013_CONFIG = "results/fer2013/early_g_bn_{split}{suffix}.json"
+#: The same configuration from the FER2013 HR network of configs/fer2013_from_ferplus_30ep.yaml.
+FER2013_CONFIG_30EP = "results/fer2013/early_g_bn_30ep_{split}{suffix}.json"
 FER2013_MODELS = (("fsrfer", "FSR-FER (the shipped configuration)"), ("lr_finetune", "LR-fine-tuned, equal budget"),
                   ("hr", "HR model"))
 
 
-def fer2013_config_table(_: dict[str, Any]) -> str:
+def fer2013_config_table(_: dict[str, Any], pattern: str = FER2013_CONFIG) -> str:
     """The shipped model's configuration on the FER2013 labels (configs/fer2013_early_g_stem_camera_6ep_bn.yaml):
     FSR-FER, its equal-budget baseline and the FER2013 HR network, per protocol, on val and on test (the
-    run's OUT/eval/{val,test}/results*.json, copied to results/fer2013/early_g_bn_*.json)."""
+    run's OUT/eval/{val,test}/results*.json, copied to ``pattern``, e.g. results/fer2013/early_g_bn_*.json)."""
     lines = []
     for split in ("val", "test"):
-        first = REPO / FER2013_CONFIG.format(split=split, suffix="")
+        first = REPO / pattern.format(split=split, suffix="")
         if not first.is_file():
             continue
         doc = json.loads(first.read_text())
         factors = sorted(doc["fsrfer"]["factors"], key=int)
         lines += [f"FER2013 {split} ({doc['fsrfer']['n']} faces, original labels), accuracy in %, one seed, from "
-                  f"`{FER2013_CONFIG.format(split=split, suffix='{,_small,_camera}')}`:\n",
+                  f"`{pattern.format(split=split, suffix='{,_small,_camera}')}`:\n",
                   "| protocol | model | " + " | ".join(f"x{f}" for f in factors) + " | mean |",
                   "|---|---|" + "---:|" * (len(factors) + 1)]
         for protocol, title in PROTOCOL_NAMES.items():
-            path = REPO / FER2013_CONFIG.format(split=split, suffix="" if protocol == "resized" else f"_{protocol}")
+            path = REPO / pattern.format(split=split, suffix="" if protocol == "resized" else f"_{protocol}")
             if not path.is_file():
                 continue
             d = json.loads(path.read_text())
@@ -614,6 +616,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "headline": (SOURCES["headline"], headline_table, "README.md"),
     "shipped": (SOURCES["headline"], shipped_table, "README.md"),
     "fer2013_config": (FER2013_CONFIG.format(split="val", suffix=""), fer2013_config_table, "README.md"),
+    "fer2013_config_30ep": (FER2013_CONFIG_30EP.format(split="val", suffix=""),
+                            lambda d: fer2013_config_table(d, FER2013_CONFIG_30EP), "README.md"),
     "fer2013_seeds": ("results/fer2013/early_g_bn_seeds_val.json", early_g_table, "README.md"),
     "serving": ("results/serving/load_test.json", serving_table, "README.md"),
     "crowd": ("results/crowd/bench.json", crowd_table, "README.md"),
