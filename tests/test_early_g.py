@@ -922,3 +922,84 @@ def test_estimator_contrast_compares_the_estimated_and_the_true_factor_on_dimmed
     assert got["median_estimate"] == pytest.approx(median, abs=1e-3) and got["hr_path_share"] is None  # not routed
     assert got["true_minus_estimated"] == pytest.approx(got["accuracy_true_factor"] - got["accuracy_estimated"], abs=0.02)
     assert script.main(["--contrasts", "0,1", "--json", "/tmp/never.json"]) == 2
+
+
+# -- attention transfer at G's stage boundaries (stage2.losses.attention) ----------------------
+
+def test_attention_maps_are_scale_free_and_their_transfer_loss_is_zero_only_when_they_agree():
+    torch.manual_seed(0)
+    a = torch.randn(4, 8, 6, 6)
+    at = losses.attention_map(a)
+    assert at.shape == (4, 36) and torch.allclose(at.norm(dim=1), torch.ones(4))
+    assert torch.allclose(losses.attention_map(3.0 * a), at, atol=1e-6)  # only where, not how strongly
+    same = losses.attention_transfer([a, a[:, :4]], [3.0 * a, a[:, :4]])
+    assert same.shape == (4,) and float(same.abs().max()) < 1e-10
+    moved = a.clone()
+    moved[:, :, :3] = 0  # attention on the lower half only
+    assert (losses.attention_transfer([moved], [a]) > 1e-3).all()
+    with pytest.raises(ValueError, match="one target per map"):
+        losses.attention_transfer([a], [a, a])
+
+
+def test_untrained_deep_g_keeps_the_hr_trunks_maps_at_its_stage_boundaries():
+    m = _deep_model("stem", "layer3")
+    g, trunk = m.generator, m.fer.trunk
+    assert g.tap_levels == ["layer1", "layer2"]
+    x = torch.randn(3, 1, 48, 48)
+    with torch.no_grad():
+        maps = trunk.forward_maps(x, ["layer1", "layer2", "layer3"])
+        for level, fmap in zip(["layer1", "layer2", "layer3"], maps):
+            assert torch.allclose(fmap, trunk.forward_to(x, level), atol=1e-6)
+        g(trunk.forward_to(x, "stem"), torch.full((3,), 4))
+        assert g.taps == []  # kept only when asked: inference and export keep nothing
+        g.keep_taps = True
+        out = g(trunk.forward_to(x, "stem"), torch.full((3,), 4))
+    assert [t.shape for t in g.taps] == [t.shape for t in maps[:2]]
+    for tap, fmap in zip(g.taps, maps):
+        assert torch.allclose(tap, fmap, atol=1e-5)
+    assert torch.allclose(out, maps[2], atol=1e-5)
+
+
+def test_attention_term_alone_sends_gradient_to_gs_lower_stages_and_needs_the_hr_maps():
+    from trainer.models import LevelHead, SpatialFeatureCritic
+    from trainer.train import Stage2Step
+
+    m = _deep_model("stem", "layer3")
+    g, trunk = m.generator.train(), m.fer.trunk.requires_grad_(False)
+    g.keep_taps = True
+    x_hr = torch.randn(6, 1, 48, 48)
+    x_lr = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x_hr, 4), size=48, mode="bilinear")
+    only_at = config.LossConfig(adversarial=0.0, reconstruction=0.0, head=0.0, reweight=False, attention=1000.0)
+    d = SpatialFeatureCritic(128, hidden=8, size=6)
+    step = Stage2Step(LevelHead(m.fer, "layer3"), g, d, only_at, torch.optim.Adam(g.parameters(), 1e-3),
+                      torch.optim.Adam(d.parameters(), 1e-3))
+    step.factor = torch.full((6,), 4)
+    f_lr = trunk.forward_to(x_lr, "stem")
+    *hr_maps, f_hr = trunk.forward_maps(x_hr, ["layer1", "layer2", "layer3"])
+    y = torch.randint(0, 7, (6,))
+    with pytest.raises(ConfigError, match="attention needs"):
+        step.generator_loss(f_lr, f_hr, y)
+    step.hr_maps = hr_maps
+    loss, parts = step.generator_loss(f_lr, f_hr, y)
+    assert set(parts) == {"at", "w_mean"} and parts["at"] > 0
+    loss.backward()
+    assert float(g.stages[0].conv1.weight.grad.abs().sum()) > 0  # reaches the first copied block
+    assert all(p.grad is None for p in g.stages[-1].parameters())  # nothing above the last boundary
+
+
+def test_attention_option_is_checked_and_trains_end_to_end(tmp_path):
+    with pytest.raises(ConfigError, match="attention needs stage2.generator_start"):
+        _cfg(tmp_path, stage2={"feature_level": "layer2", "losses": {"attention": 1000.0}})
+    with pytest.raises(ConfigError, match="needs a stage boundary inside G"):
+        _cfg(tmp_path, stage2={"feature_level": "layer2", "generator_start": "layer1", "losses": {"attention": 1000.0}})
+    cfg = _cfg(tmp_path, data={"synthetic": 64}, stage1={"epochs": 1},
+               stage2={"feature_level": "layer2", "generator_start": "stem", "scale_aware": True, "pretrain_epochs": 0,
+                       "epochs": 1, "batch_size": 16, "losses": {"distill": 1.0, "attention": 1000.0}})
+    d = load_data(cfg, None)
+    hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
+    path = train_stage2(cfg, d, hr, tmp_path / "run", "fsrfer", cfg.stage2.losses, resume=False)
+    from trainer import checkpoint
+
+    model, _, meta = checkpoint.load_model(path)
+    assert model.generator.tap_levels == ["layer1"] and not model.generator.keep_taps
+    assert any(row.get("at", 0) > 0 for row in meta["meta"]["history"])  # the term was trained with

@@ -95,6 +95,13 @@ class LossConfig:
     # Distillation: the frozen head's output on the HR features as a soft target for its output on G's.
     distill: float = 0.0
     distill_temperature: float = 2.0
+    # Attention transfer (Zagoruyko & Komodakis, ICLR 2017; the "teaching where to look" lead of
+    # METHOD.md): at every stage boundary inside an early G (layer1 and layer2 for G from the stem to
+    # layer3), the spatial attention of G's map on the LR face (the channel mean of the squared map,
+    # flattened, L2-normalised) is pulled towards the frozen HR stages' on the HR face; the term is
+    # attention / 2 times the sum over those levels of the mean squared difference (the AT code's beta / 2,
+    # which uses beta 1000). Re-weighted as the other terms. 0: off. Needs stage2.generator_start.
+    attention: float = 0.0
     reweight: bool = True  # classification-aware re-weighting w = (1.5 - p_true)^2
     gan: str = "wgan_div"  # wgan_div | none
     div_k: float = 2.0
@@ -385,6 +392,12 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
                   or order.index(start) >= order.index(cfg.stage2.feature_level)):
         problems.append(f"{where}: stage2.generator_start must be '', 'stem', 'layer1', 'layer2' or 'layer3' and before "
                         f"stage2.feature_level (a map); got {start!r} with {cfg.stage2.feature_level!r}")
+    if cfg.stage2.losses.attention and (not start or cfg.stage2.adapter_width):
+        problems.append(f"{where}: stage2.losses.attention needs stage2.generator_start and no adapter_width (it "
+                        "matches the maps of G's own copied stages)")
+    elif cfg.stage2.losses.attention and order.index(cfg.stage2.feature_level) - order.index(start) < 2:
+        problems.append(f"{where}: stage2.losses.attention needs a stage boundary inside G: generator_start "
+                        f"{start!r} is right below feature_level {cfg.stage2.feature_level!r}")
     if cfg.stage2.scale_aware and not start:
         problems.append(f"{where}: stage2.scale_aware needs stage2.generator_start (FiLM follows the copied stages)")
     ce_targets = cfg.stage2.losses.cross_entropy_targets

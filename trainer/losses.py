@@ -24,6 +24,19 @@ def feature_mse(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((y - target) ** 2).flatten(1).mean(1)
 
 
+def attention_map(fmap: torch.Tensor) -> torch.Tensor:
+    """Spatial attention of a feature map (N, C, H, W): the channel mean of the squared map, flattened and
+    L2-normalised per face, shape (N, H*W) (Zagoruyko & Komodakis, "Paying more attention to attention")."""
+    return nn.functional.normalize(fmap.pow(2).mean(1).flatten(1), dim=1)
+
+
+def attention_transfer(maps: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
+    """Per-face sum over levels of the mean squared difference of the attention maps: shape (N,)."""
+    if len(maps) != len(targets) or not maps:
+        raise ValueError(f"attention transfer needs one target per map; got {len(maps)} maps, {len(targets)} targets")
+    return sum(((attention_map(m) - attention_map(t)) ** 2).mean(1) for m, t in zip(maps, targets))  # type: ignore[return-value]
+
+
 def wgan_div_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, w: torch.Tensor,
                      k: float = 2.0, p: float = 6.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """WGAN-div gradient term k * mean(w * ||grad D(x_hat)||^p) on interpolates x_hat of real and fake

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -77,6 +77,17 @@ class ResNetTrunk(nn.Module):
         ``"stem"``: the stem's output)."""
         end = 0 if level == "stem" else self._level_end(level)
         return self.layers[:end](self.stem(x))
+
+    def forward_maps(self, x: torch.Tensor, levels: Sequence[str]) -> list[torch.Tensor]:
+        """The trunk's maps at each of ``levels`` (stage names, in any order), from one pass."""
+        ends = [self._level_end(level) for level in levels]
+        maps: dict[int, torch.Tensor] = {}
+        fmap = self.stem(x)
+        for i, block in enumerate(self.layers[:max(ends, default=0)]):
+            fmap = block(fmap)
+            if i + 1 in ends:
+                maps[i + 1] = fmap
+        return [maps[e] for e in ends]
 
     def forward_from(self, fmap: torch.Tensor, level: str) -> torch.Tensor:
         """The rest of the trunk after ``level``, down to the pooled embedding."""
@@ -474,6 +485,13 @@ class DeepGenerator(nn.Module):
         self.factor_bns = (_factor_batchnorm(self.stages, tuple(sorted(set(batchnorm_anchors) | {1})))
                            if batchnorm == "per_factor" else [])
         self.refine = SpatialFeatureGenerator(chans[-1], blocks, growth) if blocks else None
+        # The stage boundaries inside G (e.g. layer1 and layer2 for G from the stem to layer3): with
+        # ``keep_taps`` set, forward keeps G's map at each (after FiLM) in ``taps``, for attention transfer
+        # from the HR trunk's maps at the same levels (stage2.losses.attention).
+        self.tap_levels = [k for k, e in trunk.level_ends.items() if lo < e < hi]
+        self._tap_blocks = [trunk.level_ends[k] - lo for k in self.tap_levels]
+        self.keep_taps = False
+        self.taps: list[torch.Tensor] = []
 
     def init_from(self, trunk: "ResNetTrunk") -> None:
         """Copy the HR trunk's weights into the stages (what an untrained deep G starts from)."""
@@ -502,10 +520,13 @@ class DeepGenerator(nn.Module):
             return fmap if self.refine is None else fmap + gate * (self.refine(fmap) - fmap)
         for bn in self.factor_bns:
             bn.factor = factor
+        self.taps = []
         for i, stage in enumerate(self.stages):
             fmap = stage(fmap)
             if self.films is not None:
                 fmap = self.films[i](fmap, factor)
+            if self.keep_taps and i + 1 in self._tap_blocks:
+                self.taps.append(fmap)
         return fmap if self.refine is None else self.refine(fmap)
 
 

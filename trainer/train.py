@@ -515,6 +515,9 @@ class Stage2Step:
         self.factor: Optional[torch.Tensor] = None  # each face's factor, for a scale-aware G (set per batch)
         # each face's (smoothed) vote distribution, for cross_entropy_targets "votes" (set per batch)
         self.targets: Optional[torch.Tensor] = None
+        # the frozen HR stages' maps of the HR faces at an early G's stage boundaries, for the attention
+        # term (set per batch)
+        self.hr_maps: Optional[list[torch.Tensor]] = None
 
     def generate(self, f_lr: torch.Tensor) -> torch.Tensor:
         return self.g(f_lr) if self.factor is None else self.g(f_lr, self.factor)
@@ -550,6 +553,11 @@ class Stage2Step:
             t = c.distill_temperature
             kd = losses.distillation(self.head(y), self.head(f_hr).detach(), t)
             terms["kd"] = c.distill * losses.weighted_mean(kd, w)
+        if c.attention:
+            taps = getattr(self.g, "module", self.g).taps  # G's own maps from this step's forward (DDP: .module)
+            if self.hr_maps is None or not taps:
+                raise ConfigError("stage2.losses.attention needs an early G that keeps its maps and the HR faces' maps")
+            terms["at"] = c.attention / 2 * losses.weighted_mean(losses.attention_transfer(taps, self.hr_maps), w)
         total = sum(terms.values(), torch.zeros((), device=f_lr.device))
         return total, {k: v.item() for k, v in terms.items()} | {"w_mean": float(w.mean())}
 
@@ -593,8 +601,9 @@ def _feature_val_score(head: nn.Module, g: nn.Module, feats: dict[int, np.ndarra
 
 
 #: One stage-2 batch: (G's input features, the HR features, labels, each face's factor or None, each
-#: face's smoothed vote distribution or None).
-Batch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]
+#: face's smoothed vote distribution or None, the HR maps at an early G's stage boundaries or None).
+Batch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor],
+              Optional[list[torch.Tensor]]]
 
 
 def _vote_targets(cfg: TrainConfig, loss_cfg: LossConfig, split: Split, idx: np.ndarray,
@@ -667,7 +676,7 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
         fi = rng.integers(0, len(all_factors), len(idx))
         fi, idx = fi[rows], idx[rows]
         return (torch.from_numpy(stack[fi, idx]).to(dev), torch.from_numpy(ftr[1][idx]).to(dev),
-                torch.from_numpy(labels[idx]).to(dev), None, _vote_targets(cfg, loss_cfg, data.train, idx, dev))
+                torch.from_numpy(labels[idx]).to(dev), None, _vote_targets(cfg, loss_cfg, data.train, idx, dev), None)
 
     val_score = lambda: _feature_val_score(head, g, fval, data.val.labels, eval_factors)  # noqa: E731
     runners = _train_g(cfg, out, name, loss_cfg, GParts(g, d, g_net, d_net, head), sample, val_score, n, dev,
@@ -704,7 +713,7 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
         tot = torch.zeros((), dtype=torch.float64, device=dev)
         for step, idx in enumerate(batches):
             set_lr(opt_p, cosine_lr(s2.pretrain_lr, epoch, step, len(batches), s2.pretrain_epochs))
-            f_lr, f_hr, _, factor, _ = sample(rng, idx, distributed.shard_slice(len(idx)))
+            f_lr, f_hr, _, factor, _, _ = sample(rng, idx, distributed.shard_slice(len(idx)))
             loss = losses.feature_mse(run_g(f_lr, factor), f_hr).mean()
             opt_p.zero_grad(set_to_none=True)
             loss.backward()
@@ -732,7 +741,7 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
             set_lr(opt_g, cosine_lr(s2.lr_g, epoch, i, len(batches), s2.epochs, warmup_epochs=warmup_g))
             set_lr(opt_d, cosine_lr(s2.lr_d, epoch, i, len(batches), s2.epochs))
             rows = distributed.shard_slice(len(idx))
-            f_lr, f_hr, y, step.factor, step.targets = sample(rng, idx, rows)
+            f_lr, f_hr, y, step.factor, step.targets, step.hr_maps = sample(rng, idx, rows)
             shard = None if distributed.world_size() == 1 else (rows.start, len(idx))
             for k, v in step(f_lr, f_hr, y, shard).items():
                 acc[k] = acc.get(k, 0.0) + v / len(batches)
@@ -785,20 +794,25 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
     distributed.check_global_batch(bs, n, "stage2.batch_size")
     g_net, d_net = distributed.wrap_ddp(g), distributed.wrap_ddp(d)
     eval_factors = tuple(cfg.eval.factors)
+    # Attention transfer: G keeps its maps at its stage boundaries; the HR faces' maps at the same
+    # levels come from the same pass of the frozen trunk as the feature-level map.
+    taps = list(g.tap_levels) if loss_cfg.attention else []
+    g.keep_taps = bool(taps)
 
     def sample(rng: np.random.Generator, idx: np.ndarray, rows: slice) -> Batch:
         hr = _augment(cfg, data.train.images[idx], rng)
         lr, factors = random_lr(hr, g_dcfg, rng)
         with torch.no_grad():
             f_lr = fer.trunk.forward_to(_tensor(lr[rows]).to(dev), start)
-            f_hr = fer.trunk.forward_to(_tensor(hr[rows].astype(np.float32)).to(dev), level)
+            *hr_maps, f_hr = fer.trunk.forward_maps(_tensor(hr[rows].astype(np.float32)).to(dev), [*taps, level])
         factor = torch.from_numpy(factors[rows]).to(dev) if s2.scale_aware else None
         return (f_lr, f_hr, torch.from_numpy(labels_all[idx][rows]).to(dev), factor,
-                _vote_targets(cfg, loss_cfg, data.train, idx[rows], dev))
+                _vote_targets(cfg, loss_cfg, data.train, idx[rows], dev), hr_maps or None)
 
     val_score = lambda: _mean_acc(model, data.val, eval_factors, cfg.eval.batch_size)  # noqa: E731
     runners = _train_g(cfg, out, name, loss_cfg, GParts(g, d, g_net, d_net, head), sample, val_score, n, dev,
                        resume, stop_after, deadline)
+    g.keep_taps, g.taps = False, []
     if runners is None:
         return None
     pre, gan = runners
