@@ -75,18 +75,16 @@ class ResNetTrunk(nn.Module):
     def forward_to(self, x: torch.Tensor, level: str) -> torch.Tensor:
         """The trunk's feature map at ``level`` (e.g. ``"layer3"``: the output of the third stage;
         ``"stem"``: the stem's output)."""
-        end = 0 if level == "stem" else self._level_end(level)
-        return self.layers[:end](self.stem(x))
+        return self.forward_maps(x, [level])[0]
 
     def forward_maps(self, x: torch.Tensor, levels: Sequence[str]) -> list[torch.Tensor]:
-        """The trunk's maps at each of ``levels`` (stage names, in any order), from one pass."""
-        ends = [self._level_end(level) for level in levels]
-        maps: dict[int, torch.Tensor] = {}
+        """The trunk's maps at each of ``levels`` (``"stem"`` or stage names, in any order), from one pass."""
+        ends = [0 if level == "stem" else self._level_end(level) for level in levels]
         fmap = self.stem(x)
+        maps = {0: fmap}
         for i, block in enumerate(self.layers[:max(ends, default=0)]):
             fmap = block(fmap)
-            if i + 1 in ends:
-                maps[i + 1] = fmap
+            maps[i + 1] = fmap
         return [maps[e] for e in ends]
 
     def forward_from(self, fmap: torch.Tensor, level: str) -> torch.Tensor:
