@@ -1003,3 +1003,43 @@ def test_attention_option_is_checked_and_trains_end_to_end(tmp_path):
     model, _, meta = checkpoint.load_model(path)
     assert model.generator.tap_levels == ["layer1"] and not model.generator.keep_taps
     assert any(row.get("at", 0) > 0 for row in meta["meta"]["history"])  # the term was trained with
+
+
+# -- the test-time flip's answer as the distillation target (stage2.losses.distill_teacher) -----
+
+def test_flip_teacher_is_the_mean_of_the_two_tempered_softmaxes():
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 7), torch.randn(5, 7)
+    for t in (1.0, 2.0):
+        got = torch.softmax(losses.flip_teacher_logits(a, b, t) / t, dim=1)
+        want = (torch.softmax(a / t, dim=1) + torch.softmax(b / t, dim=1)) / 2
+        assert torch.allclose(got, want, atol=1e-6)
+    assert torch.allclose(torch.softmax(losses.flip_teacher_logits(a, a, 2.0) / 2, 1), torch.softmax(a / 2, 1), atol=1e-6)
+    # a symmetric teacher: distilling towards the flip target differs from the plain one
+    assert not torch.allclose(losses.distillation(b, losses.flip_teacher_logits(a, b)), losses.distillation(b, a))
+
+
+def test_flip_teacher_option_is_checked_and_reaches_the_distillation_term(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="must be 'plain' or 'flip'"):
+        _cfg(tmp_path, stage2={"losses": {"distill_teacher": "mirror"}})
+    with pytest.raises(ConfigError, match="'flip' needs stage2.generator_start"):
+        _cfg(tmp_path, stage2={"feature_level": "layer2", "losses": {"distill": 1.0, "distill_teacher": "flip"}})
+    with pytest.raises(ConfigError, match="'flip' needs stage2.generator_start"):
+        _cfg(tmp_path, stage2={"feature_level": "layer2", "generator_start": "stem", "losses": {"distill_teacher": "flip"}})
+    from trainer import train as train_mod
+
+    seen = []
+    real = train_mod.Stage2Step.generator_loss
+
+    def spy(self, f_lr, f_hr, labels):
+        seen.append(self.teacher is not None and not torch.allclose(self.teacher, self.head(f_hr)))
+        return real(self, f_lr, f_hr, labels)
+
+    monkeypatch.setattr(train_mod.Stage2Step, "generator_loss", spy)
+    cfg = _cfg(tmp_path, data={"synthetic": 64}, stage1={"epochs": 1},
+               stage2={"feature_level": "layer2", "generator_start": "stem", "scale_aware": True, "pretrain_epochs": 0,
+                       "epochs": 1, "batch_size": 16, "losses": {"distill": 1.0, "distill_teacher": "flip"}})
+    d = load_data(cfg, None)
+    hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
+    train_stage2(cfg, d, hr, tmp_path / "run", "fsrfer", cfg.stage2.losses, resume=False)
+    assert seen and all(seen)  # every step distilled towards the flip's answer, not the plain one

@@ -95,6 +95,10 @@ class LossConfig:
     # Distillation: the frozen head's output on the HR features as a soft target for its output on G's.
     distill: float = 0.0
     distill_temperature: float = 2.0
+    # The distillation target: the frozen head's answer on the HR face ("plain"), or the mean of its answers
+    # on the HR face and its mirror image ("flip": the test-time flip's answer, ~0.6 points better at x1 on
+    # FER+ val, at no cost at run time). Only an early G (stage2.generator_start) sees the HR faces.
+    distill_teacher: str = "plain"
     # Attention transfer (Zagoruyko & Komodakis, ICLR 2017; the "teaching where to look" lead of
     # METHOD.md): at every stage boundary inside an early G (layer1 and layer2 for G from the stem to
     # layer3), the spatial attention of G's map on the LR face (the channel mean of the squared map,
@@ -392,6 +396,12 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
                   or order.index(start) >= order.index(cfg.stage2.feature_level)):
         problems.append(f"{where}: stage2.generator_start must be '', 'stem', 'layer1', 'layer2' or 'layer3' and before "
                         f"stage2.feature_level (a map); got {start!r} with {cfg.stage2.feature_level!r}")
+    if cfg.stage2.losses.distill_teacher not in ("plain", "flip"):
+        problems.append(f"{where}: stage2.losses.distill_teacher must be 'plain' or 'flip', got "
+                        f"{cfg.stage2.losses.distill_teacher!r}")
+    elif cfg.stage2.losses.distill_teacher == "flip" and not (start and cfg.stage2.losses.distill):
+        problems.append(f"{where}: stage2.losses.distill_teacher 'flip' needs stage2.generator_start (G on images) and "
+                        f"stage2.losses.distill > 0, got {start!r} and {cfg.stage2.losses.distill}")
     if cfg.stage2.losses.attention and (not start or cfg.stage2.adapter_width):
         problems.append(f"{where}: stage2.losses.attention needs stage2.generator_start and no adapter_width (it "
                         "matches the maps of G's own copied stages)")

@@ -2,6 +2,8 @@
 classification-aware re-weighting. Each is a small function so tests can check values directly."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -69,6 +71,14 @@ def distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tem
     log_p_s = torch.log_softmax(student_logits / t, dim=1)
     log_p_t = torch.log_softmax(teacher_logits / t, dim=1)
     return (log_p_t.exp() * (log_p_t - log_p_s)).sum(1) * t * t
+
+
+def flip_teacher_logits(logits: torch.Tensor, mirrored_logits: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """Logits whose softmax at ``temperature`` is the mean of the two faces' (a face and its mirror image)
+    softmaxes at that temperature: the test-time flip's answer, as a :func:`distillation` teacher."""
+    t = float(temperature)
+    both = torch.stack([torch.log_softmax(logits / t, dim=1), torch.log_softmax(mirrored_logits / t, dim=1)])
+    return t * (torch.logsumexp(both, dim=0) - math.log(2.0))
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -9,7 +9,7 @@ import math
 import logging
 import time
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -518,6 +518,9 @@ class Stage2Step:
         # the frozen HR stages' maps of the HR faces at an early G's stage boundaries, for the attention
         # term (set per batch)
         self.hr_maps: Optional[list[torch.Tensor]] = None
+        # distillation target logits (stage2.losses.distill_teacher "flip"; set per batch); None: the
+        # frozen head's answer on the HR features
+        self.teacher: Optional[torch.Tensor] = None
 
     def generate(self, f_lr: torch.Tensor) -> torch.Tensor:
         return self.g(f_lr) if self.factor is None else self.g(f_lr, self.factor)
@@ -551,7 +554,8 @@ class Stage2Step:
         if c.distill:
             # The frozen head's own answer on the HR features as a soft target for its answer on G's.
             t = c.distill_temperature
-            kd = losses.distillation(self.head(y), self.head(f_hr).detach(), t)
+            teacher = self.head(f_hr).detach() if self.teacher is None else self.teacher
+            kd = losses.distillation(self.head(y), teacher, t)
             terms["kd"] = c.distill * losses.weighted_mean(kd, w)
         if c.attention:
             taps = getattr(self.g, "module", self.g).taps  # G's own maps from this step's forward (DDP: .module)
@@ -600,10 +604,16 @@ def _feature_val_score(head: nn.Module, g: nn.Module, feats: dict[int, np.ndarra
     return float(np.mean(accs))
 
 
-#: One stage-2 batch: (G's input features, the HR features, labels, each face's factor or None, each
-#: face's smoothed vote distribution or None, the HR maps at an early G's stage boundaries or None).
-Batch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor],
-              Optional[list[torch.Tensor]]]
+class Batch(NamedTuple):
+    """One stage-2 batch."""
+
+    f_lr: torch.Tensor  # G's input features
+    f_hr: torch.Tensor  # the HR features G must match
+    labels: torch.Tensor
+    factor: Optional[torch.Tensor] = None  # each face's factor, for a scale-aware G
+    targets: Optional[torch.Tensor] = None  # each face's smoothed vote distribution (cross_entropy_targets "votes")
+    hr_maps: Optional[list[torch.Tensor]] = None  # the HR maps at an early G's stage boundaries (attention)
+    teacher: Optional[torch.Tensor] = None  # distillation target logits other than the head's on f_hr
 
 
 def _vote_targets(cfg: TrainConfig, loss_cfg: LossConfig, split: Split, idx: np.ndarray,
@@ -675,8 +685,8 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
         # cache stays in CPU memory; only this rank's rows of the batch go to the device.
         fi = rng.integers(0, len(all_factors), len(idx))
         fi, idx = fi[rows], idx[rows]
-        return (torch.from_numpy(stack[fi, idx]).to(dev), torch.from_numpy(ftr[1][idx]).to(dev),
-                torch.from_numpy(labels[idx]).to(dev), None, _vote_targets(cfg, loss_cfg, data.train, idx, dev), None)
+        return Batch(torch.from_numpy(stack[fi, idx]).to(dev), torch.from_numpy(ftr[1][idx]).to(dev),
+                     torch.from_numpy(labels[idx]).to(dev), targets=_vote_targets(cfg, loss_cfg, data.train, idx, dev))
 
     val_score = lambda: _feature_val_score(head, g, fval, data.val.labels, eval_factors)  # noqa: E731
     runners = _train_g(cfg, out, name, loss_cfg, GParts(g, d, g_net, d_net, head), sample, val_score, n, dev,
@@ -713,8 +723,8 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
         tot = torch.zeros((), dtype=torch.float64, device=dev)
         for step, idx in enumerate(batches):
             set_lr(opt_p, cosine_lr(s2.pretrain_lr, epoch, step, len(batches), s2.pretrain_epochs))
-            f_lr, f_hr, _, factor, _, _ = sample(rng, idx, distributed.shard_slice(len(idx)))
-            loss = losses.feature_mse(run_g(f_lr, factor), f_hr).mean()
+            b = sample(rng, idx, distributed.shard_slice(len(idx)))
+            loss = losses.feature_mse(run_g(b.f_lr, b.factor), b.f_hr).mean()
             opt_p.zero_grad(set_to_none=True)
             loss.backward()
             opt_p.step()
@@ -741,9 +751,10 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
             set_lr(opt_g, cosine_lr(s2.lr_g, epoch, i, len(batches), s2.epochs, warmup_epochs=warmup_g))
             set_lr(opt_d, cosine_lr(s2.lr_d, epoch, i, len(batches), s2.epochs))
             rows = distributed.shard_slice(len(idx))
-            f_lr, f_hr, y, step.factor, step.targets, step.hr_maps = sample(rng, idx, rows)
+            b = sample(rng, idx, rows)
+            step.factor, step.targets, step.hr_maps, step.teacher = b.factor, b.targets, b.hr_maps, b.teacher
             shard = None if distributed.world_size() == 1 else (rows.start, len(idx))
-            for k, v in step(f_lr, f_hr, y, shard).items():
+            for k, v in step(b.f_lr, b.f_hr, b.labels, shard).items():
                 acc[k] = acc.get(k, 0.0) + v / len(batches)
         g.eval()
         return distributed.all_reduce_mean(acc)
@@ -798,6 +809,7 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
     # levels come from the same pass of the frozen trunk as the feature-level map.
     taps = list(g.tap_levels) if loss_cfg.attention else []
     g.keep_taps = bool(taps)
+    flip_teacher = bool(loss_cfg.distill) and loss_cfg.distill_teacher == "flip"
 
     def sample(rng: np.random.Generator, idx: np.ndarray, rows: slice) -> Batch:
         hr = _augment(cfg, data.train.images[idx], rng)
@@ -805,9 +817,13 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
         with torch.no_grad():
             f_lr = fer.trunk.forward_to(_tensor(lr[rows]).to(dev), start)
             *hr_maps, f_hr = fer.trunk.forward_maps(_tensor(hr[rows].astype(np.float32)).to(dev), [*taps, level])
+            teacher = None
+            if flip_teacher:  # the test-time flip's answer on each HR face
+                mirrored = fer.trunk.forward_to(_tensor(hr[rows, :, ::-1].astype(np.float32)).to(dev), level)
+                teacher = losses.flip_teacher_logits(head(f_hr), head(mirrored), loss_cfg.distill_temperature)
         factor = torch.from_numpy(factors[rows]).to(dev) if s2.scale_aware else None
-        return (f_lr, f_hr, torch.from_numpy(labels_all[idx][rows]).to(dev), factor,
-                _vote_targets(cfg, loss_cfg, data.train, idx[rows], dev), hr_maps or None)
+        return Batch(f_lr, f_hr, torch.from_numpy(labels_all[idx][rows]).to(dev), factor,
+                     _vote_targets(cfg, loss_cfg, data.train, idx[rows], dev), hr_maps or None, teacher)
 
     val_score = lambda: _mean_acc(model, data.val, eval_factors, cfg.eval.batch_size)  # noqa: E731
     runners = _train_g(cfg, out, name, loss_cfg, GParts(g, d, g_net, d_net, head), sample, val_score, n, dev,
