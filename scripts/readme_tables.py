@@ -631,6 +631,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "shipped_6ep_seeds": ("results/ferplus/early_g_6ep_seeds.json", early_g_table, "README.md"),
     "gap_tries": ("results/ferplus/early_g_gap_tries.json", early_g_table, "README.md"),
     "bn_4seeds": ("results/ferplus/early_g_bn_4seeds.json", early_g_table, "README.md"),
+    "bn_tries": ("results/ferplus/early_g_bn_tries.json", early_g_table, "README.md"),
     "factor_estimator": ("results/ferplus/factor_estimator_val.json", factor_estimator_table, "README.md"),
     "edge_budget": ("results/edge_budget.json", edge_budget_table, "README.md"),
     "flip": (FLIP_VAL, flip_table, "README.md"),
