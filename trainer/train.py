@@ -552,7 +552,8 @@ class Stage2Step:
                 ce = nn.functional.cross_entropy(self.head(y), labels, reduction="none")
             terms["ce"] = c.cross_entropy * losses.weighted_mean(ce, w)
         if c.distill:
-            # The frozen head's own answer on the HR features as a soft target for its answer on G's.
+            # The frozen head's own answer on the HR features (or the flip's, self.teacher) as a soft target
+            # for its answer on G's.
             t = c.distill_temperature
             teacher = self.head(f_hr).detach() if self.teacher is None else self.teacher
             kd = losses.distillation(self.head(y), teacher, t)
