@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# What one call of the lent GPU machine runs (the device tool; see docs/training.md "On a lent GPU"):
+#   1. the CUDA checks: GPU identity through the SDK's cuda-python layer, the gpu-marked tests
+#      (tests/test_tensorrt_gpu.py: TensorRT parts skip where TensorRT is absent; tests/test_train_device.py);
+#   2. stage-2 runs in parallel, one process each, all on the one GPU: the configs and seeds in JOBS
+#      ("CONFIG:SEED ..."), each `scripts/early_g.py --steps stage2,eval` from the HR network in HR_CKPT,
+#      with a training time budget of RUN_MIN minutes.
+# Data comes packed by scripts/device_data.py (DATA_PACK); results, logs and the test log are packed into
+# $RESULTS_DIR/results.tar.gz every 20 s, so that a call stopped at its limit still returns what finished.
+#
+#   DATA_PACK=.devcarry/data HR_CKPT=.devcarry/hr.pt RESULTS_DIR=$OUT RUN_MIN=6 JOBS="configs/a.yaml:0 ..." \
+#       bash scripts/device_runs.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+: "${DATA_PACK:?packed data folder (scripts/device_data.py pack)}" "${HR_CKPT:?HR checkpoint}" "${RESULTS_DIR:?}"
+: "${JOBS:?CONFIG:SEED list}" "${RUN_MIN:=6}"
+PY=${PYTHON:-python3}
+W=${WORK:-/tmp/fsrfer_device}
+mkdir -p "$W/res" "$W/logs" "$W/data" "$RESULTS_DIR"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+
+pack() {
+    tar czf "$RESULTS_DIR/.results.tar.gz.part" -C "$W" res logs 2>/dev/null && \
+        mv "$RESULTS_DIR/.results.tar.gz.part" "$RESULTS_DIR/results.tar.gz"
+}
+
+{
+    date -u; uptime; nproc; nvidia-smi -L
+    $PY - <<'PYEOF'
+import torch, numpy, onnxruntime
+print("torch", torch.__version__, "cuda", torch.version.cuda, "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+print("cudnn.allow_tf32", torch.backends.cudnn.allow_tf32, "matmul.allow_tf32", torch.backends.cuda.matmul.allow_tf32)
+print("numpy", numpy.__version__, "onnxruntime", onnxruntime.__version__)
+try:
+    import cuda.bindings
+    print("cuda-bindings", getattr(cuda.bindings, "__version__", "?"))
+except ImportError as exc:
+    print("cuda-bindings missing", exc)
+from fsrfer_edge.backends.cuda_memory import select_memory
+mem = select_memory("auto")
+print("memory layer", mem.name, "identity", mem.device_identity(), "key", mem.device_identity().key)
+mem.close()
+PYEOF
+} > "$W/logs/checks.log" 2>&1
+
+$PY scripts/device_data.py unpack "$DATA_PACK" "$W/data/fer2013.npz" > "$W/logs/unpack.log" 2>&1 || { cat "$W/logs/unpack.log"; pack; exit 1; }
+cp "${FERPLUS:-$DATA_PACK/ferplus_labels.npz}" "$W/data/ferplus_labels.npz"
+
+pids=()
+for job in $JOBS; do
+    cfg=${job%%:*}; seed=${job##*:}
+    name=$(basename "$cfg" .yaml)_s$seed
+    $PY scripts/early_g.py --config "$cfg" --seed "$seed" --hr "$HR_CKPT" --data "$W/data/fer2013.npz" \
+        --out "$W/runs/$name" --steps stage2,eval --time-budget "$RUN_MIN" --json "$W/res/$name.json" \
+        > "$W/logs/$name.log" 2>&1 &
+    pids+=($!)
+done
+# the gpu-marked tests beside the runs (their CPU parts are small)
+$PY -m pytest -p no:cacheprovider -m gpu -rs -s tests/test_tensorrt_gpu.py tests/test_train_device.py \
+    > "$W/logs/pytest_gpu.log" 2>&1 &
+pids+=($!)
+( while true; do sleep 20; pack; done ) &
+packer=$!
+for p in "${pids[@]}"; do wait "$p"; done
+kill "$packer" 2>/dev/null
+nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv >> "$W/logs/checks.log" 2>&1
+pack
+ls -la "$W/res"; tail -n 3 "$W"/logs/*.log
