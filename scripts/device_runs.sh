@@ -20,7 +20,8 @@ mkdir -p "$W/res" "$W/logs" "$W/data" "$RESULTS_DIR"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
 pack() {
-    tar czf "$RESULTS_DIR/.results.tar.gz.part" -C "$W" res logs 2>/dev/null && \
+    # every protocol's evaluation of every run (results.json is (a); results_small/_camera.json (b), (c))
+    tar czf "$RESULTS_DIR/.results.tar.gz.part" -C "$W" res logs $(cd "$W" && ls -d runs/*/eval 2>/dev/null) && \
         mv "$RESULTS_DIR/.results.tar.gz.part" "$RESULTS_DIR/results.tar.gz"
 }
 
