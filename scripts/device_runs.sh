@@ -21,7 +21,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
 pack() {
     # every protocol's evaluation of every run (results.json is (a); results_small/_camera.json (b), (c))
-    tar czf "$RESULTS_DIR/.results.tar.gz.part" -C "$W" res logs $(cd "$W" && ls -d runs/*/eval 2>/dev/null) && \
+    tar czf "$RESULTS_DIR/.results.tar.gz.part" -C "$W" res logs $(cd "$W" && ls -d runs/*/eval runs/*/config.json 2>/dev/null) && \
         mv "$RESULTS_DIR/.results.tar.gz.part" "$RESULTS_DIR/results.tar.gz"
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -70,13 +71,26 @@ def merge_kept(rows: dict[str, dict[str, Any]], kept: dict[str, dict[str, Any]])
             dst["cost"].setdefault(seed, cost)
 
 
+def run_seed(run: Path) -> int:
+    """The seed of a run: from its config.json, or, for the evaluation folders that come back from the lent
+    GPU machine (scripts/device_runs.sh, which names each run CONFIG_s<SEED>), from the folder's name."""
+    cfg = run / "config.json"
+    if cfg.is_file():
+        return int(json.loads(cfg.read_text())["seed"])
+    m = re.fullmatch(r".*_s(\d+)", run.name)
+    if m is None or not (run / "eval").is_dir():
+        raise SystemExit(f"{run}: expected a run folder with config.json, or a device run's folder CONFIG_s<SEED> "
+                         "holding eval/")
+    return int(m.group(1))
+
+
 def collect(runs: list[tuple[str, Path]], split: str,
             kept: Optional[list[dict[str, dict[str, Any]]]] = None) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     for more in kept or []:
         merge_kept(rows, more)
     for label, run in runs:
-        seed = json.loads((run / "config.json").read_text())["seed"]
+        seed = run_seed(run)
         for protocol, name in PROTOCOL_FILES.items():
             f = run / "eval" / split / name
             if not f.is_file():
@@ -213,8 +227,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     runs = []
     for item in args.runs:
         label, _, path = item.partition("=")
-        if not path or not Path(path, "config.json").is_file():
-            raise SystemExit(f"{item!r}: expected LABEL=RUN_DIR with a run's config.json in RUN_DIR")
+        if not path or not (Path(path, "config.json").is_file() or Path(path, "eval").is_dir()):
+            raise SystemExit(f"{item!r}: expected LABEL=RUN_DIR with a run's config.json (or a device run's eval/) "
+                             "in RUN_DIR")
         runs.append((label, Path(path)))
     from fsrfer_edge.fileio import write_json
 

@@ -637,6 +637,55 @@ def test_summary_takes_kept_seeds_from_an_earlier_file_beside_run_folders(tmp_pa
         mod.main(["--json", str(out)])
 
 
+def test_summary_reads_device_run_folders_by_their_seed_suffix(tmp_path):
+    """scripts/device_runs.sh brings back each run's eval/ in a folder CONFIG_s<SEED>, without config.json."""
+    import json
+
+    mod = load_script("scripts/early_g_summary.py", "early_g_summary")
+    for seed, acc in ((0, 0.5), (12, 0.7)):
+        d = tmp_path / f"cfg_bn_rec1000_s{seed}" / "eval" / "val"
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps({"fsrfer": {"factors": {"4": {"accuracy": acc}}}}))
+    out = tmp_path / "gpu.json"
+    assert mod.main(["--json", str(out)] + [f"r={p}" for p in sorted(tmp_path.glob("cfg_*"))]) == 0
+    assert json.loads(out.read_text())["rows"]["r/fsrfer"]["runs"]["resized"] == {"0": {"4": 50.0}, "12": {"4": 70.0}}
+    bare = tmp_path / "no_seed"
+    (bare / "eval").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="CONFIG_s<SEED>"):
+        mod.run_seed(bare)
+    with pytest.raises(SystemExit, match="config.json \\(or a device run's eval/\\)"):
+        mod.main(["--json", str(out), f"r={tmp_path / 'missing_s1'}"])
+
+
+def test_device_data_packs_and_unpacks_losslessly(tmp_path):
+    import numpy as np
+
+    mod = load_script("scripts/device_data.py", "device_data")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (7, 48, 48), dtype=np.uint8)
+    images[0] = 255  # flat and extreme faces wrap around the residual's modulus
+    images[1] = np.linspace(0, 255, 48 * 48).reshape(48, 48).astype(np.uint8)
+    np.testing.assert_array_equal(mod.decode(mod.encode(images)), images)
+    src = tmp_path / "fer2013.npz"
+    split = np.array(["train", "val", "test", "train", "test", "val", "train"])
+    np.savez(src, images=images, labels=np.arange(7, dtype=np.int8), split=split, orig_row=np.arange(7, dtype=np.int32) * 3)
+    mod.main(["pack", str(src), str(tmp_path / "pack")])
+    mod.main(["unpack", str(tmp_path / "pack"), str(tmp_path / "out" / "fer2013.npz")])
+    got = np.load(tmp_path / "out" / "fer2013.npz")
+    keep = split != "test"
+    np.testing.assert_array_equal(got["images"][keep], images[keep])
+    assert not got["images"][~keep].any()  # test rows do not travel
+    for k in ("labels", "split", "orig_row"):
+        np.testing.assert_array_equal(got[k], np.load(src)[k])
+    # a damaged pack is refused, and nothing is written
+    res = bytearray(mod.lzma.decompress((tmp_path / "pack" / "images.xz").read_bytes()))
+    res[100] ^= 1
+    (tmp_path / "pack" / "images.xz").write_bytes(mod.lzma.compress(bytes(res)))
+    with pytest.raises(SystemExit, match="SHA-256"):
+        mod.main(["unpack", str(tmp_path / "pack"), str(tmp_path / "bad" / "fer2013.npz")])
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+
 GATED = {**DEEP, "generator": {**DEEP["generator"], "start": "stem", "adapter_width": 0.25}}
 
 
