@@ -308,11 +308,15 @@ SOURCES = {"headline": "results/default_model/test.json"}
 PROTOCOL_NAMES = {"resized": "(a) resized back", "small": "(b) small crops", "camera": "(c) camera-like crops"}
 
 
-def early_g_table(doc: dict[str, Any]) -> str:
-    """Accuracy per factor of each early-G run's models, one table per protocol (scripts/early_g_summary.py)."""
+def early_g_table(doc: dict[str, Any], accuracy: bool = True, differences: Optional[tuple[str, ...]] = None) -> str:
+    """Accuracy per factor of each early-G run's models, one table per protocol (scripts/early_g_summary.py).
+
+    ``accuracy=False`` leaves the accuracy tables out (the differences only); ``differences`` names the
+    ``--against`` rows whose per-factor difference tables are shown (default: all); the tables of the gain
+    averaged over factors and protocols are shown for every ``--against`` row."""
     out = [f"`{doc['source']}` (`{doc['command']}`), {doc['split']} split, accuracy in % (mean ± spread over "
            f"seeds where more than one): {doc['note']}\n"]
-    for protocol, title in PROTOCOL_NAMES.items():
+    for protocol, title in PROTOCOL_NAMES.items() if accuracy else ():
         rows = [(name, row) for name, row in doc["rows"].items() if protocol in row["summary"]]
         if not rows:
             continue
@@ -332,7 +336,7 @@ def early_g_table(doc: dict[str, Any]) -> str:
         out.append("\n".join(lines) + "\n")
     pairs = doc.get("paired") or []
     for pd in ([pairs] if isinstance(pairs, dict) else pairs):
-        for protocol, title in PROTOCOL_NAMES.items():
+        for protocol, title in PROTOCOL_NAMES.items() if differences is None or pd["against"] in differences else ():
             rows = [(name, by[protocol]) for name, by in pd["difference"].items()
                     if protocol in by and name.split("/")[-1] != "hr"]
             if not rows:
@@ -632,6 +636,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "gap_tries": ("results/ferplus/early_g_gap_tries.json", early_g_table, "README.md"),
     "bn_4seeds": ("results/ferplus/early_g_bn_4seeds.json", early_g_table, "README.md"),
     "bn_tries": ("results/ferplus/early_g_bn_tries.json", early_g_table, "README.md"),
+    "gpu_rec": ("results/ferplus/early_g_gpu_rec.json",
+                lambda d: early_g_table(d, accuracy=False, differences=("6ep/lr_finetune",)), "README.md"),
     "factor_estimator": ("results/ferplus/factor_estimator_val.json", factor_estimator_table, "README.md"),
     "edge_budget": ("results/edge_budget.json", edge_budget_table, "README.md"),
     "flip": (FLIP_VAL, flip_table, "README.md"),
