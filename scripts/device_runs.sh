@@ -2,10 +2,13 @@
 # What one call of the lent GPU machine runs (the device tool; see docs/training.md "On a lent GPU"):
 #   1. the CUDA checks: GPU identity through the SDK's cuda-python layer, the gpu-marked tests
 #      (tests/test_tensorrt_gpu.py: TensorRT parts skip where TensorRT is absent; tests/test_train_device.py);
-#   2. stage-2 runs in parallel, one process each, all on the one GPU: the configs and seeds in JOBS
-#      ("CONFIG:SEED ..."), each `scripts/early_g.py --steps stage2,eval` from the HR network in HR_CKPT,
-#      with a training time budget of RUN_MIN minutes.
-# Data comes packed by scripts/device_data.py (DATA_PACK); results, logs and the test log are packed into
+#   2. training runs in parallel, one process each, all on the one GPU: JOBS is "CONFIG:SEED[:STEPS] ...".
+#      Without STEPS (or with STEPS not naming stage1) a job is `scripts/early_g.py --steps STEPS` (default
+#      stage2,eval) from the HR network in HR_CKPT; with stage1 in STEPS it is `fsrfer-train --steps STEPS`
+#      (python -m trainer.cli), which trains its own HR network. Each has a time budget of RUN_MIN minutes.
+# Stage-1 jobs' HR networks come back as RESULTS_DIR/NAME.hr.pt. Data comes packed by scripts/device_data.py
+# (DATA_PACK; its test rows are zeros unless packed with --with-test, so no job may run eval-test without
+# that); results, logs and the test log are packed into
 # $RESULTS_DIR/results.tar.gz every 20 s, so that a call stopped at its limit still returns what finished.
 #
 #   DATA_PACK=.devcarry/data HR_CKPT=.devcarry/hr.pt RESULTS_DIR=$OUT RUN_MIN=6 JOBS="configs/a.yaml:0 ..." \
@@ -21,7 +24,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
 pack() {
     # every protocol's evaluation of every run (results.json is (a); results_small/_camera.json (b), (c))
-    tar czf "$RESULTS_DIR/.results.tar.gz.part" -C "$W" res logs $(cd "$W" && ls -d runs/*/eval runs/*/config.json 2>/dev/null) && \
+    tar czf "$RESULTS_DIR/.results.tar.gz.part" -C "$W" res logs \
+        $(cd "$W" && ls -d runs/*/eval runs/*/config.json 2>/dev/null) && \
         mv "$RESULTS_DIR/.results.tar.gz.part" "$RESULTS_DIR/results.tar.gz"
 }
 
@@ -48,12 +52,19 @@ $PY scripts/device_data.py unpack "$DATA_PACK" "$W/data/fer2013.npz" > "$W/logs/
 cp "${FERPLUS:-$DATA_PACK/ferplus_labels.npz}" "$W/data/ferplus_labels.npz"
 
 pids=()
+stage1_runs=()
 for job in $JOBS; do
-    cfg=${job%%:*}; seed=${job##*:}
+    IFS=: read -r cfg seed steps <<< "$job"
+    [ -n "$cfg" ] && [[ "$seed" =~ ^[0-9]+$ ]] || { echo "job '$job': expected CONFIG:SEED[:STEPS]" >&2; exit 2; }
     name=$(basename "$cfg" .yaml)_s$seed
-    $PY scripts/early_g.py --config "$cfg" --seed "$seed" --hr "$HR_CKPT" --data "$W/data/fer2013.npz" \
-        --out "$W/runs/$name" --steps stage2,eval --time-budget "$RUN_MIN" --json "$W/res/$name.json" \
-        > "$W/logs/$name.log" 2>&1 &
+    common=(--config "$cfg" --seed "$seed" --data "$W/data/fer2013.npz" --out "$W/runs/$name" --time-budget "$RUN_MIN")
+    if [[ ",${steps}," == *,stage1,* ]]; then
+        $PY -m trainer.cli "${common[@]}" --steps "$steps" --resume > "$W/logs/$name.log" 2>&1 &
+        stage1_runs+=("$name")
+    else
+        $PY scripts/early_g.py "${common[@]}" --hr "$HR_CKPT" --steps "${steps:-stage2,eval}" \
+            --json "$W/res/$name.json" > "$W/logs/$name.log" 2>&1 &
+    fi
     pids+=($!)
 done
 # the gpu-marked tests beside the runs (their CPU parts are small)
@@ -66,4 +77,9 @@ for p in "${pids[@]}"; do wait "$p"; done
 kill "$packer" 2>/dev/null
 nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv >> "$W/logs/checks.log" 2>&1
 pack
+# Stage-1 jobs' HR networks, one file each beside the tarball (the device tool returns at most 8 files of
+# at most 16 MiB; an HR network is about 11 MB), to be carried as HR_CKPT by a later call.
+for run in "${stage1_runs[@]}"; do
+    [ -f "$W/runs/$run/models/hr.pt" ] && cp "$W/runs/$run/models/hr.pt" "$RESULTS_DIR/$run.hr.pt"
+done
 ls -la "$W/res"; tail -n 3 "$W"/logs/*.log

@@ -101,6 +101,19 @@ def test_device_flag_overrides_the_config(monkeypatch, tmp_path):
     assert checkpoint.load(out / "models" / "hr.pt")["meta"]["config"]["device"] == "cpu"
 
 
+def test_seed_flag_overrides_the_config(monkeypatch, tmp_path, capsys):
+    _no_cuda(monkeypatch)
+    cfg = _write_config(tmp_path / "c.yaml", stage1={**CONFIG["stage1"], "epochs": 1})
+    out = tmp_path / "out"
+    assert train_main(["--config", str(cfg), "--out", str(out), "--seed", "7", "--steps", "stage1"]) == 0
+    assert json.loads((out / "config.json").read_text())["seed"] == 7
+    assert checkpoint.load(out / "models" / "hr.pt")["meta"]["config"]["seed"] == 7
+    with pytest.raises(SystemExit):
+        train_main(["--config", str(cfg), "--out", str(tmp_path / "neg"), "--seed", "-1"])
+    assert "--seed -1: expected an integer >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "neg").exists()
+
+
 def test_device_must_match_the_process_group(monkeypatch):
     distributed.check_device("cuda")  # one process: nothing to match
     monkeypatch.setattr(distributed, "world_size", lambda: 2)

@@ -59,6 +59,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
                     "a RAF-DB root or a folder-per-class tree")
     ap.add_argument("--out", help="output directory (default runs/<config name>)")
     ap.add_argument("--resume", action="store_true", help="continue a stopped run from its last checkpoints")
+    ap.add_argument("--seed", type=int, metavar="N", help="override the config's seed (every step)")
     ap.add_argument("--steps", default=",".join(DEFAULT_STEPS),
                     help=f"comma-separated subset of {','.join(STEPS)} (default: all but eval-test)")
     ap.add_argument("--time-budget", type=float, metavar="MIN",
@@ -72,6 +73,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
                     "evaluation) before giving up (default 60)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    if args.seed is not None and args.seed < 0:
+        ap.error(f"--seed {args.seed}: expected an integer >= 0")
     steps = tuple(s for s in args.steps.split(",") if s)
     bad = set(steps) - set(STEPS)
     if bad:
@@ -86,6 +89,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
         # "auto" is settled here, once, so that every rank trains on the same kind of device and the
         # run's config.json says which.
         cfg = dataclasses.replace(cfg, device=config.resolve_device(args.device or cfg.device))
+        if args.seed is not None:
+            cfg = dataclasses.replace(cfg, seed=args.seed)
         ctx = distributed.init_from_env(cfg.device, args.dist_timeout)  # single-process unless run by torchrun
         tag = f" [rank {ctx.rank}]" if ctx.distributed else ""
         _setup_logging(args.verbose, ctx.rank if ctx.distributed else None)
