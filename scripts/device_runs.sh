@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What one call of the lent GPU machine runs (the device tool; see docs/training.md "On a lent GPU"):
+# What one call of the lent GPU machine runs (the device tool; see docs/ddp.md "On a lent GPU machine"):
 #   1. the CUDA checks: GPU identity through the SDK's cuda-python layer, the gpu-marked tests
 #      (tests/test_tensorrt_gpu.py: TensorRT parts skip where TensorRT is absent; tests/test_train_device.py);
 #   2. training runs in parallel, one process each, all on the one GPU: JOBS is "CONFIG:SEED[:STEPS] ...".
@@ -15,8 +15,13 @@
 #       bash scripts/device_runs.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-: "${DATA_PACK:?packed data folder (scripts/device_data.py pack)}" "${HR_CKPT:?HR checkpoint}" "${RESULTS_DIR:?}"
-: "${JOBS:?CONFIG:SEED list}" "${RUN_MIN:=6}"
+: "${DATA_PACK:?packed data folder (scripts/device_data.py pack)}" "${RESULTS_DIR:?}"
+: "${JOBS:?CONFIG:SEED[:STEPS] list}" "${RUN_MIN:=6}"
+for job in $JOBS; do  # every job is checked before any starts
+    IFS=: read -r cfg seed steps <<< "$job"
+    [ -f "$cfg" ] && [[ "$seed" =~ ^[0-9]+$ ]] || { echo "job '$job': expected CONFIG:SEED[:STEPS] with CONFIG a file" >&2; exit 2; }
+    [[ ",${steps}," == *,stage1,* ]] || [ -f "${HR_CKPT:-}" ] || { echo "job '$job' trains from HR_CKPT, which is not a file: '${HR_CKPT:-}'" >&2; exit 2; }
+done
 PY=${PYTHON:-python3}
 W=${WORK:-/tmp/fsrfer_device}
 mkdir -p "$W/res" "$W/logs" "$W/data" "$RESULTS_DIR"
@@ -55,7 +60,6 @@ pids=()
 stage1_runs=()
 for job in $JOBS; do
     IFS=: read -r cfg seed steps <<< "$job"
-    [ -n "$cfg" ] && [[ "$seed" =~ ^[0-9]+$ ]] || { echo "job '$job': expected CONFIG:SEED[:STEPS]" >&2; exit 2; }
     name=$(basename "$cfg" .yaml)_s$seed
     common=(--config "$cfg" --seed "$seed" --data "$W/data/fer2013.npz" --out "$W/runs/$name" --time-budget "$RUN_MIN")
     if [[ ",${steps}," == *,stage1,* ]]; then

@@ -686,6 +686,20 @@ def test_device_data_packs_and_unpacks_losslessly(tmp_path):
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
 
 
+def test_device_runs_refuses_bad_jobs_before_starting_any(tmp_path):
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DATA_PACK": str(tmp_path), "RESULTS_DIR": str(tmp_path / "out"), "WORK": str(tmp_path / "w")}
+    for jobs, msg in (("configs/tiny.yaml:x", "expected CONFIG:SEED"), ("missing.yaml:1", "CONFIG a file"),
+                      ("configs/tiny.yaml:1:stage1 configs/tiny.yaml:2", "HR_CKPT, which is not a file")):
+        r = subprocess.run(["bash", "scripts/device_runs.sh"], cwd=repo, env={**env, "JOBS": jobs},
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and msg in r.stderr, (jobs, r.stderr)
+        assert not (tmp_path / "w").exists()  # nothing started
+
+
 GATED = {**DEEP, "generator": {**DEEP["generator"], "start": "stem", "adapter_width": 0.25}}
 
 
