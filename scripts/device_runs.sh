@@ -72,7 +72,7 @@ for job in $JOBS; do
     pids+=($!)
 done
 # the gpu-marked tests beside the runs (their CPU parts are small)
-$PY -m pytest -p no:cacheprovider -m gpu -rs -s tests/test_tensorrt_gpu.py tests/test_train_device.py \
+$PY -m pytest -p no:cacheprovider -m gpu -rA -s tests/test_tensorrt_gpu.py tests/test_train_device.py \
     > "$W/logs/pytest_gpu.log" 2>&1 &
 pids+=($!)
 ( while true; do sleep 20; pack; done ) &

@@ -700,6 +700,35 @@ def test_device_runs_refuses_bad_jobs_before_starting_any(tmp_path):
         assert not (tmp_path / "w").exists()  # nothing started
 
 
+def test_device_report_reads_a_calls_logs(tmp_path):
+    import json
+
+    mod = load_script("scripts/device_report.py", "device_report")
+    logs = tmp_path / "call" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "checks.log").write_text(
+        "GPU 0: NVIDIA H200 (UUID: GPU-x)\ntorch 2.11.0+cu130 cuda 13.0 gpu NVIDIA H200\ncuda-bindings 13.3.1\n"
+        "memory layer cuda-python identity DeviceIdentity(compute_capability='9.0', name='NVIDIA H200', "
+        "multiprocessors=132, memory_gib=140) key nvidia-h200-132sm-140g\n")
+    (logs / "pytest_gpu.log").write_text(
+        "GPU vs CPU first-epoch loss: 1.5 vs 1.25, relative difference 2.00e-01\n"
+        "PASSED tests/test_tensorrt_gpu.py::test_cuda_memory_roundtrip[cuda-python]\n"
+        "SKIPPED [4] tests/test_tensorrt_gpu.py:33: TensorRT is not installed\n"
+        "================= 2 passed, 7 skipped, 6 deselected in 16.58s ==================\n")
+    out = tmp_path / "r.json"
+    assert mod.main([str(tmp_path / "call"), "--json", str(out)]) == 0
+    call = json.loads(out.read_text())["calls"][0]
+    assert call["cuda_layer"]["engine_key"] == "nvidia-h200-132sm-140g" and call["cuda_layer"]["multiprocessors"] == 132
+    assert call["gpu_tests"]["passed"] == 2 and call["gpu_tests"]["skipped"] == 7
+    assert call["gpu_tests"]["skips"] == [{"count": 4, "where": "tests/test_tensorrt_gpu.py:33",
+                                           "reason": "TensorRT is not installed"}]
+    assert call["gpu_tests"]["passed_tests"] == ["tests/test_tensorrt_gpu.py::test_cuda_memory_roundtrip[cuda-python]"]
+    assert call["gpu_vs_cpu_first_epoch_loss"] == {"gpu": 1.5, "cpu": 1.25, "relative_difference": 0.2}
+    (logs / "checks.log").write_text("Traceback ...\n")
+    with pytest.raises(SystemExit, match="no GPU identity line"):
+        mod.main([str(tmp_path / "call"), "--json", str(out)])
+
+
 GATED = {**DEEP, "generator": {**DEEP["generator"], "start": "stem", "adapter_width": 0.25}}
 
 

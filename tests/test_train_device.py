@@ -11,9 +11,9 @@ than two, for NCCL):
   GPU in a communicator), so this test needs two GPUs. TF32 is switched off for both runs
   (``NVIDIA_TF32_OVERRIDE=0``): TF32 convolutions round to ~1e-3, which would drown the comparison.
 
-Measured on a lent NVIDIA H200 (torch 2.11.0+cu130, cuDNN's TF32 convolutions allowed, as by default),
-2026-12-04, two runs: the first-epoch loss on the GPU differed from the CPU's by 7.2e-7 and 7.5e-7 relative,
-so ``GPU_VS_CPU_RTOL`` is 1e-4 (it was 1e-2 before any GPU had run it). ``NCCL_ATOL`` is still unmeasured:
+Measured on a lent NVIDIA H200 (cuDNN's TF32 convolutions allowed, as by default), 2026-12-04, two runs:
+the first-epoch loss on the GPU differed from the CPU's by under 1e-6 relative
+(``results/device/h200_checks.json``), so ``GPU_VS_CPU_RTOL`` is 1e-4 (it was 1e-2 before any GPU ran it). ``NCCL_ATOL`` is still unmeasured:
 the lent machine has one GPU, and the NCCL test needs two.
 """
 import json
