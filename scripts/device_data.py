@@ -49,13 +49,15 @@ def pack(src: Path, dst: Path, with_test: bool) -> None:
     d = np.load(src)
     keep = np.ones(len(d["split"]), bool) if with_test else d["split"] != "test"
     images = np.ascontiguousarray(d["images"][keep])
+    assert np.array_equal(decode(encode(images[:64])), images[:64])
     dst.mkdir(parents=True, exist_ok=True)
     tmp = dst / "images.xz.part"
     tmp.write_bytes(lzma.compress(encode(images).tobytes(), preset=9))
+    meta_tmp = dst / "meta.part.npz"
+    np.savez_compressed(meta_tmp, labels=d["labels"], split=d["split"], orig_row=d["orig_row"], keep=keep,
+                        shape=np.array(images.shape), sha256=np.array(hashlib.sha256(images.tobytes()).hexdigest()))
     os.replace(tmp, dst / "images.xz")
-    np.savez_compressed(dst / "meta.npz", labels=d["labels"], split=d["split"], orig_row=d["orig_row"], keep=keep,
-             shape=np.array(images.shape), sha256=np.array(hashlib.sha256(images.tobytes()).hexdigest()))
-    assert np.array_equal(decode(encode(images[:64])), images[:64])
+    os.replace(meta_tmp, dst / "meta.npz")
 
 
 def unpack(src: Path, dst: Path) -> None:
