@@ -6,7 +6,8 @@
 #      Without STEPS (or with STEPS not naming stage1) a job is `scripts/early_g.py --steps STEPS` (default
 #      stage2,eval) from the HR network in HR_CKPT; with stage1 in STEPS it is `fsrfer-train --steps STEPS`
 #      (python -m trainer.cli), which trains its own HR network. Each has a time budget of RUN_MIN minutes.
-# Stage-1 jobs' HR networks come back as RESULTS_DIR/NAME.hr.pt. Data comes packed by scripts/device_data.py
+# Stage-1 jobs' HR networks come back as RESULTS_DIR/NAME.hr.pt; so do the stage-2 models of the jobs named in
+# KEEP_MODELS ("CONFIG_BASENAME_sSEED ...") as NAME.fsrfer.pt (e.g. a candidate default to ship). Data comes packed by scripts/device_data.py
 # (DATA_PACK; its test rows are zeros unless packed with --with-test, so no job may run eval-test without
 # that); results, logs and the test log are packed into
 # $RESULTS_DIR/results.tar.gz every 20 s, so that a call stopped at its limit still returns what finished.
@@ -16,7 +17,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${DATA_PACK:?packed data folder (scripts/device_data.py pack)}" "${RESULTS_DIR:?}"
-: "${JOBS:?CONFIG:SEED[:STEPS] list}" "${RUN_MIN:=6}"
+: "${JOBS:?CONFIG:SEED[:STEPS] list}" "${RUN_MIN:=6}" "${KEEP_MODELS:=}"
 for job in $JOBS; do  # every job is checked before any starts
     IFS=: read -r cfg seed steps <<< "$job"
     [ -f "$cfg" ] && [[ "$seed" =~ ^[0-9]+$ ]] || { echo "job '$job': expected CONFIG:SEED[:STEPS] with CONFIG a file" >&2; exit 2; }
@@ -85,5 +86,9 @@ pack
 # at most 16 MiB; an HR network is about 11 MB), to be carried as HR_CKPT by a later call.
 for run in "${stage1_runs[@]}"; do
     [ -f "$W/runs/$run/models/hr.pt" ] && cp "$W/runs/$run/models/hr.pt" "$RESULTS_DIR/$run.hr.pt"
+done
+for run in $KEEP_MODELS; do
+    [ -f "$W/runs/$run/models/fsrfer.pt" ] && cp "$W/runs/$run/models/fsrfer.pt" "$RESULTS_DIR/$run.fsrfer.pt" \
+        || echo "KEEP_MODELS: no $W/runs/$run/models/fsrfer.pt" >&2
 done
 ls -la "$W/res"; tail -n 3 "$W"/logs/*.log
