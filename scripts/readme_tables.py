@@ -638,6 +638,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "bn_tries": ("results/ferplus/early_g_bn_tries.json", early_g_table, "README.md"),
     "gpu_rec": ("results/ferplus/early_g_gpu_rec.json",
                 lambda d: early_g_table(d, accuracy=False, differences=("6ep/lr_finetune",)), "README.md"),
+    "gpu_lr": ("results/ferplus/early_g_gpu_lr.json",
+               lambda d: early_g_table(d, accuracy=False, differences=("6ep/lr_finetune",)), "README.md"),
     "factor_estimator": ("results/ferplus/factor_estimator_val.json", factor_estimator_table, "README.md"),
     "edge_budget": ("results/edge_budget.json", edge_budget_table, "README.md"),
     "flip": (FLIP_VAL, flip_table, "README.md"),
