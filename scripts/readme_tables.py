@@ -393,10 +393,13 @@ def factor_estimator_table(doc: dict[str, Any]) -> str:
 
 
 EDGE_FILES = (
-    ("results/edge_budget.json", "shipped default (`bn` seed 0, routed: stem G re-estimating its statistics, soft+aug HR, "
-     "6-epoch stage 2; factor estimator on whole grey levels)",
+    ("results/edge_budget.json", "shipped default (`lrg_rec3000` seed 0, routed: `bn` with G's rate 3x and reconstruction "
+     "weight 3000; factor estimator on whole grey levels)",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
-    ("results/ferplus/edge_budget_film_int8.json", "shipped default, `--int8-quantize-film`",
+    ("results/default_model/previous_round/edge_budget.json", "previous default (`bn` seed 0, routed: stem G re-estimating its "
+     "statistics, soft+aug HR, 6-epoch stage 2; factor estimator on whole grey levels)",
+     "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
+    ("results/ferplus/edge_budget_film_int8.json", "previous default (`bn`, estimator on whole grey levels), `--int8-quantize-film`",
      "G and FiLM's ops on the maps in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
     ("results/default_model/previous_bn/edge_budget.json", "previous default (`bn` seed 0, routed, estimator on float statistics)",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
@@ -413,6 +416,8 @@ EDGE_FILES = (
      "G in INT8, calibrated on 48 px faces only"),
     ("results/ferplus/edge_budget_flip.json", "shipped default with the test-time flip folded in (`fsrfer-export --flip`)",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
+    ("results/default_model/previous_round/edge_budget_flip.json", "previous default (`bn`, estimator on whole grey levels) "
+     "with the flip", "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
     ("results/default_model/previous_bn/edge_budget_flip.json", "previous default (estimator on float statistics) with the flip",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
     ("results/ferplus/edge_budget_flip_image_conv_int8.json", "previous default (estimator on float statistics) with the flip, "
@@ -646,6 +651,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "camera_gap": (CAMERA_GAP, camera_gap_table, "README.md"),
     "route_hr": (ROUTE_HR, route_hr_table, "README.md"),
     "route_hr_bn": ("results/ferplus/route_hr_bn_val.json", route_hr_table, "README.md"),
+    "route_hr_lrgr0": ("results/ferplus/route_hr_lrgr0_val.json", route_hr_table, "README.md"),
     "route_hr_train": ("results/ferplus/route_hr_train_val.json", route_hr_table, "README.md"),
     "route_hr_train_seeds": ("results/ferplus/route_hr_train_seeds.json", route_hr_seeds_table, "README.md"),
     "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),
