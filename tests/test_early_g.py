@@ -59,6 +59,36 @@ def test_scale_aware_g_needs_the_factor_and_uses_it():
     assert not torch.allclose(a, b)
 
 
+def test_film_at_stages_keeps_one_film_per_copied_stage_and_checks_its_config(tmp_path):
+    every = InferenceModel(DEEP).generator
+    ends = InferenceModel({**DEEP, "generator": {**DEEP["generator"], "film_at": "stages"}}).eval()
+    ends.generator.init_from(ends.fer.trunk)
+    g = ends.generator
+    # layer1 -> layer3 of resnet10 (one block per stage): one FiLM per block either way
+    assert len(every.films) == len(every.stages) and g._film_blocks == list(range(len(g.stages)))
+    stem = InferenceModel({**DEEP, "backbone": "resnet18_half",
+                           "generator": {**DEEP["generator"], "start": "stem", "film_at": "stages"}}).generator
+    assert len(stem.stages) == 6 and stem._film_blocks == [1, 3, 5] and len(stem.films) == 3  # two blocks a stage
+    x = torch.randn(3, 1, 48, 48)
+    with torch.no_grad():  # the FiLMs it keeps condition on the factor
+        for film in g.films:
+            film.net[2].weight.normal_(0, 0.5)
+        assert not torch.allclose(ends(x, torch.full((3,), 1)), ends(x, torch.full((3,), 4)))
+    with pytest.raises(ConfigError, match="film_at: received 'layers'"):
+        InferenceModel({**DEEP, "generator": {**DEEP["generator"], "film_at": "layers"}})
+    with pytest.raises(ConfigError, match="film_at must be 'blocks'"):
+        InferenceModel({**DEEP, "generator": {**DEEP["generator"], "film_at": "stages", "adapter_width": 0.25}})
+    with pytest.raises(ConfigError, match="film_at 'stages' needs stage2.scale_aware"):
+        _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "stem", "film_at": "stages"})
+    from trainer.train import spec_for
+
+    cfg = _cfg(tmp_path, stage2={"feature_level": "layer3", "generator_start": "stem", "scale_aware": True,
+                                 "film_at": "stages"})
+    assert spec_for(cfg, "fsrfer")["generator"]["film_at"] == "stages"
+    blocks = _cfg(tmp_path, stage2={"feature_level": "layer3", "generator_start": "stem", "scale_aware": True})
+    assert "film_at" not in spec_for(blocks, "fsrfer")["generator"]  # older checkpoints' specs unchanged
+
+
 def test_film_starts_at_identity_and_is_smooth_in_the_factor():
     film = FiLM(4)
     x = torch.randn(2, 4, 3, 3)

@@ -132,6 +132,10 @@ class Stage2Config:
     generator_start: str = ""
     # FiLM after each copied stage, conditioned on the face's down-sample factor (needs generator_start).
     scale_aware: bool = False
+    # Where FiLM sits (with scale_aware): "blocks", after every copied residual block, or "stages", only after
+    # each copied stage's last block (half the float element-wise ops on the maps, which an INT8 file keeps
+    # in float between its quantized convolutions). Not with a gated G.
+    film_at: str = "blocks"
     # > 0: a gated G (needs scale_aware): the copied stages stay frozen, each convolution gets a low-rank
     # residual of this fraction of its channels, and every learned change is scaled by a gate of the
     # face's factor that is 0 at x1 (adapter_gate), so an HR face gets exactly the HR network. 0: the
@@ -373,7 +377,7 @@ def _validate(cfg: TrainConfig, where: str) -> None:
 def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
     """Choices and cross-option rules (ranges: :func:`range_problems`); one message per problem."""
     problems: list[str] = []
-    from .models import COPY_BATCHNORM, GATES, list_backbones
+    from .models import COPY_BATCHNORM, FILM_AT, GATES, list_backbones
 
     if cfg.device not in DEVICES:
         problems.append(f"{where}: device must be one of {list(DEVICES)}, got {cfg.device!r} (under torchrun, "
@@ -410,6 +414,11 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
                         f"{start!r} is right below feature_level {cfg.stage2.feature_level!r}")
     if cfg.stage2.scale_aware and not start:
         problems.append(f"{where}: stage2.scale_aware needs stage2.generator_start (FiLM follows the copied stages)")
+    if cfg.stage2.film_at not in FILM_AT:
+        problems.append(f"{where}: stage2.film_at must be one of {list(FILM_AT)}, got {cfg.stage2.film_at!r}")
+    elif cfg.stage2.film_at != "blocks" and (not cfg.stage2.scale_aware or cfg.stage2.adapter_width):
+        problems.append(f"{where}: stage2.film_at {cfg.stage2.film_at!r} needs stage2.scale_aware (it places FiLM) and no "
+                        "adapter_width (a gated G has FiLM after every block)")
     ce_targets = cfg.stage2.losses.cross_entropy_targets
     if ce_targets not in ("majority", "votes"):
         problems.append(f"{where}: stage2.losses.cross_entropy_targets must be 'majority' or 'votes', got {ce_targets!r}")

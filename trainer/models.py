@@ -378,6 +378,8 @@ GATES = ("log2", "step")
 #: What a deep G's copies do with their BatchNorm statistics: keep the HR model's, re-estimate them on
 #: the mixed-factor batches, or keep them per training factor (:class:`FactorBatchNorm`).
 COPY_BATCHNORM = ("hr", "train", "per_factor")
+#: Where a scale-aware deep G applies FiLM: after every copied block, or after each copied stage's last block.
+FILM_AT = ("blocks", "stages")
 
 
 def hr_gate(factor: torch.Tensor, shape: str = "log2") -> torch.Tensor:
@@ -422,7 +424,8 @@ class DeepGenerator(nn.Module):
 
     It holds trainable copies of the trunk's stages between the two levels (initialised from the HR
     model by :meth:`init_from`, so an untrained G reproduces the HR model), optionally a FiLM layer after
-    each copied block conditioned on the face's down-sample factor (``scale_aware``), and ``blocks``
+    each copied block conditioned on the face's down-sample factor (``scale_aware``; ``film_at="stages"``:
+    only after each copied stage's last block), and ``blocks``
     residual dense blocks at ``level`` (zero-initialised last projection). The BatchNorm statistics of
     the copies stay those of the HR model (``train()`` keeps them in eval mode): their affine weights
     train, and the factor-dependent shift is FiLM's job. With ``batchnorm="train"`` they train as the
@@ -443,8 +446,12 @@ class DeepGenerator(nn.Module):
     def __init__(self, trunk: "ResNetTrunk", start: str, level: str, blocks: int = 1, growth: int = 32,
                  scale_aware: bool = False, adapter_width: float = 0.0, gate: str = "log2",
                  adapter_top_width: float = 0.0, batchnorm: str = "hr",
-                 batchnorm_anchors: tuple[int, ...] = FACTORS) -> None:
+                 batchnorm_anchors: tuple[int, ...] = FACTORS, film_at: str = "blocks") -> None:
         super().__init__()
+        if film_at not in FILM_AT:
+            raise ConfigError(f"film_at: received {film_at!r}; expected one of {FILM_AT}")
+        if film_at != "blocks" and adapter_width:
+            raise ConfigError("a gated G (adapter_width > 0) has FiLM after every block; film_at must be 'blocks'")
         if batchnorm not in COPY_BATCHNORM:
             raise ConfigError(f"batchnorm: received {batchnorm!r}; expected one of {COPY_BATCHNORM}")
         if batchnorm == "per_factor" and not scale_aware:
@@ -479,7 +486,12 @@ class DeepGenerator(nn.Module):
             for i, blk in enumerate(self.stages)) if self.adapter_width else None
         if self.adapters is not None:
             self.stages.requires_grad_(False)
-        self.films = nn.ModuleList(FiLM(c) for c in chans) if self.scale_aware else None
+        # FiLM after every copied block, or (film_at "stages") only after each stage's last block: half the
+        # float element-wise ops on the maps, which the INT8 file cannot quantize cheaply.
+        stage_ends = {e - lo for e in trunk.level_ends.values() if lo < e <= hi}
+        self.film_at = film_at
+        self._film_blocks = [i for i in range(len(chans)) if film_at == "blocks" or i + 1 in stage_ends]
+        self.films = nn.ModuleList(FiLM(chans[i]) for i in self._film_blocks) if self.scale_aware else None
         self.factor_bns = (_factor_batchnorm(self.stages, tuple(sorted(set(batchnorm_anchors) | {1})))
                            if batchnorm == "per_factor" else [])
         self.refine = SpatialFeatureGenerator(chans[-1], blocks, growth) if blocks else None
@@ -521,8 +533,8 @@ class DeepGenerator(nn.Module):
         self.taps = []
         for i, stage in enumerate(self.stages):
             fmap = stage(fmap)
-            if self.films is not None:
-                fmap = self.films[i](fmap, factor)
+            if self.films is not None and i in self._film_blocks:
+                fmap = self.films[self._film_blocks.index(i)](fmap, factor)
             if self.keep_taps and i + 1 in self._tap_blocks:
                 self.taps.append(fmap)
         return fmap if self.refine is None else self.refine(fmap)

@@ -231,6 +231,8 @@ def spec_for(cfg: TrainConfig, method: str) -> dict[str, Any]:
                 spec["generator"]["batchnorm"] = cfg.stage2.copy_batchnorm
             if cfg.stage2.copy_batchnorm == "per_factor":  # statistics for each factor G trains on
                 spec["generator"]["batchnorm_anchors"] = sorted(set(cfg.degrade.factors) | {1})
+            if cfg.stage2.film_at != "blocks":  # older checkpoints' specs stay as they were
+                spec["generator"]["film_at"] = cfg.stage2.film_at
             if cfg.stage2.route_hr:
                 spec["route_hr_below"] = math.sqrt(2.0)
             if cfg.stage2.adapter_width:
