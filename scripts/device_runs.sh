@@ -6,10 +6,10 @@
 #      Without STEPS (or with STEPS not naming stage1) a job is `scripts/early_g.py --steps STEPS` (default
 #      stage2,eval) from the HR network in HR_CKPT; with stage1 in STEPS it is `fsrfer-train --steps STEPS`
 #      (python -m trainer.cli), which trains its own HR network. Each has a time budget of RUN_MIN minutes.
-# Stage-1 jobs' HR networks come back as RESULTS_DIR/NAME.hr.pt; so do the stage-2 models of the jobs named in
-# KEEP_MODELS ("CONFIG_BASENAME_sSEED ...") as NAME.fsrfer.pt (e.g. a candidate default to ship). Data comes packed by scripts/device_data.py
-# (DATA_PACK; its test rows are zeros unless packed with --with-test, so no job may run eval-test without
-# that); results, logs and the test log are packed into
+# Stage-1 jobs' HR networks come back as RESULTS_DIR/NAME.hr.pt, and the stage-2 models of the jobs named in
+# KEEP_MODELS ("CONFIG_BASENAME_sSEED ...") as NAME.fsrfer.pt (e.g. a candidate default to ship). Data comes
+# packed by scripts/device_data.py (DATA_PACK; its test rows are zeros unless packed with --with-test, so no
+# job may run eval-test without that); results, logs and the test log are packed into
 # $RESULTS_DIR/results.tar.gz every 20 s, so that a call stopped at its limit still returns what finished.
 #
 #   DATA_PACK=.devcarry/data HR_CKPT=.devcarry/hr.pt RESULTS_DIR=$OUT RUN_MIN=6 JOBS="configs/a.yaml:0 ..." \
