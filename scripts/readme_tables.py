@@ -396,6 +396,11 @@ EDGE_FILES = (
     ("results/edge_budget.json", "shipped default (`lrg_rec3000` seed 0, routed: `bn` with G's rate 3x and reconstruction "
      "weight 3000; factor estimator on whole grey levels)",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
+    ("results/ferplus/edge_budget_lrg_rec3000_val.json", "shipped default, on FER+ val (the film_stages run's comparison)",
+     "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
+    ("results/ferplus/edge_budget_film_stages_val.json", "shipped configuration with FiLM at stage ends only "
+     "(`stage2.film_at: stages`, seed 0, routed), on FER+ val",
+     "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
     ("results/default_model/previous_round/edge_budget.json", "previous default (`bn` seed 0, routed: stem G re-estimating its "
      "statistics, soft+aug HR, 6-epoch stage 2; factor estimator on whole grey levels)",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
