@@ -93,6 +93,7 @@ def compute(ferplus: Optional[dict[str, Any]], fer2013: Optional[dict[str, Any]]
         add("INT8 loses <= 0.5 point against FP32", src, None, None)
     return out
 
+
 #: Where the ablations of the adversarial term and the re-weighting come from, first present first: the
 #: shipped configuration's own (lrg_rec3000, seeds 0-2 on a lent GPU), then the earlier reduced-budget study.
 ABLATION_SOURCES = (
@@ -105,13 +106,13 @@ def compute_issue12(ferplus: Optional[dict[str, Any]], shipped: dict[str, Option
                     seeds: Optional[dict[str, Any]], edge: Optional[dict[str, Any]],
                     fer2013: Optional[dict[str, Any]] = None, flip: Optional[dict[str, Any]] = None,
                     shipped_sha256: str = "", fer2013_from_ferplus: Optional[dict[str, Any]] = None,
-                    seeds_source: tuple[str, str] = ("results/ferplus/early_g_seeds.json",
-                                                     "reduced budget: see the file's note")) -> list[dict[str, Any]]:
+                    seeds_source: tuple[str, str] = ABLATION_SOURCES[-1]) -> list[dict[str, Any]]:
     """Issue 12's "Done when" rows (FER+ test), from the shipped model's protocol files
     (results/default_model/test*.json) beside its equal-budget LR-fine-tuned baseline and the frozen HR
     model on the same faces (baseline_test*.json, hr_test*.json, written by scripts/ship_early_g.sh; the
     full run's table results/ferplus/test.json where those are absent), the seed study (``seeds``, read from
-    ``seeds_source``: its path and what its ablations were trained as) and the edge-budget file. ``flip``: scripts/flip_tta.py on FER+ test (results/ferplus/flip_tta_test.json), taken
+    ``seeds_source``: its path and what its ablations were trained as) and the edge-budget file.
+    ``flip``: scripts/flip_tta.py on FER+ test (results/ferplus/flip_tta_test.json), taken
     only when it was measured on the checkpoint whose sha256 is ``shipped_sha256``. FER2013: the better of the
     full run's FER2013 HR model (``fer2013``, results/fer2013/test.json) and the FER+ HR network fine-tuned on
     the FER2013 labels (``fer2013_from_ferplus``, an fsrfer-eval file: :data:`FER2013_FROM_FERPLUS`)."""
@@ -217,7 +218,7 @@ def build() -> dict[str, Any]:
     from fsrfer_edge.fileio import sha256_file
 
     # The ablations: of the shipped configuration where they were run (full budget), else the seed study's.
-    seeds_source = next(src for src in ABLATION_SOURCES if (REPO / src[0]).is_file())
+    seeds_source = next((src for src in ABLATION_SOURCES if (REPO / src[0]).is_file()), ABLATION_SOURCES[-1])
     rows += compute_issue12(ferplus, shipped, _load(REPO / seeds_source[0]),
                             _load(REPO / "results" / "edge_budget.json"), fer2013,
                             _load(REPO / "results" / "ferplus" / "flip_tta_test.json"),
