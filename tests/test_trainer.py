@@ -291,6 +291,36 @@ def test_stage1_weight_averaging_averages_the_epochs_and_resumes(tmp_path):
         assert torch.allclose(a[k].float(), b[k].float()), k
 
 
+def test_stage1_mixup_blends_batches_and_leaves_the_plain_stream_alone(tmp_path):
+    from trainer.train import mix_batch
+
+    rng = np.random.default_rng(0)
+    assert mix_batch(8, 0.0, rng) == (1.0, None)
+    assert rng.bit_generator.state == np.random.default_rng(0).bit_generator.state  # nothing drawn when off
+    lam, perm = mix_batch(8, 0.2, rng)
+    assert 0.0 <= lam <= 1.0 and perm is not None and sorted(perm.tolist()) == list(range(8))
+    base = tiny_cfg(data={"synthetic": 200}, stage1={"epochs": 1})
+    data = load_data(base, None)
+    plain = train_stage1(base, data, tmp_path / "plain", resume=False)
+    again = train_stage1(tiny_cfg(data={"synthetic": 200}, stage1={"epochs": 1, "mixup": 0.0}), data,
+                         tmp_path / "again", resume=False)
+    mixed = train_stage1(tiny_cfg(data={"synthetic": 200}, stage1={"epochs": 1, "mixup": 0.4}), data,
+                         tmp_path / "mixed", resume=False)
+    a, b, c = _state(plain), _state(again), _state(mixed)
+    convs = [k for k in a if k.endswith("conv1.weight")]
+    assert convs and all(torch.equal(a[k], b[k]) for k in convs)
+    assert not any(torch.allclose(a[k], c[k]) for k in convs)  # the blend changed what it learned
+    # Vote distributions as targets (FER+): blended the same way, and mixup still changes the result.
+    n_cls = int(data.train.labels.max()) + 1
+    data.train.targets = (0.7 * np.eye(n_cls)[data.train.labels] + 0.3 / n_cls).astype(np.float32)
+    soft = _state(train_stage1(base, data, tmp_path / "soft", resume=False))
+    soft_mixed = _state(train_stage1(tiny_cfg(data={"synthetic": 200}, stage1={"epochs": 1, "mixup": 0.4}), data,
+                                     tmp_path / "soft_mixed", resume=False))
+    assert not any(torch.allclose(soft[k], soft_mixed[k]) for k in convs)
+    with pytest.raises(ConfigError, match="stage1.mixup must be a Beta concentration"):
+        tiny_cfg(stage1={"mixup": -0.1})
+
+
 # -- the tiny pipeline, end to end through the CLIs ---------------------------------------------
 
 def test_tiny_config_end_to_end(tmp_path, capsys):

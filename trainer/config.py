@@ -48,6 +48,10 @@ class Stage1Config:
     # With augment: random erasing (Zhong et al., 2020; torchvision's RandomErasing draw), the probability that
     # a face gets a rectangle of 2-33% of its area replaced by noise; 0 = off. Used where rotate is.
     erase: float = 0.0
+    # Mixup (Zhang et al., 2018) in stage 1 only: each batch of augmented HR faces is blended with a shuffled
+    # copy of itself, x = lam x + (1 - lam) x[perm], lam ~ Beta(mixup, mixup), and so are its targets (the
+    # vote distributions, or the two labels' losses); 0 = off (the random stream is then the plain one).
+    mixup: float = 0.0
     # A model checkpoint (fsrfer-train's models/*.pt, or the shipped fsrfer_edge/models/default.pt) whose
     # FER network stage 1 starts from instead of random weights, e.g. the FER+ HR model fine-tuned on the
     # FER2013 labels (configs/fer2013_from_ferplus.yaml); relative paths are from the repository root.
@@ -388,6 +392,8 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
         problems.append(f"{where}: data.labels must be 'ferplus' or 'fer2013', got {cfg.data.labels!r}")
     if not 0.0 <= cfg.stage1.erase <= 1.0:
         problems.append(f"{where}: stage1.erase must be a probability in [0, 1], got {cfg.stage1.erase!r}")
+    if cfg.stage1.mixup < 0.0:
+        problems.append(f"{where}: stage1.mixup must be a Beta concentration >= 0 (0 = off), got {cfg.stage1.mixup!r}")
     if bool(cfg.stage1.distill) != bool(cfg.stage1.distill_from):
         problems.append(f"{where}: stage1.distill ({cfg.stage1.distill!r}) and stage1.distill_from "
                         f"({cfg.stage1.distill_from!r}) go together: a teacher checkpoint and a weight > 0, or neither")

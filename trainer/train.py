@@ -160,12 +160,14 @@ def _augment(cfg: TrainConfig, images: np.ndarray, rng: np.random.Generator) -> 
 
 def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, cfg: TrainConfig, epochs: int,
                       lr: float, lr_inputs: bool, dev: torch.device, teacher: Optional[nn.Module] = None,
-                      constant_lr: bool = False, distill: Optional[tuple[float, float]] = None) -> Any:
+                      constant_lr: bool = False, distill: Optional[tuple[float, float]] = None,
+                      mixup: float = 0.0) -> Any:
     """One classifier epoch (stage 1, the LR-fine-tuned baseline). ``teacher``: a frozen model whose
     answer on each HR face (after augmentation) the model's answer on its input (the LR version, with
     ``lr_inputs``) is distilled towards, with ``distill`` = (weight, temperature); by default the
     LR-fine-tuned baseline's (``baselines.lr_finetune_distill``, ``stage2.losses.distill_temperature``).
-    The rate follows a cosine over ``epochs`` unless ``constant_lr`` (weight averaging, ``stage1.swa_epochs``)."""
+    The rate follows a cosine over ``epochs`` unless ``constant_lr`` (weight averaging, ``stage1.swa_epochs``).
+    ``mixup`` > 0 blends each (global) batch with a shuffled copy of itself (``stage1.mixup``, :func:`mix_batch`)."""
     from .degrade import random_lr
 
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.stage1.label_smoothing)
@@ -187,6 +189,9 @@ def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split
                    cosine_lr(lr, epoch, step, len(batches), epochs, warmup_epochs=min(1.0, epochs / 10)))
             imgs = _augment(cfg, split.images[idx], rng)
             pix = random_lr(imgs, dcfg, rng)[0] if lr_inputs else imgs.astype(np.float32)
+            lam, perm = mix_batch(len(idx), mixup, rng)
+            if perm is not None:
+                pix = lam * pix + (1.0 - lam) * pix[perm]
             # DDP: every rank prepares the whole global batch (the random stream of one process) and
             # trains on its block of rows; all rows when single-process.
             rows = distributed.shard_slice(len(idx))
@@ -194,8 +199,13 @@ def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split
             logits = model(x)
             if split.targets is None:
                 loss = ce(logits, y)
+                if perm is not None:
+                    loss = lam * loss + (1.0 - lam) * ce(logits, torch.from_numpy(split.labels[idx][perm][rows]).to(dev))
             else:  # soft labels (the annotators' votes), smoothed like the hard ones
-                t = torch.from_numpy(split.targets[idx][rows]).to(dev)
+                votes = split.targets[idx]
+                if perm is not None:
+                    votes = lam * votes + (1.0 - lam) * votes[perm]
+                t = torch.from_numpy(np.ascontiguousarray(votes[rows], dtype=np.float32)).to(dev)
                 loss = losses.soft_cross_entropy(logits, losses.smoothed(t, smooth))
             if teacher is not None:
                 with torch.no_grad():
@@ -213,6 +223,14 @@ def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split
         return {"loss": all_tot / all_n, "train_acc": all_correct / all_n}
 
     return train_epoch
+
+
+def mix_batch(n: int, alpha: float, rng: np.random.Generator) -> tuple[float, Optional[np.ndarray]]:
+    """Mixup's draw for a batch of ``n``: (lam ~ Beta(alpha, alpha), a permutation of the rows), or
+    (1.0, None) without drawing anything when ``alpha`` is 0 (the random stream stays the plain one)."""
+    if alpha <= 0.0:
+        return 1.0, None
+    return float(rng.beta(alpha, alpha)), rng.permutation(n)
 
 
 def _sgd(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
@@ -271,7 +289,7 @@ def train_stage1(cfg: TrainConfig, data: Data, out: Path, resume: bool, stop_aft
     teacher, taught = stage1_teacher(cfg, dev)
     step = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, cfg.stage1.epochs, cfg.stage1.lr,
                              lr_inputs=False, dev=dev, teacher=teacher,
-                             distill=(cfg.stage1.distill, cfg.stage1.distill_temperature))
+                             distill=(cfg.stage1.distill, cfg.stage1.distill_temperature), mixup=cfg.stage1.mixup)
     if not runner.run(step, lambda: _mean_acc(model, data.val, (1,), cfg.eval.batch_size), resume, stop_after, deadline):
         return None
     runner.load_best()
