@@ -530,6 +530,26 @@ def camera_gap_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+HR_RECIPES = "results/ferplus/hr_recipes_val.json"
+
+
+def hr_recipes_table(doc: dict[str, Any]) -> str:
+    """Stage-1 recipes over seeds (scripts/hr_recipes.py): val accuracy per seed, mean and spread, and each
+    variant against the reference recipe under its configs' rule."""
+    rule = doc["rule"]
+    lines = [f"FER+ val accuracy at x1 (%), from `{HR_RECIPES}` (`python scripts/hr_recipes.py ...`, the full command "
+             f"in the file); the rule: a candidate only at >= {rule['min_gain']} above `{rule['reference']}`'s mean with "
+             "every seed above that mean:\n",
+             "| recipe | seeds | mean ± std | against the reference | candidate |", "|---|---|---:|---:|---|"]
+    for name, r in doc["recipes"].items():
+        seeds = ", ".join(f"{v:.2f} (s{k})" for k, v in sorted(r["seeds"].items(), key=lambda kv: int(kv[0])))
+        std = "" if r["std"] is None else f" ± {r['std']:.2f}"
+        vs = r.get("against_reference")
+        gain, cand = ("reference", "") if vs is None else (f"{vs['gain']:+.2f}", "yes" if vs["candidate"] else "no")
+        lines.append(f"| `{name}` | {seeds} | {r['mean']:.2f}{std} | {gain} | {cand} |")
+    return "\n".join(lines) + "\n"
+
+
 def route_hr_table(doc: dict[str, Any]) -> str:
     """Routing HR faces through the frozen HR stages (scripts/route_hr_report.py): each protocol's accuracy
     per factor without and with the route, the HR model, and the route's change."""
@@ -657,6 +677,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "edge_budget": ("results/edge_budget.json", edge_budget_table, "README.md"),
     "flip": (FLIP_VAL, flip_table, "README.md"),
     "camera_gap": (CAMERA_GAP, camera_gap_table, "README.md"),
+    "hr_recipes": (HR_RECIPES, hr_recipes_table, "README.md"),
     "route_hr": (ROUTE_HR, route_hr_table, "README.md"),
     "route_hr_bn": ("results/ferplus/route_hr_bn_val.json", route_hr_table, "README.md"),
     "route_hr_lrgr0": ("results/ferplus/route_hr_lrgr0_val.json", route_hr_table, "README.md"),

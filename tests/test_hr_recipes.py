@@ -1,0 +1,71 @@
+"""scripts/hr_recipes.py: stage-1 recipes over seeds, read from training logs and evaluation files."""
+import json
+
+import pytest
+
+from _scripts import load_script
+
+hr = load_script("scripts/hr_recipes.py", "hr_recipes")
+
+
+def _log(path, vals, of=None):
+    of = of or len(vals)
+    path.write_text("".join(
+        f"17:40:13 INFO trainer.runner: stage1 epoch {i}/{of}: {{'loss': 0.93, 'train_acc': 0.9, 'epoch': {i}, "
+        f"'val_score': {v}, 'seconds': 10.0}}\n" for i, v in enumerate(vals, 1)))
+    return path
+
+
+def _eval(path, acc, split="val"):
+    path.write_text(json.dumps({"split": split, "factors": {"1": {"accuracy": acc}}}))
+    return path
+
+
+def test_resumed_logs_join_and_the_best_epoch_is_kept(tmp_path):
+    first = _log(tmp_path / "a.log", [0.5, 0.8], of=3)
+    second = tmp_path / "b.log"
+    second.write_text("17:43:07 INFO trainer.runner: stage1 epoch 3/3: {'loss': 0.9, 'train_acc': 0.9, "
+                      "'epoch': 3, 'val_score': 0.7, 'seconds': 12.0}\n")
+    got = hr.parse_logs([first, second])
+    assert got["finished"] and got["best_epoch"] == 2 and got["best_val"] == 80.0 and got["last_val"] == 70.0
+    assert got["seconds_per_epoch"] == pytest.approx(10.67)
+    assert not hr.parse_logs([first])["finished"]
+    with pytest.raises(SystemExit, match="not a stage-1 training log"):
+        hr.parse_logs([_eval(tmp_path / "x.json", 0.9)])
+
+
+def test_rule_needs_the_gain_and_every_seed_above_the_reference_mean(tmp_path):
+    out = tmp_path / "r.json"
+    args = ["--json", str(out), "--reference", "base",
+            "--eval", f"base:0={_eval(tmp_path / 'b0.json', 0.880)}",
+            "--log", f"base:1={_log(tmp_path / 'b1.log', [0.5, 0.884])}",
+            "--log", f"wide:0={_log(tmp_path / 'w0.log', [0.886, 0.8])}",
+            "--log", f"wide:1={_log(tmp_path / 'w1.log', [0.890])}",
+            "--log", f"lucky:0={_log(tmp_path / 'l0.log', [0.900])}",
+            "--log", f"lucky:1={_log(tmp_path / 'l1.log', [0.878])}"]
+    assert hr.main(args) == 0
+    doc = json.loads(out.read_text())
+    rec = doc["recipes"]
+    assert rec["base"]["seeds"] == {"0": 88.0, "1": 88.4} and rec["base"]["mean"] == 88.2
+    assert rec["wide"]["against_reference"] == {"gain": 0.6, "every_seed_above_reference_mean": True,
+                                                "candidate": True}
+    # The same gain, but one seed below the reference's mean: not a candidate.
+    assert rec["lucky"]["against_reference"]["gain"] == pytest.approx(0.7)
+    assert not rec["lucky"]["against_reference"]["candidate"]
+    assert doc["runs"]["base:0"]["source"] == "eval" and doc["runs"]["wide:0"]["source"] == "log"
+    assert not (tmp_path / "r.json.part").exists()
+
+
+def test_bad_input_says_what_was_expected(tmp_path):
+    with pytest.raises(SystemExit, match="expected RECIPE:SEED=PATH"):
+        hr.main(["--json", str(tmp_path / "o.json"), "--reference", "b", "--log", "b=x.log"])
+    with pytest.raises(SystemExit, match="ends at epoch 1 of 3"):
+        hr.main(["--json", str(tmp_path / "o.json"), "--reference", "b",
+                 "--log", f"b:0={_log(tmp_path / 'c.log', [0.5], of=3)}"])
+    with pytest.raises(SystemExit, match="on the 'test' split; expected val"):
+        hr.main(["--json", str(tmp_path / "o.json"), "--reference", "b",
+                 "--eval", f"b:0={_eval(tmp_path / 't.json', 0.9, split='test')}"])
+    with pytest.raises(SystemExit, match="--reference 'z' has no runs"):
+        hr.main(["--json", str(tmp_path / "o.json"), "--reference", "z",
+                 "--eval", f"b:0={_eval(tmp_path / 'v.json', 0.9)}"])
+    assert not (tmp_path / "o.json").exists()
