@@ -76,10 +76,11 @@ done
 $PY -m pytest -p no:cacheprovider -m gpu -rA -s tests/test_tensorrt_gpu.py tests/test_train_device.py \
     > "$W/logs/pytest_gpu.log" 2>&1 &
 pids+=($!)
-( while true; do sleep 20; pack; done ) &
+# Repack every 20 s; the packer's sleep dies with it, so nothing holds the call's output open after the last job
+( trap 'kill "$s" 2>/dev/null; exit 0' TERM; while true; do sleep 20 & s=$!; wait "$s"; pack; done ) &
 packer=$!
 for p in "${pids[@]}"; do wait "$p"; done
-kill "$packer" 2>/dev/null
+kill "$packer" 2>/dev/null; wait "$packer" 2>/dev/null  # a pack under way finishes first
 nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv >> "$W/logs/checks.log" 2>&1
 pack
 # Stage-1 jobs' HR networks, one file each beside the tarball (the device tool returns at most 8 files of

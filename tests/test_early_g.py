@@ -730,6 +730,73 @@ def test_device_runs_refuses_bad_jobs_before_starting_any(tmp_path):
         assert not (tmp_path / "w").exists()  # nothing started
 
 
+FAKE_PYTHON = """#!{exe}
+import os, sys
+from pathlib import Path
+args = sys.argv[1:]
+with open(os.environ["FAKE_LOG"], "a") as f:
+    f.write(" ".join(args) + "\\n")
+def opt(name):
+    return args[args.index(name) + 1]
+if args[:1] == ["-"]:
+    print("checks ran")
+elif args[:2] == ["-m", "pytest"]:
+    print("2 passed")
+elif args[:1] == ["scripts/device_data.py"]:
+    Path(args[3]).parent.mkdir(parents=True, exist_ok=True)
+    Path(args[3]).write_bytes(b"faces")
+elif args[:2] == ["-m", "trainer.cli"]:
+    out = Path(opt("--out"))
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    (out / "models" / "hr.pt").write_text("hr " + opt("--seed"))
+else:  # scripts/early_g.py
+    out = Path(opt("--out"))
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    (out / "models" / "fsrfer.pt").write_text("g " + opt("--seed"))
+    (out / "eval" / "val").mkdir(parents=True, exist_ok=True)
+    (out / "eval" / "val" / "results.json").write_text("{{}}")
+    Path(opt("--json")).write_text("{{}}")
+"""
+
+
+def test_device_runs_brings_back_hr_networks_kept_models_and_results(tmp_path):
+    """The whole of scripts/device_runs.sh on this machine, each step's python replaced by a fake that writes
+    what the real one would (PYTHON): stage-1 jobs' HR networks, KEEP_MODELS' stage-2 models, the tarball."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    repo = Path(__file__).resolve().parents[1]
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON.format(exe=sys.executable))
+    fake.chmod(0o755)
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    (pack / "ferplus_labels.npz").write_bytes(b"votes")
+    (tmp_path / "hr.pt").write_text("hr")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": str(fake), "FAKE_LOG": str(tmp_path / "calls.log"), "DATA_PACK": str(pack),
+           "RESULTS_DIR": str(out), "WORK": str(tmp_path / "w"), "HR_CKPT": str(tmp_path / "hr.pt"), "RUN_MIN": "1",
+           "JOBS": "configs/tiny.yaml:3:stage1 configs/tiny.yaml:0 configs/tiny.yaml:1:stage2,baselines,eval",
+           "KEEP_MODELS": "tiny_s1 tiny_s7"}
+    r = subprocess.run(["bash", "scripts/device_runs.sh"], cwd=repo, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (out / "tiny_s3.hr.pt").read_text() == "hr 3" and (out / "tiny_s1.fsrfer.pt").read_text() == "g 1"
+    assert not (out / "tiny_s7.fsrfer.pt").exists() and "KEEP_MODELS: no " in r.stderr  # named, never run
+    assert not (out / "tiny_s0.fsrfer.pt").exists()  # not named in KEEP_MODELS
+    with tarfile.open(out / "results.tar.gz") as tar:
+        names = set(tar.getnames())
+    assert {"res/tiny_s0.json", "res/tiny_s1.json", "runs/tiny_s1/eval/val/results.json",
+            "logs/checks.log", "logs/tiny_s3.log"} <= names
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    stage1 = [c for c in calls if c.startswith("-m trainer.cli")]
+    assert len(stage1) == 1 and "--resume" in stage1[0] and "--steps stage1" in stage1[0]  # a warm rerun resumes
+    assert any("--steps stage2,baselines,eval" in c and "--seed 1" in c for c in calls)
+    assert any("--steps stage2,eval" in c and "--seed 0" in c for c in calls)  # the default steps
+
+
 def test_device_report_reads_a_calls_logs(tmp_path):
     import json
 
