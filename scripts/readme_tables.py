@@ -614,14 +614,17 @@ def shipped_table(doc: dict[str, Any]) -> str:
 FER2013_CONFIG = "results/fer2013/early_g_bn_{split}{suffix}.json"
 #: The same configuration from the FER2013 HR network of configs/fer2013_from_ferplus_30ep.yaml.
 FER2013_CONFIG_30EP = "results/fer2013/early_g_bn_30ep_{split}{suffix}.json"
-FER2013_MODELS = (("fsrfer", "FSR-FER (the shipped configuration)"), ("lr_finetune", "LR-fine-tuned, equal budget"),
-                  ("hr", "HR model"))
+#: The shipped default's configuration (lrg_rec3000) from the same 30-epoch FER2013 HR network.
+FER2013_CONFIG_LRG = "results/fer2013/early_g_lrg_rec3000_30ep_{split}{suffix}.json"
+FER2013_MODELS = (("fsrfer", "FSR-FER"), ("lr_finetune", "LR-fine-tuned, equal budget"), ("hr", "HR model"))
 
 
-def fer2013_config_table(_: dict[str, Any], pattern: str = FER2013_CONFIG) -> str:
-    """The shipped model's configuration on the FER2013 labels (configs/fer2013_early_g_stem_camera_6ep_bn.yaml):
+def fer2013_config_table(_: dict[str, Any], pattern: str = FER2013_CONFIG,
+                         fsrfer: str = "FSR-FER (`bn`, the previous default's configuration)") -> str:
+    """A shipped model's configuration on the FER2013 labels (configs/fer2013_early_g_stem_camera_6ep_bn*.yaml):
     FSR-FER, its equal-budget baseline and the FER2013 HR network, per protocol, on val and on test (the
-    run's OUT/eval/{val,test}/results*.json, copied to ``pattern``, e.g. results/fer2013/early_g_bn_*.json)."""
+    run's OUT/eval/{val,test}/results*.json, copied to ``pattern``, e.g. results/fer2013/early_g_bn_*.json);
+    ``fsrfer``: the FSR-FER rows' label."""
     lines = []
     for split in ("val", "test"):
         first = REPO / pattern.format(split=split, suffix="")
@@ -641,7 +644,8 @@ def fer2013_config_table(_: dict[str, Any], pattern: str = FER2013_CONFIG) -> st
             acc = {k: {f: 100 * v["accuracy"] for f, v in d[k]["factors"].items()} for k, _ in FER2013_MODELS if k in d}
             for key, label in FER2013_MODELS:
                 if key in acc:
-                    lines.append(f"| {title} | {label} | " + " | ".join(f"{acc[key][f]:.2f}" for f in factors)
+                    lines.append(f"| {title} | {fsrfer if key == 'fsrfer' else label} | "
+                                 + " | ".join(f"{acc[key][f]:.2f}" for f in factors)
                                  + f" | {sum(acc[key][f] for f in factors) / len(factors):.2f} |")
             if "fsrfer" in acc and "lr_finetune" in acc:
                 lines.append(f"| {title} | **FSR-FER minus baseline** | "
