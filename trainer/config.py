@@ -50,7 +50,8 @@ class Stage1Config:
     erase: float = 0.0
     # Mixup (Zhang et al., 2018) in stage 1 only: each batch of augmented HR faces is blended with a shuffled
     # copy of itself, x = lam x + (1 - lam) x[perm], lam ~ Beta(mixup, mixup), and so are its targets (the
-    # vote distributions, or the two labels' losses); 0 = off (the random stream is then the plain one).
+    # vote distributions, or the two labels' losses); 0 = off (the random stream is then the plain one). Not in
+    # the LR-fine-tuned baseline, stage 2 or the SWA epochs below.
     mixup: float = 0.0
     # A model checkpoint (fsrfer-train's models/*.pt, or the shipped fsrfer_edge/models/default.pt) whose
     # FER network stage 1 starts from instead of random weights, e.g. the FER+ HR model fine-tuned on the
