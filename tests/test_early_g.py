@@ -1232,3 +1232,57 @@ def test_flip_teacher_option_is_checked_and_reaches_the_distillation_term(tmp_pa
     hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
     train_stage2(cfg, d, hr, tmp_path / "run", "fsrfer", cfg.stage2.losses, resume=False)
     assert seen and all(seen)  # every step distilled towards the flip's answer, not the plain one
+
+
+def test_soup_averages_one_networks_checkpoints_and_takes_a_fitted_estimator(tmp_path):
+    """scripts/soup.py: the mean of G's weights (BatchNorm statistics too), one HR network, an estimator taken
+    from a checkpoint that has one fitted; other networks or HR networks are refused, nothing written."""
+    from trainer import checkpoint
+
+    soup = load_script("scripts/soup.py", "soup")
+    paths = []
+    for i in range(3):
+        m = _deep_model("stem")
+        with torch.no_grad():  # the same start, trained apart
+            for p in m.generator.parameters():
+                p.add_(0.05 * (i + 1) * torch.randn_like(p))
+            for name, b in m.generator.named_buffers():
+                if b.is_floating_point():
+                    b.add_(float(i))
+        paths.append(tmp_path / f"g{i}.pt")
+        checkpoint.save(paths[-1], checkpoint.model_payload(m, m.spec, PRE, {"name": f"g{i}"}))
+    fitted = _deep_model("stem")
+    faces, _ = make_faces(200, seed=3)
+    fit_factor_estimator(fitted, faces[:150], faces[150:], DegradeConfig(factors=(1, 2, 4)), seed=0, n=150)
+    est = tmp_path / "est.pt"
+    checkpoint.save(est, checkpoint.model_payload(fitted, fitted.spec, PRE, {"name": "est"}))
+    out = tmp_path / "soup" / "s.pt"
+    assert soup.main([*map(str, paths), "--estimator-from", str(est), "--out", str(out)]) == 0
+    states = [checkpoint.load(p, kind="model")["state_dict"] for p in paths]
+    got = checkpoint.load(out, kind="model")
+    for k, v in got["state_dict"].items():
+        if k.startswith("factor_estimator."):
+            assert torch.equal(v, checkpoint.load(est, kind="model")["state_dict"][k]), k
+        elif v.is_floating_point():
+            assert torch.allclose(v, sum(s[k] for s in states) / 3, atol=1e-6), k
+        else:
+            assert torch.equal(v, states[0][k]), k
+    assert [i["path"] for i in got["meta"]["soup"]["ingredients"]] == list(map(str, paths))
+    assert len(got["meta"]["soup"]["estimator_from"]["sha256"]) == 64
+    model, _, _ = checkpoint.load_model(out)  # a whole model: it loads and answers
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, 48, 48)).shape == (2, 7)
+    # Refused: another HR network, another network, a single checkpoint.
+    other = _deep_model("stem")
+    with torch.no_grad():
+        next(other.fer.parameters()).add_(1.0)
+    checkpoint.save(tmp_path / "other_hr.pt", checkpoint.model_payload(other, other.spec, PRE, {}))
+    with pytest.raises(SystemExit, match="frozen HR network differs"):
+        soup.main([str(paths[0]), str(tmp_path / "other_hr.pt"), "--out", str(tmp_path / "x.pt")])
+    layer1 = _deep_model("layer1")
+    checkpoint.save(tmp_path / "layer1.pt", checkpoint.model_payload(layer1, layer1.spec, PRE, {}))
+    with pytest.raises(SystemExit, match="network spec differs .*generator"):
+        soup.main([str(paths[0]), str(tmp_path / "layer1.pt"), "--out", str(tmp_path / "x.pt")])
+    with pytest.raises(SystemExit, match="a soup needs two or more"):
+        soup.main([str(paths[0]), "--out", str(tmp_path / "x.pt")])
+    assert not (tmp_path / "x.pt").exists()
