@@ -530,6 +530,26 @@ def camera_gap_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Model soups of the shipped model's seed-0 stage-2 ingredients (scripts/soup.py), each routed and evaluated by
+#: scripts/route_hr_report.py on val beside the shipped graph's file, as (label, file).
+SOUPS = (("the shipped graph (lrg_rec3000 seed 0, routed)", "results/ferplus/route_hr_lrgr0_val.json"),
+         ("soup of lrg_rec3000, lrg2_rec3000 and lrg_rec10000 (seed 0 each)", "results/ferplus/route_hr_soup3_val.json"),
+         ("soup of lrg_rec3000 and lrg_rec10000 (seed 0 each)", "results/ferplus/route_hr_soup2_val.json"))
+
+
+def soups_table(_: dict[str, Any]) -> str:
+    """Each soup's routed mean over x2..x8 and the three protocols against the shipped graph's, and x1."""
+    docs = [(label, path, json.loads((REPO / path).read_text())) for label, path in SOUPS]
+    ref = docs[0][2]["checks"]["mean_x2_x8"]["routed"]
+    lines = ["FER+ val, routed graphs as shipped (`python scripts/route_hr_report.py CHECKPOINT --split val`), accuracy "
+             "in %:\n", "| model | file | routed mean x2..x8, three protocols | against the shipped graph | x1 = HR model |",
+             "|---|---|---:|---:|---|"]
+    for label, path, d in docs:
+        m = d["checks"]["mean_x2_x8"]["routed"]
+        lines.append(f"| {label} | `{path}` | {m:.2f} | {m - ref:+.2f} | {'yes' if d['checks']['x1_met'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 HR_RECIPES = "results/ferplus/hr_recipes_val.json"
 
 
@@ -682,6 +702,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "flip": (FLIP_VAL, flip_table, "README.md"),
     "camera_gap": (CAMERA_GAP, camera_gap_table, "README.md"),
     "hr_recipes": (HR_RECIPES, hr_recipes_table, "README.md"),
+    "soups": (SOUPS[1][1], soups_table, "README.md"),
     "route_hr": (ROUTE_HR, route_hr_table, "README.md"),
     "route_hr_bn": ("results/ferplus/route_hr_bn_val.json", route_hr_table, "README.md"),
     "route_hr_lrgr0": ("results/ferplus/route_hr_lrgr0_val.json", route_hr_table, "README.md"),
