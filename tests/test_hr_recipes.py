@@ -69,3 +69,18 @@ def test_bad_input_says_what_was_expected(tmp_path):
         hr.main(["--json", str(tmp_path / "o.json"), "--reference", "z",
                  "--eval", f"b:0={_eval(tmp_path / 'v.json', 0.9)}"])
     assert not (tmp_path / "o.json").exists()
+
+
+def test_ensemble_means_the_members_softmaxes_prefix_by_prefix():
+    import numpy as np
+
+    ens = load_script("scripts/hr_ensemble.py", "hr_ensemble")
+    labels = np.array([0, 1, 1])
+    a = np.array([[0.6, 0.4], [0.6, 0.4], [0.1, 0.9]])  # right on 0 and 2
+    b = np.array([[0.45, 0.55], [0.2, 0.8], [0.3, 0.7]])  # right on 1 and 2
+    got = ens.ensemble_accuracies([a, b], labels)
+    assert got["members"] == [66.67, 66.67] and got["ensemble_of_first_k"] == [66.67, 100.0]
+    assert got["ensemble"] == 100.0  # the mean gets all three right though neither member does
+    np.testing.assert_allclose(ens.softmax(np.array([[0.0, np.log(3.0)]])), [[0.25, 0.75]])
+    with pytest.raises(SystemExit, match="one \\(N=3, C\\) softmax per member"):
+        ens.ensemble_accuracies([a, b[:2]], labels)
