@@ -260,6 +260,23 @@ def test_stage1_can_distil_a_checkpoints_network_with_the_test_time_flip(tmp_pat
     meta = checkpoint.load(with_kd, kind="model")["meta"]
     assert meta["stage1_distill"]["path"] == str(first) and len(meta["stage1_distill"]["sha256"]) == 64
     assert "stage1_distill" not in checkpoint.load(plain, kind="model")["meta"]
+    # Several checkpoints: an ensemble teacher, the mean of the members' flip-averaged softmaxes.
+    second = train_stage1(tiny_cfg(data={"synthetic": 200}, stage1={"epochs": 1}, seed=1), data, tmp_path / "second",
+                          resume=False)
+    ens_cfg = tiny_cfg(data={"synthetic": 200}, stage1={**taught, "distill_from": f"{first}, {second}"})
+    ens, ens_record = stage1_teacher(ens_cfg, torch.device("cpu"))
+    fer2 = checkpoint.load_model(second)[0].fer.eval()
+    with torch.no_grad():
+        p1 = (fer(x).softmax(1) + fer(x.flip(3)).softmax(1)) / 2
+        p2 = (fer2(x).softmax(1) + fer2(x.flip(3)).softmax(1)) / 2
+        assert torch.allclose(ens(x), torch.log((p1 + p2) / 2), atol=1e-5)
+        assert not torch.allclose(p1, p2, atol=1e-3)  # two different members
+    assert ens_record is not None and ens_record["teacher"] == "mean of 2 flip averages"
+    assert [m["path"] for m in ens_record["members"]] == [str(first), str(second)]
+    assert all(len(m["sha256"]) == 64 for m in ens_record["members"])
+    with pytest.raises(DataError, match="stage1.distill_from: .*nothing.pt does not exist"):
+        stage1_teacher(tiny_cfg(data={"synthetic": 200}, stage1={**taught, "distill_from": f"{first},{tmp_path}/nothing.pt"}),
+                       torch.device("cpu"))
     for bad in ({"distill": 1.0}, {"distill_from": str(first)}):
         with pytest.raises(ConfigError, match="stage1.distill .* and stage1.distill_from .* go together"):
             tiny_cfg(data={"synthetic": 200}, stage1=bad)

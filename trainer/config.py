@@ -67,7 +67,8 @@ class Stage1Config:
     # exported --flip graph would (the mean of its softmaxes on the face and its mirror image,
     # fsrfer_edge.export.onnx_export.flip_average), and the network is also pulled towards that answer
     # with weight distill (KL at distill_temperature, times T^2). The flip then costs nothing at run time.
-    # 0 = off; relative paths are from the repository root. The SWA epochs, if any, train without it.
+    # 0 = off; relative paths are from the repository root. The SWA epochs, if any, train without it. Several
+    # checkpoints, comma-separated, make an ensemble teacher (the mean of their flip-averaged softmaxes).
     distill_from: str = ""
     distill: float = 0.0
     distill_temperature: float = 2.0

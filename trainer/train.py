@@ -5,8 +5,8 @@ when that file exists; every training is resumable per epoch (see :mod:`trainer.
 from __future__ import annotations
 
 import dataclasses
-import math
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
@@ -352,22 +352,42 @@ def _checkpoint_path(option: str, value: str) -> Path:
 def stage1_teacher(cfg: TrainConfig, dev: torch.device) -> tuple[Optional[nn.Module], Optional[dict[str, Any]]]:
     """``stage1.distill_from``'s FER network, frozen, answering as the test-time flip does (the mean of its
     softmaxes on each face and its mirror image, as log-probabilities), and what to record of it in the
-    model's metadata; (None, None) without one.
+    model's metadata; (None, None) without one. Several checkpoints (comma-separated) make an ensemble
+    teacher: the mean of the members' flip-averaged softmaxes, as log-probabilities.
 
     Raises:
-        DataError: the checkpoint is missing or unreadable.
+        DataError: a checkpoint is missing or unreadable.
     """
     if not cfg.stage1.distill_from:
         return None, None
     from fsrfer_edge.export.onnx_export import flip_average
 
-    path = _checkpoint_path("stage1.distill_from", cfg.stage1.distill_from)
-    fer = load_fer(path).fer.eval().requires_grad_(False)
-    teacher = flip_average(fer, PRE.input_size).to(dev)
-    log.info("stage 1 distils %s's FER network with the test-time flip (weight %g, T %g)", path,
+    names = [v.strip() for v in cfg.stage1.distill_from.split(",")]
+    paths = [_checkpoint_path("stage1.distill_from", v) for v in names]
+    members = [flip_average(load_fer(p).fer.eval().requires_grad_(False), PRE.input_size) for p in paths]
+    teacher = (members[0] if len(members) == 1 else _MeanOfLogProbs(members)).to(dev)
+    log.info("stage 1 distils %s with the test-time flip (weight %g, T %g)", ", ".join(map(str, paths)),
              cfg.stage1.distill, cfg.stage1.distill_temperature)
-    return teacher, {"path": cfg.stage1.distill_from, "sha256": sha256_file(path), "weight": cfg.stage1.distill,
-                     "temperature": cfg.stage1.distill_temperature, "teacher": "flip average"}
+    record: dict[str, Any] = {"path": cfg.stage1.distill_from, "weight": cfg.stage1.distill,
+                              "temperature": cfg.stage1.distill_temperature}
+    if len(paths) == 1:
+        record.update(sha256=sha256_file(paths[0]), teacher="flip average")
+    else:
+        record.update(members=[{"path": n, "sha256": sha256_file(p)} for n, p in zip(names, paths)],
+                      teacher=f"mean of {len(paths)} flip averages")
+    return teacher, record
+
+
+class _MeanOfLogProbs(nn.Module):
+    """An ensemble of modules that answer log-probabilities: the log of the mean of their probabilities."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logp = torch.stack([m(x) for m in self.members])
+        return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
 
 
 def stage1_init(cfg: TrainConfig, model: InferenceModel) -> dict[str, Any]:
