@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -76,14 +77,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         with torch.no_grad():
             for s in range(0, len(images), 256):
                 x = torch.from_numpy(protocol_inputs(images[s:s + 256], 1, pre))
-                a, b = fer(x).softmax(1), fer(x.flip(3)).softmax(1)
-                p.append(a.numpy())
-                q.append(((a + b) / 2).numpy())
+                a, b = softmax(fer(x).numpy()), softmax(fer(x.flip(3)).numpy())
+                p.append(a)
+                q.append((a + b) / 2)
         plain.append(np.concatenate(p))
         flipped.append(np.concatenate(q))
         print(f"{name}: {100 * float((plain[-1].argmax(1) == labels).mean()):.2f}")
     doc = {"split": args.split, "n": int(len(labels)), "metric": "FER+ accuracy at x1 (%), majority labels",
-           "command": "python scripts/hr_ensemble.py " + " ".join(sys.argv[1:] if argv is None else argv),
+           "command": shlex.join(["python", "scripts/hr_ensemble.py", *(sys.argv[1:] if argv is None else argv)]),
            "load_average": list(os.getloadavg()),
            "members": [{"name": n, "path": str(p)} for n, p in members],
            "plain": ensemble_accuracies(plain, labels), "flip": ensemble_accuracies(flipped, labels)}

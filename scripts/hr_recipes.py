@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fsrfer_edge.fileio import write_json  # noqa: E402
+
 EPOCH = re.compile(r"stage1 epoch (\d+)/(\d+): \{.*'val_score': ([0-9.]+), 'seconds': ([0-9.]+)")
 
 
@@ -119,10 +122,7 @@ def main(argv: list[str] | None = None) -> int:
            "rule": {"reference": args.reference, "min_gain": args.min_gain},
            "runs": {f"{r}:{s}": run for (r, s), run in sorted(runs.items())},
            "recipes": summarise(runs, args.reference, args.min_gain)}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_name(args.json.name + ".part")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.replace(args.json)
+    write_json(args.json, doc)
     for name, r in doc["recipes"].items():
         print(name, r["seeds"], "mean", r["mean"], "std", r["std"], r.get("against_reference", ""))
     return 0
