@@ -285,6 +285,69 @@ def test_stage1_can_distil_a_checkpoints_network_with_the_test_time_flip(tmp_pat
                                                               "distill": 1.0}), data, tmp_path / "missing", resume=False)
 
 
+def test_stage1_distils_precomputed_teacher_answers(tmp_path):
+    """stage1.distill_from: FILE.npz, answers made once by scripts/teacher_answers.py on the clean faces."""
+    import yaml
+
+    from _scripts import load_script
+    from trainer.train import PRE, CachedAnswers, load_answers, stage1_teacher, teacher_answers, write_answers
+
+    cfg = tiny_cfg(data={"synthetic": 200}, stage1={"epochs": 1})
+    data = load_data(cfg, None)
+    first = train_stage1(cfg, data, tmp_path / "first", resume=False)
+    second = train_stage1(tiny_cfg(data={"synthetic": 200}, stage1={"epochs": 1}, seed=1), data, tmp_path / "second",
+                          resume=False)
+    # The script answers the config's training split as the online ensemble teacher would, on the clean faces.
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg.to_dict()))
+    answers = tmp_path / "answers.npz"
+    script = load_script("scripts/teacher_answers.py", "teacher_answers_script")
+    assert script.main([str(first), str(second), "--config", str(cfg_file), "--out", str(answers), "--threads", "1"]) == 0
+    online, _ = stage1_teacher(tiny_cfg(data={"synthetic": 200}, stage1={"distill_from": f"{first},{second}",
+                                                                        "distill": 1.0}), torch.device("cpu"))
+    assert isinstance(online, torch.nn.Module)
+    with torch.no_grad():
+        want = online(torch.from_numpy(PRE.normalize(data.train.images[:7].astype(np.float32))[:, None]))
+    with np.load(answers) as z:
+        got = torch.from_numpy(z["log_probs"])
+        assert list(z["members"]) == [str(first), str(second)]
+    assert got.shape == (len(data.train.labels), want.shape[1])
+    assert torch.allclose(got[:7], want, atol=1e-5)
+    np.testing.assert_allclose(teacher_answers([first, second], data.train.images[:7]), want.numpy(), atol=1e-5)
+    # Training reads them by face index and records the file; the term moves the training.
+    taught = {"epochs": 1, "lr": 0.01, "init": str(first), "distill_from": str(answers), "distill": 5.0}
+    tcfg = tiny_cfg(data={"synthetic": 200}, stage1=taught)
+    cached, record = stage1_teacher(tcfg, torch.device("cpu"), data.train)
+    assert isinstance(cached, CachedAnswers)
+    assert torch.equal(cached.lookup(np.array([5, 0]), torch.device("cpu")), got[[5, 0]])
+    assert record is not None and record["members"] == [str(first), str(second)] and len(record["sha256"]) == 64
+    with_kd = train_stage1(tcfg, data, tmp_path / "kd", resume=False)
+    plain = train_stage1(tiny_cfg(data={"synthetic": 200}, stage1={**taught, "distill_from": "", "distill": 0.0}),
+                         data, tmp_path / "plain", resume=False)
+    a, b = _state(with_kd), _state(plain)
+    convs = [k for k in a if k.endswith("conv1.weight")]
+    assert convs and not all(torch.allclose(a[k], b[k]) for k in convs)
+    assert checkpoint.load(with_kd, kind="model")["meta"]["stage1_distill"]["path"] == str(answers)
+    # Answers made for other faces, a file that is not one, and mixup are refused with what was expected.
+    fewer = tiny_cfg(data={"synthetic": 200, "limit_train": 100}, stage1=taught)
+    with pytest.raises(DataError, match="answers 140 other training faces than this run's 100"):
+        train_stage1(fewer, load_data(fewer, None), tmp_path / "fewer", resume=False)
+    shuffled = tmp_path / "shuffled.npz"
+    write_answers(shuffled, got.numpy(), data.train.images[::-1], ["x"])
+    with pytest.raises(DataError, match="other training faces"):
+        load_answers(shuffled, data.train)
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(answers.read_bytes()[:100])
+    with pytest.raises(DataError, match="is not a teacher-answers file"):
+        load_answers(broken, data.train)
+    for bad in ({"mixup": 0.2}, {"distill_from": f"{answers},{first}"}):
+        with pytest.raises(ConfigError, match="an answers file .* stands alone"):
+            tiny_cfg(data={"synthetic": 200}, stage1={**taught, **bad})
+    with pytest.raises(SystemExit):  # the suffix is how stage1.distill_from tells answers from checkpoints
+        script.main([str(first), "--config", str(cfg_file), "--out", str(tmp_path / "a.npy")])
+    assert not (tmp_path / "a.npy").exists()
+
+
 def test_stage1_weight_averaging_averages_the_epochs_and_resumes(tmp_path):
     base = tiny_cfg(data={"synthetic": 200}, stage1={"epochs": 2})
     data = load_data(base, None)

@@ -68,7 +68,10 @@ class Stage1Config:
     # fsrfer_edge.export.onnx_export.flip_average), and the network is also pulled towards that answer
     # with weight distill (KL at distill_temperature, times T^2). The flip then costs nothing at run time.
     # 0 = off; relative paths are from the repository root. The SWA epochs, if any, train without it. Several
-    # checkpoints, comma-separated, make an ensemble teacher (the mean of their flip-averaged softmaxes).
+    # checkpoints, comma-separated, make an ensemble teacher (the mean of their flip-averaged softmaxes). One
+    # .npz instead holds such a teacher's answers precomputed on the unaugmented training faces
+    # (scripts/teacher_answers.py): no teacher forwards while training; each augmented face is distilled
+    # towards its clean face's answer, as it is trained on its clean face's votes (not with mixup).
     distill_from: str = ""
     distill: float = 0.0
     distill_temperature: float = 2.0
@@ -399,6 +402,11 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
     if bool(cfg.stage1.distill) != bool(cfg.stage1.distill_from):
         problems.append(f"{where}: stage1.distill ({cfg.stage1.distill!r}) and stage1.distill_from "
                         f"({cfg.stage1.distill_from!r}) go together: a teacher checkpoint and a weight > 0, or neither")
+    teachers = [v.strip() for v in cfg.stage1.distill_from.split(",")]
+    if any(v.endswith(".npz") for v in teachers) and (len(teachers) > 1 or cfg.stage1.mixup):
+        problems.append(f"{where}: stage1.distill_from {cfg.stage1.distill_from!r}: an answers file (.npz) stands alone "
+                        f"(no other teachers beside it) and does not go with stage1.mixup ({cfg.stage1.mixup!r}): its "
+                        "answers are the clean faces', not the blended ones")
     if cfg.stage2.losses.gan not in ("wgan_div", "none"):
         problems.append(f"{where}: stage2.losses.gan must be 'wgan_div' or 'none', got {cfg.stage2.losses.gan!r}")
     start = cfg.stage2.generator_start

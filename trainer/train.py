@@ -159,7 +159,7 @@ def _augment(cfg: TrainConfig, images: np.ndarray, rng: np.random.Generator) -> 
 
 
 def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, cfg: TrainConfig, epochs: int,
-                      lr: float, lr_inputs: bool, dev: torch.device, teacher: Optional[nn.Module] = None,
+                      lr: float, lr_inputs: bool, dev: torch.device, teacher: Optional[nn.Module | CachedAnswers] = None,
                       constant_lr: bool = False, distill: Optional[tuple[float, float]] = None,
                       mixup: float = 0.0) -> Any:
     """One classifier epoch (stage 1, the LR-fine-tuned baseline). ``teacher``: a frozen model whose
@@ -207,10 +207,13 @@ def _classifier_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split
                     votes = lam * votes + (1.0 - lam) * votes[perm]
                 t = torch.from_numpy(np.ascontiguousarray(votes[rows], dtype=np.float32)).to(dev)
                 loss = losses.soft_cross_entropy(logits, losses.smoothed(t, smooth))
-            if teacher is not None:
+            if isinstance(teacher, CachedAnswers):  # the clean faces' answers (no mixup: config check)
+                t_logits = teacher.lookup(idx[rows], dev)
+            elif teacher is not None:
                 with torch.no_grad():
                     # Stage 1's input is the HR face itself: the teacher reads the same tensor.
                     t_logits = teacher(_tensor(imgs[rows].astype(np.float32)).to(dev) if lr_inputs else x)
+            if teacher is not None:
                 kd = losses.distillation(logits, t_logits, kd_temperature).mean()
                 loss = loss + kd_weight * kd
             opt.zero_grad(set_to_none=True)
@@ -286,7 +289,7 @@ def train_stage1(cfg: TrainConfig, data: Data, out: Path, resume: bool, stop_aft
     opt = _sgd(model.fer, cfg, cfg.stage1.lr)
     runner = EpochRunner("stage1", out / "state" / "stage1.pt", {"fer": model.fer}, {"opt": opt},
                          cfg.stage1.epochs, cfg.seed)
-    teacher, taught = stage1_teacher(cfg, dev)
+    teacher, taught = stage1_teacher(cfg, dev, data.train)
     step = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, cfg.stage1.epochs, cfg.stage1.lr,
                              lr_inputs=False, dev=dev, teacher=teacher,
                              distill=(cfg.stage1.distill, cfg.stage1.distill_temperature), mixup=cfg.stage1.mixup)
@@ -349,27 +352,117 @@ def _checkpoint_path(option: str, value: str) -> Path:
     return path
 
 
-def stage1_teacher(cfg: TrainConfig, dev: torch.device) -> tuple[Optional[nn.Module], Optional[dict[str, Any]]]:
+def ensemble_teacher(paths: list[Path]) -> nn.Module:
+    """The FER networks of ``paths``, frozen, answering as the test-time flip does (the mean of each one's
+    softmaxes on a face and its mirror image), as log-probabilities; several make an ensemble (the mean of
+    the members' flip-averaged softmaxes)."""
+    from fsrfer_edge.export.onnx_export import flip_average
+
+    members = [flip_average(load_fer(p).fer.eval().requires_grad_(False), PRE.input_size) for p in paths]
+    return members[0] if len(members) == 1 else _MeanOfLogProbs(members)
+
+
+ANSWERS_FORMAT = "fsrfer-teacher-answers/1"
+
+
+def faces_sha256(images: np.ndarray) -> str:
+    """SHA-256 of a face array's bytes (C order): what ties teacher answers to the faces they answer."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+
+
+class CachedAnswers:
+    """A teacher's answers precomputed on the unaugmented training faces (``scripts/teacher_answers.py``):
+    log-probabilities, one row per face of the training split, looked up by the batch's face indices. The
+    teacher then answers an augmented face with its clean face's answer, as the votes do."""
+
+    def __init__(self, log_probs: torch.Tensor) -> None:
+        self.log_probs = log_probs
+
+    def lookup(self, idx: np.ndarray, dev: torch.device) -> torch.Tensor:
+        return self.log_probs[torch.from_numpy(np.asarray(idx, dtype=np.int64))].to(dev)
+
+
+def teacher_answers(paths: list[Path], images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """:func:`ensemble_teacher`'s answers (log-probabilities, float32 (N, classes)) on ``images`` as they
+    are (uint8 (N, 48, 48) faces, no augmentation), on the CPU."""
+    teacher = ensemble_teacher(paths)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            out.append(teacher(_tensor(images[i:i + batch_size].astype(np.float32))).numpy())
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(PRE.classes)), np.float32)
+
+
+def write_answers(path: Path, log_probs: np.ndarray, images: np.ndarray, members: list[str]) -> Path:
+    """Write teacher answers for :func:`load_answers` (atomically: no half-written file is left)."""
+    import io
+
+    from fsrfer_edge.fileio import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, format=np.array(ANSWERS_FORMAT), log_probs=log_probs.astype(np.float32),
+             faces_sha256=np.array(faces_sha256(images)), members=np.array(members))
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_answers(path: Path, train: Split) -> tuple[CachedAnswers, dict[str, Any]]:
+    """Teacher answers written by ``scripts/teacher_answers.py``, checked against the training faces.
+
+    Raises:
+        DataError: not such a file, or made for other faces (another data file, split or ``data.limit_train``).
+    """
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            fmt, log_probs = str(z["format"]), np.asarray(z["log_probs"], dtype=np.float32)
+            made_for, members = str(z["faces_sha256"]), [str(m) for m in z["members"]]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"stage1.distill_from: {path} is not a teacher-answers file ({type(exc).__name__}: {exc}); "
+                        "expected an .npz written by scripts/teacher_answers.py") from exc
+    n = len(train.labels)
+    if fmt != ANSWERS_FORMAT or log_probs.ndim != 2 or log_probs.shape[1] != len(PRE.classes):
+        raise DataError(f"stage1.distill_from: {path} has format {fmt!r} and answers of shape {log_probs.shape}; "
+                        f"expected {ANSWERS_FORMAT!r} with (N, {len(PRE.classes)}) log-probabilities")
+    if log_probs.shape[0] != n or made_for != faces_sha256(train.images):
+        raise DataError(f"stage1.distill_from: {path} answers {log_probs.shape[0]} other training faces than this run's "
+                        f"{n} (another data file, split or data.limit_train); remake it with scripts/teacher_answers.py "
+                        "for this config")
+    if not np.isfinite(log_probs).all():
+        raise DataError(f"stage1.distill_from: {path} holds non-finite answers; remake it")
+    return CachedAnswers(torch.from_numpy(log_probs)), {"sha256": sha256_file(path), "members": members,
+                                                         "teacher": "answers on the unaugmented faces"}
+
+
+def stage1_teacher(cfg: TrainConfig, dev: torch.device, train: Optional[Split] = None
+                   ) -> tuple[Optional[nn.Module | CachedAnswers], Optional[dict[str, Any]]]:
     """``stage1.distill_from``'s FER network, frozen, answering as the test-time flip does (the mean of its
     softmaxes on each face and its mirror image, as log-probabilities), and what to record of it in the
     model's metadata; (None, None) without one. Several checkpoints (comma-separated) make an ensemble
-    teacher: the mean of the members' flip-averaged softmaxes, as log-probabilities.
+    teacher: the mean of the members' flip-averaged softmaxes, as log-probabilities. An ``.npz`` holds such
+    a teacher's answers precomputed on ``train``'s unaugmented faces (:func:`load_answers`).
 
     Raises:
-        DataError: a checkpoint is missing or unreadable.
+        DataError: a checkpoint is missing or unreadable, or the answers file does not fit ``train``.
     """
     if not cfg.stage1.distill_from:
         return None, None
-    from fsrfer_edge.export.onnx_export import flip_average
-
-    names = [v.strip() for v in cfg.stage1.distill_from.split(",")]
-    paths = [_checkpoint_path("stage1.distill_from", v) for v in names]
-    members = [flip_average(load_fer(p).fer.eval().requires_grad_(False), PRE.input_size) for p in paths]
-    teacher = (members[0] if len(members) == 1 else _MeanOfLogProbs(members)).to(dev)
-    log.info("stage 1 distils %s with the test-time flip (weight %g, T %g)", ", ".join(map(str, paths)),
-             cfg.stage1.distill, cfg.stage1.distill_temperature)
     record: dict[str, Any] = {"path": cfg.stage1.distill_from, "weight": cfg.stage1.distill,
                               "temperature": cfg.stage1.distill_temperature}
+    if cfg.stage1.distill_from.endswith(".npz"):
+        if train is None:
+            raise ValueError("stage1_teacher: an answers file needs the training split")
+        answers, made = load_answers(_checkpoint_path("stage1.distill_from", cfg.stage1.distill_from), train)
+        log.info("stage 1 distils the answers in %s (weight %g, T %g)", cfg.stage1.distill_from,
+                 cfg.stage1.distill, cfg.stage1.distill_temperature)
+        return answers, {**record, **made}
+    names = [v.strip() for v in cfg.stage1.distill_from.split(",")]
+    paths = [_checkpoint_path("stage1.distill_from", v) for v in names]
+    teacher = ensemble_teacher(paths).to(dev)
+    log.info("stage 1 distils %s with the test-time flip (weight %g, T %g)", ", ".join(map(str, paths)),
+             cfg.stage1.distill, cfg.stage1.distill_temperature)
     if len(paths) == 1:
         record.update(sha256=sha256_file(paths[0]), teacher="flip average")
     else:
