@@ -340,6 +340,9 @@ def test_stage1_distils_precomputed_teacher_answers(tmp_path):
     broken.write_bytes(answers.read_bytes()[:100])
     with pytest.raises(DataError, match="is not a teacher-answers file"):
         load_answers(broken, data.train)
+    with pytest.raises(DataError, match="gone.npz does not exist; expected a teacher-answers file"):
+        stage1_teacher(tiny_cfg(data={"synthetic": 200}, stage1={**taught, "distill_from": str(tmp_path / "gone.npz")}),
+                       torch.device("cpu"), data.train)
     for bad in ({"mixup": 0.2}, {"distill_from": f"{answers},{first}"}):
         with pytest.raises(ConfigError, match="an answers file .* stands alone"):
             tiny_cfg(data={"synthetic": 200}, stage1={**taught, **bad})

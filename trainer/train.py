@@ -341,14 +341,14 @@ def _stage1_swa(cfg: TrainConfig, data: Data, model: InferenceModel, out: Path, 
     return runner
 
 
-def _checkpoint_path(option: str, value: str) -> Path:
+def _checkpoint_path(option: str, value: str, expected: str = "a model checkpoint (models/*.pt of a run, "
+                     "or fsrfer_edge/models/default.pt)") -> Path:
     """A config option's model checkpoint path (relative: from the repository root), which must exist."""
     path = Path(value)
     if not path.is_absolute():
         path = Path(__file__).resolve().parents[1] / path
     if not path.is_file():
-        raise DataError(f"{option}: {path} does not exist; expected a model checkpoint (models/*.pt of a run, "
-                        "or fsrfer_edge/models/default.pt)")
+        raise DataError(f"{option}: {path} does not exist; expected {expected}")
     return path
 
 
@@ -454,7 +454,9 @@ def stage1_teacher(cfg: TrainConfig, dev: torch.device, train: Optional[Split] =
     if cfg.stage1.distill_from.endswith(".npz"):
         if train is None:
             raise ValueError("stage1_teacher: an answers file needs the training split")
-        answers, made = load_answers(_checkpoint_path("stage1.distill_from", cfg.stage1.distill_from), train)
+        path = _checkpoint_path("stage1.distill_from", cfg.stage1.distill_from,
+                                "a teacher-answers file written by scripts/teacher_answers.py")
+        answers, made = load_answers(path, train)
         log.info("stage 1 distils the answers in %s (weight %g, T %g)", cfg.stage1.distill_from,
                  cfg.stage1.distill, cfg.stage1.distill_temperature)
         return answers, {**record, **made}
