@@ -328,6 +328,11 @@ def test_stage1_distils_precomputed_teacher_answers(tmp_path):
     convs = [k for k in a if k.endswith("conv1.weight")]
     assert convs and not all(torch.allclose(a[k], b[k]) for k in convs)
     assert checkpoint.load(with_kd, kind="model")["meta"]["stage1_distill"]["path"] == str(answers)
+    # scripts/stage1_history.py reads the run back from the checkpoint's metadata for the README's figures.
+    history = load_script("scripts/stage1_history.py", "stage1_history").run_history(with_kd)
+    assert history["distill"]["path"] == str(answers) and history["init"] == str(first)
+    assert [e["epoch"] for e in history["epochs"]] == [1] and history["epochs"][0]["seconds"] > 0
+    assert history["best_val"] == history["epochs"][0]["val"] and 0 <= history["best_val"] <= 100
     # Answers made for other faces, a file that is not one, and mixup are refused with what was expected.
     fewer = tiny_cfg(data={"synthetic": 200, "limit_train": 100}, stage1=taught)
     with pytest.raises(DataError, match="answers 140 other training faces than this run's 100"):
