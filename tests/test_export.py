@@ -574,3 +574,16 @@ def test_map_level_generator_stays_in_float_in_int8(tmp_path: Path) -> None:
     produced_by = {o: n for n in q.graph.node for o in n.output}
     g_convs = [n for n in q.graph.node if n.op_type == "Conv" and n.name.startswith(quantize.GENERATOR_PREFIX)]
     assert g_convs and all(produced_by[n.input[0]].op_type == "DequantizeLinear" for n in g_convs)
+
+
+def test_calibration_reader_gives_equal_batches_over_every_face():
+    """ONNX Runtime's histogram calibrators fail on a shorter last batch: every batch is the same size,
+    and every face is read once."""
+    from fsrfer_edge.export.calib import FaceCalibrationReader
+
+    for n, want in ((512, 32), (400, 25), (70, 14), (31, 31), (37, 1)):
+        x = np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1)
+        reader = FaceCalibrationReader(x, "input")
+        batches = [b["input"] for b in iter(reader.get_next, None)]
+        assert {len(b) for b in batches} == {want} and len(reader) == n // want
+        np.testing.assert_array_equal(np.concatenate(batches), x)

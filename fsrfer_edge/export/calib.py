@@ -207,7 +207,12 @@ def calibration_inputs(path: PathLike, size: int, factors: Sequence[int], info: 
 
 class FaceCalibrationReader:
     """ONNX Runtime ``CalibrationDataReader`` over preprocessed faces (duck-typed: ORT accepts any
-    object with ``get_next``, so onnxruntime is not imported here)."""
+    object with ``get_next``, so onnxruntime is not imported here).
+
+    Every batch has the same size, the largest divisor of the number of faces up to ``batch_size`` (32
+    for 512 faces, 25 for 400): ONNX Runtime's histogram calibrators (percentile, entropy) stack each
+    tensor's batches with ``np.asarray`` and fail on a shorter last batch ("inhomogeneous shape";
+    microsoft/onnxruntime#18792, unfixed in 1.32)."""
 
     def __init__(self, inputs: np.ndarray, input_name: str, batch_size: int = 32) -> None:
         if len(inputs) == 0:
@@ -216,7 +221,8 @@ class FaceCalibrationReader:
             raise InputError(f"calibration batch size {batch_size}; expected >= 1")
         self.inputs = inputs
         self.input_name = input_name
-        self.batch_size = batch_size
+        n = len(inputs)
+        self.batch_size = max(d for d in range(1, min(batch_size, n) + 1) if n % d == 0)
         self._it: Iterator[dict[str, np.ndarray]] = self._batches()
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
