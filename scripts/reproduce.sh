@@ -1,35 +1,121 @@
 #!/usr/bin/env bash
 # Reproduce the real results: train every method on FER+ (and FER2013), evaluate on the test split,
 # export FP32/FP16/INT8, evaluate the exports, write results/ and the README tables.
-# Usage: bash scripts/reproduce.sh [ferplus|fer2013|ferplus_short ...]   (default: ferplus fer2013)
+# Usage: bash scripts/reproduce.sh [ferplus|fer2013|ferplus_short|default ...]   (default: ferplus fer2013)
+#   A name is a full run of configs/NAME.yaml (stage 1, FSR-FER and its ablations, the three baselines),
+#   except `default`: the chain that made the shipped default model (README "The shipped default"):
+#   the HR network of DEFAULT_HR_CONFIG (stage 1 only; skipped when FSRFER_HR names a checkpoint whose
+#   FER network to use, e.g. fsrfer_edge/models/default.pt), the early G of DEFAULT_G_CONFIG with its
+#   equal-budget LR-fine-tuned baseline (scripts/early_g.py), the factor estimator fitted on whole grey
+#   levels, the route for HR faces, then scripts/ship_early_g.sh: the new default measured once on test
+#   beside the baseline and the HR model, and every file and README block that depends on it (its val
+#   results before the route: results/default_model/reproduced_val.json). Not in it: the edge budget
+#   (scripts/edge_budget.py, which times the new default against the model of 8720f15 on this CPU).
+# Environment: FSRFER_DATA (the folder with fer2013.npz and ferplus_labels.npz; default ../shared/data),
+#   RUNS (run folders; default runs/), FSRFER_THREADS (evaluation threads; default 2),
+#   FSRFER_TIME_BUDGET (minutes per training command; a command that reaches it stops cleanly at an epoch
+#   end and this script exits 3: run it again to continue), FSRFER_EXPORT_ARGS (more fsrfer-export options,
+#   e.g. --no-simplify where onnxsim is not installed).
 # Resumable: re-run after an interruption and finished steps are skipped (fsrfer-train --resume).
+# On a lent GPU machine: scripts/device_reproduce.sh runs this there and brings results/ back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${FSRFER_DATA:-../shared/data}
 RUNS=${RUNS:-runs}
+THREADS=${FSRFER_THREADS:-2}
+DEFAULT_HR_CONFIG=${DEFAULT_HR_CONFIG:-configs/ferplus_soft_aug_long.yaml}
+DEFAULT_G_CONFIG=${DEFAULT_G_CONFIG:-configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000.yaml}
+BUDGET=()
+if [ -n "${FSRFER_TIME_BUDGET:-}" ]; then BUDGET=(--time-budget "$FSRFER_TIME_BUDGET"); fi
+NAMES=${*:-ferplus fer2013}
+# Everything a run needs is checked before any starts.
+for f in "$DATA/fer2013.npz" "$DATA/ferplus_labels.npz"; do
+  [ -f "$f" ] || { echo "error: $f is missing; expected FSRFER_DATA to be a folder with fer2013.npz and" \
+                        "ferplus_labels.npz (../shared/data/README.md)" >&2; exit 2; }
+done
+for n in $NAMES; do
+  if [ "$n" = default ]; then
+    for f in "$DEFAULT_G_CONFIG" ${FSRFER_HR:-"$DEFAULT_HR_CONFIG"}; do
+      [ -f "$f" ] || { echo "error: $f is missing (target 'default')" >&2; exit 2; }
+    done
+  else
+    [ -f "configs/$n.yaml" ] || { echo "error: configs/$n.yaml is missing; expected a config name or 'default'" >&2; exit 2; }
+  fi
+done
 mkdir -p "$RUNS"
-for name in "${@:-ferplus fer2013}"; do
-  for n in $name; do
-    labels=ferplus; [ "$n" = fer2013 ] && labels=fer2013
-    fsrfer-train --config "configs/$n.yaml" --data "$DATA/fer2013.npz" --out "$RUNS/$n" --resume
-    python scripts/report.py --run "$RUNS/$n" --name "$n" --split val
-    # The test split, once per released model: every method of the run.
-    fsrfer-train --config "configs/$n.yaml" --data "$DATA/fer2013.npz" --out "$RUNS/$n" --resume --steps eval-test
-    # Faces for INT8 calibration (train split) and the export's accuracy gate (val split); not committed.
-    python - "$DATA/fer2013.npz" "$labels" "$RUNS/${n}_faces.npz" <<'PY'
+
+stopped() {
+  echo "stopped at the time budget (FSRFER_TIME_BUDGET=${FSRFER_TIME_BUDGET:-} min): $1; run the same" \
+       "command again to continue" >&2
+  exit 3
+}
+
+train() {  # fsrfer-train ARGS...: resumes, keeps to the budget; exit 3 when it stopped there
+  local rc=0
+  fsrfer-train "$@" --resume "${BUDGET[@]}" || rc=$?
+  if [ "$rc" -eq 3 ]; then stopped "fsrfer-train $*"; fi
+  [ "$rc" -eq 0 ] || exit "$rc"
+}
+
+faces() {  # LABELS OUT: every face with its labels and split, for INT8 calibration and the export's gate
+  python - "$DATA/fer2013.npz" "$1" "$2" <<'PY'
 import sys, numpy as np
 from trainer.data import load_dataset
 fs = load_dataset(sys.argv[1], labels=sys.argv[2])
 np.savez(sys.argv[3], images=fs.images, labels=fs.labels, split=fs.split)
 PY
-    fsrfer-export "$RUNS/$n/models/fsrfer.pt" --name "$n" --out-dir "engines" --fp16 --int8 \
-      --calib "$RUNS/${n}_faces.npz" --calib-size 512 --eval-data "$RUNS/${n}_faces.npz" --eval-size 1000
-    onnx_rows=()
-    for v in fp32 fp16 int8-s8s8 int8-u8s8; do
-      fsrfer-eval --checkpoint "engines/$n.$v.onnx" --data "$DATA/fer2013.npz" --labels "$labels" --split test \
-        --threads 2 --json "results/$n/test_onnx_$v.json"
-      onnx_rows+=(--onnx "fsrfer_onnx_$v=results/$n/test_onnx_$v.json")
-    done
-    python scripts/report.py --run "$RUNS/$n" --name "$n" --split test "${onnx_rows[@]}"
+}
+
+full_run() {  # NAME: configs/NAME.yaml, every method, val and test, exports
+  local n=$1 labels=ferplus
+  [ "$n" = fer2013 ] && labels=fer2013
+  train --config "configs/$n.yaml" --data "$DATA/fer2013.npz" --out "$RUNS/$n"
+  python scripts/report.py --run "$RUNS/$n" --name "$n" --split val
+  # The test split, once per released model: every method of the run.
+  train --config "configs/$n.yaml" --data "$DATA/fer2013.npz" --out "$RUNS/$n" --steps eval-test
+  # Faces for INT8 calibration (train split) and the export's accuracy gate (val split); not committed.
+  faces "$labels" "$RUNS/${n}_faces.npz"
+  # shellcheck disable=SC2086  # FSRFER_EXPORT_ARGS: extra fsrfer-export options (e.g. --no-simplify), split
+  fsrfer-export "$RUNS/$n/models/fsrfer.pt" --name "$n" --out-dir "engines" --fp16 --int8 ${FSRFER_EXPORT_ARGS:-} \
+    --calib "$RUNS/${n}_faces.npz" --calib-size 512 --eval-data "$RUNS/${n}_faces.npz" --eval-size 1000
+  local onnx_rows=() v
+  for v in fp32 fp16 int8-s8s8 int8-u8s8; do
+    fsrfer-eval --checkpoint "engines/$n.$v.onnx" --data "$DATA/fer2013.npz" --labels "$labels" --split test \
+      --threads "$THREADS" --json "results/$n/test_onnx_$v.json"
+    onnx_rows+=(--onnx "fsrfer_onnx_$v=results/$n/test_onnx_$v.json")
   done
+  python scripts/report.py --run "$RUNS/$n" --name "$n" --split test "${onnx_rows[@]}"
+}
+
+default_model() {  # the shipped default's chain (see the header)
+  local r=$RUNS/default hr
+  if [ -n "${FSRFER_HR:-}" ]; then
+    hr=$FSRFER_HR
+  else
+    train --config "$DEFAULT_HR_CONFIG" --data "$DATA/fer2013.npz" --out "$r/hr" --steps stage1
+    hr=$r/hr/models/hr.pt
+  fi
+  # early_g.py resumes by itself and returns 0 when it stops at the budget: its val results say whether it
+  # finished.
+  python scripts/early_g.py --config "$DEFAULT_G_CONFIG" --data "$DATA/fer2013.npz" --hr "$hr" --out "$r/g" \
+    --steps stage2,baselines,eval --json results/default_model/reproduced_val.json "${BUDGET[@]}"
+  [ -f "$r/g/eval/val/results.json" ] || stopped "scripts/early_g.py --out $r/g"
+  local m=$r/ship/models
+  if [ ! -f "$m/fsrfer.pt" ]; then  # written last: its presence means the estimator and the route are done
+    mkdir -p "$m"
+    python scripts/fit_factor_estimator.py "$r/g/models/fsrfer.pt" --data "$DATA/fer2013.npz" --round-input \
+      --out "$m/fsrfer_est.pt"
+    cp "$r/g/models/hr.pt" "$m/hr.pt"
+    python scripts/route_hr.py "$m/fsrfer_est.pt" --out "$m/routed.pt"
+    mv "$m/routed.pt" "$m/fsrfer.pt"
+  fi
+  local seed
+  seed=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['seed'])" "$r/g/config.json")
+  bash scripts/ship_early_g.sh "$r/ship" "$r/g" "Reproduced by bash scripts/reproduce.sh default, not chosen \
+against anything: $DEFAULT_G_CONFIG, seed $seed, on the HR network of ${FSRFER_HR:-$DEFAULT_HR_CONFIG}, its \
+factor estimator fitted on whole grey levels, routed (the chain that made the shipped default, run again)."
+}
+
+for n in $NAMES; do
+  if [ "$n" = default ]; then default_model; else full_run "$n"; fi
 done

@@ -16,6 +16,7 @@
 # then fsrfer_edge/models/default.{onnx,pt} and MODEL_CARD.md, results/bench_cpu_{fp32,int8-u8s8}.json,
 # results/targets.json and the README blocks.
 # The old default stays reachable in git for scripts/edge_budget.py --reference.
+# Environment: FSRFER_DATA (default ../shared/data), FSRFER_EXPORT_ARGS (more fsrfer-export options).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -ne 3 ]; then
@@ -51,7 +52,8 @@ np.savez(sys.argv[2], images=fs.images, labels=fs.labels, split=fs.split)
 PY
 # An early G holds trainable copies of the trunk's stages, most of the network's compute: its INT8 file
 # quantizes G too (calibrated on small crops at every factor), or it would run mostly in float.
-fsrfer-export "$RUN/models/fsrfer.pt" --name default --out-dir engines --fp16 --int8 --int8-quantize-g \
+# shellcheck disable=SC2086  # FSRFER_EXPORT_ARGS: more fsrfer-export options (e.g. --no-simplify), split
+fsrfer-export "$RUN/models/fsrfer.pt" --name default --out-dir engines --fp16 --int8 --int8-quantize-g ${FSRFER_EXPORT_ARGS:-} \
   --calib "$TMP/faces.npz" --calib-size 512 --eval-data "$TMP/faces.npz" --eval-size 1000
 for p in resized small camera; do
   eval_test engines/default.fp32.onnx "$p" "$TMP/test_$p.json"
