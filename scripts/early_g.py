@@ -55,16 +55,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     from trainer import config as config_mod
     from trainer.train import load_data, run_pipeline
 
-    cfg = config_mod.load(args.config)
-    if args.seed is not None:
-        cfg = dataclasses.replace(cfg, seed=args.seed)
-    out = Path(args.out)
-    hr = out / "models" / "hr.pt"
-    if not hr.is_file():
-        extract_hr(Path(args.hr), hr, cfg)
-    data = load_data(cfg, config_mod.resolve_data_path(cfg, args.data, args.config))
-    done = run_pipeline(cfg, data, out, resume=True, steps=tuple(args.steps.split(",")),
-                        time_budget_min=args.time_budget)
+    from fsrfer_edge.errors import FsrferError, one_line
+
+    try:
+        cfg = config_mod.load(args.config)
+        if args.seed is not None:
+            cfg = dataclasses.replace(cfg, seed=args.seed)
+        out = Path(args.out)
+        hr = out / "models" / "hr.pt"
+        if not hr.is_file():
+            extract_hr(Path(args.hr), hr, cfg)
+        data = load_data(cfg, config_mod.resolve_data_path(cfg, args.data, args.config))
+        done = run_pipeline(cfg, data, out, resume=True, steps=tuple(args.steps.split(",")),
+                            time_budget_min=args.time_budget)
+    except FsrferError as exc:  # a bad config, checkpoint or data set: one line, as fsrfer-train says it
+        print(f"early_g.py: error: {one_line(exc)}", file=sys.stderr)
+        return 2
     if not done:
         print(f"stopped at the time budget; run the same command again to continue ({out})")
         return 0

@@ -1286,3 +1286,18 @@ def test_soup_averages_one_networks_checkpoints_and_takes_a_fitted_estimator(tmp
     with pytest.raises(SystemExit, match="a soup needs two or more"):
         soup.main([str(paths[0]), "--out", str(tmp_path / "x.pt")])
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_early_g_script_says_what_is_wrong_in_one_line(tmp_path, capsys):
+    """A missing HR checkpoint or a config the backbone cannot build: exit 2 and one line, not a traceback."""
+    mod = load_script("scripts/early_g.py", "early_g_script")
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text("name: g\ndata: {synthetic: 200}\nmodel: {backbone: tiny, head_hidden: 16}\n"
+                   "stage2: {feature_level: layer3, generator_start: stem, epochs: 1}\n")
+    assert mod.main(["--config", str(cfg), "--hr", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "run")]) == 2
+    assert "missing.pt does not exist" in capsys.readouterr().err
+    (tmp_path / "run2" / "models").mkdir(parents=True)
+    (tmp_path / "run2" / "models" / "hr.pt").write_bytes(b"not a checkpoint")
+    assert mod.main(["--config", str(cfg), "--out", str(tmp_path / "run2"), "--steps", "stage2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("early_g.py: error: ") and "hr.pt" in err and len(err.strip().splitlines()) == 1
