@@ -4,7 +4,8 @@ Takes the frozen HR model (trunk and head) out of a trained checkpoint (default:
 model, whose HR part is the full FER+ run's stage 1, trained with configs/ferplus.yaml), writes it as
 OUT/models/hr.pt, then runs the config's stage 2 (and ablations), baselines and evaluation with
 ``fsrfer-train``'s own pipeline (``--resume`` semantics: a killed run continues; ``--time-budget``
-stops cleanly), so stage 1 is not retrained. Finally copies the evaluation JSON to ``--json``.
+stops cleanly), so stage 1 is not retrained. Finally copies the evaluation JSON to ``--json`` (protocol (a)
+as ``results``, (b) and (c) as ``results_small`` and ``results_camera`` where the config evaluates them).
 
     python scripts/early_g.py --config configs/ferplus_early_g.yaml --out /tmp/runs/early_g \\
         --json results/ferplus/early_g_val.json --time-budget 60
@@ -77,8 +78,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.json:
         from fsrfer_edge.fileio import write_json
 
-        res = json.loads((out / "eval" / cfg.eval.split / "results.json").read_text())
-        write_json(Path(args.json), {"config": cfg.to_dict(), "hr_checkpoint": args.hr, "results": res})
+        ev = out / "eval" / cfg.eval.split
+        doc = {"config": cfg.to_dict(), "hr_checkpoint": args.hr, "results": json.loads((ev / "results.json").read_text())}
+        for p in ("small", "camera"):  # protocols (b) and (c), where the config evaluates them
+            if (ev / f"results_{p}.json").is_file():
+                doc[f"results_{p}"] = json.loads((ev / f"results_{p}.json").read_text())
+        write_json(Path(args.json), doc)
     return 0
 
 

@@ -530,6 +530,46 @@ def camera_gap_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Protocol (c)'s specialist (configs/ferplus_soft_aug_camera_q50_lrft.yaml: the equal-budget baseline trained on
+#: area + JPEG q50 only), beside the shipped graph (routed, val) and the mixed-trained equal-budget baseline of the
+#: same seed (the row of the GPU/CPU runs file), and the rule in its config.
+CAMERA_SPECIALIST = "results/ferplus/camera_q50_lrft_val.json"
+CAMERA_MIXED = ("results/ferplus/early_g_gpu_lr.json", "6ep/lr_finetune")
+CAMERA_RULE_FACTORS = ("2", "3", "4")
+CAMERA_RULE_POINTS = 5.0
+
+
+def camera_specialist_table(doc: dict[str, Any]) -> str:
+    """(a) and (c) on val for the (c) specialist, the mixed-trained baseline and the shipped graph, and the
+    specialist's (c) against the shipped graph's (a) at x2..x4 (the config's rule)."""
+    seed = str(doc["config"]["seed"])
+    spec = {p: {f: 100 * v["accuracy"] for f, v in doc[k]["lr_finetune"]["factors"].items()}
+            for p, k in (("resized", "results"), ("camera", "results_camera"))}
+    mixed_path, mixed_row = CAMERA_MIXED
+    mixed = json.loads((REPO / mixed_path).read_text())["rows"][mixed_row]["runs"]
+    mixed = {p: mixed[p][seed] for p in ("resized", "camera")}
+    shipped_path = "results/ferplus/route_hr_lrgr0_val.json"
+    shipped = json.loads((REPO / shipped_path).read_text())["accuracy"]["routed"]
+    factors = sorted(spec["resized"], key=int)
+    lines = [f"FER+ val, accuracy in %, seed {seed}: the specialist from `{CAMERA_SPECIALIST}` (`python "
+             "scripts/early_g.py --config configs/ferplus_soft_aug_camera_q50_lrft.yaml --out RUN --steps "
+             f"baselines,eval --json {CAMERA_SPECIALIST}`), the mixed-trained baseline from `{mixed_path}` (row "
+             f"`{mixed_row}`), the shipped graph routed from `{shipped_path}`:\n",
+             "| model | protocol | " + " | ".join(f"x{f}" for f in factors) + " |", "|---|---|" + "---:|" * len(factors)]
+    for label, acc in (("LR-fine-tuned on (c)'s degradation only", spec),
+                       ("LR-fine-tuned on the training mix (equal budget)", mixed), ("shipped FSR-FER", shipped)):
+        for p, pl in (("resized", "(a)"), ("camera", "(c)")):
+            lines.append(f"| {label} | {pl} | " + " | ".join(f"{acc[p][f]:.2f}" for f in factors) + " |")
+    gaps = {f: shipped["resized"][f] - spec["camera"][f] for f in CAMERA_RULE_FACTORS}
+    out = [f for f, g in gaps.items() if g > CAMERA_RULE_POINTS]
+    lines += ["", "The rule (its config): the specialist's (c) below the shipped graph's (a) by "
+              + ", ".join(f"{g:.2f} at x{f}" for f, g in gaps.items())
+              + f"; more than {CAMERA_RULE_POINTS:g} points at "
+              + (", ".join(f"x{f}" for f in out) if out else "no factor")
+              + (": out of reach by the training mix there." if out else ".")]
+    return "\n".join(lines) + "\n"
+
+
 #: Model soups of the shipped model's seed-0 stage-2 ingredients (scripts/soup.py), each routed and evaluated by
 #: scripts/route_hr_report.py on val beside the shipped graph's file, as (label, file).
 SOUPS = (("the shipped graph (lrg_rec3000 seed 0, routed)", "results/ferplus/route_hr_lrgr0_val.json"),
@@ -705,6 +745,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "edge_budget": ("results/edge_budget.json", edge_budget_table, "README.md"),
     "flip": (FLIP_VAL, flip_table, "README.md"),
     "camera_gap": (CAMERA_GAP, camera_gap_table, "README.md"),
+    "camera_specialist": (CAMERA_SPECIALIST, camera_specialist_table, "README.md"),
     "hr_recipes": (HR_RECIPES, hr_recipes_table, "README.md"),
     "soups": (SOUPS[1][1], soups_table, "README.md"),
     "route_hr": (ROUTE_HR, route_hr_table, "README.md"),
