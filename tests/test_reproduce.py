@@ -75,9 +75,15 @@ def _write_data(d: Path, n: int = 600) -> None:
 
 
 def _device_call(repo: Path, tmp: Path, pack: Path, out: str, run_min: str, *names: str) -> subprocess.CompletedProcess:
+    # As on the lent machine, the package's fsrfer-* commands are not on PATH (only a python that imports it):
+    # the script makes them from setup.py's entry points.
+    bin_ = tmp / "bin"
+    if not bin_.is_dir():
+        bin_.mkdir()
+        (bin_ / "python3").symlink_to(sys.executable)
     env = {**os.environ, "DATA_PACK": str(pack), "RESULTS_DIR": str(tmp / out), "WORK": str(tmp / "w"),
            "RUN_MIN": run_min, "DEFAULT_HR_CONFIG": "configs/ci_full.yaml", "DEFAULT_G_CONFIG": "configs/ci_g.yaml",
-           "PYTHON": sys.executable}
+           "PATH": f"{bin_}:/usr/bin:/bin"}
     return subprocess.run(["bash", "scripts/device_reproduce.sh", *names], cwd=repo, env=env, capture_output=True,
                           text=True, timeout=900)
 
@@ -100,6 +106,7 @@ def test_reproduce_runs_there_stops_at_the_budget_continues_and_comes_back(tmp_p
     r = _device_call(repo, tmp_path, pack, "out1", "0.001", "ci_full", "default")
     assert r.returncode == 3, r.stdout + r.stderr
     assert "make the same call again" in r.stdout
+    assert {"fsrfer-train", "fsrfer-eval", "fsrfer-export", "fsrfer-bench"} <= {p.name for p in (tmp_path / "w" / "bin").iterdir()}
     with tarfile.open(tmp_path / "out1" / "results.tar.gz") as t:
         assert "logs/reproduce.log" in t.getnames()
         assert "stopped at the time budget" in t.extractfile("logs/reproduce.log").read().decode()
