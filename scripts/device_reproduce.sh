@@ -7,9 +7,10 @@
 #   cp ../shared/data/ferplus_labels.npz .devcarry/data/
 #   DATA_PACK=.devcarry/data RESULTS_DIR=$OUT RUN_MIN=7 bash scripts/device_reproduce.sh [NAMES]
 # NAMES are reproduce.sh's (default: ferplus fer2013; `default` is the shipped default's chain). The runs
-# live in WORK (default /tmp/fsrfer_device_reproduce), which the machine keeps while it is warm; every
-# training command stops cleanly after RUN_MIN minutes (FSRFER_TIME_BUDGET), and the script then exits 3:
-# make the same call again and it continues. What comes back, repacked every 20 s so that a call stopped at
+# live in WORK (default /tmp/fsrfer_device_reproduce), which the machine keeps while it is warm; training
+# stops cleanly at the first epoch end after RUN_MIN minutes of the call (FSRFER_TIME_BUDGET; leave the
+# call's limit room for an epoch and the exports after it), and the script then exits 3: make the same
+# call again and it continues. What comes back, repacked every 20 s so that a call stopped at
 # its limit still returns what was written:
 #   RESULTS_DIR/results.tar.gz   every file under results/, README.md and fsrfer_edge/models/MODEL_CARD.md
 #                                that this call wrote, and logs/ (reproduce.log, checks.log)

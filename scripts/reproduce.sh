@@ -13,8 +13,9 @@
 #   (scripts/edge_budget.py, which times the new default against the model of 8720f15 on this CPU).
 # Environment: FSRFER_DATA (the folder with fer2013.npz and ferplus_labels.npz; default ../shared/data),
 #   RUNS (run folders; default runs/), FSRFER_THREADS (evaluation threads; default 2),
-#   FSRFER_TIME_BUDGET (minutes per training command; a command that reaches it stops cleanly at an epoch
-#   end and this script exits 3: run it again to continue), FSRFER_EXPORT_ARGS (more fsrfer-export options,
+#   FSRFER_TIME_BUDGET (minutes of training for this invocation, shared by its training commands in turn;
+#   the one running when it is spent stops cleanly at its next epoch end, and this script exits 3: run it
+#   again to continue), FSRFER_EXPORT_ARGS (more fsrfer-export options,
 #   e.g. --no-simplify where onnxsim is not installed).
 # Resumable: re-run after an interruption and finished steps are skipped (fsrfer-train --resume).
 # On a lent GPU machine: scripts/device_reproduce.sh runs this there and brings results/ back.
@@ -25,8 +26,11 @@ RUNS=${RUNS:-runs}
 THREADS=${FSRFER_THREADS:-2}
 DEFAULT_HR_CONFIG=${DEFAULT_HR_CONFIG:-configs/ferplus_soft_aug_long.yaml}
 DEFAULT_G_CONFIG=${DEFAULT_G_CONFIG:-configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000.yaml}
-BUDGET=()
-if [ -n "${FSRFER_TIME_BUDGET:-}" ]; then BUDGET=(--time-budget "$FSRFER_TIME_BUDGET"); fi
+DEADLINE=
+if [ -n "${FSRFER_TIME_BUDGET:-}" ]; then
+  DEADLINE=$(awk -v now="$(date +%s)" -v m="$FSRFER_TIME_BUDGET" 'BEGIN { if (m + 0 <= 0) exit 1; printf "%d", now + int(m * 60 + 0.999) }') \
+    || { echo "error: FSRFER_TIME_BUDGET=$FSRFER_TIME_BUDGET; expected minutes > 0" >&2; exit 2; }
+fi
 NAMES=${*:-ferplus fer2013}
 # Everything a run needs is checked before any starts.
 for f in "$DATA/fer2013.npz" "$DATA/ferplus_labels.npz"; do
@@ -50,8 +54,17 @@ stopped() {
   exit 3
 }
 
+budget() {  # sets BUDGET: the --time-budget left for the next training command (exit 3 when none is left)
+  BUDGET=()
+  [ -n "$DEADLINE" ] || return 0
+  local left=$((DEADLINE - $(date +%s)))
+  [ "$left" -gt 0 ] || stopped "no time left before $1"
+  BUDGET=(--time-budget "$(awk -v s="$left" 'BEGIN { printf "%.3f", s / 60 }')")
+}
+
 train() {  # fsrfer-train ARGS...: resumes, keeps to the budget; exit 3 when it stopped there
   local rc=0
+  budget "fsrfer-train $*"
   fsrfer-train "$@" --resume "${BUDGET[@]}" || rc=$?
   if [ "$rc" -eq 3 ]; then stopped "fsrfer-train $*"; fi
   [ "$rc" -eq 0 ] || exit "$rc"
@@ -97,6 +110,7 @@ default_model() {  # the shipped default's chain (see the header)
   fi
   # early_g.py resumes by itself and returns 0 when it stops at the budget: its val results say whether it
   # finished.
+  budget "scripts/early_g.py --out $r/g"
   python scripts/early_g.py --config "$DEFAULT_G_CONFIG" --data "$DATA/fer2013.npz" --hr "$hr" --out "$r/g" \
     --steps stage2,baselines,eval --json results/default_model/reproduced_val.json "${BUDGET[@]}"
   [ -f "$r/g/eval/val/results.json" ] || stopped "scripts/early_g.py --out $r/g"

@@ -5,6 +5,7 @@ About a minute and a half on a 2-core CPU."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -114,7 +115,7 @@ def test_reproduce_runs_there_stops_at_the_budget_continues_and_comes_back(tmp_p
     r = _device_call(repo, tmp_path, pack, "out2", "10", "ci_full", "default")
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     log = (tmp_path / "w" / "logs" / "reproduce.log").read_text()
-    assert "stage1: resumed after epoch 1" in log  # stage 1 continued from its checkpoint instead of starting over
+    assert re.search(r"stage1: resumed after epoch \d+ ", log)  # stage 1 continued instead of starting over
     out = tmp_path / "out2"
     with tarfile.open(out / "results.tar.gz") as t:
         names = set(t.getnames())
