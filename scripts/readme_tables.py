@@ -539,12 +539,17 @@ CAMERA_RULE_FACTORS = ("2", "3", "4")
 CAMERA_RULE_POINTS = 5.0
 
 
+def _protocol_accuracy(doc: dict[str, Any], model: str) -> dict[str, dict[str, float]]:
+    """{protocol: {factor: accuracy %}} of one model in a scripts/early_g.py --json file."""
+    keys = {"resized": "results", "small": "results_small", "camera": "results_camera"}
+    return {p: {f: 100 * v["accuracy"] for f, v in doc[k][model]["factors"].items()} for p, k in keys.items() if k in doc}
+
+
 def camera_specialist_table(doc: dict[str, Any]) -> str:
     """(a) and (c) on val for the (c) specialist, the mixed-trained baseline and the shipped graph, and the
     specialist's (c) against the shipped graph's (a) at x2..x4 (the config's rule)."""
     seed = str(doc["config"]["seed"])
-    spec = {p: {f: 100 * v["accuracy"] for f, v in doc[k]["lr_finetune"]["factors"].items()}
-            for p, k in (("resized", "results"), ("camera", "results_camera"))}
+    spec = _protocol_accuracy(doc, "lr_finetune")
     mixed_path, mixed_row = CAMERA_MIXED
     mixed = json.loads((REPO / mixed_path).read_text())["rows"][mixed_row]["runs"]
     mixed = {p: mixed[p][seed] for p in ("resized", "camera")}
@@ -575,12 +580,6 @@ def camera_specialist_table(doc: dict[str, Any]) -> str:
 EARLY_G_12EP = "results/ferplus/early_g_12ep_val.json"
 SCREEN_FACTORS = ("2", "3", "4", "6", "8")
 SCREEN_MIN_GAIN = 0.3
-
-
-def _protocol_accuracy(doc: dict[str, Any], model: str) -> dict[str, dict[str, float]]:
-    """{protocol: {factor: accuracy %}} of one model in a scripts/early_g.py --json file."""
-    keys = {"resized": "results", "small": "results_small", "camera": "results_camera"}
-    return {p: {f: 100 * v["accuracy"] for f, v in doc[k][model]["factors"].items()} for p, k in keys.items() if k in doc}
 
 
 def early_g_12ep_table(doc: dict[str, Any]) -> str:
