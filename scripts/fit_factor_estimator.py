@@ -49,4 +49,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from fsrfer_edge.errors import FsrferError, one_line
+
+    try:
+        raise SystemExit(main())
+    except FsrferError as exc:  # a missing or corrupt checkpoint, bad data: one line, as fsrfer-train says it
+        print(f"fit_factor_estimator.py: error: {one_line(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1301,3 +1301,14 @@ def test_early_g_script_says_what_is_wrong_in_one_line(tmp_path, capsys):
     assert mod.main(["--config", str(cfg), "--out", str(tmp_path / "run2"), "--steps", "stage2"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("early_g.py: error: ") and "hr.pt" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("script", ["scripts/route_hr.py", "scripts/fit_factor_estimator.py"])
+def test_ship_chain_scripts_say_a_missing_checkpoint_in_one_line(tmp_path, script):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, script, str(tmp_path / "missing.pt"), "--out", str(tmp_path / "out.pt")],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "missing.pt does not exist" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out.pt").exists()
