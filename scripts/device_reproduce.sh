@@ -12,8 +12,8 @@
 # call's limit room for an epoch and the exports after it), and the script then exits 3: make the same
 # call again and it continues. What comes back, repacked every 20 s so that a call stopped at
 # its limit still returns what was written:
-#   RESULTS_DIR/results.tar.gz   every file under results/, README.md and fsrfer_edge/models/MODEL_CARD.md
-#                                that this call wrote, and logs/ (reproduce.log, checks.log)
+#   RESULTS_DIR/results.tar.gz   every file under results/, README.md, docs/experiments.md and
+#                                fsrfer_edge/models/MODEL_CARD.md that this call wrote, and logs/ (reproduce.log, checks.log)
 #   RESULTS_DIR/default.onnx, default.pt   the new default model, when `default` shipped one
 # `default` also times the new default's SDK speed there (results/bench_cpu_*.json, which record the
 # machine's load): that CPU is not this one, so rerun those two fsrfer-bench commands of
@@ -23,7 +23,7 @@
 # Here, afterwards (FILES_AT: the folder the device tool put the files in; one call's files at a time, in
 # the order of the calls):
 #   bash scripts/device_reproduce.sh collect FILES_AT
-# unpacks them into this checkout and regenerates the README blocks that read results/.
+# unpacks them into this checkout and regenerates the README's and docs' blocks that read results/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +33,7 @@ if [ "${1:-}" = collect ]; then
   [ -f "$src/results.tar.gz" ] || { echo "error: $src/results.tar.gz is missing; expected the folder of a" \
                                          "device_reproduce.sh call's files" >&2; exit 2; }
   # Only the paths the device side packs may come out of the tarball.
-  bad=$(tar tzf "$src/results.tar.gz" | grep -Ev '^(results/|logs/|README\.md$|fsrfer_edge/models/MODEL_CARD\.md$)' || true)
+  bad=$(tar tzf "$src/results.tar.gz" | grep -Ev '^(results/|logs/|README\.md$|docs/experiments\.md$|fsrfer_edge/models/MODEL_CARD\.md$)' || true)
   [ -z "$bad" ] || { echo "error: $src/results.tar.gz holds unexpected paths: $bad" >&2; exit 2; }
   tar xzf "$src/results.tar.gz" --exclude='logs/*' --exclude=logs
   n=$(tar tzf "$src/results.tar.gz" | grep -vc '^logs/' || true)
@@ -60,7 +60,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
 pack() {
   local files
-  files=$(find results README.md fsrfer_edge/models/MODEL_CARD.md -type f -newer "$STAMP" 2>/dev/null | sort)
+  files=$(find results README.md docs/experiments.md fsrfer_edge/models/MODEL_CARD.md -type f -newer "$STAMP" 2>/dev/null | sort)
   rm -rf "$W/pack" && mkdir -p "$W/pack/logs" && cp "$W"/logs/*.log "$W/pack/logs/" 2>/dev/null
   # shellcheck disable=SC2086
   tar czf "$RESULTS_DIR/.results.tar.gz.part" $files -C "$W/pack" logs && \

@@ -284,7 +284,7 @@ def headline_table(doc: dict[str, Any]) -> str:
                          f"faces only) is ahead on bicubic faces at {', '.join(px(f) for f in ahead) or 'no factor'}"
                          + (f" ({ft['4']:.2f}% at {px('4')})" if "4" in ahead else "") + "; it was not evaluated on "
                          "camera-like crops.")
-        return text + " Details: [Results so far](#results-so-far).\n"
+        return text + " Details: [Results](#results).\n"
     tables = json.loads((REPO / "results/ferplus/test.json").read_text())
     ours = {f: 100 * v["accuracy"] for f, v in tables["fsrfer"]["factors"].items()}
     base = {f: 100 * v["accuracy"] for f, v in tables["lr_finetune"]["factors"].items()}
@@ -298,7 +298,7 @@ def headline_table(doc: dict[str, Any]) -> str:
         f"{', '.join(px(f) for f in loses) or 'no factor'}**: {base['4']:.2f}% vs {ours['4']:.2f}% at {px('4')}. "
         f"FSR-FER is ahead only at {', '.join(px(f) for f in wins) or 'no factor'} "
         f"({', '.join(f'{ours[f]:.2f}% vs {base[f]:.2f}%' for f in wins)}). Details: "
-        "[Results so far](#results-so-far).\n"
+        "[Results](#results).\n"
     )
 
 
@@ -718,6 +718,55 @@ def shipped_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The shipped configuration's ablations in results/ferplus/early_g_gpu_lr.json: its row, each ablation's, the baseline's.
+ABLATIONS = ("lrg_rec3000/fsrfer", (("lrg_rec3000_no_adversarial/fsrfer_no_adversarial", "without the adversarial term"),
+                                    ("lrg_rec3000_no_reweight/fsrfer_no_reweight", "without the re-weighting")),
+             "6ep/lr_finetune")
+
+
+def _mean_spread(values: list[float], sign: str = "") -> str:
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return f"{m:{sign}.2f}"
+    sd = (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{m:{sign}.2f} ± {sd:.2f}"
+
+
+def ablations_table(doc: dict[str, Any]) -> str:
+    """The shipped configuration, each of its two ablations and the equal-budget baseline on the full model's
+    seeds, per protocol: accuracy mean ± spread, then each ablation minus the full model seed by seed."""
+    full, ablations, baseline = ABLATIONS
+    rows = doc["rows"]
+    named = [(full, "FSR-FER, the shipped configuration"), *ablations, (baseline, "LR-fine-tuned, equal budget")]
+    seeds = sorted(rows[full]["runs"]["resized"], key=int)
+    missing = [n for n, _ in named if any(sd not in rows[n]["runs"].get(p, {}) for p in PROTOCOL_NAMES for sd in seeds)]
+    if missing:
+        raise SystemExit(f"{doc['source']}: {missing} lack seeds {seeds} of {full} in some protocol")
+    factors = sorted(rows[full]["runs"]["resized"][seeds[0]], key=int)
+    lines = [f"FER+ val, accuracy in %, mean ± spread over seeds {', '.join(seeds)} (the same seeds, and each seed's "
+             f"training subset, for every row), from `{doc['source']}` (rows `{full}`, "
+             + ", ".join(f"`{n}`" for n, _ in ablations) + f", `{baseline}`; the command is in the file):\n",
+             "| protocol | model | " + " | ".join(f"x{f}" for f in factors) + " | mean |",
+             "|---|---|" + "---:|" * (len(factors) + 1)]
+    for protocol, title in PROTOCOL_NAMES.items():
+        def acc(name: str, sd: str, f: str) -> float:
+            return rows[name]["runs"][protocol][sd][f]
+
+        def mean_acc(name: str, sd: str) -> float:
+            return sum(acc(name, sd, f) for f in factors) / len(factors)
+
+        for name, label in named:
+            lines.append(f"| {title} | {label} | " + " | ".join(_mean_spread([acc(name, sd, f) for sd in seeds])
+                                                               for f in factors)
+                         + f" | {_mean_spread([mean_acc(name, sd) for sd in seeds])} |")
+        for name, label in ablations:
+            lines.append(f"| {title} | **{label}, minus the full model** | "
+                         + " | ".join(_mean_spread([acc(name, sd, f) - acc(full, sd, f) for sd in seeds], "+")
+                                      for f in factors)
+                         + f" | {_mean_spread([mean_acc(name, sd) - mean_acc(full, sd) for sd in seeds], '+')} |")
+    return "\n".join(lines) + "\n"
+
+
 FER2013_CONFIG = "results/fer2013/early_g_bn_{split}{suffix}.json"
 #: The same configuration from the FER2013 HR network of configs/fer2013_from_ferplus_30ep.yaml.
 FER2013_CONFIG_30EP = "results/fer2013/early_g_bn_30ep_{split}{suffix}.json"
@@ -765,42 +814,43 @@ def fer2013_config_table(_: dict[str, Any], pattern: str = FER2013_CONFIG,
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "headline": (SOURCES["headline"], headline_table, "README.md"),
     "shipped": (SOURCES["headline"], shipped_table, "README.md"),
-    "fer2013_config": (FER2013_CONFIG.format(split="val", suffix=""), fer2013_config_table, "README.md"),
+    "ablations": ("results/ferplus/early_g_gpu_lr.json", ablations_table, "README.md"),
+    "fer2013_config": (FER2013_CONFIG.format(split="val", suffix=""), fer2013_config_table, "docs/experiments.md"),
     "fer2013_config_30ep": (FER2013_CONFIG_30EP.format(split="val", suffix=""),
-                            lambda d: fer2013_config_table(d, FER2013_CONFIG_30EP), "README.md"),
+                            lambda d: fer2013_config_table(d, FER2013_CONFIG_30EP), "docs/experiments.md"),
     "fer2013_config_lrg": (FER2013_CONFIG_LRG.format(split="val", suffix=""),
                            lambda d: fer2013_config_table(d, FER2013_CONFIG_LRG,
                                                           "FSR-FER (`lrg_rec3000`, the shipped configuration)"),
                            "README.md"),
-    "fer2013_seeds": ("results/fer2013/early_g_bn_seeds_val.json", early_g_table, "README.md"),
+    "fer2013_seeds": ("results/fer2013/early_g_bn_seeds_val.json", early_g_table, "docs/experiments.md"),
     "serving": ("results/serving/load_test.json", serving_table, "README.md"),
     "crowd": ("results/crowd/bench.json", crowd_table, "README.md"),
     "targets": ("results/targets.json", targets_table, "README.md"),
     "int8_generator": ("results/ferplus/int8_generator.json", int8_generator_table, "README.md"),
-    "int8_sensitivity": ("results/ferplus/int8_sensitivity_val.json", int8_sensitivity_table, "README.md"),
-    "estimator_rounding": ("results/ferplus/factor_estimator_rounding_val.json", estimator_rounding_table, "README.md"),
-    "early_g": ("results/ferplus/early_g_val.json", early_g_table, "README.md"),
-    "early_g_seeds": ("results/ferplus/early_g_seeds.json", early_g_table, "README.md"),
-    "shipped_seeds": ("results/ferplus/early_g_stem_camera_seeds.json", early_g_table, "README.md"),
-    "shipped_6ep_seeds": ("results/ferplus/early_g_6ep_seeds.json", early_g_table, "README.md"),
-    "gap_tries": ("results/ferplus/early_g_gap_tries.json", early_g_table, "README.md"),
-    "bn_4seeds": ("results/ferplus/early_g_bn_4seeds.json", early_g_table, "README.md"),
-    "bn_tries": ("results/ferplus/early_g_bn_tries.json", early_g_table, "README.md"),
-    "gpu_rec": ("results/ferplus/early_g_gpu_rec.json", gpu_runs_table, "README.md"),
-    "gpu_lr": ("results/ferplus/early_g_gpu_lr.json", gpu_runs_table, "README.md"),
-    "factor_estimator": ("results/ferplus/factor_estimator_val.json", factor_estimator_table, "README.md"),
-    "edge_budget": ("results/edge_budget.json", edge_budget_table, "README.md"),
-    "flip": (FLIP_VAL, flip_table, "README.md"),
-    "camera_gap": (CAMERA_GAP, camera_gap_table, "README.md"),
-    "camera_specialist": (CAMERA_SPECIALIST, camera_specialist_table, "README.md"),
-    "early_g_12ep": (EARLY_G_12EP, early_g_12ep_table, "README.md"),
-    "hr_recipes": (HR_RECIPES, hr_recipes_table, "README.md"),
-    "soups": (SOUPS[1][1], soups_table, "README.md"),
-    "route_hr": (ROUTE_HR, route_hr_table, "README.md"),
-    "route_hr_bn": ("results/ferplus/route_hr_bn_val.json", route_hr_table, "README.md"),
-    "route_hr_lrgr0": ("results/ferplus/route_hr_lrgr0_val.json", route_hr_table, "README.md"),
-    "route_hr_train": ("results/ferplus/route_hr_train_val.json", route_hr_table, "README.md"),
-    "route_hr_train_seeds": ("results/ferplus/route_hr_train_seeds.json", route_hr_seeds_table, "README.md"),
+    "int8_sensitivity": ("results/ferplus/int8_sensitivity_val.json", int8_sensitivity_table, "docs/experiments.md"),
+    "estimator_rounding": ("results/ferplus/factor_estimator_rounding_val.json", estimator_rounding_table, "docs/experiments.md"),
+    "early_g": ("results/ferplus/early_g_val.json", early_g_table, "docs/experiments.md"),
+    "early_g_seeds": ("results/ferplus/early_g_seeds.json", early_g_table, "docs/experiments.md"),
+    "shipped_seeds": ("results/ferplus/early_g_stem_camera_seeds.json", early_g_table, "docs/experiments.md"),
+    "shipped_6ep_seeds": ("results/ferplus/early_g_6ep_seeds.json", early_g_table, "docs/experiments.md"),
+    "gap_tries": ("results/ferplus/early_g_gap_tries.json", early_g_table, "docs/experiments.md"),
+    "bn_4seeds": ("results/ferplus/early_g_bn_4seeds.json", early_g_table, "docs/experiments.md"),
+    "bn_tries": ("results/ferplus/early_g_bn_tries.json", early_g_table, "docs/experiments.md"),
+    "gpu_rec": ("results/ferplus/early_g_gpu_rec.json", gpu_runs_table, "docs/experiments.md"),
+    "gpu_lr": ("results/ferplus/early_g_gpu_lr.json", gpu_runs_table, "docs/experiments.md"),
+    "factor_estimator": ("results/ferplus/factor_estimator_val.json", factor_estimator_table, "docs/experiments.md"),
+    "edge_budget": ("results/edge_budget.json", edge_budget_table, "docs/experiments.md"),
+    "flip": (FLIP_VAL, flip_table, "docs/experiments.md"),
+    "camera_gap": (CAMERA_GAP, camera_gap_table, "docs/experiments.md"),
+    "camera_specialist": (CAMERA_SPECIALIST, camera_specialist_table, "docs/experiments.md"),
+    "early_g_12ep": (EARLY_G_12EP, early_g_12ep_table, "docs/experiments.md"),
+    "hr_recipes": (HR_RECIPES, hr_recipes_table, "docs/experiments.md"),
+    "soups": (SOUPS[1][1], soups_table, "docs/experiments.md"),
+    "route_hr": (ROUTE_HR, route_hr_table, "docs/experiments.md"),
+    "route_hr_bn": ("results/ferplus/route_hr_bn_val.json", route_hr_table, "docs/experiments.md"),
+    "route_hr_lrgr0": ("results/ferplus/route_hr_lrgr0_val.json", route_hr_table, "docs/experiments.md"),
+    "route_hr_train": ("results/ferplus/route_hr_train_val.json", route_hr_table, "docs/experiments.md"),
+    "route_hr_train_seeds": ("results/ferplus/route_hr_train_seeds.json", route_hr_seeds_table, "docs/experiments.md"),
     "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),
     "crowd_compare": ("results/crowd/bench.json", crowd_compare_table, "docs/crowd.md"),
     "crowd_variants": ("results/crowd/bench.json", crowd_variants_table, "docs/crowd.md"),

@@ -54,18 +54,25 @@ def table(results: dict, caption: str) -> str:
     return caption + "\n\n" + "\n".join(rows) + "\n"
 
 
+#: The markdown files that may hold a results block, searched in this order.
+RESULT_DOCS = ("README.md", "docs/experiments.md")
+
+
 def update_readme(name: str, split: str, results: dict, source: Path) -> None:
-    readme = REPO / "README.md"
-    text = readme.read_text()
+    """Rewrite the ``results:<name>:<split>`` block in whichever of RESULT_DOCS holds it."""
     start, end = f"<!-- results:{name}:{split} -->", "<!-- /results -->"
     n = next(iter(results.values()))["n"]
     caption = (f"Accuracy (%) on the {split} split ({n} faces), from `{source.relative_to(REPO)}` "
                f"(regenerate: `python scripts/report.py --readme-only --name {name} --split {split}`).")
     block = f"{start}\n{table(results, caption)}{end}"
     pat = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    if not pat.search(text):
-        raise SystemExit(f"README.md has no block {start} ... {end}; add one where the table should go")
-    readme.write_text(pat.sub(lambda _: block, text))
+    for doc in RESULT_DOCS:
+        path = REPO / doc
+        text = path.read_text() if path.is_file() else ""
+        if pat.search(text):
+            path.write_text(pat.sub(lambda _: block, text))
+            return
+    raise SystemExit(f"none of {', '.join(RESULT_DOCS)} has a block {start} ... {end}; add one where the table should go")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,7 +125,8 @@ def test_result_plots_use_readme_names_fixed_colours_measured_factors_and_colour
         ax = acc.axes[0]
         names = [t.get_text() for t in ax.get_legend().get_texts()]
         assert names == [report.method_name(m) for m in report.LABELS if m in results]
-        assert all(n in README.read_text() or n.startswith("FSR-FER (full)") for n in names)
+        docs = README.read_text() + (README.parent / "docs" / "experiments.md").read_text()
+        assert all(n in docs or n.startswith("FSR-FER (full)") for n in names)
         for line in ax.get_lines():  # one colour per method, in every plot
             assert colours.setdefault(line.get_label(), line.get_color()) == line.get_color()
         ticks = [t.get_text().split("\n")[0] for t in ax.get_xticklabels()]

@@ -55,7 +55,7 @@ def _copy_checkout(dst: Path) -> Path:
             (dst / name).write_bytes(src.read_bytes())
     (dst / "configs" / "ci_full.yaml").write_text(FULL)
     (dst / "configs" / "ci_g.yaml").write_text(EARLY_G)
-    with open(dst / "README.md", "a") as f:
+    with open(dst / "docs" / "experiments.md", "a") as f:  # where the full runs' blocks live
         f.write("\n<!-- results:ci_full:val -->\n<!-- /results -->\n<!-- results:ci_full:test -->\n<!-- /results -->\n")
     return dst
 
@@ -119,22 +119,22 @@ def test_reproduce_runs_there_stops_at_the_budget_continues_and_comes_back(tmp_p
     out = tmp_path / "out2"
     with tarfile.open(out / "results.tar.gz") as t:
         names = set(t.getnames())
-    for f in ("results/ci_full/test.json", "results/ci_full/test_onnx_int8-u8s8.json", "README.md",
+    for f in ("results/ci_full/test.json", "results/ci_full/test_onnx_int8-u8s8.json", "README.md", "docs/experiments.md",
               "results/default_model/test_camera.json", "results/default_model/baseline_test_small.json",
               "results/default_model/reproduced_val.json", "fsrfer_edge/models/MODEL_CARD.md"):
         assert f in names, f
     assert (out / "default.onnx").is_file() and (out / "default.pt").is_file()
     assert "Reproduced by bash scripts/reproduce.sh default" in (repo / "fsrfer_edge" / "models" / "MODEL_CARD.md").read_text()
 
-    # here: collected into another copy, whose README then carries the run's tables
+    # here: collected into another copy, whose docs then carry the run's tables
     here = _copy_checkout(tmp_path / "here")
     r = subprocess.run(["bash", "scripts/device_reproduce.sh", "collect", str(out)], cwd=here, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert (here / "results" / "ci_full" / "test_onnx_fp16.json").is_file()
     assert (here / "fsrfer_edge" / "models" / "default.onnx").read_bytes() == (out / "default.onnx").read_bytes()
-    readme = (here / "README.md").read_text()
-    block = readme.split("<!-- results:ci_full:test -->")[1].split("<!-- /results -->")[0]
+    experiments = (here / "docs" / "experiments.md").read_text()
+    block = experiments.split("<!-- results:ci_full:test -->")[1].split("<!-- /results -->")[0]
     assert "FSR-FER, INT8 u8s8" in block
 
 
