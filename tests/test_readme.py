@@ -134,3 +134,38 @@ def test_result_plots_use_readme_names_fixed_colours_measured_factors_and_colour
         assert ticks == [f"x{f}" for f in measured]  # no tick at an unmeasured factor (x5, x7)
         assert len(conf.axes) == 2  # the matrix and its colour bar
     assert len(set(colours.values())) == len(colours)
+
+
+def test_ablations_table_pairs_each_ablation_with_the_full_model_seed_by_seed():
+    tables = load_script("scripts/readme_tables.py", "readme_tables")
+    full, ablations, baseline = tables.ABLATIONS
+    factors = ("1", "2")
+
+    def runs(offset: float, seeds=("0", "1", "2")):
+        return {p: {sd: {f: 70.0 + offset + int(sd) + int(f) for f in factors} for sd in seeds}
+                for p in tables.PROTOCOL_NAMES}
+
+    rows = {full: {"runs": runs(0.0)}, ablations[0][0]: {"runs": runs(-1.0)}, ablations[1][0]: {"runs": runs(0.5)},
+            baseline: {"runs": runs(-2.0, seeds=("0", "1", "2", "3"))}}  # a fourth baseline seed is left out
+    text = tables.ablations_table({"source": "x.json", "rows": rows})
+    assert f"| (a) resized back | **{ablations[0][1]}, minus the full model** | -1.00 ± 0.00 | -1.00 ± 0.00 | -1.00 ± 0.00 |" in text
+    assert f"| (c) camera-like crops | **{ablations[1][1]}, minus the full model** | +0.50 ± 0.00 |" in text
+    assert "| (b) small crops | LR-fine-tuned, equal budget | 70.00 ± 1.00 | 71.00 ± 1.00 | 70.50 ± 1.00 |" in text
+    del rows[ablations[1][0]]["runs"]["small"]["2"]
+    with pytest.raises(SystemExit, match="lack seeds"):
+        tables.ablations_table({"source": "x.json", "rows": rows})
+
+
+def test_a_stage2_screen_is_read_against_the_mean_of_the_shipped_configurations_seed0_runs():
+    import json
+
+    tables = load_script("scripts/readme_tables.py", "readme_tables")
+    rows = json.loads((README.parent / tables.CAMERA_MIXED[0]).read_text())["rows"]
+    keys = {"resized": "results", "small": "results_small", "camera": "results_camera"}
+    for shift, verdict in ((0.5, "+0.50; at least +0.3 to be worth seeds 1 and 2: met."), (0.1, "+0.10; at least +0.3 "
+                                                                                               "to be worth seeds 1 and 2: not met")):
+        doc = {"source": "s.json", "config": {"seed": 0}}
+        for p, k in keys.items():
+            ref = {f: sum(rows[r]["runs"][p]["0"][f] for r in tables.SHIPPED_SEED0) / 2 for f in rows[tables.SHIPPED_SEED0[0]]["runs"][p]["0"]}
+            doc[k] = {"fsrfer": {"factors": {f: {"accuracy": (v + shift) / 100} for f, v in ref.items()}}}
+        assert verdict in tables.stage2_screen_table(doc, "c.yaml")
