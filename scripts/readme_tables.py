@@ -811,6 +811,34 @@ def ablations_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: CPU runs in results/ferplus/early_g_gpu_lr.json with the shipped configuration's optimizer steps (its
+#: variants differ in a rate or a loss weight only), and the equal-budget baseline's row.
+COST_ROWS = (("FSR-FER stage 2 (G 1 + 5 epochs), the shipped configuration's variants",
+              ("rec3000/fsrfer", "lrg2_rec3000/fsrfer", "lrg_rec10000/fsrfer", "film_stages/fsrfer")),
+             ("LR-fine-tuned baseline (6 epochs)", ("6ep/lr_finetune",)))
+
+
+def training_cost_table(doc: dict[str, Any]) -> str:
+    """Training minutes of stage 2 against the equal-budget baseline, from the CPU runs' recorded cost."""
+    lines = [f"Training time on this shared 2-core CPU (its load varies between runs), from the runs' recorded cost in `{doc['source']}` (GPU runs record "
+             "none); both start from the same trained HR network, whose stage 1 is not counted:\n",
+             "| method | rows | runs | epochs | minutes, median (range) |", "|---|---|---:|---:|---|"]
+    medians = []
+    for label, names in COST_ROWS:
+        costs = [c for n in names for c in doc["rows"][n].get("cost", {}).values() if c.get("epochs")]
+        if not costs:
+            raise SystemExit(f"{doc['source']}: no recorded cost in rows {names}")
+        mins = sorted(c["seconds"] / 60 for c in costs)
+        med = mins[len(mins) // 2] if len(mins) % 2 else (mins[len(mins) // 2 - 1] + mins[len(mins) // 2]) / 2
+        medians.append(med)
+        lines.append(f"| {label} | " + ", ".join(f"`{n}`" for n in names) + f" | {len(mins)} | "
+                     + "/".join(str(e) for e in sorted({c['epochs'] for c in costs}))
+                     + f" | {med:.0f} ({mins[0]:.0f}-{mins[-1]:.0f}) |")
+    lines += ["", f"Stage 2 takes {medians[0] / medians[1]:.1f}x the baseline's time for the same optimizer steps "
+              "(G, the critic and the frozen HR network's forward pass on every face)."]
+    return "\n".join(lines) + "\n"
+
+
 FER2013_CONFIG = "results/fer2013/early_g_bn_{split}{suffix}.json"
 #: The same configuration from the FER2013 HR network of configs/fer2013_from_ferplus_30ep.yaml.
 FER2013_CONFIG_30EP = "results/fer2013/early_g_bn_30ep_{split}{suffix}.json"
@@ -859,6 +887,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "headline": (SOURCES["headline"], headline_table, "README.md"),
     "shipped": (SOURCES["headline"], shipped_table, "README.md"),
     "ablations": ("results/ferplus/early_g_gpu_lr.json", ablations_table, "README.md"),
+    "training_cost": ("results/ferplus/early_g_gpu_lr.json", training_cost_table, "README.md"),
     "fer2013_config": (FER2013_CONFIG.format(split="val", suffix=""), fer2013_config_table, "docs/experiments.md"),
     "fer2013_config_30ep": (FER2013_CONFIG_30EP.format(split="val", suffix=""),
                             lambda d: fer2013_config_table(d, FER2013_CONFIG_30EP), "docs/experiments.md"),

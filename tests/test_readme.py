@@ -169,3 +169,16 @@ def test_a_stage2_screen_is_read_against_the_mean_of_the_shipped_configurations_
             ref = {f: sum(rows[r]["runs"][p]["0"][f] for r in tables.SHIPPED_SEED0) / 2 for f in rows[tables.SHIPPED_SEED0[0]]["runs"][p]["0"]}
             doc[k] = {"fsrfer": {"factors": {f: {"accuracy": (v + shift) / 100} for f, v in ref.items()}}}
         assert verdict in tables.stage2_screen_table(doc, "c.yaml")
+
+
+def test_training_cost_table_reads_the_recorded_seconds_and_refuses_rows_without_any():
+    tables = load_script("scripts/readme_tables.py", "readme_tables")
+    (_, g_rows), (_, b_rows) = tables.COST_ROWS
+    rows = {n: {"cost": {"0": {"epochs": 6, "seconds": 1800.0}, "1": {"epochs": 6, "seconds": 2400.0}}} for n in g_rows}
+    rows[b_rows[0]] = {"cost": {"0": {"epochs": 6, "seconds": 1200.0}}}
+    text = tables.training_cost_table({"source": "x.json", "rows": rows})
+    assert "| 1 | 6 | 20 (20-20) |" in text and f"| {2 * len(g_rows)} | 6 | 35 (30-40) |" in text
+    assert "takes 1.8x the baseline's time" in text
+    rows[b_rows[0]] = {"cost": {"0": {"epochs": 0, "seconds": 0.0}}}  # stage 1 only: nothing recorded
+    with pytest.raises(SystemExit, match="no recorded cost"):
+        tables.training_cost_table({"source": "x.json", "rows": rows})
