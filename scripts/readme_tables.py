@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -769,11 +770,9 @@ ABLATIONS = ("lrg_rec3000/fsrfer", (("lrg_rec3000_no_adversarial/fsrfer_no_adver
 
 
 def _mean_spread(values: list[float], sign: str = "") -> str:
-    m = sum(values) / len(values)
-    if len(values) < 2:
-        return f"{m:{sign}.2f}"
-    sd = (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return f"{m:{sign}.2f} ± {sd:.2f}"
+    """Mean ± sample standard deviation, as the summary scripts give the spread over seeds."""
+    m = statistics.mean(values)
+    return f"{m:{sign}.2f}" + (f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else "")
 
 
 def ablations_table(doc: dict[str, Any]) -> str:
@@ -820,8 +819,9 @@ COST_ROWS = (("FSR-FER stage 2 (G 1 + 5 epochs), the shipped configuration's var
 
 def training_cost_table(doc: dict[str, Any]) -> str:
     """Training minutes of stage 2 against the equal-budget baseline, from the CPU runs' recorded cost."""
-    lines = [f"Training time on this shared 2-core CPU (its load varies between runs), from the runs' recorded cost in `{doc['source']}` (GPU runs record "
-             "none); both start from the same trained HR network, whose stage 1 is not counted:\n",
+    lines = [f"Training time on this shared 2-core CPU (its load varies between runs), from the runs' recorded "
+             f"cost in `{doc['source']}` (GPU runs record none); both start from the same trained HR network, whose "
+             "stage 1 is not counted:\n",
              "| method | rows | runs | epochs | minutes, median (range) |", "|---|---|---:|---:|---|"]
     medians = []
     for label, names in COST_ROWS:
@@ -829,7 +829,7 @@ def training_cost_table(doc: dict[str, Any]) -> str:
         if not costs:
             raise SystemExit(f"{doc['source']}: no recorded cost in rows {names}")
         mins = sorted(c["seconds"] / 60 for c in costs)
-        med = mins[len(mins) // 2] if len(mins) % 2 else (mins[len(mins) // 2 - 1] + mins[len(mins) // 2]) / 2
+        med = statistics.median(mins)
         medians.append(med)
         lines.append(f"| {label} | " + ", ".join(f"`{n}`" for n in names) + f" | {len(mins)} | "
                      + "/".join(str(e) for e in sorted({c['epochs'] for c in costs}))
