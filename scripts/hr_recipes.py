@@ -11,7 +11,13 @@ A run is RECIPE:SEED. ``--log`` gives the training log(s) of ``fsrfer-train --st
 run was resumed; later files win for a repeated epoch): the per-epoch val accuracy, the best epoch (the one the
 run keeps) and the seconds per epoch. ``--eval`` gives an ``fsrfer-eval --factors 1 --split val --json`` file of
 the kept network. A run's figure is the evaluation file's where given, else the log's best epoch; where both
-are given, both are recorded (they must agree: the same faces, the same network).
+are given, both are recorded (they must agree: the same faces, the same network). ``--runs-from FILE[:RECIPE]``
+takes runs already recorded in an earlier result file of this script (only RECIPE's where given), so a new recipe
+can be compared with a reference whose logs are gone:
+
+    python scripts/hr_recipes.py --json results/ferplus/hr_120ep_val.json --reference ferplus_soft_aug_long \\
+        --runs-from results/ferplus/hr_recipes_val.json:ferplus_soft_aug_long \\
+        --log ferplus_soft_aug_120ep:0=RUN.log --eval ferplus_soft_aug_120ep:0=RUN.val.json
 """
 from __future__ import annotations
 
@@ -71,6 +77,22 @@ def eval_accuracy(path: Path) -> float:
         raise SystemExit(f"{path}: expected an fsrfer-eval --json file with factors['1'].accuracy ({e})") from e
 
 
+def recorded_runs(spec: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """The runs of an earlier result file of this script, all or one recipe's (``FILE[:RECIPE]``)."""
+    path, _, recipe = spec.partition(":")
+    got: dict[tuple[str, int], dict[str, Any]] = {}
+    try:
+        for key, run in json.loads(Path(path).read_text())["runs"].items():
+            name, _, seed = key.rpartition(":")
+            if not recipe or name == recipe:
+                got[(name, int(seed))] = {**run, "val": float(run["val"]), "recorded_in": path}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SystemExit(f"--runs-from {spec!r}: expected a result file of scripts/hr_recipes.py ({e!r})") from e
+    if not got:
+        raise SystemExit(f"--runs-from {spec!r}: no runs of recipe {recipe!r} in {path}")
+    return got
+
+
 def summarise(runs: dict[tuple[str, int], dict[str, Any]], reference: str, min_gain: float) -> dict[str, Any]:
     """Each recipe's seeds, mean and spread (sample std), and each other recipe against ``reference``."""
     recipes: dict[str, dict[str, Any]] = {}
@@ -100,9 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-gain", type=float, default=0.3, help="the rule's line in points (default 0.3)")
     ap.add_argument("--log", action="append", default=[], metavar="RECIPE:SEED=LOG[,LOG]")
     ap.add_argument("--eval", action="append", default=[], metavar="RECIPE:SEED=JSON")
+    ap.add_argument("--runs-from", action="append", default=[], metavar="JSON[:RECIPE]",
+                    help="runs recorded in an earlier result file of this script (all, or RECIPE's)")
     ap.add_argument("--note", default="", help="what the runs were, where and when")
     args = ap.parse_args(argv)
     runs: dict[tuple[str, int], dict[str, Any]] = {}
+    recorded: dict[tuple[str, int], dict[str, Any]] = {}
+    for spec in args.runs_from:
+        recorded.update(recorded_runs(spec))
     for spec in args.log:
         recipe, seed, value = _run_key(spec, "--log")
         runs.setdefault((recipe, seed), {})["log"] = parse_logs([Path(p) for p in value.split(",")])
@@ -112,10 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         raise SystemExit("no runs: give --log and/or --eval RECIPE:SEED=...")
     for key, run in runs.items():
+        if key in recorded:
+            raise SystemExit(f"{key[0]}:{key[1]} is both given and recorded in {recorded[key]['recorded_in']}")
         if "log" in run and not run["log"]["finished"]:
             raise SystemExit(f"{key[0]}:{key[1]}: its log ends at epoch {run['log']['epochs']} of {run['log']['of']}")
         run["val"] = run["eval_val"] if "eval_val" in run else run["log"]["best_val"]
         run["source"] = "eval" if "eval_val" in run else "log"
+    runs.update(recorded)
     doc = {"split": "val", "metric": "FER+ val accuracy at x1 (%), majority labels", "note": args.note,
            "command": shlex.join(["python", "scripts/hr_recipes.py", *(sys.argv[1:] if argv is None else argv)]),
            "load_average": list(os.getloadavg()),

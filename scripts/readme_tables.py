@@ -685,11 +685,11 @@ def soups_table(_: dict[str, Any]) -> str:
 HR_RECIPES = "results/ferplus/hr_recipes_val.json"
 
 
-def hr_recipes_table(doc: dict[str, Any]) -> str:
+def hr_recipes_table(doc: dict[str, Any], source: str = HR_RECIPES) -> str:
     """Stage-1 recipes over seeds (scripts/hr_recipes.py): val accuracy per seed, mean and spread, and each
     variant against the reference recipe under its configs' rule."""
     rule = doc["rule"]
-    lines = [f"FER+ val accuracy at x1 (%), from `{HR_RECIPES}` (`python scripts/hr_recipes.py ...`, the full command "
+    lines = [f"FER+ val accuracy at x1 (%), from `{source}` (`python scripts/hr_recipes.py ...`, the full command "
              f"in the file); the rule: a candidate only at >= {rule['min_gain']} above `{rule['reference']}`'s mean with "
              "every seed above that mean:\n",
              "| recipe | seeds | mean ± std | against the reference | candidate |", "|---|---|---:|---:|---|"]

@@ -56,6 +56,33 @@ def test_rule_needs_the_gain_and_every_seed_above_the_reference_mean(tmp_path):
     assert not (tmp_path / "r.json.part").exists()
 
 
+def test_runs_recorded_in_an_earlier_file_stand_in_for_gone_logs(tmp_path):
+    first = tmp_path / "first.json"
+    assert hr.main(["--json", str(first), "--reference", "base",
+                    "--eval", f"base:0={_eval(tmp_path / 'b0.json', 0.880)}",
+                    "--log", f"base:1={_log(tmp_path / 'b1.log', [0.884])}",
+                    "--log", f"wide:0={_log(tmp_path / 'w0.log', [0.95])}"]) == 0
+    out = tmp_path / "second.json"
+    # Only the reference recipe's runs are taken; the new recipe is read from its own log.
+    assert hr.main(["--json", str(out), "--reference", "base", "--runs-from", f"{first}:base",
+                    "--log", f"long:0={_log(tmp_path / 'l0.log', [0.87, 0.886])}"]) == 0
+    doc = json.loads(out.read_text())
+    assert set(doc["runs"]) == {"base:0", "base:1", "long:0"}
+    assert doc["runs"]["base:1"]["recorded_in"] == str(first) and doc["runs"]["base:1"]["val"] == 88.4
+    assert doc["recipes"]["base"]["mean"] == 88.2
+    assert doc["recipes"]["long"]["against_reference"]["gain"] == pytest.approx(0.4)
+    assert doc["recipes"]["long"]["against_reference"]["candidate"]
+    with pytest.raises(SystemExit, match="no runs of recipe 'nope'"):
+        hr.main(["--json", str(out), "--reference", "base", "--runs-from", f"{first}:nope",
+                 "--log", f"long:0={tmp_path / 'l0.log'}"])
+    with pytest.raises(SystemExit, match="both given and recorded"):
+        hr.main(["--json", str(out), "--reference", "base", "--runs-from", str(first),
+                 "--log", f"wide:0={tmp_path / 'w0.log'}"])
+    with pytest.raises(SystemExit, match="expected a result file of scripts/hr_recipes.py"):
+        hr.main(["--json", str(out), "--reference", "base", "--runs-from", str(tmp_path / "b0.json"),
+                 "--log", f"long:0={tmp_path / 'l0.log'}"])
+
+
 def test_bad_input_says_what_was_expected(tmp_path):
     with pytest.raises(SystemExit, match="expected RECIPE:SEED=PATH"):
         hr.main(["--json", str(tmp_path / "o.json"), "--reference", "b", "--log", "b=x.log"])
