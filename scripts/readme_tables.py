@@ -18,7 +18,7 @@ import re
 import statistics
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -583,6 +583,13 @@ SCREEN_FACTORS = ("2", "3", "4", "6", "8")
 SCREEN_MIN_GAIN = 0.3
 
 
+def _accuracy_row(label: str, what: str, acc: dict[str, float], factors: Sequence[str], mean_over: Sequence[str],
+                  sign: str = "") -> str:
+    """A table row: label, model, ``acc`` per factor and its mean over ``mean_over`` (``sign``: "+" for differences)."""
+    mean = sum(acc[f] for f in mean_over) / len(mean_over)
+    return f"| {label} | {what} | " + " | ".join(f"{acc[f]:{sign}.2f}" for f in factors) + f" | {mean:{sign}.2f} |"
+
+
 def early_g_12ep_table(doc: dict[str, Any]) -> str:
     """Accuracy of the 12-epoch method and baseline per protocol, their margin, the 6-epoch margin of the same
     seed, and the screen rule in the config."""
@@ -600,8 +607,7 @@ def early_g_12ep_table(doc: dict[str, Any]) -> str:
              "|---|---|" + "---:|" * (len(factors) + 1)]
 
     def row(label: str, what: str, acc: dict[str, float], sign: str = "") -> str:
-        mean = sum(acc[f] for f in SCREEN_FACTORS) / len(SCREEN_FACTORS)
-        return f"| {label} | {what} | " + " | ".join(f"{acc[f]:{sign}.2f}" for f in factors) + f" | {mean:{sign}.2f} |"
+        return _accuracy_row(label, what, acc, factors, SCREEN_FACTORS, sign)
 
     gains = {}
     for p, label in names.items():
@@ -643,8 +649,7 @@ def stage2_screen_table(doc: dict[str, Any], config: str) -> str:
              "|---|---|" + "---:|" * (len(factors) + 1)]
 
     def row(label: str, what: str, acc: dict[str, float], sign: str = "") -> str:
-        return (f"| {label} | {what} | " + " | ".join(f"{acc[f]:{sign}.2f}" for f in factors)
-                + f" | {sum(acc.values()) / len(acc):{sign}.2f} |")
+        return _accuracy_row(label, what, acc, factors, factors, sign)
 
     diffs = []
     for p in cand:
