@@ -5,11 +5,13 @@ Uses tiny models (backbone "tiny") and synthetic faces the tests make; runs in w
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -503,7 +505,11 @@ def test_engine_builder_logic_with_fake_tensorrt(variants: Path, tmp_path: Path,
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     from fsrfer_edge.backends.cuda_memory import DeviceIdentity
 
-    monkeypatch.setattr(engine, "gpu_identity", lambda device=0: DeviceIdentity("8.7", "Orin", 16, 64))
+    @contextlib.contextmanager
+    def orin(device: int = 0) -> Iterator[DeviceIdentity]:
+        yield DeviceIdentity("8.7", "Orin", 16, 64)
+
+    monkeypatch.setattr(engine, "on_device", orin)
     calls = fake.calls  # type: ignore[attr-defined]
     built = {}
     for variant in ("fp32", "fp16", "int8-s8s8"):

@@ -397,7 +397,16 @@ def test_7_auto_memory_reports_every_failure(monkeypatch: pytest.MonkeyPatch) ->
 def test_12_device_is_restored_and_streams_do_not_block(variants: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     gpu = FakeGpu(monkeypatch, "10.3.0.26")
+    builder_init = gpu.trt.Builder.__init__
+    built_on: list[int] = []
+
+    def builder_on_the_current_device(self: Any, logger: Any) -> None:
+        built_on.append(gpu.cudart.current)  # TensorRT's builder takes the current device
+        builder_init(self, logger)
+
+    monkeypatch.setattr(gpu.trt.Builder, "__init__", builder_on_the_current_device)
     built = _build(variants, tmp_path, "fp16", device=1)
+    assert built_on == [1]
     assert gpu.cudart.current == 0  # the builder's device probe left the caller's device alone
     with TensorRTBackend(built, device=1, memory="cuda-python") as be:
         assert gpu.cudart.current == 0

@@ -13,12 +13,13 @@ reused, a stale or foreign one is rebuilt.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Optional, Protocol, Union, cast
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Protocol, Union, cast
 
 from .. import engine_cache
 from ..engine_cache import EngineKey, model_stem
@@ -78,11 +79,28 @@ def gpu_identity(device: int = 0) -> "DeviceIdentity":
         BackendUnavailable: no CUDA Python binding is installed.
         EngineError: every installed binding failed (no GPU, driver problem).
     """
+    with on_device(device) as gpu:
+        return gpu
+
+
+@contextlib.contextmanager
+def on_device(device: int = 0) -> Iterator["DeviceIdentity"]:
+    """Make GPU ``device`` current on this thread for a ``with`` block; yields its identity.
+
+    TensorRT's builder works on the calling thread's current device ("use cudaSetDevice() before
+    calling the builder", TensorRT's FAQ on multiple GPUs), so an engine for GPU 1 is built inside
+    this block; the caller's device is given back afterwards.
+
+    Raises:
+        BackendUnavailable: no CUDA Python binding is installed.
+        EngineError: every installed binding failed (no GPU, driver problem).
+    """
     from ..backends.cuda_memory import select_memory
 
     memory = select_memory("auto", device)
     try:
-        return memory.device_identity(device)
+        with memory.context():
+            yield memory.device_identity(device)
     finally:
         memory.close()
 
@@ -151,31 +169,31 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, min_batch: int = 1, opt
     source = Path(source_onnx) if source_onnx is not None else onnx_path
     info = _read_info(onnx_path)
     trt_version = str(import_tensorrt().__version__)
-    gpu = gpu_identity(device)
-    key = EngineKey(trt_version, gpu.compute_capability, info.precision,
-                    int(min_batch), int(opt_batch), int(max_batch), gpu.key)
-    out = engine_path_for(source, out_dir, key)
-    if out.exists() and not force:
-        try:
-            engine_cache.check_engine(out, key.tensorrt_version, key.compute_capability, source, device=gpu.key)
-        except EngineError as exc:
-            log.info("rebuilding %s: %s", out.name, exc)
-        else:
-            if engine_cache.read_sidecar(out)["key"] == key:
-                log.info("cached: %s", out)
-                return out
-            log.info("rebuilding %s: its sidecar records another build configuration", out.name)
-    t0 = time.perf_counter()
-    plan, build = _build_serialized(onnx_path, info, key, workspace_mb, timing_cache)
-    atomic_write_bytes(out, plan)
-    engine_cache.write_sidecar(out, key, sha256_file(source), info,
-                               extra={"onnx_file": source.name, "built_from": onnx_path.name,
-                                      "gpu": {"name": gpu.name, "multiprocessors": gpu.multiprocessors,
-                                              "memory_gib": gpu.memory_gib},
-                                      "workspace_mb": workspace_mb, **build,
-                                      "build_seconds": round(time.perf_counter() - t0, 1)})
-    log.info("built %s in %.1f s", out, time.perf_counter() - t0)
-    return out
+    with on_device(device) as gpu:  # TensorRT builds for the current device
+        key = EngineKey(trt_version, gpu.compute_capability, info.precision,
+                        int(min_batch), int(opt_batch), int(max_batch), gpu.key)
+        out = engine_path_for(source, out_dir, key)
+        if out.exists() and not force:
+            try:
+                engine_cache.check_engine(out, key.tensorrt_version, key.compute_capability, source, device=gpu.key)
+            except EngineError as exc:
+                log.info("rebuilding %s: %s", out.name, exc)
+            else:
+                if engine_cache.read_sidecar(out)["key"] == key:
+                    log.info("cached: %s", out)
+                    return out
+                log.info("rebuilding %s: its sidecar records another build configuration", out.name)
+        t0 = time.perf_counter()
+        plan, build = _build_serialized(onnx_path, info, key, workspace_mb, timing_cache)
+        atomic_write_bytes(out, plan)
+        engine_cache.write_sidecar(out, key, sha256_file(source), info,
+                                   extra={"onnx_file": source.name, "built_from": onnx_path.name,
+                                          "gpu": {"name": gpu.name, "multiprocessors": gpu.multiprocessors,
+                                                  "memory_gib": gpu.memory_gib},
+                                          "workspace_mb": workspace_mb, **build,
+                                          "build_seconds": round(time.perf_counter() - t0, 1)})
+        log.info("built %s in %.1f s", out, time.perf_counter() - t0)
+        return out
 
 
 def first_use_source(onnx_path: Path, work_dir: Path) -> Path:
