@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import EngineError
+from .errors import EngineError, ModelError
 from .fileio import sha256_file, write_json
 from .metadata import ModelInfo
 
@@ -94,7 +94,7 @@ def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any]:
         doc = json.loads(path.read_text())
         doc["key"] = EngineKey(**doc["key"])
         doc["model_info"] = ModelInfo.from_dict(doc["model_info"], source=str(path))
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, ModelError) as exc:  # ModelError: model_info of another schema
         raise EngineError(f"engine sidecar {path} is corrupt ({exc}); rebuild the engine") from exc
     return doc
 
@@ -135,6 +135,6 @@ def check_engine(engine_path: str | os.PathLike[str], tensorrt_version: str, com
         )
     if doc.get("engine_sha256") != sha256_file(engine_path):
         raise EngineError(f"engine {engine_path} does not match the hash in its sidecar: corrupt or replaced; rebuild it")
-    if onnx_path is not None and doc["onnx_sha256"] != sha256_file(onnx_path):
+    if onnx_path is not None and doc.get("onnx_sha256") != sha256_file(onnx_path):
         raise EngineError(f"engine {engine_path.name} is stale: {onnx_path} changed since it was built; rebuild it")
     return doc
