@@ -257,8 +257,27 @@ class CudaPythonMemory(CudaMemory):
 # ---------------------------------------------------------------------------------------------
 # PyCUDA
 # ---------------------------------------------------------------------------------------------
+#: Each device's primary context for pycuda, retained once per process and never released, as
+#: ``pycuda.autoprimaryctx`` does. pycuda's ``detach()`` of a primary context that is not current pushes
+#: it and calls cuDevicePrimaryCtxRelease, which never pops (src/cpp/cuda.hpp), so a released context
+#: stays current on the calling thread (reset, once its last reference is gone); a context object that
+#: is garbage-collected detaches the same way. Keyed by (the pycuda.driver module, device index); the
+#: module is kept with its contexts.
+_PYCUDA_PRIMARY: dict[tuple[int, int], tuple[ModuleType, Any]] = {}
+_PYCUDA_PRIMARY_LOCK = threading.Lock()
+
+
+def _pycuda_primary_context(cuda: ModuleType, device: int) -> Any:
+    with _PYCUDA_PRIMARY_LOCK:
+        key = (id(cuda), device)
+        if key not in _PYCUDA_PRIMARY:
+            _PYCUDA_PRIMARY[key] = (cuda, cuda.Device(device).retain_primary_context())
+        return _PYCUDA_PRIMARY[key][1]
+
+
 class PyCudaMemory(CudaMemory):
-    """CUDA memory through ``pycuda.driver`` on the device's primary context."""
+    """CUDA memory through ``pycuda.driver`` on the device's primary context (retained for the
+    process's lifetime, see ``_PYCUDA_PRIMARY``)."""
 
     name = "pycuda"
 
@@ -270,7 +289,7 @@ class PyCudaMemory(CudaMemory):
             self._cuda.init()
             self._dev = self._cuda.Device(device)
             # The primary context is shared with the CUDA runtime, hence with TensorRT.
-            self._ctx = self._dev.retain_primary_context()
+            self._ctx = _pycuda_primary_context(self._cuda, device)
         except self._cuda.Error as exc:
             raise EngineError(f"pycuda could not open CUDA device {device}: {exc}") from exc
 
@@ -278,6 +297,8 @@ class PyCudaMemory(CudaMemory):
     def context(self) -> Iterator[None]:
         # A pycuda context is current per thread; re-entrant use on one thread pushes only once.
         depth = getattr(self._local, "depth", 0)
+        if self._ctx is None:
+            raise EngineError(f"this pycuda memory layer for device {self.device} is closed")
         if depth == 0:
             self._ctx.push()
         self._local.depth = depth + 1
@@ -349,12 +370,8 @@ class PyCudaMemory(CudaMemory):
             raise InputError(f"cannot free a {type(obj).__name__}; expected a DeviceBuffer, CudaStream or pinned array")
 
     def close(self) -> None:
-        ctx, self._ctx = getattr(self, "_ctx", None), None
-        if ctx is not None:
-            try:
-                ctx.detach()  # releases our reference on the primary context
-            except self._cuda.Error as exc:
-                logger.debug("pycuda context detach failed: %s", exc)
+        # Not detached: the primary context stays retained for the process (see _PYCUDA_PRIMARY).
+        self._ctx = None
 
 
 # ---------------------------------------------------------------------------------------------

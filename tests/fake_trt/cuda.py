@@ -188,11 +188,26 @@ def make_fake_pycuda(init_error: bool = False, name: str = GPU_NAME, sms: int = 
             state["pushed"] -= 1
 
     class PrimaryContext:
+        """pycuda's primary_context: detach() of a context that is not current pushes it and releases it
+        (cuDevicePrimaryCtxRelease), which never pops, so it stays current; the destructor detaches too."""
+
+        def __init__(self) -> None:
+            self.valid = True
+            state["retained"] = state.get("retained", 0) + 1
+
         def push(self) -> None:
             state["pushed"] += 1
 
         def detach(self) -> None:
-            state["detached"] = True
+            if not self.valid:
+                raise Error("context::detach: cannot detach from invalid context")
+            self.valid = False
+            state["retained"] -= 1
+            state["pushed"] += 1  # pushed, released, never popped: left current on the thread
+
+        def __del__(self) -> None:
+            if self.valid:
+                self.detach()
 
     class device_attribute(enum.IntEnum):
         MULTIPROCESSOR_COUNT = 16
