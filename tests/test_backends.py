@@ -367,6 +367,24 @@ def test_check_engine_refuses_other_tensorrt_version(tmp_path: Path) -> None:
         check_engine(engine, "10.3.0", "8.7")
 
 
+def test_sidecar_of_another_schema_is_a_corrupt_engine_so_it_is_rebuilt(tmp_path: Path) -> None:
+    """A sidecar whose model_info another metadata schema wrote (ModelError from ModelInfo) or that lacks the ONNX
+    hash is an EngineError like any bad engine, so the search and the builder's cache check pass over it."""
+    from fsrfer_edge import engine_cache
+
+    engine = write_fake_engine(tmp_path / "m.engine", sidecar_version="10.3.0")
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"model")
+    side = engine_cache.sidecar_path(engine)
+    doc = json.loads(side.read_text())
+    side.write_text(json.dumps({**doc, "model_info": {**doc["model_info"], "precision": "fp8"}}))
+    with pytest.raises(EngineError, match="is corrupt.*precision 'fp8'"):
+        check_engine(engine, "10.3.0", "8.7")
+    side.write_text(json.dumps({k: v for k, v in doc.items() if k != "onnx_sha256"}))
+    with pytest.raises(EngineError, match="is stale"):
+        check_engine(engine, "10.3.0", "8.7", onnx)
+
+
 def test_undeserialisable_engine_and_mismatched_io(tmp_path: Path, fake_gpu: dict[str, Any]) -> None:
     from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend
 
@@ -381,6 +399,19 @@ def test_undeserialisable_engine_and_mismatched_io(tmp_path: Path, fake_gpu: dic
         TensorRTBackend(engine, memory="cuda-python")
     assert _all_freed(fake_gpu)
     assert fake_gpu["pycuda"].state["pushed"] == 0
+
+
+def test_close_frees_all_it_can_and_reports_what_failed(tmp_path: Path, fake_gpu: dict[str, Any]) -> None:
+    """A failing step of close() (a sticky CUDA error fails them all) does not stop the others."""
+    from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend
+
+    cudart = fake_gpu["cudart"]
+    be = TensorRTBackend(write_fake_engine(tmp_path / "m.engine"), memory="cuda-python")
+    cudart.fail["cudaStreamSynchronize"] = cudart.cudaError_t.cudaErrorInvalidValue
+    with pytest.raises(EngineError, match=r"closing the TensorRT backend .* synchronize: CUDA call cudaStreamSynchr"):
+        be.close()
+    assert _all_freed(fake_gpu)  # buffers and stream freed after the failed synchronize
+    be.close()  # closing twice is fine
 
 
 def test_recognizer_on_tensorrt_with_fakes(tmp_path: Path, fake_gpu: dict[str, Any]) -> None:
@@ -459,6 +490,28 @@ def test_cuda_memory_roundtrip_with_fakes(fake_gpu: dict[str, Any], cls: type) -
             mem.free(obj)
     mem.close()
     assert _all_freed(fake_gpu)
+
+
+def test_pycuda_close_leaves_no_context_current_and_retains_once(fake_gpu: dict[str, Any]) -> None:
+    """pycuda's detach() of a primary context that is not current leaves it current (the fake does the
+    same): the layer must not detach, in close() or by letting its context object be collected."""
+    import gc
+
+    state = fake_gpu["pycuda"].state
+    first, second = PyCudaMemory(0), PyCudaMemory(0)
+    with first.context():
+        assert state["pushed"] == 1
+    first.close()
+    second.close()
+    del first, second
+    gc.collect()
+    assert state["pushed"] == 0  # nothing left current on this thread
+    assert state["retained"] == 1  # one retained primary context per device, for the process
+    third = PyCudaMemory(0)
+    third.close()
+    with pytest.raises(EngineError, match="is closed"):
+        with third.context():
+            pass
 
 
 def test_cuda_python_errors_carry_cuda_message(fake_gpu: dict[str, Any]) -> None:

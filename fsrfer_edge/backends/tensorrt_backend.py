@@ -269,7 +269,10 @@ class TensorRTBackend(Backend):
         try:
             self._load(device, memory, onnx_path)
         except BaseException:
-            self.close()
+            try:
+                self.close()
+            except Exception as exc:  # noqa: BLE001 - the load error is the one to raise
+                logger.warning("cleaning up after the failed load of %s also failed: %s", self.path, exc)
             raise
 
     def _load(self, device: int, memory: Union[str, CudaMemory],
@@ -371,20 +374,37 @@ class TensorRTBackend(Backend):
             if mem is None:  # loading failed before a memory layer existed
                 self._context = self._engine = self._runtime = None
                 return
-            with mem.context():  # TensorRT frees its device memory on this device
-                if self._stream is not None:
-                    mem.synchronize(self._stream)
-                # TensorRT objects first (context, engine, runtime), then the buffers we own.
+            # Every step is tried even after one fails (a sticky CUDA error fails them all), so nothing
+            # that could be freed is leaked; the failures are raised together at the end.
+            failures: list[str] = []
+
+            def attempt(what: str, fn: Any, *args: Any) -> None:
+                try:
+                    fn(*args)
+                except Exception as exc:  # noqa: BLE001 - collected and raised below
+                    failures.append(f"{what}: {exc}")
+
+            try:
+                with mem.context():  # TensorRT frees its device memory on this device
+                    if self._stream is not None:
+                        attempt("synchronize", mem.synchronize, self._stream)
+                    # TensorRT objects first (context, engine, runtime), then the buffers we own.
+                    self._context = self._engine = self._runtime = None
+                    for buf in reversed(self._buffers):
+                        attempt("free a buffer", mem.free, buf)
+                    if self._stream is not None:
+                        attempt("free the stream", mem.free, self._stream)
+            except Exception as exc:  # noqa: BLE001 - the device could not be made current
+                failures.append(f"the CUDA context of device {mem.device}: {exc}")
                 self._context = self._engine = self._runtime = None
-                for buf in reversed(self._buffers):
-                    mem.free(buf)
-                if self._stream is not None:
-                    mem.free(self._stream)
-            self._buffers.clear()
-            self._stream = None
-            self._host_in = self._host_out = np.empty(0)
-            if self._owns_mem:
-                mem.close()
+            finally:
+                self._buffers.clear()
+                self._stream = None
+                self._host_in = self._host_out = np.empty(0)
+                if self._owns_mem:
+                    attempt("close the CUDA memory layer", mem.close)
+            if failures:
+                raise EngineError(f"closing the TensorRT backend for {self.path} failed: " + "; ".join(failures))
 
     @classmethod
     def for_onnx(cls, onnx_path: Union[str, os.PathLike[str]], device: int = 0, memory: str = "auto",
