@@ -66,6 +66,11 @@ class ModelInfo:
             info = cls(**kw)
         except (TypeError, ValueError) as exc:
             raise ModelError(f"{source}: invalid fsrfer metadata ({exc})") from exc
+        for name in ("method", "input_name", "output_name", "input_dtype", "precision", "int8_scheme",
+                     "checkpoint_sha256"):
+            value = getattr(info, name)
+            if not isinstance(value, str):
+                raise ModelError(f"{source}: fsrfer metadata field {name!r} is {value!r}; expected a string")
         if info.precision not in PRECISIONS:
             raise ModelError(f"{source}: precision {info.precision!r} is not one of {PRECISIONS}")
         if info.input_dtype not in INPUT_DTYPES:

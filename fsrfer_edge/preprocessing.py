@@ -73,8 +73,9 @@ def resize_matrix(n_in: int, n_out: int, kernel: str = "bicubic", antialias: boo
         wt = fn((taps[None, :] - centres[:, None]) / stretch)
         w = np.zeros((n_out, n_in))
         np.add.at(w.T, np.clip(taps, 0, n_in - 1), wt.T)
-    w = w / w.sum(axis=1, keepdims=True)
-    return w.astype(np.float32)
+    w = (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+    w.setflags(write=False)  # cached and shared between callers
+    return w
 
 
 def resize(img: np.ndarray, size: tuple[int, int], kernel: str = "bicubic", antialias: bool = True) -> np.ndarray:
@@ -265,6 +266,9 @@ def _as_image(face: Any, index: int, channels: int) -> np.ndarray:
 #: Largest image (faces and frames) accepted, in pixels: 8192 x 8192. Larger arrays are refused
 #: before any float copy is made (a 20000 x 20000 float32 copy alone is 1.6 GB).
 MAX_IMAGE_PIXELS = 8192 * 8192
+#: Longest side accepted: a 1 x 8,000,000 crop is under the pixel limit, but resizing it to the model's
+#: input builds (48 x side) float64 matrices, gigabytes at that length.
+MAX_IMAGE_SIDE = 32768
 
 
 def unmasked(image: np.ndarray, what: str) -> np.ndarray:
@@ -293,21 +297,23 @@ def check_pixels(image: np.ndarray, what: str = "image") -> None:
     - float NaN or infinity, and float values below 0 or above 255 (nothing is clipped silently);
     - a float image whose values all lie in [0, 1] with some above 0: it looks scaled to [0, 1]
       (e.g. ``img / 255``), which would be read as an almost black image; multiply by 255;
-    - an image of more than :data:`MAX_IMAGE_PIXELS` pixels (H x W).
+    - an image of more than :data:`MAX_IMAGE_PIXELS` pixels (H x W) or with a side longer than
+      :data:`MAX_IMAGE_SIDE`.
 
     Raises:
         InputError: as above.
     """
     image = unmasked(image, what)
     if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
+        # A 16-bit image spans 0..65535: clipping it to 255 would turn it white, so it is scaled instead.
+        hint = ("Scale a 16-bit image with (image >> 8).astype(np.uint8)" if image.dtype == np.uint16
+                else "Convert with np.clip(image, 0, 255).astype(np.uint8)")
+        raise InputError(f"{what} has dtype {image.dtype}; expected uint8, or float in [0, 255]. {hint}")
+    if image.ndim >= 2 and (image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS
+                            or max(image.shape[:2]) > MAX_IMAGE_SIDE):
         raise InputError(
-            f"{what} has dtype {image.dtype}; expected uint8, or float in [0, 255]. "
-            "Convert with np.clip(image, 0, 255).astype(np.uint8)"
-        )
-    if image.ndim >= 2 and image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:
-        raise InputError(
-            f"{what} is {image.shape[0]}x{image.shape[1]} pixels; the limit is {MAX_IMAGE_PIXELS} pixels "
-            "(8192x8192): expected a smaller image. Downscale it first"
+            f"{what} is {image.shape[0]}x{image.shape[1]} pixels; the limits are {MAX_IMAGE_PIXELS} pixels "
+            f"(8192x8192) and {MAX_IMAGE_SIDE} pixels a side: expected a smaller image. Downscale it first"
         )
     if image.dtype == np.uint8 or image.size == 0:
         return

@@ -172,16 +172,20 @@ class Recognizer:
         opened = open_backend(self.model_path, backend, self._device, requested, providers, threads, spinning)
         try:
             opened.check_model()  # one dry run: a broken model is refused here, not at the first predict
+            self._attach(opened, requested)
         except BaseException:
             opened.close()
             raise
-        self._attach(opened, requested)
 
     def _attach(self, backend: Backend, requested: int) -> None:
         """Adopt an open backend (also used by fsrfer_edge.serving's RemoteRecognizer)."""
         self._backend = backend
         limit = self._backend.max_batch
         self._max_batch = min(requested, limit) if limit is not None else requested
+        if self._max_batch < backend.min_batch:
+            raise InputError(f"max_batch={requested}; this model runs batches of at least {backend.min_batch}"
+                             + (f" and at most {limit}" if limit is not None else "")
+                             + f", so max_batch must be at least {backend.min_batch}")
         self._info = self._backend.info
         self._pre = self._info.preprocessing
         self._raw_input = self._info.input_dtype == "uint8"
@@ -213,9 +217,16 @@ class Recognizer:
     def prepare(self, faces: FaceInput) -> np.ndarray:
         """Turn faces into the model's input batch (N, C, S, S): float32 normalised or uint8 pixels.
 
+        The batch is always a new array, never a view of ``faces`` (an app may reuse its buffer).
+
         Raises:
             InputError: see :meth:`predict`.
         """
+        batch = self._prepare(faces)
+        return batch.copy() if isinstance(faces, np.ndarray) and np.may_share_memory(batch, faces) else batch
+
+    def _prepare(self, faces: FaceInput) -> np.ndarray:
+        """:meth:`prepare` without its copy: for uint8-input models, input-size uint8 faces pass as a view."""
         if isinstance(faces, np.ndarray):
             faces = unmasked(faces, "faces")
         pixels = fast_pixels(faces, self._pre)
@@ -247,7 +258,7 @@ class Recognizer:
             BackendClosedError: the Recognizer was closed.
         """
         self._check_open()
-        logits = self.predict_logits(self.prepare(faces))
+        logits = self.predict_logits(self._prepare(faces))
         return self._to_predictions(logits)
 
     def predict_logits(self, batch: np.ndarray) -> np.ndarray:
@@ -259,10 +270,21 @@ class Recognizer:
             InputError: the batch does not match the model's input dtype/shape.
         """
         self._check_open()
-        n = self._max_batch
-        if not isinstance(batch, np.ndarray) or batch.ndim != 4 or batch.shape[0] <= n:
+        n, least = self._max_batch, self._backend.min_batch
+        if not isinstance(batch, np.ndarray) or batch.ndim != 4 or least <= batch.shape[0] <= n:
             return self._backend.infer(batch)  # the backend validates and explains
-        return np.concatenate([self._backend.infer(batch[i:i + n]) for i in range(0, batch.shape[0], n)])
+        # Checked whole (errors name the caller's batch, not a chunk; nothing runs before a bad row is
+        # found), then run in chunks of at most max_batch; a chunk below the model's smallest batch (an
+        # engine built for at least 4, say) is padded with zero rows whose logits are dropped.
+        batch = self._backend.validate(batch, any_size=True)
+        out = []
+        for i in range(0, batch.shape[0], n):
+            chunk = batch[i:i + n]
+            k = chunk.shape[0]
+            if k < least:
+                chunk = np.concatenate([chunk, np.zeros((least - k,) + chunk.shape[1:], chunk.dtype)])
+            out.append(self._backend.infer(chunk)[:k])
+        return np.concatenate(out)
 
     def _to_predictions(self, logits: np.ndarray) -> list[Prediction]:
         probs = softmax(logits)

@@ -473,7 +473,7 @@ def test_frames_above_the_limit_are_refused_before_decoding(analyzer: CrowdAnaly
     from fsrfer_edge.detection import MAX_FRAME_PIXELS
 
     huge = np.lib.stride_tricks.as_strided(np.zeros(3, np.uint8), (9000, 8000, 3), (0, 0, 1))  # no memory
-    with pytest.raises(InputError, match="the limit is"):
+    with pytest.raises(InputError, match="the limits are"):
         analyzer.analyze(huge)
     assert 9000 * 8000 > MAX_FRAME_PIXELS >= 8000 * 6000  # a 48 MP photo is accepted
     for side in (9000, 20000):  # 20000x20000 trips Pillow's own decompression-bomb check first

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -102,6 +103,8 @@ def test_uint8_input_model_matches_float_model(models: dict[str, Path]) -> None:
     exact = g.integers(0, 256, (7, 48, 48), dtype=np.uint8)
     with Recognizer(models["float"], threads=1) as f, Recognizer(models["uint8"], threads=1) as u:
         assert u.info.input_dtype == "uint8" and u.prepare(exact).dtype == np.uint8
+        assert not np.shares_memory(u.prepare(exact), exact)  # a new batch, not a view of the app's buffer
+        assert not np.shares_memory(u.prepare(exact[0]), exact)
         np.testing.assert_allclose(_probs(f.predict(exact)), _probs(u.predict(exact)), atol=1e-5)
         # resized faces: the uint8 model sees pixels rounded to integers, so only nearly equal
         resized = [g.integers(0, 256, (30, 30), dtype=np.uint8), g.integers(0, 256, (70, 50, 3), dtype=np.uint8)]
@@ -120,6 +123,7 @@ def test_fast_path_equals_general_preprocessing(rec: Recognizer) -> None:
 @pytest.mark.parametrize("faces, words", [
     (np.full((48, 48), np.nan, dtype=np.float32), "NaN"),
     (np.zeros((48, 48), dtype=np.int64), "int64"),
+    (np.zeros((48, 48), dtype=np.uint16), "(image >> 8).astype(np.uint8)"),  # scaled, not clipped to white
     (np.zeros((48, 48), dtype=bool), "bool"),
     (np.array([["a", "b"], ["c", "d"]]), "<U1"),
     (["not an image"], "str"),
@@ -193,6 +197,9 @@ def test_bad_arguments(models: dict[str, Path], tmp_path: Path) -> None:
         Recognizer(models["float"], providers=["NoSuchExecutionProvider"])
     with pytest.raises(InputError, match="threads=0"):
         Recognizer(models["float"], threads=0)
+    with pytest.raises(InputError, match="providers=5 is not understood"):
+        Recognizer(models["float"], providers=5)  # type: ignore[arg-type]
+    Recognizer(models["float"], threads=np.int64(1)).close()  # a NumPy integer, as device and max_batch take
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"engine")
     with pytest.raises(InputError, match="only TensorRT can run"):
@@ -273,8 +280,12 @@ def test_huge_face_is_refused_with_the_limit(rec: Recognizer) -> None:
     from fsrfer_edge.preprocessing import MAX_IMAGE_PIXELS
 
     big = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=(20000, 20000), strides=(0, 0))
-    with pytest.raises(InputError, match=f"20000x20000 pixels; the limit is {MAX_IMAGE_PIXELS}"):
+    with pytest.raises(InputError, match=f"20000x20000 pixels; the limits are {MAX_IMAGE_PIXELS} pixels"):
         rec.predict(big)
+    # Under the pixel limit but 8 million pixels long: its resize matrices alone would take gigabytes.
+    thin = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=(1, 8_000_000), strides=(0, 0))
+    with pytest.raises(InputError, match=r"1x8000000 pixels; .* 32768 pixels a side"):
+        rec.predict(thin)
 
 
 # -- the model is checked when it is loaded --------------------------------------------------
@@ -307,6 +318,12 @@ def test_nan_logits_are_refused_at_load(tmp_path: Path) -> None:
 def test_broken_preprocessing_metadata_is_refused_at_load(tmp_path: Path, field: str, value: object, words: str) -> None:
     path = edit_metadata(make_tiny_onnx(tmp_path / "m.onnx"), lambda d: d["preprocessing"].update({field: value}))
     with pytest.raises(ModelError, match=words.replace("[", r"\[")):
+        Recognizer(path, threads=1)
+
+
+def test_metadata_names_that_are_not_strings_are_refused_at_load(tmp_path: Path) -> None:
+    path = edit_metadata(make_tiny_onnx(tmp_path / "m.onnx"), lambda d: d.update(input_name=["faces"]))
+    with pytest.raises(ModelError, match=r"field 'input_name' is \['faces'\]; expected a string"):
         Recognizer(path, threads=1)
 
 
@@ -392,8 +409,9 @@ def test_remote_recognizer_created_in_one_thread_works_in_others(monkeypatch: py
     remote.close()
 
 
-def test_load_time_dry_run_respects_an_engines_min_batch() -> None:
-    """An engine built with --min-batch 4 refuses a batch of 1; the dry run must send 4."""
+def _min_four_backend() -> Any:
+    """A backend like an engine built with --min-batch 4: refuses smaller batches; each row's logits are its
+    first input value (so order and padding show)."""
     from fsrfer_edge.backends.base import Backend
     from fsrfer_edge.metadata import ModelInfo
 
@@ -413,11 +431,57 @@ def test_load_time_dry_run_respects_an_engines_min_batch() -> None:
             if len(batch) < 4:
                 raise InputError("batch below the engine's minimum")
             self.seen.append(len(batch))
-            return np.zeros((len(batch), 7), np.float32)
+            return np.repeat(batch.reshape(len(batch), -1)[:, :1], 7, axis=1).astype(np.float32)
 
         def _close_impl(self) -> None:
             pass
 
-    b = MinFour()
+    return MinFour()
+
+
+def test_load_time_dry_run_respects_an_engines_min_batch() -> None:
+    """An engine built with --min-batch 4 refuses a batch of 1; the dry run must send 4."""
+    b = _min_four_backend()
     b.check_model()
     assert b.seen == [4]
+
+
+def _attached(backend: Any, max_batch: int) -> Recognizer:
+    r = Recognizer.__new__(Recognizer)
+    r._attach(backend, max_batch)
+    return r
+
+
+def test_split_batches_are_padded_up_to_the_models_min_batch_and_checked_whole() -> None:
+    b = _min_four_backend()
+    r = _attached(b, 4)
+    batch = np.arange(9, dtype=np.float32)[:, None, None, None] * np.ones((1, 1, 48, 48), np.float32)
+    logits = r.predict_logits(batch)
+    assert logits.shape == (9, 7) and logits[:, 0].tolist() == list(range(9))  # in order, padding dropped
+    assert b.seen == [4, 4, 4]
+    assert len(r.predict(np.zeros((48, 48), np.uint8))) == 1  # one face runs on a min-4 model
+    # Errors name the caller's batch, and a bad row stops the call before any chunk runs.
+    with pytest.raises(InputError, match=r"\(100, 1, 32, 32\)"):
+        r.predict_logits(np.zeros((100, 1, 32, 32), np.float32))
+    batch[8] = np.nan
+    runs = len(b.seen)
+    with pytest.raises(InputError, match="NaN"):
+        r.predict_logits(batch)
+    assert len(b.seen) == runs
+    with pytest.raises(InputError, match="max_batch must be at least 4"):
+        _attached(_min_four_backend(), 2)
+
+
+def test_close_on_another_thread_during_a_call_is_a_closed_error(models: dict[str, Path],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = Recognizer(models["float"], providers="cpu")
+    validate = rec.backend._validate
+
+    def validate_then_close(batch: np.ndarray, limit: bool = True) -> np.ndarray:
+        out = validate(batch, limit)
+        rec.backend.close()  # as another thread would, between the call's checks and its run
+        return out
+
+    monkeypatch.setattr(rec.backend, "_validate", validate_then_close)
+    with pytest.raises(BackendClosedError, match="closed while the call waited"):
+        rec.predict(_faces()[0])

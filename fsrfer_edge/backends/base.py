@@ -137,7 +137,16 @@ class Backend(abc.ABC):
                 f"this {type(self).__name__} was closed; create a new one (or a new Recognizer) to run inference"
             )
 
-    def _validate(self, batch: np.ndarray) -> np.ndarray:
+    def validate(self, batch: np.ndarray, any_size: bool = False) -> np.ndarray:
+        """Check a batch as :meth:`infer` does (``any_size``: without its batch-size limits, for a caller
+        that splits the batch itself); returns it C-contiguous.
+
+        Raises:
+            InputError: as :meth:`infer`.
+        """
+        return self._validate(batch, limit=not any_size)
+
+    def _validate(self, batch: np.ndarray, limit: bool = True) -> np.ndarray:
         expected_shape = "(N, {}, {}, {})".format(*self.input_shape)
         if isinstance(batch, np.ndarray):
             batch = unmasked(batch, "the batch")
@@ -157,7 +166,7 @@ class Backend(abc.ABC):
         n = batch.shape[0]
         if n == 0:
             raise InputError(f"received an empty batch of shape {batch.shape}; expected at least one sample")
-        if self._max_batch is not None and n > self._max_batch:
+        if limit and self._max_batch is not None and n > self._max_batch:
             raise InputError(
                 f"received a batch of {n}; this model accepts at most {self._max_batch} at once. "
                 "Split the batch (Recognizer does this for you)"

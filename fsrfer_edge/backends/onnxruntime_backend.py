@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import InputError, ModelError, require
 from ..fileio import file_problem
 from ..metadata import ModelInfo
-from .base import Backend
+from .base import Backend, BackendClosedError
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def resolve_providers(providers: Union[None, str, Sequence[ProviderSpec]], devic
         return ["CPUExecutionProvider"]
     if providers == "cuda":
         providers = [cuda, "CPUExecutionProvider"]
-    if isinstance(providers, str):
+    if isinstance(providers, str) or not isinstance(providers, (list, tuple)):
         raise InputError(
             f"providers={providers!r} is not understood; expected 'auto', 'cpu', 'cuda' or a list of "
             f"provider names from {available}"
@@ -100,9 +100,9 @@ def make_session_options(threads: Optional[int] = None, ort: Optional[ModuleType
     ort = ort or import_onnxruntime()
     opts = ort.SessionOptions()
     if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
             raise InputError(f"threads={threads!r}; expected a positive integer or None (all cores)")
-        opts.intra_op_num_threads = threads
+        opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -213,9 +213,17 @@ class OnnxRuntimeBackend(Backend):
         self._check_open()
         return self._session
 
+    @property
+    def min_batch(self) -> int:
+        # A graph with a fixed batch size (fsrfer-export writes a dynamic one) takes exactly that many.
+        return self._max_batch if self._max_batch is not None else 1
+
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        session = self._session  # close() on another thread may clear it; this reference keeps it alive
+        if session is None:
+            raise BackendClosedError(f"this {type(self).__name__} was closed while the call waited; create a new one")
         try:
-            (logits,) = self._session.run(self._output_names, {self._input_name: batch})
+            (logits,) = session.run(self._output_names, {self._input_name: batch})
         except _ort_errors(import_onnxruntime()) as exc:
             # The batch was validated against the metadata, so a failure here is the model's.
             raise ModelError(f"{self.path}: ONNX Runtime failed to run the model on a valid batch of shape "
