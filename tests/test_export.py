@@ -368,6 +368,41 @@ def test_calibration_from_image_folder(tmp_path: Path) -> None:
         calib.load_faces(tmp_path / "empty")
 
 
+def test_damaged_or_tiny_calibration_data_and_a_file_as_out_dir_are_clear_errors(
+        work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from fsrfer_edge.errors import DataError
+    from fsrfer_edge.export import calib
+
+    good = tmp_path / "good.npz"
+    np.savez(good, images=np.stack(_faces(5, 7)))
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    single = tmp_path / "single.npy"
+    np.save(single, np.stack(_faces(5, 7)))
+    for bad, words in ((truncated, "could not be read|damaged"), (tmp_path / "empty.npz", "could not be read"),
+                       (single, "not an .npz archive")):
+        if bad.name == "empty.npz":
+            bad.write_bytes(b"")
+        with pytest.raises(DataError, match=words):
+            calib.load_faces(bad)
+    assert cli.main([str(work / "tiny.pt"), "--int8", "--calib", str(truncated), "--out-dir", str(tmp_path / "o"),
+                     "-q"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    # Five faces for six factors: refused; fewer than --calib-size asks for: used, with a warning.
+    with pytest.raises(DataError, match="5 calibration face.*at least one per down-sample factor"):
+        calib.calibration_inputs(good, 256, (1, 2, 3, 4, 6, 8), ModelInfo())
+    with caplog.at_level(logging.WARNING, logger="fsrfer_edge.export.calib"):
+        assert len(calib.calibration_inputs(good, 256, (1, 2), ModelInfo())) == 5
+    assert "uses all 5 faces" in caplog.text
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "sub"):
+        assert cli.main([str(work / "tiny.pt"), "--out-dir", str(out), "-q"]) == 2
+        assert "is a file; expected a folder" in capsys.readouterr().err
+
+
 def test_calibration_mixes_every_factor_as_small_crops() -> None:
     from fsrfer_edge.errors import InputError
     from fsrfer_edge.export import calib

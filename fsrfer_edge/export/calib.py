@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
@@ -30,11 +31,18 @@ def _sample(n: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
+#: What reading a damaged archive raises (a truncated or empty file, a bad member), as ferplus.read_npz catches.
+_NPZ_ERRORS = (OSError, ValueError, zipfile.BadZipFile, EOFError)
+
+
 def _open_npz(path: Path, needed: tuple[str, ...]) -> Any:
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except _NPZ_ERRORS as exc:
         raise DataError(f"{path} could not be read as an .npz archive ({exc})") from exc
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise DataError(f"{path} holds one {type(data).__name__}, not an .npz archive; expected an .npz with "
+                        f"{list(needed)} arrays (np.savez(path, images=...))")
     missing = [k for k in needed if k not in data.files]
     if missing:
         raise DataError(f"{path} has no {missing} array(s); it holds {sorted(data.files)}, expected "
@@ -86,12 +94,21 @@ def load_faces(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
     if not p.is_file():
         raise DataError(f"calibration data {p} does not exist; expected an .npz file or a folder of face images")
     data = _open_npz(p, ("images",))
-    images = data["images"]
-    _check_images(images, p)
-    rows = _split_rows(data, p, split, len(images))
-    rows = rows[_sample(len(rows), size, seed)]
-    log.info("calibration faces: %d from %s", len(rows), p)
-    return list(images[rows])
+    try:
+        images = data["images"]
+        _check_images(images, p)
+        rows = _split_rows(data, p, split, len(images))
+    except _NPZ_ERRORS as exc:
+        raise DataError(f"{p}: an array could not be read ({exc}); the archive is damaged") from exc
+    _log_count(len(rows), size, p)
+    return list(images[rows[_sample(len(rows), size, seed)]])
+
+
+def _log_count(available: int, size: int, source: Path) -> None:
+    if 0 < available < size:  # fewer than asked: all are used, and the user is told (a warning shows under -q)
+        log.warning("calibration uses all %d faces of %s; %d were asked for", available, source, size)
+    else:
+        log.info("calibration faces: %d from %s", min(available, size) if size > 0 else available, source)
 
 
 def _load_folder(folder: Path, size: int, seed: int) -> list[np.ndarray]:
@@ -100,13 +117,13 @@ def _load_folder(folder: Path, size: int, seed: int) -> list[np.ndarray]:
         raise DataError(f"folder {folder} has no image files; expected files ending in {', '.join(IMAGE_SUFFIXES)}")
     image_mod = require("PIL.Image", "export", "reading calibration images from a folder")
     out = []
+    _log_count(len(files), size, folder)
     for i in _sample(len(files), size, seed):
         try:
             with image_mod.open(files[i]) as im:
                 out.append(np.asarray(im.convert("L" if im.mode in ("L", "I;16", "1") else "RGB")))
         except OSError as exc:
             raise DataError(f"{files[i]} could not be read as an image ({exc})") from exc
-    log.info("calibration faces: %d from %s", len(out), folder)
     return out
 
 
@@ -131,12 +148,15 @@ def load_labelled(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
     if not p.is_file():
         raise DataError(f"evaluation data {p} does not exist; expected an .npz with 'images' and 'labels'")
     data = _open_npz(p, ("images", "labels"))
-    images, labels = data["images"], np.asarray(data["labels"])
-    _check_images(images, p)
-    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{p}: 'labels' has shape {labels.shape} and dtype {labels.dtype}; "
-                        f"expected ({len(images)},) integers")
-    rows = _split_rows(data, p, split, len(images))
+    try:
+        images, labels = data["images"], np.asarray(data["labels"])
+        _check_images(images, p)
+        if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+            raise DataError(f"{p}: 'labels' has shape {labels.shape} and dtype {labels.dtype}; "
+                            f"expected ({len(images)},) integers")
+        rows = _split_rows(data, p, split, len(images))
+    except _NPZ_ERRORS as exc:
+        raise DataError(f"{p}: an array could not be read ({exc}); the archive is damaged") from exc
     rows = rows[labels[rows] >= 0]
     rows = rows[_sample(len(rows), size, seed)]
     if rows.size == 0:
@@ -202,7 +222,11 @@ def faces_to_pixels(faces: Any, info: ModelInfo) -> np.ndarray:
 def calibration_inputs(path: PathLike, size: int, factors: Sequence[int], info: ModelInfo) -> np.ndarray:
     """INT8 calibration inputs: ``size`` faces of ``path`` (as :func:`load_faces`), each a small crop at
     one of ``factors`` (:func:`mix_factors`), through the runtime's preprocessing to the model's input."""
-    return to_model_input(faces_to_pixels(mix_factors(load_faces(path, size), factors), info), info)
+    faces = load_faces(path, size)
+    if len(faces) < len(set(factors)):
+        raise DataError(f"{path} gives {len(faces)} calibration face(s); expected at least one per down-sample "
+                        f"factor ({len(set(factors))}: {sorted(set(factors))}), and preferably hundreds")
+    return to_model_input(faces_to_pixels(mix_factors(faces, factors), info), info)
 
 
 class FaceCalibrationReader:

@@ -87,6 +87,9 @@ def _validate(opts: ExportOptions) -> None:
 
     if not opts.source.exists():
         raise ConfigError(f"{opts.source} does not exist; expected a model checkpoint or an .onnx file")
+    blocked = next((d for d in (opts.out_dir, *opts.out_dir.parents) if d.exists()), None)
+    if blocked is not None and not blocked.is_dir():
+        raise ConfigError(f"--out-dir {opts.out_dir}: {blocked} is a file; expected a folder (or a new path)")
     if opts.source.suffix == ".onnx":
         extra = [f for f, on in (("--fp16", opts.fp16), ("--int8", opts.int8), ("--uint8-input", opts.uint8_input),
                                  ("--flip", opts.flip),
