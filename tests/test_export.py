@@ -403,6 +403,22 @@ def test_damaged_or_tiny_calibration_data_and_a_file_as_out_dir_are_clear_errors
         assert "is a file; expected a folder" in capsys.readouterr().err
 
 
+def test_full_disk_is_one_error_line_and_leaves_no_output(work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    from fsrfer_edge import fileio
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fileio.os, "fsync", full)
+    out = tmp_path / "o"
+    assert cli.main([str(work / "tiny.pt"), "--out-dir", str(out), "-q"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_calibration_mixes_every_factor_as_small_crops() -> None:
     from fsrfer_edge.errors import InputError
     from fsrfer_edge.export import calib

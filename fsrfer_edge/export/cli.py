@@ -497,6 +497,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except FsrferError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever the message
         return 2
+    except OSError as exc:  # the disk, not the model: a full disk, a read-only folder
+        print(f"error: a file could not be read or written ({exc}); free space or pick another --out-dir",
+              file=sys.stderr)
+        return 2
     print(_summary(report))
     return 0
 
