@@ -419,6 +419,19 @@ def test_full_disk_is_one_error_line_and_leaves_no_output(work: Path, tmp_path: 
     assert not out.exists()
 
 
+def test_parser_defaults_are_export_options_defaults_and_every_option_has_help() -> None:
+    """Defaults are written twice (ExportOptions for library callers, the parser for --help): they must agree."""
+    import dataclasses
+
+    parser = cli.build_parser()
+    fields = {f.name: f.default for f in dataclasses.fields(cli.ExportOptions) if f.name != "source"}
+    for action in parser._actions:
+        if action.dest in fields:
+            assert action.default == fields[action.dest], action.dest
+        if action.option_strings and action.dest != "help":
+            assert action.help, f"{action.option_strings} has no help text"
+
+
 def test_calibration_mixes_every_factor_as_small_crops() -> None:
     from fsrfer_edge.errors import InputError
     from fsrfer_edge.export import calib

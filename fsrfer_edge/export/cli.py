@@ -433,9 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     e = p.add_argument_group("TensorRT engine")
     e.add_argument("--engine", action="store_true",
                    help="build a TensorRT engine (from the .onnx given, or the lowest-precision TensorRT file made)")
-    e.add_argument("--min-batch", type=int, default=1)
-    e.add_argument("--opt-batch", type=int, default=32)
-    e.add_argument("--max-batch", type=int, default=128)
+    e.add_argument("--min-batch", type=int, default=1, metavar="N",
+                   help="smallest batch of the engine's optimisation profile (default 1; min <= opt <= max)")
+    e.add_argument("--opt-batch", type=int, default=32, metavar="N", help="the batch TensorRT tunes for (default 32)")
+    e.add_argument("--max-batch", type=int, default=128, metavar="N", help="largest batch the engine runs (default 128)")
     e.add_argument("--workspace-mb", type=int, default=1024, metavar="MB", help="builder workspace limit (default 1024)")
     e.add_argument("--timing-cache", type=Path, metavar="PATH", help="TensorRT timing cache to load and update")
     t = p.add_argument_group("Triton model repository")
