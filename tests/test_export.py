@@ -417,6 +417,11 @@ def test_full_disk_is_one_error_line_and_leaves_no_output(work: Path, tmp_path: 
     assert cli.main([str(work / "tiny.pt"), "--out-dir", str(out), "-q"]) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert not out.exists()
+    monkeypatch.undo()
+    # The disk fills up only at the report, the last file: no model file reaches the folder without it.
+    monkeypatch.setattr(cli, "write_report", lambda path, report: full(0))
+    assert cli.main([str(work / "tiny.pt"), "--out-dir", str(out), "-q"]) == 2
+    assert not out.exists()
 
 
 def test_parser_defaults_are_export_options_defaults_and_every_option_has_help() -> None:

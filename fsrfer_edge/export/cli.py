@@ -241,16 +241,20 @@ def _eval_faces(path: Path, opts: ExportOptions) -> tuple[np.ndarray, np.ndarray
 
 
 def _commit(stage: Path, out_dir: Path, report: dict[str, Any], name: str) -> Path:
-    """Move staged files into ``out_dir`` (each rename is atomic) and write the report last."""
+    """Move staged files into ``out_dir`` (each rename is atomic), the report last. The report is written in
+    the staging folder first, so a full disk fails before any file reaches ``out_dir``."""
     made = {entry["file"] for entry in report["files"].values()}
     stale = sorted(p.name for p in out_dir.glob(f"{name}.*.onnx") if p.name not in made)
     if stale:
         log.warning("%s also holds %s from an earlier export; they do not belong to this one (delete them)",
                     out_dir, ", ".join(stale))
         report["stale_files"] = stale
+    staged = write_report(stage / f"{name}.report.json", report)
     for entry in report["files"].values():
         os.replace(stage / entry["file"], out_dir / entry["file"])
-    return write_report(out_dir / f"{name}.report.json", report)
+    final = out_dir / staged.name
+    os.replace(staged, final)
+    return final
 
 
 def write_report(path: Path, report: dict[str, Any]) -> Path:
