@@ -366,6 +366,13 @@ def test_calibration_from_image_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no image files"):
         calib.load_faces(tmp_path / "empty")
+    # A 16-bit gray face is scaled to 8 bits, not clipped (Pillow's convert("L") would make it almost white).
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    ramp = np.tile(np.linspace(0, 65535, 48).astype(np.uint16), (48, 1))
+    pil.fromarray(ramp).save(deep / "ramp.png")
+    (face,) = calib.load_faces(deep)
+    np.testing.assert_array_equal(face, (ramp >> 8).astype(np.uint8))
 
 
 def test_damaged_or_tiny_calibration_data_and_a_file_as_out_dir_are_clear_errors(

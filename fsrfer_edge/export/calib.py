@@ -111,6 +111,21 @@ def _log_count(available: int, size: int, source: Path) -> None:
         log.info("calibration faces: %d from %s", min(available, size) if size > 0 else available, source)
 
 
+def _eight_bit(im: Any, path: Path) -> np.ndarray:
+    """A Pillow image as 8-bit gray or RGB pixels. 16-bit gray is scaled (>> 8), as the runtime's hint for uint16
+    crops says: Pillow's convert("L") would clip it, turning a 16-bit face almost white."""
+    if im.mode.startswith("I;16"):
+        return (np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8)
+    if im.mode in ("I", "F"):  # 32-bit integer or float gray: no known scale
+        arr = np.asarray(im)
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0 or hi > 255:
+            raise DataError(f"{path} is a {im.mode}-mode image with values {lo:g}..{hi:g}; expected 8-bit pixels "
+                            "(0..255). Save the faces as 8-bit images")
+        return np.rint(arr).astype(np.uint8)
+    return np.asarray(im.convert("L" if im.mode in ("L", "1") else "RGB"))
+
+
 def _load_folder(folder: Path, size: int, seed: int) -> list[np.ndarray]:
     files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -121,7 +136,7 @@ def _load_folder(folder: Path, size: int, seed: int) -> list[np.ndarray]:
     for i in _sample(len(files), size, seed):
         try:
             with image_mod.open(files[i]) as im:
-                out.append(np.asarray(im.convert("L" if im.mode in ("L", "I;16", "1") else "RGB")))
+                out.append(_eight_bit(im, files[i]))
         except OSError as exc:
             raise DataError(f"{files[i]} could not be read as an image ({exc})") from exc
     return out
