@@ -28,6 +28,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 LABEL_SETS = ("ferplus", "fer2013")
 #: Name of the FER+ labels archive looked for beside the data.
 FERPLUS_FILE = "ferplus_labels.npz"
+#: What reading a damaged .npz raises: a truncated or empty file, a bad member, a plain .npy.
+NPZ_READ_ERRORS = (OSError, ValueError, zipfile.BadZipFile, EOFError)
 SPLITS = ("train", "val", "test")
 
 
@@ -50,7 +52,7 @@ def read_npz(path: Path, required: Sequence[str]) -> Dict[str, np.ndarray]:
                     f"{path}: missing array(s) {missing}; it holds {sorted(z.files)}, expected {list(required)}"
                 )
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except NPZ_READ_ERRORS as exc:
         raise DataError(f"{path}: cannot read as a NumPy .npz archive ({exc})") from exc
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
-import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
 from ..errors import DataError, InputError, require
+from ..ferplus import NPZ_READ_ERRORS
 from ..metadata import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -31,14 +31,10 @@ def _sample(n: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
-#: What reading a damaged archive raises (a truncated or empty file, a bad member), as ferplus.read_npz catches.
-_NPZ_ERRORS = (OSError, ValueError, zipfile.BadZipFile, EOFError)
-
-
 def _open_npz(path: Path, needed: tuple[str, ...]) -> Any:
     try:
         data = np.load(path, allow_pickle=False)
-    except _NPZ_ERRORS as exc:
+    except NPZ_READ_ERRORS as exc:
         raise DataError(f"{path} could not be read as an .npz archive ({exc})") from exc
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise DataError(f"{path} holds one {type(data).__name__}, not an .npz archive; expected an .npz with "
@@ -98,7 +94,7 @@ def load_faces(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
         images = data["images"]
         _check_images(images, p)
         rows = _split_rows(data, p, split, len(images))
-    except _NPZ_ERRORS as exc:
+    except NPZ_READ_ERRORS as exc:
         raise DataError(f"{p}: an array could not be read ({exc}); the archive is damaged") from exc
     _log_count(len(rows), size, p)
     return list(images[rows[_sample(len(rows), size, seed)]])
@@ -170,7 +166,7 @@ def load_labelled(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
             raise DataError(f"{p}: 'labels' has shape {labels.shape} and dtype {labels.dtype}; "
                             f"expected ({len(images)},) integers")
         rows = _split_rows(data, p, split, len(images))
-    except _NPZ_ERRORS as exc:
+    except NPZ_READ_ERRORS as exc:
         raise DataError(f"{p}: an array could not be read ({exc}); the archive is damaged") from exc
     rows = rows[labels[rows] >= 0]
     rows = rows[_sample(len(rows), size, seed)]
