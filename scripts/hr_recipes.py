@@ -10,14 +10,15 @@ if its mean is at least --min-gain above the reference's mean and every one of i
 A run is RECIPE:SEED. ``--log`` gives the training log(s) of ``fsrfer-train --steps stage1`` (several when the
 run was resumed; later files win for a repeated epoch): the per-epoch val accuracy, the best epoch (the one the
 run keeps) and the seconds per epoch. ``--eval`` gives an ``fsrfer-eval --factors 1 --split val --json`` file of
-the kept network. A run's figure is the evaluation file's where given, else the log's best epoch; where both
-are given, both are recorded (they must agree: the same faces, the same network). ``--runs-from FILE[:RECIPE]``
+the kept network. ``--history`` takes the same per-epoch figures from the run's ``models/hr.pt`` (the trainer
+keeps its history there), for a run whose logs are lost or were overwritten on a resume. A run's figure is the
+evaluation file's where given, else the log's best epoch; where both are given, both are recorded (they must agree: the same faces, the same network). ``--runs-from FILE[:RECIPE]``
 takes runs already recorded in an earlier result file of this script (only RECIPE's where given), so a new recipe
 can be compared with a reference whose logs are gone:
 
     python scripts/hr_recipes.py --json results/ferplus/hr_120ep_val.json --reference ferplus_soft_aug_long \\
         --runs-from results/ferplus/hr_recipes_val.json:ferplus_soft_aug_long \\
-        --log ferplus_soft_aug_120ep:0=RUN.log --eval ferplus_soft_aug_120ep:0=RUN.val.json
+        --history ferplus_soft_aug_120ep:0=RUN/models/hr.pt --eval ferplus_soft_aug_120ep:0=RUN.val.json
 """
 from __future__ import annotations
 
@@ -60,10 +61,37 @@ def parse_logs(paths: list[Path]) -> dict[str, Any]:
             total = int(m.group(2))
     if not epochs:
         raise SystemExit(f"no 'stage1 epoch N/M' lines in {[str(p) for p in paths]}: not a stage-1 training log")
+    return epoch_summary(epochs, total)
+
+
+def epoch_summary(epochs: dict[int, tuple[float, float]], total: int) -> dict[str, Any]:
+    """What is recorded of a run's epochs ({epoch: (val %, seconds)} of ``total``): how many, the best
+    (first of ties: the one the trainer keeps), the last, and the mean seconds per epoch."""
     best = max(sorted(epochs), key=lambda e: epochs[e][0])
     return {"epochs": len(epochs), "of": total, "finished": len(epochs) == total, "best_epoch": best,
             "best_val": round(epochs[best][0], 2), "last_val": round(epochs[max(epochs)][0], 2),
             "seconds_per_epoch": round(float(np.mean([s for _, s in epochs.values()])), 2)}
+
+
+def checkpoint_history(path: Path) -> dict[str, Any]:
+    """The per-epoch history a stage-1 checkpoint keeps (``models/hr.pt`` of ``fsrfer-train --steps stage1``),
+    summarised as :func:`parse_logs` does a log's: the same figures, where the logs are lost or incomplete."""
+    from trainer import checkpoint
+    from fsrfer_edge.errors import ModelError
+
+    try:
+        meta = checkpoint.load(path, kind="model")["meta"]
+        total = int(meta["config"]["stage1"]["epochs"])
+        epochs = {int(h["epoch"]): (100.0 * float(h["val_score"]), float(h["seconds"])) for h in meta["history"]}
+    except ModelError as e:
+        raise SystemExit(str(e)) from e
+    except (KeyError, TypeError, ValueError) as e:
+        raise SystemExit(f"{path}: expected a model checkpoint of fsrfer-train --steps stage1 with its "
+                         f"per-epoch history ({e!r})") from e
+    if meta.get("name") != "hr" or not epochs:
+        raise SystemExit(f"{path}: not a stage-1 (HR) model checkpoint with a history "
+                         f"(name {meta.get('name')!r}, {len(epochs)} epochs)")
+    return epoch_summary(epochs, total)
 
 
 def eval_accuracy(path: Path) -> float:
@@ -121,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference", required=True, help="the recipe every other is compared with")
     ap.add_argument("--min-gain", type=float, default=0.3, help="the rule's line in points (default 0.3)")
     ap.add_argument("--log", action="append", default=[], metavar="RECIPE:SEED=LOG[,LOG]")
+    ap.add_argument("--history", action="append", default=[], metavar="RECIPE:SEED=CHECKPOINT",
+                    help="a run's per-epoch history from its models/hr.pt, in place of --log")
     ap.add_argument("--eval", action="append", default=[], metavar="RECIPE:SEED=JSON")
     ap.add_argument("--runs-from", action="append", default=[], metavar="JSON[:RECIPE]",
                     help="runs recorded in an earlier result file of this script (all, or RECIPE's)")
@@ -133,11 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.log:
         recipe, seed, value = _run_key(spec, "--log")
         runs.setdefault((recipe, seed), {})["log"] = parse_logs([Path(p) for p in value.split(",")])
+    for spec in args.history:
+        recipe, seed, value = _run_key(spec, "--history")
+        if "log" in runs.get((recipe, seed), {}):
+            raise SystemExit(f"{recipe}:{seed}: give --log or --history, not both")
+        runs.setdefault((recipe, seed), {})["log"] = {**checkpoint_history(Path(value)), "from": "checkpoint"}
     for spec in args.eval:
         recipe, seed, value = _run_key(spec, "--eval")
         runs.setdefault((recipe, seed), {})["eval_val"] = eval_accuracy(Path(value))
     if not runs:
-        raise SystemExit("no runs: give --log and/or --eval RECIPE:SEED=...")
+        raise SystemExit("no runs: give --log, --history and/or --eval RECIPE:SEED=...")
     for key, run in runs.items():
         if key in recorded:
             raise SystemExit(f"{key[0]}:{key[1]} is both given and recorded in {recorded[key]['recorded_in']}")

@@ -111,3 +111,37 @@ def test_ensemble_means_the_members_softmaxes_prefix_by_prefix():
     np.testing.assert_allclose(ens.softmax(np.array([[0.0, np.log(3.0)]])), [[0.25, 0.75]])
     with pytest.raises(SystemExit, match="one \\(N=3, C\\) softmax per member"):
         ens.ensemble_accuracies([a, b[:2]], labels)
+
+
+def _hr_checkpoint(path, vals, of=None, name="hr"):
+    from trainer import checkpoint
+
+    history = [{"loss": 0.9, "train_acc": 0.9, "epoch": i, "val_score": v, "seconds": 10.0}
+               for i, v in enumerate(vals, 1)]
+    checkpoint.save(path, {"kind": "model", "spec": {}, "preprocessing": {}, "state_dict": {},
+                           "meta": {"name": name, "config": {"stage1": {"epochs": of or len(vals)}},
+                                    "history": history}})
+    return path
+
+
+def test_a_checkpoints_history_stands_in_for_a_lost_log(tmp_path):
+    pytest.importorskip("torch")
+    ckpt = _hr_checkpoint(tmp_path / "hr.pt", [0.80, 0.886, 0.884])
+    # The same figures as the log of the same epochs.
+    assert hr.checkpoint_history(ckpt) == hr.parse_logs([_log(tmp_path / "a.log", [0.80, 0.886, 0.884])])
+    out = tmp_path / "r.json"
+    assert hr.main(["--json", str(out), "--reference", "base",
+                    "--eval", f"base:0={_eval(tmp_path / 'b0.json', 0.880)}",
+                    "--history", f"long:0={ckpt}"]) == 0
+    run = json.loads(out.read_text())["runs"]["long:0"]
+    assert run["log"]["from"] == "checkpoint" and run["log"]["best_epoch"] == 2 and run["val"] == 88.6
+    with pytest.raises(SystemExit, match="ends at epoch 2 of 3"):
+        hr.main(["--json", str(out), "--reference", "base", "--eval", f"base:0={tmp_path / 'b0.json'}",
+                 "--history", f"long:0={_hr_checkpoint(tmp_path / 'part.pt', [0.8, 0.9], of=3)}"])
+    with pytest.raises(SystemExit, match="not a stage-1"):
+        hr.checkpoint_history(_hr_checkpoint(tmp_path / "lr.pt", [0.8], name="fsrfer"))
+    with pytest.raises(SystemExit, match="not an fsrfer checkpoint|could not be read|corrupt"):
+        hr.checkpoint_history(_eval(tmp_path / "x.json", 0.9))
+    with pytest.raises(SystemExit, match="not both"):
+        hr.main(["--json", str(out), "--reference", "base", "--log", f"long:0={tmp_path / 'a.log'}",
+                 "--history", f"long:0={ckpt}"])
