@@ -560,7 +560,7 @@ def camera_specialist_table(doc: dict[str, Any]) -> str:
     lines = [f"FER+ val, accuracy in %, seed {seed}: the specialist from `{CAMERA_SPECIALIST}` (`python "
              "scripts/early_g.py --config configs/ferplus_soft_aug_camera_q50_lrft.yaml --out RUN --steps "
              f"baselines,eval --json {CAMERA_SPECIALIST}`), the mixed-trained baseline from `{mixed_path}` (row "
-             f"`{mixed_row}`), the shipped graph routed from `{shipped_path}`:\n",
+             f"`{mixed_row}`), the shipped graph of the time (the default of 2026-12-04, routed) from `{shipped_path}`:\n",
              "| model | protocol | " + " | ".join(f"x{f}" for f in factors) + " |", "|---|---|" + "---:|" * len(factors)]
     for label, acc in (("LR-fine-tuned on (c)'s degradation only", spec),
                        ("LR-fine-tuned on the training mix (equal budget)", mixed), ("shipped FSR-FER", shipped)):
@@ -669,7 +669,7 @@ def stage2_screen_table(doc: dict[str, Any], config: str) -> str:
 
 #: Model soups of the shipped model's seed-0 stage-2 ingredients (scripts/soup.py), each routed and evaluated by
 #: scripts/route_hr_report.py on val beside the shipped graph's file, as (label, file).
-SOUPS = (("the shipped graph (lrg_rec3000 seed 0, routed)", "results/ferplus/route_hr_lrgr0_val.json"),
+SOUPS = (("the shipped graph of the time (lrg_rec3000 seed 0 on the 60-epoch HR network, routed)", "results/ferplus/route_hr_lrgr0_val.json"),
          ("soup of lrg_rec3000, lrg2_rec3000 and lrg_rec10000 (seed 0 each)", "results/ferplus/route_hr_soup3_val.json"),
          ("soup of lrg_rec3000 and lrg_rec10000 (seed 0 each)", "results/ferplus/route_hr_soup2_val.json"))
 
@@ -931,6 +931,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "route_hr": (ROUTE_HR, route_hr_table, "docs/experiments.md"),
     "route_hr_bn": ("results/ferplus/route_hr_bn_val.json", route_hr_table, "docs/experiments.md"),
     "route_hr_lrgr0": ("results/ferplus/route_hr_lrgr0_val.json", route_hr_table, "docs/experiments.md"),
+    "route_hr_hr120": ("results/ferplus/route_hr_hr120_val.json", route_hr_table, "docs/experiments.md"),
     "route_hr_train": ("results/ferplus/route_hr_train_val.json", route_hr_table, "docs/experiments.md"),
     "route_hr_train_seeds": ("results/ferplus/route_hr_train_seeds.json", route_hr_seeds_table, "docs/experiments.md"),
     "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),

@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 DATA=${FSRFER_DATA:-../shared/data}
 RUNS=${RUNS:-runs}
 THREADS=${FSRFER_THREADS:-2}
-DEFAULT_HR_CONFIG=${DEFAULT_HR_CONFIG:-configs/ferplus_soft_aug_long.yaml}
+DEFAULT_HR_CONFIG=${DEFAULT_HR_CONFIG:-configs/ferplus_soft_aug_120ep.yaml}
 DEFAULT_G_CONFIG=${DEFAULT_G_CONFIG:-configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000.yaml}
 DEADLINE=
 if [ -n "${FSRFER_TIME_BUDGET:-}" ]; then
