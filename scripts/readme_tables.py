@@ -399,10 +399,17 @@ def factor_estimator_table(doc: dict[str, Any]) -> str:
 
 
 EDGE_FILES = (
-    ("results/edge_budget.json", "shipped default (`lrg_rec3000` seed 0, routed: `bn` with G's rate 3x and reconstruction "
-     "weight 3000; factor estimator on whole grey levels)",
+    ("results/edge_budget.json", "shipped default (`lrg_rec3000` seed 0 on the 120-epoch HR network, routed; factor "
+     "estimator on whole grey levels), 9 rounds",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
-    ("results/ferplus/edge_budget_lrg_rec3000_val.json", "shipped default, on FER+ val (the film_stages run's comparison)",
+    ("results/ferplus/edge_budget_hr120_first.json", "shipped default, the same day's first run (5 rounds; the INT8 file's "
+     "rounds ran at about 1900 or about 2800 faces/s, the FP32 files' steadier)",
+     "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
+    ("results/default_model/previous_lrgr/edge_budget.json", "previous default (`lrg_rec3000` seed 0 on the 60-epoch HR "
+     "network, routed: `bn` with G's rate 3x and reconstruction weight 3000; factor estimator on whole grey levels)",
+     "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
+    ("results/ferplus/edge_budget_lrg_rec3000_val.json", "previous default (`lrg_rec3000` on the 60-epoch HR network), on "
+     "FER+ val (the film_stages run's comparison)",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
     ("results/ferplus/edge_budget_film_stages_val.json", "shipped configuration with FiLM at stage ends only "
      "(`stage2.film_at: stages`, seed 0, routed), on FER+ val",
@@ -427,6 +434,8 @@ EDGE_FILES = (
      "G in INT8, calibrated on 48 px faces only"),
     ("results/ferplus/edge_budget_flip.json", "shipped default with the test-time flip folded in (`fsrfer-export --flip`)",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
+    ("results/default_model/previous_lrgr/edge_budget_flip.json", "previous default (`lrg_rec3000` on the 60-epoch HR "
+     "network) with the flip", "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
     ("results/default_model/previous_round/edge_budget_flip.json", "previous default (`bn`, estimator on whole grey levels) "
      "with the flip", "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
     ("results/default_model/previous_bn/edge_budget_flip.json", "previous default (estimator on float statistics) with the flip",
