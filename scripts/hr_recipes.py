@@ -12,9 +12,10 @@ run was resumed; later files win for a repeated epoch): the per-epoch val accura
 run keeps) and the seconds per epoch. ``--eval`` gives an ``fsrfer-eval --factors 1 --split val --json`` file of
 the kept network. ``--history`` takes the same per-epoch figures from the run's ``models/hr.pt`` (the trainer
 keeps its history there), for a run whose logs are lost or were overwritten on a resume. A run's figure is the
-evaluation file's where given, else the log's best epoch; where both are given, both are recorded (they must agree: the same faces, the same network). ``--runs-from FILE[:RECIPE]``
-takes runs already recorded in an earlier result file of this script (only RECIPE's where given), so a new recipe
-can be compared with a reference whose logs are gone:
+evaluation file's where given, else the log's best epoch; where both are given, both are recorded (they must
+agree: the same faces, the same network). ``--runs-from FILE[:RECIPE]`` takes runs already recorded in an
+earlier result file of this script (only RECIPE's where given), so a new recipe can be compared with a
+reference whose logs are gone:
 
     python scripts/hr_recipes.py --json results/ferplus/hr_120ep_val.json --reference ferplus_soft_aug_long \\
         --runs-from results/ferplus/hr_recipes_val.json:ferplus_soft_aug_long \\
