@@ -1194,6 +1194,67 @@ def test_attention_option_is_checked_and_trains_end_to_end(tmp_path):
     assert any(row.get("at", 0) > 0 for row in meta["meta"]["history"])  # the term was trained with
 
 
+# -- cross-resolution contrast (stage2.losses.contrastive) ---------------------------------------
+
+def test_cross_resolution_nce_is_small_for_own_matches_and_large_for_swapped_ones():
+    e = torch.eye(4) * 5.0  # four well-separated embeddings
+    own = losses.cross_resolution_nce(e, 2.0 * e, temperature=0.1)
+    assert own.shape == (4,) and float(own.max()) < 1e-3  # scale-free: only the direction counts
+    swapped = losses.cross_resolution_nce(e[[1, 0, 2, 3]], e, temperature=0.1)
+    assert float(swapped[:2].min()) > 5.0 and float(swapped[2:].max()) < 1e-3
+    hr = torch.randn(4, 3, requires_grad=True)
+    lr = torch.randn(4, 3, requires_grad=True)
+    losses.cross_resolution_nce(lr, hr, 0.5).sum().backward()
+    assert hr.grad is None and float(lr.grad.abs().sum()) > 0  # the HR embedding is a fixed target
+    with pytest.raises(ValueError, match="two \\(N, D\\) embeddings of one shape"):
+        losses.cross_resolution_nce(e, e[:3], 0.1)
+
+
+def test_contrastive_term_alone_sends_gradient_to_g_and_is_reweighted():
+    from trainer.models import LevelHead, SpatialFeatureCritic
+    from trainer.train import Stage2Step
+
+    m = _deep_model("stem", "layer3")
+    g, trunk = m.generator.train(), m.fer.trunk.requires_grad_(False)
+    x_hr = torch.randn(6, 1, 48, 48)
+    x_lr = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x_hr, 4), size=48, mode="bilinear")
+    only = config.LossConfig(adversarial=0.0, reconstruction=0.0, head=0.0, reweight=False, contrastive=1.0)
+    d = SpatialFeatureCritic(128, hidden=8, size=6)
+    head = LevelHead(m.fer, "layer3")
+    step = Stage2Step(head, g, d, only, torch.optim.Adam(g.parameters(), 1e-3), torch.optim.Adam(d.parameters(), 1e-3))
+    step.factor = torch.full((6,), 4)
+    f_lr, f_hr = trunk.forward_to(x_lr, "stem"), trunk.forward_to(x_hr, "layer3")
+    y = torch.randint(0, 7, (6,))
+    loss, parts = step.generator_loss(f_lr, f_hr, y)
+    assert set(parts) == {"nce", "w_mean"} and parts["nce"] > 0
+    loss.backward()
+    assert float(g.stages[0].conv1.weight.grad.abs().sum()) > 0  # reaches G's first copied block
+    with torch.no_grad():
+        want = losses.cross_resolution_nce(head.embed(g(f_lr, step.factor)), head.embed(f_hr), 0.1).mean()
+    assert parts["nce"] == pytest.approx(float(want), rel=1e-4)
+    step.cfg = config.LossConfig(adversarial=0.0, reconstruction=0.0, head=0.0, contrastive=1.0)
+    _, weighted = step.generator_loss(f_lr, f_hr, y)
+    assert weighted["nce"] != pytest.approx(parts["nce"], rel=1e-3)  # classification-aware weights apply
+
+
+def test_contrastive_option_is_checked_and_trains_end_to_end(tmp_path):
+    with pytest.raises(ConfigError, match="contrastive_temperature"):
+        _cfg(tmp_path, stage2={"losses": {"contrastive": 1.0, "contrastive_temperature": 0.0}})
+    with pytest.raises(ConfigError, match="contrastive"):
+        _cfg(tmp_path, stage2={"losses": {"contrastive": -1.0}})
+    cfg = _cfg(tmp_path, data={"synthetic": 64}, stage1={"epochs": 1},
+               stage2={"feature_level": "layer2", "generator_start": "stem", "scale_aware": True, "pretrain_epochs": 0,
+                       "epochs": 1, "batch_size": 16, "losses": {"distill": 1.0, "contrastive": 1.0}})
+    d = load_data(cfg, None)
+    hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
+    path = train_stage2(cfg, d, hr, tmp_path / "run", "fsrfer", cfg.stage2.losses, resume=False)
+    from trainer import checkpoint
+
+    _, _, meta = checkpoint.load_model(path)
+    assert any(row.get("nce", 0) > 0 for row in meta["meta"]["history"])  # the term was trained with
+    assert meta["meta"]["losses"]["contrastive"] == 1.0
+
+
 # -- the test-time flip's answer as the distillation target (stage2.losses.distill_teacher) -----
 
 def test_flip_teacher_is_the_mean_of_the_two_tempered_softmaxes():

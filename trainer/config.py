@@ -115,6 +115,12 @@ class LossConfig:
     # attention / 2 times the sum over those levels of the mean squared difference (the AT code's beta / 2,
     # which uses beta 1000). Re-weighted as the other terms. 0: off. Needs stage2.generator_start.
     attention: float = 0.0
+    # Cross-resolution contrast (the Octuplet-loss lead of METHOD.md, as InfoNCE over the batch): the frozen
+    # trunk's pooled embedding of G's map on each LR face is pulled towards its own HR face's embedding and
+    # pushed from the batch's other HR faces (cosine similarity / contrastive_temperature, cross-entropy of
+    # the face's own HR face). Re-weighted as the other terms. 0: off.
+    contrastive: float = 0.0
+    contrastive_temperature: float = 0.1
     reweight: bool = True  # classification-aware re-weighting w = (1.5 - p_true)^2
     gan: str = "wgan_div"  # wgan_div | none
     div_k: float = 2.0

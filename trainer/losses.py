@@ -39,6 +39,20 @@ def attention_transfer(maps: list[torch.Tensor], targets: list[torch.Tensor]) ->
     return sum(((attention_map(m) - attention_map(t)) ** 2).mean(1) for m, t in zip(maps, targets))  # type: ignore[return-value]
 
 
+def cross_resolution_nce(emb: torch.Tensor, emb_hr: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Per-face InfoNCE that ties each LR face's embedding to its own HR face's (the Octuplet-loss lead of
+    METHOD.md, as a batch contrast): cosine similarities of every row of ``emb`` to every row of ``emb_hr``,
+    divided by ``temperature``, and the cross-entropy of picking the row's own HR face among the batch's.
+    Shape (N,); ``emb_hr`` is a fixed target (no gradient flows into it)."""
+    if emb.shape != emb_hr.shape or emb.dim() != 2:
+        raise ValueError(f"cross-resolution NCE needs two (N, D) embeddings of one shape; got {tuple(emb.shape)} "
+                         f"and {tuple(emb_hr.shape)}")
+    z = nn.functional.normalize(emb, dim=1)
+    t = nn.functional.normalize(emb_hr.detach(), dim=1)
+    logits = z @ t.T / temperature
+    return nn.functional.cross_entropy(logits, torch.arange(len(z), device=z.device), reduction="none")
+
+
 def wgan_div_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, w: torch.Tensor,
                      k: float = 2.0, p: float = 6.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """WGAN-div gradient term k * mean(w * ||grad D(x_hat)||^p) on interpolates x_hat of real and fake

@@ -698,6 +698,10 @@ class Stage2Step:
             if self.hr_maps is None or not taps:
                 raise ConfigError("stage2.losses.attention needs an early G that keeps its maps and the HR faces' maps")
             terms["at"] = c.attention / 2 * losses.weighted_mean(losses.attention_transfer(taps, self.hr_maps), w)
+        if c.contrastive:
+            embed = getattr(self.head, "embed", lambda f: f)  # a level head's pooled embedding; G on embeddings: itself
+            nce = losses.cross_resolution_nce(embed(y).flatten(1), embed(f_hr).flatten(1), c.contrastive_temperature)
+            terms["nce"] = c.contrastive * losses.weighted_mean(nce, w)
         total = sum(terms.values(), torch.zeros((), device=f_lr.device))
         return total, {k: v.item() for k, v in terms.items()} | {"w_mean": float(w.mean())}
 
