@@ -171,6 +171,30 @@ def test_a_stage2_screen_is_read_against_the_mean_of_the_shipped_configurations_
         assert verdict in tables.stage2_screen_table(doc, "c.yaml")
 
 
+def test_a_margin_screen_is_read_by_its_margins_at_x2_to_x8_under_a_and_b():
+    import json
+
+    tables = load_script("scripts/readme_tables.py", "readme_tables")
+    spec = tables.HR120_REFERENCE
+    rows = json.loads((README.parent / spec.path).read_text())["rows"]
+    keys = {"resized": "results", "small": "results_small", "camera": "results_camera"}
+
+    def screen(shift: dict[str, dict[str, float]]) -> str:
+        doc = {"source": "s.json", "config": {"seed": 0}}
+        for p, k in keys.items():
+            ref = rows[spec.rows[0]]["runs"][p]["0"]
+            doc[k] = {"fsrfer": {"factors": {f: {"accuracy": (v + shift.get(p, {}).get(f, 0.0)) / 100}
+                                             for f, v in ref.items()}}}
+        return tables.stage2_screen_table(doc, "c.yaml", spec)
+
+    up = {f: 0.5 for f in ("2", "3", "4", "6", "8")}
+    assert "+0.50 under (a) and +0.50 under (b) (+0.00 under (c), not in the rule)" in screen({"resized": up, "small": up})
+    assert "seeds 1 and 2: met." in screen({"resized": up, "small": up})
+    only_x1 = screen({p: {"1": 5.0} for p in keys})  # x1 is not in the margin rule
+    assert "+0.00 under (a) and +0.00 under (b)" in only_x1 and "not met, so reported only." in only_x1
+    assert "not met" in screen({"resized": up, "camera": up})  # (a) alone is not enough
+
+
 def test_training_cost_table_reads_the_recorded_seconds_and_refuses_rows_without_any():
     tables = load_script("scripts/readme_tables.py", "readme_tables")
     (_, g_rows), (_, b_rows) = tables.COST_ROWS
