@@ -289,6 +289,17 @@ def _cfg(tmp_path, **over):
     return config.from_dict(d)
 
 
+def _train_tiny_early_g(tmp_path, stage2_losses: dict):
+    """A G from the stem to layer2 (FiLM), one GAN epoch on 64 synthetic faces with ``stage2_losses``; the
+    checkpoint's path."""
+    cfg = _cfg(tmp_path, data={"synthetic": 64}, stage1={"epochs": 1},
+               stage2={"feature_level": "layer2", "generator_start": "stem", "scale_aware": True, "pretrain_epochs": 0,
+                       "epochs": 1, "batch_size": 16, "losses": stage2_losses})
+    d = load_data(cfg, None)
+    hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
+    return train_stage2(cfg, d, hr, tmp_path / "run", "fsrfer", cfg.stage2.losses, resume=False)
+
+
 def test_config_checks_the_early_g_options(tmp_path):
     with pytest.raises(ConfigError, match="generator_start"):
         _cfg(tmp_path, stage2={"feature_level": "layer1", "generator_start": "layer2"})
@@ -1181,12 +1192,7 @@ def test_attention_option_is_checked_and_trains_end_to_end(tmp_path):
         _cfg(tmp_path, stage2={"feature_level": "layer2", "losses": {"attention": 1000.0}})
     with pytest.raises(ConfigError, match="needs a stage boundary inside G"):
         _cfg(tmp_path, stage2={"feature_level": "layer2", "generator_start": "layer1", "losses": {"attention": 1000.0}})
-    cfg = _cfg(tmp_path, data={"synthetic": 64}, stage1={"epochs": 1},
-               stage2={"feature_level": "layer2", "generator_start": "stem", "scale_aware": True, "pretrain_epochs": 0,
-                       "epochs": 1, "batch_size": 16, "losses": {"distill": 1.0, "attention": 1000.0}})
-    d = load_data(cfg, None)
-    hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
-    path = train_stage2(cfg, d, hr, tmp_path / "run", "fsrfer", cfg.stage2.losses, resume=False)
+    path = _train_tiny_early_g(tmp_path, {"distill": 1.0, "attention": 1000.0})
     from trainer import checkpoint
 
     model, _, meta = checkpoint.load_model(path)
@@ -1242,12 +1248,7 @@ def test_contrastive_option_is_checked_and_trains_end_to_end(tmp_path):
         _cfg(tmp_path, stage2={"losses": {"contrastive": 1.0, "contrastive_temperature": 0.0}})
     with pytest.raises(ConfigError, match="contrastive"):
         _cfg(tmp_path, stage2={"losses": {"contrastive": -1.0}})
-    cfg = _cfg(tmp_path, data={"synthetic": 64}, stage1={"epochs": 1},
-               stage2={"feature_level": "layer2", "generator_start": "stem", "scale_aware": True, "pretrain_epochs": 0,
-                       "epochs": 1, "batch_size": 16, "losses": {"distill": 1.0, "contrastive": 1.0}})
-    d = load_data(cfg, None)
-    hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
-    path = train_stage2(cfg, d, hr, tmp_path / "run", "fsrfer", cfg.stage2.losses, resume=False)
+    path = _train_tiny_early_g(tmp_path, {"distill": 1.0, "contrastive": 1.0})
     from trainer import checkpoint
 
     _, _, meta = checkpoint.load_model(path)
@@ -1286,12 +1287,7 @@ def test_flip_teacher_option_is_checked_and_reaches_the_distillation_term(tmp_pa
         return real(self, f_lr, f_hr, labels)
 
     monkeypatch.setattr(train_mod.Stage2Step, "generator_loss", spy)
-    cfg = _cfg(tmp_path, data={"synthetic": 64}, stage1={"epochs": 1},
-               stage2={"feature_level": "layer2", "generator_start": "stem", "scale_aware": True, "pretrain_epochs": 0,
-                       "epochs": 1, "batch_size": 16, "losses": {"distill": 1.0, "distill_teacher": "flip"}})
-    d = load_data(cfg, None)
-    hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
-    train_stage2(cfg, d, hr, tmp_path / "run", "fsrfer", cfg.stage2.losses, resume=False)
+    _train_tiny_early_g(tmp_path, {"distill": 1.0, "distill_teacher": "flip"})
     assert seen and all(seen)  # every step distilled towards the flip's answer, not the plain one
 
 
