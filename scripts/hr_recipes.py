@@ -67,10 +67,13 @@ def parse_logs(paths: list[Path]) -> dict[str, Any]:
 
 def epoch_summary(epochs: dict[int, tuple[float, float]], total: int) -> dict[str, Any]:
     """What is recorded of a run's epochs ({epoch: (val %, seconds)} of ``total``): how many, the best
-    (first of ties: the one the trainer keeps), the last, and the mean seconds per epoch."""
+    (first of ties: the one the trainer keeps), the last, the lowest and highest of the last ten recorded
+    (how much keeping the best epoch can have picked), and the mean seconds per epoch."""
     best = max(sorted(epochs), key=lambda e: epochs[e][0])
+    last10 = [epochs[e][0] for e in sorted(epochs)[-10:]]
     return {"epochs": len(epochs), "of": total, "finished": len(epochs) == total, "best_epoch": best,
             "best_val": round(epochs[best][0], 2), "last_val": round(epochs[max(epochs)][0], 2),
+            "last_10_val": [round(min(last10), 2), round(max(last10), 2)],
             "seconds_per_epoch": round(float(np.mean([s for _, s in epochs.values()])), 2)}
 
 

@@ -403,7 +403,8 @@ EDGE_FILES = (
      "estimator on whole grey levels), 9 rounds",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
     ("results/ferplus/edge_budget_hr120_first.json", "shipped default, the same day's first run (5 rounds; the INT8 file's "
-     "rounds ran at about 1900 or about 2800 faces/s, the FP32 files' steadier)",
+     "rounds ran at about 1900 or about 2800 faces/s, the FP32 files' steadier; the command in the file wrote "
+     "results/edge_budget.json, kept under this name when the 9-round run replaced it)",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
     ("results/default_model/previous_lrgr/edge_budget.json", "previous default (`lrg_rec3000` seed 0 on the 60-epoch HR "
      "network, routed: `bn` with G's rate 3x and reconstruction weight 3000; factor estimator on whole grey levels)",

@@ -28,7 +28,8 @@ def test_resumed_logs_join_and_the_best_epoch_is_kept(tmp_path):
                       "'epoch': 3, 'val_score': 0.7, 'seconds': 12.0}\n")
     got = hr.parse_logs([first, second])
     assert got["finished"] and got["best_epoch"] == 2 and got["best_val"] == 80.0 and got["last_val"] == 70.0
-    assert got["seconds_per_epoch"] == pytest.approx(10.67)
+    assert got["seconds_per_epoch"] == pytest.approx(10.67) and got["last_10_val"] == [50.0, 80.0]
+    assert hr.epoch_summary({e: (float(e), 1.0) for e in range(1, 21)}, 20)["last_10_val"] == [11.0, 20.0]
     assert not hr.parse_logs([first])["finished"]
     with pytest.raises(SystemExit, match="not a stage-1 training log"):
         hr.parse_logs([_eval(tmp_path / "x.json", 0.9)])
