@@ -289,12 +289,12 @@ def _cfg(tmp_path, **over):
     return config.from_dict(d)
 
 
-def _train_tiny_early_g(tmp_path, stage2_losses: dict):
-    """A G from the stem to layer2 (FiLM), one GAN epoch on 64 synthetic faces with ``stage2_losses``; the
-    checkpoint's path."""
+def _train_tiny_early_g(tmp_path, stage2_losses: dict, **stage2):
+    """A G from the stem to layer2 (FiLM), one GAN epoch on 64 synthetic faces with ``stage2_losses`` (and
+    other ``stage2`` options); the checkpoint's path."""
     cfg = _cfg(tmp_path, data={"synthetic": 64}, stage1={"epochs": 1},
                stage2={"feature_level": "layer2", "generator_start": "stem", "scale_aware": True, "pretrain_epochs": 0,
-                       "epochs": 1, "batch_size": 16, "losses": stage2_losses})
+                       "epochs": 1, "batch_size": 16, "losses": stage2_losses, **stage2})
     d = load_data(cfg, None)
     hr = train_stage1(cfg, d, tmp_path / "run", resume=False)
     return train_stage2(cfg, d, hr, tmp_path / "run", "fsrfer", cfg.stage2.losses, resume=False)
@@ -1254,6 +1254,36 @@ def test_contrastive_option_is_checked_and_trains_end_to_end(tmp_path):
     _, _, meta = checkpoint.load_model(path)
     assert any(row.get("nce", 0) > 0 for row in meta["meta"]["history"])  # the term was trained with
     assert meta["meta"]["losses"]["contrastive"] == 1.0
+
+
+# -- G's warm-up at the GAN phase's start (stage2.gan_warmup) -----------------------------------
+
+@pytest.mark.parametrize("warmup", [0.0, 1.0])
+def test_gan_warmup_starts_gs_rate_low_and_leaves_the_critics(tmp_path, monkeypatch, warmup):
+    import trainer.train as train_mod
+
+    first: dict[int, float] = {}  # each Adam's first rate: G's and the critic's (no pre-training; stage 1 is SGD)
+    real = train_mod.set_lr
+
+    def spy(opt, lr):
+        if isinstance(opt, torch.optim.Adam):
+            first.setdefault(id(opt), lr)
+        real(opt, lr)
+
+    monkeypatch.setattr(train_mod, "set_lr", spy)
+    _train_tiny_early_g(tmp_path, {"distill": 1.0}, gan_warmup=warmup, lr_g=1e-3, lr_d=1e-3)
+    assert len(first) == 2 and max(first.values()) == pytest.approx(1e-3)  # the critic starts at its full rate
+    assert min(first.values()) == pytest.approx(1e-3) if not warmup else min(first.values()) < 0.6e-3
+
+
+def test_gan_warmup_is_checked(tmp_path):
+    with pytest.raises(ConfigError, match="gan_warmup"):
+        _cfg(tmp_path, stage2={"gan_warmup": 0.5, "g_optimizer": "sgd"})
+    with pytest.raises(ConfigError, match="at most stage2.epochs"):
+        _cfg(tmp_path, stage2={"gan_warmup": 3.0, "epochs": 2})
+    with pytest.raises(ConfigError, match="gan_warmup"):
+        _cfg(tmp_path, stage2={"gan_warmup": -1.0})
+    assert _cfg(tmp_path, stage2={"gan_warmup": 0.5, "epochs": 2}).stage2.gan_warmup == 0.5
 
 
 # -- the test-time flip's answer as the distillation target (stage2.losses.distill_teacher) -----

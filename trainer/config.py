@@ -166,6 +166,10 @@ class Stage2Config:
     # stage1.weight_decay, linear warm-up over min(1, epochs / 10) epochs, then cosine) at lr_g. The
     # critic keeps Adam either way; pre-training keeps Adam at pretrain_lr.
     g_optimizer: str = "adam"
+    # With Adam: epochs of linear warm-up of G's rate at the start of the GAN phase (then cosine, as before).
+    # The GAN phase starts a fresh Adam at the full lr_g right after pre-training's rate has decayed to 0;
+    # 0 (the default) starts at full rate, as G always has. "sgd" has its own warm-up (above).
+    gan_warmup: float = 0.0
     # The copied stages' BatchNorm statistics: "hr" keeps the HR model's (FiLM shifts per factor), "train"
     # re-estimates them on the mixed-factor batches as the LR-fine-tuned baseline does, "per_factor" keeps
     # statistics per training factor, interpolated in log2 of the face's factor (needs scale_aware).
@@ -461,6 +465,9 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
         problems.append(f"{where}: stage2.route_hr trains G on degrade.factors other than 1; got {list(cfg.degrade.factors)}")
     if cfg.stage2.g_optimizer not in G_OPTIMIZERS:
         problems.append(f"{where}: stage2.g_optimizer must be one of {list(G_OPTIMIZERS)}, got {cfg.stage2.g_optimizer!r}")
+    if cfg.stage2.gan_warmup and (cfg.stage2.g_optimizer != "adam" or cfg.stage2.gan_warmup > cfg.stage2.epochs):
+        problems.append(f"{where}: stage2.gan_warmup ({cfg.stage2.gan_warmup!r}) needs g_optimizer 'adam' (sgd has its "
+                        f"own warm-up) and at most stage2.epochs ({cfg.stage2.epochs}) epochs")
     if cfg.stage2.adapter_gate not in GATES:
         problems.append(f"{where}: stage2.adapter_gate must be one of {list(GATES)}, got {cfg.stage2.adapter_gate!r}")
     if cfg.stage2.adapter_width and not cfg.stage2.scale_aware:

@@ -879,7 +879,7 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
     # G: the authors' Adam, or the LR-fine-tuned baseline's SGD with its warm-up (stage2.g_optimizer)
     sgd = s2.g_optimizer == "sgd"
     opt_g = _sgd(g, cfg, s2.lr_g) if sgd else torch.optim.Adam(g.parameters(), lr=s2.lr_g, betas=(0.0, 0.9))
-    warmup_g = min(1.0, s2.epochs / 10) if sgd else 0.0
+    warmup_g = min(1.0, s2.epochs / 10) if sgd else s2.gan_warmup
     opt_d = torch.optim.Adam(parts.d.parameters(), lr=s2.lr_d, betas=(0.0, 0.9))
     step = Stage2Step(parts.head, parts.g_net, parts.d_net, loss_cfg, opt_g, opt_d)
 
