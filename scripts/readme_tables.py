@@ -636,10 +636,11 @@ def early_g_12ep_table(doc: dict[str, Any]) -> str:
 
 #: One-seed CPU screens of a stage-2 change to the shipped configuration (scripts/early_g.py --steps stage2,eval
 #: --json FILE), as (file, config). kd10 is read against the mean of the shipped configuration's two seed-0 runs on
-#: the 60-epoch HR network (SHIPPED_SEED0 of CAMERA_MIXED's file) by the rules' mean; nce against the shipped
+#: the 60-epoch HR network (SHIPPED_SEED0 of CAMERA_MIXED's file) by the rules' mean; nce and warmup against the shipped
 #: configuration's seed 0 on the 120-epoch HR network (HR120_SEED0) by its margins over the baseline.
 KD10 = ("results/ferplus/early_g_kd10_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_kd10.yaml")
 NCE = ("results/ferplus/early_g_nce_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_nce.yaml")
+WARMUP = ("results/ferplus/early_g_warmup_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_warmup.yaml")
 SHIPPED_SEED0 = ("lrg_rec3000/fsrfer", "lrg_rec3000_rerun/fsrfer")
 
 
@@ -965,6 +966,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "early_g_12ep": (EARLY_G_12EP, early_g_12ep_table, "docs/experiments.md"),
     "kd10": (KD10[0], lambda d: stage2_screen_table(d, KD10[1]), "docs/experiments.md"),
     "nce": (NCE[0], lambda d: stage2_screen_table(d, NCE[1], HR120_REFERENCE), "docs/experiments.md"),
+    "warmup": (WARMUP[0], lambda d: stage2_screen_table(d, WARMUP[1], HR120_REFERENCE), "docs/experiments.md"),
     "hr_recipes": (HR_RECIPES, hr_recipes_table, "docs/experiments.md"),
     "hr_120ep": (HR_120EP, lambda d: hr_recipes_table(d, HR_120EP), "docs/experiments.md"),
     "soups": (SOUPS[1][1], soups_table, "docs/experiments.md"),
