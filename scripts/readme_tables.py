@@ -810,7 +810,9 @@ def shipped_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: The shipped configuration's ablations in results/ferplus/early_g_gpu_lr.json: its row, each ablation's, the baseline's.
+#: The shipped configuration's ablations: the file (scripts/early_g_summary.py) the README table reads.
+ABLATIONS_FILE = "results/ferplus/early_g_gpu_lr.json"
+#: Its rows: the full configuration's, each ablation's (with its label), the equal-budget baseline's.
 ABLATIONS = ("lrg_rec3000/fsrfer", (("lrg_rec3000_no_adversarial/fsrfer_no_adversarial", "without the adversarial term"),
                                     ("lrg_rec3000_no_reweight/fsrfer_no_reweight", "without the re-weighting")),
              "6ep/lr_finetune")
@@ -933,7 +935,7 @@ def fer2013_config_table(_: dict[str, Any], pattern: str = FER2013_CONFIG,
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "headline": (SOURCES["headline"], headline_table, "README.md"),
     "shipped": (SOURCES["headline"], shipped_table, "README.md"),
-    "ablations": ("results/ferplus/early_g_gpu_lr.json", ablations_table, "README.md"),
+    "ablations": (ABLATIONS_FILE, ablations_table, "README.md"),
     "training_cost": ("results/ferplus/early_g_gpu_lr.json", training_cost_table, "README.md"),
     "fer2013_config": (FER2013_CONFIG.format(split="val", suffix=""), fer2013_config_table, "docs/experiments.md"),
     "fer2013_config_30ep": (FER2013_CONFIG_30EP.format(split="val", suffix=""),
