@@ -637,7 +637,7 @@ def early_g_12ep_table(doc: dict[str, Any]) -> str:
 #: One-seed CPU screens of a stage-2 change to the shipped configuration (scripts/early_g.py --steps stage2,eval
 #: --json FILE), as (file, config). kd10 is read against the mean of the shipped configuration's two seed-0 runs on
 #: the 60-epoch HR network (SHIPPED_SEED0 of CAMERA_MIXED's file) by the rules' mean; nce and warmup against the shipped
-#: configuration's seed 0 on the 120-epoch HR network (HR120_SEED0) by its margins over the baseline.
+#: configuration's seed 0 on the 120-epoch HR network (HR120_REFERENCE) by its margins over the baseline.
 KD10 = ("results/ferplus/early_g_kd10_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_kd10.yaml")
 NCE = ("results/ferplus/early_g_nce_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_nce.yaml")
 WARMUP = ("results/ferplus/early_g_warmup_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_warmup.yaml")

@@ -133,6 +133,10 @@ class Head(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.fc2 = nn.Linear(hidden, num_classes)
 
+    def embed(self, f: torch.Tensor) -> torch.Tensor:
+        """The embedding the head reads: ``f`` itself (:class:`LevelHead` pools a map to it)."""
+        return f
+
     def activation(self, f: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.fc1(f))
 

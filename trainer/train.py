@@ -699,7 +699,7 @@ class Stage2Step:
                 raise ConfigError("stage2.losses.attention needs an early G that keeps its maps and the HR faces' maps")
             terms["at"] = c.attention / 2 * losses.weighted_mean(losses.attention_transfer(taps, self.hr_maps), w)
         if c.contrastive:
-            embed = getattr(self.head, "embed", lambda f: f)  # a level head's pooled embedding; G on embeddings: itself
+            embed = self.head.embed  # the pooled embedding above G's level (G on embeddings: the features themselves)
             nce = losses.cross_resolution_nce(embed(y).flatten(1), embed(f_hr).flatten(1), c.contrastive_temperature)
             terms["nce"] = c.contrastive * losses.weighted_mean(nce, w)
         total = sum(terms.values(), torch.zeros((), device=f_lr.device))
