@@ -18,7 +18,7 @@ def test_default_model_is_shipped_small_and_documented():
     models = DEFAULT_MODEL.parent
     assert DEFAULT_MODEL.is_file(), f"{DEFAULT_MODEL} is missing: run scripts/ship_default.py"
     size_mb = (DEFAULT_MODEL.stat().st_size + (models / "default.pt").stat().st_size) / 2**20
-    assert size_mb <= 30
+    assert size_mb <= 30  # MiB: the looser reading of the 30 MB budget; results/targets.json reports the strict one
     card = (models / "MODEL_CARD.md").read_text()
     assert "FER2013" in card and "licence" in card.lower()
 

@@ -122,3 +122,18 @@ def test_committed_targets_and_readme_tables_are_what_the_committed_result_files
     doc["targets"][0]["measured"] = "something else"
     old.write_text(json.dumps(doc))
     assert mod.main(["--check", "--out", str(old)]) == 1
+
+
+def test_issue12_package_row_reads_30_mb_as_30_million_bytes() -> None:
+    mod = _targets()
+    name = "package: the shipped ONNX plus checkpoint <= 30 MB (30 million bytes)"
+
+    def row(sizes):
+        return {r["target"].split(": ", 1)[1]: r for r in mod.compute_issue12(None, {}, None, None, package_bytes=sizes)}[name]
+
+    # 29.3 MiB is 30.7 million bytes: under 30 only on the looser reading, so not met, and the text says so
+    over = row({"default.onnx": 15_921_731, "default.pt": 14_802_452})
+    assert over["met"] is False and over["measured"].startswith("30.72 MB (29.30 MiB") and "read as MiB" in over["measured"]
+    under = row({"default.onnx": 15_000_000, "default.pt": 14_999_999})
+    assert under["met"] is True and under["measured"] == "30.00 MB (28.61 MiB)"
+    assert row({})["measured"] == "not run"
