@@ -718,7 +718,7 @@ def soups_table(_: dict[str, Any]) -> str:
     """Each soup's routed mean over x2..x8 and the three protocols against the shipped graph's, and x1."""
     docs = [(label, path, json.loads((REPO / path).read_text())) for label, path in SOUPS]
     ref = docs[0][2]["checks"]["mean_x2_x8"]["routed"]
-    lines = ["FER+ val, routed graphs as shipped (`python scripts/route_hr_report.py CHECKPOINT --split val`), accuracy "
+    lines = ["FER+ val, routed graphs as shipped (`python scripts/route_hr_report.py CHECKPOINT --split val --json FILE`), accuracy "
              "in %:\n", "| model | file | routed mean x2..x8, three protocols | against the shipped graph | x1 = HR model |",
              "|---|---|---:|---:|---|"]
     for label, path, d in docs:
@@ -789,7 +789,7 @@ def shipped_table(doc: dict[str, Any]) -> str:
     factors = sorted(doc["factors"], key=int)
     lines = [f"FER+ test ({doc['n']} faces), accuracy in %, one seed (`results/default_model/`: `test*.json` the "
              "shipped graph, `baseline_test*.json` the equal-budget LR-fine-tuned baseline, `hr_test*.json` the "
-             "frozen HR model; written by `bash scripts/ship_early_g.sh`). Plot: "
+             "frozen HR model; written by `bash scripts/ship_early_g.sh RUN BASELINE_RUN REASON`). Plot: "
              "`results/default_model/test_protocols.png`.\n",
              "| protocol | model | " + " | ".join(f"x{f}" for f in factors) + " | mean |",
              "|---|---|" + "---:|" * (len(factors) + 1)]
