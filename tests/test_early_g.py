@@ -1,5 +1,6 @@
 """Issue 12's trainer pieces: a G that starts early (copied stages, FiLM on the factor), distillation,
 soft labels from the FER+ votes, and per-face down-sampling kernels."""
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -1254,6 +1255,55 @@ def test_contrastive_option_is_checked_and_trains_end_to_end(tmp_path):
     _, _, meta = checkpoint.load_model(path)
     assert any(row.get("nce", 0) > 0 for row in meta["meta"]["history"])  # the term was trained with
     assert meta["meta"]["losses"]["contrastive"] == 1.0
+
+
+# -- distillation weighted by the face's factor (stage2.losses.distill_from_factor) ----------------
+
+def test_distill_by_factor_weights_each_faces_term_by_its_factor():
+    from trainer.models import LevelHead, SpatialFeatureCritic
+    from trainer.train import Stage2Step
+
+    m = _deep_model("stem", "layer3")
+    g, trunk = m.generator.train(), m.fer.trunk.requires_grad_(False)
+    torch.manual_seed(0)
+    x_hr = torch.randn(6, 1, 48, 48)
+    x_lr = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x_hr, 4), size=48, mode="bilinear")
+    plain = config.LossConfig(adversarial=0.0, reconstruction=0.0, head=0.0, reweight=False, distill=1.0)
+    head = LevelHead(m.fer, "layer3")
+    d = SpatialFeatureCritic(128, hidden=8, size=6)
+    step = Stage2Step(head, g.eval(), d, plain, torch.optim.Adam(g.parameters(), 1e-3), torch.optim.Adam(d.parameters(), 1e-3))
+    step.factor = torch.tensor([2, 4, 6, 8, 8, 1])
+    f_lr, f_hr = trunk.forward_to(x_lr, "stem"), trunk.forward_to(x_hr, "layer3")
+    y = torch.randint(0, 7, (6,))
+    with torch.no_grad():
+        kd = losses.distillation(head(g(f_lr, step.factor)), head(f_hr), 2.0)
+        _, base = step.generator_loss(f_lr, f_hr, y)
+        step.cfg = dataclasses.replace(plain, distill_from_factor=6, distill_high=10.0)
+        _, high = step.generator_loss(f_lr, f_hr, y)
+        step.cfg = dataclasses.replace(plain, distill_from_factor=16, distill_high=10.0)
+        _, none_high = step.generator_loss(f_lr, f_hr, y)
+    assert base["kd"] == pytest.approx(float(kd.mean()), rel=1e-4)
+    want = float((kd * torch.tensor([1.0, 1.0, 10.0, 10.0, 10.0, 1.0])).mean())
+    assert high["kd"] == pytest.approx(want, rel=1e-4) and high["kd"] > base["kd"]
+    assert none_high["kd"] == pytest.approx(base["kd"], rel=1e-5)  # no face down-sampled that far
+
+
+def test_distill_by_factor_option_is_checked_and_trains_end_to_end(tmp_path):
+    early = {"feature_level": "layer2", "generator_start": "stem", "scale_aware": True}
+    for bad, stage2 in (({"distill": 1.0, "distill_from_factor": 8}, early),  # no weight for those faces
+                        ({"distill": 1.0, "distill_high": 10.0}, early),  # no factor
+                        ({"distill": 1.0, "distill_from_factor": 1, "distill_high": 10.0}, early),  # every face
+                        ({"distill_from_factor": 8, "distill_high": 10.0}, early),  # no distillation
+                        ({"distill": 1.0, "distill_from_factor": 8, "distill_high": 10.0},
+                         {**early, "scale_aware": False})):
+        with pytest.raises(ConfigError, match="distill_from_factor"):
+            _cfg(tmp_path, stage2={**stage2, "losses": bad})
+    path = _train_tiny_early_g(tmp_path, {"distill": 1.0, "distill_from_factor": 4, "distill_high": 10.0})
+    from trainer import checkpoint
+
+    _, _, meta = checkpoint.load_model(path)
+    assert meta["meta"]["losses"]["distill_from_factor"] == 4 and meta["meta"]["losses"]["distill_high"] == 10.0
+    assert any(row.get("kd", 0) > 0 for row in meta["meta"]["history"])
 
 
 # -- G's warm-up at the GAN phase's start (stage2.gan_warmup) -----------------------------------

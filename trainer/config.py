@@ -108,6 +108,12 @@ class LossConfig:
     # on the HR face and its mirror image ("flip": the test-time flip's answer, ~0.6 points better at x1 on
     # FER+ val, at no cost at run time). Only an early G (stage2.generator_start) sees the HR faces.
     distill_teacher: str = "plain"
+    # Distillation weighted by each face's down-sample factor: faces down-sampled by distill_from_factor or
+    # more get the weight distill_high instead of distill (distill 10 for every face lifted x8 and cost a
+    # little at every other factor: docs/experiments.md, "kd10"). 0: off. Needs stage2.scale_aware (the step
+    # knows each face's factor) and distill > 0.
+    distill_from_factor: int = 0
+    distill_high: float = 0.0
     # Attention transfer (Zagoruyko & Komodakis, ICLR 2017; the "teaching where to look" lead of
     # METHOD.md): at every stage boundary inside an early G (layer1 and layer2 for G from the stem to
     # layer3), the spatial attention of G's map on the LR face (the channel mean of the squared map,
@@ -432,6 +438,12 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
     elif cfg.stage2.losses.distill_teacher == "flip" and not (start and cfg.stage2.losses.distill):
         problems.append(f"{where}: stage2.losses.distill_teacher 'flip' needs stage2.generator_start (G on images) and "
                         f"stage2.losses.distill > 0, got {start!r} and {cfg.stage2.losses.distill}")
+    lc = cfg.stage2.losses
+    if (lc.distill_from_factor or lc.distill_high) and not (
+            lc.distill_from_factor >= 2 and lc.distill_high and lc.distill and cfg.stage2.scale_aware):
+        problems.append(f"{where}: stage2.losses.distill_from_factor ({lc.distill_from_factor!r}, a factor >= 2) and "
+                        f"distill_high ({lc.distill_high!r}, > 0) go together, beside distill > 0 ({lc.distill!r}) "
+                        f"and stage2.scale_aware ({cfg.stage2.scale_aware!r}: each face's factor)")
     if cfg.stage2.losses.attention and (not start or cfg.stage2.adapter_width):
         problems.append(f"{where}: stage2.losses.attention needs stage2.generator_start and no adapter_width (it "
                         "matches the maps of G's own copied stages)")

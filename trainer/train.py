@@ -692,7 +692,13 @@ class Stage2Step:
             t = c.distill_temperature
             teacher = self.head(f_hr).detach() if self.teacher is None else self.teacher
             kd = losses.distillation(self.head(y), teacher, t)
-            terms["kd"] = c.distill * losses.weighted_mean(kd, w)
+            if c.distill_from_factor:  # each face's weight by its factor (validated: a scale-aware G has them)
+                if self.factor is None:
+                    raise ConfigError("stage2.losses.distill_from_factor needs each face's factor (stage2.scale_aware)")
+                terms["kd"] = losses.weighted_mean(kd * torch.where(self.factor >= c.distill_from_factor,
+                                                                    c.distill_high, c.distill).to(kd.dtype), w)
+            else:
+                terms["kd"] = c.distill * losses.weighted_mean(kd, w)
         if c.attention:
             taps = getattr(self.g, "module", self.g).taps  # G's own maps from this step's forward (DDP: .module)
             if self.hr_maps is None or not taps:
