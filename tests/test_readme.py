@@ -195,6 +195,30 @@ def test_a_margin_screen_is_read_by_its_margins_at_x2_to_x8_under_a_and_b():
     assert "not met" in screen({"resized": up, "camera": up})  # (a) alone is not enough
 
 
+def test_an_x8_screen_needs_x8_up_and_the_other_factors_kept_under_a_and_b():
+    import json
+
+    tables = load_script("scripts/readme_tables.py", "readme_tables")
+    spec = tables.HR120_X8_REFERENCE
+    rows = json.loads((README.parent / spec.path).read_text())["rows"]
+    keys = {"resized": "results", "small": "results_small", "camera": "results_camera"}
+
+    def screen(shift: dict[str, float], protocols=("resized", "small")) -> str:
+        doc = {"source": "s.json", "config": {"seed": 0}}
+        for p, k in keys.items():
+            ref = rows[spec.rows[0]]["runs"][p]["0"]
+            doc[k] = {"fsrfer": {"factors": {f: {"accuracy": (v + (shift.get(f, 0.0) if p in protocols else 0.0)) / 100}
+                                             for f, v in ref.items()}}}
+        return tables.stage2_screen_table(doc, "c.yaml", spec)
+
+    met = screen({"8": 0.6, "2": -0.2})
+    assert "+0.60 under (a) and +0.60 under (b), at least +0.5" in met and "-0.05 under (a)" in met
+    assert met.endswith("seeds 1 and 2: met.\n")
+    assert "not met" in screen({"8": 0.6, "2": -0.5, "3": -0.5})  # x2..x6 down 0.25 on average: too much
+    assert "not met" in screen({"8": 0.4})  # x8 up too little
+    assert "not met" in screen({"8": 0.6}, protocols=("resized",))  # (a) alone is not enough
+
+
 def test_training_cost_table_reads_the_recorded_seconds_and_refuses_rows_without_any():
     tables = load_script("scripts/readme_tables.py", "readme_tables")
     (_, g_rows), (_, b_rows) = tables.COST_ROWS
