@@ -641,6 +641,7 @@ def early_g_12ep_table(doc: dict[str, Any]) -> str:
 KD10 = ("results/ferplus/early_g_kd10_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_kd10.yaml")
 NCE = ("results/ferplus/early_g_nce_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_nce.yaml")
 WARMUP = ("results/ferplus/early_g_warmup_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_warmup.yaml")
+KD8X = ("results/ferplus/early_g_kd8x_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_kd8x.yaml")
 SHIPPED_SEED0 = ("lrg_rec3000/fsrfer", "lrg_rec3000_rerun/fsrfer")
 
 
@@ -995,6 +996,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "kd10": (KD10[0], lambda d: stage2_screen_table(d, KD10[1]), "docs/experiments.md"),
     "nce": (NCE[0], lambda d: stage2_screen_table(d, NCE[1], HR120_REFERENCE), "docs/experiments.md"),
     "warmup": (WARMUP[0], lambda d: stage2_screen_table(d, WARMUP[1], HR120_REFERENCE), "docs/experiments.md"),
+    "kd8x": (KD8X[0], lambda d: stage2_screen_table(d, KD8X[1], HR120_X8_REFERENCE), "docs/experiments.md"),
     "hr_recipes": (HR_RECIPES, hr_recipes_table, "docs/experiments.md"),
     "hr_120ep": (HR_120EP, lambda d: hr_recipes_table(d, HR_120EP), "docs/experiments.md"),
     "soups": (SOUPS[1][1], soups_table, "docs/experiments.md"),
