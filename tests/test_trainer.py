@@ -32,6 +32,20 @@ def test_reweight_values():
     np.testing.assert_allclose(losses.reweight(p).numpy(), [0.25, 1.0, 2.25, 0.36], rtol=1e-6)
 
 
+def test_reweight_power_leans_harder_on_misclassified_faces_and_is_range_checked(tmp_path):
+    p = torch.tensor([1.0, 0.5, 0.0])
+    np.testing.assert_allclose(losses.reweight(p, 4.0).numpy(), [0.0625, 1.0, 5.0625], rtol=1e-6)
+    step2, batch = _step(config.LossConfig(adversarial=0.0, head=0.0))
+    step4, _ = _step(config.LossConfig(adversarial=0.0, head=0.0, reweight_power=4.0))
+    with torch.no_grad():
+        w2, w4 = (s.weights(s.generate(batch[0]), batch[2]) for s in (step2, step4))
+    torch.testing.assert_close(w4, w2 ** 2)  # (1.5 - p)^4 = ((1.5 - p)^2)^2, from the same frozen head
+    d = config.load(REPO / "configs" / "tiny.yaml").to_dict()
+    d["stage2"]["losses"]["reweight_power"] = 0.0
+    with pytest.raises(ConfigError, match="reweight_power"):
+        config.from_dict(d)
+
+
 def test_true_class_prob_and_weights_favour_misclassified():
     logits = torch.tensor([[5.0, 0.0], [0.0, 5.0]])
     labels = torch.tensor([0, 0])

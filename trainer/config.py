@@ -127,7 +127,10 @@ class LossConfig:
     # the face's own HR face). Re-weighted as the other terms. 0: off.
     contrastive: float = 0.0
     contrastive_temperature: float = 0.1
-    reweight: bool = True  # classification-aware re-weighting w = (1.5 - p_true)^2
+    reweight: bool = True  # classification-aware re-weighting w = (1.5 - p_true)^reweight_power
+    # The re-weighting's power: 2 (the paper's) spans weights 0.25..2.25; a higher power leans harder on the
+    # faces the frozen model gets wrong (4: 0.06..5.06).
+    reweight_power: float = dataclasses.field(default=2.0, metadata={"range": (0.5, 8)})
     gan: str = "wgan_div"  # wgan_div | none
     div_k: float = 2.0
     div_p: float = 6.0

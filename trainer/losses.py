@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 
-def reweight(probs_true: torch.Tensor) -> torch.Tensor:
-    """Classification-aware weight w = (1.5 - p_true)^2, in [0.25, 2.25]; no gradient flows through it."""
-    return (1.5 - probs_true.detach()) ** 2
+def reweight(probs_true: torch.Tensor, power: float = 2.0) -> torch.Tensor:
+    """Classification-aware weight w = (1.5 - p_true)^power (the paper's power 2: in [0.25, 2.25]); no gradient
+    flows through it."""
+    return (1.5 - probs_true.detach()) ** power
 
 
 def true_class_prob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -664,7 +664,7 @@ class Stage2Step:
         if not self.cfg.reweight:
             return torch.ones(len(labels), device=labels.device)
         with torch.no_grad():
-            return losses.reweight(losses.true_class_prob(self.head(y_gen), labels))
+            return losses.reweight(losses.true_class_prob(self.head(y_gen), labels), self.cfg.reweight_power)
 
     def generator_loss(self, f_lr: torch.Tensor, f_hr: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         c = self.cfg
