@@ -642,6 +642,7 @@ KD10 = ("results/ferplus/early_g_kd10_val.json", "configs/ferplus_soft_aug_early
 NCE = ("results/ferplus/early_g_nce_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_nce.yaml")
 WARMUP = ("results/ferplus/early_g_warmup_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_warmup.yaml")
 KD8X = ("results/ferplus/early_g_kd8x_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_kd8x.yaml")
+RW4 = ("results/ferplus/early_g_rw4_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_rw4.yaml")
 SHIPPED_SEED0 = ("lrg_rec3000/fsrfer", "lrg_rec3000_rerun/fsrfer")
 
 
@@ -997,6 +998,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "nce": (NCE[0], lambda d: stage2_screen_table(d, NCE[1], HR120_REFERENCE), "docs/experiments.md"),
     "warmup": (WARMUP[0], lambda d: stage2_screen_table(d, WARMUP[1], HR120_REFERENCE), "docs/experiments.md"),
     "kd8x": (KD8X[0], lambda d: stage2_screen_table(d, KD8X[1], HR120_X8_REFERENCE), "docs/experiments.md"),
+    "rw4": (RW4[0], lambda d: stage2_screen_table(d, RW4[1], HR120_X8_REFERENCE), "docs/experiments.md"),
     "hr_recipes": (HR_RECIPES, hr_recipes_table, "docs/experiments.md"),
     "hr_120ep": (HR_120EP, lambda d: hr_recipes_table(d, HR_120EP), "docs/experiments.md"),
     "soups": (SOUPS[1][1], soups_table, "docs/experiments.md"),
