@@ -830,18 +830,22 @@ def shipped_table(doc: dict[str, Any]) -> str:
 #: An ablation table's rows: the full configuration's, each ablation's (with its label), the equal-budget
 #: baseline's.
 AblationRows = tuple[str, tuple[tuple[str, str], ...], str]
+
+
+def _ablation_rows(label: str, baseline: str) -> AblationRows:
+    """The rows scripts/early_g_summary.py writes for runs labelled LABEL, LABEL_no_adversarial and
+    LABEL_no_reweight, beside the baseline's row."""
+    return (f"{label}/fsrfer", ((f"{label}_no_adversarial/fsrfer_no_adversarial", "without the adversarial term"),
+                                (f"{label}_no_reweight/fsrfer_no_reweight", "without the re-weighting")), baseline)
+
+
 #: The shipped configuration's ablations on the shipped model's 120-epoch HR network: the file
 #: (scripts/early_g_summary.py) the README table reads, and its rows.
 ABLATIONS_FILE = "results/ferplus/early_g_hr120_ablations_val.json"
-ABLATIONS: AblationRows = ("hr120/fsrfer", (("hr120_no_adversarial/fsrfer_no_adversarial", "without the adversarial term"),
-                                            ("hr120_no_reweight/fsrfer_no_reweight", "without the re-weighting")),
-                           "hr120/lr_finetune")
+ABLATIONS = _ablation_rows("hr120", "hr120/lr_finetune")
 #: The same ablations on the previous default's 60-epoch HR network (docs/experiments.md).
 ABLATIONS_60EP_FILE = "results/ferplus/early_g_gpu_lr.json"
-ABLATIONS_60EP: AblationRows = (
-    "lrg_rec3000/fsrfer", (("lrg_rec3000_no_adversarial/fsrfer_no_adversarial", "without the adversarial term"),
-                           ("lrg_rec3000_no_reweight/fsrfer_no_reweight", "without the re-weighting")),
-    "6ep/lr_finetune")
+ABLATIONS_60EP = _ablation_rows("lrg_rec3000", "6ep/lr_finetune")
 
 
 def _mean_spread(values: list[float], sign: str = "") -> str:
