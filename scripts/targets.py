@@ -27,7 +27,7 @@ QUANTIZED = ("fsrfer_onnx_fp16", "fsrfer_onnx_int8-s8s8", "fsrfer_onnx_int8-u8s8
 FER2013_FROM_FERPLUS = "results/fer2013/hr_from_ferplus_30ep_test.json"
 
 #: Issue 12's package budget ("ONNX plus checkpoint at most 30 MB"), read strictly: 30 million bytes, not
-#: 30 MiB (tests/test_default_model.py holds the package to 30 MiB, the looser reading).
+#: 30 MiB (as scripts/ship_default.py and tests/test_default_model.py read it).
 PACKAGE_BUDGET_BYTES = 30_000_000
 #: The shipped files the package budget counts.
 PACKAGE_FILES = ("default.onnx", "default.pt")
