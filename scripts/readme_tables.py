@@ -724,6 +724,51 @@ def stage2_screen_table(doc: dict[str, Any], config: str, ref_spec: ScreenRefere
     return "\n".join(lines) + "\n"
 
 
+#: The one-forward GAN step's check (docs/experiments.md "One forward of G per step"): its summary file and rows.
+ONE_FORWARD = ("results/ferplus/early_g_one_forward_val.json", "two_forward/fsrfer", "one_forward/fsrfer")
+#: How far the check lets the one-forward run's mean over factors and protocols drift from the two-forward run's
+#: (points): under the shipped configuration's seed spread of that mean.
+ONE_FORWARD_DRIFT = 0.3
+
+
+def one_forward_table(doc: dict[str, Any]) -> str:
+    """The same seed of the shipped configuration trained with the two-forward and the one-forward GAN step:
+    accuracy per protocol and factor, the difference, each run's recorded stage-2 time, and the check."""
+    _, old_name, new_name = ONE_FORWARD
+    old, new = doc["rows"][old_name], doc["rows"][new_name]
+    seed = sorted(new["runs"]["resized"], key=int)[0]
+    factors = sorted(new["runs"]["resized"][seed], key=int)
+    lines = [f"FER+ val, accuracy in %, seed {seed}, from `{doc['source']}` (`{doc['command']}`): {doc['note']}\n",
+             "| protocol | step | " + " | ".join(f"x{f}" for f in factors) + " | mean |",
+             "|---|---|" + "---:|" * (len(factors) + 1)]
+    diffs = []
+    for p, label in PROTOCOL_NAMES.items():
+        a, b = old["runs"][p][seed], new["runs"][p][seed]
+        d = {f: b[f] - a[f] for f in factors}
+        diffs += d.values()
+        lines += [_accuracy_row(label, "G twice per step (as trained before)", a, factors, factors),
+                  _accuracy_row(label, "G once per step", b, factors, factors),
+                  _accuracy_row(label, "**once minus twice**", d, factors, factors, "+")]
+    drift = sum(diffs) / len(diffs)
+    seeds = json.loads((REPO / ABLATIONS_FILE).read_text())["rows"][old_name.replace("two_forward", "hr120")]["runs"]
+    outside = []
+    for p, label in PROTOCOL_NAMES.items():
+        for f in factors:
+            span = [run[f] for run in seeds[p].values()]
+            x = new["runs"][p][seed][f]
+            if not min(span) - 1e-9 <= x <= max(span) + 1e-9:
+                outside.append(f"{label[:3]} x{f} {x:.2f} ({min(span):.2f}-{max(span):.2f})")
+    lines += ["", f"Against the {len(next(iter(seeds.values())))} seeds of the two-forward step (`{ABLATIONS_FILE}`, "
+              "the README's ablation table), the one-forward run's cells outside their range: "
+              + ("; ".join(outside) if outside else "none") + "."]
+    t_old, t_new = old["cost"][seed]["seconds"], new["cost"][seed]["seconds"]
+    lines += ["", f"Stage 2 on this CPU (pre-training epoch, unchanged, and the GAN epochs; each run's recorded cost, "
+              f"one training at a time): {t_old / 60:.1f} min with G twice per step, {t_new / 60:.1f} min once "
+              f"({t_new / t_old:.2f}x). The check: the mean over factors and protocols moved by {drift:+.2f}, within "
+              f"{ONE_FORWARD_DRIFT}: " + ("met." if abs(drift) <= ONE_FORWARD_DRIFT else "**not met**.")]
+    return "\n".join(lines) + "\n"
+
+
 #: Model soups of the shipped model's seed-0 stage-2 ingredients (scripts/soup.py), each routed and evaluated by
 #: scripts/route_hr_report.py on val beside the shipped graph's file, as (label, file).
 SOUPS = (("the shipped graph of the time (lrg_rec3000 seed 0 on the 60-epoch HR network, routed)", "results/ferplus/route_hr_lrgr0_val.json"),
@@ -1003,6 +1048,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "warmup": (WARMUP[0], lambda d: stage2_screen_table(d, WARMUP[1], HR120_REFERENCE), "docs/experiments.md"),
     "kd8x": (KD8X[0], lambda d: stage2_screen_table(d, KD8X[1], HR120_X8_REFERENCE), "docs/experiments.md"),
     "rw4": (RW4[0], lambda d: stage2_screen_table(d, RW4[1], HR120_X8_REFERENCE), "docs/experiments.md"),
+    "one_forward": (ONE_FORWARD[0], one_forward_table, "docs/experiments.md"),
     "hr_recipes": (HR_RECIPES, hr_recipes_table, "docs/experiments.md"),
     "hr_120ep": (HR_120EP, lambda d: hr_recipes_table(d, HR_120EP), "docs/experiments.md"),
     "soups": (SOUPS[1][1], soups_table, "docs/experiments.md"),

@@ -1362,9 +1362,9 @@ def test_flip_teacher_option_is_checked_and_reaches_the_distillation_term(tmp_pa
     seen = []
     real = train_mod.Stage2Step.generator_loss
 
-    def spy(self, f_lr, f_hr, labels):
+    def spy(self, f_lr, f_hr, labels, **kw):
         seen.append(self.teacher is not None and not torch.allclose(self.teacher, self.head(f_hr)))
-        return real(self, f_lr, f_hr, labels)
+        return real(self, f_lr, f_hr, labels, **kw)
 
     monkeypatch.setattr(train_mod.Stage2Step, "generator_loss", spy)
     _train_tiny_early_g(tmp_path, {"distill": 1.0, "distill_teacher": "flip"})
@@ -1449,3 +1449,68 @@ def test_ship_chain_scripts_say_a_missing_checkpoint_in_one_line(tmp_path, scrip
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "missing.pt does not exist" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out.pt").exists()
+
+
+@pytest.mark.parametrize("batchnorm", ["hr", "train", "per_factor"])
+def test_the_stage2_step_runs_g_once_and_trains_as_the_two_forward_step(batchnorm):
+    """Stage2Step reuses G's one forward for the critic and the generator step; the paper's step ran G
+    again for each. With every loss term on, three steps of each give the same weights, critic and
+    BatchNorm statistics (G's copies train theirs under "train" and "per_factor": momentum applied twice)."""
+    import copy
+
+    from trainer.models import LevelHead, SpatialFeatureCritic
+    from trainer.train import Stage2Step
+
+    torch.manual_seed(0)
+    spec = {**DEEP, "feature_level": "layer3", "generator": {**DEEP["generator"], "start": "stem", "batchnorm": batchnorm}}
+    m = InferenceModel(spec).eval()
+    m.generator.init_from(m.fer.trunk)
+    trunk = m.fer.trunk.requires_grad_(False)
+    cfg = config.LossConfig(adversarial=1.0, reconstruction=1.0, head=1.0, cross_entropy=0.5, distill=1.0,
+                            reweight=True)
+
+    def make():
+        g = copy.deepcopy(m.generator).train()
+        torch.manual_seed(1)
+        d = SpatialFeatureCritic(128, hidden=8, size=6)
+        return Stage2Step(LevelHead(m.fer, "layer3"), g, d, cfg, torch.optim.Adam(g.parameters(), 1e-2),
+                          torch.optim.Adam(d.parameters(), 1e-3))
+
+    new, old = make(), make()
+    for i in range(3):
+        torch.manual_seed(10 + i)
+        x_hr = torch.randn(8, 1, 48, 48)
+        factor = torch.tensor([1, 2, 3, 4, 6, 8, 2, 4])
+        x_lr = torch.stack([torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x[None], int(f)), size=48,
+                                                            mode="bilinear")[0] for x, f in zip(x_hr, factor)])
+        f_lr, f_hr = trunk.forward_to(x_lr, "stem"), trunk.forward_to(x_hr, "layer3")
+        labels = torch.randint(0, 7, (8,))
+        new.factor = old.factor = factor.float()
+        torch.manual_seed(100 + i)
+        new(f_lr, f_hr, labels)
+        torch.manual_seed(100 + i)  # the paper's step: G again for the critic (no grad), then for G's loss
+        with torch.no_grad():
+            fake = old.generate(f_lr)
+        w = old.weights(fake, labels)
+        ld = losses.critic_loss(old.d(f_hr), old.d(fake), w) + losses.wgan_div_penalty(old.d, f_hr, fake, w, cfg.div_k,
+                                                                                       cfg.div_p)
+        old.opt_d.zero_grad()
+        ld.backward()
+        old.opt_d.step()
+        lg, _ = old.generator_loss(f_lr, f_hr, labels)
+        old.opt_g.zero_grad()
+        lg.backward()
+        old.opt_g.step()
+    a, b = new.g.state_dict(), old.g.state_dict()
+    assert a.keys() == b.keys()
+    moved = 0
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+        moved += not torch.equal(a[k], m.generator.state_dict()[k])
+    assert moved > len(a) // 2  # the steps trained G: the comparison is not of untouched weights
+    for p, q in zip(new.d.parameters(), old.d.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+    stats = [k for k in a if "running_mean" in k]
+    assert stats and any(not torch.equal(a[k], m.generator.state_dict()[k]) for k in stats) == (batchnorm != "hr")
+    assert all(new_m.momentum == old_m.momentum for new_m, old_m in zip(new.g.modules(), old.g.modules())
+               if hasattr(new_m, "momentum"))  # restored after each step

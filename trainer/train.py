@@ -4,12 +4,13 @@ when that file exists; every training is resumable per epoch (see :mod:`trainer.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, Iterator, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -640,6 +641,16 @@ def cached_features(path: Path, trunk: nn.Module, images: np.ndarray, factors: t
 class Stage2Step:
     """One stage-2 training step: a critic step then a generator step on a batch of features.
 
+    G runs once per step and the frozen layers above it once on its output: the critic step reads G's
+    output detached, and the generator step differentiates the same output after the critic's update
+    (G's weights do not change in between, so a second forward would give the same map; WGAN steps are
+    usually taken this way). Where G's copied BatchNorm layers train (``stage2.copy_batchnorm``), the one
+    forward updates their running statistics as the two forwards of the paper's step did (the momentum
+    applied twice: :func:`_bn_as_twice`), so the trained model is the same up to rounding; the frozen
+    head's answer on G's output, and on the HR features, is likewise computed once and shared by the
+    re-weighting and every loss term. ``tests/test_trainer.py`` checks the step against the two-forward
+    one, weight for weight.
+
     Exposed as a class so tests can check that every loss term is used (gradients reach G, the critic's
     loss changes, re-weighting changes the loss).
     """
@@ -657,41 +668,63 @@ class Stage2Step:
         # frozen head's answer on the HR features
         self.teacher: Optional[torch.Tensor] = None
 
+    @property
+    def adversarial(self) -> bool:
+        return bool(self.cfg.adversarial) and self.cfg.gan != "none"
+
     def generate(self, f_lr: torch.Tensor) -> torch.Tensor:
         return self.g(f_lr) if self.factor is None else self.g(f_lr, self.factor)
 
-    def weights(self, y_gen: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def weights(self, y_gen: torch.Tensor, labels: torch.Tensor, logits: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Each face's weight from the frozen head's answer on G's output (``logits``, when computed already)."""
         if not self.cfg.reweight:
             return torch.ones(len(labels), device=labels.device)
         with torch.no_grad():
-            return losses.reweight(losses.true_class_prob(self.head(y_gen), labels), self.cfg.reweight_power)
+            z = self.head(y_gen) if logits is None else logits.detach()
+            return losses.reweight(losses.true_class_prob(z, labels), self.cfg.reweight_power)
 
-    def generator_loss(self, f_lr: torch.Tensor, f_hr: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def _top(self, f: torch.Tensor) -> tuple[torch.Tensor, nn.Module]:
+        """The frozen embedding of a map (or the features themselves) and the classifier that reads it."""
+        head = self.head
+        return head.embed(f), getattr(getattr(head, "fer", None), "head", head)
+
+    def generator_loss(self, f_lr: torch.Tensor, f_hr: torch.Tensor, labels: torch.Tensor,
+                       y: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """G's loss; ``y``: G's output on ``f_lr`` when the step computed it already."""
         c = self.cfg
-        y = self.generate(f_lr)
-        w = self.weights(y, labels)
+        y = self.generate(f_lr) if y is None else y
+        emb, cls = self._top(y)
+        uses_logits = c.reweight or c.cross_entropy or c.distill
+        logits = cls(emb) if uses_logits else None
+        w = self.weights(y, labels, logits)
+        with torch.no_grad():
+            needs_hr = c.head or (c.distill and self.teacher is None) or c.contrastive
+            emb_hr = self._top(f_hr)[0] if needs_hr else None
         terms: dict[str, torch.Tensor] = {}
-        if c.adversarial and c.gan != "none":
+        if self.adversarial:
             terms["adv"] = c.adversarial * losses.generator_adversarial(self.d(y), w)
         if c.reconstruction:
             terms["rec"] = c.reconstruction * losses.weighted_mean(losses.feature_mse(y, f_hr), w)
         if c.head:
-            h_hr = self.head.activation(f_hr).detach()
-            terms["head"] = c.head * losses.weighted_mean(losses.feature_mse(self.head.activation(y), h_hr), w)
+            assert emb_hr is not None
+            h_hr = cls.activation(emb_hr).detach()
+            terms["head"] = c.head * losses.weighted_mean(losses.feature_mse(cls.activation(emb), h_hr), w)
         if c.cross_entropy:
+            assert logits is not None
             if c.cross_entropy_targets == "votes":
                 if self.targets is None:
                     raise ConfigError("stage2.losses.cross_entropy_targets 'votes' needs the faces' vote distributions")
-                ce = losses.soft_cross_entropy(self.head(y), self.targets, reduction="none")
+                ce = losses.soft_cross_entropy(logits, self.targets, reduction="none")
             else:
-                ce = nn.functional.cross_entropy(self.head(y), labels, reduction="none")
+                ce = nn.functional.cross_entropy(logits, labels, reduction="none")
             terms["ce"] = c.cross_entropy * losses.weighted_mean(ce, w)
         if c.distill:
             # The frozen head's own answer on the HR features (or the flip's, self.teacher) as a soft target
             # for its answer on G's.
+            assert logits is not None
             t = c.distill_temperature
-            teacher = self.head(f_hr).detach() if self.teacher is None else self.teacher
-            kd = losses.distillation(self.head(y), teacher, t)
+            teacher = cls(emb_hr).detach() if self.teacher is None else self.teacher
+            kd = losses.distillation(logits, teacher, t)
             if c.distill_from_factor:  # each face's weight by its factor (validated: a scale-aware G has them)
                 if self.factor is None:
                     raise ConfigError("stage2.losses.distill_from_factor needs each face's factor (stage2.scale_aware)")
@@ -705,18 +738,21 @@ class Stage2Step:
                 raise ConfigError("stage2.losses.attention needs an early G that keeps its maps and the HR faces' maps")
             terms["at"] = c.attention / 2 * losses.weighted_mean(losses.attention_transfer(taps, self.hr_maps), w)
         if c.contrastive:
-            embed = self.head.embed  # the pooled embedding above G's level (G on embeddings: the features themselves)
-            nce = losses.cross_resolution_nce(embed(y).flatten(1), embed(f_hr).flatten(1), c.contrastive_temperature)
+            assert emb_hr is not None
+            nce = losses.cross_resolution_nce(emb.flatten(1), emb_hr.flatten(1), c.contrastive_temperature)
             terms["nce"] = c.contrastive * losses.weighted_mean(nce, w)
         total = sum(terms.values(), torch.zeros((), device=f_lr.device))
         return total, {k: v.item() for k, v in terms.items()} | {"w_mean": float(w.mean())}
 
     def critic_loss(self, f_lr: torch.Tensor, f_hr: torch.Tensor, labels: torch.Tensor,
-                    shard: Optional[tuple[int, int]] = None) -> torch.Tensor:
+                    shard: Optional[tuple[int, int]] = None, fake: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``shard``: (offset, global batch size) of these rows under DDP, so that the penalty's random
-        interpolation weights are those one process would draw for these rows."""
-        with torch.no_grad():
-            fake = self.generate(f_lr)
+        interpolation weights are those one process would draw for these rows. ``fake``: G's output on
+        ``f_lr`` when the step computed it already (detached here)."""
+        if fake is None:
+            with torch.no_grad():
+                fake = self.generate(f_lr)
+        fake = fake.detach()
         w = self.weights(fake, labels)
         loss = losses.critic_loss(self.d(f_hr), self.d(fake), w)
         gen = None if shard is None else distributed.shard_rand_generator(*shard)
@@ -725,17 +761,44 @@ class Stage2Step:
     def __call__(self, f_lr: torch.Tensor, f_hr: torch.Tensor, labels: torch.Tensor,
                  shard: Optional[tuple[int, int]] = None) -> dict[str, float]:
         stats: dict[str, float] = {}
-        if self.cfg.adversarial and self.cfg.gan != "none":
-            ld = self.critic_loss(f_lr, f_hr, labels, shard)
+        with _bn_as_twice(self.g, self.adversarial):  # the paper's step runs G twice when the critic steps
+            y = self.generate(f_lr)
+        if self.adversarial:
+            ld = self.critic_loss(f_lr, f_hr, labels, shard, fake=y)
             self.opt_d.zero_grad(set_to_none=True)
             ld.backward()
             self.opt_d.step()
             stats["d_loss"] = ld.item()
-        lg, parts = self.generator_loss(f_lr, f_hr, labels)
+        lg, parts = self.generator_loss(f_lr, f_hr, labels, y=y)
         self.opt_g.zero_grad(set_to_none=True)
         lg.backward()
         self.opt_g.step()
         return stats | parts | {"g_loss": lg.item()}
+
+
+@contextlib.contextmanager
+def _bn_as_twice(g: nn.Module, twice: bool) -> Iterator[None]:
+    """While G runs once, each of its BatchNorm layers that trains updates its running statistics as two
+    forwards on the same batch would: momentum m applied twice is 1 - (1 - m)^2 applied once (both
+    forwards see the same batch statistics), and the batch count advances by two. Layers in eval mode
+    (the HR model's statistics kept) and ``twice=False`` are left alone."""
+    bns = [m for m in g.modules() if twice and m.training and getattr(m, "momentum", None) is not None
+           and getattr(m, "running_mean", None) is not None]
+    for m in g.modules():
+        if twice and m.training and isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats \
+                and m.momentum is None:
+            raise ConfigError("a BatchNorm layer of G averages its statistics cumulatively (momentum None); "
+                              "stage 2 expects the HR model's layers, with a momentum")
+    saved = [m.momentum for m in bns]
+    for m, mom in zip(bns, saved):
+        m.momentum = 1.0 - (1.0 - mom) ** 2
+    try:
+        yield
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+            if isinstance(getattr(m, "num_batches_tracked", None), torch.Tensor):
+                m.num_batches_tracked.add_(1)  # the second forward's count
 
 
 def _feature_val_score(head: nn.Module, g: nn.Module, feats: dict[int, np.ndarray], labels: np.ndarray,
