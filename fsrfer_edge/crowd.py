@@ -45,7 +45,8 @@ Box = Tuple[float, float, float, float]  # typing generic: evaluated at import (
 #: Border added around each detector box, as a fraction of the box side, before the square crop goes
 #: to the recogniser, per detector (``margin_sweep`` of each detector in results/crowd/bench.json).
 #: BlazeFace boxes are about 0.88 times the side of a FER2013 crop, and 0.05 restores FER's framing;
-#: YuNet's boxes are about the side of a FER crop already, and its end-to-end accuracy peaks at 0.
+#: YuNet's boxes are about the side of a FER crop already: its end-to-end accuracy peaked at 0, and with the
+#: 2026-12-05 recogniser 0 and 0.05 are level over three scene seeds (docs/crowd.md, crowd_margin_seeds).
 MARGINS: dict[str, float] = {"yunet": 0.0, "blazeface": 0.05, "opencv": 0.05}
 #: The margin for a detector not in :data:`MARGINS` (your own).
 DEFAULT_MARGIN = 0.05

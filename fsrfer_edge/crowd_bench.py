@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -1045,7 +1046,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                "min_score": r["config"]["detector_min_score"], "margin": r["config"]["margin"],
                                "detect_speedup": sp, "report": dict(r)}
                               for s, r, sp in zip(specs, reports, _speedups(reports, base))]}
-        report["command"] = "fsrfer-crowd-bench " + " ".join(sys.argv[1:] if argv is None else argv)
+        report["command"] = "fsrfer-crowd-bench " + shlex.join(sys.argv[1:] if argv is None else argv)  # as typed
         write_json(args.out, report)
     except FsrferError as exc:
         print(f"fsrfer-crowd-bench: error: {exc}", file=sys.stderr)
