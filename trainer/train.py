@@ -641,15 +641,15 @@ def cached_features(path: Path, trunk: nn.Module, images: np.ndarray, factors: t
 class Stage2Step:
     """One stage-2 training step: a critic step then a generator step on a batch of features.
 
-    G runs once per step and the frozen layers above it once on its output: the critic step reads G's
-    output detached, and the generator step differentiates the same output after the critic's update
+    G runs once per step: the critic step reads G's output detached, and the generator step
+    differentiates the same output after the critic's update
     (G's weights do not change in between, so a second forward would give the same map; WGAN steps are
     usually taken this way). Where G's copied BatchNorm layers train (``stage2.copy_batchnorm``), the one
     forward updates their running statistics as the two forwards of the paper's step did (the momentum
-    applied twice: :func:`_bn_as_twice`), so the trained model is the same up to rounding; the frozen
-    head's answer on G's output, and on the HR features, is likewise computed once and shared by the
-    re-weighting and every loss term. ``tests/test_trainer.py`` checks the step against the two-forward
-    one, weight for weight.
+    applied twice: :func:`_bn_as_twice`), so the trained model is the same up to rounding. In G's loss
+    the frozen layers above G run once on G's output and once on the HR features, shared by the
+    re-weighting and every term. ``tests/test_early_g.py`` checks the step against the two-forward one,
+    weight for weight.
 
     Exposed as a class so tests can check that every loss term is used (gradients reach G, the critic's
     loss changes, re-weighting changes the loss).
