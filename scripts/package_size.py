@@ -17,7 +17,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "fsrfer_edge" / "models"
-BUDGET_BYTES = 30_000_000  # as scripts/targets.py's PACKAGE_BUDGET_BYTES
+sys.path.insert(0, str(REPO / "scripts"))
+from ship_default import LIMIT_BYTES as BUDGET_BYTES  # noqa: E402
 
 
 def measure(ckpt_path: Path, onnx_path: Path) -> dict[str, Any]:
