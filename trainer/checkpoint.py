@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 import os
 import re
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,8 @@ from fsrfer_edge.fileio import atomic_write, file_problem
 from fsrfer_edge.preprocessing import Preprocessing
 
 FORMAT = "fsrfer-checkpoint"
-#: 2: a compressed checkpoint may hold float tensors as byte planes (:func:`save`); 1 never does.
+#: The newest version this trainer reads. 2: float tensors stored as byte planes (``save(compress=True)``),
+#: which an older trainer would misread, so it refuses them; a checkpoint without planes is still written as 1.
 VERSION = 2
 #: The key that marks a float tensor stored as byte planes in a compressed checkpoint.
 BYTE_PLANES = "__fsrfer_byte_planes__"
@@ -63,12 +66,13 @@ def save(path: str | os.PathLike[str], payload: dict[str, Any], compress: bool =
     the low mantissa bytes are noise either way. :func:`load` restores the tensors bit for bit; a bare
     ``torch.load`` returns the planes (and not with ``mmap=True``). ``byte_planes=False`` only deflates
     (``scripts/package_size.py`` measures both forms)."""
-    payload = to_cpu({"format": FORMAT, "version": VERSION, **payload})
+    planes = compress and byte_planes
+    payload = to_cpu({"format": FORMAT, "version": VERSION if planes else 1, **payload})
     if not compress:
         atomic_write(path, lambda f: torch.save(payload, f))
         return
     buf = io.BytesIO()
-    torch.save(_encode(payload) if byte_planes else payload, buf)
+    torch.save(_encode(payload) if planes else payload, buf)
 
     def deflated(f: Any) -> None:
         with zipfile.ZipFile(buf) as src, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
@@ -82,27 +86,30 @@ def save(path: str | os.PathLike[str], payload: dict[str, Any], compress: bool =
 
 def _to_byte_planes(t: torch.Tensor) -> dict[str, Any]:
     """A float tensor as a dict of plain data and one uint8 tensor of shape (element size, numel):
-    row i holds byte i of every element (the native, little-endian, order on every platform torch
-    ships for). Deflate finds the repeats within the exponent row that it misses when each element's
-    bytes are interleaved with noisy mantissa bytes."""
+    row i holds byte i of every element in this machine's byte order (``byteorder``; a reader on the
+    other order reverses the rows). Deflate finds the repeats within the exponent row that it misses
+    when each element's bytes are interleaved with noisy mantissa bytes."""
     flat = t.detach().contiguous().reshape(-1)
     planes = flat.view(torch.uint8).reshape(flat.numel(), t.element_size()).t().contiguous()
-    return {BYTE_PLANES: 1, "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape), "planes": planes}
+    return {BYTE_PLANES: 1, "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
+            "byteorder": sys.byteorder, "planes": planes}
 
 
 def _from_byte_planes(d: dict[str, Any]) -> torch.Tensor:
     dtype = getattr(torch, str(d.get("dtype")), None)
-    planes, shape = d.get("planes"), d.get("shape")
+    planes, shape, order = d.get("planes"), d.get("shape"), d.get("byteorder")
     if (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or not isinstance(planes, torch.Tensor)
-            or planes.dtype != torch.uint8 or planes.dim() != 2 or not isinstance(shape, list)):
-        raise ValueError(f"byte planes of dtype {d.get('dtype')!r}, shape {shape!r}: not as save() writes them")
-    numel = 1
-    for n in shape:
-        numel *= int(n)
+            or planes.dtype != torch.uint8 or planes.dim() != 2 or not isinstance(shape, list)
+            or not all(type(n) is int and n >= 0 for n in shape) or order not in ("little", "big")):
+        raise ValueError(f"byte planes of dtype {d.get('dtype')!r}, shape {shape!r}, byte order {order!r}: "
+                         "not as save() writes them")
+    numel = math.prod(shape)
     itemsize = torch.empty((), dtype=dtype).element_size()
     if tuple(planes.shape) != (itemsize, numel):
         raise ValueError(f"byte planes of shape {tuple(planes.shape)} for a {d['dtype']} tensor of shape {shape}; "
                          f"expected ({itemsize}, {numel})")
+    if order != sys.byteorder:
+        planes = planes.flip(0)
     return planes.t().contiguous().view(dtype).reshape(shape)
 
 
@@ -110,21 +117,25 @@ def _encode(obj: Any) -> Any:
     """``obj`` with every float tensor inside (nested dicts, lists, tuples) as byte planes."""
     if isinstance(obj, torch.Tensor):
         return _to_byte_planes(obj) if obj.dtype.is_floating_point and obj.element_size() > 1 else obj
-    if isinstance(obj, dict):
-        return {k: _encode(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_encode(v) for v in obj)
-    return obj
+    return _map_containers(obj, _encode)
 
 
 def _decode(obj: Any) -> Any:
     """The inverse of :func:`_encode`."""
+    if isinstance(obj, dict) and obj.get(BYTE_PLANES) == 1:
+        return _from_byte_planes(obj)
+    return _map_containers(obj, _decode)
+
+
+def _map_containers(obj: Any, fn: Any) -> Any:
+    """``fn`` applied to each value of a dict (a shallow copy of the same type: a state dict keeps its
+    ``_metadata``), list or tuple; anything else unchanged."""
     if isinstance(obj, dict):
-        if obj.get(BYTE_PLANES) == 1:
-            return _from_byte_planes(obj)
-        return {k: _decode(v) for k, v in obj.items()}
+        out = copy.copy(obj)
+        out.update((k, fn(v)) for k, v in obj.items())
+        return out
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_decode(v) for v in obj)
+        return type(obj)(fn(v) for v in obj)
     return obj
 
 
@@ -154,7 +165,7 @@ def load(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any
         raise ModelError(f"{p} is a {ckpt.get('kind')!r} checkpoint; expected a {kind!r} checkpoint")
     try:
         return _decode(ckpt)
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, TypeError) as exc:
         raise ModelError(f"checkpoint {p}: a tensor stored as byte planes is damaged ({exc}); "
                          "expected a file written by fsrfer-train") from exc
 

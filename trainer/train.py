@@ -781,7 +781,10 @@ def _bn_as_twice(g: nn.Module, twice: bool) -> Iterator[None]:
     """While G runs once, each of its BatchNorm layers that trains updates its running statistics as two
     forwards on the same batch would: momentum m applied twice is 1 - (1 - m)^2 applied once (both
     forwards see the same batch statistics), and the batch count advances by two. Layers in eval mode
-    (the HR model's statistics kept) and ``twice=False`` are left alone."""
+    (the HR model's statistics kept) and ``twice=False`` are left alone. Exact while every face's
+    output uses its batch's statistics: per-factor BatchNorm (``copy_batchnorm: per_factor``) reads
+    running statistics for a factor between its anchors, and its anchors are the training factors
+    (``spec_for``), so no training face is between them."""
     bns = [m for m in g.modules() if twice and m.training and getattr(m, "momentum", None) is not None
            and getattr(m, "running_mean", None) is not None]
     for m in g.modules():
@@ -794,11 +797,12 @@ def _bn_as_twice(g: nn.Module, twice: bool) -> Iterator[None]:
         m.momentum = 1.0 - (1.0 - mom) ** 2
     try:
         yield
+        for m in bns:
+            if isinstance(getattr(m, "num_batches_tracked", None), torch.Tensor):
+                m.num_batches_tracked.add_(1)  # the second forward's count
     finally:
         for m, mom in zip(bns, saved):
             m.momentum = mom
-            if isinstance(getattr(m, "num_batches_tracked", None), torch.Tensor):
-                m.num_batches_tracked.add_(1)  # the second forward's count
 
 
 def _feature_val_score(head: nn.Module, g: nn.Module, feats: dict[int, np.ndarray], labels: np.ndarray,
