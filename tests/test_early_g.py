@@ -1514,3 +1514,69 @@ def test_the_stage2_step_runs_g_once_and_trains_as_the_two_forward_step(batchnor
     assert stats and any(not torch.equal(a[k], m.generator.state_dict()[k]) for k in stats) == (batchnorm != "hr")
     assert all(new_m.momentum == old_m.momentum for new_m, old_m in zip(new.g.modules(), old.g.modules())
                if hasattr(new_m, "momentum"))  # restored after each step
+
+
+@pytest.mark.parametrize("terms", [
+    {"cross_entropy": 0.5, "distill": 1.0, "contrastive": 0.3},
+    {"cross_entropy": 1.0, "cross_entropy_targets": "votes", "distill": 1.0, "distill_from_factor": 6,
+     "distill_high": 5.0, "reweight_power": 4.0},
+    {"distill": 2.0, "distill_temperature": 4.0, "reweight": False, "attention": 100.0},
+])
+def test_generator_loss_shares_the_frozen_layers_and_equals_the_term_by_term_formulation(terms):
+    """generator_loss runs the frozen layers above G once on G's map and once on the HR map, shared by every
+    term; written term by term, each calling the head itself (as the step was first written), the loss and
+    G's gradient are the same."""
+    import copy
+
+    from trainer.models import LevelHead, SpatialFeatureCritic
+    from trainer.train import Stage2Step
+
+    m = _deep_model("stem", "layer3")
+    with torch.no_grad():  # confident answers, so that every term is far from zero
+        m.fer.head.fc1.weight.mul_(10.0)
+        m.fer.head.fc2.weight.mul_(10.0)
+    trunk = m.fer.trunk.requires_grad_(False)
+    g = m.generator.train()
+    g.keep_taps = True
+    cfg = config.LossConfig(adversarial=1.0, reconstruction=1.0, head=1.0, **terms)
+    torch.manual_seed(3)
+    x_hr = torch.randn(6, 1, 48, 48)
+    x_lr = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x_hr, 4), size=48, mode="bilinear")
+    f_lr = trunk.forward_to(x_lr, "stem")
+    *hr_maps, f_hr = trunk.forward_maps(x_hr, ["layer1", "layer2", "layer3"])
+    labels = torch.randint(0, 7, (6,))
+    head, d = LevelHead(m.fer, "layer3"), SpatialFeatureCritic(128, hidden=8, size=6)
+    step = Stage2Step(head, g, d, cfg, torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters()))
+    step.factor = torch.tensor([2.0, 3.0, 4.0, 6.0, 8.0, 8.0])
+    step.targets = torch.softmax(torch.randn(6, 7), 1)
+    step.hr_maps = hr_maps
+    g2 = copy.deepcopy(g)  # before G's forward: the same weights and statistics
+    loss, parts = step.generator_loss(f_lr, f_hr, labels)
+    assert all(abs(v) > 1e-3 for k, v in parts.items()), parts
+    grads = torch.autograd.grad(loss, list(g.parameters()))
+
+    y = g2(f_lr, step.factor)
+    w = (losses.reweight(losses.true_class_prob(head(y).detach(), labels), cfg.reweight_power) if cfg.reweight
+         else torch.ones(6))
+    ref = cfg.adversarial * losses.generator_adversarial(d(y), w)
+    ref = ref + cfg.reconstruction * losses.weighted_mean(losses.feature_mse(y, f_hr), w)
+    ref = ref + cfg.head * losses.weighted_mean(losses.feature_mse(head.activation(y), head.activation(f_hr)), w)
+    if cfg.cross_entropy:
+        ce = (losses.soft_cross_entropy(head(y), step.targets, reduction="none") if cfg.cross_entropy_targets == "votes"
+              else torch.nn.functional.cross_entropy(head(y), labels, reduction="none"))
+        ref = ref + cfg.cross_entropy * losses.weighted_mean(ce, w)
+    if cfg.distill:
+        kd = losses.distillation(head(y), head(f_hr), cfg.distill_temperature)
+        scale = (torch.where(step.factor >= cfg.distill_from_factor, cfg.distill_high, cfg.distill)
+                 if cfg.distill_from_factor else torch.full((6,), cfg.distill))
+        ref = ref + losses.weighted_mean(kd * scale, w)
+    if cfg.attention:
+        ref = ref + cfg.attention / 2 * losses.weighted_mean(losses.attention_transfer(g2.taps, hr_maps), w)
+    if cfg.contrastive:
+        nce = losses.cross_resolution_nce(head.embed(y).flatten(1), head.embed(f_hr).flatten(1),
+                                          cfg.contrastive_temperature)
+        ref = ref + cfg.contrastive * losses.weighted_mean(nce, w)
+    ref_grads = torch.autograd.grad(ref, list(g2.parameters()))
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
