@@ -986,7 +986,16 @@ def training_cost_table(doc: dict[str, Any]) -> str:
                      + f" | {med:.0f} ({mins[0]:.0f}-{mins[-1]:.0f}) |")
     lines += ["", f"Stage 2 takes {medians[0] / medians[1]:.1f}x the baseline's time for the same optimizer steps "
               "(G, the critic and the frozen HR network's forward pass on every face)."]
+    step = json.loads((REPO / STAGE2_STEP).read_text())
+    ratio = step["ratio_after_over_before"]
+    lines[-1] += (f" These runs predate the GAN step that runs G once per step (docs/DESIGN.md), which takes "
+                  f"{ratio['median']:.2f}x the time per step ({ratio['min']:.2f}-{ratio['max']:.2f} over "
+                  f"{len(step['rounds'])} interleaved rounds, `{STAGE2_STEP}`, `{step['command']}`).")
     return "\n".join(lines) + "\n"
+
+
+#: benchmarks/stage2_step.py's result: the GAN step before and after it ran G once.
+STAGE2_STEP = "benchmarks/results/stage2_step.json"
 
 
 FER2013_CONFIG = "results/fer2013/early_g_bn_{split}{suffix}.json"
