@@ -28,7 +28,8 @@ def measure(ckpt_path: Path, onnx_path: Path) -> dict[str, Any]:
 
     ckpt = checkpoint.load(ckpt_path, kind="model")
     payload = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
-    forms = {"stored": lambda p: checkpoint.save(p, payload), "deflated": lambda p: checkpoint.save(p, payload, compress=True, byte_planes=False),
+    forms = {"stored": lambda p: checkpoint.save(p, payload),
+             "deflated": lambda p: checkpoint.save(p, payload, compress=True, byte_planes=False),
              "byte_planes_deflated": lambda p: checkpoint.save(p, payload, compress=True)}
     graph = onnx_path.stat().st_size
     out: dict[str, Any] = {"checkpoint": ckpt_path.name, "graph": onnx_path.name, "graph_bytes": graph,

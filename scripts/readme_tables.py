@@ -749,8 +749,10 @@ def stage2_screen_table(doc: dict[str, Any], config: str, ref_spec: ScreenRefere
     return "\n".join(lines) + "\n"
 
 
-#: The one-forward GAN step's check (docs/experiments.md "One forward of G per step"): its summary file and rows.
+#: The one-forward GAN step's check (docs/experiments.md "One forward of G per step"): its summary file and rows,
+#: and the row of ABLATIONS_FILE that holds the two-forward step's seeds of the same configuration.
 ONE_FORWARD = ("results/ferplus/early_g_one_forward_val.json", "two_forward/fsrfer", "one_forward/fsrfer")
+ONE_FORWARD_SEEDS = "hr120/fsrfer"
 #: How far the check lets the one-forward run's mean over factors and protocols drift from the two-forward run's
 #: (points): under the shipped configuration's seed spread of that mean.
 ONE_FORWARD_DRIFT = 0.3
@@ -775,7 +777,7 @@ def one_forward_table(doc: dict[str, Any]) -> str:
                   _accuracy_row(label, "G once per step", b, factors, factors),
                   _accuracy_row(label, "**once minus twice**", d, factors, factors, "+")]
     drift = sum(diffs) / len(diffs)
-    seeds = json.loads((REPO / ABLATIONS_FILE).read_text())["rows"][old_name.replace("two_forward", "hr120")]["runs"]
+    seeds = json.loads((REPO / ABLATIONS_FILE).read_text())["rows"][ONE_FORWARD_SEEDS]["runs"]
     outside = []
     for p, label in PROTOCOL_NAMES.items():
         for f in factors:
