@@ -668,6 +668,8 @@ WARMUP = ("results/ferplus/early_g_warmup_val.json", "configs/ferplus_soft_aug_e
 KD8X = ("results/ferplus/early_g_kd8x_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_kd8x.yaml")
 RW4 = ("results/ferplus/early_g_rw4_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_rw4.yaml")
 KDT4 = ("results/ferplus/early_g_kdt4_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_kdt4.yaml")
+HEAD100 = ("results/ferplus/early_g_head100_val.json",
+           "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_head100.yaml")
 SHIPPED_SEED0 = ("lrg_rec3000/fsrfer", "lrg_rec3000_rerun/fsrfer")
 
 
@@ -1086,6 +1088,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "rw4": (RW4[0], lambda d: stage2_screen_table(d, RW4[1], HR120_X8_REFERENCE), "docs/experiments.md"),
     "one_forward": (ONE_FORWARD[0], one_forward_table, "docs/experiments.md"),
     "kdt4": (KDT4[0], lambda d: stage2_screen_table(d, KDT4[1], HR120_REFERENCE), "docs/experiments.md"),
+    "head100": (HEAD100[0], lambda d: stage2_screen_table(d, HEAD100[1], HR120_REFERENCE), "docs/experiments.md"),
     "hr_recipes": (HR_RECIPES, hr_recipes_table, "docs/experiments.md"),
     "hr_120ep": (HR_120EP, lambda d: hr_recipes_table(d, HR_120EP), "docs/experiments.md"),
     "soups": (SOUPS[1][1], soups_table, "docs/experiments.md"),
