@@ -670,6 +670,7 @@ RW4 = ("results/ferplus/early_g_rw4_val.json", "configs/ferplus_soft_aug_early_g
 KDT4 = ("results/ferplus/early_g_kdt4_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_kdt4.yaml")
 HEAD100 = ("results/ferplus/early_g_head100_val.json",
            "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_head100.yaml")
+ADV100 = ("results/ferplus/early_g_adv100_val.json", "configs/ferplus_soft_aug_early_g_stem_camera_6ep_bn_lrg_rec3000_adv100.yaml")
 SHIPPED_SEED0 = ("lrg_rec3000/fsrfer", "lrg_rec3000_rerun/fsrfer")
 
 
@@ -1089,6 +1090,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "one_forward": (ONE_FORWARD[0], one_forward_table, "docs/experiments.md"),
     "kdt4": (KDT4[0], lambda d: stage2_screen_table(d, KDT4[1], HR120_REFERENCE), "docs/experiments.md"),
     "head100": (HEAD100[0], lambda d: stage2_screen_table(d, HEAD100[1], HR120_REFERENCE), "docs/experiments.md"),
+    "adv100": (ADV100[0], lambda d: stage2_screen_table(d, ADV100[1], HR120_REFERENCE), "docs/experiments.md"),
     "hr_recipes": (HR_RECIPES, hr_recipes_table, "docs/experiments.md"),
     "hr_120ep": (HR_120EP, lambda d: hr_recipes_table(d, HR_120EP), "docs/experiments.md"),
     "soups": (SOUPS[1][1], soups_table, "docs/experiments.md"),
