@@ -100,6 +100,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     sys.path.insert(0, str(REPO))
     from fsrfer_edge.fileio import write_json
 
+    sys.path.insert(0, str(REPO / "scripts"))
+    from edge_budget import loadavg  # as benchmarks/int8_profile.py
+
     with tempfile.TemporaryDirectory(prefix="fsrfer-s2before-") as tmp:
         before = Path(tmp) / "before"
         proc = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(before), args.before],
@@ -108,7 +111,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise SystemExit(f"--before {args.before}: git worktree add failed: {proc.stderr.strip()}")
         try:
             srcs = {"before": before, "after": REPO}
-            load_start = [round(v, 2) for v in os.getloadavg()]
+            load_start = loadavg()
             rounds = []
             for r in range(args.rounds):
                 order = list(srcs) if r % 2 == 0 else list(srcs)[::-1]
@@ -116,7 +119,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 rounds.append({k: res[k]["median_s"] for k in srcs})
                 print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in rounds[-1].items()),
                       flush=True)
-            load_end = [round(v, 2) for v in os.getloadavg()]
+            load_end = loadavg()
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)],
                            capture_output=True, check=False)
