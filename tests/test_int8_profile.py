@@ -69,6 +69,16 @@ def test_end_to_end_on_a_tiny_model(tmp_path: Path) -> None:
     assert doc["kernel_ms_total"]["fp32"] > 0 and doc["wall_p50_ms"]["int8"] > 0
 
 
+def test_a_model_named_relative_to_the_working_directory_is_recorded_relative_to_the_repository(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    monkeypatch.chdir(prof.REPO / "fsrfer_edge")
+    out = tmp_path / "profile.json"
+    assert prof.main(["--model", "models/default.onnx", "--int8", "models/default.onnx", "--iters", "1",
+                      "--warmup", "1", "--rounds", "1", "--threads", "1", "--batch", "1", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["model"] == "fsrfer_edge/models/default.onnx"
+
+
 def test_missing_files_are_clear_errors(tmp_path: Path) -> None:
     from fsrfer_edge.errors import ModelError
 
