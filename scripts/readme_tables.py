@@ -189,6 +189,27 @@ def int8_generator_table(doc: dict[str, Any]) -> str:
             "TensorRT, so its CPU speed says nothing about a GPU):\n\n" + "\n".join(rows) + "\n")
 
 
+def int8_film_bound_table(doc: dict[str, Any]) -> str:
+    """The shipped graph and the same graph with FiLM cut out of G's maps: each file's throughput (median over
+    rounds) and each graph's INT8-over-FP32 ratio, median and range of the per-round ratios
+    (scripts/int8_film_bound.py)."""
+    med, rat = doc["throughput"]["median_fps"], doc["ratios"]
+    loads = [r["loadavg_start"][0] for r in doc["throughput"]["rounds"] if r.get("loadavg_start")]
+    rows = ["| graph | FP32 faces/s | INT8 u8s8 faces/s | INT8 / FP32, median of rounds | per-round range |",
+            "|---|---:|---:|---:|---|"]
+    for key, label in (("shipped", "the shipped graph"), ("film_free", f"without FiLM ({doc['films_removed']} removed)")):
+        per = rat[f"{key}_int8_vs_fp32"]
+        rows.append(f"| {label} | {med[f'{key}_fp32']:.0f} | {med[f'{key}_int8']:.0f} | "
+                    f"{per['median_of_rounds']:.2f}x | {min(per['per_round']):.2f}-{max(per['per_round']):.2f}x |")
+    s = doc["settings"]
+    return (f"`{doc['source']}` (`{doc['command']}`; ONNX Runtime CPU, batch {s['batch']}, {s['threads']} threads, "
+            f"each file in its own process, {s['rounds']} interleaved rounds, 1-minute load "
+            f"{min(loads):.2f}-{max(loads):.2f} at the rounds' starts; the FiLM-free graph is untrained, "
+            f"a speed bound only; target {rat['target']:.0f}x: "
+            f"{'reached' if rat['bound_reaches_target'] else 'not reached'} by the bound):\n\n"
+            + "\n".join(rows) + "\n")
+
+
 #: What each variant of scripts/int8_sensitivity.py keeps in float, as the README says it.
 INT8_SENSITIVITY_NAMES = {
     "as_exported": "the conv reading the image (the export now)",
@@ -1065,6 +1086,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd": ("results/crowd/bench.json", crowd_table, "README.md"),
     "targets": ("results/targets.json", targets_table, "README.md"),
     "int8_generator": ("results/ferplus/int8_generator.json", int8_generator_table, "README.md"),
+    "int8_film_bound": ("results/ferplus/int8_film_bound.json", int8_film_bound_table, "docs/experiments.md"),
     "int8_sensitivity": ("results/ferplus/int8_sensitivity_val.json", int8_sensitivity_table, "docs/experiments.md"),
     "estimator_rounding": ("results/ferplus/factor_estimator_rounding_val.json", estimator_rounding_table, "docs/experiments.md"),
     "early_g": ("results/ferplus/early_g_val.json", early_g_table, "docs/experiments.md"),
