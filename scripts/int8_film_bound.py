@@ -19,6 +19,10 @@ each in its own process, in ``--rounds`` interleaved rounds with a rotating orde
 The question, written before the first committed run: if the FiLM-free graph's INT8 file reaches 3x its
 own FP32 file, a cheaper conditioning could meet issue 12's INT8 target and is worth a retraining; if it
 does not, no change to FiLM can, and the README says so.
+
+``--plain ONNX`` times a plain network beside them, FP32 and INT8 made the same way (e.g. the frozen HR
+network exported alone, ``fsrfer-export HR_CHECKPOINT``: the same backbone with no G, FiLM, estimator or
+route), for the INT8 speed-up of the backbone itself on this machine.
 """
 from __future__ import annotations
 
@@ -101,6 +105,20 @@ def strip_film(model: Any) -> tuple[Any, int]:
     return model, len(bypass)
 
 
+def cpu() -> dict[str, Any]:
+    """The CPU's model name and the x86 vector extensions ONNX Runtime's int8 kernels choose between (empty
+    where /proc/cpuinfo is absent)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    name = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+    have = set(flags.group(1).split()) if flags else set()
+    return {"model_name": name.group(1).strip() if name else None,
+            "flags": sorted(have & {"avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8"})}
+
+
 def paired(rounds: Sequence[dict[str, Any]], num: str, den: str) -> dict[str, Any]:
     """``num``'s throughput over ``den``'s, round by round, and their median."""
     per = [r[num]["throughput_fps"] / r[den]["throughput_fps"] for r in rounds]
@@ -108,14 +126,17 @@ def paired(rounds: Sequence[dict[str, Any]], num: str, den: str) -> dict[str, An
 
 
 def summarize(timing: dict[str, Any], target: float = edge_budget.MIN_INT8_VS_FP32) -> dict[str, Any]:
-    """The two files' INT8-over-FP32 ratios and whether the FiLM-free bound reaches ``target``."""
+    """Each graph's INT8-over-FP32 ratio (the plain network's where it was timed) and whether the FiLM-free
+    bound reaches ``target``."""
     rounds = timing["rounds"]
-    shipped = paired(rounds, "shipped_int8", "shipped_fp32")
     bound = paired(rounds, "film_free_int8", "film_free_fp32")
-    return {"shipped_int8_vs_fp32": shipped, "film_free_int8_vs_fp32": bound,
-            "film_free_fp32_vs_shipped_fp32": paired(rounds, "film_free_fp32", "shipped_fp32"),
-            "film_free_int8_vs_shipped_int8": paired(rounds, "film_free_int8", "shipped_int8"),
-            "target": target, "bound_reaches_target": bound["median_of_rounds"] >= target}
+    out = {"shipped_int8_vs_fp32": paired(rounds, "shipped_int8", "shipped_fp32"), "film_free_int8_vs_fp32": bound,
+           "film_free_fp32_vs_shipped_fp32": paired(rounds, "film_free_fp32", "shipped_fp32"),
+           "film_free_int8_vs_shipped_int8": paired(rounds, "film_free_int8", "shipped_int8"),
+           "target": target, "bound_reaches_target": bound["median_of_rounds"] >= target}
+    if "plain_fp32" in timing["median_fps"]:
+        out["plain_int8_vs_fp32"] = paired(rounds, "plain_int8", "plain_fp32")
+    return out
 
 
 def run(args: argparse.Namespace, argv: Sequence[str], timer: edge_budget.Timer) -> dict[str, Any]:
@@ -125,6 +146,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], timer: edge_budget.Timer)
 
     check_output_path(args.out, "--out")
     model = edge_budget.check_model(args.model, "--model", "fp32")
+    plain = edge_budget.check_model(args.plain, "--plain", "fp32") if args.plain else None
     data = Path(args.data)
     if not data.is_file():
         raise DataError(f"--data {data} does not exist; expected fer2013.npz with ferplus_labels.npz beside it "
@@ -136,18 +158,21 @@ def run(args: argparse.Namespace, argv: Sequence[str], timer: edge_budget.Timer)
         onnx.save(stripped, str(free))
         files = {"shipped_fp32": args.model, "shipped_int8": Path(tmp) / "shipped.int8-u8s8.onnx",
                  "film_free_fp32": free, "film_free_int8": Path(tmp) / "film_free.int8-u8s8.onnx"}
-        made = {name: edge_budget.make_int8(files[src], files[name], data, None, edge_budget.CALIB_SIZE,
-                                            edge_budget.CALIB_METHOD, True)
-                for name, src in (("shipped_int8", "shipped_fp32"), ("film_free_int8", "film_free_fp32"))}
+        if args.plain:
+            files.update(plain_fp32=args.plain, plain_int8=Path(tmp) / "plain.int8-u8s8.onnx")
+        made = {f"{key}_int8": edge_budget.make_int8(files[f"{key}_fp32"], files[f"{key}_int8"], data, None,
+                                                     edge_budget.CALIB_SIZE, edge_budget.CALIB_METHOD, True)
+                for key in ("shipped", "film_free", "plain") if f"{key}_fp32" in files}
         nodes = {name: len(onnx.load(str(p), load_external_data=False).graph.node) for name, p in files.items()}
         timing = edge_budget.measure_rounds(files, args.rounds, args.batch, args.threads, args.warmup, args.iters,
                                             timer)
     return {
         "command": " ".join(["python scripts/int8_film_bound.py", *argv]).strip(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "model": model, "films_removed": removed,
+        "model": model, "plain": plain, "films_removed": removed,
         "nodes": nodes,
         "int8": {name: {k: v for k, v in m.items() if k != "check"} for name, m in made.items()},
+        "cpu": cpu(),
         "settings": {"batch": args.batch, "threads": args.threads, "rounds": args.rounds, "warmup": args.warmup,
                      "iters": args.iters, "timer": "fsrfer-bench, one process per file per round"},
         "throughput": timing,
@@ -159,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = CliParser(prog="scripts/int8_film_bound.py", description=__doc__.split("\n\n")[0].strip())
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="FP32 fused graph with a scale-aware G "
                    "(default: the shipped default.onnx)")
+    p.add_argument("--plain", type=Path, metavar="ONNX",
+                   help="a plain FP32 network of the same backbone to time beside them (e.g. the HR network alone)")
     p.add_argument("--data", default=str(edge_budget.DEFAULT_DATA), help="fer2013.npz (INT8 calibration faces)")
     p.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default: 7)")
     p.add_argument("--batch", type=int, default=64)
@@ -182,8 +209,9 @@ def main(argv: Optional[Sequence[str]] = None, timer: edge_budget.Timer = edge_b
         print(f"int8_film_bound: error: {one_line(exc)}", file=sys.stderr)
         return 2
     r = doc["ratios"]
+    plain = f", plain {r['plain_int8_vs_fp32']['median_of_rounds']:.2f}x" if "plain_int8_vs_fp32" in r else ""
     print(f"INT8 / FP32, median of {args.rounds} rounds: shipped {r['shipped_int8_vs_fp32']['median_of_rounds']:.2f}x, "
-          f"FiLM-free {r['film_free_int8_vs_fp32']['median_of_rounds']:.2f}x (target {r['target']:.1f}x: "
+          f"FiLM-free {r['film_free_int8_vs_fp32']['median_of_rounds']:.2f}x{plain} (target {r['target']:.1f}x: "
           f"{'reached' if r['bound_reaches_target'] else 'not reached'})")
     print(f"wrote {out}")
     return 0

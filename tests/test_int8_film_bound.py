@@ -78,7 +78,8 @@ def test_the_shipped_graph_loses_its_six_films_and_keeps_its_interface() -> None
 
 
 def fake_timer(model: Path, batch: int, threads: int, warmup: int, iters: int) -> dict[str, Any]:
-    fps = {"shipped.int8-u8s8.onnx": 2500.0, "film_free.fp32.onnx": 1100.0, "film_free.int8-u8s8.onnx": 3000.0}
+    fps = {"shipped.int8-u8s8.onnx": 2500.0, "film_free.fp32.onnx": 1100.0, "film_free.int8-u8s8.onnx": 3000.0,
+           "plain.int8-u8s8.onnx": 2000.0}
     return {"throughput_fps": fps.get(model.name, 1000.0), "p50_ms": 1.0, "min_ms": 1.0, "load_before": 0.1,
             "load_after": 0.1, "seconds": 0.0}
 
@@ -100,6 +101,30 @@ def test_main_times_the_four_files_and_reports_both_ratios(tmp_path: Path, monke
     assert r["film_free_int8_vs_fp32"]["per_round"] == [2.727] * 3
     assert r["bound_reaches_target"] is False and r["target"] == 3.0
     assert len(doc["throughput"]["rounds"]) == 3
+    assert "plain_int8_vs_fp32" not in r and doc["plain"] is None
+    assert set(doc["cpu"].get("flags", [])) <= {"avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8"}
+
+
+def test_a_plain_network_is_timed_beside_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[str] = []
+
+    def copy_int8(fp32: Path, dst: Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        made.append(dst.name)
+        shutil.copyfile(fp32, dst)
+        return {"made_by": "a copy (test)"}
+
+    monkeypatch.setattr(bound.edge_budget, "make_int8", copy_int8)
+    data = tmp_path / "fer2013.npz"
+    data.write_bytes(b"")
+    plain = tmp_path / "plain.fp32.onnx"
+    shutil.copyfile(DEFAULT, plain)
+    out = tmp_path / "bound.json"
+    assert bound.main(["--data", str(data), "--plain", str(plain), "--rounds", "2", "--out", str(out)],
+                      timer=fake_timer) == 0
+    doc = json.loads(out.read_text())
+    assert sorted(made) == ["film_free.int8-u8s8.onnx", "plain.int8-u8s8.onnx", "shipped.int8-u8s8.onnx"]
+    assert doc["ratios"]["plain_int8_vs_fp32"]["per_round"] == [2.0, 2.0]
+    assert doc["plain"]["precision"] == "fp32" and len(doc["throughput"]["median_fps"]) == 6
 
 
 def test_missing_data_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
