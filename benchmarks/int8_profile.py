@@ -195,11 +195,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                 f"{f} p50 {rounds[-1][f]['p50_ms']:.1f} ms" for f in files), flush=True)
     doc = {"command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + list(argv if argv is not None
                                                                                          else sys.argv[1:])),
-           "model": (str(args.model.resolve().relative_to(REPO)) if args.model.resolve().is_relative_to(REPO)
-                     else str(args.model)),
+           "model": edge_budget._show(args.model),
            "int8": ("(made here: scripts/edge_budget.make_int8, G quantized when it starts early"
                     + (", FiLM's ops on the maps quantized: the 'FiLM (float)' part runs in INT8)" if args.int8_quantize_film else ")")
-                    if made else str(int8)),
+                    if made else edge_budget._show(int8)),
            "settings": {"batch": args.batch, "threads": args.threads, "warmup": args.warmup, "iters": args.iters,
                         "rounds": args.rounds, "backend": "onnxruntime CPUExecutionProvider",
                         "timer": "ONNX Runtime profiler kernel times, one process per file per round"},

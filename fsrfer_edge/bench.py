@@ -174,10 +174,31 @@ def load_average() -> Optional[float]:
         return None
 
 
+#: CPU features that decide which int8 kernels ONNX Runtime runs (x86 VNNI/AMX, Arm dot product and i8mm).
+INT8_CPU_FEATURES = frozenset({"avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"})
+
+
+def cpu_info(cpuinfo: Optional[str] = None) -> dict[str, Any]:
+    """The CPU's model name and its :data:`INT8_CPU_FEATURES`, from ``/proc/cpuinfo`` (or its text
+    ``cpuinfo``); empty where there is none to read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return {}
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("model name", "flags", "Features"):
+            fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split()) | set(fields.get("Features", "").split())
+    return {"cpu_model": fields.get("model name"), "cpu_int8_features": sorted(flags & INT8_CPU_FEATURES)}
+
+
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on."""
     doc: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
-                           "processor": platform.processor(), "cpu_count": os.cpu_count(),
+                           "processor": platform.processor(), "cpu_count": os.cpu_count(), **cpu_info(),
                            "python": platform.python_version(), "numpy": np.__version__,
                            "fsrfer_edge": __version__}
     for mod in ("onnxruntime", "tensorrt"):

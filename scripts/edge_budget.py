@@ -241,6 +241,22 @@ def measure_rounds(models: dict[str, Path], rounds: int, batch: int, threads: in
     return {"rounds": records, "median_fps": medians}
 
 
+def check_timing_args(args: argparse.Namespace) -> None:
+    """Refuse timing options :func:`measure_rounds` cannot use, before anything is made or timed.
+
+    Raises:
+        InputError: rounds, iters, batch or threads under 1, or warmup under 0.
+    """
+    if args.rounds < 1 or args.iters < 1 or args.warmup < 0 or args.batch < 1 or args.threads < 1:
+        raise InputError(f"--rounds {args.rounds}, --iters {args.iters}, --warmup {args.warmup}, --batch {args.batch}, "
+                         f"--threads {args.threads}; expected rounds, iters, batch, threads >= 1 and warmup >= 0")
+
+
+def per_round(rounds: Sequence[dict[str, Any]], num: str, den: str) -> list[float]:
+    """``num``'s throughput over ``den``'s in each round of :func:`measure_rounds`."""
+    return [rec[num]["throughput_fps"] / rec[den]["throughput_fps"] for rec in rounds]
+
+
 def ratios(timing: dict[str, Any]) -> dict[str, Any]:
     """The two throughput ratios, from the medians; beside each, the median of the per-round ratios
     (each round's files ran seconds apart, so that one is less sensitive to slow load drift)."""
@@ -248,7 +264,7 @@ def ratios(timing: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, num, den in (("candidate_fp32_vs_reference_fp32", "candidate_fp32", "reference_fp32"),
                            ("candidate_int8_vs_candidate_fp32", "candidate_int8", "candidate_fp32")):
-        paired = [rec[num]["throughput_fps"] / rec[den]["throughput_fps"] for rec in timing["rounds"]]
+        paired = per_round(timing["rounds"], num, den)
         out[name] = {"of_medians": med[num] / med[den], "median_of_rounds": statistics.median(paired),
                      "per_round": paired}
     return out
@@ -344,9 +360,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], timer: Timer = time_in_su
     Raises:
         FsrferError: a missing or wrong model or data file, a failed quantization, check or timing.
     """
-    if args.rounds < 1 or args.iters < 1 or args.warmup < 0 or args.batch < 1 or args.threads < 1:
-        raise InputError(f"--rounds {args.rounds}, --iters {args.iters}, --warmup {args.warmup}, --batch {args.batch}, "
-                         f"--threads {args.threads}; expected rounds, iters, batch, threads >= 1 and warmup >= 0")
+    check_timing_args(args)
     check_output_path(args.out, "--out")
     reference = Path(args.reference) if args.reference else DEFAULT_MODEL
     candidate = Path(args.candidate) if args.candidate else DEFAULT_MODEL

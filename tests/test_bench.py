@@ -161,3 +161,12 @@ def test_export_eval_data_reads_labels_as_fsrfer_eval(tmp_path: Path, labels: st
     want = labels or "ferplus"
     assert acc["labels"] == want and acc["faces"] == (23 if want == "ferplus" else 24)
     assert f"({want} labels)" in capsys.readouterr().out
+
+
+def test_cpu_info_names_the_cpu_and_its_int8_features_on_x86_and_arm() -> None:
+    x86 = ("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
+           "processor\t: 1\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
+    assert bench.cpu_info(x86) == {"cpu_model": "AMD EPYC 7B13", "cpu_int8_features": ["avx2", "avx512_vnni", "avx512f"]}
+    arm = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU part\t: 0xd42\n"   # a Jetson Orin's layout
+    assert bench.cpu_info(arm) == {"cpu_model": None, "cpu_int8_features": ["asimddp", "i8mm"]}
+    assert bench.cpu_info("") == {"cpu_model": None, "cpu_int8_features": []}
