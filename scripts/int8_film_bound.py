@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import statistics
 import sys
 import tempfile
@@ -101,27 +102,16 @@ def strip_film(model: Any) -> tuple[Any, int]:
     inits = [t for t in graph.initializer if t.name in needed]
     del graph.initializer[:]
     graph.initializer.extend(inits)
+    infos = [v for v in graph.value_info if v.name in needed]
+    del graph.value_info[:]
+    graph.value_info.extend(infos)
     onnx.checker.check_model(model)
     return model, len(bypass)
 
 
-def cpu() -> dict[str, Any]:
-    """The CPU's model name and the x86 vector extensions ONNX Runtime's int8 kernels choose between (empty
-    where /proc/cpuinfo is absent)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    name = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
-    have = set(flags.group(1).split()) if flags else set()
-    return {"model_name": name.group(1).strip() if name else None,
-            "flags": sorted(have & {"avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8"})}
-
-
 def paired(rounds: Sequence[dict[str, Any]], num: str, den: str) -> dict[str, Any]:
     """``num``'s throughput over ``den``'s, round by round, and their median."""
-    per = [r[num]["throughput_fps"] / r[den]["throughput_fps"] for r in rounds]
+    per = edge_budget.per_round(rounds, num, den)
     return {"median_of_rounds": round(statistics.median(per), 3), "per_round": [round(v, 3) for v in per]}
 
 
@@ -140,13 +130,23 @@ def summarize(timing: dict[str, Any], target: float = edge_budget.MIN_INT8_VS_FP
 
 
 def run(args: argparse.Namespace, argv: Sequence[str], timer: edge_budget.Timer) -> dict[str, Any]:
+    import importlib
+
     import onnx
 
+    importlib.import_module("onnxruntime")   # loaded, so that machine_info records its version
+
+    from fsrfer_edge.bench import machine_info
+    from fsrfer_edge.export.onnx_export import read_model_info
     from fsrfer_edge.fileio import check_output_path
 
+    edge_budget.check_timing_args(args)
     check_output_path(args.out, "--out")
     model = edge_budget.check_model(args.model, "--model", "fp32")
-    plain = edge_budget.check_model(args.plain, "--plain", "fp32") if args.plain else None
+    plain = None
+    if args.plain:
+        plain = {**edge_budget.check_model(args.plain, "--plain", "fp32"),
+                 "checkpoint_sha256": read_model_info(args.plain).checkpoint_sha256 or None}
     data = Path(args.data)
     if not data.is_file():
         raise DataError(f"--data {data} does not exist; expected fer2013.npz with ferplus_labels.npz beside it "
@@ -167,12 +167,13 @@ def run(args: argparse.Namespace, argv: Sequence[str], timer: edge_budget.Timer)
         timing = edge_budget.measure_rounds(files, args.rounds, args.batch, args.threads, args.warmup, args.iters,
                                             timer)
     return {
-        "command": " ".join(["python scripts/int8_film_bound.py", *argv]).strip(),
+        "command": " ".join(["python scripts/int8_film_bound.py", *(shlex.quote(a) for a in argv)]),
+        "note": args.note,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "model": model, "plain": plain, "films_removed": removed,
         "nodes": nodes,
-        "int8": {name: {k: v for k, v in m.items() if k != "check"} for name, m in made.items()},
-        "cpu": cpu(),
+        "int8": made,
+        "machine": machine_info(),
         "settings": {"batch": args.batch, "threads": args.threads, "rounds": args.rounds, "warmup": args.warmup,
                      "iters": args.iters, "timer": "fsrfer-bench, one process per file per round"},
         "throughput": timing,
@@ -192,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--iters", type=int, default=50)
+    p.add_argument("--note", default="", help="recorded in the result file as it is (e.g. what else ran on the machine)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     return p
 

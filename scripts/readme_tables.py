@@ -195,22 +195,24 @@ def int8_film_bound_table(doc: dict[str, Any]) -> str:
     (scripts/int8_film_bound.py)."""
     med, rat = doc["throughput"]["median_fps"], doc["ratios"]
     loads = [r["loadavg_start"][0] for r in doc["throughput"]["rounds"] if r.get("loadavg_start")]
-    rows = ["| graph | FP32 faces/s | INT8 u8s8 faces/s | INT8 / FP32, median of rounds | per-round range |",
-            "|---|---:|---:|---:|---|"]
+    rows = ["| graph | FP32 faces/s | INT8 u8s8 faces/s | INT8 / FP32, median of rounds | per-round range "
+            "| rounds at or above the target |", "|---|---:|---:|---:|---|---:|"]
     graphs = [("shipped", "the shipped graph"), ("film_free", f"without FiLM ({doc['films_removed']} removed)")]
     if doc.get("plain"):
         graphs.append(("plain", f"a plain network alone (`{doc['plain']['path']}`)"))
     for key, label in graphs:
         per = rat[f"{key}_int8_vs_fp32"]
         rows.append(f"| {label} | {med[f'{key}_fp32']:.0f} | {med[f'{key}_int8']:.0f} | "
-                    f"{per['median_of_rounds']:.2f}x | {min(per['per_round']):.2f}-{max(per['per_round']):.2f}x |")
+                    f"{per['median_of_rounds']:.2f}x | {min(per['per_round']):.2f}-{max(per['per_round']):.2f}x | "
+                    f"{sum(v >= rat['target'] for v in per['per_round'])} of {len(per['per_round'])} |")
     s = doc["settings"]
-    chip = doc.get("cpu") or {}
-    where = (f"{chip.get('model_name')} with {', '.join(chip['flags'])}" if chip.get("flags") else "CPU")
+    chip = doc["machine"]
+    where = (f"{chip['cpu_model']} with {', '.join(chip['cpu_int8_features'])}" if chip.get("cpu_int8_features")
+             else "CPU")
     return (f"`{doc['source']}` (`{doc['command']}`; ONNX Runtime on the {where}, batch {s['batch']}, {s['threads']} threads, "
             f"each file in its own process, {s['rounds']} interleaved rounds, 1-minute load "
             f"{min(loads):.2f}-{max(loads):.2f} at the rounds' starts; the FiLM-free graph is untrained, "
-            f"a speed bound only; target {rat['target']:.0f}x: "
+            f"a speed bound only{'; ' + doc['note'] if doc.get('note') else ''}; target {rat['target']:.0f}x: "
             f"{'reached' if rat['bound_reaches_target'] else 'not reached'} by the bound):\n\n"
             + "\n".join(rows) + "\n")
 

@@ -68,63 +68,104 @@ def test_a_graph_without_film_is_refused_with_what_was_expected() -> None:
 
 
 def test_the_shipped_graph_loses_its_six_films_and_keeps_its_interface() -> None:
+    original = onnx.load(str(DEFAULT))
     model, removed = bound.strip_film(onnx.load(str(DEFAULT)))
     assert removed == 6
     assert not [n.name for n in model.graph.node if n.name.startswith("/generator/films.")]
     assert any(n.name.startswith("/factor_estimator/") for n in model.graph.node)   # the route still reads it
+    assert [(v.name, str(v.type)) for v in model.graph.input] == [(v.name, str(v.type)) for v in original.graph.input]
+    assert [(v.name, str(v.type)) for v in model.graph.output] == [(v.name, str(v.type)) for v in original.graph.output]
+    produced = {o for n in model.graph.node for o in n.output}
+    assert {v.name for v in model.graph.value_info} <= produced       # no shapes left for removed tensors
     faces = np.random.default_rng(0).integers(0, 256, (4, 1, 48, 48)).astype(np.float32)
     out = run(model, {"faces": faces})
     assert out.shape == (4, 7) and np.isfinite(out).all()
 
 
+class FakeTimer:
+    """Throughput per file name, each INT8 file at its own speed-up over its FP32 file in each round in turn."""
+
+    def __init__(self, int8_speedups: dict[str, list[float]]) -> None:
+        self.speedups, self.calls = int8_speedups, 0
+
+    def __call__(self, model: Path, batch: int, threads: int, warmup: int, iters: int) -> dict[str, Any]:
+        key = model.name.split(".")[0].replace("default", "shipped")
+        rnd = self.calls // (2 * (len(self.speedups)))
+        self.calls += 1
+        fps = 1000.0 * (self.speedups[key][rnd] if "int8" in model.name else 1.0)
+        return {"throughput_fps": fps, "p50_ms": 1.0, "min_ms": 1.0, "load_before": 0.1, "load_after": 0.1,
+                "seconds": 0.0}
+
+
 def fake_timer(model: Path, batch: int, threads: int, warmup: int, iters: int) -> dict[str, Any]:
-    fps = {"shipped.int8-u8s8.onnx": 2500.0, "film_free.fp32.onnx": 1100.0, "film_free.int8-u8s8.onnx": 3000.0,
-           "plain.int8-u8s8.onnx": 2000.0}
-    return {"throughput_fps": fps.get(model.name, 1000.0), "p50_ms": 1.0, "min_ms": 1.0, "load_before": 0.1,
-            "load_after": 0.1, "seconds": 0.0}
+    return FakeTimer({"shipped": [2.5], "film_free": [2.7]})(model, batch, threads, warmup, iters)
 
 
-def test_main_times_the_four_files_and_reports_both_ratios(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def copy_int8(fp32: Path, dst: Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        shutil.copyfile(fp32, dst)
-        return {"made_by": "a copy (test)", "check": {"passed": True}}
+def copy_int8(fp32: Path, dst: Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    shutil.copyfile(fp32, dst)
+    return {"made_by": "a copy (test)", "check": {"passed": True}}
 
+
+@pytest.mark.parametrize("film_free, median, reaches", [([2.0, 3.5, 2.6], 2.6, False), ([3.1, 2.9, 3.0], 3.0, True)])
+def test_main_reports_the_median_of_the_per_round_ratios(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          film_free: list[float], median: float, reaches: bool) -> None:
     monkeypatch.setattr(bound.edge_budget, "make_int8", copy_int8)
     data = tmp_path / "fer2013.npz"
     data.write_bytes(b"")
     out = tmp_path / "bound.json"
-    assert bound.main(["--data", str(data), "--rounds", "3", "--out", str(out)], timer=fake_timer) == 0
+    timer = FakeTimer({"shipped": [2.5, 2.4, 1.0], "film_free": film_free})
+    assert bound.main(["--data", str(data), "--rounds", "3", "--note", "a note", "--out", str(out)], timer=timer) == 0
+    assert timer.calls == 12
     doc = json.loads(out.read_text())
     assert doc["films_removed"] == 6 and doc["nodes"]["film_free_fp32"] < doc["nodes"]["shipped_fp32"]
     r = doc["ratios"]
-    assert r["shipped_int8_vs_fp32"]["median_of_rounds"] == 2.5
-    assert r["film_free_int8_vs_fp32"]["per_round"] == [2.727] * 3
-    assert r["bound_reaches_target"] is False and r["target"] == 3.0
-    assert len(doc["throughput"]["rounds"]) == 3
+    assert r["shipped_int8_vs_fp32"]["median_of_rounds"] == 2.4
+    assert r["film_free_int8_vs_fp32"]["median_of_rounds"] == median
+    assert sorted(r["film_free_int8_vs_fp32"]["per_round"]) == sorted(film_free)
+    assert r["bound_reaches_target"] is reaches and r["target"] == 3.0
+    assert len(doc["throughput"]["rounds"]) == 3 and doc["note"] == "a note"
     assert "plain_int8_vs_fp32" not in r and doc["plain"] is None
-    assert set(doc["cpu"].get("flags", [])) <= {"avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8"}
+    assert doc["int8"]["shipped_int8"]["check"] == {"passed": True}
+    assert set(doc["machine"].get("cpu_int8_features", [])) <= bound_features()
+
+
+def bound_features() -> set[str]:
+    from fsrfer_edge.bench import INT8_CPU_FEATURES
+    return set(INT8_CPU_FEATURES)
 
 
 def test_a_plain_network_is_timed_beside_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[str] = []
 
-    def copy_int8(fp32: Path, dst: Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def record(fp32: Path, dst: Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
         made.append(dst.name)
-        shutil.copyfile(fp32, dst)
-        return {"made_by": "a copy (test)"}
+        return copy_int8(fp32, dst)
 
-    monkeypatch.setattr(bound.edge_budget, "make_int8", copy_int8)
+    monkeypatch.setattr(bound.edge_budget, "make_int8", record)
     data = tmp_path / "fer2013.npz"
     data.write_bytes(b"")
     plain = tmp_path / "plain.fp32.onnx"
     shutil.copyfile(DEFAULT, plain)
     out = tmp_path / "bound.json"
+    timer = FakeTimer({"shipped": [2.5, 2.5], "film_free": [2.7, 2.7], "plain": [2.0, 2.2]})
     assert bound.main(["--data", str(data), "--plain", str(plain), "--rounds", "2", "--out", str(out)],
-                      timer=fake_timer) == 0
+                      timer=timer) == 0
     doc = json.loads(out.read_text())
     assert sorted(made) == ["film_free.int8-u8s8.onnx", "plain.int8-u8s8.onnx", "shipped.int8-u8s8.onnx"]
-    assert doc["ratios"]["plain_int8_vs_fp32"]["per_round"] == [2.0, 2.0]
+    assert sorted(doc["ratios"]["plain_int8_vs_fp32"]["per_round"]) == [2.0, 2.2]
     assert doc["plain"]["precision"] == "fp32" and len(doc["throughput"]["median_fps"]) == 6
+    from fsrfer_edge.export.onnx_export import read_model_info
+    assert doc["plain"]["checkpoint_sha256"] == read_model_info(DEFAULT).checkpoint_sha256 != ""
+
+
+@pytest.mark.parametrize("flag", ["--rounds", "--iters", "--batch", "--threads"])
+def test_timing_options_under_one_are_refused_before_anything_is_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flag: str) -> None:
+    monkeypatch.setattr(bound.edge_budget, "make_int8", lambda *a, **k: pytest.fail("made an INT8 file"))
+    data = tmp_path / "fer2013.npz"
+    data.write_bytes(b"")
+    assert bound.main(["--data", str(data), flag, "0", "--out", str(tmp_path / "b.json")], timer=fake_timer) == 2
+    assert "expected rounds, iters, batch, threads >= 1" in capsys.readouterr().err
 
 
 def test_missing_data_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
