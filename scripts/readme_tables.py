@@ -217,6 +217,28 @@ def int8_film_bound_table(doc: dict[str, Any]) -> str:
             + "\n".join(rows) + "\n")
 
 
+#: The committed scripts/edge_budget.py runs of the shipped default at two ONNX Runtime thread counts.
+EDGE_THREADS = ("results/edge_budget.json", "results/ferplus/edge_budget_1thread.json")
+
+
+def edge_budget_threads_table(_: dict[str, Any]) -> str:
+    """The shipped default's FP32 and INT8 u8s8 throughput and their ratio, one row per committed
+    scripts/edge_budget.py run in :data:`EDGE_THREADS` (each at its own thread count)."""
+    rows = ["| threads | FP32 faces/s | INT8 u8s8 faces/s | INT8 / FP32 (of medians) | per-round range | load | result file |",
+            "|---:|---:|---:|---:|---|---|---|"]
+    for src in EDGE_THREADS:
+        d = json.loads((REPO / src).read_text())
+        med, ratio = d["throughput"]["median_fps"], d["ratios"]["candidate_int8_vs_candidate_fp32"]
+        loads = [m["load_before"] for rnd in d["throughput"]["rounds"] for m in rnd.values()
+                 if isinstance(m, dict) and "load_before" in m]
+        rows.append(f"| {d['settings']['threads']} | {med['candidate_fp32']:.0f} | {med['candidate_int8']:.0f} | "
+                    f"{ratio['of_medians']:.2f}x | {min(ratio['per_round']):.2f}-{max(ratio['per_round']):.2f}x | "
+                    f"{min(loads):.1f}-{max(loads):.1f} | `{src}` (`{d['command']}`) |")
+    return ("The shipped default (`fsrfer_edge/models/default.onnx`) and its INT8 u8s8 file on ONNX Runtime CPU, batch "
+            "64, each file in its own process, interleaved rounds, one row per committed `scripts/edge_budget.py` "
+            "run:\n\n" + "\n".join(rows) + "\n")
+
+
 #: What each variant of scripts/int8_sensitivity.py keeps in float, as the README says it.
 INT8_SENSITIVITY_NAMES = {
     "as_exported": "the conv reading the image (the export now)",
@@ -1093,6 +1115,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd": ("results/crowd/bench.json", crowd_table, "README.md"),
     "targets": ("results/targets.json", targets_table, "README.md"),
     "int8_generator": ("results/ferplus/int8_generator.json", int8_generator_table, "README.md"),
+    "edge_budget_threads": (EDGE_THREADS[1], edge_budget_threads_table, "docs/experiments.md"),
     "int8_film_bound": ("results/ferplus/int8_film_bound.json", int8_film_bound_table, "docs/experiments.md"),
     "int8_sensitivity": ("results/ferplus/int8_sensitivity_val.json", int8_sensitivity_table, "docs/experiments.md"),
     "estimator_rounding": ("results/ferplus/factor_estimator_rounding_val.json", estimator_rounding_table, "docs/experiments.md"),
