@@ -150,7 +150,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], timer: edge_budget.Timer)
     data = Path(args.data)
     if not data.is_file():
         raise DataError(f"--data {data} does not exist; expected fer2013.npz with ferplus_labels.npz beside it "
-                          "(INT8 calibration faces)")
+                        "(INT8 calibration faces)")
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="fsrfer-film-bound-") as tmp:
         free = Path(tmp) / "film_free.fp32.onnx"
