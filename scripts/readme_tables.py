@@ -1117,6 +1117,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "int8_generator": ("results/ferplus/int8_generator.json", int8_generator_table, "README.md"),
     "edge_budget_threads": (EDGE_THREADS[1], edge_budget_threads_table, "docs/experiments.md"),
     "int8_film_bound": ("results/ferplus/int8_film_bound.json", int8_film_bound_table, "docs/experiments.md"),
+    "int8_film_bound_1thread": ("results/ferplus/int8_film_bound_1thread.json", int8_film_bound_table,
+                                "docs/experiments.md"),
     "int8_sensitivity": ("results/ferplus/int8_sensitivity_val.json", int8_sensitivity_table, "docs/experiments.md"),
     "estimator_rounding": ("results/ferplus/factor_estimator_rounding_val.json", estimator_rounding_table, "docs/experiments.md"),
     "early_g": ("results/ferplus/early_g_val.json", early_g_table, "docs/experiments.md"),
