@@ -81,14 +81,15 @@ def resolve_model_path(model: Optional[PathLike]) -> Path:
 
 def open_backend(path: Path, backend: str = "auto", device: int = 0, max_batch: int = 64,
                  providers: Union[None, str, Sequence[Any]] = None, threads: Optional[int] = None,
-                 spinning: bool = True) -> Backend:
+                 spinning: bool = True, sessions: Optional[int] = None) -> Backend:
     """Create the backend for a model file (the only place that chooses one).
 
     ``auto``: a TensorRT engine runs on TensorRT. An ONNX model runs on TensorRT where TensorRT, a
     CUDA binding and a GPU are present (like jetson-inference: the first use builds the engine, FP16
     or INT8 for an s8s8 file, and caches it under the engine cache dir, keyed by TensorRT version and
     GPU; later uses load it), else on ONNX Runtime (CUDA provider when this onnxruntime build has
-    it, else CPU), with one log line saying why. ``providers=``/``threads=`` ask for ONNX Runtime;
+    it, else CPU), with one log line saying why. ``providers=``/``threads=``/``sessions=`` ask for ONNX
+    Runtime (``sessions`` > 1: on the CPU provider, ``providers="cpu"`` implied where not given);
     ``spinning`` is a hint for ONNX Runtime's CPU threads that other backends ignore.
     ``tensorrt`` with an ONNX model looks up an engine built from it (beside it, then in the engine
     cache) and refuses when none is valid.
@@ -106,18 +107,20 @@ def open_backend(path: Path, backend: str = "auto", device: int = 0, max_batch: 
                 f"{path.name} is a TensorRT engine, which only TensorRT can run; pass backend='tensorrt' "
                 "(or 'auto'), or give the .onnx model to use ONNX Runtime"
             )
-        if providers is not None or threads is not None:
-            raise InputError("providers= and threads= apply to ONNX Runtime only; drop them for a TensorRT engine")
+        if providers is not None or threads is not None or sessions is not None:
+            raise InputError("providers=, threads= and sessions= apply to ONNX Runtime only; drop them for a "
+                             "TensorRT engine")
         from .backends.tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(path, device=device)
     if backend == "tensorrt":
-        if providers is not None or threads is not None:
-            raise InputError("providers= and threads= apply to ONNX Runtime only; drop them for backend='tensorrt'")
+        if providers is not None or threads is not None or sessions is not None:
+            raise InputError("providers=, threads= and sessions= apply to ONNX Runtime only; drop them for "
+                             "backend='tensorrt'")
         from .backends.tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend.for_onnx(path, device=device, min_max_batch=max_batch)
-    if backend == "auto" and providers is None and threads is None:
+    if backend == "auto" and providers is None and threads is None and sessions is None:
         from .backends.tensorrt_backend import TensorRTBackend, tensorrt_unavailable_reason
 
         reason = tensorrt_unavailable_reason(path, device)
@@ -126,7 +129,10 @@ def open_backend(path: Path, backend: str = "auto", device: int = 0, max_batch: 
         logger.info("backend='auto' runs %s on ONNX Runtime: %s", path.name, reason)
     from .backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(path, providers=providers, threads=threads, device=device, spinning=spinning)
+    if sessions is not None and sessions != 1 and providers is None:
+        providers = "cpu"
+    return OnnxRuntimeBackend(path, providers=providers, threads=threads, device=device, spinning=spinning,
+                              sessions=sessions)
 
 
 def _positive_int(name: str, value: Any, minimum: int) -> int:
@@ -145,10 +151,14 @@ class Recognizer:
         device: GPU index (CUDA provider or TensorRT).
         max_batch: largest batch sent to the backend at once; larger inputs are split, in order.
         providers: ONNX Runtime providers: None/``"auto"``, ``"cpu"``, ``"cuda"`` or a provider list.
-        threads: ONNX Runtime intra-op threads (None: one per physical core).
+        threads: ONNX Runtime intra-op threads, of each session where there are several (None: one per
+            physical core for one session, 1 for each of several).
         spinning: ONNX Runtime's idle threads spin-wait for work (the default, fastest alone); pass False
             when other ONNX Runtime sessions run in turn with this one in the process, as a face detector
             does (``CrowdAnalyzer`` does so for the recogniser it makes). Ignored by TensorRT.
+        sessions: ONNX Runtime CPU sessions that split each batch and run their shares at once (e.g. one
+            per core, each with one thread: more faces per second at large batches on a small CPU, most of
+            all for INT8 files; ``benchmarks/sessions.py``). None: one session.
 
     Raises:
         ModelError: the model is missing, corrupt, or not an fsrfer model (EngineError for engines).
@@ -161,7 +171,7 @@ class Recognizer:
 
     def __init__(self, model: Optional[PathLike] = None, backend: str = "auto", device: int = 0,
                  max_batch: int = 64, providers: Union[None, str, Sequence[Any]] = None,
-                 threads: Optional[int] = None, spinning: bool = True) -> None:
+                 threads: Optional[int] = None, spinning: bool = True, sessions: Optional[int] = None) -> None:
         if not isinstance(backend, str) or backend not in BACKENDS:
             raise InputError(f"backend={backend!r}; expected one of {BACKENDS}")
         self._device = _positive_int("device", device, 0)
@@ -169,7 +179,8 @@ class Recognizer:
         self.model_path = resolve_model_path(model)
         if not isinstance(spinning, bool):
             raise InputError(f"spinning={spinning!r}; expected True or False")
-        opened = open_backend(self.model_path, backend, self._device, requested, providers, threads, spinning)
+        opened = open_backend(self.model_path, backend, self._device, requested, providers, threads, spinning,
+                              sessions)
         try:
             opened.check_model()  # one dry run: a broken model is refused here, not at the first predict
             self._attach(opened, requested)

@@ -106,6 +106,72 @@ def test_metadata_disagreeing_with_graph_is_model_error(onnx_models: dict[str, P
         OnnxRuntimeBackend(onnx_models["badname"])
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 64])
+def test_sessions_split_a_batch_in_order_and_match_one_session(onnx_models: dict[str, Path], n: int) -> None:
+    from fsrfer_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    x = np.random.default_rng(n).standard_normal((n, 1, 48, 48)).astype(np.float32)
+    with OnnxRuntimeBackend(onnx_models["float"], providers="cpu", threads=1) as one:
+        want = one.infer(x)
+    with OnnxRuntimeBackend(onnx_models["float"], sessions=2, providers="cpu") as two:
+        assert two.sessions == 2 and two.threads == 1
+        seen: list[tuple[int, str]] = []
+        for i, sess in enumerate([two._session] + two._extra):
+            run = sess.run
+
+            def record(outputs: Any, feed: dict[str, np.ndarray], _run: Any = run, _i: int = i) -> Any:
+                seen.append((_i, threading.current_thread().name))
+                return _run(outputs, feed)
+
+            if i == 0:
+                two._session = types.SimpleNamespace(run=record, get_providers=sess.get_providers)
+            else:
+                two._extra[i - 1] = types.SimpleNamespace(run=record)
+        got = two.infer(x)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    if n == 1:
+        assert [i for i, _ in seen] == [0]                       # a lone face runs on the first session alone
+    else:
+        assert sorted(i for i, _ in seen) == [0, 1]               # each session got one share
+        assert all(name.startswith("fsrfer-ort") for _, name in seen)
+
+
+def test_sessions_are_closed_with_the_backend(onnx_models: dict[str, Path]) -> None:
+    from fsrfer_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    be = OnnxRuntimeBackend(onnx_models["float"], sessions=3, providers="cpu")
+    pool = be._pool
+    assert be.sessions == 3 and pool is not None
+    be.close()
+    assert be._extra == [] and be._pool is None
+    with pytest.raises(RuntimeError):                             # the worker threads are gone
+        pool.submit(int)
+    with pytest.raises(BackendClosedError, match="closed"):
+        be.infer(np.zeros((4, 1, 48, 48), np.float32))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"sessions": 0}, "sessions=0; expected a positive integer"),
+    ({"sessions": True}, "sessions=True"),
+    ({"sessions": 2.0}, "sessions=2.0"),
+    ({"sessions": 2, "providers": ["CPUExecutionProvider", "CPUExecutionProvider"]}, "providers='cpu'"),
+])
+def test_bad_sessions_are_refused(onnx_models: dict[str, Path], kwargs: dict[str, Any], match: str) -> None:
+    from fsrfer_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    with pytest.raises(InputError, match=match):
+        OnnxRuntimeBackend(onnx_models["float"], **kwargs)
+
+
+def test_sessions_need_a_dynamic_batch(onnx_models: dict[str, Path]) -> None:
+    from fsrfer_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    with pytest.raises(InputError, match="takes exactly 2 faces at a time"):
+        OnnxRuntimeBackend(onnx_models["static"], sessions=2, providers="cpu")
+    with OnnxRuntimeBackend(onnx_models["static"], sessions=1, providers="cpu") as be:
+        assert be.sessions == 1
+
+
 def test_provider_resolution() -> None:
     ort = pytest.importorskip("onnxruntime")
     from fsrfer_edge.backends.onnxruntime_backend import resolve_providers

@@ -170,3 +170,14 @@ def test_cpu_info_names_the_cpu_and_its_int8_features_on_x86_and_arm() -> None:
     arm = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU part\t: 0xd42\n"   # a Jetson Orin's layout
     assert bench.cpu_info(arm) == {"cpu_model": None, "cpu_int8_features": ["asimddp", "i8mm"]}
     assert bench.cpu_info("") == {"cpu_model": None, "cpu_int8_features": []}
+
+
+def test_sessions_are_recorded_and_the_overhead_is_skipped_with_several(model: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    assert bench.main(["--model", str(model), "--batch-sizes", "1,6", "--warmup", "1", "--iters", "2",
+                       "--sessions", "2", "--overhead-batch", "6", "--overhead-reps", "2", "--json", str(out), "-q"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["sessions"] == 2 and doc["providers"] == ["CPUExecutionProvider"]
+    assert "splits it" in doc["overhead"]["skipped"]
+    assert "sessions=2" in capsys.readouterr().out

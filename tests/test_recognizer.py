@@ -485,3 +485,21 @@ def test_close_on_another_thread_during_a_call_is_a_closed_error(models: dict[st
     monkeypatch.setattr(rec.backend, "_validate", validate_then_close)
     with pytest.raises(BackendClosedError, match="closed while the call waited"):
         rec.predict(_faces()[0])
+
+
+def test_sessions_give_the_same_predictions_on_the_cpu(models: dict[str, Path], rec: Recognizer) -> None:
+    faces = _faces(3) * 3
+    with Recognizer(models["float"], sessions=2) as two:
+        assert two.backend.name == "onnxruntime" and two.backend.providers == ("CPUExecutionProvider",)
+        assert [p.label for p in two.predict(faces)] == [p.label for p in rec.predict(faces)]
+        np.testing.assert_allclose([p.probs for p in two.predict(faces)], [p.probs for p in rec.predict(faces)],
+                                   atol=1e-5)
+
+
+def test_sessions_ask_for_onnx_runtime(models: dict[str, Path], tmp_path: Path) -> None:
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not an engine")
+    with pytest.raises(InputError, match="sessions= apply to ONNX Runtime only"):
+        Recognizer(engine, sessions=2)
+    with pytest.raises(InputError, match="sessions= apply to ONNX Runtime only"):
+        Recognizer(models["float"], backend="tensorrt", sessions=2)

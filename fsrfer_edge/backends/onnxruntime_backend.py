@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
@@ -178,28 +179,56 @@ class OnnxRuntimeBackend(Backend):
         path: the exported ``.onnx`` file (with fsrfer metadata).
         providers: None/``"auto"``: the CUDA provider if this onnxruntime build has one, else CPU;
             ``"cpu"``, ``"cuda"``, or an explicit ONNX Runtime provider list.
-        threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
+        threads: intra-op threads of each session (None: ONNX Runtime's default, one per physical core,
+            for one session; 1 for each of several).
         device: CUDA device id for the CUDA provider.
         spinning: idle threads spin-wait for work (see :func:`make_session_options`).
+        sessions: CPU sessions of the model that split each batch between them and run their shares at
+            once, one Python thread each (ONNX Runtime releases the GIL while it runs). With one thread per
+            session no thread pool has to meet after every op, which on a small CPU gives more faces per
+            second than one session with as many threads, most of all for INT8 files
+            (``benchmarks/sessions.py``). None or 1: one session. Each session holds its own weights.
 
     Raises:
         ModelError: corrupt/non-ONNX file or missing fsrfer metadata.
         BackendUnavailable: onnxruntime is not installed (``pip install 'fsrfer-edge[cpu]'``).
+        InputError: bad ``providers``, ``threads`` or ``sessions`` (several sessions need the CPU provider
+            alone and a graph with a dynamic batch size).
     """
 
     name = "onnxruntime"
 
     def __init__(self, path: Union[str, os.PathLike[str]], providers: Union[None, str, Sequence[ProviderSpec]] = None,
-                 threads: Optional[int] = None, device: int = 0, spinning: bool = True) -> None:
+                 threads: Optional[int] = None, device: int = 0, spinning: bool = True,
+                 sessions: Optional[int] = None) -> None:
         super().__init__()
+        if sessions is not None and (isinstance(sessions, bool) or not isinstance(sessions, (int, np.integer))
+                                     or sessions < 1):
+            raise InputError(f"sessions={sessions!r}; expected a positive integer or None (one session)")
+        count = int(sessions or 1)
+        if count > 1 and resolve_providers(providers, device) != ["CPUExecutionProvider"]:
+            raise InputError(f"sessions={count} splits batches between CPU sessions; pass providers='cpu' with it "
+                             "(a GPU provider runs a whole batch at once)")
+        if count > 1 and threads is None:
+            threads = 1
         self.path = Path(path)
         self.threads = threads
         self._session: Any = None
+        self._extra: list[Any] = []
+        self._pool: Optional[ThreadPoolExecutor] = None
         self._session, self._info = load_session(self.path, providers, threads, device, spinning)
         self._max_batch = check_session_io(self._session, self._info, str(self.path))
+        if count > 1 and self._max_batch is not None:
+            self._session = None
+            raise InputError(f"sessions={count} splits batches, but {self.path.name} takes exactly {self._max_batch} "
+                             "faces at a time; export it with a dynamic batch (fsrfer-export does) or use one session")
+        self._extra = [load_session(self.path, providers, threads, device, spinning)[0] for _ in range(count - 1)]
+        if self._extra:
+            self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="fsrfer-ort")
         self._input_name = self._info.input_name
         self._output_names = [self._info.output_name]
-        logger.info("loaded %s with %s", self.path, self.providers)
+        logger.info("loaded %s with %s%s", self.path, self.providers,
+                    f", {count} sessions of {threads} thread(s)" if count > 1 else "")
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -218,10 +247,12 @@ class OnnxRuntimeBackend(Backend):
         # A graph with a fixed batch size (fsrfer-export writes a dynamic one) takes exactly that many.
         return self._max_batch if self._max_batch is not None else 1
 
-    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
-        session = self._session  # close() on another thread may clear it; this reference keeps it alive
-        if session is None:
-            raise BackendClosedError(f"this {type(self).__name__} was closed while the call waited; create a new one")
+    @property
+    def sessions(self) -> int:
+        """How many ONNX Runtime sessions share each batch."""
+        return 1 + len(self._extra)
+
+    def _run(self, session: Any, batch: np.ndarray) -> np.ndarray:
         try:
             (logits,) = session.run(self._output_names, {self._input_name: batch})
         except _ort_errors(import_onnxruntime()) as exc:
@@ -230,6 +261,21 @@ class OnnxRuntimeBackend(Backend):
                              f"{batch.shape} ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from exc
         return np.asarray(logits, dtype=np.float32)
 
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        # close() on another thread may clear these; the local references keep them alive for this call
+        sessions, pool = [self._session] + list(self._extra), self._pool
+        if sessions[0] is None:
+            raise BackendClosedError(f"this {type(self).__name__} was closed while the call waited; create a new one")
+        if pool is None or len(batch) < 2:
+            return self._run(sessions[0], batch)
+        shares = np.array_split(batch, min(len(sessions), len(batch)))
+        futures = [pool.submit(self._run, s, part) for s, part in zip(sessions, shares)]
+        return np.concatenate([f.result() for f in futures])
+
     def _close_impl(self) -> None:
-        # ONNX Runtime frees the session (and its arena) when the last reference goes.
+        # ONNX Runtime frees a session (and its arena) when the last reference goes.
         self._session = None
+        self._extra = []
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
