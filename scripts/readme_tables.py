@@ -239,6 +239,29 @@ def edge_budget_threads_table(_: dict[str, Any]) -> str:
             "run:\n\n" + "\n".join(rows) + "\n")
 
 
+def sessions_table(doc: dict[str, Any]) -> str:
+    """One two-thread ONNX Runtime session against two one-thread sessions splitting each batch
+    (benchmarks/sessions.py): faces/s per file and batch size, and the second over the first, median and range
+    of the per-round ratios."""
+    (a, b), key = list(doc["configs"]), "two_sessions_1_thread_vs_one_session_2_threads"
+    rows = ["| file | batch | one session, 2 threads (faces/s) | two sessions, 1 thread each (faces/s) | "
+            "two sessions / one, median of rounds | per-round range |", "|---|---:|---:|---:|---:|---|"]
+    for f in ("fp32", "int8"):
+        for n in sorted(doc[key][f], key=int):
+            r = doc[key][f][n]
+            rows.append(f"| {f.upper()} | {n} | {doc['median_fps'][f'{f}/{a}'][n]:.0f} | {doc['median_fps'][f'{f}/{b}'][n]:.0f} | "
+                        f"{r['median_of_rounds']:.2f}x | {min(r['per_round']):.2f}-{max(r['per_round']):.2f}x |")
+    top = str(max(doc["settings"]["batch_sizes"]))
+    i8 = doc["int8_vs_fp32"]
+    loads = [r["loadavg_start"][0] for r in doc["rounds"] if r.get("loadavg_start")]
+    s = doc["settings"]
+    return (f"`{doc['source']}` (`{doc['command']}`; the shipped model and its INT8 u8s8 file, ONNX Runtime CPU, "
+            f"each file and configuration in its own process, {s['rounds']} interleaved rounds, 1-minute load "
+            f"{min(loads):.2f}-{max(loads):.2f} at the rounds' starts{'; ' + doc['note'] if doc.get('note') else ''}; "
+            f"INT8 / FP32 at batch {top}: {i8[a][top]['median_of_rounds']:.2f}x with one session, "
+            f"{i8[b][top]['median_of_rounds']:.2f}x with two):\n\n" + "\n".join(rows) + "\n")
+
+
 #: What each variant of scripts/int8_sensitivity.py keeps in float, as the README says it.
 INT8_SENSITIVITY_NAMES = {
     "as_exported": "the conv reading the image (the export now)",
@@ -1116,6 +1139,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "targets": ("results/targets.json", targets_table, "README.md"),
     "int8_generator": ("results/ferplus/int8_generator.json", int8_generator_table, "README.md"),
     "edge_budget_threads": (EDGE_THREADS[1], edge_budget_threads_table, "docs/experiments.md"),
+    "sessions": ("benchmarks/results/sessions.json", sessions_table, "README.md"),
     "int8_film_bound": ("results/ferplus/int8_film_bound.json", int8_film_bound_table, "docs/experiments.md"),
     "int8_film_bound_1thread": ("results/ferplus/int8_film_bound_1thread.json", int8_film_bound_table,
                                 "docs/experiments.md"),
