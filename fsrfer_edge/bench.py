@@ -268,7 +268,7 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
             "model_info": rec.info.to_dict(),
             "backend": rec.backend.name,
             "providers": list(rec.backend.providers),
-            "threads": threads,
+            "threads": getattr(rec.backend, "threads", threads),
             "sessions": getattr(rec.backend, "sessions", 1),
             "device": device,
             "max_batch": rec.max_batch,

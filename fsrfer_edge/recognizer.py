@@ -100,6 +100,8 @@ def open_backend(path: Path, backend: str = "auto", device: int = 0, max_batch: 
     """
     if backend not in BACKENDS:
         raise InputError(f"backend={backend!r}; expected one of {BACKENDS}")
+    if sessions is not None and not isinstance(sessions, bool) and sessions == 1:
+        sessions = None  # one session is what every backend runs; it asks for nothing
     is_engine = path.suffix.lower() in ENGINE_SUFFIXES
     if is_engine:
         if backend == "onnxruntime":
@@ -129,7 +131,7 @@ def open_backend(path: Path, backend: str = "auto", device: int = 0, max_batch: 
         logger.info("backend='auto' runs %s on ONNX Runtime: %s", path.name, reason)
     from .backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    if sessions is not None and sessions != 1 and providers is None:
+    if sessions is not None and providers is None:
         providers = "cpu"
     return OnnxRuntimeBackend(path, providers=providers, threads=threads, device=device, spinning=spinning,
                               sessions=sessions)

@@ -136,6 +136,49 @@ def test_sessions_split_a_batch_in_order_and_match_one_session(onnx_models: dict
         assert all(name.startswith("fsrfer-ort") for _, name in seen)
 
 
+def test_the_shares_run_at_the_same_time(onnx_models: dict[str, Path]) -> None:
+    from fsrfer_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    meet = threading.Barrier(2, timeout=5)   # a share run after the other would wait here alone and fail
+    with OnnxRuntimeBackend(onnx_models["float"], sessions=2, providers="cpu") as be:
+        first, second = be._session, be._extra[0]
+
+        def together(sess: Any) -> Any:
+            return types.SimpleNamespace(run=lambda outputs, feed: (meet.wait(), sess.run(outputs, feed))[1],
+                                         get_providers=sess.get_providers)
+
+        be._session, be._extra = together(first), [together(second)]
+        assert be.infer(np.zeros((4, 1, 48, 48), np.float32)).shape == (4, 7)
+
+
+def test_close_on_another_thread_during_a_split_call_is_a_closed_error(onnx_models: dict[str, Path],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsrfer_edge.backends import onnxruntime_backend as ob
+
+    be = ob.OnnxRuntimeBackend(onnx_models["float"], sessions=2, providers="cpu")
+    split = np.array_split
+
+    def split_then_close(a: np.ndarray, n: int) -> list[np.ndarray]:
+        be.close()  # as another thread would, after the call took its sessions and before it submits
+        return split(a, n)
+
+    monkeypatch.setattr(ob.np, "array_split", split_then_close)
+    with pytest.raises(BackendClosedError, match="closed while the call waited"):
+        be.infer(np.zeros((4, 1, 48, 48), np.float32))
+
+
+def test_more_threads_than_cpus_are_warned_about(onnx_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from fsrfer_edge.backends import onnxruntime_backend as ob
+
+    monkeypatch.setattr(ob.os, "cpu_count", lambda: 2)
+    with caplog.at_level("WARNING", logger=ob.__name__):
+        ob.OnnxRuntimeBackend(onnx_models["float"], sessions=2, providers="cpu").close()
+        assert not caplog.records
+        ob.OnnxRuntimeBackend(onnx_models["float"], sessions=2, threads=2, providers="cpu").close()
+    assert "more threads than this machine's 2 CPUs" in caplog.text
+
+
 def test_sessions_are_closed_with_the_backend(onnx_models: dict[str, Path]) -> None:
     from fsrfer_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 

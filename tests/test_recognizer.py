@@ -18,6 +18,7 @@ import fsrfer_edge
 from fsrfer_edge import (
     BackendClosedError,
     BackendUnavailable,
+    FsrferError,
     InputError,
     ModelError,
     Prediction,
@@ -503,3 +504,11 @@ def test_sessions_ask_for_onnx_runtime(models: dict[str, Path], tmp_path: Path) 
         Recognizer(engine, sessions=2)
     with pytest.raises(InputError, match="sessions= apply to ONNX Runtime only"):
         Recognizer(models["float"], backend="tensorrt", sessions=2)
+
+
+def test_one_session_asks_for_nothing(tmp_path: Path) -> None:
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not an engine")
+    with pytest.raises(FsrferError) as info:   # the engine is refused as an engine, not for sessions=1
+        Recognizer(engine, sessions=1)
+    assert "sessions=" not in str(info.value)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
@@ -211,6 +211,9 @@ class OnnxRuntimeBackend(Backend):
                              "(a GPU provider runs a whole batch at once)")
         if count > 1 and threads is None:
             threads = 1
+        if count > 1 and count * int(threads or 1) > (os.cpu_count() or 1):
+            logger.warning("sessions=%d of %s thread(s) each use more threads than this machine's %s CPUs; they "
+                           "will slow each other down", count, threads, os.cpu_count())
         self.path = Path(path)
         self.threads = threads
         self._session: Any = None
@@ -219,7 +222,7 @@ class OnnxRuntimeBackend(Backend):
         self._session, self._info = load_session(self.path, providers, threads, device, spinning)
         self._max_batch = check_session_io(self._session, self._info, str(self.path))
         if count > 1 and self._max_batch is not None:
-            self._session = None
+            self._session = None  # freed now, not when the half-made backend is collected
             raise InputError(f"sessions={count} splits batches, but {self.path.name} takes exactly {self._max_batch} "
                              "faces at a time; export it with a dynamic batch (fsrfer-export does) or use one session")
         self._extra = [load_session(self.path, providers, threads, device, spinning)[0] for _ in range(count - 1)]
@@ -269,7 +272,15 @@ class OnnxRuntimeBackend(Backend):
         if pool is None or len(batch) < 2:
             return self._run(sessions[0], batch)
         shares = np.array_split(batch, min(len(sessions), len(batch)))
-        futures = [pool.submit(self._run, s, part) for s, part in zip(sessions, shares)]
+        futures = []
+        try:
+            for s, part in zip(sessions, shares):
+                futures.append(pool.submit(self._run, s, part))
+        except RuntimeError as exc:  # the pool was shut down by close() on another thread
+            raise BackendClosedError(f"this {type(self).__name__} was closed while the call waited; create a new "
+                                     "one") from exc
+        finally:
+            wait(futures)  # no share is left running unobserved, whatever happened to the others
         return np.concatenate([f.result() for f in futures])
 
     def _close_impl(self) -> None:
