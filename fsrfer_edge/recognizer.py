@@ -168,7 +168,7 @@ class Recognizer:
         InputError: invalid arguments.
 
     One Recognizer may be shared by threads (calls are serialised on TensorRT); for parallel
-    throughput create one Recognizer per thread.
+    throughput create one Recognizer per thread, or, for one caller's batches on a CPU, pass ``sessions=``.
     """
 
     def __init__(self, model: Optional[PathLike] = None, backend: str = "auto", device: int = 0,
