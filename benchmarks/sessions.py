@@ -18,11 +18,8 @@ session holds its own weights), and the edge-budget target stays read with one t
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +33,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import edge_budget  # noqa: E402  (scripts/edge_budget.py: INT8 as it makes it, check_timing_args, loadavg)
 
 from fsrfer_edge.bench import machine_info, parse_int_list  # noqa: E402
-from fsrfer_edge.errors import CliParser, DataError, FsrferError, ModelError, one_line  # noqa: E402
+from fsrfer_edge.errors import CliParser, FsrferError, one_line  # noqa: E402
 from fsrfer_edge.recognizer import DEFAULT_MODEL  # noqa: E402
 
 #: name -> (threads per session, sessions)
@@ -47,24 +44,8 @@ Timer = Callable[[Path, int, int, Sequence[int], int, int], "dict[int, dict[str,
 
 def bench_in_subprocess(model: Path, threads: int, sessions: int, batches: Sequence[int], warmup: int,
                         iters: int) -> dict[int, dict[str, Any]]:
-    """``fsrfer-bench`` on the CPU provider in a fresh process; per batch size its latency row and load.
-
-    Raises:
-        ModelError: the benchmark process failed (its last error line is in the message).
-    """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    with tempfile.TemporaryDirectory(prefix="fsrfer-sessions-") as tmp:
-        out = Path(tmp) / "bench.json"
-        cmd = [sys.executable, "-m", "fsrfer_edge.bench", "--model", str(model), "--batch-sizes",
-               ",".join(map(str, batches)), "--threads", str(threads), "--sessions", str(sessions),
-               "--warmup", str(warmup), "--iters", str(iters), "--overhead-batch", "0", "--providers", "cpu",
-               "--backend", "onnxruntime", "--json", str(out), "-q"]
-        proc = subprocess.run(cmd, env=env, cwd=str(REPO), capture_output=True, text=True, check=False)
-        if proc.returncode != 0 or not out.is_file():
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ModelError(f"timing {model} (threads {threads}, sessions {sessions}) failed: {last}")
-        doc = json.loads(out.read_text())
+    """Per batch size, ``fsrfer-bench``'s latency row in a fresh process (edge_budget.bench_in_subprocess)."""
+    doc = edge_budget.bench_in_subprocess(model, batches, threads, warmup, iters, sessions)
     load = doc["load_average"]["before"]
     return {int(r["batch_size"]): {"throughput_fps": float(r["throughput_fps"]), "p50_ms": float(r["p50_ms"]),
                                    "load_before": load} for r in doc["latency"]}
@@ -112,10 +93,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], timer: Timer = bench_in_s
     edge_budget.check_timing_args(argparse.Namespace(rounds=args.rounds, iters=args.iters, warmup=args.warmup,
                                                      batch=min(args.batch_sizes), threads=1))
     model = edge_budget.check_model(args.model, "--model", "fp32")
-    data = Path(args.data)
-    if not data.is_file():
-        raise DataError(f"--data {data} does not exist; expected fer2013.npz with ferplus_labels.npz beside it "
-                        "(INT8 calibration faces)")
+    data = edge_budget.calibration_data(Path(args.data))
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="fsrfer-sessions-") as tmp:
         files = {"fp32": args.model, "int8": Path(tmp) / "int8-u8s8.onnx"}

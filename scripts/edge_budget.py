@@ -184,12 +184,10 @@ def loadavg() -> Optional[list[float]]:
         return None
 
 
-def time_in_subprocess(model: Path, batch: int, threads: int, warmup: int, iters: int) -> dict[str, Any]:
-    """Throughput of one file at one batch size: ``fsrfer-bench`` in a fresh process.
-
-    Returns:
-        ``throughput_fps`` (faces/s at the median batch latency), ``p50_ms``, ``min_ms``, the 1-minute
-        load average just before and after the timing (measured in that process) and ``seconds``.
+def bench_in_subprocess(model: Path, batch_sizes: Sequence[int], threads: int, warmup: int, iters: int,
+                        sessions: Optional[int] = None) -> dict[str, Any]:
+    """``fsrfer-bench`` on the CPU provider in a fresh process (two ONNX Runtime sessions in one process steal
+    each other's cores); returns its JSON document.
 
     Raises:
         ModelError: the benchmark process failed (its last error line is in the message).
@@ -198,19 +196,46 @@ def time_in_subprocess(model: Path, batch: int, threads: int, warmup: int, iters
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     with tempfile.TemporaryDirectory(prefix="fsrfer-budget-") as tmp:
         out = Path(tmp) / "bench.json"
-        cmd = [sys.executable, "-m", "fsrfer_edge.bench", "--model", str(model), "--batch-sizes", str(batch),
-               "--threads", str(threads), "--warmup", str(warmup), "--iters", str(iters), "--overhead-batch", "0",
-               "--providers", "cpu", "--backend", "onnxruntime", "--json", str(out), "-q"]
-        t0 = time.perf_counter()
+        cmd = [sys.executable, "-m", "fsrfer_edge.bench", "--model", str(model), "--batch-sizes",
+               ",".join(map(str, batch_sizes)), "--threads", str(threads), "--warmup", str(warmup), "--iters",
+               str(iters), "--overhead-batch", "0", "--providers", "cpu", "--backend", "onnxruntime",
+               "--json", str(out), "-q"] + (["--sessions", str(sessions)] if sessions is not None else [])
         proc = subprocess.run(cmd, env=env, cwd=str(REPO), capture_output=True, text=True, check=False)
         if proc.returncode != 0 or not out.is_file():
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise ModelError(f"timing {model} failed (fsrfer-bench exit {proc.returncode}): {last}")
-        doc = json.loads(out.read_text())
+        doc: dict[str, Any] = json.loads(out.read_text())
+    return doc
+
+
+def time_in_subprocess(model: Path, batch: int, threads: int, warmup: int, iters: int) -> dict[str, Any]:
+    """Throughput of one file at one batch size (:func:`bench_in_subprocess`).
+
+    Returns:
+        ``throughput_fps`` (faces/s at the median batch latency), ``p50_ms``, ``min_ms``, the 1-minute
+        load average just before and after the timing (measured in that process) and ``seconds``.
+
+    Raises:
+        ModelError: the benchmark process failed (its last error line is in the message).
+    """
+    t0 = time.perf_counter()
+    doc = bench_in_subprocess(model, [batch], threads, warmup, iters)
     lat = doc["latency"][0]
     return {"throughput_fps": float(lat["throughput_fps"]), "p50_ms": float(lat["p50_ms"]),
             "min_ms": float(lat["min_ms"]), "load_before": doc["load_average"]["before"],
             "load_after": doc["load_average"]["after"], "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def calibration_data(data: Path) -> Path:
+    """``data`` where it is a file: the FER2013 archive whose FER+ train faces calibrate INT8 files made here.
+
+    Raises:
+        DataError: it does not exist.
+    """
+    if not Path(data).is_file():
+        raise DataError(f"--data {data} does not exist; expected fer2013.npz with ferplus_labels.npz beside it "
+                        "(INT8 calibration faces)")
+    return Path(data)
 
 
 def round_order(r: int, roles: Sequence[str] = ROLES) -> list[str]:

@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import edge_budget  # noqa: E402  (scripts/edge_budget.py: INT8 as it makes it, the timer, the rounds)
 
-from fsrfer_edge.errors import CliParser, DataError, FsrferError, ModelError, one_line  # noqa: E402
+from fsrfer_edge.errors import CliParser, FsrferError, ModelError, one_line  # noqa: E402
 from fsrfer_edge.recognizer import DEFAULT_MODEL  # noqa: E402
 
 DEFAULT_OUT = REPO / "results" / "ferplus" / "int8_film_bound.json"
@@ -147,10 +147,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], timer: edge_budget.Timer)
     if args.plain:
         plain = {**edge_budget.check_model(args.plain, "--plain", "fp32"),
                  "checkpoint_sha256": read_model_info(args.plain).checkpoint_sha256 or None}
-    data = Path(args.data)
-    if not data.is_file():
-        raise DataError(f"--data {data} does not exist; expected fer2013.npz with ferplus_labels.npz beside it "
-                        "(INT8 calibration faces)")
+    data = edge_budget.calibration_data(Path(args.data))
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="fsrfer-film-bound-") as tmp:
         free = Path(tmp) / "film_free.fp32.onnx"
