@@ -254,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--scale", type=int, default=1, help="enlarge the annotated output this many times (default 1)")
     ap.add_argument("--no-labels", action="store_true", help="draw boxes only")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    ap.add_argument("--sessions", type=int, default=None,
+                    help="expression model on the CPU: sessions that split each frame's faces between them, "
+                         "--threads each (default 1 with this flag); faster for INT8 models (Recognizer(sessions=))")
     return ap
 
 
@@ -275,7 +278,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if kind != "camera" and not Path(args.input).is_file():
             raise InputError(f"input {args.input} does not exist (or is not a file); expected an image or video file")
         threads = args.threads if args.detector != "opencv" else None
-        with Recognizer(args.model, threads=args.threads, spinning=False) as rec, \
+        with Recognizer(args.model, threads=args.threads, spinning=False, sessions=args.sessions) as rec, \
                 create_detector(args.detector, min_face=args.min_face, min_score=args.min_score,
                                 threads=threads) as det:
             analyzer = CrowdAnalyzer(rec, det, margin=args.margin, min_score=args.min_score, min_size=args.min_size)
@@ -288,7 +291,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 doc = run_video(analyzer, args.input, args.out, args.scale, not args.no_labels, args.max_frames)
                 message = f"{doc['n_frames']} frames, faces per class over all frames: " + ", ".join(
                     f"{c} {n}" for c, n in doc["face_counts_all_frames"].items() if n)
-            doc.update({"input": args.input, "detector": repr(det), "model": str(rec.model_path)})
+            doc.update({"input": args.input, "detector": repr(det), "model": str(rec.model_path),
+                        "sessions": getattr(rec.backend, "sessions", 1)})
         if args.json is not None:
             write_json(args.json, doc)
     except FsrferError as exc:

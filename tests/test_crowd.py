@@ -274,6 +274,20 @@ def test_cli_image_writes_annotated_png_and_json(scene: crowd_bench.Scene, tmp_p
     assert "faces" in capsys.readouterr().out
 
 
+def test_cli_sessions_split_the_faces_and_give_the_same_results(scene: crowd_bench.Scene, tmp_path: Path) -> None:
+    src = tmp_path / "in.png"
+    write_image(src, scene.image)
+    docs = []
+    for extra in ([], ["--sessions", "2"]):
+        js = tmp_path / f"res{len(extra)}.json"
+        assert crowd_cli.main([str(src), "--out", str(tmp_path / f"o{len(extra)}.png"), "--json", str(js),
+                               "--min-face", "12", *extra]) == 0
+        docs.append(json.loads(js.read_text()))
+    assert [d["sessions"] for d in docs] == [1, 2]
+    assert len(docs[0]["faces"]) >= 2
+    assert [f["label"] for f in docs[0]["faces"]] == [f["label"] for f in docs[1]["faces"]]
+
+
 def test_cli_video_writes_annotated_video_and_json(scene: crowd_bench.Scene, tmp_path: Path) -> None:
     cv2 = pytest.importorskip("cv2")
     video = _write_video(tmp_path / "in.avi", [scene.image, scene.image[::-1].copy(), scene.image])
