@@ -17,6 +17,7 @@ the first-epoch loss on the GPU differed from the CPU's by under 1e-6 relative
 the lent machine has one GPU, and the NCCL test needs two.
 """
 import json
+import shlex
 import os
 import subprocess
 import sys
@@ -112,6 +113,19 @@ def test_seed_flag_overrides_the_config(monkeypatch, tmp_path, capsys):
         train_main(["--config", str(cfg), "--out", str(tmp_path / "neg"), "--seed", "-1"])
     assert "--seed -1: expected an integer >= 0" in capsys.readouterr().err
     assert not (tmp_path / "neg").exists()
+
+
+def test_a_run_stopped_by_its_budget_names_the_command_that_continues_it(monkeypatch, tmp_path, capsys):
+    _no_cuda(monkeypatch)
+    cfg = _write_config(tmp_path / "c.yaml", stage1={**CONFIG["stage1"], "epochs": 2})
+    out = tmp_path / "out dir"
+    args = ["--config", str(cfg), "--out", str(out), "--seed", "7", "--steps", "stage1", "--time-budget", "1e-6"]
+    assert train_main(args) == 3
+    hint = capsys.readouterr().err.split("continue with: ")[1].strip()
+    again = shlex.split(hint)
+    assert again[0] == "fsrfer-train" and again[1:] == [*args, "--resume"]   # seed and steps kept, path quoted
+    assert train_main(again[1:]) == 0                                       # and it finishes the run
+    assert json.loads((out / "config.json").read_text())["seed"] == 7
 
 
 def test_device_must_match_the_process_group(monkeypatch):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -113,8 +114,11 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     if ctx.rank != 0:  # rank 0 reports for all
         return 0 if done else 3
     if not done:
-        again = "the same torchrun command with --resume" if tag else \
-            f"fsrfer-train --config {args.config} --out {out} --resume"
+        # The same arguments (seed, steps, data, device, time budget), so that the run goes on as it began.
+        same = list(sys.argv[1:] if argv is None else argv)
+        same += [] if "--resume" in same else ["--resume"]
+        same += [] if args.out else ["--out", str(out)]
+        again = "the same torchrun command with --resume" if tag else "fsrfer-train " + shlex.join(same)
         print(f"stopped early; continue with: {again}", file=sys.stderr)
         return 3
     print(f"done: models in {out / 'models'}, evaluation in {out / 'eval'}")
