@@ -57,7 +57,24 @@ def test_onnx_variant_parses_and_matches_metadata(models: dict[str, Path], tmp_p
     assert c.dynamic_batching.max_queue_delay_microseconds == 500
     assert [(g.count, g.KIND_CPU == g.kind) for g in c.instance_group] == [(2, True)]
     assert _info(c) == read_model_info(models["fp32"])
+    assert "intra_op_thread_count" not in c.parameters  # the backend's default unless asked
     assert not list(tmp_path.glob(".repo.staging-*"))
+
+
+def test_threads_set_the_onnx_runtime_backend_parameter(models: dict[str, Path], tmp_path: Path) -> None:
+    engine = _fake_engine(tmp_path, models["fp32"])
+    repo = write_triton_repo(tmp_path / "repo", onnx_path=models["fp32"], engine_path=engine, instances=2,
+                             kind="KIND_CPU", threads=1)
+    c = parse_config(repo / "fsrfer_onnx")
+    assert c.parameters["intra_op_thread_count"].string_value == "1"
+    assert _info(c) == read_model_info(models["fp32"])  # the ModelInfo parameter is still there
+    assert "intra_op_thread_count" not in parse_config(repo / "fsrfer_trt").parameters
+    for bad in (0, True, 1.5):
+        with pytest.raises(ConfigError, match="threads"):
+            write_triton_repo(tmp_path / "r", onnx_path=models["fp32"], threads=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="no onnx_path"):
+        write_triton_repo(tmp_path / "r", engine_path=engine, threads=1)
+    assert not (tmp_path / "r").exists()
 
 
 def test_uint8_input_is_type_uint8(models: dict[str, Path], tmp_path: Path) -> None:
@@ -145,6 +162,13 @@ def test_export_cli_writes_repository(models: dict[str, Path], tmp_path: Path,
     # Running it again replaces the models it wrote.
     assert cli.main([str(models["fp32"]), "--triton-repo", str(repo), "-q"]) == 0
     assert parse_config(repo / "fsrfer_onnx").instance_group[0].kind == c.instance_group[0].KIND_GPU
+    assert cli.main([str(models["fp32"]), "--triton-repo", str(repo), "--triton-kind", "KIND_CPU",
+                     "--triton-instances", "2", "--triton-threads", "1", "-q"]) == 0
+    c = parse_config(repo / "fsrfer_onnx")
+    assert (c.instance_group[0].count, c.parameters["intra_op_thread_count"].string_value) == (2, "1")
+    capsys.readouterr()
+    assert cli.main([str(models["fp32"]), "--triton-repo", str(repo), "--triton-threads", "0", "-q"]) == 2
+    assert "--triton-threads 0" in capsys.readouterr().err
 
 
 def test_export_cli_from_checkpoint(tmp_path: Path) -> None:

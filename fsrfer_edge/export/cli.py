@@ -71,6 +71,7 @@ class ExportOptions:
     triton_kind: str = "KIND_GPU"
     triton_instances: int = 1
     triton_max_queue_delay_us: int = 2000
+    triton_threads: Optional[int] = None
 
     @property
     def model_name(self) -> str:
@@ -118,6 +119,8 @@ def _validate(opts: ExportOptions) -> None:
     if opts.triton_repo is not None and (opts.triton_instances < 1 or opts.triton_max_queue_delay_us < 0):
         raise ConfigError(f"--triton-instances {opts.triton_instances} / --triton-max-queue-delay-us "
                           f"{opts.triton_max_queue_delay_us}; expected >= 1 / >= 0")
+    if opts.triton_threads is not None and (opts.triton_repo is None or opts.triton_threads < 1):
+        raise ConfigError(f"--triton-threads {opts.triton_threads}; expected an integer >= 1, with --triton-repo DIR")
     if not 1 <= opts.min_batch <= opts.opt_batch <= opts.max_batch:
         raise ConfigError(f"batch range {opts.min_batch}/{opts.opt_batch}/{opts.max_batch}; expected "
                           "1 <= --min-batch <= --opt-batch <= --max-batch")
@@ -366,7 +369,8 @@ def _write_triton_repo(opts: ExportOptions, repo: Path, report: dict[str, Any]) 
     engine_path = opts.out_dir / str(report["engine"]["file"]) if "engine" in report else None
     write_triton_repo(repo, onnx_path=onnx_path, engine_path=engine_path, model_name=opts.name or "fsrfer",
                       instances=opts.triton_instances, kind=opts.triton_kind,
-                      max_queue_delay_us=opts.triton_max_queue_delay_us, overwrite=True)
+                      max_queue_delay_us=opts.triton_max_queue_delay_us, overwrite=True,
+                      threads=opts.triton_threads)
     report["triton_repo"] = str(repo)
     if "report" in report:
         write_report(Path(report["report"]), report)
@@ -452,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--triton-instances", type=int, default=1, metavar="N", help="model instances per device (default 1)")
     t.add_argument("--triton-max-queue-delay-us", type=int, default=2000, metavar="US",
                    help="dynamic batcher's maximum queue delay (default 2000)")
+    t.add_argument("--triton-threads", type=int, metavar="N",
+                   help="ONNX Runtime threads of each ONNX model instance (intra_op_thread_count; default: the "
+                        "backend's, all cores). On a CPU, instances x threads <= cores")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     return p
 

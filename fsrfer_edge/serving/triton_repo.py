@@ -45,6 +45,9 @@ INFO_PARAMETER = METADATA_KEY
 TRITON_DTYPES = {"float32": "TYPE_FP32", "uint8": "TYPE_UINT8"}
 # ONNX TensorProto element types for the dtypes above.
 _ONNX_ELEM = {"float32": 1, "uint8": 2}
+#: The ONNX Runtime backend's model parameter for each instance's intra-op threads
+#: (triton-inference-server/onnxruntime_backend README, "Model Config Options"; 0 = all cores).
+ORT_THREADS_PARAMETER = "intra_op_thread_count"
 
 
 def parse_config(path: PathLike) -> Any:
@@ -122,8 +125,13 @@ def _engine_info(path: Path) -> tuple[ModelInfo, Any]:
 
 
 def render_config(name: str, platform: str, info: ModelInfo, max_batch: int, preferred: Sequence[int],
-                  max_queue_delay_us: int, instances: int, kind: str, comments: Sequence[str] = ()) -> str:
-    """The ``config.pbtxt`` text of one model (protobuf text format)."""
+                  max_queue_delay_us: int, instances: int, kind: str, comments: Sequence[str] = (),
+                  threads: Optional[int] = None) -> str:
+    """The ``config.pbtxt`` text of one model (protobuf text format).
+
+    ``threads`` sets the ONNX Runtime backend's ``intra_op_thread_count`` model parameter (threads of
+    each instance); None leaves the backend's default, all cores per instance.
+    """
     pre = info.preprocessing
     lines = [f"# {c}" for c in comments] + [
         f"name: {_quote(name)}",
@@ -162,6 +170,9 @@ def render_config(name: str, platform: str, info: ModelInfo, max_batch: int, pre
         f"  value {{ string_value: {_quote(info.to_json())} }}",
         "}",
     ]
+    if threads is not None:
+        lines += ["parameters {", f"  key: {_quote(ORT_THREADS_PARAMETER)}",
+                  f"  value {{ string_value: {_quote(str(threads))} }}", "}"]
     return "\n".join(lines) + "\n"
 
 
@@ -219,7 +230,7 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
                       engine_path: Optional[PathLike] = None, model_name: str = "fsrfer",
                       max_batch: Optional[int] = None, preferred_batch_sizes: Optional[Sequence[int]] = None,
                       max_queue_delay_us: int = DEFAULT_QUEUE_DELAY_US, instances: int = 1,
-                      kind: str = "KIND_GPU", overwrite: bool = False) -> Path:
+                      kind: str = "KIND_GPU", overwrite: bool = False, threads: Optional[int] = None) -> Path:
     """Write a Triton model repository holding the fused model as ONNX and/or a TensorRT plan.
 
     Args:
@@ -236,6 +247,10 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
         instances: model instances per device (``instance_group.count``).
         kind: ``KIND_GPU``, ``KIND_CPU`` or ``KIND_AUTO`` for the ONNX model.
         overwrite: replace models of the same names already in ``out_dir``.
+        threads: ONNX Runtime intra-op threads of each instance of the ONNX model (its backend's
+            ``intra_op_thread_count``); default: the backend's, all cores for each instance. On a CPU,
+            ``instances`` x ``threads`` at most the cores avoids instances fighting over them (the
+            serving analogue of ``Recognizer(sessions=N)``). Not allowed without ``onnx_path``.
 
     Returns:
         ``out_dir``.
@@ -251,6 +266,11 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
     if kind not in KINDS:
         raise ConfigError(f"kind={kind!r}; expected one of {KINDS}")
     _positive("instances", instances)
+    if threads is not None:
+        _positive("threads", threads)
+        if onnx_path is None:
+            raise ConfigError(f"threads={threads} sets ONNX Runtime threads of the ONNX model; no onnx_path was "
+                              "given (a TensorRT engine has no such setting)")
     _positive("max_queue_delay_us", max_queue_delay_us, 0)
     if max_batch is not None:
         _positive("max_batch", max_batch)
@@ -268,7 +288,7 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
                     "Runs on Triton's ONNX Runtime backend on any GPU (KIND_GPU) or CPU (KIND_CPU)."]
         models.append((name, "onnxruntime_onnx", src, "model.onnx", info,
                        render_config(name, "onnxruntime_onnx", info, mb, pref, max_queue_delay_us, instances,
-                                     kind, comments)))
+                                     kind, comments, threads)))
     if engine_path is not None:
         src = Path(engine_path)
         info, key = _engine_info(src)
