@@ -497,9 +497,9 @@ def factor_estimator_table(doc: dict[str, Any]) -> str:
 
 EDGE_FILES = (
     ("results/edge_budget.json", "shipped default (`lrg_rec3000` seed 0 on the 120-epoch HR network, routed; factor "
-     "estimator on whole grey levels), 9 rounds",
+     "estimator on whole grey levels)",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
-    ("results/ferplus/edge_budget_hr120_first.json", "shipped default, the same day's first run (5 rounds; the INT8 file's "
+    ("results/ferplus/edge_budget_hr120_first.json", "shipped default, the same day's first run (the INT8 file's "
      "rounds ran at about 1900 or about 2800 faces/s, the FP32 files' steadier; the command in the file wrote "
      "results/edge_budget.json, kept under this name when the 9-round run replaced it)",
      "G in INT8, the conv reading the image in float, calibrated on small crops at every factor"),
@@ -550,8 +550,8 @@ EDGE_FILES = (
 
 def edge_budget_table(_: dict[str, Any]) -> str:
     """Issue 12's edge budget, one row per committed scripts/edge_budget.py run."""
-    lines = ["| candidate | INT8 u8s8 file | candidate FP32 / reference FP32 | INT8 / FP32 | INT8 drop per factor (points) | load | command |",
-             "|---|---|---:|---:|---|---|---|"]
+    lines = ["| candidate | INT8 u8s8 file | candidate FP32 / reference FP32 | INT8 / FP32 | INT8 drop per factor (points) | rounds | load | command |",
+             "|---|---|---:|---:|---|---:|---|---|"]
     for src, cand, what in EDGE_FILES:
         path = REPO / src
         if not path.is_file():
@@ -564,12 +564,12 @@ def edge_budget_table(_: dict[str, Any]) -> str:
         lines.append(f"| {cand} | {what} (`{src}`) | {r['candidate_fp32_vs_reference_fp32']['of_medians']:.2f} | "
                      f"{r['candidate_int8_vs_candidate_fp32']['of_medians']:.2f} | "
                      + ", ".join(f"x{f} {v:+.2f}" for f, v in sorted(drop.items(), key=lambda kv: int(kv[0])))
-                     + f" | {load} | `{d['command']}` |")
+                     + f" | {len(d['throughput']['rounds'])} | {load} | `{d['command']}` |")
     return ("Targets: FP32 at least 0.7x the reference's ONNX Runtime CPU throughput at batch 64, INT8 at least "
             "3x its FP32 file, at most 0.5 point lost (FER+ test). The reference is the default shipped when issue "
             "12 was filed, the layer3 G (`git show 8720f15:fsrfer_edge/models/default.onnx > "
             "engines/previous_default.fp32.onnx`; before that commit the shipped default itself). Each file is "
-            "timed in its own process in 5 interleaved rounds; the layer1-G rows are the earlier candidate, from "
+            "timed in its own process in interleaved rounds; the layer1-G rows are the earlier candidate, from "
             "before the frozen stages above G were quantized:\n\n"
             + "\n".join(lines) + "\n")
 
