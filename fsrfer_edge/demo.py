@@ -212,19 +212,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     "(default: the detector's, as fsrfer-crowd)")
     ap.add_argument("--out", default="demo.png", help="annotated image to write, .png or .jpg (default demo.png)")
     ap.add_argument("--json", help="also write the predictions and timings as JSON")
-    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = library default)")
+    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = library default; with "
+                    "--sessions, threads of each session, default 1)")
+    ap.add_argument("--sessions", type=int, default=None,
+                    help="expression model on the CPU: sessions that split each factor's faces between them "
+                         "(Recognizer(sessions=); faster for INT8 models on batches, not for one face)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         frame = as_rgb_frame(sample_image() if args.image is None else read_image(args.image))
         source = SAMPLE_SOURCE if args.image is None else str(args.image)
-        with Recognizer(args.model, threads=args.threads or None, spinning=False) as rec, create_detector(
-                args.detector, min_face=args.min_face, min_score=args.min_score) as det:
+        with Recognizer(args.model, threads=args.threads or None, spinning=False, sessions=args.sessions) as rec, \
+                create_detector(args.detector, min_face=args.min_face, min_score=args.min_score) as det:
             margin = default_margin(det) if args.margin is None else args.margin
             faces, timings = run_demo(frame, rec, det, args.factors, margin)
             name = det.name
             settings = {"name": det.name, "min_score": getattr(det, "min_score", None),
                         "min_face": getattr(det, "min_face", None), "margin": margin}
+            recognizer = {"backend": rec.backend.name, "model": str(rec.model_path), "sessions": getattr(rec.backend, "sessions", 1),
+                          "threads": getattr(rec.backend, "threads", None)}
         for line in report_lines(faces, timings, source, frame.shape, name):
             print(line)
         if not faces:
@@ -232,7 +238,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         write_image(args.out, annotate(frame, faces))
         print(f"wrote {args.out}")
         if args.json:
-            write_json(args.json, dict(faces_to_dict(faces, timings, source), detector=settings))
+            write_json(args.json, dict(faces_to_dict(faces, timings, source), detector=settings,
+                                       recognizer=recognizer))
             print(f"wrote {args.json}")
     except FsrferError as exc:
         print(f"fsrfer-demo: error: {exc}", file=sys.stderr)

@@ -89,9 +89,24 @@ def test_demo_uses_the_crowd_defaults(tmp_path):
                         "min_face": crowd.DEFAULT_MIN_FACE, "margin": crowd.MARGINS[crowd.DEFAULT_DETECTOR]}
 
 
+def test_sessions_split_the_faces_and_give_the_same_predictions(tmp_path):
+    pytest.importorskip("skimage")
+    docs = []
+    for extra in ([], ["--sessions", "2"]):
+        js = tmp_path / f"demo{len(extra)}.json"
+        assert main(["--factors", "1,4,8", "--out", str(tmp_path / "d.png"), "--json", str(js)] + extra) == 0
+        docs.append(json.loads(js.read_text()))
+    assert [(d["recognizer"]["sessions"], d["recognizer"]["threads"]) for d in docs][1] == (2, 1)
+    assert docs[0]["recognizer"]["sessions"] == 1 and docs[0]["recognizer"]["backend"] == "onnxruntime"
+    labels = [[{f: r["label"] for f, r in face["factors"].items()} for face in d["faces"]] for d in docs]
+    assert labels[0] == labels[1] and labels[0]
+
+
 def test_main_reports_unreadable_images(tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     assert main([str(bad), "--out", str(tmp_path / "o.png")]) == 2
     assert "bad.png" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
+    assert main(["--sessions", "0", "--out", str(tmp_path / "o.png")]) == 2
+    assert "sessions=0" in capsys.readouterr().err
