@@ -63,7 +63,7 @@ done
 for v in fp16 int8-s8s8 int8-u8s8; do
   eval_test "engines/default.$v.onnx" resized "$OUT/test_$v.json"
 done
-python scripts/ship_default.py --onnx engines/default.fp32.onnx --checkpoint "$RUN/models/fsrfer.pt" \
+python scripts/ship_default.py --onnx engines/default.fp32.onnx --checkpoint "$RUN/models/fsrfer.pt" --hr-checkpoint "$RUN/models/hr.pt" \
   --eval "$TMP/test_resized.json" --eval-small "$TMP/test_small.json" --eval-camera "$TMP/test_camera.json" \
   --chosen "$CHOSEN" --results-dir "$OUT"
 # SDK speed of the shipped files for the README headline (run on an otherwise idle machine: the load

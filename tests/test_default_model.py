@@ -102,6 +102,32 @@ def test_the_model_card_says_when_hr_faces_take_the_hr_stages():
     assert "rounded to whole grey levels" in mod.describe_g({**g, "factor_estimator_pixels": [63.75, 127.5]}, {})
 
 
+def test_the_model_card_names_the_frozen_hr_network_only_when_it_is_the_shipped_one(tmp_path):
+    import torch
+
+    from trainer import checkpoint
+    from trainer.models import InferenceModel
+    from trainer.train import PRE
+
+    mod = load_script("scripts/ship_default.py", "ship_default")
+    torch.manual_seed(0)
+    hr = InferenceModel({"method": "hr", "backbone": "tiny"}).eval()
+    meta = {"name": "hr", "best_val_score": 0.8973, "config": {"name": "hr_cfg", "seed": 1, "stage1": {"epochs": 120}}}
+    hr_ckpt = checkpoint.model_payload(hr, hr.spec, PRE, meta)
+    shipped = {"state_dict": {**hr_ckpt["state_dict"], "generator.w": torch.zeros(2)}}
+    info = mod.hr_provenance(shipped, hr_ckpt, tmp_path / "hr.pt")
+    assert info == {"config": "hr_cfg", "seed": 1, "epochs": 120, "val": 0.8973, "tensors": len(hr_ckpt["state_dict"]),
+                    "cfg": meta["config"]}
+    text = mod.trained_with({"name": "stage2_cfg", "seed": 0}, info)
+    assert "Stage 1 (the frozen trunk and head): `configs/hr_cfg.yaml`, seed 1, 120 epochs, 89.73% on FER+ val" in text
+    assert "`configs/stage2_cfg.yaml`, seed 0" in text and "did not" in text
+    assert mod.trained_with({"name": "c"}, None).startswith("Trained with `configs/c.yaml`")
+    other = {"state_dict": {k: v + 1 if v.is_floating_point() else v for k, v in hr_ckpt["state_dict"].items()}}
+    with pytest.raises(SystemExit, match="is not this model's frozen HR network"):
+        mod.hr_provenance(other, hr_ckpt, tmp_path / "hr.pt")
+    assert "30.00 MB (budget 30 MB" in mod.size_line({"a": 10_000_000, "b": 20_000_000})
+
+
 def test_package_size_measures_each_checkpoint_form_and_the_planes_are_smallest(tmp_path):
     import torch
 
