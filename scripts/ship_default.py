@@ -101,9 +101,33 @@ def describe_labels(cfg: dict) -> str:
     return text + (", augmented with " + " and ".join(aug) if aug else "")
 
 
+def stage1_source(hr: dict, hr_path: Path) -> tuple[dict, Path]:
+    """The checkpoint that trained ``hr``'s network: ``hr`` itself, or, for a network copied out of another
+    checkpoint (``scripts/early_g.py``'s ``RUN/models/hr.pt``, whose metadata is the stage-2 run's), the
+    file its ``meta.extracted_from`` names, followed to the end and checked by sha256; SystemExit otherwise."""
+    from fsrfer_edge.fileio import sha256_file
+    from trainer import checkpoint
+
+    seen = {hr_path.resolve()}
+    while (src := hr.get("meta", {}).get("extracted_from")) is not None:
+        path = Path(src["checkpoint"])
+        if not path.is_file() or sha256_file(path) != src["sha256"] or path.resolve() in seen:
+            raise SystemExit(f"error: {hr_path}'s network was copied from {path}, which is "
+                             + ("missing" if not path.is_file() else "a loop" if path.resolve() in seen else
+                                "not the file it was copied from (sha256 differs)")
+                             + "; pass the stage-1 run's models/hr.pt as --hr-checkpoint")
+        seen.add(path.resolve())
+        hr, hr_path = checkpoint.load(path, kind="model"), path
+    if hr.get("meta", {}).get("name") != "hr" or not hr["meta"].get("history"):
+        raise SystemExit(f"error: {hr_path} is not a stage-1 run's checkpoint (meta.name 'hr' with its training "
+                         "history); pass the stage-1 run's models/hr.pt as --hr-checkpoint")
+    return hr, hr_path
+
+
 def hr_provenance(ckpt: dict, hr: dict, hr_path: Path) -> dict:
     """What the frozen HR network is, checked: every tensor of the HR checkpoint must be in the shipped
-    checkpoint under the same name with the same value (the frozen trunk and head), or SystemExit."""
+    checkpoint under the same name with the same value (the frozen trunk and head), and its config, seed,
+    epochs and val score are those of the checkpoint that trained it (:func:`stage1_source`); else SystemExit."""
     import torch
 
     ours, theirs = ckpt["state_dict"], hr["state_dict"]
@@ -111,6 +135,7 @@ def hr_provenance(ckpt: dict, hr: dict, hr_path: Path) -> dict:
     if not theirs or wrong:
         raise SystemExit(f"error: {hr_path} is not this model's frozen HR network: {len(wrong)} of its {len(theirs)} "
                          f"tensors differ or are missing (first: {wrong[:1]})")
+    hr, hr_path = stage1_source(hr, hr_path)
     cfg = hr.get("meta", {}).get("config", {})
     return {"config": cfg.get("name", "?"), "seed": cfg.get("seed", "?"),
             "epochs": cfg.get("stage1", {}).get("epochs", "?"), "val": hr.get("meta", {}).get("best_val_score"),

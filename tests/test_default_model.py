@@ -109,10 +109,15 @@ def test_the_model_card_names_the_frozen_hr_network_only_when_it_is_the_shipped_
     from trainer.models import InferenceModel
     from trainer.train import PRE
 
+    from trainer import config as config_mod
+    from trainer.train import spec_for
+
     mod = load_script("scripts/ship_default.py", "ship_default")
+    stage2_cfg = config_mod.load(REPO / "configs" / "tiny.yaml")
     torch.manual_seed(0)
-    hr = InferenceModel({"method": "hr", "backbone": "tiny"}).eval()
-    meta = {"name": "hr", "best_val_score": 0.8973, "config": {"name": "hr_cfg", "seed": 1, "stage1": {"epochs": 120}}}
+    hr = InferenceModel(spec_for(stage2_cfg, "hr")).eval()
+    meta = {"name": "hr", "best_val_score": 0.8973, "config": {"name": "hr_cfg", "seed": 1, "stage1": {"epochs": 120}},
+            "history": [{"epoch": 1}]}
     hr_ckpt = checkpoint.model_payload(hr, hr.spec, PRE, meta)
     shipped = {"state_dict": {**hr_ckpt["state_dict"], "generator.w": torch.zeros(2)}}
     info = mod.hr_provenance(shipped, hr_ckpt, tmp_path / "hr.pt")
@@ -126,6 +131,21 @@ def test_the_model_card_names_the_frozen_hr_network_only_when_it_is_the_shipped_
     with pytest.raises(SystemExit, match="is not this model's frozen HR network"):
         mod.hr_provenance(other, hr_ckpt, tmp_path / "hr.pt")
     assert "30.00 MB (budget 30 MB" in mod.size_line({"a": 10_000_000, "b": 20_000_000})
+    # A stage-2 run's RUN/models/hr.pt (scripts/early_g.py) is a copy whose metadata is the stage-2 config: the
+    # card follows it to the stage-1 checkpoint it was copied from, and refuses when that file changed.
+    src, copy = tmp_path / "s1" / "hr.pt", tmp_path / "run" / "models" / "hr.pt"
+    src.parent.mkdir()
+    checkpoint.save(src, checkpoint.model_payload(hr, hr.spec, PRE, meta))
+    load_script("scripts/early_g.py", "early_g").extract_hr(src, copy, stage2_cfg)
+    copied = checkpoint.load(copy, kind="model")
+    assert copied["meta"]["config"]["name"] == stage2_cfg.name
+    info = mod.hr_provenance({"state_dict": copied["state_dict"]}, copied, copy)
+    assert (info["config"], info["seed"], info["epochs"], info["val"]) == ("hr_cfg", 1, 120, 0.8973)
+    checkpoint.save(src, checkpoint.model_payload(hr, hr.spec, PRE, {**meta, "best_val_score": 0.5}))
+    with pytest.raises(SystemExit, match="sha256 differs"):
+        mod.hr_provenance({"state_dict": copied["state_dict"]}, copied, copy)
+    with pytest.raises(SystemExit, match="not a stage-1 run's checkpoint"):
+        mod.stage1_source({"meta": {"name": "fsrfer"}}, tmp_path / "x.pt")
 
 
 def test_package_size_measures_each_checkpoint_form_and_the_planes_are_smallest(tmp_path):
