@@ -229,8 +229,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             name = det.name
             settings = {"name": det.name, "min_score": getattr(det, "min_score", None),
                         "min_face": getattr(det, "min_face", None), "margin": margin}
-            recognizer = {"backend": rec.backend.name, "model": str(rec.model_path), "sessions": getattr(rec.backend, "sessions", 1),
-                          "threads": getattr(rec.backend, "threads", None)}
+            recognizer = {"backend": rec.backend.name, "model": str(rec.model_path),
+                          "sessions": getattr(rec.backend, "sessions", 1), "threads": getattr(rec.backend, "threads", None)}
         for line in report_lines(faces, timings, source, frame.shape, name):
             print(line)
         if not faces:

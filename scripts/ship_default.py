@@ -147,7 +147,8 @@ def trained_with(cfg: dict, hr: dict | None) -> str:
     if hr is None:
         return (f"Trained with `configs/{cfg.get('name', '?')}.yaml`; the full training config is in `default.pt`'s\n"
                 "  metadata (`meta.config`).")
-    val = f", {100 * hr['val']:.2f}% on FER+ val" if hr.get("val") is not None else ""
+    labels = "FER+" if hr["cfg"].get("data", {}).get("labels", "ferplus") == "ferplus" else "FER2013"
+    val = f", {100 * hr['val']:.2f}% on {labels} val" if hr.get("val") is not None else ""
     return (f"Stage 1 (the frozen trunk and head): `configs/{hr['config']}.yaml`, seed {hr['seed']}, {hr['epochs']} "
             f"epochs{val} (checked: its {hr['tensors']} tensors are the shipped ones). Stage 2 (G and the\n"
             f"  factor estimator): `configs/{cfg.get('name', '?')}.yaml`, seed {cfg.get('seed', '?')}, on that frozen "

@@ -124,6 +124,7 @@ def test_the_model_card_names_the_frozen_hr_network_only_when_it_is_the_shipped_
     assert info == {"config": "hr_cfg", "seed": 1, "epochs": 120, "val": 0.8973, "tensors": len(hr_ckpt["state_dict"]),
                     "cfg": meta["config"]}
     text = mod.trained_with({"name": "stage2_cfg", "seed": 0}, info)
+    assert "on FER2013 val" in mod.trained_with({}, {**info, "cfg": {"data": {"labels": "fer2013"}}})
     assert "Stage 1 (the frozen trunk and head): `configs/hr_cfg.yaml`, seed 1, 120 epochs, 89.73% on FER+ val" in text
     assert "`configs/stage2_cfg.yaml`, seed 0" in text and "did not" in text
     assert mod.trained_with({"name": "c"}, None).startswith("Trained with `configs/c.yaml`")
