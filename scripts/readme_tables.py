@@ -1120,6 +1120,32 @@ def fer2013_config_table(_: dict[str, Any], pattern: str = FER2013_CONFIG,
 
 
 # name -> (JSON source, renderer, Markdown file)
+def int8_tensorrt_file_table(doc: dict[str, Any]) -> str:
+    """The shipped default's s8s8 (TensorRT) INT8 file per factor, beside ONNX Runtime's default Q/DQ placement
+    (benchmarks/int8_tensorrt_file.py; ONNX Runtime CPU runs both Q/DQ graphs)."""
+    chk, old, cal = doc["tensorrt_check"], doc["before_issue_13"], doc["calibration"]
+    factors = list(doc["per_factor"])
+    rows = ["| s8s8 file | TensorRT check | " + " | ".join(f"x{f}" for f in factors) + " |",
+            "|---|---|" + "---:|" * len(factors)]
+    pf = doc["per_factor"]
+    rows.append("| FP32 (accuracy) | | " + " | ".join(f"{pf[f]['accuracy_percent']['fp32']:.2f}" for f in factors) + " |")
+    rows.append(f"| before (ONNX Runtime's default placement): accuracy | fails ({old['tensorrt_check_errors']} errors) | "
+                + " | ".join(f"{pf[f]['before_issue_13']['accuracy_percent']:.2f}" for f in factors) + " |")
+    rows.append("| before: top-1 agreement with FP32 | | "
+                + " | ".join(f"{pf[f]['before_issue_13']['top1_agreement_with_fp32']:.4f}" for f in factors) + " |")
+    rows.append(f"| now ({doc['qdq_nodes']['QuantizeLinear']} Q, {doc['qdq_nodes']['DequantizeLinear']} DQ; "
+                f"{chk['int8_layers']} layers INT8, {chk['float_layers']} float): accuracy | "
+                f"{'passes' if chk['ok'] else 'fails'} | "
+                + " | ".join(f"{pf[f]['accuracy_percent']['int8-s8s8']:.2f}" for f in factors) + " |")
+    rows.append("| now: top-1 agreement with FP32 | | "
+                + " | ".join(f"{pf[f]['top1_agreement_with_fp32']:.4f}" for f in factors) + " |")
+    return (f"`{doc['source']}` (`{doc['command']}`; the shipped `{doc['model']}`, sha256 {doc['model_sha256'][:12]}; "
+            f"{cal['faces']} {cal['split']} faces for calibration, each a small crop at one of x"
+            + ", x".join(str(f) for f in cal["factors"]) + f"; FER+ {doc['split']}, {doc['faces']} faces at each factor "
+            "as small crops, protocol (b); ONNX Runtime CPU runs the Q/DQ graphs, so this checks the quantization, "
+            "not a TensorRT engine), accuracy in %:\n\n" + "\n".join(rows) + "\n")
+
+
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "headline": (SOURCES["headline"], headline_table, "README.md"),
     "shipped": (SOURCES["headline"], shipped_table, "README.md"),
@@ -1178,6 +1204,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "route_hr_hr120": ("results/ferplus/route_hr_hr120_val.json", route_hr_table, "docs/experiments.md"),
     "route_hr_train": ("results/ferplus/route_hr_train_val.json", route_hr_table, "docs/experiments.md"),
     "route_hr_train_seeds": ("results/ferplus/route_hr_train_seeds.json", route_hr_seeds_table, "docs/experiments.md"),
+    "int8_tensorrt_file": ("benchmarks/results/int8_tensorrt_file.json", int8_tensorrt_file_table, "docs/tensorrt.md"),
     "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),
     "crowd_compare": ("results/crowd/bench.json", crowd_compare_table, "docs/crowd.md"),
     "crowd_variants": ("results/crowd/bench.json", crowd_variants_table, "docs/crowd.md"),
