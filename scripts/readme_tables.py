@@ -24,6 +24,14 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _is_shipped(model: dict[str, Any]) -> bool:
+    """Whether a result file's ``model`` (``file`` and ``sha256``) is the model shipped now."""
+    from fsrfer_edge.fileio import sha256_file
+
+    path = REPO / model.get("file", "")
+    return path.is_file() and sha256_file(path) == model.get("sha256")
+
+
 def serving_table(doc: dict[str, Any]) -> str:
     rows = ["| path | faces/s | p50 (ms) | p99 (ms) | lost | wrong |", "|---|---:|---:|---:|---:|---:|"]
     for key, label in (("in_process", "in-process `Recognizer`"), ("served_http", "`RemoteRecognizer`, HTTP"),
@@ -37,7 +45,10 @@ def serving_table(doc: dict[str, Any]) -> str:
         f"{ip['clients']} concurrent clients x {ip['requests_per_client']} requests x {ip['faces_per_request']} "
         f"faces on loopback, {doc['machine']['cpu_count']} CPU cores shared by server and clients (load average "
         f"{doc['machine']['load_average_at_start'][0]:.1f} at the start) "
-        f"(`results/serving/load_test.json`, made by `python scripts/load_test.py`):\n\n" + "\n".join(rows) + "\n\n"
+        f"(`results/serving/load_test.json`, made by `python scripts/load_test.py` on {doc['created'][:10]}"
+        + ("" if _is_shipped(doc["model"]) else f" with the default model of that day, sha256 "
+           f"{doc['model']['sha256'][:12]}, not today's")
+        + "):\n\n" + "\n".join(rows) + "\n\n"
         f"Server killed under load and restarted: restart took {k['server_restart_s']:.1f} s; clients without "
         f"retries saw {k['client_errors_seen_without_retries']} `ServerUnavailable` errors and retried, clients "
         f"with `retries=` saw {k['client_errors_seen_with_builtin_retries']}; {k['requests_answered']} of "
