@@ -192,3 +192,19 @@ def test_ship_default_measures_the_compressed_checkpoint_and_refuses_over_budget
     assert mod.main(args) == 2
     assert f"compressed checkpoint are {(mod.LIMIT_BYTES + 1) / 1e6:.2f} MB" in capsys.readouterr().err
     assert not mod.DEST.exists()  # refused before anything was installed
+
+
+def test_model_history_writes_each_terms_share_of_g_loss(tmp_path):
+    mod = load_script("scripts/model_history.py", "model_history")
+    meta = {"name": "fsrfer", "config": {"name": "cfg"}, "losses": {"adversarial": 0.001},
+            "history": [{"epoch": 1, "rec": 6.0, "kd": 1.5, "adv": -0.5, "g_loss": 7.0, "w_mean": 1.05}],
+            "pretrain_history": [{"epoch": 1, "mse": 0.002}]}
+    doc = mod.history_doc(meta)
+    assert doc["shares_of_g_loss"] == [{"epoch": 1, "rec": 6.0 / 7.0, "kd": 1.5 / 7.0, "adv": -0.5 / 7.0}]
+    assert doc["history"] == meta["history"] and doc["config"] == "cfg" and doc["pretrain_history"][0]["mse"] == 0.002
+    with pytest.raises(SystemExit, match="no meta.history"):
+        mod.history_doc({"name": "hr"})
+    out = tmp_path / "h.json"
+    assert mod.main(["--out", str(out)]) == 0  # the shipped default.pt
+    written = json.loads(out.read_text())
+    assert written["sha256"] and written["history"] and written["command"].startswith("python scripts/model_history.py")
