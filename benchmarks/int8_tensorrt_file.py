@@ -8,7 +8,7 @@ Calibration: --calib-size faces of the train split (fixed seed), percentile, eac
 --calib-factors in turn, as fsrfer-export does (a routed graph needs faces on both of its paths).
 Evaluation: the val split with FER+ labels (as fsrfer-eval reads them), each face as the small crop at every
 --factors (protocol (b)), so both paths of a routed graph are measured; ``per_factor`` holds each factor,
-the top-level figures are x1's.
+the top-level figures are the first factor's (x1 by default).
 For comparison, the same calibration with ONNX Runtime's default Q/DQ placement (INT32 biases, Q/DQ after
 every Conv), which was the s8s8 file before issue 13 and which TensorRT's parser refuses.
 """
