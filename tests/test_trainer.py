@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from fsrfer_edge.errors import ConfigError, DataError, ModelError  # noqa: E402
+from fsrfer_edge.fileio import sha256_file  # noqa: E402
 from trainer import checkpoint, config, losses  # noqa: E402
 from trainer.cli import eval_main, train_main  # noqa: E402
 from trainer.models import FeatureCritic, FeatureGenerator, Head, InferenceModel, SpatialFeatureGenerator  # noqa: E402
@@ -247,6 +248,28 @@ def test_stage1_can_start_from_another_checkpoints_fer_network(tmp_path):
     other = tiny_cfg(data={"synthetic": 200}, stage1={"init": str(first)}, model={"head_hidden": 24})
     with pytest.raises(ConfigError, match="does not match model.backbone"):
         train_stage1(other, data, tmp_path / "other", resume=False)
+
+
+def test_stage1_init_can_be_pinned_to_one_network_whatever_file_holds_it(tmp_path):
+    cfg = tiny_cfg(data={"synthetic": 200}, stage1={"epochs": 1})
+    data = load_data(cfg, None)
+    first = train_stage1(cfg, data, tmp_path / "first", resume=False)
+    digest = checkpoint.weights_sha256(checkpoint.load_model(first)[0].fer)
+    # The same weights stored in another form (the shipped default's byte planes) keep the digest, not the file hash.
+    restored = tmp_path / "restored.pt"
+    checkpoint.save(restored, checkpoint.load(first, kind="model"), compress=True)
+    assert sha256_file(restored) != sha256_file(first)
+    pinned = {"epochs": 1, "lr": 1e-9, "init": str(restored), "init_fer_sha256": digest}
+    started = train_stage1(tiny_cfg(data={"synthetic": 200}, stage1=pinned), data, tmp_path / "pinned", resume=False)
+    assert checkpoint.load(started, kind="model")["meta"]["stage1_init"]["fer_sha256"] == digest
+    # Another network under the same settings is refused, naming both digests.
+    second = train_stage1(tiny_cfg(data={"synthetic": 200}, seed=1, stage1={"epochs": 1}), data, tmp_path / "second",
+                          resume=False)
+    with pytest.raises(ConfigError, match=f"has weights SHA-256 [0-9a-f]{{64}}; this config was run from {digest}"):
+        train_stage1(tiny_cfg(data={"synthetic": 200}, stage1={**pinned, "init": str(second)}), data, tmp_path / "x",
+                     resume=False)
+    with pytest.raises(ConfigError, match="init_fer_sha256 must be 64 lower-case hex digits and needs stage1.init"):
+        tiny_cfg(data={"synthetic": 200}, stage1={"init_fer_sha256": digest})
 
 
 def test_stage1_can_distil_a_checkpoints_network_with_the_test_time_flip(tmp_path):

@@ -189,6 +189,20 @@ def model_payload(model: "torch.nn.Module", spec: dict[str, Any], pre: Preproces
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": dict(meta)}
 
 
+def weights_sha256(module: "torch.nn.Module") -> str:
+    """SHA-256 of a module's tensors (names, dtypes, shapes and bytes, in name order): the same network gives
+    the same digest whichever form its file was stored in (a re-stored checkpoint changes the file's hash)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    sd = module.state_dict()
+    for name in sorted(sd):
+        t = sd[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
 def load_model(path: str | os.PathLike[str]) -> tuple["torch.nn.Module", Preprocessing, dict[str, Any]]:
     """Load a model checkpoint: returns (InferenceModel in eval mode, preprocessing, checkpoint dict)."""
     from .models import InferenceModel

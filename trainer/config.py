@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
+import re
 from pathlib import Path
 from typing import Any, Optional, Sequence, Type, TypeVar
 
@@ -57,6 +58,10 @@ class Stage1Config:
     # FER network stage 1 starts from instead of random weights, e.g. the FER+ HR model fine-tuned on the
     # FER2013 labels (configs/fer2013_from_ferplus.yaml); relative paths are from the repository root.
     init: str = ""
+    # The SHA-256 of init's FER network weights (trainer.checkpoint.weights_sha256, which the trained model's
+    # meta.stage1_init records): when set, any other network is refused. Pins a config whose init is a file
+    # that changes, such as the shipped default, to the network it was run from; "" = not checked.
+    init_fer_sha256: str = ""
     # Stochastic weight averaging (Izmailov et al., 2018): after the epochs above (0 with an init), this many
     # more at the constant rate swa_lr; the weights at the end of each are averaged and BatchNorm's
     # statistics recomputed on the training faces. The averaged network is the stage's model.
@@ -418,6 +423,9 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
         problems.append(f"{where}: stage1.erase must be a probability in [0, 1], got {cfg.stage1.erase!r}")
     if cfg.stage1.mixup < 0.0:
         problems.append(f"{where}: stage1.mixup must be a Beta concentration >= 0 (0 = off), got {cfg.stage1.mixup!r}")
+    if cfg.stage1.init_fer_sha256 and not (cfg.stage1.init and re.fullmatch(r"[0-9a-f]{64}", cfg.stage1.init_fer_sha256)):
+        problems.append(f"{where}: stage1.init_fer_sha256 must be 64 lower-case hex digits and needs stage1.init, got "
+                        f"{cfg.stage1.init_fer_sha256!r} with init {cfg.stage1.init!r}")
     if bool(cfg.stage1.distill) != bool(cfg.stage1.distill_from):
         problems.append(f"{where}: stage1.distill ({cfg.stage1.distill!r}) and stage1.distill_from "
                         f"({cfg.stage1.distill_from!r}) go together: a teacher checkpoint and a weight > 0, or neither")

@@ -488,11 +488,13 @@ class _MeanOfLogProbs(nn.Module):
 
 def stage1_init(cfg: TrainConfig, model: InferenceModel) -> dict[str, Any]:
     """Load ``stage1.init``'s FER network into ``model.fer`` (a resumed run then restores its own state over
-    it). Returns the checkpoint's path and SHA-256 for the model's metadata.
+    it). Returns the checkpoint's path, its file's SHA-256 and its FER network's weights SHA-256 for the model's
+    metadata.
 
     Raises:
         DataError: the checkpoint is missing or unreadable.
-        ConfigError: its FER network is not the config's (another backbone, head or class count).
+        ConfigError: its FER network is not the config's (another backbone, head or class count), or not the
+            network ``stage1.init_fer_sha256`` names.
     """
     path = _checkpoint_path("stage1.init", cfg.stage1.init)
     src = load_fer(path).fer.state_dict()
@@ -503,8 +505,14 @@ def stage1_init(cfg: TrainConfig, model: InferenceModel) -> dict[str, Any]:
                           f"{cfg.model.backbone!r} / head_hidden {cfg.model.head_hidden} ({len(wrong)} tensors differ, "
                           f"e.g. {wrong[:3]}); expected a checkpoint trained with the same model section")
     model.fer.load_state_dict(src)
+    digest = checkpoint.weights_sha256(model.fer)
+    want = cfg.stage1.init_fer_sha256
+    if want and digest != want:
+        raise ConfigError(f"stage1.init: the FER network in {path} has weights SHA-256 {digest}; this config was run "
+                          f"from {want} (stage1.init_fer_sha256). Give stage1.init a checkpoint of that network "
+                          "(the config's header says which commit's file it is: git show COMMIT:PATH > FILE)")
     log.info("stage 1 starts from %s's FER network", path)
-    return {"path": cfg.stage1.init, "sha256": sha256_file(path)}
+    return {"path": cfg.stage1.init, "sha256": sha256_file(path), "fer_sha256": digest}
 
 
 def load_fer(path: Path) -> InferenceModel:
