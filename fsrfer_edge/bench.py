@@ -174,6 +174,33 @@ def load_average() -> Optional[float]:
         return None
 
 
+def cpu_seconds() -> Optional[tuple[float, float]]:
+    """(CPU seconds every process of the machine has run since boot, this process's own), or None where
+    ``/proc/stat`` is missing (not Linux). Their changes over a run give what *other* work took from the
+    CPU meanwhile, which the load average cannot: it counts the benchmark's own threads too."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        # user nice system idle iowait irq softirq steal (guest time is inside user): busy = all but idle and
+        # iowait. A virtual machine's steal is the host running something else, so it counts as other work.
+        ticks = [int(v) for v in fields[1:9]]
+        busy = sum(ticks) - ticks[3] - ticks[4]
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    own = os.times()
+    return busy / hz, own.user + own.system
+
+
+def other_cpu(start: Optional[tuple[float, float]], start_wall: float) -> Optional[float]:
+    """Cores' worth of CPU that other processes used on average since ``start`` (from :func:`cpu_seconds`
+    and ``time.perf_counter()``), or None where that cannot be measured."""
+    end, wall = cpu_seconds(), time.perf_counter() - start_wall
+    if start is None or end is None or wall <= 0:
+        return None
+    return round(max(0.0, (end[0] - start[0]) - (end[1] - start[1])) / wall, 2)
+
+
 #: CPU features that decide which int8 kernels ONNX Runtime runs (x86 VNNI/AMX, Arm dot product and i8mm).
 INT8_CPU_FEATURES = frozenset({"avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"})
 
@@ -239,8 +266,11 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
     if (overhead_batch is not None and overhead_batch < 1) or overhead_reps < 1:
         raise InputError(f"overhead batch {overhead_batch}, repetitions {overhead_reps}; expected a batch >= 1 "
                          "(0 on the command line skips the measurement) and repetitions >= 1")
+    # The data first: a bad file is refused before the timings, not after them.
+    faces = load_eval_data(data, labels) if data is not None else None
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = load_average()
+    cpu_start, wall_start = cpu_seconds(), time.perf_counter()
     mb = max_batch or max(max(batch_sizes), overhead_batch or 1)
     with Recognizer(model, backend=backend, device=device, max_batch=mb, providers=providers, threads=threads,
                     sessions=sessions) as rec:
@@ -256,8 +286,7 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
         elif overhead_batch:
             overhead = measure_overhead(rec, overhead_batch, overhead_reps)
         accuracy: Optional[dict[str, Any]] = None
-        if data is not None:
-            faces = load_eval_data(data, labels)
+        if faces is not None:
             accuracy = {"data": str(data), "split": faces.split, "labels": faces.label_set, "n": int(len(faces.labels)),
                         "per_factor": measure_accuracy(rec, faces.images, faces.labels, factors)}
         doc = {
@@ -273,7 +302,9 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
             "device": device,
             "max_batch": rec.max_batch,
             "machine": machine_info(),
-            "load_average": {"before": load_before, "after": load_average(), "cpu_count": os.cpu_count()},
+            # "after" counts the benchmark's own threads; other_cpu_cores does not (None where unmeasurable).
+            "load_average": {"before": load_before, "after": load_average(), "cpu_count": os.cpu_count(),
+                             "other_cpu_cores": other_cpu(cpu_start, wall_start)},
             "warmup": warmup,
             "latency": latency,
             "overhead": overhead,
@@ -352,16 +383,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def format_summary(doc: dict[str, Any]) -> str:
     """A short human-readable table of a bench document."""
-    lines = [f"{doc['model']} on {doc['backend']} {doc['providers']} (threads={doc['threads']}"
+    threads = doc["threads"] if doc["threads"] is not None else "ONNX Runtime's default"
+    lines = [f"{doc['model']} on {doc['backend']} {doc['providers']} (threads={threads}"
              + (f", sessions={doc['sessions']})" if doc.get("sessions", 1) > 1 else ")")]
     load = doc.get("load_average") or {}
-    busiest = max((v for v in (load.get("before"), load.get("after")) if v is not None), default=None)
-    if busiest is not None:
-        cores = load.get("cpu_count") or 1
-        note = (f"BUSY: load average {busiest:.2f} on {cores} cores; other work shared the CPU, so these timings "
-                "can be several times slower than on an idle machine" if busiest >= 0.5 * cores
-                else f"load average {busiest:.2f} on {cores} cores")
-        lines.append(note)
+    cores = load.get("cpu_count") or 1
+    # Other work during the run where measured; else the load average before it (the one after counts this
+    # benchmark's own threads, so it would call every long run busy).
+    other, before = load.get("other_cpu_cores"), load.get("before")
+    if other is not None:
+        busy, seen = other >= 0.25 * cores, f"other processes used {other:.2f} of {cores} cores during the run"
+    elif before is not None:
+        busy, seen = before >= 0.5 * cores, f"load average {before:.2f} on {cores} cores before the run"
+    else:
+        busy, seen = False, ""
+    if seen:
+        lines.append(f"BUSY: {seen}; other work shared the CPU, so these timings can be several times slower "
+                     "than on an idle machine" if busy else seen)
     lines.append("batch    p50 ms    p99 ms     faces/s")
     for r in doc["latency"]:
         lines.append(f"{r['batch_size']:5d} {r['p50_ms']:9.2f} {r['p99_ms']:9.2f} {r['throughput_fps']:11.0f}")

@@ -29,6 +29,7 @@ from .detection.frames import (
     optional_module,
     read_image,
     require_cv2,
+    WRITABLE_IMAGES,
     write_image,
 )
 from .errors import CliParser, FsrferError, InputError
@@ -38,7 +39,6 @@ logger = logging.getLogger(__name__)
 
 #: Output suffixes for annotated videos and the OpenCV codec used for each.
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
-WRITABLE_IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: Box colour per class (RGB).
 COLOURS = {"angry": (230, 40, 40), "disgust": (120, 170, 20), "fear": (160, 60, 220), "happy": (250, 200, 0),
            "sad": (40, 110, 240), "surprise": (0, 210, 210), "neutral": (225, 225, 225)}
@@ -66,7 +66,7 @@ def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: boo
     if pil is None or draw_mod is None or font_mod is None:
         from .errors import BackendUnavailable
 
-        raise BackendUnavailable("drawing boxes needs Pillow: pip install pillow (or 'fsrfer-edge[crowd]')")
+        raise BackendUnavailable("drawing boxes needs Pillow: pip install pillow (or pip install -e '.[crowd]')")
     img = pil.fromarray(frame)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), pil.NEAREST)

@@ -26,9 +26,9 @@ from .crowd import DEFAULT_MIN_FACE, crop_face, default_margin
 from .crowd_cli import count_faces
 from .detection import DEFAULT_SCORES, DETECTORS, create_detector
 from .detection.base import as_rgb_frame
-from .detection.frames import read_image, write_image
+from .detection.frames import check_image_name, read_image, write_image
 from .errors import CliParser, FsrferError, InputError
-from .fileio import write_json
+from .fileio import check_output_path, write_json
 from .preprocessing import degrade
 from .recognizer import Prediction, Recognizer
 
@@ -220,6 +220,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        check_output_path(check_image_name(args.out), "--out")  # refused before any work, as fsrfer-crowd does
+        if args.json:
+            check_output_path(args.json, "--json")
         frame = as_rgb_frame(sample_image() if args.image is None else read_image(args.image))
         source = SAMPLE_SOURCE if args.image is None else str(args.image)
         with Recognizer(args.model, threads=args.threads or None, spinning=False, sessions=args.sessions) as rec, \

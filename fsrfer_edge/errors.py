@@ -39,12 +39,16 @@ class BackendUnavailable(FsrferError, ImportError):
     """An optional library (torch, onnxruntime, tensorrt, CUDA bindings) is not installed."""
 
 
+# The extras of setup.py that hold torch.
+TORCH_EXTRAS = ("train", "export")
+
+
 def require(module: str, extra: str, purpose: str = "") -> ModuleType:
     """Import an optional dependency, or raise BackendUnavailable naming the pip extra.
 
     Args:
         module: importable module name, e.g. ``"onnxruntime"``.
-        extra: the ``pip install fsrfer-edge[EXTRA]`` extra that provides it.
+        extra: the extra of ``pip install -e ".[EXTRA]"`` (in the fsrfer-edge checkout) that provides it.
         purpose: what it is needed for, shown in the message.
 
     Raises:
@@ -54,9 +58,11 @@ def require(module: str, extra: str, purpose: str = "") -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         why = f" for {purpose}" if purpose else ""
+        # torch first, pinned (README, "Quick start"): the extra's own range would pull the CUDA wheels.
+        first = "pip install torch==2.13.0, then " if extra in TORCH_EXTRAS else ""
         raise BackendUnavailable(
             f"'{module}' is needed{why} but could not be imported ({exc}). "
-            f"Install it with: pip install 'fsrfer-edge[{extra}]'"
+            f"Install it in the fsrfer-edge checkout with: {first}pip install -e '.[{extra}]'"
         ) from exc
 
 

@@ -44,6 +44,9 @@ def existing_file(path: PathLike, what: str) -> Path:
 
 def read_npz(path: Path, required: Sequence[str]) -> Dict[str, np.ndarray]:
     """Every array of an ``.npz`` archive (no pickles), or DataError naming what is missing."""
+    if Path(path).is_file() and not zipfile.is_zipfile(path):  # numpy's own message would talk of pickles
+        raise DataError(f"{path} is not an .npz archive (a NumPy zip file); expected one with arrays {list(required)}, "
+                        "e.g. ../shared/data/fer2013.npz")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in required if k not in z.files]

@@ -93,6 +93,7 @@ class ModelInfo:
         if METADATA_KEY not in props:
             raise ModelError(
                 f"{source} has no '{METADATA_KEY}' metadata: it was not written by fsrfer-export. "
-                "Export the model with fsrfer-export, or pass the preprocessing explicitly"
+                "Export it with fsrfer-export (from an fsrfer checkpoint): the SDK reads the input size and "
+                "preprocessing from that metadata"
             )
         return cls.from_json(props[METADATA_KEY], source)

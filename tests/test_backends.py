@@ -566,9 +566,9 @@ def test_tensorrt_missing_names_extra(tmp_path: Path, monkeypatch: pytest.Monkey
 
     engine = write_fake_engine(tmp_path / "m.engine")
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    with pytest.raises(BackendUnavailable, match=r"fsrfer-edge\[tensorrt\]"):
+    with pytest.raises(BackendUnavailable, match=r"pip install -e '\.\[tensorrt\]'"):
         TensorRTBackend(engine)
-    with pytest.raises(BackendUnavailable, match=r"fsrfer-edge\[tensorrt\]"):
+    with pytest.raises(BackendUnavailable, match=r"pip install -e '\.\[tensorrt\]'"):
         Recognizer(engine)
     # tensorrt-stubs alone: 'tensorrt' imports as an empty namespace package
     monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
@@ -638,18 +638,18 @@ def test_select_memory(fake_gpu: dict[str, Any], monkeypatch: pytest.MonkeyPatch
         select_memory("cupy")
 
     def no_cudart() -> Any:
-        raise BackendUnavailable("cuda-python missing; pip install 'fsrfer-edge[tensorrt]'")
+        raise BackendUnavailable("cuda-python missing; pip install -e '.[tensorrt]'")
 
     monkeypatch.setattr(cuda_memory, "import_cudart", no_cudart)
     assert isinstance(select_memory("auto"), PyCudaMemory)  # falls back
     monkeypatch.setitem(sys.modules, "pycuda.driver", None)
     monkeypatch.setitem(sys.modules, "pycuda", None)
-    with pytest.raises(BackendUnavailable, match=r"neither.*fsrfer-edge\[tensorrt\]"):
+    with pytest.raises(BackendUnavailable, match=r"neither.*pip install -e '\.\[tensorrt\]'"):
         select_memory("auto")
 
 
 def test_import_cudart_missing_names_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart"):
         monkeypatch.setitem(sys.modules, name, None)
-    with pytest.raises(BackendUnavailable, match=r"fsrfer-edge\[tensorrt\]"):
+    with pytest.raises(BackendUnavailable, match=r"pip install -e '\.\[tensorrt\]'"):
         cuda_memory.import_cudart()

@@ -478,7 +478,7 @@ def test_cli_without_torch_names_the_extra(capsys: pytest.CaptureFixture[str], m
 
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
     line = run_cli(train_main, ["--config", "configs/tiny.yaml"], capsys)
-    assert "fsrfer-edge[train]" in line
+    assert "pip install torch==2.13.0, then pip install -e '.[train]'" in line
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def test_cli_writes_json_with_expected_keys(model: Path, data: Path, tmp_path: P
     acc = doc["accuracy"]
     assert acc["split"] == "test" and acc["n"] == 28  # 30 test rows minus 2 unlabelled
     assert acc["labels"] == "npz"  # a plain archive: its own labels
-    assert set(doc["load_average"]) == {"before", "after", "cpu_count"}
+    assert set(doc["load_average"]) == {"before", "after", "cpu_count", "other_cpu_cores"}
     assert set(acc["per_factor"]) == {"1", "4"} and all(0.0 <= a <= 1.0 for a in acc["per_factor"].values())
     assert "faces/s" in capsys.readouterr().out
     assert not list(out.parent.glob(".*.tmp"))  # atomic write left nothing behind
@@ -86,6 +86,46 @@ def test_bad_data_and_arguments(model: Path, tmp_path: Path) -> None:
         bench.main(["--model", str(model), "--batch-sizes", "1,x", "--json", str(tmp_path / "o.json")])
     assert exit_info.value.code == 2
     assert bench.parse_int_list("1, 8,32") == [1, 8, 32]
+
+
+def test_bad_data_is_refused_before_the_timings(model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    timed: list[int] = []
+    monkeypatch.setattr(bench, "measure_latency", lambda rec, b, *a: timed.append(b))
+    text = tmp_path / "notes.npz"
+    text.write_text("not an archive")
+    for path, expect in ((tmp_path / "missing.npz", "does not exist"), (text, "is not an .npz archive")):
+        rc = bench.main(["--model", str(model), "--batch-sizes", "1", "--data", str(path), "--json",
+                         str(tmp_path / "o.json")])
+        err = capsys.readouterr().err
+        assert rc == 2 and expect in err and "allow_pickle" not in err, err
+    assert timed == [] and not (tmp_path / "o.json").exists()
+
+
+def test_summary_reads_other_work_not_the_benchmarks_own_load(model: Path) -> None:
+    doc = {"model": "m.onnx", "backend": "onnxruntime", "providers": ["CPUExecutionProvider"], "threads": None,
+           "latency": [], "overhead": None, "accuracy": None}
+
+    def summary(**load: object) -> str:
+        return bench.format_summary({**doc, "load_average": {"cpu_count": 2, **load}})
+
+    # A long run's own two threads lift the load average after it; only other processes' CPU makes it busy.
+    assert "BUSY" not in summary(before=0.1, after=1.9, other_cpu_cores=0.05)
+    assert "BUSY: other processes used 1.20 of 2 cores" in summary(before=0.1, after=1.9, other_cpu_cores=1.2)
+    assert "BUSY: load average 1.50 on 2 cores before the run" in summary(before=1.5, after=0.2, other_cpu_cores=None)
+    assert "BUSY" not in summary(before=0.3, after=1.9, other_cpu_cores=None)
+    assert "threads=ONNX Runtime's default" in summary(before=0.1)
+    # Measured here: a process that burns CPU itself is not "other work".
+    start, wall = bench.cpu_seconds(), __import__("time").perf_counter()
+    if start is None:
+        pytest.skip("no /proc/stat (not Linux): other work cannot be measured here")
+    x = 0
+    for i in range(3_000_000):
+        x += i
+    own = bench.cpu_seconds()
+    assert own is not None and own[1] > start[1]
+    other = bench.other_cpu(start, wall)
+    assert other is not None and 0.0 <= other <= (__import__("os").cpu_count() or 1)
 
 
 def _fer2013_pair(folder: Path, ferplus: bool = True, split_name: str = "test") -> Path:
@@ -124,7 +164,7 @@ def test_cli_prints_results_once_with_labels_and_load(model: Path, tmp_path: Pat
     text = "".join(capsys.readouterr())
     rows = [line for line in text.splitlines() if line.split()[:1] == ["3"]]
     assert len(rows) == 1, text  # the batch-3 timing is printed once (it was logged and then printed again)
-    assert "(ferplus labels)" in text and "load average" in text
+    assert "(ferplus labels)" in text and ("other processes used" in text or "load average" in text)
     assert json.loads(out.read_text())["accuracy"]["labels"] == "ferplus"
 
 

@@ -110,3 +110,19 @@ def test_main_reports_unreadable_images(tmp_path, capsys):
     assert not (tmp_path / "o.png").exists()
     assert main(["--sessions", "0", "--out", str(tmp_path / "o.png")]) == 2
     assert "sessions=0" in capsys.readouterr().err
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    import fsrfer_edge.demo as demo
+
+    ran = []
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: ran.append(a))
+    assert main(["--out", str(tmp_path / "demo.txt")]) == 2
+    assert "cannot write an image named demo.txt; expected a .png" in capsys.readouterr().err
+    folder = tmp_path / "shots.png"
+    folder.mkdir()
+    assert main(["--out", str(folder)]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "o.png"), "--json", str(folder)]) == 2
+    assert "--json" in capsys.readouterr().err
+    assert ran == [] and list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []

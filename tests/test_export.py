@@ -248,7 +248,7 @@ def test_int8_gate_refuses_and_force_overrides(work: Path, tmp_path: Path, capsy
             str(work / "faces.npz"), "--max-int8-drop", "-1", "-q"]
     assert cli.main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: INT8 accuracy drop exceeds --max-int8-drop -1.0") and "Traceback" not in err
+    assert err.startswith("fsrfer-export: error: INT8 accuracy drop exceeds --max-int8-drop -1.0") and "Traceback" not in err
     assert list(out.iterdir()) == []  # nothing half-written, no staging folder left
     assert cli.main(args + ["--force"]) == 0
     report = json.loads((out / "tiny.report.json").read_text())
@@ -288,7 +288,7 @@ def test_failed_export_leaves_nothing(work: Path, tmp_path: Path, monkeypatch: p
     out = tmp_path / "new" / "out"
     assert cli.main([str(work / "tiny.pt"), "--out-dir", str(out), "--fp16", "-q"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: onnxsim failed") and "--no-simplify" in err
+    assert err.startswith("fsrfer-export: error: onnxsim failed") and "--no-simplify" in err
     assert not out.exists()
     # The explicit opt-out works and is the only way past a broken onnxsim.
     assert cli.main([str(work / "tiny.pt"), "--out-dir", str(out), "--no-simplify", "-q"]) == 0
@@ -311,7 +311,7 @@ def test_corrupt_checkpoint_is_model_error(tmp_path: Path, capsys: pytest.Captur
     with pytest.raises(ModelError, match="could not be read"):
         export_onnx(bad, tmp_path / "x.onnx")
     assert cli.main([str(bad), "--out-dir", str(tmp_path / "o"), "-q"]) == 2
-    assert capsys.readouterr().err.startswith("error: checkpoint")
+    assert capsys.readouterr().err.startswith("fsrfer-export: error: checkpoint")
     assert not (tmp_path / "o").exists() and not (tmp_path / "x.onnx").exists()
 
 
@@ -396,7 +396,7 @@ def test_damaged_or_tiny_calibration_data_and_a_file_as_out_dir_are_clear_errors
             calib.load_faces(bad)
     assert cli.main([str(work / "tiny.pt"), "--int8", "--calib", str(truncated), "--out-dir", str(tmp_path / "o"),
                      "-q"]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    assert capsys.readouterr().err.startswith("fsrfer-export: error: ")
     # Five faces for six factors: refused; fewer than --calib-size asks for: used, with a warning.
     with pytest.raises(DataError, match="5 calibration face.*at least one per down-sample factor"):
         calib.calibration_inputs(good, 256, (1, 2, 3, 4, 6, 8), ModelInfo())

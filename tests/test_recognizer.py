@@ -220,7 +220,7 @@ def test_context_manager_and_close(models: dict[str, Path]) -> None:
 
 def test_onnxruntime_missing_names_extra(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(BackendUnavailable, match=r"fsrfer-edge\[cpu\]"):
+    with pytest.raises(BackendUnavailable, match=r"pip install -e '\.\[cpu\]'"):
         Recognizer(models["float"])
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("pytriton", reason="PyTriton is not installed (pip install 'fsrfer-edge[serve]')")
-pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (pip install 'fsrfer-edge[client]')")
+pytest.importorskip("pytriton", reason="PyTriton is not installed (pip install -e '.[serve]')")
+pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (pip install -e '.[client]')")
 pytest.importorskip("torch", reason="torch is needed to make the tiny test models")
 
 from _onnx_models import make_tiny_onnx  # noqa: E402

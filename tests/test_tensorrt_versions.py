@@ -199,7 +199,7 @@ def test_check_trt_cli_passes_good_files_and_refuses_a_broken_one(variants: Path
     onnx.save(model, str(broken))
     assert cli.main(["--check-trt", str(broken)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: broken.onnx would not build in TensorRT") and "bias_dq" in err
+    assert err.startswith("fsrfer-export: error: broken.onnx would not build in TensorRT") and "bias_dq" in err
     assert "is INT32" in err and "takes INT8" in err and len(err.strip().splitlines()) == 1
 
 

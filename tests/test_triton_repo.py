@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient not installed (pip install 'fsrfer-edge[client]')")
-pytest.importorskip("onnx", reason="onnx not installed (pip install 'fsrfer-edge[export]')")
+pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient not installed (pip install -e '.[client]')")
+pytest.importorskip("onnx", reason="onnx not installed (pip install -e '.[export]')")
 pytest.importorskip("torch", reason="torch is needed to make the tiny test models")
 
 from _onnx_models import make_tiny_onnx  # noqa: E402

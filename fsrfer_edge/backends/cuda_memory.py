@@ -148,7 +148,7 @@ def import_cudart() -> ModuleType:
     except ImportError as exc:
         raise BackendUnavailable(
             f"cuda-python is needed for the 'cuda-python' memory layer but could not be imported ({exc}). "
-            "Install it with: pip install 'fsrfer-edge[tensorrt]'"
+            "Install it with: pip install -e '.[tensorrt]'"
         ) from exc
 
 
@@ -416,10 +416,10 @@ def select_memory(memory: str = "auto", device: int = 0) -> CudaMemory:
         raise EngineError(
             "no CUDA memory layer could use GPU " + str(device) + ": " + " | ".join(reasons) + ". Check that a GPU "
             "is present and that cuda-python matches the driver's CUDA major version (pip install "
-            "'fsrfer-edge[jetson]' picks it per JetPack), or install pycuda"
+            "'.[jetson]' picks it per JetPack), or install pycuda"
         )
     raise BackendUnavailable(
         "running TensorRT engines needs cuda-python or pycuda, and neither could be imported. "
-        "Install one with: pip install 'fsrfer-edge[tensorrt]' (cuda-python) or 'fsrfer-edge[pycuda]'. "
+        "Install one with: pip install -e '.[tensorrt]' (cuda-python) or '.[pycuda]'. "
         "Details: " + " | ".join(reasons)
     )

@@ -191,7 +191,7 @@ class OnnxRuntimeBackend(Backend):
 
     Raises:
         ModelError: corrupt/non-ONNX file or missing fsrfer metadata.
-        BackendUnavailable: onnxruntime is not installed (``pip install 'fsrfer-edge[cpu]'``).
+        BackendUnavailable: onnxruntime is not installed (``pip install -e '.[cpu]'``).
         InputError: bad ``providers``, ``threads`` or ``sessions`` (several sessions need the CPU provider
             alone and a graph with a dynamic batch size).
     """

@@ -66,7 +66,7 @@ def import_tensorrt() -> ModuleType:
 
 #: How to get TensorRT: the ``tensorrt`` extra adds only cuda-python (the CUDA memory layer), not TensorRT.
 _INSTALL_TENSORRT = ("Install TensorRT itself: JetPack ships it on a Jetson; on a desktop GPU: pip install tensorrt "
-                     "(NVIDIA's wheel). pip install 'fsrfer-edge[tensorrt]' adds only the CUDA bindings (cuda-python)")
+                     "(NVIDIA's wheel). pip install -e '.[tensorrt]' adds only the CUDA bindings (cuda-python)")
 
 
 class _BindingEngine(Protocol):
@@ -536,7 +536,7 @@ def tensorrt_unavailable_reason(onnx_path: Union[str, os.PathLike[str]], device:
 
         info = read_model_info(load_onnx(onnx_path))
     except BackendUnavailable:
-        return "building a TensorRT engine needs the 'onnx' package: pip install 'fsrfer-edge[jetson]'"
+        return "building a TensorRT engine needs the 'onnx' package: pip install -e '.[jetson]'"
     if info.precision == "int8" and info.int8_scheme == "u8s8":
         return "it is a u8s8 INT8 file, made for ONNX Runtime CPU (TensorRT builds from the s8s8 file)"
     return None

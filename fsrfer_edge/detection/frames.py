@@ -71,12 +71,30 @@ def read_image(path: PathLike) -> np.ndarray:
     cv2 = optional_module("cv2")
     if cv2 is None:
         raise BackendUnavailable(
-            f"reading {p} needs Pillow or OpenCV; install one with: pip install 'fsrfer-edge[crowd]'"
+            f"reading {p} needs Pillow or OpenCV; install one with: pip install -e '.[crowd]'"
         )
     img = cv2.imread(str(p), cv2.IMREAD_COLOR)
     if img is None:
         raise InputError(f"{p} could not be read as an image by OpenCV; expected a PNG/JPEG/BMP/TIFF file")
     return np.ascontiguousarray(img[:, :, ::-1])
+
+
+# The image files write_image writes, by suffix, with Pillow's format name.
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+                 ".webp": "WEBP"}
+WRITABLE_IMAGES = tuple(IMAGE_FORMATS)
+
+
+def check_image_name(path: PathLike) -> Path:
+    """``path`` as a Path if write_image can write it (by its suffix): a CLI checks this before any work.
+
+    Raises:
+        InputError: an unsupported suffix.
+    """
+    p = Path(path)
+    if p.suffix.lower() not in IMAGE_FORMATS:
+        raise InputError(f"cannot write an image named {p.name}; expected a .png, .jpg, .bmp, .tif or .webp name")
+    return p
 
 
 def write_image(path: PathLike, frame: np.ndarray) -> Path:
@@ -88,15 +106,12 @@ def write_image(path: PathLike, frame: np.ndarray) -> Path:
     """
     from ..fileio import atomic_write
 
-    p = Path(path)
+    p = check_image_name(path)
     rgb = as_rgb_frame(frame)
     suffix = p.suffix.lower()
     pil = optional_module("PIL.Image")
     if pil is not None:
-        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
-               ".webp": "WEBP"}.get(suffix)
-        if fmt is None:
-            raise InputError(f"cannot write an image named {p.name}; expected a .png, .jpg, .bmp, .tif or .webp name")
+        fmt = IMAGE_FORMATS[suffix]
         image = pil.fromarray(rgb)
         return atomic_write(p, lambda f: image.save(f, format=fmt))
     cv2 = require_cv2("writing images")

@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..errors import BackendUnavailable, CliParser, ConfigError, FsrferError, ModelError
+from ..errors import BackendUnavailable, CliParser, ConfigError, FsrferError, ModelError, one_line
 from ..fileio import write_json
 from ..preprocessing import FACTORS
 
@@ -500,17 +500,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.getLogger("fsrfer_edge").setLevel(logging.WARNING if args.quiet else logging.INFO)
     check_trt = vars(args).pop("check_trt")
     if check_trt is None and args.source is None:
-        print("error: give a CHECKPOINT_OR_ONNX to export, or --check-trt FILE", file=sys.stderr)
+        print("fsrfer-export: error: give a CHECKPOINT_OR_ONNX to export, or --check-trt FILE", file=sys.stderr)
         return 2
     try:
         if check_trt is not None:
             return check_trt_main(check_trt)
         report = run(ExportOptions(**{k: v for k, v in vars(args).items() if k != "quiet"}))
     except FsrferError as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever the message
+        print("fsrfer-export: error: " + one_line(exc), file=sys.stderr)
         return 2
     except OSError as exc:  # the disk, not the model: a full disk, a read-only folder
-        print(f"error: a file could not be read or written ({exc}); free space or pick another --out-dir",
+        print(f"fsrfer-export: error: a file could not be read or written ({exc}); free space or pick another --out-dir",
               file=sys.stderr)
         return 2
     print(_summary(report))

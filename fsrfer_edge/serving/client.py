@@ -98,7 +98,7 @@ class TritonClientBackend(Backend):
     Raises:
         ServerUnavailable: the server cannot be reached.
         ModelError: the server has no such model, or its inputs/outputs disagree with the ModelInfo.
-        BackendUnavailable: tritonclient is not installed (``pip install 'fsrfer-edge[client]'``).
+        BackendUnavailable: tritonclient is not installed (``pip install -e '.[client]'``).
     """
 
     name = "triton"
@@ -338,7 +338,7 @@ class RemoteRecognizer(Recognizer):
     Raises:
         ServerUnavailable: the server cannot be reached (also raised by ``predict`` if it goes away).
         ModelError: no such model on the server, or it does not match its metadata.
-        BackendUnavailable: tritonclient is not installed (``pip install 'fsrfer-edge[client]'``).
+        BackendUnavailable: tritonclient is not installed (``pip install -e '.[client]'``).
     """
 
     def __init__(self, url: str = "127.0.0.1:8000", protocol: str = "http", model_name: str = "fsrfer",

@@ -201,7 +201,7 @@ def _validate_staged(stage: Path, names: Sequence[str]) -> None:
         require("tritonclient.grpc.model_config_pb2", "client")
     except ImportError:
         log.info("tritonclient is not installed: config.pbtxt not parsed with Triton's schema "
-                 "(pip install 'fsrfer-edge[client]' to check it)")
+                 "(pip install -e '.[client]' to check it)")
         return
     for name in names:
         parse_config(stage / name)
