@@ -606,6 +606,50 @@ def test_fsrfer_train_resume_removes_a_killed_writes_leftover(tmp_path: Path) ->
     assert not leftover.exists() and (tmp_path / "run" / "state" / "stage1.pt").is_file()
 
 
+def test_train_cli_budget_resume_interrupt_and_data_are_what_they_say(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("yaml")
+    import trainer.train
+    from trainer.cli import train_main
+    from trainer.synthetic import make_faces
+
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text("name: t\nthreads: 1\ndata: {synthetic: 64}\nmodel: {backbone: tiny, head_hidden: 8}\n"
+                   "stage1: {epochs: 1, batch_size: 32}\n")
+    base = ["--config", str(cfg), "--steps", "stage1"]
+    # A time budget of zero or less is no budget at all: refused, not read as "no limit" or "stop at once".
+    for bad in ("0", "-1", "nan", "inf", "soon"):
+        with pytest.raises(SystemExit) as exit_info:
+            train_main([*base, "--out", str(tmp_path / "b"), "--time-budget", bad])
+        assert exit_info.value.code == 2 and "expected a number of minutes > 0" in capsys.readouterr().err
+    # --data overrides the config's synthetic faces; --resume with nothing to resume says so.
+    seen: dict[str, object] = {}
+
+    def fake_pipeline(cfg: object, data: object, out: object, **kw: object) -> bool:
+        seen.update(data=data, out=out)
+        return True
+
+    monkeypatch.setattr(trainer.train, "run_pipeline", fake_pipeline)
+    imgs, labels = make_faces(60, seed=1)
+    npz = tmp_path / "faces.npz"
+    np.savez(npz, images=imgs, labels=labels.astype(np.int8), split=np.array(["train"] * 40 + ["val"] * 10 + ["test"] * 10))
+    with caplog.at_level("WARNING", logger="trainer"):
+        assert train_main([*base, "--out", str(tmp_path / "typo"), "--resume", "--data", str(npz)]) == 0
+    assert "nothing to resume in" in caplog.text and str(tmp_path / "typo") in caplog.text
+    assert str(npz) in seen["data"].source and len(seen["data"].train.labels) == 40  # type: ignore[attr-defined]
+    # Ctrl-C: one line that says how to go on, no traceback.
+
+    def interrupted(*a: object, **k: object) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer.train, "run_pipeline", interrupted)
+    assert train_main([*base, "--out", str(tmp_path / "cut")]) == 130
+    err = capsys.readouterr().err
+    assert "fsrfer-train: interrupted" in err and "--resume" in err and "--out" in err and "Traceback" not in err
+
+
 def test_any_garbage_checkpoint_is_a_model_error(tmp_path: Path) -> None:
     """Random bytes break PyTorch's unpickler in many ways (an IndexError once in CI); each is a ModelError."""
     pytest.importorskip("torch")

@@ -496,6 +496,7 @@ def test_fsrfer_eval_cli_on_a_checkpoint(tmp_path):
                       "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert set(res["factors"]) == {"1", "4"} and res["n"] == 40
+    assert res["labels"] == "npz"  # a plain archive's own labels, whatever --labels names
 
 
 def test_corrupt_checkpoint_is_a_model_error(tmp_path):

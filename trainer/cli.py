@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -35,6 +36,16 @@ def _factors(text: str) -> tuple[int, ...]:
     return fs
 
 
+def _minutes(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not v > 0 or math.isinf(v):  # NaN fails the comparison
+        raise argparse.ArgumentTypeError(f"expected a number of minutes > 0 (leave it out for no limit); got {text!r}")
+    return v
+
+
 def _require_training_libraries(prog: str) -> bool:
     """torch and PyYAML (the ``train`` extra), or one line naming the extra and False."""
     try:
@@ -56,14 +67,15 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
                                  "(DistributedDataParallel): torchrun --nproc_per_node=N -m trainer.cli ARGS "
                                  "(see docs/ddp.md).")
     ap.add_argument("--config", required=True, help="YAML config, e.g. configs/tiny.yaml")
-    ap.add_argument("--data", help="data path (overrides the config): ../shared/data/fer2013.npz, fer2013.csv, "
-                    "a RAF-DB root or a folder-per-class tree")
+    ap.add_argument("--data", help="data path (overrides the config, synthetic faces included): "
+                    "../shared/data/fer2013.npz, fer2013.csv, a RAF-DB root, a folder-per-class tree or a plain .npz "
+                    "(images, labels, optional split)")
     ap.add_argument("--out", help="output directory (default runs/<config name>)")
     ap.add_argument("--resume", action="store_true", help="continue a stopped run from its last checkpoints")
     ap.add_argument("--seed", type=int, metavar="N", help="override the config's seed (every step)")
     ap.add_argument("--steps", default=",".join(DEFAULT_STEPS),
                     help=f"comma-separated subset of {','.join(STEPS)} (default: all but eval-test)")
-    ap.add_argument("--time-budget", type=float, metavar="MIN",
+    ap.add_argument("--time-budget", type=_minutes, metavar="MIN",
                     help="stop cleanly at the first epoch end after MIN minutes (continue later with --resume)")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"),
                     help="train on this device (overrides the config's 'device', default auto: cuda when torch "
@@ -85,6 +97,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     from . import config, distributed
 
     tag = ""
+    out: Optional[Path] = None  # known once the config is read
     try:
         cfg = config.load(args.config)
         # "auto" is settled here, once, so that every rank trains on the same kind of device and the
@@ -92,6 +105,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
         cfg = dataclasses.replace(cfg, device=config.resolve_device(args.device or cfg.device))
         if args.seed is not None:
             cfg = dataclasses.replace(cfg, seed=args.seed)
+        if args.data and cfg.data.synthetic:  # --data overrides the config, its synthetic faces too
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, synthetic=0))
         ctx = distributed.init_from_env(cfg.device, args.dist_timeout)  # single-process unless run by torchrun
         tag = f" [rank {ctx.rank}]" if ctx.distributed else ""
         _setup_logging(args.verbose, ctx.rank if ctx.distributed else None)
@@ -102,6 +117,9 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
             raise FsrferError(f"--out {out} is a file; expected a folder for the run (it is created if missing)")
         check_output_path(out / "config.json", "--out")
         if args.resume and ctx.rank == 0:
+            if not (out / "state").is_dir():  # a mistyped --out would otherwise look like a resumed run
+                log.warning("--resume: nothing to resume in %s (no state/ folder from an earlier run); starting a new "
+                            "run there", out)
             for p in remove_partial_writes(out):  # left by a process killed mid-write (kill -9)
                 log.info("removed %s, a file left half-written by an earlier run that was killed", p)
         data = load_data(cfg, config.resolve_data_path(cfg, args.data, args.config))
@@ -109,20 +127,30 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     except FsrferError as exc:
         print(f"fsrfer-train: error{tag}: {one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: every finished epoch is checkpointed, so say how to go on
+        print(f"fsrfer-train: interrupted{tag}; the epoch under way is lost, the finished ones are kept. "
+              f"{_continue_with(argv, args, out, tag)}", file=sys.stderr)
+        return 130
     finally:
         distributed.cleanup()
     if ctx.rank != 0:  # rank 0 reports for all
         return 0 if done else 3
     if not done:
-        # The same arguments (seed, steps, data, device, time budget), so that the run goes on as it began.
-        same = list(sys.argv[1:] if argv is None else argv)
-        same += [] if "--resume" in same else ["--resume"]
-        same += [] if args.out else ["--out", str(out)]
-        again = "the same torchrun command with --resume" if tag else "fsrfer-train " + shlex.join(same)
-        print(f"stopped early; continue with: {again}", file=sys.stderr)
+        print(f"stopped early; {_continue_with(argv, args, out, tag)}", file=sys.stderr)
         return 3
     print(f"done: models in {out / 'models'}, evaluation in {out / 'eval'}")
     return 0
+
+
+def _continue_with(argv: Optional[Sequence[str]], args: argparse.Namespace, out: Optional[Path], tag: str) -> str:
+    """The command that resumes this run: the same arguments (seed, steps, data, device, time budget), so that
+    the run goes on as it began."""
+    if tag:
+        return "continue with: the same torchrun command with --resume"
+    same = list(sys.argv[1:] if argv is None else argv)
+    same += [] if "--resume" in same else ["--resume"]
+    same += [] if args.out or out is None else ["--out", str(out)]
+    return "continue with: fsrfer-train " + shlex.join(same)
 
 
 def eval_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -176,12 +204,13 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
             idx = np.sort(np.random.default_rng(0).choice(len(labels), args.limit, replace=False))
             images, labels = images[idx], labels[idx]
         res = evaluate_fn(fn, images, labels, args.factors, pre, protocol=args.protocol)
-        res.update(checkpoint=str(path), data=str(data_path), labels=args.labels, split=args.split)
+        # The labels scored against, as loaded: a plain .npz has its own ("npz"), whatever --labels says.
+        res.update(checkpoint=str(path), data=str(data_path), labels=fs.source, split=args.split)
         write_json(args.json, res)
     except FsrferError as exc:
         print(f"fsrfer-eval: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    print(f"{res['n']} {args.split} faces, {args.labels if kw else 'their own'} labels: "
+    print(f"{res['n']} {args.split} faces, {res['labels']} labels: "
           + " ".join(f"x{f}: {100 * v['accuracy']:.2f}%" for f, v in res["factors"].items()))
     return 0
 

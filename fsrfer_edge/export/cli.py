@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..errors import BackendUnavailable, CliParser, ConfigError, FsrferError, ModelError, one_line
+from ..errors import BackendUnavailable, CliParser, ConfigError, DataError, FsrferError, ModelError, one_line
 from ..fileio import write_json
 from ..preprocessing import FACTORS
 
@@ -112,6 +112,11 @@ def _validate(opts: ExportOptions) -> None:
         raise ConfigError(f"--labels {opts.labels} chooses the labels of --eval-data; pass --eval-data NPZ too")
     if opts.int8 and opts.calib is None:
         raise ConfigError("--int8 needs --calib PATH (an .npz with 'images', or a folder of face images)")
+    # Before the export runs, not after it (the loaders say the same later, for a file that goes away meanwhile).
+    if opts.calib is not None and not Path(opts.calib).exists():
+        raise DataError(f"calibration data {opts.calib} does not exist; expected an .npz file or a folder of face images")
+    if opts.eval_data is not None and not Path(opts.eval_data).is_file():
+        raise DataError(f"evaluation data {opts.eval_data} does not exist; expected an .npz with 'images' and 'labels'")
     if opts.calib_method not in CALIB_METHODS:
         raise ConfigError(f"--calib-method {opts.calib_method!r}; expected one of {CALIB_METHODS}")
     if opts.int8_target not in TARGETS:
@@ -483,10 +488,11 @@ def _summary(report: dict[str, Any]) -> str:
     for key, c in report.get("tensorrt_check", {}).items():
         lines.append(f"tensorrt check {key:<12} ok  ({c['int8_layers']} weighted layers in INT8, {c['float_layers']} in "
                      f"float; {', '.join(c['tables'])})")
+    folder = Path(report["report"]).parent if "report" in report else Path()
     for entry in report.get("files", {}).values():
-        lines.append(f"wrote {entry['file']} ({entry['bytes'] / 1e6:.2f} MB)")
+        lines.append(f"wrote {folder / entry['file']} ({entry['bytes'] / 1e6:.2f} MB)")
     if "report" in report:
-        lines.append(f"wrote {Path(report['report']).name}")
+        lines.append(f"wrote {report['report']}")
     if "engine" in report:
         lines.append(f"engine {report['engine']['file']} (from {report['engine']['from']})")
     if "triton_repo" in report:
