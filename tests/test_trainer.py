@@ -191,6 +191,19 @@ def test_stage2_step_trains_a_map_level_generator():
 
 # -- config -----------------------------------------------------------------------------------
 
+def test_config_refuses_a_key_given_twice(tmp_path):
+    text = (REPO / "configs" / "tiny.yaml").read_text()
+    assert config.load(REPO / "configs" / "tiny.yaml").stage1.batch_size != 64  # the default it would fall back to
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(text + "\nstage1: {epochs: 3}\n")  # PyYAML alone keeps this block and drops the first
+    with pytest.raises(ConfigError, match="key 'stage1' is given twice in one mapping"):
+        config.load(twice)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("name: n\nstage1:\n  epochs: 2\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match="key 'epochs' is given twice"):
+        config.load(nested)
+
+
 def test_config_rejects_unknown_and_mistyped_options(tmp_path):
     with pytest.raises(ConfigError, match="unknown option.*epoch"):
         config.from_dict({"stage1": {"epoch": 3}})

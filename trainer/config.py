@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional, Sequence, Type, TypeVar
 
-from fsrfer_edge.errors import ConfigError
+from fsrfer_edge.errors import ConfigError, one_line
 from fsrfer_edge.preprocessing import FACTORS
 
 T = TypeVar("T")
@@ -391,10 +391,28 @@ def load(path: str | Path) -> TrainConfig:
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist; see configs/ for examples")
     try:
-        d = yaml.safe_load(p.read_text()) or {}
+        d = yaml.load(p.read_text(), Loader=_unique_keys_loader(yaml)) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({exc})") from exc
+        raise ConfigError(f"{p}: not valid YAML ({one_line(exc)})") from exc
     return from_dict(d, str(p))
+
+
+def _unique_keys_loader(yaml: Any) -> Any:
+    """PyYAML's SafeLoader, except that a key given twice in one mapping is an error: PyYAML keeps the last,
+    so a second ``stage1:`` block would silently drop every option of the first."""
+    class UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc, name-defined]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice in one mapping (the second would replace the "
+                        "first); expected each option once", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 DEVICES = ("auto", "cpu", "cuda")
