@@ -5,6 +5,7 @@ so a killed process never leaves a half-written model, engine, checkpoint or rep
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -69,10 +70,23 @@ def check_output_path(path: PathLike, what: str = "output") -> Path:
         if parent.exists():
             if not parent.is_dir():
                 raise InputError(f"{what} {p}: {parent} is a file, not a folder; expected a path in a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
+            if not os.access(parent, os.W_OK | os.X_OK) or (parent == p.parent and not _can_create_in(parent)):
                 raise InputError(f"{what} {p}: the folder {parent} is not writable; choose another path")
             break
     return p
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``, tried for real: ``os.access`` says yes to root everywhere,
+    /proc and read-only mounts included. The probe file is removed at once."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return True
 
 
 def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
@@ -88,7 +102,10 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create the folder of {path} ({exc.strerror or exc}); choose another path") from exc
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # a folder that refuses new files (read-only mount, /proc), found only on writing
+        raise InputError(f"cannot write {path} ({exc.strerror or exc}); choose another path") from exc
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

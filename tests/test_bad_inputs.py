@@ -571,22 +571,27 @@ def test_usage_errors_are_one_line(prog: str, argv: list[str], capsys: pytest.Ca
 
 
 @pytest.mark.parametrize("flag", ["--out", "--json"])
-@pytest.mark.parametrize("where", ["dir", "under_file"])
+@pytest.mark.parametrize("where", ["dir", "under_file", "refuses_files"])
 def test_cli_crowd_output_paths_refused_before_work(tmp_path: Path, flag: str, where: str,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     pil = pytest.importorskip("PIL.Image")
     from fsrfer_edge import crowd_cli
+
+    if where == "refuses_files" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc: a folder that refuses new files even to root (os.access says yes to root) is Linux's")
 
     image = tmp_path / "in.png"
     pil.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
     (tmp_path / "file.txt").write_text("x")
     folder = tmp_path / "d.png" if flag == "--out" else tmp_path / "d.json"
     folder.mkdir()
-    bad = folder if where == "dir" else tmp_path / "file.txt" / ("o.png" if flag == "--out" else "o.json")
+    name = "o.png" if flag == "--out" else "o.json"
+    bad = {"dir": folder, "under_file": tmp_path / "file.txt" / name, "refuses_files": Path("/proc") / name}[where]
     argv = [str(image), "--out", str(tmp_path / "o.png"), "--json", str(tmp_path / "o.json")]
     argv[argv.index(flag) + 1] = str(bad)
     line = run_cli(crowd_cli.main, argv, capsys)
     assert flag in line and not (tmp_path / "o.png").exists() and not (tmp_path / "o.json").exists()
+    assert where != "refuses_files" or "is not writable" in line
 
 
 def test_fsrfer_train_resume_removes_a_killed_writes_leftover(tmp_path: Path) -> None:
