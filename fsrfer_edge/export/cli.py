@@ -314,13 +314,28 @@ def _check_tensorrt_files(stage: Path, report: dict[str, Any]) -> None:
                 "float_layers": len(checked.float_layers)}
 
 
+# --check-trt's error line names at most this many problems (a graph with the same fault at every node has hundreds).
+MAX_ERRORS_SHOWN = 10
+
+
 def check_trt_main(path: Path) -> int:
     """``fsrfer-export --check-trt FILE``: print the report; 0 when the file passes, else 2."""
+    from .engine import refuse_non_tensorrt_int8
+    from .onnx_export import load_onnx, read_model_info
     from .trt_check import check_file
 
+    model = load_onnx(path)
+    try:
+        info = read_model_info(model)
+        int8, declared = info.precision == "int8", info.int8_scheme
+    except ModelError:  # an ONNX file from elsewhere: its graph alone says whether it is INT8
+        int8, declared = False, None
+    refuse_non_tensorrt_int8(path, model, int8, declared)  # one line, not one error per quantized node
     report = check_file(path)
     if not report.ok:
-        raise ModelError(f"{report.file} would not build in TensorRT: " + "; ".join(report.errors))
+        shown = list(dict.fromkeys(report.errors))  # the same problem in several TensorRT versions: once
+        more = f"; and {len(shown) - MAX_ERRORS_SHOWN} more" if len(shown) > MAX_ERRORS_SHOWN else ""
+        raise ModelError(f"{report.file} would not build in TensorRT: " + "; ".join(shown[:MAX_ERRORS_SHOWN]) + more)
     print(report.summary())
     return 0
 

@@ -122,19 +122,33 @@ def engine_path_for(onnx_path: PathLike, out_dir: PathLike, key: EngineKey) -> P
 
 def _read_info(onnx_path: Path) -> ModelInfo:
     from .onnx_export import load_onnx, read_model_info
-    from .quantize import scheme_of
 
     model = load_onnx(onnx_path)
     info = read_model_info(model)
-    if info.precision == "int8":
-        scheme = info.int8_scheme or scheme_of(model)
-        if scheme != "s8s8" or scheme_of(model) != "s8s8":
-            sibling = onnx_path.with_name(f"{model_stem(onnx_path)}.int8-s8s8.onnx")
-            raise ModelError(
-                f"{onnx_path.name} is an INT8 file of scheme {scheme!r} (asymmetric uint8 activations, made for "
-                f"ONNX Runtime CPU); TensorRT needs symmetric int8 activations. Build the engine from the s8s8 "
-                f"file instead: fsrfer-export --engine {sibling} (make it with --int8 --int8-target tensorrt)")
+    refuse_non_tensorrt_int8(onnx_path, model, info.precision == "int8", info.int8_scheme)
     return info
+
+
+def refuse_non_tensorrt_int8(onnx_path: Path, model: Any, int8: bool = False, declared: Optional[str] = None) -> None:
+    """Raise ModelError, in one line naming the file to use instead, when ``model`` is an INT8 model (by its
+    Q/DQ nodes, or ``int8`` from its metadata, with the ``declared`` scheme) whose scheme TensorRT cannot take.
+    A float model and an s8s8 one pass.
+
+    Raises:
+        ModelError: the model's activations are not symmetric int8 (u8s8, ONNX Runtime CPU's scheme).
+    """
+    from .quantize import scheme_of
+
+    found = scheme_of(model)
+    if not (int8 or found):
+        return
+    scheme = declared or found
+    if scheme != "s8s8" or found != "s8s8":
+        sibling = onnx_path.with_name(f"{model_stem(onnx_path)}.int8-s8s8.onnx")
+        raise ModelError(
+            f"{onnx_path.name} is an INT8 file of scheme {scheme!r} (asymmetric uint8 activations, made for "
+            f"ONNX Runtime CPU); TensorRT needs symmetric int8 activations. Use the s8s8 file instead: "
+            f"{sibling} (made with --int8 --int8-target tensorrt)")
 
 
 def build_engine(onnx_path: PathLike, out_dir: PathLike, min_batch: int = 1, opt_batch: int = 32,
