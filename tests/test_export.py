@@ -334,12 +334,14 @@ def _real_tensorrt() -> bool:
 def test_engine_without_tensorrt(work: Path, variants: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = cli.main([str(variants / "tiny.fp32.onnx"), "--engine", "--out-dir", str(tmp_path / "e"), "-q"])
     err = capsys.readouterr().err
-    assert rc != 0 and "TensorRT is not installed here" in err and "fsrfer-export --engine MODEL.onnx" in err
-    # From a checkpoint: the ONNX files are written first, then the engine step fails the same way.
+    assert rc != 0 and "TensorRT is not installed here" in err and "fsrfer-export --engine tiny.fp32.onnx" in err
+    # From a checkpoint: refused before the export (it used to write the ONNX files, then fail without
+    # saying so), naming the file the engine would be built from and how to get the ONNX files alone.
     out = tmp_path / "o"
     assert cli.main([str(work / "tiny.pt"), "--out-dir", str(out), "--fp16", "--engine", "-q"]) == 2
-    assert "TensorRT is not installed" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["tiny.fp16.onnx", "tiny.fp32.onnx", "tiny.report.json"]
+    err = capsys.readouterr().err
+    assert "TensorRT is not installed" in err and "--engine tiny.fp16.onnx" in err and "leave out --engine" in err
+    assert not out.exists()
 
 
 def test_engine_refuses_u8s8_before_needing_tensorrt(variants: Path, tmp_path: Path) -> None:

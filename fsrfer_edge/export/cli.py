@@ -356,6 +356,19 @@ def run(opts: ExportOptions) -> dict[str, Any]:
         FsrferError: see :func:`export_checkpoint` and :func:`fsrfer_edge.export.engine.build_engine`.
     """
     _validate(opts)
+    if opts.engine and opts.triton_repo is None and opts.source.suffix != ".onnx":
+        # Before the export, not after it: without TensorRT the run would write ONNX files and then fail.
+        # (With --triton-repo the ONNX-only repository is still written, as documented.)
+        from .engine import import_tensorrt
+
+        try:
+            from .quantize import TARGETS
+
+            # The first of ENGINE_PREFERENCE this run writes, which the engine would be built from.
+            variant = "int8-s8s8" if opts.int8 and "s8s8" in TARGETS[opts.int8_target] else "fp16" if opts.fp16 else "fp32"
+            import_tensorrt(opts.out_dir / f"{opts.name or opts.source.stem}.{variant}.onnx")
+        except BackendUnavailable as exc:
+            raise BackendUnavailable(f"{exc}. Here, leave out --engine to write the ONNX files only") from exc
     report = None if opts.source.suffix == ".onnx" else export_checkpoint(opts)
     if opts.engine:
         from .engine import build_engine

@@ -41,20 +41,24 @@ PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_WORKSPACE_MB = 1024
 
 
-def _no_tensorrt(why: str) -> BackendUnavailable:
+def _no_tensorrt(why: str, onnx: Optional[PathLike] = None) -> BackendUnavailable:
+    name = Path(onnx).name if onnx is not None else "MODEL.onnx"
     return BackendUnavailable(
         f"TensorRT is not installed here ({why}). Engines are tied to the GPU and TensorRT version that "
-        "build them, so build on the device that runs them: copy MODEL.onnx to the Jetson/GPU machine "
+        f"build them, so build on the device that runs them: copy {name} to the Jetson/GPU machine "
         "(TensorRT comes with JetPack there, or pip install tensorrt on a desktop GPU) and run "
-        "`fsrfer-export --engine MODEL.onnx` on it"
+        f"`fsrfer-export --engine {name}` on it"
     )
 
 
-def import_tensorrt() -> ModuleType:
+def import_tensorrt(onnx: Optional[PathLike] = None) -> ModuleType:
     """Import TensorRT, or raise BackendUnavailable telling where to build instead.
 
     The builder's helpers import ``tensorrt`` themselves (so mypy checks their calls against the
     stubs); :func:`build_engine` calls this first, so those imports never fail.
+
+    Args:
+        onnx: the ONNX file an engine is wanted for, named in the message (default: a placeholder).
 
     Raises:
         BackendUnavailable: TensorRT is missing (type stubs alone, e.g. ``tensorrt-stubs``, make
@@ -63,9 +67,9 @@ def import_tensorrt() -> ModuleType:
     try:
         import tensorrt as trt
     except ImportError as exc:
-        raise _no_tensorrt(f"import tensorrt failed: {exc}") from exc
+        raise _no_tensorrt(f"import tensorrt failed: {exc}", onnx) from exc
     if not hasattr(trt, "Builder"):
-        raise _no_tensorrt("only type stubs or an empty 'tensorrt' package were found")
+        raise _no_tensorrt("only type stubs or an empty 'tensorrt' package were found", onnx)
     return trt
 
 
@@ -182,7 +186,7 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, min_batch: int = 1, opt
     onnx_path = Path(onnx_path)
     source = Path(source_onnx) if source_onnx is not None else onnx_path
     info = _read_info(onnx_path)
-    trt_version = str(import_tensorrt().__version__)
+    trt_version = str(import_tensorrt(source).__version__)
     with on_device(device) as gpu:  # TensorRT builds for the current device
         key = EngineKey(trt_version, gpu.compute_capability, info.precision,
                         int(min_batch), int(opt_batch), int(max_batch), gpu.key)
