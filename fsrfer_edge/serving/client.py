@@ -219,8 +219,11 @@ class TritonClientBackend(Backend):
         except self._lib_exception() as exc:
             if self._unavailable(exc):
                 raise
+            names = self._model_names(client)
+            served = (f"models: {names}" if names is not None else "its model list could not be read: the server "
+                      "restricts its repository API, as fsrfer-serve's PyTriton does")
             raise ModelError(f"{self.endpoint} has no loaded model {self.model_name!r} ({exc}); expected the name "
-                             f"it serves (models: {self._model_names(client)})") from exc
+                             f"it serves ({served})") from exc
         if not isinstance(cfg, dict):
             raise ModelError(f"{self.endpoint}: unexpected model config {cfg!r} for {self.model_name!r}")
         return cfg
@@ -230,12 +233,14 @@ class TritonClientBackend(Backend):
         exc_type: type[BaseException] = utils.InferenceServerException
         return exc_type
 
-    def _model_names(self, client: Any) -> list[str]:
+    def _model_names(self, client: Any) -> Optional[list[str]]:
+        """The models the server lists, or None where it would not list them (not an empty list: that would
+        read as "serves nothing")."""
         try:
             index = client.get_model_repository_index(**({} if self.protocol == "http" else {"as_json": True}))
         except Exception as exc:  # noqa: BLE001 - only used to improve an error message
             logger.debug("listing the server's models failed: %s", exc)
-            return []
+            return None
         rows = index if isinstance(index, list) else index.get("models", [])
         return sorted(str(r.get("name")) for r in rows if isinstance(r, dict))
 

@@ -78,9 +78,9 @@ def _numpy_problem() -> Optional[str]:
             return (f"nvidia-pytriton {version} requires numpy{req.specifier}, but this Python "
                     f"({sys.executable}) has numpy {np.__version__}. PyTriton's Python backend stub is compiled "
                     "for the numpy 1.x ABI and returns empty outputs under numpy 2. Run the server from an "
-                    "environment with numpy<2 (clients may keep numpy 2), e.g.: python -m venv "
-                    "--system-site-packages ~/.venvs/fsrfer-serve && ~/.venvs/fsrfer-serve/bin/pip install "
-                    "'numpy<2' && ~/.venvs/fsrfer-serve/bin/python -m fsrfer_edge.serving.cli ...")
+                    "environment with numpy<2 (clients may keep numpy 2), e.g., in the fsrfer-edge checkout: "
+                    "python -m venv ~/.venvs/fsrfer-serve && ~/.venvs/fsrfer-serve/bin/pip install 'numpy<2' -e "
+                    "'.[serve]' && ~/.venvs/fsrfer-serve/bin/fsrfer-serve ...")
     return None
 
 
