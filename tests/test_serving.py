@@ -126,8 +126,12 @@ def test_client_side_errors(server: ServerProcess) -> None:
             remote.predict_logits(np.zeros((2, 48, 48), dtype=np.float32))
         with pytest.raises(InputError, match="empty"):
             remote.predict([])
-    with pytest.raises(ModelError, match="no loaded model 'nope'"):
+    with pytest.raises(ModelError, match="no loaded model 'nope'") as wrong:
         RemoteRecognizer(server.http_url, model_name="nope")
+    # PyTriton restricts the repository index: its list is unknown, not empty (the model is there).
+    assert "models: []" not in str(wrong.value) and "could not be read" in str(wrong.value)
+    with pytest.raises(ServerUnavailable, match="did not answer in HTTP.*protocol='grpc'"):
+        RemoteRecognizer(server.grpc_url, timeout_s=5)  # the gRPC port, spoken to in HTTP
     with pytest.raises(InputError, match="protocol"):
         RemoteRecognizer(server.http_url, protocol="websocket")
     with pytest.raises(InputError, match="HOST:PORT"):

@@ -193,6 +193,11 @@ class TritonClientBackend(Backend):
                 raise
             except Exception as exc:  # noqa: BLE001 - tritonclient/gevent/grpc raise many unrelated types
                 why = self._unavailable(exc)
+                if why is None and self.protocol == "http" and "ParseError" in type(exc).__name__:
+                    # gevent's HTTP parser on a reply that is not HTTP: another protocol on this port, not the model.
+                    raise ServerUnavailable(
+                        f"{self.endpoint} did not answer in HTTP ({type(exc).__name__}: {exc}); expected Triton's "
+                        "HTTP port (8000 by default). Is this its gRPC port (8001)? Then pass protocol='grpc'") from exc
                 if why is None:
                     raise RemoteError(f"{self.endpoint} model {self.model_name!r} answered with an error: "
                                       f"{type(exc).__name__}: {exc}") from exc
