@@ -271,6 +271,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.max_frames is not None and args.max_frames < 1:
             raise InputError(f"--max-frames {args.max_frames}; expected a positive integer")
         kind = input_kind(args.input)
+        if kind == "image" and args.max_frames is not None:
+            raise InputError(f"--max-frames applies to a video or a camera; {args.input} is an image (drop it)")
         check_output(kind, args.out)
         check_output_path(args.out, "--out")  # a folder, or a path under a file: refused before any work
         if args.json is not None:

@@ -310,6 +310,7 @@ def test_cli_video_writes_annotated_video_and_json(scene: crowd_bench.Scene, tmp
     (["{img}", "--out", "o.mp4"], "needs an image output"),
     (["{video}", "--out", "o.png"], "needs a video output"),
     (["{img}", "--out", "o.png", "--scale", "0"], "--scale"),
+    (["{img}", "--out", "o.png", "--max-frames", "3"], "--max-frames applies to a video or a camera"),
 ])
 def test_cli_bad_input_exits_2_with_a_message(args: list[str], words: str, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
