@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -92,24 +92,48 @@ def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: boo
     box = draw.textbbox((4, 4), head, font=font)
     draw.rectangle(box, fill=(0, 0, 0))
     draw.text((4, 4), head, fill=(255, 255, 255), font=font)
-    _legend(draw, font, size, img.height, result.classes, labels)
+    _legend(draw, font, size, img.width, img.height, result.classes, labels)
     return np.asarray(img)
 
 
-def _legend(draw: Any, font: Any, size: int, height: int, classes: Sequence[str], labels: bool) -> None:
-    """One line at the bottom: a colour swatch per expression, and what the number after a label means."""
-    x, y = 4, height - size - 6
-    parts = [(c, COLOURS.get(c, (255, 255, 255))) for c in classes]
-    note = "  label p = expression probability" if labels else ""
-    width = sum(draw.textlength(c, font=font) + size + 10 for c, _ in parts) + draw.textlength(note, font=font)
-    draw.rectangle([0, y - 3, x + width + 4, height], fill=(0, 0, 0))
-    for name, colour in parts:
-        draw.rectangle([x, y + 2, x + size - 2, y + size], fill=colour)
-        x += size + 2
-        draw.text((x, y), name, fill=colour, font=font)
-        x += int(draw.textlength(name, font=font)) + 8
-    if note:
-        draw.text((x, y), note, fill=(255, 255, 255), font=font)
+LegendItem = tuple[str, Optional[tuple[int, int, int]], float]  # text, swatch colour (None: text only), width
+
+
+def legend_lines(textlength: Callable[[str], float], size: int, width: int, classes: Sequence[str],
+                 labels: bool) -> list[list[LegendItem]]:
+    """The legend's items, wrapped into lines that fit ``width`` pixels (``textlength``: a text's width)."""
+    items: list[tuple[str, Optional[tuple[int, int, int]]]] = [(c, COLOURS.get(c, (255, 255, 255))) for c in classes]
+    if labels:
+        items.append(("label p = expression probability", None))
+    lines: list[list[LegendItem]] = [[]]
+    x = 4.0
+    for name, colour in items:
+        w = textlength(name) + (size + 2 if colour is not None else 0) + 8
+        if lines[-1] and x + w > width - 4:
+            lines.append([])
+            x = 4.0
+        lines[-1].append((name, colour, w))
+        x += w
+    return lines
+
+
+def _legend(draw: Any, font: Any, size: int, width: int, height: int, classes: Sequence[str], labels: bool) -> None:
+    """At the bottom: a colour swatch per expression, and what the number after a label means, in as many
+    lines as the frame's width needs (one on a wide frame)."""
+    lines = legend_lines(lambda text: float(draw.textlength(text, font=font)), size, width, classes, labels)
+    line_h = size + 6
+    top = height - line_h * len(lines)
+    widest = max(sum(w for _, _, w in line) for line in lines)
+    draw.rectangle([0, top - 3, min(width, 4 + widest + 4), height], fill=(0, 0, 0))
+    for i, line in enumerate(lines):
+        x, y = 4.0, top + i * line_h
+        for name, colour, w in line:
+            if colour is not None:
+                draw.rectangle([x, y + 2, x + size - 2, y + size], fill=colour)
+                draw.text((x + size + 2, y), name, fill=colour, font=font)
+            else:
+                draw.text((x, y), name, fill=(255, 255, 255), font=font)
+            x += w
 
 
 # --------------------------------------------------------------------------------------------

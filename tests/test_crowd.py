@@ -506,7 +506,7 @@ def test_cli_json_names_both_scores_and_the_image_has_a_legend(rec: Recognizer, 
     assert face["det_score"] == 0.9 and "score" not in face
     assert face["expr_score"] == pytest.approx(max(face["probs"].values()), abs=1e-4)
     drawn = crowd_cli.annotate(frame, result)
-    bottom = {tuple(c) for c in drawn[-12:].reshape(-1, 3)}
+    bottom = {tuple(c) for c in drawn[-40:].reshape(-1, 3)}  # the legend: two lines on a 400 px frame
     assert {crowd_cli.COLOURS[c] for c in result.classes} <= bottom  # one swatch per expression
     assert crowd_cli.count_faces(1) == "1 face" and crowd_cli.count_faces(0) == "0 faces"
     src = tmp_path / "one.png"
@@ -519,3 +519,16 @@ def test_cli_json_names_both_scores_and_the_image_has_a_legend(rec: Recognizer, 
     doc = json.loads((tmp_path / "o.json").read_text())
     assert doc["summary"]["n_faces"] == 1 and {"det_score", "expr_score"} <= set(doc["faces"][0])
     assert read_image(tmp_path / "o.png").shape == (512, 512, 3)
+
+
+def test_legend_wraps_to_the_frame_width() -> None:
+    from fsrfer_edge.crowd_cli import legend_lines
+
+    classes = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    width = lambda text: 6.0 * len(text)  # noqa: E731 - 6 px a character
+    wide = legend_lines(width, 10, 2000, classes, labels=True)
+    assert len(wide) == 1 and [name for name, _, _ in wide[0]][-1] == "label p = expression probability"
+    for frame_width in (480, 200):
+        lines = legend_lines(width, 10, frame_width, classes, labels=True)
+        assert len(lines) > 1 and [n for line in lines for n, _, _ in line][:7] == list(classes)
+        assert all(4 + sum(w for _, _, w in line) <= frame_width - 4 for line in lines if len(line) > 1)
