@@ -95,6 +95,9 @@ def degrade(img: np.ndarray, factor: int, kernel: str = "bicubic") -> np.ndarray
     if not isinstance(factor, (int, np.integer)) or factor < 1:
         raise InputError(f"down-sample factor must be an integer >= 1, got {factor!r}")
     h, w = img.shape[-2:]
+    if factor > min(h, w):  # it would be read as a 1-pixel face whatever the factor, and reported as xFACTOR
+        raise InputError(f"down-sample factor {factor} on {h}x{w} faces leaves less than one pixel; expected a factor "
+                         f"from 1 to {min(h, w)}")
     if factor == 1:
         return img.astype(np.float32)
     small = (max(1, round(h / factor)), max(1, round(w / factor)))

@@ -254,3 +254,10 @@ def test_stage1_rotate_scale_reach_training_augmentation():
                                   augment_hr(x, np.random.default_rng(0), erase=1.0))
     off = dataclasses.replace(cfg, stage1=dataclasses.replace(cfg.stage1, augment=False, rotate=15.0))
     assert _augment(off, x, np.random.default_rng(0)) is x
+
+
+def test_a_factor_beyond_the_face_is_refused():
+    faces = np.random.default_rng(0).integers(0, 256, (2, 48, 48)).astype(np.uint8)
+    assert degrade(faces, 48).shape == (2, 48, 48)  # a 1-pixel face: the smallest there is
+    with pytest.raises(InputError, match="factor 100 on 48x48 faces leaves less than one pixel; expected a factor from 1 to 48"):
+        degrade(faces, 100)
