@@ -21,6 +21,7 @@ from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from trainer.cli import positive_minutes  # noqa: E402  (fsrfer-train's own check; imports no torch)
 
 
 def extract_hr(src: Path, dst: Path, cfg: object) -> None:
@@ -47,7 +48,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--out", required=True, help="run folder (outside the checkout; resumable)")
     ap.add_argument("--steps", default="stage2,ablations,baselines,eval")
     ap.add_argument("--seed", type=int, help="override the config's seed (stage 2 and baselines)")
-    ap.add_argument("--time-budget", type=float, metavar="MIN")
+    ap.add_argument("--time-budget", type=positive_minutes, metavar="MIN", help="minutes > 0 (default: no limit)")
     ap.add_argument("--json", help="copy OUT/eval/<split>/results.json here when finished")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -36,7 +36,8 @@ def _factors(text: str) -> tuple[int, ...]:
     return fs
 
 
-def _minutes(text: str) -> float:
+def positive_minutes(text: str) -> float:
+    """argparse type of --time-budget: minutes > 0 (leaving the option out is no limit)."""
     try:
         v = float(text)
     except ValueError:
@@ -75,7 +76,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--seed", type=int, metavar="N", help="override the config's seed (every step)")
     ap.add_argument("--steps", default=",".join(DEFAULT_STEPS),
                     help=f"comma-separated subset of {','.join(STEPS)} (default: all but eval-test)")
-    ap.add_argument("--time-budget", type=_minutes, metavar="MIN",
+    ap.add_argument("--time-budget", type=positive_minutes, metavar="MIN",
                     help="stop cleanly at the first epoch end after MIN minutes (continue later with --resume)")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"),
                     help="train on this device (overrides the config's 'device', default auto: cuda when torch "
