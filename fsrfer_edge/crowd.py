@@ -32,7 +32,7 @@ import numpy as np
 
 from .detection import Detection, FaceDetector, as_rgb_frame, create_detector
 from .detection.frames import read_image, require_cv2
-from .errors import InputError
+from .errors import InputError, one_line
 from .preprocessing import to_uint8_pixels
 from .recognizer import Recognizer
 
@@ -252,7 +252,9 @@ class CrowdAnalyzer:
         Args:
             frame: an HxWx3 uint8 RGB array (gray and RGBA are converted) or an image file path.
             boxes: optional face boxes (x0, y0, x1, y1) to use instead of running the detector
-                ("boxes in, results out"); their score is 1.0.
+                ("boxes in, results out": one result per box, in order); their score is 1.0. A box partly
+                outside the frame is clipped to it (the result's box says where); one with nothing inside
+                the frame, an inverted or empty one is refused.
 
         Returns:
             A :class:`CrowdResult`; no faces gives empty ``faces`` and zero counts.
@@ -315,7 +317,9 @@ class CrowdAnalyzer:
         """
         frames = iter_frames(source)
         if max_frames is not None:
-            frames = itertools.islice(frames, int(_number("max_frames", max_frames, 1)))
+            if isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer)) or max_frames < 1:
+                raise InputError(f"max_frames={max_frames!r}; expected an integer >= 1 (None: until the source ends)")
+            frames = itertools.islice(frames, int(max_frames))
         if not pipeline:
             for i, rgb in enumerate(frames):
                 t0 = time.perf_counter()
@@ -328,11 +332,17 @@ class CrowdAnalyzer:
                 return
             pending = pool.submit(self._timed_detect, current)
             for i in itertools.count():
-                upcoming = next(frames, None)
+                failed: Optional[Exception] = None
+                try:
+                    upcoming = next(frames, None)
+                except Exception as exc:  # a source that fails at frame t+1: frame t is still answered first,
+                    failed, upcoming = exc, None  # as frame by frame does
                 dets, detect_ms = pending.result()
                 if upcoming is not None:
                     pending = pool.submit(self._timed_detect, upcoming)
                 yield self._recognize(current, dets, i, detect_ms)
+                if failed is not None:
+                    raise failed
                 if upcoming is None:
                     return
                 current = upcoming
@@ -359,11 +369,26 @@ class CrowdAnalyzer:
 
 
 def _given_boxes(boxes: Sequence[Sequence[float]], shape: tuple[int, ...]) -> list[Detection]:
+    """The caller's boxes as detections, one per box and in order (clipped to the frame), or InputError."""
     from .detection.base import clean_detections
 
-    arr = np.asarray(boxes, dtype=np.float64) if len(boxes) else np.zeros((0, 4))
+    expected = "expected N boxes of 4 finite numbers (x0, y0, x1, y1) in frame pixels, e.g. [(10, 20, 58, 68)]"
+    if not isinstance(boxes, (list, tuple, np.ndarray)):
+        raise InputError(f"boxes is a {type(boxes).__name__}; {expected} as a list, tuple or (N, 4) array")
+    try:
+        arr = np.asarray(boxes, dtype=np.float64) if len(boxes) else np.zeros((0, 4))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"boxes could not be read as numbers ({one_line(exc)[:120]}); {expected}") from exc
     if arr.ndim != 2 or arr.shape[1] != 4:
-        raise InputError(f"boxes has shape {arr.shape}; expected (N, 4) as (x0, y0, x1, y1) in frame pixels")
+        raise InputError(f"boxes has shape {arr.shape}; {expected}")
+    h, w = shape[:2]
+    for i, (x0, y0, x1, y1) in enumerate(arr.tolist()):
+        if not all(np.isfinite((x0, y0, x1, y1))):
+            raise InputError(f"box {i} is {(x0, y0, x1, y1)}; {expected}")
+        if x1 <= x0 or y1 <= y0:
+            raise InputError(f"box {i} is {(x0, y0, x1, y1)}: inverted or empty; expected x1 > x0 and y1 > y0")
+        if min(x1, w) - max(x0, 0.0) < 1.0 or min(y1, h) - max(y0, 0.0) < 1.0:
+            raise InputError(f"box {i} is {(x0, y0, x1, y1)}: less than a pixel of it lies in the {w}x{h} frame")
     return clean_detections([Detection((b[0], b[1], b[2], b[3]), 1.0) for b in arr], shape, "boxes=")
 
 

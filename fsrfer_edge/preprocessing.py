@@ -213,9 +213,10 @@ DEFAULT_PREPROCESSING = Preprocessing()
 def _split_faces(faces: FaceInput) -> Iterable[np.ndarray]:
     if isinstance(faces, np.ndarray):
         faces = unmasked(faces, "faces")
-        if faces.ndim == 2 or (faces.ndim == 3 and faces.shape[-1] in (1, 3, 4)):
-            # One HxW or HxWxC image. An NxHxW stack of faces 1, 3 or 4 pixels wide would be
-            # ambiguous; no detector produces those, so a last axis of 1/3/4 means channels.
+        if faces.ndim == 2 or (faces.ndim == 3 and faces.shape[-1] in (1, 2, 3, 4)):
+            # One HxW or HxWxC image. An NxHxW stack of faces 1 to 4 pixels wide would be ambiguous; no
+            # detector produces those, so a last axis of 1 to 4 means channels (2: gray + alpha, refused
+            # as such below rather than read as H faces two pixels wide).
             return [faces]
         if faces.ndim == 3 or faces.ndim == 4:
             return list(faces)
@@ -309,7 +310,7 @@ def check_pixels(image: np.ndarray, what: str = "image") -> None:
     image = unmasked(image, what)
     if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
         # A 16-bit image spans 0..65535: clipping it to 255 would turn it white, so it is scaled instead.
-        hint = ("Scale a 16-bit image with (image >> 8).astype(np.uint8)" if image.dtype == np.uint16
+        hint = ("Scale a 16-bit image with (image >> 8).astype(np.uint8)" if image.dtype.kind == "u" and image.dtype.itemsize == 2
                 else "Convert with np.clip(image, 0, 255).astype(np.uint8)")
         raise InputError(f"{what} has dtype {image.dtype}; expected uint8, or float in [0, 255]. {hint}")
     if image.ndim >= 2 and (image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS
@@ -324,7 +325,8 @@ def check_pixels(image: np.ndarray, what: str = "image") -> None:
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise InputError(f"{what} contains NaN or infinite values; expected pixel values in [0, 255]")
     if lo < 0.0 or hi > 255.0:
-        raise InputError(f"{what} has float values in [{lo:g}, {hi:g}]; expected floats in [0, 255] (or uint8). "
+        raise InputError(f"{what} has float values in [{lo:.9g}, {hi:.9g}] ({'below 0' if lo < 0.0 else 'above 255'}); "
+                         "expected floats in [0, 255] (or uint8). "
                          "Clip with np.clip(image, 0, 255)")
     if 0.0 < hi <= 1.0:
         raise InputError(f"{what} is float with every value in [0, 1] (max {hi:g}); it looks scaled to [0, 1], "

@@ -156,7 +156,7 @@ def test_image_paths_and_unreadable_files(analyzer: CrowdAnalyzer, scene: crowd_
 
 def test_bad_boxes_and_options(analyzer: CrowdAnalyzer, rec: Recognizer) -> None:
     frame = np.zeros((20, 20, 3), np.uint8)
-    with pytest.raises(InputError, match=r"expected \(N, 4\)"):
+    with pytest.raises(InputError, match=r"shape \(1, 3\); expected N boxes of 4"):
         analyzer.analyze(frame, boxes=[(1, 2, 3)])
     assert analyzer.analyze(frame, boxes=[]).faces == ()
     with pytest.raises(InputError, match="margin"):
@@ -532,3 +532,40 @@ def test_legend_wraps_to_the_frame_width() -> None:
         lines = legend_lines(width, 10, frame_width, classes, labels=True)
         assert len(lines) > 1 and [n for line in lines for n, _, _ in line][:7] == list(classes)
         assert all(4 + sum(w for _, _, w in line) <= frame_width - 4 for line in lines if len(line) > 1)
+
+
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_a_failing_source_keeps_every_frame_before_it(analyzer: CrowdAnalyzer, pipeline: bool) -> None:
+    img = np.zeros((32, 32, 3), np.uint8)
+
+    def camera():
+        yield img
+        yield img
+        raise RuntimeError("camera unplugged")
+
+    got = []
+    with pytest.raises(RuntimeError, match="camera unplugged"):
+        for r in analyzer.analyze_stream(camera(), pipeline=pipeline):
+            got.append(r.frame_index)
+    assert got == [0, 1]  # pipelined, frame 1 was detected before frame 2 failed: it is still answered
+    got = []
+    with pytest.raises(InputError, match="frame 1"):
+        for r in analyzer.analyze_stream([img, np.zeros((10, 10), np.int64)], pipeline=pipeline):
+            got.append(r.frame_index)
+    assert got == [0]
+    with pytest.raises(InputError, match="max_frames=1.5; expected an integer >= 1"):
+        next(analyzer.analyze_stream([img], max_frames=1.5))  # type: ignore[arg-type]
+
+
+def test_given_boxes_give_one_result_each_or_a_clear_error(analyzer: CrowdAnalyzer) -> None:
+    img = np.zeros((64, 64, 3), np.uint8)
+    r = analyzer.analyze(img, boxes=[[-5, -5, 20, 20], [10, 10, 30, 30]])
+    assert [f.box for f in r.faces] == [(0.0, 0.0, 20.0, 20.0), (10.0, 10.0, 30.0, 30.0)]  # clipped, in order
+    for boxes, words in (([[0, 0, 10, 10], [1, 2, 3]], "could not be read as numbers"),
+                         ([["a", "b", "c", "d"]], "could not be read as numbers"),
+                         ((b for b in [[0, 0, 10, 10]]), "boxes is a generator"),
+                         ([[0, 0, 20, 20], [30, 30, 10, 10]], "box 1 is .*inverted or empty"),
+                         ([[100, 100, 120, 120]], "less than a pixel of it lies in the 64x64 frame"),
+                         ([[float("nan"), 0, 10, 10]], "box 0 is .*4 finite numbers")):
+        with pytest.raises(InputError, match=words):
+            analyzer.analyze(img, boxes=boxes)  # type: ignore[arg-type]

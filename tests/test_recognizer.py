@@ -512,3 +512,16 @@ def test_one_session_asks_for_nothing(tmp_path: Path) -> None:
     with pytest.raises(FsrferError) as info:   # the engine is refused as an engine, not for sessions=1
         Recognizer(engine, sessions=1)
     assert "sessions=" not in str(info.value)
+
+
+def test_a_two_channel_image_is_one_face_refused_not_a_stack_of_faces() -> None:
+    from fsrfer_edge import InputError, Recognizer
+
+    with Recognizer() as rec:
+        for faces in (np.zeros((40, 40, 2), np.uint8), [np.zeros((40, 40, 2), np.uint8)]):
+            with pytest.raises(InputError, match=r"shape \(40, 40, 2\) \(2 channels\)"):
+                rec.predict(faces)
+        with pytest.raises(InputError, match=r"255.000107.*above 255"):
+            rec.predict(np.full((4, 4), 255.0001, np.float32))
+        with pytest.raises(InputError, match=r"dtype >u2.*\(image >> 8\)"):
+            rec.predict(np.full((4, 4), 4000, ">u2"))
