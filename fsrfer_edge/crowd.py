@@ -227,6 +227,7 @@ class CrowdAnalyzer:
         if recognizer is not None and not isinstance(recognizer, Recognizer):
             raise InputError(f"recognizer is a {type(recognizer).__name__}; expected a fsrfer_edge.Recognizer")
         self._owned: list[Any] = []
+        self._closed = False
         if recognizer is None:
             recognizer = Recognizer(spinning=False)
             self._owned.append(recognizer)
@@ -262,6 +263,7 @@ class CrowdAnalyzer:
         Raises:
             InputError: an unreadable file, an empty frame, wrong dtype/shape, or malformed boxes.
         """
+        self._check_open()
         rgb = self._load(frame)
         t0 = time.perf_counter()
         dets = self._detect(rgb) if boxes is None else _given_boxes(boxes, rgb.shape)
@@ -315,6 +317,7 @@ class CrowdAnalyzer:
             InputError: the video or camera cannot be opened, yields no frame, or a frame is invalid.
             BackendUnavailable: OpenCV is needed for video files and cameras (pip extra ``crowd``).
         """
+        self._check_open()
         frames = iter_frames(source)
         if max_frames is not None:
             if isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer)) or max_frames < 1:
@@ -353,11 +356,20 @@ class CrowdAnalyzer:
 
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:
-        """Close the recogniser and detector this analyzer created; closing twice is fine."""
+        """Close the recogniser and detector this analyzer created (not ones it was given); closing twice is
+        fine. A closed analyzer refuses further work."""
+        self._closed = True
         while self._owned:
             self._owned.pop().close()
 
+    def _check_open(self) -> None:
+        if self._closed:
+            from .backends.base import BackendClosedError
+
+            raise BackendClosedError("this CrowdAnalyzer was closed; create a new one to analyse frames")
+
     def __enter__(self) -> "CrowdAnalyzer":
+        self._check_open()
         return self
 
     def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],

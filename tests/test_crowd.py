@@ -569,3 +569,16 @@ def test_given_boxes_give_one_result_each_or_a_clear_error(analyzer: CrowdAnalyz
                          ([[float("nan"), 0, 10, 10]], "box 0 is .*4 finite numbers")):
         with pytest.raises(InputError, match=words):
             analyzer.analyze(img, boxes=boxes)  # type: ignore[arg-type]
+
+
+def test_a_closed_analyzer_says_so(rec: Recognizer) -> None:
+    from fsrfer_edge.backends.base import BackendClosedError
+
+    a = CrowdAnalyzer(rec, FixedDetector([]))
+    a.close()
+    a.close()  # twice is fine
+    img = np.zeros((16, 16, 3), np.uint8)
+    for use in (lambda: a.analyze(img), lambda: next(a.analyze_stream([img])), lambda: a.__enter__()):
+        with pytest.raises(BackendClosedError, match="this CrowdAnalyzer was closed"):
+            use()
+    assert len(rec.predict(np.zeros((12, 12), np.uint8))) == 1  # the recogniser it was given stays open
