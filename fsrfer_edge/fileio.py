@@ -54,8 +54,10 @@ def files_problem(*paths: PathLike) -> str:
             return f"{path} {problem}"
     return ""
 
-def check_output_path(path: PathLike, what: str = "output") -> Path:
-    """Refuse, before any work is done, an output path that cannot be written as a file.
+def check_output_path(path: PathLike, what: str = "output", probe: bool = True) -> Path:
+    """Refuse, before any work is done, an output path that cannot be written as a file. ``probe``: where
+    its folder exists, create (and remove) a file there to be sure; :func:`atomic_write`, whose own
+    temporary file is that test, leaves it out.
 
     Raises:
         InputError: ``path`` names a directory, lies under a regular file (``a.json/b.json``), or its
@@ -70,7 +72,7 @@ def check_output_path(path: PathLike, what: str = "output") -> Path:
         if parent.exists():
             if not parent.is_dir():
                 raise InputError(f"{what} {p}: {parent} is a file, not a folder; expected a path in a folder")
-            if not os.access(parent, os.W_OK | os.X_OK) or (parent == p.parent and not _can_create_in(parent)):
+            if not os.access(parent, os.W_OK | os.X_OK) or (probe and parent == p.parent and not _can_create_in(parent)):
                 raise InputError(f"{what} {p}: the folder {parent} is not writable; choose another path")
             break
     return p
@@ -97,7 +99,7 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     Raises:
         InputError: ``path`` cannot be written as a file (see :func:`check_output_path`).
     """
-    path = check_output_path(path)
+    path = check_output_path(path, probe=False)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
