@@ -175,9 +175,16 @@ class Preprocessing:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     # -- normalisation -------------------------------------------------------------------
-    def normalize(self, pixels: np.ndarray) -> np.ndarray:
-        """Map pixel values in [0, 255] to the model's normalised float32 input."""
-        return ((pixels.astype(np.float32) / 255.0 - self.mean) / self.std).astype(np.float32)
+    def normalize(self, pixels: np.ndarray, in_place: bool = False) -> np.ndarray:
+        """Map pixel values in [0, 255] to the model's normalised float32 input. ``in_place``: overwrite
+        ``pixels`` when it is float32 already (a batch of one's own, e.g. from :meth:`to_pixels`)."""
+        # In place on one float32 array (the expression form made four batch-sized temporaries); the same
+        # float32 operations with Python-float scalars, so the same bits.
+        out = pixels if in_place and pixels.dtype == np.float32 else np.array(pixels, dtype=np.float32)
+        out /= 255.0
+        out -= float(self.mean)
+        out /= float(self.std)
+        return out
 
     # -- faces -> batch ------------------------------------------------------------------
     def to_pixels(self, faces: FaceInput) -> np.ndarray:
@@ -204,7 +211,7 @@ class Preprocessing:
 
     def prepare(self, faces: FaceInput) -> np.ndarray:
         """``to_pixels`` followed by ``normalize``: the float32 NCHW model input."""
-        return self.normalize(self.to_pixels(faces))
+        return self.normalize(self.to_pixels(faces), in_place=True)
 
 
 DEFAULT_PREPROCESSING = Preprocessing()

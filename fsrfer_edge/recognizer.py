@@ -248,7 +248,7 @@ class Recognizer:
         resized = self._pre.to_pixels(faces)
         if self._raw_input:
             return np.rint(resized).astype(np.uint8)
-        return self._pre.normalize(resized)
+        return self._pre.normalize(resized, in_place=True)  # resized is this call's own array
 
     def predict(self, faces: FaceInput) -> list[Prediction]:
         """Recognise the expression of each face.

@@ -525,3 +525,18 @@ def test_a_two_channel_image_is_one_face_refused_not_a_stack_of_faces() -> None:
             rec.predict(np.full((4, 4), 255.0001, np.float32))
         with pytest.raises(InputError, match=r"dtype >u2.*\(image >> 8\)"):
             rec.predict(np.full((4, 4), 4000, ">u2"))
+
+
+def test_normalize_keeps_the_bits_and_overwrites_only_when_asked() -> None:
+    from fsrfer_edge.preprocessing import Preprocessing
+
+    pre = Preprocessing()
+    x = np.random.default_rng(0).uniform(0, 255, (5, 1, 48, 48)).astype(np.float32)
+    want = ((x / 255.0 - pre.mean) / pre.std).astype(np.float32)  # the formula, unfused
+    kept = x.copy()
+    assert np.array_equal(pre.normalize(x), want) and np.array_equal(x, kept)  # a new array; x untouched
+    u = np.rint(x).astype(np.uint8)
+    want_u = ((u.astype(np.float32) / 255.0 - pre.mean) / pre.std).astype(np.float32)  # the formula as it was
+    assert np.array_equal(pre.normalize(u, in_place=True), want_u)  # not float32: a new array
+    out = pre.normalize(x, in_place=True)
+    assert out is x and np.array_equal(out, want)
