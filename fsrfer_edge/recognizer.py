@@ -206,6 +206,13 @@ class Recognizer:
         # with one table look-up (exactly equal to normalize(), about 4x faster).
         self._lut = self._pre.normalize(np.arange(256, dtype=np.uint8))
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # pickle, copy.copy and copy.deepcopy all come here. A copy would share (or fail to carry) the open
+        # session, and closing one would close both: say what to do instead.
+        raise TypeError(f"a {type(self).__name__} holds an open inference session and cannot be pickled or copied; "
+                        "pass its model path (.model_path) and settings to the other process or thread and create "
+                        "one there (one Recognizer may also be shared by threads)")
+
     # -- description ------------------------------------------------------------------------
     @property
     def info(self) -> ModelInfo:

@@ -540,3 +540,16 @@ def test_normalize_keeps_the_bits_and_overwrites_only_when_asked() -> None:
     assert np.array_equal(pre.normalize(u, in_place=True), want_u)  # not float32: a new array
     out = pre.normalize(x, in_place=True)
     assert out is x and np.array_equal(out, want)
+
+
+def test_a_recognizer_refuses_pickling_and_copying_with_what_to_do() -> None:
+    import copy
+    import pickle
+
+    from fsrfer_edge import Recognizer
+
+    with Recognizer() as rec:
+        for attempt in (pickle.dumps, copy.copy, copy.deepcopy):
+            with pytest.raises(TypeError, match=r"cannot be pickled or copied; pass its model path \(.model_path\)"):
+                attempt(rec)
+        assert len(rec.predict(np.zeros((12, 12), np.uint8))) == 1  # still open
