@@ -360,12 +360,12 @@ def run(opts: ExportOptions) -> dict[str, Any]:
         # Before the export, not after it: without TensorRT the run would write ONNX files and then fail.
         # (With --triton-repo the ONNX-only repository is still written, as documented.)
         from .engine import import_tensorrt
+        from .quantize import TARGETS
 
+        writes = {"fp32", "fp16" if opts.fp16 else "fp32",
+                  "int8-s8s8" if opts.int8 and "s8s8" in TARGETS[opts.int8_target] else "fp32"}
+        variant = next(k for k in ENGINE_PREFERENCE if k in writes)  # what _engine_source will build from
         try:
-            from .quantize import TARGETS
-
-            # The first of ENGINE_PREFERENCE this run writes, which the engine would be built from.
-            variant = "int8-s8s8" if opts.int8 and "s8s8" in TARGETS[opts.int8_target] else "fp16" if opts.fp16 else "fp32"
             import_tensorrt(opts.out_dir / f"{opts.name or opts.source.stem}.{variant}.onnx")
         except BackendUnavailable as exc:
             raise BackendUnavailable(f"{exc}. Here, leave out --engine to write the ONNX files only") from exc
