@@ -367,6 +367,19 @@ def test_yunet_finds_small_pasted_faces_and_nothing_on_a_blank_frame(yun: YuNetD
     assert yun.detect(np.zeros((1, 1, 3), np.uint8)) == []
 
 
+def test_the_finest_level_drops_boxes_under_half_the_smallest_face_searched_for(
+        yun: YuNetDetector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On seeded noise YuNet "finds" 2-2.5 px faces at the frame's edge on its finest level (min_face 8): below
+    anything the pyramid was planned for, so they are dropped; without the floor the same frame yields one."""
+    from fsrfer_edge.detection import pyramid
+
+    rng = np.random.default_rng(0)
+    frame = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(3)][-1]
+    assert yun.min_face == 8.0 and yun.detect(frame) == []
+    monkeypatch.setattr(pyramid, "FINEST_FLOOR", 0.0)
+    assert [d.size < yun.min_face / 2 for d in yun.detect(frame)] == [True]
+
+
 def test_tiles_cut_from_the_frame_find_the_same_faces_as_one_pass() -> None:
     """A level cut into many small tiles (each resized from the original frame) against one whole pass:
     the same faces, boxes within a pixel."""

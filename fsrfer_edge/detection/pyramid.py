@@ -66,6 +66,8 @@ def check_number(name: str, value: Any, low: float, high: float = math.inf) -> f
 
 
 _EDGE = 2.0  # network pixels: a box this close to a tile edge shared with another tile is cut by it
+#: The finest level keeps boxes down to this share of ``face_px``, i.e. half of ``min_face`` frame pixels.
+FINEST_FLOOR = 0.5
 
 
 class PyramidDetector(FaceDetector):
@@ -82,8 +84,8 @@ class PyramidDetector(FaceDetector):
         max_input: largest network input side; larger levels are tiled.
         face_px: smallest face side (network pixels) the network finds reliably.
         size_slack: a level keeps faces from ``face_px / size_slack`` to ``face_px * level_step *
-            size_slack`` network pixels (the finest level keeps all smaller ones, the coarsest all
-            larger); 100 turns the rule off.
+            size_slack`` network pixels (the finest level keeps smaller ones down to ``face_px *
+            FINEST_FLOOR``, the coarsest all larger); 100 turns the rule off.
         size_multiple: network input sides must be multiples of this.
         coarsest: the pyramid stops at the first level whose larger side is at most this many pixels.
 
@@ -144,7 +146,7 @@ class PyramidDetector(FaceDetector):
             # and fabric folds at ordinary face sizes, which the level where they appear at their true
             # size rejects.
             size = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) * level.scale
-            lo = 0.0 if k == 0 else self.face_px / self.size_slack
+            lo = self.face_px * FINEST_FLOOR if k == 0 else self.face_px / self.size_slack
             hi = math.inf if k == len(levels) - 1 else self.face_px * self.level_step * self.size_slack
             keep = (size >= lo) & (size <= hi)
             boxes.append(b[keep])
