@@ -25,7 +25,7 @@ import numpy as np
 from .crowd import DEFAULT_MIN_FACE, MARGINS, CrowdAnalyzer, CrowdResult
 from .detection import DEFAULT_SCORES, DETECTORS, create_detector
 from .detection.frames import (
-    IMAGE_SUFFIXES,
+    is_image_file,
     optional_module,
     read_image,
     require_cv2,
@@ -140,10 +140,11 @@ def _legend(draw: Any, font: Any, size: int, width: int, height: int, classes: S
 # Inputs and outputs
 # --------------------------------------------------------------------------------------------
 def input_kind(source: str) -> str:
-    """``"camera"``, ``"image"`` or ``"video"``, from the input's name."""
+    """``"camera"``, ``"image"`` or ``"video"``, from the input's name (an image's content when its name has no
+    image suffix)."""
     if source.isdigit():
         return "camera"
-    return "image" if Path(source).suffix.lower() in IMAGE_SUFFIXES else "video"
+    return "image" if is_image_file(source) else "video"
 
 
 def check_output(kind: str, out: Path) -> None:

@@ -336,6 +336,20 @@ def test_cli_no_faces_still_writes_outputs(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "o.json").read_text())["summary"]["n_faces"] == 0
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".tif", ".webp"])
+def test_an_image_named_without_an_image_suffix_is_read_as_an_image(suffix: str, tmp_path: Path) -> None:
+    """By its first bytes: a camera's "frame" or "snapshot.raw" is an image, not a video OpenCV cannot open."""
+    write_image(tmp_path / f"x{suffix}", np.full((64, 64, 3), 128, np.uint8))
+    bare = (tmp_path / f"x{suffix}").rename(tmp_path / f"frame_{suffix[1:]}")
+    assert crowd_cli.input_kind(str(bare)) == "image"
+    assert crowd_cli.main([str(bare), "--out", str(tmp_path / "o.png"), "--json", str(tmp_path / "o.json")]) == 0
+    assert json.loads((tmp_path / "o.json").read_text())["summary"]["n_faces"] == 0
+    video = tmp_path / "clip"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)  # an MP4's first box
+    assert crowd_cli.input_kind(str(video)) == "video" and crowd_cli.input_kind(str(tmp_path / "gone")) == "video"
+    assert crowd_cli.input_kind("0") == "camera"
+
+
 # --------------------------------------------------------------------------------------------
 # Benchmark
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,25 @@ PathLike = Union[str, "os.PathLike[str]"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
 
+#: The first bytes of the image formats :func:`read_image` reads (WebP: "RIFF", size, "WEBP").
+_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*",
+                     b"P5", b"P6")
+
+
+def is_image_file(path: PathLike) -> bool:
+    """Whether ``path`` names an image: by its suffix (:data:`IMAGE_SUFFIXES`), or, for an existing file with
+    another suffix or none, by its first bytes (a PNG saved as ``frame``, say)."""
+    p = Path(path)
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with open(p, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head.startswith(_IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
 def optional_module(name: str) -> Optional[ModuleType]:
     """Import ``name`` or return None (for optional speed-ups that have a fallback)."""
     try:
