@@ -186,6 +186,24 @@ def test_cli_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert "must differ" in capsys.readouterr().err
 
 
+def test_cli_refuses_a_log_file_it_cannot_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert serve_cli.main(["--log-file", str(tmp_path)]) == 2  # a folder
+    assert "--log-file" in capsys.readouterr().err
+    (tmp_path / "f").write_text("")
+    assert serve_cli.main(["-q", "--log-file", str(tmp_path / "f" / "triton.log")]) == 2  # under a file
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_quiet_server_writes_tritonservers_log_to_its_file(server: ServerProcess) -> None:
+    """-q: the console has fsrfer-serve's ready line, which names the file, not tritonserver's start-up tables."""
+    assert server._tmp is not None
+    console = (server._tmp / "server.log").read_text()
+    triton_log = server._tmp / server_mod.TRITON_LOG
+    assert "Started HTTPService" in triton_log.read_text() and "Started HTTPService" not in console
+    assert f"tritonserver's log in {triton_log}. Ctrl-C to stop" in console
+    assert "tritonserver's log:\n" in server.log_tail()
+
+
 def test_error_classification() -> None:
     """Which transport errors are "try again" (ServerUnavailable) and which are the server's answer."""
     from tritonclient.utils import InferenceServerException

@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import CliParser, FsrferError
+from ..fileio import check_output_path
 from .server import DEFAULT_MAX_BATCH, serve
 from .triton_repo import DEFAULT_QUEUE_DELAY_US
 
@@ -36,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per instance (default: all cores)")
     p.add_argument("--workspace", type=Path, default=None, help="PyTriton workspace folder (default: temporary)")
     p.add_argument("--log-verbose", type=int, default=0, help="Triton's verbose log level (default 0)")
-    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    p.add_argument("--log-file", type=Path, metavar="PATH",
+                   help="write tritonserver's log to PATH instead of the console (with -q: default "
+                        "fsrfer-serve-HTTP_PORT.log in the temporary folder; the ready line names it)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="fsrfer's own messages: warnings only; tritonserver's log goes to a file (--log-file)")
     return p
 
 
@@ -45,17 +51,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("fsrfer_edge").setLevel(logging.WARNING if args.quiet else logging.INFO)
 
+    log_file = args.log_file
+    if log_file is None and args.quiet:  # not in --workspace: PyTriton empties it on exit
+        log_file = Path(tempfile.gettempdir()) / f"fsrfer-serve-{args.http_port}.log"
+
     def ready() -> None:
         print(f"serving model {args.model_name!r} ({args.model or 'default model'}): "
               f"http {args.host}:{args.http_port}, grpc {args.host}:{args.grpc_port}, "
-              f"metrics http://{args.host}:{args.metrics_port}/metrics. Ctrl-C to stop", flush=True)
+              f"metrics http://{args.host}:{args.metrics_port}/metrics"
+              + (f", tritonserver's log in {log_file}" if log_file is not None else "") + ". Ctrl-C to stop", flush=True)
 
     try:
+        if log_file is not None:
+            check_output_path(log_file, "--log-file")
+            log_file.parent.mkdir(parents=True, exist_ok=True)
         serve(args.model, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
               metrics_port=args.metrics_port, model_name=args.model_name, max_batch=args.max_batch,
               preferred_batch_sizes=args.preferred_batch_size, max_queue_delay_us=args.max_queue_delay_us,
               instances=args.instances, backend=args.backend, threads=args.threads, log_verbose=args.log_verbose,
-              workspace=args.workspace, on_ready=ready)
+              workspace=args.workspace, on_ready=ready, log_file=log_file)
     except FsrferError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2

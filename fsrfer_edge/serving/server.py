@@ -193,7 +193,7 @@ def build_triton(recognizers: Sequence[Recognizer], host: str = "127.0.0.1", htt
                  grpc_port: int = 8001, metrics_port: int = 8002, model_name: str = "fsrfer",
                  max_batch: int = DEFAULT_MAX_BATCH, preferred_batch_sizes: Sequence[int] = (),
                  max_queue_delay_us: int = DEFAULT_QUEUE_DELAY_US, log_verbose: int = 0,
-                 workspace: Optional[PathLike] = None) -> Any:
+                 workspace: Optional[PathLike] = None, log_file: Optional[PathLike] = None) -> Any:
     """A PyTriton ``Triton`` (not started) with the model bound once per recognizer (instance).
 
     Raises:
@@ -207,7 +207,8 @@ def build_triton(recognizers: Sequence[Recognizer], host: str = "127.0.0.1", htt
     pre = info.preprocessing
     config = triton_mod.TritonConfig(
         http_address=host, http_port=http_port, grpc_address=host, grpc_port=grpc_port,
-        metrics_address=host, metrics_port=metrics_port, log_verbose=log_verbose)
+        metrics_address=host, metrics_port=metrics_port, log_verbose=log_verbose,
+        log_file=None if log_file is None else Path(log_file))
     triton = triton_mod.Triton(config=config, workspace=None if workspace is None else str(workspace))
     batcher = mc.DynamicBatcher(max_queue_delay_microseconds=max_queue_delay_us,
                                 preferred_batch_size=list(preferred_batch_sizes) or None)
@@ -231,7 +232,7 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
           max_batch: int = DEFAULT_MAX_BATCH, preferred_batch_sizes: Optional[Sequence[int]] = None,
           max_queue_delay_us: int = DEFAULT_QUEUE_DELAY_US, instances: int = 1, backend: str = "auto",
           threads: Optional[int] = None, log_verbose: int = 0, workspace: Optional[PathLike] = None,
-          on_ready: Optional[Callable[[], None]] = None) -> None:
+          on_ready: Optional[Callable[[], None]] = None, log_file: Optional[PathLike] = None) -> None:
     """Serve a model with Triton (through PyTriton) until interrupted (Ctrl-C / SIGINT / SIGTERM).
 
     Args:
@@ -248,6 +249,7 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
         log_verbose: Triton's verbose log level (0: off).
         workspace: folder for PyTriton's model store and sockets (default: a temporary one).
         on_ready: called once the server answers requests.
+        log_file: tritonserver writes its log to this file instead of the console (its folder must exist).
 
     Raises:
         BackendUnavailable: PyTriton missing, or this environment cannot run its server (see
@@ -268,14 +270,16 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
             logger.info("max_batch %d -> %d (the model's limit)", max_batch, limit)
         preferred = tuple(b for b in preferred if b <= limit)
         triton = build_triton(recognizers, host, http_port, grpc_port, metrics_port, model_name, limit, preferred,
-                              max_queue_delay_us, log_verbose, workspace)
-        _run_until_interrupted(triton, on_ready)
+                              max_queue_delay_us, log_verbose, workspace, log_file)
+        _run_until_interrupted(triton, on_ready, log_file)
     finally:
         for rec in recognizers:
             rec.close()
 
 
-def _run_until_interrupted(triton: Any, on_ready: Optional[Callable[[], None]]) -> None:
+def _run_until_interrupted(triton: Any, on_ready: Optional[Callable[[], None]],
+                           log_file: Optional[PathLike] = None) -> None:
+    in_file = f"tritonserver's log is in {log_file}" if log_file is not None else ""
     previous = signal.getsignal(signal.SIGTERM)
 
     def _terminate(signum: int, frame: Any) -> None:
@@ -288,13 +292,14 @@ def _run_until_interrupted(triton: Any, on_ready: Optional[Callable[[], None]]) 
         try:
             triton.run()
         except (pytriton_error, TimeoutError) as exc:
-            raise ServerUnavailable(f"the Triton server did not start ({type(exc).__name__}: {exc}); run "
-                                    "fsrfer-serve --log-verbose 1 to see tritonserver's log") from exc
+            raise ServerUnavailable(f"the Triton server did not start ({type(exc).__name__}: {exc}); "
+                                    + (in_file or "run fsrfer-serve --log-verbose 1 to see tritonserver's log")) from exc
         if on_ready is not None:
             on_ready()
         while triton.is_alive():
             time.sleep(0.5)
-        raise ServerUnavailable("the Triton server or its model proxy stopped unexpectedly; see the log above")
+        raise ServerUnavailable("the Triton server or its model proxy stopped unexpectedly; "
+                                + (in_file or "see the log above"))
     except KeyboardInterrupt:
         logger.info("stopping the Triton server")
     finally:
@@ -359,6 +364,8 @@ def serve_python() -> str:
 #: get_config_from_handshake_server), more often with several instances on a busy machine.
 TRANSIENT_START_ERRORS = ("get_config_from_handshake_server",)
 START_ATTEMPTS = 3
+#: tritonserver's log file in a :class:`ServerProcess`'s temporary folder.
+TRITON_LOG = "tritonserver.log"
 
 
 class ServerProcess:
@@ -416,6 +423,8 @@ class ServerProcess:
                "--metrics-port", str(self.ports["metrics"]), "--model-name", self.model_name]
         if self.model is not None:
             cmd += ["--model", str(self.model)]
+        if "--log-file" not in self.args:  # tritonserver's log, beside this object's log of the command
+            cmd += ["--log-file", str(workspace.parent / TRITON_LOG)]
         return cmd + ["--workspace", str(workspace)] + self.args
 
     def start(self) -> "ServerProcess":
@@ -457,9 +466,12 @@ class ServerProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def log_tail(self, chars: int = 3000) -> str:
-        if self._tmp is None or not (self._tmp / "server.log").is_file():
+        """The end of fsrfer-serve's output and of tritonserver's log (``chars`` of each)."""
+        if self._tmp is None:
             return ""
-        return (self._tmp / "server.log").read_bytes()[-chars:].decode(errors="replace")
+        parts = [(what, self._tmp / name) for what, name in (("", "server.log"), ("tritonserver's log:\n", TRITON_LOG))]
+        return "\n".join(what + path.read_bytes()[-chars:].decode(errors="replace")
+                         for what, path in parts if path.is_file() and path.stat().st_size)
 
     def _wait_ready(self) -> None:
         urls = [f"http://{self.http_url}/v2/models/{name}/ready"
