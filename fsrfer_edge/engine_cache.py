@@ -2,8 +2,11 @@
 
 An engine is not portable: it is tied to the TensorRT version, the GPU (compute capability and
 model: an AGX Orin and an Orin Nano are both sm87), the precision of the ONNX file it came from and
-its optimisation profile (batch range). All of these go into the file name, and a JSON sidecar beside the engine records them plus the ONNX file's SHA-256
-and the model's :class:`~fsrfer_edge.metadata.ModelInfo`. An engine whose sidecar is missing or
+its optimisation profile (batch range). All of these go into the file name, with the start of the ONNX file's
+SHA-256 (so that two files of one name, such as a model's ``.fp32`` and ``.fp16`` files, which both build FP16
+engines, or two versions of ``model.onnx`` in one cache, do not replace each other's engine), and a JSON
+sidecar beside the engine records them plus the whole SHA-256 and the model's
+:class:`~fsrfer_edge.metadata.ModelInfo`. An engine whose sidecar is missing or
 disagrees with the running system is never run: the builder rebuilds it, the runtime refuses it.
 """
 from __future__ import annotations
@@ -22,6 +25,8 @@ SIDECAR_SUFFIX = ".json"
 ENGINE_SUFFIX = ".engine"
 #: File-name parts that name a variant's precision; stripped from the engine's model stem.
 VARIANT_SUFFIXES = (".fp32", ".fp16", ".int8-s8s8", ".int8-u8s8", ".int8")
+#: Hex digits of the source ONNX file's SHA-256 in an engine's name.
+SOURCE_DIGITS = 8
 
 
 def model_stem(onnx_path: str | os.PathLike[str]) -> str:
@@ -64,11 +69,19 @@ class EngineKey:
                 "expected 1 <= min <= opt <= max"
             )
 
-    def filename(self, model_stem: str) -> str:
+    def filename(self, model_stem: str, onnx_sha256: str) -> str:
+        """``face.fp16.1a2b3c4d.trt10.3.0.26.sm87.orin-16sm-61g.b1-32-128.engine`` for the ONNX file whose
+        SHA-256 is ``onnx_sha256`` (:func:`engine_pattern` finds it)."""
         cc = self.compute_capability.replace(".", "")
         device = f".{self.device}" if self.device else ""
-        return (f"{model_stem}.{self.precision}.trt{self.tensorrt_version}.sm{cc}{device}"
+        return (f"{model_stem}.{self.precision}.{onnx_sha256[:SOURCE_DIGITS]}.trt{self.tensorrt_version}.sm{cc}{device}"
                 f".b{self.min_batch}-{self.opt_batch}-{self.max_batch}{ENGINE_SUFFIX}")
+
+
+def engine_pattern(model_stem: str, onnx_sha256: str, tensorrt_version: str, compute_capability: str) -> str:
+    """A glob for every engine :meth:`EngineKey.filename` names for this ONNX file, TensorRT and GPU."""
+    cc = compute_capability.replace(".", "")
+    return f"{model_stem}.*.{onnx_sha256[:SOURCE_DIGITS]}.trt{tensorrt_version}.sm{cc}.*b*{ENGINE_SUFFIX}"
 
 
 def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:

@@ -550,9 +550,11 @@ def test_engine_lookup_for_onnx(tmp_path: Path, fake_gpu: dict[str, Any], monkey
     (tmp_path / "cache").mkdir()
     for mb in (4, 16):
         key = EngineKey(TRT_VERSION, "8.7", "fp16", 1, 2, mb, GPU_KEY)
-        write_fake_engine(tmp_path / "cache" / key.filename("model"), max_batch=mb, onnx_sha=sha256_file(onnx_path))
+        write_fake_engine(tmp_path / "cache" / key.filename("model", sha256_file(onnx_path)), max_batch=mb,
+                          onnx_sha=sha256_file(onnx_path))
     stale = EngineKey(TRT_VERSION, "8.7", "fp16", 1, 2, 64, GPU_KEY)
-    write_fake_engine(tmp_path / stale.filename("model"), max_batch=64, onnx_sha="f" * 64)  # built from another ONNX
+    stale_path = tmp_path / stale.filename("model", sha256_file(onnx_path))  # named for this ONNX, built from another
+    write_fake_engine(stale_path, max_batch=64, onnx_sha="f" * 64)
     with Recognizer(onnx_path, backend="tensorrt", max_batch=8) as rec:
         assert rec.backend.max_batch == 16  # smallest valid engine that fits 8; the stale one is skipped
     with Recognizer(onnx_path, backend="tensorrt", max_batch=2) as rec:

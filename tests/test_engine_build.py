@@ -61,7 +61,7 @@ def test_build_each_variant(onnx_dir: Path, tmp_path: Path, cc: str, variant: st
     out = engine.build_engine(src, tmp_path, min_batch=1, opt_batch=8, max_batch=16)
     gpu = engine.gpu_identity(0)
     key = engine_cache.EngineKey(trt.__version__, cc, precision, 1, 8, 16, gpu.key)
-    assert out == tmp_path / key.filename("tiny")
+    assert out == tmp_path / key.filename("tiny", engine_cache.sha256_file(src))
     doc = engine_cache.check_engine(out, trt.__version__, cc, src, device=gpu.key)
     assert "-TF32" in doc["builder_flags"] if precision == "fp32" else "-TF32" not in doc["builder_flags"]
     assert doc["model_info"].precision == precision

@@ -595,7 +595,8 @@ def test_engine_builder_logic_with_fake_tensorrt(variants: Path, tmp_path: Path,
                                              workspace_mb=256, timing_cache=tmp_path / "t.cache")
     names = sorted(p.name for p in tmp_path.glob("*.engine"))
     v = fake.__version__  # type: ignore[attr-defined]
-    assert names == sorted(f"tiny.{p}.trt{v}.sm87.orin-16sm-64g.b1-8-16.engine" for p in ("fp32", "fp16", "int8"))
+    assert names == sorted(f"tiny.{p}.{engine_cache.sha256_file(variants / f'tiny.{f}.onnx')[:8]}.trt{v}.sm87"
+                           ".orin-16sm-64g.b1-8-16.engine" for p, f in (("fp32", "fp32"), ("fp16", "fp16"), ("int8", "int8-s8s8")))
     for variant, path in built.items():
         doc = engine_cache.check_engine(path, v, "8.7", variants / f"tiny.{variant}.onnx")
         assert doc["onnx_file"] == f"tiny.{variant}.onnx"

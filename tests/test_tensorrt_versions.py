@@ -318,7 +318,9 @@ def test_2_4_build_then_find_and_run_per_version(variants: Path, tmp_path: Path,
     gpu = FakeGpu(monkeypatch, version)
     for variant in ("fp16", "int8-s8s8"):
         built = _build(variants, tmp_path, variant)
-        assert built.name.startswith(f"tiny.{'int8' if variant.startswith('int8') else 'fp16'}.trt{version}.sm87.{GPU_KEY}.")
+        digest = engine_cache.sha256_file(variants / f"tiny.{variant}.onnx")[:engine_cache.SOURCE_DIGITS]
+        assert built.name.startswith(f"tiny.{'int8' if variant.startswith('int8') else 'fp16'}.{digest}.trt{version}"
+                                     f".sm87.{GPU_KEY}.")
         # 2: the runtime finds the engine from the file it was built from (stem "tiny", not "tiny.fp16")
         with TensorRTBackend.for_onnx(variants / f"tiny.{variant}.onnx", memory="cuda-python",
                                       search_dirs=[tmp_path]) as be:
@@ -461,7 +463,8 @@ def test_recognizer_auto_builds_once_caches_and_reloads(variants: Path, tmp_path
         assert [p.index for p in rec.predict(faces)] == fake_logits(x).argmax(1).tolist()
     assert "first use" in caplog.text
     engines = sorted(cache.glob("*.engine"))
-    assert [e.name for e in engines] == [f"face.fp16.trt10.3.0.26.sm87.{GPU_KEY}.b1-32-128.engine"]
+    digest = engine_cache.sha256_file(model)[:engine_cache.SOURCE_DIGITS]
+    assert [e.name for e in engines] == [f"face.fp16.{digest}.trt10.3.0.26.sm87.{GPU_KEY}.b1-32-128.engine"]
     assert (cache / "timing.cache").is_file() and len(gpu.trt.log["built"]) == 1
     with Recognizer(model) as rec:  # second use: loaded from the cache, nothing built
         assert rec.backend.name == "tensorrt"
@@ -478,6 +481,27 @@ def test_recognizer_auto_builds_once_caches_and_reloads(variants: Path, tmp_path
     with Recognizer(model) as rec:
         assert rec.backend.name == "tensorrt"
     assert len(gpu11.trt.log["built"]) == 1 and len(gpu11.trt.log["deserialized"]) == 1
+
+
+def test_two_files_of_one_name_keep_an_engine_each(variants: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model's .fp32 and .fp16 files both build FP16 engines, and two versions of model.onnx share a cache:
+    each file gets its own engine, so using them in turn builds each once (named by stem alone, each use
+    found the other's engine stale and rebuilt it over it)."""
+    monkeypatch.setenv("FSRFER_ENGINE_DIR", str(tmp_path / "cache"))
+    gpu = FakeGpu(monkeypatch, "10.3.0.26")
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    first = tmp_path / "a" / "model.onnx"
+    first.write_bytes((variants / "tiny.fp32.onnx").read_bytes())
+    second = tmp_path / "b" / "model.onnx"
+    second.write_bytes((variants / "tiny.int8-s8s8.onnx").read_bytes())
+    files = [variants / "tiny.fp32.onnx", variants / "tiny.fp16.onnx", first, second]
+    for _ in range(2):
+        for f in files:
+            with Recognizer(f) as rec:
+                assert rec.backend.name == "tensorrt"
+    assert len(gpu.trt.log["built"]) == len(files) and len(list((tmp_path / "cache").glob("*.engine"))) == len(files)
 
 
 def test_recognizer_auto_without_tensorrt_uses_onnxruntime_and_says_why(variants: Path,

@@ -30,7 +30,7 @@ def _fake_engine(d: Path, onnx_path: Path, min_batch: int = 1, opt: int = 32, ma
     """Bytes standing in for a TensorRT plan, with the sidecar the engine builder writes (no TensorRT here)."""
     info = read_model_info(onnx_path)
     key = engine_cache.EngineKey("10.13.0.35", "9.0", info.precision, min_batch, opt, max_batch)
-    path = atomic_write_bytes(d / key.filename("tiny"), b"not a real plan")
+    path = atomic_write_bytes(d / key.filename("tiny", sha256_file(onnx_path)), b"not a real plan")
     engine_cache.write_sidecar(path, key, sha256_file(onnx_path), info)
     return path
 

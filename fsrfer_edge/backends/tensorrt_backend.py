@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence, Union, cast
 
 import numpy as np
 
-from ..engine_cache import ENGINE_SUFFIX, check_engine, default_cache_dir, model_stem
+from ..engine_cache import check_engine, default_cache_dir, engine_pattern, model_stem
+from ..fileio import sha256_file
 from ..errors import BackendUnavailable, EngineError, InputError
 from ..metadata import ModelInfo
 from .base import Backend
@@ -481,7 +482,8 @@ def find_engine(onnx_path: Union[str, os.PathLike[str]], tensorrt_version: str, 
     """Find a cached engine for ``onnx_path`` that may run here (same TensorRT, GPU and ONNX file).
 
     Engines are named by :meth:`~fsrfer_edge.engine_cache.EngineKey.filename` with
-    :func:`~fsrfer_edge.engine_cache.model_stem` (``face.int8-s8s8.onnx`` -> ``face.int8...engine``);
+    :func:`~fsrfer_edge.engine_cache.model_stem` and the file's SHA-256 (``face.int8-s8s8.onnx`` ->
+    ``face.int8.<sha256 start>...engine``);
     each candidate is verified with :func:`~fsrfer_edge.engine_cache.check_engine` (``device``: this
     GPU's identity key). Among valid ones, the smallest whose max batch is >= ``min_max_batch`` wins,
     else the largest.
@@ -493,7 +495,7 @@ def find_engine(onnx_path: Union[str, os.PathLike[str]], tensorrt_version: str, 
     if not onnx_path.is_file():
         raise EngineError(f"ONNX model {onnx_path} does not exist; expected the file the engine was built from")
     cc = compute_capability.replace(".", "")
-    pattern = f"{model_stem(onnx_path)}.*.trt{tensorrt_version}.sm{cc}.*b*{ENGINE_SUFFIX}"
+    pattern = engine_pattern(model_stem(onnx_path), sha256_file(onnx_path), tensorrt_version, compute_capability)
     valid: list[tuple[int, Path]] = []
     tried: list[str] = []
     for d in search_dirs:

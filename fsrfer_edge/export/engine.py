@@ -119,9 +119,10 @@ def compute_capability(device: int = 0) -> str:
     return gpu_identity(device).compute_capability
 
 
-def engine_path_for(onnx_path: PathLike, out_dir: PathLike, key: EngineKey) -> Path:
-    """Where the engine built from ``onnx_path`` with ``key`` goes in ``out_dir``."""
-    return Path(out_dir) / key.filename(model_stem(onnx_path))
+def engine_path_for(onnx_path: PathLike, out_dir: PathLike, key: EngineKey, onnx_sha256: Optional[str] = None) -> Path:
+    """Where the engine built from ``onnx_path`` (whose SHA-256 is ``onnx_sha256``, read when not given) with
+    ``key`` goes in ``out_dir``."""
+    return Path(out_dir) / key.filename(model_stem(onnx_path), onnx_sha256 or sha256_file(onnx_path))
 
 
 def _read_info(onnx_path: Path) -> ModelInfo:
@@ -190,7 +191,8 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, min_batch: int = 1, opt
     with on_device(device) as gpu:  # TensorRT builds for the current device
         key = EngineKey(trt_version, gpu.compute_capability, info.precision,
                         int(min_batch), int(opt_batch), int(max_batch), gpu.key)
-        out = engine_path_for(source, out_dir, key)
+        source_sha = sha256_file(source)
+        out = engine_path_for(source, out_dir, key, source_sha)
         if out.exists() and not force:
             try:
                 engine_cache.check_engine(out, key.tensorrt_version, key.compute_capability, source, device=gpu.key)
@@ -204,7 +206,7 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, min_batch: int = 1, opt
         t0 = time.perf_counter()
         plan, build = _build_serialized(onnx_path, info, key, workspace_mb, timing_cache)
         atomic_write_bytes(out, plan)
-        engine_cache.write_sidecar(out, key, sha256_file(source), info,
+        engine_cache.write_sidecar(out, key, source_sha, info,
                                    extra={"onnx_file": source.name, "built_from": onnx_path.name,
                                           "gpu": {"name": gpu.name, "multiprocessors": gpu.multiprocessors,
                                                   "memory_gib": gpu.memory_gib},
