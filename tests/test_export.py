@@ -568,7 +568,14 @@ def _fake_tensorrt(flavour: str) -> object:
         def parse(self, data: bytes) -> bool:
             return data[:1] != b""
 
-    mod.Logger, mod.Builder, mod.OnnxParser = Logger, Builder, OnnxParser
+    class Runtime:  # reads back what Builder writes; None for anything else, as TensorRT answers a foreign plan
+        def __init__(self, logger: Logger) -> None:
+            pass
+
+        def deserialize_cuda_engine(self, data: bytes) -> object:
+            return object() if bytes(data) == b"engine-bytes" else None
+
+    mod.Logger, mod.Builder, mod.OnnxParser, mod.Runtime = Logger, Builder, OnnxParser, Runtime
     return mod
 
 

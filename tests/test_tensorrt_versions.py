@@ -504,6 +504,40 @@ def test_two_files_of_one_name_keep_an_engine_each(variants: Path, tmp_path: Pat
     assert len(gpu.trt.log["built"]) == len(files) and len(list((tmp_path / "cache").glob("*.engine"))) == len(files)
 
 
+def test_an_engine_tensorrt_cannot_load_is_rebuilt_by_the_builder_and_on_first_use(
+        variants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sidecar checks pass (same TensorRT version string, GPU, ONNX file) but TensorRT cannot deserialise the
+    plan (a CUDA 12 and a CUDA 13 build of one version): fsrfer-export --engine, which the load error tells the
+    user to run, rebuilds it instead of answering "cached", and Recognizer rebuilds it on its own."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FSRFER_ENGINE_DIR", str(cache))
+    model = tmp_path / "face.onnx"
+    model.write_bytes((variants / "tiny.fp32.onnx").read_bytes())
+    gpu = FakeGpu(monkeypatch, "10.3.0.26")
+
+    def unreadable(engine: Path) -> None:  # another build's plan, with a sidecar that matches it
+        spec = json.loads(engine.read_bytes())
+        engine.write_bytes(json.dumps({**spec, "trt": "10.3.0.26+cuda13"}).encode())
+        doc = _sidecar(engine)
+        doc["engine_sha256"] = engine_cache.sha256_file(engine)
+        engine_cache.sidecar_path(engine).write_text(json.dumps(doc))
+
+    with Recognizer(model) as rec:
+        engine = rec.backend.path
+    unreadable(engine)
+    with pytest.raises(EngineError, match="could not deserialise"):
+        TensorRTBackend(engine, memory="cuda-python")
+    with Recognizer(model) as rec:  # first use again: rebuilt in the cache, and run
+        assert rec.backend.name == "tensorrt" and rec.backend.path == engine
+        assert [p.index for p in rec.predict(_faces(3, 1))] == fake_logits(rec.prepare(_faces(3, 1))).argmax(1).tolist()
+    assert len(gpu.trt.log["built"]) == 2
+    fp16 = _build(variants, tmp_path, "fp16")
+    unreadable(fp16)
+    assert _build(variants, tmp_path, "fp16") == fp16 and len(gpu.trt.log["built"]) == 4
+    assert _build(variants, tmp_path, "fp16") == fp16 and len(gpu.trt.log["built"]) == 4  # now cached
+    TensorRTBackend(fp16, memory="cuda-python").close()
+
+
 def test_recognizer_auto_without_tensorrt_uses_onnxruntime_and_says_why(variants: Path,
                                                                         monkeypatch: pytest.MonkeyPatch,
                                                                         caplog: pytest.LogCaptureFixture) -> None:

@@ -418,9 +418,10 @@ class TensorRTBackend(Backend):
             onnx_path: the exported ONNX model the engine must have been built from.
             search_dirs: where to look (default: beside the ONNX file, then ``cache_dir``).
             min_max_batch: prefer an engine whose max batch is at least this.
-            build: when no valid engine is found, build one (precision from the file: FP16 for an
-                FP32/FP16 file, INT8 for an s8s8 file) into ``cache_dir`` with a timing cache
-                there, instead of raising. Stale or foreign engines are never run, only rebuilt.
+            build: when no valid engine is found, or the one found does not load, build one (precision
+                from the file: FP16 for an FP32/FP16 file, INT8 for an s8s8 file) into ``cache_dir`` with
+                a timing cache there, instead of raising. Stale or foreign engines are never run, only
+                rebuilt.
             cache_dir: where engines are built and cached (default:
                 :func:`~fsrfer_edge.engine_cache.default_cache_dir`).
 
@@ -440,8 +441,19 @@ class TensorRTBackend(Backend):
                 if not build:
                     raise
                 logger.info("%s", exc)
-                engine = build_cached_engine(onnx_path, cache, device, max(1, min_max_batch))
-            return cls(engine, device, memory=mem, onnx_path=onnx_path, close_memory=True)
+                return cls(build_cached_engine(onnx_path, cache, device, max(1, min_max_batch)), device,
+                           memory=mem, onnx_path=onnx_path, close_memory=True)
+            try:
+                return cls(engine, device, memory=mem, onnx_path=onnx_path, close_memory=True)
+            except EngineError as exc:
+                if not build:
+                    raise
+                # Its sidecar checks passed but TensorRT could not load it (a TensorRT build of the same version
+                # string that cannot read it): the builder checks the cache's engine the same way, and rebuilds.
+                logger.warning("%s; using the engine cache %s instead", exc, cache)
+            mem = select_memory(memory, device)  # the failed load closed the first
+            return cls(build_cached_engine(onnx_path, cache, device, max(1, min_max_batch)), device,
+                       memory=mem, onnx_path=onnx_path, close_memory=True)
         except BaseException:
             mem.close()
             raise

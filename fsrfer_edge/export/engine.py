@@ -125,6 +125,19 @@ def engine_path_for(onnx_path: PathLike, out_dir: PathLike, key: EngineKey, onnx
     return Path(out_dir) / key.filename(model_stem(onnx_path), onnx_sha256 or sha256_file(onnx_path))
 
 
+def _load_problem(engine_path: Path) -> Optional[str]:
+    """Why TensorRT cannot deserialise a cached engine whose sidecar checks pass, or None when it can: the
+    same TensorRT version string can come in builds that cannot read each other's plans (CUDA 12 and 13
+    wheels), and the runtime's advice for such an engine is to run this builder again."""
+    from ..backends.tensorrt_backend import deserialize_engine, read_engine_bytes
+
+    try:
+        deserialize_engine(read_engine_bytes(engine_path), str(engine_path))
+    except EngineError as exc:
+        return str(exc)
+    return None
+
+
 def _read_info(onnx_path: Path) -> ModelInfo:
     from .onnx_export import load_onnx, read_model_info
 
@@ -199,10 +212,13 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, min_batch: int = 1, opt
             except EngineError as exc:
                 log.info("rebuilding %s: %s", out.name, exc)
             else:
-                if engine_cache.read_sidecar(out)["key"] == key:
+                if engine_cache.read_sidecar(out)["key"] != key:
+                    log.info("rebuilding %s: its sidecar records another build configuration", out.name)
+                elif (problem := _load_problem(out)) is not None:
+                    log.warning("rebuilding %s: %s", out.name, problem)
+                else:
                     log.info("cached: %s", out)
                     return out
-                log.info("rebuilding %s: its sidecar records another build configuration", out.name)
         t0 = time.perf_counter()
         plan, build = _build_serialized(onnx_path, info, key, workspace_mb, timing_cache)
         atomic_write_bytes(out, plan)
