@@ -99,7 +99,7 @@ if [ $HAVE_TRT -eq 1 ]; then
 fi
 
 # 4. gpu-marked tests (each skips with a reason where its hardware or library is absent)
-ENGINE=$(ls "$OUT"/default.int8.trt*.engine 2>/dev/null | head -1)
+ENGINE=$(ls "$OUT"/default.int8.*.engine 2>/dev/null | head -1)
 FSRFER_TEST_ENGINE=$ENGINE FSRFER_TEST_ONNX=$([ -n "$ENGINE" ] && echo "$OUT/default.int8-s8s8.onnx") \
 FSRFER_TEST_DATA=$DATA step gpu-tests $PY -m pytest -m gpu -rs -q tests/test_tensorrt_gpu.py tests/test_engine_build.py \
     -p no:cacheprovider --junitxml "$OUT/gpu-tests.xml"
