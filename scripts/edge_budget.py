@@ -51,7 +51,7 @@ from fsrfer_edge.errors import (
     ModelError,
     one_line,
 )
-from fsrfer_edge.bench import parse_int_list
+from fsrfer_edge.bench import machine_info, parse_int_list
 from fsrfer_edge.fileio import check_output_path, file_problem, sha256_file, write_json
 from fsrfer_edge.preprocessing import FACTORS
 from fsrfer_edge.recognizer import DEFAULT_MODEL
@@ -424,7 +424,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], timer: Timer = time_in_su
         "command": "python scripts/edge_budget.py" + ("" if not argv else " " + " ".join(shlex.quote(a) for a in argv)),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 1),
-        "machine": {"cpu_count": os.cpu_count(), "platform": sys.platform, "python": sys.version.split()[0]},
+        "machine": machine_info(),  # the CPU's model and int8 features: the INT8 / FP32 ratio depends on them
         "settings": {"batch": args.batch, "threads": args.threads, "rounds": args.rounds, "warmup": args.warmup,
                      "iters": args.iters, "backend": "onnxruntime CPU", "timer": "fsrfer-bench, one process per file per round"},
         "models": models,
