@@ -285,9 +285,10 @@ def _strongly_typed(precision: str) -> bool:
     TensorRT 11 removed the precision flags (FP16, INT8): networks are strongly typed, which is
     exactly "precision is a property of the file". TensorRT 8.5-10.x keep the flags, and there this
     builder deliberately stays weakly typed with them (10.12 deprecated the flags in favour of strong
-    typing, but they still work there): the s8s8 file keeps G, the pooled embedding and the head in
-    FP32, and only weak typing with FP16 allowed lets TensorRT run those in half precision; a strongly
-    typed 10.x network would run them in FP32, as the file says, for no accuracy gain (the FP16 file
+    typing, but they still work there): the s8s8 file keeps the pooled embedding, the head, FiLM, the
+    factor estimator and the conv reading the image (and a layer3- or embedding-level G) in FP32, and
+    only weak typing with FP16 allowed lets TensorRT run those in half precision; a strongly typed 10.x
+    network would run them in FP32, as the file says, for no accuracy gain (the FP16 file
     passes the same checks). FP16 files are the same either way; FP32 files never need the flags.
     """
     if precision == "fp16":
