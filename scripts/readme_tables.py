@@ -228,21 +228,30 @@ def int8_film_bound_table(doc: dict[str, Any]) -> str:
             + "\n".join(rows) + "\n")
 
 
-#: The committed scripts/edge_budget.py runs of the shipped default at two ONNX Runtime thread counts.
-EDGE_THREADS = ("results/edge_budget.json", "results/ferplus/edge_budget_1thread.json")
+#: The committed scripts/edge_budget.py runs of the shipped default at two ONNX Runtime thread counts, on each CPU
+#: they were measured on (the runs before 2026-12-06 did not record theirs).
+EDGE_THREADS = ("results/edge_budget.json", "results/ferplus/edge_budget_1thread.json",
+                "results/ferplus/edge_budget_xeon.json", "results/ferplus/edge_budget_1thread_xeon.json")
+
+
+def cpu_name(machine: dict[str, Any]) -> str:
+    """``"Intel(R) Xeon(R) Processor (amx_int8, avx2, ...)"`` from a result file's ``machine``, or "not recorded"."""
+    if not machine.get("cpu_model"):
+        return "not recorded"
+    return f"{machine['cpu_model']} ({', '.join(machine.get('cpu_int8_features') or [])})"
 
 
 def edge_budget_threads_table(_: dict[str, Any]) -> str:
     """The shipped default's FP32 and INT8 u8s8 throughput and their ratio, one row per committed
     scripts/edge_budget.py run in :data:`EDGE_THREADS` (each at its own thread count)."""
-    rows = ["| threads | FP32 faces/s | INT8 u8s8 faces/s | INT8 / FP32 (of medians) | per-round range | load | result file |",
-            "|---:|---:|---:|---:|---|---|---|"]
+    rows = ["| CPU (its int8 features) | threads | FP32 faces/s | INT8 u8s8 faces/s | INT8 / FP32 (of medians) | per-round range "
+            "| load | result file |", "|---|---:|---:|---:|---:|---|---|---|"]
     for src in EDGE_THREADS:
         d = json.loads((REPO / src).read_text())
         med, ratio = d["throughput"]["median_fps"], d["ratios"]["candidate_int8_vs_candidate_fp32"]
         loads = [m["load_before"] for rnd in d["throughput"]["rounds"] for m in rnd.values()
                  if isinstance(m, dict) and "load_before" in m]
-        rows.append(f"| {d['settings']['threads']} | {med['candidate_fp32']:.0f} | {med['candidate_int8']:.0f} | "
+        rows.append(f"| {cpu_name(d['machine'])} | {d['settings']['threads']} | {med['candidate_fp32']:.0f} | {med['candidate_int8']:.0f} | "
                     f"{ratio['of_medians']:.2f}x | {min(ratio['per_round']):.2f}-{max(ratio['per_round']):.2f}x | "
                     f"{min(loads):.1f}-{max(loads):.1f} | `{src}` (`{d['command']}`) |")
     return ("The shipped default (`fsrfer_edge/models/default.onnx`) and its INT8 u8s8 file on ONNX Runtime CPU, batch "

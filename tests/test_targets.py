@@ -137,3 +137,21 @@ def test_issue12_package_row_reads_30_mb_as_30_million_bytes() -> None:
     under = row({"default.onnx": 15_000_000, "default.pt": 14_999_999})
     assert under["met"] is True and under["measured"] == "30.00 MB (28.61 MiB)"
     assert row({})["measured"] == "not run"
+
+
+def test_issue12_edge_rows_are_met_only_where_met_on_every_cpu_measured() -> None:
+    mod = _targets()
+
+    def edge(ratio: float, cpu: str = "") -> dict:
+        target = "candidate INT8 u8s8 throughput / candidate FP32 throughput"
+        return {"targets": [{"target": target, "comparison": ">=", "threshold": 3.0, "measured": ratio,
+                             "passed": ratio >= 3.0}], "machine": {"cpu_model": cpu} if cpu else {}}
+
+    def row(main: dict, others: dict) -> dict:
+        return next(r for r in mod.compute_issue12(None, {}, None, main, other_cpus=others) if "INT8 u8s8" in r["target"])
+
+    alone = row(edge(3.1), {})
+    assert alone["met"] is True and alone["source"] == "results/edge_budget.json"
+    both = row(edge(3.1), {"x.json": edge(2.4, "Xeon")})
+    assert both["met"] is False and both["measured"] == "3.10; 2.40 on Xeon" and both["source"] == "results/edge_budget.json, x.json"
+    assert row(edge(3.1), {"x.json": edge(3.2, "Xeon")})["met"] is True
