@@ -941,7 +941,8 @@ def route_hr_table(doc: dict[str, Any]) -> str:
     factors = sorted(acc["routed"]["resized"], key=int)
     names = {"resized": "(a) resized back", "small": "(b) small crops", "camera": "(c) camera-like crops"}
     lines = [f"FER+ {doc['split']} ({doc['n']} faces), accuracy in %, from `{doc['source']}` (`{doc['command']}`): "
-             f"`{doc['checkpoint']}`'s exported graph without and with the route (each face's factor estimated "
+             f"`{doc['checkpoint']}` as it was on {doc['date']}: its exported graph without and with the route (each "
+             "face's factor estimated "
              "in the graph) and its frozen HR model:\n",
              "| protocol | model | " + " | ".join(f"x{f}" for f in factors) + " |",
              "|---|---|" + "---:|" * len(factors)]
