@@ -420,6 +420,22 @@ def test_12_device_is_restored_and_streams_do_not_block(variants: Path, tmp_path
         assert gpu.pycuda.state["stream_flags"] == [1]  # CU_STREAM_NON_BLOCKING
 
 
+def test_a_run_that_raises_waits_for_the_queued_copy_before_the_next_batch(variants: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """execute_async_v3 may raise instead of returning False; the input copy it follows is already queued from the
+    pinned buffer that the next call refills, so the stream is synchronised before the error goes up."""
+    FakeGpu(monkeypatch, "10.3.0.26")
+    built = _build(variants, tmp_path, "fp16")
+    with TensorRTBackend(built, memory="cuda-python") as be:
+        synced: list[object] = []
+        sync = be._mem.synchronize
+        monkeypatch.setattr(be._mem, "synchronize", lambda stream: (synced.append(stream), sync(stream))[1])
+        monkeypatch.setattr(be._context, "execute_async_v3", lambda handle: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            be.infer(np.zeros((2, 1, 48, 48), np.float32))
+        assert synced == [be._stream]
+
+
 def test_12_engine_of_another_gpu_model_with_the_same_sm_is_refused(variants: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     FakeGpu(monkeypatch, "10.3.0.26")  # AGX Orin 64 GB

@@ -351,17 +351,21 @@ class TensorRTBackend(Backend):
             np.copyto(host_in, batch)
             with mem.context():
                 shape = (n,) + tuple(batch.shape[1:])
-                if io.named_api:
-                    if context.set_input_shape(io.input_name, shape) is False:
-                        raise EngineError(f"TensorRT rejected input shape {shape} for {self.path}")
-                    mem.htod_async(self._dev_in, host_in, stream)
-                    ok = context.execute_async_v3(stream.ptr)
-                else:  # TensorRT < 8.5
-                    old = cast(_BindingContext, context)
-                    if old.set_binding_shape(io.input_index, shape) is False:
-                        raise EngineError(f"TensorRT rejected input shape {shape} for {self.path}")
-                    mem.htod_async(self._dev_in, host_in, stream)
-                    ok = old.execute_async_v2(self._bindings, stream.ptr)
+                try:
+                    if io.named_api:
+                        if context.set_input_shape(io.input_name, shape) is False:
+                            raise EngineError(f"TensorRT rejected input shape {shape} for {self.path}")
+                        mem.htod_async(self._dev_in, host_in, stream)
+                        ok = context.execute_async_v3(stream.ptr)
+                    else:  # TensorRT < 8.5
+                        old = cast(_BindingContext, context)
+                        if old.set_binding_shape(io.input_index, shape) is False:
+                            raise EngineError(f"TensorRT rejected input shape {shape} for {self.path}")
+                        mem.htod_async(self._dev_in, host_in, stream)
+                        ok = old.execute_async_v2(self._bindings, stream.ptr)
+                except BaseException:
+                    mem.synchronize(stream)  # a queued copy from the pinned input must end before its next use
+                    raise
                 if not ok:
                     mem.synchronize(stream)
                     raise EngineError(f"TensorRT failed to run {self.path} on a batch of {n} (see TensorRT's log)")
