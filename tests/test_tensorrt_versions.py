@@ -456,9 +456,15 @@ def test_12_engine_with_an_extra_output_is_refused(variants: Path, tmp_path: Pat
     doc = _sidecar(built)
     doc["engine_sha256"] = engine_cache.sha256_file(built)
     engine_cache.sidecar_path(built).write_text(json.dumps(doc))
-    with pytest.raises(EngineError, match=r"engine outputs are \['logits', 'embedding'\]; metadata expects exactly"):
+    with pytest.raises(EngineError, match=r"engine outputs are \['logits', 'embedding'\]; metadata expects exactly") as err:
         TensorRTBackend(built, memory="cuda-python")
     assert len(gpu.trt.log["deserialized"]) == 1
+    # The failed load's traceback holds no execution context: close() released it, inside the CUDA context.
+    tb, held = err.value.__traceback__, []
+    while tb is not None:
+        held += [v for v in tb.tb_frame.f_locals.values() if isinstance(v, gpu.trt.IExecutionContext)]
+        tb = tb.tb_next
+    assert held == []
 
 
 # ---------------------------------------------------------------------------------------------

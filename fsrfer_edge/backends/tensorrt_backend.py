@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import os
 import threading
+import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence, Union, cast
@@ -269,11 +270,14 @@ class TensorRTBackend(Backend):
         self._trt_version = str(import_tensorrt().__version__)
         try:
             self._load(device, memory, onnx_path)
-        except BaseException:
+        except BaseException as exc:
             try:
                 self.close()
-            except Exception as exc:  # noqa: BLE001 - the load error is the one to raise
-                logger.warning("cleaning up after the failed load of %s also failed: %s", self.path, exc)
+            except Exception as cleanup:  # noqa: BLE001 - the load error is the one to raise
+                logger.warning("cleaning up after the failed load of %s also failed: %s", self.path, cleanup)
+            # The load's frames still hold TensorRT objects (an execution context, an engine) in their locals;
+            # freed later with the traceback, they would be destroyed outside the CUDA context close() used.
+            traceback.clear_frames(exc.__traceback__)
             raise
 
     def _load(self, device: int, memory: Union[str, CudaMemory],
