@@ -86,6 +86,54 @@ def resize(img: np.ndarray, size: tuple[int, int], kernel: str = "bicubic", anti
     return (my @ img.astype(np.float32) @ mx.T).astype(np.float32)
 
 
+#: Runs of repeated rows (columns) at least this long on average mark a crop enlarged by pixel repetition.
+MIN_REPETITION = 1.5
+
+
+def _repetition_runs(same: np.ndarray) -> "np.ndarray | None":
+    """For one axis of a crop, given whether each line equals the next, the index of the first line of each
+    source line, repeated as often as it was (two equal neighbouring source lines make one run of twice the
+    length), when the lines come in runs of one length as nearest-neighbour enlarging at least
+    :data:`MIN_REPETITION` times makes them (the first and last run may be cut short); else None."""
+    n = len(same) + 1
+    starts = np.concatenate([[0], np.flatnonzero(~same) + 1])
+    lengths = np.diff(np.append(starts, n))
+    typical = lengths[lengths <= 1.5 * np.median(lengths)]  # not the runs of equal neighbouring source lines
+    base = float(typical.mean())  # the enlargement: 2.4 for 20 -> 48 px (runs of 2 and 3)
+    if base < MIN_REPETITION or len(lengths) < 2:
+        return None
+    copies = np.maximum(1, np.rint(lengths / base)).astype(np.int64)
+    off = np.abs(lengths - copies * base) > 1.0
+    off[[0, -1]] &= lengths[[0, -1]] > base + 1.0  # a crop's edge may cut a run
+    if off.any():
+        return None
+    return np.repeat(starts, copies)
+
+
+def undo_pixel_repetition(img: np.ndarray) -> np.ndarray:
+    """A crop (C, H, W) that an app enlarged by repeating pixels (nearest neighbour, e.g. OpenCV's
+    ``INTER_NEAREST``), reduced back to one pixel per source pixel along each axis where it was; other crops
+    are returned as they are. The model was trained on faces resized with smooth kernels, and such blocky
+    crops given as they are lose most of what it can do (``results/ferplus/app_enlarged_val.json``, README
+    "The SDK"); reduced, they are the small crops they came from."""
+    rows = _repetition_runs(np.all(img[:, 1:, :] == img[:, :-1, :], axis=(0, 2))) if img.shape[1] > 2 else None
+    cols = _repetition_runs(np.all(img[:, :, 1:] == img[:, :, :-1], axis=(0, 1))) if img.shape[2] > 2 else None
+    if rows is not None:
+        img = img[:, rows, :]
+    if cols is not None:
+        img = img[:, :, cols]
+    return img
+
+
+def any_pixel_repetition(pixels: np.ndarray) -> bool:
+    """Whether any crop of an (N, C, H, W) batch might be one :func:`undo_pixel_repetition` reduces (at least
+    0.3 of its neighbouring rows or columns equal): the fast path for crops at the input size, which skips
+    :meth:`Preprocessing.to_pixels`, leaves such a batch to it."""
+    rows = np.all(pixels[:, :, 1:, :] == pixels[:, :, :-1, :], axis=(1, 3)).mean(axis=1)
+    cols = np.all(pixels[:, :, :, 1:] == pixels[:, :, :, :-1], axis=(1, 2)).mean(axis=1)
+    return bool(((rows >= 0.3) | (cols >= 0.3)).any())
+
+
 def degrade(img: np.ndarray, factor: int, kernel: str = "bicubic") -> np.ndarray:
     """Low-resolution version of faces (..., H, W): down-sample by ``factor``, resize back.
 
@@ -204,7 +252,7 @@ class Preprocessing:
         s = self.input_size
         out = np.empty((len(items), self.channels, s, s), dtype=np.float32)
         for i, face in enumerate(items):
-            g = _as_image(face, i, self.channels)
+            g = undo_pixel_repetition(_as_image(face, i, self.channels))
             out[i] = resize(g, (s, s), self.resize_kernel, antialias=True)
         np.clip(out, 0.0, 255.0, out=out)
         return out

@@ -25,7 +25,7 @@ from .backends import BACKENDS, Backend, BackendClosedError
 from .errors import InputError, ModelError
 from .fileio import file_problem
 from .metadata import ModelInfo
-from .preprocessing import FaceInput, Preprocessing, softmax, unmasked
+from .preprocessing import FaceInput, Preprocessing, any_pixel_repetition, softmax, unmasked
 
 logger = logging.getLogger(__name__)
 
@@ -339,8 +339,14 @@ def fast_pixels(faces: FaceInput, pre: Preprocessing) -> Optional[np.ndarray]:
     """(N, 1, S, S) uint8 pixels when ``faces`` are gray uint8 crops already at the input size, else None.
 
     Such faces need no resampling (the resize would be the identity), so the SDK skips it; anything
-    else goes through :meth:`Preprocessing.to_pixels`, which validates and resizes.
+    else goes through :meth:`Preprocessing.to_pixels`, which validates and resizes, as does a batch with a
+    crop an app may have enlarged by repeating pixels (:func:`~fsrfer_edge.preprocessing.any_pixel_repetition`).
     """
+    pixels = _input_size_pixels(faces, pre)
+    return None if pixels is None or any_pixel_repetition(pixels) else pixels
+
+
+def _input_size_pixels(faces: FaceInput, pre: Preprocessing) -> Optional[np.ndarray]:
     s = pre.input_size
     if pre.channels != 1:
         return None

@@ -259,6 +259,19 @@ def edge_budget_threads_table(_: dict[str, Any]) -> str:
             "run:\n\n" + "\n".join(rows) + "\n")
 
 
+def app_enlarged_table(doc: dict[str, Any]) -> str:
+    """scripts/app_enlarged.py: accuracy per factor of faces an app enlarged itself, by OpenCV kernel."""
+    factors = list(next(iter(doc["rows"].values())))
+    rows = ["| crop given to `Recognizer` | " + " | ".join(f"x{f}" for f in factors) + " |",
+            "|---|" + "---:|" * len(factors)]
+    rows += [f"| {name} | " + " | ".join(f"{acc[f]:.2f}" for f in factors) + " |" for name, acc in doc["rows"].items()]
+    return (f"FER+ {doc['split']} ({doc['n']} faces), accuracy in %, from `results/ferplus/app_enlarged_val.json` "
+            f"(`{doc['command']}`; the shipped model, sha256 {doc['model']['sha256'][:12]}, OpenCV {doc['opencv']}); "
+            "each face shrunk with area averaging, then given small or enlarged to 48x48 by the app. Of the split's "
+            f"48 px originals, {doc['hr_faces_reduced']} would be reduced as repetitions:\n\n"
+            + "\n".join(rows) + "\n")
+
+
 def sessions_table(doc: dict[str, Any]) -> str:
     """One two-thread ONNX Runtime session against two one-thread sessions splitting each batch
     (benchmarks/sessions.py): faces/s per file and batch size, and the second over the first, median and range
@@ -1187,6 +1200,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "int8_generator": ("results/ferplus/int8_generator.json", int8_generator_table, "README.md"),
     "edge_budget_threads": (EDGE_THREADS[1], edge_budget_threads_table, "docs/experiments.md"),
     "sessions": ("benchmarks/results/sessions.json", sessions_table, "README.md"),
+    "app_enlarged": ("results/ferplus/app_enlarged_val.json", app_enlarged_table, "README.md"),
     "int8_film_bound": ("results/ferplus/int8_film_bound.json", int8_film_bound_table, "docs/experiments.md"),
     "int8_film_bound_1thread": ("results/ferplus/int8_film_bound_1thread.json", int8_film_bound_table,
                                 "docs/experiments.md"),

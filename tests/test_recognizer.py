@@ -121,6 +121,41 @@ def test_fast_path_equals_general_preprocessing(rec: Recognizer) -> None:
     assert recognizer_mod.fast_pixels(faces.astype(np.float32), pre) is None
 
 
+def _nearest(small: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Enlarge by pixel repetition, as OpenCV's INTER_NEAREST does (source index floor(i * n / size))."""
+    rows = (np.arange(h) * small.shape[0]) // h
+    cols = (np.arange(w) * small.shape[1]) // w
+    return small[rows][:, cols]
+
+
+@pytest.mark.parametrize("side", [6, 12, 16, 20, 24, 30])
+def test_a_crop_enlarged_by_pixel_repetition_is_reduced_to_its_source_pixels(side: int) -> None:
+    from fsrfer_edge.preprocessing import undo_pixel_repetition
+
+    g = np.random.default_rng(side)
+    small = g.integers(0, 256, (side, side + 2)).astype(np.float32)
+    small[3] = small[2]  # two equal neighbouring source rows: one run of twice the length
+    back = undo_pixel_repetition(_nearest(small, 48, 48)[None])[0]
+    np.testing.assert_array_equal(back, small)
+    natural = g.integers(0, 256, (1, 48, 48)).astype(np.float32)
+    natural[:, :12] = 0  # a black band over a quarter of the rows is not a repetition
+    for same in (natural, np.full((1, 48, 48), 9.0, np.float32), natural[:, :, :40]):
+        assert undo_pixel_repetition(same) is same
+
+
+def test_recognizer_answers_a_nearest_enlarged_crop_as_its_small_crop(rec: Recognizer) -> None:
+    """On the fast path (uint8 crops at the input size) too, and without changing the other faces of the batch."""
+    g = np.random.default_rng(5)
+    small = g.integers(0, 256, (12, 12), dtype=np.uint8)
+    other = g.integers(0, 256, (48, 48), dtype=np.uint8)
+    enlarged = _nearest(small, 48, 48)
+    np.testing.assert_array_equal(rec.prepare(enlarged), rec.prepare(small))
+    np.testing.assert_array_equal(rec.prepare(np.stack([other, enlarged])), rec.prepare([other, small]))
+    np.testing.assert_array_equal(rec.prepare([other, enlarged])[:1], rec.prepare(other))
+    assert recognizer_mod.fast_pixels(np.stack([other, enlarged]), rec.info.preprocessing) is None
+    assert recognizer_mod.fast_pixels(np.stack([other, other]), rec.info.preprocessing) is not None
+
+
 @pytest.mark.parametrize("faces, words", [
     (np.full((48, 48), np.nan, dtype=np.float32), "NaN"),
     (np.zeros((48, 48), dtype=np.int64), "int64"),
