@@ -3,6 +3,7 @@ fsrfer-crowd CLI on an image and a tiny video, and the seeded crowd benchmark.""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -348,6 +349,9 @@ def test_an_image_named_without_an_image_suffix_is_read_as_an_image(suffix: str,
     video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)  # an MP4's first box
     assert crowd_cli.input_kind(str(video)) == "video" and crowd_cli.input_kind(str(tmp_path / "gone")) == "video"
     assert crowd_cli.input_kind("0") == "camera"
+    if hasattr(os, "mkfifo"):  # a pipe is not opened to sniff it (the open would block until a writer came)
+        os.mkfifo(tmp_path / "pipe")
+        assert crowd_cli.input_kind(str(tmp_path / "pipe")) == "video"
 
 
 # --------------------------------------------------------------------------------------------

@@ -137,9 +137,8 @@ class BlazeFaceDetector(PyramidDetector):
         level_step: size ratio between pyramid levels.
         max_input: largest network input side; larger resized frames are tiled.
         face_px: override the model's reliable face size in network pixels (metadata ``face_px``).
-        size_slack: a level keeps faces from ``face_px / size_slack`` to ``face_px * level_step *
-            size_slack`` network pixels (the finest level keeps all smaller ones, the coarsest all larger);
-            100 turns the rule off.
+        size_slack: as :class:`~.pyramid.PyramidDetector` (the finest level keeps faces down to half of
+            ``face_px``, the coarsest all larger; 100 turns the rule off but for that floor).
         providers: ONNX Runtime providers (``"auto"``, ``"cpu"``, ``"cuda"`` or a list), as for Recognizer.
         threads: ONNX Runtime intra-op threads (None: ONNX Runtime's default).
 

@@ -21,7 +21,8 @@ from .base import MAX_FRAME_PIXELS, as_rgb_frame, check_frame_size
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
-#: Image suffixes :func:`read_image` is asked to read (anything else is treated as a video by the CLI).
+#: Image suffixes :func:`read_image` is asked to read (the CLI takes anything else for a video unless its first
+#: bytes say it is an image: :func:`is_image_file`).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
 
@@ -36,6 +37,8 @@ def is_image_file(path: PathLike) -> bool:
     p = Path(path)
     if p.suffix.lower() in IMAGE_SUFFIXES:
         return True
+    if not p.is_file():  # a camera device or a pipe: opening it could block, and reading would eat its stream
+        return False
     try:
         with open(p, "rb") as f:
             head = f.read(12)

@@ -84,8 +84,8 @@ class PyramidDetector(FaceDetector):
         max_input: largest network input side; larger levels are tiled.
         face_px: smallest face side (network pixels) the network finds reliably.
         size_slack: a level keeps faces from ``face_px / size_slack`` to ``face_px * level_step *
-            size_slack`` network pixels (the finest level keeps smaller ones down to ``face_px *
-            FINEST_FLOOR``, the coarsest all larger); 100 turns the rule off.
+            size_slack`` network pixels (the finest level instead keeps all down to ``face_px *
+            FINEST_FLOOR``, the coarsest all larger); 100 turns the rule off but for that floor.
         size_multiple: network input sides must be multiples of this.
         coarsest: the pyramid stops at the first level whose larger side is at most this many pixels.
 
