@@ -517,7 +517,7 @@ def test_two_files_of_one_name_keep_an_engine_each(variants: Path, tmp_path: Pat
     first = tmp_path / "a" / "model.onnx"
     first.write_bytes((variants / "tiny.fp32.onnx").read_bytes())
     second = tmp_path / "b" / "model.onnx"
-    second.write_bytes((variants / "tiny.int8-s8s8.onnx").read_bytes())
+    second.write_bytes((variants / "tiny.fp16.onnx").read_bytes())  # another model.onnx, also built as FP16
     files = [variants / "tiny.fp32.onnx", variants / "tiny.fp16.onnx", first, second]
     for _ in range(2):
         for f in files:
@@ -527,7 +527,7 @@ def test_two_files_of_one_name_keep_an_engine_each(variants: Path, tmp_path: Pat
 
 
 def test_an_engine_tensorrt_cannot_load_is_rebuilt_by_the_builder_and_on_first_use(
-        variants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        variants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """Sidecar checks pass (same TensorRT version string, GPU, ONNX file) but TensorRT cannot deserialise the
     plan (a CUDA 12 and a CUDA 13 build of one version): fsrfer-export --engine, which the load error tells the
     user to run, rebuilds it instead of answering "cached", and Recognizer rebuilds it on its own."""
@@ -558,6 +558,19 @@ def test_an_engine_tensorrt_cannot_load_is_rebuilt_by_the_builder_and_on_first_u
     assert _build(variants, tmp_path, "fp16") == fp16 and len(gpu.trt.log["built"]) == 4
     assert _build(variants, tmp_path, "fp16") == fp16 and len(gpu.trt.log["built"]) == 4  # now cached
     TensorRTBackend(fp16, memory="cuda-python").close()
+    # An unreadable engine beside the ONNX file, preferred by its batch range: passed over for the cache's,
+    # built once; later uses find the cache's without building again.
+    from fsrfer_edge.export import engine as export_engine
+
+    beside = export_engine.build_engine(model, tmp_path, 1, 32, 64)
+    unreadable(beside)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fsrfer_edge"):
+        for _ in range(2):
+            with Recognizer(model) as rec:
+                assert rec.backend.path == engine
+    assert len(gpu.trt.log["built"]) == 5 and "first use" not in caplog.text  # no FP16 copy made again
+    assert caplog.text.count("looking for another engine") == 2
 
 
 def test_recognizer_auto_without_tensorrt_uses_onnxruntime_and_says_why(variants: Path,

@@ -97,11 +97,15 @@ def read_engine_bytes(engine_path: Union[str, os.PathLike[str]]) -> bytes:
         raise EngineError(f"engine {engine_path} could not be read ({exc})") from exc
 
 
+class EngineUnreadable(EngineError):
+    """TensorRT could not deserialise an engine file (corrupt, or from a TensorRT build that cannot read it)."""
+
+
 def deserialize_engine(data: bytes, source: str) -> tuple[trt.ILogger, trt.Runtime, trt.ICudaEngine]:
     """Deserialise an engine: returns (logger, runtime, engine); the runtime must outlive the engine.
 
     Raises:
-        EngineError: TensorRT could not deserialise it.
+        EngineUnreadable: TensorRT could not deserialise it.
     """
     import tensorrt as trt
 
@@ -110,7 +114,7 @@ def deserialize_engine(data: bytes, source: str) -> tuple[trt.ILogger, trt.Runti
     # The stubs say ICudaEngine; TensorRT returns None when it cannot deserialise.
     engine: Optional[trt.ICudaEngine] = runtime.deserialize_cuda_engine(data)
     if engine is None:
-        raise EngineError(
+        raise EngineUnreadable(
             f"TensorRT could not deserialise {source} (see TensorRT's log above); the file is corrupt or was "
             "built by another TensorRT version. Rebuild it with: fsrfer-export --engine MODEL.onnx"
         )
@@ -453,15 +457,20 @@ class TensorRTBackend(Backend):
                            memory=mem, onnx_path=onnx_path, close_memory=True)
             try:
                 return cls(engine, device, memory=mem, onnx_path=onnx_path, close_memory=True)
-            except EngineError as exc:
+            except EngineUnreadable as exc:
                 if not build:
                     raise
-                # Its sidecar checks passed but TensorRT could not load it (a TensorRT build of the same version
-                # string that cannot read it): the builder checks the cache's engine the same way, and rebuilds.
-                logger.warning("%s; using the engine cache %s instead", exc, cache)
+                # Its sidecar checks passed but TensorRT could not read it (a TensorRT build of the same version
+                # string that cannot): another valid engine, else a new one in the cache (the builder checks
+                # the cache's engine the same way, and rebuilds).
+                logger.warning("%s; looking for another engine, or building one in %s", exc, cache)
             mem = select_memory(memory, device)  # the failed load closed the first
-            return cls(build_cached_engine(onnx_path, cache, device, max(1, min_max_batch)), device,
-                       memory=mem, onnx_path=onnx_path, close_memory=True)
+            try:
+                engine = find_engine(onnx_path, version, gpu.compute_capability, dirs, min_max_batch, gpu.key,
+                                     exclude=[engine])
+            except EngineError:
+                engine = build_cached_engine(onnx_path, cache, device, max(1, min_max_batch))
+            return cls(engine, device, memory=mem, onnx_path=onnx_path, close_memory=True)
         except BaseException:
             mem.close()
             raise
@@ -498,7 +507,7 @@ def build_cached_engine(onnx_path: Union[str, os.PathLike[str]], cache_dir: Unio
 
 def find_engine(onnx_path: Union[str, os.PathLike[str]], tensorrt_version: str, compute_capability: str,
                 search_dirs: Sequence[Union[str, os.PathLike[str]]], min_max_batch: int = 1,
-                device: Optional[str] = None) -> Path:
+                device: Optional[str] = None, exclude: Sequence[Union[str, os.PathLike[str]]] = ()) -> Path:
     """Find a cached engine for ``onnx_path`` that may run here (same TensorRT, GPU and ONNX file).
 
     Engines are named by :meth:`~fsrfer_edge.engine_cache.EngineKey.filename` with
@@ -506,7 +515,7 @@ def find_engine(onnx_path: Union[str, os.PathLike[str]], tensorrt_version: str, 
     ``face.int8.<sha256 start>...engine``);
     each candidate is verified with :func:`~fsrfer_edge.engine_cache.check_engine` (``device``: this
     GPU's identity key). Among valid ones, the smallest whose max batch is >= ``min_max_batch`` wins,
-    else the largest.
+    else the largest. ``exclude``: engine files passed over (one TensorRT could not read).
 
     Raises:
         EngineError: none is valid; the message lists what was tried and how to build one.
@@ -520,6 +529,8 @@ def find_engine(onnx_path: Union[str, os.PathLike[str]], tensorrt_version: str, 
     tried: list[str] = []
     for d in search_dirs:
         for cand in sorted(Path(d).glob(pattern)):
+            if any(cand == Path(e) for e in exclude):
+                continue
             try:
                 doc = check_engine(cand, tensorrt_version, compute_capability, onnx_path, device=device)
             except EngineError as exc:
