@@ -223,7 +223,8 @@ def compute_issue12(ferplus: Optional[dict[str, Any]], shipped: dict[str, Option
                 if same is None or same.get("measured") is None:
                     continue
                 cell += f"; {same['measured']:.2f} on {(doc.get('machine') or {}).get('cpu_model') or 'another CPU'}"
-                met = bool(met) and bool(same.get("passed"))
+                passed = same.get("passed")
+                met = False if False in (met, passed) else None if None in (met, passed) else True
                 sources.append(src)
             add(f"edge budget: {t['target']} {t['comparison']} {t['threshold']:g}", ", ".join(sources), cell, met)
     else:

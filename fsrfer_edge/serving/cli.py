@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import CliParser, FsrferError
+from ..errors import CliParser, FsrferError, InputError
 from ..fileio import check_output_path
 from .server import DEFAULT_MAX_BATCH, serve
 from .triton_repo import DEFAULT_QUEUE_DELAY_US
@@ -63,6 +63,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         if log_file is not None:
+            if any(c.isspace() for c in str(log_file)):  # PyTriton splits tritonserver's command line at spaces
+                raise InputError(f"--log-file {str(log_file)!r} contains whitespace, which PyTriton cannot pass to "
+                                 "tritonserver; choose a path without spaces")
             check_output_path(log_file, "--log-file")
             log_file.parent.mkdir(parents=True, exist_ok=True)
         serve(args.model, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
