@@ -114,7 +114,7 @@ def undo_pixel_repetition(img: np.ndarray) -> np.ndarray:
     """A crop (C, H, W) that an app enlarged by repeating pixels (nearest neighbour, e.g. OpenCV's
     ``INTER_NEAREST``), reduced back to one pixel per source pixel along each axis where it was; other crops
     are returned as they are. The model was trained on faces resized with smooth kernels, and such blocky
-    crops given as they are lose most of what it can do (``results/ferplus/app_enlarged_val.json``, README
+    crops given as they are lose most of what it can do (``results/ferplus/app_inputs_val.json``, README
     "The SDK"); reduced, they are the small crops they came from."""
     rows = cols = None
     if img.shape[1] > 2:
@@ -129,6 +129,18 @@ def undo_pixel_repetition(img: np.ndarray) -> np.ndarray:
     if cols is not None:
         img = img[:, :, cols]
     return img
+
+
+def pad_to_square(img: np.ndarray) -> np.ndarray:
+    """A (C, H, W) crop that is not square, centred in a square of its larger side by repeating its edge pixels
+    (as ``CrowdAnalyzer`` crops faces): the model's faces are square crops, and stretching a narrower box to a
+    square distorts the face (``results/ferplus/app_inputs_val.json``)."""
+    h, w = img.shape[1:]
+    if h == w:
+        return img
+    before = abs(h - w) // 2
+    pad = (before, abs(h - w) - before)
+    return np.pad(img, ((0, 0), pad, (0, 0)) if h < w else ((0, 0), (0, 0), pad), mode="edge")
 
 
 def any_pixel_repetition(pixels: np.ndarray) -> bool:
@@ -258,7 +270,7 @@ class Preprocessing:
         s = self.input_size
         out = np.empty((len(items), self.channels, s, s), dtype=np.float32)
         for i, face in enumerate(items):
-            g = undo_pixel_repetition(_as_image(face, i, self.channels))
+            g = pad_to_square(undo_pixel_repetition(_as_image(face, i, self.channels)))
             out[i] = resize(g, (s, s), self.resize_kernel, antialias=True)
         np.clip(out, 0.0, 255.0, out=out)
         return out

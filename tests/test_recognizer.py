@@ -143,6 +143,19 @@ def test_a_crop_enlarged_by_pixel_repetition_is_reduced_to_its_source_pixels(sid
         assert undo_pixel_repetition(same) is same
 
 
+def test_a_crop_that_is_not_square_is_centred_in_a_square_of_its_edge_pixels(rec: Recognizer) -> None:
+    from fsrfer_edge.preprocessing import pad_to_square
+
+    g = np.random.default_rng(4)
+    tall = g.integers(0, 256, (40, 31), dtype=np.uint8)
+    square = np.pad(tall, ((0, 0), (4, 5)), mode="edge")
+    np.testing.assert_array_equal(pad_to_square(tall[None].astype(np.float32))[0], square)
+    np.testing.assert_array_equal(pad_to_square(tall.T[None].astype(np.float32))[0], square.T)
+    np.testing.assert_array_equal(rec.prepare(tall), rec.prepare(square))  # not stretched
+    same = g.integers(0, 256, (1, 30, 30)).astype(np.float32)
+    assert pad_to_square(same) is same
+
+
 def test_recognizer_answers_a_nearest_enlarged_crop_as_its_small_crop(rec: Recognizer) -> None:
     """On the fast path (uint8 crops at the input size) too, and without changing the other faces of the batch."""
     g = np.random.default_rng(5)
