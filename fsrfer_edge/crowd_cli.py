@@ -153,7 +153,9 @@ def check_output(kind: str, out: Path) -> None:
     if kind == "image" and suffix not in WRITABLE_IMAGES:
         raise InputError(f"--out {out}: an image input needs an image output; expected one of {WRITABLE_IMAGES}")
     if kind != "image" and suffix not in VIDEO_CODECS:
-        raise InputError(f"--out {out}: a {kind} input needs a video output; expected one of {tuple(VIDEO_CODECS)}")
+        why = " (it is not an image by its suffix or its first bytes, so it is read as a video)" \
+            if kind == "video" and suffix in WRITABLE_IMAGES else ""
+        raise InputError(f"--out {out}: a {kind} input{why} needs a video output; expected one of {tuple(VIDEO_CODECS)}")
 
 
 class AtomicVideoWriter:
@@ -296,14 +298,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.max_frames is not None and args.max_frames < 1:
             raise InputError(f"--max-frames {args.max_frames}; expected a positive integer")
         kind = input_kind(args.input)
+        if kind != "camera" and not Path(args.input).is_file():
+            raise InputError(f"input {args.input} does not exist (or is not a file); expected an image or video file")
         if kind == "image" and args.max_frames is not None:
             raise InputError(f"--max-frames applies to a video or a camera; {args.input} is an image (drop it)")
         check_output(kind, args.out)
         check_output_path(args.out, "--out")  # a folder, or a path under a file: refused before any work
         if args.json is not None:
             check_output_path(args.json, "--json")
-        if kind != "camera" and not Path(args.input).is_file():
-            raise InputError(f"input {args.input} does not exist (or is not a file); expected an image or video file")
         threads = args.threads if args.detector != "opencv" else None
         with Recognizer(args.model, threads=args.threads, spinning=False, sessions=args.sessions) as rec, \
                 create_detector(args.detector, min_face=args.min_face, min_score=args.min_score,

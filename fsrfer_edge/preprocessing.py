@@ -78,6 +78,32 @@ def resize_matrix(n_in: int, n_out: int, kernel: str = "bicubic", antialias: boo
     return w
 
 
+@functools.lru_cache(maxsize=256)
+def padded_resize_matrix(n_in: int, n_pad: int, n_out: int, kernel: str = "bicubic") -> np.ndarray:
+    """The (n_out, n_in) anti-aliased matrix that resamples an axis of length n_in, first centred in n_pad by
+    repeating its edge pixels, to n_out; the padded axis is never built."""
+    m = resize_matrix(n_pad, n_out, kernel, True)
+    if n_pad == n_in:
+        return m
+    w = np.zeros((n_out, n_in))
+    np.add.at(w.T, np.clip(np.arange(n_pad) - (n_pad - n_in) // 2, 0, n_in - 1), m.T)
+    w = w.astype(np.float32)
+    w.setflags(write=False)  # cached and shared between callers
+    return w
+
+
+def resize_square(img: np.ndarray, size: int, kernel: str = "bicubic") -> np.ndarray:
+    """Resize the last two axes of ``img`` (..., H, W) to (size, size), a crop that is not square first centred
+    in a square of its larger side by repeating its edge pixels (as ``CrowdAnalyzer`` crops faces): the model's
+    faces are square crops, and stretching a narrower box distorts the face
+    (``results/ferplus/app_inputs_val.json``). The same as :func:`resize` for a square crop; float32 out."""
+    h, w = img.shape[-2:]
+    n = max(h, w)
+    my = padded_resize_matrix(h, n, size, kernel)
+    mx = padded_resize_matrix(w, n, size, kernel)
+    return (my @ img.astype(np.float32) @ mx.T).astype(np.float32)
+
+
 def resize(img: np.ndarray, size: tuple[int, int], kernel: str = "bicubic", antialias: bool = True) -> np.ndarray:
     """Resize the last two axes of ``img`` (..., H, W) to ``size`` = (h, w); float32 out."""
     h, w = size
@@ -129,18 +155,6 @@ def undo_pixel_repetition(img: np.ndarray) -> np.ndarray:
     if cols is not None:
         img = img[:, :, cols]
     return img
-
-
-def pad_to_square(img: np.ndarray) -> np.ndarray:
-    """A (C, H, W) crop that is not square, centred in a square of its larger side by repeating its edge pixels
-    (as ``CrowdAnalyzer`` crops faces): the model's faces are square crops, and stretching a narrower box to a
-    square distorts the face (``results/ferplus/app_inputs_val.json``)."""
-    h, w = img.shape[1:]
-    if h == w:
-        return img
-    before = abs(h - w) // 2
-    pad = (before, abs(h - w) - before)
-    return np.pad(img, ((0, 0), pad, (0, 0)) if h < w else ((0, 0), (0, 0), pad), mode="edge")
 
 
 def any_pixel_repetition(pixels: np.ndarray) -> bool:
@@ -270,8 +284,7 @@ class Preprocessing:
         s = self.input_size
         out = np.empty((len(items), self.channels, s, s), dtype=np.float32)
         for i, face in enumerate(items):
-            g = pad_to_square(undo_pixel_repetition(_as_image(face, i, self.channels)))
-            out[i] = resize(g, (s, s), self.resize_kernel, antialias=True)
+            out[i] = resize_square(undo_pixel_repetition(_as_image(face, i, self.channels)), s, self.resize_kernel)
         np.clip(out, 0.0, 255.0, out=out)
         return out
 

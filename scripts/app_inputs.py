@@ -8,7 +8,7 @@ Each FER+ face is shrunk by a factor with area averaging (``cv2.INTER_AREA``, as
   SDK did before it reduced such crops to their source pixels (``preprocessing.undo_pixel_repetition``).
 - ``non_square``: the face's box keeps 80% of its width (or of its height), centred, as a detector's tighter box
   would, then is shrunk by the factor (x1: not shrunk). Given to ``Recognizer``, which centres it in a square
-  by repeating its edge pixels (``preprocessing.pad_to_square``); the rows "stretched" resize it straight to
+  by repeating its edge pixels (``preprocessing.resize_square``); the rows "stretched" resize it straight to
   48x48, as the SDK did before.
 
     python scripts/app_inputs.py --json results/ferplus/app_inputs_val.json

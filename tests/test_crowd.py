@@ -306,6 +306,8 @@ def test_cli_video_writes_annotated_video_and_json(scene: crowd_bench.Scene, tmp
 
 @pytest.mark.parametrize("args, words", [
     (["missing.png", "--out", "o.png"], "does not exist"),
+    (["missing", "--out", "o.png"], "does not exist"),  # before the output's suffix is judged
+    (["{text}", "--out", "o.png"], "so it is read as a video"),
     (["{junk}", "--out", "o.png"], "could not be read"),
     (["{video}", "--out", "o.mp4"], "could not be opened"),
     (["{img}", "--out", "o.mp4"], "needs an image output"),
@@ -323,8 +325,10 @@ def test_cli_bad_input_exits_2_with_a_message(args: list[str], words: str, tmp_p
     write_image(img, np.zeros((40, 40, 3), np.uint8))
     if "{video}" in args and pytest.importorskip("cv2") is None:
         return
-    argv = [a.format(junk=junk, video=video, img=img) for a in args]
-    argv = [str(tmp_path / a) if a in ("o.png", "o.mp4", "missing.png") else a for a in argv]
+    text = tmp_path / "notes"
+    text.write_text("not an image")
+    argv = [a.format(junk=junk, video=video, img=img, text=text) for a in args]
+    argv = [str(tmp_path / a) if a in ("o.png", "o.mp4", "missing.png", "missing") else a for a in argv]
     assert crowd_cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "fsrfer-crowd: error:" in err and words in err

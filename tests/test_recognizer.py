@@ -144,16 +144,19 @@ def test_a_crop_enlarged_by_pixel_repetition_is_reduced_to_its_source_pixels(sid
 
 
 def test_a_crop_that_is_not_square_is_centred_in_a_square_of_its_edge_pixels(rec: Recognizer) -> None:
-    from fsrfer_edge.preprocessing import pad_to_square
+    from fsrfer_edge.preprocessing import resize, resize_square
 
     g = np.random.default_rng(4)
     tall = g.integers(0, 256, (40, 31), dtype=np.uint8)
     square = np.pad(tall, ((0, 0), (4, 5)), mode="edge")
-    np.testing.assert_array_equal(pad_to_square(tall[None].astype(np.float32))[0], square)
-    np.testing.assert_array_equal(pad_to_square(tall.T[None].astype(np.float32))[0], square.T)
-    np.testing.assert_array_equal(rec.prepare(tall), rec.prepare(square))  # not stretched
-    same = g.integers(0, 256, (1, 30, 30)).astype(np.float32)
-    assert pad_to_square(same) is same
+    for crop, padded in ((tall, square), (tall.T, square.T)):
+        np.testing.assert_allclose(resize_square(crop, 48), resize(padded, (48, 48)), atol=1e-3)
+    np.testing.assert_allclose(rec.prepare(tall), rec.prepare(square), atol=1e-4)  # not stretched
+    same = g.integers(0, 256, (30, 30)).astype(np.float32)
+    np.testing.assert_array_equal(resize_square(same, 48), resize(same, (48, 48)))
+    thin = g.integers(0, 256, (1, 30000), dtype=np.uint8)  # the square is never built (30000 x 30000 floats)
+    np.testing.assert_allclose(resize_square(thin, 48), resize(np.repeat(thin, 3, axis=0), (48, 48))[:1].repeat(48, 0),
+                               atol=1e-2)
 
 
 def test_recognizer_answers_a_nearest_enlarged_crop_as_its_small_crop(rec: Recognizer) -> None:

@@ -66,8 +66,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if any(c.isspace() for c in str(log_file)):  # PyTriton splits tritonserver's command line at spaces
                 raise InputError(f"--log-file {str(log_file)!r} contains whitespace, which PyTriton cannot pass to "
                                  "tritonserver; choose a path without spaces")
-            check_output_path(log_file, "--log-file")
-            log_file.parent.mkdir(parents=True, exist_ok=True)
+            check_output_path(log_file, "--log-file")  # its folder is made once the server can start
         serve(args.model, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
               metrics_port=args.metrics_port, model_name=args.model_name, max_batch=args.max_batch,
               preferred_batch_sizes=args.preferred_batch_size, max_queue_delay_us=args.max_queue_delay_us,

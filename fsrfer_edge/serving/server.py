@@ -249,7 +249,7 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
         log_verbose: Triton's verbose log level (0: off).
         workspace: folder for PyTriton's model store and sockets (default: a temporary one).
         on_ready: called once the server answers requests.
-        log_file: tritonserver writes its log to this file instead of the console (its folder must exist).
+        log_file: tritonserver writes its log to this file instead of the console (its folder is made).
 
     Raises:
         BackendUnavailable: PyTriton missing, or this environment cannot run its server (see
@@ -261,6 +261,8 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
                    {"http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port})
     check_environment()  # before loading models: fail fast with the fix
     _check_ports_free(host, {"http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port})
+    if log_file is not None:  # tritonserver opens it, but does not make its folder
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     recognizers: list[Recognizer] = []
     try:
         for _ in range(instances):
