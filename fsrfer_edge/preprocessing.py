@@ -137,11 +137,13 @@ def _repetition_runs(same: np.ndarray) -> "np.ndarray | None":
 
 
 def undo_pixel_repetition(img: np.ndarray) -> np.ndarray:
-    """A crop (C, H, W) that an app enlarged by repeating pixels (nearest neighbour, e.g. OpenCV's
+    """A crop (C, H, W), or (H, W), that an app enlarged by repeating pixels (nearest neighbour, e.g. OpenCV's
     ``INTER_NEAREST``), reduced back to one pixel per source pixel along each axis where it was; other crops
     are returned as they are. The model was trained on faces resized with smooth kernels, and such blocky
     crops given as they are lose most of what it can do (``results/ferplus/app_inputs_val.json``, README
     "The SDK"); reduced, they are the small crops they came from."""
+    if img.ndim == 2:
+        return undo_pixel_repetition(img[None])[0]
     rows = cols = None
     if img.shape[1] > 2:
         same = np.all(img[:, 1:, :] == img[:, :-1, :], axis=(0, 2))

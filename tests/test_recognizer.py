@@ -137,6 +137,7 @@ def test_a_crop_enlarged_by_pixel_repetition_is_reduced_to_its_source_pixels(sid
     small[3] = small[2]  # two equal neighbouring source rows: one run of twice the length
     back = undo_pixel_repetition(_nearest(small, 48, 48)[None])[0]
     np.testing.assert_array_equal(back, small)
+    np.testing.assert_array_equal(undo_pixel_repetition(_nearest(small, 48, 48)), small)  # HxW too
     natural = g.integers(0, 256, (1, 48, 48)).astype(np.float32)
     natural[:, :12] = 0  # a black band over a quarter of the rows is not a repetition
     for same in (natural, np.full((1, 48, 48), 9.0, np.float32), natural[:, :, :40]):
