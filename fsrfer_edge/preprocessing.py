@@ -114,6 +114,9 @@ def resize(img: np.ndarray, size: tuple[int, int], kernel: str = "bicubic", anti
 
 #: Runs of repeated rows (columns) at least this long on average mark a crop enlarged by pixel repetition.
 MIN_REPETITION = 1.5
+#: The share of equal neighbouring lines below which an axis cannot hold such runs (a third, less a margin):
+#: the one comparison most crops stop after.
+MIN_EQUAL_SHARE = 0.3
 
 
 def _repetition_runs(same: np.ndarray) -> "np.ndarray | None":
@@ -144,28 +147,26 @@ def undo_pixel_repetition(img: np.ndarray) -> np.ndarray:
     "The SDK"); reduced, they are the small crops they came from."""
     if img.ndim == 2:
         return undo_pixel_repetition(img[None])[0]
-    rows = cols = None
-    if img.shape[1] > 2:
-        same = np.all(img[:, 1:, :] == img[:, :-1, :], axis=(0, 2))
-        # Runs of 1.5 lines on average need a third of the neighbours equal: most crops stop here.
-        rows = _repetition_runs(same) if np.count_nonzero(same) >= 0.3 * len(same) else None
-    if img.shape[2] > 2:
-        same = np.all(img[:, :, 1:] == img[:, :, :-1], axis=(0, 1))
-        cols = _repetition_runs(same) if np.count_nonzero(same) >= 0.3 * len(same) else None
-    if rows is not None:
-        img = img[:, rows, :]
-    if cols is not None:
-        img = img[:, :, cols]
+    for axis in (1, 2):
+        if img.shape[axis] <= 2:
+            continue
+        lines = np.moveaxis(img, axis, 0)  # (lines, ...)
+        same = np.all((lines[1:] == lines[:-1]).reshape(len(lines) - 1, -1), axis=1)
+        if np.count_nonzero(same) < MIN_EQUAL_SHARE * len(same):
+            continue
+        keep = _repetition_runs(same)
+        if keep is not None:
+            img = np.take(img, keep, axis=axis)
     return img
 
 
 def any_pixel_repetition(pixels: np.ndarray) -> bool:
     """Whether any crop of an (N, C, H, W) batch might be one :func:`undo_pixel_repetition` reduces (at least
-    0.3 of its neighbouring rows or columns equal): the fast path for crops at the input size, which skips
-    :meth:`Preprocessing.to_pixels`, leaves such a batch to it."""
+    :data:`MIN_EQUAL_SHARE` of its neighbouring rows or columns equal): the fast path for crops at the input
+    size, which skips :meth:`Preprocessing.to_pixels`, leaves such a batch to it."""
     rows = np.all(pixels[:, :, 1:, :] == pixels[:, :, :-1, :], axis=(1, 3)).mean(axis=1)
     cols = np.all(pixels[:, :, :, 1:] == pixels[:, :, :, :-1], axis=(1, 2)).mean(axis=1)
-    return bool(((rows >= 0.3) | (cols >= 0.3)).any())
+    return bool(((rows >= MIN_EQUAL_SHARE) | (cols >= MIN_EQUAL_SHARE)).any())
 
 
 def degrade(img: np.ndarray, factor: int, kernel: str = "bicubic") -> np.ndarray:
