@@ -1,0 +1,141 @@
+"""Faces of low contrast (a dim or washed-out camera): does a contrast floor before the graph win them back?
+
+    python scripts/contrast_floor.py --json results/ferplus/contrast_floor_val.json
+
+The rule and its candidates are in docs/experiments.md, "A contrast floor in the SDK". Each FER+ face is
+lit one way at 48 px and rounded to uint8 (clean; contrast scaled about its mean; dark; haze), shrunk by the
+factor with area averaging (``cv2.INTER_AREA``, as a camera pipeline would) and given to the SDK as a small
+crop. Every candidate floor ``T`` stretches a resized face whose pixel standard deviation ``s`` is below
+``T`` to ``c + (x - m) * S / s`` (``m`` its mean), with the target spread ``S`` either ``T`` or
+:data:`TRAIN_STD` and the centre ``c`` either the face's mean or :data:`TRAIN_MEAN`. Only the faces a
+candidate changes are run again.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+FACTORS = (1, 2, 3, 4, 6, 8)
+FLOORS = (15.0, 20.0, 25.0, 30.0)
+#: The FER2013 ``train`` faces' median pixel standard deviation (53.6) and median mean grey (129.5) at 48 px.
+TRAIN_STD = 54.0
+TRAIN_MEAN = 129.0
+#: How each face is lit before it is shrunk: grey -> grey, on float pixels, then rounded to uint8.
+LIGHTS = {
+    "clean": lambda x, m: x,
+    "contrast 0.5": lambda x, m: (x - m) * 0.5 + m,
+    "contrast 0.25": lambda x, m: (x - m) * 0.25 + m,
+    "dark (x0.3)": lambda x, m: x * 0.3,
+    "haze (x0.4 + 120)": lambda x, m: x * 0.4 + 120.0,
+}
+
+
+def lit(images: np.ndarray, light: str) -> np.ndarray:
+    x = images.astype(np.float32)
+    m = x.mean(axis=(1, 2), keepdims=True)
+    return np.clip(np.rint(LIGHTS[light](x, m)), 0, 255).astype(np.uint8)
+
+
+def stretch(pixels: np.ndarray, floor: float, target: Optional[float], centre: Optional[float]) -> tuple[np.ndarray,
+                                                                                                         np.ndarray]:
+    """The candidate applied to an (N, C, S, S) pixel batch: the stretched faces and the mask of those it changed.
+    ``target`` None: raise to the floor itself; ``centre`` None: each face's own mean."""
+    m = pixels.mean(axis=(1, 2, 3), keepdims=True)
+    s = pixels.std(axis=(1, 2, 3), keepdims=True)
+    low = (s < floor).reshape(-1)
+    gain = (floor if target is None else target) / np.maximum(s, 1e-3)
+    c = m if centre is None else centre
+    out = np.clip(c + (pixels - m) * gain, 0.0, 255.0).astype(np.float32)
+    return out[low], low
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(REPO / "fsrfer_edge" / "models" / "default.onnx"),
+                    help="an exported fsrfer ONNX file with float32 input (default: the shipped default)")
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013.npz"),
+                    help="fer2013.npz beside ferplus_labels.npz (default: ../shared/data/fer2013.npz)")
+    ap.add_argument("--split", default="val", choices=("val", "test"), help="FER+ split (default val)")
+    ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    ap.add_argument("--pick-from", metavar="VAL_JSON",
+                    help="run only 'none' and the candidate this earlier result file (the val run) picked")
+    ap.add_argument("--json", required=True, help="where to write the result file")
+    args = ap.parse_args(argv)
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.detection.frames import require_cv2
+    from fsrfer_edge.ferplus import load_labelled_faces
+    from fsrfer_edge.fileio import check_output_path, sha256_file, write_json
+
+    check_output_path(args.json, "--json")
+    cv2 = require_cv2("shrinking faces as a camera pipeline would")
+    faces = load_labelled_faces(args.data, "ferplus", args.split)
+    labels = faces.labels
+    candidates: dict[str, tuple[float, Optional[float], Optional[float]]] = {}
+    for floor, target, centre in itertools.product(FLOORS, (None, TRAIN_STD), (None, TRAIN_MEAN)):
+        name = f"T={floor:g}, S={'T' if target is None else f'{target:g}'}, c={'m' if centre is None else f'{centre:g}'}"
+        candidates[name] = (floor, target, centre)
+    if args.pick_from:
+        with open(args.pick_from) as fh:
+            picked = json.load(fh)["pick"]
+        if picked not in candidates:
+            raise SystemExit(f"{args.pick_from}: its pick {picked!r} is not one of this script's candidates")
+        candidates = {picked: candidates[picked]}
+    acc: dict[str, dict[str, dict[str, float]]] = {"none": {}, **{k: {} for k in candidates}}
+    changed: dict[str, dict[str, dict[str, float]]] = {k: {} for k in candidates}
+    with Recognizer(args.model, threads=args.threads) as rec:
+        if rec.info.input_dtype != "float32":
+            raise SystemExit(f"{args.model}: expected a float32-input model (faces are normalised here)")
+        pre = rec.info.preprocessing
+
+        def predict(pixels: np.ndarray) -> np.ndarray:
+            return rec.predict_logits(pre.normalize(pixels)).argmax(axis=1)
+
+        for light in LIGHTS:
+            images = lit(faces.images, light)
+            for f in FACTORS:
+                small = [im if f == 1 else cv2.resize(im, (round(im.shape[1] / f), round(im.shape[0] / f)),
+                                                      interpolation=cv2.INTER_AREA) for im in images]
+                pixels = pre.to_pixels(small)
+                base = predict(pixels)
+                acc["none"].setdefault(light, {})[str(f)] = round(100.0 * float((base == labels).mean()), 2)
+                for name, (floor, target, centre) in candidates.items():
+                    new, low = stretch(pixels, floor, target, centre)
+                    pred = base.copy()
+                    if low.any():
+                        pred[low] = predict(new)
+                    acc[name].setdefault(light, {})[str(f)] = round(100.0 * float((pred == labels).mean()), 2)
+                    changed[name].setdefault(light, {})[str(f)] = round(100.0 * float(low.mean()), 2)
+                print(light, f, acc["none"][light][str(f)], flush=True)
+    score = {k: round(float(np.mean([v for row in a.values() for v in row.values()])), 3) for k, a in acc.items()}
+    clean_ok = {k: all(a["clean"][str(f)] >= acc["none"]["clean"][str(f)] - 0.1 + 1e-9 for f in FACTORS)
+                for k, a in acc.items()}
+    eligible = [k for k in candidates if clean_ok[k]]
+    pick = max(eligible, key=lambda k: (score[k], -candidates[k][0])) if eligible else None
+    write_json(args.json, {
+        "command": f"python scripts/contrast_floor.py --json {args.json}" + ("" if args.split == "val" else f" --split {args.split}")
+                   + (f" --pick-from {args.pick_from}" if args.pick_from else ""),
+        "model": {"path": os.path.relpath(args.model, REPO), "sha256": sha256_file(args.model)},
+        "split": args.split, "n": int(len(labels)), "opencv": cv2.__version__,
+        "rule": "docs/experiments.md, 'A contrast floor in the SDK'",
+        "note": "accuracy % per lighting and factor (small crops through the SDK's resize); changed: % of faces a "
+                "candidate stretched; score: mean over lightings and factors; clean_ok: clean accuracy at every "
+                "factor at most 0.1 below none's",
+        "candidates": {k: {"floor": v[0], "target": v[1], "centre": v[2]} for k, v in candidates.items()},
+        "accuracy": acc, "changed": changed, "score": score, "clean_ok": clean_ok, "pick": pick,
+        "gain_over_none": None if pick is None else round(score[pick] - score["none"], 3)})
+    print(f"pick {pick}: score {score.get(pick) if pick else None} against none {score['none']}")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
