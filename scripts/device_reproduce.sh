@@ -76,7 +76,10 @@ if ! command -v fsrfer-train > /dev/null; then
     chmod +x "$W/bin/$name"
   done
 fi
-command -v python > /dev/null || ln -sf "$(command -v "$PY")" "$W/bin/python"
+# reproduce.sh calls `python`: make it this interpreter, not whatever else the image calls python (python2, a
+# system python without torch).
+PY_PATH=$(command -v "$PY") || { echo "error: $PY (PYTHON) is not on PATH" >&2; exit 2; }
+[ "$PY_PATH" = "$W/bin/python" ] || ln -sf "$PY_PATH" "$W/bin/python"
 export PATH="$W/bin:$PATH"
 if ! $PY -c "import onnxsim" 2> /dev/null; then
   export FSRFER_EXPORT_ARGS="--no-simplify"

@@ -1579,4 +1579,7 @@ def test_generator_loss_shares_the_frozen_layers_and_equals_the_term_by_term_for
     ref_grads = torch.autograd.grad(ref, list(g2.parameters()))
     torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
     for a, b in zip(grads, ref_grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+        # Absolute tolerance relative to each tensor's largest gradient: some elements are small sums of large
+        # opposite terms, whose float32 rounding differs between CPU kernels (about 1e-6 of the largest on
+        # AVX-512, AVX2 and SSE4 alike); a missing or mis-weighted term moves them by far more.
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
