@@ -173,6 +173,48 @@ def test_recognizer_answers_a_nearest_enlarged_crop_as_its_small_crop(rec: Recog
     assert recognizer_mod.fast_pixels(np.stack([other, other]), rec.info.preprocessing) is not None
 
 
+def test_a_face_of_low_contrast_is_raised_to_the_floor_about_its_mean(rec: Recognizer) -> None:
+    """On the fast path too; the batch's other faces and faces of ordinary contrast are left exactly as they were."""
+    from fsrfer_edge.preprocessing import CONTRAST_FLOOR, raise_contrast, resize
+
+    g = np.random.default_rng(6)
+    other = g.integers(0, 256, (48, 48), dtype=np.uint8)
+    dim = np.clip(np.rint((other - 128.0) * 0.1 + 60.0), 0, 255).astype(np.uint8)  # std about 7
+    got = rec.info.preprocessing.to_pixels(dim)[0, 0]
+    assert got.std() == pytest.approx(CONTRAST_FLOOR, rel=1e-3) and got.mean() == pytest.approx(dim.mean(), abs=1e-2)
+    assert np.corrcoef(got.ravel(), dim.ravel())[0, 1] > 0.9999  # a linear stretch, nothing else
+    np.testing.assert_array_equal(rec.info.preprocessing.to_pixels(other)[0, 0], other)
+    np.testing.assert_array_equal(rec.prepare(np.stack([other, dim])), rec.prepare([other, dim.astype(np.float32)]))
+    np.testing.assert_array_equal(rec.prepare(np.stack([other, dim]))[:1], rec.prepare(other))
+    assert recognizer_mod.fast_pixels(np.stack([other, dim]), rec.info.preprocessing) is None
+    # A small dim crop is raised after it is resized; one that clips at black keeps its mean only roughly.
+    small = dim[::4, ::4]
+    want = raise_contrast(resize(small[None, None], (48, 48)).clip(0, 255))
+    np.testing.assert_allclose(rec.info.preprocessing.to_pixels(small), want, atol=1e-4)
+    flat = np.full((1, 1, 48, 48), 77.0, np.float32)
+    np.testing.assert_allclose(raise_contrast(flat.copy()), flat, atol=1e-3)  # nothing to stretch: stays flat
+
+
+def test_the_contrast_floor_is_the_one_the_val_rule_picked() -> None:
+    """The SDK's floor is the candidate ``scripts/contrast_floor.py`` picked on val, and the same arithmetic."""
+    import json
+
+    from _scripts import load_script
+
+    from fsrfer_edge.preprocessing import CONTRAST_FLOOR, raise_contrast
+
+    result = json.loads((Path(__file__).resolve().parents[1] / "results/ferplus/contrast_floor_val.json").read_text())
+    assert result["candidates"][result["pick"]] == {"floor": CONTRAST_FLOOR, "target": None, "centre": None}
+    script = load_script("scripts/contrast_floor.py", "contrast_floor_script")
+    g = np.random.default_rng(7)
+    pixels = (g.random((6, 1, 48, 48)) * g.choice([10.0, 40.0, 80.0, 255.0], (6, 1, 1, 1))).astype(np.float32)
+    stretched, low = script.stretch(pixels, CONTRAST_FLOOR, None, None)
+    assert 0 < low.sum() < 6
+    mine = raise_contrast(pixels.copy())
+    np.testing.assert_array_equal(mine[low], stretched)
+    np.testing.assert_array_equal(mine[~low], pixels[~low])
+
+
 @pytest.mark.parametrize("faces, words", [
     (np.full((48, 48), np.nan, dtype=np.float32), "NaN"),
     (np.zeros((48, 48), dtype=np.int64), "int64"),
