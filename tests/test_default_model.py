@@ -208,3 +208,22 @@ def test_model_history_writes_each_terms_share_of_g_loss(tmp_path):
     assert mod.main(["--out", str(out)]) == 0  # the shipped default.pt
     written = json.loads(out.read_text())
     assert written["sha256"] and written["history"] and written["command"].startswith("python scripts/model_history.py")
+
+
+def test_the_model_cards_accuracy_section_is_the_one_its_result_files_give(tmp_path):
+    """``ship_default.py --refresh-accuracy`` renders the same card from results/default_model; a changed file changes it."""
+    import json
+
+    mod = load_script("scripts/ship_default.py", "ship_default")
+    card = (REPO / "fsrfer_edge" / "models" / "MODEL_CARD.md").read_text()
+    results = REPO / "results" / "default_model"
+    assert mod.refreshed_card(card, results) == card
+    for name in ("test.json", "test_small.json", "test_camera.json"):
+        (tmp_path / name).write_text((results / name).read_text())
+    doc = json.loads((tmp_path / "test_small.json").read_text())
+    doc["factors"]["4"]["accuracy"] = 0.1234
+    (tmp_path / "test_small.json").write_text(json.dumps(doc))
+    changed = mod.refreshed_card(card, tmp_path)
+    assert "| 12.34 |" in changed and changed[:changed.index(mod.ACCURACY_HEADING)] == card[:card.index(mod.ACCURACY_HEADING)]
+    with pytest.raises(SystemExit, match="test.json is missing"):
+        mod.refreshed_card(card, tmp_path / "nowhere")
