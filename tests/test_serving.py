@@ -215,6 +215,19 @@ def test_quiet_server_writes_tritonservers_log_to_its_file(server: ServerProcess
     assert "tritonserver's log:\n" in server.log_tail()
 
 
+def test_a_server_gets_different_free_ports_and_keeps_the_ones_it_is_given() -> None:
+    """All three sockets are held open while their ports are chosen: the system cannot hand out one twice."""
+    import socket
+
+    ports = server_mod.free_ports(n=3)
+    assert len(set(ports)) == 3
+    for port in ports:  # free now: each can be bound
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", port))
+    sp = ServerProcess(python=sys.executable, grpc_port=ports[0])
+    assert sp.ports["grpc"] == ports[0] and len(set(sp.ports.values())) == 3
+
+
 def test_error_classification() -> None:
     """Which transport errors are "try again" (ServerUnavailable) and which are the server's answer."""
     from tritonclient.utils import InferenceServerException

@@ -319,12 +319,15 @@ def _is_main_thread() -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` now."""
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+def free_ports(host: str = "127.0.0.1", n: int = 1) -> list[int]:
+    """``n`` different TCP ports that are free on ``host`` now (all held open while they are chosen, so that
+    the system cannot hand out one of them twice)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)))
+                 for _ in range(n)]
+        for s in socks:
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 def _kill_group(pgid: int) -> None:
@@ -391,8 +394,10 @@ class ServerProcess:
                  python: Optional[str] = None, args: Sequence[str] = (), startup_timeout_s: float = 120.0) -> None:
         self.model = None if model is None else Path(model)
         self.host = host
-        self.ports = {"http": http_port or free_port(host), "grpc": grpc_port or free_port(host),
-                      "metrics": metrics_port or free_port(host)}
+        given = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
+        taken = {p for p in given.values() if p}  # a port given but not yet bound is free: never pick it
+        picked = (p for p in free_ports(host, 3) if p not in taken)
+        self.ports = {k: p or next(picked) for k, p in given.items()}
         self.model_name = model_name
         self.python = python or serve_python()
         self.args = list(args)
