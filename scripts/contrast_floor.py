@@ -1,24 +1,32 @@
-"""Faces of low contrast (a dim or washed-out camera): does a contrast floor before the graph win them back?
+"""Faces of low contrast or brightness (a dim or washed-out camera): does a floor before the graph win them back?
 
     python scripts/contrast_floor.py --json results/ferplus/contrast_floor_val.json
+    python scripts/contrast_floor.py --kind brightness --json results/ferplus/brightness_floor_val.json
 
-The rule and its candidates are in docs/experiments.md, "A contrast floor in the SDK". Each FER+ face is
-lit one way at 48 px and rounded to uint8 (clean; contrast scaled about its mean; dark; haze), shrunk by the
-factor with area averaging (``cv2.INTER_AREA``, as a camera pipeline would) and given to the SDK as a small
-crop. Every candidate floor ``T`` stretches a resized face whose pixel standard deviation ``s`` is below
-``T`` to ``c + (x - m) * S / s`` (``m`` its mean), with the target spread ``S`` either ``T`` or
-:data:`TRAIN_STD` and the centre ``c`` either the face's mean or :data:`TRAIN_MEAN`. Only the faces a
-candidate changes are run again.
+The rules and their candidates are in docs/experiments.md, "A contrast floor in the SDK" and "A brightness
+floor after it". Each FER+ face is lit one way at 48 px and rounded to uint8 (clean; contrast scaled about its
+mean; dark; haze), shrunk by the factor with area averaging (``cv2.INTER_AREA``, as a camera pipeline would)
+and given to the SDK as a small crop. Only the faces a candidate changes are run again.
+
+- ``--kind contrast``: the SDK's preprocessing without its contrast floor is "none"; every candidate floor
+  ``T`` stretches a resized face whose pixel standard deviation ``s`` is below ``T`` to ``c + (x - m) * S / s``
+  (``m`` its mean), with the target spread ``S`` either ``T`` or :data:`TRAIN_STD` and the centre ``c`` either
+  the face's mean or :data:`TRAIN_MEAN`.
+- ``--kind brightness``: the SDK's preprocessing as it is (contrast floor included) is "none"; every candidate
+  floor ``B`` brings a face whose mean grey ``m`` is below ``B`` up to ``B``, by adding ``B - m`` or by
+  multiplying by ``B / m``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import itertools
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -26,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 FACTORS = (1, 2, 3, 4, 6, 8)
 FLOORS = (15.0, 20.0, 25.0, 30.0)
+BRIGHTNESS_FLOORS = (40.0, 50.0, 60.0, 70.0)
 #: The FER2013 ``train`` faces' median pixel standard deviation (53.6) and median mean grey (129.5) at 48 px.
 TRAIN_STD = 54.0
 TRAIN_MEAN = 129.0
@@ -58,6 +67,50 @@ def stretch(pixels: np.ndarray, floor: float, target: Optional[float], centre: O
     return out[low], low
 
 
+def brighten(pixels: np.ndarray, floor: float, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """A brightness candidate applied to an (N, C, S, S) pixel batch: the faces whose mean grey is below ``floor``,
+    brought up to it (``mode`` "add": by adding the difference; "gain": by multiplying), and their mask."""
+    m = pixels.mean(axis=(1, 2, 3), keepdims=True)
+    low = (m < floor).reshape(-1)
+    out = pixels + (floor - m) if mode == "add" else pixels * (floor / np.maximum(m, 1e-3))
+    return np.clip(out, 0.0, 255.0).astype(np.float32)[low], low
+
+
+Candidate = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def candidates_for(kind: str) -> tuple[dict[str, Candidate], dict[str, dict[str, Any]]]:
+    """The rule's candidates of ``kind``: name -> function of a pixel batch, and name -> its parameters."""
+    fns: dict[str, Candidate] = {}
+    params: dict[str, dict[str, Any]] = {}
+    if kind == "contrast":
+        for floor, target, centre in itertools.product(FLOORS, (None, TRAIN_STD), (None, TRAIN_MEAN)):
+            name = (f"T={floor:g}, S={'T' if target is None else f'{target:g}'}, "
+                    f"c={'m' if centre is None else f'{centre:g}'}")
+            fns[name] = functools.partial(stretch, floor=floor, target=target, centre=centre)
+            params[name] = {"floor": floor, "target": target, "centre": centre}
+    else:
+        for floor, mode in itertools.product(BRIGHTNESS_FLOORS, ("add", "gain")):
+            name = f"B={floor:g}, {mode}"
+            fns[name] = functools.partial(brighten, floor=floor, mode=mode)
+            params[name] = {"floor": floor, "mode": mode}
+    return fns, params
+
+
+@contextlib.contextmanager
+def without_contrast_floor(on: bool) -> Iterator[None]:
+    """While ``on``, the SDK's preprocessing runs without its contrast floor (the "none" of ``--kind contrast``)."""
+    from fsrfer_edge import preprocessing
+
+    kept = preprocessing.CONTRAST_FLOOR
+    if on:
+        preprocessing.CONTRAST_FLOOR = 0.0  # no face's standard deviation is below 0
+    try:
+        yield
+    finally:
+        preprocessing.CONTRAST_FLOOR = kept
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "fsrfer_edge" / "models" / "default.onnx"),
@@ -66,6 +119,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="fer2013.npz beside ferplus_labels.npz (default: ../shared/data/fer2013.npz)")
     ap.add_argument("--split", default="val", choices=("val", "test"), help="FER+ split (default val)")
     ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    ap.add_argument("--kind", default="contrast", choices=("contrast", "brightness"),
+                    help="which rule's candidates (default contrast)")
     ap.add_argument("--pick-from", metavar="VAL_JSON",
                     help="run only 'none' and the candidate this earlier result file (the val run) picked")
     ap.add_argument("--json", required=True, help="where to write the result file")
@@ -79,10 +134,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     cv2 = require_cv2("shrinking faces as a camera pipeline would")
     faces = load_labelled_faces(args.data, "ferplus", args.split)
     labels = faces.labels
-    candidates: dict[str, tuple[float, Optional[float], Optional[float]]] = {}
-    for floor, target, centre in itertools.product(FLOORS, (None, TRAIN_STD), (None, TRAIN_MEAN)):
-        name = f"T={floor:g}, S={'T' if target is None else f'{target:g}'}, c={'m' if centre is None else f'{centre:g}'}"
-        candidates[name] = (floor, target, centre)
+    candidates, params = candidates_for(args.kind)
     if args.pick_from:
         with open(args.pick_from) as fh:
             picked = json.load(fh)["pick"]
@@ -104,11 +156,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             for f in FACTORS:
                 small = [im if f == 1 else cv2.resize(im, (round(im.shape[1] / f), round(im.shape[0] / f)),
                                                       interpolation=cv2.INTER_AREA) for im in images]
-                pixels = pre.to_pixels(small)
+                with without_contrast_floor(args.kind == "contrast"):
+                    pixels = pre.to_pixels(small)
                 base = predict(pixels)
                 acc["none"].setdefault(light, {})[str(f)] = round(100.0 * float((base == labels).mean()), 2)
-                for name, (floor, target, centre) in candidates.items():
-                    new, low = stretch(pixels, floor, target, centre)
+                for name, candidate in candidates.items():
+                    new, low = candidate(pixels)
                     pred = base.copy()
                     if low.any():
                         pred[low] = predict(new)
@@ -122,17 +175,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.pick_from:  # the val run's pick, whatever these faces say (the rule picks on val only)
         pick: Optional[str] = next(iter(candidates))
     else:
-        pick = max(eligible, key=lambda k: (score[k], -candidates[k][0])) if eligible else None
+        pick = max(eligible, key=lambda k: (score[k], -params[k]["floor"])) if eligible else None
     write_json(args.json, {
-        "command": f"python scripts/contrast_floor.py --json {args.json}" + ("" if args.split == "val" else f" --split {args.split}")
+        "command": "python scripts/contrast_floor.py" + ("" if args.kind == "contrast" else f" --kind {args.kind}")
+                   + f" --json {args.json}" + ("" if args.split == "val" else f" --split {args.split}")
                    + (f" --pick-from {args.pick_from}" if args.pick_from else ""),
+        "kind": args.kind,
         "model": {"path": os.path.relpath(args.model, REPO), "sha256": sha256_file(args.model)},
         "split": args.split, "n": int(len(labels)), "opencv": cv2.__version__,
-        "rule": "docs/experiments.md, 'A contrast floor in the SDK'",
+        "rule": "docs/experiments.md, " + ("'A contrast floor in the SDK'" if args.kind == "contrast"
+                                            else "'A brightness floor after it'"),
         "note": "accuracy % per lighting and factor (small crops through the SDK's resize); changed: % of faces a "
-                "candidate stretched; score: mean over lightings and factors; clean_ok: clean accuracy at every "
+                "candidate changed; score: mean over lightings and factors; clean_ok: clean accuracy at every "
                 "factor at most 0.1 below none's (the rule's constraint, on val; with --pick-from only reported)",
-        "candidates": {k: {"floor": v[0], "target": v[1], "centre": v[2]} for k, v in candidates.items()},
+        "candidates": {k: params[k] for k in candidates},
         "accuracy": acc, "changed": changed, "score": score, "clean_ok": clean_ok, "pick": pick,
         "gain_over_none": None if pick is None else round(score[pick] - score["none"], 3)})
     print(f"pick {pick}: score {score.get(pick) if pick else None} against none {score['none']}")

@@ -280,7 +280,8 @@ def contrast_floor_table(doc: dict[str, Any]) -> str:
     pick = doc["pick"]
     acc = doc["accuracy"]
     factors = list(acc["none"]["clean"])
-    rows = ["| lighting | contrast floor | " + " | ".join(f"x{f}" for f in factors) + " | faces raised (x1, x8) |",
+    kind = doc.get("kind", "contrast")
+    rows = [f"| lighting | {kind} floor | " + " | ".join(f"x{f}" for f in factors) + " | faces raised (x1, x8) |",
             "|---|---|" + "---:|" * (len(factors) + 1)]
     for light in acc["none"]:
         for name, label in (("none", "none"), (pick, f"{doc['candidates'][pick]['floor']:g}")):
@@ -288,10 +289,10 @@ def contrast_floor_table(doc: dict[str, Any]) -> str:
             raised = f"{share[factors[0]]:.1f}%, {share[factors[-1]]:.1f}%" if name == pick else ""
             rows.append(f"| {light} | {label} | " + " | ".join(f"{acc[name][light][f]:.2f}" for f in factors)
                         + f" | {raised} |")
-    return (f"FER+ {doc['split']} ({doc['n']} faces), accuracy in %, from `{CONTRAST_FLOOR[doc['split']]}` "
+    return (f"FER+ {doc['split']} ({doc['n']} faces), accuracy in %, from `{CONTRAST_FLOOR[kind, doc['split']]}` "
             f"(`{doc['command']}`; the shipped model, sha256 {doc['model']['sha256'][:12]}); each face lit at 48 px, "
             "shrunk with area averaging and given as a small crop; mean over the lightings and factors "
-            f"{doc['score']['none']:.2f} without the floor, {doc['score'][pick]:.2f} with it:\n\n" + "\n".join(rows) + "\n")
+            f"{doc['score']['none']:.2f} without the floor, {doc['score'][pick]:.2f} with it{' (the SDK before it: with its contrast floor)' if kind == 'brightness' else ''}:\n\n" + "\n".join(rows) + "\n")
 
 
 def sessions_table(doc: dict[str, Any]) -> str:
@@ -997,7 +998,8 @@ def route_hr_table(doc: dict[str, Any]) -> str:
 
 ROUTE_HR = "results/ferplus/route_hr_val.json"
 CAMERA_GAP = "results/ferplus/camera_gap_val.json"
-CONTRAST_FLOOR = {split: f"results/ferplus/contrast_floor_{split}.json" for split in ("val", "test")}
+CONTRAST_FLOOR = {(kind, split): f"results/ferplus/{kind}_floor_{split}.json"
+                  for kind in ("contrast", "brightness") for split in ("val", "test")}
 FLIP_VAL = "results/ferplus/flip_tta_val.json"
 FLIP_TEST = "results/ferplus/flip_tta_test.json"
 FLIP_SEED1 = "results/ferplus/flip_tta_val_seed1.json"
@@ -1224,8 +1226,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "edge_budget_threads": (EDGE_THREADS[1], edge_budget_threads_table, "docs/experiments.md"),
     "sessions": ("benchmarks/results/sessions.json", sessions_table, "README.md"),
     "app_inputs": ("results/ferplus/app_inputs_val.json", app_inputs_table, "README.md"),
-    "contrast_floor": (CONTRAST_FLOOR["val"], contrast_floor_table, "README.md"),
-    "contrast_floor_test": (CONTRAST_FLOOR["test"], contrast_floor_table, "docs/experiments.md"),
+    "contrast_floor": (CONTRAST_FLOOR["contrast", "val"], contrast_floor_table, "README.md"),
+    "contrast_floor_test": (CONTRAST_FLOOR["contrast", "test"], contrast_floor_table, "docs/experiments.md"),
     "int8_film_bound": ("results/ferplus/int8_film_bound.json", int8_film_bound_table, "docs/experiments.md"),
     "int8_film_bound_1thread": ("results/ferplus/int8_film_bound_1thread.json", int8_film_bound_table,
                                 "docs/experiments.md"),
