@@ -302,14 +302,15 @@ class Preprocessing:
         return out
 
     # -- faces -> batch ------------------------------------------------------------------
-    def to_pixels(self, faces: FaceInput) -> np.ndarray:
+    def to_pixels(self, faces: FaceInput, raise_low_contrast: bool = True) -> np.ndarray:
         """Validate faces and return an (N, C, S, S) float32 batch of pixel values in [0, 255].
 
         Accepts one face (HxW gray or HxWx3 RGB), a list of faces of any sizes, or an
         NxHxW[x3] array, under the pixel contract of :func:`check_pixels` (uint8, or float in [0, 255]).
         A crop enlarged by repeating pixels is first reduced (:func:`undo_pixel_repetition`), a crop that is
         not square centred in a square (:func:`resize_square`), and a face of low contrast raised to
-        :data:`CONTRAST_FLOOR` after resizing (:func:`raise_contrast`).
+        :data:`CONTRAST_FLOOR` after resizing (:func:`raise_contrast`; ``raise_low_contrast=False``: not raised,
+        as the trainer loads image files: training faces are kept as they are).
 
         Raises:
             InputError: on an empty batch, a wrong dtype, rank or channel count, a 0-size or too
@@ -324,7 +325,7 @@ class Preprocessing:
         for i, face in enumerate(items):
             out[i] = resize_square(undo_pixel_repetition(_as_image(face, i, self.channels)), s, self.resize_kernel)
         np.clip(out, 0.0, 255.0, out=out)
-        return raise_contrast(out)
+        return raise_contrast(out) if raise_low_contrast else out
 
     def prepare(self, faces: FaceInput) -> np.ndarray:
         """``to_pixels`` followed by ``normalize``: the float32 NCHW model input."""

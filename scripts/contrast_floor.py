@@ -19,14 +19,13 @@ and given to the SDK as a small crop. Only the faces a candidate changes are run
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import itertools
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -97,20 +96,6 @@ def candidates_for(kind: str) -> tuple[dict[str, Candidate], dict[str, dict[str,
     return fns, params
 
 
-@contextlib.contextmanager
-def without_contrast_floor(on: bool) -> Iterator[None]:
-    """While ``on``, the SDK's preprocessing runs without its contrast floor (the "none" of ``--kind contrast``)."""
-    from fsrfer_edge import preprocessing
-
-    kept = preprocessing.CONTRAST_FLOOR
-    if on:
-        preprocessing.CONTRAST_FLOOR = 0.0  # no face's standard deviation is below 0
-    try:
-        yield
-    finally:
-        preprocessing.CONTRAST_FLOOR = kept
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "fsrfer_edge" / "models" / "default.onnx"),
@@ -156,8 +141,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             for f in FACTORS:
                 small = [im if f == 1 else cv2.resize(im, (round(im.shape[1] / f), round(im.shape[0] / f)),
                                                       interpolation=cv2.INTER_AREA) for im in images]
-                with without_contrast_floor(args.kind == "contrast"):
-                    pixels = pre.to_pixels(small)
+                pixels = pre.to_pixels(small, raise_low_contrast=args.kind != "contrast")
                 base = predict(pixels)
                 acc["none"].setdefault(light, {})[str(f)] = round(100.0 * float((base == labels).mean()), 2)
                 for name, candidate in candidates.items():

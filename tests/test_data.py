@@ -380,6 +380,17 @@ def test_load_folder_flat_and_split_layouts(tmp_path):
     np.testing.assert_array_equal(fs.split, ["train", "train", "val"])
 
 
+def test_load_folder_keeps_a_face_of_low_contrast_as_it_is(tmp_path):
+    """The SDK's contrast floor is an inference step: training and test faces read from files are not raised."""
+    from PIL import Image
+
+    g = np.random.default_rng(0)
+    dim = (100 + g.integers(0, 20, (48, 48))).astype(np.uint8)  # standard deviation about 6
+    (tmp_path / "f" / "sad").mkdir(parents=True)
+    Image.fromarray(dim).save(tmp_path / "f" / "sad" / "a.png")
+    np.testing.assert_array_equal(data.load_folder(tmp_path / "f").images[0], dim)
+
+
 def test_load_folder_errors(tmp_path):
     root = tmp_path / "faces"
     _save_rgb(root / "happy" / "a.png", 0, 48, "PNG")

@@ -228,7 +228,7 @@ def _existing_dir(path: str | os.PathLike[str], what: str) -> Path:
 
 def _gray_uint8(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """One decoded image (H, W) or (H, W, 3) -> (S, S) uint8 gray via the SDK's preprocessing."""
-    out = prep.to_pixels(pixels)[0, 0]
+    out = prep.to_pixels(pixels, raise_low_contrast=False)[0, 0]  # a face as it is, like the .npz faces
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
