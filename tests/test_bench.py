@@ -125,7 +125,11 @@ def test_summary_reads_other_work_not_the_benchmarks_own_load(model: Path) -> No
     own = bench.cpu_seconds()
     assert own is not None and own[1] > start[1]
     other = bench.other_cpu(start, wall)
-    assert other is not None and 0.0 <= other <= (__import__("os").cpu_count() or 1)
+    # /proc/stat counts whole ticks (10 ms) per CPU: over a fraction of a second a fully busy machine can read a
+    # tick or so per CPU above its core count.
+    elapsed = __import__("time").perf_counter() - wall
+    cores = __import__("os").cpu_count() or 1
+    assert other is not None and 0.0 <= other <= cores * (1 + 0.02 / max(elapsed, 0.1))
 
 
 def _fer2013_pair(folder: Path, ferplus: bool = True, split_name: str = "test") -> Path:
