@@ -1228,6 +1228,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "app_inputs": ("results/ferplus/app_inputs_val.json", app_inputs_table, "README.md"),
     "contrast_floor": (CONTRAST_FLOOR["contrast", "val"], contrast_floor_table, "README.md"),
     "contrast_floor_test": (CONTRAST_FLOOR["contrast", "test"], contrast_floor_table, "docs/experiments.md"),
+    "brightness_floor": (CONTRAST_FLOOR["brightness", "val"], contrast_floor_table, "docs/experiments.md"),
     "int8_film_bound": ("results/ferplus/int8_film_bound.json", int8_film_bound_table, "docs/experiments.md"),
     "int8_film_bound_1thread": ("results/ferplus/int8_film_bound_1thread.json", int8_film_bound_table,
                                 "docs/experiments.md"),

@@ -220,6 +220,27 @@ def test_the_contrast_floor_is_the_one_the_val_rule_picked() -> None:
     assert pre.to_pixels(dim)[0, 0].std() == pytest.approx(CONTRAST_FLOOR, rel=1e-3)
 
 
+def test_the_floor_rules_constraint_counts_faces() -> None:
+    """At most 0.1 points (0.1% of the faces) lost on clean faces at any factor: 3 of 3186 faces pass, 4 do not."""
+    from _scripts import load_script
+
+    script = load_script("scripts/contrast_floor.py", "contrast_floor_script")
+    n = 3186
+
+    def pct(k: int) -> float:
+        return round(100.0 * k / n, 2)
+
+    acc = {"none": {"clean": {"1": pct(2010)}, "dark": {"1": pct(1000)}},
+           "a": {"clean": {"1": pct(2007)}, "dark": {"1": pct(1200)}},   # 3 faces fewer: allowed
+           "b": {"clean": {"1": pct(2006)}, "dark": {"1": pct(1300)}},   # 4 faces fewer: refused, though it scores best
+           "c": {"clean": {"1": pct(2010)}, "dark": {"1": pct(1200)}}}   # as "a" on dark faces, nothing lost on clean
+    params = {"a": {"floor": 30.0}, "b": {"floor": 20.0}, "c": {"floor": 25.0}}
+    score, ok, pick = script.select(acc, params, n)
+    assert ok == {"none": True, "a": True, "b": False, "c": True}
+    assert score["b"] > score["c"] > score["a"] and pick == "c"
+    assert script.select(acc, params, n, fixed="b")[2] == "b"
+
+
 @pytest.mark.parametrize("faces, words", [
     (np.full((48, 48), np.nan, dtype=np.float32), "NaN"),
     (np.zeros((48, 48), dtype=np.int64), "int64"),
