@@ -1006,6 +1006,21 @@ FLIP_SEED1 = "results/ferplus/flip_tta_val_seed1.json"
 FLIP_EDGE = "results/ferplus/edge_budget_flip.json"
 
 
+def _refreshed_note(folder: Path) -> str:
+    """Which (b) and (c) files ``scripts/refresh_protocols.sh`` measured again after a change of the SDK's
+    preprocessing, and which it could not (a network whose checkpoint was not at hand)."""
+    files = sorted(folder.glob("*test_small.json")) + sorted(folder.glob("*test_camera.json"))
+    again = [f.name for f in files if json.loads(f.read_text()).get("command") == "bash scripts/refresh_protocols.sh"]
+    if not again:
+        return ""
+    before = [f"`{f.name}`" for f in files if f.name not in again]
+    return ("; the (b) and (c) files measured again through the SDK's contrast floor by "
+            "`bash scripts/refresh_protocols.sh`" + (f", except {', '.join(before)}, measured before it (the baseline's "
+                                                    "checkpoint is gone, and a retraining on another CPU is another "
+                                                    "network: docs/experiments.md, 'A contrast floor in the SDK')"
+                                                    if before else ""))
+
+
 def shipped_table(doc: dict[str, Any]) -> str:
     """The shipped model, its equal-budget LR-fine-tuned baseline and the frozen HR model on the same FER+
     test faces, per protocol (results/default_model/, written by scripts/ship_early_g.sh)."""
@@ -1013,8 +1028,8 @@ def shipped_table(doc: dict[str, Any]) -> str:
     factors = sorted(doc["factors"], key=int)
     lines = [f"FER+ test ({doc['n']} faces), accuracy in %, one seed (`results/default_model/`: `test*.json` the "
              "shipped graph, `baseline_test*.json` the equal-budget LR-fine-tuned baseline, `hr_test*.json` the "
-             "frozen HR model; written by `bash scripts/ship_early_g.sh RUN BASELINE_RUN REASON`). Plot: "
-             "`results/default_model/test_protocols.png`.\n",
+             "frozen HR model; written by `bash scripts/ship_early_g.sh RUN BASELINE_RUN REASON`"
+             + _refreshed_note(folder) + "). Plot: `results/default_model/test_protocols.png`.\n",
              "| protocol | model | " + " | ".join(f"x{f}" for f in factors) + " | mean |",
              "|---|---|" + "---:|" * (len(factors) + 1)]
     for protocol, title in PROTOCOL_NAMES.items():
