@@ -182,23 +182,37 @@ def contrast_stats(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=(1, 2, 3), keepdims=True), x.std(axis=(1, 2, 3), keepdims=True)
 
 
+#: A face whose pixels spread less than this (a flat crop, or one whose only detail is rounding) is not raised:
+#: its stretch would be all noise (25 times a one-level step already).
+FLAT_FACE_STD = 1.0
+
+
+def _low_contrast(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    m, s = contrast_stats(pixels)
+    std = s.reshape(-1)
+    return m, s, (std < CONTRAST_FLOOR) & (std >= FLAT_FACE_STD)
+
+
 def raise_contrast(pixels: np.ndarray) -> np.ndarray:
     """In place on an (N, C, S, S) float32 batch of pixels in [0, 255]: each face whose pixels' standard deviation
-    is below :data:`CONTRAST_FLOOR` becomes ``m + (x - m) * CONTRAST_FLOOR / s`` (``m`` its mean, ``s`` its
-    standard deviation), clipped to [0, 255]; the others are left as they are. The model was trained on faces of
-    ordinary contrast, and faces of a quarter of it lose up to 10 points at 12 px; raised to the floor they win
-    most of that back, and clean faces score the same."""
-    m, s = contrast_stats(pixels)
-    low = s.reshape(-1) < CONTRAST_FLOOR
+    ``s`` is below :data:`CONTRAST_FLOOR` (and not under :data:`FLAT_FACE_STD`) becomes
+    ``m + (x - m) * CONTRAST_FLOOR / s`` (``m`` its mean), clipped to [0, 255]; the others are left as they are.
+    The model was trained on faces of ordinary contrast, and faces of a quarter of it lose up to 10 points at
+    12 px; raised to the floor they win most of that back, and clean faces score the same. Gray models only
+    (``Preprocessing.to_pixels`` leaves RGB faces alone: one spread over three channels would mistake a colour
+    cast for contrast, and the floor was chosen on gray faces)."""
+    if pixels.dtype != np.float32:
+        raise InputError(f"raise_contrast works in place on float32 pixels; received {pixels.dtype}")
+    m, s, low = _low_contrast(pixels)
     if low.any():
-        gain = CONTRAST_FLOOR / np.maximum(s[low], 1e-3)
+        gain = CONTRAST_FLOOR / s[low]
         pixels[low] = np.clip(m[low] + (pixels[low] - m[low]) * gain, 0.0, 255.0)
     return pixels
 
 
 def any_low_contrast(pixels: np.ndarray) -> bool:
     """Whether :func:`raise_contrast` would change any face of an (N, C, S, S) batch."""
-    return bool((contrast_stats(pixels)[1] < CONTRAST_FLOOR).any())
+    return bool(_low_contrast(pixels)[2].any())
 
 
 def degrade(img: np.ndarray, factor: int, kernel: str = "bicubic") -> np.ndarray:
@@ -309,8 +323,8 @@ class Preprocessing:
         NxHxW[x3] array, under the pixel contract of :func:`check_pixels` (uint8, or float in [0, 255]).
         A crop enlarged by repeating pixels is first reduced (:func:`undo_pixel_repetition`), a crop that is
         not square centred in a square (:func:`resize_square`), and a face of low contrast raised to
-        :data:`CONTRAST_FLOOR` after resizing (:func:`raise_contrast`; ``raise_low_contrast=False``: not raised,
-        as the trainer loads image files: training faces are kept as they are).
+        :data:`CONTRAST_FLOOR` after resizing (:func:`raise_contrast`, gray models only; ``raise_low_contrast=False``:
+        not raised, as the trainer loads image files: training faces are kept as they are).
 
         Raises:
             InputError: on an empty batch, a wrong dtype, rank or channel count, a 0-size or too
@@ -325,7 +339,7 @@ class Preprocessing:
         for i, face in enumerate(items):
             out[i] = resize_square(undo_pixel_repetition(_as_image(face, i, self.channels)), s, self.resize_kernel)
         np.clip(out, 0.0, 255.0, out=out)
-        return raise_contrast(out) if raise_low_contrast else out
+        return raise_contrast(out) if raise_low_contrast and self.channels == 1 else out
 
     def prepare(self, faces: FaceInput) -> np.ndarray:
         """``to_pixels`` followed by ``normalize``: the float32 NCHW model input."""

@@ -77,9 +77,14 @@ if ! command -v fsrfer-train > /dev/null; then
   done
 fi
 # reproduce.sh calls `python`: make it this interpreter, not whatever else the image calls python (python2, a
-# system python without torch).
+# system python without torch). A wrapper, not a link: a link to a venv's python starts the base interpreter
+# without the venv's packages (Python finds pyvenv.cfg from the path it was started by).
 PY_PATH=$(command -v "$PY") || { echo "error: $PY (PYTHON) is not on PATH" >&2; exit 2; }
-[ "$PY_PATH" = "$W/bin/python" ] || ln -sf "$PY_PATH" "$W/bin/python"
+case "$PY_PATH" in /*) ;; *) PY_PATH="$PWD/$PY_PATH" ;; esac
+if [ "$PY_PATH" != "$W/bin/python" ]; then
+  printf '#!/bin/sh\nexec "%s" "$@"\n' "$PY_PATH" > "$W/bin/python"
+  chmod +x "$W/bin/python"
+fi
 export PATH="$W/bin:$PATH"
 if ! $PY -c "import onnxsim" 2> /dev/null; then
   export FSRFER_EXPORT_ARGS="--no-simplify"

@@ -291,7 +291,8 @@ def contrast_floor_table(doc: dict[str, Any]) -> str:
                         + f" | {raised} |")
     return (f"FER+ {doc['split']} ({doc['n']} faces), accuracy in %, from `{CONTRAST_FLOOR[kind, doc['split']]}` "
             f"(`{doc['command']}`; the shipped model, sha256 {doc['model']['sha256'][:12]}); each face lit at 48 px, "
-            "shrunk with area averaging and given as a small crop; mean over the lightings and factors "
+            "shrunk with area averaging and given as a small crop; the rule's score, the mean over the lit conditions "
+            "(all but clean) and factors, "
             f"{doc['score']['none']:.2f} without the floor, {doc['score'][pick]:.2f} with it{' (the SDK before it: with its contrast floor)' if kind == 'brightness' else ''}:\n\n" + "\n".join(rows) + "\n")
 
 

@@ -50,16 +50,19 @@ acc = lambda d: {f: round(v["accuracy"] * d["n"]) for f, v in d["factors"].items
 sys.exit(0 if (a["n"], acc(a)) == (b["n"], acc(b)) else 1)
 PY
 }
-refresh() {  # name checkpoint shown_as: (a) checked against OUT/name.json, then (b) and (c) written
-  local name=$1 ckpt=$2 shown=$3
-  eval_test "$ckpt" resized "$TMP/$name.json"
+STAGE=$TMP/stage
+mkdir -p "$STAGE"
+refresh() {  # name checkpoint shown_as: (a) checked against OUT/name.json, then (b) and (c) staged in STAGE
+  # (every step ends in `|| return 1`: called as a condition below, set -e does not stop this function)
+  local name=$1 ckpt=$2 shown=$3 p
+  eval_test "$ckpt" resized "$TMP/$name.json" || return 1
   if ! same_accuracy "$OUT/$name.json" "$TMP/$name.json"; then
     echo "$ckpt does not give $OUT/$name.json under protocol (a): its (b) and (c) files stay as they are" >&2
     return 1
   fi
   for p in small camera; do
-    eval_test "$ckpt" "$p" "$TMP/${name}_$p.json"
-    python - "$TMP/${name}_$p.json" "$OUT/${name}_$p.json" "$shown" <<'PY'
+    eval_test "$ckpt" "$p" "$TMP/${name}_$p.json" || return 1
+    python - "$TMP/${name}_$p.json" "$STAGE/${name}_$p.json" "$shown" <<'PY' || return 1
 import json, sys
 sys.path.insert(0, ".")
 from fsrfer_edge.fileio import write_json
@@ -68,15 +71,19 @@ doc["checkpoint"] = sys.argv[3]
 doc["command"] = "bash scripts/refresh_protocols.sh"
 write_json(sys.argv[2], doc)
 PY
-    echo "wrote $OUT/${name}_$p.json"
   done
 }
-refresh test fsrfer_edge/models/default.onnx fsrfer_edge/models/default.onnx
-refresh hr_test "$TMP/hr.pt" "fsrfer_edge/models/default.pt (its frozen HR network)"
+# The shipped graph and its HR network must both pass, or nothing is written.
+refresh test fsrfer_edge/models/default.onnx fsrfer_edge/models/default.onnx || exit 1
+refresh hr_test "$TMP/hr.pt" "fsrfer_edge/models/default.pt (its frozen HR network)" || exit 1
 if [ -z "$BASE" ] || ! refresh baseline_test "$BASE" "$BASE"; then
+  rm -f "$STAGE"/baseline_test_*.json
   echo "the baseline's (b) and (c) files ($OUT/baseline_test_small.json, baseline_test_camera.json) were measured" \
        "before this change and stay as they are" >&2
 fi
+for f in "$STAGE"/*.json; do
+  mv "$f" "$OUT/" && echo "wrote $OUT/$(basename "$f")"
+done
 python scripts/ship_default.py --refresh-accuracy "$OUT"
 python scripts/plot_default_model.py
 python scripts/targets.py
