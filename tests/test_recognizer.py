@@ -203,6 +203,17 @@ def test_a_face_of_low_contrast_is_raised_to_the_floor_about_its_mean(rec: Recog
                                   np.moveaxis(rgb, -1, 0).astype(np.float32))
 
 
+def test_a_contrast_floor_of_0_turns_it_off_on_every_path(rec: Recognizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    g = np.random.default_rng(8)
+    dim = (100 + g.integers(0, 20, (2, 48, 48))).astype(np.uint8)
+    raised = rec.prepare(dim)
+    monkeypatch.setattr(fsrfer_edge.preprocessing, "CONTRAST_FLOOR", 0.0)
+    plain = rec.info.preprocessing.normalize(dim[:, None].astype(np.float32))
+    assert not np.array_equal(raised, plain)
+    np.testing.assert_array_equal(rec.prepare(dim), plain)  # the fast path (uint8 at the input size)
+    np.testing.assert_allclose(rec.prepare(list(dim.astype(np.float32))), plain, atol=1e-6)  # through to_pixels
+
+
 def test_the_contrast_floor_is_the_one_the_val_rule_picked() -> None:
     """The SDK's floor is the candidate ``scripts/contrast_floor.py`` picked on val, and the same arithmetic."""
     import json
