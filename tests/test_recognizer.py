@@ -239,6 +239,22 @@ def test_the_contrast_floor_is_the_one_the_val_rule_picked() -> None:
     assert pre.to_pixels(dim)[0, 0].std() == pytest.approx(CONTRAST_FLOOR, rel=1e-3)
 
 
+def test_the_linear_enlarging_scan_tells_an_enlarged_crop_from_a_face() -> None:
+    """scripts/linear_enlarging_scan.py: a bilinear enlarging from 12 px fits the 12 px span to rounding; noise fits none."""
+    from _scripts import load_script
+
+    from fsrfer_edge.preprocessing import resize, resize_matrix
+
+    script = load_script("scripts/linear_enlarging_scan.py", "linear_enlarging_scan")
+    spans = {n: (m, np.linalg.pinv(m)) for n in (8, 12, 16)
+             for m in [resize_matrix(n, 48, "bilinear", antialias=False).astype(np.float64)]}
+    small = np.random.default_rng(9).integers(0, 256, (12, 12)).astype(np.float64)
+    enlarged = np.rint(resize(small, (48, 48), "bilinear", antialias=False)).astype(np.float64)
+    res = script.residuals(enlarged, spans)
+    assert res[12] < 0.35 and res[8] > 5 and res[16] > 5
+    assert min(script.residuals(np.random.default_rng(10).integers(0, 256, (48, 48)).astype(np.float64), spans).values()) > 20
+
+
 def test_the_floor_rules_constraint_counts_faces() -> None:
     """At most 0.1 points (0.1% of the faces) lost on clean faces at any factor: 3 of 3186 faces pass, 4 do not."""
     from _scripts import load_script
