@@ -25,18 +25,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from trainer.cli import add_sdk_faces_args  # noqa: E402  (imports no torch)
 FACTORS = (2, 3, 4, 6, 8)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "fsrfer_edge" / "models" / "default.onnx"),
-                    help="an exported fsrfer ONNX file with float32 input (default: the shipped default)")
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013.npz"),
-                    help="fer2013.npz beside ferplus_labels.npz (default: ../shared/data/fer2013.npz)")
-    ap.add_argument("--split", default="val", choices=("val", "test"), help="FER+ split (default val)")
-    ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
-    ap.add_argument("--json", required=True, help="where to write the result file")
+    add_sdk_faces_args(ap)
     args = ap.parse_args(argv)
     from fsrfer_edge import Recognizer
     from fsrfer_edge.detection.frames import require_cv2

@@ -31,6 +31,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from trainer.cli import add_sdk_faces_args  # noqa: E402  (imports no torch)
 FACTORS = (1, 2, 3, 4, 6, 8)
 FLOORS = (15.0, 20.0, 25.0, 30.0)
 BRIGHTNESS_FLOORS = (40.0, 50.0, 60.0, 70.0)
@@ -118,17 +119,11 @@ def select(acc: dict[str, dict[str, dict[str, float]]], params: dict[str, dict[s
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "fsrfer_edge" / "models" / "default.onnx"),
-                    help="an exported fsrfer ONNX file with float32 input (default: the shipped default)")
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013.npz"),
-                    help="fer2013.npz beside ferplus_labels.npz (default: ../shared/data/fer2013.npz)")
-    ap.add_argument("--split", default="val", choices=("val", "test"), help="FER+ split (default val)")
-    ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    add_sdk_faces_args(ap)
     ap.add_argument("--kind", default="contrast", choices=("contrast", "brightness"),
                     help="which rule's candidates (default contrast)")
     ap.add_argument("--pick-from", metavar="VAL_JSON",
                     help="run only 'none' and the candidate this earlier result file (the val run) picked")
-    ap.add_argument("--json", required=True, help="where to write the result file")
     args = ap.parse_args(argv)
     from fsrfer_edge import Recognizer
     from fsrfer_edge.detection.frames import require_cv2

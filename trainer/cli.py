@@ -47,6 +47,19 @@ def positive_minutes(text: str) -> float:
     return v
 
 
+def add_sdk_faces_args(ap: argparse.ArgumentParser) -> None:
+    """The options of the scripts that give FER+ faces to the SDK as an app would (scripts/app_inputs.py,
+    scripts/contrast_floor.py): --model, --data, --split, --threads, --json."""
+    repo = Path(__file__).resolve().parents[1]
+    ap.add_argument("--model", default=str(repo / "fsrfer_edge" / "models" / "default.onnx"),
+                    help="an exported fsrfer ONNX file with float32 input (default: the shipped default)")
+    ap.add_argument("--data", default=str(repo.parent / "shared" / "data" / "fer2013.npz"),
+                    help="fer2013.npz beside ferplus_labels.npz (default: ../shared/data/fer2013.npz)")
+    ap.add_argument("--split", default="val", choices=("val", "test"), help="FER+ split (default val)")
+    ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    ap.add_argument("--json", required=True, help="where to write the result file")
+
+
 def _require_training_libraries(prog: str) -> bool:
     """torch and PyYAML (the ``train`` extra), or one line naming the extra and False."""
     try:
