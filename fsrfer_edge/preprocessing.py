@@ -215,6 +215,115 @@ def any_low_contrast(pixels: np.ndarray) -> bool:
     return bool(_low_contrast(pixels)[2].any())
 
 
+#: RMS residual (grey levels) under which an axis's lines count as a bilinear enlarging from a smaller size: a
+#: crop OpenCV enlarged is within 0.30 of one (uint8 rounding), a 48 px face at least 1.48 from any
+#: (``results/ferplus/linear_enlarging_scan_val.json``). 0 turns :func:`undo_linear_enlarging` off.
+LINEAR_ENLARGING_RESIDUAL = 0.5
+#: The sides (lines along an axis) of the crops :func:`undo_linear_enlarging` looks at.
+LINEAR_ENLARGING_SIDES = (12, 128)
+#: The smallest source size it considers; the largest is two thirds of the side (an enlarging of at least 1.5x).
+MIN_LINEAR_SOURCE = 4
+#: A source size must sit at a dip of the residual: the residual one size smaller at least this many times its
+#: own. A crop enlarged bilinearly from ``n`` drops to rounding at ``n``; a smooth crop (a bicubic or Lanczos
+#: enlarging, an out-of-focus face) comes under :data:`LINEAR_ENLARGING_RESIDUAL` gradually, and reducing it to
+#: where it crosses cost bicubic crops up to 3 points (``results/ferplus/linear_enlarging_rule.json``).
+LINEAR_ENLARGING_DIP = 4.0
+#: The pre-check's lines (as fractions of the side): a crop whose three middle rows are further than twice
+#: :data:`LINEAR_ENLARGING_RESIDUAL` from every bilinear enlarging is not one, and most crops stop there.
+_PRECHECK_LINES = (0.3, 0.5, 0.7)
+
+
+@functools.lru_cache(maxsize=64)
+def _enlarging_bases(side: int) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+    """For an axis of ``side`` lines: the candidate source sizes ``n``, the orthonormal bases of the spans of
+    their bilinear enlarging matrices side by side (side, sum of n; float64) and where each one's columns start.
+    A line's squared residual for size ``n`` is its squared norm less its squared projection on that basis."""
+    sizes = tuple(range(MIN_LINEAR_SOURCE - 1, (2 * side) // 3 + 1))  # one below the smallest: its dip
+    bases = [np.linalg.qr(resize_matrix(n, side, "bilinear", antialias=False).astype(np.float64))[0] for n in sizes]
+    starts = np.cumsum([0] + [b.shape[1] for b in bases[:-1]])
+    out = np.ascontiguousarray(np.concatenate(bases, axis=1))
+    out.setflags(write=False)
+    return sizes, out, starts
+
+
+def _linear_residuals(lines: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
+    """RMS residual (grey levels) of ``lines`` (..., L, side) after projection onto each candidate size's span:
+    the sizes and an array (..., sizes), the RMS taken over each leading index's L lines together."""
+    side = lines.shape[-1]
+    sizes, basis, starts = _enlarging_bases(side)
+    x = lines.astype(np.float64)
+    x = x - x.mean(axis=-1, keepdims=True)  # constants lie in every span; centring keeps the subtraction exact
+    total = np.einsum("...ij,...ij->...", x, x)[..., None]
+    proj = np.add.reduceat(np.square(x @ basis), starts, axis=-1).sum(axis=-2)
+    return sizes, np.sqrt(np.maximum(total - proj, 0.0) / (lines.shape[-2] * side))
+
+
+def _source_size(lines: np.ndarray) -> "int | None":
+    """The smallest candidate source size whose residual over all ``lines`` (L, side) is under
+    :data:`LINEAR_ENLARGING_RESIDUAL` and at most 1 / :data:`LINEAR_ENLARGING_DIP` of the next smaller size's,
+    else None."""
+    sizes, res = _linear_residuals(lines)
+    found = (res[1:] < LINEAR_ENLARGING_RESIDUAL) & (res[:-1] >= LINEAR_ENLARGING_DIP * res[1:])
+    under = np.flatnonzero(found)
+    return sizes[under[0] + 1] if len(under) else None
+
+
+def _linear_sides(h: int, w: int) -> bool:
+    lo, hi = LINEAR_ENLARGING_SIDES
+    return lo <= h <= hi and lo <= w <= hi
+
+
+def undo_linear_enlarging(img: np.ndarray) -> np.ndarray:
+    """A crop (C, H, W), or (H, W), in [0, 255] that an app enlarged bilinearly (OpenCV's ``INTER_LINEAR``, PIL's
+    ``BILINEAR``: the half-pixel convention) from an ``h x w`` source, replaced by its least-squares source
+    (``h x w``, float32, clipped to [0, 255]); other crops are returned as they are.
+
+    Along each axis the source size is the smallest ``n`` (from :data:`MIN_LINEAR_SOURCE` to two thirds of the
+    side) whose bilinear enlarging leaves the crop's lines within :data:`LINEAR_ENLARGING_RESIDUAL` grey levels
+    RMS of its span, at a dip (:data:`LINEAR_ENLARGING_DIP`); a crop is reduced only when both axes have one, its sides are within
+    :data:`LINEAR_ENLARGING_SIDES` and it is not flat (standard deviation under :data:`FLAT_FACE_STD`). The model
+    was trained on faces resized with a smooth anti-aliased kernel; a bilinearly enlarged crop given as it is
+    costs about a point against the small crop it came from (``results/ferplus/app_inputs_val.json``)."""
+    if img.ndim == 2:
+        return undo_linear_enlarging(img[None])[0]
+    c, h, w = img.shape
+    if (LINEAR_ENLARGING_RESIDUAL <= 0 or not _linear_sides(h, w) or not _passes_precheck(img[None])[0]
+            or float(img.std()) < FLAT_FACE_STD):
+        return img
+    n_w = _source_size(img.reshape(c * h, w))
+    if n_w is None:
+        return img
+    n_h = _source_size(np.swapaxes(img, 1, 2).reshape(c * w, h))
+    if n_h is None:
+        return img
+    my = np.linalg.pinv(resize_matrix(n_h, h, "bilinear", antialias=False).astype(np.float64))
+    mx = np.linalg.pinv(resize_matrix(n_w, w, "bilinear", antialias=False).astype(np.float64))
+    return np.clip(my @ img.astype(np.float64) @ mx.T, 0.0, 255.0).astype(np.float32)
+
+
+def _passes_precheck(pixels: np.ndarray) -> np.ndarray:
+    """For an (N, C, H, W) batch, whether each crop's middle rows (:data:`_PRECHECK_LINES`) come within
+    twice :data:`LINEAR_ENLARGING_RESIDUAL` of some bilinear enlarging: a necessary condition for the full test, at about a
+    sixteenth of its cost for a 48 px crop."""
+    h = pixels.shape[2]
+    rows = [min(h - 1, int(f * h)) for f in _PRECHECK_LINES]
+    lines = pixels[:, :, rows, :].reshape(len(pixels), -1, pixels.shape[3])
+    res = _linear_residuals(lines)[1][..., 1:]  # from the smallest candidate size on
+    return (res < 2 * LINEAR_ENLARGING_RESIDUAL).any(axis=-1)
+
+
+def any_linear_enlarging(pixels: np.ndarray) -> bool:
+    """Whether :func:`undo_linear_enlarging` would reduce any crop of an (N, C, H, W) batch: the fast path for crops
+    at the input size leaves such a batch to :meth:`Preprocessing.to_pixels`. The pre-check runs on the whole
+    batch; the full test only on the crops that pass it."""
+    if LINEAR_ENLARGING_RESIDUAL <= 0 or not _linear_sides(*pixels.shape[2:]):
+        return False
+    for i in np.flatnonzero(_passes_precheck(pixels)):
+        if undo_linear_enlarging(pixels[i]).shape != pixels[i].shape:
+            return True
+    return False
+
+
 def degrade(img: np.ndarray, factor: int, kernel: str = "bicubic") -> np.ndarray:
     """Low-resolution version of faces (..., H, W): down-sample by ``factor``, resize back.
 
@@ -321,7 +430,8 @@ class Preprocessing:
 
         Accepts one face (HxW gray or HxWx3 RGB), a list of faces of any sizes, or an
         NxHxW[x3] array, under the pixel contract of :func:`check_pixels` (uint8, or float in [0, 255]).
-        A crop enlarged by repeating pixels is first reduced (:func:`undo_pixel_repetition`), a crop that is
+        A crop enlarged by repeating pixels is first reduced (:func:`undo_pixel_repetition`), as is one enlarged
+        bilinearly (:func:`undo_linear_enlarging`), a crop that is
         not square centred in a square (:func:`resize_square`), and a face of low contrast raised to
         :data:`CONTRAST_FLOOR` after resizing (:func:`raise_contrast`, gray models only; ``raise_low_contrast=False``:
         not raised, as the trainer loads image files: training faces are kept as they are).
@@ -337,7 +447,8 @@ class Preprocessing:
         s = self.input_size
         out = np.empty((len(items), self.channels, s, s), dtype=np.float32)
         for i, face in enumerate(items):
-            out[i] = resize_square(undo_pixel_repetition(_as_image(face, i, self.channels)), s, self.resize_kernel)
+            img = undo_linear_enlarging(undo_pixel_repetition(_as_image(face, i, self.channels)))
+            out[i] = resize_square(img, s, self.resize_kernel)
         np.clip(out, 0.0, 255.0, out=out)
         return raise_contrast(out) if raise_low_contrast and self.channels == 1 else out
 

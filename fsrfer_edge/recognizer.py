@@ -25,7 +25,8 @@ from .backends import BACKENDS, Backend, BackendClosedError
 from .errors import InputError, ModelError
 from .fileio import file_problem
 from .metadata import ModelInfo
-from .preprocessing import FaceInput, Preprocessing, any_low_contrast, any_pixel_repetition, softmax, unmasked
+from .preprocessing import (FaceInput, Preprocessing, any_linear_enlarging, any_low_contrast, any_pixel_repetition,
+                            softmax, unmasked)
 
 logger = logging.getLogger(__name__)
 
@@ -341,10 +342,13 @@ def fast_pixels(faces: FaceInput, pre: Preprocessing) -> Optional[np.ndarray]:
     Such faces need no resampling (the resize would be the identity), so the SDK skips it; anything
     else goes through :meth:`Preprocessing.to_pixels`, which validates and resizes, as does a batch with a
     crop an app may have enlarged by repeating pixels (:func:`~fsrfer_edge.preprocessing.any_pixel_repetition`)
-    or a face of low contrast (:func:`~fsrfer_edge.preprocessing.any_low_contrast`).
+    or bilinearly (:func:`~fsrfer_edge.preprocessing.any_linear_enlarging`), or a face of low contrast
+    (:func:`~fsrfer_edge.preprocessing.any_low_contrast`).
     """
     pixels = _input_size_pixels(faces, pre)
-    return None if pixels is None or any_pixel_repetition(pixels) or any_low_contrast(pixels) else pixels
+    if pixels is None or any_pixel_repetition(pixels) or any_low_contrast(pixels) or any_linear_enlarging(pixels):
+        return None
+    return pixels
 
 
 def _input_size_pixels(faces: FaceInput, pre: Preprocessing) -> Optional[np.ndarray]:

@@ -5,7 +5,9 @@ Each FER+ face is shrunk by a factor with area averaging (``cv2.INTER_AREA``, as
 - ``enlarged``: the small crop is given as it is (protocol (b)'s path, through the SDK's own resize), or
   enlarged back to 48x48 by the app with ``cv2.INTER_NEAREST`` (pixel repetition), ``INTER_LINEAR`` or
   ``INTER_CUBIC``. The row "nearest, as given" feeds the nearest-enlarged pixels to the model unchanged, as the
-  SDK did before it reduced such crops to their source pixels (``preprocessing.undo_pixel_repetition``).
+  SDK did before it reduced such crops to their source pixels (``preprocessing.undo_pixel_repetition``); the row
+  "bilinear, as given" gives the bilinear crops to ``Recognizer`` with ``preprocessing.undo_linear_enlarging``
+  turned off (``LINEAR_ENLARGING_RESIDUAL = 0``), as the SDK was before it reduced them too.
 - ``non_square``: the face's box keeps 80% of its width (or of its height), centred, as a detector's tighter box
   would, then is shrunk by the factor (x1: not shrunk). Given to ``Recognizer``, which centres it in a square
   by repeating its edge pixels (``preprocessing.resize_square``); the rows "stretched" resize it straight to
@@ -37,7 +39,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.detection.frames import require_cv2
     from fsrfer_edge.ferplus import load_labelled_faces
     from fsrfer_edge.fileio import check_output_path, sha256_file, write_json
-    from fsrfer_edge.preprocessing import resize, undo_pixel_repetition
+    from fsrfer_edge import preprocessing
+    from fsrfer_edge.preprocessing import resize, undo_linear_enlarging, undo_pixel_repetition
 
     check_output_path(args.json, "--json")
     cv2 = require_cv2("resizing faces as an app would")
@@ -68,11 +71,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         for f in FACTORS:
             small = [shrink(im, f) for im in faces.images]
             nearest = [cv2.resize(s, size, interpolation=cv2.INTER_NEAREST) for s in small]
+            bilinear = [cv2.resize(s, size, interpolation=cv2.INTER_LINEAR) for s in small]
             for name, crops in (("small crop (b)", small), ("nearest (pixel repetition)", nearest),
-                                ("bilinear", [cv2.resize(s, size, interpolation=cv2.INTER_LINEAR) for s in small]),
+                                ("bilinear", bilinear),
                                 ("bicubic", [cv2.resize(s, size, interpolation=cv2.INTER_CUBIC) for s in small])):
                 enlarged.setdefault(name, {})[str(f)] = given(crops)
             enlarged.setdefault("nearest, as given (before the SDK reduced it)", {})[str(f)] = bypassed(np.stack(nearest))
+            on, preprocessing.LINEAR_ENLARGING_RESIDUAL = preprocessing.LINEAR_ENLARGING_RESIDUAL, 0.0
+            try:
+                enlarged.setdefault("bilinear, as given (before the SDK reduced it)", {})[str(f)] = given(bilinear)
+            finally:
+                preprocessing.LINEAR_ENLARGING_RESIDUAL = on
         side = faces.images.shape[1]
         cut = round(0.1 * side)
         for f in (1,) + FACTORS:
@@ -85,13 +94,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                     np.clip(stretched, 0, 255))
         print({k: v for k, v in {**enlarged, **non_square}.items()}, flush=True)
     changed = sum(undo_pixel_repetition(im[None].astype(np.float32)).shape[1:] != im.shape for im in faces.images)
+    changed_bilinear = sum(undo_linear_enlarging(im.astype(np.float32)).shape != im.shape for im in faces.images)
     write_json(args.json, {
         "command": f"python scripts/app_inputs.py --json {args.json}" + ("" if args.split == "val" else f" --split {args.split}"),
         "model": {"path": os.path.relpath(args.model, REPO), "sha256": sha256_file(args.model)},
         "split": args.split, "n": int(len(labels)), "opencv": cv2.__version__,
         "note": "accuracy % per factor through Recognizer; the rows marked 'before' bypass its preprocessing",
         "enlarged": enlarged, "non_square": non_square,
-        "hr_faces_reduced": int(changed)})  # the split's 48 px originals that undo_pixel_repetition would reduce
+        "hr_faces_reduced": int(changed),  # the split's 48 px originals that undo_pixel_repetition would reduce
+        "hr_faces_reduced_bilinear": int(changed_bilinear)})  # ... and that undo_linear_enlarging would
     print(f"wrote {args.json}")
     return 0
 

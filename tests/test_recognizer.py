@@ -144,6 +144,97 @@ def test_a_crop_enlarged_by_pixel_repetition_is_reduced_to_its_source_pixels(sid
         assert undo_pixel_repetition(same) is same
 
 
+def _bilinear(small: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Enlarge as OpenCV's INTER_LINEAR and PIL's BILINEAR do (half-pixel centres), rounded to uint8 levels."""
+    from fsrfer_edge.preprocessing import resize
+
+    return np.clip(np.rint(resize(small, (h, w), "bilinear", antialias=False)), 0, 255).astype(np.float32)
+
+
+@pytest.mark.parametrize("side", [6, 12, 20, 29])
+def test_a_crop_enlarged_bilinearly_is_reduced_to_its_least_squares_source(side: int) -> None:
+    from fsrfer_edge.preprocessing import undo_linear_enlarging
+
+    g = np.random.default_rng(side)
+    small = g.integers(0, 256, (side, side + 3)).astype(np.float32)
+    for h, w in ((48, 48), (72, 60)):  # to the input size, or to another one (each side at least 1.5x)
+        back = undo_linear_enlarging(_bilinear(small[None], h, w))[0]
+        assert back.shape == small.shape and back.dtype == np.float32
+        assert np.sqrt(np.mean((back - small) ** 2)) < 0.5 and np.abs(back - small).max() < 2.5  # rounding only
+    np.testing.assert_array_equal(undo_linear_enlarging(_bilinear(small, 48, 48)),
+                                  undo_linear_enlarging(_bilinear(small[None], 48, 48))[0])  # HxW too
+    # Left as they are: a 48 px face (here noise), a flat crop, a crop enlarged along one axis only, crops whose
+    # sides are outside LINEAR_ENLARGING_SIDES.
+    left = [g.integers(0, 256, (1, 48, 48)).astype(np.float32), np.full((1, 48, 48), 80.0, np.float32),
+            _bilinear(g.integers(0, 256, (1, 48, side)).astype(np.float32), 48, 48),
+            _bilinear(small[None, :5, :5], 10, 10), _bilinear(small[None], 130, 130)]
+    for crop in left:
+        assert undo_linear_enlarging(crop) is crop
+
+
+def test_the_bilinear_undo_turns_off_at_a_residual_of_0(rec: Recognizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsrfer_edge.preprocessing import any_linear_enlarging, undo_linear_enlarging
+
+    enlarged = _bilinear(np.random.default_rng(3).integers(0, 256, (1, 12, 12)).astype(np.float32), 48, 48)
+    assert undo_linear_enlarging(enlarged).shape == (1, 12, 12) and any_linear_enlarging(enlarged[None])
+    monkeypatch.setattr(fsrfer_edge.preprocessing, "LINEAR_ENLARGING_RESIDUAL", 0.0)
+    assert undo_linear_enlarging(enlarged) is enlarged and not any_linear_enlarging(enlarged[None])
+    u8 = enlarged[0].astype(np.uint8)
+    np.testing.assert_array_equal(rec.prepare(u8), rec.info.preprocessing.normalize(enlarged[None]))
+
+
+def test_recognizer_answers_a_bilinearly_enlarged_crop_as_its_small_crop(rec: Recognizer) -> None:
+    """On the fast path (uint8 crops at the input size) too, and without changing the other faces of the batch."""
+    g = np.random.default_rng(11)
+    small = g.integers(0, 256, (12, 12), dtype=np.uint8)
+    other = g.integers(0, 256, (48, 48), dtype=np.uint8)
+    enlarged = _bilinear(small.astype(np.float32), 48, 48).astype(np.uint8)
+    pre = rec.info.preprocessing
+    one_level = 1.0 / 255.0 / float(pre.std)  # one grey level in the model's input units
+    np.testing.assert_allclose(rec.prepare(enlarged), rec.prepare(small), atol=2 * one_level)
+    assert np.abs(rec.prepare(enlarged) - pre.normalize(enlarged[None, None].astype(np.float32))).max() > 10 * one_level
+    np.testing.assert_array_equal(rec.prepare(np.stack([other, enlarged])), rec.prepare([other, enlarged]))
+    np.testing.assert_array_equal(rec.prepare(np.stack([other, enlarged]))[:1], rec.prepare(other))
+    assert recognizer_mod.fast_pixels(np.stack([other, enlarged]), pre) is None
+    assert recognizer_mod.fast_pixels(np.stack([other, other]), pre) is not None
+
+
+def test_a_crop_opencv_enlarged_is_reduced_to_its_size() -> None:
+    cv2 = pytest.importorskip("cv2")
+    from fsrfer_edge.preprocessing import LINEAR_ENLARGING_RESIDUAL, resize, undo_linear_enlarging
+
+    g = np.random.default_rng(12)
+    for side in (8, 16, 24):
+        small = cv2.GaussianBlur(g.integers(0, 256, (side, side), dtype=np.uint8), (3, 3), 0)
+        for size in ((48, 48), (96, 96)):
+            big = cv2.resize(small, size, interpolation=cv2.INTER_LINEAR)
+            assert undo_linear_enlarging(big.astype(np.float32)).shape == (side, side)
+        # Another kernel's enlarging of a smooth crop may come near a bilinear one from a larger source; then the
+        # step's source enlarges back to the crop within rounding, and the model is given what it was given.
+        bicubic = cv2.resize(small, (48, 48), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+        source = undo_linear_enlarging(bicubic)
+        again = resize(source, bicubic.shape, "bilinear", antialias=False)
+        assert source is bicubic or np.sqrt(np.mean((again - bicubic) ** 2)) < 2 ** 0.5 * LINEAR_ENLARGING_RESIDUAL
+
+
+def test_the_faces_the_bilinear_undo_reduces_in_fer2013_are_enlargements() -> None:
+    """Each 48 px FER2013 face the step reduces is one a bilinear enlarging of its source gives back to within
+    rounding: the step finds enlargements, not faces that merely look smooth."""
+    from fsrfer_edge.preprocessing import LINEAR_ENLARGING_RESIDUAL, resize, undo_linear_enlarging
+
+    data = REPO.parent / "shared" / "data" / "fer2013.npz"
+    if not data.exists():
+        pytest.skip(f"{data} is absent (the real data, ../shared/data)")
+    with np.load(data) as d:
+        faces = np.asarray(d["images"][:20000]).astype(np.float32)
+    reduced = [(f, undo_linear_enlarging(f)) for f in faces]
+    reduced = [(f, r) for f, r in reduced if r.shape != f.shape]
+    assert len(reduced) <= 2  # of 20000
+    for face, source in reduced:
+        again = resize(source, face.shape, "bilinear", antialias=False)
+        assert np.sqrt(np.mean((again - face) ** 2)) < 2 ** 0.5 * LINEAR_ENLARGING_RESIDUAL  # both axes
+
+
 def test_a_crop_that_is_not_square_is_centred_in_a_square_of_its_edge_pixels(rec: Recognizer) -> None:
     from fsrfer_edge.preprocessing import resize, resize_square
 
