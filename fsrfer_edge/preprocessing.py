@@ -285,7 +285,8 @@ def undo_linear_enlarging(img: np.ndarray) -> np.ndarray:
     was trained on faces resized with a smooth anti-aliased kernel; a bilinearly enlarged crop given as it is
     costs about a point against the small crop it came from (``results/ferplus/app_inputs_val.json``)."""
     if img.ndim == 2:
-        return undo_linear_enlarging(img[None])[0]
+        out = undo_linear_enlarging(img[None])
+        return img if out.shape[1:] == img.shape else out[0]
     c, h, w = img.shape
     if (LINEAR_ENLARGING_RESIDUAL <= 0 or not _linear_sides(h, w) or not _passes_precheck(img[None])[0]
             or float(img.std()) < FLAT_FACE_STD):
