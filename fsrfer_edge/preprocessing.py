@@ -280,10 +280,11 @@ def undo_linear_enlarging(img: np.ndarray) -> np.ndarray:
 
     Along each axis the source size is the smallest ``n`` (from :data:`MIN_LINEAR_SOURCE` to two thirds of the
     side) whose bilinear enlarging leaves the crop's lines within :data:`LINEAR_ENLARGING_RESIDUAL` grey levels
-    RMS of its span, at a dip (:data:`LINEAR_ENLARGING_DIP`); a crop is reduced only when both axes have one, its sides are within
-    :data:`LINEAR_ENLARGING_SIDES` and it is not flat (standard deviation under :data:`FLAT_FACE_STD`). The model
-    was trained on faces resized with a smooth anti-aliased kernel; a bilinearly enlarged crop given as it is
-    costs about a point against the small crop it came from (``results/ferplus/app_inputs_val.json``)."""
+    RMS of its span, at a dip (:data:`LINEAR_ENLARGING_DIP`); a crop is reduced only when both axes have one, its
+    sides are within :data:`LINEAR_ENLARGING_SIDES` and it is not flat (standard deviation under
+    :data:`FLAT_FACE_STD`). The model was trained on faces resized with a smooth anti-aliased kernel; a bilinearly
+    enlarged crop given as it is cost about a point against the small crop it came from
+    (``results/ferplus/app_inputs_val.json``, rows "bilinear" and "bilinear, as given")."""
     if img.ndim == 2:
         out = undo_linear_enlarging(img[None])
         return img if out.shape[1:] == img.shape else out[0]
@@ -303,14 +304,14 @@ def undo_linear_enlarging(img: np.ndarray) -> np.ndarray:
 
 
 def _passes_precheck(pixels: np.ndarray) -> np.ndarray:
-    """For an (N, C, H, W) batch, whether each crop's middle rows (:data:`_PRECHECK_LINES`) come within
-    twice :data:`LINEAR_ENLARGING_RESIDUAL` of some bilinear enlarging: a necessary condition for the full test, at about a
-    sixteenth of its cost for a 48 px crop."""
+    """For an (N, C, H, W) batch, whether each crop's middle rows (:data:`_PRECHECK_LINES`) come within twice
+    :data:`LINEAR_ENLARGING_RESIDUAL` of some bilinear enlarging: a necessary condition for the full test, at about
+    a sixteenth of its cost for a 48 px crop."""
     h = pixels.shape[2]
     rows = [min(h - 1, int(f * h)) for f in _PRECHECK_LINES]
     lines = pixels[:, :, rows, :].reshape(len(pixels), -1, pixels.shape[3])
     res = _linear_residuals(lines)[1][..., 1:]  # from the smallest candidate size on
-    return (res < 2 * LINEAR_ENLARGING_RESIDUAL).any(axis=-1)
+    return np.asarray((res < 2 * LINEAR_ENLARGING_RESIDUAL).any(axis=-1))
 
 
 def any_linear_enlarging(pixels: np.ndarray) -> bool:

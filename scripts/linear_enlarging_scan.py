@@ -1,9 +1,11 @@
-"""A lead, not an SDK step: can a crop an app enlarged with OpenCV's bilinear kernel be told from a 48 px face?
+"""Can a crop an app enlarged with OpenCV's bilinear kernel be told from a 48 px face? (The scan that led to the SDK's
+``preprocessing.undo_linear_enlarging``; ``scripts/linear_enlarging_rule.py`` measures the step itself.)
 
     python scripts/linear_enlarging_scan.py --json results/ferplus/linear_enlarging_scan_val.json
 
 The SDK reduces crops enlarged by repeating pixels (``preprocessing.undo_pixel_repetition``); bilinear enlarging
-(``cv2.INTER_LINEAR``) still costs about a point (``results/ferplus/app_inputs_val.json``). Such a crop lies, up
+(``cv2.INTER_LINEAR``) cost about a point before it reduced those too (``results/ferplus/app_inputs_val.json``, row
+"bilinear, as given"). Such a crop lies, up
 to uint8 rounding, in the span of a bilinear enlarging from some smaller size ``n``: for each candidate ``n`` this
 projects the crop onto that span (least squares, separable: ``M^+ I M^+T``, ``M`` the 48 x n bilinear matrix of
 ``preprocessing.resize_matrix``, OpenCV's half-pixel convention) and records the RMS residual. For the split's

@@ -266,10 +266,13 @@ def app_inputs_table(doc: dict[str, Any]) -> str:
         factors = list(next(iter(rows.values())))
         return ([f"| {head} | " + " | ".join(f"x{f}" for f in factors) + " |", "|---|" + "---:|" * len(factors)]
                 + [f"| {name} | " + " | ".join(f"{acc[f]:.2f}" for f in factors) + " |" for name, acc in rows.items()])
-    return (f"FER+ {doc['split']} ({doc['n']} faces), accuracy in %, from `results/ferplus/app_inputs_val.json` "
+    bilinear = doc.get("hr_faces_reduced_bilinear")
+    reduced = (f"{doc['hr_faces_reduced']} would be reduced as repetitions" if bilinear is None else
+               f"{doc['hr_faces_reduced']} would be reduced as repetitions and {bilinear} as bilinear enlargings")
+    return (f"FER+ {doc['split']} ({doc['n']} faces), accuracy in %, from `{doc['source']}` "
             f"(`{doc['command']}`; the shipped model, sha256 {doc['model']['sha256'][:12]}, OpenCV {doc['opencv']}); "
             "each face shrunk with area averaging, then given small or enlarged to 48x48 by the app. Of the split's "
-            f"48 px originals, {doc['hr_faces_reduced']} would be reduced as repetitions:\n\n"
+            f"48 px originals, {reduced}:\n\n"
             + "\n".join(table(doc["enlarged"], "crop given to `Recognizer`"))
             + "\n\nThe same faces cut from a box that keeps 80% of their width or height (then shrunk; x1: not shrunk):\n\n"
             + "\n".join(table(doc["non_square"], "crop given to `Recognizer`")) + "\n")
@@ -1242,6 +1245,9 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "edge_budget_threads": (EDGE_THREADS[1], edge_budget_threads_table, "docs/experiments.md"),
     "sessions": ("benchmarks/results/sessions.json", sessions_table, "README.md"),
     "app_inputs": ("results/ferplus/app_inputs_val.json", app_inputs_table, "README.md"),
+    "app_inputs_test": ("results/ferplus/app_inputs_test.json", app_inputs_table, "docs/experiments.md"),
+    "app_inputs_bilinear_v1": ("results/ferplus/app_inputs_bilinear_v1_val.json", app_inputs_table,
+                               "docs/experiments.md"),
     "contrast_floor": (CONTRAST_FLOOR["contrast", "val"], contrast_floor_table, "README.md"),
     "contrast_floor_test": (CONTRAST_FLOOR["contrast", "test"], contrast_floor_table, "docs/experiments.md"),
     "brightness_floor": (CONTRAST_FLOOR["brightness", "val"], contrast_floor_table, "docs/experiments.md"),

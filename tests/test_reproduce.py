@@ -116,7 +116,12 @@ def test_reproduce_runs_there_stops_at_the_budget_continues_and_comes_back(tmp_p
     r = _device_call(repo, tmp_path, pack, "out2", "10", "ci_full", "default")
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     log = (tmp_path / "w" / "logs" / "reproduce.log").read_text()
-    assert re.search(r"\w+: resumed after epoch \d+ ", log)  # the stopped stage continued instead of starting over
+    # The stopped work continued instead of starting over: the second call's ci_full part either resumes the stage
+    # the budget stopped, or, where the budget ran out between steps (a fast machine trains ci_full whole within
+    # it), trains nothing again before its next step.
+    second = log.split("exited 3", 1)[1]
+    ci_full = second.split("done: models in", 1)[0]
+    assert re.search(r"\w+: resumed after epoch \d+ ", ci_full) or not re.search(r"epoch 1/\d+", ci_full), ci_full
     out = tmp_path / "out2"
     with tarfile.open(out / "results.tar.gz") as t:
         names = set(t.getnames())
