@@ -221,8 +221,14 @@ def any_low_contrast(pixels: np.ndarray) -> bool:
 LINEAR_ENLARGING_RESIDUAL = 0.5
 #: The sides (lines along an axis) of the crops :func:`undo_linear_enlarging` looks at.
 LINEAR_ENLARGING_SIDES = (12, 128)
-#: The smallest source size it considers; the largest is two thirds of the side (an enlarging of at least 1.5x).
+#: The smallest source size it considers; the largest is two thirds of the side (an enlarging of at least 1.5x),
+#: and at most :data:`MAX_LINEAR_SOURCE`.
 MIN_LINEAR_SOURCE = 4
+#: The largest source size it considers: the small faces the step is for (the rule measured sources of 6-32 px on
+#: 48 px crops, for which two thirds of the side is 32 too). A face enlarged from more than this loses little to the
+#: SDK's anti-aliased shrinking; and the cap bounds the step's work and memory on large crops (its bases for a side
+#: of 128 take 0.5 MB, not 3.7).
+MAX_LINEAR_SOURCE = 32
 #: A source size must sit at a dip of the residual: the residual one size smaller at least this many times its
 #: own. A crop enlarged bilinearly from ``n`` drops to rounding at ``n``; a smooth crop (a bicubic or Lanczos
 #: enlarging, an out-of-focus face) comes under :data:`LINEAR_ENLARGING_RESIDUAL` gradually, and reducing it to
@@ -233,12 +239,12 @@ LINEAR_ENLARGING_DIP = 4.0
 _PRECHECK_LINES = (0.3, 0.5, 0.7)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=LINEAR_ENLARGING_SIDES[1] - LINEAR_ENLARGING_SIDES[0] + 1)
 def _enlarging_bases(side: int) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
     """For an axis of ``side`` lines: the candidate source sizes ``n``, the orthonormal bases of the spans of
     their bilinear enlarging matrices side by side (side, sum of n; float64) and where each one's columns start.
     A line's squared residual for size ``n`` is its squared norm less its squared projection on that basis."""
-    sizes = tuple(range(MIN_LINEAR_SOURCE - 1, (2 * side) // 3 + 1))  # one below the smallest: its dip
+    sizes = tuple(range(MIN_LINEAR_SOURCE - 1, min((2 * side) // 3, MAX_LINEAR_SOURCE) + 1))  # from one below
     bases = [np.linalg.qr(resize_matrix(n, side, "bilinear", antialias=False).astype(np.float64))[0] for n in sizes]
     starts = np.cumsum([0] + [b.shape[1] for b in bases[:-1]])
     out = np.ascontiguousarray(np.concatenate(bases, axis=1))
@@ -279,7 +285,7 @@ def undo_linear_enlarging(img: np.ndarray) -> np.ndarray:
     (``h x w``, float32, clipped to [0, 255]); other crops are returned as they are.
 
     Along each axis the source size is the smallest ``n`` (from :data:`MIN_LINEAR_SOURCE` to two thirds of the
-    side) whose bilinear enlarging leaves the crop's lines within :data:`LINEAR_ENLARGING_RESIDUAL` grey levels
+    side, at most :data:`MAX_LINEAR_SOURCE`) whose bilinear enlarging leaves the crop's lines within :data:`LINEAR_ENLARGING_RESIDUAL` grey levels
     RMS of its span, at a dip (:data:`LINEAR_ENLARGING_DIP`); a crop is reduced only when both axes have one, its
     sides are within :data:`LINEAR_ENLARGING_SIDES` and it is not flat (standard deviation under
     :data:`FLAT_FACE_STD`). The model was trained on faces resized with a smooth anti-aliased kernel; a bilinearly

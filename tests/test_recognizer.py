@@ -164,10 +164,11 @@ def test_a_crop_enlarged_bilinearly_is_reduced_to_its_least_squares_source(side:
     np.testing.assert_array_equal(undo_linear_enlarging(_bilinear(small, 48, 48)),
                                   undo_linear_enlarging(_bilinear(small[None], 48, 48))[0])  # HxW too
     # Left as they are: a 48 px face (here noise), a flat crop, a crop enlarged along one axis only, crops whose
-    # sides are outside LINEAR_ENLARGING_SIDES.
+    # sides are outside LINEAR_ENLARGING_SIDES, a crop enlarged from a face larger than the small ones it is for.
     left = [g.integers(0, 256, (1, 48, 48)).astype(np.float32), np.full((1, 48, 48), 80.0, np.float32),
             _bilinear(g.integers(0, 256, (1, 48, side)).astype(np.float32), 48, 48),
-            _bilinear(small[None, :5, :5], 10, 10), _bilinear(small[None], 130, 130)]
+            _bilinear(small[None, :5, :5], 10, 10), _bilinear(small[None], 130, 130),
+            _bilinear(g.integers(0, 256, (1, 40, 40)).astype(np.float32), 96, 96)]  # from over MAX_LINEAR_SOURCE
     for crop in left:
         assert undo_linear_enlarging(crop) is crop
 
