@@ -3,8 +3,8 @@
 Each FER+ face is shrunk by a factor with area averaging (``cv2.INTER_AREA``, as a camera pipeline would).
 
 - ``enlarged``: the small crop is given as it is (protocol (b)'s path, through the SDK's own resize), or
-  enlarged back to 48x48 by the app with ``cv2.INTER_NEAREST`` (pixel repetition), ``INTER_LINEAR`` or
-  ``INTER_CUBIC``. The row "nearest, as given" feeds the nearest-enlarged pixels to the model unchanged, as the
+  enlarged back to 48x48 by the app with ``cv2.INTER_NEAREST`` (pixel repetition), ``INTER_LINEAR``,
+  ``INTER_CUBIC`` or ``INTER_LANCZOS4``. The row "nearest, as given" feeds the nearest-enlarged pixels to the model unchanged, as the
   SDK did before it reduced such crops to their source pixels (``preprocessing.undo_pixel_repetition``); the row
   "bilinear, as given" gives the bilinear crops to ``Recognizer`` with ``preprocessing.undo_linear_enlarging``
   turned off (``LINEAR_ENLARGING_RESIDUAL = 0``), as the SDK was before it reduced them too.
@@ -74,7 +74,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             bilinear = [cv2.resize(s, size, interpolation=cv2.INTER_LINEAR) for s in small]
             for name, crops in (("small crop (b)", small), ("nearest (pixel repetition)", nearest),
                                 ("bilinear", bilinear),
-                                ("bicubic", [cv2.resize(s, size, interpolation=cv2.INTER_CUBIC) for s in small])):
+                                ("bicubic", [cv2.resize(s, size, interpolation=cv2.INTER_CUBIC) for s in small]),
+                                ("lanczos", [cv2.resize(s, size, interpolation=cv2.INTER_LANCZOS4) for s in small])):
                 enlarged.setdefault(name, {})[str(f)] = given(crops)
             enlarged.setdefault("nearest, as given (before the SDK reduced it)", {})[str(f)] = bypassed(np.stack(nearest))
             on, preprocessing.LINEAR_ENLARGING_RESIDUAL = preprocessing.LINEAR_ENLARGING_RESIDUAL, 0.0

@@ -173,6 +173,48 @@ def test_a_crop_enlarged_bilinearly_is_reduced_to_its_least_squares_source(side:
         assert undo_linear_enlarging(crop) is crop
 
 
+def test_the_bilinear_undo_at_its_edges() -> None:
+    """Sides at the bounds, an exact float enlarging, RGB crops, and an axis whose lines do not vary."""
+    from fsrfer_edge.preprocessing import DEFAULT_PREPROCESSING, resize, resize_square, undo_linear_enlarging
+
+    g = np.random.default_rng(21)
+    for side, reduced in ((11, False), (12, True), (128, True), (129, False)):
+        crop = _bilinear(g.integers(0, 256, (1, 6, 6)).astype(np.float32), side, side)
+        assert (undo_linear_enlarging(crop).shape == (1, 6, 6)) == reduced, side
+    small = g.integers(0, 256, (9, 14)).astype(np.float32)
+    exact = resize(small, (48, 48), "bilinear", antialias=False)  # not rounded: a residual of 0 at the source size
+    np.testing.assert_allclose(undo_linear_enlarging(exact), small, atol=1e-3)
+    rgb = g.integers(0, 256, (3, 12, 16)).astype(np.float32)
+    back = undo_linear_enlarging(_bilinear(rgb, 48, 48))
+    assert back.shape == rgb.shape and np.abs(back - rgb).max() < 2.5
+    rgb_pre = dataclasses.replace(DEFAULT_PREPROCESSING, channels=3)
+    np.testing.assert_allclose(rgb_pre.to_pixels(np.moveaxis(_bilinear(rgb, 48, 48), 0, -1).astype(np.uint8)),
+                               rgb_pre.to_pixels(np.moveaxis(rgb, 0, -1).astype(np.uint8)), atol=2.0)
+    # Rows that do not vary along them fit every size: the width cannot be told, and the crop is left alone (it
+    # was once reduced to 4 columns, and a 48 x 96 crop then lost its padding to a square).
+    col = g.integers(0, 256, (1, 12, 1)).astype(np.float32)
+    bars = _bilinear(np.repeat(col, 12, axis=2), 48, 48)[:, :, :1].repeat(96, axis=2)
+    assert undo_linear_enlarging(bars) is bars
+    np.testing.assert_array_equal(DEFAULT_PREPROCESSING.to_pixels(bars[0])[0], resize_square(bars, 48).clip(0, 255))
+
+
+def test_crops_pil_and_opencv_enlarged_at_other_ratios_are_reduced() -> None:
+    """The tests above enlarge with the SDK's own matrices; these anchor the convention to the libraries'."""
+    cv2 = pytest.importorskip("cv2")
+    from fsrfer_edge.preprocessing import undo_linear_enlarging
+
+    g = np.random.default_rng(22)
+    for (h, w), size in (((17, 17), (48, 48)), ((23, 19), (48, 48)), ((13, 13), (100, 100)), ((14, 20), (64, 40))):
+        small = cv2.GaussianBlur(g.integers(0, 256, (h, w), dtype=np.uint8), (3, 3), 0)
+        big = cv2.resize(small, size, interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        assert undo_linear_enlarging(big).shape == (h, w), (h, w, size)
+    pil = pytest.importorskip("PIL.Image")
+    small = cv2.GaussianBlur(g.integers(0, 256, (14, 14), dtype=np.uint8), (3, 3), 0)
+    for size in ((48, 48), (64, 64)):
+        big = np.asarray(pil.fromarray(small).resize(size, pil.BILINEAR)).astype(np.float32)
+        assert undo_linear_enlarging(big).shape == (14, 14), size
+
+
 def test_the_bilinear_undo_turns_off_at_a_residual_of_0(rec: Recognizer, monkeypatch: pytest.MonkeyPatch) -> None:
     from fsrfer_edge.preprocessing import any_linear_enlarging, undo_linear_enlarging
 
