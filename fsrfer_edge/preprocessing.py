@@ -305,8 +305,8 @@ def undo_linear_enlarging(img: np.ndarray) -> np.ndarray:
     Along each axis the source size is the smallest ``n`` (from :data:`MIN_LINEAR_SOURCE` to two thirds of the
     side, at most :data:`MAX_LINEAR_SOURCE`) whose bilinear enlarging leaves the crop's lines within
     :data:`LINEAR_ENLARGING_RESIDUAL` grey levels RMS of its span, at a dip (:data:`LINEAR_ENLARGING_DIP`); a crop
-    is reduced only when both axes have one, its sides are within :data:`LINEAR_ENLARGING_SIDES` and it is not
-    flat (standard deviation under :data:`FLAT_FACE_STD`, overall or along either axis). The model was trained on
+    is reduced only when both axes have one and its sides are within :data:`LINEAR_ENLARGING_SIDES` (an axis along
+    which the lines hardly vary has none: :func:`_source_size`). The model was trained on
     faces resized with a smooth anti-aliased kernel; a bilinearly enlarged crop given as it is cost about a point
     against the small crop it came from (``results/ferplus/app_inputs_val.json``, rows "bilinear" and "bilinear,
     as given")."""
@@ -314,8 +314,7 @@ def undo_linear_enlarging(img: np.ndarray) -> np.ndarray:
         out = undo_linear_enlarging(img[None])
         return img if out.shape[1:] == img.shape else out[0]
     c, h, w = img.shape
-    if (LINEAR_ENLARGING_RESIDUAL <= 0 or not _linear_sides(h, w) or not _passes_precheck(img[None])[0]
-            or float(img.std()) < FLAT_FACE_STD):
+    if LINEAR_ENLARGING_RESIDUAL <= 0 or not _linear_sides(h, w) or not _passes_precheck(img[None])[0]:
         return img
     n_w = _source_size(img.reshape(c * h, w))
     if n_w is None:

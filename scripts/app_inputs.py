@@ -4,10 +4,11 @@ Each FER+ face is shrunk by a factor with area averaging (``cv2.INTER_AREA``, as
 
 - ``enlarged``: the small crop is given as it is (protocol (b)'s path, through the SDK's own resize), or
   enlarged back to 48x48 by the app with ``cv2.INTER_NEAREST`` (pixel repetition), ``INTER_LINEAR``,
-  ``INTER_CUBIC`` or ``INTER_LANCZOS4``. The row "nearest, as given" feeds the nearest-enlarged pixels to the model unchanged, as the
-  SDK did before it reduced such crops to their source pixels (``preprocessing.undo_pixel_repetition``); the row
-  "bilinear, as given" gives the bilinear crops to ``Recognizer`` with ``preprocessing.undo_linear_enlarging``
-  turned off (``LINEAR_ENLARGING_RESIDUAL = 0``), as the SDK was before it reduced them too.
+  ``INTER_CUBIC`` or ``INTER_LANCZOS4``. The row "nearest, as given" feeds the nearest-enlarged pixels to the
+  model unchanged, as the SDK did before it reduced such crops to their source pixels
+  (``preprocessing.undo_pixel_repetition``); the row "bilinear, as given" gives the bilinear crops to
+  ``Recognizer`` with ``preprocessing.undo_linear_enlarging`` turned off (``LINEAR_ENLARGING_RESIDUAL = 0``), as
+  the SDK was before it reduced them too.
 - ``non_square``: the face's box keeps 80% of its width (or of its height), centred, as a detector's tighter box
   would, then is shrunk by the factor (x1: not shrunk). Given to ``Recognizer``, which centres it in a square
   by repeating its edge pixels (``preprocessing.resize_square``); the rows "stretched" resize it straight to
@@ -100,7 +101,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "command": f"python scripts/app_inputs.py --json {args.json}" + ("" if args.split == "val" else f" --split {args.split}"),
         "model": {"path": os.path.relpath(args.model, REPO), "sha256": sha256_file(args.model)},
         "split": args.split, "n": int(len(labels)), "opencv": cv2.__version__,
-        "note": "accuracy % per factor through Recognizer; the rows marked 'before' bypass its preprocessing",
+        "note": "accuracy % per factor through Recognizer; the rows 'nearest, as given' and 'stretched' bypass its "
+                "preprocessing, the row 'bilinear, as given' runs it with undo_linear_enlarging turned off",
         "enlarged": enlarged, "non_square": non_square,
         "hr_faces_reduced": int(changed),  # the split's 48 px originals that undo_pixel_repetition would reduce
         "hr_faces_reduced_bilinear": int(changed_bilinear)})  # ... and that undo_linear_enlarging would

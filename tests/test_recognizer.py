@@ -242,6 +242,23 @@ def test_recognizer_answers_a_bilinearly_enlarged_crop_as_its_small_crop(rec: Re
     assert recognizer_mod.fast_pixels(np.stack([other, other]), pre) is not None
 
 
+def test_the_fast_path_and_to_pixels_agree_on_crops_near_the_threshold(rec: Recognizer) -> None:
+    """Bilinear enlargings with growing noise, on both sides of the residual threshold, in one uint8 batch: the
+    fast path must hand the batch to to_pixels, and every face must come out as to_pixels makes it."""
+    from fsrfer_edge.preprocessing import undo_linear_enlarging
+
+    g = np.random.default_rng(23)
+    crops = []
+    for noise in (0.0, 0.3, 0.5, 0.7, 1.0, 2.0):
+        big = _bilinear(g.integers(0, 256, (12, 12)).astype(np.float32), 48, 48)
+        crops.append(np.clip(np.rint(big + g.normal(0, noise, big.shape)), 0, 255).astype(np.uint8))
+    reduced = [undo_linear_enlarging(c.astype(np.float32)).shape != c.shape for c in crops]
+    assert any(reduced) and not all(reduced)
+    batch = np.stack(crops)
+    assert recognizer_mod.fast_pixels(batch, rec.info.preprocessing) is None
+    np.testing.assert_array_equal(rec.prepare(batch), rec.prepare([c.astype(np.float32) for c in crops]))
+
+
 def test_a_crop_opencv_enlarged_is_reduced_to_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
     cv2 = pytest.importorskip("cv2")
     from fsrfer_edge.preprocessing import LINEAR_ENLARGING_RESIDUAL, resize, undo_linear_enlarging
