@@ -289,6 +289,19 @@ def test_a_crop_opencv_enlarged_is_reduced_to_its_size(monkeypatch: pytest.Monke
     assert first_step_reduced > 0  # the dip is what leaves them alone
 
 
+def test_the_lanczos_leads_matrix_is_opencvs() -> None:
+    """scripts/lanczos_enlarging_scan.py's numbers rest on its matrix being OpenCV's INTER_LANCZOS4 enlarging."""
+    cv2 = pytest.importorskip("cv2")
+    from _scripts import load_script
+
+    script = load_script("scripts/lanczos_enlarging_scan.py", "lanczos_enlarging_scan_script")
+    g = np.random.default_rng(24)
+    for n, side in ((6, 48), (13, 48), (20, 64)):
+        x = g.random((3, n)).astype(np.float32) * 255
+        want = cv2.resize(x, (side, 3), interpolation=cv2.INTER_LANCZOS4)[1]
+        np.testing.assert_allclose(script.lanczos4_matrix(n, side) @ x[1], want, atol=1e-3)
+
+
 def test_the_faces_the_bilinear_undo_reduces_in_fer2013_are_enlargements() -> None:
     """Each 48 px FER2013 face the step reduces is one a bilinear enlarging of its source gives back to within
     rounding: the step finds enlargements, not faces that merely look smooth."""
