@@ -24,8 +24,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+from linear_enlarging_rule import BLURS, min_max, train_crops  # noqa: E402  (the same crops as the SDK step's)
+
 SIZES = (6, 8, 10, 12, 16, 20, 24, 28, 32)
-BLURS = (1.0, 1.5, 2.5, 4.0)
 
 
 def lanczos4_matrix(n: int, side: int, a: int = 4) -> np.ndarray:
@@ -90,16 +92,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             t["true_size"] += int(w == size and h == size)
 
     kinds = {"lanczos": cv2.INTER_LANCZOS4, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
-    for face in load_labelled_faces(args.data, "fer2013", "train").images[:args.faces]:
-        for size in SIZES:
-            small = cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA)
-            for kind, interp in kinds.items():
-                count(kind, cv2.resize(small, (48, 48), interpolation=interp).astype(np.float32), size)
-        for sigma in BLURS:
-            count("gaussian blur", cv2.GaussianBlur(face, (0, 0), sigma).astype(np.float32), None)
+    faces = load_labelled_faces(args.data, "fer2013", "train").images[:args.faces]
+    for kind, crop, size in train_crops(cv2, faces, SIZES, kinds):
+        count(kind, crop, size)
     for t in tally.values():
-        r = np.array(t.pop("ratios"))
-        t["ratio_at_first_size_under_min_max"] = [round(float(r.min()), 3), round(float(r.max()), 3)] if len(r) else None
+        t["ratio_at_first_size_under_min_max"] = min_max(t.pop("ratios"))
     doc = {"command": f"python scripts/lanczos_enlarging_scan.py --json {args.json}", "opencv": cv2.__version__,
            "faces": args.faces, "split": "fer2013 train", "sizes": list(SIZES), "blur_sigmas": list(BLURS),
            "residual": P.LINEAR_ENLARGING_RESIDUAL, "dip": P.LINEAR_ENLARGING_DIP,

@@ -24,13 +24,31 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 BLURS = (1.0, 1.5, 2.5, 4.0)
+
+
+def train_crops(cv2: Any, faces: np.ndarray, sizes: Iterable[int],
+                kinds: dict[str, int]) -> Iterator[tuple[str, np.ndarray, Optional[int]]]:
+    """(kind, 48 px float32 crop, source size or None): each face shrunk to each size with ``cv2.INTER_AREA`` and
+    enlarged back with each of ``kinds`` (name: OpenCV interpolation flag), then the face blurred at 48 px with
+    each of :data:`BLURS` (kind "gaussian blur")."""
+    for face in faces:
+        for size in sizes:
+            small = cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA)
+            for kind, interp in kinds.items():
+                yield kind, cv2.resize(small, (48, 48), interpolation=interp).astype(np.float32), size
+        for sigma in BLURS:
+            yield "gaussian blur", cv2.GaussianBlur(face, (0, 0), sigma).astype(np.float32), None
+
+
+def min_max(values: list[float]) -> Optional[list[float]]:
+    return [round(float(min(values)), 3), round(float(max(values)), 3)] if values else None
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -87,17 +105,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             t["true_size"] += int(w2 == size and h2 == size)
             t["missed_by_precheck"] += int(not P._passes_precheck(crop[None, None])[0])
 
-    for face in train:
-        for size in sizes:
-            small = cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA)
-            for kind, interp in kinds.items():
-                count(kind, cv2.resize(small, (48, 48), interpolation=interp).astype(np.float32), size)
-        for sigma in BLURS:
-            count("gaussian blur", cv2.GaussianBlur(face, (0, 0), sigma).astype(np.float32), None)
+    for kind, crop, size in train_crops(cv2, train, sizes, kinds):
+        count(kind, crop, size)
     for t in tally.values():
-        r = np.array(t.pop("ratios"))
-        t["dip_ratio_at_first_size_under_min_max"] = ([round(float(r.min()), 3), round(float(r.max()), 3)]
-                                                       if len(r) else None)
+        t["dip_ratio_at_first_size_under_min_max"] = min_max(t.pop("ratios"))
     print(tally, flush=True)
 
     from trainer.evaluate import small_crops
