@@ -60,6 +60,7 @@ setup(
             "fsrfer-crowd=fsrfer_edge.crowd_cli:main",
             "fsrfer-crowd-bench=fsrfer_edge.crowd_bench:main",
             "fsrfer-serve=fsrfer_edge.serving.cli:main",
+            "fsrfer-engines=fsrfer_edge.engines_cli:main",
         ]
     },
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Image Recognition"],

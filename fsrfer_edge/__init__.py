@@ -22,13 +22,13 @@ from .errors import (
     ModelError,
 )
 from .metadata import ModelInfo
-from .preprocessing import CLASSES, FACTORS, Preprocessing
+from .preprocessing import CLASSES, FACTORS, Corrections, Preprocessing
 from .recognizer import Prediction, Recognizer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Recognizer", "Prediction", "ModelInfo", "Preprocessing", "CLASSES", "FACTORS", "__version__",
+    "Recognizer", "Prediction", "ModelInfo", "Preprocessing", "Corrections", "CLASSES", "FACTORS", "__version__",
     "FsrferError", "InputError", "ModelError", "EngineError", "DataError", "ConfigError", "BackendUnavailable",
     "BackendClosedError",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -151,3 +152,117 @@ def check_engine(engine_path: str | os.PathLike[str], tensorrt_version: str, com
     if onnx_path is not None and doc.get("onnx_sha256") != sha256_file(onnx_path):
         raise EngineError(f"engine {engine_path.name} is stale: {onnx_path} changed since it was built; rebuild it")
     return doc
+
+
+# ---------------------------------------------------------------------------------------------
+# Listing and pruning a cache folder
+# ---------------------------------------------------------------------------------------------
+
+#: An engine without a sidecar younger than this is left alone by :func:`prune`: the builder renames the engine
+#: into place before it writes the sidecar, and a build in progress must not lose its engine.
+UNFINISHED_GRACE_S = 600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedEngine:
+    """One engine of a cache folder, as :func:`list_engines` finds it.
+
+    Attributes:
+        path: the ``.engine`` file (or, for a sidecar whose engine is gone, the path the engine had).
+        bytes: the engine's size (0 when it is gone).
+        key: its :class:`EngineKey`, None when the sidecar is missing or unreadable.
+        source: the ONNX file it was built from, as its sidecar records it (None in sidecars from before it was
+            recorded; only the file's name was).
+        stale: why it can never run again here, or None when it may.
+    """
+
+    path: Path
+    bytes: int
+    key: Optional[EngineKey]
+    source: Optional[str]
+    stale: Optional[str]
+
+
+def _stale_reason(engine: Path, doc: dict[str, Any], tensorrt_version: Optional[str],
+                  missing_sources: bool) -> Optional[str]:
+    key: EngineKey = doc["key"]
+    if tensorrt_version is not None and key.tensorrt_version != tensorrt_version:
+        return f"built with TensorRT {key.tensorrt_version}; TensorRT {tensorrt_version} is installed"
+    source = doc.get("source_path")
+    if isinstance(source, str):
+        if Path(source).is_file():
+            if sha256_file(source) != doc.get("onnx_sha256"):
+                return f"{source} changed since the engine was built (a new version of the model)"
+        elif missing_sources:
+            return f"{source}, the ONNX file it was built from, no longer exists"
+    if doc.get("engine_sha256") != sha256_file(engine):
+        return "its bytes do not match the hash in its sidecar (corrupt or replaced)"
+    return None
+
+
+def list_engines(folder: str | os.PathLike[str], tensorrt_version: Optional[str] = None,
+                 missing_sources: bool = False, now: Optional[float] = None) -> list[CachedEngine]:
+    """Every engine in ``folder`` (not its subfolders) and every sidecar whose engine is gone, with why each can
+    never run again (``stale``).
+
+    Stale: the sidecar is missing (for an engine older than :data:`UNFINISHED_GRACE_S`) or unreadable, or the
+    engine is gone; a hidden ``.NAME.*.tmp`` file older than that (a build killed mid-write); the engine's bytes changed; it was built with another TensorRT than ``tensorrt_version``
+    (None: not judged); the ONNX file it was built from (its sidecar's ``source_path``) has changed since, so the
+    runtime, which looks engines up by the file's hash, can never pick it again; with ``missing_sources``, that
+    file no longer exists (an engine copied in with its sidecar from elsewhere, or a model moved: off by default).
+    Engines built for another GPU are not stale: a cache folder may be shared by devices.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    now = time.time() if now is None else now
+    out = []
+    names = {p.name for p in root.iterdir()}
+    for p in sorted(root.iterdir()):
+        if p.name.endswith(ENGINE_SUFFIX + SIDECAR_SUFFIX) and p.name[:-len(SIDECAR_SUFFIX)] not in names:
+            out.append(CachedEngine(p.with_name(p.name[:-len(SIDECAR_SUFFIX)]), 0, None, None,
+                                    "its engine file is gone (a sidecar left behind)"))
+            continue
+        if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file() and not p.is_symlink():
+            if now - p.stat().st_mtime >= UNFINISHED_GRACE_S:  # else a write in progress
+                out.append(CachedEngine(p, p.stat().st_size, None, None, "a partial write left by a killed build"))
+            continue
+        if not (p.name.endswith(ENGINE_SUFFIX) and p.is_file()) or p.name.startswith("."):
+            continue
+        size = p.stat().st_size
+        if not sidecar_path(p).exists():
+            young = now - p.stat().st_mtime < UNFINISHED_GRACE_S  # its build may be writing the sidecar now
+            out.append(CachedEngine(p, size, None, None, None if young else "it has no sidecar"))
+            continue
+        try:
+            doc = read_sidecar(p)
+        except EngineError as exc:
+            out.append(CachedEngine(p, size, None, None, f"its sidecar is unreadable ({exc})"))
+            continue
+        source = doc.get("source_path")
+        out.append(CachedEngine(p, size, doc["key"], source if isinstance(source, str) else None,
+                                _stale_reason(p, doc, tensorrt_version, missing_sources)))
+    return out
+
+
+def prune(folder: str | os.PathLike[str], tensorrt_version: Optional[str] = None, missing_sources: bool = False,
+          dry_run: bool = False, source: Optional[str | os.PathLike[str]] = None) -> list[CachedEngine]:
+    """Remove the stale engines of ``folder`` (:func:`list_engines`) with their sidecars; return them.
+
+    Args:
+        source: only engines whose sidecar records this ONNX file (what the runtime does after it builds a new
+            engine for a changed model: that file's old engines go).
+        dry_run: remove nothing, only say what would go.
+    """
+    stale = [e for e in list_engines(folder, tensorrt_version, missing_sources) if e.stale is not None]
+    if source is not None:
+        mine = str(Path(source).resolve())
+        stale = [e for e in stale if e.source == mine]
+    if not dry_run:
+        for e in stale:
+            for p in (e.path,) if e.path.name.endswith(".tmp") else (e.path, sidecar_path(e.path)):
+                try:
+                    p.unlink()
+                except FileNotFoundError:
+                    pass
+    return stale

@@ -187,32 +187,37 @@ def contrast_stats(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 FLAT_FACE_STD = 1.0
 
 
-def _low_contrast(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _floor(floor: "float | None") -> float:
+    return CONTRAST_FLOOR if floor is None else floor
+
+
+def _low_contrast(pixels: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     m, s = contrast_stats(pixels)
     std = s.reshape(-1)
-    return m, s, (std < CONTRAST_FLOOR) & (std >= FLAT_FACE_STD)
+    return m, s, (std < floor) & (std >= FLAT_FACE_STD)
 
 
-def raise_contrast(pixels: np.ndarray) -> np.ndarray:
+def raise_contrast(pixels: np.ndarray, floor: "float | None" = None) -> np.ndarray:
     """In place on an (N, C, S, S) float32 batch of pixels in [0, 255]: each face whose pixels' standard deviation
-    ``s`` is below :data:`CONTRAST_FLOOR` (and not under :data:`FLAT_FACE_STD`) becomes
-    ``m + (x - m) * CONTRAST_FLOOR / s`` (``m`` its mean), clipped to [0, 255]; the others are left as they are.
+    ``s`` is below ``floor`` (None: :data:`CONTRAST_FLOOR`; 0 changes nothing) and not under :data:`FLAT_FACE_STD`
+    becomes ``m + (x - m) * floor / s`` (``m`` its mean), clipped to [0, 255]; the others are left as they are.
     The model was trained on faces of ordinary contrast, and faces of a quarter of it lose up to 10 points at
     12 px; raised to the floor they win most of that back, and clean faces score the same. Gray models only
     (``Preprocessing.to_pixels`` leaves RGB faces alone: one spread over three channels would mistake a colour
     cast for contrast, and the floor was chosen on gray faces)."""
     if pixels.dtype != np.float32:
         raise InputError(f"raise_contrast works in place on float32 pixels; received {pixels.dtype}")
-    m, s, low = _low_contrast(pixels)
+    floor = _floor(floor)
+    m, s, low = _low_contrast(pixels, floor)
     if low.any():
-        gain = CONTRAST_FLOOR / s[low]
+        gain = floor / s[low]
         pixels[low] = np.clip(m[low] + (pixels[low] - m[low]) * gain, 0.0, 255.0)
     return pixels
 
 
-def any_low_contrast(pixels: np.ndarray) -> bool:
-    """Whether :func:`raise_contrast` would change any face of an (N, C, S, S) batch."""
-    return bool(_low_contrast(pixels)[2].any())
+def any_low_contrast(pixels: np.ndarray, floor: "float | None" = None) -> bool:
+    """Whether :func:`raise_contrast` with this ``floor`` would change any face of an (N, C, S, S) batch."""
+    return bool(_low_contrast(pixels, _floor(floor))[2].any())
 
 
 #: RMS residual (grey levels) under which an axis's lines count as a bilinear enlarging from a smaller size: a
@@ -352,6 +357,73 @@ def any_linear_enlarging(pixels: np.ndarray) -> bool:
     return False
 
 
+def _default_floor() -> float:
+    return CONTRAST_FLOOR
+
+
+@dataclasses.dataclass(frozen=True)
+class Corrections:
+    """What the SDK does to a face crop beside resizing it to the model's input, each step chosen on FER+ val by a
+    rule written before its runs (docs/experiments.md). The model's own :class:`Preprocessing` comes from its file;
+    these are the runtime's, per :class:`~fsrfer_edge.Recognizer` (``Recognizer(corrections=...)``).
+
+    Attributes:
+        undo_pixel_repetition: reduce a crop an app enlarged by repeating pixels (:func:`undo_pixel_repetition`).
+        undo_linear_enlarging: reduce a crop an app enlarged bilinearly (:func:`undo_linear_enlarging`).
+        contrast_floor: raise a gray face whose pixels' standard deviation at the input size is below this many
+            grey levels up to it (:func:`raise_contrast`); 0 turns it off. Default :data:`CONTRAST_FLOOR` (read
+            when the object is made).
+
+    ``Corrections.none()`` turns every step off: each crop is only resized, as the model's metadata says (for
+    crops already prepared exactly as in training, or to measure what the steps do).
+    """
+
+    undo_pixel_repetition: bool = True
+    undo_linear_enlarging: bool = True
+    contrast_floor: float = dataclasses.field(default_factory=_default_floor)
+
+    def __post_init__(self) -> None:
+        for name in ("undo_pixel_repetition", "undo_linear_enlarging"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise InputError(f"Corrections({name}={getattr(self, name)!r}); expected True or False")
+        floor = self.contrast_floor
+        if isinstance(floor, (bool, np.bool_)) or not _finite_number(floor) or not 0 <= floor <= 127.5:
+            raise InputError(f"Corrections(contrast_floor={floor!r}); expected grey levels in [0, 127.5] "
+                             f"(0: off; default {CONTRAST_FLOOR})")
+        object.__setattr__(self, "contrast_floor", float(floor))
+        for name in ("undo_pixel_repetition", "undo_linear_enlarging"):
+            object.__setattr__(self, name, bool(getattr(self, name)))
+
+    @classmethod
+    def none(cls) -> "Corrections":
+        """Every step off."""
+        return cls(undo_pixel_repetition=False, undo_linear_enlarging=False, contrast_floor=0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def as_corrections(value: Any) -> Corrections:
+    """``Recognizer(corrections=...)``'s argument: None (the defaults), a :class:`Corrections`, or a dict of its
+    fields.
+
+    Raises:
+        InputError: anything else, or a dict with unknown keys or invalid values.
+    """
+    if value is None:
+        return Corrections()
+    if isinstance(value, Corrections):
+        return value
+    if isinstance(value, dict):
+        fields = {f.name for f in dataclasses.fields(Corrections)}
+        unknown = sorted(set(value) - fields)
+        if unknown:
+            raise InputError(f"unknown corrections {unknown}; expected a subset of {sorted(fields)}")
+        return Corrections(**value)
+    raise InputError(f"corrections={value!r}; expected None, a fsrfer_edge.Corrections (Corrections.none() turns "
+                     "every step off) or a dict of its fields")
+
+
 def degrade(img: np.ndarray, factor: int, kernel: str = "bicubic") -> np.ndarray:
     """Low-resolution version of faces (..., H, W): down-sample by ``factor``, resize back.
 
@@ -453,16 +525,18 @@ class Preprocessing:
         return out
 
     # -- faces -> batch ------------------------------------------------------------------
-    def to_pixels(self, faces: FaceInput, raise_low_contrast: bool = True) -> np.ndarray:
+    def to_pixels(self, faces: FaceInput, raise_low_contrast: bool = True,
+                  corrections: "Corrections | None" = None) -> np.ndarray:
         """Validate faces and return an (N, C, S, S) float32 batch of pixel values in [0, 255].
 
         Accepts one face (HxW gray or HxWx3 RGB), a list of faces of any sizes, or an
         NxHxW[x3] array, under the pixel contract of :func:`check_pixels` (uint8, or float in [0, 255]).
-        A crop enlarged by repeating pixels is first reduced (:func:`undo_pixel_repetition`), as is one enlarged
-        bilinearly (:func:`undo_linear_enlarging`), a crop that is
-        not square centred in a square (:func:`resize_square`), and a face of low contrast raised to
-        :data:`CONTRAST_FLOOR` after resizing (:func:`raise_contrast`, gray models only; ``raise_low_contrast=False``:
-        not raised, as the trainer loads image files: training faces are kept as they are).
+        A crop that is not square is centred in a square (:func:`resize_square`). With the default
+        ``corrections`` (:class:`Corrections`), a crop enlarged by repeating pixels is first reduced
+        (:func:`undo_pixel_repetition`), as is one enlarged bilinearly (:func:`undo_linear_enlarging`), and a face
+        of low contrast is raised to the floor after resizing (:func:`raise_contrast`, gray models only;
+        ``raise_low_contrast=False``: not raised whatever ``corrections`` says, as the trainer loads image files:
+        training faces are kept as they are).
 
         Raises:
             InputError: on an empty batch, a wrong dtype, rank or channel count, a 0-size or too
@@ -472,17 +546,24 @@ class Preprocessing:
         items = list(_split_faces(faces))
         if not items:
             raise InputError("received an empty batch of faces; expected at least one face")
+        fix = Corrections() if corrections is None else corrections
         s = self.input_size
         out = np.empty((len(items), self.channels, s, s), dtype=np.float32)
         for i, face in enumerate(items):
-            img = undo_linear_enlarging(undo_pixel_repetition(_as_image(face, i, self.channels)))
+            img = _as_image(face, i, self.channels)
+            if fix.undo_pixel_repetition:
+                img = undo_pixel_repetition(img)
+            if fix.undo_linear_enlarging:
+                img = undo_linear_enlarging(img)
             out[i] = resize_square(img, s, self.resize_kernel)
         np.clip(out, 0.0, 255.0, out=out)
-        return raise_contrast(out) if raise_low_contrast and self.channels == 1 else out
+        if raise_low_contrast and self.channels == 1 and fix.contrast_floor > 0:
+            raise_contrast(out, fix.contrast_floor)
+        return out
 
-    def prepare(self, faces: FaceInput) -> np.ndarray:
+    def prepare(self, faces: FaceInput, corrections: "Corrections | None" = None) -> np.ndarray:
         """``to_pixels`` followed by ``normalize``: the float32 NCHW model input."""
-        return self.normalize(self.to_pixels(faces), in_place=True)
+        return self.normalize(self.to_pixels(faces, corrections=corrections), in_place=True)
 
 
 DEFAULT_PREPROCESSING = Preprocessing()

@@ -25,8 +25,8 @@ from .backends import BACKENDS, Backend, BackendClosedError
 from .errors import InputError, ModelError
 from .fileio import file_problem
 from .metadata import ModelInfo
-from .preprocessing import (FaceInput, Preprocessing, any_linear_enlarging, any_low_contrast, any_pixel_repetition,
-                            softmax, unmasked)
+from .preprocessing import (Corrections, FaceInput, Preprocessing, any_linear_enlarging, any_low_contrast,
+                            any_pixel_repetition, as_corrections, softmax, unmasked)
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +162,10 @@ class Recognizer:
         sessions: ONNX Runtime CPU sessions that split each batch and run their shares at once (e.g. one
             per core, each with one thread: more faces per second at large batches on a small CPU, most of
             all for INT8 files; ``benchmarks/sessions.py``). None: one session.
+        corrections: what is done to each crop beside resizing it (:class:`~fsrfer_edge.preprocessing.Corrections`:
+            crops an app enlarged by repeating pixels or bilinearly are reduced to their source, dim faces raised
+            to a contrast floor). None: all on, with their defaults; ``Corrections.none()``: all off; or a dict
+            such as ``{"contrast_floor": 0}``.
 
     Raises:
         ModelError: the model is missing, corrupt, or not an fsrfer model (EngineError for engines).
@@ -174,9 +178,11 @@ class Recognizer:
 
     def __init__(self, model: Optional[PathLike] = None, backend: str = "auto", device: int = 0,
                  max_batch: int = 64, providers: Union[None, str, Sequence[Any]] = None,
-                 threads: Optional[int] = None, spinning: bool = True, sessions: Optional[int] = None) -> None:
+                 threads: Optional[int] = None, spinning: bool = True, sessions: Optional[int] = None,
+                 corrections: Union[None, Corrections, dict[str, Any]] = None) -> None:
         if not isinstance(backend, str) or backend not in BACKENDS:
             raise InputError(f"backend={backend!r}; expected one of {BACKENDS}")
+        fix = as_corrections(corrections)  # checked before a model is opened
         self._device = _positive_int("device", device, 0)
         requested = _positive_int("max_batch", max_batch, 1)
         self.model_path = resolve_model_path(model)
@@ -186,14 +192,15 @@ class Recognizer:
                               sessions)
         try:
             opened.check_model()  # one dry run: a broken model is refused here, not at the first predict
-            self._attach(opened, requested)
+            self._attach(opened, requested, fix)
         except BaseException:
             opened.close()
             raise
 
-    def _attach(self, backend: Backend, requested: int) -> None:
+    def _attach(self, backend: Backend, requested: int, corrections: Optional[Corrections] = None) -> None:
         """Adopt an open backend (also used by fsrfer_edge.serving's RemoteRecognizer)."""
         self._backend = backend
+        self._corrections = as_corrections(corrections)
         limit = self._backend.max_batch
         self._max_batch = min(requested, limit) if limit is not None else requested
         if self._max_batch < backend.min_batch:
@@ -230,6 +237,11 @@ class Recognizer:
         return self._backend
 
     @property
+    def corrections(self) -> Corrections:
+        """What is done to each crop beside resizing it (``Recognizer(corrections=...)``)."""
+        return self._corrections
+
+    @property
     def max_batch(self) -> int:
         """Largest batch sent to the backend at once."""
         return self._max_batch
@@ -250,10 +262,10 @@ class Recognizer:
         """:meth:`prepare` without its copy: for uint8-input models, input-size uint8 faces pass as a view."""
         if isinstance(faces, np.ndarray):
             faces = unmasked(faces, "faces")
-        pixels = fast_pixels(faces, self._pre)
+        pixels = fast_pixels(faces, self._pre, self._corrections)
         if pixels is not None:  # already uint8 at the input size: no resampling needed
             return pixels if self._raw_input else np.take(self._lut, pixels)
-        resized = self._pre.to_pixels(faces)
+        resized = self._pre.to_pixels(faces, corrections=self._corrections)
         if self._raw_input:
             return np.rint(resized).astype(np.uint8)
         return self._pre.normalize(resized, in_place=True)  # resized is this call's own array
@@ -332,21 +344,28 @@ class Recognizer:
         self.close()
 
     def __repr__(self) -> str:
+        fix = "" if self._corrections == Corrections() else f", corrections={self._corrections}"
         return (f"Recognizer(model={str(self.model_path)!r}, backend={self._backend.name!r}, "
-                f"providers={list(self._backend.providers)}, max_batch={self._max_batch})")
+                f"providers={list(self._backend.providers)}, max_batch={self._max_batch}{fix})")
 
 
-def fast_pixels(faces: FaceInput, pre: Preprocessing) -> Optional[np.ndarray]:
+def fast_pixels(faces: FaceInput, pre: Preprocessing, corrections: Optional[Corrections] = None) -> Optional[np.ndarray]:
     """(N, 1, S, S) uint8 pixels when ``faces`` are gray uint8 crops already at the input size, else None.
 
     Such faces need no resampling (the resize would be the identity), so the SDK skips it; anything
     else goes through :meth:`Preprocessing.to_pixels`, which validates and resizes, as does a batch with a
     crop an app may have enlarged by repeating pixels (:func:`~fsrfer_edge.preprocessing.any_pixel_repetition`)
     or bilinearly (:func:`~fsrfer_edge.preprocessing.any_linear_enlarging`), or a face of low contrast
-    (:func:`~fsrfer_edge.preprocessing.any_low_contrast`).
+    (:func:`~fsrfer_edge.preprocessing.any_low_contrast`), each only where ``corrections`` (None: the defaults)
+    has that step on.
     """
     pixels = _input_size_pixels(faces, pre)
-    if pixels is None or any_pixel_repetition(pixels) or any_low_contrast(pixels) or any_linear_enlarging(pixels):
+    if pixels is None:
+        return None
+    fix = Corrections() if corrections is None else corrections
+    if ((fix.undo_pixel_repetition and any_pixel_repetition(pixels))
+            or (fix.contrast_floor > 0 and any_low_contrast(pixels, fix.contrast_floor))
+            or (fix.undo_linear_enlarging and any_linear_enlarging(pixels))):
         return None
     return pixels
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -379,15 +380,74 @@ def test_a_face_of_low_contrast_is_raised_to_the_floor_about_its_mean(rec: Recog
                                   np.moveaxis(rgb, -1, 0).astype(np.float32))
 
 
-def test_a_contrast_floor_of_0_turns_it_off_on_every_path(rec: Recognizer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_contrast_floor_of_0_turns_it_off_on_every_path(rec: Recognizer, models: dict[str, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     g = np.random.default_rng(8)
     dim = (100 + g.integers(0, 20, (2, 48, 48))).astype(np.uint8)
     raised = rec.prepare(dim)
-    monkeypatch.setattr(fsrfer_edge.preprocessing, "CONTRAST_FLOOR", 0.0)
     plain = rec.info.preprocessing.normalize(dim[:, None].astype(np.float32))
     assert not np.array_equal(raised, plain)
-    np.testing.assert_array_equal(rec.prepare(dim), plain)  # the fast path (uint8 at the input size)
-    np.testing.assert_allclose(rec.prepare(list(dim.astype(np.float32))), plain, atol=1e-6)  # through to_pixels
+    with Recognizer(models["float"], threads=1, corrections={"contrast_floor": 0}) as off:
+        np.testing.assert_array_equal(off.prepare(dim), plain)  # the fast path (uint8 at the input size)
+        np.testing.assert_allclose(off.prepare(list(dim.astype(np.float32))), plain, atol=1e-6)  # through to_pixels
+    # The module's constant is the default of each Corrections made after it is set; a Recognizer keeps its own.
+    monkeypatch.setattr(fsrfer_edge.preprocessing, "CONTRAST_FLOOR", 0.0)
+    np.testing.assert_array_equal(rec.prepare(dim), raised)
+    with Recognizer(models["float"], threads=1) as later:
+        assert later.corrections.contrast_floor == 0.0
+        np.testing.assert_array_equal(later.prepare(dim), plain)
+
+
+def _three_kinds_of_crop() -> dict[str, np.ndarray]:
+    """48 px uint8 crops that each of the three corrections changes, and only that one."""
+    g = np.random.default_rng(21)
+    small = g.integers(0, 256, (12, 12)).astype(np.float32)
+    return {"undo_pixel_repetition": _nearest(small, 48, 48).astype(np.uint8),
+            "undo_linear_enlarging": _bilinear(small, 48, 48).astype(np.uint8),
+            "contrast_floor": (100 + g.integers(0, 20, (48, 48))).astype(np.uint8)}
+
+
+@pytest.mark.parametrize("step", ["undo_pixel_repetition", "undo_linear_enlarging", "contrast_floor"])
+def test_each_correction_is_turned_off_alone_on_both_paths(models: dict[str, Path], step: str) -> None:
+    from fsrfer_edge import Corrections
+
+    crops = _three_kinds_of_crop()
+    off = {"contrast_floor": 0.0} if step == "contrast_floor" else {step: False}
+    with Recognizer(models["float"], threads=1) as on, \
+            Recognizer(models["float"], threads=1, corrections=Corrections(**off)) as without, \
+            Recognizer(models["float"], threads=1, corrections=Corrections.none()) as bare:
+        pre = on.info.preprocessing
+        for name, crop in crops.items():
+            plain = pre.normalize(crop[None, None].astype(np.float32))
+            np.testing.assert_array_equal(bare.prepare(crop), plain)
+            assert not np.array_equal(on.prepare(crop), plain), name  # each crop is one its step changes
+            for faces in (crop, [crop.astype(np.float32)]):  # the fast path, then through to_pixels
+                got = without.prepare(faces)
+                if name == step:
+                    np.testing.assert_allclose(got, plain, atol=1e-6)
+                else:
+                    np.testing.assert_allclose(got, on.prepare(faces), atol=1e-6)
+        assert recognizer_mod.fast_pixels(crops[step], pre, Corrections(**off)) is not None
+        assert recognizer_mod.fast_pixels(crops[step], pre) is None
+
+
+def test_corrections_are_checked_and_shown(models: dict[str, Path]) -> None:
+    from fsrfer_edge import Corrections
+
+    for bad, says in ((1, "expected None, a fsrfer_edge.Corrections"), ({"floor": 3}, "unknown corrections ['floor']"),
+                      ({"contrast_floor": -1}, "expected grey levels in [0, 127.5]"),
+                      ({"contrast_floor": float("nan")}, "expected grey levels"),
+                      ({"contrast_floor": True}, "expected grey levels"),
+                      ({"undo_linear_enlarging": "yes"}, "expected True or False")):
+        with pytest.raises(InputError, match=re.escape(says)):
+            Recognizer(models["float"], threads=1, corrections=bad)
+    with Recognizer(models["float"], threads=1, corrections={"undo_pixel_repetition": np.bool_(False)}) as r:
+        assert r.corrections == Corrections(undo_pixel_repetition=False)
+        assert type(r.corrections.undo_pixel_repetition) is bool and "corrections=Corrections(" in repr(r)
+    with Recognizer(models["float"], threads=1) as r:
+        assert r.corrections == Corrections() and "corrections" not in repr(r)
+    assert Corrections.none().to_dict() == {"undo_pixel_repetition": False, "undo_linear_enlarging": False,
+                                            "contrast_floor": 0.0}
 
 
 def test_the_contrast_floor_is_the_one_the_val_rule_picked() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any, Optional
@@ -503,6 +504,90 @@ def test_recognizer_auto_builds_once_caches_and_reloads(variants: Path, tmp_path
     with Recognizer(model) as rec:
         assert rec.backend.name == "tensorrt"
     assert len(gpu11.trt.log["built"]) == 1 and len(gpu11.trt.log["deserialized"]) == 1
+
+
+def test_the_cache_drops_what_can_never_run_again(variants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A model updated in place leaves no engine behind on first use (nor the FP16 copy it was built from); the
+    engines of an older TensorRT, lost sidecars and killed builds' partial files go with fsrfer-engines --prune,
+    and nothing that may still run here (or on another GPU sharing the folder) goes."""
+    import os
+
+    from fsrfer_edge import engines_cli
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FSRFER_ENGINE_DIR", str(cache))
+    model = tmp_path / "face.onnx"
+    model.write_bytes((variants / "tiny.fp32.onnx").read_bytes())
+    other = tmp_path / "other.onnx"
+    other.write_bytes((variants / "tiny.fp16.onnx").read_bytes())
+    gpu = FakeGpu(monkeypatch, "10.3.0.26")
+    with Recognizer(model) as rec:
+        first = rec.backend.path
+    with Recognizer(other) as rec:
+        kept = rec.backend.path
+    assert sorted(p.name for p in cache.glob("*.onnx")) == []  # the FP16 copy went after the build
+    assert _sidecar(first)["source_path"] == str(model.resolve())
+    model.write_bytes((variants / "tiny.int8-s8s8.onnx").read_bytes())  # the model is updated in place
+    with Recognizer(model) as rec:
+        second = rec.backend.path
+    assert second != first and not first.exists() and not engine_cache.sidecar_path(first).exists()
+    assert kept.exists() and len(gpu.trt.log["built"]) == 3
+    # Beside them: an engine of another GPU model (kept), a sidecar without its engine, engines without a
+    # sidecar (one from a build still writing it, kept), one with a corrupt sidecar, a killed build's partial file.
+    foreign = cache / kept.name.replace(GPU_KEY, "orin-8sm-8g")
+    foreign.write_bytes(kept.read_bytes())
+    doc = _sidecar(kept)
+    doc["key"]["device"] = "orin-8sm-8g"
+    engine_cache.sidecar_path(foreign).write_text(json.dumps(doc))
+    (cache / "gone.fp16.0.engine.json").write_text("{}")
+    old = time.time() - 2 * engine_cache.UNFINISHED_GRACE_S
+    for name in ("lost.engine", "young.engine", "corrupt.engine", ".face.engine.x1.tmp"):
+        (cache / name).write_bytes(b"plan")
+        if name != "young.engine":
+            os.utime(cache / name, (old, old))
+    engine_cache.sidecar_path(cache / "corrupt.engine").write_text("{not json")
+    stale = {e.path.name: e.stale for e in engine_cache.list_engines(cache, "10.3.0.26") if e.stale}
+    assert set(stale) == {"gone.fp16.0.engine", "lost.engine", "corrupt.engine", ".face.engine.x1.tmp"}
+    assert "no sidecar" in stale["lost.engine"] and "unreadable" in stale["corrupt.engine"]
+    # JetPack upgrade: TensorRT 11 builds its own engine on first use; the 10.3 ones are judged stale only now.
+    gpu11 = FakeGpu(monkeypatch, "11.1.0.10")
+    with Recognizer(model) as rec:
+        new = rec.backend.path
+    assert second.exists() and len(gpu11.trt.log["built"]) == 1
+    before = sorted(p.name for p in cache.iterdir())
+    assert engines_cli.main(["--prune", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in cache.iterdir()) == before  # a dry run removes nothing
+    assert f"{second.name} " in out and "built with TensorRT 10.3.0.26; TensorRT 11.1.0.10 is installed" in out
+    assert "would remove 7 stale engine file(s)" in out  # second, kept, foreign, and the four above
+    assert engines_cli.main(["--prune"]) == 0
+    left = sorted(p.name for p in cache.iterdir() if not p.name.endswith(".cache"))
+    assert left == sorted([new.name, engine_cache.sidecar_path(new).name, "young.engine"])
+    with Recognizer(model) as rec:  # what is left still runs, and nothing is built again
+        assert rec.backend.path == new
+    assert len(gpu11.trt.log["built"]) == 1
+    # A model deleted or moved away: its engine is stale only when asked.
+    other.write_bytes((variants / "tiny.fp16.onnx").read_bytes())
+    with Recognizer(other) as rec:
+        mine = rec.backend.path
+    other.unlink()
+    assert engines_cli.main(["--prune"]) == 0 and mine.exists()
+    assert engines_cli.main(["--prune", "--missing-sources"]) == 0 and not mine.exists()
+    assert "no longer exists" in capsys.readouterr().out
+
+
+def test_fsrfer_engines_refuses_what_it_cannot_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fsrfer_edge import engines_cli
+
+    with pytest.raises(SystemExit) as exit_:
+        engines_cli.main(["--dry-run", "--dir", str(tmp_path)])
+    assert exit_.value.code == 2 and "--dry-run only applies with --prune" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert engines_cli.main(["--dir", str(tmp_path / "file")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert engines_cli.main(["--dir", str(tmp_path / "nothing-yet"), "--prune"]) == 0
+    assert "0 engine file(s)" in capsys.readouterr().out
 
 
 def test_two_files_of_one_name_keep_an_engine_each(variants: Path, tmp_path: Path,

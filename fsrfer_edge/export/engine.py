@@ -223,7 +223,8 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, min_batch: int = 1, opt
         plan, build = _build_serialized(onnx_path, info, key, workspace_mb, timing_cache)
         atomic_write_bytes(out, plan)
         engine_cache.write_sidecar(out, key, source_sha, info,
-                                   extra={"onnx_file": source.name, "built_from": onnx_path.name,
+                                   extra={"onnx_file": source.name, "source_path": str(source.resolve()),
+                                          "built_from": onnx_path.name,
                                           "gpu": {"name": gpu.name, "multiprocessors": gpu.multiprocessors,
                                                   "memory_gib": gpu.memory_gib},
                                           "workspace_mb": workspace_mb, **build,

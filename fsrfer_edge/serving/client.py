@@ -27,6 +27,7 @@ import numpy as np
 from ..backends.base import Backend
 from ..errors import InputError, ModelError, require
 from ..metadata import ModelInfo
+from ..preprocessing import Corrections, as_corrections
 from ..recognizer import ENGINE_SUFFIXES, Recognizer, _positive_int
 from .errors import RemoteError, ServerUnavailable
 from .triton_repo import TRITON_DTYPES, info_from_config
@@ -344,6 +345,7 @@ class RemoteRecognizer(Recognizer):
         retry_delay_s: pause between retries.
         max_batch: largest batch sent in one request (also capped by the server's max batch size).
         model: optional local copy of the served model file to read the preprocessing from.
+        corrections: what is done to each crop here before it is sent (as ``Recognizer(corrections=...)``).
 
     Raises:
         ServerUnavailable: the server cannot be reached (also raised by ``predict`` if it goes away).
@@ -353,11 +355,13 @@ class RemoteRecognizer(Recognizer):
 
     def __init__(self, url: str = "127.0.0.1:8000", protocol: str = "http", model_name: str = "fsrfer",
                  timeout_s: float = 30.0, retries: int = 0, retry_delay_s: float = 1.0, max_batch: int = 64,
-                 model: Optional[PathLike] = None) -> None:
+                 model: Optional[PathLike] = None,
+                 corrections: Union[None, Corrections, dict[str, Any]] = None) -> None:
         requested = _positive_int("max_batch", max_batch, 1)
+        fix = as_corrections(corrections)
         backend = TritonClientBackend(url, protocol, model_name, timeout_s, retries, retry_delay_s, model)
         self.url = backend.endpoint
-        self._attach(backend, requested)
+        self._attach(backend, requested, fix)
 
     def __repr__(self) -> str:
         return (f"RemoteRecognizer(url={self.url!r}, model_name={self.model_name!r}, "

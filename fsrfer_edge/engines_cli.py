@@ -1,0 +1,100 @@
+"""fsrfer-engines: list the TensorRT engines of a cache folder, and remove those that can never run again.
+
+Examples::
+
+    fsrfer-engines                      # the engine cache (~/.cache/fsrfer-edge/engines or $FSRFER_ENGINE_DIR)
+    fsrfer-engines --dir engines/       # another folder (fsrfer-export --engine writes beside its --out-dir)
+    fsrfer-engines --prune --dry-run    # what would be removed, and why
+    fsrfer-engines --prune              # remove it
+
+An engine never runs again once its ONNX file has changed (the runtime looks engines up by the file's hash),
+once TensorRT is upgraded (JetPack), or when its sidecar is lost; each is tens of MB, which a Jetson's eMMC
+feels after a few model updates. ``Recognizer`` removes the first kind itself after it builds a new engine for a
+changed file; this command finds all of them (:func:`fsrfer_edge.engine_cache.list_engines`). Engines built for
+another GPU are kept: a folder may be shared by devices. Exit status: 0, or 2 on bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from . import engine_cache
+from .errors import BackendUnavailable, CliParser, FsrferError, one_line
+
+logger = logging.getLogger(__name__)
+
+
+def installed_tensorrt_version() -> Optional[str]:
+    """The installed TensorRT's version, or None when it cannot be imported here."""
+    from .backends.tensorrt_backend import import_tensorrt
+
+    try:
+        return str(import_tensorrt().__version__)
+    except BackendUnavailable:
+        return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = CliParser(prog="fsrfer-engines",
+                  description="List the TensorRT engines of a cache folder, with why each that can never run again "
+                              "is stale; --prune removes those.")
+    p.add_argument("--dir", type=Path, default=None,
+                   help="the folder (default: $FSRFER_ENGINE_DIR, else ~/.cache/fsrfer-edge/engines)")
+    p.add_argument("--prune", action="store_true", help="remove the stale engines and their sidecars")
+    p.add_argument("--dry-run", action="store_true", help="with --prune: say what would be removed, remove nothing")
+    p.add_argument("--tensorrt-version", default=None, metavar="VERSION",
+                   help="engines built with another TensorRT are stale (default: the installed TensorRT's version; "
+                        "where TensorRT is not installed, versions are not judged)")
+    p.add_argument("--missing-sources", action="store_true",
+                   help="engines whose ONNX file no longer exists at the path their sidecar records are stale too "
+                        "(off by default: a model may have been moved, or the engine copied in from elsewhere)")
+    return p
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``fsrfer-engines``; returns the process exit code."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.dry_run and not args.prune:
+        p.error("--dry-run only applies with --prune")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    folder = args.dir if args.dir is not None else engine_cache.default_cache_dir()
+    if folder.exists() and not folder.is_dir():
+        print(f"fsrfer-engines: error: {folder} is not a folder; expected an engine cache folder", file=sys.stderr)
+        return 2
+    version = args.tensorrt_version if args.tensorrt_version is not None else installed_tensorrt_version()
+    try:
+        engines = engine_cache.list_engines(folder, version, args.missing_sources)
+    except (FsrferError, OSError) as exc:
+        print(f"fsrfer-engines: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    judged = f"TensorRT {version}" if version else "TensorRT not installed: versions not judged"
+    print(f"{folder}: {len(engines)} engine file(s) ({judged})")
+    for e in engines:
+        what = "stale: " + e.stale if e.stale else "ok"
+        built = f" TensorRT {e.key.tensorrt_version}, sm{e.key.compute_capability} {e.key.device}" if e.key else ""
+        print(f"  {e.path.name} ({_size(e.bytes)}){built}: {what}")
+    stale = [e for e in engines if e.stale]
+    if not args.prune:
+        if stale:
+            print(f"{len(stale)} stale, {_size(sum(e.bytes for e in stale))}: fsrfer-engines --prune removes them")
+        return 0
+    try:
+        removed = engine_cache.prune(folder, version, args.missing_sources, dry_run=args.dry_run)
+    except OSError as exc:
+        print(f"fsrfer-engines: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(removed)} stale engine file(s), {_size(sum(e.bytes for e in removed))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
