@@ -145,6 +145,7 @@ def undo_pixel_repetition(img: np.ndarray) -> np.ndarray:
     are returned as they are. The model was trained on faces resized with smooth kernels, and such blocky
     crops given as they are lose most of what it can do (``results/ferplus/app_inputs_val.json``, README
     "The SDK"); reduced, they are the small crops they came from."""
+    img = unmasked(img, "the crop")
     if img.ndim == 2:
         return undo_pixel_repetition(img[None])[0]
     for axis in (1, 2):
@@ -315,6 +316,7 @@ def undo_linear_enlarging(img: np.ndarray) -> np.ndarray:
     faces resized with a smooth anti-aliased kernel; a bilinearly enlarged crop given as it is cost about a point
     against the small crop it came from (``results/ferplus/app_inputs_val.json``, rows "bilinear" and "bilinear,
     as given")."""
+    img = unmasked(img, "the crop")  # a masked array's matrix products would not broadcast
     if img.ndim == 2:
         out = undo_linear_enlarging(img[None])
         return img if out.shape[1:] == img.shape else out[0]

@@ -216,6 +216,21 @@ def test_crops_pil_and_opencv_enlarged_at_other_ratios_are_reduced() -> None:
         assert undo_linear_enlarging(big).shape == (14, 14), size
 
 
+def test_the_undo_steps_take_masked_arrays_as_the_sdk_does() -> None:
+    from fsrfer_edge.preprocessing import undo_linear_enlarging, undo_pixel_repetition
+
+    small = np.random.default_rng(5).integers(0, 256, (12, 12)).astype(np.float32)
+    for undo, big in ((undo_linear_enlarging, _bilinear(small, 48, 48)), (undo_pixel_repetition, _nearest(small, 48, 48))):
+        plain = undo(big)
+        got = undo(np.ma.array(big))
+        assert type(got) is np.ndarray and plain.shape == (12, 12)
+        np.testing.assert_array_equal(got, plain)
+        masked = np.ma.array(big, mask=np.zeros(big.shape, bool))
+        masked.mask[3, 3] = True
+        with pytest.raises(InputError, match="masked array with 1 masked pixel"):
+            undo(masked)
+
+
 def test_the_bilinear_undo_turns_off_at_a_residual_of_0(rec: Recognizer, monkeypatch: pytest.MonkeyPatch) -> None:
     from fsrfer_edge.preprocessing import any_linear_enlarging, undo_linear_enlarging
 
