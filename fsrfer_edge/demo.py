@@ -97,8 +97,10 @@ def run_demo(frame: np.ndarray, rec: Recognizer, detector: Any, factors: Sequenc
     detections = detector.detect(frame)
     timings: dict[str, Any] = {"detect_ms": 1e3 * (time.perf_counter() - t0), "predict_ms": {}}
     pre = rec.info.preprocessing
-    # The faces as the camera gave them (no contrast floor yet: predict() applies it to each simulated crop).
-    pixels = (pre.to_pixels([crop_face(frame, d.box, margin) for d in detections], raise_low_contrast=False)
+    # The faces as the camera gave them, with the recogniser's corrections but no contrast floor yet: predict()
+    # applies it to each simulated crop.
+    pixels = (pre.to_pixels([crop_face(frame, d.box, margin) for d in detections], raise_low_contrast=False,
+                            corrections=rec.corrections)
               if detections else np.zeros((0, pre.input_size, pre.input_size), np.uint8))
     per_factor: dict[int, tuple[list[Prediction], np.ndarray]] = {}
     for f in factors:

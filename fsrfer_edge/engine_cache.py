@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -108,7 +109,7 @@ def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any]:
         doc = json.loads(path.read_text())
         doc["key"] = EngineKey(**doc["key"])
         doc["model_info"] = ModelInfo.from_dict(doc["model_info"], source=str(path))
-    except (json.JSONDecodeError, KeyError, TypeError, ModelError) as exc:  # ModelError: model_info of another schema
+    except (ValueError, KeyError, TypeError, OSError, ModelError) as exc:  # ModelError: model_info of another schema
         raise EngineError(f"engine sidecar {path} is corrupt ({exc}); rebuild the engine") from exc
     return doc
 
@@ -158,22 +159,32 @@ def check_engine(engine_path: str | os.PathLike[str], tensorrt_version: str, com
 # Listing and pruning a cache folder
 # ---------------------------------------------------------------------------------------------
 
-#: An engine without a sidecar younger than this is left alone by :func:`prune`: the builder renames the engine
-#: into place before it writes the sidecar, and a build in progress must not lose its engine.
+#: An engine younger than this whose sidecar is missing or older than it is left alone: a build renames its engine
+#: into place before it writes the sidecar, and a build in progress must not lose its engine. Killed builds'
+#: partial files younger than this are left alone too.
 UNFINISHED_GRACE_S = 600.0
+
+
+def source_record(onnx_path: str | os.PathLike[str]) -> dict[str, str]:
+    """What a sidecar records of the ONNX file an engine is built from, for pruning: the path as the user gave it,
+    absolute but with symlinks kept (a deployment that switches ``current.onnx`` to a new version changes the file
+    at that path), and the machine it is on (a cache folder may be shared by devices, and a path means something
+    only on its own machine)."""
+    return {"source_path": os.path.abspath(onnx_path), "source_host": socket.gethostname()}
 
 
 @dataclasses.dataclass(frozen=True)
 class CachedEngine:
-    """One engine of a cache folder, as :func:`list_engines` finds it.
+    """One entry of a cache folder, as :func:`list_engines` finds it.
 
     Attributes:
-        path: the ``.engine`` file (or, for a sidecar whose engine is gone, the path the engine had).
-        bytes: the engine's size (0 when it is gone).
+        path: the ``.engine`` file (for a sidecar whose engine is gone, the path the engine had; for a killed
+            build's partial file, that file).
+        bytes: the file's size (0 when it is gone).
         key: its :class:`EngineKey`, None when the sidecar is missing or unreadable.
         source: the ONNX file it was built from, as its sidecar records it (None in sidecars from before it was
-            recorded; only the file's name was).
-        stale: why it can never run again here, or None when it may.
+            recorded, which held only the file's name).
+        stale: why it can never run again, or None when it may.
     """
 
     path: Path
@@ -183,86 +194,146 @@ class CachedEngine:
     stale: Optional[str]
 
 
-def _stale_reason(engine: Path, doc: dict[str, Any], tensorrt_version: Optional[str],
-                  missing_sources: bool) -> Optional[str]:
-    key: EngineKey = doc["key"]
-    if tensorrt_version is not None and key.tensorrt_version != tensorrt_version:
-        return f"built with TensorRT {key.tensorrt_version}; TensorRT {tensorrt_version} is installed"
+def _recorded_source(doc: dict[str, Any]) -> Optional[str]:
+    """The sidecar's source path where it names a file on this machine, else None."""
     source = doc.get("source_path")
-    if isinstance(source, str):
-        if Path(source).is_file():
-            if sha256_file(source) != doc.get("onnx_sha256"):
-                return f"{source} changed since the engine was built (a new version of the model)"
-        elif missing_sources:
-            return f"{source}, the ONNX file it was built from, no longer exists"
-    if doc.get("engine_sha256") != sha256_file(engine):
-        return "its bytes do not match the hash in its sidecar (corrupt or replaced)"
+    return source if isinstance(source, str) and doc.get("source_host") == socket.gethostname() else None
+
+
+def _source_changed(doc: dict[str, Any], missing_sources: bool) -> Optional[str]:
+    """Why the ONNX file the sidecar records rules the engine out, or None (also when it cannot be read)."""
+    source = _recorded_source(doc)
+    if source is None:
+        return None
+    try:
+        if not os.path.isfile(source):
+            return f"{source}, the ONNX file it was built from, no longer exists" if missing_sources else None
+        if sha256_file(source) != doc.get("onnx_sha256"):
+            return f"{source} changed since the engine was built (a new version of the model)"
+    except OSError:  # unreadable here (permissions, a network file system): not judged
+        return None
     return None
+
+
+def _entry(p: Path, now: float, tensorrt_version: Optional[str], missing_sources: bool) -> Optional[CachedEngine]:
+    """``p`` as a :class:`CachedEngine`, or None when it is none (another file, a build in progress)."""
+    name = p.name
+    if name.endswith(ENGINE_SUFFIX + SIDECAR_SUFFIX):
+        engine = p.with_name(name[:-len(SIDECAR_SUFFIX)])
+        if engine.exists() or engine.is_symlink():
+            return None  # listed with its engine
+        return CachedEngine(engine, 0, None, None, "its engine file is gone (a sidecar left behind)")
+    if p.is_symlink() or not p.is_file():
+        return None
+    age = now - p.stat().st_mtime
+    if name.startswith(".") and name.endswith(".tmp"):
+        return None if age < UNFINISHED_GRACE_S else CachedEngine(p, p.stat().st_size, None, None,
+                                                                     "a partial file left by a killed build")
+    if not name.endswith(ENGINE_SUFFIX) or name.startswith("."):
+        return None
+    size = p.stat().st_size
+    side = sidecar_path(p)
+    if age < UNFINISHED_GRACE_S and (not side.exists() or side.stat().st_mtime < p.stat().st_mtime):
+        return CachedEngine(p, size, None, None, None)  # its build may be writing the sidecar now
+    if not side.exists():
+        return CachedEngine(p, size, None, None, "it has no sidecar")
+    try:
+        doc = read_sidecar(p)
+    except EngineError as exc:
+        return CachedEngine(p, size, None, None, f"its sidecar is unreadable ({exc})")
+    key: EngineKey = doc["key"]
+    stale = None
+    if tensorrt_version is not None and key.tensorrt_version != tensorrt_version:
+        stale = f"built with TensorRT {key.tensorrt_version}; TensorRT {tensorrt_version} is installed"
+    stale = stale or _source_changed(doc, missing_sources)
+    if stale is None and doc.get("engine_sha256") != sha256_file(p):
+        stale = "its bytes do not match the hash in its sidecar (corrupt or replaced)"
+    return CachedEngine(p, size, key, _recorded_source(doc), stale)
 
 
 def list_engines(folder: str | os.PathLike[str], tensorrt_version: Optional[str] = None,
                  missing_sources: bool = False, now: Optional[float] = None) -> list[CachedEngine]:
-    """Every engine in ``folder`` (not its subfolders) and every sidecar whose engine is gone, with why each can
-    never run again (``stale``).
+    """Every engine in ``folder`` (not its subfolders), every sidecar whose engine is gone and every killed build's
+    partial file, with why each can never run again (``stale``).
 
-    Stale: the sidecar is missing (for an engine older than :data:`UNFINISHED_GRACE_S`) or unreadable, or the
-    engine is gone; a hidden ``.NAME.*.tmp`` file older than that (a build killed mid-write); the engine's bytes changed; it was built with another TensorRT than ``tensorrt_version``
-    (None: not judged); the ONNX file it was built from (its sidecar's ``source_path``) has changed since, so the
-    runtime, which looks engines up by the file's hash, can never pick it again; with ``missing_sources``, that
-    file no longer exists (an engine copied in with its sidecar from elsewhere, or a model moved: off by default).
-    Engines built for another GPU are not stale: a cache folder may be shared by devices.
+    Stale: the engine's sidecar is missing or unreadable, or its engine is gone; the engine's bytes changed; it was
+    built with another TensorRT than ``tensorrt_version`` (None: not judged); the ONNX file it was built from has
+    changed since (the runtime looks engines up by the file's hash, so it can never pick this one again); with
+    ``missing_sources``, that file no longer exists (a model moved or deleted: off by default); a hidden
+    ``.NAME.*.tmp`` file. The ONNX file is judged only from the machine that built the engine (its sidecar's
+    ``source_host``): a cache folder may be shared by devices. Engines built for another GPU are not stale for that.
+    Anything younger than :data:`UNFINISHED_GRACE_S` that a build may still be writing is left alone, as are
+    files that vanish or cannot be read while the folder is listed.
     """
     root = Path(folder)
     if not root.is_dir():
         return []
     now = time.time() if now is None else now
     out = []
-    names = {p.name for p in root.iterdir()}
     for p in sorted(root.iterdir()):
-        if p.name.endswith(ENGINE_SUFFIX + SIDECAR_SUFFIX) and p.name[:-len(SIDECAR_SUFFIX)] not in names:
-            out.append(CachedEngine(p.with_name(p.name[:-len(SIDECAR_SUFFIX)]), 0, None, None,
-                                    "its engine file is gone (a sidecar left behind)"))
-            continue
-        if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file() and not p.is_symlink():
-            if now - p.stat().st_mtime >= UNFINISHED_GRACE_S:  # else a write in progress
-                out.append(CachedEngine(p, p.stat().st_size, None, None, "a partial write left by a killed build"))
-            continue
-        if not (p.name.endswith(ENGINE_SUFFIX) and p.is_file()) or p.name.startswith("."):
-            continue
-        size = p.stat().st_size
-        if not sidecar_path(p).exists():
-            young = now - p.stat().st_mtime < UNFINISHED_GRACE_S  # its build may be writing the sidecar now
-            out.append(CachedEngine(p, size, None, None, None if young else "it has no sidecar"))
-            continue
         try:
-            doc = read_sidecar(p)
-        except EngineError as exc:
-            out.append(CachedEngine(p, size, None, None, f"its sidecar is unreadable ({exc})"))
+            entry = _entry(p, now, tensorrt_version, missing_sources)
+        except OSError:  # removed by another process while listed, or unreadable
             continue
-        source = doc.get("source_path")
-        out.append(CachedEngine(p, size, doc["key"], source if isinstance(source, str) else None,
-                                _stale_reason(p, doc, tensorrt_version, missing_sources)))
+        if entry is not None:
+            out.append(entry)
     return out
 
 
-def prune(folder: str | os.PathLike[str], tensorrt_version: Optional[str] = None, missing_sources: bool = False,
-          dry_run: bool = False, source: Optional[str | os.PathLike[str]] = None) -> list[CachedEngine]:
-    """Remove the stale engines of ``folder`` (:func:`list_engines`) with their sidecars; return them.
+def _remove(entry: CachedEngine) -> Optional[str]:
+    """Delete an entry's files; the error, if one could not be deleted."""
+    paths = (entry.path,) if entry.path.name.endswith(".tmp") else (entry.path, sidecar_path(entry.path))
+    for p in paths:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            return f"{p}: {exc.strerror or exc}"
+    return None
 
-    Args:
-        source: only engines whose sidecar records this ONNX file (what the runtime does after it builds a new
-            engine for a changed model: that file's old engines go).
-        dry_run: remove nothing, only say what would go.
+
+def prune(folder: str | os.PathLike[str], tensorrt_version: Optional[str] = None, missing_sources: bool = False,
+          dry_run: bool = False) -> tuple[list[CachedEngine], list[str]]:
+    """Remove the stale entries of ``folder`` (:func:`list_engines`): engines with their sidecars.
+
+    Returns:
+        What was removed (with ``dry_run``, what would be), and the errors of files that could not be removed.
     """
     stale = [e for e in list_engines(folder, tensorrt_version, missing_sources) if e.stale is not None]
-    if source is not None:
-        mine = str(Path(source).resolve())
-        stale = [e for e in stale if e.source == mine]
-    if not dry_run:
-        for e in stale:
-            for p in (e.path,) if e.path.name.endswith(".tmp") else (e.path, sidecar_path(e.path)):
-                try:
-                    p.unlink()
-                except FileNotFoundError:
-                    pass
-    return stale
+    if dry_run:
+        return stale, []
+    removed, errors = [], []
+    for e in stale:
+        error = _remove(e)
+        if error is None:
+            removed.append(e)
+        else:
+            errors.append(error)
+    return removed, errors
+
+
+def prune_replaced(folder: str | os.PathLike[str], onnx_path: str | os.PathLike[str], device: str) -> list[CachedEngine]:
+    """After a first-use build for ``onnx_path``: remove the engines of ``folder`` built on this machine for this
+    GPU model (``device``, :attr:`EngineKey.device`) from earlier versions of the file at that path, which the
+    runtime can never pick again. Only their sidecars are read, and the file's hash computed once; nothing else in
+    the folder is judged, and an engine whose sidecar is missing or older than it (a build writing it) is left
+    alone."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    mine = source_record(onnx_path)["source_path"]
+    current = sha256_file(onnx_path)
+    removed = []
+    for p in sorted(root.glob("*" + ENGINE_SUFFIX)):
+        try:
+            if p.is_symlink() or not p.is_file() or sidecar_path(p).stat().st_mtime < p.stat().st_mtime:
+                continue  # a sidecar older than its engine: a rebuild is writing it now
+            doc = read_sidecar(p)
+        except (EngineError, OSError):
+            continue
+        if _recorded_source(doc) == mine and doc["key"].device == device and doc.get("onnx_sha256") != current:
+            entry = CachedEngine(p, 0, doc["key"], mine, f"{mine} changed since the engine was built")
+            if _remove(entry) is None:
+                removed.append(entry)
+    return removed

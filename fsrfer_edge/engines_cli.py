@@ -11,7 +11,8 @@ An engine never runs again once its ONNX file has changed (the runtime looks eng
 once TensorRT is upgraded (JetPack), or when its sidecar is lost; each is tens of MB, which a Jetson's eMMC
 feels after a few model updates. ``Recognizer`` removes the first kind itself after it builds a new engine for a
 changed file; this command finds all of them (:func:`fsrfer_edge.engine_cache.list_engines`). Engines built for
-another GPU are kept: a folder may be shared by devices. Exit status: 0, or 2 on bad input.
+another GPU are kept, and ONNX files are judged only from the machine that built their engines: a folder may be
+shared by devices. Exit status: 0, or 2 on bad input or a file that could not be removed.
 """
 from __future__ import annotations
 
@@ -69,13 +70,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if folder.exists() and not folder.is_dir():
         print(f"fsrfer-engines: error: {folder} is not a folder; expected an engine cache folder", file=sys.stderr)
         return 2
-    version = args.tensorrt_version if args.tensorrt_version is not None else installed_tensorrt_version()
+    if args.tensorrt_version is not None and not args.tensorrt_version.strip():
+        p.error("--tensorrt-version is empty; expected a version such as 10.3.0.26")
+    version = args.tensorrt_version.strip() if args.tensorrt_version is not None else installed_tensorrt_version()
     try:
         engines = engine_cache.list_engines(folder, version, args.missing_sources)
     except (FsrferError, OSError) as exc:
         print(f"fsrfer-engines: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    judged = f"TensorRT {version}" if version else "TensorRT not installed: versions not judged"
+    judged = f"TensorRT {version}" if version is not None else "TensorRT not installed: versions not judged"
     print(f"{folder}: {len(engines)} engine file(s) ({judged})")
     for e in engines:
         what = "stale: " + e.stale if e.stale else "ok"
@@ -87,13 +90,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"{len(stale)} stale, {_size(sum(e.bytes for e in stale))}: fsrfer-engines --prune removes them")
         return 0
     try:
-        removed = engine_cache.prune(folder, version, args.missing_sources, dry_run=args.dry_run)
-    except OSError as exc:
+        removed, errors = engine_cache.prune(folder, version, args.missing_sources, dry_run=args.dry_run)
+    except (FsrferError, OSError) as exc:
         print(f"fsrfer-engines: error: {one_line(exc)}", file=sys.stderr)
         return 2
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(removed)} stale engine file(s), {_size(sum(e.bytes for e in removed))}")
-    return 0
+    for error in errors:
+        print(f"fsrfer-engines: error: could not remove {error}", file=sys.stderr)
+    return 2 if errors else 0
 
 
 if __name__ == "__main__":

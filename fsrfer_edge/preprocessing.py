@@ -418,7 +418,7 @@ def as_corrections(value: Any) -> Corrections:
         return value
     if isinstance(value, dict):
         fields = {f.name for f in dataclasses.fields(Corrections)}
-        unknown = sorted(set(value) - fields)
+        unknown = sorted(map(str, set(value) - fields))
         if unknown:
             raise InputError(f"unknown corrections {unknown}; expected a subset of {sorted(fields)}")
         return Corrections(**value)
@@ -528,7 +528,7 @@ class Preprocessing:
 
     # -- faces -> batch ------------------------------------------------------------------
     def to_pixels(self, faces: FaceInput, raise_low_contrast: bool = True,
-                  corrections: "Corrections | None" = None) -> np.ndarray:
+                  corrections: "Corrections | dict[str, Any] | None" = None) -> np.ndarray:
         """Validate faces and return an (N, C, S, S) float32 batch of pixel values in [0, 255].
 
         Accepts one face (HxW gray or HxWx3 RGB), a list of faces of any sizes, or an
@@ -548,7 +548,7 @@ class Preprocessing:
         items = list(_split_faces(faces))
         if not items:
             raise InputError("received an empty batch of faces; expected at least one face")
-        fix = Corrections() if corrections is None else corrections
+        fix = as_corrections(corrections)
         s = self.input_size
         out = np.empty((len(items), self.channels, s, s), dtype=np.float32)
         for i, face in enumerate(items):
@@ -563,7 +563,7 @@ class Preprocessing:
             raise_contrast(out, fix.contrast_floor)
         return out
 
-    def prepare(self, faces: FaceInput, corrections: "Corrections | None" = None) -> np.ndarray:
+    def prepare(self, faces: FaceInput, corrections: "Corrections | dict[str, Any] | None" = None) -> np.ndarray:
         """``to_pixels`` followed by ``normalize``: the float32 NCHW model input."""
         return self.normalize(self.to_pixels(faces, corrections=corrections), in_place=True)
 

@@ -344,12 +344,16 @@ class Recognizer:
         self.close()
 
     def __repr__(self) -> str:
-        fix = "" if self._corrections == Corrections() else f", corrections={self._corrections}"
         return (f"Recognizer(model={str(self.model_path)!r}, backend={self._backend.name!r}, "
-                f"providers={list(self._backend.providers)}, max_batch={self._max_batch}{fix})")
+                f"providers={list(self._backend.providers)}, max_batch={self._max_batch}{self._corrections_repr()})")
+
+    def _corrections_repr(self) -> str:
+        """``, corrections=...`` where they are not the defaults (for ``__repr__``)."""
+        return "" if self._corrections == Corrections() else f", corrections={self._corrections}"
 
 
-def fast_pixels(faces: FaceInput, pre: Preprocessing, corrections: Optional[Corrections] = None) -> Optional[np.ndarray]:
+def fast_pixels(faces: FaceInput, pre: Preprocessing,
+                corrections: Union[None, Corrections, dict[str, Any]] = None) -> Optional[np.ndarray]:
     """(N, 1, S, S) uint8 pixels when ``faces`` are gray uint8 crops already at the input size, else None.
 
     Such faces need no resampling (the resize would be the identity), so the SDK skips it; anything
@@ -362,7 +366,7 @@ def fast_pixels(faces: FaceInput, pre: Preprocessing, corrections: Optional[Corr
     pixels = _input_size_pixels(faces, pre)
     if pixels is None:
         return None
-    fix = Corrections() if corrections is None else corrections
+    fix = as_corrections(corrections)
     if ((fix.undo_pixel_repetition and any_pixel_repetition(pixels))
             or (fix.contrast_floor > 0 and any_low_contrast(pixels, fix.contrast_floor))
             or (fix.undo_linear_enlarging and any_linear_enlarging(pixels))):

@@ -447,13 +447,14 @@ def test_each_correction_is_turned_off_alone_on_both_paths(models: dict[str, Pat
 
 
 def test_corrections_are_checked_and_shown(models: dict[str, Path]) -> None:
-    from fsrfer_edge import Corrections
+    from fsrfer_edge import Corrections, Preprocessing
 
     for bad, says in ((1, "expected None, a fsrfer_edge.Corrections"), ({"floor": 3}, "unknown corrections ['floor']"),
                       ({"contrast_floor": -1}, "expected grey levels in [0, 127.5]"),
                       ({"contrast_floor": float("nan")}, "expected grey levels"),
                       ({"contrast_floor": True}, "expected grey levels"),
-                      ({"undo_linear_enlarging": "yes"}, "expected True or False")):
+                      ({"undo_linear_enlarging": "yes"}, "expected True or False"),
+                      ({1: 0, "floor": 0}, "unknown corrections ['1', 'floor']")):
         with pytest.raises(InputError, match=re.escape(says)):
             Recognizer(models["float"], threads=1, corrections=bad)
     with Recognizer(models["float"], threads=1, corrections={"undo_pixel_repetition": np.bool_(False)}) as r:
@@ -463,6 +464,10 @@ def test_corrections_are_checked_and_shown(models: dict[str, Path]) -> None:
         assert r.corrections == Corrections() and "corrections" not in repr(r)
     assert Corrections.none().to_dict() == {"undo_pixel_repetition": False, "undo_linear_enlarging": False,
                                             "contrast_floor": 0.0}
+    dim = (100 + np.random.default_rng(2).integers(0, 20, (48, 48))).astype(np.uint8)
+    pre = Preprocessing()
+    np.testing.assert_array_equal(pre.to_pixels(dim, corrections={"contrast_floor": 0})[0, 0], dim)
+    assert recognizer_mod.fast_pixels(dim, pre, {"contrast_floor": 0}) is not None
 
 
 def test_the_contrast_floor_is_the_one_the_val_rule_picked() -> None:

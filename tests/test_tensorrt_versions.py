@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import sys
 import time
 import types
@@ -511,8 +513,6 @@ def test_the_cache_drops_what_can_never_run_again(variants: Path, tmp_path: Path
     """A model updated in place leaves no engine behind on first use (nor the FP16 copy it was built from); the
     engines of an older TensorRT, lost sidecars and killed builds' partial files go with fsrfer-engines --prune,
     and nothing that may still run here (or on another GPU sharing the folder) goes."""
-    import os
-
     from fsrfer_edge import engines_cli
 
     cache = tmp_path / "cache"
@@ -522,17 +522,30 @@ def test_the_cache_drops_what_can_never_run_again(variants: Path, tmp_path: Path
     other = tmp_path / "other.onnx"
     other.write_bytes((variants / "tiny.fp16.onnx").read_bytes())
     gpu = FakeGpu(monkeypatch, "10.3.0.26")
+    cache.mkdir()
+    users = cache / "face.fp16.onnx"  # a file of the user's own of the name the FP16 copy once had
+    users.write_bytes(b"the user's")
     with Recognizer(model) as rec:
         first = rec.backend.path
     with Recognizer(other) as rec:
         kept = rec.backend.path
-    assert sorted(p.name for p in cache.glob("*.onnx")) == []  # the FP16 copy went after the build
-    assert _sidecar(first)["source_path"] == str(model.resolve())
+    assert users.read_bytes() == b"the user's"
+    assert sorted(p.name for p in cache.iterdir() if p.suffix in (".onnx", ".tmp")) == [users.name]  # no FP16 copy
+    assert _sidecar(first)["source_path"] == os.path.abspath(model)
+    # The same engine as another GPU model's (a folder shared by devices): its model file is not this machine's to
+    # judge, and a rebuild still writing an engine (its sidecar older than it) is left alone too.
+    shared = cache / first.name.replace(GPU_KEY, "orin-8sm-8g")
+    shared.write_bytes(first.read_bytes())
+    doc = _sidecar(first)
+    doc["key"]["device"] = "orin-8sm-8g"
+    engine_cache.sidecar_path(shared).write_text(json.dumps(doc))
     model.write_bytes((variants / "tiny.int8-s8s8.onnx").read_bytes())  # the model is updated in place
     with Recognizer(model) as rec:
         second = rec.backend.path
     assert second != first and not first.exists() and not engine_cache.sidecar_path(first).exists()
-    assert kept.exists() and len(gpu.trt.log["built"]) == 3
+    assert kept.exists() and shared.exists() and len(gpu.trt.log["built"]) == 3
+    shared.unlink()
+    engine_cache.sidecar_path(shared).unlink()
     # Beside them: an engine of another GPU model (kept), a sidecar without its engine, engines without a
     # sidecar (one from a build still writing it, kept), one with a corrupt sidecar, a killed build's partial file.
     foreign = cache / kept.name.replace(GPU_KEY, "orin-8sm-8g")
@@ -546,10 +559,25 @@ def test_the_cache_drops_what_can_never_run_again(variants: Path, tmp_path: Path
         (cache / name).write_bytes(b"plan")
         if name != "young.engine":
             os.utime(cache / name, (old, old))
-    engine_cache.sidecar_path(cache / "corrupt.engine").write_text("{not json")
+    engine_cache.sidecar_path(cache / "corrupt.engine").write_bytes(b"\xff\xfe{not json")
+    rebuilding = cache / "rebuilding.engine"  # renamed into place; its new sidecar not written yet
+    rebuilding.write_bytes(b"new plan")
+    engine_cache.sidecar_path(rebuilding).write_text(engine_cache.sidecar_path(kept).read_text())
+    os.utime(engine_cache.sidecar_path(rebuilding), (old, old))
     stale = {e.path.name: e.stale for e in engine_cache.list_engines(cache, "10.3.0.26") if e.stale}
     assert set(stale) == {"gone.fp16.0.engine", "lost.engine", "corrupt.engine", ".face.engine.x1.tmp"}
     assert "no sidecar" in stale["lost.engine"] and "unreadable" in stale["corrupt.engine"]
+    rebuilding.unlink()
+    engine_cache.sidecar_path(rebuilding).unlink()
+    # Sidecars written on another machine sharing the folder: their paths are not this machine's to judge.
+    elsewhere = _sidecar(kept)
+    elsewhere["source_host"] = "another-device"
+    engine_cache.sidecar_path(kept).write_text(json.dumps(elsewhere))
+    other.write_bytes(b"changed")
+    assert engine_cache.list_engines(cache)[[e.path for e in engine_cache.list_engines(cache)].index(kept)].stale is None
+    engine_cache.sidecar_path(kept).write_text(json.dumps(_sidecar(kept) | {"source_host": socket.gethostname()}))
+    assert "changed since" in str({e.path: e.stale for e in engine_cache.list_engines(cache)}[kept])
+    other.write_bytes((variants / "tiny.fp16.onnx").read_bytes())
     # JetPack upgrade: TensorRT 11 builds its own engine on first use; the 10.3 ones are judged stale only now.
     gpu11 = FakeGpu(monkeypatch, "11.1.0.10")
     with Recognizer(model) as rec:
@@ -563,7 +591,7 @@ def test_the_cache_drops_what_can_never_run_again(variants: Path, tmp_path: Path
     assert "would remove 7 stale engine file(s)" in out  # second, kept, foreign, and the four above
     assert engines_cli.main(["--prune"]) == 0
     left = sorted(p.name for p in cache.iterdir() if not p.name.endswith(".cache"))
-    assert left == sorted([new.name, engine_cache.sidecar_path(new).name, "young.engine"])
+    assert left == sorted([new.name, engine_cache.sidecar_path(new).name, "young.engine", users.name])
     with Recognizer(model) as rec:  # what is left still runs, and nothing is built again
         assert rec.backend.path == new
     assert len(gpu11.trt.log["built"]) == 1
@@ -577,12 +605,33 @@ def test_the_cache_drops_what_can_never_run_again(variants: Path, tmp_path: Path
     assert "no longer exists" in capsys.readouterr().out
 
 
+def test_a_model_behind_a_switched_symlink_leaves_no_engine_behind(variants: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deployment that points current.onnx at each new version: the engine of the version it pointed at before
+    goes on first use of the new one."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FSRFER_ENGINE_DIR", str(cache))
+    FakeGpu(monkeypatch, "10.3.0.26")
+    current = tmp_path / "current.onnx"
+    current.symlink_to(variants / "tiny.fp16.onnx")
+    with Recognizer(current) as rec:
+        v1 = rec.backend.path
+    current.unlink()
+    current.symlink_to(variants / "tiny.int8-s8s8.onnx")
+    with Recognizer(current) as rec:
+        v2 = rec.backend.path
+    assert not v1.exists() and sorted(cache.glob("*.engine")) == [v2]
+
+
 def test_fsrfer_engines_refuses_what_it_cannot_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from fsrfer_edge import engines_cli
 
     with pytest.raises(SystemExit) as exit_:
         engines_cli.main(["--dry-run", "--dir", str(tmp_path)])
     assert exit_.value.code == 2 and "--dry-run only applies with --prune" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        engines_cli.main(["--tensorrt-version", " ", "--dir", str(tmp_path)])
+    assert exit_.value.code == 2 and "--tensorrt-version is empty" in capsys.readouterr().err
     (tmp_path / "file").write_text("x")
     assert engines_cli.main(["--dir", str(tmp_path / "file")]) == 2
     assert "is not a folder" in capsys.readouterr().err

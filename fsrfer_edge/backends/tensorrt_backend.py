@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence, Union, cast
 
 import numpy as np
 
-from ..engine_cache import check_engine, default_cache_dir, engine_pattern, model_stem, prune
+from ..engine_cache import check_engine, default_cache_dir, engine_pattern, model_stem, prune_replaced, read_sidecar
 from ..fileio import sha256_file
 from ..errors import BackendUnavailable, EngineError, InputError
 from ..metadata import ModelInfo
@@ -485,10 +485,11 @@ def build_cached_engine(onnx_path: Union[str, os.PathLike[str]], cache_dir: Unio
                         device: int = 0, min_max_batch: int = 1) -> Path:
     """Build the engine for ``onnx_path`` into ``cache_dir`` (first use), keeping a timing cache there.
 
-    FP32 files are built from an FP16 copy made in the cache and removed after the build (FP16 is the default
-    precision on GPUs, as in jetson-inference); FP16 and s8s8 INT8 files are built as they are. The cache's
-    engines of earlier versions of ``onnx_path`` (their sidecars record this path, whose file has changed since)
-    are removed after the build: the runtime looks engines up by the file's hash and would never pick them again.
+    FP32 files are built from an FP16 copy made in the cache under a private hidden name and removed after the
+    build (FP16 is the default precision on GPUs, as in jetson-inference); FP16 and s8s8 INT8 files are built as
+    they are. The cache's engines of earlier versions of ``onnx_path`` built on this machine for this GPU model
+    (:func:`~fsrfer_edge.engine_cache.prune_replaced`) are removed after the build: the runtime looks engines up by
+    the file's hash and would never pick them again.
 
     Raises:
         BackendUnavailable: TensorRT or ``onnx`` (needed to read the model on the device) is missing.
@@ -509,8 +510,12 @@ def build_cached_engine(onnx_path: Union[str, os.PathLike[str]], cache_dir: Unio
     finally:
         if src != Path(onnx_path):
             src.unlink(missing_ok=True)  # the FP16 copy: the engine records the file it was made from
-    for old in prune(cache, source=onnx_path):
-        logger.info("removed %s from the engine cache: %s", old.path.name, old.stale)
+    try:
+        for old in prune_replaced(cache, onnx_path, read_sidecar(engine)["key"].device):
+            logger.info("removed %s from the engine cache: %s", old.path.name, old.stale)
+    except Exception as exc:  # tidying up must not fail the engine just built
+        logger.warning("could not remove the engines of earlier versions of %s from %s: %s", Path(onnx_path).name,
+                       cache, exc)
     return engine
 
 

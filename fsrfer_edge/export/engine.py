@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
@@ -223,7 +224,7 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, min_batch: int = 1, opt
         plan, build = _build_serialized(onnx_path, info, key, workspace_mb, timing_cache)
         atomic_write_bytes(out, plan)
         engine_cache.write_sidecar(out, key, source_sha, info,
-                                   extra={"onnx_file": source.name, "source_path": str(source.resolve()),
+                                   extra={"onnx_file": source.name, **engine_cache.source_record(source),
                                           "built_from": onnx_path.name,
                                           "gpu": {"name": gpu.name, "multiprocessors": gpu.multiprocessors,
                                                   "memory_gib": gpu.memory_gib},
@@ -246,9 +247,17 @@ def first_use_source(onnx_path: Path, work_dir: Path) -> Path:
         return onnx_path
     from .quantize import convert_fp16
 
-    copy = Path(work_dir) / f"{model_stem(onnx_path)}.fp16.onnx"
+    # A private hidden name (a killed build's copy is one of the partial files fsrfer-engines --prune removes): the
+    # folder may hold the user's own NAME.fp16.onnx, and two processes may build at once.
+    fd, name = tempfile.mkstemp(prefix=f".{model_stem(onnx_path)}.fp16.", suffix=".tmp", dir=work_dir)
+    os.close(fd)
+    copy = Path(name)
     log.info("converting %s to FP16 for the engine (%s)", onnx_path.name, copy)
-    convert_fp16(onnx_path, copy)
+    try:
+        convert_fp16(onnx_path, copy)
+    except BaseException:
+        copy.unlink(missing_ok=True)
+        raise
     return copy
 
 

@@ -365,7 +365,7 @@ class RemoteRecognizer(Recognizer):
 
     def __repr__(self) -> str:
         return (f"RemoteRecognizer(url={self.url!r}, model_name={self.model_name!r}, "
-                f"max_batch={self.max_batch})")
+                f"max_batch={self.max_batch}{self._corrections_repr()})")
 
     @property
     def model_name(self) -> str:
