@@ -2,6 +2,9 @@
 
     python scripts/int8_avx2.py --qemu /path/to/qemu-x86_64-static     # writes results/ferplus/int8_avx2_val.json
 
+QEMU without installing it (Debian/Ubuntu): ``apt-get download qemu-user-static && dpkg -x qemu-user-static_*.deb
+qemu``, then ``--qemu qemu/usr/bin/qemu-x86_64-static``.
+
 On CPUs with VNNI (or AMX) ONNX Runtime's u8s8 kernels add every uint8 x int8 product exactly in int32. On AVX2
 CPUs without VNNI they use ``VPMADDUBSW``, which adds pairs of products in int16 and saturates them (ONNX
 Runtime's quantization guide warns of it). ``qemu-x86_64-static -cpu Haswell`` (QEMU >= 7.2, whose TCG emulates

@@ -299,6 +299,30 @@ def contrast_floor_table(doc: dict[str, Any]) -> str:
             f"{doc['score']['none']:.2f} without the floor, {doc['score'][pick]:.2f} with it{' (the SDK before it: with its contrast floor)' if kind == 'brightness' else ''}:\n\n" + "\n".join(rows) + "\n")
 
 
+def int8_avx2_table(doc: dict[str, Any]) -> str:
+    """scripts/int8_avx2.py: the INT8 u8s8 file natively (a CPU with VNNI) and on an emulated AVX2 CPU without it."""
+    acc, drops, agree = doc["accuracy"], doc["drops"], doc["agreement"]["int8 emulated"]
+    factors = list(acc["fp32"])
+    head = "| | " + " | ".join(f"x{f}" for f in factors) + " |"
+    rows = [head, "|---|" + "---:|" * len(factors)]
+    for name, label in (("fp32", "FP32 file, on this CPU"), ("int8 native", "INT8 u8s8 file, on this CPU"),
+                        ("int8 emulated", f"INT8 u8s8 file, emulated {doc['emulator']['cpu']} (AVX2, no VNNI)")):
+        rows.append(f"| {label} | " + " | ".join(f"{acc[name][f]:.2f}" for f in factors) + " |")
+    rows.append("| emulated minus this CPU (points) | " + " | ".join(
+        f"{0.0 - drops['int8 emulated']['vs_native'][f] + 0.0:+.2f}" for f in factors) + " |")
+    rows.append("| top-1 agreement, emulated with this CPU (%) | " + " | ".join(f"{agree[f]:.2f}" for f in factors) + " |")
+    m, probe = doc["machine"], doc["probe"]
+    cpu = f"{m['cpu_model']}, ONNX Runtime {m['onnxruntime']}"
+    feats = ", ".join(m["cpu_int8_features"])
+    return (f"FER+ {doc['split']} ({doc['n']} faces), protocol (a), accuracy in %, from `results/ferplus/int8_avx2_val.json` "
+            f"(`{doc['command']}`; this CPU: {cpu}{f' ({feats})' if feats else ''}; emulator: "
+            f"{doc['emulator']['version']}, `-cpu {doc['emulator']['cpu']}`; the probe's 64 products of 255 x 127 sum to "
+            f"{probe['int8 native']} on this CPU and {probe['int8 emulated']} emulated, the int16-saturated sum; the largest "
+            f"logit difference between the two INT8 runs is {doc['agreement']['int8 emulated max |logit difference|']:.3f}; "
+            f"the rule's verdict: {'a problem' if doc['verdict']['int8 emulated']['problem'] else 'no problem'}):\n\n"
+            + "\n".join(rows) + "\n")
+
+
 def sessions_table(doc: dict[str, Any]) -> str:
     """One two-thread ONNX Runtime session against two one-thread sessions splitting each batch
     (benchmarks/sessions.py): faces/s per file and batch size, and the second over the first, median and range
@@ -1251,6 +1275,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "contrast_floor": (CONTRAST_FLOOR["contrast", "val"], contrast_floor_table, "README.md"),
     "contrast_floor_test": (CONTRAST_FLOOR["contrast", "test"], contrast_floor_table, "docs/experiments.md"),
     "brightness_floor": (CONTRAST_FLOOR["brightness", "val"], contrast_floor_table, "docs/experiments.md"),
+    "int8_avx2": ("results/ferplus/int8_avx2_val.json", int8_avx2_table, "docs/experiments.md"),
     "int8_film_bound": ("results/ferplus/int8_film_bound.json", int8_film_bound_table, "docs/experiments.md"),
     "int8_film_bound_1thread": ("results/ferplus/int8_film_bound_1thread.json", int8_film_bound_table,
                                 "docs/experiments.md"),
