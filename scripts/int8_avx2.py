@@ -211,7 +211,7 @@ def measure(args: argparse.Namespace, argv: Sequence[str]) -> int:
     probes = {name: r["probe"] for name, r in runs.items()}
     doc = {
         "command": "python scripts/int8_avx2.py " + " ".join(argv),
-        "rule": "docs/experiments.md, 'The INT8 u8s8 file on CPUs without VNNI' (written 2026-12-06 06:15 UTC)",
+        "rule": "docs/experiments.md, 'The INT8 u8s8 file on CPUs without VNNI' (written 2026-12-06 06:11 UTC)",
         "machine": machine_info(),
         "emulator": {"binary": args.qemu.name, "cpu": CPU, "version": _qemu_version(args.qemu)},
         "probe": {"exact": PROBE_EXACT, "saturated": PROBE_SATURATED, **probes,
