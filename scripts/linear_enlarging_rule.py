@@ -5,7 +5,7 @@ and the pre-check's misses on FER2013 train.
 
 - ``originals``: every 48 px face of the data file (all splits) through
   ``preprocessing.undo_linear_enlarging``; the rule allows none to be reduced.
-- ``train_crops``: ``--train-faces`` FER2013 train faces, each shrunk to every size 6..32 with ``cv2.INTER_AREA``
+- ``train_crops``: ``--train-faces`` FER2013 train faces from ``--train-start``, each shrunk to every size 6..32 with ``cv2.INTER_AREA``
   and enlarged back with ``cv2.INTER_LINEAR``, ``INTER_CUBIC`` or ``INTER_LANCZOS4``, or blurred at 48 px
   (Gaussian, sigma 1, 1.5, 2.5, 4): per kind, how many the test marks with and without the dip
   (``preprocessing.LINEAR_ENLARGING_DIP``), how many of those the pre-check would have stopped (the rule allows
@@ -56,6 +56,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013.npz"))
     ap.add_argument("--model", default=str(REPO / "fsrfer_edge" / "models" / "default.onnx"))
     ap.add_argument("--train-faces", type=int, default=2000)
+    ap.add_argument("--train-start", type=int, default=0, help="the first train face (default 0: faces 0..N-1)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--repeats", type=int, default=20)
@@ -77,7 +78,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                          for i in range(0, len(every), 512)))
     print(f"originals: {len(reduced)} of {len(every)} reduced, {prechecked} past the pre-check", flush=True)
 
-    train = load_labelled_faces(args.data, "fer2013", "train").images[:args.train_faces]
+    train = load_labelled_faces(args.data, "fer2013", "train").images[args.train_start:args.train_start + args.train_faces]
     sizes = list(range(6, 33))
     kinds = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
     tally: dict[str, dict[str, Any]] = {}
@@ -170,14 +171,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                            "check and the resize"}
     print(other_sizes, flush=True)
     doc = {
-        "command": f"python scripts/linear_enlarging_rule.py --json {args.json}",
+        "command": "python scripts/linear_enlarging_rule.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "rule": "docs/experiments.md, 'Crops an app enlarged bilinearly' (2026-12-06, 05:00 UTC)",
         "opencv": cv2.__version__,
         "residual": P.LINEAR_ENLARGING_RESIDUAL,
         "originals": {"faces": int(len(every)), "reduced": len(reduced), "reduced_indices": reduced[:20],
                       "past_the_precheck": prechecked, "item_3_holds": not reduced},
         "dip": P.LINEAR_ENLARGING_DIP,
-        "train_crops": {"faces": int(len(train)), "sizes": [sizes[0], sizes[-1]], "blur_sigmas": list(BLURS),
+        "train_crops": {"faces": int(len(train)), "first_face": args.train_start, "sizes": [sizes[0], sizes[-1]],
+                        "blur_sigmas": list(BLURS),
                         "note": "each train face shrunk to every size with INTER_AREA and enlarged back to 48 px "
                                 "with each kernel, or blurred at 48 px; marked_without_dip: the rule's first "
                                 "step (smallest size under the residual on both axes); marked: at a dip; "
