@@ -26,7 +26,7 @@ from .errors import InputError, ModelError
 from .fileio import file_problem
 from .metadata import ModelInfo
 from .preprocessing import (Corrections, FaceInput, Preprocessing, any_linear_enlarging, any_low_contrast,
-                            any_pixel_repetition, as_corrections, softmax, unmasked)
+                            any_pixel_repetition, as_corrections, raise_contrast, softmax, unmasked)
 
 logger = logging.getLogger(__name__)
 
@@ -262,10 +262,14 @@ class Recognizer:
         """:meth:`prepare` without its copy: for uint8-input models, input-size uint8 faces pass as a view."""
         if isinstance(faces, np.ndarray):
             faces = unmasked(faces, "faces")
-        pixels = fast_pixels(faces, self._pre, self._corrections)
-        if pixels is not None:  # already uint8 at the input size: no resampling needed
+        pixels, fix = _input_size_pixels(faces, self._pre), self._corrections
+        if pixels is not None and not _to_reduce(pixels, fix):  # uint8 at the input size: no resampling needed
+            if fix.contrast_floor > 0 and any_low_contrast(pixels, fix.contrast_floor):
+                # what to_pixels gives them: its resize is the identity, then the floor
+                raised = raise_contrast(pixels.astype(np.float32), fix.contrast_floor)
+                return np.rint(raised).astype(np.uint8) if self._raw_input else self._pre.normalize(raised, in_place=True)
             return pixels if self._raw_input else np.take(self._lut, pixels)
-        resized = self._pre.to_pixels(faces, corrections=self._corrections)
+        resized = self._pre.to_pixels(faces, corrections=fix)
         if self._raw_input:
             return np.rint(resized).astype(np.uint8)
         return self._pre.normalize(resized, in_place=True)  # resized is this call's own array
@@ -367,11 +371,15 @@ def fast_pixels(faces: FaceInput, pre: Preprocessing,
     if pixels is None:
         return None
     fix = as_corrections(corrections)
-    if ((fix.undo_pixel_repetition and any_pixel_repetition(pixels))
-            or (fix.contrast_floor > 0 and any_low_contrast(pixels, fix.contrast_floor))
-            or (fix.undo_linear_enlarging and any_linear_enlarging(pixels))):
+    if _to_reduce(pixels, fix) or (fix.contrast_floor > 0 and any_low_contrast(pixels, fix.contrast_floor)):
         return None
     return pixels
+
+
+def _to_reduce(pixels: np.ndarray, fix: Corrections) -> bool:
+    """Whether a crop of an (N, C, S, S) batch is one the corrections ``fix`` reduce to a smaller source."""
+    return ((fix.undo_pixel_repetition and any_pixel_repetition(pixels))
+            or (fix.undo_linear_enlarging and any_linear_enlarging(pixels)))
 
 
 def _input_size_pixels(faces: FaceInput, pre: Preprocessing) -> Optional[np.ndarray]:

@@ -413,6 +413,22 @@ def test_a_contrast_floor_of_0_turns_it_off_on_every_path(rec: Recognizer, model
         np.testing.assert_array_equal(later.prepare(dim), plain)
 
 
+def test_dim_faces_at_the_input_size_get_what_to_pixels_gives_them(models: dict[str, Path]) -> None:
+    """The fast path raises a dim face itself instead of sending the batch through to_pixels: the same bits."""
+    g = np.random.default_rng(9)
+    batch = np.concatenate([(100 + g.integers(0, 20, (3, 48, 48))), g.integers(0, 256, (2, 48, 48))]).astype(np.uint8)
+    for kind in ("float", "uint8"):
+        with Recognizer(models[kind], threads=1) as r:
+            pre = r.info.preprocessing
+            assert recognizer_mod.fast_pixels(batch, pre) is None  # not the plain fast path
+            slow = pre.to_pixels(list(batch.astype(np.float32)))
+            want = np.rint(slow).astype(np.uint8) if kind == "uint8" else pre.normalize(slow)
+            got = r.prepare(batch)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(r.prepare(batch[3:]), r.prepare(list(batch[3:].astype(np.float32))))
+
+
 def _three_kinds_of_crop() -> dict[str, np.ndarray]:
     """48 px uint8 crops that each of the three corrections changes, and only that one."""
     g = np.random.default_rng(21)
