@@ -280,13 +280,16 @@ def _source_pinv(n: int, side: int) -> np.ndarray:
     return out
 
 
-def _linear_residuals(lines: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
+def _linear_residuals(lines: np.ndarray, centred: bool = False) -> tuple[tuple[int, ...], np.ndarray]:
     """RMS residual (grey levels) of ``lines`` (..., L, side) after projection onto each candidate size's span:
-    the sizes and an array (..., sizes), the RMS taken over each leading index's L lines together."""
+    the sizes and an array (..., sizes), the RMS taken over each leading index's L lines together. ``centred``:
+    the lines are float64 about their own means already."""
     side = lines.shape[-1]
     sizes, basis, starts = _enlarging_bases(side)
-    x = np.asarray(lines, dtype=np.float64)
-    x = x - x.mean(axis=-1, keepdims=True)  # constants lie in every span; centring keeps the subtraction exact
+    x = lines
+    if not centred:  # constants lie in every span; centring keeps the subtraction exact
+        x = np.asarray(lines, dtype=np.float64)
+        x = x - x.mean(axis=-1, keepdims=True)
     total = np.einsum("...ij,...ij->...", x, x)[..., None]
     proj = np.add.reduceat(np.square(x @ basis), starts, axis=-1).sum(axis=-2)
     return sizes, np.sqrt(np.maximum(total - proj, 0.0) / (lines.shape[-2] * side))
@@ -296,11 +299,11 @@ def _source_sizes(lines: np.ndarray) -> np.ndarray:
     """For each crop's ``lines`` (N, L, side): the smallest candidate source size whose residual over all its lines
     is under :data:`LINEAR_ENLARGING_RESIDUAL` and at most 1 / :data:`LINEAR_ENLARGING_DIP` of the next smaller
     size's, else 0; 0 too when the lines hardly vary along the axis (RMS about their means under
-    :data:`FLAT_FACE_STD`): every size fits them, and none can be told. (N,) int. The crops of a batch go through
-    one matrix product, about a fifth of the time they take one by one."""
-    x = lines.astype(np.float64)
-    flat = np.sqrt(np.mean(np.square(x - x.mean(axis=-1, keepdims=True)), axis=(-2, -1))) < FLAT_FACE_STD
-    sizes, res = _linear_residuals(x)
+    :data:`FLAT_FACE_STD`): every size fits them, and none can be told. (N,) int."""
+    x = np.asarray(lines, dtype=np.float64)
+    x = x - x.mean(axis=-1, keepdims=True)
+    flat = np.sqrt(np.einsum("nij,nij->n", x, x) / (x.shape[1] * x.shape[2])) < FLAT_FACE_STD
+    sizes, res = _linear_residuals(x, centred=True)
     found = (res[:, 1:] < LINEAR_ENLARGING_RESIDUAL) & (res[:, :-1] >= LINEAR_ENLARGING_DIP * res[:, 1:])
     first = np.asarray(sizes)[found.argmax(axis=1) + 1]
     return np.where(found.any(axis=1) & ~flat, first, 0)
@@ -369,18 +372,13 @@ def _passes_precheck(pixels: np.ndarray) -> np.ndarray:
 def any_linear_enlarging(pixels: np.ndarray) -> bool:
     """Whether :func:`undo_linear_enlarging` would reduce any crop of an (N, C, H, W) batch: the fast path for crops
     at the input size leaves such a batch to :meth:`Preprocessing.to_pixels`. The pre-check runs on the whole
-    batch; the full test only on the crops that pass it, in chunks of :data:`_FULL_TEST_CHUNK`."""
+    batch; the full test only on the crops that pass it, until one is found."""
     if LINEAR_ENLARGING_RESIDUAL <= 0 or not _linear_sides(*pixels.shape[2:]):
         return False
-    passed = np.flatnonzero(_passes_precheck(pixels))
-    for start in range(0, len(passed), _FULL_TEST_CHUNK):
-        if _enlarging_sources(pixels[passed[start:start + _FULL_TEST_CHUNK]])[0].any():
+    for i in np.flatnonzero(_passes_precheck(pixels)):  # one by one: the first crop found decides
+        if _enlarging_sources(pixels[i:i + 1])[0][0]:
             return True
     return False
-
-
-#: Crops sent through the full test together (bounds its temporaries: about 13 MB for 48 px crops).
-_FULL_TEST_CHUNK = 64
 
 
 def _default_floor() -> float:
