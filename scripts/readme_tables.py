@@ -323,6 +323,24 @@ def int8_avx2_table(doc: dict[str, Any]) -> str:
             + "\n".join(rows) + "\n")
 
 
+def linear_precheck_table(doc: dict[str, Any]) -> str:
+    """benchmarks/linear_precheck.py: Recognizer.prepare and the bilinear check per batch, before and after."""
+    rows = ["| batch of 64 crops at 48 px | prepare before (ms) | prepare after (ms) | after / before, median of rounds "
+            "| per-round range | prepare's share of the model's batch time, before / after |",
+            "|---|---:|---:|---:|---|---|"]
+    for name, v in doc["summary"].items():
+        p, share = v["prepare_ms"], v["prepare_share_of_model_time"]
+        rows.append(f"| {name} | {p['before']:.2f} | {p['after']:.2f} | {p['after_over_before_median']:.2f} | "
+                    f"{p['per_round_range'][0]:.2f}-{p['per_round_range'][1]:.2f} | "
+                    f"{100 * share['before']:.0f}% / {100 * share['after']:.0f}% |")
+    m = doc["machine"]
+    return (f"`benchmarks/results/linear_precheck.json` (`{doc['command']}`; {m['cpu_model']}, ONNX Runtime "
+            f"{m.get('onnxruntime', 'not recorded')}, {doc['threads']} threads; before = `{doc['before']}`, after = this checkout, each in "
+            f"its own process, {doc['rounds']} interleaved rounds of {doc['repeats']} calls, 1-minute load "
+            f"{min(doc['load_1min']):.1f}-{max(doc['load_1min']):.1f}; the shipped model's batch time, "
+            f"{doc['model_ms_batch_median']:.1f} ms, for scale):\n\n" + "\n".join(rows) + "\n")
+
+
 def sessions_table(doc: dict[str, Any]) -> str:
     """One two-thread ONNX Runtime session against two one-thread sessions splitting each batch
     (benchmarks/sessions.py): faces/s per file and batch size, and the second over the first, median and range
@@ -1276,6 +1294,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "contrast_floor_test": (CONTRAST_FLOOR["contrast", "test"], contrast_floor_table, "docs/experiments.md"),
     "brightness_floor": (CONTRAST_FLOOR["brightness", "val"], contrast_floor_table, "docs/experiments.md"),
     "int8_avx2": ("results/ferplus/int8_avx2_val.json", int8_avx2_table, "docs/experiments.md"),
+    "linear_precheck": ("benchmarks/results/linear_precheck.json", linear_precheck_table, "docs/experiments.md"),
     "int8_film_bound": ("results/ferplus/int8_film_bound.json", int8_film_bound_table, "docs/experiments.md"),
     "int8_film_bound_1thread": ("results/ferplus/int8_film_bound_1thread.json", int8_film_bound_table,
                                 "docs/experiments.md"),
