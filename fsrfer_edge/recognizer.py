@@ -358,15 +358,21 @@ class Recognizer:
 
 def fast_pixels(faces: FaceInput, pre: Preprocessing,
                 corrections: Union[None, Corrections, dict[str, Any]] = None) -> Optional[np.ndarray]:
-    """(N, 1, S, S) uint8 pixels when ``faces`` are gray uint8 crops already at the input size, else None.
+    """(N, 1, S, S) uint8 pixels when ``faces`` are gray uint8 crops already at the input size that need nothing
+    but normalising, else None.
 
-    Such faces need no resampling (the resize would be the identity), so the SDK skips it; anything
-    else goes through :meth:`Preprocessing.to_pixels`, which validates and resizes, as does a batch with a
+    Such faces need no resampling (the resize would be the identity). None for anything else, and for a batch with a
     crop an app may have enlarged by repeating pixels (:func:`~fsrfer_edge.preprocessing.any_pixel_repetition`)
     or bilinearly (:func:`~fsrfer_edge.preprocessing.any_linear_enlarging`), or a face of low contrast
     (:func:`~fsrfer_edge.preprocessing.any_low_contrast`), each only where ``corrections`` (None: the defaults)
-    has that step on.
+    has that step on. (``Recognizer`` raises a dim face at the input size itself, with the bits
+    :meth:`Preprocessing.to_pixels` would give it.)
+
+    Raises:
+        InputError: a masked array with masked pixels.
     """
+    if isinstance(faces, np.ndarray):
+        faces = unmasked(faces, "faces")
     pixels = _input_size_pixels(faces, pre)
     if pixels is None:
         return None
@@ -387,8 +393,8 @@ def _input_size_pixels(faces: FaceInput, pre: Preprocessing) -> Optional[np.ndar
     if pre.channels != 1:
         return None
     if isinstance(faces, np.ndarray) and faces.dtype == np.uint8:
-        if faces.shape == (s, s):
-            return faces[None, None]
+        if faces.shape == (s, s):  # C order, as to_pixels makes its batch: float32 sums add up in the same order
+            return np.ascontiguousarray(faces[None, None])
         # A 3-D array whose last axis is 1/3/4 is one HxWxC image (as to_pixels reads it).
         if faces.ndim == 3 and faces.shape[0] > 0 and faces.shape[1:] == (s, s) and s not in (1, 3, 4):
             return np.ascontiguousarray(faces[:, None])
@@ -396,5 +402,5 @@ def _input_size_pixels(faces: FaceInput, pre: Preprocessing) -> Optional[np.ndar
     if isinstance(faces, (list, tuple)) and faces and all(
             isinstance(f, np.ndarray) and not isinstance(f, np.ma.MaskedArray) and f.dtype == np.uint8
             and f.shape == (s, s) for f in faces):
-        return np.stack(faces)[:, None]
+        return np.ascontiguousarray(np.stack(faces)[:, None])
     return None

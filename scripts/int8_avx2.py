@@ -15,8 +15,7 @@ on CPUs without VNNI").
 Steps, each model run in its own process:
 1. a probe (a ``MatMulInteger`` of 64 products 255 x 127) natively and under the emulator: exact and saturated
    sums show which kernels each ran;
-2. the shipped FP32 file's INT8 u8s8 file, made as ``scripts/edge_budget.py --int8-quantize-g`` makes it
-   (``--reduce-range``: also one with ONNX Runtime's 7-bit weights);
+2. the shipped FP32 file's INT8 u8s8 file, made as ``scripts/edge_budget.py --int8-quantize-g`` makes it;
 3. FER+ ``--split`` faces under protocol (a) (down-sample by each factor, resize back: the edge budget's
    accuracy protocol), made once here; each file's logits natively, and each INT8 file's under the emulator;
 4. accuracy per factor, each INT8 run's loss against FP32 and against itself run natively, top-1 agreement.
@@ -154,7 +153,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val", choices=("val", "test"))
     p.add_argument("--limit", type=int, default=None, help="the split's first N faces only (a quick look)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--reduce-range", action="store_true", help="also a u8s8 file with 7-bit weights")
     p.add_argument("--out", type=Path, default=REPO / "results" / "ferplus" / "int8_avx2_val.json")
     p.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
@@ -196,9 +194,6 @@ def measure(args: argparse.Namespace, argv: Sequence[str]) -> int:
         committed = json.loads((REPO / "results" / "edge_budget.json").read_text())["models"]["candidate_int8"]
         made["int8"]["same_file_as_results/edge_budget.json"] = made["int8"]["sha256"] == committed["sha256"]
         files["int8"] = int8
-        if args.reduce_range:
-            raise InputError("--reduce-range: not measured yet (the rule makes that file only if the first run "
-                             "shows a problem)")
         inputs = tmp / "inputs.npz"
         labels = make_inputs(args.data, args.split, factors, args.limit, inputs)
         runs: dict[str, dict[str, Any]] = {}

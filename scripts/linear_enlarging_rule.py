@@ -78,7 +78,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                          for i in range(0, len(every), 512)))
     print(f"originals: {len(reduced)} of {len(every)} reduced, {prechecked} past the pre-check", flush=True)
 
-    train = load_labelled_faces(args.data, "fer2013", "train").images[args.train_start:args.train_start + args.train_faces]
+    every_train = load_labelled_faces(args.data, "fer2013", "train").images
+    if args.train_start < 0 or args.train_faces < 1 or args.train_start + args.train_faces > len(every_train):
+        raise SystemExit(f"--train-start {args.train_start} --train-faces {args.train_faces}: expected a range within the "
+                         f"{len(every_train)} train faces")
+    train = every_train[args.train_start:args.train_start + args.train_faces]
     sizes = list(range(6, 33))
     kinds = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
     tally: dict[str, dict[str, Any]] = {}

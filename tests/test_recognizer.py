@@ -216,6 +216,27 @@ def test_crops_pil_and_opencv_enlarged_at_other_ratios_are_reduced() -> None:
         assert undo_linear_enlarging(big).shape == (14, 14), size
 
 
+def test_the_sdks_matrix_products_raise_no_floating_point_warnings() -> None:
+    """Some BLAS kernels leave floating-point flags set on finite products (OpenBLAS's SVE kernels on Arm, Accelerate
+    on Apple M4): numpy would warn on every crop, and an app that turns warnings into errors would see every crop
+    refused. The SDK checks faces finite before any product, so its products run with those warnings off. An
+    infinite pixel (which check_pixels refuses before it gets there) stands in for such a flag here: inf times the
+    matrices' zeros is a real invalid operation inside the product."""
+    import warnings
+
+    from fsrfer_edge.preprocessing import Preprocessing, resize, resize_square
+
+    bad = np.full((1, 12, 12), np.inf, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resize(bad, (48, 48))
+        resize_square(bad, 48)
+        with pytest.raises(RuntimeWarning):  # what numpy does without the SDK's errstate
+            np.zeros((1, 12), np.float32) @ bad[0]
+    with pytest.raises(InputError, match="NaN or infinite"):
+        Preprocessing().to_pixels(bad[0])
+
+
 def test_the_undo_steps_take_masked_arrays_as_the_sdk_does() -> None:
     from fsrfer_edge.preprocessing import undo_linear_enlarging, undo_pixel_repetition
 
@@ -427,6 +448,15 @@ def test_dim_faces_at_the_input_size_get_what_to_pixels_gives_them(models: dict[
             assert got.dtype == want.dtype
             np.testing.assert_array_equal(got, want)
             np.testing.assert_array_equal(r.prepare(batch[3:]), r.prepare(list(batch[3:].astype(np.float32))))
+            # Any memory layout: float32 sums over a Fortran-ordered or strided face would add up in another order.
+            big = np.zeros((96, 96), np.uint8)
+            big[::2, ::2] = batch[0]
+            dims = (90 + g.integers(0, 31, (40, 48, 48))).astype(np.uint8)  # enough for a sum's order to show
+            for face in [batch[0], big[::2, ::2]] + [np.asfortranarray(d) for d in dims]:
+                one = pre.to_pixels([face.astype(np.float32)])
+                want = np.rint(one).astype(np.uint8) if kind == "uint8" else pre.normalize(one)
+                np.testing.assert_array_equal(r.prepare(face), want)
+                np.testing.assert_array_equal(r.prepare([face, face]), np.concatenate([want, want]))
 
 
 def _three_kinds_of_crop() -> dict[str, np.ndarray]:
