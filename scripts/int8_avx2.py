@@ -88,10 +88,14 @@ def worker(model: Path, inputs: Path, out: Path, threads: int) -> None:
     np.savez(out, seconds=time.perf_counter() - t0, probe=probe(), **logits)
 
 
-def run_worker(model: Path, inputs: Path, out: Path, threads: int, qemu: Optional[Path]) -> dict[str, Any]:
-    cmd = ([str(qemu), "-cpu", CPU] if qemu else []) + [sys.executable, __file__, "--worker", str(model),
-                                                        "--inputs", str(inputs), "--worker-out", str(out),
-                                                        "--threads", str(threads)]
+def run_worker(model: Path, inputs: Path, out: Path, threads: int, qemu: Optional[Path],
+               prefix: Optional[Sequence[str]] = None, python: str = sys.executable) -> dict[str, Any]:
+    """:func:`worker` in its own process: natively, under ``qemu -cpu`` :data:`CPU`, or after ``prefix`` (another
+    emulator's command line) with ``python`` (that emulator's interpreter)."""
+    if prefix is None:
+        prefix = [str(qemu), "-cpu", CPU] if qemu else []
+    cmd = list(prefix) + [python, __file__, "--worker", str(model), "--inputs", str(inputs), "--worker-out", str(out),
+                          "--threads", str(threads)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
