@@ -313,7 +313,8 @@ def prune(folder: str | os.PathLike[str], tensorrt_version: Optional[str] = None
     return removed, errors
 
 
-def prune_replaced(folder: str | os.PathLike[str], onnx_path: str | os.PathLike[str], device: str) -> list[CachedEngine]:
+def prune_replaced(folder: str | os.PathLike[str], onnx_path: str | os.PathLike[str],
+                   device: str) -> list[CachedEngine]:
     """After a first-use build for ``onnx_path``: remove the engines of ``folder`` built on this machine for this
     GPU model (``device``, :attr:`EngineKey.device`) from earlier versions of the file at that path, which the
     runtime can never pick again. Only their sidecars are read, and the file's hash computed once; nothing else in

@@ -267,7 +267,9 @@ class Recognizer:
             if fix.contrast_floor > 0 and any_low_contrast(pixels, fix.contrast_floor):
                 # what to_pixels gives them: its resize is the identity, then the floor
                 raised = raise_contrast(pixels.astype(np.float32), fix.contrast_floor)
-                return np.rint(raised).astype(np.uint8) if self._raw_input else self._pre.normalize(raised, in_place=True)
+                if self._raw_input:
+                    return np.rint(raised).astype(np.uint8)
+                return self._pre.normalize(raised, in_place=True)
             return pixels if self._raw_input else np.take(self._lut, pixels)
         resized = self._pre.to_pixels(faces, corrections=fix)
         if self._raw_input:
