@@ -323,6 +323,27 @@ def int8_avx2_table(doc: dict[str, Any]) -> str:
             + "\n".join(rows) + "\n")
 
 
+def arm64_cpu_table(doc: dict[str, Any]) -> str:
+    """scripts/arm64_cpu.py: the FP32 and INT8 u8s8 files on this x86 CPU and on emulated Arm CPUs."""
+    acc, dis = doc["accuracy"], doc["disagreement_with_x86"]
+    factors = list(acc["fp32 x86"])
+    rows = ["| file, CPU | " + " | ".join(f"x{f}" for f in factors) + " | answers unlike x86's | largest logit difference "
+            "from x86 |", "|---|" + "---:|" * len(factors) + "---:|---:|"]
+    for name in acc:
+        file, cpu = name.split(" ", 1)
+        label = f"{file.upper()}, {'this x86 CPU' if cpu == 'x86' else 'emulated ' + cpu}"
+        extra = (f" {max(dis[name].values()):.1f}% | {doc['max_logit_difference_with_x86'][name]:.3f} |" if name in dis
+                 else " | |")
+        rows.append(f"| {label} | " + " | ".join(f"{acc[name][f]:.1f}" for f in factors) + " |" + extra)
+    v = doc["verdict"]
+    return (f"The first {doc['n']} FER+ {doc['split']} faces, protocol (a), accuracy in %, from "
+            f"`results/ferplus/arm64_cpu_val.json` (`{doc['command']}`; {doc['emulator']['version']}; "
+            f"answers unlike x86's: the share of faces whose top-1 class differs from the same file's x86 run, at the "
+            f"worst factor; the rule's verdict as written: {'a problem' if v['problem'] else 'no problem'}, its worst "
+            f"INT8 loss against the Arm FP32 run {v['worst_int8_drop_points']:.1f} points, its worst disagreement "
+            f"{v['worst_disagreement_percent']:.1f}%):\n\n" + "\n".join(rows) + "\n")
+
+
 def linear_precheck_table(doc: dict[str, Any]) -> str:
     """benchmarks/linear_precheck.py: Recognizer.prepare and the bilinear check per batch, before and after."""
     rows = ["| batch of 64 crops at 48 px | prepare before (ms) | prepare after (ms) | after / before, median of rounds "
@@ -1295,6 +1316,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "brightness_floor": (CONTRAST_FLOOR["brightness", "val"], contrast_floor_table, "docs/experiments.md"),
     "int8_avx2": ("results/ferplus/int8_avx2_val.json", int8_avx2_table, "docs/experiments.md"),
     "linear_precheck": ("benchmarks/results/linear_precheck.json", linear_precheck_table, "docs/experiments.md"),
+    "arm64_cpu": ("results/ferplus/arm64_cpu_val.json", arm64_cpu_table, "docs/experiments.md"),
     "int8_film_bound": ("results/ferplus/int8_film_bound.json", int8_film_bound_table, "docs/experiments.md"),
     "int8_film_bound_1thread": ("results/ferplus/int8_film_bound_1thread.json", int8_film_bound_table,
                                 "docs/experiments.md"),
