@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import logging
 import math
 import os
@@ -228,10 +229,17 @@ def machine_info() -> dict[str, Any]:
                            "processor": platform.processor(), "cpu_count": os.cpu_count(), **cpu_info(),
                            "python": platform.python_version(), "numpy": np.__version__,
                            "fsrfer_edge": __version__}
-    for mod in ("onnxruntime", "tensorrt"):
+    for mod, dists in (("onnxruntime", ("onnxruntime", "onnxruntime-gpu")), ("tensorrt", ("tensorrt",))):
         m = sys.modules.get(mod)
         if m is not None and hasattr(m, "__version__"):
             doc[mod] = m.__version__
+            continue
+        for dist in dists:  # installed but not imported by this process (a script timing other processes)
+            try:
+                doc[mod] = importlib.metadata.version(dist)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
     try:  # Jetson boards name themselves here
         doc["device_model"] = Path("/proc/device-tree/model").read_text().strip("\x00\n ")
     except OSError:

@@ -225,3 +225,15 @@ def test_sessions_are_recorded_and_the_overhead_is_skipped_with_several(model: P
     assert doc["sessions"] == 2 and doc["providers"] == ["CPUExecutionProvider"]
     assert "splits it" in doc["overhead"]["skipped"]
     assert "sessions=2" in capsys.readouterr().out
+
+
+def test_machine_info_names_onnxruntime_even_when_this_process_has_not_imported_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scripts that time other processes record the ONNX Runtime those processes run."""
+    import importlib.metadata
+    import sys
+
+    from fsrfer_edge.bench import machine_info
+
+    monkeypatch.delitem(sys.modules, "onnxruntime", raising=False)
+    assert machine_info()["onnxruntime"] == importlib.metadata.version("onnxruntime")
