@@ -316,6 +316,8 @@ def _source_sizes(lines: np.ndarray) -> np.ndarray:
     x = np.asarray(lines, dtype=np.float64)
     x = x - x.mean(axis=-1, keepdims=True)
     flat = np.sqrt(np.einsum("nij,nij->n", x, x) / (x.shape[1] * x.shape[2])) < FLAT_FACE_STD
+    if flat.all():  # nothing to tell (a flat crop, or one whose lines are constant along this axis): skip the products
+        return np.zeros(len(x), dtype=np.int64)
     sizes, res = _linear_residuals(x, centred=True)
     found = (res[:, 1:] < LINEAR_ENLARGING_RESIDUAL) & (res[:, :-1] >= LINEAR_ENLARGING_DIP * res[:, 1:])
     first = np.asarray(sizes)[found.argmax(axis=1) + 1]
@@ -395,7 +397,7 @@ def any_linear_enlarging(pixels: np.ndarray) -> bool:
         return False
     for i in np.flatnonzero(_passes_precheck(pixels, slack=1e-9)):  # one by one: the first crop found decides
         crop = pixels[i:i + 1]
-        if _passes_precheck(crop)[0] and _enlarging_sources(crop)[0][0]:  # as undo_linear_enlarging decides
+        if _enlarging_sources(crop)[0][0] and _passes_precheck(crop)[0]:  # as undo_linear_enlarging decides
             return True
     return False
 
