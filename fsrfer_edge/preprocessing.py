@@ -292,17 +292,18 @@ def _source_pinv(n: int, side: int) -> np.ndarray:
     return out
 
 
-def _linear_residuals(lines: np.ndarray, centred: bool = False) -> tuple[tuple[int, ...], np.ndarray]:
+def _linear_residuals(lines: np.ndarray, centred: bool = False,
+                      total: "np.ndarray | None" = None) -> tuple[tuple[int, ...], np.ndarray]:
     """RMS residual (grey levels) of ``lines`` (..., L, side) after projection onto each candidate size's span:
     the sizes and an array (..., sizes), the RMS taken over each leading index's L lines together. ``centred``:
-    the lines are float64 about their own means already."""
+    the lines are float64 about their own means already, and ``total`` (if given) their sums of squares (...)."""
     side = lines.shape[-1]
     sizes, basis, starts = _enlarging_bases(side)
     x = lines
     if not centred:  # constants lie in every span; centring keeps the subtraction exact
         x = np.asarray(lines, dtype=np.float64)
         x = x - x.mean(axis=-1, keepdims=True)
-    total = np.einsum("...ij,...ij->...", x, x)[..., None]
+    total = (np.einsum("...ij,...ij->...", x, x) if total is None else total)[..., None]
     with _blas_flags_ignored():
         proj = np.add.reduceat(np.square(x @ basis), starts, axis=-1).sum(axis=-2)
     return sizes, np.sqrt(np.maximum(total - proj, 0.0) / (lines.shape[-2] * side))
@@ -315,10 +316,11 @@ def _source_sizes(lines: np.ndarray) -> np.ndarray:
     :data:`FLAT_FACE_STD`): every size fits them, and none can be told. (N,) int."""
     x = np.asarray(lines, dtype=np.float64)
     x = x - x.mean(axis=-1, keepdims=True)
-    flat = np.sqrt(np.einsum("nij,nij->n", x, x) / (x.shape[1] * x.shape[2])) < FLAT_FACE_STD
+    total = np.einsum("nij,nij->n", x, x)
+    flat = np.sqrt(total / (x.shape[1] * x.shape[2])) < FLAT_FACE_STD
     if flat.all():  # nothing to tell (a flat crop, or one whose lines are constant along this axis): skip the products
         return np.zeros(len(x), dtype=np.int64)
-    sizes, res = _linear_residuals(x, centred=True)
+    sizes, res = _linear_residuals(x, centred=True, total=total)
     found = (res[:, 1:] < LINEAR_ENLARGING_RESIDUAL) & (res[:, :-1] >= LINEAR_ENLARGING_DIP * res[:, 1:])
     first = np.asarray(sizes)[found.argmax(axis=1) + 1]
     return np.where(found.any(axis=1) & ~flat, first, 0)
@@ -364,7 +366,9 @@ def _enlarging_sources(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     widths = _source_sizes(crops.reshape(n, c * h, w))
     heights = np.zeros_like(widths)
     has = widths > 0
-    if has.any():
+    if has.all():
+        heights = _source_sizes(np.swapaxes(crops, 2, 3).reshape(n, c * w, h))
+    elif has.any():
         heights[has] = _source_sizes(np.swapaxes(crops[has], 2, 3).reshape(-1, c * w, h))
     widths[heights == 0] = 0
     return heights, widths
