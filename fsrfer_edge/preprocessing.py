@@ -292,13 +292,19 @@ def _source_pinv(n: int, side: int) -> np.ndarray:
     return out
 
 
-def _linear_residuals(lines: np.ndarray, centred: bool = False,
-                      total: "np.ndarray | None" = None) -> tuple[tuple[int, ...], np.ndarray]:
+def _linear_residuals(lines: np.ndarray, centred: bool = False, total: "np.ndarray | None" = None,
+                      upto: "int | None" = None, start: int = 0) -> tuple[tuple[int, ...], np.ndarray]:
     """RMS residual (grey levels) of ``lines`` (..., L, side) after projection onto each candidate size's span:
     the sizes and an array (..., sizes), the RMS taken over each leading index's L lines together. ``centred``:
-    the lines are float64 about their own means already, and ``total`` (if given) their sums of squares (...)."""
+    the lines are float64 about their own means already, and ``total`` (if given) their sums of squares (...).
+    ``start``, ``upto``: the candidate sizes from index ``start`` to before ``upto`` only (each size's residual is
+    the same whichever others are computed with it)."""
     side = lines.shape[-1]
     sizes, basis, starts = _enlarging_bases(side)
+    stop = len(sizes) if upto is None else min(upto, len(sizes))
+    if start or stop < len(sizes):
+        end = starts[stop] if stop < len(sizes) else basis.shape[1]
+        sizes, basis, starts = sizes[start:stop], basis[:, starts[start]:end], starts[start:stop] - starts[start]
     x = lines
     if not centred:  # constants lie in every span; centring keeps the subtraction exact
         x = np.asarray(lines, dtype=np.float64)
@@ -320,10 +326,20 @@ def _source_sizes(lines: np.ndarray) -> np.ndarray:
     flat = np.sqrt(total / (x.shape[1] * x.shape[2])) < FLAT_FACE_STD
     if flat.all():  # nothing to tell (a flat crop, or one whose lines are constant along this axis): skip the products
         return np.zeros(len(x), dtype=np.int64)
-    sizes, res = _linear_residuals(x, centred=True, total=total)
+    sizes, res = _linear_residuals(x, centred=True, total=total, upto=_FIRST_SIZES)
     found = (res[:, 1:] < LINEAR_ENLARGING_RESIDUAL) & (res[:, :-1] >= LINEAR_ENLARGING_DIP * res[:, 1:])
+    more = len(_enlarging_bases(x.shape[2])[0]) > len(sizes)
+    if more and not (found.any(axis=1) | flat).all():  # the smallest sizes did not settle every crop: the rest
+        rest, res_rest = _linear_residuals(x, centred=True, total=total, start=_FIRST_SIZES)
+        sizes, res = sizes + rest, np.concatenate([res, res_rest], axis=1)
+        found = (res[:, 1:] < LINEAR_ENLARGING_RESIDUAL) & (res[:, :-1] >= LINEAR_ENLARGING_DIP * res[:, 1:])
     first = np.asarray(sizes)[found.argmax(axis=1) + 1]
     return np.where(found.any(axis=1) & ~flat, first, 0)
+
+
+#: The candidate sizes :func:`_source_sizes` tries first (3 to 16 px: the small faces, a quarter of the products for
+#: a 48 px side); the rest only where these do not settle a crop. The smallest size found is the same either way.
+_FIRST_SIZES = 14
 
 
 def _linear_sides(h: int, w: int) -> bool:
