@@ -315,6 +315,12 @@ def _linear_residuals(lines: np.ndarray, centred: bool = False, total: "np.ndarr
     return sizes, np.sqrt(np.maximum(total - proj, 0.0) / (lines.shape[-2] * side))
 
 
+def _at_a_dip(res: np.ndarray, residual: float, dip: float) -> np.ndarray:
+    """For residuals (..., sizes): whether each size from the second on is under ``residual`` with the residual one
+    size smaller at least ``dip`` times its own (..., sizes - 1)."""
+    return (res[..., 1:] < residual) & (res[..., :-1] >= dip * res[..., 1:])
+
+
 def _source_sizes(lines: np.ndarray) -> np.ndarray:
     """For each crop's ``lines`` (N, L, side): the smallest candidate source size whose residual over all its lines
     is under :data:`LINEAR_ENLARGING_RESIDUAL` and at most 1 / :data:`LINEAR_ENLARGING_DIP` of the next smaller
@@ -327,12 +333,12 @@ def _source_sizes(lines: np.ndarray) -> np.ndarray:
     if flat.all():  # nothing to tell (a flat crop, or one whose lines are constant along this axis): skip the products
         return np.zeros(len(x), dtype=np.int64)
     sizes, res = _linear_residuals(x, centred=True, total=total, upto=_FIRST_SIZES)
-    found = (res[:, 1:] < LINEAR_ENLARGING_RESIDUAL) & (res[:, :-1] >= LINEAR_ENLARGING_DIP * res[:, 1:])
+    found = _at_a_dip(res, LINEAR_ENLARGING_RESIDUAL, LINEAR_ENLARGING_DIP)
     more = len(_enlarging_bases(x.shape[2])[0]) > len(sizes)
     if more and not (found.any(axis=1) | flat).all():  # the smallest sizes did not settle every crop: the rest
         rest, res_rest = _linear_residuals(x, centred=True, total=total, start=_FIRST_SIZES)
         sizes, res = sizes + rest, np.concatenate([res, res_rest], axis=1)
-        found = (res[:, 1:] < LINEAR_ENLARGING_RESIDUAL) & (res[:, :-1] >= LINEAR_ENLARGING_DIP * res[:, 1:])
+        found = _at_a_dip(res, LINEAR_ENLARGING_RESIDUAL, LINEAR_ENLARGING_DIP)
     first = np.asarray(sizes)[found.argmax(axis=1) + 1]
     return np.where(found.any(axis=1) & ~flat, first, 0)
 
@@ -403,8 +409,7 @@ def _passes_precheck(pixels: np.ndarray, slack: float = 0.0) -> np.ndarray:
     rows = [min(h - 1, int(f * h)) for f in _PRECHECK_LINES]
     lines = pixels[:, :, rows, :].reshape(len(pixels), -1, pixels.shape[3])
     res = _linear_residuals(lines)[1]
-    near = ((res[..., 1:] < 2 * LINEAR_ENLARGING_RESIDUAL * (1 + slack))
-            & (res[..., :-1] >= _PRECHECK_DIP * (1 - slack) * res[..., 1:]))
+    near = _at_a_dip(res, 2 * LINEAR_ENLARGING_RESIDUAL * (1 + slack), _PRECHECK_DIP * (1 - slack))
     return np.asarray(near.any(axis=-1))
 
 
