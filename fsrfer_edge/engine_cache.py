@@ -11,17 +11,22 @@ disagrees with the running system is never run: the builder rebuilds it, the run
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
+import logging
 import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from .errors import EngineError, ModelError
 from .fileio import sha256_file, write_json
 from .metadata import ModelInfo
+
+logger = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".json"
 ENGINE_SUFFIX = ".engine"
@@ -163,6 +168,84 @@ def check_engine(engine_path: str | os.PathLike[str], tensorrt_version: str, com
 #: into place before it writes the sidecar, and a build in progress must not lose its engine. Killed builds'
 #: partial files younger than this are left alone too.
 UNFINISHED_GRACE_S = 600.0
+
+
+#: The lock file that makes engine builds into one folder take turns across processes (:func:`build_lock`).
+BUILD_LOCK_NAME = ".build.lock"
+#: How long a build waits for another process's build in the same folder before it builds anyway (seconds).
+BUILD_LOCK_WAIT_S = 3600.0
+
+
+def _lock_holder(fd: int) -> str:
+    """What the lock file says of the process that holds it ("pid N on HOST since T"), or "" where unreadable."""
+    try:
+        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, poll_s: float = 0.5) -> Iterator[bool]:
+    """Hold ``folder``'s build lock for a ``with`` block: engine builds into one folder take turns across processes.
+
+    Several processes that start at once on a new device (camera workers, a server's workers) all find no engine;
+    without the lock each built its own (minutes each on a Jetson, all at once in its memory), and their engine and
+    sidecar writes crossed: one process's sidecar could describe another's engine, which every later start then
+    rebuilt. Under the lock the first builds while the rest wait, then find its engine and load it.
+
+    An advisory ``flock`` on :data:`BUILD_LOCK_NAME` in ``folder`` (made if missing), released by the system when
+    its holder exits, however it exits, so a killed build never leaves the lock held. The holder writes its pid and
+    host into the file, for the waiting message. After ``wait_s`` (default :data:`BUILD_LOCK_WAIT_S`) a waiter builds
+    anyway, with a warning; where the platform (Windows) or the file system has no ``flock``, builds do not take
+    turns (each is still written atomically).
+
+    Yields:
+        True when the lock is held, False when the block runs without it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield False
+        return
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / BUILD_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    held = False
+    try:
+        limit = BUILD_LOCK_WAIT_S if wait_s is None else float(wait_s)
+        start = time.monotonic()
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    logger.debug("no build lock in %s (%s); builds there do not take turns", root, exc)
+                    break
+            waited = time.monotonic() - start
+            if waited >= limit:
+                logger.warning("another process (%s) has held the engine build lock in %s for %.0f s; building "
+                               "anyway", _lock_holder(fd) or "unknown", root, waited)
+                break
+            if not told:
+                logger.warning("waiting for another process (%s) to finish building an engine in %s",
+                               _lock_holder(fd) or "unknown", root)
+                told = True
+            time.sleep(min(poll_s, max(0.0, limit - waited)))
+        if held:
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                              f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode(), 0)
+            except OSError:  # the note is for messages only
+                pass
+        yield held
+    finally:
+        if held:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def source_record(onnx_path: str | os.PathLike[str]) -> dict[str, str]:

@@ -508,6 +508,73 @@ def test_recognizer_auto_builds_once_caches_and_reloads(variants: Path, tmp_path
     assert len(gpu11.trt.log["built"]) == 1 and len(gpu11.trt.log["deserialized"]) == 1
 
 
+def test_processes_starting_at_once_build_one_engine(variants: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Processes that open a new model at once on a new device (camera or server workers) take turns at the
+    build: one builds, the rest wait and load its engine, and the engine and its sidecar are one build's."""
+    import multiprocessing
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FSRFER_ENGINE_DIR", str(cache))
+    model = tmp_path / "face.onnx"
+    model.write_bytes((variants / "tiny.fp32.onnx").read_bytes())
+    FakeGpu(monkeypatch, "10.3.0.26")
+    builds = tmp_path / "builds.txt"
+    real = engine._build_serialized
+    plans = iter(range(1000))
+
+    def slow_build(*args: Any, **kwargs: Any) -> Any:  # long enough that the processes' first looks overlap
+        with builds.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(1.5)
+        plan, record = real(*args, **kwargs)
+        spec = dict(json.loads(plan), built_by=[os.getpid(), next(plans)])  # real builds differ in their bytes
+        return json.dumps(spec).encode(), record
+
+    monkeypatch.setattr(engine, "_build_serialized", slow_build)
+    faces = _faces(4, 3)
+
+    def worker(i: int) -> None:
+        with Recognizer(model) as rec:
+            (tmp_path / f"worker{i}.json").write_text(json.dumps(
+                {"engine": str(rec.backend.path), "labels": [p.index for p in rec.predict(faces)]}))
+
+    ctx = multiprocessing.get_context("fork")  # the children keep this process's fake TensorRT
+    procs = [ctx.Process(target=worker, args=(i,)) for i in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    assert len(builds.read_text().split()) == 1  # each built its own before
+    done = [json.loads((tmp_path / f"worker{i}.json").read_text()) for i in range(3)]
+    assert len({d["engine"] for d in done}) == 1 and len({tuple(d["labels"]) for d in done}) == 1
+    path = Path(done[0]["engine"])
+    engine_cache.check_engine(path, "10.3.0.26", _sidecar(path)["key"]["compute_capability"], model,
+                              device=GPU_KEY)  # its sidecar describes the engine on disk
+
+
+def test_build_lock_waits_then_gives_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with engine_cache.build_lock(tmp_path) as held:
+        assert held
+        pid = os.fork()
+        if pid == 0:  # another process: it waits, says for whom, and after its limit goes on without the lock
+            code = 1
+            try:
+                t0 = time.monotonic()
+                with engine_cache.build_lock(tmp_path, wait_s=0.6, poll_s=0.1) as other:
+                    code = 0 if (not other and time.monotonic() - t0 >= 0.6) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert f"pid {os.getpid()} on " in (tmp_path / engine_cache.BUILD_LOCK_NAME).read_text()
+    with caplog.at_level(logging.WARNING, logger="fsrfer_edge.engine_cache"):
+        with engine_cache.build_lock(tmp_path, wait_s=0) as held:  # released: taken at once, nothing said
+            assert held
+    assert not caplog.records
+
+
 def test_the_cache_drops_what_can_never_run_again(variants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """A model updated in place leaves no engine behind on first use (nor the FP16 copy it was built from); the
@@ -591,7 +658,9 @@ def test_the_cache_drops_what_can_never_run_again(variants: Path, tmp_path: Path
     assert "would remove 7 stale engine file(s)" in out  # second, kept, foreign, and the four above
     assert engines_cli.main(["--prune"]) == 0
     left = sorted(p.name for p in cache.iterdir() if not p.name.endswith(".cache"))
-    assert left == sorted([new.name, engine_cache.sidecar_path(new).name, "young.engine", users.name])
+    # the build lock stays: removing a lock file another process may be waiting on would let two builds run
+    assert left == sorted([new.name, engine_cache.sidecar_path(new).name, "young.engine", users.name,
+                           engine_cache.BUILD_LOCK_NAME])
     with Recognizer(model) as rec:  # what is left still runs, and nothing is built again
         assert rec.backend.path == new
     assert len(gpu11.trt.log["built"]) == 1

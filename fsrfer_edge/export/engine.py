@@ -207,31 +207,40 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, min_batch: int = 1, opt
                         int(min_batch), int(opt_batch), int(max_batch), gpu.key)
         source_sha = sha256_file(source)
         out = engine_path_for(source, out_dir, key, source_sha)
-        if out.exists() and not force:
-            try:
-                engine_cache.check_engine(out, key.tensorrt_version, key.compute_capability, source, device=gpu.key)
-            except EngineError as exc:
-                log.info("rebuilding %s: %s", out.name, exc)
+        with engine_cache.build_lock(out.parent):  # another process may be building this engine now
+            return _build_or_reuse(onnx_path, source, info, key, gpu, source_sha, out, workspace_mb, timing_cache,
+                                   force)
+
+
+def _build_or_reuse(onnx_path: Path, source: Path, info: ModelInfo, key: EngineKey, gpu: "DeviceIdentity", source_sha: str,
+                    out: Path, workspace_mb: Optional[int], timing_cache: Optional[PathLike], force: bool) -> Path:
+    """:func:`build_engine`'s work under the folder's build lock: the valid engine at ``out`` (one another process
+    may have just built), else a new one written there with its sidecar."""
+    if out.exists() and not force:
+        try:
+            engine_cache.check_engine(out, key.tensorrt_version, key.compute_capability, source, device=gpu.key)
+        except EngineError as exc:
+            log.info("rebuilding %s: %s", out.name, exc)
+        else:
+            if engine_cache.read_sidecar(out)["key"] != key:
+                log.info("rebuilding %s: its sidecar records another build configuration", out.name)
+            elif (problem := _load_problem(out)) is not None:
+                log.warning("rebuilding %s: %s", out.name, problem)
             else:
-                if engine_cache.read_sidecar(out)["key"] != key:
-                    log.info("rebuilding %s: its sidecar records another build configuration", out.name)
-                elif (problem := _load_problem(out)) is not None:
-                    log.warning("rebuilding %s: %s", out.name, problem)
-                else:
-                    log.info("cached: %s", out)
-                    return out
-        t0 = time.perf_counter()
-        plan, build = _build_serialized(onnx_path, info, key, workspace_mb, timing_cache)
-        atomic_write_bytes(out, plan)
-        engine_cache.write_sidecar(out, key, source_sha, info,
-                                   extra={"onnx_file": source.name, **engine_cache.source_record(source),
-                                          "built_from": onnx_path.name,
-                                          "gpu": {"name": gpu.name, "multiprocessors": gpu.multiprocessors,
-                                                  "memory_gib": gpu.memory_gib},
-                                          "workspace_mb": workspace_mb, **build,
-                                          "build_seconds": round(time.perf_counter() - t0, 1)})
-        log.info("built %s in %.1f s", out, time.perf_counter() - t0)
-        return out
+                log.info("cached: %s", out)
+                return out
+    t0 = time.perf_counter()
+    plan, build = _build_serialized(onnx_path, info, key, workspace_mb, timing_cache)
+    atomic_write_bytes(out, plan)
+    engine_cache.write_sidecar(out, key, source_sha, info,
+                               extra={"onnx_file": source.name, **engine_cache.source_record(source),
+                                      "built_from": onnx_path.name,
+                                      "gpu": {"name": gpu.name, "multiprocessors": gpu.multiprocessors,
+                                              "memory_gib": gpu.memory_gib},
+                                      "workspace_mb": workspace_mb, **build,
+                                      "build_seconds": round(time.perf_counter() - t0, 1)})
+    log.info("built %s in %.1f s", out, time.perf_counter() - t0)
+    return out
 
 
 def first_use_source(onnx_path: Path, work_dir: Path) -> Path:
