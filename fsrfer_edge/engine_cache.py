@@ -196,8 +196,8 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
     An advisory ``flock`` on :data:`BUILD_LOCK_NAME` in ``folder`` (made if missing), released by the system when
     its holder exits, however it exits, so a killed build never leaves the lock held. The holder writes its pid and
     host into the file, for the waiting message. After ``wait_s`` (default :data:`BUILD_LOCK_WAIT_S`) a waiter builds
-    anyway, with a warning; where the platform (Windows) or the file system has no ``flock``, builds do not take
-    turns (each is still written atomically).
+    anyway, with a warning; where the platform (Windows) or the file system has no ``flock``, or the folder is
+    read-only, builds do not take turns (each is still written atomically).
 
     Yields:
         True when the lock is held, False when the block runs without it.
@@ -208,8 +208,13 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
         yield False
         return
     root = Path(folder)
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / BUILD_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root / BUILD_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:  # a read-only folder: its cached engines may still be reused; a build fails on its own
+        logger.debug("no build lock in %s (%s); builds there do not take turns", root, exc)
+        yield False
+        return
     held = False
     try:
         limit = BUILD_LOCK_WAIT_S if wait_s is None else float(wait_s)

@@ -573,6 +573,26 @@ def test_build_lock_waits_then_gives_up(tmp_path: Path, caplog: pytest.LogCaptur
         with engine_cache.build_lock(tmp_path, wait_s=0) as held:  # released: taken at once, nothing said
             assert held
     assert not caplog.records
+    (tmp_path / "a_file").write_bytes(b"")
+    with engine_cache.build_lock(tmp_path / "a_file") as held:  # no folder to lock (or a read-only one): no lock
+        assert not held
+
+
+def test_a_cached_engine_is_reused_where_the_lock_cannot_be_made(variants: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Engines in a folder this user may not write (an image's read-only engine folder) are still reused."""
+    gpu = FakeGpu(monkeypatch, "10.3.0.26")
+    first = _build(variants, tmp_path, "fp16")
+    (tmp_path / engine_cache.BUILD_LOCK_NAME).unlink()
+    real_open = os.open
+
+    def refuse_lock(path: Any, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith(engine_cache.BUILD_LOCK_NAME):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse_lock)
+    assert _build(variants, tmp_path, "fp16") == first and len(gpu.trt.log["built"]) == 1
 
 
 def test_the_cache_drops_what_can_never_run_again(variants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
