@@ -26,7 +26,7 @@ import os
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Generator, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -192,6 +192,17 @@ def _number(name: str, value: Any, low: float, high: float = math.inf) -> float:
     return float(value)
 
 
+#: The crop margins accepted (fraction of the box side): -0.4 keeps the middle fifth of a box, 2.0 a square
+#: five times its side.
+MARGIN_RANGE = (-0.4, 2.0)
+
+
+def check_margin(margin: Any, name: str = "margin") -> float:
+    """``margin`` as a float, or InputError unless it is a number in :data:`MARGIN_RANGE` (``name``: what the
+    message calls it, e.g. ``"--margin"``)."""
+    return _number(name, margin, *MARGIN_RANGE)
+
+
 class CrowdAnalyzer:
     """Detect the faces of a frame and recognise all their expressions in one batch.
 
@@ -219,7 +230,7 @@ class CrowdAnalyzer:
                  margin: Optional[float] = None, min_score: Optional[float] = None,
                  min_size: float = 0.0, min_face: float = DEFAULT_MIN_FACE) -> None:
         if margin is not None:
-            _number("margin", margin, -0.4, 2.0)
+            check_margin(margin)
         self.min_score = None if min_score is None else _number("min_score", min_score, 0.0)
         self.min_size = _number("min_size", min_size, 0.0)
         if detector is not None and not isinstance(detector, FaceDetector):
@@ -311,7 +322,8 @@ class CrowdAnalyzer:
             max_frames: stop after this many frames (None: until the source ends).
 
         Yields:
-            One :class:`CrowdResult` per frame, ``frame_index`` counting from 0.
+            One :class:`CrowdResult` per frame, ``frame_index`` counting from 0. A video file that ends far
+            short of the frame count in its header (a truncated copy) logs a warning (:class:`VideoFrames`).
 
         Raises:
             InputError: the video or camera cannot be opened, yields no frame, or a frame is invalid.
@@ -412,7 +424,7 @@ def iter_frames(source: Union[PathLike, int, Iterable[np.ndarray]]) -> Iterator[
         BackendUnavailable: OpenCV is missing (needed for files and cameras).
     """
     if isinstance(source, (str, os.PathLike)) or (isinstance(source, (int, np.integer)) and not isinstance(source, bool)):
-        return _video_frames(source)
+        return video_frames(source)
     if isinstance(source, np.ndarray):
         raise InputError("analyze_stream received one array; pass a list of frames, or use analyze() for one frame")
     if not isinstance(source, Iterable):
@@ -429,7 +441,78 @@ def _as_frame(frame: Any, what: str) -> np.ndarray:
     return as_rgb_frame(frame, what=what)
 
 
-def _video_frames(source: Union[PathLike, int]) -> Iterator[np.ndarray]:
+#: A video file is reported as truncated when more than this fraction of the frames its header announces (and
+#: at least two) did not decode: headers of intact files may miscount by a frame, a cut download loses far more.
+TRUNCATED_FRACTION = 0.1
+
+
+class VideoFrames(Iterator[np.ndarray]):
+    """The RGB uint8 frames of a video file or a camera, read one at a time (:func:`video_frames`).
+
+    Attributes:
+        what: ``"video PATH"`` or ``"camera N"``, for messages.
+        fps: the frame rate OpenCV reports (0.0 when unknown).
+        frame_size: (height, width) of the first frame, read on opening.
+        frames_in_header: the frame count in a video file's header (None for a camera, or when unknown).
+        decoded: the frames read so far.
+        truncated: whether a video file ended short of ``frames_in_header`` by more than
+            :data:`TRUNCATED_FRACTION` (a warning is logged then); known once the last frame was read.
+    """
+
+    def __init__(self, cap: Any, first: np.ndarray, what: str, fps: float, frames_in_header: Optional[int]) -> None:
+        self.what = what
+        self.fps = fps
+        self.frames_in_header = frames_in_header
+        self.decoded = 0
+        self.truncated = False
+        self._cap = cap
+        self._frames = self._generate(cap, self._rgb(first))
+        self.frame_size = (first.shape[0], first.shape[1])
+
+    def __next__(self) -> np.ndarray:
+        return next(self._frames)
+
+    def close(self) -> None:
+        """Stop reading and release the file or camera (also done when the last frame was read)."""
+        self._frames.close()
+        self._cap.release()
+
+    def _rgb(self, frame: np.ndarray) -> np.ndarray:
+        return as_rgb_frame(np.ascontiguousarray(frame[:, :, ::-1]) if frame.ndim == 3 else frame, what=self.what)
+
+    def _generate(self, cap: Any, first: np.ndarray) -> Generator[np.ndarray, None, None]:
+        frame = first
+        try:
+            while True:
+                self.decoded += 1
+                yield frame
+                ok, bgr = cap.read()
+                if not ok or bgr is None:
+                    self._check_length()
+                    return
+                frame = self._rgb(bgr)
+        finally:
+            cap.release()
+
+    def _check_length(self) -> None:
+        expected = self.frames_in_header
+        if expected is None:
+            return
+        missing = expected - self.decoded
+        self.truncated = missing >= 2 and missing > TRUNCATED_FRACTION * expected
+        if self.truncated:
+            logger.warning("%s: only %d of the %d frames its header announces could be decoded; the file looks "
+                           "truncated or damaged, and the results cover those %d frames", self.what, self.decoded,
+                           expected, self.decoded)
+
+
+def video_frames(source: Union[PathLike, int]) -> VideoFrames:
+    """Open a video file or a camera index (OpenCV) and read its first frame.
+
+    Raises:
+        InputError: the file does not exist, or the video/camera cannot be opened or yields no frame.
+        BackendUnavailable: OpenCV is missing (pip extra ``crowd``).
+    """
     cv2 = require_cv2("reading video files and cameras")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -447,16 +530,11 @@ def _video_frames(source: Union[PathLike, int]) -> Iterator[np.ndarray]:
     if not ok or first is None:
         cap.release()
         raise InputError(f"{what} yielded no frame; the file may be corrupt or in a format this OpenCV cannot decode")
-
-    def generate() -> Iterator[np.ndarray]:
-        frame = first
-        try:
-            while True:
-                yield as_rgb_frame(np.ascontiguousarray(frame[:, :, ::-1]) if frame.ndim == 3 else frame, what=what)
-                ok, frame = cap.read()
-                if not ok or frame is None:
-                    return
-        finally:
-            cap.release()
-
-    return generate()
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    count = float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
+    in_header = int(count) if isinstance(source, (str, os.PathLike)) and math.isfinite(count) and count > 0 else None
+    try:
+        return VideoFrames(cap, first, what, fps, in_header)
+    except BaseException:
+        cap.release()
+        raise

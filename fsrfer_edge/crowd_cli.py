@@ -5,25 +5,32 @@ Examples::
     fsrfer-crowd station.jpg --out annotated.png --json results.json
     fsrfer-crowd platform.mp4 --out annotated.mp4 --max-frames 300
     fsrfer-crowd 0 --out camera.mp4 --max-frames 100          # camera index 0 (OpenCV)
+    fsrfer-crowd 0 --out camera.mp4                           # until Ctrl-C
 
 The input kind follows its name: a number is a camera, an image suffix (.png, .jpg, ...) an image,
 anything else a video. Images need Pillow (or OpenCV); videos and cameras need OpenCV (pip extra
-``crowd``). Exit status: 0 on success (also when no face is found), 2 on bad input or a missing library.
+``crowd``). Exit status: 0 on success (also when no face is found), 2 on bad input or a missing library,
+130 when interrupted (Ctrl-C): a camera recording ends after the frame in hand and its video and JSON
+are written; the partial output of an image or a video file is discarded.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from .crowd import DEFAULT_MIN_FACE, MARGINS, CrowdAnalyzer, CrowdResult
-from .detection import DEFAULT_SCORES, DETECTORS, create_detector
+from .crowd import DEFAULT_MIN_FACE, MARGINS, CrowdAnalyzer, CrowdResult, VideoFrames, check_margin, video_frames
+from .detection import DEFAULT_SCORES, DETECTORS, MAX_FRAME_PIXELS, create_detector
 from .detection.frames import (
     is_image_file,
     optional_module,
@@ -33,7 +40,7 @@ from .detection.frames import (
     write_image,
 )
 from .errors import CliParser, FsrferError, InputError
-from .fileio import check_output_path, write_json
+from .fileio import check_distinct_files, check_output_path, set_default_mode, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +194,7 @@ class AtomicVideoWriter:
             self.writer.release()
         if not self.frames:
             raise InputError("no frame was read from the input; nothing to write")
+        set_default_mode(self.tmp)
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
@@ -196,51 +204,81 @@ class AtomicVideoWriter:
             self.tmp.unlink()
 
 
-def _video_fps(source: str) -> float:
-    cv2 = require_cv2("reading videos")
-    cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
+def check_scale(scale: int, height: int, width: int) -> None:
+    """Refuse, before any detection, a ``--scale`` that would make the annotated output of a ``width`` x
+    ``height`` input larger than the frame limit (:data:`~.detection.base.MAX_FRAME_PIXELS`)."""
+    if height * width * scale * scale > MAX_FRAME_PIXELS:
+        largest = math.isqrt(MAX_FRAME_PIXELS // (height * width))
+        raise InputError(f"--scale {scale}: the annotated output of this {width}x{height} input would be "
+                         f"{width * scale}x{height * scale} pixels, over the limit of {MAX_FRAME_PIXELS / 1e6:.1f} "
+                         f"megapixels; expected --scale {largest} or less")
+
+
+@contextlib.contextmanager
+def ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
+    """While active, Ctrl-C (SIGINT) sets ``stop`` instead of raising KeyboardInterrupt: a camera recording ends
+    after the frame in hand and its outputs are written. Python handles signals in its main thread only;
+    in another thread this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     try:
-        return float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        yield
     finally:
-        cap.release()
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def run_image(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, labels: bool) -> dict[str, Any]:
     frame = read_image(source)
+    check_scale(scale, frame.shape[0], frame.shape[1])
     result = analyzer.analyze(frame)
     write_image(out, annotate(frame, result, scale, labels))
     return result.to_dict()
 
 
 def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, labels: bool,
-              max_frames: Optional[int]) -> dict[str, Any]:
-    path_or_index: Any = int(source) if source.isdigit() else source
-    writer = AtomicVideoWriter(out, _video_fps(source))
-    frames: list[dict[str, Any]] = []
-    totals: dict[str, int] = {c: 0 for c in analyzer.classes}
+              max_frames: Optional[int], stop: Optional[threading.Event] = None) -> dict[str, Any]:
+    """Analyse a video file or a camera (``source``: a path or a camera index) and write the annotated video.
+
+    A set ``stop`` ends the run after the frame in hand, keeping the frames so far (``"interrupted": true``):
+    how Ctrl-C ends a camera recording (:func:`ctrl_c_sets`). ``"truncated"`` says whether a video file
+    decoded far fewer frames than its header announces (``"frames_in_header"``; a warning is logged).
+    Any exception, KeyboardInterrupt included, discards the partial video.
+    """
+    video = video_frames(int(source) if source.isdigit() else source)
     try:
-        stream: Iterator[Any] = _with_frames(analyzer, path_or_index, max_frames)
-        for frame, result in stream:
-            writer.write(annotate(frame, result, scale, labels))
-            frames.append(result.to_dict())
-            for c, n in result.summary.counts.items():
-                totals[c] += n
-            logger.info("frame %d: %d faces", result.frame_index, result.summary.n_faces)
-        writer.commit()
-    except BaseException:
-        writer.discard()
-        raise
-    return {"frames": frames, "n_frames": len(frames), "fps": writer.fps, "face_counts_all_frames": totals}
+        check_scale(scale, *video.frame_size)
+        writer = AtomicVideoWriter(out, video.fps)
+        frames: list[dict[str, Any]] = []
+        totals: dict[str, int] = {c: 0 for c in analyzer.classes}
+        try:
+            for frame, result in _with_frames(analyzer, video, max_frames):
+                writer.write(annotate(frame, result, scale, labels))
+                frames.append(result.to_dict())
+                for c, n in result.summary.counts.items():
+                    totals[c] += n
+                logger.info("frame %d: %d faces", result.frame_index, result.summary.n_faces)
+                if stop is not None and stop.is_set():
+                    break
+            writer.commit()
+        except BaseException:
+            writer.discard()
+            raise
+    finally:
+        video.close()
+    return {"frames": frames, "n_frames": len(frames), "fps": writer.fps, "face_counts_all_frames": totals,
+            "frames_in_header": video.frames_in_header, "truncated": video.truncated,
+            "interrupted": stop is not None and stop.is_set()}
 
 
-def _with_frames(analyzer: CrowdAnalyzer, source: Any, max_frames: Optional[int]) -> Iterator[tuple[np.ndarray, CrowdResult]]:
+def _with_frames(analyzer: CrowdAnalyzer, video: VideoFrames,
+                 max_frames: Optional[int]) -> Iterator[tuple[np.ndarray, CrowdResult]]:
     """(frame, result) pairs; the frames are kept beside the stream so they can be drawn on."""
-    from .crowd import iter_frames
-
     kept: list[np.ndarray] = []
 
     def remember() -> Iterator[np.ndarray]:
-        for f in iter_frames(source):
+        for f in video:
             kept.append(f)
             yield f
 
@@ -292,6 +330,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from .recognizer import Recognizer
 
+    stop = threading.Event()  # set by Ctrl-C during a camera recording (ctrl_c_sets)
     try:
         if args.scale < 1 or args.scale > 16:
             raise InputError(f"--scale {args.scale}; expected an integer from 1 to 16")
@@ -306,10 +345,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         check_output_path(args.out, "--out")  # a folder, or a path under a file: refused before any work
         if args.json is not None:
             check_output_path(args.json, "--json")
+        check_distinct_files([("the input", None if kind == "camera" else args.input), ("--out", args.out),
+                              ("--json", args.json)])
+        if args.margin is not None:
+            check_margin(args.margin, "--margin")
         threads = args.threads if args.detector != "opencv" else None
         with Recognizer(args.model, threads=args.threads, spinning=False, sessions=args.sessions) as rec, \
                 create_detector(args.detector, min_face=args.min_face, min_score=args.min_score,
-                                threads=threads) as det:
+                                threads=threads) as det, \
+                (ctrl_c_sets(stop) if kind == "camera" else contextlib.nullcontext()):
             analyzer = CrowdAnalyzer(rec, det, margin=args.margin, min_score=args.min_score, min_size=args.min_size)
             if kind == "image":
                 doc = run_image(analyzer, args.input, args.out, args.scale, not args.no_labels)
@@ -317,19 +361,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 message = count_faces(summary["n_faces"]) + ": " + ", ".join(
                     f"{c} {n}" for c, n in summary["counts"].items() if n)
             else:
-                doc = run_video(analyzer, args.input, args.out, args.scale, not args.no_labels, args.max_frames)
+                doc = run_video(analyzer, args.input, args.out, args.scale, not args.no_labels, args.max_frames,
+                                stop)
                 message = f"{doc['n_frames']} frames, faces per class over all frames: " + ", ".join(
                     f"{c} {n}" for c, n in doc["face_counts_all_frames"].items() if n)
             doc.update({"input": args.input, "detector": repr(det), "model": str(rec.model_path),
                         "sessions": getattr(rec.backend, "sessions", 1)})
-        if args.json is not None:
-            write_json(args.json, doc)
+            if args.json is not None:
+                write_json(args.json, doc)
+    except KeyboardInterrupt:
+        print("fsrfer-crowd: interrupted (Ctrl-C); the partial output was discarded", file=sys.stderr)
+        return 130
     except FsrferError as exc:
         print(f"fsrfer-crowd: error: {exc}", file=sys.stderr)
         return 2
+    if stop.is_set():
+        n = doc["n_frames"]
+        print(f"fsrfer-crowd: interrupted (Ctrl-C); kept the {n} frame{'' if n == 1 else 's'} recorded so far",
+              file=sys.stderr)
     print(message.rstrip(": "))
     print(f"wrote {args.out}" + (f" and {args.json}" if args.json else ""))
-    return 0
+    return 130 if stop.is_set() else 0
 
 
 if __name__ == "__main__":

@@ -22,13 +22,13 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .crowd import DEFAULT_MIN_FACE, crop_face, default_margin
+from .crowd import DEFAULT_MIN_FACE, MARGIN_RANGE, check_margin, crop_face, default_margin
 from .crowd_cli import count_faces
 from .detection import DEFAULT_SCORES, DETECTORS, create_detector
 from .detection.base import as_rgb_frame
 from .detection.frames import check_image_name, read_image, write_image
 from .errors import CliParser, FsrferError, InputError
-from .fileio import check_output_path, write_json
+from .fileio import check_distinct_files, check_output_path, write_json
 from .preprocessing import degrade
 from .recognizer import Prediction, Recognizer
 
@@ -77,8 +77,8 @@ def run_demo(frame: np.ndarray, rec: Recognizer, detector: Any, factors: Sequenc
         rec: the recogniser.
         detector: a :class:`fsrfer_edge.detection.FaceDetector`.
         factors: down-sample factors relative to the model's input size (1 = full resolution).
-        margin: extra border around each detector box, as a fraction of the box side (None: the
-            detector's, as the crowd analyzer).
+        margin: extra border around each detector box, as a fraction of the box side, in
+            :data:`~fsrfer_edge.crowd.MARGIN_RANGE` (None: the detector's, as the crowd analyzer).
         repeats: timed repetitions per factor (the median is reported).
 
     Returns:
@@ -86,13 +86,14 @@ def run_demo(frame: np.ndarray, rec: Recognizer, detector: Any, factors: Sequenc
         (``{"detect_ms": ..., "predict_ms": {factor: ...}}``).
 
     Raises:
-        InputError: a factor is not an integer >= 1, or the frame is not an HxWx3 uint8 image.
+        InputError: a factor is not an integer >= 1, a margin out of range, or the frame is not an HxWx3
+            uint8 image.
     """
     bad = [f for f in factors if not isinstance(f, (int, np.integer)) or f < 1]
     if bad or not factors:
         raise InputError(f"factors {list(factors)}: expected integers >= 1, e.g. 1,2,4,8")
     frame = as_rgb_frame(frame)
-    margin = default_margin(detector) if margin is None else margin
+    margin = default_margin(detector) if margin is None else check_margin(margin)
     t0 = time.perf_counter()
     detections = detector.detect(frame)
     timings: dict[str, Any] = {"detect_ms": 1e3 * (time.perf_counter() - t0), "predict_ms": {}}
@@ -211,8 +212,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     "detector's, as fsrfer-crowd: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_SCORES.items()) + ")")
     ap.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE, help="smallest face side to look for, in "
                     f"pixels (default {DEFAULT_MIN_FACE:g}, as fsrfer-crowd; smaller costs detection time)")
-    ap.add_argument("--margin", type=float, default=None, help="crop margin around each box, fraction of its side "
-                    "(default: the detector's, as fsrfer-crowd)")
+    ap.add_argument("--margin", type=float, default=None, help="crop margin around each box, fraction of its side, "
+                    f"from {MARGIN_RANGE[0]} to {MARGIN_RANGE[1]} (default: the detector's, as fsrfer-crowd)")
     ap.add_argument("--out", default="demo.png", help="annotated image to write, .png or .jpg (default demo.png)")
     ap.add_argument("--json", help="also write the predictions and timings as JSON")
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = library default; with "
@@ -226,6 +227,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         check_output_path(check_image_name(args.out), "--out")  # refused before any work, as fsrfer-crowd does
         if args.json:
             check_output_path(args.json, "--json")
+        check_distinct_files([("the input", args.image), ("--out", args.out), ("--json", args.json or None)])
+        if args.margin is not None:
+            check_margin(args.margin, "--margin")
         frame = as_rgb_frame(sample_image() if args.image is None else read_image(args.image))
         source = SAMPLE_SOURCE if args.image is None else str(args.image)
         with Recognizer(args.model, threads=args.threads or None, spinning=False, sessions=args.sessions) as rec, \

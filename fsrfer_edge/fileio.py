@@ -13,7 +13,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Callable, Optional, Union
+from typing import IO, Any, Callable, Optional, Sequence, Union
 
 from .errors import InputError
 
@@ -113,15 +113,48 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        set_default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def set_default_mode(path: PathLike) -> None:
+    """Give ``path`` the permissions of a newly created file, 0666 minus the umask: a temporary file from
+    ``mkstemp`` (0600) gets them before it is renamed into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same path once resolved, or, where both exist, one file
+    reached through a symbolic or hard link."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symbolic link loop on Python < 3.13
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def check_distinct_files(named: Sequence[tuple[str, Optional[PathLike]]]) -> None:
+    """Refuse, before any work is done, a path of ``named`` (``(what, path)`` pairs, the input first, then the
+    outputs in the order they are written; a None path is skipped) that names the same file as one before it:
+    an output that would overwrite the input, or another output.
+
+    Raises:
+        InputError: naming both.
+    """
+    given = [(what, path) for what, path in named if path is not None]
+    for i, (what, path) in enumerate(given):
+        for other_what, other in given[:i]:
+            if same_file(path, other):
+                raise InputError(f"{what} {path} is the same file as {other_what} {other} and would overwrite it; "
+                                 "expected a different file name")
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:

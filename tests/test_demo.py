@@ -126,3 +126,46 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, ca
     assert main(["--out", str(tmp_path / "o.png"), "--json", str(folder)]) == 2
     assert "--json" in capsys.readouterr().err
     assert ran == [] and list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []
+
+
+def _tiny_png(path):
+    pytest.importorskip("PIL")
+    from fsrfer_edge.detection.frames import write_image
+
+    return write_image(path, np.full((32, 32, 3), 90, np.uint8))
+
+
+@pytest.mark.parametrize("margin", ["nan", "-5", "2.5"])
+def test_margin_out_of_range_is_refused_as_fsrfer_crowd_does(margin, rec, tmp_path, capsys, monkeypatch):
+    """The crowd analyzer's range, [-0.4, 2.0], before any work; nan or -5 would crop 1-pixel faces."""
+    import fsrfer_edge.demo as demo
+
+    ran = []
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: ran.append(a) or ([], {"detect_ms": 0.0, "predict_ms": {}}))
+    img = _tiny_png(tmp_path / "in.png")
+    assert main([str(img), "--out", str(tmp_path / "o.png"), "--margin", margin]) == 2
+    assert f"fsrfer-demo: error: --margin={float(margin)!r}; expected a number in [-0.4, 2.0]" in capsys.readouterr().err
+    assert ran == [] and not (tmp_path / "o.png").exists()
+    monkeypatch.undo()
+    with pytest.raises(InputError, match=r"margin=.*expected a number in \[-0.4, 2.0\]"):
+        run_demo(np.zeros((64, 64, 3), np.uint8), rec, FixedBoxes([(10, 10, 40, 40)]), (1,), margin=float(margin))
+
+
+@pytest.mark.parametrize("out, json_name, words", [
+    ("o.png", "in.png", "--json {tmp}/in.png is the same file as the input"),
+    ("o.png", "o.png", "--json {tmp}/o.png is the same file as --out {tmp}/o.png"),
+    ("in.png", None, "--out {tmp}/in.png is the same file as the input"),
+])
+def test_outputs_that_would_overwrite_the_image_or_each_other_are_refused(out, json_name, words, tmp_path, capsys,
+                                                                          monkeypatch):
+    import fsrfer_edge.demo as demo
+
+    ran = []
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: ran.append(a) or ([], {"detect_ms": 0.0, "predict_ms": {}}))
+    img = _tiny_png(tmp_path / "in.png")
+    before = img.read_bytes()
+    argv = [str(img), "--out", str(tmp_path / out)] + (["--json", str(tmp_path / json_name)] if json_name else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fsrfer-demo: error: ") and words.format(tmp=tmp_path) in err
+    assert ran == [] and img.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["in.png"]

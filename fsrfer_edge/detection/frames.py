@@ -10,7 +10,7 @@ import logging
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -68,12 +68,22 @@ def resize_rgb(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(np.clip(np.rint(out), 0, 255).astype(np.uint8), 0, -1))
 
 
+#: Pillow formats whose 32-bit integer images (mode "I") hold 16-bit pixels, 0-65535: 16-bit gray PNG (before
+#: Pillow opened it as "I;16") and PGM (scaled to 65535 by Pillow whatever its maximum value).
+SIXTEEN_BIT_I_FORMATS = ("PNG", "PPM")
+
+
 def read_image(path: PathLike) -> np.ndarray:
-    """Read an image file as an HxWx3 uint8 RGB array (Pillow, or OpenCV when Pillow is missing).
+    """Read an image file as an HxWx3 uint8 RGB array (Pillow, or OpenCV when Pillow is missing), upright.
+
+    The image is turned as its EXIF Orientation tag says (a phone photo taken upright is analysed upright),
+    and 16-bit gray pixels (PNG, TIFF and PGM from scientific and industrial cameras) keep their 8 most
+    significant bits, as OpenCV reads them.
 
     Raises:
-        InputError: the file does not exist, is not a readable image, or has more than
-            :data:`~.base.MAX_FRAME_PIXELS` pixels (checked from its header, before decoding).
+        InputError: the file does not exist, is not a readable image, has more than
+            :data:`~.base.MAX_FRAME_PIXELS` pixels (checked from its header, before decoding), or holds
+            32-bit integer or floating-point pixels, whose range the file does not say.
         BackendUnavailable: neither Pillow nor OpenCV is installed.
     """
     p = Path(path)
@@ -81,10 +91,13 @@ def read_image(path: PathLike) -> np.ndarray:
         raise InputError(f"image file {p} does not exist (or is not a file); expected a readable image such as a .png or .jpg")
     pil = optional_module("PIL.Image")
     if pil is not None:
+        ops = importlib.import_module("PIL.ImageOps")
         try:
             with pil.open(p) as im:
                 check_frame_size(im.height, im.width, str(p))  # from the header, before decoding
-                return as_rgb_frame(np.asarray(im.convert("RGB")), what=str(p))
+                return as_rgb_frame(_pil_pixels(ops.exif_transpose(im), im.format, p), what=str(p))
+        except InputError:  # our own refusals (size, pixel type) are ValueErrors too: not wrapped below
+            raise
         except pil.DecompressionBombError as exc:  # Pillow refuses it before our check can run
             raise InputError(f"{p}: {exc}; the limit is {MAX_FRAME_PIXELS / 1e6:.1f} megapixels (8192x8192). "
                              "Downscale it first, or cut it into parts") from exc
@@ -95,10 +108,21 @@ def read_image(path: PathLike) -> np.ndarray:
         raise BackendUnavailable(
             f"reading {p} needs Pillow or OpenCV; install one with: pip install -e '.[crowd]'"
         )
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    img = cv2.imread(str(p), cv2.IMREAD_COLOR)  # upright (EXIF), 16-bit pixels shifted right by 8
     if img is None:
         raise InputError(f"{p} could not be read as an image by OpenCV; expected a PNG/JPEG/BMP/TIFF file")
     return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def _pil_pixels(im: Any, fmt: Optional[str], path: Path) -> np.ndarray:
+    """The pixels of a Pillow image (``fmt``: its file format) as uint8: HxWx3 RGB, or HxW for 16-bit gray."""
+    if im.mode.startswith("I;16") or (im.mode == "I" and fmt in SIXTEEN_BIT_I_FORMATS):
+        return (np.clip(np.asarray(im), 0, 65535) >> 8).astype(np.uint8)
+    if im.mode in ("I", "F"):
+        kind = "32-bit integer" if im.mode == "I" else "floating-point"
+        raise InputError(f"{path} holds {kind} pixels (Pillow mode {im.mode}), whose range the file does not say; "
+                         "expected 8-bit or 16-bit pixels. Convert it to an 8-bit PNG first")
+    return np.asarray(im.convert("RGB"))
 
 
 # The image files write_image writes, by suffix, with Pillow's format name.

@@ -1,0 +1,261 @@
+"""fsrfer-crowd's inputs and outputs: upright and 16-bit images, outputs that would overwrite the input,
+truncated videos, the annotated video's permissions, Ctrl-C, and --scale against the frame limit."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fsrfer_edge import InputError
+from fsrfer_edge.detection.frames import read_image
+
+
+def _crowd_cli() -> Any:
+    """fsrfer_edge.crowd_cli, or a skip without what a CLI run needs (the recogniser's ONNX Runtime, Pillow)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("PIL")
+    from fsrfer_edge import crowd_cli
+
+    return crowd_cli
+
+
+def _write_png(path: Path, frame: np.ndarray) -> Path:
+    from fsrfer_edge.detection.frames import write_image
+
+    pytest.importorskip("PIL")
+    return write_image(path, frame)
+
+
+def _write_video(path: Path, frames: list[np.ndarray]) -> Path:
+    cv2 = pytest.importorskip("cv2")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (frames[0].shape[1], frames[0].shape[0]))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV build cannot write MJPG .avi files")
+    for f in frames:
+        writer.write(np.ascontiguousarray(f[:, :, ::-1]))
+    writer.release()
+    return path
+
+
+def _noise(n: int, size: int = 64, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def _count_frames(path: Path) -> int:
+    cv2 = pytest.importorskip("cv2")
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+# --------------------------------------------------------------------------------------------
+# Reading images
+# --------------------------------------------------------------------------------------------
+def test_images_are_turned_upright_as_their_exif_orientation_says(tmp_path: Path) -> None:
+    """A phone photo held upright is stored sideways with Orientation 6 (turn 90 degrees clockwise to view)."""
+    pil = pytest.importorskip("PIL.Image")
+    stored = np.zeros((20, 30, 3), np.uint8)
+    stored[:5, :5] = 255  # a mark at the stored top-left: top-right once upright
+    exif = pil.Exif()
+    exif[0x0112] = 6
+    pil.fromarray(stored).save(tmp_path / "phone.png", exif=exif)
+    pil.fromarray(stored).save(tmp_path / "plain.png")
+    upright = read_image(tmp_path / "phone.png")
+    assert upright.shape == (30, 20, 3)
+    np.testing.assert_array_equal(upright, np.rot90(stored, -1))
+    np.testing.assert_array_equal(read_image(tmp_path / "plain.png"), stored)
+
+
+def test_16_bit_gray_images_keep_their_range(tmp_path: Path) -> None:
+    """16-bit PNG, TIFF and PGM keep their top 8 bits (as OpenCV reads them), not saturate at 255."""
+    pil = pytest.importorskip("PIL.Image")
+    gray = np.arange(0, 65536, 16, dtype=np.uint16).reshape(64, 64)
+    expected = np.repeat((gray >> 8).astype(np.uint8)[:, :, None], 3, axis=2)
+    for name, fmt in (("g.png", "PNG"), ("g.tif", "TIFF"), ("g.pgm", "PPM")):  # I;16, I;16, I (PGM)
+        pil.fromarray(gray).save(tmp_path / name, format=fmt)
+        np.testing.assert_array_equal(read_image(tmp_path / name), expected, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype, words", [(np.float32, "floating-point pixels (Pillow mode F)"),
+                                          (np.int32, "32-bit integer pixels (Pillow mode I)")])
+def test_images_whose_pixel_range_is_unknown_are_refused(dtype: Any, words: str, tmp_path: Path) -> None:
+    pil = pytest.importorskip("PIL.Image")
+    pil.fromarray(np.full((16, 16), 1000, dtype)).save(tmp_path / "x.tif")
+    with pytest.raises(InputError, match=r"x\.tif holds " + words.replace("(", r"\(").replace(")", r"\)")):
+        read_image(tmp_path / "x.tif")
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("out, json_name, words", [
+    ("o.png", "in.png", "--json {tmp}/in.png is the same file as the input"),
+    ("o.png", "sub/../in.png", "--json {tmp}/sub/../in.png is the same file as the input"),
+    ("o.png", "o.png", "--json {tmp}/o.png is the same file as --out {tmp}/o.png"),
+    ("in.png", None, "--out {tmp}/in.png is the same file as the input"),
+])
+def test_outputs_that_would_overwrite_the_input_or_each_other_are_refused(
+        out: str, json_name: str, words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    crowd_cli = _crowd_cli()
+    src = _write_png(tmp_path / "in.png", np.full((32, 32, 3), 90, np.uint8))
+    (tmp_path / "sub").mkdir()
+    before = src.read_bytes()
+    argv = [str(src), "--out", str(tmp_path / out)] + (["--json", str(tmp_path / json_name)] if json_name else [])
+    assert crowd_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fsrfer-crowd: error: ") and words.format(tmp=tmp_path) in err and len(err.splitlines()) == 1
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "sub"]
+
+
+def test_the_annotated_video_gets_ordinary_permissions(tmp_path: Path) -> None:
+    """0666 minus the umask, as every other file the SDK writes; not mkstemp's 0600."""
+    crowd_cli = _crowd_cli()
+    pytest.importorskip("cv2")
+    old = os.umask(0o027)
+    try:
+        writer = crowd_cli.AtomicVideoWriter(tmp_path / "o.avi", 5.0)
+        for frame in _noise(2):
+            writer.write(frame)
+        writer.commit()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "o.avi").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_truncated_video_is_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    crowd_cli = _crowd_cli()
+    full = _write_video(tmp_path / "full.avi", _noise(30))
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(full.read_bytes()[:len(full.read_bytes()) // 2])  # an interrupted copy
+    docs = {}
+    for name, extra in (("full", []), ("cut", []), ("cut5", ["--max-frames", "5"])):
+        caplog.clear()
+        src = full if name == "full" else cut
+        assert crowd_cli.main([str(src), "--out", str(tmp_path / f"o_{name}.avi"),
+                               "--json", str(tmp_path / f"{name}.json")] + extra) == 0
+        docs[name] = json.loads((tmp_path / f"{name}.json").read_text())
+        warned = [r.getMessage() for r in caplog.records if "header announces" in r.getMessage()]
+        assert bool(warned) == (name == "cut"), (name, warned)
+    assert (docs["full"]["n_frames"], docs["full"]["frames_in_header"], docs["full"]["truncated"]) == (30, 30, False)
+    assert docs["cut"]["frames_in_header"] == 30 and docs["cut"]["truncated"] is True
+    assert 1 <= docs["cut"]["n_frames"] < 27
+    assert (docs["cut5"]["n_frames"], docs["cut5"]["truncated"]) == (5, False)  # --max-frames stopped it
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C
+# --------------------------------------------------------------------------------------------
+class _Capture:
+    """cv2.VideoCapture that sends this process SIGINT (Ctrl-C) at read number ``interrupt_at``: a camera
+    (an index: endless frames) or a video file (a path: read by OpenCV)."""
+
+    real: Any = None
+    interrupt_at = 4
+    reads = 0
+
+    def __init__(self, source: Any, *args: Any) -> None:
+        self.file = None if isinstance(source, int) else self.real(source, *args)
+        self.frame = _noise(1, 48)[0]
+
+    def isOpened(self) -> bool:
+        return True if self.file is None else self.file.isOpened()
+
+    def read(self) -> tuple[bool, Any]:
+        type(self).reads += 1
+        if type(self).reads == self.interrupt_at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return (True, self.frame.copy()) if self.file is None else self.file.read()
+
+    def get(self, prop: int) -> float:
+        return 10.0 if self.file is None else self.file.get(prop)
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.release()
+
+
+def _run_interrupted(crowd_cli: Any, argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(signal, "SIGINT") or not hasattr(os, "kill"):
+        pytest.skip("needs POSIX signals")
+    monkeypatch.setattr(_Capture, "real", cv2.VideoCapture)
+    monkeypatch.setattr(_Capture, "reads", 0)
+    monkeypatch.setattr(cv2, "VideoCapture", _Capture)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        rc = crowd_cli.main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped fsrfer-crowd (a traceback for the user)")
+    finally:
+        monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is handler
+    return rc
+
+
+def test_ctrl_c_ends_a_camera_recording_and_keeps_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    crowd_cli = _crowd_cli()
+    out, js = tmp_path / "cam.avi", tmp_path / "cam.json"
+    assert _run_interrupted(crowd_cli, ["0", "--out", str(out), "--json", str(js)], monkeypatch) == 130
+    err = capsys.readouterr().err
+    assert "fsrfer-crowd: interrupted (Ctrl-C); kept the 4 frames recorded so far" in err
+    doc = json.loads(js.read_text())
+    assert doc["interrupted"] is True and doc["n_frames"] == 4 == _count_frames(out)  # the frame in hand too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.avi", "cam.json"]
+
+
+def test_ctrl_c_on_a_video_file_discards_the_partial_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    crowd_cli = _crowd_cli()
+    video = _write_video(tmp_path / "in.avi", _noise(8))
+    argv = [str(video), "--out", str(tmp_path / "o.avi"), "--json", str(tmp_path / "o.json")]
+    assert _run_interrupted(crowd_cli, argv, monkeypatch) == 130
+    err = capsys.readouterr().err
+    assert err == "fsrfer-crowd: interrupted (Ctrl-C); the partial output was discarded\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["in.avi"]  # no video, JSON or temporary file
+
+
+# --------------------------------------------------------------------------------------------
+# --scale and --margin
+# --------------------------------------------------------------------------------------------
+def _refuse_detection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsrfer_edge.crowd import CrowdAnalyzer
+
+    def detect(self: Any, rgb: np.ndarray) -> Any:
+        raise AssertionError("detection ran before --scale was checked")
+
+    monkeypatch.setattr(CrowdAnalyzer, "_detect", detect)
+
+
+def test_a_scale_beyond_the_frame_limit_is_refused_before_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    crowd_cli = _crowd_cli()
+    _refuse_detection(monkeypatch)
+    big = _write_png(tmp_path / "big.png", np.zeros((2100, 2100, 3), np.uint8))  # x4: 8400x8400 > 8192x8192
+    assert crowd_cli.main([str(big), "--out", str(tmp_path / "o.png"), "--scale", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--scale 4: the annotated output of this 2100x2100 input would be 8400x8400 pixels" in err
+    assert "expected --scale 3 or less" in err
+    pytest.importorskip("cv2")
+    video = _write_video(tmp_path / "in.avi", _noise(1, 600))  # x16: 9600x9600
+    assert crowd_cli.main([str(video), "--out", str(tmp_path / "o.avi"), "--scale", "16"]) == 2
+    assert "expected --scale 13 or less" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png", "in.avi"]
+
+
+@pytest.mark.parametrize("margin", ["nan", "-5", "2.5"])
+def test_crowd_margin_out_of_range_names_the_option(margin: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    crowd_cli = _crowd_cli()
+    src = _write_png(tmp_path / "in.png", np.zeros((16, 16, 3), np.uint8))
+    assert crowd_cli.main([str(src), "--out", str(tmp_path / "o.png"), "--margin", margin]) == 2
+    assert f"--margin={float(margin)!r}; expected a number in [-0.4, 2.0]" in capsys.readouterr().err
