@@ -427,6 +427,141 @@ def any_linear_enlarging(pixels: np.ndarray) -> bool:
     return False
 
 
+
+# --------------------------------------------------------------------------------------------
+# Crops that are JPEG images (docs/experiments.md, "JPEG-compressed small crops")
+# --------------------------------------------------------------------------------------------
+#: The JPEG standard's luminance quantisation table (Annex K), which libjpeg scales by quality.
+_JPEG_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.float64).reshape(8, 8)
+#: The qualities :func:`jpeg_quality` tests, coarsest table first.
+JPEG_QUALITIES = tuple(range(20, 95, 5))
+#: Only quantisation steps of at least this many grey levels are tested (finer ones fit any crop too often).
+JPEG_MIN_STEP = 6.0
+#: A coefficient is on the grid when within this of a multiple of its step (the decoder's rounding moves it).
+JPEG_TOLERANCE = 1.5
+#: The share of tested coefficients (and of blocks' DC coefficients) that must be on the grid.
+JPEG_ON_GRID = 0.9
+#: The fewest coefficients a crop must offer the test (besides the DC ones).
+JPEG_MIN_COEFFS = 4
+#: Default blur, in crop pixels, of a crop that is a JPEG image (:class:`Corrections`' ``soften_jpeg``; 0: off).
+SOFTEN_JPEG_SIGMA = 0.0
+
+
+@functools.lru_cache(maxsize=1)
+def _jpeg_tables() -> np.ndarray:
+    """(Q, 8, 8) quantisation tables of :data:`JPEG_QUALITIES`, as libjpeg's ``jpeg_quality_scaling`` makes them."""
+    tables = []
+    for q in JPEG_QUALITIES:
+        scale = 5000.0 / q if q < 50 else 200.0 - 2.0 * q
+        tables.append(np.clip(np.floor((_JPEG_LUMA * scale + 50.0) / 100.0), 1.0, 255.0))
+    out = np.stack(tables)
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _dct8() -> np.ndarray:
+    """The orthonormal 8-point DCT-II matrix (JPEG's forward DCT is its 2-D form)."""
+    k = np.arange(8)
+    d = np.sqrt(2.0 / 8.0) * np.cos((2 * k[None, :] + 1) * k[:, None] * np.pi / 16.0)
+    d[0] /= np.sqrt(2.0)
+    d.setflags(write=False)
+    return d
+
+
+def _on_grid(values: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    return np.abs(values - np.rint(values / steps) * steps) <= JPEG_TOLERANCE
+
+
+def _jpeg_blocks(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The whole 8x8 blocks of (N, H, W) crops from their top-left corner, level-shifted as JPEG codes them:
+    (N, B, 8, 8), and which of them no pixel at 0 or 255 touches (N, B) (the decoder clipped those, so their
+    coefficients left the grid)."""
+    n, h, w = crops.shape
+    bh, bw = h // 8, w // 8
+    blocks = crops[:, :bh * 8, :bw * 8].astype(np.float64).reshape(n, bh, 8, bw, 8).transpose(0, 1, 3, 2, 4)
+    blocks = blocks.reshape(n, bh * bw, 8, 8)
+    unclipped = ((blocks > 0) & (blocks < 255)).all(axis=(2, 3))
+    return blocks - 128.0, unclipped
+
+
+def _dc_qualities(blocks: np.ndarray, unclipped: np.ndarray) -> np.ndarray:
+    """(N, Q): for each crop, the qualities at whose DC step at least :data:`JPEG_ON_GRID` of its unclipped
+    blocks' DC coefficients (8 times the block's mean) lie on the grid (none without an unclipped block)."""
+    dc = blocks.sum(axis=(2, 3)) / 8.0  # (N, B)
+    steps = _jpeg_tables()[:, 0, 0]
+    on = _on_grid(dc[:, None, :], steps[None, :, None]) & unclipped[:, None, :]  # (N, Q, B)
+    count = unclipped.sum(axis=1)[:, None]
+    return (count > 0) & (steps[None] >= JPEG_MIN_STEP) & (on.sum(axis=2) >= JPEG_ON_GRID * count)
+
+
+def jpeg_quality(img: np.ndarray) -> "int | None":
+    """The JPEG quality whose quantisation grid a gray crop (HxW, pixel values as given to the model) sits on, or
+    None: a crop that is itself a decoded JPEG image (a face snapshot saved as JPEG) carries the codec's 8x8 grid
+    from its top-left corner, and each whole block's DCT coefficients lie near multiples of the steps of the
+    table it was coded with.
+
+    Tested against the standard luminance table scaled to each of :data:`JPEG_QUALITIES` (libjpeg's scaling, as
+    Pillow and OpenCV write JPEG), coarsest first, on the crop's pixels rounded to whole grey levels, leaving out
+    blocks with a pixel at 0 or 255: at least :data:`JPEG_ON_GRID` of the blocks' DC coefficients on the DC step's
+    grid, and at least :data:`JPEG_MIN_COEFFS` coefficients of step :data:`JPEG_MIN_STEP` or more and at least half
+    their step in size, :data:`JPEG_ON_GRID` of them on the grid. A crop under 8 pixels on a side has no whole
+    block. Not found: a crop cut from a larger JPEG image at an offset that is not a multiple of 8, one resized
+    after decoding, and quality above about 85 (its low-frequency steps are under the minimum). Settings fixed
+    on FER+ train faces, where no clean crop was marked (docs/experiments.md, "JPEG-compressed small crops").
+    """
+    img = np.asarray(img)
+    if img.ndim != 2 or min(img.shape) < 8:
+        return None
+    blocks, unclipped = _jpeg_blocks(np.rint(img)[None])
+    candidates = np.flatnonzero(_dc_qualities(blocks, unclipped)[0])
+    if candidates.size == 0:
+        return None
+    d = _dct8()
+    with _blas_flags_ignored():
+        coeffs = (d @ blocks[0][unclipped[0]] @ d.T)[None]  # (1, B', 8, 8)
+    steps = _jpeg_tables()[candidates][:, None]  # (Q', 1, 8, 8)
+    tested = (np.abs(coeffs) >= steps / 2) & (steps >= JPEG_MIN_STEP)
+    tested[..., 0, 0] = False  # the DC coefficients passed above
+    n = tested.sum(axis=(1, 2, 3))
+    on = (_on_grid(coeffs, steps) & tested).sum(axis=(1, 2, 3))
+    good = (n >= JPEG_MIN_COEFFS) & (on >= JPEG_ON_GRID * n)
+    return JPEG_QUALITIES[int(candidates[np.argmax(good)])] if good.any() else None
+
+
+def any_jpeg_image(pixels: np.ndarray) -> bool:
+    """Whether a crop of an (N, 1, S, S) batch is one :func:`jpeg_quality` marks. Its DC test runs on the whole
+    batch at once; only crops that pass it take the full test, one by one."""
+    crops = pixels[:, 0]
+    if min(crops.shape[1:]) < 8:
+        return False
+    blocks, unclipped = _jpeg_blocks(crops)
+    return any(jpeg_quality(crops[i]) is not None for i in np.flatnonzero(_dc_qualities(blocks, unclipped).any(axis=1)))
+
+
+@functools.lru_cache(maxsize=64)
+def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:
+    """(n, n) matrix of a Gaussian blur of ``sigma`` along one axis of n pixels, edges repeated."""
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    m = np.zeros((n, n), dtype=np.float32)
+    for i in range(n):
+        np.add.at(m[i], np.clip(np.arange(i - radius, i + radius + 1), 0, n - 1), taps)
+    m.setflags(write=False)
+    return m
+
+
+def soften(img: np.ndarray, sigma: float) -> np.ndarray:
+    """``img`` (..., H, W) blurred by a Gaussian of ``sigma`` pixels along its last two axes (edges repeated),
+    float32: what the SDK does to a crop that is a JPEG image (:class:`Corrections`' ``soften_jpeg``)."""
+    h, w = img.shape[-2:]
+    with _blas_flags_ignored():
+        return (_gaussian_matrix(h, float(sigma)) @ img.astype(np.float32) @ _gaussian_matrix(w, float(sigma)).T)
+
 def _default_floor() -> float:
     return CONTRAST_FLOOR
 
@@ -443,6 +578,9 @@ class Corrections:
         contrast_floor: raise a gray face whose pixels' standard deviation at the input size is below this many
             grey levels up to it (:func:`raise_contrast`); 0 turns it off. Default :data:`CONTRAST_FLOOR` (read
             when the object is made).
+        soften_jpeg: blur a gray crop of at most the input size that is itself a JPEG image (:func:`jpeg_quality`)
+            by a Gaussian of this many crop pixels before resizing (:func:`soften`); 0 turns it off. Default
+            :data:`SOFTEN_JPEG_SIGMA` (read when the object is made).
 
     ``Corrections.none()`` turns every step off: each crop is only resized, as the model's metadata says (for
     crops already prepared exactly as in training, or to measure what the steps do).
@@ -451,6 +589,7 @@ class Corrections:
     undo_pixel_repetition: bool = True
     undo_linear_enlarging: bool = True
     contrast_floor: float = dataclasses.field(default_factory=_default_floor)
+    soften_jpeg: float = dataclasses.field(default_factory=lambda: SOFTEN_JPEG_SIGMA)
 
     def __post_init__(self) -> None:
         for name in ("undo_pixel_repetition", "undo_linear_enlarging"):
@@ -461,13 +600,18 @@ class Corrections:
             raise InputError(f"Corrections(contrast_floor={floor!r}); expected grey levels in [0, 127.5] "
                              f"(0: off; default {CONTRAST_FLOOR})")
         object.__setattr__(self, "contrast_floor", float(floor))
+        sigma = self.soften_jpeg
+        if isinstance(sigma, (bool, np.bool_)) or not _finite_number(sigma) or not 0 <= sigma <= 3:
+            raise InputError(f"Corrections(soften_jpeg={sigma!r}); expected a blur in crop pixels in [0, 3] "
+                             f"(0: off; default {SOFTEN_JPEG_SIGMA})")
+        object.__setattr__(self, "soften_jpeg", float(sigma))
         for name in ("undo_pixel_repetition", "undo_linear_enlarging"):
             object.__setattr__(self, name, bool(getattr(self, name)))
 
     @classmethod
     def none(cls) -> "Corrections":
         """Every step off."""
-        return cls(undo_pixel_repetition=False, undo_linear_enlarging=False, contrast_floor=0.0)
+        return cls(undo_pixel_repetition=False, undo_linear_enlarging=False, contrast_floor=0.0, soften_jpeg=0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -603,7 +747,8 @@ class Preprocessing:
         NxHxW[x3] array, under the pixel contract of :func:`check_pixels` (uint8, or float in [0, 255]).
         A crop that is not square is centred in a square (:func:`resize_square`). With the default
         ``corrections`` (:class:`Corrections`), a crop enlarged by repeating pixels is first reduced
-        (:func:`undo_pixel_repetition`), as is one enlarged bilinearly (:func:`undo_linear_enlarging`), and a face
+        (:func:`undo_pixel_repetition`), as is one enlarged bilinearly (:func:`undo_linear_enlarging`), a crop that
+        is a JPEG image is softened where ``soften_jpeg`` is on (:func:`jpeg_quality`, :func:`soften`), and a face
         of low contrast is raised to the floor after resizing (:func:`raise_contrast`, gray models only;
         ``raise_low_contrast=False``: not raised whatever ``corrections`` says, as the trainer loads image files:
         training faces are kept as they are).
@@ -625,6 +770,9 @@ class Preprocessing:
                 img = undo_pixel_repetition(img)
             if fix.undo_linear_enlarging:
                 img = undo_linear_enlarging(img)
+            if (fix.soften_jpeg > 0 and self.channels == 1 and max(img.shape[-2:]) <= s
+                    and jpeg_quality(img[0]) is not None):
+                img = soften(img, fix.soften_jpeg)
             out[i] = resize_square(img, s, self.resize_kernel)
         np.clip(out, 0.0, 255.0, out=out)
         if raise_low_contrast and self.channels == 1 and fix.contrast_floor > 0:

@@ -25,8 +25,8 @@ from .backends import BACKENDS, Backend, BackendClosedError
 from .errors import InputError, ModelError
 from .fileio import file_problem
 from .metadata import ModelInfo
-from .preprocessing import (Corrections, FaceInput, Preprocessing, any_linear_enlarging, any_low_contrast,
-                            any_pixel_repetition, as_corrections, raise_contrast, softmax, unmasked)
+from .preprocessing import (Corrections, FaceInput, Preprocessing, any_jpeg_image, any_linear_enlarging,
+                            any_low_contrast, any_pixel_repetition, as_corrections, raise_contrast, softmax, unmasked)
 
 logger = logging.getLogger(__name__)
 
@@ -217,9 +217,11 @@ class Recognizer:
     def __reduce_ex__(self, protocol: Any) -> Any:
         # pickle, copy.copy and copy.deepcopy all come here. A copy would share (or fail to carry) the open
         # session, and closing one would close both: say what to do instead.
+        what = ("its model path (.model_path)" if hasattr(self, "model_path")
+                else "its server's address and model name (.url, .model_name)")
         raise TypeError(f"a {type(self).__name__} holds an open inference session and cannot be pickled or copied; "
-                        "pass its model path (.model_path) and settings to the other process or thread and create "
-                        "one there (one Recognizer may also be shared by threads)")
+                        f"pass {what} and settings to the other process or thread and create one there (one "
+                        f"{type(self).__name__} may also be shared by threads)")
 
     # -- description ------------------------------------------------------------------------
     @property
@@ -365,7 +367,8 @@ def fast_pixels(faces: FaceInput, pre: Preprocessing,
 
     Such faces need no resampling (the resize would be the identity). None for anything else, and for a batch with a
     crop an app may have enlarged by repeating pixels (:func:`~fsrfer_edge.preprocessing.any_pixel_repetition`)
-    or bilinearly (:func:`~fsrfer_edge.preprocessing.any_linear_enlarging`), or a face of low contrast
+    or bilinearly (:func:`~fsrfer_edge.preprocessing.any_linear_enlarging`), a JPEG image
+    (:func:`~fsrfer_edge.preprocessing.any_jpeg_image`), or a face of low contrast
     (:func:`~fsrfer_edge.preprocessing.any_low_contrast`), each only where ``corrections`` (None: the defaults)
     has that step on. (``Recognizer`` raises a dim face at the input size itself, with the bits
     :meth:`Preprocessing.to_pixels` would give it.)
@@ -385,9 +388,11 @@ def fast_pixels(faces: FaceInput, pre: Preprocessing,
 
 
 def _to_reduce(pixels: np.ndarray, fix: Corrections) -> bool:
-    """Whether a crop of an (N, C, S, S) batch is one the corrections ``fix`` reduce to a smaller source."""
+    """Whether a crop of an (N, C, S, S) batch is one the corrections ``fix`` change before resizing: reduce to a
+    smaller source, or soften as a JPEG image."""
     return ((fix.undo_pixel_repetition and any_pixel_repetition(pixels))
-            or (fix.undo_linear_enlarging and any_linear_enlarging(pixels)))
+            or (fix.undo_linear_enlarging and any_linear_enlarging(pixels))
+            or (fix.soften_jpeg > 0 and any_jpeg_image(pixels)))
 
 
 def _input_size_pixels(faces: FaceInput, pre: Preprocessing) -> Optional[np.ndarray]:

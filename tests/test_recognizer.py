@@ -25,6 +25,7 @@ from fsrfer_edge import (
     Prediction,
     Recognizer,
 )
+from fsrfer_edge import preprocessing
 from fsrfer_edge import recognizer as recognizer_mod
 
 try:  # tests/ as a package or as a plain directory on sys.path
@@ -500,6 +501,8 @@ def test_corrections_are_checked_and_shown(models: dict[str, Path]) -> None:
                       ({"contrast_floor": float("nan")}, "expected grey levels"),
                       ({"contrast_floor": True}, "expected grey levels"),
                       ({"undo_linear_enlarging": "yes"}, "expected True or False"),
+                      ({"soften_jpeg": -0.5}, "expected a blur in crop pixels in [0, 3]"),
+                      ({"soften_jpeg": float("inf")}, "expected a blur in crop pixels"),
                       ({1: 0, "floor": 0}, "unknown corrections ['1', 'floor']")):
         with pytest.raises(InputError, match=re.escape(says)):
             Recognizer(models["float"], threads=1, corrections=bad)
@@ -509,7 +512,7 @@ def test_corrections_are_checked_and_shown(models: dict[str, Path]) -> None:
     with Recognizer(models["float"], threads=1) as r:
         assert r.corrections == Corrections() and "corrections" not in repr(r)
     assert Corrections.none().to_dict() == {"undo_pixel_repetition": False, "undo_linear_enlarging": False,
-                                            "contrast_floor": 0.0}
+                                            "contrast_floor": 0.0, "soften_jpeg": 0.0}
     dim = (100 + np.random.default_rng(2).integers(0, 20, (48, 48))).astype(np.uint8)
     pre = Preprocessing()
     np.testing.assert_array_equal(pre.to_pixels(dim, corrections={"contrast_floor": 0})[0, 0], dim)
@@ -1012,3 +1015,78 @@ def test_a_recognizer_refuses_pickling_and_copying_with_what_to_do() -> None:
             with pytest.raises(TypeError, match=r"cannot be pickled or copied; pass its model path \(.model_path\)"):
                 attempt(rec)
         assert len(rec.predict(np.zeros((12, 12), np.uint8))) == 1  # still open
+    from fsrfer_edge.serving.client import RemoteRecognizer
+
+    remote = object.__new__(RemoteRecognizer)  # what it says needs no server: it has no model path to name
+    with pytest.raises(TypeError, match=r"a RemoteRecognizer .* pass its server's address and model name \(.url, "
+                                        r".model_name\)"):
+        pickle.dumps(remote)
+
+
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    import io
+
+    pil = pytest.importorskip("PIL.Image")
+    buf = io.BytesIO()
+    pil.fromarray(img, mode="L").save(buf, "JPEG", quality=quality)
+    buf.seek(0)
+    with pil.open(buf) as im:
+        return np.asarray(im)
+
+
+def _smooth_faces(n: int, side: int, seed: int) -> np.ndarray:
+    """Smooth gray images with a face's range of grey levels, none at 0 or 255 (uint8)."""
+    coarse = np.random.default_rng(seed).uniform(30, 225, size=(n, 5, 5)).astype(np.float32)
+    return np.clip(np.rint(preprocessing.resize(coarse, (side, side))), 1, 254).astype(np.uint8)
+
+
+@pytest.mark.parametrize("side", [8, 16, 24, 48])
+def test_a_crop_that_is_a_jpeg_image_is_found_with_its_quality(side: int) -> None:
+    faces = _smooth_faces(6, side, seed=side)
+    for quality in (30, 50, 75):
+        found = [preprocessing.jpeg_quality(_jpeg(f, quality)) for f in faces]
+        assert sum(q == quality for q in found) >= 4, (quality, found)  # a flat block offers too few coefficients
+    assert all(preprocessing.jpeg_quality(f) is None for f in faces)  # the same crops, never compressed
+    jpeg = _jpeg(faces[0], 50)
+    assert preprocessing.jpeg_quality(jpeg.astype(np.float32)) == preprocessing.jpeg_quality(jpeg)
+    assert preprocessing.jpeg_quality(jpeg[1:, 1:]) is None  # the grid is no longer at the corner
+    assert preprocessing.jpeg_quality(jpeg[:7]) is None  # no whole block
+    assert preprocessing.jpeg_quality(np.full((16, 16), 255, np.uint8)) is None  # every block clipped
+
+
+def test_soften_blurs_and_keeps_flat_crops_flat() -> None:
+    flat = np.full((1, 12, 20), 77.0, np.float32)
+    np.testing.assert_allclose(preprocessing.soften(flat, 0.6), flat, rtol=0, atol=1e-4)
+    dot = np.zeros((9, 9), np.float32)
+    dot[4, 4] = 100.0
+    out = preprocessing.soften(dot, 0.5)
+    assert out[4, 4] < 100.0 and out[3, 4] == pytest.approx(out[4, 3]) and out[3, 4] > 0
+    assert out.sum() == pytest.approx(100.0, rel=1e-5)
+
+
+def test_jpeg_crops_are_softened_on_both_paths_and_only_they(rec: Recognizer) -> None:
+    """With soften_jpeg on, a crop that is a JPEG image is blurred before resizing, a clean one is left as it is,
+    and input-size uint8 batches (the fast path) get exactly what to_pixels gives them."""
+    from fsrfer_edge import Corrections, Preprocessing
+
+    pre = Preprocessing()
+    on, off = Corrections(soften_jpeg=0.5), Corrections(soften_jpeg=0.0)
+    for side in (16, 48):
+        clean = _smooth_faces(3, side, seed=40 + side)
+        jpeg = np.stack([_jpeg(f, 50) for f in clean])
+        assert all(preprocessing.jpeg_quality(f) == 50 for f in jpeg)
+        np.testing.assert_array_equal(pre.to_pixels(list(clean), corrections=on), pre.to_pixels(list(clean), corrections=off))
+        softened = pre.to_pixels(list(jpeg), corrections=on)
+        expected = pre.to_pixels([preprocessing.soften(f.astype(np.float32), 0.5) for f in jpeg], corrections=off)
+        np.testing.assert_array_equal(softened, expected)
+        assert not np.array_equal(softened, pre.to_pixels(list(jpeg), corrections=off))
+    batch = np.concatenate([_smooth_faces(3, 48, seed=7), jpeg[:1]])  # one JPEG crop sends the batch to to_pixels
+    assert recognizer_mod.fast_pixels(batch, pre, on) is None and recognizer_mod.fast_pixels(batch, pre, off) is not None
+    assert recognizer_mod.fast_pixels(batch[:3], pre, on) is not None
+    with Recognizer(rec.model_path, threads=1, corrections=on) as r:
+        np.testing.assert_array_equal(r.prepare(batch), pre.prepare(batch, corrections=on))
+        np.testing.assert_array_equal(r.prepare(batch[:3]), pre.prepare(batch[:3], corrections=on))
+    # An RGB model's crops are not tested (the rule was measured on gray models).
+    rgb = Preprocessing(channels=3)
+    colour = np.repeat(jpeg[0][..., None], 3, axis=-1)
+    np.testing.assert_array_equal(rgb.to_pixels(colour, corrections=on), rgb.to_pixels(colour, corrections=off))
