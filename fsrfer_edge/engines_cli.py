@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -66,12 +67,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.dry_run and not args.prune:
         p.error("--dry-run only applies with --prune")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Engines of any other version are pruned: a typo or a short 10.3 would remove every engine of the folder.
+    if args.tensorrt_version is not None and not re.fullmatch(r"\d+(\.\d+){2,}", args.tensorrt_version.strip()):
+        p.error(f"--tensorrt-version {args.tensorrt_version!r}; expected TensorRT's full version, major.minor.patch "
+                "at least, as python3 -c 'import tensorrt; print(tensorrt.__version__)' prints it, e.g. 10.3.0.26")
     folder = args.dir if args.dir is not None else engine_cache.default_cache_dir()
+    if args.dir is not None and not folder.exists():  # the default cache is made on first use
+        p.error(f"--dir {folder} does not exist; expected a folder of engines (the cache, or the --out-dir of "
+                "fsrfer-export --engine)")
     if folder.exists() and not folder.is_dir():
         print(f"fsrfer-engines: error: {folder} is not a folder; expected an engine cache folder", file=sys.stderr)
         return 2
-    if args.tensorrt_version is not None and not args.tensorrt_version.strip():
-        p.error("--tensorrt-version is empty; expected a version such as 10.3.0.26")
     version = args.tensorrt_version.strip() if args.tensorrt_version is not None else installed_tensorrt_version()
     try:
         engines = engine_cache.list_engines(folder, version, args.missing_sources)

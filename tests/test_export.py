@@ -240,15 +240,24 @@ def test_int8_zero_points_match_scheme(variants: Path) -> None:
         quantize.check_zero_points(load_onnx(variants / "tiny.int8-u8s8.onnx"), "s8s8", "u8s8 file")
 
 
-def test_int8_gate_refuses_and_force_overrides(work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_int8_gate_refuses_and_force_overrides(work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    measured = check.accuracy_table
+
+    def int8_loses_points(*args: object, **kwargs: object) -> dict:  # the tiny model loses none
+        table = measured(*args, **kwargs)
+        return {k: {f: v - 5 if k.startswith("int8") else v for f, v in row.items()} for k, row in table.items()}
+
+    monkeypatch.setattr(check, "accuracy_table", int8_loses_points)
     out = tmp_path / "out"
     out.mkdir()
     args = [str(work / "tiny.pt"), "--out-dir", str(out), "--int8", "--int8-target", "cpu", "--calib",
             str(work / "faces.npz"), "--calib-size", "16", "--calib-method", "minmax", "--eval-data",
-            str(work / "faces.npz"), "--max-int8-drop", "-1", "-q"]
+            str(work / "faces.npz"), "--max-int8-drop", "1", "-q"]
     assert cli.main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("fsrfer-export: error: INT8 accuracy drop exceeds --max-int8-drop -1.0") and "Traceback" not in err
+    assert err.startswith("fsrfer-export: error: INT8 accuracy drop exceeds --max-int8-drop 1.0") and "Traceback" not in err
+    assert "(-5.00 points)" in err
     assert list(out.iterdir()) == []  # nothing half-written, no staging folder left
     assert cli.main(args + ["--force"]) == 0
     report = json.loads((out / "tiny.report.json").read_text())

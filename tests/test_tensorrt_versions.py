@@ -712,19 +712,39 @@ def test_a_model_behind_a_switched_symlink_leaves_no_engine_behind(variants: Pat
     assert not v1.exists() and sorted(cache.glob("*.engine")) == [v2]
 
 
-def test_fsrfer_engines_refuses_what_it_cannot_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_fsrfer_engines_refuses_what_it_cannot_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     from fsrfer_edge import engines_cli
+    from fsrfer_edge.metadata import ModelInfo
 
     with pytest.raises(SystemExit) as exit_:
         engines_cli.main(["--dry-run", "--dir", str(tmp_path)])
     assert exit_.value.code == 2 and "--dry-run only applies with --prune" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_:
-        engines_cli.main(["--tensorrt-version", " ", "--dir", str(tmp_path)])
-    assert exit_.value.code == 2 and "--tensorrt-version is empty" in capsys.readouterr().err
+    # Any other version's engines are pruned: "banana" or a short "10.3" removed every engine of the folder.
+    key = engine_cache.EngineKey("10.3.0.26", "8.7", "fp16", 1, 32, 128, GPU_KEY)
+    built = tmp_path / key.filename("face", "0" * 64)
+    built.write_bytes(b"plan")
+    engine_cache.write_sidecar(built, key, "0" * 64, ModelInfo())
+    old = time.time() - 2 * engine_cache.UNFINISHED_GRACE_S
+    for p in (built, engine_cache.sidecar_path(built)):
+        os.utime(p, (old, old))
+    for version in (" ", "banana", "10.3", "10.3.x"):
+        with pytest.raises(SystemExit) as exit_:
+            engines_cli.main(["--prune", "--tensorrt-version", version, "--dir", str(tmp_path)])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and f"--tensorrt-version {version!r}; expected TensorRT's full version" in err
+    assert built.exists()
+    assert engines_cli.main(["--prune", "--tensorrt-version", "10.3.0.26", "--dir", str(tmp_path)]) == 0
+    assert built.exists() and "removed 0 stale" in capsys.readouterr().out
     (tmp_path / "file").write_text("x")
     assert engines_cli.main(["--dir", str(tmp_path / "file")]) == 2
     assert "is not a folder" in capsys.readouterr().err
-    assert engines_cli.main(["--dir", str(tmp_path / "nothing-yet"), "--prune"]) == 0
+    # A mistyped --dir said "0 engine file(s)"; the default cache folder is made on first use, so may be missing.
+    with pytest.raises(SystemExit) as exit_:
+        engines_cli.main(["--dir", str(tmp_path / "nothing-yet"), "--prune"])
+    assert exit_.value.code == 2 and "--dir " + str(tmp_path / "nothing-yet") + " does not exist" in capsys.readouterr().err
+    monkeypatch.setenv("FSRFER_ENGINE_DIR", str(tmp_path / "nothing-yet"))
+    assert engines_cli.main(["--prune"]) == 0
     assert "0 engine file(s)" in capsys.readouterr().out
 
 

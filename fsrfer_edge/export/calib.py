@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import DataError, InputError, require
 from ..ferplus import NPZ_READ_ERRORS
 from ..metadata import ModelInfo
+from ..preprocessing import CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +97,7 @@ def load_faces(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
         rows = _split_rows(data, p, split, len(images))
     except NPZ_READ_ERRORS as exc:
         raise DataError(f"{p}: an array could not be read ({exc}); the archive is damaged") from exc
-    _log_count(len(rows), size, p)
     return list(images[rows[_sample(len(rows), size, seed)]])
-
-
-def _log_count(available: int, size: int, source: Path) -> None:
-    if 0 < available < size:  # fewer than asked: all are used, and the user is told (a warning shows under -q)
-        log.warning("calibration uses all %d faces of %s; %d were asked for", available, source, size)
-    else:
-        log.info("calibration faces: %d from %s", min(available, size) if size > 0 else available, source)
 
 
 def _eight_bit(im: Any, path: Path) -> np.ndarray:
@@ -128,7 +121,6 @@ def _load_folder(folder: Path, size: int, seed: int) -> list[np.ndarray]:
         raise DataError(f"folder {folder} has no image files; expected files ending in {', '.join(IMAGE_SUFFIXES)}")
     image_mod = require("PIL.Image", "export", "reading calibration images from a folder")
     out = []
-    _log_count(len(files), size, folder)
     for i in _sample(len(files), size, seed):
         try:
             with image_mod.open(files[i]) as im:
@@ -139,21 +131,22 @@ def _load_folder(folder: Path, size: int, seed: int) -> list[np.ndarray]:
 
 
 def load_labelled(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
-                  split: Optional[str] = "val") -> tuple[np.ndarray, np.ndarray]:
+                  split: Optional[str] = "val", classes: int = len(CLASSES)) -> tuple[np.ndarray, np.ndarray]:
     """Load labelled faces for the accuracy gate.
 
     Args:
-        path: an ``.npz`` with ``images`` (N, H, W) uint8 and ``labels`` (N,) int (negative labels,
-            e.g. FER+ rows without a majority, are dropped), optional ``split``.
+        path: an ``.npz`` with ``images`` (N, H, W) uint8 and ``labels`` (N,) int in 0..``classes`` - 1
+            (negative labels, e.g. FER+ rows without a majority, are dropped), optional ``split``.
         size: how many to sample (0: all), with a fixed ``seed``.
         seed: the sampling seed.
         split: the split to use when the archive has one (``val`` by default; all rows otherwise).
+        classes: how many classes the model tells apart.
 
     Returns:
         (images, labels).
 
     Raises:
-        DataError: the file is missing or malformed.
+        DataError: the file is missing or malformed, or a label is not one of the model's classes.
     """
     p = Path(path)
     if not p.is_file():
@@ -165,6 +158,10 @@ def load_labelled(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
         if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
             raise DataError(f"{p}: 'labels' has shape {labels.shape} and dtype {labels.dtype}; "
                             f"expected ({len(images)},) integers")
+        beyond = np.flatnonzero(labels >= classes)
+        if beyond.size:  # scored, such a face would only ever count as wrong
+            raise DataError(f"{p}: array 'labels' must hold integers 0..{classes - 1}, the model's classes "
+                            f"(negative: no label); row {beyond[0]} is {labels[beyond[0]]}")
         rows = _split_rows(data, p, split, len(images))
     except NPZ_READ_ERRORS as exc:
         raise DataError(f"{p}: an array could not be read ({exc}); the archive is damaged") from exc
@@ -173,6 +170,17 @@ def load_labelled(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
     if rows.size == 0:
         raise DataError(f"{p} has no labelled rows (all labels negative)")
     return images[rows], labels[rows].astype(np.int64)
+
+
+def is_fer2013_archive(path: PathLike) -> bool:
+    """Whether ``path`` is a FER2013 archive: one with ``orig_row``, by which FER+ labels are joined (only
+    its table of contents is read).
+
+    Raises:
+        DataError: the file is not an ``.npz`` archive.
+    """
+    with _open_npz(Path(path), ()) as data:
+        return "orig_row" in data.files
 
 
 def mix_factors(faces: Sequence[np.ndarray], factors: Sequence[int], seed: int = DEFAULT_SEED) -> list[np.ndarray]:
@@ -234,6 +242,10 @@ def calibration_inputs(path: PathLike, size: int, factors: Sequence[int], info: 
     """INT8 calibration inputs: ``size`` faces of ``path`` (as :func:`load_faces`), each a small crop at
     one of ``factors`` (:func:`mix_factors`), through the runtime's preprocessing to the model's input."""
     faces = load_faces(path, size)
+    if 0 < len(faces) < size:  # fewer than asked: all are used, and the user is told (a warning shows under -q)
+        log.warning("calibration uses all %d faces of %s; %d were asked for", len(faces), path, size)
+    else:
+        log.info("calibration faces: %d from %s", len(faces), path)
     if len(faces) < len(set(factors)):
         raise DataError(f"{path} gives {len(faces)} calibration face(s); expected at least one per down-sample "
                         f"factor ({len(set(factors))}: {sorted(set(factors))}), and preferably hundreds")

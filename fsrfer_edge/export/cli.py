@@ -12,20 +12,24 @@ NAME.int8-u8s8.onnx (ONNX Runtime CPU), NAME.report.json, and engines named by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
+import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
 from ..errors import BackendUnavailable, CliParser, ConfigError, DataError, FsrferError, ModelError, one_line
-from ..fileio import write_json
+from ..fileio import check_output_path, write_json
 from ..preprocessing import FACTORS
 
 log = logging.getLogger(__name__)
@@ -83,14 +87,29 @@ class ExportOptions:
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_folder(path: Path, option: str) -> None:
+    """Refuse a folder option that names a file or lies under one."""
+    blocked = next((d for d in (path, *path.parents) if d.exists()), None)
+    if blocked is not None and not blocked.is_dir():
+        raise ConfigError(f"{option} {path}: {blocked} is a file; expected a folder (or a new path)")
+
+
 def _validate(opts: ExportOptions) -> None:
-    from .quantize import CALIB_METHODS, TARGETS
+    """Refuse, before any work, options that are invalid or that the run would ignore."""
+    from .calib import is_fer2013_archive
+    from .quantize import CALIB_METHODS, INT8_MIN_OPSET, TARGETS
+    from .trt_check import opset_range
 
     if not opts.source.exists():
         raise ConfigError(f"{opts.source} does not exist; expected a model checkpoint or an .onnx file")
-    blocked = next((d for d in (opts.out_dir, *opts.out_dir.parents) if d.exists()), None)
-    if blocked is not None and not blocked.is_dir():
-        raise ConfigError(f"--out-dir {opts.out_dir}: {blocked} is a file; expected a folder (or a new path)")
+    _check_folder(opts.out_dir, "--out-dir")
+    if opts.triton_repo is not None:
+        _check_folder(opts.triton_repo, "--triton-repo")
+    if opts.timing_cache is not None:
+        if opts.timing_cache.is_dir():  # the build would be thrown away when the cache cannot be saved
+            raise ConfigError(f"--timing-cache {opts.timing_cache} is a folder; expected a file, e.g. "
+                              f"{opts.timing_cache / 'orin.cache'}")
+        check_output_path(opts.timing_cache, "--timing-cache")
     if opts.source.suffix == ".onnx":
         extra = [f for f, on in (("--fp16", opts.fp16), ("--int8", opts.int8), ("--uint8-input", opts.uint8_input),
                                  ("--flip", opts.flip),
@@ -100,6 +119,16 @@ def _validate(opts: ExportOptions) -> None:
                 f"given an .onnx file ({opts.source.name}) fsrfer-export only builds an engine and/or a Triton "
                 "repository: pass --engine and/or --triton-repo DIR"
                 + (f" and drop {' '.join(extra)} (make variants from the checkpoint)" if extra else ""))
+        if opts.name and opts.triton_repo is None:
+            raise ConfigError(f"--name {opts.name} names the models of --triton-repo DIR; the engine built from "
+                              f"{opts.source.name} is named after that file: drop --name, or pass --triton-repo DIR")
+    else:
+        low, high = opset_range()
+        low = max(low, INT8_MIN_OPSET) if opts.int8 else low
+        if not low <= opts.opset <= high:
+            raise ConfigError(f"--opset {opts.opset}; expected {low}..{high}: the opsets TensorRT 8.5 and 10.x both "
+                              "parse" + (f", {INT8_MIN_OPSET} or more with --int8 (per-channel weight scales)"
+                                         if opts.int8 else "") + " (default 17)")
     if opts.name and (opts.name != Path(opts.name).name or opts.name in (".", "..")):
         raise ConfigError(f"--name {opts.name!r}; expected a file name stem without folders, e.g. mymodel "
                           "(choose the folder with --out-dir)")
@@ -117,10 +146,20 @@ def _validate(opts: ExportOptions) -> None:
         raise DataError(f"calibration data {opts.calib} does not exist; expected an .npz file or a folder of face images")
     if opts.eval_data is not None and not Path(opts.eval_data).is_file():
         raise DataError(f"evaluation data {opts.eval_data} does not exist; expected an .npz with 'images' and 'labels'")
+    if opts.labels is not None and opts.eval_data is not None and not is_fer2013_archive(opts.eval_data):
+        raise ConfigError(f"--labels {opts.labels} chooses between the FER+ and the original labels of a FER2013 "
+                          f"archive (one with 'orig_row'); {opts.eval_data} has no 'orig_row', so its own 'labels' "
+                          "are scored: drop --labels")
+    if not (math.isfinite(opts.max_int8_drop) and opts.max_int8_drop >= 0):
+        raise ConfigError(f"--max-int8-drop {opts.max_int8_drop}; expected a number of accuracy points >= 0, e.g. 1.0")
     if opts.calib_method not in CALIB_METHODS:
         raise ConfigError(f"--calib-method {opts.calib_method!r}; expected one of {CALIB_METHODS}")
     if opts.int8_target not in TARGETS:
         raise ConfigError(f"--int8-target {opts.int8_target!r}; expected one of {sorted(TARGETS)}")
+    if opts.int8_quantize_film is not None and not (opts.int8 and "u8s8" in TARGETS[opts.int8_target]):
+        raise ConfigError(f"{'--int8-quantize-film' if opts.int8_quantize_film else '--int8-float-film'} applies to "
+                          "the u8s8 (CPU) INT8 file only; expected --int8 with --int8-target cpu or both (the s8s8 "
+                          "TensorRT file always keeps FiLM in float)")
     if opts.triton_repo is not None and (opts.triton_instances < 1 or opts.triton_max_queue_delay_us < 0):
         raise ConfigError(f"--triton-instances {opts.triton_instances} / --triton-max-queue-delay-us "
                           f"{opts.triton_max_queue_delay_us}; expected >= 1 / >= 0")
@@ -143,7 +182,7 @@ def _check_faces(opts: ExportOptions, info: Any) -> Optional[np.ndarray]:
     from .check import face_pixels
 
     if opts.eval_data is not None:
-        images, _ = load_labelled(opts.eval_data, size=CHECK_FACES)
+        images, _ = load_labelled(opts.eval_data, size=CHECK_FACES, classes=len(info.classes))
         return face_pixels(images, info)
     if opts.calib is not None:
         return face_pixels(load_faces(opts.calib, size=CHECK_FACES, seed=1), info)
@@ -227,21 +266,22 @@ def _accuracy(opts: ExportOptions, info: Any, variants: dict[str, Path], report:
         if int8_names:
             log.warning("no --eval-data: the INT8 accuracy change was not measured or gated")
         return
-    images, labels, label_set = _eval_faces(opts.eval_data, opts)
+    images, labels, label_set = _eval_faces(opts.eval_data, opts, len(info.classes))
     runners = {k: check.onnx_runner(p) for k, p in variants.items()}
     table = check.accuracy_table(runners, images, labels, info, opts.factors)
     report["accuracy"] = {"eval_data": str(opts.eval_data), "labels": label_set, "faces": len(labels), "percent": table}
     report["accuracy"]["gate"] = check.accuracy_gate(table, "fp32", int8_names, opts.max_int8_drop, opts.force)
 
 
-def _eval_faces(path: Path, opts: ExportOptions) -> tuple[np.ndarray, np.ndarray, str]:
+def _eval_faces(path: Path, opts: ExportOptions, classes: int) -> tuple[np.ndarray, np.ndarray, str]:
     """Labelled ``val`` faces of --eval-data and their label set, read as fsrfer-eval reads them: a FER2013
-    archive gets FER+ labels when ferplus_labels.npz lies beside it (or as --labels says)."""
-    from ..ferplus import load_labelled_faces, read_npz
-    from .calib import DEFAULT_SEED, _sample, load_labelled
+    archive gets FER+ labels when ferplus_labels.npz lies beside it (or as --labels says); a plain archive's
+    labels must be among the model's ``classes``."""
+    from ..ferplus import load_labelled_faces
+    from .calib import DEFAULT_SEED, _sample, is_fer2013_archive, load_labelled
 
-    if "orig_row" not in read_npz(path, ()):  # a plain archive: its own labels
-        images, labels = load_labelled(path, size=opts.eval_size)
+    if not is_fer2013_archive(path):  # a plain archive: its own labels
+        images, labels = load_labelled(path, size=opts.eval_size, classes=classes)
         return images, labels, "npz"
     faces = load_labelled_faces(path, opts.labels, split="val")
     rows = _sample(len(faces.labels), opts.eval_size, DEFAULT_SEED)
@@ -249,8 +289,9 @@ def _eval_faces(path: Path, opts: ExportOptions) -> tuple[np.ndarray, np.ndarray
 
 
 def _commit(stage: Path, out_dir: Path, report: dict[str, Any], name: str) -> Path:
-    """Move staged files into ``out_dir`` (each rename is atomic), the report last. The report is written in
-    the staging folder first, so a full disk fails before any file reaches ``out_dir``."""
+    """Move staged files into ``out_dir``, the report last: all or nothing. The report is written in the
+    staging folder first, so a full disk fails before any file reaches ``out_dir``; a folder in the way of any
+    file is refused before the first move, and a move that fails all the same is undone (:func:`_move_all`)."""
     made = {entry["file"] for entry in report["files"].values()}
     stale = sorted(p.name for p in out_dir.glob(f"{name}.*.onnx") if p.name not in made)
     if stale:
@@ -258,11 +299,39 @@ def _commit(stage: Path, out_dir: Path, report: dict[str, Any], name: str) -> Pa
                     out_dir, ", ".join(stale))
         report["stale_files"] = stale
     staged = write_report(stage / f"{name}.report.json", report)
-    for entry in report["files"].values():
-        os.replace(stage / entry["file"], out_dir / entry["file"])
-    final = out_dir / staged.name
-    os.replace(staged, final)
-    return final
+    names = [str(entry["file"]) for entry in report["files"].values()] + [staged.name]
+    folders = [n for n in names if (out_dir / n).is_dir()]
+    if folders:
+        raise ConfigError(f"--out-dir {out_dir} holds the folder(s) {', '.join(folders)} where this export writes "
+                          "files; expected files (replaced) or nothing of those names: move the folder(s) away, or "
+                          "pick another --out-dir or --name")
+    _move_all(stage, out_dir, names)
+    return out_dir / staged.name
+
+
+def _move_all(src: Path, dst: Path, names: Sequence[str]) -> None:
+    """Move ``src/NAME`` over ``dst/NAME`` for each of ``names`` in turn (each rename atomic), all or nothing:
+    what a move replaces is kept in ``src/.replaced`` (a hard link, else a copy) until every move is done, and
+    should one fail, the files moved so far are taken out again and the replaced ones put back."""
+    kept = src / ".replaced"
+    kept.mkdir()
+    begun: list[str] = []
+    try:
+        for name in names:
+            begun.append(name)
+            if os.path.lexists(dst / name):
+                try:
+                    os.link(dst / name, kept / name, follow_symlinks=False)
+                except (OSError, NotImplementedError):  # no hard links here (FAT, some network file systems)
+                    shutil.copy2(dst / name, kept / name, follow_symlinks=False)
+            os.replace(src / name, dst / name)
+    except BaseException:
+        for name in reversed(begun):
+            if os.path.lexists(kept / name):
+                os.replace(kept / name, dst / name)
+            elif not os.path.lexists(src / name):  # moved in where nothing was
+                os.unlink(dst / name)
+        raise
 
 
 def write_report(path: Path, report: dict[str, Any]) -> Path:
@@ -280,12 +349,12 @@ def export_checkpoint(opts: ExportOptions) -> dict[str, Any]:
         FsrferError: any stage failed or a check/gate refused; nothing is left in ``out_dir``.
     """
     out_dir = opts.out_dir
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{opts.model_name}.staging-", dir=out_dir))
     report: dict[str, Any] = {"name": opts.model_name, "source": str(opts.source), "files": {}, "checks": [],
                               "options": {k: (str(v) if isinstance(v, Path) else v)
                                           for k, v in dataclasses.asdict(opts).items()}}
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{opts.model_name}.staging-", dir=out_dir))
     try:
         fp32, info, random, faces = _export_fp32(opts, stage, report)
         variants = _make_variants(opts, stage, fp32, info, random, faces, report)
@@ -528,18 +597,49 @@ def _summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, a job scheduler or supervisor stopping the run) raises
+    KeyboardInterrupt as Ctrl-C does, so the run cleans up after itself either way; the previous handler is
+    restored after it. Only the main thread may set handlers: elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:  # None: a handler not set from Python, which cannot be put back; the default is the nearest
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("fsrfer_edge").setLevel(logging.WARNING if args.quiet else logging.INFO)
     check_trt = vars(args).pop("check_trt")
     if check_trt is None and args.source is None:
         print("fsrfer-export: error: give a CHECKPOINT_OR_ONNX to export, or --check-trt FILE", file=sys.stderr)
         return 2
+    given = [k for k, v in vars(args).items() if k != "quiet" and v != parser.get_default(k)]
+    if check_trt is not None and given:
+        named = " ".join("CHECKPOINT_OR_ONNX" if k == "source" else "--" + k.replace("_", "-") for k in given)
+        print(f"fsrfer-export: error: --check-trt FILE only checks FILE; expected no {named} with it (an export "
+              "checks every file it makes for TensorRT the same way: run it without --check-trt)", file=sys.stderr)
+        return 2
     try:
-        if check_trt is not None:
-            return check_trt_main(check_trt)
-        report = run(ExportOptions(**{k: v for k, v in vars(args).items() if k != "quiet"}))
+        with _sigterm_interrupts():
+            if check_trt is not None:
+                return check_trt_main(check_trt)
+            report = run(ExportOptions(**{k: v for k, v in vars(args).items() if k != "quiet"}))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run has removed its staged files
+        print("fsrfer-export: interrupted", file=sys.stderr)
+        return 130
     except FsrferError as exc:
         print("fsrfer-export: error: " + one_line(exc), file=sys.stderr)
         return 2

@@ -49,6 +49,8 @@ SCHEMES = ("s8s8", "u8s8")
 #: Which INT8 files each ``--int8-target`` produces.
 TARGETS: dict[str, tuple[str, ...]] = {"tensorrt": ("s8s8",), "cpu": ("u8s8",), "both": ("s8s8", "u8s8")}
 CALIB_METHODS = ("percentile", "minmax", "entropy")
+#: The lowest opset of an INT8 file: its weights have per-channel scales (DequantizeLinear's ``axis``, opset 13).
+INT8_MIN_OPSET = 13
 ENTROPY_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
 _POOL_OPS = ("ReduceMean", "GlobalAveragePool")
 #: Ops whose inputs the s8s8 (TensorRT) file quantizes; their outputs are never quantized.

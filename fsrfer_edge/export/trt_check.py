@@ -72,6 +72,12 @@ def load_table(name: str) -> OperatorTable:
                          doc["operators"], doc["source"])
 
 
+def opset_range(tables: Sequence[str] = DEFAULT_TABLES) -> tuple[int, int]:
+    """The ONNX opsets every one of ``tables``' TensorRT versions parses: (lowest, highest)."""
+    loaded = [load_table(name) for name in tables]
+    return max(t.opset_min for t in loaded), min(t.opset_max for t in loaded)
+
+
 @dataclasses.dataclass
 class TrtCheckReport:
     """What the check found: ``errors`` (empty when the file passes) and the INT8/float layers."""
