@@ -761,6 +761,42 @@ def camera_gap_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+
+JPEG_CROPS = "results/ferplus/jpeg_crops_val.json"
+
+
+def jpeg_crops_table(doc: dict[str, Any]) -> str:
+    """scripts/jpeg_crops.py: accuracy per crop kind and factor with the SDK's JPEG step off and at each
+    candidate sigma, the rule's score and constraints, and what was decided."""
+    acc, changed = doc["accuracy"], doc["changed"]
+    factors = list(acc["off"][next(iter(acc["off"]))])
+    names = list(acc)
+    lines = ["| crop | soften_jpeg | " + " | ".join(f"x{f}" for f in factors) + " | crops softened (x1, x6) |",
+             "|---|---|" + "---:|" * (len(factors) + 1)]
+    def order(row: str) -> tuple[int, int]:  # bicubic (b), area, then the JPEG rows by falling quality
+        quality = re.search(r"q(\d+)", row)
+        return (2, -int(quality.group(1))) if quality else (0 if row.startswith("bicubic") else 1, 0)
+
+    for row in sorted(acc["off"], key=order):
+        for name in names:
+            if name != "off" and not any(changed[name][row].values()):
+                continue  # a candidate that touched no crop of this row: the row "off" says it
+            cells = " | ".join(f"{acc[name][row][f]:.2f}" + ("" if name == "off" else
+                                                               f" ({acc[name][row][f] - acc['off'][row][f]:+.2f})")
+                               for f in factors)
+            n = doc["n"]
+            share = "" if name == "off" else \
+                f"{100 * changed[name][row][factors[0]] / n:.0f}%, {100 * changed[name][row][factors[-2]] / n:.0f}%"
+            label = "off" if name == "off" else f"{doc['candidates'][name]['soften_jpeg']:g}"
+            lines.append(f"| {row} | {label} | {cells} | {share} |")
+    scores = ", ".join(f"{k} {v:.2f}" + ("" if doc["ok"][k] else " (fails a constraint)") for k, v in doc["score"].items())
+    pick = doc["pick"]
+    decided = ("adopted" if doc["adopted"] else "not adopted (under the 1.0-point bar)") if pick else "nothing eligible"
+    return (f"FER+ {doc['split']} ({doc['n']} faces), accuracy in % (change from off in points), from `{JPEG_CROPS}` "
+            f"(`{doc['command']}`; the shipped model, sha256 {doc['model']['sha256'][:12]}); small crops through the "
+            f"SDK; rows where a sigma softened no crop show off only. The rule's score (mean over the JPEG rows and "
+            f"factors): {scores}; pick {pick}, {decided}:\n\n" + "\n".join(lines) + "\n")
+
 #: Protocol (c)'s specialist (configs/ferplus_soft_aug_camera_q50_lrft.yaml: the equal-budget baseline trained on
 #: area + JPEG q50 only), beside the shipped graph (routed, val) and the mixed-trained equal-budget baseline of the
 #: same seed (the row of the GPU/CPU runs file), and the rule in its config.
@@ -1335,6 +1371,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "edge_budget": ("results/edge_budget.json", edge_budget_table, "docs/experiments.md"),
     "flip": (FLIP_VAL, flip_table, "docs/experiments.md"),
     "camera_gap": (CAMERA_GAP, camera_gap_table, "docs/experiments.md"),
+    "jpeg_crops": (JPEG_CROPS, jpeg_crops_table, "docs/experiments.md"),
     "camera_specialist": (CAMERA_SPECIALIST, camera_specialist_table, "docs/experiments.md"),
     "early_g_12ep": (EARLY_G_12EP, early_g_12ep_table, "docs/experiments.md"),
     "kd10": (KD10[0], lambda d: stage2_screen_table(d, KD10[1]), "docs/experiments.md"),

@@ -1090,3 +1090,26 @@ def test_jpeg_crops_are_softened_on_both_paths_and_only_they(rec: Recognizer) ->
     rgb = Preprocessing(channels=3)
     colour = np.repeat(jpeg[0][..., None], 3, axis=-1)
     np.testing.assert_array_equal(rgb.to_pixels(colour, corrections=on), rgb.to_pixels(colour, corrections=off))
+
+
+def test_the_jpeg_step_is_what_its_val_rule_decided() -> None:
+    """The SDK's default for soften_jpeg is the val run's decision (not adopted: off), and the script's selection
+    gives the committed file's scores, pick and constraints from its own accuracies."""
+    import json
+
+    from _scripts import load_script
+
+    result = json.loads((Path(__file__).resolve().parents[1] / "results/ferplus/jpeg_crops_val.json").read_text())
+    script = load_script("scripts/jpeg_crops.py", "jpeg_crops_script")
+    score, ok, pick = script.select(result["accuracy"], result["changed"])
+    assert (ok, pick) == (result["ok"], result["pick"])
+    assert score == pytest.approx(result["score"], abs=0.0015)  # the same means, summed in another order
+    sigma = result["candidates"][result["pick"]]["soften_jpeg"]
+    assert preprocessing.SOFTEN_JPEG_SIGMA == (sigma if result["adopted"] else 0.0)
+    # A clean row that a candidate changed, or a JPEG row it costs 0.31 points, rules it out.
+    acc = json.loads(json.dumps(result["accuracy"]))
+    changed = json.loads(json.dumps(result["changed"]))
+    changed[result["pick"]]["area"]["1"] = 1
+    assert not script.select(acc, changed)[1][result["pick"]]
+    acc[result["pick"]]["area + JPEG q75"]["2"] = acc["off"]["area + JPEG q75"]["2"] - 0.31
+    assert not script.select(acc, result["changed"])[1][result["pick"]]
