@@ -13,11 +13,11 @@ Importing this package needs numpy only: PyTriton (pip extra ``serve``) and ``tr
 from __future__ import annotations
 
 from .client import RemoteRecognizer, TritonClientBackend
-from .errors import RemoteError, ServerUnavailable
+from .errors import RemoteError, ServerUnavailable, TooManyOpenFiles
 from .server import ServerProcess, serve
 from .triton_repo import parse_config, write_triton_repo
 
 __all__ = [
-    "RemoteError", "RemoteRecognizer", "ServerProcess", "ServerUnavailable", "TritonClientBackend", "parse_config",
-    "serve", "write_triton_repo",
+    "RemoteError", "RemoteRecognizer", "ServerProcess", "ServerUnavailable", "TooManyOpenFiles", "TritonClientBackend",
+    "parse_config", "serve", "write_triton_repo",
 ]

@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"),
                    help="inference backend (default auto: TensorRT for engines, else ONNX Runtime)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per instance (default: all cores)")
-    p.add_argument("--workspace", type=Path, default=None, help="PyTriton workspace folder (default: temporary)")
+    p.add_argument("--workspace", type=Path, default=None, metavar="DIR",
+                   help="PyTriton's workspace folder, which PyTriton creates and deletes (with its contents) when "
+                        "the server stops, so DIR must not exist yet (default: a temporary folder)")
     p.add_argument("--log-verbose", type=int, default=0, help="Triton's verbose log level (default 0)")
     p.add_argument("--log-file", type=Path, metavar="PATH",
                    help="write tritonserver's log to PATH instead of the console (with -q: default "

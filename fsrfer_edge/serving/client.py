@@ -13,11 +13,14 @@ together. The transport is a :class:`TritonClientBackend`, one more backend behi
 """
 from __future__ import annotations
 
+import errno
 import logging
+import math
 import os
 import socket
 import threading
 import time
+import weakref
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional, Union
@@ -29,7 +32,7 @@ from ..errors import InputError, ModelError, require
 from ..metadata import ModelInfo
 from ..preprocessing import Corrections, as_corrections
 from ..recognizer import ENGINE_SUFFIXES, Recognizer, _positive_int
-from .errors import RemoteError, ServerUnavailable
+from .errors import RemoteError, ServerUnavailable, TooManyOpenFiles
 from .triton_repo import TRITON_DTYPES, info_from_config
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,54 @@ def _split_url(url: str, protocol: str) -> str:
     return url
 
 
+class _ThreadToken:
+    """Held only by a thread-local (:func:`_thread_token`): a weak reference to it dies when its thread ends."""
+
+    __slots__ = ("__weakref__",)
+
+
+_thread_state = threading.local()
+_hubs_lock = threading.Lock()
+# gevent hubs of the threads that made HTTP connections (tritonclient's HTTP client runs on gevent, which
+# gives each thread a hub holding an epoll and an eventfd descriptor, and keeps it after the thread ends),
+# each with its thread's token; _release_ended_threads destroys those of threads that have ended.
+_hubs: list[tuple[weakref.ref[_ThreadToken], Any]] = []
+
+
+def _thread_token() -> weakref.ref[_ThreadToken]:
+    """A weak reference that dies when the calling thread ends."""
+    token = getattr(_thread_state, "token", None)
+    if token is None:
+        token = _thread_state.token = _ThreadToken()
+    return weakref.ref(token)
+
+
+def _track_gevent_hub() -> None:
+    """Have this thread's gevent hub destroyed once the thread has ended (the main thread's hub is left
+    alone: it lasts as long as the process)."""
+    if getattr(_thread_state, "hub_tracked", False):
+        return
+    hub = require("gevent", "client", "talking to a Triton server over http").get_hub()
+    if not hub.loop.default:
+        with _hubs_lock:
+            _hubs.append((_thread_token(), hub))
+    _thread_state.hub_tracked = True
+
+
+def _release_ended_threads() -> None:
+    """Destroy the gevent hubs of threads that have ended. gevent allows that from another thread once a
+    hub's own thread has exited; doing it in the exiting thread (a thread-local finalizer) would switch
+    greenlets while Python tears that thread down."""
+    with _hubs_lock:
+        ended = [hub for token, hub in _hubs if token() is None]
+        _hubs[:] = [(token, hub) for token, hub in _hubs if token() is not None]
+    for hub in ended:
+        try:
+            hub.destroy()
+        except Exception as exc:  # noqa: BLE001 - e.g. a hub the app destroyed itself
+            logger.debug("destroying an ended thread's gevent hub failed: %s", exc)
+
+
 def _local_info(model: PathLike) -> ModelInfo:
     """ModelInfo of a local copy of the served model (an .onnx file, or an engine with its sidecar)."""
     path = Path(model)
@@ -84,20 +135,22 @@ class TritonClientBackend(Backend):
 
     Batches are validated here against the served model's ModelInfo before they are sent. Each thread
     that calls an instance gets its own connection, so one instance may be created in one thread and
-    used from others (worker threads, thread pools), also in parallel.
+    used from others (worker threads, thread pools), also in parallel. The connections of threads that
+    have ended (and their gevent hubs, over HTTP) are closed when another thread connects, or on close.
 
     Args:
         url: ``HOST:PORT`` of the server's HTTP (default port 8000) or gRPC (8001) endpoint.
         protocol: ``"http"`` or ``"grpc"``.
         model_name: the Triton model (``fsrfer`` for fsrfer-serve; ``<name>_trt`` / ``<name>_onnx``
             for a repository written by ``fsrfer-export --triton-repo``).
-        timeout_s: connection and request timeout in seconds.
+        timeout_s: connection and request timeout in seconds (finite, > 0).
         retries: how many times a call is retried while the server is unreachable (0: fail at once).
-        retry_delay_s: pause between retries.
+        retry_delay_s: pause between retries in seconds (finite, >= 0).
         model: a local copy of the served model file, to read its ModelInfo from instead of the server.
 
     Raises:
         ServerUnavailable: the server cannot be reached.
+        TooManyOpenFiles: this process (or the system) has no file descriptor left for a connection.
         ModelError: the server has no such model, or its inputs/outputs disagree with the ModelInfo.
         BackendUnavailable: tritonclient is not installed (``pip install -e '.[client]'``).
     """
@@ -110,10 +163,12 @@ class TritonClientBackend(Backend):
         super().__init__()
         if protocol not in PROTOCOLS:
             raise InputError(f"protocol={protocol!r}; expected one of {PROTOCOLS}")
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
-            raise InputError(f"timeout_s={timeout_s!r}; expected a positive number of seconds")
-        if isinstance(retry_delay_s, bool) or not isinstance(retry_delay_s, (int, float)) or retry_delay_s < 0:
-            raise InputError(f"retry_delay_s={retry_delay_s!r}; expected a number of seconds >= 0")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not (
+                math.isfinite(timeout_s) and timeout_s > 0):
+            raise InputError(f"timeout_s={timeout_s!r}; expected a finite, positive number of seconds")
+        if isinstance(retry_delay_s, bool) or not isinstance(retry_delay_s, (int, float)) or not (
+                math.isfinite(retry_delay_s) and retry_delay_s >= 0):
+            raise InputError(f"retry_delay_s={retry_delay_s!r}; expected a finite number of seconds >= 0")
         if not isinstance(model_name, str) or not model_name or "/" in model_name:
             raise InputError(f"model_name={model_name!r}; expected a Triton model name such as 'fsrfer'")
         self.protocol = protocol
@@ -126,9 +181,10 @@ class TritonClientBackend(Backend):
         self._lock = threading.Lock()
         # One connection per thread: tritonclient's HTTP client runs on gevent, whose connections belong
         # to the thread that made them ("Cannot switch to a different thread" from any other), and apps
-        # create a recognizer in one thread and call it from workers.
+        # create a recognizer in one thread and call it from workers. Each is kept with its thread's token,
+        # so that those of ended threads are closed instead of piling up (3 descriptors each over HTTP).
         self._local = threading.local()
-        self._clients: list[Any] = []
+        self._clients: list[tuple[weakref.ref[_ThreadToken], Any]] = []
         config = self._call(self._get_config)
         self._info = _local_info(model) if model is not None else self._served_info(config)
         self._max_batch = self._check_signature(config)
@@ -140,34 +196,47 @@ class TritonClientBackend(Backend):
         return f"{self.protocol}://{self.url}"
 
     def _connect(self) -> Any:
-        """This thread's connection (made on first use in each thread)."""
+        """This thread's connection (made on first use in each thread; then those of ended threads are closed)."""
         client = getattr(self._local, "client", None)
         if client is None:
             if self.protocol == "http":
+                _track_gevent_hub()
                 client = self._lib.InferenceServerClient(
                     self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
             else:
                 client = self._lib.InferenceServerClient(self.url)
             self._local.client = client
             with self._lock:
-                self._clients.append(client)
+                ended = [c for thread, c in self._clients if thread() is None]
+                self._clients = [(thread, c) for thread, c in self._clients if thread() is not None]
+                self._clients.append((_thread_token(), client))
+            self._close_clients(ended)
         return client
 
     def _drop_connection(self, every_thread: bool = False) -> None:
         """Close this thread's connection (after a transport failure), or every thread's (on close)."""
         with self._lock:
             if every_thread:
-                dropped, self._clients = self._clients, []
+                dropped = [c for _, c in self._clients]
+                self._clients = []
             else:
                 mine = getattr(self._local, "client", None)
-                dropped = [c for c in self._clients if c is mine]
-                self._clients = [c for c in self._clients if c is not mine]
+                dropped = [c for _, c in self._clients if c is mine]
+                self._clients = [(thread, c) for thread, c in self._clients if c is not mine]
         self._local.client = None
-        for client in dropped:
+        self._close_clients(dropped)
+
+    def _close_clients(self, clients: list[Any]) -> None:
+        """Close connections (also other threads', which gevent allows once they are not in use), then the
+        gevent hubs of ended threads."""
+        if clients and self.protocol == "http":
+            _track_gevent_hub()  # closing may make this thread's hub
+        for client in clients:
             try:
                 client.close()
             except Exception as exc:  # noqa: BLE001 - a broken (or other thread's) connection may fail to close
                 logger.debug("closing a %s connection failed: %s", self.protocol, exc)
+        _release_ended_threads()
 
     def _unavailable(self, exc: BaseException) -> Optional[str]:
         """Why ``exc`` means "try again later" (server unreachable, or up but the model not loaded), or None."""
@@ -193,6 +262,11 @@ class TritonClientBackend(Backend):
             except (ServerUnavailable, RemoteError, ModelError):
                 raise
             except Exception as exc:  # noqa: BLE001 - tritonclient/gevent/grpc raise many unrelated types
+                if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+                    raise TooManyOpenFiles(exc.errno, (
+                        f"cannot open a connection to {self.endpoint}: {exc.strerror} (not a server problem); expected "
+                        "a free file descriptor: raise this process's open-file limit (ulimit -n) or close the files, "
+                        "sockets and RemoteRecognizers it no longer uses")) from exc
                 why = self._unavailable(exc)
                 if why is None and self.protocol == "http" and "ParseError" in type(exc).__name__:
                     # gevent's HTTP parser on a reply that is not HTTP: another protocol on this port, not the model.
@@ -340,15 +414,16 @@ class RemoteRecognizer(Recognizer):
         url: ``HOST:PORT`` of the HTTP (8000) or gRPC (8001) endpoint.
         protocol: ``"http"`` or ``"grpc"``.
         model_name: Triton model name (``fsrfer`` for fsrfer-serve).
-        timeout_s: connection and request timeout in seconds.
+        timeout_s: connection and request timeout in seconds (finite, > 0).
         retries: retries of a call while the server is unreachable (e.g. restarting); 0 fails at once.
-        retry_delay_s: pause between retries.
+        retry_delay_s: pause between retries in seconds (finite, >= 0).
         max_batch: largest batch sent in one request (also capped by the server's max batch size).
         model: optional local copy of the served model file to read the preprocessing from.
         corrections: what is done to each crop here before it is sent (as ``Recognizer(corrections=...)``).
 
     Raises:
         ServerUnavailable: the server cannot be reached (also raised by ``predict`` if it goes away).
+        TooManyOpenFiles: this process (or the system) has no file descriptor left for a connection.
         ModelError: no such model on the server, or it does not match its metadata.
         BackendUnavailable: tritonclient is not installed (``pip install -e '.[client]'``).
     """

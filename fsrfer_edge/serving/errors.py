@@ -14,3 +14,8 @@ class ServerUnavailable(FsrferError, ConnectionError):
 
 class RemoteError(FsrferError):
     """The Triton server answered, but with an error (a model that is not loaded, a rejected request)."""
+
+
+class TooManyOpenFiles(FsrferError, OSError):
+    """This process (EMFILE) or the system (ENFILE) has no file descriptor left for a connection to the
+    server: a local limit (``ulimit -n``), not the server being unreachable, so it is not retried."""

@@ -19,6 +19,7 @@ Environment requirements of PyTriton 0.7 (checked by :func:`check_environment`, 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -146,16 +147,27 @@ def _check_options(model_name: str, max_batch: int, preferred: Sequence[int], ma
 
 
 def _check_ports_free(host: str, ports: dict[str, int]) -> None:
-    """Refuse ports something already listens on (tritonserver would exit and PyTriton wait minutes)."""
+    """Refuse a host this machine cannot listen on, and ports something already listens on (tritonserver
+    would exit and PyTriton wait minutes)."""
     for name, port in ports.items():
         with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no obstacle
             try:
                 s.bind((host, port))
+            except socket.gaierror as exc:  # also an IPv6 address: PyTriton 0.7 builds its own URLs as IPv4 ones
+                raise ConfigError(f"host={host!r} is not an IPv4 address or a name that resolves to one ({exc}); "
+                                  "expected an IPv4 address of this machine, e.g. 127.0.0.1 (this machine only) or "
+                                  "0.0.0.0 (all): fsrfer-serve does not listen on IPv6") from exc
             except OSError as exc:
-                raise ConfigError(f"{name}={port}: cannot listen on {host}:{port} ({exc}); another server (an "
-                                  f"earlier fsrfer-serve or tritonserver?) uses it. Stop it or pass --{name.replace('_', '-')} "
-                                  "with a free port") from exc
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    raise ConfigError(f"host={host!r} is not an address of this machine ({exc}); expected one of its "
+                                      "own addresses, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (all)") from exc
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigError(f"{name}={port}: cannot listen on {host}:{port} ({exc}); another server (an "
+                                      "earlier fsrfer-serve or tritonserver?) uses it. Stop it or pass "
+                                      f"--{name.replace('_', '-')} with a free port") from exc
+                raise ConfigError(f"{name}={port}: cannot listen on {host}:{port} ({exc}); expected a host and port "
+                                  "this user may listen on (ports below 1024 need privileges)") from exc
 
 
 def _infer_function(rec: Recognizer) -> Callable[..., dict[str, np.ndarray]]:
@@ -247,7 +259,8 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
         backend: ``"auto"``, ``"onnxruntime"`` or ``"tensorrt"``, as for :class:`~fsrfer_edge.Recognizer`.
         threads: ONNX Runtime threads per instance (None: one per physical core).
         log_verbose: Triton's verbose log level (0: off).
-        workspace: folder for PyTriton's model store and sockets (default: a temporary one).
+        workspace: folder for PyTriton's model store and sockets, which PyTriton creates and deletes when
+            the server stops, so it must not exist yet (default: a temporary one).
         on_ready: called once the server answers requests.
         log_file: tritonserver writes its log to this file instead of the console (its folder is made).
 
@@ -259,6 +272,10 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
     preferred = tuple(preferred_batch_sizes or ())
     _check_options(model_name, max_batch, preferred, max_queue_delay_us, instances,
                    {"http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port})
+    if workspace is not None and os.path.lexists(workspace):
+        raise ConfigError(f"workspace {str(workspace)!r} already exists; PyTriton creates the workspace folder and "
+                          "deletes it with everything in it when the server stops, so expected a path that does not "
+                          "exist yet (or none, for a temporary folder)")
     check_environment()  # before loading models: fail fast with the fix
     _check_ports_free(host, {"http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port})
     if log_file is not None:  # tritonserver opens it, but does not make its folder
@@ -335,20 +352,47 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _group_shm_files(pgid: int) -> list[str]:
-    """/dev/shm files mapped by the processes of a process group (Linux; empty elsewhere)."""
-    found: set[str] = set()
+def _group_processes(pgid: int) -> list[Path]:
+    """The /proc folders of the processes of a process group (Linux; empty elsewhere)."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:  # fields after "(comm)": state, ppid, pgrp, ...
-                continue
-            maps = (stat.parent / "maps").read_text()
+            if int(fields[2]) == pgid:  # fields after "(comm)": state, ppid, pgrp, ...
+                found.append(stat.parent)
         except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _group_shm_files(pgid: int) -> list[str]:
+    """/dev/shm files mapped by the processes of a process group (Linux; empty elsewhere)."""
+    found: set[str] = set()
+    for proc in _group_processes(pgid):
+        try:
+            maps = (proc / "maps").read_text()
+        except OSError:
             continue
         found.update(line.split(None, 5)[5].strip() for line in maps.splitlines()
                      if len(line.split(None, 5)) == 6 and line.split(None, 5)[5].startswith("/dev/shm/"))
     return sorted(p.replace(" (deleted)", "") for p in found if not p.endswith("(deleted)"))
+
+
+def _group_model_copies(pgid: int) -> list[Path]:
+    """The copies of the models that Triton's Python backend made for the stubs of a process group
+    (``/tmp/folderXXXXXX``; a stub's first argument is ``<copy>/<version>/model.py``), which tritonserver
+    deletes when it stops cleanly (Linux; empty elsewhere)."""
+    found: set[Path] = set()
+    for proc in _group_processes(pgid):
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if len(argv) > 1 and Path(argv[0]).name == "triton_python_backend_stub" and argv[1].endswith("/model.py"):
+            copy = Path(argv[1]).parent.parent
+            if len(copy.name) == 12 and copy.name.startswith("folder"):  # the backend's mkdtemp template
+                found.add(copy)
+    return sorted(found)
 
 
 def _http_ok(url: str) -> bool:
@@ -442,6 +486,7 @@ class ServerProcess:
         Raises:
             ServerUnavailable: the server exited or was not ready within ``startup_timeout_s``; the
                 message holds the end of its log.
+            ConfigError: the server's Python (``python=`` or ``$FSRFER_SERVE_PYTHON``) cannot be run.
         """
         if self.running:
             return self
@@ -463,8 +508,15 @@ class ServerProcess:
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])  # run this source tree's fsrfer_edge
         env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        self._proc = subprocess.Popen(self.command(self._tmp / "workspace"), stdout=self._log, stderr=subprocess.STDOUT,
-                                      env=env, start_new_session=True)
+        try:
+            self._proc = subprocess.Popen(self.command(self._tmp / "workspace"), stdout=self._log,
+                                          stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        except OSError as exc:
+            self._cleanup()
+            given = (f"${SERVE_PYTHON_ENV}" if os.environ.get(SERVE_PYTHON_ENV) == self.python else "python=")
+            raise ConfigError(f"cannot run the server's Python {self.python!r}, given by {given} ({exc}); expected "
+                              "the path of a Python interpreter that has fsrfer_edge and PyTriton (numpy<2), e.g. "
+                              "a venv's bin/python") from exc
         # A forgotten server (an exception in the owner, no stop()) must not outlive this process.
         self._finalizer = weakref.finalize(self, _kill_group, self._proc.pid)
 
@@ -501,12 +553,14 @@ class ServerProcess:
                                 f"log:\n{tail}")
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the server cleanly (SIGINT to fsrfer-serve, which stops tritonserver), or kill it after ``timeout_s``."""
+        """Stop the server cleanly (SIGTERM to fsrfer-serve, which stops tritonserver), or kill it after
+        ``timeout_s``. SIGTERM, not SIGINT: a process that ignores SIGINT (started with ``nohup`` or in the
+        background of a script) passes that on to its children, and fsrfer-serve handles SIGTERM itself."""
         if self._proc is None:
             return
         if self._proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                self._proc.send_signal(signal.SIGINT)
+                self._proc.send_signal(signal.SIGTERM)
             try:
                 self._proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -514,16 +568,20 @@ class ServerProcess:
         self.kill()
 
     def kill(self) -> None:
-        """Kill the server's whole process group at once (SIGKILL), as a crash would."""
+        """Kill the server's whole process group at once (SIGKILL), as a crash would, then remove what a
+        clean stop would have: its shared memory and the Python backend's copies of the models."""
         if self._proc is None:
             return
-        shm = _group_shm_files(self._proc.pid)  # a killed server cannot remove its shared memory
+        shm = _group_shm_files(self._proc.pid)
+        copies = _group_model_copies(self._proc.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._proc.pid, signal.SIGKILL)
         self._proc.wait()
         for path in shm:
             with contextlib.suppress(OSError):
                 os.unlink(path)
+        for copy in copies:
+            shutil.rmtree(copy, ignore_errors=True)
         self._cleanup()
 
     def _cleanup(self) -> None:

@@ -70,9 +70,14 @@ def parse_config(path: PathLike) -> Any:
         raise ConfigError(f"{p} does not exist; expected a Triton config.pbtxt (or a model folder holding one)")
     pb2 = require("tritonclient.grpc.model_config_pb2", "client", "parsing Triton model configurations")
     text_format = require("google.protobuf.text_format", "client", "parsing Triton model configurations")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p} cannot be read as text ({exc}); expected a Triton config.pbtxt, UTF-8 protobuf "
+                          "text format") from exc
     config = pb2.ModelConfig()
     try:
-        text_format.Parse(p.read_text(), config)
+        text_format.Parse(text, config)
     except text_format.ParseError as exc:
         raise ConfigError(f"{p} is not a valid Triton model configuration: {exc}") from exc
     return config

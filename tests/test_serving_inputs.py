@@ -1,0 +1,259 @@
+"""The serving layer's own checks and clean-up, with stand-ins instead of a real Triton server.
+
+A fake Triton HTTP endpoint (the model config only) serves the client tests; a fake ``fsrfer-serve``
+(the real SIGTERM handling around a stand-in for PyTriton) serves the ServerProcess tests. Options are
+checked before anything is loaded, so those tests need neither PyTriton nor tritonclient.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import http.server
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from fsrfer_edge.errors import ConfigError, InputError
+from fsrfer_edge.metadata import ModelInfo
+from fsrfer_edge.serving import RemoteRecognizer, ServerProcess, ServerUnavailable, TooManyOpenFiles
+from fsrfer_edge.serving import cli as serve_cli
+from fsrfer_edge.serving import client as client_mod
+from fsrfer_edge.serving import server as server_mod
+
+# -- client ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["timeout_s", "retry_delay_s"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_client_times_must_be_finite_numbers(option: str, value: float) -> None:
+    """NaN as timeout_s waited forever; NaN or inf as retry_delay_s raised from time.sleep on the first retry."""
+    with pytest.raises(InputError, match=f"{option}=.*expected a finite"):
+        RemoteRecognizer("127.0.0.1:1", **{option: value})  # refused before any connection is tried
+
+
+class _FakeTriton(http.server.BaseHTTPRequestHandler):
+    """Triton's HTTP endpoint as far as connecting needs: the model config, carrying the ModelInfo."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as Triton: each client holds its socket open
+    info = ModelInfo()
+    pre = info.preprocessing
+    config = json.dumps({
+        "name": "fsrfer", "max_batch_size": 16,
+        "input": [{"name": info.input_name, "data_type": "TYPE_FP32",
+                   "dims": [pre.channels, pre.input_size, pre.input_size]}],
+        "output": [{"name": info.output_name, "data_type": "TYPE_FP32", "dims": [len(info.classes)]}],
+        "parameters": {"fsrfer": {"string_value": info.to_json()}}}).encode()
+
+    def do_GET(self) -> None:
+        found = self.path == "/v2/models/fsrfer/config"
+        body = self.config if found else b'{"error": "not found"}'
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def fake_triton() -> Iterator[str]:
+    pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (pip install -e '.[client]')")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeTriton)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_connections_of_ended_threads_are_released(fake_triton: str) -> None:
+    """Each thread that used an HTTP client held a socket and a gevent hub (epoll + eventfd) until close():
+    300 short-lived threads, 900 descriptors. Now the next connection closes those of ended threads."""
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("counting open descriptors needs /proc (Linux)")
+
+    def ended_hubs() -> int:
+        return sum(thread() is None for thread, _ in client_mod._hubs)
+
+    with client_mod.TritonClientBackend(fake_triton, timeout_s=10) as backend:
+        start = _open_fds()
+        for _ in range(30):
+            t = threading.Thread(target=backend._call, args=(backend._get_config,))
+            t.start()
+            t.join()
+        # This thread's connection and the last thread's (closed on the next connection, or on close).
+        assert len(backend._clients) == 2 and ended_hubs() <= 1
+        deadline = time.monotonic() + 5  # the fake server closes its side of each closed connection
+        while _open_fds() > start + 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _open_fds() <= start + 8, f"{_open_fds() - start} descriptors more after 30 threads"
+    assert not backend._clients and ended_hubs() == 0
+
+
+def test_out_of_file_descriptors_is_not_server_unreachable(fake_triton: str) -> None:
+    """EMFILE (ulimit -n reached) was reported as "server unreachable" and retried."""
+    backend = client_mod.TritonClientBackend(fake_triton, timeout_s=10, retries=3)
+    calls = []
+
+    def no_descriptor_left(client: object) -> None:
+        calls.append(client)
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    with backend, pytest.raises(TooManyOpenFiles, match="Too many open files.*not a server problem.*ulimit -n") as exc:
+        backend._call(no_descriptor_left)
+    assert isinstance(exc.value, OSError) and exc.value.errno == errno.EMFILE
+    assert not isinstance(exc.value, ServerUnavailable) and len(calls) == 1  # not retried
+
+
+def test_parse_config_refuses_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient is not installed "
+                        "(pip install -e '.[client]')")
+    from fsrfer_edge.serving import parse_config
+
+    path = tmp_path / "config.pbtxt"
+    path.write_bytes(b'name: "\xff\xfe"\n')
+    with pytest.raises(ConfigError, match="config.pbtxt cannot be read as text.*expected a Triton config.pbtxt"):
+        parse_config(path)
+
+
+# -- fsrfer-serve options ---------------------------------------------------------------------------
+
+
+def test_an_existing_workspace_is_refused_before_the_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyTriton creates the workspace folder (and deletes it at the end): an existing one failed with a
+    traceback from PyTriton, after the model had loaded."""
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(server_mod, "Recognizer", no_loading)
+    assert serve_cli.main(["--workspace", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: workspace") and "already exists" in err and "does not exist yet" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_bad_host_is_not_reported_as_a_port_in_use() -> None:
+    port = server_mod.free_ports()[0]
+    with pytest.raises(ConfigError, match="host='192.0.2.1' is not an address of this machine"):
+        server_mod._check_ports_free("192.0.2.1", {"http_port": port})  # TEST-NET-1: never this machine's
+    with pytest.raises(ConfigError, match="host='::1' is not an IPv4 address.*does not listen on IPv6"):
+        server_mod._check_ports_free("::1", {"http_port": port})
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        with pytest.raises(ConfigError, match=f"http_port={port}.*another server"):
+            server_mod._check_ports_free("127.0.0.1", {"http_port": port})
+
+
+# -- ServerProcess ----------------------------------------------------------------------------------
+
+
+def test_a_serve_python_that_cannot_run_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong $FSRFER_SERVE_PYTHON raised a bare FileNotFoundError and left a folder with an open log."""
+    monkeypatch.setenv(server_mod.SERVE_PYTHON_ENV, str(tmp_path / "no-such-python"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where ServerProcess makes its folder
+    sp = ServerProcess()
+    with pytest.raises(ConfigError, match=r"no-such-python.*\$FSRFER_SERVE_PYTHON.*expected the path of a Python"):
+        sp.start()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [] and sp._log is None
+
+
+# The fake fsrfer-serve: fsrfer-serve's own SIGINT/SIGTERM handling (_run_until_interrupted) around a
+# stand-in for PyTriton's Triton that answers readiness on --http-port and, like tritonserver, starts
+# "Python backend stubs" (the programs given in $FAKE_STUBS, "|"-separated arguments, ";" between).
+FAKE_SERVE = '''
+import http.server, os, subprocess, sys, threading
+from fsrfer_edge.serving.server import _run_until_interrupted
+
+port = int(sys.argv[sys.argv.index("--http-port") + 1])
+
+class Ready(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+class Triton:
+    def run(self):
+        for stub in filter(None, os.environ.get("FAKE_STUBS", "").split(";")):
+            subprocess.Popen(stub.split("|"))
+        httpd = http.server.HTTPServer(("127.0.0.1", port), Ready)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+
+    def is_alive(self):
+        return True
+
+    def stop(self):
+        pass
+
+_run_until_interrupted(Triton(), None)
+'''
+
+
+@pytest.fixture()
+def fake_serve_python(tmp_path: Path) -> str:
+    pytest.importorskip("pytriton", reason="PyTriton is not installed (pip install -e '.[serve]')")
+    script = tmp_path / "fake_serve.py"
+    script.write_text(FAKE_SERVE)
+    python = tmp_path / "python"  # ServerProcess runs `python -m fsrfer_edge.serving.cli ARGS`
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    python.chmod(0o755)
+    return str(python)
+
+
+def test_stop_is_clean_when_the_parent_ignores_sigint(fake_serve_python: str) -> None:
+    """A child inherits an ignored SIGINT (nohup, a script's background job): stop() sent SIGINT, waited
+    its whole timeout, then killed the server."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        sp = ServerProcess(python=fake_serve_python, startup_timeout_s=30).start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert sp._proc is not None
+    t0 = time.monotonic()
+    sp.stop(timeout_s=5)
+    assert sp._proc.returncode == 0, "killed, not stopped"
+    assert time.monotonic() - t0 < 4
+
+
+def test_kill_removes_the_python_backends_model_copies(tmp_path: Path, fake_serve_python: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """tritonserver deletes its Python backend's /tmp/folderXXXXXX model copies when it stops; killed,
+    it left one per model instance behind."""
+    copies = [tmp_path / "folderAb12Cd", tmp_path / "folderEf34Gh"]
+    stub = tmp_path / "bin" / "triton_python_backend_stub"  # a Python that runs "model.py", as the stub does
+    stub.parent.mkdir()
+    stub.symlink_to(sys.executable)
+    for copy in copies:
+        (copy / "1").mkdir(parents=True)
+        (copy / "1" / "model.py").write_text("import time\ntime.sleep(600)\n")
+    not_a_copy = tmp_path / "models" / "1" / "model.py"  # a stub's model outside a "folderXXXXXX": kept
+    not_a_copy.parent.mkdir(parents=True)
+    not_a_copy.write_text("import time\ntime.sleep(600)\n")
+    monkeypatch.setenv("FAKE_STUBS", ";".join(f"{stub}|{m}" for m in
+                                              [c / "1" / "model.py" for c in copies] + [not_a_copy]))
+    sp = ServerProcess(python=fake_serve_python, startup_timeout_s=30).start()
+    sp.kill()
+    assert [c.exists() for c in copies] == [False, False] and not_a_copy.exists()
