@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -103,7 +103,7 @@ def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: boo
     return np.asarray(img)
 
 
-LegendItem = tuple[str, Optional[tuple[int, int, int]], float]  # text, swatch colour (None: text only), width
+LegendItem = Tuple[str, Optional[Tuple[int, int, int]], float]  # text, swatch colour (None: text only), width
 
 
 def legend_lines(textlength: Callable[[str], float], size: int, width: int, classes: Sequence[str],

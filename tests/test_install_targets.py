@@ -67,6 +67,53 @@ def test_3_runtime_package_needs_no_python_newer_than_38() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+
+#: Built-in types that only Python 3.9 (PEP 585) lets a program subscript at run time.
+PEP585 = {"tuple", "list", "dict", "set", "frozenset", "type"}
+#: Names that only Python 3.10 (PEP 604) lets a program join with ``|`` at run time.
+PEP604 = PEP585 | {"int", "float", "str", "bytes", "bool", "object"}
+
+
+def runtime_type_syntax(src: str) -> list[int]:
+    """Lines of ``src`` that evaluate ``tuple[...]``-style generics or ``int | None``-style unions at run time
+    (outside annotations, which ``from __future__ import annotations`` leaves unevaluated): Python 3.8 raises
+    TypeError there when the module is imported, and neither its grammar nor vermin notices a module-level
+    type alias such as ``Item = tuple[str, int]``."""
+    tree = ast.parse(src)
+    in_annotation: set[int] = set()
+    for node in ast.walk(tree):
+        notes = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs + [node.args.vararg, node.args.kwarg]
+            notes = [a.annotation for a in args if a is not None] + [node.returns]
+        elif isinstance(node, ast.AnnAssign):
+            notes = [node.annotation]
+        for note in notes:
+            if note is not None:
+                in_annotation.update(id(n) for n in ast.walk(note))
+
+    def typeish(n: ast.AST) -> bool:
+        return ((isinstance(n, ast.Name) and n.id in PEP604) or (isinstance(n, ast.Constant) and n.value is None)
+                or (isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) and n.value.id in PEP585))
+
+    bad = []
+    for node in ast.walk(tree):
+        if id(node) in in_annotation:
+            continue
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id in PEP585:
+            bad.append(node.lineno)
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr) and (typeish(node.left) or typeish(node.right)):
+            bad.append(node.lineno)
+    return bad
+
+
+def test_3_runtime_package_evaluates_no_type_syntax_newer_than_38() -> None:
+    assert runtime_type_syntax("Item = tuple[str, int]\nx: tuple[int, ...] = ()\ndef f(a: list[int]) -> dict[str, int]: ...\n"
+                               "y = isinstance(1, int | None)\nz = 3 | 4\n") == [1, 4]
+    found = {str(p.relative_to(REPO)): lines for p in sorted((REPO / "fsrfer_edge").rglob("*.py"))
+             if (lines := runtime_type_syntax(p.read_text()))}
+    assert not found, f"Python 3.8 cannot import these (line numbers): {found}; use typing.Tuple/Optional/Union"
+
 def test_5_jetson_extra_can_build_engines_on_the_device(setup_kwargs: dict[str, Any]) -> None:
     for env in (JETPACK5, JETPACK6):
         reqs = _requirements(setup_kwargs, "jetson", env)
