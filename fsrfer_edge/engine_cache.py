@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -184,6 +185,25 @@ def _lock_holder(fd: int) -> str:
         return ""
 
 
+#: The folders this thread holds the build lock of (:func:`build_lock` is re-entrant within a thread).
+_HELD = threading.local()
+
+
+def _open_lock_file(root: Path) -> tuple[Optional[int], bool]:
+    """The lock file's descriptor (None: none to be had) and whether it is writable. A lock file another user made
+    may be opened read-only: ``flock`` works on it all the same."""
+    path = root / BUILD_LOCK_NAME
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666), True
+    except OSError as exc:
+        try:
+            return os.open(path, os.O_RDONLY), False
+        except OSError:  # a read-only folder without one: its cached engines may still be reused
+            logger.debug("no build lock in %s (%s); builds there do not take turns", root, exc)
+            return None, False
+
+
 @contextlib.contextmanager
 def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, poll_s: float = 0.5) -> Iterator[bool]:
     """Hold ``folder``'s build lock for a ``with`` block: engine builds into one folder take turns across processes.
@@ -194,10 +214,12 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
     rebuilt. Under the lock the first builds while the rest wait, then find its engine and load it.
 
     An advisory ``flock`` on :data:`BUILD_LOCK_NAME` in ``folder`` (made if missing), released by the system when
-    its holder exits, however it exits, so a killed build never leaves the lock held. The holder writes its pid and
-    host into the file, for the waiting message. After ``wait_s`` (default :data:`BUILD_LOCK_WAIT_S`) a waiter builds
-    anyway, with a warning; where the platform (Windows) or the file system has no ``flock``, or the folder is
-    read-only, builds do not take turns (each is still written atomically).
+    its holder exits, however it exits, so a killed build never leaves the lock held. Re-entrant within a thread
+    (first use holds it around the FP16 copy and the build); other threads of the process wait as other processes
+    do. The holder writes its pid and host into the file, for the waiting message. After ``wait_s`` (default
+    :data:`BUILD_LOCK_WAIT_S`) a waiter builds anyway, with a warning; where the platform (Windows) or the file
+    system has no ``flock``, or the folder is read-only with no lock file in it, builds do not take turns (each is
+    still written atomically).
 
     Yields:
         True when the lock is held, False when the block runs without it.
@@ -208,11 +230,14 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
         yield False
         return
     root = Path(folder)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(root / BUILD_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:  # a read-only folder: its cached engines may still be reused; a build fails on its own
-        logger.debug("no build lock in %s (%s); builds there do not take turns", root, exc)
+    key = (os.getpid(), os.path.realpath(root))  # a child forked while this is held does not hold it
+    held_here: set[tuple[int, str]] = getattr(_HELD, "folders", set())
+    _HELD.folders = held_here
+    if key in held_here:
+        yield True
+        return
+    fd, writable = _open_lock_file(root)
+    if fd is None:
         yield False
         return
     held = False
@@ -239,16 +264,19 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
                                _lock_holder(fd) or "unknown", root)
                 told = True
             time.sleep(min(poll_s, max(0.0, limit - waited)))
-        if held:
+        if held and writable:
             try:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
                               f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode(), 0)
             except OSError:  # the note is for messages only
                 pass
+        if held:
+            held_here.add(key)
         yield held
     finally:
         if held:
+            held_here.discard(key)
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 

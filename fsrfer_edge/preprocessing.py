@@ -436,8 +436,9 @@ _JPEG_LUMA = np.array([
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
     14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.float64).reshape(8, 8)
-#: The qualities :func:`jpeg_quality` tests, coarsest table first.
-JPEG_QUALITIES = tuple(range(20, 95, 5))
+#: The qualities :func:`jpeg_quality` tests, coarsest table first (from 85 up the DC step is under
+#: :data:`JPEG_MIN_STEP`, so no finer quality could be found).
+JPEG_QUALITIES = tuple(range(20, 85, 5))
 #: Only quantisation steps of at least this many grey levels are tested (finer ones fit any crop too often).
 JPEG_MIN_STEP = 6.0
 #: A coefficient is on the grid when within this of a multiple of its step (the decoder's rounding moves it).
@@ -452,12 +453,15 @@ SOFTEN_JPEG_SIGMA = 0.0
 
 @functools.lru_cache(maxsize=1)
 def _jpeg_tables() -> np.ndarray:
-    """(Q, 8, 8) quantisation tables of :data:`JPEG_QUALITIES`, as libjpeg's ``jpeg_quality_scaling`` makes them."""
+    """(Q, 8, 8) quantisation tables of :data:`JPEG_QUALITIES`, as libjpeg's ``jpeg_quality_scaling`` and
+    ``jpeg_add_quant_table`` make them (in integers: 5000 // q below 50, else 200 - 2q; then (entry * scale + 50)
+    // 100, kept in 1..255)."""
+    base = _JPEG_LUMA.astype(np.int64)
     tables = []
     for q in JPEG_QUALITIES:
-        scale = 5000.0 / q if q < 50 else 200.0 - 2.0 * q
-        tables.append(np.clip(np.floor((_JPEG_LUMA * scale + 50.0) / 100.0), 1.0, 255.0))
-    out = np.stack(tables)
+        scale = 5000 // q if q < 50 else 200 - 2 * q
+        tables.append(np.clip((base * scale + 50) // 100, 1, 255))
+    out = np.stack(tables).astype(np.float64)
     out.setflags(write=False)
     return out
 
@@ -510,11 +514,17 @@ def jpeg_quality(img: np.ndarray) -> "int | None":
     grid, and at least :data:`JPEG_MIN_COEFFS` coefficients of step :data:`JPEG_MIN_STEP` or more and at least half
     their step in size, :data:`JPEG_ON_GRID` of them on the grid. A crop under 8 pixels on a side has no whole
     block. Not found: a crop cut from a larger JPEG image at an offset that is not a multiple of 8, one resized
-    after decoding, and quality above about 85 (its low-frequency steps are under the minimum). Settings fixed
-    on FER+ train faces, where no clean crop was marked (docs/experiments.md, "JPEG-compressed small crops").
+    after decoding, and quality 85 and above (its DC step is under the minimum). Settings fixed on FER+ train
+    faces, where no clean crop was marked (docs/experiments.md, "JPEG-compressed small crops").
+
+    Raises:
+        InputError: ``img`` is not a 2-D array of numbers.
     """
     img = np.asarray(img)
-    if img.ndim != 2 or min(img.shape) < 8:
+    if img.ndim != 2 or not (np.issubdtype(img.dtype, np.integer) or np.issubdtype(img.dtype, np.floating)):
+        raise InputError(f"jpeg_quality: received an array of shape {img.shape} and dtype {img.dtype}; expected one "
+                         "gray crop, HxW, of pixel values")
+    if min(img.shape) < 8:
         return None
     blocks, unclipped = _jpeg_blocks(np.rint(img)[None])
     candidates = np.flatnonzero(_dc_qualities(blocks, unclipped)[0])
@@ -557,7 +567,15 @@ def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:
 
 def soften(img: np.ndarray, sigma: float) -> np.ndarray:
     """``img`` (..., H, W) blurred by a Gaussian of ``sigma`` pixels along its last two axes (edges repeated),
-    float32: what the SDK does to a crop that is a JPEG image (:class:`Corrections`' ``soften_jpeg``)."""
+    float32: what the SDK does to a crop that is a JPEG image (:class:`Corrections`' ``soften_jpeg``).
+
+    Raises:
+        InputError: ``sigma`` is not a positive finite number, or ``img`` has fewer than two axes.
+    """
+    if isinstance(sigma, (bool, np.bool_)) or not _finite_number(sigma) or sigma <= 0:
+        raise InputError(f"soften: sigma={sigma!r}; expected a positive number of pixels")
+    if np.ndim(img) < 2:
+        raise InputError(f"soften: received an array of shape {np.shape(img)}; expected (..., H, W)")
     h, w = img.shape[-2:]
     with _blas_flags_ignored():
         return (_gaussian_matrix(h, float(sigma)) @ img.astype(np.float32) @ _gaussian_matrix(w, float(sigma)).T)

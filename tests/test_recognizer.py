@@ -1049,9 +1049,40 @@ def test_a_crop_that_is_a_jpeg_image_is_found_with_its_quality(side: int) -> Non
     assert all(preprocessing.jpeg_quality(f) is None for f in faces)  # the same crops, never compressed
     jpeg = _jpeg(faces[0], 50)
     assert preprocessing.jpeg_quality(jpeg.astype(np.float32)) == preprocessing.jpeg_quality(jpeg)
-    assert preprocessing.jpeg_quality(jpeg[1:, 1:]) is None  # the grid is no longer at the corner
+    if side >= 16:  # cut at an offset that is not a multiple of 8, whole blocks remain but off the grid
+        assert preprocessing.jpeg_quality(jpeg[3:, 5:]) is None
     assert preprocessing.jpeg_quality(jpeg[:7]) is None  # no whole block
     assert preprocessing.jpeg_quality(np.full((16, 16), 255, np.uint8)) is None  # every block clipped
+
+
+def test_the_jpeg_helpers_refuse_what_they_cannot_take() -> None:
+    for sigma in (0.0, -0.5, float("nan"), True):
+        with pytest.raises(InputError, match="expected a positive number of pixels"):
+            preprocessing.soften(np.zeros((8, 8), np.float32), sigma)
+    with pytest.raises(InputError, match=r"expected \(\.\.\., H, W\)"):
+        preprocessing.soften(np.zeros(8, np.float32), 0.5)
+    for bad in (np.zeros((8, 8, 3), np.uint8), np.array([["a"] * 8] * 8)):
+        with pytest.raises(InputError, match="expected one gray crop, HxW"):
+            preprocessing.jpeg_quality(bad)
+
+
+def test_the_jpeg_tables_are_libjpegs() -> None:
+    """The tables tested are the ones Pillow (libjpeg) writes at each quality, entry for entry."""
+    import io
+
+    pil = pytest.importorskip("PIL.Image")
+    zigzag = [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6,
+              7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31,
+              39, 46, 53, 60, 61, 54, 47, 55, 62, 63]
+    for q, table in zip(preprocessing.JPEG_QUALITIES, preprocessing._jpeg_tables()):
+        buf = io.BytesIO()
+        pil.fromarray(np.zeros((8, 8), np.uint8), mode="L").save(buf, "JPEG", quality=q)
+        buf.seek(0)
+        with pil.open(buf) as im:
+            written = np.asarray(im.quantization[0])
+        natural = np.empty(64)
+        natural[zigzag] = written  # Pillow may give the table in zigzag order; compare both orders
+        assert np.array_equal(table.ravel(), written) or np.array_equal(table.ravel(), natural), q
 
 
 def test_soften_blurs_and_keeps_flat_crops_flat() -> None:
@@ -1105,6 +1136,7 @@ def test_the_jpeg_step_is_what_its_val_rule_decided() -> None:
     assert (ok, pick) == (result["ok"], result["pick"])
     assert score == pytest.approx(result["score"], abs=0.0015)  # the same means, summed in another order
     sigma = result["candidates"][result["pick"]]["soften_jpeg"]
+    assert result["adopted"] == (result["gain_over_off"] >= script.MIN_GAIN)
     assert preprocessing.SOFTEN_JPEG_SIGMA == (sigma if result["adopted"] else 0.0)
     # A clean row that a candidate changed, or a JPEG row it costs 0.31 points, rules it out.
     acc = json.loads(json.dumps(result["accuracy"]))

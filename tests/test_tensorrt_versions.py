@@ -545,7 +545,10 @@ def test_processes_starting_at_once_build_one_engine(variants: Path, tmp_path: P
         proc.start()
     for proc in procs:
         proc.join(60)
-    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    hung = [proc for proc in procs if proc.is_alive()]
+    for proc in hung:
+        proc.terminate()
+    assert not hung and [proc.exitcode for proc in procs] == [0, 0, 0]
     assert len(builds.read_text().split()) == 1  # each built its own before
     done = [json.loads((tmp_path / f"worker{i}.json").read_text()) for i in range(3)]
     assert len({d["engine"] for d in done}) == 1 and len({tuple(d["labels"]) for d in done}) == 1
@@ -557,18 +560,36 @@ def test_processes_starting_at_once_build_one_engine(variants: Path, tmp_path: P
 def test_build_lock_waits_then_gives_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with engine_cache.build_lock(tmp_path) as held:
         assert held
+        with engine_cache.build_lock(tmp_path) as again:  # re-entrant in this thread (first use nests it)
+            assert again
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # another process: it waits, says for whom, and after its limit goes on without the lock
             code = 1
             try:
+                said: list[str] = []
+                handler = logging.Handler()
+                handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+                logging.getLogger("fsrfer_edge.engine_cache").addHandler(handler)
                 t0 = time.monotonic()
                 with engine_cache.build_lock(tmp_path, wait_s=0.6, poll_s=0.1) as other:
-                    code = 0 if (not other and time.monotonic() - t0 >= 0.6) else 2
+                    waited = time.monotonic() - t0
+                told = sum(f"(pid {parent} on " in m for m in said)
+                code = 0 if (not other and waited >= 0.6 and told == 2) else 2  # waiting, then building anyway
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         assert f"pid {os.getpid()} on " in (tmp_path / engine_cache.BUILD_LOCK_NAME).read_text()
+        import threading
+
+        got: list[bool] = []
+        other_thread = threading.Thread(target=lambda: got.append(
+            engine_cache.build_lock(tmp_path, wait_s=0.3, poll_s=0.05).__enter__()))
+        other_thread.start()
+        other_thread.join(10)
+        assert got == [False]  # another thread of this process waits as another process does
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="fsrfer_edge.engine_cache"):
         with engine_cache.build_lock(tmp_path, wait_s=0) as held:  # released: taken at once, nothing said
             assert held
@@ -576,6 +597,20 @@ def test_build_lock_waits_then_gives_up(tmp_path: Path, caplog: pytest.LogCaptur
     (tmp_path / "a_file").write_bytes(b"")
     with engine_cache.build_lock(tmp_path / "a_file") as held:  # no folder to lock (or a read-only one): no lock
         assert not held
+
+
+def test_a_lock_file_another_user_made_is_locked_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / engine_cache.BUILD_LOCK_NAME).write_bytes(b"")
+    real_open = os.open
+
+    def not_for_writing(path: Any, flags: int, *args: Any) -> int:
+        if str(path).endswith(engine_cache.BUILD_LOCK_NAME) and flags & os.O_RDWR:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", not_for_writing)
+    with engine_cache.build_lock(tmp_path) as held:
+        assert held
 
 
 def test_a_cached_engine_is_reused_where_the_lock_cannot_be_made(variants: Path, tmp_path: Path,
@@ -593,6 +628,12 @@ def test_a_cached_engine_is_reused_where_the_lock_cannot_be_made(variants: Path,
 
     monkeypatch.setattr(os, "open", refuse_lock)
     assert _build(variants, tmp_path, "fp16") == first and len(gpu.trt.log["built"]) == 1
+    # An engine that must be built there is refused before the build, not after it.
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
+    with pytest.raises(EngineError, match="is not writable here"):
+        _build(variants, tmp_path, "fp32")
+    assert len(gpu.trt.log["built"]) == 1
 
 
 def test_the_cache_drops_what_can_never_run_again(variants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence, Union, cast
 
 import numpy as np
 
-from ..engine_cache import check_engine, default_cache_dir, engine_pattern, model_stem, prune_replaced, read_sidecar
+from ..engine_cache import (build_lock, check_engine, default_cache_dir, engine_pattern, model_stem, prune_replaced,
+                            read_sidecar)
 from ..fileio import sha256_file
 from ..errors import BackendUnavailable, EngineError, InputError
 from ..metadata import ModelInfo
@@ -501,21 +502,25 @@ def build_cached_engine(onnx_path: Union[str, os.PathLike[str]], cache_dir: Unio
     hi = max(hi, int(min_max_batch))
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    src = first_use_source(Path(onnx_path), cache)
-    logger.warning("building a TensorRT engine for %s on this GPU (first use; a few minutes on a Jetson). "
-                   "It is cached in %s and later runs load it in milliseconds", Path(onnx_path).name, cache)
-    try:
-        engine = build_engine(src, cache, lo, opt, hi, timing_cache=cache / "timing.cache", device=device,
-                              source_onnx=Path(onnx_path))
-    finally:
-        if src != Path(onnx_path):
-            src.unlink(missing_ok=True)  # the FP16 copy: the engine records the file it was made from
-    try:
-        for old in prune_replaced(cache, onnx_path, read_sidecar(engine)["key"].device):
-            logger.info("removed %s from the engine cache: %s", old.path.name, old.stale)
-    except Exception as exc:  # tidying up must not fail the engine just built
-        logger.warning("could not remove the engines of earlier versions of %s from %s: %s", Path(onnx_path).name,
-                       cache, exc)
+    # Under the cache's build lock from the FP16 copy on: a process that waited for another's build makes its copy
+    # only then, and build_engine (re-entering the lock) finds that build's engine.
+    with build_lock(cache):
+        src = first_use_source(Path(onnx_path), cache)
+        logger.warning("building a TensorRT engine for %s on this GPU (first use; a few minutes on a Jetson), unless "
+                       "one was built meanwhile. It is cached in %s and later runs load it in milliseconds",
+                       Path(onnx_path).name, cache)
+        try:
+            engine = build_engine(src, cache, lo, opt, hi, timing_cache=cache / "timing.cache", device=device,
+                                  source_onnx=Path(onnx_path))
+        finally:
+            if src != Path(onnx_path):
+                src.unlink(missing_ok=True)  # the FP16 copy: the engine records the file it was made from
+        try:
+            for old in prune_replaced(cache, onnx_path, read_sidecar(engine)["key"].device):
+                logger.info("removed %s from the engine cache: %s", old.path.name, old.stale)
+        except Exception as exc:  # tidying up must not fail the engine just built
+            logger.warning("could not remove the engines of earlier versions of %s from %s: %s",
+                           Path(onnx_path).name, cache, exc)
     return engine
 
 

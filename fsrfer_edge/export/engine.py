@@ -229,6 +229,9 @@ def _build_or_reuse(onnx_path: Path, source: Path, info: ModelInfo, key: EngineK
             else:
                 log.info("cached: %s", out)
                 return out
+    if not os.access(out.parent, os.W_OK):  # before minutes of building, not after
+        raise EngineError(f"{out.name} must be built, but {out.parent} is not writable here; expected a folder this "
+                          "user may write: pass another --out-dir, or set FSRFER_ENGINE_DIR for first-use builds")
     t0 = time.perf_counter()
     plan, build = _build_serialized(onnx_path, info, key, workspace_mb, timing_cache)
     atomic_write_bytes(out, plan)
