@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from fsrfer_edge.errors import BackendUnavailable, CliParser, FsrferError, one_line, require
-from fsrfer_edge.fileio import check_output_path, remove_partial_writes, write_json
+from fsrfer_edge.fileio import check_distinct_files, check_output_path, remove_partial_writes, write_json
 from fsrfer_edge.preprocessing import FACTORS
 
 log = logging.getLogger("trainer")
@@ -187,6 +187,8 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(args.verbose)
     try:
         check_output_path(args.json, "--json")
+        for what, given in (("--checkpoint", args.checkpoint), ("--data", args.data)):
+            check_distinct_files([(what, given), ("--json", args.json)])
         if args.limit < 0:
             raise FsrferError(f"--limit {args.limit}; expected 0 (every face) or a positive number of faces")
         if Path(args.checkpoint).suffix != ".onnx":

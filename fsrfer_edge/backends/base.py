@@ -91,7 +91,8 @@ class Backend(abc.ABC):
 
         Raises:
             InputError: wrong type, dtype, shape, an empty batch, a batch larger than
-                ``max_batch``, or NaN/infinite values.
+                ``max_batch`` or smaller than ``min_batch`` (a graph with a fixed batch size takes
+                exactly that many), or NaN/infinite values.
             ModelError: the model failed to run, or returned logits that are not (N, num_classes)
                 finite values.
             BackendClosedError: the backend was closed.
@@ -166,11 +167,14 @@ class Backend(abc.ABC):
         n = batch.shape[0]
         if n == 0:
             raise InputError(f"received an empty batch of shape {batch.shape}; expected at least one sample")
-        if limit and self._max_batch is not None and n > self._max_batch:
-            raise InputError(
-                f"received a batch of {n}; this model accepts at most {self._max_batch} at once. "
-                "Split the batch (Recognizer does this for you)"
-            )
+        least, most = self.min_batch, self._max_batch
+        fixed = f"; it takes exactly {least} faces at a time" if least == most else ""
+        if limit and most is not None and n > most:
+            raise InputError(f"received a batch of {n}; this model accepts at most {most} at once{fixed}. "
+                             "Split the batch (Recognizer does this for you)")
+        if limit and n < least:
+            raise InputError(f"received a batch of {n}; this model accepts at least {least} at once{fixed}. "
+                             "Pad the batch with zero rows and drop their logits (Recognizer does this for you)")
         if batch.dtype.kind == "f" and not np.isfinite(batch).all():
             raise InputError("the batch contains NaN or infinite values; expected finite normalised input")
         return np.ascontiguousarray(batch)

@@ -27,6 +27,10 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8"}
 _ORT_ERROR_NAMES = ("Fail", "InvalidArgument", "InvalidProtobuf", "InvalidGraph", "NoSuchFile", "NoModel",
                     "NotImplemented", "RuntimeException", "EPFail", "ModelLoadCanceled")
 
+#: The most intra-op threads a session may be given: far beyond any CPU's cores (ONNX Runtime itself fails
+#: with a raw TypeError from 2**31 on).
+MAX_THREADS = 1024
+
 ProviderSpec = Union[str, Tuple[str, Dict[str, Any]]]  # typing generics: evaluated at import (Python 3.8 on JetPack 5)
 
 
@@ -54,7 +58,8 @@ def resolve_providers(providers: Union[None, str, Sequence[ProviderSpec]], devic
         A provider list for ``onnxruntime.InferenceSession``.
 
     Raises:
-        InputError: an unknown provider, or one this onnxruntime build does not have.
+        InputError: an entry that is neither a provider name nor a (name, options dict) pair, an unknown
+            provider, or one this onnxruntime build does not have.
     """
     ort = ort or import_onnxruntime()
     available = list(ort.get_available_providers())
@@ -72,7 +77,13 @@ def resolve_providers(providers: Union[None, str, Sequence[ProviderSpec]], devic
         )
     out: list[ProviderSpec] = []
     for p in providers:
-        name = p[0] if isinstance(p, tuple) else p
+        pair = isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], dict)
+        if not (isinstance(p, str) or pair):  # ONNX Runtime would ignore it and run on the CPU
+            raise InputError(
+                f"providers entry {p!r} is not understood; expected a provider name or a (name, options dict) "
+                "pair, e.g. 'CPUExecutionProvider' or ('CUDAExecutionProvider', {'device_id': 0})"
+            )
+        name = p[0] if pair else p
         if not isinstance(name, str) or name not in available:
             raise InputError(
                 f"execution provider {name!r} is not available in this onnxruntime build; available: "
@@ -89,20 +100,21 @@ def make_session_options(threads: Optional[int] = None, ort: Optional[ModuleType
     """Session options shared by the backend, the detectors and the benchmark's bare session.
 
     Args:
-        threads: intra-op threads; None lets ONNX Runtime choose (one per physical core).
+        threads: intra-op threads, at most :data:`MAX_THREADS`; None lets ONNX Runtime choose (one per
+            physical core).
         spinning: let idle intra-op threads spin-wait for work (ONNX Runtime's default, fastest for one
             session run back to back). False where sessions take turns in one process, as the crowd
             analyzer's detector and recogniser do: a session's threads still spinning after its run take
             the cores from the next session.
 
     Raises:
-        InputError: ``threads`` is not a positive integer.
+        InputError: ``threads`` is not an integer from 1 to :data:`MAX_THREADS`.
     """
     ort = ort or import_onnxruntime()
     opts = ort.SessionOptions()
     if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-            raise InputError(f"threads={threads!r}; expected a positive integer or None (all cores)")
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
+            raise InputError(f"threads={threads!r}; expected an integer from 1 to {MAX_THREADS} or None (all cores)")
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
     if not spinning:
