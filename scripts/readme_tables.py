@@ -797,6 +797,21 @@ def jpeg_crops_table(doc: dict[str, Any]) -> str:
             f"SDK; rows where a sigma softened no crop show off only. The rule's score (mean over the JPEG rows and "
             f"factors): {scores}; pick {pick}, {decided}:\n\n" + "\n".join(lines) + "\n")
 
+
+JPEG_DETECTION = "results/ferplus/jpeg_detection_train.json"
+
+
+def jpeg_detection_table(doc: dict[str, Any]) -> str:
+    """scripts/jpeg_detection.py: the share of crops preprocessing.jpeg_quality marks, per crop kind and factor."""
+    marked = doc["marked"]
+    factors = sorted({f for row in marked.values() for f in row}, key=int)
+    lines = ["| crop | " + " | ".join(f"x{f}" for f in factors) + " |", "|---|" + "---:|" * len(factors)]
+    for kind, row in marked.items():
+        lines.append(f"| {kind} | " + " | ".join(f"{row[f]:.1f}" if f in row else "" for f in factors) + " |")
+    return (f"{doc['faces']}, % of crops marked as JPEG images, from `{JPEG_DETECTION}` (`{doc['command']}`; "
+            f"qualities tested {doc['qualities_tested'][0]}-{doc['qualities_tested'][-1]}):\n\n"
+            + "\n".join(lines) + "\n")
+
 #: Protocol (c)'s specialist (configs/ferplus_soft_aug_camera_q50_lrft.yaml: the equal-budget baseline trained on
 #: area + JPEG q50 only), beside the shipped graph (routed, val) and the mixed-trained equal-budget baseline of the
 #: same seed (the row of the GPU/CPU runs file), and the rule in its config.
@@ -1372,6 +1387,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "flip": (FLIP_VAL, flip_table, "docs/experiments.md"),
     "camera_gap": (CAMERA_GAP, camera_gap_table, "docs/experiments.md"),
     "jpeg_crops": (JPEG_CROPS, jpeg_crops_table, "docs/experiments.md"),
+    "jpeg_detection": (JPEG_DETECTION, jpeg_detection_table, "docs/experiments.md"),
     "camera_specialist": (CAMERA_SPECIALIST, camera_specialist_table, "docs/experiments.md"),
     "early_g_12ep": (EARLY_G_12EP, early_g_12ep_table, "docs/experiments.md"),
     "kd10": (KD10[0], lambda d: stage2_screen_table(d, KD10[1]), "docs/experiments.md"),
