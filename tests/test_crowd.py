@@ -19,6 +19,7 @@ skimage = pytest.importorskip("skimage")
 
 from fsrfer_edge import crowd, crowd_bench, crowd_cli
 from fsrfer_edge.detection.frames import write_image
+from _video import write_video
 
 
 @pytest.fixture(scope="module")
@@ -245,17 +246,6 @@ def test_stream_bad_sources(analyzer: CrowdAnalyzer, tmp_path: Path) -> None:
         list(analyzer.analyze_stream(junk))
 
 
-def _write_video(path: Path, frames: list[np.ndarray]) -> Path:
-    cv2 = pytest.importorskip("cv2")
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (frames[0].shape[1], frames[0].shape[0]))
-    if not writer.isOpened():
-        pytest.skip("this OpenCV build cannot write MJPG .avi files")
-    for f in frames:
-        writer.write(np.ascontiguousarray(f[:, :, ::-1]))
-    writer.release()
-    return path
-
-
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
@@ -291,7 +281,7 @@ def test_cli_sessions_split_the_faces_and_give_the_same_results(scene: crowd_ben
 
 def test_cli_video_writes_annotated_video_and_json(scene: crowd_bench.Scene, tmp_path: Path) -> None:
     cv2 = pytest.importorskip("cv2")
-    video = _write_video(tmp_path / "in.avi", [scene.image, scene.image[::-1].copy(), scene.image])
+    video = write_video(tmp_path / "in.avi", [scene.image, scene.image[::-1].copy(), scene.image])
     out, js = tmp_path / "out.avi", tmp_path / "res.json"
     assert crowd_cli.main([str(video), "--out", str(out), "--json", str(js), "--min-face", "12",
                            "--max-frames", "2"]) == 0

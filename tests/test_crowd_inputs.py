@@ -13,6 +13,7 @@ import pytest
 
 from fsrfer_edge import InputError
 from fsrfer_edge.detection.frames import read_image
+from _video import write_video
 
 
 def _crowd_cli() -> Any:
@@ -29,17 +30,6 @@ def _write_png(path: Path, frame: np.ndarray) -> Path:
 
     pytest.importorskip("PIL")
     return write_image(path, frame)
-
-
-def _write_video(path: Path, frames: list[np.ndarray]) -> Path:
-    cv2 = pytest.importorskip("cv2")
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (frames[0].shape[1], frames[0].shape[0]))
-    if not writer.isOpened():
-        pytest.skip("this OpenCV build cannot write MJPG .avi files")
-    for f in frames:
-        writer.write(np.ascontiguousarray(f[:, :, ::-1]))
-    writer.release()
-    return path
 
 
 def _noise(n: int, size: int = 64, seed: int = 0) -> list[np.ndarray]:
@@ -133,7 +123,7 @@ def test_the_annotated_video_gets_ordinary_permissions(tmp_path: Path) -> None:
 
 def test_a_truncated_video_is_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     crowd_cli = _crowd_cli()
-    full = _write_video(tmp_path / "full.avi", _noise(30))
+    full = write_video(tmp_path / "full.avi", _noise(30))
     cut = tmp_path / "cut.avi"
     cut.write_bytes(full.read_bytes()[:len(full.read_bytes()) // 2])  # an interrupted copy
     docs = {}
@@ -216,7 +206,7 @@ def test_ctrl_c_ends_a_camera_recording_and_keeps_it(tmp_path: Path, monkeypatch
 def test_ctrl_c_on_a_video_file_discards_the_partial_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     crowd_cli = _crowd_cli()
-    video = _write_video(tmp_path / "in.avi", _noise(8))
+    video = write_video(tmp_path / "in.avi", _noise(8))
     argv = [str(video), "--out", str(tmp_path / "o.avi"), "--json", str(tmp_path / "o.json")]
     assert _run_interrupted(crowd_cli, argv, monkeypatch) == 130
     err = capsys.readouterr().err
@@ -246,7 +236,7 @@ def test_a_scale_beyond_the_frame_limit_is_refused_before_detection(tmp_path: Pa
     assert "--scale 4: the annotated output of this 2100x2100 input would be 8400x8400 pixels" in err
     assert "expected --scale 3 or less" in err
     pytest.importorskip("cv2")
-    video = _write_video(tmp_path / "in.avi", _noise(1, 600))  # x16: 9600x9600
+    video = write_video(tmp_path / "in.avi", _noise(1, 600))  # x16: 9600x9600
     assert crowd_cli.main([str(video), "--out", str(tmp_path / "o.avi"), "--scale", "16"]) == 2
     assert "expected --scale 13 or less" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png", "in.avi"]
