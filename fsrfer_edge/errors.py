@@ -5,10 +5,13 @@ Every message says what was received, what was expected and, where it helps, wha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 from types import ModuleType
-from typing import NoReturn
+from typing import Any, Iterator, NoReturn
 
 
 class FsrferError(Exception):
@@ -80,3 +83,23 @@ class CliParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
         sys.exit(2)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, a job scheduler or supervisor stopping the run) raises
+    KeyboardInterrupt as Ctrl-C does, so the run cleans up after itself either way; the previous handler is
+    restored after it. Only the main thread may set handlers: elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:  # None: a handler not set from Python, which cannot be put back; the default is the nearest
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

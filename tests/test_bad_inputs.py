@@ -412,7 +412,7 @@ def test_cli_eval_bad_output_paths(model: Path, tmp_path: Path, capsys: pytest.C
     line = run_cli(eval_main, ["--checkpoint", str(model), "--data", str(data), "--json", str(tmp_path / "e.json"),
                                "--split", "nope"], capsys)
     assert "invalid choice" in line
-    for extra, words in ((["--limit", "-5"], "--limit -5"), (["--threads", "-2"], "threads=-2")):
+    for extra, words in ((["--limit", "-5"], "--limit -5"), (["--threads", "-2"], "--threads -2; expected an integer from 1 to 1024")):
         line = run_cli(eval_main, ["--checkpoint", str(model), "--data", str(data), "--json", str(tmp_path / "e.json"),
                                    *extra], capsys)
         assert words in line

@@ -4,12 +4,14 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from fsrfer_edge.errors import BackendUnavailable, CliParser, FsrferError, one_line, require
+from fsrfer_edge.backends.onnxruntime_backend import MAX_THREADS
+from fsrfer_edge.errors import BackendUnavailable, CliParser, FsrferError, one_line, require, sigterm_interrupts
 from fsrfer_edge.fileio import check_distinct_files, check_output_path, remove_partial_writes, write_json
 from fsrfer_edge.preprocessing import FACTORS
 
@@ -90,7 +92,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--steps", default=",".join(DEFAULT_STEPS),
                     help=f"comma-separated subset of {','.join(STEPS)} (default: all but eval-test)")
     ap.add_argument("--time-budget", type=positive_minutes, metavar="MIN",
-                    help="stop cleanly at the first epoch end after MIN minutes (continue later with --resume)")
+                    help="stop cleanly at the first epoch end after MIN minutes, or before the next model or "
+                    "evaluation once they have passed (continue later with --resume)")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"),
                     help="train on this device (overrides the config's 'device', default auto: cuda when torch "
                     "sees a GPU, else cpu). Under torchrun, cuda = one GPU per process (cuda:LOCAL_RANK) with NCCL, "
@@ -100,8 +103,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
                     "evaluation) before giving up (default 60)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    if args.seed is not None and args.seed < 0:
-        ap.error(f"--seed {args.seed}: expected an integer >= 0")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        ap.error(f"--seed {args.seed}: expected an integer >= 0 and < 2**63")
     steps = tuple(s for s in args.steps.split(",") if s)
     bad = set(steps) - set(STEPS)
     if bad:
@@ -113,31 +116,33 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     tag = ""
     out: Optional[Path] = None  # known once the config is read
     try:
-        cfg = config.load(args.config)
-        # "auto" is settled here, once, so that every rank trains on the same kind of device and the
-        # run's config.json says which.
-        cfg = dataclasses.replace(cfg, device=config.resolve_device(args.device or cfg.device))
-        if args.seed is not None:
-            cfg = dataclasses.replace(cfg, seed=args.seed)
-        if args.data and cfg.data.synthetic:  # --data overrides the config, its synthetic faces too
-            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, synthetic=0))
-        ctx = distributed.init_from_env(cfg.device, args.dist_timeout)  # single-process unless run by torchrun
-        tag = f" [rank {ctx.rank}]" if ctx.distributed else ""
-        _setup_logging(args.verbose, ctx.rank if ctx.distributed else None)
-        from .train import load_data, run_pipeline
+        with sigterm_interrupts():  # SIGTERM (kill, a job scheduler) takes the Ctrl-C path below
+            cfg = config.load(args.config)
+            # "auto" is settled here, once, so that every rank trains on the same kind of device and the
+            # run's config.json says which.
+            cfg = dataclasses.replace(cfg, device=config.resolve_device(args.device or cfg.device))
+            if args.seed is not None:
+                cfg = dataclasses.replace(cfg, seed=args.seed)
+            if args.data:  # overrides the config, its synthetic faces too; recorded (config.json, models) as used
+                cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=os.path.abspath(args.data),
+                                                                        synthetic=0))
+            ctx = distributed.init_from_env(cfg.device, args.dist_timeout)  # single-process unless run by torchrun
+            tag = f" [rank {ctx.rank}]" if ctx.distributed else ""
+            _setup_logging(args.verbose, ctx.rank if ctx.distributed else None)
+            from .train import load_data, run_pipeline
 
-        out = Path(args.out or f"runs/{cfg.name}")
-        if out.exists() and not out.is_dir():
-            raise FsrferError(f"--out {out} is a file; expected a folder for the run (it is created if missing)")
-        check_output_path(out / "config.json", "--out")
-        if args.resume and ctx.rank == 0:
-            if not (out / "state").is_dir():  # a mistyped --out would otherwise look like a resumed run
-                log.warning("--resume: nothing to resume in %s (no state/ folder from an earlier run); starting a new "
-                            "run there", out)
-            for p in remove_partial_writes(out):  # left by a process killed mid-write (kill -9)
-                log.info("removed %s, a file left half-written by an earlier run that was killed", p)
-        data = load_data(cfg, config.resolve_data_path(cfg, args.data, args.config))
-        done = run_pipeline(cfg, data, out, resume=args.resume, steps=steps, time_budget_min=args.time_budget)
+            out = Path(args.out or f"runs/{cfg.name}")
+            if out.exists() and not out.is_dir():
+                raise FsrferError(f"--out {out} is a file; expected a folder for the run (it is created if missing)")
+            check_output_path(out / "config.json", "--out")
+            if args.resume and ctx.rank == 0:
+                if not (out / "state").is_dir():  # a mistyped --out would otherwise look like a resumed run
+                    log.warning("--resume: nothing to resume in %s (no state/ folder from an earlier run); "
+                                "starting a new run there", out)
+                for p in remove_partial_writes(out):  # left by a process killed mid-write (kill -9)
+                    log.info("removed %s, a file left half-written by an earlier run that was killed", p)
+            data = load_data(cfg, config.resolve_data_path(cfg, None, args.config))
+            done = run_pipeline(cfg, data, out, resume=args.resume, steps=steps, time_budget_min=args.time_budget)
     except FsrferError as exc:
         print(f"fsrfer-train: error{tag}: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -180,7 +185,8 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
                          "small crops through the SDK's preprocessing, or camera-like crops (area down-sampling "
                          "and JPEG quality 50)")
     ap.add_argument("--limit", type=int, default=0, help="evaluate on a seeded subset of this many faces")
-    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = library default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help=f"CPU threads, 1 to {MAX_THREADS} (default 0: the library's default)")
     ap.add_argument("--json", required=True, help="output JSON path")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -191,6 +197,9 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
             check_distinct_files([(what, given), ("--json", args.json)])
         if args.limit < 0:
             raise FsrferError(f"--limit {args.limit}; expected 0 (every face) or a positive number of faces")
+        if not 0 <= args.threads <= MAX_THREADS:  # the .onnx path's bounds, for a .pt checkpoint too
+            raise FsrferError(f"--threads {args.threads}; expected an integer from 1 to {MAX_THREADS}, or 0 for the "
+                              "library's default")
         if Path(args.checkpoint).suffix != ".onnx":
             require("torch", "train", "evaluating a .pt checkpoint (an exported .onnx model needs only onnxruntime)")
         import numpy as np

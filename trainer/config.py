@@ -226,7 +226,7 @@ class EvalConfig:
 @dataclasses.dataclass
 class TrainConfig:
     name: str = "run"
-    seed: int = 0
+    seed: int = dataclasses.field(default=0, metadata={"range": (0, 2**63 - 1)})  # a signed 64-bit integer
     threads: int = 0  # 0 = torch default (CPU threads per process)
     device: str = "auto"  # auto | cpu | cuda; auto = cuda when torch sees a GPU, else cpu (see resolve_device)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -332,8 +332,8 @@ RANGE_RULES: tuple[tuple[str, float, float, bool, str], ...] = (
 
 def _rule(path: str, field: "dataclasses.Field[Any]") -> tuple[float, float, bool, str]:
     if "range" in field.metadata:
-        lo, hi = field.metadata["range"]
-        return float(lo), float(hi), False, f"a number in [{lo}, {hi}]"
+        lo, hi = field.metadata["range"]  # as given: a float bound would round 2**63 - 1 up to 2**63
+        return lo, hi, False, f"a number in [{lo}, {hi}]"
     for pattern, lo, hi, low_open, text in RANGE_RULES:
         if fnmatch.fnmatchcase(path, pattern):
             return lo, hi, low_open, text
@@ -416,6 +416,8 @@ def _unique_keys_loader(yaml: Any) -> Any:
 
 
 DEVICES = ("auto", "cpu", "cuda")
+#: The splits ``eval.split`` may name.
+EVAL_SPLITS = ("train", "val", "test")
 
 
 def _validate(cfg: TrainConfig, where: str) -> None:
@@ -521,6 +523,10 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
     bad = set(cfg.stage2.ablations) - set(ABLATIONS)
     if bad:
         problems.append(f"{where}: unknown stage2.ablations {sorted(bad)}; valid: {sorted(ABLATIONS)}")
+    if cfg.eval.split not in EVAL_SPLITS:
+        problems.append(f"{where}: eval.split must be one of {list(EVAL_SPLITS)}, got {cfg.eval.split!r}")
+    if not cfg.eval.factors:
+        problems.append(f"{where}: eval.factors must list at least one down-sample factor (integers >= 1), got []")
     bad = set(cfg.eval.protocols) - {"resized", "small", "camera"}
     if bad or not cfg.eval.protocols:
         raise ConfigError(f"{where}: eval.protocols must list some of ['resized', 'small', 'camera'], got "

@@ -13,6 +13,9 @@ States are saved with CPU tensors whatever device trains (:func:`trainer.checkpo
 copies them into the modules where they are (optimiser states follow their parameters), so a run can be
 resumed on another device. Only on the CPU is a resumed run bit-identical to an uninterrupted one; GPU
 kernels (cuDNN's algorithm choice) may differ in the last bits.
+
+A state also holds the settings its model's weights depend on (``settings``): a stage is not resumed under
+others (ConfigError naming them), so a model never records settings it was only partly trained with.
 """
 from __future__ import annotations
 
@@ -22,13 +25,13 @@ import math
 import time
 import zlib
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from fsrfer_edge.errors import ModelError
+from fsrfer_edge.errors import ConfigError, ModelError
 
 from . import checkpoint, distributed
 
@@ -52,6 +55,29 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
         g["lr"] = lr
 
 
+def differences(then: Any, now: Any, where: str = "", source: str = "in the model") -> list[str]:
+    """``"key: THEN SOURCE, NOW now"`` for each setting (dotted key) that differs between two nested dicts."""
+    if isinstance(then, dict) and isinstance(now, dict):
+        return [d for k in sorted(set(then) | set(now))
+                for d in differences(then.get(k), now.get(k), f"{where}{k}.", source)]
+    return [] if then == now else [f"{where.rstrip('.')}: {then!r} {source}, {now!r} now"]
+
+
+def listed(diffs: list[str]) -> str:
+    """The first few of :func:`differences`, for a message."""
+    return "; ".join(diffs[:5]) + ("; ..." if len(diffs) > 5 else "")
+
+
+def time_is_up(deadline: Optional[float], before: str) -> bool:
+    """Whether the time budget's ``deadline`` (time.time()) has passed; if so, says that the run stops before
+    ``before`` starts. Rank 0's clock decides, so that all ranks stop at the same point."""
+    if deadline is None or not distributed.broadcast(time.time() > deadline):
+        return False
+    if distributed.is_main():
+        log.warning("time budget spent: stopped before %s; continue with --resume", before)
+    return True
+
+
 class EpochRunner:
     """Runs ``epochs`` epochs of ``train_epoch`` with evaluation, checkpointing and resume.
 
@@ -62,34 +88,46 @@ class EpochRunner:
         optimizers: their optimisers (states are saved too).
         epochs: total number of epochs.
         seed: the run's seed.
+        settings: what the weights depend on (plain data); kept in the state, and a resumed state with
+            other settings is refused (ConfigError) instead of carried on.
     """
 
     def __init__(self, name: str, state_path: Path, modules: dict[str, nn.Module],
-                 optimizers: dict[str, torch.optim.Optimizer], epochs: int, seed: int) -> None:
+                 optimizers: dict[str, torch.optim.Optimizer], epochs: int, seed: int,
+                 settings: Optional[dict[str, Any]] = None) -> None:
         self.name = name
         self.state_path = Path(state_path)
         self.modules = modules
         self.optimizers = optimizers
         self.epochs = epochs
         self.seed = seed
+        self.settings = settings
         self.history: list[dict[str, float]] = []
         self.best_score = -math.inf
         self.best_state: dict[str, dict[str, torch.Tensor]] = {}
         self.epoch = 0
+        self.epochs_run = 0  # trained by the latest run(); 0: its caller may start more whatever the time budget
 
     # -- state ----------------------------------------------------------------------------
     def _save(self) -> None:
         if not distributed.is_main():
             return
         checkpoint.save(self.state_path, {
-            "kind": "state", "stage": self.name, "epoch": self.epoch, "history": self.history,
-            "best_score": self.best_score, "best_state": self.best_state,
+            "kind": "state", "stage": self.name, "settings": self.settings, "epoch": self.epoch,
+            "history": self.history, "best_score": self.best_score, "best_state": self.best_state,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
         })
 
     def _load(self) -> None:
         st = checkpoint.load(self.state_path, kind="state")
+        saved = st.get("settings")
+        diffs = differences(saved, self.settings, source="in the stopped stage") if saved and self.settings else []
+        if diffs:
+            raise ConfigError(f"--resume would carry on {self.state_path} ({self.name}, stopped after epoch "
+                              f"{int(st['epoch'])}), but it was started with other settings ({listed(diffs)}). "
+                              "Resume with the settings it was started with, train into a new --out, or move "
+                              f"{self.state_path} aside to start {self.name} again")
         for k, m in self.modules.items():
             m.load_state_dict(st["modules"][k])
         for k, o in self.optimizers.items():
@@ -112,7 +150,7 @@ class EpochRunner:
                 raise ModelError(f"rank {distributed.rank()}: {self.state_path} exists on rank 0 but not here; "
                                  "the output directory must be on a filesystem shared by every node")
             self._load()
-        done_here = 0
+        self.epochs_run = 0
         from tqdm.auto import tqdm
 
         main = distributed.is_main()
@@ -140,10 +178,11 @@ class EpochRunner:
             bar.set_postfix(val=f"{score:.4f}", best=f"{self.best_score:.4f}")
             log.info("%s epoch %d/%d: %s", self.name, self.epoch, self.epochs,
                      {k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()})
-            done_here += 1
+            self.epochs_run += 1
             # Rank 0's clock decides, so that all ranks stop after the same epoch.
             if self.epoch < self.epochs and distributed.broadcast(
-                    (stop_after is not None and done_here >= stop_after) or (deadline is not None and time.time() > deadline)):
+                    (stop_after is not None and self.epochs_run >= stop_after)
+                    or (deadline is not None and time.time() > deadline)):
                 bar.close()
                 if main:
                     log.warning("%s: stopped after epoch %d of %d; continue with --resume", self.name, self.epoch,

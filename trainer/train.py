@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from fsrfer_edge.errors import ConfigError, DataError
-from fsrfer_edge.fileio import sha256_file
+from fsrfer_edge.fileio import atomic_write, sha256_file
 from fsrfer_edge.preprocessing import Preprocessing
 
 from . import checkpoint, distributed, losses
@@ -25,7 +25,7 @@ from .config import LossConfig, TrainConfig, ablated, resolve_device
 from .evaluate import degraded_inputs, evaluate_fn, torch_logits_fn, write_json
 from .models import (FeatureCritic, InferenceModel, LevelHead, SpatialFeatureCritic,
                      create_generator)
-from .runner import EpochRunner, cosine_lr, set_lr
+from .runner import EpochRunner, cosine_lr, differences, listed, set_lr, time_is_up
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,9 @@ def load_data(cfg: TrainConfig, path: Optional[Path]) -> Data:
         n = cfg.data.synthetic
         imgs, labels = make_faces(n, seed=cfg.seed)
         a, b = int(0.7 * n), int(0.85 * n)
+        if b == a:
+            raise DataError(f"data.synthetic: {n} faces leave the val split empty (faces are split 70/15/15% into "
+                            "train, val and test, and val chooses the models); expected at least 4 faces")
         splits = {"train": Split(imgs[:a], labels[:a]), "val": Split(imgs[a:b], labels[a:b]),
                   "test": Split(imgs[b:], labels[b:])}
         source = f"synthetic({n}, seed={cfg.seed})"
@@ -280,6 +283,14 @@ def _save_model(out: Path, name: str, model: InferenceModel, cfg: TrainConfig, r
     return path
 
 
+def _runner(cfg: TrainConfig, out: Path, stage: str, model: str, modules: dict[str, nn.Module],
+            optimizers: dict[str, torch.optim.Optimizer], epochs: int) -> EpochRunner:
+    """The runner of ``stage`` (its state: OUT/state/STAGE.pt), a stage of model ``model``: the state keeps the
+    settings that decide that model's weights (:func:`_settings_for`), and --resume refuses it under others."""
+    return EpochRunner(stage, out / "state" / f"{stage}.pt", modules, optimizers, epochs, cfg.seed,
+                       _settings_for(model, cfg.to_dict()))
+
+
 def train_stage1(cfg: TrainConfig, data: Data, out: Path, resume: bool, stop_after: Optional[int] = None,
                  deadline: Optional[float] = None) -> Optional[Path]:
     """Train the HR FER model. Returns the model checkpoint path, or None if stopped early."""
@@ -288,8 +299,7 @@ def train_stage1(cfg: TrainConfig, data: Data, out: Path, resume: bool, stop_aft
     model = InferenceModel(spec_for(cfg, "hr")).to(dev)  # made on the CPU: the same weights on every device
     init = stage1_init(cfg, model) if cfg.stage1.init else None
     opt = _sgd(model.fer, cfg, cfg.stage1.lr)
-    runner = EpochRunner("stage1", out / "state" / "stage1.pt", {"fer": model.fer}, {"opt": opt},
-                         cfg.stage1.epochs, cfg.seed)
+    runner = _runner(cfg, out, "stage1", "hr", {"fer": model.fer}, {"opt": opt}, cfg.stage1.epochs)
     teacher, taught = stage1_teacher(cfg, dev, data.train)
     step = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, cfg.stage1.epochs, cfg.stage1.lr,
                              lr_inputs=False, dev=dev, teacher=teacher,
@@ -301,6 +311,8 @@ def train_stage1(cfg: TrainConfig, data: Data, out: Path, resume: bool, stop_aft
     if taught:
         extra["stage1_distill"] = taught
     if cfg.stage1.swa_epochs:
+        if runner.epochs_run and time_is_up(deadline, "stage1_swa"):  # stage 1 ended past the budget
+            return None
         runner = _stage1_swa(cfg, data, model, out, resume, stop_after, deadline, dev)
         if runner is None:
             return None
@@ -318,8 +330,7 @@ def _stage1_swa(cfg: TrainConfig, data: Data, model: InferenceModel, out: Path, 
 
     avg = AveragedModel(model.fer)
     opt = _sgd(model.fer, cfg, cfg.stage1.swa_lr)
-    runner = EpochRunner("stage1_swa", out / "state" / "stage1_swa.pt", {"fer": model.fer, "swa": avg}, {"opt": opt},
-                         cfg.stage1.swa_epochs, cfg.seed)
+    runner = _runner(cfg, out, "stage1_swa", "hr", {"fer": model.fer, "swa": avg}, {"opt": opt}, cfg.stage1.swa_epochs)
     epoch_fn = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, cfg.stage1.swa_epochs,
                                  cfg.stage1.swa_lr, lr_inputs=False, dev=dev, constant_lr=True)
 
@@ -530,7 +541,7 @@ def train_lr_finetune(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, re
     model.to(dev)
     epochs, lr = cfg.baselines.lr_finetune_epochs, cfg.baselines.lr_finetune_lr
     opt = _sgd(model.fer, cfg, lr)
-    runner = EpochRunner("lr_finetune", out / "state" / "lr_finetune.pt", {"fer": model.fer}, {"opt": opt}, epochs, cfg.seed)
+    runner = _runner(cfg, out, "lr_finetune", "lr_finetune", {"fer": model.fer}, {"opt": opt}, epochs)
     teacher = load_fer(hr_path).fer.to(dev).eval().requires_grad_(False) if cfg.baselines.lr_finetune_distill else None
     step = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, epochs, lr, lr_inputs=True, dev=dev,
                              teacher=teacher)
@@ -582,7 +593,7 @@ def train_image_sr(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resum
             tot += loss.detach().double()
         return distributed.all_reduce_mean({"mse": tot.item() / len(batches)})
 
-    runner = EpochRunner("image_sr", out / "state" / "image_sr.pt", {"sr": sr}, {"opt": opt}, epochs, cfg.seed)
+    runner = _runner(cfg, out, "image_sr", "image_sr", {"sr": sr}, {"opt": opt}, epochs)
     evaluate = lambda: _mean_acc(model, data.val, tuple(cfg.eval.factors), cfg.eval.batch_size)  # noqa: E731
     if not runner.run(train_epoch, evaluate, resume, stop_after, deadline):
         return None
@@ -639,10 +650,8 @@ def cached_features(path: Path, trunk: nn.Module, images: np.ndarray, factors: t
     t0 = time.time()
     feats = extract_features(trunk, images, factors, cfg=cfg, seed=cfg.seed, level=level)
     log.info("extracted %d x %d features in %.1f s", len(images), len(factors), time.time() - t0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, key=np.array(key), **{f"f{k}": v for k, v in feats.items()})
-    tmp.replace(path)
+    # atomic_write's temporary file is removed if the write is interrupted (and by --resume after a kill -9)
+    atomic_write(path, lambda f: np.savez(f, key=np.array(key), **{f"f{k}": v for k, v in feats.items()}))
     return feats
 
 
@@ -953,9 +962,10 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
         g.eval()
         return distributed.all_reduce_mean({"mse": tot.item() / max(1, len(batches))})
 
-    pre = EpochRunner(f"{name}.pretrain", out / "state" / f"{name}.pretrain.pt", {"g": g}, {"opt": opt_p},
-                      s2.pretrain_epochs, cfg.seed)
+    pre = _runner(cfg, out, f"{name}.pretrain", name, {"g": g}, {"opt": opt_p}, s2.pretrain_epochs)
     if s2.pretrain_epochs and not pre.run(pre_epoch, val_score, resume, stop_after, deadline):
+        return None
+    if s2.epochs and pre.epochs_run and time_is_up(deadline, f"{name}.gan"):  # pre-training ended past the budget
         return None
     # G: the authors' Adam, or the LR-fine-tuned baseline's SGD with its warm-up (stage2.g_optimizer)
     sgd = s2.g_optimizer == "sgd"
@@ -980,8 +990,7 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
         g.eval()
         return distributed.all_reduce_mean(acc)
 
-    gan = EpochRunner(f"{name}.gan", out / "state" / f"{name}.gan.pt", {"g": g, "d": parts.d},
-                      {"g": opt_g, "d": opt_d}, s2.epochs, cfg.seed)
+    gan = _runner(cfg, out, f"{name}.gan", name, {"g": g, "d": parts.d}, {"g": opt_g, "d": opt_d}, s2.epochs)
     if s2.epochs:
         if not gan.run(gan_epoch, val_score, resume, stop_after, deadline):
             return None
@@ -1141,9 +1150,10 @@ DEFAULT_STEPS = STEPS[:-1]
 
 
 def _settings_for(name: str, d: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a config (as a dict) that decide model ``name``'s weights."""
-    base = {"seed": d["seed"], "model": d["model"], "stage1": d["stage1"],
-            "data": {k: v for k, v in d["data"].items() if k != "path"}}
+    """The parts of a config (as a dict) that decide model ``name``'s weights (the data's path among them,
+    unless the faces are drawn, ``data.synthetic``)."""
+    data = {k: v for k, v in d["data"].items() if k != "path" or not d["data"]["synthetic"]}
+    base = {"seed": d["seed"], "model": d["model"], "stage1": d["stage1"], "data": data}
     if name == "hr":
         return base
     base["degrade"] = d["degrade"]
@@ -1153,14 +1163,18 @@ def _settings_for(name: str, d: dict[str, Any]) -> dict[str, Any]:
     return {**base, "baselines": {k: v for k, v in d["baselines"].items() if k.startswith(prefix)}}
 
 
-def _differences(a: Any, b: Any, where: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{where}{k}.")]
-    return [] if a == b else [f"{where.rstrip('.')}: {a!r} in the model, {b!r} now"]
+def _step_of(name: str) -> str:
+    """The step that trains model ``name`` (OUT/models/NAME.pt)."""
+    if name == "hr":
+        return "stage1"
+    if name.startswith("fsrfer"):
+        return "stage2" if name == "fsrfer" else "ablations"
+    return "baselines"
 
 
-def check_same_settings(path: Path, name: str, cfg: TrainConfig) -> None:
-    """A finished model that ``--resume`` would keep must have been trained with today's settings.
+def check_same_settings(path: Path, name: str, cfg: TrainConfig, use: str = "--resume would keep") -> None:
+    """A finished model that a run keeps (--resume), starts from (the HR model) or evaluates must have been
+    trained with today's settings; ``use`` says which, for the message.
 
     Compares the settings that decide its weights (see :func:`_settings_for`; the model's saved config
     is completed with today's defaults, so keys added since do not count as changes, unless their
@@ -1175,16 +1189,36 @@ def check_same_settings(path: Path, name: str, cfg: TrainConfig) -> None:
     if not saved:
         return  # models from before configs were recorded: nothing to compare
     then = config.from_dict(saved, where=str(path)).to_dict()
-    diffs = _differences(_settings_for(name, then), _settings_for(name, cfg.to_dict()))
+    diffs = differences(_settings_for(name, then), _settings_for(name, cfg.to_dict()))
     if diffs:
-        raise ConfigError(f"--resume would keep {path}, but it was trained with other settings ("
-                          + "; ".join(diffs[:5]) + ("; ..." if len(diffs) > 5 else "")
-                          + f"). Train into a new --out, or move {path} and its state files aside to retrain it")
+        raise ConfigError(f"{use} {path}, but it was trained with other settings ({listed(diffs)}). Train into a "
+                          f"new --out, or train it again here: its step '{_step_of(name)}' without --resume, or "
+                          f"move {path} and its state files aside")
+
+
+def check_models_used(cfg: TrainConfig, out: Path, trains: list[str], resume: bool, steps: tuple[str, ...]) -> None:
+    """Before anything trains: every finished model in OUT/models that the run keeps (``resume``), starts from
+    (the HR model) or evaluates, and does not train again itself, must have been trained with ``cfg``'s
+    settings (:func:`check_same_settings`). ``trains``: the models the steps train."""
+    uses = dict.fromkeys(trains, "--resume would keep") if resume else {}
+    if set(trains) - {"hr"} and "hr" not in trains:
+        uses["hr"] = "stage 2 and the baselines would start from"
+    if "eval" in steps or "eval-test" in steps:
+        for p in (out / "models").glob("*.pt"):
+            if resume or p.stem not in trains:
+                uses.setdefault(p.stem, "the evaluation would include")
+    for name in sorted(uses, key=lambda n: (n != "hr", n)):
+        p = out / "models" / f"{name}.pt"
+        if distributed.broadcast(p.is_file()):  # rank 0's view, on every rank
+            check_same_settings(p, name, cfg, uses[name])
 
 
 def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, steps: tuple[str, ...] = DEFAULT_STEPS,
                  stop_after: Optional[int] = None, time_budget_min: Optional[float] = None) -> bool:
-    """Run the configured steps. Returns True when everything finished, False when stopped early."""
+    """Run the configured steps. Returns True when everything finished, False when stopped early: at an epoch
+    end (``stop_after`` epochs of a stage in this call, or the time budget spent), or, the budget spent once this
+    call has trained something, before the next model (or stage 1's SWA epochs, or stage 2's GAN phase) or the
+    evaluation starts: a call with any budget makes progress."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dev = train_device(cfg)  # fails here, before any work, when the device cannot be had
@@ -1192,26 +1226,8 @@ def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, 
         what = "cpu" if dev.type == "cpu" else f"cuda ({torch.cuda.get_device_name(dev)}; one GPU per process)"
         log.info("training on %s, %d process(es)", what, distributed.world_size())
     deadline = time.time() + 60 * time_budget_min if time_budget_min else None
-    out.mkdir(parents=True, exist_ok=True)
-    if distributed.is_main():
-        write_json(out / "config.json", cfg.to_dict())
     models = out / "models"
-
-    def existing(name: str) -> Optional[Path]:
-        p = models / f"{name}.pt"
-        if not (resume and distributed.broadcast(p.is_file())):  # rank 0's view, on every rank
-            return None
-        check_same_settings(p, name, cfg)
-        return p
-
-    hr = existing("hr")
-    if "stage1" in steps and hr is None:
-        hr = train_stage1(cfg, data, out, resume, stop_after, deadline)
-        if hr is None:
-            return False
-    hr = hr or models / "hr.pt"
-    if not hr.is_file():
-        raise DataError(f"stage 1 model {hr} not found; run the 'stage1' step first")
+    hr = models / "hr.pt"
     jobs: list[tuple[str, Any]] = []
     if "stage2" in steps:
         jobs.append(("fsrfer", lambda: train_stage2(cfg, data, hr, out, "fsrfer", cfg.stage2.losses, resume, stop_after, deadline)))
@@ -1224,9 +1240,30 @@ def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, 
             jobs.append(("lr_finetune", lambda: train_lr_finetune(cfg, data, hr, out, resume, stop_after, deadline)))
         if "image_sr" in cfg.baselines.run:
             jobs.append(("image_sr", lambda: train_image_sr(cfg, data, hr, out, resume, stop_after, deadline)))
-    for name, job in jobs:
-        if existing(name) is None and job() is None:
+    check_models_used(cfg, out, (["hr"] if "stage1" in steps else []) + [name for name, _ in jobs], resume, steps)
+    out.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        write_json(out / "config.json", cfg.to_dict())
+    trained = False  # whether this call has started a model yet: past the budget, no other starts after it
+
+    def run_job(name: str, job: Any) -> bool:
+        """Train model ``name`` unless --resume keeps it (checked above); False when the run stopped early."""
+        nonlocal trained
+        if resume and distributed.broadcast((models / f"{name}.pt").is_file()):
+            return True
+        if trained and time_is_up(deadline, name):
             return False
+        trained = True
+        return job() is not None
+
+    if "stage1" in steps and not run_job("hr", lambda: train_stage1(cfg, data, out, resume, stop_after, deadline)):
+        return False
+    if not hr.is_file():
+        raise DataError(f"stage 1 model {hr} not found; run the 'stage1' step first")
+    if not all(run_job(name, job) for name, job in jobs):  # all() stops at the first that stopped early
+        return False
+    if trained and ("eval" in steps or "eval-test" in steps) and time_is_up(deadline, "the evaluation"):
+        return False
     if "eval" in steps and distributed.is_main():
         evaluate_all(cfg, data, out, split=cfg.eval.split)
     if "eval-test" in steps and distributed.is_main():

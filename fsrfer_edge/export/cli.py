@@ -12,23 +12,21 @@ NAME.int8-u8s8.onnx (ONNX Runtime CPU), NAME.report.json, and engines named by
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import logging
 import math
 import os
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..errors import BackendUnavailable, CliParser, ConfigError, DataError, FsrferError, ModelError, one_line
+from ..errors import (BackendUnavailable, CliParser, ConfigError, DataError, FsrferError, ModelError, one_line,
+                      sigterm_interrupts)
 from ..fileio import check_output_path, write_json
 from ..preprocessing import FACTORS
 
@@ -597,26 +595,6 @@ def _summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Within the block, SIGTERM (``kill``, a job scheduler or supervisor stopping the run) raises
-    KeyboardInterrupt as Ctrl-C does, so the run cleans up after itself either way; the previous handler is
-    restored after it. Only the main thread may set handlers: elsewhere the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:  # None: a handler not set from Python, which cannot be put back; the default is the nearest
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -633,7 +611,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "checks every file it makes for TensorRT the same way: run it without --check-trt)", file=sys.stderr)
         return 2
     try:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             if check_trt is not None:
                 return check_trt_main(check_trt)
             report = run(ExportOptions(**{k: v for k, v in vars(args).items() if k != "quiet"}))

@@ -1,0 +1,185 @@
+"""fsrfer-train and fsrfer-eval on inputs and runs that must be refused or stopped cleanly: a stopped stage resumed
+under other settings, models of other settings read or evaluated, SIGTERM, an interrupted feature cache, the time
+budget at a stage's end, --data, and out-of-range options. Each refusal is one line, exit 2."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+yaml = pytest.importorskip("yaml")
+
+from fsrfer_edge.errors import ConfigError, DataError  # noqa: E402
+from trainer import checkpoint, config  # noqa: E402
+from trainer.cli import eval_main, train_main  # noqa: E402
+from trainer.models import InferenceModel  # noqa: E402
+from trainer.train import cached_features, load_data, run_pipeline, spec_for, train_stage1  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny(**over):
+    """configs/tiny.yaml as a dict, on the CPU, small: 200 faces, one stage-1 epoch, a short stage 2."""
+    d = {**config.load(REPO / "configs" / "tiny.yaml").to_dict(), "device": "cpu"}
+    over = {"data": {"synthetic": 200}, "stage1": {"epochs": 1},
+            "stage2": {"pretrain_epochs": 1, "epochs": 1, "ablations": []}, **over}
+    for k, v in over.items():
+        d[k] = {**d[k], **v} if isinstance(v, dict) else v
+    return d
+
+
+def config_file(path, **over):
+    path.write_text(yaml.safe_dump(tiny(**over)))
+    return str(path)
+
+
+def test_a_stopped_stage_is_not_resumed_under_other_settings(tmp_path):
+    cfg = config.from_dict(tiny(stage1={"epochs": 3}))
+    data = load_data(cfg, None)
+    assert train_stage1(cfg, data, tmp_path, resume=False, stop_after=1) is None
+    for change, said in (({"stage1": {"epochs": 5, "lr": 0.5}}, "stage1.epochs: 3 in the stopped stage, 5 now"),
+                         ({"stage1": {"epochs": 3}, "model": {"head_hidden": 16}},
+                          "model.head_hidden: 32 in the stopped stage, 16 now")):
+        with pytest.raises(ConfigError, match=said):  # not carried on, nor a raw size-mismatch RuntimeError
+            train_stage1(config.from_dict(tiny(**change)), data, tmp_path, resume=True)
+    assert not (tmp_path / "models" / "hr.pt").exists()
+    # the settings it was started with: it carries on
+    assert train_stage1(cfg, data, tmp_path, resume=True, stop_after=1) is None
+    assert checkpoint.load(tmp_path / "state" / "stage1.pt", kind="state")["epoch"] == 2
+
+
+def _error_line(capsys):
+    (line,) = [s for s in capsys.readouterr().err.splitlines() if s.startswith("fsrfer-train: error")]
+    return line
+
+
+def test_models_of_other_settings_are_neither_read_nor_evaluated_without_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = config_file(tmp_path / "c.yaml")
+    assert train_main(["--config", cfg, "--out", str(out), "--steps", "stage1"]) == 0
+    hr = out / "models" / "hr.pt"
+    (out / "models" / "lr_finetune.pt").write_bytes(hr.read_bytes())  # a seed-0 model beside it
+    before = hr.stat().st_mtime_ns, (out / "config.json").read_text()
+    capsys.readouterr()
+    # stage 2 would start from the seed-0 HR model
+    assert train_main(["--config", cfg, "--out", str(out), "--seed", "1", "--steps", "stage2"]) == 2
+    line = _error_line(capsys)
+    assert f"stage 2 and the baselines would start from {hr}, but" in line and "seed: 0 in the model, 1 now" in line
+    assert "its step 'stage1' without --resume" in line and not (out / "cache").exists()
+    # a new HR model would be listed beside the seed-0 one: refused before anything trains
+    assert train_main(["--config", cfg, "--out", str(out), "--seed", "1", "--steps", "stage1,eval"]) == 2
+    line = _error_line(capsys)
+    assert "the evaluation would include" in line and "lr_finetune.pt" in line and "seed: 0 in the model, 1 now" in line
+    assert (hr.stat().st_mtime_ns, (out / "config.json").read_text()) == before and not (out / "eval").exists()
+
+
+def test_sigterm_takes_the_ctrl_c_path(tmp_path):
+    """SIGTERM while a checkpoint is half written: exit 130, the partial file removed, how to go on said."""
+    out = tmp_path / "run"
+    code = """import os, signal, sys, time
+from trainer import checkpoint, cli
+write = checkpoint.atomic_write
+def killed(path, fn):
+    def half(f):
+        f.write(b"half a checkpoint")
+        f.flush()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(60)
+    return write(path, half)
+checkpoint.atomic_write = killed
+sys.exit(cli.train_main(sys.argv[1:]))
+"""
+    r = subprocess.run([sys.executable, "-c", code, "--config", config_file(tmp_path / "c.yaml"), "--out", str(out),
+                        "--steps", "stage1"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130, r.stderr[-2000:]
+    assert "fsrfer-train: interrupted" in r.stderr and "--resume" in r.stderr
+    assert [p for p in out.rglob("*") if p.is_file() and p.name != "config.json"] == []
+
+
+def test_an_interrupted_feature_cache_leaves_no_partial_file(tmp_path, monkeypatch):
+    cfg = config.from_dict(tiny())
+    trunk = InferenceModel(spec_for(cfg, "hr")).fer.trunk
+
+    def interrupted(file, **arrays):  # Ctrl-C part-way through writing the archive (to a path or a file)
+        if isinstance(file, (str, os.PathLike)):
+            Path(file).write_bytes(b"PK half an archive")
+        else:
+            file.write(b"PK half an archive")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    path = tmp_path / "cache" / "train_features.npz"
+    with pytest.raises(KeyboardInterrupt):
+        cached_features(path, trunk, np.zeros((4, 48, 48), np.uint8), (1,), "key", cfg)
+    assert list(path.parent.iterdir()) == []
+
+
+def _weights(path):
+    return checkpoint.load(path, kind="model")["state_dict"]
+
+
+def test_the_time_budget_stops_before_the_next_model_and_the_gan_phase(tmp_path):
+    cfg = config.from_dict(tiny())
+    data = load_data(cfg, None)
+    assert run_pipeline(cfg, data, tmp_path / "full", steps=("stage1", "stage2"))
+    cut = tmp_path / "cut"
+    tiny_budget = 1e-9  # minutes: spent by the end of the first epoch
+    # stage 1's only epoch ends past the deadline: nothing of stage 2 starts (no feature extraction)
+    assert not run_pipeline(cfg, data, cut, steps=("stage1", "stage2"), time_budget_min=tiny_budget)
+    assert (cut / "models" / "hr.pt").is_file() and not (cut / "cache").exists()
+    assert not (cut / "state" / "fsrfer.pretrain.pt").exists()
+    # pre-training's only epoch ends past it: the GAN phase does not start
+    assert not run_pipeline(cfg, data, cut, resume=True, steps=("stage1", "stage2"), time_budget_min=tiny_budget)
+    assert (cut / "state" / "fsrfer.pretrain.pt").is_file() and not (cut / "state" / "fsrfer.gan.pt").exists()
+    assert run_pipeline(cfg, data, cut, resume=True, steps=("stage1", "stage2"))
+    a, b = _weights(tmp_path / "full" / "models" / "fsrfer.pt"), _weights(cut / "models" / "fsrfer.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_data_is_recorded_and_resuming_on_other_data_is_refused(tmp_path, capsys, monkeypatch):
+    from trainer.synthetic import make_faces
+
+    for name, seed in (("a.npz", 1), ("b.npz", 2)):
+        images, labels = make_faces(60, seed=seed)
+        np.savez(tmp_path / name, images=images, labels=labels.astype(np.int8),
+                 split=np.array(["train"] * 40 + ["val"] * 10 + ["test"] * 10))
+    out, cfg = tmp_path / "run", config_file(tmp_path / "c.yaml")
+    monkeypatch.chdir(tmp_path)  # a relative --data is recorded as the file it names
+    assert train_main(["--config", cfg, "--data", "a.npz", "--out", str(out), "--steps", "stage1"]) == 0
+    assert config.from_dict(yaml.safe_load((out / "config.json").read_text())).data.path == str(tmp_path / "a.npz")
+    capsys.readouterr()
+    assert train_main(["--config", cfg, "--data", "b.npz", "--out", str(out), "--steps", "stage1", "--resume"]) == 2
+    assert f"data.path: '{tmp_path / 'a.npz'}' in the model, '{tmp_path / 'b.npz'}' now" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"eval": {"split": "tset"}}, "eval.split must be one of ['train', 'val', 'test'], got 'tset'"),
+    ({"eval": {"factors": []}}, "eval.factors must list at least one down-sample factor"),
+    ({"seed": 10**20}, "seed = 100000000000000000000; expected a number in [0, 9223372036854775807]"),
+])
+def test_config_values_that_would_fail_late_are_refused_when_read(change, said):
+    with pytest.raises(ConfigError) as e:
+        config.from_dict(tiny(**change))
+    assert said in str(e.value)
+    config.from_dict(tiny(seed=2**63 - 1))  # the largest seed torch takes as a signed 64-bit integer
+
+
+def test_too_few_synthetic_faces_for_a_val_split_are_refused():
+    with pytest.raises(DataError, match="3 faces leave the val split empty.*expected at least 4"):
+        load_data(config.from_dict(tiny(data={"synthetic": 3})), None)
+    assert len(load_data(config.from_dict(tiny(data={"synthetic": 4})), None).val.labels) == 1
+
+
+def test_out_of_range_seed_and_threads_are_one_line_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_main(["--config", config_file(tmp_path / "c.yaml"), "--seed", str(10**20)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--seed 100000000000000000000: expected an integer >= 0 and < 2**63" in err
+    for model in ("m.pt", "m.onnx"):  # the same bounds for both kinds of model
+        assert eval_main(["--checkpoint", str(tmp_path / model), "--data", str(tmp_path / "d.npz"), "--threads", "-1",
+                          "--json", str(tmp_path / "e.json")]) == 2
+        err = capsys.readouterr().err
+        assert "--threads -1; expected an integer from 1 to 1024, or 0 for the library's default" in err, err
