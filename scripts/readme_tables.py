@@ -231,7 +231,8 @@ def int8_film_bound_table(doc: dict[str, Any]) -> str:
 #: The committed scripts/edge_budget.py runs of the shipped default at two ONNX Runtime thread counts, on each CPU
 #: they were measured on (the runs before 2026-12-06 did not record theirs).
 EDGE_THREADS = ("results/edge_budget.json", "results/ferplus/edge_budget_1thread.json",
-                "results/ferplus/edge_budget_xeon.json", "results/ferplus/edge_budget_1thread_xeon.json")
+                "results/ferplus/edge_budget_xeon.json", "results/ferplus/edge_budget_1thread_xeon.json",
+                "results/ferplus/edge_budget_xeon_calib_floor.json")
 
 
 def cpu_name(machine: dict[str, Any]) -> str:
