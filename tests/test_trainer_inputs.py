@@ -1,6 +1,7 @@
 """fsrfer-train and fsrfer-eval on inputs and runs that must be refused or stopped cleanly: a stopped stage resumed
 under other settings, models of other settings read or evaluated, SIGTERM, an interrupted feature cache, the time
 budget at a stage's end, --data, and out-of-range options. Each refusal is one line, exit 2."""
+import json
 import os
 import subprocess
 import sys
@@ -183,3 +184,17 @@ def test_out_of_range_seed_and_threads_are_one_line_errors(tmp_path, capsys):
                           "--json", str(tmp_path / "e.json")]) == 2
         err = capsys.readouterr().err
         assert "--threads -1; expected an integer from 1 to 1024, or 0 for the library's default" in err, err
+
+
+def test_the_baselines_distillation_temperature_decides_its_weights() -> None:
+    """stage2.losses.distill_temperature is the LR-fine-tuned baseline's when it distils, and only then."""
+    from trainer import config
+    from trainer.train import _settings_for
+
+    d = config.load("configs/tiny.yaml").to_dict()
+    d["baselines"]["lr_finetune_distill"] = 1.0
+    warm = json.loads(json.dumps(d))
+    warm["stage2"]["losses"]["distill_temperature"] = d["stage2"]["losses"]["distill_temperature"] + 2.0
+    assert _settings_for("lr_finetune", d) != _settings_for("lr_finetune", warm)
+    d["baselines"]["lr_finetune_distill"] = warm["baselines"]["lr_finetune_distill"] = 0.0
+    assert _settings_for("lr_finetune", d) == _settings_for("lr_finetune", warm)

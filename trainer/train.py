@@ -1160,7 +1160,10 @@ def _settings_for(name: str, d: dict[str, Any]) -> dict[str, Any]:
     if name.startswith("fsrfer"):
         return {**base, "stage2": {k: v for k, v in d["stage2"].items() if k != "ablations"}}
     prefix = "lr_finetune_" if name == "lr_finetune" else "image_sr_"
-    return {**base, "baselines": {k: v for k, v in d["baselines"].items() if k.startswith(prefix)}}
+    out = {**base, "baselines": {k: v for k, v in d["baselines"].items() if k.startswith(prefix)}}
+    if name == "lr_finetune" and d["baselines"]["lr_finetune_distill"]:  # its distillation's temperature is stage 2's
+        out["stage2"] = {"losses": {"distill_temperature": d["stage2"]["losses"]["distill_temperature"]}}
+    return out
 
 
 def _step_of(name: str) -> str:
