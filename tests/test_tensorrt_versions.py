@@ -437,6 +437,54 @@ def test_a_run_that_raises_waits_for_the_queued_copy_before_the_next_batch(varia
         with pytest.raises(ZeroDivisionError):
             be.infer(np.zeros((2, 1, 48, 48), np.float32))
         assert synced == [be._stream]
+        # The output copy failing (a CUDA error) is the same hazard: the input copy is queued before it.
+        monkeypatch.undo()
+        FakeGpu(monkeypatch, "10.3.0.26")
+        monkeypatch.setattr(be._mem, "synchronize", lambda stream: (synced.append(stream), sync(stream))[1])
+
+        def fails(*args: Any) -> None:
+            raise EngineError("cudaMemcpyAsync failed")
+
+        monkeypatch.setattr(be._mem, "dtoh_async", fails)
+        with pytest.raises(EngineError, match="cudaMemcpyAsync"):
+            be.infer(np.zeros((2, 1, 48, 48), np.float32))
+        assert synced == [be._stream, be._stream]
+
+
+def test_one_tensorrt_logger_serves_every_engine_and_build(variants: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorRT keeps a single logger pointer per process: every runtime and builder gets the same logger, which
+    outlives any backend (a logger per engine would be freed with the first backend while the next still uses
+    it; NVIDIA/TensorRT#4134)."""
+    from fsrfer_edge.backends import tensorrt_backend
+
+    gpu = FakeGpu(monkeypatch, "10.3.0.26")
+    seen: list[object] = []
+    real_builder = gpu.trt.Builder
+    monkeypatch.setattr(gpu.trt, "Builder", lambda logger: (seen.append(logger), real_builder(logger))[1])
+    built = _build(variants, tmp_path, "fp16")
+    first = TensorRTBackend(built, memory="cuda-python")
+    second = TensorRTBackend(built, memory="cuda-python")
+    logger = first._trt_logger
+    first.close()
+    assert second._trt_logger is logger and seen == [logger]
+    assert tensorrt_backend.shared_logger(gpu.trt) is logger
+    second.close()
+    assert TensorRTBackend(built, memory="cuda-python")._trt_logger is logger
+
+
+def test_a_stream_handle_comes_from_cuda_bindings_where_it_can(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cuda-bindings 13 deprecates int(stream) for the address TensorRT takes; its utility is used where present."""
+    class Stream:
+        def __int__(self) -> int:
+            raise DeprecationWarning("int(cuda_obj) is deprecated")
+
+    utils = types.ModuleType("cuda.bindings.utils")
+    utils.get_cuda_native_handle = lambda obj: 0xBEEF  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cuda.bindings.utils", utils)
+    assert cuda_memory.native_handle(Stream()) == 0xBEEF
+    monkeypatch.setitem(sys.modules, "cuda.bindings.utils", None)  # an older cuda-python: int() it is
+    assert cuda_memory.native_handle(7) == 7
 
 
 def test_12_engine_of_another_gpu_model_with_the_same_sm_is_refused(variants: Path, tmp_path: Path,

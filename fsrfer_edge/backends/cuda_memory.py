@@ -133,6 +133,17 @@ class CudaMemory(abc.ABC):
 # ---------------------------------------------------------------------------------------------
 # cuda-python
 # ---------------------------------------------------------------------------------------------
+def native_handle(obj: Any) -> int:
+    """The address a cuda-python object (a ``cudaStream_t``) wraps, as TensorRT takes it. cuda-bindings 13
+    deprecates ``int(obj)`` for this ("subject to future removal"; its 13.0.0 release notes) in favour of
+    ``cuda.bindings.utils.get_cuda_native_handle``, which older releases lack: that where it imports, else int()."""
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int(obj)
+    return int(get_cuda_native_handle(obj))
+
+
 def import_cudart() -> ModuleType:
     """The cuda-python runtime module, from whichever layout this cuda-python release has."""
     try:
@@ -224,7 +235,7 @@ class CudaPythonMemory(CudaMemory):
     def create_stream(self) -> CudaStream:
         flags = int(getattr(self._rt, "cudaStreamNonBlocking", 1))  # 0x01 in cuda_runtime_api.h
         stream = self._call("cudaStreamCreateWithFlags", flags)
-        return CudaStream(ptr=int(stream), handle=stream)
+        return CudaStream(ptr=native_handle(stream), handle=stream)
 
     def htod_async(self, dst: DeviceBuffer, src_host: np.ndarray, stream: CudaStream) -> None:
         self._check_copy(src_host, dst)

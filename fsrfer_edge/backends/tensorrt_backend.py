@@ -102,15 +102,32 @@ class EngineUnreadable(EngineError):
     """TensorRT could not deserialise an engine file (corrupt, or from a TensorRT build that cannot read it)."""
 
 
+#: The one TensorRT logger of each imported ``tensorrt`` module (by id), never freed: TensorRT keeps a single
+#: logger pointer for all its builders and runtimes ("the existing value will be used instead"), and the logger
+#: "must be valid until all objects created are released" (``NvInferRuntimeBase.h``), so a logger per engine would
+#: leave every later engine logging through the first one, freed when its backend closes (NVIDIA/TensorRT#1475,
+#: #4134: a crash on the second engine, fixed by one global logger, as NVIDIA's samples use).
+_TRT_LOGGERS: dict[int, Any] = {}
+
+
+def shared_logger(trt: Any) -> Any:
+    """The process's TensorRT logger (warnings and errors) for the ``tensorrt`` module ``trt``."""
+    found = _TRT_LOGGERS.get(id(trt))
+    if found is None or found[0] is not trt:
+        found = _TRT_LOGGERS[id(trt)] = (trt, trt.Logger(trt.Logger.WARNING))  # the module kept: its id stays its
+    return found[1]
+
+
 def deserialize_engine(data: bytes, source: str) -> tuple[trt.ILogger, trt.Runtime, trt.ICudaEngine]:
-    """Deserialise an engine: returns (logger, runtime, engine); the runtime must outlive the engine.
+    """Deserialise an engine: returns (logger, runtime, engine); the runtime must outlive the engine. The logger is
+    the process's one (:func:`shared_logger`).
 
     Raises:
         EngineUnreadable: TensorRT could not deserialise it.
     """
     import tensorrt as trt
 
-    trt_logger = trt.Logger(trt.Logger.WARNING)
+    trt_logger = shared_logger(trt)
     runtime = trt.Runtime(trt_logger)
     # The stubs say ICudaEngine; TensorRT returns None when it cannot deserialise.
     engine: Optional[trt.ICudaEngine] = runtime.deserialize_cuda_engine(data)
@@ -372,13 +389,12 @@ class TensorRTBackend(Backend):
                             raise EngineError(f"TensorRT rejected input shape {shape} for {self.path}")
                         mem.htod_async(self._dev_in, host_in, stream)
                         ok = old.execute_async_v2(self._bindings, stream.ptr)
+                    if not ok:
+                        raise EngineError(f"TensorRT failed to run {self.path} on a batch of {n} (see TensorRT's log)")
+                    mem.dtoh_async(host_out, self._dev_out, stream)
                 except BaseException:
                     mem.synchronize(stream)  # a queued copy from the pinned input must end before its next use
                     raise
-                if not ok:
-                    mem.synchronize(stream)
-                    raise EngineError(f"TensorRT failed to run {self.path} on a batch of {n} (see TensorRT's log)")
-                mem.dtoh_async(host_out, self._dev_out, stream)
                 mem.synchronize(stream)
             return host_out.astype(np.float32, copy=True)
 

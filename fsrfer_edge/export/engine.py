@@ -465,7 +465,9 @@ def _build_serialized(onnx_path: Path, info: ModelInfo, key: EngineKey, workspac
     """Parse and build; returns the plan and what the sidecar records about the build."""
     import tensorrt as trt
 
-    logger = trt.Logger(trt.Logger.WARNING)
+    from ..backends.tensorrt_backend import shared_logger
+
+    logger = shared_logger(trt)  # TensorRT keeps one logger per process (see shared_logger)
     builder = trt.Builder(logger)
     strongly_typed = _strongly_typed(info.precision)
     network = builder.create_network(_network_flags(strongly_typed))
