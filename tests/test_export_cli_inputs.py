@@ -83,10 +83,14 @@ def test_options_a_run_would_ignore_are_refused(files: dict[str, Path], capsys: 
     err = _refused(base + ["--int8", "--calib", str(files["faces"]), "--int8-target", "tensorrt", "--int8-float-film"],
                    capsys)
     assert "--int8-float-film applies to the u8s8 (CPU) INT8 file only" in err
+    for flag in ("--int8-quantize-g", "--int8-float-g"):
+        err = _refused(base + ["--fp16", flag], capsys)
+        assert f"{flag} chooses how G is quantized in the INT8 files; expected --int8 beside it" in err
     assert not files["out"].exists()
     # What each of these options is for still passes the checks.
     cli._validate(cli.ExportOptions(source=files["ckpt"], eval_data=files["fer2013"], labels="fer2013",
-                                    int8=True, calib=files["faces"], int8_target="cpu", int8_quantize_film=True))
+                                    int8=True, calib=files["faces"], int8_target="cpu", int8_quantize_film=True,
+                                    int8_quantize_g=False))
     cli._validate(cli.ExportOptions(source=files["onnx"], name="mymodel", triton_repo=files["out"] / "repo"))
 
 

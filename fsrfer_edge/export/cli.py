@@ -158,6 +158,9 @@ def _validate(opts: ExportOptions) -> None:
         raise ConfigError(f"{'--int8-quantize-film' if opts.int8_quantize_film else '--int8-float-film'} applies to "
                           "the u8s8 (CPU) INT8 file only; expected --int8 with --int8-target cpu or both (the s8s8 "
                           "TensorRT file always keeps FiLM in float)")
+    if opts.int8_quantize_g is not None and not opts.int8:
+        raise ConfigError(f"{'--int8-quantize-g' if opts.int8_quantize_g else '--int8-float-g'} chooses how G is "
+                          "quantized in the INT8 files; expected --int8 beside it")
     if opts.triton_repo is not None and (opts.triton_instances < 1 or opts.triton_max_queue_delay_us < 0):
         raise ConfigError(f"--triton-instances {opts.triton_instances} / --triton-max-queue-delay-us "
                           f"{opts.triton_max_queue_delay_us}; expected >= 1 / >= 0")
