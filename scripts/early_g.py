@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -63,6 +64,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         cfg = config_mod.load(args.config)
         if args.seed is not None:
             cfg = dataclasses.replace(cfg, seed=args.seed)
+        if args.data:  # recorded (config.json, models) as used, as fsrfer-train --data records it
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=os.path.abspath(args.data),
+                                                                    synthetic=0))
         out = Path(args.out)
         hr = out / "models" / "hr.pt"
         if not hr.is_file():

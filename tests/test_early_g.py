@@ -1589,3 +1589,21 @@ def test_generator_loss_shares_the_frozen_layers_and_equals_the_term_by_term_for
         # opposite terms, whose float32 rounding differs between CPU kernels (about 1e-6 of the largest on
         # AVX-512, AVX2 and SSE4 alike); a missing or mis-weighted term moves them by far more.
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+
+
+def test_early_g_records_the_data_it_was_given(tmp_path, monkeypatch):
+    """--data goes into the run's config (config.json, every model's settings) as an absolute path, as fsrfer-train
+    --data records it, so a resumed run on other data is refused rather than mixing models."""
+    import trainer.train
+
+    mod = load_script("scripts/early_g.py", "early_g_script_data")
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text("name: g\ndata: {synthetic: 200}\nmodel: {backbone: tiny, head_hidden: 16}\n")
+    seen = {}
+    monkeypatch.setattr(mod, "extract_hr", lambda src, dst, c: seen.setdefault("hr", c))
+    monkeypatch.setattr(trainer.train, "load_data", lambda c, path: seen.setdefault("data", (c, path)))
+    monkeypatch.setattr(trainer.train, "run_pipeline", lambda c, data, out, **kw: seen.setdefault("run", c) and True)
+    monkeypatch.chdir(tmp_path)
+    assert mod.main(["--config", str(cfg), "--data", "faces.npz", "--out", str(tmp_path / "run")]) == 0
+    for key in ("hr", "run"):
+        assert seen[key].data.path == str(tmp_path / "faces.npz") and seen[key].data.synthetic == 0
