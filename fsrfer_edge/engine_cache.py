@@ -205,7 +205,8 @@ def _open_lock_file(root: Path) -> tuple[Optional[int], bool]:
 
 
 @contextlib.contextmanager
-def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, poll_s: float = 0.5) -> Iterator[bool]:
+def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, poll_s: float = 0.5,
+               announce: bool = True) -> Iterator[bool]:
     """Hold ``folder``'s build lock for a ``with`` block: engine builds into one folder take turns across processes.
 
     Several processes that start at once on a new device (camera workers, a server's workers) all find no engine;
@@ -219,7 +220,7 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
     do. The holder writes its pid and host into the file, for the waiting message. After ``wait_s`` (default
     :data:`BUILD_LOCK_WAIT_S`) a waiter builds anyway, with a warning; where the platform (Windows) or the file
     system has no ``flock``, or the folder is read-only with no lock file in it, builds do not take turns (each is
-    still written atomically).
+    still written atomically). ``announce=False``: no warnings (a caller that only asks whether a build is running).
 
     Yields:
         True when the lock is held, False when the block runs without it.
@@ -256,10 +257,11 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
                     break
             waited = time.monotonic() - start
             if waited >= limit:
-                logger.warning("another process (%s) has held the engine build lock in %s for %.0f s; building "
-                               "anyway", _lock_holder(fd) or "unknown", root, waited)
+                if announce:
+                    logger.warning("another process (%s) has held the engine build lock in %s for %.0f s; building "
+                                   "anyway", _lock_holder(fd) or "unknown", root, waited)
                 break
-            if not told:
+            if not told and announce:
                 logger.warning("waiting for another process (%s) to finish building an engine in %s",
                                _lock_holder(fd) or "unknown", root)
                 told = True
@@ -416,16 +418,22 @@ def prune(folder: str | os.PathLike[str], tensorrt_version: Optional[str] = None
     Returns:
         What was removed (with ``dry_run``, what would be), and the errors of files that could not be removed.
     """
-    stale = [e for e in list_engines(folder, tensorrt_version, missing_sources) if e.stale is not None]
-    if dry_run:
-        return stale, []
-    removed, errors = [], []
-    for e in stale:
-        error = _remove(e)
-        if error is None:
-            removed.append(e)
-        else:
-            errors.append(error)
+    if not Path(folder).is_dir():
+        return [], []
+    # While a build holds the folder's lock, its hidden files (the FP16 copy a first use builds from) are its own,
+    # however old: left alone.
+    with build_lock(folder, wait_s=0, announce=False) as idle:
+        stale = [e for e in list_engines(folder, tensorrt_version, missing_sources)
+                 if e.stale is not None and (idle or not e.path.name.startswith("."))]
+        if dry_run:
+            return stale, []
+        removed, errors = [], []
+        for e in stale:
+            error = _remove(e)
+            if error is None:
+                removed.append(e)
+            else:
+                errors.append(error)
     return removed, errors
 
 

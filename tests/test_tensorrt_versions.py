@@ -580,6 +580,15 @@ def test_processes_starting_at_once_build_one_engine(variants: Path, tmp_path: P
         return json.dumps(spec).encode(), record
 
     monkeypatch.setattr(engine, "_build_serialized", slow_build)
+    copies = tmp_path / "copies.txt"
+    real_copy = engine.first_use_source
+
+    def counted_copy(*args: Any) -> Any:
+        with copies.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return real_copy(*args)
+
+    monkeypatch.setattr(engine, "first_use_source", counted_copy)
     faces = _faces(4, 3)
 
     def worker(i: int) -> None:
@@ -598,6 +607,7 @@ def test_processes_starting_at_once_build_one_engine(variants: Path, tmp_path: P
         proc.terminate()
     assert not hung and [proc.exitcode for proc in procs] == [0, 0, 0]
     assert len(builds.read_text().split()) == 1  # each built its own before
+    assert len(copies.read_text().split()) == 1  # and the ones that waited made no FP16 copy: they found the engine
     done = [json.loads((tmp_path / f"worker{i}.json").read_text()) for i in range(3)]
     assert len({d["engine"] for d in done}) == 1 and len({tuple(d["labels"]) for d in done}) == 1
     path = Path(done[0]["engine"])
@@ -647,6 +657,35 @@ def test_build_lock_waits_then_gives_up(tmp_path: Path, caplog: pytest.LogCaptur
         assert not held
 
 
+def test_prune_leaves_a_running_builds_hidden_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A first use's FP16 copy lives as long as its build, which can pass the grace period on a Jetson: while another
+    process holds the folder's build lock, prune leaves hidden files alone; once it is free they go."""
+    old = time.time() - 2 * engine_cache.UNFINISHED_GRACE_S
+    copy = tmp_path / ".face.fp16.abc.tmp"
+    copy.write_bytes(b"onnx")
+    os.utime(copy, (old, old))
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the build
+        try:
+            with engine_cache.build_lock(tmp_path):
+                os.write(ready_w, b"1")
+                os.read(done_r, 1)
+        finally:
+            os._exit(0)
+    os.read(ready_r, 1)
+    try:
+        with caplog.at_level(logging.WARNING, logger="fsrfer_edge.engine_cache"):
+            assert engine_cache.prune(tmp_path) == ([], [])
+        assert copy.exists() and not caplog.records  # asked, not waited: nothing said
+    finally:
+        os.write(done_w, b"1")
+        os.waitpid(pid, 0)
+    removed, errors = engine_cache.prune(tmp_path)
+    assert [e.path for e in removed] == [copy] and not errors and not copy.exists()
+
+
 def test_a_lock_file_another_user_made_is_locked_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / engine_cache.BUILD_LOCK_NAME).write_bytes(b"")
     real_open = os.open
@@ -676,12 +715,16 @@ def test_a_cached_engine_is_reused_where_the_lock_cannot_be_made(variants: Path,
 
     monkeypatch.setattr(os, "open", refuse_lock)
     assert _build(variants, tmp_path, "fp16") == first and len(gpu.trt.log["built"]) == 1
-    # An engine that must be built there is refused before the build, not after it.
+    # An engine that must be built there is refused before the build, not after it; on first use, before the
+    # FP16 copy of an FP32 file is made there.
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
     with pytest.raises(EngineError, match="is not writable here"):
         _build(variants, tmp_path, "fp32")
-    assert len(gpu.trt.log["built"]) == 1
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(EngineError, match=f"{tmp_path} is not writable here"):
+        TensorRTBackend.for_onnx(variants / "tiny.fp32.onnx", memory="cuda-python", build=True, cache_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and len(gpu.trt.log["built"]) == 1
 
 
 def test_the_cache_drops_what_can_never_run_again(variants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -102,20 +102,19 @@ class EngineUnreadable(EngineError):
     """TensorRT could not deserialise an engine file (corrupt, or from a TensorRT build that cannot read it)."""
 
 
-#: The one TensorRT logger of each imported ``tensorrt`` module (by id), never freed: TensorRT keeps a single
+#: The one TensorRT logger of each imported ``tensorrt`` module, never freed: TensorRT keeps a single
 #: logger pointer for all its builders and runtimes ("the existing value will be used instead"), and the logger
 #: "must be valid until all objects created are released" (``NvInferRuntimeBase.h``), so a logger per engine would
 #: leave every later engine logging through the first one, freed when its backend closes (NVIDIA/TensorRT#1475,
 #: #4134: a crash on the second engine, fixed by one global logger, as NVIDIA's samples use).
-_TRT_LOGGERS: dict[int, Any] = {}
+_TRT_LOGGERS: dict[Any, Any] = {}
 
 
 def shared_logger(trt: Any) -> Any:
     """The process's TensorRT logger (warnings and errors) for the ``tensorrt`` module ``trt``."""
-    found = _TRT_LOGGERS.get(id(trt))
-    if found is None or found[0] is not trt:
-        found = _TRT_LOGGERS[id(trt)] = (trt, trt.Logger(trt.Logger.WARNING))  # the module kept: its id stays its
-    return found[1]
+    if trt not in _TRT_LOGGERS:
+        _TRT_LOGGERS[trt] = trt.Logger(trt.Logger.WARNING)
+    return _TRT_LOGGERS[trt]
 
 
 def deserialize_engine(data: bytes, source: str) -> tuple[trt.ILogger, trt.Runtime, trt.ICudaEngine]:
@@ -464,14 +463,24 @@ class TensorRTBackend(Backend):
             cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
             dirs = [Path(d) for d in search_dirs] if search_dirs is not None else [Path(onnx_path).parent, cache]
             gpu = mem.device_identity(device)
+
+            def first_use(exclude: Sequence[Path] = ()) -> Path:
+                """Under the cache's build lock, the engine another process built while this one waited for
+                the lock, else a new one."""
+                with build_lock(cache):
+                    try:
+                        return find_engine(onnx_path, version, gpu.compute_capability, [cache], min_max_batch,
+                                           gpu.key, exclude=exclude)
+                    except EngineError:
+                        return build_cached_engine(onnx_path, cache, device, max(1, min_max_batch))
+
             try:
                 engine = find_engine(onnx_path, version, gpu.compute_capability, dirs, min_max_batch, gpu.key)
             except EngineError as exc:
                 if not build:
                     raise
                 logger.info("%s", exc)
-                return cls(build_cached_engine(onnx_path, cache, device, max(1, min_max_batch)), device,
-                           memory=mem, onnx_path=onnx_path, close_memory=True)
+                return cls(first_use(), device, memory=mem, onnx_path=onnx_path, close_memory=True)
             try:
                 return cls(engine, device, memory=mem, onnx_path=onnx_path, close_memory=True)
             except EngineUnreadable as exc:
@@ -486,7 +495,7 @@ class TensorRTBackend(Backend):
                 engine = find_engine(onnx_path, version, gpu.compute_capability, dirs, min_max_batch, gpu.key,
                                      exclude=[engine])
             except EngineError:
-                engine = build_cached_engine(onnx_path, cache, device, max(1, min_max_batch))
+                engine = first_use(exclude=(engine,))
             return cls(engine, device, memory=mem, onnx_path=onnx_path, close_memory=True)
         except BaseException:
             mem.close()
@@ -512,19 +521,18 @@ def build_cached_engine(onnx_path: Union[str, os.PathLike[str]], cache_dir: Unio
         BackendUnavailable: TensorRT or ``onnx`` (needed to read the model on the device) is missing.
         ModelError / EngineError: the file cannot be built (u8s8 INT8 file, parse or build failure).
     """
-    from ..export.engine import build_engine, first_use_source
+    from ..export.engine import build_engine, first_use_source, require_writable
 
     lo, opt, hi = FIRST_USE_BATCHES
     hi = max(hi, int(min_max_batch))
     cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    # Under the cache's build lock from the FP16 copy on: a process that waited for another's build makes its copy
-    # only then, and build_engine (re-entering the lock) finds that build's engine.
+    require_writable(cache, f"an engine for {Path(onnx_path).name}")  # before the FP16 copy is made there
+    # Under the cache's build lock from the FP16 copy on (re-entered by build_engine), so no copy waits in the cache
+    # while another process builds; TensorRTBackend.for_onnx takes it first, to look for that build's engine.
     with build_lock(cache):
         src = first_use_source(Path(onnx_path), cache)
-        logger.warning("building a TensorRT engine for %s on this GPU (first use; a few minutes on a Jetson), unless "
-                       "one was built meanwhile. It is cached in %s and later runs load it in milliseconds",
-                       Path(onnx_path).name, cache)
+        logger.warning("building a TensorRT engine for %s on this GPU (first use; a few minutes on a Jetson). "
+                       "It is cached in %s and later runs load it in milliseconds", Path(onnx_path).name, cache)
         try:
             engine = build_engine(src, cache, lo, opt, hi, timing_cache=cache / "timing.cache", device=device,
                                   source_onnx=Path(onnx_path))

@@ -229,9 +229,7 @@ def _build_or_reuse(onnx_path: Path, source: Path, info: ModelInfo, key: EngineK
             else:
                 log.info("cached: %s", out)
                 return out
-    if not os.access(out.parent, os.W_OK):  # before minutes of building, not after
-        raise EngineError(f"{out.name} must be built, but {out.parent} is not writable here; expected a folder this "
-                          "user may write: pass another --out-dir, or set FSRFER_ENGINE_DIR for first-use builds")
+    require_writable(out.parent, out.name)  # before minutes of building, not after
     t0 = time.perf_counter()
     plan, build = _build_serialized(onnx_path, info, key, workspace_mb, timing_cache)
     atomic_write_bytes(out, plan)
@@ -245,6 +243,22 @@ def _build_or_reuse(onnx_path: Path, source: Path, info: ModelInfo, key: EngineK
     log.info("built %s in %.1f s", out, time.perf_counter() - t0)
     return out
 
+
+def require_writable(folder: Path, engine: str) -> None:
+    """Refuse, before any work, to build ``engine`` into a folder this user cannot make or write.
+
+    Raises:
+        EngineError: naming the folder and what to pass instead.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EngineError(f"{engine} must be built, but {folder} cannot be made here ({exc.strerror or exc}); "
+                          "expected a folder this user may write: pass another --out-dir, or set FSRFER_ENGINE_DIR "
+                          "for first-use builds") from exc
+    if not os.access(folder, os.W_OK):
+        raise EngineError(f"{engine} must be built, but {folder} is not writable here; expected a folder this user "
+                          "may write: pass another --out-dir, or set FSRFER_ENGINE_DIR for first-use builds")
 
 def first_use_source(onnx_path: Path, work_dir: Path) -> Path:
     """The file to build a first-use engine from: FP16 and s8s8 INT8 files as they are; for an
