@@ -39,7 +39,7 @@ from .detection.frames import (
     WRITABLE_IMAGES,
     write_image,
 )
-from .errors import CliParser, FsrferError, InputError
+from .errors import CliParser, FsrferError, InputError, signal_handled
 from .fileio import check_distinct_files, check_output_path, set_default_mode, write_json
 
 logger = logging.getLogger(__name__)
@@ -219,14 +219,8 @@ def ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
     """While active, Ctrl-C (SIGINT) sets ``stop`` instead of raising KeyboardInterrupt: a camera recording ends
     after the frame in hand and its outputs are written. Python handles signals in its main thread only;
     in another thread this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
+    with signal_handled(signal.SIGINT, lambda signum, frame: stop.set(), signal.default_int_handler):
         yield
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def run_image(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, labels: bool) -> dict[str, Any]:

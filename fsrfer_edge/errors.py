@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from types import ModuleType
-from typing import Any, Iterator, NoReturn
+from typing import Any, ContextManager, Iterator, NoReturn
 
 
 class FsrferError(Exception):
@@ -86,20 +86,25 @@ class CliParser(argparse.ArgumentParser):
 
 
 @contextlib.contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Within the block, SIGTERM (``kill``, a job scheduler or supervisor stopping the run) raises
-    KeyboardInterrupt as Ctrl-C does, so the run cleans up after itself either way; the previous handler is
-    restored after it. Only the main thread may set handlers: elsewhere the block runs as it is."""
+def signal_handled(signum: int, handler: Any, fallback: Any = signal.SIG_DFL) -> Iterator[None]:
+    """Within the block, ``handler`` handles signal ``signum``; the previous handler is put back after it
+    (``fallback`` where that one was not set from Python and cannot be). Only the main thread may set handlers:
+    elsewhere the block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def _interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signum, handler)
     try:
         yield
-    finally:  # None: a handler not set from Python, which cannot be put back; the default is the nearest
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    finally:
+        signal.signal(signum, fallback if previous is None else previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def sigterm_interrupts() -> ContextManager[None]:
+    """Within the block, SIGTERM (``kill``, a job scheduler or supervisor stopping the run) raises
+    KeyboardInterrupt as Ctrl-C does, so the run cleans up after itself either way (:func:`signal_handled`)."""
+    return signal_handled(signal.SIGTERM, _interrupt)

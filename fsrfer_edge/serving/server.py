@@ -29,7 +29,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -40,7 +39,7 @@ from typing import IO, Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import BackendUnavailable, ConfigError, require
+from ..errors import BackendUnavailable, ConfigError, require, sigterm_interrupts
 from ..metadata import ModelInfo
 from ..recognizer import Recognizer
 from .client import INFO_MODEL_SUFFIX, INFO_OUTPUT
@@ -299,36 +298,25 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
 def _run_until_interrupted(triton: Any, on_ready: Optional[Callable[[], None]],
                            log_file: Optional[PathLike] = None) -> None:
     in_file = f"tritonserver's log is in {log_file}" if log_file is not None else ""
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def _terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # SIGTERM stops the server as cleanly as Ctrl-C
-
     pytriton_error = require("pytriton.exceptions", "serve").PyTritonError
-    if _is_main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
-    try:
+    with sigterm_interrupts():  # SIGTERM stops the server as cleanly as Ctrl-C
         try:
-            triton.run()
-        except (pytriton_error, TimeoutError) as exc:
-            raise ServerUnavailable(f"the Triton server did not start ({type(exc).__name__}: {exc}); "
-                                    + (in_file or "run fsrfer-serve --log-verbose 1 to see tritonserver's log")) from exc
-        if on_ready is not None:
-            on_ready()
-        while triton.is_alive():
-            time.sleep(0.5)
-        raise ServerUnavailable("the Triton server or its model proxy stopped unexpectedly; "
-                                + (in_file or "see the log above"))
-    except KeyboardInterrupt:
-        logger.info("stopping the Triton server")
-    finally:
-        triton.stop()
-        if _is_main_thread():
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _is_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+            try:
+                triton.run()
+            except (pytriton_error, TimeoutError) as exc:
+                raise ServerUnavailable(f"the Triton server did not start ({type(exc).__name__}: {exc}); "
+                                        + (in_file or "run fsrfer-serve --log-verbose 1 to see tritonserver's log")
+                                        ) from exc
+            if on_ready is not None:
+                on_ready()
+            while triton.is_alive():
+                time.sleep(0.5)
+            raise ServerUnavailable("the Triton server or its model proxy stopped unexpectedly; "
+                                    + (in_file or "see the log above"))
+        except KeyboardInterrupt:
+            logger.info("stopping the Triton server")
+        finally:
+            triton.stop()
 
 
 # ---------------------------------------------------------------------------------------------
