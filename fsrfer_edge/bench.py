@@ -391,8 +391,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         check_output_path(args.json, "--json")
         model = args.model if args.model is not None else resolve_model_path(None)
-        for what, given in (("--model", model), ("--data", args.data)):
-            check_distinct_files([(what, given), ("--json", args.json)])
+        check_distinct_files([("--model", model), ("--data", args.data), ("--json", args.json)], inputs=2)
         doc = run_bench(model, args.batch_sizes, data=args.data, factors=args.factors, warmup=args.warmup,
                         iters=args.iters, backend=args.backend, providers=args.providers, threads=args.threads,
                         device=args.device, overhead_batch=None if args.overhead_batch == 0 else args.overhead_batch,

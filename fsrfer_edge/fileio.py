@@ -141,18 +141,20 @@ def same_file(a: PathLike, b: PathLike) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def check_distinct_files(named: Sequence[tuple[str, Optional[PathLike]]]) -> None:
-    """Refuse, before any work is done, a path of ``named`` (``(what, path)`` pairs, the input first, then the
-    outputs in the order they are written; a None path is skipped) that names the same file as one before it:
-    an output that would overwrite the input, or another output.
+def check_distinct_files(named: Sequence[tuple[str, Optional[PathLike]]], inputs: int = 1) -> None:
+    """Refuse, before any work is done, a path of ``named`` (``(what, path)`` pairs, the ``inputs`` inputs first,
+    then the outputs in the order they are written; a None path is skipped) that names the same file as one before
+    it: an output that would overwrite an input, or another output. Inputs are not compared with each other (two
+    of them may well be one file).
 
     Raises:
         InputError: naming both.
     """
-    given = [(what, path) for what, path in named if path is not None]
-    for i, (what, path) in enumerate(given):
-        for other_what, other in given[:i]:
-            if same_file(path, other):
+    for i, (what, path) in enumerate(named):
+        if i < inputs or path is None:
+            continue
+        for other_what, other in named[:i]:
+            if other is not None and same_file(path, other):
                 raise InputError(f"{what} {path} is the same file as {other_what} {other} and would overwrite it; "
                                  "expected a different file name")
 

@@ -527,15 +527,21 @@ def jpeg_quality(img: np.ndarray) -> "int | None":
     if min(img.shape) < 8:
         return None
     blocks, unclipped = _jpeg_blocks(np.rint(img)[None])
-    candidates = np.flatnonzero(_dc_qualities(blocks, unclipped)[0])
+    return _ac_quality(blocks[0], unclipped[0], _dc_qualities(blocks, unclipped)[0])
+
+
+def _ac_quality(blocks: np.ndarray, unclipped: np.ndarray, dc_ok: np.ndarray) -> "int | None":
+    """:func:`jpeg_quality`'s answer for one crop's (B, 8, 8) blocks, given which qualities its DC coefficients
+    passed (``dc_ok``, (Q,)): the coarsest of those whose table its other coefficients sit on, or None."""
+    candidates = np.flatnonzero(dc_ok)
     if candidates.size == 0:
         return None
     d = _dct8()
     with _blas_flags_ignored():
-        coeffs = (d @ blocks[0][unclipped[0]] @ d.T)[None]  # (1, B', 8, 8)
+        coeffs = (d @ blocks[unclipped] @ d.T)[None]  # (1, B', 8, 8)
     steps = _jpeg_tables()[candidates][:, None]  # (Q', 1, 8, 8)
     tested = (np.abs(coeffs) >= steps / 2) & (steps >= JPEG_MIN_STEP)
-    tested[..., 0, 0] = False  # the DC coefficients passed above
+    tested[..., 0, 0] = False  # the DC coefficients passed already
     n = tested.sum(axis=(1, 2, 3))
     on = (_on_grid(coeffs, steps) & tested).sum(axis=(1, 2, 3))
     good = (n >= JPEG_MIN_COEFFS) & (on >= JPEG_ON_GRID * n)
@@ -543,13 +549,14 @@ def jpeg_quality(img: np.ndarray) -> "int | None":
 
 
 def any_jpeg_image(pixels: np.ndarray) -> bool:
-    """Whether a crop of an (N, 1, S, S) batch is one :func:`jpeg_quality` marks. Its DC test runs on the whole
-    batch at once; only crops that pass it take the full test, one by one."""
+    """Whether a crop of an (N, 1, S, S) batch of whole grey levels is one :func:`jpeg_quality` marks. Its DC test
+    runs on the whole batch at once; only crops that pass it take the rest, one by one."""
     crops = pixels[:, 0]
     if min(crops.shape[1:]) < 8:
         return False
     blocks, unclipped = _jpeg_blocks(crops)
-    return any(jpeg_quality(crops[i]) is not None for i in np.flatnonzero(_dc_qualities(blocks, unclipped).any(axis=1)))
+    dc_ok = _dc_qualities(blocks, unclipped)
+    return any(_ac_quality(blocks[i], unclipped[i], dc_ok[i]) is not None for i in np.flatnonzero(dc_ok.any(axis=1)))
 
 
 @functools.lru_cache(maxsize=64)

@@ -149,3 +149,15 @@ def test_malformed_provider_entries_are_input_errors(models: dict[str, Path], en
         Recognizer(models["dynamic"], providers=[entry], threads=1)
     assert resolve_providers([("CPUExecutionProvider", {}), "CPUExecutionProvider"]) == \
         [("CPUExecutionProvider", {}), "CPUExecutionProvider"]
+
+
+def test_distinct_files_compare_outputs_with_inputs_and_each_other_only(tmp_path: Path) -> None:
+    from fsrfer_edge.fileio import check_distinct_files
+
+    a, b = tmp_path / "a.npz", tmp_path / "b.json"
+    check_distinct_files([("--model", a), ("--data", a), ("--json", b)], inputs=2)  # two inputs may be one file
+    check_distinct_files([("--model", a), ("--data", None), ("--json", b)], inputs=2)
+    with pytest.raises(InputError, match=r"--json .*a\.npz is the same file as --data .*a\.npz"):
+        check_distinct_files([("--model", b), ("--data", a), ("--json", a)], inputs=2)
+    with pytest.raises(InputError, match="--json .* is the same file as --out"):
+        check_distinct_files([("the input", a), ("--out", b), ("--json", b)])

@@ -193,8 +193,8 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(args.verbose)
     try:
         check_output_path(args.json, "--json")
-        for what, given in (("--checkpoint", args.checkpoint), ("--data", args.data)):
-            check_distinct_files([(what, given), ("--json", args.json)])
+        check_distinct_files([("--checkpoint", args.checkpoint), ("--data", args.data), ("--json", args.json)],
+                             inputs=2)
         if args.limit < 0:
             raise FsrferError(f"--limit {args.limit}; expected 0 (every face) or a positive number of faces")
         if not 0 <= args.threads <= MAX_THREADS:  # the .onnx path's bounds, for a .pt checkpoint too
