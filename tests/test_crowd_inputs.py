@@ -82,6 +82,27 @@ def test_images_whose_pixel_range_is_unknown_are_refused(dtype: Any, words: str,
     pil.fromarray(np.full((16, 16), 1000, dtype)).save(tmp_path / "x.tif")
     with pytest.raises(InputError, match=r"x\.tif holds " + words.replace("(", r"\(").replace(")", r"\)")):
         read_image(tmp_path / "x.tif")
+    pil.fromarray(np.full((16, 16), 200, dtype)).save(tmp_path / "in_range.tif")  # whole grey levels: taken
+    assert (read_image(tmp_path / "in_range.tif") == 200).all()
+
+
+def test_int8_calibration_reads_wide_images_as_the_crowd_path_does(tmp_path: Path) -> None:
+    """One reading of 16-bit and 32-bit images for fsrfer-crowd and fsrfer-export --calib FOLDER: a 16-bit PGM (Pillow
+    mode I) was refused by calibration while the crowd path took its top 8 bits."""
+    pil = pytest.importorskip("PIL.Image")
+    from fsrfer_edge.errors import DataError
+    from fsrfer_edge.export.calib import load_faces
+
+    gray = np.arange(0, 65536, 16, dtype=np.uint16).reshape(64, 64)
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    pil.fromarray(gray).save(folder / "g.pgm", format="PPM")
+    (face,) = load_faces(folder, size=1)
+    np.testing.assert_array_equal(face, read_image(folder / "g.pgm")[:, :, 0])
+    pil.fromarray(np.full((16, 16), 1000, np.float32)).save(folder / "g.pgm.tif")
+    (folder / "g.pgm").unlink()
+    with pytest.raises(DataError, match=r"floating-point pixels \(Pillow mode F\) with values 1000\.\.1000"):
+        load_faces(folder, size=1)
 
 
 # --------------------------------------------------------------------------------------------

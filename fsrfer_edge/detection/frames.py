@@ -114,15 +114,34 @@ def read_image(path: PathLike) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
-def _pil_pixels(im: Any, fmt: Optional[str], path: Path) -> np.ndarray:
-    """The pixels of a Pillow image (``fmt``: its file format) as uint8: HxWx3 RGB, or HxW for 16-bit gray."""
-    if im.mode.startswith("I;16") or (im.mode == "I" and fmt in SIXTEEN_BIT_I_FORMATS):
+def wide_gray_pixels(im: Any, path: Path, fmt: Optional[str] = None, error: type = InputError) -> Optional[np.ndarray]:
+    """A Pillow image of more than 8 bits per pixel (modes I;16*, I, F) as HxW uint8 gray, else None (convert it
+    as usual). 16-bit gray (I;16*, and mode I from the formats in :data:`SIXTEEN_BIT_I_FORMATS`) keeps its 8 most
+    significant bits, as OpenCV reads it; 32-bit integer or float pixels only where they lie in 0..255 (the file
+    does not say their range). The one reading of such images for the crowd path and INT8 calibration. ``fmt``:
+    the file's format where ``im`` is a copy that lost it (``ImageOps.exif_transpose``'s).
+
+    Raises:
+        error: 32-bit integer or float pixels outside 0..255.
+    """
+    if im.mode.startswith("I;16") or (im.mode == "I" and (fmt or im.format) in SIXTEEN_BIT_I_FORMATS):
         return (np.clip(np.asarray(im), 0, 65535) >> 8).astype(np.uint8)
-    if im.mode in ("I", "F"):
+    if im.mode not in ("I", "F"):
+        return None
+    arr = np.asarray(im)
+    lo, hi = float(arr.min()), float(arr.max())
+    if not (0 <= lo and hi <= 255):
         kind = "32-bit integer" if im.mode == "I" else "floating-point"
-        raise InputError(f"{path} holds {kind} pixels (Pillow mode {im.mode}), whose range the file does not say; "
-                         "expected 8-bit or 16-bit pixels. Convert it to an 8-bit PNG first")
-    return np.asarray(im.convert("RGB"))
+        raise error(f"{path} holds {kind} pixels (Pillow mode {im.mode}) with values {lo:g}..{hi:g}, whose scale the "
+                    "file does not say; expected 8-bit or 16-bit pixels. Convert it to an 8-bit PNG first")
+    return np.rint(arr).astype(np.uint8)
+
+
+def _pil_pixels(im: Any, fmt: Optional[str], path: Path) -> np.ndarray:
+    """The pixels of a Pillow image (``fmt``: its file's format) as uint8: HxWx3 RGB, or HxW for gray of more than
+    8 bits."""
+    wide = wide_gray_pixels(im, path, fmt)
+    return wide if wide is not None else np.asarray(im.convert("RGB"))
 
 
 # The image files write_image writes, by suffix, with Pillow's format name.

@@ -101,18 +101,13 @@ def load_faces(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
 
 
 def _eight_bit(im: Any, path: Path) -> np.ndarray:
-    """A Pillow image as 8-bit gray or RGB pixels. 16-bit gray is scaled (>> 8), as the runtime's hint for uint16
-    crops says: Pillow's convert("L") would clip it, turning a 16-bit face almost white."""
-    if im.mode.startswith("I;16"):
-        return (np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8)
-    if im.mode in ("I", "F"):  # 32-bit integer or float gray: no known scale
-        arr = np.asarray(im)
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo < 0 or hi > 255:
-            raise DataError(f"{path} is a {im.mode}-mode image with values {lo:g}..{hi:g}; expected 8-bit pixels "
-                            "(0..255). Save the faces as 8-bit images")
-        return np.rint(arr).astype(np.uint8)
-    return np.asarray(im.convert("L" if im.mode in ("L", "1") else "RGB"))
+    """A Pillow image as 8-bit gray or RGB pixels, images of more than 8 bits read as the crowd path reads them
+    (:func:`~fsrfer_edge.detection.frames.wide_gray_pixels`): Pillow's convert("L") would clip 16-bit gray,
+    turning a 16-bit face almost white."""
+    from ..detection.frames import wide_gray_pixels
+
+    wide = wide_gray_pixels(im, path, error=DataError)
+    return wide if wide is not None else np.asarray(im.convert("L" if im.mode in ("L", "1") else "RGB"))
 
 
 def _load_folder(folder: Path, size: int, seed: int) -> list[np.ndarray]:
