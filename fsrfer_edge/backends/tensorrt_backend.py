@@ -364,9 +364,7 @@ class TensorRTBackend(Backend):
         return (f"TensorRT {self._trt_version}", f"sm{getattr(self, '_compute_capability', '?')}", f"memory={mem}")
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
-        n = batch.shape[0]
-        if n < self._io.min_batch:
-            raise InputError(f"received a batch of {n}; this engine was built for batches of at least {self._io.min_batch}")
+        n = batch.shape[0]  # at least min_batch: Backend.infer checked it
         with self._lock:
             self._check_open()  # another thread may have closed it while we waited
             mem, io, stream, context = self._mem, self._io, self._stream, self._context
