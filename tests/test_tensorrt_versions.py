@@ -33,7 +33,7 @@ from fsrfer_edge.backends.cuda_memory import (  # noqa: E402
     select_memory,
 )
 from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend  # noqa: E402
-from fsrfer_edge.errors import EngineError, ModelError  # noqa: E402
+from fsrfer_edge.errors import EngineError, InputError, ModelError  # noqa: E402
 from fsrfer_edge.export import cli, engine, quantize, trt_check  # noqa: E402
 from fsrfer_edge.export.onnx_export import load_onnx  # noqa: E402
 from fsrfer_edge.preprocessing import Preprocessing, resize  # noqa: E402
@@ -449,6 +449,17 @@ def test_a_run_that_raises_waits_for_the_queued_copy_before_the_next_batch(varia
         with pytest.raises(EngineError, match="cudaMemcpyAsync"):
             be.infer(np.zeros((2, 1, 48, 48), np.float32))
         assert synced == [be._stream, be._stream]
+
+
+def test_an_engine_refuses_a_batch_below_its_profile(variants: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine built for batches of 2-8 refuses a lone face with what to do (the base validation's check)."""
+    FakeGpu(monkeypatch, "10.3.0.26")
+    built = engine.build_engine(variants / "tiny.fp16.onnx", tmp_path, 2, 4, 8)
+    with TensorRTBackend(built, memory="cuda-python") as be:
+        with pytest.raises(InputError, match="received a batch of 1; this model accepts at least 2 at once"):
+            be.infer(np.zeros((1, 1, 48, 48), np.float32))
+        assert be.infer(np.zeros((2, 1, 48, 48), np.float32)).shape[0] == 2
 
 
 def test_one_tensorrt_logger_serves_every_engine_and_build(variants: Path, tmp_path: Path,
