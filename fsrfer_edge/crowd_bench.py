@@ -27,6 +27,7 @@ import math
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,11 +35,12 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from .crowd import DEFAULT_MARGIN, DEFAULT_MIN_FACE, CrowdAnalyzer, crop_face
+from .crowd import DEFAULT_MARGIN, DEFAULT_MIN_FACE, CrowdAnalyzer, check_margin, crop_face
 from .detection import MAX_FRAME_PIXELS, Detection, box_iou, create_detector
-from .detection.frames import optional_module
-from .errors import CliParser, DataError, FsrferError, InputError
-from .fileio import write_json
+from .detection.frames import check_image_name, optional_module, write_image
+from .errors import CliParser, DataError, FsrferError, InputError, sigterm_interrupts
+from .ferplus import FERPLUS_FILE, load_labelled_faces
+from .fileio import check_distinct_files, check_output_path, files_problem, write_json
 from .preprocessing import CLASSES, resize
 
 logger = logging.getLogger(__name__)
@@ -73,32 +75,29 @@ class FacePool:
         return bool(len(self.labels)) and bool((self.labels >= 0).all())
 
 
+def data_files(data_dir: PathLike) -> tuple[Path, Path]:
+    """The FER2013 archive and the FER+ labels archive in ``data_dir``."""
+    d = Path(data_dir)
+    return d / "fer2013.npz", d / FERPLUS_FILE
+
+
 def load_test_faces(data_dir: PathLike) -> FacePool:
-    """FER2013 ``test`` faces with FER+ majority labels (faces without one are dropped), numpy only.
+    """FER2013 ``test`` faces with FER+ majority labels (faces without one are dropped), read and checked as
+    ``fsrfer-eval`` reads them (:func:`ferplus.load_labelled_faces`), numpy only.
 
     Raises:
         DataError: the archives are missing or malformed.
     """
-    d = Path(data_dir)
-    fer_path, plus_path = d / "fer2013.npz", d / "ferplus_labels.npz"
-    for p in (fer_path, plus_path):
-        if not p.is_file():
-            raise DataError(f"{p} does not exist; expected fer2013.npz and ferplus_labels.npz in {d} "
-                            "(see ../shared/data/README.md), or run without --data for the public-domain face")
-    try:
-        with np.load(fer_path) as fer, np.load(plus_path) as plus:
-            images, split, orig = fer["images"], fer["split"].astype(str), fer["orig_row"]
-            p_orig, p_labels = plus["orig_row"], plus["labels"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"could not read {fer_path} / {plus_path} ({exc}); expected the archives described in "
-                        "../shared/data/README.md") from exc
-    lookup = dict(zip(p_orig.tolist(), p_labels.tolist()))
-    test = np.flatnonzero(split == "test")
-    labels = np.array([lookup.get(int(orig[i]), -1) if orig[i] >= 0 else -1 for i in test], dtype=np.int64)
-    keep = labels >= 0
-    if not keep.any():
-        raise DataError(f"{fer_path}: no test face has a FER+ label in {plus_path}")
-    return FacePool(images[test[keep]], labels[keep], "FER2013 test split, FER+ majority labels")
+    fer_path, plus_path = data_files(data_dir)
+    problem = files_problem(fer_path, plus_path)
+    if problem:
+        raise DataError(f"{problem}; expected fer2013.npz and {FERPLUS_FILE} in {data_dir} "
+                        "(see ../shared/data/README.md), or pass --no-data for the public-domain face")
+    faces = load_labelled_faces(fer_path, "ferplus", "test")
+    if (faces.label_set, faces.split) != ("ferplus", "test"):
+        raise DataError(f"{fer_path} has no 'orig_row' or no 'split' array; expected the FER2013 archive with arrays "
+                        "images, labels, split and orig_row (see ../shared/data/README.md)")
+    return FacePool(faces.images, faces.labels, "FER2013 test split, FER+ majority labels")
 
 
 def _skimage_data(why: str, hint: str = "") -> Any:
@@ -631,8 +630,23 @@ def _pool(job: Job) -> FacePool:
     return load_test_faces(job.data_dir) if job.data_dir is not None else public_domain_faces()
 
 
+def _leave_ctrl_c_to_the_parent() -> None:
+    """In a worker process: ignore Ctrl-C, which a terminal sends to the whole process group; the parent ends
+    its workers when it is interrupted (no traceback from each of them)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _end(proc: Any, grace: float) -> None:
+    """Wait up to ``grace`` seconds for a worker process to exit, then terminate it."""
+    proc.join(timeout=grace)
+    if proc.is_alive():
+        proc.terminate()
+        proc.join()
+
+
 def _worker(conn: Any, spec: DetectorSpec, job: Job) -> None:
     """A detector's process: evaluate on request, then time frames when asked (one request at a time)."""
+    _leave_ctrl_c_to_the_parent()
     logging.basicConfig(level=logging.INFO, format=f"[{spec.name}] %(message)s")
     try:
         with _make_analyzer(spec, job) as analyzer:
@@ -677,6 +691,7 @@ def _big_photo(conn: Any, spec: DetectorSpec, job: Job, megapixels: float) -> No
     def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
+    _leave_ctrl_c_to_the_parent()
     try:
         with _make_analyzer(spec, job) as analyzer:
             analyzer.analyze(np.zeros((480, 640, 3), np.uint8))  # warm-up: ONNX Runtime's first-run allocations
@@ -745,6 +760,7 @@ def compare(specs: Sequence[DetectorSpec], job: Job, rounds: int = 3,
 
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding ONNX Runtime thread pools
     workers = []
+    finished = False  # until then, an exception (Ctrl-C, SIGTERM, a worker's failure) ends the workers at once
     try:
         for spec in specs:
             parent, child = ctx.Pipe()
@@ -769,11 +785,10 @@ def compare(specs: Sequence[DetectorSpec], job: Job, rounds: int = 3,
             conn.send(("stop", None))
             if sp:
                 report["speed"] = _median_speed(sp)
+        finished = True
     finally:
         for _, proc, _ in workers:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.terminate()
+            _end(proc, 10 if finished else 0)
     for spec, report in zip(specs, reports):
         runs = []
         if big_photos and spec.name == "opencv":
@@ -786,8 +801,10 @@ def compare(specs: Sequence[DetectorSpec], job: Job, rounds: int = 3,
             proc.start()
             try:
                 runs.append(_reply(parent, proc, f"{spec.name} on a {mp:g} MP photo"))
-            finally:
-                proc.join(timeout=10)
+            except BaseException:
+                _end(proc, 0)
+                raise
+            _end(proc, 10)
             logger.info("%s, %g MP photo: %s", spec.name, mp, runs[-1])
         if runs:
             report["big_photo"] = runs
@@ -924,8 +941,9 @@ def _size(text: str) -> tuple[int, int]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 640x480") from None
-    if w < 64 or h < 64:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected at least 64x64")
+    if w < 64 or h < 64 or w * h > MAX_FRAME_PIXELS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected at least 64x64 and at most "
+                                         f"{MAX_FRAME_PIXELS / 1e6:.1f} megapixels")
     return h, w
 
 
@@ -946,6 +964,16 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _name(text: str) -> str:
+    from .detection import DETECTORS
+
+    names = _names(text)
+    if len(names) != 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected one detector name from {DETECTORS} "
+                                         "(more detectors go in --compare)")
+    return names[0]
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = CliParser(
         prog="fsrfer-crowd-bench",
@@ -964,7 +992,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--size", type=_size, default=(480, 640), help="frame size WIDTHxHEIGHT (default 640x480)")
     ap.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
     ap.add_argument("--model", default=None, help="expression model .onnx/.engine (default: the shipped model)")
-    ap.add_argument("--detector", default="auto", type=lambda s: _names(s)[0] if _names(s) else "auto",
+    ap.add_argument("--detector", default="auto", type=_name,
                     help="the detector reported at the top level: auto | yunet | blazeface | opencv (default auto)")
     ap.add_argument("--compare", type=_names, default=[],
                     help="more detectors to run side by side at their defaults, e.g. blazeface,opencv (each in its "
@@ -991,8 +1019,47 @@ def build_parser() -> argparse.ArgumentParser:
                          "whose peak memory is recorded, e.g. 12,48 (default: none)")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
     ap.add_argument("--save-scene", type=Path, default=None,
-                    help="also write the first scene as a PNG (only with --no-data: never FER faces in files you share)")
+                    help="also write the first scene as a PNG, once the run has succeeded (only with --no-data: "
+                         "never FER faces in files you share)")
     return ap
+
+
+def report_tables(path: Path) -> str:
+    """The Markdown tables of a report written by ``--out`` (as ``--table`` prints them).
+
+    Raises:
+        InputError: ``path`` cannot be read, or is not such a report.
+    """
+    try:
+        report = json.loads(path.read_text())
+        if not isinstance(report, dict):
+            raise ValueError(f"it holds a JSON {type(report).__name__}, not an object")
+        text = markdown_table(report)
+        if report.get("comparison"):
+            text += "\n\n" + comparison_table(report) + "\n\n" + comparison_summary(report)
+        if sweep_table(report):
+            text += "\n\n" + sweep_table(report)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # any JSON: any shape
+        raise InputError(f"{path} is not a readable benchmark report ({exc}); expected a JSON report written by "
+                         "fsrfer-crowd-bench --out") from exc
+    return text
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """InputError for an option value out of range (before any work)."""
+    if args.scenes < 1 or args.faces < 1 or args.rounds < 1 or args.fps_repeats < 0:
+        raise InputError(f"--scenes {args.scenes}, --faces {args.faces}, --rounds {args.rounds}, --fps-repeats "
+                         f"{args.fps_repeats}; expected scenes, faces and rounds >= 1, fps-repeats >= 0")
+    if args.seed < 0:
+        raise InputError(f"--seed {args.seed}; expected an integer >= 0")
+    for m in args.margins:
+        check_margin(m, "--margins")
+    bad_scores = [t for t in args.score_sweep if not 0 <= t <= 1]
+    if bad_scores:
+        raise InputError(f"--score-sweep {bad_scores}; expected detection score thresholds in [0, 1]")
+    bad_mp = [mp for mp in args.big_photo if not 0 < mp <= MAX_FRAME_PIXELS / 1e6]
+    if bad_mp:
+        raise InputError(f"--big-photo {bad_mp}; expected megapixels in (0, {MAX_FRAME_PIXELS / 1e6:.1f}]")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -1001,53 +1068,53 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.table is not None:
         try:
-            report = json.loads(args.table.read_text())
-            print(markdown_table(report))
-            if report.get("comparison"):
-                print("\n" + comparison_table(report) + "\n\n" + comparison_summary(report))
-            if sweep_table(report):
-                print("\n" + sweep_table(report))
-        except (OSError, ValueError, KeyError) as exc:
-            print(f"fsrfer-crowd-bench: error: {args.table} is not a readable benchmark report ({exc})", file=sys.stderr)
+            print(report_tables(args.table))
+        except InputError as exc:
+            print(f"fsrfer-crowd-bench: error: {exc}", file=sys.stderr)
             return 2
         return 0
     if args.out is None:
         parser.error("--out is required (or --table REPORT.json)")
     try:
-        if args.scenes < 1 or args.faces < 1 or args.rounds < 1 or args.fps_repeats < 0:
-            raise InputError(f"--scenes {args.scenes}, --faces {args.faces}, --rounds {args.rounds}, --fps-repeats "
-                             f"{args.fps_repeats}; expected scenes, faces and rounds >= 1, fps-repeats >= 0")
-        bad_mp = [mp for mp in args.big_photo if not 0 < mp <= MAX_FRAME_PIXELS / 1e6]
-        if bad_mp:
-            raise InputError(f"--big-photo {bad_mp}; expected megapixels in (0, {MAX_FRAME_PIXELS / 1e6:.1f}]")
-        data_dir = args.data if args.data is not None else DEFAULT_DATA
-        use_data = not args.no_data and (args.data is not None or (DEFAULT_DATA / "fer2013.npz").is_file())
-        pool = load_test_faces(data_dir) if use_data else public_domain_faces()  # fails here, not in a worker
-        if args.save_scene is not None:
-            if pool.labelled:
+        with sigterm_interrupts():
+            check_options(args)
+            data_dir = args.data if args.data is not None else DEFAULT_DATA
+            use_data = not args.no_data and (args.data is not None or (DEFAULT_DATA / "fer2013.npz").is_file())
+            inputs = [("--data", f if use_data else None) for f in data_files(data_dir)]
+            check_output_path(args.out, "--out")
+            if args.save_scene is not None:
+                check_image_name(args.save_scene)
+                check_output_path(args.save_scene, "--save-scene")
+            check_distinct_files([*inputs, ("--model", args.model), ("--detector-model", args.detector_model),
+                                  ("--save-scene", args.save_scene), ("--out", args.out)], inputs=4)
+            pool = load_test_faces(data_dir) if use_data else public_domain_faces()  # fails here, not in a worker
+            if args.save_scene is not None and pool.labelled:
                 raise InputError("--save-scene writes FER faces into a file; use it with --no-data only")
-            from .detection.frames import write_image
-
-            write_image(args.save_scene, make_scenes(pool, 1, args.seed, args.faces, args.size)[0].image)
-        main_name = _resolve(args.detector)
-        specs = [DetectorSpec(main_name, args.min_face, args.min_score, args.margin, args.detector_model)]
-        specs += [DetectorSpec(_resolve(n), args.min_face) for n in args.compare if _resolve(n) != main_name]
-        job = Job(str(data_dir) if use_data else None, args.model, args.threads, args.scenes, args.faces, args.size,
-                  args.seed, tuple(args.margins), tuple(args.score_sweep), args.fps_repeats, args.fps_size)
-        load_start = _load()
-        reports = compare(specs, job, args.rounds, args.big_photo)
-        report = reports[0]
-        if len(specs) > 1:
-            base = next((i for i, s in enumerate(specs) if s.name == "blazeface"), 0)
-            report["comparison"] = {
-                "baseline": specs[base].name, "rounds": args.rounds, "load_average_at_start": load_start,
-                "load_average_at_end": _load(),
-                "detectors": [{"label": s.name, "detector": r["config"]["detector"], "min_face": s.min_face,
-                               "min_score": r["config"]["detector_min_score"], "margin": r["config"]["margin"],
-                               "detect_speedup": sp, "report": dict(r)}
-                              for s, r, sp in zip(specs, reports, _speedups(reports, base))]}
-        report["command"] = "fsrfer-crowd-bench " + shlex.join(sys.argv[1:] if argv is None else argv)  # as typed
-        write_json(args.out, report)
+            main_name = _resolve(args.detector)
+            specs = [DetectorSpec(main_name, args.min_face, args.min_score, args.margin, args.detector_model)]
+            specs += [DetectorSpec(_resolve(n), args.min_face) for n in args.compare if _resolve(n) != main_name]
+            job = Job(str(data_dir) if use_data else None, args.model, args.threads, args.scenes, args.faces,
+                      args.size, args.seed, tuple(args.margins), tuple(args.score_sweep), args.fps_repeats,
+                      args.fps_size)
+            load_start = _load()
+            reports = compare(specs, job, args.rounds, args.big_photo)
+            report = reports[0]
+            if len(specs) > 1:
+                base = next((i for i, s in enumerate(specs) if s.name == "blazeface"), 0)
+                report["comparison"] = {
+                    "baseline": specs[base].name, "rounds": args.rounds, "load_average_at_start": load_start,
+                    "load_average_at_end": _load(),
+                    "detectors": [{"label": s.name, "detector": r["config"]["detector"], "min_face": s.min_face,
+                                   "min_score": r["config"]["detector_min_score"], "margin": r["config"]["margin"],
+                                   "detect_speedup": sp, "report": dict(r)}
+                                  for s, r, sp in zip(specs, reports, _speedups(reports, base))]}
+            report["command"] = "fsrfer-crowd-bench " + shlex.join(sys.argv[1:] if argv is None else argv)  # as typed
+            if args.save_scene is not None:  # only once the run has succeeded
+                write_image(args.save_scene, make_scenes(pool, 1, args.seed, args.faces, args.size)[0].image)
+            write_json(args.out, report)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the worker processes have been ended
+        print("fsrfer-crowd-bench: interrupted; no report was written", file=sys.stderr)
+        return 130
     except FsrferError as exc:
         print(f"fsrfer-crowd-bench: error: {exc}", file=sys.stderr)
         return 2

@@ -64,6 +64,17 @@ def check_1d(arr: np.ndarray, n: int, path: Path, name: str) -> None:
         raise DataError(f"{path}: array {name!r} has shape {arr.shape}; expected ({n},) (one entry per image)")
 
 
+def check_labels(labels: np.ndarray, path: Path) -> None:
+    """DataError unless array ``labels`` of ``path`` holds integers -1 (no label) or 0..6 (a class of ``CLASSES``)."""
+    expected = f"expected integers -1 (no label) or 0..{len(CLASSES) - 1}"
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: array 'labels' is {labels.dtype}; {expected}")
+    bad = (labels < -1) | (labels >= len(CLASSES))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: array 'labels' row {row} is {labels[row]}; {expected}")
+
+
 @dataclasses.dataclass(frozen=True)
 class FerplusJoin:
     """The FER+ join of a FER2013 archive's faces.
@@ -79,14 +90,14 @@ class FerplusJoin:
     path: Path
 
 
-def join_ferplus(path: Path, orig: np.ndarray, split: np.ndarray,
+def join_ferplus(path: Path, orig: np.ndarray, split: Optional[np.ndarray],
                  ferplus_path: Optional[PathLike] = None) -> FerplusJoin:
     """FER+ labels for the faces of a FER2013 archive, joined by ``orig_row``; -1 where a face has none.
 
     Args:
         path: the FER2013 archive (for messages, and to find ``ferplus_labels.npz`` beside it).
         orig: (N,) its ``orig_row`` array (-1: unknown row).
-        split: (N,) its split names (checked against the FER+ archive's, when that has one).
+        split: (N,) its split names (checked against the FER+ archive's, when that has one); None: it has none.
         ferplus_path: the FER+ archive; default ``ferplus_labels.npz`` beside ``path``.
 
     Raises:
@@ -103,25 +114,22 @@ def join_ferplus(path: Path, orig: np.ndarray, split: np.ndarray,
     check_1d(f_labels, len(f_orig), fp, "labels")
     if not np.issubdtype(f_orig.dtype, np.integer) or len(np.unique(f_orig)) != len(f_orig):
         raise DataError(f"{fp}: array 'orig_row' must hold distinct integers (received {f_orig.dtype}, duplicates?)")
-    bad = (f_labels < -1) | (f_labels >= len(CLASSES))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{fp}: array 'labels' row {row} is {f_labels[row]}; expected -1 (excluded) or 0..6")
+    check_labels(f_labels, fp)
     if len(f_orig) == 0:
         raise DataError(f"{fp}: holds no rows; expected one FER+ label per FER2013 orig_row")
     order = np.argsort(f_orig)
     match = order[np.clip(np.searchsorted(f_orig, orig, sorter=order), 0, len(f_orig) - 1)]
     found = (f_orig[match] == orig) & (orig >= 0)
     joined = np.where(found, f_labels[match], -1)
-    if "split" in f:
+    if "split" in f and split is not None:
         f_split = f["split"]
         check_1d(f_split, len(f_orig), fp, "split")
         differ = found & (f_split.astype(str)[match] != split)
         if differ.any():
             row = int(np.flatnonzero(differ)[0])
             raise DataError(
-                f"{fp}: orig_row {int(orig[row])} is in split {f_split[match[row]]!r} but {path} says "
-                f"{split[row]!r}; expected the two archives to agree (are they from the same release?)"
+                f"{fp}: orig_row {int(orig[row])} is in split {str(f_split[match[row]])!r} but {path} says "
+                f"{str(split[row])!r}; expected the two archives to agree (are they from the same release?)"
             )
     log.info("%s + %s: %d of %d faces have a FER+ majority label", path, fp, int((joined >= 0).sum()), len(orig))
     return FerplusJoin(joined.astype(np.int64), match, f, fp)
@@ -153,11 +161,12 @@ def load_labelled_faces(path: PathLike, labels: Optional[str] = None, split: Opt
         split: the split to use when the archive has a split array; None: every row.
 
     Returns:
-        :class:`LabelledFaces`; rows without a label (FER+ "no majority", negative labels) are left out.
+        :class:`LabelledFaces`; rows without a label (FER+ "no majority", label -1) are left out.
 
     Raises:
         InputError: an unknown ``labels`` or ``split``.
-        DataError: a file is missing or malformed, or the split has no labelled face.
+        DataError: a file is missing or malformed (labels other than integers -1..6 included), or the split has
+            no labelled face.
     """
     if labels is not None and labels not in LABEL_SETS:
         raise InputError(f"labels={labels!r}; expected one of {list(LABEL_SETS)}")
@@ -170,8 +179,7 @@ def load_labelled_faces(path: PathLike, labels: Optional[str] = None, split: Opt
         raise DataError(f"{p}: array 'images' is {images.dtype} of shape {images.shape}; expected (N, H, W) uint8")
     n = len(images)
     check_1d(raw, n, p, "labels")
-    if not np.issubdtype(raw.dtype, np.integer):
-        raise DataError(f"{p}: array 'labels' is {raw.dtype}; expected integers 0..{len(CLASSES) - 1}")
+    check_labels(raw, p)
     names = d["split"].astype(str) if "split" in d else None
     if names is not None:
         check_1d(names, n, p, "split")
@@ -179,10 +187,10 @@ def load_labelled_faces(path: PathLike, labels: Optional[str] = None, split: Opt
         label_set = labels or default_label_set(p)
         if label_set == "ferplus":
             check_1d(d["orig_row"], n, p, "orig_row")
-            raw = join_ferplus(p, d["orig_row"], names if names is not None else np.full(n, "")).labels
+            raw = join_ferplus(p, d["orig_row"], names).labels
     else:
         label_set = "npz"
-    keep = (raw >= 0) & (raw < len(CLASSES))
+    keep = raw >= 0
     split_name = "all"
     if names is not None and split is not None:
         if not (names == split).any():

@@ -16,6 +16,12 @@ METADATA_KEY = "fsrfer"
 FORMAT_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_DTYPES = ("float32", "uint8")
+#: Q/DQ flavours of an int8 model (``int8_scheme``; empty when unknown, and for the other precisions).
+INT8_SCHEMES = ("s8s8", "u8s8")
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,13 +62,20 @@ class ModelInfo:
     def from_dict(cls, d: Mapping[str, Any], source: str = "model") -> "ModelInfo":
         try:
             kw = dict(d)
-            if kw.get("format_version", 0) > FORMAT_VERSION:
+            version = kw.get("format_version", FORMAT_VERSION)
+            if not _positive_int(version):
+                raise ModelError(f"{source}: fsrfer metadata format_version is {version!r}; expected an integer >= 1")
+            if version > FORMAT_VERSION:
                 raise ModelError(
-                    f"{source}: metadata format {kw['format_version']} is newer than this fsrfer_edge "
+                    f"{source}: metadata format {version} is newer than this fsrfer_edge "
                     f"understands ({FORMAT_VERSION}); upgrade fsrfer-edge"
                 )
+            factors = kw.get("factors", FACTORS)
+            if not isinstance(factors, (list, tuple)) or not all(_positive_int(f) for f in factors):
+                raise ModelError(f"{source}: fsrfer metadata factors is {factors!r}; expected a list of positive "
+                                 "integers, e.g. [1, 2, 4]")
             kw["preprocessing"] = Preprocessing.from_dict(kw.get("preprocessing", {}))
-            kw["factors"] = tuple(kw.get("factors", FACTORS))
+            kw["factors"] = tuple(factors)
             info = cls(**kw)
         except (TypeError, ValueError) as exc:
             raise ModelError(f"{source}: invalid fsrfer metadata ({exc})") from exc
@@ -75,6 +88,9 @@ class ModelInfo:
             raise ModelError(f"{source}: precision {info.precision!r} is not one of {PRECISIONS}")
         if info.input_dtype not in INPUT_DTYPES:
             raise ModelError(f"{source}: input_dtype {info.input_dtype!r} is not one of {INPUT_DTYPES}")
+        if info.int8_scheme not in (("",) + INT8_SCHEMES if info.precision == "int8" else ("",)):
+            raise ModelError(f"{source}: int8_scheme {info.int8_scheme!r} with precision {info.precision!r}; expected "
+                             f"'' or one of {list(INT8_SCHEMES)} for precision 'int8', '' for the others")
         return info
 
     @classmethod

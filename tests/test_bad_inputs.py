@@ -678,3 +678,137 @@ def test_files_problem_names_the_first_unreadable_input(tmp_path: Path) -> None:
     assert files_problem(ok) == ""
     assert files_problem(ok, tmp_path / "gone.pt", tmp_path) == f"{tmp_path / 'gone.pt'} does not exist"
     assert files_problem(ok, tmp_path).startswith(f"{tmp_path} ") and "director" in files_problem(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model metadata fields, and fsrfer-crowd-bench's options, outputs and interruptions
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("change, match", [
+    ({"factors": "24"}, "factors is '24'; expected a list of positive integers"),
+    ({"factors": [0, -3]}, "expected a list of positive integers"),
+    ({"factors": [2.0, 4]}, "expected a list of positive integers"),
+    ({"int8_scheme": "xyz", "precision": "int8"}, "int8_scheme 'xyz' with precision 'int8'; expected '' or one of"),
+    ({"int8_scheme": "u8s8"}, "int8_scheme 'u8s8' with precision 'fp32'; expected"),
+    ({"format_version": -3}, "format_version is -3; expected an integer >= 1"),
+    ({"format_version": "2"}, "format_version is '2'; expected an integer >= 1"),
+])
+def test_model_info_fields_are_checked(change: dict[str, Any], match: str) -> None:
+    from fsrfer_edge.metadata import ModelInfo
+
+    with pytest.raises(ModelError, match=match):
+        ModelInfo.from_dict({**ModelInfo().to_dict(), **change}, "m.onnx")
+    for scheme in ("", "s8s8", "u8s8"):  # what the exporter writes
+        assert ModelInfo.from_dict({**ModelInfo().to_dict(), "precision": "int8", "int8_scheme": scheme}).factors
+    assert ModelInfo.from_dict(ModelInfo().to_dict()) == ModelInfo()
+
+
+def _no_work(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("the benchmark started work before refusing its options")
+
+
+@pytest.fixture()
+def bench(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """fsrfer_edge.crowd_bench, failing the test if a run loads faces or starts a worker."""
+    from fsrfer_edge import crowd_bench
+
+    for name in ("load_test_faces", "public_domain_faces", "compare"):
+        monkeypatch.setattr(crowd_bench, name, _no_work)
+    return crowd_bench
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--margins", "0,5"], "--margins=5.0; expected a number in"),
+    (["--score-sweep", "0.5,2"], "--score-sweep [2.0]; expected detection score thresholds in [0, 1]"),
+    (["--seed", "-1"], "--seed -1; expected an integer >= 0"),
+    (["--size", "100000x100000"], "megapixels"),
+    (["--fps-size", "9000x9000"], "megapixels"),
+    (["--detector", "yunet,opencv"], "expected one detector name"),
+])
+def test_crowd_bench_options_refused_before_work(bench: Any, tmp_path: Path, argv: list[str], match: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    line = run_cli(bench.main, ["--no-data", *argv, "--out", str(tmp_path / "o.json")], capsys)
+    assert match in line and not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.parametrize("report", ["[1, 2]", '{"detection": {"bins": [], "overall": null}}', "3", "{"])
+def test_crowd_bench_table_of_a_json_that_is_not_a_report(tmp_path: Path, report: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from fsrfer_edge import crowd_bench
+
+    (tmp_path / "r.json").write_text(report)
+    assert "expected a JSON report written by" in run_cli(crowd_bench.main, ["--table", str(tmp_path / "r.json")],
+                                                         capsys)
+
+
+def test_crowd_bench_outputs_checked_before_work(bench: Any, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """--out (and --save-scene) may not overwrite the data, the models or each other, nor be a folder."""
+    for name in ("fer2013.npz", "ferplus_labels.npz", "m.onnx", "d.onnx", "s.png"):
+        (tmp_path / name).write_bytes(b"keep")
+    (tmp_path / "folder").mkdir()
+    base = ["--data", str(tmp_path), "--model", str(tmp_path / "m.onnx"), "--detector-model", str(tmp_path / "d.onnx")]
+    for out in ("fer2013.npz", "ferplus_labels.npz", "m.onnx", "d.onnx"):
+        line = run_cli(bench.main, [*base, "--out", str(tmp_path / out)], capsys)
+        assert "would overwrite it" in line
+    line = run_cli(bench.main, ["--no-data", "--save-scene", str(tmp_path / "s.png"), "--out", str(tmp_path / "s.png")],
+                   capsys)
+    assert "--out" in line and "--save-scene" in line
+    assert "is a directory" in run_cli(bench.main, ["--no-data", "--out", str(tmp_path / "folder")], capsys)
+    (tmp_path / "shots.png").mkdir()
+    assert "is a directory" in run_cli(bench.main, ["--no-data", "--save-scene", str(tmp_path / "shots.png"),
+                                                    "--out", str(tmp_path / "o.json")], capsys)
+    assert all((tmp_path / n).read_bytes() == b"keep" for n in ("fer2013.npz", "ferplus_labels.npz", "m.onnx",
+                                                                  "d.onnx", "s.png"))
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, DataError])
+def test_crowd_bench_failed_run_writes_no_scene(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, failure: type,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """--save-scene is written only once the run has succeeded; Ctrl-C is one line and exit code 130."""
+    pytest.importorskip("skimage")
+    from fsrfer_edge import crowd_bench
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise failure("the run failed")
+
+    monkeypatch.setattr(crowd_bench, "compare", fail)
+    argv = ["--no-data", "--size", "128x96", "--save-scene", str(tmp_path / "s.png"), "--out", str(tmp_path / "o.json")]
+    if failure is DataError:
+        assert "the run failed" in run_cli(crowd_bench.main, argv, capsys)
+    else:
+        assert crowd_bench.main(argv) == 130
+        err = capsys.readouterr().err
+        assert err.strip() == "fsrfer-crowd-bench: interrupted; no report was written"
+    assert not (tmp_path / "s.png").exists() and not (tmp_path / "o.json").exists()
+
+
+def test_crowd_bench_sigterm_is_an_interruption(tmp_path: Path) -> None:
+    """kill (SIGTERM) ends fsrfer-crowd-bench as Ctrl-C does: its workers are ended, one line, exit code 130."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal, sys\n"
+            "from fsrfer_edge import crowd_bench\n"
+            "crowd_bench.compare = lambda *a, **k: (os.kill(os.getpid(), signal.SIGTERM), signal.pause())\n"
+            "sys.exit(crowd_bench.main(sys.argv[1:]))\n")
+    pytest.importorskip("skimage")
+    run = subprocess.run([sys.executable, "-c", code, "--no-data", "--out", str(tmp_path / "o.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 130 and "interrupted" in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_crowd_bench_workers_end_at_once_when_the_run_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare ends its worker processes on an exception (Ctrl-C included), without waiting for them."""
+    import multiprocessing
+    import time
+
+    from fsrfer_edge import crowd_bench
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(crowd_bench, "_reply", interrupted)
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        crowd_bench.compare([crowd_bench.DetectorSpec("opencv", 12)], crowd_bench.Job(None, None, 1))
+    assert time.perf_counter() - t0 < 5 and not multiprocessing.active_children()

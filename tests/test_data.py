@@ -427,3 +427,72 @@ def test_load_dataset_dispatch_errors(tmp_path):
     with pytest.raises(InputError, match="siez"):
         data.load_dataset(fer, siez=48)
     assert issubclass(DataError, FsrferError)
+
+
+# --------------------------------------------------------------------------------------------
+# fsrfer_edge.ferplus and the crowd benchmark's faces (the same checks)
+# --------------------------------------------------------------------------------------------
+def test_ferplus_labels_must_be_integers(tmp_path):
+    """Float FER+ labels would turn "no majority" (-1.0, -0.5) into class 0 once cast."""
+    from fsrfer_edge.ferplus import load_labelled_faces
+
+    fer, plus = write_npz_pair(tmp_path, plus_labels=np.array([6, 3, -0.5, 5, 1], np.float32))
+    with pytest.raises(DataError, match="'labels' is float32; expected integers -1") as e:
+        load_labelled_faces(fer, "ferplus")
+    assert_names(e, plus)
+
+
+def test_ferplus_join_without_a_split_array(tmp_path):
+    """An archive with orig_row but no split: no split to compare, every row is used."""
+    from fsrfer_edge.ferplus import join_ferplus, load_labelled_faces
+
+    fer, _ = write_npz_pair(tmp_path, split=None)
+    faces = load_labelled_faces(fer, "ferplus")
+    assert faces.split == "all" and faces.label_set == "ferplus"
+    np.testing.assert_array_equal(faces.labels, [3, 5, 6])
+    fer, plus = write_npz_pair(tmp_path, plus_split=np.array(["test", "val", "train", "val", "test"]))
+    with pytest.raises(DataError) as e:
+        join_ferplus(fer, np.array([0, 2, 3, 5, -1]), np.array(["train", "train", "val", "test", "test"]))
+    assert "orig_row 0 is in split 'val' but" in str(e.value) and "says 'train'" in str(e.value)
+    assert "np.str_" not in str(e.value)
+
+
+@pytest.mark.parametrize("labels, row", [([0, 7, 3, 2], 1), ([0, 1, -2, 3], 2), ([0, 1, 2, 99], 3)])
+def test_out_of_range_labels_in_the_archive_are_refused(tmp_path, labels, row):
+    from fsrfer_edge.ferplus import load_labelled_faces
+
+    path = tmp_path / "plain.npz"
+    np.savez(path, images=np.zeros((4, 48, 48), np.uint8), labels=np.array(labels, np.int64))
+    with pytest.raises(DataError, match=f"row {row} is {labels[row]}; expected integers -1 \\(no label\\) or 0..6"):
+        load_labelled_faces(path)
+    np.savez(path, images=np.zeros((4, 48, 48), np.uint8), labels=np.array([0, -1, 3, 6], np.int64))
+    np.testing.assert_array_equal(load_labelled_faces(path).labels, [0, 3, 6])  # only -1 (no label) is dropped
+    fer, _ = write_npz_pair(tmp_path, labels=np.array([0, 1, 2, 3, 9], np.int8))  # fer2013.npz's own labels
+    with pytest.raises(DataError, match="row 4 is 9"):
+        load_labelled_faces(fer, "fer2013")
+
+
+def test_crowd_bench_faces_are_checked_as_fsrfer_eval_reads_them(tmp_path):
+    from fsrfer_edge import crowd_bench
+    from fsrfer_edge.ferplus import load_labelled_faces
+
+    fer, plus = write_npz_pair(tmp_path)
+    pool = crowd_bench.load_test_faces(tmp_path)
+    faces = load_labelled_faces(fer, "ferplus", "test")
+    np.testing.assert_array_equal(pool.images, faces.images)
+    np.testing.assert_array_equal(pool.labels, [6])
+    cases = {"plus_labels": (np.array([6, 3, -1, 5, 9], np.int8), "row 4 is 9"),
+             "plus_split": (np.array(["val", "train", "train", "val", "test"]), "expected the two archives to agree"),
+             "split": (None, "no 'orig_row' or no 'split' array")}
+    for key, (value, match) in cases.items():
+        write_npz_pair(tmp_path, **{key: value})
+        with pytest.raises(DataError, match=match):
+            crowd_bench.load_test_faces(tmp_path)
+    write_npz_pair(tmp_path)
+    fer.write_bytes(fer.read_bytes()[:200])  # truncated
+    with pytest.raises(DataError) as e:
+        crowd_bench.load_test_faces(tmp_path)
+    assert_names(e, fer)
+    plus.unlink()
+    with pytest.raises(DataError, match="does not exist; .* or pass --no-data"):
+        crowd_bench.load_test_faces(tmp_path)
