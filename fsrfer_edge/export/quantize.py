@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import ConfigError, ModelError, require
-from ..metadata import ModelInfo
+from ..metadata import INT8_SCHEMES, ModelInfo
 from .calib import FaceCalibrationReader
 from .onnx_export import (
     load_onnx,
@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
-SCHEMES = ("s8s8", "u8s8")
+SCHEMES = INT8_SCHEMES  # the ones model metadata may name (metadata.INT8_SCHEMES)
 #: Which INT8 files each ``--int8-target`` produces.
 TARGETS: dict[str, tuple[str, ...]] = {"tensorrt": ("s8s8",), "cpu": ("u8s8",), "both": ("s8s8", "u8s8")}
 CALIB_METHODS = ("percentile", "minmax", "entropy")
