@@ -89,7 +89,11 @@ def test_tensorrt_variant_parses(models: dict[str, Path], tmp_path: Path) -> Non
     assert sorted(p.name for p in repo.iterdir()) == ["fer_onnx", "fer_trt"]
     trt = parse_config(repo / "fer_trt")
     assert (trt.name, trt.platform, trt.max_batch_size) == ("fer_trt", "tensorrt_plan", 128)
-    assert list(trt.dynamic_batching.preferred_batch_size) == [32]  # the engine's opt batch
+    # No preferred size by default: Triton's batcher fills batches up to max_batch_size (a preferred size is for
+    # engines with several optimisation profiles, Triton's batcher.md); one can still be given.
+    assert list(trt.dynamic_batching.preferred_batch_size) == []
+    again = write_triton_repo(tmp_path / "repo2", engine_path=engine, model_name="fer", preferred_batch_sizes=[32])
+    assert list(parse_config(again / "fer_trt").dynamic_batching.preferred_batch_size) == [32]
     assert trt.instance_group[0].kind == trt.instance_group[0].KIND_GPU
     assert (repo / "fer_trt" / "1" / "model.plan").read_bytes() == b"not a real plan"
     assert "TensorRT 10.13.0.35" in (repo / "fer_trt" / "config.pbtxt").read_text()
@@ -159,9 +163,10 @@ def test_export_cli_writes_repository(models: dict[str, Path], tmp_path: Path,
     assert "Triton model repository" in capsys.readouterr().out
     c = parse_config(repo / "fsrfer_onnx")
     assert c.instance_group[0].kind == c.instance_group[0].KIND_CPU
-    # Running it again replaces the models it wrote.
+    # Running it again replaces the models it wrote; by default the ONNX model's instances are KIND_AUTO (a GPU
+    # where there is one, else the CPU: a KIND_GPU model is refused on CPU-only nodes).
     assert cli.main([str(models["fp32"]), "--triton-repo", str(repo), "-q"]) == 0
-    assert parse_config(repo / "fsrfer_onnx").instance_group[0].kind == c.instance_group[0].KIND_GPU
+    assert parse_config(repo / "fsrfer_onnx").instance_group[0].kind == c.instance_group[0].KIND_AUTO
     assert cli.main([str(models["fp32"]), "--triton-repo", str(repo), "--triton-kind", "KIND_CPU",
                      "--triton-instances", "2", "--triton-threads", "1", "-q"]) == 0
     c = parse_config(repo / "fsrfer_onnx")
@@ -184,3 +189,18 @@ def test_export_cli_from_checkpoint(tmp_path: Path) -> None:
     onnx_copy = tmp_path / "repo" / "fsrfer_onnx" / "1" / "model.onnx"
     assert onnx_copy.read_bytes() == (tmp_path / "out" / "tiny.fp32.onnx").read_bytes()
     assert parse_config(tmp_path / "repo" / "fsrfer_onnx").name == "fsrfer_onnx"
+
+
+def test_export_cli_says_an_earlier_engine_is_kept_and_checks_min_batch_first(
+        models: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    repo = tmp_path / "triton"
+    write_triton_repo(repo, engine_path=_fake_engine(tmp_path, models["fp32"]))  # an earlier export's engine
+    with caplog.at_level(logging.WARNING, logger="fsrfer_edge.export.cli"):
+        assert cli.main([str(models["fp32"]), "--triton-repo", str(repo), "-q"]) == 0
+    assert (repo / "fsrfer_trt").is_dir() and any("fsrfer_trt was left as it is" in r.getMessage() for r in caplog.records)
+    capsys.readouterr()
+    assert cli.main([str(models["fp32"]), "--engine", "--min-batch", "2", "--triton-repo", str(tmp_path / "r2")]) == 2
+    assert "--min-batch 2 with --triton-repo" in capsys.readouterr().err and not (tmp_path / "r2").exists()

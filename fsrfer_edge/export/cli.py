@@ -70,7 +70,7 @@ class ExportOptions:
     workspace_mb: Optional[int] = 1024
     timing_cache: Optional[Path] = None
     triton_repo: Optional[Path] = None
-    triton_kind: str = "KIND_GPU"
+    triton_kind: str = "KIND_AUTO"
     triton_instances: int = 1
     triton_max_queue_delay_us: int = 2000
     triton_threads: Optional[int] = None
@@ -161,6 +161,9 @@ def _validate(opts: ExportOptions) -> None:
     if opts.int8_quantize_g is not None and not opts.int8:
         raise ConfigError(f"{'--int8-quantize-g' if opts.int8_quantize_g else '--int8-float-g'} chooses how G is "
                           "quantized in the INT8 files; expected --int8 beside it")
+    if opts.triton_repo is not None and opts.engine and opts.min_batch != 1:
+        raise ConfigError(f"--min-batch {opts.min_batch} with --triton-repo: Triton's dynamic batcher sends batches "
+                          "from 1 up; expected --min-batch 1 (the default)")
     if opts.triton_repo is not None and (opts.triton_instances < 1 or opts.triton_max_queue_delay_us < 0):
         raise ConfigError(f"--triton-instances {opts.triton_instances} / --triton-max-queue-delay-us "
                           f"{opts.triton_max_queue_delay_us}; expected >= 1 / >= 0")
@@ -470,6 +473,11 @@ def _write_triton_repo(opts: ExportOptions, repo: Path, report: dict[str, Any]) 
 
     onnx_path = opts.out_dir / str(report["files"]["fp32"]["file"]) if "files" in report else opts.source
     engine_path = opts.out_dir / str(report["engine"]["file"]) if "engine" in report else None
+    earlier_trt = repo / f"{opts.name or 'fsrfer'}_trt"
+    if engine_path is None and earlier_trt.is_dir():  # served beside this run's model: it may be of another one
+        log.warning("%s was left as it is: an engine an earlier export wrote, which Triton serves beside this run's "
+                    "ONNX model; if it is not of this model, remove it or run this export with --engine on the GPU",
+                    earlier_trt)
     write_triton_repo(repo, onnx_path=onnx_path, engine_path=engine_path, model_name=opts.name or "fsrfer",
                       instances=opts.triton_instances, kind=opts.triton_kind,
                       max_queue_delay_us=opts.triton_max_queue_delay_us, overwrite=True,
@@ -554,8 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--triton-repo", type=Path, metavar="DIR",
                    help="also write a Triton model repository: DIR/<name>_onnx (FP32 ONNX) and, with --engine, "
                         "DIR/<name>_trt (the engine), replacing models of those names; <name> is --name or 'fsrfer'")
-    t.add_argument("--triton-kind", default="KIND_GPU", choices=("KIND_GPU", "KIND_CPU", "KIND_AUTO"),
-                   help="instance kind of the ONNX model (default KIND_GPU; the engine is always KIND_GPU)")
+    t.add_argument("--triton-kind", default="KIND_AUTO", choices=("KIND_GPU", "KIND_CPU", "KIND_AUTO"),
+                   help="instance kind of the ONNX model (default KIND_AUTO: a GPU where there is one, else the "
+                        "CPU; the engine is always KIND_GPU)")
     t.add_argument("--triton-instances", type=int, default=1, metavar="N", help="model instances per device (default 1)")
     t.add_argument("--triton-max-queue-delay-us", type=int, default=2000, metavar="US",
                    help="dynamic batcher's maximum queue delay (default 2000)")

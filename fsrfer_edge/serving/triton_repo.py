@@ -196,8 +196,8 @@ def _stage_model(stage: Path, name: str, src: Path, filename: str, info: ModelIn
     model_dir = stage / name
     (model_dir / "1").mkdir(parents=True)
     shutil.copyfile(src, model_dir / "1" / filename)
-    (model_dir / LABELS_FILE).write_text("\n".join(info.classes) + "\n")
-    (model_dir / "config.pbtxt").write_text(config)
+    (model_dir / LABELS_FILE).write_text("\n".join(info.classes) + "\n", encoding="utf-8")
+    (model_dir / "config.pbtxt").write_text(config, encoding="utf-8")
 
 
 def _validate_staged(stage: Path, names: Sequence[str]) -> None:
@@ -235,7 +235,7 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
                       engine_path: Optional[PathLike] = None, model_name: str = "fsrfer",
                       max_batch: Optional[int] = None, preferred_batch_sizes: Optional[Sequence[int]] = None,
                       max_queue_delay_us: int = DEFAULT_QUEUE_DELAY_US, instances: int = 1,
-                      kind: str = "KIND_GPU", overwrite: bool = False, threads: Optional[int] = None) -> Path:
+                      kind: str = "KIND_AUTO", overwrite: bool = False, threads: Optional[int] = None) -> Path:
     """Write a Triton model repository holding the fused model as ONNX and/or a TensorRT plan.
 
     Args:
@@ -250,7 +250,8 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
             forms the largest batch it can within the delay) and the engine's ``opt_batch`` for TensorRT.
         max_queue_delay_us: how long a request may wait for others to form a batch.
         instances: model instances per device (``instance_group.count``).
-        kind: ``KIND_GPU``, ``KIND_CPU`` or ``KIND_AUTO`` for the ONNX model.
+        kind: ``KIND_GPU``, ``KIND_CPU`` or ``KIND_AUTO`` (the default: a GPU where there is one, else the CPU, so
+            the portable model also loads on CPU-only nodes) for the ONNX model.
         overwrite: replace models of the same names already in ``out_dir``.
         threads: ONNX Runtime intra-op threads of each instance of the ONNX model (its backend's
             ``intra_op_thread_count``); default: the backend's, all cores for each instance. On a CPU,
@@ -304,9 +305,9 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
         if mb > key.max_batch:
             raise ConfigError(f"max_batch={mb} exceeds the engine's profile maximum {key.max_batch}; pass a "
                               f"max_batch <= {key.max_batch} or rebuild the engine with --max-batch {mb}")
-        default_pref = (key.opt_batch,) if key.opt_batch <= mb else ()
-        pref = _check_batching(mb, preferred_batch_sizes if preferred_batch_sizes is not None else default_pref,
-                               f"{model_name}_trt")
+        # No preferred size by default: Triton's batcher then fills batches up to max_batch_size, and its guide
+        # says a preferred size is for TensorRT models with several optimisation profiles, not one (batcher.md).
+        pref = _check_batching(mb, preferred_batch_sizes or (), f"{model_name}_trt")
         name = f"{model_name}_trt"
         comments = [f"Written by fsrfer-edge from {src.name} ({info.precision}, input {info.input_dtype}).",
                     f"TensorRT {key.tensorrt_version}, GPU compute capability {key.compute_capability}: serve it "
