@@ -84,6 +84,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (FsrferError, OSError) as exc:
         print(f"fsrfer-engines: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    if args.prune and args.tensorrt_version is not None:
+        # The same release written longer or shorter (10.3.0 beside engines of 10.3.0.26): a slip, not an upgrade;
+        # pruning on it would remove every engine of that release.
+        recorded = {e.key.tensorrt_version for e in engines if e.key is not None}
+        near = sorted(r for r in recorded if r != version and (r.startswith(version + ".") or version.startswith(r + ".")))
+        if near and version not in recorded:
+            p.error(f"--tensorrt-version {version} is not what this folder's engines record, but {', '.join(near)} "
+                    "is the same release written otherwise; expected the version exactly as tensorrt.__version__ "
+                    "prints it on the device (nothing was removed)")
     judged = f"TensorRT {version}" if version is not None else "TensorRT not installed: versions not judged"
     print(f"{folder}: {len(engines)} engine file(s) ({judged})")
     for e in engines:

@@ -877,6 +877,15 @@ def test_fsrfer_engines_refuses_what_it_cannot_do(tmp_path: Path, monkeypatch: p
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and f"--tensorrt-version {version!r}; expected TensorRT's full version" in err
     assert built.exists()
+    # The same release written shorter (as on some images) is a slip, not an upgrade: refused, nothing removed.
+    for version in ("10.3.0", "10.3.0.26.1"):
+        with pytest.raises(SystemExit) as exit_:
+            engines_cli.main(["--prune", "--tensorrt-version", version, "--dir", str(tmp_path)])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "10.3.0.26 is the same release written otherwise" in err
+    assert built.exists()
+    assert engines_cli.main(["--tensorrt-version", "10.3.0", "--dir", str(tmp_path)]) == 0  # listing: only judged
+    capsys.readouterr()
     assert engines_cli.main(["--prune", "--tensorrt-version", "10.3.0.26", "--dir", str(tmp_path)]) == 0
     assert built.exists() and "removed 0 stale" in capsys.readouterr().out
     (tmp_path / "file").write_text("x")
