@@ -17,7 +17,10 @@ import errno
 import json
 import logging
 import os
+import re
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -462,3 +465,105 @@ def prune_replaced(folder: str | os.PathLike[str], onnx_path: str | os.PathLike[
             if _remove(entry) is None:
                 removed.append(entry)
     return removed
+
+
+# ---------------------------------------------------------------------------------------------
+# Staging folders that killed exports left behind
+# ---------------------------------------------------------------------------------------------
+
+#: In the name of the hidden folder (``.NAME.staging-XXXXXXXX``) where fsrfer-export writes a model's files before it
+#: moves them into its --out-dir, which is also where it builds engines (so :func:`prune`'s folder).
+STAGING_MARK = ".staging-"
+#: The file in a staging folder that names the process that made it: ``pid N on HOST``.
+STAGING_OWNER = ".owner"
+
+
+def make_staging_folder(folder: str | os.PathLike[str], name: str) -> Path:
+    """A new hidden staging folder ``.NAME.staging-XXXXXXXX`` in ``folder`` whose owner file names this process. The
+    export removes it itself however it ends, except under SIGKILL (no handler runs); then
+    :func:`remove_dead_staging` removes it once this process is gone."""
+    stage = Path(tempfile.mkdtemp(prefix=f".{name}{STAGING_MARK}", dir=folder))
+    try:
+        (stage / STAGING_OWNER).write_text(f"pid {os.getpid()} on {socket.gethostname()}\n", encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return stage
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs on this machine; False where that cannot be told (the folder is kept)."""
+    if os.name != "posix" or pid <= 0:  # Windows' os.kill(pid, 0) terminates the process; pid <= 0 names groups
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: it runs, as another user
+        return False
+    return False
+
+
+def _staging_owner(stage: Path) -> Optional[int]:
+    """The pid of the process of this machine that made ``stage``, or None when that cannot be told."""
+    try:
+        text = (stage / STAGING_OWNER).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    found = re.fullmatch(r"pid (\d+) on (.+)", text.strip())
+    if found is None or found.group(2) != socket.gethostname():  # a folder shared by devices: not judged here
+        return None
+    return int(found.group(1))
+
+
+def dead_staging_folders(folder: str | os.PathLike[str]) -> list[tuple[Path, int]]:
+    """The staging folders in ``folder`` whose owner (:data:`STAGING_OWNER`) is a process of this machine that is
+    gone, each with that pid. A folder of a process that runs (another export now) is never one.
+
+    A folder whose owner cannot be told is left alone: one made before owners were recorded, one whose export is
+    between making it and writing its owner, one of another machine (a folder on a network file system). Its age
+    would not tell a killed export from a running one: an export with INT8 calibration and engine builds runs for
+    many minutes on a Jetson, and a folder's time changes only when a file is added to it. Such folders are rare (only
+    older versions made folders without owners); they can be deleted by hand.
+    """
+    root = Path(folder)
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:  # missing, not a folder, unreadable
+        return []
+    dead = []
+    for p in entries:
+        if not p.name.startswith(".") or STAGING_MARK not in p.name:
+            continue
+        try:
+            if p.is_symlink() or not p.is_dir():
+                continue
+        except OSError:
+            continue
+        pid = _staging_owner(p)
+        if pid is not None and _process_gone(pid):
+            dead.append((p, pid))
+    return dead
+
+
+def remove_dead_staging(folder: str | os.PathLike[str], dry_run: bool = False) -> tuple[list[Path], list[str]]:
+    """Remove :func:`dead_staging_folders` of ``folder`` (fsrfer-export before it stages, ``fsrfer-engines --prune``),
+    with a warning naming each.
+
+    Returns:
+        The folders removed (with ``dry_run``, those that would be), and the errors of those that could not be.
+    """
+    removed: list[Path] = []
+    errors: list[str] = []
+    for stage, pid in dead_staging_folders(folder):
+        if not dry_run:
+            try:
+                shutil.rmtree(stage)
+            except OSError as exc:
+                if os.path.lexists(stage):  # else another process removed it at the same time
+                    errors.append(f"{stage}: {exc.strerror or exc}")
+                    continue
+            logger.warning("removed %s: the staging folder of an export that was killed (its process, pid %d, is "
+                           "gone)", stage, pid)
+        removed.append(stage)
+    return removed, errors

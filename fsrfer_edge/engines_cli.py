@@ -12,12 +12,16 @@ once TensorRT is upgraded (JetPack), or when its sidecar is lost; each is tens o
 feels after a few model updates. ``Recognizer`` removes the first kind itself after it builds a new engine for a
 changed file; this command finds all of them (:func:`fsrfer_edge.engine_cache.list_engines`). Engines built for
 another GPU are kept, and ONNX files are judged only from the machine that built their engines: a folder may be
-shared by devices. Exit status: 0, or 2 on bad input or a file that could not be removed.
+shared by devices. fsrfer-export stages its files in a hidden folder of its --out-dir (where it builds engines),
+which an export killed by SIGKILL leaves behind: those whose process is gone are listed and pruned too
+(:func:`fsrfer_edge.engine_cache.remove_dead_staging`). Exit status: 0, or 2 on bad input or a file that could not
+be removed.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -45,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "is stale; --prune removes those.")
     p.add_argument("--dir", type=Path, default=None,
                    help="the folder (default: $FSRFER_ENGINE_DIR, else ~/.cache/fsrfer-edge/engines)")
-    p.add_argument("--prune", action="store_true", help="remove the stale engines and their sidecars")
+    p.add_argument("--prune", action="store_true",
+                   help="remove the stale engines and their sidecars, and the staging folders of killed exports")
     p.add_argument("--dry-run", action="store_true", help="with --prune: say what would be removed, remove nothing")
     p.add_argument("--tensorrt-version", default=None, metavar="VERSION",
                    help="engines built with another TensorRT are stale (default: the installed TensorRT's version; "
@@ -58,6 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
+
+
+def _folder_bytes(folder: Path) -> int:
+    """The size of the files under ``folder`` (those that vanish or cannot be read while it is walked: 0)."""
+    total = 0
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(parent, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -99,18 +116,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         what = "stale: " + e.stale if e.stale else "ok"
         built = f" TensorRT {e.key.tensorrt_version}, sm{e.key.compute_capability} {e.key.device}" if e.key else ""
         print(f"  {e.path.name} ({_size(e.bytes)}){built}: {what}")
+    # fsrfer-export --engine writes into this folder too: the staging folders its killed runs left (SIGKILL) go with
+    # --prune; those of running exports, of other machines or without an owner are not listed.
+    staging = [(p, _folder_bytes(p)) for p, _ in engine_cache.dead_staging_folders(folder)]
+    for path, n in staging:
+        print(f"  {path.name}/ ({_size(n)}): stale: the staging folder of an export that was killed")
     stale = [e for e in engines if e.stale]
     if not args.prune:
-        if stale:
-            print(f"{len(stale)} stale, {_size(sum(e.bytes for e in stale))}: fsrfer-engines --prune removes them")
+        if stale or staging:
+            total = sum(e.bytes for e in stale) + sum(n for _, n in staging)
+            print(f"{len(stale) + len(staging)} stale, {_size(total)}: fsrfer-engines --prune removes them")
         return 0
     try:
         removed, errors = engine_cache.prune(folder, version, args.missing_sources, dry_run=args.dry_run)
     except (FsrferError, OSError) as exc:
         print(f"fsrfer-engines: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    gone, staging_errors = engine_cache.remove_dead_staging(folder, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(removed)} stale engine file(s), {_size(sum(e.bytes for e in removed))}")
+    if staging or staging_errors:
+        print(f"{verb} {len(gone)} staging folder(s) of killed exports")
+    errors += staging_errors
     for error in errors:
         print(f"fsrfer-engines: error: could not remove {error}", file=sys.stderr)
     return 2 if errors else 0

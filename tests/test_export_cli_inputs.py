@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -167,6 +170,57 @@ def test_an_interrupted_export_leaves_no_staging_folder(files: dict[str, Path], 
         signal.signal(signal.SIGTERM, previous)
     assert capsys.readouterr().err == "fsrfer-export: interrupted\n"
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+
+
+def _exited_pid() -> int:
+    """The pid of a process that has exited (and been reaped): no process runs under it now."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    try:
+        os.kill(child.pid, 0)
+    except ProcessLookupError:
+        return child.pid
+    pytest.skip(f"pid {child.pid} was taken again at once")
+
+
+def _left_staging(out: Path, suffix: str, owner: Any) -> Path:
+    """A staging folder as an export leaves it, with ``owner`` as its owner file's text (None: no owner file)."""
+    folder = out / f".tiny.staging-{suffix}"
+    folder.mkdir()
+    (folder / "tiny.fp32.onnx").write_bytes(b"half-written")
+    if owner is not None:
+        (folder / ".owner").write_text(owner)
+    return folder
+
+
+def test_an_export_removes_the_staging_folders_of_killed_exports_only(files: dict[str, Path],
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """SIGKILL, which no handler catches, left the hidden staging folder in the out-dir for good. The next export
+    into the folder removes those whose process is gone, and never one of an export running now, of another
+    machine (a shared folder), or of a version that recorded no owner."""
+    out = files["out"]
+    out.mkdir()
+    host = socket.gethostname()
+    killed = _left_staging(out, "killed00", f"pid {_exited_pid()} on {host}\n")
+    running = _left_staging(out, "running0", f"pid {os.getppid()} on {host}\n")
+    elsewhere = _left_staging(out, "elsewher", f"pid {_exited_pid()} on not-{host}\n")
+    unknown = _left_staging(out, "olderver", None)
+    seen: list[str] = []
+
+    def interrupt() -> None:
+        seen.extend(sorted(p.name for p in out.iterdir()))
+        mine = [p for p in out.iterdir() if p not in (killed, running, elsewhere, unknown)]
+        assert len(mine) == 1 and (mine[0] / ".owner").read_text() == f"pid {os.getpid()} on {host}\n"
+        raise KeyboardInterrupt
+
+    _staged_export(monkeypatch, interrupt)
+    with caplog.at_level(logging.WARNING, logger="fsrfer_edge"):
+        assert cli.main([str(files["ckpt"]), "--out-dir", str(out), "-q"]) == 130
+    assert killed.name not in seen  # gone before this export staged its own files
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (running, elsewhere, unknown))
+    removed = [r.getMessage() for r in caplog.records if "staging" in r.getMessage()]
+    assert len(removed) == 1 and str(killed) in removed[0], removed
 
 
 def _stage(tmp_path: Path, names: list[str]) -> tuple[Path, Path, dict[str, Any]]:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import sys
 import time
 import types
@@ -898,6 +899,46 @@ def test_fsrfer_engines_refuses_what_it_cannot_do(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("FSRFER_ENGINE_DIR", str(tmp_path / "nothing-yet"))
     assert engines_cli.main(["--prune"]) == 0
     assert "0 engine file(s)" in capsys.readouterr().out
+
+
+def test_fsrfer_engines_prune_removes_the_staging_folders_of_killed_exports(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture[str],
+                                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """fsrfer-export --engine writes into the folder fsrfer-engines prunes; an export killed by SIGKILL left its
+    hidden staging folder (model files, tens of MB) there for good. The listing names it, --prune removes it, and
+    a staging folder of a running export, of another machine or without an owner is left alone."""
+    from fsrfer_edge import engines_cli
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    try:
+        os.kill(child.pid, 0)
+        pytest.skip(f"pid {child.pid} was taken again at once")
+    except ProcessLookupError:
+        pass
+    host = socket.gethostname()
+    owners = {"killed00": f"pid {child.pid} on {host}\n", "running0": f"pid {os.getpid()} on {host}\n",
+              "elsewher": f"pid {child.pid} on not-{host}\n", "olderver": None}
+    for suffix, owner in owners.items():
+        folder = tmp_path / f".face.staging-{suffix}"
+        folder.mkdir()
+        (folder / "face.fp32.onnx").write_bytes(b"x" * 1000)
+        if owner is not None:
+            (folder / ".owner").write_text(owner)
+    killed = tmp_path / ".face.staging-killed00"
+    argv = ["--dir", str(tmp_path), "--tensorrt-version", "10.3.0.26"]
+    assert engines_cli.main(argv) == 0
+    listed = capsys.readouterr().out
+    assert killed.name in listed and "fsrfer-engines --prune removes them" in listed
+    assert all(f".face.staging-{s}" not in listed for s in owners if s != "killed00")
+    assert engines_cli.main(argv + ["--prune", "--dry-run"]) == 0
+    assert killed.exists() and "would remove 1 staging folder" in capsys.readouterr().out
+    with caplog.at_level(logging.WARNING, logger="fsrfer_edge"):
+        assert engines_cli.main(argv + ["--prune"]) == 0
+    assert "removed 1 staging folder" in capsys.readouterr().out
+    left = sorted(p.name for p in tmp_path.iterdir() if ".staging-" in p.name)
+    assert left == sorted(f".face.staging-{s}" for s in owners if s != "killed00")
+    assert [r.getMessage() for r in caplog.records if "staging" in r.getMessage() and str(killed) in r.getMessage()]
 
 
 def test_two_files_of_one_name_keep_an_engine_each(variants: Path, tmp_path: Path,

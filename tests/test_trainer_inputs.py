@@ -17,7 +17,8 @@ from fsrfer_edge.errors import ConfigError, DataError  # noqa: E402
 from trainer import checkpoint, config  # noqa: E402
 from trainer.cli import eval_main, train_main  # noqa: E402
 from trainer.models import InferenceModel  # noqa: E402
-from trainer.train import cached_features, load_data, run_pipeline, spec_for, train_stage1  # noqa: E402
+from trainer.train import (cached_features, load_data, run_pipeline, spec_for, train_lr_finetune,  # noqa: E402
+                           train_stage1)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,6 +51,46 @@ def test_a_stopped_stage_is_not_resumed_under_other_settings(tmp_path):
     # the settings it was started with: it carries on
     assert train_stage1(cfg, data, tmp_path, resume=True, stop_after=1) is None
     assert checkpoint.load(tmp_path / "state" / "stage1.pt", kind="state")["epoch"] == 2
+
+
+def test_a_stopped_stage_is_not_resumed_under_other_eval_factors(tmp_path):
+    """eval.factors pick the best epoch of stage 2 and the baselines, but were not among the settings a stopped
+    stage compares: resumed under others, its best epoch was chosen by two measures. Stage 1 picks on HR faces alone
+    (not refused), and a state written before eval.factors were recorded still resumes."""
+    over = {"stage1": {"epochs": 2}, "baselines": {"lr_finetune_epochs": 3}}
+    cfg = config.from_dict(tiny(**over))
+    other = config.from_dict(tiny(**over, eval={"factors": [4, 1]}))
+    data = load_data(cfg, None)
+    assert train_stage1(cfg, data, tmp_path, resume=False, stop_after=1) is None
+    hr = train_stage1(other, data, tmp_path, resume=True)
+    assert hr is not None
+    assert train_lr_finetune(cfg, data, hr, tmp_path, resume=False, stop_after=1) is None
+    with pytest.raises(ConfigError, match=r"lr_finetune\.pt \(lr_finetune, stopped after epoch 1\), but it was "
+                                          r"started with other settings \(eval\.factors: \[1, 2, 3, 4, 6, 8\] in "
+                                          r"the stopped stage, \[1, 4\] now\)"):
+        train_lr_finetune(other, data, hr, tmp_path, resume=True)
+    state = tmp_path / "state" / "lr_finetune.pt"
+    assert checkpoint.load(state, kind="state")["epoch"] == 1
+    # the same factors in another order give the same mean: not a change
+    reordered = config.from_dict(tiny(**over, eval={"factors": [8, 6, 4, 3, 2, 1]}))
+    assert train_lr_finetune(reordered, data, hr, tmp_path, resume=True, stop_after=1) is None
+    # a state from before eval.factors were recorded: not recorded, not compared
+    st = checkpoint.load(state, kind="state")
+    del st["settings"]["eval"]
+    checkpoint.save(state, st)
+    assert train_lr_finetune(other, data, hr, tmp_path, resume=True) is not None
+    assert checkpoint.load(state, kind="state")["epoch"] == 3
+
+
+def test_the_val_feature_cache_is_made_again_for_other_eval_factors(tmp_path):
+    """Stage 2's val features are cached under a key without eval.factors: a run with a factor the cache did not
+    hold failed with KeyError in its first evaluation."""
+    cfg = config.from_dict(tiny())
+    trunk = InferenceModel(spec_for(cfg, "hr")).fer.trunk
+    path, images = tmp_path / "val_features.npz", np.zeros((4, 48, 48), np.uint8)
+    assert sorted(cached_features(path, trunk, images, (1, 2), "key|val", cfg)) == [1, 2]
+    assert {1, 4} <= set(cached_features(path, trunk, images, (1, 4), "key|val", cfg))
+    assert sorted(cached_features(path, trunk, images, (4,), "key|val", cfg)) == [1, 4]  # held: read, not made
 
 
 def _error_line(capsys):

@@ -122,7 +122,10 @@ class EpochRunner:
     def _load(self) -> None:
         st = checkpoint.load(self.state_path, kind="state")
         saved = st.get("settings")
-        diffs = differences(saved, self.settings, source="in the stopped stage") if saved and self.settings else []
+        now = self.settings
+        if saved and now:  # a section a state lacks was not recorded when it was written (eval): not compared
+            now = {k: v for k, v in now.items() if k in saved}
+        diffs = differences(saved, now, source="in the stopped stage") if saved and self.settings else []
         if diffs:
             raise ConfigError(f"--resume would carry on {self.state_path} ({self.name}, stopped after epoch "
                               f"{int(st['epoch'])}), but it was started with other settings ({listed(diffs)}). "

@@ -286,9 +286,17 @@ def _save_model(out: Path, name: str, model: InferenceModel, cfg: TrainConfig, r
 def _runner(cfg: TrainConfig, out: Path, stage: str, model: str, modules: dict[str, nn.Module],
             optimizers: dict[str, torch.optim.Optimizer], epochs: int) -> EpochRunner:
     """The runner of ``stage`` (its state: OUT/state/STAGE.pt), a stage of model ``model``: the state keeps the
-    settings that decide that model's weights (:func:`_settings_for`), and --resume refuses it under others."""
-    return EpochRunner(stage, out / "state" / f"{stage}.pt", modules, optimizers, epochs, cfg.seed,
-                       _settings_for(model, cfg.to_dict()))
+    settings that decide that model's weights (:func:`_settings_for`), and --resume refuses it under others.
+
+    Beside them, for every model but the HR one, ``eval.factors``: the val score that picks the best epoch is the
+    mean accuracy over those factors, so a stage resumed under others would choose among its epochs by two measures
+    (stage 1 scores HR faces alone). They are not among a finished model's settings (:func:`check_same_settings`):
+    evaluating it, or keeping it, at other factors is sound; only a stage half-trained under one measure is not.
+    Sorted: their order does not change the mean. States from before they were recorded resume (not compared)."""
+    settings = _settings_for(model, cfg.to_dict())
+    if model != "hr":
+        settings["eval"] = {"factors": sorted(cfg.eval.factors)}
+    return EpochRunner(stage, out / "state" / f"{stage}.pt", modules, optimizers, epochs, cfg.seed, settings)
 
 
 def train_stage1(cfg: TrainConfig, data: Data, out: Path, resume: bool, stop_after: Optional[int] = None,
@@ -641,11 +649,12 @@ def extract_features(trunk: nn.Module, images: np.ndarray, factors: tuple[int, .
 
 def cached_features(path: Path, trunk: nn.Module, images: np.ndarray, factors: tuple[int, ...], key: str,
                     cfg: TrainConfig, level: str = "embedding") -> dict[int, np.ndarray]:
-    """Features from ``path`` if it was made for ``key`` (HR model hash + factors + data), else computed
-    and written atomically."""
+    """Features from ``path`` if it was made for ``key`` (HR model hash + data + degradation) and holds every one
+    of ``factors`` (each factor's features depend on the key and that factor alone), else computed and written
+    atomically. The factors are not in the key: the val cache's are ``eval.factors``, which a run may change."""
     if path.is_file():
         with np.load(path) as z:
-            if str(z["key"]) == key:
+            if str(z["key"]) == key and all(f"f{int(f)}" in z.files for f in factors):
                 return {int(k[1:]): z[k] for k in z.files if k.startswith("f")}
     t0 = time.time()
     feats = extract_features(trunk, images, factors, cfg=cfg, seed=cfg.seed, level=level)

@@ -18,13 +18,13 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .. import engine_cache
 from ..errors import (BackendUnavailable, CliParser, ConfigError, DataError, FsrferError, ModelError, one_line,
                       sigterm_interrupts)
 from ..fileio import check_output_path, write_json
@@ -358,7 +358,9 @@ def export_checkpoint(opts: ExportOptions) -> dict[str, Any]:
                                           for k, v in dataclasses.asdict(opts).items()}}
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{opts.model_name}.staging-", dir=out_dir))
+    for error in engine_cache.remove_dead_staging(out_dir)[1]:  # those SIGKILL left; each removed one is logged
+        log.warning("could not remove the staging folder of an export that was killed: %s", error)
+    stage = engine_cache.make_staging_folder(out_dir, opts.model_name)  # names this process as its owner
     try:
         fp32, info, random, faces = _export_fp32(opts, stage, report)
         variants = _make_variants(opts, stage, fp32, info, random, faces, report)
