@@ -35,6 +35,7 @@ from .detection.frames import read_image, require_cv2
 from .errors import InputError, one_line
 from .preprocessing import to_uint8_pixels
 from .recognizer import Recognizer
+from .tracking import FaceTracker
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,11 @@ DEFAULT_DETECTOR = "yunet"
 #: Smallest face side (pixels) the default detector searches for: the issue's crowds have 8-24 px faces.
 #: Detection time grows as (1 / min_face)**2.
 DEFAULT_MIN_FACE = 8.0
+#: Whether ``analyze_stream`` and ``fsrfer-crowd`` on video files and cameras follow faces over frames and
+#: average their answers (:mod:`fsrfer_edge.tracking`): adopted by the rule in docs/experiments.md, "A face seen
+#: over several video frames" (``results/ferplus/temporal_views_val.json``). An iterable of frames is tracked only
+#: when asked (``track=True``): the analyzer cannot tell consecutive frames of one video from separate photos.
+DEFAULT_TRACK = True
 
 
 def default_margin(detector: Any) -> float:
@@ -74,7 +80,12 @@ class FaceResult:
         size_px: face size in pixels (the larger side of the box).
         label: recognised expression, e.g. ``"happy"``.
         index: class index into ``CrowdResult.classes``.
-        probs: (num_classes,) float32 class probabilities (read-only).
+        probs: (num_classes,) float32 class probabilities (read-only). In a tracked stream
+            (``analyze_stream(track=...)``) the face's track's mean over its frames so far, which ``label`` and
+            ``index`` follow.
+        track_id: in a tracked stream, the face's track (the same id in every frame the face is followed
+            through); None otherwise.
+        frame_probs: in a tracked stream, this frame's own probabilities; None otherwise.
     """
 
     box: Box
@@ -83,6 +94,8 @@ class FaceResult:
     label: str
     index: int
     probs: np.ndarray = dataclasses.field(compare=False, repr=False)
+    track_id: Optional[int] = None
+    frame_probs: Optional[np.ndarray] = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def expr_score(self) -> float:
@@ -92,9 +105,19 @@ class FaceResult:
     def to_dict(self, classes: Sequence[str]) -> dict[str, Any]:
         """JSON-able: ``det_score`` is the detector's confidence that the box is a face, ``expr_score``
         the probability of ``label``."""
-        return {"box": [round(v, 2) for v in self.box], "det_score": round(self.score, 4),
-                "expr_score": round(self.expr_score, 4), "size_px": round(self.size_px, 2), "label": self.label,
-                "index": self.index, "probs": {c: round(float(p), 4) for c, p in zip(classes, self.probs)}}
+        out = {"box": [round(v, 2) for v in self.box], "det_score": round(self.score, 4),
+               "expr_score": round(self.expr_score, 4), "size_px": round(self.size_px, 2), "label": self.label,
+               "index": self.index, "probs": _rounded(classes, self.probs)}
+        if self.track_id is not None:
+            out["track_id"] = self.track_id
+            if self.frame_probs is not None:
+                out["frame_label"] = classes[int(np.argmax(self.frame_probs))]
+                out["frame_probs"] = _rounded(classes, self.frame_probs)
+        return out
+
+
+def _rounded(classes: Sequence[str], probs: np.ndarray) -> dict[str, float]:
+    return {c: round(float(p), 4) for c, p in zip(classes, probs)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,8 +329,19 @@ class CrowdAnalyzer:
 
     # -- streams ----------------------------------------------------------------------------
     def analyze_stream(self, source: Union[PathLike, int, Iterable[np.ndarray]], *, pipeline: bool = False,
-                       max_frames: Optional[int] = None) -> Iterator[CrowdResult]:
+                       max_frames: Optional[int] = None,
+                       track: Union[bool, FaceTracker, None] = None) -> Iterator[CrowdResult]:
         """Analyse the frames of a video file, a camera or an iterable of frames, in order.
+
+        With ``track`` each face is followed from frame to frame (:class:`~fsrfer_edge.tracking.FaceTracker`):
+        its result's ``track_id`` names its track, and its ``probs``, ``label`` and the frame's summary are the
+        track's weighted mean over its frames so far (``frame_probs``: this frame's own answer). A small face
+        is seen at another sub-pixel position in every frame, and the mean is right more often than one frame
+        (docs/experiments.md, "A face seen over several video frames"). ``True`` makes a new
+        ``FaceTracker()`` for this stream; pass your own to set its half-life and matching, or to carry
+        tracks from one call to the next. None (the default) tracks a video file or a camera
+        (:data:`DEFAULT_TRACK`), not an iterable of frames, which may be separate photos: pass ``track=True``
+        for your own video's frames.
 
         With ``pipeline`` the detection of frame t+1 runs in a worker thread while frame t is recognised
         (both ONNX Runtime and TensorRT release the GIL), so a frame costs about max(detect, recognise)
@@ -320,6 +354,8 @@ class CrowdAnalyzer:
             source: a video file path, a camera index (int, OpenCV), or an iterable of RGB frames.
             pipeline: overlap detection and recognition of consecutive frames (see above).
             max_frames: stop after this many frames (None: until the source ends).
+            track: follow faces and average their answers over frames (see above); False: every frame alone;
+                None: :data:`DEFAULT_TRACK` for a video file or camera, off for an iterable.
 
         Yields:
             One :class:`CrowdResult` per frame, ``frame_index`` counting from 0. A video file that ends far
@@ -330,6 +366,14 @@ class CrowdAnalyzer:
             BackendUnavailable: OpenCV is needed for video files and cameras (pip extra ``crowd``).
         """
         self._check_open()
+        if track is None:
+            track = DEFAULT_TRACK and isinstance(source, (str, os.PathLike, int)) and not isinstance(source, bool)
+        tracker = _tracker(track)
+        results = self._stream(source, pipeline, max_frames)
+        return results if tracker is None else _follow(results, tracker)
+
+    def _stream(self, source: Union[PathLike, int, Iterable[np.ndarray]], pipeline: bool,
+                max_frames: Optional[int]) -> Generator[CrowdResult, None, None]:
         frames = iter_frames(source)
         if max_frames is not None:
             if isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer)) or max_frames < 1:
@@ -390,6 +434,40 @@ class CrowdAnalyzer:
 
     def __repr__(self) -> str:
         return f"CrowdAnalyzer(recognizer={self.recognizer!r}, detector={self.detector!r}, margin={self.margin})"
+
+
+def _tracker(track: Any) -> Optional[FaceTracker]:
+    if isinstance(track, FaceTracker):
+        return track
+    if track is True:
+        return FaceTracker()
+    if track is False:
+        return None
+    raise InputError(f"track={track!r}; expected True, False or a fsrfer_edge.tracking.FaceTracker")
+
+
+def _follow(results: Generator[CrowdResult, None, None], tracker: FaceTracker) -> Iterator[CrowdResult]:
+    try:
+        for r in results:
+            yield tracked(r, tracker)
+    finally:
+        results.close()  # a stream stopped early stops its detection thread now, not when collected
+
+
+def tracked(result: CrowdResult, tracker: FaceTracker) -> CrowdResult:
+    """``result`` with each face's track id and its track's mean probabilities (``tracker.update``); the label,
+    index and summary follow the mean, ``frame_probs`` keeps the frame's own."""
+    if not result.faces:
+        tracker.update(np.zeros((0, 4)), np.zeros((0, len(result.classes))))
+        return result
+    ids, mean = tracker.update(np.array([f.box for f in result.faces]), np.stack([f.probs for f in result.faces]))
+    faces = []
+    for f, i, m in zip(result.faces, ids, mean):
+        m.setflags(write=False)
+        k = int(np.argmax(m))
+        faces.append(dataclasses.replace(f, label=result.classes[k], index=k, probs=m, track_id=int(i),
+                                         frame_probs=f.probs))
+    return dataclasses.replace(result, faces=tuple(faces), summary=summarize(faces, result.classes))
 
 
 def _given_boxes(boxes: Sequence[Sequence[float]], shape: tuple[int, ...]) -> list[Detection]:

@@ -25,11 +25,12 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .crowd import DEFAULT_MIN_FACE, MARGINS, CrowdAnalyzer, CrowdResult, VideoFrames, check_margin, video_frames
+from .crowd import (DEFAULT_MIN_FACE, DEFAULT_TRACK, MARGINS, CrowdAnalyzer, CrowdResult, VideoFrames, check_margin,
+                    video_frames)
 from .detection import DEFAULT_SCORES, DETECTORS, MAX_FRAME_PIXELS, create_detector
 from .detection.frames import (
     is_image_file,
@@ -41,6 +42,7 @@ from .detection.frames import (
 )
 from .errors import CliParser, FsrferError, InputError, signal_handled
 from .fileio import check_distinct_files, check_output_path, set_default_mode, write_json
+from .tracking import DEFAULT_HALF_LIFE, FaceTracker, check_half_life
 
 logger = logging.getLogger(__name__)
 
@@ -232,8 +234,12 @@ def run_image(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
 
 
 def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, labels: bool,
-              max_frames: Optional[int], stop: Optional[threading.Event] = None) -> dict[str, Any]:
+              max_frames: Optional[int], stop: Optional[threading.Event] = None,
+              track: Union[bool, FaceTracker] = False) -> dict[str, Any]:
     """Analyse a video file or a camera (``source``: a path or a camera index) and write the annotated video.
+
+    ``track`` follows faces over frames and labels each with its track's mean answer
+    (``CrowdAnalyzer.analyze_stream``); the JSON's faces then carry ``track_id`` and their frame's own answer.
 
     A set ``stop`` ends the run after the frame in hand, keeping the frames so far (``"interrupted": true``):
     how Ctrl-C ends a camera recording (:func:`ctrl_c_sets`). ``"truncated"`` says whether a video file
@@ -247,7 +253,7 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
         frames: list[dict[str, Any]] = []
         totals: dict[str, int] = {c: 0 for c in analyzer.classes}
         try:
-            for frame, result in _with_frames(analyzer, video, max_frames):
+            for frame, result in _with_frames(analyzer, video, max_frames, track):
                 writer.write(annotate(frame, result, scale, labels))
                 frames.append(result.to_dict())
                 for c, n in result.summary.counts.items():
@@ -266,8 +272,8 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
             "interrupted": stop is not None and stop.is_set()}
 
 
-def _with_frames(analyzer: CrowdAnalyzer, video: VideoFrames,
-                 max_frames: Optional[int]) -> Iterator[tuple[np.ndarray, CrowdResult]]:
+def _with_frames(analyzer: CrowdAnalyzer, video: VideoFrames, max_frames: Optional[int],
+                 track: Union[bool, FaceTracker] = False) -> Iterator[tuple[np.ndarray, CrowdResult]]:
     """(frame, result) pairs; the frames are kept beside the stream so they can be drawn on."""
     kept: list[np.ndarray] = []
 
@@ -276,7 +282,7 @@ def _with_frames(analyzer: CrowdAnalyzer, video: VideoFrames,
             kept.append(f)
             yield f
 
-    for result in analyzer.analyze_stream(remember(), max_frames=max_frames):
+    for result in analyzer.analyze_stream(remember(), max_frames=max_frames, track=track):
         yield kept.pop(0), result
 
 
@@ -310,6 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="crop border around each box, fraction of its side (default: the detector's, "
                          + _per_detector(MARGINS) + ")")
     ap.add_argument("--max-frames", type=int, default=None, help="video/camera: stop after this many frames")
+    ap.add_argument("--track", dest="track", action="store_true", default=None,
+                    help="video/camera: follow each face over frames and label it with its answers' mean over "
+                         "them (default " + ("on" if DEFAULT_TRACK else "off") + "; docs/crowd.md)")
+    ap.add_argument("--no-track", dest="track", action="store_false", help="video/camera: every frame alone")
+    ap.add_argument("--half-life", type=float, default=None,
+                    help=f"with tracking: frames over which an earlier frame's weight halves (default "
+                         f"{DEFAULT_HALF_LIFE:g}; larger is steadier and slower to follow a change)")
     ap.add_argument("--scale", type=int, default=1, help="enlarge the annotated output this many times (default 1)")
     ap.add_argument("--no-labels", action="store_true", help="draw boxes only")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
@@ -333,8 +346,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         kind = input_kind(args.input)
         if kind != "camera" and not Path(args.input).is_file():
             raise InputError(f"input {args.input} does not exist (or is not a file); expected an image or video file")
-        if kind == "image" and args.max_frames is not None:
-            raise InputError(f"--max-frames applies to a video or a camera; {args.input} is an image (drop it)")
+        for flag, value in (("--max-frames", args.max_frames), ("--half-life", args.half_life),
+                            ("--track/--no-track", args.track)):
+            if kind == "image" and value is not None:
+                raise InputError(f"{flag} applies to a video or a camera; {args.input} is an image (drop it)")
+        track = DEFAULT_TRACK if args.track is None else args.track
+        if args.half_life is not None and not track:
+            raise InputError("--half-life applies with tracking, which --no-track turns off; drop one of the two")
+        tracker = FaceTracker(check_half_life(DEFAULT_HALF_LIFE if args.half_life is None else args.half_life,
+                                              "--half-life")) if track else None
         check_output(kind, args.out)
         check_output_path(args.out, "--out")  # a folder, or a path under a file: refused before any work
         if args.json is not None:
@@ -356,7 +376,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     f"{c} {n}" for c, n in summary["counts"].items() if n)
             else:
                 doc = run_video(analyzer, args.input, args.out, args.scale, not args.no_labels, args.max_frames,
-                                stop)
+                                stop, tracker if tracker is not None else False)
+                doc["tracking"] = None if tracker is None else {"half_life": tracker.half_life,
+                                                                "aggregate": tracker.aggregate}
                 message = f"{doc['n_frames']} frames, faces per class over all frames: " + ", ".join(
                     f"{c} {n}" for c, n in doc["face_counts_all_frames"].items() if n)
             doc.update({"input": args.input, "detector": repr(det), "model": str(rec.model_path),

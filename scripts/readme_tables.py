@@ -799,6 +799,49 @@ def jpeg_crops_table(doc: dict[str, Any]) -> str:
             f"factors): {scores}; pick {pick}, {decided}:\n\n" + "\n".join(lines) + "\n")
 
 
+TEMPORAL_VIEWS = "results/ferplus/temporal_views_val.json"
+
+
+def temporal_views_table(doc: dict[str, Any]) -> str:
+    """scripts/temporal_views.py: one frame's accuracy and each weighted mean's over a clip, per row and factor,
+    and the rule's reading."""
+    acc = doc["accuracy"]
+    rows = sorted(acc, key=lambda r: (r != "clean", r))  # the file's keys are sorted: clean first again
+
+    def order(name: str) -> tuple[int, float]:  # one frame, then probs and log by half-life, a plain mean last
+        if name == "one frame":
+            return (0, 0.0)
+        agg, life = name.split(", half_life ")
+        return (1 if agg == "probs" else 2, float("inf") if life == "none" else float(life))
+
+    answers = sorted(acc[rows[0]], key=order)
+    factors = sorted(acc[rows[0]]["one frame"], key=int)
+    lines = ["| frames | answer | " + " | ".join(f"x{f}" for f in factors) + " | mean x2..x8 |",
+             "|---|---|" + "---:|" * (len(factors) + 1)]
+    for row in rows:
+        one = acc[row]["one frame"]
+        for name in answers:
+            a = acc[row][name]
+            lr = [f for f in factors if f != "1"]
+            gain = sum(a[f] - one[f] for f in lr) / len(lr)
+            cells = " | ".join(f"{a[f]:.2f}" + ("" if name == "one frame" else f" ({a[f] - one[f]:+.2f})")
+                               for f in factors)
+            mean = f"{sum(a[f] for f in lr) / len(lr):.2f}" + ("" if name == "one frame" else f" ({gain:+.2f})")
+            lines.append(f"| {row} | {name} | {cells} | {mean} |")
+        lines.append(f"| {row} | faces whose frames disagree (%) | "
+                     + " | ".join(f"{doc['unsteady'][row][f]:.1f}" for f in factors) + " | |")
+    pick = doc["pick"]
+    gains = ", ".join(f"{r} {v:+.2f}" for r, v in doc["gain_over_one_frame"][pick].items())
+    decided = "adopted" if doc["adopted"] else "not adopted"
+    return (f"FER+ {doc['split']} ({doc['n']} faces), accuracy in % (change from one frame in points), from "
+            f"`{TEMPORAL_VIEWS}` (`{doc['command']}`; the shipped model, sha256 {doc['model']['sha256'][:12]}); clips "
+            f"of {doc['frames']} frames, each frame shifted at random by up to half a small-face pixel, shrunk by area "
+            f"averaging, noise of {doc['noise_grey_levels']:g} grey levels; camera: then JPEG quality "
+            f"{doc['jpeg_quality']}; the means read at the last frame. The rule's pick at half_life "
+            f"{doc['rule_half_life']:g}: {pick}, over x2..x8 {gains}, the worst change at any factor "
+            f"{doc['worst_change_any_factor'][pick]:+.2f}: {decided}:\n\n" + "\n".join(lines) + "\n")
+
+
 JPEG_DETECTION = "results/ferplus/jpeg_detection_train.json"
 
 
@@ -1389,6 +1432,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "camera_gap": (CAMERA_GAP, camera_gap_table, "docs/experiments.md"),
     "jpeg_crops": (JPEG_CROPS, jpeg_crops_table, "docs/experiments.md"),
     "jpeg_detection": (JPEG_DETECTION, jpeg_detection_table, "docs/experiments.md"),
+    "temporal_views": (TEMPORAL_VIEWS, temporal_views_table, "docs/experiments.md"),
     "camera_specialist": (CAMERA_SPECIALIST, camera_specialist_table, "docs/experiments.md"),
     "early_g_12ep": (EARLY_G_12EP, early_g_12ep_table, "docs/experiments.md"),
     "kd10": (KD10[0], lambda d: stage2_screen_table(d, KD10[1]), "docs/experiments.md"),

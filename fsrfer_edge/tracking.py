@@ -1,0 +1,252 @@
+"""Faces followed from frame to frame, each face's expression averaged over the frames it was seen in.
+
+In a video a small face is seen again in every frame, each time at another sub-pixel position and with other
+sensor noise, so one frame's mistakes are not every frame's. :class:`FaceTracker` gives each face of a frame
+the track it continues (matched by its box) and a weighted mean of that track's class probabilities so far,
+each earlier frame's weight halving every ``half_life`` frames. What that buys on small faces, and the rule
+that set the defaults: docs/experiments.md, "A face seen over several video frames".
+
+Example::
+
+    tracker = FaceTracker()
+    for boxes, probs in frames:                   # (N, 4) boxes (x0, y0, x1, y1), (N, C) probabilities
+        ids, smoothed = tracker.update(boxes, probs)
+
+``CrowdAnalyzer.analyze_stream(source, track=True)`` and ``fsrfer-crowd --track`` do this for you.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Tuple
+
+import numpy as np
+
+from .detection.base import box_iou
+from .errors import InputError
+
+#: How a track's frames are averaged: the class probabilities themselves, or their logarithms (a product of
+#: the frames' answers, renormalised).
+AGGREGATES = ("probs", "log")
+#: Each earlier frame's weight halves every this many frames (a changed expression takes over the label in
+#: about two to three frames).
+DEFAULT_HALF_LIFE = 2.0
+DEFAULT_AGGREGATE = "probs"
+#: A face continues a track whose last box overlaps its box by at least this intersection over union ...
+DEFAULT_MIN_IOU = 0.3
+#: ... or, failing that, whose last box's centre is at most this many face sides from its centre (a small face
+#: moving its own width between frames overlaps nothing), at a size within a factor of two.
+DEFAULT_MAX_SHIFT = 1.0
+#: A track not seen for more than this many frames ends; a face seen after that starts a new track.
+DEFAULT_MAX_MISSED = 5
+#: Probabilities are floored at this before their logarithm ("log").
+LOG_FLOOR = 1e-6
+
+
+def check_half_life(value: Any, name: str = "half_life") -> float:
+    """``value`` as a float half-life in frames: > 0, ``math.inf`` for a plain mean; else :class:`InputError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or math.isnan(value) or value <= 0:
+        raise InputError(f"{name}={value!r}; expected a number of frames > 0 (math.inf: a plain mean of every frame)")
+    return float(value)
+
+
+def _decay(half_life: float) -> float:
+    return 1.0 if math.isinf(half_life) else 0.5 ** (1.0 / half_life)
+
+
+def _terms(probs: np.ndarray, aggregate: str) -> np.ndarray:
+    p = np.asarray(probs, dtype=np.float64)
+    return np.log(np.maximum(p, LOG_FLOOR)) if aggregate == "log" else p
+
+
+def _normalised(mean: np.ndarray, aggregate: str) -> np.ndarray:
+    if aggregate == "log":
+        e = np.exp(mean - mean.max(axis=-1, keepdims=True))
+        return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return (mean / mean.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def smooth_sequence(probs: np.ndarray, half_life: float = DEFAULT_HALF_LIFE,
+                    aggregate: str = DEFAULT_AGGREGATE) -> np.ndarray:
+    """The tracker's answer after the last of T frames of the same faces.
+
+    Args:
+        probs: (T, N, C) class probabilities of N faces in T frames, oldest first.
+        half_life: frames over which a frame's weight halves (``math.inf``: a plain mean).
+        aggregate: one of :data:`AGGREGATES`.
+
+    Returns:
+        (N, C) float32: the weighted mean, frame t of T weighted 2 ** (-(T - 1 - t) / half_life), renormalised.
+    """
+    half_life = check_half_life(half_life)
+    _check_aggregate(aggregate)
+    p = np.asarray(probs)
+    if p.ndim != 3 or not len(p):
+        raise InputError(f"probs has shape {p.shape}; expected (T, N, C) with T >= 1 frames")
+    t = p.shape[0]
+    w = _decay(half_life) ** np.arange(t - 1, -1, -1, dtype=np.float64)
+    mean = np.tensordot(w, _terms(p, aggregate), axes=(0, 0)) / w.sum()
+    return _normalised(mean, aggregate)
+
+
+def _check_aggregate(aggregate: Any) -> str:
+    if aggregate not in AGGREGATES:
+        raise InputError(f"aggregate={aggregate!r}; expected one of {AGGREGATES}")
+    return str(aggregate)
+
+
+@dataclasses.dataclass
+class _Track:
+    id: int
+    box: np.ndarray
+    num: np.ndarray
+    den: float
+    missed: int = 0
+
+
+class FaceTracker:
+    """Follow faces across the frames of one stream and average each face's probabilities over its track.
+
+    Args:
+        half_life: frames over which an earlier frame's weight halves (> 0; ``math.inf`` averages every
+            frame of the track alike). 1 frame: the last frame weighs as much as all before it together.
+        aggregate: ``"probs"`` averages the probabilities, ``"log"`` their logarithms (:data:`AGGREGATES`).
+        min_iou: a face continues the track whose last box it overlaps most, at this IoU or more.
+        max_shift: a face that overlaps no track that well continues the nearest track whose last box's
+            centre is within this many face sides (the larger of the two boxes' sides) and whose size is
+            within a factor of two; 0 turns that off.
+        max_missed: a track unseen for more than this many frames ends (>= 0).
+
+    Frames without a face still count: call :meth:`update` with no boxes, and every track's frames weigh less
+    as time passes. Matching is greedy (the best overlap first, then the nearest centre), which is what
+    crowds of separate faces need; faces that cross each other may swap tracks.
+    """
+
+    def __init__(self, half_life: float = DEFAULT_HALF_LIFE, aggregate: str = DEFAULT_AGGREGATE, *,
+                 min_iou: float = DEFAULT_MIN_IOU, max_shift: float = DEFAULT_MAX_SHIFT,
+                 max_missed: int = DEFAULT_MAX_MISSED) -> None:
+        self.half_life = check_half_life(half_life)
+        self.aggregate = _check_aggregate(aggregate)
+        self.min_iou = _fraction("min_iou", min_iou)
+        if isinstance(max_shift, bool) or not isinstance(max_shift, (int, float)) or not 0 <= max_shift < math.inf:
+            raise InputError(f"max_shift={max_shift!r}; expected a number of face sides >= 0")
+        self.max_shift = float(max_shift)
+        if isinstance(max_missed, bool) or not isinstance(max_missed, (int, np.integer)) or max_missed < 0:
+            raise InputError(f"max_missed={max_missed!r}; expected an integer >= 0 (frames)")
+        self.max_missed = int(max_missed)
+        self._decay = _decay(self.half_life)
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+
+    @property
+    def n_tracks(self) -> int:
+        """Tracks alive now (seen within the last ``max_missed`` frames)."""
+        return len(self._tracks)
+
+    def reset(self) -> None:
+        """Forget every track (a new stream); track ids go on counting."""
+        self._tracks = []
+
+    def update(self, boxes: Any, probs: Any) -> Tuple[np.ndarray, np.ndarray]:
+        """Take one frame's faces.
+
+        Args:
+            boxes: (N, 4) boxes (x0, y0, x1, y1) in frame pixels; N may be 0.
+            probs: (N, C) class probabilities of those faces (each row sums to 1).
+
+        Returns:
+            (ids, smoothed): (N,) int64 track ids and (N, C) float32 probabilities averaged over each track,
+            this frame included, in the order of ``boxes``.
+
+        Raises:
+            InputError: shapes that do not match, boxes or probabilities that are not finite, a class count
+                other than the tracks' own.
+        """
+        b, p = self._check(boxes, probs)
+        for tr in self._tracks:  # a frame passes for every track, seen or not
+            tr.num *= self._decay
+            tr.den *= self._decay
+        pairs = self._match(b)
+        ids = np.empty(len(b), dtype=np.int64)
+        out = np.empty(p.shape, dtype=np.float32)
+        seen: set[int] = set()
+        terms = _terms(p, self.aggregate)
+        for i in range(len(b)):
+            j = pairs.get(i)
+            if j is None:
+                tr = _Track(self._next_id, b[i].copy(), np.zeros(p.shape[1]), 0.0)
+                self._next_id += 1
+                self._tracks.append(tr)
+            else:
+                tr = self._tracks[j]
+                tr.box = b[i].copy()
+                tr.missed = 0
+            tr.num = tr.num + terms[i]
+            tr.den += 1.0
+            seen.add(id(tr))
+            ids[i] = tr.id
+            out[i] = _normalised(tr.num / tr.den, self.aggregate)
+        for tr in self._tracks:
+            if id(tr) not in seen:
+                tr.missed += 1
+        self._tracks = [tr for tr in self._tracks if tr.missed <= self.max_missed]
+        return ids, out
+
+    def _check(self, boxes: Any, probs: Any) -> Tuple[np.ndarray, np.ndarray]:
+        b = np.asarray(boxes, dtype=np.float64)
+        p = np.asarray(probs, dtype=np.float64)
+        if b.size == 0 and p.size == 0:
+            return b.reshape(0, 4), p.reshape(0, p.shape[-1] if p.ndim == 2 else 0)
+        if b.ndim != 2 or b.shape[1] != 4:
+            raise InputError(f"boxes has shape {b.shape}; expected (N, 4) boxes (x0, y0, x1, y1)")
+        if p.ndim != 2 or len(p) != len(b):
+            raise InputError(f"probs has shape {p.shape}; expected ({len(b)}, num_classes), one row per box")
+        if not (np.isfinite(b).all() and np.isfinite(p).all()):
+            raise InputError("boxes and probs must be finite (a NaN or inf was given)")
+        if ((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])).any():
+            raise InputError("a box has x1 <= x0 or y1 <= y0; expected (x0, y0, x1, y1) with positive size")
+        if self._tracks and p.shape[1] != len(self._tracks[0].num):
+            raise InputError(f"probs has {p.shape[1]} classes; the tracks so far have {len(self._tracks[0].num)}")
+        return b, p
+
+    def _match(self, b: np.ndarray) -> dict[int, int]:
+        """{face index: track index} for the faces that continue a track."""
+        pairs: dict[int, int] = {}
+        if not len(b) or not self._tracks:
+            return pairs
+        t = np.stack([tr.box for tr in self._tracks])
+        iou = box_iou(b, t)
+        taken: set[int] = set()
+        for i, j in zip(*np.unravel_index(np.argsort(-iou, axis=None, kind="stable"), iou.shape)):
+            if iou[i, j] < self.min_iou or not iou[i, j] > 0:
+                break
+            if i not in pairs and j not in taken:
+                pairs[int(i)] = int(j)
+                taken.add(int(j))
+        if self.max_shift > 0:
+            side_b = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+            side_t = np.maximum(t[:, 2] - t[:, 0], t[:, 3] - t[:, 1])
+            cb = (b[:, :2] + b[:, 2:]) / 2
+            ct = (t[:, :2] + t[:, 2:]) / 2
+            dist = np.linalg.norm(cb[:, None, :] - ct[None, :, :], axis=2) / np.maximum(side_b[:, None], side_t[None, :])
+            ratio = side_b[:, None] / side_t[None, :]
+            dist = np.where((ratio >= 0.5) & (ratio <= 2.0), dist, np.inf)
+            for i, j in zip(*np.unravel_index(np.argsort(dist, axis=None, kind="stable"), dist.shape)):
+                if dist[i, j] > self.max_shift:
+                    break
+                if i not in pairs and j not in taken:
+                    pairs[int(i)] = int(j)
+                    taken.add(int(j))
+        return pairs
+
+    def __repr__(self) -> str:
+        return (f"FaceTracker(half_life={self.half_life:g}, aggregate={self.aggregate!r}, min_iou={self.min_iou:g}, "
+                f"max_shift={self.max_shift:g}, max_missed={self.max_missed}, tracks={self.n_tracks})")
+
+
+def _fraction(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise InputError(f"{name}={value!r}; expected a number in (0, 1]")
+    return float(value)
+

@@ -1,0 +1,232 @@
+"""FaceTracker: matching faces to tracks from frame to frame, the weighted mean of a track's answers, bad input;
+and a tracked CrowdAnalyzer stream and fsrfer-crowd's tracking options."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fsrfer_edge import InputError
+from fsrfer_edge.tracking import FaceTracker, smooth_sequence
+
+
+def _probs(*rows: list[float]) -> np.ndarray:
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _box(x: float, y: float, side: float = 10.0) -> list[float]:
+    return [x, y, x + side, y + side]
+
+
+# --------------------------------------------------------------------------------------------
+# The weighted mean
+# --------------------------------------------------------------------------------------------
+def test_smooth_sequence_weights_halve_every_half_life() -> None:
+    p = np.array([[[0.6, 0.4]], [[0.2, 0.8]]])
+    # half_life 1: the older frame weighs 1/2 -> (0.5 * 0.6 + 0.2) / 1.5
+    np.testing.assert_allclose(smooth_sequence(p, 1.0), [[1 / 3, 2 / 3]], rtol=1e-6)
+    np.testing.assert_allclose(smooth_sequence(p, math.inf), [[0.4, 0.6]], rtol=1e-6)  # a plain mean
+    # "log": the renormalised weighted geometric mean
+    g = np.array([0.6 ** 0.5 * 0.2, 0.4 ** 0.5 * 0.8]) ** (1 / 1.5)
+    np.testing.assert_allclose(smooth_sequence(p, 1.0, "log"), [g / g.sum()], rtol=1e-5)
+    np.testing.assert_allclose(smooth_sequence(p[:1], 2.0), p[0], rtol=1e-6)  # one frame: itself
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, math.nan, True, "2"])
+def test_bad_half_life_is_refused(bad: object) -> None:
+    with pytest.raises(InputError, match="half_life"):
+        FaceTracker(bad)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="half_life"):
+        smooth_sequence(np.ones((1, 1, 2)) / 2, bad)  # type: ignore[arg-type]
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(InputError, match="aggregate"):
+        FaceTracker(aggregate="mean")
+    with pytest.raises(InputError, match="min_iou"):
+        FaceTracker(min_iou=0)
+    with pytest.raises(InputError, match="max_shift"):
+        FaceTracker(max_shift=-1)
+    with pytest.raises(InputError, match="max_missed"):
+        FaceTracker(max_missed=-1)
+    with pytest.raises(InputError, match=r"\(T, N, C\)"):
+        smooth_sequence(np.ones((2, 2)))
+
+
+# --------------------------------------------------------------------------------------------
+# Tracks
+# --------------------------------------------------------------------------------------------
+def test_faces_keep_their_tracks_as_they_move_and_the_mean_matches_smooth_sequence() -> None:
+    rng = np.random.default_rng(0)
+    tracker = FaceTracker(half_life=2.0)
+    frames = [rng.dirichlet(np.ones(7), size=2) for _ in range(6)]
+    ids_seen = []
+    for t, p in enumerate(frames):
+        # two faces, moving 2 px a frame, given in a different order every other frame
+        boxes = [_box(10 + 2 * t, 10), _box(100 - 2 * t, 50)]
+        order = [0, 1] if t % 2 == 0 else [1, 0]
+        ids, mean = tracker.update([boxes[i] for i in order], p[order])
+        ids_seen.append(dict(zip(order, ids.tolist())))
+        expected = smooth_sequence(np.stack(frames[: t + 1]), 2.0)
+        np.testing.assert_allclose(mean, expected[order], rtol=1e-5)
+    assert all(s == ids_seen[0] for s in ids_seen) and len(set(ids_seen[0].values())) == 2
+    assert tracker.n_tracks == 2
+
+
+def test_a_small_face_moving_its_own_width_keeps_its_track_by_its_centre() -> None:
+    p = _probs([0.5, 0.5])
+    tracker = FaceTracker()
+    first, _ = tracker.update([_box(0, 0, 6)], p)
+    second, _ = tracker.update([_box(6, 0, 6)], p)  # IoU 0 with the last box, centre one side away
+    assert second[0] == first[0]
+    strict = FaceTracker(max_shift=0)
+    a, _ = strict.update([_box(0, 0, 6)], p)
+    b, _ = strict.update([_box(6, 0, 6)], p)
+    assert b[0] != a[0]
+    # a face of another size at the same place is another face
+    c, _ = tracker.update([_box(6, 0, 20)], p)
+    assert c[0] != first[0]
+
+
+def test_a_missed_face_keeps_its_track_for_max_missed_frames_and_its_old_frames_weigh_less() -> None:
+    tracker = FaceTracker(half_life=1.0, max_missed=2)
+    ids0, _ = tracker.update([_box(0, 0)], _probs([0.9, 0.1]))
+    tracker.update(np.zeros((0, 4)), np.zeros((0, 2)))  # a frame without the face
+    ids2, mean = tracker.update([_box(1, 0)], _probs([0.1, 0.9]))
+    assert ids2[0] == ids0[0]
+    # the first frame, two frames old, weighs 1/4: (0.25 * 0.9 + 0.1) / 1.25
+    np.testing.assert_allclose(mean[0, 0], (0.25 * 0.9 + 0.1) / 1.25, rtol=1e-5)
+    for _ in range(3):  # more than max_missed frames without it: the track ends
+        tracker.update([], [])
+    assert tracker.n_tracks == 0
+    ids6, mean6 = tracker.update([_box(1, 0)], _probs([0.1, 0.9]))
+    assert ids6[0] != ids0[0]
+    np.testing.assert_allclose(mean6, [[0.1, 0.9]], rtol=1e-6)
+
+
+def test_reset_forgets_tracks_and_ids_go_on() -> None:
+    tracker = FaceTracker()
+    a, _ = tracker.update([_box(0, 0)], _probs([0.5, 0.5]))
+    tracker.reset()
+    b, _ = tracker.update([_box(0, 0)], _probs([0.5, 0.5]))
+    assert tracker.n_tracks == 1 and b[0] != a[0]
+
+
+def test_bad_frames_are_refused_and_leave_the_tracks_as_they_were() -> None:
+    tracker = FaceTracker()
+    tracker.update([_box(0, 0)], _probs([0.5, 0.5]))
+    with pytest.raises(InputError, match=r"\(N, 4\)"):
+        tracker.update([[0, 0, 1]], _probs([0.5, 0.5]))
+    with pytest.raises(InputError, match="one row per box"):
+        tracker.update([_box(0, 0)], _probs([0.5, 0.5], [0.5, 0.5]))
+    with pytest.raises(InputError, match="finite"):
+        tracker.update([_box(0, 0)], _probs([math.nan, 0.5]))
+    with pytest.raises(InputError, match="positive size"):
+        tracker.update([[5, 5, 5, 9]], _probs([0.5, 0.5]))
+    with pytest.raises(InputError, match="3 classes"):
+        tracker.update([_box(0, 0)], _probs([0.2, 0.3, 0.5]))
+    ids, mean = tracker.update([_box(0, 0)], _probs([0.5, 0.5]))
+    assert ids.tolist() == [0] and tracker.n_tracks == 1
+
+
+# --------------------------------------------------------------------------------------------
+# A tracked stream
+# --------------------------------------------------------------------------------------------
+class _Jitter:
+    """Frames of one face that moves a pixel a frame over a flat background."""
+
+    def __init__(self, n: int) -> None:
+        from fsrfer_edge.crowd_bench import public_domain_faces
+
+        face = public_domain_faces().images[0]  # (S, S) gray
+        self.frames = []
+        for t in range(n):
+            f = np.full((64, 96), 120, np.uint8)
+            f[8:8 + 24, 10 + t:10 + t + 24] = _shrink(face, 24)
+            self.frames.append(np.repeat(f[:, :, None], 3, axis=2))
+        self.boxes = [(10.0 + t, 8.0, 34.0 + t, 32.0) for t in range(n)]
+
+
+def _shrink(face: np.ndarray, side: int) -> np.ndarray:
+    from fsrfer_edge.preprocessing import resize
+
+    return np.clip(np.rint(resize(face.astype(np.float32)[None], (side, side), "box")[0]), 0, 255).astype(np.uint8)
+
+
+def test_a_tracked_stream_labels_faces_with_their_tracks_mean() -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer
+    from fsrfer_edge.detection import Detection, FaceDetector
+
+    clip = _Jitter(5)
+
+    class Boxes(FaceDetector):
+        name = "boxes"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.t = 0
+
+        def _detect(self, frame: np.ndarray) -> list[Detection]:
+            self.t += 1
+            return [Detection(clip.boxes[self.t - 1], 0.9)]
+
+    with Recognizer(threads=1) as rec:
+        plain = list(CrowdAnalyzer(rec, Boxes()).analyze_stream(clip.frames, track=False))
+        tracker = FaceTracker(half_life=2.0)
+        results = list(CrowdAnalyzer(rec, Boxes()).analyze_stream(clip.frames, track=tracker))
+    assert all(r.faces[0].track_id is None and r.faces[0].frame_probs is None for r in plain)
+    frame_probs = np.stack([r.faces[0].probs for r in plain])[:, None, :]
+    for t, r in enumerate(results):
+        f = r.faces[0]
+        assert f.track_id == results[0].faces[0].track_id
+        np.testing.assert_allclose(f.frame_probs, plain[t].faces[0].probs, rtol=1e-6)
+        np.testing.assert_allclose(f.probs, smooth_sequence(frame_probs[: t + 1], 2.0)[0], rtol=1e-5)
+        assert f.label == r.classes[int(np.argmax(f.probs))] and r.summary.counts[f.label] == 1
+        d = f.to_dict(r.classes)
+        assert d["track_id"] == f.track_id and set(d["frame_probs"]) == set(r.classes)
+    with pytest.raises(InputError, match="track="):
+        next(CrowdAnalyzer(rec, Boxes()).analyze_stream(clip.frames, track="yes"))  # type: ignore[arg-type]
+
+
+def test_crowd_cli_tracking_options_are_checked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("PIL")
+    from fsrfer_edge import crowd_cli
+    from fsrfer_edge.detection.frames import write_image
+
+    img = tmp_path / "in.png"
+    write_image(img, np.full((32, 32, 3), 100, np.uint8))
+    assert crowd_cli.main([str(img), "--out", str(tmp_path / "o.png"), "--track"]) == 2
+    assert crowd_cli.main([str(img), "--out", str(tmp_path / "o.png"), "--half-life", "3"]) == 2
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_crowd_cli_tracks_a_video_by_default_and_not_with_no_track(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from _video import write_video
+
+    from fsrfer_edge import crowd_bench, crowd_cli
+
+    pool = crowd_bench.public_domain_faces()
+    scene = crowd_bench.make_scene(pool, seed=3, n_faces=4, size=(160, 200), face_range=(20, 36))
+    video = write_video(tmp_path / "in.avi", [scene.image] * 3)
+    for extra, tracked in (([], True), (["--no-track"], False), (["--half-life", "4"], True)):
+        js = tmp_path / "res.json"
+        assert crowd_cli.main([str(video), "--out", str(tmp_path / "out.avi"), "--json", str(js), "--min-face", "16"]
+                              + extra) == 0
+        doc = json.loads(js.read_text())
+        faces = [f for fr in doc["frames"] for f in fr["faces"]]
+        assert faces, "the scene's faces were found"
+        assert all(("track_id" in f) == tracked for f in faces)
+        assert doc["tracking"] == ({"half_life": 4.0 if "4" in extra else 2.0, "aggregate": "probs"} if tracked else None)
+        if tracked:  # a still scene: every face keeps its track through the three frames
+            per_frame = [sorted(f["track_id"] for f in fr["faces"]) for fr in doc["frames"]]
+            assert per_frame[0] == per_frame[1] == per_frame[2]
+    assert crowd_cli.main([str(video), "--out", str(tmp_path / "o2.avi"), "--no-track", "--half-life", "3"]) == 2
