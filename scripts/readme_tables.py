@@ -842,6 +842,33 @@ def temporal_views_table(doc: dict[str, Any]) -> str:
             f"{doc['worst_change_any_factor'][pick]:+.2f}: {decided}:\n\n" + "\n".join(lines) + "\n")
 
 
+CROWD_CLIPS = "results/crowd/clips.json"
+
+
+def crowd_clips_table(doc: dict[str, Any]) -> str:
+    """scripts/crowd_clips.py: per face size, faces kept on one track and accuracy at the last frame, frame by
+    frame and tracked, for each row."""
+    labelled = doc["labelled"]
+    head = "| frames | face size (px) | faces | found at the last frame | kept one track (of those found twice or more) |"
+    lines = [head + (" accuracy, one frame | accuracy, tracked |" if labelled else ""),
+             "|---|---|" + "---:|" * (3 + (2 if labelled else 0))]
+    for row, bins in doc["rows"].items():
+        for b in bins:
+            kept = f"{b['one_track']} of {b['found_in_2_or_more_frames']}"
+            cells = [row, b["bin"], str(b["faces"]), str(b["found_at_last_frame"]), kept]
+            if labelled:
+                one, tr = b["accuracy one frame"], b["accuracy tracked"]
+                cells += ["-" if one is None else f"{one:.2f}",
+                          "-" if tr is None else f"{tr:.2f} ({tr - one:+.2f})"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return (f"`{CROWD_CLIPS}` (`{doc['command']}`): {doc['clips']} clips per row of {doc['frames']} frames "
+            f"({doc['frame_size'][0]}x{doc['frame_size'][1]}, up to {doc['faces_per_clip']} faces from "
+            f"{doc['faces_from']}), each face drifting at up to {doc['max_speed_px_per_frame']:g} px a frame, noise "
+            f"of {doc['noise_grey_levels']:g} grey levels; jpeg: each frame then JPEG quality {doc['jpeg_quality']}; "
+            "the default detector and model; accuracy in % at the last frame over all faces, a missed face counted "
+            "wrong (change from one frame in points):\n\n" + "\n".join(lines) + "\n")
+
+
 JPEG_DETECTION = "results/ferplus/jpeg_detection_train.json"
 
 
@@ -1460,6 +1487,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd_speed": ("results/crowd/bench.json", crowd_speed_table, "docs/crowd.md"),
     "crowd_scores": ("results/crowd/bench.json", crowd_scores_table, "docs/crowd.md"),
     "crowd_margin_seeds": ("results/crowd/bench.json", crowd_margin_seeds_table, "docs/crowd.md"),
+    "crowd_clips": (CROWD_CLIPS, crowd_clips_table, "docs/crowd.md"),
 }
 
 

@@ -230,3 +230,22 @@ def test_crowd_cli_tracks_a_video_by_default_and_not_with_no_track(tmp_path) -> 
             per_frame = [sorted(f["track_id"] for f in fr["faces"]) for fr in doc["frames"]]
             assert per_frame[0] == per_frame[1] == per_frame[2]
     assert crowd_cli.main([str(video), "--out", str(tmp_path / "o2.avi"), "--no-track", "--half-life", "3"]) == 2
+
+
+def test_crowd_clips_script_keeps_drifting_faces_on_their_tracks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from _scripts import load_script
+
+    crowd_clips = load_script("scripts/crowd_clips.py", "crowd_clips")
+    out = tmp_path / "clips.json"
+    assert crowd_clips.main(["--data", str(tmp_path / "none"), "--clips", "1", "--faces", "12", "--size", "200x260",
+                             "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["labelled"] is False and set(doc["rows"]) == {"clean", "jpeg"}
+    every = doc["rows"]["clean"][-1]
+    assert every["bin"] == "all" and every["found_in_2_or_more_frames"] >= 3  # the larger astronaut faces
+    assert every["one_track"] == every["found_in_2_or_more_frames"]  # none lost its track while drifting
+    assert "accuracy one frame" not in every
