@@ -86,6 +86,8 @@ class FaceResult:
         track_id: in a tracked stream, the face's track (the same id in every frame the face is followed
             through); None otherwise.
         frame_probs: in a tracked stream, this frame's own probabilities; None otherwise.
+        detected: False for a tracked face the detector missed in this frame, recognised at its track's last box
+            (``FaceTracker(coast=...)``); its ``score`` is 0.
     """
 
     box: Box
@@ -96,6 +98,7 @@ class FaceResult:
     probs: np.ndarray = dataclasses.field(compare=False, repr=False)
     track_id: Optional[int] = None
     frame_probs: Optional[np.ndarray] = dataclasses.field(default=None, compare=False, repr=False)
+    detected: bool = True
 
     @property
     def expr_score(self) -> float:
@@ -110,6 +113,7 @@ class FaceResult:
                "index": self.index, "probs": _rounded(classes, self.probs)}
         if self.track_id is not None:
             out["track_id"] = self.track_id
+            out["detected"] = self.detected
             if self.frame_probs is not None:
                 out["frame_label"] = classes[int(np.argmax(self.frame_probs))]
                 out["frame_probs"] = _rounded(classes, self.frame_probs)
@@ -315,13 +319,21 @@ class CrowdAnalyzer:
             dets = [d for d in dets if d.score >= self.min_score]
         return [d for d in dets if d.size >= self.min_size]
 
-    def _recognize(self, rgb: np.ndarray, dets: Sequence[Detection], index: int, detect_ms: float) -> CrowdResult:
+    def _recognize(self, rgb: np.ndarray, dets: Sequence[Detection], index: int, detect_ms: float,
+                   tracker: Optional[FaceTracker] = None) -> CrowdResult:
         t0 = time.perf_counter()
         faces: list[FaceResult] = []
+        detected = [True] * len(dets)
+        if tracker is not None:  # tracks the detector missed here, recognised at their last boxes (coast)
+            extra = tracker.coasting(np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4))
+            dets = list(dets) + [Detection(tuple(float(v) for v in b), 0.0) for b in extra]  # type: ignore[misc]
+            detected += [False] * len(extra)
         if dets:
             preds = self.recognizer.predict([crop_face(rgb, d.box, self.margin) for d in dets])
             faces = [FaceResult(tuple(d.box), d.score, d.size, p.label, p.index, p.probs)  # type: ignore[arg-type]
                      for d, p in zip(dets, preds)]
+        if tracker is not None:
+            faces = _tracked(faces, detected, tracker, self.classes)
         ms = (time.perf_counter() - t0) * 1e3
         classes = self.classes
         return CrowdResult(tuple(faces), summarize(faces, classes), classes, (rgb.shape[0], rgb.shape[1]), index,
@@ -368,12 +380,10 @@ class CrowdAnalyzer:
         self._check_open()
         if track is None:
             track = DEFAULT_TRACK and isinstance(source, (str, os.PathLike, int)) and not isinstance(source, bool)
-        tracker = _tracker(track)
-        results = self._stream(source, pipeline, max_frames)
-        return results if tracker is None else _follow(results, tracker)
+        return self._stream(source, pipeline, max_frames, _tracker(track))
 
     def _stream(self, source: Union[PathLike, int, Iterable[np.ndarray]], pipeline: bool,
-                max_frames: Optional[int]) -> Generator[CrowdResult, None, None]:
+                max_frames: Optional[int], tracker: Optional[FaceTracker]) -> Generator[CrowdResult, None, None]:
         frames = iter_frames(source)
         if max_frames is not None:
             if isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer)) or max_frames < 1:
@@ -383,7 +393,7 @@ class CrowdAnalyzer:
             for i, rgb in enumerate(frames):
                 t0 = time.perf_counter()
                 dets = self._detect(rgb)
-                yield self._recognize(rgb, dets, i, (time.perf_counter() - t0) * 1e3)
+                yield self._recognize(rgb, dets, i, (time.perf_counter() - t0) * 1e3, tracker)
             return
         with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsrfer-detect") as pool:
             current = next(frames, None)
@@ -399,7 +409,7 @@ class CrowdAnalyzer:
                 dets, detect_ms = pending.result()
                 if upcoming is not None:
                     pending = pool.submit(self._timed_detect, upcoming)
-                yield self._recognize(current, dets, i, detect_ms)
+                yield self._recognize(current, dets, i, detect_ms, tracker)
                 if failed is not None:
                     raise failed
                 if upcoming is None:
@@ -446,28 +456,21 @@ def _tracker(track: Any) -> Optional[FaceTracker]:
     raise InputError(f"track={track!r}; expected True, False or a fsrfer_edge.tracking.FaceTracker")
 
 
-def _follow(results: Generator[CrowdResult, None, None], tracker: FaceTracker) -> Iterator[CrowdResult]:
-    try:
-        for r in results:
-            yield tracked(r, tracker)
-    finally:
-        results.close()  # a stream stopped early stops its detection thread now, not when collected
-
-
-def tracked(result: CrowdResult, tracker: FaceTracker) -> CrowdResult:
-    """``result`` with each face's track id and its track's mean probabilities (``tracker.update``); the label,
-    index and summary follow the mean, ``frame_probs`` keeps the frame's own."""
-    if not result.faces:
-        tracker.update(np.zeros((0, 4)), np.zeros((0, len(result.classes))))
-        return result
-    ids, mean = tracker.update(np.array([f.box for f in result.faces]), np.stack([f.probs for f in result.faces]))
-    faces = []
-    for f, i, m in zip(result.faces, ids, mean):
+def _tracked(faces: list[FaceResult], detected: list[bool], tracker: FaceTracker,
+             classes: Sequence[str]) -> list[FaceResult]:
+    """``faces`` with their track ids and their tracks' mean probabilities (``tracker.update``); the label and
+    index follow the mean, ``frame_probs`` keeps the frame's own, ``detected`` says which the detector found."""
+    if not faces:
+        tracker.update(np.zeros((0, 4)), np.zeros((0, len(classes))))
+        return faces
+    ids, mean = tracker.update(np.array([f.box for f in faces]), np.stack([f.probs for f in faces]), detected)
+    out = []
+    for f, i, m, found in zip(faces, ids, mean, detected):
         m.setflags(write=False)
         k = int(np.argmax(m))
-        faces.append(dataclasses.replace(f, label=result.classes[k], index=k, probs=m, track_id=int(i),
-                                         frame_probs=f.probs))
-    return dataclasses.replace(result, faces=tuple(faces), summary=summarize(faces, result.classes))
+        out.append(dataclasses.replace(f, label=classes[k], index=k, probs=m, track_id=int(i), frame_probs=f.probs,
+                                       detected=found))
+    return out
 
 
 def _given_boxes(boxes: Sequence[Sequence[float]], shape: tuple[int, ...]) -> list[Detection]:

@@ -39,6 +39,10 @@ DEFAULT_MIN_IOU = 0.3
 DEFAULT_MAX_SHIFT = 1.0
 #: A track not seen for more than this many frames ends; a face seen after that starts a new track.
 DEFAULT_MAX_MISSED = 5
+#: Frames after its last detection in which a track found in at least :data:`COAST_MIN_HITS` frames is still
+#: recognised at its last box (:meth:`FaceTracker.coasting`); 0: only detected faces are recognised.
+DEFAULT_COAST = 0
+COAST_MIN_HITS = 2
 #: Probabilities are floored at this before their logarithm ("log").
 LOG_FLOOR = 1e-6
 
@@ -103,6 +107,7 @@ class _Track:
     num: np.ndarray
     den: float
     missed: int = 0
+    hits: int = 0
 
 
 class FaceTracker:
@@ -117,6 +122,9 @@ class FaceTracker:
             centre is within this many face sides (the larger of the two boxes' sides) and whose size is
             within a factor of two; 0 turns that off.
         max_missed: a track unseen for more than this many frames ends (>= 0).
+        coast: a track the detector found in at least two frames and missed in this one is recognised at its
+            last box for up to this many frames after its last detection (:meth:`coasting`; at most
+            ``max_missed``); 0: never.
 
     Frames without a face still count: call :meth:`update` with no boxes, and every track's frames weigh less
     as time passes. Matching is greedy (the best overlap first, then the nearest centre), which is what
@@ -125,7 +133,7 @@ class FaceTracker:
 
     def __init__(self, half_life: float = DEFAULT_HALF_LIFE, aggregate: str = DEFAULT_AGGREGATE, *,
                  min_iou: float = DEFAULT_MIN_IOU, max_shift: float = DEFAULT_MAX_SHIFT,
-                 max_missed: int = DEFAULT_MAX_MISSED) -> None:
+                 max_missed: int = DEFAULT_MAX_MISSED, coast: int = DEFAULT_COAST) -> None:
         self.half_life = check_half_life(half_life)
         self.aggregate = _check_aggregate(aggregate)
         self.min_iou = _fraction("min_iou", min_iou)
@@ -135,6 +143,9 @@ class FaceTracker:
         if isinstance(max_missed, bool) or not isinstance(max_missed, (int, np.integer)) or max_missed < 0:
             raise InputError(f"max_missed={max_missed!r}; expected an integer >= 0 (frames)")
         self.max_missed = int(max_missed)
+        if isinstance(coast, bool) or not isinstance(coast, (int, np.integer)) or not 0 <= coast <= self.max_missed:
+            raise InputError(f"coast={coast!r}; expected an integer from 0 to max_missed ({self.max_missed}) frames")
+        self.coast = int(coast)
         self._decay = _decay(self.half_life)
         self._tracks: list[_Track] = []
         self._next_id = 0
@@ -148,12 +159,30 @@ class FaceTracker:
         """Forget every track (a new stream); track ids go on counting."""
         self._tracks = []
 
-    def update(self, boxes: Any, probs: Any) -> Tuple[np.ndarray, np.ndarray]:
+    def coasting(self, boxes: Any) -> np.ndarray:
+        """The faces to recognise in this frame although the detector did not find them: call before
+        :meth:`update` with the frame's detected boxes.
+
+        Returns:
+            (K, 4) float64: the last boxes of the tracks found in at least two frames, none of ``boxes``
+            continues, and last found at most ``coast`` frames ago (K = 0 with ``coast=0``). Give them to
+            :meth:`update` after the detected faces, with ``detected`` False.
+        """
+        b = self._boxes(boxes)
+        if not self.coast or not self._tracks:
+            return np.zeros((0, 4))
+        taken = set(self._match(b).values())
+        return np.array([tr.box for j, tr in enumerate(self._tracks) if j not in taken and tr.hits >= COAST_MIN_HITS
+                         and tr.missed < self.coast], dtype=np.float64).reshape(-1, 4)
+
+    def update(self, boxes: Any, probs: Any, detected: Any = None) -> Tuple[np.ndarray, np.ndarray]:
         """Take one frame's faces.
 
         Args:
             boxes: (N, 4) boxes (x0, y0, x1, y1) in frame pixels; N may be 0.
             probs: (N, C) class probabilities of those faces (each row sums to 1).
+            detected: (N,) bools, False for the boxes :meth:`coasting` gave for this frame (each goes to its
+                own track, which stays missed); None: all detected.
 
         Returns:
             (ids, smoothed): (N,) int64 track ids and (N, C) float32 probabilities averaged over each track,
@@ -164,10 +193,23 @@ class FaceTracker:
                 other than the tracks' own.
         """
         b, p = self._check(boxes, probs)
+        found = np.ones(len(b), dtype=bool) if detected is None else np.asarray(detected, dtype=bool).reshape(-1)
+        if len(found) != len(b):
+            raise InputError(f"detected has {len(found)} entries; expected one per box ({len(b)})")
+        coasted: dict[int, int] = {}  # face index -> track index, for the faces the detector missed
+        for i in np.flatnonzero(~found):
+            j = next((j for j, tr in enumerate(self._tracks) if j not in coasted.values()
+                      and np.array_equal(tr.box, b[i]) and tr.hits >= COAST_MIN_HITS and tr.missed < self.coast), None)
+            if j is None:
+                raise InputError(f"box {i} is marked not detected but is none of coasting()'s boxes for this frame")
+            coasted[int(i)] = j
         for tr in self._tracks:  # a frame passes for every track, seen or not
             tr.num *= self._decay
             tr.den *= self._decay
-        pairs = self._match(b)
+        rest = np.flatnonzero(found)
+        free = [j for j in range(len(self._tracks)) if j not in coasted.values()]
+        pairs = {int(rest[i]): free[j] for i, j in self._match(b[rest], free).items()}
+        pairs.update(coasted)
         ids = np.empty(len(b), dtype=np.int64)
         out = np.empty(p.shape, dtype=np.float32)
         seen: set[int] = set()
@@ -180,26 +222,38 @@ class FaceTracker:
                 self._tracks.append(tr)
             else:
                 tr = self._tracks[j]
-                tr.box = b[i].copy()
-                tr.missed = 0
             tr.num = tr.num + terms[i]
             tr.den += 1.0
-            seen.add(id(tr))
             ids[i] = tr.id
             out[i] = _normalised(tr.num / tr.den, self.aggregate)
+            if not found[i]:
+                continue  # recognised at its last box: the track stays missed, its box where it was found
+            tr.box = b[i].copy()
+            tr.missed = 0
+            tr.hits += 1
+            seen.add(id(tr))
         for tr in self._tracks:
             if id(tr) not in seen:
                 tr.missed += 1
         self._tracks = [tr for tr in self._tracks if tr.missed <= self.max_missed]
         return ids, out
 
-    def _check(self, boxes: Any, probs: Any) -> Tuple[np.ndarray, np.ndarray]:
+    @staticmethod
+    def _boxes(boxes: Any) -> np.ndarray:
         b = np.asarray(boxes, dtype=np.float64)
-        p = np.asarray(probs, dtype=np.float64)
-        if b.size == 0 and p.size == 0:
-            return b.reshape(0, 4), p.reshape(0, p.shape[-1] if p.ndim == 2 else 0)
+        if b.size == 0:
+            return b.reshape(0, 4)
         if b.ndim != 2 or b.shape[1] != 4:
             raise InputError(f"boxes has shape {b.shape}; expected (N, 4) boxes (x0, y0, x1, y1)")
+        if not np.isfinite(b).all():
+            raise InputError("boxes must be finite (a NaN or inf was given)")
+        return b
+
+    def _check(self, boxes: Any, probs: Any) -> Tuple[np.ndarray, np.ndarray]:
+        b = self._boxes(boxes)
+        p = np.asarray(probs, dtype=np.float64)
+        if b.size == 0 and p.size == 0:
+            return b, p.reshape(0, p.shape[-1] if p.ndim == 2 else 0)
         if p.ndim != 2 or len(p) != len(b):
             raise InputError(f"probs has shape {p.shape}; expected ({len(b)}, num_classes), one row per box")
         if not (np.isfinite(b).all() and np.isfinite(p).all()):
@@ -210,12 +264,13 @@ class FaceTracker:
             raise InputError(f"probs has {p.shape[1]} classes; the tracks so far have {len(self._tracks[0].num)}")
         return b, p
 
-    def _match(self, b: np.ndarray) -> dict[int, int]:
-        """{face index: track index} for the faces that continue a track."""
+    def _match(self, b: np.ndarray, among: Any = None) -> dict[int, int]:
+        """{face index: index into ``among``} (default: every track) for the faces that continue a track."""
         pairs: dict[int, int] = {}
-        if not len(b) or not self._tracks:
+        tracks = self._tracks if among is None else [self._tracks[j] for j in among]
+        if not len(b) or not tracks:
             return pairs
-        t = np.stack([tr.box for tr in self._tracks])
+        t = np.stack([tr.box for tr in tracks])
         iou = box_iou(b, t)
         taken: set[int] = set()
         for i, j in zip(*np.unravel_index(np.argsort(-iou, axis=None, kind="stable"), iou.shape)):
@@ -242,7 +297,8 @@ class FaceTracker:
 
     def __repr__(self) -> str:
         return (f"FaceTracker(half_life={self.half_life:g}, aggregate={self.aggregate!r}, min_iou={self.min_iou:g}, "
-                f"max_shift={self.max_shift:g}, max_missed={self.max_missed}, tracks={self.n_tracks})")
+                f"max_shift={self.max_shift:g}, max_missed={self.max_missed}, coast={self.coast}, "
+                f"tracks={self.n_tracks})")
 
 
 def _fraction(name: str, value: Any) -> float:

@@ -249,3 +249,71 @@ def test_crowd_clips_script_keeps_drifting_faces_on_their_tracks(tmp_path) -> No
     assert every["bin"] == "all" and every["found_in_2_or_more_frames"] >= 3  # the larger astronaut faces
     assert every["one_track"] == every["found_in_2_or_more_frames"]  # none lost its track while drifting
     assert "accuracy one frame" not in every
+
+
+# --------------------------------------------------------------------------------------------
+# Coasting: a tracked face the detector missed
+# --------------------------------------------------------------------------------------------
+def test_a_confirmed_track_missed_by_the_detector_coasts_for_coast_frames() -> None:
+    tracker = FaceTracker(half_life=math.inf, coast=2, max_missed=5)
+    assert tracker.coasting([]).shape == (0, 4)
+    a, _ = tracker.update([_box(0, 0)], _probs([0.9, 0.1]))
+    assert tracker.coasting([]).shape == (0, 4)  # found once: not yet a confirmed track
+    tracker.update([_box(1, 0)], _probs([0.9, 0.1]))
+    for step in range(2):  # missed twice: recognised at its last box each time, under its own track
+        extra = tracker.coasting([])
+        np.testing.assert_array_equal(extra, [_box(1, 0)])
+        ids, mean = tracker.update(extra, _probs([0.1, 0.9]), detected=[False])
+        assert ids[0] == a[0]
+        np.testing.assert_allclose(mean[0, 1], (0.1 + 0.1 + 0.9 * (step + 1)) / (3 + step), rtol=1e-5)
+    assert tracker.coasting([]).shape == (0, 4)  # a third miss: no more
+    with pytest.raises(InputError, match="coasting"):
+        tracker.update([_box(1, 0)], _probs([0.5, 0.5]), detected=[False])
+    back, _ = tracker.update([_box(2, 0)], _probs([0.5, 0.5]))  # found again within max_missed: same track
+    assert back[0] == a[0]
+
+
+def test_coasting_skips_tracks_a_detection_continues_and_is_off_by_default() -> None:
+    off = FaceTracker()
+    on = FaceTracker(coast=1)
+    for tr in (off, on):
+        for x in (0, 1):
+            tr.update([_box(x, 0), _box(50 + x, 0)], _probs([0.5, 0.5], [0.5, 0.5]))
+    assert off.coasting([_box(2, 0)]).shape == (0, 4)
+    np.testing.assert_array_equal(on.coasting([_box(2, 0)]), [_box(51, 0)])  # only the face not found again
+    with pytest.raises(InputError, match="coast"):
+        FaceTracker(coast=6, max_missed=5)
+    with pytest.raises(InputError, match="one per box"):
+        on.update([_box(2, 0)], _probs([0.5, 0.5]), detected=[True, False])
+
+
+def test_a_tracked_stream_recognises_a_face_the_detector_missed_when_coasting() -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer
+    from fsrfer_edge.detection import Detection, FaceDetector
+
+    clip = _Jitter(4)
+
+    class Flicker(FaceDetector):  # misses the face in the third frame
+        name = "flicker"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.t = 0
+
+        def _detect(self, frame: np.ndarray) -> list[Detection]:
+            self.t += 1
+            return [] if self.t == 3 else [Detection(clip.boxes[self.t - 1], 0.9)]
+
+    with Recognizer(threads=1) as rec:
+        plain = list(CrowdAnalyzer(rec, Flicker()).analyze_stream(clip.frames, track=FaceTracker()))
+        coasted = list(CrowdAnalyzer(rec, Flicker()).analyze_stream(clip.frames, track=FaceTracker(coast=2)))
+    assert [len(r.faces) for r in plain] == [1, 1, 0, 1]
+    assert [len(r.faces) for r in coasted] == [1, 1, 1, 1]
+    third = coasted[2].faces[0]
+    assert not third.detected and third.score == 0.0 and third.box == clip.boxes[1]  # the last box it was found at
+    assert third.track_id == coasted[0].faces[0].track_id == coasted[3].faces[0].track_id
+    assert third.to_dict(coasted[2].classes)["detected"] is False and coasted[2].summary.n_faces == 1
+    assert all(f.detected for r in coasted for f in r.faces if f is not third)
