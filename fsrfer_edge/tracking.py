@@ -39,10 +39,10 @@ DEFAULT_MIN_IOU = 0.3
 DEFAULT_MAX_SHIFT = 1.0
 #: A track not seen for more than this many frames ends; a face seen after that starts a new track.
 DEFAULT_MAX_MISSED = 5
-#: Frames after its last detection in which a track found in at least :data:`COAST_MIN_HITS` frames is still
+#: Frames after its last detection in which a track found in at least ``coast_after`` frames is still
 #: recognised at its last box (:meth:`FaceTracker.coasting`); 0: only detected faces are recognised.
 DEFAULT_COAST = 0
-COAST_MIN_HITS = 2
+DEFAULT_COAST_AFTER = 2
 #: Probabilities are floored at this before their logarithm ("log").
 LOG_FLOOR = 1e-6
 
@@ -122,9 +122,10 @@ class FaceTracker:
             centre is within this many face sides (the larger of the two boxes' sides) and whose size is
             within a factor of two; 0 turns that off.
         max_missed: a track unseen for more than this many frames ends (>= 0).
-        coast: a track the detector found in at least two frames and missed in this one is recognised at its
-            last box for up to this many frames after its last detection (:meth:`coasting`; at most
-            ``max_missed``); 0: never.
+        coast: a track the detector found in at least ``coast_after`` frames and missed in this one is
+            recognised at its last box for up to this many frames after its last detection (:meth:`coasting`;
+            at most ``max_missed``); 0: never.
+        coast_after: the frames a track must have been found in before it coasts (>= 1).
 
     Frames without a face still count: call :meth:`update` with no boxes, and every track's frames weigh less
     as time passes. Matching is greedy (the best overlap first, then the nearest centre), which is what
@@ -133,7 +134,8 @@ class FaceTracker:
 
     def __init__(self, half_life: float = DEFAULT_HALF_LIFE, aggregate: str = DEFAULT_AGGREGATE, *,
                  min_iou: float = DEFAULT_MIN_IOU, max_shift: float = DEFAULT_MAX_SHIFT,
-                 max_missed: int = DEFAULT_MAX_MISSED, coast: int = DEFAULT_COAST) -> None:
+                 max_missed: int = DEFAULT_MAX_MISSED, coast: int = DEFAULT_COAST,
+                 coast_after: int = DEFAULT_COAST_AFTER) -> None:
         self.half_life = check_half_life(half_life)
         self.aggregate = _check_aggregate(aggregate)
         self.min_iou = _fraction("min_iou", min_iou)
@@ -146,6 +148,9 @@ class FaceTracker:
         if isinstance(coast, bool) or not isinstance(coast, (int, np.integer)) or not 0 <= coast <= self.max_missed:
             raise InputError(f"coast={coast!r}; expected an integer from 0 to max_missed ({self.max_missed}) frames")
         self.coast = int(coast)
+        if isinstance(coast_after, bool) or not isinstance(coast_after, (int, np.integer)) or coast_after < 1:
+            raise InputError(f"coast_after={coast_after!r}; expected an integer >= 1 (frames a track was found in)")
+        self.coast_after = int(coast_after)
         self._decay = _decay(self.half_life)
         self._tracks: list[_Track] = []
         self._next_id = 0
@@ -164,16 +169,23 @@ class FaceTracker:
         :meth:`update` with the frame's detected boxes.
 
         Returns:
-            (K, 4) float64: the last boxes of the tracks found in at least two frames, none of ``boxes``
-            continues, and last found at most ``coast`` frames ago (K = 0 with ``coast=0``). Give them to
-            :meth:`update` after the detected faces, with ``detected`` False.
+            (K, 4) float64: the last boxes of the tracks found in at least ``coast_after`` frames, none of
+            ``boxes`` continues or overlaps (a detection there is that face, or another: one place, one face), and
+            last found at most ``coast`` frames ago (K = 0 with ``coast=0``). Give them to :meth:`update` after the
+            detected faces, with ``detected`` False.
         """
         b = self._boxes(boxes)
         if not self.coast or not self._tracks:
             return np.zeros((0, 4))
         taken = set(self._match(b).values())
-        return np.array([tr.box for j, tr in enumerate(self._tracks) if j not in taken and tr.hits >= COAST_MIN_HITS
-                         and tr.missed < self.coast], dtype=np.float64).reshape(-1, 4)
+        out = np.array([tr.box for j, tr in enumerate(self._tracks) if j not in taken and self._coasts(tr)],
+                       dtype=np.float64).reshape(-1, 4)
+        if len(out) and len(b):
+            out = out[~(box_iou(out, b) > 0).any(axis=1)]
+        return out
+
+    def _coasts(self, tr: _Track) -> bool:
+        return tr.hits >= self.coast_after and tr.missed < self.coast
 
     def update(self, boxes: Any, probs: Any, detected: Any = None) -> Tuple[np.ndarray, np.ndarray]:
         """Take one frame's faces.
@@ -199,7 +211,7 @@ class FaceTracker:
         coasted: dict[int, int] = {}  # face index -> track index, for the faces the detector missed
         for i in np.flatnonzero(~found):
             j = next((j for j, tr in enumerate(self._tracks) if j not in coasted.values()
-                      and np.array_equal(tr.box, b[i]) and tr.hits >= COAST_MIN_HITS and tr.missed < self.coast), None)
+                      and np.array_equal(tr.box, b[i]) and self._coasts(tr)), None)
             if j is None:
                 raise InputError(f"box {i} is marked not detected but is none of coasting()'s boxes for this frame")
             coasted[int(i)] = j
@@ -298,7 +310,7 @@ class FaceTracker:
     def __repr__(self) -> str:
         return (f"FaceTracker(half_life={self.half_life:g}, aggregate={self.aggregate!r}, min_iou={self.min_iou:g}, "
                 f"max_shift={self.max_shift:g}, max_missed={self.max_missed}, coast={self.coast}, "
-                f"tracks={self.n_tracks})")
+                f"coast_after={self.coast_after}, tracks={self.n_tracks})")
 
 
 def _fraction(name: str, value: Any) -> float:

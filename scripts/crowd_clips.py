@@ -85,8 +85,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--faces", type=int, default=50, help="faces per clip (default 50)")
     ap.add_argument("--size", default="480x640", help="HxW of the frames (default 480x640)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--coast-after", default="2", help="comma-separated coast_after values, one coasting run "
+                    "(coast=2) each (default 2)")
     ap.add_argument("--out", required=True, help="result JSON")
     args = ap.parse_args(argv)
+    try:
+        args.coast_after = [int(v) for v in args.coast_after.split(",")]
+    except ValueError:
+        ap.error(f"--coast-after {args.coast_after!r}: expected integers >= 1, comma-separated")
+    if not args.coast_after or min(args.coast_after) < 1:
+        ap.error(f"--coast-after {args.coast_after}: expected integers >= 1")
     from fsrfer_edge.crowd import CrowdAnalyzer
     from fsrfer_edge.crowd_bench import BACKGROUNDS, SIZE_BINS, _bin_label, _bin_of, load_test_faces, match, \
         public_domain_faces
@@ -100,8 +108,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     pool = load_test_faces(data) if (data / "fer2013.npz").is_file() else public_domain_faces()
     labelled = bool(pool.labelled)
     seeds = np.random.SeedSequence(args.seed).generate_state(args.clips).tolist()
-    runs_of = {"one frame": lambda: False, "tracked": lambda: FaceTracker(coast=0),
-               "tracked, coast 2": lambda: FaceTracker(coast=2)}
+    runs_of: dict[str, Any] = {"one frame": lambda: False, "tracked": lambda: FaceTracker(coast=0)}
+    for after in args.coast_after:
+        name = "tracked, coast 2" + ("" if after == 2 else f" after {after}")
+        runs_of[name] = (lambda a: lambda: FaceTracker(coast=2, coast_after=a))(after)
     out: dict[str, Any] = {}
     false_faces: dict[str, dict[str, float]] = {}
     with CrowdAnalyzer() as analyzer:
@@ -150,7 +160,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             out[row] = bins
             false_faces[row] = {n: round(v / n_frames, 3) for n, v in n_false.items()}
     write_json(args.out, {
-        "command": f"python scripts/crowd_clips.py" + (f" --seed {args.seed}" if args.seed else "") + f" --out {args.out}",
+        "command": "python scripts/crowd_clips.py" + (f" --seed {args.seed}" if args.seed else "")
+                   + ("" if args.coast_after == [2] else " --coast-after " + ",".join(map(str, args.coast_after)))
+                   + f" --out {args.out}",
         "faces_from": pool.source,
         "labelled": labelled, "clips": args.clips, "faces_per_clip": args.faces, "frame_size": [h, w],
         "frames": FRAMES, "max_speed_px_per_frame": MAX_SPEED, "noise_grey_levels": NOISE,
@@ -159,7 +171,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 f"frames 2-{FRAMES}; one_track: faces found in 2 or more frames whose detections all had one track "
                 "id (tracked, without coasting); false_faces_per_frame: reported faces overlapping no true face",
         "runs": {"one frame": "track=False", "tracked": "FaceTracker(coast=0)",
-                 "tracked, coast 2": "FaceTracker(coast=2)"},
+                 **{("tracked, coast 2" + ("" if a == 2 else f" after {a}")): f"FaceTracker(coast=2, coast_after={a})"
+                    for a in args.coast_after}},
         "rows": out, "false_faces_per_frame": false_faces})
     print(f"wrote {args.out}")
     return 0

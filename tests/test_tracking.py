@@ -317,3 +317,21 @@ def test_a_tracked_stream_recognises_a_face_the_detector_missed_when_coasting() 
     assert third.track_id == coasted[0].faces[0].track_id == coasted[3].faces[0].track_id
     assert third.to_dict(coasted[2].classes)["detected"] is False and coasted[2].summary.n_faces == 1
     assert all(f.detected for r in coasted for f in r.faces if f is not third)
+
+
+def test_no_coasting_over_a_detection_and_coast_after_counts_detections() -> None:
+    tracker = FaceTracker(coast=2)
+    for x in (0, 1):
+        tracker.update([_box(x, 0)], _probs([0.5, 0.5]))
+    # a detection that no track continues (here: twice the size) but overlapping the track's last box: the track
+    # is not recognised a second time at that place
+    assert tracker.coasting([[-5, -5, 15, 15]]).shape == (0, 4)
+    assert tracker.coasting([_box(200, 200)]).shape == (1, 4)
+    late = FaceTracker(coast=2, coast_after=3)
+    for x in (0, 1):
+        late.update([_box(x, 0)], _probs([0.5, 0.5]))
+    assert late.coasting([]).shape == (0, 4)  # found twice: not enough
+    late.update([_box(2, 0)], _probs([0.5, 0.5]))
+    assert late.coasting([]).shape == (1, 4)
+    with pytest.raises(InputError, match="coast_after"):
+        FaceTracker(coast_after=0)
