@@ -326,7 +326,7 @@ class CrowdAnalyzer:
         detected = [True] * len(dets)
         if tracker is not None:  # tracks the detector missed here, recognised at their last boxes (coast)
             extra = tracker.coasting(np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4))
-            dets = list(dets) + [Detection(tuple(float(v) for v in b), 0.0) for b in extra]  # type: ignore[misc]
+            dets = list(dets) + [Detection((float(b[0]), float(b[1]), float(b[2]), float(b[3])), 0.0) for b in extra]
             detected += [False] * len(extra)
         if dets:
             preds = self.recognizer.predict([crop_face(rgb, d.box, self.margin) for d in dets])
@@ -351,9 +351,11 @@ class CrowdAnalyzer:
         is seen at another sub-pixel position in every frame, and the mean is right more often than one frame
         (docs/experiments.md, "A face seen over several video frames"). ``True`` makes a new
         ``FaceTracker()`` for this stream; pass your own to set its half-life and matching, or to carry
-        tracks from one call to the next. None (the default) tracks a video file or a camera
-        (:data:`DEFAULT_TRACK`), not an iterable of frames, which may be separate photos: pass ``track=True``
-        for your own video's frames.
+        tracks from one call to the next (its tracks go on into the next call's first frame: call its
+        ``reset()`` before an unrelated video, and do not share one tracker between streams read at the same
+        time). None (the default) tracks a video file or a camera (a path, a camera index, or an opened
+        :class:`VideoFrames`; :data:`DEFAULT_TRACK`), not another iterable of frames, which may be separate
+        photos: pass ``track=True`` for your own video's frames.
 
         With ``pipeline`` the detection of frame t+1 runs in a worker thread while frame t is recognised
         (both ONNX Runtime and TensorRT release the GIL), so a frame costs about max(detect, recognise)
@@ -366,20 +368,22 @@ class CrowdAnalyzer:
             source: a video file path, a camera index (int, OpenCV), or an iterable of RGB frames.
             pipeline: overlap detection and recognition of consecutive frames (see above).
             max_frames: stop after this many frames (None: until the source ends).
-            track: follow faces and average their answers over frames (see above); False: every frame alone;
-                None: :data:`DEFAULT_TRACK` for a video file or camera, off for an iterable.
+            track: True (or a :class:`~fsrfer_edge.tracking.FaceTracker`) follows faces and averages their
+                answers over frames (see above); False: every frame alone; None: :data:`DEFAULT_TRACK` for a video
+                file or camera, off for another iterable. NumPy bools are taken as bools.
 
         Yields:
             One :class:`CrowdResult` per frame, ``frame_index`` counting from 0. A video file that ends far
             short of the frame count in its header (a truncated copy) logs a warning (:class:`VideoFrames`).
 
         Raises:
-            InputError: the video or camera cannot be opened, yields no frame, or a frame is invalid.
+            InputError: the video or camera cannot be opened, yields no frame, or a frame is invalid; ``track``
+                is none of the above.
             BackendUnavailable: OpenCV is needed for video files and cameras (pip extra ``crowd``).
         """
         self._check_open()
         if track is None:
-            track = DEFAULT_TRACK and isinstance(source, (str, os.PathLike, int)) and not isinstance(source, bool)
+            track = DEFAULT_TRACK and _is_video(source)
         return self._stream(source, pipeline, max_frames, _tracker(track))
 
     def _stream(self, source: Union[PathLike, int, Iterable[np.ndarray]], pipeline: bool,
@@ -446,14 +450,21 @@ class CrowdAnalyzer:
         return f"CrowdAnalyzer(recognizer={self.recognizer!r}, detector={self.detector!r}, margin={self.margin})"
 
 
+def _is_video(source: Any) -> bool:
+    """Whether a stream's ``source`` is a video file or a camera (a path, a camera index, an opened video),
+    whose frames follow one another; an other iterable may hold separate photos."""
+    if isinstance(source, (bool, np.bool_)):
+        return False
+    return isinstance(source, (str, os.PathLike, int, np.integer, VideoFrames))
+
+
 def _tracker(track: Any) -> Optional[FaceTracker]:
     if isinstance(track, FaceTracker):
         return track
-    if track is True:
-        return FaceTracker()
-    if track is False:
-        return None
-    raise InputError(f"track={track!r}; expected True, False or a fsrfer_edge.tracking.FaceTracker")
+    if isinstance(track, (bool, np.bool_)):
+        return FaceTracker() if track else None
+    raise InputError(f"track={track!r}; expected True, False, None (the default: tracked for a video file or "
+                     "camera) or a fsrfer_edge.tracking.FaceTracker")
 
 
 def _tracked(faces: list[FaceResult], detected: list[bool], tracker: FaceTracker,

@@ -286,6 +286,15 @@ def _with_frames(analyzer: CrowdAnalyzer, video: VideoFrames, max_frames: Option
         yield kept.pop(0), result
 
 
+def tracking_json(tracker: Optional[FaceTracker]) -> Optional[dict[str, Any]]:
+    """The JSON's ``"tracking"``: None without tracking, else the half-life (None for ``inf``, a plain mean of
+    every frame: JSON has no infinity) and the aggregate."""
+    if tracker is None:
+        return None
+    return {"half_life": tracker.half_life if math.isfinite(tracker.half_life) else None,
+            "aggregate": tracker.aggregate}
+
+
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
@@ -321,8 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "them (default " + ("on" if DEFAULT_TRACK else "off") + "; docs/crowd.md)")
     ap.add_argument("--no-track", dest="track", action="store_false", help="video/camera: every frame alone")
     ap.add_argument("--half-life", type=float, default=None,
-                    help=f"with tracking: frames over which an earlier frame's weight halves (default "
-                         f"{DEFAULT_HALF_LIFE:g}; larger is steadier and slower to follow a change)")
+                    help=f"with tracking: frames over which an earlier frame's weight halves (> 0, default "
+                         f"{DEFAULT_HALF_LIFE:g}; larger is steadier and slower to follow a change; inf: a plain "
+                         "mean of every frame, written as null in the JSON's \"tracking\")")
     ap.add_argument("--scale", type=int, default=1, help="enlarge the annotated output this many times (default 1)")
     ap.add_argument("--no-labels", action="store_true", help="draw boxes only")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
@@ -377,8 +387,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             else:
                 doc = run_video(analyzer, args.input, args.out, args.scale, not args.no_labels, args.max_frames,
                                 stop, tracker if tracker is not None else False)
-                doc["tracking"] = None if tracker is None else {"half_life": tracker.half_life,
-                                                                "aggregate": tracker.aggregate}
+                doc["tracking"] = tracking_json(tracker)
                 message = f"{doc['n_frames']} frames, faces per class over all frames: " + ", ".join(
                     f"{c} {n}" for c, n in doc["face_counts_all_frames"].items() if n)
             doc.update({"input": args.input, "detector": repr(det), "model": str(rec.model_path),

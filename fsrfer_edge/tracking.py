@@ -45,14 +45,37 @@ DEFAULT_COAST = 0
 DEFAULT_COAST_AFTER = 2
 #: Probabilities are floored at this before their logarithm ("log").
 LOG_FLOOR = 1e-6
+#: A row of probabilities may miss a sum of 1 by this much (float16 models, values rounded to 4 decimals);
+#: more is not a row of probabilities (logits, scores, zeros).
+SUM_TOLERANCE = 0.01
+_NUMBERS = (int, float, np.integer, np.floating)
 
 
 def check_half_life(value: Any, name: str = "half_life") -> float:
-    """``value`` as a float half-life in frames: > 0, ``math.inf`` for a plain mean; else :class:`InputError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or math.isnan(value) or value <= 0:
-        raise InputError(f"{name}={value!r}; expected a number of frames > 0 (math.inf: a plain mean of every frame)")
+    """``value`` as a float half-life in frames: > 0, ``math.inf`` for a plain mean; else :class:`InputError`.
+
+    ``name`` is how the caller spelled the option: a command-line option (``"--half-life"``) gets a message in
+    the command line's terms (``inf``, not ``math.inf``)."""
+    cli = name.startswith("--")
+    try:
+        ok = not isinstance(value, bool) and isinstance(value, _NUMBERS) and float(value) > 0  # NaN > 0 is False
+    except OverflowError:  # an int too large for a float
+        ok = False
+    if not ok:
+        raise InputError(f"{name}{' ' if cli else '='}{value!r}; expected a number of frames > 0 "
+                         f"({'inf' if cli else 'math.inf'}: a plain mean of every frame)")
     return float(value)
+
+
+def _check_probs(p: np.ndarray, what: str = "probs") -> None:
+    """Refuse values that are not class probabilities: not finite, negative, or rows not summing to 1."""
+    if not np.isfinite(p).all():
+        raise InputError(f"{what} must be finite (a NaN or inf was given); expected class probabilities")
+    if p.size and ((p < 0).any() or (np.abs(p.sum(axis=-1) - 1.0) > SUM_TOLERANCE).any()):
+        raise InputError(f"{what} must be class probabilities: each value >= 0 and each face's row must sum to 1 "
+                         "(a softmax of the logits, as Recognizer's Prediction.probs); got values from "
+                         f"{p.min():.4g} to {p.max():.4g}, rows summing to {p.sum(axis=-1).min():.4g} to "
+                         f"{p.sum(axis=-1).max():.4g}")
 
 
 def _decay(half_life: float) -> float:
@@ -82,12 +105,20 @@ def smooth_sequence(probs: np.ndarray, half_life: float = DEFAULT_HALF_LIFE,
 
     Returns:
         (N, C) float32: the weighted mean, frame t of T weighted 2 ** (-(T - 1 - t) / half_life), renormalised.
+
+    Raises:
+        InputError: another shape, values that are not finite or rows that are not probabilities (each value
+            >= 0, each row summing to 1), a bad ``half_life`` or ``aggregate``.
     """
     half_life = check_half_life(half_life)
     _check_aggregate(aggregate)
-    p = np.asarray(probs)
+    try:
+        p = np.asarray(probs, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"probs could not be read as numbers ({exc}); expected a (T, N, C) array") from exc
     if p.ndim != 3 or not len(p):
         raise InputError(f"probs has shape {p.shape}; expected (T, N, C) with T >= 1 frames")
+    _check_probs(p)
     t = p.shape[0]
     w = _decay(half_life) ** np.arange(t - 1, -1, -1, dtype=np.float64)
     mean = np.tensordot(w, _terms(p, aggregate), axes=(0, 0)) / w.sum()
@@ -128,7 +159,9 @@ class FaceTracker:
         coast_after: the frames a track must have been found in before it coasts (>= 1).
 
     Frames without a face still count: call :meth:`update` with no boxes, and every track's frames weigh less
-    as time passes. Matching is greedy (the best overlap first, then the nearest centre), which is what
+    as time passes. A tracker follows one stream at a time, frame after frame: its tracks go on into whatever
+    frames it is given next, so call :meth:`reset` (or make a new tracker) before a new, unrelated video.
+    Matching is greedy (the best overlap first, then the nearest centre), which is what
     crowds of separate faces need; faces that cross each other may swap tracks.
     """
 
@@ -139,7 +172,7 @@ class FaceTracker:
         self.half_life = check_half_life(half_life)
         self.aggregate = _check_aggregate(aggregate)
         self.min_iou = _fraction("min_iou", min_iou)
-        if isinstance(max_shift, bool) or not isinstance(max_shift, (int, float)) or not 0 <= max_shift < math.inf:
+        if isinstance(max_shift, bool) or not isinstance(max_shift, _NUMBERS) or not 0 <= max_shift < math.inf:
             raise InputError(f"max_shift={max_shift!r}; expected a number of face sides >= 0")
         self.max_shift = float(max_shift)
         if isinstance(max_missed, bool) or not isinstance(max_missed, (int, np.integer)) or max_missed < 0:
@@ -201,20 +234,22 @@ class FaceTracker:
             this frame included, in the order of ``boxes``.
 
         Raises:
-            InputError: shapes that do not match, boxes or probabilities that are not finite, a class count
-                other than the tracks' own.
+            InputError: shapes that do not match, boxes or probabilities that are not finite, rows that are not
+                probabilities (negative values, a sum other than 1), a class count other than the tracks' own, a
+                box marked not detected that :meth:`coasting` did not give. The tracks are left as they were.
         """
         b, p = self._check(boxes, probs)
         found = np.ones(len(b), dtype=bool) if detected is None else np.asarray(detected, dtype=bool).reshape(-1)
         if len(found) != len(b):
             raise InputError(f"detected has {len(found)} entries; expected one per box ({len(b)})")
         coasted: dict[int, int] = {}  # face index -> track index, for the faces the detector missed
-        for i in np.flatnonzero(~found):
+        for k in np.flatnonzero(~found).tolist():
             j = next((j for j, tr in enumerate(self._tracks) if j not in coasted.values()
-                      and np.array_equal(tr.box, b[i]) and self._coasts(tr)), None)
+                      and np.array_equal(tr.box, b[k]) and self._coasts(tr)), None)
             if j is None:
-                raise InputError(f"box {i} is marked not detected but is none of coasting()'s boxes for this frame")
-            coasted[int(i)] = j
+                raise InputError(f"box {k} is marked not detected but is none of coasting()'s boxes for this frame; "
+                                 "expected detected=False only for the boxes coasting() returned, each once")
+            coasted[k] = j
         for tr in self._tracks:  # a frame passes for every track, seen or not
             tr.num *= self._decay
             tr.den *= self._decay
@@ -252,7 +287,11 @@ class FaceTracker:
 
     @staticmethod
     def _boxes(boxes: Any) -> np.ndarray:
-        b = np.asarray(boxes, dtype=np.float64)
+        try:
+            b = np.asarray(boxes, dtype=np.float64)
+        except (TypeError, ValueError) as exc:  # rows of other lengths, text
+            raise InputError(f"boxes could not be read as numbers ({exc}); expected (N, 4) boxes (x0, y0, x1, y1)") \
+                from exc
         if b.size == 0:
             return b.reshape(0, 4)
         if b.ndim != 2 or b.shape[1] != 4:
@@ -263,17 +302,27 @@ class FaceTracker:
 
     def _check(self, boxes: Any, probs: Any) -> Tuple[np.ndarray, np.ndarray]:
         b = self._boxes(boxes)
-        p = np.asarray(probs, dtype=np.float64)
+        try:
+            p = np.asarray(probs, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"probs could not be read as numbers ({exc}); expected ({len(b)}, num_classes)") from exc
+        classes = len(self._tracks[0].num) if self._tracks else None
         if b.size == 0 and p.size == 0:
-            return b, p.reshape(0, p.shape[-1] if p.ndim == 2 else 0)
+            given = p.shape[-1] if p.ndim == 2 else 0
+            if classes is not None and given not in (0, classes):
+                raise InputError(f"probs has {given} classes; expected {classes}, the tracks' own (a new stream "
+                                 "with other classes: call reset() first)")
+            return b, p.reshape(0, given or (classes or 0))
         if p.ndim != 2 or len(p) != len(b):
             raise InputError(f"probs has shape {p.shape}; expected ({len(b)}, num_classes), one row per box")
-        if not (np.isfinite(b).all() and np.isfinite(p).all()):
-            raise InputError("boxes and probs must be finite (a NaN or inf was given)")
+        if not np.isfinite(b).all():
+            raise InputError("boxes must be finite (a NaN or inf was given)")
+        _check_probs(p)
         if ((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])).any():
             raise InputError("a box has x1 <= x0 or y1 <= y0; expected (x0, y0, x1, y1) with positive size")
-        if self._tracks and p.shape[1] != len(self._tracks[0].num):
-            raise InputError(f"probs has {p.shape[1]} classes; the tracks so far have {len(self._tracks[0].num)}")
+        if classes is not None and p.shape[1] != classes:
+            raise InputError(f"probs has {p.shape[1]} classes; expected {classes}, the tracks' own (a new stream "
+                             "with other classes: call reset() first)")
         return b, p
 
     def _match(self, b: np.ndarray, among: Any = None) -> dict[int, int]:
@@ -314,7 +363,7 @@ class FaceTracker:
 
 
 def _fraction(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+    if isinstance(value, bool) or not isinstance(value, _NUMBERS) or not 0 < value <= 1:
         raise InputError(f"{name}={value!r}; expected a number in (0, 1]")
     return float(value)
 

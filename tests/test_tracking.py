@@ -335,3 +335,125 @@ def test_no_coasting_over_a_detection_and_coast_after_counts_detections() -> Non
     assert late.coasting([]).shape == (1, 4)
     with pytest.raises(InputError, match="coast_after"):
         FaceTracker(coast_after=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Review fixes (each test failed before its fix)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("boxes", [[[0, 0, 10, 10], [1, 2, 3]], [(0, 0, 10, "a")]])
+def test_boxes_that_are_not_numbers_are_an_input_error(boxes: object) -> None:
+    tracker = FaceTracker()
+    with pytest.raises(InputError, match=r"\(N, 4\)"):
+        tracker.update(boxes, np.full((len(boxes), 2), 0.5))  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"\(N, 4\)"):
+        tracker.coasting(boxes)
+    assert tracker.n_tracks == 0
+
+
+@pytest.mark.parametrize("rows", [[[0.0, 0.0]], [[-1.0, 2.0]], [[-3.0, -5.0]], [[0.9, 0.9]]])
+def test_rows_that_are_not_probabilities_are_refused_not_turned_into_nan(rows: list) -> None:
+    # a row of zeros gave NaN "probabilities" (and NaN in fsrfer-crowd's JSON); logits or negative values gave
+    # numbers outside [0, 1] or a mean of logits passed off as probabilities
+    tracker = FaceTracker()
+    with pytest.raises(InputError, match="sum to 1"):
+        tracker.update([_box(0, 0)], _probs(*rows))
+    assert tracker.n_tracks == 0
+    with pytest.raises(InputError, match="sum to 1"):
+        smooth_sequence(np.asarray(rows, dtype=np.float64)[None])
+    with pytest.raises(InputError, match="finite"):
+        smooth_sequence(np.array([[[math.nan, 0.5]]]))
+    # probabilities rounded to 4 decimals (as in the JSON) or float32 softmax rows are fine
+    tracker.update([_box(0, 0)], np.array([[0.1429] * 6 + [0.1426]], dtype=np.float32))
+
+
+def test_numpy_numbers_are_accepted_for_every_option() -> None:
+    tracker = FaceTracker(np.float32(2), min_iou=np.float32(0.3), max_shift=np.float32(1), max_missed=np.int64(5),
+                          coast=np.int32(1), coast_after=np.int16(2))
+    assert (tracker.min_iou, tracker.max_shift, tracker.max_missed, tracker.coast) == (pytest.approx(0.3), 1.0, 5, 1)
+    with pytest.raises(InputError, match="half_life"):
+        FaceTracker(10 ** 400)  # an int too large for a float: an InputError, not OverflowError
+
+
+def test_an_empty_frame_gives_probabilities_with_the_tracks_class_count() -> None:
+    tracker = FaceTracker()
+    ids, mean = tracker.update([], [])
+    assert ids.shape == (0,) and mean.shape == (0, 0)  # no tracks yet: nothing to know the classes from
+    tracker.update([_box(0, 0)], _probs([0.2, 0.3, 0.5]))
+    ids, mean = tracker.update([], [])
+    assert ids.shape == (0,) and mean.shape == (0, 3) and mean.dtype == np.float32
+    with pytest.raises(InputError, match="2 classes; expected 3"):
+        tracker.update(np.zeros((0, 4)), np.zeros((0, 2)))
+
+
+def test_a_class_count_change_is_refused_with_what_to_do() -> None:
+    tracker = FaceTracker()
+    tracker.update([_box(0, 0)], _probs([0.5, 0.5]))
+    with pytest.raises(InputError, match=r"expected 2\b.*reset\(\)"):
+        tracker.update([_box(50, 50)], _probs([0.2, 0.3, 0.5]))
+
+
+def test_cli_half_life_messages_name_the_option_as_typed() -> None:
+    from fsrfer_edge.tracking import check_half_life
+
+    with pytest.raises(InputError) as info:
+        check_half_life(0.0, "--half-life")
+    assert str(info.value).startswith("--half-life 0.0;") and "math.inf" not in str(info.value) \
+        and "inf" in str(info.value)
+    with pytest.raises(InputError, match=r"^half_life=0;.*math\.inf"):
+        check_half_life(0)
+
+
+def test_a_stream_takes_a_numpy_bool_for_track_and_tracks_a_numpy_camera_index_by_default(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from fsrfer_edge import crowd
+    from fsrfer_edge.crowd import CrowdAnalyzer
+
+    analyzer = CrowdAnalyzer.__new__(CrowdAnalyzer)  # no model needed: only how the stream is set up is looked at
+    analyzer._closed = False
+    made: list = []
+    monkeypatch.setattr(CrowdAnalyzer, "_stream", lambda self, source, pipeline, max_frames, tracker:
+                        made.append(tracker) or iter(()))
+    frames = [np.zeros((8, 8, 3), np.uint8)]
+    analyzer.analyze_stream(frames, track=np.bool_(True))
+    analyzer.analyze_stream(frames, track=np.bool_(False))
+    assert isinstance(made[0], FaceTracker) and made[1] is None
+    video = crowd.VideoFrames.__new__(crowd.VideoFrames)  # an opened video file or camera (video_frames())
+    for source in ("a.mp4", Path("a.mp4"), 0, np.int64(0), np.int32(1), video):
+        made.clear()
+        analyzer.analyze_stream(source)
+        assert isinstance(made[0], FaceTracker), f"{type(source).__name__} is a video or a camera: tracked"
+    made.clear()
+    analyzer.analyze_stream(frames)
+    assert made == [None]
+    with pytest.raises(InputError, match="track=1; expected True, False, None"):
+        analyzer.analyze_stream(frames, track=1)  # type: ignore[arg-type]
+
+
+def test_crowd_cli_writes_valid_json_with_an_infinite_half_life_and_draws_the_tracks_labels(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from _video import write_video
+
+    from fsrfer_edge import crowd_bench, crowd_cli
+
+    pool = crowd_bench.public_domain_faces()
+    scene = crowd_bench.make_scene(pool, seed=3, n_faces=4, size=(160, 200), face_range=(20, 36))
+    video = write_video(tmp_path / "in.avi", [scene.image] * 3)
+    drawn: list = []
+    annotate = crowd_cli.annotate
+    monkeypatch.setattr(crowd_cli, "annotate", lambda frame, result, *a: drawn.append(
+        [(f.track_id, f.label) for f in result.faces]) or annotate(frame, result, *a))
+    js = tmp_path / "res.json"
+    assert crowd_cli.main([str(video), "--out", str(tmp_path / "out.avi"), "--json", str(js), "--min-face", "16",
+                           "--half-life", "inf"]) == 0
+    text = js.read_text()
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    doc = json.loads(text, parse_constant=refuse)  # no Infinity / NaN
+    assert doc["tracking"] == {"half_life": None, "aggregate": "probs"}  # null: a plain mean of every frame
+    assert drawn == [[(f["track_id"], f["label"]) for f in fr["faces"]] for fr in doc["frames"]] and drawn[0]
