@@ -190,6 +190,58 @@ def summarize(faces: Sequence[FaceResult], classes: Sequence[str]) -> CrowdSumma
     return CrowdSummary(len(faces), counts, mean_probs)
 
 
+class TrackLog:
+    """Each tracked face over a whole stream: the frames it was seen in and its expression over all of them.
+
+    Feed it every :class:`CrowdResult` of a tracked stream (``analyze_stream`` on a video or camera)::
+
+        log = TrackLog(crowd.classes)
+        for r in crowd.analyze_stream("classroom.mp4"):
+            log.add(r)
+        for t in log.to_list():            # one entry per person followed
+            print(t["track_id"], t["frames"], t["label"])
+
+    A track's ``probs`` is the plain mean of its frames' own probabilities (``frame_probs``), every frame alike:
+    its expression over its whole appearance, not the recent mean that labels it frame by frame. Faces of an
+    untracked stream (no ``track_id``) are not counted.
+    """
+
+    def __init__(self, classes: Sequence[str]) -> None:
+        self.classes = tuple(classes)
+        self._tracks: dict[int, dict[str, Any]] = {}
+
+    def add(self, result: CrowdResult) -> None:
+        """Count ``result``'s tracked faces."""
+        for f in result.faces:
+            if f.track_id is None:
+                continue
+            probs = np.asarray(f.frame_probs if f.frame_probs is not None else f.probs, dtype=np.float64)
+            t = self._tracks.get(f.track_id)
+            if t is None:
+                t = self._tracks[f.track_id] = {"first": result.frame_index, "frames": 0, "coasted": 0,
+                                                "sum": np.zeros(len(probs)), "size": 0.0}
+            t["last"] = result.frame_index
+            t["frames"] += 1
+            t["coasted"] += 0 if f.detected else 1
+            t["sum"] = t["sum"] + probs
+            t["size"] += f.size_px
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """JSON-able, one dict per track in order of first appearance: ``track_id``, ``first_frame``,
+        ``last_frame``, ``frames`` (frames it was reported in, coasted ones included), ``coasted_frames``,
+        ``mean_size_px``, ``label`` and ``probs`` (the mean over its frames)."""
+        out = []
+        for tid, t in sorted(self._tracks.items(), key=lambda kv: (kv[1]["first"], kv[0])):
+            mean = t["sum"] / t["frames"]
+            out.append({"track_id": tid, "first_frame": t["first"], "last_frame": t["last"], "frames": t["frames"],
+                        "coasted_frames": t["coasted"], "mean_size_px": round(t["size"] / t["frames"], 2),
+                        "label": self.classes[int(np.argmax(mean))], "probs": _rounded(self.classes, mean)})
+        return out
+
+
 def square_box(box: Sequence[float], margin: float) -> tuple[int, int, int, int]:
     """Integer square (x0, y0, x1, y1) centred on ``box``, its side the box's larger side grown by
     ``margin`` of it on each side (at least 1 pixel); it may extend past the frame."""

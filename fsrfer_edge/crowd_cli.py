@@ -29,8 +29,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .crowd import (DEFAULT_MIN_FACE, DEFAULT_TRACK, MARGINS, CrowdAnalyzer, CrowdResult, VideoFrames, check_margin,
-                    video_frames)
+from .crowd import (DEFAULT_MIN_FACE, DEFAULT_TRACK, MARGINS, CrowdAnalyzer, CrowdResult, TrackLog, VideoFrames,
+                    check_margin, video_frames)
 from .detection import DEFAULT_SCORES, DETECTORS, MAX_FRAME_PIXELS, create_detector
 from .detection.frames import (
     is_image_file,
@@ -239,7 +239,9 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
     """Analyse a video file or a camera (``source``: a path or a camera index) and write the annotated video.
 
     ``track`` follows faces over frames and labels each with its track's mean answer
-    (``CrowdAnalyzer.analyze_stream``); the JSON's faces then carry ``track_id`` and their frame's own answer.
+    (``CrowdAnalyzer.analyze_stream``); the JSON's faces then carry ``track_id`` and their frame's own answer,
+    and ``"tracks"`` lists each face followed, with its frames and its expression over them (:class:`TrackLog`;
+    None without tracking).
 
     A set ``stop`` ends the run after the frame in hand, keeping the frames so far (``"interrupted": true``):
     how Ctrl-C ends a camera recording (:func:`ctrl_c_sets`). ``"truncated"`` says whether a video file
@@ -252,10 +254,12 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
         writer = AtomicVideoWriter(out, video.fps)
         frames: list[dict[str, Any]] = []
         totals: dict[str, int] = {c: 0 for c in analyzer.classes}
+        tracks = TrackLog(analyzer.classes)
         try:
             for frame, result in _with_frames(analyzer, video, max_frames, track):
                 writer.write(annotate(frame, result, scale, labels))
                 frames.append(result.to_dict())
+                tracks.add(result)
                 for c, n in result.summary.counts.items():
                     totals[c] += n
                 logger.info("frame %d: %d faces", result.frame_index, result.summary.n_faces)
@@ -267,9 +271,10 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
             raise
     finally:
         video.close()
+    tracked = track is not False
     return {"frames": frames, "n_frames": len(frames), "fps": writer.fps, "face_counts_all_frames": totals,
-            "frames_in_header": video.frames_in_header, "truncated": video.truncated,
-            "interrupted": stop is not None and stop.is_set()}
+            "tracks": tracks.to_list() if tracked else None, "frames_in_header": video.frames_in_header,
+            "truncated": video.truncated, "interrupted": stop is not None and stop.is_set()}
 
 
 def _with_frames(analyzer: CrowdAnalyzer, video: VideoFrames, max_frames: Optional[int],
@@ -388,8 +393,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 doc = run_video(analyzer, args.input, args.out, args.scale, not args.no_labels, args.max_frames,
                                 stop, tracker if tracker is not None else False)
                 doc["tracking"] = tracking_json(tracker)
-                message = f"{doc['n_frames']} frames, faces per class over all frames: " + ", ".join(
-                    f"{c} {n}" for c, n in doc["face_counts_all_frames"].items() if n)
+                message = f"{doc['n_frames']} frames" + (
+                    "" if doc["tracks"] is None else f", {len(doc['tracks'])} faces followed") + \
+                    ", faces per class over all frames: " + ", ".join(
+                        f"{c} {n}" for c, n in doc["face_counts_all_frames"].items() if n)
             doc.update({"input": args.input, "detector": repr(det), "model": str(rec.model_path),
                         "sessions": getattr(rec.backend, "sessions", 1)})
             if args.json is not None:

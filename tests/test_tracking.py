@@ -457,3 +457,50 @@ def test_crowd_cli_writes_valid_json_with_an_infinite_half_life_and_draws_the_tr
     doc = json.loads(text, parse_constant=refuse)  # no Infinity / NaN
     assert doc["tracking"] == {"half_life": None, "aggregate": "probs"}  # null: a plain mean of every frame
     assert drawn == [[(f["track_id"], f["label"]) for f in fr["faces"]] for fr in doc["frames"]] and drawn[0]
+
+
+def test_track_log_gives_each_face_its_frames_and_its_mean_over_them() -> None:
+    from fsrfer_edge.crowd import CrowdResult, FaceResult, TrackLog, summarize
+
+    classes = ("a", "b")
+
+    def frame(i: int, faces: list[tuple[int, list[float], bool]]) -> CrowdResult:
+        fs = [FaceResult((0.0, 0.0, 10.0, 10.0), 0.9, 10.0 + i, "a", 0, np.array([0.5, 0.5]), track_id=tid,
+                         frame_probs=np.array(p), detected=det) for tid, p, det in faces]
+        return CrowdResult(tuple(fs), summarize(fs, classes), classes, (20, 20), i)
+
+    log = TrackLog(classes)
+    log.add(frame(0, [(7, [0.9, 0.1], True)]))
+    log.add(frame(1, [(7, [0.6, 0.4], True), (3, [0.2, 0.8], True)]))
+    log.add(frame(2, [(7, [0.0, 1.0], False)]))
+    untracked = FaceResult((0.0, 0.0, 1.0, 1.0), 0.9, 1.0, "a", 0, np.array([1.0, 0.0]))
+    log.add(CrowdResult((untracked,), summarize([untracked], classes), classes, (5, 5), 3))
+    out = log.to_list()
+    assert len(log) == 2 and [t["track_id"] for t in out] == [7, 3]  # in order of first appearance
+    seven = out[0]
+    assert (seven["first_frame"], seven["last_frame"], seven["frames"], seven["coasted_frames"]) == (0, 2, 3, 1)
+    assert seven["probs"] == {"a": 0.5, "b": 0.5} and seven["mean_size_px"] == 11.0
+    assert out[1]["label"] == "b" and out[1]["frames"] == 1
+
+
+def test_crowd_cli_lists_the_faces_it_followed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from _video import write_video
+
+    from fsrfer_edge import crowd_bench, crowd_cli
+
+    scene = crowd_bench.make_scene(crowd_bench.public_domain_faces(), seed=3, n_faces=4, size=(160, 200),
+                                   face_range=(20, 36))
+    video = write_video(tmp_path / "in.avi", [scene.image] * 3)
+    js = tmp_path / "res.json"
+    assert crowd_cli.main([str(video), "--out", str(tmp_path / "out.avi"), "--json", str(js), "--min-face", "16"]) == 0
+    doc = json.loads(js.read_text())
+    ids = {f["track_id"] for fr in doc["frames"] for f in fr["faces"]}
+    assert {t["track_id"] for t in doc["tracks"]} == ids and ids
+    assert all(t["frames"] == 3 and t["first_frame"] == 0 and t["last_frame"] == 2 for t in doc["tracks"])
+    assert crowd_cli.main([str(video), "--out", str(tmp_path / "out.avi"), "--json", str(js), "--min-face", "16",
+                           "--no-track"]) == 0
+    assert json.loads(js.read_text())["tracks"] is None
