@@ -504,3 +504,12 @@ def test_crowd_cli_lists_the_faces_it_followed(tmp_path) -> None:  # type: ignor
     assert crowd_cli.main([str(video), "--out", str(tmp_path / "out.avi"), "--json", str(js), "--min-face", "16",
                            "--no-track"]) == 0
     assert json.loads(js.read_text())["tracks"] is None
+
+
+def test_with_half_life_2_a_changed_expression_takes_the_label_at_its_second_frame() -> None:
+    # docs: "with half_life 2 a changed expression takes over the label within about two to three frames"
+    tracker = FaceTracker(half_life=2.0)
+    for _ in range(30):  # a long, steady expression
+        tracker.update([_box(0, 0)], _probs([0.9, 0.1]))
+    labels = [int(np.argmax(tracker.update([_box(0, 0)], _probs([0.1, 0.9]))[1][0])) for _ in range(3)]
+    assert labels == [0, 1, 1]
