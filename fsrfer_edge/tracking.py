@@ -315,8 +315,6 @@ class FaceTracker:
             return b, p.reshape(0, given or (classes or 0))
         if p.ndim != 2 or len(p) != len(b):
             raise InputError(f"probs has shape {p.shape}; expected ({len(b)}, num_classes), one row per box")
-        if not np.isfinite(b).all():
-            raise InputError("boxes must be finite (a NaN or inf was given)")
         _check_probs(p)
         if ((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])).any():
             raise InputError("a box has x1 <= x0 or y1 <= y0; expected (x0, y0, x1, y1) with positive size")
