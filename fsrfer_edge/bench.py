@@ -7,7 +7,8 @@ Everything is measured through :class:`~fsrfer_edge.recognizer.Recognizer` (what
 - SDK overhead at one batch size (64, or the one a model with a fixed batch size takes): ``rec.predict``
   on faces already at the input size against a bare ``onnxruntime.InferenceSession.run`` on the same
   prepared tensor, with the same session options, in interleaved repetitions (ONNX Runtime models only);
-- with ``--data``, accuracy for each down-sampling factor on the data set's ``test`` split.
+- with ``--data``, accuracy for each down-sampling factor on the data set's ``test`` split, on the same backend,
+  scored as ``fsrfer-eval`` scores it (its ``resized`` protocol: no SDK crop corrections; :func:`protocol_inputs`).
 
 Example::
 
@@ -33,16 +34,22 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from . import __version__
+from .engine_cache import sidecar_path
 from .fileio import check_distinct_files, check_output_path, sha256_file, write_json
-from .errors import CliParser, FsrferError, InputError, one_line
-from .ferplus import LABEL_SETS, LabelledFaces, load_labelled_faces
-from .preprocessing import FACTORS, degrade, resize
-from .recognizer import Recognizer, resolve_model_path
+from .errors import CliParser, FsrferError, InputError, one_line, sigterm_interrupts
+from .ferplus import FERPLUS_FILE, LABEL_SETS, LabelledFaces, load_labelled_faces
+from .preprocessing import FACTORS, Corrections, degrade, resize
+from .recognizer import ENGINE_SUFFIXES, Recognizer, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
 SCHEMA = "fsrfer-bench/1"
 OVERHEAD_TARGET_PCT = 10.0
+#: The largest batch size the command line takes (--batch-sizes, --overhead-batch): far above any edge batch,
+#: far below one whose random faces alone would not fit in memory (1e8 faces died of a MemoryError traceback).
+MAX_BATCH_SIZE = 4096
+#: ONNX Runtime's bound on intra-op threads (as ``Recognizer(threads=)`` checks it).
+MAX_THREADS = 1024
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,19 +165,34 @@ def load_eval_data(path: Union[str, os.PathLike[str]], labels: Optional[str] = N
     return load_labelled_faces(path, labels, split="test")
 
 
+def protocol_inputs(rec: Recognizer, lr: np.ndarray) -> np.ndarray:
+    """The model input for faces already degraded and resized back (``lr``, float pixels in [0, 255]), as
+    ``fsrfer-eval`` makes it (its ``resized`` protocol, the result tables'): resized to the input size where they
+    are not at it, and normalised (rounded to uint8 for a graph that takes raw pixels), with none of the SDK's crop
+    corrections (:class:`~fsrfer_edge.preprocessing.Corrections`). Those are for crops an app passes; on these
+    faces they would fire on the protocol's own resizing (a smooth face read as one an app enlarged, a dim face
+    raised to the contrast floor) and move the scores away from fsrfer-eval's and the README's tables."""
+    pre = rec.info.preprocessing
+    pixels = pre.to_pixels(lr, raise_low_contrast=False, corrections=Corrections.none())
+    if rec.info.input_dtype == "uint8":
+        return np.rint(pixels).astype(np.uint8)
+    return pre.normalize(pixels, in_place=True)
+
+
 def measure_accuracy(rec: Recognizer, images: np.ndarray, labels: np.ndarray,
                      factors: Sequence[int] = FACTORS, chunk: int = 512) -> dict[str, float]:
-    """Top-1 accuracy per down-sampling factor, through the SDK.
+    """Top-1 accuracy per down-sampling factor, on the Recognizer's backend, scored as ``fsrfer-eval`` scores it.
 
     Each face is degraded with :func:`~fsrfer_edge.preprocessing.degrade` (down by the factor, back
-    up to its size), clipped to [0, 255] and recognised with ``rec.prepare`` + ``rec.predict_logits``.
+    up to its size), clipped to [0, 255], made into the model input by :func:`protocol_inputs` and recognised
+    with ``rec.predict_logits``.
     """
     out: dict[str, float] = {}
     for f in factors:
         correct = 0
         for i in range(0, len(images), chunk):
             lr = np.clip(degrade(images[i:i + chunk], int(f)), 0.0, 255.0)
-            pred = rec.predict_logits(rec.prepare(lr)).argmax(axis=1)
+            pred = rec.predict_logits(protocol_inputs(rec, lr)).argmax(axis=1)
             correct += int((pred == labels[i:i + chunk]).sum())
         out[str(f)] = correct / max(1, len(images))
         logger.info("accuracy x%d: %.4f", f, out[str(f)])
@@ -309,6 +331,7 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
         accuracy: Optional[dict[str, Any]] = None
         if faces is not None:
             accuracy = {"data": str(data), "split": faces.split, "labels": faces.label_set, "n": int(len(faces.labels)),
+                        "protocol": "resized", "corrections": "none",  # fsrfer-eval's (protocol_inputs)
                         "per_factor": measure_accuracy(rec, faces.images, faces.labels, factors)}
         doc = {
             "schema": SCHEMA,
@@ -338,13 +361,26 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
 # CLI
 # ---------------------------------------------------------------------------------------------
 def parse_int_list(text: str) -> list[int]:
-    """``"1,8,32"`` -> ``[1, 8, 32]``; for argparse (raises ArgumentTypeError on bad input)."""
+    """``"1,8,32"`` -> ``[1, 8, 32]``; for argparse (raises ArgumentTypeError on bad input: not integers, none,
+    one below 1, or one listed twice)."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers, e.g. 1,8,32") from None
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"{text!r}: expected integers >= 1, e.g. 1,8,32")
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:  # a batch size timed twice, or a factor scored twice, is a typo: say so rather than run it
+        raise argparse.ArgumentTypeError(f"{text!r} lists {', '.join(map(str, twice))} more than once; expected "
+                                         "distinct integers, e.g. 1,8,32")
+    return values
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """:func:`parse_int_list` of batch sizes, each at most :data:`MAX_BATCH_SIZE`."""
+    values = parse_int_list(text)
+    if max(values) > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected batch sizes from 1 to {MAX_BATCH_SIZE}, e.g. 1,8,32")
     return values
 
 
@@ -356,15 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "on what else the machine runs: the 1-minute load average is recorded and a busy machine is "
                     "reported.")
     p.add_argument("--model", help="exported model: .onnx, or a TensorRT .engine/.plan (default: the shipped default model)")
-    p.add_argument("--batch-sizes", type=parse_int_list, default=[1, 8, 32, 128], metavar="N,N,...",
-                   help="batch sizes to time, comma-separated (default: 1,8,32,128)")
+    p.add_argument("--batch-sizes", type=parse_batch_sizes, default=[1, 8, 32, 128], metavar="N,N,...",
+                   help=f"batch sizes to time, comma-separated, each 1 to {MAX_BATCH_SIZE} (default: 1,8,32,128)")
     p.add_argument("--data", default=None, metavar="NPZ",
                    help="npz with images (N,48,48) uint8, labels (N,) and optional split (uses 'test'): per-factor accuracy")
     p.add_argument("--labels", choices=LABEL_SETS, default=None,
                    help="label set of --data: ferplus (FER+, joined from ferplus_labels.npz beside the data) or "
                         "fer2013 (the original labels); default: ferplus when that file is there, as fsrfer-eval")
-    p.add_argument("--factors", type=parse_int_list, default=list(FACTORS), metavar="F,F,...",
-                   help="down-sampling factors for --data (default: 1,2,3,4,6,8)")
+    p.add_argument("--factors", type=parse_int_list, default=None, metavar="F,F,...",
+                   help="down-sampling factors for --data (default: " + ",".join(map(str, FACTORS)) + ")")
     p.add_argument("--warmup", type=int, default=5, help="untimed calls before each batch size (default: 5)")
     p.add_argument("--iters", type=int, default=50, help="timed calls per batch size (default: 50)")
     p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto", help="default: auto")
@@ -384,19 +420,64 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse, before any work, option values argparse's types let through; each message names its option.
+
+    Raises:
+        InputError: the first bad option.
+    """
+    for flag, value, least in (("--warmup", args.warmup, 0), ("--iters", args.iters, 1), ("--device", args.device, 0)):
+        if value < least:
+            raise InputError(f"{flag} {value}; expected an integer >= {least}")
+    if args.overhead_reps < 1:
+        raise InputError(f"--overhead-reps {args.overhead_reps}; expected repetitions >= 1")
+    if not 0 <= args.overhead_batch <= MAX_BATCH_SIZE:
+        raise InputError(f"--overhead-batch {args.overhead_batch}; expected a batch >= 1 and at most {MAX_BATCH_SIZE}, "
+                         "or 0 to skip the measurement")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise InputError(f"--threads={args.threads}; expected an integer from 1 to {MAX_THREADS} (default: ONNX "
+                         "Runtime's, one per core)")
+    if args.sessions is not None and args.sessions < 1:
+        raise InputError(f"--sessions={args.sessions}; expected an integer >= 1")
+    if args.data is None:  # they only change the accuracy, which needs --data: dropping them silently misleads
+        for flag, value in (("--factors", args.factors), ("--labels", args.labels)):
+            if value is not None:
+                raise InputError(f"{flag} applies with --data (the accuracy per factor); add --data NPZ or drop {flag}")
+
+
+def input_files(model: Union[str, os.PathLike[str]], data: Optional[str],
+                labels: Optional[str]) -> list[tuple[str, Any]]:
+    """Every file the run reads, as ``(what, path)`` for :func:`check_distinct_files`: the model (and a TensorRT
+    engine's ``.json`` sidecar), the data, and the FER+ labels read beside it."""
+    files: list[tuple[str, Any]] = [("--model", model)]
+    if Path(model).suffix.lower() in ENGINE_SUFFIXES:
+        files.append(("the engine's sidecar", sidecar_path(model)))
+    files.append(("--data", data))
+    if data is not None and labels != "fer2013":
+        files.append(("the FER+ labels beside --data", Path(data).with_name(FERPLUS_FILE)))
+    return files
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``fsrfer-bench``; returns the process exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
-        check_output_path(args.json, "--json")
-        model = args.model if args.model is not None else resolve_model_path(None)
-        check_distinct_files([("--model", model), ("--data", args.data), ("--json", args.json)], inputs=2)
-        doc = run_bench(model, args.batch_sizes, data=args.data, factors=args.factors, warmup=args.warmup,
-                        iters=args.iters, backend=args.backend, providers=args.providers, threads=args.threads,
-                        device=args.device, overhead_batch=None if args.overhead_batch == 0 else args.overhead_batch,
-                        overhead_reps=args.overhead_reps, labels=args.labels, sessions=args.sessions)
-        out = write_json(args.json, doc)
+        with sigterm_interrupts():  # a stopped run cleans up after itself (atomic_write's temporary file)
+            check_options(args)
+            check_output_path(args.json, "--json")
+            model = args.model if args.model is not None else resolve_model_path(None)
+            inputs = input_files(model, args.data, args.labels)
+            check_distinct_files(inputs + [("--json", args.json)], inputs=len(inputs))
+            doc = run_bench(model, args.batch_sizes, data=args.data, factors=args.factors or FACTORS,
+                            warmup=args.warmup, iters=args.iters, backend=args.backend, providers=args.providers,
+                            threads=args.threads, device=args.device,
+                            overhead_batch=None if args.overhead_batch == 0 else args.overhead_batch,
+                            overhead_reps=args.overhead_reps, labels=args.labels, sessions=args.sessions)
+            out = write_json(args.json, doc)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
+        print("fsrfer-bench: interrupted; no results were written", file=sys.stderr)
+        return 130
     except FsrferError as exc:
         print(f"fsrfer-bench: error: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -431,6 +512,8 @@ def format_summary(doc: dict[str, Any]) -> str:
     if ov and "overhead_pct" in ov:
         lines.append(f"SDK overhead at batch {ov['batch_size']}: {ov['overhead_pct']:.1f} % (median of paired ratios), "
                      f"{ov['overhead_pct_min']:.1f} % (minima) (target < {ov['target_pct']:.0f} %)")
+    elif ov and "skipped" in ov:
+        lines.append(f"SDK overhead: not measured ({ov['skipped']})")
     acc = doc.get("accuracy")
     if acc:
         lines.append(f"accuracy on {acc['n']} {acc['split']} faces ({acc.get('labels', '?')} labels): " +

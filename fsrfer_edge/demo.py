@@ -14,27 +14,32 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from .crowd import DEFAULT_MIN_FACE, MARGIN_RANGE, check_margin, crop_face, default_margin
 from .crowd_cli import count_faces
-from .detection import DEFAULT_SCORES, DETECTORS, create_detector
+from .detection import DEFAULT_SCORES, DETECTORS, blazeface, create_detector, yunet
 from .detection.base import as_rgb_frame
 from .detection.frames import check_image_name, read_image, write_image
-from .errors import CliParser, FsrferError, InputError
+from .detection.pyramid import check_number
+from .errors import CliParser, FsrferError, InputError, one_line, sigterm_interrupts
 from .fileio import check_distinct_files, check_output_path, write_json
 from .preprocessing import degrade
-from .recognizer import Prediction, Recognizer
+from .recognizer import Prediction, Recognizer, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_FACTORS = (1, 2, 4, 8)
+#: ONNX Runtime's bound on intra-op threads (as ``Recognizer(threads=)`` checks it).
+MAX_THREADS = 1024
 SAMPLE_NAME = "astronaut"
 SAMPLE_SOURCE = "scikit-image skimage.data.astronaut() (NASA photograph, public domain)"
 
@@ -92,6 +97,7 @@ def run_demo(frame: np.ndarray, rec: Recognizer, detector: Any, factors: Sequenc
     bad = [f for f in factors if not isinstance(f, (int, np.integer)) or f < 1]
     if bad or not factors:
         raise InputError(f"factors {list(factors)}: expected integers >= 1, e.g. 1,2,4,8")
+    check_factors(factors, rec.info.preprocessing.input_size, f"factors {list(factors)}")  # before detecting
     frame = as_rgb_frame(frame)
     margin = default_margin(detector) if margin is None else check_margin(margin)
     t0 = time.perf_counter()
@@ -124,6 +130,19 @@ def run_demo(frame: np.ndarray, rec: Recognizer, detector: Any, factors: Sequenc
         )
         faces.append(DemoFace(tuple(float(v) for v in d.box), float(d.score), results))  # type: ignore[arg-type]
     return faces, timings
+
+
+def check_factors(factors: Sequence[int], input_size: int, what: str = "factors") -> None:
+    """Refuse a factor that leaves less than one pixel of the model's ``input_size`` faces (``what`` names the
+    factors in the message, e.g. ``"--factors 1,49"``).
+
+    Raises:
+        InputError: the first such factor.
+    """
+    for f in factors:
+        if f > input_size:
+            raise InputError(f"{what}: {f} leaves less than one pixel of the model's {input_size}x{input_size} input; "
+                             f"expected factors from 1 to {input_size}")
 
 
 def report_lines(faces: Sequence[DemoFace], timings: dict[str, Any], source: str, frame_shape: tuple[int, ...],
@@ -190,13 +209,45 @@ def faces_to_dict(faces: Sequence[DemoFace], timings: dict[str, Any], source: st
 
 
 def _factors(text: str) -> tuple[int, ...]:
+    """``--factors``'s type (argparse names the option in front of the message)."""
     try:
         vals = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--factors {text!r}: expected comma-separated integers, e.g. 1,2,4,8") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 1,2,4,8") from None
     if not vals or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"--factors {text!r}: expected integers >= 1, e.g. 1,2,4,8")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected integers >= 1, e.g. 1,2,4,8")
+    twice = sorted({v for v in vals if vals.count(v) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"{text!r} lists {', '.join(map(str, twice))} more than once; expected "
+                                         "distinct factors, e.g. 1,2,4,8")
     return vals
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse, before any work, option values argparse's types let through; each message names its option.
+
+    Raises:
+        InputError: the first bad option.
+    """
+    try:
+        check_image_name(args.out)
+    except InputError as exc:
+        raise InputError(f"--out {args.out}: {exc}") from None
+    if args.min_score is not None:
+        check_number("--min-score", args.min_score, 0.0, 1.0)
+    check_number("--min-face", args.min_face, 1.0)
+    if args.margin is not None:
+        check_margin(args.margin, "--margin")
+    if not 0 <= args.threads <= MAX_THREADS:
+        raise InputError(f"--threads={args.threads}; expected an integer from 0 to {MAX_THREADS} (0: ONNX Runtime's "
+                         "default)")
+    if args.sessions is not None and args.sessions < 1:
+        raise InputError(f"--sessions={args.sessions}; expected an integer >= 1")
+
+
+def detector_models() -> list[Path]:
+    """The shipped detectors' model files (read at call time: a test may point them elsewhere)."""
+    return [yunet.DEFAULT_YUNET, blazeface.DEFAULT_BLAZEFACE]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -223,38 +274,59 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          "(Recognizer(sessions=); faster for INT8 models on batches, not for one face)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    written: list[str] = []  # outputs of this run already in place, removed if it is interrupted before the end
     try:
-        check_output_path(check_image_name(args.out), "--out")  # refused before any work, as fsrfer-crowd does
-        if args.json:
-            check_output_path(args.json, "--json")
-        check_distinct_files([("the input", args.image), ("--out", args.out), ("--json", args.json or None)])
-        if args.margin is not None:
-            check_margin(args.margin, "--margin")
-        frame = as_rgb_frame(sample_image() if args.image is None else read_image(args.image))
-        source = SAMPLE_SOURCE if args.image is None else str(args.image)
-        with Recognizer(args.model, threads=args.threads or None, spinning=False, sessions=args.sessions) as rec, \
-                create_detector(args.detector, min_face=args.min_face, min_score=args.min_score) as det:
-            margin = default_margin(det) if args.margin is None else args.margin
-            faces, timings = run_demo(frame, rec, det, args.factors, margin)
-            name = det.name
-            settings = {"name": det.name, "min_score": getattr(det, "min_score", None),
-                        "min_face": getattr(det, "min_face", None), "margin": margin}
-            recognizer = {"backend": rec.backend.name, "model": str(rec.model_path),
-                          "sessions": getattr(rec.backend, "sessions", 1), "threads": getattr(rec.backend, "threads", None)}
-        for line in report_lines(faces, timings, source, frame.shape, name):
-            print(line)
-        if not faces:
-            print("no faces found; the PNG shows the image unannotated")
-        write_image(args.out, annotate(frame, faces))
-        print(f"wrote {args.out}")
-        if args.json:
-            write_json(args.json, dict(faces_to_dict(faces, timings, source), detector=settings,
-                                       recognizer=recognizer))
-            print(f"wrote {args.json}")
+        with sigterm_interrupts():  # a stopped run cleans up after itself, as after Ctrl-C
+            check_options(args)  # refused before any work, as fsrfer-crowd does
+            check_output_path(args.out, "--out")
+            if args.json:
+                check_output_path(args.json, "--json")
+            model = resolve_model_path(args.model)
+            inputs = [("the input", args.image), ("--model", model)] + [("the detector's model", m)
+                                                                        for m in detector_models()]
+            check_distinct_files(inputs + [("--out", args.out), ("--json", args.json or None)], inputs=len(inputs))
+            frame = as_rgb_frame(sample_image() if args.image is None else read_image(args.image))
+            source = SAMPLE_SOURCE if args.image is None else str(args.image)
+            with Recognizer(model, threads=args.threads or None, spinning=False, sessions=args.sessions) as rec:
+                check_factors(args.factors, rec.info.preprocessing.input_size,
+                              "--factors " + ",".join(map(str, args.factors)))  # before the detector runs
+                with create_detector(args.detector, min_face=args.min_face, min_score=args.min_score) as det:
+                    margin = default_margin(det) if args.margin is None else args.margin
+                    faces, timings = run_demo(frame, rec, det, args.factors, margin)
+                    name = det.name
+                    settings = {"name": det.name, "min_score": getattr(det, "min_score", None),
+                                "min_face": getattr(det, "min_face", None), "margin": margin}
+                recognizer = {"backend": rec.backend.name, "model": str(rec.model_path),
+                              "sessions": getattr(rec.backend, "sessions", 1),
+                              "threads": getattr(rec.backend, "threads", None)}
+            for line in report_lines(faces, timings, source, frame.shape, name):
+                print(line)
+            if not faces:
+                print("no faces found; the PNG shows the image unannotated")
+            write_image(args.out, annotate(frame, faces))
+            written.append(args.out)
+            print(f"wrote {args.out}")
+            if args.json:
+                write_json(args.json, dict(faces_to_dict(faces, timings, source), detector=settings,
+                                           recognizer=recognizer))
+                print(f"wrote {args.json}")
+            written.clear()  # the run is complete
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the outputs are all or nothing
+        _discard(written)
+        print("fsrfer-demo: interrupted; the partial output was discarded", file=sys.stderr)
+        return 130
     except FsrferError as exc:
-        print(f"fsrfer-demo: error: {exc}", file=sys.stderr)
+        _discard(written)
+        print(f"fsrfer-demo: error: {one_line(exc)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _discard(paths: Sequence[str]) -> None:
+    """Remove the outputs a failed or interrupted run already wrote (the image without its JSON)."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            Path(path).unlink()
 
 
 if __name__ == "__main__":

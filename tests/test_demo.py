@@ -169,3 +169,153 @@ def test_outputs_that_would_overwrite_the_image_or_each_other_are_refused(out, j
     err = capsys.readouterr().err
     assert err.startswith("fsrfer-demo: error: ") and words.format(tmp=tmp_path) in err
     assert ran == [] and img.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["in.png"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by an audit of fsrfer-demo as a user runs it (each failed before its fix)
+# ---------------------------------------------------------------------------------------------
+def _refuse_work(monkeypatch):
+    """Reading the image, opening the model or the detector fails the test: arguments are checked before."""
+    import fsrfer_edge.demo as demo
+
+    def fail(*a, **k):
+        raise AssertionError("work started before the arguments were checked")
+
+    for name in ("read_image", "sample_image", "Recognizer", "create_detector", "run_demo"):
+        monkeypatch.setattr(demo, name, fail)
+
+
+def _no_faces(monkeypatch):
+    import fsrfer_edge.demo as demo
+
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: ([], {"detect_ms": 0.0, "predict_ms": {}}))
+
+
+def test_outputs_over_the_model_are_refused(tmp_path, capsys, monkeypatch):
+    """--json naming the --model file replaced the model with the demo's JSON (and --out, an image named .onnx
+    being refused anyway, cannot)."""
+    model = tmp_path / "m.onnx"
+    model.write_bytes(Recognizer().model_path.read_bytes())
+    before = model.read_bytes()
+    _no_faces(monkeypatch)
+    img = _tiny_png(tmp_path / "in.png")
+    assert main([str(img), "--model", str(model), "--out", str(tmp_path / "o.png"), "--json", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert f"--json {model} is the same file as --model {model}" in err
+    assert model.read_bytes() == before and not (tmp_path / "o.png").exists()
+
+
+def test_outputs_over_the_detectors_model_are_refused(tmp_path, capsys, monkeypatch):
+    """The detector's model (the shipped yunet_n.onnx, read by default) is an input too."""
+    import fsrfer_edge.detection.yunet as yunet
+
+    victim = tmp_path / "yunet_n.onnx"
+    victim.write_bytes(yunet.DEFAULT_YUNET.read_bytes())
+    before = victim.read_bytes()
+    monkeypatch.setattr(yunet, "DEFAULT_YUNET", victim)  # the detector reads this copy
+    _no_faces(monkeypatch)
+    img = _tiny_png(tmp_path / "in.png")
+    assert main([str(img), "--detector", "yunet", "--out", str(tmp_path / "o.png"), "--json", str(victim)]) == 2
+    err = capsys.readouterr().err
+    assert "is the same file as the detector's model" in err
+    assert victim.read_bytes() == before
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--factors", "1,4,1"], "argument --factors: '1,4,1' lists 1 more than once"),
+    (["--factors", ","], "argument --factors: ',': expected integers >= 1"),
+    (["--min-score", "2"], "--min-score=2.0; expected a number in [0.0, 1.0]"),
+    (["--min-score", "nan"], "--min-score=nan; expected a number in [0.0, 1.0]"),
+    (["--min-face", "0"], "--min-face=0.0; expected a number in [1.0, inf]"),
+    (["--min-face", "inf"], "--min-face=inf; expected a number in [1.0, inf]"),
+    (["--threads", "-1"], "--threads=-1; expected an integer from 0 to 1024"),
+    (["--sessions", "0"], "--sessions=0; expected an integer >= 1"),
+    (["--out", "OUT/o.gif"], "--out OUT/o.gif: cannot write an image named o.gif; expected a .png"),
+])
+def test_bad_options_are_refused_before_any_work_naming_the_option(argv, words, tmp_path, capsys, monkeypatch):
+    """--min-score, --min-face, --threads and --sessions were checked only after the image was read and the
+    model loaded; duplicate factors ran twice; --factors's and --out's messages named the option twice or not."""
+    _refuse_work(monkeypatch)
+    img = _tiny_png(tmp_path / "in.png")
+    argv = [a.replace("OUT", str(tmp_path)) for a in [str(img), "--out", str(tmp_path / "o.png"), *argv]]
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert words.replace("OUT", str(tmp_path)) in err, err
+    assert [p.name for p in tmp_path.iterdir()] == ["in.png"]
+
+
+def test_a_factor_too_large_for_the_model_is_refused_before_detection(rec, tmp_path, capsys, monkeypatch):
+    """--factors 49 on a 48 px model was refused only after the detector had run, as 'down-sample factor'."""
+    import fsrfer_edge.demo as demo
+
+    def fail(*a, **k):
+        raise AssertionError("the detector ran before the factors were checked")
+
+    monkeypatch.setattr(demo, "create_detector", fail)
+    img = _tiny_png(tmp_path / "in.png")
+    assert main([str(img), "--out", str(tmp_path / "o.png"), "--factors", "1,49"]) == 2
+    err = capsys.readouterr().err
+    assert "--factors 1,49: 49 leaves less than one pixel of the model's 48x48 input; expected factors from 1 to 48" \
+        in err
+    with pytest.raises(InputError, match="expected factors from 1 to 48"):
+        run_demo(np.zeros((64, 64, 3), np.uint8), rec, FixedBoxes([]), (1, 49))
+
+
+def test_an_error_is_one_line_even_when_its_message_is_not(tmp_path, capsys):
+    """fsrfer-demo printed exception texts as they were: a path with a newline made two error lines."""
+    assert main([str(tmp_path / "my\nphoto.png"), "--out", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("fsrfer-demo: error: "), err
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_interrupted_write_leaves_nothing_and_says_so(tmp_path, signame):
+    """SIGTERM during the image write left its hidden temporary file behind; Ctrl-C printed a traceback."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    res = tmp_path / "res"
+    res.mkdir()
+    img = _tiny_png(tmp_path / "in.png")
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        from fsrfer_edge import fileio
+        import fsrfer_edge.demo as m
+
+        def half_write(path, frame):
+            def write(f):
+                f.write(b"half a PNG")
+                f.flush()
+                os.kill(os.getpid(), {int(getattr(signal, signame))})
+                time.sleep(5)
+            return fileio.atomic_write(path, write)
+
+        m.write_image = half_write
+        m.run_demo = lambda *a, **k: ([], {{"detect_ms": 0.0, "predict_ms": {{}}}})
+        sys.exit(m.main([{str(img)!r}, "--out", {str(res / "o.png")!r}, "--json", {str(res / "o.json")!r}]))
+        """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, (proc.returncode, proc.stderr)
+    assert proc.stderr.strip().splitlines()[-1] == "fsrfer-demo: interrupted; the partial output was discarded"
+    assert list(res.iterdir()) == []
+
+
+def test_a_failed_json_write_does_not_leave_the_image_alone(tmp_path, capsys, monkeypatch):
+    """The annotated image was written first and stayed when writing --json then failed: half a result."""
+    import fsrfer_edge.demo as demo
+
+    def fail(path, doc):
+        raise InputError(f"cannot write {path} (No space left on device); choose another path")
+
+    _no_faces(monkeypatch)
+    monkeypatch.setattr(demo, "write_json", fail)
+    img = _tiny_png(tmp_path / "in.png")
+    assert main([str(img), "--out", str(tmp_path / "o.png"), "--json", str(tmp_path / "o.json")]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["in.png"]
