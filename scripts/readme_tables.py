@@ -475,7 +475,8 @@ def headline_table(doc: dict[str, Any]) -> str:
         f"- **Accuracy** of the shipped model (`fsrfer_edge/models/default.onnx`) on the {doc['n']} "
         f"{'FER+' if doc.get('labels') == 'ferplus' else 'FER2013'} {doc['split']} faces (`{Path(SOURCES['headline']).as_posix()}`): **{acc['1']:.2f}%** on {size}-pixel "
         f"faces, **{acc['4']:.2f}%** on {px('4')} faces, {acc['8']:.2f}% on {px('8')}.\n"
-        f"- **Speed** on ONNX Runtime, {bench['machine']['cpu_count']} CPU cores, {bench['threads']} threads "
+        f"- **Speed** on ONNX Runtime, {bench['machine']['cpu_count']} CPU cores, "
+        f"{str(bench['threads']) + ' threads' if bench['threads'] else 'its default threads'} "
         f"(`results/bench_cpu_fp32.json`, `fsrfer-bench`): {lat[1]['p50_ms']:.2f} ms for one face, "
         f"{lat[big]['throughput_fps']:.0f} faces/s in batches of {big}.\n"
     )
