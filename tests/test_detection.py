@@ -23,6 +23,7 @@ from fsrfer_edge.detection import (
     nms,
     weighted_nms,
 )
+from fsrfer_edge.detection.pyramid import PyramidDetector
 from fsrfer_edge.errors import BackendUnavailable, InputError, ModelError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,6 +128,242 @@ def test_create_detector_rejects_unknown_names_and_options() -> None:
         create_detector("yolo")
     with pytest.raises(InputError, match="ONNX detectors"):
         create_detector("opencv", model="x.onnx")
+
+
+def _greedy_clusters(boxes: np.ndarray, scores: np.ndarray, thr: float) -> list[np.ndarray]:
+    """The definition of greedy NMS, all pairs at once: the reference for nms, weighted_nms and drop_nested."""
+    order = np.argsort(-scores, kind="stable")
+    out = []
+    while order.size:
+        hit = box_iou(boxes[order[:1]], boxes[order])[0] > thr
+        hit[0] = True
+        out.append(order[hit])
+        order = order[~hit]
+    return out
+
+
+def _nested_reference(boxes: np.ndarray, scores: np.ndarray, max_cover: float) -> list[int]:
+    kept: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        b = boxes[i]
+        area = max((b[2] - b[0]) * (b[3] - b[1]), 1e-12)
+        if any(max(min(k[2], b[2]) - max(k[0], b[0]), 0) * max(min(k[3], b[3]) - max(k[1], b[1]), 0) / area > max_cover
+               for k in boxes[kept]):
+            continue
+        kept.append(int(i))
+    return kept
+
+
+def _crowd_of_boxes(rng: np.random.Generator, n: int, extent: float = 400.0) -> tuple[np.ndarray, np.ndarray]:
+    """Clusters of jittered boxes (as a detector's neighbouring anchors give), with equal scores, zero-area and
+    inverted boxes among them."""
+    centres = rng.uniform(0, extent, (max(1, n // 6), 2))
+    c = centres[rng.integers(0, len(centres), n)] + rng.normal(0, 3, (n, 2))
+    side = rng.uniform(2, 40, (n, 1)) * rng.choice([1.0, 1.0, 1.0, 0.0, -0.5], (n, 1))
+    boxes = np.hstack([c - side / 2, c + side / 2])
+    scores = np.round(rng.uniform(0, 1, n), 1)  # many equal scores: ties keep input order
+    return boxes, scores
+
+
+def test_nms_weighted_nms_and_drop_nested_follow_the_greedy_definition() -> None:
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        boxes, scores = _crowd_of_boxes(rng, int(rng.integers(1, 300)))
+        points = rng.normal(0, 5, (len(boxes), 3, 2))
+        thr = float(rng.choice([0.0, 0.3, 0.5, 1.0]))
+        ref = _greedy_clusters(boxes, scores, thr)
+        assert nms(boxes, scores, thr).tolist() == [int(c[0]) for c in ref]
+        mb, ms, mp = weighted_nms(boxes, scores, thr, points)
+        w = [scores[c] for c in ref]
+        np.testing.assert_allclose(mb, [(boxes[c] * wi[:, None]).sum(0) / wi.sum() if wi.sum() > 0 else boxes[c].mean(0)
+                                        for c, wi in zip(ref, w)])
+        np.testing.assert_allclose(mp, [(points[c] * wi[:, None, None]).sum(0) / wi.sum() if wi.sum() > 0
+                                        else points[c].mean(0) for c, wi in zip(ref, w)])
+        assert ms.tolist() == [scores[c[0]] for c in ref]
+        cover = float(rng.choice([0.0, 0.7, 1.0]))
+        assert drop_nested(boxes, scores, cover).tolist() == _nested_reference(boxes, scores, cover)
+
+
+def test_nms_of_thousands_of_candidates_is_not_quadratic() -> None:
+    """A low min_score on a large or busy frame gives tens of thousands of candidates: merging them took
+    seconds per frame (every kept box against every remaining one) where the boxes near each one suffice."""
+    import time
+
+    rng = np.random.default_rng(0)
+    boxes, scores = _crowd_of_boxes(rng, 30000, extent=8000.0)
+    t0 = time.perf_counter()
+    merged, s, _ = weighted_nms(boxes, scores, 0.3)
+    kept = drop_nested(merged, s)
+    assert nms(boxes, scores, 0.3).size == len(merged) >= len(kept) > 1000
+    assert time.perf_counter() - t0 < 6.0  # about 1.5 s here; all pairs: about 20 s
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: nms(np.zeros((2, 4)), np.zeros(2), "0.3"), "iou_threshold='0.3'"),
+    (lambda: nms(np.zeros((2, 4)), np.zeros(2), math.nan), "iou_threshold=nan"),
+    (lambda: nms(np.zeros((2, 4)), np.zeros(2), True), "iou_threshold=True"),
+    (lambda: weighted_nms(np.zeros((2, 4)), np.zeros(2), -0.1), "iou_threshold=-0.1"),
+    (lambda: drop_nested(np.zeros((2, 4)), np.zeros(2), 1.5), "max_cover=1.5"),
+    (lambda: nms(np.zeros((2, 2)), np.zeros(1)), "shape (2, 2)"),
+    (lambda: nms([[0, 0, 1, math.nan]], [0.5]), "finite"),
+    (lambda: nms([[0, 0, 1, 1]], [math.inf]), "finite"),
+    (lambda: weighted_nms(np.zeros((2, 4)), np.ones(2), 0.3, np.zeros((3, 5, 2))), "points"),
+])
+def test_nms_refuses_bad_thresholds_and_boxes(call: object, words: str) -> None:
+    with pytest.raises(InputError) as err:
+        call()  # type: ignore[operator]
+    assert words in str(err.value) and "expected" in str(err.value)
+
+
+def test_weighted_nms_of_no_boxes_and_of_zero_scores() -> None:
+    b, s, p = weighted_nms(np.zeros((0, 4)), np.zeros(0), 0.3, np.zeros((0, 5, 2)))
+    assert b.shape == (0, 4) and s.shape == (0,) and p is not None and p.shape == (0, 5, 2)
+    # min_score=0 lets candidates scoring exactly 0 through: their cluster is the plain mean, not 0/0
+    b, s, p = weighted_nms(np.array([[0, 0, 10, 10], [2, 2, 12, 12.]]), np.zeros(2), 0.3, np.ones((2, 5, 2)))
+    assert b.tolist() == [[1, 1, 11, 11]] and s.tolist() == [0.0] and (p == 1).all()
+
+
+class _SquareFinder(PyramidDetector):
+    """A pyramid detector whose "network" reports the bounding box of the bright pixels of each tile: checks the
+    planning, the tiles and the map back to frame pixels without a model."""
+
+    name = "squares"
+    n_points = 1
+
+    def __init__(self, **options: object) -> None:
+        kw: dict = {"min_score": 0.3, "min_face": 8.0, "iou": 0.3, "max_cover": 0.7, "level_step": 4.0,
+                    "max_input": 1536, "face_px": 24.0, "size_slack": 1.5, "size_multiple": 32, "coarsest": 640}
+        kw.update(options)
+        super().__init__(**kw)
+
+    def _network(self, batch: np.ndarray) -> list:
+        out = []
+        for tile in batch:
+            ys, xs = np.nonzero(tile[..., 0] > 128)
+            if not len(ys):
+                out.append((np.zeros((0, 4)), np.zeros(0), np.zeros((0, 1, 2))))
+                continue
+            b = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], float)
+            out.append((b, np.array([0.9]), ((b[:, :2] + b[:, 2:]) / 2)[:, None, :]))
+        return out
+
+
+@pytest.mark.parametrize("shape, square, max_input", [
+    ((7, 9), (1, 2, 5), 1536), ((1, 1000), None, 1536), ((37, 501), (480, 3, 20), 128), ((500, 41), (12, 470, 25), 128),
+    ((123, 97), (30, 40, 14), 128), ((480, 640), (600, 300, 30), 1536), ((333, 777), (350, 150, 11), 256),
+])
+def test_pyramid_maps_tiles_back_to_frame_pixels_on_odd_and_non_square_frames(
+        shape: tuple[int, int], square: object, max_input: int) -> None:
+    frame = np.zeros(shape + (3,), np.uint8)
+    det = _SquareFinder(max_input=max_input)
+    if square is None:
+        assert det.detect(frame) == []
+        return
+    x, y, s = square  # type: ignore[misc]
+    frame[y:y + s, x:x + s] = 255
+    found = det.detect(frame)
+    assert len(found) == 1, [d.box for d in found]
+    np.testing.assert_allclose(found[0].box, (x, y, min(x + s, shape[1]), min(y + s, shape[0])), atol=1.0)
+
+
+def test_a_large_face_on_a_seam_of_the_coarsest_level_is_not_lost() -> None:
+    """With max_input under the coarsest level's side, that level (which answers for every larger face) was cut
+    into tiles overlapping by max_input / 2 only: a face wider than that lay whole in no tile, its cut halves
+    touched the shared edge and were dropped, and the face was lost."""
+    frame = np.zeros((87, 100, 3), np.uint8)
+    frame[7:47, 21:61] = 255  # 40 px: 120 network pixels on the 3x level, whose tiles overlap by 64
+    found = _SquareFinder(max_input=128).detect(frame)
+    assert [d.box for d in found] == [pytest.approx((21, 7, 61, 47), abs=1.0)]
+    for det in (_SquareFinder(max_input=128), _SquareFinder(max_input=256)):
+        assert len(det.plan(2000, 3000)[-1].tiles) == 1  # the coarsest level is one tile
+    assert [lv.size for lv in _SquareFinder().plan(480, 640)] == [(1440, 1920), (360, 480)]  # the default plan
+
+
+def test_a_non_finite_candidate_does_not_spoil_the_frame() -> None:
+    """A NaN or infinite box, score or keypoint from the network (a broken model) is one bad candidate: the
+    others are still answered (it used to poison its cluster's mean and fail the whole frame)."""
+
+    class Broken(_SquareFinder):
+        def _network(self, batch: np.ndarray) -> list:
+            b = np.array([[10, 10, 40, 40], [math.nan, 5, 30, 30], [50, 50, 80, math.inf], [12, 12, 40, 40],
+                          [60, 60, 90, 90]], float)
+            s = np.array([0.9, 0.95, 0.8, math.nan, 0.9])
+            p = np.zeros((5, 1, 2))
+            p[4, 0, 0] = math.inf
+            return [(b.copy(), s.copy(), p.copy()) for _ in batch]
+
+    found = Broken().detect(np.zeros((40, 40, 3), np.uint8))
+    assert len(found) == 1 and found[0].score == pytest.approx(0.9)
+    assert found[0].box == pytest.approx((10 / 3, 10 / 3, 40 / 3, 40 / 3)) and found[0].keypoints == ((0.0, 0.0),)
+
+
+def test_a_plugin_without_super_init_still_works() -> None:
+    class Mine(FaceDetector):
+        def __init__(self, box: tuple) -> None:  # forgets super().__init__()
+            self.box = box
+
+        def _detect(self, frame: np.ndarray) -> list[Detection]:
+            return [Detection(self.box, 0.8)]
+
+    det = Mine((1, 1, 5, 5))
+    assert [d.box for d in det.detect(np.zeros((8, 8, 3), np.uint8))] == [(1.0, 1.0, 5.0, 5.0)]
+    det.close()
+    assert det.closed
+
+
+def test_create_detector_checks_min_score_for_opencv_too() -> None:
+    pytest.importorskip("cv2")
+    for bad in (math.nan, -0.1, 1.5, True, "0.3"):
+        with pytest.raises(InputError, match="min_score"):
+            create_detector("opencv", min_score=bad)
+    create_detector("opencv", min_score=0.9).close()  # every cascade box scores 1.0: all kept
+
+
+def test_create_detector_auto_falling_back_to_opencv_says_threads_is_unused(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(cv2, "CascadeClassifier"):
+        pytest.skip("OpenCV 5 has no cascade classifier")
+    from fsrfer_edge import detection
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(detection.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with caplog.at_level("WARNING", logger="fsrfer_edge.detection"):
+        det = create_detector("auto", threads=2)
+    assert det.name == "opencv" and "threads=2" in caplog.text and "onnxruntime" in caplog.text
+    det.close()
+    with pytest.raises(InputError, match="onnxruntime is not installed"):
+        create_detector("auto", model="x.onnx")
+
+
+def test_opencv_detector_takes_numpy_numbers() -> None:
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(cv2, "CascadeClassifier"):
+        pytest.skip("OpenCV 5 has no cascade classifier")
+    from fsrfer_edge.detection.opencv import OpenCVDetector
+
+    with create_detector("opencv", min_face=np.int64(12)) as det:
+        assert det.min_face == 12.0
+    with OpenCVDetector(min_face=np.float32(10), scale_factor=np.float32(1.2), min_neighbors=np.int64(3)) as det:
+        assert det.min_neighbors == 3 and det.scale_factor == pytest.approx(1.2)
+    with pytest.raises(InputError, match="min_face="):
+        OpenCVDetector(min_face=np.float32("nan"))
+
+
+def test_read_image_without_pillow_still_refuses_frames_over_the_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cv2 = pytest.importorskip("cv2")
+    from fsrfer_edge.detection import base, frames
+
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), np.full((20, 30, 3), 9, np.uint8))
+    real = frames.optional_module
+    monkeypatch.setattr(frames, "optional_module", lambda name: None if name.startswith("PIL") else real(name))
+    assert frames.read_image(path).shape == (20, 30, 3)
+    monkeypatch.setattr(base, "MAX_FRAME_PIXELS", 100)
+    with pytest.raises(InputError, match="megapixels"):
+        frames.read_image(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,6 +508,33 @@ def test_opencv_detector_finds_a_face_or_explains_why_not() -> None:
     assert box_iou(truth, np.array([d.box for d in found])).max(axis=1).max() > 0.3
 
 
+def _scenes(n: int) -> list[np.ndarray]:
+    frames = []
+    for k in range(n):
+        frame, _ = _astronaut_scene([30 + 9 * k, 44, 60 - 5 * k], shape=(160, 240), seed=k)
+        frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize("name", ["opencv", "yunet", "blazeface"])
+def test_one_detector_used_from_several_threads_gives_the_same_faces(name: str) -> None:
+    """OpenCV's CascadeClassifier keeps per-call state in the object: two threads detecting at once got each
+    other's faces (or none). Every detector may now be shared between threads."""
+    import concurrent.futures
+
+    cv2 = pytest.importorskip("cv2")
+    if name == "opencv" and not hasattr(cv2, "CascadeClassifier"):
+        pytest.skip("OpenCV 5 has no cascade classifier")
+    frames = _scenes(6)
+    with create_detector(name, min_face=24) as det:
+        alone = [det.detect(f) for f in frames]
+        assert sum(map(len, alone)) >= 6
+        assert [det.detect(f) for f in frames] == alone  # the same list, in the same order, every time
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(det.detect, frames * 4))
+    assert together == alone * 4
+
+
 # --------------------------------------------------------------------------------------------
 # YuNet (ONNX Runtime), checked against OpenCV's FaceDetectorYN
 # --------------------------------------------------------------------------------------------
@@ -413,3 +677,27 @@ def test_create_detector_auto_is_yunet_here() -> None:
         assert isinstance(det, YuNetDetector) and det.min_face == 12 and det.min_score == DEFAULT_SCORES["yunet"]
     with create_detector("yunet", min_score=0.7) as det:
         assert det.min_score == 0.7
+
+
+def test_yunet_with_min_score_zero_answers_a_blank_frame() -> None:
+    """min_score=0 (allowed) lets through candidates scoring exactly 0 on a flat frame; their weighted mean was
+    0/0 and the frame failed with "detector yunet returned box (nan, ...)"."""
+    with create_detector("yunet", min_score=0.0) as det:
+        for value in (0, 128, 255):
+            found = det.detect(np.full((120, 160, 3), value, np.uint8))
+            assert all(math.isfinite(v) for d in found for v in d.box + (d.score,))
+
+
+def test_closing_a_detector_while_another_thread_detects_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """close() from another thread in the middle of detect(): a DetectorClosedError, not an AttributeError on
+    the released session."""
+    det = YuNetDetector(threads=1)
+    real = det._tile_pixels
+
+    def close_midway(*args: object) -> object:
+        det.close()
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(det, "_tile_pixels", close_midway)
+    with pytest.raises(DetectorClosedError, match="closed"):
+        det.detect(np.zeros((64, 64, 3), np.uint8))

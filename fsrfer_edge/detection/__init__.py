@@ -19,6 +19,8 @@ import logging
 import os
 from typing import Optional, Union
 
+import numpy as np
+
 from ..errors import BackendUnavailable, InputError
 from .base import (
     MAX_FRAME_PIXELS,
@@ -57,13 +59,13 @@ def create_detector(name: str = "auto", *, min_face: float = 8.0, min_score: Opt
             cascades score every detection 1.0, so it keeps them all.
         model: the detector's ``.onnx`` (None: the shipped model); an error with ``"opencv"``.
         threads: ONNX Runtime intra-op threads (None: its default); an error with ``"opencv"``, unused
-            when ``"auto"`` falls back to OpenCV.
+            (with a logged warning) when ``"auto"`` falls back to OpenCV.
 
     Returns:
         A :class:`FaceDetector` (close it, or use it as a context manager).
 
     Raises:
-        InputError: an unknown name, or options the chosen detector does not take.
+        InputError: an unknown name, an option out of range, or options the chosen detector does not take.
         BackendUnavailable: the detector's library is missing (the message names the pip extra).
         ModelError: the detector's model cannot be loaded.
     """
@@ -73,7 +75,11 @@ def create_detector(name: str = "auto", *, min_face: float = 8.0, min_score: Opt
     if name == "auto":
         chosen = "yunet" if importlib.util.find_spec("onnxruntime") is not None else "opencv"
         logger.info("detector 'auto' chose %s", chosen)
+    fallback = " ('auto' chose it: onnxruntime is not installed)" if name != chosen else ""
     score = DEFAULT_SCORES.get(chosen, 0.0) if min_score is None else min_score
+    if isinstance(score, bool) or not isinstance(score, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(score) <= 1.0:  # NaN fails the comparison too
+        raise InputError(f"min_score={min_score!r}; expected a number from 0 to 1 (None: the detector's default)")
     if chosen == "yunet":
         from .yunet import YuNetDetector
 
@@ -83,9 +89,13 @@ def create_detector(name: str = "auto", *, min_face: float = 8.0, min_score: Opt
 
         return BlazeFaceDetector(model, min_face=min_face, min_score=score, threads=threads)
     if model is not None:
-        raise InputError(f"model={model!r} applies to the ONNX detectors (yunet, blazeface) only; drop it for 'opencv'")
+        raise InputError(f"model={model!r} applies to the ONNX detectors (yunet, blazeface) only; drop it for "
+                         f"'opencv'{fallback}")
     if threads is not None and name == "opencv":
         raise InputError("threads= applies to the ONNX detectors (ONNX Runtime) only; drop it for 'opencv'")
+    if threads is not None:  # 'auto' fell back: the same call works on every install, but not silently
+        logger.warning("threads=%r is unused: detector 'auto' chose 'opencv', as onnxruntime is not installed "
+                       "(pip extra 'cpu' for YuNet)", threads)
     from .opencv import OpenCVDetector
 
     return OpenCVDetector(min_face=min_face)  # every cascade detection scores 1.0, so min_score keeps all

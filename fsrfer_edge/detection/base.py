@@ -133,12 +133,16 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3) -> np
     """Greedy non-maximum suppression.
 
     Args:
-        boxes: (N, 4) boxes (x0, y0, x1, y1).
-        scores: (N,) scores.
-        iou_threshold: a box is dropped when its IoU with a kept, higher-scoring box exceeds this.
+        boxes: (N, 4) boxes (x0, y0, x1, y1), finite.
+        scores: (N,) finite scores; equal scores keep their input order.
+        iou_threshold: a box is dropped when its IoU with a kept, higher-scoring box exceeds this (0 to 1).
 
     Returns:
         Indices of the kept boxes, highest score first.
+
+    Raises:
+        InputError: boxes not (N, 4), not as many scores as boxes, NaN or infinite values, or a threshold
+            outside 0 to 1.
     """
     return np.asarray([c[0] for c in _clusters(boxes, scores, iou_threshold)], dtype=np.int64)
 
@@ -148,25 +152,37 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0
     """MediaPipe's weighted NMS: each kept box is the score-weighted mean of the boxes it suppresses.
 
     Averaging the overlapping candidates (from neighbouring anchors, tiles and pyramid levels) gives
-    steadier boxes than keeping the single best one.
+    steadier boxes than keeping the single best one. A cluster whose scores are all 0 (possible with a
+    threshold of 0) takes the plain mean.
 
     Args:
         boxes: (N, 4) boxes; scores: (N,) scores; points: optional (N, K, 2) keypoints averaged alike.
+        iou_threshold: as :func:`nms`.
 
     Returns:
         (boxes (M, 4), scores (M,) of each cluster's best box, points (M, K, 2) or None), best first.
+
+    Raises:
+        InputError: as :func:`nms`, or points that are not (N, K, 2).
     """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    boxes, scores = _boxes_and_scores(boxes, scores, "weighted_nms")
+    if points is not None:
+        points = np.asarray(points, dtype=np.float64)
+        if points.ndim != 3 or points.shape[0] != len(boxes) or points.shape[2] != 2:
+            raise InputError(f"weighted_nms: received points of shape {points.shape} for {len(boxes)} boxes; "
+                             f"expected ({len(boxes)}, K, 2) keypoints")
     out_b, out_s, out_p = [], [], []
     for members in _clusters(boxes, scores, iou_threshold):
         w = scores[members][:, None]
-        out_b.append((boxes[members] * w).sum(0) / w.sum())
+        total = w.sum()
+        if not total > 0:  # every score 0: weigh the boxes equally
+            w, total = np.ones_like(w), float(len(members))
+        out_b.append((boxes[members] * w).sum(0) / total)
         out_s.append(scores[members[0]])
         if points is not None:
-            out_p.append((points[members] * w[:, :, None]).sum(0) / w.sum())
-    merged_points = np.asarray(out_p).reshape(len(out_p), -1, 2) if points is not None else None
-    return np.asarray(out_b).reshape(-1, 4), np.asarray(out_s), merged_points
+            out_p.append((points[members] * w[:, :, None]).sum(0) / total)
+    merged_points = np.asarray(out_p).reshape(len(out_p), points.shape[1], 2) if points is not None else None
+    return np.asarray(out_b).reshape(-1, 4), np.asarray(out_s, dtype=np.float64), merged_points
 
 
 def drop_nested(boxes: np.ndarray, scores: np.ndarray, max_cover: float = 0.7) -> np.ndarray:
@@ -183,39 +199,98 @@ def drop_nested(boxes: np.ndarray, scores: np.ndarray, max_cover: float = 0.7) -
 
     Returns:
         Indices of the kept boxes, highest score first.
+
+    Raises:
+        InputError: as :func:`nms`, or ``max_cover`` outside 0 to 1.
     """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if len(boxes) != len(scores):
-        raise InputError(f"drop_nested: received {len(boxes)} boxes and {len(scores)} scores; expected as many of each")
+    boxes, scores = _boxes_and_scores(boxes, scores, "drop_nested")
+    max_cover = _fraction("max_cover", max_cover, "drop_nested")
+    near = _Neighbours(boxes)
+    is_kept = np.zeros(len(boxes), dtype=bool)
     kept: list[int] = []
     for i in np.argsort(-scores, kind="stable"):
-        if kept:
-            k = boxes[kept]
+        # Only a box overlapping box i covers a share of it above max_cover >= 0: look at those near it only.
+        k = near.of(i)
+        k = boxes[k[is_kept[k]]]
+        if len(k):
             b = boxes[i]
             iw = np.clip(np.minimum(k[:, 2], b[2]) - np.maximum(k[:, 0], b[0]), 0, None)
             ih = np.clip(np.minimum(k[:, 3], b[3]) - np.maximum(k[:, 1], b[1]), 0, None)
             area = max((b[2] - b[0]) * (b[3] - b[1]), 1e-12)
             if ((iw * ih) / area > max_cover).any():
                 continue
+        is_kept[i] = True
         kept.append(int(i))
     return np.asarray(kept, dtype=np.int64)
 
 
-def _clusters(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[np.ndarray]:
-    """Greedy clusters: indices of each kept box followed by those it suppresses, best cluster first."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if len(boxes) != len(scores):
-        raise InputError(f"nms: received {len(boxes)} boxes and {len(scores)} scores; expected as many of each")
+def _fraction(name: str, value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or \
+            not 0.0 <= float(value) <= 1.0:  # NaN fails the comparison too
+        raise InputError(f"{where}: {name}={value!r}; expected a number from 0 to 1")
+    return float(value)
+
+
+def _boxes_and_scores(boxes: Any, scores: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4) float64 boxes and (N,) float64 scores, checked: shapes, counts, finite values."""
+    try:
+        b = np.asarray(boxes, dtype=np.float64)
+        s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: boxes and scores must be numbers ({exc}); expected (N, 4) boxes and (N,) "
+                         "scores") from exc
+    if b.size == 0:
+        b = b.reshape(0, 4)
+    elif b.shape == (4,):
+        b = b.reshape(1, 4)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise InputError(f"{where}: received boxes of shape {b.shape}; expected (N, 4) boxes (x0, y0, x1, y1)")
+    if len(b) != len(s):
+        raise InputError(f"{where}: received {len(b)} boxes and {len(s)} scores; expected as many of each")
+    if not (np.isfinite(b).all() and np.isfinite(s).all()):
+        raise InputError(f"{where}: received NaN or infinite boxes or scores; expected finite values")
+    return b, s
+
+
+class _Neighbours:
+    """For each box, the boxes that may overlap it: those whose x0 lies within the widest box's width of its
+    own, found by binary search in the boxes sorted by x0. A superset of the overlapping boxes, so NMS and
+    drop_nested compute overlaps on these only and are not quadratic in the number of candidates."""
+
+    def __init__(self, boxes: np.ndarray) -> None:
+        x0, x1 = boxes[:, 0], boxes[:, 2]
+        self.by_x0 = np.argsort(x0, kind="stable")
+        sorted_x0 = x0[self.by_x0]
+        widest = float(np.clip(x1 - x0, 0, None).max()) if len(boxes) else 0.0
+        slack = 1e-9 * (1.0 + widest + (float(np.abs(boxes).max()) if len(boxes) else 0.0))  # float rounding
+        self.lo = np.searchsorted(sorted_x0, x0 - widest - slack, side="left")
+        self.hi = np.searchsorted(sorted_x0, x1 + slack, side="right")
+
+    def of(self, i: int) -> np.ndarray:
+        return self.by_x0[self.lo[i]:self.hi[i]]
+
+
+def _clusters(boxes: Any, scores: Any, iou_threshold: float) -> list[np.ndarray]:
+    """Greedy clusters: indices of each kept box followed by those it suppresses (in score order), best
+    cluster first. Equal scores keep their input order."""
+    boxes, scores = _boxes_and_scores(boxes, scores, "nms")
+    iou_threshold = _fraction("iou_threshold", iou_threshold, "nms")
     order = np.argsort(-scores, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    near = _Neighbours(boxes)
+    alive = np.ones(len(boxes), dtype=bool)
     out: list[np.ndarray] = []
-    while order.size:
-        ious = box_iou(boxes[order[:1]], boxes[order])[0]
-        hit = ious > iou_threshold
-        hit[0] = True
-        out.append(order[hit])
-        order = order[~hit]
+    for i in order:
+        if not alive[i]:
+            continue
+        # An IoU above a threshold >= 0 needs an overlap: only the boxes near box i on the x axis can have one.
+        cand = near.of(i)
+        cand = cand[alive[cand] & (cand != i)]
+        hit = cand[box_iou(boxes[i:i + 1], boxes[cand])[0] > iou_threshold]
+        members = np.concatenate([np.asarray([i], dtype=np.int64), hit[np.argsort(rank[hit], kind="stable")]])
+        alive[members] = False
+        out.append(members)
     return out
 
 
@@ -251,10 +326,18 @@ class FaceDetector(abc.ABC):
     """Base class of face detectors: ``detect(frame) -> list[Detection]``, ``close()``, context manager.
 
     Subclasses implement :meth:`_detect` (and :meth:`_close` when they own resources).
+
+    The shipped detectors (YuNet, BlazeFace, OpenCV) may be used from several threads at once (the ONNX
+    Runtime sessions are thread-safe; OpenCV's calls take turns); a detector closed while another thread
+    detects makes that call raise :class:`DetectorClosedError`. A plug-in's :meth:`_detect` is called as
+    the caller calls :meth:`detect`: make it thread-safe, or use it from one thread.
     """
 
     #: Short name recorded in results, e.g. ``"blazeface"``.
     name: str = "custom"
+    #: Whether :meth:`close` was called (a class default too: a plug-in whose ``__init__`` does not call
+    #: ``super().__init__()`` still works).
+    _closed: bool = False
 
     def __init__(self) -> None:
         self._closed = False

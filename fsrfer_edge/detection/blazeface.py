@@ -168,7 +168,7 @@ class BlazeFaceDetector(PyramidDetector):
         self.layout = layout
 
     def _network(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        reg, logit = self._session.run(["regressors", "classificators"], {"image": batch.astype(np.float32)})
+        reg, logit = self._live_session().run(["regressors", "classificators"], {"image": batch.astype(np.float32)})
         anchors = anchor_centres(self.layout, batch.shape[1], batch.shape[2])
         return [decode(reg[k], logit[k, :, 0], anchors, self.min_score) for k in range(reg.shape[0])]
 

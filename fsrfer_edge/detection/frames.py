@@ -111,7 +111,7 @@ def read_image(path: PathLike) -> np.ndarray:
     img = cv2.imread(str(p), cv2.IMREAD_COLOR)  # upright (EXIF), 16-bit pixels shifted right by 8
     if img is None:
         raise InputError(f"{p} could not be read as an image by OpenCV; expected a PNG/JPEG/BMP/TIFF file")
-    return np.ascontiguousarray(img[:, :, ::-1])
+    return as_rgb_frame(img[:, :, ::-1], what=str(p))  # the size limit too (after decoding: OpenCV reads no header)
 
 
 def wide_gray_pixels(im: Any, path: Path, fmt: Optional[str] = None, error: type = InputError) -> Optional[np.ndarray]:

@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import InputError, ModelError
-from .base import Detection, FaceDetector, drop_nested, weighted_nms
+from .base import Detection, DetectorClosedError, FaceDetector, drop_nested, weighted_nms
 from .frames import resize_rgb
 
 
@@ -87,7 +87,8 @@ class PyramidDetector(FaceDetector):
             size_slack`` network pixels (the finest level instead keeps all down to ``face_px *
             FINEST_FLOOR``, the coarsest all larger); 100 turns the rule off but for that floor.
         size_multiple: network input sides must be multiples of this.
-        coarsest: the pyramid stops at the first level whose larger side is at most this many pixels.
+        coarsest: the pyramid stops at the first level whose larger side is at most this many pixels (and
+            that is one tile, at most ``max_input`` a side).
 
     Raises:
         InputError: an option out of range.
@@ -129,7 +130,9 @@ class PyramidDetector(FaceDetector):
             th, ys = split(round_up(h, m), self.max_input, overlap, m)
             tw, xs = split(round_up(w, m), self.max_input, overlap, m)
             levels.append(Level(scale, (h, w), (th, tw), tuple((y, x) for y in ys for x in xs)))
-            if max(h, w) <= self.coarsest:
+            # The coarsest level answers for every larger face, so it must not be cut into tiles (a face wider
+            # than the overlap would lie whole in none); with max_input under ``coarsest`` the pyramid goes on.
+            if max(h, w) <= self.coarsest and len(levels[-1].tiles) == 1:
                 break
             scale /= self.level_step
         return levels
@@ -141,6 +144,9 @@ class PyramidDetector(FaceDetector):
         levels = self.plan(height, width)
         for k, level in enumerate(levels):
             b, s, p = self._run_level(frame, level)
+            # A NaN or infinite candidate (a broken model) would spoil the weighted mean of its cluster: drop it.
+            finite = np.isfinite(b).all(axis=1) & np.isfinite(s) & np.isfinite(p).all(axis=(1, 2))
+            b, s, p = b[finite], s[finite], p[finite]
             # Each level answers for the face sizes it was planned for (in network pixels, face_px to
             # face_px * level_step, with slack): on an enlarged frame a detector also "finds" eyes, logos
             # and fabric folds at ordinary face sizes, which the level where they appear at their true
@@ -207,6 +213,15 @@ class PyramidDetector(FaceDetector):
     def _network(self, batch: np.ndarray) -> Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Run the network on (B, th, tw, 3) uint8 RGB tiles; per tile (boxes (K, 4), scores (K,),
         keypoints (K, n_points, 2)) in tile pixels, scores at least ``min_score``."""
+
+    def _live_session(self) -> Any:
+        """The ONNX Runtime session, or DetectorClosedError when :meth:`close` ran (from another thread, say)
+        while a frame was being detected."""
+        session = self._session
+        if session is None:
+            raise DetectorClosedError(f"this {type(self).__name__} was closed while detecting; create a new one to "
+                                      "detect faces")
+        return session
 
     def _close(self) -> None:
         self._session = None

@@ -111,7 +111,7 @@ class YuNetDetector(PyramidDetector):
 
     def _network(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         x = np.ascontiguousarray(batch[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)  # RGB NHWC -> BGR NCHW
-        out = dict(zip(OUTPUTS, self._session.run(list(OUTPUTS), {"input": x})))
+        out = dict(zip(OUTPUTS, self._live_session().run(list(OUTPUTS), {"input": x})))
         h, w = batch.shape[1:3]
         return [decode({k: v[i] for k, v in out.items()}, h, w, self.min_score) for i in range(batch.shape[0])]
 
