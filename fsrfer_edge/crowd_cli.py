@@ -31,7 +31,7 @@ import numpy as np
 
 from .crowd import (DEFAULT_MIN_FACE, DEFAULT_TRACK, MARGINS, CrowdAnalyzer, CrowdResult, TrackLog, VideoFrames,
                     check_margin, video_frames)
-from .detection import DEFAULT_SCORES, DETECTORS, MAX_FRAME_PIXELS, create_detector
+from .detection import DEFAULT_SCORES, DETECTORS, MAX_FRAME_PIXELS, create_detector, detector_models
 from .detection.frames import (
     is_image_file,
     optional_module,
@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    from .recognizer import Recognizer
+    from .recognizer import Recognizer, resolve_model_path
 
     stop = threading.Event()  # set by Ctrl-C during a camera recording (ctrl_c_sets)
     try:
@@ -374,8 +374,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         check_output_path(args.out, "--out")  # a folder, or a path under a file: refused before any work
         if args.json is not None:
             check_output_path(args.json, "--json")
-        check_distinct_files([("the input", None if kind == "camera" else args.input), ("--out", args.out),
-                              ("--json", args.json)])
+        inputs = [("the input", None if kind == "camera" else args.input), ("--model", resolve_model_path(args.model))]
+        inputs += [("the detector's model", m) for m in detector_models()]
+        check_distinct_files(inputs + [("--out", args.out), ("--json", args.json)], inputs=len(inputs))
         if args.margin is not None:
             check_margin(args.margin, "--margin")
         threads = args.threads if args.detector != "opencv" else None

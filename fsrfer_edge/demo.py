@@ -26,7 +26,7 @@ import numpy as np
 
 from .crowd import DEFAULT_MIN_FACE, MARGIN_RANGE, check_margin, crop_face, default_margin
 from .crowd_cli import count_faces
-from .detection import DEFAULT_SCORES, DETECTORS, blazeface, create_detector, yunet
+from .detection import DEFAULT_SCORES, DETECTORS, create_detector, detector_models
 from .detection.base import as_rgb_frame
 from .detection.frames import check_image_name, read_image, write_image
 from .detection.pyramid import check_number
@@ -243,11 +243,6 @@ def check_options(args: argparse.Namespace) -> None:
                          "default)")
     if args.sessions is not None and args.sessions < 1:
         raise InputError(f"--sessions={args.sessions}; expected an integer >= 1")
-
-
-def detector_models() -> list[Path]:
-    """The shipped detectors' model files (read at call time: a test may point them elsewhere)."""
-    return [yunet.DEFAULT_YUNET, blazeface.DEFAULT_BLAZEFACE]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

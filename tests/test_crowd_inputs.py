@@ -270,3 +270,24 @@ def test_crowd_margin_out_of_range_names_the_option(margin: str, tmp_path: Path,
     src = _write_png(tmp_path / "in.png", np.zeros((16, 16, 3), np.uint8))
     assert crowd_cli.main([str(src), "--out", str(tmp_path / "o.png"), "--margin", margin]) == 2
     assert f"--margin={float(margin)!r}; expected a number in [-0.4, 2.0]" in capsys.readouterr().err
+
+
+def test_outputs_over_the_model_or_a_detectors_model_are_refused(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from fsrfer_edge.detection import detector_models
+    from fsrfer_edge.detection.frames import write_image
+    from fsrfer_edge.recognizer import resolve_model_path
+
+    crowd_cli = _crowd_cli()
+    img = tmp_path / "in.png"
+    write_image(img, np.full((32, 32, 3), 100, np.uint8))
+    model = tmp_path / "m.onnx"
+    shutil.copyfile(resolve_model_path(None), model)
+    before = model.read_bytes()
+    assert crowd_cli.main([str(img), "--out", str(tmp_path / "o.png"), "--model", str(model), "--json", str(model)]) == 2
+    assert "--json" in capsys.readouterr().err and model.read_bytes() == before
+    for det in detector_models():  # the shipped detectors' files (read, not written)
+        assert crowd_cli.main([str(img), "--out", str(tmp_path / "o.png"), "--json", str(det)]) == 2
+        assert "the same file" in capsys.readouterr().err

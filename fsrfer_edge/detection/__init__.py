@@ -47,6 +47,14 @@ PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_SCORES: dict[str, float] = {"yunet": 0.3, "blazeface": 0.5}
 
 
+def detector_models() -> list["os.PathLike[str]"]:
+    """The shipped detectors' model files, which a command's outputs must not overwrite (read at call time: a test
+    may point them elsewhere)."""
+    from . import blazeface, yunet
+
+    return [yunet.DEFAULT_YUNET, blazeface.DEFAULT_BLAZEFACE]
+
+
 def create_detector(name: str = "auto", *, min_face: float = 8.0, min_score: Optional[float] = None,
                     model: Optional[PathLike] = None, threads: Optional[int] = None) -> FaceDetector:
     """Create a face detector by name.
@@ -112,6 +120,7 @@ __all__ = [
     "as_rgb_frame",
     "box_iou",
     "create_detector",
+    "detector_models",
     "drop_nested",
     "nms",
     "weighted_nms",
