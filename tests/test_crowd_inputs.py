@@ -291,3 +291,23 @@ def test_outputs_over_the_model_or_a_detectors_model_are_refused(tmp_path: Path,
     for det in detector_models():  # the shipped detectors' files (read, not written)
         assert crowd_cli.main([str(img), "--out", str(tmp_path / "o.png"), "--json", str(det)]) == 2
         assert "the same file" in capsys.readouterr().err
+
+
+def test_crowd_bench_out_may_not_overwrite_the_default_model_or_a_shipped_detector(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    pytest.importorskip("onnxruntime")
+    from fsrfer_edge import crowd_bench, recognizer
+    from fsrfer_edge.detection import blazeface, yunet
+
+    copies = {}
+    for module, name in ((recognizer, "DEFAULT_MODEL"), (yunet, "DEFAULT_YUNET"), (blazeface, "DEFAULT_BLAZEFACE")):
+        copy = tmp_path / Path(getattr(module, name)).name
+        shutil.copyfile(getattr(module, name), copy)
+        monkeypatch.setattr(module, name, copy)  # the run reads (and a defect would write) these copies
+        copies[name] = (copy, copy.read_bytes())
+    for copy, before in copies.values():
+        assert crowd_bench.main(["--no-data", "--scenes", "1", "--faces", "2", "--size", "64x64", "--fps-repeats", "0",
+                                 "--score-sweep=", "--out", str(copy)]) == 2
+        assert "the same file" in capsys.readouterr().err and copy.read_bytes() == before

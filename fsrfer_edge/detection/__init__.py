@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
@@ -47,7 +48,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_SCORES: dict[str, float] = {"yunet": 0.3, "blazeface": 0.5}
 
 
-def detector_models() -> list["os.PathLike[str]"]:
+def detector_models() -> list[Path]:
     """The shipped detectors' model files, which a command's outputs must not overwrite (read at call time: a test
     may point them elsewhere)."""
     from . import blazeface, yunet
