@@ -239,3 +239,12 @@ def test_the_baselines_distillation_temperature_decides_its_weights() -> None:
     assert _settings_for("lr_finetune", d) != _settings_for("lr_finetune", warm)
     d["baselines"]["lr_finetune_distill"] = warm["baselines"]["lr_finetune_distill"] = 0.0
     assert _settings_for("lr_finetune", d) == _settings_for("lr_finetune", warm)
+
+
+def test_eval_json_may_not_overwrite_the_ferplus_labels_beside_the_data(tmp_path, capsys):
+    data, labels = tmp_path / "fer2013.npz", tmp_path / "ferplus_labels.npz"
+    data.write_bytes(b"not read: refused before")
+    labels.write_bytes(b"the FER+ votes")
+    assert eval_main(["--checkpoint", str(tmp_path / "m.onnx"), "--data", str(data), "--json", str(labels)]) == 2
+    assert "is the same file as the FER+ labels" in capsys.readouterr().err
+    assert labels.read_bytes() == b"the FER+ votes"

@@ -14,6 +14,7 @@ from fsrfer_edge.backends.onnxruntime_backend import MAX_THREADS
 from fsrfer_edge.errors import BackendUnavailable, CliParser, FsrferError, one_line, require, sigterm_interrupts
 from fsrfer_edge.fileio import check_distinct_files, check_output_path, remove_partial_writes, write_json
 from fsrfer_edge.preprocessing import FACTORS
+from fsrfer_edge.ferplus import FERPLUS_FILE
 
 log = logging.getLogger("trainer")
 
@@ -193,8 +194,9 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(args.verbose)
     try:
         check_output_path(args.json, "--json")
-        check_distinct_files([("--checkpoint", args.checkpoint), ("--data", args.data), ("--json", args.json)],
-                             inputs=2)
+        labels_file = Path(args.data).with_name(FERPLUS_FILE)  # read beside the data for the FER+ labels
+        check_distinct_files([("--checkpoint", args.checkpoint), ("--data", args.data), ("the FER+ labels", labels_file),
+                              ("--json", args.json)], inputs=3)
         if args.limit < 0:
             raise FsrferError(f"--limit {args.limit}; expected 0 (every face) or a positive number of faces")
         if not 0 <= args.threads <= MAX_THREADS:  # the .onnx path's bounds, for a .pt checkpoint too
