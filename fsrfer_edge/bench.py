@@ -516,7 +516,8 @@ def format_summary(doc: dict[str, Any]) -> str:
         lines.append(f"SDK overhead: not measured ({ov['skipped']})")
     acc = doc.get("accuracy")
     if acc:
-        lines.append(f"accuracy on {acc['n']} {acc['split']} faces ({acc.get('labels', '?')} labels): " +
+        which = "" if acc["split"] == "all" else f" {acc['split']}"  # an archive without splits: every face
+        lines.append(f"accuracy on {acc['n']}{which} faces ({acc.get('labels', '?')} labels): " +
                      ", ".join(f"x{f} {a:.4f}" for f, a in acc["per_factor"].items()))
     return "\n".join(lines)
 

@@ -194,7 +194,7 @@ def load_labelled_faces(path: PathLike, labels: Optional[str] = None, split: Opt
     split_name = "all"
     if names is not None and split is not None:
         if not (names == split).any():
-            raise DataError(f"{p} has a 'split' array but no {split!r} rows; splits present: {sorted(set(names))}")
+            raise DataError(f"{p} has a 'split' array but no {split!r} rows; splits present: {sorted({str(n) for n in names})}")
         keep &= names == split
         split_name = split
     if not keep.any():
