@@ -527,8 +527,11 @@ def _tracked(faces: list[FaceResult], detected: list[bool], tracker: FaceTracker
         tracker.update(np.zeros((0, 4)), np.zeros((0, len(classes))))
         return faces
     ids, mean = tracker.update(np.array([f.box for f in faces]), np.stack([f.probs for f in faces]), detected)
+    shown = tracker.reported(ids)  # faces of tracks not yet confirmed are tracked but not reported
     out = []
-    for f, i, m, found in zip(faces, ids, mean, detected):
+    for f, i, m, found, show in zip(faces, ids, mean, detected, shown):
+        if not show:
+            continue
         m.setflags(write=False)
         k = int(np.argmax(m))
         out.append(dataclasses.replace(f, label=classes[k], index=k, probs=m, track_id=int(i), frame_probs=f.probs,

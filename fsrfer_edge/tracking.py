@@ -43,6 +43,9 @@ DEFAULT_MAX_MISSED = 5
 #: recognised at its last box (:meth:`FaceTracker.coasting`); 0: only detected faces are recognised.
 DEFAULT_COAST = 0
 DEFAULT_COAST_AFTER = 2
+#: The frames a track must have been found in before its face is reported (:meth:`FaceTracker.reported`); 1: every
+#: detection is reported at once.
+DEFAULT_CONFIRM = 1
 #: Probabilities are floored at this before their logarithm ("log").
 LOG_FLOOR = 1e-6
 #: A row of probabilities may miss a sum of 1 by this much (float16 models, values rounded to 4 decimals);
@@ -157,6 +160,8 @@ class FaceTracker:
             recognised at its last box for up to this many frames after its last detection (:meth:`coasting`;
             at most ``max_missed``); 0: never.
         coast_after: the frames a track must have been found in before it coasts (>= 1).
+        confirm: the frames a track must have been found in before its face is reported (:meth:`reported`; >= 1):
+            2 holds back the first frame of every new face, where a detection seen once (often a false one) ends.
 
     Frames without a face still count: call :meth:`update` with no boxes, and every track's frames weigh less
     as time passes. A tracker follows one stream at a time, frame after frame: its tracks go on into whatever
@@ -168,7 +173,7 @@ class FaceTracker:
     def __init__(self, half_life: float = DEFAULT_HALF_LIFE, aggregate: str = DEFAULT_AGGREGATE, *,
                  min_iou: float = DEFAULT_MIN_IOU, max_shift: float = DEFAULT_MAX_SHIFT,
                  max_missed: int = DEFAULT_MAX_MISSED, coast: int = DEFAULT_COAST,
-                 coast_after: int = DEFAULT_COAST_AFTER) -> None:
+                 coast_after: int = DEFAULT_COAST_AFTER, confirm: int = DEFAULT_CONFIRM) -> None:
         self.half_life = check_half_life(half_life)
         self.aggregate = _check_aggregate(aggregate)
         self.min_iou = _fraction("min_iou", min_iou)
@@ -184,6 +189,9 @@ class FaceTracker:
         if isinstance(coast_after, bool) or not isinstance(coast_after, (int, np.integer)) or coast_after < 1:
             raise InputError(f"coast_after={coast_after!r}; expected an integer >= 1 (frames a track was found in)")
         self.coast_after = int(coast_after)
+        if isinstance(confirm, bool) or not isinstance(confirm, (int, np.integer)) or confirm < 1:
+            raise InputError(f"confirm={confirm!r}; expected an integer >= 1 (frames a track was found in)")
+        self.confirm = int(confirm)
         self._decay = _decay(self.half_life)
         self._tracks: list[_Track] = []
         self._next_id = 0
@@ -216,6 +224,12 @@ class FaceTracker:
         if len(out) and len(b):
             out = out[~(box_iou(out, b) > 0).any(axis=1)]
         return out
+
+    def reported(self, ids: Any) -> np.ndarray:
+        """(N,) bools: whether each of ``ids`` (from the last :meth:`update`) belongs to a track found in at least
+        ``confirm`` frames, so that its face is reported; all True with ``confirm=1``."""
+        hits = {tr.id: tr.hits for tr in self._tracks}
+        return np.array([hits.get(int(i), 0) >= self.confirm for i in np.asarray(ids).reshape(-1)], dtype=bool)
 
     def _coasts(self, tr: _Track) -> bool:
         return tr.hits >= self.coast_after and tr.missed < self.coast
@@ -357,7 +371,7 @@ class FaceTracker:
     def __repr__(self) -> str:
         return (f"FaceTracker(half_life={self.half_life:g}, aggregate={self.aggregate!r}, min_iou={self.min_iou:g}, "
                 f"max_shift={self.max_shift:g}, max_missed={self.max_missed}, coast={self.coast}, "
-                f"coast_after={self.coast_after}, tracks={self.n_tracks})")
+                f"coast_after={self.coast_after}, confirm={self.confirm}, tracks={self.n_tracks})")
 
 
 def _fraction(name: str, value: Any) -> float:

@@ -87,14 +87,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--coast-after", default="2", help="comma-separated coast_after values, one coasting run "
                     "(coast=2) each (default 2)")
+    ap.add_argument("--confirm", default="", help="comma-separated confirm values, one run (no coasting) each; "
+                    "give --coast-after= to leave the coasting runs out (default: none)")
     ap.add_argument("--out", required=True, help="result JSON")
     args = ap.parse_args(argv)
-    try:
-        args.coast_after = [int(v) for v in args.coast_after.split(",")]
-    except ValueError:
-        ap.error(f"--coast-after {args.coast_after!r}: expected integers >= 1, comma-separated")
-    if not args.coast_after or min(args.coast_after) < 1:
-        ap.error(f"--coast-after {args.coast_after}: expected integers >= 1")
+    for name in ("coast_after", "confirm"):
+        text = getattr(args, name)
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            ap.error(f"--{name.replace('_', '-')} {text!r}: expected integers >= 1, comma-separated")
+        if values and min(values) < 1:
+            ap.error(f"--{name.replace('_', '-')} {text}: expected integers >= 1")
+        setattr(args, name, values)
     from fsrfer_edge.crowd import CrowdAnalyzer
     from fsrfer_edge.crowd_bench import BACKGROUNDS, SIZE_BINS, _bin_label, _bin_of, load_test_faces, match, \
         public_domain_faces
@@ -112,6 +117,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     for after in args.coast_after:
         name = "tracked, coast 2" + ("" if after == 2 else f" after {after}")
         runs_of[name] = (lambda a: lambda: FaceTracker(coast=2, coast_after=a))(after)
+    for k in args.confirm:
+        runs_of[f"tracked, confirm {k}"] = (lambda c: lambda: FaceTracker(coast=0, confirm=c))(k)
     out: dict[str, Any] = {}
     false_faces: dict[str, dict[str, float]] = {}
     with CrowdAnalyzer() as analyzer:
@@ -161,7 +168,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             false_faces[row] = {n: round(v / n_frames, 3) for n, v in n_false.items()}
     write_json(args.out, {
         "command": "python scripts/crowd_clips.py" + (f" --seed {args.seed}" if args.seed else "")
-                   + ("" if args.coast_after == [2] else " --coast-after " + ",".join(map(str, args.coast_after)))
+                   + ("" if args.coast_after == [2] else " --coast-after=" + ",".join(map(str, args.coast_after)))
+                   + ("" if not args.confirm else " --confirm " + ",".join(map(str, args.confirm)))
                    + f" --out {args.out}",
         "faces_from": pool.source,
         "labelled": labelled, "clips": args.clips, "faces_per_clip": args.faces, "frame_size": [h, w],
@@ -172,7 +180,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 "id (tracked, without coasting); false_faces_per_frame: reported faces overlapping no true face",
         "runs": {"one frame": "track=False", "tracked": "FaceTracker(coast=0)",
                  **{("tracked, coast 2" + ("" if a == 2 else f" after {a}")): f"FaceTracker(coast=2, coast_after={a})"
-                    for a in args.coast_after}},
+                    for a in args.coast_after},
+                 **{f"tracked, confirm {k}": f"FaceTracker(coast=0, confirm={k})" for k in args.confirm}},
         "rows": out, "false_faces_per_frame": false_faces})
     print(f"wrote {args.out}")
     return 0

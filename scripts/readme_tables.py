@@ -1514,6 +1514,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd_clips": (CROWD_CLIPS, crowd_clips_table, "docs/crowd.md"),
     "crowd_coast": ("results/crowd/clips_coast.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_coast2": ("results/crowd/clips_coast2.json", crowd_coast_table, "docs/crowd.md"),
+    "crowd_confirm": ("results/crowd/clips_confirm.json", crowd_coast_table, "docs/crowd.md"),
 }
 
 

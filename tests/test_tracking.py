@@ -513,3 +513,42 @@ def test_with_half_life_2_a_changed_expression_takes_the_label_at_its_second_fra
         tracker.update([_box(0, 0)], _probs([0.9, 0.1]))
     labels = [int(np.argmax(tracker.update([_box(0, 0)], _probs([0.1, 0.9]))[1][0])) for _ in range(3)]
     assert labels == [0, 1, 1]
+
+
+def test_confirm_reports_a_face_from_its_tracks_second_detection_on() -> None:
+    tracker = FaceTracker(confirm=2)
+    ids, _ = tracker.update([_box(0, 0), _box(50, 0)], _probs([0.5, 0.5], [0.5, 0.5]))
+    assert tracker.reported(ids).tolist() == [False, False]
+    ids, _ = tracker.update([_box(1, 0), _box(100, 100)], _probs([0.5, 0.5], [0.5, 0.5]))
+    assert tracker.reported(ids).tolist() == [True, False]  # the first face's second frame; a new face
+    every = FaceTracker()
+    assert every.reported(every.update([_box(0, 0)], _probs([0.5, 0.5]))[0]).tolist() == [True]
+    with pytest.raises(InputError, match="confirm"):
+        FaceTracker(confirm=0)
+
+
+def test_a_stream_with_confirm_holds_back_each_new_faces_first_frame() -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer
+    from fsrfer_edge.detection import Detection, FaceDetector
+
+    clip = _Jitter(3)
+
+    class Boxes(FaceDetector):
+        name = "boxes"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.t = 0
+
+        def _detect(self, frame: np.ndarray) -> list[Detection]:
+            self.t += 1
+            return [Detection(clip.boxes[self.t - 1], 0.9)]
+
+    with Recognizer(threads=1) as rec:
+        results = list(CrowdAnalyzer(rec, Boxes()).analyze_stream(clip.frames, track=FaceTracker(confirm=2)))
+    assert [len(r.faces) for r in results] == [0, 1, 1] and results[0].summary.n_faces == 0
+    # the held-back first frame still counts in the track's mean: the second frame's answer averages two frames
+    assert results[1].faces[0].track_id == results[2].faces[0].track_id
