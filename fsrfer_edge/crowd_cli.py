@@ -42,7 +42,8 @@ from .detection.frames import (
 )
 from .errors import CliParser, FsrferError, InputError, signal_handled
 from .fileio import check_distinct_files, check_output_path, set_default_mode, write_json
-from .tracking import DEFAULT_HALF_LIFE, FaceTracker, check_half_life
+from .tracking import (DEFAULT_COAST, DEFAULT_CONFIRM, DEFAULT_HALF_LIFE, DEFAULT_MAX_MISSED, FaceTracker,
+                       check_half_life)
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ def tracking_json(tracker: Optional[FaceTracker]) -> Optional[dict[str, Any]]:
     if tracker is None:
         return None
     return {"half_life": tracker.half_life if math.isfinite(tracker.half_life) else None,
-            "aggregate": tracker.aggregate}
+            "aggregate": tracker.aggregate, "coast": tracker.coast, "confirm": tracker.confirm}
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"with tracking: frames over which an earlier frame's weight halves (> 0, default "
                          f"{DEFAULT_HALF_LIFE:g}; larger is steadier and slower to follow a change; inf: a plain "
                          "mean of every frame, written as null in the JSON's \"tracking\")")
+    ap.add_argument("--coast", type=int, default=None,
+                    help=f"with tracking: frames after its last detection in which a face the detector lost is still "
+                         f"recognised at its last box (default {DEFAULT_COAST}; 0: never)")
+    ap.add_argument("--confirm", type=int, default=None,
+                    help=f"with tracking: frames a face must be found in before it is reported (default "
+                         f"{DEFAULT_CONFIRM}; 1: at once)")
     ap.add_argument("--scale", type=int, default=1, help="enlarge the annotated output this many times (default 1)")
     ap.add_argument("--no-labels", action="store_true", help="draw boxes only")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
@@ -361,15 +368,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         kind = input_kind(args.input)
         if kind != "camera" and not Path(args.input).is_file():
             raise InputError(f"input {args.input} does not exist (or is not a file); expected an image or video file")
-        for flag, value in (("--max-frames", args.max_frames), ("--half-life", args.half_life),
-                            ("--track/--no-track", args.track)):
+        tracking = (("--half-life", args.half_life), ("--coast", args.coast), ("--confirm", args.confirm))
+        for flag, value in (("--max-frames", args.max_frames), ("--track/--no-track", args.track), *tracking):
             if kind == "image" and value is not None:
                 raise InputError(f"{flag} applies to a video or a camera; {args.input} is an image (drop it)")
         track = DEFAULT_TRACK if args.track is None else args.track
-        if args.half_life is not None and not track:
-            raise InputError("--half-life applies with tracking, which --no-track turns off; drop one of the two")
+        for flag, value in tracking:
+            if value is not None and not track:
+                raise InputError(f"{flag} applies with tracking, which --no-track turns off; drop one of the two")
+        for flag, value, low in (("--coast", args.coast, 0), ("--confirm", args.confirm, 1)):
+            if value is not None and value < low:
+                raise InputError(f"{flag} {value}; expected an integer >= {low} (frames)")
+        if args.coast is not None and args.coast > DEFAULT_MAX_MISSED:
+            raise InputError(f"--coast {args.coast}; expected at most {DEFAULT_MAX_MISSED} frames (a track ends after "
+                             f"{DEFAULT_MAX_MISSED} frames unseen)")
         tracker = FaceTracker(check_half_life(DEFAULT_HALF_LIFE if args.half_life is None else args.half_life,
-                                              "--half-life")) if track else None
+                                              "--half-life"),
+                              coast=args.coast, confirm=DEFAULT_CONFIRM if args.confirm is None else args.confirm) \
+            if track else None
         check_output(kind, args.out)
         check_output_path(args.out, "--out")  # a folder, or a path under a file: refused before any work
         if args.json is not None:

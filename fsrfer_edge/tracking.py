@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -41,11 +41,13 @@ DEFAULT_MAX_SHIFT = 1.0
 DEFAULT_MAX_MISSED = 5
 #: Frames after its last detection in which a track found in at least ``coast_after`` frames is still
 #: recognised at its last box (:meth:`FaceTracker.coasting`); 0: only detected faces are recognised.
-DEFAULT_COAST = 0
-DEFAULT_COAST_AFTER = 2
 #: The frames a track must have been found in before its face is reported (:meth:`FaceTracker.reported`); 1: every
 #: detection is reported at once.
-DEFAULT_CONFIRM = 1
+#: Coasting 2 frames and confirming after 2 were adopted together by the rule in docs/crowd.md, "Coasting and
+#: confirmation together" (results/crowd/clips_coast_confirm.json): each alone failed its own rule.
+DEFAULT_COAST = 2
+DEFAULT_COAST_AFTER = 2
+DEFAULT_CONFIRM = 2
 #: Probabilities are floored at this before their logarithm ("log").
 LOG_FLOOR = 1e-6
 #: A row of probabilities may miss a sum of 1 by this much (float16 models, values rounded to 4 decimals);
@@ -158,7 +160,7 @@ class FaceTracker:
         max_missed: a track unseen for more than this many frames ends (>= 0).
         coast: a track the detector found in at least ``coast_after`` frames and missed in this one is
             recognised at its last box for up to this many frames after its last detection (:meth:`coasting`;
-            at most ``max_missed``); 0: never.
+            at most ``max_missed``); 0: never; None: :data:`DEFAULT_COAST`, or ``max_missed`` if that is less.
         coast_after: the frames a track must have been found in before it coasts (>= 1).
         confirm: the frames a track must have been found in before its face is reported (:meth:`reported`; >= 1):
             2 holds back the first frame of every new face, where a detection seen once (often a false one) ends.
@@ -172,7 +174,7 @@ class FaceTracker:
 
     def __init__(self, half_life: float = DEFAULT_HALF_LIFE, aggregate: str = DEFAULT_AGGREGATE, *,
                  min_iou: float = DEFAULT_MIN_IOU, max_shift: float = DEFAULT_MAX_SHIFT,
-                 max_missed: int = DEFAULT_MAX_MISSED, coast: int = DEFAULT_COAST,
+                 max_missed: int = DEFAULT_MAX_MISSED, coast: Optional[int] = None,
                  coast_after: int = DEFAULT_COAST_AFTER, confirm: int = DEFAULT_CONFIRM) -> None:
         self.half_life = check_half_life(half_life)
         self.aggregate = _check_aggregate(aggregate)
@@ -183,6 +185,8 @@ class FaceTracker:
         if isinstance(max_missed, bool) or not isinstance(max_missed, (int, np.integer)) or max_missed < 0:
             raise InputError(f"max_missed={max_missed!r}; expected an integer >= 0 (frames)")
         self.max_missed = int(max_missed)
+        if coast is None:  # the default, within a shorter max_missed
+            coast = min(DEFAULT_COAST, self.max_missed)
         if isinstance(coast, bool) or not isinstance(coast, (int, np.integer)) or not 0 <= coast <= self.max_missed:
             raise InputError(f"coast={coast!r}; expected an integer from 0 to max_missed ({self.max_missed}) frames")
         self.coast = int(coast)

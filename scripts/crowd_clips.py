@@ -1,15 +1,16 @@
 """Crowd clips: the detector, the tracker and the recogniser together on short synthetic videos of moving faces.
 
-    python scripts/crowd_clips.py --out results/crowd/clips.json
+    python scripts/crowd_clips.py --coast-confirm 2 --out results/crowd/clips.json
 
 Each clip is a crowd benchmark scene (``fsrfer_edge.crowd_bench``: FER2013 test faces with FER+ labels, 6-48 px,
 plain and cluttered backgrounds) whose faces drift: each face moves in a random direction at a random speed of
 up to :data:`MAX_SPEED` pixels a frame, drawn at its sub-pixel position in every frame, over :data:`FRAMES`
 frames with new sensor noise in each; row "jpeg" then JPEG-compresses each whole frame at quality
-:data:`JPEG_QUALITY`. ``CrowdAnalyzer.analyze_stream`` runs each clip three times: frame by frame, tracked
-(``FaceTracker(coast=0)``) and tracked with coasting (``coast=2``), with the default detector and the shipped
-model. Reported per face size: accuracy at the clip's last frame and over frames 2-8 (a face the detector missed
-counts as wrong, as the crowd benchmark's "end to end"), false faces per frame, and
+:data:`JPEG_QUALITY`. ``CrowdAnalyzer.analyze_stream`` runs each clip frame by frame, tracked
+(``FaceTracker(coast=0, confirm=1)``), and tracked with the options the command names (coasting ``--coast-after``,
+confirmation ``--confirm``, both ``--coast-confirm``), with the default detector and the shipped model. Reported
+per face size: accuracy at the clip's last frame and over frames 2-8 (a face the detector missed counts as wrong, as
+the crowd benchmark's "end to end"), false faces per frame, and
 how many faces kept one track over the frames they were found in. Without ``../shared/data`` the public-domain
 astronaut face is used and only the tracking is reported.
 """
@@ -89,9 +90,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                     "(coast=2) each (default 2)")
     ap.add_argument("--confirm", default="", help="comma-separated confirm values, one run (no coasting) each; "
                     "give --coast-after= to leave the coasting runs out (default: none)")
+    ap.add_argument("--coast-confirm", default="", help="comma-separated confirm values, one run with coast=2 each "
+                    "(default: none)")
     ap.add_argument("--out", required=True, help="result JSON")
     args = ap.parse_args(argv)
-    for name in ("coast_after", "confirm"):
+    for name in ("coast_after", "confirm", "coast_confirm"):
         text = getattr(args, name)
         try:
             values = [int(v) for v in text.split(",") if v.strip()]
@@ -113,12 +116,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     pool = load_test_faces(data) if (data / "fer2013.npz").is_file() else public_domain_faces()
     labelled = bool(pool.labelled)
     seeds = np.random.SeedSequence(args.seed).generate_state(args.clips).tolist()
-    runs_of: dict[str, Any] = {"one frame": lambda: False, "tracked": lambda: FaceTracker(coast=0)}
+    # Every run names each option (the tracker's defaults moved with these measurements).
+    runs_of: dict[str, Any] = {"one frame": lambda: False, "tracked": lambda: FaceTracker(coast=0, confirm=1)}
     for after in args.coast_after:
         name = "tracked, coast 2" + ("" if after == 2 else f" after {after}")
-        runs_of[name] = (lambda a: lambda: FaceTracker(coast=2, coast_after=a))(after)
+        runs_of[name] = (lambda a: lambda: FaceTracker(coast=2, coast_after=a, confirm=1))(after)
     for k in args.confirm:
         runs_of[f"tracked, confirm {k}"] = (lambda c: lambda: FaceTracker(coast=0, confirm=c))(k)
+    for k in args.coast_confirm:
+        runs_of[f"tracked, coast 2, confirm {k}"] = (lambda c: lambda: FaceTracker(coast=2, coast_after=2,
+                                                                                     confirm=c))(k)
     out: dict[str, Any] = {}
     false_faces: dict[str, dict[str, float]] = {}
     with CrowdAnalyzer() as analyzer:
@@ -170,6 +177,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "command": "python scripts/crowd_clips.py" + (f" --seed {args.seed}" if args.seed else "")
                    + ("" if args.coast_after == [2] else " --coast-after=" + ",".join(map(str, args.coast_after)))
                    + ("" if not args.confirm else " --confirm " + ",".join(map(str, args.confirm)))
+                   + ("" if not args.coast_confirm else " --coast-confirm " + ",".join(map(str, args.coast_confirm)))
                    + f" --out {args.out}",
         "faces_from": pool.source,
         "labelled": labelled, "clips": args.clips, "faces_per_clip": args.faces, "frame_size": [h, w],
@@ -178,10 +186,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         "note": "accuracy % at each clip's last frame over all true faces (a missed face counts as wrong), and over "
                 f"frames 2-{FRAMES}; one_track: faces found in 2 or more frames whose detections all had one track "
                 "id (tracked, without coasting); false_faces_per_frame: reported faces overlapping no true face",
-        "runs": {"one frame": "track=False", "tracked": "FaceTracker(coast=0)",
-                 **{("tracked, coast 2" + ("" if a == 2 else f" after {a}")): f"FaceTracker(coast=2, coast_after={a})"
-                    for a in args.coast_after},
-                 **{f"tracked, confirm {k}": f"FaceTracker(coast=0, confirm={k})" for k in args.confirm}},
+        "runs": {"one frame": "track=False", "tracked": "FaceTracker(coast=0, confirm=1)",
+                 **{("tracked, coast 2" + ("" if a == 2 else f" after {a}")):
+                    f"FaceTracker(coast=2, coast_after={a}, confirm=1)" for a in args.coast_after},
+                 **{f"tracked, confirm {k}": f"FaceTracker(coast=0, confirm={k})" for k in args.confirm},
+                 **{f"tracked, coast 2, confirm {k}": f"FaceTracker(coast=2, coast_after=2, confirm={k})"
+                    for k in args.coast_confirm}},
         "rows": out, "false_faces_per_frame": false_faces})
     print(f"wrote {args.out}")
     return 0

@@ -847,29 +847,32 @@ CROWD_CLIPS = "results/crowd/clips.json"
 
 
 def crowd_clips_table(doc: dict[str, Any]) -> str:
-    """scripts/crowd_clips.py: per face size, faces kept on one track and accuracy at the last frame, frame by
-    frame and tracked, for each row."""
-    labelled = doc["labelled"]
+    """scripts/crowd_clips.py: per face size, faces kept on one track, and accuracy over frames 2-8 frame by frame,
+    tracked, and tracked as by default (coasting 2 frames, confirmed after 2) when the file has that run."""
+    labelled, n = doc["labelled"], doc["frames"]
+    runs = [r for r in ("one frame", "tracked", "tracked, coast 2, confirm 2") if r in doc["runs"]]
     head = "| frames | face size (px) | faces | found at the last frame | kept one track (of those found twice or more) |"
-    lines = [head + (" accuracy, one frame | accuracy, tracked |" if labelled else ""),
-             "|---|---|" + "---:|" * (3 + (2 if labelled else 0))]
+    lines = [head + ("".join(f" accuracy, {r} |" for r in runs) if labelled else ""),
+             "|---|---|" + "---:|" * (3 + (len(runs) if labelled else 0))]
     for row, bins in doc["rows"].items():
         for b in bins:
-            kept = f"{b['one_track']} of {b['found_in_2_or_more_frames']}"
-            cells = [row, b["bin"], str(b["faces"]), str(b["found_at_last_frame"]), kept]
+            cells = [row, b["bin"], str(b["faces"]), str(b["found_at_last_frame"]),
+                     f"{b['one_track']} of {b['found_in_2_or_more_frames']}"]
             if labelled:
-                n = doc["frames"]
-                one, tr = b[f"accuracy frames 2-{n} one frame"], b[f"accuracy frames 2-{n} tracked"]
-                cells += ["-" if one is None else f"{one:.2f}",
-                          "-" if tr is None else f"{tr:.2f} ({tr - one:+.2f})"]
+                first = b[f"accuracy frames 2-{n} one frame"]
+                for i, r in enumerate(runs):
+                    a = b[f"accuracy frames 2-{n} {r}"]
+                    cells.append("-" if a is None else f"{a:.2f}" + ("" if i == 0 or first is None else f" ({a - first:+.2f})"))
             lines.append("| " + " | ".join(cells) + " |")
-    return (f"`{CROWD_CLIPS}` (`{doc['command']}`): {doc['clips']} clips per row of {doc['frames']} frames "
+        ff = doc["false_faces_per_frame"][row]
+        lines.append(f"| {row} | false faces per frame | | | | " + " | ".join(f"{ff[r]:.3f}" for r in runs) + " |")
+    return (f"`{CROWD_CLIPS}` (`{doc['command']}`): {doc['clips']} clips per row of {n} frames "
             f"({doc['frame_size'][0]}x{doc['frame_size'][1]}, up to {doc['faces_per_clip']} faces from "
             f"{doc['faces_from']}), each face drifting at up to {doc['max_speed_px_per_frame']:g} px a frame, noise "
             f"of {doc['noise_grey_levels']:g} grey levels; jpeg: each frame then JPEG quality {doc['jpeg_quality']}; "
-            f"the default detector and model; accuracy in % over frames 2-{doc['frames']} and all true faces, a missed "
-            "face counted wrong (change from one frame in points); tracked: FaceTracker(coast=0):\n\n"
-            + "\n".join(lines) + "\n")
+            f"the default detector and model; accuracy in % over frames 2-{n} and all true faces, a missed face "
+            "counted wrong (change from one frame in points); runs: "
+            + ", ".join(f"{r} = {doc['runs'][r]}" for r in runs) + ":\n\n" + "\n".join(lines) + "\n")
 
 
 def crowd_coast_table(doc: dict[str, Any]) -> str:
@@ -1515,6 +1518,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd_coast": ("results/crowd/clips_coast.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_coast2": ("results/crowd/clips_coast2.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_confirm": ("results/crowd/clips_confirm.json", crowd_coast_table, "docs/crowd.md"),
+    "crowd_coast_confirm": ("results/crowd/clips_coast_confirm.json", crowd_coast_table, "docs/crowd.md"),
 }
 
 

@@ -176,7 +176,7 @@ def test_a_tracked_stream_labels_faces_with_their_tracks_mean() -> None:
 
     with Recognizer(threads=1) as rec:
         plain = list(CrowdAnalyzer(rec, Boxes()).analyze_stream(clip.frames, track=False))
-        tracker = FaceTracker(half_life=2.0)
+        tracker = FaceTracker(half_life=2.0, coast=0, confirm=1)  # every frame reported, as detected
         results = list(CrowdAnalyzer(rec, Boxes()).analyze_stream(clip.frames, track=tracker))
     assert all(r.faces[0].track_id is None and r.faces[0].frame_probs is None for r in plain)
     frame_probs = np.stack([r.faces[0].probs for r in plain])[:, None, :]
@@ -225,10 +225,11 @@ def test_crowd_cli_tracks_a_video_by_default_and_not_with_no_track(tmp_path) -> 
         faces = [f for fr in doc["frames"] for f in fr["faces"]]
         assert faces, "the scene's faces were found"
         assert all(("track_id" in f) == tracked for f in faces)
-        assert doc["tracking"] == ({"half_life": 4.0 if "4" in extra else 2.0, "aggregate": "probs"} if tracked else None)
-        if tracked:  # a still scene: every face keeps its track through the three frames
+        assert doc["tracking"] == ({"half_life": 4.0 if "4" in extra else 2.0, "aggregate": "probs", "coast": 2,
+                                    "confirm": 2} if tracked else None)
+        if tracked:  # a still scene: every face keeps its track, reported from its second frame on (confirm=2)
             per_frame = [sorted(f["track_id"] for f in fr["faces"]) for fr in doc["frames"]]
-            assert per_frame[0] == per_frame[1] == per_frame[2]
+            assert per_frame[0] == [] and per_frame[1] == per_frame[2] != []
     assert crowd_cli.main([str(video), "--out", str(tmp_path / "o2.avi"), "--no-track", "--half-life", "3"]) == 2
 
 
@@ -273,8 +274,8 @@ def test_a_confirmed_track_missed_by_the_detector_coasts_for_coast_frames() -> N
     assert back[0] == a[0]
 
 
-def test_coasting_skips_tracks_a_detection_continues_and_is_off_by_default() -> None:
-    off = FaceTracker()
+def test_coasting_skips_tracks_a_detection_continues_and_can_be_off() -> None:
+    off = FaceTracker(coast=0)
     on = FaceTracker(coast=1)
     for tr in (off, on):
         for x in (0, 1):
@@ -308,8 +309,9 @@ def test_a_tracked_stream_recognises_a_face_the_detector_missed_when_coasting() 
             return [] if self.t == 3 else [Detection(clip.boxes[self.t - 1], 0.9)]
 
     with Recognizer(threads=1) as rec:
-        plain = list(CrowdAnalyzer(rec, Flicker()).analyze_stream(clip.frames, track=FaceTracker()))
-        coasted = list(CrowdAnalyzer(rec, Flicker()).analyze_stream(clip.frames, track=FaceTracker(coast=2)))
+        plain = list(CrowdAnalyzer(rec, Flicker()).analyze_stream(clip.frames, track=FaceTracker(coast=0, confirm=1)))
+        coasted = list(CrowdAnalyzer(rec, Flicker()).analyze_stream(clip.frames,
+                                                                    track=FaceTracker(coast=2, confirm=1)))
     assert [len(r.faces) for r in plain] == [1, 1, 0, 1]
     assert [len(r.faces) for r in coasted] == [1, 1, 1, 1]
     third = coasted[2].faces[0]
@@ -455,8 +457,8 @@ def test_crowd_cli_writes_valid_json_with_an_infinite_half_life_and_draws_the_tr
         raise ValueError(f"{constant} is not JSON")
 
     doc = json.loads(text, parse_constant=refuse)  # no Infinity / NaN
-    assert doc["tracking"] == {"half_life": None, "aggregate": "probs"}  # null: a plain mean of every frame
-    assert drawn == [[(f["track_id"], f["label"]) for f in fr["faces"]] for fr in doc["frames"]] and drawn[0]
+    assert doc["tracking"] == {"half_life": None, "aggregate": "probs", "coast": 2, "confirm": 2}  # null: a plain mean
+    assert drawn == [[(f["track_id"], f["label"]) for f in fr["faces"]] for fr in doc["frames"]] and any(drawn)
 
 
 def test_track_log_gives_each_face_its_frames_and_its_mean_over_them() -> None:
@@ -500,7 +502,8 @@ def test_crowd_cli_lists_the_faces_it_followed(tmp_path) -> None:  # type: ignor
     doc = json.loads(js.read_text())
     ids = {f["track_id"] for fr in doc["frames"] for f in fr["faces"]}
     assert {t["track_id"] for t in doc["tracks"]} == ids and ids
-    assert all(t["frames"] == 3 and t["first_frame"] == 0 and t["last_frame"] == 2 for t in doc["tracks"])
+    # reported from each face's second frame on (confirm=2, the default)
+    assert all(t["frames"] == 2 and t["first_frame"] == 1 and t["last_frame"] == 2 for t in doc["tracks"])
     assert crowd_cli.main([str(video), "--out", str(tmp_path / "out.avi"), "--json", str(js), "--min-face", "16",
                            "--no-track"]) == 0
     assert json.loads(js.read_text())["tracks"] is None
@@ -521,7 +524,7 @@ def test_confirm_reports_a_face_from_its_tracks_second_detection_on() -> None:
     assert tracker.reported(ids).tolist() == [False, False]
     ids, _ = tracker.update([_box(1, 0), _box(100, 100)], _probs([0.5, 0.5], [0.5, 0.5]))
     assert tracker.reported(ids).tolist() == [True, False]  # the first face's second frame; a new face
-    every = FaceTracker()
+    every = FaceTracker(confirm=1)
     assert every.reported(every.update([_box(0, 0)], _probs([0.5, 0.5]))[0]).tolist() == [True]
     with pytest.raises(InputError, match="confirm"):
         FaceTracker(confirm=0)
@@ -552,3 +555,34 @@ def test_a_stream_with_confirm_holds_back_each_new_faces_first_frame() -> None:
     assert [len(r.faces) for r in results] == [0, 1, 1] and results[0].summary.n_faces == 0
     # the held-back first frame still counts in the track's mean: the second frame's answer averages two frames
     assert results[1].faces[0].track_id == results[2].faces[0].track_id
+
+
+def test_the_defaults_coast_two_frames_and_confirm_after_two() -> None:
+    # docs/crowd.md, "Coasting and confirmation together" (results/crowd/clips_coast_confirm.json)
+    tracker = FaceTracker()
+    assert (tracker.coast, tracker.coast_after, tracker.confirm) == (2, 2, 2)
+    assert FaceTracker(max_missed=1).coast == 1  # the default coasting within a shorter max_missed
+    with pytest.raises(InputError, match="coast"):
+        FaceTracker(coast=2, max_missed=1)  # asked for, not fitting: refused
+
+
+def test_crowd_cli_coast_and_confirm_options(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from _video import write_video
+
+    from fsrfer_edge import crowd_bench, crowd_cli
+
+    scene = crowd_bench.make_scene(crowd_bench.public_domain_faces(), seed=3, n_faces=4, size=(160, 200),
+                                   face_range=(20, 36))
+    video = write_video(tmp_path / "in.avi", [scene.image] * 2)
+    js = tmp_path / "res.json"
+    assert crowd_cli.main([str(video), "--out", str(tmp_path / "o.avi"), "--json", str(js), "--min-face", "16",
+                           "--coast", "0", "--confirm", "1"]) == 0
+    doc = json.loads(js.read_text())
+    assert doc["tracking"]["coast"] == 0 and doc["tracking"]["confirm"] == 1 and doc["frames"][0]["faces"]
+    for bad in (["--coast", "-1"], ["--coast", "9"], ["--confirm", "0"], ["--no-track", "--coast", "1"]):
+        assert crowd_cli.main([str(video), "--out", str(tmp_path / "o2.avi")] + bad) == 2
+    assert not (tmp_path / "o2.avi").exists()
