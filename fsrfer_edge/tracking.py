@@ -199,6 +199,7 @@ class FaceTracker:
         self._decay = _decay(self.half_life)
         self._tracks: list[_Track] = []
         self._next_id = 0
+        self._frames = 0  # frames given to update() since the tracker was made or reset
 
     @property
     def n_tracks(self) -> int:
@@ -208,6 +209,7 @@ class FaceTracker:
     def reset(self) -> None:
         """Forget every track (a new stream); track ids go on counting."""
         self._tracks = []
+        self._frames = 0
 
     def coasting(self, boxes: Any) -> np.ndarray:
         """The faces to recognise in this frame although the detector did not find them: call before
@@ -231,7 +233,11 @@ class FaceTracker:
 
     def reported(self, ids: Any) -> np.ndarray:
         """(N,) bools: whether each of ``ids`` (from the last :meth:`update`) belongs to a track found in at least
-        ``confirm`` frames, so that its face is reported; all True with ``confirm=1``."""
+        ``confirm`` frames, so that its face is reported; all True with ``confirm=1``, and in a stream's first frame
+        (since the tracker was made or reset), where nothing can have been found before (as SORT reports its first
+        frames): a one-frame video, or a stream's first frame, shows its faces."""
+        if self._frames <= 1:
+            return np.ones(np.asarray(ids).reshape(-1).shape, dtype=bool)
         hits = {tr.id: tr.hits for tr in self._tracks}
         return np.array([hits.get(int(i), 0) >= self.confirm for i in np.asarray(ids).reshape(-1)], dtype=bool)
 
@@ -301,6 +307,7 @@ class FaceTracker:
             if id(tr) not in seen:
                 tr.missed += 1
         self._tracks = [tr for tr in self._tracks if tr.missed <= self.max_missed]
+        self._frames += 1
         return ids, out
 
     @staticmethod

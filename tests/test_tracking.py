@@ -227,9 +227,9 @@ def test_crowd_cli_tracks_a_video_by_default_and_not_with_no_track(tmp_path) -> 
         assert all(("track_id" in f) == tracked for f in faces)
         assert doc["tracking"] == ({"half_life": 4.0 if "4" in extra else 2.0, "aggregate": "probs", "coast": 2,
                                     "confirm": 2} if tracked else None)
-        if tracked:  # a still scene: every face keeps its track, reported from its second frame on (confirm=2)
+        if tracked:  # a still scene: every face keeps its track (the first frame reports every face found)
             per_frame = [sorted(f["track_id"] for f in fr["faces"]) for fr in doc["frames"]]
-            assert per_frame[0] == [] and per_frame[1] == per_frame[2] != []
+            assert per_frame[0] == per_frame[1] == per_frame[2] != []
     assert crowd_cli.main([str(video), "--out", str(tmp_path / "o2.avi"), "--no-track", "--half-life", "3"]) == 2
 
 
@@ -502,8 +502,7 @@ def test_crowd_cli_lists_the_faces_it_followed(tmp_path) -> None:  # type: ignor
     doc = json.loads(js.read_text())
     ids = {f["track_id"] for fr in doc["frames"] for f in fr["faces"]}
     assert {t["track_id"] for t in doc["tracks"]} == ids and ids
-    # reported from each face's second frame on (confirm=2, the default)
-    assert all(t["frames"] == 2 and t["first_frame"] == 1 and t["last_frame"] == 2 for t in doc["tracks"])
+    assert all(t["frames"] == 3 and t["first_frame"] == 0 and t["last_frame"] == 2 for t in doc["tracks"])
     assert crowd_cli.main([str(video), "--out", str(tmp_path / "out.avi"), "--json", str(js), "--min-face", "16",
                            "--no-track"]) == 0
     assert json.loads(js.read_text())["tracks"] is None
@@ -521,9 +520,13 @@ def test_with_half_life_2_a_changed_expression_takes_the_label_at_its_second_fra
 def test_confirm_reports_a_face_from_its_tracks_second_detection_on() -> None:
     tracker = FaceTracker(confirm=2)
     ids, _ = tracker.update([_box(0, 0), _box(50, 0)], _probs([0.5, 0.5], [0.5, 0.5]))
-    assert tracker.reported(ids).tolist() == [False, False]
+    assert tracker.reported(ids).tolist() == [True, True]  # a stream's first frame: nothing to confirm against
     ids, _ = tracker.update([_box(1, 0), _box(100, 100)], _probs([0.5, 0.5], [0.5, 0.5]))
     assert tracker.reported(ids).tolist() == [True, False]  # the first face's second frame; a new face
+    ids, _ = tracker.update([_box(2, 0), _box(101, 100)], _probs([0.5, 0.5], [0.5, 0.5]))
+    assert tracker.reported(ids).tolist() == [True, True]  # its second frame
+    tracker.reset()  # a new stream: its first frame again
+    assert tracker.reported(tracker.update([_box(300, 0)], _probs([0.5, 0.5]))[0]).tolist() == [True]
     every = FaceTracker(confirm=1)
     assert every.reported(every.update([_box(0, 0)], _probs([0.5, 0.5]))[0]).tolist() == [True]
     with pytest.raises(InputError, match="confirm"):
@@ -547,14 +550,15 @@ def test_a_stream_with_confirm_holds_back_each_new_faces_first_frame() -> None:
             self.t = 0
 
         def _detect(self, frame: np.ndarray) -> list[Detection]:
-            self.t += 1
-            return [Detection(clip.boxes[self.t - 1], 0.9)]
+            self.t += 1  # the face of the clip, and from the second frame on a second box far from it
+            return [Detection(clip.boxes[self.t - 1], 0.9)] + ([Detection((60.0, 30.0, 84.0, 54.0), 0.9)]
+                                                               if self.t >= 2 else [])
 
     with Recognizer(threads=1) as rec:
         results = list(CrowdAnalyzer(rec, Boxes()).analyze_stream(clip.frames, track=FaceTracker(confirm=2)))
-    assert [len(r.faces) for r in results] == [0, 1, 1] and results[0].summary.n_faces == 0
-    # the held-back first frame still counts in the track's mean: the second frame's answer averages two frames
-    assert results[1].faces[0].track_id == results[2].faces[0].track_id
+    assert [len(r.faces) for r in results] == [1, 1, 2] and results[1].summary.n_faces == 1
+    assert results[1].faces[0].track_id == results[0].faces[0].track_id  # the held-back one is the new face
+    assert {f.track_id for f in results[2].faces} > {results[0].faces[0].track_id}
 
 
 def test_the_defaults_coast_two_frames_and_confirm_after_two() -> None:
