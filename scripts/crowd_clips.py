@@ -38,8 +38,12 @@ ROWS = ("clean", "jpeg")
 
 
 def render_clip(pool: Any, seed: int, n_faces: int, size: tuple[int, int], background: str,
-                row: str) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
-    """(frames, true boxes per frame, labels): a scene's faces drifting over FRAMES frames."""
+                row: str, switch_at: Optional[int] = None) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """(frames, true boxes per frame, (FRAMES, N) labels per frame): a scene's faces drifting over FRAMES frames.
+
+    With ``switch_at`` every face is replaced, from that frame on, by another face of the pool with another label
+    at the same place (an expression that changes; drawn from a generator of its own, so the clip is otherwise the
+    same)."""
     from fsrfer_edge.crowd_bench import MAX_FACE, MIN_FACE, _place, make_background
     from fsrfer_edge.preprocessing import resize
 
@@ -54,11 +58,24 @@ def render_clip(pool: Any, seed: int, n_faces: int, size: tuple[int, int], backg
     angle = rng.uniform(0, 2 * math.pi, len(placed))
     speed = rng.uniform(0, MAX_SPEED, len(placed))
     faces = [np.clip(resize(pool.images[i], (s, s)), 0, 255).astype(np.float32) for (_, _, s), i in zip(placed, ids)]
-    frames, boxes = [], []
+    labels = np.asarray([int(pool.labels[i]) for i in ids], dtype=np.int64)
+    later, later_labels = faces, labels
+    if switch_at is not None:
+        other = np.random.default_rng([seed, 1])
+        new_ids = []
+        for lab in labels:
+            pick = np.flatnonzero(pool.labels != lab) if pool.labelled else np.arange(len(pool.images))
+            new_ids.append(int(other.choice(pick)))
+        later = [np.clip(resize(pool.images[i], (s, s)), 0, 255).astype(np.float32)
+                 for (_, _, s), i in zip(placed, new_ids)]
+        later_labels = np.asarray([int(pool.labels[i]) for i in new_ids], dtype=np.int64)
+    frames, boxes, per_frame = [], [], []
     for t in range(FRAMES):
         img = base.copy()
         bx = []
-        for (x, y, s), face, a, v in zip(placed, faces, angle, speed):
+        switched = switch_at is not None and t >= switch_at
+        per_frame.append(later_labels if switched else labels)
+        for (x, y, s), face, a, v in zip(placed, later if switched else faces, angle, speed):
             px, py = margin + x + v * t * math.cos(a), margin + y + v * t * math.sin(a)
             ix, iy = int(math.floor(px)), int(math.floor(py))
             moved = shift_bilinear(face[None], np.array([py - iy]), np.array([px - ix]))[0]
@@ -75,7 +92,7 @@ def render_clip(pool: Any, seed: int, n_faces: int, size: tuple[int, int], backg
                 img = np.asarray(im.convert("RGB"))
         frames.append(img)
         boxes.append(np.asarray(bx, dtype=np.float64).reshape(-1, 4))
-    return frames, boxes, np.asarray([int(pool.labels[i]) for i in ids], dtype=np.int64)
+    return frames, boxes, np.stack(per_frame) if per_frame else np.zeros((0, len(labels)), np.int64)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -92,8 +109,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                     "give --coast-after= to leave the coasting runs out (default: none)")
     ap.add_argument("--coast-confirm", default="", help="comma-separated confirm values, one run with coast=2 each "
                     "(default: none)")
+    ap.add_argument("--switch-at", type=int, default=None, metavar="FRAME",
+                    help=f"replace every face by a face of another expression from this frame (1-{FRAMES}) on, and "
+                         "record the accuracy at every frame (default: no change)")
     ap.add_argument("--out", required=True, help="result JSON")
     args = ap.parse_args(argv)
+    if args.switch_at is not None:
+        if not 2 <= args.switch_at <= FRAMES:
+            ap.error(f"--switch-at {args.switch_at}: expected a frame from 2 to {FRAMES}")
+        args.switch_at -= 1  # counted from 0 below
     for name in ("coast_after", "confirm", "coast_confirm"):
         text = getattr(args, name)
         try:
@@ -128,14 +152,17 @@ def main(argv: Optional[list[str]] = None) -> int:
                                                                                      confirm=c))(k)
     out: dict[str, Any] = {}
     false_faces: dict[str, dict[str, float]] = {}
+    accuracy_by_frame: dict[str, dict[str, list[float]]] = {}
     with CrowdAnalyzer() as analyzer:
         for row in ROWS:
             per_face: list[dict[str, Any]] = []
             n_false = {n: 0 for n in runs_of}
-            n_frames = 0
+            by_frame = {n: [0] * FRAMES for n in runs_of}  # correct answers at each frame, over every clip's faces
+            n_frames = n_faces = 0
             for k, seed in enumerate(seeds):
-                frames, truth, labels = render_clip(pool, int(seed), args.faces, (h, w), BACKGROUNDS[k % 2], row)
-                faces = [{"size": float(s), "label": int(labels[j]), "found_in": 0, "tracks": set()}
+                frames, truth, labels = render_clip(pool, int(seed), args.faces, (h, w), BACKGROUNDS[k % 2], row,
+                                                    args.switch_at)
+                faces = [{"size": float(s), "found_in": 0, "tracks": set()}
                          for j, s in enumerate(truth[0][:, 2] - truth[0][:, 0])]
                 for name, make in runs_of.items():
                     for t, r in enumerate(analyzer.analyze_stream(frames, track=make())):
@@ -143,15 +170,18 @@ def main(argv: Optional[list[str]] = None) -> int:
                         n_false[name] += len(r.faces) - int((hit >= 0).sum())
                         for j, d in enumerate(hit):
                             pred = r.faces[d].index if d >= 0 else -1
+                            right = int(pred == labels[t][j])
+                            by_frame[name][t] += right
                             if t >= 1:  # frames 2..FRAMES: every run has had a frame to start its tracks
-                                faces[j][f"correct {name}"] = faces[j].get(f"correct {name}", 0) + int(
-                                    pred == faces[j]["label"])
+                                faces[j][f"correct {name}"] = faces[j].get(f"correct {name}", 0) + right
                             if t == FRAMES - 1:
+                                faces[j][f"last {name}"] = right
                                 faces[j][name] = int(pred)
                             if name == "tracked" and d >= 0:
                                 faces[j]["found_in"] += 1
                                 faces[j]["tracks"].add(int(r.faces[d].track_id))  # type: ignore[arg-type]
                 n_frames += len(frames)
+                n_faces += len(faces)
                 for f in faces:
                     f["tracks"] = len(f["tracks"])
                 per_face += faces
@@ -166,18 +196,21 @@ def main(argv: Optional[list[str]] = None) -> int:
                                          "one_track": sum(f["tracks"] == 1 for f in seen2)}
                 if labelled:
                     for n in runs_of:
-                        entry[f"accuracy {n}"] = round(100.0 * sum(f[n] == f["label"] for f in sel) / len(sel), 2) \
+                        entry[f"accuracy {n}"] = round(100.0 * sum(f[f"last {n}"] for f in sel) / len(sel), 2) \
                             if sel else None
                         entry[f"accuracy frames 2-{FRAMES} {n}"] = round(
                             100.0 * sum(f[f"correct {n}"] for f in sel) / (len(sel) * (FRAMES - 1)), 2) if sel else None
                 bins.append(entry)
             out[row] = bins
             false_faces[row] = {n: round(v / n_frames, 3) for n, v in n_false.items()}
+            if labelled:
+                accuracy_by_frame[row] = {n: [round(100.0 * c / n_faces, 2) for c in v] for n, v in by_frame.items()}
     write_json(args.out, {
         "command": "python scripts/crowd_clips.py" + (f" --seed {args.seed}" if args.seed else "")
                    + ("" if args.coast_after == [2] else " --coast-after=" + ",".join(map(str, args.coast_after)))
                    + ("" if not args.confirm else " --confirm " + ",".join(map(str, args.confirm)))
                    + ("" if not args.coast_confirm else " --coast-confirm " + ",".join(map(str, args.coast_confirm)))
+                   + ("" if args.switch_at is None else f" --switch-at {args.switch_at + 1}")
                    + f" --out {args.out}",
         "faces_from": pool.source,
         "labelled": labelled, "clips": args.clips, "faces_per_clip": args.faces, "frame_size": [h, w],
@@ -192,7 +225,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                  **{f"tracked, confirm {k}": f"FaceTracker(coast=0, confirm={k})" for k in args.confirm},
                  **{f"tracked, coast 2, confirm {k}": f"FaceTracker(coast=2, coast_after=2, confirm={k})"
                     for k in args.coast_confirm}},
-        "rows": out, "false_faces_per_frame": false_faces})
+        "rows": out, "false_faces_per_frame": false_faces,
+        **({"accuracy_by_frame": accuracy_by_frame} if args.switch_at is not None else {}),
+        **({"switch_at_frame": args.switch_at + 1} if args.switch_at is not None else {})})
     print(f"wrote {args.out}")
     return 0
 

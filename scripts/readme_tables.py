@@ -896,6 +896,21 @@ def crowd_coast_table(doc: dict[str, Any]) -> str:
             + ":\n\n" + "\n".join(lines) + "\n")
 
 
+def crowd_switch_table(doc: dict[str, Any]) -> str:
+    """scripts/crowd_clips.py --switch-at: accuracy at each frame of the clips, per run, around the frame where
+    every face changes its expression."""
+    k, n = doc["switch_at_frame"], doc["frames"]
+    lines = ["| frames | run | " + " | ".join(f"frame {t}" + (" (changed)" if t == k else "") for t in range(1, n + 1))
+             + " |", "|---|---|" + "---:|" * n]
+    for row, runs in doc["accuracy_by_frame"].items():
+        for run, accs in runs.items():
+            lines.append(f"| {row} | {run} | " + " | ".join(f"{a:.2f}" for a in accs) + " |")
+    return (f"`{doc['command'].split('--out ')[-1]}` (`{doc['command']}`): {doc['clips']} clips per row of {n} frames, "
+            f"as the crowd clips above, every face replaced from frame {k} on by a face of another expression at the "
+            "same place; accuracy in % over all true faces at each frame (a missed face counted wrong); runs: "
+            + ", ".join(f"{r} = {v}" for r, v in doc["runs"].items()) + ":\n\n" + "\n".join(lines) + "\n")
+
+
 JPEG_DETECTION = "results/ferplus/jpeg_detection_train.json"
 
 
@@ -1519,6 +1534,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd_coast2": ("results/crowd/clips_coast2.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_confirm": ("results/crowd/clips_confirm.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_coast_confirm": ("results/crowd/clips_coast_confirm.json", crowd_coast_table, "docs/crowd.md"),
+    "crowd_switch": ("results/crowd/clips_switch.json", crowd_switch_table, "docs/crowd.md"),
 }
 
 

@@ -590,3 +590,28 @@ def test_crowd_cli_coast_and_confirm_options(tmp_path) -> None:  # type: ignore[
     for bad in (["--coast", "-1"], ["--coast", "9"], ["--confirm", "0"], ["--no-track", "--coast", "1"]):
         assert crowd_cli.main([str(video), "--out", str(tmp_path / "o2.avi")] + bad) == 2
     assert not (tmp_path / "o2.avi").exists()
+
+
+def test_crowd_clips_switch_at_changes_the_faces_and_refuses_frames_outside_the_clip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from _scripts import load_script
+
+    from fsrfer_edge.crowd_bench import public_domain_faces
+
+    crowd_clips = load_script("scripts/crowd_clips.py", "crowd_clips")
+    pool = public_domain_faces()
+    same = crowd_clips.render_clip(pool, 7, 6, (120, 160), "plain", "clean")
+    changed = crowd_clips.render_clip(pool, 7, 6, (120, 160), "plain", "clean", switch_at=3)
+    for t in range(crowd_clips.FRAMES):  # the same clip up to the change, other faces from it on
+        assert np.array_equal(same[0][t], changed[0][t]) == (t < 3)
+        np.testing.assert_array_equal(same[1][t], changed[1][t])  # at the same places
+    out = tmp_path / "s.json"
+    assert crowd_clips.main(["--data", str(tmp_path / "none"), "--clips", "1", "--faces", "6", "--size", "120x160",
+                             "--switch-at", "4", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["switch_at_frame"] == 4
+    for bad in ("1", str(crowd_clips.FRAMES + 1)):
+        with pytest.raises(SystemExit):
+            crowd_clips.main(["--switch-at", bad, "--out", str(tmp_path / "x.json")])
