@@ -3,6 +3,7 @@ and a tracked CrowdAnalyzer stream and fsrfer-crowd's tracking options."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -154,17 +155,23 @@ def _shrink(face: np.ndarray, side: int) -> np.ndarray:
     return np.clip(np.rint(resize(face.astype(np.float32)[None], (side, side), "box")[0]), 0, 255).astype(np.uint8)
 
 
-def test_a_tracked_stream_labels_faces_with_their_tracks_mean() -> None:
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("skimage")
-    from fsrfer_edge import Recognizer
-    from fsrfer_edge.crowd import CrowdAnalyzer
+def _scene_video(tmp_path: Any, frames: int) -> Any:
+    """A still video of a small seeded scene of the public-domain astronaut face (4 faces of 20-36 px)."""
+    from _video import write_video
+
+    from fsrfer_edge import crowd_bench
+
+    scene = crowd_bench.make_scene(crowd_bench.public_domain_faces(), seed=3, n_faces=4, size=(160, 200),
+                                   face_range=(20, 36))
+    return write_video(tmp_path / "in.avi", [scene.image] * frames)
+
+
+def _scripted(boxes_at: Any) -> Any:
+    """A FaceDetector whose t-th call (from 1) returns ``boxes_at(t)``, each box at score 0.9."""
     from fsrfer_edge.detection import Detection, FaceDetector
 
-    clip = _Jitter(5)
-
-    class Boxes(FaceDetector):
-        name = "boxes"
+    class Scripted(FaceDetector):
+        name = "scripted"
 
         def __init__(self) -> None:
             super().__init__()
@@ -172,7 +179,21 @@ def test_a_tracked_stream_labels_faces_with_their_tracks_mean() -> None:
 
         def _detect(self, frame: np.ndarray) -> list[Detection]:
             self.t += 1
-            return [Detection(clip.boxes[self.t - 1], 0.9)]
+            return [Detection(b, 0.9) for b in boxes_at(self.t)]
+
+    return Scripted()
+
+
+def test_a_tracked_stream_labels_faces_with_their_tracks_mean() -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer
+
+    clip = _Jitter(5)
+
+    def Boxes() -> Any:  # noqa: N802  (reads like the class it makes)
+        return _scripted(lambda t: [clip.boxes[t - 1]])
 
     with Recognizer(threads=1) as rec:
         plain = list(CrowdAnalyzer(rec, Boxes()).analyze_stream(clip.frames, track=False))
@@ -210,13 +231,9 @@ def test_crowd_cli_tracks_a_video_by_default_and_not_with_no_track(tmp_path) -> 
 
     pytest.importorskip("onnxruntime")
     pytest.importorskip("skimage")
-    from _video import write_video
+    from fsrfer_edge import crowd_cli
 
-    from fsrfer_edge import crowd_bench, crowd_cli
-
-    pool = crowd_bench.public_domain_faces()
-    scene = crowd_bench.make_scene(pool, seed=3, n_faces=4, size=(160, 200), face_range=(20, 36))
-    video = write_video(tmp_path / "in.avi", [scene.image] * 3)
+    video = _scene_video(tmp_path, 3)
     for extra, tracked in (([], True), (["--no-track"], False), (["--half-life", "4"], True)):
         js = tmp_path / "res.json"
         assert crowd_cli.main([str(video), "--out", str(tmp_path / "out.avi"), "--json", str(js), "--min-face", "16"]
@@ -293,20 +310,11 @@ def test_a_tracked_stream_recognises_a_face_the_detector_missed_when_coasting() 
     pytest.importorskip("skimage")
     from fsrfer_edge import Recognizer
     from fsrfer_edge.crowd import CrowdAnalyzer
-    from fsrfer_edge.detection import Detection, FaceDetector
 
     clip = _Jitter(4)
 
-    class Flicker(FaceDetector):  # misses the face in the third frame
-        name = "flicker"
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.t = 0
-
-        def _detect(self, frame: np.ndarray) -> list[Detection]:
-            self.t += 1
-            return [] if self.t == 3 else [Detection(clip.boxes[self.t - 1], 0.9)]
+    def Flicker() -> Any:  # noqa: N802  (misses the face in the third frame)
+        return _scripted(lambda t: [] if t == 3 else [clip.boxes[t - 1]])
 
     with Recognizer(threads=1) as rec:
         plain = list(CrowdAnalyzer(rec, Flicker()).analyze_stream(clip.frames, track=FaceTracker(coast=0, confirm=1)))
@@ -437,13 +445,9 @@ def test_crowd_cli_writes_valid_json_with_an_infinite_half_life_and_draws_the_tr
 
     pytest.importorskip("onnxruntime")
     pytest.importorskip("skimage")
-    from _video import write_video
+    from fsrfer_edge import crowd_cli
 
-    from fsrfer_edge import crowd_bench, crowd_cli
-
-    pool = crowd_bench.public_domain_faces()
-    scene = crowd_bench.make_scene(pool, seed=3, n_faces=4, size=(160, 200), face_range=(20, 36))
-    video = write_video(tmp_path / "in.avi", [scene.image] * 3)
+    video = _scene_video(tmp_path, 3)
     drawn: list = []
     annotate = crowd_cli.annotate
     monkeypatch.setattr(crowd_cli, "annotate", lambda frame, result, *a: drawn.append(
@@ -490,13 +494,9 @@ def test_crowd_cli_lists_the_faces_it_followed(tmp_path) -> None:  # type: ignor
 
     pytest.importorskip("onnxruntime")
     pytest.importorskip("skimage")
-    from _video import write_video
+    from fsrfer_edge import crowd_cli
 
-    from fsrfer_edge import crowd_bench, crowd_cli
-
-    scene = crowd_bench.make_scene(crowd_bench.public_domain_faces(), seed=3, n_faces=4, size=(160, 200),
-                                   face_range=(20, 36))
-    video = write_video(tmp_path / "in.avi", [scene.image] * 3)
+    video = _scene_video(tmp_path, 3)
     js = tmp_path / "res.json"
     assert crowd_cli.main([str(video), "--out", str(tmp_path / "out.avi"), "--json", str(js), "--min-face", "16"]) == 0
     doc = json.loads(js.read_text())
@@ -538,21 +538,11 @@ def test_a_stream_with_confirm_holds_back_each_new_faces_first_frame() -> None:
     pytest.importorskip("skimage")
     from fsrfer_edge import Recognizer
     from fsrfer_edge.crowd import CrowdAnalyzer
-    from fsrfer_edge.detection import Detection, FaceDetector
 
     clip = _Jitter(3)
 
-    class Boxes(FaceDetector):
-        name = "boxes"
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.t = 0
-
-        def _detect(self, frame: np.ndarray) -> list[Detection]:
-            self.t += 1  # the face of the clip, and from the second frame on a second box far from it
-            return [Detection(clip.boxes[self.t - 1], 0.9)] + ([Detection((60.0, 30.0, 84.0, 54.0), 0.9)]
-                                                               if self.t >= 2 else [])
+    def Boxes() -> Any:  # noqa: N802  (the clip's face, and from the second frame on a second box far from it)
+        return _scripted(lambda t: [clip.boxes[t - 1]] + ([(60.0, 30.0, 84.0, 54.0)] if t >= 2 else []))
 
     with Recognizer(threads=1) as rec:
         results = list(CrowdAnalyzer(rec, Boxes()).analyze_stream(clip.frames, track=FaceTracker(confirm=2)))
@@ -575,13 +565,9 @@ def test_crowd_cli_coast_and_confirm_options(tmp_path) -> None:  # type: ignore[
 
     pytest.importorskip("onnxruntime")
     pytest.importorskip("skimage")
-    from _video import write_video
+    from fsrfer_edge import crowd_cli
 
-    from fsrfer_edge import crowd_bench, crowd_cli
-
-    scene = crowd_bench.make_scene(crowd_bench.public_domain_faces(), seed=3, n_faces=4, size=(160, 200),
-                                   face_range=(20, 36))
-    video = write_video(tmp_path / "in.avi", [scene.image] * 2)
+    video = _scene_video(tmp_path, 2)
     js = tmp_path / "res.json"
     assert crowd_cli.main([str(video), "--out", str(tmp_path / "o.avi"), "--json", str(js), "--min-face", "16",
                            "--coast", "0", "--confirm", "1"]) == 0
