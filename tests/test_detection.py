@@ -701,3 +701,14 @@ def test_closing_a_detector_while_another_thread_detects_says_so(monkeypatch: py
     monkeypatch.setattr(det, "_tile_pixels", close_midway)
     with pytest.raises(DetectorClosedError, match="closed"):
         det.detect(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_a_frame_with_a_side_over_the_sdks_limit_is_refused_as_crowd_analyzer_refuses_it() -> None:
+    from fsrfer_edge.detection.base import as_rgb_frame, check_frame_size
+    from fsrfer_edge.preprocessing import MAX_IMAGE_SIDE
+
+    with pytest.raises(InputError, match="a side"):
+        check_frame_size(1, MAX_IMAGE_SIDE + 1)
+    with pytest.raises(InputError, match="a side"):
+        as_rgb_frame(np.zeros((1, MAX_IMAGE_SIDE + 1, 3), np.uint8))
+    check_frame_size(1, MAX_IMAGE_SIDE)  # at the limit: accepted

@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import FsrferError, InputError
-from ..preprocessing import MAX_IMAGE_PIXELS
+from ..preprocessing import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
 
 logger = logging.getLogger(__name__)
 
@@ -106,11 +106,13 @@ def as_rgb_frame(frame: Any, what: str = "frame") -> np.ndarray:
 
 
 def check_frame_size(height: int, width: int, what: str = "frame") -> None:
-    """Raise InputError for a frame of more than :data:`MAX_FRAME_PIXELS` pixels."""
-    if height * width > MAX_FRAME_PIXELS:
+    """Raise InputError for a frame of more than :data:`MAX_FRAME_PIXELS` pixels or with a side longer than the
+    SDK's :data:`~fsrfer_edge.preprocessing.MAX_IMAGE_SIDE` (the one image limit, as ``CrowdAnalyzer`` applies it)."""
+    if height * width > MAX_FRAME_PIXELS or max(height, width) > MAX_IMAGE_SIDE:
         raise InputError(
-            f"{what}: received a {width}x{height} frame ({height * width / 1e6:.1f} megapixels); the limit is "
-            f"{MAX_FRAME_PIXELS / 1e6:.1f} megapixels (8192x8192). Downscale it first, or cut it into parts"
+            f"{what}: received a {width}x{height} frame ({height * width / 1e6:.1f} megapixels); the limits are "
+            f"{MAX_FRAME_PIXELS / 1e6:.1f} megapixels (8192x8192) and {MAX_IMAGE_SIDE} pixels a side. Downscale it "
+            "first, or cut it into parts"
         )
 
 
