@@ -36,7 +36,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from .crowd import DEFAULT_MARGIN, DEFAULT_MIN_FACE, CrowdAnalyzer, check_margin, crop_face
-from .detection import MAX_FRAME_PIXELS, Detection, box_iou, create_detector, detector_models
+from .detection import MAX_FRAME_PIXELS, Detection, box_iou, create_detector, detector_model_inputs
 from .detection.frames import check_image_name, optional_module, write_image
 from .errors import CliParser, DataError, FsrferError, InputError, sigterm_interrupts
 from .ferplus import FERPLUS_FILE, load_labelled_faces
@@ -1087,7 +1087,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 check_image_name(args.save_scene)
                 check_output_path(args.save_scene, "--save-scene")
             inputs += [("--model", resolve_model_path(args.model)), ("--detector-model", args.detector_model)]
-            inputs += [("the detector's model", m) for m in detector_models()]  # read whatever --detector-model
+            inputs += detector_model_inputs()  # read whatever --detector-model says
             check_distinct_files([*inputs, ("--save-scene", args.save_scene), ("--out", args.out)], inputs=len(inputs))
             pool = load_test_faces(data_dir) if use_data else public_domain_faces()  # fails here, not in a worker
             if args.save_scene is not None and pool.labelled:

@@ -31,7 +31,7 @@ import numpy as np
 
 from .crowd import (DEFAULT_MIN_FACE, DEFAULT_TRACK, MARGINS, CrowdAnalyzer, CrowdResult, TrackLog, VideoFrames,
                     check_margin, video_frames)
-from .detection import DEFAULT_SCORES, DETECTORS, MAX_FRAME_PIXELS, create_detector, detector_models
+from .detection import DEFAULT_SCORES, DETECTORS, MAX_FRAME_PIXELS, create_detector, detector_model_inputs
 from .detection.frames import (
     is_image_file,
     optional_module,
@@ -391,7 +391,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.json is not None:
             check_output_path(args.json, "--json")
         inputs = [("the input", None if kind == "camera" else args.input), ("--model", resolve_model_path(args.model))]
-        inputs += [("the detector's model", m) for m in detector_models()]
+        inputs += detector_model_inputs()
         check_distinct_files(inputs + [("--out", args.out), ("--json", args.json)], inputs=len(inputs))
         if args.margin is not None:
             check_margin(args.margin, "--margin")

@@ -26,7 +26,7 @@ import numpy as np
 
 from .crowd import DEFAULT_MIN_FACE, MARGIN_RANGE, check_margin, crop_face, default_margin
 from .crowd_cli import count_faces
-from .detection import DEFAULT_SCORES, DETECTORS, create_detector, detector_models
+from .detection import DEFAULT_SCORES, DETECTORS, create_detector, detector_model_inputs
 from .detection.base import as_rgb_frame
 from .detection.frames import check_image_name, read_image, write_image
 from .detection.pyramid import check_number
@@ -277,8 +277,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.json:
                 check_output_path(args.json, "--json")
             model = resolve_model_path(args.model)
-            inputs = [("the input", args.image), ("--model", model)] + [("the detector's model", m)
-                                                                        for m in detector_models()]
+            inputs = [("the input", args.image), ("--model", model), *detector_model_inputs()]
             check_distinct_files(inputs + [("--out", args.out), ("--json", args.json or None)], inputs=len(inputs))
             frame = as_rgb_frame(sample_image() if args.image is None else read_image(args.image))
             source = SAMPLE_SOURCE if args.image is None else str(args.image)

@@ -276,7 +276,7 @@ def test_outputs_over_the_model_or_a_detectors_model_are_refused(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     import shutil
 
-    from fsrfer_edge.detection import detector_models
+    from fsrfer_edge.detection import detector_model_inputs
     from fsrfer_edge.detection.frames import write_image
     from fsrfer_edge.recognizer import resolve_model_path
 
@@ -288,7 +288,7 @@ def test_outputs_over_the_model_or_a_detectors_model_are_refused(tmp_path: Path,
     before = model.read_bytes()
     assert crowd_cli.main([str(img), "--out", str(tmp_path / "o.png"), "--model", str(model), "--json", str(model)]) == 2
     assert "--json" in capsys.readouterr().err and model.read_bytes() == before
-    for det in detector_models():  # the shipped detectors' files (read, not written)
+    for _, det in detector_model_inputs():  # the shipped detectors' files (read, not written)
         assert crowd_cli.main([str(img), "--out", str(tmp_path / "o.png"), "--json", str(det)]) == 2
         assert "the same file" in capsys.readouterr().err
 

@@ -48,12 +48,13 @@ PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_SCORES: dict[str, float] = {"yunet": 0.3, "blazeface": 0.5}
 
 
-def detector_models() -> list[Path]:
-    """The shipped detectors' model files, which a command's outputs must not overwrite (read at call time: a test
-    may point them elsewhere)."""
+def detector_model_inputs() -> list[tuple[str, Path]]:
+    """The shipped detectors' model files as ``(what, path)`` inputs for
+    :func:`fsrfer_edge.fileio.check_distinct_files`: a command's outputs must not overwrite them (read at call
+    time: a test may point them elsewhere)."""
     from . import blazeface, yunet
 
-    return [yunet.DEFAULT_YUNET, blazeface.DEFAULT_BLAZEFACE]
+    return [("the detector's model", yunet.DEFAULT_YUNET), ("the detector's model", blazeface.DEFAULT_BLAZEFACE)]
 
 
 def create_detector(name: str = "auto", *, min_face: float = 8.0, min_score: Optional[float] = None,
@@ -121,7 +122,7 @@ __all__ = [
     "as_rgb_frame",
     "box_iou",
     "create_detector",
-    "detector_models",
+    "detector_model_inputs",
     "drop_nested",
     "nms",
     "weighted_nms",
