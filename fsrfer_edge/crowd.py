@@ -253,6 +253,14 @@ def square_box(box: Sequence[float], margin: float) -> tuple[int, int, int, int]
     return left, top, left + s, top + s
 
 
+def _inside(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(K,) the fraction of each (K, 4) box's area within a frame of ``shape`` (height, width)."""
+    h, w = shape[0], shape[1]
+    iw = np.clip(np.minimum(boxes[:, 2], w) - np.maximum(boxes[:, 0], 0), 0, None)
+    ih = np.clip(np.minimum(boxes[:, 3], h) - np.maximum(boxes[:, 1], 0), 0, None)
+    return iw * ih / ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+
+
 def crop_face(frame: np.ndarray, box: Sequence[float], margin: float) -> np.ndarray:
     """The square crop around ``box`` (see :func:`square_box`); parts outside the frame repeat its edge."""
     h, w = frame.shape[:2]
@@ -378,6 +386,7 @@ class CrowdAnalyzer:
         detected = [True] * len(dets)
         if tracker is not None:  # tracks the detector missed here, recognised at their last boxes (coast)
             extra = tracker.coasting(np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4))
+            extra = extra[_inside(extra, rgb.shape[:2]) >= 0.5]  # a face moved (motion) out of the frame is gone
             dets = list(dets) + [Detection((float(b[0]), float(b[1]), float(b[2]), float(b[3])), 0.0) for b in extra]
             detected += [False] * len(extra)
         if dets:

@@ -40,10 +40,10 @@ from .detection.frames import (
     WRITABLE_IMAGES,
     write_image,
 )
-from .errors import CliParser, FsrferError, InputError, signal_handled
+from .errors import CliParser, FsrferError, InputError, cli_main, signal_handled
 from .fileio import check_distinct_files, check_output_path, set_default_mode, write_json
-from .tracking import (DEFAULT_COAST, DEFAULT_CONFIRM, DEFAULT_HALF_LIFE, DEFAULT_MAX_MISSED, FaceTracker,
-                       check_half_life)
+from .tracking import (DEFAULT_COAST, DEFAULT_CONFIRM, DEFAULT_HALF_LIFE, DEFAULT_MAX_MISSED, DEFAULT_MOTION,
+                       FaceTracker, check_half_life)
 
 logger = logging.getLogger(__name__)
 
@@ -298,7 +298,8 @@ def tracking_json(tracker: Optional[FaceTracker]) -> Optional[dict[str, Any]]:
     if tracker is None:
         return None
     return {"half_life": tracker.half_life if math.isfinite(tracker.half_life) else None,
-            "aggregate": tracker.aggregate, "coast": tracker.coast, "confirm": tracker.confirm}
+            "aggregate": tracker.aggregate, "coast": tracker.coast, "confirm": tracker.confirm,
+            "motion": tracker.motion}
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--confirm", type=int, default=None,
                     help=f"with tracking: frames a face must be found in before it is reported (default "
                          f"{DEFAULT_CONFIRM}; 1: at once)")
+    ap.add_argument("--motion", dest="motion", action="store_true", default=None,
+                    help="with tracking: look for each face where its velocity takes it (walking faces, faces that "
+                         "pass each other; default " + ("on" if DEFAULT_MOTION else "off") + ")")
+    ap.add_argument("--no-motion", dest="motion", action="store_false", help="with tracking: look for each face at its "
+                    "last box")
     ap.add_argument("--scale", type=int, default=1, help="enlarge the annotated output this many times (default 1)")
     ap.add_argument("--no-labels", action="store_true", help="draw boxes only")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
@@ -354,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+@cli_main
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -368,7 +375,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         kind = input_kind(args.input)
         if kind != "camera" and not Path(args.input).is_file():
             raise InputError(f"input {args.input} does not exist (or is not a file); expected an image or video file")
-        tracking = (("--half-life", args.half_life), ("--coast", args.coast), ("--confirm", args.confirm))
+        tracking = (("--half-life", args.half_life), ("--coast", args.coast), ("--confirm", args.confirm),
+                    ("--motion/--no-motion", args.motion))
         for flag, value in (("--max-frames", args.max_frames), ("--track/--no-track", args.track), *tracking):
             if kind == "image" and value is not None:
                 raise InputError(f"{flag} applies to a video or a camera; {args.input} is an image (drop it)")
@@ -384,7 +392,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              f"{DEFAULT_MAX_MISSED} frames unseen)")
         tracker = FaceTracker(check_half_life(DEFAULT_HALF_LIFE if args.half_life is None else args.half_life,
                                               "--half-life"),
-                              coast=args.coast, confirm=DEFAULT_CONFIRM if args.confirm is None else args.confirm) \
+                              coast=args.coast, confirm=DEFAULT_CONFIRM if args.confirm is None else args.confirm,
+                              motion=DEFAULT_MOTION if args.motion is None else args.motion) \
             if track else None
         check_output(kind, args.out)
         check_output_path(args.out, "--out")  # a folder, or a path under a file: refused before any work

@@ -48,6 +48,11 @@ DEFAULT_MAX_MISSED = 5
 DEFAULT_COAST = 2
 DEFAULT_COAST_AFTER = 2
 DEFAULT_CONFIRM = 2
+#: Whether a track's box is moved on by its face's velocity before matching (:class:`FaceTracker`'s ``motion``).
+DEFAULT_MOTION = False
+#: Each new displacement's weight in a track's velocity (an exponential mean of the displacements between its
+#: detections): 0.5 follows a walker's steady pace within two frames and halves one frame's box jitter.
+VELOCITY_WEIGHT = 0.5
 #: Probabilities are floored at this before their logarithm ("log").
 LOG_FLOOR = 1e-6
 #: A row of probabilities may miss a sum of 1 by this much (float16 models, values rounded to 4 decimals);
@@ -144,6 +149,7 @@ class _Track:
     den: float
     missed: int = 0
     hits: int = 0
+    velocity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(2))  # px a frame, (dx, dy)
 
 
 class FaceTracker:
@@ -164,18 +170,22 @@ class FaceTracker:
         coast_after: the frames a track must have been found in before it coasts (>= 1).
         confirm: the frames a track must have been found in before its face is reported (:meth:`reported`; >= 1):
             2 holds back the first frame of every new face, where a detection seen once (often a false one) ends.
+        motion: move each track's last box on by its face's velocity (a mean of the displacements between its
+            detections, :data:`VELOCITY_WEIGHT`) before matching and coasting, so that a walking face is looked for
+            where it will be, and faces that pass each other keep their tracks.
 
     Frames without a face still count: call :meth:`update` with no boxes, and every track's frames weigh less
     as time passes. A tracker follows one stream at a time, frame after frame: its tracks go on into whatever
     frames it is given next, so call :meth:`reset` (or make a new tracker) before a new, unrelated video.
     Matching is greedy (the best overlap first, then the nearest centre), which is what
-    crowds of separate faces need; faces that cross each other may swap tracks.
+    crowds of separate faces need; without ``motion`` faces that cross each other may swap tracks.
     """
 
     def __init__(self, half_life: float = DEFAULT_HALF_LIFE, aggregate: str = DEFAULT_AGGREGATE, *,
                  min_iou: float = DEFAULT_MIN_IOU, max_shift: float = DEFAULT_MAX_SHIFT,
                  max_missed: int = DEFAULT_MAX_MISSED, coast: Optional[int] = None,
-                 coast_after: int = DEFAULT_COAST_AFTER, confirm: int = DEFAULT_CONFIRM) -> None:
+                 coast_after: int = DEFAULT_COAST_AFTER, confirm: int = DEFAULT_CONFIRM,
+                 motion: bool = DEFAULT_MOTION) -> None:
         self.half_life = check_half_life(half_life)
         self.aggregate = _check_aggregate(aggregate)
         self.min_iou = _fraction("min_iou", min_iou)
@@ -196,6 +206,9 @@ class FaceTracker:
         if isinstance(confirm, bool) or not isinstance(confirm, (int, np.integer)) or confirm < 1:
             raise InputError(f"confirm={confirm!r}; expected an integer >= 1 (frames a track was found in)")
         self.confirm = int(confirm)
+        if not isinstance(motion, (bool, np.bool_)):
+            raise InputError(f"motion={motion!r}; expected True or False")
+        self.motion = bool(motion)
         self._decay = _decay(self.half_life)
         self._tracks: list[_Track] = []
         self._next_id = 0
@@ -216,7 +229,8 @@ class FaceTracker:
         :meth:`update` with the frame's detected boxes.
 
         Returns:
-            (K, 4) float64: the last boxes of the tracks found in at least ``coast_after`` frames, none of
+            (K, 4) float64: the last boxes (moved on by their velocities with ``motion``) of the tracks found in
+            at least ``coast_after`` frames, none of
             ``boxes`` continues or overlaps (a detection there is that face, or another: one place, one face), and
             last found at most ``coast`` frames ago (K = 0 with ``coast=0``). Give them to :meth:`update` after the
             detected faces, with ``detected`` False.
@@ -225,7 +239,7 @@ class FaceTracker:
         if not self.coast or not self._tracks:
             return np.zeros((0, 4))
         taken = set(self._match(b).values())
-        out = np.array([tr.box for j, tr in enumerate(self._tracks) if j not in taken and self._coasts(tr)],
+        out = np.array([self._expected(tr) for j, tr in enumerate(self._tracks) if j not in taken and self._coasts(tr)],
                        dtype=np.float64).reshape(-1, 4)
         if len(out) and len(b):
             out = out[~(box_iou(out, b) > 0).any(axis=1)]
@@ -243,6 +257,13 @@ class FaceTracker:
 
     def _coasts(self, tr: _Track) -> bool:
         return tr.hits >= self.coast_after and tr.missed < self.coast
+
+    def _expected(self, tr: _Track) -> np.ndarray:
+        """Where the track's face is looked for in the coming frame: its last box, moved on by its velocity over
+        the frames since it was found with ``motion``."""
+        if not self.motion:
+            return tr.box
+        return tr.box + np.tile(tr.velocity * (tr.missed + 1), 2)
 
     def update(self, boxes: Any, probs: Any, detected: Any = None) -> Tuple[np.ndarray, np.ndarray]:
         """Take one frame's faces.
@@ -269,7 +290,7 @@ class FaceTracker:
         coasted: dict[int, int] = {}  # face index -> track index, for the faces the detector missed
         for k in np.flatnonzero(~found).tolist():
             j = next((j for j, tr in enumerate(self._tracks) if j not in coasted.values()
-                      and np.array_equal(tr.box, b[k]) and self._coasts(tr)), None)
+                      and np.array_equal(self._expected(tr), b[k]) and self._coasts(tr)), None)
             if j is None:
                 raise InputError(f"box {k} is marked not detected but is none of coasting()'s boxes for this frame; "
                                  "expected detected=False only for the boxes coasting() returned, each once")
@@ -299,6 +320,9 @@ class FaceTracker:
             out[i] = _normalised(tr.num / tr.den, self.aggregate)
             if not found[i]:
                 continue  # recognised at its last box: the track stays missed, its box where it was found
+            if self.motion and tr.hits:  # the displacement a frame since the track was last found
+                step = (_centre(b[i]) - _centre(tr.box)) / (tr.missed + 1)
+                tr.velocity = step if tr.hits == 1 else (1 - VELOCITY_WEIGHT) * tr.velocity + VELOCITY_WEIGHT * step
             tr.box = b[i].copy()
             tr.missed = 0
             tr.hits += 1
@@ -354,7 +378,7 @@ class FaceTracker:
         tracks = self._tracks if among is None else [self._tracks[j] for j in among]
         if not len(b) or not tracks:
             return pairs
-        t = np.stack([tr.box for tr in tracks])
+        t = np.stack([self._expected(tr) for tr in tracks])
         iou = box_iou(b, t)
         taken: set[int] = set()
         for i, j in zip(*np.unravel_index(np.argsort(-iou, axis=None, kind="stable"), iou.shape)):
@@ -382,7 +406,11 @@ class FaceTracker:
     def __repr__(self) -> str:
         return (f"FaceTracker(half_life={self.half_life:g}, aggregate={self.aggregate!r}, min_iou={self.min_iou:g}, "
                 f"max_shift={self.max_shift:g}, max_missed={self.max_missed}, coast={self.coast}, "
-                f"coast_after={self.coast_after}, confirm={self.confirm}, tracks={self.n_tracks})")
+                f"coast_after={self.coast_after}, confirm={self.confirm}, motion={self.motion}, tracks={self.n_tracks})")
+
+
+def _centre(box: np.ndarray) -> np.ndarray:
+    return (box[:2] + box[2:]) / 2
 
 
 def _fraction(name: str, value: Any) -> float:

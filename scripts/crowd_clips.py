@@ -109,6 +109,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     "give --coast-after= to leave the coasting runs out (default: none)")
     ap.add_argument("--coast-confirm", default="", help="comma-separated confirm values, one run with coast=2 each "
                     "(default: none)")
+    ap.add_argument("--motion", action="store_true", help="one more run: the tracker's defaults with motion "
+                    "(FaceTracker(coast=2, coast_after=2, confirm=2, motion=True))")
     ap.add_argument("--switch-at", type=int, default=None, metavar="FRAME",
                     help=f"replace every face by a face of another expression from this frame (1-{FRAMES}) on, and "
                          "record the accuracy at every frame (default: no change)")
@@ -150,6 +152,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     for k in args.coast_confirm:
         runs_of[f"tracked, coast 2, confirm {k}"] = (lambda c: lambda: FaceTracker(coast=2, coast_after=2,
                                                                                      confirm=c))(k)
+    motion_run = "tracked, coast 2, confirm 2, motion"
+    if args.motion:
+        runs_of[motion_run] = lambda: FaceTracker(coast=2, coast_after=2, confirm=2, motion=True)
     out: dict[str, Any] = {}
     false_faces: dict[str, dict[str, float]] = {}
     accuracy_by_frame: dict[str, dict[str, list[float]]] = {}
@@ -210,6 +215,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                    + ("" if args.coast_after == [2] else " --coast-after=" + ",".join(map(str, args.coast_after)))
                    + ("" if not args.confirm else " --confirm " + ",".join(map(str, args.confirm)))
                    + ("" if not args.coast_confirm else " --coast-confirm " + ",".join(map(str, args.coast_confirm)))
+                   + (" --motion" if args.motion else "")
                    + ("" if args.switch_at is None else f" --switch-at {args.switch_at + 1}")
                    + f" --out {args.out}",
         "faces_from": pool.source,
@@ -224,7 +230,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     f"FaceTracker(coast=2, coast_after={a}, confirm=1)" for a in args.coast_after},
                  **{f"tracked, confirm {k}": f"FaceTracker(coast=0, confirm={k})" for k in args.confirm},
                  **{f"tracked, coast 2, confirm {k}": f"FaceTracker(coast=2, coast_after=2, confirm={k})"
-                    for k in args.coast_confirm}},
+                    for k in args.coast_confirm},
+                 **({motion_run: "FaceTracker(coast=2, coast_after=2, confirm=2, motion=True)"} if args.motion else {})},
         "rows": out, "false_faces_per_frame": false_faces,
         **({"accuracy_by_frame": accuracy_by_frame} if args.switch_at is not None else {}),
         **({"switch_at_frame": args.switch_at + 1} if args.switch_at is not None else {})})

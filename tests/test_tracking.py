@@ -243,7 +243,7 @@ def test_crowd_cli_tracks_a_video_by_default_and_not_with_no_track(tmp_path) -> 
         assert faces, "the scene's faces were found"
         assert all(("track_id" in f) == tracked for f in faces)
         assert doc["tracking"] == ({"half_life": 4.0 if "4" in extra else 2.0, "aggregate": "probs", "coast": 2,
-                                    "confirm": 2} if tracked else None)
+                                    "confirm": 2, "motion": False} if tracked else None)
         if tracked:  # a still scene: every face keeps its track (the first frame reports every face found)
             per_frame = [sorted(f["track_id"] for f in fr["faces"]) for fr in doc["frames"]]
             assert per_frame[0] == per_frame[1] == per_frame[2] != []
@@ -268,6 +268,42 @@ def test_crowd_clips_script_keeps_drifting_faces_on_their_tracks(tmp_path) -> No
     assert every["one_track"] == every["found_in_2_or_more_frames"]  # none lost its track while drifting
     assert "accuracy one frame" not in every
 
+
+def test_crowd_walk_script_walks_faces_past_each_other_and_scores_both_trackers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from _scripts import load_script
+    from fsrfer_edge.crowd_bench import public_domain_faces
+    from fsrfer_edge.detection.base import box_iou
+
+    crowd_walk = load_script("scripts/crowd_walk.py", "crowd_walk")
+    clip = crowd_walk.render_walk(public_domain_faces(), 3, 30, (120, 160), "plain", "clean", frames=6)
+    boxes, visible = clip["boxes"], clip["visible"]
+    side = boxes[0, :, 2] - boxes[0, :, 0]
+    step = boxes[1, :, :2] - boxes[0, :, :2]
+    pace = np.hypot(step[:, 0], step[:, 1]) / side
+    assert ((pace >= 0.1 - 1e-9) & (pace <= 0.4 + 1e-9)).all()  # the default pace, in face sides a frame
+    assert (np.abs(step[:, 1]) <= np.tan(np.deg2rad(15.0)) * np.abs(step[:, 0]) + 1e-9).all()  # walking sideways
+    np.testing.assert_allclose(boxes[5, :, :2] - boxes[0, :, :2], 5 * step)  # a steady pace
+    assert len(clip["frames"]) == 6 and clip["frames"][0].shape == (120, 160, 3)
+    for t in range(6):  # a face is hidden only where it leaves the frame or a larger face passes over it
+        inside = (boxes[t, :, 0] >= 0) & (boxes[t, :, 1] >= 0) & (boxes[t, :, 2] <= 160) & (boxes[t, :, 3] <= 120)
+        iou = box_iou(boxes[t], boxes[t])
+        over = np.array([((iou[j] > 0) & (side > side[j])).any() for j in range(len(side))])
+        assert (visible[t][inside & ~over] > 0.999).all() and (visible[t] <= 1.0 + 1e-9).all()
+    assert clip["crossing"].any() and (visible < 0.999).any()
+    out = tmp_path / "walk.json"
+    with pytest.raises(SystemExit):
+        crowd_walk.main(["--speed", "0.4,0.1", "--out", str(out)])
+    assert crowd_walk.main(["--data", str(tmp_path / "none"), "--clips", "1", "--faces", "12", "--frames", "4",
+                            "--size", "200x260", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["labelled"] is False and set(doc["rows"]) == {"clean", "jpeg"}
+    every = doc["rows"]["clean"]["all"]
+    assert every["tracked, motion"]["faces_followed"] >= 3 and "identity_switches" in every["tracked, motion"]
+    assert "accuracy" not in every["tracked"] and "motion=True" in doc["runs"]["tracked, motion"]
 
 # --------------------------------------------------------------------------------------------
 # Coasting: a tracked face the detector missed
@@ -461,7 +497,8 @@ def test_crowd_cli_writes_valid_json_with_an_infinite_half_life_and_draws_the_tr
         raise ValueError(f"{constant} is not JSON")
 
     doc = json.loads(text, parse_constant=refuse)  # no Infinity / NaN
-    assert doc["tracking"] == {"half_life": None, "aggregate": "probs", "coast": 2, "confirm": 2}  # null: a plain mean
+    assert doc["tracking"] == {"half_life": None, "aggregate": "probs", "coast": 2, "confirm": 2,
+                               "motion": False}  # null: a plain mean
     assert drawn == [[(f["track_id"], f["label"]) for f in fr["faces"]] for fr in doc["frames"]] and any(drawn)
 
 
@@ -570,10 +607,12 @@ def test_crowd_cli_coast_and_confirm_options(tmp_path) -> None:  # type: ignore[
     video = _scene_video(tmp_path, 2)
     js = tmp_path / "res.json"
     assert crowd_cli.main([str(video), "--out", str(tmp_path / "o.avi"), "--json", str(js), "--min-face", "16",
-                           "--coast", "0", "--confirm", "1"]) == 0
+                           "--coast", "0", "--confirm", "1", "--motion"]) == 0
     doc = json.loads(js.read_text())
     assert doc["tracking"]["coast"] == 0 and doc["tracking"]["confirm"] == 1 and doc["frames"][0]["faces"]
-    for bad in (["--coast", "-1"], ["--coast", "9"], ["--confirm", "0"], ["--no-track", "--coast", "1"]):
+    assert doc["tracking"]["motion"] is True
+    for bad in (["--coast", "-1"], ["--coast", "9"], ["--confirm", "0"], ["--no-track", "--coast", "1"],
+                ["--no-track", "--motion"]):
         assert crowd_cli.main([str(video), "--out", str(tmp_path / "o2.avi")] + bad) == 2
     assert not (tmp_path / "o2.avi").exists()
 
@@ -601,3 +640,62 @@ def test_crowd_clips_switch_at_changes_the_faces_and_refuses_frames_outside_the_
     for bad in ("1", str(crowd_clips.FRAMES + 1)):
         with pytest.raises(SystemExit):
             crowd_clips.main(["--switch-at", bad, "--out", str(tmp_path / "x.json")])
+
+
+# --------------------------------------------------------------------------------------------
+# Motion: a track's box moved on by its face's velocity
+# --------------------------------------------------------------------------------------------
+def _crossing(tracker: FaceTracker, frames: int = 9, speed: float = 4.0) -> list[list[int]]:
+    """Two 10 px faces walking towards each other on one row at ``speed`` px a frame, passing at frame 4 (where the
+    detector finds only the one in front); the track ids of the left walker and the right one at each frame."""
+    out = []
+    for t in range(frames):
+        left, right = 4.0 + speed * t, 4.0 + 8 * speed - speed * t
+        boxes = [_box(left, 0), _box(right, 0)] if abs(left - right) >= 6 else [_box(right, 0)]
+        ids, _ = tracker.update(boxes, _probs(*[[0.5, 0.5]] * len(boxes)))
+        out.append([int(ids[0]), int(ids[-1])] if len(boxes) == 2 else [-1, int(ids[0])])
+    return out
+
+
+def test_with_motion_faces_that_pass_each_other_keep_their_tracks_and_without_they_swap() -> None:
+    still = _crossing(FaceTracker(coast=0, confirm=1))
+    moving = _crossing(FaceTracker(coast=0, confirm=1, motion=True))
+    assert still[0] == moving[0] == [0, 1]
+    assert still[-1] != [0, 1]  # the greedy match on last boxes hands each walker the other's track
+    # at frame 4 the one face found is at both walkers' expected place: either track may take it
+    assert moving[-1] == [0, 1] and all(ids == [0, 1] for t, ids in enumerate(moving) if t != 4)
+
+
+def test_with_motion_a_coasting_face_is_looked_for_where_it_walked_to() -> None:
+    tracker = FaceTracker(half_life=math.inf, coast=2, motion=True)
+    for x in (0.0, 3.0, 6.0):
+        a, _ = tracker.update([_box(x, 0)], _probs([0.9, 0.1]))
+    for step in (1, 2):  # missed: coasted one and two steps on from its last box, still its own track
+        extra = tracker.coasting([])
+        np.testing.assert_allclose(extra, [_box(6.0 + 3.0 * step, 0)])
+        ids, _ = tracker.update(extra, _probs([0.9, 0.1]), detected=[False])
+        assert ids[0] == a[0]
+    back, _ = tracker.update([_box(15.0, 0)], _probs([0.9, 0.1]))  # found again where it walked to
+    assert back[0] == a[0]
+    np.testing.assert_allclose(tracker.coasting([]), [_box(18.0, 0)])  # velocity kept: 9 px over 3 frames
+    assert FaceTracker().motion is False and "motion=False" in repr(FaceTracker())
+    with pytest.raises(InputError, match="motion"):
+        FaceTracker(motion="yes")  # type: ignore[arg-type]
+
+
+def test_a_stream_with_motion_coasts_a_walking_face_ahead_until_it_leaves_the_frame() -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer
+
+    clip = _Jitter(5)  # 64x96 frames
+    walk = [(10.0, 8.0, 34.0, 32.0), (30.0, 8.0, 54.0, 32.0)]  # 20 px a frame to the right, then missed
+
+    with Recognizer(threads=1) as rec:
+        out = list(CrowdAnalyzer(rec, _scripted(lambda t: [walk[t - 1]] if t <= 2 else [])).analyze_stream(
+            clip.frames, track=FaceTracker(coast=3, confirm=1, motion=True)))
+    assert [len(r.faces) for r in out] == [1, 1, 1, 1, 0]  # frame 5's box (90-114) is mostly past the right edge
+    assert [r.faces[0].box for r in out[2:4]] == [(50.0, 8.0, 74.0, 32.0), (70.0, 8.0, 94.0, 32.0)]
+    assert not any(r.faces[0].detected for r in out[2:4])
+    assert {r.faces[0].track_id for r in out[:4]} == {out[0].faces[0].track_id}
