@@ -33,7 +33,6 @@ import numpy as np
 from .detection import Detection, FaceDetector, as_rgb_frame, create_detector
 from .detection.frames import read_image, require_cv2
 from .errors import InputError, one_line
-from .preprocessing import to_uint8_pixels
 from .recognizer import Recognizer
 from .tracking import FaceTracker
 
@@ -592,8 +591,6 @@ def iter_frames(source: Union[PathLike, int, Iterable[np.ndarray]]) -> Iterator[
 def _as_frame(frame: Any, what: str) -> np.ndarray:
     """A caller's frame under the SDK's pixel contract (as Recognizer's faces): uint8, or float in [0, 255]
     (rounded to uint8 for the detector); see :func:`fsrfer_edge.preprocessing.check_pixels`."""
-    if isinstance(frame, np.ndarray):
-        frame = to_uint8_pixels(frame, what)
     return as_rgb_frame(frame, what=what)
 
 

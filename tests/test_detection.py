@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -47,7 +48,8 @@ def test_as_rgb_frame_converts_gray_and_rgba() -> None:
 @pytest.mark.parametrize("frame, words", [
     (np.zeros((0, 0, 3), np.uint8), "empty frame"),
     (np.zeros((10, 0, 3), np.uint8), "empty frame"),
-    (np.zeros((4, 4, 3), np.float32), "dtype float32"),
+    (np.zeros((4, 4, 3), np.int64), "dtype int64"),  # float in [0, 255] is taken, as CrowdAnalyzer takes it
+    (np.full((4, 4, 3), 0.5, np.float32), "scaled to [0, 1]"),
     (np.zeros((4, 4, 2), np.uint8), "(4, 4, 2)"),
     (np.zeros((1, 4, 4, 3), np.uint8), "(1, 4, 4, 3)"),
     ([[1, 2], [3, 4]], "received list"),
@@ -712,3 +714,107 @@ def test_a_frame_with_a_side_over_the_sdks_limit_is_refused_as_crowd_analyzer_re
     with pytest.raises(InputError, match="a side"):
         as_rgb_frame(np.zeros((1, MAX_IMAGE_SIDE + 1, 3), np.uint8))
     check_frame_size(1, MAX_IMAGE_SIDE)  # at the limit: accepted
+
+
+# --------------------------------------------------------------------------------------------
+# Frames: every detector takes the frames CrowdAnalyzer takes, converted as it converts them
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["yunet", "blazeface", "opencv"])
+def test_float_frames_give_the_same_faces_as_uint8(name: str) -> None:
+    """``detect(frame.astype(np.float32))`` finds what ``detect(frame)`` finds, RGB and grey: float pixels in
+    [0, 255] are the SDK's pixel contract (CrowdAnalyzer's and Recognizer's), and detect() alone refused them."""
+    if name == "opencv":
+        cv2 = pytest.importorskip("cv2")
+        if not hasattr(cv2, "CascadeClassifier"):
+            pytest.skip("OpenCV 5 has no cascade classifier")
+    rgb, _ = _astronaut_scene([30, 44, 60], shape=(160, 240))
+    grey = np.rint(rgb.mean(axis=2)).astype(np.uint8)
+
+    def faces(found: list[Detection]) -> list[tuple[object, ...]]:
+        return [(d.box, d.score, d.keypoints) for d in found]
+
+    with create_detector(name, min_face=24) as det:
+        assert det.detect(rgb)  # faces were found: the comparison below means something
+        for frame in (rgb, grey, grey[:, :, None]):
+            want = faces(det.detect(frame))
+            for dtype in (np.float32, np.float64):
+                assert faces(det.detect(frame.astype(dtype))) == want, (frame.shape, dtype)
+
+
+class _Recorder(FaceDetector):
+    """A plug-in that keeps every frame it is given and finds no face."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[np.ndarray] = []
+
+    def _detect(self, frame: np.ndarray) -> list[Detection]:
+        self.frames.append(frame.copy())
+        return []
+
+
+@pytest.fixture(scope="module")
+def crowd_with_recorder() -> Iterator[tuple[Any, _Recorder]]:
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer
+
+    recorder = _Recorder()
+    with Recognizer(threads=1, spinning=False) as rec, CrowdAnalyzer(rec, recorder) as crowd:
+        yield crowd, recorder
+
+
+def _float_frames() -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    halves = np.full((6, 10), 0.5) + rng.integers(0, 255, (6, 10))  # x.5: rounding to even, as np.rint does
+    return [rng.uniform(0, 255, (6, 10, 3)).astype(np.float32), rng.uniform(0, 255, (6, 10)), halves,
+            halves[:, :, None].astype(np.float32), rng.uniform(0, 255, (6, 10, 4)).astype(np.float16),
+            np.zeros((6, 10, 3), np.float32), np.full((6, 10), 255.0)]
+
+
+@pytest.mark.parametrize("index", range(len(_float_frames())))
+def test_a_plugin_gets_a_float_frame_converted_as_crowd_analyzer_converts_it(
+        crowd_with_recorder: tuple[Any, _Recorder], index: int) -> None:
+    crowd, recorder = crowd_with_recorder
+    frame = _float_frames()[index]
+    crowd.analyze(frame)
+    via_crowd = recorder.frames[-1]
+    recorder.detect(frame)
+    direct = recorder.frames[-1]
+    assert direct.dtype == np.uint8 and direct.shape == (6, 10, 3)
+    np.testing.assert_array_equal(direct, via_crowd)
+    np.testing.assert_array_equal(direct, as_rgb_frame(np.rint(frame).astype(np.uint8)))
+
+
+@pytest.mark.parametrize("frame", [np.full((8, 8, 3), np.nan, np.float32), np.full((8, 8), np.nan)])
+def test_a_nan_frame_is_refused_naming_what_was_expected(frame: np.ndarray) -> None:
+    with pytest.raises(InputError, match=r"NaN.*expected pixel values in \[0, 255\]"):
+        FixedDetector([]).detect(frame)
+
+
+@pytest.mark.parametrize("frame, words", [
+    (np.full((8, 8, 3), np.nan, np.float32), "NaN"),
+    (np.full((8, 8), np.inf), "infinite"),
+    (np.full((8, 8, 3), 255.5), "above 255"),
+    (np.full((8, 8, 3), -1.0, np.float32), "below 0"),
+    (np.full((8, 8, 3), 0.5), "scaled to [0, 1]"),
+    (np.zeros((8, 8, 3), np.int64), "dtype int64"),
+    (np.zeros((8, 8, 3), np.uint16), "16-bit"),
+    (np.zeros((8, 8, 2), np.float32), "(8, 8, 2)"),
+    (np.zeros((0, 8, 3), np.float32), "empty frame"),
+    (np.zeros(8), "(8,)"),
+    (np.ma.masked_array(np.zeros((8, 8, 3), np.float32), mask=True), "masked"),
+    (np.ma.masked_array(np.zeros((8, 8, 3), np.uint8), mask=True), "masked"),  # detect() took it, masked pixels and all
+    (np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (20000, 20000, 3), (0, 0, 0)), "the limits are"),
+    ([[1.0, 2.0], [3.0, 4.0]], "received list"),
+])
+def test_a_bad_frame_gets_the_same_error_from_detect_as_from_crowd_analyzer(
+        crowd_with_recorder: tuple[Any, _Recorder], frame: object, words: str) -> None:
+    crowd, recorder = crowd_with_recorder
+    with pytest.raises(InputError) as from_detect:
+        recorder.detect(frame)  # type: ignore[arg-type]
+    with pytest.raises(InputError) as from_crowd:
+        crowd.analyze(frame)
+    assert str(from_detect.value) == str(from_crowd.value)
+    assert words in str(from_detect.value) and "expected" in str(from_detect.value)

@@ -3,6 +3,7 @@
 A detector is the plug-in point for users with their own detector: subclass :class:`FaceDetector` and
 implement :meth:`FaceDetector._detect`, which receives a frame already validated and converted to
 HxWx3 uint8 RGB by :meth:`FaceDetector.detect`, and returns :class:`Detection` boxes in frame pixels.
+``detect`` takes the frames ``CrowdAnalyzer`` takes (:func:`as_rgb_frame`): uint8, or float in [0, 255].
 
 Example::
 
@@ -23,7 +24,7 @@ from typing import Any, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import FsrferError, InputError
-from ..preprocessing import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
+from ..preprocessing import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, to_uint8_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -70,24 +71,26 @@ class Detection:
 
 
 def as_rgb_frame(frame: Any, what: str = "frame") -> np.ndarray:
-    """Validate a frame and return it as a C-contiguous HxWx3 uint8 RGB array.
+    """Validate a frame and return it as a C-contiguous HxWx3 uint8 RGB array: the one reading of a caller's
+    frame, shared by every detector's :meth:`FaceDetector.detect` and ``CrowdAnalyzer``.
 
-    A gray frame (HxW or HxWx1) is repeated into three channels; an HxWx4 frame (RGBA) has its alpha
-    channel dropped. Frames are RGB: convert OpenCV's BGR with ``frame[..., ::-1]``.
+    Pixels follow the SDK's one contract (:func:`fsrfer_edge.preprocessing.check_pixels`, as for
+    Recognizer's faces): uint8, or float in [0, 255], rounded to uint8
+    (:func:`fsrfer_edge.preprocessing.to_uint8_pixels`: an integer-valued float frame gives back the uint8
+    frame it came from). A gray frame (HxW or HxWx1) is repeated into three channels; an HxWx4 frame (RGBA)
+    has its alpha channel dropped. Frames are RGB: convert OpenCV's BGR with ``frame[..., ::-1]``.
 
     Raises:
-        InputError: not a numpy array, not uint8, an empty (0-pixel) frame, a frame of more than
-            :data:`MAX_FRAME_PIXELS` pixels, or a shape that is not HxW, HxWx1, HxWx3 or HxWx4.
+        InputError: not a numpy array; a dtype other than uint8 or float; float NaN, infinity, values outside
+            [0, 255] or a float frame that looks scaled to [0, 1]; a masked array with masked pixels; an empty
+            (0-pixel) frame; a frame of more than :data:`MAX_FRAME_PIXELS` pixels or with a side over
+            :data:`~fsrfer_edge.preprocessing.MAX_IMAGE_SIDE`; a shape that is not HxW, HxWx1, HxWx3 or HxWx4.
     """
     if not isinstance(frame, np.ndarray):
         raise InputError(
-            f"{what}: received {type(frame).__name__}; expected an HxWx3 uint8 RGB numpy array"
+            f"{what}: received {type(frame).__name__}; expected an HxWx3 RGB numpy array (uint8, or float in [0, 255])"
         )
-    if frame.dtype != np.uint8:
-        raise InputError(
-            f"{what}: received dtype {frame.dtype}; expected uint8 pixels. Convert with "
-            "np.clip(frame, 0, 255).astype(np.uint8) (scale [0, 1] floats by 255 first)"
-        )
+    frame = to_uint8_pixels(frame, what)
     if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
         raise InputError(
             f"{what}: received an array of shape {frame.shape}; expected HxWx3 RGB (HxW or HxWx1 gray and "
@@ -348,7 +351,8 @@ class FaceDetector(abc.ABC):
         """Find faces in one frame.
 
         Args:
-            frame: HxWx3 uint8 RGB (HxW/HxWx1 gray and HxWx4 RGBA are converted; see :func:`as_rgb_frame`).
+            frame: HxWx3 RGB, uint8 or float in [0, 255] (rounded to uint8), as ``CrowdAnalyzer`` takes it;
+                HxW/HxWx1 gray and HxWx4 RGBA are converted (see :func:`as_rgb_frame`).
 
         Returns:
             Detections in frame pixels, clipped to the frame, highest score first. An empty list when

@@ -163,10 +163,11 @@ def check_image_name(path: PathLike) -> Path:
 
 
 def write_image(path: PathLike, frame: np.ndarray) -> Path:
-    """Write an HxWx3 uint8 RGB frame atomically; the format follows the suffix (.png, .jpg, ...).
+    """Write an RGB frame atomically; the format follows the suffix (.png, .jpg, ...). The frame is read as
+    :func:`~.base.as_rgb_frame` reads it: uint8, or float in [0, 255] (rounded); gray and RGBA are converted.
 
     Raises:
-        InputError: an unsupported suffix.
+        InputError: an unsupported suffix, or a frame :func:`~.base.as_rgb_frame` refuses.
         BackendUnavailable: neither Pillow nor OpenCV is installed.
     """
     from ..fileio import atomic_write
