@@ -36,7 +36,7 @@ import numpy as np
 from . import __version__
 from .engine_cache import sidecar_path
 from .fileio import check_distinct_files, check_output_path, sha256_file, write_json
-from .errors import CliParser, FsrferError, InputError, one_line, sigterm_interrupts
+from .errors import CliParser, FsrferError, InputError, cli_main, one_line, sigterm_interrupts
 from .ferplus import FERPLUS_FILE, LABEL_SETS, LabelledFaces, load_labelled_faces
 from .preprocessing import FACTORS, Corrections, degrade, resize
 from .recognizer import ENGINE_SUFFIXES, Recognizer, resolve_model_path
@@ -458,6 +458,7 @@ def input_files(model: Union[str, os.PathLike[str]], data: Optional[str],
     return files
 
 
+@cli_main
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``fsrfer-bench``; returns the process exit code."""
     args = build_parser().parse_args(argv)

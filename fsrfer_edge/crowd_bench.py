@@ -38,7 +38,7 @@ import numpy as np
 from .crowd import DEFAULT_MARGIN, DEFAULT_MIN_FACE, CrowdAnalyzer, check_margin, crop_face
 from .detection import MAX_FRAME_PIXELS, Detection, box_iou, create_detector, detector_model_inputs
 from .detection.frames import check_image_name, optional_module, write_image
-from .errors import CliParser, DataError, FsrferError, InputError, sigterm_interrupts
+from .errors import CliParser, DataError, FsrferError, InputError, cli_main, sigterm_interrupts
 from .ferplus import FERPLUS_FILE, load_labelled_faces
 from .fileio import check_distinct_files, check_output_path, files_problem, write_json
 from .preprocessing import CLASSES, resize
@@ -1063,6 +1063,7 @@ def check_options(args: argparse.Namespace) -> None:
         raise InputError(f"--big-photo {bad_mp}; expected megapixels in (0, {MAX_FRAME_PIXELS / 1e6:.1f}]")
 
 
+@cli_main
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

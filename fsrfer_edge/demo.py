@@ -30,7 +30,7 @@ from .detection import DEFAULT_SCORES, DETECTORS, create_detector, detector_mode
 from .detection.base import as_rgb_frame
 from .detection.frames import check_image_name, read_image, write_image
 from .detection.pyramid import check_number
-from .errors import CliParser, FsrferError, InputError, one_line, sigterm_interrupts
+from .errors import CliParser, FsrferError, InputError, cli_main, one_line, sigterm_interrupts
 from .fileio import check_distinct_files, check_output_path, write_json
 from .preprocessing import degrade
 from .recognizer import Prediction, Recognizer, resolve_model_path
@@ -245,6 +245,7 @@ def check_options(args: argparse.Namespace) -> None:
         raise InputError(f"--sessions={args.sessions}; expected an integer >= 1")
 
 
+@cli_main
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = CliParser(prog="fsrfer-demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -313,6 +314,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _discard(written)
         print(f"fsrfer-demo: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # stdout's reader went (fsrfer-demo | head -1): all or nothing too; cli_main ends quietly
+        _discard(written)
+        raise
     return 0
 
 

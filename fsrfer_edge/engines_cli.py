@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from . import engine_cache
-from .errors import BackendUnavailable, CliParser, FsrferError, one_line
+from .errors import BackendUnavailable, CliParser, FsrferError, cli_main, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def _folder_bytes(folder: Path) -> int:
     return total
 
 
+@cli_main
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``fsrfer-engines``; returns the process exit code."""
     p = build_parser()

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
+import os
+import select
 import signal
+import stat
 import sys
 import threading
 from types import ModuleType
-from typing import Any, ContextManager, Iterator, NoReturn
+from typing import IO, Any, Callable, ContextManager, Iterator, NoReturn, Optional, TypeVar, cast
 
 
 class FsrferError(Exception):
@@ -108,3 +112,97 @@ def sigterm_interrupts() -> ContextManager[None]:
     """Within the block, SIGTERM (``kill``, a job scheduler or supervisor stopping the run) raises
     KeyboardInterrupt as Ctrl-C does, so the run cleans up after itself either way (:func:`signal_handled`)."""
     return signal_handled(signal.SIGTERM, _interrupt)
+
+
+# The exit status of a command whose stdout (or stderr) pipe lost its reader (``fsrfer-engines | head -1``):
+# 128 + SIGPIPE, what the shell reports for a program that SIGPIPE ended, as 130 = 128 + SIGINT after Ctrl-C.
+BROKEN_PIPE_EXIT = 141
+
+_Main = TypeVar("_Main", bound=Callable[..., int])
+
+
+def _pipe_reader_gone(stream: IO[str]) -> bool:
+    """Whether ``stream`` writes into a pipe or socket that reports an error (on a pipe: no reader left), without
+    writing to it. False where that cannot be told (no poll(), no file descriptor, another kind of file)."""
+    if not hasattr(select, "poll"):
+        return False
+    try:
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            return False
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _broken(stream: Optional[IO[str]], raised: bool) -> bool:
+    """Whether ``stream`` (sys.stdout or sys.stderr) can no longer be written: flushing what it holds raises
+    BrokenPipeError or, where a BrokenPipeError is being handled (``raised``), its pipe has lost its reader (a
+    write-through stream holds nothing to flush: ``python -u``, PYTHONUNBUFFERED)."""
+    if stream is None:
+        return False
+    try:
+        stream.flush()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):  # closed, or another failure: not a lost reader
+        return False
+    return raised and _pipe_reader_gone(stream)
+
+
+def _to_devnull(stream: IO[str]) -> None:
+    """Point ``stream``'s file descriptor at os.devnull, so that the interpreter's flush at exit, and whatever else
+    is written (logging at exit), succeeds quietly."""
+    try:
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        return
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def _quiet_if_broken(raised: bool) -> bool:
+    """Silence stdout and stderr where their reader is gone; whether either was."""
+    broken = [s for s in (sys.stdout, sys.stderr) if _broken(s, raised)]
+    for stream in broken:
+        assert stream is not None
+        _to_devnull(stream)
+    return bool(broken)
+
+
+def cli_main(main: _Main) -> _Main:
+    """The wrapper of every console script's entry point (setup.py's ``console_scripts``).
+
+    Output piped into a reader that closes early (``fsrfer-demo | head -1``) ends the command quietly with
+    :data:`BROKEN_PIPE_EXIT`, as https://docs.python.org/3/library/signal.html#note-on-sigpipe recommends: on a
+    BrokenPipeError, or on a flush of stdout or stderr at the end that raises one, the broken stream is pointed at
+    os.devnull (the interpreter flushes it again at exit) and no traceback is printed. The command's own cleanup
+    (temporary and staging files, partial outputs) runs as for any other exception, on the way out of ``main``.
+    A status the command had ended with already (an error, 2) is kept where only the flush at the end fails.
+    A BrokenPipeError that is not about stdout or
+    stderr (a socket whose peer went) is raised as it was. SIGPIPE itself is left ignored, as Python sets it: its
+    default action would kill the process before any cleanup, and on any socket too.
+    """
+    @functools.wraps(main)
+    def run(*args: Any, **kwargs: Any) -> int:
+        try:
+            status = main(*args, **kwargs)
+        except BrokenPipeError:
+            if not _quiet_if_broken(raised=True):
+                raise
+            return BROKEN_PIPE_EXIT
+        except SystemExit as exc:  # argparse's --help and usage errors, sys.exit()
+            if _quiet_if_broken(raised=False) and exc.code in (0, None):
+                raise SystemExit(BROKEN_PIPE_EXIT) from None
+            raise
+        if _quiet_if_broken(raised=False):
+            return status or BROKEN_PIPE_EXIT
+        return status
+
+    return cast(_Main, run)

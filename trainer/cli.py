@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from fsrfer_edge.backends.onnxruntime_backend import MAX_THREADS
-from fsrfer_edge.errors import BackendUnavailable, CliParser, FsrferError, one_line, require, sigterm_interrupts
+from fsrfer_edge.errors import (BackendUnavailable, CliParser, FsrferError, cli_main, one_line, require,
+                                 sigterm_interrupts)
 from fsrfer_edge.fileio import check_distinct_files, check_output_path, remove_partial_writes, write_json
 from fsrfer_edge.preprocessing import FACTORS
 from fsrfer_edge.ferplus import FERPLUS_FILE
@@ -74,6 +75,7 @@ def _require_training_libraries(prog: str) -> bool:
     return True
 
 
+@cli_main
 def train_main(argv: Optional[Sequence[str]] = None) -> int:
     if not _require_training_libraries("fsrfer-train"):
         return 2
@@ -173,6 +175,7 @@ def _continue_with(argv: Optional[Sequence[str]], args: argparse.Namespace, out:
     return "continue with: fsrfer-train " + shlex.join(same)
 
 
+@cli_main
 def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     ap = CliParser(prog="fsrfer-eval", description="Evaluate a checkpoint (.pt, any method) or an "
                                  "exported model (.onnx, on ONNX Runtime CPU) per down-sample factor.")

@@ -25,8 +25,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .. import engine_cache
-from ..errors import (BackendUnavailable, CliParser, ConfigError, DataError, FsrferError, ModelError, one_line,
-                      sigterm_interrupts)
+from ..errors import (BackendUnavailable, CliParser, ConfigError, DataError, FsrferError, ModelError, cli_main,
+                      one_line, sigterm_interrupts)
 from ..fileio import check_output_path, write_json
 from ..preprocessing import FACTORS
 
@@ -609,6 +609,7 @@ def _summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@cli_main
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import CliParser, FsrferError, InputError
+from ..errors import CliParser, FsrferError, InputError, cli_main
 from ..fileio import check_output_path
 from .server import DEFAULT_MAX_BATCH, serve
 from .triton_repo import DEFAULT_QUEUE_DELAY_US
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
