@@ -7,7 +7,7 @@ plain and cluttered backgrounds) whose faces drift: each face moves in a random 
 up to :data:`MAX_SPEED` pixels a frame, drawn at its sub-pixel position in every frame, over :data:`FRAMES`
 frames with new sensor noise in each; row "jpeg" then JPEG-compresses each whole frame at quality
 :data:`JPEG_QUALITY`. ``CrowdAnalyzer.analyze_stream`` runs each clip frame by frame, tracked
-(``FaceTracker(coast=0, confirm=1)``), and tracked with the options the command names (coasting ``--coast-after``,
+(``FaceTracker(coast=0, confirm=1, motion=False)``), and tracked with the options the command names (coasting ``--coast-after``,
 confirmation ``--confirm``, both ``--coast-confirm``), with the default detector and the shipped model. Reported
 per face size: accuracy at the clip's last frame and over frames 2-8 (a face the detector missed counts as wrong, as
 the crowd benchmark's "end to end"), false faces per frame, and
@@ -143,15 +143,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     labelled = bool(pool.labelled)
     seeds = np.random.SeedSequence(args.seed).generate_state(args.clips).tolist()
     # Every run names each option (the tracker's defaults moved with these measurements).
-    runs_of: dict[str, Any] = {"one frame": lambda: False, "tracked": lambda: FaceTracker(coast=0, confirm=1)}
+    runs_of: dict[str, Any] = {"one frame": lambda: False, "tracked": lambda: FaceTracker(coast=0, confirm=1, motion=False)}
     for after in args.coast_after:
         name = "tracked, coast 2" + ("" if after == 2 else f" after {after}")
-        runs_of[name] = (lambda a: lambda: FaceTracker(coast=2, coast_after=a, confirm=1))(after)
+        runs_of[name] = (lambda a: lambda: FaceTracker(coast=2, coast_after=a, confirm=1, motion=False))(after)
     for k in args.confirm:
-        runs_of[f"tracked, confirm {k}"] = (lambda c: lambda: FaceTracker(coast=0, confirm=c))(k)
+        runs_of[f"tracked, confirm {k}"] = (lambda c: lambda: FaceTracker(coast=0, confirm=c, motion=False))(k)
     for k in args.coast_confirm:
         runs_of[f"tracked, coast 2, confirm {k}"] = (lambda c: lambda: FaceTracker(coast=2, coast_after=2,
-                                                                                     confirm=c))(k)
+                                                                                     confirm=c, motion=False))(k)
     motion_run = "tracked, coast 2, confirm 2, motion"
     if args.motion:
         runs_of[motion_run] = lambda: FaceTracker(coast=2, coast_after=2, confirm=2, motion=True)
@@ -225,11 +225,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         "note": "accuracy % at each clip's last frame over all true faces (a missed face counts as wrong), and over "
                 f"frames 2-{FRAMES}; one_track: faces found in 2 or more frames whose detections all had one track "
                 "id (tracked, without coasting); false_faces_per_frame: reported faces overlapping no true face",
-        "runs": {"one frame": "track=False", "tracked": "FaceTracker(coast=0, confirm=1)",
+        "runs": {"one frame": "track=False", "tracked": "FaceTracker(coast=0, confirm=1, motion=False)",
                  **{("tracked, coast 2" + ("" if a == 2 else f" after {a}")):
-                    f"FaceTracker(coast=2, coast_after={a}, confirm=1)" for a in args.coast_after},
-                 **{f"tracked, confirm {k}": f"FaceTracker(coast=0, confirm={k})" for k in args.confirm},
-                 **{f"tracked, coast 2, confirm {k}": f"FaceTracker(coast=2, coast_after=2, confirm={k})"
+                    f"FaceTracker(coast=2, coast_after={a}, confirm=1, motion=False)" for a in args.coast_after},
+                 **{f"tracked, confirm {k}": f"FaceTracker(coast=0, confirm={k}, motion=False)" for k in args.confirm},
+                 **{f"tracked, coast 2, confirm {k}": f"FaceTracker(coast=2, coast_after=2, confirm={k}, motion=False)"
                     for k in args.coast_confirm},
                  **({motion_run: "FaceTracker(coast=2, coast_after=2, confirm=2, motion=True)"} if args.motion else {})},
         "rows": out, "false_faces_per_frame": false_faces,

@@ -911,6 +911,42 @@ def crowd_switch_table(doc: dict[str, Any]) -> str:
             + ", ".join(f"{r} = {v}" for r, v in doc["runs"].items()) + ":\n\n" + "\n".join(lines) + "\n")
 
 
+def crowd_walk_table(doc: dict[str, Any]) -> str:
+    """scripts/crowd_walk.py: per row and for every face or the crossing ones, each run's faces kept on one track,
+    identity switches and accuracy, and false faces per frame."""
+    runs = list(doc["runs"])
+    tracked = [r for r in runs if r != "one frame"]
+    labelled, n = doc["labelled"], doc["frames"]
+    head = ("| frames | faces | " + " | ".join(f"kept one track, {r}" for r in tracked) + " | "
+            + " | ".join(f"identity switches, {r}" for r in tracked)
+            + ("".join(f" | accuracy, {r}" for r in runs) if labelled else "") + " |")
+    lines = [head, "|---|---|" + "---:|" * (2 * len(tracked) + (len(runs) if labelled else 0))]
+    for row, entry in doc["rows"].items():
+        for sub in ("all", "crossing"):
+            e = entry[sub]
+            cells = [row, f"{'every face' if sub == 'all' else 'crossing'} ({entry['faces' if sub == 'all' else 'crossing_faces']})"]
+            cells += [f"{e[r]['one_track']} of {e[r]['faces_followed']}" for r in tracked]
+            cells += [str(e[r]["identity_switches"]) for r in tracked]
+            if labelled:
+                first = e[runs[0]]["accuracy"]
+                cells += [f"{e[r]['accuracy']:.2f}" + ("" if i == 0 else f" ({e[r]['accuracy'] - first:+.2f})")
+                          for i, r in enumerate(runs)]
+            lines.append("| " + " | ".join(cells) + " |")
+        ff = entry["false_faces_per_frame"]
+        if labelled:
+            lines.append("| " + " | ".join([row, "false faces per frame"] + [""] * (2 * len(tracked))
+                                            + [f"{ff[r]:.3f}" for r in runs]) + " |")
+    return (f"`{doc['command'].split('--out ')[-1]}` (`{doc['command']}`): {doc['clips']} clips per row of {n} frames "
+            f"({doc['frame_size'][0]}x{doc['frame_size'][1]}, up to {doc['faces_per_clip']} faces from "
+            f"{doc['faces_from']}), each face walking left or right within {doc['max_angle_degrees']:g} degrees of the "
+            f"horizontal at {doc['pace_face_sides_per_frame'][0]:g}-{doc['pace_face_sides_per_frame'][1]:g} face sides "
+            f"a frame, larger faces over smaller ones; jpeg: each frame then JPEG quality {doc['jpeg_quality']}; the "
+            f"default detector and model; scored at frames 2-{n} over the faces at least half visible; kept one track: "
+            "of the faces reported in 2 or more frames; accuracy in %, a face not reported counted wrong (change from "
+            "one frame in points); crossing: faces whose box overlaps another face's in some frame; runs: "
+            + ", ".join(f"{r} = {doc['runs'][r]}" for r in runs) + ":\n\n" + "\n".join(lines) + "\n")
+
+
 JPEG_DETECTION = "results/ferplus/jpeg_detection_train.json"
 
 
@@ -1535,6 +1571,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd_confirm": ("results/crowd/clips_confirm.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_coast_confirm": ("results/crowd/clips_coast_confirm.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_switch": ("results/crowd/clips_switch.json", crowd_switch_table, "docs/crowd.md"),
+    "crowd_walk": ("results/crowd/walk.json", crowd_walk_table, "docs/crowd.md"),
+    "crowd_motion": ("results/crowd/clips_motion.json", crowd_coast_table, "docs/crowd.md"),
 }
 
 

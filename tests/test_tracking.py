@@ -243,7 +243,7 @@ def test_crowd_cli_tracks_a_video_by_default_and_not_with_no_track(tmp_path) -> 
         assert faces, "the scene's faces were found"
         assert all(("track_id" in f) == tracked for f in faces)
         assert doc["tracking"] == ({"half_life": 4.0 if "4" in extra else 2.0, "aggregate": "probs", "coast": 2,
-                                    "confirm": 2, "motion": False} if tracked else None)
+                                    "confirm": 2, "motion": True} if tracked else None)
         if tracked:  # a still scene: every face keeps its track (the first frame reports every face found)
             per_frame = [sorted(f["track_id"] for f in fr["faces"]) for fr in doc["frames"]]
             assert per_frame[0] == per_frame[1] == per_frame[2] != []
@@ -309,7 +309,7 @@ def test_crowd_walk_script_walks_faces_past_each_other_and_scores_both_trackers(
 # Coasting: a tracked face the detector missed
 # --------------------------------------------------------------------------------------------
 def test_a_confirmed_track_missed_by_the_detector_coasts_for_coast_frames() -> None:
-    tracker = FaceTracker(half_life=math.inf, coast=2, max_missed=5)
+    tracker = FaceTracker(half_life=math.inf, coast=2, max_missed=5, motion=False)
     assert tracker.coasting([]).shape == (0, 4)
     a, _ = tracker.update([_box(0, 0)], _probs([0.9, 0.1]))
     assert tracker.coasting([]).shape == (0, 4)  # found once: not yet a confirmed track
@@ -328,8 +328,8 @@ def test_a_confirmed_track_missed_by_the_detector_coasts_for_coast_frames() -> N
 
 
 def test_coasting_skips_tracks_a_detection_continues_and_can_be_off() -> None:
-    off = FaceTracker(coast=0)
-    on = FaceTracker(coast=1)
+    off = FaceTracker(coast=0, motion=False)
+    on = FaceTracker(coast=1, motion=False)
     for tr in (off, on):
         for x in (0, 1):
             tr.update([_box(x, 0), _box(50 + x, 0)], _probs([0.5, 0.5], [0.5, 0.5]))
@@ -353,9 +353,9 @@ def test_a_tracked_stream_recognises_a_face_the_detector_missed_when_coasting() 
         return _scripted(lambda t: [] if t == 3 else [clip.boxes[t - 1]])
 
     with Recognizer(threads=1) as rec:
-        plain = list(CrowdAnalyzer(rec, Flicker()).analyze_stream(clip.frames, track=FaceTracker(coast=0, confirm=1)))
+        plain = list(CrowdAnalyzer(rec, Flicker()).analyze_stream(clip.frames, track=FaceTracker(coast=0, confirm=1, motion=False)))
         coasted = list(CrowdAnalyzer(rec, Flicker()).analyze_stream(clip.frames,
-                                                                    track=FaceTracker(coast=2, confirm=1)))
+                                                                    track=FaceTracker(coast=2, confirm=1, motion=False)))
     assert [len(r.faces) for r in plain] == [1, 1, 0, 1]
     assert [len(r.faces) for r in coasted] == [1, 1, 1, 1]
     third = coasted[2].faces[0]
@@ -498,7 +498,7 @@ def test_crowd_cli_writes_valid_json_with_an_infinite_half_life_and_draws_the_tr
 
     doc = json.loads(text, parse_constant=refuse)  # no Infinity / NaN
     assert doc["tracking"] == {"half_life": None, "aggregate": "probs", "coast": 2, "confirm": 2,
-                               "motion": False}  # null: a plain mean
+                               "motion": True}  # null: a plain mean
     assert drawn == [[(f["track_id"], f["label"]) for f in fr["faces"]] for fr in doc["frames"]] and any(drawn)
 
 
@@ -607,10 +607,10 @@ def test_crowd_cli_coast_and_confirm_options(tmp_path) -> None:  # type: ignore[
     video = _scene_video(tmp_path, 2)
     js = tmp_path / "res.json"
     assert crowd_cli.main([str(video), "--out", str(tmp_path / "o.avi"), "--json", str(js), "--min-face", "16",
-                           "--coast", "0", "--confirm", "1", "--motion"]) == 0
+                           "--coast", "0", "--confirm", "1", "--no-motion"]) == 0
     doc = json.loads(js.read_text())
     assert doc["tracking"]["coast"] == 0 and doc["tracking"]["confirm"] == 1 and doc["frames"][0]["faces"]
-    assert doc["tracking"]["motion"] is True
+    assert doc["tracking"]["motion"] is False
     for bad in (["--coast", "-1"], ["--coast", "9"], ["--confirm", "0"], ["--no-track", "--coast", "1"],
                 ["--no-track", "--motion"]):
         assert crowd_cli.main([str(video), "--out", str(tmp_path / "o2.avi")] + bad) == 2
@@ -658,7 +658,7 @@ def _crossing(tracker: FaceTracker, frames: int = 9, speed: float = 4.0) -> list
 
 
 def test_with_motion_faces_that_pass_each_other_keep_their_tracks_and_without_they_swap() -> None:
-    still = _crossing(FaceTracker(coast=0, confirm=1))
+    still = _crossing(FaceTracker(coast=0, confirm=1, motion=False))
     moving = _crossing(FaceTracker(coast=0, confirm=1, motion=True))
     assert still[0] == moving[0] == [0, 1]
     assert still[-1] != [0, 1]  # the greedy match on last boxes hands each walker the other's track
@@ -678,7 +678,7 @@ def test_with_motion_a_coasting_face_is_looked_for_where_it_walked_to() -> None:
     back, _ = tracker.update([_box(15.0, 0)], _probs([0.9, 0.1]))  # found again where it walked to
     assert back[0] == a[0]
     np.testing.assert_allclose(tracker.coasting([]), [_box(18.0, 0)])  # velocity kept: 9 px over 3 frames
-    assert FaceTracker().motion is False and "motion=False" in repr(FaceTracker())
+    assert FaceTracker().motion is True and "motion=True" in repr(FaceTracker())  # the default since its rule
     with pytest.raises(InputError, match="motion"):
         FaceTracker(motion="yes")  # type: ignore[arg-type]
 
