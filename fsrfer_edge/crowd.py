@@ -86,7 +86,8 @@ class FaceResult:
             through); None otherwise.
         frame_probs: in a tracked stream, this frame's own probabilities; None otherwise.
         detected: False for a tracked face the detector missed in this frame, recognised at its track's last box
-            (``FaceTracker(coast=...)``); its ``score`` is 0.
+            (``FaceTracker(coast=...)``), moved on by the face's velocity (``FaceTracker(motion=True)``, the
+            default: such a box may reach past the frame's edge, by at most half its area); its ``score`` is 0.
     """
 
     box: Box

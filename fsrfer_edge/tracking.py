@@ -163,14 +163,16 @@ class FaceTracker:
         half_life: frames over which an earlier frame's weight halves (> 0; ``math.inf`` averages every
             frame of the track alike). 1 frame: the last frame weighs as much as all before it together.
         aggregate: ``"probs"`` averages the probabilities, ``"log"`` their logarithms (:data:`AGGREGATES`).
-        min_iou: a face continues the track whose last box it overlaps most, at this IoU or more.
+        min_iou: a face continues the track whose last box (moved on by its velocity with ``motion``) it overlaps
+            most, at this IoU or more.
         max_shift: a face that overlaps no track that well continues the nearest track whose last box's
-            centre is within this many face sides (the larger of the two boxes' sides) and whose size is
-            within a factor of two; 0 turns that off.
+            centre (moved on likewise) is within this many face sides (the larger of the two boxes' sides) and
+            whose size is within a factor of two; 0 turns that off.
         max_missed: a track unseen for more than this many frames ends (>= 0).
         coast: a track the detector found in at least ``coast_after`` frames and missed in this one is
-            recognised at its last box for up to this many frames after its last detection (:meth:`coasting`;
-            at most ``max_missed``); 0: never; None: :data:`DEFAULT_COAST`, or ``max_missed`` if that is less.
+            recognised at its last box (moved on by its velocity with ``motion``) for up to this many frames after
+            its last detection (:meth:`coasting`; at most ``max_missed``); 0: never; None: :data:`DEFAULT_COAST`, or
+            ``max_missed`` if that is less.
         coast_after: the frames a track must have been found in before it coasts (>= 1).
         confirm: the frames a track must have been found in before its face is reported (:meth:`reported`; >= 1):
             2 holds back the first frame of every new face, where a detection seen once (often a false one) ends.
@@ -292,8 +294,11 @@ class FaceTracker:
         if len(found) != len(b):
             raise InputError(f"detected has {len(found)} entries; expected one per box ({len(b)})")
         coasted: dict[int, int] = {}  # face index -> track index, for the faces the detector missed
+        # coasting() gave only tracks no detected face continues: two tracks expected at one box (motion: faces
+        # that meet) must not swap, the coasted box to the track the detection continues
+        continued = set(self._match(b[found]).values()) if not found.all() else set()
         for k in np.flatnonzero(~found).tolist():
-            j = next((j for j, tr in enumerate(self._tracks) if j not in coasted.values()
+            j = next((j for j, tr in enumerate(self._tracks) if j not in coasted.values() and j not in continued
                       and np.array_equal(self._expected(tr), b[k]) and self._coasts(tr)), None)
             if j is None:
                 raise InputError(f"box {k} is marked not detected but is none of coasting()'s boxes for this frame; "

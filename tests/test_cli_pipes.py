@@ -154,3 +154,22 @@ def test_cli_main_keeps_the_status_and_exits() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["2"])
     assert exc.value.code == 2
+
+
+@BUFFERING
+def test_export_check_trt_report_into_a_closed_pipe(unbuffered: bool) -> None:
+    """``fsrfer-export --check-trt FILE`` prints its report inside the block that turns a disk's OSError into "a
+    file could not be read or written ... free space": a BrokenPipeError (an OSError) of stdout is not the disk's,
+    and ends the command quietly with 141 as in every other command (write-through, the print itself raises it)."""
+    pytest.importorskip("onnx")
+    model = REPO / "fsrfer_edge" / "models" / "default.onnx"
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        run = subprocess.run(_command("fsrfer-export", "--check-trt", str(model)), stdout=write,
+                             stderr=subprocess.PIPE, cwd=REPO, timeout=120, env=_env(unbuffered))
+    finally:
+        os.close(write)
+    err = run.stderr.decode(errors="replace")
+    assert "free space" not in err, err
+    _quiet(run.returncode, err)

@@ -699,3 +699,19 @@ def test_a_stream_with_motion_coasts_a_walking_face_ahead_until_it_leaves_the_fr
     assert [r.faces[0].box for r in out[2:4]] == [(50.0, 8.0, 74.0, 32.0), (70.0, 8.0, 94.0, 32.0)]
     assert not any(r.faces[0].detected for r in out[2:4])
     assert {r.faces[0].track_id for r in out[:4]} == {out[0].faces[0].track_id}
+
+
+def test_with_motion_a_coasted_box_goes_to_the_track_coasting_gave_it_for_when_two_tracks_expect_one_place() -> None:
+    """Two walkers meet: both tracks expect their faces at the same box. The one face found continues the first
+    track (coasting() leaves that track out), so the coasted box is the second track's; update() must not hand it
+    to the first track (whose box it equals too) and the detection to the second."""
+    tracker = FaceTracker(half_life=math.inf, coast=2, confirm=1, motion=True)
+    for t in range(3):  # one walks right from 0, the other left from 60, 10 px a frame: both expected at 30 next
+        a, _ = tracker.update([_box(10.0 * t, 0), _box(60.0 - 10.0 * t, 0)], _probs([0.9, 0.1], [0.1, 0.9]))
+    found = [_box(40.0, 0)]  # touches the expected box (no overlap), one face side from its centre
+    extra = tracker.coasting(found)
+    np.testing.assert_allclose(extra, [_box(30.0, 0)])
+    continued = set(tracker._match(np.asarray(found, dtype=np.float64)).values())  # the track the face continues
+    assert continued == {0}
+    ids, _ = tracker.update(np.vstack([found, extra]), _probs([0.5, 0.5], [0.5, 0.5]), detected=[True, False])
+    assert ids.tolist() == [a[0], a[1]]  # the face: the first walker's track; the coasted box: the second's

@@ -636,6 +636,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except FsrferError as exc:
         print("fsrfer-export: error: " + one_line(exc), file=sys.stderr)
         return 2
+    except BrokenPipeError:  # stdout's reader went (--check-trt's report | head -0): cli_main ends quietly
+        raise
     except OSError as exc:  # the disk, not the model: a full disk, a read-only folder
         print(f"fsrfer-export: error: a file could not be read or written ({exc}); free space or pick another --out-dir",
               file=sys.stderr)
