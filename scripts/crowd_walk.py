@@ -15,7 +15,8 @@ time (``track=False``), tracked with ``FaceTracker(motion=False)`` (the default 
 that walk past each other"), and tracked with ``FaceTracker(motion=True)``. Scored at
 frames 2 and later, over the faces at least half visible (in the frame and not hidden by a nearer face): accuracy (a
 face not reported counts as wrong); identity switches (a face's track id changing between the frames it was
-reported in, as the MOT benchmarks count them); false faces per frame (reported faces on no face). "crossing"
+reported in, as the MOT benchmarks count them); false faces per frame (reported faces on no face; the true boxes are
+clipped to the frame for that match, as the detector's are). "crossing"
 repeats the scores for the faces whose box overlaps another face's box in some frame. Without ``../shared/data``
 the public-domain astronaut face is used and only the tracking is scored.
 """
@@ -150,7 +151,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 for name, make in runs_of.items():
                     track_ids: list[list[int]] = [[] for _ in clip["labels"]]
                     for t, r in enumerate(analyzer.analyze_stream(clip["frames"], track=make())):
-                        hit = match(clip["boxes"][t], [Detection(f.box, f.score) for f in r.faces])
+                        # the true boxes as far as they are in the frame, as the detector's boxes are clipped
+                        truth = np.clip(clip["boxes"][t], 0, [w, h, w, h])
+                        hit = match(truth, [Detection(f.box, f.score) for f in r.faces])
                         n_false[name] += len(r.faces) - int((hit >= 0).sum())
                         for j, d in enumerate(hit):
                             if d >= 0 and r.faces[d].track_id is not None:

@@ -919,8 +919,8 @@ def crowd_walk_table(doc: dict[str, Any]) -> str:
     labelled, n = doc["labelled"], doc["frames"]
     head = ("| frames | faces | " + " | ".join(f"kept one track, {r}" for r in tracked) + " | "
             + " | ".join(f"identity switches, {r}" for r in tracked)
-            + ("".join(f" | accuracy, {r}" for r in runs) if labelled else "") + " |")
-    lines = [head, "|---|---|" + "---:|" * (2 * len(tracked) + (len(runs) if labelled else 0))]
+            + "".join(f" | {'accuracy, ' if labelled else ''}{r}" for r in runs) + " |")
+    lines = [head, "|---|---|" + "---:|" * (2 * len(tracked) + len(runs))]
     for row, entry in doc["rows"].items():
         for sub in ("all", "crossing"):
             e = entry[sub]
@@ -931,11 +931,12 @@ def crowd_walk_table(doc: dict[str, Any]) -> str:
                 first = e[runs[0]]["accuracy"]
                 cells += [f"{e[r]['accuracy']:.2f}" + ("" if i == 0 else f" ({e[r]['accuracy'] - first:+.2f})")
                           for i, r in enumerate(runs)]
+            else:  # the runs' columns hold only the false faces
+                cells += [""] * len(runs)
             lines.append("| " + " | ".join(cells) + " |")
         ff = entry["false_faces_per_frame"]
-        if labelled:
-            lines.append("| " + " | ".join([row, "false faces per frame"] + [""] * (2 * len(tracked))
-                                            + [f"{ff[r]:.3f}" for r in runs]) + " |")
+        lines.append("| " + " | ".join([row, "false faces per frame"] + [""] * (2 * len(tracked))
+                                        + [f"{ff[r]:.3f}" for r in runs]) + " |")
     return (f"`{doc['command'].split('--out ')[-1]}` (`{doc['command']}`): {doc['clips']} clips per row of {n} frames "
             f"({doc['frame_size'][0]}x{doc['frame_size'][1]}, up to {doc['faces_per_clip']} faces from "
             f"{doc['faces_from']}), each face walking left or right within {doc['max_angle_degrees']:g} degrees of the "
