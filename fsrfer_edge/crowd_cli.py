@@ -29,8 +29,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .crowd import (DEFAULT_MIN_FACE, DEFAULT_TRACK, MARGINS, CrowdAnalyzer, CrowdResult, TrackLog, VideoFrames,
-                    check_margin, video_frames)
+from .crowd import (DEFAULT_MIN_FACE, DEFAULT_TRACK, MARGINS, CrowdAnalyzer, CrowdResult, FaceResult, TrackLog,
+                    VideoFrames, check_margin, video_frames)
 from .detection import DEFAULT_SCORES, DETECTORS, MAX_FRAME_PIXELS, create_detector, detector_model_inputs
 from .detection.frames import (
     is_image_file,
@@ -65,7 +65,9 @@ def count_faces(n: int) -> str:
 def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: bool = True) -> np.ndarray:
     """The frame (enlarged ``scale`` times, nearest neighbour) with a box and label per face, a one-line
     group summary at the top and a legend at the bottom (box colour per expression; the number after a
-    label is the expression's probability, not the detector's score).
+    label is the expression's probability, not the detector's score). In a tracked stream each label starts with
+    its face's track id (``#12``), and a face the detector missed in this frame (coasted, ``detected`` False) has
+    a dashed box.
 
     Raises:
         BackendUnavailable: Pillow is not installed.
@@ -89,9 +91,12 @@ def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: boo
     for face in result.faces:
         colour = COLOURS.get(face.label, (255, 255, 255))
         x0, y0, x1, y1 = (v * scale for v in face.box)
-        draw.rectangle([x0, y0, x1, y1], outline=colour, width=max(1, scale))
+        if face.detected is False:
+            _dashed_rectangle(draw, (x0, y0, x1, y1), colour, max(1, scale), dash=max(2, 2 * scale))
+        else:
+            draw.rectangle([x0, y0, x1, y1], outline=colour, width=max(1, scale))
         if labels:
-            text = f"{face.label} {face.probs[face.index]:.2f}"
+            text = face_caption(face)
             tx, ty = x0, max(0.0, y0 - size - 2)
             box = draw.textbbox((tx, ty), text, font=font)
             draw.rectangle(box, fill=(0, 0, 0))
@@ -104,6 +109,26 @@ def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: boo
     draw.text((4, 4), head, fill=(255, 255, 255), font=font)
     _legend(draw, font, size, img.width, img.height, result.classes, labels)
     return np.asarray(img)
+
+
+def face_caption(face: FaceResult) -> str:
+    """A face's label on the annotated frame: its expression and that expression's probability, after its track id
+    in a tracked stream (``"#12 happy 0.91"``)."""
+    text = f"{face.label} {face.probs[face.index]:.2f}"
+    return text if face.track_id is None else f"#{face.track_id} {text}"
+
+
+def _dashed_rectangle(draw: Any, box: Tuple[float, float, float, float], colour: Tuple[int, int, int], width: int,
+                      dash: int) -> None:
+    """A rectangle outline drawn as dashes of ``dash`` pixels with gaps as long (Pillow draws solid lines only)."""
+    x0, y0, x1, y1 = box
+    for (ax, ay), (bx, by) in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))):
+        length = max(abs(bx - ax), abs(by - ay))
+        steps = max(1, int(length // dash))
+        for k in range(0, steps, 2):
+            t0, t1 = k / steps, min(1.0, (k + 1) / steps)
+            draw.line([(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
+                      fill=colour, width=width)
 
 
 LegendItem = Tuple[str, Optional[Tuple[int, int, int]], float]  # text, swatch colour (None: text only), width

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from fsrfer_edge import InputError, Recognizer
-from fsrfer_edge.crowd import CrowdAnalyzer, crop_face, square_box, summarize
+from fsrfer_edge.crowd import CrowdAnalyzer, FaceResult, crop_face, square_box, summarize
 from fsrfer_edge.detection import Detection, FaceDetector
 
 skimage = pytest.importorskip("skimage")
@@ -594,3 +594,23 @@ def test_a_closed_analyzer_says_so(rec: Recognizer) -> None:
         with pytest.raises(BackendClosedError, match="this CrowdAnalyzer was closed"):
             use()
     assert len(rec.predict(np.zeros((12, 12), np.uint8))) == 1  # the recogniser it was given stays open
+
+
+def test_tracked_faces_are_drawn_with_their_track_ids_and_coasted_ones_dashed(rec: Recognizer) -> None:
+    import dataclasses
+
+    frame = np.full((120, 200, 3), 90, np.uint8)
+    result = CrowdAnalyzer(rec, FixedDetector([(20, 30, 80, 90)])).analyze(frame)
+    face = result.faces[0]
+    assert crowd_cli.face_caption(face) == f"{face.label} {face.probs[face.index]:.2f}"  # not tracked: no id
+    tracked = dataclasses.replace(face, track_id=12)
+    assert crowd_cli.face_caption(tracked).startswith(f"#12 {face.label} ")
+    colour = np.array(crowd_cli.COLOURS[face.label])
+
+    def left_edge(f: FaceResult) -> np.ndarray:  # the box's left side, below the label: coloured or not, pixel by pixel
+        drawn = crowd_cli.annotate(frame, dataclasses.replace(result, faces=(f,)), labels=False)
+        return (drawn[40:85, 20] == colour).all(axis=1)
+
+    assert left_edge(tracked).all()  # found by the detector: a solid box
+    coasted = left_edge(dataclasses.replace(tracked, detected=False))
+    assert coasted.any() and not coasted.all()  # missed and coasted: dashes with gaps
