@@ -37,6 +37,21 @@ JPEG_QUALITY = 50
 ROWS = ("clean", "jpeg")
 
 
+def camera_frame(img: np.ndarray, rng: np.random.Generator, row: str) -> np.ndarray:
+    """A drawn frame as the camera gives it: sensor noise of :data:`NOISE` grey levels, uint8, and in row "jpeg"
+    JPEG-compressed at :data:`JPEG_QUALITY`."""
+    img = np.clip(np.rint(img + rng.normal(0, NOISE, img.shape)), 0, 255).astype(np.uint8)
+    if row == "jpeg":
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=JPEG_QUALITY)
+        buf.seek(0)
+        with Image.open(buf) as im:
+            img = np.asarray(im.convert("RGB"))
+    return img
+
+
 def render_clip(pool: Any, seed: int, n_faces: int, size: tuple[int, int], background: str,
                 row: str, switch_at: Optional[int] = None) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """(frames, true boxes per frame, (FRAMES, N) labels per frame): a scene's faces drifting over FRAMES frames.
@@ -81,16 +96,7 @@ def render_clip(pool: Any, seed: int, n_faces: int, size: tuple[int, int], backg
             moved = shift_bilinear(face[None], np.array([py - iy]), np.array([px - ix]))[0]
             img[iy:iy + s, ix:ix + s] = moved[:, :, None]
             bx.append((px, py, px + s, py + s))
-        img = np.clip(np.rint(img + rng.normal(0, NOISE, img.shape)), 0, 255).astype(np.uint8)
-        if row == "jpeg":
-            from PIL import Image
-
-            buf = io.BytesIO()
-            Image.fromarray(img).save(buf, "JPEG", quality=JPEG_QUALITY)
-            buf.seek(0)
-            with Image.open(buf) as im:
-                img = np.asarray(im.convert("RGB"))
-        frames.append(img)
+        frames.append(camera_frame(img, rng, row))
         boxes.append(np.asarray(bx, dtype=np.float64).reshape(-1, 4))
     return frames, boxes, np.stack(per_frame) if per_frame else np.zeros((0, len(labels)), np.int64)
 

@@ -23,7 +23,6 @@ the public-domain astronaut face is used and only the tracking is scored.
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import sys
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
-from crowd_clips import JPEG_QUALITY, NOISE, ROWS  # noqa: E402
+from crowd_clips import JPEG_QUALITY, NOISE, ROWS, camera_frame  # noqa: E402
 from temporal_views import shift_bilinear  # noqa: E402
 
 FRAMES = 12
@@ -79,16 +78,7 @@ def render_walk(pool: Any, seed: int, n_faces: int, size: tuple[int, int], backg
             owner[y0:y1, x0:x1] = j
         for j, (_, _, s) in enumerate(placed):
             visible[t, j] = float((owner == j).sum()) / (s * s)
-        img = np.clip(np.rint(img + rng.normal(0, NOISE, img.shape)), 0, 255).astype(np.uint8)
-        if row == "jpeg":
-            from PIL import Image
-
-            buf = io.BytesIO()
-            Image.fromarray(img).save(buf, "JPEG", quality=JPEG_QUALITY)
-            buf.seek(0)
-            with Image.open(buf) as im:
-                img = np.asarray(im.convert("RGB"))
-        out_frames.append(img)
+        out_frames.append(camera_frame(img, rng, row))
     from fsrfer_edge.detection.base import box_iou
 
     crossing = np.zeros(n, dtype=bool)
