@@ -487,6 +487,20 @@ def test_benchmark_compares_detectors_in_their_own_processes(tmp_path: Path,
     assert "| yunet |" in table and "| blazeface |" in table and "0.3 MP photo" in table
 
 
+def test_benchmark_times_the_opencv_fallback_on_large_photos_too() -> None:
+    """--big-photo skipped OpenCV's fallback ("not tiled: it runs on the whole enlarged frame"); it is tiled
+    now, as the ONNX detectors are, and is measured like them."""
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(cv2, "CascadeClassifier"):
+        pytest.skip("OpenCV 5 has no cascade classifier")
+    job = crowd_bench.Job(None, None, 1, scenes=1, faces=4, size=(192, 256), fps_repeats=0)
+    (report,) = crowd_bench.compare([crowd_bench.DetectorSpec("opencv", 16)], job, rounds=0, big_photos=[0.3])
+    assert "big_photo_skipped" not in report
+    (big,) = report["big_photo"]
+    assert big["megapixels"] == pytest.approx(0.3, abs=0.01) and big["faces_found"] >= 1
+    assert big["peak_rss_mb"] >= big["rss_with_frame_mb"] >= big["rss_models_loaded_mb"] > 0
+
+
 def test_benchmark_bad_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert crowd_bench.main(["--no-data", "--big-photo", "100", "--out", str(tmp_path / "x.json")]) == 2
     assert "--big-photo" in capsys.readouterr().err and not (tmp_path / "x.json").exists()

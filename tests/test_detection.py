@@ -510,6 +510,176 @@ def test_opencv_detector_finds_a_face_or_explains_why_not() -> None:
     assert box_iou(truth, np.array([d.box for d in found])).max(axis=1).max() > 0.3
 
 
+def _cascade_cv2() -> Any:
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(cv2, "CascadeClassifier"):
+        pytest.skip(f"OpenCV {cv2.__version__} has no cascade classifier (removed in OpenCV 5)")
+    return cv2
+
+
+def _one_pass(frame: np.ndarray, min_face: float = 8.0) -> list[Detection]:
+    """The OpenCV fallback as it was before it was tiled (opencv.py at ea0a3e6): the whole frame enlarged by
+    24 / min_face, equalised, one cascade pass, boxes in reading order."""
+    cv2 = _cascade_cv2()
+    from fsrfer_edge.detection.frames import resize_rgb
+
+    scale = max(1.0, 24 / min_face)
+    h, w = frame.shape[:2]
+    big = resize_rgb(frame, round(h * scale), round(w * scale)) if scale > 1 else frame
+    gray = cv2.equalizeHist(cv2.cvtColor(big, cv2.COLOR_RGB2GRAY))
+    cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
+    found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=4, minSize=(24, 24))
+    sy, sx = h / big.shape[0], w / big.shape[1]
+    rects = np.asarray(found, dtype=np.float64).reshape(-1, 4)
+    rects = rects[np.lexsort((rects[:, 3], rects[:, 2], rects[:, 0], rects[:, 1]))]
+    return [Detection((x * sx, y * sy, (x + bw) * sx, (y + bh) * sy), 1.0) for x, y, bw, bh in rects]
+
+
+def _placed_scene(placements: list[tuple[int, int, int]], shape: tuple[int, int],
+                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The public-domain astronaut face pasted at (x, y, side) on a cluttered background."""
+    pytest.importorskip("skimage")
+    from fsrfer_edge.crowd_bench import make_background, public_domain_faces
+    from fsrfer_edge.preprocessing import resize
+
+    img = make_background(np.random.default_rng(seed), shape[0], shape[1], "clutter")
+    face = public_domain_faces(1).images[0]
+    for x, y, s in placements:
+        img[y:y + s, x:x + s] = np.clip(resize(face, (s, s)), 0, 255)[:, :, None]
+    return np.rint(img).astype(np.uint8), np.array([(x, y, x + s, y + s) for x, y, s in placements], float)
+
+
+def test_opencv_equalisation_table_is_equalizehists() -> None:
+    """Tiles are equalised with one table for the whole enlarged frame; it is cv2.equalizeHist's own."""
+    cv2 = _cascade_cv2()
+    from fsrfer_edge.detection.opencv import equalize_lut
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (37, 53), dtype=np.uint8), rng.integers(90, 101, (64, 64), dtype=np.uint8),
+              np.full((5, 7), 200, np.uint8), np.array([[0, 255]], np.uint8), np.array([[3, 3, 3, 250]], np.uint8),
+              np.clip(rng.normal(60, 25, (300, 401)), 0, 255).astype(np.uint8),
+              np.clip(rng.exponential(20, (4099, 4097)), 0, 255).astype(np.uint8)]  # counts past float32's 2**24
+    for img in images:
+        lut = equalize_lut(np.bincount(img.reshape(-1), minlength=256))
+        np.testing.assert_array_equal(cv2.LUT(img, lut), cv2.equalizeHist(img))
+
+
+def test_opencv_fallback_never_holds_the_enlarged_frame() -> None:
+    """The fallback enlarged the whole frame (3x for 8-px faces) and ran one cascade pass on it: memory grew with
+    the frame (about 60 bytes per enlarged pixel: 8 GB for a 4096x4096 frame). It now gives the cascade tiles of
+    at most max_input (2048) pixels a side, cut from the original frame, which together cover the enlarged frame."""
+    import tracemalloc
+
+    _cascade_cv2()
+
+    class Recording:
+        def __init__(self) -> None:
+            self.shapes: list[tuple[int, ...]] = []
+
+        def detectMultiScale(self, gray: np.ndarray, **options: Any) -> tuple[()]:  # OpenCV's name
+            self.shapes.append(gray.shape)
+            return ()
+
+    frame = np.random.default_rng(0).integers(0, 256, (2000, 2000, 3), dtype=np.uint8)
+    enlarged = 6000 * 6000  # 108 MB as RGB
+    with create_detector("opencv", min_face=8) as det:
+        cascade = Recording()
+        det._cascade = cascade  # type: ignore[attr-defined]
+        tracemalloc.start()
+        try:
+            assert det.detect(frame) == []
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert cascade.shapes and max(max(s) for s in cascade.shapes) <= 2048, cascade.shapes
+    assert sum(h * w for h, w in cascade.shapes) >= enlarged  # the tiles (and a coarser level) cover it
+    # a few tiles' pixels (about 50 MB here; the one pass held 180 MB), less than the enlarged RGB frame alone
+    assert peak < 0.75 * 3 * enlarged, f"{peak / 1e6:.0f} MB"
+
+
+def test_opencv_one_tile_is_the_one_pass_box_for_box() -> None:
+    """A frame whose enlarged size fits in one tile (a 640x480 frame at 8-px faces: 1920x1440) gives the faces
+    the untiled fallback gave, box for box and in the same order."""
+    _cascade_cv2()
+    pytest.importorskip("skimage")
+    from fsrfer_edge.crowd_bench import make_scene, public_domain_faces
+
+    pool = public_domain_faces()
+    with create_detector("opencv", min_face=8) as det:  # one tile (test_opencv_options_are_checked)
+        for seed, background in ((1, "clutter"), (2, "plain")):
+            frame = make_scene(pool, seed, 40, (480, 640), background).image
+            want = _one_pass(frame)
+            assert len(want) >= 5 and det.detect(frame) == want
+    frame, _ = _astronaut_scene([30, 44, 60], shape=(160, 240))
+    with create_detector("opencv", min_face=24) as det:  # no enlarging
+        want = _one_pass(frame, 24)
+        assert want and det.detect(frame) == want
+
+
+def test_opencv_tiles_find_the_faces_of_one_pass() -> None:
+    """Cut into overlapping tiles (and a coarser level for the largest face), a frame gives the faces the one
+    pass gives: each matched by IoU >= 0.5 and none more, faces lying across tile edges included. Boxes are
+    not equal to the pixel: each tile is resized from the original frame on its own and the cascade's windows
+    start at the tile's corner, so the boxes of a face move by a pixel or two (as they do when the whole frame
+    is shifted by one pixel)."""
+    from fsrfer_edge.detection.opencv import OpenCVDetector
+
+    # (x, y, side) in frame pixels; the finest level is 3x, 720x1200, in 504x516 tiles (below)
+    placements = [(150, 20, 40), (20, 30, 28), (250, 150, 36), (60, 140, 64), (200, 100, 30), (300, 100, 96)]
+    frame, truth = _placed_scene(placements, (240, 400), seed=1)
+    want = _one_pass(frame)
+    with OpenCVDetector(min_face=8, max_input=576) as det:
+        finest, coarse = det.plan(240, 400)
+        assert finest.size == (720, 1200) and finest.tile == (504, 516) and len(finest.tiles) == 8
+        assert coarse.tiles == ((0, 0),)
+        edges_x = {x for _, x in finest.tiles} | {x + finest.tile[1] for _, x in finest.tiles}
+        edges_y = {y for y, _ in finest.tiles} | {y + finest.tile[0] for y, _ in finest.tiles}
+        on_seams = [(x, y, s) for x, y, s in placements
+                    if any(3 * x < e < 3 * (x + s) for e in edges_x) or any(3 * y < e < 3 * (y + s) for e in edges_y)]
+        assert len(on_seams) >= 3  # (150, 20, 40) lies across the right edge of the first tile, and others
+        # the 96-px face is 288 px on the finest level, over the 230 it keeps: the coarser level finds it
+        got = det.detect(frame)
+    assert len(want) == len(placements) and box_iou(truth, np.array([d.box for d in want])).max(axis=1).min() > 0.5
+    iou = box_iou(np.array([d.box for d in want]), np.array([d.box for d in got]))
+    assert len(got) == len(want), (want, got)  # no extra face
+    assert (iou.max(axis=1) >= 0.5).all() and sorted(iou.argmax(axis=1)) == list(range(len(got))), iou
+    assert all(d.score == 1.0 and d.keypoints == () for d in got)
+    assert [d.box for d in got] == sorted((d.box for d in got), key=lambda b: (b[1], b[0], b[2], b[3]))
+
+
+def test_opencv_tiled_from_several_threads_gives_the_same_faces() -> None:
+    """Each tiled frame is equalised with its own table (kept per thread): threads do not mix them."""
+    import concurrent.futures
+
+    from fsrfer_edge.detection.opencv import OpenCVDetector
+
+    frames = [_placed_scene([(20 + 9 * k, 30, 40), (150, 60 - 5 * k, 28)], (160, 240), seed=k)[0] for k in range(2)]
+    frames[1] = np.ascontiguousarray(255 - frames[1])  # another histogram, another table
+    with OpenCVDetector(min_face=8, max_input=576) as det:
+        assert len(det.plan(160, 240)[0].tiles) > 1
+        alone = [det.detect(f) for f in frames]
+        assert sum(map(len, alone)) >= 2
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            together = list(pool.map(det.detect, frames * 3))
+    assert together == alone * 3
+
+
+def test_opencv_options_are_checked() -> None:
+    _cascade_cv2()
+    from fsrfer_edge.detection.opencv import OVERLAP, OpenCVDetector
+
+    for bad in (2 * OVERLAP - 1, 0, True, 1536.0, "2048"):
+        with pytest.raises(InputError, match="max_input="):
+            OpenCVDetector(max_input=bad)  # type: ignore[arg-type]
+    with OpenCVDetector(max_input=np.int64(1024)) as det:
+        assert det.max_input == 1024 and "max_input=1024" in repr(det)
+    with create_detector("opencv", min_face=8) as det:
+        assert isinstance(det, OpenCVDetector) and det.max_input == 2048
+        assert not hasattr(det, "min_score")  # no threshold to set or sweep: every box scores 1.0
+        assert [(lv.size, lv.tiles) for lv in det.plan(480, 640)] == [((1440, 1920), ((0, 0),))]  # one pass
+        assert len(det.plan(481, 683)) > 1  # 1443x2049: tiled
+
+
 def _scenes(n: int) -> list[np.ndarray]:
     frames = []
     for k in range(n):

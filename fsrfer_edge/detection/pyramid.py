@@ -8,8 +8,9 @@ larger than ``max_input`` pixels a side is cut into overlapping tiles, and each 
 frame (a 48-megapixel photo enlarged 3x would be 1.3 GB as one array). Detections of all levels and tiles
 are merged by weighted NMS, and boxes lying inside a higher-scoring box are dropped.
 
-Subclasses (:class:`~.blazeface.BlazeFaceDetector`, :class:`~.yunet.YuNetDetector`) implement
-:meth:`PyramidDetector._network`: a batch of uint8 RGB tiles in, boxes, scores and keypoints out.
+Subclasses (:class:`~.blazeface.BlazeFaceDetector`, :class:`~.yunet.YuNetDetector`, and OpenCV's cascade
+:class:`~.opencv.OpenCVDetector`) implement :meth:`PyramidDetector._network`: a batch of uint8 RGB tiles in,
+boxes, scores and keypoints out.
 """
 from __future__ import annotations
 
@@ -121,7 +122,7 @@ class PyramidDetector(FaceDetector):
         """The pyramid levels and tiles used for a frame of (height, width), finest first."""
         m = self.size_multiple
         levels: list[Level] = []
-        scale = self.face_px / self.min_face
+        scale = self._finest_scale()
         while True:
             h, w = max(1, round(height * scale)), max(1, round(width * scale))
             # Tiles overlap by at least the largest face this level is responsible for (the next
@@ -136,6 +137,11 @@ class PyramidDetector(FaceDetector):
                 break
             scale /= self.level_step
         return levels
+
+    def _finest_scale(self) -> float:
+        """The finest level's scale: the frame enlarged (or reduced) so that ``min_face`` frame pixels are
+        ``face_px`` network pixels."""
+        return self.face_px / self.min_face
 
     # -- running ----------------------------------------------------------------------------
     def _detect(self, frame: np.ndarray) -> list[Detection]:
@@ -206,8 +212,9 @@ class PyramidDetector(FaceDetector):
                 boxes.append(b * np.array([sx, sy, sx, sy]) + np.array([ox, oy, ox, oy]))
                 scores.append(s)
                 points.append(p * np.array([sx, sy]) + np.array([ox, oy]))
-        return (np.concatenate(boxes).reshape(-1, 4), np.concatenate(scores).reshape(-1),
-                np.concatenate(points).reshape(-1, self.n_points, 2))
+        all_s = np.concatenate(scores).reshape(-1)  # (K, n_points, 2): -1 cannot stand for K with no points
+        return (np.concatenate(boxes).reshape(-1, 4), all_s,
+                np.concatenate(points).reshape(len(all_s), self.n_points, 2))
 
     @abc.abstractmethod
     def _network(self, batch: np.ndarray) -> Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]:
