@@ -117,6 +117,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     "(default: none)")
     ap.add_argument("--motion", action="store_true", help="one more run: the tracker's defaults with motion "
                     "(FaceTracker(coast=2, coast_after=2, confirm=2, motion=True))")
+    ap.add_argument("--motion-coast", default="", help="comma-separated coast values, one run each with motion, "
+                    "confirmed after 2 (FaceTracker(coast=K, coast_after=2, confirm=2, motion=True); default: none)")
     ap.add_argument("--switch-at", type=int, default=None, metavar="FRAME",
                     help=f"replace every face by a face of another expression from this frame (1-{FRAMES}) on, and "
                          "record the accuracy at every frame (default: no change)")
@@ -126,7 +128,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not 2 <= args.switch_at <= FRAMES:
             ap.error(f"--switch-at {args.switch_at}: expected a frame from 2 to {FRAMES}")
         args.switch_at -= 1  # counted from 0 below
-    for name in ("coast_after", "confirm", "coast_confirm"):
+    for name in ("coast_after", "confirm", "coast_confirm", "motion_coast"):
         text = getattr(args, name)
         try:
             values = [int(v) for v in text.split(",") if v.strip()]
@@ -161,6 +163,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     motion_run = "tracked, coast 2, confirm 2, motion"
     if args.motion:
         runs_of[motion_run] = lambda: FaceTracker(coast=2, coast_after=2, confirm=2, motion=True)
+    for k in args.motion_coast:
+        runs_of[f"tracked, coast {k}, confirm 2, motion"] = (
+            lambda c: lambda: FaceTracker(coast=c, coast_after=2, confirm=2, motion=True))(k)
     out: dict[str, Any] = {}
     false_faces: dict[str, dict[str, float]] = {}
     accuracy_by_frame: dict[str, dict[str, list[float]]] = {}
@@ -222,6 +227,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                    + ("" if not args.confirm else " --confirm " + ",".join(map(str, args.confirm)))
                    + ("" if not args.coast_confirm else " --coast-confirm " + ",".join(map(str, args.coast_confirm)))
                    + (" --motion" if args.motion else "")
+                   + ("" if not args.motion_coast else " --motion-coast " + ",".join(map(str, args.motion_coast)))
                    + ("" if args.switch_at is None else f" --switch-at {args.switch_at + 1}")
                    + f" --out {args.out}",
         "faces_from": pool.source,
@@ -237,7 +243,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                  **{f"tracked, confirm {k}": f"FaceTracker(coast=0, confirm={k}, motion=False)" for k in args.confirm},
                  **{f"tracked, coast 2, confirm {k}": f"FaceTracker(coast=2, coast_after=2, confirm={k}, motion=False)"
                     for k in args.coast_confirm},
-                 **({motion_run: "FaceTracker(coast=2, coast_after=2, confirm=2, motion=True)"} if args.motion else {})},
+                 **({motion_run: "FaceTracker(coast=2, coast_after=2, confirm=2, motion=True)"} if args.motion else {}),
+                 **{f"tracked, coast {k}, confirm 2, motion": f"FaceTracker(coast={k}, coast_after=2, confirm=2, "
+                    "motion=True)" for k in args.motion_coast}},
         "rows": out, "false_faces_per_frame": false_faces,
         **({"accuracy_by_frame": accuracy_by_frame} if args.switch_at is not None else {}),
         **({"switch_at_frame": args.switch_at + 1} if args.switch_at is not None else {})})

@@ -100,6 +100,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     f"frame (default {SPEED[0]},{SPEED[1]})")
     ap.add_argument("--size", default="480x640", help="HxW of the frames (default 480x640)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--coast", default="", help="comma-separated coast values, one more run with motion each "
+                    "(FaceTracker(coast=K, confirm=2, motion=True); default: none)")
     ap.add_argument("--out", required=True, help="result JSON")
     args = ap.parse_args(argv)
     try:
@@ -108,6 +110,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         speed = ()
     if len(speed) != 2 or not 0 <= speed[0] <= speed[1] < 10:
         ap.error(f"--speed {args.speed!r}: expected two paces in face sides a frame, slowest first (e.g. 0.1,0.4)")
+    try:
+        args.coast = [int(v) for v in args.coast.split(",") if v.strip()]
+    except ValueError:
+        args.coast = [-1]
+    if any(not 0 <= k <= 5 for k in args.coast):
+        ap.error("--coast: expected comma-separated integers from 0 to 5 (frames; a track ends after 5 unseen)")
     if args.frames < 2 or args.clips < 1 or args.faces < 1:
         ap.error("--frames must be >= 2, --clips and --faces >= 1")
     from fsrfer_edge.crowd import CrowdAnalyzer
@@ -122,10 +130,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     pool = load_test_faces(data) if (data / "fer2013.npz").is_file() else public_domain_faces()
     labelled = bool(pool.labelled)
     seeds = np.random.SeedSequence(args.seed).generate_state(args.clips).tolist()
-    runs_of: dict[str, Any] = {"one frame": lambda: False, "tracked": lambda: FaceTracker(motion=False),
-                               "tracked, motion": lambda: FaceTracker(motion=True)}
-    runs = {"one frame": "track=False", "tracked": repr(FaceTracker(motion=False)).replace(", tracks=0", ""),
-            "tracked, motion": repr(FaceTracker(motion=True)).replace(", tracks=0", "")}
+    makers: dict[str, Any] = {"tracked": lambda: FaceTracker(motion=False),
+                              "tracked, motion": lambda: FaceTracker(motion=True)}
+    for k in args.coast:  # more coasting with motion, confirmed after 2 as by default
+        makers[f"tracked, motion, coast {k}"] = (lambda c: lambda: FaceTracker(coast=c, confirm=2, motion=True))(k)
+    runs_of: dict[str, Any] = {"one frame": lambda: False, **makers}
+    runs = {"one frame": "track=False", **{n: repr(make()).replace(", tracks=0", "") for n, make in makers.items()}}
     rows: dict[str, Any] = {}
     with CrowdAnalyzer() as analyzer:
         for row in ROWS:
@@ -182,7 +192,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                    + ("" if args.faces == 50 else f" --faces {args.faces}")
                    + ("" if args.frames == FRAMES else f" --frames {args.frames}")
                    + ("" if speed == SPEED else f" --speed {args.speed}")
-                   + ("" if (h, w) == (480, 640) else f" --size {args.size}") + f" --out {args.out}",
+                   + ("" if (h, w) == (480, 640) else f" --size {args.size}")
+                   + ("" if not args.coast else " --coast " + ",".join(map(str, args.coast))) + f" --out {args.out}",
         "faces_from": pool.source, "labelled": labelled, "clips": args.clips, "faces_per_clip": args.faces,
         "frame_size": [h, w], "frames": args.frames, "pace_face_sides_per_frame": list(speed),
         "max_angle_degrees": MAX_ANGLE, "noise_grey_levels": NOISE, "jpeg_quality": JPEG_QUALITY, "seed": args.seed,
