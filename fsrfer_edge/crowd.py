@@ -384,7 +384,7 @@ class CrowdAnalyzer:
         t0 = time.perf_counter()
         faces: list[FaceResult] = []
         detected = [True] * len(dets)
-        if tracker is not None:  # tracks the detector missed here, recognised at their last boxes (coast)
+        if tracker is not None:  # tracks the detector missed here, recognised where they are expected (coast)
             extra = tracker.coasting(np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4))
             extra = extra[_inside(extra, rgb.shape[:2]) >= 0.5]  # a face moved (motion) out of the frame is gone
             dets = list(dets) + [Detection((float(b[0]), float(b[1]), float(b[2]), float(b[3])), 0.0) for b in extra]

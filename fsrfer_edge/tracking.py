@@ -33,7 +33,8 @@ AGGREGATES = ("probs", "log")
 #: about two to three frames).
 DEFAULT_HALF_LIFE = 2.0
 DEFAULT_AGGREGATE = "probs"
-#: A face continues a track whose last box overlaps its box by at least this intersection over union ...
+#: A face continues a track whose last box (moved on by its velocity with ``motion``) overlaps its box by at least
+#: this intersection over union ...
 DEFAULT_MIN_IOU = 0.3
 #: ... or, failing that, whose last box's centre is at most this many face sides from its centre (a small face
 #: moving its own width between frames overlaps nothing), at a size within a factor of two.
@@ -41,7 +42,8 @@ DEFAULT_MAX_SHIFT = 1.0
 #: A track not seen for more than this many frames ends; a face seen after that starts a new track.
 DEFAULT_MAX_MISSED = 5
 #: Frames after its last detection in which a track found in at least ``coast_after`` frames is still
-#: recognised at its last box (:meth:`FaceTracker.coasting`); 0: only detected faces are recognised.
+#: recognised at its last box, moved on likewise (:meth:`FaceTracker.coasting`); 0: only detected faces are
+#: recognised.
 #: The frames a track must have been found in before its face is reported (:meth:`FaceTracker.reported`); 1: every
 #: detection is reported at once.
 #: Coasting 2 frames and confirming after 2 were adopted together by the rule in docs/crowd.md, "Coasting and
