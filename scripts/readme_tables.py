@@ -1574,6 +1574,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd_switch": ("results/crowd/clips_switch.json", crowd_switch_table, "docs/crowd.md"),
     "crowd_walk": ("results/crowd/walk.json", crowd_walk_table, "docs/crowd.md"),
     "crowd_walk_fast": ("results/crowd/walk_fast.json", crowd_walk_table, "docs/crowd.md"),
+    "crowd_walk_coast": ("results/crowd/walk_coast.json", crowd_walk_table, "docs/crowd.md"),
+    "crowd_motion_coast": ("results/crowd/clips_motion_coast.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_motion": ("results/crowd/clips_motion.json", crowd_coast_table, "docs/crowd.md"),
 }
 
