@@ -101,14 +101,19 @@ def render_clip(pool: Any, seed: int, n_faces: int, size: tuple[int, int], backg
     return frames, boxes, np.stack(per_frame) if per_frame else np.zeros((0, len(labels)), np.int64)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_clip_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options every clip script takes: where the faces come from, how many clips and faces, frame size, seed."""
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="folder of fer2013.npz and "
                     "ferplus_labels.npz (default ../shared/data); without it the astronaut face, tracking only")
     ap.add_argument("--clips", type=int, default=24, help="clips per row (default 24)")
     ap.add_argument("--faces", type=int, default=50, help="faces per clip (default 50)")
     ap.add_argument("--size", default="480x640", help="HxW of the frames (default 480x640)")
     ap.add_argument("--seed", type=int, default=0)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_clip_arguments(ap)
     ap.add_argument("--coast-after", default="2", help="comma-separated coast_after values, one coasting run "
                     "(coast=2) each (default 2)")
     ap.add_argument("--confirm", default="", help="comma-separated confirm values, one run (no coasting) each; "

@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
-from crowd_clips import JPEG_QUALITY, NOISE, ROWS, camera_frame  # noqa: E402
+from crowd_clips import JPEG_QUALITY, NOISE, ROWS, add_clip_arguments, camera_frame  # noqa: E402
 from temporal_views import shift_bilinear  # noqa: E402
 
 FRAMES = 12
@@ -91,15 +91,10 @@ def render_walk(pool: Any, seed: int, n_faces: int, size: tuple[int, int], backg
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="folder of fer2013.npz and "
-                    "ferplus_labels.npz (default ../shared/data); without it the astronaut face, tracking only")
-    ap.add_argument("--clips", type=int, default=24, help="clips per row (default 24)")
-    ap.add_argument("--faces", type=int, default=50, help="faces per clip (default 50)")
+    add_clip_arguments(ap)
     ap.add_argument("--frames", type=int, default=FRAMES, help=f"frames per clip (default {FRAMES})")
     ap.add_argument("--speed", default=f"{SPEED[0]},{SPEED[1]}", help="slowest and fastest pace in face sides a "
                     f"frame (default {SPEED[0]},{SPEED[1]})")
-    ap.add_argument("--size", default="480x640", help="HxW of the frames (default 480x640)")
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--coast", default="", help="comma-separated coast values, one more run with motion each "
                     "(FaceTracker(coast=K, confirm=2, motion=True); default: none)")
     ap.add_argument("--out", required=True, help="result JSON")
