@@ -715,3 +715,47 @@ def test_with_motion_a_coasted_box_goes_to_the_track_coasting_gave_it_for_when_t
     assert continued == {0}
     ids, _ = tracker.update(np.vstack([found, extra]), _probs([0.5, 0.5], [0.5, 0.5]), detected=[True, False])
     assert ids.tolist() == [a[0], a[1]]  # the face: the first walker's track; the coasted box: the second's
+
+
+def test_crowd_walk_counts_switches_accuracy_and_false_faces_as_its_note_says(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The scoring of scripts/crowd_walk.py on a scripted clip and scripted answers: two faces, B crossing A."""
+    import json
+    from types import SimpleNamespace as NS
+
+    from _scripts import load_script
+    from fsrfer_edge import crowd, crowd_bench
+
+    crowd_walk = load_script("scripts/crowd_walk.py", "crowd_walk")
+    boxes = np.array([[[10, 10, 30, 30], [60, 10, 80, 30]]] * 3, dtype=np.float64)
+    clip = {"frames": [np.zeros((100, 120, 3), np.uint8)] * 3, "boxes": boxes, "labels": np.array([3, 4]),
+            "visible": np.array([[1.0, 1.0], [1.0, 1.0], [1.0, 0.3]]), "crossing": np.array([False, True])}
+    monkeypatch.setattr(crowd_walk, "render_walk", lambda *a, **k: clip)
+    monkeypatch.setattr(crowd_bench, "public_domain_faces", lambda: NS(labelled=True, source="scripted"))
+
+    def face(box: Any, tid: int, index: int) -> Any:
+        return NS(box=tuple(float(v) for v in box), score=0.9, track_id=tid, index=index)
+
+    answers = [[face(boxes[0, 0], 0, 3), face(boxes[0, 1], 1, 4)],
+               [face(boxes[1, 0], 0, 3), face(boxes[1, 1], 2, 0), face((100, 70, 118, 88), 5, 1)],  # B switches, wrong
+               [face(boxes[2, 0], 1, 3)]]  # A switches; B (0.3 visible) not found and not scored
+
+    class Scripted:
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            return None
+
+        def analyze_stream(self, frames: Any, track: Any) -> Any:
+            return (NS(faces=f) for f in answers)
+
+    monkeypatch.setattr(crowd, "CrowdAnalyzer", Scripted)
+    out = tmp_path / "walk.json"
+    assert crowd_walk.main(["--data", str(tmp_path / "none"), "--clips", "1", "--frames", "3", "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"]["clean"]
+    every, crossing = row["all"]["tracked, motion"], row["crossing"]["tracked, motion"]
+    assert every == {"faces_followed": 2, "one_track": 0, "identity_switches": 2, "scored_face_frames": 3,
+                     "accuracy": 66.67}  # frames 2-3: A right twice, B wrong once
+    assert crossing == {"faces_followed": 1, "one_track": 0, "identity_switches": 1, "scored_face_frames": 1,
+                        "accuracy": 0.0}
+    assert row["false_faces_per_frame"]["tracked, motion"] == round(1 / 3, 3) and row["crossing_faces"] == 1
