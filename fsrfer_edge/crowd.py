@@ -253,6 +253,10 @@ def square_box(box: Sequence[float], margin: float) -> tuple[int, int, int, int]
     return left, top, left + s, top + s
 
 
+def _box_array(dets: Sequence[Detection]) -> np.ndarray:
+    return np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4)
+
+
 def _inside(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """(K,) the fraction of each (K, 4) box's area within a frame of ``shape`` (height, width)."""
     h, w = shape[0], shape[1]
@@ -305,6 +309,10 @@ class CrowdAnalyzer:
         min_size: drop faces smaller than this many pixels (larger box side); 0 keeps all.
         min_face: smallest face side (pixels) the default detector searches for; ignored when a
             ``detector`` is given (set it there).
+        weak_score: the default detector also returns weak detections, scoring from this up to its threshold
+            (``PyramidDetector.weak_score``; None: none). In a tracked stream a weak detection is kept where it
+            continues a face the tracker follows (:meth:`FaceTracker.continuing`, as ByteTrack's second
+            association); otherwise it is dropped. With a ``detector`` given, set its ``weak_score`` there.
 
     Raises:
         InputError: an option out of range.
@@ -315,7 +323,8 @@ class CrowdAnalyzer:
 
     def __init__(self, recognizer: Optional[Recognizer] = None, detector: Optional[FaceDetector] = None, *,
                  margin: Optional[float] = None, min_score: Optional[float] = None,
-                 min_size: float = 0.0, min_face: float = DEFAULT_MIN_FACE) -> None:
+                 min_size: float = 0.0, min_face: float = DEFAULT_MIN_FACE,
+                 weak_score: Optional[float] = None) -> None:
         if margin is not None:
             check_margin(margin)
         self.min_score = None if min_score is None else _number("min_score", min_score, 0.0)
@@ -324,6 +333,11 @@ class CrowdAnalyzer:
             raise InputError(f"detector is a {type(detector).__name__}; expected a fsrfer_edge.detection.FaceDetector")
         if recognizer is not None and not isinstance(recognizer, Recognizer):
             raise InputError(f"recognizer is a {type(recognizer).__name__}; expected a fsrfer_edge.Recognizer")
+        if weak_score is not None:
+            _number("weak_score", weak_score, 0.0, 1.0)
+            if detector is not None:
+                raise InputError("weak_score applies to the detector the analyzer creates; set weak_score on the "
+                                 "detector you give (detector.weak_score = ...)")
         self._owned: list[Any] = []
         self._closed = False
         if recognizer is None:
@@ -337,6 +351,12 @@ class CrowdAnalyzer:
                 self.close()
                 raise
             self._owned.append(detector)
+            if weak_score is not None:
+                if not hasattr(detector, "weak_score") or not hasattr(detector, "min_score"):
+                    self.close()
+                    raise InputError(f"weak_score={weak_score}: the {detector.name} detector has no score threshold "
+                                     "to go under (YuNet and BlazeFace do)")
+                detector.weak_score = float(weak_score)
         self.detector = detector
         self.margin = default_margin(detector) if margin is None else float(margin)
 
@@ -379,13 +399,27 @@ class CrowdAnalyzer:
             dets = [d for d in dets if d.score >= self.min_score]
         return [d for d in dets if d.size >= self.min_size]
 
+    def _weak(self, dets: Sequence[Detection]) -> np.ndarray:
+        """(N,) bools: the detections under the detector's threshold (its weak ones; none without weak_score)."""
+        threshold = getattr(self.detector, "min_score", None)
+        if getattr(self.detector, "weak_score", None) is None or threshold is None:
+            return np.zeros(len(dets), dtype=bool)
+        return np.array([d.score < threshold for d in dets], dtype=bool)
+
     def _recognize(self, rgb: np.ndarray, dets: Sequence[Detection], index: int, detect_ms: float,
                    tracker: Optional[FaceTracker] = None) -> CrowdResult:
         t0 = time.perf_counter()
         faces: list[FaceResult] = []
+        weak = self._weak(dets)
+        if weak.any():  # under the detector's threshold: kept only where they continue a followed face
+            strong = [d for d, w in zip(dets, weak) if not w]
+            candidates = [d for d, w in zip(dets, weak) if w]
+            keep = np.zeros(len(candidates), bool) if tracker is None else \
+                tracker.continuing(_box_array(strong), _box_array(candidates))
+            dets = strong + [d for d, k in zip(candidates, keep) if k]
         detected = [True] * len(dets)
         if tracker is not None:  # tracks the detector missed here, recognised where they are expected (coast)
-            extra = tracker.coasting(np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4))
+            extra = tracker.coasting(_box_array(dets))
             extra = extra[_inside(extra, rgb.shape[:2]) >= 0.5]  # a face moved (motion) out of the frame is gone
             dets = list(dets) + [Detection((float(b[0]), float(b[1]), float(b[2]), float(b[3])), 0.0) for b in extra]
             detected += [False] * len(extra)

@@ -253,6 +253,32 @@ class FaceTracker:
             out = out[~(box_iou(out, b) > 0).any(axis=1)]
         return out
 
+    def continuing(self, boxes: Any, weak: Any) -> np.ndarray:
+        """Which weak detections (scored under the detector's threshold) continue a face this tracker follows: call
+        before :meth:`coasting` with the frame's detections (``boxes``) and its weak ones, then give the weak boxes
+        kept to both as detections. As ByteTrack's second association: a weak box is kept only where it overlaps
+        (IoU at least ``min_iou``) the expected box of a track found in at least ``coast_after`` frames that none of
+        ``boxes`` continues, one box a track, the best overlap first; a weak box alone never starts a track.
+
+        Returns:
+            (M,) bools, one per weak box.
+        """
+        b, w = self._boxes(boxes), self._boxes(weak)
+        keep = np.zeros(len(w), dtype=bool)
+        taken = set(self._match(b).values())
+        free = [j for j, tr in enumerate(self._tracks) if j not in taken and tr.hits >= self.coast_after]
+        if not len(w) or not free:
+            return keep
+        iou = box_iou(w, np.stack([self._expected(self._tracks[j]) for j in free]))
+        used: set[int] = set()
+        for i, j in zip(*np.unravel_index(np.argsort(-iou, axis=None, kind="stable"), iou.shape)):
+            if iou[i, j] < self.min_iou or not iou[i, j] > 0:
+                break
+            if not keep[i] and j not in used:
+                keep[i] = True
+                used.add(int(j))
+        return keep
+
     def reported(self, ids: Any) -> np.ndarray:
         """(N,) bools: whether each of ``ids`` (from the last :meth:`update`) belongs to a track found in at least
         ``confirm`` frames, so that its face is reported; all True with ``confirm=1``, and in a stream's first frame

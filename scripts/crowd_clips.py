@@ -17,6 +17,7 @@ astronaut face is used and only the tracking is reported.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import math
 import sys
@@ -124,6 +125,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                     "(FaceTracker(coast=2, coast_after=2, confirm=2, motion=True))")
     ap.add_argument("--motion-coast", default="", help="comma-separated coast values, one run each with motion, "
                     "confirmed after 2 (FaceTracker(coast=K, coast_after=2, confirm=2, motion=True); default: none)")
+    ap.add_argument("--weak", type=float, default=None, metavar="SCORE", help="one more run: the tracker's defaults "
+                    "with motion, where detections scoring from SCORE up to the detector's threshold continue followed "
+                    "faces (CrowdAnalyzer(weak_score=SCORE); default: none)")
     ap.add_argument("--switch-at", type=int, default=None, metavar="FRAME",
                     help=f"replace every face by a face of another expression from this frame (1-{FRAMES}) on, and "
                          "record the accuracy at every frame (default: no change)")
@@ -171,10 +175,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     for k in args.motion_coast:
         runs_of[f"tracked, coast {k}, confirm 2, motion"] = (
             lambda c: lambda: FaceTracker(coast=c, coast_after=2, confirm=2, motion=True))(k)
+    weak_run = None if args.weak is None else f"tracked, coast 2, confirm 2, motion, weak {args.weak:g}"
+    if weak_run:
+        runs_of[weak_run] = lambda: FaceTracker(coast=2, coast_after=2, confirm=2, motion=True)
     out: dict[str, Any] = {}
     false_faces: dict[str, dict[str, float]] = {}
     accuracy_by_frame: dict[str, dict[str, list[float]]] = {}
-    with CrowdAnalyzer() as analyzer:
+    with CrowdAnalyzer() as analyzer, (CrowdAnalyzer(analyzer.recognizer, weak_score=args.weak) if weak_run
+                                       else contextlib.nullcontext()) as weak_analyzer:
         for row in ROWS:
             per_face: list[dict[str, Any]] = []
             n_false = {n: 0 for n in runs_of}
@@ -186,7 +194,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 faces = [{"size": float(s), "found_in": 0, "tracks": set()}
                          for j, s in enumerate(truth[0][:, 2] - truth[0][:, 0])]
                 for name, make in runs_of.items():
-                    for t, r in enumerate(analyzer.analyze_stream(frames, track=make())):
+                    by = weak_analyzer if name == weak_run else analyzer
+                    for t, r in enumerate(by.analyze_stream(frames, track=make())):
                         hit = match(truth[t], [Detection(f.box, f.score) for f in r.faces])
                         n_false[name] += len(r.faces) - int((hit >= 0).sum())
                         for j, d in enumerate(hit):
@@ -233,6 +242,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                    + ("" if not args.coast_confirm else " --coast-confirm " + ",".join(map(str, args.coast_confirm)))
                    + (" --motion" if args.motion else "")
                    + ("" if not args.motion_coast else " --motion-coast " + ",".join(map(str, args.motion_coast)))
+                   + ("" if args.weak is None else f" --weak {args.weak:g}")
                    + ("" if args.switch_at is None else f" --switch-at {args.switch_at + 1}")
                    + f" --out {args.out}",
         "faces_from": pool.source,
@@ -250,7 +260,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                     for k in args.coast_confirm},
                  **({motion_run: "FaceTracker(coast=2, coast_after=2, confirm=2, motion=True)"} if args.motion else {}),
                  **{f"tracked, coast {k}, confirm 2, motion": f"FaceTracker(coast={k}, coast_after=2, confirm=2, "
-                    "motion=True)" for k in args.motion_coast}},
+                    "motion=True)" for k in args.motion_coast},
+                 **({weak_run: "FaceTracker(coast=2, coast_after=2, confirm=2, motion=True) with "
+                               f"CrowdAnalyzer(weak_score={args.weak:g})"} if weak_run else {})},
         "rows": out, "false_faces_per_frame": false_faces,
         **({"accuracy_by_frame": accuracy_by_frame} if args.switch_at is not None else {}),
         **({"switch_at_frame": args.switch_at + 1} if args.switch_at is not None else {})})

@@ -23,6 +23,7 @@ the public-domain astronaut face is used and only the tracking is scored.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 from pathlib import Path
@@ -97,6 +98,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                     f"frame (default {SPEED[0]},{SPEED[1]})")
     ap.add_argument("--coast", default="", help="comma-separated coast values, one more run with motion each "
                     "(FaceTracker(coast=K, confirm=2, motion=True); default: none)")
+    ap.add_argument("--weak", type=float, default=None, metavar="SCORE", help="one more run with motion, where "
+                    "detections scoring from SCORE up to the detector's threshold continue followed faces "
+                    "(CrowdAnalyzer(weak_score=SCORE); default: none)")
     ap.add_argument("--out", required=True, help="result JSON")
     args = ap.parse_args(argv)
     try:
@@ -111,6 +115,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.coast = [-1]
     if any(not 0 <= k <= 5 for k in args.coast):
         ap.error("--coast: expected comma-separated integers from 0 to 5 (frames; a track ends after 5 unseen)")
+    if args.weak is not None and not 0 <= args.weak < 1:
+        ap.error(f"--weak {args.weak}: expected a score in [0, 1), under the detector's threshold")
     if args.frames < 2 or args.clips < 1 or args.faces < 1:
         ap.error("--frames must be >= 2, --clips and --faces >= 1")
     from fsrfer_edge.crowd import CrowdAnalyzer
@@ -129,10 +135,16 @@ def main(argv: Optional[list[str]] = None) -> int:
                               "tracked, motion": lambda: FaceTracker(motion=True)}
     for k in args.coast:  # more coasting with motion, confirmed after 2 as by default
         makers[f"tracked, motion, coast {k}"] = (lambda c: lambda: FaceTracker(coast=c, confirm=2, motion=True))(k)
+    weak_run = None if args.weak is None else f"tracked, motion, weak {args.weak:g}"
+    if weak_run:  # weak detections continue followed faces (CrowdAnalyzer(weak_score=))
+        makers[weak_run] = lambda: FaceTracker(motion=True)
     runs_of: dict[str, Any] = {"one frame": lambda: False, **makers}
     runs = {"one frame": "track=False", **{n: repr(make()).replace(", tracks=0", "") for n, make in makers.items()}}
+    if weak_run:
+        runs[weak_run] += f" with CrowdAnalyzer(weak_score={args.weak:g})"
     rows: dict[str, Any] = {}
-    with CrowdAnalyzer() as analyzer:
+    with CrowdAnalyzer() as analyzer, (CrowdAnalyzer(analyzer.recognizer, weak_score=args.weak) if weak_run
+                                       else contextlib.nullcontext()) as weak_analyzer:
         for row in ROWS:
             tally = {sub: {n: {"scored": 0, "correct": 0, "switches": 0, "followed": 0, "one_track": 0}
                            for n in runs_of} for sub in ("all", "crossing")}
@@ -145,7 +157,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 n_frames += args.frames
                 for name, make in runs_of.items():
                     track_ids: list[list[int]] = [[] for _ in clip["labels"]]
-                    for t, r in enumerate(analyzer.analyze_stream(clip["frames"], track=make())):
+                    by = weak_analyzer if name == weak_run else analyzer
+                    for t, r in enumerate(by.analyze_stream(clip["frames"], track=make())):
                         # the true boxes as far as they are in the frame, as the detector's boxes are clipped
                         truth = np.clip(clip["boxes"][t], 0, [w, h, w, h])
                         hit = match(truth, [Detection(f.box, f.score) for f in r.faces])
@@ -188,7 +201,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                    + ("" if args.frames == FRAMES else f" --frames {args.frames}")
                    + ("" if speed == SPEED else f" --speed {args.speed}")
                    + ("" if (h, w) == (480, 640) else f" --size {args.size}")
-                   + ("" if not args.coast else " --coast " + ",".join(map(str, args.coast))) + f" --out {args.out}",
+                   + ("" if not args.coast else " --coast " + ",".join(map(str, args.coast)))
+                   + ("" if args.weak is None else f" --weak {args.weak:g}") + f" --out {args.out}",
         "faces_from": pool.source, "labelled": labelled, "clips": args.clips, "faces_per_clip": args.faces,
         "frame_size": [h, w], "frames": args.frames, "pace_face_sides_per_frame": list(speed),
         "max_angle_degrees": MAX_ANGLE, "noise_grey_levels": NOISE, "jpeg_quality": JPEG_QUALITY, "seed": args.seed,

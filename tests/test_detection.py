@@ -988,3 +988,24 @@ def test_a_bad_frame_gets_the_same_error_from_detect_as_from_crowd_analyzer(
         crowd.analyze(frame)
     assert str(from_detect.value) == str(from_crowd.value)
     assert words in str(from_detect.value) and "expected" in str(from_detect.value)
+
+
+@pytest.mark.parametrize("name", ["yunet", "blazeface"])
+def test_weak_detections_leave_the_detections_at_the_threshold_as_they_were(name: str) -> None:
+    from fsrfer_edge import crowd_bench
+    from fsrfer_edge.detection import create_detector
+    from fsrfer_edge.detection.base import box_iou
+
+    scene = crowd_bench.make_scene(crowd_bench.public_domain_faces(), seed=5, n_faces=30, size=(360, 480),
+                                   background="clutter")
+    with create_detector(name) as det:
+        plain = det.detect(scene.image)
+        det.weak_score = 0.05
+        both = det.detect(scene.image)
+    strong = [d for d in both if d.score >= det.min_score]
+    weak = [d for d in both if d.score < det.min_score]
+    assert strong == plain  # box for box, score for score, in order
+    assert weak and all(0.05 <= d.score < det.min_score for d in weak)
+    if plain:  # no weak box is a detection again (one place, one face)
+        iou = box_iou(np.array([d.box for d in weak]), np.array([d.box for d in plain]))
+        assert (iou < det.iou).all()

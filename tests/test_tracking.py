@@ -759,3 +759,76 @@ def test_crowd_walk_counts_switches_accuracy_and_false_faces_as_its_note_says(tm
     assert crossing == {"faces_followed": 1, "one_track": 0, "identity_switches": 1, "scored_face_frames": 1,
                         "accuracy": 0.0}
     assert row["false_faces_per_frame"]["tracked, motion"] == round(1 / 3, 3) and row["crossing_faces"] == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Weak detections: under the detector's threshold, kept where they continue a followed face
+# --------------------------------------------------------------------------------------------
+def test_continuing_keeps_weak_boxes_on_followed_tracks_no_detection_continues() -> None:
+    tracker = FaceTracker(motion=False)
+    for x in (0, 1):  # two faces found twice: tracks that may coast
+        tracker.update([_box(x, 0), _box(50 + x, 0)], _probs([0.5, 0.5], [0.5, 0.5]))
+    tracker.update([_box(100, 0)], _probs([0.5, 0.5]))  # a third, found once
+    weak = [_box(2, 0), _box(52, 0), _box(101, 0), _box(200, 0)]
+    keep = tracker.continuing([_box(51, 0)], weak)  # a detection continues the second face
+    assert keep.tolist() == [True, False, False, False]  # not a taken track, a new one, or no track at all
+    assert tracker.continuing([], []).shape == (0,) and tracker.continuing([], [_box(300, 0)]).tolist() == [False]
+    assert FaceTracker().continuing([], [_box(0, 0)]).tolist() == [False]  # no tracks yet
+
+
+def _weak_detector(boxes_at: Any) -> Any:
+    """A detector with a threshold (0.3) and weak detections (0.1): its t-th call returns ``boxes_at(t)`` as
+    (box, score) pairs."""
+    from fsrfer_edge.detection import Detection, FaceDetector
+
+    class Weak(FaceDetector):
+        name = "weak"
+        min_score = 0.3
+        weak_score = 0.1
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.t = 0
+
+        def _detect(self, frame: np.ndarray) -> list[Detection]:
+            self.t += 1
+            return [Detection(b, s) for b, s in boxes_at(self.t)]
+
+    return Weak()
+
+
+def test_a_tracked_stream_keeps_a_weak_detection_that_continues_a_face_and_one_frame_drops_it() -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer
+
+    clip = _Jitter(4)
+    far = (60.0, 40.0, 80.0, 60.0)  # a weak box where no face was followed
+
+    def scores(t: int) -> list:
+        return [(clip.boxes[t - 1], 0.9 if t <= 2 else 0.2), (far, 0.15)]
+
+    with Recognizer(threads=1) as rec:
+        tracked = list(CrowdAnalyzer(rec, _weak_detector(scores)).analyze_stream(
+            clip.frames, track=FaceTracker(coast=0, confirm=1)))
+        alone = list(CrowdAnalyzer(rec, _weak_detector(scores)).analyze_stream(clip.frames, track=False))
+    assert [len(r.faces) for r in alone] == [1, 1, 0, 0]  # one frame: the weak boxes are dropped
+    assert [len(r.faces) for r in tracked] == [1, 1, 1, 1]  # tracked: the face goes on at its weak boxes
+    assert [r.faces[0].score for r in tracked[2:]] == [0.2, 0.2] and all(r.faces[0].detected for r in tracked)
+    assert {r.faces[0].track_id for r in tracked} == {tracked[0].faces[0].track_id}
+    assert all(f.box != far for r in tracked for f in r.faces)  # never a new face from a weak box
+
+
+def test_weak_score_options_are_checked() -> None:
+    pytest.importorskip("onnxruntime")
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer
+
+    with Recognizer(threads=1) as rec:
+        with pytest.raises(InputError, match="weak_score"):
+            CrowdAnalyzer(rec, _weak_detector(lambda t: []), weak_score=0.1)  # set it on the detector given
+        with pytest.raises(InputError, match="weak_score"):
+            CrowdAnalyzer(rec, weak_score=1.5)
+        with CrowdAnalyzer(rec, weak_score=0.1) as analyzer:
+            assert analyzer.detector.weak_score == 0.1 and analyzer.detector.min_score == 0.3

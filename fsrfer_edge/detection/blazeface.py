@@ -170,7 +170,7 @@ class BlazeFaceDetector(PyramidDetector):
     def _network(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         reg, logit = self._live_session().run(["regressors", "classificators"], {"image": batch.astype(np.float32)})
         anchors = anchor_centres(self.layout, batch.shape[1], batch.shape[2])
-        return [decode(reg[k], logit[k, :, 0], anchors, self.min_score) for k in range(reg.shape[0])]
+        return [decode(reg[k], logit[k, :, 0], anchors, self._candidate_score) for k in range(reg.shape[0])]
 
     def __repr__(self) -> str:
         return (f"BlazeFaceDetector(model={str(self.path)!r}, min_score={self.min_score}, min_face={self.min_face}, "

@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import InputError, ModelError
-from .base import Detection, DetectorClosedError, FaceDetector, drop_nested, weighted_nms
+from .base import Detection, DetectorClosedError, FaceDetector, box_iou, drop_nested, weighted_nms
 from .frames import resize_rgb
 
 
@@ -97,6 +97,10 @@ class PyramidDetector(FaceDetector):
 
     #: Keypoints per detection (BlazeFace 6, YuNet 5).
     n_points = 0
+    #: Also return weak detections, scoring from this up to ``min_score`` (None: none): merged among themselves
+    #: and dropped where they overlap a detection at ``min_score`` or more, so that those are exactly the ones
+    #: found without it. A tracker uses them only to continue faces it follows (``CrowdAnalyzer(weak_score=)``).
+    weak_score: Optional[float] = None
     #: The ONNX Runtime session (None once closed).
     _session: Any = None
 
@@ -164,15 +168,33 @@ class PyramidDetector(FaceDetector):
             boxes.append(b[keep])
             scores.append(s[keep])
             points.append(p[keep])
-        all_b = np.concatenate(boxes)
-        if not len(all_b):
-            return []
-        merged_b, merged_s, merged_p = weighted_nms(all_b, np.concatenate(scores), self.iou, np.concatenate(points))
-        assert merged_p is not None  # points were given
-        keep = drop_nested(merged_b, merged_s, self.max_cover)
-        merged_b, merged_s, merged_p = merged_b[keep], merged_s[keep], merged_p[keep]
+        all_b, all_s, all_p = np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
+        # All of them without weak_score (the network's own threshold); OpenCV's cascade has no threshold at all.
+        strong = all_s >= getattr(self, "min_score", -math.inf)
+        merged_b, merged_s, merged_p = self._merge(all_b[strong], all_s[strong], all_p[strong])
+        if self.weak_score is not None and (~strong).any():
+            weak_b, weak_s, weak_p = self._merge(all_b[~strong], all_s[~strong], all_p[~strong])
+            if len(merged_b):  # one place, one face: a weak box over a detection is that detection
+                alone = ~(box_iou(weak_b, merged_b) >= self.iou).any(axis=1)
+                weak_b, weak_s, weak_p = weak_b[alone], weak_s[alone], weak_p[alone]
+            merged_b, merged_s = np.concatenate([merged_b, weak_b]), np.concatenate([merged_s, weak_s])
+            merged_p = np.concatenate([merged_p, weak_p])
         return [Detection(tuple(float(v) for v in b), float(s), tuple((float(x), float(y)) for x, y in p))  # type: ignore[arg-type]
                 for b, s, p in zip(merged_b, merged_s, merged_p)]
+
+    def _merge(self, b: np.ndarray, s: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates of every tile and level merged by weighted NMS, boxes inside stronger ones dropped."""
+        if not len(b):
+            return b.reshape(0, 4), s.reshape(0), p.reshape(0, self.n_points, 2)
+        merged_b, merged_s, merged_p = weighted_nms(b, s, self.iou, p)
+        assert merged_p is not None  # points were given
+        keep = drop_nested(merged_b, merged_s, self.max_cover)
+        return merged_b[keep], merged_s[keep], merged_p[keep]
+
+    @property
+    def _candidate_score(self) -> float:
+        """The network's own threshold: ``min_score``, or ``weak_score`` where that is set and lower."""
+        return self.min_score if self.weak_score is None else min(self.min_score, self.weak_score)
 
     def _tile_pixels(self, frame: np.ndarray, level: Level, y: int, x: int) -> tuple[np.ndarray, float, float, float, float]:
         """The tile at (y, x) of ``level`` as (th, tw, 3) uint8, cut from the original frame and resized

@@ -113,7 +113,7 @@ class YuNetDetector(PyramidDetector):
         x = np.ascontiguousarray(batch[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)  # RGB NHWC -> BGR NCHW
         out = dict(zip(OUTPUTS, self._live_session().run(list(OUTPUTS), {"input": x})))
         h, w = batch.shape[1:3]
-        return [decode({k: v[i] for k, v in out.items()}, h, w, self.min_score) for i in range(batch.shape[0])]
+        return [decode({k: v[i] for k, v in out.items()}, h, w, self._candidate_score) for i in range(batch.shape[0])]
 
     def __repr__(self) -> str:
         return (f"YuNetDetector(model={str(self.path)!r}, min_score={self.min_score}, min_face={self.min_face}, "
