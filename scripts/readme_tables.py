@@ -1576,6 +1576,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd_walk_fast": ("results/crowd/walk_fast.json", crowd_walk_table, "docs/crowd.md"),
     "crowd_walk_coast": ("results/crowd/walk_coast.json", crowd_walk_table, "docs/crowd.md"),
     "crowd_motion_coast": ("results/crowd/clips_motion_coast.json", crowd_coast_table, "docs/crowd.md"),
+    "crowd_walk_weak": ("results/crowd/walk_weak.json", crowd_walk_table, "docs/crowd.md"),
+    "crowd_weak": ("results/crowd/clips_weak.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_motion": ("results/crowd/clips_motion.json", crowd_coast_table, "docs/crowd.md"),
 }
 
