@@ -59,6 +59,9 @@ DEFAULT_MOTION = True
 #: Each new displacement's weight in a track's velocity (an exponential mean of the displacements between its
 #: detections): 0.5 follows a walker's steady pace within two frames and halves one frame's box jitter.
 VELOCITY_WEIGHT = 0.5
+#: A weak detection continues a track (:meth:`FaceTracker.continuing`) only at this IoU with its expected box or
+#: more: ByteTrack's second association (0.3, the first try, kept too many boxes that were not the face).
+WEAK_IOU = 0.5
 #: Probabilities are floored at this before their logarithm ("log").
 LOG_FLOOR = 1e-6
 #: A row of probabilities may miss a sum of 1 by this much (float16 models, values rounded to 4 decimals);
@@ -257,8 +260,9 @@ class FaceTracker:
         """Which weak detections (scored under the detector's threshold) continue a face this tracker follows: call
         before :meth:`coasting` with the frame's detections (``boxes``) and its weak ones, then give the weak boxes
         kept to both as detections. As ByteTrack's second association: a weak box is kept only where it overlaps
-        (IoU at least ``min_iou``) the expected box of a track found in at least ``coast_after`` frames that none of
-        ``boxes`` continues, one box a track, the best overlap first; a weak box alone never starts a track.
+        (IoU at least :data:`WEAK_IOU`) the expected box of a track found in the previous frame, and in at least
+        ``coast_after`` frames, that none of ``boxes`` continues, one box a track, the best overlap first; a weak box
+        alone never starts a track.
 
         Returns:
             (M,) bools, one per weak box.
@@ -266,13 +270,14 @@ class FaceTracker:
         b, w = self._boxes(boxes), self._boxes(weak)
         keep = np.zeros(len(w), dtype=bool)
         taken = set(self._match(b).values())
-        free = [j for j, tr in enumerate(self._tracks) if j not in taken and tr.hits >= self.coast_after]
+        free = [j for j, tr in enumerate(self._tracks)
+                if j not in taken and tr.hits >= self.coast_after and tr.missed == 0]
         if not len(w) or not free:
             return keep
         iou = box_iou(w, np.stack([self._expected(self._tracks[j]) for j in free]))
         used: set[int] = set()
         for i, j in zip(*np.unravel_index(np.argsort(-iou, axis=None, kind="stable"), iou.shape)):
-            if iou[i, j] < self.min_iou or not iou[i, j] > 0:
+            if iou[i, j] < WEAK_IOU:
                 break
             if not keep[i] and j not in used:
                 keep[i] = True

@@ -766,14 +766,15 @@ def test_crowd_walk_counts_switches_accuracy_and_false_faces_as_its_note_says(tm
 # --------------------------------------------------------------------------------------------
 def test_continuing_keeps_weak_boxes_on_followed_tracks_no_detection_continues() -> None:
     tracker = FaceTracker(motion=False)
-    for x in (0, 1):  # two faces found twice: tracks that may coast
-        tracker.update([_box(x, 0), _box(50 + x, 0)], _probs([0.5, 0.5], [0.5, 0.5]))
-    tracker.update([_box(100, 0)], _probs([0.5, 0.5]))  # a third, found once
+    tracker.update([_box(0, 0), _box(50, 0)], _probs([0.5, 0.5], [0.5, 0.5]))
+    tracker.update([_box(1, 0), _box(51, 0), _box(100, 0)], _probs(*[[0.5, 0.5]] * 3))  # a third face, found once
     weak = [_box(2, 0), _box(52, 0), _box(101, 0), _box(200, 0)]
     keep = tracker.continuing([_box(51, 0)], weak)  # a detection continues the second face
     assert keep.tolist() == [True, False, False, False]  # not a taken track, a new one, or no track at all
-    assert tracker.continuing([], []).shape == (0,) and tracker.continuing([], [_box(300, 0)]).tolist() == [False]
-    assert FaceTracker().continuing([], [_box(0, 0)]).tolist() == [False]  # no tracks yet
+    assert tracker.continuing([], [_box(5, 0)]).tolist() == [False]  # IoU 6/14 with the expected box: under 0.5
+    assert tracker.continuing([], []).shape == (0,) and FaceTracker().continuing([], [_box(0, 0)]).tolist() == [False]
+    tracker.update([], np.zeros((0, 2)))  # nobody found in this frame
+    assert tracker.continuing([], [_box(1, 0)]).tolist() == [False]  # only tracks found in the previous frame
 
 
 def _weak_detector(boxes_at: Any) -> Any:
