@@ -1578,6 +1578,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd_motion_coast": ("results/crowd/clips_motion_coast.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_walk_weak": ("results/crowd/walk_weak.json", crowd_walk_table, "docs/crowd.md"),
     "crowd_weak": ("results/crowd/clips_weak.json", crowd_coast_table, "docs/crowd.md"),
+    "crowd_walk_weak2": ("results/crowd/walk_weak2.json", crowd_walk_table, "docs/crowd.md"),
+    "crowd_weak2": ("results/crowd/clips_weak2.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_motion": ("results/crowd/clips_motion.json", crowd_coast_table, "docs/crowd.md"),
 }
 
