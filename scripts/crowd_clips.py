@@ -112,6 +112,17 @@ def add_clip_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=0)
 
 
+def clip_inputs(args: argparse.Namespace) -> tuple[int, int, Any, list[int]]:
+    """(height, width, face pool, one seed per clip) from :func:`add_clip_arguments`' options: FER test faces with
+    FER+ labels from ``--data``, or the public-domain astronaut face without it."""
+    from fsrfer_edge.crowd_bench import load_test_faces, public_domain_faces
+
+    h, w = (int(v) for v in args.size.split("x"))
+    data = Path(args.data)
+    pool = load_test_faces(data) if (data / "fer2013.npz").is_file() else public_domain_faces()
+    return h, w, pool, np.random.SeedSequence(args.seed).generate_state(args.clips).tolist()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_clip_arguments(ap)
@@ -147,18 +158,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             ap.error(f"--{name.replace('_', '-')} {text}: expected integers >= 1")
         setattr(args, name, values)
     from fsrfer_edge.crowd import CrowdAnalyzer
-    from fsrfer_edge.crowd_bench import BACKGROUNDS, SIZE_BINS, _bin_label, _bin_of, load_test_faces, match, \
-        public_domain_faces
+    from fsrfer_edge.crowd_bench import BACKGROUNDS, SIZE_BINS, _bin_label, _bin_of, match
     from fsrfer_edge.detection import Detection
     from fsrfer_edge.fileio import check_output_path, write_json
     from fsrfer_edge.tracking import FaceTracker
 
     check_output_path(args.out, "--out")
-    h, w = (int(v) for v in args.size.split("x"))
-    data = Path(args.data)
-    pool = load_test_faces(data) if (data / "fer2013.npz").is_file() else public_domain_faces()
+    h, w, pool, seeds = clip_inputs(args)
     labelled = bool(pool.labelled)
-    seeds = np.random.SeedSequence(args.seed).generate_state(args.clips).tolist()
     # Every run names each option (the tracker's defaults moved with these measurements).
     runs_of: dict[str, Any] = {"one frame": lambda: False, "tracked": lambda: FaceTracker(coast=0, confirm=1, motion=False)}
     for after in args.coast_after:

@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
-from crowd_clips import JPEG_QUALITY, NOISE, ROWS, add_clip_arguments, camera_frame  # noqa: E402
+from crowd_clips import JPEG_QUALITY, NOISE, ROWS, add_clip_arguments, camera_frame, clip_inputs  # noqa: E402
 from temporal_views import shift_bilinear  # noqa: E402
 
 FRAMES = 12
@@ -120,17 +120,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.frames < 2 or args.clips < 1 or args.faces < 1:
         ap.error("--frames must be >= 2, --clips and --faces >= 1")
     from fsrfer_edge.crowd import CrowdAnalyzer
-    from fsrfer_edge.crowd_bench import BACKGROUNDS, load_test_faces, match, public_domain_faces
+    from fsrfer_edge.crowd_bench import BACKGROUNDS, match
     from fsrfer_edge.detection import Detection
     from fsrfer_edge.fileio import check_output_path, write_json
     from fsrfer_edge.tracking import FaceTracker
 
     check_output_path(args.out, "--out")
-    h, w = (int(v) for v in args.size.split("x"))
-    data = Path(args.data)
-    pool = load_test_faces(data) if (data / "fer2013.npz").is_file() else public_domain_faces()
+    h, w, pool, seeds = clip_inputs(args)
     labelled = bool(pool.labelled)
-    seeds = np.random.SeedSequence(args.seed).generate_state(args.clips).tolist()
     makers: dict[str, Any] = {"tracked": lambda: FaceTracker(motion=False),
                               "tracked, motion": lambda: FaceTracker(motion=True)}
     for k in args.coast:  # more coasting with motion, confirmed after 2 as by default
