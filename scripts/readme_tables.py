@@ -1580,6 +1580,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd_weak": ("results/crowd/clips_weak.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_walk_weak2": ("results/crowd/walk_weak2.json", crowd_walk_table, "docs/crowd.md"),
     "crowd_weak2": ("results/crowd/clips_weak2.json", crowd_coast_table, "docs/crowd.md"),
+    "crowd_walk_weak3": ("results/crowd/walk_weak3.json", crowd_walk_table, "docs/crowd.md"),
+    "crowd_weak3": ("results/crowd/clips_weak3.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_motion": ("results/crowd/clips_motion.json", crowd_coast_table, "docs/crowd.md"),
 }
 
