@@ -948,6 +948,31 @@ def crowd_walk_table(doc: dict[str, Any]) -> str:
             + ", ".join(f"{r} = {doc['runs'][r]}" for r in runs) + ":\n\n" + "\n".join(lines) + "\n")
 
 
+#: Every walking-clip run with and without motion, each on its own seed.
+WALK_SEEDS = ("results/crowd/walk.json", "results/crowd/walk_coast.json", "results/crowd/walk_weak.json",
+              "results/crowd/walk_weak2.json", "results/crowd/walk_weak3.json")
+
+
+def crowd_motion_seeds_table(_: dict[str, Any]) -> str:
+    """Motion against no motion on every walking-clip file (one seed each): accuracy change and identity switches
+    kept, per seed, with the mean and standard deviation over seeds."""
+    docs = [json.loads((REPO / f).read_text()) for f in WALK_SEEDS]
+    lines = ["| frames | " + " | ".join(f"seed {d['seed']}" for d in docs) + " | mean ± sd |",
+             "|---|" + "---:|" * (len(docs) + 1)]
+    for row in docs[0]["rows"]:
+        gains = [d["rows"][row]["all"]["tracked, motion"]["accuracy"] - d["rows"][row]["all"]["tracked"]["accuracy"]
+                 for d in docs]
+        kept = [d["rows"][row]["all"]["tracked, motion"]["identity_switches"]
+                / d["rows"][row]["all"]["tracked"]["identity_switches"] for d in docs]
+        lines.append(f"| {row}: accuracy change (points) | " + " | ".join(f"{g:+.2f}" for g in gains)
+                     + f" | {statistics.mean(gains):+.2f} ± {statistics.stdev(gains):.2f} |")
+        lines.append(f"| {row}: identity switches kept | " + " | ".join(f"{k:.2f}" for k in kept)
+                     + f" | {statistics.mean(kept):.2f} ± {statistics.stdev(kept):.2f} |")
+    return ("Motion (`FaceTracker()`) against no motion (`FaceTracker(motion=False)`) on every walking-clip run, "
+            "one seed each (" + ", ".join(f"`{f}`" for f in WALK_SEEDS) + "): accuracy change in points over every "
+            "face, and the share of identity switches left:\n\n" + "\n".join(lines) + "\n")
+
+
 JPEG_DETECTION = "results/ferplus/jpeg_detection_train.json"
 
 
@@ -1574,6 +1599,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd_switch": ("results/crowd/clips_switch.json", crowd_switch_table, "docs/crowd.md"),
     "crowd_walk": ("results/crowd/walk.json", crowd_walk_table, "docs/crowd.md"),
     "crowd_walk_fast": ("results/crowd/walk_fast.json", crowd_walk_table, "docs/crowd.md"),
+    "crowd_motion_seeds": ("results/crowd/walk.json", crowd_motion_seeds_table, "docs/crowd.md"),
     "crowd_walk_coast": ("results/crowd/walk_coast.json", crowd_walk_table, "docs/crowd.md"),
     "crowd_motion_coast": ("results/crowd/clips_motion_coast.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_walk_weak": ("results/crowd/walk_weak.json", crowd_walk_table, "docs/crowd.md"),
