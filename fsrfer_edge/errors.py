@@ -15,7 +15,10 @@ import stat
 import sys
 import threading
 from types import ModuleType
-from typing import IO, Any, Callable, ContextManager, Iterator, NoReturn, Optional, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, Callable, ContextManager, Iterator, NoReturn, Optional, TypeVar, cast
+
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed import SupportsWrite
 
 
 class FsrferError(Exception):
@@ -87,6 +90,29 @@ class CliParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
         sys.exit(2)
+
+    # argparse (Python 3.11 and later, ArgumentParser._print_message) drops any OSError of writing the help or
+    # usage, then ``--help`` exits with 0: written straight into a pipe whose reader is gone (``python -u``,
+    # PYTHONUNBUFFERED: nothing is left to fail in a flush at the end), the BrokenPipeError would be lost and the
+    # command would exit with 0 where a buffered one exits with BROKEN_PIPE_EXIT. Here it is raised, for cli_main.
+    def print_help(self, file: Optional[SupportsWrite[str]] = None) -> None:
+        _write_message(self.format_help(), sys.stdout if file is None else file)
+
+    def print_usage(self, file: Optional[SupportsWrite[str]] = None) -> None:
+        _write_message(self.format_usage(), sys.stdout if file is None else file)
+
+
+def _write_message(message: str, file: Optional[SupportsWrite[str]]) -> None:
+    """Write argparse's ``message`` to ``file`` as argparse does (no stream, as stdout under pythonw, or another
+    write error: dropped), except that a BrokenPipeError is raised."""
+    if not message or file is None:
+        return
+    try:
+        file.write(message)
+    except BrokenPipeError:
+        raise
+    except (AttributeError, OSError):
+        pass
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ files made here (no data, no model, no GPU).
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from typing import Optional
 
 import pytest
 
-from fsrfer_edge.errors import BROKEN_PIPE_EXIT, cli_main
+from fsrfer_edge.errors import BROKEN_PIPE_EXIT, CliParser, cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 # name -> (module, function), as setup.py's console_scripts declare them.
@@ -98,21 +99,63 @@ def test_crowd_bench_table_into_head_1(tmp_path: Path, unbuffered: bool) -> None
     _quiet(rc, err)
 
 
-@pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
-def test_help_into_a_closed_pipe(name: str) -> None:
-    """``--help`` of every command into a pipe whose reader is already gone (``| head -0``): the output is flushed
-    at the end, where the interpreter's own flush would otherwise say "Exception ignored" and exit with 120.
-    (Write-through, argparse drops the help text that cannot be written itself, and the command exits with 0.)"""
+def _skip_without_train_extra(name: str) -> None:
     if name == "fsrfer-train" and not all(importlib.util.find_spec(m) for m in ("torch", "yaml")):
         pytest.skip("fsrfer-train needs torch and PyYAML (the train extra) for --help")
+
+
+@BUFFERING
+@pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
+def test_help_into_a_closed_pipe(name: str, unbuffered: bool) -> None:
+    """``--help`` of every command into a pipe whose reader is already gone (``| head -0``). Block-buffered, the
+    output is flushed at the end, where the interpreter's own flush would otherwise say "Exception ignored" and exit
+    with 120. Write-through (``python -u``), the help's write itself fails: argparse (Python 3.11 and later) would
+    drop that BrokenPipeError and exit with 0 (CliParser.print_help raises it, cli_main turns it into 141)."""
+    _skip_without_train_extra(name)
     read, write = os.pipe()
     os.close(read)
     try:
         run = subprocess.run(_command(name, "--help"), stdout=write, stderr=subprocess.PIPE, cwd=REPO, timeout=120,
-                             env=_env())
+                             env=_env(unbuffered))
     finally:
         os.close(write)
     _quiet(run.returncode, run.stderr.decode(errors="replace"))
+
+
+@BUFFERING
+@pytest.mark.parametrize("name", ["fsrfer-demo", "fsrfer-engines"])
+def test_help_into_an_open_pipe(name: str, unbuffered: bool) -> None:
+    """With its reader there, ``--help`` is printed whole and the command exits with 0, buffered or not."""
+    run = subprocess.run(_command(name, "--help"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+                         timeout=120, env=_env(unbuffered))
+    assert run.returncode == 0 and run.stderr == b"", run.stderr
+    assert run.stdout.startswith(b"usage: ") and run.stdout.endswith(b"\n"), run.stdout[:200]
+
+
+def test_cli_parser_raises_a_broken_pipe_of_its_help(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argparse 3.11+ drops an OSError of the help's write (ArgumentParser._print_message); CliParser raises a
+    BrokenPipeError of it, which is what cli_main acts on. Other write errors are dropped as by argparse, and a
+    missing stream (``sys.stdout`` is None under pythonw) too."""
+    class Gone(io.StringIO):
+        def write(self, s: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    class Full(io.StringIO):
+        def write(self, s: str) -> int:
+            raise OSError(28, "No space left on device")
+
+    parser = CliParser(prog="x")
+    with pytest.raises(BrokenPipeError):
+        parser.print_help(Gone())
+    with pytest.raises(BrokenPipeError):
+        parser.print_usage(Gone())
+    parser.print_help(Full())
+    monkeypatch.setattr(sys, "stdout", None)
+    parser.print_help()
+    monkeypatch.undo()
+    out = io.StringIO()
+    parser.print_help(out)
+    assert out.getvalue().startswith("usage: x")
 
 
 def test_error_message_into_a_closed_stderr_pipe(tmp_path: Path) -> None:

@@ -60,6 +60,34 @@ def test_as_rgb_frame_rejects_with_a_clear_message(frame: object, words: str) ->
     assert words in str(err.value) and "expected" in str(err.value)
 
 
+def _with_alpha(rgb: np.ndarray, alpha: float) -> np.ndarray:
+    return np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), alpha, rgb.dtype)], axis=2)
+
+
+@pytest.mark.parametrize("alpha", [255.0, 1.0, 0.0])
+def test_as_rgb_frame_float_rgba_scaled_to_0_1_is_refused_as_rgb(alpha: float) -> None:
+    """The [0, 1] check reads the colour channels only: an opaque alpha of 255 does not hide a colour image
+    scaled to [0, 1] (``img / 255``), which is refused with the message of the same RGB frame."""
+    rgb = np.random.default_rng(0).uniform(0.0, 1.0, (4, 5, 3)).astype(np.float32)
+    with pytest.raises(InputError) as rgb_err:
+        as_rgb_frame(rgb)
+    with pytest.raises(InputError) as rgba_err:
+        as_rgb_frame(_with_alpha(rgb, alpha))
+    assert "scaled to [0, 1]" in str(rgba_err.value) and str(rgba_err.value) == str(rgb_err.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("colour", ["image", "black"])
+def test_as_rgb_frame_float_rgba_with_alpha_1_is_taken_as_rgb(colour: str, dtype: type) -> None:
+    """Float RGBA in [0, 255] with an alpha of 1.0 (opaque, on a [0, 1] alpha scale) is taken as its RGB frame
+    is: the alpha does not make a black frame look scaled to [0, 1]."""
+    rgb: np.ndarray = {"image": np.random.default_rng(1).uniform(0.0, 255.0, (4, 5, 3)),
+           "black": np.zeros((4, 5, 3))}[colour].astype(dtype)
+    out = as_rgb_frame(_with_alpha(rgb, 1.0))
+    np.testing.assert_array_equal(out, as_rgb_frame(rgb))
+    assert out.shape == (4, 5, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+
+
 def test_box_iou_and_nms() -> None:
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 10.5]], float)
     scores = np.array([0.6, 0.9, 0.8, 0.1])

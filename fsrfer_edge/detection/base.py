@@ -78,7 +78,8 @@ def as_rgb_frame(frame: Any, what: str = "frame") -> np.ndarray:
     Recognizer's faces): uint8, or float in [0, 255], rounded to uint8
     (:func:`fsrfer_edge.preprocessing.to_uint8_pixels`: an integer-valued float frame gives back the uint8
     frame it came from). A gray frame (HxW or HxWx1) is repeated into three channels; an HxWx4 frame (RGBA)
-    has its alpha channel dropped. Frames are RGB: convert OpenCV's BGR with ``frame[..., ::-1]``.
+    has its alpha channel dropped unread (the pixel contract applies to the colour channels). Frames are RGB:
+    convert OpenCV's BGR with ``frame[..., ::-1]``.
 
     Raises:
         InputError: not a numpy array; a dtype other than uint8 or float; float NaN, infinity, values outside
@@ -90,6 +91,10 @@ def as_rgb_frame(frame: Any, what: str = "frame") -> np.ndarray:
         raise InputError(
             f"{what}: received {type(frame).__name__}; expected an HxWx3 RGB numpy array (uint8, or float in [0, 255])"
         )
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        # The alpha channel is dropped before the pixels are checked: an opaque alpha (255, or 1.0 on a [0, 1]
+        # alpha scale) would hide colours scaled to [0, 1], or make a black frame look scaled so.
+        frame = frame[:, :, :3]
     frame = to_uint8_pixels(frame, what)
     if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
         raise InputError(
@@ -103,8 +108,6 @@ def as_rgb_frame(frame: Any, what: str = "frame") -> np.ndarray:
         frame = frame[:, :, None]
     if frame.shape[2] == 1:
         frame = np.repeat(frame, 3, axis=2)
-    elif frame.shape[2] == 4:
-        frame = frame[:, :, :3]
     return np.ascontiguousarray(frame)
 
 
