@@ -569,7 +569,8 @@ def _tracked(faces: list[FaceResult], detected: list[bool], tracker: FaceTracker
     if not faces:
         tracker.update(np.zeros((0, 4)), np.zeros((0, len(classes))))
         return faces
-    ids, mean = tracker.update(np.array([f.box for f in faces]), np.stack([f.probs for f in faces]), detected)
+    ids, mean = tracker.update(np.array([f.box for f in faces]), np.stack([f.probs for f in faces]), detected,
+                               np.array([f.score for f in faces]))
     shown = tracker.reported(ids)  # faces of tracks not yet confirmed are tracked but not reported
     out = []
     for f, i, m, found, show in zip(faces, ids, mean, detected, shown):

@@ -62,6 +62,11 @@ VELOCITY_WEIGHT = 0.5
 #: A weak detection continues a track (:meth:`FaceTracker.continuing`) only at this IoU with its expected box or
 #: more: ByteTrack's second association (0.3, the first try, kept too many boxes that were not the face).
 WEAK_IOU = 0.5
+#: ... and only a track whose best detection scored at least this (:class:`FaceTracker`'s ``weak_track_score``): as
+#: ByteTrack, whose second association continues only tracks started by a high-score detection. A detector's false
+#: face on the background scores near its threshold, and weak boxes would keep its track alive (docs/crowd.md, "Weak
+#: detections only for tracks once found with confidence").
+DEFAULT_WEAK_TRACK_SCORE = 0.5
 #: Probabilities are floored at this before their logarithm ("log").
 LOG_FLOOR = 1e-6
 #: A row of probabilities may miss a sum of 1 by this much (float16 models, values rounded to 4 decimals);
@@ -159,6 +164,7 @@ class _Track:
     missed: int = 0
     hits: int = 0
     velocity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(2))  # px a frame, (dx, dy)
+    best_score: Optional[float] = None  # the best detection score given to update() (None: none was given)
 
 
 class FaceTracker:
@@ -184,6 +190,8 @@ class FaceTracker:
         motion: move each track's last box on by its face's velocity (a mean of the displacements between its
             detections, :data:`VELOCITY_WEIGHT`) before matching and coasting, so that a walking face is looked for
             where it will be, and faces that pass each other keep their tracks.
+        weak_track_score: a weak detection continues only a track whose best detection score (``scores`` given to
+            :meth:`update`) is at least this (:meth:`continuing`); a track given no scores is not held back.
 
     Frames without a face still count: call :meth:`update` with no boxes, and every track's frames weigh less
     as time passes. A tracker follows one stream at a time, frame after frame: its tracks go on into whatever
@@ -196,7 +204,7 @@ class FaceTracker:
                  min_iou: float = DEFAULT_MIN_IOU, max_shift: float = DEFAULT_MAX_SHIFT,
                  max_missed: int = DEFAULT_MAX_MISSED, coast: Optional[int] = None,
                  coast_after: int = DEFAULT_COAST_AFTER, confirm: int = DEFAULT_CONFIRM,
-                 motion: bool = DEFAULT_MOTION) -> None:
+                 motion: bool = DEFAULT_MOTION, weak_track_score: float = DEFAULT_WEAK_TRACK_SCORE) -> None:
         self.half_life = check_half_life(half_life)
         self.aggregate = _check_aggregate(aggregate)
         self.min_iou = _fraction("min_iou", min_iou)
@@ -220,6 +228,7 @@ class FaceTracker:
         if not isinstance(motion, (bool, np.bool_)):
             raise InputError(f"motion={motion!r}; expected True or False")
         self.motion = bool(motion)
+        self.weak_track_score = _number("weak_track_score", weak_track_score, "a detection score")
         self._decay = _decay(self.half_life)
         self._tracks: list[_Track] = []
         self._next_id = 0
@@ -260,9 +269,10 @@ class FaceTracker:
         """Which weak detections (scored under the detector's threshold) continue a face this tracker follows: call
         before :meth:`coasting` with the frame's detections (``boxes``) and its weak ones, then give the weak boxes
         kept to both as detections. As ByteTrack's second association: a weak box is kept only where it overlaps
-        (IoU at least :data:`WEAK_IOU`) the expected box of a track found in the previous frame, and in at least
-        ``coast_after`` frames, that none of ``boxes`` continues, one box a track, the best overlap first; a weak box
-        alone never starts a track.
+        (IoU at least :data:`WEAK_IOU`) the expected box of a track found in at least ``coast_after`` frames, whose
+        best detection scored at least ``weak_track_score``, and that none of ``boxes`` continues, one box a track,
+        the best overlap first; a weak box alone never starts a track. Unlike ByteTrack's, a track missed in the last
+        frames (but still followed: ``max_missed``) may be continued too, at the box its velocity takes it to.
 
         Returns:
             (M,) bools, one per weak box.
@@ -271,7 +281,8 @@ class FaceTracker:
         keep = np.zeros(len(w), dtype=bool)
         taken = set(self._match(b).values())
         free = [j for j, tr in enumerate(self._tracks)
-                if j not in taken and tr.hits >= self.coast_after and tr.missed == 0]
+                if j not in taken and tr.hits >= self.coast_after
+                and (tr.best_score is None or tr.best_score >= self.weak_track_score)]
         if not len(w) or not free:
             return keep
         iou = box_iou(w, np.stack([self._expected(self._tracks[j]) for j in free]))
@@ -304,7 +315,7 @@ class FaceTracker:
             return tr.box
         return tr.box + np.tile(tr.velocity * (tr.missed + 1), 2)
 
-    def update(self, boxes: Any, probs: Any, detected: Any = None) -> Tuple[np.ndarray, np.ndarray]:
+    def update(self, boxes: Any, probs: Any, detected: Any = None, scores: Any = None) -> Tuple[np.ndarray, np.ndarray]:
         """Take one frame's faces.
 
         Args:
@@ -312,6 +323,8 @@ class FaceTracker:
             probs: (N, C) class probabilities of those faces (each row sums to 1).
             detected: (N,) bools, False for the boxes :meth:`coasting` gave for this frame (each goes to its
                 own track, which stays missed); None: all detected.
+            scores: (N,) the detector's scores of the boxes (those of boxes not detected are not read); each track
+                keeps its best, which ``weak_track_score`` reads. None: not known.
 
         Returns:
             (ids, smoothed): (N,) int64 track ids and (N, C) float32 probabilities averaged over each track,
@@ -320,12 +333,14 @@ class FaceTracker:
         Raises:
             InputError: shapes that do not match, boxes or probabilities that are not finite, rows that are not
                 probabilities (negative values, a sum other than 1), a class count other than the tracks' own, a
-                box marked not detected that :meth:`coasting` did not give. The tracks are left as they were.
+                box marked not detected that :meth:`coasting` did not give, scores not finite or not one per box. The
+                tracks are left as they were.
         """
         b, p = self._check(boxes, probs)
         found = np.ones(len(b), dtype=bool) if detected is None else np.asarray(detected, dtype=bool).reshape(-1)
         if len(found) != len(b):
             raise InputError(f"detected has {len(found)} entries; expected one per box ({len(b)})")
+        score = None if scores is None else self._scores(scores, len(b))
         coasted: dict[int, int] = {}  # face index -> track index, for the faces the detector missed
         # coasting() gave only tracks no detected face continues: two tracks expected at one box (motion: faces
         # that meet) must not swap, the coasted box to the track the detection continues
@@ -366,6 +381,8 @@ class FaceTracker:
                 step = (_centre(b[i]) - _centre(tr.box)) / (tr.missed + 1)
                 tr.velocity = step if tr.hits == 1 else (1 - VELOCITY_WEIGHT) * tr.velocity + VELOCITY_WEIGHT * step
             tr.box = b[i].copy()
+            if score is not None:
+                tr.best_score = float(score[i]) if tr.best_score is None else max(tr.best_score, float(score[i]))
             tr.missed = 0
             tr.hits += 1
             seen.add(id(tr))
@@ -390,6 +407,18 @@ class FaceTracker:
         if not np.isfinite(b).all():
             raise InputError("boxes must be finite (a NaN or inf was given)")
         return b
+
+    @staticmethod
+    def _scores(scores: Any, n: int) -> np.ndarray:
+        try:
+            s = np.asarray(scores, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"scores could not be read as numbers ({exc}); expected ({n},) detection scores") from exc
+        if len(s) != n:
+            raise InputError(f"scores has {len(s)} entries; expected one per box ({n})")
+        if not np.isfinite(s).all():
+            raise InputError("scores must be finite (a NaN or inf was given); expected the detector's scores")
+        return s
 
     def _check(self, boxes: Any, probs: Any) -> Tuple[np.ndarray, np.ndarray]:
         b = self._boxes(boxes)
@@ -448,11 +477,19 @@ class FaceTracker:
     def __repr__(self) -> str:
         return (f"FaceTracker(half_life={self.half_life:g}, aggregate={self.aggregate!r}, min_iou={self.min_iou:g}, "
                 f"max_shift={self.max_shift:g}, max_missed={self.max_missed}, coast={self.coast}, "
-                f"coast_after={self.coast_after}, confirm={self.confirm}, motion={self.motion}, tracks={self.n_tracks})")
+                f"coast_after={self.coast_after}, confirm={self.confirm}, motion={self.motion}, "
+                f"weak_track_score={self.weak_track_score:g}, tracks={self.n_tracks})")
 
 
 def _centre(box: np.ndarray) -> np.ndarray:
     return (box[:2] + box[2:]) / 2
+
+
+def _number(name: str, value: Any, what: str) -> float:
+    """``value`` as a finite float; else :class:`InputError` naming ``what`` was expected."""
+    if isinstance(value, bool) or not isinstance(value, _NUMBERS) or not math.isfinite(value):
+        raise InputError(f"{name}={value!r}; expected {what} (a finite number)")
+    return float(value)
 
 
 def _fraction(name: str, value: Any) -> float:

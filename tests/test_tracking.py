@@ -774,8 +774,45 @@ def test_continuing_keeps_weak_boxes_on_followed_tracks_no_detection_continues()
     assert tracker.continuing([], [_box(5, 0)]).tolist() == [False]  # IoU 6/14 with the expected box: under 0.5
     assert tracker.continuing([], []).shape == (0,) and FaceTracker().continuing([], [_box(0, 0)]).tolist() == [False]
     tracker.update([], np.zeros((0, 2)))  # nobody found in this frame
-    assert tracker.continuing([], [_box(1, 0)]).tolist() == [False]  # only tracks found in the previous frame
+    assert tracker.continuing([], [_box(1, 0)]).tolist() == [True]  # a track missed lately is still followed
+    for _ in range(tracker.max_missed):
+        tracker.update([], np.zeros((0, 2)))
+    assert tracker.continuing([], [_box(1, 0)]).tolist() == [False]  # ... until it ends
 
+
+
+def test_continuing_holds_back_tracks_never_found_with_confidence() -> None:
+    """A weak box continues only a track whose best detection scored weak_track_score or more (ByteTrack: only a
+    track started by a high-score detection); a track given no scores is not held back."""
+    def followed(scores: Any, **kw: Any) -> FaceTracker:
+        tracker = FaceTracker(motion=False, **kw)
+        for k, s in enumerate(scores):
+            tracker.update([_box(k, 0)], _probs([0.5, 0.5]), scores=None if s is None else [s])
+        return tracker
+
+    assert followed([0.4, 0.45]).continuing([], [_box(2, 0)]).tolist() == [False]  # a background blob's scores
+    assert followed([0.4, 0.6]).continuing([], [_box(2, 0)]).tolist() == [True]  # once found with confidence
+    assert followed([0.5, 0.3]).continuing([], [_box(2, 0)]).tolist() == [True]  # the best score, at the line
+    assert followed([None, None]).continuing([], [_box(2, 0)]).tolist() == [True]  # scores not known
+    assert followed([0.4, 0.45], weak_track_score=0.4).continuing([], [_box(2, 0)]).tolist() == [True]
+    assert followed([0.4, 0.45], weak_track_score=0).continuing([], [_box(2, 0)]).tolist() == [True]
+
+
+@pytest.mark.parametrize("scores, match", [([0.5, 0.5], "one per box"), ([math.nan], "finite"),
+                                           (["high"], "numbers")])
+def test_update_refuses_scores_that_are_not_one_number_per_box(scores: Any, match: str) -> None:
+    tracker = FaceTracker()
+    tracker.update([_box(0, 0)], _probs([0.5, 0.5]), scores=[0.9])
+    before = repr(tracker)
+    with pytest.raises(InputError, match=match):
+        tracker.update([_box(1, 0)], _probs([0.5, 0.5]), scores=scores)
+    assert repr(tracker) == before  # the tracks are left as they were
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, "0.5", True, None])
+def test_weak_track_score_is_checked(value: Any) -> None:
+    with pytest.raises(InputError, match="weak_track_score"):
+        FaceTracker(weak_track_score=value)
 
 def _weak_detector(boxes_at: Any) -> Any:
     """A detector with a threshold (0.3) and weak detections (0.1): its t-th call returns ``boxes_at(t)`` as
@@ -819,6 +856,26 @@ def test_a_tracked_stream_keeps_a_weak_detection_that_continues_a_face_and_one_f
     assert [r.faces[0].score for r in tracked[2:]] == [0.2, 0.2] and all(r.faces[0].detected for r in tracked)
     assert {r.faces[0].track_id for r in tracked} == {tracked[0].faces[0].track_id}
     assert all(f.box != far for r in tracked for f in r.faces)  # never a new face from a weak box
+
+
+def test_a_tracked_stream_drops_weak_boxes_of_a_face_only_found_near_the_threshold() -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer
+
+    clip = _Jitter(4)
+
+    def scores(t: int) -> list:
+        return [(clip.boxes[t - 1], 0.35 if t <= 2 else 0.2)]  # found at 0.35, under weak_track_score 0.5
+
+    with Recognizer(threads=1) as rec:
+        held = list(CrowdAnalyzer(rec, _weak_detector(scores)).analyze_stream(
+            clip.frames, track=FaceTracker(coast=0, confirm=1)))
+        open_ = list(CrowdAnalyzer(rec, _weak_detector(scores)).analyze_stream(
+            clip.frames, track=FaceTracker(coast=0, confirm=1, weak_track_score=0.3)))
+    assert [len(r.faces) for r in held] == [1, 1, 0, 0]  # the track's best detection scored 0.35
+    assert [len(r.faces) for r in open_] == [1, 1, 1, 1]
 
 
 def test_weak_score_options_are_checked() -> None:
