@@ -950,7 +950,7 @@ def crowd_walk_table(doc: dict[str, Any]) -> str:
 
 #: Every walking-clip run with and without motion, each on its own seed.
 WALK_SEEDS = ("results/crowd/walk.json", "results/crowd/walk_coast.json", "results/crowd/walk_weak.json",
-              "results/crowd/walk_weak2.json", "results/crowd/walk_weak3.json")
+              "results/crowd/walk_weak2.json", "results/crowd/walk_weak3.json", "results/crowd/walk_weak4.json")
 
 
 def crowd_motion_seeds_table(_: dict[str, Any]) -> str:
@@ -1608,6 +1608,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd_weak2": ("results/crowd/clips_weak2.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_walk_weak3": ("results/crowd/walk_weak3.json", crowd_walk_table, "docs/crowd.md"),
     "crowd_weak3": ("results/crowd/clips_weak3.json", crowd_coast_table, "docs/crowd.md"),
+    "crowd_walk_weak4": ("results/crowd/walk_weak4.json", crowd_walk_table, "docs/crowd.md"),
+    "crowd_weak4": ("results/crowd/clips_weak4.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_motion": ("results/crowd/clips_motion.json", crowd_coast_table, "docs/crowd.md"),
 }
 
