@@ -160,7 +160,7 @@ class CrowdResult:
         classes: class names, in probability order.
         frame_size: (height, width) of the frame.
         frame_index: position in a stream (0 for :meth:`CrowdAnalyzer.analyze`).
-        timings_ms: ``{"detect": ..., "recognize": ...}`` wall time of the two stages.
+        timings_ms: ``{"detect": ..., "recognize": ...}`` wall time of the two stages (detect 0 in a frame the detector skipped, ``detect_every``).
     """
 
     faces: tuple[FaceResult, ...]
@@ -406,10 +406,14 @@ class CrowdAnalyzer:
             return np.zeros(len(dets), dtype=bool)
         return np.array([d.score < threshold for d in dets], dtype=bool)
 
-    def _recognize(self, rgb: np.ndarray, dets: Sequence[Detection], index: int, detect_ms: float,
+    def _recognize(self, rgb: np.ndarray, found: Optional[Sequence[Detection]], index: int, detect_ms: float,
                    tracker: Optional[FaceTracker] = None) -> CrowdResult:
+        """Recognise ``found``'s faces (None: a frame the detector skipped, ``detect_every``; tracked only) and, with a
+        tracker, those it followed and the detector missed."""
         t0 = time.perf_counter()
         faces: list[FaceResult] = []
+        looked = found is not None
+        dets: Sequence[Detection] = found if found is not None else []
         weak = self._weak(dets)
         if weak.any():  # under the detector's threshold: kept only where they continue a followed face
             strong = [d for d, w in zip(dets, weak) if not w]
@@ -428,7 +432,7 @@ class CrowdAnalyzer:
             faces = [FaceResult(tuple(d.box), d.score, d.size, p.label, p.index, p.probs)  # type: ignore[arg-type]
                      for d, p in zip(dets, preds)]
         if tracker is not None:
-            faces = _tracked(faces, detected, tracker, self.classes)
+            faces = _tracked(faces, detected, tracker, self.classes, looked)
         ms = (time.perf_counter() - t0) * 1e3
         classes = self.classes
         return CrowdResult(tuple(faces), summarize(faces, classes), classes, (rgb.shape[0], rgb.shape[1]), index,
@@ -436,8 +440,8 @@ class CrowdAnalyzer:
 
     # -- streams ----------------------------------------------------------------------------
     def analyze_stream(self, source: Union[PathLike, int, Iterable[np.ndarray]], *, pipeline: bool = False,
-                       max_frames: Optional[int] = None,
-                       track: Union[bool, FaceTracker, None] = None) -> Iterator[CrowdResult]:
+                       max_frames: Optional[int] = None, track: Union[bool, FaceTracker, None] = None,
+                       detect_every: int = 1) -> Iterator[CrowdResult]:
         """Analyse the frames of a video file, a camera or an iterable of frames, in order.
 
         With ``track`` each face is followed from frame to frame (:class:`~fsrfer_edge.tracking.FaceTracker`):
@@ -459,6 +463,12 @@ class CrowdAnalyzer:
         both sessions want both cores, and the pipelined stream was slower than frame by frame
         (``speed`` in ``results/crowd/bench.json``).
 
+        With ``detect_every=N`` (tracked streams only) the detector looks at every N-th frame (the first, then
+        every N frames); in the frames between, each face the tracker follows is recognised where it expects the
+        face (:meth:`FaceTracker.coasting`: its last box moved on by its velocity), as DeepStream's detector
+        ``interval`` does. Detection is most of a frame's time on a CPU, so frames come up to N times faster, at
+        some cost in accuracy and false faces on moving crowds (docs/crowd.md, "Detecting every N-th frame").
+
         Args:
             source: a video file path, a camera index (int, OpenCV), or an iterable of RGB frames.
             pipeline: overlap detection and recognition of consecutive frames (see above).
@@ -466,6 +476,7 @@ class CrowdAnalyzer:
             track: True (or a :class:`~fsrfer_edge.tracking.FaceTracker`) follows faces and averages their
                 answers over frames (see above); False: every frame alone; None: :data:`DEFAULT_TRACK` for a video
                 file or camera, off for another iterable. NumPy bools are taken as bools.
+            detect_every: run the detector on every this many frames (>= 1; more than 1 needs tracking).
 
         Yields:
             One :class:`CrowdResult` per frame, ``frame_index`` counting from 0. A video file that ends far
@@ -473,16 +484,23 @@ class CrowdAnalyzer:
 
         Raises:
             InputError: the video or camera cannot be opened, yields no frame, or a frame is invalid; ``track``
-                is none of the above.
+                is none of the above; ``detect_every`` is not an integer >= 1, or more than 1 without tracking.
             BackendUnavailable: OpenCV is needed for video files and cameras (pip extra ``crowd``).
         """
         self._check_open()
         if track is None:
             track = DEFAULT_TRACK and _is_video(source)
-        return self._stream(source, pipeline, max_frames, _tracker(track))
+        tracker = _tracker(track)
+        if isinstance(detect_every, bool) or not isinstance(detect_every, (int, np.integer)) or detect_every < 1:
+            raise InputError(f"detect_every={detect_every!r}; expected an integer >= 1 (1: every frame)")
+        if detect_every > 1 and tracker is None:
+            raise InputError(f"detect_every={detect_every} needs tracking: the frames the detector skips are answered "
+                             "where the tracker expects each face; pass track=True (or a FaceTracker)")
+        return self._stream(source, pipeline, max_frames, tracker, int(detect_every))
 
     def _stream(self, source: Union[PathLike, int, Iterable[np.ndarray]], pipeline: bool,
-                max_frames: Optional[int], tracker: Optional[FaceTracker]) -> Generator[CrowdResult, None, None]:
+                max_frames: Optional[int], tracker: Optional[FaceTracker],
+                detect_every: int = 1) -> Generator[CrowdResult, None, None]:
         frames = iter_frames(source)
         if max_frames is not None:
             if isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer)) or max_frames < 1:
@@ -490,24 +508,26 @@ class CrowdAnalyzer:
             frames = itertools.islice(frames, int(max_frames))
         if not pipeline:
             for i, rgb in enumerate(frames):
-                t0 = time.perf_counter()
-                dets = self._detect(rgb)
-                yield self._recognize(rgb, dets, i, (time.perf_counter() - t0) * 1e3, tracker)
+                dets, detect_ms = self._timed_detect(rgb) if i % detect_every == 0 else (None, 0.0)
+                yield self._recognize(rgb, dets, i, detect_ms, tracker)
             return
         with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsrfer-detect") as pool:
             current = next(frames, None)
             if current is None:
                 return
-            pending = pool.submit(self._timed_detect, current)
+            def submit(i: int, frame: np.ndarray) -> Optional[concurrent.futures.Future]:
+                return pool.submit(self._timed_detect, frame) if i % detect_every == 0 else None  # None: skipped
+
+            pending = submit(0, current)
             for i in itertools.count():
                 failed: Optional[Exception] = None
                 try:
                     upcoming = next(frames, None)
                 except Exception as exc:  # a source that fails at frame t+1: frame t is still answered first,
                     failed, upcoming = exc, None  # as frame by frame does
-                dets, detect_ms = pending.result()
+                dets, detect_ms = pending.result() if pending is not None else (None, 0.0)
                 if upcoming is not None:
-                    pending = pool.submit(self._timed_detect, upcoming)
+                    pending = submit(i + 1, upcoming)
                 yield self._recognize(current, dets, i, detect_ms, tracker)
                 if failed is not None:
                     raise failed
@@ -563,14 +583,14 @@ def _tracker(track: Any) -> Optional[FaceTracker]:
 
 
 def _tracked(faces: list[FaceResult], detected: list[bool], tracker: FaceTracker,
-             classes: Sequence[str]) -> list[FaceResult]:
+             classes: Sequence[str], looked: bool = True) -> list[FaceResult]:
     """``faces`` with their track ids and their tracks' mean probabilities (``tracker.update``); the label and
     index follow the mean, ``frame_probs`` keeps the frame's own, ``detected`` says which the detector found."""
     if not faces:
-        tracker.update(np.zeros((0, 4)), np.zeros((0, len(classes))))
+        tracker.update(np.zeros((0, 4)), np.zeros((0, len(classes))), looked=looked)
         return faces
     ids, mean = tracker.update(np.array([f.box for f in faces]), np.stack([f.probs for f in faces]), detected,
-                               np.array([f.score for f in faces]))
+                               np.array([f.score for f in faces]), looked=looked)
     shown = tracker.reported(ids)  # faces of tracks not yet confirmed are tracked but not reported
     out = []
     for f, i, m, found, show in zip(faces, ids, mean, detected, shown):

@@ -261,13 +261,14 @@ def run_image(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
 
 def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, labels: bool,
               max_frames: Optional[int], stop: Optional[threading.Event] = None,
-              track: Union[bool, FaceTracker] = False) -> dict[str, Any]:
+              track: Union[bool, FaceTracker] = False, detect_every: int = 1) -> dict[str, Any]:
     """Analyse a video file or a camera (``source``: a path or a camera index) and write the annotated video.
 
     ``track`` follows faces over frames and labels each with its track's mean answer
     (``CrowdAnalyzer.analyze_stream``); the JSON's faces then carry ``track_id`` and their frame's own answer,
     and ``"tracks"`` lists each face followed, with its frames and its expression over them (:class:`TrackLog`;
-    None without tracking).
+    None without tracking). ``detect_every`` runs the detector on every that many frames (tracking only;
+    ``CrowdAnalyzer.analyze_stream``).
 
     A set ``stop`` ends the run after the frame in hand, keeping the frames so far (``"interrupted": true``):
     how Ctrl-C ends a camera recording (:func:`ctrl_c_sets`). ``"truncated"`` says whether a video file
@@ -282,7 +283,7 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
         totals: dict[str, int] = {c: 0 for c in analyzer.classes}
         tracks = TrackLog(analyzer.classes)
         try:
-            for frame, result in _with_frames(analyzer, video, max_frames, track):
+            for frame, result in _with_frames(analyzer, video, max_frames, track, detect_every):
                 writer.write(annotate(frame, result, scale, labels))
                 frames.append(result.to_dict())
                 tracks.add(result)
@@ -304,7 +305,8 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
 
 
 def _with_frames(analyzer: CrowdAnalyzer, video: VideoFrames, max_frames: Optional[int],
-                 track: Union[bool, FaceTracker] = False) -> Iterator[tuple[np.ndarray, CrowdResult]]:
+                 track: Union[bool, FaceTracker] = False,
+                 detect_every: int = 1) -> Iterator[tuple[np.ndarray, CrowdResult]]:
     """(frame, result) pairs; the frames are kept beside the stream so they can be drawn on."""
     kept: list[np.ndarray] = []
 
@@ -313,18 +315,18 @@ def _with_frames(analyzer: CrowdAnalyzer, video: VideoFrames, max_frames: Option
             kept.append(f)
             yield f
 
-    for result in analyzer.analyze_stream(remember(), max_frames=max_frames, track=track):
+    for result in analyzer.analyze_stream(remember(), max_frames=max_frames, track=track, detect_every=detect_every):
         yield kept.pop(0), result
 
 
-def tracking_json(tracker: Optional[FaceTracker]) -> Optional[dict[str, Any]]:
+def tracking_json(tracker: Optional[FaceTracker], detect_every: int = 1) -> Optional[dict[str, Any]]:
     """The JSON's ``"tracking"``: None without tracking, else the half-life (None for ``inf``, a plain mean of
-    every frame: JSON has no infinity) and the aggregate."""
+    every frame: JSON has no infinity), the aggregate, the other tracker options and ``detect_every``."""
     if tracker is None:
         return None
     return {"half_life": tracker.half_life if math.isfinite(tracker.half_life) else None,
             "aggregate": tracker.aggregate, "coast": tracker.coast, "confirm": tracker.confirm,
-            "motion": tracker.motion}
+            "motion": tracker.motion, "detect_every": detect_every}
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,6 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "pass each other; default " + ("on" if DEFAULT_MOTION else "off") + ")")
     ap.add_argument("--no-motion", dest="motion", action="store_false", help="with tracking: look for each face at its "
                     "last box")
+    ap.add_argument("--detect-every", type=int, default=None, metavar="N",
+                    help="with tracking: run the detector on every N-th frame and recognise each followed face where "
+                         "the tracker expects it in the frames between (faster, less accurate on moving crowds; "
+                         "default 1: every frame)")
     ap.add_argument("--scale", type=int, default=1, help="enlarge the annotated output this many times (default 1)")
     ap.add_argument("--no-labels", action="store_true", help="draw boxes only")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
@@ -402,7 +408,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if kind != "camera" and not Path(args.input).is_file():
             raise InputError(f"input {args.input} does not exist (or is not a file); expected an image or video file")
         tracking = (("--half-life", args.half_life), ("--coast", args.coast), ("--confirm", args.confirm),
-                    ("--motion/--no-motion", args.motion))
+                    ("--motion/--no-motion", args.motion), ("--detect-every", args.detect_every))
         for flag, value in (("--max-frames", args.max_frames), ("--track/--no-track", args.track), *tracking):
             if kind == "image" and value is not None:
                 raise InputError(f"{flag} applies to a video or a camera; {args.input} is an image (drop it)")
@@ -410,7 +416,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for flag, value in tracking:
             if value is not None and not track:
                 raise InputError(f"{flag} applies with tracking, which --no-track turns off; drop one of the two")
-        for flag, value, low in (("--coast", args.coast, 0), ("--confirm", args.confirm, 1)):
+        for flag, value, low in (("--coast", args.coast, 0), ("--confirm", args.confirm, 1),
+                                 ("--detect-every", args.detect_every, 1)):
             if value is not None and value < low:
                 raise InputError(f"{flag} {value}; expected an integer >= {low} (frames)")
         if args.coast is not None and args.coast > DEFAULT_MAX_MISSED:
@@ -442,9 +449,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 message = count_faces(summary["n_faces"]) + ": " + ", ".join(
                     f"{c} {n}" for c, n in summary["counts"].items() if n)
             else:
+                detect_every = 1 if args.detect_every is None else args.detect_every
                 doc = run_video(analyzer, args.input, args.out, args.scale, not args.no_labels, args.max_frames,
-                                stop, tracker if tracker is not None else False)
-                doc["tracking"] = tracking_json(tracker)
+                                stop, tracker if tracker is not None else False, detect_every)
+                doc["tracking"] = tracking_json(tracker, detect_every)
                 message = f"{doc['n_frames']} frames" + (
                     "" if doc["tracks"] is None else f", {len(doc['tracks'])} faces followed") + \
                     ", faces per class over all frames: " + ", ".join(

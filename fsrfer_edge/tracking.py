@@ -161,7 +161,8 @@ class _Track:
     box: np.ndarray
     num: np.ndarray
     den: float
-    missed: int = 0
+    missed: int = 0  # frames the detector looked at since the track was last found (skipped frames not counted)
+    since: int = 0  # frames since the track was last found, skipped ones counted (without skipping: ``missed``)
     hits: int = 0
     velocity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(2))  # px a frame, (dx, dy)
     best_score: Optional[float] = None  # the best detection score given to update() (None: none was given)
@@ -313,9 +314,10 @@ class FaceTracker:
         the frames since it was found with ``motion``."""
         if not self.motion:
             return tr.box
-        return tr.box + np.tile(tr.velocity * (tr.missed + 1), 2)
+        return tr.box + np.tile(tr.velocity * (tr.since + 1), 2)
 
-    def update(self, boxes: Any, probs: Any, detected: Any = None, scores: Any = None) -> Tuple[np.ndarray, np.ndarray]:
+    def update(self, boxes: Any, probs: Any, detected: Any = None, scores: Any = None, *,
+               looked: bool = True) -> Tuple[np.ndarray, np.ndarray]:
         """Take one frame's faces.
 
         Args:
@@ -325,6 +327,10 @@ class FaceTracker:
                 own track, which stays missed); None: all detected.
             scores: (N,) the detector's scores of the boxes (those of boxes not detected are not read); each track
                 keeps its best, which ``weak_track_score`` reads. None: not known.
+            looked: False for a frame the detector skipped (``CrowdAnalyzer.analyze_stream(detect_every=N)``): only
+                :meth:`coasting`'s boxes may be given, and a track not in it is not counted missed (so it neither
+                coasts less nor ends sooner for the frames the detector did not look at), while its expected box
+                moves on by its velocity with ``motion``.
 
         Returns:
             (ids, smoothed): (N,) int64 track ids and (N, C) float32 probabilities averaged over each track,
@@ -333,14 +339,19 @@ class FaceTracker:
         Raises:
             InputError: shapes that do not match, boxes or probabilities that are not finite, rows that are not
                 probabilities (negative values, a sum other than 1), a class count other than the tracks' own, a
-                box marked not detected that :meth:`coasting` did not give, scores not finite or not one per box. The
-                tracks are left as they were.
+                box marked not detected that :meth:`coasting` did not give, scores not finite or not one per box, a
+                detected box in a frame not ``looked`` at. The tracks are left as they were.
         """
         b, p = self._check(boxes, probs)
         found = np.ones(len(b), dtype=bool) if detected is None else np.asarray(detected, dtype=bool).reshape(-1)
         if len(found) != len(b):
             raise InputError(f"detected has {len(found)} entries; expected one per box ({len(b)})")
         score = None if scores is None else self._scores(scores, len(b))
+        if not isinstance(looked, (bool, np.bool_)):
+            raise InputError(f"looked={looked!r}; expected True, or False for a frame the detector skipped")
+        if not looked and found.any():
+            raise InputError("a box is marked detected in a frame the detector skipped (looked=False); expected only "
+                             "coasting()'s boxes there, with detected False")
         coasted: dict[int, int] = {}  # face index -> track index, for the faces the detector missed
         # coasting() gave only tracks no detected face continues: two tracks expected at one box (motion: faces
         # that meet) must not swap, the coasted box to the track the detection continues
@@ -378,17 +389,18 @@ class FaceTracker:
             if not found[i]:
                 continue  # recognised at its last box: the track stays missed, its box where it was found
             if self.motion and tr.hits:  # the displacement a frame since the track was last found
-                step = (_centre(b[i]) - _centre(tr.box)) / (tr.missed + 1)
+                step = (_centre(b[i]) - _centre(tr.box)) / (tr.since + 1)
                 tr.velocity = step if tr.hits == 1 else (1 - VELOCITY_WEIGHT) * tr.velocity + VELOCITY_WEIGHT * step
             tr.box = b[i].copy()
             if score is not None:
                 tr.best_score = float(score[i]) if tr.best_score is None else max(tr.best_score, float(score[i]))
-            tr.missed = 0
+            tr.missed = tr.since = 0
             tr.hits += 1
             seen.add(id(tr))
         for tr in self._tracks:
             if id(tr) not in seen:
-                tr.missed += 1
+                tr.missed += int(looked)
+                tr.since += 1
         self._tracks = [tr for tr in self._tracks if tr.missed <= self.max_missed]
         self._frames += 1
         return ids, out

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -101,6 +102,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--weak", type=float, default=None, metavar="SCORE", help="one more run with motion, where "
                     "detections scoring from SCORE up to the detector's threshold continue followed faces "
                     "(CrowdAnalyzer(weak_score=SCORE); default: none)")
+    ap.add_argument("--detect-every", default="", help="comma-separated N, one more run with motion each, where the "
+                    "detector runs on every N-th frame (analyze_stream(detect_every=N); default: none)")
     ap.add_argument("--out", required=True, help="result JSON")
     args = ap.parse_args(argv)
     try:
@@ -115,6 +118,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.coast = [-1]
     if any(not 0 <= k <= 5 for k in args.coast):
         ap.error("--coast: expected comma-separated integers from 0 to 5 (frames; a track ends after 5 unseen)")
+    try:
+        args.detect_every = [int(v) for v in args.detect_every.split(",") if v.strip()]
+    except ValueError:
+        args.detect_every = [0]
+    if any(not 2 <= k <= 30 for k in args.detect_every):
+        ap.error("--detect-every: expected comma-separated integers from 2 to 30 (frames)")
     if args.weak is not None and not 0 <= args.weak < 1:
         ap.error(f"--weak {args.weak}: expected a score in [0, 1), under the detector's threshold")
     if args.frames < 2 or args.clips < 1 or args.faces < 1:
@@ -135,10 +144,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     weak_run = None if args.weak is None else f"tracked, motion, weak {args.weak:g}"
     if weak_run:  # weak detections continue followed faces (CrowdAnalyzer(weak_score=))
         makers[weak_run] = lambda: FaceTracker(motion=True)
+    every: dict[str, int] = {}  # run -> detect_every, where not 1
+    for k in args.detect_every:
+        makers[f"tracked, motion, detect every {k}"] = lambda: FaceTracker(motion=True)
+        every[f"tracked, motion, detect every {k}"] = k
     runs_of: dict[str, Any] = {"one frame": lambda: False, **makers}
     runs = {"one frame": "track=False", **{n: repr(make()).replace(", tracks=0", "") for n, make in makers.items()}}
     if weak_run:
         runs[weak_run] += f" with CrowdAnalyzer(weak_score={args.weak:g})"
+    for name, k in every.items():
+        runs[name] += f" with analyze_stream(detect_every={k})"
+    load = [round(os.getloadavg()[0], 2)]
     rows: dict[str, Any] = {}
     with CrowdAnalyzer() as analyzer, (CrowdAnalyzer(analyzer.recognizer, weak_score=args.weak) if weak_run
                                        else contextlib.nullcontext()) as weak_analyzer:
@@ -146,6 +162,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             tally = {sub: {n: {"scored": 0, "correct": 0, "switches": 0, "followed": 0, "one_track": 0}
                            for n in runs_of} for sub in ("all", "crossing")}
             n_false = {n: 0 for n in runs_of}
+            ms = {n: 0.0 for n in runs_of}  # detection and recognition, summed over the run's frames
             n_frames = n_faces = n_crossing = 0
             for k, seed in enumerate(seeds):
                 clip = render_walk(pool, int(seed), args.faces, (h, w), BACKGROUNDS[k % 2], row, args.frames, speed)
@@ -155,7 +172,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 for name, make in runs_of.items():
                     track_ids: list[list[int]] = [[] for _ in clip["labels"]]
                     by = weak_analyzer if name == weak_run else analyzer
-                    for t, r in enumerate(by.analyze_stream(clip["frames"], track=make())):
+                    for t, r in enumerate(by.analyze_stream(clip["frames"], track=make(),
+                                                            detect_every=every.get(name, 1))):
+                        ms[name] += sum(r.timings_ms.values())
                         # the true boxes as far as they are in the frame, as the detector's boxes are clipped
                         truth = np.clip(clip["boxes"][t], 0, [w, h, w, h])
                         hit = match(truth, [Detection(f.box, f.score) for f in r.faces])
@@ -180,6 +199,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(row, k, f"{len(clip['labels'])} faces, {int(clip['crossing'].sum())} crossing", flush=True)
             entry: dict[str, Any] = {"faces": n_faces, "crossing_faces": n_crossing,
                                      "false_faces_per_frame": {n: round(v / n_frames, 3) for n, v in n_false.items()}}
+            if every:  # the runs take turns clip by clip, so that a change of the machine's load falls on all
+                entry["ms_per_frame"] = {n: round(v / n_frames, 1) for n, v in ms.items()}
             for sub, by_run in tally.items():
                 entry[sub] = {}
                 for n, c in by_run.items():
@@ -199,7 +220,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                    + ("" if speed == SPEED else f" --speed {args.speed}")
                    + ("" if (h, w) == (480, 640) else f" --size {args.size}")
                    + ("" if not args.coast else " --coast " + ",".join(map(str, args.coast)))
-                   + ("" if args.weak is None else f" --weak {args.weak:g}") + f" --out {args.out}",
+                   + ("" if args.weak is None else f" --weak {args.weak:g}")
+                   + ("" if not args.detect_every else " --detect-every " + ",".join(map(str, args.detect_every)))
+                   + f" --out {args.out}",
         "faces_from": pool.source, "labelled": labelled, "clips": args.clips, "faces_per_clip": args.faces,
         "frame_size": [h, w], "frames": args.frames, "pace_face_sides_per_frame": list(speed),
         "max_angle_degrees": MAX_ANGLE, "noise_grey_levels": NOISE, "jpeg_quality": JPEG_QUALITY, "seed": args.seed,
@@ -208,7 +231,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                 "reported in; faces_followed: faces reported in 2 or more frames, one_track: those with one track id "
                 "throughout; crossing: faces whose box overlaps another face's in some frame; false faces: reported "
                 "faces overlapping no face",
-        "runs": runs, "rows": rows})
+        "runs": runs, "rows": rows,
+        **({"ms_per_frame_note": "detection and recognition time per frame (CrowdResult.timings_ms), one process, the "
+            "runs taking turns clip by clip; machine: " + f"{os.cpu_count()} cores, load average {load[0]} at the start "
+            f"and {round(os.getloadavg()[0], 2)} at the end"} if every else {})})
     print(f"wrote {args.out}")
     return 0
 

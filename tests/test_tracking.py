@@ -243,11 +243,32 @@ def test_crowd_cli_tracks_a_video_by_default_and_not_with_no_track(tmp_path) -> 
         assert faces, "the scene's faces were found"
         assert all(("track_id" in f) == tracked for f in faces)
         assert doc["tracking"] == ({"half_life": 4.0 if "4" in extra else 2.0, "aggregate": "probs", "coast": 2,
-                                    "confirm": 2, "motion": True} if tracked else None)
+                                    "confirm": 2, "motion": True, "detect_every": 1} if tracked else None)
         if tracked:  # a still scene: every face keeps its track (the first frame reports every face found)
             per_frame = [sorted(f["track_id"] for f in fr["faces"]) for fr in doc["frames"]]
             assert per_frame[0] == per_frame[1] == per_frame[2] != []
     assert crowd_cli.main([str(video), "--out", str(tmp_path / "o2.avi"), "--no-track", "--half-life", "3"]) == 2
+
+
+def test_crowd_cli_detects_every_nth_frame_with_detect_every(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from fsrfer_edge import crowd_cli
+
+    video = _scene_video(tmp_path, 5)
+    js = tmp_path / "res.json"
+    assert crowd_cli.main([str(video), "--out", str(tmp_path / "out.avi"), "--json", str(js), "--min-face", "16",
+                           "--detect-every", "2", "--confirm", "1"]) == 0
+    doc = json.loads(js.read_text())
+    assert doc["tracking"]["detect_every"] == 2
+    detected = [[f["detected"] for f in fr["faces"]] for fr in doc["frames"]]
+    assert all(detected[0]) and detected[0] and detected[1] == []  # found once: not answered in a skipped frame
+    assert all(detected[2]) and detected[3] and not any(detected[3]) and all(detected[4])  # coasted between
+    for bad in (["--detect-every", "0"], ["--no-track", "--detect-every", "2"]):
+        assert crowd_cli.main([str(video), "--out", str(tmp_path / "o2.avi")] + bad) == 2
+    assert not (tmp_path / "o2.avi").exists()
 
 
 def test_crowd_clips_script_keeps_drifting_faces_on_their_tracks(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -458,7 +479,7 @@ def test_a_stream_takes_a_numpy_bool_for_track_and_tracks_a_numpy_camera_index_b
     analyzer = CrowdAnalyzer.__new__(CrowdAnalyzer)  # no model needed: only how the stream is set up is looked at
     analyzer._closed = False
     made: list = []
-    monkeypatch.setattr(CrowdAnalyzer, "_stream", lambda self, source, pipeline, max_frames, tracker:
+    monkeypatch.setattr(CrowdAnalyzer, "_stream", lambda self, source, pipeline, max_frames, tracker, detect_every:
                         made.append(tracker) or iter(()))
     frames = [np.zeros((8, 8, 3), np.uint8)]
     analyzer.analyze_stream(frames, track=np.bool_(True))
@@ -498,7 +519,7 @@ def test_crowd_cli_writes_valid_json_with_an_infinite_half_life_and_draws_the_tr
 
     doc = json.loads(text, parse_constant=refuse)  # no Infinity / NaN
     assert doc["tracking"] == {"half_life": None, "aggregate": "probs", "coast": 2, "confirm": 2,
-                               "motion": True}  # null: a plain mean
+                               "motion": True, "detect_every": 1}  # null: a plain mean
     assert drawn == [[(f["track_id"], f["label"]) for f in fr["faces"]] for fr in doc["frames"]] and any(drawn)
 
 
@@ -746,8 +767,8 @@ def test_crowd_walk_counts_switches_accuracy_and_false_faces_as_its_note_says(tm
         def __exit__(self, *exc: Any) -> None:
             return None
 
-        def analyze_stream(self, frames: Any, track: Any) -> Any:
-            return (NS(faces=f) for f in answers)
+        def analyze_stream(self, frames: Any, track: Any, detect_every: int = 1) -> Any:
+            return (NS(faces=f, timings_ms={"detect": 1.0, "recognize": 1.0}) for f in answers)
 
     monkeypatch.setattr(crowd, "CrowdAnalyzer", Scripted)
     out = tmp_path / "walk.json"
@@ -890,3 +911,69 @@ def test_weak_score_options_are_checked() -> None:
             CrowdAnalyzer(rec, weak_score=1.5)
         with CrowdAnalyzer(rec, weak_score=0.1) as analyzer:
             assert analyzer.detector.weak_score == 0.1 and analyzer.detector.min_score == 0.3
+
+
+# --------------------------------------------------------------------------------------------
+# Detecting every N-th frame: the frames between answered where the tracker expects each face
+# --------------------------------------------------------------------------------------------
+def test_a_frame_the_detector_skipped_moves_tracks_on_without_counting_them_missed() -> None:
+    tracker = FaceTracker(half_life=math.inf, coast=1, max_missed=1, confirm=1, motion=True)
+    for t in range(2):  # 5 px a frame to the right
+        (tid,), _ = tracker.update([_box(5.0 * t, 0)], _probs([0.9, 0.1]))
+    for t in range(2, 6):  # four skipped frames: coast=1 and max_missed=1 count only frames the detector looked at
+        extra = tracker.coasting([])
+        np.testing.assert_allclose(extra, [_box(5.0 * t, 0)])  # where its velocity takes it, frame after frame
+        ids, _ = tracker.update(extra, _probs([0.5, 0.5]), detected=[False], looked=False)
+        assert ids.tolist() == [tid]
+    ids, _ = tracker.update([_box(31.0, 0)], _probs([0.5, 0.5]))  # found again, 1 px off the expected 30
+    assert ids.tolist() == [tid] and tracker._tracks[0].velocity[0] == pytest.approx(0.5 * 5 + 0.5 * (31 - 5) / 5)
+    extra = tracker.coasting([])  # missed in a frame the detector looked at: coasted once (coast=1) ...
+    assert len(extra) == 1
+    tracker.update(extra, _probs([0.5, 0.5]), detected=[False])
+    assert len(tracker.coasting([])) == 0
+    tracker.update([], np.zeros((0, 2)))
+    assert tracker.n_tracks == 0  # ... and ends after max_missed=1 looked-at frames
+
+
+def test_a_frame_the_detector_skipped_takes_no_detected_box() -> None:
+    tracker = FaceTracker()
+    tracker.update([_box(0, 0)], _probs([0.9, 0.1]))
+    with pytest.raises(InputError, match="skipped"):
+        tracker.update([_box(1, 0)], _probs([0.9, 0.1]), looked=False)
+    with pytest.raises(InputError, match="looked"):
+        tracker.update([], np.zeros((0, 2)), looked="no")
+    assert tracker._tracks[0].missed == 0 and tracker._tracks[0].since == 0  # left as it was
+
+
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_a_stream_detecting_every_third_frame_answers_the_frames_between_at_the_expected_boxes(pipeline: bool) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer
+
+    clip = _Jitter(7)  # one face, a pixel a frame to the right
+    detector = _scripted(lambda t: [clip.boxes[3 * (t - 1)]])  # its t-th call: frame 3 (t - 1)
+    with Recognizer(threads=1) as rec:
+        out = list(CrowdAnalyzer(rec, detector).analyze_stream(
+            clip.frames, track=FaceTracker(confirm=1), detect_every=3, pipeline=pipeline))
+    assert detector.t == 3  # frames 0, 3 and 6
+    assert [r.timings_ms["detect"] > 0 for r in out] == [True, False, False, True, False, False, True]
+    # frames 1-2: a face found once is not answered where it is expected (coast_after=2: one detection is often a
+    # false face); frames 4-5: at its box moved on by 1 px a frame (3 px over the 3 frames between detections)
+    assert [[f.detected for f in r.faces] for r in out] == [[True], [], [], [True], [False], [False], [True]]
+    assert [r.faces[0].box[0] for r in out if r.faces] == [10.0, 13.0, 14.0, 15.0, 16.0]
+    assert len({r.faces[0].track_id for r in out if r.faces}) == 1
+
+
+def test_detect_every_is_checked() -> None:
+    from fsrfer_edge.crowd import CrowdAnalyzer
+
+    analyzer = CrowdAnalyzer.__new__(CrowdAnalyzer)  # no model needed: the options are checked first
+    analyzer._closed = False
+    frames = [np.zeros((8, 8, 3), np.uint8)]
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(InputError, match="detect_every"):
+            analyzer.analyze_stream(frames, track=True, detect_every=bad)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="needs tracking"):
+        analyzer.analyze_stream(frames, track=False, detect_every=2)
