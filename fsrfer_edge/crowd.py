@@ -231,7 +231,8 @@ class TrackLog:
 
     def to_list(self) -> list[dict[str, Any]]:
         """JSON-able, one dict per track in order of first appearance: ``track_id``, ``first_frame``,
-        ``last_frame``, ``frames`` (frames it was reported in, coasted ones included), ``coasted_frames``,
+        ``last_frame``, ``frames`` (frames it was reported in, coasted ones included), ``coasted_frames`` (frames
+        it was recognised in without a detection: coasted, or skipped by the detector with ``detect_every``),
         ``mean_size_px``, ``label`` and ``probs`` (the mean over its frames)."""
         out = []
         for tid, t in sorted(self._tracks.items(), key=lambda kv: (kv[1]["first"], kv[0])):
@@ -423,7 +424,7 @@ class CrowdAnalyzer:
             dets = strong + [d for d, k in zip(candidates, keep) if k]
         detected = [True] * len(dets)
         if tracker is not None:  # tracks the detector missed here, recognised where they are expected (coast)
-            extra = tracker.coasting(_box_array(dets))
+            extra = tracker.coasting(_box_array(dets), looked)
             extra = extra[_inside(extra, rgb.shape[:2]) >= 0.5]  # a face moved (motion) out of the frame is gone
             dets = list(dets) + [Detection((float(b[0]), float(b[1]), float(b[2]), float(b[3])), 0.0) for b in extra]
             detected += [False] * len(extra)
@@ -466,8 +467,11 @@ class CrowdAnalyzer:
         With ``detect_every=N`` (tracked streams only) the detector looks at every N-th frame (the first, then
         every N frames); in the frames between, each face the tracker follows is recognised where it expects the
         face (:meth:`FaceTracker.coasting`: its last box moved on by its velocity), as DeepStream's detector
-        ``interval`` does. Detection is most of a frame's time on a CPU, so frames come up to N times faster, at
-        some cost in accuracy and false faces on moving crowds (docs/crowd.md, "Detecting every N-th frame").
+        ``interval`` does: every face the last detector pass gave (found, or coasted) is recognised again, and a
+        track's ``coast`` and ``max_missed`` count detector passes. Detection is most of a frame's time on a CPU,
+        so frames come faster, at a cost in accuracy on moving crowds (docs/crowd.md, "Detecting every N-th
+        frame"). The count starts again at each call: a tracker carried from one call to the next sees a
+        detector pass at each call's first frame.
 
         Args:
             source: a video file path, a camera index (int, OpenCV), or an iterable of RGB frames.

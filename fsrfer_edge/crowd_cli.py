@@ -369,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "mean of every frame, written as null in the JSON's \"tracking\")")
     ap.add_argument("--coast", type=int, default=None,
                     help=f"with tracking: frames after its last detection in which a face the detector lost is still "
-                         "recognised at its last box, moved on by its velocity with motion "
+                         "recognised at its last box, moved on by its velocity with motion (with --detect-every: "
+                         "detector passes) "
                          f"(default {DEFAULT_COAST}; 0: never)")
     ap.add_argument("--confirm", type=int, default=None,
                     help=f"with tracking: frames a face must be found in before it is reported (default "

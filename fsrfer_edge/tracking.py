@@ -65,7 +65,8 @@ WEAK_IOU = 0.5
 #: ... and only a track whose best detection scored at least this (:class:`FaceTracker`'s ``weak_track_score``): as
 #: ByteTrack, whose second association continues only tracks started by a high-score detection. A detector's false
 #: face on the background scores near its threshold, and weak boxes would keep its track alive (docs/crowd.md, "Weak
-#: detections only for tracks once found with confidence").
+#: detections only for tracks once found with confidence"). Chosen for YuNet's threshold of 0.3: for a detector whose
+#: threshold is 0.5 or more (BlazeFace) it holds no track back.
 DEFAULT_WEAK_TRACK_SCORE = 0.5
 #: Probabilities are floored at this before their logarithm ("log").
 LOG_FLOOR = 1e-6
@@ -185,6 +186,8 @@ class FaceTracker:
             recognised at its last box (moved on by its velocity with ``motion``) for up to this many frames after
             its last detection (:meth:`coasting`; at most ``max_missed``); 0: never; None: :data:`DEFAULT_COAST`, or
             ``max_missed`` if that is less.
+            ``max_missed`` and ``coast`` count the frames the detector looked at: with ``detect_every=N`` a lost face
+            is still recognised for up to (coast + 1) * N - 1 frames after its last detection.
         coast_after: the frames a track must have been found in before it coasts (>= 1).
         confirm: the frames a track must have been found in before its face is reported (:meth:`reported`; >= 1):
             2 holds back the first frame of every new face, where a detection seen once (often a false one) ends.
@@ -234,6 +237,7 @@ class FaceTracker:
         self._tracks: list[_Track] = []
         self._next_id = 0
         self._frames = 0  # frames given to update() since the tracker was made or reset
+        self._looked = 0  # ... of them, the frames the detector looked at (not skipped: detect_every)
 
     @property
     def n_tracks(self) -> int:
@@ -243,25 +247,31 @@ class FaceTracker:
     def reset(self) -> None:
         """Forget every track (a new stream); track ids go on counting."""
         self._tracks = []
-        self._frames = 0
+        self._frames = self._looked = 0
 
-    def coasting(self, boxes: Any) -> np.ndarray:
+    def coasting(self, boxes: Any, looked: bool = True) -> np.ndarray:
         """The faces to recognise in this frame although the detector did not find them: call before
         :meth:`update` with the frame's detected boxes.
+
+        Args:
+            boxes: the frame's detected boxes.
+            looked: False for a frame the detector skipped (``boxes`` then empty): every face the last frame the
+                detector looked at gave (found there, or coasted) is recognised again where it is expected.
 
         Returns:
             (K, 4) float64: the last boxes (moved on by their velocities with ``motion``) of the tracks found in
             at least ``coast_after`` frames, none of
             ``boxes`` continues or overlaps (a detection there is that face, or another: one place, one face), and
-            last found at most ``coast`` frames ago (K = 0 with ``coast=0``). Give them to :meth:`update` after the
-            detected faces, with ``detected`` False.
+            missed in at most ``coast`` frames the detector looked at since (K = 0 with ``coast=0``); with
+            ``looked=False`` also the tracks found in the last frame the detector looked at. Give them to
+            :meth:`update` after the detected faces, with ``detected`` False.
         """
         b = self._boxes(boxes)
-        if not self.coast or not self._tracks:
+        if (looked and not self.coast) or not self._tracks:
             return np.zeros((0, 4))
         taken = set(self._match(b).values())
-        out = np.array([self._expected(tr) for j, tr in enumerate(self._tracks) if j not in taken and self._coasts(tr)],
-                       dtype=np.float64).reshape(-1, 4)
+        out = np.array([self._expected(tr) for j, tr in enumerate(self._tracks)
+                        if j not in taken and self._coasts(tr, looked)], dtype=np.float64).reshape(-1, 4)
         if len(out) and len(b):
             out = out[~(box_iou(out, b) > 0).any(axis=1)]
         return out
@@ -300,14 +310,19 @@ class FaceTracker:
         """(N,) bools: whether each of ``ids`` (from the last :meth:`update`) belongs to a track found in at least
         ``confirm`` frames, so that its face is reported; all True with ``confirm=1``, and in a stream's first frame
         (since the tracker was made or reset), where nothing can have been found before (as SORT reports its first
-        frames): a one-frame video, or a stream's first frame, shows its faces."""
-        if self._frames <= 1:
+        frames): a one-frame video, or a stream's first frame, shows its faces (and so do the frames the detector
+        skips after it)."""
+        if self._looked <= 1:
             return np.ones(np.asarray(ids).reshape(-1).shape, dtype=bool)
         hits = {tr.id: tr.hits for tr in self._tracks}
         return np.array([hits.get(int(i), 0) >= self.confirm for i in np.asarray(ids).reshape(-1)], dtype=bool)
 
-    def _coasts(self, tr: _Track) -> bool:
-        return tr.hits >= self.coast_after and tr.missed < self.coast
+    def _coasts(self, tr: _Track, looked: bool = True) -> bool:
+        """Whether ``tr`` is recognised without a detection in this frame: coasted in a frame the detector looked at;
+        in a frame it skipped, as in the last frame it looked at (found there, or coasted there)."""
+        if looked:
+            return tr.hits >= self.coast_after and tr.missed < self.coast
+        return tr.missed == 0 or (tr.hits >= self.coast_after and tr.missed <= self.coast)
 
     def _expected(self, tr: _Track) -> np.ndarray:
         """Where the track's face is looked for in the coming frame: its last box, moved on by its velocity over
@@ -325,8 +340,8 @@ class FaceTracker:
             probs: (N, C) class probabilities of those faces (each row sums to 1).
             detected: (N,) bools, False for the boxes :meth:`coasting` gave for this frame (each goes to its
                 own track, which stays missed); None: all detected.
-            scores: (N,) the detector's scores of the boxes (those of boxes not detected are not read); each track
-                keeps its best, which ``weak_track_score`` reads. None: not known.
+            scores: (N,) the detector's scores of the boxes, finite (those of boxes not detected are not kept: give
+                0); each track keeps its best, which ``weak_track_score`` reads. None: not known.
             looked: False for a frame the detector skipped (``CrowdAnalyzer.analyze_stream(detect_every=N)``): only
                 :meth:`coasting`'s boxes may be given, and a track not in it is not counted missed (so it neither
                 coasts less nor ends sooner for the frames the detector did not look at), while its expected box
@@ -358,7 +373,7 @@ class FaceTracker:
         continued = set(self._match(b[found]).values()) if not found.all() else set()
         for k in np.flatnonzero(~found).tolist():
             j = next((j for j, tr in enumerate(self._tracks) if j not in coasted.values() and j not in continued
-                      and np.array_equal(self._expected(tr), b[k]) and self._coasts(tr)), None)
+                      and np.array_equal(self._expected(tr), b[k]) and self._coasts(tr, looked)), None)
             if j is None:
                 raise InputError(f"box {k} is marked not detected but is none of coasting()'s boxes for this frame; "
                                  "expected detected=False only for the boxes coasting() returned, each once")
@@ -403,6 +418,7 @@ class FaceTracker:
                 tr.since += 1
         self._tracks = [tr for tr in self._tracks if tr.missed <= self.max_missed]
         self._frames += 1
+        self._looked += int(looked)
         return ids, out
 
     @staticmethod
@@ -476,6 +492,10 @@ class FaceTracker:
             cb = (b[:, :2] + b[:, 2:]) / 2
             ct = (t[:, :2] + t[:, 2:]) / 2
             dist = np.linalg.norm(cb[:, None, :] - ct[None, :, :], axis=2) / np.maximum(side_b[:, None], side_t[None, :])
+            # a track with no velocity to move it on (found once, or no motion) is sought at its last box: over frames
+            # the detector skipped (detect_every) its face went on moving, so the distance is taken per frame
+            skipped = np.array([tr.since - tr.missed if (not self.motion or tr.hits <= 1) else 0 for tr in tracks])
+            dist = dist / (1.0 + skipped[None, :])
             ratio = side_b[:, None] / side_t[None, :]
             dist = np.where((ratio >= 0.5) & (ratio <= 2.0), dist, np.inf)
             for i, j in zip(*np.unravel_index(np.argsort(dist, axis=None, kind="stable"), dist.shape)):
