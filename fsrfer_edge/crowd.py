@@ -422,18 +422,20 @@ class CrowdAnalyzer:
             keep = np.zeros(len(candidates), bool) if tracker is None else \
                 tracker.continuing(_box_array(strong), _box_array(candidates))
             dets = strong + [d for d, k in zip(candidates, keep) if k]
+            weak = np.arange(len(dets)) >= len(strong)  # the weak boxes kept, last
         detected = [True] * len(dets)
         if tracker is not None:  # tracks the detector missed here, recognised where they are expected (coast)
-            extra = tracker.coasting(_box_array(dets), looked)
+            extra = tracker.coasting(_box_array(dets), looked, weak)
             extra = extra[_inside(extra, rgb.shape[:2]) >= 0.5]  # a face moved (motion) out of the frame is gone
             dets = list(dets) + [Detection((float(b[0]), float(b[1]), float(b[2]), float(b[3])), 0.0) for b in extra]
             detected += [False] * len(extra)
+            weak = np.concatenate([weak, np.zeros(len(extra), dtype=bool)])
         if dets:
             preds = self.recognizer.predict([crop_face(rgb, d.box, self.margin) for d in dets])
             faces = [FaceResult(tuple(d.box), d.score, d.size, p.label, p.index, p.probs)  # type: ignore[arg-type]
                      for d, p in zip(dets, preds)]
         if tracker is not None:
-            faces = _tracked(faces, detected, tracker, self.classes, looked)
+            faces = _tracked(faces, detected, tracker, self.classes, looked, weak)
         ms = (time.perf_counter() - t0) * 1e3
         classes = self.classes
         return CrowdResult(tuple(faces), summarize(faces, classes), classes, (rgb.shape[0], rgb.shape[1]), index,
@@ -587,14 +589,14 @@ def _tracker(track: Any) -> Optional[FaceTracker]:
 
 
 def _tracked(faces: list[FaceResult], detected: list[bool], tracker: FaceTracker,
-             classes: Sequence[str], looked: bool = True) -> list[FaceResult]:
+             classes: Sequence[str], looked: bool = True, weak: Optional[np.ndarray] = None) -> list[FaceResult]:
     """``faces`` with their track ids and their tracks' mean probabilities (``tracker.update``); the label and
     index follow the mean, ``frame_probs`` keeps the frame's own, ``detected`` says which the detector found."""
     if not faces:
         tracker.update(np.zeros((0, 4)), np.zeros((0, len(classes))), looked=looked)
         return faces
     ids, mean = tracker.update(np.array([f.box for f in faces]), np.stack([f.probs for f in faces]), detected,
-                               np.array([f.score for f in faces]), looked=looked)
+                               np.array([f.score for f in faces]), looked=looked, weak=weak)
     shown = tracker.reported(ids)  # faces of tracks not yet confirmed are tracked but not reported
     out = []
     for f, i, m, found, show in zip(faces, ids, mean, detected, shown):

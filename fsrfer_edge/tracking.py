@@ -249,7 +249,7 @@ class FaceTracker:
         self._tracks = []
         self._frames = self._looked = 0
 
-    def coasting(self, boxes: Any, looked: bool = True) -> np.ndarray:
+    def coasting(self, boxes: Any, looked: bool = True, weak: Any = None) -> np.ndarray:
         """The faces to recognise in this frame although the detector did not find them: call before
         :meth:`update` with the frame's detected boxes.
 
@@ -257,6 +257,7 @@ class FaceTracker:
             boxes: the frame's detected boxes.
             looked: False for a frame the detector skipped (``boxes`` then empty): every face the last frame the
                 detector looked at gave (found there, or coasted) is recognised again where it is expected.
+            weak: (N,) bools marking the weak boxes :meth:`continuing` kept among ``boxes`` (None: none).
 
         Returns:
             (K, 4) float64: the last boxes (moved on by their velocities with ``motion``) of the tracks found in
@@ -269,7 +270,7 @@ class FaceTracker:
         b = self._boxes(boxes)
         if (looked and not self.coast) or not self._tracks:
             return np.zeros((0, 4))
-        taken = set(self._match(b).values())
+        taken = set(self._match(b, weak=self._weak_mask(weak, len(b))).values())
         out = np.array([self._expected(tr) for j, tr in enumerate(self._tracks)
                         if j not in taken and self._coasts(tr, looked)], dtype=np.float64).reshape(-1, 4)
         if len(out) and len(b):
@@ -279,7 +280,8 @@ class FaceTracker:
     def continuing(self, boxes: Any, weak: Any) -> np.ndarray:
         """Which weak detections (scored under the detector's threshold) continue a face this tracker follows: call
         before :meth:`coasting` with the frame's detections (``boxes``) and its weak ones, then give the weak boxes
-        kept to both as detections. As ByteTrack's second association: a weak box is kept only where it overlaps
+        kept to both as detections, marked in their ``weak`` argument (matched after the others, so that each goes
+        to the track it was kept for). As ByteTrack's second association: a weak box is kept only where it overlaps
         (IoU at least :data:`WEAK_IOU`) the expected box of a track found in at least ``coast_after`` frames, whose
         best detection scored at least ``weak_track_score``, and that none of ``boxes`` continues, one box a track,
         the best overlap first; a weak box alone never starts a track. Unlike ByteTrack's, a track missed in the last
@@ -289,22 +291,8 @@ class FaceTracker:
             (M,) bools, one per weak box.
         """
         b, w = self._boxes(boxes), self._boxes(weak)
-        keep = np.zeros(len(w), dtype=bool)
-        taken = set(self._match(b).values())
-        free = [j for j, tr in enumerate(self._tracks)
-                if j not in taken and tr.hits >= self.coast_after
-                and (tr.best_score is None or tr.best_score >= self.weak_track_score)]
-        if not len(w) or not free:
-            return keep
-        iou = box_iou(w, np.stack([self._expected(self._tracks[j]) for j in free]))
-        used: set[int] = set()
-        for i, j in zip(*np.unravel_index(np.argsort(-iou, axis=None, kind="stable"), iou.shape)):
-            if iou[i, j] < WEAK_IOU:
-                break
-            if not keep[i] and j not in used:
-                keep[i] = True
-                used.add(int(j))
-        return keep
+        pairs = self._match(np.vstack([b, w]), weak=np.arange(len(b) + len(w)) >= len(b))
+        return np.array([len(b) + i in pairs for i in range(len(w))], dtype=bool)
 
     def reported(self, ids: Any) -> np.ndarray:
         """(N,) bools: whether each of ``ids`` (from the last :meth:`update`) belongs to a track found in at least
@@ -332,7 +320,7 @@ class FaceTracker:
         return tr.box + np.tile(tr.velocity * (tr.since + 1), 2)
 
     def update(self, boxes: Any, probs: Any, detected: Any = None, scores: Any = None, *,
-               looked: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+               looked: bool = True, weak: Any = None) -> Tuple[np.ndarray, np.ndarray]:
         """Take one frame's faces.
 
         Args:
@@ -346,6 +334,8 @@ class FaceTracker:
                 :meth:`coasting`'s boxes may be given, and a track not in it is not counted missed (so it neither
                 coasts less nor ends sooner for the frames the detector did not look at), while its expected box
                 moves on by its velocity with ``motion``.
+            weak: (N,) bools marking the weak boxes :meth:`continuing` kept (detected; None: none): each continues
+                the track it was kept for, and none starts a track.
 
         Returns:
             (ids, smoothed): (N,) int64 track ids and (N, C) float32 probabilities averaged over each track,
@@ -355,7 +345,8 @@ class FaceTracker:
             InputError: shapes that do not match, boxes or probabilities that are not finite, rows that are not
                 probabilities (negative values, a sum other than 1), a class count other than the tracks' own, a
                 box marked not detected that :meth:`coasting` did not give, scores not finite or not one per box, a
-                detected box in a frame not ``looked`` at. The tracks are left as they were.
+                detected box in a frame not ``looked`` at, a weak box that continues no track. The tracks are left as
+                they were.
         """
         b, p = self._check(boxes, probs)
         found = np.ones(len(b), dtype=bool) if detected is None else np.asarray(detected, dtype=bool).reshape(-1)
@@ -367,10 +358,14 @@ class FaceTracker:
         if not looked and found.any():
             raise InputError("a box is marked detected in a frame the detector skipped (looked=False); expected only "
                              "coasting()'s boxes there, with detected False")
+        light = self._weak_mask(weak, len(b))
+        if light is not None and (light & ~found).any():
+            raise InputError("a weak box is marked not detected; expected weak only for detections continuing() kept")
         coasted: dict[int, int] = {}  # face index -> track index, for the faces the detector missed
         # coasting() gave only tracks no detected face continues: two tracks expected at one box (motion: faces
         # that meet) must not swap, the coasted box to the track the detection continues
-        continued = set(self._match(b[found]).values()) if not found.all() else set()
+        continued = set(self._match(b[found], weak=None if light is None else light[found]).values()) \
+            if not found.all() else set()
         for k in np.flatnonzero(~found).tolist():
             j = next((j for j, tr in enumerate(self._tracks) if j not in coasted.values() and j not in continued
                       and np.array_equal(self._expected(tr), b[k]) and self._coasts(tr, looked)), None)
@@ -378,13 +373,17 @@ class FaceTracker:
                 raise InputError(f"box {k} is marked not detected but is none of coasting()'s boxes for this frame; "
                                  "expected detected=False only for the boxes coasting() returned, each once")
             coasted[k] = j
+        rest = np.flatnonzero(found)
+        free = [j for j in range(len(self._tracks)) if j not in coasted.values()]
+        pairs = {int(rest[i]): free[j]
+                 for i, j in self._match(b[rest], free, None if light is None else light[rest]).items()}
+        if light is not None and not all(int(i) in pairs for i in np.flatnonzero(light)):
+            raise InputError("a box marked weak continues no track; expected weak only for the boxes continuing() kept "
+                             "for this frame")
+        pairs.update(coasted)
         for tr in self._tracks:  # a frame passes for every track, seen or not
             tr.num *= self._decay
             tr.den *= self._decay
-        rest = np.flatnonzero(found)
-        free = [j for j in range(len(self._tracks)) if j not in coasted.values()]
-        pairs = {int(rest[i]): free[j] for i, j in self._match(b[rest], free).items()}
-        pairs.update(coasted)
         ids = np.empty(len(b), dtype=np.int64)
         out = np.empty(p.shape, dtype=np.float32)
         seen: set[int] = set()
@@ -437,6 +436,15 @@ class FaceTracker:
         return b
 
     @staticmethod
+    def _weak_mask(weak: Any, n: int) -> Optional[np.ndarray]:
+        if weak is None:
+            return None
+        w = np.asarray(weak, dtype=bool).reshape(-1)
+        if len(w) != n:
+            raise InputError(f"weak has {len(w)} entries; expected one per box ({n})")
+        return w
+
+    @staticmethod
     def _scores(scores: Any, n: int) -> np.ndarray:
         try:
             s = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -471,10 +479,34 @@ class FaceTracker:
                              "with other classes: call reset() first)")
         return b, p
 
-    def _match(self, b: np.ndarray, among: Any = None) -> dict[int, int]:
-        """{face index: index into ``among``} (default: every track) for the faces that continue a track."""
+    def _match(self, b: np.ndarray, among: Any = None, weak: Optional[np.ndarray] = None) -> dict[int, int]:
+        """{face index: index into ``among``} (default: every track) for the faces that continue a track. The
+        ``weak`` boxes (bools; None: none) are matched after the others, each only to a free track that
+        :meth:`continuing` accepts (IoU at least :data:`WEAK_IOU`, the best overlap first); they start no track."""
+        among = list(range(len(self._tracks))) if among is None else list(among)
+        if weak is None or not np.any(weak):
+            return self._match_strong(b, among)
+        strong, light = np.flatnonzero(~weak), np.flatnonzero(weak)
+        pairs = {int(strong[i]): j for i, j in self._match_strong(b[strong], among).items()}
+        free = [k for k, j in enumerate(among) if k not in pairs.values() and self._weak_continues(self._tracks[j])]
+        if len(light) and free:
+            iou = box_iou(b[light], np.stack([self._expected(self._tracks[among[k]]) for k in free]))
+            used: set[int] = set()
+            for i, k in zip(*np.unravel_index(np.argsort(-iou, axis=None, kind="stable"), iou.shape)):
+                if iou[i, k] < WEAK_IOU:
+                    break
+                if int(light[i]) not in pairs and k not in used:
+                    pairs[int(light[i])] = free[int(k)]
+                    used.add(int(k))
+        return pairs
+
+    def _weak_continues(self, tr: _Track) -> bool:
+        """Whether a weak detection may continue ``tr``: found in ``coast_after`` frames, with a confident best score."""
+        return tr.hits >= self.coast_after and (tr.best_score is None or tr.best_score >= self.weak_track_score)
+
+    def _match_strong(self, b: np.ndarray, among: list[int]) -> dict[int, int]:
         pairs: dict[int, int] = {}
-        tracks = self._tracks if among is None else [self._tracks[j] for j in among]
+        tracks = [self._tracks[j] for j in among]
         if not len(b) or not tracks:
             return pairs
         t = np.stack([self._expected(tr) for tr in tracks])

@@ -835,6 +835,42 @@ def test_weak_track_score_is_checked(value: Any) -> None:
     with pytest.raises(InputError, match="weak_track_score"):
         FaceTracker(weak_track_score=value)
 
+
+def test_a_weak_box_continues_the_track_it_was_kept_for_and_no_other() -> None:
+    """update() matches the weak boxes after the others and only to tracks continuing() accepts, so a weak box
+    neither takes a strong box's track nor continues a track the score gate holds back."""
+    def followed(scores: list, **kw: Any) -> tuple:
+        tracker = FaceTracker(motion=False, **kw)
+        for _ in range(2):
+            ids, _ = tracker.update([_box(0, 0), _box(6, 0)], _probs([0.9, 0.1], [0.9, 0.1]), scores=scores)
+        return tracker, ids.tolist()
+
+    tracker, (a, b) = followed([0.9, 0.35])  # B: a blob scored near the threshold, held back by the gate
+    weak = [_box(3.2, 0)]  # IoU 0.515 with A's box, 0.5625 with B's
+    assert tracker.continuing([], weak).tolist() == [True]  # kept for A
+    ids, _ = tracker.update(weak, _probs([0.9, 0.1]), scores=[0.2], weak=[True])
+    assert ids.tolist() == [a]  # before: B, the track with the larger overlap
+
+    tracker, (t, a) = followed([0.9, 0.9], max_shift=0)
+    strong, weak = [_box(-3.5, 0)], [_box(2.8, 0)]  # S continues T (IoU 0.48); W: IoU 0.5625 with T, 0.515 with A
+    assert tracker.continuing(strong, weak).tolist() == [True]  # kept for A: T is S's
+    assert len(tracker.coasting(strong + weak, weak=[False, True])) == 0  # both tracks continued: nothing coasts
+    ids, _ = tracker.update(strong + weak, _probs([0.9, 0.1], [0.9, 0.1]), scores=[0.9, 0.2], weak=[False, True])
+    assert ids.tolist() == [t, a]  # before: W took T and S started a new track
+
+
+def test_update_refuses_weak_boxes_that_continue_no_track_and_leaves_the_tracks_as_they_were() -> None:
+    tracker = FaceTracker(motion=False)
+    for _ in range(2):
+        tracker.update([_box(0, 0)], _probs([0.9, 0.1]), scores=[0.9])
+    before = repr(tracker), [(tr.num.tolist(), tr.den, tr.missed) for tr in tracker._tracks]
+    for boxes, kw, match in (([_box(50, 0)], {"weak": [True]}, "continues no track"),
+                             ([_box(0, 0)], {"weak": [True, False]}, "one per box"),
+                             ([_box(0, 0)], {"weak": [True], "detected": [False]}, "not detected")):
+        with pytest.raises(InputError, match=match):
+            tracker.update(boxes, _probs([0.9, 0.1]), **kw)
+        assert (repr(tracker), [(tr.num.tolist(), tr.den, tr.missed) for tr in tracker._tracks]) == before
+
 def _weak_detector(boxes_at: Any) -> Any:
     """A detector with a threshold (0.3) and weak detections (0.1): its t-th call returns ``boxes_at(t)`` as
     (box, score) pairs."""
