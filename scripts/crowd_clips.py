@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import io
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -139,6 +140,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--weak", type=float, default=None, metavar="SCORE", help="one more run: the tracker's defaults "
                     "with motion, where detections scoring from SCORE up to the detector's threshold continue followed "
                     "faces (CrowdAnalyzer(weak_score=SCORE); default: none)")
+    ap.add_argument("--detect-every", default="", help="comma-separated N, one run each with the tracker's defaults "
+                    "(motion), where the detector runs on every N-th frame (analyze_stream(detect_every=N); default: "
+                    "none)")
     ap.add_argument("--switch-at", type=int, default=None, metavar="FRAME",
                     help=f"replace every face by a face of another expression from this frame (1-{FRAMES}) on, and "
                          "record the accuracy at every frame (default: no change)")
@@ -148,7 +152,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not 2 <= args.switch_at <= FRAMES:
             ap.error(f"--switch-at {args.switch_at}: expected a frame from 2 to {FRAMES}")
         args.switch_at -= 1  # counted from 0 below
-    for name in ("coast_after", "confirm", "coast_confirm", "motion_coast"):
+    for name in ("coast_after", "confirm", "coast_confirm", "motion_coast", "detect_every"):
         text = getattr(args, name)
         try:
             values = [int(v) for v in text.split(",") if v.strip()]
@@ -185,6 +189,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     weak_run = None if args.weak is None else f"tracked, coast 2, confirm 2, motion, weak {args.weak:g}"
     if weak_run:
         runs_of[weak_run] = lambda: FaceTracker(coast=2, coast_after=2, confirm=2, motion=True)
+    every: dict[str, int] = {}  # run -> detect_every, where not 1
+    for k in args.detect_every:
+        if k > 1:
+            every[f"tracked, coast 2, confirm 2, motion, detect every {k}"] = k
+            runs_of[f"tracked, coast 2, confirm 2, motion, detect every {k}"] = \
+                lambda: FaceTracker(coast=2, coast_after=2, confirm=2, motion=True)
+    load = round(os.getloadavg()[0], 2)
+    ms_per_frame: dict[str, dict[str, float]] = {}
     out: dict[str, Any] = {}
     false_faces: dict[str, dict[str, float]] = {}
     accuracy_by_frame: dict[str, dict[str, list[float]]] = {}
@@ -194,6 +206,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             per_face: list[dict[str, Any]] = []
             n_false = {n: 0 for n in runs_of}
             by_frame = {n: [0] * FRAMES for n in runs_of}  # correct answers at each frame, over every clip's faces
+            ms = {n: 0.0 for n in runs_of}  # detection and recognition, summed over the run's frames
             n_frames = n_faces = 0
             for k, seed in enumerate(seeds):
                 frames, truth, labels = render_clip(pool, int(seed), args.faces, (h, w), BACKGROUNDS[k % 2], row,
@@ -202,7 +215,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                          for j, s in enumerate(truth[0][:, 2] - truth[0][:, 0])]
                 for name, make in runs_of.items():
                     by = weak_analyzer if name == weak_run else analyzer
-                    for t, r in enumerate(by.analyze_stream(frames, track=make())):
+                    for t, r in enumerate(by.analyze_stream(frames, track=make(), detect_every=every.get(name, 1))):
+                        ms[name] += sum(r.timings_ms.values())
                         hit = match(truth[t], [Detection(f.box, f.score) for f in r.faces])
                         n_false[name] += len(r.faces) - int((hit >= 0).sum())
                         for j, d in enumerate(hit):
@@ -240,6 +254,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 bins.append(entry)
             out[row] = bins
             false_faces[row] = {n: round(v / n_frames, 3) for n, v in n_false.items()}
+            if every:  # the runs take turns clip by clip, so that a change of the machine's load falls on all
+                ms_per_frame[row] = {n: round(v / n_frames, 1) for n, v in ms.items()}
             if labelled:
                 accuracy_by_frame[row] = {n: [round(100.0 * c / n_faces, 2) for c in v] for n, v in by_frame.items()}
     write_json(args.out, {
@@ -250,6 +266,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                    + (" --motion" if args.motion else "")
                    + ("" if not args.motion_coast else " --motion-coast " + ",".join(map(str, args.motion_coast)))
                    + ("" if args.weak is None else f" --weak {args.weak:g}")
+                   + ("" if not every else " --detect-every " + ",".join(map(str, args.detect_every)))
                    + ("" if args.switch_at is None else f" --switch-at {args.switch_at + 1}")
                    + f" --out {args.out}",
         "faces_from": pool.source,
@@ -268,9 +285,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                  **({motion_run: "FaceTracker(coast=2, coast_after=2, confirm=2, motion=True)"} if args.motion else {}),
                  **{f"tracked, coast {k}, confirm 2, motion": f"FaceTracker(coast={k}, coast_after=2, confirm=2, "
                     "motion=True)" for k in args.motion_coast},
+                 **{n: f"FaceTracker(coast=2, coast_after=2, confirm=2, motion=True) with analyze_stream(detect_every={k})"
+                    for n, k in every.items()},
                  **({weak_run: "FaceTracker(coast=2, coast_after=2, confirm=2, motion=True) with "
                                f"CrowdAnalyzer(weak_score={args.weak:g})"} if weak_run else {})},
         "rows": out, "false_faces_per_frame": false_faces,
+        **({"ms_per_frame": ms_per_frame, "ms_per_frame_note": "detection and recognition time per frame "
+            "(CrowdResult.timings_ms), one process, the runs taking turns clip by clip; machine: "
+            f"{os.cpu_count()} cores, load average {load} at the start and {round(os.getloadavg()[0], 2)} at the end"}
+           if every else {}),
         **({"accuracy_by_frame": accuracy_by_frame} if args.switch_at is not None else {}),
         **({"switch_at_frame": args.switch_at + 1} if args.switch_at is not None else {})})
     print(f"wrote {args.out}")
