@@ -160,7 +160,10 @@ class CrowdResult:
         classes: class names, in probability order.
         frame_size: (height, width) of the frame.
         frame_index: position in a stream (0 for :meth:`CrowdAnalyzer.analyze`).
-        timings_ms: ``{"detect": ..., "recognize": ...}`` wall time of the two stages (detect 0 in a frame the detector skipped, ``detect_every``).
+        timings_ms: ``{"detect": ..., "recognize": ...}`` wall time of the two stages (detect 0 in a frame the
+            detector skipped).
+        detector_ran: False for a frame the detector skipped (``analyze_stream(detect_every=N)``): its faces are
+            where the tracker expects them (``detected`` False).
     """
 
     faces: tuple[FaceResult, ...]
@@ -169,12 +172,13 @@ class CrowdResult:
     frame_size: tuple[int, int]
     frame_index: int = 0
     timings_ms: dict[str, float] = dataclasses.field(default_factory=dict, compare=False)
+    detector_ran: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (boxes, labels, probabilities, summary, timings)."""
+        """A JSON-able dict (boxes, labels, probabilities, summary, timings, whether the detector ran)."""
         return {"frame_index": self.frame_index, "frame_size": list(self.frame_size), "classes": list(self.classes),
                 "faces": [f.to_dict(self.classes) for f in self.faces], "summary": self.summary.to_dict(),
-                "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
+                "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}, "detector_ran": self.detector_ran}
 
 
 def summarize(faces: Sequence[FaceResult], classes: Sequence[str]) -> CrowdSummary:
@@ -439,7 +443,7 @@ class CrowdAnalyzer:
         ms = (time.perf_counter() - t0) * 1e3
         classes = self.classes
         return CrowdResult(tuple(faces), summarize(faces, classes), classes, (rgb.shape[0], rgb.shape[1]), index,
-                           {"detect": detect_ms, "recognize": ms})
+                           {"detect": detect_ms, "recognize": ms}, looked)
 
     # -- streams ----------------------------------------------------------------------------
     def analyze_stream(self, source: Union[PathLike, int, Iterable[np.ndarray]], *, pipeline: bool = False,

@@ -67,7 +67,8 @@ def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: boo
     group summary at the top and a legend at the bottom (box colour per expression; the number after a
     label is the expression's probability, not the detector's score). In a tracked stream each label starts with
     its face's track id (``#12``), and a face the detector missed in this frame (coasted, ``detected`` False) has
-    a dashed box.
+    a dashed box; in a frame the detector skipped (``detect_every``; the result's ``detector_ran`` False) every box
+    is solid, so that boxes do not blink from frame to frame.
 
     Raises:
         BackendUnavailable: Pillow is not installed.
@@ -91,7 +92,7 @@ def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: boo
     for face in result.faces:
         colour = COLOURS.get(face.label, (255, 255, 255))
         x0, y0, x1, y1 = (v * scale for v in face.box)
-        if face.detected is False:
+        if face.detected is False and result.detector_ran:
             _dashed_rectangle(draw, (x0, y0, x1, y1), colour, max(1, scale), dash=max(2, 2 * scale))
         else:
             draw.rectangle([x0, y0, x1, y1], outline=colour, width=max(1, scale))

@@ -263,6 +263,7 @@ def test_crowd_cli_detects_every_nth_frame_with_detect_every(tmp_path) -> None: 
                            "--detect-every", "2", "--confirm", "1"]) == 0
     doc = json.loads(js.read_text())
     assert doc["tracking"]["detect_every"] == 2
+    assert [fr["detector_ran"] for fr in doc["frames"]] == [True, False, True, False, True]
     detected = [[f["detected"] for f in fr["faces"]] for fr in doc["frames"]]
     assert all(detected[0]) and all(detected[2]) and all(detected[4]) and detected[0]
     assert detected[1] and detected[3] and not any(detected[1] + detected[3])  # answered where expected between
