@@ -155,6 +155,22 @@ def _shrink(face: np.ndarray, side: int) -> np.ndarray:
     return np.clip(np.rint(resize(face.astype(np.float32)[None], (side, side), "box")[0]), 0, 255).astype(np.uint8)
 
 
+def _crowd_cli(tmp_path: Any, video: Any, flags: list, bad: list) -> dict:
+    """fsrfer-crowd on ``video`` with ``flags`` (its JSON), and each of the ``bad`` flag lists refused (status 2,
+    no video written)."""
+    import json
+
+    from fsrfer_edge import crowd_cli
+
+    js = tmp_path / "res.json"
+    assert crowd_cli.main([str(video), "--out", str(tmp_path / "out.avi"), "--json", str(js), "--min-face", "16"]
+                          + flags) == 0
+    for wrong in bad:
+        assert crowd_cli.main([str(video), "--out", str(tmp_path / "o2.avi")] + wrong) == 2
+    assert not (tmp_path / "o2.avi").exists()
+    return dict(json.loads(js.read_text()))
+
+
 def _scene_video(tmp_path: Any, frames: int) -> Any:
     """A still video of a small seeded scene of the public-domain astronaut face (4 faces of 20-36 px)."""
     from _video import write_video
@@ -251,25 +267,15 @@ def test_crowd_cli_tracks_a_video_by_default_and_not_with_no_track(tmp_path) -> 
 
 
 def test_crowd_cli_detects_every_nth_frame_with_detect_every(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import json
-
     pytest.importorskip("onnxruntime")
     pytest.importorskip("skimage")
-    from fsrfer_edge import crowd_cli
-
-    video = _scene_video(tmp_path, 5)
-    js = tmp_path / "res.json"
-    assert crowd_cli.main([str(video), "--out", str(tmp_path / "out.avi"), "--json", str(js), "--min-face", "16",
-                           "--detect-every", "2", "--confirm", "1"]) == 0
-    doc = json.loads(js.read_text())
+    doc = _crowd_cli(tmp_path, _scene_video(tmp_path, 5), ["--detect-every", "2", "--confirm", "1"],
+                     bad=[["--detect-every", "0"], ["--no-track", "--detect-every", "2"]])
     assert doc["tracking"]["detect_every"] == 2
     assert [fr["detector_ran"] for fr in doc["frames"]] == [True, False, True, False, True]
     detected = [[f["detected"] for f in fr["faces"]] for fr in doc["frames"]]
     assert all(detected[0]) and all(detected[2]) and all(detected[4]) and detected[0]
     assert detected[1] and detected[3] and not any(detected[1] + detected[3])  # answered where expected between
-    for bad in (["--detect-every", "0"], ["--no-track", "--detect-every", "2"]):
-        assert crowd_cli.main([str(video), "--out", str(tmp_path / "o2.avi")] + bad) == 2
-    assert not (tmp_path / "o2.avi").exists()
 
 
 def test_crowd_clips_script_keeps_drifting_faces_on_their_tracks(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -620,23 +626,13 @@ def test_the_defaults_coast_two_frames_and_confirm_after_two() -> None:
 
 
 def test_crowd_cli_coast_and_confirm_options(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import json
-
     pytest.importorskip("onnxruntime")
     pytest.importorskip("skimage")
-    from fsrfer_edge import crowd_cli
-
-    video = _scene_video(tmp_path, 2)
-    js = tmp_path / "res.json"
-    assert crowd_cli.main([str(video), "--out", str(tmp_path / "o.avi"), "--json", str(js), "--min-face", "16",
-                           "--coast", "0", "--confirm", "1", "--no-motion"]) == 0
-    doc = json.loads(js.read_text())
+    doc = _crowd_cli(tmp_path, _scene_video(tmp_path, 2), ["--coast", "0", "--confirm", "1", "--no-motion"],
+                     bad=[["--coast", "-1"], ["--coast", "9"], ["--confirm", "0"], ["--no-track", "--coast", "1"],
+                          ["--no-track", "--motion"]])
     assert doc["tracking"]["coast"] == 0 and doc["tracking"]["confirm"] == 1 and doc["frames"][0]["faces"]
     assert doc["tracking"]["motion"] is False
-    for bad in (["--coast", "-1"], ["--coast", "9"], ["--confirm", "0"], ["--no-track", "--coast", "1"],
-                ["--no-track", "--motion"]):
-        assert crowd_cli.main([str(video), "--out", str(tmp_path / "o2.avi")] + bad) == 2
-    assert not (tmp_path / "o2.avi").exists()
 
 
 def test_crowd_clips_switch_at_changes_the_faces_and_refuses_frames_outside_the_clip(tmp_path) -> None:  # type: ignore[no-untyped-def]
