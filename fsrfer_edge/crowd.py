@@ -470,14 +470,15 @@ class CrowdAnalyzer:
         both sessions want both cores, and the pipelined stream was slower than frame by frame
         (``speed`` in ``results/crowd/bench.json``).
 
-        With ``detect_every=N`` (tracked streams only) the detector looks at every N-th frame (the first, then
-        every N frames); in the frames between, each face the tracker follows is recognised where it expects the
-        face (:meth:`FaceTracker.coasting`: its last box moved on by its velocity), as DeepStream's detector
-        ``interval`` does: every face the last detector pass gave (found, or coasted) is recognised again, and a
-        track's ``coast`` and ``max_missed`` count detector passes. Detection is most of a frame's time on a CPU,
-        so frames come faster, at a cost in accuracy on moving crowds (docs/crowd.md, "Detecting every N-th
-        frame"). The count starts again at each call: a tracker carried from one call to the next sees a
-        detector pass at each call's first frame.
+        With ``detect_every=N`` (tracked streams only) the detector looks at the first two frames (so that the
+        tracker knows how each face moves), then at every N-th frame (frames 0, 1, 1 + N, 1 + 2N, ...); in the
+        frames between, each face the tracker follows is recognised where it expects the face
+        (:meth:`FaceTracker.coasting`: its last box moved on by its velocity), as DeepStream's detector ``interval``
+        does: every face the last detector pass gave (found, or coasted) is recognised again, and a track's
+        ``coast`` and ``max_missed`` count detector passes. Detection is most of a frame's time on a CPU, so frames
+        come faster, at a cost in accuracy on moving crowds (docs/crowd.md, "Detecting every N-th frame"). The
+        count starts again at each call: a tracker carried from one call to the next sees detector passes at each
+        call's first two frames.
 
         Args:
             source: a video file path, a camera index (int, OpenCV), or an iterable of RGB frames.
@@ -518,7 +519,7 @@ class CrowdAnalyzer:
             frames = itertools.islice(frames, int(max_frames))
         if not pipeline:
             for i, rgb in enumerate(frames):
-                dets, detect_ms = self._timed_detect(rgb) if i % detect_every == 0 else (None, 0.0)
+                dets, detect_ms = self._timed_detect(rgb) if _detects(i, detect_every) else (None, 0.0)
                 yield self._recognize(rgb, dets, i, detect_ms, tracker)
             return
         with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsrfer-detect") as pool:
@@ -526,7 +527,7 @@ class CrowdAnalyzer:
             if current is None:
                 return
             def submit(i: int, frame: np.ndarray) -> Optional[concurrent.futures.Future]:
-                return pool.submit(self._timed_detect, frame) if i % detect_every == 0 else None  # None: skipped
+                return pool.submit(self._timed_detect, frame) if _detects(i, detect_every) else None  # None: skipped
 
             pending = submit(0, current)
             for i in itertools.count():
@@ -573,6 +574,12 @@ class CrowdAnalyzer:
 
     def __repr__(self) -> str:
         return f"CrowdAnalyzer(recognizer={self.recognizer!r}, detector={self.detector!r}, margin={self.margin})"
+
+
+def _detects(index: int, every: int) -> bool:
+    """Whether ``analyze_stream(detect_every=every)`` runs the detector on frame ``index`` of a call: the first two
+    frames (each face's velocity), then every ``every``-th."""
+    return every == 1 or index < 2 or (index - 1) % every == 0
 
 
 def _is_video(source: Any) -> bool:

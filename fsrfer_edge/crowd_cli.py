@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Collection, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -62,13 +62,15 @@ def count_faces(n: int) -> str:
     return f"{n} face" if n == 1 else f"{n} faces"
 
 
-def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: bool = True) -> np.ndarray:
+def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: bool = True,
+             coasted: Optional[Collection[int]] = None) -> np.ndarray:
     """The frame (enlarged ``scale`` times, nearest neighbour) with a box and label per face, a one-line
     group summary at the top and a legend at the bottom (box colour per expression; the number after a
     label is the expression's probability, not the detector's score). In a tracked stream each label starts with
     its face's track id (``#12``), and a face the detector missed in this frame (coasted, ``detected`` False) has
-    a dashed box; in a frame the detector skipped (``detect_every``; the result's ``detector_ran`` False) every box
-    is solid, so that boxes do not blink from frame to frame.
+    a dashed box. In a frame the detector skipped (``detect_every``; the result's ``detector_ran`` False) a face is
+    drawn as in the last frame it ran on, so that boxes do not blink from frame to frame: dashed if its track is in
+    ``coasted`` (the tracks coasted there), else solid.
 
     Raises:
         BackendUnavailable: Pillow is not installed.
@@ -92,7 +94,7 @@ def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: boo
     for face in result.faces:
         colour = COLOURS.get(face.label, (255, 255, 255))
         x0, y0, x1, y1 = (v * scale for v in face.box)
-        if face.detected is False and result.detector_ran:
+        if (face.detected is False) if result.detector_ran else face.track_id in (coasted or ()):
             _dashed_rectangle(draw, (x0, y0, x1, y1), colour, max(1, scale), dash=max(2, 2 * scale))
         else:
             draw.rectangle([x0, y0, x1, y1], outline=colour, width=max(1, scale))
@@ -284,8 +286,11 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
         totals: dict[str, int] = {c: 0 for c in analyzer.classes}
         tracks = TrackLog(analyzer.classes)
         try:
+            coasted: set[int] = set()  # the tracks coasted in the last frame the detector ran on
             for frame, result in _with_frames(analyzer, video, max_frames, track, detect_every):
-                writer.write(annotate(frame, result, scale, labels))
+                if result.detector_ran:
+                    coasted = {f.track_id for f in result.faces if not f.detected and f.track_id is not None}
+                writer.write(annotate(frame, result, scale, labels, coasted))
                 frames.append(result.to_dict())
                 tracks.add(result)
                 for c, n in result.summary.counts.items():

@@ -164,6 +164,7 @@ class _Track:
     den: float
     missed: int = 0  # frames the detector looked at since the track was last found (skipped frames not counted)
     since: int = 0  # frames since the track was last found, skipped ones counted (without skipping: ``missed``)
+    shown: bool = True  # whether the last frame the detector looked at gave it a box (found, or coasted)
     hits: int = 0
     velocity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(2))  # px a frame, (dx, dy)
     best_score: Optional[float] = None  # the best detection score given to update() (None: none was given)
@@ -236,8 +237,7 @@ class FaceTracker:
         self._decay = _decay(self.half_life)
         self._tracks: list[_Track] = []
         self._next_id = 0
-        self._frames = 0  # frames given to update() since the tracker was made or reset
-        self._looked = 0  # ... of them, the frames the detector looked at (not skipped: detect_every)
+        self._looked = 0  # frames the detector looked at (not skipped: detect_every) since made or reset
 
     @property
     def n_tracks(self) -> int:
@@ -247,7 +247,7 @@ class FaceTracker:
     def reset(self) -> None:
         """Forget every track (a new stream); track ids go on counting."""
         self._tracks = []
-        self._frames = self._looked = 0
+        self._looked = 0
 
     def coasting(self, boxes: Any, looked: bool = True, weak: Any = None) -> np.ndarray:
         """The faces to recognise in this frame although the detector did not find them: call before
@@ -268,6 +268,7 @@ class FaceTracker:
             :meth:`update` after the detected faces, with ``detected`` False.
         """
         b = self._boxes(boxes)
+        _check_looked(looked)
         if (looked and not self.coast) or not self._tracks:
             return np.zeros((0, 4))
         taken = set(self._match(b, weak=self._weak_mask(weak, len(b))).values())
@@ -310,7 +311,7 @@ class FaceTracker:
         in a frame it skipped, as in the last frame it looked at (found there, or coasted there)."""
         if looked:
             return tr.hits >= self.coast_after and tr.missed < self.coast
-        return tr.missed == 0 or (tr.hits >= self.coast_after and tr.missed <= self.coast)
+        return tr.shown
 
     def _expected(self, tr: _Track) -> np.ndarray:
         """Where the track's face is looked for in the coming frame: its last box, moved on by its velocity over
@@ -353,8 +354,7 @@ class FaceTracker:
         if len(found) != len(b):
             raise InputError(f"detected has {len(found)} entries; expected one per box ({len(b)})")
         score = None if scores is None else self._scores(scores, len(b))
-        if not isinstance(looked, (bool, np.bool_)):
-            raise InputError(f"looked={looked!r}; expected True, or False for a frame the detector skipped")
+        _check_looked(looked)
         if not looked and found.any():
             raise InputError("a box is marked detected in a frame the detector skipped (looked=False); expected only "
                              "coasting()'s boxes there, with detected False")
@@ -386,7 +386,8 @@ class FaceTracker:
             tr.den *= self._decay
         ids = np.empty(len(b), dtype=np.int64)
         out = np.empty(p.shape, dtype=np.float32)
-        seen: set[int] = set()
+        seen: set[int] = set()  # the tracks found in this frame
+        boxed: set[int] = set()  # ... and those coasted in it
         terms = _terms(p, self.aggregate)
         for i in range(len(b)):
             j = pairs.get(i)
@@ -399,6 +400,7 @@ class FaceTracker:
             tr.num = tr.num + terms[i]
             tr.den += 1.0
             ids[i] = tr.id
+            boxed.add(id(tr))
             out[i] = _normalised(tr.num / tr.den, self.aggregate)
             if not found[i]:
                 continue  # recognised at its last box: the track stays missed, its box where it was found
@@ -412,11 +414,12 @@ class FaceTracker:
             tr.hits += 1
             seen.add(id(tr))
         for tr in self._tracks:
+            if looked:  # the frames the detector skips until its next look show what this one showed
+                tr.shown = id(tr) in boxed
             if id(tr) not in seen:
                 tr.missed += int(looked)
                 tr.since += 1
         self._tracks = [tr for tr in self._tracks if tr.missed <= self.max_missed]
-        self._frames += 1
         self._looked += int(looked)
         return ids, out
 
@@ -524,16 +527,17 @@ class FaceTracker:
             cb = (b[:, :2] + b[:, 2:]) / 2
             ct = (t[:, :2] + t[:, 2:]) / 2
             dist = np.linalg.norm(cb[:, None, :] - ct[None, :, :], axis=2) / np.maximum(side_b[:, None], side_t[None, :])
-            # a track with no velocity to move it on (found once, or no motion) is sought at its last box: over frames
-            # the detector skipped (detect_every) its face went on moving, so the distance is taken per frame
-            skipped = np.array([tr.since - tr.missed if (not self.motion or tr.hits <= 1) else 0 for tr in tracks])
-            dist = dist / (1.0 + skipped[None, :])
             ratio = side_b[:, None] / side_t[None, :]
             dist = np.where((ratio >= 0.5) & (ratio <= 2.0), dist, np.inf)
+            # a track with no velocity to move it on (found once, or no motion) is sought at its last box: over frames
+            # the detector skipped (detect_every) its face went on moving, so the distance allowed is per frame; the
+            # nearest pairs still go first, so such a track does not take a face nearer another track's box
+            frames = 1.0 + np.array([tr.since - tr.missed if (not self.motion or tr.hits <= 1) else 0 for tr in tracks])
+            allowed = dist <= self.max_shift * frames[None, :]
             for i, j in zip(*np.unravel_index(np.argsort(dist, axis=None, kind="stable"), dist.shape)):
-                if dist[i, j] > self.max_shift:
+                if dist[i, j] > self.max_shift * frames.max():
                     break
-                if i not in pairs and j not in taken:
+                if allowed[i, j] and i not in pairs and j not in taken:
                     pairs[int(i)] = int(j)
                     taken.add(int(j))
         return pairs
@@ -547,6 +551,11 @@ class FaceTracker:
 
 def _centre(box: np.ndarray) -> np.ndarray:
     return (box[:2] + box[2:]) / 2
+
+
+def _check_looked(looked: Any) -> None:
+    if not isinstance(looked, (bool, np.bool_)):
+        raise InputError(f"looked={looked!r}; expected True, or False for a frame the detector skipped")
 
 
 def _number(name: str, value: Any, what: str) -> float:

@@ -621,11 +621,14 @@ def test_tracked_faces_are_drawn_with_their_track_ids_and_coasted_ones_dashed(re
     assert crowd_cli.face_caption(tracked).startswith(f"#12 {face.label} ")
     colour = np.array(crowd_cli.COLOURS[face.label])
 
-    def left_edge(f: FaceResult, ran: bool = True) -> np.ndarray:  # the box's left side, below the label, pixel by pixel
-        drawn = crowd_cli.annotate(frame, dataclasses.replace(result, faces=(f,), detector_ran=ran), labels=False)
+    def left_edge(f: FaceResult, ran: bool = True, lost: tuple = ()) -> np.ndarray:  # pixel by pixel, below the label
+        drawn = crowd_cli.annotate(frame, dataclasses.replace(result, faces=(f,), detector_ran=ran), labels=False,
+                                   coasted=lost)
         return (drawn[40:85, 20] == colour).all(axis=1)
 
     assert left_edge(tracked).all()  # found by the detector: a solid box
     coasted = left_edge(dataclasses.replace(tracked, detected=False))
     assert coasted.any() and not coasted.all()  # missed and coasted: dashes with gaps
-    assert left_edge(dataclasses.replace(tracked, detected=False), ran=False).all()  # a skipped frame: solid
+    # a frame the detector skipped: as in the last frame it ran on
+    assert left_edge(dataclasses.replace(tracked, detected=False), ran=False).all()  # found there: solid
+    assert (left_edge(dataclasses.replace(tracked, detected=False), ran=False, lost=(12,)) == coasted).all()
