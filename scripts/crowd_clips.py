@@ -113,6 +113,16 @@ def add_clip_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=0)
 
 
+def add_run_arguments(ap: argparse.ArgumentParser) -> None:
+    """The runs every clip script can add beside its own, each with the tracker's defaults (motion): weak detections
+    and detecting every N-th frame."""
+    ap.add_argument("--weak", type=float, default=None, metavar="SCORE", help="one more run, where detections "
+                    "scoring from SCORE up to the detector's threshold continue followed faces "
+                    "(CrowdAnalyzer(weak_score=SCORE); default: none)")
+    ap.add_argument("--detect-every", default="", help="comma-separated N, one more run each, where the detector "
+                    "runs on every N-th frame (analyze_stream(detect_every=N); default: none)")
+
+
 def clip_inputs(args: argparse.Namespace) -> tuple[int, int, Any, list[int]]:
     """(height, width, face pool, one seed per clip) from :func:`add_clip_arguments`' options: FER test faces with
     FER+ labels from ``--data``, or the public-domain astronaut face without it."""
@@ -137,12 +147,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     "(FaceTracker(coast=2, coast_after=2, confirm=2, motion=True))")
     ap.add_argument("--motion-coast", default="", help="comma-separated coast values, one run each with motion, "
                     "confirmed after 2 (FaceTracker(coast=K, coast_after=2, confirm=2, motion=True); default: none)")
-    ap.add_argument("--weak", type=float, default=None, metavar="SCORE", help="one more run: the tracker's defaults "
-                    "with motion, where detections scoring from SCORE up to the detector's threshold continue followed "
-                    "faces (CrowdAnalyzer(weak_score=SCORE); default: none)")
-    ap.add_argument("--detect-every", default="", help="comma-separated N, one run each with the tracker's defaults "
-                    "(motion), where the detector runs on every N-th frame (analyze_stream(detect_every=N); default: "
-                    "none)")
+    add_run_arguments(ap)
     ap.add_argument("--switch-at", type=int, default=None, metavar="FRAME",
                     help=f"replace every face by a face of another expression from this frame (1-{FRAMES}) on, and "
                          "record the accuracy at every frame (default: no change)")

@@ -35,7 +35,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
-from crowd_clips import JPEG_QUALITY, NOISE, ROWS, add_clip_arguments, camera_frame, clip_inputs  # noqa: E402
+from crowd_clips import (JPEG_QUALITY, NOISE, ROWS, add_clip_arguments, add_run_arguments, camera_frame,  # noqa: E402
+                         clip_inputs)
 from temporal_views import shift_bilinear  # noqa: E402
 
 FRAMES = 12
@@ -99,11 +100,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     f"frame (default {SPEED[0]},{SPEED[1]})")
     ap.add_argument("--coast", default="", help="comma-separated coast values, one more run with motion each "
                     "(FaceTracker(coast=K, confirm=2, motion=True); default: none)")
-    ap.add_argument("--weak", type=float, default=None, metavar="SCORE", help="one more run with motion, where "
-                    "detections scoring from SCORE up to the detector's threshold continue followed faces "
-                    "(CrowdAnalyzer(weak_score=SCORE); default: none)")
-    ap.add_argument("--detect-every", default="", help="comma-separated N, one more run with motion each, where the "
-                    "detector runs on every N-th frame (analyze_stream(detect_every=N); default: none)")
+    add_run_arguments(ap)
     ap.add_argument("--out", required=True, help="result JSON")
     args = ap.parse_args(argv)
     try:
