@@ -264,8 +264,8 @@ class FaceTracker:
             at least ``coast_after`` frames, none of
             ``boxes`` continues or overlaps (a detection there is that face, or another: one place, one face), and
             missed in at most ``coast`` frames the detector looked at since (K = 0 with ``coast=0``); with
-            ``looked=False`` also the tracks found in the last frame the detector looked at. Give them to
-            :meth:`update` after the detected faces, with ``detected`` False.
+            ``looked=False``, those of the tracks the last frame the detector looked at gave a box (found there, or
+            coasted there). Give them to :meth:`update` after the detected faces, with ``detected`` False.
         """
         b = self._boxes(boxes)
         _check_looked(looked)
