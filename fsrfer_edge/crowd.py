@@ -487,7 +487,8 @@ class CrowdAnalyzer:
             track: True (or a :class:`~fsrfer_edge.tracking.FaceTracker`) follows faces and averages their
                 answers over frames (see above); False: every frame alone; None: :data:`DEFAULT_TRACK` for a video
                 file or camera, off for another iterable. NumPy bools are taken as bools.
-            detect_every: run the detector on every this many frames (>= 1; more than 1 needs tracking).
+            detect_every: run the detector on the first two frames, then on every this many frames (>= 1: 1, the
+                default, every frame; more than 1 needs tracking).
 
         Yields:
             One :class:`CrowdResult` per frame, ``frame_index`` counting from 0. A video file that ends far
