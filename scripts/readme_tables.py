@@ -974,7 +974,8 @@ def crowd_motion_seeds_table(_: dict[str, Any]) -> str:
 
 
 #: Detecting every N-th frame: walking clips of 12 and of 36 frames (scripts/crowd_walk.py), drifting clips of 8.
-EVERY = ("results/crowd/walk_every.json", "results/crowd/walk_every_long.json", "results/crowd/clips_every.json")
+EVERY = ("results/crowd/walk_every.json", "results/crowd/walk_every_long.json", "results/crowd/walk_every_long2.json",
+         "results/crowd/clips_every.json")
 
 
 def crowd_every_table(_: dict[str, Any]) -> str:
@@ -986,7 +987,7 @@ def crowd_every_table(_: dict[str, Any]) -> str:
     for path in EVERY:
         doc = json.loads((REPO / path).read_text())
         walking = "pace_face_sides_per_frame" in doc  # crowd_walk.py's files; crowd_clips.py's keep rows as bins
-        kind = f"{'walking' if walking else 'drifting'}, {doc['frames']} frames"
+        kind = f"{'walking' if walking else 'drifting'}, {doc['frames']} frames, seed {doc['seed']}"
         sources.append(f"`{path}` (`{doc['command']}`: {doc['clips']} {kind.split(',')[0]} clips per row of "
                        f"{doc['frames']} frames, seed {doc['seed']}; "
                        + doc["ms_per_frame_note"].split("machine: ")[-1] + ")")
