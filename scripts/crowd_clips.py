@@ -123,6 +123,24 @@ def add_run_arguments(ap: argparse.ArgumentParser) -> None:
                     "runs on every N-th frame (analyze_stream(detect_every=N); default: none)")
 
 
+def detect_every_values(ap: argparse.ArgumentParser, text: str) -> list[int]:
+    """``--detect-every``'s comma-separated N, each from 2 to 30; else ``ap.error``."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = [0]
+    if any(not 2 <= k <= 30 for k in values):
+        ap.error(f"--detect-every {text!r}: expected comma-separated integers from 2 to 30 (frames)")
+    return values
+
+
+def timing_note(load_at_start: float) -> str:
+    """How ``ms_per_frame`` was measured, for a result file: the machine's cores and load average."""
+    return ("detection and recognition time per frame (CrowdResult.timings_ms), one process, the runs taking turns "
+            f"clip by clip; machine: {os.cpu_count()} cores, load average {load_at_start} at the start and "
+            f"{round(os.getloadavg()[0], 2)} at the end")
+
+
 def clip_inputs(args: argparse.Namespace) -> tuple[int, int, Any, list[int]]:
     """(height, width, face pool, one seed per clip) from :func:`add_clip_arguments`' options: FER test faces with
     FER+ labels from ``--data``, or the public-domain astronaut face without it."""
@@ -157,7 +175,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not 2 <= args.switch_at <= FRAMES:
             ap.error(f"--switch-at {args.switch_at}: expected a frame from 2 to {FRAMES}")
         args.switch_at -= 1  # counted from 0 below
-    for name in ("coast_after", "confirm", "coast_confirm", "motion_coast", "detect_every"):
+    args.detect_every = detect_every_values(ap, args.detect_every)
+    for name in ("coast_after", "confirm", "coast_confirm", "motion_coast"):
         text = getattr(args, name)
         try:
             values = [int(v) for v in text.split(",") if v.strip()]
@@ -196,10 +215,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         runs_of[weak_run] = lambda: FaceTracker(coast=2, coast_after=2, confirm=2, motion=True)
     every: dict[str, int] = {}  # run -> detect_every, where not 1
     for k in args.detect_every:
-        if k > 1:
-            every[f"tracked, coast 2, confirm 2, motion, detect every {k}"] = k
-            runs_of[f"tracked, coast 2, confirm 2, motion, detect every {k}"] = \
-                lambda: FaceTracker(coast=2, coast_after=2, confirm=2, motion=True)
+        every[f"tracked, coast 2, confirm 2, motion, detect every {k}"] = k
+        runs_of[f"tracked, coast 2, confirm 2, motion, detect every {k}"] = \
+            lambda: FaceTracker(coast=2, coast_after=2, confirm=2, motion=True)
     load = round(os.getloadavg()[0], 2)
     ms_per_frame: dict[str, dict[str, float]] = {}
     out: dict[str, Any] = {}
@@ -295,10 +313,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                  **({weak_run: "FaceTracker(coast=2, coast_after=2, confirm=2, motion=True) with "
                                f"CrowdAnalyzer(weak_score={args.weak:g})"} if weak_run else {})},
         "rows": out, "false_faces_per_frame": false_faces,
-        **({"ms_per_frame": ms_per_frame, "ms_per_frame_note": "detection and recognition time per frame "
-            "(CrowdResult.timings_ms), one process, the runs taking turns clip by clip; machine: "
-            f"{os.cpu_count()} cores, load average {load} at the start and {round(os.getloadavg()[0], 2)} at the end"}
-           if every else {}),
+        **({"ms_per_frame": ms_per_frame, "ms_per_frame_note": timing_note(load)} if every else {}),
         **({"accuracy_by_frame": accuracy_by_frame} if args.switch_at is not None else {}),
         **({"switch_at_frame": args.switch_at + 1} if args.switch_at is not None else {})})
     print(f"wrote {args.out}")

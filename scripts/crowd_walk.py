@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 from crowd_clips import (JPEG_QUALITY, NOISE, ROWS, add_clip_arguments, add_run_arguments, camera_frame,  # noqa: E402
-                         clip_inputs)
+                         clip_inputs, detect_every_values, timing_note)
 from temporal_views import shift_bilinear  # noqa: E402
 
 FRAMES = 12
@@ -115,12 +115,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.coast = [-1]
     if any(not 0 <= k <= 5 for k in args.coast):
         ap.error("--coast: expected comma-separated integers from 0 to 5 (frames; a track ends after 5 unseen)")
-    try:
-        args.detect_every = [int(v) for v in args.detect_every.split(",") if v.strip()]
-    except ValueError:
-        args.detect_every = [0]
-    if any(not 2 <= k <= 30 for k in args.detect_every):
-        ap.error("--detect-every: expected comma-separated integers from 2 to 30 (frames)")
+    args.detect_every = detect_every_values(ap, args.detect_every)
     if args.weak is not None and not 0 <= args.weak < 1:
         ap.error(f"--weak {args.weak}: expected a score in [0, 1), under the detector's threshold")
     if args.frames < 2 or args.clips < 1 or args.faces < 1:
@@ -151,7 +146,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         runs[weak_run] += f" with CrowdAnalyzer(weak_score={args.weak:g})"
     for name, k in every.items():
         runs[name] += f" with analyze_stream(detect_every={k})"
-    load = [round(os.getloadavg()[0], 2)]
+    load = round(os.getloadavg()[0], 2)
     rows: dict[str, Any] = {}
     with CrowdAnalyzer() as analyzer, (CrowdAnalyzer(analyzer.recognizer, weak_score=args.weak) if weak_run
                                        else contextlib.nullcontext()) as weak_analyzer:
@@ -229,9 +224,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 "throughout; crossing: faces whose box overlaps another face's in some frame; false faces: reported "
                 "faces overlapping no face",
         "runs": runs, "rows": rows,
-        **({"ms_per_frame_note": "detection and recognition time per frame (CrowdResult.timings_ms), one process, the "
-            "runs taking turns clip by clip; machine: " + f"{os.cpu_count()} cores, load average {load[0]} at the start "
-            f"and {round(os.getloadavg()[0], 2)} at the end"} if every else {})})
+        **({"ms_per_frame_note": timing_note(load)} if every else {})})
     print(f"wrote {args.out}")
     return 0
 

@@ -1016,7 +1016,8 @@ def crowd_every_table(_: dict[str, Any]) -> str:
             "frame, one seed per file, from " + "; ".join(sources) + ". Walking clips are scored over the faces at "
             "least half visible from their second frame on, drifting clips over every face at frames 2-8; accuracy in "
             "%, a face not reported counted wrong (change from every frame in points); ms per frame: detection and "
-            "recognition (one process, the runs taking turns clip by clip), and the speed-up over every frame:\n\n"
+            "recognition (one process, the same ONNX Runtime sessions for every run, never two at once, the runs taking "
+            "turns clip by clip), and the speed-up over every frame:\n\n"
             + "\n".join(lines) + "\n")
 
 
