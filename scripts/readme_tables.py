@@ -279,6 +279,21 @@ def app_inputs_table(doc: dict[str, Any]) -> str:
             + "\n".join(table(doc["non_square"], "crop given to `Recognizer`")) + "\n")
 
 
+def deepstream_inputs_table(doc: dict[str, Any]) -> str:
+    """scripts/deepstream_inputs.py: accuracy per factor of faces as nvinfer would scale them, beside the SDK's path."""
+    lines = [f"FER+ {doc['split']} ({doc['n']} faces), accuracy in %, from `{doc['source']}` (`{doc['command']}`; the "
+             f"shipped model, sha256 {doc['model']['sha256'][:12]}, OpenCV {doc['opencv']}'s resizers standing in for "
+             "NVIDIA's); each face shrunk with area averaging, then given to `Recognizer` as a small crop (`sdk`) or "
+             f"scaled to 48x48 and normalised as the generated config says (padding grey level {doc['pad_value']}):"]
+    for box in sorted(doc["rows"], key=lambda b: b != "square box"):
+        rows = dict(sorted(doc["rows"][box].items(), key=lambda kv: (kv[0] != "sdk", kv[0])))
+        factors = list(next(iter(rows.values())))
+        lines += ["", f"{box[0].upper()}{box[1:]}:", "",
+                  "| face given as | " + " | ".join(f"x{f}" for f in factors) + " |", "|---|" + "---:|" * len(factors)]
+        lines += [f"| {name} | " + " | ".join(f"{acc[f]:.2f}" for f in factors) + " |" for name, acc in rows.items()]
+    return "\n".join(lines) + "\n"
+
+
 def contrast_floor_table(doc: dict[str, Any]) -> str:
     """scripts/contrast_floor.py: accuracy per lighting and factor without and with the val rule's pick."""
     pick = doc["pick"]
@@ -1585,6 +1600,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "app_inputs_test": ("results/ferplus/app_inputs_test.json", app_inputs_table, "docs/experiments.md"),
     "app_inputs_bilinear_v1": ("results/ferplus/app_inputs_bilinear_v1_val.json", app_inputs_table,
                                "docs/experiments.md"),
+    "deepstream_inputs": ("results/ferplus/deepstream_inputs_val.json", deepstream_inputs_table, "docs/deepstream.md"),
     "contrast_floor": (CONTRAST_FLOOR["contrast", "val"], contrast_floor_table, "README.md"),
     "contrast_floor_test": (CONTRAST_FLOOR["contrast", "test"], contrast_floor_table, "docs/experiments.md"),
     "brightness_floor": (CONTRAST_FLOOR["brightness", "val"], contrast_floor_table, "docs/experiments.md"),

@@ -27,7 +27,7 @@ import numpy as np
 from .. import engine_cache
 from ..errors import (BackendUnavailable, CliParser, ConfigError, DataError, FsrferError, ModelError, cli_main,
                       one_line, sigterm_interrupts)
-from ..fileio import check_output_path, write_json
+from ..fileio import check_output_path, same_file, write_json
 from ..preprocessing import FACTORS
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ class ExportOptions:
     triton_instances: int = 1
     triton_max_queue_delay_us: int = 2000
     triton_threads: Optional[int] = None
+    deepstream: Optional[Path] = None
+    deepstream_batch: int = 64
 
     @property
     def model_name(self) -> str:
@@ -103,6 +105,19 @@ def _validate(opts: ExportOptions) -> None:
     _check_folder(opts.out_dir, "--out-dir")
     if opts.triton_repo is not None:
         _check_folder(opts.triton_repo, "--triton-repo")
+    if opts.deepstream is not None:
+        _check_folder(opts.deepstream, "--deepstream")
+        if not 1 <= opts.deepstream_batch <= 1024:
+            raise ConfigError(f"--deepstream-batch {opts.deepstream_batch}; expected 1..1024 (nvinfer's batch-size)")
+        if opts.uint8_input:
+            raise ConfigError("--deepstream with --uint8-input: nvinfer feeds the network normalised float32 faces; "
+                              "drop --uint8-input")
+        target = opts.deepstream / f"{opts.name or 'fsrfer'}.onnx"
+        if target.exists() and same_file(target, opts.source):
+            raise ConfigError(f"--deepstream {opts.deepstream} would replace {opts.source} with its DeepStream copy; "
+                              "expected another folder or --name")
+    elif opts.deepstream_batch != 64:
+        raise ConfigError(f"--deepstream-batch {opts.deepstream_batch} sets the batch of --deepstream DIR; pass it too")
     if opts.timing_cache is not None:
         if opts.timing_cache.is_dir():  # the build would be thrown away when the cache cannot be saved
             raise ConfigError(f"--timing-cache {opts.timing_cache} is a folder; expected a file, e.g. "
@@ -112,14 +127,15 @@ def _validate(opts: ExportOptions) -> None:
         extra = [f for f, on in (("--fp16", opts.fp16), ("--int8", opts.int8), ("--uint8-input", opts.uint8_input),
                                  ("--flip", opts.flip),
                                  ("--eval-data", opts.eval_data is not None)) if on]
-        if not (opts.engine or opts.triton_repo) or extra:
+        if not (opts.engine or opts.triton_repo or opts.deepstream) or extra:
             raise ConfigError(
-                f"given an .onnx file ({opts.source.name}) fsrfer-export only builds an engine and/or a Triton "
-                "repository: pass --engine and/or --triton-repo DIR"
+                f"given an .onnx file ({opts.source.name}) fsrfer-export only builds an engine, a Triton "
+                "repository and/or a DeepStream classifier: pass --engine, --triton-repo DIR and/or --deepstream DIR"
                 + (f" and drop {' '.join(extra)} (make variants from the checkpoint)" if extra else ""))
-        if opts.name and opts.triton_repo is None:
-            raise ConfigError(f"--name {opts.name} names the models of --triton-repo DIR; the engine built from "
-                              f"{opts.source.name} is named after that file: drop --name, or pass --triton-repo DIR")
+        if opts.name and opts.triton_repo is None and opts.deepstream is None:
+            raise ConfigError(f"--name {opts.name} names the models of --triton-repo DIR and --deepstream DIR; the "
+                              f"engine built from {opts.source.name} is named after that file: drop --name, or pass "
+                              "--triton-repo DIR or --deepstream DIR")
     else:
         low, high = opset_range()
         low = max(low, INT8_MIN_OPSET) if opts.int8 else low
@@ -466,7 +482,21 @@ def run(opts: ExportOptions) -> dict[str, Any]:
             report = {"engine": {"file": engine.name, "from": src.name}}
     if opts.triton_repo is not None:
         report = _write_triton_repo(opts, opts.triton_repo, report or {})
+    if opts.deepstream is not None:
+        report = _write_deepstream(opts, opts.deepstream, report or {})
     return report or {}
+
+
+def _write_deepstream(opts: ExportOptions, folder: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """DeepStream nvinfer classifier folder from this run's FP32 ONNX file (or the .onnx given)."""
+    from .deepstream import write_deepstream
+
+    onnx_path = opts.out_dir / str(report["files"]["fp32"]["file"]) if "files" in report else opts.source
+    config = write_deepstream(folder, onnx_path, opts.name or "fsrfer", batch_size=opts.deepstream_batch)
+    report["deepstream"] = str(config)
+    if "report" in report:
+        write_report(Path(report["report"]), report)
+    return report
 
 
 def _write_triton_repo(opts: ExportOptions, repo: Path, report: dict[str, Any]) -> dict[str, Any]:
@@ -573,6 +603,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--triton-threads", type=int, metavar="N",
                    help="ONNX Runtime threads of each ONNX model instance (intra_op_thread_count; default: the "
                         "backend's, all cores). On a CPU, instances x threads <= cores")
+    d = p.add_argument_group("DeepStream")
+    d.add_argument("--deepstream", type=Path, metavar="DIR",
+                   help="also write a Gst-nvinfer secondary classifier: DIR/<name>.onnx (the FP32 graph with a "
+                        "softmax), DIR/<name>_labels.txt and DIR/config_infer_<name>.txt; <name> is --name or "
+                        "'fsrfer' (docs/deepstream.md)")
+    d.add_argument("--deepstream-batch", type=int, default=64, metavar="N",
+                   help="faces per engine run, nvinfer's batch-size (default 64)")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     return p
 
@@ -606,6 +643,8 @@ def _summary(report: dict[str, Any]) -> str:
         lines.append(f"engine {report['engine']['file']} (from {report['engine']['from']})")
     if "triton_repo" in report:
         lines.append(f"Triton model repository {report['triton_repo']}")
+    if "deepstream" in report:
+        lines.append(f"DeepStream classifier {report['deepstream']}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,235 @@
+"""The fused model as a DeepStream Gst-nvinfer secondary classifier (an SGIE on a face detector's objects).
+
+:func:`write_deepstream` writes a folder that ``nvinfer`` loads as it is:
+
+- ``NAME.onnx``: the fused graph with a Softmax after its logits (output ``probs``). nvinfer's own classifier
+  parser reads every output layer as class probabilities and keeps the largest above ``classifier-threshold``;
+  it applies no softmax itself.
+- ``NAME_labels.txt``: the class names on one line, separated by ``;`` (one line per output layer).
+- ``config_infer_NAME.txt``: the ``[property]`` group, with the model's normalisation written as nvinfer's
+  ``net-scale-factor`` and ``offsets`` (``y = net-scale-factor * (x - offsets)`` on 0-255 pixels).
+
+The SDK's own preprocessing does not run inside DeepStream: nvinfer crops and scales each face itself, so
+a face is neither squared by repeating its edges, nor raised to the contrast floor, nor freed of an app's
+enlarging. ``scripts/deepstream_inputs.py`` measures what that costs; docs/deepstream.md says which settings
+it chose and why. onnx is imported lazily.
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from ..errors import ConfigError, ModelError
+from ..fileio import atomic_write_bytes, sha256_file
+from ..metadata import METADATA_KEY, ModelInfo
+from ..preprocessing import Preprocessing
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+#: The output nvinfer reads: class probabilities.
+PROBS = "probs"
+#: Metadata key of a DeepStream file (it replaces the fsrfer metadata: ``Recognizer`` must not load a graph whose
+#: output is already probabilities).
+DEEPSTREAM_KEY = "fsrfer.deepstream"
+
+
+def normalisation(pre: Preprocessing) -> tuple[float, float]:
+    """nvinfer's ``(net-scale-factor, offset)`` for ``pre``: ``scale * (x - offset) == (x / 255 - mean) / std``."""
+    return 1.0 / (255.0 * float(pre.std)), 255.0 * float(pre.mean)
+
+
+def with_probabilities(model: "onnx.ModelProto", info: ModelInfo) -> "onnx.ModelProto":
+    """A copy of the fused graph whose one output is ``probs``, the softmax of its logits over the classes.
+
+    Raises:
+        ModelError: the graph does not have the input and output its metadata names, or takes uint8 pixels
+            (nvinfer feeds the network normalised floats).
+    """
+    import onnx
+    from onnx import helper
+
+    if info.input_dtype != "float32":
+        raise ModelError(f"the model takes {info.input_dtype} pixels; nvinfer feeds a network normalised float32 "
+                         "faces: export the model without --uint8-input")
+    graph = model.graph
+    inputs = [i.name for i in graph.input]
+    outputs = [o.name for o in graph.output]
+    if inputs != [info.input_name] or outputs != [info.output_name]:
+        raise ModelError(f"graph inputs {inputs} and outputs {outputs}; expected exactly {info.input_name!r} and "
+                         f"{info.output_name!r}, as its metadata says: export it again")
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    logits = onnx.ValueInfoProto()
+    logits.CopyFrom(out.graph.output[0])  # a copy: the graph's outputs are replaced below
+    out.graph.node.append(helper.make_node("Softmax", [info.output_name], [PROBS], axis=1, name="deepstream_softmax"))
+    del out.graph.output[:]
+    probs = out.graph.output.add()
+    probs.CopyFrom(logits)
+    probs.name = PROBS
+    props = {p.key: p.value for p in out.metadata_props if p.key != METADATA_KEY}
+    props[DEEPSTREAM_KEY] = ("a Gst-nvinfer classifier: output 'probs' is softmax('" + info.output_name + "') of the "
+                             "fsrfer model " + info.to_json())
+    del out.metadata_props[:]
+    for key in sorted(props):
+        entry = out.metadata_props.add()
+        entry.key, entry.value = key, props[key]
+    return out
+
+
+def labels_text(info: ModelInfo) -> str:
+    """nvinfer's labels file for a classifier: one line per output layer, its classes separated by ``;``."""
+    classes = info.preprocessing.classes
+    bad = [c for c in classes if not c or any(ch in c for ch in ";\n\r")]
+    if bad:
+        raise ConfigError(f"class names {bad} cannot be written to an nvinfer labels file (';' separates them)")
+    return ";".join(classes) + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_name(name: str) -> str:
+    """Refuse a file name stem nvinfer's config could not hold as it is."""
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "._-" for c in name) \
+            or name in (".", ".."):
+        raise ConfigError(f"name={name!r}; expected letters, digits, '.', '_' or '-'")
+    return name
+
+
+#: nvinfer's ``model-color-format`` per channel count (0 RGB, 1 BGR, 2 GRAY); fsrfer RGB models take RGB.
+COLOR_FORMAT = {1: 2, 3: 0}
+#: ``scaling-filter=2`` is NvBufSurfTransformInter_Algo1: bicubic on the GPU (5-tap on VIC). nvinfer's default is
+#: nearest; scripts/deepstream_inputs.py measures each (docs/deepstream.md).
+SCALING_FILTER = 2
+#: ``scaling-compute-hw=1``: scale on the GPU (bicubic), which also lifts DeepStream 7.1+'s 16x16 minimum object on
+#: Jetson (it applies with VIC scaling, the Jetson default).
+SCALING_COMPUTE_HW = 1
+#: Default ``batch-size``: faces classified in one engine run (a 640x480 crowd frame holds about 50).
+BATCH_SIZE = 64
+
+
+def engine_name(onnx_name: str, batch_size: int, gpu_id: int = 0, precision: str = "fp16") -> str:
+    """The file nvinfer serialises the engine it builds from ``onnx_name`` to (beside it), so a config that names it
+    as ``model-engine-file`` reuses it from the second run on."""
+    return f"{onnx_name}_b{batch_size}_gpu{gpu_id}_{precision}.engine"
+
+
+def config_text(info: ModelInfo, onnx_name: str, labels_name: str, *, batch_size: int = BATCH_SIZE,
+                gie_id: int = 2, operate_on_gie_id: int = 1, source: str = "") -> str:
+    """nvinfer's ``[property]`` group for the model as a secondary classifier of ``operate_on_gie_id``'s objects."""
+    pre = info.preprocessing
+    if pre.channels not in COLOR_FORMAT:
+        raise ModelError(f"the model takes {pre.channels} channels; nvinfer feeds 1 (GRAY) or 3 (RGB)")
+    for what, value, low in (("batch_size", batch_size, 1), ("gie_id", gie_id, 1),
+                             ("operate_on_gie_id", operate_on_gie_id, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 1024:
+            raise ConfigError(f"{what}={value!r}; expected an integer from {low} to 1024")
+    if gie_id == operate_on_gie_id:
+        raise ConfigError(f"gie_id={gie_id} is the detector's own id (operate_on_gie_id); expected another")
+    if info.precision == "int8" and info.int8_scheme != "s8s8":
+        raise ModelError(f"an INT8 file of scheme {info.int8_scheme or 'unknown'!r}; TensorRT takes the s8s8 file "
+                         "(NAME.int8-s8s8.onnx), or give the FP32 file")
+    int8 = info.precision == "int8"
+    scale, offset = normalisation(pre)
+    s = pre.input_size
+    engine = engine_name(onnx_name, batch_size, precision="int8" if int8 else "fp16")
+    shapes = f"{info.input_name}:{{}}x{pre.channels}x{s}x{s}"
+    precision = ([
+        "# INT8 (Q/DQ): nvinfer builds INT8 only with an int8-calib-file, so build the engine on the device first:",
+        f"#   trtexec --onnx={onnx_name} --int8 --fp16 --minShapes={shapes.format(1)} "
+        f"--optShapes={shapes.format(batch_size)} --maxShapes={shapes.format(batch_size)} --saveEngine={engine}",
+        "network-mode=1",
+    ] if int8 else [
+        "# FP16. For INT8 export the s8s8 file with --deepstream (docs/deepstream.md).",
+        "network-mode=2",
+    ])
+    return "\n".join([
+        f"# Gst-nvinfer secondary classifier: facial expressions of the faces detector gie-unique-id={operate_on_gie_id} "
+        "finds.",
+        f"# Written by fsrfer-export{f' from {source}' if source else ''}; docs/deepstream.md says why each value is "
+        "what it is.",
+        "# Faces nvinfer skips are never classified: DeepStream 6.0-6.2 skip every object under 16x16 pixels; 7.1 and",
+        "# later only with VIC scaling on Jetson (scaling-compute-hw below keeps it on the GPU). Check the log for",
+        "# 'Setting min object dimensions as 16x16'.",
+        "[property]",
+        "gpu-id=0",
+        f"gie-unique-id={gie_id}",
+        "process-mode=2",
+        "network-type=1",
+        f"operate-on-gie-id={operate_on_gie_id}",
+        "# operate-on-class-ids=0  (the detector's face class, when it finds other objects too)",
+        f"onnx-file={onnx_name}",
+        "# nvinfer builds this engine from onnx-file on the first run (minutes on a Jetson) and saves it under this",
+        "# name; change batch-size and the name's _b<N> together.",
+        f"model-engine-file={engine}",
+        f"batch-size={batch_size}",
+        *precision,
+        f"infer-dims={pre.channels};{s};{s}",
+        f"model-color-format={COLOR_FORMAT[pre.channels]}",
+        f"# y = net-scale-factor * (x - offsets) == (x / 255 - {float(pre.mean):g}) / {float(pre.std):g}",
+        f"net-scale-factor={scale!r}",
+        "offsets=" + ";".join([repr(offset)] * pre.channels),
+        "# Bicubic on the GPU; nvinfer's default (nearest) loses far more on small faces, bilinear a little.",
+        f"scaling-compute-hw={SCALING_COMPUTE_HW}",
+        f"scaling-filter={SCALING_FILTER}",
+        "# Stretched to the square: black padding (maintain-aspect-ratio=1) loses far more on small faces. Square",
+        "# boxes do best: nvinfer cannot square them by repeating edges as the SDK does.",
+        "maintain-aspect-ratio=0",
+        f"input-object-min-width={max(2, s // 8)}",
+        f"input-object-min-height={max(2, s // 8)}",
+        f"labelfile-path={labels_name}",
+        f"output-blob-names={PROBS}",
+        "classifier-threshold=0",
+        "classifier-type=expression",
+        "# A tracked face's expression changes while its box does not: classify it in every frame.",
+        "secondary-reinfer-interval=0",
+        "",
+    ])
+
+
+def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer", *, batch_size: int = BATCH_SIZE,
+                     gie_id: int = 2, operate_on_gie_id: int = 1) -> Path:
+    """Write ``NAME.onnx``, ``NAME_labels.txt`` and ``config_infer_NAME.txt`` into ``out_dir`` (created).
+
+    Each file is written whole or not at all, the config last, so a config never names files that are not there.
+    Files of the same names are replaced; other files in ``out_dir`` are left alone.
+
+    Returns:
+        The config file's path.
+
+    Raises:
+        ModelError: ``onnx_path`` is not an fsrfer ONNX file nvinfer can feed (see :func:`with_probabilities`).
+        ConfigError: an option out of range or a name that cannot be a file name.
+    """
+    from .onnx_export import load_onnx, read_model_info, save_onnx
+
+    check_name(name)
+    model = load_onnx(onnx_path)
+    info = read_model_info(model)
+    ds = with_probabilities(model, info)
+    onnx_name, labels_name = f"{name}.onnx", f"{name}_labels.txt"
+    text = config_text(info, onnx_name, labels_name, batch_size=batch_size, gie_id=gie_id,
+                       operate_on_gie_id=operate_on_gie_id, source=Path(onnx_path).name)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    before = sha256_file(out / onnx_name) if (out / onnx_name).is_file() else None
+    save_onnx(ds, out / onnx_name)
+    if before is not None and before != sha256_file(out / onnx_name):
+        # nvinfer reuses an engine whose batch and shapes fit, whichever model it was built from
+        for engine in sorted(out.glob(f"{glob.escape(onnx_name)}_b*_*.engine")):
+            engine.unlink()
+            log.warning("removed %s: nvinfer built it from the earlier %s, and would have run it instead of the new "
+                        "model", engine, onnx_name)
+    _write(out / labels_name, labels_text(info))
+    config = out / f"config_infer_{name}.txt"
+    _write(config, text)
+    log.info("wrote the DeepStream classifier %s (with %s, %s)", config, onnx_name, labels_name)
+    return config

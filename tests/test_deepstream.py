@@ -1,0 +1,153 @@
+"""The DeepStream folder: an nvinfer secondary-classifier config whose numbers reproduce the SDK's model input."""
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx", reason="onnx not installed (pip install -e '.[export]')")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e '.[cpu]')")
+pytest.importorskip("torch", reason="torch is needed to make the tiny test models")
+
+from _onnx_models import edit_metadata, make_tiny_onnx  # noqa: E402
+
+from fsrfer_edge.errors import ConfigError, ModelError  # noqa: E402
+from fsrfer_edge.export import cli, read_model_info  # noqa: E402
+from fsrfer_edge.export.deepstream import (DEEPSTREAM_KEY, PROBS, normalisation, with_probabilities,  # noqa: E402
+                                           write_deepstream)
+from fsrfer_edge.export.onnx_export import load_onnx  # noqa: E402
+from fsrfer_edge.preprocessing import CLASSES, Preprocessing  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("models")
+    return {"fp32": make_tiny_onnx(d / "tiny.onnx"), "u8": make_tiny_onnx(d / "tiny_u8.onnx", input_dtype="uint8")}
+
+
+def _config(folder: Path, name: str = "fsrfer") -> dict[str, str]:
+    """The [property] group as nvinfer's GKeyFile reads it (keys as written, no interpolation)."""
+    parser = configparser.ConfigParser(interpolation=None, delimiters=("=",), comment_prefixes=("#",))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive in GKeyFile
+    parser.read(folder / f"config_infer_{name}.txt", encoding="utf-8")
+    assert parser.sections() == ["property"]
+    return dict(parser["property"])
+
+
+@pytest.mark.parametrize("mean,std", [(0.5, 0.25), (0.0, 1.0), (0.485, 0.229)])
+def test_normalisation_is_the_sdks_for_every_grey_level(mean: float, std: float) -> None:
+    pre = Preprocessing(mean=mean, std=std)
+    scale, offset = normalisation(pre)
+    x = np.arange(256, dtype=np.float32)
+    np.testing.assert_allclose(scale * (x - offset), pre.normalize(x), rtol=0, atol=2e-6)
+
+
+def test_probabilities_are_the_softmax_of_the_models_logits(models: dict[str, Path]) -> None:
+    model = load_onnx(models["fp32"])
+    info = read_model_info(model)
+    ds = with_probabilities(model, info)
+    assert [o.name for o in ds.graph.output] == [PROBS] and [i.name for i in ds.graph.input] == ["faces"]
+    assert DEEPSTREAM_KEY in {p.key for p in ds.metadata_props}
+    x = np.random.default_rng(0).normal(size=(5, 1, 48, 48)).astype(np.float32)
+    logits = ort.InferenceSession(str(models["fp32"]), providers=["CPUExecutionProvider"]).run(None, {"faces": x})[0]
+    probs = ort.InferenceSession(ds.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"faces": x})[0]
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(probs, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+    assert len(model.graph.output) == 1 and model.graph.output[0].name == "logits"  # the source is left as it was
+
+
+def test_uint8_input_models_are_refused(models: dict[str, Path]) -> None:
+    model = load_onnx(models["u8"])
+    with pytest.raises(ModelError, match="uint8 pixels; nvinfer feeds"):
+        with_probabilities(model, read_model_info(model))
+
+
+def test_config_feeds_the_model_what_the_sdk_feeds_it(models: dict[str, Path], tmp_path: Path) -> None:
+    """Emulate nvinfer on a 48x48 face with the written config's numbers: the probabilities are the SDK's."""
+    from fsrfer_edge import Recognizer
+
+    config = write_deepstream(tmp_path / "ds", models["fp32"], "expr", batch_size=16, gie_id=3, operate_on_gie_id=1)
+    assert config == tmp_path / "ds" / "config_infer_expr.txt"
+    c = _config(tmp_path / "ds", "expr")
+    assert (c["process-mode"], c["network-type"], c["gie-unique-id"], c["operate-on-gie-id"]) == ("2", "1", "3", "1")
+    assert (c["onnx-file"], c["labelfile-path"], c["output-blob-names"]) == ("expr.onnx", "expr_labels.txt", PROBS)
+    assert (c["batch-size"], c["model-engine-file"]) == ("16", "expr.onnx_b16_gpu0_fp16.engine")
+    assert (c["infer-dims"], c["model-color-format"]) == ("1;48;48", "2")
+    assert (c["scaling-compute-hw"], c["scaling-filter"], c["maintain-aspect-ratio"]) == ("1", "2", "0")
+    assert (tmp_path / "ds" / "expr_labels.txt").read_text().splitlines() == [";".join(CLASSES)]
+    face = np.random.default_rng(1).integers(40, 220, size=(48, 48)).astype(np.uint8)
+    x = float(c["net-scale-factor"]) * (face.astype(np.float32) - float(c["offsets"]))  # nvinfer's formula
+    sess = ort.InferenceSession(str(tmp_path / "ds" / c["onnx-file"]), providers=["CPUExecutionProvider"])
+    probs = sess.run(None, {sess.get_inputs()[0].name: x[None, None].astype(np.float32)})[0][0]
+    with Recognizer(models["fp32"], corrections={"contrast_floor": 0}) as rec:
+        sdk = rec.predict([face])[0]
+    np.testing.assert_allclose(probs, sdk.probs, atol=1e-5)
+
+
+def test_rewriting_a_changed_model_removes_the_engines_nvinfer_built_from_the_old_one(
+        models: dict[str, Path], tmp_path: Path) -> None:
+    folder = tmp_path / "ds"
+    write_deepstream(folder, models["fp32"])
+    engines = [folder / "fsrfer.onnx_b64_gpu0_fp16.engine", folder / "fsrfer.onnx_b16_gpu1_int8.engine"]
+    for e in engines:
+        e.write_bytes(b"plan")
+    (folder / "mine.txt").write_text("a user's file")
+    write_deepstream(folder, models["fp32"])  # the same model: its engines stay
+    assert all(e.exists() for e in engines)
+    other = make_tiny_onnx(tmp_path / "other.onnx", seed=5)
+    write_deepstream(folder, other)
+    assert not any(e.exists() for e in engines) and (folder / "mine.txt").exists()
+
+
+def test_models_nvinfer_cannot_take_are_refused(models: dict[str, Path], tmp_path: Path) -> None:
+    def renamed(d: dict) -> dict:  # metadata naming an input the graph does not have
+        d["input_name"] = "pixels"
+        return d
+
+    bad = edit_metadata(make_tiny_onnx(tmp_path / "renamed.onnx"), renamed)
+    with pytest.raises(ModelError, match="expected exactly 'pixels'"):
+        write_deepstream(tmp_path / "ds", bad)
+    with pytest.raises(ConfigError, match="gie_id=1 is the detector's own id"):
+        write_deepstream(tmp_path / "ds", models["fp32"], gie_id=1)
+    with pytest.raises(ConfigError, match="batch_size=0"):
+        write_deepstream(tmp_path / "ds", models["fp32"], batch_size=0)
+    with pytest.raises(ConfigError, match="name='a/b'"):
+        write_deepstream(tmp_path / "ds", models["fp32"], "a/b")
+    assert not (tmp_path / "ds").exists()  # nothing written for a refused call
+
+
+def test_fsrfer_export_writes_the_folder_from_an_onnx_file(models: dict[str, Path], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([str(models["fp32"]), "--deepstream", str(tmp_path / "ds"), "--deepstream-batch", "8",
+                     "--name", "faces"]) == 0
+    assert "DeepStream classifier" in capsys.readouterr().out
+    assert _config(tmp_path / "ds", "faces")["batch-size"] == "8"
+    assert cli.main([str(models["fp32"]), "--deepstream-batch", "8", "--engine"]) == 2
+    assert "--deepstream-batch 8 sets the batch of --deepstream DIR" in capsys.readouterr().err
+    assert cli.main([str(models["u8"]), "--deepstream", str(tmp_path / "u8")]) == 2
+    assert "uint8 pixels; nvinfer feeds" in capsys.readouterr().err
+    inside = tmp_path / "ds" / "faces.onnx"  # the DeepStream copy given back as the source: never overwritten
+    before = inside.read_bytes()
+    assert cli.main([str(inside), "--deepstream", str(tmp_path / "ds"), "--name", "faces"]) == 2
+    assert "would replace" in capsys.readouterr().err and inside.read_bytes() == before
+
+
+@pytest.mark.parametrize("scheme", ["s8s8", "u8s8"])
+def test_int8_files_tensorrt_takes_get_an_int8_engine_and_others_are_refused(tmp_path: Path, scheme: str) -> None:
+    def int8(d: dict) -> dict:
+        d.update(precision="int8", int8_scheme=scheme)
+        return d
+
+    model = edit_metadata(make_tiny_onnx(tmp_path / f"tiny.int8-{scheme}.onnx"), int8)
+    if scheme == "u8s8":
+        with pytest.raises(ModelError, match="TensorRT takes the s8s8 file"):
+            write_deepstream(tmp_path / "ds", model)
+        return
+    write_deepstream(tmp_path / "ds", model, batch_size=32)
+    c = _config(tmp_path / "ds")
+    assert (c["network-mode"], c["model-engine-file"]) == ("1", "fsrfer.onnx_b32_gpu0_int8.engine")
+    text = (tmp_path / "ds" / "config_infer_fsrfer.txt").read_text()
+    assert ("--minShapes=faces:1x1x48x48 --optShapes=faces:32x1x48x48 --maxShapes=faces:32x1x48x48 "
+            "--saveEngine=fsrfer.onnx_b32_gpu0_int8.engine") in text
