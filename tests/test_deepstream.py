@@ -151,3 +151,59 @@ def test_int8_files_tensorrt_takes_get_an_int8_engine_and_others_are_refused(tmp
     text = (tmp_path / "ds" / "config_infer_fsrfer.txt").read_text()
     assert ("--minShapes=faces:1x1x48x48 --optShapes=faces:32x1x48x48 --maxShapes=faces:32x1x48x48 "
             "--saveEngine=fsrfer.onnx_b32_gpu0_int8.engine") in text
+
+
+def test_engines_beside_a_freshly_written_onnx_file_are_removed(models: dict[str, Path], tmp_path: Path) -> None:
+    """An engine whose ONNX file is gone was built from some earlier model: nvinfer would load it (the config names
+    it) instead of building one from the new file."""
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    stale = folder / "fsrfer.onnx_b64_gpu0_fp16.engine"
+    stale.write_bytes(b"plan of a model deleted since")
+    other = folder / "other.onnx_b64_gpu0_fp16.engine"
+    other.write_bytes(b"plan")
+    write_deepstream(folder, models["fp32"])
+    assert not stale.exists() and other.exists()
+
+
+def test_write_deepstream_never_replaces_its_own_source(models: dict[str, Path], tmp_path: Path) -> None:
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    source = folder / "fsrfer.onnx"
+    source.write_bytes(models["fp32"].read_bytes())
+    with pytest.raises(ConfigError, match="would replace"):
+        write_deepstream(folder, source)
+    assert source.read_bytes() == models["fp32"].read_bytes()
+    assert sorted(p.name for p in folder.iterdir()) == ["fsrfer.onnx"]
+
+
+def test_deepstream_options_are_refused_before_any_other_output(models: dict[str, Path], tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A model nvinfer cannot take, or a --name it cannot hold, was refused only after the Triton repository (or a
+    checkpoint's whole export) had been written; --deepstream-batch 64 alone was taken silently."""
+    repo, ds = tmp_path / "repo", tmp_path / "ds"
+    assert cli.main([str(models["u8"]), "--triton-repo", str(repo), "--deepstream", str(ds)]) == 2
+    assert "uint8 pixels; nvinfer feeds" in capsys.readouterr().err
+    assert not repo.exists() and not ds.exists()
+    ckpt, out = tmp_path / "tiny.pt", tmp_path / "out"
+    ckpt.write_bytes(b"never read")
+    assert cli.main([str(ckpt), "--out-dir", str(out), "--deepstream", str(ds), "--name", "my model"]) == 2
+    assert "name='my model'" in capsys.readouterr().err
+    assert not out.exists() and not ds.exists()
+    assert cli.main([str(models["fp32"]), "--engine", "--deepstream-batch", "64"]) == 2
+    assert "--deepstream-batch 64 sets the batch of --deepstream DIR" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stem", ["two\nlines", "bytes\udcff"])
+def test_the_source_file_name_cannot_break_the_config(models: dict[str, Path], tmp_path: Path, stem: str) -> None:
+    """The config's comment names the source file: a line break in it made a line GKeyFile refuses, a name that is
+    not UTF-8 failed after the ONNX file had been replaced."""
+    try:
+        source = tmp_path / f"{stem}.onnx"
+        source.write_bytes(models["fp32"].read_bytes())
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system does not take that name")
+    config = write_deepstream(tmp_path / "ds", source)
+    text = config.read_text(encoding="utf-8")
+    assert all(line.startswith("#") for line in text.split("[property]")[0].splitlines())
+    assert _config(tmp_path / "ds")["onnx-file"] == "fsrfer.onnx"

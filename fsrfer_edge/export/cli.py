@@ -75,7 +75,7 @@ class ExportOptions:
     triton_max_queue_delay_us: int = 2000
     triton_threads: Optional[int] = None
     deepstream: Optional[Path] = None
-    deepstream_batch: int = 64
+    deepstream_batch: Optional[int] = None  # None: deepstream.BATCH_SIZE
 
     @property
     def model_name(self) -> str:
@@ -106,17 +106,21 @@ def _validate(opts: ExportOptions) -> None:
     if opts.triton_repo is not None:
         _check_folder(opts.triton_repo, "--triton-repo")
     if opts.deepstream is not None:
+        from .deepstream import check_name
+
         _check_folder(opts.deepstream, "--deepstream")
-        if not 1 <= opts.deepstream_batch <= 1024:
-            raise ConfigError(f"--deepstream-batch {opts.deepstream_batch}; expected 1..1024 (nvinfer's batch-size)")
+        batch = _deepstream_batch(opts)
+        if not 1 <= batch <= 1024:
+            raise ConfigError(f"--deepstream-batch {batch}; expected 1..1024 (nvinfer's batch-size)")
         if opts.uint8_input:
             raise ConfigError("--deepstream with --uint8-input: nvinfer feeds the network normalised float32 faces; "
                               "drop --uint8-input")
+        check_name(opts.name or "fsrfer")  # stricter than the file names of an export: it must sit in the config
         target = opts.deepstream / f"{opts.name or 'fsrfer'}.onnx"
         if target.exists() and same_file(target, opts.source):
             raise ConfigError(f"--deepstream {opts.deepstream} would replace {opts.source} with its DeepStream copy; "
                               "expected another folder or --name")
-    elif opts.deepstream_batch != 64:
+    elif opts.deepstream_batch is not None:
         raise ConfigError(f"--deepstream-batch {opts.deepstream_batch} sets the batch of --deepstream DIR; pass it too")
     if opts.timing_cache is not None:
         if opts.timing_cache.is_dir():  # the build would be thrown away when the cache cannot be saved
@@ -188,6 +192,11 @@ def _validate(opts: ExportOptions) -> None:
     if not 1 <= opts.min_batch <= opts.opt_batch <= opts.max_batch:
         raise ConfigError(f"batch range {opts.min_batch}/{opts.opt_batch}/{opts.max_batch}; expected "
                           "1 <= --min-batch <= --opt-batch <= --max-batch")
+    if opts.deepstream is not None and opts.source.suffix == ".onnx":
+        # A model nvinfer cannot take is refused before an engine or a Triton repository is made from it.
+        from .deepstream import check_deepstream
+
+        check_deepstream(opts.source, opts.name or "fsrfer", batch_size=_deepstream_batch(opts))
 
 
 def _file_entry(path: Path, info: Any) -> dict[str, Any]:
@@ -487,12 +496,18 @@ def run(opts: ExportOptions) -> dict[str, Any]:
     return report or {}
 
 
+def _deepstream_batch(opts: ExportOptions) -> int:
+    from .deepstream import BATCH_SIZE
+
+    return BATCH_SIZE if opts.deepstream_batch is None else opts.deepstream_batch
+
+
 def _write_deepstream(opts: ExportOptions, folder: Path, report: dict[str, Any]) -> dict[str, Any]:
     """DeepStream nvinfer classifier folder from this run's FP32 ONNX file (or the .onnx given)."""
     from .deepstream import write_deepstream
 
     onnx_path = opts.out_dir / str(report["files"]["fp32"]["file"]) if "files" in report else opts.source
-    config = write_deepstream(folder, onnx_path, opts.name or "fsrfer", batch_size=opts.deepstream_batch)
+    config = write_deepstream(folder, onnx_path, opts.name or "fsrfer", batch_size=_deepstream_batch(opts))
     report["deepstream"] = str(config)
     if "report" in report:
         write_report(Path(report["report"]), report)
@@ -606,9 +621,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = p.add_argument_group("DeepStream")
     d.add_argument("--deepstream", type=Path, metavar="DIR",
                    help="also write a Gst-nvinfer secondary classifier: DIR/<name>.onnx (the FP32 graph with a "
-                        "softmax), DIR/<name>_labels.txt and DIR/config_infer_<name>.txt; <name> is --name or "
-                        "'fsrfer' (docs/deepstream.md)")
-    d.add_argument("--deepstream-batch", type=int, default=64, metavar="N",
+                        "softmax, FP16 engine; also with --int8), DIR/<name>_labels.txt and "
+                        "DIR/config_infer_<name>.txt; <name> is --name or 'fsrfer'. For INT8 give the exported "
+                        "NAME.int8-s8s8.onnx instead (docs/deepstream.md)")
+    d.add_argument("--deepstream-batch", type=int, default=None, metavar="N",
                    help="faces per engine run, nvinfer's batch-size (default 64)")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     return p

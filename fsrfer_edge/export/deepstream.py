@@ -20,10 +20,10 @@ import glob
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, NamedTuple, Union
 
 from ..errors import ConfigError, ModelError
-from ..fileio import atomic_write_bytes, sha256_file
+from ..fileio import atomic_write_bytes, same_file, sha256_file
 from ..metadata import METADATA_KEY, ModelInfo
 from ..preprocessing import Preprocessing
 
@@ -143,7 +143,8 @@ def config_text(info: ModelInfo, onnx_name: str, labels_name: str, *, batch_size
     engine = engine_name(onnx_name, batch_size, precision="int8" if int8 else "fp16")
     shapes = f"{info.input_name}:{{}}x{pre.channels}x{s}x{s}"
     precision = ([
-        "# INT8 (Q/DQ): nvinfer builds INT8 only with an int8-calib-file, so build the engine on the device first:",
+        "# INT8 (Q/DQ): nvinfer builds INT8 only with an int8-calib-file, so build the engine on the device first,",
+        "# in this folder, with the TensorRT of the DeepStream install:",
         f"#   trtexec --onnx={onnx_name} --int8 --fp16 --minShapes={shapes.format(1)} "
         f"--optShapes={shapes.format(batch_size)} --maxShapes={shapes.format(batch_size)} --saveEngine={engine}",
         "network-mode=1",
@@ -154,8 +155,8 @@ def config_text(info: ModelInfo, onnx_name: str, labels_name: str, *, batch_size
     return "\n".join([
         f"# Gst-nvinfer secondary classifier: facial expressions of the faces detector gie-unique-id={operate_on_gie_id} "
         "finds.",
-        f"# Written by fsrfer-export{f' from {source}' if source else ''}; docs/deepstream.md says why each value is "
-        "what it is.",
+        f"# Written by fsrfer-export{f' from {_comment(source)}' if source else ''}; docs/deepstream.md says why each "
+        "value is what it is.",
         "# Faces nvinfer skips are never classified: DeepStream 6.0-6.2 skip every object under 16x16 pixels; 7.1 and",
         "# later only with VIC scaling on Jetson (scaling-compute-hw below keeps it on the GPU). Check the log for",
         "# 'Setting min object dimensions as 16x16'.",
@@ -195,21 +196,23 @@ def config_text(info: ModelInfo, onnx_name: str, labels_name: str, *, batch_size
     ])
 
 
-def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer", *, batch_size: int = BATCH_SIZE,
-                     gie_id: int = 2, operate_on_gie_id: int = 1) -> Path:
-    """Write ``NAME.onnx``, ``NAME_labels.txt`` and ``config_infer_NAME.txt`` into ``out_dir`` (created).
+def _comment(text: str) -> str:
+    """``text`` as it can stand in a config comment: one line (GKeyFile refuses a line that is neither a comment, a
+    group nor a key) of UTF-8 (a file name that is not is shown with backslash escapes)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\r", "\\r").replace("\n", "\\n")
 
-    Each file is written whole or not at all, the config last, so a config never names files that are not there.
-    Files of the same names are replaced; other files in ``out_dir`` are left alone.
 
-    Returns:
-        The config file's path.
+class _Prepared(NamedTuple):
+    model: "onnx.ModelProto"
+    info: ModelInfo
+    onnx_name: str
+    labels_name: str
+    labels: str
+    config: str
 
-    Raises:
-        ModelError: ``onnx_path`` is not an fsrfer ONNX file nvinfer can feed (see :func:`with_probabilities`).
-        ConfigError: an option out of range or a name that cannot be a file name.
-    """
-    from .onnx_export import load_onnx, read_model_info, save_onnx
+
+def _prepare(onnx_path: PathLike, name: str, batch_size: int, gie_id: int, operate_on_gie_id: int) -> _Prepared:
+    from .onnx_export import load_onnx, read_model_info
 
     check_name(name)
     model = load_onnx(onnx_path)
@@ -218,18 +221,52 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
     onnx_name, labels_name = f"{name}.onnx", f"{name}_labels.txt"
     text = config_text(info, onnx_name, labels_name, batch_size=batch_size, gie_id=gie_id,
                        operate_on_gie_id=operate_on_gie_id, source=Path(onnx_path).name)
+    return _Prepared(ds, info, onnx_name, labels_name, labels_text(info), text)
+
+
+def check_deepstream(onnx_path: PathLike, name: str = "fsrfer", *, batch_size: int = BATCH_SIZE, gie_id: int = 2,
+                     operate_on_gie_id: int = 1) -> None:
+    """Raise what :func:`write_deepstream` would raise for these arguments, writing nothing (the folder aside)."""
+    _prepare(onnx_path, name, batch_size, gie_id, operate_on_gie_id)
+
+
+def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer", *, batch_size: int = BATCH_SIZE,
+                     gie_id: int = 2, operate_on_gie_id: int = 1) -> Path:
+    """Write ``NAME.onnx``, ``NAME_labels.txt`` and ``config_infer_NAME.txt`` into ``out_dir`` (created).
+
+    Each file is written whole or not at all, the config last, so a config never names files that are not there.
+    Files of the same names are replaced; other files in ``out_dir`` are left alone, except the engines nvinfer
+    built from an earlier ``NAME.onnx`` (``NAME.onnx_b*_*.engine``): they are removed whenever ``NAME.onnx`` is
+    new or changed, since nvinfer would load them instead of building one from the new file.
+
+    Returns:
+        The config file's path.
+
+    Raises:
+        ModelError: ``onnx_path`` is not an fsrfer ONNX file nvinfer can feed (see :func:`with_probabilities`).
+        ConfigError: an option out of range, a name that cannot be a file name, or ``onnx_path`` is
+            ``out_dir/NAME.onnx`` itself (it would be replaced by its DeepStream copy).
+    """
+    from .onnx_export import save_onnx
+
+    p = _prepare(onnx_path, name, batch_size, gie_id, operate_on_gie_id)
     out = Path(out_dir)
+    target = out / p.onnx_name
+    if target.exists() and same_file(target, onnx_path):
+        raise ConfigError(f"{target} would replace {onnx_path} with its DeepStream copy; expected another folder "
+                          "or name")
     out.mkdir(parents=True, exist_ok=True)
-    before = sha256_file(out / onnx_name) if (out / onnx_name).is_file() else None
-    save_onnx(ds, out / onnx_name)
-    if before is not None and before != sha256_file(out / onnx_name):
-        # nvinfer reuses an engine whose batch and shapes fit, whichever model it was built from
-        for engine in sorted(out.glob(f"{glob.escape(onnx_name)}_b*_*.engine")):
+    before = sha256_file(target) if target.is_file() else None
+    save_onnx(p.model, target)
+    if before != sha256_file(target):
+        # nvinfer reuses an engine whose batch and shapes fit, whichever model it was built from; one without its
+        # ONNX file beside it was built from a model removed since
+        for engine in sorted(out.glob(f"{glob.escape(p.onnx_name)}_b*_*.engine")):
             engine.unlink()
-            log.warning("removed %s: nvinfer built it from the earlier %s, and would have run it instead of the new "
-                        "model", engine, onnx_name)
-    _write(out / labels_name, labels_text(info))
+            log.warning("removed %s: nvinfer built it from an earlier %s, and would have run it instead of the new "
+                        "model", engine, p.onnx_name)
+    _write(out / p.labels_name, p.labels)
     config = out / f"config_infer_{name}.txt"
-    _write(config, text)
-    log.info("wrote the DeepStream classifier %s (with %s, %s)", config, onnx_name, labels_name)
+    _write(config, p.config)
+    log.info("wrote the DeepStream classifier %s (with %s, %s)", config, p.onnx_name, p.labels_name)
     return config
