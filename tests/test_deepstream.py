@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import configparser
+import json
 from pathlib import Path
 
 import numpy as np
@@ -207,3 +208,53 @@ def test_the_source_file_name_cannot_break_the_config(models: dict[str, Path], t
     text = config.read_text(encoding="utf-8")
     assert all(line.startswith("#") for line in text.split("[property]")[0].splitlines())
     assert _config(tmp_path / "ds")["onnx-file"] == "fsrfer.onnx"
+
+
+def _s8s8(tmp_path: Path) -> Path:
+    def int8(d: dict) -> dict:
+        d.update(precision="int8", int8_scheme="s8s8")
+        return d
+
+    return edit_metadata(make_tiny_onnx(tmp_path / "tiny.int8-s8s8.onnx"), int8)
+
+
+@pytest.mark.parametrize("version", ["8.5.2.2", "10.3.0.26", "11.1.0.10"])
+def test_deepstream_engine_of_an_s8s8_file_is_built_as_nvinfer_loads_it(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         version: str) -> None:
+    """Against the version-faithful TensorRT fakes: the engine the config names, batches 1..batch-size."""
+    from test_tensorrt_versions import FakeGpu
+
+    gpu = FakeGpu(monkeypatch, version)
+    config = write_deepstream(tmp_path / "ds", _s8s8(tmp_path), batch_size=16, engine=True)
+    c = _config(config.parent)
+    plan = config.parent / c["model-engine-file"]
+    assert c["model-engine-file"] == "fsrfer.onnx_b16_gpu0_int8.engine" and plan.is_file()
+    spec, = gpu.trt.log["built"]
+    assert json.loads(plan.read_bytes()) == spec
+    assert (spec["input"], spec["outputs"], spec["min"], spec["opt"], spec["max"], spec["chw"]) == \
+        ("faces", [PROBS], 1, 16, 16, [1, 48, 48])
+    if version.startswith("11"):  # no precision flags: types from the file
+        assert spec["strongly_typed"] and not {"FP16", "INT8"} & set(spec["flags"])
+    else:  # what nvinfer sets only with a calibration file
+        assert not spec["strongly_typed"] and {"FP16", "INT8"} <= set(spec["flags"])
+
+
+def test_deepstream_engine_is_refused_where_nvinfer_builds_or_tensorrt_is_missing(
+        models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from fsrfer_edge.errors import BackendUnavailable
+
+    with pytest.raises(ConfigError, match="nvinfer builds its FP16 engine itself"):
+        write_deepstream(tmp_path / "fp32", models["fp32"], engine=True)
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt fails, as on a machine without it
+    with pytest.raises(BackendUnavailable):
+        write_deepstream(tmp_path / "none", _s8s8(tmp_path), engine=True)
+    assert not (tmp_path / "fp32").exists() and not (tmp_path / "none").exists()  # refused before any write
+    assert cli.main([str(models["fp32"]), "--engine", "--deepstream-engine"]) == 2
+    assert "--deepstream-engine builds the engine of --deepstream DIR; pass it too" in capsys.readouterr().err
+    assert cli.main([str(models["fp32"]), "--deepstream", str(tmp_path / "cli"), "--deepstream-engine"]) == 2
+    assert "nvinfer builds its FP16 engine itself" in capsys.readouterr().err
+    assert not (tmp_path / "cli").exists()

@@ -76,6 +76,7 @@ class ExportOptions:
     triton_threads: Optional[int] = None
     deepstream: Optional[Path] = None
     deepstream_batch: Optional[int] = None  # None: deepstream.BATCH_SIZE
+    deepstream_engine: bool = False
 
     @property
     def model_name(self) -> str:
@@ -120,7 +121,9 @@ def _validate(opts: ExportOptions) -> None:
         if target.exists() and same_file(target, opts.source):
             raise ConfigError(f"--deepstream {opts.deepstream} would replace {opts.source} with its DeepStream copy; "
                               "expected another folder or --name")
-    elif opts.deepstream_batch is not None:
+    elif opts.deepstream_batch is not None or opts.deepstream_engine:
+        if opts.deepstream_engine:
+            raise ConfigError("--deepstream-engine builds the engine of --deepstream DIR; pass it too")
         raise ConfigError(f"--deepstream-batch {opts.deepstream_batch} sets the batch of --deepstream DIR; pass it too")
     if opts.timing_cache is not None:
         if opts.timing_cache.is_dir():  # the build would be thrown away when the cache cannot be saved
@@ -196,7 +199,12 @@ def _validate(opts: ExportOptions) -> None:
         # A model nvinfer cannot take is refused before an engine or a Triton repository is made from it.
         from .deepstream import check_deepstream
 
-        check_deepstream(opts.source, opts.name or "fsrfer", batch_size=_deepstream_batch(opts))
+        check_deepstream(opts.source, opts.name or "fsrfer", batch_size=_deepstream_batch(opts),
+                         engine=opts.deepstream_engine)
+    elif opts.deepstream_engine:  # from a checkpoint the folder takes the FP32 file, which nvinfer builds itself
+        raise ConfigError("--deepstream-engine builds an s8s8 INT8 file's engine for nvinfer; a checkpoint's "
+                          "--deepstream folder takes its FP32 file, whose engine nvinfer builds itself: give the "
+                          "exported NAME.int8-s8s8.onnx instead")
 
 
 def _file_entry(path: Path, info: Any) -> dict[str, Any]:
@@ -507,7 +515,9 @@ def _write_deepstream(opts: ExportOptions, folder: Path, report: dict[str, Any])
     from .deepstream import write_deepstream
 
     onnx_path = opts.out_dir / str(report["files"]["fp32"]["file"]) if "files" in report else opts.source
-    config = write_deepstream(folder, onnx_path, opts.name or "fsrfer", batch_size=_deepstream_batch(opts))
+    config = write_deepstream(folder, onnx_path, opts.name or "fsrfer", batch_size=_deepstream_batch(opts),
+                              engine=opts.deepstream_engine, workspace_mb=opts.workspace_mb,
+                              timing_cache=opts.timing_cache)
     report["deepstream"] = str(config)
     if "report" in report:
         write_report(Path(report["report"]), report)
@@ -626,6 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "NAME.int8-s8s8.onnx instead (docs/deepstream.md)")
     d.add_argument("--deepstream-batch", type=int, default=None, metavar="N",
                    help="faces per engine run, nvinfer's batch-size (default 64)")
+    d.add_argument("--deepstream-engine", action="store_true",
+                   help="also build, here on the device, the engine the config names (an s8s8 INT8 file only: "
+                        "nvinfer cannot build one itself; uses --workspace-mb and --timing-cache)")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     return p
 

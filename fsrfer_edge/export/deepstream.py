@@ -20,7 +20,7 @@ import glob
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Union
+from typing import TYPE_CHECKING, NamedTuple, Optional, Union
 
 from ..errors import ConfigError, ModelError
 from ..fileio import atomic_write_bytes, same_file, sha256_file
@@ -144,7 +144,8 @@ def config_text(info: ModelInfo, onnx_name: str, labels_name: str, *, batch_size
     shapes = f"{info.input_name}:{{}}x{pre.channels}x{s}x{s}"
     precision = ([
         "# INT8 (Q/DQ): nvinfer builds INT8 only with an int8-calib-file, so build the engine on the device first,",
-        "# in this folder, with the TensorRT of the DeepStream install:",
+        "# with the TensorRT of the DeepStream install: fsrfer-export <the s8s8 file> --deepstream <this folder>",
+        "# --deepstream-engine (TensorRT 8.5-11), or in this folder (TensorRT 8.5-10.x):",
         f"#   trtexec --onnx={onnx_name} --int8 --fp16 --minShapes={shapes.format(1)} "
         f"--optShapes={shapes.format(batch_size)} --maxShapes={shapes.format(batch_size)} --saveEngine={engine}",
         "network-mode=1",
@@ -225,14 +226,27 @@ def _prepare(onnx_path: PathLike, name: str, batch_size: int, gie_id: int, opera
 
 
 def check_deepstream(onnx_path: PathLike, name: str = "fsrfer", *, batch_size: int = BATCH_SIZE, gie_id: int = 2,
-                     operate_on_gie_id: int = 1) -> None:
+                     operate_on_gie_id: int = 1, engine: bool = False) -> None:
     """Raise what :func:`write_deepstream` would raise for these arguments, writing nothing (the folder aside)."""
-    _prepare(onnx_path, name, batch_size, gie_id, operate_on_gie_id)
+    p = _prepare(onnx_path, name, batch_size, gie_id, operate_on_gie_id)
+    if engine:
+        check_engine_source(p.info)
+        from .engine import import_tensorrt
+
+        import_tensorrt(onnx_path)
 
 
 def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer", *, batch_size: int = BATCH_SIZE,
-                     gie_id: int = 2, operate_on_gie_id: int = 1) -> Path:
+                     gie_id: int = 2, operate_on_gie_id: int = 1, engine: bool = False,
+                     workspace_mb: Optional[int] = None, timing_cache: Optional[PathLike] = None) -> Path:
     """Write ``NAME.onnx``, ``NAME_labels.txt`` and ``config_infer_NAME.txt`` into ``out_dir`` (created).
+
+    With ``engine`` (an s8s8 INT8 source only, on the device, with the TensorRT of its DeepStream install), also
+    build the engine the config names, as nvinfer would load it: TensorRT's builder as :mod:`.engine` drives it
+    (INT8 and FP16 flags on 8.5-10.x, strongly typed on 11), one optimisation profile of batches 1 to
+    ``batch_size``, on GPU 0 (the config's ``gpu-id``). nvinfer cannot build that file itself: it sets TensorRT's
+    INT8 flag only with a calibration file. FP32 and FP16 sources need no such step (nvinfer builds them).
+    ``workspace_mb`` and ``timing_cache`` are as for :func:`.engine.build_engine`.
 
     Each file is written whole or not at all, the config last, so a config never names files that are not there.
     Files of the same names are replaced; other files in ``out_dir`` are left alone, except the engines nvinfer
@@ -250,6 +264,11 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
     from .onnx_export import save_onnx
 
     p = _prepare(onnx_path, name, batch_size, gie_id, operate_on_gie_id)
+    if engine:
+        check_engine_source(p.info)
+        from .engine import import_tensorrt
+
+        import_tensorrt(onnx_path)  # here, before anything is written: BackendUnavailable names the install
     out = Path(out_dir)
     target = out / p.onnx_name
     if target.exists() and same_file(target, onnx_path):
@@ -261,12 +280,40 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
     if before != sha256_file(target):
         # nvinfer reuses an engine whose batch and shapes fit, whichever model it was built from; one without its
         # ONNX file beside it was built from a model removed since
-        for engine in sorted(out.glob(f"{glob.escape(p.onnx_name)}_b*_*.engine")):
-            engine.unlink()
+        for stale in sorted(out.glob(f"{glob.escape(p.onnx_name)}_b*_*.engine")):
+            stale.unlink()
             log.warning("removed %s: nvinfer built it from an earlier %s, and would have run it instead of the new "
-                        "model", engine, p.onnx_name)
+                        "model", stale, p.onnx_name)
+    if engine:
+        _build_for_nvinfer(target, p.info, out / engine_name(p.onnx_name, batch_size, precision="int8"), batch_size,
+                           workspace_mb, timing_cache)
     _write(out / p.labels_name, p.labels)
     config = out / f"config_infer_{name}.txt"
     _write(config, p.config)
     log.info("wrote the DeepStream classifier %s (with %s, %s)", config, p.onnx_name, p.labels_name)
     return config
+
+
+def check_engine_source(info: ModelInfo) -> None:
+    """ConfigError unless ``info`` is an s8s8 INT8 model, the one kind nvinfer cannot build an engine of itself."""
+    if info.precision != "int8":
+        raise ConfigError(f"a {info.precision} model: nvinfer builds its FP16 engine itself on the first run; "
+                          "building one here is for an s8s8 INT8 file (NAME.int8-s8s8.onnx), which nvinfer cannot")
+
+
+def _build_for_nvinfer(onnx_path: Path, info: ModelInfo, out: Path, batch_size: int, workspace_mb: Optional[int],
+                       timing_cache: Optional[PathLike]) -> Path:
+    """Build ``onnx_path`` (the DeepStream copy) into ``out`` as nvinfer loads it: batches 1..``batch_size``."""
+    from .. import engine_cache
+    from .engine import _build_serialized, import_tensorrt, on_device, require_writable
+
+    trt_version = str(import_tensorrt(onnx_path).__version__)
+    with on_device(0) as gpu:  # the config's gpu-id, and the _gpu0 of the engine's name
+        key = engine_cache.EngineKey(trt_version, gpu.compute_capability, info.precision, 1, batch_size, batch_size,
+                                     gpu.key)
+        require_writable(out.parent, out.name)
+        plan, build = _build_serialized(onnx_path, info, key, workspace_mb, timing_cache)
+    atomic_write_bytes(out, plan)
+    log.info("built %s for nvinfer (TensorRT %s, %s, %s, batch 1-%d)", out, trt_version, build["network"],
+             build["builder_flags"] or "no precision flags", batch_size)
+    return out
