@@ -258,3 +258,27 @@ def test_deepstream_engine_is_refused_where_nvinfer_builds_or_tensorrt_is_missin
     assert cli.main([str(models["fp32"]), "--deepstream", str(tmp_path / "cli"), "--deepstream-engine"]) == 2
     assert "nvinfer builds its FP16 engine itself" in capsys.readouterr().err
     assert not (tmp_path / "cli").exists()
+
+
+@pytest.mark.parametrize("box,expected", [
+    ((100, 50, 16, 20, 640, 480), (98, 50, 20, 20)),     # narrower than tall: widened about its centre
+    ((0, 10, 10, 30, 640, 480), (0, 10, 30, 30)),        # at the left edge: moved inside, still square
+    ((630, 470, 12, 8, 640, 480), (628, 468, 12, 12)),   # past the frame's corner: inside, side the box's larger
+    ((10, 0, 300, 600, 640, 480), (0, 0, 480, 480)),     # larger than the frame: the frame's smaller side
+])
+def test_square_rect_gives_a_square_inside_the_frame(box: tuple, expected: tuple) -> None:
+    from fsrfer_edge.export.deepstream import square_rect
+
+    x, y, w, h = square_rect(*box)
+    assert (x, y, w, h) == pytest.approx(expected)
+    assert w == h and 0 <= x and 0 <= y and x + w <= box[4] and y + h <= box[5]
+
+
+@pytest.mark.parametrize("bad", [(0, 0, 0, 10, 640, 480), (0, 0, 10, 10, 0, 480), (float("nan"), 0, 10, 10, 640, 480),
+                                 (True, 0, 10, 10, 640, 480), ("1", 0, 10, 10, 640, 480)])
+def test_square_rect_refuses_what_is_not_a_box(bad: tuple) -> None:
+    from fsrfer_edge.errors import InputError
+    from fsrfer_edge.export.deepstream import square_rect
+
+    with pytest.raises(InputError, match="expected finite numbers"):
+        square_rect(*bad)

@@ -17,12 +17,13 @@ it chose and why. onnx is imported lazily.
 from __future__ import annotations
 
 import glob
+import math
 import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Optional, Union
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, InputError, ModelError
 from ..fileio import atomic_write_bytes, same_file, sha256_file
 from ..metadata import METADATA_KEY, ModelInfo
 from ..preprocessing import Preprocessing
@@ -317,3 +318,25 @@ def _build_for_nvinfer(onnx_path: Path, info: ModelInfo, out: Path, batch_size: 
     log.info("built %s for nvinfer (TensorRT %s, %s, %s, batch 1-%d)", out, trt_version, build["network"],
              build["builder_flags"] or "no precision flags", batch_size)
     return out
+
+
+def square_rect(left: float, top: float, width: float, height: float, frame_width: float,
+                frame_height: float) -> tuple[float, float, float, float]:
+    """A detector's box made square for nvinfer, which stretches a crop to the network's square (or pads it black):
+    ``(left, top, side, side)``, its side the box's larger one (at most the frame's smaller side), centred on the box
+    and moved, not cut, to lie inside the frame. For a DeepStream pad probe before this classifier, on each object's
+    ``rect_params`` in the muxer's frame size (docs/deepstream.md, "Square boxes").
+
+    Raises:
+        InputError: a value that is not a finite number, a box of no size or a frame of no size.
+    """
+    values = dict(left=left, top=top, width=width, height=height, frame_width=frame_width, frame_height=frame_height)
+    bad = {k: v for k, v in values.items() if isinstance(v, bool) or not isinstance(v, (int, float))
+           or not math.isfinite(v)}
+    if bad or width <= 0 or height <= 0 or frame_width <= 0 or frame_height <= 0:
+        raise InputError(f"square_rect({', '.join(f'{k}={v!r}' for k, v in values.items())}); expected finite "
+                         "numbers, a box and a frame of positive size")
+    side = min(float(max(width, height)), float(frame_width), float(frame_height))
+    x = min(max(left + width / 2 - side / 2, 0.0), frame_width - side)
+    y = min(max(top + height / 2 - side / 2, 0.0), frame_height - side)
+    return x, y, side, side
