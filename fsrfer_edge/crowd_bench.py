@@ -961,6 +961,32 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _compare(text: str) -> list[tuple[str, Optional[float]]]:
+    """``--compare``: detector names, each optionally ``@MIN_FACE`` (the same detector looking for smaller faces)."""
+    from .detection import DETECTORS
+
+    out: list[tuple[str, Optional[float]]] = []
+    for item in (v.strip() for v in text.split(",") if v.strip()):
+        name, at, size = item.partition("@")
+        if name not in DETECTORS:
+            raise argparse.ArgumentTypeError(f"{text!r}: unknown detector {name!r}; expected names from {DETECTORS}, "
+                                             "each optionally @MIN_FACE, e.g. blazeface,yunet@6")
+        try:
+            min_face = float(size) if at else None
+        except ValueError:
+            min_face = math.nan
+        if min_face is not None and not (math.isfinite(min_face) and 2 <= min_face <= 1024):
+            raise argparse.ArgumentTypeError(f"{text!r}: {item!r}; expected NAME@MIN_FACE with a face side of 2 to "
+                                             "1024 pixels, e.g. yunet@6")
+        out.append((name, min_face))
+    return out
+
+
+def spec_label(spec: "DetectorSpec", min_face: float) -> str:
+    """A detector's name in the comparison, with ``@MIN_FACE`` where it looks for another face size than the run's."""
+    return spec.name if spec.min_face == min_face else f"{spec.name}@{spec.min_face:g}"
+
+
 def _name(text: str) -> str:
     from .detection import DETECTORS
 
@@ -991,9 +1017,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", default=None, help="expression model .onnx/.engine (default: the shipped model)")
     ap.add_argument("--detector", default="auto", type=_name,
                     help="the detector reported at the top level: auto | yunet | blazeface | opencv (default auto)")
-    ap.add_argument("--compare", type=_names, default=[],
+    ap.add_argument("--compare", type=_compare, default=[],
                     help="more detectors to run side by side at their defaults, e.g. blazeface,opencv (each in its "
-                         "own process; speed in interleaved rounds)")
+                         "own process; speed in interleaved rounds); NAME@MIN_FACE looks for faces from MIN_FACE "
+                         "pixels, e.g. yunet@6 beside the default yunet")
     ap.add_argument("--detector-model", default=None, help="the --detector's .onnx (default: the shipped one)")
     ap.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE,
                     help=f"smallest face the detectors look for, pixels (default {DEFAULT_MIN_FACE:g})")
@@ -1091,7 +1118,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                 raise InputError("--save-scene writes FER faces into a file; use it with --no-data only")
             main_name = _resolve(args.detector)
             specs = [DetectorSpec(main_name, args.min_face, args.min_score, args.margin, args.detector_model)]
-            specs += [DetectorSpec(_resolve(n), args.min_face) for n in args.compare if _resolve(n) != main_name]
+            for n, mf in args.compare:
+                spec = DetectorSpec(_resolve(n), args.min_face if mf is None else mf)
+                if (spec.name, spec.min_face) not in {(s.name, s.min_face) for s in specs}:
+                    specs.append(spec)
             job = Job(str(data_dir) if use_data else None, args.model, args.threads, args.scenes, args.faces,
                       args.size, args.seed, tuple(args.margins), tuple(args.score_sweep), args.fps_repeats,
                       args.fps_size)
@@ -1103,7 +1133,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 report["comparison"] = {
                     "baseline": specs[base].name, "rounds": args.rounds, "load_average_at_start": load_start,
                     "load_average_at_end": _load(),
-                    "detectors": [{"label": s.name, "detector": r["config"]["detector"], "min_face": s.min_face,
+                    "detectors": [{"label": spec_label(s, args.min_face), "detector": r["config"]["detector"], "min_face": s.min_face,
                                    "min_score": r["config"]["detector_min_score"], "margin": r["config"]["margin"],
                                    "detect_speedup": sp, "report": dict(r)}
                                   for s, r, sp in zip(specs, reports, _speedups(reports, base))]}

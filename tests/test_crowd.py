@@ -487,6 +487,24 @@ def test_benchmark_compares_detectors_in_their_own_processes(tmp_path: Path,
     assert "| yunet |" in table and "| blazeface |" in table and "0.3 MP photo" in table
 
 
+def test_benchmark_compares_a_detector_with_itself_looking_for_smaller_faces(tmp_path: Path) -> None:
+    """--compare yunet@12 beside the run's yunet (min face 16): its own process, labelled, its own enlargement."""
+    out = tmp_path / "cmp.json"
+    assert crowd_bench.main(["--no-data", "--scenes", "1", "--faces", "8", "--size", "256x192", "--fps-size", "256x192",
+                             "--fps-repeats", "1", "--rounds", "1", "--compare", "yunet@12,yunet", "--score-sweep=",
+                             "--min-face", "16", "--threads", "1", "--out", str(out)]) == 0
+    comp = json.loads(out.read_text())["comparison"]
+    assert [(d["label"], d["min_face"]) for d in comp["detectors"]] == [("yunet", 16), ("yunet@12", 12)]
+    assert comp["baseline"] == "yunet" and comp["detectors"][0]["detect_speedup"] == 1.0
+    assert "min_face=16.0" in comp["detectors"][0]["detector"] and "min_face=12.0" in comp["detectors"][1]["detector"]
+
+
+@pytest.mark.parametrize("bad", ["yolo", "yunet@", "yunet@1", "yunet@x", "yunet@nan"])
+def test_benchmark_compare_refuses_what_is_not_a_detector(bad: str, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        crowd_bench.main(["--no-data", "--compare", bad, "--out", str(tmp_path / "x.json")])
+
+
 def test_benchmark_times_the_opencv_fallback_on_large_photos_too() -> None:
     """--big-photo skipped OpenCV's fallback ("not tiled: it runs on the whole enlarged frame"); it is tiled
     now, as the ONNX detectors are, and is measured like them."""
