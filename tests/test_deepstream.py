@@ -16,7 +16,7 @@ from _onnx_models import edit_metadata, make_tiny_onnx  # noqa: E402
 
 from fsrfer_edge.errors import ConfigError, ModelError  # noqa: E402
 from fsrfer_edge.export import cli, read_model_info  # noqa: E402
-from fsrfer_edge.export.deepstream import (DEEPSTREAM_KEY, PROBS, normalisation, with_probabilities,  # noqa: E402
+from fsrfer_edge.export.deepstream import (CALIB_NOTE, DEEPSTREAM_KEY, PROBS, normalisation, with_probabilities,  # noqa: E402
                                            write_deepstream)
 from fsrfer_edge.export.onnx_export import load_onnx  # noqa: E402
 from fsrfer_edge.preprocessing import CLASSES, Preprocessing  # noqa: E402
@@ -77,6 +77,7 @@ def test_config_feeds_the_model_what_the_sdk_feeds_it(models: dict[str, Path], t
     assert (c["batch-size"], c["model-engine-file"]) == ("16", "expr.onnx_b16_gpu0_fp16.engine")
     assert (c["infer-dims"], c["model-color-format"]) == ("1;48;48", "2")
     assert (c["scaling-compute-hw"], c["scaling-filter"], c["maintain-aspect-ratio"]) == ("1", "2", "0")
+    assert "int8-calib-file" not in c and not list((tmp_path / "ds").glob("*calib*"))
     assert (tmp_path / "ds" / "expr_labels.txt").read_text().splitlines() == [";".join(CLASSES)]
     face = np.random.default_rng(1).integers(40, 220, size=(48, 48)).astype(np.uint8)
     x = float(c["net-scale-factor"]) * (face.astype(np.float32) - float(c["offsets"]))  # nvinfer's formula
@@ -149,6 +150,8 @@ def test_int8_files_tensorrt_takes_get_an_int8_engine_and_others_are_refused(tmp
     write_deepstream(tmp_path / "ds", model, batch_size=32)
     c = _config(tmp_path / "ds")
     assert (c["network-mode"], c["model-engine-file"]) == ("1", "fsrfer.onnx_b32_gpu0_int8.engine")
+    # nvinfer sets TensorRT's INT8 flag only when this file exists; TensorRT ignores calibrators for Q/DQ graphs
+    assert (tmp_path / "ds" / c["int8-calib-file"]).read_text() == CALIB_NOTE
     text = (tmp_path / "ds" / "config_infer_fsrfer.txt").read_text()
     assert ("--minShapes=faces:1x1x48x48 --optShapes=faces:32x1x48x48 --maxShapes=faces:32x1x48x48 "
             "--saveEngine=fsrfer.onnx_b32_gpu0_int8.engine") in text

@@ -123,6 +123,19 @@ def engine_name(onnx_name: str, batch_size: int, gpu_id: int = 0, precision: str
     return f"{onnx_name}_b{batch_size}_gpu{gpu_id}_{precision}.engine"
 
 
+def calib_name(onnx_name: str) -> str:
+    """The file an s8s8 config names as ``int8-calib-file`` (see :data:`CALIB_NOTE`)."""
+    return f"{onnx_name[:-len('.onnx')] if onnx_name.endswith('.onnx') else onnx_name}_int8_calib.txt"
+
+
+#: The whole of that file: nvinfer sets TensorRT's INT8 flag only when ``int8-calib-file`` names a readable file
+#: (``NvDsInferContextImpl`` in nvdsinfer_context_impl.cpp, DS 6.2/8.0/9.1), and TensorRT uses no calibrator for a
+#: network with Q/DQ layers ("Calibrator won't be used in explicit precision mode").
+CALIB_NOTE = ("# Not a calibration table: the ONNX file carries its own Q/DQ scales and TensorRT uses no calibrator "
+              "for it.\n# nvinfer sets TensorRT's INT8 flag only when int8-calib-file names a file that exists: this "
+              "one.\n")
+
+
 def config_text(info: ModelInfo, onnx_name: str, labels_name: str, *, batch_size: int = BATCH_SIZE,
                 gie_id: int = 2, operate_on_gie_id: int = 1, source: str = "") -> str:
     """nvinfer's ``[property]`` group for the model as a secondary classifier of ``operate_on_gie_id``'s objects."""
@@ -144,12 +157,16 @@ def config_text(info: ModelInfo, onnx_name: str, labels_name: str, *, batch_size
     engine = engine_name(onnx_name, batch_size, precision="int8" if int8 else "fp16")
     shapes = f"{info.input_name}:{{}}x{pre.channels}x{s}x{s}"
     precision = ([
-        "# INT8 (Q/DQ): nvinfer builds INT8 only with an int8-calib-file, so build the engine on the device first,",
-        "# with the TensorRT of the DeepStream install: fsrfer-export <the s8s8 file> --deepstream <this folder>",
-        "# --deepstream-engine (TensorRT 8.5-11), or in this folder (TensorRT 8.5-10.x):",
+        "# INT8 (Q/DQ). Faster: build the engine on the device first, with the TensorRT of the DeepStream install",
+        "# (INT8 and FP16): fsrfer-export <the s8s8 file> --deepstream <this folder> --deepstream-engine, or in this",
+        "# folder (TensorRT 8.5-10.x):",
         f"#   trtexec --onnx={onnx_name} --int8 --fp16 --minShapes={shapes.format(1)} "
         f"--optShapes={shapes.format(batch_size)} --maxShapes={shapes.format(batch_size)} --saveEngine={engine}",
+        "# Without it nvinfer builds this INT8 engine itself (the layers outside Q/DQ in FP32). It sets TensorRT's INT8",
+        "# flag only when int8-calib-file names a file that exists; for a graph with its own Q/DQ scales TensorRT",
+        "# uses no calibrator, so that file only has to be there.",
         "network-mode=1",
+        f"int8-calib-file={calib_name(onnx_name)}",
     ] if int8 else [
         "# FP16. For INT8 export the s8s8 file with --deepstream (docs/deepstream.md).",
         "network-mode=2",
@@ -289,6 +306,8 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
         _build_for_nvinfer(target, p.info, out / engine_name(p.onnx_name, batch_size, precision="int8"), batch_size,
                            workspace_mb, timing_cache)
     _write(out / p.labels_name, p.labels)
+    if p.info.precision == "int8":
+        _write(out / calib_name(p.onnx_name), CALIB_NOTE)
     config = out / f"config_infer_{name}.txt"
     _write(config, p.config)
     log.info("wrote the DeepStream classifier %s (with %s, %s)", config, p.onnx_name, p.labels_name)
