@@ -81,6 +81,19 @@ def crowd_compare_table(doc: dict[str, Any]) -> str:
             + comparison_summary(doc) + "\n")
 
 
+def crowd_min_face_table(doc: dict[str, Any]) -> str:
+    """fsrfer-crowd-bench --compare yunet@6,...: the default detector beside itself looking for smaller faces."""
+    from fsrfer_edge.crowd_bench import comparison_table
+
+    comp = doc["comparison"]
+    load = comp["load_average_at_start"][0], comp["load_average_at_end"][0]
+    cores = (comp["detectors"][0]["report"].get("speed") or {}).get("cpu_count", "?")
+    return (f"`{doc['source']}` (`{doc['command']}`; the same scenes and photos as `results/crowd/bench.json`; "
+            f"{comp['rounds']} interleaved timing rounds, each detector in its own process, {cores} cores, load average "
+            f"{load[0]:.1f} at the start and {load[1]:.1f} at the end; `yunet@N` looks for faces from N px, on the frame "
+            "enlarged 24/N times):\n\n" + comparison_table(doc) + "\n")
+
+
 #: Scene seeds 1 and 2 of the default detector's margin sweep, beside results/crowd/bench.json's seed 0.
 CROWD_MARGIN_SEEDS = ("results/crowd/margin_seed1.json", "results/crowd/margin_seed2.json")
 
@@ -1651,6 +1664,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "int8_tensorrt_file": ("benchmarks/results/int8_tensorrt_file.json", int8_tensorrt_file_table, "docs/tensorrt.md"),
     "crowd_bins": ("results/crowd/bench.json", crowd_bins_table, "docs/crowd.md"),
     "crowd_compare": ("results/crowd/bench.json", crowd_compare_table, "docs/crowd.md"),
+    "crowd_min_face": ("results/crowd/bench_min_face.json", crowd_min_face_table, "docs/crowd.md"),
     "crowd_variants": ("results/crowd/bench.json", crowd_variants_table, "docs/crowd.md"),
     "crowd_speed": ("results/crowd/bench.json", crowd_speed_table, "docs/crowd.md"),
     "crowd_scores": ("results/crowd/bench.json", crowd_scores_table, "docs/crowd.md"),
