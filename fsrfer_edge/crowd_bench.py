@@ -987,6 +987,13 @@ def spec_label(spec: "DetectorSpec", min_face: float) -> str:
     return spec.name if spec.min_face == min_face else f"{spec.name}@{spec.min_face:g}"
 
 
+def baseline_index(specs: Sequence["DetectorSpec"], min_face: float) -> int:
+    """The comparison's baseline: BlazeFace at the run's ``min_face``, else the first BlazeFace, else the
+    ``--detector`` (``specs[0]``)."""
+    blaze = [i for i, s in enumerate(specs) if s.name == "blazeface"]
+    return next((i for i in blaze if specs[i].min_face == min_face), blaze[0] if blaze else 0)
+
+
 def _name(text: str) -> str:
     from .detection import DETECTORS
 
@@ -1129,9 +1136,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             reports = compare(specs, job, args.rounds, args.big_photo)
             report = reports[0]
             if len(specs) > 1:
-                base = next((i for i, s in enumerate(specs) if s.name == "blazeface"), 0)
-                report["comparison"] = {
-                    "baseline": specs[base].name, "rounds": args.rounds, "load_average_at_start": load_start,
+                base = baseline_index(specs, args.min_face)
+                report["comparison"] = {  # the baseline by its label: blazeface@6 is not the row "blazeface"
+                    "baseline": spec_label(specs[base], args.min_face), "rounds": args.rounds,
+                    "load_average_at_start": load_start,
                     "load_average_at_end": _load(),
                     "detectors": [{"label": spec_label(s, args.min_face), "detector": r["config"]["detector"], "min_face": s.min_face,
                                    "min_score": r["config"]["detector_min_score"], "margin": r["config"]["margin"],

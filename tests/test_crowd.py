@@ -505,6 +505,36 @@ def test_benchmark_compare_refuses_what_is_not_a_detector(bad: str, tmp_path: Pa
         crowd_bench.main(["--no-data", "--compare", bad, "--out", str(tmp_path / "x.json")])
 
 
+def _fake_compare(specs: list, job: object, rounds: int, big_photo: object) -> list[dict]:
+    """crowd_bench.compare's reports, without running a detector: detection takes 10, 20, 30... ms per spec."""
+    speed = {"fps": 1.0, "frame_size": [192, 256], "faces": 8, "fps_stream_pipelined": 1.0, "recognize_ms": 1.0,
+             "faces_found": 8}
+    return [{"config": {"detector": f"{s.name}(min_face={s.min_face})", "detector_min_score": 0.5, "margin": 0.0},
+             "detection": {"bins": [{"bin": "8-12", "recall": 0.5}]}, "accuracy": None,
+             "speed": {**speed, "detect_ms": 10.0 * (i + 1), "per_round": [{"detect_ms": 10.0 * (i + 1)}]}}
+            for i, s in enumerate(specs)]
+
+
+@pytest.mark.parametrize("compare,baseline", [("blazeface@12", "blazeface@12"),
+                                              ("blazeface@12,blazeface", "blazeface"),
+                                              ("yunet@12", "yunet")])
+def test_benchmark_comparison_baseline_is_a_row_of_the_comparison(compare: str, baseline: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The baseline was recorded by detector name: with blazeface@12 the only BlazeFace, "blazeface" named no row (the
+    summary vanished) while the speed-ups were against blazeface@12; beside a plain blazeface, the speed-ups were
+    against the first BlazeFace (blazeface@12) and the summary against the other."""
+    monkeypatch.setattr(crowd_bench, "compare", _fake_compare)
+    out = tmp_path / "cmp.json"
+    assert crowd_bench.main(["--no-data", "--detector", "yunet", "--compare", compare, "--min-face", "16",
+                             "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    comp = doc["comparison"]
+    rows = {d["label"]: d for d in comp["detectors"]}
+    assert comp["baseline"] == baseline and rows[baseline]["detect_speedup"] == 1.0
+    summary = crowd_bench.comparison_summary(doc)
+    assert (f"against **{baseline}**" in summary) == (baseline != "yunet")
+
+
 def test_benchmark_times_the_opencv_fallback_on_large_photos_too() -> None:
     """--big-photo skipped OpenCV's fallback ("not tiled: it runs on the whole enlarged frame"); it is tiled
     now, as the ONNX detectors are, and is measured like them."""

@@ -277,6 +277,16 @@ def test_square_rect_gives_a_square_inside_the_frame(box: tuple, expected: tuple
     assert w == h and 0 <= x and 0 <= y and x + w <= box[4] and y + h <= box[5]
 
 
+def test_square_rect_takes_numpy_numbers() -> None:
+    """A box from a float32 array (a detector's output, or cv2's) was refused as "not a finite number"; the SDK's
+    other checks take numpy numbers (detection.pyramid.check_number)."""
+    from fsrfer_edge.export.deepstream import square_rect
+
+    box = np.array([100, 50, 16, 20], dtype=np.float32)
+    got = square_rect(*box, np.int64(640), np.int64(480))
+    assert got == pytest.approx((98, 50, 20, 20)) and all(type(v) is float for v in got)
+
+
 @pytest.mark.parametrize("bad", [(0, 0, 0, 10, 640, 480), (0, 0, 10, 10, 0, 480), (float("nan"), 0, 10, 10, 640, 480),
                                  (True, 0, 10, 10, 640, 480), ("1", 0, 10, 10, 640, 480)])
 def test_square_rect_refuses_what_is_not_a_box(bad: tuple) -> None:
@@ -285,3 +295,121 @@ def test_square_rect_refuses_what_is_not_a_box(bad: tuple) -> None:
 
     with pytest.raises(InputError, match="expected finite numbers"):
         square_rect(*bad)
+
+
+def test_a_failed_deepstream_engine_build_leaves_the_folder_as_it_was(models: dict[str, Path], tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ONNX copy was written, and the engines of the folder's earlier model removed, before the build: a build
+    that failed left the new s8s8 file beside the earlier export's FP16 config (nvinfer then fails to build it)."""
+    from test_tensorrt_versions import FakeGpu
+
+    from fsrfer_edge.errors import EngineError
+    from fsrfer_edge.export import engine as engine_module
+
+    ds = tmp_path / "ds"
+    write_deepstream(ds, models["fp32"], batch_size=16)
+    (ds / "fsrfer.onnx_b16_gpu0_fp16.engine").write_bytes(b"nvinfer's engine of the FP32 copy")
+    before = {p.name: p.read_bytes() for p in ds.iterdir()}
+    FakeGpu(monkeypatch, "10.3.0.26")
+
+    def fails(*args: object, **kwargs: object) -> None:
+        raise EngineError("TensorRT failed to build an engine from fsrfer.onnx; the log above says why")
+
+    monkeypatch.setattr(engine_module, "_build_serialized", fails)
+    with pytest.raises(EngineError, match="failed to build"):
+        write_deepstream(ds, _s8s8(tmp_path), batch_size=16, engine=True)
+    assert {p.name: p.read_bytes() for p in ds.iterdir()} == before
+
+
+def test_a_built_deepstream_engine_survives_the_removal_of_stale_engines(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built before the folder changes, the engine must still be written after the earlier model's are removed."""
+    from test_tensorrt_versions import FakeGpu
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "fsrfer.onnx").write_bytes(b"an earlier model")
+    (ds / "fsrfer.onnx_b16_gpu0_int8.engine").write_bytes(b"its engine")
+    gpu = FakeGpu(monkeypatch, "10.3.0.26")
+    config = write_deepstream(ds, _s8s8(tmp_path), batch_size=16, engine=True)
+    spec, = gpu.trt.log["built"]
+    assert json.loads((config.parent / _config(ds)["model-engine-file"]).read_bytes()) == spec
+    assert sorted(p.name for p in ds.iterdir()) == ["config_infer_fsrfer.txt", "fsrfer.onnx",
+                                                    "fsrfer.onnx_b16_gpu0_int8.engine", "fsrfer_int8_calib.txt",
+                                                    "fsrfer_labels.txt"]
+
+
+class _Node:
+    """A GList node as pyds binds it: ``data`` and ``next`` (None at the end)."""
+
+    def __init__(self, items: list) -> None:
+        self.data, self.next = items[0], (_Node(items[1:]) if len(items) > 1 else None)
+
+
+def _probe_from_the_docs(monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """docs/deepstream.md's pad probe ("Square boxes"), run against fake pyds and Gst modules; returns the probe,
+    its user data, the Gst fake and the namespace the snippet defined."""
+    import re
+    import sys
+    import types
+    from types import SimpleNamespace
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "deepstream.md").read_text(encoding="utf-8")
+    section = text.split("## Square boxes", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    pyds = types.ModuleType("pyds")
+    pyds.NvDsFrameMeta = pyds.NvDsObjectMeta = SimpleNamespace(cast=lambda data: data)  # type: ignore[attr-defined]
+    batches: dict[int, object] = {}
+    pyds.gst_buffer_get_nvds_batch_meta = batches.__getitem__  # type: ignore[attr-defined]
+    gst = SimpleNamespace(PadProbeReturn=SimpleNamespace(DROP=0, OK=1), PadProbeType=SimpleNamespace(BUFFER=16))
+    repository = types.ModuleType("gi.repository")
+    repository.Gst = gst  # type: ignore[attr-defined]
+    gi = types.ModuleType("gi")
+    gi.repository = repository  # type: ignore[attr-defined]
+    for name, module in (("pyds", pyds), ("gi", gi), ("gi.repository", repository)):
+        monkeypatch.setitem(sys.modules, name, module)
+    added: list[tuple] = []
+    sgie = SimpleNamespace(get_static_pad=lambda name: SimpleNamespace(add_probe=lambda *a: added.append((name, *a))))
+    namespace: dict = {"sgie": sgie}
+    exec(compile(code.group(1), "docs/deepstream.md", "exec"), namespace)
+    (pad, kind, probe, user_data), = added
+    assert (pad, kind) == ("sink", gst.PadProbeType.BUFFER)
+
+    def run(objects: list) -> object:
+        buffer = object()
+        batches[hash(buffer)] = SimpleNamespace(frame_meta_list=_Node([SimpleNamespace(obj_meta_list=_Node(objects))]))
+        return probe(None, SimpleNamespace(get_buffer=lambda: buffer), user_data)
+
+    return run, user_data, gst, namespace
+
+
+def test_the_docs_pad_probe_squares_only_the_face_detectors_faces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It squared every object of the frame (another detector's people, the face detector's other classes), and a
+    box of no width (nvinfer's detectors clip boxes to 0) raised in the probe, which PyGObject turns into
+    GST_PAD_PROBE_DROP (0): the whole batch dropped."""
+    from types import SimpleNamespace
+
+    from fsrfer_edge.export.deepstream import square_rect
+
+    run, frame_size, gst, ns = _probe_from_the_docs(monkeypatch)
+    gie, face = 1, 0  # the config's operate-on-gie-id, and its operate-on-class-ids comment
+
+    def obj(component: int, class_id: int, box: tuple) -> SimpleNamespace:
+        return SimpleNamespace(unique_component_id=component, class_id=class_id,
+                               rect_params=SimpleNamespace(**dict(zip(("left", "top", "width", "height"), box))))
+
+    def box(o: SimpleNamespace) -> tuple:
+        r = o.rect_params
+        return r.left, r.top, r.width, r.height
+
+    objects = [obj(gie, face, (100.0, 50.0, 16.0, 20.0)), obj(3, face, (200.0, 40.0, 30.0, 90.0)),
+               obj(gie, face + 1, (400.0, 40.0, 30.0, 90.0))]
+    assert run(objects) == gst.PadProbeReturn.OK
+    assert box(objects[0]) == square_rect(100.0, 50.0, 16.0, 20.0, *frame_size)
+    assert [box(o) for o in objects[1:]] == [(200.0, 40.0, 30.0, 90.0), (400.0, 40.0, 30.0, 90.0)]
+    empty = [obj(gie, face, (300.0, 60.0, 0.0, 12.0)), obj(gie, face, (500.0, 60.0, 14.0, 10.0))]
+    assert run(empty) == gst.PadProbeReturn.OK  # not an exception: PyGObject would return DROP for it
+    assert box(empty[0]) == (300.0, 60.0, 0.0, 12.0)
+    assert box(empty[1]) == square_rect(500.0, 60.0, 14.0, 10.0, *frame_size)  # the next face is still squared
+    assert (ns["FACE_GIE_ID"], ns["FACE_CLASS_ID"]) == (gie, face)  # named in the snippet, for the reader to set

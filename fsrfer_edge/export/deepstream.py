@@ -17,8 +17,9 @@ it chose and why. onnx is imported lazily.
 from __future__ import annotations
 
 import glob
-import math
 import logging
+import math
+import numbers
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Optional, Union
@@ -264,7 +265,8 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
     (INT8 and FP16 flags on 8.5-10.x, strongly typed on 11), one optimisation profile of batches 1 to
     ``batch_size``, on GPU 0 (the config's ``gpu-id``). nvinfer cannot build that file itself: it sets TensorRT's
     INT8 flag only with a calibration file. FP32 and FP16 sources need no such step (nvinfer builds them).
-    ``workspace_mb`` and ``timing_cache`` are as for :func:`.engine.build_engine`.
+    ``workspace_mb`` and ``timing_cache`` are as for :func:`.engine.build_engine`. The engine is built before any
+    file of ``out_dir`` is written or removed, so a build that fails leaves the folder as it was.
 
     Each file is written whole or not at all, the config last, so a config never names files that are not there.
     Files of the same names are replaced; other files in ``out_dir`` are left alone, except the engines nvinfer
@@ -292,6 +294,11 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
     if target.exists() and same_file(target, onnx_path):
         raise ConfigError(f"{target} would replace {onnx_path} with its DeepStream copy; expected another folder "
                           "or name")
+    plan_path = out / engine_name(p.onnx_name, batch_size, precision="int8")
+    # Built before any file of the folder changes (from a copy elsewhere): a build that fails leaves the folder's
+    # earlier export whole, not its config beside this ONNX file with that export's engines removed.
+    plan = _build_for_nvinfer(p.model, p.onnx_name, p.info, plan_path, batch_size, workspace_mb,
+                              timing_cache) if engine else None
     out.mkdir(parents=True, exist_ok=True)
     before = sha256_file(target) if target.is_file() else None
     save_onnx(p.model, target)
@@ -302,9 +309,9 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
             stale.unlink()
             log.warning("removed %s: nvinfer built it from an earlier %s, and would have run it instead of the new "
                         "model", stale, p.onnx_name)
-    if engine:
-        _build_for_nvinfer(target, p.info, out / engine_name(p.onnx_name, batch_size, precision="int8"), batch_size,
-                           workspace_mb, timing_cache)
+    if plan is not None:
+        atomic_write_bytes(plan_path, plan)
+        log.info("wrote %s", plan_path)
     _write(out / p.labels_name, p.labels)
     if p.info.precision == "int8":
         _write(out / calib_name(p.onnx_name), CALIB_NOTE)
@@ -321,22 +328,27 @@ def check_engine_source(info: ModelInfo) -> None:
                           "building one here is for an s8s8 INT8 file (NAME.int8-s8s8.onnx), which nvinfer cannot")
 
 
-def _build_for_nvinfer(onnx_path: Path, info: ModelInfo, out: Path, batch_size: int, workspace_mb: Optional[int],
-                       timing_cache: Optional[PathLike]) -> Path:
-    """Build ``onnx_path`` (the DeepStream copy) into ``out`` as nvinfer loads it: batches 1..``batch_size``."""
+def _build_for_nvinfer(model: "onnx.ModelProto", onnx_name: str, info: ModelInfo, out: Path, batch_size: int,
+                       workspace_mb: Optional[int], timing_cache: Optional[PathLike]) -> bytes:
+    """The engine of ``model`` (the DeepStream copy, built from a temporary ``onnx_name``) as nvinfer loads it from
+    ``out``: batches 1..``batch_size``. Returns the plan; writes nothing into ``out``'s folder (the caller does)."""
+    import tempfile
+
     from .. import engine_cache
     from .engine import _build_serialized, import_tensorrt, on_device, require_writable
+    from .onnx_export import save_onnx
 
-    trt_version = str(import_tensorrt(onnx_path).__version__)
+    trt_version = str(import_tensorrt(onnx_name).__version__)
     with on_device(0) as gpu:  # the config's gpu-id, and the _gpu0 of the engine's name
         key = engine_cache.EngineKey(trt_version, gpu.compute_capability, info.precision, 1, batch_size, batch_size,
                                      gpu.key)
-        require_writable(out.parent, out.name)
-        plan, build = _build_serialized(onnx_path, info, key, workspace_mb, timing_cache)
-    atomic_write_bytes(out, plan)
-    log.info("built %s for nvinfer (TensorRT %s, %s, %s, batch 1-%d)", out, trt_version, build["network"],
+        require_writable(out.parent, out.name)  # before minutes of building, not after
+        with tempfile.TemporaryDirectory(prefix="fsrfer-deepstream-") as tmp:
+            copy = save_onnx(model, Path(tmp) / onnx_name)
+            plan, build = _build_serialized(copy, info, key, workspace_mb, timing_cache)
+    log.info("built %s for nvinfer (TensorRT %s, %s, %s, batch 1-%d)", out.name, trt_version, build["network"],
              build["builder_flags"] or "no precision flags", batch_size)
-    return out
+    return plan
 
 
 def square_rect(left: float, top: float, width: float, height: float, frame_width: float,
@@ -350,12 +362,14 @@ def square_rect(left: float, top: float, width: float, height: float, frame_widt
         InputError: a value that is not a finite number, a box of no size or a frame of no size.
     """
     values = dict(left=left, top=top, width=width, height=height, frame_width=frame_width, frame_height=frame_height)
-    bad = {k: v for k, v in values.items() if isinstance(v, bool) or not isinstance(v, (int, float))
+    # numbers.Real: numpy's numbers too (a box from a float32 array), as the SDK's other checks take them
+    bad = {k: v for k, v in values.items() if isinstance(v, bool) or not isinstance(v, numbers.Real)
            or not math.isfinite(v)}
     if bad or width <= 0 or height <= 0 or frame_width <= 0 or frame_height <= 0:
         raise InputError(f"square_rect({', '.join(f'{k}={v!r}' for k, v in values.items())}); expected finite "
                          "numbers, a box and a frame of positive size")
-    side = min(float(max(width, height)), float(frame_width), float(frame_height))
+    left, top, width, height, frame_width, frame_height = (float(v) for v in values.values())
+    side = min(max(width, height), frame_width, frame_height)
     x = min(max(left + width / 2 - side / 2, 0.0), frame_width - side)
     y = min(max(top + height / 2 - side / 2, 0.0), frame_height - side)
     return x, y, side, side
