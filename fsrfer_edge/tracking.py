@@ -570,3 +570,89 @@ def _fraction(name: str, value: Any) -> float:
         raise InputError(f"{name}={value!r}; expected a number in (0, 1]")
     return float(value)
 
+
+
+class ExpressionSmoother:
+    """:class:`FaceTracker`'s averaging without its matching, for faces another tracker follows.
+
+    Where something else gives each face an identity (DeepStream's nvtracker ``object_id``, a tracker of your own),
+    ``update(key, probs, frame)`` returns that face's class probabilities averaged over the frames it was seen in,
+    each earlier frame's weight halving every ``half_life`` frames, exactly as :class:`FaceTracker` weights a track:
+    over consecutive frames the answer is :func:`smooth_sequence`'s, and a frame in which the face was not seen still
+    counts as a frame that passed. docs/deepstream.md shows it fed from nvinfer's output tensors.
+
+    Args:
+        half_life, aggregate: as for :class:`FaceTracker`.
+        max_age: a face not updated for more than this many frames is forgotten (its next update starts afresh).
+
+    Raises:
+        InputError: a bad ``half_life``, ``aggregate`` or ``max_age``.
+    """
+
+    def __init__(self, half_life: float = DEFAULT_HALF_LIFE, aggregate: str = DEFAULT_AGGREGATE, *,
+                 max_age: int = 30) -> None:
+        self.half_life = check_half_life(half_life)
+        self.aggregate = _check_aggregate(aggregate)
+        if isinstance(max_age, bool) or not isinstance(max_age, (int, np.integer)) or max_age < 0:
+            raise InputError(f"max_age={max_age!r}; expected an integer number of frames >= 0")
+        self.max_age = int(max_age)
+        self._decay = _decay(self.half_life)
+        self._faces: dict[Any, tuple[np.ndarray, float, int]] = {}  # key -> (weighted sum, weight, last frame)
+        self._frame: Optional[int] = None  # the latest frame seen, for forgetting
+
+    def __len__(self) -> int:
+        return len(self._faces)
+
+    def update(self, key: Any, probs: Any, frame: int) -> np.ndarray:
+        """Add the face ``key``'s class probabilities of frame ``frame``; return its weighted mean so far.
+
+        Args:
+            key: the face's identity (any hashable, e.g. ``(source_id, object_id)``).
+            probs: (C,) class probabilities (each >= 0, summing to 1), as a softmax gives them.
+            frame: the frame's number (an integer, higher than this face's previous one).
+
+        Returns:
+            (C,) float32 probabilities.
+
+        Raises:
+            InputError: ``probs`` that are not one face's class probabilities (or of another class count than
+                the face's earlier ones), a frame number that is not an integer or not after the face's last, a
+                key that cannot be hashed.
+        """
+        if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
+            raise InputError(f"frame={frame!r}; expected the frame's integer number")
+        frame = int(frame)
+        try:
+            p = np.asarray(probs, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"probs could not be read as numbers ({exc}); expected (C,) class probabilities") from exc
+        if p.ndim != 1 or not p.size:
+            raise InputError(f"probs has shape {p.shape}; expected (C,) class probabilities of one face")
+        _check_probs(p)
+        try:
+            earlier = self._faces.get(key)
+        except TypeError as exc:
+            raise InputError(f"key={key!r} cannot be hashed ({exc}); expected e.g. (source_id, object_id)") from exc
+        if self._frame is None or frame > self._frame:
+            self._frame = frame
+            self._faces = {k: v for k, v in self._faces.items() if frame - v[2] <= self.max_age}
+            earlier = self._faces.get(key)
+        terms = _terms(p, self.aggregate)
+        if earlier is None:
+            num, den = terms, 1.0
+        else:
+            e_num, e_den, last = earlier
+            if frame <= last:
+                raise InputError(f"frame {frame} for {key!r}, whose last frame was {last}; expected each face once a "
+                                 "frame, frames in order")
+            if e_num.shape != terms.shape:
+                raise InputError(f"probs of {terms.shape[0]} classes for {key!r}, whose earlier ones had "
+                                 f"{e_num.shape[0]}; expected the same model's classes")
+            k = self._decay ** (frame - last)
+            num, den = e_num * k + terms, e_den * k + 1.0
+        self._faces[key] = (num, den, frame)
+        return _normalised(num / den, self.aggregate)
+
+    def __repr__(self) -> str:
+        return (f"ExpressionSmoother(half_life={self.half_life:g}, aggregate={self.aggregate!r}, "
+                f"max_age={self.max_age})")

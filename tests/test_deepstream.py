@@ -413,3 +413,68 @@ def test_the_docs_pad_probe_squares_only_the_face_detectors_faces(monkeypatch: p
     assert box(empty[0]) == (300.0, 60.0, 0.0, 12.0)
     assert box(empty[1]) == square_rect(500.0, 60.0, 14.0, 10.0, *frame_size)  # the next face is still squared
     assert (ns["FACE_GIE_ID"], ns["FACE_CLASS_ID"]) == (gie, face)  # named in the snippet, for the reader to set
+
+
+def test_the_docs_smoothing_probe_averages_each_tracked_face_over_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/deepstream.md's probe ("A face's expression over frames") against stand-ins for pyds and Gst: it reads
+    each face's 7 probabilities from the expression classifier's tensor meta (not another GIE's) through a ctypes
+    pointer, and reports the mean smooth_sequence gives over the frames of that (source, object_id)."""
+    import ctypes
+    import re
+    import sys
+    import types
+    from types import SimpleNamespace
+
+    from fsrfer_edge.tracking import smooth_sequence
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "deepstream.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", text.split("## A face's expression over frames", 1)[1], re.S)
+    assert code is not None
+    tensor_type = "NVDSINFER_TENSOR_OUTPUT_META"
+    pyds = types.ModuleType("pyds")
+    same = SimpleNamespace(cast=lambda data: data)
+    pyds.NvDsFrameMeta = pyds.NvDsObjectMeta = pyds.NvDsUserMeta = pyds.NvDsInferTensorMeta = same  # type: ignore
+    pyds.NvDsMetaType = SimpleNamespace(NVDSINFER_TENSOR_OUTPUT_META=tensor_type)  # type: ignore[attr-defined]
+    pyds.get_nvds_LayerInfo = lambda tensor, i: tensor.layers[i]  # type: ignore[attr-defined]
+    pyds.get_ptr = lambda buffer: ctypes.addressof(buffer)  # type: ignore[attr-defined]
+    batches: dict[int, object] = {}
+    pyds.gst_buffer_get_nvds_batch_meta = batches.__getitem__  # type: ignore[attr-defined]
+    gst = SimpleNamespace(PadProbeReturn=SimpleNamespace(DROP=0, OK=1), PadProbeType=SimpleNamespace(BUFFER=16))
+    repository = types.ModuleType("gi.repository")
+    repository.Gst = gst  # type: ignore[attr-defined]
+    gi = types.ModuleType("gi")
+    gi.repository = repository  # type: ignore[attr-defined]
+    for name, module in (("pyds", pyds), ("gi", gi), ("gi.repository", repository)):
+        monkeypatch.setitem(sys.modules, name, module)
+    added: list[tuple] = []
+    namespace: dict = {"sgie": SimpleNamespace(get_static_pad=lambda name: SimpleNamespace(
+        add_probe=lambda *a: added.append((name, *a)))), "print_face": None}
+    exec(compile(code.group(1), "docs/deepstream.md", "exec"), namespace)
+    (pad, kind, probe, _), = added
+    assert (pad, kind) == ("src", gst.PadProbeType.BUFFER) and namespace["CLASSES"] == list(CLASSES)
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4, 2, 7)) * 2
+    probs = (np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)).astype(np.float32)  # 4 frames, 2 faces
+    seen: list[tuple] = []
+    keep: list = []  # the ctypes buffers stay alive while the probe reads them
+
+    def user(gie: int, p: np.ndarray) -> SimpleNamespace:
+        buf = (ctypes.c_float * 7)(*p)
+        keep.append(buf)
+        return SimpleNamespace(base_meta=SimpleNamespace(meta_type=tensor_type), user_meta_data=SimpleNamespace(
+            unique_id=gie, layers=[SimpleNamespace(buffer=buf)]))
+
+    for t in range(4):
+        objects = [SimpleNamespace(object_id=10 + k, obj_user_meta_list=_Node(
+            [user(5, np.full(7, 1 / 7)), user(2, probs[t, k])])) for k in range(2)]  # another GIE's tensor first
+        buffer = object()
+        batches[hash(buffer)] = SimpleNamespace(frame_meta_list=_Node([SimpleNamespace(
+            source_id=0, frame_num=t, obj_meta_list=_Node(objects))]))
+        assert probe(None, SimpleNamespace(get_buffer=lambda: buffer),
+                     lambda f, o, label, mean: seen.append((t, o.object_id, label, mean))) == gst.PadProbeReturn.OK
+    assert [(t, i) for t, i, _, _ in seen] == [(t, 10 + k) for t in range(4) for k in range(2)]
+    for t, i, label, mean in seen:
+        expected = smooth_sequence(probs[:t + 1], 2.0)[i - 10]
+        np.testing.assert_allclose(mean, expected, atol=1e-6)
+        assert label == CLASSES[int(expected.argmax())]

@@ -119,6 +119,7 @@ def assert_values_land(r: nv.ParseResult, config: Path, variant: str) -> None:
     assert not el.maintain_aspect_ratio and not el.symmetric_padding
     assert (el.min_input_object_width, el.min_input_object_height) == (6, 6)
     assert el.secondary_reinfer_interval == 0 and not el.classifier_async_mode
+    assert el.output_tensor_meta  # each face's probabilities, for ExpressionSmoother (docs/deepstream.md)
     assert ip.classifierThreshold == 0.0 and el.classifier_type == "expression"
     assert ip.outputLayerNames == ["probs"]
     assert el.operate_on_class_ids == []  # all of the detector's classes

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fsrfer_edge import InputError
-from fsrfer_edge.tracking import FaceTracker, smooth_sequence
+from fsrfer_edge.tracking import ExpressionSmoother, FaceTracker, smooth_sequence
 
 
 def _probs(*rows: list[float]) -> np.ndarray:
@@ -1075,3 +1075,59 @@ def test_over_skipped_frames_a_track_found_once_does_not_take_a_face_nearer_anot
         _step(tracker, [], looked=False)
     ids, _ = tracker.update([_box(9, 0)], np.full((1, 2), 0.5))  # E's face, 0.9 sides on; F's box is gone
     assert ids.tolist() == [e]  # F's distance per frame (1 side) is allowed, but E's face is nearer E
+
+
+def _random_probs(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    e = np.exp(rng.normal(size=shape) * 2)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("half_life,aggregate", [(2.0, "probs"), (1.0, "log"), (math.inf, "probs")])
+def test_smoother_over_consecutive_frames_is_smooth_sequence(half_life: float, aggregate: str) -> None:
+    probs = _random_probs(np.random.default_rng(3), 6, 2, 7)  # 6 frames of 2 faces
+    s = ExpressionSmoother(half_life, aggregate)
+    for t in range(6):
+        got = [s.update(("cam0", face), probs[t, face], frame=100 + t) for face in range(2)]
+        np.testing.assert_allclose(got, smooth_sequence(probs[:t + 1], half_life, aggregate), atol=1e-6)
+
+
+def test_smoother_weights_as_face_tracker_when_a_face_is_missed() -> None:
+    """A frame without the face still halves the earlier frames' weight, as FaceTracker's tracks decay."""
+    rng = np.random.default_rng(4)
+    probs = _random_probs(rng, 3, 1, 7)
+    box = np.array([[10.0, 10.0, 30.0, 30.0]])
+    tracker = FaceTracker(half_life=2.0, coast=0, confirm=1, motion=False)
+    s = ExpressionSmoother(half_life=2.0)
+    for frame, p in ((0, probs[0]), (1, None), (2, probs[1]), (3, probs[2])):
+        if p is None:
+            tracker.update(np.zeros((0, 4)), np.zeros((0, 7)))
+            continue
+        _, expected = tracker.update(box, p)
+        np.testing.assert_allclose(s.update(7, p[0], frame), expected[0], atol=1e-6)
+
+
+def test_smoother_forgets_faces_not_seen_for_max_age_frames() -> None:
+    rng = np.random.default_rng(5)
+    a, b = _random_probs(rng, 2, 7)
+    s = ExpressionSmoother(max_age=3)
+    s.update(1, a, 0)
+    s.update(2, a, 0)
+    s.update(2, a, 3)  # face 1 last seen 3 frames ago: kept
+    assert len(s) == 2
+    np.testing.assert_allclose(s.update(1, b, 4), b, atol=1e-6)  # 4 frames: forgotten, starts afresh
+    assert len(s) == 2
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda s: s.update(1, [0.5, 0.6], 0), "class probabilities"),
+    (lambda s: s.update(1, np.full((2, 7), 1 / 7), 0), "expected \\(C,\\)"),
+    (lambda s: s.update(1, np.full(7, 1 / 7), 1.0), "integer number"),
+    (lambda s: s.update([1], np.full(7, 1 / 7), 0), "cannot be hashed"),
+    (lambda s: (s.update(1, np.full(7, 1 / 7), 5), s.update(1, np.full(7, 1 / 7), 5)), "once a frame"),
+    (lambda s: (s.update(1, np.full(7, 1 / 7), 5), s.update(1, np.full(6, 1 / 6), 6)), "6 classes"),
+    (lambda s: ExpressionSmoother(max_age=-1), "max_age"),
+    (lambda s: ExpressionSmoother(half_life=0), "half_life"),
+])
+def test_smoother_refuses_what_it_cannot_average(call: Any, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        call(ExpressionSmoother())

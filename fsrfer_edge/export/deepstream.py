@@ -212,6 +212,8 @@ def config_text(info: ModelInfo, onnx_name: str, labels_name: str, *, batch_size
         "classifier-type=expression",
         "# A tracked face's expression changes while its box does not: classify it in every frame.",
         "secondary-reinfer-interval=0",
+        "# Each face's class probabilities as tensor meta, to average them over frames (docs/deepstream.md).",
+        "output-tensor-meta=1",
         "",
     ])
 
