@@ -346,22 +346,26 @@ class _Node:
         self.data, self.next = items[0], (_Node(items[1:]) if len(items) > 1 else None)
 
 
-def _probe_from_the_docs(monkeypatch: pytest.MonkeyPatch) -> tuple:
-    """docs/deepstream.md's pad probe ("Square boxes"), run against fake pyds and Gst modules; returns the probe,
-    its user data, the Gst fake and the namespace the snippet defined."""
+def _snippet_from_the_docs(monkeypatch: pytest.MonkeyPatch, section: str, **pyds_names: object) -> tuple:
+    """The Python block of docs/deepstream.md's ``section``, run against fake ``pyds`` (the names given, the meta
+    casts as identity, ``gst_buffer_get_nvds_batch_meta`` reading the batches registered) and ``Gst`` modules; returns
+    the probe it adds, its pad name and user data, the batches, the Gst fake and the block's namespace."""
     import re
     import sys
     import types
     from types import SimpleNamespace
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "deepstream.md").read_text(encoding="utf-8")
-    section = text.split("## Square boxes", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S)
+    code = re.search(r"```python\n(.*?)```", text.split(f"## {section}", 1)[1], re.S)
     assert code is not None
     pyds = types.ModuleType("pyds")
-    pyds.NvDsFrameMeta = pyds.NvDsObjectMeta = SimpleNamespace(cast=lambda data: data)  # type: ignore[attr-defined]
+    same = SimpleNamespace(cast=lambda data: data)
+    for meta in ("NvDsFrameMeta", "NvDsObjectMeta", "NvDsUserMeta", "NvDsInferTensorMeta"):
+        setattr(pyds, meta, same)
     batches: dict[int, object] = {}
     pyds.gst_buffer_get_nvds_batch_meta = batches.__getitem__  # type: ignore[attr-defined]
+    for name, value in pyds_names.items():
+        setattr(pyds, name, value)
     gst = SimpleNamespace(PadProbeReturn=SimpleNamespace(DROP=0, OK=1), PadProbeType=SimpleNamespace(BUFFER=16))
     repository = types.ModuleType("gi.repository")
     repository.Gst = gst  # type: ignore[attr-defined]
@@ -371,10 +375,20 @@ def _probe_from_the_docs(monkeypatch: pytest.MonkeyPatch) -> tuple:
         monkeypatch.setitem(sys.modules, name, module)
     added: list[tuple] = []
     sgie = SimpleNamespace(get_static_pad=lambda name: SimpleNamespace(add_probe=lambda *a: added.append((name, *a))))
-    namespace: dict = {"sgie": sgie}
+    namespace: dict = {"sgie": sgie, "print_face": print}
     exec(compile(code.group(1), "docs/deepstream.md", "exec"), namespace)
     (pad, kind, probe, user_data), = added
-    assert (pad, kind) == ("sink", gst.PadProbeType.BUFFER)
+    assert kind == gst.PadProbeType.BUFFER
+    return probe, pad, user_data, batches, gst, namespace
+
+
+def _probe_from_the_docs(monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """docs/deepstream.md's pad probe ("Square boxes"); returns a runner of one frame's objects, its user data, the
+    Gst fake and the namespace the snippet defined."""
+    from types import SimpleNamespace
+
+    probe, pad, user_data, batches, gst, namespace = _snippet_from_the_docs(monkeypatch, "Square boxes")
+    assert pad == "sink"
 
     def run(objects: list) -> object:
         buffer = object()
@@ -420,38 +434,16 @@ def test_the_docs_smoothing_probe_averages_each_tracked_face_over_frames(monkeyp
     each face's 7 probabilities from the expression classifier's tensor meta (not another GIE's) through a ctypes
     pointer, and reports the mean smooth_sequence gives over the frames of that (source, object_id)."""
     import ctypes
-    import re
-    import sys
-    import types
     from types import SimpleNamespace
 
     from fsrfer_edge.tracking import smooth_sequence
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "deepstream.md").read_text(encoding="utf-8")
-    code = re.search(r"```python\n(.*?)```", text.split("## A face's expression over frames", 1)[1], re.S)
-    assert code is not None
     tensor_type = "NVDSINFER_TENSOR_OUTPUT_META"
-    pyds = types.ModuleType("pyds")
-    same = SimpleNamespace(cast=lambda data: data)
-    pyds.NvDsFrameMeta = pyds.NvDsObjectMeta = pyds.NvDsUserMeta = pyds.NvDsInferTensorMeta = same  # type: ignore
-    pyds.NvDsMetaType = SimpleNamespace(NVDSINFER_TENSOR_OUTPUT_META=tensor_type)  # type: ignore[attr-defined]
-    pyds.get_nvds_LayerInfo = lambda tensor, i: tensor.layers[i]  # type: ignore[attr-defined]
-    pyds.get_ptr = lambda buffer: ctypes.addressof(buffer)  # type: ignore[attr-defined]
-    batches: dict[int, object] = {}
-    pyds.gst_buffer_get_nvds_batch_meta = batches.__getitem__  # type: ignore[attr-defined]
-    gst = SimpleNamespace(PadProbeReturn=SimpleNamespace(DROP=0, OK=1), PadProbeType=SimpleNamespace(BUFFER=16))
-    repository = types.ModuleType("gi.repository")
-    repository.Gst = gst  # type: ignore[attr-defined]
-    gi = types.ModuleType("gi")
-    gi.repository = repository  # type: ignore[attr-defined]
-    for name, module in (("pyds", pyds), ("gi", gi), ("gi.repository", repository)):
-        monkeypatch.setitem(sys.modules, name, module)
-    added: list[tuple] = []
-    namespace: dict = {"sgie": SimpleNamespace(get_static_pad=lambda name: SimpleNamespace(
-        add_probe=lambda *a: added.append((name, *a)))), "print_face": None}
-    exec(compile(code.group(1), "docs/deepstream.md", "exec"), namespace)
-    (pad, kind, probe, _), = added
-    assert (pad, kind) == ("src", gst.PadProbeType.BUFFER) and namespace["CLASSES"] == list(CLASSES)
+    probe, pad, _, batches, gst, namespace = _snippet_from_the_docs(
+        monkeypatch, "A face's expression over frames",
+        NvDsMetaType=SimpleNamespace(NVDSINFER_TENSOR_OUTPUT_META=tensor_type),
+        get_nvds_LayerInfo=lambda tensor, i: tensor.layers[i], get_ptr=ctypes.addressof)
+    assert pad == "src" and namespace["CLASSES"] == list(CLASSES)
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(4, 2, 7)) * 2
