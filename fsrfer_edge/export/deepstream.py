@@ -8,6 +8,11 @@
 - ``NAME_labels.txt``: the class names on one line, separated by ``;`` (one line per output layer).
 - ``config_infer_NAME.txt``: the ``[property]`` group, with the model's normalisation written as nvinfer's
   ``net-scale-factor`` and ``offsets`` (``y = net-scale-factor * (x - offsets)`` on 0-255 pixels).
+- for an s8s8 INT8 source, ``NAME_int8_calib.txt`` (:data:`CALIB_NOTE`), and with ``engine`` the INT8 engine the
+  config names, built here with TensorRT.
+
+:func:`square_rect` squares a detector's box for a pad probe before the classifier; averaging a face's answers
+over frames is :class:`fsrfer_edge.tracking.ExpressionSmoother` (docs/deepstream.md has both probes).
 
 The SDK's own preprocessing does not run inside DeepStream: nvinfer crops and scales each face itself, so
 a face is neither squared by repeating its edges, nor raised to the contrast floor, nor freed of an app's
