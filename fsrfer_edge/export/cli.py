@@ -638,7 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="faces per engine run, nvinfer's batch-size (default 64)")
     d.add_argument("--deepstream-engine", action="store_true",
                    help="also build, here on the device, the engine the config names (an s8s8 INT8 file only: "
-                        "nvinfer cannot build one itself; uses --workspace-mb and --timing-cache)")
+                        "INT8 and FP16, where nvinfer's own build is INT8 alone; uses --workspace-mb and "
+                        "--timing-cache)")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     return p
 

@@ -270,8 +270,9 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
     With ``engine`` (an s8s8 INT8 source only, on the device, with the TensorRT of its DeepStream install), also
     build the engine the config names, as nvinfer would load it: TensorRT's builder as :mod:`.engine` drives it
     (INT8 and FP16 flags on 8.5-10.x, strongly typed on 11), one optimisation profile of batches 1 to
-    ``batch_size``, on GPU 0 (the config's ``gpu-id``). nvinfer cannot build that file itself: it sets TensorRT's
-    INT8 flag only with a calibration file. FP32 and FP16 sources need no such step (nvinfer builds them).
+    ``batch_size``, on GPU 0 (the config's ``gpu-id``). nvinfer's own build of that file (through the calibration
+    note) sets the INT8 flag alone, so the layers outside Q/DQ run in FP32, and takes minutes at the first run. FP32
+    and FP16 sources need no such step (nvinfer builds them in FP16).
     ``workspace_mb`` and ``timing_cache`` are as for :func:`.engine.build_engine`. The engine is built before any
     file of ``out_dir`` is written or removed, so a build that fails leaves the folder as it was.
 
@@ -329,10 +330,12 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
 
 
 def check_engine_source(info: ModelInfo) -> None:
-    """ConfigError unless ``info`` is an s8s8 INT8 model, the one kind nvinfer cannot build an engine of itself."""
+    """ConfigError unless ``info`` is an s8s8 INT8 model, the one kind whose engine is better built here (INT8 and
+    FP16) than by nvinfer (INT8 alone)."""
     if info.precision != "int8":
         raise ConfigError(f"a {info.precision} model: nvinfer builds its FP16 engine itself on the first run; "
-                          "building one here is for an s8s8 INT8 file (NAME.int8-s8s8.onnx), which nvinfer cannot")
+                          "building one here is for an s8s8 INT8 file (NAME.int8-s8s8.onnx), whose own nvinfer "
+                          "build runs the layers outside Q/DQ in FP32")
 
 
 def _build_for_nvinfer(model: "onnx.ModelProto", onnx_name: str, info: ModelInfo, out: Path, batch_size: int,
