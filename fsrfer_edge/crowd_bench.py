@@ -1027,7 +1027,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--compare", type=_compare, default=[],
                     help="more detectors to run side by side at their defaults, e.g. blazeface,opencv (each in its "
                          "own process; speed in interleaved rounds); NAME@MIN_FACE looks for faces from MIN_FACE "
-                         "pixels, e.g. yunet@6 beside the default yunet")
+                         "pixels, e.g. yunet@6 beside the default yunet (the --detector's own name keeps its "
+                         "--min-score, --margin and --detector-model)")
     ap.add_argument("--detector-model", default=None, help="the --detector's .onnx (default: the shipped one)")
     ap.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE,
                     help=f"smallest face the detectors look for, pixels (default {DEFAULT_MIN_FACE:g})")
@@ -1127,6 +1128,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             specs = [DetectorSpec(main_name, args.min_face, args.min_score, args.margin, args.detector_model)]
             for n, mf in args.compare:
                 spec = DetectorSpec(_resolve(n), args.min_face if mf is None else mf)
+                if spec.name == main_name:  # the --detector itself at another face size: its settings otherwise
+                    spec = dataclasses.replace(specs[0], min_face=spec.min_face)
                 if (spec.name, spec.min_face) not in {(s.name, s.min_face) for s in specs}:
                     specs.append(spec)
             job = Job(str(data_dir) if use_data else None, args.model, args.threads, args.scenes, args.faces,

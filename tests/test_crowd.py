@@ -492,9 +492,12 @@ def test_benchmark_compares_a_detector_with_itself_looking_for_smaller_faces(tmp
     out = tmp_path / "cmp.json"
     assert crowd_bench.main(["--no-data", "--scenes", "1", "--faces", "8", "--size", "256x192", "--fps-size", "256x192",
                              "--fps-repeats", "1", "--rounds", "1", "--compare", "yunet@12,yunet", "--score-sweep=",
-                             "--min-face", "16", "--threads", "1", "--out", str(out)]) == 0
+                             "--min-face", "16", "--min-score", "0.4", "--margin", "0.1", "--threads", "1",
+                             "--out", str(out)]) == 0
     comp = json.loads(out.read_text())["comparison"]
     assert [(d["label"], d["min_face"]) for d in comp["detectors"]] == [("yunet", 16), ("yunet@12", 12)]
+    # the --detector at another face size keeps its other settings (it ran at the detector's defaults)
+    assert [(d["min_score"], d["margin"]) for d in comp["detectors"]] == [(0.4, 0.1), (0.4, 0.1)]
     assert comp["baseline"] == "yunet" and comp["detectors"][0]["detect_speedup"] == 1.0
     assert "min_face=16.0" in comp["detectors"][0]["detector"] and "min_face=12.0" in comp["detectors"][1]["detector"]
 
