@@ -404,25 +404,23 @@ class GKeyFile:
             return False
         raise GError("G_KEY_FILE_ERROR_INVALID_VALUE", f"Value \u201c{value}\u201d cannot be interpreted as a boolean.")
 
-    def get_integer(self, group: str, key: str) -> int:
-        """g_key_file_get_integer (2.64.6:2701 2.80.0:2712): a bad value is re-worded with key and group."""
+    def _get_parsed(self, group: str, key: str, parse: Callable[[str], Any]) -> Any:
+        """The value parsed, a bad one re-worded with key and group (get_integer's and get_double's message)."""
         value = self.get_value(group, key)
         try:
-            return self.parse_value_as_integer(value)
+            return parse(value)
         except GError:
             raise GError("G_KEY_FILE_ERROR_INVALID_VALUE",
                          f"Key file contains key \u201c{key}\u201d in group \u201c{group}\u201d which has a value that "
                          "cannot be interpreted.")
 
+    def get_integer(self, group: str, key: str) -> int:
+        """g_key_file_get_integer (2.64.6:2701 2.80.0:2712): a bad value is re-worded with key and group."""
+        return int(self._get_parsed(group, key, self.parse_value_as_integer))
+
     def get_double(self, group: str, key: str) -> float:
-        """g_key_file_get_double (2.64.6:3070 2.80.0:3081)."""
-        value = self.get_value(group, key)
-        try:
-            return self.parse_value_as_double(value)
-        except GError:
-            raise GError("G_KEY_FILE_ERROR_INVALID_VALUE",
-                         f"Key file contains key \u201c{key}\u201d in group \u201c{group}\u201d which has a value that "
-                         "cannot be interpreted.")
+        """g_key_file_get_double (2.64.6:3070 2.80.0:3081): the same re-wording."""
+        return float(self._get_parsed(group, key, self.parse_value_as_double))
 
     def get_boolean(self, group: str, key: str) -> bool:
         """g_key_file_get_boolean (2.64.6:2485 2.80.0:2499): its message names no group."""
