@@ -1,0 +1,225 @@
+"""How well a group's expression shares are estimated from its faces' outputs, per face size (docs/crowd.md,
+"The group's expression when its faces are small"; the rule there was written before this script).
+
+The shipped model's probabilities for FER+ faces as small crops (protocols (b) and (c)); groups drawn from them
+in three scenarios (natural, shifted class shares, one dominant class); four estimates of the group's class
+shares (counted labels, mean probabilities, and both adjusted by the model's confusions at each face's size,
+``fsrfer_edge.groups``); distance to the true shares.
+
+    python scripts/group_estimates.py --split val --json results/crowd/group_estimates_val.json
+    python scripts/group_estimates.py --split test --json results/crowd/group_estimates_test.json
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fsrfer_edge.groups import GroupCalibration, simplex_least_squares  # noqa: E402
+
+FACTORS = (1, 2, 3, 4, 6, 8)
+PROTOCOLS = ("small", "camera")
+SCENARIOS = ("natural", "shifted", "dominant")
+ESTIMATES = ("counts", "mean_probs", "adjusted_counts", "adjusted_probs")
+DOMINANT_SHARE = 0.6
+DECISION_GROUP = 30
+
+
+def draw_group(rng: np.random.Generator, pool: np.ndarray, labels: np.ndarray, scenario: str, n: int,
+               classes: int) -> np.ndarray:
+    """Indices (n,) of one group's faces from ``pool`` (indices into ``labels``) under ``scenario``."""
+    if scenario == "natural":
+        return rng.choice(pool, size=n, replace=len(pool) < n)
+    by_class = [pool[labels[pool] == c] for c in range(classes)]
+    if scenario == "shifted":
+        cls = rng.choice(classes, size=n, p=rng.dirichlet(np.ones(classes)))
+        return np.array([rng.choice(by_class[c]) for c in cls])
+    if scenario == "dominant":
+        d = int(rng.integers(classes))
+        from_d = rng.random(n) < DOMINANT_SHARE
+        return np.where(from_d, rng.choice(by_class[d], size=n), rng.choice(pool, size=n))
+    raise ValueError(f"scenario {scenario!r}; expected one of {SCENARIOS}")
+
+
+def tv_distance(est: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Total variation distance of each row pair, in points of the group (half the L1 distance x 100)."""
+    return 50.0 * np.abs(est - true).sum(-1)
+
+
+def dominant_agrees(est: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Whether each row's largest estimated share is a largest true share (ties in the truth all count)."""
+    pick = est.argmax(-1)
+    return np.take_along_axis(true, pick[:, None], -1)[:, 0] >= true.max(-1) - 1e-12
+
+
+def estimates(cal: GroupCalibration, probs: np.ndarray, factors: np.ndarray) -> dict[str, np.ndarray]:
+    """The four estimates for G groups at once: ``probs`` (G, N, C), ``factors`` (G, N) -> name -> (G, C)."""
+    c = probs.shape[-1]
+    counts = np.eye(c)[probs.argmax(-1)].mean(1)
+    mean = probs.mean(1)
+    m_p = np.stack([cal.matrix(f, "probs") for f in factors])
+    m_c = np.stack([cal.matrix(f, "counts") for f in factors])
+    return {"counts": counts, "mean_probs": mean,
+            "adjusted_counts": simplex_least_squares(m_c, counts, tol=1e-9),
+            "adjusted_probs": simplex_least_squares(m_p, mean, tol=1e-9)}
+
+
+def decision(rows: dict[str, Any]) -> dict[str, Any]:
+    """The rule's decision from a val result's rows: which adjusted estimate (if any) has the lowest distance in
+    the mixed row of groups of DECISION_GROUP, averaged over the scenarios, below both unadjusted ones under
+    every protocol."""
+    mean = {p: {e: float(np.mean([rows[p][str(DECISION_GROUP)][s]["mixed"][e]["tv"] for s in SCENARIOS]))
+                for e in ESTIMATES} for p in PROTOCOLS}
+    passes = {e: all(mean[p][e] < min(mean[p]["counts"], mean[p]["mean_probs"]) for p in PROTOCOLS)
+              for e in ("adjusted_probs", "adjusted_counts")}
+    pick: Optional[str] = "adjusted_probs" if passes["adjusted_probs"] else None
+    if passes["adjusted_counts"] and (pick is None or all(mean[p]["adjusted_counts"] < mean[p]["adjusted_probs"]
+                                                          for p in PROTOCOLS)):
+        pick = "adjusted_counts"
+    return {"mean_tv_over_scenarios": {p: {e: round(v, 2) for e, v in m.items()} for p, m in mean.items()},
+            "passes": passes, "adopted": pick}
+
+
+def model_probs(model: Any, images: np.ndarray, protocol: str, factor: int) -> np.ndarray:
+    """Probabilities (N, C) of faces as small crops under ``protocol`` at ``factor``; ``model`` is
+    ``trainer.evaluate.onnx_logits_fn``'s (logits function, preprocessing)."""
+    from fsrfer_edge.preprocessing import softmax
+    from trainer.evaluate import crop_inputs, small_crops
+
+    fn, pre = model
+    out = [fn(crop_inputs(small_crops(images[s:s + 512], factor, protocol), pre), factor)
+           for s in range(0, len(images), 512)]
+    return softmax(np.concatenate(out)).astype(np.float64)
+
+
+def study(probs: dict[str, dict[int, np.ndarray]], labels: np.ndarray, folds: Sequence[tuple[np.ndarray, GroupCalibration]],
+          classes: int, group_sizes: Sequence[int], groups: int, seed: int) -> dict[str, Any]:
+    """rows[protocol][group size][scenario][size row][estimate] = {"tv", "tv_sd", "dominant"}; ``folds`` pairs
+    each pool of faces the groups are drawn from with the calibration fitted without them; the groups of a cell
+    are split evenly between the folds, and the same groups (faces, factors) serve every protocol."""
+    rng = np.random.default_rng(seed)
+    rows: dict[str, Any] = {p: {} for p in PROTOCOLS}
+    for n in group_sizes:
+        for p in PROTOCOLS:
+            rows[p][str(n)] = {s: {} for s in SCENARIOS}
+        for s in SCENARIOS:
+            for size in [f"x{f}" for f in FACTORS] + ["mixed"]:
+                acc: dict[str, dict[str, list[np.ndarray]]] = {p: {e: [] for e in ESTIMATES} for p in PROTOCOLS}
+                dom: dict[str, dict[str, list[np.ndarray]]] = {p: {e: [] for e in ESTIMATES} for p in PROTOCOLS}
+                for k, (pool, cal) in enumerate(folds):
+                    g = groups // len(folds) + (k < groups % len(folds))
+                    idx = np.stack([draw_group(rng, pool, labels, s, n, classes) for _ in range(g)])
+                    fac = (rng.choice(FACTORS, size=idx.shape) if size == "mixed"
+                           else np.full(idx.shape, int(size[1:])))
+                    true = np.eye(classes)[labels[idx]].mean(1)
+                    for p in PROTOCOLS:
+                        stack = np.stack([probs[p][f] for f in FACTORS])            # (F, N_faces, C)
+                        grp = stack[np.searchsorted(FACTORS, fac), idx]               # (g, n, C)
+                        for e, est in estimates(cal, grp, fac.astype(np.float64)).items():
+                            acc[p][e].append(tv_distance(est, true))
+                            dom[p][e].append(dominant_agrees(est, true))
+                for p in PROTOCOLS:
+                    rows[p][str(n)][s][size] = {e: {"tv": round(float(np.concatenate(acc[p][e]).mean()), 2),
+                                                    "tv_sd": round(float(np.concatenate(acc[p][e]).std()), 2),
+                                                    "dominant": round(100 * float(np.concatenate(dom[p][e]).mean()), 1)}
+                                                for e in ESTIMATES}
+                print(f"n={n} {s:8s} {size:5s} " + "  ".join(
+                    f"{p}: " + " ".join(f"{e}={rows[p][str(n)][s][size][e]['tv']:.1f}" for e in ESTIMATES)
+                    for p in PROTOCOLS), flush=True)
+    return rows
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(REPO / "fsrfer_edge" / "models" / "default.onnx"))
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013.npz"))
+    ap.add_argument("--split", default="val", choices=("val", "test"),
+                    help="val: two-fold cross-fitted on val; test: groups from test, matrices from all of val")
+    ap.add_argument("--group-sizes", default="10,30,100")
+    ap.add_argument("--groups", type=int, default=1000, help="groups per cell (default 1000)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", help="the study's result file")
+    ap.add_argument("--write-calibration", metavar="PATH",
+                    help="write the model's group calibration (matrices from protocol (b) crops of all of FER+ val) "
+                         "to PATH, e.g. fsrfer_edge/models/default.groups.json or MODEL.groups.json beside your "
+                         "model; without --json, nothing else is run")
+    args = ap.parse_args(argv)
+    if args.json is None and args.write_calibration is None:
+        ap.error("give --json, --write-calibration or both")
+    try:
+        sizes = tuple(int(v) for v in args.group_sizes.split(","))
+    except ValueError:
+        raise SystemExit(f"--group-sizes {args.group_sizes!r}: expected comma-separated integers")
+    if any(v < 1 for v in sizes) or args.groups < 2:
+        raise SystemExit("--group-sizes must be >= 1 and --groups >= 2")
+    from fsrfer_edge.ferplus import load_labelled_faces
+    from fsrfer_edge.fileio import sha256_file, write_json
+
+    from trainer.evaluate import onnx_logits_fn
+
+    model = onnx_logits_fn(args.model, threads=args.threads)
+    val = load_labelled_faces(args.data, "ferplus", "val")
+    fit_probs = {f: model_probs(model, val.images, "small", f) for f in FACTORS}
+    names = list(model[1].classes)
+    c = len(names)
+    if args.write_calibration:
+        from fsrfer_edge.metadata import ModelInfo
+        import onnx
+
+        info = ModelInfo.from_props({p.key: p.value for p in onnx.load(args.model, load_external_data=False)
+                                     .metadata_props}, source=args.model)
+        full = GroupCalibration.fit(fit_probs, {f: val.labels for f in FACTORS}, names)
+        full = dataclasses.replace(full, checkpoint_sha256=info.checkpoint_sha256, source=(
+            f"python scripts/group_estimates.py --model {os.path.relpath(args.model, REPO)} --write-calibration "
+            f"{args.write_calibration}: FER+ val ({len(val.labels)} faces), protocol (b) small crops, model sha256 "
+            f"{sha256_file(args.model)}"))
+        full.save(args.write_calibration)
+        print("wrote", args.write_calibration)
+        if args.json is None:
+            return 0
+    if args.split == "val":
+        labels, probs = val.labels, {"small": fit_probs,
+                                     "camera": {f: model_probs(model, val.images, "camera", f)
+                                                for f in FACTORS}}
+        halves = np.array_split(np.random.default_rng(args.seed).permutation(len(labels)), 2)
+        folds = []
+        for k in range(2):
+            fit_on = halves[1 - k]
+            cal = GroupCalibration.fit({f: fit_probs[f][fit_on] for f in FACTORS},
+                                       {f: labels[fit_on] for f in FACTORS}, names)
+            folds.append((halves[k], cal))
+    else:
+        test = load_labelled_faces(args.data, "ferplus", "test")
+        labels = test.labels
+        probs = {p: {f: model_probs(model, test.images, p, f) for f in FACTORS} for p in PROTOCOLS}
+        cal = GroupCalibration.fit(fit_probs, {f: val.labels for f in FACTORS}, names)
+        folds = [(np.arange(len(labels)), cal)]
+    rows = study(probs, labels, folds, c, sizes, args.groups, args.seed)
+    cmd = f"python scripts/group_estimates.py --split {args.split} --json {args.json}"
+    doc: dict[str, Any] = {
+        "command": cmd, "model": {"path": os.path.relpath(args.model, REPO), "sha256": sha256_file(args.model)},
+        "split": args.split, "n_faces": int(len(labels)), "classes": names, "factors": list(FACTORS),
+        "group_sizes": list(sizes), "groups_per_cell": args.groups, "seed": args.seed,
+        "dominant_share": DOMINANT_SHARE, "load_average": list(os.getloadavg()),
+        "note": "tv: mean total variation distance between estimated and true class shares, in points of the "
+                "group; dominant: % of groups whose largest estimated share is a largest true share. Matrices "
+                "from protocol (b) crops of FER+ val (cross-fitted halves on val)",
+        "rows": rows}
+    if args.split == "val":
+        doc["decision"] = decision(rows)
+        print("decision:", doc["decision"])
+    write_json(args.json, doc)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
