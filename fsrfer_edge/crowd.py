@@ -32,7 +32,8 @@ import numpy as np
 
 from .detection import Detection, FaceDetector, as_rgb_frame, create_detector
 from .detection.frames import read_image, require_cv2
-from .errors import InputError, one_line
+from .errors import InputError, ModelError, one_line
+from .groups import GroupCalibration, calibration_for
 from .recognizer import Recognizer
 from .tracking import FaceTracker
 
@@ -132,11 +133,15 @@ class CrowdSummary:
         n_faces: number of faces.
         counts: faces per recognised expression (every class present, zero if none).
         mean_probs: mean probability of each class over the faces (all zeros without faces).
+        shares: each expression's estimated share of the group, corrected for what the model confuses at each
+            face's size (:mod:`fsrfer_edge.groups`; docs/crowd.md, "The group's expression when its faces are
+            small"); None without faces or without a group calibration for the model.
     """
 
     n_faces: int
     counts: dict[str, int]
     mean_probs: dict[str, float]
+    shares: Optional[dict[str, float]] = None
 
     @property
     def dominant(self) -> Optional[str]:
@@ -146,8 +151,11 @@ class CrowdSummary:
         return max(self.mean_probs, key=lambda c: self.mean_probs[c])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n_faces": self.n_faces, "counts": dict(self.counts), "dominant": self.dominant,
-                "mean_probs": {c: round(p, 4) for c, p in self.mean_probs.items()}}
+        out: dict[str, Any] = {"n_faces": self.n_faces, "counts": dict(self.counts), "dominant": self.dominant,
+                               "mean_probs": {c: round(p, 4) for c, p in self.mean_probs.items()}}
+        if self.shares is not None:
+            out["shares"] = {c: round(p, 4) for c, p in self.shares.items()}
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,17 +189,24 @@ class CrowdResult:
                 "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}, "detector_ran": self.detector_ran}
 
 
-def summarize(faces: Sequence[FaceResult], classes: Sequence[str]) -> CrowdSummary:
-    """Counts per recognised class and mean probability per class."""
+def summarize(faces: Sequence[FaceResult], classes: Sequence[str], groups: Optional[GroupCalibration] = None,
+              factors: Optional[Sequence[float]] = None) -> CrowdSummary:
+    """Counts per recognised class and mean probability per class; with a group calibration and each face's
+    down-sample factor (model input side / crop side), the group's estimated shares too. A tracked face enters
+    the shares with its frame's own probabilities (the calibration was measured on single frames)."""
     counts = {c: 0 for c in classes}
     for f in faces:
         counts[f.label] += 1
+    shares = None
     if faces:
         mean = np.mean(np.stack([f.probs for f in faces]), axis=0)
         mean_probs = {c: float(p) for c, p in zip(classes, mean)}
+        if groups is not None and factors is not None:
+            own = np.stack([f.probs if f.frame_probs is None else f.frame_probs for f in faces])
+            shares = {c: float(p) for c, p in zip(classes, groups.estimate(own, np.asarray(factors, float)))}
     else:
         mean_probs = {c: 0.0 for c in classes}
-    return CrowdSummary(len(faces), counts, mean_probs)
+    return CrowdSummary(len(faces), counts, mean_probs, shares)
 
 
 class TrackLog:
@@ -258,6 +273,10 @@ def square_box(box: Sequence[float], margin: float) -> tuple[int, int, int, int]
     return left, top, left + s, top + s
 
 
+def _side(square: tuple[int, int, int, int]) -> int:
+    return max(1, square[2] - square[0])
+
+
 def _box_array(dets: Sequence[Detection]) -> np.ndarray:
     return np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4)
 
@@ -318,10 +337,14 @@ class CrowdAnalyzer:
             (``PyramidDetector.weak_score``; None: none). In a tracked stream a weak detection is kept where it
             continues a face the tracker follows (:meth:`FaceTracker.continuing`, as ByteTrack's second
             association); otherwise it is dropped. With a ``detector`` given, set its ``weak_score`` there.
+        groups: the group calibration behind the summary's ``shares`` (:mod:`fsrfer_edge.groups`): ``"auto"``
+            (the default) finds the model's (``NAME.groups.json`` beside it, or the shipped model's), None turns
+            ``shares`` off, or a :class:`~fsrfer_edge.groups.GroupCalibration` / the path of its JSON file.
 
     Raises:
         InputError: an option out of range.
-        ModelError / BackendUnavailable: from creating the default recogniser or detector.
+        ModelError / BackendUnavailable: from creating the default recogniser or detector; a group calibration
+            that cannot be read or was measured on another model.
 
     The analyzer closes the recogniser and detector it created, not those it was given.
     """
@@ -329,7 +352,8 @@ class CrowdAnalyzer:
     def __init__(self, recognizer: Optional[Recognizer] = None, detector: Optional[FaceDetector] = None, *,
                  margin: Optional[float] = None, min_score: Optional[float] = None,
                  min_size: float = 0.0, min_face: float = DEFAULT_MIN_FACE,
-                 weak_score: Optional[float] = None) -> None:
+                 weak_score: Optional[float] = None,
+                 groups: Union[str, os.PathLike[str], GroupCalibration, None] = "auto") -> None:
         if margin is not None:
             check_margin(margin)
         self.min_score = None if min_score is None else _number("min_score", min_score, 0.0)
@@ -364,6 +388,31 @@ class CrowdAnalyzer:
                 detector.weak_score = float(weak_score)
         self.detector = detector
         self.margin = default_margin(detector) if margin is None else float(margin)
+        try:
+            self.groups = self._group_calibration(groups)
+        except BaseException:
+            self.close()
+            raise
+
+    def _group_calibration(self, groups: Union[str, os.PathLike[str], GroupCalibration, None]
+                           ) -> Optional[GroupCalibration]:
+        info = self.recognizer.info
+        if groups is None:
+            return None
+        if isinstance(groups, str) and groups == "auto":
+            return calibration_for(self.recognizer.model_path, info.classes, info.checkpoint_sha256)
+        if isinstance(groups, (str, os.PathLike)):
+            cal = GroupCalibration.load(groups)
+        elif isinstance(groups, GroupCalibration):
+            cal = groups
+        else:
+            raise InputError(f"groups is a {type(groups).__name__}; expected 'auto', None, a GroupCalibration or "
+                             "the path of its JSON file")
+        why = cal.mismatch(info.classes, info.checkpoint_sha256)
+        if why is not None:
+            raise ModelError(f"group calibration {groups if not isinstance(groups, GroupCalibration) else ''}"
+                             f" does not belong to {self.recognizer.model_path}: {why}")
+        return cal
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -442,8 +491,12 @@ class CrowdAnalyzer:
             faces = _tracked(faces, detected, tracker, self.classes, looked, weak)
         ms = (time.perf_counter() - t0) * 1e3
         classes = self.classes
-        return CrowdResult(tuple(faces), summarize(faces, classes), classes, (rgb.shape[0], rgb.shape[1]), index,
-                           {"detect": detect_ms, "recognize": ms}, looked)
+        factors = None
+        if self.groups is not None:  # each crop's factor: the model's input side over the crop's side
+            size = self.recognizer.info.preprocessing.input_size
+            factors = [size / _side(square_box(f.box, self.margin)) for f in faces]
+        return CrowdResult(tuple(faces), summarize(faces, classes, self.groups, factors), classes,
+                           (rgb.shape[0], rgb.shape[1]), index, {"detect": detect_ms, "recognize": ms}, looked)
 
     # -- streams ----------------------------------------------------------------------------
     def analyze_stream(self, source: Union[PathLike, int, Iterable[np.ndarray]], *, pipeline: bool = False,

@@ -114,6 +114,15 @@ def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: boo
     return np.asarray(img)
 
 
+def shares_text(shares: Optional[dict[str, float]]) -> str:
+    """The group's estimated shares for the printed line (``"; estimated shares: neutral 41%, happy 30%"``), largest
+    first, those under half a percent left out; empty without shares."""
+    if not shares:
+        return ""
+    parts = [f"{c} {100 * p:.0f}%" for c, p in sorted(shares.items(), key=lambda kv: -kv[1]) if p >= 0.005]
+    return "; estimated shares (corrected for face sizes): " + ", ".join(parts)
+
+
 def face_caption(face: FaceResult) -> str:
     """A face's label on the annotated frame: its expression and that expression's probability, after its track id
     in a tracked stream (``"#12 happy 0.91"``)."""
@@ -454,7 +463,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 doc = run_image(analyzer, args.input, args.out, args.scale, not args.no_labels)
                 summary = doc["summary"]
                 message = count_faces(summary["n_faces"]) + ": " + ", ".join(
-                    f"{c} {n}" for c, n in summary["counts"].items() if n)
+                    f"{c} {n}" for c, n in summary["counts"].items() if n) + shares_text(summary.get("shares"))
             else:
                 detect_every = 1 if args.detect_every is None else args.detect_every
                 doc = run_video(analyzer, args.input, args.out, args.scale, not args.no_labels, args.max_frames,

@@ -94,6 +94,41 @@ def crowd_min_face_table(doc: dict[str, Any]) -> str:
             "enlarged 24/N times):\n\n" + comparison_table(doc) + "\n")
 
 
+GROUP_NAMES = {"counts": "counted labels", "mean_probs": "mean probabilities", "adjusted_counts": "adjusted counts",
+               "adjusted_probs": "adjusted mean probabilities (`shares`)"}
+GROUP_PROTOCOLS = {"small": "(b)", "camera": "(c)"}
+
+
+def group_estimates_table(doc: dict[str, Any]) -> str:
+    """scripts/group_estimates.py: distance of each group estimate to the true shares, per scenario and face size
+    (groups of 30), then the mixed-size rows for every group size."""
+    rows, ests = doc["rows"], list(GROUP_NAMES)
+    fit = ("two halves of val, each group's matrices from the other half" if doc["split"] == "val"
+           else "matrices from all of FER+ val")
+    head = ["scenario", "faces"] + [f"{GROUP_PROTOCOLS[p]} {GROUP_NAMES[e]}" for p in GROUP_PROTOCOLS for e in ests]
+    out = [f"`{doc['source']}` (`{doc['command']}`; FER+ {doc['split']}, {doc['n_faces']} faces, {fit}; "
+           f"{doc['groups_per_cell']} groups per row; mean total variation distance between the estimated and true "
+           "class shares, in points of the group (lower is better); (b) bicubic small crops, (c) area + JPEG 50; "
+           "mixed: each face's size drawn from the six). Groups of 30:", "",
+           "| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    scenarios, sizes = ("natural", "shifted", "dominant"), [f"x{f}" for f in doc["factors"]] + ["mixed"]
+    for scen in scenarios:
+        for size in sizes:
+            px = "mixed" if size == "mixed" else f"{round(48 / int(size[1:]))} px ({size})"
+            out.append(f"| {scen} | {px} | " + " | ".join(f"{rows[p]['30'][scen][size][e]['tv']:.1f}"
+                                                           for p in GROUP_PROTOCOLS for e in ests) + " |")
+    out += ["", "Mixed sizes, every group size (distance, and in brackets the % of groups whose largest estimated "
+            "share is a largest true share):", "",
+            "| scenario | group of | " + " | ".join(f"{GROUP_PROTOCOLS[p]} {GROUP_NAMES[e]}" for p in GROUP_PROTOCOLS
+                                                  for e in ests) + " |", "|---|---:|" + "---:|" * (2 * len(ests))]
+    for scen in scenarios:
+        for n in map(str, doc["group_sizes"]):
+            out.append(f"| {scen} | {n} | " + " | ".join(
+                f"{rows[p][n][scen]['mixed'][e]['tv']:.1f} ({rows[p][n][scen]['mixed'][e]['dominant']:.0f}%)"
+                for p in GROUP_PROTOCOLS for e in ests) + " |")
+    return "\n".join(out) + "\n"
+
+
 #: Scene seeds 1 and 2 of the default detector's margin sweep, beside results/crowd/bench.json's seed 0.
 CROWD_MARGIN_SEEDS = ("results/crowd/margin_seed1.json", "results/crowd/margin_seed2.json")
 
@@ -1690,6 +1725,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd_weak4": ("results/crowd/clips_weak4.json", crowd_coast_table, "docs/crowd.md"),
     "crowd_every": ("results/crowd/walk_every.json", crowd_every_table, "docs/crowd.md"),
     "crowd_motion": ("results/crowd/clips_motion.json", crowd_coast_table, "docs/crowd.md"),
+    "group_estimates_val": ("results/crowd/group_estimates_val.json", group_estimates_table, "docs/crowd.md"),
+    "group_estimates_test": ("results/crowd/group_estimates_test.json", group_estimates_table, "docs/crowd.md"),
 }
 
 

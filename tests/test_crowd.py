@@ -262,7 +262,9 @@ def test_cli_image_writes_annotated_png_and_json(scene: crowd_bench.Scene, tmp_p
         assert im.size == (2 * scene.image.shape[1], 2 * scene.image.shape[0])
     doc = json.loads(js.read_text())
     assert doc["summary"]["n_faces"] == len(doc["faces"]) >= 1 and doc["input"] == str(src)
-    assert "faces" in capsys.readouterr().out
+    assert sum(doc["summary"]["shares"].values()) == pytest.approx(1, abs=1e-3)  # the shipped model's calibration
+    printed = capsys.readouterr().out
+    assert "faces" in printed and "estimated shares (corrected for face sizes): " in printed
 
 
 def test_cli_sessions_split_the_faces_and_give_the_same_results(scene: crowd_bench.Scene, tmp_path: Path) -> None:

@@ -1,0 +1,249 @@
+"""How a group of faces divides among the expressions, corrected for what the model confuses at each face size.
+
+Counting each face's label, or averaging its probabilities, leans towards the classes the model guesses when a
+face is too small to tell. If ``M[i, j]`` is the mean output for class ``i`` over faces of true class ``j`` (a
+confusion matrix of labels, or of probabilities), a group's observed mean output is about ``M q`` for its true
+class shares ``q``; the adjusted estimate is the point of the probability simplex that ``M`` maps closest to it
+(adjusted count and probabilistic adjusted count: Forman 2008, Bella et al. 2010). Faces of different sizes
+bring the matrix of their own size, and the group's is the mean of its faces'.
+
+    cal = GroupCalibration.fit({f: probs_f for f in factors}, {f: labels for f in factors}, classes)
+    shares = cal.estimate(probs, factors_of_the_faces)          # (C,) class shares of the group
+
+numpy only (the SDK's runtime path).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from .errors import InputError, ModelError
+
+logger = logging.getLogger(__name__)
+
+#: Where a model's group calibration is looked for: beside the model, its name with this suffix instead of the
+#: model's (``mymodel.onnx`` -> ``mymodel.groups.json``), then among the package's (the shipped model's).
+SUFFIX = ".groups.json"
+PACKAGED = Path(__file__).resolve().parent / "models"
+
+#: What a calibration's matrices average: each face's probabilities, or its label counted once.
+KINDS = ("probs", "counts")
+
+
+def project_simplex(v: np.ndarray) -> np.ndarray:
+    """Euclidean projection of each row of ``v`` (..., C) onto the probability simplex (Duchi et al. 2008)."""
+    v = np.asarray(v, dtype=np.float64)
+    u = -np.sort(-v, axis=-1)
+    css = np.cumsum(u, axis=-1) - 1.0
+    k = np.arange(1, v.shape[-1] + 1)
+    rho = np.sum(u - css / k > 0, axis=-1, keepdims=True)  # >= 1 always (the largest entry passes)
+    theta = np.take_along_axis(css, rho - 1, axis=-1) / rho
+    return np.maximum(v - theta, 0.0)
+
+
+def simplex_least_squares(m: np.ndarray, b: np.ndarray, tol: float = 1e-10, max_iter: int = 20000) -> np.ndarray:
+    """argmin over the simplex of ||m q - b||, for each of a batch: ``m`` (..., K, C), ``b`` (..., K) -> (..., C).
+
+    Accelerated projected gradient (FISTA) from the uniform point, step 1 / ||m||_2^2 per problem, until no entry
+    moves more than ``tol`` in an iteration."""
+    m = np.asarray(m, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    c = m.shape[-1]
+    mt_m = np.swapaxes(m, -1, -2) @ m
+    mt_b = (np.swapaxes(m, -1, -2) @ b[..., None])[..., 0]
+    lip = np.linalg.norm(m, 2, axis=(-2, -1))[..., None] ** 2
+    step = 1.0 / np.maximum(lip, 1e-12)
+    q = np.full(b.shape[:-1] + (c,), 1.0 / c)
+    y, t = q.copy(), 1.0
+    for _ in range(max_iter):
+        grad = (mt_m @ y[..., None])[..., 0] - mt_b
+        q_next = project_simplex(y - step * grad)
+        t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        y = q_next + ((t - 1.0) / t_next) * (q_next - q)
+        moved = float(np.max(np.abs(q_next - q))) if q.size else 0.0
+        q, t = q_next, t_next
+        if moved <= tol:
+            break
+    return q
+
+
+def _factor_weights(table: Sequence[float], factors: np.ndarray) -> np.ndarray:
+    """(N, F) weights of the table's factors for each face's factor: linear in log2 between the two that bracket
+    it, clamped to the table's ends."""
+    logs = np.log2(np.asarray(table, dtype=np.float64))
+    x = np.clip(np.log2(factors), logs[0], logs[-1])
+    hi = np.clip(np.searchsorted(logs, x, side="left"), 1, len(logs) - 1) if len(logs) > 1 else np.zeros(len(x), int)
+    w = np.zeros((len(x), len(logs)))
+    if len(logs) == 1:
+        w[:, 0] = 1.0
+        return w
+    lo = hi - 1
+    frac = (x - logs[lo]) / (logs[hi] - logs[lo])
+    rows = np.arange(len(x))
+    w[rows, lo] = 1.0 - frac
+    w[rows, hi] += frac
+    return w
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupCalibration:
+    """A model's confusions at each tabulated face-size factor, and the group estimate they correct.
+
+    Attributes:
+        classes: class names, in the model's probability order.
+        factors: down-sample factors of the table (48 px / factor is the face side), increasing.
+        probs: (F, C, C) ``probs[k, i, j]``: mean probability of class ``i`` over faces of class ``j`` at
+            ``factors[k]``.
+        counts: (F, C, C) the same for labels: share of class-``j`` faces labelled ``i``.
+        n: faces of each class the matrices were measured on (C,), the smallest of the factors'.
+        checkpoint_sha256: the checkpoint of the model it was measured on (its ``ModelInfo.checkpoint_sha256``;
+            empty: not recorded, and not checked).
+        source: what it was measured on and how (free text, e.g. the command).
+    """
+
+    classes: tuple[str, ...]
+    factors: tuple[float, ...]
+    probs: np.ndarray
+    counts: np.ndarray
+    n: tuple[int, ...] = ()
+    checkpoint_sha256: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        c, f = len(self.classes), len(self.factors)
+        if c < 2 or f < 1 or any(not (x >= 1) for x in self.factors) or list(self.factors) != sorted(set(self.factors)):
+            raise ModelError(f"group calibration: expected 2+ classes and increasing factors >= 1; got "
+                             f"{c} classes, factors {list(self.factors)}")
+        for name in KINDS:
+            a = getattr(self, name)
+            if not isinstance(a, np.ndarray) or a.shape != (f, c, c) or not np.all(np.isfinite(a)) or np.any(a < 0) \
+                    or not np.allclose(a.sum(axis=1), 1.0, atol=1e-3):
+                raise ModelError(f"group calibration: {name} must be ({f}, {c}, {c}) non-negative with columns "
+                                 f"summing to 1; got {getattr(a, 'shape', type(a).__name__)}")
+
+    @classmethod
+    def fit(cls, probs: Mapping[float, np.ndarray], labels: Mapping[float, np.ndarray],
+            classes: Sequence[str]) -> "GroupCalibration":
+        """Measure the matrices from labelled faces: ``probs[f]`` (N_f, C) the model's probabilities of faces at
+        factor ``f``, ``labels[f]`` (N_f,) their true classes. Every class needs faces at every factor."""
+        c = len(classes)
+        factors = sorted(probs)
+        if not factors or sorted(labels) != factors:
+            raise InputError(f"probabilities and labels must cover the same factors; got {sorted(probs)} and "
+                             f"{sorted(labels)}")
+        pm, cm, n = [], [], np.full(c, np.iinfo(np.int64).max)
+        for f in factors:
+            p, y = np.asarray(probs[f], dtype=np.float64), np.asarray(labels[f])
+            if p.ndim != 2 or p.shape[1] != c or y.shape != (len(p),):
+                raise InputError(f"factor {f}: expected probabilities (N, {c}) and labels (N,); got {p.shape}, {y.shape}")
+            counts = np.bincount(y, minlength=c)[:c]
+            if np.any(counts == 0) or y.min() < 0 or y.max() >= c:
+                raise InputError(f"factor {f}: every class needs labelled faces (labels 0..{c - 1}); counts "
+                                 f"{counts.tolist()}")
+            onehot = np.eye(c)[y]                                   # (N, C) true class
+            pm.append(p.T @ onehot / counts)                        # [i, j]: mean p_i over class j
+            cm.append(np.eye(c)[p.argmax(1)].T @ onehot / counts)   # [i, j]: share of class j labelled i
+            n = np.minimum(n, counts)
+        return cls(tuple(classes), tuple(float(f) for f in factors), np.stack(pm), np.stack(cm),
+                   tuple(int(v) for v in n))
+
+    def matrix(self, factors: np.ndarray, kind: str = "probs") -> np.ndarray:
+        """The mean over faces of each face's matrix at its factor (interpolated in log2 between the table's
+        factors, clamped to its ends): (C, C)."""
+        if kind not in KINDS:
+            raise InputError(f"kind {kind!r}; expected one of {KINDS}")
+        w = _factor_weights(self.factors, np.asarray(factors, dtype=np.float64)).mean(0)
+        return np.tensordot(w, getattr(self, kind), axes=1)
+
+    def estimate(self, probs: np.ndarray, factors: np.ndarray | Sequence[float], kind: str = "probs") -> np.ndarray:
+        """Class shares (C,) of a group: ``probs`` (N, C) its faces' probabilities, ``factors`` (N,) each face's
+        down-sample factor (48 / side in pixels for a 48 px model; a face larger than the model counts as 1)."""
+        p = np.asarray(probs, dtype=np.float64)
+        f = np.asarray(factors, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != len(self.classes) or f.shape != (len(p),):
+            raise InputError(f"expected probabilities (N, {len(self.classes)}) and factors (N,); got {p.shape}, "
+                             f"{f.shape}")
+        if not len(p):
+            raise InputError("an empty group has no class shares")
+        if not (np.all(np.isfinite(p)) and np.all(np.isfinite(f)) and np.all(f > 0)):
+            raise InputError("probabilities and factors must be finite, factors > 0")
+        observed = p.mean(0) if kind == "probs" else np.bincount(p.argmax(1), minlength=p.shape[1]) / len(p)
+        return simplex_least_squares(self.matrix(np.maximum(f, 1.0), kind), observed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes": list(self.classes), "factors": list(self.factors), "n": list(self.n),
+                "probs": np.round(self.probs, 6).tolist(), "counts": np.round(self.counts, 6).tolist(),
+                "checkpoint_sha256": self.checkpoint_sha256, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "GroupCalibration":
+        try:
+            return cls(tuple(str(c) for c in d["classes"]), tuple(float(f) for f in d["factors"]),
+                       np.asarray(d["probs"], dtype=np.float64), np.asarray(d["counts"], dtype=np.float64),
+                       tuple(int(v) for v in d.get("n", ())), str(d.get("checkpoint_sha256", "")),
+                       str(d.get("source", "")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"group calibration: expected classes, factors, probs and counts; {exc}") from None
+
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> Path:
+        """Write it as JSON (atomically: a killed write leaves no half file)."""
+        from .fileio import write_json
+
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Union[str, "os.PathLike[str]"]) -> "GroupCalibration":
+        """Read a file :meth:`save` wrote. Raises ModelError for a missing, unreadable or malformed one."""
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ModelError(f"{path}: not a readable group calibration (JSON written by GroupCalibration.save): "
+                             f"{exc}") from None
+        if not isinstance(d, dict):
+            raise ModelError(f"{path}: expected a JSON object of a group calibration")
+        try:
+            return cls.from_dict(d)
+        except ModelError as exc:
+            raise ModelError(f"{path}: {exc}") from None
+
+    def mismatch(self, classes: Sequence[str], checkpoint_sha256: str) -> Optional[str]:
+        """Why it does not belong to a model with these classes and checkpoint, or None when it does."""
+        if tuple(classes) != self.classes:
+            return f"its classes {list(self.classes)} are not the model's {list(classes)}"
+        if self.checkpoint_sha256 and checkpoint_sha256 and self.checkpoint_sha256 != checkpoint_sha256:
+            return (f"it was measured on checkpoint {self.checkpoint_sha256[:12]}…, the model comes from "
+                    f"{checkpoint_sha256[:12]}…")
+        return None
+
+
+def calibration_for(model_path: Union[str, "os.PathLike[str]"], classes: Sequence[str],
+                    checkpoint_sha256: str) -> Optional[GroupCalibration]:
+    """The group calibration of a model, or None: ``NAME.groups.json`` beside ``NAME.onnx`` (or ``NAME.fp16.onnx``,
+    ``NAME.int8.<digest>.engine``: the name up to its first dot, or up to its suffix), else
+    a packaged one measured on the same checkpoint (the shipped model's serves its FP16 and INT8 files too). A
+    file beside the model that is unreadable or belongs to another model is skipped with a warning."""
+    path = Path(model_path)
+    besides = list(dict.fromkeys(path.with_name(n + SUFFIX) for n in (path.stem, path.name.split(".")[0])))
+    candidates = [b for b in besides if b.is_file()]
+    if checkpoint_sha256:
+        candidates += sorted(p for p in PACKAGED.glob("*" + SUFFIX) if p not in candidates)
+    for p in candidates:
+        beside = p if p in besides else None
+        try:
+            cal = GroupCalibration.load(p)
+        except ModelError as exc:
+            logger.warning("group calibration skipped: %s", exc)
+            continue
+        why = cal.mismatch(classes, checkpoint_sha256)
+        if why is None and (p == beside or cal.checkpoint_sha256 == checkpoint_sha256):
+            return cal
+        if p == beside:
+            logger.warning("group calibration %s skipped: %s", p, why or "it records no checkpoint")
+    return None

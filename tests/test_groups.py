@@ -1,0 +1,265 @@
+"""Group estimates corrected for the model's confusions (fsrfer_edge.groups) and the study script's parts."""
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fsrfer_edge.errors import InputError, ModelError
+from fsrfer_edge.groups import GroupCalibration, project_simplex, simplex_least_squares
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ("a", "b", "c")
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("group_estimates", REPO / "scripts" / "group_estimates.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_project_simplex_lands_on_the_simplex_and_is_the_nearest_point():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(200, 4)) * 2
+    q = project_simplex(v)
+    assert np.allclose(q.sum(1), 1) and q.min() >= 0
+    # nearest: no point of a fine grid of the simplex is closer
+    grid = np.array([c for c in itertools.product(np.linspace(0, 1, 11), repeat=4) if abs(sum(c) - 1) < 1e-9])
+    for row, proj in zip(v[:20], q[:20]):
+        assert np.sum((row - proj) ** 2) <= np.min(np.sum((grid - row) ** 2, axis=1)) + 1e-12
+    on = rng.dirichlet(np.ones(4), size=5)
+    assert np.allclose(project_simplex(on), on)  # points already on it stay
+
+
+def test_simplex_least_squares_meets_the_optimality_conditions():
+    rng = np.random.default_rng(1)
+    m = rng.dirichlet(np.ones(5), size=(30, 5)).transpose(0, 2, 1)
+    b = rng.dirichlet(np.ones(5), size=30) * 1.3 - 0.1     # often off the reachable set: active bounds
+    q = simplex_least_squares(m, b)
+    grad = np.einsum("nki,nk->ni", m, np.einsum("nkc,nc->nk", m, q) - b)
+    assert np.allclose(q.sum(1), 1) and q.min() >= 0
+    some_bound = False
+    for g, x in zip(grad, q):
+        active = x > 1e-9
+        lam = g[active].mean()
+        assert np.allclose(g[active], lam, atol=1e-6)          # equal on the support
+        assert np.all(g[~active] >= lam - 1e-6)                # no gain from moving mass to a zero entry
+        some_bound |= bool((~active).any())
+    assert some_bound
+
+
+def test_simplex_least_squares_recovers_reachable_shares_exactly():
+    rng = np.random.default_rng(2)
+    m = 0.6 * np.eye(4) + 0.4 * rng.dirichlet(np.ones(4), size=4).T
+    q = rng.dirichlet(np.ones(4))
+    assert np.allclose(simplex_least_squares(m, m @ q), q, atol=1e-7)
+
+
+def _faces_with_confusion(m: np.ndarray, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """Faces whose probabilities are exactly column j of m for class j."""
+    y = np.repeat(np.arange(m.shape[1]), per_class)
+    return m[:, y].T.copy(), y
+
+
+def _calibration() -> tuple[GroupCalibration, dict[float, np.ndarray]]:
+    mats = {1.0: np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]]),
+            4.0: np.array([[0.6, 0.3, 0.3], [0.2, 0.5, 0.2], [0.2, 0.2, 0.5]])}
+    probs, labels = {}, {}
+    for f, m in mats.items():
+        probs[f], labels[f] = _faces_with_confusion(m, 10)
+    return GroupCalibration.fit(probs, labels, CLASSES), mats
+
+
+def test_fit_measures_the_confusions_and_interpolates_between_sizes():
+    cal, mats = _calibration()
+    assert cal.factors == (1.0, 4.0) and cal.n == (10, 10, 10)
+    assert np.allclose(cal.matrix(np.array([1.0]), "probs"), mats[1.0])
+    assert np.allclose(cal.matrix(np.array([4.0]), "probs"), mats[4.0])
+    assert np.allclose(cal.matrix(np.array([2.0]), "probs"), (mats[1.0] + mats[4.0]) / 2)   # halfway in log2
+    assert np.allclose(cal.matrix(np.array([16.0]), "probs"), mats[4.0])                    # clamped
+    assert np.allclose(cal.matrix(np.array([1.0, 4.0]), "probs"), (mats[1.0] + mats[4.0]) / 2)  # a group's mean
+    assert np.allclose(cal.matrix(np.array([4.0]), "counts"), np.eye(3))  # every face's largest is its class
+
+
+def test_estimate_undoes_the_confusion_of_each_faces_size():
+    cal, mats = _calibration()
+    # each class half at 1 and half at 4: the group's sizes independent of its classes, as the estimate assumes
+    y = np.repeat(np.arange(3), [40, 14, 6])
+    f = np.tile([1.0, 4.0], 30)
+    probs = np.stack([mats[fi][:, yi] for fi, yi in zip(f, y)])
+    true = np.bincount(y, minlength=3) / 60
+    est = cal.estimate(probs, f)
+    assert np.allclose(est, true, atol=1e-6)
+    assert np.abs(probs.mean(0) - true).sum() > 0.1            # the plain mean is off
+    # crops larger than the model (factor < 1) count as factor 1
+    assert np.allclose(cal.estimate(probs[f == 1.0], np.full(int((f == 1).sum()), 0.5)),
+                       np.bincount(y[f == 1.0], minlength=3) / (f == 1).sum(), atol=1e-6)
+
+
+@pytest.mark.parametrize("probs,factors,match", [
+    (np.zeros((0, 3)), np.zeros(0), "empty group"),
+    (np.full((2, 4), 0.25), np.ones(2), r"expected probabilities \(N, 3\)"),
+    (np.full((2, 3), 1 / 3), np.ones(3), r"factors \(N,\)"),
+    (np.full((2, 3), np.nan), np.ones(2), "finite"),
+    (np.full((2, 3), 1 / 3), np.array([1.0, 0.0]), "factors > 0"),
+])
+def test_estimate_refuses_bad_groups(probs, factors, match):
+    cal, _ = _calibration()
+    with pytest.raises(InputError, match=match):
+        cal.estimate(probs, factors)
+
+
+def test_fit_refuses_a_class_without_faces_and_mismatched_factors():
+    p, y = _faces_with_confusion(np.eye(3), 5)
+    keep = y != 2
+    with pytest.raises(InputError, match="every class needs labelled faces"):
+        GroupCalibration.fit({1.0: p[keep]}, {1.0: y[keep]}, CLASSES)
+    with pytest.raises(InputError, match="same factors"):
+        GroupCalibration.fit({1.0: p}, {2.0: y}, CLASSES)
+
+
+def test_round_trip_and_corrupt_tables():
+    cal, _ = _calibration()
+    back = GroupCalibration.from_dict(cal.to_dict())
+    assert back.classes == cal.classes and back.factors == cal.factors and np.allclose(back.probs, cal.probs)
+    d = cal.to_dict()
+    d["probs"] = d["probs"][:1]
+    with pytest.raises(ModelError, match="columns summing to 1"):
+        GroupCalibration.from_dict(d)
+    with pytest.raises(ModelError, match="expected classes"):
+        GroupCalibration.from_dict({"classes": ["a"]})
+
+
+def test_study_groups_and_measures():
+    mod = _script()
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(3), 50)
+    pool = np.arange(0, 150, 2)                    # half the faces
+    nat = mod.draw_group(rng, pool, labels, "natural", 30, 3)
+    assert len(set(nat.tolist())) == 30 and set(nat.tolist()) <= set(pool.tolist())   # without replacement
+    dom = np.stack([mod.draw_group(rng, pool, labels, "dominant", 200, 3) for _ in range(20)])
+    top = np.array([np.bincount(labels[g], minlength=3).max() / 200 for g in dom])
+    assert abs(top.mean() - (0.6 + 0.4 / 3)) < 0.03  # 60% from one class, the rest as they come
+    shifted = mod.draw_group(rng, pool, labels, "shifted", 30, 3)
+    assert set(shifted.tolist()) <= set(pool.tolist())
+    with pytest.raises(ValueError, match="scenario"):
+        mod.draw_group(rng, pool, labels, "odd", 3, 3)
+    assert np.allclose(mod.tv_distance(np.array([[1.0, 0, 0]]), np.array([[0, 1.0, 0]])), 100)
+    assert mod.dominant_agrees(np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]]),
+                               np.array([[0.5, 0.5, 0.0], [0.2, 0.7, 0.1]])).tolist() == [True, False]
+
+
+def _rows(mod, tv):
+    """Result rows with tv[protocol][estimate] in every scenario of the decision's cell."""
+    return {p: {str(mod.DECISION_GROUP): {s: {"mixed": {e: {"tv": tv[p][e]} for e in mod.ESTIMATES}}
+                                          for s in mod.SCENARIOS}} for p in mod.PROTOCOLS}
+
+
+def test_decision_follows_the_rule():
+    mod = _script()
+    both = {"counts": 30, "mean_probs": 28, "adjusted_counts": 25, "adjusted_probs": 20}
+    d = mod.decision(_rows(mod, {"small": both, "camera": both}))
+    assert d["adopted"] == "adjusted_probs" and d["passes"] == {"adjusted_probs": True, "adjusted_counts": True}
+    counts_lower = dict(both, adjusted_counts=18)
+    assert mod.decision(_rows(mod, {"small": counts_lower, "camera": counts_lower}))["adopted"] == "adjusted_counts"
+    # lower under one protocol only: not adopted
+    worse = dict(both, adjusted_probs=29, adjusted_counts=29)
+    assert mod.decision(_rows(mod, {"small": both, "camera": worse}))["adopted"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# The crowd summary's shares
+# --------------------------------------------------------------------------------------------
+class _Spy(GroupCalibration):
+    """A calibration that records the factors it was given."""
+
+    def estimate(self, probs, factors, kind="probs"):
+        self.seen.append(np.asarray(factors, float).copy())  # type: ignore[attr-defined]
+        return super().estimate(probs, factors, kind)
+
+
+def _model_classes():
+    from fsrfer_edge import Recognizer
+
+    with Recognizer(threads=1) as rec:
+        return rec.classes, rec.info.checkpoint_sha256
+
+
+def _flat_calibration(classes, sha, cls=GroupCalibration):
+    c = len(classes)
+    eye = np.stack([np.eye(c), 0.5 * np.eye(c) + 0.5 / c])
+    cal = cls(tuple(classes), (1.0, 8.0), eye, eye, (1,) * c, sha)
+    object.__setattr__(cal, "seen", [])
+    return cal
+
+
+def test_summarize_adds_shares_from_each_faces_frame_probs():
+    from fsrfer_edge.crowd import FaceResult, summarize
+
+    classes = ("a", "b", "c")
+    eye = np.stack([np.eye(3)])
+    cal = GroupCalibration(classes, (1.0,), eye, eye)
+    tracked = FaceResult((0, 0, 10, 10), 0.9, 10, "a", 0, np.array([0.8, 0.1, 0.1], np.float32), track_id=1,
+                         frame_probs=np.array([0.1, 0.8, 0.1], np.float32))
+    plain = FaceResult((0, 0, 10, 10), 0.9, 10, "c", 2, np.array([0.0, 0.0, 1.0], np.float32))
+    s = summarize([tracked, plain], classes, cal, [1.0, 1.0])
+    assert s.shares == pytest.approx({"a": 0.05, "b": 0.4, "c": 0.55}, abs=1e-6)  # the frame's own, not the track's
+    assert s.to_dict()["shares"] == pytest.approx({"a": 0.05, "b": 0.4, "c": 0.55}, abs=1e-4)
+    assert summarize([plain], classes).shares is None and "shares" not in summarize([plain], classes).to_dict()
+    assert summarize([], classes, cal, []).shares is None
+
+
+def test_the_analyzer_gives_each_face_its_crops_factor():
+    pytest.importorskip("onnxruntime")
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer
+
+    with Recognizer(threads=1, spinning=False) as rec:
+        cal = _flat_calibration(rec.classes, rec.info.checkpoint_sha256, _Spy)
+        frame = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+        with CrowdAnalyzer(rec, margin=0.0, groups=cal, min_face=12) as a:
+            r = a.analyze(frame, boxes=[(10, 10, 22, 22), (40, 40, 136, 136), (60, 0, 84, 16)])
+        assert np.allclose(cal.seen[-1], [48 / 12, 48 / 96, 48 / 24])  # model side / square crop side
+        assert r.summary.shares is not None and sum(r.summary.shares.values()) == pytest.approx(1)
+        with CrowdAnalyzer(rec, groups=None, min_face=12) as a:
+            assert a.analyze(frame, boxes=[(10, 10, 22, 22)]).summary.shares is None
+
+
+def test_the_shipped_model_finds_its_calibration_and_others_are_refused(tmp_path, caplog):
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer
+    from fsrfer_edge.groups import PACKAGED, calibration_for
+
+    with Recognizer(threads=1, spinning=False) as rec:
+        shipped = GroupCalibration.load(PACKAGED / "default.groups.json")
+        with CrowdAnalyzer(rec, min_face=12) as a:                  # "auto"
+            assert a.groups is not None and np.allclose(a.groups.probs, shipped.probs)
+        other = _flat_calibration(rec.classes, "0" * 64)
+        with pytest.raises(ModelError, match="measured on checkpoint 000000000000"):
+            CrowdAnalyzer(rec, groups=other, min_face=12)
+        other.save(tmp_path / "other.groups.json")
+        with pytest.raises(ModelError, match="does not belong"):
+            CrowdAnalyzer(rec, groups=tmp_path / "other.groups.json", min_face=12)
+        with pytest.raises(InputError, match="expected 'auto', None"):
+            CrowdAnalyzer(rec, groups=3, min_face=12)
+        info = rec.info
+    # a copy of the model under another name: no file beside it, the packaged one by its checkpoint
+    model = tmp_path / "mine.int8-u8s8.onnx"
+    shutil.copy(PACKAGED / "default.onnx", model)
+    assert calibration_for(model, info.classes, info.checkpoint_sha256) is not None
+    assert calibration_for(model, info.classes, "f" * 64) is None
+    # one beside it wins; a corrupt one beside it is skipped with a warning
+    mine = _flat_calibration(info.classes, info.checkpoint_sha256)
+    mine.save(tmp_path / "mine.groups.json")
+    assert np.allclose(calibration_for(model, info.classes, info.checkpoint_sha256).probs, mine.probs)
+    (tmp_path / "mine.groups.json").write_text("{not json")
+    with caplog.at_level("WARNING"):
+        found = calibration_for(model, info.classes, info.checkpoint_sha256)
+    assert np.allclose(found.probs, shipped.probs) and "not a readable group calibration" in caplog.text
