@@ -129,6 +129,38 @@ def group_estimates_table(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def score_reliability_table(doc: dict[str, Any]) -> str:
+    """scripts/score_reliability.py: what a face's score means per size (accuracy, mean score, calibration error,
+    the annotators' share of the label), then how often a label is right per score bin and size (protocol (b))."""
+    rows, sizes = doc["rows"], [str(f) for f in doc["factors"]]
+
+    def px(f: str) -> str:
+        return f"{round(48 / int(f))} px (x{f})"
+
+    out = [f"`{doc['source']}` (`{doc['command']}`; the shipped model on FER+ {doc['split']}, {doc['n']} faces, as "
+           f"small crops; score = the probability of the face's label; expected calibration error over "
+           f"{doc['ece_bins']} equal score bins; annotators' share: the share of the face's FER+ annotators who "
+           "chose that label; all in %):", "",
+           "| crops | face | accuracy | mean score | calibration error (points) | annotators' share of the label |",
+           "|---|---|---:|---:|---:|---:|"]
+    for p, name in GROUP_PROTOCOLS.items():
+        for f in sizes:
+            r = rows[p][f]
+            out.append(f"| {name} | {px(f)} | {r['accuracy']:.2f} | {r['mean_score']:.2f} | {r['ece']:.2f} | "
+                       f"{r['vote_share_of_label']:.2f} |")
+    out += ["", "How often the label is right, by score and face size ((b) small crops; % right, and in brackets "
+            "the faces in that bin):", "",
+            "| score | " + " | ".join(px(f) for f in sizes) + " |", "|---|" + "---:|" * len(sizes)]
+    for k, b in enumerate(rows["small"][sizes[0]]["reliability"]):
+        lo, hi = b["bin"]
+        cells = []
+        for f in sizes:
+            c = rows["small"][f]["reliability"][k]
+            cells.append("-" if c["accuracy"] is None else f"{c['accuracy']:.1f} ({c['n']})")
+        out.append(f"| {lo:.1f}-{hi:.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 #: Scene seeds 1 and 2 of the default detector's margin sweep, beside results/crowd/bench.json's seed 0.
 CROWD_MARGIN_SEEDS = ("results/crowd/margin_seed1.json", "results/crowd/margin_seed2.json")
 
@@ -1727,6 +1759,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd_motion": ("results/crowd/clips_motion.json", crowd_coast_table, "docs/crowd.md"),
     "group_estimates_val": ("results/crowd/group_estimates_val.json", group_estimates_table, "docs/crowd.md"),
     "group_estimates_test": ("results/crowd/group_estimates_test.json", group_estimates_table, "docs/crowd.md"),
+    "score_reliability": ("results/ferplus/score_reliability_test.json", score_reliability_table,
+                          "docs/experiments.md"),
 }
 
 
