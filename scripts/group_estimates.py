@@ -92,12 +92,10 @@ def model_probs(model: Any, images: np.ndarray, protocol: str, factor: int) -> n
     """Probabilities (N, C) of faces as small crops under ``protocol`` at ``factor``; ``model`` is
     ``trainer.evaluate.onnx_logits_fn``'s (logits function, preprocessing)."""
     from fsrfer_edge.preprocessing import softmax
-    from trainer.evaluate import crop_inputs, small_crops
+    from trainer.evaluate import protocol_logits
 
     fn, pre = model
-    out = [fn(crop_inputs(small_crops(images[s:s + 512], factor, protocol), pre), factor)
-           for s in range(0, len(images), 512)]
-    return softmax(np.concatenate(out)).astype(np.float64)
+    return softmax(protocol_logits(fn, images, factor, pre, protocol, 512)).astype(np.float64)
 
 
 def study(probs: dict[str, dict[int, np.ndarray]], labels: np.ndarray, folds: Sequence[tuple[np.ndarray, GroupCalibration]],

@@ -71,7 +71,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.fileio import sha256_file, write_json
     from fsrfer_edge.preprocessing import softmax
     from trainer.data import load_npz
-    from trainer.evaluate import crop_inputs, onnx_logits_fn, small_crops
+    from trainer.evaluate import onnx_logits_fn, protocol_logits
 
     faces = load_npz(args.data, labels="ferplus").subset(args.split)
     if faces.targets is None:
@@ -80,8 +80,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows: dict[str, dict[str, Any]] = {p: {} for p in PROTOCOLS}
     for p in PROTOCOLS:
         for f in FACTORS:
-            logits = np.concatenate([fn(crop_inputs(small_crops(faces.images[s:s + 512], f, p), pre), f)
-                                     for s in range(0, len(faces.labels), 512)])
+            logits = protocol_logits(fn, faces.images, f, pre, p, 512)
             rows[p][str(f)] = summary(softmax(logits).astype(np.float64), faces.labels, faces.targets)
             r = rows[p][str(f)]
             print(f"{p:6s} x{f}: accuracy {r['accuracy']:.2f} mean score {r['mean_score']:.2f} ECE {r['ece']:.2f} "

@@ -102,19 +102,23 @@ def evaluate_fn(logits_fn: LogitsFn, images: np.ndarray, labels: np.ndarray, fac
     Returns {"factors": {"1": {...}, ...}, "mean_accuracy", "protocol"}."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol {protocol!r}; expected one of {PROTOCOLS}")
-    make = inputs or (lambda faces, f: protocol_inputs(faces, f, pre, protocol))
     out: dict[str, Any] = {"n": int(len(labels)), "factors": {}, "protocol": protocol}
     for f in factors:
-        preds = []
-        for s in range(0, len(images), batch_size):
-            x = make(images[s:s + batch_size], int(f))
-            preds.append(np.asarray(logits_fn(x, int(f))).argmax(1))
-        pred = np.concatenate(preds)
+        pred = protocol_logits(logits_fn, images, int(f), pre, protocol, batch_size, inputs).argmax(1)
         conf = confusion(labels, pred, len(pre.classes))
         out["factors"][str(f)] = {"accuracy": float((pred == labels).mean()), "macro_f1": macro_f1(conf),
                                   "confusion": conf.tolist()}
     out["mean_accuracy"] = float(np.mean([v["accuracy"] for v in out["factors"].values()]))
     return out
+
+
+def protocol_logits(logits_fn: LogitsFn, images: np.ndarray, factor: int, pre: Preprocessing,
+                    protocol: str = "resized", batch_size: int = 256,
+                    inputs: Optional[Callable[[np.ndarray, int], np.ndarray]] = None) -> np.ndarray:
+    """(N, C) logits of test faces at ``factor`` under ``protocol`` (or ``inputs(faces, factor)``), in batches."""
+    make = inputs or (lambda faces, f: protocol_inputs(faces, f, pre, protocol))
+    return np.concatenate([np.asarray(logits_fn(make(images[s:s + batch_size], factor), factor))
+                           for s in range(0, len(images), batch_size)])
 
 
 def torch_logits_fn(model: Any) -> LogitsFn:
