@@ -410,8 +410,10 @@ class CrowdAnalyzer:
                              "the path of its JSON file")
         why = cal.mismatch(info.classes, info.checkpoint_sha256)
         if why is not None:
-            raise ModelError(f"group calibration {groups if not isinstance(groups, GroupCalibration) else ''}"
-                             f" does not belong to {self.recognizer.model_path}: {why}")
+            name = "" if isinstance(groups, GroupCalibration) else f" {groups}"
+            raise ModelError(f"group calibration{name} does not belong to {self.recognizer.model_path}: {why}; "
+                             "expected the model's own (python scripts/group_estimates.py --model MODEL "
+                             "--write-calibration MODEL.groups.json), groups='auto' or groups=None")
         return cal
 
     @property

@@ -115,8 +115,8 @@ def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: boo
 
 
 def shares_text(shares: Optional[dict[str, float]]) -> str:
-    """The group's estimated shares for the printed line (``"; estimated shares: neutral 41%, happy 30%"``), largest
-    first, those under half a percent left out; empty without shares."""
+    """The group's estimated shares for the printed line (``"; estimated shares (corrected for face sizes): neutral
+    41%, happy 30%"``), largest first, those under half a percent left out; empty without shares."""
     if not shares:
         return ""
     parts = [f"{c} {100 * p:.0f}%" for c, p in sorted(shares.items(), key=lambda kv: -kv[1]) if p >= 0.005]

@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -51,8 +51,11 @@ def project_simplex(v: np.ndarray) -> np.ndarray:
 def simplex_least_squares(m: np.ndarray, b: np.ndarray, tol: float = 1e-10, max_iter: int = 20000) -> np.ndarray:
     """argmin over the simplex of ||m q - b||, for each of a batch: ``m`` (..., K, C), ``b`` (..., K) -> (..., C).
 
-    Accelerated projected gradient (FISTA) from the uniform point, step 1 / ||m||_2^2 per problem, until no entry
-    moves more than ``tol`` in an iteration."""
+    Accelerated projected gradient (FISTA) from the uniform point, step 1 / ||m||_2^2 per problem, its momentum
+    restarted where it stops helping (O'Donoghue and Candes 2015), until a plain projected-gradient step (one
+    taken without momentum) moves no entry more than ``tol``: that is the optimum's fixed-point condition. An
+    accelerated step that does not move proves nothing (momentum past a vertex projects back onto it), so
+    there the momentum restarts instead."""
     m = np.asarray(m, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     c = m.shape[-1]
@@ -61,16 +64,18 @@ def simplex_least_squares(m: np.ndarray, b: np.ndarray, tol: float = 1e-10, max_
     lip = np.linalg.norm(m, 2, axis=(-2, -1))[..., None] ** 2
     step = 1.0 / np.maximum(lip, 1e-12)
     q = np.full(b.shape[:-1] + (c,), 1.0 / c)
-    y, t = q.copy(), 1.0
+    y, t = q.copy(), np.ones(b.shape[:-1] + (1,))
     for _ in range(max_iter):
+        plain = np.all(y == q, axis=-1, keepdims=True)  # this step is taken without momentum
         grad = (mt_m @ y[..., None])[..., 0] - mt_b
         q_next = project_simplex(y - step * grad)
-        t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
-        y = q_next + ((t - 1.0) / t_next) * (q_next - q)
-        moved = float(np.max(np.abs(q_next - q))) if q.size else 0.0
+        still = np.max(np.abs(q_next - q), axis=-1, keepdims=True) <= tol
+        if np.all(still & plain):
+            return q_next
+        restart = still | (np.sum((y - q_next) * (q_next - q), axis=-1, keepdims=True) > 0)
+        t_next = np.where(restart, 1.0, (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0)
+        y = np.where(restart, q_next, q_next + ((t - 1.0) / t_next) * (q_next - q))
         q, t = q_next, t_next
-        if moved <= tol:
-            break
     return q
 
 
@@ -125,8 +130,13 @@ class GroupCalibration:
             a = getattr(self, name)
             if not isinstance(a, np.ndarray) or a.shape != (f, c, c) or not np.all(np.isfinite(a)) or np.any(a < 0) \
                     or not np.allclose(a.sum(axis=1), 1.0, atol=1e-3):
+                got = f"shape {getattr(a, 'shape', type(a).__name__)}"
+                if isinstance(a, np.ndarray) and a.shape == (f, c, c):
+                    sums = a.sum(axis=1)
+                    got += (f", column sums {np.nanmin(sums):.3f} to {np.nanmax(sums):.3f}, smallest entry "
+                            f"{np.min(a):.3g}")
                 raise ModelError(f"group calibration: {name} must be ({f}, {c}, {c}) non-negative with columns "
-                                 f"summing to 1; got {getattr(a, 'shape', type(a).__name__)}")
+                                 f"summing to 1; got {got}")
 
     @classmethod
     def fit(cls, probs: Mapping[float, np.ndarray], labels: Mapping[float, np.ndarray],
@@ -143,8 +153,14 @@ class GroupCalibration:
             p, y = np.asarray(probs[f], dtype=np.float64), np.asarray(labels[f])
             if p.ndim != 2 or p.shape[1] != c or y.shape != (len(p),):
                 raise InputError(f"factor {f}: expected probabilities (N, {c}) and labels (N,); got {p.shape}, {y.shape}")
-            counts = np.bincount(y, minlength=c)[:c]
-            if np.any(counts == 0) or y.min() < 0 or y.max() >= c:
+            if len(y) and (y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= c):
+                raise InputError(f"factor {f}: labels must be integers 0..{c - 1} (class indices); got {y.dtype} "
+                                 f"from {y.min()} to {y.max()}")
+            if not (np.all(np.isfinite(p)) and np.all(p >= 0) and np.allclose(p.sum(1), 1.0, atol=1e-3)):
+                raise InputError(f"factor {f}: expected probabilities (rows of non-negative numbers summing to 1, "
+                                 "the model's softmax), not logits")
+            counts = np.bincount(y.astype(np.int64), minlength=c)
+            if np.any(counts == 0):
                 raise InputError(f"factor {f}: every class needs labelled faces (labels 0..{c - 1}); counts "
                                  f"{counts.tolist()}")
             onehot = np.eye(c)[y]                                   # (N, C) true class
@@ -223,14 +239,29 @@ class GroupCalibration:
         return None
 
 
+#: An engine built from ``NAME.onnx`` or its variants: ``NAME.<precision>.<digest>.trt...engine``
+#: (:meth:`fsrfer_edge.engine_cache.EngineKey.filename`).
+_ENGINE_NAME = re.compile(r"(.+?)\.(?:fp32|fp16|int8)\.[0-9a-f]{8}\.")
+
+
+def _model_names(path: Path) -> list[str]:
+    """The names a model's calibration may have: its own (``NAME`` of ``NAME.onnx``), then the model it is a
+    variant of (``NAME.fp16.onnx``, ``NAME.int8-u8s8.onnx``: :func:`~fsrfer_edge.engine_cache.model_stem`) or
+    an engine of (``NAME.int8.<digest>.trt....engine``). A NAME may hold dots (``fer.v2``)."""
+    from .engine_cache import model_stem
+
+    engine = _ENGINE_NAME.match(path.name)
+    return list(dict.fromkeys([path.stem, model_stem(path)] + ([engine.group(1)] if engine else [])))
+
+
 def calibration_for(model_path: Union[str, "os.PathLike[str]"], classes: Sequence[str],
                     checkpoint_sha256: str) -> Optional[GroupCalibration]:
     """The group calibration of a model, or None: ``NAME.groups.json`` beside ``NAME.onnx`` (or ``NAME.fp16.onnx``,
-    ``NAME.int8.<digest>.engine``: the name up to its first dot, or up to its suffix), else
-    a packaged one measured on the same checkpoint (the shipped model's serves its FP16 and INT8 files too). A
-    file beside the model that is unreadable or belongs to another model is skipped with a warning."""
+    ``NAME.int8-u8s8.onnx``, ``NAME.int8.<digest>...engine``), else a packaged one measured on the same
+    checkpoint (the shipped model's serves its FP16 and INT8 files too). A file beside the model that is
+    unreadable or belongs to another model is skipped with a warning."""
     path = Path(model_path)
-    besides = list(dict.fromkeys(path.with_name(n + SUFFIX) for n in (path.stem, path.name.split(".")[0])))
+    besides = [path.with_name(n + SUFFIX) for n in _model_names(path)]
     candidates = [b for b in besides if b.is_file()]
     if checkpoint_sha256:
         candidates += sorted(p for p in PACKAGED.glob("*" + SUFFIX) if p not in candidates)

@@ -59,6 +59,18 @@ def test_simplex_least_squares_recovers_reachable_shares_exactly():
     assert np.allclose(simplex_least_squares(m, m @ q), q, atol=1e-7)
 
 
+def test_simplex_least_squares_does_not_stop_at_a_vertex_short_of_the_optimum():
+    # two classes: the optimum is the clipped projection on the segment; momentum that overshoots a vertex used to
+    # project back onto it twice running, which stopped the solver there ([1, 0] instead of [0.9705, 0.0295])
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        m = rng.dirichlet(np.ones(2), size=2).T
+        b = rng.dirichlet(np.ones(2) * 0.3) * 1.2 - 0.05
+        d = m[:, 0] - m[:, 1]
+        x = float(np.clip(d @ (b - m[:, 1]) / (d @ d), 0, 1))
+        assert simplex_least_squares(m, b) == pytest.approx([x, 1 - x], abs=1e-6), (m.tolist(), b.tolist())
+
+
 def _faces_with_confusion(m: np.ndarray, per_class: int) -> tuple[np.ndarray, np.ndarray]:
     """Faces whose probabilities are exactly column j of m for class j."""
     y = np.repeat(np.arange(m.shape[1]), per_class)
@@ -120,6 +132,19 @@ def test_fit_refuses_a_class_without_faces_and_mismatched_factors():
         GroupCalibration.fit({1.0: p[keep]}, {1.0: y[keep]}, CLASSES)
     with pytest.raises(InputError, match="same factors"):
         GroupCalibration.fit({1.0: p}, {2.0: y}, CLASSES)
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda p, y: (p, np.where(y == 0, -1, y)), r"labels must be integers 0\.\.2"),
+    (lambda p, y: (p, y.astype(float)), r"labels must be integers 0\.\.2"),
+    (lambda p, y: (np.log(p + 1e-3), y), "probabilities .rows of non-negative numbers summing to 1"),
+    (lambda p, y: (np.where(p > 0.5, np.nan, p), y), "probabilities .rows of non-negative numbers summing to 1"),
+])
+def test_fit_refuses_bad_labels_and_logits_with_input_errors(change, match):
+    p, y = _faces_with_confusion(np.full((3, 3), 1 / 3) * 0.4 + np.eye(3) * 0.6, 5)
+    p, y = change(p, y)
+    with pytest.raises(InputError, match=match):
+        GroupCalibration.fit({1.0: p}, {1.0: y}, CLASSES)
 
 
 def test_round_trip_and_corrupt_tables():
@@ -263,3 +288,38 @@ def test_the_shipped_model_finds_its_calibration_and_others_are_refused(tmp_path
     with caplog.at_level("WARNING"):
         found = calibration_for(model, info.classes, info.checkpoint_sha256)
     assert np.allclose(found.probs, shipped.probs) and "not a readable group calibration" in caplog.text
+
+
+def test_a_dotted_model_name_finds_its_calibration_from_every_variant_and_engine(tmp_path, caplog):
+    from fsrfer_edge.groups import calibration_for
+
+    sha = "1" * 64
+    cal, _ = _calibration()
+    cal = GroupCalibration(cal.classes, cal.factors, cal.probs, cal.counts, cal.n, sha)
+    cal.save(tmp_path / "fer.v2.groups.json")                               # MODEL.groups.json for fer.v2.onnx
+    GroupCalibration(cal.classes, cal.factors, cal.counts, cal.counts, cal.n, "2" * 64).save(
+        tmp_path / "fer.groups.json")                                       # another model's, named up to a dot
+    for name in ("fer.v2.onnx", "fer.v2.fp16.onnx", "fer.v2.int8-u8s8.onnx",
+                 "fer.v2.int8.1a2b3c4d.trt10.3.0.26.sm87.orin-16sm-61g.b1-32-128.engine"):
+        with caplog.at_level("WARNING"):
+            found = calibration_for(tmp_path / name, CLASSES, sha)
+        assert found is not None and np.allclose(found.probs, cal.probs), name
+    assert "fer.groups.json" not in caplog.text                             # not a candidate of fer.v2's files
+
+
+def test_a_refused_calibration_says_what_was_expected():
+    pytest.importorskip("onnxruntime")
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer
+
+    with Recognizer(threads=1, spinning=False) as rec:
+        other = _flat_calibration(rec.classes, "0" * 64)
+        with pytest.raises(ModelError) as err:
+            CrowdAnalyzer(rec, groups=other, min_face=12)
+    msg = str(err.value)
+    assert "calibration  " not in msg and "--write-calibration" in msg and "groups=None" in msg
+    cal, _ = _calibration()
+    d = cal.to_dict()
+    d["probs"][0][0][0] += 0.5                                  # right shape, a column summing to 1.5
+    with pytest.raises(ModelError, match=r"got shape \(2, 3, 3\), column sums 1\.000 to 1\.500"):
+        GroupCalibration.from_dict(d)
