@@ -420,6 +420,12 @@ class CrowdAnalyzer:
     def classes(self) -> tuple[str, ...]:
         return self.recognizer.classes
 
+    def factors(self, faces: Sequence[FaceResult]) -> list[float]:
+        """Each face's down-sample factor, as the group shares read it: the model's input side over the side of the
+        square crop the analyzer cut for it (:func:`square_box` with its margin)."""
+        size = self.recognizer.info.preprocessing.input_size
+        return [size / _side(square_box(f.box, self.margin)) for f in faces]
+
     # -- one frame --------------------------------------------------------------------------
     def analyze(self, frame: Frame, boxes: Optional[Sequence[Sequence[float]]] = None) -> CrowdResult:
         """Detect and recognise the faces of one frame.
@@ -493,10 +499,7 @@ class CrowdAnalyzer:
             faces = _tracked(faces, detected, tracker, self.classes, looked, weak)
         ms = (time.perf_counter() - t0) * 1e3
         classes = self.classes
-        factors = None
-        if self.groups is not None:  # each crop's factor: the model's input side over the crop's side
-            size = self.recognizer.info.preprocessing.input_size
-            factors = [size / _side(square_box(f.box, self.margin)) for f in faces]
+        factors = self.factors(faces) if self.groups is not None else None
         return CrowdResult(tuple(faces), summarize(faces, classes, self.groups, factors), classes,
                            (rgb.shape[0], rgb.shape[1]), index, {"detect": detect_ms, "recognize": ms}, looked)
 

@@ -42,6 +42,7 @@ from .detection.frames import (
 )
 from .errors import CliParser, FsrferError, InputError, cli_main, signal_handled
 from .fileio import check_distinct_files, check_output_path, set_default_mode, write_json
+from .groups import GroupTally
 from .tracking import (DEFAULT_COAST, DEFAULT_CONFIRM, DEFAULT_HALF_LIFE, DEFAULT_MAX_MISSED, DEFAULT_MOTION,
                        FaceTracker, check_half_life)
 
@@ -294,6 +295,7 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
         frames: list[dict[str, Any]] = []
         totals: dict[str, int] = {c: 0 for c in analyzer.classes}
         tracks = TrackLog(analyzer.classes)
+        tally = None if analyzer.groups is None else GroupTally(analyzer.groups)
         try:
             coasted: set[int] = set()  # the tracks coasted in the last frame the detector ran on
             for frame, result in _with_frames(analyzer, video, max_frames, track, detect_every):
@@ -304,6 +306,9 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
                 tracks.add(result)
                 for c, n in result.summary.counts.items():
                     totals[c] += n
+                if tally is not None and result.faces:  # each face in each frame, with its frame's own answer
+                    tally.add(np.stack([f.probs if f.frame_probs is None else f.frame_probs for f in result.faces]),
+                              analyzer.factors(result.faces))
                 logger.info("frame %d: %d faces", result.frame_index, result.summary.n_faces)
                 if stop is not None and stop.is_set():
                     break
@@ -314,7 +319,10 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
     finally:
         video.close()
     tracked = track is not False
+    shares = None if tally is None else tally.shares()
     return {"frames": frames, "n_frames": len(frames), "fps": writer.fps, "face_counts_all_frames": totals,
+            "shares_all_frames": None if shares is None else {c: round(float(p), 4)
+                                                              for c, p in zip(analyzer.classes, shares)},
             "tracks": tracks.to_list() if tracked else None, "frames_in_header": video.frames_in_header,
             "truncated": video.truncated, "interrupted": stop is not None and stop.is_set()}
 
@@ -472,7 +480,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 message = f"{doc['n_frames']} frames" + (
                     "" if doc["tracks"] is None else f", {len(doc['tracks'])} faces followed") + \
                     ", faces per class over all frames: " + ", ".join(
-                        f"{c} {n}" for c, n in doc["face_counts_all_frames"].items() if n)
+                        f"{c} {n}" for c, n in doc["face_counts_all_frames"].items() if n) + \
+                    shares_text(doc["shares_all_frames"])
             doc.update({"input": args.input, "detector": repr(det), "model": str(rec.model_path),
                         "sessions": getattr(rec.backend, "sessions", 1)})
             if args.json is not None:

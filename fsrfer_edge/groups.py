@@ -79,6 +79,42 @@ def simplex_least_squares(m: np.ndarray, b: np.ndarray, tol: float = 1e-10, max_
     return q
 
 
+class GroupTally:
+    """A group estimate over faces that arrive in parts (the frames of a video): running sums of the faces'
+    outputs and of their sizes' weights, so that :meth:`shares` over every face so far costs no more than one
+    frame's. The same as :meth:`GroupCalibration.estimate` of all the faces at once."""
+
+    def __init__(self, calibration: GroupCalibration, kind: str = "probs") -> None:
+        if kind not in KINDS:
+            raise InputError(f"kind {kind!r}; expected one of {KINDS}")
+        self.calibration, self.kind = calibration, kind
+        self._observed = np.zeros(len(calibration.classes))
+        self._weights = np.zeros(len(calibration.factors))
+        self.n = 0
+
+    def add(self, probs: np.ndarray, factors: np.ndarray | Sequence[float]) -> None:
+        """Add faces: ``probs`` (N, C) their probabilities, ``factors`` (N,) their down-sample factors (N may be 0)."""
+        c = len(self.calibration.classes)
+        p = np.asarray(probs, dtype=np.float64)
+        f = np.asarray(factors, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != c or f.shape != (len(p),):
+            raise InputError(f"expected probabilities (N, {c}) and factors (N,); got {p.shape}, {f.shape}")
+        if not (np.all(np.isfinite(p)) and np.all(np.isfinite(f)) and np.all(f > 0)):
+            raise InputError("probabilities and factors must be finite, factors > 0")
+        if not len(p):
+            return
+        self._observed += p.sum(0) if self.kind == "probs" else np.bincount(p.argmax(1), minlength=c)
+        self._weights += _factor_weights(self.calibration.factors, np.maximum(f, 1.0)).sum(0)
+        self.n += len(p)
+
+    def shares(self) -> Optional[np.ndarray]:
+        """Class shares (C,) of every face added so far; None before the first."""
+        if not self.n:
+            return None
+        m = np.tensordot(self._weights / self.n, getattr(self.calibration, self.kind), axes=1)
+        return simplex_least_squares(m, self._observed / self.n)
+
+
 def _factor_weights(table: Sequence[float], factors: np.ndarray) -> np.ndarray:
     """(N, F) weights of the table's factors for each face's factor: linear in log2 between the two that bracket
     it, clamped to the table's ends."""
@@ -180,18 +216,14 @@ class GroupCalibration:
 
     def estimate(self, probs: np.ndarray, factors: np.ndarray | Sequence[float], kind: str = "probs") -> np.ndarray:
         """Class shares (C,) of a group: ``probs`` (N, C) its faces' probabilities, ``factors`` (N,) each face's
-        down-sample factor (48 / side in pixels for a 48 px model; a face larger than the model counts as 1)."""
-        p = np.asarray(probs, dtype=np.float64)
-        f = np.asarray(factors, dtype=np.float64)
-        if p.ndim != 2 or p.shape[1] != len(self.classes) or f.shape != (len(p),):
-            raise InputError(f"expected probabilities (N, {len(self.classes)}) and factors (N,); got {p.shape}, "
-                             f"{f.shape}")
-        if not len(p):
+        down-sample factor (48 / side in pixels for a 48 px model; a face larger than the model counts as 1).
+        Assumes the faces' sizes do not depend on their expressions."""
+        tally = GroupTally(self, kind)
+        tally.add(probs, factors)
+        shares = tally.shares()
+        if shares is None:
             raise InputError("an empty group has no class shares")
-        if not (np.all(np.isfinite(p)) and np.all(np.isfinite(f)) and np.all(f > 0)):
-            raise InputError("probabilities and factors must be finite, factors > 0")
-        observed = p.mean(0) if kind == "probs" else np.bincount(p.argmax(1), minlength=p.shape[1]) / len(p)
-        return simplex_least_squares(self.matrix(np.maximum(f, 1.0), kind), observed)
+        return shares
 
     def to_dict(self) -> dict[str, Any]:
         return {"classes": list(self.classes), "factors": list(self.factors), "n": list(self.n),

@@ -289,6 +289,10 @@ def test_cli_video_writes_annotated_video_and_json(scene: crowd_bench.Scene, tmp
                            "--max-frames", "2"]) == 0
     doc = json.loads(js.read_text())
     assert doc["n_frames"] == 2 and [f["frame_index"] for f in doc["frames"]] == [0, 1]
+    # the shares over every face of every frame (GroupTally; tests/test_groups.py checks it against one estimate)
+    shares = doc["shares_all_frames"]
+    assert list(shares) == list(doc["frames"][0]["summary"]["shares"])
+    assert sum(shares.values()) == pytest.approx(1, abs=1e-3)
     cap = cv2.VideoCapture(str(out))
     ok, frame = cap.read()
     cap.release()

@@ -323,3 +323,23 @@ def test_a_refused_calibration_says_what_was_expected():
     d["probs"][0][0][0] += 0.5                                  # right shape, a column summing to 1.5
     with pytest.raises(ModelError, match=r"got shape \(2, 3, 3\), column sums 1\.000 to 1\.500"):
         GroupCalibration.from_dict(d)
+
+
+def test_a_tally_over_parts_is_the_estimate_of_them_all():
+    from fsrfer_edge.groups import GroupTally
+
+    cal, mats = _calibration()
+    rng = np.random.default_rng(5)
+    p = rng.dirichlet(np.ones(3), size=40)
+    f = rng.choice([1.0, 2.0, 4.0, 8.0], size=40)
+    for kind in ("probs", "counts"):
+        tally = GroupTally(cal, kind)
+        assert tally.shares() is None
+        for part in np.array_split(np.arange(40), [0, 7, 7, 25]):   # empty parts too
+            tally.add(p[part], f[part])
+        assert tally.n == 40
+        assert np.allclose(tally.shares(), cal.estimate(p, f, kind), atol=1e-9)
+    with pytest.raises(InputError, match="kind"):
+        GroupTally(cal, "votes")
+    with pytest.raises(InputError, match="finite"):
+        GroupTally(cal).add(np.full((1, 3), np.nan), [1.0])
