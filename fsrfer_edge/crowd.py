@@ -189,6 +189,12 @@ class CrowdResult:
                 "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}, "detector_ran": self.detector_ran}
 
 
+def own_probs(faces: Sequence[FaceResult]) -> np.ndarray:
+    """(N, C) each face's answer in its own frame: ``frame_probs`` for a tracked face, else ``probs`` (what the group
+    shares read; their calibration was measured on single frames)."""
+    return np.stack([f.probs if f.frame_probs is None else f.frame_probs for f in faces])
+
+
 def summarize(faces: Sequence[FaceResult], classes: Sequence[str], groups: Optional[GroupCalibration] = None,
               factors: Optional[Sequence[float]] = None) -> CrowdSummary:
     """Counts per recognised class and mean probability per class; with a group calibration and each face's
@@ -202,8 +208,8 @@ def summarize(faces: Sequence[FaceResult], classes: Sequence[str], groups: Optio
         mean = np.mean(np.stack([f.probs for f in faces]), axis=0)
         mean_probs = {c: float(p) for c, p in zip(classes, mean)}
         if groups is not None and factors is not None:
-            own = np.stack([f.probs if f.frame_probs is None else f.frame_probs for f in faces])
-            shares = {c: float(p) for c, p in zip(classes, groups.estimate(own, np.asarray(factors, float)))}
+            estimate = groups.estimate(own_probs(faces), np.asarray(factors, float))
+            shares = {c: float(p) for c, p in zip(classes, estimate)}
     else:
         mean_probs = {c: 0.0 for c in classes}
     return CrowdSummary(len(faces), counts, mean_probs, shares)

@@ -30,7 +30,7 @@ from typing import Any, Callable, Collection, Iterator, Optional, Sequence, Tupl
 import numpy as np
 
 from .crowd import (DEFAULT_MIN_FACE, DEFAULT_TRACK, MARGINS, CrowdAnalyzer, CrowdResult, FaceResult, TrackLog,
-                    VideoFrames, check_margin, video_frames)
+                    VideoFrames, check_margin, own_probs, video_frames)
 from .detection import DEFAULT_SCORES, DETECTORS, MAX_FRAME_PIXELS, create_detector, detector_model_inputs
 from .detection.frames import (
     is_image_file,
@@ -307,8 +307,7 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
                 for c, n in result.summary.counts.items():
                     totals[c] += n
                 if tally is not None and result.faces:  # each face in each frame, with its frame's own answer
-                    tally.add(np.stack([f.probs if f.frame_probs is None else f.frame_probs for f in result.faces]),
-                              analyzer.factors(result.faces))
+                    tally.add(own_probs(result.faces), analyzer.factors(result.faces))
                 logger.info("frame %d: %d faces", result.frame_index, result.summary.n_faces)
                 if stop is not None and stop.is_set():
                     break
