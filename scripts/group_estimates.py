@@ -145,9 +145,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--groups", type=int, default=1000, help="groups per cell (default 1000)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--fit-protocols", default="small",
+                    help="the crops the matrices are measured on, pooled: small (protocol (b), the default), camera "
+                         "((c)) or small,camera")
     ap.add_argument("--json", help="the study's result file")
     ap.add_argument("--write-calibration", metavar="PATH",
-                    help="write the model's group calibration (matrices from protocol (b) crops of all of FER+ val) "
+                    help="write the model's group calibration (matrices from --fit-protocols crops of all of FER+ val) "
                          "to PATH, e.g. fsrfer_edge/models/default.groups.json or MODEL.groups.json beside your "
                          "model; without --json, nothing else is run")
     args = ap.parse_args(argv)
@@ -159,6 +162,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         raise SystemExit(f"--group-sizes {args.group_sizes!r}: expected comma-separated integers")
     if any(v < 1 for v in sizes) or args.groups < 2:
         raise SystemExit("--group-sizes must be >= 1 and --groups >= 2")
+    fit_protocols = tuple(args.fit_protocols.split(","))
+    if not fit_protocols or any(p not in PROTOCOLS for p in fit_protocols) or len(set(fit_protocols)) < len(fit_protocols):
+        raise SystemExit(f"--fit-protocols {args.fit_protocols!r}: expected distinct names among {PROTOCOLS}")
     from fsrfer_edge.ferplus import load_labelled_faces
     from fsrfer_edge.fileio import sha256_file, write_json
 
@@ -166,51 +172,55 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     model = onnx_logits_fn(args.model, threads=args.threads)
     val = load_labelled_faces(args.data, "ferplus", "val")
-    fit_probs = {f: model_probs(model, val.images, "small", f) for f in FACTORS}
+    val_probs = {p: {f: model_probs(model, val.images, p, f) for f in FACTORS}
+                 for p in (PROTOCOLS if args.split == "val" else fit_protocols)}
     names = list(model[1].classes)
     c = len(names)
+
+    def fit(rows: np.ndarray) -> GroupCalibration:
+        """Matrices from val faces ``rows``, each as a crop of every fit protocol, pooled."""
+        return GroupCalibration.fit({f: np.concatenate([val_probs[p][f][rows] for p in fit_protocols])
+                                     for f in FACTORS},
+                                    {f: np.tile(val.labels[rows], len(fit_protocols)) for f in FACTORS}, names)
+
+    crops = " + ".join({"small": "protocol (b) small crops", "camera": "protocol (c) camera-like crops"}[p]
+                       for p in fit_protocols)
     if args.write_calibration:
         from fsrfer_edge.metadata import ModelInfo
         import onnx
 
         info = ModelInfo.from_props({p.key: p.value for p in onnx.load(args.model, load_external_data=False)
                                      .metadata_props}, source=args.model)
-        full = GroupCalibration.fit(fit_probs, {f: val.labels for f in FACTORS}, names)
-        full = dataclasses.replace(full, checkpoint_sha256=info.checkpoint_sha256, source=(
-            f"python scripts/group_estimates.py --model {os.path.relpath(args.model, REPO)} --write-calibration "
-            f"{args.write_calibration}: FER+ val ({len(val.labels)} faces), protocol (b) small crops, model sha256 "
+        full = dataclasses.replace(fit(np.arange(len(val.labels))), checkpoint_sha256=info.checkpoint_sha256, source=(
+            f"python scripts/group_estimates.py --model {os.path.relpath(args.model, REPO)}"
+            f"{'' if fit_protocols == ('small',) else ' --fit-protocols ' + args.fit_protocols} --write-calibration "
+            f"{args.write_calibration}: FER+ val ({len(val.labels)} faces), {crops}, model sha256 "
             f"{sha256_file(args.model)}"))
         full.save(args.write_calibration)
         print("wrote", args.write_calibration)
         if args.json is None:
             return 0
     if args.split == "val":
-        labels, probs = val.labels, {"small": fit_probs,
-                                     "camera": {f: model_probs(model, val.images, "camera", f)
-                                                for f in FACTORS}}
+        labels, probs = val.labels, val_probs
         halves = np.array_split(np.random.default_rng(args.seed).permutation(len(labels)), 2)
-        folds = []
-        for k in range(2):
-            fit_on = halves[1 - k]
-            cal = GroupCalibration.fit({f: fit_probs[f][fit_on] for f in FACTORS},
-                                       {f: labels[fit_on] for f in FACTORS}, names)
-            folds.append((halves[k], cal))
+        folds = [(halves[k], fit(halves[1 - k])) for k in range(2)]
     else:
         test = load_labelled_faces(args.data, "ferplus", "test")
         labels = test.labels
         probs = {p: {f: model_probs(model, test.images, p, f) for f in FACTORS} for p in PROTOCOLS}
-        cal = GroupCalibration.fit(fit_probs, {f: val.labels for f in FACTORS}, names)
-        folds = [(np.arange(len(labels)), cal)]
+        folds = [(np.arange(len(labels)), fit(np.arange(len(val.labels))))]
     rows = study(probs, labels, folds, c, sizes, args.groups, args.seed)
-    cmd = f"python scripts/group_estimates.py --split {args.split} --json {args.json}"
+    cmd = (f"python scripts/group_estimates.py --split {args.split}"
+           + ("" if fit_protocols == ("small",) else f" --fit-protocols {args.fit_protocols}") + f" --json {args.json}")
     doc: dict[str, Any] = {
         "command": cmd, "model": {"path": os.path.relpath(args.model, REPO), "sha256": sha256_file(args.model)},
         "split": args.split, "n_faces": int(len(labels)), "classes": names, "factors": list(FACTORS),
         "group_sizes": list(sizes), "groups_per_cell": args.groups, "seed": args.seed,
         "dominant_share": DOMINANT_SHARE, "load_average": list(os.getloadavg()),
         "note": "tv: mean total variation distance between estimated and true class shares, in points of the "
-                "group; dominant: % of groups whose largest estimated share is a largest true share. Matrices "
-                "from protocol (b) crops of FER+ val (cross-fitted halves on val)",
+                f"group; dominant: % of groups whose largest estimated share is a largest true share. Matrices "
+                f"from {crops} of FER+ val (cross-fitted halves on val)",
+        "fit_protocols": list(fit_protocols),
         "rows": rows}
     if args.split == "val":
         doc["decision"] = decision(rows)
