@@ -343,3 +343,20 @@ def test_a_tally_over_parts_is_the_estimate_of_them_all():
         GroupTally(cal, "votes")
     with pytest.raises(InputError, match="finite"):
         GroupTally(cal).add(np.full((1, 3), np.nan), [1.0])
+
+
+def test_the_exact_and_iterative_solvers_agree_singular_and_at_vertices_too():
+    from fsrfer_edge.groups import _exact_simplex_least_squares, _iterative_simplex_least_squares
+
+    rng = np.random.default_rng(6)
+    m = rng.dirichlet(np.ones(6), size=(200, 6)).transpose(0, 2, 1)
+    m[:50, :, 1] = m[:50, :, 0]                                  # two classes alike: singular systems
+    b = rng.dirichlet(np.ones(6) * 0.3, size=200) * 1.2 - 0.05   # often outside: optima on faces and vertices
+    exact = _exact_simplex_least_squares(m, b)
+    slow = _iterative_simplex_least_squares(m, b, 1e-12, 200000)
+    obj = lambda q: np.sum((np.einsum("nkc,nc->nk", m, q) - b) ** 2, axis=1)  # noqa: E731
+    assert np.allclose(exact.sum(1), 1) and exact.min() >= 0
+    assert np.all(obj(exact) <= obj(slow) + 1e-10)               # never worse than the iterative answer
+    unique = np.arange(200) >= 50                                # where the optimum is unique, the same point
+    assert np.allclose(exact[unique], slow[unique], atol=1e-6)
+    assert (exact == 0).any()                                    # some optima on the simplex's boundary
