@@ -103,8 +103,9 @@ def group_estimates_table(doc: dict[str, Any]) -> str:
     """scripts/group_estimates.py: distance of each group estimate to the true shares, per scenario and face size
     (groups of 30), then the mixed-size rows for every group size."""
     rows, ests = doc["rows"], list(GROUP_NAMES)
-    fit = ("two halves of val, each group's matrices from the other half" if doc["split"] == "val"
-           else "matrices from all of FER+ val")
+    crops = " and ".join({"small": "(b)", "camera": "(c)"}[p] for p in doc.get("fit_protocols", ["small"]))
+    fit = (f"two halves of val, each group's matrices from the other half's {crops} crops" if doc["split"] == "val"
+           else f"matrices from the {crops} crops of all of FER+ val")
     head = ["scenario", "faces"] + [f"{GROUP_PROTOCOLS[p]} {GROUP_NAMES[e]}" for p in GROUP_PROTOCOLS for e in ests]
     out = [f"`{doc['source']}` (`{doc['command']}`; FER+ {doc['split']}, {doc['n_faces']} faces, {fit}; "
            f"{doc['groups_per_cell']} groups per row; mean total variation distance between the estimated and true "
@@ -1759,6 +1760,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "crowd_motion": ("results/crowd/clips_motion.json", crowd_coast_table, "docs/crowd.md"),
     "group_estimates_val": ("results/crowd/group_estimates_val.json", group_estimates_table, "docs/crowd.md"),
     "group_estimates_test": ("results/crowd/group_estimates_test.json", group_estimates_table, "docs/crowd.md"),
+    "group_estimates_pooled_val": ("results/crowd/group_estimates_pooled_val.json", group_estimates_table,
+                                   "docs/crowd.md"),
     "score_reliability": ("results/ferplus/score_reliability_test.json", score_reliability_table,
                           "docs/experiments.md"),
 }
