@@ -343,6 +343,8 @@ def test_a_tally_over_parts_is_the_estimate_of_them_all():
         GroupTally(cal, "votes")
     with pytest.raises(InputError, match="finite"):
         GroupTally(cal).add(np.full((1, 3), np.nan), [1.0])
+    with pytest.raises(InputError, match="not logits"):
+        GroupTally(cal).add(np.array([[2.0, -1.0, 0.5]]), [1.0])
 
 
 def test_the_exact_and_iterative_solvers_agree_singular_and_at_vertices_too():
@@ -360,3 +362,39 @@ def test_the_exact_and_iterative_solvers_agree_singular_and_at_vertices_too():
     unique = np.arange(200) >= 50                                # where the optimum is unique, the same point
     assert np.allclose(exact[unique], slow[unique], atol=1e-6)
     assert (exact == 0).any()                                    # some optima on the simplex's boundary
+
+
+def test_the_exact_solver_broadcasts_one_matrix_over_many_groups_as_the_iterative_one_does():
+    # m (..., K, C) and b (..., K) broadcast against each other: one calibration's matrix for a batch of groups
+    # (the iterative solver, and numpy's matmul, always allowed it; the exact one failed on a concatenate)
+    from fsrfer_edge.groups import _iterative_simplex_least_squares
+
+    rng = np.random.default_rng(7)
+    m = rng.dirichlet(np.ones(4), size=4).T                                   # (K, C), one matrix
+    b = rng.dirichlet(np.ones(4), size=(2, 5))                                # (2, 5, K), a batch of groups
+    one_by_one = np.stack([[simplex_least_squares(m, row) for row in part] for part in b])
+    assert simplex_least_squares(m, b).shape == (2, 5, 4)
+    assert np.allclose(simplex_least_squares(m, b), one_by_one, atol=1e-9)
+    assert np.allclose(simplex_least_squares(m, b), _iterative_simplex_least_squares(m, b, 1e-13, 100000), atol=1e-6)
+    ms = np.stack([m, m[::-1]])                                                # (2, K, C) matrices, one b
+    assert np.allclose(simplex_least_squares(ms, b[0, 0]),
+                       [simplex_least_squares(m, b[0, 0]), simplex_least_squares(m[::-1], b[0, 0])], atol=1e-9)
+
+
+def test_the_exact_solver_holds_a_large_batch_in_bounded_memory():
+    # every support's KKT system of every problem at once is (n, 2^C - 1, C + 1, C + 1): 1000 groups of 10 classes
+    # would take gigabytes; the batch is solved in parts instead
+    import tracemalloc
+
+    rng = np.random.default_rng(8)
+    m = rng.dirichlet(np.ones(7), size=(2000, 7)).transpose(0, 2, 1)
+    b = rng.dirichlet(np.ones(7), size=2000)
+    first = simplex_least_squares(m[:5], b[:5])
+    tracemalloc.start()
+    try:
+        q = simplex_least_squares(m, b)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 80e6, f"{peak / 1e6:.0f} MB"                              # all at once: about 230 MB
+    assert np.allclose(q[:5], first, atol=1e-12) and np.allclose(q.sum(1), 1)
