@@ -145,6 +145,20 @@ def _iterative_simplex_least_squares(m: np.ndarray, b: np.ndarray, tol: float, m
     return q
 
 
+def _checked_group(probs: Any, factors: Any, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """A group's probabilities (N, C) and factors (N,) as float arrays, or InputError saying what was expected."""
+    p = np.asarray(probs, dtype=np.float64)
+    f = np.asarray(factors, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != c or f.shape != (len(p),):
+        raise InputError(f"expected probabilities (N, {c}) and factors (N,); got {p.shape}, {f.shape}")
+    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(f)) and np.all(f > 0)):
+        raise InputError("probabilities and factors must be finite, factors > 0")
+    if len(p) and (np.any(p < 0) or not np.allclose(p.sum(1), 1.0, atol=1e-3)):
+        raise InputError("expected probabilities (rows of non-negative numbers summing to 1, the model's "
+                         "softmax), not logits")
+    return p, f
+
+
 class GroupTally:
     """A group estimate over faces that arrive in parts (the frames of a video): running sums of the faces'
     outputs and of their sizes' weights, so that :meth:`shares` over every face so far costs no more than one
@@ -161,17 +175,9 @@ class GroupTally:
     def add(self, probs: np.ndarray, factors: np.ndarray | Sequence[float]) -> None:
         """Add faces: ``probs`` (N, C) their probabilities, ``factors`` (N,) their down-sample factors (N may be 0)."""
         c = len(self.calibration.classes)
-        p = np.asarray(probs, dtype=np.float64)
-        f = np.asarray(factors, dtype=np.float64)
-        if p.ndim != 2 or p.shape[1] != c or f.shape != (len(p),):
-            raise InputError(f"expected probabilities (N, {c}) and factors (N,); got {p.shape}, {f.shape}")
-        if not (np.all(np.isfinite(p)) and np.all(np.isfinite(f)) and np.all(f > 0)):
-            raise InputError("probabilities and factors must be finite, factors > 0")
+        p, f = _checked_group(probs, factors, c)
         if not len(p):
             return
-        if np.any(p < 0) or not np.allclose(p.sum(1), 1.0, atol=1e-3):
-            raise InputError("expected probabilities (rows of non-negative numbers summing to 1, the model's "
-                             "softmax), not logits")
         self._observed += p.sum(0) if self.kind == "probs" else np.bincount(p.argmax(1), minlength=c)
         self._weights += _factor_weights(self.calibration.factors, np.maximum(f, 1.0)).sum(0)
         self.n += len(p)
@@ -293,6 +299,27 @@ class GroupCalibration:
         if shares is None:
             raise InputError("an empty group has no class shares")
         return shares
+
+    def interval(self, probs: np.ndarray, factors: np.ndarray | Sequence[float], level: float = 0.9,
+                 resamples: int = 200, seed: int = 0, kind: str = "probs") -> tuple[np.ndarray, np.ndarray]:
+        """A bootstrap interval of the group's shares: its faces resampled with replacement (each with its own
+        factor) ``resamples`` times, :meth:`estimate` of each, and per class the percentiles that leave
+        ``(1 - level) / 2`` on each side. Returns (low, high), each (C,). Seeded: the same group gives the same
+        interval. It does not see the error of the matrices themselves."""
+        if not 0 < level < 1 or resamples < 2:
+            raise InputError(f"level={level!r}, resamples={resamples!r}; expected 0 < level < 1 and resamples >= 2")
+        if kind not in KINDS:
+            raise InputError(f"kind {kind!r}; expected one of {KINDS}")
+        p, f = _checked_group(probs, factors, len(self.classes))
+        if not len(p):
+            raise InputError("an empty group has no class shares")
+        idx = np.random.default_rng(seed).integers(0, len(p), size=(resamples, len(p)))
+        observed = p if kind == "probs" else np.eye(p.shape[1])[p.argmax(1)]
+        weights = _factor_weights(self.factors, np.maximum(f, 1.0))
+        m = np.tensordot(weights[idx].mean(1), getattr(self, kind), axes=1)       # (R, C, C)
+        shares = simplex_least_squares(m, observed[idx].mean(1))                 # (R, C)
+        tail = (1.0 - level) / 2
+        return np.quantile(shares, tail, axis=0), np.quantile(shares, 1.0 - tail, axis=0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"classes": list(self.classes), "factors": list(self.factors), "n": list(self.n),

@@ -72,6 +72,27 @@ def estimates(cal: GroupCalibration, probs: np.ndarray, factors: np.ndarray) -> 
             "adjusted_probs": simplex_least_squares(m_p, mean, tol=1e-9)}
 
 
+def interval_hits(cal: GroupCalibration, probs: np.ndarray, factors: np.ndarray,
+                  true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For G groups (``probs`` (G, N, C), ``factors`` (G, N), ``true`` (G, C)): whether each class's true share lies
+    in the group's :meth:`GroupCalibration.interval` (G, C), and each interval's width (G, C)."""
+    lo, hi = map(np.stack, zip(*(cal.interval(p, f) for p, f in zip(probs, factors))))
+    return (true >= lo - 1e-9) & (true <= hi + 1e-9), hi - lo
+
+
+#: The interval rule's bar: coverage of the nominal 90% intervals, in %.
+INTERVAL_COVERAGE_BAR = 85.0
+
+
+def interval_decision(rows: dict[str, Any]) -> dict[str, Any]:
+    """The interval rule's decision: coverage in the mixed row of groups of DECISION_GROUP, averaged over the
+    scenarios, at least INTERVAL_COVERAGE_BAR under every protocol."""
+    cov = {p: round(float(np.mean([rows[p][str(DECISION_GROUP)][s]["mixed"]["adjusted_probs"]["coverage"]
+                                   for s in SCENARIOS])), 2) for p in PROTOCOLS}
+    return {"mean_coverage_over_scenarios": cov, "bar": INTERVAL_COVERAGE_BAR,
+            "adopted": all(v >= INTERVAL_COVERAGE_BAR for v in cov.values())}
+
+
 def decision(rows: dict[str, Any]) -> dict[str, Any]:
     """The rule's decision from a val result's rows: which adjusted estimate (if any) has the lowest distance in
     the mixed row of groups of DECISION_GROUP, averaged over the scenarios, below both unadjusted ones under
@@ -99,10 +120,11 @@ def model_probs(model: Any, images: np.ndarray, protocol: str, factor: int) -> n
 
 
 def study(probs: dict[str, dict[int, np.ndarray]], labels: np.ndarray, folds: Sequence[tuple[np.ndarray, GroupCalibration]],
-          classes: int, group_sizes: Sequence[int], groups: int, seed: int) -> dict[str, Any]:
+          classes: int, group_sizes: Sequence[int], groups: int, seed: int, intervals: bool = False) -> dict[str, Any]:
     """rows[protocol][group size][scenario][size row][estimate] = {"tv", "tv_sd", "dominant"}; ``folds`` pairs
     each pool of faces the groups are drawn from with the calibration fitted without them; the groups of a cell
-    are split evenly between the folds, and the same groups (faces, factors) serve every protocol."""
+    are split evenly between the folds, and the same groups (faces, factors) serve every protocol. With
+    ``intervals``, the adjusted mean probabilities also get "coverage" and "interval_width" (:func:`interval_hits`)."""
     rng = np.random.default_rng(seed)
     rows: dict[str, Any] = {p: {} for p in PROTOCOLS}
     for n in group_sizes:
@@ -112,6 +134,8 @@ def study(probs: dict[str, dict[int, np.ndarray]], labels: np.ndarray, folds: Se
             for size in [f"x{f}" for f in FACTORS] + ["mixed"]:
                 acc: dict[str, dict[str, list[np.ndarray]]] = {p: {e: [] for e in ESTIMATES} for p in PROTOCOLS}
                 dom: dict[str, dict[str, list[np.ndarray]]] = {p: {e: [] for e in ESTIMATES} for p in PROTOCOLS}
+                hits: dict[str, list[np.ndarray]] = {p: [] for p in PROTOCOLS}
+                widths: dict[str, list[np.ndarray]] = {p: [] for p in PROTOCOLS}
                 for k, (pool, cal) in enumerate(folds):
                     g = groups // len(folds) + (k < groups % len(folds))
                     idx = np.stack([draw_group(rng, pool, labels, s, n, classes) for _ in range(g)])
@@ -124,11 +148,19 @@ def study(probs: dict[str, dict[int, np.ndarray]], labels: np.ndarray, folds: Se
                         for e, est in estimates(cal, grp, fac.astype(np.float64)).items():
                             acc[p][e].append(tv_distance(est, true))
                             dom[p][e].append(dominant_agrees(est, true))
+                        if intervals:
+                            h, w = interval_hits(cal, grp, fac.astype(np.float64), true)
+                            hits[p].append(h)
+                            widths[p].append(w)
                 for p in PROTOCOLS:
                     rows[p][str(n)][s][size] = {e: {"tv": round(float(np.concatenate(acc[p][e]).mean()), 2),
                                                     "tv_sd": round(float(np.concatenate(acc[p][e]).std()), 2),
                                                     "dominant": round(100 * float(np.concatenate(dom[p][e]).mean()), 1)}
                                                 for e in ESTIMATES}
+                    if intervals:
+                        rows[p][str(n)][s][size]["adjusted_probs"].update(
+                            coverage=round(100 * float(np.concatenate(hits[p]).mean()), 1),
+                            interval_width=round(100 * float(np.concatenate(widths[p]).mean()), 2))
                 print(f"n={n} {s:8s} {size:5s} " + "  ".join(
                     f"{p}: " + " ".join(f"{e}={rows[p][str(n)][s][size][e]['tv']:.1f}" for e in ESTIMATES)
                     for p in PROTOCOLS), flush=True)
@@ -148,6 +180,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--fit-protocols", default="small",
                     help="the crops the matrices are measured on, pooled: small (protocol (b), the default), camera "
                          "((c)) or small,camera")
+    ap.add_argument("--intervals", action="store_true",
+                    help="also measure the coverage and width of GroupCalibration.interval (nominal 90%%)")
     ap.add_argument("--json", help="the study's result file")
     ap.add_argument("--write-calibration", metavar="PATH",
                     help="write the model's group calibration (matrices from --fit-protocols crops of all of FER+ val) "
@@ -209,9 +243,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         labels = test.labels
         probs = {p: {f: model_probs(model, test.images, p, f) for f in FACTORS} for p in PROTOCOLS}
         folds = [(np.arange(len(labels)), fit(np.arange(len(val.labels))))]
-    rows = study(probs, labels, folds, c, sizes, args.groups, args.seed)
+    rows = study(probs, labels, folds, c, sizes, args.groups, args.seed, args.intervals)
     cmd = (f"python scripts/group_estimates.py --split {args.split}"
-           + ("" if fit_protocols == ("small",) else f" --fit-protocols {args.fit_protocols}") + f" --json {args.json}")
+           + ("" if fit_protocols == ("small",) else f" --fit-protocols {args.fit_protocols}")
+           + (" --intervals" if args.intervals else "")
+           + ("" if args.groups == 1000 else f" --groups {args.groups}")
+           + ("" if args.group_sizes == "10,30,100" else f" --group-sizes {args.group_sizes}") + f" --json {args.json}")
     doc: dict[str, Any] = {
         "command": cmd, "model": {"path": os.path.relpath(args.model, REPO), "sha256": sha256_file(args.model)},
         "split": args.split, "n_faces": int(len(labels)), "classes": names, "factors": list(FACTORS),
@@ -225,6 +262,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.split == "val":
         doc["decision"] = decision(rows)
         print("decision:", doc["decision"])
+        if args.intervals:
+            doc["interval_decision"] = interval_decision(rows)
+            print("interval decision:", doc["interval_decision"])
     write_json(args.json, doc)
     return 0
 
