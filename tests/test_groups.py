@@ -398,3 +398,42 @@ def test_the_exact_solver_holds_a_large_batch_in_bounded_memory():
         tracemalloc.stop()
     assert peak < 80e6, f"{peak / 1e6:.0f} MB"                              # all at once: about 230 MB
     assert np.allclose(q[:5], first, atol=1e-12) and np.allclose(q.sum(1), 1)
+
+
+def test_the_interval_holds_the_estimate_narrows_with_more_faces_and_is_seeded():
+    cal, mats = _calibration()
+    y = np.repeat(np.arange(3), [20, 6, 4])
+    f = np.tile([1.0, 4.0], 15)
+    probs = np.stack([mats[fi][:, yi] for fi, yi in zip(f, y)])
+    lo, hi = cal.interval(probs, f)
+    est = cal.estimate(probs, f)
+    assert np.all(lo <= est + 1e-9) and np.all(est <= hi + 1e-9) and np.all(hi - lo > 0)
+    big_lo, big_hi = cal.interval(np.tile(probs, (10, 1)), np.tile(f, 10))     # the same mix, ten times the faces
+    assert np.all(big_hi - big_lo < hi - lo)
+    again = cal.interval(probs, f)
+    assert np.array_equal(again[0], lo) and np.array_equal(again[1], hi)
+    wider = cal.interval(probs, f, level=0.99)
+    assert np.all(wider[0] <= lo + 1e-12) and np.all(wider[1] >= hi - 1e-12)
+    with pytest.raises(InputError, match="level"):
+        cal.interval(probs, f, level=1.5)
+    with pytest.raises(InputError, match="empty group"):
+        cal.interval(np.zeros((0, 3)), np.zeros(0))
+
+
+def test_the_study_counts_interval_hits_and_decides_by_the_bar():
+    mod = _script()
+    cal, mats = _calibration()
+    y = np.repeat(np.arange(3), [20, 6, 4])
+    f = np.tile([1.0, 4.0], 15)
+    probs = np.stack([mats[fi][:, yi] for fi, yi in zip(f, y)])
+    true = np.bincount(y, minlength=3) / 30
+    hits, widths = mod.interval_hits(cal, probs[None], f[None], np.stack([true]))
+    assert hits.all() and np.all(widths > 0)                        # the truth is the noise-free estimate here
+    hits, _ = mod.interval_hits(cal, probs[None], f[None], np.array([[0.0, 0.0, 1.0]]))
+    assert not hits[0, 2]
+    rows = {p: {str(mod.DECISION_GROUP): {s: {"mixed": {"adjusted_probs": {"coverage": c}}} for s in mod.SCENARIOS}}
+            for p, c in (("small", 90.0), ("camera", 84.9))}
+    d = mod.interval_decision(rows)
+    assert d["adopted"] is False and d["mean_coverage_over_scenarios"] == {"small": 90.0, "camera": 84.9}
+    rows["camera"] = rows["small"]
+    assert mod.interval_decision(rows)["adopted"] is True
