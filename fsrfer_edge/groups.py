@@ -300,27 +300,6 @@ class GroupCalibration:
             raise InputError("an empty group has no class shares")
         return shares
 
-    def interval(self, probs: np.ndarray, factors: np.ndarray | Sequence[float], level: float = 0.9,
-                 resamples: int = 200, seed: int = 0, kind: str = "probs") -> tuple[np.ndarray, np.ndarray]:
-        """A bootstrap interval of the group's shares: its faces resampled with replacement (each with its own
-        factor) ``resamples`` times, :meth:`estimate` of each, and per class the percentiles that leave
-        ``(1 - level) / 2`` on each side. Returns (low, high), each (C,). Seeded: the same group gives the same
-        interval. It does not see the error of the matrices themselves."""
-        if not 0 < level < 1 or resamples < 2:
-            raise InputError(f"level={level!r}, resamples={resamples!r}; expected 0 < level < 1 and resamples >= 2")
-        if kind not in KINDS:
-            raise InputError(f"kind {kind!r}; expected one of {KINDS}")
-        p, f = _checked_group(probs, factors, len(self.classes))
-        if not len(p):
-            raise InputError("an empty group has no class shares")
-        idx = np.random.default_rng(seed).integers(0, len(p), size=(resamples, len(p)))
-        observed = p if kind == "probs" else np.eye(p.shape[1])[p.argmax(1)]
-        weights = _factor_weights(self.factors, np.maximum(f, 1.0))
-        m = np.tensordot(weights[idx].mean(1), getattr(self, kind), axes=1)       # (R, C, C)
-        shares = simplex_least_squares(m, observed[idx].mean(1))                 # (R, C)
-        tail = (1.0 - level) / 2
-        return np.quantile(shares, tail, axis=0), np.quantile(shares, 1.0 - tail, axis=0)
-
     def to_dict(self) -> dict[str, Any]:
         return {"classes": list(self.classes), "factors": list(self.factors), "n": list(self.n),
                 "probs": np.round(self.probs, 6).tolist(), "counts": np.round(self.counts, 6).tolist(),

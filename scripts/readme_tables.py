@@ -130,6 +130,27 @@ def group_estimates_table(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def group_intervals_table(doc: dict[str, Any]) -> str:
+    """scripts/group_estimates.py --intervals: coverage and width of the shares' nominal 90% bootstrap intervals."""
+    rows, sizes = doc["rows"], [f"x{f}" for f in doc["factors"]] + ["mixed"]
+    n = str(doc["group_sizes"][0])
+    out = [f"`{doc['source']}` (`{doc['command']}`; FER+ {doc['split']}, {doc['n_faces']} faces, cross-fitted halves, "
+           f"matrices from (b) crops; {doc['groups_per_cell']} groups of {n} per row; coverage: % of group-class pairs "
+           "whose true share lies in the interval; width: mean interval width in points; the distance of `shares` "
+           "to the truth beside them):", "",
+           "| scenario | faces | (b) coverage | (b) width | (b) distance | (c) coverage | (c) width | (c) distance |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for scen in ("natural", "shifted", "dominant"):
+        for size in sizes:
+            px = "mixed" if size == "mixed" else f"{round(48 / int(size[1:]))} px ({size})"
+            cells = []
+            for p in GROUP_PROTOCOLS:
+                r = rows[p][n][scen][size]["adjusted_probs"]
+                cells += [f"{r['coverage']:.1f}", f"{r['interval_width']:.1f}", f"{r['tv']:.1f}"]
+            out.append(f"| {scen} | {px} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def score_reliability_table(doc: dict[str, Any]) -> str:
     """scripts/score_reliability.py: what a face's score means per size (accuracy, mean score, calibration error,
     the annotators' share of the label), then how often a label is right per score bin and size (protocol (b))."""
@@ -1762,6 +1783,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "group_estimates_test": ("results/crowd/group_estimates_test.json", group_estimates_table, "docs/crowd.md"),
     "group_estimates_pooled_val": ("results/crowd/group_estimates_pooled_val.json", group_estimates_table,
                                    "docs/crowd.md"),
+    "group_intervals_val": ("results/crowd/group_intervals_val.json", group_intervals_table, "docs/crowd.md"),
     "score_reliability": ("results/ferplus/score_reliability_test.json", score_reliability_table,
                           "docs/experiments.md"),
 }

@@ -401,23 +401,24 @@ def test_the_exact_solver_holds_a_large_batch_in_bounded_memory():
 
 
 def test_the_interval_holds_the_estimate_narrows_with_more_faces_and_is_seeded():
+    mod = _script()
     cal, mats = _calibration()
     y = np.repeat(np.arange(3), [20, 6, 4])
     f = np.tile([1.0, 4.0], 15)
     probs = np.stack([mats[fi][:, yi] for fi, yi in zip(f, y)])
-    lo, hi = cal.interval(probs, f)
+    lo, hi = mod.bootstrap_interval(cal, probs, f)
     est = cal.estimate(probs, f)
     assert np.all(lo <= est + 1e-9) and np.all(est <= hi + 1e-9) and np.all(hi - lo > 0)
-    big_lo, big_hi = cal.interval(np.tile(probs, (10, 1)), np.tile(f, 10))     # the same mix, ten times the faces
+    big_lo, big_hi = mod.bootstrap_interval(cal, np.tile(probs, (10, 1)), np.tile(f, 10))     # the same mix, ten times the faces
     assert np.all(big_hi - big_lo < hi - lo)
-    again = cal.interval(probs, f)
+    again = mod.bootstrap_interval(cal, probs, f)
     assert np.array_equal(again[0], lo) and np.array_equal(again[1], hi)
-    wider = cal.interval(probs, f, level=0.99)
+    wider = mod.bootstrap_interval(cal, probs, f, level=0.99)
     assert np.all(wider[0] <= lo + 1e-12) and np.all(wider[1] >= hi - 1e-12)
     with pytest.raises(InputError, match="level"):
-        cal.interval(probs, f, level=1.5)
+        mod.bootstrap_interval(cal, probs, f, level=1.5)
     with pytest.raises(InputError, match="empty group"):
-        cal.interval(np.zeros((0, 3)), np.zeros(0))
+        mod.bootstrap_interval(cal, np.zeros((0, 3)), np.zeros(0))
 
 
 def test_the_study_counts_interval_hits_and_decides_by_the_bar():
