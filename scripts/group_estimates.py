@@ -74,12 +74,13 @@ def estimates(cal: GroupCalibration, probs: np.ndarray, factors: np.ndarray) -> 
 
 
 def bootstrap_interval(cal: GroupCalibration, probs: np.ndarray, factors: np.ndarray | Sequence[float],
-                       level: float = 0.9, resamples: int = 200, seed: int = 0,
-                       kind: str = "probs") -> tuple[np.ndarray, np.ndarray]:
+                       level: float = 0.9, resamples: int = 200, seed: int = 0, kind: str = "probs",
+                       matrices: Optional[Sequence[GroupCalibration]] = None) -> tuple[np.ndarray, np.ndarray]:
     """A bootstrap interval of a group's shares (the interval rule's candidate; not in the SDK, which the rule's
     val run did not admit): its faces resampled with replacement (each with its own factor) ``resamples`` times,
     the estimate of each, and per class the percentiles that leave ``(1 - level) / 2`` on each side. Returns
-    (low, high), each (C,). Seeded. It does not see the error of the matrices themselves."""
+    (low, high), each (C,). Seeded. It does not see the error of the matrices themselves, unless ``matrices``
+    gives one calibration per resample (:func:`resampled_calibrations`): the r-th resample is solved with the r-th."""
     from fsrfer_edge.groups import KINDS, _checked_group, _factor_weights
 
     if not 0 < level < 1 or resamples < 2:
@@ -92,17 +93,36 @@ def bootstrap_interval(cal: GroupCalibration, probs: np.ndarray, factors: np.nda
     idx = np.random.default_rng(seed).integers(0, len(p), size=(resamples, len(p)))
     observed = p if kind == "probs" else np.eye(p.shape[1])[p.argmax(1)]
     weights = _factor_weights(cal.factors, np.maximum(f, 1.0))
-    m = np.tensordot(weights[idx].mean(1), getattr(cal, kind), axes=1)       # (R, C, C)
+    if matrices is None:
+        m = np.tensordot(weights[idx].mean(1), getattr(cal, kind), axes=1)   # (R, C, C)
+    else:
+        if len(matrices) != resamples:
+            raise InputError(f"{len(matrices)} sets of matrices for {resamples} resamples; expected one each")
+        m = np.einsum("rf,rfij->rij", weights[idx].mean(1), np.stack([getattr(c, kind) for c in matrices]))
     shares = simplex_least_squares(m, observed[idx].mean(1))                # (R, C)
     tail = (1.0 - level) / 2
     return np.quantile(shares, tail, axis=0), np.quantile(shares, 1.0 - tail, axis=0)
 
 
-def interval_hits(cal: GroupCalibration, probs: np.ndarray, factors: np.ndarray,
-                  true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def resampled_calibrations(probs: dict[int, np.ndarray], labels: np.ndarray, classes: Sequence[str], rows: np.ndarray,
+                           resamples: int = 200, seed: int = 0) -> list[GroupCalibration]:
+    """``resamples`` calibrations, each fitted on ``rows`` (faces of ``probs[f]`` (N, C) per factor, ``labels``
+    (N,)) resampled with replacement within each class (so that every class keeps its number of faces)."""
+    rng = np.random.default_rng(seed)
+    by_class = [rows[labels[rows] == c] for c in range(len(classes))]
+    out = []
+    for _ in range(resamples):
+        pick = np.concatenate([rng.choice(r, size=len(r)) for r in by_class])
+        out.append(GroupCalibration.fit({f: p[pick] for f, p in probs.items()}, {f: labels[pick] for f in probs},
+                                        classes))
+    return out
+
+
+def interval_hits(cal: GroupCalibration, probs: np.ndarray, factors: np.ndarray, true: np.ndarray,
+                  matrices: Optional[Sequence[GroupCalibration]] = None) -> tuple[np.ndarray, np.ndarray]:
     """For G groups (``probs`` (G, N, C), ``factors`` (G, N), ``true`` (G, C)): whether each class's true share lies
     in the group's :func:`bootstrap_interval` (G, C), and each interval's width (G, C)."""
-    lo, hi = map(np.stack, zip(*(bootstrap_interval(cal, p, f) for p, f in zip(probs, factors))))
+    lo, hi = map(np.stack, zip(*(bootstrap_interval(cal, p, f, matrices=matrices) for p, f in zip(probs, factors))))
     return (true >= lo - 1e-9) & (true <= hi + 1e-9), hi - lo
 
 
@@ -146,11 +166,13 @@ def model_probs(model: Any, images: np.ndarray, protocol: str, factor: int) -> n
 
 
 def study(probs: dict[str, dict[int, np.ndarray]], labels: np.ndarray, folds: Sequence[tuple[np.ndarray, GroupCalibration]],
-          classes: int, group_sizes: Sequence[int], groups: int, seed: int, intervals: bool = False) -> dict[str, Any]:
+          classes: int, group_sizes: Sequence[int], groups: int, seed: int, intervals: bool = False,
+          matrices: Optional[Sequence[Sequence[GroupCalibration]]] = None) -> dict[str, Any]:
     """rows[protocol][group size][scenario][size row][estimate] = {"tv", "tv_sd", "dominant"}; ``folds`` pairs
     each pool of faces the groups are drawn from with the calibration fitted without them; the groups of a cell
     are split evenly between the folds, and the same groups (faces, factors) serve every protocol. With
-    ``intervals``, the adjusted mean probabilities also get "coverage" and "interval_width" (:func:`interval_hits`)."""
+    ``intervals``, the adjusted mean probabilities also get "coverage" and "interval_width" (:func:`interval_hits`;
+    with ``matrices``, one list of resampled calibrations per fold, the intervals resample the matrices too)."""
     rng = np.random.default_rng(seed)
     rows: dict[str, Any] = {p: {} for p in PROTOCOLS}
     for n in group_sizes:
@@ -175,7 +197,8 @@ def study(probs: dict[str, dict[int, np.ndarray]], labels: np.ndarray, folds: Se
                             acc[p][e].append(tv_distance(est, true))
                             dom[p][e].append(dominant_agrees(est, true))
                         if intervals:
-                            h, w = interval_hits(cal, grp, fac.astype(np.float64), true)
+                            h, w = interval_hits(cal, grp, fac.astype(np.float64), true,
+                                                 None if matrices is None else matrices[k])
                             hits[p].append(h)
                             widths[p].append(w)
                 for p in PROTOCOLS:
@@ -208,6 +231,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                          "((c)) or small,camera")
     ap.add_argument("--intervals", action="store_true",
                     help="also measure the coverage and width of bootstrap_interval (nominal 90%%)")
+    ap.add_argument("--interval-matrices", action="store_true",
+                    help="with --intervals: resample the val faces behind the matrices too (200 sets per fold)")
     ap.add_argument("--json", help="the study's result file")
     ap.add_argument("--write-calibration", metavar="PATH",
                     help="write the model's group calibration (matrices from --fit-protocols crops of all of FER+ val) "
@@ -269,10 +294,21 @@ def main(argv: Optional[list[str]] = None) -> int:
         labels = test.labels
         probs = {p: {f: model_probs(model, test.images, p, f) for f in FACTORS} for p in PROTOCOLS}
         folds = [(np.arange(len(labels)), fit(np.arange(len(val.labels))))]
-    rows = study(probs, labels, folds, c, sizes, args.groups, args.seed, args.intervals)
+    if args.interval_matrices and not (args.intervals and args.split == "val"):
+        raise SystemExit("--interval-matrices goes with --intervals and --split val")
+    matrices = None
+    if args.interval_matrices:  # each fold's matrices come from the other half: resample that half
+        matrices = [resampled_calibrations({f: np.concatenate([val_probs[p][f] for p in fit_protocols])
+                                            for f in FACTORS},
+                                           np.tile(val.labels, len(fit_protocols)), names,
+                                           np.concatenate([halves[1 - k] + j * len(val.labels)
+                                                           for j in range(len(fit_protocols))]),
+                                           seed=args.seed + 1 + k)
+                    for k in range(2)]
+    rows = study(probs, labels, folds, c, sizes, args.groups, args.seed, args.intervals, matrices)
     cmd = (f"python scripts/group_estimates.py --split {args.split}"
            + ("" if fit_protocols == ("small",) else f" --fit-protocols {args.fit_protocols}")
-           + (" --intervals" if args.intervals else "")
+           + (" --intervals" if args.intervals else "") + (" --interval-matrices" if args.interval_matrices else "")
            + ("" if args.groups == 1000 else f" --groups {args.groups}")
            + ("" if args.group_sizes == "10,30,100" else f" --group-sizes {args.group_sizes}") + f" --json {args.json}")
     doc: dict[str, Any] = {
