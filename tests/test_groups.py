@@ -438,3 +438,25 @@ def test_the_study_counts_interval_hits_and_decides_by_the_bar():
     assert d["adopted"] is False and d["mean_coverage_over_scenarios"] == {"small": 90.0, "camera": 84.9}
     rows["camera"] = rows["small"]
     assert mod.interval_decision(rows)["adopted"] is True
+
+
+def test_intervals_with_resampled_matrices():
+    mod = _script()
+    cal, mats = _calibration()
+    y = np.repeat(np.arange(3), [20, 6, 4])
+    f = np.tile([1.0, 4.0], 15)
+    probs = np.stack([mats[fi][:, yi] for fi, yi in zip(f, y)])
+    same = [cal] * 200                                      # the same matrices every time: the plain interval
+    assert all(np.array_equal(a, b) for a, b in zip(mod.bootstrap_interval(cal, probs, f, matrices=same),
+                                                    mod.bootstrap_interval(cal, probs, f)))
+    with pytest.raises(InputError, match="one each"):
+        mod.bootstrap_interval(cal, probs, f, matrices=same[:3])
+    # resampled within each class: every class keeps its faces' number, so every fit succeeds
+    rng = np.random.default_rng(7)
+    labels = np.repeat(np.arange(3), [30, 3, 10])
+    p = {1.0: rng.dirichlet(np.ones(3), size=43), 4.0: rng.dirichlet(np.ones(3), size=43)}
+    sets = mod.resampled_calibrations(p, labels, CLASSES, np.arange(43), resamples=20, seed=1)
+    assert len(sets) == 20 and all(s.n == (30, 3, 10) for s in sets)
+    assert not np.allclose(sets[0].probs, sets[1].probs)     # the sets differ
+    again = mod.resampled_calibrations(p, labels, CLASSES, np.arange(43), resamples=20, seed=1)
+    assert np.array_equal(again[5].probs, sets[5].probs)     # seeded
