@@ -134,8 +134,10 @@ def group_intervals_table(doc: dict[str, Any]) -> str:
     """scripts/group_estimates.py --intervals: coverage and width of the shares' nominal 90% bootstrap intervals."""
     rows, sizes = doc["rows"], [f"x{f}" for f in doc["factors"]] + ["mixed"]
     n = str(doc["group_sizes"][0])
+    resampled = " (resampled within each class for every resample of a group)" if "--interval-matrices" in \
+        doc["command"] else ""
     out = [f"`{doc['source']}` (`{doc['command']}`; FER+ {doc['split']}, {doc['n_faces']} faces, cross-fitted halves, "
-           f"matrices from (b) crops; {doc['groups_per_cell']} groups of {n} per row; coverage: % of group-class pairs "
+           f"matrices from (b) crops{resampled}; {doc['groups_per_cell']} groups of {n} per row; coverage: % of group-class pairs "
            "whose true share lies in the interval; width: mean interval width in points; the distance of `shares` "
            "to the truth beside them):", "",
            "| scenario | faces | (b) coverage | (b) width | (b) distance | (c) coverage | (c) width | (c) distance |",
@@ -1784,6 +1786,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "group_estimates_pooled_val": ("results/crowd/group_estimates_pooled_val.json", group_estimates_table,
                                    "docs/crowd.md"),
     "group_intervals_val": ("results/crowd/group_intervals_val.json", group_intervals_table, "docs/crowd.md"),
+    "group_intervals_matrices_val": ("results/crowd/group_intervals_matrices_val.json", group_intervals_table,
+                                     "docs/crowd.md"),
     "score_reliability": ("results/ferplus/score_reliability_test.json", score_reliability_table,
                           "docs/experiments.md"),
 }
