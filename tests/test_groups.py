@@ -77,6 +77,14 @@ def _faces_with_confusion(m: np.ndarray, per_class: int) -> tuple[np.ndarray, np
     return m[:, y].T.copy(), y
 
 
+def _noise_free_group(mats: dict[float, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """30 faces (20, 6 and 4 of the three classes), each class half at factor 1 and half at 4, whose probabilities
+    are exactly their class's column of that factor's matrix: (probs, factors, labels)."""
+    y = np.repeat(np.arange(3), [20, 6, 4])
+    f = np.tile([1.0, 4.0], 15)
+    return np.stack([mats[fi][:, yi] for fi, yi in zip(f, y)]), f, y
+
+
 def _calibration() -> tuple[GroupCalibration, dict[float, np.ndarray]]:
     mats = {1.0: np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]]),
             4.0: np.array([[0.6, 0.3, 0.3], [0.2, 0.5, 0.2], [0.2, 0.2, 0.5]])}
@@ -403,13 +411,11 @@ def test_the_exact_solver_holds_a_large_batch_in_bounded_memory():
 def test_the_interval_holds_the_estimate_narrows_with_more_faces_and_is_seeded():
     mod = _script()
     cal, mats = _calibration()
-    y = np.repeat(np.arange(3), [20, 6, 4])
-    f = np.tile([1.0, 4.0], 15)
-    probs = np.stack([mats[fi][:, yi] for fi, yi in zip(f, y)])
+    probs, f, y = _noise_free_group(mats)
     lo, hi = mod.bootstrap_interval(cal, probs, f)
     est = cal.estimate(probs, f)
     assert np.all(lo <= est + 1e-9) and np.all(est <= hi + 1e-9) and np.all(hi - lo > 0)
-    big_lo, big_hi = mod.bootstrap_interval(cal, np.tile(probs, (10, 1)), np.tile(f, 10))     # the same mix, ten times the faces
+    big_lo, big_hi = mod.bootstrap_interval(cal, np.tile(probs, (10, 1)), np.tile(f, 10))  # ten times the faces
     assert np.all(big_hi - big_lo < hi - lo)
     again = mod.bootstrap_interval(cal, probs, f)
     assert np.array_equal(again[0], lo) and np.array_equal(again[1], hi)
@@ -424,9 +430,7 @@ def test_the_interval_holds_the_estimate_narrows_with_more_faces_and_is_seeded()
 def test_the_study_counts_interval_hits_and_decides_by_the_bar():
     mod = _script()
     cal, mats = _calibration()
-    y = np.repeat(np.arange(3), [20, 6, 4])
-    f = np.tile([1.0, 4.0], 15)
-    probs = np.stack([mats[fi][:, yi] for fi, yi in zip(f, y)])
+    probs, f, y = _noise_free_group(mats)
     true = np.bincount(y, minlength=3) / 30
     hits, widths = mod.interval_hits(cal, probs[None], f[None], np.stack([true]))
     assert hits.all() and np.all(widths > 0)                        # the truth is the noise-free estimate here
@@ -443,9 +447,7 @@ def test_the_study_counts_interval_hits_and_decides_by_the_bar():
 def test_intervals_with_resampled_matrices():
     mod = _script()
     cal, mats = _calibration()
-    y = np.repeat(np.arange(3), [20, 6, 4])
-    f = np.tile([1.0, 4.0], 15)
-    probs = np.stack([mats[fi][:, yi] for fi, yi in zip(f, y)])
+    probs, f, y = _noise_free_group(mats)
     same = [cal] * 200                                      # the same matrices every time: the plain interval
     assert all(np.array_equal(a, b) for a, b in zip(mod.bootstrap_interval(cal, probs, f, matrices=same),
                                                     mod.bootstrap_interval(cal, probs, f)))
