@@ -34,6 +34,12 @@ DOMINANT_SHARE = 0.6
 DECISION_GROUP = 30
 
 
+def _shown(path: str) -> str:
+    """A path as result files show it: relative to the repository when inside it, else as given."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else path
+
+
 def draw_group(rng: np.random.Generator, pool: np.ndarray, labels: np.ndarray, scenario: str, n: int,
                classes: int) -> np.ndarray:
     """Indices (n,) of one group's faces from ``pool`` (indices into ``labels``) under ``scenario``."""
@@ -277,7 +283,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         info = ModelInfo.from_props({p.key: p.value for p in onnx.load(args.model, load_external_data=False)
                                      .metadata_props}, source=args.model)
         full = dataclasses.replace(fit(np.arange(len(val.labels))), checkpoint_sha256=info.checkpoint_sha256, source=(
-            f"python scripts/group_estimates.py --model {os.path.relpath(args.model, REPO)}"
+            f"python scripts/group_estimates.py --model {_shown(args.model)}"
             f"{'' if fit_protocols == ('small',) else ' --fit-protocols ' + args.fit_protocols} --write-calibration "
             f"{args.write_calibration}: FER+ val ({len(val.labels)} faces), {crops}, model sha256 "
             f"{sha256_file(args.model)}"))
@@ -312,7 +318,7 @@ def main(argv: Optional[list[str]] = None) -> int:
            + ("" if args.groups == 1000 else f" --groups {args.groups}")
            + ("" if args.group_sizes == "10,30,100" else f" --group-sizes {args.group_sizes}") + f" --json {args.json}")
     doc: dict[str, Any] = {
-        "command": cmd, "model": {"path": os.path.relpath(args.model, REPO), "sha256": sha256_file(args.model)},
+        "command": cmd, "model": {"path": _shown(args.model), "sha256": sha256_file(args.model)},
         "split": args.split, "n_faces": int(len(labels)), "classes": names, "factors": list(FACTORS),
         "group_sizes": list(sizes), "groups_per_cell": args.groups, "seed": args.seed,
         "dominant_share": DOMINANT_SHARE, "load_average": list(os.getloadavg()),
