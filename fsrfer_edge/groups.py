@@ -14,6 +14,8 @@ numpy only (the SDK's runtime path).
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import functools
 import json
@@ -159,6 +161,24 @@ def _checked_group(probs: Any, factors: Any, c: int) -> tuple[np.ndarray, np.nda
     return p, f
 
 
+def stratified_picks(labels: np.ndarray, resamples: int, seed: int = 0,
+                     rows: Optional[np.ndarray] = None) -> list[np.ndarray]:
+    """``resamples`` index arrays into ``labels``, each ``rows`` (default: all) resampled with replacement within
+    each class, so that every class keeps its number of faces. Seeded."""
+    rows = np.arange(len(labels)) if rows is None else np.asarray(rows)
+    rng = np.random.default_rng(seed)
+    by_class = [rows[labels[rows] == c] for c in np.unique(labels[rows])]
+    return [np.concatenate([rng.choice(r, size=len(r)) for r in by_class]) for _ in range(resamples)]
+
+
+def _resampled(d: Any) -> Optional[np.ndarray]:
+    """:attr:`GroupCalibration.resampled` from its JSON form (None stays None)."""
+    if d is None:
+        return None
+    shape = tuple(int(v) for v in d["shape"])
+    return np.frombuffer(base64.b64decode(d["float32_base64"]), dtype="<f4").reshape(shape).astype(np.float64)
+
+
 class GroupTally:
     """A group estimate over faces that arrive in parts (the frames of a video): running sums of the faces'
     outputs and of their sizes' weights, so that :meth:`shares` over every face so far costs no more than one
@@ -222,6 +242,8 @@ class GroupCalibration:
         checkpoint_sha256: the checkpoint of the model it was measured on (its ``ModelInfo.checkpoint_sha256``;
             empty: not recorded, and not checked).
         source: what it was measured on and how (free text, e.g. the command).
+        resampled: optional (R, F, C, C) probability matrices, each measured on the faces resampled with
+            replacement within each class: what :meth:`interval` needs to see the matrices' own error.
     """
 
     classes: tuple[str, ...]
@@ -231,6 +253,7 @@ class GroupCalibration:
     n: tuple[int, ...] = ()
     checkpoint_sha256: str = ""
     source: str = ""
+    resampled: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         c, f = len(self.classes), len(self.factors)
@@ -248,12 +271,30 @@ class GroupCalibration:
                             f"{np.min(a):.3g}")
                 raise ModelError(f"group calibration: {name} must be ({f}, {c}, {c}) non-negative with columns "
                                  f"summing to 1; got {got}")
+        r = self.resampled
+        if r is not None and (not isinstance(r, np.ndarray) or r.ndim != 4 or r.shape[1:] != (f, c, c)
+                              or len(r) < 2 or not np.all(np.isfinite(r)) or np.any(r < 0)
+                              or not np.allclose(r.sum(axis=2), 1.0, atol=1e-3)):
+            raise ModelError(f"group calibration: resampled must be (R >= 2, {f}, {c}, {c}) probability matrices; "
+                             f"got {getattr(r, 'shape', type(r).__name__)}")
 
     @classmethod
     def fit(cls, probs: Mapping[float, np.ndarray], labels: Mapping[float, np.ndarray],
-            classes: Sequence[str]) -> "GroupCalibration":
+            classes: Sequence[str], resamples: int = 0, seed: int = 0) -> "GroupCalibration":
         """Measure the matrices from labelled faces: ``probs[f]`` (N_f, C) the model's probabilities of faces at
-        factor ``f``, ``labels[f]`` (N_f,) their true classes. Every class needs faces at every factor."""
+        factor ``f``, ``labels[f]`` (N_f,) their true classes. Every class needs faces at every factor. With
+        ``resamples``, also that many sets of probability matrices from the faces resampled with replacement
+        within each class (the same faces at every factor, so every factor's labels must be the same), seeded:
+        :attr:`resampled`, for :meth:`interval`."""
+        if resamples:
+            first = np.asarray(next(iter(labels.values())))
+            if resamples < 2 or any(not np.array_equal(np.asarray(v), first) for v in labels.values()):
+                raise InputError(f"resamples={resamples}: expected 0 or >= 2, and the same faces (labels) at every "
+                                 "factor")
+            base = cls.fit(probs, labels, classes)
+            sets = [cls.fit({f: np.asarray(p)[pick] for f, p in probs.items()}, {f: first[pick] for f in labels},
+                            classes).probs for pick in stratified_picks(first, resamples, seed)]
+            return dataclasses.replace(base, resampled=np.stack(sets))
         c = len(classes)
         factors = sorted(probs)
         if not factors or sorted(labels) != factors:
@@ -300,10 +341,38 @@ class GroupCalibration:
             raise InputError("an empty group has no class shares")
         return shares
 
+    def interval(self, probs: np.ndarray, factors: np.ndarray | Sequence[float], level: float = 0.9,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """How sure :meth:`estimate` is: a bootstrap interval of the group's shares. Its faces are resampled with
+        replacement (each with its own factor) once per set of :attr:`resampled` matrices, the r-th resample is
+        solved with the r-th set, and per class the percentiles leaving ``(1 - level) / 2`` on each side are
+        returned: (low, high), each (C,). Seeded. On FER+ val groups of 30 faces of mixed sizes, nominal 90%
+        intervals held the true share in 91% (bicubic crops) and 86% (compressed crops) of cases, less on faces
+        all 16 px or smaller (docs/crowd.md, "How sure the shares are")."""
+        if self.resampled is None:
+            raise ModelError("this group calibration holds no resampled matrices; make it with "
+                             "GroupCalibration.fit(..., resamples=200) (scripts/group_estimates.py "
+                             "--write-calibration does)")
+        if not 0 < level < 1:
+            raise InputError(f"level={level!r}; expected 0 < level < 1")
+        p, f = _checked_group(probs, factors, len(self.classes))
+        if not len(p):
+            raise InputError("an empty group has no class shares")
+        idx = np.random.default_rng(seed).integers(0, len(p), size=(len(self.resampled), len(p)))
+        weights = _factor_weights(self.factors, np.maximum(f, 1.0))
+        m = np.einsum("rf,rfij->rij", weights[idx].mean(1), self.resampled)
+        shares = simplex_least_squares(m, p[idx].mean(1))
+        tail = (1.0 - level) / 2
+        return np.quantile(shares, tail, axis=0), np.quantile(shares, 1.0 - tail, axis=0)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"classes": list(self.classes), "factors": list(self.factors), "n": list(self.n),
-                "probs": np.round(self.probs, 6).tolist(), "counts": np.round(self.counts, 6).tolist(),
-                "checkpoint_sha256": self.checkpoint_sha256, "source": self.source}
+        d = {"classes": list(self.classes), "factors": list(self.factors), "n": list(self.n),
+             "probs": np.round(self.probs, 6).tolist(), "counts": np.round(self.counts, 6).tolist(),
+             "checkpoint_sha256": self.checkpoint_sha256, "source": self.source}
+        if self.resampled is not None:  # float32 little-endian, base64: 60,000 numbers in one line, not 60,000
+            r = self.resampled.astype("<f4")
+            d["resampled"] = {"shape": list(r.shape), "float32_base64": base64.b64encode(r.tobytes()).decode()}
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "GroupCalibration":
@@ -311,8 +380,8 @@ class GroupCalibration:
             return cls(tuple(str(c) for c in d["classes"]), tuple(float(f) for f in d["factors"]),
                        np.asarray(d["probs"], dtype=np.float64), np.asarray(d["counts"], dtype=np.float64),
                        tuple(int(v) for v in d.get("n", ())), str(d.get("checkpoint_sha256", "")),
-                       str(d.get("source", "")))
-        except (KeyError, TypeError, ValueError) as exc:
+                       str(d.get("source", "")), _resampled(d.get("resampled")))
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise ModelError(f"group calibration: expected classes, factors, probs and counts; {exc}") from None
 
     def save(self, path: Union[str, "os.PathLike[str]"]) -> Path:

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from fsrfer_edge.errors import InputError  # noqa: E402
-from fsrfer_edge.groups import GroupCalibration, simplex_least_squares  # noqa: E402
+from fsrfer_edge.groups import GroupCalibration, simplex_least_squares, stratified_picks  # noqa: E402
 
 FACTORS = (1, 2, 3, 4, 6, 8)
 PROTOCOLS = ("small", "camera")
@@ -32,6 +32,8 @@ SCENARIOS = ("natural", "shifted", "dominant")
 ESTIMATES = ("counts", "mean_probs", "adjusted_counts", "adjusted_probs")
 DOMINANT_SHARE = 0.6
 DECISION_GROUP = 30
+#: Resampled sets of matrices in a written calibration (what GroupCalibration.interval uses).
+RESAMPLES = 200
 
 
 def _shown(path: str) -> str:
@@ -113,21 +115,20 @@ def bootstrap_interval(cal: GroupCalibration, probs: np.ndarray, factors: np.nda
 def resampled_calibrations(probs: dict[int, np.ndarray], labels: np.ndarray, classes: Sequence[str], rows: np.ndarray,
                            resamples: int = 200, seed: int = 0) -> list[GroupCalibration]:
     """``resamples`` calibrations, each fitted on ``rows`` (faces of ``probs[f]`` (N, C) per factor, ``labels``
-    (N,)) resampled with replacement within each class (so that every class keeps its number of faces)."""
-    rng = np.random.default_rng(seed)
-    by_class = [rows[labels[rows] == c] for c in range(len(classes))]
-    out = []
-    for _ in range(resamples):
-        pick = np.concatenate([rng.choice(r, size=len(r)) for r in by_class])
-        out.append(GroupCalibration.fit({f: p[pick] for f, p in probs.items()}, {f: labels[pick] for f in probs},
-                                        classes))
-    return out
+    (N,)) resampled with replacement within each class (``fsrfer_edge.groups.stratified_picks``, as
+    ``GroupCalibration.fit(resamples=...)`` does)."""
+    return [GroupCalibration.fit({f: p[pick] for f, p in probs.items()}, {f: labels[pick] for f in probs}, classes)
+            for pick in stratified_picks(labels, resamples, seed, rows)]
 
 
 def interval_hits(cal: GroupCalibration, probs: np.ndarray, factors: np.ndarray, true: np.ndarray,
                   matrices: Optional[Sequence[GroupCalibration]] = None) -> tuple[np.ndarray, np.ndarray]:
     """For G groups (``probs`` (G, N, C), ``factors`` (G, N), ``true`` (G, C)): whether each class's true share lies
-    in the group's :func:`bootstrap_interval` (G, C), and each interval's width (G, C)."""
+    in the group's :func:`bootstrap_interval` (G, C), and each interval's width (G, C). A calibration that holds
+    resampled matrices (the shipped kind) gives the SDK's own ``GroupCalibration.interval`` instead."""
+    if cal.resampled is not None:
+        lo, hi = map(np.stack, zip(*(cal.interval(p, f) for p, f in zip(probs, factors))))
+        return (true >= lo - 1e-9) & (true <= hi + 1e-9), hi - lo
     lo, hi = map(np.stack, zip(*(bootstrap_interval(cal, p, f, matrices=matrices) for p, f in zip(probs, factors))))
     return (true >= lo - 1e-9) & (true <= hi + 1e-9), hi - lo
 
@@ -268,11 +269,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     names = list(model[1].classes)
     c = len(names)
 
-    def fit(rows: np.ndarray) -> GroupCalibration:
-        """Matrices from val faces ``rows``, each as a crop of every fit protocol, pooled."""
+    def fit(rows: np.ndarray, resamples: int = 0) -> GroupCalibration:
+        """Matrices from val faces ``rows``, each as a crop of every fit protocol, pooled (with ``resamples``
+        resampled sets too, seed 0)."""
         return GroupCalibration.fit({f: np.concatenate([val_probs[p][f][rows] for p in fit_protocols])
                                      for f in FACTORS},
-                                    {f: np.tile(val.labels[rows], len(fit_protocols)) for f in FACTORS}, names)
+                                    {f: np.tile(val.labels[rows], len(fit_protocols)) for f in FACTORS}, names,
+                                    resamples=resamples)
 
     crops = " + ".join({"small": "protocol (b) small crops", "camera": "protocol (c) camera-like crops"}[p]
                        for p in fit_protocols)
@@ -282,7 +285,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         info = ModelInfo.from_props({p.key: p.value for p in onnx.load(args.model, load_external_data=False)
                                      .metadata_props}, source=args.model)
-        full = dataclasses.replace(fit(np.arange(len(val.labels))), checkpoint_sha256=info.checkpoint_sha256, source=(
+        full = dataclasses.replace(fit(np.arange(len(val.labels)), RESAMPLES),
+                                   checkpoint_sha256=info.checkpoint_sha256, source=(
             f"python scripts/group_estimates.py --model {_shown(args.model)}"
             f"{'' if fit_protocols == ('small',) else ' --fit-protocols ' + args.fit_protocols} --write-calibration "
             f"{args.write_calibration}: FER+ val ({len(val.labels)} faces), {crops}, model sha256 "
@@ -300,10 +304,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         labels = test.labels
         probs = {p: {f: model_probs(model, test.images, p, f) for f in FACTORS} for p in PROTOCOLS}
         folds = [(np.arange(len(labels)), fit(np.arange(len(val.labels))))]
-    if args.interval_matrices and not (args.intervals and args.split == "val"):
-        raise SystemExit("--interval-matrices goes with --intervals and --split val")
+    if args.interval_matrices and not args.intervals:
+        raise SystemExit("--interval-matrices goes with --intervals")
     matrices = None
-    if args.interval_matrices:  # each fold's matrices come from the other half: resample that half
+    if args.interval_matrices and args.split == "test":  # the shipped kind: matrices resampled from all of val
+        folds = [(pool, fit(np.arange(len(val.labels)), RESAMPLES)) for pool, _ in folds]
+    elif args.interval_matrices:  # each fold's matrices come from the other half: resample that half
         matrices = [resampled_calibrations({f: np.concatenate([val_probs[p][f] for p in fit_protocols])
                                             for f in FACTORS},
                                            np.tile(val.labels, len(fit_protocols)), names,
