@@ -136,7 +136,8 @@ def group_intervals_table(doc: dict[str, Any]) -> str:
     n = str(doc["group_sizes"][0])
     resampled = " (resampled within each class for every resample of a group)" if "--interval-matrices" in \
         doc["command"] else ""
-    out = [f"`{doc['source']}` (`{doc['command']}`; FER+ {doc['split']}, {doc['n_faces']} faces, cross-fitted halves, "
+    fit = "cross-fitted halves" if doc["split"] == "val" else "matrices from all of val"
+    out = [f"`{doc['source']}` (`{doc['command']}`; FER+ {doc['split']}, {doc['n_faces']} faces, {fit}, "
            f"matrices from (b) crops{resampled}; {doc['groups_per_cell']} groups of {n} per row; coverage: % of group-class pairs "
            "whose true share lies in the interval; width: mean interval width in points; the distance of `shares` "
            "to the truth beside them):", "",
@@ -1788,6 +1789,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "group_intervals_val": ("results/crowd/group_intervals_val.json", group_intervals_table, "docs/crowd.md"),
     "group_intervals_matrices_val": ("results/crowd/group_intervals_matrices_val.json", group_intervals_table,
                                      "docs/crowd.md"),
+    "group_intervals_matrices_test": ("results/crowd/group_intervals_matrices_test.json", group_intervals_table,
+                                      "docs/crowd.md"),
     "score_reliability": ("results/ferplus/score_reliability_test.json", score_reliability_table,
                           "docs/experiments.md"),
 }

@@ -1,6 +1,7 @@
 """Group estimates corrected for the model's confusions (fsrfer_edge.groups) and the study script's parts."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import itertools
 from pathlib import Path
@@ -462,3 +463,65 @@ def test_intervals_with_resampled_matrices():
     assert not np.allclose(sets[0].probs, sets[1].probs)     # the sets differ
     again = mod.resampled_calibrations(p, labels, CLASSES, np.arange(43), resamples=20, seed=1)
     assert np.array_equal(again[5].probs, sets[5].probs)     # seeded
+
+
+def _resampled_calibration(resamples: int = 50):
+    rng = np.random.default_rng(8)
+    labels = np.repeat(np.arange(3), [30, 8, 12])
+    base = {1.0: np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]]),
+            4.0: np.array([[0.6, 0.3, 0.3], [0.2, 0.5, 0.2], [0.2, 0.2, 0.5]])}
+    probs = {f: np.stack([rng.dirichlet(40 * m[:, y]) for y in labels]) for f, m in base.items()}
+    return GroupCalibration.fit(probs, {f: labels for f in probs}, CLASSES, resamples=resamples, seed=3), probs, labels
+
+
+def test_fit_keeps_resampled_matrices_that_round_trip_and_match_the_studys():
+    from fsrfer_edge.groups import stratified_picks
+
+    cal, probs, labels = _resampled_calibration()
+    assert cal.resampled.shape == (50, 2, 3, 3) and np.allclose(cal.resampled.sum(2), 1)
+    first = GroupCalibration.fit({f: p[stratified_picks(labels, 1, 3)[0]] for f, p in probs.items()},
+                                 {f: labels[stratified_picks(labels, 1, 3)[0]] for f in probs}, CLASSES)
+    assert np.allclose(cal.resampled[0], first.probs)                  # set r: the r-th stratified resample
+    back = GroupCalibration.from_dict(cal.to_dict())
+    assert np.allclose(back.resampled, cal.resampled, atol=1e-6)        # float32 in the file
+    assert isinstance(cal.to_dict()["resampled"]["float32_base64"], str)
+    d = cal.to_dict()
+    d["resampled"]["float32_base64"] = d["resampled"]["float32_base64"][:-8]
+    with pytest.raises(ModelError, match="expected classes"):
+        GroupCalibration.from_dict(d)
+    with pytest.raises(InputError, match="same faces"):
+        GroupCalibration.fit(probs, {1.0: labels, 4.0: labels[::-1]}, CLASSES, resamples=5)
+
+
+def test_the_sdk_interval_is_the_studys_and_needs_resampled_matrices():
+    mod = _script()
+    cal, probs, labels = _resampled_calibration()
+    faces = np.concatenate([probs[1.0][:10], probs[4.0][20:40]])
+    f = np.array([1.0] * 10 + [4.0] * 20)
+    sets = [dataclasses.replace(cal, probs=r, resampled=None) for r in cal.resampled]
+    want = mod.bootstrap_interval(cal, faces, f, resamples=50, matrices=sets)
+    got = cal.interval(faces, f)
+    assert np.allclose(got[0], want[0]) and np.allclose(got[1], want[1])
+    est = cal.estimate(faces, f)
+    assert np.all(got[0] <= est + 0.05) and np.all(est <= got[1] + 0.05)
+    plain = dataclasses.replace(cal, resampled=None)
+    with pytest.raises(ModelError, match="no resampled matrices"):
+        plain.interval(faces, f)
+    with pytest.raises(InputError, match="level"):
+        cal.interval(faces, f, level=0)
+
+
+def test_the_analyzer_gives_an_interval_of_a_frames_shares_when_asked():
+    pytest.importorskip("onnxruntime")
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer
+
+    frame = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    with Recognizer(threads=1, spinning=False) as rec, CrowdAnalyzer(rec, margin=0.0, min_face=12) as a:
+        r = a.analyze(frame, boxes=[(10, 10, 22, 22), (40, 40, 88, 88), (100, 20, 124, 44)])
+        iv = a.shares_interval(r)
+        assert list(iv) == list(r.summary.shares)
+        assert all(0 <= lo <= hi <= 1 for lo, hi in iv.values()) and any(hi - lo > 0 for lo, hi in iv.values())
+        assert iv == a.shares_interval(r)                                   # seeded
+    with Recognizer(threads=1, spinning=False) as rec, CrowdAnalyzer(rec, groups=None, min_face=12) as a:
+        assert a.shares_interval(a.analyze(frame, boxes=[(10, 10, 22, 22)])) is None
