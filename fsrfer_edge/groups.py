@@ -161,6 +161,13 @@ def _checked_group(probs: Any, factors: Any, c: int) -> tuple[np.ndarray, np.nda
     return p, f
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Whether two fields are equal, arrays by value (shape and entries)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b)
+    return bool(a == b)
+
+
 def stratified_picks(labels: np.ndarray, resamples: int, seed: int = 0,
                      rows: Optional[np.ndarray] = None) -> list[np.ndarray]:
     """``resamples`` index arrays into ``labels``, each ``rows`` (default: all) resampled with replacement within
@@ -172,11 +179,20 @@ def stratified_picks(labels: np.ndarray, resamples: int, seed: int = 0,
 
 
 def _resampled(d: Any) -> Optional[np.ndarray]:
-    """:attr:`GroupCalibration.resampled` from its JSON form (None stays None)."""
+    """:attr:`GroupCalibration.resampled` from its JSON form (None stays None); ModelError saying what was expected
+    for a malformed, corrupt or truncated one."""
     if d is None:
         return None
-    shape = tuple(int(v) for v in d["shape"])
-    return np.frombuffer(base64.b64decode(d["float32_base64"]), dtype="<f4").reshape(shape).astype(np.float64)
+    expected = ('group calibration: expected resampled as {"shape": [R, F, C, C], "float32_base64": the R*F*C*C '
+                "little-endian float32 numbers in base64}; ")
+    try:
+        shape = tuple(int(v) for v in d["shape"])
+        data = base64.b64decode(d["float32_base64"], validate=True)  # junk characters are an error, not skipped
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise ModelError(expected + f"got {type(exc).__name__}: {exc}") from None
+    if len(shape) != 4 or min(shape) < 0 or len(data) != 4 * int(np.prod(shape)):
+        raise ModelError(expected + f"got shape {list(shape)} and {len(data)} bytes (truncated or corrupt?)")
+    return np.frombuffer(data, dtype="<f4").reshape(shape).astype(np.float64)
 
 
 class GroupTally:
@@ -248,12 +264,12 @@ class GroupCalibration:
 
     classes: tuple[str, ...]
     factors: tuple[float, ...]
-    probs: np.ndarray
-    counts: np.ndarray
+    probs: np.ndarray = dataclasses.field(hash=False)     # hashed by the other fields (arrays are unhashable)
+    counts: np.ndarray = dataclasses.field(hash=False)
     n: tuple[int, ...] = ()
     checkpoint_sha256: str = ""
     source: str = ""
-    resampled: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
+    resampled: Optional[np.ndarray] = dataclasses.field(default=None, repr=False, hash=False)
 
     def __post_init__(self) -> None:
         c, f = len(self.classes), len(self.factors)
@@ -272,11 +288,23 @@ class GroupCalibration:
                 raise ModelError(f"group calibration: {name} must be ({f}, {c}, {c}) non-negative with columns "
                                  f"summing to 1; got {got}")
         r = self.resampled
-        if r is not None and (not isinstance(r, np.ndarray) or r.ndim != 4 or r.shape[1:] != (f, c, c)
-                              or len(r) < 2 or not np.all(np.isfinite(r)) or np.any(r < 0)
-                              or not np.allclose(r.sum(axis=2), 1.0, atol=1e-3)):
-            raise ModelError(f"group calibration: resampled must be (R >= 2, {f}, {c}, {c}) probability matrices; "
-                             f"got {getattr(r, 'shape', type(r).__name__)}")
+        if r is not None and (not isinstance(r, np.ndarray) or r.dtype.kind not in "fiu" or r.ndim != 4
+                              or r.shape[1:] != (f, c, c) or len(r) < 2 or not np.all(np.isfinite(r))
+                              or np.any(r < 0) or not np.allclose(r.sum(axis=2), 1.0, atol=1e-3)):
+            got = f"shape {getattr(r, 'shape', type(r).__name__)}"
+            if isinstance(r, np.ndarray) and r.dtype.kind in "fiu" and r.size:
+                sums = r.sum(axis=2)
+                got += (f", column sums {np.nanmin(sums):.3f} to {np.nanmax(sums):.3f}, smallest entry "
+                        f"{np.min(r):.3g}")
+            raise ModelError(f"group calibration: resampled must be (R >= 2, {f}, {c}, {c}) non-negative "
+                             f"probability matrices with columns summing to 1; got {got}")
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every field is, the arrays by value (the generated comparison would ask numpy for the
+        truth of an array)."""
+        if not isinstance(other, GroupCalibration):
+            return NotImplemented
+        return all(_same(getattr(self, k.name), getattr(other, k.name)) for k in dataclasses.fields(self))
 
     @classmethod
     def fit(cls, probs: Mapping[float, np.ndarray], labels: Mapping[float, np.ndarray],
@@ -287,6 +315,8 @@ class GroupCalibration:
         within each class (the same faces at every factor, so every factor's labels must be the same), seeded:
         :attr:`resampled`, for :meth:`interval`."""
         if resamples:
+            if not labels:
+                raise InputError("resamples: expected labelled faces at one factor or more; got none")
             first = np.asarray(next(iter(labels.values())))
             if resamples < 2 or any(not np.array_equal(np.asarray(v), first) for v in labels.values()):
                 raise InputError(f"resamples={resamples}: expected 0 or >= 2, and the same faces (labels) at every "
@@ -358,10 +388,16 @@ class GroupCalibration:
         p, f = _checked_group(probs, factors, len(self.classes))
         if not len(p):
             raise InputError("an empty group has no class shares")
-        idx = np.random.default_rng(seed).integers(0, len(p), size=(len(self.resampled), len(p)))
+        n, r = len(p), len(self.resampled)
+        idx = np.random.default_rng(seed).integers(0, n, size=(r, n))
+        picked = np.empty((r, n))                     # how often each resample holds each face: no (R, N, C) copies
+        for k in range(r):
+            picked[k] = np.bincount(idx[k], minlength=n)
+        del idx
+        picked /= n
         weights = _factor_weights(self.factors, np.maximum(f, 1.0))
-        m = np.einsum("rf,rfij->rij", weights[idx].mean(1), self.resampled)
-        shares = simplex_least_squares(m, p[idx].mean(1))
+        m = np.einsum("rf,rfij->rij", picked @ weights, self.resampled)
+        shares = simplex_least_squares(m, picked @ p)
         tail = (1.0 - level) / 2
         return np.quantile(shares, tail, axis=0), np.quantile(shares, 1.0 - tail, axis=0)
 

@@ -487,7 +487,7 @@ def test_fit_keeps_resampled_matrices_that_round_trip_and_match_the_studys():
     assert isinstance(cal.to_dict()["resampled"]["float32_base64"], str)
     d = cal.to_dict()
     d["resampled"]["float32_base64"] = d["resampled"]["float32_base64"][:-8]
-    with pytest.raises(ModelError, match="expected classes"):
+    with pytest.raises(ModelError, match="expected resampled as"):
         GroupCalibration.from_dict(d)
     with pytest.raises(InputError, match="same faces"):
         GroupCalibration.fit(probs, {1.0: labels, 4.0: labels[::-1]}, CLASSES, resamples=5)
@@ -525,3 +525,49 @@ def test_the_analyzer_gives_an_interval_of_a_frames_shares_when_asked():
         assert iv == a.shares_interval(r)                                   # seeded
     with Recognizer(threads=1, spinning=False) as rec, CrowdAnalyzer(rec, groups=None, min_face=12) as a:
         assert a.shares_interval(a.analyze(frame, boxes=[(10, 10, 22, 22)])) is None
+
+
+def test_a_corrupt_resampled_field_is_a_model_error_that_says_what_was_expected():
+    cal, _, _ = _resampled_calibration(5)
+    d = cal.to_dict()
+    s, shape = d["resampled"]["float32_base64"], d["resampled"]["shape"]
+    bad = [{"shape": shape, "float32_base64": s[:40] + "!!!!" + s[40:]},       # junk characters: not skipped
+           {"shape": [-1] + shape[1:], "float32_base64": s},                 # a negative size: not inferred
+           {"shape": shape, "float32_base64": s[:-8]},                       # truncated
+           {"shape": shape, "float32_base64": s[:-1]},
+           {"shape": shape}, [1, 2], {"shape": shape, "float32_base64": 5}]
+    for r in bad:
+        with pytest.raises(ModelError, match="resampled"):
+            GroupCalibration.from_dict(dict(d, resampled=r))
+    neg = cal.resampled.copy()
+    neg[0, 0, 0, 0] = -0.5
+    with pytest.raises(ModelError, match="smallest entry -0.5"):                # says what is wrong, not the shape alone
+        dataclasses.replace(cal, resampled=neg)
+
+
+def test_calibrations_compare_by_value_and_hash():
+    cal, _, _ = _resampled_calibration(5)
+    back = GroupCalibration.from_dict(cal.to_dict())
+    assert back == GroupCalibration.from_dict(cal.to_dict()) and hash(back) == hash(cal)
+    assert back != dataclasses.replace(back, resampled=None) and cal != back   # float32 in the file
+    assert len({back, GroupCalibration.from_dict(cal.to_dict())}) == 1
+
+
+def test_fit_with_resamples_and_no_factors_is_an_input_error():
+    with pytest.raises(InputError):
+        GroupCalibration.fit({}, {}, CLASSES, resamples=5)
+
+
+def test_the_interval_of_a_large_group_holds_no_resampled_copy_of_its_faces():
+    import tracemalloc
+
+    cal, probs, _ = _resampled_calibration(50)
+    faces = np.concatenate([probs[1.0]] * 200)                                # 10,000 faces
+    f = np.linspace(1.0, 4.0, len(faces))
+    tracemalloc.start()
+    try:
+        cal.interval(faces, f)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.5 * 50 * len(faces) * 8, peak         # the (R, N) picks and their counts; not (R, N, C) copies
