@@ -430,8 +430,8 @@ class CrowdAnalyzer:
         """How sure ``result.summary.shares`` are: per class a bootstrap interval (``GroupCalibration.interval``,
         seeded) that held the true share in about ``level`` of FER+ groups of 30 faces of mixed sizes, less when
         the faces are all 16 px or smaller (docs/crowd.md, "How sure the shares are"). Computed only when asked
-        (tens of milliseconds a frame: 200 resamples). None without faces or without shares; ModelError when the model's calibration holds
-        no resampled matrices."""
+        (tens of milliseconds a frame: 200 resamples). None without faces or without shares; ModelError when the
+        model's calibration holds no resampled matrices."""
         if self.groups is None or not result.faces:
             return None
         lo, hi = self.groups.interval(own_probs(result.faces), self.factors(result.faces), level)

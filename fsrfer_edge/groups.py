@@ -334,7 +334,8 @@ class GroupCalibration:
         for f in factors:
             p, y = np.asarray(probs[f], dtype=np.float64), np.asarray(labels[f])
             if p.ndim != 2 or p.shape[1] != c or y.shape != (len(p),):
-                raise InputError(f"factor {f}: expected probabilities (N, {c}) and labels (N,); got {p.shape}, {y.shape}")
+                raise InputError(f"factor {f}: expected probabilities (N, {c}) and labels (N,); got {p.shape}, "
+                                 f"{y.shape}")
             if len(y) and (y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= c):
                 raise InputError(f"factor {f}: labels must be integers 0..{c - 1} (class indices); got {y.dtype} "
                                  f"from {y.min()} to {y.max()}")

@@ -172,7 +172,8 @@ def model_probs(model: Any, images: np.ndarray, protocol: str, factor: int) -> n
     return softmax(protocol_logits(fn, images, factor, pre, protocol, 512)).astype(np.float64)
 
 
-def study(probs: dict[str, dict[int, np.ndarray]], labels: np.ndarray, folds: Sequence[tuple[np.ndarray, GroupCalibration]],
+def study(probs: dict[str, dict[int, np.ndarray]], labels: np.ndarray,
+          folds: Sequence[tuple[np.ndarray, GroupCalibration]],
           classes: int, group_sizes: Sequence[int], groups: int, seed: int, intervals: bool = False,
           matrices: Optional[Sequence[Sequence[GroupCalibration]]] = None) -> dict[str, Any]:
     """rows[protocol][group size][scenario][size row][estimate] = {"tv", "tv_sd", "dominant"}; ``folds`` pairs
@@ -255,7 +256,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if any(v < 1 for v in sizes) or args.groups < 2:
         raise SystemExit("--group-sizes must be >= 1 and --groups >= 2")
     fit_protocols = tuple(args.fit_protocols.split(","))
-    if not fit_protocols or any(p not in PROTOCOLS for p in fit_protocols) or len(set(fit_protocols)) < len(fit_protocols):
+    if not fit_protocols or any(p not in PROTOCOLS for p in fit_protocols) \
+            or len(set(fit_protocols)) < len(fit_protocols):
         raise SystemExit(f"--fit-protocols {args.fit_protocols!r}: expected distinct names among {PROTOCOLS}")
     from fsrfer_edge.ferplus import load_labelled_faces
     from fsrfer_edge.fileio import sha256_file, write_json

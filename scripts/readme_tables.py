@@ -138,7 +138,8 @@ def group_intervals_table(doc: dict[str, Any]) -> str:
         doc["command"] else ""
     fit = "cross-fitted halves" if doc["split"] == "val" else "matrices from all of val"
     out = [f"`{doc['source']}` (`{doc['command']}`; FER+ {doc['split']}, {doc['n_faces']} faces, {fit}, "
-           f"matrices from (b) crops{resampled}; {doc['groups_per_cell']} groups of {n} per row; coverage: % of group-class pairs "
+           f"matrices from (b) crops{resampled}; {doc['groups_per_cell']} groups of {n} per row; coverage: % of "
+           "group-class pairs "
            "whose true share lies in the interval; width: mean interval width in points; the distance of `shares` "
            "to the truth beside them):", "",
            "| scenario | faces | (b) coverage | (b) width | (b) distance | (c) coverage | (c) width | (c) distance |",

@@ -541,7 +541,8 @@ def test_a_corrupt_resampled_field_is_a_model_error_that_says_what_was_expected(
             GroupCalibration.from_dict(dict(d, resampled=r))
     neg = cal.resampled.copy()
     neg[0, 0, 0, 0] = -0.5
-    with pytest.raises(ModelError, match="smallest entry -0.5"):                # says what is wrong, not the shape alone
+    # says what is wrong, not the shape alone
+    with pytest.raises(ModelError, match="smallest entry -0.5"):
         dataclasses.replace(cal, resampled=neg)
 
 
