@@ -1,0 +1,181 @@
+"""A confidence that means the same at every face size: temperature per factor against one temperature for all,
+scored by calibration error on FER+ (the rule: docs/experiments.md, "A confidence that means the same at every
+size").
+
+    python scripts/score_calibration.py --json results/ferplus/score_calibration_val.json
+    python scripts/score_calibration.py --split test --json results/ferplus/score_calibration_test.json
+    python scripts/score_calibration.py --write-calibration fsrfer_edge/models/default.scores.json
+
+On val each half's confidences come from temperatures fitted on the other half (2-fold cross-fitting); on test from
+temperatures fitted on all of val. Temperatures are fitted on protocol (b) small crops; (c) camera-like crops and
+(a) crops resized back to 48 px are scored with them ((a)'s faces with x1's temperature under "per size": the SDK
+cannot tell them from 48 px faces).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from score_reliability import ECE_BINS, expected_calibration_error  # noqa: E402
+
+FACTORS = (1, 2, 3, 4, 6, 8)
+PROTOCOLS = ("small", "camera", "resized")
+#: The rule's bound on the calibration error at each factor under (b), in points.
+BOUND = 3.0
+#: The rule's least lead of "per size" over "one for all" on the mean under (b), in points.
+LEAD = 1.0
+METHODS = ("score", "one_for_all", "per_size")
+
+
+def _shown(path: str) -> str:
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else path
+
+
+def fits(logits: dict[int, np.ndarray], labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Both calibrations from (b) logits per factor of the faces ``labels`` belong to."""
+    from fsrfer_edge.confidence import ScoreCalibration
+
+    per_size = ScoreCalibration.fit({f: logits[f] for f in FACTORS}, {f: labels for f in FACTORS}, classes)
+    pooled = ScoreCalibration.fit({1: np.concatenate([logits[f] for f in FACTORS])},
+                                  {1: np.tile(labels, len(FACTORS))}, classes)
+    return {"per_size": per_size, "one_for_all": pooled}
+
+
+def confidences(cals: dict[str, Any], logits: np.ndarray, protocol: str, factor: int) -> dict[str, np.ndarray]:
+    """Each method's confidence of each face."""
+    from fsrfer_edge.preprocessing import softmax
+
+    seen = 1 if protocol == "resized" else factor  # (a) crops are 48 px: the SDK reads them as x1
+    return {"score": softmax(logits).max(1).astype(np.float64),
+            "one_for_all": cals["one_for_all"].confidence(logits, np.full(len(logits), float(seen))),
+            "per_size": cals["per_size"].confidence(logits, np.full(len(logits), float(seen)))}
+
+
+def decide(cells: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
+    """The rule, on the (b) and (c) cells: which calibration, if any, goes into the SDK."""
+    def mean(p: str, m: str) -> float:
+        return float(np.mean([cells[p][str(f)][m] for f in FACTORS]))
+
+    def bounded(m: str) -> bool:
+        return all(cells["small"][str(f)][m] <= BOUND for f in FACTORS)
+
+    per = {"bound_at_each_factor_b": bounded("per_size"),
+           "at_most_score_at_each_factor_b": all(cells["small"][str(f)]["per_size"] <= cells["small"][str(f)]["score"]
+                                                 for f in FACTORS),
+           "lead_over_one_for_all_b": round(mean("small", "one_for_all") - mean("small", "per_size"), 2),
+           "camera_mean_below_score": mean("camera", "per_size") < mean("camera", "score")}
+    one = {"bound_at_each_factor_b": bounded("one_for_all"),
+           "camera_mean_below_score": mean("camera", "one_for_all") < mean("camera", "score")}
+    if (per["bound_at_each_factor_b"] and per["at_most_score_at_each_factor_b"]
+            and per["lead_over_one_for_all_b"] >= LEAD and per["camera_mean_below_score"]):
+        chosen: Optional[str] = "per_size"
+    elif one["bound_at_each_factor_b"] and one["camera_mean_below_score"]:
+        chosen = "one_for_all"
+    else:
+        chosen = None
+    return {"per_size": per, "one_for_all": one,
+            "means": {p: {m: round(mean(p, m), 2) for m in METHODS} for p in PROTOCOLS}, "chosen": chosen}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(REPO / "fsrfer_edge" / "models" / "default.onnx"))
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013.npz"))
+    ap.add_argument("--split", default="val", choices=("val", "test"))
+    ap.add_argument("--seed", type=int, default=0, help="the halves of val's cross-fitting")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", help="the study's result file")
+    ap.add_argument("--write-calibration", metavar="PATH",
+                    help="write the model's per-size calibration (temperatures from (b) crops of all of FER+ val) "
+                         "to PATH, e.g. fsrfer_edge/models/default.scores.json or MODEL.scores.json beside your "
+                         "model; without --json, nothing else is run")
+    args = ap.parse_args(argv)
+    if args.json is None and args.write_calibration is None:
+        ap.error("give --json, --write-calibration or both")
+    from fsrfer_edge.ferplus import load_labelled_faces
+    from fsrfer_edge.fileio import sha256_file, write_json
+
+    from trainer.evaluate import onnx_logits_fn, protocol_logits
+
+    fn, pre = onnx_logits_fn(args.model, threads=args.threads)
+    classes = list(pre.classes)
+
+    def logits_of(images: np.ndarray, protocols: tuple[str, ...]) -> dict[str, dict[int, np.ndarray]]:
+        return {p: {f: protocol_logits(fn, images, f, pre, p, 512).astype(np.float64) for f in FACTORS}
+                for p in protocols}
+
+    val = load_labelled_faces(args.data, "ferplus", "val")
+    val_logits = logits_of(val.images, PROTOCOLS if args.split == "val" and args.json else ("small",))
+    if args.write_calibration:
+        from fsrfer_edge.metadata import ModelInfo
+        import onnx
+
+        info = ModelInfo.from_props({p.key: p.value for p in onnx.load(args.model, load_external_data=False)
+                                     .metadata_props}, source=args.model)
+        full = dataclasses.replace(fits(val_logits["small"], val.labels, classes)["per_size"],
+                                   checkpoint_sha256=info.checkpoint_sha256, source=(
+            f"python scripts/score_calibration.py --model {_shown(args.model)} --write-calibration "
+            f"{args.write_calibration}: FER+ val ({len(val.labels)} faces), protocol (b) small crops, model sha256 "
+            f"{sha256_file(args.model)}"))
+        full.save(args.write_calibration)
+        print("wrote", args.write_calibration, "temperatures", full.temperatures)
+        if args.json is None:
+            return 0
+    if args.split == "val":
+        labels, logits = val.labels, val_logits
+        halves = np.array_split(np.random.default_rng(args.seed).permutation(len(labels)), 2)
+        folds = [(halves[k], fits({f: val_logits["small"][f][halves[1 - k]] for f in FACTORS},
+                                  labels[halves[1 - k]], classes)) for k in range(2)]
+    else:
+        test = load_labelled_faces(args.data, "ferplus", "test")
+        labels, logits = test.labels, logits_of(test.images, PROTOCOLS)
+        folds = [(np.arange(len(labels)), fits(val_logits["small"], val.labels, classes))]
+    cells: dict[str, dict[str, dict[str, float]]] = {}
+    for p in PROTOCOLS:
+        cells[p] = {}
+        for f in FACTORS:
+            conf: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
+            right = []
+            for rows, cals in folds:
+                z = logits[p][f][rows]
+                for m, c in confidences(cals, z, p, f).items():
+                    conf[m].append(c)
+                right.append((z.argmax(1) == labels[rows]).astype(np.float64))
+            r = np.concatenate(right)
+            cell = {m: round(expected_calibration_error(np.concatenate(conf[m]), r), 2) for m in METHODS}
+            cell["accuracy"] = round(100 * float(r.mean()), 2)
+            cell.update({f"mean_{m}": round(100 * float(np.concatenate(conf[m]).mean()), 2) for m in METHODS})
+            cells[p][str(f)] = cell
+            print(f"{p:7s} x{f}: accuracy {cell['accuracy']:.2f}; ECE score {cell['score']:.2f}, one for all "
+                  f"{cell['one_for_all']:.2f}, per size {cell['per_size']:.2f}", flush=True)
+    decision = decide(cells)
+    print("decision:", decision)
+    command = (f"python scripts/score_calibration.py --json {args.json}" + ("" if args.split == "val" else " --split test")
+               + ("" if args.seed == 0 else f" --seed {args.seed}"))
+    write_json(args.json, {
+        "command": command, "model": {"path": _shown(args.model), "sha256": sha256_file(args.model)},
+        "split": args.split, "n": int(len(labels)), "factors": list(FACTORS), "ece_bins": ECE_BINS,
+        "bound": BOUND, "lead": LEAD, "load_average": list(os.getloadavg()),
+        "temperatures": [{"per_size": dict(zip(map(str, c["per_size"].factors), c["per_size"].temperatures)),
+                          "one_for_all": c["one_for_all"].temperatures[0]} for _, c in folds],
+        "note": ("calibration error (points, 15 equal-width bins) of each method's confidence against the FER+ "
+                 "majority label; score: Prediction.score; temperatures fitted on protocol (b) small crops "
+                 + ("of the other half of val (2-fold cross-fitting, seeded halves)" if args.split == "val"
+                    else "of all of FER+ val") + "; 'resized' crops are read as x1 by both calibrations"),
+        "cells": cells, "decision": decision})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
