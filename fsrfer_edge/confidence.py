@@ -6,9 +6,11 @@ about as often (docs/experiments.md, "What a face's score means"). Temperature s
 fixes that per size: the confidence is the largest probability of ``softmax(logits / T)``, with one ``T`` per
 down-sample factor, fitted on FER+ val by the likelihood of the majority label; a face of another size takes
 ``log T`` interpolated linearly in ``log factor`` (the nearest end's ``T`` outside the fitted factors). ``T`` changes
-no label.
+no label. A second kind, ``logistic``, maps the label's score itself: ``sigmoid(a * logit(score) + b)`` with ``a``
+and ``b`` per factor, fitted by the likelihood of "the label is right" (Platt scaling of the top label; Gupta and
+Ramdas, ICLR 2022), interpolated the same way.
 
-    cal = ScoreCalibration.fit({f: logits_f for f in factors}, {f: labels for f in factors}, classes)
+    cal = ScoreCalibration.fit({f: logits_f for f in factors}, {f: labels for f in factors}, classes, kind="logistic")
     conf = cal.confidence(logits, factors_of_the_faces)         # (N,) chance each label is right
 
 numpy only (the SDK's runtime path).
@@ -50,6 +52,14 @@ def _check_logits(logits: Any, what: str = "logits") -> np.ndarray:
     return z
 
 
+def _check_labels(labels: Any, n: int, c: int) -> np.ndarray:
+    y = np.asarray(labels)
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (n and (y.min() < 0 or y.max() >= c)):
+        raise InputError(f"labels of shape {y.shape} and dtype {y.dtype}; expected ({n},) integer class indices in "
+                         f"0..{c - 1}")
+    return y
+
+
 def fit_temperature(logits: Any, labels: Any, grid: np.ndarray = LOG_T_GRID) -> float:
     """The temperature of ``grid`` (log values) whose ``softmax(logits / T)`` gives ``labels`` the highest mean
     log-likelihood.
@@ -58,45 +68,104 @@ def fit_temperature(logits: Any, labels: Any, grid: np.ndarray = LOG_T_GRID) -> 
         InputError: malformed logits or labels.
     """
     z = _check_logits(logits)
-    y = np.asarray(labels)
-    if y.shape != (z.shape[0],) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= z.shape[1]:
-        raise InputError(f"labels of shape {y.shape} and dtype {y.dtype}; expected ({z.shape[0]},) integer class "
-                         f"indices in 0..{z.shape[1] - 1}")
+    y = _check_labels(labels, z.shape[0], z.shape[1])
     rows = np.arange(len(y))
     nll = [-_log_softmax(z / np.exp(t))[rows, y].mean() for t in grid]
     return float(np.exp(grid[int(np.argmin(nll))]))
 
 
+#: Scores are clipped to [EPS, 1 - EPS] before their logit.
+EPS = 1e-6
+
+
+def _score_logit(score: np.ndarray) -> np.ndarray:
+    s = np.clip(score, EPS, 1 - EPS)
+    return np.log(s) - np.log1p(-s)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+def fit_logistic(score: Any, right: Any, iterations: int = 100) -> tuple[float, float]:
+    """``(a, b)`` of ``sigmoid(a * logit(score) + b)`` with the highest likelihood of ``right`` (Newton's method;
+    a ridge of 1e-6 keeps it finite when the faces are separable).
+
+    Raises:
+        InputError: scores outside [0, 1], or ``right`` not one 0/1 value per score.
+    """
+    s, r = np.asarray(score, np.float64), np.asarray(right, np.float64)
+    if s.ndim != 1 or not len(s) or r.shape != s.shape or not np.isfinite(s).all() or (s < 0).any() or (s > 1).any():
+        raise InputError(f"scores of shape {s.shape}; expected N >= 1 finite probabilities and one 0/1 outcome each")
+    if not np.isin(r, (0.0, 1.0)).all():
+        raise InputError("right: expected 0/1 outcomes (whether each label was right)")
+    x = np.stack([_score_logit(s), np.ones_like(s)], axis=1)
+
+    def loss(w: np.ndarray) -> float:  # mean negative log-likelihood, with the ridge
+        t = x @ w
+        return float(np.mean(np.logaddexp(0.0, t) - r * t) + 0.5e-6 * w @ w)
+
+    w = np.array([1.0, 0.0])
+    current = loss(w)
+    for _ in range(iterations):
+        p = _sigmoid(x @ w)
+        grad = x.T @ (p - r) / len(s) + 1e-6 * w
+        hess = (x * (p * (1 - p))[:, None]).T @ x / len(s) + 1e-6 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        size = 1.0
+        while loss(w - size * step) > current and size > 1e-8:  # halve the step until the loss falls
+            size /= 2
+        if size <= 1e-8:
+            break
+        w = w - size * step
+        current = loss(w)
+        if np.abs(size * step).max() < 1e-10:
+            break
+    return float(w[0]), float(w[1])
+
+
+#: What a calibration maps: the logits through one temperature per size, or the label's score through a logistic
+#: map per size.
+KINDS = ("temperature", "logistic")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class ScoreCalibration:
-    """Temperatures per face size, measured for one model.
+    """A map from a face's output and size to the chance its label is right, measured for one model.
 
     Attributes:
         classes: the model's classes.
-        factors: the down-sample factors the temperatures were fitted at (input side over the crop's side),
-            increasing; one factor means one temperature for every size.
-        temperatures: one per factor.
-        n: faces each temperature was fitted on.
+        kind: ``"temperature"`` (``params`` per factor: ``(T,)``) or ``"logistic"`` (``(a, b)``).
+        factors: the down-sample factors it was fitted at (input side over the crop's side), increasing; one
+            factor means one map for every size.
+        params: one tuple per factor.
+        n: faces each factor's map was fitted on.
         checkpoint_sha256: the checkpoint the model was exported from ('' if unknown).
         source: how it was measured (free text).
     """
 
     classes: tuple[str, ...]
+    kind: str
     factors: tuple[float, ...]
-    temperatures: tuple[float, ...]
+    params: tuple[tuple[float, ...], ...]
     n: tuple[int, ...] = ()
     checkpoint_sha256: str = ""
     source: str = ""
 
     def __post_init__(self) -> None:
-        f, t = np.asarray(self.factors, float), np.asarray(self.temperatures, float)
-        if f.ndim != 1 or not len(f) or f.shape != t.shape:
-            raise ModelError(f"score calibration: {len(f)} factors and {len(t)} temperatures; expected one "
-                             "temperature per factor, at least one")
+        if self.kind not in KINDS:
+            raise ModelError(f"score calibration: kind {self.kind!r}; expected one of {KINDS}")
+        f = np.asarray(self.factors, float)
+        width = 1 if self.kind == "temperature" else 2
+        if f.ndim != 1 or not len(f) or len(self.params) != len(f) or any(len(q) != width for q in self.params):
+            raise ModelError(f"score calibration: {len(f)} factors and params {list(self.params)}; expected, per "
+                             f"factor, {width} number(s) for kind {self.kind!r}, at least one factor")
         if not (np.isfinite(f).all() and (f >= 1).all() and (np.diff(f) > 0).all()):
             raise ModelError(f"score calibration: factors {list(self.factors)}; expected increasing factors >= 1")
-        if not (np.isfinite(t).all() and (t > 0).all()):
-            raise ModelError(f"score calibration: temperatures {list(self.temperatures)}; expected positive numbers")
+        q = np.asarray(self.params, float)
+        if not np.isfinite(q).all() or (self.kind == "temperature" and (q <= 0).any()):
+            raise ModelError(f"score calibration: params {list(self.params)}; expected finite numbers"
+                             + (", temperatures > 0" if self.kind == "temperature" else ""))
         if len(self.classes) < 2:
             raise ModelError(f"score calibration: classes {list(self.classes)}; expected at least 2")
 
@@ -111,69 +180,86 @@ class ScoreCalibration:
     # -- fitting ------------------------------------------------------------------------------------------------
     @classmethod
     def fit(cls, logits: Mapping[float, Any], labels: Mapping[float, Any], classes: Sequence[str],
-            checkpoint_sha256: str = "", source: str = "") -> "ScoreCalibration":
-        """One temperature per factor from each factor's logits and true labels (:func:`fit_temperature`).
+            kind: str = "logistic", checkpoint_sha256: str = "", source: str = "") -> "ScoreCalibration":
+        """One map per factor from each factor's logits and true labels (:func:`fit_temperature`,
+        :func:`fit_logistic`).
 
         Raises:
-            InputError: no factors, mismatched keys, or malformed logits or labels.
+            InputError: no factors, mismatched keys, an unknown kind, or malformed logits or labels.
         """
+        if kind not in KINDS:
+            raise InputError(f"kind={kind!r}; expected one of {KINDS}")
         if not logits or set(logits) != set(labels):
             raise InputError(f"factors {sorted(logits)} of logits and {sorted(labels)} of labels; expected the same "
                              "factors, at least one")
-        factors = sorted(float(f) for f in logits)
         by = {float(f): f for f in logits}
-        temps, n = [], []
-        for f in factors:
+        params, n = [], []
+        for f in sorted(by):
             z = _check_logits(logits[by[f]], f"logits at factor {f:g}")
             if z.shape[1] != len(classes):
                 raise InputError(f"logits at factor {f:g} have {z.shape[1]} classes; expected {len(classes)}")
-            temps.append(fit_temperature(z, labels[by[f]]))
+            y = _check_labels(labels[by[f]], z.shape[0], z.shape[1])
+            if kind == "temperature":
+                params.append((fit_temperature(z, y),))
+            else:
+                lp = _log_softmax(z)
+                params.append(fit_logistic(np.exp(lp.max(1)), (lp.argmax(1) == y).astype(np.float64)))
             n.append(int(z.shape[0]))
-        return cls(tuple(str(c) for c in classes), tuple(factors), tuple(temps), tuple(n), checkpoint_sha256, source)
+        return cls(tuple(str(c) for c in classes), kind, tuple(sorted(by)), tuple(params), tuple(n),
+                   checkpoint_sha256, source)
 
     # -- using --------------------------------------------------------------------------------------------------
-    def temperature(self, factors: Any) -> np.ndarray:
-        """The temperature for each face's factor: log T interpolated linearly in log factor, the nearest end's
-        outside the fitted factors (a factor under 1, a crop larger than the input, takes the first's)."""
-        f = np.asarray(factors, dtype=np.float64)
+    def params_at(self, factors: Any) -> np.ndarray:
+        """(N, width) each face's parameters at its factor: interpolated linearly in log factor (log T for
+        temperatures), the nearest end's outside the fitted factors (a factor under 1, a crop larger than the
+        input, takes the first's)."""
+        f = np.asarray(factors, dtype=np.float64).reshape(-1)
         if not np.isfinite(f).all() or (f <= 0).any():
-            raise InputError(f"factors {f.tolist()[:8]}...; expected positive finite numbers")
-        log_t = np.log(np.asarray(self.temperatures, float))
-        if len(log_t) == 1:
-            return np.full(f.shape, float(np.exp(log_t[0])))
-        return np.exp(np.interp(np.log(f), np.log(np.asarray(self.factors, float)), log_t))
+            raise InputError(f"factors {f.tolist()[:8]}; expected positive finite numbers")
+        q = np.asarray(self.params, np.float64)
+        if self.kind == "temperature":
+            q = np.log(q)
+        if len(self.factors) == 1:
+            out = np.repeat(q, len(f), axis=0)
+        else:
+            x = np.log(np.asarray(self.factors, np.float64))
+            out = np.stack([np.interp(np.log(f), x, q[:, k]) for k in range(q.shape[1])], axis=1)
+        return np.exp(out) if self.kind == "temperature" else out
 
     def confidence(self, logits: Any, factors: Any) -> np.ndarray:
-        """(N,) for each face the largest probability of ``softmax(logits / T)`` at its factor's ``T``: the chance
-        its label (the argmax, unchanged) is right.
+        """(N,) for each face the chance its label (the argmax, unchanged) is right, at its factor.
 
         Raises:
-            InputError: malformed logits, or factors that are not one positive number per face.
+            InputError: malformed logits, or factors that are not one positive number per face (or one for all).
         """
         z = _check_logits(logits)
-        f = np.broadcast_to(np.asarray(factors, dtype=np.float64), (z.shape[0],)) if np.ndim(factors) == 0 \
-            else np.asarray(factors, dtype=np.float64)
+        f = np.asarray(factors, dtype=np.float64)
+        if f.ndim == 0:
+            f = np.full(z.shape[0], float(f))
         if f.shape != (z.shape[0],):
             raise InputError(f"factors of shape {f.shape}; expected one per face, ({z.shape[0]},)")
         if z.shape[1] != len(self.classes):
             raise InputError(f"logits have {z.shape[1]} classes; this calibration has {len(self.classes)}")
-        t = self.temperature(f)
-        return np.exp(_log_softmax(z / t[:, None]).max(axis=1))
+        q = self.params_at(f)
+        if self.kind == "temperature":
+            return np.exp(_log_softmax(z / q[:, :1]).max(axis=1))
+        score = np.exp(_log_softmax(z).max(axis=1))
+        return _sigmoid(q[:, 0] * _score_logit(score) + q[:, 1])
 
     # -- files --------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"classes": list(self.classes), "factors": list(self.factors),
-                "temperatures": [round(t, 6) for t in self.temperatures], "n": list(self.n),
+        return {"classes": list(self.classes), "kind": self.kind, "factors": list(self.factors),
+                "params": [list(q) for q in self.params], "n": list(self.n),
                 "checkpoint_sha256": self.checkpoint_sha256, "source": self.source}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ScoreCalibration":
         try:
-            return cls(tuple(str(c) for c in d["classes"]), tuple(float(f) for f in d["factors"]),
-                       tuple(float(t) for t in d["temperatures"]), tuple(int(v) for v in d.get("n", ())),
+            return cls(tuple(str(c) for c in d["classes"]), str(d["kind"]), tuple(float(f) for f in d["factors"]),
+                       tuple(tuple(float(v) for v in q) for q in d["params"]), tuple(int(v) for v in d.get("n", ())),
                        str(d.get("checkpoint_sha256", "")), str(d.get("source", "")))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"score calibration: expected classes, factors and temperatures; {exc!r}") from None
+            raise ModelError(f"score calibration: expected classes, kind, factors and params; {exc!r}") from None
 
     def save(self, path: Union[str, "os.PathLike[str]"]) -> Path:
         """Write it as JSON (atomically: a killed write leaves no half file)."""

@@ -1,15 +1,15 @@
-"""A confidence that means the same at every face size: temperature per factor against one temperature for all,
-scored by calibration error on FER+ (the rule: docs/experiments.md, "A confidence that means the same at every
-size").
+"""A confidence that means the same at every face size: one temperature, a temperature per factor, and a logistic
+map of the label's score per factor, scored by calibration error on FER+ (the rules: docs/experiments.md, "A
+confidence that means the same at every size" and the section after it).
 
     python scripts/score_calibration.py --json results/ferplus/score_calibration_val.json
     python scripts/score_calibration.py --split test --json results/ferplus/score_calibration_test.json
     python scripts/score_calibration.py --write-calibration fsrfer_edge/models/default.scores.json
 
-On val each half's confidences come from temperatures fitted on the other half (2-fold cross-fitting); on test from
-temperatures fitted on all of val. Temperatures are fitted on protocol (b) small crops; (c) camera-like crops and
-(a) crops resized back to 48 px are scored with them ((a)'s faces with x1's temperature under "per size": the SDK
-cannot tell them from 48 px faces).
+On val each half's confidences come from maps fitted on the other half (2-fold cross-fitting); on test from maps
+fitted on all of val. Maps are fitted on protocol (b) small crops; (c) camera-like crops and (a) crops resized back
+to 48 px are scored with them ((a)'s faces with x1's map under the per-size methods: the SDK cannot tell them from
+48 px faces).
 """
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ PROTOCOLS = ("small", "camera", "resized")
 BOUND = 3.0
 #: The rule's least lead of "per size" over "one for all" on the mean under (b), in points.
 LEAD = 1.0
-METHODS = ("score", "one_for_all", "per_size")
+METHODS = ("score", "one_for_all", "per_size", "logistic")
+#: Draws of the noise floor: each face right with probability its confidence.
+FLOOR_DRAWS = 20
 
 
 def _shown(path: str) -> str:
@@ -46,10 +48,13 @@ def fits(logits: dict[int, np.ndarray], labels: np.ndarray, classes: list[str]) 
     """Both calibrations from (b) logits per factor of the faces ``labels`` belong to."""
     from fsrfer_edge.confidence import ScoreCalibration
 
-    per_size = ScoreCalibration.fit({f: logits[f] for f in FACTORS}, {f: labels for f in FACTORS}, classes)
+    per_size = ScoreCalibration.fit({f: logits[f] for f in FACTORS}, {f: labels for f in FACTORS}, classes,
+                                    kind="temperature")
     pooled = ScoreCalibration.fit({1: np.concatenate([logits[f] for f in FACTORS])},
-                                  {1: np.tile(labels, len(FACTORS))}, classes)
-    return {"per_size": per_size, "one_for_all": pooled}
+                                  {1: np.tile(labels, len(FACTORS))}, classes, kind="temperature")
+    logistic = ScoreCalibration.fit({f: logits[f] for f in FACTORS}, {f: labels for f in FACTORS}, classes,
+                                    kind="logistic")
+    return {"per_size": per_size, "one_for_all": pooled, "logistic": logistic}
 
 
 def confidences(cals: dict[str, Any], logits: np.ndarray, protocol: str, factor: int) -> dict[str, np.ndarray]:
@@ -58,34 +63,43 @@ def confidences(cals: dict[str, Any], logits: np.ndarray, protocol: str, factor:
 
     seen = 1 if protocol == "resized" else factor  # (a) crops are 48 px: the SDK reads them as x1
     return {"score": softmax(logits).max(1).astype(np.float64),
-            "one_for_all": cals["one_for_all"].confidence(logits, np.full(len(logits), float(seen))),
-            "per_size": cals["per_size"].confidence(logits, np.full(len(logits), float(seen)))}
+            **{m: cals[m].confidence(logits, np.full(len(logits), float(seen))) for m in METHODS[1:]}}
 
 
-def decide(cells: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
-    """The rule, on the (b) and (c) cells: which calibration, if any, goes into the SDK."""
+def decide(cells: dict[str, dict[str, dict[str, float]]], candidate: str = "per_size") -> dict[str, Any]:
+    """A rule, on the (b) and (c) cells: whether ``candidate`` (the first rule: per-size temperatures; the second:
+    the logistic map) goes into the SDK, and, under the first rule only, one-for-all in its place."""
     def mean(p: str, m: str) -> float:
         return float(np.mean([cells[p][str(f)][m] for f in FACTORS]))
 
     def bounded(m: str) -> bool:
         return all(cells["small"][str(f)][m] <= BOUND for f in FACTORS)
 
-    per = {"bound_at_each_factor_b": bounded("per_size"),
-           "at_most_score_at_each_factor_b": all(cells["small"][str(f)]["per_size"] <= cells["small"][str(f)]["score"]
+    per = {"bound_at_each_factor_b": bounded(candidate),
+           "at_most_score_at_each_factor_b": all(cells["small"][str(f)][candidate] <= cells["small"][str(f)]["score"]
                                                  for f in FACTORS),
-           "lead_over_one_for_all_b": round(mean("small", "one_for_all") - mean("small", "per_size"), 2),
-           "camera_mean_below_score": mean("camera", "per_size") < mean("camera", "score")}
+           "lead_over_one_for_all_b": round(mean("small", "one_for_all") - mean("small", candidate), 2),
+           "camera_mean_below_score": mean("camera", candidate) < mean("camera", "score")}
     one = {"bound_at_each_factor_b": bounded("one_for_all"),
            "camera_mean_below_score": mean("camera", "one_for_all") < mean("camera", "score")}
+    chosen: Optional[str] = None
     if (per["bound_at_each_factor_b"] and per["at_most_score_at_each_factor_b"]
             and per["lead_over_one_for_all_b"] >= LEAD and per["camera_mean_below_score"]):
-        chosen: Optional[str] = "per_size"
-    elif one["bound_at_each_factor_b"] and one["camera_mean_below_score"]:
+        chosen = candidate
+    elif candidate == "per_size" and one["bound_at_each_factor_b"] and one["camera_mean_below_score"]:
         chosen = "one_for_all"
-    else:
-        chosen = None
-    return {"per_size": per, "one_for_all": one,
-            "means": {p: {m: round(mean(p, m), 2) for m in METHODS} for p in PROTOCOLS}, "chosen": chosen}
+    out = {candidate: per, "means": {p: {m: round(mean(p, m), 2) for m in METHODS} for p in PROTOCOLS},
+           "chosen": chosen}
+    if candidate == "per_size":
+        out["one_for_all"] = one
+    return out
+
+
+def noise_floor(conf: np.ndarray, rng: np.random.Generator) -> float:
+    """The mean calibration error, over :data:`FLOOR_DRAWS` draws, of ``conf`` against outcomes drawn right with
+    probability ``conf``: what a perfectly calibrated confidence of this spread shows on this many faces."""
+    return float(np.mean([expected_calibration_error(conf, (rng.random(len(conf)) < conf).astype(np.float64))
+                          for _ in range(FLOOR_DRAWS)]))
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -97,7 +111,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", help="the study's result file")
     ap.add_argument("--write-calibration", metavar="PATH",
-                    help="write the model's per-size calibration (temperatures from (b) crops of all of FER+ val) "
+                    help="write the model's per-size calibration (logistic maps from (b) crops of all of FER+ val) "
                          "to PATH, e.g. fsrfer_edge/models/default.scores.json or MODEL.scores.json beside your "
                          "model; without --json, nothing else is run")
     args = ap.parse_args(argv)
@@ -123,7 +137,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         info = ModelInfo.from_props({p.key: p.value for p in onnx.load(args.model, load_external_data=False)
                                      .metadata_props}, source=args.model)
-        full = dataclasses.replace(fits(val_logits["small"], val.labels, classes)["per_size"],
+        full = dataclasses.replace(fits(val_logits["small"], val.labels, classes)["logistic"],
                                    checkpoint_sha256=info.checkpoint_sha256, source=(
             f"python scripts/score_calibration.py --model {_shown(args.model)} --write-calibration "
             f"{args.write_calibration}: FER+ val ({len(val.labels)} faces), protocol (b) small crops, model sha256 "
@@ -142,6 +156,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         labels, logits = test.labels, logits_of(test.images, PROTOCOLS)
         folds = [(np.arange(len(labels)), fits(val_logits["small"], val.labels, classes))]
     cells: dict[str, dict[str, dict[str, float]]] = {}
+    floor_rng = np.random.default_rng(args.seed)
     for p in PROTOCOLS:
         cells[p] = {}
         for f in FACTORS:
@@ -153,27 +168,32 @@ def main(argv: Optional[list[str]] = None) -> int:
                     conf[m].append(c)
                 right.append((z.argmax(1) == labels[rows]).astype(np.float64))
             r = np.concatenate(right)
-            cell = {m: round(expected_calibration_error(np.concatenate(conf[m]), r), 2) for m in METHODS}
+            cell: dict[str, float] = {m: round(expected_calibration_error(np.concatenate(conf[m]), r), 2)
+                                      for m in METHODS}
+            cell.update({f"floor_{m}": round(noise_floor(np.concatenate(conf[m]), floor_rng), 2) for m in METHODS})
             cell["accuracy"] = round(100 * float(r.mean()), 2)
             cell.update({f"mean_{m}": round(100 * float(np.concatenate(conf[m]).mean()), 2) for m in METHODS})
             cells[p][str(f)] = cell
             print(f"{p:7s} x{f}: accuracy {cell['accuracy']:.2f}; ECE score {cell['score']:.2f}, one for all "
-                  f"{cell['one_for_all']:.2f}, per size {cell['per_size']:.2f}", flush=True)
-    decision = decide(cells)
-    print("decision:", decision)
+                  f"{cell['one_for_all']:.2f}, per size {cell['per_size']:.2f}, logistic {cell['logistic']:.2f} "
+                  f"(floor {cell['floor_logistic']:.2f})", flush=True)
+    decisions = {"temperature": decide(cells, "per_size"), "logistic": decide(cells, "logistic")}
+    print("decisions:", decisions)
     command = (f"python scripts/score_calibration.py --json {args.json}" + ("" if args.split == "val" else " --split test")
                + ("" if args.seed == 0 else f" --seed {args.seed}"))
     write_json(args.json, {
         "command": command, "model": {"path": _shown(args.model), "sha256": sha256_file(args.model)},
         "split": args.split, "n": int(len(labels)), "factors": list(FACTORS), "ece_bins": ECE_BINS,
         "bound": BOUND, "lead": LEAD, "load_average": list(os.getloadavg()),
-        "temperatures": [{"per_size": dict(zip(map(str, c["per_size"].factors), c["per_size"].temperatures)),
-                          "one_for_all": c["one_for_all"].temperatures[0]} for _, c in folds],
+        "fits": [{m: c[m].to_dict() | {"source": None} for m in METHODS[1:]} for _, c in folds],
         "note": ("calibration error (points, 15 equal-width bins) of each method's confidence against the FER+ "
-                 "majority label; score: Prediction.score; temperatures fitted on protocol (b) small crops "
+                 "majority label; score: Prediction.score; one_for_all: one temperature; per_size: a temperature per "
+                 "factor; logistic: sigmoid(a * logit(score) + b) per factor; floor_*: the mean error of the same "
+                 "confidences against outcomes drawn right with probability the confidence (20 draws); maps fitted on protocol (b) "
+                 "small crops "
                  + ("of the other half of val (2-fold cross-fitting, seeded halves)" if args.split == "val"
                     else "of all of FER+ val") + "; 'resized' crops are read as x1 by both calibrations"),
-        "cells": cells, "decision": decision})
+        "cells": cells, "decisions": decisions})
     return 0
 
 
