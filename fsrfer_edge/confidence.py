@@ -193,7 +193,8 @@ class ScoreCalibration:
             raise InputError(f"factors {sorted(logits)} of logits and {sorted(labels)} of labels; expected the same "
                              "factors, at least one")
         by = {float(f): f for f in logits}
-        params, n = [], []
+        params: list[tuple[float, ...]] = []
+        n: list[int] = []
         for f in sorted(by):
             z = _check_logits(logits[by[f]], f"logits at factor {f:g}")
             if z.shape[1] != len(classes):
@@ -290,3 +291,13 @@ class ScoreCalibration:
             return (f"it was measured on checkpoint {self.checkpoint_sha256[:12]}…, the model comes from "
                     f"{checkpoint_sha256[:12]}…")
         return None
+
+
+def score_calibration_for(model_path: Union[str, "os.PathLike[str]"], classes: Sequence[str],
+                          checkpoint_sha256: str) -> Optional[ScoreCalibration]:
+    """The score calibration of a model, or None: ``NAME.scores.json`` beside ``NAME.onnx`` (or ``NAME.fp16.onnx``,
+    ``NAME.int8-u8s8.onnx``, ``NAME.int8.<digest>...engine``), else a packaged one measured on the same checkpoint
+    (:func:`fsrfer_edge.sidecars.find`)."""
+    from . import sidecars
+
+    return sidecars.find(model_path, classes, checkpoint_sha256, SUFFIX, ScoreCalibration.load, "score calibration")

@@ -32,8 +32,9 @@ import numpy as np
 
 from .detection import Detection, FaceDetector, as_rgb_frame, create_detector
 from .detection.frames import read_image, require_cv2
-from .errors import InputError, ModelError, one_line
-from .groups import GroupCalibration, calibration_for
+from .errors import InputError, one_line
+from . import sidecars
+from .groups import SUFFIX as GROUPS_SUFFIX, GroupCalibration
 from .recognizer import Recognizer
 from .tracking import FaceTracker
 
@@ -89,6 +90,9 @@ class FaceResult:
         detected: False for a tracked face the detector missed in this frame, recognised at its track's last box
             (``FaceTracker(coast=...)``), moved on by the face's velocity (``FaceTracker(motion=True)``, the
             default: such a box may reach past the frame's edge, by at most half its area); its ``score`` is 0.
+        confidence: the chance that ``label`` is right (the recogniser's ``Prediction.confidence``: read from the
+            label's probability and the crop's size); None without a score calibration, and in a tracked stream (a
+            track's mean over frames was not measured).
     """
 
     box: Box
@@ -100,6 +104,7 @@ class FaceResult:
     track_id: Optional[int] = None
     frame_probs: Optional[np.ndarray] = dataclasses.field(default=None, compare=False, repr=False)
     detected: bool = True
+    confidence: Optional[float] = dataclasses.field(default=None, compare=False)
 
     @property
     def expr_score(self) -> float:
@@ -112,6 +117,8 @@ class FaceResult:
         out = {"box": [round(v, 2) for v in self.box], "det_score": round(self.score, 4),
                "expr_score": round(self.expr_score, 4), "size_px": round(self.size_px, 2), "label": self.label,
                "index": self.index, "probs": _rounded(classes, self.probs)}
+        if self.confidence is not None:
+            out["confidence"] = round(self.confidence, 4)
         if self.track_id is not None:
             out["track_id"] = self.track_id
             out["detected"] = self.detected
@@ -403,24 +410,9 @@ class CrowdAnalyzer:
     def _group_calibration(self, groups: Union[str, os.PathLike[str], GroupCalibration, None]
                            ) -> Optional[GroupCalibration]:
         info = self.recognizer.info
-        if groups is None:
-            return None
-        if isinstance(groups, str) and groups == "auto":
-            return calibration_for(self.recognizer.model_path, info.classes, info.checkpoint_sha256)
-        if isinstance(groups, (str, os.PathLike)):
-            cal = GroupCalibration.load(groups)
-        elif isinstance(groups, GroupCalibration):
-            cal = groups
-        else:
-            raise InputError(f"groups is a {type(groups).__name__}; expected 'auto', None, a GroupCalibration or "
-                             "the path of its JSON file")
-        why = cal.mismatch(info.classes, info.checkpoint_sha256)
-        if why is not None:
-            name = "" if isinstance(groups, GroupCalibration) else f" {groups}"
-            raise ModelError(f"group calibration{name} does not belong to {self.recognizer.model_path}: {why}; "
-                             "expected the model's own (python scripts/group_estimates.py --model MODEL "
-                             "--write-calibration MODEL.groups.json), groups='auto' or groups=None")
-        return cal
+        return sidecars.resolve(groups, GroupCalibration, self.recognizer.model_path, info.classes,
+                                info.checkpoint_sha256, GROUPS_SUFFIX, "group calibration", "groups",
+                                "python scripts/group_estimates.py --model MODEL --write-calibration MODEL.groups.json")
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -510,8 +502,8 @@ class CrowdAnalyzer:
             weak = np.concatenate([weak, np.zeros(len(extra), dtype=bool)])
         if dets:
             preds = self.recognizer.predict([crop_face(rgb, d.box, self.margin) for d in dets])
-            faces = [FaceResult(tuple(d.box), d.score, d.size, p.label, p.index, p.probs)  # type: ignore[arg-type]
-                     for d, p in zip(dets, preds)]
+            faces = [FaceResult(tuple(d.box), d.score, d.size, p.label, p.index, p.probs,  # type: ignore[arg-type]
+                                confidence=p.confidence) for d, p in zip(dets, preds)]
         if tracker is not None:
             faces = _tracked(faces, detected, tracker, self.classes, looked, weak)
         ms = (time.perf_counter() - t0) * 1e3
@@ -692,7 +684,7 @@ def _tracked(faces: list[FaceResult], detected: list[bool], tracker: FaceTracker
         m.setflags(write=False)
         k = int(np.argmax(m))
         out.append(dataclasses.replace(f, label=classes[k], index=k, probs=m, track_id=int(i), frame_probs=f.probs,
-                                       detected=found))
+                                       detected=found, confidence=None))
     return out
 
 

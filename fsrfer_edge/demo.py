@@ -156,7 +156,9 @@ def report_lines(faces: Sequence[DemoFace], timings: dict[str, Any], source: str
         lines.append(f"face {i}: box ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}), {x1 - x0:.0f}x{y1 - y0:.0f} px, "
                      f"detector score {face.score:.2f} (det_score)")
         for r in face.results:
-            lines.append(f"  x{r.factor:<2d} ({r.pixels:2d} px face): {r.prediction.label:9s} {r.prediction.score:.2f}")
+            conf = r.prediction.confidence
+            lines.append(f"  x{r.factor:<2d} ({r.pixels:2d} px face): {r.prediction.label:9s} {r.prediction.score:.2f}"
+                         + ("" if conf is None else f"  (right {100 * conf:.0f}% of the time at this size)"))
     for f, ms in timings["predict_ms"].items():
         lines.append(f"latency x{f}: {ms:.2f} ms for {count_faces(len(faces))} (median, Recognizer.predict)")
     return lines
@@ -201,7 +203,7 @@ def faces_to_dict(faces: Sequence[DemoFace], timings: dict[str, Any], source: st
         "faces": [
             {"box": list(f.box), "det_score": f.score,
              "factors": {str(r.factor): {"face_pixels": r.pixels, "label": r.prediction.label,
-                                         "expr_score": r.prediction.score,
+                                         "expr_score": r.prediction.score, "confidence": r.prediction.confidence,
                                          "probs": [float(p) for p in r.prediction.probs]} for r in f.results}}
             for f in faces
         ],

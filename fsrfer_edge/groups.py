@@ -21,12 +21,12 @@ import functools
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from . import sidecars
 from .errors import InputError, ModelError
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 #: Where a model's group calibration is looked for: beside the model, its name with this suffix instead of the
 #: model's (``mymodel.onnx`` -> ``mymodel.groups.json``), then among the package's (the shipped model's).
 SUFFIX = ".groups.json"
-PACKAGED = Path(__file__).resolve().parent / "models"
+PACKAGED = sidecars.PACKAGED
 
 #: What a calibration's matrices average: each face's probabilities, or its label counted once.
 KINDS = ("probs", "counts")
@@ -452,42 +452,10 @@ class GroupCalibration:
         return None
 
 
-#: An engine built from ``NAME.onnx`` or its variants: ``NAME.<precision>.<digest>.trt...engine``
-#: (:meth:`fsrfer_edge.engine_cache.EngineKey.filename`).
-_ENGINE_NAME = re.compile(r"(.+?)\.(?:fp32|fp16|int8)\.[0-9a-f]{8}\.")
-
-
-def _model_names(path: Path) -> list[str]:
-    """The names a model's calibration may have: its own (``NAME`` of ``NAME.onnx``), then the model it is a
-    variant of (``NAME.fp16.onnx``, ``NAME.int8-u8s8.onnx``: :func:`~fsrfer_edge.engine_cache.model_stem`) or
-    an engine of (``NAME.int8.<digest>.trt....engine``). A NAME may hold dots (``fer.v2``)."""
-    from .engine_cache import model_stem
-
-    engine = _ENGINE_NAME.match(path.name)
-    return list(dict.fromkeys([path.stem, model_stem(path)] + ([engine.group(1)] if engine else [])))
-
-
 def calibration_for(model_path: Union[str, "os.PathLike[str]"], classes: Sequence[str],
                     checkpoint_sha256: str) -> Optional[GroupCalibration]:
     """The group calibration of a model, or None: ``NAME.groups.json`` beside ``NAME.onnx`` (or ``NAME.fp16.onnx``,
     ``NAME.int8-u8s8.onnx``, ``NAME.int8.<digest>...engine``), else a packaged one measured on the same
     checkpoint (the shipped model's serves its FP16 and INT8 files too). A file beside the model that is
     unreadable or belongs to another model is skipped with a warning."""
-    path = Path(model_path)
-    besides = [path.with_name(n + SUFFIX) for n in _model_names(path)]
-    candidates = [b for b in besides if b.is_file()]
-    if checkpoint_sha256:
-        candidates += sorted(p for p in PACKAGED.glob("*" + SUFFIX) if p not in candidates)
-    for p in candidates:
-        beside = p if p in besides else None
-        try:
-            cal = GroupCalibration.load(p)
-        except ModelError as exc:
-            logger.warning("group calibration skipped: %s", exc)
-            continue
-        why = cal.mismatch(classes, checkpoint_sha256)
-        if why is None and (p == beside or cal.checkpoint_sha256 == checkpoint_sha256):
-            return cal
-        if p == beside:
-            logger.warning("group calibration %s skipped: %s", p, why or "it records no checkpoint")
-    return None
+    return sidecars.find(model_path, classes, checkpoint_sha256, SUFFIX, GroupCalibration.load, "group calibration")

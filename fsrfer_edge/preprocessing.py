@@ -765,7 +765,8 @@ class Preprocessing:
 
     # -- faces -> batch ------------------------------------------------------------------
     def to_pixels(self, faces: FaceInput, raise_low_contrast: bool = True,
-                  corrections: "Corrections | dict[str, Any] | None" = None) -> np.ndarray:
+                  corrections: "Corrections | dict[str, Any] | None" = None,
+                  sides: "list[int] | None" = None) -> np.ndarray:
         """Validate faces and return an (N, C, S, S) float32 batch of pixel values in [0, 255].
 
         Accepts one face (HxW gray or HxWx3 RGB), a list of faces of any sizes, or an
@@ -776,7 +777,8 @@ class Preprocessing:
         is a JPEG image is softened where ``soften_jpeg`` is on (:func:`jpeg_quality`, :func:`soften`), and a face
         of low contrast is raised to the floor after resizing (:func:`raise_contrast`, gray models only;
         ``raise_low_contrast=False``: not raised whatever ``corrections`` says, as the trainer loads image files:
-        training faces are kept as they are).
+        training faces are kept as they are). ``sides``, a list, is given each crop's side as resized: the larger
+        side after the corrections (an enlarged crop's source), what the face's size is read from.
 
         Raises:
             InputError: on an empty batch, a wrong dtype, rank or channel count, a 0-size or too
@@ -798,6 +800,8 @@ class Preprocessing:
             if (fix.soften_jpeg > 0 and self.channels == 1 and max(img.shape[-2:]) <= s
                     and jpeg_quality(img[0]) is not None):
                 img = soften(img, fix.soften_jpeg)
+            if sides is not None:
+                sides.append(int(max(img.shape[-2:])))
             out[i] = resize_square(img, s, self.resize_kernel)
         np.clip(out, 0.0, 255.0, out=out)
         if raise_low_contrast and self.channels == 1 and fix.contrast_floor > 0:

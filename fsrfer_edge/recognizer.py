@@ -21,7 +21,9 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from . import sidecars
 from .backends import BACKENDS, Backend, BackendClosedError
+from .confidence import SUFFIX as SCORES_SUFFIX, ScoreCalibration
 from .errors import InputError, ModelError
 from .fileio import file_problem
 from .metadata import ModelInfo
@@ -45,14 +47,20 @@ class Prediction:
     Attributes:
         label: class name, e.g. ``"happy"``.
         index: class index into ``Recognizer.info.classes``.
-        score: probability of ``label`` (softmax of the logits).
+        score: probability of ``label`` (softmax of the logits). The shipped model learnt annotators' vote shares, so
+            this is not how often the label is right, and means different things at different face sizes.
         probs: (num_classes,) float32 probabilities of every class (read-only).
+        confidence: the chance that ``label`` is right, read from ``score`` and the face's size by the model's score
+            calibration (:mod:`fsrfer_edge.confidence`; measured on FER+ val); None without one. One threshold on
+            it keeps about one error rate at every size, for crops given as the camera cut them (a crop an app
+            enlarged itself, other than by repeating pixels or bilinearly, reads as a large face and is overstated).
     """
 
     label: str
     index: int
     score: float
     probs: np.ndarray = dataclasses.field(compare=False, repr=False)
+    confidence: Optional[float] = dataclasses.field(default=None, compare=False)
 
 
 def resolve_model_path(model: Optional[PathLike]) -> Path:
@@ -166,6 +174,9 @@ class Recognizer:
             crops an app enlarged by repeating pixels or bilinearly are reduced to their source, dim faces raised
             to a contrast floor). None: all on, with their defaults; ``Corrections.none()``: all off; or a dict
             such as ``{"contrast_floor": 0}``.
+        confidence: the score calibration that gives each prediction its ``confidence``: ``"auto"`` (the model's
+            ``NAME.scores.json`` beside it, or the packaged one of the shipped model), a
+            :class:`~fsrfer_edge.confidence.ScoreCalibration` or the path of its file, or None (``confidence`` None).
 
     Raises:
         ModelError: the model is missing, corrupt, or not an fsrfer model (EngineError for engines).
@@ -176,10 +187,13 @@ class Recognizer:
     throughput create one Recognizer per thread, or, for one caller's batches on a CPU, pass ``sessions=``.
     """
 
+    _scores: Optional[ScoreCalibration]
+
     def __init__(self, model: Optional[PathLike] = None, backend: str = "auto", device: int = 0,
                  max_batch: int = 64, providers: Union[None, str, Sequence[Any]] = None,
                  threads: Optional[int] = None, spinning: bool = True, sessions: Optional[int] = None,
-                 corrections: Union[None, Corrections, dict[str, Any]] = None) -> None:
+                 corrections: Union[None, Corrections, dict[str, Any]] = None,
+                 confidence: Union[None, str, "os.PathLike[str]", ScoreCalibration] = "auto") -> None:
         if not isinstance(backend, str) or backend not in BACKENDS:
             raise InputError(f"backend={backend!r}; expected one of {BACKENDS}")
         fix = as_corrections(corrections)  # checked before a model is opened
@@ -193,6 +207,11 @@ class Recognizer:
         try:
             opened.check_model()  # one dry run: a broken model is refused here, not at the first predict
             self._attach(opened, requested, fix)
+            info = opened.info
+            self._scores = sidecars.resolve(
+                confidence, ScoreCalibration, self.model_path, info.classes, info.checkpoint_sha256, SCORES_SUFFIX,
+                "score calibration", "confidence",
+                "python scripts/score_calibration.py --model MODEL --write-calibration MODEL.scores.json")
         except BaseException:
             opened.close()
             raise
@@ -201,6 +220,7 @@ class Recognizer:
         """Adopt an open backend (also used by fsrfer_edge.serving's RemoteRecognizer)."""
         self._backend = backend
         self._corrections = as_corrections(corrections)
+        self._scores = None
         limit = self._backend.max_batch
         self._max_batch = min(requested, limit) if limit is not None else requested
         if self._max_batch < backend.min_batch:
@@ -244,6 +264,11 @@ class Recognizer:
         return self._corrections
 
     @property
+    def score_calibration(self) -> Optional[ScoreCalibration]:
+        """What gives each prediction its ``confidence`` (``Recognizer(confidence=...)``), or None."""
+        return self._scores
+
+    @property
     def max_batch(self) -> int:
         """Largest batch sent to the backend at once."""
         return self._max_batch
@@ -260,12 +285,15 @@ class Recognizer:
         batch = self._prepare(faces)
         return batch.copy() if isinstance(faces, np.ndarray) and np.may_share_memory(batch, faces) else batch
 
-    def _prepare(self, faces: FaceInput) -> np.ndarray:
-        """:meth:`prepare` without its copy: for uint8-input models, input-size uint8 faces pass as a view."""
+    def _prepare(self, faces: FaceInput, sides: Optional[list[int]] = None) -> np.ndarray:
+        """:meth:`prepare` without its copy: for uint8-input models, input-size uint8 faces pass as a view.
+        ``sides``, a list, is given each crop's side as resized (:meth:`Preprocessing.to_pixels`)."""
         if isinstance(faces, np.ndarray):
             faces = unmasked(faces, "faces")
         pixels, fix = _input_size_pixels(faces, self._pre), self._corrections
         if pixels is not None and not _to_reduce(pixels, fix):  # uint8 at the input size: no resampling needed
+            if sides is not None:
+                sides.extend([self._pre.input_size] * len(pixels))
             if fix.contrast_floor > 0 and any_low_contrast(pixels, fix.contrast_floor):
                 # what to_pixels gives them: its resize is the identity, then the floor
                 raised = raise_contrast(pixels.astype(np.float32), fix.contrast_floor)
@@ -273,7 +301,7 @@ class Recognizer:
                     return np.rint(raised).astype(np.uint8)
                 return self._pre.normalize(raised, in_place=True)
             return pixels if self._raw_input else np.take(self._lut, pixels)
-        resized = self._pre.to_pixels(faces, corrections=fix)
+        resized = self._pre.to_pixels(faces, corrections=fix, sides=sides)
         if self._raw_input:
             return np.rint(resized).astype(np.uint8)
         return self._pre.normalize(resized, in_place=True)  # resized is this call's own array
@@ -299,8 +327,9 @@ class Recognizer:
             BackendClosedError: the Recognizer was closed.
         """
         self._check_open()
-        logits = self.predict_logits(self._prepare(faces))
-        return self._to_predictions(logits)
+        sides: list[int] = []
+        logits = self.predict_logits(self._prepare(faces, sides))
+        return self._to_predictions(logits, sides)
 
     def predict_logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw logits for an already prepared (N, C, S, S) batch (see :meth:`prepare`).
@@ -327,12 +356,17 @@ class Recognizer:
             out.append(self._backend.infer(chunk)[:k])
         return np.concatenate(out)
 
-    def _to_predictions(self, logits: np.ndarray) -> list[Prediction]:
+    def _to_predictions(self, logits: np.ndarray, sides: Optional[Sequence[int]] = None) -> list[Prediction]:
+        """Predictions from logits; with each crop's side as resized (``sides``), their confidences too."""
         probs = softmax(logits)
         probs.setflags(write=False)
         idx = probs.argmax(axis=1)
         classes = self._info.classes
-        return [Prediction(classes[int(i)], int(i), float(p[i]), p) for i, p in zip(idx, probs)]
+        conf: list[Optional[float]] = [None] * len(probs)
+        if self._scores is not None and sides is not None and len(sides) == len(probs):
+            factors = self._pre.input_size / np.asarray(sides, dtype=np.float64)
+            conf = [float(c) for c in self._scores.confidence(logits, factors)]
+        return [Prediction(classes[int(i)], int(i), float(p[i]), p, c) for i, p, c in zip(idx, probs, conf)]
 
     # -- lifetime ---------------------------------------------------------------------------
     def _check_open(self) -> None:

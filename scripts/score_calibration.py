@@ -143,7 +143,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"{args.write_calibration}: FER+ val ({len(val.labels)} faces), protocol (b) small crops, model sha256 "
             f"{sha256_file(args.model)}"))
         full.save(args.write_calibration)
-        print("wrote", args.write_calibration, "temperatures", full.temperatures)
+        print("wrote", args.write_calibration, full.kind, full.params)
         if args.json is None:
             return 0
     if args.split == "val":
