@@ -187,6 +187,46 @@ def score_reliability_table(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+#: The crops of scripts/score_calibration.py's rows: (b), (c), and (a) crops an app resized to 48 px itself.
+SCORE_CROPS = {"small": "(b)", "camera": "(c)", "resized": "(a), read as 48 px"}
+
+
+def score_calibration_table(doc: dict[str, Any]) -> str:
+    """scripts/score_calibration.py: the calibration error of the score and of each map per crop kind and size,
+    the noise floor of the chosen map, then the rules' decisions (val) or the test means."""
+    cells, sizes = doc["cells"], [str(f) for f in doc["factors"]]
+    fitted = ("the other half of val (2-fold cross-fitting)" if doc["split"] == "val" else "all of FER+ val")
+    out = [f"`{doc['source']}` (`{doc['command']}`; the shipped model on FER+ {doc['split']}, {doc['n']} faces; "
+           f"calibration error in points over {doc['ece_bins']} equal-width bins against the majority label; maps "
+           f"fitted on (b) crops of {fitted}; score: `Prediction.score`; one T: one temperature for every size; "
+           "T per size: a temperature per factor; logistic: `sigmoid(a * logit(score) + b)` per factor; floor: the "
+           "logistic confidences' error against outcomes drawn from themselves, 20 draws):", "",
+           "| crops | face | accuracy | score | one T | T per size | logistic | floor | mean score | mean logistic |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for p, name in SCORE_CROPS.items():
+        for f in sizes:
+            c = cells[p][f]
+            out.append(f"| {name} | {round(48 / int(f))} px (x{f}) | {c['accuracy']:.2f} | {c['score']:.2f} | "
+                       f"{c['one_for_all']:.2f} | {c['per_size']:.2f} | {c['logistic']:.2f} | "
+                       f"{c['floor_logistic']:.2f} | {c['mean_score']:.2f} | {c['mean_logistic']:.2f} |")
+    means = doc["decisions"]["logistic"]["means"]
+    out += ["", "Means over the six sizes: " + "; ".join(
+        f"{SCORE_CROPS[p]} score {means[p]['score']:.2f}, one T {means[p]['one_for_all']:.2f}, T per size "
+        f"{means[p]['per_size']:.2f}, logistic {means[p]['logistic']:.2f}" for p in SCORE_CROPS) + "."]
+    if doc["split"] == "val":
+        d1, d2 = doc["decisions"]["temperature"], doc["decisions"]["logistic"]
+        out += ["", f"First rule (temperatures): at most {doc['bound']:g} at every size under (b): "
+                f"{'met' if d1['per_size']['bound_at_each_factor_b'] else 'not met'}; chosen: "
+                f"{d1['chosen'] or 'nothing'}. Second rule (logistic): at most {doc['bound']:g} at every size "
+                f"under (b): {'met' if d2['logistic']['bound_at_each_factor_b'] else 'not met'}, at most the "
+                f"score's at every size: {'met' if d2['logistic']['at_most_score_at_each_factor_b'] else 'not met'}, "
+                f"lead over one T on the (b) mean {d2['logistic']['lead_over_one_for_all_b']:.2f} (at least "
+                f"{doc['lead']:g}), (c) mean under the score's: "
+                f"{'met' if d2['logistic']['camera_mean_below_score'] else 'not met'}; chosen: "
+                f"{d2['chosen'] or 'nothing'}."]
+    return "\n".join(out) + "\n"
+
+
 #: Scene seeds 1 and 2 of the default detector's margin sweep, beside results/crowd/bench.json's seed 0.
 CROWD_MARGIN_SEEDS = ("results/crowd/margin_seed1.json", "results/crowd/margin_seed2.json")
 
@@ -1794,6 +1834,10 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
                                       "docs/crowd.md"),
     "score_reliability": ("results/ferplus/score_reliability_test.json", score_reliability_table,
                           "docs/experiments.md"),
+    "score_calibration_val": ("results/ferplus/score_calibration_val.json", score_calibration_table,
+                              "docs/experiments.md"),
+    "score_calibration_test": ("results/ferplus/score_calibration_test.json", score_calibration_table,
+                               "docs/experiments.md"),
 }
 
 

@@ -1,0 +1,56 @@
+"""scripts/score_calibration.py's rules and noise floor."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _scripts import load_script
+
+
+@pytest.fixture(scope="module")
+def mod():
+    return load_script("scripts/score_calibration.py", "score_calibration")
+
+
+def _cells(mod, small, camera, resized=None):
+    """Cells with each method's error per factor: ``small``/``camera`` map method -> one value or six."""
+    out = {}
+    for p, given in (("small", small), ("camera", camera), ("resized", resized or small)):
+        out[p] = {}
+        for k, f in enumerate(mod.FACTORS):
+            out[p][str(f)] = {m: float(np.broadcast_to(given[m], (6,))[k]) for m in mod.METHODS}
+    return out
+
+
+def test_the_logistic_rule_needs_the_bound_at_every_size_the_lead_and_the_camera_condition(mod):
+    good = {"score": 10.0, "one_for_all": 5.0, "per_size": 3.5, "logistic": 2.0}
+    cam = {"score": 7.0, "one_for_all": 7.0, "per_size": 6.0, "logistic": 4.0}
+    assert mod.decide(_cells(mod, good, cam), "logistic")["chosen"] == "logistic"
+    over = dict(good, logistic=[2, 2, 2, 3.01, 2, 2])                       # over the bound at one size
+    assert mod.decide(_cells(mod, over, cam), "logistic")["chosen"] is None
+    d = mod.decide(_cells(mod, dict(good, logistic=2.5, one_for_all=3.0), cam), "logistic")  # lead 0.5 < 1
+    assert d["logistic"]["lead_over_one_for_all_b"] == 0.5 and d["chosen"] is None
+    worse_cam = dict(cam, logistic=7.5)
+    assert mod.decide(_cells(mod, good, worse_cam), "logistic")["chosen"] is None
+    above_score = dict(good, score=[10, 10, 10, 10, 10, 1.5])              # the score better at one size
+    assert mod.decide(_cells(mod, above_score, cam), "logistic")["chosen"] is None
+
+
+def test_the_first_rule_falls_back_to_one_temperature_only_when_that_meets_the_bound(mod):
+    cam = {"score": 7.0, "one_for_all": 6.0, "per_size": 6.0, "logistic": 4.0}
+    per_fails = {"score": 10.0, "one_for_all": 2.5, "per_size": [1, 1, 1, 3.5, 1, 1], "logistic": 2.0}
+    assert mod.decide(_cells(mod, per_fails, cam), "per_size")["chosen"] == "one_for_all"
+    both_fail = dict(per_fails, one_for_all=3.2)
+    assert mod.decide(_cells(mod, both_fail, cam), "per_size")["chosen"] is None
+
+
+def test_the_noise_floor_is_small_for_many_faces_and_larger_for_few(mod):
+    rng = np.random.default_rng(0)
+    many, few = rng.uniform(0.3, 0.95, 20000), rng.uniform(0.3, 0.95, 300)
+    assert mod.noise_floor(many, rng) < 1.0 < mod.noise_floor(few, rng)
+
+
+def test_without_an_output_it_says_what_to_give(mod, capsys):
+    with pytest.raises(SystemExit):
+        mod.main([])
+    assert "give --json, --write-calibration or both" in capsys.readouterr().err
