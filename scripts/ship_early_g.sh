@@ -70,6 +70,10 @@ python scripts/ship_default.py --onnx engines/default.fp32.onnx --checkpoint "$R
 # skipped). The group study itself (docs/crowd.md, "The group's expression when its faces are small") takes minutes:
 #   python scripts/group_estimates.py --data "$DATA/fer2013.npz" --split test --json results/crowd/group_estimates_test.json
 python scripts/group_estimates.py --data "$DATA/fer2013.npz" --write-calibration fsrfer_edge/models/default.groups.json
+# Its score calibration (Prediction.confidence; docs/experiments.md, "A confidence that means the same at every
+# size"): maps fitted on FER+ val, seconds. The study: python scripts/score_calibration.py --data "$DATA/fer2013.npz"
+#   --json results/ferplus/score_calibration_val.json (then --split test once).
+python scripts/score_calibration.py --data "$DATA/fer2013.npz" --write-calibration fsrfer_edge/models/default.scores.json
 # SDK speed of the shipped files for the README headline (run on an otherwise idle machine: the load
 # average is recorded in each file).
 fsrfer-bench --model fsrfer_edge/models/default.onnx --batch-sizes 1,8,32,128 --data "$DATA/fer2013.npz" \
