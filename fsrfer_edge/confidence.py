@@ -38,13 +38,26 @@ SUFFIX = ".scores.json"
 LOG_T_GRID = np.linspace(np.log(0.05), np.log(5.0), 401)
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+def _log_softmax(z: np.ndarray, t: Any = None) -> np.ndarray:
+    """``log softmax(z / t)`` by rows (``t`` None: 1), shifted by each row's largest logit before dividing: logits
+    of any finite size (a logit under the largest by more than float64 holds is -inf: probability 0)."""
+    with np.errstate(over="ignore"):
+        z = z - z.max(axis=1, keepdims=True)
+        if t is not None:
+            z = z / t
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def _floats(value: Any, what: str, expected: str) -> np.ndarray:
+    """``value`` as a float64 array, or InputError saying what was ``expected``."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what}: {exc}; expected {expected}") from None
 
 
 def _check_logits(logits: Any, what: str = "logits") -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
+    z = _floats(logits, what, "(N, num_classes) finite numbers")
     if z.ndim != 2 or z.shape[0] == 0 or z.shape[1] < 2:
         raise InputError(f"{what} of shape {z.shape}; expected (N, num_classes) with N >= 1 and at least 2 classes")
     if not np.isfinite(z).all():
@@ -70,7 +83,7 @@ def fit_temperature(logits: Any, labels: Any, grid: np.ndarray = LOG_T_GRID) -> 
     z = _check_logits(logits)
     y = _check_labels(labels, z.shape[0], z.shape[1])
     rows = np.arange(len(y))
-    nll = [-_log_softmax(z / np.exp(t))[rows, y].mean() for t in grid]
+    nll = [-_log_softmax(z, np.exp(t))[rows, y].mean() for t in grid]
     return float(np.exp(grid[int(np.argmin(nll))]))
 
 
@@ -94,7 +107,8 @@ def fit_logistic(score: Any, right: Any, iterations: int = 100) -> tuple[float, 
     Raises:
         InputError: scores outside [0, 1], or ``right`` not one 0/1 value per score.
     """
-    s, r = np.asarray(score, np.float64), np.asarray(right, np.float64)
+    s = _floats(score, "scores", "N >= 1 finite probabilities and one 0/1 outcome each")
+    r = _floats(right, "right", "0/1 outcomes (whether each label was right)")
     if s.ndim != 1 or not len(s) or r.shape != s.shape or not np.isfinite(s).all() or (s < 0).any() or (s > 1).any():
         raise InputError(f"scores of shape {s.shape}; expected N >= 1 finite probabilities and one 0/1 outcome each")
     if not np.isin(r, (0.0, 1.0)).all():
@@ -153,6 +167,24 @@ class ScoreCalibration:
     source: str = ""
 
     def __post_init__(self) -> None:
+        # Held as tuples of str, float and int whatever sequences built it (lists, numpy arrays and numbers): then a
+        # list of the model's classes is the model's, it hashes, compares equal to its file and is written as JSON.
+        for name, convert in (("classes", str), ("factors", float), ("n", int)):
+            value = getattr(self, name)
+            try:
+                if isinstance(value, str):
+                    raise TypeError(f"a str, {value!r}")
+                object.__setattr__(self, name, tuple(convert(v) for v in value))
+            except (TypeError, ValueError) as exc:
+                expected = {"classes": "a list of at least 2 class names", "factors": "increasing factors >= 1",
+                            "n": "one face count >= 1 per factor, or none"}[name]
+                raise ModelError(f"score calibration: {name} {value!r} ({exc}); expected {expected}") from None
+        try:
+            object.__setattr__(self, "params", tuple(tuple(float(v) for v in q) for q in self.params))
+        except (TypeError, ValueError) as exc:
+            width = 1 if self.kind == "temperature" else 2
+            raise ModelError(f"score calibration: params {self.params!r} ({exc}); expected, per factor, {width} "
+                             f"number(s) for kind {self.kind!r}") from None
         if self.kind not in KINDS:
             raise ModelError(f"score calibration: kind {self.kind!r}; expected one of {KINDS}")
         f = np.asarray(self.factors, float)
@@ -168,6 +200,9 @@ class ScoreCalibration:
                              + (", temperatures > 0" if self.kind == "temperature" else ""))
         if len(self.classes) < 2:
             raise ModelError(f"score calibration: classes {list(self.classes)}; expected at least 2")
+        if self.n and (len(self.n) != len(f) or min(self.n) < 1):
+            raise ModelError(f"score calibration: n {list(self.n)}; expected one face count >= 1 per factor "
+                             f"({len(f)}), or none")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ScoreCalibration):
@@ -192,7 +227,13 @@ class ScoreCalibration:
         if not logits or set(logits) != set(labels):
             raise InputError(f"factors {sorted(logits)} of logits and {sorted(labels)} of labels; expected the same "
                              "factors, at least one")
-        by = {float(f): f for f in logits}
+        try:
+            by = {float(f): f for f in logits}
+        except (TypeError, ValueError):
+            by = {}
+        if len(by) != len(logits) or not all(np.isfinite(f) and f >= 1 for f in by):
+            raise InputError(f"factors {list(logits)}; expected distinct factors >= 1 (the input side over the "
+                             "crop's side)")
         params: list[tuple[float, ...]] = []
         n: list[int] = []
         for f in sorted(by):
@@ -214,7 +255,7 @@ class ScoreCalibration:
         """(N, width) each face's parameters at its factor: interpolated linearly in log factor (log T for
         temperatures), the nearest end's outside the fitted factors (a factor under 1, a crop larger than the
         input, takes the first's)."""
-        f = np.asarray(factors, dtype=np.float64).reshape(-1)
+        f = _floats(factors, "factors", "positive finite numbers").reshape(-1)
         if not np.isfinite(f).all() or (f <= 0).any():
             raise InputError(f"factors {f.tolist()[:8]}; expected positive finite numbers")
         q = np.asarray(self.params, np.float64)
@@ -234,7 +275,7 @@ class ScoreCalibration:
             InputError: malformed logits, or factors that are not one positive number per face (or one for all).
         """
         z = _check_logits(logits)
-        f = np.asarray(factors, dtype=np.float64)
+        f = _floats(factors, "factors", "one positive number per face (or one for all)")
         if f.ndim == 0:
             f = np.full(z.shape[0], float(f))
         if f.shape != (z.shape[0],):
@@ -243,7 +284,7 @@ class ScoreCalibration:
             raise InputError(f"logits have {z.shape[1]} classes; this calibration has {len(self.classes)}")
         q = self.params_at(f)
         if self.kind == "temperature":
-            return np.exp(_log_softmax(z / q[:, :1]).max(axis=1))
+            return np.exp(_log_softmax(z, q[:, :1]).max(axis=1))
         score = np.exp(_log_softmax(z).max(axis=1))
         return _sigmoid(q[:, 0] * _score_logit(score) + q[:, 1])
 

@@ -54,6 +54,8 @@ class Prediction:
             calibration (:mod:`fsrfer_edge.confidence`; measured on FER+ val); None without one. One threshold on
             it keeps about one error rate at every size, for crops given as the camera cut them (a crop an app
             enlarged itself, other than by repeating pixels or bilinearly, reads as a large face and is overstated).
+            A ``fsrfer_edge.serving.RemoteRecognizer`` finds the packaged calibration of the served model's
+            checkpoint, or one beside its local ``model`` copy.
     """
 
     label: str
@@ -146,6 +148,24 @@ def open_backend(path: Path, backend: str = "auto", device: int = 0, max_batch: 
                               sessions=sessions)
 
 
+def _check_confidence(value: Any) -> None:
+    """Refuse a ``confidence=`` that cannot give a score calibration before a model is opened: another type, or a
+    file that is not one (ModelError). Whether it belongs to the model is checked once the model is open."""
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and value != "auto"):
+        ScoreCalibration.load(value)
+    elif not (value is None or isinstance(value, (str, ScoreCalibration))):
+        raise InputError(f"confidence is a {type(value).__name__}; expected 'auto', None, a ScoreCalibration or the "
+                         "path of its JSON file")
+
+
+def _resolve_confidence(value: Any, model_path: Optional[PathLike], info: ModelInfo) -> Optional[ScoreCalibration]:
+    """The score calibration ``confidence=`` names for a model (``model_path`` None: one with no local file, which
+    finds only the package's), refused when it belongs to another model (:func:`fsrfer_edge.sidecars.resolve`)."""
+    return sidecars.resolve(value, ScoreCalibration, model_path, info.classes, info.checkpoint_sha256, SCORES_SUFFIX,
+                            "score calibration", "confidence",
+                            "python scripts/score_calibration.py --model MODEL --write-calibration MODEL.scores.json")
+
+
 def _positive_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise InputError(f"{name}={value!r}; expected an integer >= {minimum}")
@@ -197,6 +217,7 @@ class Recognizer:
         if not isinstance(backend, str) or backend not in BACKENDS:
             raise InputError(f"backend={backend!r}; expected one of {BACKENDS}")
         fix = as_corrections(corrections)  # checked before a model is opened
+        _check_confidence(confidence)      # so is this (a TensorRT engine may be built first)
         self._device = _positive_int("device", device, 0)
         requested = _positive_int("max_batch", max_batch, 1)
         self.model_path = resolve_model_path(model)
@@ -207,11 +228,7 @@ class Recognizer:
         try:
             opened.check_model()  # one dry run: a broken model is refused here, not at the first predict
             self._attach(opened, requested, fix)
-            info = opened.info
-            self._scores = sidecars.resolve(
-                confidence, ScoreCalibration, self.model_path, info.classes, info.checkpoint_sha256, SCORES_SUFFIX,
-                "score calibration", "confidence",
-                "python scripts/score_calibration.py --model MODEL --write-calibration MODEL.scores.json")
+            self._scores = _resolve_confidence(confidence, self.model_path, opened.info)
         except BaseException:
             opened.close()
             raise

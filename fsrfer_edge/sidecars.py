@@ -7,6 +7,7 @@ Why files and not ONNX metadata: docs/DESIGN.md.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -47,18 +48,43 @@ def model_names(path: Path) -> list[str]:
     return list(dict.fromkeys([path.stem, model_stem(path)] + ([engine.group(1)] if engine else [])))
 
 
-def find(model_path: PathLike, classes: Sequence[str], checkpoint_sha256: str, suffix: str,
-         load: Callable[[Path], T], what: str) -> Optional[T]:
-    """The model's file of kind ``suffix`` (loaded by ``load``), or None: beside the model, else a packaged one
-    measured on the same checkpoint. A file beside the model that is unreadable or belongs to another model is
-    skipped with a warning naming ``what`` it is."""
+def _engine_source(path: Path) -> Optional[Path]:
+    """The ONNX file an engine was built from, where its engine-cache sidecar records one on this machine (an engine
+    in the cache folder is not beside its model's files)."""
+    from .engine_cache import _recorded_source, sidecar_path
+
+    try:
+        doc = json.loads(sidecar_path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    source = _recorded_source(doc) if isinstance(doc, dict) else None
+    return Path(source) if source else None
+
+
+def besides(model_path: PathLike, suffix: str) -> list[Path]:
+    """Where a model's file of kind ``suffix`` may be, in order: beside the model under each of its names, then, for
+    an engine the engine cache built, beside the ONNX file it was built from."""
     path = Path(model_path)
-    besides = [path.with_name(n + suffix) for n in model_names(path)]
-    candidates = [b for b in besides if b.is_file()]
+    out = [path.with_name(n + suffix) for n in model_names(path)]
+    if path.suffix.lower() in (".engine", ".plan"):
+        source = _engine_source(path)
+        if source is not None:
+            out += [source.with_name(n + suffix) for n in model_names(source)]
+    return list(dict.fromkeys(out))
+
+
+def find(model_path: Optional[PathLike], classes: Sequence[str], checkpoint_sha256: str, suffix: str,
+         load: Callable[[Path], T], what: str) -> Optional[T]:
+    """The model's file of kind ``suffix`` (loaded by ``load``), or None: beside the model (:func:`besides`; None:
+    a model with no local file, e.g. one a server runs), else a packaged one measured on the same checkpoint. A file
+    beside the model that is unreadable or belongs to another model is skipped with a warning naming ``what`` it
+    is."""
+    besides_ = [] if model_path is None else besides(model_path, suffix)
+    candidates = [b for b in besides_ if b.is_file()]
     if checkpoint_sha256:
         candidates += sorted(p for p in PACKAGED.glob("*" + suffix) if p not in candidates)
     for p in candidates:
-        beside = p if p in besides else None
+        beside = p if p in besides_ else None
         try:
             found = load(p)
         except ModelError as exc:
@@ -72,10 +98,11 @@ def find(model_path: PathLike, classes: Sequence[str], checkpoint_sha256: str, s
     return None
 
 
-def resolve(value: Any, cls: type[T], model_path: PathLike, classes: Sequence[str], checkpoint_sha256: str,
+def resolve(value: Any, cls: type[T], model_path: Optional[PathLike], classes: Sequence[str], checkpoint_sha256: str,
             suffix: str, what: str, argument: str, how: str) -> Optional[T]:
     """What an app passed as ``argument``: ``"auto"`` (:func:`find`), None, an instance of ``cls`` or the path of
     its file. One named by the app that belongs to another model is refused; ``how`` says how to make the right one.
+    ``model_path`` None: a model with no local file (found only among the package's files).
 
     Raises:
         InputError: another type. ModelError: an unreadable file, or one of another model.
@@ -95,6 +122,7 @@ def resolve(value: Any, cls: type[T], model_path: PathLike, classes: Sequence[st
     why = found.mismatch(classes, checkpoint_sha256)
     if why is not None:
         name = "" if isinstance(value, cls) else f" {value}"
-        raise ModelError(f"{what}{name} does not belong to {model_path}: {why}; expected the model's own ({how}), "
+        owner = "the served model" if model_path is None else model_path
+        raise ModelError(f"{what}{name} does not belong to {owner}: {why}; expected the model's own ({how}), "
                          f"{argument}='auto' or {argument}=None")
     return found

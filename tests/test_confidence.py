@@ -145,6 +145,27 @@ def test_the_shipped_calibration_is_found_for_the_shipped_model_and_its_copies(t
     assert "score calibration skipped" in caplog.text
 
 
+def test_an_engine_in_the_cache_finds_the_file_beside_the_model_it_was_built_from(tmp_path):
+    import socket
+
+    model_dir, cache = tmp_path / "models", tmp_path / "cache"
+    model_dir.mkdir()
+    cache.mkdir()
+    sha = "3" * 64
+    mine = _logistic([(1.2, 0.1)] * 4, sha=sha)
+    mine.save(model_dir / "fer.v2.scores.json")
+    engine = cache / "fer.v2.fp16.1a2b3c4d.trt10.3.0.26.sm87.orin-16sm-61g.b1-32-128.engine"
+    engine.write_bytes(b"engine")
+    record = {"source_path": str(model_dir / "fer.v2.onnx"), "source_host": socket.gethostname()}
+    (cache / (engine.name + ".json")).write_text(json.dumps(record))
+    assert score_calibration_for(engine, CLASSES, sha) == mine
+    record["source_host"] = "another-machine"                             # a path of another machine means nothing
+    (cache / (engine.name + ".json")).write_text(json.dumps(record))
+    assert score_calibration_for(engine, CLASSES, sha) is None
+    (cache / (engine.name + ".json")).write_text("{corrupt")                # an unreadable record: none, no error
+    assert score_calibration_for(engine, CLASSES, sha) is None
+
+
 @pytest.fixture(scope="module")
 def rec():
     pytest.importorskip("onnxruntime")

@@ -102,6 +102,25 @@ def test_concurrent_clients_are_batched_together(server: ServerProcess, local: R
     assert 'nv_inference_request_success{model="fsrfer"' in metrics
 
 
+def test_remote_predictions_carry_the_confidence_a_local_recognizer_gives(server: ServerProcess, model: Path) -> None:
+    from fsrfer_edge.confidence import ScoreCalibration
+
+    faces = _faces(10, seed=3)
+    with Recognizer(model, threads=1, confidence=None) as plain:
+        info = plain.info
+    cal = ScoreCalibration(info.classes, "logistic", (1.0, 8.0), ((2.0, 0.5), (1.0, 0.0)),
+                           checkpoint_sha256=info.checkpoint_sha256)
+    with RemoteRecognizer(server.http_url, timeout_s=20, confidence=cal) as remote, \
+            Recognizer(model, threads=1, confidence=cal) as mine:
+        got, want = remote.predict(faces), mine.predict(faces)
+        assert all(p.confidence is not None for p in got)
+        np.testing.assert_allclose([p.confidence for p in got], [p.confidence for p in want], atol=1e-5)
+    with RemoteRecognizer(server.http_url, timeout_s=20) as auto:  # "auto": the tiny model ships no calibration
+        assert auto.score_calibration is None and auto.predict(faces[0])[0].confidence is None
+    with pytest.raises(InputError, match="expected 'auto', None, a ScoreCalibration"):
+        RemoteRecognizer(server.http_url, timeout_s=20, confidence=3)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_one_remote_recognizer_shared_by_worker_threads(server: ServerProcess, local: Recognizer, protocol: str) -> None:
     """Created in this thread, used from a pool (apps do this): tritonclient's HTTP connections are

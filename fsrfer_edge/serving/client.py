@@ -31,7 +31,8 @@ from ..backends.base import Backend
 from ..errors import InputError, ModelError, require
 from ..metadata import ModelInfo
 from ..preprocessing import Corrections, as_corrections
-from ..recognizer import ENGINE_SUFFIXES, Recognizer, _positive_int
+from ..confidence import ScoreCalibration
+from ..recognizer import ENGINE_SUFFIXES, Recognizer, _check_confidence, _positive_int, _resolve_confidence
 from .errors import RemoteError, ServerUnavailable, TooManyOpenFiles
 from .triton_repo import TRITON_DTYPES, info_from_config
 
@@ -420,6 +421,9 @@ class RemoteRecognizer(Recognizer):
         max_batch: largest batch sent in one request (also capped by the server's max batch size).
         model: optional local copy of the served model file to read the preprocessing from.
         corrections: what is done to each crop here before it is sent (as ``Recognizer(corrections=...)``).
+        confidence: the score calibration that gives each prediction its ``confidence`` (as
+            ``Recognizer(confidence=...)``): ``"auto"`` finds ``NAME.scores.json`` beside ``model`` when given, else
+            the packaged one of the served model's checkpoint (the shipped model's); None: ``confidence`` None.
 
     Raises:
         ServerUnavailable: the server cannot be reached (also raised by ``predict`` if it goes away).
@@ -431,12 +435,19 @@ class RemoteRecognizer(Recognizer):
     def __init__(self, url: str = "127.0.0.1:8000", protocol: str = "http", model_name: str = "fsrfer",
                  timeout_s: float = 30.0, retries: int = 0, retry_delay_s: float = 1.0, max_batch: int = 64,
                  model: Optional[PathLike] = None,
-                 corrections: Union[None, Corrections, dict[str, Any]] = None) -> None:
+                 corrections: Union[None, Corrections, dict[str, Any]] = None,
+                 confidence: Union[None, str, "os.PathLike[str]", ScoreCalibration] = "auto") -> None:
         requested = _positive_int("max_batch", max_batch, 1)
         fix = as_corrections(corrections)
+        _check_confidence(confidence)
         backend = TritonClientBackend(url, protocol, model_name, timeout_s, retries, retry_delay_s, model)
         self.url = backend.endpoint
-        self._attach(backend, requested, fix)
+        try:
+            self._attach(backend, requested, fix)
+            self._scores = _resolve_confidence(confidence, model, backend.info)
+        except BaseException:
+            backend.close()
+            raise
 
     def __repr__(self) -> str:
         return (f"RemoteRecognizer(url={self.url!r}, model_name={self.model_name!r}, "
