@@ -2,9 +2,10 @@
 
 Runs on a fresh machine with no data set: without an image argument it uses scikit-image's
 public-domain ``astronaut`` photograph (pip extra ``demo``). Each detected face is cropped, brought to
-the model's input size, and down-sampled by each factor and resized back (exactly the evaluation
-protocol of the result tables: at x4 a face has 12 pixels across); the prediction and the latency of
-each factor's batch are printed, and an annotated PNG shows the boxes and the low-resolution crops.
+the model's input size, and down-sampled by each factor, then given to the recogniser as that small crop, as a
+camera would give a small face (protocol (b) of the result tables: at x4 a face has 12 pixels across; the
+recogniser resizes it); the prediction, its confidence at that size and the latency of each factor's batch are
+printed, and an annotated PNG shows the boxes and the low-resolution crops.
 
 Example::
 
@@ -32,7 +33,7 @@ from .detection.frames import check_image_name, read_image, write_image
 from .detection.pyramid import check_number
 from .errors import CliParser, FsrferError, InputError, cli_main, one_line, sigterm_interrupts
 from .fileio import check_distinct_files, check_output_path, write_json
-from .preprocessing import degrade
+from .preprocessing import resize
 from .recognizer import Prediction, Recognizer, resolve_model_path
 
 logger = logging.getLogger(__name__)
@@ -111,8 +112,8 @@ def run_demo(frame: np.ndarray, rec: Recognizer, detector: Any, factors: Sequenc
               if detections else np.zeros((0, pre.input_size, pre.input_size), np.uint8))
     per_factor: dict[int, tuple[list[Prediction], np.ndarray]] = {}
     for f in factors:
-        lr = np.clip(np.rint(degrade(pixels, int(f))), 0, 255).astype(np.uint8)
-        crops = list(np.moveaxis(lr, 1, -1))  # (N, C, H, W) pixels -> HxWxC faces
+        lr = shrink(pixels, int(f))
+        crops = list(np.moveaxis(lr, 1, -1))  # (N, C, h, w) pixels -> hxwxC faces
         preds = rec.predict(crops) if crops else []
         times = []
         for _ in range(max(1, repeats) if len(lr) else 0):
@@ -130,6 +131,15 @@ def run_demo(frame: np.ndarray, rec: Recognizer, detector: Any, factors: Sequenc
         )
         faces.append(DemoFace(tuple(float(v) for v in d.box), float(d.score), results))  # type: ignore[arg-type]
     return faces, timings
+
+
+def shrink(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """(N, C, S, S) faces down-sampled by ``factor`` (bicubic, anti-aliased) to uint8 crops of side round(S / factor),
+    as a camera gives a small face (the first half of :func:`~fsrfer_edge.preprocessing.degrade`)."""
+    side = pixels.shape[-1]
+    small = max(1, round(side / factor))
+    out = pixels if small == side else resize(pixels, (small, small), "bicubic", antialias=True)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def check_factors(factors: Sequence[int], input_size: int, what: str = "factors") -> None:
@@ -158,7 +168,7 @@ def report_lines(faces: Sequence[DemoFace], timings: dict[str, Any], source: str
         for r in face.results:
             conf = r.prediction.confidence
             lines.append(f"  x{r.factor:<2d} ({r.pixels:2d} px face): {r.prediction.label:9s} {r.prediction.score:.2f}"
-                         + ("" if conf is None else f"  (right {100 * conf:.0f}% of the time at this size)"))
+                         + ("" if conf is None else f"  confidence {conf:.2f}"))
     for f, ms in timings["predict_ms"].items():
         lines.append(f"latency x{f}: {ms:.2f} ms for {count_faces(len(faces))} (median, Recognizer.predict)")
     return lines
