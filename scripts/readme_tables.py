@@ -227,6 +227,31 @@ def score_calibration_table(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def track_confidence_table(doc: dict[str, Any]) -> str:
+    """scripts/track_confidence.py: per row and size, one frame's map error, then per frame count the track mean's
+    accuracy, its score's error and the map's error on it, and the rule's verdict."""
+    counts = [str(k) for k in doc["counts"]]
+    out = [f"`{doc['source']}` (`{doc['command']}`; the shipped model and `default.scores.json` on FER+ "
+           f"{doc['split']}, {doc['n']} faces; clips of {doc['frames']} frames as in `scripts/temporal_views.py`; the "
+           f"track's mean at half-life {doc['half_life']:g} after k frames; accuracy in %, calibration errors in "
+           f"points over {doc['ece_bins']} bins; map: the per-size map on the mean's score):", "",
+           "| clips | face | one frame, map | " + " | ".join(
+               f"k={k}: accuracy / score / map / mean map" for k in counts) + " |",
+           "|---|---|---:|" + "---|" * len(counts)]
+    for row in ("clean", "camera"):
+        for f, c in doc["cells"][row].items():
+            parts = [f"{c[k]['accuracy']:.2f} / {c[k]['score']:.2f} / {c[k]['map']:.2f} / {c[k]['mean_map']:.2f}"
+                     for k in counts]
+            out.append(f"| {row} | {round(48 / int(f))} px (x{f}) | {c['one_frame_map']:.2f} | " + " | ".join(parts)
+                       + " |")
+    out += ["", f"Rule: on clean clips the map on the mean within one frame's map error + {doc['slack']:g} at every "
+            f"size and k >= 2: {'met' if doc['clean_within_one_frame_plus_slack'] else 'not met'}; at most the "
+            f"mean's score's error: {'met' if doc['clean_at_most_score'] else 'not met'}; camera clips after "
+            f"{counts[-1]} frames, mean over sizes: map {doc['camera_mean_map_at_last']:.2f} against score "
+            f"{doc['camera_mean_score_at_last']:.2f}; adopted: {'yes' if doc['adopted'] else 'no'}."]
+    return "\n".join(out) + "\n"
+
+
 #: Scene seeds 1 and 2 of the default detector's margin sweep, beside results/crowd/bench.json's seed 0.
 CROWD_MARGIN_SEEDS = ("results/crowd/margin_seed1.json", "results/crowd/margin_seed2.json")
 
@@ -1838,6 +1863,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
                               "docs/experiments.md"),
     "score_calibration_test": ("results/ferplus/score_calibration_test.json", score_calibration_table,
                                "docs/experiments.md"),
+    "track_confidence": ("results/ferplus/track_confidence_val.json", track_confidence_table, "docs/experiments.md"),
 }
 
 
