@@ -91,8 +91,9 @@ class FaceResult:
             (``FaceTracker(coast=...)``), moved on by the face's velocity (``FaceTracker(motion=True)``, the
             default: such a box may reach past the frame's edge, by at most half its area); its ``score`` is 0.
         confidence: the chance that ``label`` is right (the recogniser's ``Prediction.confidence``: read from the
-            label's probability and the crop's size); None without a score calibration, and in a tracked stream (a
-            track's mean over frames was not measured).
+            label's probability and the crop's size); None without a score calibration, and in a tracked stream (on
+            a track's mean over frames the map understates the chance: docs/experiments.md, "A tracked face's
+            confidence").
     """
 
     box: Box
