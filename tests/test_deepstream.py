@@ -470,3 +470,27 @@ def test_the_docs_smoothing_probe_averages_each_tracked_face_over_frames(monkeyp
         expected = smooth_sequence(probs[:t + 1], 2.0)[i - 10]
         np.testing.assert_allclose(mean, expected, atol=1e-6)
         assert label == CLASSES[int(expected.argmax())]
+
+
+def test_the_docs_frame_confidence_is_the_sdk_s_map_at_the_squared_box_s_size() -> None:
+    """docs/deepstream.md's "A face's confidence in one frame" block: the shipped calibration's map of one frame's
+    probabilities at 48 over the box's side (in the camera's pixels with ``scale``)."""
+    import re
+    from types import SimpleNamespace
+
+    from fsrfer_edge.confidence import ScoreCalibration
+    from fsrfer_edge.sidecars import PACKAGED
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "deepstream.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", text.split("## A face's confidence in one frame", 1)[1], re.S)
+    assert code is not None
+    namespace: dict = {}
+    exec(compile(code.group(1), "docs/deepstream.md", "exec"), namespace)
+    cal = ScoreCalibration.load(PACKAGED / "default.scores.json")
+    probs = np.array([0.0, 0.0, 0.1, 0.7, 0.1, 0.05, 0.05], np.float32)  # a softmax in float32 can hold zeros
+    box = SimpleNamespace(rect_params=SimpleNamespace(width=12.0, height=12.0))
+    want = cal.confidence(np.log(np.maximum(probs, 1e-30))[None], 4.0)[0]
+    assert namespace["frame_confidence"](box, probs) == pytest.approx(want)
+    enlarged = SimpleNamespace(rect_params=SimpleNamespace(width=36.0, height=36.0))  # a muxer's 3x of a 12 px face
+    assert namespace["frame_confidence"](enlarged, probs, scale=1 / 3) == pytest.approx(want)
+    assert namespace["frame_confidence"](enlarged, probs) != pytest.approx(want)
