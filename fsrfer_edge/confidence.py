@@ -18,14 +18,13 @@ numpy only (the SDK's runtime path).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from . import sidecars
 from .errors import InputError, ModelError
 
 logger = logging.getLogger(__name__)
@@ -144,7 +143,7 @@ KINDS = ("temperature", "logistic")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class ScoreCalibration:
+class ScoreCalibration(sidecars.MeasuredFile):
     """A map from a face's output and size to the chance its label is right, measured for one model.
 
     Attributes:
@@ -158,6 +157,7 @@ class ScoreCalibration:
         source: how it was measured (free text).
     """
 
+    WHAT: ClassVar[str] = "score calibration"
     classes: tuple[str, ...]
     kind: str
     factors: tuple[float, ...]
@@ -303,42 +303,10 @@ class ScoreCalibration:
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"score calibration: expected classes, kind, factors and params; {exc!r}") from None
 
-    def save(self, path: Union[str, "os.PathLike[str]"]) -> Path:
-        """Write it as JSON (atomically: a killed write leaves no half file)."""
-        from .fileio import write_json
-
-        return write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: Union[str, "os.PathLike[str]"]) -> "ScoreCalibration":
-        """Read a file :meth:`save` wrote. Raises ModelError for a missing, unreadable or malformed one."""
-        try:
-            d = json.loads(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise ModelError(f"{path}: not a readable score calibration (JSON written by ScoreCalibration.save): "
-                             f"{exc}") from None
-        if not isinstance(d, dict):
-            raise ModelError(f"{path}: expected a JSON object of a score calibration")
-        try:
-            return cls.from_dict(d)
-        except ModelError as exc:
-            raise ModelError(f"{path}: {exc}") from None
-
-    def mismatch(self, classes: Sequence[str], checkpoint_sha256: str) -> Optional[str]:
-        """Why it does not belong to a model with these classes and checkpoint, or None when it does."""
-        if tuple(classes) != self.classes:
-            return f"its classes {list(self.classes)} are not the model's {list(classes)}"
-        if self.checkpoint_sha256 and checkpoint_sha256 and self.checkpoint_sha256 != checkpoint_sha256:
-            return (f"it was measured on checkpoint {self.checkpoint_sha256[:12]}…, the model comes from "
-                    f"{checkpoint_sha256[:12]}…")
-        return None
-
 
 def score_calibration_for(model_path: Union[str, "os.PathLike[str]"], classes: Sequence[str],
                           checkpoint_sha256: str) -> Optional[ScoreCalibration]:
     """The score calibration of a model, or None: ``NAME.scores.json`` beside ``NAME.onnx`` (or ``NAME.fp16.onnx``,
     ``NAME.int8-u8s8.onnx``, ``NAME.int8.<digest>...engine``), else a packaged one measured on the same checkpoint
     (:func:`fsrfer_edge.sidecars.find`)."""
-    from . import sidecars
-
     return sidecars.find(model_path, classes, checkpoint_sha256, SUFFIX, ScoreCalibration.load, "score calibration")

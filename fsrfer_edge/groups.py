@@ -18,11 +18,9 @@ import base64
 import binascii
 import dataclasses
 import functools
-import json
 import logging
 import os
-from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -245,7 +243,7 @@ def _factor_weights(table: Sequence[float], factors: np.ndarray) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class GroupCalibration:
+class GroupCalibration(sidecars.MeasuredFile):
     """A model's confusions at each tabulated face-size factor, and the group estimate they correct.
 
     Attributes:
@@ -262,6 +260,7 @@ class GroupCalibration:
             replacement within each class: what :meth:`interval` needs to see the matrices' own error.
     """
 
+    WHAT: ClassVar[str] = "group calibration"
     classes: tuple[str, ...]
     factors: tuple[float, ...]
     probs: np.ndarray = dataclasses.field(hash=False)     # hashed by the other fields (arrays are unhashable)
@@ -420,36 +419,6 @@ class GroupCalibration:
                        str(d.get("source", "")), _resampled(d.get("resampled")))
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise ModelError(f"group calibration: expected classes, factors, probs and counts; {exc}") from None
-
-    def save(self, path: Union[str, "os.PathLike[str]"]) -> Path:
-        """Write it as JSON (atomically: a killed write leaves no half file)."""
-        from .fileio import write_json
-
-        return write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: Union[str, "os.PathLike[str]"]) -> "GroupCalibration":
-        """Read a file :meth:`save` wrote. Raises ModelError for a missing, unreadable or malformed one."""
-        try:
-            d = json.loads(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise ModelError(f"{path}: not a readable group calibration (JSON written by GroupCalibration.save): "
-                             f"{exc}") from None
-        if not isinstance(d, dict):
-            raise ModelError(f"{path}: expected a JSON object of a group calibration")
-        try:
-            return cls.from_dict(d)
-        except ModelError as exc:
-            raise ModelError(f"{path}: {exc}") from None
-
-    def mismatch(self, classes: Sequence[str], checkpoint_sha256: str) -> Optional[str]:
-        """Why it does not belong to a model with these classes and checkpoint, or None when it does."""
-        if tuple(classes) != self.classes:
-            return f"its classes {list(self.classes)} are not the model's {list(classes)}"
-        if self.checkpoint_sha256 and checkpoint_sha256 and self.checkpoint_sha256 != checkpoint_sha256:
-            return (f"it was measured on checkpoint {self.checkpoint_sha256[:12]}…, the model comes from "
-                    f"{checkpoint_sha256[:12]}…")
-        return None
 
 
 def calibration_for(model_path: Union[str, "os.PathLike[str]"], classes: Sequence[str],

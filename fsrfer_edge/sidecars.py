@@ -12,7 +12,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, Sequence, TypeVar, Union
+from typing import Any, Callable, ClassVar, Mapping, Optional, Protocol, Sequence, TypeVar, Union
 
 from .errors import InputError, ModelError
 
@@ -36,6 +36,56 @@ class Measured(Protocol):
 
 
 T = TypeVar("T", bound=Measured)
+
+
+Self = TypeVar("Self", bound="MeasuredFile")
+
+
+class MeasuredFile:
+    """What a file measured for a model has besides its own fields (a frozen dataclass with ``classes``,
+    ``checkpoint_sha256``, ``to_dict`` and ``from_dict``): JSON saving and loading with errors that say what was
+    expected, and whether it belongs to a model. ``WHAT`` names it in messages."""
+
+    WHAT: ClassVar[str] = "measured file"
+    classes: tuple[str, ...]
+    checkpoint_sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls: type[Self], d: Mapping[str, Any]) -> Self:
+        raise NotImplementedError
+
+    def save(self, path: PathLike) -> Path:
+        """Write it as JSON (atomically: a killed write leaves no half file)."""
+        from .fileio import write_json
+
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls: type[Self], path: PathLike) -> Self:
+        """Read a file :meth:`save` wrote. Raises ModelError for a missing, unreadable or malformed one."""
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ModelError(f"{path}: not a readable {cls.WHAT} (JSON written by {cls.__name__}.save): "
+                             f"{exc}") from None
+        if not isinstance(d, dict):
+            raise ModelError(f"{path}: expected a JSON object of a {cls.WHAT}")
+        try:
+            return cls.from_dict(d)
+        except ModelError as exc:
+            raise ModelError(f"{path}: {exc}") from None
+
+    def mismatch(self, classes: Sequence[str], checkpoint_sha256: str) -> Optional[str]:
+        """Why it does not belong to a model with these classes and checkpoint, or None when it does."""
+        if tuple(classes) != self.classes:
+            return f"its classes {list(self.classes)} are not the model's {list(classes)}"
+        if self.checkpoint_sha256 and checkpoint_sha256 and self.checkpoint_sha256 != checkpoint_sha256:
+            return (f"it was measured on checkpoint {self.checkpoint_sha256[:12]}…, the model comes from "
+                    f"{checkpoint_sha256[:12]}…")
+        return None
 
 
 def model_names(path: Path) -> list[str]:
