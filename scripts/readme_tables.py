@@ -227,6 +227,23 @@ def score_calibration_table(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def score_calibration_variants_table(doc: dict[str, Any]) -> str:
+    """scripts/score_calibration.py --variants: the packaged maps' calibration error per file and size."""
+    files = doc["files"]
+    sizes = list(next(iter(files.values()))["cells"])
+    out = [f"`{doc['source']}` (`{doc['command']}`; the maps of `{doc['calibration']['path']}` on FER+ {doc['split']} "
+           f"(b) crops, {doc['n']} faces, in-sample; calibration error in points over {doc['ece_bins']} bins, "
+           "accuracy in % in brackets):", "",
+           "| file | " + " | ".join(f"{round(48 / int(f))} px (x{f})" for f in sizes) + " | keeps the maps |",
+           "|---|" + "---:|" * len(sizes) + "---|"]
+    for name, d in files.items():
+        keeps = "reference" if name == doc["reference"] else ("yes" if d["keeps_the_maps"] else "no")
+        out.append(f"| `{name}` | " + " | ".join(f"{d['cells'][f]['map']:.2f} ({d['cells'][f]['accuracy']:.2f})"
+                                                 for f in sizes) + f" | {keeps} |")
+    out += ["", f"Rule: a file keeps the maps at most {doc['slack']:g} point over the reference's error at every size."]
+    return "\n".join(out) + "\n"
+
+
 def track_confidence_table(doc: dict[str, Any]) -> str:
     """scripts/track_confidence.py: per row and size, one frame's map error, then per frame count the track mean's
     accuracy, its score's error and the map's error on it, and the rule's verdict."""
@@ -1864,6 +1881,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "score_calibration_test": ("results/ferplus/score_calibration_test.json", score_calibration_table,
                                "docs/experiments.md"),
     "track_confidence": ("results/ferplus/track_confidence_val.json", track_confidence_table, "docs/experiments.md"),
+    "score_calibration_variants": ("results/ferplus/score_calibration_variants_val.json",
+                                   score_calibration_variants_table, "docs/experiments.md"),
 }
 
 

@@ -5,11 +5,14 @@ confidence that means the same at every size" and the section after it).
     python scripts/score_calibration.py --json results/ferplus/score_calibration_val.json
     python scripts/score_calibration.py --split test --json results/ferplus/score_calibration_test.json
     python scripts/score_calibration.py --write-calibration fsrfer_edge/models/default.scores.json
+    python scripts/score_calibration.py --variants engines/default.fp16.onnx engines/default.int8-u8s8.onnx \
+        --json results/ferplus/score_calibration_variants_val.json
 
 On val each half's confidences come from maps fitted on the other half (2-fold cross-fitting); on test from maps
 fitted on all of val. Maps are fitted on protocol (b) small crops; (c) camera-like crops and (a) crops resized back
 to 48 px are scored with them ((a)'s faces with x1's map under the per-size methods: the SDK cannot tell them from
-48 px faces).
+48 px faces). ``--variants``: the packaged maps (``--calibration``) on the FP32 file and on each variant file of the
+same checkpoint, val (b) crops (the rule: docs/experiments.md, "The FP16 and INT8 files").
 """
 from __future__ import annotations
 
@@ -102,6 +105,50 @@ def noise_floor(conf: np.ndarray, rng: np.random.Generator) -> float:
                           for _ in range(FLOOR_DRAWS)]))
 
 
+#: The variants' rule: at most the FP32 file's error plus this at every factor (points).
+VARIANT_SLACK = 1.0
+
+
+def variants(args: argparse.Namespace) -> int:
+    """The packaged maps' calibration error on the FP32 file and each variant, per factor, on (b) crops of a split."""
+    from fsrfer_edge.confidence import ScoreCalibration
+    from fsrfer_edge.ferplus import load_labelled_faces
+    from fsrfer_edge.fileio import sha256_file, write_json
+
+    from trainer.evaluate import onnx_logits_fn, protocol_logits
+
+    cal = ScoreCalibration.load(args.calibration)
+    faces = load_labelled_faces(args.data, "ferplus", args.split)
+    files: dict[str, Any] = {}
+    for path in [args.model] + list(args.variants):
+        fn, pre = onnx_logits_fn(path, threads=args.threads)
+        cells = {}
+        for f in FACTORS:
+            z = protocol_logits(fn, faces.images, f, pre, "small", 512).astype(np.float64)
+            right = (z.argmax(1) == faces.labels).astype(np.float64)
+            conf = cal.confidence(z, float(f))
+            cells[str(f)] = {"accuracy": round(100 * float(right.mean()), 2),
+                             "map": round(expected_calibration_error(conf, right), 2),
+                             "mean_map": round(100 * float(conf.mean()), 2)}
+        files[_shown(path)] = {"sha256": sha256_file(path), "cells": cells}
+        print(_shown(path), cells, flush=True)
+    base = files[_shown(args.model)]["cells"]
+    for name, d in list(files.items())[1:]:
+        d["keeps_the_maps"] = all(d["cells"][str(f)]["map"] <= base[str(f)]["map"] + VARIANT_SLACK for f in FACTORS)
+    write_json(args.json, {
+        "command": "python scripts/score_calibration.py --variants " + " ".join(_shown(v) for v in args.variants)
+                   + f" --json {args.json}" + ("" if args.split == "val" else f" --split {args.split}"),
+        "calibration": {"path": _shown(args.calibration), "sha256": sha256_file(args.calibration)},
+        "reference": _shown(args.model), "split": args.split, "n": int(len(faces.labels)), "ece_bins": ECE_BINS,
+        "slack": VARIANT_SLACK, "load_average": list(os.getloadavg()),
+        "note": "protocol (b) small crops; map: the calibration error (points) of the packaged maps on each file's "
+                "logits against the FER+ majority label (in-sample on val, where the maps were fitted); "
+                "keeps_the_maps: at most the reference (FP32) file's error + slack at every factor",
+        "files": files})
+    print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "fsrfer_edge" / "models" / "default.onnx"))
@@ -114,9 +161,17 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="write the model's per-size calibration (logistic maps from (b) crops of all of FER+ val) "
                          "to PATH, e.g. fsrfer_edge/models/default.scores.json or MODEL.scores.json beside your "
                          "model; without --json, nothing else is run")
+    ap.add_argument("--variants", nargs="+", metavar="ONNX",
+                    help="files of --model's checkpoint (FP16, INT8) to score with the packaged maps beside it")
+    ap.add_argument("--calibration", default=str(REPO / "fsrfer_edge" / "models" / "default.scores.json"),
+                    help="with --variants: the maps (default: the packaged ones)")
     args = ap.parse_args(argv)
     if args.json is None and args.write_calibration is None:
         ap.error("give --json, --write-calibration or both")
+    if args.variants:
+        if args.json is None or args.write_calibration:
+            ap.error("--variants takes --json and no --write-calibration")
+        return variants(args)
     from fsrfer_edge.ferplus import load_labelled_faces
     from fsrfer_edge.fileio import sha256_file, write_json
 

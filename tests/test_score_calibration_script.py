@@ -54,3 +54,9 @@ def test_without_an_output_it_says_what_to_give(mod, capsys):
     with pytest.raises(SystemExit):
         mod.main([])
     assert "give --json, --write-calibration or both" in capsys.readouterr().err
+
+
+def test_variants_need_a_result_file_and_no_calibration_output(mod, capsys):
+    with pytest.raises(SystemExit):
+        mod.main(["--variants", "a.onnx", "--write-calibration", "x.json"])
+    assert "--variants takes --json and no --write-calibration" in capsys.readouterr().err
