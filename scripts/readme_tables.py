@@ -227,6 +227,26 @@ def score_calibration_table(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def score_calibration_selective_table(doc: dict[str, Any]) -> str:
+    """scripts/score_calibration.py's selective rows: per threshold and size, the faces an app keeps when it drops
+    those under the threshold, by confidence and by score, and how often the kept ones' labels are right."""
+    sizes = [str(f) for f in doc["factors"]]
+
+    def pair(r: dict[str, Any]) -> str:
+        return "-" if r["accuracy"] is None else f"{r['kept']:.1f} ({r['accuracy']:.1f})"
+
+    out = [f"`{doc['source']}` (`{doc['command']}`; FER+ {doc['split']}, {doc['n']} faces, confidences cross-fitted as "
+           "above; % of faces kept at or above the threshold, and in brackets % of those right):", "",
+           "| crops | kept by | threshold | " + " | ".join(f"{round(48 / int(f))} px (x{f})" for f in sizes) + " |",
+           "|---|---|---:|" + "---:|" * len(sizes)]
+    for p, name in GROUP_PROTOCOLS.items():
+        for by in ("confidence", "score"):
+            for t in (str(v) for v in doc["thresholds"]):
+                out.append(f"| {name} | {by} | {t} | "
+                           + " | ".join(pair(doc["selective"][p][f][t][by]) for f in sizes) + " |")
+    return "\n".join(out) + "\n"
+
+
 def score_calibration_variants_table(doc: dict[str, Any]) -> str:
     """scripts/score_calibration.py --variants: the packaged maps' calibration error per file and size."""
     files = doc["files"]
@@ -1881,6 +1901,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "score_calibration_test": ("results/ferplus/score_calibration_test.json", score_calibration_table,
                                "docs/experiments.md"),
     "track_confidence": ("results/ferplus/track_confidence_val.json", track_confidence_table, "docs/experiments.md"),
+    "score_calibration_selective": ("results/ferplus/score_calibration_val.json", score_calibration_selective_table,
+                                    "docs/experiments.md"),
     "score_calibration_variants": ("results/ferplus/score_calibration_variants_val.json",
                                    score_calibration_variants_table, "docs/experiments.md"),
 }

@@ -98,6 +98,24 @@ def decide(cells: dict[str, dict[str, dict[str, float]]], candidate: str = "per_
     return out
 
 
+#: Thresholds of the selective rows: the faces an app keeps when it drops those under a threshold.
+THRESHOLDS = (0.5, 0.7, 0.8, 0.9)
+
+
+def kept_and_right(conf: np.ndarray, score: np.ndarray, right: np.ndarray) -> dict[str, Any]:
+    """Per threshold t: the % of faces whose confidence (and, beside it, whose score) is at least t, and the %
+    of those whose label is right (None where none is kept)."""
+    out: dict[str, Any] = {}
+    for t in THRESHOLDS:
+        row = {}
+        for name, v in (("confidence", conf), ("score", score)):
+            keep = v >= t
+            row[name] = {"kept": round(100 * float(keep.mean()), 2),
+                         "accuracy": round(100 * float(right[keep].mean()), 2) if keep.any() else None}
+        out[str(t)] = row
+    return out
+
+
 def noise_floor(conf: np.ndarray, rng: np.random.Generator) -> float:
     """The mean calibration error, over :data:`FLOOR_DRAWS` draws, of ``conf`` against outcomes drawn right with
     probability ``conf``: what a perfectly calibrated confidence of this spread shows on this many faces."""
@@ -211,6 +229,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         labels, logits = test.labels, logits_of(test.images, PROTOCOLS)
         folds = [(np.arange(len(labels)), fits(val_logits["small"], val.labels, classes))]
     cells: dict[str, dict[str, dict[str, float]]] = {}
+    selective: dict[str, dict[str, Any]] = {}
     floor_rng = np.random.default_rng(args.seed)
     for p in PROTOCOLS:
         cells[p] = {}
@@ -229,6 +248,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             cell["accuracy"] = round(100 * float(r.mean()), 2)
             cell.update({f"mean_{m}": round(100 * float(np.concatenate(conf[m]).mean()), 2) for m in METHODS})
             cells[p][str(f)] = cell
+            selective.setdefault(p, {})[str(f)] = kept_and_right(np.concatenate(conf["logistic"]),
+                                                                 np.concatenate(conf["score"]), r)
             print(f"{p:7s} x{f}: accuracy {cell['accuracy']:.2f}; ECE score {cell['score']:.2f}, one for all "
                   f"{cell['one_for_all']:.2f}, per size {cell['per_size']:.2f}, logistic {cell['logistic']:.2f} "
                   f"(floor {cell['floor_logistic']:.2f})", flush=True)
@@ -247,8 +268,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                  "confidences against outcomes drawn right with probability the confidence (20 draws); maps fitted on protocol (b) "
                  "small crops "
                  + ("of the other half of val (2-fold cross-fitting, seeded halves)" if args.split == "val"
-                    else "of all of FER+ val") + "; 'resized' crops are read as x1 by both calibrations"),
-        "cells": cells, "decisions": decisions})
+                    else "of all of FER+ val") + "; 'resized' crops are read as x1 by both calibrations; selective: "
+                 "per threshold, the % of faces whose logistic confidence (or score) is at least it and the % of "
+                 "those whose label is right"),
+        "thresholds": list(THRESHOLDS), "selective": selective, "cells": cells, "decisions": decisions})
     return 0
 
 
