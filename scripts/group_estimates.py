@@ -262,7 +262,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.ferplus import load_labelled_faces
     from fsrfer_edge.fileio import sha256_file, write_json
 
-    from trainer.evaluate import onnx_logits_fn
+    from trainer.evaluate import onnx_logits_fn, sdk_factor
 
     model = onnx_logits_fn(args.model, threads=args.threads)
     val = load_labelled_faces(args.data, "ferplus", "val")
@@ -287,7 +287,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         info = ModelInfo.from_props({p.key: p.value for p in onnx.load(args.model, load_external_data=False)
                                      .metadata_props}, source=args.model)
-        full = dataclasses.replace(fit(np.arange(len(val.labels)), RESAMPLES),
+        fitted = fit(np.arange(len(val.labels)), RESAMPLES)
+        full = dataclasses.replace(fitted, factors=tuple(sdk_factor(int(f), val.images.shape[-1],
+                                                                    model[1].input_size) for f in fitted.factors),
                                    checkpoint_sha256=info.checkpoint_sha256, source=(
             f"python scripts/group_estimates.py --model {_shown(args.model)}"
             f"{'' if fit_protocols == ('small',) else ' --fit-protocols ' + args.fit_protocols} --write-calibration "

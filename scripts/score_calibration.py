@@ -193,7 +193,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.ferplus import load_labelled_faces
     from fsrfer_edge.fileio import sha256_file, write_json
 
-    from trainer.evaluate import onnx_logits_fn, protocol_logits
+    from trainer.evaluate import onnx_logits_fn, protocol_logits, sdk_factor
 
     fn, pre = onnx_logits_fn(args.model, threads=args.threads)
     classes = list(pre.classes)
@@ -210,7 +210,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         info = ModelInfo.from_props({p.key: p.value for p in onnx.load(args.model, load_external_data=False)
                                      .metadata_props}, source=args.model)
-        full = dataclasses.replace(fits(val_logits["small"], val.labels, classes)["logistic"],
+        fitted = fits(val_logits["small"], val.labels, classes)["logistic"]
+        full = dataclasses.replace(fitted, factors=tuple(sdk_factor(int(f), val.images.shape[-1], pre.input_size)
+                                                         for f in fitted.factors),
                                    checkpoint_sha256=info.checkpoint_sha256, source=(
             f"python scripts/score_calibration.py --model {_shown(args.model)} --write-calibration "
             f"{args.write_calibration}: FER+ val ({len(val.labels)} faces), protocol (b) small crops, model sha256 "

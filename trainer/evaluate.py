@@ -65,6 +65,14 @@ def small_crops(images: np.ndarray, factor: int, protocol: str = "small") -> np.
     return lr_crops(images, factor, "bicubic")
 
 
+def sdk_factor(factor: int, image_side: int, input_size: int) -> float:
+    """The factor the SDK reads for :func:`small_crops`'s crop of a face ``image_side`` pixels wide at ``factor``: the
+    model's input side over the crop's side (``CrowdAnalyzer.factors``, ``Recognizer``'s confidence). It is
+    ``factor`` for a 48 px model on 48 px FER faces; a calibration file keys its factors this way, so that a model
+    of another input size reads them as its crops were measured."""
+    return input_size / max(1, round(image_side / factor))
+
+
 def lr_crops(images: np.ndarray, factor: int, kernel: str, jpeg_quality: Optional[int] = None) -> np.ndarray:
     """(N, s, s) uint8 crops of side s = round(H / factor), down-sampled (anti-aliased) with ``kernel`` and,
     with ``jpeg_quality``, JPEG-compressed at that quality (the protocols' crops, and their parts)."""
