@@ -151,6 +151,9 @@ def open_backend(path: Path, backend: str = "auto", device: int = 0, max_batch: 
 def _check_confidence(value: Any) -> None:
     """Refuse a ``confidence=`` that cannot give a score calibration before a model is opened: another type, or a
     file that is not one (ModelError). Whether it belongs to the model is checked once the model is open."""
+    if isinstance(value, str) and not value.strip():
+        raise InputError("confidence is an empty string; expected 'auto', None, a ScoreCalibration or the path of its "
+                         "JSON file")
     if isinstance(value, os.PathLike) or (isinstance(value, str) and value != "auto"):
         ScoreCalibration.load(value)
     elif not (value is None or isinstance(value, (str, ScoreCalibration))):
@@ -404,7 +407,8 @@ class Recognizer:
 
     def __repr__(self) -> str:
         return (f"Recognizer(model={str(self.model_path)!r}, backend={self._backend.name!r}, "
-                f"providers={list(self._backend.providers)}, max_batch={self._max_batch}{self._corrections_repr()})")
+                f"providers={list(self._backend.providers)}, max_batch={self._max_batch}{self._corrections_repr()}"
+                f"{'' if self._scores is not None else ', confidence=None'})")
 
     def _corrections_repr(self) -> str:
         """``, corrections=...`` where they are not the defaults (for ``__repr__``)."""

@@ -152,3 +152,14 @@ def test_a_backend_adopted_through_attach_has_no_calibration_until_one_is_resolv
         assert remote.score_calibration is None and remote.predict(_face(24))[0].confidence is None
     finally:
         remote.close()
+
+
+def test_an_empty_confidence_path_and_a_recognizer_without_one_say_so():
+    from fsrfer_edge import Recognizer
+
+    with pytest.raises(InputError, match="empty string; expected 'auto', None"):
+        Recognizer(threads=1, spinning=False, confidence="")
+    with Recognizer(threads=1, spinning=False, confidence=None) as off:
+        assert repr(off).endswith(", confidence=None)")
+    with Recognizer(threads=1, spinning=False) as on:
+        assert "confidence" not in repr(on)
