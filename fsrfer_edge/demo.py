@@ -33,7 +33,7 @@ from .detection.frames import check_image_name, read_image, write_image
 from .detection.pyramid import check_number
 from .errors import CliParser, FsrferError, InputError, cli_main, one_line, sigterm_interrupts
 from .fileio import check_distinct_files, check_output_path, write_json
-from .preprocessing import resize
+from .preprocessing import shrink
 from .recognizer import Prediction, Recognizer, resolve_model_path
 
 logger = logging.getLogger(__name__)
@@ -131,15 +131,6 @@ def run_demo(frame: np.ndarray, rec: Recognizer, detector: Any, factors: Sequenc
         )
         faces.append(DemoFace(tuple(float(v) for v in d.box), float(d.score), results))  # type: ignore[arg-type]
     return faces, timings
-
-
-def shrink(pixels: np.ndarray, factor: int) -> np.ndarray:
-    """(N, C, S, S) faces down-sampled by ``factor`` (bicubic, anti-aliased) to uint8 crops of side round(S / factor),
-    as a camera gives a small face (the first half of :func:`~fsrfer_edge.preprocessing.degrade`)."""
-    side = pixels.shape[-1]
-    small = max(1, round(side / factor))
-    out = pixels if small == side else resize(pixels, (small, small), "bicubic", antialias=True)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def check_factors(factors: Sequence[int], input_size: int, what: str = "factors") -> None:

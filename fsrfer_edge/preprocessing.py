@@ -663,6 +663,17 @@ def as_corrections(value: Any) -> Corrections:
                      "every step off) or a dict of its fields")
 
 
+def shrink(img: np.ndarray, factor: int) -> np.ndarray:
+    """Faces (..., S, S) as the small uint8 crops a camera gives: down-sampled by ``factor`` (anti-aliased bicubic) to
+    ``round(S / factor)`` pixels a side, the first half of :func:`degrade` (factor 1: the faces, as uint8)."""
+    if not isinstance(factor, (int, np.integer)) or factor < 1:
+        raise InputError(f"down-sample factor must be an integer >= 1, got {factor!r}")
+    side = img.shape[-1]
+    small = max(1, round(side / factor))
+    out = img if small == side else resize(img, (small, small), "bicubic", antialias=True)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def degrade(img: np.ndarray, factor: int, kernel: str = "bicubic") -> np.ndarray:
     """Low-resolution version of faces (..., H, W): down-sample by ``factor``, resize back.
 

@@ -210,7 +210,7 @@ def test_flip_folded_into_the_graph_averages_each_face_with_its_mirror_image(wor
 def test_variants_written_with_metadata_and_run_on_cpu(variants: Path) -> None:
     files = sorted(p.name for p in variants.iterdir())
     assert files == ["tiny.fp16.onnx", "tiny.fp32.onnx", "tiny.int8-s8s8.onnx", "tiny.int8-u8s8.onnx",
-                     "tiny.report.json"]
+                     "tiny.report.json", "tiny.scores.json"]
     expect = {"fp32": ("fp32", ""), "fp16": ("fp16", ""), "int8-s8s8": ("int8", "s8s8"), "int8-u8s8": ("int8", "u8s8")}
     x = Preprocessing().normalize(check.random_pixels(ModelInfo(), 4))
     for key, (precision, scheme) in expect.items():
@@ -229,6 +229,26 @@ def test_variants_written_with_metadata_and_run_on_cpu(variants: Path) -> None:
     assert not quantize.generator_is_early(load_onnx(variants / "tiny.fp32.onnx"))
     assert report["calibration"]["generator"] == "float"
     assert report["calibration"]["factors"] == [1, 2, 3, 4, 6, 8]
+
+
+def test_with_eval_data_the_export_writes_the_confidence_maps_every_file_finds(variants: Path) -> None:
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.confidence import ScoreCalibration
+
+    cal = ScoreCalibration.load(variants / "tiny.scores.json")
+    report = json.loads((variants / "tiny.report.json").read_text())
+    info = read_model_info(variants / "tiny.fp32.onnx")
+    assert cal.kind == "logistic" and cal.factors == (1.0, 2.0, 3.0, 4.0, 6.0, 8.0) and cal.n == (32,) * 6  # val
+    assert cal.checkpoint_sha256 == info.checkpoint_sha256 and report["score_calibration"]["file"] == "tiny.scores.json"
+    for key in ("fp32", "fp16", "int8-u8s8"):
+        with Recognizer(variants / f"tiny.{key}.onnx", threads=1) as rec:
+            assert rec.score_calibration == cal
+            assert rec.predict(_faces(1, 9)[0][::4, ::4])[0].confidence is not None   # a 12 px crop
+
+
+def test_an_export_without_eval_data_writes_no_confidence_maps(work: Path, tmp_path: Path) -> None:
+    assert cli.main([str(work / "tiny.pt"), "--out-dir", str(tmp_path), "-q"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.fp32.onnx", "tiny.report.json"]
 
 
 def test_int8_zero_points_match_scheme(variants: Path) -> None:

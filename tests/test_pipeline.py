@@ -40,7 +40,7 @@ def test_export_writes_every_precision_with_a_report(exported):
     out, _ = exported
     names = sorted(p.name for p in out.iterdir())
     assert names == ["tiny.fp16.onnx", "tiny.fp32.onnx", "tiny.int8-s8s8.onnx", "tiny.int8-u8s8.onnx",
-                     "tiny.report.json"]
+                     "tiny.report.json", "tiny.scores.json"]  # the confidence maps, from --eval-data
     report = json.loads((out / "tiny.report.json").read_text())
     text = json.dumps(report)
     assert "max_abs_diff" in text  # PyTorch vs ONNX difference is reported

@@ -27,6 +27,7 @@ import numpy as np
 from .. import engine_cache
 from ..errors import (BackendUnavailable, CliParser, ConfigError, DataError, FsrferError, ModelError, cli_main,
                       one_line, sigterm_interrupts)
+from ..confidence import SUFFIX as SCORES_SUFFIX
 from ..fileio import check_output_path, same_file, write_json
 from ..preprocessing import FACTORS
 
@@ -308,6 +309,35 @@ def _accuracy(opts: ExportOptions, info: Any, variants: dict[str, Path], report:
     table = check.accuracy_table(runners, images, labels, info, opts.factors)
     report["accuracy"] = {"eval_data": str(opts.eval_data), "labels": label_set, "faces": len(labels), "percent": table}
     report["accuracy"]["gate"] = check.accuracy_gate(table, "fp32", int8_names, opts.max_int8_drop, opts.force)
+    _score_calibration(opts, info, runners["fp32"], images, labels, label_set, variants["fp32"].parent, report)
+
+
+def _score_calibration(opts: ExportOptions, info: Any, fp32: Any, images: np.ndarray, labels: np.ndarray,
+                       label_set: str, stage: Path, report: dict[str, Any]) -> None:
+    """``NAME.scores.json`` in ``stage``: the FP32 file's confidence maps (:mod:`fsrfer_edge.confidence`, logistic per
+    factor), fitted on the --eval-data faces given as small crops at each factor through the SDK's preprocessing,
+    keyed as the SDK reads a crop (input side over crop side), where ``Recognizer(confidence="auto")`` finds it for
+    every file of the export. Not made from faces of another size than the model's input, nor from a single class."""
+    from ..confidence import ScoreCalibration
+    from ..preprocessing import shrink
+
+    pre = info.preprocessing
+    if images.shape[-1] != pre.input_size or images.shape[-2] != pre.input_size or len(np.unique(labels)) < 2:
+        log.info("no score calibration: --eval-data faces are not %dx%d, or hold one class", pre.input_size,
+                 pre.input_size)
+        return
+    logits, wanted = {}, {}
+    for f in opts.factors:
+        crops = shrink(images, int(f))
+        factor = pre.input_size / crops.shape[-1]
+        logits[factor] = fp32(pre.to_pixels(list(crops)))
+        wanted[factor] = labels
+    cal = ScoreCalibration.fit(logits, wanted, info.classes, checkpoint_sha256=info.checkpoint_sha256, source=(
+        f"fsrfer-export --eval-data {opts.eval_data}: {len(labels)} val faces ({label_set} labels) as small crops at "
+        f"factors {','.join(str(f) for f in opts.factors)}"))
+    name = f"{opts.model_name}{SCORES_SUFFIX}"
+    cal.save(stage / name)
+    report["score_calibration"] = {"file": name, "factors": list(cal.factors), "params": [list(q) for q in cal.params]}
 
 
 def _eval_faces(path: Path, opts: ExportOptions, classes: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -336,7 +366,8 @@ def _commit(stage: Path, out_dir: Path, report: dict[str, Any], name: str) -> Pa
                     out_dir, ", ".join(stale))
         report["stale_files"] = stale
     staged = write_report(stage / f"{name}.report.json", report)
-    names = [str(entry["file"]) for entry in report["files"].values()] + [staged.name]
+    names = [str(entry["file"]) for entry in report["files"].values()] + (
+        [report["score_calibration"]["file"]] if "score_calibration" in report else []) + [staged.name]
     folders = [n for n in names if (out_dir / n).is_dir()]
     if folders:
         raise ConfigError(f"--out-dir {out_dir} holds the folder(s) {', '.join(folders)} where this export writes "
