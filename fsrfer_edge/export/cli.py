@@ -629,7 +629,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep FiLM in float in the u8s8 file. The s8s8 (TensorRT) file always keeps it in float")
     a = p.add_argument_group("accuracy gate")
     a.add_argument("--eval-data", type=Path, metavar="NPZ",
-                   help=".npz with images, labels [+ split: 'val' rows used]: report FP16/INT8 accuracy vs FP32")
+                   help=".npz with images, labels [+ split: 'val' rows used]: report FP16/INT8 accuracy vs FP32, "
+                        "and write NAME.scores.json, the confidence maps fitted on those faces")
     a.add_argument("--labels", choices=("ferplus", "fer2013"), default=None,
                    help="labels of a FER2013 --eval-data archive: ferplus (joined from ferplus_labels.npz beside it) "
                         "or fer2013 (original); default: ferplus when that file is there, as fsrfer-eval")
