@@ -38,7 +38,7 @@ from .engine_cache import sidecar_path
 from .fileio import check_distinct_files, check_output_path, sha256_file, write_json
 from .errors import CliParser, FsrferError, InputError, cli_main, one_line, sigterm_interrupts
 from .ferplus import FERPLUS_FILE, LABEL_SETS, LabelledFaces, load_labelled_faces
-from .preprocessing import FACTORS, Corrections, degrade, resize
+from .preprocessing import FACTORS, Corrections, degrade, resize, shrink
 from .recognizer import ENGINE_SUFFIXES, Recognizer, resolve_model_path
 
 logger = logging.getLogger(__name__)
@@ -199,6 +199,29 @@ def measure_accuracy(rec: Recognizer, images: np.ndarray, labels: np.ndarray,
     return out
 
 
+def measure_confidence(rec: Recognizer, images: np.ndarray, labels: np.ndarray,
+                       factors: Sequence[int] = FACTORS, chunk: int = 512) -> dict[str, dict[str, float]]:
+    """How well ``Prediction.confidence`` holds on this backend, per factor: each face given to ``rec.predict`` as
+    the small crop a camera gives (:func:`~fsrfer_edge.preprocessing.shrink`, protocol (b), with the SDK's
+    corrections, as an app runs it), scored by the calibration error of the confidences (points) beside the
+    accuracy and mean confidence (%). The shipped model's maps were fitted on FER+ val with ONNX Runtime on a CPU:
+    docs/experiments.md, "A confidence that means the same at every size"."""
+    from .confidence import calibration_error
+
+    out: dict[str, dict[str, float]] = {}
+    for f in factors:
+        conf, right = [], []
+        for i in range(0, len(images), chunk):
+            preds = rec.predict(list(shrink(images[i:i + chunk], int(f))))
+            conf += [np.nan if p.confidence is None else p.confidence for p in preds]
+            right += [p.index == y for p, y in zip(preds, labels[i:i + chunk])]
+        c, r = np.asarray(conf), np.asarray(right, dtype=np.float64)
+        out[str(f)] = {"accuracy": round(100 * float(r.mean()), 2), "mean_confidence": round(100 * float(c.mean()), 2),
+                       "calibration_error": round(calibration_error(c, r), 2)}
+        logger.info("confidence x%d: %s", f, out[str(f)])
+    return out
+
+
 def load_average() -> Optional[float]:
     """The 1-minute load average (None where the OS has none): timings from a busy machine are not comparable."""
     try:
@@ -333,6 +356,9 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
             accuracy = {"data": str(data), "split": faces.split, "labels": faces.label_set, "n": int(len(faces.labels)),
                         "protocol": "resized", "corrections": "none",  # fsrfer-eval's (protocol_inputs)
                         "per_factor": measure_accuracy(rec, faces.images, faces.labels, factors)}
+            if rec.score_calibration is not None:
+                accuracy["confidence"] = {"protocol": "small", "corrections": "sdk",
+                                          "per_factor": measure_confidence(rec, faces.images, faces.labels, factors)}
         doc = {
             "schema": SCHEMA,
             "created": started.isoformat(timespec="seconds"),
@@ -520,6 +546,11 @@ def format_summary(doc: dict[str, Any]) -> str:
         which = "" if acc["split"] == "all" else f" {acc['split']}"  # an archive without splits: every face
         lines.append(f"accuracy on {acc['n']}{which} faces ({acc.get('labels', '?')} labels): " +
                      ", ".join(f"x{f} {a:.4f}" for f, a in acc["per_factor"].items()))
+        conf = acc.get("confidence")
+        if conf:
+            lines.append("confidence on small crops, calibration error in points (accuracy %, mean confidence %): "
+                         + ", ".join(f"x{f} {c['calibration_error']:.2f} ({c['accuracy']:.1f}, {c['mean_confidence']:.1f})"
+                                     for f, c in conf["per_factor"].items()))
     return "\n".join(lines)
 
 

@@ -137,6 +137,32 @@ def fit_logistic(score: Any, right: Any, iterations: int = 100) -> tuple[float, 
     return float(w[0]), float(w[1])
 
 
+#: Equal-width bins of :func:`calibration_error`.
+ECE_BINS = 15
+
+
+def calibration_error(confidence: Any, right: Any, bins: int = ECE_BINS) -> float:
+    """Expected calibration error, in points: over equal-width confidence bins, the bin's share of the faces times
+    the gap between how often their labels are right and their mean confidence (Guo et al. 2017).
+
+    Raises:
+        InputError: not one 0/1 outcome per confidence in [0, 1], or fewer than one bin.
+    """
+    c = _floats(confidence, "confidence", "one probability per face")
+    r = _floats(right, "right", "one 0/1 outcome per face")
+    if c.ndim != 1 or not len(c) or r.shape != c.shape or not np.isfinite(c).all() or (c < 0).any() or (c > 1).any():
+        raise InputError(f"confidence of shape {c.shape}; expected N >= 1 probabilities and one 0/1 outcome each")
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise InputError(f"bins={bins!r}; expected an integer >= 1")
+    idx = np.minimum((c * bins).astype(int), bins - 1)
+    err = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            err += m.mean() * abs(r[m].mean() - c[m].mean())
+    return 100 * float(err)
+
+
 #: What a calibration maps: the logits through one temperature per size, or the label's score through a logistic
 #: map per size.
 KINDS = ("temperature", "logistic")

@@ -16,13 +16,12 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from fsrfer_edge.confidence import ECE_BINS, calibration_error as expected_calibration_error  # noqa: E402
 
 FACTORS = (1, 2, 3, 4, 6, 8)
 PROTOCOLS = ("small", "camera")
 #: Edges of the score bins of the reliability rows (the last bin includes 1).
 BIN_EDGES = (0.0, 0.3, 0.5, 0.7, 0.9, 1.0)
-#: Equal-width bins of the expected calibration error.
-ECE_BINS = 15
 
 
 def reliability(score: np.ndarray, right: np.ndarray, edges: tuple[float, ...] = BIN_EDGES) -> list[dict[str, Any]]:
@@ -34,17 +33,6 @@ def reliability(score: np.ndarray, right: np.ndarray, edges: tuple[float, ...] =
                      "mean_score": round(100 * float(score[m].mean()), 2) if m.any() else None,
                      "accuracy": round(100 * float(right[m].mean()), 2) if m.any() else None})
     return rows
-
-
-def expected_calibration_error(score: np.ndarray, right: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Sum over equal-width score bins of (bin share) x |accuracy - mean score|, in points."""
-    idx = np.minimum((score * bins).astype(int), bins - 1)
-    err = 0.0
-    for b in range(bins):
-        m = idx == b
-        if m.any():
-            err += m.mean() * abs(right[m].mean() - score[m].mean())
-    return 100 * float(err)
 
 
 def summary(probs: np.ndarray, labels: np.ndarray, votes: np.ndarray) -> dict[str, Any]:

@@ -73,6 +73,37 @@ def test_accuracy_matches_direct_predictions(model: Path, data: Path) -> None:
     assert acc["3"] == pytest.approx(np.mean([p.index for p in preds] == labels))
 
 
+def test_the_confidence_is_scored_on_small_crops_where_the_model_has_a_calibration(model: Path, data: Path,
+                                                                                     tmp_path: Path) -> None:
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.confidence import ScoreCalibration, calibration_error
+    from fsrfer_edge.preprocessing import shrink
+
+    faces = bench.load_eval_data(data)
+    with Recognizer(model, threads=1) as rec:
+        info = rec.info
+    cal = ScoreCalibration(info.classes, "logistic", (1.0, 8.0), ((2.0, 0.5), (1.0, 0.0)),
+                           checkpoint_sha256=info.checkpoint_sha256)
+    with Recognizer(model, threads=1, confidence=cal) as rec:
+        got = bench.measure_confidence(rec, faces.images, faces.labels, factors=[4], chunk=9)
+        preds = rec.predict(list(shrink(faces.images, 4)))       # 12 px crops: x4 for a 48 px model
+    conf = np.array([p.confidence for p in preds])
+    right = np.array([p.index for p in preds]) == faces.labels
+    assert got["4"]["calibration_error"] == pytest.approx(calibration_error(conf, right), abs=0.01)
+    assert got["4"]["mean_confidence"] == pytest.approx(100 * conf.mean(), abs=0.01)
+    assert got["4"]["accuracy"] == pytest.approx(100 * right.mean(), abs=0.01)
+    cal.save(model.with_name("tiny.scores.json"))                # found beside the model: the CLI scores it
+    try:
+        out = tmp_path / "b.json"
+        assert bench.main(["--model", str(model), "--batch-sizes", "1", "--iters", "2", "--threads", "1", "--data",
+                           str(data), "--factors", "4", "--overhead-batch", "0", "--json", str(out), "-q"]) == 0
+        doc = json.loads(out.read_text())
+        assert doc["accuracy"]["confidence"]["per_factor"]["4"] == got["4"]
+        assert "calibration error" in bench.format_summary(doc)
+    finally:
+        model.with_name("tiny.scores.json").unlink()
+
+
 def test_bad_data_and_arguments(model: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.npz"
     np.savez(bad, pixels=np.zeros((2, 48, 48), np.uint8))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fsrfer_edge.confidence import (SUFFIX, ScoreCalibration, fit_logistic, fit_temperature,
+from fsrfer_edge.confidence import (SUFFIX, ScoreCalibration, calibration_error, fit_logistic, fit_temperature,
                                     score_calibration_for)
 from fsrfer_edge.errors import InputError, ModelError
 
@@ -104,6 +104,8 @@ def test_the_fit_gives_each_factor_its_own_map(tmp_path):
     (lambda c: ScoreCalibration.fit({1: np.zeros((3, 7))}, {1: np.zeros(3, int)}, CLASSES, kind="x"), "kind"),
     (lambda c: fit_logistic(np.array([0.5, 1.5]), np.array([0.0, 1.0])), "probabilities"),
     (lambda c: fit_logistic(np.array([0.5, 0.6]), np.array([0.0, 2.0])), "0/1 outcomes"),
+    (lambda c: calibration_error(np.array([0.5, 1.2]), np.array([0.0, 1.0])), "probabilities"),
+    (lambda c: calibration_error(np.array([0.5, 0.6]), np.array([1.0, 0.0]), bins=0), "bins=0"),
 ])
 def test_bad_input_says_what_was_expected(call, match):
     with pytest.raises(InputError, match=match):
