@@ -181,6 +181,8 @@ class ScoreCalibration(sidecars.MeasuredFile):
         n: faces each factor's map was fitted on.
         checkpoint_sha256: the checkpoint the model was exported from ('' if unknown).
         source: how it was measured (free text).
+        jpeg_params: None, or a second set like ``params`` for crops that are themselves JPEG images (the SDK marks
+            them with :func:`~fsrfer_edge.preprocessing.jpeg_quality`), which are right less often at the same score.
     """
 
     WHAT: ClassVar[str] = "score calibration"
@@ -191,6 +193,7 @@ class ScoreCalibration(sidecars.MeasuredFile):
     n: tuple[int, ...] = ()
     checkpoint_sha256: str = ""
     source: str = ""
+    jpeg_params: Optional[tuple[tuple[float, ...], ...]] = None
 
     def __post_init__(self) -> None:
         # Held as tuples of str, float and int whatever sequences built it (lists, numpy arrays and numbers): then a
@@ -205,30 +208,37 @@ class ScoreCalibration(sidecars.MeasuredFile):
                 expected = {"classes": "a list of at least 2 class names", "factors": "increasing factors >= 1",
                             "n": "one face count >= 1 per factor, or none"}[name]
                 raise ModelError(f"score calibration: {name} {value!r} ({exc}); expected {expected}") from None
-        try:
-            object.__setattr__(self, "params", tuple(tuple(float(v) for v in q) for q in self.params))
-        except (TypeError, ValueError) as exc:
-            width = 1 if self.kind == "temperature" else 2
-            raise ModelError(f"score calibration: params {self.params!r} ({exc}); expected, per factor, {width} "
-                             f"number(s) for kind {self.kind!r}") from None
         if self.kind not in KINDS:
             raise ModelError(f"score calibration: kind {self.kind!r}; expected one of {KINDS}")
         f = np.asarray(self.factors, float)
-        width = 1 if self.kind == "temperature" else 2
-        if f.ndim != 1 or not len(f) or len(self.params) != len(f) or any(len(q) != width for q in self.params):
-            raise ModelError(f"score calibration: {len(f)} factors and params {list(self.params)}; expected, per "
-                             f"factor, {width} number(s) for kind {self.kind!r}, at least one factor")
+        self._check_params("params")
+        if self.jpeg_params is not None:
+            self._check_params("jpeg_params")
         if not (np.isfinite(f).all() and (f >= 1).all() and (np.diff(f) > 0).all()):
             raise ModelError(f"score calibration: factors {list(self.factors)}; expected increasing factors >= 1")
-        q = np.asarray(self.params, float)
-        if not np.isfinite(q).all() or (self.kind == "temperature" and (q <= 0).any()):
-            raise ModelError(f"score calibration: params {list(self.params)}; expected finite numbers"
-                             + (", temperatures > 0" if self.kind == "temperature" else ""))
         if len(self.classes) < 2:
             raise ModelError(f"score calibration: classes {list(self.classes)}; expected at least 2")
         if self.n and (len(self.n) != len(f) or min(self.n) < 1):
             raise ModelError(f"score calibration: n {list(self.n)}; expected one face count >= 1 per factor "
                              f"({len(f)}), or none")
+
+    def _check_params(self, name: str) -> None:
+        """Hold ``params`` (or ``jpeg_params``) as tuples of floats, one tuple per factor of the kind's width."""
+        width = 1 if self.kind == "temperature" else 2
+        value = getattr(self, name)
+        try:
+            object.__setattr__(self, name, tuple(tuple(float(v) for v in q) for q in value))
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"score calibration: {name} {value!r} ({exc}); expected, per factor, {width} "
+                             f"number(s) for kind {self.kind!r}") from None
+        held = getattr(self, name)
+        if not len(self.factors) or len(held) != len(self.factors) or any(len(q) != width for q in held):
+            raise ModelError(f"score calibration: {len(self.factors)} factors and {name} {list(held)}; expected, per "
+                             f"factor, {width} number(s) for kind {self.kind!r}, at least one factor")
+        q = np.asarray(held, float)
+        if not np.isfinite(q).all() or (self.kind == "temperature" and (q <= 0).any()):
+            raise ModelError(f"score calibration: {name} {list(held)}; expected finite numbers"
+                             + (", temperatures > 0" if self.kind == "temperature" else ""))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ScoreCalibration):
@@ -277,14 +287,52 @@ class ScoreCalibration(sidecars.MeasuredFile):
                    checkpoint_sha256, source)
 
     # -- using --------------------------------------------------------------------------------------------------
-    def params_at(self, factors: Any) -> np.ndarray:
+    def with_jpeg(self, logits: Mapping[float, Any], labels: Mapping[float, Any],
+                  min_faces: int = 100) -> "ScoreCalibration":
+        """This calibration with :attr:`jpeg_params` fitted per factor on crops that are JPEG images (each factor's
+        logits and labels, keyed as :attr:`factors`); a factor with fewer than ``min_faces`` of them keeps its
+        ``params`` there. Logistic calibrations only.
+
+        Raises:
+            InputError: another kind, keys that are not this calibration's factors, or malformed logits or labels.
+        """
+        if self.kind != "logistic":
+            raise InputError(f"with_jpeg: kind {self.kind!r}; expected a logistic calibration")
+        by = {float(f): f for f in logits}
+        if set(by) != set(self.factors) or set(map(float, labels)) != set(self.factors):
+            raise InputError(f"with_jpeg: factors {sorted(by)}; expected this calibration's {list(self.factors)}")
+        lab = {float(f): v for f, v in labels.items()}
+        out: list[tuple[float, ...]] = []
+        for f, base in zip(self.factors, self.params):
+            z = np.asarray(logits[by[f]], np.float64)
+            if len(z) < min_faces:
+                out.append(base)
+                continue
+            z = _check_logits(z, f"logits at factor {f:g}")
+            y = _check_labels(lab[f], z.shape[0], z.shape[1])
+            lp = _log_softmax(z)
+            out.append(fit_logistic(np.exp(lp.max(1)), (lp.argmax(1) == y).astype(np.float64)))
+        return dataclasses.replace(self, jpeg_params=tuple(out))
+
+    def params_at(self, factors: Any, jpeg: Any = None) -> np.ndarray:
         """(N, width) each face's parameters at its factor: interpolated linearly in log factor (log T for
         temperatures), the nearest end's outside the fitted factors (a factor under 1, a crop larger than the
-        input, takes the first's)."""
+        input, takes the first's); from :attr:`jpeg_params` for the faces ``jpeg`` marks (N booleans), where
+        there are some."""
         f = _floats(factors, "factors", "positive finite numbers").reshape(-1)
         if not np.isfinite(f).all() or (f <= 0).any():
             raise InputError(f"factors {f.tolist()[:8]}; expected positive finite numbers")
-        q = np.asarray(self.params, np.float64)
+        out = self._interpolate(self.params, f)
+        if jpeg is not None and self.jpeg_params is not None:
+            marked = np.asarray(jpeg, dtype=bool).reshape(-1)
+            if marked.shape != f.shape:
+                raise InputError(f"jpeg of shape {marked.shape}; expected one flag per face, {f.shape}")
+            if marked.any():
+                out = np.where(marked[:, None], self._interpolate(self.jpeg_params, f), out)
+        return out
+
+    def _interpolate(self, params: tuple[tuple[float, ...], ...], f: np.ndarray) -> np.ndarray:
+        q = np.asarray(params, np.float64)
         if self.kind == "temperature":
             q = np.log(q)
         if len(self.factors) == 1:
@@ -294,8 +342,9 @@ class ScoreCalibration(sidecars.MeasuredFile):
             out = np.stack([np.interp(np.log(f), x, q[:, k]) for k in range(q.shape[1])], axis=1)
         return np.exp(out) if self.kind == "temperature" else out
 
-    def confidence(self, logits: Any, factors: Any) -> np.ndarray:
-        """(N,) for each face the chance its label (the argmax, unchanged) is right, at its factor.
+    def confidence(self, logits: Any, factors: Any, jpeg: Any = None) -> np.ndarray:
+        """(N,) for each face the chance its label (the argmax, unchanged) is right, at its factor (with
+        :attr:`jpeg_params` for the faces ``jpeg`` marks as JPEG images, where the calibration has them).
 
         Raises:
             InputError: malformed logits, or factors that are not one positive number per face (or one for all).
@@ -308,7 +357,7 @@ class ScoreCalibration(sidecars.MeasuredFile):
             raise InputError(f"factors of shape {f.shape}; expected one per face, ({z.shape[0]},)")
         if z.shape[1] != len(self.classes):
             raise InputError(f"logits have {z.shape[1]} classes; this calibration has {len(self.classes)}")
-        q = self.params_at(f)
+        q = self.params_at(f, jpeg)
         if self.kind == "temperature":
             return np.exp(_log_softmax(z, q[:, :1]).max(axis=1))
         score = np.exp(_log_softmax(z).max(axis=1))
@@ -316,16 +365,21 @@ class ScoreCalibration(sidecars.MeasuredFile):
 
     # -- files --------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"classes": list(self.classes), "kind": self.kind, "factors": list(self.factors),
-                "params": [list(q) for q in self.params], "n": list(self.n),
-                "checkpoint_sha256": self.checkpoint_sha256, "source": self.source}
+        d = {"classes": list(self.classes), "kind": self.kind, "factors": list(self.factors),
+             "params": [list(q) for q in self.params], "n": list(self.n),
+             "checkpoint_sha256": self.checkpoint_sha256, "source": self.source}
+        if self.jpeg_params is not None:
+            d["jpeg_params"] = [list(q) for q in self.jpeg_params]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ScoreCalibration":
         try:
             return cls(tuple(str(c) for c in d["classes"]), str(d["kind"]), tuple(float(f) for f in d["factors"]),
                        tuple(tuple(float(v) for v in q) for q in d["params"]), tuple(int(v) for v in d.get("n", ())),
-                       str(d.get("checkpoint_sha256", "")), str(d.get("source", "")))
+                       str(d.get("checkpoint_sha256", "")), str(d.get("source", "")),
+                       None if d.get("jpeg_params") is None
+                       else tuple(tuple(float(v) for v in q) for q in d["jpeg_params"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"score calibration: expected classes, kind, factors and params; {exc!r}") from None
 

@@ -777,7 +777,7 @@ class Preprocessing:
     # -- faces -> batch ------------------------------------------------------------------
     def to_pixels(self, faces: FaceInput, raise_low_contrast: bool = True,
                   corrections: "Corrections | dict[str, Any] | None" = None,
-                  sides: "list[int] | None" = None) -> np.ndarray:
+                  sides: "list[int] | None" = None, jpeg: "list[bool] | None" = None) -> np.ndarray:
         """Validate faces and return an (N, C, S, S) float32 batch of pixel values in [0, 255].
 
         Accepts one face (HxW gray or HxWx3 RGB), a list of faces of any sizes, or an
@@ -789,7 +789,9 @@ class Preprocessing:
         of low contrast is raised to the floor after resizing (:func:`raise_contrast`, gray models only;
         ``raise_low_contrast=False``: not raised whatever ``corrections`` says, as the trainer loads image files:
         training faces are kept as they are). ``sides``, a list, is given each crop's side as resized: the larger
-        side after the corrections (an enlarged crop's source), what the face's size is read from.
+        side after the corrections (an enlarged crop's source), what the face's size is read from. ``jpeg``, a list, is
+        given for each crop whether it is a JPEG image (:func:`jpeg_quality`, on gray crops of at most the input size,
+        looked for even where ``soften_jpeg`` is off).
 
         Raises:
             InputError: on an empty batch, a wrong dtype, rank or channel count, a 0-size or too
@@ -808,8 +810,11 @@ class Preprocessing:
                 img = undo_pixel_repetition(img)
             if fix.undo_linear_enlarging:
                 img = undo_linear_enlarging(img)
-            if (fix.soften_jpeg > 0 and self.channels == 1 and max(img.shape[-2:]) <= s
-                    and jpeg_quality(img[0]) is not None):
+            marked = (self.channels == 1 and max(img.shape[-2:]) <= s and (fix.soften_jpeg > 0 or jpeg is not None)
+                      and jpeg_quality(img[0]) is not None)
+            if jpeg is not None:
+                jpeg.append(bool(marked))
+            if marked and fix.soften_jpeg > 0:
                 img = soften(img, fix.soften_jpeg)
             if sides is not None:
                 sides.append(int(max(img.shape[-2:])))

@@ -28,7 +28,8 @@ from .errors import InputError, ModelError
 from .fileio import file_problem
 from .metadata import ModelInfo
 from .preprocessing import (Corrections, FaceInput, Preprocessing, any_jpeg_image, any_linear_enlarging,
-                            any_low_contrast, any_pixel_repetition, as_corrections, raise_contrast, softmax, unmasked)
+                            any_low_contrast, any_pixel_repetition, as_corrections, jpeg_quality, raise_contrast,
+                            softmax, unmasked)
 
 logger = logging.getLogger(__name__)
 
@@ -305,15 +306,20 @@ class Recognizer:
         batch = self._prepare(faces)
         return batch.copy() if isinstance(faces, np.ndarray) and np.may_share_memory(batch, faces) else batch
 
-    def _prepare(self, faces: FaceInput, sides: Optional[list[int]] = None) -> np.ndarray:
+    def _prepare(self, faces: FaceInput, sides: Optional[list[int]] = None,
+                 jpeg: Optional[list[bool]] = None) -> np.ndarray:
         """:meth:`prepare` without its copy: for uint8-input models, input-size uint8 faces pass as a view.
-        ``sides``, a list, is given each crop's side as resized (:meth:`Preprocessing.to_pixels`)."""
+        ``sides`` and ``jpeg``, lists, are given each crop's side as resized and whether it is a JPEG image
+        (:meth:`Preprocessing.to_pixels`)."""
         if isinstance(faces, np.ndarray):
             faces = unmasked(faces, "faces")
         pixels, fix = _input_size_pixels(faces, self._pre), self._corrections
         if pixels is not None and not _to_reduce(pixels, fix):  # uint8 at the input size: no resampling needed
             if sides is not None:
                 sides.extend([self._pre.input_size] * len(pixels))
+            if jpeg is not None:  # with soften_jpeg on, _to_reduce found none; else each is looked at here
+                jpeg.extend([False] * len(pixels) if fix.soften_jpeg > 0
+                            else [jpeg_quality(p[0]) is not None for p in pixels])
             if fix.contrast_floor > 0 and any_low_contrast(pixels, fix.contrast_floor):
                 # what to_pixels gives them: its resize is the identity, then the floor
                 raised = raise_contrast(pixels.astype(np.float32), fix.contrast_floor)
@@ -321,7 +327,7 @@ class Recognizer:
                     return np.rint(raised).astype(np.uint8)
                 return self._pre.normalize(raised, in_place=True)
             return pixels if self._raw_input else np.take(self._lut, pixels)
-        resized = self._pre.to_pixels(faces, corrections=fix, sides=sides)
+        resized = self._pre.to_pixels(faces, corrections=fix, sides=sides, jpeg=jpeg)
         if self._raw_input:
             return np.rint(resized).astype(np.uint8)
         return self._pre.normalize(resized, in_place=True)  # resized is this call's own array
@@ -348,8 +354,9 @@ class Recognizer:
         """
         self._check_open()
         sides: list[int] = []
-        logits = self.predict_logits(self._prepare(faces, sides))
-        return self._to_predictions(logits, sides)
+        jpeg: Optional[list[bool]] = [] if self._scores is not None and self._scores.jpeg_params is not None else None
+        logits = self.predict_logits(self._prepare(faces, sides, jpeg))
+        return self._to_predictions(logits, sides, jpeg)
 
     def predict_logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw logits for an already prepared (N, C, S, S) batch (see :meth:`prepare`).
@@ -376,8 +383,10 @@ class Recognizer:
             out.append(self._backend.infer(chunk)[:k])
         return np.concatenate(out)
 
-    def _to_predictions(self, logits: np.ndarray, sides: Optional[Sequence[int]] = None) -> list[Prediction]:
-        """Predictions from logits; with each crop's side as resized (``sides``), their confidences too."""
+    def _to_predictions(self, logits: np.ndarray, sides: Optional[Sequence[int]] = None,
+                        jpeg: Optional[Sequence[bool]] = None) -> list[Prediction]:
+        """Predictions from logits; with each crop's side as resized (``sides``), their confidences too (``jpeg``:
+        which crops are JPEG images, for a calibration with maps of their own for them)."""
         probs = softmax(logits)
         probs.setflags(write=False)
         idx = probs.argmax(axis=1)
@@ -385,7 +394,8 @@ class Recognizer:
         conf: list[Optional[float]] = [None] * len(probs)
         if self._scores is not None and sides is not None and len(sides) == len(probs):
             factors = self._pre.input_size / np.asarray(sides, dtype=np.float64)
-            conf = [float(c) for c in self._scores.confidence(logits, factors)]
+            marks = jpeg if jpeg is not None and len(jpeg) == len(probs) else None
+            conf = [float(c) for c in self._scores.confidence(logits, factors, marks)]
         return [Prediction(classes[int(i)], int(i), float(p[i]), p, c) for i, p, c in zip(idx, probs, conf)]
 
     # -- lifetime ---------------------------------------------------------------------------

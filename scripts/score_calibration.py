@@ -167,6 +167,127 @@ def variants(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The JPEG rule: the least fall of the (c) mean error, the most any (c) factor may rise, the most any (b) factor may
+#: change (points), and the fewest marked faces a factor's own JPEG map is fitted on.
+JPEG_GAIN, JPEG_RISE, JPEG_CLEAN, JPEG_MIN_FACES = 1.0, 0.3, 0.1, 100
+
+
+def logits_and_marks(fn: Any, pre: Any, images: np.ndarray, factor: int, protocol: str,
+                     batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """(N, C) logits of the faces as ``protocol``'s small crops at ``factor`` through the SDK's preprocessing, and
+    (N,) whether the SDK marks each crop as a JPEG image."""
+    from trainer.evaluate import small_crops
+
+    out, marks = [], []
+    for i in range(0, len(images), batch):
+        flags: list[bool] = []
+        x = pre.normalize(pre.to_pixels(list(small_crops(images[i:i + batch], factor, protocol)), jpeg=flags))
+        out.append(np.asarray(fn(x, factor), dtype=np.float64))
+        marks += flags
+    return np.concatenate(out), np.asarray(marks, dtype=bool)
+
+
+def jpeg_decide(cells: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
+    """The JPEG rule on the (b) and (c) cells (``base`` and ``jpeg`` errors per factor)."""
+    cam, clean = cells["camera"], cells["small"]
+    fall = float(np.mean([cam[str(f)]["base"] for f in FACTORS]) - np.mean([cam[str(f)]["jpeg"] for f in FACTORS]))
+    worst_rise = max(cam[str(f)]["jpeg"] - cam[str(f)]["base"] for f in FACTORS)
+    clean_change = max(abs(clean[str(f)]["jpeg"] - clean[str(f)]["base"]) for f in FACTORS)
+    return {"camera_mean_fall": round(fall, 2), "camera_worst_rise": round(worst_rise, 2),
+            "clean_largest_change": round(clean_change, 2),
+            "adopted": bool(fall >= JPEG_GAIN and worst_rise <= JPEG_RISE and clean_change <= JPEG_CLEAN)}
+
+
+def jpeg_study(args: argparse.Namespace) -> int:
+    """Maps of their own for crops the SDK marks as JPEG images (the rule: docs/experiments.md, "Crops that are JPEG
+    images"): cross-fitted on val, or fitted on all of val and scored on test; with --write-calibration, the
+    shipped file with them."""
+    from fsrfer_edge.ferplus import load_labelled_faces
+    from fsrfer_edge.fileio import sha256_file, write_json
+
+    from trainer.evaluate import onnx_logits_fn
+
+    fn, pre = onnx_logits_fn(args.model, threads=args.threads)
+    classes = list(pre.classes)
+    rows = ("small", "camera")
+
+    def data(images: np.ndarray) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
+        return {p: {f: logits_and_marks(fn, pre, images, f, p) for f in FACTORS} for p in rows}
+
+    def fit(d: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]], labels: np.ndarray, keep: np.ndarray) -> Any:
+        base = fits({f: d["small"][f][0][keep] for f in FACTORS}, labels[keep], classes)["logistic"]
+        cam = {f: (d["camera"][f][0][keep], d["camera"][f][1][keep]) for f in FACTORS}
+        return base.with_jpeg({f: z[m] for f, (z, m) in cam.items()}, {f: labels[keep][m] for f, (_, m) in cam.items()},
+                              JPEG_MIN_FACES)
+
+    val = load_labelled_faces(args.data, "ferplus", "val")
+    vd = data(val.images)
+    everything = np.ones(len(val.labels), dtype=bool)
+    if args.write_calibration:
+        from fsrfer_edge.metadata import ModelInfo
+        import onnx
+
+        from trainer.evaluate import sdk_factor
+
+        info = ModelInfo.from_props({p.key: p.value for p in onnx.load(args.model, load_external_data=False)
+                                     .metadata_props}, source=args.model)
+        fitted = fit(vd, val.labels, everything)
+        full = dataclasses.replace(fitted, factors=tuple(sdk_factor(int(f), val.images.shape[-1], pre.input_size)
+                                                         for f in fitted.factors),
+                                   checkpoint_sha256=info.checkpoint_sha256, source=(
+            f"python scripts/score_calibration.py --model {_shown(args.model)} --jpeg --write-calibration "
+            f"{args.write_calibration}: FER+ val ({len(val.labels)} faces), protocol (b) small crops; jpeg_params from "
+            f"the protocol (c) crops the SDK marks as JPEG images; model sha256 {sha256_file(args.model)}"))
+        full.save(args.write_calibration)
+        print("wrote", args.write_calibration, full.params, full.jpeg_params)
+        if args.json is None:
+            return 0
+    if args.split == "val":
+        labels, d = val.labels, vd
+        halves = np.array_split(np.random.default_rng(args.seed).permutation(len(labels)), 2)
+        folds = []
+        for k in range(2):
+            keep = np.zeros(len(labels), dtype=bool)
+            keep[halves[1 - k]] = True
+            folds.append((halves[k], fit(vd, labels, keep)))
+    else:
+        test = load_labelled_faces(args.data, "ferplus", "test")
+        labels, d = test.labels, data(test.images)
+        folds = [(np.arange(len(labels)), fit(vd, val.labels, everything))]
+    cells: dict[str, dict[str, dict[str, float]]] = {p: {} for p in rows}
+    for p in rows:
+        for f in FACTORS:
+            z, marks = d[p][f]
+            base, withj, right = [], [], []
+            for idx, cal in folds:
+                base.append(cal.confidence(z[idx], float(f)))
+                withj.append(cal.confidence(z[idx], float(f), marks[idx]))
+                right.append((z[idx].argmax(1) == labels[idx]).astype(np.float64))
+            r = np.concatenate(right)
+            cells[p][str(f)] = {"base": round(expected_calibration_error(np.concatenate(base), r), 2),
+                                "jpeg": round(expected_calibration_error(np.concatenate(withj), r), 2),
+                                "marked": round(100 * float(marks.mean()), 2), "accuracy": round(100 * float(r.mean()), 2),
+                                "mean_base": round(100 * float(np.concatenate(base).mean()), 2),
+                                "mean_jpeg": round(100 * float(np.concatenate(withj).mean()), 2)}
+            print(p, f, cells[p][str(f)], flush=True)
+    decision = jpeg_decide(cells)
+    print(decision)
+    write_json(args.json, {
+        "command": f"python scripts/score_calibration.py --jpeg --json {args.json}"
+                   + ("" if args.split == "val" else " --split test") + ("" if args.seed == 0 else f" --seed {args.seed}"),
+        "model": {"path": _shown(args.model), "sha256": sha256_file(args.model)}, "split": args.split,
+        "n": int(len(labels)), "factors": list(FACTORS), "ece_bins": ECE_BINS, "min_faces": JPEG_MIN_FACES,
+        "gain": JPEG_GAIN, "rise": JPEG_RISE, "clean": JPEG_CLEAN, "load_average": list(os.getloadavg()),
+        "fits": [c.to_dict() | {"source": None} for _, c in folds],
+        "note": "calibration error (points, 15 bins, majority label) of the logistic maps per factor alone (base) and "
+                "with maps of their own for crops the SDK marks as JPEG images (jpeg); marked: % of the crops marked; "
+                + ("maps fitted on the other half of val (2-fold cross-fitting, seeded halves)" if args.split == "val"
+                   else "maps fitted on all of FER+ val"),
+        "cells": cells, **decision})
+    print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "fsrfer_edge" / "models" / "default.onnx"))
@@ -183,9 +304,16 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="files of --model's checkpoint (FP16, INT8) to score with the packaged maps beside it")
     ap.add_argument("--calibration", default=str(REPO / "fsrfer_edge" / "models" / "default.scores.json"),
                     help="with --variants: the maps (default: the packaged ones)")
+    ap.add_argument("--jpeg", action="store_true",
+                    help="maps of their own for crops the SDK marks as JPEG images: their study (--json), or the "
+                         "calibration file with them (--write-calibration)")
     args = ap.parse_args(argv)
     if args.json is None and args.write_calibration is None:
         ap.error("give --json, --write-calibration or both")
+    if args.jpeg and args.variants:
+        ap.error("--jpeg and --variants are separate runs")
+    if args.jpeg:
+        return jpeg_study(args)
     if args.variants:
         if args.json is None or args.write_calibration:
             ap.error("--variants takes --json and no --write-calibration")
