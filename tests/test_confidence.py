@@ -279,3 +279,58 @@ def test_on_fer_plus_test_the_mean_confidence_is_near_the_accuracy_at_each_size(
         assert abs(conf - right) < 0.05, (f, conf, right)
         if f == 1:
             assert right - score > 0.1  # what the confidence is for: the score is far under it at 48 px
+
+
+def _jpeg(img: np.ndarray, quality: int = 50) -> np.ndarray:
+    """A gray crop as a JPEG image decodes (Pillow)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L"))
+
+
+def test_a_crop_that_is_a_jpeg_image_gets_the_jpeg_maps(rec):
+    pytest.importorskip("PIL")
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.preprocessing import jpeg_quality
+
+    cal = rec.score_calibration
+    assert cal.jpeg_params is not None and cal.jpeg_params != cal.params
+    clean, snapshot = _face(24, 11), _jpeg(_face(24, 11))
+    assert jpeg_quality(snapshot) is not None and jpeg_quality(clean) is None
+    preds = rec.predict([clean, snapshot])
+    logits = rec.predict_logits(rec.prepare([clean, snapshot]))
+    np.testing.assert_allclose([p.confidence for p in preds], cal.confidence(logits, [2.0, 2.0], [False, True]),
+                               rtol=1e-6)
+    assert preds[1].confidence != pytest.approx(float(cal.confidence(logits[1:], 2.0)[0]), rel=1e-3)
+    # marked also where the SDK does not soften it, and at the input size (the recogniser's fast path)
+    big = _jpeg(_face(48, 12))
+    with Recognizer(threads=1, spinning=False, corrections={"soften_jpeg": 0}) as plain:
+        for crop, factor in ((snapshot, 2.0), (big, 1.0)):
+            p = plain.predict(crop)[0]
+            z = plain.predict_logits(plain.prepare(crop))
+            assert p.confidence == pytest.approx(float(cal.confidence(z, factor, [True])[0]), rel=1e-6)
+
+
+def test_jpeg_maps_are_fitted_where_enough_marked_faces_are_and_kept_from_the_base_elsewhere(tmp_path):
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 7, 400)
+    z = rng.normal(size=(400, 7))
+    z[np.arange(400), y] += 1.0
+    base = _logistic([(1.0, 0.0), (1.5, 0.2), (2.0, 0.3), (2.5, 0.4)])
+    got = base.with_jpeg({1.0: z, 2.0: z[:50], 4.0: z, 8.0: z[:0]}, {1.0: y, 2.0: y[:50], 4.0: y, 8.0: y[:0]})
+    assert got.jpeg_params[1] == base.params[1] and got.jpeg_params[3] == base.params[3]      # under 100 faces
+    assert got.jpeg_params[0] != base.params[0] and got.params == base.params
+    assert ScoreCalibration.load(got.save(tmp_path / "j.scores.json")) == got
+    np.testing.assert_allclose(got.confidence(z[:5], 1.0), base.confidence(z[:5], 1.0))   # no marks: the base
+    with pytest.raises(InputError, match="expected a logistic calibration"):
+        ScoreCalibration(CLASSES, "temperature", (1.0,), ((1.0,),)).with_jpeg({1.0: z}, {1.0: y})
+    with pytest.raises(InputError, match="expected this calibration's"):
+        base.with_jpeg({1.0: z}, {1.0: y})
+    with pytest.raises(InputError, match="one flag per face"):
+        got.confidence(z[:5], 1.0, [True, False])
+    with pytest.raises(ModelError, match="jpeg_params"):
+        ScoreCalibration(CLASSES, "logistic", (1.0, 2.0), ((1.0, 0.0), (1.0, 0.0)), jpeg_params=((1.0, 0.0),))
