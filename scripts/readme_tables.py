@@ -247,6 +247,28 @@ def score_calibration_selective_table(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def score_calibration_jpeg_table(doc: dict[str, Any]) -> str:
+    """scripts/score_calibration.py --jpeg: the calibration error with the (b) maps alone and with maps of their own
+    for crops the SDK marks as JPEG images, per crop kind and size, and the rule's verdict."""
+    sizes = [str(f) for f in doc["factors"]]
+    fitted = ("the other half of val (2-fold cross-fitting)" if doc["split"] == "val" else "all of FER+ val")
+    out = [f"`{doc['source']}` (`{doc['command']}`; the shipped model on FER+ {doc['split']}, {doc['n']} faces; maps "
+           f"fitted on {fitted}; calibration error in points over {doc['ece_bins']} bins; marked: % of the crops the "
+           "SDK marks as JPEG images):", "",
+           "| crops | face | marked | accuracy | (b) maps alone | with JPEG maps | mean confidence, alone | "
+           "mean confidence, with JPEG maps |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for p, name in GROUP_PROTOCOLS.items():
+        for f in sizes:
+            c = doc["cells"][p][f]
+            out.append(f"| {name} | {round(48 / int(f))} px (x{f}) | {c['marked']:.1f} | {c['accuracy']:.2f} | "
+                       f"{c['base']:.2f} | {c['jpeg']:.2f} | {c['mean_base']:.2f} | {c['mean_jpeg']:.2f} |")
+    out += ["", f"Rule: (c) mean error falls by {doc['camera_mean_fall']:.2f} (at least {doc['gain']:g}), the largest "
+            f"rise at a factor {doc['camera_worst_rise']:.2f} (at most {doc['rise']:g}), (b) largest change "
+            f"{doc['clean_largest_change']:.2f} (at most {doc['clean']:g}): "
+            f"{'met' if doc['adopted'] else 'not met'}."]
+    return "\n".join(out) + "\n"
+
+
 def score_calibration_variants_table(doc: dict[str, Any]) -> str:
     """scripts/score_calibration.py --variants: the packaged maps' calibration error per file and size."""
     files = doc["files"]
@@ -1902,6 +1924,10 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
                                "docs/experiments.md"),
     "track_confidence": ("results/ferplus/track_confidence_val.json", track_confidence_table, "docs/experiments.md"),
     "score_calibration_selective": ("results/ferplus/score_calibration_val.json", score_calibration_selective_table,
+                                    "docs/experiments.md"),
+    "score_calibration_jpeg_val": ("results/ferplus/score_calibration_jpeg_val.json", score_calibration_jpeg_table,
+                                   "docs/experiments.md"),
+    "score_calibration_jpeg_test": ("results/ferplus/score_calibration_jpeg_test.json", score_calibration_jpeg_table,
                                     "docs/experiments.md"),
     "score_calibration_variants": ("results/ferplus/score_calibration_variants_val.json",
                                    score_calibration_variants_table, "docs/experiments.md"),
