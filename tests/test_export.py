@@ -240,6 +240,8 @@ def test_with_eval_data_the_export_writes_the_confidence_maps_every_file_finds(v
     info = read_model_info(variants / "tiny.fp32.onnx")
     assert cal.kind == "logistic" and cal.factors == (1.0, 2.0, 3.0, 4.0, 6.0, 8.0) and cal.n == (32,) * 6  # val
     assert cal.checkpoint_sha256 == info.checkpoint_sha256 and report["score_calibration"]["file"] == "tiny.scores.json"
+    # JPEG maps too; with 32 val faces no factor has the 100 marked ones a map of its own needs: the base maps
+    assert cal.jpeg_params == cal.params and report["score_calibration"]["jpeg_params"] == [list(q) for q in cal.params]
     for key in ("fp32", "fp16", "int8-u8s8"):
         with Recognizer(variants / f"tiny.{key}.onnx", threads=1) as rec:
             assert rec.score_calibration == cal
@@ -708,3 +710,21 @@ def test_calibration_reader_gives_equal_batches_over_every_face():
         batches = [b["input"] for b in iter(reader.get_next, None)]
         assert {len(b) for b in batches} == {want} and len(reader) == n // want
         np.testing.assert_array_equal(np.concatenate(batches), x)
+
+
+def test_the_export_fits_jpeg_maps_where_enough_of_its_faces_are_marked(variants: Path, tmp_path: Path) -> None:
+    from fsrfer_edge.confidence import ScoreCalibration
+
+    info = read_model_info(variants / "tiny.fp32.onnx")
+    images = _faces(150, 7)
+    labels = np.random.default_rng(8).integers(0, 7, 150)
+    opts = cli.ExportOptions(source=variants / "tiny.fp32.onnx", name="mine", eval_data=tmp_path / "x.npz",
+                             factors=(1, 2))
+    report: dict = {}
+    cli._score_calibration(opts, info, check.onnx_runner(variants / "tiny.fp32.onnx"), images, labels, "npz",
+                           tmp_path, report)
+    cal = ScoreCalibration.load(tmp_path / "mine.scores.json")
+    assert cal.factors == (1.0, 2.0) and cal.n == (150, 150)
+    # 48 and 24 px JPEG snapshots are marked (150 >= 100 of them): maps of their own at both factors
+    assert all(j != p for j, p in zip(cal.jpeg_params, cal.params))
+    assert report["score_calibration"]["jpeg_params"] == [list(q) for q in cal.jpeg_params]

@@ -326,18 +326,26 @@ def _score_calibration(opts: ExportOptions, info: Any, fp32: Any, images: np.nda
         log.info("no score calibration: --eval-data faces are not %dx%d, or hold one class", pre.input_size,
                  pre.input_size)
         return
-    logits, wanted = {}, {}
+    logits, wanted, jpeg_logits, jpeg_labels = {}, {}, {}, {}
     for f in opts.factors:
         crops = shrink(images, int(f))
         factor = pre.input_size / crops.shape[-1]
         logits[factor] = fp32(pre.to_pixels(list(crops)))
         wanted[factor] = labels
+        if pre.channels == 1:  # JPEG snapshots of the faces, as protocol (c) makes them: their own maps
+            marks: list[bool] = []
+            z = fp32(pre.to_pixels(list(_jpeg_crops(images, crops.shape[-1])), jpeg=marks))
+            jpeg_logits[factor], jpeg_labels[factor] = z[np.asarray(marks, bool)], labels[np.asarray(marks, bool)]
     cal = ScoreCalibration.fit(logits, wanted, info.classes, checkpoint_sha256=info.checkpoint_sha256, source=(
         f"fsrfer-export --eval-data {opts.eval_data}: {len(labels)} val faces ({label_set} labels) as small crops at "
-        f"factors {','.join(str(f) for f in opts.factors)}"))
+        f"factors {','.join(str(f) for f in opts.factors)}; jpeg_params from the same faces area-shrunk and saved as "
+        f"JPEG quality {JPEG_QUALITY}, those the SDK marks"))
+    if jpeg_logits:
+        cal = cal.with_jpeg(jpeg_logits, jpeg_labels)
     name = f"{opts.model_name}{SCORES_SUFFIX}"
     cal.save(stage / name)
-    report["score_calibration"] = {"file": name, "factors": list(cal.factors), "params": [list(q) for q in cal.params]}
+    report["score_calibration"] = {"file": name, "factors": list(cal.factors), "params": [list(q) for q in cal.params],
+                                   "jpeg_params": None if cal.jpeg_params is None else [list(q) for q in cal.jpeg_params]}
 
 
 def _eval_faces(path: Path, opts: ExportOptions, classes: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -353,6 +361,30 @@ def _eval_faces(path: Path, opts: ExportOptions, classes: int) -> tuple[np.ndarr
     faces = load_labelled_faces(path, opts.labels, split="val")
     rows = _sample(len(faces.labels), opts.eval_size, DEFAULT_SEED)
     return faces.images[rows], faces.labels[rows], faces.label_set
+
+
+#: The JPEG quality of the snapshots the JPEG maps are fitted on (protocol (c)'s).
+JPEG_QUALITY = 50
+
+
+def _jpeg_crops(images: np.ndarray, side: int) -> np.ndarray:
+    """Gray faces (N, S, S) shrunk by area averaging to ``side`` pixels and round-tripped through JPEG at
+    :data:`JPEG_QUALITY` (Pillow), as protocol (c) makes a camera-like crop: (N, side, side) uint8."""
+    import io
+
+    from PIL import Image
+
+    from ..preprocessing import resize
+
+    small = images.astype(np.float32) if side == images.shape[-1] else resize(images, (side, side), "box", antialias=True)
+    out = np.empty(small.shape, np.uint8)
+    for i, img in enumerate(np.clip(np.rint(small), 0, 255).astype(np.uint8)):
+        buf = io.BytesIO()
+        Image.fromarray(img, mode="L").save(buf, "JPEG", quality=JPEG_QUALITY)
+        buf.seek(0)
+        with Image.open(buf) as im:
+            out[i] = np.asarray(im.convert("L"))
+    return out
 
 
 def _commit(stage: Path, out_dir: Path, report: dict[str, Any], name: str) -> Path:
