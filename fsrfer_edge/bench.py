@@ -208,6 +208,10 @@ def measure_confidence(rec: Recognizer, images: np.ndarray, labels: np.ndarray,
     docs/experiments.md, "A confidence that means the same at every size"."""
     from .confidence import calibration_error
 
+    if rec.score_calibration is None:
+        raise InputError("measure_confidence: this Recognizer has no score calibration (its predictions' confidence "
+                         "is None); expected one with confidence maps (NAME.scores.json beside the model, or "
+                         "Recognizer(confidence=...))")
     out: dict[str, dict[str, float]] = {}
     for f in factors:
         conf, right = [], []

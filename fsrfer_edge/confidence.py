@@ -152,6 +152,8 @@ def calibration_error(confidence: Any, right: Any, bins: int = ECE_BINS) -> floa
     r = _floats(right, "right", "one 0/1 outcome per face")
     if c.ndim != 1 or not len(c) or r.shape != c.shape or not np.isfinite(c).all() or (c < 0).any() or (c > 1).any():
         raise InputError(f"confidence of shape {c.shape}; expected N >= 1 probabilities and one 0/1 outcome each")
+    if not np.isin(r, (0.0, 1.0)).all():
+        raise InputError("right: expected 0/1 outcomes (whether each label was right), one per confidence")
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
         raise InputError(f"bins={bins!r}; expected an integer >= 1")
     idx = np.minimum((c * bins).astype(int), bins - 1)
@@ -291,7 +293,7 @@ class ScoreCalibration(sidecars.MeasuredFile):
                   min_faces: int = 100) -> "ScoreCalibration":
         """This calibration with :attr:`jpeg_params` fitted per factor on crops that are JPEG images (each factor's
         logits and labels, keyed as :attr:`factors`); a factor with fewer than ``min_faces`` of them keeps its
-        ``params`` there. Logistic calibrations only.
+        ``params`` there (none with enough: this calibration, without ``jpeg_params``). Logistic calibrations only.
 
         Raises:
             InputError: another kind, keys that are not this calibration's factors, or malformed logits or labels.
@@ -304,14 +306,16 @@ class ScoreCalibration(sidecars.MeasuredFile):
         lab = {float(f): v for f, v in labels.items()}
         out: list[tuple[float, ...]] = []
         for f, base in zip(self.factors, self.params):
-            z = np.asarray(logits[by[f]], np.float64)
-            if len(z) < min_faces:
+            z = _floats(logits[by[f]], f"logits at factor {f:g}", "(N, num_classes) finite numbers")
+            if z.ndim and len(z) < min_faces:
                 out.append(base)
                 continue
             z = _check_logits(z, f"logits at factor {f:g}")
             y = _check_labels(lab[f], z.shape[0], z.shape[1])
             lp = _log_softmax(z)
             out.append(fit_logistic(np.exp(lp.max(1)), (lp.argmax(1) == y).astype(np.float64)))
+        if tuple(out) == self.params:  # no factor had enough: no maps of their own (and no JPEG check per crop)
+            return self
         return dataclasses.replace(self, jpeg_params=tuple(out))
 
     def params_at(self, factors: Any, jpeg: Any = None) -> np.ndarray:

@@ -326,6 +326,7 @@ def test_jpeg_maps_are_fitted_where_enough_marked_faces_are_and_kept_from_the_ba
     assert got.jpeg_params[0] != base.params[0] and got.params == base.params
     assert ScoreCalibration.load(got.save(tmp_path / "j.scores.json")) == got
     np.testing.assert_allclose(got.confidence(z[:5], 1.0), base.confidence(z[:5], 1.0))   # no marks: the base
+    assert base.with_jpeg({f: z[:10] for f in base.factors}, {f: y[:10] for f in base.factors}) is base  # none
     with pytest.raises(InputError, match="expected a logistic calibration"):
         ScoreCalibration(CLASSES, "temperature", (1.0,), ((1.0,),)).with_jpeg({1.0: z}, {1.0: y})
     with pytest.raises(InputError, match="expected this calibration's"):
