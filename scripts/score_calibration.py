@@ -198,6 +198,28 @@ def jpeg_decide(cells: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]
             "adopted": bool(fall >= JPEG_GAIN and worst_rise <= JPEG_RISE and clean_change <= JPEG_CLEAN)}
 
 
+def write_shipped(args: argparse.Namespace, fitted: Any, image_side: int, input_size: int, n: int,
+                  more: str = "") -> None:
+    """Write ``fitted`` (fitted on all of FER+ val) to --write-calibration, its factors keyed as the SDK reads a crop,
+    with the model's checkpoint and how it was made."""
+    import onnx
+
+    from fsrfer_edge.fileio import sha256_file
+    from fsrfer_edge.metadata import ModelInfo
+
+    from trainer.evaluate import sdk_factor
+
+    info = ModelInfo.from_props({p.key: p.value for p in onnx.load(args.model, load_external_data=False)
+                                 .metadata_props}, source=args.model)
+    full = dataclasses.replace(fitted, factors=tuple(sdk_factor(int(f), image_side, input_size) for f in fitted.factors),
+                               checkpoint_sha256=info.checkpoint_sha256, source=(
+        f"python scripts/score_calibration.py --model {_shown(args.model)}{' --jpeg' if args.jpeg else ''} "
+        f"--write-calibration {args.write_calibration}: FER+ val ({n} faces), protocol (b) small crops{more}, model "
+        f"sha256 {sha256_file(args.model)}"))
+    full.save(args.write_calibration)
+    print("wrote", args.write_calibration, full.kind, full.params, full.jpeg_params)
+
+
 def jpeg_study(args: argparse.Namespace) -> int:
     """Maps of their own for crops the SDK marks as JPEG images (the rule: docs/experiments.md, "Crops that are JPEG
     images"): cross-fitted on val, or fitted on all of val and scored on test; with --write-calibration, the
@@ -224,22 +246,8 @@ def jpeg_study(args: argparse.Namespace) -> int:
     vd = data(val.images)
     everything = np.ones(len(val.labels), dtype=bool)
     if args.write_calibration:
-        from fsrfer_edge.metadata import ModelInfo
-        import onnx
-
-        from trainer.evaluate import sdk_factor
-
-        info = ModelInfo.from_props({p.key: p.value for p in onnx.load(args.model, load_external_data=False)
-                                     .metadata_props}, source=args.model)
-        fitted = fit(vd, val.labels, everything)
-        full = dataclasses.replace(fitted, factors=tuple(sdk_factor(int(f), val.images.shape[-1], pre.input_size)
-                                                         for f in fitted.factors),
-                                   checkpoint_sha256=info.checkpoint_sha256, source=(
-            f"python scripts/score_calibration.py --model {_shown(args.model)} --jpeg --write-calibration "
-            f"{args.write_calibration}: FER+ val ({len(val.labels)} faces), protocol (b) small crops; jpeg_params from "
-            f"the protocol (c) crops the SDK marks as JPEG images; model sha256 {sha256_file(args.model)}"))
-        full.save(args.write_calibration)
-        print("wrote", args.write_calibration, full.params, full.jpeg_params)
+        write_shipped(args, fit(vd, val.labels, everything), val.images.shape[-1], pre.input_size, len(val.labels),
+                      "; jpeg_params from the protocol (c) crops the SDK marks as JPEG images")
         if args.json is None:
             return 0
     if args.split == "val":
@@ -321,7 +329,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.ferplus import load_labelled_faces
     from fsrfer_edge.fileio import sha256_file, write_json
 
-    from trainer.evaluate import onnx_logits_fn, protocol_logits, sdk_factor
+    from trainer.evaluate import onnx_logits_fn, protocol_logits
 
     fn, pre = onnx_logits_fn(args.model, threads=args.threads)
     classes = list(pre.classes)
@@ -333,20 +341,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     val = load_labelled_faces(args.data, "ferplus", "val")
     val_logits = logits_of(val.images, PROTOCOLS if args.split == "val" and args.json else ("small",))
     if args.write_calibration:
-        from fsrfer_edge.metadata import ModelInfo
-        import onnx
-
-        info = ModelInfo.from_props({p.key: p.value for p in onnx.load(args.model, load_external_data=False)
-                                     .metadata_props}, source=args.model)
-        fitted = fits(val_logits["small"], val.labels, classes)["logistic"]
-        full = dataclasses.replace(fitted, factors=tuple(sdk_factor(int(f), val.images.shape[-1], pre.input_size)
-                                                         for f in fitted.factors),
-                                   checkpoint_sha256=info.checkpoint_sha256, source=(
-            f"python scripts/score_calibration.py --model {_shown(args.model)} --write-calibration "
-            f"{args.write_calibration}: FER+ val ({len(val.labels)} faces), protocol (b) small crops, model sha256 "
-            f"{sha256_file(args.model)}"))
-        full.save(args.write_calibration)
-        print("wrote", args.write_calibration, full.kind, full.params)
+        write_shipped(args, fits(val_logits["small"], val.labels, classes)["logistic"], val.images.shape[-1],
+                      pre.input_size, len(val.labels))
         if args.json is None:
             return 0
     if args.split == "val":

@@ -14,6 +14,8 @@ from fsrfer_edge.confidence import (SUFFIX, ScoreCalibration, calibration_error,
                                     score_calibration_for)
 from fsrfer_edge.errors import InputError, ModelError
 
+from _faces import blob_face as _face  # tests/ is on sys.path
+
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 PACKAGED = Path(__file__).resolve().parents[1] / "fsrfer_edge" / "models"
 DATA = Path(os.environ.get("FSRFER_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "fer2013.npz"
@@ -176,18 +178,6 @@ def rec():
     r = Recognizer(threads=1, spinning=False)
     yield r
     r.close()
-
-
-def _face(side: int, seed: int = 0) -> np.ndarray:
-    """A smooth seeded gray face-like blob (no FER faces in tests' files), bicubic-shrunk to ``side``."""
-    from fsrfer_edge.preprocessing import resize_square
-
-    yy, xx = np.mgrid[0:48, 0:48]
-    rng = np.random.default_rng(seed)
-    img = 120 + 60 * np.exp(-((yy - 24) ** 2 + (xx - 24) ** 2) / 300.0) + rng.normal(0, 8, (48, 48))
-    img[30:34, 16:32] -= 50                                                 # a mouth
-    img = np.clip(img, 0, 255)
-    return np.clip(np.rint(resize_square(img[None], side)[0]), 0, 255).astype(np.uint8)
 
 
 def test_each_prediction_s_confidence_reads_its_crop_s_size(rec):

@@ -14,18 +14,11 @@ import pytest
 
 from fsrfer_edge.confidence import ScoreCalibration, calibration_error
 from fsrfer_edge.errors import InputError
-from fsrfer_edge.preprocessing import Corrections, Preprocessing, jpeg_quality, resize_square
+from fsrfer_edge.preprocessing import Corrections, Preprocessing, jpeg_quality
+
+from _faces import blob_face as _face  # tests/ is on sys.path
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-
-
-def _face(side: int, seed: int = 0) -> np.ndarray:
-    yy, xx = np.mgrid[0:48, 0:48]
-    rng = np.random.default_rng(seed)
-    img = 120 + 60 * np.exp(-((yy - 24) ** 2 + (xx - 24) ** 2) / 300.0) + rng.normal(0, 8, (48, 48))
-    img[30:34, 16:32] -= 50
-    img = np.clip(img, 0, 255)
-    return np.clip(np.rint(resize_square(img[None], side)[0]), 0, 255).astype(np.uint8)
 
 
 def _jpeg(img: np.ndarray, quality: int = 50) -> np.ndarray:
