@@ -553,8 +553,8 @@ def format_summary(doc: dict[str, Any]) -> str:
         conf = acc.get("confidence")
         if conf:
             lines.append("confidence on small crops, calibration error in points (accuracy %, mean confidence %): "
-                         + ", ".join(f"x{f} {c['calibration_error']:.2f} ({c['accuracy']:.1f}, {c['mean_confidence']:.1f})"
-                                     for f, c in conf["per_factor"].items()))
+                         + ", ".join(f"x{f} {c['calibration_error']:.2f} ({c['accuracy']:.1f}, "
+                                     f"{c['mean_confidence']:.1f})" for f, c in conf["per_factor"].items()))
     return "\n".join(lines)
 
 

@@ -211,8 +211,8 @@ def write_shipped(args: argparse.Namespace, fitted: Any, image_side: int, input_
 
     info = ModelInfo.from_props({p.key: p.value for p in onnx.load(args.model, load_external_data=False)
                                  .metadata_props}, source=args.model)
-    full = dataclasses.replace(fitted, factors=tuple(sdk_factor(int(f), image_side, input_size) for f in fitted.factors),
-                               checkpoint_sha256=info.checkpoint_sha256, source=(
+    factors = tuple(sdk_factor(int(f), image_side, input_size) for f in fitted.factors)
+    full = dataclasses.replace(fitted, factors=factors, checkpoint_sha256=info.checkpoint_sha256, source=(
         f"python scripts/score_calibration.py --model {_shown(args.model)}{' --jpeg' if args.jpeg else ''} "
         f"--write-calibration {args.write_calibration}: FER+ val ({n} faces), protocol (b) small crops{more}, model "
         f"sha256 {sha256_file(args.model)}"))
@@ -274,7 +274,8 @@ def jpeg_study(args: argparse.Namespace) -> int:
             r = np.concatenate(right)
             cells[p][str(f)] = {"base": round(expected_calibration_error(np.concatenate(base), r), 2),
                                 "jpeg": round(expected_calibration_error(np.concatenate(withj), r), 2),
-                                "marked": round(100 * float(marks.mean()), 2), "accuracy": round(100 * float(r.mean()), 2),
+                                "marked": round(100 * float(marks.mean()), 2),
+                                "accuracy": round(100 * float(r.mean()), 2),
                                 "mean_base": round(100 * float(np.concatenate(base).mean()), 2),
                                 "mean_jpeg": round(100 * float(np.concatenate(withj).mean()), 2)}
             print(p, f, cells[p][str(f)], flush=True)
@@ -282,7 +283,8 @@ def jpeg_study(args: argparse.Namespace) -> int:
     print(decision)
     write_json(args.json, {
         "command": f"python scripts/score_calibration.py --jpeg --json {args.json}"
-                   + ("" if args.split == "val" else " --split test") + ("" if args.seed == 0 else f" --seed {args.seed}"),
+                   + ("" if args.split == "val" else " --split test")
+                   + ("" if args.seed == 0 else f" --seed {args.seed}"),
         "model": {"path": _shown(args.model), "sha256": sha256_file(args.model)}, "split": args.split,
         "n": int(len(labels)), "factors": list(FACTORS), "ece_bins": ECE_BINS, "min_faces": JPEG_MIN_FACES,
         "gain": JPEG_GAIN, "rise": JPEG_RISE, "clean": JPEG_CLEAN, "load_average": list(os.getloadavg()),
@@ -381,8 +383,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f"(floor {cell['floor_logistic']:.2f})", flush=True)
     decisions = {"temperature": decide(cells, "per_size"), "logistic": decide(cells, "logistic")}
     print("decisions:", decisions)
-    command = (f"python scripts/score_calibration.py --json {args.json}" + ("" if args.split == "val" else " --split test")
-               + ("" if args.seed == 0 else f" --seed {args.seed}"))
+    command = (f"python scripts/score_calibration.py --json {args.json}"
+               + ("" if args.split == "val" else " --split test") + ("" if args.seed == 0 else f" --seed {args.seed}"))
     write_json(args.json, {
         "command": command, "model": {"path": _shown(args.model), "sha256": sha256_file(args.model)},
         "split": args.split, "n": int(len(labels)), "factors": list(FACTORS), "ece_bins": ECE_BINS,
@@ -391,8 +393,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "note": ("calibration error (points, 15 equal-width bins) of each method's confidence against the FER+ "
                  "majority label; score: Prediction.score; one_for_all: one temperature; per_size: a temperature per "
                  "factor; logistic: sigmoid(a * logit(score) + b) per factor; floor_*: the mean error of the same "
-                 "confidences against outcomes drawn right with probability the confidence (20 draws); maps fitted on protocol (b) "
-                 "small crops "
+                 "confidences against outcomes drawn right with probability the confidence (20 draws); maps fitted "
+                 "on protocol (b) small crops "
                  + ("of the other half of val (2-fold cross-fitting, seeded halves)" if args.split == "val"
                     else "of all of FER+ val") + "; 'resized' crops are read as x1 by both calibrations; selective: "
                  "per threshold, the % of faces whose logistic confidence (or score) is at least it and the % of "

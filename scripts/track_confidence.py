@@ -51,7 +51,8 @@ def cell(logits: np.ndarray, labels: np.ndarray, cal: Any, factor: float, half_l
         out[str(k)] = {"accuracy": round(100 * float(right.mean()), 2),
                        "score": round(expected_calibration_error(score, right), 2),
                        "map": round(expected_calibration_error(conf, right), 2),
-                       "mean_score": round(100 * float(score.mean()), 2), "mean_map": round(100 * float(conf.mean()), 2)}
+                       "mean_score": round(100 * float(score.mean()), 2),
+                       "mean_map": round(100 * float(conf.mean()), 2)}
     return out
 
 

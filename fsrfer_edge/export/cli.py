@@ -344,8 +344,9 @@ def _score_calibration(opts: ExportOptions, info: Any, fp32: Any, images: np.nda
         cal = cal.with_jpeg(jpeg_logits, jpeg_labels)
     name = f"{opts.model_name}{SCORES_SUFFIX}"
     cal.save(stage / name)
+    jpeg = None if cal.jpeg_params is None else [list(q) for q in cal.jpeg_params]
     report["score_calibration"] = {"file": name, "factors": list(cal.factors), "params": [list(q) for q in cal.params],
-                                   "jpeg_params": None if cal.jpeg_params is None else [list(q) for q in cal.jpeg_params]}
+                                   "jpeg_params": jpeg}
 
 
 def _eval_faces(path: Path, opts: ExportOptions, classes: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -376,7 +377,8 @@ def _jpeg_crops(images: np.ndarray, side: int) -> np.ndarray:
 
     from ..preprocessing import resize
 
-    small = images.astype(np.float32) if side == images.shape[-1] else resize(images, (side, side), "box", antialias=True)
+    small = (images.astype(np.float32) if side == images.shape[-1]
+             else resize(images, (side, side), "box", antialias=True))
     out = np.empty(small.shape, np.uint8)
     for i, img in enumerate(np.clip(np.rint(small), 0, 255).astype(np.uint8)):
         buf = io.BytesIO()
