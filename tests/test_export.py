@@ -251,6 +251,10 @@ def test_with_eval_data_the_export_writes_the_confidence_maps_every_file_finds(v
 def test_an_export_without_eval_data_writes_no_confidence_maps(work: Path, tmp_path: Path) -> None:
     assert cli.main([str(work / "tiny.pt"), "--out-dir", str(tmp_path), "-q"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.fp32.onnx", "tiny.report.json"]
+    # an earlier export's maps left in the folder are named in the report as not this export's
+    (tmp_path / "tiny.scores.json").write_text("{}")
+    assert cli.main([str(work / "tiny.pt"), "--out-dir", str(tmp_path), "-q"]) == 0
+    assert json.loads((tmp_path / "tiny.report.json").read_text())["stale_files"] == ["tiny.scores.json"]
 
 
 def test_int8_zero_points_match_scheme(variants: Path) -> None:

@@ -394,7 +394,10 @@ def _commit(stage: Path, out_dir: Path, report: dict[str, Any], name: str) -> Pa
     staging folder first, so a full disk fails before any file reaches ``out_dir``; a folder in the way of any
     file is refused before the first move, and a move that fails all the same is undone (:func:`_move_all`)."""
     made = {entry["file"] for entry in report["files"].values()}
-    stale = sorted(p.name for p in out_dir.glob(f"{name}.*.onnx") if p.name not in made)
+    if "score_calibration" in report:
+        made.add(report["score_calibration"]["file"])
+    stale = sorted(p.name for p in [*out_dir.glob(f"{name}.*.onnx"), out_dir / f"{name}{SCORES_SUFFIX}"]
+                   if p.is_file() and p.name not in made)
     if stale:
         log.warning("%s also holds %s from an earlier export; they do not belong to this one (delete them)",
                     out_dir, ", ".join(stale))
