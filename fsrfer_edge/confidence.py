@@ -99,6 +99,17 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -x))
 
 
+def _probabilities_and_outcomes(values: Any, right: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` (N >= 1 probabilities) and ``right`` (one 0/1 outcome each) as float64 arrays, or InputError."""
+    v = _floats(values, what, "N >= 1 finite probabilities and one 0/1 outcome each")
+    r = _floats(right, "right", "0/1 outcomes (whether each label was right)")
+    if v.ndim != 1 or not len(v) or r.shape != v.shape or not np.isfinite(v).all() or (v < 0).any() or (v > 1).any():
+        raise InputError(f"{what} of shape {v.shape}; expected N >= 1 finite probabilities and one 0/1 outcome each")
+    if not np.isin(r, (0.0, 1.0)).all():
+        raise InputError("right: expected 0/1 outcomes (whether each label was right), one per probability")
+    return v, r
+
+
 def fit_logistic(score: Any, right: Any, iterations: int = 100) -> tuple[float, float]:
     """``(a, b)`` of ``sigmoid(a * logit(score) + b)`` with the highest likelihood of ``right`` (Newton's method;
     a ridge of 1e-6 keeps it finite when the faces are separable).
@@ -106,12 +117,7 @@ def fit_logistic(score: Any, right: Any, iterations: int = 100) -> tuple[float, 
     Raises:
         InputError: scores outside [0, 1], or ``right`` not one 0/1 value per score.
     """
-    s = _floats(score, "scores", "N >= 1 finite probabilities and one 0/1 outcome each")
-    r = _floats(right, "right", "0/1 outcomes (whether each label was right)")
-    if s.ndim != 1 or not len(s) or r.shape != s.shape or not np.isfinite(s).all() or (s < 0).any() or (s > 1).any():
-        raise InputError(f"scores of shape {s.shape}; expected N >= 1 finite probabilities and one 0/1 outcome each")
-    if not np.isin(r, (0.0, 1.0)).all():
-        raise InputError("right: expected 0/1 outcomes (whether each label was right)")
+    s, r = _probabilities_and_outcomes(score, right, "scores")
     x = np.stack([_score_logit(s), np.ones_like(s)], axis=1)
 
     def loss(w: np.ndarray) -> float:  # mean negative log-likelihood, with the ridge
@@ -148,12 +154,7 @@ def calibration_error(confidence: Any, right: Any, bins: int = ECE_BINS) -> floa
     Raises:
         InputError: not one 0/1 outcome per confidence in [0, 1], or fewer than one bin.
     """
-    c = _floats(confidence, "confidence", "one probability per face")
-    r = _floats(right, "right", "one 0/1 outcome per face")
-    if c.ndim != 1 or not len(c) or r.shape != c.shape or not np.isfinite(c).all() or (c < 0).any() or (c > 1).any():
-        raise InputError(f"confidence of shape {c.shape}; expected N >= 1 probabilities and one 0/1 outcome each")
-    if not np.isin(r, (0.0, 1.0)).all():
-        raise InputError("right: expected 0/1 outcomes (whether each label was right), one per confidence")
+    c, r = _probabilities_and_outcomes(confidence, right, "confidence")
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
         raise InputError(f"bins={bins!r}; expected an integer >= 1")
     idx = np.minimum((c * bins).astype(int), bins - 1)

@@ -74,6 +74,17 @@ def clip_frames(images: np.ndarray, factor: int, rng: np.random.Generator) -> di
     return out
 
 
+def clip_logits(rec: Any, images: np.ndarray, rng: np.random.Generator) -> Any:
+    """For each factor and row in turn, ``(factor, row, side, logits)``: the (FRAMES, N, C) logits of the faces'
+    clips (:func:`clip_frames`) given to the SDK as small crops, and the crops' side."""
+    pre = rec.info.preprocessing
+    for f in FACTORS:
+        clips = clip_frames(images, f, rng)
+        for row in ROWS:
+            yield f, row, clips[row][0].shape[-1], np.stack(
+                [rec.predict_logits(pre.normalize(pre.to_pixels(list(c)))) for c in clips[row]])
+
+
 def aggregate_name(half_life: float, aggregate: str) -> str:
     return f"{aggregate}, half_life {'none' if math.isinf(half_life) else f'{half_life:g}'}"
 
@@ -113,20 +124,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     with Recognizer(args.model, threads=args.threads) as rec:
         if rec.info.input_dtype != "float32":
             raise SystemExit(f"{args.model}: expected a float32-input model (faces are normalised here)")
-        pre = rec.info.preprocessing
-        for f in FACTORS:
-            clips = clip_frames(faces.images, f, rng)
-            for row in ROWS:
-                probs = np.stack([softmax(rec.predict_logits(pre.normalize(pre.to_pixels(list(c))))) for c in clips[row]])
-                answers = probs.argmax(axis=2)  # (FRAMES, N)
-                acc[row].setdefault("one frame", {})[str(f)] = round(100.0 * float((answers == labels).mean()), 2)
-                for agg in ("probs", "log"):
-                    for h in HALF_LIVES:
-                        pred = smooth_sequence(probs, h, agg).argmax(axis=1)
-                        acc[row].setdefault(aggregate_name(h, agg), {})[str(f)] = \
-                            round(100.0 * float((pred == labels).mean()), 2)
-                unsteady[row][str(f)] = round(100.0 * float((answers != answers[:1]).any(axis=0).mean()), 2)
-                print(row, f, {k: v[str(f)] for k, v in acc[row].items()}, "unsteady", unsteady[row][str(f)], flush=True)
+        for f, row, _, logits in clip_logits(rec, faces.images, rng):
+            probs = np.stack([softmax(z) for z in logits])
+            answers = probs.argmax(axis=2)  # (FRAMES, N)
+            acc[row].setdefault("one frame", {})[str(f)] = round(100.0 * float((answers == labels).mean()), 2)
+            for agg in ("probs", "log"):
+                for h in HALF_LIVES:
+                    pred = smooth_sequence(probs, h, agg).argmax(axis=1)
+                    acc[row].setdefault(aggregate_name(h, agg), {})[str(f)] = \
+                        round(100.0 * float((pred == labels).mean()), 2)
+            unsteady[row][str(f)] = round(100.0 * float((answers != answers[:1]).any(axis=0).mean()), 2)
+            print(row, f, {k: v[str(f)] for k, v in acc[row].items()}, "unsteady", unsteady[row][str(f)], flush=True)
     verdict = decide(acc)
     write_json(args.json, {
         "command": f"python scripts/temporal_views.py --json {args.json}"

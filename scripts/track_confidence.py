@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from trainer.cli import add_sdk_faces_args  # noqa: E402  (imports no torch)
 
 from score_reliability import ECE_BINS, expected_calibration_error  # noqa: E402
-from temporal_views import FACTORS, FRAMES, JPEG_QUALITY, NOISE, ROWS, SEED, clip_frames  # noqa: E402
+from temporal_views import FACTORS, FRAMES, JPEG_QUALITY, NOISE, ROWS, SEED, clip_logits  # noqa: E402
 
 #: Frames after which the track's mean is read.
 COUNTS = (1, 2, 4, 8)
@@ -90,15 +90,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         if cal is None:
             raise SystemExit(f"{args.model}: no score calibration found (MODEL.scores.json); write one with "
                              "scripts/score_calibration.py --write-calibration first")
-        pre = rec.info.preprocessing
-        for f in FACTORS:
-            clips = clip_frames(faces.images, f, rng)
-            for row in ROWS:
-                logits = np.stack([rec.predict_logits(pre.normalize(pre.to_pixels(list(c)))) for c in clips[row]])
-                side = clips[row][0].shape[-1]
-                cells[row][str(f)] = cell(logits.astype(np.float64), labels, cal, pre.input_size / side,
-                                          DEFAULT_HALF_LIFE)
-                print(row, f, cells[row][str(f)], flush=True)
+        for f, row, side, logits in clip_logits(rec, faces.images, rng):
+            cells[row][str(f)] = cell(logits.astype(np.float64), labels, cal, rec.info.preprocessing.input_size / side,
+                                      DEFAULT_HALF_LIFE)
+            print(row, f, cells[row][str(f)], flush=True)
     verdict = decide(cells)
     write_json(args.json, {
         "command": f"python scripts/track_confidence.py --json {args.json}"
