@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import json
 import math
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, Sequence, Union
 
 import numpy as np
 
@@ -661,6 +661,15 @@ def as_corrections(value: Any) -> Corrections:
         return Corrections(**value)
     raise InputError(f"corrections={value!r}; expected None, a fsrfer_edge.Corrections (Corrections.none() turns "
                      "every step off) or a dict of its fields")
+
+
+def spatial(faces: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``fn``, which works on the last two axes, applied to the face axes of a stack of gray faces (N, H, W) or
+    colour ones (N, H, W, C): a colour stack's channel axis goes before the face's and comes back after, so ``fn``
+    resizes the face and not its width and channels."""
+    if faces.ndim != 4:
+        return fn(faces)
+    return np.moveaxis(fn(np.moveaxis(faces, -1, 1)), 1, -1)
 
 
 def shrink(img: np.ndarray, factor: int) -> np.ndarray:

@@ -732,3 +732,30 @@ def test_the_export_fits_jpeg_maps_where_enough_of_its_faces_are_marked(variants
     # 48 and 24 px JPEG snapshots are marked (150 >= 100 of them): maps of their own at both factors
     assert all(j != p for j, p in zip(cal.jpeg_params, cal.params))
     assert report["score_calibration"]["jpeg_params"] == [list(q) for q in cal.jpeg_params]
+
+
+def test_colour_eval_faces_are_degraded_across_the_face_not_across_its_width_and_channels(variants: Path,
+                                                                                        tmp_path: Path) -> None:
+    """--eval-data may hold colour faces (N, H, W, 3): the accuracy table and the confidence maps shrink each face,
+    so faces whose three channels are the gray face score as the gray faces do (a gray model sees the same pixels)."""
+    import types
+
+    gray = _faces(40, 11)
+    colour = np.repeat(gray[..., None], 3, axis=-1)
+    labels = np.random.default_rng(3).integers(0, 7, 40)
+    info = read_model_info(variants / "tiny.fp32.onnx")
+    runner = check.onnx_runner(variants / "tiny.fp32.onnx")
+    factors = (1, 2, 4, 8)
+    assert (check.accuracy_table({"fp32": runner}, colour, labels, info, factors)
+            == check.accuracy_table({"fp32": runner}, gray, labels, info, factors))
+    opts = cli.ExportOptions(source=variants / "tiny.fp32.onnx", name="m", eval_data=tmp_path / "x.npz",
+                             factors=factors)
+    fitted = {}
+    for name, faces in (("gray", gray), ("colour", colour)):
+        out = tmp_path / name
+        out.mkdir()
+        cli._score_calibration(opts, info, runner, faces, labels, "npz", out, {})
+        fitted[name] = types.SimpleNamespace(**json.loads((out / "m.scores.json").read_text()))
+    assert fitted["colour"].factors == fitted["gray"].factors == [1.0, 2.0, 4.0, 8.0]
+    # the same fit, to the rounding of a colour face's conversion to gray
+    np.testing.assert_allclose(fitted["colour"].params, fitted["gray"].params, rtol=1e-4)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ModelError, require
 from ..metadata import ModelInfo
-from ..preprocessing import degrade
+from ..preprocessing import degrade, spatial
 from .calib import faces_to_pixels, to_model_input
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,8 @@ def check_step(stage: str, ref: Runner, cand: Runner, precision: str, random: np
 
 def accuracy_table(runners: Mapping[str, Runner], images: np.ndarray, labels: np.ndarray, info: ModelInfo,
                    factors: Iterable[int]) -> dict[str, dict[str, float]]:
-    """Accuracy (%) of each runner on ``images`` degraded by each factor, plus their ``mean``.
+    """Accuracy (%) of each runner on ``images`` (N, H, W) or (N, H, W, 3) degraded by each factor, plus their
+    ``mean``.
 
     Returns:
         ``{runner name: {"x1": acc, "x4": acc, ..., "mean": acc}}``.
@@ -207,7 +208,8 @@ def accuracy_table(runners: Mapping[str, Runner], images: np.ndarray, labels: np
     table: dict[str, dict[str, float]] = {name: {} for name in runners}
     factors = list(factors)
     for f in factors:
-        pixels = face_pixels(np.clip(degrade(images, int(f)), 0.0, 255.0), info)  # bicubic overshoot
+        low = spatial(images, lambda x: degrade(x, int(f)))
+        pixels = face_pixels(np.clip(low, 0.0, 255.0), info)  # clipped: bicubic overshoots
         for name, run in runners.items():
             pred = run(pixels).argmax(1)
             table[name][f"x{f}"] = 100.0 * float((pred == labels).mean())

@@ -319,22 +319,22 @@ def _score_calibration(opts: ExportOptions, info: Any, fp32: Any, images: np.nda
     keyed as the SDK reads a crop (input side over crop side), where ``Recognizer(confidence="auto")`` finds it for
     every file of the export. Not made from faces of another size than the model's input, nor from a single class."""
     from ..confidence import ScoreCalibration
-    from ..preprocessing import shrink
+    from ..preprocessing import shrink, spatial
 
     pre = info.preprocessing
-    if images.shape[-1] != pre.input_size or images.shape[-2] != pre.input_size or len(np.unique(labels)) < 2:
-        log.info("no score calibration: --eval-data faces are not %dx%d, or hold one class", pre.input_size,
-                 pre.input_size)
+    if images.shape[1:3] != (pre.input_size, pre.input_size) or len(np.unique(labels)) < 2:
+        log.info("no score calibration: --eval-data faces are %dx%d, not %dx%d, or hold one class", *images.shape[1:3],
+                 pre.input_size, pre.input_size)
         return
     logits, wanted, jpeg_logits, jpeg_labels = {}, {}, {}, {}
     for f in opts.factors:
-        crops = shrink(images, int(f))
-        factor = pre.input_size / crops.shape[-1]
+        crops = spatial(images, lambda x: shrink(x, int(f)))
+        factor = pre.input_size / crops.shape[1]
         logits[factor] = fp32(pre.to_pixels(list(crops)))
         wanted[factor] = labels
-        if pre.channels == 1:  # JPEG snapshots of the faces, as protocol (c) makes them: their own maps
+        if pre.channels == 1 and images.ndim == 3:  # JPEG snapshots of gray faces, as protocol (c) makes them
             marks: list[bool] = []
-            z = fp32(pre.to_pixels(list(_jpeg_crops(images, crops.shape[-1])), jpeg=marks))
+            z = fp32(pre.to_pixels(list(_jpeg_crops(images, crops.shape[1])), jpeg=marks))
             jpeg_logits[factor], jpeg_labels[factor] = z[np.asarray(marks, bool)], labels[np.asarray(marks, bool)]
     cal = ScoreCalibration.fit(logits, wanted, info.classes, checkpoint_sha256=info.checkpoint_sha256, source=(
         f"fsrfer-export --eval-data {opts.eval_data}: {len(labels)} val faces ({label_set} labels) as small crops at "
