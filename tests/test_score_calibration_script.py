@@ -68,3 +68,43 @@ def test_calibration_files_key_their_sizes_as_the_sdk_reads_a_crop():
     assert [sdk_factor(f, 48, 48) for f in (1, 2, 3, 4, 6, 8)] == [1, 2, 3, 4, 6, 8]   # the shipped 48 px model
     assert sdk_factor(4, 48, 64) == pytest.approx(64 / 12)     # a 64 px model reads a 12 px crop as x5.33
     assert sdk_factor(60, 48, 48) == 48                         # a crop keeps at least one pixel
+
+
+@pytest.fixture(scope="module")
+def qmod():
+    return load_script("scripts/jpeg_quality_calibration.py", "jpeg_quality_calibration")
+
+
+def test_a_marked_crop_takes_the_fitted_quality_nearest_the_one_read_ties_to_the_lower(qmod):
+    read = np.array([0, 20, 30, 40, 45, 55, 60, 65, 80])
+    assert qmod.nearest_fitted(read).tolist() == [0, 30, 30, 30, 50, 50, 50, 70, 70]
+
+
+def test_the_quality_the_script_reads_is_the_one_the_sdk_marks_by(qmod):
+    import io
+
+    from PIL import Image
+
+    from fsrfer_edge.preprocessing import Preprocessing
+
+    from _faces import blob_face
+
+    crops = []
+    for q in (30, 70, 95):
+        buf = io.BytesIO()
+        Image.fromarray(blob_face(24)).save(buf, "JPEG", quality=q)
+        crops.append(np.asarray(Image.open(io.BytesIO(buf.getvalue()))))
+    marks: list[bool] = []
+    Preprocessing().to_pixels(crops, jpeg=marks)
+    assert [qmod.read_quality(c) for c in crops] == [30, 70, None] and marks == [True, True, False]
+
+
+def test_the_quality_rule_needs_the_fall_and_no_rise(qmod):
+    def means(q50, per):
+        return {str(q): {"base": 4.0, "q50": q50, "per_quality": per} for q in qmod.QUALITIES}
+
+    at50 = {str(f): {"q50": 2.0, "per_quality": 2.0} for f in qmod.FACTORS}
+    assert qmod.decide(means(3.0, 2.4), at50)["adopted"]
+    assert not qmod.decide(means(3.0, 2.6), at50)["adopted"]                        # falls by 0.4 only
+    worse_at_50 = dict(at50, **{"4": {"q50": 2.0, "per_quality": 2.4}})
+    assert not qmod.decide(means(3.0, 2.4), worse_at_50)["adopted"]
