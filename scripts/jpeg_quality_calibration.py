@@ -2,7 +2,8 @@
 better (the rule: docs/experiments.md, "JPEG crops of other qualities")?
 
     python scripts/jpeg_quality_calibration.py --json results/ferplus/score_calibration_jpeg_qualities_val.json
-    python scripts/jpeg_quality_calibration.py --split test --json results/ferplus/score_calibration_jpeg_qualities_test.json
+    python scripts/jpeg_quality_calibration.py --split test \
+        --json results/ferplus/score_calibration_jpeg_qualities_test.json
 
 Crops as protocol (c) makes them (area-shrunk to the factor's side, then JPEG) at each of :data:`QUALITIES`, through
 the SDK's preprocessing. On val each half is scored with maps fitted on the other half (the halves of
@@ -178,7 +179,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(decision)
     write_json(args.json, {
         "command": f"python scripts/jpeg_quality_calibration.py --json {_shown(args.json)}"
-                   + ("" if args.split == "val" else " --split test") + ("" if args.seed == 0 else f" --seed {args.seed}")
+                   + ("" if args.split == "val" else " --split test")
+                   + ("" if args.seed == 0 else f" --seed {args.seed}")
                    + (f" --limit {args.limit}" if args.limit else ""),
         "model": {"path": _shown(args.model), "sha256": sha256_file(args.model)}, "split": args.split,
         "n": int(len(labels)), "factors": list(FACTORS), "qualities": list(QUALITIES), "fitted": list(FITTED),

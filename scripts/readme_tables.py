@@ -277,19 +277,20 @@ def jpeg_qualities_table(doc: dict[str, Any]) -> str:
     fitted = ("the other half of val (2-fold cross-fitting)" if doc["split"] == "val" else "all of FER+ val")
     out = [f"`{doc['source']}` (`{doc['command']}`; the shipped model on FER+ {doc['split']}, {doc['n']} faces; crops "
            f"area-shrunk and saved as JPEG at each quality; maps fitted on {fitted}; calibration error in points over "
-           f"{doc['ece_bins']} bins: the mean over the six sizes, and in brackets the largest at one size; marked: % of "
-           "the crops of 12-48 px the SDK marks as JPEG images (6 and 8 px: none to two in three), and in brackets the "
-           "least % of those whose quality it reads as their own; maps by the quality read fitted at qualities "
+           f"{doc['ece_bins']} bins: the mean over the six sizes, and in brackets the largest at one size; marked: "
+           "% of the crops of 12-48 px the SDK marks as JPEG images (6 and 8 px: none to two in three), and in "
+           "brackets the least % of those whose quality it reads as their own; maps by the quality read fitted at qualities "
            + ", ".join(str(q) for q in doc["fitted"]) + "):", "",
-           "| quality | marked (read right) | (b) maps alone | quality-50 JPEG maps (shipped) | maps by the quality read |",
+           "| quality | marked (read right) | (b) maps alone | quality-50 JPEG maps (shipped) "
+           "| maps by the quality read |",
            "|---:|---|---:|---:|---:|"]
     for q in (str(q) for q in doc["qualities"]):
         cells = [doc["cells"][q][f] for f in sizes]
         big = [c for f, c in zip(sizes, cells) if int(f) <= 4]
         read = [c["read_own"] for c in big if c["read_own"] is not None]
         shown = f"{statistics.mean(c['marked'] for c in big):.1f}" + (f" ({min(read):.1f})" if read else "")
-        out.append(f"| {q} | {shown} | " + " | ".join(
-            f"{doc['means'][q][m]:.2f} ({max(c[m] for c in cells):.2f})" for m in ("base", "q50", "per_quality")) + " |")
+        errors = (f"{doc['means'][q][m]:.2f} ({max(c[m] for c in cells):.2f})" for m in ("base", "q50", "per_quality"))
+        out.append(f"| {q} | {shown} | " + " | ".join(errors) + " |")
     o = doc["overall"]
     out += ["", f"Mean over the qualities: (b) maps alone {o['base']:.2f}, quality-50 maps {o['q50']:.2f}, maps by the "
             f"quality read {o['per_quality']:.2f}. Rule: the mean falls by {doc['mean_fall']:.2f} (at least "
