@@ -35,6 +35,7 @@ from .detection.frames import read_image, require_cv2
 from .errors import InputError, one_line
 from . import sidecars
 from .groups import SUFFIX as GROUPS_SUFFIX, GroupCalibration
+from .preprocessing import jpeg_frame_quality
 from .recognizer import Recognizer
 from .tracking import FaceTracker
 
@@ -471,6 +472,13 @@ class CrowdAnalyzer:
             dets = [d for d in dets if d.score >= self.min_score]
         return [d for d in dets if d.size >= self.min_size]
 
+    def _frame_is_jpeg(self, rgb: np.ndarray) -> bool:
+        """Whether a frame is a decoded JPEG image (:func:`~fsrfer_edge.preprocessing.jpeg_frame_quality`), so that
+        its faces' confidence takes the maps for compressed faces; looked at only where the recognizer's confidence
+        has such maps (a tracked face has no confidence, so tracked streams never ask)."""
+        scores = getattr(self.recognizer, "score_calibration", None)
+        return scores is not None and scores.jpeg_params is not None and jpeg_frame_quality(rgb) is not None
+
     def _weak(self, dets: Sequence[Detection]) -> np.ndarray:
         """(N,) bools: the detections under the detector's threshold (its weak ones; none without weak_score)."""
         threshold = getattr(self.detector, "min_score", None)
@@ -502,7 +510,11 @@ class CrowdAnalyzer:
             detected += [False] * len(extra)
             weak = np.concatenate([weak, np.zeros(len(extra), dtype=bool)])
         if dets:
-            preds = self.recognizer.predict([crop_face(rgb, d.box, self.margin) for d in dets])
+            crops = [crop_face(rgb, d.box, self.margin) for d in dets]
+            if tracker is None and self._frame_is_jpeg(rgb):  # its faces are compressed, off the crops' own grid
+                preds = self.recognizer.predict(crops, jpeg=True)
+            else:
+                preds = self.recognizer.predict(crops)
             faces = [FaceResult(tuple(d.box), d.score, d.size, p.label, p.index, p.probs,  # type: ignore[arg-type]
                                 confidence=p.confidence) for d, p in zip(dets, preds)]
         if tracker is not None:

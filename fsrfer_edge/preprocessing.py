@@ -548,6 +548,46 @@ def _ac_quality(blocks: np.ndarray, unclipped: np.ndarray, dc_ok: np.ndarray) ->
     return JPEG_QUALITIES[int(candidates[np.argmax(good)])] if good.any() else None
 
 
+#: The largest window of a frame :func:`jpeg_frame_quality` reads (pixels a side, from the frame's centre, on the grid).
+JPEG_FRAME_WINDOW = 256
+#: The luma weights of JFIF (ITU-R BT.601), by which a colour JPEG's Y channel was made from its RGB pixels.
+_JFIF_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def jpeg_frame_quality(frame: np.ndarray) -> "int | None":
+    """The JPEG quality of a whole decoded frame (HxW gray or HxWx3 RGB, pixel values), or None: the quality whose
+    grid its luma sits on from the frame's top-left corner (:func:`jpeg_quality`'s test). A face a detector cuts out
+    of such a frame sits on the grid at any offset, so its crop is not marked by itself; the frame is
+    (docs/experiments.md, "Faces cut from JPEG frames").
+
+    A colour frame is read on its luma (JFIF's weights, as the codec made its Y channel), leaving out the blocks
+    where a channel touches 0 or 255 (the decoder clipped it there, so the luma read back left the grid). A frame of
+    more than :data:`JPEG_FRAME_WINDOW` pixels a side is read in a window of that size at its centre, starting on the
+    grid (a multiple of 8 from the corner).
+
+    Raises:
+        InputError: ``frame`` is not an HxW or HxWx3 array of numbers.
+    """
+    frame = np.asarray(frame)
+    if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[-1] == 3)) or not (
+            np.issubdtype(frame.dtype, np.integer) or np.issubdtype(frame.dtype, np.floating)):
+        raise InputError(f"jpeg_frame_quality: received an array of shape {frame.shape} and dtype {frame.dtype}; "
+                         "expected one frame, HxW gray or HxWx3 RGB, of pixel values")
+    h, w = frame.shape[:2]
+    y0, x0 = (max(0, (h - JPEG_FRAME_WINDOW) // 2) // 8 * 8, max(0, (w - JPEG_FRAME_WINDOW) // 2) // 8 * 8)
+    window = frame[y0:y0 + JPEG_FRAME_WINDOW, x0:x0 + JPEG_FRAME_WINDOW]
+    if min(window.shape[:2]) < 8:
+        return None
+    if window.ndim == 2:
+        return jpeg_quality(window)
+    rgb = np.rint(window.astype(np.float64))
+    luma = np.rint(rgb @ _JFIF_LUMA)
+    blocks, unclipped = _jpeg_blocks(luma[None])
+    channels = [_jpeg_blocks(rgb[None, ..., c])[1] for c in range(3)]
+    unclipped = unclipped & channels[0] & channels[1] & channels[2]
+    return _ac_quality(blocks[0], unclipped[0], _dc_qualities(blocks, unclipped)[0])
+
+
 def any_jpeg_image(pixels: np.ndarray) -> bool:
     """Whether a crop of an (N, 1, S, S) batch of whole grey levels is one :func:`jpeg_quality` marks. Its DC test
     runs on the whole batch at once; only crops that pass it take the rest, one by one."""

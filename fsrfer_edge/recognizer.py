@@ -332,7 +332,7 @@ class Recognizer:
             return np.rint(resized).astype(np.uint8)
         return self._pre.normalize(resized, in_place=True)  # resized is this call's own array
 
-    def predict(self, faces: FaceInput) -> list[Prediction]:
+    def predict(self, faces: FaceInput, *, jpeg: "bool | Sequence[bool] | None" = None) -> list[Prediction]:
         """Recognise the expression of each face.
 
         Args:
@@ -340,6 +340,13 @@ class Recognizer:
                 an NxHxW / NxHxWx3 array. Pixels are uint8, or float in [0, 255] (the contract of
                 :func:`~fsrfer_edge.preprocessing.check_pixels`: floats scaled to [0, 1] or outside
                 [0, 255] are refused). Faces are resized to the model's input size.
+            jpeg: whether the faces were cut from a JPEG image, for their ``confidence``: compressed faces are
+                right less often at the same score, and the confidence has maps of its own for them. None (the
+                default): a crop counts as one where it is itself a decoded JPEG image (its own corner on the codec's
+                grid); a face cut out of a JPEG frame is not, so pass ``True`` for the faces of a frame
+                :func:`~fsrfer_edge.preprocessing.jpeg_frame_quality` reads a quality for (``CrowdAnalyzer`` does),
+                ``False`` for faces you know were not compressed, or one bool per face. Only the confidence depends
+                on it.
 
         Returns:
             One :class:`Prediction` per face, in input order. A single face also gives a list
@@ -353,10 +360,17 @@ class Recognizer:
             BackendClosedError: the Recognizer was closed.
         """
         self._check_open()
+        given = _jpeg_flags(jpeg)
         sides: list[int] = []
-        jpeg: Optional[list[bool]] = [] if self._scores is not None and self._scores.jpeg_params is not None else None
-        logits = self.predict_logits(self._prepare(faces, sides, jpeg))
-        return self._to_predictions(logits, sides, jpeg)
+        marks: Optional[list[bool]] = ([] if given is None and self._scores is not None
+                                       and self._scores.jpeg_params is not None else None)
+        batch = self._prepare(faces, sides, marks)
+        if given is not None:
+            marks = [given] * len(batch) if isinstance(given, bool) else given
+            if len(marks) != len(batch):
+                raise InputError(f"jpeg: {len(marks)} flags for {len(batch)} faces; expected one bool per face, "
+                                 "or one bool for all")
+        return self._to_predictions(self.predict_logits(batch), sides, marks)
 
     def predict_logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw logits for an already prepared (N, C, S, S) batch (see :meth:`prepare`).
@@ -458,6 +472,22 @@ def _to_reduce(pixels: np.ndarray, fix: Corrections) -> bool:
     return ((fix.undo_pixel_repetition and any_pixel_repetition(pixels))
             or (fix.undo_linear_enlarging and any_linear_enlarging(pixels))
             or (fix.soften_jpeg > 0 and any_jpeg_image(pixels)))
+
+
+def _jpeg_flags(jpeg: Any) -> "bool | list[bool] | None":
+    """``Recognizer.predict``'s ``jpeg``: None, one bool, or a list of bools (numpy bools taken as bools).
+
+    Raises:
+        InputError: anything else.
+    """
+    if jpeg is None or isinstance(jpeg, (bool, np.bool_)):
+        return None if jpeg is None else bool(jpeg)
+    if isinstance(jpeg, (str, bytes)) or not isinstance(jpeg, (Sequence, np.ndarray)):
+        raise InputError(f"jpeg={jpeg!r}; expected None, True, False or one bool per face")
+    flags = list(jpeg)
+    if not all(isinstance(f, (bool, np.bool_)) for f in flags):
+        raise InputError(f"jpeg={jpeg!r}; expected None, True, False or one bool per face")
+    return [bool(f) for f in flags]
 
 
 def _input_size_pixels(faces: FaceInput, pre: Preprocessing) -> Optional[np.ndarray]:

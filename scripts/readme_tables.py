@@ -300,6 +300,32 @@ def jpeg_qualities_table(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def jpeg_frames_table(doc: dict[str, Any]) -> str:
+    """scripts/jpeg_frame_calibration.py: per quality and size, the calibration error of faces cut from JPEG frames
+    as the SDK gave them before (each crop marked by itself) and with their frame's mark, and the rule's verdict."""
+    fitted = ("the other half of val (2-fold cross-fitting)" if doc["split"] == "val" else "all of FER+ val")
+    out = [f"`{doc['source']}` (`{doc['command']}`; the shipped model on FER+ {doc['split']}, {doc['n']} faces; each "
+           f"face area-shrunk, set into a frame of its mirrored surroundings ({doc['border']} px, then 0-7 px down "
+           f"and right), the frame saved as JPEG and the face cut back out; maps fitted on {fitted}; calibration "
+           f"error in points over {doc['ece_bins']} bins; marked: % of frames `jpeg_frame_quality` reads, and in "
+           "brackets % of crops the SDK marks by themselves):", "",
+           "| quality | face | marked | accuracy | each crop by itself | with the frame's mark | mean confidence, "
+           "by itself | mean confidence, frame's mark |", "|---:|---|---|---:|---:|---:|---:|---:|"]
+    for q in (str(q) for q in doc["qualities"]):
+        for f in (str(f) for f in doc["factors"]):
+            c = doc["cells"][q][f]
+            out.append(f"| {q} | {round(48 / int(f))} px (x{f}) | {c['frames_marked']:.1f} ({c['crops_marked']:.1f}) "
+                       f"| {c['accuracy']:.2f} | {c['today']:.2f} | {c['frame']:.2f} | {c['mean_today']:.2f} | "
+                       f"{c['mean_frame']:.2f} |")
+    m = doc["means"]
+    out += ["", f"Mean over the sizes: quality 50 {m['50']['today']:.2f} by itself, {m['50']['frame']:.2f} with the "
+            f"frame's mark; quality 75 {m['75']['today']:.2f} and {m['75']['frame']:.2f}. Rule: at quality 50 the mean "
+            f"falls by {doc['mean_fall_at_50']:.2f} (at least {doc['gain']:g}) and a size rises by at most "
+            f"{doc['worst_rise_at_50']:.2f} (at most {doc['rise']:g}); at 75 the mean rises by "
+            f"{doc['mean_rise_at_75']:.2f} (at most {doc['rise_at_75']:g}): {'met' if doc['adopted'] else 'not met'}."]
+    return "\n".join(out) + "\n"
+
+
 def score_calibration_variants_table(doc: dict[str, Any]) -> str:
     """scripts/score_calibration.py --variants: the packaged maps' calibration error per file and size."""
     files = doc["files"]
@@ -1962,6 +1988,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
                                     "docs/experiments.md"),
     "score_calibration_jpeg_qualities_val": ("results/ferplus/score_calibration_jpeg_qualities_val.json",
                                              jpeg_qualities_table, "docs/experiments.md"),
+    "jpeg_frames_val": ("results/ferplus/jpeg_frames_val.json", jpeg_frames_table, "docs/experiments.md"),
+    "jpeg_frames_test": ("results/ferplus/jpeg_frames_test.json", jpeg_frames_table, "docs/experiments.md"),
     "score_calibration_variants": ("results/ferplus/score_calibration_variants_val.json",
                                    score_calibration_variants_table, "docs/experiments.md"),
 }

@@ -82,9 +82,9 @@ def test_all_crops_go_to_the_recognizer_in_one_call(rec: Recognizer, scene: crow
     calls: list[int] = []
     original = rec.predict
 
-    def spy(faces):  # type: ignore[no-untyped-def]
+    def spy(faces, **kw):  # type: ignore[no-untyped-def]
         calls.append(len(faces))
-        return original(faces)
+        return original(faces, **kw)
 
     monkeypatch.setattr(rec, "predict", spy)
     boxes = [tuple(b) for b in scene.boxes]

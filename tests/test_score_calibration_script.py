@@ -108,3 +108,35 @@ def test_the_quality_rule_needs_the_fall_and_no_rise(qmod):
     assert not qmod.decide(means(3.0, 2.6), at50)["adopted"]                        # falls by 0.4 only
     worse_at_50 = dict(at50, **{"4": {"q50": 2.0, "per_quality": 2.4}})
     assert not qmod.decide(means(3.0, 2.4), worse_at_50)["adopted"]
+
+
+@pytest.fixture(scope="module")
+def fmod():
+    return load_script("scripts/jpeg_frame_calibration.py", "jpeg_frame_calibration")
+
+
+def test_a_face_is_cut_back_out_of_its_jpeg_frame_where_it_was_set_and_only_aligned_crops_mark_themselves(fmod):
+    pytest.importorskip("PIL")
+    from fsrfer_edge.preprocessing import jpeg_quality
+
+    from _faces import blob_face
+
+    small = np.stack([blob_face(16, s) for s in range(3)])
+    offsets = np.array([[0, 0], [3, 5], [7, 1]])
+    crops, framed = fmod.frame_crops(small, 50, offsets)
+    assert crops.shape == small.shape and framed.all()
+    assert np.abs(crops.astype(int) - small).mean() < 6                # the same face, JPEG's error apart
+    assert [jpeg_quality(c) for c in crops] == [50, None, None]        # on the grid only at offset (0, 0)
+
+
+def test_the_frame_rule_needs_the_fall_at_50_and_no_rise(fmod):
+    def cells(today, frame, today75=3.0, frame75=3.0):
+        return {"50": {str(f): {"today": today, "frame": frame} for f in fmod.FACTORS},
+                "75": {str(f): {"today": today75, "frame": frame75} for f in fmod.FACTORS}}
+
+    assert fmod.decide(cells(4.0, 2.5))["adopted"]
+    assert not fmod.decide(cells(4.0, 3.1))["adopted"]                                  # falls by 0.9
+    assert not fmod.decide(cells(4.0, 2.5, frame75=3.4))["adopted"]                     # 75 rises by 0.4
+    c = cells(4.0, 2.5)
+    c["50"]["8"] = {"today": 2.0, "frame": 2.4}
+    assert not fmod.decide(c)["adopted"]                                                # one size rises by 0.4

@@ -1,0 +1,165 @@
+"""Faces cut from JPEG frames: the frame's quality (jpeg_frame_quality), Recognizer.predict(jpeg=...), and the crowd
+analyzer giving a JPEG frame's faces the confidence maps for compressed faces (docs/experiments.md, "Faces cut from
+JPEG frames")."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from fsrfer_edge.errors import InputError
+from fsrfer_edge.preprocessing import JPEG_FRAME_WINDOW, jpeg_frame_quality, jpeg_quality
+
+from _faces import blob_face  # tests/ is on sys.path
+
+PIL = pytest.importorskip("PIL")
+
+
+def _mosaic(rows: int = 6, cols: int = 8) -> np.ndarray:
+    """A gray frame of seeded blob faces, 48 px each: (48 rows, 48 cols) uint8."""
+    return np.concatenate([np.concatenate([blob_face(48, r * cols + c) for c in range(cols)], axis=1)
+                           for r in range(rows)], axis=0)
+
+
+def _tinted(gray: np.ndarray) -> np.ndarray:
+    """A colour frame from a gray one, bright enough in red that some pixels clip at 255."""
+    g = gray.astype(np.float64)
+    return np.clip(np.stack([g * 1.3 + 5, g * 0.95, g * 0.8 + 10], axis=-1), 0, 255).astype(np.uint8)
+
+
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+
+
+# -- jpeg_frame_quality --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("quality", [30, 50, 75])
+def test_a_colour_jpeg_frame_is_read_at_its_quality_also_where_its_channels_clip(quality):
+    frame = _tinted(_mosaic())
+    assert (frame == 255).any()                                       # some blocks clip: they are left out
+    assert jpeg_frame_quality(_jpeg(frame, quality)) == quality
+    assert jpeg_frame_quality(_jpeg(_mosaic(), quality)) == quality   # gray
+
+
+def test_a_clean_frame_and_one_saved_at_a_fine_quality_are_not_read():
+    frame = _tinted(_mosaic())
+    assert jpeg_frame_quality(frame) is None and jpeg_frame_quality(_mosaic()) is None
+    assert jpeg_frame_quality(_jpeg(frame, 95)) is None
+
+
+def test_a_face_cut_from_a_jpeg_frame_off_the_grid_is_not_marked_by_itself_but_its_frame_is():
+    frame = _jpeg(_mosaic(), 50)
+    crop = frame[51:75, 77:101]                                        # 24 px, its corner at (3, 5) on the grid
+    assert jpeg_quality(crop) is None and jpeg_quality(frame[48:72, 72:96]) == 50
+    assert jpeg_frame_quality(frame) == 50
+
+
+def test_a_large_frame_is_read_in_a_window_at_its_centre_on_the_grid():
+    big = _jpeg(_mosaic(12, 16), 50)                                   # 576 x 768
+    assert min(big.shape) > JPEG_FRAME_WINDOW
+    assert jpeg_frame_quality(big) == 50
+    shifted = big[3:, 5:]                                              # the grid no longer starts at the corner
+    assert jpeg_frame_quality(shifted) is None
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4, 2)), np.zeros((2, 8, 8, 3)), np.array([["a"]])])
+def test_a_frame_that_is_not_one_image_is_refused_saying_what_was_expected(bad):
+    with pytest.raises(InputError, match="expected one frame, HxW gray or HxWx3 RGB"):
+        jpeg_frame_quality(bad)
+
+
+# -- Recognizer.predict(jpeg=...) -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def rec():
+    pytest.importorskip("onnxruntime")
+    from fsrfer_edge import Recognizer
+
+    with Recognizer(threads=1, spinning=False) as r:
+        assert r.score_calibration is not None and r.score_calibration.jpeg_params is not None
+        yield r
+
+
+def test_the_caller_can_say_the_faces_came_from_a_jpeg_image(rec):
+    clean, compressed = blob_face(16, 1), _jpeg(blob_face(16, 2), 50)
+    assert jpeg_quality(clean) is None and jpeg_quality(compressed) == 50
+    faces = [clean, compressed]
+    z = rec.predict_logits(rec.prepare(faces))
+    cal = rec.score_calibration
+
+    def confidences(**kw):
+        return [p.confidence for p in rec.predict(faces, **kw)]
+
+    np.testing.assert_allclose(confidences(), cal.confidence(z, 3.0, [False, True]), rtol=1e-6)  # each crop's own
+    np.testing.assert_allclose(confidences(jpeg=True), cal.confidence(z, 3.0, [True, True]), rtol=1e-6)
+    np.testing.assert_allclose(confidences(jpeg=False), cal.confidence(z, 3.0, [False, False]), rtol=1e-6)
+    np.testing.assert_allclose(confidences(jpeg=[True, False]), cal.confidence(z, 3.0, [True, False]), rtol=1e-6)
+    assert confidences(jpeg=np.array([True, True])) == confidences(jpeg=True)
+    assert confidences(jpeg=True)[0] != confidences()[0]               # the clean crop now takes the JPEG map
+    labels = [p.label for p in rec.predict(faces)]
+    assert [p.label for p in rec.predict(faces, jpeg=True)] == labels  # only the confidence depends on it
+
+
+@pytest.mark.parametrize("bad, words", [("yes", "expected None, True, False or one bool per face"),
+                                        (1, "expected None, True, False or one bool per face"),
+                                        ([1, 0], "expected None, True, False or one bool per face"),
+                                        ([True], "1 flags for 2 faces")])
+def test_a_bad_jpeg_argument_is_refused_before_the_model_runs(rec, monkeypatch, bad, words):
+    def no_run(batch):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(rec, "predict_logits", no_run)
+    with pytest.raises(InputError, match=words):
+        rec.predict([blob_face(16, 1), blob_face(16, 2)], jpeg=bad)
+
+
+# -- CrowdAnalyzer ----------------------------------------------------------------------------------------------------
+class _Boxes:
+    """The crowd analyzer's boxes: faces of the mosaic, each cut 16 px square at an offset off the grid."""
+    boxes = [(77.0, 51.0, 93.0, 67.0), (125.0, 101.0, 141.0, 117.0), (221.0, 147.0, 237.0, 163.0)]
+
+
+def test_the_faces_of_a_jpeg_frame_take_the_maps_for_compressed_faces_and_a_clean_frames_do_not(rec):
+    from fsrfer_edge.crowd import CrowdAnalyzer, crop_face
+    from fsrfer_edge.detection import Detection, FaceDetector
+
+    class Fixed(FaceDetector):
+        name = "fixed"
+
+        def _detect(self, frame):
+            return [Detection(b, 0.9) for b in _Boxes.boxes]
+
+    cal = rec.score_calibration
+    with CrowdAnalyzer(rec, Fixed(), min_face=8) as crowd:
+        for frame, marked in ((_tinted(_mosaic()), False), (_jpeg(_tinted(_mosaic()), 50), True)):
+            result = crowd.analyze(frame)
+            crops = [crop_face(frame, b, crowd.margin) for b in _Boxes.boxes]
+            assert not any(jpeg_quality(np.asarray(c, float) @ np.array([0.299, 0.587, 0.114])) for c in crops)
+            z = rec.predict_logits(rec.prepare(crops))
+            factors = [rec.info.preprocessing.input_size / max(c.shape[:2]) for c in crops]
+            want = cal.confidence(z, factors, [marked] * len(crops))
+            np.testing.assert_allclose([f.confidence for f in result.faces], want, rtol=1e-6)
+
+
+def test_a_tracked_stream_does_not_read_its_frames_for_jpeg(rec, monkeypatch):
+    from fsrfer_edge import crowd as crowd_module
+    from fsrfer_edge.crowd import CrowdAnalyzer
+    from fsrfer_edge.detection import Detection, FaceDetector
+
+    class Fixed(FaceDetector):
+        name = "fixed"
+
+        def _detect(self, frame):
+            return [Detection(b, 0.9) for b in _Boxes.boxes]
+
+    def refuse(frame):
+        raise AssertionError("a tracked frame was read for JPEG")
+
+    monkeypatch.setattr(crowd_module, "jpeg_frame_quality", refuse)
+    frame = _jpeg(_tinted(_mosaic()), 50)
+    with CrowdAnalyzer(rec, Fixed(), min_face=8) as crowd:
+        results = list(crowd.analyze_stream([frame, frame], track=True))
+    assert all(f.confidence is None for r in results for f in r.faces)
