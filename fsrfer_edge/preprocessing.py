@@ -526,8 +526,17 @@ def jpeg_quality(img: np.ndarray) -> "int | None":
                          "gray crop, HxW, of pixel values")
     if min(img.shape) < 8:
         return None
-    blocks, unclipped = _jpeg_blocks(np.rint(img)[None])
+    blocks, unclipped = _jpeg_blocks(_grey_levels(img)[None])
     return _ac_quality(blocks[0], unclipped[0], _dc_qualities(blocks, unclipped)[0])
+
+
+def _grey_levels(img: np.ndarray) -> np.ndarray:
+    """``img`` rounded to whole grey levels, as :func:`jpeg_quality` reads it: a NaN or infinite value becomes -1,
+    outside 0..255 as any value out there, so that its block is left out like a clipped one (and no arithmetic on
+    it warns)."""
+    if np.issubdtype(img.dtype, np.floating):
+        img = np.where(np.isfinite(img), img, -1.0)
+    return np.rint(img)
 
 
 def _ac_quality(blocks: np.ndarray, unclipped: np.ndarray, dc_ok: np.ndarray) -> "int | None":
@@ -563,12 +572,14 @@ def jpeg_frame_quality(frame: np.ndarray) -> "int | None":
     A colour frame is read on its luma (JFIF's weights, as the codec made its Y channel), leaving out the blocks
     where a channel touches 0 or 255 (the decoder clipped it there, so the luma read back left the grid). A frame of
     more than :data:`JPEG_FRAME_WINDOW` pixels a side is read in a window of that size at its centre, starting on the
-    grid (a multiple of 8 from the corner).
+    grid (a multiple of 8 from the corner). A pixel outside 0..255, NaN or infinite leaves its block out, as a
+    clipped one.
 
     Raises:
-        InputError: ``frame`` is not an HxW or HxWx3 array of numbers.
+        InputError: ``frame`` is not an HxW or HxWx3 array of numbers, or is a masked array with masked pixels
+            (:func:`unmasked`).
     """
-    frame = np.asarray(frame)
+    frame = np.asarray(unmasked(frame, "jpeg_frame_quality: frame"))
     if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[-1] == 3)) or not (
             np.issubdtype(frame.dtype, np.integer) or np.issubdtype(frame.dtype, np.floating)):
         raise InputError(f"jpeg_frame_quality: received an array of shape {frame.shape} and dtype {frame.dtype}; "
@@ -580,7 +591,7 @@ def jpeg_frame_quality(frame: np.ndarray) -> "int | None":
         return None
     if window.ndim == 2:
         return jpeg_quality(window)
-    rgb = np.rint(window.astype(np.float64))
+    rgb = _grey_levels(window.astype(np.float64))
     luma = np.rint(rgb @ _JFIF_LUMA)
     blocks, unclipped = _jpeg_blocks(luma[None])
     channels = [_jpeg_blocks(rgb[None, ..., c])[1] for c in range(3)]

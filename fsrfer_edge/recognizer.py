@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import reprlib
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Optional, Sequence, Union
@@ -24,7 +25,7 @@ import numpy as np
 from . import sidecars
 from .backends import BACKENDS, Backend, BackendClosedError
 from .confidence import SUFFIX as SCORES_SUFFIX, ScoreCalibration
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, one_line
 from .fileio import file_problem
 from .metadata import ModelInfo
 from .preprocessing import (Corrections, FaceInput, Preprocessing, any_jpeg_image, any_linear_enlarging,
@@ -332,7 +333,8 @@ class Recognizer:
             return np.rint(resized).astype(np.uint8)
         return self._pre.normalize(resized, in_place=True)  # resized is this call's own array
 
-    def predict(self, faces: FaceInput, *, jpeg: "bool | Sequence[bool] | None" = None) -> list[Prediction]:
+    def predict(self, faces: FaceInput, *,
+                jpeg: "bool | np.bool_ | Sequence[bool | np.bool_] | np.ndarray | None" = None) -> list[Prediction]:
         """Recognise the expression of each face.
 
         Args:
@@ -345,8 +347,8 @@ class Recognizer:
                 default): a crop counts as one where it is itself a decoded JPEG image (its own corner on the codec's
                 grid); a face cut out of a JPEG frame is not, so pass ``True`` for the faces of a frame
                 :func:`~fsrfer_edge.preprocessing.jpeg_frame_quality` reads a quality for (``CrowdAnalyzer`` does),
-                ``False`` for faces you know were not compressed, or one bool per face. Only the confidence depends
-                on it.
+                ``False`` for faces you know were not compressed, or one bool per face (a sequence, or a 1-D
+                array of bools). Only the confidence depends on it.
 
         Returns:
             One :class:`Prediction` per face, in input order. A single face also gives a list
@@ -355,7 +357,8 @@ class Recognizer:
         Raises:
             InputError: empty input, a wrong dtype (e.g. int64, bool, str), a 0-size or too large
                 image, a 4-channel image, a 5-D array, masked pixels, NaN/infinite values, or floats
-                outside [0, 255] or scaled to [0, 1].
+                outside [0, 255] or scaled to [0, 1]; a ``jpeg`` that is not None, one bool or one bool per face
+                (refused before the model runs).
             ModelError: the model returned malformed logits (wrong shape, NaN).
             BackendClosedError: the Recognizer was closed.
         """
@@ -475,18 +478,26 @@ def _to_reduce(pixels: np.ndarray, fix: Corrections) -> bool:
 
 
 def _jpeg_flags(jpeg: Any) -> "bool | list[bool] | None":
-    """``Recognizer.predict``'s ``jpeg``: None, one bool, or a list of bools (numpy bools taken as bools).
+    """``Recognizer.predict``'s ``jpeg``: None, one bool, or a sequence (or 1-D array) of bools (numpy bools, and a
+    0-d bool array, taken as bools).
 
     Raises:
-        InputError: anything else.
+        InputError: anything else, saying what was received (on one line, however long ``jpeg`` is).
     """
-    if jpeg is None or isinstance(jpeg, (bool, np.bool_)):
-        return None if jpeg is None else bool(jpeg)
+    if jpeg is None:
+        return None
+    if isinstance(jpeg, (bool, np.bool_)) or (isinstance(jpeg, np.ndarray) and jpeg.ndim == 0 and jpeg.dtype == bool):
+        return bool(jpeg)
+    expected = "expected None, True, False or one bool per face"
+    if isinstance(jpeg, np.ndarray) and jpeg.ndim != 1:
+        raise InputError(f"jpeg: received an array of shape {jpeg.shape} and dtype {jpeg.dtype}; {expected}")
     if isinstance(jpeg, (str, bytes)) or not isinstance(jpeg, (Sequence, np.ndarray)):
-        raise InputError(f"jpeg={jpeg!r}; expected None, True, False or one bool per face")
+        raise InputError(f"jpeg={one_line(reprlib.repr(jpeg))} ({type(jpeg).__name__}); {expected}")
     flags = list(jpeg)
-    if not all(isinstance(f, (bool, np.bool_)) for f in flags):
-        raise InputError(f"jpeg={jpeg!r}; expected None, True, False or one bool per face")
+    for i, f in enumerate(flags):
+        if not isinstance(f, (bool, np.bool_)):
+            raise InputError(f"jpeg[{i}]={one_line(reprlib.repr(f))} ({type(f).__name__}) of {len(flags)} flags; "
+                             f"{expected}")
     return [bool(f) for f in flags]
 
 

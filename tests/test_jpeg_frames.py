@@ -4,6 +4,7 @@ JPEG frames")."""
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -72,6 +73,29 @@ def test_a_frame_that_is_not_one_image_is_refused_saying_what_was_expected(bad):
         jpeg_frame_quality(bad)
 
 
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("colour", [False, True])
+def test_a_nan_or_infinite_pixel_leaves_its_block_out_without_a_warning(bad, colour):
+    frame = _jpeg(_tinted(_mosaic()) if colour else _mosaic(), 50).astype(np.float64)
+    frame[100, 130] = bad                                              # inside the window
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                 # numpy warned on inf (inf - inf) before
+        assert jpeg_frame_quality(frame) == 50
+        if not colour:
+            assert jpeg_quality(frame[96:144, 128:176]) == 50
+        assert jpeg_frame_quality(np.full((16, 16, 3) if colour else (16, 16), bad)) is None
+
+
+def test_a_masked_frame_is_read_only_where_nothing_is_masked():
+    frame = _jpeg(_mosaic(), 50)
+    assert jpeg_frame_quality(np.ma.masked_array(frame, mask=np.zeros(frame.shape, bool))) == 50
+    mask = np.zeros(frame.shape, bool)
+    mask[100, 130] = True
+    hidden = np.ma.masked_array(frame, mask=mask)
+    with pytest.raises(InputError, match=r"masked array with \d+ masked pixel"):
+        jpeg_frame_quality(hidden)
+
+
 # -- Recognizer.predict(jpeg=...) -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def rec():
@@ -114,6 +138,24 @@ def test_a_bad_jpeg_argument_is_refused_before_the_model_runs(rec, monkeypatch, 
     monkeypatch.setattr(rec, "predict_logits", no_run)
     with pytest.raises(InputError, match=words):
         rec.predict([blob_face(16, 1), blob_face(16, 2)], jpeg=bad)
+
+
+def test_numpy_bools_are_taken_as_bools_also_as_a_0d_array(rec):
+    faces = [blob_face(16, 1), _jpeg(blob_face(16, 2), 50)]
+    want = [p.confidence for p in rec.predict(faces, jpeg=True)]
+    for flag in (np.bool_(True), np.array(True), np.array([True, True]), (True, np.bool_(True))):
+        assert [p.confidence for p in rec.predict(faces, jpeg=flag)] == want
+
+
+@pytest.mark.parametrize("bad, words", [(np.array([[True, False]]), r"array of shape \(1, 2\) and dtype bool"),
+                                        (np.array(1), r"array of shape \(\) and dtype int"),
+                                        ([True] * 5000 + [1], r"jpeg\[5000\]=1 \(int\) of 5001 flags"),
+                                        ((f for f in [True, True]), r"\(generator\)")])
+def test_a_bad_jpeg_argument_is_named_on_one_short_line(rec, bad, words):
+    with pytest.raises(InputError, match=words) as err:
+        rec.predict([blob_face(16, 1), blob_face(16, 2)], jpeg=bad)
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 200 and "expected None, True, False or one bool per face" in message
 
 
 # -- CrowdAnalyzer ----------------------------------------------------------------------------------------------------
