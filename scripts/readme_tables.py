@@ -137,8 +137,9 @@ def group_intervals_table(doc: dict[str, Any]) -> str:
     resampled = " (resampled within each class for every resample of a group)" if "--interval-matrices" in \
         doc["command"] else ""
     fit = "cross-fitted halves" if doc["split"] == "val" else "matrices from all of val"
+    crops = " and ".join({"small": "(b)", "camera": "(c)"}[p] for p in doc.get("fit_protocols", ["small"]))
     out = [f"`{doc['source']}` (`{doc['command']}`; FER+ {doc['split']}, {doc['n_faces']} faces, {fit}, "
-           f"matrices from (b) crops{resampled}; {doc['groups_per_cell']} groups of {n} per row; coverage: % of "
+           f"matrices from {crops} crops{resampled}; {doc['groups_per_cell']} groups of {n} per row; coverage: % of "
            "group-class pairs "
            "whose true share lies in the interval; width: mean interval width in points; the distance of `shares` "
            "to the truth beside them):", "",
@@ -1969,6 +1970,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "group_estimates_pooled_val": ("results/crowd/group_estimates_pooled_val.json", group_estimates_table,
                                    "docs/crowd.md"),
     "group_intervals_val": ("results/crowd/group_intervals_val.json", group_intervals_table, "docs/crowd.md"),
+    "group_intervals_camera_val": ("results/crowd/group_intervals_camera_val.json", group_intervals_table,
+                                   "docs/crowd.md"),
     "group_intervals_matrices_val": ("results/crowd/group_intervals_matrices_val.json", group_intervals_table,
                                      "docs/crowd.md"),
     "group_intervals_matrices_test": ("results/crowd/group_intervals_matrices_test.json", group_intervals_table,
