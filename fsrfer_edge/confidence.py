@@ -186,6 +186,9 @@ class ScoreCalibration(sidecars.MeasuredFile):
         source: how it was measured (free text).
         jpeg_params: None, or a second set like ``params`` for crops that are themselves JPEG images (the SDK marks
             them with :func:`~fsrfer_edge.preprocessing.jpeg_quality`), which are right less often at the same score.
+        size_weights: None, or the :data:`SIZE_WEIGHTS` weights of a size estimate (:func:`estimate_size`): a crop
+            the SDK reads at the input size and does not mark as a JPEG image takes the map at the factor it gives
+            (a crop an app enlarged itself would otherwise read as a full-size face).
     """
 
     WHAT: ClassVar[str] = "score calibration"
@@ -197,6 +200,7 @@ class ScoreCalibration(sidecars.MeasuredFile):
     checkpoint_sha256: str = ""
     source: str = ""
     jpeg_params: Optional[tuple[tuple[float, ...], ...]] = None
+    size_weights: Optional[tuple[float, ...]] = None
 
     def __post_init__(self) -> None:
         # Held as tuples of str, float and int whatever sequences built it (lists, numpy arrays and numbers): then a
@@ -217,6 +221,15 @@ class ScoreCalibration(sidecars.MeasuredFile):
         self._check_params("params")
         if self.jpeg_params is not None:
             self._check_params("jpeg_params")
+        if self.size_weights is not None:
+            try:
+                object.__setattr__(self, "size_weights", tuple(float(v) for v in self.size_weights))
+            except (TypeError, ValueError) as exc:
+                raise ModelError(f"score calibration: size_weights {self.size_weights!r} ({exc}); expected "
+                                 f"{SIZE_WEIGHTS} finite numbers") from None
+            if len(self.size_weights) != SIZE_WEIGHTS or not np.isfinite(self.size_weights).all():
+                raise ModelError(f"score calibration: size_weights {list(self.size_weights)}; expected "
+                                 f"{SIZE_WEIGHTS} finite numbers")
         if not (np.isfinite(f).all() and (f >= 1).all() and (np.diff(f) > 0).all()):
             raise ModelError(f"score calibration: factors {list(self.factors)}; expected increasing factors >= 1")
         if len(self.classes) < 2:
@@ -375,7 +388,21 @@ class ScoreCalibration(sidecars.MeasuredFile):
              "checkpoint_sha256": self.checkpoint_sha256, "source": self.source}
         if self.jpeg_params is not None:
             d["jpeg_params"] = [list(q) for q in self.jpeg_params]
+        if self.size_weights is not None:
+            d["size_weights"] = list(self.size_weights)
         return d
+
+    def estimated_factors(self, pixels: Any) -> np.ndarray:
+        """(N,) the down-sample factor :attr:`size_weights` read from faces at the input size ((N, S, S) or
+        (N, C, S, S) pixel values; :func:`estimate_size`), within 1 and the largest fitted factor.
+
+        Raises:
+            ModelError: this calibration has no size estimate.
+        """
+        if self.size_weights is None:
+            raise ModelError("this score calibration has no size estimate (size_weights); "
+                             "scripts/enlarged_confidence.py --write-calibration adds one")
+        return estimate_size(pixels, self.size_weights, max(self.factors))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ScoreCalibration":
@@ -384,9 +411,50 @@ class ScoreCalibration(sidecars.MeasuredFile):
                        tuple(tuple(float(v) for v in q) for q in d["params"]), tuple(int(v) for v in d.get("n", ())),
                        str(d.get("checkpoint_sha256", "")), str(d.get("source", "")),
                        None if d.get("jpeg_params") is None
-                       else tuple(tuple(float(v) for v in q) for q in d["jpeg_params"]))
+                       else tuple(tuple(float(v) for v in q) for q in d["jpeg_params"]),
+                       None if d.get("size_weights") is None else tuple(float(v) for v in d["size_weights"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"score calibration: expected classes, kind, factors and params; {exc!r}") from None
+
+
+#: Added to the size statistics before their logs (grey levels): a flat face's Laplacian and gradient are 0.
+SIZE_EPS = 1e-3
+#: How many weights the size estimate has: a constant, three statistics and their squares.
+SIZE_WEIGHTS = 7
+
+
+def size_features(pixels: Any) -> np.ndarray:
+    """(N, 7) the statistics a face's size is estimated from, of (N, S, S) or (N, C, S, S) pixel values (the
+    channels' mean, rounded to whole grey levels): 1, then the logs of the mean |Laplacian|, the mean |gradient| and
+    the standard deviation, then their squares. A face down-sampled and enlarged back has lost its high frequencies,
+    which is what they measure (as the fused graph's own factor estimator, ``trainer.models.FactorEstimator``)."""
+    g = _floats(pixels, "pixels", "(N, S, S) or (N, C, S, S) pixel values")
+    if g.ndim == 4:
+        g = g.mean(axis=1)
+    if g.ndim != 3 or min(g.shape[1:]) < 3 or not np.isfinite(g).all():
+        raise InputError(f"pixels of shape {g.shape}; expected (N, S, S) or (N, C, S, S) finite pixel values, S >= 3")
+    g = np.rint(g)
+    lap = np.abs(4.0 * g[:, 1:-1, 1:-1] - g[:, :-2, 1:-1] - g[:, 2:, 1:-1] - g[:, 1:-1, :-2] - g[:, 1:-1, 2:])
+    grad = np.abs(np.diff(g, axis=2)).mean(axis=(1, 2)) + np.abs(np.diff(g, axis=1)).mean(axis=(1, 2))
+    stats = np.log(np.stack([lap.mean(axis=(1, 2)), grad, g.std(axis=(1, 2))], axis=1) + SIZE_EPS)
+    return np.concatenate([np.ones((len(g), 1)), stats, stats * stats], axis=1)
+
+
+def fit_size_estimator(pixels: Any, factors: Any) -> tuple[float, ...]:
+    """The :data:`SIZE_WEIGHTS` weights mapping :func:`size_features` of faces at the input size to log2 of their
+    down-sample ``factors`` (N,), by least squares."""
+    x = size_features(pixels)
+    y = np.log2(_floats(factors, "factors", "one factor >= 1 per face").reshape(-1))
+    if y.shape != (len(x),) or not (np.isfinite(y).all() and (y >= 0).all()):
+        raise InputError(f"factors of shape {y.shape}; expected one factor >= 1 per face, ({len(x)},)")
+    w, *_ = np.linalg.lstsq(x, y, rcond=None)
+    return tuple(float(v) for v in w)
+
+
+def estimate_size(pixels: Any, weights: Sequence[float], largest: float) -> np.ndarray:
+    """(N,) each face's estimated down-sample factor from :func:`size_features`, within 1..``largest``."""
+    w = np.asarray(weights, np.float64)
+    return np.clip(np.exp2(size_features(pixels) @ w), 1.0, float(largest))
 
 
 def score_calibration_for(model_path: Union[str, "os.PathLike[str]"], classes: Sequence[str],

@@ -308,10 +308,12 @@ class Recognizer:
         return batch.copy() if isinstance(faces, np.ndarray) and np.may_share_memory(batch, faces) else batch
 
     def _prepare(self, faces: FaceInput, sides: Optional[list[int]] = None,
-                 jpeg: Optional[list[bool]] = None) -> np.ndarray:
+                 jpeg: Optional[list[bool]] = None, sizes: Optional[list[float]] = None) -> np.ndarray:
         """:meth:`prepare` without its copy: for uint8-input models, input-size uint8 faces pass as a view.
         ``sides`` and ``jpeg``, lists, are given each crop's side as resized and whether it is a JPEG image
-        (:meth:`Preprocessing.to_pixels`)."""
+        (:meth:`Preprocessing.to_pixels`); ``sizes`` (with ``sides``, and a calibration with a size estimate), each
+        crop's factor as the estimate reads it from the pixels the model sees, for crops read at the input size
+        (NaN for smaller ones)."""
         if isinstance(faces, np.ndarray):
             faces = unmasked(faces, "faces")
         pixels, fix = _input_size_pixels(faces, self._pre), self._corrections
@@ -324,14 +326,27 @@ class Recognizer:
             if fix.contrast_floor > 0 and any_low_contrast(pixels, fix.contrast_floor):
                 # what to_pixels gives them: its resize is the identity, then the floor
                 raised = raise_contrast(pixels.astype(np.float32), fix.contrast_floor)
+                self._estimate_sizes(raised, sides, sizes)
                 if self._raw_input:
                     return np.rint(raised).astype(np.uint8)
                 return self._pre.normalize(raised, in_place=True)
+            self._estimate_sizes(pixels, sides, sizes)
             return pixels if self._raw_input else np.take(self._lut, pixels)
         resized = self._pre.to_pixels(faces, corrections=fix, sides=sides, jpeg=jpeg)
+        self._estimate_sizes(resized, sides, sizes)
         if self._raw_input:
             return np.rint(resized).astype(np.uint8)
         return self._pre.normalize(resized, in_place=True)  # resized is this call's own array
+
+    def _estimate_sizes(self, pixels: np.ndarray, sides: Optional[list[int]], sizes: Optional[list[float]]) -> None:
+        """Fill ``sizes`` (see :meth:`_prepare`) from the batch's pixels, before they are normalised."""
+        if sizes is None or sides is None or self._scores is None or self._scores.size_weights is None:
+            return
+        out = np.full(len(pixels), np.nan)
+        at_input = np.flatnonzero(np.asarray(sides[-len(pixels):]) >= self._pre.input_size)
+        if at_input.size:
+            out[at_input] = self._scores.estimated_factors(pixels[at_input])
+        sizes.extend(out.tolist())
 
     def predict(self, faces: FaceInput, *,
                 jpeg: "bool | np.bool_ | Sequence[bool | np.bool_] | np.ndarray | None" = None) -> list[Prediction]:
@@ -365,15 +380,17 @@ class Recognizer:
         self._check_open()
         given = _jpeg_flags(jpeg)
         sides: list[int] = []
-        marks: Optional[list[bool]] = ([] if given is None and self._scores is not None
-                                       and self._scores.jpeg_params is not None else None)
-        batch = self._prepare(faces, sides, marks)
+        cal = self._scores
+        marks: Optional[list[bool]] = ([] if given is None and cal is not None
+                                       and (cal.jpeg_params is not None or cal.size_weights is not None) else None)
+        sizes: Optional[list[float]] = [] if cal is not None and cal.size_weights is not None else None
+        batch = self._prepare(faces, sides, marks, sizes)
         if given is not None:
             marks = [given] * len(batch) if isinstance(given, bool) else given
             if len(marks) != len(batch):
                 raise InputError(f"jpeg: {len(marks)} flags for {len(batch)} faces; expected one bool per face, "
                                  "or one bool for all")
-        return self._to_predictions(self.predict_logits(batch), sides, marks)
+        return self._to_predictions(self.predict_logits(batch), sides, marks, sizes)
 
     def predict_logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw logits for an already prepared (N, C, S, S) batch (see :meth:`prepare`).
@@ -401,9 +418,12 @@ class Recognizer:
         return np.concatenate(out)
 
     def _to_predictions(self, logits: np.ndarray, sides: Optional[Sequence[int]] = None,
-                        jpeg: Optional[Sequence[bool]] = None) -> list[Prediction]:
+                        jpeg: Optional[Sequence[bool]] = None,
+                        sizes: Optional[Sequence[float]] = None) -> list[Prediction]:
         """Predictions from logits; with each crop's side as resized (``sides``), their confidences too (``jpeg``:
-        which crops are JPEG images, for a calibration with maps of their own for them)."""
+        which crops are JPEG images, for a calibration with maps of their own for them; ``sizes``: the factors the
+        calibration's size estimate read for crops at the input size, which those not marked as JPEG images take:
+        docs/experiments.md, "Crops an app enlarged itself")."""
         probs = softmax(logits)
         probs.setflags(write=False)
         idx = probs.argmax(axis=1)
@@ -412,6 +432,10 @@ class Recognizer:
         if self._scores is not None and sides is not None and len(sides) == len(probs):
             factors = self._pre.input_size / np.asarray(sides, dtype=np.float64)
             marks = jpeg if jpeg is not None and len(jpeg) == len(probs) else None
+            if sizes is not None and len(sizes) == len(probs):
+                estimated = np.asarray(sizes, dtype=np.float64)
+                use = ~np.isnan(estimated) & (True if marks is None else ~np.asarray(marks, dtype=bool))
+                factors = np.where(use, estimated, factors)
             conf = [float(c) for c in self._scores.confidence(logits, factors, marks)]
         return [Prediction(classes[int(i)], int(i), float(p[i]), p, c) for i, p, c in zip(idx, probs, conf)]
 

@@ -327,6 +327,29 @@ def jpeg_frames_table(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def enlarged_confidence_table(doc: dict[str, Any]) -> str:
+    """scripts/enlarged_confidence.py: per crop kind and size, the calibration error with x1's map (today) and with the
+    map at the SDK's estimated factor (for every crop read at the input size, or the unmarked ones only)."""
+    fitted = ("the other half of val (2-fold cross-fitting)" if doc["split"] == "val" else "all of FER+ val")
+    out = [f"`{doc['source']}` (`{doc['command']}`; the shipped model on FER+ {doc['split']}, {doc['n']} faces; maps "
+           f"and the size estimate fitted on {fitted}; calibration error in points over {doc['ece_bins']} bins; "
+           "(a): crops shrunk by the factor and enlarged back to 48 px by bicubic, as an app gives them; (c): 48 px "
+           "crops saved as JPEG at quality 50; estimate: the geometric mean of the factors read):", "",
+           "| crops | face | accuracy | estimate | x1's map | map at the estimate | the same, unmarked crops only |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for p, name in (("a", "(a) enlarged"), ("c", "(c) JPEG")):
+        for f, c in doc["cells"][p].items():
+            out.append(f"| {name} | {round(48 / int(f))} px (x{f}) | {c['accuracy']:.2f} | {c['mean_estimate']:.2f} | "
+                       f"{c['today']:.2f} | {c['estimate']:.2f} | {c['estimate_unmarked']:.2f} |")
+    out.append("")
+    for m, name in (("estimate", "every crop read at the input size"), ("estimate_unmarked", "unmarked crops only")):
+        d = doc["decisions"][m]
+        out.append(f"Rule, {name}: the (a) mean over x2..x8 falls by {d['mean_fall_x2_x8']:.2f} (at least "
+                   f"{doc['gain']:g}), 48 px faces' error rises by {d['rise_48px']:.2f} and 48 px JPEG crops' by "
+                   f"{d['rise_48px_jpeg']:.2f} (each at most {doc['rise']:g}): {'met' if d['met'] else 'not met'}.")
+    return "\n".join(out) + "\n"
+
+
 def score_calibration_variants_table(doc: dict[str, Any]) -> str:
     """scripts/score_calibration.py --variants: the packaged maps' calibration error per file and size."""
     files = doc["files"]
@@ -1992,6 +2015,10 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "score_calibration_jpeg_qualities_val": ("results/ferplus/score_calibration_jpeg_qualities_val.json",
                                              jpeg_qualities_table, "docs/experiments.md"),
     "jpeg_frames_val": ("results/ferplus/jpeg_frames_val.json", jpeg_frames_table, "docs/experiments.md"),
+    "enlarged_confidence_val": ("results/ferplus/enlarged_confidence_val.json", enlarged_confidence_table,
+                                "docs/experiments.md"),
+    "enlarged_confidence_test": ("results/ferplus/enlarged_confidence_test.json", enlarged_confidence_table,
+                                 "docs/experiments.md"),
     "jpeg_frames_test": ("results/ferplus/jpeg_frames_test.json", jpeg_frames_table, "docs/experiments.md"),
     "score_calibration_variants": ("results/ferplus/score_calibration_variants_val.json",
                                    score_calibration_variants_table, "docs/experiments.md"),

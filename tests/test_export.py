@@ -31,7 +31,7 @@ from fsrfer_edge.export.onnx_export import (  # noqa: E402
     simplify,
 )
 from fsrfer_edge.metadata import METADATA_KEY, ModelInfo  # noqa: E402
-from fsrfer_edge.preprocessing import Preprocessing, resize  # noqa: E402
+from fsrfer_edge.preprocessing import Preprocessing, degrade, resize  # noqa: E402
 
 
 def _make_checkpoint(path: Path, method: str) -> Path:
@@ -242,6 +242,11 @@ def test_with_eval_data_the_export_writes_the_confidence_maps_every_file_finds(v
     assert cal.checkpoint_sha256 == info.checkpoint_sha256 and report["score_calibration"]["file"] == "tiny.scores.json"
     # with 32 val faces no factor has the 100 marked ones a JPEG map of its own needs: none
     assert cal.jpeg_params is None and report["score_calibration"]["jpeg_params"] is None
+    # the size estimate for crops an app enlarged itself, fitted on the same faces: it reads them smaller
+    assert cal.size_weights is not None and report["score_calibration"]["size_weights"] == list(cal.size_weights)
+    faces = _faces(8, 5)
+    enlarged = np.clip(np.rint(degrade(faces, 8)), 0, 255)
+    assert cal.estimated_factors(enlarged).mean() > cal.estimated_factors(faces).mean()
     for key in ("fp32", "fp16", "int8-u8s8"):
         with Recognizer(variants / f"tiny.{key}.onnx", threads=1) as rec:
             assert rec.score_calibration == cal

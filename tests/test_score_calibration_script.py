@@ -140,3 +140,17 @@ def test_the_frame_rule_needs_the_fall_at_50_and_no_rise(fmod):
     c = cells(4.0, 2.5)
     c["50"]["8"] = {"today": 2.0, "frame": 2.4}
     assert not fmod.decide(c)["adopted"]                                                # one size rises by 0.4
+
+
+def test_the_enlarged_crops_rule_needs_the_fall_and_no_rise_at_48_px():
+    emod = load_script("scripts/enlarged_confidence.py", "enlarged_confidence")
+
+    def cells(today, est, rise_a=0.0, rise_c=0.0):
+        a = {str(f): {"today": today, "estimate": est} for f in emod.FACTORS}
+        a["1"] = {"today": 1.0, "estimate": 1.0 + rise_a}
+        return {"a": a, "c": {"1": {"today": 2.0, "estimate": 2.0 + rise_c}}}
+
+    assert emod.decide(cells(9.0, 3.0), "estimate")["met"]
+    assert not emod.decide(cells(9.0, 6.5), "estimate")["met"]                     # falls by 2.5
+    assert not emod.decide(cells(9.0, 3.0, rise_a=0.4), "estimate")["met"]
+    assert not emod.decide(cells(9.0, 3.0, rise_c=0.4), "estimate")["met"]

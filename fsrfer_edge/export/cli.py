@@ -342,11 +342,27 @@ def _score_calibration(opts: ExportOptions, info: Any, fp32: Any, images: np.nda
         f"JPEG quality {JPEG_QUALITY}, those the SDK marks"))
     if jpeg_logits:
         cal = cal.with_jpeg(jpeg_logits, jpeg_labels)
+    cal = dataclasses.replace(cal, size_weights=_size_weights(images, opts.factors, pre))
     name = f"{opts.model_name}{SCORES_SUFFIX}"
     cal.save(stage / name)
     jpeg = None if cal.jpeg_params is None else [list(q) for q in cal.jpeg_params]
     report["score_calibration"] = {"file": name, "factors": list(cal.factors), "params": [list(q) for q in cal.params],
-                                   "jpeg_params": jpeg}
+                                   "jpeg_params": jpeg, "size_weights": list(cal.size_weights or ())}
+
+
+def _size_weights(images: np.ndarray, factors: Sequence[int], pre: Any) -> tuple[float, ...]:
+    """The confidence's size estimate (``ScoreCalibration.size_weights``): fitted on the --eval-data faces shrunk by
+    each factor and enlarged back by bicubic, as an app that resizes its own crops gives them, through the SDK's
+    preprocessing (docs/experiments.md, "Crops an app enlarged itself")."""
+    from ..confidence import fit_size_estimator
+    from ..preprocessing import degrade, spatial
+
+    pixels, truth = [], []
+    for f in factors:
+        crops = np.clip(np.rint(spatial(images, lambda x: degrade(x, int(f)))), 0, 255).astype(np.uint8)
+        pixels.append(pre.to_pixels(list(crops)))
+        truth.append(np.full(len(crops), float(f)))
+    return fit_size_estimator(np.concatenate(pixels), np.concatenate(truth))
 
 
 def _eval_faces(path: Path, opts: ExportOptions, classes: int) -> tuple[np.ndarray, np.ndarray, str]:
