@@ -95,6 +95,9 @@ class FaceResult:
             label's probability and the crop's size); None without a score calibration, and in a tracked stream (on
             a track's mean over frames the map understates the chance: docs/experiments.md, "A tracked face's
             confidence").
+        frame_confidence: in a tracked stream, the chance that this frame's own answer (the argmax of
+            ``frame_probs``) is right, as ``confidence`` is outside tracked streams; None otherwise, and without a
+            score calibration.
     """
 
     box: Box
@@ -107,6 +110,7 @@ class FaceResult:
     frame_probs: Optional[np.ndarray] = dataclasses.field(default=None, compare=False, repr=False)
     detected: bool = True
     confidence: Optional[float] = dataclasses.field(default=None, compare=False)
+    frame_confidence: Optional[float] = dataclasses.field(default=None, compare=False)
 
     @property
     def expr_score(self) -> float:
@@ -127,6 +131,8 @@ class FaceResult:
             if self.frame_probs is not None:
                 out["frame_label"] = classes[int(np.argmax(self.frame_probs))]
                 out["frame_probs"] = _rounded(classes, self.frame_probs)
+            if self.frame_confidence is not None:
+                out["frame_confidence"] = round(self.frame_confidence, 4)
         return out
 
 
@@ -474,8 +480,8 @@ class CrowdAnalyzer:
 
     def _frame_is_jpeg(self, rgb: np.ndarray) -> bool:
         """Whether a frame is a decoded JPEG image (:func:`~fsrfer_edge.preprocessing.jpeg_frame_quality`), so that
-        its faces' confidence takes the maps for compressed faces; looked at only where the recognizer's confidence
-        has such maps (a tracked face has no confidence, so tracked streams never ask)."""
+        its faces' confidence (``frame_confidence`` in a tracked stream) takes the maps for compressed faces; looked at
+        only where the recognizer's confidence has such maps."""
         scores = getattr(self.recognizer, "score_calibration", None)
         return scores is not None and scores.jpeg_params is not None and jpeg_frame_quality(rgb) is not None
 
@@ -511,7 +517,7 @@ class CrowdAnalyzer:
             weak = np.concatenate([weak, np.zeros(len(extra), dtype=bool)])
         if dets:
             crops = [crop_face(rgb, d.box, self.margin) for d in dets]
-            if tracker is None and self._frame_is_jpeg(rgb):  # its faces are compressed, off the crops' own grid
+            if self._frame_is_jpeg(rgb):  # its faces are compressed, off the crops' own grid
                 preds = self.recognizer.predict(crops, jpeg=True)
             else:
                 preds = self.recognizer.predict(crops)
@@ -697,7 +703,7 @@ def _tracked(faces: list[FaceResult], detected: list[bool], tracker: FaceTracker
         m.setflags(write=False)
         k = int(np.argmax(m))
         out.append(dataclasses.replace(f, label=classes[k], index=k, probs=m, track_id=int(i), frame_probs=f.probs,
-                                       detected=found, confidence=None))
+                                       detected=found, confidence=None, frame_confidence=f.confidence))
     return out
 
 

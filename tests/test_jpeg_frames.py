@@ -186,9 +186,8 @@ def test_the_faces_of_a_jpeg_frame_take_the_maps_for_compressed_faces_and_a_clea
             np.testing.assert_allclose([f.confidence for f in result.faces], want, rtol=1e-6)
 
 
-def test_a_tracked_stream_does_not_read_its_frames_for_jpeg(rec, monkeypatch):
-    from fsrfer_edge import crowd as crowd_module
-    from fsrfer_edge.crowd import CrowdAnalyzer
+def test_a_tracked_face_has_no_confidence_but_its_frame_answer_has_one_read_with_the_frames_mark(rec):
+    from fsrfer_edge.crowd import CrowdAnalyzer, crop_face
     from fsrfer_edge.detection import Detection, FaceDetector
 
     class Fixed(FaceDetector):
@@ -197,11 +196,15 @@ def test_a_tracked_stream_does_not_read_its_frames_for_jpeg(rec, monkeypatch):
         def _detect(self, frame):
             return [Detection(b, 0.9) for b in _Boxes.boxes]
 
-    def refuse(frame):
-        raise AssertionError("a tracked frame was read for JPEG")
-
-    monkeypatch.setattr(crowd_module, "jpeg_frame_quality", refuse)
     frame = _jpeg(_tinted(_mosaic()), 50)
     with CrowdAnalyzer(rec, Fixed(), min_face=8) as crowd:
         results = list(crowd.analyze_stream([frame, frame], track=True))
-    assert all(f.confidence is None for r in results for f in r.faces)
+        crops = [crop_face(frame, b, crowd.margin) for b in _Boxes.boxes]
+    z = rec.predict_logits(rec.prepare(crops))
+    factors = [rec.info.preprocessing.input_size / max(c.shape[:2]) for c in crops]
+    want = rec.score_calibration.confidence(z, factors, [True] * len(crops))
+    for r in results:
+        assert all(f.confidence is None for f in r.faces)
+        np.testing.assert_allclose([f.frame_confidence for f in r.faces], want, rtol=1e-6)
+        d = r.faces[0].to_dict(r.classes)
+        assert "confidence" not in d and d["frame_confidence"] == round(float(want[0]), 4)
