@@ -187,8 +187,8 @@ class ScoreCalibration(sidecars.MeasuredFile):
         jpeg_params: None, or a second set like ``params`` for crops that are themselves JPEG images (the SDK marks
             them with :func:`~fsrfer_edge.preprocessing.jpeg_quality`), which are right less often at the same score.
         size_weights: None, or the :data:`SIZE_WEIGHTS` weights of a size estimate (:func:`estimate_size`): a crop
-            the SDK reads at the input size and does not mark as a JPEG image takes the map at the factor it gives
-            (a crop an app enlarged itself would otherwise read as a full-size face).
+            the SDK reads at the input size or larger and does not mark as a JPEG image takes the map at the factor
+            it gives (a crop an app enlarged itself would otherwise read as a full-size face).
     """
 
     WHAT: ClassVar[str] = "score calibration"
@@ -223,6 +223,8 @@ class ScoreCalibration(sidecars.MeasuredFile):
             self._check_params("jpeg_params")
         if self.size_weights is not None:
             try:
+                if isinstance(self.size_weights, (str, bytes)):
+                    raise TypeError(f"a {type(self.size_weights).__name__}")
                 object.__setattr__(self, "size_weights", tuple(float(v) for v in self.size_weights))
             except (TypeError, ValueError) as exc:
                 raise ModelError(f"score calibration: size_weights {self.size_weights!r} ({exc}); expected "
@@ -400,8 +402,8 @@ class ScoreCalibration(sidecars.MeasuredFile):
             ModelError: this calibration has no size estimate.
         """
         if self.size_weights is None:
-            raise ModelError("this score calibration has no size estimate (size_weights); "
-                             "scripts/enlarged_confidence.py --write-calibration adds one")
+            raise ModelError("this score calibration has no size estimate (size_weights); expected one: "
+                             "fsrfer-export --eval-data or scripts/enlarged_confidence.py --write-calibration adds it")
         return estimate_size(pixels, self.size_weights, max(self.factors))
 
     @classmethod
@@ -412,7 +414,7 @@ class ScoreCalibration(sidecars.MeasuredFile):
                        str(d.get("checkpoint_sha256", "")), str(d.get("source", "")),
                        None if d.get("jpeg_params") is None
                        else tuple(tuple(float(v) for v in q) for q in d["jpeg_params"]),
-                       None if d.get("size_weights") is None else tuple(float(v) for v in d["size_weights"]))
+                       d.get("size_weights"))  # checked, and its errors named, by __post_init__
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"score calibration: expected classes, kind, factors and params; {exc!r}") from None
 
@@ -421,18 +423,24 @@ class ScoreCalibration(sidecars.MeasuredFile):
 SIZE_EPS = 1e-3
 #: How many weights the size estimate has: a constant, three statistics and their squares.
 SIZE_WEIGHTS = 7
+#: Faces :func:`size_features` reads at a time.
+SIZE_CHUNK = 1024
 
 
 def size_features(pixels: Any) -> np.ndarray:
     """(N, 7) the statistics a face's size is estimated from, of (N, S, S) or (N, C, S, S) pixel values (the
     channels' mean, rounded to whole grey levels): 1, then the logs of the mean |Laplacian|, the mean |gradient| and
     the standard deviation, then their squares. A face down-sampled and enlarged back has lost its high frequencies,
-    which is what they measure (as the fused graph's own factor estimator, ``trainer.models.FactorEstimator``)."""
+    which is what they measure (as the fused graph's own factor estimator, ``trainer.models.FactorEstimator``).
+    Computed :data:`SIZE_CHUNK` faces at a time, so that a large set costs time, not memory."""
+    if isinstance(pixels, np.ndarray) and pixels.ndim in (3, 4) and len(pixels) > SIZE_CHUNK:
+        return np.concatenate([size_features(pixels[i:i + SIZE_CHUNK]) for i in range(0, len(pixels), SIZE_CHUNK)])
     g = _floats(pixels, "pixels", "(N, S, S) or (N, C, S, S) pixel values")
-    if g.ndim == 4:
+    shape = g.shape
+    if g.ndim == 4 and g.shape[1] > 0:
         g = g.mean(axis=1)
     if g.ndim != 3 or min(g.shape[1:]) < 3 or not np.isfinite(g).all():
-        raise InputError(f"pixels of shape {g.shape}; expected (N, S, S) or (N, C, S, S) finite pixel values, S >= 3")
+        raise InputError(f"pixels of shape {shape}; expected (N, S, S) or (N, C, S, S) finite pixel values, S >= 3")
     g = np.rint(g)
     lap = np.abs(4.0 * g[:, 1:-1, 1:-1] - g[:, :-2, 1:-1] - g[:, 2:, 1:-1] - g[:, 1:-1, :-2] - g[:, 1:-1, 2:])
     grad = np.abs(np.diff(g, axis=2)).mean(axis=(1, 2)) + np.abs(np.diff(g, axis=1)).mean(axis=(1, 2))
@@ -444,17 +452,33 @@ def fit_size_estimator(pixels: Any, factors: Any) -> tuple[float, ...]:
     """The :data:`SIZE_WEIGHTS` weights mapping :func:`size_features` of faces at the input size to log2 of their
     down-sample ``factors`` (N,), by least squares."""
     x = size_features(pixels)
-    y = np.log2(_floats(factors, "factors", "one factor >= 1 per face").reshape(-1))
-    if y.shape != (len(x),) or not (np.isfinite(y).all() and (y >= 0).all()):
-        raise InputError(f"factors of shape {y.shape}; expected one factor >= 1 per face, ({len(x)},)")
-    w, *_ = np.linalg.lstsq(x, y, rcond=None)
+    f = _floats(factors, "factors", "one factor >= 1 per face").reshape(-1)
+    if f.shape != (len(x),):
+        raise InputError(f"factors of shape {f.shape}; expected one factor >= 1 per face, ({len(x)},)")
+    bad = ~(np.isfinite(f) & (f >= 1))
+    if bad.any():
+        raise InputError(f"factors {f[bad].tolist()[:8]} ({int(bad.sum())} of {len(f)}); expected one finite factor "
+                         ">= 1 per face")
+    w, *_ = np.linalg.lstsq(x, np.log2(f), rcond=None)
     return tuple(float(v) for v in w)
 
 
 def estimate_size(pixels: Any, weights: Sequence[float], largest: float) -> np.ndarray:
-    """(N,) each face's estimated down-sample factor from :func:`size_features`, within 1..``largest``."""
-    w = np.asarray(weights, np.float64)
-    return np.clip(np.exp2(size_features(pixels) @ w), 1.0, float(largest))
+    """(N,) each face's estimated down-sample factor from :func:`size_features`, within 1..``largest``.
+
+    Raises:
+        InputError: ``weights`` that are not :data:`SIZE_WEIGHTS` finite numbers, a ``largest`` under 1, or pixels
+            that are not faces (:func:`size_features`).
+    """
+    w = _floats(weights, "weights", f"{SIZE_WEIGHTS} finite numbers")
+    if w.shape != (SIZE_WEIGHTS,) or not np.isfinite(w).all():
+        raise InputError(f"weights of shape {w.shape}; expected {SIZE_WEIGHTS} finite numbers")
+    top = _floats(largest, "largest", "one factor >= 1")
+    if top.shape != () or not (np.isfinite(top) and top >= 1):
+        raise InputError(f"largest={largest!r}; expected one finite factor >= 1")
+    # the exponent bounded first: weights from a small fit may send a flat face's past what exp2 holds
+    log2_factor = np.clip(size_features(pixels) @ w, 0.0, np.log2(float(top)) + 1.0)
+    return np.clip(np.exp2(log2_factor), 1.0, float(top))
 
 
 def score_calibration_for(model_path: Union[str, "os.PathLike[str]"], classes: Sequence[str],

@@ -480,10 +480,12 @@ class CrowdAnalyzer:
 
     def _frame_is_jpeg(self, rgb: np.ndarray) -> bool:
         """Whether a frame is a decoded JPEG image (:func:`~fsrfer_edge.preprocessing.jpeg_frame_quality`), so that
-        its faces' confidence (``frame_confidence`` in a tracked stream) takes the maps for compressed faces; looked at
-        only where the recognizer's confidence has such maps."""
+        its faces' confidence (``frame_confidence`` in a tracked stream) takes the maps for compressed faces, and not
+        the size estimate (compressed faces look smaller than they are); looked at only where the recognizer's
+        confidence has either."""
         scores = getattr(self.recognizer, "score_calibration", None)
-        return scores is not None and scores.jpeg_params is not None and jpeg_frame_quality(rgb) is not None
+        return (scores is not None and (scores.jpeg_params is not None or scores.size_weights is not None)
+                and jpeg_frame_quality(rgb) is not None)
 
     def _weak(self, dets: Sequence[Detection]) -> np.ndarray:
         """(N,) bools: the detections under the detector's threshold (its weak ones; none without weak_score)."""

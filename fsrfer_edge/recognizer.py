@@ -54,8 +54,11 @@ class Prediction:
         probs: (num_classes,) float32 probabilities of every class (read-only).
         confidence: the chance that ``label`` is right, read from ``score`` and the face's size by the model's score
             calibration (:mod:`fsrfer_edge.confidence`; measured on FER+ val); None without one. One threshold on
-            it keeps about one error rate at every size, for crops given as the camera cut them (a crop an app
-            enlarged itself, other than by repeating pixels or bilinearly, reads as a large face and is overstated).
+            it keeps about one error rate at every size, for crops given as the camera cut them. A crop an app
+            enlarged itself by repeating pixels or bilinearly is read at its source's size; one enlarged otherwise
+            (bicubic, say) takes the size the calibration's estimate reads from its pixels where it has one
+            (``size_weights``) and the crop is not marked as a JPEG image, else it reads as a large face and is
+            overstated.
             A ``fsrfer_edge.serving.RemoteRecognizer`` finds the packaged calibration of the served model's
             checkpoint, or one beside its local ``model`` copy.
     """
@@ -312,8 +315,8 @@ class Recognizer:
         """:meth:`prepare` without its copy: for uint8-input models, input-size uint8 faces pass as a view.
         ``sides`` and ``jpeg``, lists, are given each crop's side as resized and whether it is a JPEG image
         (:meth:`Preprocessing.to_pixels`); ``sizes`` (with ``sides``, and a calibration with a size estimate), each
-        crop's factor as the estimate reads it from the pixels the model sees, for crops read at the input size
-        (NaN for smaller ones)."""
+        crop's factor as the estimate reads it from the pixels the model sees, for crops read at the input size or
+        larger (NaN for smaller ones)."""
         if isinstance(faces, np.ndarray):
             faces = unmasked(faces, "faces")
         pixels, fix = _input_size_pixels(faces, self._pre), self._corrections
@@ -358,7 +361,8 @@ class Recognizer:
                 :func:`~fsrfer_edge.preprocessing.check_pixels`: floats scaled to [0, 1] or outside
                 [0, 255] are refused). Faces are resized to the model's input size.
             jpeg: whether the faces were cut from a JPEG image, for their ``confidence``: compressed faces are
-                right less often at the same score, and the confidence has maps of its own for them. None (the
+                right less often at the same score, and the confidence has maps of its own for them (and a crop
+                marked so keeps the factor of its side, not the size estimate's: ``Prediction.confidence``). None (the
                 default): a crop counts as one where it is itself a decoded JPEG image (its own corner on the codec's
                 grid); a face cut out of a JPEG frame is not, so pass ``True`` for the faces of a frame
                 :func:`~fsrfer_edge.preprocessing.jpeg_frame_quality` reads a quality for (``CrowdAnalyzer`` does),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 
 import numpy as np
 import pytest
@@ -55,10 +56,58 @@ def test_a_calibration_keeps_its_size_weights_through_its_file(tmp_path):
         _cal().estimated_factors(np.zeros((1, 8, 8)))
 
 
-@pytest.mark.parametrize("bad", [[1.0] * 6, [1.0] * 6 + [float("nan")], "abcdefg", [1, 2, 3, 4, 5, 6, "x"]])
+@pytest.mark.parametrize("bad", [[1.0] * 6, [1.0] * 6 + [float("nan")], "abcdefg", [1, 2, 3, 4, 5, 6, "x"],
+                                 "1234567", 5])
 def test_malformed_size_weights_are_refused_saying_what_was_expected(bad):
     with pytest.raises(ModelError, match="expected 7 finite numbers"):
         _cal(size_weights=bad)
+
+
+@pytest.mark.parametrize("bad", ["1234567", "abc", 5, [1.0] * 6])
+def test_a_file_with_malformed_size_weights_is_refused_naming_them(tmp_path, bad):
+    path = tmp_path / "m.scores.json"
+    path.write_text(json.dumps({**_cal().to_dict(), "size_weights": bad}))
+    with pytest.raises(ModelError, match=r"size_weights .*expected 7 finite numbers"):
+        ScoreCalibration.load(path)
+
+
+def test_the_size_estimate_refuses_malformed_weights_and_bounds_saying_what_was_expected():
+    faces = _faces(2)
+    with pytest.raises(InputError, match=r"weights of shape \(3,\); expected 7 finite numbers"):
+        estimate_size(faces, [1.0, 2.0, 3.0], 8.0)
+    with pytest.raises(InputError, match=r"largest=0.5; expected one finite factor >= 1"):
+        estimate_size(faces, [0.0] * 7, 0.5)
+    with pytest.raises(InputError, match=r"pixels of shape \(2, 1, 2, 2\); expected"):  # as received
+        size_features(np.zeros((2, 1, 2, 2)))
+
+
+@pytest.mark.filterwarnings("error")
+def test_steep_weights_read_a_flat_face_at_the_largest_factor_without_overflowing():
+    flat = np.full((2, 48, 48), 128, np.uint8)
+    got = estimate_size(flat, [0.0, 0.0, 0.0, 0.0, 30.0, 30.0, 30.0], 8.0)  # log2 factor about 4300
+    assert got.tolist() == [8.0, 8.0]
+    assert estimate_size(flat, [-2000.0] + [0.0] * 6, 8.0).tolist() == [1.0, 1.0]
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("bad", [0.0, -2.0, float("nan")])
+def test_fitting_the_size_estimate_refuses_factors_under_1_saying_which(bad):
+    with pytest.raises(InputError, match=r"factors \[" + ("nan" if bad != bad else str(bad)) + r"\] \(1 of 10\); "
+                                         r"expected one finite factor >= 1 per face"):
+        fit_size_estimator(_faces(10), [1.0] * 9 + [bad])
+
+
+def test_the_exports_size_estimate_reads_factors_as_the_maps_key_them():
+    """40 px faces shrunk by 6 are 7 px: the maps key them x40/7, and so does the estimate fitted beside them (its
+    fit has a constant: its mean log2 over the faces it was fitted on is their keys')."""
+    from fsrfer_edge.export import cli
+    from fsrfer_edge.preprocessing import Preprocessing
+
+    pre = Preprocessing(input_size=40)
+    faces = np.stack([blob_face(40, s) for s in range(30)])
+    w = cli._size_weights(faces, (1, 6), pre)
+    pixels = np.concatenate([pre.to_pixels(list(_enlarged(faces, f))) for f in (1, 6)])
+    assert float(np.mean(size_features(pixels) @ np.asarray(w))) == pytest.approx(np.log2(40 / 7) / 2, abs=1e-9)
 
 
 # -- Recognizer ---------------------------------------------------------------------------------------------------

@@ -208,3 +208,27 @@ def test_a_tracked_face_has_no_confidence_but_its_frame_answer_has_one_read_with
         np.testing.assert_allclose([f.frame_confidence for f in r.faces], want, rtol=1e-6)
         d = r.faces[0].to_dict(r.classes)
         assert "confidence" not in d and d["frame_confidence"] == round(float(want[0]), 4)
+
+
+def test_a_jpeg_frames_faces_skip_the_size_estimate_also_where_the_calibration_has_no_jpeg_maps(rec):
+    import dataclasses
+
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer, crop_face
+    from fsrfer_edge.detection import Detection, FaceDetector
+
+    class Fixed(FaceDetector):
+        name = "fixed"
+
+        def _detect(self, frame):
+            return [Detection(b, 0.9) for b in [(72.0, 48.0, 120.0, 96.0)]]   # a whole 48 px face: read at x1
+
+    cal = dataclasses.replace(rec.score_calibration, jpeg_params=None)
+    frame = _jpeg(_tinted(_mosaic()), 50)
+    with Recognizer(threads=1, spinning=False, confidence=cal) as r, CrowdAnalyzer(r, Fixed(), min_face=8) as crowd:
+        got = crowd.analyze(frame).faces[0].confidence
+        crop = crop_face(frame, (72.0, 48.0, 120.0, 96.0), crowd.margin)
+        z = r.predict_logits(r.prepare(crop))
+        side = max(crop.shape[:2])
+        assert side >= 48 and got == pytest.approx(float(cal.confidence(z, 48 / side)[0]), rel=1e-6)
+        assert r.predict(crop)[0].confidence != pytest.approx(got, rel=1e-6)   # unmarked, it takes the estimate

@@ -353,7 +353,8 @@ def _score_calibration(opts: ExportOptions, info: Any, fp32: Any, images: np.nda
 def _size_weights(images: np.ndarray, factors: Sequence[int], pre: Any) -> tuple[float, ...]:
     """The confidence's size estimate (``ScoreCalibration.size_weights``): fitted on the --eval-data faces shrunk by
     each factor and enlarged back by bicubic, as an app that resizes its own crops gives them, through the SDK's
-    preprocessing (docs/experiments.md, "Crops an app enlarged itself")."""
+    preprocessing (docs/experiments.md, "Crops an app enlarged itself"). Each is read as the factor the maps key its
+    source by (input side over its side: 40 px faces shrunk by 6 are 7 px, x5.71), the scale the estimate is used on."""
     from ..confidence import fit_size_estimator
     from ..preprocessing import degrade, spatial
 
@@ -361,7 +362,7 @@ def _size_weights(images: np.ndarray, factors: Sequence[int], pre: Any) -> tuple
     for f in factors:
         crops = np.clip(np.rint(spatial(images, lambda x: degrade(x, int(f)))), 0, 255).astype(np.uint8)
         pixels.append(pre.to_pixels(list(crops)))
-        truth.append(np.full(len(crops), float(f)))
+        truth.append(np.full(len(crops), pre.input_size / max(1, round(pre.input_size / int(f)))))
     return fit_size_estimator(np.concatenate(pixels), np.concatenate(truth))
 
 
