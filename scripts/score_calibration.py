@@ -216,8 +216,24 @@ def write_shipped(args: argparse.Namespace, fitted: Any, image_side: int, input_
         f"python scripts/score_calibration.py --model {_shown(args.model)}{' --jpeg' if args.jpeg else ''} "
         f"--write-calibration {args.write_calibration}: FER+ val ({n} faces), protocol (b) small crops{more}, model "
         f"sha256 {sha256_file(args.model)}"))
+    full = _keep_size_estimate(full, args.write_calibration)
     full.save(args.write_calibration)
     print("wrote", args.write_calibration, full.kind, full.params, full.jpeg_params)
+
+
+def _keep_size_estimate(cal: Any, path: str) -> Any:
+    """``cal`` with the size estimate of the file it replaces at ``path``, if that has one: the estimate reads the
+    pixels, not the model's answers, and ``scripts/enlarged_confidence.py --write-calibration`` fits it on its own."""
+    from fsrfer_edge.confidence import ScoreCalibration
+
+    if not Path(path).is_file():
+        return cal
+    old = ScoreCalibration.load(path)
+    if old.size_weights is None:
+        return cal
+    keep = "; size_weights: " + old.source.split("; size_weights: ", 1)[1] if "; size_weights: " in old.source else ""
+    print(f"kept the size estimate of {path}")
+    return dataclasses.replace(cal, size_weights=old.size_weights, source=cal.source + keep)
 
 
 def jpeg_study(args: argparse.Namespace) -> int:

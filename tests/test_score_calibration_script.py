@@ -154,3 +154,14 @@ def test_the_enlarged_crops_rule_needs_the_fall_and_no_rise_at_48_px():
     assert not emod.decide(cells(9.0, 6.5), "estimate")["met"]                     # falls by 2.5
     assert not emod.decide(cells(9.0, 3.0, rise_a=0.4), "estimate")["met"]
     assert not emod.decide(cells(9.0, 3.0, rise_c=0.4), "estimate")["met"]
+
+
+def test_rewriting_the_maps_keeps_the_files_size_estimate(mod, tmp_path):
+    from fsrfer_edge.confidence import ScoreCalibration
+
+    cal = ScoreCalibration(("a", "b"), "logistic", (1.0, 2.0), ((1.0, 0.0), (1.0, -1.0)), source="maps")
+    path = tmp_path / "m.scores.json"
+    assert mod._keep_size_estimate(cal, str(path)) == cal                          # no file yet
+    cal.__class__(**{**cal.__dict__, "size_weights": (1.0,) * 7, "source": "maps; size_weights: fitted"}).save(path)
+    kept = mod._keep_size_estimate(cal, str(path))
+    assert kept.size_weights == (1.0,) * 7 and kept.source == "maps; size_weights: fitted"
