@@ -29,7 +29,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from jpeg_quality_calibration import crops_data  # noqa: E402
-from score_calibration import FACTORS, JPEG_MIN_FACES, _shown, fits  # noqa: E402
+from score_calibration import (FACTORS, _shown, cross_fitted, shipped_kind, study_args,  # noqa: E402
+                               study_command, study_faces)
 from score_reliability import ECE_BINS, expected_calibration_error  # noqa: E402
 
 #: The rule: the least fall of the (a) mean over x2..x8, the most the 48 px rows may rise (points).
@@ -86,12 +87,7 @@ def decide(cells: dict[str, dict[str, dict[str, float]]], method: str) -> dict[s
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "fsrfer_edge" / "models" / "default.onnx"))
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013.npz"))
-    ap.add_argument("--split", default="val", choices=("val", "test"))
-    ap.add_argument("--seed", type=int, default=0, help="the halves of val's cross-fitting")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--limit", type=int, default=0, help="the first N faces of each split only (a quick check)")
+    study_args(ap)
     ap.add_argument("--json", help="the study's result file")
     ap.add_argument("--write-calibration", metavar="PATH",
                     help="add the size estimate's weights, fitted on all of val, to this calibration file")
@@ -99,7 +95,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.json is None and args.write_calibration is None:
         ap.error("give --json, --write-calibration or both")
     from fsrfer_edge.confidence import ScoreCalibration
-    from fsrfer_edge.ferplus import load_labelled_faces
     from fsrfer_edge.fileio import sha256_file, write_json
 
     from trainer.evaluate import lr_crops, onnx_logits_fn
@@ -107,24 +102,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     fn, pre = onnx_logits_fn(args.model, threads=args.threads)
     classes, size = list(pre.classes), pre.input_size
 
-    def load(split: str) -> Any:
-        faces = load_labelled_faces(args.data, "ferplus", split)
-        n = args.limit or len(faces.labels)
-        return faces.images[:n], faces.labels[:n]
-
     def data(images: np.ndarray) -> dict[str, Any]:
         return {"a": {f: sdk_data(fn, pre, enlarged(images, f), f) for f in FACTORS},
                 "c": {1: sdk_data(fn, pre, lr_crops(images, 1, "box", 50), 1)}}
 
-    val_images, val_labels = load("val")
+    val_images, val_labels = study_faces(args, "val")
     small = {f: crops_data(fn, pre, val_images, f, None)[0] for f in FACTORS}
     cam = {f: crops_data(fn, pre, val_images, f, 50)[:2] for f in FACTORS}
     vd = data(val_images)
 
     def fit(keep: np.ndarray) -> tuple[Any, np.ndarray]:
-        base = fits({f: small[f][keep] for f in FACTORS}, val_labels[keep], classes)["logistic"]
-        cal = base.with_jpeg({f: z[keep][m[keep]] for f, (z, m) in cam.items()},
-                             {f: val_labels[keep][m[keep]] for f, (_, m) in cam.items()}, JPEG_MIN_FACES)
+        cal = shipped_kind(small, cam, val_labels, keep, classes)
         feats = np.concatenate([vd["a"][f]["features"][keep] for f in FACTORS])
         truth = np.concatenate([np.full(int(keep.sum()), float(f)) for f in FACTORS])
         w, *_ = np.linalg.lstsq(feats, np.log2(truth), rcond=None)
@@ -143,14 +131,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 0
     if args.split == "val":
         labels, d = val_labels, vd
-        halves = np.array_split(np.random.default_rng(args.seed).permutation(len(labels)), 2)
-        folds = []
-        for k in range(2):
-            keep = np.zeros(len(labels), dtype=bool)
-            keep[halves[1 - k]] = True
-            folds.append((halves[k], *fit(keep)))
+        folds = [(rows, *fitted) for rows, fitted in cross_fitted(len(labels), args.seed, fit)]
     else:
-        images, labels = load("test")
+        images, labels = study_faces(args, "test")
         d = data(images)
         folds = [(np.arange(len(labels)), *fit(everything))]
     largest = float(max(FACTORS))
@@ -183,10 +166,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(decision, "chosen:", chosen)
     if args.json:
         write_json(args.json, {
-            "command": f"python scripts/enlarged_confidence.py --json {_shown(args.json)}"
-                       + ("" if args.split == "val" else " --split test")
-                       + ("" if args.seed == 0 else f" --seed {args.seed}")
-                       + (f" --limit {args.limit}" if args.limit else ""),
+            "command": study_command("scripts/enlarged_confidence.py", args),
             "model": {"path": _shown(args.model), "sha256": sha256_file(args.model)}, "split": args.split,
             "n": int(len(labels)), "factors": list(FACTORS), "ece_bins": ECE_BINS, "gain": GAIN, "rise": RISE,
             "load_average": list(os.getloadavg()),

@@ -26,7 +26,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from jpeg_quality_calibration import crops_data  # noqa: E402
-from score_calibration import FACTORS, JPEG_MIN_FACES, _shown, fits  # noqa: E402
+from score_calibration import (FACTORS, JPEG_MIN_FACES, _shown, cross_fitted, shipped_kind,  # noqa: E402
+                               study_args, study_command, study_faces)
 from score_reliability import ECE_BINS, expected_calibration_error  # noqa: E402
 
 #: The frames' JPEG qualities: the rule's, and the one it is checked at beside it.
@@ -93,46 +94,27 @@ def decide(cells: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "fsrfer_edge" / "models" / "default.onnx"))
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013.npz"))
-    ap.add_argument("--split", default="val", choices=("val", "test"))
-    ap.add_argument("--seed", type=int, default=0, help="the halves of val's cross-fitting and the frames' offsets")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--limit", type=int, default=0, help="the first N faces of each split only (a quick check)")
+    study_args(ap)
     ap.add_argument("--json", required=True, help="the study's result file")
     args = ap.parse_args(argv)
-    from fsrfer_edge.ferplus import load_labelled_faces
     from fsrfer_edge.fileio import sha256_file, write_json
 
     from trainer.evaluate import onnx_logits_fn
 
     fn, pre = onnx_logits_fn(args.model, threads=args.threads)
     classes = list(pre.classes)
-
-    def load(split: str) -> Any:
-        faces = load_labelled_faces(args.data, "ferplus", split)
-        n = args.limit or len(faces.labels)
-        return faces.images[:n], faces.labels[:n]
-
-    val_images, val_labels = load("val")
+    val_images, val_labels = study_faces(args, "val")
     small = {f: crops_data(fn, pre, val_images, f, None)[0] for f in FACTORS}
     cam = {f: crops_data(fn, pre, val_images, f, 50)[:2] for f in FACTORS}
 
     def fit(keep: np.ndarray) -> Any:
-        base = fits({f: small[f][keep] for f in FACTORS}, val_labels[keep], classes)["logistic"]
-        return base.with_jpeg({f: z[keep][m[keep]] for f, (z, m) in cam.items()},
-                              {f: val_labels[keep][m[keep]] for f, (_, m) in cam.items()}, JPEG_MIN_FACES)
+        return shipped_kind(small, cam, val_labels, keep, classes)
 
     if args.split == "val":
         images, labels = val_images, val_labels
-        halves = np.array_split(np.random.default_rng(args.seed).permutation(len(labels)), 2)
-        folds = []
-        for k in range(2):
-            keep = np.zeros(len(labels), dtype=bool)
-            keep[halves[1 - k]] = True
-            folds.append((halves[k], fit(keep)))
+        folds = cross_fitted(len(labels), args.seed, fit)
     else:
-        images, labels = load("test")
+        images, labels = study_faces(args, "test")
         folds = [(np.arange(len(labels)), fit(np.ones(len(val_labels), dtype=bool)))]
     offsets = np.random.default_rng(args.seed + 1).integers(0, 8, (len(labels), 2))
     cells: dict[str, dict[str, dict[str, float]]] = {}
@@ -159,10 +141,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     decision = decide(cells)
     print(decision)
     write_json(args.json, {
-        "command": f"python scripts/jpeg_frame_calibration.py --json {_shown(args.json)}"
-                   + ("" if args.split == "val" else " --split test")
-                   + ("" if args.seed == 0 else f" --seed {args.seed}")
-                   + (f" --limit {args.limit}" if args.limit else ""),
+        "command": study_command("scripts/jpeg_frame_calibration.py", args),
         "model": {"path": _shown(args.model), "sha256": sha256_file(args.model)}, "split": args.split,
         "n": int(len(labels)), "factors": list(FACTORS), "qualities": list(QUALITIES), "border": BORDER,
         "ece_bins": ECE_BINS, "min_faces": JPEG_MIN_FACES, "gain": GAIN, "rise": RISE, "rise_at_75": RISE_AT_75,

@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from score_calibration import FACTORS, JPEG_MIN_FACES, _shown, fits  # noqa: E402
+from score_calibration import (FACTORS, JPEG_MIN_FACES, _shown, cross_fitted, fits, study_args,  # noqa: E402
+                               study_command, study_faces)
 from score_reliability import ECE_BINS, expected_calibration_error  # noqa: E402
 
 #: The qualities the crops are saved at, and those the per-quality maps are fitted at.
@@ -109,15 +110,9 @@ def decide(means: dict[str, dict[str, float]], at50: dict[str, dict[str, float]]
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "fsrfer_edge" / "models" / "default.onnx"))
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013.npz"))
-    ap.add_argument("--split", default="val", choices=("val", "test"))
-    ap.add_argument("--seed", type=int, default=0, help="the halves of val's cross-fitting")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--limit", type=int, default=0, help="the first N faces of each split only (a quick check)")
+    study_args(ap)
     ap.add_argument("--json", required=True, help="the study's result file")
     args = ap.parse_args(argv)
-    from fsrfer_edge.ferplus import load_labelled_faces
     from fsrfer_edge.fileio import sha256_file, write_json
 
     from trainer.evaluate import onnx_logits_fn
@@ -125,28 +120,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     fn, pre = onnx_logits_fn(args.model, threads=args.threads)
     classes = list(pre.classes)
 
-    def load(split: str) -> Any:
-        faces = load_labelled_faces(args.data, "ferplus", split)
-        n = args.limit or len(faces.labels)
-        return faces.images[:n], faces.labels[:n]
-
     def data(images: np.ndarray, qualities: tuple[int, ...]) -> tuple[dict, dict]:
         small = {f: crops_data(fn, pre, images, f, None)[0] for f in FACTORS}
         jpeg = {q: {f: crops_data(fn, pre, images, f, q) for f in FACTORS} for q in qualities}
         return small, jpeg
 
-    val_images, val_labels = load("val")
+    val_images, val_labels = study_faces(args, "val")
     v_small, v_jpeg = data(val_images, QUALITIES if args.split == "val" else FITTED)
     if args.split == "val":
         labels, jpeg = val_labels, v_jpeg
-        halves = np.array_split(np.random.default_rng(args.seed).permutation(len(labels)), 2)
-        folds = []
-        for k in range(2):
-            keep = np.zeros(len(labels), dtype=bool)
-            keep[halves[1 - k]] = True
-            folds.append((halves[k], fit_maps(v_small, v_jpeg, labels, keep, classes)))
+        folds = cross_fitted(len(labels), args.seed, lambda keep: fit_maps(v_small, v_jpeg, labels, keep, classes))
     else:
-        test_images, labels = load("test")
+        test_images, labels = study_faces(args, "test")
         _, jpeg = data(test_images, QUALITIES)
         folds = [(np.arange(len(labels)), fit_maps(v_small, v_jpeg, val_labels, np.ones(len(val_labels), bool),
                                                    classes))]
@@ -178,10 +163,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     decision = decide(means, cells["50"])
     print(decision)
     write_json(args.json, {
-        "command": f"python scripts/jpeg_quality_calibration.py --json {_shown(args.json)}"
-                   + ("" if args.split == "val" else " --split test")
-                   + ("" if args.seed == 0 else f" --seed {args.seed}")
-                   + (f" --limit {args.limit}" if args.limit else ""),
+        "command": study_command("scripts/jpeg_quality_calibration.py", args),
         "model": {"path": _shown(args.model), "sha256": sha256_file(args.model)}, "split": args.split,
         "n": int(len(labels)), "factors": list(FACTORS), "qualities": list(QUALITIES), "fitted": list(FITTED),
         "ece_bins": ECE_BINS, "min_faces": JPEG_MIN_FACES, "gain": GAIN, "rise": RISE, "rise_at_50": RISE_AT_50,

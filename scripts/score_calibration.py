@@ -47,6 +47,54 @@ def _shown(path: str) -> str:
     return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else path
 
 
+def study_args(ap: argparse.ArgumentParser, limit: bool = True) -> None:
+    """The options every confidence study takes: the model, the data, the split, the val halves' seed, threads (and a
+    quick check's ``--limit``)."""
+    ap.add_argument("--model", default=str(REPO / "fsrfer_edge" / "models" / "default.onnx"))
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013.npz"))
+    ap.add_argument("--split", default="val", choices=("val", "test"))
+    ap.add_argument("--seed", type=int, default=0, help="the halves of val's cross-fitting")
+    ap.add_argument("--threads", type=int, default=None)
+    if limit:
+        ap.add_argument("--limit", type=int, default=0, help="the first N faces of each split only (a quick check)")
+
+
+def study_faces(args: argparse.Namespace, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of a FER+ split, the first ``--limit`` only where given."""
+    from fsrfer_edge.ferplus import load_labelled_faces
+
+    faces = load_labelled_faces(args.data, "ferplus", split)
+    n = getattr(args, "limit", 0) or len(faces.labels)
+    return faces.images[:n], faces.labels[:n]
+
+
+def study_command(script: str, args: argparse.Namespace) -> str:
+    """The command that rewrites a study's result file, as its JSON records it."""
+    return (f"python {script} --json {_shown(args.json)}" + ("" if args.split == "val" else " --split test")
+            + ("" if args.seed == 0 else f" --seed {args.seed}")
+            + (f" --limit {args.limit}" if getattr(args, "limit", 0) else ""))
+
+
+def cross_fitted(n: int, seed: int, fit: Any) -> list[tuple[np.ndarray, Any]]:
+    """Val's two seeded halves, each with ``fit(keep)`` of the other half (``keep``: (n,) bools)."""
+    halves = np.array_split(np.random.default_rng(seed).permutation(n), 2)
+    folds = []
+    for k in range(2):
+        keep = np.zeros(n, dtype=bool)
+        keep[halves[1 - k]] = True
+        folds.append((halves[k], fit(keep)))
+    return folds
+
+
+def shipped_kind(small: dict[int, np.ndarray], camera: dict[int, tuple[np.ndarray, np.ndarray]], labels: np.ndarray,
+                 keep: np.ndarray, classes: list[str]) -> Any:
+    """Maps as the shipped file holds them, from the faces ``keep`` marks: logistic per factor from (b) logits
+    (``small``), JPEG maps from the (c) crops the SDK marks (``camera``: logits, marks)."""
+    base = fits({f: small[f][keep] for f in FACTORS}, labels[keep], classes)["logistic"]
+    return base.with_jpeg({f: z[keep][m[keep]] for f, (z, m) in camera.items()},
+                          {f: labels[keep][m[keep]] for f, (_, m) in camera.items()}, JPEG_MIN_FACES)
+
+
 def fits(logits: dict[int, np.ndarray], labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
     """Both calibrations from (b) logits per factor of the faces ``labels`` belong to."""
     from fsrfer_edge.confidence import ScoreCalibration
@@ -253,10 +301,7 @@ def jpeg_study(args: argparse.Namespace) -> int:
         return {p: {f: logits_and_marks(fn, pre, images, f, p) for f in FACTORS} for p in rows}
 
     def fit(d: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]], labels: np.ndarray, keep: np.ndarray) -> Any:
-        base = fits({f: d["small"][f][0][keep] for f in FACTORS}, labels[keep], classes)["logistic"]
-        cam = {f: (d["camera"][f][0][keep], d["camera"][f][1][keep]) for f in FACTORS}
-        return base.with_jpeg({f: z[m] for f, (z, m) in cam.items()}, {f: labels[keep][m] for f, (_, m) in cam.items()},
-                              JPEG_MIN_FACES)
+        return shipped_kind({f: d["small"][f][0] for f in FACTORS}, d["camera"], labels, keep, classes)
 
     val = load_labelled_faces(args.data, "ferplus", "val")
     vd = data(val.images)
@@ -268,12 +313,7 @@ def jpeg_study(args: argparse.Namespace) -> int:
             return 0
     if args.split == "val":
         labels, d = val.labels, vd
-        halves = np.array_split(np.random.default_rng(args.seed).permutation(len(labels)), 2)
-        folds = []
-        for k in range(2):
-            keep = np.zeros(len(labels), dtype=bool)
-            keep[halves[1 - k]] = True
-            folds.append((halves[k], fit(vd, labels, keep)))
+        folds = cross_fitted(len(labels), args.seed, lambda keep: fit(vd, labels, keep))
     else:
         test = load_labelled_faces(args.data, "ferplus", "test")
         labels, d = test.labels, data(test.images)
@@ -316,11 +356,7 @@ def jpeg_study(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "fsrfer_edge" / "models" / "default.onnx"))
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013.npz"))
-    ap.add_argument("--split", default="val", choices=("val", "test"))
-    ap.add_argument("--seed", type=int, default=0, help="the halves of val's cross-fitting")
-    ap.add_argument("--threads", type=int, default=None)
+    study_args(ap, limit=False)
     ap.add_argument("--json", help="the study's result file")
     ap.add_argument("--write-calibration", metavar="PATH",
                     help="write the model's per-size calibration (logistic maps from (b) crops of all of FER+ val) "
