@@ -25,3 +25,16 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "fer2013.npz").is_file():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def calibrated_rec():
+    """The shipped default model on one ONNX Runtime thread, with its packaged confidence maps (JPEG maps and size
+    estimate included)."""
+    pytest.importorskip("onnxruntime")
+    from fsrfer_edge import Recognizer
+
+    with Recognizer(threads=1, spinning=False) as r:
+        assert r.score_calibration is not None and r.score_calibration.jpeg_params is not None
+        assert r.score_calibration.size_weights is not None
+        yield r

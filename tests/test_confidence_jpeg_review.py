@@ -98,13 +98,8 @@ def test_a_list_mixing_a_crop_larger_than_the_input_with_small_ones_gives_aligne
 
 
 @pytest.fixture(scope="module")
-def rec():
-    pytest.importorskip("onnxruntime")
-    from fsrfer_edge import Recognizer
-
-    with Recognizer(threads=1, spinning=False) as r:
-        assert r.score_calibration is not None and r.score_calibration.jpeg_params is not None
-        yield r
+def rec(calibrated_rec):
+    return calibrated_rec  # tests/conftest.py
 
 
 @pytest.mark.parametrize("soften", [0.0, 1.0])

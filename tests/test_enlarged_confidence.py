@@ -112,13 +112,8 @@ def test_the_exports_size_estimate_reads_factors_as_the_maps_key_them():
 
 # -- Recognizer ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def rec():
-    pytest.importorskip("onnxruntime")
-    from fsrfer_edge import Recognizer
-
-    with Recognizer(threads=1, spinning=False) as r:
-        assert r.score_calibration is not None and r.score_calibration.size_weights is not None
-        yield r
+def rec(calibrated_rec):
+    return calibrated_rec  # tests/conftest.py
 
 
 def _jpeg(img: np.ndarray, quality: int = 50) -> np.ndarray:

@@ -98,13 +98,8 @@ def test_a_masked_frame_is_read_only_where_nothing_is_masked():
 
 # -- Recognizer.predict(jpeg=...) -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def rec():
-    pytest.importorskip("onnxruntime")
-    from fsrfer_edge import Recognizer
-
-    with Recognizer(threads=1, spinning=False) as r:
-        assert r.score_calibration is not None and r.score_calibration.jpeg_params is not None
-        yield r
+def rec(calibrated_rec):
+    return calibrated_rec  # tests/conftest.py
 
 
 def test_the_caller_can_say_the_faces_came_from_a_jpeg_image(rec):
