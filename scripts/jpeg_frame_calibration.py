@@ -96,6 +96,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     study_args(ap)
     ap.add_argument("--json", required=True, help="the study's result file")
+    ap.add_argument("--small-jpeg-maps", action="store_true",
+                    help="a factor whose crops are smaller than one 8x8 block takes all its (c) crops for its JPEG map")
     args = ap.parse_args(argv)
     from fsrfer_edge.fileio import sha256_file, write_json
 
@@ -108,7 +110,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     cam = {f: crops_data(fn, pre, val_images, f, 50)[:2] for f in FACTORS}
 
     def fit(keep: np.ndarray) -> Any:
-        return shipped_kind(small, cam, val_labels, keep, classes)
+        return shipped_kind(small, cam, val_labels, keep, classes,
+                            val_images.shape[-1] if args.small_jpeg_maps else 0)
 
     if args.split == "val":
         images, labels = val_images, val_labels
@@ -141,7 +144,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     decision = decide(cells)
     print(decision)
     write_json(args.json, {
-        "command": study_command("scripts/jpeg_frame_calibration.py", args),
+        "command": study_command("scripts/jpeg_frame_calibration.py", args)
+                   + (" --small-jpeg-maps" if args.small_jpeg_maps else ""),
+        "small_jpeg_maps": bool(args.small_jpeg_maps),
         "model": {"path": _shown(args.model), "sha256": sha256_file(args.model)}, "split": args.split,
         "n": int(len(labels)), "factors": list(FACTORS), "qualities": list(QUALITIES), "border": BORDER,
         "ece_bins": ECE_BINS, "min_faces": JPEG_MIN_FACES, "gain": GAIN, "rise": RISE, "rise_at_75": RISE_AT_75,

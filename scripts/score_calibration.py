@@ -87,12 +87,15 @@ def cross_fitted(n: int, seed: int, fit: Any) -> list[tuple[np.ndarray, Any]]:
 
 
 def shipped_kind(small: dict[int, np.ndarray], camera: dict[int, tuple[np.ndarray, np.ndarray]], labels: np.ndarray,
-                 keep: np.ndarray, classes: list[str]) -> Any:
+                 keep: np.ndarray, classes: list[str], small_jpeg_side: int = 0) -> Any:
     """Maps as the shipped file holds them, from the faces ``keep`` marks: logistic per factor from (b) logits
-    (``small``), JPEG maps from the (c) crops the SDK marks (``camera``: logits, marks)."""
+    (``small``), JPEG maps from the (c) crops the SDK marks (``camera``: logits, marks). With ``small_jpeg_side``
+    (the faces' side), a factor whose crops are smaller than one 8x8 block (none can mark itself) takes all its (c)
+    crops for its JPEG map (docs/experiments.md, "A JPEG map for 6 px faces")."""
     base = fits({f: small[f][keep] for f in FACTORS}, labels[keep], classes)["logistic"]
-    return base.with_jpeg({f: z[keep][m[keep]] for f, (z, m) in camera.items()},
-                          {f: labels[keep][m[keep]] for f, (_, m) in camera.items()}, JPEG_MIN_FACES)
+    used = {f: (m | (round(small_jpeg_side / f) < 8) if small_jpeg_side else m) for f, (_, m) in camera.items()}
+    return base.with_jpeg({f: z[keep][used[f][keep]] for f, (z, _) in camera.items()},
+                          {f: labels[keep][used[f][keep]] for f in camera}, JPEG_MIN_FACES)
 
 
 def fits(logits: dict[int, np.ndarray], labels: np.ndarray, classes: list[str]) -> dict[str, Any]:

@@ -165,3 +165,17 @@ def test_rewriting_the_maps_keeps_the_files_size_estimate(mod, tmp_path):
     cal.__class__(**{**cal.__dict__, "size_weights": (1.0,) * 7, "source": "maps; size_weights: fitted"}).save(path)
     kept = mod._keep_size_estimate(cal, str(path))
     assert kept.size_weights == (1.0,) * 7 and kept.source == "maps; size_weights: fitted"
+
+
+def test_the_small_jpeg_maps_take_every_compressed_crop_only_where_crops_are_under_one_block(mod):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 400)
+    z = {f: rng.normal(0, 2, (400, 3)) for f in mod.FACTORS}
+    none = {f: (z[f] * 0.5, np.zeros(400, bool)) for f in mod.FACTORS}          # no crop marks itself
+    keep = np.ones(400, bool)
+    plain = mod.shipped_kind(z, none, labels, keep, ["a", "b", "c"])
+    small = mod.shipped_kind(z, none, labels, keep, ["a", "b", "c"], small_jpeg_side=48)
+    assert plain.jpeg_params is None                                            # nothing marked: no JPEG maps
+    k8 = mod.FACTORS.index(8)
+    assert small.jpeg_params is not None and small.jpeg_params[k8] != small.params[k8]   # 6 px: its own map
+    assert [small.jpeg_params[k] == small.params[k] for k in range(len(mod.FACTORS)) if k != k8] == [True] * 5
