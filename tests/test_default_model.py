@@ -227,3 +227,23 @@ def test_the_model_cards_accuracy_section_is_the_one_its_result_files_give(tmp_p
     assert "| 12.34 |" in changed and changed[:changed.index(mod.ACCURACY_HEADING)] == card[:card.index(mod.ACCURACY_HEADING)]
     with pytest.raises(SystemExit, match="test.json is missing"):
         mod.refreshed_card(card, tmp_path / "nowhere")
+
+
+def test_the_model_card_names_the_files_beside_the_model_and_they_match_its_checkpoint():
+    import re
+
+    from fsrfer_edge.confidence import ScoreCalibration
+    from fsrfer_edge.groups import GroupCalibration
+    from fsrfer_edge.metadata import ModelInfo
+
+    mod = load_script("scripts/ship_default.py", "ship_default")
+    card = (DEFAULT_MODEL.parent / "MODEL_CARD.md").read_text()
+    assert mod.SIDECARS in card
+    named = re.findall(r"`(default\.\w+\.json)`", mod.SIDECARS)
+    assert named == ["default.scores.json", "default.groups.json"]
+    import onnx
+
+    info = ModelInfo.from_props({p.key: p.value for p in onnx.load(str(DEFAULT_MODEL), load_external_data=False)
+                                 .metadata_props}, source=str(DEFAULT_MODEL))
+    for name, kind in zip(named, (ScoreCalibration, GroupCalibration)):
+        assert kind.load(DEFAULT_MODEL.parent / name).checkpoint_sha256 == info.checkpoint_sha256
