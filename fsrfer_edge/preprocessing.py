@@ -542,9 +542,15 @@ def _grey_levels(img: np.ndarray) -> np.ndarray:
 def _ac_quality(blocks: np.ndarray, unclipped: np.ndarray, dc_ok: np.ndarray) -> "int | None":
     """:func:`jpeg_quality`'s answer for one crop's (B, 8, 8) blocks, given which qualities its DC coefficients
     passed (``dc_ok``, (Q,)): the coarsest of those whose table its other coefficients sit on, or None."""
+    return _ac_verdict(blocks, unclipped, dc_ok)[0]
+
+
+def _ac_verdict(blocks: np.ndarray, unclipped: np.ndarray, dc_ok: np.ndarray) -> "tuple[int | None, bool]":
+    """:func:`_ac_quality`'s answer, and whether it is None for want of evidence: some quality passed the DC test
+    but no candidate had :data:`JPEG_MIN_COEFFS` coefficients to test (a flat region)."""
     candidates = np.flatnonzero(dc_ok)
     if candidates.size == 0:
-        return None
+        return None, False
     d = _dct8()
     with _blas_flags_ignored():
         coeffs = (d @ blocks[unclipped] @ d.T)[None]  # (1, B', 8, 8)
@@ -554,7 +560,9 @@ def _ac_quality(blocks: np.ndarray, unclipped: np.ndarray, dc_ok: np.ndarray) ->
     n = tested.sum(axis=(1, 2, 3))
     on = (_on_grid(coeffs, steps) & tested).sum(axis=(1, 2, 3))
     good = (n >= JPEG_MIN_COEFFS) & (on >= JPEG_ON_GRID * n)
-    return JPEG_QUALITIES[int(candidates[np.argmax(good)])] if good.any() else None
+    if good.any():
+        return JPEG_QUALITIES[int(candidates[np.argmax(good)])], False
+    return None, bool((n < JPEG_MIN_COEFFS).all())
 
 
 #: The largest window of a frame :func:`jpeg_frame_quality` reads (pixels a side, from the frame's centre, on the grid).
@@ -572,8 +580,9 @@ def jpeg_frame_quality(frame: np.ndarray) -> "int | None":
     A colour frame is read on its luma (JFIF's weights, as the codec made its Y channel), leaving out the blocks
     where a channel touches 0 or 255 (the decoder clipped it there, so the luma read back left the grid). A frame of
     more than :data:`JPEG_FRAME_WINDOW` pixels a side is read in a window of that size at its centre, starting on the
-    grid (a multiple of 8 from the corner). A pixel outside 0..255, NaN or infinite leaves its block out, as a
-    clipped one.
+    grid (a multiple of 8 from the corner); where that window is too flat to tell (its blocks' means sit on a grid
+    but it has too few other coefficients to test), in windows at the centres of the frame's quarters in turn. A
+    pixel outside 0..255, NaN or infinite leaves its block out, as a clipped one.
 
     Raises:
         InputError: ``frame`` is not an HxW or HxWx3 array of numbers, or is a masked array with masked pixels
@@ -585,18 +594,32 @@ def jpeg_frame_quality(frame: np.ndarray) -> "int | None":
         raise InputError(f"jpeg_frame_quality: received an array of shape {frame.shape} and dtype {frame.dtype}; "
                          "expected one frame, HxW gray or HxWx3 RGB, of pixel values")
     h, w = frame.shape[:2]
-    y0, x0 = (max(0, (h - JPEG_FRAME_WINDOW) // 2) // 8 * 8, max(0, (w - JPEG_FRAME_WINDOW) // 2) // 8 * 8)
-    window = frame[y0:y0 + JPEG_FRAME_WINDOW, x0:x0 + JPEG_FRAME_WINDOW]
-    if min(window.shape[:2]) < 8:
+    if min(h, w) < 8:
         return None
+    size = JPEG_FRAME_WINDOW
+    centres = [(h / 2, w / 2)]
+    if max(h, w) > size:  # the quarters' centres, tried only where the centre's window cannot tell
+        centres += [(h * fy, w * fx) for fy in (0.25, 0.75) for fx in (0.25, 0.75)]
+    for cy, cx in centres:
+        y0 = int(min(max(0.0, cy - size / 2), max(0, h - size))) // 8 * 8
+        x0 = int(min(max(0.0, cx - size / 2), max(0, w - size))) // 8 * 8
+        quality, undetermined = _window_quality(frame[y0:y0 + size, x0:x0 + size])
+        if quality is not None or not undetermined:
+            return quality
+    return None
+
+
+def _window_quality(window: np.ndarray) -> "tuple[int | None, bool]":
+    """:func:`jpeg_frame_quality`'s test on one window on the grid (HxW or HxWx3), and whether a None is for want of
+    evidence (:func:`_ac_verdict`)."""
     if window.ndim == 2:
-        return jpeg_quality(window)
-    rgb = _grey_levels(window.astype(np.float64))
-    luma = np.rint(rgb @ _JFIF_LUMA)
-    blocks, unclipped = _jpeg_blocks(luma[None])
-    channels = [_jpeg_blocks(rgb[None, ..., c])[1] for c in range(3)]
-    unclipped = unclipped & channels[0] & channels[1] & channels[2]
-    return _ac_quality(blocks[0], unclipped[0], _dc_qualities(blocks, unclipped)[0])
+        blocks, unclipped = _jpeg_blocks(_grey_levels(window)[None])
+    else:
+        rgb = _grey_levels(window.astype(np.float64))
+        blocks, unclipped = _jpeg_blocks(np.rint(rgb @ _JFIF_LUMA)[None])
+        for c in range(3):
+            unclipped = unclipped & _jpeg_blocks(rgb[None, ..., c])[1]
+    return _ac_verdict(blocks[0], unclipped[0], _dc_qualities(blocks, unclipped)[0])
 
 
 def any_jpeg_image(pixels: np.ndarray) -> bool:

@@ -227,3 +227,24 @@ def test_a_jpeg_frames_faces_skip_the_size_estimate_also_where_the_calibration_h
         side = max(crop.shape[:2])
         assert side >= 48 and got == pytest.approx(float(cal.confidence(z, 48 / side)[0]), rel=1e-6)
         assert r.predict(crop)[0].confidence != pytest.approx(got, rel=1e-6)   # unmarked, it takes the estimate
+
+
+def test_a_jpeg_frame_with_a_flat_centre_is_read_in_its_quarters_and_a_clean_one_is_not():
+    frame = _tinted(_mosaic(12, 16))                                   # 576 x 768
+    frame[160:416, 256:512] = (120, 118, 110)                          # a flat wall where the centre window falls
+    from fsrfer_edge.preprocessing import _window_quality
+
+    jpeg = _jpeg(frame, 50)
+    centre = jpeg[160:416, 256:512]
+    assert _window_quality(centre) == (None, True)                     # too flat to tell
+    assert jpeg_frame_quality(jpeg) == 50
+    assert jpeg_frame_quality(frame) is None
+
+
+def test_a_clean_frame_is_left_after_its_centre_window_when_that_one_can_tell(monkeypatch):
+    from fsrfer_edge import preprocessing
+
+    calls = []
+    real = preprocessing._window_quality
+    monkeypatch.setattr(preprocessing, "_window_quality", lambda w: calls.append(w.shape) or real(w))
+    assert jpeg_frame_quality(_tinted(_mosaic(12, 16))) is None and len(calls) == 1
