@@ -179,3 +179,49 @@ def test_the_small_jpeg_maps_take_every_compressed_crop_only_where_crops_are_und
     k8 = mod.FACTORS.index(8)
     assert small.jpeg_params is not None and small.jpeg_params[k8] != small.params[k8]   # 6 px: its own map
     assert [small.jpeg_params[k] == small.params[k] for k in range(len(mod.FACTORS)) if k != k8] == [True] * 5
+
+
+@pytest.fixture(scope="module")
+def kmod():
+    pytest.importorskip("cv2")
+    pytest.importorskip("PIL")
+    return load_script("scripts/enlarging_kernels.py", "enlarging_kernels")
+
+
+def test_the_kernels_rule_needs_the_ways_fall_and_no_rise_elsewhere(kmod):
+    def cells(shipped, mixed, a_rise=0.0, rise_1=0.0, rise_c=0.0):
+        rows = {w: {str(f): {"today": 8.0, "shipped": shipped, "mixed": mixed, "held_out": mixed}
+                    for f in kmod.FACTORS if f > 1} for w in kmod.WAYS}
+        rows["a"] = {str(f): {"today": 8.0, "shipped": 2.0, "mixed": 2.0 + a_rise, "held_out": 2.0}
+                     for f in kmod.FACTORS}
+        rows["a"]["1"] = {"today": 1.0, "shipped": 1.0, "mixed": 1.0 + rise_1, "held_out": 1.0}
+        rows["c"] = {"1": {"today": 2.0, "shipped": 2.0, "mixed": 2.0 + rise_c, "held_out": 2.0}}
+        return rows
+
+    assert kmod.decide(cells(3.0, 2.4))["met"]
+    assert not kmod.decide(cells(3.0, 2.6))["met"]                                     # falls by 0.4
+    assert not kmod.decide(cells(3.0, 2.4, a_rise=0.4))["met"]
+    assert not kmod.decide(cells(3.0, 2.4, rise_1=0.4))["met"]
+    assert not kmod.decide(cells(3.0, 2.4, rise_c=0.4))["met"]
+
+
+def test_each_way_enlarges_area_shrunk_faces_back_to_their_size_and_sharpening_adds_detail(kmod):
+    rng = np.random.default_rng(0)
+    faces = rng.uniform(0, 255, (3, 48, 48)).astype(np.float32)
+    out = {w: kmod.app_enlarged(faces, 4, w) for w in kmod.WAYS}
+    for w, x in out.items():
+        assert x.shape == (3, 48, 48) and x.dtype == np.uint8, w
+    lap = {w: float(np.abs(np.diff(x.astype(float), 2, axis=-1)).mean()) for w, x in out.items()}
+    assert lap["cv2_cubic_sharpened"] > 1.3 * lap["cv2_cubic"]
+    assert lap["pil_bilinear"] < lap["cv2_cubic"]                                    # the softest of them
+
+
+def test_the_estimates_fit_recovers_linear_weights(kmod):
+    rng = np.random.default_rng(1)
+    w = np.array([0.5, -0.2, 0.1])
+    parts = []
+    for f in (1.0, 2.0, 4.0):
+        x = rng.normal(size=(50, 3))
+        x[:, 0] = (np.log2(f) - x[:, 1:] @ w[1:]) / w[0]
+        parts.append((x, f))
+    assert np.allclose(kmod.fit_weights(parts), w)
