@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from jpeg_quality_calibration import crops_data  # noqa: E402
-from score_calibration import (FACTORS, _shown, cross_fitted, shipped_kind, study_args,  # noqa: E402
-                               study_command, study_faces)
+from score_calibration import (FACTORS, _shown, shipped_kind, study_args,  # noqa: E402
+                               study_command, study_faces, study_folds)
 from score_reliability import ECE_BINS, expected_calibration_error  # noqa: E402
 
 #: The rule: the least fall of the (a) mean over x2..x8, the most the 48 px rows may rise (points).
@@ -129,20 +129,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("wrote", args.write_calibration, cal.size_weights)
         if args.json is None:
             return 0
-    if args.split == "val":
-        labels, d = val_labels, vd
-        folds = [(rows, *fitted) for rows, fitted in cross_fitted(len(labels), args.seed, fit)]
-    else:
-        images, labels = study_faces(args, "test")
-        d = data(images)
-        folds = [(np.arange(len(labels)), *fit(everything))]
+    labels, d, folds = study_folds(args, val_labels, vd, data, fit)
     largest = float(max(FACTORS))
     cells: dict[str, dict[str, dict[str, float]]] = {"a": {}, "c": {}}
     for p, by_factor in d.items():
         for f, dd in by_factor.items():
             conf: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
             right, est = [], []
-            for idx, cal, w in folds:
+            for idx, (cal, w) in folds:
                 z, marks = dd["logits"][idx], dd["marks"][idx]
                 for m, (weights, marked_too) in {"today": (None, True), "estimate": (w, True),
                                                  "estimate_unmarked": (w, False)}.items():
@@ -170,7 +164,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             "model": {"path": _shown(args.model), "sha256": sha256_file(args.model)}, "split": args.split,
             "n": int(len(labels)), "factors": list(FACTORS), "ece_bins": ECE_BINS, "gain": GAIN, "rise": RISE,
             "load_average": list(os.getloadavg()),
-            "weights": [[round(float(v), 6) for v in w] for _, _, w in folds],
+            "weights": [[round(float(v), 6) for v in w] for _, (_, w) in folds],
             "note": "calibration error (points, 15 bins, majority label); a: crops shrunk by the factor and enlarged "
                     "back to 48 px by bicubic, as whole grey levels; c: 48 px crops saved as JPEG at 50; today: a crop "
                     "read at the input size takes x1's map; estimate: the map at the SDK's estimated factor; "

@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from enlarged_confidence import enlarged, factors_of, sdk_data  # noqa: E402
 from jpeg_quality_calibration import crops_data  # noqa: E402
-from score_calibration import (FACTORS, _shown, cross_fitted, shipped_kind, study_args,  # noqa: E402
-                               study_command, study_faces)
+from score_calibration import (FACTORS, _shown, shipped_kind, study_args,  # noqa: E402
+                               study_command, study_faces, study_folds)
 from score_reliability import ECE_BINS, expected_calibration_error  # noqa: E402
 
 #: The rule: the least fall of the six ways' mean over x2..x8, the most the (a) and 48 px rows may rise (points).
@@ -143,14 +143,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         weights.update({f"without_{way}": fit_weights(a + way_parts([w for w in WAYS if w != way])) for way in WAYS})
         return cal, weights
 
-    everything = np.ones(len(val_labels), dtype=bool)
-    if args.split == "val":
-        labels, d = val_labels, vd
-        folds = [(rows, *fitted) for rows, fitted in cross_fitted(len(labels), args.seed, fit)]
-    else:
-        images, labels = study_faces(args, "test")
-        d = data(images)
-        folds = [(np.arange(len(labels)), *fit(everything))]
+    labels, d, folds = study_folds(args, val_labels, vd, data, fit)
     largest = float(max(FACTORS))
     cells: dict[str, dict[str, dict[str, float]]] = {}
     for p, by_factor in d.items():
@@ -159,7 +152,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             conf: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
             est: dict[str, list[np.ndarray]] = {m: [] for m in METHODS[1:]}
             right = []
-            for idx, cal, ws in folds:
+            for idx, (cal, ws) in folds:
                 z, marks = dd["logits"][idx], dd["marks"][idx]
                 chosen = {"today": None, "shipped": ws["shipped"], "mixed": ws["mixed"],
                           "held_out": ws.get(f"without_{p}", ws["mixed"])}
@@ -188,7 +181,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "n": int(len(labels)), "factors": list(FACTORS), "ways": list(WAYS), "ece_bins": ECE_BINS, "gain": GAIN,
         "rise": RISE,
         "load_average": list(os.getloadavg()),
-        "weights": [{k: [round(float(v), 6) for v in w] for k, w in ws.items()} for _, _, ws in folds],
+        "weights": [{k: [round(float(v), 6) for v in w] for k, w in ws.items()} for _, (_, ws) in folds],
         "note": "calibration error (points, 15 bins, majority label) of crops read at the input size and not marked "
                 "as JPEG taking the map at the factor read: today x1's, shipped the estimate fitted on (a) crops, "
                 "mixed the estimate fitted on (a) crops and every way's crops, held_out the same without the row's "

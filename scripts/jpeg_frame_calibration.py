@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from jpeg_quality_calibration import crops_data  # noqa: E402
-from score_calibration import (FACTORS, JPEG_MIN_FACES, _shown, cross_fitted, shipped_kind,  # noqa: E402
-                               study_args, study_command, study_faces)
+from score_calibration import (FACTORS, JPEG_MIN_FACES, _shown, shipped_kind,  # noqa: E402
+                               study_args, study_command, study_faces, study_folds)
 from score_reliability import ECE_BINS, expected_calibration_error  # noqa: E402
 
 #: The frames' JPEG qualities: the rule's, and the one it is checked at beside it.
@@ -113,12 +113,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return shipped_kind(small, cam, val_labels, keep, classes,
                             val_images.shape[-1] if args.small_jpeg_maps else 0)
 
-    if args.split == "val":
-        images, labels = val_images, val_labels
-        folds = cross_fitted(len(labels), args.seed, fit)
-    else:
-        images, labels = study_faces(args, "test")
-        folds = [(np.arange(len(labels)), fit(np.ones(len(val_labels), dtype=bool)))]
+    labels, images, folds = study_folds(args, val_labels, val_images, lambda images: images, fit)
     offsets = np.random.default_rng(args.seed + 1).integers(0, 8, (len(labels), 2))
     cells: dict[str, dict[str, dict[str, float]]] = {}
     for q in QUALITIES:

@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from score_calibration import (FACTORS, JPEG_MIN_FACES, _shown, cross_fitted, fits, study_args,  # noqa: E402
-                               study_command, study_faces)
+from score_calibration import (FACTORS, JPEG_MIN_FACES, _shown, fits, study_args,  # noqa: E402
+                               study_command, study_faces, study_folds)
 from score_reliability import ECE_BINS, expected_calibration_error  # noqa: E402
 
 #: The qualities the crops are saved at, and those the per-quality maps are fitted at.
@@ -127,14 +127,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     val_images, val_labels = study_faces(args, "val")
     v_small, v_jpeg = data(val_images, QUALITIES if args.split == "val" else FITTED)
-    if args.split == "val":
-        labels, jpeg = val_labels, v_jpeg
-        folds = cross_fitted(len(labels), args.seed, lambda keep: fit_maps(v_small, v_jpeg, labels, keep, classes))
-    else:
-        test_images, labels = study_faces(args, "test")
-        _, jpeg = data(test_images, QUALITIES)
-        folds = [(np.arange(len(labels)), fit_maps(v_small, v_jpeg, val_labels, np.ones(len(val_labels), bool),
-                                                   classes))]
+    labels, jpeg, folds = study_folds(args, val_labels, v_jpeg, lambda images: data(images, QUALITIES)[1],
+                                      lambda keep: fit_maps(v_small, v_jpeg, val_labels, keep, classes))
     cells: dict[str, dict[str, dict[str, float]]] = {}
     means: dict[str, dict[str, float]] = {}
     for q in QUALITIES:

@@ -86,6 +86,16 @@ def cross_fitted(n: int, seed: int, fit: Any) -> list[tuple[np.ndarray, Any]]:
     return folds
 
 
+def study_folds(args: argparse.Namespace, val_labels: np.ndarray, val_data: Any, data_of: Any,
+                fit: Any) -> tuple[np.ndarray, Any, list[tuple[np.ndarray, Any]]]:
+    """A study's scored faces: on val, ``val_data`` and its halves, each with ``fit(keep)`` of the other half; on
+    test, ``data_of(images)`` of the test faces, all with ``fit`` of all of val. (labels, data, [(rows, fitted)])."""
+    if args.split == "val":
+        return val_labels, val_data, cross_fitted(len(val_labels), args.seed, fit)
+    images, labels = study_faces(args, "test")
+    return labels, data_of(images), [(np.arange(len(labels)), fit(np.ones(len(val_labels), dtype=bool)))]
+
+
 def shipped_kind(small: dict[int, np.ndarray], camera: dict[int, tuple[np.ndarray, np.ndarray]], labels: np.ndarray,
                  keep: np.ndarray, classes: list[str], small_jpeg_side: int = 0) -> Any:
     """Maps as the shipped file holds them, from the faces ``keep`` marks: logistic per factor from (b) logits
