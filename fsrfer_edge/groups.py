@@ -149,6 +149,8 @@ def _checked_group(probs: Any, factors: Any, c: int) -> tuple[np.ndarray, np.nda
     """A group's probabilities (N, C) and factors (N,) as float arrays, or InputError saying what was expected."""
     p = np.asarray(probs, dtype=np.float64)
     f = np.asarray(factors, dtype=np.float64)
+    if p.shape == (0,) and f.shape == (0,):  # no faces given as [], [] (a (0, C) array is read as it is)
+        p = p.reshape(0, c)
     if p.ndim != 2 or p.shape[1] != c or f.shape != (len(p),):
         raise InputError(f"expected probabilities (N, {c}) and factors (N,); got {p.shape}, {f.shape}")
     if not (np.all(np.isfinite(p)) and np.all(np.isfinite(f)) and np.all(f > 0)):
@@ -357,7 +359,11 @@ class GroupCalibration(sidecars.MeasuredFile):
         factors, clamped to its ends): (C, C)."""
         if kind not in KINDS:
             raise InputError(f"kind {kind!r}; expected one of {KINDS}")
-        w = _factor_weights(self.factors, np.asarray(factors, dtype=np.float64)).mean(0)
+        f = np.asarray(factors, dtype=np.float64)
+        if not f.size or not np.all(np.isfinite(f) & (f > 0)):
+            raise InputError(f"expected a factor (finite, > 0) for each of one face or more; got {f.size} factors, "
+                             f"{np.sum(~(np.isfinite(f) & (f > 0)))} of them not finite and > 0")
+        w = _factor_weights(self.factors, f).mean(0)
         return np.tensordot(w, getattr(self, kind), axes=1)
 
     def estimate(self, probs: np.ndarray, factors: np.ndarray | Sequence[float], kind: str = "probs") -> np.ndarray:
@@ -383,7 +389,7 @@ class GroupCalibration(sidecars.MeasuredFile):
             raise ModelError("this group calibration holds no resampled matrices; make it with "
                              "GroupCalibration.fit(..., resamples=200) (scripts/group_estimates.py "
                              "--write-calibration does)")
-        if not 0 < level < 1:
+        if isinstance(level, bool) or not isinstance(level, (int, float, np.integer, np.floating)) or not 0 < level < 1:
             raise InputError(f"level={level!r}; expected 0 < level < 1")
         p, f = _checked_group(probs, factors, len(self.classes))
         if not len(p):

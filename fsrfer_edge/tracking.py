@@ -96,6 +96,8 @@ def _check_probs(p: np.ndarray, what: str = "probs") -> None:
     """Refuse values that are not class probabilities: not finite, negative, or rows not summing to 1."""
     if not np.isfinite(p).all():
         raise InputError(f"{what} must be finite (a NaN or inf was given); expected class probabilities")
+    if p.ndim and not p.shape[-1] and math.prod(p.shape[:-1]):
+        raise InputError(f"{what} has shape {p.shape}: rows of no classes; expected class probabilities")
     if p.size and ((p < 0).any() or (np.abs(p.sum(axis=-1) - 1.0) > SUM_TOLERANCE).any()):
         raise InputError(f"{what} must be class probabilities: each value >= 0 and each face's row must sum to 1 "
                          "(a softmax of the logits, as Recognizer's Prediction.probs); got values from "
@@ -637,6 +639,8 @@ class ExpressionSmoother:
             self._frame = frame
             self._faces = {k: v for k, v in self._faces.items() if frame - v[2] <= self.max_age}
             earlier = self._faces.get(key)
+        if earlier is not None and frame - earlier[2] > self.max_age:  # stale in its own count of frames
+            earlier = None
         terms = _terms(p, self.aggregate)
         if earlier is None:
             num, den = terms, 1.0

@@ -5,6 +5,7 @@ import dataclasses
 import importlib.util
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -572,3 +573,36 @@ def test_the_interval_of_a_large_group_holds_no_resampled_copy_of_its_faces():
     finally:
         tracemalloc.stop()
     assert peak < 2.5 * 50 * len(faces) * 8, peak         # the (R, N) picks and their counts; not (R, N, C) copies
+
+
+def test_a_tally_takes_a_frame_without_faces_given_as_empty_lists() -> None:
+    # add() says N may be 0; a frame's faces collected into plain lists are [] then, not an (0, C) array
+    from fsrfer_edge.groups import GroupTally
+
+    cal, _ = _calibration()
+    tally = GroupTally(cal)
+    none: Any = []
+    tally.add(none, [])
+    assert tally.n == 0 and tally.shares() is None
+    tally.add(np.array([[0.8, 0.1, 0.1]]), [1.0])
+    tally.add(none, [])
+    shares = tally.shares()
+    assert tally.n == 1 and shares is not None and np.allclose(shares, cal.estimate(np.array([[0.8, 0.1, 0.1]]), [1.0]))
+    with pytest.raises(InputError, match="empty group"):
+        cal.estimate(none, [])
+    with pytest.raises(InputError, match=r"factors \(N,\)"):
+        tally.add(none, [1.0])                              # no faces, one factor: still a mismatch
+
+
+@pytest.mark.parametrize("factors", [[], [0.0], [-2.0], [np.nan], [1.0, np.inf]])
+def test_matrix_refuses_factors_it_cannot_read_instead_of_giving_nan(factors: list) -> None:
+    cal, _ = _calibration()
+    with pytest.raises(InputError, match="factor"):
+        cal.matrix(np.array(factors))
+
+
+@pytest.mark.parametrize("level", ["0.9", None, True, [0.9]])
+def test_the_interval_refuses_a_level_that_is_not_a_number_with_an_input_error(level: Any) -> None:
+    cal, probs, _ = _resampled_calibration(5)
+    with pytest.raises(InputError, match="level"):
+        cal.interval(probs[1.0][:10], np.ones(10), level=level)

@@ -1131,3 +1131,28 @@ def test_smoother_forgets_faces_not_seen_for_max_age_frames() -> None:
 def test_smoother_refuses_what_it_cannot_average(call: Any, message: str) -> None:
     with pytest.raises(InputError, match=message):
         call(ExpressionSmoother())
+
+
+def test_rows_of_no_classes_are_refused_not_made_into_tracks() -> None:
+    # (N, 0) "probabilities" for N boxes passed every check (an empty array has no bad value) and started tracks of
+    # 0 classes, which then refused the model's real rows
+    tracker = FaceTracker()
+    with pytest.raises(InputError, match="class"):
+        tracker.update([_box(0, 0), _box(50, 50)], np.zeros((2, 0)))
+    assert tracker.n_tracks == 0
+    tracker.update([_box(0, 0)], _probs([0.5, 0.5]))
+    with pytest.raises(InputError, match="class"):
+        smooth_sequence(np.zeros((3, 2, 0)))
+    assert smooth_sequence(np.zeros((3, 0, 2))).shape == (0, 2)  # no faces is fine
+
+
+def test_smoother_forgets_a_face_not_seen_for_max_age_frames_whatever_other_faces_frames_are() -> None:
+    # keys of two sources counting their own frames, as (source_id, object_id) with DeepStream's frame_num: face
+    # ("b", 1) was last updated 6 frames ago in its own count, more than max_age, so it starts afresh
+    rng = np.random.default_rng(6)
+    a, b = _random_probs(rng, 2, 7)
+    s = ExpressionSmoother(math.inf, max_age=3)
+    s.update(("a", 1), a, 100)
+    s.update(("b", 1), a, 2)
+    np.testing.assert_allclose(s.update(("b", 1), b, 8), b, atol=1e-6)
+    np.testing.assert_allclose(s.update(("b", 1), a, 9), (a + b) / 2, atol=1e-6)  # within max_age: averaged
