@@ -206,7 +206,10 @@ class CrowdResult:
 
 def own_probs(faces: Sequence[FaceResult]) -> np.ndarray:
     """(N, C) each face's answer in its own frame: ``frame_probs`` for a tracked face, else ``probs`` (what the group
-    shares read; their calibration was measured on single frames)."""
+    shares read; their calibration was measured on single frames). A frame without faces gives (0, 0), which
+    :meth:`~fsrfer_edge.groups.GroupTally.add` takes as no faces."""
+    if not len(faces):
+        return np.zeros((0, 0), dtype=np.float32)
     return np.stack([f.probs if f.frame_probs is None else f.frame_probs for f in faces])
 
 

@@ -149,7 +149,7 @@ def _checked_group(probs: Any, factors: Any, c: int) -> tuple[np.ndarray, np.nda
     """A group's probabilities (N, C) and factors (N,) as float arrays, or InputError saying what was expected."""
     p = np.asarray(probs, dtype=np.float64)
     f = np.asarray(factors, dtype=np.float64)
-    if p.shape == (0,) and f.shape == (0,):  # no faces given as [], [] (a (0, C) array is read as it is)
+    if p.ndim <= 2 and not p.size and f.shape == (0,):  # no faces, given as [] or crowd.own_probs' (0, 0)
         p = p.reshape(0, c)
     if p.ndim != 2 or p.shape[1] != c or f.shape != (len(p),):
         raise InputError(f"expected probabilities (N, {c}) and factors (N,); got {p.shape}, {f.shape}")

@@ -606,3 +606,15 @@ def test_the_interval_refuses_a_level_that_is_not_a_number_with_an_input_error(l
     cal, probs, _ = _resampled_calibration(5)
     with pytest.raises(InputError, match="level"):
         cal.interval(probs[1.0][:10], np.ones(10), level=level)
+
+
+def test_the_documented_video_tally_takes_a_frame_without_faces() -> None:
+    # docs/crowd.md: tally.add(own_probs(r.faces), crowd.factors(r.faces)) for every frame, faces or none
+    from fsrfer_edge.crowd import own_probs
+    from fsrfer_edge.groups import GroupTally
+
+    cal, _ = _calibration()
+    tally = GroupTally(cal)
+    tally.add(own_probs([]), [])
+    assert tally.n == 0 and tally.shares() is None
+    assert own_probs([]).shape == (0, 0)
