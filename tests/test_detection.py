@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -43,6 +44,17 @@ def test_as_rgb_frame_converts_gray_and_rgba() -> None:
     rgba[..., 0] = 7
     out = as_rgb_frame(rgba)
     assert out.shape == (2, 2, 3) and (out[..., 0] == 7).all() and out.flags.c_contiguous
+
+
+def test_as_rgb_frame_takes_a_gray_numpy_matrix() -> None:
+    """np.matrix is an ndarray (HxW): it got past the checks and failed with numpy's "shape too large to be a
+    matrix" when the gray frame was given its channel axis."""
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    with warnings.catch_warnings():  # numpy's PendingDeprecationWarning for np.matrix
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        matrix = np.asmatrix(gray)
+    out = as_rgb_frame(matrix)
+    assert type(out) is np.ndarray and out.shape == (3, 4, 3) and (out[..., 1] == gray).all()
 
 
 @pytest.mark.parametrize("frame, words", [
@@ -151,6 +163,20 @@ def test_plugin_detector_returning_garbage_is_an_input_error() -> None:
         FixedDetector([(0, 0, 5, 5)]).detect(np.zeros((8, 8, 3), np.uint8))  # type: ignore[list-item]
     with pytest.raises(InputError, match="finite"):
         FixedDetector([Detection((0, 0, math.nan, 5), 1.0)]).detect(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_plugin_keypoints_come_back_as_float_pairs_or_an_input_error() -> None:
+    """A plug-in's keypoints are checked as its boxes are: None (no keypoints) crashed with a TypeError, an (K, 2)
+    array came back as a tuple of arrays, and rows that are not (x, y) or NaN went through unchecked."""
+    frame = np.zeros((10, 10, 3), np.uint8)
+    none = Detection((1, 1, 5, 5), 0.5, None)  # type: ignore[arg-type]
+    assert FixedDetector([none]).detect(frame)[0].keypoints == ()
+    array = Detection((1, 1, 5, 5), 0.5, np.array([[1, 2], [3.5, 4]]))  # type: ignore[arg-type]
+    kps = FixedDetector([array]).detect(frame)[0].keypoints
+    assert kps == ((1.0, 2.0), (3.5, 4.0)) and all(type(v) is float for p in kps for v in p)
+    for bad in (((1, 2, 3),), ((math.nan, 1.0),), "ab", 5):
+        with pytest.raises(InputError, match="keypoints"):
+            FixedDetector([Detection((1, 1, 5, 5), 0.5, bad)]).detect(frame)  # type: ignore[arg-type]
 
 
 def test_create_detector_rejects_unknown_names_and_options() -> None:
@@ -294,6 +320,13 @@ def test_pyramid_maps_tiles_back_to_frame_pixels_on_odd_and_non_square_frames(
     found = det.detect(frame)
     assert len(found) == 1, [d.box for d in found]
     np.testing.assert_allclose(found[0].box, (x, y, min(x + s, shape[1]), min(y + s, shape[0])), atol=1.0)
+
+
+@pytest.mark.parametrize("option", [{"coarsest": 0}, {"size_multiple": 0}, {"coarsest": -5}])
+def test_pyramid_options_out_of_range_are_input_errors(option: dict) -> None:
+    """coarsest under 1 made plan() loop for ever (no level is ever that small), size_multiple 0 divided by zero."""
+    with pytest.raises(InputError, match=next(iter(option))):
+        _SquareFinder(**option)
 
 
 def test_a_large_face_on_a_seam_of_the_coarsest_level_is_not_lost() -> None:
@@ -504,6 +537,21 @@ def test_blazeface_options_and_model_errors(tmp_path: Path) -> None:
     bad.write_bytes(b"not an onnx file")
     with pytest.raises(ModelError, match="could not be loaded"):
         BlazeFaceDetector(bad)
+
+
+@pytest.mark.parametrize("change", [{"input_size": 0}, {"size_multiple": 0}, {"strides": [0, 32]},
+                                    {"anchors_per_cell": [-1, 6]}, {"face_px": float("nan")}, {"face_px": 2000},
+                                    {"anchor_offset": float("inf")}])
+def test_blazeface_metadata_out_of_range_is_a_model_error(change: dict) -> None:
+    """Metadata the detector cannot run with is malformed metadata: input_size 0 made the pyramid plan loop for
+    ever, size_multiple 0 a ZeroDivisionError, a stride of 0 another at the first frame, and a face_px out of range
+    an InputError about an option the caller never passed."""
+    from fsrfer_edge.detection.blazeface import AnchorLayout
+
+    doc = {"input_size": 256, "strides": [16, 32], "anchors_per_cell": [2, 6], "size_multiple": 32, "face_px": 32}
+    AnchorLayout.from_metadata({METADATA_KEY: json.dumps(doc)}, "model.onnx")  # the shipped layout: accepted
+    with pytest.raises(ModelError, match="model.onnx"):
+        AnchorLayout.from_metadata({METADATA_KEY: json.dumps(dict(doc, **change))}, "model.onnx")
 
 
 def test_create_detector_blazeface_stays_selectable() -> None:
@@ -868,6 +916,14 @@ def test_yunet_options_and_model_errors(tmp_path: Path) -> None:
         YuNetDetector(tmp_path / "missing.onnx")
     with pytest.raises(ModelError, match="expected YuNet"):
         YuNetDetector(DEFAULT_BLAZEFACE)  # an ONNX model, but not YuNet
+
+
+def test_a_yunet_of_fixed_input_size_is_refused_when_loaded(tmp_path: Path) -> None:
+    """A YuNet export with a fixed input shape (OpenCV Zoo's 640x640 file, or the copy FaceDetectorYN needs) has
+    YuNet's names, so it loaded, and every detect() then failed with ONNX Runtime's raw INVALID_ARGUMENT: the
+    pyramid's tiles have sizes of their own and go in batches. It is a ModelError naming the dynamic model."""
+    with pytest.raises(ModelError, match="dynamic"):
+        YuNetDetector(_fixed_size_copy(tmp_path, 640, 640))
 
 
 def test_create_detector_auto_is_yunet_here() -> None:

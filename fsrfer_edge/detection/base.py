@@ -95,7 +95,7 @@ def as_rgb_frame(frame: Any, what: str = "frame") -> np.ndarray:
         # The alpha channel is dropped before the pixels are checked: an opaque alpha (255, or 1.0 on a [0, 1]
         # alpha scale) would hide colours scaled to [0, 1], or make a black frame look scaled so.
         frame = frame[:, :, :3]
-    frame = to_uint8_pixels(frame, what)
+    frame = np.asarray(to_uint8_pixels(frame, what))  # a plain ndarray: np.matrix cannot take a channel axis
     if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
         raise InputError(
             f"{what}: received an array of shape {frame.shape}; expected HxWx3 RGB (HxW or HxWx1 gray and "
@@ -326,8 +326,26 @@ def clean_detections(found: Any, frame_shape: tuple[int, ...], source: str) -> l
             min(max(vals[3], 0.0), h)
         if x1 - x0 < 1.0 or y1 - y0 < 1.0:
             continue  # outside the frame, inverted, or under one pixel: nothing to crop
-        out.append(Detection((x0, y0, x1, y1), vals[4], tuple(d.keypoints)))
+        out.append(Detection((x0, y0, x1, y1), vals[4], _keypoints(d.keypoints, source)))
     return out
+
+
+def _keypoints(points: Any, source: str) -> tuple[tuple[float, float], ...]:
+    """A detection's keypoints as (x, y) float pairs (None: none).
+
+    Raises:
+        InputError: keypoints that are not (x, y) pairs of finite numbers.
+    """
+    if points is None:
+        return ()
+    try:
+        pairs = tuple((float(x), float(y)) for x, y in points)
+    except (TypeError, ValueError):
+        pairs = ((math.nan, math.nan),)
+    if not all(math.isfinite(v) for p in pairs for v in p):
+        raise InputError(f"detector {source} returned keypoints {points!r}; expected (x, y) pairs of finite "
+                         "numbers (or none)")
+    return pairs
 
 
 class FaceDetector(abc.ABC):

@@ -77,6 +77,10 @@ class AnchorLayout:
         if len(layout.strides) != len(layout.anchors_per_cell) or not layout.strides:
             raise ModelError(f"{source}: strides {layout.strides} and anchors_per_cell {layout.anchors_per_cell} "
                              "must be non-empty and of equal length")
+        if min((layout.input_size, layout.size_multiple) + layout.strides + layout.anchors_per_cell) < 1 \
+                or not math.isfinite(layout.offset) or not 4.0 <= layout.face_px <= 1024.0:  # NaN fails too
+            raise ModelError(f"{source}: {METADATA_KEY!r} metadata out of range ({layout}); expected positive sizes, "
+                             "strides and anchor counts, a finite anchor_offset and face_px in [4, 1024]")
         return layout
 
 

@@ -114,8 +114,8 @@ class PyramidDetector(FaceDetector):
         self.level_step = check_number("level_step", level_step, 1.25, 8.0)
         self.size_slack = check_number("size_slack", size_slack, 1.0, 100.0)
         self.face_px = check_number("face_px", face_px, 4.0, 1024.0)
-        self.size_multiple = int(size_multiple)
-        self.coarsest = int(coarsest)
+        self.size_multiple = int(check_number("size_multiple", size_multiple, 1))
+        self.coarsest = int(check_number("coarsest", coarsest, 1))  # under 1, plan() would never stop
         m = self.size_multiple
         if isinstance(max_input, bool) or not isinstance(max_input, (int, np.integer)) or max_input < 4 * m:
             raise InputError(f"max_input={max_input!r}; expected an integer >= {4 * m}")

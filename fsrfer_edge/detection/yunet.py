@@ -128,5 +128,10 @@ def _load(path: Path, providers: Union[None, str, Sequence[Any]], threads: Optio
     if inputs != ["input"] or missing:
         raise ModelError(f"{path}: inputs {inputs} and outputs lacking {missing}; expected YuNet's input 'input' "
                          f"and outputs {', '.join(OUTPUTS)}")
+    # The tiles have sizes of their own and go in batches: a fixed (N, H, W) would fail every frame at run time.
+    shape = list(session.get_inputs()[0].shape)
+    if len(shape) != 4 or any(isinstance(shape[i], int) for i in (0, 2, 3)):
+        raise ModelError(f"{path}: input shape {shape}; expected YuNet with a dynamic input (N, 3, H, W), such as "
+                         "libfacedetection.train's onnx/yunet_n_dynamic.onnx (the shipped model)")
     return session
 
