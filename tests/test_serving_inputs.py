@@ -257,3 +257,128 @@ def test_kill_removes_the_python_backends_model_copies(tmp_path: Path, fake_serv
     sp = ServerProcess(python=fake_serve_python, startup_timeout_s=30).start()
     sp.kill()
     assert [c.exists() for c in copies] == [False, False] and not_a_copy.exists()
+
+
+# -- review: bad URLs, clean-up after failures ------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("url", ["127.0.0.1:", "127.0.0.1:abc", "127.0.0.1:99999", "127.0.0.1:0", ":8000"])
+def test_a_url_without_a_host_and_valid_port_is_refused_before_connecting(url: str, protocol: str) -> None:
+    """"127.0.0.1:99999" reached port 34463 over gRPC, "127.0.0.1:" port 443; "127.0.0.1:abc" over HTTP said the
+    server "answered with an error"; all were retried with retries=N as if the server were down."""
+    with pytest.raises(InputError, match="HOST:PORT"):
+        RemoteRecognizer(url, protocol=protocol, timeout_s=2)
+
+
+class _FakeTritonNoBatching(_FakeTriton):
+    """A served model whose config disagrees with what RemoteRecognizer needs (no batching)."""
+
+    config = json.dumps({**json.loads(_FakeTriton.config), "max_batch_size": 0}).encode()
+
+
+def test_a_backend_that_fails_to_connect_closes_its_connection() -> None:
+    """A served model refused after connecting (here: no batching) left the connection open until garbage collection,
+    which the raised exception's traceback delays."""
+    tritonclient_http = pytest.importorskip("tritonclient.http", reason="tritonclient is not installed")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeTritonNoBatching)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    made: list = []
+    closed: list = []
+    cls = tritonclient_http.InferenceServerClient
+    real_init, real_close = cls.__init__, cls.close
+
+    def noting_init(self: object, *args: object, **kwargs: object) -> None:
+        made.append(self)
+        real_init(self, *args, **kwargs)
+
+    def counting_close(self: object) -> None:  # other tests' clients may be collected meanwhile: only ours count
+        closed.append(self)
+        real_close(self)
+
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(tritonclient_http.InferenceServerClient, "__init__", noting_init)
+            mp.setattr(tritonclient_http.InferenceServerClient, "close", counting_close)
+            with pytest.raises(client_mod.ModelError, match="max_batch_size 0") as exc:
+                client_mod.TritonClientBackend(f"127.0.0.1:{httpd.server_address[1]}", timeout_s=10)
+            assert len(made) == 1 and any(c is made[0] for c in closed), "the connection is still open"
+            del exc
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _live_group_members(pgid: int) -> list[Path]:
+    def state(proc: Path) -> str:
+        try:
+            return (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return "gone"
+    return [p for p in server_mod._group_processes(pgid) if state(p) not in ("Z", "gone")]
+
+
+def test_start_after_the_server_died_cleans_up_after_the_dead_one(tmp_path: Path, fake_serve_python: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """fsrfer-serve died on its own (not through kill()): start() launched a new one but left the old one's folder,
+    its open log file, and its children (tritonserver, stubs), which still hold the ports and shared memory."""
+    if not Path("/proc/self/stat").is_file():
+        pytest.skip("finding a process group's members needs /proc (Linux)")
+    monkeypatch.setenv("FAKE_STUBS", "sleep|600")  # a child of fsrfer-serve, in its process group
+    sp = ServerProcess(python=fake_serve_python, startup_timeout_s=30).start()
+    try:
+        old_pid, old_tmp, old_log = sp.pid, sp._tmp, sp._log
+        assert old_pid is not None and old_tmp is not None and old_log is not None
+        deadline = time.monotonic() + 10
+        while not _live_group_members(old_pid)[1:] and time.monotonic() < deadline:
+            time.sleep(0.05)  # the stub has started
+        os.kill(old_pid, signal.SIGKILL)  # fsrfer-serve alone crashes; its children live on
+        while sp.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not sp.running
+        sp.start()
+        assert sp.pid != old_pid
+        assert not old_tmp.exists() and old_log.closed
+        deadline = time.monotonic() + 5
+        while _live_group_members(old_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _live_group_members(old_pid), "the dead server's children still run"
+    finally:
+        sp.stop(timeout_s=5)
+
+
+def test_stopping_twice_does_not_signal_the_old_process_group_again(fake_serve_python: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """stop() (or kill()) after the server had been stopped sent SIGKILL to its process group id again: by then the
+    system may have given that id to an unrelated process group (`with sp: ...; sp.stop()` does it)."""
+    sp = ServerProcess(python=fake_serve_python, startup_timeout_s=30).start()
+    sp.stop(timeout_s=5)
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "killpg", lambda pgid, sig: sent.append((pgid, sig)))
+    sp.stop(timeout_s=5)
+    sp.kill()
+    assert sent == []
+    assert sp._proc is not None and sp._proc.returncode == 0  # still tells how it ended
+
+
+class _FakeTritonEightClasses(_FakeTriton):
+    """A served model whose logits are not the ModelInfo's classes (8 outputs for 7 classes)."""
+
+    _doc = json.loads(_FakeTriton.config)
+    _doc["output"] = [{**_doc["output"][0], "dims": [len(_FakeTriton.info.classes) + 1]}]
+    config = json.dumps(_doc).encode()
+
+
+def test_a_served_model_whose_output_disagrees_with_its_metadata_is_refused_when_connecting() -> None:
+    """The output's shape was not compared with the classes: connecting succeeded and every predict() failed."""
+    pytest.importorskip("tritonclient.http", reason="tritonclient is not installed")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeTritonEightClasses)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(client_mod.ModelError, match=r"output 'logits' is TYPE_FP32 \[8\].*\[7\]"):
+            RemoteRecognizer(f"127.0.0.1:{httpd.server_address[1]}", timeout_s=10)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

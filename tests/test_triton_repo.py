@@ -204,3 +204,24 @@ def test_export_cli_says_an_earlier_engine_is_kept_and_checks_min_batch_first(
     capsys.readouterr()
     assert cli.main([str(models["fp32"]), "--engine", "--min-batch", "2", "--triton-repo", str(tmp_path / "r2")]) == 2
     assert "--min-batch 2 with --triton-repo" in capsys.readouterr().err and not (tmp_path / "r2").exists()
+
+
+def test_writing_a_repository_leaves_the_process_umask_alone(models: dict[str, Path], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The umask was read by setting it to 0 for a moment: a file another thread of the app created then was
+    world-writable. The new repository folder still gets the umask's permissions (not mkdtemp's 0700)."""
+    import os
+
+    previous = os.umask(0o027)
+    try:
+        set_to: list[int] = []
+        real_umask = os.umask
+        monkeypatch.setattr(os, "umask", lambda mask: set_to.append(mask) or real_umask(mask))
+        repo = write_triton_repo(tmp_path / "repo", onnx_path=models["fp32"])
+        monkeypatch.undo()
+        assert set_to == [], "the process umask was changed"
+        assert repo.stat().st_mode & 0o777 == 0o750
+        assert (repo / "fsrfer_onnx").stat().st_mode & 0o777 == 0o750
+    finally:
+        os.umask(previous)
+    assert not list(tmp_path.glob(".repo.staging-*"))

@@ -64,9 +64,11 @@ def _split_url(url: str, protocol: str) -> str:
             if scheme[:-3] != protocol:
                 raise InputError(f"url {url!r} names {scheme[:-3]} but protocol={protocol!r}; make them agree")
             url = url[len(scheme):]
-    if "://" in url or ":" not in url or "/" in url:
-        raise InputError(f"url={url!r}; expected 'HOST:PORT' (optionally with http:// or grpc://), e.g. "
-                         "'127.0.0.1:8000'")
+    host, _, port = url.rpartition(":")
+    if "://" in url or ":" not in url or "/" in url or not host or not (
+            port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise InputError(f"url={url!r}; expected 'HOST:PORT' with a port 1..65535 (optionally with http:// or "
+                         "grpc://), e.g. '127.0.0.1:8000'")
     return url
 
 
@@ -186,9 +188,13 @@ class TritonClientBackend(Backend):
         # so that those of ended threads are closed instead of piling up (3 descriptors each over HTTP).
         self._local = threading.local()
         self._clients: list[tuple[weakref.ref[_ThreadToken], Any]] = []
-        config = self._call(self._get_config)
-        self._info = _local_info(model) if model is not None else self._served_info(config)
-        self._max_batch = self._check_signature(config)
+        try:
+            config = self._call(self._get_config)
+            self._info = _local_info(model) if model is not None else self._served_info(config)
+            self._max_batch = self._check_signature(config)
+        except BaseException:
+            self.close()  # the connection made to read the config
+            raise
         logger.info("connected to %s model %r at %s", protocol, model_name, self.url)
 
     # -- connection --------------------------------------------------------------------------
@@ -369,6 +375,11 @@ class TritonClientBackend(Backend):
         if inp.get("data_type") != want_type or dims != [pre.channels, pre.input_size, pre.input_size]:
             raise ModelError(f"{where}: input {info.input_name!r} is {inp.get('data_type')} {dims}; the model's "
                              f"metadata expects {want_type} [{pre.channels}, {pre.input_size}, {pre.input_size}]")
+        out = outputs[info.output_name]
+        out_dims = [int(d) for d in out.get("dims", [])]
+        if out.get("data_type") != "TYPE_FP32" or out_dims != [len(info.classes)]:
+            raise ModelError(f"{where}: output {info.output_name!r} is {out.get('data_type')} {out_dims}; the model's "
+                             f"metadata expects TYPE_FP32 [{len(info.classes)}] (logits of its classes)")
         max_batch = int(config.get("max_batch_size", 0) or 0)
         if max_batch < 1:
             raise ModelError(f"{where} has max_batch_size {max_batch}; expected a batching model (max_batch_size >= 1)")

@@ -478,6 +478,7 @@ class ServerProcess:
         """
         if self.running:
             return self
+        self.kill()  # a server that died on its own: its children (tritonserver, stubs), folder and log
         for attempt in range(1, START_ATTEMPTS + 1):
             self._launch()
             try:
@@ -557,8 +558,9 @@ class ServerProcess:
 
     def kill(self) -> None:
         """Kill the server's whole process group at once (SIGKILL), as a crash would, then remove what a
-        clean stop would have: its shared memory and the Python backend's copies of the models."""
-        if self._proc is None:
+        clean stop would have: its shared memory and the Python backend's copies of the models. Once that is
+        done it does nothing: the process group id may by then be another group's."""
+        if self._proc is None or self._tmp is None:
             return
         shm = _group_shm_files(self._proc.pid)
         copies = _group_model_copies(self._proc.pid)

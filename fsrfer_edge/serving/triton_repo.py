@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -192,6 +192,19 @@ def _check_batching(max_batch: int, preferred: Sequence[int], what: str) -> tupl
     return tuple(sorted(out))
 
 
+def _make_stage(out: Path) -> Path:
+    """A new, empty staging folder beside ``out``, with the umask's permissions (it may become the repository
+    folder; mkdtemp's 0700 would carry over, and reading the umask means setting it, for every thread)."""
+    for _ in range(100):
+        stage = out.parent / f".{out.name}.staging-{secrets.token_hex(4)}"
+        try:
+            stage.mkdir()
+            return stage
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free staging folder name beside {out}")
+
+
 def _stage_model(stage: Path, name: str, src: Path, filename: str, info: ModelInfo, config: str) -> None:
     model_dir = stage / name
     (model_dir / "1").mkdir(parents=True)
@@ -316,10 +329,7 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
                        render_config(name, "tensorrt_plan", info, mb, pref, max_queue_delay_us, instances,
                                      "KIND_GPU", comments)))
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(stage, 0o777 & ~umask)  # mkdtemp's 0700 would carry over to a new repository folder
+    stage = _make_stage(out)
     try:
         for name, _, src, filename, info, config in models:
             _stage_model(stage, name, src, filename, info, config)
