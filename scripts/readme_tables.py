@@ -385,6 +385,36 @@ def enlarging_kernels_table(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def track_maps_table(doc: dict[str, Any]) -> str:
+    """scripts/track_maps.py: per regime and row, one frame's map error and, after k frames, the candidate's and the
+    map-on-the-mean's errors (means over the sizes), the candidate's worst size against one frame, and the verdict."""
+    fitted = ("the other half of val (2-fold cross-fitting)" if doc["split"] == "val" else "all of FER+ val")
+    ks = [str(k) for k in doc["fit_counts"]]
+    out = [f"`{doc['source']}` (`{doc['command']}`; the shipped model and its maps on FER+ {doc['split']}, {doc['n']} "
+           f"faces; tracks of {doc['frames']} frames at half-life {doc['half_life']:g}; (c, d) fitted on "
+           f"{', '.join(doc['fit_regimes'])} tracks of {fitted}; calibration error in points over {doc['ece_bins']} "
+           "bins, the mean over the six sizes; candidate / map on the track mean's score; worst: the candidate's "
+           "largest excess over one frame's error at one size):", "",
+           "| regime | clips | one frame | " + " | ".join(f"k={k}: candidate / map on mean" for k in ks)
+           + " | worst |", "|---|---|---:|" + "---|" * len(ks) + "---:|"]
+    for regime in doc["regimes"]:
+        for row, by_factor in doc["cells"][regime].items():
+            cells = list(by_factor.values())
+
+            def mean(key: str, k: Optional[str] = None) -> float:
+                return sum((c[k][key] if k else c[key]) for c in cells) / len(cells)
+
+            worst = max(c[k]["candidate"] - c["one_frame_map"] for c in cells for k in ks)
+            out.append(f"| {regime.replace('_', '-')} | {row} | {mean('one_frame_map'):.2f} | "
+                       + " | ".join(f"{mean('candidate', k):.2f} / {mean('map_on_mean', k):.2f}" for k in ks)
+                       + f" | {worst:+.2f} |")
+    out += ["", f"Rule: the candidate's mean over sizes at most one frame's plus {doc['mean_slack']:g} (worst: "
+            f"{doc['worst_mean_over_one_frame']:+.2f}) and each size at most its one frame's plus {doc['size_slack']:g} "
+            f"(worst: {doc['worst_size_over_one_frame']:+.2f}), in every regime, row and k: "
+            f"{'met' if doc['adopted'] else 'not met'}."]
+    return "\n".join(out) + "\n"
+
+
 def score_calibration_variants_table(doc: dict[str, Any]) -> str:
     """scripts/score_calibration.py --variants: the packaged maps' calibration error per file and size."""
     files = doc["files"]
@@ -2055,6 +2085,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "enlarged_confidence_test": ("results/ferplus/enlarged_confidence_test.json", enlarged_confidence_table,
                                  "docs/experiments.md"),
     "jpeg_frames_test": ("results/ferplus/jpeg_frames_test.json", jpeg_frames_table, "docs/experiments.md"),
+    "track_maps_val": ("results/ferplus/track_maps_val.json", track_maps_table, "docs/experiments.md"),
     "enlarging_kernels_val": ("results/ferplus/enlarging_kernels_val.json", enlarging_kernels_table,
                               "docs/experiments.md"),
     "score_calibration_variants": ("results/ferplus/score_calibration_variants_val.json",
