@@ -585,7 +585,8 @@ class ExpressionSmoother:
 
     Args:
         half_life, aggregate: as for :class:`FaceTracker`.
-        max_age: a face not updated for more than this many frames is forgotten (its next update starts afresh).
+        max_age: a face not updated for more than this many frames is forgotten (its next update starts afresh):
+            frames of its own stream (``update(..., stream=)``), whose numbers are compared only with each other.
 
     Raises:
         InputError: a bad ``half_life``, ``aggregate`` or ``max_age``.
@@ -599,19 +600,24 @@ class ExpressionSmoother:
             raise InputError(f"max_age={max_age!r}; expected an integer number of frames >= 0")
         self.max_age = int(max_age)
         self._decay = _decay(self.half_life)
-        self._faces: dict[Any, tuple[np.ndarray, float, int]] = {}  # key -> (weighted sum, weight, last frame)
-        self._frame: Optional[int] = None  # the latest frame seen, for forgetting
+        # key -> (weighted sum, weight, last frame, stream)
+        self._faces: dict[Any, tuple[np.ndarray, float, int, Any]] = {}
+        self._latest: dict[Any, int] = {}  # each stream's latest frame, for forgetting
 
     def __len__(self) -> int:
         return len(self._faces)
 
-    def update(self, key: Any, probs: Any, frame: int) -> np.ndarray:
+    def update(self, key: Any, probs: Any, frame: int, stream: Any = None) -> np.ndarray:
         """Add the face ``key``'s class probabilities of frame ``frame``; return its weighted mean so far.
 
         Args:
             key: the face's identity (any hashable, e.g. ``(source_id, object_id)``).
             probs: (C,) class probabilities (each >= 0, summing to 1), as a softmax gives them.
             frame: the frame's number (an integer, higher than this face's previous one).
+            stream: the stream whose frames ``frame`` counts (any hashable, e.g. DeepStream's ``source_id``): faces
+                are forgotten by how far their stream's own frames have gone on, so sources whose frame numbers
+                differ (a camera that joined later, another frame rate) do not make each other's faces forgotten.
+                None: one stream.
 
         Returns:
             (C,) float32 probabilities.
@@ -619,7 +625,7 @@ class ExpressionSmoother:
         Raises:
             InputError: ``probs`` that are not one face's class probabilities (or of another class count than
                 the face's earlier ones), a frame number that is not an integer or not after the face's last, a
-                key that cannot be hashed.
+                key or stream that cannot be hashed, or a key given before with another stream.
         """
         if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
             raise InputError(f"frame={frame!r}; expected the frame's integer number")
@@ -635,9 +641,16 @@ class ExpressionSmoother:
             earlier = self._faces.get(key)
         except TypeError as exc:
             raise InputError(f"key={key!r} cannot be hashed ({exc}); expected e.g. (source_id, object_id)") from exc
-        if self._frame is None or frame > self._frame:
-            self._frame = frame
-            self._faces = {k: v for k, v in self._faces.items() if frame - v[2] <= self.max_age}
+        try:
+            latest = self._latest.get(stream)
+        except TypeError as exc:
+            raise InputError(f"stream={stream!r} cannot be hashed ({exc}); expected e.g. a source_id") from exc
+        if earlier is not None and earlier[3] != stream:
+            raise InputError(f"{key!r} was given with stream={earlier[3]!r}, now {stream!r}; expected one stream per "
+                             "face")
+        if latest is None or frame > latest:
+            self._latest[stream] = frame
+            self._faces = {k: v for k, v in self._faces.items() if v[3] != stream or frame - v[2] <= self.max_age}
             earlier = self._faces.get(key)
         if earlier is not None and frame - earlier[2] > self.max_age:  # stale in its own count of frames
             earlier = None
@@ -645,7 +658,7 @@ class ExpressionSmoother:
         if earlier is None:
             num, den = terms, 1.0
         else:
-            e_num, e_den, last = earlier
+            e_num, e_den, last, _ = earlier
             if frame <= last:
                 raise InputError(f"frame {frame} for {key!r}, whose last frame was {last}; expected each face once a "
                                  "frame, frames in order")
@@ -654,7 +667,7 @@ class ExpressionSmoother:
                                  f"{e_num.shape[0]}; expected the same model's classes")
             k = self._decay ** (frame - last)
             num, den = e_num * k + terms, e_den * k + 1.0
-        self._faces[key] = (num, den, frame)
+        self._faces[key] = (num, den, frame, stream)
         return _normalised(num / den, self.aggregate)
 
     def __repr__(self) -> str:

@@ -1156,3 +1156,33 @@ def test_smoother_forgets_a_face_not_seen_for_max_age_frames_whatever_other_face
     s.update(("b", 1), a, 2)
     np.testing.assert_allclose(s.update(("b", 1), b, 8), b, atol=1e-6)
     np.testing.assert_allclose(s.update(("b", 1), a, 9), (a + b) / 2, atol=1e-6)  # within max_age: averaged
+
+
+def test_smoother_streams_forget_by_their_own_frames_so_a_lagging_source_still_averages() -> None:
+    # two DeepStream sources whose frame_num differ by far more than max_age: without streams, source "a" moving on
+    # made source "b"'s faces forgotten at every frame, so they were never averaged
+    rng = np.random.default_rng(7)
+    a, b = _random_probs(rng, 2, 7)
+    one = ExpressionSmoother(math.inf, max_age=3)
+    two = ExpressionSmoother(math.inf, max_age=3)
+    for k in range(3):
+        one.update(("a", 1), a, 500 + k)
+        two.update(("a", 1), a, 500 + k, stream="a")
+        out_one = one.update(("b", 1), b if k else a, 10 + k)
+        out_two = two.update(("b", 1), b if k else a, 10 + k, stream="b")
+    np.testing.assert_allclose(out_two, (a + 2 * b) / 3, atol=1e-6)   # averaged over its three frames
+    np.testing.assert_allclose(out_one, b, atol=1e-6)                 # one stream: forgotten every frame
+    two.update(("b", 2), a, 40, stream="b")                           # its own stream moving on forgets it
+    np.testing.assert_allclose(two.update(("b", 1), a, 41, stream="b"), a, atol=1e-6)
+    np.testing.assert_allclose(two.update(("a", 1), b, 503, stream="a"), (3 * a + b) / 4, atol=1e-6)
+
+
+def test_smoother_refuses_a_face_moved_to_another_stream_and_an_unhashable_stream() -> None:
+    rng = np.random.default_rng(8)
+    (a,) = _random_probs(rng, 1, 7)
+    s = ExpressionSmoother()
+    s.update(1, a, 0, stream="cam0")
+    with pytest.raises(InputError, match="one stream per face"):
+        s.update(1, a, 1, stream="cam1")
+    with pytest.raises(InputError, match="stream=.*cannot be hashed"):
+        s.update(2, a, 1, stream=["cam0"])
