@@ -382,3 +382,44 @@ def test_a_served_model_whose_output_disagrees_with_its_metadata_is_refused_when
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+class _FakeReadyTriton(http.server.BaseHTTPRequestHandler):
+    """Another server: every model is ready."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("ours", ["exits", "starts slowly"])
+def test_another_server_on_the_port_is_not_taken_for_ours(tmp_path: Path, ours: str) -> None:
+    """A server already listening on the HTTP port (a leftover one, fixed ports) answered the readiness check
+    before our fsrfer-serve had exited with "port in use", and start() succeeded, talking to that other server."""
+    if not Path("/proc/net/tcp").is_file():
+        pytest.skip("telling which process listens on a port needs /proc (Linux)")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeReadyTriton)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    python = tmp_path / "python"  # our fsrfer-serve, which cannot listen on the port
+    then = "exit 2" if ours == "exits" else "exec sleep 600"
+    python.write_text(f'#!/bin/sh\nsleep 1\necho "error: http_port: port in use"\n{then}\n')
+    python.chmod(0o755)
+    sp = ServerProcess(http_port=httpd.server_address[1], python=str(python), startup_timeout_s=4)
+    try:
+        if ours == "exits":
+            with pytest.raises(ServerUnavailable, match="(?s)exited with code 2 while starting.*port in use"):
+                sp.start()
+        else:
+            other = f"not ready within 4 s .another server, not this one, answers at {sp.http_url}"
+            with pytest.raises(ServerUnavailable, match=other):
+                sp.start()
+        assert not sp.running and sp._tmp is None
+    finally:
+        sp.stop(timeout_s=5)
+        httpd.shutdown()
+        httpd.server_close()

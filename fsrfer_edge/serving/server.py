@@ -383,6 +383,32 @@ def _group_model_copies(pgid: int) -> list[Path]:
     return sorted(found)
 
 
+def _group_listens(pgid: int, port: int) -> bool:
+    """Whether a process of a process group listens on TCP ``port``, rather than another server (Linux:
+    /proc/net/tcp and the processes' descriptors; True elsewhere, where it cannot be told)."""
+    inodes: set[str] = set()
+    tables = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        tables += 1
+        for line in lines:  # sl local_address rem_address st ... uid timeout inode
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    if not tables:
+        return True
+    for proc in _group_processes(pgid):
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return True
+    return False
+
+
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
@@ -526,20 +552,25 @@ class ServerProcess:
                 for name in (self.model_name + INFO_MODEL_SUFFIX, self.model_name)]
         deadline = time.monotonic() + self.startup_timeout_s
         proc = self._proc
+        other = ""  # another server answers on our port: ours cannot listen there, and must not be taken for it
         while proc is not None and time.monotonic() < deadline:
-            if proc.poll() is not None:
+            ready = all(_http_ok(u) for u in urls)
+            if proc.poll() is not None:  # also after an answer: it may have come from another server
                 tail = self.log_tail()
                 self.kill()
                 raise ServerUnavailable(f"fsrfer-serve exited with code {proc.returncode} while starting; "
                                         f"end of its log:\n{tail}")
-            if all(_http_ok(u) for u in urls):
+            if ready and _group_listens(proc.pid, self.ports["http"]):
                 logger.info("server ready at %s (pid %d)", self.http_url, proc.pid)
                 return
+            if ready:
+                other = (f" (another server, not this one, answers at {self.http_url}: stop it or use other "
+                         "ports)")
             time.sleep(0.2)
         tail = self.log_tail()
         self.kill()
-        raise ServerUnavailable(f"fsrfer-serve was not ready within {self.startup_timeout_s:.0f} s; end of its "
-                                f"log:\n{tail}")
+        raise ServerUnavailable(f"fsrfer-serve was not ready within {self.startup_timeout_s:.0f} s{other}; end of "
+                                f"its log:\n{tail}")
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop the server cleanly (SIGTERM to fsrfer-serve, which stops tritonserver), or kill it after
