@@ -1017,6 +1017,7 @@ def check_pixels(image: np.ndarray, what: str = "image") -> None:
     if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
         # A 16-bit image spans 0..65535: clipping it to 255 would turn it white, so it is scaled instead.
         hint = ("Scale a 16-bit image with (image >> 8).astype(np.uint8)" if image.dtype.kind == "u" and image.dtype.itemsize == 2
+                else "Scale a mask with image.astype(np.uint8) * 255" if image.dtype.kind == "b"  # not 0/1 grey levels
                 else "Convert with np.clip(image, 0, 255).astype(np.uint8)")
         raise InputError(f"{what} has dtype {image.dtype}; expected uint8, or float in [0, 255]. {hint}")
     if image.ndim >= 2 and (image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS

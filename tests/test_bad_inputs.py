@@ -66,6 +66,7 @@ BAD_FACES = [
     ([], "empty batch"),
     (_FACE.astype(np.int64), "dtype int64"),
     (_FACE > 100, "dtype bool"),
+    (_FACE > 100, "image.astype(np.uint8) * 255"),  # a mask: scaled, not made 0/1 grey levels
     (_FACE.astype(np.complex64), "dtype complex64"),
     ("face.png", "expected a numpy array"),
     (None, "expected a numpy array"),
