@@ -483,7 +483,7 @@ def input_files(model: Union[str, os.PathLike[str]], data: Optional[str],
     if Path(model).suffix.lower() in ENGINE_SUFFIXES:
         files.append(("the engine's sidecar", sidecar_path(model)))
     files.append(("--data", data))
-    if data is not None and labels != "fer2013":
+    if data is not None and labels != "fer2013" and Path(data).name:  # "." or "": a folder, refused on reading
         files.append(("the FER+ labels beside --data", Path(data).with_name(FERPLUS_FILE)))
     return files
 

@@ -40,7 +40,7 @@ from .detection.frames import (
     WRITABLE_IMAGES,
     write_image,
 )
-from .errors import CliParser, FsrferError, InputError, cli_main, signal_handled
+from .errors import CliParser, FsrferError, InputError, cli_main, one_line, signal_handled, sigterm_interrupts
 from .fileio import check_distinct_files, check_output_path, set_default_mode, write_json
 from .groups import GroupTally
 from .tracking import (DEFAULT_COAST, DEFAULT_CONFIRM, DEFAULT_HALF_LIFE, DEFAULT_MAX_MISSED, DEFAULT_MOTION,
@@ -422,6 +422,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .recognizer import Recognizer, resolve_model_path
 
     stop = threading.Event()  # set by Ctrl-C during a camera recording (ctrl_c_sets)
+    written = False  # --out is in place; removed if writing --json then fails or is interrupted (all or nothing)
     try:
         if args.scale < 1 or args.scale > 16:
             raise InputError(f"--scale {args.scale}; expected an integer from 1 to 16")
@@ -461,7 +462,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.margin is not None:
             check_margin(args.margin, "--margin")
         threads = args.threads if args.detector != "opencv" else None
-        with Recognizer(args.model, threads=args.threads, spinning=False, sessions=args.sessions) as rec, \
+        # SIGTERM (kill, a supervisor) raises KeyboardInterrupt as Ctrl-C does: no temporary video is left behind
+        with sigterm_interrupts(), \
+                Recognizer(args.model, threads=args.threads, spinning=False, sessions=args.sessions) as rec, \
                 create_detector(args.detector, min_face=args.min_face, min_score=args.min_score,
                                 threads=threads) as det, \
                 (ctrl_c_sets(stop) if kind == "camera" else contextlib.nullcontext()):
@@ -481,15 +484,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     ", faces per class over all frames: " + ", ".join(
                         f"{c} {n}" for c, n in doc["face_counts_all_frames"].items() if n) + \
                     shares_text(doc["shares_all_frames"])
+            written = kind != "camera"  # a camera's recording cannot be taken again: it is kept
             doc.update({"input": args.input, "detector": repr(det), "model": str(rec.model_path),
                         "sessions": getattr(rec.backend, "sessions", 1)})
             if args.json is not None:
                 write_json(args.json, doc)
+            written = False  # the run is complete
     except KeyboardInterrupt:
+        _discard(args.out, written)
         print("fsrfer-crowd: interrupted (Ctrl-C); the partial output was discarded", file=sys.stderr)
         return 130
     except FsrferError as exc:
-        print(f"fsrfer-crowd: error: {exc}", file=sys.stderr)
+        _discard(args.out, written)
+        print(f"fsrfer-crowd: error: {one_line(exc)}", file=sys.stderr)
         return 2
     if stop.is_set():
         n = doc["n_frames"]
@@ -498,6 +505,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(message.rstrip(": "))
     print(f"wrote {args.out}" + (f" and {args.json}" if args.json else ""))
     return 130 if stop.is_set() else 0
+
+
+def _discard(out: Path, written: bool) -> None:
+    """Remove the annotated output of a run that failed or was interrupted after writing it (before its JSON)."""
+    if written:
+        with contextlib.suppress(OSError):
+            out.unlink()
 
 
 if __name__ == "__main__":

@@ -278,11 +278,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with sigterm_interrupts():  # a stopped run cleans up after itself, as after Ctrl-C
             check_options(args)  # refused before any work, as fsrfer-crowd does
             check_output_path(args.out, "--out")
-            if args.json:
+            if args.json is not None:  # an empty --json too: refused, not ignored
                 check_output_path(args.json, "--json")
             model = resolve_model_path(args.model)
             inputs = [("the input", args.image), ("--model", model), *detector_model_inputs()]
-            check_distinct_files(inputs + [("--out", args.out), ("--json", args.json or None)], inputs=len(inputs))
+            check_distinct_files(inputs + [("--out", args.out), ("--json", args.json)], inputs=len(inputs))
             frame = as_rgb_frame(sample_image() if args.image is None else read_image(args.image))
             source = SAMPLE_SOURCE if args.image is None else str(args.image)
             with Recognizer(model, threads=args.threads or None, spinning=False, sessions=args.sessions) as rec:
@@ -304,7 +304,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             write_image(args.out, annotate(frame, faces))
             written.append(args.out)
             print(f"wrote {args.out}")
-            if args.json:
+            if args.json is not None:
                 write_json(args.json, dict(faces_to_dict(faces, timings, source), detector=settings,
                                            recognizer=recognizer))
                 print(f"wrote {args.json}")

@@ -433,3 +433,14 @@ def test_accuracy_is_scored_as_fsrfer_eval_scores_it(input_dtype: str, tmp_path:
             assert got.dtype == x.dtype and got.shape == x.shape
             np.testing.assert_allclose(got.astype(np.float32), x.astype(np.float32), atol=1e-5 if
                                        input_dtype == "float32" else 1)
+
+
+@pytest.mark.parametrize("data_arg", [".", ""])
+def test_data_naming_a_folder_without_a_name_is_one_error_line(data_arg: str, model: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """--data . (or an empty --data) died of a ValueError traceback from Path.with_name (the FER+ labels beside)."""
+    monkeypatch.chdir(tmp_path)
+    err = _error_line(["--model", str(model), "--data", data_arg, "--batch-sizes", "1", "--json", "b.json"], capsys)
+    assert "is a directory" in err, err
+    assert not (tmp_path / "b.json").exists()

@@ -235,6 +235,72 @@ def test_ctrl_c_on_a_video_file_discards_the_partial_output(tmp_path: Path, monk
     assert [p.name for p in tmp_path.iterdir()] == ["in.avi"]  # no video, JSON or temporary file
 
 
+@pytest.mark.parametrize("kind", ["image", "video"])
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, InputError])
+def test_a_failed_json_write_does_not_leave_the_annotated_output_alone(kind: str, failure: type, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The annotated image or video was written first and stayed when writing --json then failed or was
+    interrupted (Ctrl-C), while the message said the partial output was discarded: half a result."""
+    crowd_cli = _crowd_cli()
+    if kind == "image":
+        src, out = _write_png(tmp_path / "in.png", _noise(1)[0]), tmp_path / "o.png"
+    else:
+        pytest.importorskip("cv2")
+        src, out = write_video(tmp_path / "in.avi", _noise(3)), tmp_path / "o.avi"
+
+    def fail(path: Any, doc: Any) -> None:
+        raise failure("cannot write o.json (No space left on device); choose another path")
+
+    monkeypatch.setattr(crowd_cli, "write_json", fail)
+    rc = crowd_cli.main([str(src), "--out", str(out), "--json", str(tmp_path / "o.json")])
+    err = capsys.readouterr().err
+    assert rc == (130 if failure is KeyboardInterrupt else 2), (rc, err)
+    assert [p.name for p in tmp_path.iterdir()] == [src.name], err
+
+
+def test_an_error_is_one_line_even_when_its_message_is_not(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """fsrfer-crowd printed exception texts as they were (fsrfer-demo and fsrfer-bench make them one line): a path
+    with a newline made two error lines."""
+    crowd_cli = _crowd_cli()
+    assert crowd_cli.main([str(tmp_path / "my\nphoto.png"), "--out", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("fsrfer-crowd: error: "), err
+
+
+def test_sigterm_on_a_video_file_leaves_nothing_and_says_so(tmp_path: Path) -> None:
+    """SIGTERM (kill, a supervisor stopping the run) killed fsrfer-crowd mid-video and left the hidden temporary
+    video (.o.XXXX.avi) behind; fsrfer-demo and fsrfer-bench clean up after it as after Ctrl-C."""
+    import subprocess
+    import sys
+    import textwrap
+
+    _crowd_cli()
+    if not hasattr(signal, "SIGTERM") or not hasattr(os, "kill"):
+        pytest.skip("needs POSIX signals")
+    video = write_video(tmp_path / "in.avi", _noise(4))
+    res = tmp_path / "res"
+    res.mkdir()
+    script = textwrap.dedent(f"""
+        import os, signal, sys, time
+        import fsrfer_edge.crowd_cli as m
+
+        draw = m.annotate
+        def annotate(frame, result, *args):
+            if result.frame_index == 1:  # the first frame is in the temporary video
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            return draw(frame, result, *args)
+        m.annotate = annotate
+        sys.exit(m.main([{str(video)!r}, "--out", {str(res / "o.avi")!r}, "--json", {str(res / "o.json")!r}]))
+        """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, (proc.returncode, proc.stderr)
+    assert "partial output was discarded" in proc.stderr
+    assert list(res.iterdir()) == []
+
+
 # --------------------------------------------------------------------------------------------
 # --scale and --margin
 # --------------------------------------------------------------------------------------------

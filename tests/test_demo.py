@@ -232,6 +232,7 @@ def test_outputs_over_the_detectors_model_are_refused(tmp_path, capsys, monkeypa
     (["--threads", "-1"], "--threads=-1; expected an integer from 0 to 1024"),
     (["--sessions", "0"], "--sessions=0; expected an integer >= 1"),
     (["--out", "OUT/o.gif"], "--out OUT/o.gif: cannot write an image named o.gif; expected a .png"),
+    (["--json", ""], "--json '' is not a file name"),  # was ignored: no JSON, exit 0
 ])
 def test_bad_options_are_refused_before_any_work_naming_the_option(argv, words, tmp_path, capsys, monkeypatch):
     """--min-score, --min-face, --threads and --sessions were checked only after the image was read and the
