@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import glob
 import json
 import logging
 import os
@@ -92,6 +93,7 @@ class EngineKey:
 def engine_pattern(model_stem: str, onnx_sha256: str, tensorrt_version: str, compute_capability: str) -> str:
     """A glob for every engine :meth:`EngineKey.filename` names for this ONNX file, TensorRT and GPU."""
     cc = compute_capability.replace(".", "")
+    model_stem = glob.escape(model_stem)  # face[v2].onnx: the brackets are part of the name
     return f"{model_stem}.*.{onnx_sha256[:SOURCE_DIGITS]}.trt{tensorrt_version}.sm{cc}.*b*{ENGINE_SUFFIX}"
 
 
@@ -132,7 +134,7 @@ def check_engine(engine_path: str | os.PathLike[str], tensorrt_version: str, com
             another GPU model of the same compute capability (or whose sidecar does not say) is refused.
 
     Raises:
-        EngineError: the engine file or sidecar is missing or corrupt, or it was built for another
+        EngineError: the engine file or sidecar is missing, unreadable or corrupt, or it was built for another
             TensorRT version or GPU, or from another ONNX file than ``onnx_path``.
     """
     engine_path = Path(engine_path)
@@ -157,7 +159,11 @@ def check_engine(engine_path: str | os.PathLike[str], tensorrt_version: str, com
             "engines are tuned for one GPU model (an AGX Orin engine must not run on an Orin Nano). Rebuild it on "
             "this device with: fsrfer-export --engine MODEL.onnx"
         )
-    if doc.get("engine_sha256") != sha256_file(engine_path):
+    try:
+        engine_sha256 = sha256_file(engine_path)
+    except OSError as exc:  # an I/O error: passed over (and rebuilt) like a corrupt engine
+        raise EngineError(f"engine {engine_path} cannot be read ({exc.strerror or exc}); rebuild it") from exc
+    if doc.get("engine_sha256") != engine_sha256:
         raise EngineError(f"engine {engine_path} does not match the hash in its sidecar: corrupt or replaced; rebuild it")
     if onnx_path is not None and doc.get("onnx_sha256") != sha256_file(onnx_path):
         raise EngineError(f"engine {engine_path.name} is stale: {onnx_path} changed since it was built; rebuild it")
@@ -188,7 +194,8 @@ def _lock_holder(fd: int) -> str:
         return ""
 
 
-#: The folders this thread holds the build lock of (:func:`build_lock` is re-entrant within a thread).
+#: The folders this thread holds the build lock of (:func:`build_lock` is re-entrant within a thread), and those
+#: whose lock it gave up waiting for (``gave_up``: a nested :func:`build_lock` does not wait the limit again).
 _HELD = threading.local()
 
 
@@ -221,7 +228,8 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
     its holder exits, however it exits, so a killed build never leaves the lock held. Re-entrant within a thread
     (first use holds it around the FP16 copy and the build); other threads of the process wait as other processes
     do. The holder writes its pid and host into the file, for the waiting message. After ``wait_s`` (default
-    :data:`BUILD_LOCK_WAIT_S`) a waiter builds anyway, with a warning; where the platform (Windows) or the file
+    :data:`BUILD_LOCK_WAIT_S`) a waiter builds anyway, with a warning (once: blocks nested in its block do not wait
+    again); where the platform (Windows) or the file
     system has no ``flock``, or the folder is read-only with no lock file in it, builds do not take turns (each is
     still written atomically). ``announce=False``: no warnings (a caller that only asks whether a build is running).
 
@@ -240,11 +248,16 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
     if key in held_here:
         yield True
         return
+    gave_up: set[tuple[int, str]] = getattr(_HELD, "gave_up", set())
+    _HELD.gave_up = gave_up
+    if key in gave_up:  # an outer block of this thread waited its limit for this lock already
+        yield False
+        return
     fd, writable = _open_lock_file(root)
     if fd is None:
         yield False
         return
-    held = False
+    held = timed_out = False
     try:
         limit = BUILD_LOCK_WAIT_S if wait_s is None else float(wait_s)
         start = time.monotonic()
@@ -263,6 +276,7 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
                 if announce:
                     logger.warning("another process (%s) has held the engine build lock in %s for %.0f s; building "
                                    "anyway", _lock_holder(fd) or "unknown", root, waited)
+                timed_out = True
                 break
             if not told and announce:
                 logger.warning("waiting for another process (%s) to finish building an engine in %s",
@@ -278,8 +292,12 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
                 pass
         if held:
             held_here.add(key)
+        if timed_out:
+            gave_up.add(key)
         yield held
     finally:
+        if timed_out:
+            gave_up.discard(key)
         if held:
             held_here.discard(key)
             fcntl.flock(fd, fcntl.LOCK_UN)

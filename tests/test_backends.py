@@ -198,6 +198,8 @@ def test_sessions_are_closed_with_the_backend(onnx_models: dict[str, Path]) -> N
     ({"sessions": True}, "sessions=True"),
     ({"sessions": 2.0}, "sessions=2.0"),
     ({"sessions": 2, "providers": ["CPUExecutionProvider", "CPUExecutionProvider"]}, "providers='cpu'"),
+    ({"sessions": 2, "threads": "x"}, "threads='x'; expected an integer"),  # a raw ValueError from int() before
+    ({"sessions": 2, "threads": [1]}, r"threads=\[1\]; expected an integer"),
 ])
 def test_bad_sessions_are_refused(onnx_models: dict[str, Path], kwargs: dict[str, Any], match: str) -> None:
     from fsrfer_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -476,6 +478,26 @@ def test_check_engine_refuses_other_tensorrt_version(tmp_path: Path) -> None:
         check_engine(engine, "10.3.0", "8.7")
 
 
+def test_an_engine_that_cannot_be_read_is_an_engine_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An I/O error reading the engine (a failing eMMC sector) raised a raw OSError out of check_engine, so the engine
+    search stopped there instead of passing over it (and building one on first use)."""
+    import errno
+
+    from fsrfer_edge import engine_cache
+
+    engine = write_fake_engine(tmp_path / "m.engine", sidecar_version="10.3.0")
+    real = engine_cache.sha256_file
+
+    def failing(path: Any) -> str:
+        if Path(path) == engine:
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return real(path)
+
+    monkeypatch.setattr(engine_cache, "sha256_file", failing)
+    with pytest.raises(EngineError, match="Input/output error"):
+        check_engine(engine, "10.3.0", "8.7")
+
+
 def test_sidecar_of_another_schema_is_a_corrupt_engine_so_it_is_rebuilt(tmp_path: Path) -> None:
     """A sidecar whose model_info another metadata schema wrote (ModelError from ModelInfo) or that lacks the ONNX
     hash is an EngineError like any bad engine, so the search and the builder's cache check pass over it."""
@@ -559,6 +581,27 @@ def test_engine_lookup_for_onnx(tmp_path: Path, fake_gpu: dict[str, Any], monkey
         assert rec.backend.max_batch == 16  # smallest valid engine that fits 8; the stale one is skipped
     with Recognizer(onnx_path, backend="tensorrt", max_batch=2) as rec:
         assert rec.backend.max_batch == 4
+    assert _all_freed(fake_gpu)
+
+
+def test_engine_of_a_model_whose_name_has_glob_characters_is_found(tmp_path: Path, fake_gpu: dict[str, Any],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``face[v2].onnx``: the name went into the engine glob unescaped, so ``[v2]`` matched one character and the
+    model's own engine was never found (refused, or rebuilt on every start)."""
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.engine_cache import engine_pattern
+
+    monkeypatch.setenv("FSRFER_ENGINE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    onnx_path = tmp_path / "face[v2].onnx"
+    onnx_path.write_bytes(b"pretend onnx")
+    sha = sha256_file(onnx_path)
+    key = EngineKey(TRT_VERSION, "8.7", "fp16", 1, 4, 8, GPU_KEY)
+    built = write_fake_engine(tmp_path / "cache" / key.filename("face[v2]", sha), onnx_sha=sha)
+    (tmp_path / "cache" / key.filename("facev", sha)).write_bytes(b"another model's")
+    assert list((tmp_path / "cache").glob(engine_pattern("face[v2]", sha, TRT_VERSION, "8.7"))) == [built]
+    with Recognizer(onnx_path, backend="tensorrt") as rec:
+        assert rec.backend.max_batch == 8
     assert _all_freed(fake_gpu)
 
 

@@ -669,6 +669,38 @@ def test_build_lock_waits_then_gives_up(tmp_path: Path, caplog: pytest.LogCaptur
         assert not held
 
 
+def test_a_waiter_that_gave_up_does_not_wait_again_in_nested_locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """First use nests the lock three deep (lookup, FP16 copy, build_engine): a waiter that gave up on a stuck holder
+    waited the whole limit again at each level (three hours, not the documented one)."""
+    import threading
+
+    monkeypatch.setattr(engine_cache, "BUILD_LOCK_WAIT_S", 0.4)
+    taken, release = threading.Event(), threading.Event()
+
+    def stuck_holder() -> None:
+        with engine_cache.build_lock(tmp_path):
+            taken.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=stuck_holder)
+    holder.start()
+    try:
+        assert taken.wait(10)
+        with caplog.at_level(logging.WARNING, logger="fsrfer_edge.engine_cache"):
+            with engine_cache.build_lock(tmp_path, poll_s=0.05) as outer:
+                with engine_cache.build_lock(tmp_path, poll_s=0.05) as inner:
+                    with engine_cache.build_lock(tmp_path, poll_s=0.05) as innermost:
+                        pass
+    finally:
+        release.set()
+        holder.join(10)
+    assert (outer, inner, innermost) == (False, False, False)
+    assert sum("building anyway" in r.getMessage() for r in caplog.records) == 1
+    with engine_cache.build_lock(tmp_path, wait_s=0) as held:  # the holder is gone: taken at once, as before
+        assert held
+
+
 def test_prune_leaves_a_running_builds_hidden_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A first use's FP16 copy lives as long as its build, which can pass the grace period on a Jetson: while another
     process holds the folder's build lock, prune leaves hidden files alone; once it is free they go."""

@@ -223,9 +223,6 @@ class OnnxRuntimeBackend(Backend):
                              "(a GPU provider runs a whole batch at once)")
         if count > 1 and threads is None:
             threads = 1
-        if count > 1 and count * int(threads or 1) > (os.cpu_count() or 1):
-            logger.warning("sessions=%d of %s thread(s) each use more threads than this machine's %s CPUs; they "
-                           "will slow each other down", count, threads, os.cpu_count())
         self.path = Path(path)
         self.threads = threads
         self._session: Any = None
@@ -237,6 +234,10 @@ class OnnxRuntimeBackend(Backend):
             self._session = None  # freed now, not when the half-made backend is collected
             raise InputError(f"sessions={count} splits batches, but {self.path.name} takes exactly {self._max_batch} "
                              "faces at a time; export it with a dynamic batch (fsrfer-export does) or use one session")
+        # after load_session, which refuses a bad ``threads`` with an InputError
+        if count > 1 and count * int(threads or 1) > (os.cpu_count() or 1):
+            logger.warning("sessions=%d of %s thread(s) each use more threads than this machine's %s CPUs; they "
+                           "will slow each other down", count, threads, os.cpu_count())
         self._extra = [load_session(self.path, providers, threads, device, spinning)[0] for _ in range(count - 1)]
         if self._extra:
             self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="fsrfer-ort")
