@@ -317,6 +317,19 @@ def test_entropy_calibration(variants: Path, tmp_path: Path, monkeypatch: pytest
         quantize.quantize_int8(tmp_path / "e.onnx", tmp_path / "x.onnx", x, "s8s8")
 
 
+def test_int8_calibration_inputs_of_the_wrong_shape_or_not_finite_are_clear_errors(variants: Path,
+                                                                                   tmp_path: Path) -> None:
+    """Faces without their channel axis or of another size failed inside ONNX Runtime ("Invalid rank for input"),
+    and NaN pixels as its "AssertionError: scale issue"; a routed graph's probe run raised ONNX Runtime's own error."""
+    src = variants / "tiny.fp32.onnx"
+    for bad, words in ((np.zeros((8, 48, 48), np.float32), r"shape \(8, 48, 48\); .*takes \(N, 1, 48, 48\)"),
+                       (np.zeros((8, 1, 32, 32), np.float32), r"shape \(8, 1, 32, 32\); .*takes \(N, 1, 48, 48\)"),
+                       (np.full((8, 1, 48, 48), np.nan, np.float32), "NaN or infinite")):
+        with pytest.raises(ModelError, match=words):
+            quantize.quantize_int8(src, tmp_path / "x.onnx", bad, "s8s8", "minmax")
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_failed_export_leaves_nothing(work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     import onnxsim

@@ -97,6 +97,31 @@ def test_options_a_run_would_ignore_are_refused(files: dict[str, Path], capsys: 
     cli._validate(cli.ExportOptions(source=files["onnx"], name="mymodel", triton_repo=files["out"] / "repo"))
 
 
+def test_engine_workspace_must_be_a_positive_number_of_megabytes(files: dict[str, Path],
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """--workspace-mb -5 passed every check: TensorRT was handed a negative pool size after the export."""
+    for mb in ("0", "-5"):
+        err = _refused([str(files["onnx"]), "--engine", "--workspace-mb", mb], capsys)
+        assert f"--workspace-mb {mb}; expected a number of MiB >= 1" in err
+
+
+def test_options_an_onnx_source_would_ignore_are_refused(files: dict[str, Path],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """--calib, --opset and --no-simplify with an .onnx file were dropped silently: an engine built from an FP32 file
+    with --calib was no INT8 engine, and nothing said so."""
+    for extra, flag in ((["--calib", str(files["faces"])], "--calib"), (["--opset", "13"], "--opset 13"),
+                        (["--no-simplify"], "--no-simplify")):
+        err = _refused([str(files["onnx"]), "--engine", *extra], capsys)
+        assert f"and drop {flag} (make variants from the checkpoint)" in err
+
+
+def test_eval_data_that_is_a_folder_is_called_a_folder(files: dict[str, Path], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder given as --eval-data was said not to exist."""
+    err = _refused([str(files["ckpt"]), "--out-dir", str(files["out"]), "--eval-data", str(tmp_path)], capsys)
+    assert f"evaluation data {tmp_path} is a folder; expected an .npz" in err
+
+
 def test_eval_labels_must_be_the_models_classes(files: dict[str, Path], tmp_path: Path) -> None:
     """Labels 7, 8 and 9 were scored, always as wrong answers; negative labels (no majority) are left out."""
     bad = tmp_path / "bad.npz"
@@ -271,3 +296,19 @@ def test_a_move_that_fails_halfway_puts_the_out_dir_back(tmp_path: Path, monkeyp
     cli._commit(stage, out, report, "tiny")  # where nothing fails, every file is placed
     assert _contents(out)["tiny.fp32.onnx"] == b"new" and _contents(out)["tiny.fp16.onnx"] == b"new"
     assert b'"files"' in _contents(out)["tiny.report.json"]
+
+
+def test_commit_names_only_this_models_earlier_files_as_stale(tmp_path: Path) -> None:
+    """Every NAME.*.onnx was called stale, "delete them": another model's, --name tiny.v2, too."""
+    stage, out, report = _stage(tmp_path, ["tiny.fp32.onnx"])
+    for name in ("tiny.int8-u8s8.onnx", "tiny.v2.fp32.onnx", "tiny.v2.int8-s8s8.onnx", "tiny.scores.json"):
+        (out / name).write_bytes(b"old")
+    cli._commit(stage, out, report, "tiny")
+    assert report["stale_files"] == ["tiny.int8-u8s8.onnx", "tiny.scores.json"]
+
+
+def test_the_summary_names_the_confidence_maps_the_export_wrote(tmp_path: Path) -> None:
+    """NAME.scores.json was written but the summary's "wrote" lines left it out."""
+    report = {"files": {"fp32": {"file": "tiny.fp32.onnx", "bytes": 1000}},
+              "score_calibration": {"file": "tiny.scores.json"}, "report": str(tmp_path / "tiny.report.json")}
+    assert f"wrote {tmp_path / 'tiny.scores.json'}\n" in cli._summary(report)

@@ -133,7 +133,9 @@ def _validate(opts: ExportOptions) -> None:
         check_output_path(opts.timing_cache, "--timing-cache")
     if opts.source.suffix == ".onnx":
         extra = [f for f, on in (("--fp16", opts.fp16), ("--int8", opts.int8), ("--uint8-input", opts.uint8_input),
-                                 ("--flip", opts.flip),
+                                 ("--flip", opts.flip), ("--calib", opts.calib is not None),
+                                 (f"--opset {opts.opset}", opts.opset != ExportOptions.opset),
+                                 ("--no-simplify", not opts.simplify),
                                  ("--eval-data", opts.eval_data is not None)) if on]
         if not (opts.engine or opts.triton_repo or opts.deepstream) or extra:
             raise ConfigError(
@@ -167,7 +169,9 @@ def _validate(opts: ExportOptions) -> None:
     if opts.calib is not None and not Path(opts.calib).exists():
         raise DataError(f"calibration data {opts.calib} does not exist; expected an .npz file or a folder of face images")
     if opts.eval_data is not None and not Path(opts.eval_data).is_file():
-        raise DataError(f"evaluation data {opts.eval_data} does not exist; expected an .npz with 'images' and 'labels'")
+        raise DataError(f"evaluation data {opts.eval_data} "
+                        f"{'is a folder' if Path(opts.eval_data).is_dir() else 'does not exist'}; "
+                        "expected an .npz with 'images' and 'labels'")
     if opts.labels is not None and opts.eval_data is not None and not is_fer2013_archive(opts.eval_data):
         raise ConfigError(f"--labels {opts.labels} chooses between the FER+ and the original labels of a FER2013 "
                           f"archive (one with 'orig_row'); {opts.eval_data} has no 'orig_row', so its own 'labels' "
@@ -193,6 +197,8 @@ def _validate(opts: ExportOptions) -> None:
                           f"{opts.triton_max_queue_delay_us}; expected >= 1 / >= 0")
     if opts.triton_threads is not None and (opts.triton_repo is None or opts.triton_threads < 1):
         raise ConfigError(f"--triton-threads {opts.triton_threads}; expected an integer >= 1, with --triton-repo DIR")
+    if opts.workspace_mb is not None and opts.workspace_mb < 1:
+        raise ConfigError(f"--workspace-mb {opts.workspace_mb}; expected a number of MiB >= 1 (default 1024)")
     if not 1 <= opts.min_batch <= opts.opt_batch <= opts.max_batch:
         raise ConfigError(f"batch range {opts.min_batch}/{opts.opt_batch}/{opts.max_batch}; expected "
                           "1 <= --min-batch <= --opt-batch <= --max-batch")
@@ -413,8 +419,9 @@ def _commit(stage: Path, out_dir: Path, report: dict[str, Any], name: str) -> Pa
     made = {entry["file"] for entry in report["files"].values()}
     if "score_calibration" in report:
         made.add(report["score_calibration"]["file"])
-    stale = sorted(p.name for p in [*out_dir.glob(f"{name}.*.onnx"), out_dir / f"{name}{SCORES_SUFFIX}"]
-                   if p.is_file() and p.name not in made)
+    # this model's own variants (not another model's NAME.v2.fp32.onnx)
+    ours = [out_dir / f"{name}{suffix}.onnx" for suffix in engine_cache.VARIANT_SUFFIXES]
+    stale = sorted(p.name for p in [*ours, out_dir / f"{name}{SCORES_SUFFIX}"] if p.is_file() and p.name not in made)
     if stale:
         log.warning("%s also holds %s from an earlier export; they do not belong to this one (delete them)",
                     out_dir, ", ".join(stale))
@@ -753,6 +760,8 @@ def _summary(report: dict[str, Any]) -> str:
     folder = Path(report["report"]).parent if "report" in report else Path()
     for entry in report.get("files", {}).values():
         lines.append(f"wrote {folder / entry['file']} ({entry['bytes'] / 1e6:.2f} MB)")
+    if "score_calibration" in report:
+        lines.append(f"wrote {folder / report['score_calibration']['file']}")
     if "report" in report:
         lines.append(f"wrote {report['report']}")
     if "engine" in report:

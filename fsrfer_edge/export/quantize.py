@@ -519,6 +519,15 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
     if calib_inputs.dtype != expected_dtype:
         raise ModelError(f"calibration inputs have dtype {calib_inputs.dtype}; {src} takes {np.dtype(expected_dtype)}: "
                          "make them with calib.to_model_input(pixels, info)")
+    pre = info.preprocessing
+    want = (pre.channels, pre.input_size, pre.input_size)
+    if calib_inputs.ndim != 4 or calib_inputs.shape[1:] != want:
+        raise ModelError(f"calibration inputs have shape {calib_inputs.shape}; {src} takes "
+                         f"(N, {', '.join(map(str, want))}) faces: make them with "
+                         "calib.to_model_input(calib.faces_to_pixels(faces, info), info)")
+    if not np.isfinite(calib_inputs).all():
+        raise ModelError("calibration inputs hold NaN or infinite values; expected pixels made from real faces by "
+                         "calib.to_model_input")
     # "entropy" runs its own calibration pass and hands the ranges over as overrides (see
     # _entropy_overrides); quantize_static then only needs min/max for tensors without one.
     methods = {"entropy": q.CalibrationMethod.MinMax, "percentile": q.CalibrationMethod.Percentile,
