@@ -60,6 +60,8 @@ class ModelInfo:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "model") -> "ModelInfo":
+        if not isinstance(d, Mapping):  # dict() would take [] or key/value pairs and fill in every default
+            raise ModelError(f"{source}: fsrfer metadata must be a JSON object, got {type(d).__name__}")
         try:
             kw = dict(d)
             version = kw.get("format_version", FORMAT_VERSION)
@@ -74,7 +76,10 @@ class ModelInfo:
             if not isinstance(factors, (list, tuple)) or not all(_positive_int(f) for f in factors):
                 raise ModelError(f"{source}: fsrfer metadata factors is {factors!r}; expected a list of positive "
                                  "integers, e.g. [1, 2, 4]")
-            kw["preprocessing"] = Preprocessing.from_dict(kw.get("preprocessing", {}))
+            pre = kw.get("preprocessing", {})
+            if not isinstance(pre, Mapping):
+                raise ModelError(f"{source}: fsrfer metadata preprocessing is {pre!r}; expected a JSON object")
+            kw["preprocessing"] = Preprocessing.from_dict(dict(pre))
             kw["factors"] = tuple(factors)
             info = cls(**kw)
         except (TypeError, ValueError) as exc:
@@ -97,7 +102,7 @@ class ModelInfo:
     def from_json(cls, text: str, source: str = "model") -> "ModelInfo":
         try:
             d = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: arrays nested too deep
             raise ModelError(f"{source}: fsrfer metadata is not valid JSON ({exc})") from exc
         if not isinstance(d, dict):
             raise ModelError(f"{source}: fsrfer metadata must be a JSON object, got {type(d).__name__}")

@@ -68,7 +68,7 @@ class MeasuredFile:
         """Read a file :meth:`save` wrote. Raises ModelError for a missing, unreadable or malformed one."""
         try:
             d = json.loads(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise ModelError(f"{path}: not a readable {cls.WHAT} (JSON written by {cls.__name__}.save): "
                              f"{exc}") from None
         if not isinstance(d, dict):

@@ -703,6 +703,28 @@ def test_model_info_fields_are_checked(change: dict[str, Any], match: str) -> No
     assert ModelInfo.from_dict(ModelInfo().to_dict()) == ModelInfo()
 
 
+@pytest.mark.parametrize("doc", [[], [("method", "fsrfer")], None, "{}"], ids=["list", "pairs", "none", "str"])
+def test_model_info_that_is_not_a_json_object_is_refused(doc: Any) -> None:
+    from fsrfer_edge.metadata import ModelInfo
+
+    with pytest.raises(ModelError, match="m.onnx: fsrfer metadata must be a JSON object"):
+        ModelInfo.from_dict(doc, "m.onnx")
+
+
+def test_model_info_preprocessing_that_is_not_a_json_object_is_refused() -> None:
+    from fsrfer_edge.metadata import ModelInfo
+
+    with pytest.raises(ModelError, match="preprocessing is \\[\\]; expected a JSON object"):
+        ModelInfo.from_dict({**ModelInfo().to_dict(), "preprocessing": []}, "m.onnx")
+
+
+def test_model_info_json_nested_too_deep_is_a_model_error() -> None:
+    from fsrfer_edge.metadata import ModelInfo
+
+    with pytest.raises(ModelError, match="not valid JSON"):
+        ModelInfo.from_json("[" * 100_000 + "]" * 100_000, "m.onnx")
+
+
 def _no_work(*args: Any, **kwargs: Any) -> Any:
     raise AssertionError("the benchmark started work before refusing its options")
 

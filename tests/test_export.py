@@ -777,3 +777,16 @@ def test_colour_eval_faces_are_degraded_across_the_face_not_across_its_width_and
     assert fitted["colour"].factors == fitted["gray"].factors == [1.0, 2.0, 4.0, 8.0]
     # the same fit, to the rounding of a colour face's conversion to gray
     np.testing.assert_allclose(fitted["colour"].params, fitted["gray"].params, rtol=1e-4)
+
+
+def test_load_onnx_names_a_folder_and_a_file_that_is_not_a_model(tmp_path: Path) -> None:
+    """A folder is a folder (not "does not exist"); an empty file parses as an empty ModelProto, which is not an ONNX
+    model (not an "opset 0" one)."""
+    (tmp_path / "folder.onnx").mkdir()
+    with pytest.raises(ModelError, match="is a directory"):
+        load_onnx(tmp_path / "folder.onnx")
+    with pytest.raises(ModelError, match="does not exist"):
+        load_onnx(tmp_path / "gone.onnx")
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(ModelError, match="not an ONNX model"):
+        load_onnx(tmp_path / "empty.onnx")

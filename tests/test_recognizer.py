@@ -1145,3 +1145,20 @@ def test_the_jpeg_step_is_what_its_val_rule_decided() -> None:
     assert not script.select(acc, changed)[1][result["pick"]]
     acc[result["pick"]]["area + JPEG q75"]["2"] = acc["off"]["area + JPEG q75"]["2"] - 0.31
     assert not script.select(acc, result["changed"])[1][result["pick"]]
+
+
+def test_a_scores_file_nested_too_deep_is_skipped_or_refused_not_a_crash(tmp_path: Path, models: dict[str, Path],
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """json raises RecursionError (not ValueError) on arrays nested too deep: a scores file beside the model is then
+    skipped with a warning as any unreadable one is, and one named by confidence= is a ModelError."""
+    import shutil
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(models["float"], model)
+    deep = tmp_path / "m.scores.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with Recognizer(model, threads=1) as r:
+        assert r.score_calibration is None
+    assert "not a readable score calibration" in caplog.text
+    with pytest.raises(ModelError, match="not a readable score calibration"):
+        Recognizer(model, threads=1, confidence=deep)

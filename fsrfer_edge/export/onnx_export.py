@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from ..errors import ModelError, require
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, file_problem
 from ..metadata import METADATA_KEY, ModelInfo
 from ..preprocessing import FACTORS, Preprocessing
 
@@ -64,13 +64,17 @@ def load_onnx(path: PathLike) -> "onnx.ModelProto":
     """
     onnx_lib = _onnx()
     p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"ONNX file {p} does not exist")
+    problem = file_problem(p)
+    if problem:
+        raise ModelError(f"ONNX file {p} {problem}")
     try:
         model: onnx.ModelProto = onnx_lib.load(str(p))
-        return model
     except Exception as exc:  # protobuf raises its own DecodeError, onnx raises various types
         raise ModelError(f"{p} is not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+    if not model.HasField("graph"):  # an empty (or all-unknown-fields) file parses as an empty ModelProto
+        raise ModelError(f"{p} is not an ONNX model (it holds no graph); the file may be empty, truncated or of "
+                         "another format")
+    return model
 
 
 def metadata_props(model: "onnx.ModelProto") -> dict[str, str]:
