@@ -122,12 +122,24 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     return path
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux: /proc/self/status), so a
+    file another thread creates meanwhile does not get a umask of 0 (elsewhere it is set and put back)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def set_default_mode(path: PathLike) -> None:
     """Give ``path`` the permissions of a newly created file, 0666 minus the umask: a temporary file from
     ``mkstemp`` (0600) gets them before it is renamed into place."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    os.chmod(path, 0o666 & ~current_umask())
 
 
 def same_file(a: PathLike, b: PathLike) -> bool:

@@ -835,3 +835,25 @@ def test_crowd_bench_workers_end_at_once_when_the_run_fails(monkeypatch: pytest.
     with pytest.raises(KeyboardInterrupt):
         crowd_bench.compare([crowd_bench.DetectorSpec("opencv", 12)], crowd_bench.Job(None, None, 1))
     assert time.perf_counter() - t0 < 5 and not multiprocessing.active_children()
+
+
+def test_atomic_writes_read_the_umask_without_setting_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Setting the umask to 0 for a moment made a file another thread of the app created then world-writable."""
+    import os
+
+    from fsrfer_edge.fileio import write_json
+
+    status = Path("/proc/self/status")
+    if not status.is_file() or "Umask:" not in status.read_text():
+        pytest.skip("this system does not tell the umask without setting it")
+    previous = os.umask(0o027)
+    try:
+        set_to: list[int] = []
+        real_umask = os.umask
+        monkeypatch.setattr(os, "umask", lambda mask: set_to.append(mask) or real_umask(mask))
+        out = write_json(tmp_path / "x.json", {"a": 1})
+        monkeypatch.undo()
+        assert set_to == [], "the process umask was changed"
+        assert out.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(previous)
