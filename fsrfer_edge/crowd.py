@@ -604,10 +604,19 @@ class CrowdAnalyzer:
     def _stream(self, source: Union[PathLike, int, Iterable[np.ndarray]], pipeline: bool,
                 max_frames: Optional[int], tracker: Optional[FaceTracker],
                 detect_every: int = 1) -> Generator[CrowdResult, None, None]:
-        frames = iter_frames(source)
         if max_frames is not None:
             if isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer)) or max_frames < 1:
                 raise InputError(f"max_frames={max_frames!r}; expected an integer >= 1 (None: until the source ends)")
+        opened = iter_frames(source)
+        try:  # a video or camera opened here is released when the stream ends, is abandoned or raises
+            yield from self._stream_frames(opened, pipeline, max_frames, tracker, detect_every)
+        finally:
+            if isinstance(opened, VideoFrames):
+                opened.close()
+
+    def _stream_frames(self, frames: Iterator[np.ndarray], pipeline: bool, max_frames: Optional[int],
+                       tracker: Optional[FaceTracker], detect_every: int) -> Generator[CrowdResult, None, None]:
+        if max_frames is not None:
             frames = itertools.islice(frames, int(max_frames))
         if not pipeline:
             for i, rgb in enumerate(frames):
@@ -796,7 +805,8 @@ class VideoFrames(Iterator[np.ndarray]):
         self._cap.release()
 
     def _rgb(self, frame: np.ndarray) -> np.ndarray:
-        return as_rgb_frame(np.ascontiguousarray(frame[:, :, ::-1]) if frame.ndim == 3 else frame, what=self.what)
+        # BGR or BGRA (a camera's frames may come with an alpha channel) to RGB
+        return as_rgb_frame(np.ascontiguousarray(frame[:, :, 2::-1]) if frame.ndim == 3 else frame, what=self.what)
 
     def _generate(self, cap: Any, first: np.ndarray) -> Generator[np.ndarray, None, None]:
         frame = first

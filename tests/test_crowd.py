@@ -689,3 +689,52 @@ def test_tracked_faces_are_drawn_with_their_track_ids_and_coasted_ones_dashed(re
     # a frame the detector skipped: as in the last frame it ran on
     assert left_edge(dataclasses.replace(tracked, detected=False), ran=False).all()  # found there: solid
     assert (left_edge(dataclasses.replace(tracked, detected=False), ran=False, lost=(12,)) == coasted).all()
+
+
+class _FailingDetector(FixedDetector):
+    """A FixedDetector that raises at its ``fail_at``-th call."""
+
+    def __init__(self, boxes: list[tuple[float, float, float, float]], fail_at: int) -> None:
+        super().__init__(boxes)
+        self.fail_at, self.calls = fail_at, 0
+
+    def _detect(self, frame: np.ndarray) -> list[Detection]:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("detector failed")
+        return super()._detect(frame)
+
+
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_a_stream_releases_its_video_when_abandoned_cut_short_or_failing(rec: Recognizer, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        pipeline: bool) -> None:
+    import gc
+
+    video = write_video(tmp_path / "v.avi", [np.full((80, 120, 3), 40 * i, np.uint8) for i in range(3)])
+    opened: list[crowd.VideoFrames] = []
+    real = crowd.video_frames
+
+    def spy(source):  # type: ignore[no-untyped-def]
+        opened.append(real(source))
+        return opened[-1]
+
+    monkeypatch.setattr(crowd, "video_frames", spy)
+    box = [(10.0, 10.0, 40.0, 40.0)]
+    gc.disable()  # a VideoFrames left open holds a reference cycle: only the cycle collector would release it
+    try:
+        a = CrowdAnalyzer(rec, FixedDetector(box))
+        stream = a.analyze_stream(video, pipeline=pipeline)
+        assert next(stream).frame_index == 0
+        stream.close()  # abandoned after one frame
+        assert len(opened) == 1 and not opened[-1]._cap.isOpened()
+        assert [r.frame_index for r in a.analyze_stream(video, max_frames=2, pipeline=pipeline)] == [0, 1]
+        assert len(opened) == 2 and not opened[-1]._cap.isOpened()  # cut short by max_frames
+        with pytest.raises(RuntimeError, match="detector failed"):
+            list(CrowdAnalyzer(rec, _FailingDetector(box, 2)).analyze_stream(video, pipeline=pipeline))
+        assert len(opened) == 3 and not opened[-1]._cap.isOpened()  # the analysis raised
+        with pytest.raises(InputError, match="max_frames=0"):
+            next(a.analyze_stream(video, max_frames=0, pipeline=pipeline))
+        assert len(opened) == 3 or not opened[-1]._cap.isOpened()  # refused before (or released after) opening
+    finally:
+        gc.enable()

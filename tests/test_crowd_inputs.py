@@ -377,3 +377,29 @@ def test_crowd_bench_out_may_not_overwrite_the_default_model_or_a_shipped_detect
         assert crowd_bench.main(["--no-data", "--scenes", "1", "--faces", "2", "--size", "64x64", "--fps-repeats", "0",
                                  "--score-sweep=", "--out", str(copy)]) == 2
         assert "the same file" in capsys.readouterr().err and copy.read_bytes() == before
+
+
+def test_video_frames_turn_bgra_and_bgr_frames_into_rgb() -> None:
+    """OpenCV may hand a camera's frames over as BGRA (4 channels): the colours come out RGB, as for BGR."""
+    from fsrfer_edge.crowd import VideoFrames
+
+    class Cap:  # a camera that gives its first frame again, then stops
+        def __init__(self, frame: np.ndarray) -> None:
+            self.frame, self.left = frame, 1
+
+        def read(self) -> tuple[bool, Any]:
+            self.left -= 1
+            return (self.left >= 0, self.frame)
+
+        def release(self) -> None:
+            pass
+
+    rgb = np.zeros((8, 10, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    bgra = np.concatenate([bgr, np.full((8, 10, 1), 255, np.uint8)], axis=2)
+    for stored in (bgr, bgra):
+        frames = list(VideoFrames(Cap(stored), stored, "camera 0", 10.0, None))
+        assert len(frames) == 2
+        for f in frames:
+            np.testing.assert_array_equal(f, rgb, err_msg=f"{stored.shape[2]} channels")
