@@ -248,3 +248,35 @@ def test_eval_json_may_not_overwrite_the_ferplus_labels_beside_the_data(tmp_path
     assert eval_main(["--checkpoint", str(tmp_path / "m.onnx"), "--data", str(data), "--json", str(labels)]) == 2
     assert "is the same file as the FER+ labels" in capsys.readouterr().err
     assert labels.read_bytes() == b"the FER+ votes"
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "0", "inf"])
+def test_a_dist_timeout_that_is_not_a_positive_number_is_a_usage_error(tmp_path, capsys, value):
+    """Under torchrun it became a timedelta: NaN raised ValueError, a negative one made every connect time out."""
+    with pytest.raises(SystemExit) as e:
+        train_main(["--config", config_file(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"),
+                    "--dist-timeout", value])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"--dist-timeout {value}: expected a number of minutes > 0" in err, err
+
+
+def test_a_config_that_is_not_text_is_a_one_line_error(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(b"name: caf\xe9\nseed: 0\n")  # Latin-1, not UTF-8 (or a binary file passed by mistake)
+    assert train_main(["--config", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    line = _error_line(capsys)
+    assert str(cfg) in line and "not UTF-8 text" in line, line
+
+
+def test_a_refused_resume_leaves_the_runs_config_json_as_it_was(tmp_path, capsys):
+    """config.json says what the run trains with (reproduce.sh and scripts/early_g_summary.py read its seed): a
+    --resume that a stopped stage refuses must not rewrite it with the settings it refused."""
+    out, cfg = tmp_path / "run", config_file(tmp_path / "c.yaml", stage1={"epochs": 2})
+    args = ["--config", cfg, "--out", str(out), "--steps", "stage1"]
+    assert train_main(args + ["--time-budget", "1e-9"]) == 3  # stopped after stage 1's first epoch
+    before = (out / "config.json").read_text()
+    capsys.readouterr()
+    assert train_main(args + ["--resume", "--seed", "1"]) == 2
+    assert "seed: 0 in the stopped stage, 1 now" in _error_line(capsys)
+    assert (out / "config.json").read_text() == before
+    assert train_main(args + ["--resume"]) == 0 and (out / "models" / "hr.pt").is_file()

@@ -108,6 +108,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
     if args.seed is not None and not 0 <= args.seed < 2**63:
         ap.error(f"--seed {args.seed}: expected an integer >= 0 and < 2**63")
+    if not args.dist_timeout > 0 or math.isinf(args.dist_timeout):  # NaN fails the comparison
+        ap.error(f"--dist-timeout {args.dist_timeout:g}: expected a number of minutes > 0")
     steps = tuple(s for s in args.steps.split(",") if s)
     bad = set(steps) - set(STEPS)
     if bad:
@@ -142,8 +144,9 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
                 if not (out / "state").is_dir():  # a mistyped --out would otherwise look like a resumed run
                     log.warning("--resume: nothing to resume in %s (no state/ folder from an earlier run); "
                                 "starting a new run there", out)
-                for p in remove_partial_writes(out):  # left by a process killed mid-write (kill -9)
-                    log.info("removed %s, a file left half-written by an earlier run that was killed", p)
+                else:  # only in a run's folder: --out ~ must not lose other programs' hidden .tmp files
+                    for p in remove_partial_writes(out):  # left by a process killed mid-write (kill -9)
+                        log.info("removed %s, a file left half-written by an earlier run that was killed", p)
             data = load_data(cfg, config.resolve_data_path(cfg, None, args.config))
             done = run_pipeline(cfg, data, out, resume=args.resume, steps=steps, time_budget_min=args.time_budget)
     except FsrferError as exc:

@@ -394,6 +394,8 @@ def load(path: str | Path) -> TrainConfig:
         d = yaml.load(p.read_text(), Loader=_unique_keys_loader(yaml)) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML ({one_line(exc)})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected a YAML config") from exc
     return from_dict(d, str(p))
 
 

@@ -119,7 +119,8 @@ class EpochRunner:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
         })
 
-    def _load(self) -> None:
+    def check_settings(self) -> dict[str, Any]:
+        """The stopped stage's state, read: ConfigError if it was started with other settings."""
         st = checkpoint.load(self.state_path, kind="state")
         saved = st.get("settings")
         now = self.settings
@@ -131,6 +132,10 @@ class EpochRunner:
                               f"{int(st['epoch'])}), but it was started with other settings ({listed(diffs)}). "
                               "Resume with the settings it was started with, train into a new --out, or move "
                               f"{self.state_path} aside to start {self.name} again")
+        return st
+
+    def _load(self) -> None:
+        st = self.check_settings()
         for k, m in self.modules.items():
             m.load_state_dict(st["modules"][k])
         for k, o in self.optimizers.items():

@@ -1253,6 +1253,14 @@ def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, 
         if "image_sr" in cfg.baselines.run:
             jobs.append(("image_sr", lambda: train_image_sr(cfg, data, hr, out, resume, stop_after, deadline)))
     check_models_used(cfg, out, (["hr"] if "stage1" in steps else []) + [name for name, _ in jobs], resume, steps)
+    if resume:  # a stopped stage that would refuse these settings does so before config.json records them
+        for name in (["hr"] if "stage1" in steps else []) + [name for name, _ in jobs]:
+            stages = ["stage1", "stage1_swa"] if name == "hr" else [f"{name}.pretrain", f"{name}.gan"] \
+                if name.startswith("fsrfer") else [name]
+            for stage in stages:
+                if not distributed.broadcast((models / f"{name}.pt").is_file()) and \
+                        distributed.broadcast((out / "state" / f"{stage}.pt").is_file()):
+                    _runner(cfg, out, stage, name, {}, {}, 0).check_settings()
     out.mkdir(parents=True, exist_ok=True)
     if distributed.is_main():
         write_json(out / "config.json", cfg.to_dict())
