@@ -10,6 +10,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -189,8 +190,8 @@ def remove_partial_writes(folder: PathLike) -> list[Path]:
     if not root.is_dir():
         return []
     removed = []
-    for p in sorted(root.rglob(".*.tmp")):
-        if p.is_file() and not p.is_symlink():
+    for p in sorted(root.rglob(".*.tmp")):  # atomic_write's names only: .NAME.<mkstemp's letters>.tmp
+        if re.fullmatch(r"\..+\.[a-z0-9_]+\.tmp", p.name) and p.is_file() and not p.is_symlink():
             p.unlink()
             removed.append(p)
     return removed

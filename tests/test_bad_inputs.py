@@ -371,8 +371,12 @@ def test_resume_removes_files_a_killed_run_left(tmp_path: Path) -> None:
     (state / "stage1.pt").write_bytes(b"kept")
     half = state / ".stage1.pt.k3j_x1.tmp"  # what atomic_write leaves when killed with -9
     half.write_bytes(b"half")
+    others = [state / ".cache.tmp", state / ".Other.X1Y2.tmp"]  # not atomic_write's names: another program's
+    for o in others:
+        o.write_bytes(b"theirs")
     assert remove_partial_writes(tmp_path / "run") == [half]
     assert not half.exists() and (state / "stage1.pt").read_bytes() == b"kept"
+    assert all(o.read_bytes() == b"theirs" for o in others)
 
 
 # ---------------------------------------------------------------------------------------------
