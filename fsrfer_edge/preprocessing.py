@@ -151,13 +151,20 @@ def _repetition_runs(same: np.ndarray) -> "np.ndarray | None":
     return np.repeat(starts, copies)
 
 
+def _crop_of_rank(img: np.ndarray, what: str) -> np.ndarray:
+    """``img`` as given, when it is one crop (C, H, W) or (H, W); else an :class:`InputError`."""
+    if np.ndim(img) not in (2, 3):
+        raise InputError(f"{what}: received an array of shape {np.shape(img)}; expected (C, H, W) or (H, W)")
+    return img
+
+
 def undo_pixel_repetition(img: np.ndarray) -> np.ndarray:
     """A crop (C, H, W), or (H, W), that an app enlarged by repeating pixels (nearest neighbour, e.g. OpenCV's
     ``INTER_NEAREST``), reduced back to one pixel per source pixel along each axis where it was; other crops
     are returned as they are. The model was trained on faces resized with smooth kernels, and such blocky
     crops given as they are lose most of what it can do (``results/ferplus/app_inputs_val.json``, README
     "The SDK"); reduced, they are the small crops they came from."""
-    img = unmasked(img, "the crop")
+    img = _crop_of_rank(unmasked(img, "the crop"), "undo_pixel_repetition")
     if img.ndim == 2:
         return undo_pixel_repetition(img[None])[0]
     for axis in (1, 2):
@@ -366,7 +373,8 @@ def undo_linear_enlarging(img: np.ndarray) -> np.ndarray:
     faces resized with a smooth anti-aliased kernel; a bilinearly enlarged crop given as it is cost about a point
     against the small crop it came from (``results/ferplus/app_inputs_val.json``, rows "bilinear" and "bilinear,
     as given")."""
-    img = unmasked(img, "the crop")  # a masked array's matrix products would not broadcast
+    # unmasked: a masked array's matrix products would not broadcast
+    img = _crop_of_rank(unmasked(img, "the crop"), "undo_linear_enlarging")
     if img.ndim == 2:
         out = undo_linear_enlarging(img[None])
         return img if out.shape[1:] == img.shape else out[0]
@@ -518,9 +526,10 @@ def jpeg_quality(img: np.ndarray) -> "int | None":
     faces, where no clean crop was marked (docs/experiments.md, "JPEG-compressed small crops").
 
     Raises:
-        InputError: ``img`` is not a 2-D array of numbers.
+        InputError: ``img`` is not a 2-D array of numbers, or is a masked array with masked pixels
+            (:func:`unmasked`).
     """
-    img = np.asarray(img)
+    img = np.asarray(unmasked(img, "jpeg_quality: img"))
     if img.ndim != 2 or not (np.issubdtype(img.dtype, np.integer) or np.issubdtype(img.dtype, np.floating)):
         raise InputError(f"jpeg_quality: received an array of shape {img.shape} and dtype {img.dtype}; expected one "
                          "gray crop, HxW, of pixel values")
@@ -789,7 +798,7 @@ def preprocessing_problems(pre: Any) -> list[str]:
     size = pre.input_size
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         out.append(f"input_size={size!r}, expected an integer >= 1")
-    if pre.channels not in (1, 3) or isinstance(pre.channels, bool):
+    if pre.channels not in (1, 3) or isinstance(pre.channels, bool) or not isinstance(pre.channels, (int, np.integer)):
         out.append(f"channels={pre.channels!r}, expected 1 (gray) or 3 (RGB)")
     if not _finite_number(pre.mean):
         out.append(f"mean={pre.mean!r}, expected a finite number")
@@ -1054,7 +1063,8 @@ def to_uint8_pixels(image: np.ndarray, what: str = "image") -> np.ndarray:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float32."""
+    """Row-wise softmax: float32 for float32 or float16 logits (a model's), float64 for float64 or integer ones
+    (scripts that want the precision cast to float64 first)."""
     z = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)

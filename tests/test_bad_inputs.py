@@ -861,3 +861,46 @@ def test_atomic_writes_read_the_umask_without_setting_it(tmp_path: Path, monkeyp
         assert out.stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(previous)
+
+
+@pytest.mark.parametrize("channels", [1.0, 3.0, np.True_], ids=["float1", "float3", "npbool"])
+def test_preprocessing_channels_that_are_not_integers_are_refused(channels: Any) -> None:
+    # 1.0 == 1, so a float (a hand-edited metadata JSON) passed the check and failed later in to_pixels with
+    # numpy's TypeError ("'float' object cannot be interpreted as an integer").
+    from fsrfer_edge.preprocessing import Preprocessing
+
+    with pytest.raises(InputError, match="channels="):
+        Preprocessing(channels=channels)
+    assert Preprocessing(channels=np.int64(3)).channels == 3  # numpy integers stay accepted
+
+
+@pytest.mark.parametrize("dtype, out", [(np.float16, np.float32), (np.float32, np.float32),
+                                        (np.float64, np.float64), (np.int64, np.float64)])
+def test_softmax_keeps_a_models_float32_and_a_callers_float64(dtype: Any, out: Any) -> None:
+    from fsrfer_edge.preprocessing import softmax
+
+    logits = np.array([[1, 2, 3], [0, 0, 0]], dtype=dtype)
+    p = softmax(logits)
+    assert p.dtype == out  # as its docstring says (scripts/int8_sensitivity.py casts to float64 for the precision)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(5,), (), (1, 1, 20, 20)], ids=["1d", "0d", "4d"])
+@pytest.mark.parametrize("fn", ["undo_pixel_repetition", "undo_linear_enlarging"])
+def test_correction_steps_refuse_a_crop_of_the_wrong_rank(fn: str, shape: tuple[int, ...]) -> None:
+    # An IndexError / ValueError ("not enough values to unpack") before: not the package's own error.
+    from fsrfer_edge import preprocessing
+
+    with pytest.raises(InputError, match=r"expected \(C, H, W\) or \(H, W\)"):
+        getattr(preprocessing, fn)(np.zeros(shape, dtype=np.float32))
+
+
+def test_jpeg_quality_refuses_masked_pixels_as_jpeg_frame_quality_does() -> None:
+    # The mask was dropped silently and the hidden values read as pixels.
+    from fsrfer_edge.preprocessing import jpeg_quality
+
+    crop = np.ma.masked_array(np.full((16, 16), 128.0), mask=np.zeros((16, 16), bool))
+    assert jpeg_quality(crop) == jpeg_quality(crop.data)  # nothing masked: read as the plain array
+    crop[3, 4] = np.ma.masked
+    with pytest.raises(InputError, match="masked pixel"):
+        jpeg_quality(crop)
