@@ -181,6 +181,17 @@ def test_write_deepstream_never_replaces_its_own_source(models: dict[str, Path],
     assert sorted(p.name for p in folder.iterdir()) == ["fsrfer.onnx"]
 
 
+@pytest.mark.parametrize("sub", ["", "sub"])
+def test_an_output_folder_that_is_a_file_is_refused_with_a_config_error(models: dict[str, Path], tmp_path: Path,
+                                                                         sub: str) -> None:
+    """A file as the folder (or above it) raised a bare FileExistsError / NotADirectoryError from mkdir."""
+    blocker = tmp_path / "ds"
+    blocker.write_bytes(b"not a folder")
+    with pytest.raises(ConfigError, match="is a file; expected a folder"):
+        write_deepstream(blocker / sub if sub else blocker, models["fp32"])
+    assert blocker.read_bytes() == b"not a folder"
+
+
 def test_deepstream_options_are_refused_before_any_other_output(models: dict[str, Path], tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """A model nvinfer cannot take, or a --name it cannot hold, was refused only after the Triton repository (or a

@@ -1070,3 +1070,14 @@ def test_build_refuses_u8s8_and_broken_files_before_tensorrt(variants: Path, tmp
     with pytest.raises(ModelError, match="s8s8"):
         _build(variants, tmp_path, "int8-u8s8")
     assert gpu.trt.log["built"] == []
+
+
+def test_a_check_step_whose_outputs_differ_in_shape_says_so() -> None:
+    """check_step's message showed only 'max|diff| nan (allowed None), top-1 agreement 0.000' for a candidate whose
+    output has another shape: the reason compare() found was in the report but not in the error."""
+    from fsrfer_edge.export.check import ExportCheckError, check_step
+
+    pixels = np.zeros((4, 1, 48, 48), np.float32)
+    with pytest.raises(ExportCheckError, match=r"output shapes differ: \(4, 7\) vs \(4, 8\)"):
+        check_step("onnx->simplified", lambda x: np.zeros((len(x), 7), np.float32),
+                   lambda x: np.zeros((len(x), 8), np.float32), "fp32", pixels)

@@ -183,6 +183,7 @@ def check_step(stage: str, ref: Runner, cand: Runner, precision: str, random: np
     report["gated_on"] = gated
     report["passed"] = all(report[g]["passed"] for g in gated)
     summary = ", ".join(
+        f"{g}: {report[g]['error']}" if "error" in report[g] else
         f"{g}: max|diff| {report[g].get('max_abs_diff', float('nan')):.3g} "
         f"(allowed {report[g].get('allowed_abs_diff')}), top-1 agreement {report[g].get('gated_agreement', 0):.3f} "
         + (f"(min {tol.min_agreement})" if g in gated else "(not gated: informative)") for g in sets)

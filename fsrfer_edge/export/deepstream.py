@@ -286,8 +286,8 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
 
     Raises:
         ModelError: ``onnx_path`` is not an fsrfer ONNX file nvinfer can feed (see :func:`with_probabilities`).
-        ConfigError: an option out of range, a name that cannot be a file name, or ``onnx_path`` is
-            ``out_dir/NAME.onnx`` itself (it would be replaced by its DeepStream copy).
+        ConfigError: an option out of range, a name that cannot be a file name, ``out_dir`` is a file or lies
+            under one, or ``onnx_path`` is ``out_dir/NAME.onnx`` itself (it would be replaced by its DeepStream copy).
     """
     from .onnx_export import save_onnx
 
@@ -298,6 +298,9 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
 
         import_tensorrt(onnx_path)  # here, before anything is written: BackendUnavailable names the install
     out = Path(out_dir)
+    blocked = next((d for d in (out, *out.parents) if d.exists()), None)
+    if blocked is not None and not blocked.is_dir():
+        raise ConfigError(f"{out}: {blocked} is a file; expected a folder (or a new path)")
     target = out / p.onnx_name
     if target.exists() and same_file(target, onnx_path):
         raise ConfigError(f"{target} would replace {onnx_path} with its DeepStream copy; expected another folder "
