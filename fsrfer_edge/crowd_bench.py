@@ -319,6 +319,11 @@ def _rate(num: int, den: int) -> Optional[float]:
     return round(num / den, 4) if den else None
 
 
+def _per(num: int, den: int) -> Optional[float]:
+    """``num`` per scene, photo... (3 decimals); None where there is none to count on."""
+    return round(num / den, 3) if den else None
+
+
 def summarize_rows(ev: dict[str, Any], margin: float, labelled: bool) -> dict[str, Any]:
     """Per-bin and overall table for one margin from :func:`evaluate`'s rows."""
     rows = ev["rows"]
@@ -408,7 +413,7 @@ def score_sweep(analyzer: CrowdAnalyzer, scenes: Sequence[Scene], thresholds: Se
 def _sweep_row(ev: dict[str, Any], photo_dets: Sequence[tuple[str, np.ndarray, Sequence[Detection]]],
                t: float) -> dict[str, Any]:
     """Recall, precision and false faces of the detections scoring at least ``t``, matched again."""
-    n_clutter = max(1, sum(sc.background == "clutter" for sc, _ in ev["scene_detections"]))
+    n_clutter = sum(sc.background == "clutter" for sc, _ in ev["scene_detections"])
     faces = found = dets_n = false_clutter = 0
     by_bin = [[0, 0] for _ in SIZE_BINS]
     for sc, dets in ev["scene_detections"]:
@@ -432,7 +437,7 @@ def _sweep_row(ev: dict[str, Any], photo_dets: Sequence[tuple[str, np.ndarray, S
     return {
         "recall": _rate(found, faces), "precision": _rate(found, dets_n),
         "recall_bins": {_bin_label(lo, hi): _rate(f, n) for (lo, hi), (n, f) in zip(SIZE_BINS, by_bin)},
-        "false_faces_per_clutter_scene": round(false_clutter / n_clutter, 3),
+        "false_faces_per_clutter_scene": _per(false_clutter, n_clutter),  # None: no cluttered scene
         "false_faces_real_photos": sum(per_photo.values()),
         "false_faces_per_real_photo": round(sum(per_photo.values()) / max(1, len(per_photo)), 3),
         "real_photos_with_false_faces": sum(v > 0 for v in per_photo.values()),
@@ -511,8 +516,8 @@ def run_benchmark(analyzer: CrowdAnalyzer, pool: FacePool, n_scenes: int = 20, n
                                for b in head["bins"]],
                       "overall": {k: head["overall"][k] for k in ("faces", "found", "recall", "detections", "precision")},
                       "per_background": {bg: {"faces": v[0], "recall": _rate(v[1], v[0]),
-                                              "false_detections_per_scene": round(v[2] / max(1, sum(
-                                                  s.background == bg for s in scenes)), 3)}
+                                              "false_detections_per_scene": _per(v[2], sum(
+                                                  s.background == bg for s in scenes))}
                                          for bg, v in ev["per_background"].items()},
                       "smallest_reliable_px": smallest_reliable(head["bins"])},
         "eval_seconds": round(time.perf_counter() - t0, 2),
@@ -835,6 +840,9 @@ def comparison_table(report: dict[str, Any]) -> str:
     def pct(v: Optional[float]) -> str:
         return "-" if v is None else f"{100 * v:.1f}%"
 
+    def num(v: Optional[float], spec: str) -> str:  # no speed measured (--fps-repeats 0): "-"
+        return "-" if v is None else format(v, spec)
+
     for r in rows:
         rep = r["report"]
         acc = rep["accuracy"]["overall"]["accuracy"] if rep.get("accuracy") else None
@@ -847,8 +855,8 @@ def comparison_table(report: dict[str, Any]) -> str:
         big = {b["megapixels"]: b for b in rep.get("big_photo") or []}
         line = (f"| {r['label']} | {'-' if thr is None else f'{thr:g}'} | {r['margin']:g} | {pct(acc)} | "
                 + " | ".join(pct(recall.get(b)) for b in bins)
-                + f" | {false} | {sp.get('detect_ms', float('nan')):.0f} | {speedup} | {sp.get('fps', float('nan')):.2f} | "
-                f"{sp.get('fps_stream_pipelined', float('nan')):.2f} |"
+                + f" | {false} | {num(sp.get('detect_ms'), '.0f')} | {speedup} | {num(sp.get('fps'), '.2f')} | "
+                f"{num(sp.get('fps_stream_pipelined'), '.2f')} |"
                 + "".join(f" {big[mp]['seconds']:.0f}, {big[mp]['peak_rss_mb']} |" if mp in big else " - |"
                           for mp in big_mp))
         lines.append(line)
@@ -884,8 +892,11 @@ def comparison_summary(report: dict[str, Any]) -> str:
         parts.append(f"detection {me['detect_speedup']:.1f} times faster ({a['speed']['detect_ms']:.0f} against "
                      f"{b['speed']['detect_ms']:.0f} ms per {a['speed']['frame_size'][1]}x{a['speed']['frame_size'][0]} "
                      f"frame; median of the per-round ratios over {comp['rounds']} rounds)")
-    text = (f"**{me['label']}** (score {me['min_score']:g}, margin {me['margin']:g}) against **{base['label']}** "
-            f"(score {base['min_score']:g}, margin {base['margin']:g}), in this one run: " + "; ".join(parts) + ".")
+    def score(r: dict[str, Any]) -> str:  # OpenCV's cascade has no score threshold: null
+        return "-" if r["min_score"] is None else f"{r['min_score']:g}"
+
+    text = (f"**{me['label']}** (score {score(me)}, margin {me['margin']:g}) against **{base['label']}** "
+            f"(score {score(base)}, margin {base['margin']:g}), in this one run: " + "; ".join(parts) + ".")
     sp = a["speed"]
     if sp:
         text += (f" A {sp['frame_size'][1]}x{sp['frame_size'][0]} frame of {sp['faces']} faces runs at "
@@ -925,7 +936,9 @@ def sweep_table(report: dict[str, Any]) -> str:
         for k, v in sorted(sw["thresholds"].items(), key=lambda kv: float(kv[0])):
             lines.append(f"| {name} | {k} | {pct(v.get('accuracy'))} | {pct(v['recall'])} | "
                          + " | ".join(pct(v["recall_bins"][b]) for b in bins) + f" | {pct(v['precision'])} | "
-                         f"{v['false_faces_per_clutter_scene']:.1f} | {v['false_faces_real_photos']} | "
+                         + ("-" if v["false_faces_per_clutter_scene"] is None
+                            else f"{v['false_faces_per_clutter_scene']:.1f}")
+                         + f" | {v['false_faces_real_photos']} | "
                          f"{v['real_photos_with_false_faces']} of {len(sw['photos'])} |")
     return "\n".join(lines)
 
@@ -1086,6 +1099,14 @@ def check_options(args: argparse.Namespace) -> None:
         raise InputError(f"--seed {args.seed}; expected an integer >= 0")
     for m in args.margins:
         check_margin(m, "--margins")
+    if args.margin is not None:  # the --detector's: refused here, not by the worker after the data has loaded
+        check_margin(args.margin, "--margin")
+    if args.min_score is not None and not 0 <= args.min_score <= 1:
+        raise InputError(f"--min-score {args.min_score}; expected a detection score threshold in [0, 1]")
+    if not args.min_face >= 1:
+        raise InputError(f"--min-face {args.min_face}; expected a face side of at least 1 pixel")
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        raise InputError(f"--threads {args.threads}; expected an integer from 1 to 1024 (default: all cores)")
     bad_scores = [t for t in args.score_sweep if not 0 <= t <= 1]
     if bad_scores:
         raise InputError(f"--score-sweep {bad_scores}; expected detection score thresholds in [0, 1]")

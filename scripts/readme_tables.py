@@ -527,9 +527,9 @@ def _variant_rows(docs: list[tuple[str, dict[str, Any]]]) -> list[str]:
         det = d["detection"]
         acc = f"{100 * d['accuracy']['overall']['accuracy']:.1f}%" if d.get("accuracy") else "n/a"
         out_file = d["command"].split("--out ")[1].split()[0]
+        false = det["per_background"]["clutter"]["false_detections_per_scene"]  # null: no cluttered scene
         rows.append(f"| {label} | `{out_file}` | {100 * det['overall']['recall']:.1f}% | "
-                    f"{100 * det['overall']['precision']:.1f}% | "
-                    f"{det['per_background']['clutter']['false_detections_per_scene']:.1f} | {acc} |")
+                    f"{100 * det['overall']['precision']:.1f}% | {'-' if false is None else f'{false:.1f}'} | {acc} |")
     return rows
 
 

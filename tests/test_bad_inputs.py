@@ -750,6 +750,12 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> Any:
     (["--size", "100000x100000"], "megapixels"),
     (["--fps-size", "9000x9000"], "megapixels"),
     (["--detector", "yunet,opencv"], "expected one detector name"),
+    # these were refused only by the worker processes, after the data was loaded and the workers started
+    (["--margin", "5"], "--margin=5.0; expected a number in"),
+    (["--min-score", "2"], "--min-score 2.0; expected"),
+    (["--min-score", "nan"], "--min-score nan; expected"),
+    (["--min-face", "0"], "--min-face 0.0; expected"),
+    (["--threads", "0"], "--threads 0; expected"),
 ])
 def test_crowd_bench_options_refused_before_work(bench: Any, tmp_path: Path, argv: list[str], match: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:

@@ -544,6 +544,44 @@ def test_benchmark_comparison_baseline_is_a_row_of_the_comparison(compare: str, 
     assert (f"against **{baseline}**" in summary) == (baseline != "yunet")
 
 
+def test_benchmark_comparison_tables_of_a_detector_without_a_score_or_a_speed(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """--detector opencv (no score threshold: min_score null) beside blazeface: --table failed on its own report
+    ("unsupported format string passed to NoneType.__format__"); with --fps-repeats 0 the comparison table read
+    "nan" for the detect ms and frames/s it did not measure."""
+    def fake(specs: list, job: object, rounds: int, big_photo: object) -> list[dict]:
+        reports = _fake_compare(specs, job, rounds, big_photo)
+        reports[0]["config"]["detector_min_score"] = None
+        for r in reports:
+            del r["speed"]
+        return reports
+
+    monkeypatch.setattr(crowd_bench, "compare", fake)
+    out = tmp_path / "cmp.json"
+    assert crowd_bench.main(["--no-data", "--detector", "opencv", "--compare", "blazeface", "--fps-repeats", "0",
+                             "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["comparison"]["detectors"][0]["min_score"] is None
+    summary = crowd_bench.comparison_summary(doc)
+    assert "against **blazeface**" in summary and "**opencv** (score -," in summary
+    table = crowd_bench.comparison_table(doc)
+    assert "nan" not in table and "| opencv | - | 0 |" in table
+
+
+def test_no_cluttered_scene_gives_no_false_faces_per_cluttered_scene(rec: Recognizer) -> None:
+    """With one scene (plain) there is no cluttered scene: false faces per cluttered scene were reported as 0.0
+    (a denominator of 1 for none); they are null, and "-" in the table."""
+    pool = crowd_bench.public_domain_faces()
+    analyzer = CrowdAnalyzer(rec, ScoredDetector([Detection((0, 0, 30, 30), 0.9)], min_score=0.5))
+    report = crowd_bench.run_benchmark(analyzer, pool, n_scenes=1, n_faces=4, size=(96, 128), fps_repeats=0,
+                                       score_thresholds=(0.5,))
+    assert report["detection"]["per_background"]["clutter"]["false_detections_per_scene"] is None
+    assert report["detection"]["per_background"]["plain"]["false_detections_per_scene"] is not None
+    assert report["score_sweep"]["thresholds"]["0.5"]["false_faces_per_clutter_scene"] is None
+    row = crowd_bench.sweep_table(report).splitlines()[-1]
+    assert row.split("|")[-4].strip() == "-"
+
+
 def test_benchmark_times_the_opencv_fallback_on_large_photos_too() -> None:
     """--big-photo skipped OpenCV's fallback ("not tiled: it runs on the whole enlarged frame"); it is tiled
     now, as the ONNX detectors are, and is measured like them."""
