@@ -34,6 +34,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from . import __version__
+from .backends.onnxruntime_backend import MAX_THREADS  # ONNX Runtime's bound, as Recognizer(threads=)
 from .engine_cache import sidecar_path
 from .fileio import check_distinct_files, check_output_path, sha256_file, write_json
 from .errors import CliParser, FsrferError, InputError, cli_main, one_line, sigterm_interrupts
@@ -48,8 +49,6 @@ OVERHEAD_TARGET_PCT = 10.0
 #: The largest batch size the command line takes (--batch-sizes, --overhead-batch): far above any edge batch,
 #: far below one whose random faces alone would not fit in memory (1e8 faces died of a MemoryError traceback).
 MAX_BATCH_SIZE = 4096
-#: ONNX Runtime's bound on intra-op threads (as ``Recognizer(threads=)`` checks it).
-MAX_THREADS = 1024
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from .backends.onnxruntime_backend import MAX_THREADS
 from .crowd import DEFAULT_MARGIN, DEFAULT_MIN_FACE, CrowdAnalyzer, check_margin, crop_face
 from .detection import MAX_FRAME_PIXELS, Detection, box_iou, create_detector, detector_model_inputs
 from .detection.frames import check_image_name, optional_module, write_image
@@ -1105,8 +1106,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise InputError(f"--min-score {args.min_score}; expected a detection score threshold in [0, 1]")
     if not args.min_face >= 1:
         raise InputError(f"--min-face {args.min_face}; expected a face side of at least 1 pixel")
-    if args.threads is not None and not 1 <= args.threads <= 1024:
-        raise InputError(f"--threads {args.threads}; expected an integer from 1 to 1024 (default: all cores)")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise InputError(f"--threads {args.threads}; expected an integer from 1 to {MAX_THREADS} (default: all cores)")
     bad_scores = [t for t in args.score_sweep if not 0 <= t <= 1]
     if bad_scores:
         raise InputError(f"--score-sweep {bad_scores}; expected detection score thresholds in [0, 1]")

@@ -194,7 +194,7 @@ def _check_batching(max_batch: int, preferred: Sequence[int], what: str) -> tupl
 
 def _make_stage(out: Path) -> Path:
     """A new, empty staging folder beside ``out``, with the umask's permissions (it may become the repository
-    folder; mkdtemp's 0700 would carry over, and reading the umask means setting it, for every thread)."""
+    folder; mkdtemp's 0700 would carry over): ``mkdir`` applies the umask itself, so nothing reads it."""
     for _ in range(100):
         stage = out.parent / f".{out.name}.staging-{secrets.token_hex(4)}"
         try:
