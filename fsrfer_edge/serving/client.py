@@ -19,7 +19,6 @@ import math
 import os
 import socket
 import threading
-import time
 import weakref
 from pathlib import Path
 from types import ModuleType
@@ -27,7 +26,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..backends.base import Backend
+from ..backends.base import Backend, BackendClosedError
 from ..errors import InputError, ModelError, require
 from ..metadata import ModelInfo
 from ..preprocessing import Corrections, as_corrections
@@ -156,6 +155,8 @@ class TritonClientBackend(Backend):
         TooManyOpenFiles: this process (or the system) has no file descriptor left for a connection.
         ModelError: the server has no such model, or its inputs/outputs disagree with the ModelInfo.
         BackendUnavailable: tritonclient is not installed (``pip install -e '.[client]'``).
+        BackendClosedError: (from ``infer``) the backend was closed, also while the call ran or waited to
+            retry in another thread; ``close()`` is final and opens no connection after it returns.
     """
 
     name = "triton"
@@ -182,6 +183,8 @@ class TritonClientBackend(Backend):
         self.retry_delay_s = float(retry_delay_s)
         self._lib = _import_client(protocol)
         self._lock = threading.Lock()
+        # Set by close(): cuts short the pause of a call waiting to retry, which then opens no connection.
+        self._closing = threading.Event()
         # One connection per thread: tritonclient's HTTP client runs on gevent, whose connections belong
         # to the thread that made them ("Cannot switch to a different thread" from any other), and apps
         # create a recognizer in one thread and call it from workers. Each is kept with its thread's token,
@@ -203,7 +206,12 @@ class TritonClientBackend(Backend):
         return f"{self.protocol}://{self.url}"
 
     def _connect(self) -> Any:
-        """This thread's connection (made on first use in each thread; then those of ended threads are closed)."""
+        """This thread's connection (made on first use in each thread; then those of ended threads are closed).
+
+        Raises:
+            BackendClosedError: the backend was closed, also by another thread while this one connected.
+        """
+        self._check_open()  # also where this thread has a connection: close() closed it too
         client = getattr(self._local, "client", None)
         if client is None:
             if self.protocol == "http":
@@ -212,11 +220,19 @@ class TritonClientBackend(Backend):
                     self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
             else:
                 client = self._lib.InferenceServerClient(self.url)
-            self._local.client = client
+            # Registered under the lock that close() takes after setting _closed: either close() sees this
+            # connection and closes it, or this sees _closed, and closes it here.
+            ended: list[Any] = []
             with self._lock:
-                ended = [c for thread, c in self._clients if thread() is None]
-                self._clients = [(thread, c) for thread, c in self._clients if thread() is not None]
-                self._clients.append((_thread_token(), client))
+                closed = self._closed
+                if not closed:
+                    ended = [c for thread, c in self._clients if thread() is None]
+                    self._clients = [(thread, c) for thread, c in self._clients if thread() is not None]
+                    self._clients.append((_thread_token(), client))
+            if closed:
+                self._close_clients([client])
+                self._check_open()
+            self._local.client = client
             self._close_clients(ended)
         return client
 
@@ -266,9 +282,14 @@ class TritonClientBackend(Backend):
         while True:
             try:
                 return fn(self._connect(), *args)
-            except (ServerUnavailable, RemoteError, ModelError):
+            except (ServerUnavailable, RemoteError, ModelError, BackendClosedError):
                 raise
             except Exception as exc:  # noqa: BLE001 - tritonclient/gevent/grpc raise many unrelated types
+                if self._closed:  # another thread closed this backend, and the connection with it
+                    raise BackendClosedError(
+                        f"this {type(self).__name__} was closed while a call to {self.endpoint} was running, which "
+                        f"then failed ({type(exc).__name__}: {exc}); create a new one (or a new RemoteRecognizer) "
+                        "to run inference") from exc
                 if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
                     raise TooManyOpenFiles(exc.errno, (
                         f"cannot open a connection to {self.endpoint}: {exc.strerror} (not a server problem); expected "
@@ -293,7 +314,11 @@ class TritonClientBackend(Backend):
                         "repository from fsrfer-export --triton-repo), check the host/port, or pass retries=N to "
                         "wait for a restart" + (f" (gave up after {attempt + 1} attempts)" if attempt else "")) from exc
                 attempt += 1
-                time.sleep(self.retry_delay_s)
+                if self._closing.wait(self.retry_delay_s):
+                    raise BackendClosedError(
+                        f"this {type(self).__name__} was closed while a call waited to retry {self.endpoint} "
+                        f"({type(exc).__name__}: {exc}); create a new one (or a new RemoteRecognizer) to run "
+                        "inference") from exc
 
     # -- model description -------------------------------------------------------------------
     def _get_config(self, client: Any) -> dict[str, Any]:
@@ -408,6 +433,7 @@ class TritonClientBackend(Backend):
         return result
 
     def _close_impl(self) -> None:
+        self._closing.set()
         self._drop_connection(every_thread=True)
 
     def __repr__(self) -> str:

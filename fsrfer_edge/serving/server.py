@@ -145,6 +145,26 @@ def _check_options(model_name: str, max_batch: int, preferred: Sequence[int], ma
         raise ConfigError(f"ports {ports} must differ")
 
 
+def _host_error(host: str, exc: OSError) -> Optional[ConfigError]:
+    """The error for a host this machine cannot listen on, from binding a socket to it; None where ``exc`` is
+    about something else (such as the port)."""
+    if isinstance(exc, socket.gaierror):  # also an IPv6 address: PyTriton 0.7 builds its own URLs as IPv4 ones
+        return ConfigError(f"host={host!r} is not an IPv4 address or a name that resolves to one ({exc}); expected "
+                           "an IPv4 address of this machine, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (all): "
+                           "fsrfer-serve does not listen on IPv6")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ConfigError(f"host={host!r} is not an address of this machine ({exc}); expected one of its own "
+                           "addresses, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (all)")
+    return None
+
+
+def _check_host(host: Any) -> str:
+    if not isinstance(host, str) or not host:
+        raise ConfigError(f"host={host!r}; expected an IPv4 address of this machine, e.g. 127.0.0.1 (this machine "
+                          "only) or 0.0.0.0 (all)")
+    return host
+
+
 def _check_ports_free(host: str, ports: dict[str, int]) -> None:
     """Refuse a host this machine cannot listen on, and ports something already listens on (tritonserver
     would exit and PyTriton wait minutes)."""
@@ -153,14 +173,10 @@ def _check_ports_free(host: str, ports: dict[str, int]) -> None:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no obstacle
             try:
                 s.bind((host, port))
-            except socket.gaierror as exc:  # also an IPv6 address: PyTriton 0.7 builds its own URLs as IPv4 ones
-                raise ConfigError(f"host={host!r} is not an IPv4 address or a name that resolves to one ({exc}); "
-                                  "expected an IPv4 address of this machine, e.g. 127.0.0.1 (this machine only) or "
-                                  "0.0.0.0 (all): fsrfer-serve does not listen on IPv6") from exc
             except OSError as exc:
-                if exc.errno == errno.EADDRNOTAVAIL:
-                    raise ConfigError(f"host={host!r} is not an address of this machine ({exc}); expected one of its "
-                                      "own addresses, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (all)") from exc
+                bad_host = _host_error(host, exc)
+                if bad_host is not None:
+                    raise bad_host from exc
                 if exc.errno == errno.EADDRINUSE:
                     raise ConfigError(f"{name}={port}: cannot listen on {host}:{port} ({exc}); another server (an "
                                       "earlier fsrfer-serve or tritonserver?) uses it. Stop it or pass "
@@ -326,12 +342,23 @@ def _run_until_interrupted(triton: Any, on_ready: Optional[Callable[[], None]],
 
 def free_ports(host: str = "127.0.0.1", n: int = 1) -> list[int]:
     """``n`` different TCP ports that are free on ``host`` now (all held open while they are chosen, so that
-    the system cannot hand out one of them twice)."""
+    the system cannot hand out one of them twice).
+
+    Raises:
+        ConfigError: ``host`` is not an IPv4 address (or name) of this machine.
+    """
+    _check_host(host)
     with contextlib.ExitStack() as stack:
         socks = [stack.enter_context(contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)))
                  for _ in range(n)]
         for s in socks:
-            s.bind((host, 0))
+            try:
+                s.bind((host, 0))
+            except OSError as exc:
+                bad_host = _host_error(host, exc)
+                if bad_host is not None:
+                    raise bad_host from exc
+                raise
         return [int(s.getsockname()[1]) for s in socks]
 
 
@@ -351,6 +378,41 @@ def _group_processes(pgid: int) -> list[Path]:
         except (OSError, IndexError, ValueError):
             continue
     return found
+
+
+def _live_group_processes(pgid: int) -> list[Path]:
+    """The processes of a process group that have not exited yet (zombies have: they hold no ports or memory,
+    and an orphan's stays until a reaper collects it, which a container's first process may never do)."""
+    live = []
+    for proc in _group_processes(pgid):
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if state not in ("Z", "X"):
+            live.append(proc)
+    return live
+
+
+#: How long :meth:`ServerProcess.kill` waits for the killed process group to be gone (tritonserver can take
+#: seconds to exit after SIGKILL, while the kernel frees its memory and GPU context; it holds its ports until then).
+GROUP_EXIT_TIMEOUT_S = 15.0
+
+
+def _wait_group_gone(pgid: int, timeout_s: float = GROUP_EXIT_TIMEOUT_S) -> bool:
+    """Wait until no process of a killed process group runs (Linux; at once elsewhere); False, with a warning,
+    where some still run after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        live = _live_group_processes(pgid)
+        if not live:
+            return True
+        if time.monotonic() >= deadline:
+            logger.warning("processes %s of the killed fsrfer-serve (process group %d) still run after %.0f s; a "
+                           "server started now may find its ports in use", ", ".join(p.name for p in live), pgid,
+                           timeout_s)
+            return False
+        time.sleep(0.02)
 
 
 def _group_shm_files(pgid: int) -> list[str]:
@@ -451,7 +513,7 @@ class ServerProcess:
                  grpc_port: int = 0, metrics_port: int = 0, model_name: str = "fsrfer",
                  python: Optional[str] = None, args: Sequence[str] = (), startup_timeout_s: float = 120.0) -> None:
         self.model = None if model is None else Path(model)
-        self.host = host
+        self.host = _check_host(host)
         given = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
         taken = {p for p in given.values() if p}  # a port given but not yet bound is free: never pick it
         picked = (p for p in free_ports(host, 3) if p not in taken)
@@ -588,9 +650,10 @@ class ServerProcess:
         self.kill()
 
     def kill(self) -> None:
-        """Kill the server's whole process group at once (SIGKILL), as a crash would, then remove what a
-        clean stop would have: its shared memory and the Python backend's copies of the models. Once that is
-        done it does nothing: the process group id may by then be another group's."""
+        """Kill the server's whole process group at once (SIGKILL), as a crash would, wait until all its
+        processes have exited (and so released its ports; at most :data:`GROUP_EXIT_TIMEOUT_S`), then remove
+        what a clean stop would have: its shared memory and the Python backend's copies of the models. Once
+        that is done it does nothing: the process group id may by then be another group's."""
         if self._proc is None or self._tmp is None:
             return
         shm = _group_shm_files(self._proc.pid)
@@ -598,6 +661,10 @@ class ServerProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._proc.pid, signal.SIGKILL)
         self._proc.wait()
+        # Its children die with it, but not at once (tritonserver frees gigabytes and a GPU context first, holding
+        # its ports): a start() right after this would find them in use. Until all have exited the group id
+        # cannot be handed to another group, so it is still theirs while this polls it.
+        _wait_group_gone(self._proc.pid)
         for path in shm:
             with contextlib.suppress(OSError):
                 os.unlink(path)
