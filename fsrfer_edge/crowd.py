@@ -247,23 +247,34 @@ class TrackLog:
     A track's ``probs`` is the plain mean of its frames' own probabilities (``frame_probs``), every frame alike:
     its expression over its whole appearance, not the recent mean that labels it frame by frame. Faces of an
     untracked stream (no ``track_id``) are not counted.
+
+    Frame numbers are the log's own: for one stream they are its ``frame_index``; where results of a further
+    ``analyze_stream`` call follow (a tracker carried on, its ``frame_index`` from 0 again), they go on from the last
+    frame logged, so a track followed across both calls keeps ``first_frame <= last_frame``.
     """
 
     def __init__(self, classes: Sequence[str]) -> None:
         self.classes = tuple(classes)
         self._tracks: dict[int, dict[str, Any]] = {}
+        self._offset = 0  # added to frame_index: the frames logged before the current call's first
+        self._last: Optional[int] = None  # the last frame number logged
 
     def add(self, result: CrowdResult) -> None:
-        """Count ``result``'s tracked faces."""
+        """Count ``result``'s tracked faces (results in the order the stream gives them)."""
+        index = result.frame_index + self._offset
+        if self._last is not None and index <= self._last:  # frame_index went back: the next call's results
+            self._offset = self._last + 1 - result.frame_index
+            index = self._last + 1
+        self._last = index
         for f in result.faces:
             if f.track_id is None:
                 continue
             probs = np.asarray(f.frame_probs if f.frame_probs is not None else f.probs, dtype=np.float64)
             t = self._tracks.get(f.track_id)
             if t is None:
-                t = self._tracks[f.track_id] = {"first": result.frame_index, "frames": 0, "coasted": 0,
+                t = self._tracks[f.track_id] = {"first": index, "frames": 0, "coasted": 0,
                                                 "sum": np.zeros(len(probs)), "size": 0.0}
-            t["last"] = result.frame_index
+            t["last"] = index
             t["frames"] += 1
             t["coasted"] += 0 if f.detected else 1
             t["sum"] = t["sum"] + probs

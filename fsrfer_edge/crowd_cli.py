@@ -5,13 +5,13 @@ Examples::
     fsrfer-crowd station.jpg --out annotated.png --json results.json
     fsrfer-crowd platform.mp4 --out annotated.mp4 --max-frames 300
     fsrfer-crowd 0 --out camera.mp4 --max-frames 100          # camera index 0 (OpenCV)
-    fsrfer-crowd 0 --out camera.mp4                           # until Ctrl-C
+    fsrfer-crowd 0 --out camera.mp4                           # until Ctrl-C (or SIGTERM)
 
 The input kind follows its name: a number is a camera, an image suffix (.png, .jpg, ...) an image,
 anything else a video. Images need Pillow (or OpenCV); videos and cameras need OpenCV (pip extra
 ``crowd``). Exit status: 0 on success (also when no face is found), 2 on bad input or a missing library,
-130 when interrupted (Ctrl-C): a camera recording ends after the frame in hand and its video and JSON
-are written; the partial output of an image or a video file is discarded.
+130 when interrupted (Ctrl-C) or stopped (SIGTERM): a camera recording ends after the frame in hand and its video
+and JSON are written; the partial output of an image or a video file is discarded.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from .detection.frames import (
     WRITABLE_IMAGES,
     write_image,
 )
-from .errors import CliParser, FsrferError, InputError, cli_main, one_line, signal_handled, sigterm_interrupts
+from .errors import CliParser, FsrferError, InputError, cli_main, one_line, signal_handled
 from .fileio import check_distinct_files, check_output_path, set_default_mode, write_json
 from .groups import GroupTally
 from .tracking import (DEFAULT_COAST, DEFAULT_CONFIRM, DEFAULT_HALF_LIFE, DEFAULT_MAX_MISSED, DEFAULT_MOTION,
@@ -60,7 +60,12 @@ COLOURS = {"angry": (230, 40, 40), "disgust": (120, 170, 20), "fear": (160, 60, 
 # --------------------------------------------------------------------------------------------
 def count_faces(n: int) -> str:
     """``"1 face"``, ``"2 faces"``, ``"0 faces"``."""
-    return f"{n} face" if n == 1 else f"{n} faces"
+    return plural(n, "face")
+
+
+def plural(n: int, noun: str) -> str:
+    """``"1 frame"``, ``"2 frames"``, ``"0 frames"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def annotate(frame: np.ndarray, result: CrowdResult, scale: int = 1, labels: bool = True,
@@ -255,12 +260,37 @@ def check_scale(scale: int, height: int, width: int) -> None:
                          f"megapixels; expected --scale {largest} or less")
 
 
+#: What the message after a run a signal ended says happened, per signal.
+STOPPED_BY: dict[int, str] = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "stopped (SIGTERM)"}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a supervisor or job scheduler stopping the run), raised as Ctrl-C's KeyboardInterrupt is,
+    so that the run cleans up after itself either way, and told apart from it in the message."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def sigterm_raises() -> contextlib.AbstractContextManager[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt), as Ctrl-C raises
+    KeyboardInterrupt: the partial output is discarded and no temporary file is left behind."""
+    return signal_handled(signal.SIGTERM, _terminate)
+
+
 @contextlib.contextmanager
-def ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
-    """While active, Ctrl-C (SIGINT) sets ``stop`` instead of raising KeyboardInterrupt: a camera recording ends
-    after the frame in hand and its outputs are written. Python handles signals in its main thread only;
-    in another thread this does nothing."""
-    with signal_handled(signal.SIGINT, lambda signum, frame: stop.set(), signal.default_int_handler):
+def stop_signals_set(stop: threading.Event, caught: list[int]) -> Iterator[None]:
+    """While active, Ctrl-C (SIGINT) and SIGTERM set ``stop`` (and append their number to ``caught``) instead of
+    raising KeyboardInterrupt: a camera recording ends after the frame in hand and its outputs are written, whether
+    a person or a supervisor stopped it. Python handles signals in its main thread only; in another thread this
+    does nothing."""
+    def handler(signum: int, frame: Any) -> None:
+        caught.append(signum)
+        stop.set()
+
+    with signal_handled(signal.SIGINT, handler, signal.default_int_handler), \
+            signal_handled(signal.SIGTERM, handler):
         yield
 
 
@@ -284,7 +314,7 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
     ``CrowdAnalyzer.analyze_stream``).
 
     A set ``stop`` ends the run after the frame in hand, keeping the frames so far (``"interrupted": true``):
-    how Ctrl-C ends a camera recording (:func:`ctrl_c_sets`). ``"truncated"`` says whether a video file
+    how Ctrl-C and SIGTERM end a camera recording (:func:`stop_signals_set`). ``"truncated"`` says whether a video file
     decoded far fewer frames than its header announces (``"frames_in_header"``; a warning is logged).
     Any exception, KeyboardInterrupt included, discards the partial video.
     """
@@ -421,7 +451,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from .recognizer import Recognizer, resolve_model_path
 
-    stop = threading.Event()  # set by Ctrl-C during a camera recording (ctrl_c_sets)
+    stop = threading.Event()  # set by Ctrl-C or SIGTERM during a camera recording (stop_signals_set)
+    caught: list[int] = []  # the signals that set it
     written = False  # --out is in place; removed if writing --json then fails or is interrupted (all or nothing)
     try:
         if args.scale < 1 or args.scale > 16:
@@ -462,12 +493,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.margin is not None:
             check_margin(args.margin, "--margin")
         threads = args.threads if args.detector != "opencv" else None
-        # SIGTERM (kill, a supervisor) raises KeyboardInterrupt as Ctrl-C does: no temporary video is left behind
-        with sigterm_interrupts(), \
+        # SIGTERM (kill, a supervisor) raises KeyboardInterrupt as Ctrl-C does: no temporary video is left behind;
+        # during a camera recording both end it after the frame in hand instead, and it is kept
+        with sigterm_raises(), \
                 Recognizer(args.model, threads=args.threads, spinning=False, sessions=args.sessions) as rec, \
                 create_detector(args.detector, min_face=args.min_face, min_score=args.min_score,
                                 threads=threads) as det, \
-                (ctrl_c_sets(stop) if kind == "camera" else contextlib.nullcontext()):
+                (stop_signals_set(stop, caught) if kind == "camera" else contextlib.nullcontext()):
             analyzer = CrowdAnalyzer(rec, det, margin=args.margin, min_score=args.min_score, min_size=args.min_size)
             if kind == "image":
                 doc = run_image(analyzer, args.input, args.out, args.scale, not args.no_labels)
@@ -479,32 +511,37 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 doc = run_video(analyzer, args.input, args.out, args.scale, not args.no_labels, args.max_frames,
                                 stop, tracker if tracker is not None else False, detect_every)
                 doc["tracking"] = tracking_json(tracker, detect_every)
-                message = f"{doc['n_frames']} frames" + (
-                    "" if doc["tracks"] is None else f", {len(doc['tracks'])} faces followed") + \
-                    ", faces per class over all frames: " + ", ".join(
-                        f"{c} {n}" for c, n in doc["face_counts_all_frames"].items() if n) + \
-                    shares_text(doc["shares_all_frames"])
+                message = video_summary(doc)
             written = kind != "camera"  # a camera's recording cannot be taken again: it is kept
             doc.update({"input": args.input, "detector": repr(det), "model": str(rec.model_path),
                         "sessions": getattr(rec.backend, "sessions", 1)})
             if args.json is not None:
                 write_json(args.json, doc)
             written = False  # the run is complete
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _discard(args.out, written)
-        print("fsrfer-crowd: interrupted (Ctrl-C); the partial output was discarded", file=sys.stderr)
+        how = STOPPED_BY[signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT]
+        print(f"fsrfer-crowd: {how}; the partial output was discarded", file=sys.stderr)
         return 130
     except FsrferError as exc:
         _discard(args.out, written)
         print(f"fsrfer-crowd: error: {one_line(exc)}", file=sys.stderr)
         return 2
     if stop.is_set():
-        n = doc["n_frames"]
-        print(f"fsrfer-crowd: interrupted (Ctrl-C); kept the {n} frame{'' if n == 1 else 's'} recorded so far",
-              file=sys.stderr)
+        how = STOPPED_BY[caught[0] if caught else signal.SIGINT]  # the first signal: the one that ended it
+        print(f"fsrfer-crowd: {how}; kept the {plural(doc['n_frames'], 'frame')} recorded so far", file=sys.stderr)
     print(message.rstrip(": "))
     print(f"wrote {args.out}" + (f" and {args.json}" if args.json else ""))
     return 130 if stop.is_set() else 0
+
+
+def video_summary(doc: dict[str, Any]) -> str:
+    """The line printed after a video or camera run (``doc``: :func:`run_video`'s): its frames, the faces followed
+    (with tracking), the faces per class over all frames and the group's estimated shares."""
+    followed = "" if doc["tracks"] is None else ", " + plural(len(doc["tracks"]), "face") + " followed"
+    counts = ", ".join(f"{c} {n}" for c, n in doc["face_counts_all_frames"].items() if n)
+    return (plural(doc["n_frames"], "frame") + followed + ", faces per class over all frames: " + counts
+            + shares_text(doc["shares_all_frames"]))
 
 
 def _discard(out: Path, written: bool) -> None:

@@ -19,6 +19,7 @@ import binascii
 import dataclasses
 import functools
 import logging
+import math
 import os
 from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 
@@ -195,6 +196,37 @@ def _resampled(d: Any) -> Optional[np.ndarray]:
     return np.frombuffer(data, dtype="<f4").reshape(shape).astype(np.float64)
 
 
+def _integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_fit_arguments(probs: Any, labels: Any, classes: Any, resamples: Any, seed: Any) -> None:
+    """InputError for arguments of :meth:`GroupCalibration.fit` that are not of the kinds it takes (its faces are
+    checked where they are read)."""
+    for name, value in (("probs", probs), ("labels", labels)):
+        if not isinstance(value, Mapping):
+            raise InputError(f"{name}: expected a mapping of each down-sample factor to its faces' "
+                             f"{'probabilities (N, C)' if name == 'probs' else 'labels (N,)'}; got "
+                             f"{type(value).__name__}")
+    bad = [f for f in dict.fromkeys([*probs, *labels]) if isinstance(f, (bool, np.bool_))
+           or not isinstance(f, (int, float, np.integer, np.floating)) or not (math.isfinite(f) and f >= 1)]
+    if bad:
+        raise InputError(f"factors: expected finite numbers >= 1 (48 px / the faces' side for a 48 px model); got "
+                         f"{bad}")
+    try:
+        names = None if isinstance(classes, str) else list(classes)
+    except TypeError:  # not iterable
+        names = None
+    if names is None or len(names) < 2 or len({str(n) for n in names}) != len(names):  # as a file stores them
+        raise InputError(f"classes: expected 2 or more distinct class names, in the model's probability order; got "
+                         f"{names if names is not None else repr(classes)}")
+    if not _integer(resamples) or resamples == 1 or resamples < 0:
+        raise InputError(f"resamples={resamples!r}: expected an integer, 0 or >= 2 (sets of resampled matrices, "
+                         "e.g. 200)")
+    if not _integer(seed):
+        raise InputError(f"seed={seed!r}: expected an integer")
+
+
 class GroupTally:
     """A group estimate over faces that arrive in parts (the frames of a video): running sums of the faces'
     outputs and of their sizes' weights, so that :meth:`shares` over every face so far costs no more than one
@@ -314,7 +346,14 @@ class GroupCalibration(sidecars.MeasuredFile):
         factor ``f``, ``labels[f]`` (N_f,) their true classes. Every class needs faces at every factor. With
         ``resamples``, also that many sets of probability matrices from the faces resampled with replacement
         within each class (the same faces at every factor, so every factor's labels must be the same), seeded:
-        :attr:`resampled`, for :meth:`interval`."""
+        :attr:`resampled`, for :meth:`interval`.
+
+        Raises:
+            InputError: ``probs`` or ``labels`` is not a mapping of factors (finite numbers >= 1), their factors
+                differ, ``classes`` are not 2 or more distinct names, ``resamples`` is not an integer 0 or >= 2,
+                ``seed`` is not an integer, or the faces are not as above (a class without faces at some factor,
+                labels out of range, logits for probabilities)."""
+        _check_fit_arguments(probs, labels, classes, resamples, seed)
         if resamples:
             if not labels:
                 raise InputError("resamples: expected labelled faces at one factor or more; got none")
