@@ -9,6 +9,8 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
+import math
 import os
 import re
 import stat
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import IO, Any, Callable, Optional, Sequence, Union
 
 from .errors import InputError
+
+logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -177,9 +181,42 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
 
 
 def write_json(path: PathLike, doc: Any, default: Optional[Callable[[Any], Any]] = None) -> Path:
-    """Write ``doc`` as indented, key-sorted JSON, atomically."""
-    text = json.dumps(doc, indent=2, sort_keys=True, default=default) + "\n"
-    return atomic_write_bytes(path, text.encode())
+    """Write ``doc`` as indented, key-sorted JSON, atomically.
+
+    Strict JSON: a NaN or infinite number (which Python would write as ``NaN``/``Infinity``, refused by other JSON
+    readers) is written as ``null``, with one logged warning naming where it was. Finite values are written as
+    ``json.dumps`` writes them. ``default``: as ``json.dumps``'s (what it returns is written by the same rule).
+    """
+    try:
+        text = json.dumps(doc, indent=2, sort_keys=True, default=default, allow_nan=False)
+    except ValueError as exc:
+        if "Out of range float values" not in str(exc):
+            raise
+        where: list[str] = []
+        text = json.dumps(_finite_or_none(doc, default, "", where), indent=2, sort_keys=True, default=default,
+                          allow_nan=False)
+        shown = ", ".join(w or "(the document)" for w in where[:5]) + (", ..." if len(where) > 5 else "")
+        logger.warning("%s: %d NaN or infinite number(s) written as null (strict JSON): %s", path, len(where), shown)
+    return atomic_write_bytes(path, (text + "\n").encode())
+
+
+def _finite_or_none(obj: Any, default: Optional[Callable[[Any], Any]], at: str, where: list[str]) -> Any:
+    """``obj`` with each NaN or infinite float replaced by None (its place appended to ``where``); what ``default``
+    makes of an object JSON cannot write is looked at too."""
+    if isinstance(obj, float):
+        if math.isfinite(obj):
+            return obj
+        where.append(at)
+        return None
+    if isinstance(obj, (str, int)) or obj is None:
+        return obj
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v, default, f"{at}.{k}" if at else str(k), where) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v, default, f"{at}[{i}]", where) for i, v in enumerate(obj)]
+    made = obj if default is None else default(obj)
+    # None, or a default that returns what it was given: json.dumps refuses it with its own error
+    return obj if made is obj else _finite_or_none(made, default, at, where)
 
 
 def remove_partial_writes(folder: PathLike) -> list[Path]:

@@ -74,7 +74,8 @@ def resolve_model_path(model: Optional[PathLike]) -> Path:
     """The model file to load: ``model``, or the shipped default model when None.
 
     Raises:
-        ModelError: the file does not exist, or has an unsupported suffix.
+        InputError: ``model`` is not a path, or an empty one.
+        ModelError: the file does not exist, is a directory, or has an unsupported suffix.
     """
     if model is None:
         if not DEFAULT_MODEL.is_file():
@@ -86,7 +87,13 @@ def resolve_model_path(model: Optional[PathLike]) -> Path:
         return DEFAULT_MODEL
     if not isinstance(model, (str, os.PathLike)):
         raise InputError(f"model={model!r} ({type(model).__name__}); expected a path to an .onnx, .engine or .plan file")
+    if not os.fspath(model).strip():  # Path("") would read it as the current directory
+        raise InputError(f"model={model!r} is an empty path; expected the path of an .onnx model (from fsrfer-export) "
+                         "or a TensorRT .engine/.plan file, or None (leave it out) for the shipped default model")
     path = Path(model)
+    if os.path.isdir(path):  # before the suffix: a folder is not searched for a model
+        raise ModelError(f"model {path} is a directory; expected the path of an .onnx model or a TensorRT "
+                         ".engine/.plan file, or None (leave it out) for the shipped default model")
     if path.suffix.lower() not in ONNX_SUFFIXES + ENGINE_SUFFIXES:
         raise ModelError(f"model {path} has suffix {path.suffix!r}; expected an .onnx model or a TensorRT .engine/.plan")
     problem = file_problem(path)
@@ -399,12 +406,17 @@ class Recognizer:
     def predict_logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw logits for an already prepared (N, C, S, S) batch (see :meth:`prepare`).
 
-        Batches larger than :attr:`max_batch` are split and the results concatenated in order.
+        Batches larger than :attr:`max_batch` are split and the results concatenated in order. A batch in the
+        other byte order (big-endian ``>f4`` read from a file, say) is taken in native order, values unchanged.
 
         Raises:
             InputError: the batch does not match the model's input dtype/shape.
         """
         self._check_open()
+        if isinstance(batch, np.ndarray) and not batch.dtype.isnative:
+            # Byte order is how the values are stored, not what they mean: a copy in native order holds the same
+            # values, and is then checked (dtype, shape, finite) as any batch is.
+            batch = batch.astype(batch.dtype.newbyteorder("="))
         n, least = self._max_batch, self._backend.min_batch
         if not isinstance(batch, np.ndarray) or batch.ndim != 4 or least <= batch.shape[0] <= n:
             return self._backend.infer(batch)  # the backend validates and explains

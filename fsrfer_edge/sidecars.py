@@ -100,15 +100,21 @@ def model_names(path: Path) -> list[str]:
 
 def _engine_source(path: Path) -> Optional[Path]:
     """The ONNX file an engine was built from, where its engine-cache sidecar records one on this machine (an engine
-    in the cache folder is not beside its model's files)."""
+    in the cache folder is not beside its model's files). None where the sidecar is unreadable or malformed: the
+    search goes on without it."""
     from .engine_cache import _recorded_source, sidecar_path
 
     try:
         doc = json.loads(sidecar_path(path).read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
         return None
     source = _recorded_source(doc) if isinstance(doc, dict) else None
-    return Path(source) if source else None
+    if not source:
+        return None
+    # The engine cache records an absolute path; another (".", "/", "model.onnx") has no file name to look beside,
+    # or would be looked for in the current directory.
+    source_path = Path(source)
+    return source_path if source_path.is_absolute() and source_path.name else None
 
 
 def besides(model_path: PathLike, suffix: str) -> list[Path]:

@@ -7,13 +7,15 @@
 - ``"blazeface"``: MediaPipe BlazeFace converted to ONNX (shipped), on ONNX Runtime, with an image
   pyramid for faces down to ``min_face`` pixels (:mod:`.blazeface`).
 - ``"opencv"``: OpenCV's Haar cascade (:mod:`.opencv`), the fallback without ONNX Runtime.
-- ``"auto"``: YuNet when ONNX Runtime can be imported, else OpenCV.
+- ``"auto"``: YuNet when ONNX Runtime can be imported, else OpenCV (with a warning where it is installed but
+  fails to import).
 
 Your own detector: subclass :class:`FaceDetector` and implement ``_detect(frame)`` (see :mod:`.base`).
 Importing this package needs numpy only.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import os
@@ -22,7 +24,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..errors import BackendUnavailable, InputError
+from ..errors import BackendUnavailable, InputError, one_line
 from .base import (
     MAX_FRAME_PIXELS,
     Detection,
@@ -57,12 +59,27 @@ def detector_model_inputs() -> list[tuple[str, Path]]:
     return [("the detector's model", yunet.DEFAULT_YUNET), ("the detector's model", blazeface.DEFAULT_BLAZEFACE)]
 
 
+_NOT_INSTALLED = "onnxruntime is not installed"
+
+
+def _onnxruntime_problem() -> str:
+    """Why 'auto' cannot use ONNX Runtime ("" when it can): not installed, or installed but failing to import (a
+    missing shared library, a wheel for another numpy), which YuNet would then fail on."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return _NOT_INSTALLED
+    try:
+        importlib.import_module("onnxruntime")
+    except Exception as exc:  # whatever a broken install raises on import: 'auto' then takes OpenCV, and says why
+        return f"onnxruntime cannot be imported ({type(exc).__name__}: {one_line(exc)})"
+    return ""
+
+
 def create_detector(name: str = "auto", *, min_face: float = 8.0, min_score: Optional[float] = None,
                     model: Optional[PathLike] = None, threads: Optional[int] = None) -> FaceDetector:
     """Create a face detector by name.
 
     Args:
-        name: ``"auto"`` (YuNet if onnxruntime is installed, else OpenCV), ``"yunet"``, ``"blazeface"``
+        name: ``"auto"`` (YuNet if onnxruntime can be imported, else OpenCV), ``"yunet"``, ``"blazeface"``
             or ``"opencv"``.
         min_face: smallest face side in frame pixels to look for (smaller costs more time).
         min_score: detection threshold (None: the detector's default, :data:`DEFAULT_SCORES`). OpenCV
@@ -81,11 +98,15 @@ def create_detector(name: str = "auto", *, min_face: float = 8.0, min_score: Opt
     """
     if not isinstance(name, str) or name not in DETECTORS:
         raise InputError(f"detector={name!r}; expected one of {DETECTORS}")
-    chosen = name
+    chosen, why = name, ""
     if name == "auto":
-        chosen = "yunet" if importlib.util.find_spec("onnxruntime") is not None else "opencv"
-        logger.info("detector 'auto' chose %s", chosen)
-    fallback = " ('auto' chose it: onnxruntime is not installed)" if name != chosen else ""
+        why = _onnxruntime_problem()
+        chosen = "opencv" if why else "yunet"
+        if why and why != _NOT_INSTALLED:  # a broken install: worth more than an info line
+            logger.warning("detector 'auto' chose opencv: %s", why)
+        else:
+            logger.info("detector 'auto' chose %s", chosen)
+    fallback = f" ('auto' chose it: {why})" if name != chosen else ""
     score = DEFAULT_SCORES.get(chosen, 0.0) if min_score is None else min_score
     if isinstance(score, bool) or not isinstance(score, (int, float, np.integer, np.floating)) \
             or not 0.0 <= float(score) <= 1.0:  # NaN fails the comparison too
@@ -104,8 +125,8 @@ def create_detector(name: str = "auto", *, min_face: float = 8.0, min_score: Opt
     if threads is not None and name == "opencv":
         raise InputError("threads= applies to the ONNX detectors (ONNX Runtime) only; drop it for 'opencv'")
     if threads is not None:  # 'auto' fell back: the same call works on every install, but not silently
-        logger.warning("threads=%r is unused: detector 'auto' chose 'opencv', as onnxruntime is not installed "
-                       "(pip extra 'cpu' for YuNet)", threads)
+        logger.warning("threads=%r is unused: detector 'auto' chose 'opencv', as %s (pip extra 'cpu' for YuNet)",
+                       threads, why)
     from .opencv import OpenCVDetector
 
     return OpenCVDetector(min_face=min_face)  # every cascade detection scores 1.0, so min_score keeps all

@@ -29,9 +29,10 @@ turns (the classifier is not thread-safe).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class OpenCVDetector(PyramidDetector):
         min_face: smallest face side (frame pixels) to look for; the frame is enlarged to reach it.
         scale_factor: cascade pyramid step (``detectMultiScale`` scaleFactor).
         min_neighbors: overlapping windows needed to accept a face (higher: fewer false faces).
-        cascade: path of a cascade XML; None: OpenCV's frontal-face default.
+        cascade: path of a cascade XML (a str or path-like object); None: OpenCV's frontal-face default.
         max_input: largest image side given to the cascade (its memory grows with the tile's pixels); larger
             enlarged frames are cut into tiles of at most this side, overlapping by :data:`OVERLAP` pixels.
         iou: weighted-NMS overlap threshold when merging the boxes of overlapping tiles and levels.
@@ -100,8 +101,13 @@ class OpenCVDetector(PyramidDetector):
     n_points = 0
 
     def __init__(self, *, min_face: float = 8.0, scale_factor: float = 1.1, min_neighbors: int = 4,
-                 cascade: Optional[str] = None, max_input: int = 2048, iou: float = 0.3) -> None:
+                 cascade: Optional[Union[str, "os.PathLike[str]"]] = None, max_input: int = 2048,
+                 iou: float = 0.3) -> None:
         check_number("min_face", min_face, 1.0)  # numpy numbers too, as the ONNX detectors
+        given = os.fspath(cascade) if isinstance(cascade, (str, os.PathLike)) else None
+        if cascade is not None and not (isinstance(given, str) and given.strip()):  # "" is not OpenCV's default
+            raise InputError(f"cascade={cascade!r}; expected the path of a Haar cascade XML file, or None for "
+                             f"OpenCV's {CASCADE}")
         scale_factor = check_number("scale_factor", scale_factor, 1.01)
         if isinstance(min_neighbors, bool) or not isinstance(min_neighbors, (int, np.integer)) or min_neighbors < 0:
             raise InputError(f"min_neighbors={min_neighbors!r}; expected an integer >= 0")
@@ -125,10 +131,12 @@ class OpenCVDetector(PyramidDetector):
                 f"OpenCV {getattr(self._cv2, '__version__', '?')} has no cascade classifier (OpenCV 5 removed it); "
                 "install 'opencv-python-headless<5' for the OpenCV detector, or use detector='yunet'"
             )
-        path = cascade or str(Path(self._cv2.data.haarcascades) / CASCADE)
+        path = str(Path(self._cv2.data.haarcascades) / CASCADE) if given is None else given
         self._cascade: Any = self._cv2.CascadeClassifier(path)
         if self._cascade.empty():
             raise ModelError(f"OpenCV could not load the cascade {path}; expected a Haar cascade XML file")
+        # What __repr__ names: OpenCV's default by its file name, another cascade by the path it was given.
+        self._cascade_file = CASCADE if given is None else path
         self.scale_factor = float(scale_factor)
         self.min_neighbors = int(min_neighbors)
 
@@ -197,5 +205,5 @@ class OpenCVDetector(PyramidDetector):
             self._cascade = None
 
     def __repr__(self) -> str:
-        return (f"OpenCVDetector(opencv={getattr(self._cv2, '__version__', '?')!r}, cascade={CASCADE!r}, "
+        return (f"OpenCVDetector(opencv={getattr(self._cv2, '__version__', '?')!r}, cascade={self._cascade_file!r}, "
                 f"min_face={self.min_face}, min_neighbors={self.min_neighbors}, max_input={self.max_input})")
