@@ -25,11 +25,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
-from .errors import EngineError, ModelError
+from .errors import EngineError, InputError, ModelError
 from .fileio import sha256_file, write_json
-from .metadata import ModelInfo
+from .metadata import PRECISIONS, ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -164,10 +164,56 @@ def check_engine(engine_path: str | os.PathLike[str], tensorrt_version: str, com
     except OSError as exc:  # an I/O error: passed over (and rebuilt) like a corrupt engine
         raise EngineError(f"engine {engine_path} cannot be read ({exc.strerror or exc}); rebuild it") from exc
     if doc.get("engine_sha256") != engine_sha256:
-        raise EngineError(f"engine {engine_path} does not match the hash in its sidecar: corrupt or replaced; rebuild it")
+        raise EngineError(f"engine {engine_path} does not match the hash in its sidecar: corrupt or replaced; "
+                          "rebuild it")
     if onnx_path is not None and doc.get("onnx_sha256") != sha256_file(onnx_path):
         raise EngineError(f"engine {engine_path.name} is stale: {onnx_path} changed since it was built; rebuild it")
     return doc
+
+
+def choose_engine(candidates: Sequence[tuple[EngineKey, Path]], min_max_batch: int = 1,
+                  precision: Optional[str] = None) -> Path:
+    """The engine to run among valid ``candidates`` (each with its key), all built from one ONNX file.
+
+    Precision is chosen first, the batch range second, so a user gets the precision asked for whatever batch ranges
+    the engines were built with. An FP32 file can have engines of two precisions: FP32 (``fsrfer-export --engine``)
+    and FP16 (first use, which builds an FP32 file from an FP16 copy); FP16 and s8s8 INT8 files have only their
+    own.
+
+    Args:
+        candidates: the engines (their sidecars' keys) that passed :func:`check_engine`; their order does not
+            matter.
+        min_max_batch: among engines of the chosen precision, the smallest whose max batch is at least this wins,
+            else the largest; ties go to the first path in sorted order.
+        precision: the engine precision asked for (``fp32``, ``fp16``, ``int8``): only engines of it are chosen.
+            None (nothing asked): the precision first use builds is preferred, i.e. an FP32 file's FP16 engine
+            over its FP32 one, which is chosen only where it is the file's only valid engine.
+
+    Raises:
+        InputError: ``precision`` is not one of fp32, fp16, int8.
+        EngineError: there is no candidate (of ``precision``).
+    """
+    if precision is not None and precision not in PRECISIONS:
+        raise InputError(f"engine precision {precision!r}; expected one of {', '.join(PRECISIONS)} (or None: the "
+                         "precision first use builds)")
+    if not candidates:
+        raise EngineError("no engine to choose from: none passed the checks; build one with: "
+                          "fsrfer-export --engine MODEL.onnx")
+    if precision is None:
+        # Every precision but fp32 is what first use builds from its file; fp32 engines come only from an explicit
+        # fsrfer-export --engine of an FP32 file, whose first-use engine is FP16.
+        pool = [c for c in candidates if c[0].precision != "fp32"] or list(candidates)
+    else:
+        pool = [c for c in candidates if c[0].precision == precision]
+    if not pool:
+        found = ", ".join(sorted({k.precision for k, _ in candidates})) or "none"
+        raise EngineError(f"no engine of precision {precision} among the valid engines (found: {found}); build one "
+                          "from the ONNX file of that precision with: fsrfer-export --engine MODEL.onnx")
+    ranked = sorted((int(k.max_batch), str(p), p) for k, p in pool)
+    big_enough = [r for r in ranked if r[0] >= min_max_batch]
+    if big_enough:
+        return big_enough[0][2]
+    return next(r[2] for r in ranked if r[0] == ranked[-1][0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,6 +400,22 @@ def _source_changed(doc: dict[str, Any], missing_sources: bool) -> Optional[str]
     return None
 
 
+def _flock_available() -> bool:
+    """Whether this platform has ``flock`` (not Windows), so that :func:`build_lock` can tell a running build."""
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _partial_grace_s() -> float:
+    """How old a hidden ``.tmp`` file must be before it counts as a killed build's. Where builds hold the folder's
+    lock, :func:`prune` leaves a running build's files alone by that lock, and the grace period covers the rest;
+    without ``flock`` it cannot tell, and waits :data:`BUILD_LOCK_WAIT_S` (see :func:`prune`)."""
+    return UNFINISHED_GRACE_S if _flock_available() else BUILD_LOCK_WAIT_S
+
+
 def _entry(p: Path, now: float, tensorrt_version: Optional[str], missing_sources: bool) -> Optional[CachedEngine]:
     """``p`` as a :class:`CachedEngine`, or None when it is none (another file, a build in progress)."""
     name = p.name
@@ -366,9 +428,9 @@ def _entry(p: Path, now: float, tensorrt_version: Optional[str], missing_sources
         return None
     age = now - p.stat().st_mtime
     if name.startswith(".") and name.endswith(".tmp"):
-        return None if age < UNFINISHED_GRACE_S else CachedEngine(p, p.stat().st_size, None, None,
+        return None if age < _partial_grace_s() else CachedEngine(p, p.stat().st_size, None, None,
                                                                      "a partial file left by a killed build")
-    if not name.endswith(ENGINE_SUFFIX) or name.startswith("."):
+    if not name.endswith(ENGINE_SUFFIX):  # hidden ones too: the engines of a model named .face.onnx
         return None
     size = p.stat().st_size
     side = sidecar_path(p)
@@ -399,8 +461,10 @@ def list_engines(folder: str | os.PathLike[str], tensorrt_version: Optional[str]
     built with another TensorRT than ``tensorrt_version`` (None: not judged); the ONNX file it was built from has
     changed since (the runtime looks engines up by the file's hash, so it can never pick this one again); with
     ``missing_sources``, that file no longer exists (a model moved or deleted: off by default); a hidden
-    ``.NAME.*.tmp`` file. The ONNX file is judged only from the machine that built the engine (its sidecar's
-    ``source_host``): a cache folder may be shared by devices. Engines built for another GPU are not stale for that.
+    ``.NAME.*.tmp`` file older than :data:`UNFINISHED_GRACE_S` (where there is no ``flock``, as on Windows:
+    :data:`BUILD_LOCK_WAIT_S`). Engines of models whose names start with ``.`` are listed like any other. The ONNX
+    file is judged only from the machine that built the engine (its sidecar's ``source_host``): a cache folder may be
+    shared by devices. Engines built for another GPU are not stale for that.
     Anything younger than :data:`UNFINISHED_GRACE_S` that a build may still be writing is left alone, as are
     files that vanish or cannot be read while the folder is listed.
     """
@@ -432,20 +496,68 @@ def _remove(entry: CachedEngine) -> Optional[str]:
     return None
 
 
+@contextlib.contextmanager
+def _lock_for_prune(root: Path) -> Iterator[tuple[str, str]]:
+    """Take ``root``'s build lock for :func:`prune`, without waiting. Yields ``("held", "")`` when taken (builds
+    wait meanwhile), ``("busy", HOLDER)`` while another build holds it (HOLDER: its note, "pid N on HOST since T"),
+    ``("none", "")`` where builds there do not take turns (no ``flock`` on the platform or file system, or a
+    read-only folder without a lock file)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield "none", ""
+        return
+    if (os.getpid(), os.path.realpath(root)) in getattr(_HELD, "folders", set()):
+        yield "held", ""  # called inside this thread's own build_lock block: nothing of another build can run
+        return
+    fd, _ = _open_lock_file(root)
+    if fd is None:
+        yield "none", ""
+        return
+    try:
+        state, holder = "held", ""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            busy = exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+            state, holder = ("busy", _lock_holder(fd) or "unknown") if busy else ("none", "")
+        try:
+            yield state, holder
+        finally:
+            if state == "held":
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def prune(folder: str | os.PathLike[str], tensorrt_version: Optional[str] = None, missing_sources: bool = False,
           dry_run: bool = False) -> tuple[list[CachedEngine], list[str]]:
     """Remove the stale entries of ``folder`` (:func:`list_engines`): engines with their sidecars.
 
+    It holds the folder's build lock (:func:`build_lock`) while it lists and removes, so no build starts meanwhile.
+    While a build holds that lock, nothing is removed (and nothing listed: the result is empty), with an INFO
+    message: the build may rename a new engine over any stale one (a rebuild of an engine whose sidecar was lost
+    or whose bytes changed) or write the sidecar of one it has just put in place, and the hidden files are its own.
+    Where there is no ``flock`` (Windows, some network file systems) a build cannot be told: engines are judged by
+    :data:`UNFINISHED_GRACE_S` alone, and a hidden ``.tmp`` file goes only once older than
+    :data:`BUILD_LOCK_WAIT_S` (a build reads its FP16 copy when it starts and writes its engine at the end, each
+    within minutes; the copy lives as long as the build, but is no longer read).
+
     Returns:
         What was removed (with ``dry_run``, what would be), and the errors of files that could not be removed.
     """
-    if not Path(folder).is_dir():
+    root = Path(folder)
+    if not root.is_dir():
         return [], []
-    # While a build holds the folder's lock, its hidden files (the FP16 copy a first use builds from) are its own,
-    # however old: left alone.
-    with build_lock(folder, wait_s=0, announce=False) as idle:
-        stale = [e for e in list_engines(folder, tensorrt_version, missing_sources)
-                 if e.stale is not None and (idle or not e.path.name.startswith("."))]
+    with _lock_for_prune(root) as (state, holder):
+        if state == "busy":
+            logger.info("an engine build holds the lock of %s (%s): nothing removed, since it may be writing any "
+                        "engine there; run fsrfer-engines --prune again once it ends", root, holder)
+            return [], []
+        now = time.time()
+        stale = [e for e in list_engines(root, tensorrt_version, missing_sources, now=now) if e.stale is not None]
+        if state == "none":
+            stale = [e for e in stale if not e.path.name.endswith(".tmp") or _older(e.path, now, BUILD_LOCK_WAIT_S)]
         if dry_run:
             return stale, []
         removed, errors = [], []
@@ -456,6 +568,13 @@ def prune(folder: str | os.PathLike[str], tensorrt_version: Optional[str] = None
             else:
                 errors.append(error)
     return removed, errors
+
+
+def _older(path: Path, now: float, seconds: float) -> bool:
+    try:
+        return now - path.stat().st_mtime >= seconds
+    except OSError:  # gone meanwhile: nothing to remove
+        return False
 
 
 def prune_replaced(folder: str | os.PathLike[str], onnx_path: str | os.PathLike[str],

@@ -14,8 +14,9 @@ changed file; this command finds all of them (:func:`fsrfer_edge.engine_cache.li
 another GPU are kept, and ONNX files are judged only from the machine that built their engines: a folder may be
 shared by devices. fsrfer-export stages its files in a hidden folder of its --out-dir (where it builds engines),
 which an export killed by SIGKILL leaves behind: those whose process is gone are listed and pruned too
-(:func:`fsrfer_edge.engine_cache.remove_dead_staging`). Exit status: 0, or 2 on bad input or a file that could not
-be removed.
+(:func:`fsrfer_edge.engine_cache.remove_dead_staging`). While an engine build holds the folder's lock, --prune
+removes no engine there and says so: run it again once the build ends. Exit status: 0, or 2 on bad input or a file
+that could not be removed.
 """
 from __future__ import annotations
 
@@ -102,11 +103,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (FsrferError, OSError) as exc:
         print(f"fsrfer-engines: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    if args.prune and args.tensorrt_version is not None:
+    if args.prune and args.tensorrt_version is not None and version is not None:
         # The same release written longer or shorter (10.3.0 beside engines of 10.3.0.26): a slip, not an upgrade;
         # pruning on it would remove every engine of that release.
         recorded = {e.key.tensorrt_version for e in engines if e.key is not None}
-        near = sorted(r for r in recorded if r != version and (r.startswith(version + ".") or version.startswith(r + ".")))
+        near = sorted(r for r in recorded
+                      if r != version and (r.startswith(version + ".") or version.startswith(r + ".")))
         if near and version not in recorded:
             p.error(f"--tensorrt-version {version} is not what this folder's engines record, but {', '.join(near)} "
                     "is the same release written otherwise; expected the version exactly as tensorrt.__version__ "

@@ -1026,11 +1026,11 @@ def test_an_engine_tensorrt_cannot_load_is_rebuilt_by_the_builder_and_on_first_u
     assert _build(variants, tmp_path, "fp16") == fp16 and len(gpu.trt.log["built"]) == 4
     assert _build(variants, tmp_path, "fp16") == fp16 and len(gpu.trt.log["built"]) == 4  # now cached
     TensorRTBackend(fp16, memory="cuda-python").close()
-    # An unreadable engine beside the ONNX file, preferred by its batch range: passed over for the cache's,
-    # built once; later uses find the cache's without building again.
+    # An unreadable FP16 engine beside the ONNX file (its first-use precision), preferred by its batch range: passed
+    # over for the cache's, built once; later uses find the cache's without building again.
     from fsrfer_edge.export import engine as export_engine
 
-    beside = export_engine.build_engine(model, tmp_path, 1, 32, 64)
+    beside = export_engine.build_engine(variants / "tiny.fp16.onnx", tmp_path, 1, 32, 64, source_onnx=model)
     unreadable(beside)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="fsrfer_edge"):

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence, Union, cast
 
 import numpy as np
 
-from ..engine_cache import (build_lock, check_engine, default_cache_dir, engine_pattern, model_stem, prune_replaced,
-                            read_sidecar)
+from ..engine_cache import (EngineKey, build_lock, check_engine, choose_engine, default_cache_dir, engine_pattern,
+                            model_stem, prune_replaced, read_sidecar)
 from ..fileio import sha256_file
 from ..errors import BackendUnavailable, EngineError, InputError
 from ..metadata import ModelInfo
@@ -555,8 +555,10 @@ def find_engine(onnx_path: Union[str, os.PathLike[str]], tensorrt_version: str, 
     :func:`~fsrfer_edge.engine_cache.model_stem` and the file's SHA-256 (``face.int8-s8s8.onnx`` ->
     ``face.int8.<sha256 start>...engine``);
     each candidate is verified with :func:`~fsrfer_edge.engine_cache.check_engine` (``device``: this
-    GPU's identity key). Among valid ones, the smallest whose max batch is >= ``min_max_batch`` wins,
-    else the largest. ``exclude``: engine files passed over (one TensorRT could not read).
+    GPU's identity key). Among valid ones (:func:`~fsrfer_edge.engine_cache.choose_engine`), the precision
+    first use builds comes first (an FP32 file's FP16 engine before an FP32 engine from ``fsrfer-export
+    --engine``), then the smallest whose max batch is >= ``min_max_batch``, else the largest. ``exclude``: engine
+    files passed over (one TensorRT could not read).
 
     Raises:
         EngineError: none is valid; the message lists what was tried and how to build one.
@@ -566,7 +568,7 @@ def find_engine(onnx_path: Union[str, os.PathLike[str]], tensorrt_version: str, 
         raise EngineError(f"ONNX model {onnx_path} does not exist; expected the file the engine was built from")
     cc = compute_capability.replace(".", "")
     pattern = engine_pattern(model_stem(onnx_path), sha256_file(onnx_path), tensorrt_version, compute_capability)
-    valid: list[tuple[int, Path]] = []
+    valid: list[tuple[EngineKey, Path]] = []
     tried: list[str] = []
     for d in search_dirs:
         for cand in sorted(Path(d).glob(pattern)):
@@ -577,7 +579,7 @@ def find_engine(onnx_path: Union[str, os.PathLike[str]], tensorrt_version: str, 
             except EngineError as exc:
                 tried.append(f"{cand.name}: {exc}")
                 continue
-            valid.append((int(doc["key"].max_batch), cand))
+            valid.append((doc["key"], cand))
     if not valid:
         where = ", ".join(str(d) for d in search_dirs)
         detail = ("; rejected: " + " | ".join(tried)) if tried else ""
@@ -586,8 +588,7 @@ def find_engine(onnx_path: Union[str, os.PathLike[str]], tensorrt_version: str, 
             f"sm{cc}{' (' + device + ')' if device else ''} was found in {where}{detail}. Build one on this device with: "
             f"fsrfer-export --engine {onnx_path}"
         )
-    big_enough = sorted(v for v in valid if v[0] >= min_max_batch)
-    return big_enough[0][1] if big_enough else max(valid)[1]
+    return choose_engine(valid, min_max_batch)
 
 
 def tensorrt_unavailable_reason(onnx_path: Union[str, os.PathLike[str]], device: int = 0) -> Optional[str]:
