@@ -42,6 +42,7 @@ def _open_npz(path: Path, needed: tuple[str, ...]) -> Any:
                         f"{list(needed)} arrays (np.savez(path, images=...))")
     missing = [k for k in needed if k not in data.files]
     if missing:
+        data.close()
         raise DataError(f"{path} has no {missing} array(s); it holds {sorted(data.files)}, expected "
                         f"{list(needed)} (and optionally 'split')")
     return data
@@ -90,13 +91,13 @@ def load_faces(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
         return _load_folder(p, size, seed)
     if not p.is_file():
         raise DataError(f"calibration data {p} does not exist; expected an .npz file or a folder of face images")
-    data = _open_npz(p, ("images",))
-    try:
-        images = data["images"]
-        _check_images(images, p)
-        rows = _split_rows(data, p, split, len(images))
-    except NPZ_READ_ERRORS as exc:
-        raise DataError(f"{p}: an array could not be read ({exc}); the archive is damaged") from exc
+    with _open_npz(p, ("images",)) as data:  # closed here: its arrays are read into memory
+        try:
+            images = data["images"]
+            _check_images(images, p)
+            rows = _split_rows(data, p, split, len(images))
+        except NPZ_READ_ERRORS as exc:
+            raise DataError(f"{p}: an array could not be read ({exc}); the archive is damaged") from exc
     return list(images[rows[_sample(len(rows), size, seed)]])
 
 
@@ -146,20 +147,20 @@ def load_labelled(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
     p = Path(path)
     if not p.is_file():
         raise DataError(f"evaluation data {p} does not exist; expected an .npz with 'images' and 'labels'")
-    data = _open_npz(p, ("images", "labels"))
-    try:
-        images, labels = data["images"], np.asarray(data["labels"])
-        _check_images(images, p)
-        if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-            raise DataError(f"{p}: 'labels' has shape {labels.shape} and dtype {labels.dtype}; "
-                            f"expected ({len(images)},) integers")
-        beyond = np.flatnonzero(labels >= classes)
-        if beyond.size:  # scored, such a face would only ever count as wrong
-            raise DataError(f"{p}: array 'labels' must hold integers 0..{classes - 1}, the model's classes "
-                            f"(negative: no label); row {beyond[0]} is {labels[beyond[0]]}")
-        rows = _split_rows(data, p, split, len(images))
-    except NPZ_READ_ERRORS as exc:
-        raise DataError(f"{p}: an array could not be read ({exc}); the archive is damaged") from exc
+    with _open_npz(p, ("images", "labels")) as data:
+        try:
+            images, labels = data["images"], np.asarray(data["labels"])
+            _check_images(images, p)
+            if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+                raise DataError(f"{p}: 'labels' has shape {labels.shape} and dtype {labels.dtype}; "
+                                f"expected ({len(images)},) integers")
+            beyond = np.flatnonzero(labels >= classes)
+            if beyond.size:  # scored, such a face would only ever count as wrong
+                raise DataError(f"{p}: array 'labels' must hold integers 0..{classes - 1}, the model's classes "
+                                f"(negative: no label); row {beyond[0]} is {labels[beyond[0]]}")
+            rows = _split_rows(data, p, split, len(images))
+        except NPZ_READ_ERRORS as exc:
+            raise DataError(f"{p}: an array could not be read ({exc}); the archive is damaged") from exc
     rows = rows[labels[rows] >= 0]
     rows = rows[_sample(len(rows), size, seed)]
     if rows.size == 0:
@@ -233,17 +234,28 @@ def faces_to_pixels(faces: Any, info: ModelInfo) -> np.ndarray:
     return info.preprocessing.to_pixels(faces)
 
 
-def calibration_inputs(path: PathLike, size: int, factors: Sequence[int], info: ModelInfo) -> np.ndarray:
-    """INT8 calibration inputs: ``size`` faces of ``path`` (as :func:`load_faces`), each a small crop at
-    one of ``factors`` (:func:`mix_factors`), through the runtime's preprocessing to the model's input."""
+def calibration_faces(path: PathLike, size: int, factors: Sequence[int]) -> list[np.ndarray]:
+    """The ``size`` calibration faces of ``path`` (as :func:`load_faces`), at least one per factor. Needs no model,
+    so fsrfer-export calls it before its export too (bad data is found in seconds, not after minutes).
+
+    Raises:
+        DataError: the data is missing or malformed (see :func:`load_faces`), or it has fewer faces than factors.
+    """
     faces = load_faces(path, size)
-    if 0 < len(faces) < size:  # fewer than asked: all are used, and the user is told (a warning shows under -q)
-        log.warning("calibration uses all %d faces of %s; %d were asked for", len(faces), path, size)
-    else:
-        log.info("calibration faces: %d from %s", len(faces), path)
     if len(faces) < len(set(factors)):
         raise DataError(f"{path} gives {len(faces)} calibration face(s); expected at least one per down-sample "
                         f"factor ({len(set(factors))}: {sorted(set(factors))}), and preferably hundreds")
+    return faces
+
+
+def calibration_inputs(path: PathLike, size: int, factors: Sequence[int], info: ModelInfo) -> np.ndarray:
+    """INT8 calibration inputs: ``size`` faces of ``path`` (:func:`calibration_faces`), each a small crop at
+    one of ``factors`` (:func:`mix_factors`), through the runtime's preprocessing to the model's input."""
+    faces = calibration_faces(path, size, factors)
+    if len(faces) < size:  # fewer than asked: all are used, and the user is told (a warning shows under -q)
+        log.warning("calibration uses all %d faces of %s; %d were asked for", len(faces), path, size)
+    else:
+        log.info("calibration faces: %d from %s", len(faces), path)
     return to_model_input(faces_to_pixels(mix_factors(faces, factors), info), info)
 
 
@@ -279,3 +291,48 @@ class FaceCalibrationReader:
 
     def __len__(self) -> int:
         return (len(self.inputs) + self.batch_size - 1) // self.batch_size
+
+
+class CalibrationPasses:
+    """ONNX Runtime ``CalibrationDataReader`` over preprocessed faces in batches of ``batch_size``, the last one
+    shorter (37 faces: 32 and 5), read in passes of equal batches: every full batch, then the short one.
+
+    ONNX Runtime's histogram calibrators (percentile, entropy) stack the batches of one ``collect_data`` call with
+    ``np.asarray`` and fail on a shorter last batch (:class:`FaceCalibrationReader`); run one call per pass
+    (``quantize_static``'s ``CalibStridedMinMax=1`` does, through ``len()`` and ``set_range``) and they merge
+    the passes' histograms, so every face counts. Outside a pass (no ``set_range``: an ONNX Runtime that ignores
+    ``CalibStridedMinMax``) it reads as a :class:`FaceCalibrationReader`: batches of one size, a divisor of the faces.
+    """
+
+    def __init__(self, inputs: np.ndarray, input_name: str, batch_size: int = 32) -> None:
+        if len(inputs) == 0:
+            raise InputError("no calibration faces; expected at least one")
+        if batch_size < 1:
+            raise InputError(f"calibration batch size {batch_size}; expected >= 1")
+        n = len(inputs)
+        full = n - n % batch_size if n > batch_size else n
+        self.passes = [FaceCalibrationReader(inputs[:full], input_name, min(batch_size, full))]
+        if full < n:
+            self.passes.append(FaceCalibrationReader(inputs[full:], input_name, n - full))
+        self._whole = FaceCalibrationReader(inputs, input_name, batch_size)
+        self._selected: Optional[int] = None
+
+    def __len__(self) -> int:
+        """The number of passes (1 or 2): what ``CalibStridedMinMax`` strides over."""
+        return len(self.passes)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Read pass ``start_index`` (from its start) until the next ``set_range`` or :meth:`rewind`."""
+        if not 0 <= start_index < end_index == start_index + 1 <= len(self.passes):
+            raise InputError(f"calibration pass range {start_index}..{end_index}; expected one pass of "
+                             f"0..{len(self.passes)} (CalibStridedMinMax=1)")
+        self._selected = start_index
+        self.passes[start_index].rewind()
+
+    def get_next(self) -> Optional[dict[str, np.ndarray]]:
+        return (self._whole if self._selected is None else self.passes[self._selected]).get_next()
+
+    def rewind(self) -> None:
+        self._selected = None
+        for p in (self._whole, *self.passes):
+            p.rewind()

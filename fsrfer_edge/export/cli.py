@@ -126,6 +126,7 @@ def _validate(opts: ExportOptions) -> None:
         if opts.deepstream_engine:
             raise ConfigError("--deepstream-engine builds the engine of --deepstream DIR; pass it too")
         raise ConfigError(f"--deepstream-batch {opts.deepstream_batch} sets the batch of --deepstream DIR; pass it too")
+    _refuse_options_of_outputs_not_made(opts)
     if opts.timing_cache is not None:
         if opts.timing_cache.is_dir():  # the build would be thrown away when the cache cannot be saved
             raise ConfigError(f"--timing-cache {opts.timing_cache} is a folder; expected a file, e.g. "
@@ -202,6 +203,14 @@ def _validate(opts: ExportOptions) -> None:
     if not 1 <= opts.min_batch <= opts.opt_batch <= opts.max_batch:
         raise ConfigError(f"batch range {opts.min_batch}/{opts.opt_batch}/{opts.max_batch}; expected "
                           "1 <= --min-batch <= --opt-batch <= --max-batch")
+    if opts.calib is not None and opts.source.suffix != ".onnx":
+        # Read now, not after minutes of export: a malformed file, or too few faces for --int8's factors.
+        from .calib import calibration_faces, load_faces
+
+        if opts.int8:
+            calibration_faces(opts.calib, opts.calib_size, opts.calib_factors)
+        else:  # only the step checks' faces (_check_faces)
+            load_faces(opts.calib, size=CHECK_FACES, seed=1)
     if opts.deepstream is not None and opts.source.suffix == ".onnx":
         # A model nvinfer cannot take is refused before an engine or a Triton repository is made from it.
         from .deepstream import check_deepstream
@@ -212,6 +221,32 @@ def _validate(opts: ExportOptions) -> None:
         raise ConfigError("--deepstream-engine builds an s8s8 INT8 file's engine for nvinfer; a checkpoint's "
                           "--deepstream folder takes its FP32 file, whose engine nvinfer builds itself: give the "
                           "exported NAME.int8-s8s8.onnx instead")
+
+
+def _refuse_options_of_outputs_not_made(opts: ExportOptions) -> None:
+    """Refuse an engine, batch or Triton option given without the output it shapes: it would be ignored."""
+    d = ExportOptions
+    engine_only = [(f"--min-batch {opts.min_batch}", opts.min_batch != d.min_batch),
+                   (f"--opt-batch {opts.opt_batch}", opts.opt_batch != d.opt_batch),
+                   (f"--max-batch {opts.max_batch}", opts.max_batch != d.max_batch)]
+    builds = [(f"--workspace-mb {opts.workspace_mb}", opts.workspace_mb != d.workspace_mb),
+              (f"--timing-cache {opts.timing_cache}", opts.timing_cache is not None)]
+    triton = [(f"--triton-kind {opts.triton_kind}", opts.triton_kind != d.triton_kind),
+              (f"--triton-instances {opts.triton_instances}", opts.triton_instances != d.triton_instances),
+              (f"--triton-max-queue-delay-us {opts.triton_max_queue_delay_us}",
+               opts.triton_max_queue_delay_us != d.triton_max_queue_delay_us),
+              (f"--triton-threads {opts.triton_threads}", opts.triton_threads is not None)]
+    unused = [([o for o, on in engine_only if on] if not opts.engine else [],
+               "the batch range of the TensorRT engine that --engine builds", "builds no engine", "--engine"),
+              ([o for o, on in builds if on] if not (opts.engine or opts.deepstream_engine) else [],
+               "the TensorRT build of --engine (or --deepstream-engine)", "builds no engine", "--engine"),
+              ([o for o, on in triton if on] if opts.triton_repo is None else [],
+               "the models of --triton-repo DIR", "writes no Triton repository", "--triton-repo DIR")]
+    for named, what, missing, needed in unused:
+        if named:
+            one = len(named) == 1
+            raise ConfigError(f"{' '.join(named)}: {'this option sets' if one else 'these options set'} {what}, "
+                              f"and this run {missing}; pass {needed}, or drop {'it' if one else 'them'}")
 
 
 def _file_entry(path: Path, info: Any) -> dict[str, Any]:

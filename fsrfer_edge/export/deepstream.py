@@ -288,6 +288,7 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
         ModelError: ``onnx_path`` is not an fsrfer ONNX file nvinfer can feed (see :func:`with_probabilities`).
         ConfigError: an option out of range, a name that cannot be a file name, ``out_dir`` is a file or lies
             under one, or ``onnx_path`` is ``out_dir/NAME.onnx`` itself (it would be replaced by its DeepStream copy).
+        InputError: a file this call writes is a folder in ``out_dir`` (found before anything is written).
     """
     from .onnx_export import save_onnx
 
@@ -306,6 +307,16 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
         raise ConfigError(f"{target} would replace {onnx_path} with its DeepStream copy; expected another folder "
                           "or name")
     plan_path = out / engine_name(p.onnx_name, batch_size, precision="int8")
+    config = out / f"config_infer_{name}.txt"
+    # Every file this call writes, checked before the first is written (or an engine is built): a folder in the way
+    # of the config would leave the new NAME.onnx beside the earlier config and labels.
+    targets = [target, *([plan_path] if engine else []), out / p.labels_name,
+               *([out / calib_name(p.onnx_name)] if p.info.precision == "int8" else []), config]
+    folders = [t.name for t in targets if t.is_dir()]
+    if folders:
+        raise InputError(f"{out} holds the folder(s) {', '.join(folders)} where the DeepStream classifier writes "
+                         "files; expected files (replaced) or nothing of those names: move the folder(s) away, or "
+                         "choose another folder or name")
     # Built before any file of the folder changes (from a copy elsewhere): a build that fails leaves the folder's
     # earlier export whole, not its config beside this ONNX file with that export's engines removed.
     plan = _build_for_nvinfer(p.model, p.onnx_name, p.info, plan_path, batch_size, workspace_mb,
@@ -326,7 +337,6 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
     _write(out / p.labels_name, p.labels)
     if p.info.precision == "int8":
         _write(out / calib_name(p.onnx_name), CALIB_NOTE)
-    config = out / f"config_infer_{name}.txt"
     _write(config, p.config)
     log.info("wrote the DeepStream classifier %s (with %s, %s)", config, p.onnx_name, p.labels_name)
     return config

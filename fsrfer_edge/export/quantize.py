@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import ConfigError, ModelError, require
 from ..metadata import INT8_SCHEMES, ModelInfo
-from .calib import FaceCalibrationReader
+from .calib import CalibrationPasses
 from .onnx_export import (
     load_onnx,
     metadata_props,
@@ -340,7 +340,7 @@ def prefixed_nodes(model: "onnx.ModelProto", prefixes: Sequence[str], already: S
     return names
 
 
-def _entropy_overrides(model_path: str, reader: FaceCalibrationReader, symmetric: bool,
+def _entropy_overrides(model_path: str, reader: CalibrationPasses, symmetric: bool,
                        tmp: str) -> dict[str, list[dict[str, Any]]]:
     """Activation ranges from KL-divergence (entropy) calibration, as ``TensorQuantOverrides``.
 
@@ -353,7 +353,9 @@ def _entropy_overrides(model_path: str, reader: FaceCalibrationReader, symmetric
         model_path, None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
         calibrate_method=calibrate.CalibrationMethod.Entropy,
         extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS, "symmetric": symmetric})
-    calibrator.collect_data(reader)
+    for i in range(len(reader)):  # pass by pass, as quantize_static with CalibStridedMinMax=1
+        reader.set_range(i, i + 1)
+        calibrator.collect_data(reader)
     ranges = calibrator.compute_data()
     reader.rewind()
     return {name: [{"rmin": np.float32(d.range_value[0]), "rmax": np.float32(d.range_value[1])}]
@@ -490,7 +492,8 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
             ``entropy`` (KL divergence, 2048 histogram bins as TensorRT's calibrator).
         per_channel: per-output-channel weight scales (TensorRT and ONNX Runtime support both).
         quantize_head: also quantize the embedding, G and head (see :func:`float_tail_nodes`).
-        batch_size: calibration batch size.
+        batch_size: calibration batch size; the last batch is shorter where it does not divide the faces
+            (:class:`~fsrfer_edge.export.calib.CalibrationPasses`).
         quantize_generator: also quantize G (faster, less accurate on the smallest faces; see
             :func:`float_tail_nodes`); None: only when G starts early (:func:`resolve_quantize_generator`).
         keep_float: module-path prefixes to keep in float as well (:func:`prefixed_nodes`).
@@ -560,8 +563,11 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
                                  f"(faces per path: {counts}); expected some 48 px faces and some small ones "
                                  "(--calib-factors with 1 and larger factors, on real faces)")
             batch_size = len(calib_inputs)
-        reader = FaceCalibrationReader(calib_inputs, info.input_name, batch_size)
-        extra: dict[str, Any] = {"ActivationSymmetric": scheme == "s8s8", "WeightSymmetric": True}
+        reader = CalibrationPasses(calib_inputs, info.input_name, batch_size)
+        # CalibStridedMinMax=1: one collect_data per pass of the reader (full batches, then the shorter last one),
+        # whose ranges (minmax) or histograms (percentile) ONNX Runtime merges.
+        extra: dict[str, Any] = {"ActivationSymmetric": scheme == "s8s8", "WeightSymmetric": True,
+                                 "CalibStridedMinMax": 1}
         # u8s8 keeps ONNX Runtime's defaults (its CPU kernels fuse Q/DQ around every op they have).
         op_types: Optional[list[str]] = None
         if scheme == "s8s8":
