@@ -7,6 +7,7 @@ import math
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -77,6 +78,7 @@ def _require_training_libraries(prog: str) -> bool:
 
 @cli_main
 def train_main(argv: Optional[Sequence[str]] = None) -> int:
+    started = time.time()  # --time-budget counts from here: importing torch and reading the data count too
     if not _require_training_libraries("fsrfer-train"):
         return 2
     from .train import DEFAULT_STEPS, STEPS
@@ -96,7 +98,9 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
                     help=f"comma-separated subset of {','.join(STEPS)} (default: all but eval-test)")
     ap.add_argument("--time-budget", type=positive_minutes, metavar="MIN",
                     help="stop cleanly at the first epoch end after MIN minutes, or before the next model or "
-                    "evaluation once they have passed (continue later with --resume)")
+                    "evaluation once they have passed (continue later with --resume). The minutes count from the "
+                    "command's start, reading the data included; the epoch under way when they run out is "
+                    "finished first")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"),
                     help="train on this device (overrides the config's 'device', default auto: cuda when torch "
                     "sees a GPU, else cpu). Under torchrun, cuda = one GPU per process (cuda:LOCAL_RANK) with NCCL, "
@@ -148,7 +152,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
                     for p in remove_partial_writes(out):  # left by a process killed mid-write (kill -9)
                         log.info("removed %s, a file left half-written by an earlier run that was killed", p)
             data = load_data(cfg, config.resolve_data_path(cfg, None, args.config))
-            done = run_pipeline(cfg, data, out, resume=args.resume, steps=steps, time_budget_min=args.time_budget)
+            done = run_pipeline(cfg, data, out, resume=args.resume, steps=steps, time_budget_min=args.time_budget,
+                                started=started)
     except FsrferError as exc:
         print(f"fsrfer-train: error{tag}: {one_line(exc)}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Type, TypeVar
 
 from fsrfer_edge.errors import ConfigError, one_line
+from fsrfer_edge.fileio import file_problem
 from fsrfer_edge.preprocessing import FACTORS
 
 T = TypeVar("T")
@@ -388,8 +389,12 @@ def load(path: str | Path) -> TrainConfig:
     import yaml  # train extra
 
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist; see configs/ for examples")
+    if p.is_dir():
+        raise ConfigError(f"config file {p} is a folder; expected a YAML config file, e.g. configs/tiny.yaml "
+                          "(see configs/ for the others)")
+    problem = file_problem(p)  # missing, a broken link, a FIFO...
+    if problem:
+        raise ConfigError(f"config file {p} {problem}; expected a YAML config file, see configs/ for examples")
     try:
         d = yaml.load(p.read_text(), Loader=_unique_keys_loader(yaml)) or {}
     except yaml.YAMLError as exc:

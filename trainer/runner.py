@@ -15,7 +15,10 @@ resumed on another device. Only on the CPU is a resumed run bit-identical to an 
 kernels (cuDNN's algorithm choice) may differ in the last bits.
 
 A state also holds the settings its model's weights depend on (``settings``): a stage is not resumed under
-others (ConfigError naming them), so a model never records settings it was only partly trained with.
+others (ConfigError naming them), so a model never records settings it was only partly trained with. A setting
+that a state lacks (an option added to the trainer since it was written) had its default then. A state also
+names the models its stage starts from (``starts_from``: the HR model's weights SHA-256 for stage 2 and the
+baselines): a stage is not resumed from another one.
 """
 from __future__ import annotations
 
@@ -63,6 +66,22 @@ def differences(then: Any, now: Any, where: str = "", source: str = "in the mode
     return [] if then == now else [f"{where.rstrip('.')}: {then!r} {source}, {now!r} now"]
 
 
+def with_defaults(saved: Any, now: Any, defaults: Any) -> Any:
+    """``saved`` (nested dicts) with each key that it lacks but ``now`` has taken from ``defaults``, where that has
+    it: a setting added to the trainer after a state was written had its default value then. Keys that ``saved``
+    has are kept as they are (a saved value that differs from today's still differs)."""
+    if not (isinstance(saved, dict) and isinstance(now, dict) and isinstance(defaults, dict)):
+        return saved
+    out = dict(saved)
+    for k, v in now.items():
+        if k not in saved:
+            if k in defaults:
+                out[k] = copy.deepcopy(defaults[k])
+        else:
+            out[k] = with_defaults(saved[k], v, defaults.get(k))
+    return out
+
+
 def listed(diffs: list[str]) -> str:
     """The first few of :func:`differences`, for a message."""
     return "; ".join(diffs[:5]) + ("; ..." if len(diffs) > 5 else "")
@@ -90,11 +109,17 @@ class EpochRunner:
         seed: the run's seed.
         settings: what the weights depend on (plain data); kept in the state, and a resumed state with
             other settings is refused (ConfigError) instead of carried on.
+        defaults: ``settings`` as the default config gives them: what a state written before a setting
+            existed is compared as (see :func:`with_defaults`).
+        starts_from: the models the stage starts from, each a description (e.g. "HR model") and an
+            identity of its weights (a SHA-256); kept in the state, and a resumed state that started from
+            another is refused (ConfigError). States without the record resume (not compared).
     """
 
     def __init__(self, name: str, state_path: Path, modules: dict[str, nn.Module],
                  optimizers: dict[str, torch.optim.Optimizer], epochs: int, seed: int,
-                 settings: Optional[dict[str, Any]] = None) -> None:
+                 settings: Optional[dict[str, Any]] = None, defaults: Optional[dict[str, Any]] = None,
+                 starts_from: Optional[dict[str, str]] = None) -> None:
         self.name = name
         self.state_path = Path(state_path)
         self.modules = modules
@@ -102,6 +127,8 @@ class EpochRunner:
         self.epochs = epochs
         self.seed = seed
         self.settings = settings
+        self.defaults = defaults
+        self.starts_from = starts_from
         self.history: list[dict[str, float]] = []
         self.best_score = -math.inf
         self.best_state: dict[str, dict[str, torch.Tensor]] = {}
@@ -114,6 +141,7 @@ class EpochRunner:
             return
         checkpoint.save(self.state_path, {
             "kind": "state", "stage": self.name, "settings": self.settings, "epoch": self.epoch,
+            **({"starts_from": self.starts_from} if self.starts_from else {}),
             "history": self.history, "best_score": self.best_score, "best_state": self.best_state,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
@@ -126,13 +154,33 @@ class EpochRunner:
         now = self.settings
         if saved and now:  # a section a state lacks was not recorded when it was written (eval): not compared
             now = {k: v for k, v in now.items() if k in saved}
+            # a key a section lacks is an option added since: it had its default then
+            saved = with_defaults(saved, now, self.defaults or {})
         diffs = differences(saved, now, source="in the stopped stage") if saved and self.settings else []
         if diffs:
             raise ConfigError(f"--resume would carry on {self.state_path} ({self.name}, stopped after epoch "
                               f"{int(st['epoch'])}), but it was started with other settings ({listed(diffs)}). "
                               "Resume with the settings it was started with, train into a new --out, or move "
                               f"{self.state_path} aside to start {self.name} again")
+        self._check_starts_from(st)
         return st
+
+    def _check_starts_from(self, st: dict[str, Any]) -> None:
+        """ConfigError if the stopped stage started from another model than it would now (an HR model trained
+        again since); a state without the record (written before it was kept) is not compared."""
+        then = st.get("starts_from")
+        if not isinstance(then, dict) or not self.starts_from:
+            return
+        for what, digest in self.starts_from.items():
+            if what in then and then[what] != digest:
+                model = self.name.split(".")[0]  # fsrfer.pretrain and fsrfer.gan are stages of fsrfer
+                states = sorted({self.state_path.name} | {p.name for p in self.state_path.parent.glob(f"{model}.*.pt")})
+                raise ConfigError(
+                    f"--resume would carry on {self.state_path} ({self.name}, stopped after epoch {int(st['epoch'])}), "
+                    f"but it started from another {what} (weights SHA-256 "
+                    f"{str(then[what])[:12]}... then, {digest[:12]}... now: it was trained again since). Put back "
+                    f"the {what} it started from, or move {', '.join(states)} in {self.state_path.parent} aside to "
+                    f"train {model} again from this one")
 
     def _load(self) -> None:
         st = self.check_settings()

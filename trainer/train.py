@@ -284,19 +284,37 @@ def _save_model(out: Path, name: str, model: InferenceModel, cfg: TrainConfig, r
 
 
 def _runner(cfg: TrainConfig, out: Path, stage: str, model: str, modules: dict[str, nn.Module],
-            optimizers: dict[str, torch.optim.Optimizer], epochs: int) -> EpochRunner:
+            optimizers: dict[str, torch.optim.Optimizer], epochs: int, hr_fer: Optional[str] = None) -> EpochRunner:
     """The runner of ``stage`` (its state: OUT/state/STAGE.pt), a stage of model ``model``: the state keeps the
-    settings that decide that model's weights (:func:`_settings_for`), and --resume refuses it under others.
+    settings that decide that model's weights (:func:`_settings_for`), and --resume refuses it under others (a
+    setting the state lacks, an option added since it was written, counts as its default).
+
+    ``hr_fer``: for a model that starts from the HR model (stage 2, the baselines), the weights SHA-256 of its
+    FER network (:func:`hr_identity`); the state keeps it, and --resume refuses it against another HR model (one
+    trained again since: G, or the fine-tuned copy, was fitted to the old one).
 
     Beside them, for every model but the HR one, ``eval.factors``: the val score that picks the best epoch is the
     mean accuracy over those factors, so a stage resumed under others would choose among its epochs by two measures
     (stage 1 scores HR faces alone). They are not among a finished model's settings (:func:`check_same_settings`):
     evaluating it, or keeping it, at other factors is sound; only a stage half-trained under one measure is not.
     Sorted: their order does not change the mean. States from before they were recorded resume (not compared)."""
+    return EpochRunner(stage, out / "state" / f"{stage}.pt", modules, optimizers, epochs, cfg.seed,
+                       _stage_settings(model, cfg), _stage_settings(model, TrainConfig()),
+                       {"HR model": hr_fer} if hr_fer else None)
+
+
+def _stage_settings(model: str, cfg: TrainConfig) -> dict[str, Any]:
+    """What a stage of ``model`` keeps in its state and compares on --resume (see :func:`_runner`)."""
     settings = _settings_for(model, cfg.to_dict())
     if model != "hr":
         settings["eval"] = {"factors": sorted(cfg.eval.factors)}
-    return EpochRunner(stage, out / "state" / f"{stage}.pt", modules, optimizers, epochs, cfg.seed, settings)
+    return settings
+
+
+def hr_identity(fer: nn.Module) -> str:
+    """What stage 2 and the baselines record of the HR model they start from: its FER network's weights SHA-256
+    (:func:`trainer.checkpoint.weights_sha256`; a re-stored file of the same network is the same model)."""
+    return checkpoint.weights_sha256(fer)
 
 
 def train_stage1(cfg: TrainConfig, data: Data, out: Path, resume: bool, stop_after: Optional[int] = None,
@@ -546,10 +564,11 @@ def train_lr_finetune(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, re
     torch.manual_seed(cfg.seed)
     model = InferenceModel(spec_for(cfg, "lr_finetune"))
     model.fer.load_state_dict(load_fer(hr_path).fer.state_dict())
+    hr_fer = hr_identity(model.fer)
     model.to(dev)
     epochs, lr = cfg.baselines.lr_finetune_epochs, cfg.baselines.lr_finetune_lr
     opt = _sgd(model.fer, cfg, lr)
-    runner = _runner(cfg, out, "lr_finetune", "lr_finetune", {"fer": model.fer}, {"opt": opt}, epochs)
+    runner = _runner(cfg, out, "lr_finetune", "lr_finetune", {"fer": model.fer}, {"opt": opt}, epochs, hr_fer)
     teacher = load_fer(hr_path).fer.to(dev).eval().requires_grad_(False) if cfg.baselines.lr_finetune_distill else None
     step = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, epochs, lr, lr_inputs=True, dev=dev,
                              teacher=teacher)
@@ -573,6 +592,7 @@ def train_image_sr(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resum
     torch.manual_seed(cfg.seed)
     model = InferenceModel(spec_for(cfg, "image_sr"))
     model.fer.load_state_dict(load_fer(hr_path).fer.state_dict())
+    hr_fer = hr_identity(model.fer)
     model.to(dev)
     model.fer.eval().requires_grad_(False)
     sr = model.sr
@@ -601,7 +621,7 @@ def train_image_sr(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resum
             tot += loss.detach().double()
         return distributed.all_reduce_mean({"mse": tot.item() / len(batches)})
 
-    runner = _runner(cfg, out, "image_sr", "image_sr", {"sr": sr}, {"opt": opt}, epochs)
+    runner = _runner(cfg, out, "image_sr", "image_sr", {"sr": sr}, {"opt": opt}, epochs, hr_fer)
     evaluate = lambda: _mean_acc(model, data.val, tuple(cfg.eval.factors), cfg.eval.batch_size)  # noqa: E731
     if not runner.run(train_epoch, evaluate, resume, stop_after, deadline):
         return None
@@ -886,6 +906,7 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
         return train_stage2_deep(cfg, data, hr_path, out, name, loss_cfg, resume, stop_after, deadline)
     dev = train_device(cfg)
     fer = load_fer(hr_path).fer.to(dev).eval().requires_grad_(False)
+    hr_fer = hr_identity(fer)
     s2 = cfg.stage2
     level = s2.feature_level
     key = f"{sha256_file(hr_path)}|{data.source}|{len(data.train.labels)}|{cfg.degrade}"
@@ -929,7 +950,7 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
 
     val_score = lambda: _feature_val_score(head, g, fval, data.val.labels, eval_factors)  # noqa: E731
     runners = _train_g(cfg, out, name, loss_cfg, GParts(g, d, g_net, d_net, head), sample, val_score, n, dev,
-                       resume, stop_after, deadline)
+                       resume, stop_after, deadline, hr_fer)
     if runners is None:
         return None
     pre, gan = runners
@@ -943,11 +964,13 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
 
 def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts: GParts,
              sample: Any, val_score: Any, n: int, dev: torch.device, resume: bool,
-             stop_after: Optional[int], deadline: Optional[float]) -> Optional[tuple[EpochRunner, EpochRunner]]:
+             stop_after: Optional[int], deadline: Optional[float],
+             hr_fer: Optional[str] = None) -> Optional[tuple[EpochRunner, EpochRunner]]:
     """Stage 2's two phases, for G on cached features and for an early G on images alike: G pre-trained
     alone with the feature MSE (as the authors' code does), then critic and generator steps with every
-    configured loss, re-weighted. ``sample(rng, idx, rows)`` gives a :data:`Batch`. Returns the two
-    runners (pre-training, GAN), or None when stopped early."""
+    configured loss, re-weighted. ``sample(rng, idx, rows)`` gives a :data:`Batch`. ``hr_fer``: the HR
+    model's identity (:func:`hr_identity`), kept in both phases' states. Returns the two runners
+    (pre-training, GAN), or None when stopped early."""
     s2, g = cfg.stage2, parts.g
     bs = s2.batch_size
 
@@ -971,7 +994,7 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
         g.eval()
         return distributed.all_reduce_mean({"mse": tot.item() / max(1, len(batches))})
 
-    pre = _runner(cfg, out, f"{name}.pretrain", name, {"g": g}, {"opt": opt_p}, s2.pretrain_epochs)
+    pre = _runner(cfg, out, f"{name}.pretrain", name, {"g": g}, {"opt": opt_p}, s2.pretrain_epochs, hr_fer)
     if s2.pretrain_epochs and not pre.run(pre_epoch, val_score, resume, stop_after, deadline):
         return None
     if s2.epochs and pre.epochs_run and time_is_up(deadline, f"{name}.gan"):  # pre-training ended past the budget
@@ -999,7 +1022,8 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
         g.eval()
         return distributed.all_reduce_mean(acc)
 
-    gan = _runner(cfg, out, f"{name}.gan", name, {"g": g, "d": parts.d}, {"g": opt_g, "d": opt_d}, s2.epochs)
+    gan = _runner(cfg, out, f"{name}.gan", name, {"g": g, "d": parts.d}, {"g": opt_g, "d": opt_d}, s2.epochs,
+                  hr_fer)
     if s2.epochs:
         if not gan.run(gan_epoch, val_score, resume, stop_after, deadline):
             return None
@@ -1027,6 +1051,7 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
     torch.manual_seed(cfg.seed)
     model = InferenceModel(spec_for(cfg, "fsrfer"))
     model.fer.load_state_dict(load_fer(hr_path).fer.state_dict())
+    hr_fer = hr_identity(model.fer)
     g = model.generator
     assert g is not None and hasattr(g, "init_from")  # a deep G (spec_for gives it a start)
     g.init_from(model.fer.trunk)
@@ -1066,7 +1091,7 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
 
     val_score = lambda: _mean_acc(model, data.val, eval_factors, cfg.eval.batch_size)  # noqa: E731
     runners = _train_g(cfg, out, name, loss_cfg, GParts(g, d, g_net, d_net, head), sample, val_score, n, dev,
-                       resume, stop_after, deadline)
+                       resume, stop_after, deadline, hr_fer)
     g.keep_taps, g.taps = False, []
     if runners is None:
         return None
@@ -1226,18 +1251,20 @@ def check_models_used(cfg: TrainConfig, out: Path, trains: list[str], resume: bo
 
 
 def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, steps: tuple[str, ...] = DEFAULT_STEPS,
-                 stop_after: Optional[int] = None, time_budget_min: Optional[float] = None) -> bool:
+                 stop_after: Optional[int] = None, time_budget_min: Optional[float] = None,
+                 started: Optional[float] = None) -> bool:
     """Run the configured steps. Returns True when everything finished, False when stopped early: at an epoch
     end (``stop_after`` epochs of a stage in this call, or the time budget spent), or, the budget spent once this
     call has trained something, before the next model (or stage 1's SWA epochs, or stage 2's GAN phase) or the
-    evaluation starts: a call with any budget makes progress."""
+    evaluation starts: a call with any budget makes progress. ``time_budget_min`` counts from ``started``
+    (a time.time(); fsrfer-train passes its own start, so that reading the data counts) or, without it, from now."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dev = train_device(cfg)  # fails here, before any work, when the device cannot be had
     if distributed.is_main():
         what = "cpu" if dev.type == "cpu" else f"cuda ({torch.cuda.get_device_name(dev)}; one GPU per process)"
         log.info("training on %s, %d process(es)", what, distributed.world_size())
-    deadline = time.time() + 60 * time_budget_min if time_budget_min else None
+    deadline = (time.time() if started is None else started) + 60 * time_budget_min if time_budget_min else None
     models = out / "models"
     hr = models / "hr.pt"
     jobs: list[tuple[str, Any]] = []
@@ -1254,13 +1281,18 @@ def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, 
             jobs.append(("image_sr", lambda: train_image_sr(cfg, data, hr, out, resume, stop_after, deadline)))
     check_models_used(cfg, out, (["hr"] if "stage1" in steps else []) + [name for name, _ in jobs], resume, steps)
     if resume:  # a stopped stage that would refuse these settings does so before config.json records them
+        # The HR model's identity, read once where --resume keeps hr.pt: a stage started from another HR model is
+        # refused here (without hr.pt, stage 1 trains it first and the stage refuses when it starts).
+        hr_fer: Optional[str] = None
         for name in (["hr"] if "stage1" in steps else []) + [name for name, _ in jobs]:
             stages = ["stage1", "stage1_swa"] if name == "hr" else [f"{name}.pretrain", f"{name}.gan"] \
                 if name.startswith("fsrfer") else [name]
             for stage in stages:
                 if not distributed.broadcast((models / f"{name}.pt").is_file()) and \
                         distributed.broadcast((out / "state" / f"{stage}.pt").is_file()):
-                    _runner(cfg, out, stage, name, {}, {}, 0).check_settings()
+                    if name != "hr" and hr_fer is None and distributed.broadcast(hr.is_file()):
+                        hr_fer = hr_identity(load_fer(hr).fer)  # kept by --resume: what the stage would start from
+                    _runner(cfg, out, stage, name, {}, {}, 0, None if name == "hr" else hr_fer).check_settings()
     out.mkdir(parents=True, exist_ok=True)
     if distributed.is_main():
         write_json(out / "config.json", cfg.to_dict())
