@@ -201,7 +201,18 @@ class Backend(abc.ABC):
 
     def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> None:
-        self.close()
+        if exc is None:
+            self.close()
+            return
+        # The block's error is the one to report: a close that fails too (a CUDA error is sticky, so freeing
+        # after a failed run fails as well) is logged, and noted on it, not raised in its place.
+        try:
+            self.close()
+        except Exception as cleanup:  # noqa: BLE001 - reported with the block's error
+            message = f"closing {type(self).__name__} also failed, while handling {type(exc).__name__}: {cleanup}"
+            logger.warning("%s", message)
+            if hasattr(exc, "add_note"):  # Python >= 3.11
+                exc.add_note(message)
 
     def __del__(self) -> None:
         # A backend that was never closed still frees its device memory when collected. Errors

@@ -130,6 +130,15 @@ class CudaMemory(abc.ABC):
             raise InputError(f"copy of {host.nbytes} bytes does not fit the {dev.nbytes}-byte device buffer")
 
 
+def note_cleanup_failure(original: BaseException, what: str, cleanup: BaseException) -> None:
+    """Record that a cleanup step (``what``) failed with ``cleanup`` while ``original`` was on its way up: logged,
+    and noted on ``original`` (Python 3.11+), which stays the error raised, as the cause of the trouble."""
+    message = f"{what} also failed, while handling {type(original).__name__}: {cleanup}"
+    logger.warning("%s", message)
+    if hasattr(original, "add_note"):  # Python >= 3.11
+        original.add_note(message)
+
+
 # ---------------------------------------------------------------------------------------------
 # cuda-python
 # ---------------------------------------------------------------------------------------------
@@ -200,9 +209,25 @@ class CudaPythonMemory(CudaMemory):
         self._call("cudaSetDevice", self.device)
         try:
             yield
-        finally:
+        except BaseException as exc:
+            # The error raised inside is the one to report; a failed restore (a sticky CUDA error fails
+            # every call) only goes with it.
             if previous != self.device:
-                self._call("cudaSetDevice", previous)
+                try:
+                    self._restore_device(previous)
+                except Exception as cleanup:  # noqa: BLE001 - reported with the original error
+                    note_cleanup_failure(exc, f"giving the thread back CUDA device {previous}", cleanup)
+            raise
+        if previous != self.device:
+            self._restore_device(previous)
+
+    def _restore_device(self, previous: int) -> None:
+        result = self._rt.cudaSetDevice(previous)
+        err = result[0] if isinstance(result, tuple) else result
+        if err != self._rt.cudaError_t.cudaSuccess:
+            raise EngineError(f"CUDA call cudaSetDevice({previous}) failed: {self._error_string(err)} (error "
+                              f"{int(err)}); this thread's CUDA device {previous} could not be made current again "
+                              f"after work on device {self.device}")
 
     def device_compute_capability(self, device: Optional[int] = None) -> str:
         dev = self.device if device is None else device
@@ -311,14 +336,34 @@ class PyCudaMemory(CudaMemory):
         if self._ctx is None:
             raise EngineError(f"this pycuda memory layer for device {self.device} is closed")
         if depth == 0:
-            self._ctx.push()
+            try:
+                self._ctx.push()
+            except self._cuda.Error as exc:
+                raise EngineError(
+                    f"pycuda could not make the primary CUDA context of device {self.device} current on this "
+                    f"thread (cuCtxPushCurrent: {exc}). An earlier CUDA error in this process (an illegal memory "
+                    "access, a device reset by another library) leaves the context unusable: restart the process; "
+                    "if it happens again, check the GPU (nvidia-smi, or tegrastats on a Jetson)"
+                ) from exc
         self._local.depth = depth + 1
         try:
             yield
-        finally:
-            self._local.depth -= 1
-            if self._local.depth == 0:
+        except BaseException as exc:
+            try:
+                self._leave()
+            except Exception as cleanup:  # noqa: BLE001 - reported with the original error
+                note_cleanup_failure(exc, f"making the CUDA context of device {self.device} not current", cleanup)
+            raise
+        self._leave()
+
+    def _leave(self) -> None:
+        self._local.depth -= 1
+        if self._local.depth == 0:
+            try:
                 self._cuda.Context.pop()
+            except self._cuda.Error as exc:
+                raise EngineError(f"pycuda could not pop the CUDA context of device {self.device} off this "
+                                  f"thread (cuCtxPopCurrent: {exc})") from exc
 
     def _wrap(self, what: str, fn: Any, *args: Any) -> Any:
         try:

@@ -34,7 +34,7 @@ from ..fileio import sha256_file
 from ..errors import BackendUnavailable, EngineError, InputError
 from ..metadata import ModelInfo
 from .base import Backend
-from .cuda_memory import CudaMemory, CudaStream, DeviceBuffer, select_memory
+from .cuda_memory import CudaMemory, CudaStream, DeviceBuffer, note_cleanup_failure, select_memory
 
 if TYPE_CHECKING:  # the types come from tensorrt-stubs (TensorRT 10.x); see scripts/prepare_trt_stubs.py
     import tensorrt as trt
@@ -260,14 +260,15 @@ class TensorRTBackend(Backend):
         engine_path: a ``.engine``/``.plan`` file with its ``.json`` sidecar (from fsrfer-export).
         device: CUDA device index.
         memory: CUDA memory layer: ``"auto"`` (cuda-python, else pycuda), ``"cuda-python"``,
-            ``"pycuda"``, or a :class:`~fsrfer_edge.backends.cuda_memory.CudaMemory` instance.
+            ``"pycuda"``, or a :class:`~fsrfer_edge.backends.cuda_memory.CudaMemory` instance for ``device``.
         onnx_path: when given, the engine must have been built from exactly this ONNX file.
         close_memory: whether :meth:`close` also closes the memory layer (default: only when it
             was created here from a name).
 
     Raises:
+        InputError: ``memory`` is not a known name or a CudaMemory, or is a CudaMemory of another device.
         BackendUnavailable: TensorRT or both CUDA libraries are missing (pip extra ``tensorrt``).
-        EngineError: the engine is missing, corrupt, stale, or built for another TensorRT/GPU.
+        EngineError: the engine is missing, corrupt, stale, or built for another TensorRT/GPU; CUDA failed.
     """
 
     name = "tensorrt"
@@ -304,7 +305,14 @@ class TensorRTBackend(Backend):
     def _load(self, device: int, memory: Union[str, CudaMemory],
               onnx_path: Optional[Union[str, os.PathLike[str]]]) -> None:
         if isinstance(memory, CudaMemory):
-            self._mem = memory
+            self._mem = memory  # taken first, so close_memory=True closes it even when refused below
+            if memory.device != device:
+                # The engine is checked against `device` but would run on the layer's device.
+                raise InputError(
+                    f"device={device!r}, but the memory layer given ({type(memory).__name__}, memory="
+                    f"{memory.name!r}) is for CUDA device {memory.device}; a backend runs on one device: pass "
+                    f"device={memory.device}, or a memory layer made for device {device!r}"
+                )
         elif isinstance(memory, str):
             self._mem = select_memory(memory, device)
         else:
@@ -389,8 +397,11 @@ class TensorRTBackend(Backend):
                     if not ok:
                         raise EngineError(f"TensorRT failed to run {self.path} on a batch of {n} (see TensorRT's log)")
                     mem.dtoh_async(host_out, self._dev_out, stream)
-                except BaseException:
-                    mem.synchronize(stream)  # a queued copy from the pinned input must end before its next use
+                except BaseException as exc:
+                    try:
+                        mem.synchronize(stream)  # a queued copy from the pinned input must end before its next use
+                    except Exception as cleanup:  # noqa: BLE001 - the run's error is the one to raise
+                        note_cleanup_failure(exc, f"waiting for the CUDA stream of {self.path}", cleanup)
                     raise
                 mem.synchronize(stream)
             return host_out.astype(np.float32, copy=True)
