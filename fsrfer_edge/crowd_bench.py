@@ -18,6 +18,7 @@ Run (writes the JSON atomically)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import importlib
@@ -1173,7 +1174,13 @@ def main(argv: Optional[list[str]] = None) -> int:
             report["command"] = "fsrfer-crowd-bench " + shlex.join(sys.argv[1:] if argv is None else argv)  # as typed
             if args.save_scene is not None:  # only once the run has succeeded
                 write_image(args.save_scene, make_scenes(pool, 1, args.seed, args.faces, args.size)[0].image)
-            write_json(args.out, report)
+            try:
+                write_json(args.out, report)
+            except BaseException:  # failed or interrupted: no scene without its report (all or nothing)
+                if args.save_scene is not None:
+                    with contextlib.suppress(OSError):
+                        args.save_scene.unlink()
+                raise
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the worker processes have been ended
         print("fsrfer-crowd-bench: interrupted; no report was written", file=sys.stderr)
         return 130

@@ -1028,7 +1028,7 @@ def check_pixels(image: np.ndarray, what: str = "image") -> None:
         hint = ("Scale a 16-bit image with (image >> 8).astype(np.uint8)" if image.dtype.kind == "u" and image.dtype.itemsize == 2
                 else "Scale a mask with image.astype(np.uint8) * 255" if image.dtype.kind == "b"  # not 0/1 grey levels
                 else "Convert with np.clip(image, 0, 255).astype(np.uint8)")
-        raise InputError(f"{what} has dtype {image.dtype}; expected uint8, or float in [0, 255]. {hint}")
+        raise InputError(f"{what} has dtype {_dtype_words(image.dtype)}; expected uint8, or float in [0, 255]. {hint}")
     if image.ndim >= 2 and (image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS
                             or max(image.shape[:2]) > MAX_IMAGE_SIDE):
         raise InputError(
@@ -1047,6 +1047,13 @@ def check_pixels(image: np.ndarray, what: str = "image") -> None:
     if 0.0 < hi <= 1.0:
         raise InputError(f"{what} is float with every value in [0, 1] (max {hi:g}); it looks scaled to [0, 1], "
                          "but pixels are expected on the 0..255 scale. Multiply by 255 (or pass uint8)")
+
+
+def _dtype_words(dtype: np.dtype) -> str:
+    """``dtype`` for a message, a non-native byte order named in words: ``>u2 (uint16, big-endian)``, not ``>u2``."""
+    if dtype.byteorder not in ("<", ">"):  # native, or one byte (no order)
+        return str(dtype)
+    return f"{dtype.str} ({dtype.name}, {'big' if dtype.byteorder == '>' else 'little'}-endian)"
 
 
 def to_uint8_pixels(image: np.ndarray, what: str = "image") -> np.ndarray:

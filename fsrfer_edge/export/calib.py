@@ -65,6 +65,9 @@ def _split_rows(data: Any, path: Path, split: Optional[str], n: int) -> np.ndarr
 def _check_images(images: np.ndarray, path: Path) -> None:
     if images.ndim not in (3, 4) or images.shape[0] == 0:
         raise DataError(f"{path}: 'images' has shape {images.shape}; expected (N, H, W) or (N, H, W, 3), N >= 1")
+    if images.shape[1] == 0 or images.shape[2] == 0:  # found here, not when the faces are first preprocessed
+        raise DataError(f"{path}: 'images' has shape {images.shape}: faces of {images.shape[1]}x{images.shape[2]} "
+                        "pixels (H x W); expected faces of at least 1x1 pixels")
     if images.dtype != np.uint8:
         raise DataError(f"{path}: 'images' has dtype {images.dtype}; expected uint8 pixels")
 

@@ -132,6 +132,9 @@ def compare(ref: np.ndarray, cand: np.ndarray, tol: Tolerance) -> dict[str, Any]
     """Numbers describing how far ``cand`` logits are from ``ref`` logits, and whether within ``tol``."""
     if ref.shape != cand.shape:
         return {"passed": False, "error": f"output shapes differ: {ref.shape} vs {cand.shape}"}
+    if ref.ndim != 2 or 0 in ref.shape:  # nothing compared is not a pass
+        return {"passed": False, "error": f"nothing to compare: logits of shape {ref.shape}; expected "
+                                          "(N, classes) with N >= 1 and classes >= 1"}
     diff = np.abs(ref.astype(np.float64) - cand.astype(np.float64))
     scale = max(1.0, float(np.abs(ref).max()))
     allowed = tol.max_abs * scale
@@ -171,11 +174,17 @@ def check_step(stage: str, ref: Runner, cand: Runner, precision: str, random: np
         ``{"stage", "precision", "random": {...}, "faces": {...}, "passed"}``.
 
     Raises:
-        ExportCheckError: the candidate is outside the tolerance (the message has the numbers).
+        ExportCheckError: the candidate is outside the tolerance (the message has the numbers), or a pixel
+            batch holds no image (nothing compared is not a pass).
     """
     tol = tolerance or TOLERANCES[precision]
     report: dict[str, Any] = {"stage": stage, "precision": precision}
     sets = {"random": random} if faces is None else {"random": random, "faces": faces}
+    for name, pixels in sets.items():
+        if len(pixels) == 0:  # refused before the models run: nothing compared is not a pass
+            raise ExportCheckError(f"check {stage} ({precision}): the {name!r} pixel batch has shape "
+                                   f"{np.shape(pixels)}: nothing would be compared; expected at least one image "
+                                   "(N >= 1)", report)
     for name, pixels in sets.items():
         report[name] = compare(ref(pixels), cand(pixels), tol)
     # INT8 is gated on real faces when there are some; the random-input numbers are informative.

@@ -279,7 +279,8 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
     Each file is written whole or not at all, the config last, so a config never names files that are not there.
     Files of the same names are replaced; other files in ``out_dir`` are left alone, except the engines nvinfer
     built from an earlier ``NAME.onnx`` (``NAME.onnx_b*_*.engine``): they are removed whenever ``NAME.onnx`` is
-    new or changed, since nvinfer would load them instead of building one from the new file.
+    new or changed, since nvinfer would load them instead of building one from the new file (a folder of such a name
+    is left alone, with a warning).
 
     Returns:
         The config file's path.
@@ -328,6 +329,11 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
         # nvinfer reuses an engine whose batch and shapes fit, whichever model it was built from; one without its
         # ONNX file beside it was built from a model removed since
         for stale in sorted(out.glob(f"{glob.escape(p.onnx_name)}_b*_*.engine")):
+            if stale.is_dir() and not stale.is_symlink():  # not an engine nvinfer wrote: someone's folder, kept
+                log.warning("left %s alone: it is a folder, not a file (nvinfer saves engines as files); should the "
+                            "config name it (model-engine-file), move it away, or nvinfer cannot save its engine",
+                            stale)
+                continue
             stale.unlink()
             log.warning("removed %s: nvinfer built it from an earlier %s, and would have run it instead of the new "
                         "model", stale, p.onnx_name)
