@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -52,6 +53,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--time-budget", type=positive_minutes, metavar="MIN", help="minutes > 0 (default: no limit)")
     ap.add_argument("--json", help="copy OUT/eval/<split>/results.json here when finished")
     args = ap.parse_args(argv)
+    started = time.time()  # --time-budget counts from here, as fsrfer-train's: reading the data counts too
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     import dataclasses
 
@@ -73,7 +75,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             extract_hr(Path(args.hr), hr, cfg)
         data = load_data(cfg, config_mod.resolve_data_path(cfg, args.data, args.config))
         done = run_pipeline(cfg, data, out, resume=True, steps=tuple(args.steps.split(",")),
-                            time_budget_min=args.time_budget)
+                            time_budget_min=args.time_budget, started=started)
     except FsrferError as exc:  # a bad config, checkpoint or data set: one line, as fsrfer-train says it
         print(f"early_g.py: error: {one_line(exc)}", file=sys.stderr)
         return 2
