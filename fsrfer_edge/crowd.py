@@ -33,6 +33,7 @@ import numpy as np
 from .detection import Detection, FaceDetector, as_rgb_frame, create_detector
 from .detection.frames import read_image, require_cv2
 from .errors import InputError, one_line
+from .fileio import file_problem
 from . import sidecars
 from .groups import SUFFIX as GROUPS_SUFFIX, GroupCalibration
 from .preprocessing import jpeg_frame_quality
@@ -855,8 +856,9 @@ def video_frames(source: Union[PathLike, int]) -> VideoFrames:
     cv2 = require_cv2("reading video files and cameras")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.is_file():
-            raise InputError(f"video file {path} does not exist; expected a readable video such as an .mp4")
+        problem = file_problem(path)
+        if problem:  # missing, a folder, a FIFO...
+            raise InputError(f"video file {path} {problem}; expected a readable video such as an .mp4")
         what = f"video {path}"
         cap = cv2.VideoCapture(str(path))
     else:

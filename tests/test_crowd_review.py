@@ -260,3 +260,11 @@ def test_a_track_log_over_two_calls_of_one_carried_tracker_keeps_its_frames_in_o
     t = tracks[0]
     assert t["first_frame"] <= t["last_frame"] and t["frames"] <= t["last_frame"] - t["first_frame"] + 1, t
     assert (t["first_frame"], t["last_frame"]) == (3, 6), t  # the second call's frames 0-1 are the log's 5-6
+
+
+def test_a_folder_given_as_a_video_says_it_is_a_folder(tmp_path: Path) -> None:
+    pytest.importorskip("cv2")
+    from fsrfer_edge.crowd import video_frames
+
+    with pytest.raises(InputError, match="is a directory, not a file; expected a readable video"):
+        video_frames(tmp_path)
