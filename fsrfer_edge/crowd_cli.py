@@ -29,6 +29,7 @@ from typing import Any, Callable, Collection, Iterator, Optional, Sequence, Tupl
 
 import numpy as np
 
+from .backends.onnxruntime_backend import MAX_THREADS
 from .crowd import (DEFAULT_MIN_FACE, DEFAULT_TRACK, MARGINS, CrowdAnalyzer, CrowdResult, FaceResult, TrackLog,
                     VideoFrames, check_margin, own_probs, video_frames)
 from .detection import DEFAULT_SCORES, DETECTORS, MAX_FRAME_PIXELS, create_detector, detector_model_inputs
@@ -40,8 +41,9 @@ from .detection.frames import (
     WRITABLE_IMAGES,
     write_image,
 )
+from .detection.pyramid import check_number
 from .errors import CliParser, FsrferError, InputError, cli_main, one_line, signal_handled
-from .fileio import check_distinct_files, check_output_path, set_default_mode, write_json
+from .fileio import check_distinct_files, check_output_path, file_problem, set_default_mode, write_json
 from .groups import GroupTally
 from .tracking import (DEFAULT_COAST, DEFAULT_CONFIRM, DEFAULT_HALF_LIFE, DEFAULT_MAX_MISSED, DEFAULT_MOTION,
                        FaceTracker, check_half_life)
@@ -388,6 +390,37 @@ def _per_detector(values: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in values.items())
 
 
+def check_shared_options(args: argparse.Namespace) -> None:
+    """Refuse, before any work, values of the options fsrfer-crowd and fsrfer-demo share (``--min-score``,
+    ``--min-face``, ``--margin``, ``--sessions``) that the library would refuse in its own argument spelling
+    (``min_face=0.0``); each message names its option as it is typed.
+
+    Raises:
+        InputError: the first bad option.
+    """
+    if args.min_score is not None:
+        check_number("--min-score", args.min_score, 0.0, 1.0)
+    check_number("--min-face", args.min_face, 1.0)
+    if args.margin is not None:
+        check_margin(args.margin, "--margin")
+    if args.sessions is not None and args.sessions < 1:
+        raise InputError(f"--sessions={args.sessions}; expected an integer >= 1")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """fsrfer-crowd's options that argparse's types let through, checked before any work: those it shares with
+    fsrfer-demo (:func:`check_shared_options`), ``--min-size`` and ``--threads``.
+
+    Raises:
+        InputError: the first bad option.
+    """
+    check_shared_options(args)
+    check_number("--min-size", args.min_size, 0.0)
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise InputError(f"--threads={args.threads}; expected an integer from 1 to {MAX_THREADS} (leave it out for "
+                         "all cores)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = CliParser(
         prog="fsrfer-crowd",
@@ -459,9 +492,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise InputError(f"--scale {args.scale}; expected an integer from 1 to 16")
         if args.max_frames is not None and args.max_frames < 1:
             raise InputError(f"--max-frames {args.max_frames}; expected a positive integer")
+        check_options(args)
         kind = input_kind(args.input)
-        if kind != "camera" and not Path(args.input).is_file():
-            raise InputError(f"input {args.input} does not exist (or is not a file); expected an image or video file")
+        problem = "" if kind == "camera" else file_problem(args.input)
+        if problem:
+            raise InputError(f"input {args.input} {problem}; expected an image file, a video file or a camera index "
+                             "(e.g. 0)")
         tracking = (("--half-life", args.half_life), ("--coast", args.coast), ("--confirm", args.confirm),
                     ("--motion/--no-motion", args.motion), ("--detect-every", args.detect_every))
         for flag, value in (("--max-frames", args.max_frames), ("--track/--no-track", args.track), *tracking):
@@ -483,6 +519,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                               coast=args.coast, confirm=DEFAULT_CONFIRM if args.confirm is None else args.confirm,
                               motion=DEFAULT_MOTION if args.motion is None else args.motion) \
             if track else None
+        if args.out.is_dir():  # before its suffix is judged: "an image input needs an image output" says too little
+            raise InputError(f"--out {args.out} is a folder; expected a file to write, e.g. "
+                             f"{args.out / ('annotated.png' if kind == 'image' else 'annotated.mp4')}")
         check_output(kind, args.out)
         check_output_path(args.out, "--out")  # a folder, or a path under a file: refused before any work
         if args.json is not None:
@@ -490,8 +529,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         inputs = [("the input", None if kind == "camera" else args.input), ("--model", resolve_model_path(args.model))]
         inputs += detector_model_inputs()
         check_distinct_files(inputs + [("--out", args.out), ("--json", args.json)], inputs=len(inputs))
-        if args.margin is not None:
-            check_margin(args.margin, "--margin")
         threads = args.threads if args.detector != "opencv" else None
         # SIGTERM (kill, a supervisor) raises KeyboardInterrupt as Ctrl-C does: no temporary video is left behind;
         # during a camera recording both end it after the frame in hand instead, and it is kept

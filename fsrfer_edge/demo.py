@@ -25,16 +25,17 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .confidence import SUFFIX as SCORES_SUFFIX
 from .crowd import DEFAULT_MIN_FACE, MARGIN_RANGE, check_margin, crop_face, default_margin
-from .crowd_cli import count_faces
+from .crowd_cli import check_shared_options, count_faces
 from .detection import DEFAULT_SCORES, DETECTORS, create_detector, detector_model_inputs
 from .detection.base import as_rgb_frame
 from .detection.frames import check_image_name, read_image, write_image
-from .detection.pyramid import check_number
 from .errors import CliParser, FsrferError, InputError, cli_main, one_line, sigterm_interrupts
 from .fileio import check_distinct_files, check_output_path, write_json
 from .preprocessing import shrink
 from .recognizer import Prediction, Recognizer, resolve_model_path
+from .sidecars import besides
 
 logger = logging.getLogger(__name__)
 
@@ -160,9 +161,17 @@ def report_lines(faces: Sequence[DemoFace], timings: dict[str, Any], source: str
             conf = r.prediction.confidence
             lines.append(f"  x{r.factor:<2d} ({r.pixels:2d} px face): {r.prediction.label:9s} {r.prediction.score:.2f}"
                          + ("" if conf is None else f"  confidence {conf:.2f}"))
-    for f, ms in timings["predict_ms"].items():
+    for f, ms in timings["predict_ms"].items() if faces else ():  # no face, nothing was timed
         lines.append(f"latency x{f}: {ms:.2f} ms for {count_faces(len(faces))} (median, Recognizer.predict)")
     return lines
+
+
+def no_confidence_line(model_path: Path) -> str:
+    """The printed line that says why the report has no confidence column: the model has no score calibration
+    (``NAME.scores.json``, looked for beside it and among the package's files)."""
+    name = besides(model_path, SCORES_SUFFIX)[0].name
+    return (f"no confidence column: no score calibration found for this model ({name} beside it); "
+            "fsrfer-export --eval-data writes one beside the models it exports")
 
 
 def annotate(frame: np.ndarray, faces: Sequence[DemoFace], tile: int = 96) -> np.ndarray:
@@ -232,20 +241,17 @@ def check_options(args: argparse.Namespace) -> None:
     Raises:
         InputError: the first bad option.
     """
+    if Path(args.out).is_dir():  # before its suffix is judged: "cannot write an image named outdir" says too little
+        raise InputError(f"--out {args.out} is a folder; expected an image file to write, e.g. "
+                         f"{Path(args.out) / 'demo.png'}")
     try:
         check_image_name(args.out)
     except InputError as exc:
         raise InputError(f"--out {args.out}: {exc}") from None
-    if args.min_score is not None:
-        check_number("--min-score", args.min_score, 0.0, 1.0)
-    check_number("--min-face", args.min_face, 1.0)
-    if args.margin is not None:
-        check_margin(args.margin, "--margin")
+    check_shared_options(args)  # --min-score, --min-face, --margin, --sessions: as fsrfer-crowd checks them
     if not 0 <= args.threads <= MAX_THREADS:
         raise InputError(f"--threads={args.threads}; expected an integer from 0 to {MAX_THREADS} (0: ONNX Runtime's "
                          "default)")
-    if args.sessions is not None and args.sessions < 1:
-        raise InputError(f"--sessions={args.sessions}; expected an integer >= 1")
 
 
 @cli_main
@@ -294,6 +300,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     name = det.name
                     settings = {"name": det.name, "min_score": getattr(det, "min_score", None),
                                 "min_face": getattr(det, "min_face", None), "margin": margin}
+                calibrated, model_path = rec.score_calibration is not None, rec.model_path
                 recognizer = {"backend": rec.backend.name, "model": str(rec.model_path),
                               "sessions": getattr(rec.backend, "sessions", 1),
                               "threads": getattr(rec.backend, "threads", None)}
@@ -301,6 +308,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(line)
             if not faces:
                 print("no faces found; the PNG shows the image unannotated")
+            elif not calibrated:  # the confidence column is missing: say why, not leave it to be noticed
+                print(no_confidence_line(model_path))
             write_image(args.out, annotate(frame, faces))
             written.append(args.out)
             print(f"wrote {args.out}")

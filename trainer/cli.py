@@ -168,7 +168,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     if not done:
         print(f"stopped early; {_continue_with(argv, args, out, tag)}", file=sys.stderr)
         return 3
-    print(f"done: models in {out / 'models'}, evaluation in {out / 'eval'}")
+    evaluated = "eval" in steps or "eval-test" in steps  # else OUT/eval was not made (or is an earlier run's)
+    print(f"done: models in {out / 'models'}" + (f", evaluation in {out / 'eval'}" if evaluated else ""))
     return 0
 
 
@@ -196,7 +197,8 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
                     help="how LR faces reach the model: resized back to the model size (the tables' protocol), "
                          "small crops through the SDK's preprocessing, or camera-like crops (area down-sampling "
                          "and JPEG quality 50)")
-    ap.add_argument("--limit", type=int, default=0, help="evaluate on a seeded subset of this many faces")
+    ap.add_argument("--limit", type=int, default=0, help="evaluate on a seeded subset of this many faces (default 0: "
+                    "every face of the split)")
     ap.add_argument("--threads", type=int, default=0,
                     help=f"CPU threads, 1 to {MAX_THREADS} (default 0: the library's default)")
     ap.add_argument("--json", required=True, help="output JSON path")

@@ -15,6 +15,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ..errors import BackendUnavailable, InputError, require
+from ..fileio import file_problem
 from ..preprocessing import resize
 from .base import MAX_FRAME_PIXELS, as_rgb_frame, check_frame_size
 
@@ -81,14 +82,15 @@ def read_image(path: PathLike) -> np.ndarray:
     significant bits, as OpenCV reads them.
 
     Raises:
-        InputError: the file does not exist, is not a readable image, has more than
+        InputError: the file does not exist (or is a folder), is not a readable image, has more than
             :data:`~.base.MAX_FRAME_PIXELS` pixels (checked from its header, before decoding), or holds
             32-bit integer or floating-point pixels, whose range the file does not say.
         BackendUnavailable: neither Pillow nor OpenCV is installed.
     """
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"image file {p} does not exist (or is not a file); expected a readable image such as a .png or .jpg")
+    problem = file_problem(p)  # a folder, say, is said to be one, not "does not exist"
+    if problem:
+        raise InputError(f"image {p} {problem}; expected an image file such as a .png or .jpg")
     pil = optional_module("PIL.Image")
     if pil is not None:
         ops = importlib.import_module("PIL.ImageOps")

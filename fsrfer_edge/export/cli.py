@@ -559,7 +559,11 @@ def check_trt_main(path: Path) -> int:
     from .onnx_export import load_onnx, read_model_info
     from .trt_check import check_file
 
-    model = load_onnx(path)
+    try:
+        model = load_onnx(path)
+    except ModelError as exc:  # it says what FILE is; say what --check-trt takes
+        raise ModelError(f"{one_line(exc)}; expected an .onnx model file, e.g. one fsrfer-export wrote "
+                         "(engines/NAME.int8-s8s8.onnx)") from exc
     try:
         info = read_model_info(model)
         int8, declared = info.precision == "int8", info.int8_scheme
