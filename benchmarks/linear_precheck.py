@@ -106,7 +106,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.bench import machine_info
     from fsrfer_edge.fileio import check_output_path, write_json
 
-    check_output_path(args.out, "--out")
+    check_output_path(args.out, "--out", json_output=True)
     rounds = []
     with tempfile.TemporaryDirectory(prefix="fsrfer-precheck-") as tmp:
         before = Path(tmp) / "before"

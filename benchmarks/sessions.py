@@ -129,7 +129,7 @@ def main(argv: Optional[Sequence[str]] = None, timer: Timer = bench_in_subproces
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        check_output_path(args.out, "--out")
+        check_output_path(args.out, "--out", json_output=True)
         doc = run(args, argv, timer)
         out = write_json(args.out, doc, default=str)
     except FsrferError as exc:

@@ -1143,7 +1143,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 check_output_path(args.save_scene, "--save-scene")
             inputs += [("--model", resolve_model_path(args.model)), ("--detector-model", args.detector_model)]
             inputs += detector_model_inputs()  # read whatever --detector-model says
-            check_distinct_files([*inputs, ("--save-scene", args.save_scene), ("--out", args.out)], inputs=len(inputs))
+            check_distinct_files([*inputs, ("--save-scene", args.save_scene), ("--out", args.out)], inputs=len(inputs),
+                                 json_outputs=("--out",))
             pool = load_test_faces(data_dir) if use_data else public_domain_faces()  # fails here, not in a worker
             if args.save_scene is not None and pool.labelled:
                 raise InputError("--save-scene writes FER faces into a file; use it with --no-data only")

@@ -59,14 +59,20 @@ def files_problem(*paths: PathLike) -> str:
             return f"{path} {problem}"
     return ""
 
-def check_output_path(path: PathLike, what: str = "output", probe: bool = True) -> Path:
-    """Refuse, before any work is done, an output path that cannot be written as a file. ``probe``: where
-    its folder exists, create (and remove) a file there to be sure; :func:`atomic_write`, whose own
-    temporary file is that test, leaves it out.
+def check_output_path(path: PathLike, what: str = "output", probe: bool = True, json_output: bool = False) -> Path:
+    """Refuse, before any work is done, an output path that cannot be written as a file, or that names an
+    existing file the run must not replace (:func:`existing_output_problem`): a read-only one, and with
+    ``json_output`` (the output is a JSON document) one that is not JSON text. ``probe``: where its folder
+    exists, create (and remove) a file there to be sure; :func:`atomic_write`, whose own temporary file is that
+    test, leaves it out.
+
+    A command that also calls :func:`check_distinct_files` may leave ``json_output`` out: that call refuses an
+    existing file that is not JSON for its JSON outputs, after saying which input an output would overwrite.
 
     Raises:
-        InputError: ``path`` names a directory, lies under a regular file (``a.json/b.json``), or its
-            folder cannot be created or written.
+        InputError: ``path`` names a directory, lies under a regular file (``a.json/b.json``), its folder
+            cannot be created or written, or it names an existing read-only file, or (``json_output``) an
+            existing file that is not JSON.
     """
     p = Path(path)
     if str(path) == "" or p.name in ("", ".", ".."):
@@ -80,7 +86,50 @@ def check_output_path(path: PathLike, what: str = "output", probe: bool = True) 
             if not os.access(parent, os.W_OK | os.X_OK) or (probe and parent == p.parent and not _can_create_in(parent)):
                 raise InputError(f"{what} {p}: the folder {parent} is not writable; choose another path")
             break
+    problem = existing_output_problem(p, json_output)
+    if problem:
+        raise InputError(f"{what} {p} {problem}")
     return p
+
+
+JSON_HEAD_BYTES = 1 << 16  # how much of an existing file is read to tell JSON text from anything else
+
+
+def existing_output_problem(path: PathLike, json_output: bool = False) -> str:
+    """Why the existing file at ``path`` must not be replaced by an output ("" when it may be, or is absent).
+
+    A read-only file (its owner's write bit unset, or, for a user other than root, one ``os.access`` says is not
+    writable) is kept: renaming a new file over it would succeed all the same, as root or in a writable folder.
+    With ``json_output``, a regular file that is not JSON text (its first non-blank byte is not ``{`` or ``[``,
+    or it holds NUL bytes, as an .npz, an image or a model does) is kept too; an empty one may be replaced.
+    A symbolic link is judged by the file it names.
+    """
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except OSError:  # absent, a broken link or a link loop: no file to keep (the link itself is replaced)
+        return ""
+    if stat.S_ISDIR(st.st_mode):
+        return ""  # refused by check_output_path with its own words
+    non_root = hasattr(os, "geteuid") and os.geteuid() != 0
+    if not st.st_mode & stat.S_IWUSR or (non_root and not os.access(p, os.W_OK)):
+        why = f"mode {stat.S_IMODE(st.st_mode):03o}" if not st.st_mode & stat.S_IWUSR else "not writable by this user"
+        return (f"exists and is read-only ({why}); expected a writable file or a new path: remove it, make it "
+                f"writable (chmod u+w {p}), or choose another path")
+    if not json_output or not stat.S_ISREG(st.st_mode):
+        return ""
+    not_json = "exists and is not a JSON file; expected a new path or an earlier JSON output"
+    try:
+        with open(p, "rb") as f:
+            head = f.read(JSON_HEAD_BYTES)
+    except OSError as exc:
+        return (f"exists and cannot be read to check that it is an earlier JSON output ({exc.strerror or exc}); "
+                "expected a new path or an earlier JSON output")
+    bom = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, as some editors write
+    text = (head[len(bom):] if head.startswith(bom) else head).lstrip(b" \t\r\n")
+    if b"\0" in head or (text and text[:1] not in (b"{", b"[")) or (not text and len(head) < st.st_size):
+        return not_json
+    return ""
 
 
 def _can_create_in(folder: Path) -> bool:
@@ -96,15 +145,18 @@ def _can_create_in(folder: Path) -> bool:
     return True
 
 
-def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
+def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any], json_output: bool = False) -> Path:
     """Call ``write(f)`` on a temporary binary file beside ``path``, then rename it into place.
 
-    The file gets ordinary permissions (0666 minus the umask), not mkstemp's 0600.
+    The file gets ordinary permissions (0666 minus the umask), not mkstemp's 0600. An existing file at ``path``
+    that is read-only (or, with ``json_output``, not JSON) is kept, checked before the work and again just
+    before the rename, so a file made read-only meanwhile is not replaced either.
 
     Raises:
-        InputError: ``path`` cannot be written as a file (see :func:`check_output_path`).
+        InputError: ``path`` cannot be written as a file, or names a file that must be kept (see
+            :func:`check_output_path`); the temporary file is removed.
     """
-    path = check_output_path(path, probe=False)
+    path = check_output_path(path, probe=False, json_output=json_output)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -119,6 +171,9 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         set_default_mode(tmp)
+        problem = existing_output_problem(path, json_output)  # made read-only (or replaced) while writing
+        if problem:
+            raise InputError(f"output {path} {problem}")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -158,14 +213,17 @@ def same_file(a: PathLike, b: PathLike) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def check_distinct_files(named: Sequence[tuple[str, Optional[PathLike]]], inputs: int = 1) -> None:
+def check_distinct_files(named: Sequence[tuple[str, Optional[PathLike]]], inputs: int = 1,
+                         json_outputs: Sequence[str] = ("--json",)) -> None:
     """Refuse, before any work is done, a path of ``named`` (``(what, path)`` pairs, the ``inputs`` inputs first,
     then the outputs in the order they are written; a None path is skipped) that names the same file as one before
     it: an output that would overwrite an input, or another output. Inputs are not compared with each other (two
-    of them may well be one file).
+    of them may well be one file). Then an output that names an existing file the run must not replace
+    (:func:`existing_output_problem`): a read-only one, or, for the outputs whose ``what`` is in ``json_outputs``
+    (JSON documents), one that is not JSON text.
 
     Raises:
-        InputError: naming both.
+        InputError: naming both files, or the output and what is wrong with the file it names.
     """
     for i, (what, path) in enumerate(named):
         if i < inputs or path is None:
@@ -174,10 +232,14 @@ def check_distinct_files(named: Sequence[tuple[str, Optional[PathLike]]], inputs
             if other is not None and same_file(path, other):
                 raise InputError(f"{what} {path} is the same file as {other_what} {other} and would overwrite it; "
                                  "expected a different file name")
+    for what, path in named[inputs:]:
+        problem = "" if path is None else existing_output_problem(path, what in json_outputs)
+        if problem:
+            raise InputError(f"{what} {path} {problem}")
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    return atomic_write(path, lambda f: f.write(data))
+def atomic_write_bytes(path: PathLike, data: bytes, json_output: bool = False) -> Path:
+    return atomic_write(path, lambda f: f.write(data), json_output=json_output)
 
 
 def write_json(path: PathLike, doc: Any, default: Optional[Callable[[Any], Any]] = None) -> Path:
@@ -186,6 +248,11 @@ def write_json(path: PathLike, doc: Any, default: Optional[Callable[[Any], Any]]
     Strict JSON: a NaN or infinite number (which Python would write as ``NaN``/``Infinity``, refused by other JSON
     readers) is written as ``null``, with one logged warning naming where it was. Finite values are written as
     ``json.dumps`` writes them. ``default``: as ``json.dumps``'s (what it returns is written by the same rule).
+
+    An existing file at ``path`` is replaced only when it is writable and JSON text (an earlier output) or empty.
+
+    Raises:
+        InputError: as :func:`atomic_write` (with ``json_output``).
     """
     try:
         text = json.dumps(doc, indent=2, sort_keys=True, default=default, allow_nan=False)
@@ -197,7 +264,7 @@ def write_json(path: PathLike, doc: Any, default: Optional[Callable[[Any], Any]]
                           allow_nan=False)
         shown = ", ".join(w or "(the document)" for w in where[:5]) + (", ..." if len(where) > 5 else "")
         logger.warning("%s: %d NaN or infinite number(s) written as null (strict JSON): %s", path, len(where), shown)
-    return atomic_write_bytes(path, (text + "\n").encode())
+    return atomic_write_bytes(path, (text + "\n").encode(), json_output=True)
 
 
 def _finite_or_none(obj: Any, default: Optional[Callable[[Any], Any]], at: str, where: list[str]) -> Any:

@@ -43,7 +43,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge import preprocessing
     from fsrfer_edge.preprocessing import resize, undo_linear_enlarging, undo_pixel_repetition
 
-    check_output_path(args.json, "--json")
+    check_output_path(args.json, "--json", json_output=True)
     cv2 = require_cv2("resizing faces as an app would")
     faces = load_labelled_faces(args.data, "ferplus", args.split)
     labels = faces.labels

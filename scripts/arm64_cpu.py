@@ -116,7 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise InputError(f"{path} does not exist; expected {what}")
         if not args.data.is_file():
             raise DataError(f"--data {args.data} does not exist; expected the FER2013 archive (../shared/data)")
-        check_output_path(args.out, "--out")
+        check_output_path(args.out, "--out", json_output=True)
         return measure(args, python, sys.argv[1:] if argv is None else list(argv))
     except FsrferError as exc:
         print(f"arm64_cpu.py: error: {one_line(exc)}", file=sys.stderr)

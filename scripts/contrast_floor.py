@@ -131,7 +131,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.ferplus import load_labelled_faces
     from fsrfer_edge.fileio import check_output_path, sha256_file, write_json
 
-    check_output_path(args.json, "--json")
+    check_output_path(args.json, "--json", json_output=True)
     cv2 = require_cv2("shrinking faces as a camera pipeline would")
     faces = load_labelled_faces(args.data, "ferplus", args.split)
     labels = faces.labels

@@ -126,7 +126,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.fileio import check_output_path, write_json
     from fsrfer_edge.tracking import FaceTracker
 
-    check_output_path(args.out, "--out")
+    check_output_path(args.out, "--out", json_output=True)
     h, w, pool, seeds = clip_inputs(args)
     labelled = bool(pool.labelled)
     makers: dict[str, Any] = {"tracked": lambda: FaceTracker(motion=False),

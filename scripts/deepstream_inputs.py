@@ -65,7 +65,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.ferplus import load_labelled_faces
     from fsrfer_edge.fileio import check_output_path, sha256_file, write_json
 
-    check_output_path(args.json, "--json")
+    check_output_path(args.json, "--json", json_output=True)
     if not 0 <= args.pad_value <= 255:
         raise SystemExit(f"--pad-value {args.pad_value}; expected a grey level 0-255")
     cv2 = require_cv2("resizing faces as nvinfer would")

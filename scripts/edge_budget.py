@@ -386,7 +386,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], timer: Timer = time_in_su
         FsrferError: a missing or wrong model or data file, a failed quantization, check or timing.
     """
     check_timing_args(args)
-    check_output_path(args.out, "--out")
+    check_output_path(args.out, "--out", json_output=True)
     reference = Path(args.reference) if args.reference else DEFAULT_MODEL
     candidate = Path(args.candidate) if args.candidate else DEFAULT_MODEL
     models = {"reference_fp32": check_model(reference, "--reference", "fp32"),

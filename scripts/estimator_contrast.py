@@ -102,7 +102,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    check_output_path(args.json)
+    check_output_path(args.json, "--json", json_output=True)
     torch.set_num_threads(args.threads)
     model, pre, _ = checkpoint.load_model(args.checkpoint)
     if getattr(model, "factor_estimator", None) is None:

@@ -47,7 +47,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    check_output_path(args.out)
+    check_output_path(args.out, "--out", json_output=True)
     model, _, payload = checkpoint.load_model(args.checkpoint)
     if model.factor_estimator is None or "config" not in payload["meta"]:
         print(f"error: {args.checkpoint} has no factor estimator or no training config", file=sys.stderr)

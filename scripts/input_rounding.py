@@ -68,7 +68,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    check_output_path(args.json)
+    check_output_path(args.json, "--json", json_output=True)
     torch.set_num_threads(args.threads)
     part = load_dataset(args.data, labels="ferplus").subset(args.split)
     images, labels = part.images, part.labels.astype(np.int64)

@@ -175,7 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise InputError(f"--qemu {args.qemu}: expected the qemu-x86_64-static binary (QEMU >= 7.2)")
         if not args.data.is_file():
             raise DataError(f"--data {args.data} does not exist; expected the FER2013 archive (../shared/data)")
-        check_output_path(args.out, "--out")
+        check_output_path(args.out, "--out", json_output=True)
         return measure(args, sys.argv[1:] if argv is None else list(argv))
     except FsrferError as exc:
         print(f"int8_avx2.py: error: {one_line(exc)}", file=sys.stderr)

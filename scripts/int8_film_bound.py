@@ -141,7 +141,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], timer: edge_budget.Timer)
     from fsrfer_edge.fileio import check_output_path
 
     edge_budget.check_timing_args(args)
-    check_output_path(args.out, "--out")
+    check_output_path(args.out, "--out", json_output=True)
     model = edge_budget.check_model(args.model, "--model", "fp32")
     plain = None
     if args.plain:

@@ -80,7 +80,7 @@ def io_problem(args: argparse.Namespace) -> Optional[str]:
 
     problem = files_problem(args.model, args.data)
     if problem is None:
-        check_output_path(args.out)
+        check_output_path(args.out, "--out", json_output=True)
     return problem
 
 

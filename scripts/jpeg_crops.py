@@ -73,7 +73,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.fileio import check_output_path, sha256_file, write_json
     from trainer.evaluate import lr_crops
 
-    check_output_path(args.json, "--json")
+    check_output_path(args.json, "--json", json_output=True)
     faces = load_labelled_faces(args.data, "ferplus", args.split)
     labels = faces.labels
     sigmas = {name_of(s): s for s in SIGMAS}

@@ -35,7 +35,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from trainer.degrade import _jpeg
     from trainer.evaluate import lr_crops
 
-    check_output_path(args.json, "--json")
+    check_output_path(args.json, "--json", json_output=True)
     cv2 = require_cv2("enlarging crops as an app would")
     images = load_labelled_faces(args.data, "ferplus", "train").images[:args.faces]
     rng = np.random.default_rng(0)

@@ -52,7 +52,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.ferplus import load_labelled_faces
     from fsrfer_edge.fileio import check_output_path, write_json
 
-    check_output_path(args.json, "--json")
+    check_output_path(args.json, "--json", json_output=True)
     cv2 = require_cv2("enlarging crops as an app would")
     g = np.random.default_rng(0)
     error = 0.0

@@ -69,7 +69,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.ferplus import load_labelled_faces
     from fsrfer_edge.fileio import check_output_path, sha256_file, write_json
 
-    check_output_path(args.json, "--json")
+    check_output_path(args.json, "--json", json_output=True)
     cv2 = require_cv2("enlarging crops as an app would")
     with np.load(args.data) as d:
         every = np.asarray(d["images"])

@@ -48,7 +48,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.fileio import check_output_path, write_json
     from fsrfer_edge.preprocessing import resize_matrix
 
-    check_output_path(args.json, "--json")
+    check_output_path(args.json, "--json", json_output=True)
     cv2 = require_cv2("enlarging crops as an app would")
     faces = load_labelled_faces(args.data, "ferplus", args.split).images[:args.faces]
     spans = {}

@@ -115,7 +115,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.preprocessing import softmax
     from fsrfer_edge.tracking import smooth_sequence
 
-    check_output_path(args.json, "--json")
+    check_output_path(args.json, "--json", json_output=True)
     faces = load_labelled_faces(args.data, "ferplus", args.split)
     labels = faces.labels
     rng = np.random.default_rng(SEED)

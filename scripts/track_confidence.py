@@ -80,7 +80,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fsrfer_edge.fileio import check_output_path, sha256_file, write_json
     from fsrfer_edge.tracking import DEFAULT_HALF_LIFE
 
-    check_output_path(args.json, "--json")
+    check_output_path(args.json, "--json", json_output=True)
     faces = load_labelled_faces(args.data, "ferplus", args.split)
     labels = faces.labels
     rng = np.random.default_rng(SEED)
