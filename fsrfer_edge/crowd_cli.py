@@ -43,7 +43,8 @@ from .detection.frames import (
 )
 from .detection.pyramid import check_number
 from .errors import CliParser, FsrferError, InputError, cli_main, one_line, signal_handled
-from .fileio import check_distinct_files, check_output_path, file_problem, set_default_mode, write_json
+from .fileio import (check_distinct_files, check_output_path, existing_output_problem, file_problem, set_default_mode,
+                     write_json)
 from .groups import GroupTally
 from .tracking import (DEFAULT_COAST, DEFAULT_CONFIRM, DEFAULT_HALF_LIFE, DEFAULT_MAX_MISSED, DEFAULT_MOTION,
                        FaceTracker, check_half_life)
@@ -243,6 +244,9 @@ class AtomicVideoWriter:
         if not self.frames:
             raise InputError("no frame was read from the input; nothing to write")
         set_default_mode(self.tmp)
+        problem = existing_output_problem(self.path)  # made read-only while the video was written: kept
+        if problem:
+            raise InputError(f"--out {self.path} {problem}")
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:

@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 from typing import IO, Callable
 
+import numpy as np
 import pytest
 
 from fsrfer_edge.errors import InputError
@@ -203,3 +204,18 @@ def test_fsrfer_crowd_bench_report_over_a_file_that_is_not_json_is_refused(tmp_p
     err = capsys.readouterr().err
     assert rc == 2 and "--out" in err and "not a JSON file" in err and out.read_bytes() == PNG_HEAD
 
+
+
+def test_an_annotated_video_is_not_renamed_over_a_file_made_read_only_meanwhile(tmp_path: Path) -> None:
+    pytest.importorskip("cv2")
+    from fsrfer_edge import crowd_cli
+
+    out = tmp_path / "o.avi"
+    writer = crowd_cli.AtomicVideoWriter(out, 5.0)
+    writer.write(np.zeros((32, 32, 3), np.uint8))
+    out.write_bytes(b"an earlier recording")
+    out.chmod(0o444)  # made read-only while the run was writing
+    with pytest.raises(InputError, match="read-only"):
+        writer.commit()
+    writer.discard()
+    assert out.read_bytes() == b"an earlier recording" and not writer.tmp.exists()
