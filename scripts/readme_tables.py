@@ -389,6 +389,10 @@ def track_maps_table(doc: dict[str, Any]) -> str:
     """scripts/track_maps.py: per regime and row, one frame's map error and, after k frames, the candidate's and the
     map-on-the-mean's errors (means over the sizes), the candidate's worst size against one frame, and the verdict."""
     fitted = ("the other half of val (2-fold cross-fitting)" if doc["split"] == "val" else "all of FER+ val")
+    if doc.get("per_mark"):
+        fitted += ", per size and the current frame's JPEG mark"
+    if doc.get("clip_seed"):
+        fitted += f" (clips of seed 0); the cells on clips drawn afresh (seed {doc['clip_seed']})"
     ks = [str(k) for k in doc["fit_counts"]]
     out = [f"`{doc['source']}` (`{doc['command']}`; the shipped model and its maps on FER+ {doc['split']}, {doc['n']} "
            f"faces; tracks of {doc['frames']} frames at half-life {doc['half_life']:g}; (c, d) fitted on "
@@ -2093,6 +2097,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "jpeg_frames_test": ("results/ferplus/jpeg_frames_test.json", jpeg_frames_table, "docs/experiments.md"),
     "track_maps_val": ("results/ferplus/track_maps_val.json", track_maps_table, "docs/experiments.md"),
     "track_maps_test": ("results/ferplus/track_maps_test.json", track_maps_table, "docs/experiments.md"),
+    "track_maps_marks_val": ("results/ferplus/track_maps_marks_val.json", track_maps_table, "docs/experiments.md"),
+    "track_maps_marks_test": ("results/ferplus/track_maps_marks_test.json", track_maps_table, "docs/experiments.md"),
     "enlarging_kernels_val": ("results/ferplus/enlarging_kernels_val.json", enlarging_kernels_table,
                               "docs/experiments.md"),
     "score_calibration_variants": ("results/ferplus/score_calibration_variants_val.json",

@@ -3,12 +3,21 @@ docs/experiments.md, "A tracked face's confidence from how its frames differ").
 
     python scripts/track_maps.py --json results/ferplus/track_maps_val.json
     python scripts/track_maps.py --split test --json results/ferplus/track_maps_test.json
+    python scripts/track_maps.py --per-mark --clip-seed 1 --json results/ferplus/track_maps_marks_val.json
+    python scripts/track_maps.py --per-mark --clip-seed 1 --split test --json results/ferplus/track_maps_marks_test.json
 
 Clips as ``scripts/temporal_views.py`` makes them (rows clean and camera, seed 0), and "drift" clips whose
 sub-pixel shift moves a little each frame; every frame goes to the SDK as a small crop. Regimes: moving (the
 clips' frames), still (the first frame repeated), half-still (each frame repeats the one before with probability
 1/2), drift. The candidate's (c, d) per size are fitted on moving and still tracks of the other half of val, or of
-all of val for test.
+all of val for test. ``--per-mark``: (c, d) per size and per the current frame's JPEG mark (the third rule);
+``--clip-seed S``: the cells are read on clips drawn afresh (the fit keeps val's seed-0 clips).
+
+    python scripts/track_maps.py --write-calibration fsrfer_edge/models/default.scores.json \
+        --from-json results/ferplus/track_maps_marks_test.json
+
+writes the terms a --per-mark run on test fitted on all of val (its ``track_params``) into a score calibration
+file, for the SDK's tracked faces (``ScoreCalibration.track_params``); nothing is run.
 """
 from __future__ import annotations
 
@@ -37,6 +46,8 @@ FIT_REGIMES = ("moving", "still")
 MEAN_SLACK, SIZE_SLACK = 1.0, 2.5
 #: Drift: the largest step of the shift a frame, in small-face pixels.
 DRIFT_STEP = 1 / 8
+#: --per-mark: a mark with fewer fitting tracks than this at a size takes the size's shared (c, d).
+MIN_MARK_TRACKS = 200
 
 
 def drift_frames(images: np.ndarray, factor: int, rng: np.random.Generator) -> dict[str, list[np.ndarray]]:
@@ -116,11 +127,50 @@ def fit_cd(offset: np.ndarray, z: np.ndarray, g: np.ndarray, right: np.ndarray, 
     return cd
 
 
+def write_calibration(path: str, result: str) -> int:
+    """Put the (c, d) of ``result`` (a --per-mark run on test: its fit used all of val) into the score calibration
+    file ``path`` as its ``track_params``, with the half-life they were fitted for."""
+    import dataclasses
+    import json
+
+    from fsrfer_edge.confidence import ScoreCalibration
+
+    doc = json.loads(Path(result).read_text())
+    if not doc.get("per_mark") or doc.get("split") != "test" or len(doc.get("track_params", [])) != 1:
+        raise SystemExit(f"{result}: expected the result of a --per-mark run on --split test (one fit, on all of val)")
+    cal = ScoreCalibration.load(path)
+    terms = doc["track_params"][0]
+    if sorted(float(f) for f in terms) != list(cal.factors):
+        raise SystemExit(f"{result}: terms at factors {sorted(terms)}; expected the calibration's {list(cal.factors)}")
+    params = tuple(tuple(float(v) for pair in terms[str(int(f)) if str(int(f)) in terms else str(f)] for v in pair)
+                   for f in cal.factors)
+    cal = dataclasses.replace(cal, track_params=params, track_half_life=float(doc["half_life"]), source=cal.source + (
+        f"; track_params: python scripts/track_maps.py --write-calibration {path} --from-json {result} (fitted on "
+        f"moving and still tracks of FER+ val's seed-{doc['seed']} clips, per size and JPEG mark)"))
+    cal.save(path)
+    print("wrote", path, cal.track_params)
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--write-calibration" in argv:
+        wp = argparse.ArgumentParser(description="write a --per-mark test run's terms into a score calibration file")
+        wp.add_argument("--write-calibration", required=True, metavar="PATH")
+        wp.add_argument("--from-json", required=True, metavar="RESULT")
+        w = wp.parse_args(argv)
+        return write_calibration(w.write_calibration, w.from_json)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sdk_faces_args(ap)
     ap.add_argument("--limit", type=int, default=0, help="the first N faces of each split only (a quick check)")
+    ap.add_argument("--per-mark", action="store_true",
+                    help="(c, d) per size and per the current frame's JPEG mark (default: per size)")
+    ap.add_argument("--clip-seed", type=int, default=0,
+                    help="read the cells on clips of this seed (default 0, the clips the fit uses)")
     args = ap.parse_args(argv)
+    if args.clip_seed < 0:
+        ap.error(f"--clip-seed must be >= 0, got {args.clip_seed}")
     from fsrfer_edge import Recognizer
     from fsrfer_edge.confidence import _sigmoid
     from fsrfer_edge.ferplus import load_labelled_faces
@@ -141,9 +191,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise SystemExit(f"{args.model}: no score calibration found (MODEL.scores.json)")
         size = rec.info.preprocessing.input_size
 
-        def clips(images: np.ndarray) -> dict[str, dict[int, dict[str, dict[str, np.ndarray]]]]:
-            """{clip set: {factor: {row: frame_data}}}, the moving clips drawn as temporal_views draws them."""
-            rng, drift_rng = np.random.default_rng(SEED), np.random.default_rng(SEED + 1)
+        def clips(images: np.ndarray, seed: int) -> dict[str, dict[int, dict[str, dict[str, np.ndarray]]]]:
+            """{clip set: {factor: {row: frame_data}}}, the moving clips drawn as temporal_views draws them (seed 0)."""
+            rng, drift_rng = np.random.default_rng(SEED + 3 * seed), np.random.default_rng(SEED + 3 * seed + 1)
             out: dict[str, dict[int, dict[str, dict[str, np.ndarray]]]] = {"moving": {}, "drift": {}}
             for f in FACTORS:
                 for name, frames in (("moving", clip_frames(images, f, rng)), ("drift", drift_frames(images, f,
@@ -152,9 +202,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(f"x{f}: clips inferred", flush=True)
             return out
 
-        def tracks(data: dict[str, Any], n: int) -> dict[str, dict[int, dict[str, dict[int, dict[str, np.ndarray]]]]]:
+        def tracks(data: dict[str, Any], n: int,
+                   seed: int) -> dict[str, dict[int, dict[str, dict[int, dict[str, np.ndarray]]]]]:
             """{regime: {factor: {row: {k: features, with the current frame's (a, b) and the factor}}}}."""
-            seq_rng = np.random.default_rng(SEED + 2)
+            seq_rng = np.random.default_rng(SEED + 3 * seed + 2)
             seqs = {r: sequences(r, n, seq_rng) for r in REGIMES}
             out: dict[str, Any] = {}
             for regime in REGIMES:
@@ -179,10 +230,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             return out
 
         val_images, val_labels = faces_of("val")
-        val_clips = clips(val_images)
-        val_tracks = tracks(val_clips, len(val_labels))
+        val_clips = clips(val_images, 0)
+        val_tracks = tracks(val_clips, len(val_labels), 0)
 
         def fit(keep: np.ndarray) -> dict[int, np.ndarray]:
+            """{factor: (2, 2)}: (c, d) for unmarked frames, then for JPEG-marked ones (the same without --per-mark)."""
             params = {}
             for f in FACTORS:
                 parts = [val_tracks[r][f][row][k] for r in FIT_REGIMES for row in ROWS for k in FIT_COUNTS]
@@ -190,16 +242,19 @@ def main(argv: Optional[list[str]] = None) -> int:
                 z = np.concatenate([p["z"][keep] for p in parts])
                 g = np.concatenate([p["g"][keep] for p in parts])
                 right = np.concatenate([(p["label"][keep] == val_labels[keep]).astype(np.float64) for p in parts])
-                params[f] = fit_cd(offset, z, g, right)
+                mark = np.concatenate([p["mark"][keep] for p in parts])
+                params[f] = fit_marks(offset, z, g, right, mark if args.per_mark else None)
             return params
 
         if args.split == "val":
-            labels, data_clips, data_tracks = val_labels, val_clips, val_tracks
+            labels = val_labels
+            data_clips = val_clips if args.clip_seed == 0 else clips(val_images, args.clip_seed)
+            data_tracks = val_tracks if args.clip_seed == 0 else tracks(data_clips, len(labels), args.clip_seed)
             folds = cross_fitted(len(labels), 0, fit)
         else:
             images, labels = faces_of("test")
-            data_clips = clips(images)
-            data_tracks = tracks(data_clips, len(labels))
+            data_clips = clips(images, args.clip_seed)
+            data_tracks = tracks(data_clips, len(labels), args.clip_seed)
             folds = [(np.arange(len(labels)), fit(np.ones(len(val_labels), dtype=bool)))]
 
         # one frame's map error: every frame of the clip set's row, each as a single crop
@@ -226,8 +281,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         cand, onmean, right, own, own_right = [], [], [], [], []
                         for idx, params in folds:
                             ab, z, g = t["ab"][idx], t["z"][idx], t["g"][idx]
-                            cd = params[f]
-                            cand.append(_sigmoid(ab[:, 0] * z + ab[:, 1] + cd[0] * g + cd[1] * g * z))
+                            cd = params[f][t["mark"][idx].astype(np.intp)]
+                            cand.append(_sigmoid(ab[:, 0] * z + ab[:, 1] + cd[:, 0] * g + cd[:, 1] * g * z))
                             onmean.append(cal.confidence(np.log(np.maximum(t["mean"][idx], 1e-30)), t["factor"][idx],
                                                          t["mark"][idx]))
                             right.append((t["label"][idx] == labels[idx]).astype(np.float64))
@@ -249,25 +304,47 @@ def main(argv: Optional[list[str]] = None) -> int:
     verdict = decide(cells)
     verdict["same_faces"] = decide(cells, same_faces=True)
     print(verdict)
+    options = (" --per-mark" if args.per_mark else "") + (f" --clip-seed {args.clip_seed}" if args.clip_seed else "")
     write_json(args.json, {
-        "command": f"python scripts/track_maps.py --json {args.json}" + ("" if args.split == "val" else " --split test")
-                   + (f" --limit {args.limit}" if args.limit else ""),
+        "command": f"python scripts/track_maps.py{options} --json {args.json}"
+                   + ("" if args.split == "val" else " --split test") + (f" --limit {args.limit}" if args.limit else ""),
         "model": {"path": os.path.relpath(args.model, REPO), "sha256": sha256_file(args.model)},
         "split": args.split, "n": int(len(labels)), "frames": FRAMES, "counts": list(COUNTS),
         "fit_counts": list(FIT_COUNTS), "regimes": list(REGIMES), "fit_regimes": list(FIT_REGIMES),
-        "noise_grey_levels": NOISE, "jpeg_quality": JPEG_QUALITY, "seed": SEED, "drift_step": DRIFT_STEP,
+        "noise_grey_levels": NOISE, "jpeg_quality": JPEG_QUALITY, "seed": SEED, "clip_seed": args.clip_seed,
+        "per_mark": args.per_mark, "min_mark_tracks": MIN_MARK_TRACKS, "drift_step": DRIFT_STEP,
         "half_life": DEFAULT_HALF_LIFE, "ece_bins": ECE_BINS, "mean_slack": MEAN_SLACK, "size_slack": SIZE_SLACK,
         "threads": args.threads, "load_average": list(os.getloadavg()),
-        "track_params": [{str(f): [round(float(v), 6) for v in cd] for f, cd in params.items()} for _, params in folds],
-        "rule": "docs/experiments.md, 'A tracked face's confidence from how its frames differ'",
+        "track_params": [{str(f): (np.round(cd, 6).tolist() if args.per_mark else np.round(cd[0], 6).tolist())
+                          for f, cd in params.items()} for _, params in folds],
+        "rule": "docs/experiments.md, " + ("'Terms per JPEG mark, decided on fresh clips'" if args.per_mark else
+                                           "'A tracked face's confidence from how its frames differ'"),
         "note": "per regime, row, factor and frame count k: accuracy of the track's mean after k frames and the "
                 "calibration error (points, 15 bins) of the candidate (single-frame map plus c g + d g z) and of the "
                 "map on the mean's score; one_frame_map: the map's error on every frame of the row as a single crop; "
                 + ("(c, d) fitted on the other half of val (2-fold cross-fitting, seeded halves)"
-                   if args.split == "val" else "(c, d) fitted on all of FER+ val"),
+                   if args.split == "val" else "(c, d) fitted on all of FER+ val")
+                + (", per size and JPEG mark of the current frame (track_params: [[c, d] unmarked, [c, d] marked])"
+                   if args.per_mark else "")
+                + (f"; the fit on val's seed-0 clips, the cells on clips of seed {args.clip_seed}"
+                   if args.clip_seed else ""),
         "cells": cells, **verdict})
     print(f"wrote {args.json}")
     return 0
+
+
+def fit_marks(offset: np.ndarray, z: np.ndarray, g: np.ndarray, right: np.ndarray,
+              mark: Optional[np.ndarray]) -> np.ndarray:
+    """(2, 2): the (c, d) of unmarked and of JPEG-marked frames. Without ``mark`` both are one shared fit; a mark with
+    fewer than :data:`MIN_MARK_TRACKS` tracks takes the shared fit too."""
+    shared = fit_cd(offset, z, g, right)
+    out = np.stack([shared, shared])
+    if mark is not None:
+        for m in (0, 1):
+            sel = mark == bool(m)
+            if sel.sum() >= MIN_MARK_TRACKS:
+                out[m] = fit_cd(offset[sel], z[sel], g[sel], right[sel])
+    return out
 
 
 def decide(cells: dict[str, dict[str, dict[str, dict[str, Any]]]], same_faces: bool = False) -> dict[str, Any]:
