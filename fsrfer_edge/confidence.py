@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 
@@ -189,6 +190,11 @@ class ScoreCalibration(sidecars.MeasuredFile):
         size_weights: None, or the :data:`SIZE_WEIGHTS` weights of a size estimate (:func:`estimate_size`): a crop
             the SDK reads at the input size or larger and does not mark as a JPEG image takes the map at the factor
             it gives (a crop an app enlarged itself would otherwise read as a full-size face).
+        track_params: None, or per factor ``(c, d, c_jpeg, d_jpeg)``: what a tracked face's confidence adds to its
+            current frame's map for how its frames differ (:meth:`track_confidence`), for frames not marked and
+            marked as JPEG images. Logistic calibrations only.
+        track_half_life: the tracker half-life ``track_params`` were fitted for (a track of another half-life, or
+            averaging log-probabilities, gets no tracked confidence).
     """
 
     WHAT: ClassVar[str] = "score calibration"
@@ -201,6 +207,8 @@ class ScoreCalibration(sidecars.MeasuredFile):
     source: str = ""
     jpeg_params: Optional[tuple[tuple[float, ...], ...]] = None
     size_weights: Optional[tuple[float, ...]] = None
+    track_params: Optional[tuple[tuple[float, ...], ...]] = None
+    track_half_life: Optional[float] = None
 
     def __post_init__(self) -> None:
         # Held as tuples of str, float and int whatever sequences built it (lists, numpy arrays and numbers): then a
@@ -232,6 +240,8 @@ class ScoreCalibration(sidecars.MeasuredFile):
             if len(self.size_weights) != SIZE_WEIGHTS or not np.isfinite(self.size_weights).all():
                 raise ModelError(f"score calibration: size_weights {list(self.size_weights)}; expected "
                                  f"{SIZE_WEIGHTS} finite numbers")
+        if self.track_params is not None:
+            self._check_track()
         if not (np.isfinite(f).all() and (f >= 1).all() and (np.diff(f) > 0).all()):
             raise ModelError(f"score calibration: factors {list(self.factors)}; expected increasing factors >= 1")
         if len(self.classes) < 2:
@@ -257,6 +267,23 @@ class ScoreCalibration(sidecars.MeasuredFile):
         if not np.isfinite(q).all() or (self.kind == "temperature" and (q <= 0).any()):
             raise ModelError(f"score calibration: {name} {list(held)}; expected finite numbers"
                              + (", temperatures > 0" if self.kind == "temperature" else ""))
+
+    def _check_track(self) -> None:
+        """Hold ``track_params`` as tuples of 4 floats per factor, with a finite half-life > 0, on a logistic map."""
+        value: Any = self.track_params
+        try:
+            held = tuple(tuple(float(v) for v in q) for q in value)
+            half_life = float(self.track_half_life)  # type: ignore[arg-type]  # None: the TypeError below
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"score calibration: track_params {value!r}, track_half_life {self.track_half_life!r} "
+                             f"({exc}); expected, per factor, 4 numbers (c, d, c_jpeg, d_jpeg), and a half-life > 0") from None
+        object.__setattr__(self, "track_params", held)
+        object.__setattr__(self, "track_half_life", half_life)
+        if self.kind != "logistic" or len(held) != len(self.factors) or any(len(q) != 4 for q in held) \
+                or not np.isfinite(np.asarray(held, float)).all() or not (math.isfinite(half_life) and half_life > 0):
+            raise ModelError(f"score calibration: track_params {[list(q) for q in held]} (kind {self.kind!r}, "
+                             f"{len(self.factors)} factors), track_half_life {half_life}; expected a "
+                             "logistic calibration with 4 finite numbers per factor and a finite half-life > 0")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ScoreCalibration):
@@ -383,15 +410,56 @@ class ScoreCalibration(sidecars.MeasuredFile):
         score = np.exp(_log_softmax(z).max(axis=1))
         return _sigmoid(q[:, 0] * _score_logit(score) + q[:, 1])
 
+    def track_confidence(self, probs: Any, spread: Any, factors: Any, jpeg: Any = None) -> np.ndarray:
+        """(N,) for each tracked face the chance its label (the argmax of its track's mean ``probs``) is right:
+        ``sigmoid(a z + b + c g + d g z)``, with ``(a, b)`` the map its current frame takes (its factor, and
+        :attr:`jpeg_params` where ``jpeg`` marks it), ``z`` the logit of the mean's largest probability, ``g`` its
+        track's ``spread`` (:attr:`fsrfer_edge.tracking.FaceTracker.spread`: 0 where the frames repeat each other,
+        which then take the frame's map exactly) and ``(c, d)`` from :attr:`track_params` at that factor and mark
+        (docs/experiments.md, "Terms per JPEG mark, decided on fresh clips").
+
+        Raises:
+            ModelError: this calibration has no :attr:`track_params`.
+            InputError: malformed probabilities, spreads (finite, >= 0, one per face) or factors.
+        """
+        if self.track_params is None:
+            raise ModelError("this score calibration has no tracked-face terms (track_params); expected a calibration "
+                             "fitted with them (scripts/track_maps.py --write-calibration)")
+        p = _floats(probs, "probs", "(N, num_classes) probabilities")
+        if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] != len(self.classes) or not np.isfinite(p).all() \
+                or (p < 0).any():
+            raise InputError(f"probs of shape {p.shape}; expected (N, {len(self.classes)}) finite probabilities >= 0, "
+                             "N >= 1")
+        g = _floats(spread, "spread", "one finite number >= 0 per face").reshape(-1)
+        if g.shape != (p.shape[0],) or not np.isfinite(g).all() or (g < 0).any():
+            raise InputError(f"spread of shape {g.shape}; expected one finite number >= 0 per face, ({p.shape[0]},)")
+        f = _floats(factors, "factors", "one positive number per face (or one for all)")
+        if f.ndim == 0:
+            f = np.full(p.shape[0], float(f))
+        if f.shape != (p.shape[0],):
+            raise InputError(f"factors of shape {f.shape}; expected one per face, ({p.shape[0]},)")
+        ab = self.params_at(f, jpeg)
+        cd = self._interpolate(self.track_params, f)
+        if jpeg is not None:
+            marked = np.asarray(jpeg, dtype=bool).reshape(-1)  # its shape was checked by params_at
+            cd = np.where(marked[:, None], cd[:, 2:], cd[:, :2])
+        else:
+            cd = cd[:, :2]
+        z = _score_logit(np.max(p, axis=1) / np.maximum(p.sum(axis=1), 1e-30))
+        return _sigmoid(ab[:, 0] * z + ab[:, 1] + cd[:, 0] * g + cd[:, 1] * g * z)
+
     # -- files --------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = {"classes": list(self.classes), "kind": self.kind, "factors": list(self.factors),
+        d: dict[str, Any] = {"classes": list(self.classes), "kind": self.kind, "factors": list(self.factors),
              "params": [list(q) for q in self.params], "n": list(self.n),
              "checkpoint_sha256": self.checkpoint_sha256, "source": self.source}
         if self.jpeg_params is not None:
             d["jpeg_params"] = [list(q) for q in self.jpeg_params]
         if self.size_weights is not None:
             d["size_weights"] = list(self.size_weights)
+        if self.track_params is not None:
+            d["track_params"] = [list(q) for q in self.track_params]
+            d["track_half_life"] = self.track_half_life
         return d
 
     def estimated_factors(self, pixels: Any) -> np.ndarray:
@@ -414,7 +482,8 @@ class ScoreCalibration(sidecars.MeasuredFile):
                        str(d.get("checkpoint_sha256", "")), str(d.get("source", "")),
                        None if d.get("jpeg_params") is None
                        else tuple(tuple(float(v) for v in q) for q in d["jpeg_params"]),
-                       d.get("size_weights"))  # checked, and its errors named, by __post_init__
+                       d.get("size_weights"),  # checked, and its errors named, by __post_init__
+                       d.get("track_params"), d.get("track_half_life"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"score calibration: expected classes, kind, factors and params; {exc!r}") from None
 

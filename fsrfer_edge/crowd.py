@@ -30,6 +30,7 @@ from typing import Any, Generator, Iterable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .confidence import ScoreCalibration
 from .detection import Detection, FaceDetector, as_rgb_frame, create_detector
 from .detection.frames import read_image, require_cv2
 from .errors import InputError, one_line
@@ -93,9 +94,11 @@ class FaceResult:
             (``FaceTracker(coast=...)``), moved on by the face's velocity (``FaceTracker(motion=True)``, the
             default: such a box may reach past the frame's edge, by at most half its area); its ``score`` is 0.
         confidence: the chance that ``label`` is right (the recogniser's ``Prediction.confidence``: read from the
-            label's probability and the crop's size); None without a score calibration, and in a tracked stream (on
-            a track's mean over frames the map understates the chance: docs/experiments.md, "A tracked face's
-            confidence").
+            label's probability and the crop's size); in a tracked stream, where ``label`` follows the track's mean,
+            that map at the face's current frame plus the track's spread
+            (:meth:`~fsrfer_edge.confidence.ScoreCalibration.track_confidence`; docs/experiments.md, "Terms per JPEG
+            mark, decided on fresh clips"). None without a score calibration, and in a tracked stream whose tracker
+            the calibration has no terms for (another half-life, ``aggregate="log"``).
         frame_confidence: in a tracked stream, the chance that this frame's own answer (the argmax of
             ``frame_probs``) is right, as ``confidence`` is outside tracked streams; None otherwise, and without a
             score calibration.
@@ -515,6 +518,7 @@ class CrowdAnalyzer:
         tracker, those it followed and the detector missed."""
         t0 = time.perf_counter()
         faces: list[FaceResult] = []
+        reads: list[tuple[Optional[float], Optional[bool]]] = []  # each face's confidence's factor and JPEG mark
         looked = found is not None
         dets: Sequence[Detection] = found if found is not None else []
         weak = self._weak(dets)
@@ -540,8 +544,10 @@ class CrowdAnalyzer:
                 preds = self.recognizer.predict(crops)
             faces = [FaceResult(tuple(d.box), d.score, d.size, p.label, p.index, p.probs,  # type: ignore[arg-type]
                                 confidence=p.confidence) for d, p in zip(dets, preds)]
+            reads = [(p.factor, p.jpeg) for p in preds]
         if tracker is not None:
-            faces = _tracked(faces, detected, tracker, self.classes, looked, weak)
+            faces = _tracked(faces, detected, tracker, self.classes, looked, weak,
+                             self.recognizer.score_calibration, reads)
         ms = (time.perf_counter() - t0) * 1e3
         classes = self.classes
         factors = self.factors(faces) if self.groups is not None else None
@@ -713,24 +719,43 @@ def _tracker(track: Any) -> Optional[FaceTracker]:
 
 
 def _tracked(faces: list[FaceResult], detected: list[bool], tracker: FaceTracker,
-             classes: Sequence[str], looked: bool = True, weak: Optional[np.ndarray] = None) -> list[FaceResult]:
+             classes: Sequence[str], looked: bool = True, weak: Optional[np.ndarray] = None,
+             calibration: Optional[ScoreCalibration] = None,
+             reads: Sequence[tuple[Optional[float], Optional[bool]]] = ()) -> list[FaceResult]:
     """``faces`` with their track ids and their tracks' mean probabilities (``tracker.update``); the label and
-    index follow the mean, ``frame_probs`` keeps the frame's own, ``detected`` says which the detector found."""
+    index follow the mean, ``frame_probs`` keeps the frame's own, ``detected`` says which the detector found.
+    ``confidence``: from the track's mean and spread (:meth:`ScoreCalibration.track_confidence`, at each face's
+    current frame's factor and JPEG mark, ``reads``) where ``calibration`` has terms for this tracker's half-life
+    (averaging probabilities); else None."""
     if not faces:
         tracker.update(np.zeros((0, 4)), np.zeros((0, len(classes))), looked=looked)
         return faces
     ids, mean = tracker.update(np.array([f.box for f in faces]), np.stack([f.probs for f in faces]), detected,
                                np.array([f.score for f in faces]), looked=looked, weak=weak)
     shown = tracker.reported(ids)  # faces of tracks not yet confirmed are tracked but not reported
+    conf: list[Optional[float]] = [None] * len(faces)
+    if calibration is not None and tracker_confidence_applies(calibration, tracker) and len(reads) == len(faces) \
+            and all(r[0] is not None for r in reads) and tracker.spread is not None:
+        conf = [float(c) for c in calibration.track_confidence(
+            mean, tracker.spread, [r[0] for r in reads], [bool(r[1]) for r in reads])]
     out = []
-    for f, i, m, found, show in zip(faces, ids, mean, detected, shown):
+    for f, i, m, found, show, c in zip(faces, ids, mean, detected, shown, conf):
         if not show:
             continue
         m.setflags(write=False)
         k = int(np.argmax(m))
         out.append(dataclasses.replace(f, label=classes[k], index=k, probs=m, track_id=int(i), frame_probs=f.probs,
-                                       detected=found, confidence=None, frame_confidence=f.confidence))
+                                       detected=found, confidence=c, frame_confidence=f.confidence))
     return out
+
+
+def tracker_confidence_applies(calibration: Optional[ScoreCalibration], tracker: FaceTracker) -> bool:
+    """Whether tracked faces get a ``confidence``: the calibration has terms for tracks
+    (:attr:`~fsrfer_edge.confidence.ScoreCalibration.track_params`) fitted for this tracker's half-life, and the
+    tracker averages probabilities (the terms were fitted so)."""
+    return (calibration is not None and calibration.track_params is not None and tracker.aggregate == "probs"
+            and calibration.track_half_life is not None
+            and math.isclose(tracker.half_life, calibration.track_half_life))
 
 
 def _given_boxes(boxes: Sequence[Sequence[float]], shape: tuple[int, ...]) -> list[Detection]:

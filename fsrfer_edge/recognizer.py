@@ -61,6 +61,9 @@ class Prediction:
             overstated.
             A ``fsrfer_edge.serving.RemoteRecognizer`` finds the packaged calibration of the served model's
             checkpoint, or one beside its local ``model`` copy.
+        factor: the down-sample factor ``confidence`` was read at (the input side over the crop's, or the size
+            estimate's); None without a confidence.
+        jpeg: whether ``confidence`` took the maps for JPEG images; None without a confidence.
     """
 
     label: str
@@ -68,6 +71,8 @@ class Prediction:
     score: float
     probs: np.ndarray = dataclasses.field(compare=False, repr=False)
     confidence: Optional[float] = dataclasses.field(default=None, compare=False)
+    factor: Optional[float] = dataclasses.field(default=None, compare=False, repr=False)
+    jpeg: Optional[bool] = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def resolve_model_path(model: Optional[PathLike]) -> Path:
@@ -445,6 +450,7 @@ class Recognizer:
         idx = probs.argmax(axis=1)
         classes = self._info.classes
         conf: list[Optional[float]] = [None] * len(probs)
+        read: list[tuple[Optional[float], Optional[bool]]] = [(None, None)] * len(probs)
         if self._scores is not None and sides is not None and len(sides) == len(probs):
             factors = self._pre.input_size / np.asarray(sides, dtype=np.float64)
             marks = jpeg if jpeg is not None and len(jpeg) == len(probs) else None
@@ -453,7 +459,10 @@ class Recognizer:
                 use = ~np.isnan(estimated) & (True if marks is None else ~np.asarray(marks, dtype=bool))
                 factors = np.where(use, estimated, factors)
             conf = [float(c) for c in self._scores.confidence(logits, factors, marks)]
-        return [Prediction(classes[int(i)], int(i), float(p[i]), p, c) for i, p, c in zip(idx, probs, conf)]
+            took_jpeg = self._scores.jpeg_params is not None and marks is not None
+            read = [(float(f), bool(took_jpeg and m)) for f, m in zip(factors, marks or [False] * len(probs))]
+        return [Prediction(classes[int(i)], int(i), float(p[i]), p, c, f, j)
+                for i, p, c, (f, j) in zip(idx, probs, conf, read)]
 
     # -- lifetime ---------------------------------------------------------------------------
     def _check_open(self) -> None:

@@ -121,6 +121,17 @@ def _normalised(mean: np.ndarray, aggregate: str) -> np.ndarray:
     return (mean / mean.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
+def _spread(tr: _Track, classes: int) -> float:
+    """:attr:`FaceTracker.spread` of a track (aggregate "probs"): sigma ln n_eff, sigma the weighted standard
+    deviation over its frames of the probability of its mean's label."""
+    mean = tr.num / tr.den
+    k = int(np.argmax(mean))
+    sq = tr.sq if tr.sq is not None else np.zeros(classes)
+    sigma = math.sqrt(max(float(sq[k]) / tr.den - float(mean[k]) ** 2, 0.0))
+    n_eff = tr.den ** 2 / tr.den2 if tr.den2 > 0 else 1.0
+    return sigma * math.log(max(n_eff, 1.0))
+
+
 def smooth_sequence(probs: np.ndarray, half_life: float = DEFAULT_HALF_LIFE,
                     aggregate: str = DEFAULT_AGGREGATE) -> np.ndarray:
     """The tracker's answer after the last of T frames of the same faces.
@@ -170,6 +181,8 @@ class _Track:
     hits: int = 0
     velocity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(2))  # px a frame, (dx, dy)
     best_score: Optional[float] = None  # the best detection score given to update() (None: none was given)
+    den2: float = 0.0  # the sum of the frames' squared weights (n_eff = den ** 2 / den2)
+    sq: Optional[np.ndarray] = None  # the weighted sum of the frames' squared probabilities (aggregate "probs")
 
 
 class FaceTracker:
@@ -240,6 +253,17 @@ class FaceTracker:
         self._tracks: list[_Track] = []
         self._next_id = 0
         self._looked = 0  # frames the detector looked at (not skipped: detect_every) since made or reset
+        self._spread: Optional[np.ndarray] = None
+
+    @property
+    def spread(self) -> Optional[np.ndarray]:
+        """(N,) for each face of the last :meth:`update`, how much its track's frames differ: the weighted standard
+        deviation, over the track's frames, of the probability of the mean's label, times ``ln n_eff`` (``n_eff``,
+        the frames' effective number: (sum of weights)^2 / sum of their squares; 1 for one frame). 0 where the
+        frames repeat each other. What a tracked face's confidence reads
+        (:meth:`~fsrfer_edge.confidence.ScoreCalibration.track_confidence`). None before any update, and with
+        ``aggregate="log"``."""
+        return self._spread
 
     @property
     def n_tracks(self) -> int:
@@ -386,8 +410,12 @@ class FaceTracker:
         for tr in self._tracks:  # a frame passes for every track, seen or not
             tr.num *= self._decay
             tr.den *= self._decay
+            tr.den2 *= self._decay ** 2
+            if tr.sq is not None:
+                tr.sq = tr.sq * self._decay
         ids = np.empty(len(b), dtype=np.int64)
         out = np.empty(p.shape, dtype=np.float32)
+        spread = np.zeros(len(b)) if self.aggregate == "probs" else None
         seen: set[int] = set()  # the tracks found in this frame
         boxed: set[int] = set()  # ... and those coasted in it
         terms = _terms(p, self.aggregate)
@@ -401,9 +429,13 @@ class FaceTracker:
                 tr = self._tracks[j]
             tr.num = tr.num + terms[i]
             tr.den += 1.0
+            tr.den2 += 1.0
             ids[i] = tr.id
             boxed.add(id(tr))
             out[i] = _normalised(tr.num / tr.den, self.aggregate)
+            if spread is not None:
+                tr.sq = (np.zeros(p.shape[1]) if tr.sq is None else tr.sq) + p[i] ** 2
+                spread[i] = _spread(tr, p.shape[1])
             if not found[i]:
                 continue  # recognised at its last box: the track stays missed, its box where it was found
             if self.motion and tr.hits:  # the displacement a frame since the track was last found
@@ -423,6 +455,7 @@ class FaceTracker:
                 tr.since += 1
         self._tracks = [tr for tr in self._tracks if tr.missed <= self.max_missed]
         self._looked += int(looked)
+        self._spread = spread
         return ids, out
 
     @staticmethod

@@ -74,6 +74,11 @@ python scripts/group_estimates.py --data "$DATA/fer2013.npz" --write-calibration
 # size"): maps fitted on FER+ val, seconds. The study: python scripts/score_calibration.py --data "$DATA/fer2013.npz"
 #   --json results/ferplus/score_calibration_val.json (then --split test once).
 python scripts/score_calibration.py --data "$DATA/fer2013.npz" --write-calibration fsrfer_edge/models/default.scores.json
+# That file is written afresh, so tracked faces have no confidence until their terms are fitted for the new model
+# (docs/experiments.md, "Terms per JPEG mark, decided on fresh clips"; about an hour on 2 cores):
+#   python scripts/track_maps.py --per-mark --clip-seed 1 --split test --json results/ferplus/track_maps_marks_test.json
+#   python scripts/track_maps.py --write-calibration fsrfer_edge/models/default.scores.json \
+#       --from-json results/ferplus/track_maps_marks_test.json
 # SDK speed of the shipped files for the README headline (run on an otherwise idle machine: the load
 # average is recorded in each file).
 fsrfer-bench --model fsrfer_edge/models/default.onnx --batch-sizes 1,8,32,128 --data "$DATA/fer2013.npz" \

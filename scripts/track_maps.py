@@ -168,6 +168,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="(c, d) per size and per the current frame's JPEG mark (default: per size)")
     ap.add_argument("--clip-seed", type=int, default=0,
                     help="read the cells on clips of this seed (default 0, the clips the fit uses)")
+    # taken before this parser (no run, no --json): listed here for --help
+    ap.add_argument("--write-calibration", metavar="PATH",
+                    help="with --from-json RESULT: write a --per-mark test run's terms into this score calibration "
+                    "file (nothing is run)")
+    ap.add_argument("--from-json", metavar="RESULT", help="the result file whose terms --write-calibration writes")
     args = ap.parse_args(argv)
     if args.clip_seed < 0:
         ap.error(f"--clip-seed must be >= 0, got {args.clip_seed}")

@@ -224,8 +224,9 @@ def test_the_confidence_argument(tmp_path, rec):
         Recognizer(threads=1, spinning=False, confidence=3)  # type: ignore[arg-type]
 
 
-def test_crowd_faces_carry_their_confidence_and_tracked_ones_do_not(rec):
+def test_crowd_faces_carry_their_confidence_and_tracked_ones_theirs(rec):
     from fsrfer_edge.crowd import CrowdAnalyzer
+    from fsrfer_edge.tracking import FaceTracker
 
     frame = np.full((80, 120, 3), 90, np.uint8)
     frame[10:34, 10:34] = _face(24, 7)[..., None]
@@ -249,6 +250,12 @@ def test_crowd_faces_carry_their_confidence_and_tracked_ones_do_not(rec):
     with CrowdAnalyzer(rec, Boxes(), margin=0.0, min_face=8) as a:
         tracked = list(a.analyze_stream([frame] * 3, track=True))
     faces = [f for res in tracked for f in res.faces]
+    # the same frame thrice: no spread, so each track's confidence is its frame's (the shipped terms are in use)
+    assert faces and [f.confidence for f in faces] == pytest.approx(want * 3, rel=1e-5)
+    assert all(f.to_dict(rec.classes)["confidence"] == pytest.approx(f.confidence, abs=1e-4) for f in faces)
+    with CrowdAnalyzer(rec, Boxes(), margin=0.0, min_face=8) as a:  # a half-life the terms were not fitted for
+        other = list(a.analyze_stream([frame] * 3, track=FaceTracker(half_life=5)))
+    faces = [f for res in other for f in res.faces]
     assert faces and all(f.confidence is None for f in faces)
     assert all("confidence" not in f.to_dict(rec.classes) for f in faces)
 
