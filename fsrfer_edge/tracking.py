@@ -121,14 +121,14 @@ def _normalised(mean: np.ndarray, aggregate: str) -> np.ndarray:
     return (mean / mean.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def _spread(tr: _Track, classes: int) -> float:
-    """:attr:`FaceTracker.spread` of a track (aggregate "probs"): sigma ln n_eff, sigma the weighted standard
-    deviation over its frames of the probability of its mean's label."""
-    mean = tr.num / tr.den
+def _spread(num: np.ndarray, den: float, den2: float, sq: np.ndarray) -> float:
+    """:attr:`FaceTracker.spread` of a track (aggregate "probs") from its weighted sums of probabilities (``num``),
+    of weights (``den``), of squared weights (``den2``) and of squared probabilities (``sq``): sigma ln n_eff, sigma
+    the weighted standard deviation over its frames of the probability of its mean's label."""
+    mean = num / den
     k = int(np.argmax(mean))
-    sq = tr.sq if tr.sq is not None else np.zeros(classes)
-    sigma = math.sqrt(max(float(sq[k]) / tr.den - float(mean[k]) ** 2, 0.0))
-    n_eff = tr.den ** 2 / tr.den2 if tr.den2 > 0 else 1.0
+    sigma = math.sqrt(max(float(sq[k]) / den - float(mean[k]) ** 2, 0.0))
+    n_eff = den ** 2 / den2 if den2 > 0 else 1.0
     return sigma * math.log(max(n_eff, 1.0))
 
 
@@ -435,7 +435,7 @@ class FaceTracker:
             out[i] = _normalised(tr.num / tr.den, self.aggregate)
             if spread is not None:
                 tr.sq = (np.zeros(p.shape[1]) if tr.sq is None else tr.sq) + p[i] ** 2
-                spread[i] = _spread(tr, p.shape[1])
+                spread[i] = _spread(tr.num, tr.den, tr.den2, tr.sq)
             if not found[i]:
                 continue  # recognised at its last box: the track stays missed, its box where it was found
             if self.motion and tr.hits:  # the displacement a frame since the track was last found
@@ -607,6 +607,14 @@ def _fraction(name: str, value: Any) -> float:
 
 
 
+def _hashable(key: Any) -> bool:
+    try:
+        hash(key)
+    except TypeError:
+        return False
+    return True
+
+
 class ExpressionSmoother:
     """:class:`FaceTracker`'s averaging without its matching, for faces another tracker follows.
 
@@ -633,8 +641,8 @@ class ExpressionSmoother:
             raise InputError(f"max_age={max_age!r}; expected an integer number of frames >= 0")
         self.max_age = int(max_age)
         self._decay = _decay(self.half_life)
-        # key -> (weighted sum, weight, last frame, stream)
-        self._faces: dict[Any, tuple[np.ndarray, float, int, Any]] = {}
+        # key -> (weighted sum, weight, last frame, stream, sum of squared weights, weighted sum of squares)
+        self._faces: dict[Any, tuple[np.ndarray, float, int, Any, float, np.ndarray]] = {}
         self._latest: dict[Any, int] = {}  # each stream's latest frame, for forgetting
 
     def __len__(self) -> int:
@@ -689,9 +697,9 @@ class ExpressionSmoother:
             earlier = None
         terms = _terms(p, self.aggregate)
         if earlier is None:
-            num, den = terms, 1.0
+            num, den, den2, sq = terms, 1.0, 1.0, p ** 2
         else:
-            e_num, e_den, last, _ = earlier
+            e_num, e_den, last, _, e_den2, e_sq = earlier
             if frame <= last:
                 raise InputError(f"frame {frame} for {key!r}, whose last frame was {last}; expected each face once a "
                                  "frame, frames in order")
@@ -700,8 +708,26 @@ class ExpressionSmoother:
                                  f"{e_num.shape[0]}; expected the same model's classes")
             k = self._decay ** (frame - last)
             num, den = e_num * k + terms, e_den * k + 1.0
-        self._faces[key] = (num, den, frame, stream)
+            den2, sq = e_den2 * k * k + 1.0, e_sq * k + p ** 2
+        self._faces[key] = (num, den, frame, stream, den2, sq)
         return _normalised(num / den, self.aggregate)
+
+    def spread(self, key: Any) -> Optional[float]:
+        """How much the frames averaged for ``key`` so far differ (as :attr:`FaceTracker.spread`, after its last
+        :meth:`update`): what its confidence reads
+        (:meth:`~fsrfer_edge.confidence.ScoreCalibration.track_confidence`). None with ``aggregate="log"``.
+
+        Raises:
+            InputError: ``key`` was never updated, or has been forgotten.
+        """
+        face = self._faces.get(key) if _hashable(key) else None
+        if face is None:
+            raise InputError(f"key={key!r} has no frames (never updated, or forgotten after max_age); expected a key "
+                             "given to update()")
+        if self.aggregate != "probs":
+            return None
+        num, den, _, _, den2, sq = face
+        return _spread(num, den, den2, sq)
 
     def __repr__(self) -> str:
         return (f"ExpressionSmoother(half_life={self.half_life:g}, aggregate={self.aggregate!r}, "

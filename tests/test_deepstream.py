@@ -493,7 +493,8 @@ def test_the_docs_frame_confidence_is_the_sdk_s_map_at_the_squared_box_s_size() 
     from fsrfer_edge.sidecars import PACKAGED
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "deepstream.md").read_text(encoding="utf-8")
-    code = re.search(r"```python\n(.*?)```", text.split("## A face's confidence in one frame", 1)[1], re.S)
+    code = re.search(r"```python\n(.*?)```", text.split("## A face's confidence in one frame and over frames", 1)[1],
+                     re.S)
     assert code is not None
     namespace: dict = {}
     exec(compile(code.group(1), "docs/deepstream.md", "exec"), namespace)
@@ -505,3 +506,17 @@ def test_the_docs_frame_confidence_is_the_sdk_s_map_at_the_squared_box_s_size() 
     enlarged = SimpleNamespace(rect_params=SimpleNamespace(width=36.0, height=36.0))  # a muxer's 3x of a 12 px face
     assert namespace["frame_confidence"](enlarged, probs, scale=1 / 3) == pytest.approx(want)
     assert namespace["frame_confidence"](enlarged, probs) != pytest.approx(want)
+    # the smoother's mean: its frame's map where its frames repeat each other, the spread's terms where they differ
+    from fsrfer_edge.tracking import ExpressionSmoother
+
+    smoother = ExpressionSmoother()
+    for frame in range(3):
+        mean = smoother.update("face", probs, frame)
+    assert smoother.spread("face") == pytest.approx(0.0, abs=1e-6)
+    assert namespace["mean_confidence"](box, mean, smoother.spread("face")) == pytest.approx(want, rel=1e-5)
+    other = np.array([0.0, 0.0, 0.5, 0.3, 0.1, 0.05, 0.05], np.float32)
+    mean = smoother.update("face", other, 3)
+    g = smoother.spread("face")
+    assert g > 0
+    assert namespace["mean_confidence"](box, mean, g) == pytest.approx(
+        cal.track_confidence(mean[None], [g], 4.0)[0])

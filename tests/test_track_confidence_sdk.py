@@ -141,3 +141,23 @@ def test_tracked_faces_get_a_confidence_where_the_calibration_has_terms_for_the_
     d = later.to_dict(tracked[-1].classes)
     assert d["confidence"] == round(later.confidence, 4)
     assert all(f.confidence is None for r in other for f in r.faces)  # another half-life: no terms for it
+
+
+def test_the_smoothers_spread_is_the_trackers_and_an_unknown_key_is_refused(tmod) -> None:
+    from fsrfer_edge.tracking import ExpressionSmoother
+
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.ones(3), size=(5,))
+    smoother, tracker = ExpressionSmoother(), FaceTracker(confirm=1)
+    for k in range(5):
+        smoother.update("f", probs[k], k)
+        tracker.update(np.array([[0, 0, 20, 20]], float), probs[k:k + 1])
+        assert smoother.spread("f") == pytest.approx(float(tracker.spread[0]), abs=1e-9)
+    assert smoother.spread("f") == pytest.approx(float(tmod.track_features(probs[:, None], 2.0)["g"][0]), abs=1e-9)
+    with pytest.raises(InputError, match="no frames"):
+        smoother.spread("g")
+    with pytest.raises(InputError, match="no frames"):
+        smoother.spread(["unhashable"])
+    logs = ExpressionSmoother(aggregate="log")
+    logs.update("f", probs[0], 0)
+    assert logs.spread("f") is None
