@@ -32,7 +32,7 @@ import numpy as np
 
 from .confidence import ScoreCalibration
 from .detection import Detection, FaceDetector, as_rgb_frame, create_detector
-from .detection.frames import read_image, require_cv2
+from .detection.frames import is_image_file, read_image, require_cv2
 from .errors import InputError, one_line
 from .fileio import file_problem
 from . import sidecars
@@ -370,8 +370,8 @@ class CrowdAnalyzer:
             detector's, :func:`default_margin`).
         min_score: drop detections scoring below this (None: keep what the detector returns).
         min_size: drop faces smaller than this many pixels (larger box side); 0 keeps all.
-        min_face: smallest face side (pixels) the default detector searches for; ignored when a
-            ``detector`` is given (set it there).
+        min_face: smallest face side (pixels) the default detector searches for; with a ``detector`` given,
+            set it there (another value here is refused).
         weak_score: the default detector also returns weak detections, scoring from this up to its threshold
             (``PyramidDetector.weak_score``; None: none). In a tracked stream a weak detection is kept where it
             continues a face the tracker follows (:meth:`FaceTracker.continuing`, as ByteTrack's second
@@ -398,7 +398,14 @@ class CrowdAnalyzer:
         self.min_score = None if min_score is None else _number("min_score", min_score, 0.0)
         self.min_size = _number("min_size", min_size, 0.0)
         if detector is not None and not isinstance(detector, FaceDetector):
-            raise InputError(f"detector is a {type(detector).__name__}; expected a fsrfer_edge.detection.FaceDetector")
+            hint = (f"; for a detector by name use detector=create_detector({detector!r}, min_face=...) from "
+                    "fsrfer_edge.detection" if isinstance(detector, str) else "")
+            raise InputError(f"detector is a {type(detector).__name__}; expected a fsrfer_edge.detection.FaceDetector"
+                             + hint)
+        if detector is not None and min_face != DEFAULT_MIN_FACE:  # it would be ignored: the detector has its own
+            raise InputError(f"min_face={min_face!r} applies to the detector the analyzer creates; the detector given "
+                             f"looks for faces of its own min_face ({getattr(detector, 'min_face', '?')}): set it "
+                             "there, e.g. create_detector(name, min_face=...)")
         if recognizer is not None and not isinstance(recognizer, Recognizer):
             raise InputError(f"recognizer is a {type(recognizer).__name__}; expected a fsrfer_edge.Recognizer")
         if weak_score is not None:
@@ -487,6 +494,9 @@ class CrowdAnalyzer:
 
     def _load(self, frame: Frame) -> np.ndarray:
         if isinstance(frame, (str, os.PathLike)):
+            if os.path.isfile(frame) and not is_image_file(frame):  # a video, say: one frame is an image
+                raise InputError(f"{os.fspath(frame)} is not an image file (PNG/JPEG/BMP/TIFF/WebP/GIF); for a video "
+                                 "file or a camera use analyze_stream(path or camera index)")
             return read_image(frame)
         return _as_frame(frame, "frame")
 

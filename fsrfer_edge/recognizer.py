@@ -100,7 +100,10 @@ def resolve_model_path(model: Optional[PathLike]) -> Path:
         raise ModelError(f"model {path} is a directory; expected the path of an .onnx model or a TensorRT "
                          ".engine/.plan file, or None (leave it out) for the shipped default model")
     if path.suffix.lower() not in ONNX_SUFFIXES + ENGINE_SUFFIXES:
-        raise ModelError(f"model {path} has suffix {path.suffix!r}; expected an .onnx model or a TensorRT .engine/.plan")
+        hint = (f"; a training checkpoint becomes one with: fsrfer-export {path}" if path.suffix.lower() in (".pt", ".pth")
+                else "")
+        raise ModelError(f"model {path} has suffix {path.suffix!r}; expected an .onnx model or a TensorRT .engine/.plan"
+                         + hint)
     problem = file_problem(path)
     if problem:
         raise ModelError(f"model file {path} {problem}; expected an .onnx model or a TensorRT .engine/.plan")

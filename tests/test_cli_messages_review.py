@@ -161,3 +161,33 @@ def test_crowd_out_naming_a_folder_suggests_a_file_in_it(name, suggested, tmp_pa
     err = capsys.readouterr().err
     assert f"--out {folder} is a folder" in err and f"e.g. {folder / suggested}" in err, err
     assert "needs an image output" not in err and "needs a video output" not in err
+
+
+def test_crowd_analyzer_says_what_to_do_with_a_detector_name_a_video_or_a_min_face_it_would_ignore(tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    from fsrfer_edge import Recognizer
+    from fsrfer_edge.crowd import CrowdAnalyzer
+    from fsrfer_edge.detection import create_detector
+    from fsrfer_edge.errors import InputError
+
+    with Recognizer(threads=1, spinning=False) as rec:
+        with pytest.raises(InputError, match=r"create_detector\('blazeface'"):
+            CrowdAnalyzer(rec, "blazeface")
+        det = create_detector("yunet", min_face=8)
+        with pytest.raises(InputError, match="min_face=20 applies to the detector the analyzer creates"):
+            CrowdAnalyzer(rec, det, min_face=20)
+        video = tmp_path / "clip.mp4"
+        video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+        with CrowdAnalyzer(rec, det) as crowd:  # the detector's own min_face: taken
+            with pytest.raises(InputError, match="analyze_stream"):
+                crowd.analyze(video)
+
+
+def test_a_training_checkpoint_as_the_model_says_how_to_export_it(tmp_path) -> None:
+    from fsrfer_edge.errors import ModelError
+    from fsrfer_edge.recognizer import resolve_model_path
+
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(b"x")
+    with pytest.raises(ModelError, match=f"fsrfer-export {ckpt}"):
+        resolve_model_path(ckpt)
