@@ -249,3 +249,14 @@ def test_a_clean_frame_is_left_after_its_centre_window_when_that_one_can_tell(mo
     real = preprocessing._window_quality
     monkeypatch.setattr(preprocessing, "_window_quality", lambda w: calls.append(w.shape) or real(w))
     assert jpeg_frame_quality(_tinted(_mosaic(12, 16))) is None and len(calls) == 1
+
+
+def test_the_frame_reads_script_reads_a_textured_frame_at_its_quality() -> None:
+    pytest.importorskip("PIL")
+    from _scripts import load_script
+
+    mod = load_script("scripts/jpeg_frame_reads.py", "jpeg_frame_reads")
+    rng = np.random.default_rng(0)
+    frame = np.clip(rng.normal(128, 40, (64, 64)), 0, 255).astype(np.uint8)  # no flat block anywhere
+    assert mod.read_at(frame, 50) == 50 and mod.read_at(frame, 75) == 75
+    assert mod.QUALITIES[0] == 20 and mod.QUALITIES[-1] == 80

@@ -84,7 +84,8 @@ def read_image(path: PathLike) -> np.ndarray:
     Raises:
         InputError: the file does not exist (or is a folder), is not a readable image, has more than
             :data:`~.base.MAX_FRAME_PIXELS` pixels (checked from its header, before decoding), or holds
-            32-bit integer or floating-point pixels, whose range the file does not say.
+            32-bit integer or floating-point pixels outside 0..255 (the file does not say their range; within it
+            they are rounded).
         BackendUnavailable: neither Pillow nor OpenCV is installed.
     """
     p = Path(path)
