@@ -65,6 +65,16 @@ def _check_logits(logits: Any, what: str = "logits") -> np.ndarray:
     return z
 
 
+def _marks(jpeg: Any, shape: tuple[int, ...]) -> Optional[np.ndarray]:
+    """``jpeg`` (None, or one JPEG mark per face) as bools of ``shape``, or InputError."""
+    if jpeg is None:
+        return None
+    marked = np.asarray(jpeg, dtype=bool).reshape(-1)
+    if marked.shape != shape:
+        raise InputError(f"jpeg of shape {marked.shape}; expected one flag per face, {shape}")
+    return marked
+
+
 def _check_labels(labels: Any, n: int, c: int) -> np.ndarray:
     y = np.asarray(labels)
     if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (n and (y.min() < 0 or y.max() >= c)):
@@ -242,6 +252,10 @@ class ScoreCalibration(sidecars.MeasuredFile):
                                  f"{SIZE_WEIGHTS} finite numbers")
         if self.track_params is not None:
             self._check_track()
+        elif self.track_half_life is not None:  # not written to a file without the terms: it would not come back
+            raise ModelError(f"score calibration: track_half_life {self.track_half_life!r} without track_params; "
+                             "expected both (the tracked-face terms and the half-life they were fitted for) or "
+                             "neither")
         if not (np.isfinite(f).all() and (f >= 1).all() and (np.diff(f) > 0).all()):
             raise ModelError(f"score calibration: factors {list(self.factors)}; expected increasing factors >= 1")
         if len(self.classes) < 2:
@@ -273,10 +287,13 @@ class ScoreCalibration(sidecars.MeasuredFile):
         value: Any = self.track_params
         try:
             held = tuple(tuple(float(v) for v in q) for q in value)
+            if isinstance(self.track_half_life, (bool, np.bool_)):  # not a number of frames
+                raise TypeError(f"a {type(self.track_half_life).__name__}")
             half_life = float(self.track_half_life)  # type: ignore[arg-type]  # None: the TypeError below
         except (TypeError, ValueError) as exc:
             raise ModelError(f"score calibration: track_params {value!r}, track_half_life {self.track_half_life!r} "
-                             f"({exc}); expected, per factor, 4 numbers (c, d, c_jpeg, d_jpeg), and a half-life > 0") from None
+                             f"({exc}); expected, per factor, 4 numbers (c, d, c_jpeg, d_jpeg), and a half-life > 0 "
+                             "(frames)") from None
         object.__setattr__(self, "track_params", held)
         object.__setattr__(self, "track_half_life", half_life)
         if self.kind != "logistic" or len(held) != len(self.factors) or any(len(q) != 4 for q in held) \
@@ -370,12 +387,9 @@ class ScoreCalibration(sidecars.MeasuredFile):
         if not np.isfinite(f).all() or (f <= 0).any():
             raise InputError(f"factors {f.tolist()[:8]}; expected positive finite numbers")
         out = self._interpolate(self.params, f)
-        if jpeg is not None and self.jpeg_params is not None:
-            marked = np.asarray(jpeg, dtype=bool).reshape(-1)
-            if marked.shape != f.shape:
-                raise InputError(f"jpeg of shape {marked.shape}; expected one flag per face, {f.shape}")
-            if marked.any():
-                out = np.where(marked[:, None], self._interpolate(self.jpeg_params, f), out)
+        marked = _marks(jpeg, f.shape)  # checked also where there are no JPEG maps: a wrong count is a mistake
+        if marked is not None and self.jpeg_params is not None and marked.any():
+            out = np.where(marked[:, None], self._interpolate(self.jpeg_params, f), out)
         return out
 
     def _interpolate(self, params: tuple[tuple[float, ...], ...], f: np.ndarray) -> np.ndarray:
@@ -440,11 +454,8 @@ class ScoreCalibration(sidecars.MeasuredFile):
             raise InputError(f"factors of shape {f.shape}; expected one per face, ({p.shape[0]},)")
         ab = self.params_at(f, jpeg)
         cd = self._interpolate(self.track_params, f)
-        if jpeg is not None:
-            marked = np.asarray(jpeg, dtype=bool).reshape(-1)  # its shape was checked by params_at
-            cd = np.where(marked[:, None], cd[:, 2:], cd[:, :2])
-        else:
-            cd = cd[:, :2]
+        marked = _marks(jpeg, f.shape)
+        cd = cd[:, :2] if marked is None else np.where(marked[:, None], cd[:, 2:], cd[:, :2])
         z = _score_logit(np.max(p, axis=1) / np.maximum(p.sum(axis=1), 1e-30))
         return _sigmoid(ab[:, 0] * z + ab[:, 1] + cd[:, 0] * g + cd[:, 1] * g * z)
 

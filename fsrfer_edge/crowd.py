@@ -39,7 +39,7 @@ from . import sidecars
 from .groups import SUFFIX as GROUPS_SUFFIX, GroupCalibration
 from .preprocessing import jpeg_frame_quality
 from .recognizer import Recognizer
-from .tracking import FaceTracker
+from .tracking import ExpressionSmoother, FaceTracker
 
 logger = logging.getLogger(__name__)
 
@@ -759,7 +759,8 @@ def _tracked(faces: list[FaceResult], detected: list[bool], tracker: FaceTracker
     return out
 
 
-def tracker_confidence_applies(calibration: Optional[ScoreCalibration], tracker: FaceTracker) -> bool:
+def tracker_confidence_applies(calibration: Optional[ScoreCalibration],
+                               tracker: Union[FaceTracker, ExpressionSmoother]) -> bool:
     """Whether tracked faces get a ``confidence``: the calibration has terms for tracks
     (:attr:`~fsrfer_edge.confidence.ScoreCalibration.track_params`) fitted for this tracker's half-life, and the
     tracker averages probabilities (the terms were fitted so)."""

@@ -261,8 +261,8 @@ class FaceTracker:
         deviation, over the track's frames, of the probability of the mean's label, times ``ln n_eff`` (``n_eff``,
         the frames' effective number: (sum of weights)^2 / sum of their squares; 1 for one frame). 0 where the
         frames repeat each other. What a tracked face's confidence reads
-        (:meth:`~fsrfer_edge.confidence.ScoreCalibration.track_confidence`). None before any update, and with
-        ``aggregate="log"``."""
+        (:meth:`~fsrfer_edge.confidence.ScoreCalibration.track_confidence`). None before any update (and after
+        :meth:`reset`), and with ``aggregate="log"``."""
         return self._spread
 
     @property
@@ -271,9 +271,11 @@ class FaceTracker:
         return len(self._tracks)
 
     def reset(self) -> None:
-        """Forget every track (a new stream); track ids go on counting."""
+        """Forget every track (a new stream); track ids go on counting. :attr:`spread` is None until the next
+        :meth:`update` (the faces it was of belong to tracks forgotten)."""
         self._tracks = []
         self._looked = 0
+        self._spread = None
 
     def coasting(self, boxes: Any, looked: bool = True, weak: Any = None) -> np.ndarray:
         """The faces to recognise in this frame although the detector did not find them: call before
