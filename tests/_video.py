@@ -17,3 +17,14 @@ def write_video(path: Path, frames: list[np.ndarray]) -> Path:
         writer.write(np.ascontiguousarray(f[:, :, ::-1]))
     writer.release()
     return path
+
+
+def count_frames(path: Path) -> int:
+    """The frames OpenCV decodes from the video at ``path``."""
+    cv2 = pytest.importorskip("cv2")
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n

@@ -13,7 +13,7 @@ import pytest
 
 from fsrfer_edge import InputError
 from fsrfer_edge.detection.frames import read_image
-from _video import write_video
+from _video import count_frames, write_video
 
 
 def _crowd_cli() -> Any:
@@ -37,14 +37,7 @@ def _noise(n: int, size: int = 64, seed: int = 0) -> list[np.ndarray]:
     return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
 
 
-def _count_frames(path: Path) -> int:
-    cv2 = pytest.importorskip("cv2")
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
+_count_frames = count_frames
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 
 from fsrfer_edge.errors import InputError
 from fsrfer_edge.groups import GroupCalibration
-from _video import write_video
+from _video import count_frames, write_video
 
 CLASSES = ("a", "b", "c")
 
@@ -107,14 +107,7 @@ def _camera_run(crowd_cli: Any, tmp_path: Path, signum: int, monkeypatch: pytest
     return rc, tmp_path / "cam.json"
 
 
-def _count_frames(path: Path) -> int:
-    cv2 = pytest.importorskip("cv2")
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
+_count_frames = count_frames
 
 
 @pytest.mark.parametrize("signame, words", [("SIGINT", "interrupted (Ctrl-C)"), ("SIGTERM", "stopped (SIGTERM)")])

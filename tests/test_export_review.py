@@ -28,11 +28,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
     return made
 
 
-def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("fsrfer-export: error: ") and len(err.strip().splitlines()) == 1
-    return err
+from test_export_cli_inputs import _refused  # noqa: E402  (one fsrfer-export refusal check)
 
 
 # 1. Engine, batch and Triton options without the output they are for ------------------------------------------------

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from fsrfer_edge.backends import cuda_memory
 from fsrfer_edge.backends.cuda_memory import CudaPythonMemory, PyCudaMemory
 from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend
 from fsrfer_edge.engine_cache import EngineKey, write_sidecar
@@ -24,29 +21,23 @@ from fsrfer_edge.errors import EngineError, InputError
 from fsrfer_edge.metadata import ModelInfo
 
 try:
-    from .fake_trt import fake_logits, make_tensorrt
-    from .fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda
+    from .fake_trt import fake_logits
+    from .fake_trt.cuda import GPU_KEY
 except ImportError:
-    from fake_trt import fake_logits, make_tensorrt  # type: ignore[no-redef]
-    from fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda  # type: ignore[no-redef]
+    from fake_trt import fake_logits  # type: ignore[no-redef]
+    from fake_trt.cuda import GPU_KEY  # type: ignore[no-redef]
+
+from test_tensorrt_versions import FakeGpu  # noqa: E402
 
 VERSION = "10.3.0.26"
 FACES = np.random.default_rng(0).standard_normal((2, 1, 48, 48)).astype(np.float32)
 
 
-class Gpu:
+class Gpu(FakeGpu):
     """Fake TensorRT, cuda-python (two devices) and pycuda, installed for one test."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.trt = make_tensorrt(VERSION)
-        self.cudart = FakeCudart()
-        self.pycuda = make_fake_pycuda()
-        monkeypatch.setitem(sys.modules, "tensorrt", self.trt)
-        pkg = types.ModuleType("pycuda")
-        pkg.driver = self.pycuda  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "pycuda", pkg)
-        monkeypatch.setitem(sys.modules, "pycuda.driver", self.pycuda)
-        monkeypatch.setattr(cuda_memory, "import_cudart", lambda: self.cudart)
+        super().__init__(monkeypatch, VERSION)
 
     def logic_error(self, message: str) -> Exception:
         """What pycuda raises for a failed driver call such as cuCtxPushCurrent: a pycuda.driver.Error subclass."""
