@@ -24,6 +24,19 @@ def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def _check_keys(d: Mapping[Any, Any], fields: set[str], what: str, source: str) -> None:
+    """Refuse metadata with a field missing (every exporter version writes all of them, so a missing one would
+    only be filled in silently with a default: another normalisation, another input name) or an unknown one."""
+    missing = sorted(fields - set(d))
+    unknown = sorted(map(repr, set(d) - fields))
+    if missing:
+        raise ModelError(f"{source}: fsrfer metadata {what}has no {missing}; expected every field of "
+                         f"{sorted(fields)}, as fsrfer-export writes them. Export the model again with fsrfer-export")
+    if unknown:
+        raise ModelError(f"{source}: fsrfer metadata {what}has unknown keys [{', '.join(unknown)}]; expected the "
+                         f"fields {sorted(fields)}. A newer fsrfer-export may have written it: upgrade fsrfer-edge")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
     """Self-description of an exported fused model.
@@ -62,23 +75,25 @@ class ModelInfo:
     def from_dict(cls, d: Mapping[str, Any], source: str = "model") -> "ModelInfo":
         if not isinstance(d, Mapping):  # dict() would take [] or key/value pairs and fill in every default
             raise ModelError(f"{source}: fsrfer metadata must be a JSON object, got {type(d).__name__}")
+        version = d.get("format_version", FORMAT_VERSION)
+        if not _positive_int(version):
+            raise ModelError(f"{source}: fsrfer metadata format_version is {version!r}; expected an integer >= 1")
+        if version > FORMAT_VERSION:  # before the fields: a newer format may have others
+            raise ModelError(
+                f"{source}: metadata format {version} is newer than this fsrfer_edge "
+                f"understands ({FORMAT_VERSION}); upgrade fsrfer-edge"
+            )
+        _check_keys(d, {f.name for f in dataclasses.fields(cls)}, "", source)
+        pre = d["preprocessing"]
+        if not isinstance(pre, Mapping):
+            raise ModelError(f"{source}: fsrfer metadata preprocessing is {pre!r}; expected a JSON object")
+        _check_keys(pre, {f.name for f in dataclasses.fields(Preprocessing)}, "preprocessing ", source)
         try:
             kw = dict(d)
-            version = kw.get("format_version", FORMAT_VERSION)
-            if not _positive_int(version):
-                raise ModelError(f"{source}: fsrfer metadata format_version is {version!r}; expected an integer >= 1")
-            if version > FORMAT_VERSION:
-                raise ModelError(
-                    f"{source}: metadata format {version} is newer than this fsrfer_edge "
-                    f"understands ({FORMAT_VERSION}); upgrade fsrfer-edge"
-                )
             factors = kw.get("factors", FACTORS)
             if not isinstance(factors, (list, tuple)) or not all(_positive_int(f) for f in factors):
                 raise ModelError(f"{source}: fsrfer metadata factors is {factors!r}; expected a list of positive "
                                  "integers, e.g. [1, 2, 4]")
-            pre = kw.get("preprocessing", {})
-            if not isinstance(pre, Mapping):
-                raise ModelError(f"{source}: fsrfer metadata preprocessing is {pre!r}; expected a JSON object")
             kw["preprocessing"] = Preprocessing.from_dict(dict(pre))
             kw["factors"] = tuple(factors)
             info = cls(**kw)

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
-from ..errors import ModelError, require
+from ..errors import ConfigError, ModelError, require
 from ..fileio import atomic_write_bytes, file_problem
 from ..metadata import METADATA_KEY, ModelInfo
 from ..preprocessing import FACTORS, Preprocessing
@@ -96,14 +96,23 @@ def read_model_info(model: Union[PathLike, "onnx.ModelProto"]) -> ModelInfo:
     """Read the :class:`ModelInfo` an ONNX file (or loaded model) carries.
 
     Raises:
-        ModelError: the file is unreadable or was not written by fsrfer-export.
+        ModelError: the file is unreadable, was not written by fsrfer-export, or its graph needs inputs besides
+            the one its metadata names (every runtime feeds that one alone).
     """
     if isinstance(model, (str, os.PathLike)):
         source = str(model)
         model = load_onnx(model)
     else:
         source = model.graph.name or "ONNX model"
-    return ModelInfo.from_props(metadata_props(model), source=source)
+    info = ModelInfo.from_props(metadata_props(model), source=source)
+    weights = {t.name for t in model.graph.initializer}
+    needed = [i.name for i in model.graph.input if i.name not in weights]
+    extra = [name for name in needed if name != info.input_name]
+    if info.input_name in needed and extra:  # a renamed input is left to the callers' own messages
+        raise ModelError(f"{source}: the graph needs inputs {needed}, {extra} besides its metadata's input; expected "
+                         f"one input {info.input_name!r} (the faces), as fsrfer-export writes it: the runtimes feed "
+                         "the faces alone")
+    return info
 
 
 def write_model_info(model: "onnx.ModelProto", info: ModelInfo) -> None:
@@ -225,13 +234,68 @@ def load_checkpoint(checkpoint_path: PathLike) -> tuple[Any, Preprocessing, dict
     return checkpoint.load_model(checkpoint_path)
 
 
-def checkpoint_info(ckpt: Mapping[str, Any], pre: Preprocessing, uint8_input: bool, sha256: str) -> ModelInfo:
-    """The ModelInfo of an FP32 export of ``ckpt``."""
-    meta = ckpt.get("meta") or {}
-    factors = tuple(int(f) for f in meta.get("factors", FACTORS))
+def checkpoint_factors(ckpt: Mapping[str, Any], source: str = "checkpoint") -> tuple[int, ...]:
+    """The down-sample factors a checkpoint's model was trained for: ``meta.factors`` where a checkpoint has it,
+    else the trainer's ``meta.config.degrade.factors`` (what fsrfer-train writes), else :data:`FACTORS`.
+
+    Raises:
+        ModelError: ``meta`` is not a dict, or the factors are not a list of positive integers.
+    """
+    meta = ckpt.get("meta")
+    meta = {} if meta is None else meta
+    if not isinstance(meta, Mapping):
+        raise ModelError(f"{source}: its 'meta' entry is a {type(meta).__name__}; expected a dict, as fsrfer-train "
+                         "writes it")
+    config = meta.get("config")
+    degrade = config.get("degrade") if isinstance(config, Mapping) else None
+    if "factors" in meta:
+        factors, where = meta["factors"], "meta.factors"
+    elif isinstance(degrade, Mapping) and "factors" in degrade:
+        factors, where = degrade["factors"], "meta.config.degrade.factors"
+    else:
+        return FACTORS
+    if not isinstance(factors, (list, tuple)) or not factors or not all(
+            isinstance(f, int) and not isinstance(f, bool) and f >= 1 for f in factors):
+        raise ModelError(f"{source}: {where} is {factors!r}; expected a non-empty list of positive integers, "
+                         "e.g. [1, 2, 4] (the fused model's metadata carries them)")
+    return tuple(factors)
+
+
+def checkpoint_info(ckpt: Mapping[str, Any], pre: Preprocessing, uint8_input: bool, sha256: str,
+                    source: str = "checkpoint") -> ModelInfo:
+    """The ModelInfo of an FP32 export of ``ckpt`` (``source``: its path, for messages).
+
+    Raises:
+        ModelError: the checkpoint's factors are invalid (:func:`checkpoint_factors`).
+    """
+    factors = checkpoint_factors(ckpt, source)
     return ModelInfo(preprocessing=pre, method=str(ckpt["spec"].get("method", "fsrfer")),
                      input_dtype="uint8" if uint8_input else "float32", precision="fp32",
                      factors=factors, checkpoint_sha256=sha256)
+
+
+def _check_input_channels(model: Any, pre: Preprocessing, source: PathLike) -> None:
+    """Refuse a network whose first layer takes other channels than the checkpoint's preprocessing gives it
+    (torch would fail inside the export with a message about convolution weights)."""
+    spec = getattr(model, "spec", None)
+    channels = spec.get("in_channels", 1) if isinstance(spec, Mapping) else pre.channels
+    if channels != pre.channels:
+        raise ModelError(f"{source}: its network takes {channels} input channel(s), but its preprocessing gives "
+                         f"{pre.channels} (channels={pre.channels}); expected the same number: the checkpoint's spec "
+                         "and preprocessing do not belong together")
+
+
+def _check_output_classes(onnx_model: "onnx.ModelProto", info: ModelInfo, pre: Preprocessing,
+                          source: PathLike) -> None:
+    """Refuse a graph whose logits do not have one entry per class the metadata would name: every runtime
+    maps logit i to ``classes[i]``."""
+    outputs = [o for o in onnx_model.graph.output if o.name == info.output_name]
+    dims = outputs[0].type.tensor_type.shape.dim if outputs else []
+    width = dims[1].dim_value if len(dims) == 2 and dims[1].HasField("dim_value") else None
+    if width is not None and width != len(pre.classes):
+        raise ModelError(f"{source}: its network gives {width} logits per face, but its preprocessing names "
+                         f"{len(pre.classes)} classes {list(pre.classes)}; expected one logit per class (spec "
+                         "num_classes and preprocessing classes must agree); nothing was written")
 
 
 def export_onnx(checkpoint_path: PathLike, out_path: PathLike, uint8_input: bool = False,
@@ -251,20 +315,26 @@ def export_onnx(checkpoint_path: PathLike, out_path: PathLike, uint8_input: bool
 
     Raises:
         BackendUnavailable: torch or onnx is not installed.
-        ModelError: the checkpoint is missing or corrupt.
+        ConfigError: ``opset`` is not an integer.
+        ModelError: the checkpoint is missing or corrupt, or its spec, preprocessing and factors disagree (input
+            channels, one logit per class); nothing is written.
     """
     from ..fileio import sha256_file as file_sha256
 
+    if isinstance(opset, bool) or not isinstance(opset, int):  # torch would fail deep inside, or take True as 1
+        raise ConfigError(f"opset={opset!r}; expected an integer, e.g. 17")
     model, pre, ckpt = load_checkpoint(checkpoint_path)
+    _check_input_channels(model, pre, checkpoint_path)
     if getattr(model, "scale_aware", False) and getattr(model, "factor_estimator", None) is None:
         raise ModelError(
             f"{checkpoint_path}: its G is scale-aware (FiLM on each face's down-sample factor) but it has no factor "
             "estimator, and the fused graph has one input, the faces; add one with scripts/fit_factor_estimator.py "
             "(stage 2 fits it itself since the estimator exists)")
-    info = checkpoint_info(ckpt, pre, uint8_input, file_sha256(checkpoint_path))
+    info = checkpoint_info(ckpt, pre, uint8_input, file_sha256(checkpoint_path), str(checkpoint_path))
     log.info("exporting %s (%s, %s input, opset %d)", checkpoint_path, info.method, info.input_dtype, opset)
     net = flip_average(model, pre.input_size) if flip else model
     onnx_model = _torch_to_onnx(fused_module(net, pre, uint8_input), pre, uint8_input, opset)
+    _check_output_classes(onnx_model, info, pre, checkpoint_path)
     torch = require("torch", "export")
     onnx_model.graph.name = f"fsrfer_{info.method}"
     onnx_model.doc_string = (f"FSR-FER fused model ({info.method}): faces -> logits over {list(pre.classes)}"
