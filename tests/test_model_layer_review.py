@@ -154,6 +154,15 @@ def test_a_graph_with_a_second_input_is_refused_when_its_info_is_read(tmp_path: 
         read_model_info(load_onnx(path))
 
 
+def test_a_graph_with_a_second_input_is_refused_when_the_recognizer_opens_it(tmp_path: Path) -> None:
+    """ONNX Runtime took it at load and failed the first predict with its own ValueError ('Required inputs')."""
+    pytest.importorskip("onnxruntime")
+    from fsrfer_edge import Recognizer
+
+    with pytest.raises(ModelError, match=r"needs inputs \['bias'\] besides 'faces'"):
+        Recognizer(_two_input_model(tmp_path), threads=1)
+
+
 def test_a_graph_with_dynamic_face_size_still_reads_its_info(tmp_path: Path) -> None:
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("torch")

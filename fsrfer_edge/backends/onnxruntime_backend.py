@@ -163,6 +163,10 @@ def check_session_io(session: Any, info: ModelInfo, source: str) -> Optional[int
     outputs = {o.name: o for o in session.get_outputs()}
     if info.input_name not in inputs:
         raise ModelError(f"{source}: metadata names input {info.input_name!r}, but the graph's inputs are {sorted(inputs)}")
+    others = sorted(set(inputs) - {info.input_name})
+    if others:  # ONNX Runtime would refuse the first run with its own error ("Required inputs ... are missing")
+        raise ModelError(f"{source}: the graph needs inputs {others} besides {info.input_name!r}; expected one input, "
+                         "the faces, as fsrfer-export writes it")
     if info.output_name not in outputs:
         raise ModelError(f"{source}: metadata names output {info.output_name!r}, but the graph's outputs are {sorted(outputs)}")
     inp = inputs[info.input_name]
