@@ -190,7 +190,9 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
                                  "exported model (.onnx, on ONNX Runtime CPU) per down-sample factor.")
     ap.add_argument("--checkpoint", required=True, help="model checkpoint from fsrfer-train (.pt) or fsrfer-export (.onnx)")
     ap.add_argument("--data", required=True, help="data path, e.g. ../shared/data/fer2013.npz")
-    ap.add_argument("--labels", default="ferplus", choices=("ferplus", "fer2013"), help="label set for .npz data")
+    ap.add_argument("--labels", choices=("ferplus", "fer2013"),
+                    help="label set for .npz data (fer2013.npz, or a folder holding it; default ferplus); other data "
+                    "is scored with its own labels")
     ap.add_argument("--split", default="test", choices=("train", "val", "test"))
     ap.add_argument("--factors", type=_factors, default=FACTORS, help="e.g. 1,2,3,4,6,8")
     ap.add_argument("--protocol", default="resized", choices=("resized", "small", "camera"),
@@ -207,7 +209,14 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(args.verbose)
     try:
         check_output_path(args.json, "--json")
-        labels_file = Path(args.data).with_name(FERPLUS_FILE)  # read beside the data for the FER+ labels
+        data_path = Path(args.data)
+        from .data import npz_path  # no torch
+
+        npz = npz_path(data_path)
+        if npz is None and args.labels:  # a CSV, RAF-DB or image folder has one label set: its own
+            raise FsrferError(f"--labels {args.labels} applies to .npz data (fer2013.npz, or a folder holding it); "
+                              f"{data_path} is not, and is scored with its own labels: leave --labels out")
+        labels_file = npz.with_name(FERPLUS_FILE) if npz else None  # read beside the data for the FER+ labels
         check_distinct_files([("--checkpoint", args.checkpoint), ("--data", args.data), ("the FER+ labels", labels_file),
                               ("--json", args.json)], inputs=3)
         if args.limit < 0:
@@ -234,12 +243,13 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
                 torch.set_num_threads(args.threads)
             model, pre, _ = checkpoint.load_model(path)
             fn = torch_logits_fn(model)
-        data_path = Path(args.data)
-        kw = {"labels": args.labels} if data_path.suffix == ".npz" else {}
-        fs = load_dataset(data_path, **kw).subset(args.split)
+        kw = {"labels": args.labels or "ferplus"} if npz else {}
+        fs = load_dataset(data_path, **kw)
+        if args.split not in fs.splits:  # subset()'s own message speaks to library users (take())
+            raise FsrferError(f"{data_path} has no faces in split {args.split!r} (with {fs.source} labels); "
+                              f"splits present: {list(fs.splits)}: pass one of them with --split")
+        fs = fs.subset(args.split)
         images, labels = fs.images, fs.labels.astype(np.int64)
-        if len(labels) == 0:
-            raise FsrferError(f"{data_path} has no faces in split {args.split!r}")
         if args.limit and args.limit < len(labels):
             idx = np.sort(np.random.default_rng(0).choice(len(labels), args.limit, replace=False))
             images, labels = images[idx], labels[idx]

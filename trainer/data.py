@@ -130,10 +130,9 @@ class FaceSet:
             raise DataError(f"received split {split_name!r}; expected one of {list(SPLITS)}")
         mask = self.split == split_name
         if not mask.any():
-            raise DataError(
-                f"{self.source} has no {split_name!r} faces; splits present: {list(self.splits)}. "
-                "For a set without 'val', hold out part of 'train' (e.g. with take())"
-            )
+            hint = ". For a set without 'val', hold out part of 'train' (e.g. with take())" \
+                if split_name == "val" else ""
+            raise DataError(f"{self.source} has no {split_name!r} faces; splits present: {list(self.splits)}{hint}")
         return self._select(np.flatnonzero(mask))
 
     def take(self, n: int, seed: int = 0) -> FaceSet:
@@ -362,6 +361,21 @@ def _check_split(split: np.ndarray, path: Path) -> np.ndarray:
     return split
 
 
+def _check_class_labels(labels: np.ndarray, path: Path, expected: str) -> None:
+    """DataError unless ``labels`` holds integers 0..6; ``expected`` is the message's lead, e.g. "must hold ..."."""
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: array 'labels' {expected}; received {labels.dtype}")
+    bad = (labels < 0) | (labels >= len(CLASSES))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: array 'labels' {expected}; row {row} is {labels[row]}")
+
+
+def _no_faces(p: Path, n: int) -> None:
+    if n == 0:
+        raise DataError(f"{p} holds no faces (array 'images' has shape (0, ...)); expected at least one face")
+
+
 def _plain_npz(p: Path, d: dict[str, np.ndarray]) -> FaceSet:
     """A plain archive: ``images`` (N,H,W) uint8, ``labels`` (N,) in 0..6, optional ``split`` (default
     all ``test``). Written by users, the crowd benchmark and the tests; no FER+ join."""
@@ -369,9 +383,9 @@ def _plain_npz(p: Path, d: dict[str, np.ndarray]) -> FaceSet:
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(f"{p}: array 'images' is {images.dtype} of shape {images.shape}; expected (N, H, W) uint8")
     n = images.shape[0]
+    _no_faces(p, n)
     _check_1d(labels, n, p, "labels")
-    if not np.issubdtype(labels.dtype, np.integer) or ((labels < 0) | (labels >= len(CLASSES))).any():
-        raise DataError(f"{p}: array 'labels' must hold integers 0..{len(CLASSES) - 1}")
+    _check_class_labels(labels, p, f"must hold integers 0..{len(CLASSES) - 1}")
     split = d.get("split", np.full(n, "test"))
     _check_1d(split, n, p, "split")
     return FaceSet(images, labels.astype(np.int64), _check_split(split, p), "npz")
@@ -410,19 +424,23 @@ def load_npz(
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(f"{p}: array 'images' is {images.dtype} of shape {images.shape}; expected (N, H, W) uint8")
     n = images.shape[0]
+    _no_faces(p, n)
     for name, arr in (("labels", fer_labels), ("split", split), ("orig_row", orig)):
         _check_1d(arr, n, p, name)
     split = _check_split(split, p)
     # orig_row -1 marks a face whose row in the original CSV is unknown (28 faces in the shipped
     # archive); such faces keep their FER2013 label but can have no FER+ label.
-    known = orig[orig >= 0] if np.issubdtype(orig.dtype, np.integer) else orig
-    if not np.issubdtype(orig.dtype, np.integer) or len(np.unique(known)) != len(known):
-        raise DataError(
-            f"{p}: array 'orig_row' must hold distinct integers (or -1 for unknown); received {orig.dtype} "
-            "with duplicates"
-        )
+    if not np.issubdtype(orig.dtype, np.integer):
+        raise DataError(f"{p}: array 'orig_row' is {orig.dtype}; expected distinct integers (or -1 for unknown)")
+    known, counts = np.unique(orig[orig >= 0], return_counts=True)
+    if (counts > 1).any():
+        dup = int(np.flatnonzero(counts > 1)[0])
+        raise DataError(f"{p}: array 'orig_row' holds duplicates (orig_row {int(known[dup])} appears "
+                        f"{int(counts[dup])} times); expected distinct integers (or -1 for unknown)")
 
     if labels == "fer2013":
+        if not np.issubdtype(fer_labels.dtype, np.integer):  # astype(int64) would truncate 2.7 to 2
+            raise DataError(f"{p}: array 'labels' is {fer_labels.dtype}; expected integers 0..{len(CLASSES) - 1}")
         bad = (fer_labels < 0) | (fer_labels >= len(CLASSES))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
@@ -432,14 +450,32 @@ def load_npz(
     join = join_ferplus(p, orig, split, ferplus_path)
     joined, f, f_orig, fp, match = join.labels, join.arrays, join.arrays["orig_row"], join.path, join.rows
     keep = joined >= 0
+    if not keep.any():
+        raise DataError(
+            f"none of the {n} faces of {p} has a FER+ label in {fp} (no 'orig_row' of the one matches a labelled "
+            "'orig_row' of the other); expected the FER+ labels of these faces (are the two files from the same "
+            "release?), or use labels 'fer2013' (fsrfer-eval/fsrfer-train: --labels fer2013 / data.labels)"
+        )
     targets = None
     if "votes" in f:
         votes = f["votes"]
         if votes.shape != (len(f_orig), len(FERPLUS_VOTE_TO_CLASS)):
             raise DataError(f"{fp}: array 'votes' has shape {votes.shape}; expected ({len(f_orig)}, "
                             f"{len(FERPLUS_VOTE_TO_CLASS)})")
+        _check_votes(votes, fp)
         targets = vote_distribution(votes[match[keep]])
     return FaceSet(images[keep], joined[keep].astype(np.int64), split[keep], "ferplus", targets)
+
+
+def _check_votes(votes: np.ndarray, path: Path) -> None:
+    """DataError unless ``votes`` holds finite, non-negative counts (NaN would become a uniform soft label)."""
+    expected = "expected non-negative vote counts (one row of 10 per FER+ face)"
+    if not np.issubdtype(votes.dtype, np.number) or np.issubdtype(votes.dtype, np.complexfloating):
+        raise DataError(f"{path}: array 'votes' is {votes.dtype}; {expected}")
+    bad = ~np.isfinite(votes) | (votes < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise DataError(f"{path}: array 'votes' row {row} is {votes[row].tolist()}; {expected}")
 
 
 def vote_distribution(votes: np.ndarray) -> np.ndarray:
@@ -729,6 +765,14 @@ def _call(loader: Callable[..., FaceSet], fixed: dict[str, Any], kw: dict[str, A
     if unknown:
         raise InputError(f"option(s) {unknown} do not apply to {what}; options for it: {options}")
     return loader(**fixed, **kw)
+
+
+def npz_path(data: Path) -> Optional[Path]:
+    """The .npz that :func:`load_dataset` reads for ``data`` (the path itself, or the ``fer2013.npz`` of a folder
+    that is no RAF-DB root), or None for other data (a CSV, RAF-DB, an image folder): what ``labels`` applies to."""
+    if data.is_dir():
+        return data / "fer2013.npz" if not (data / "EmoLabel").is_dir() and (data / "fer2013.npz").is_file() else None
+    return data if data.suffix.lower() == ".npz" else None
 
 
 def load_dataset(path: str | os.PathLike[str], **kw: Any) -> FaceSet:

@@ -74,8 +74,8 @@ def _check_range(name: str, r: Any, lo: float, hi: float | None = None) -> tuple
     except (TypeError, ValueError):
         raise ConfigError(f"{name}: received {r!r}; expected a (low, high) pair of numbers") from None
     upper = f" and <= {hi}" if hi is not None else ""
-    if not (lo <= a <= b) or (hi is not None and b > hi):
-        raise ConfigError(f"{name}: received ({a}, {b}); expected {lo} <= low <= high{upper}")
+    if not (lo <= a <= b) or (hi is not None and b > hi) or not np.isfinite(b):  # uniform() overflows on inf
+        raise ConfigError(f"{name}: received ({a}, {b}); expected finite numbers {lo} <= low <= high{upper}")
     return a, b
 
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
+from fsrfer_edge.errors import InputError
 from fsrfer_edge.fileio import write_json  # noqa: F401  (re-exported for the trainer)
 from fsrfer_edge.preprocessing import CLASSES, Preprocessing, degrade
 
@@ -79,6 +80,9 @@ def lr_crops(images: np.ndarray, factor: int, kernel: str, jpeg_quality: Optiona
     from fsrfer_edge.preprocessing import resize
 
     h = images.shape[-1]
+    if factor > min(images.shape[-2:]):  # a 1-pixel crop whatever the factor, reported as xFACTOR (as degrade())
+        raise InputError(f"down-sample factor {factor} on {images.shape[-2]}x{h} faces leaves less than one pixel; "
+                         f"expected a factor from 1 to {min(images.shape[-2:])}")
     s = max(1, round(h / factor))
     small = images.astype(np.float32) if s == h else resize(images, (s, s), kernel, antialias=True)
     small = np.clip(np.rint(small), 0, 255).astype(np.float32)
@@ -110,6 +114,13 @@ def evaluate_fn(logits_fn: LogitsFn, images: np.ndarray, labels: np.ndarray, fac
     Returns {"factors": {"1": {...}, ...}, "mean_accuracy", "protocol"}."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol {protocol!r}; expected one of {PROTOCOLS}")
+    side = (pre.input_size, pre.input_size)
+    if inputs is None and protocol == "resized" and tuple(images.shape[1:]) != side:
+        raise InputError(
+            f"received {'x'.join(map(str, images.shape[1:]))} faces; the model takes {side[0]}x{side[1]} faces, and "
+            "protocol 'resized' degrades the faces at their own size. Give faces of the model's size, or use "
+            "protocol 'small' (fsrfer-eval --protocol small: crops brought to the model's size by the SDK's "
+            "preprocessing)")
     out: dict[str, Any] = {"n": int(len(labels)), "factors": {}, "protocol": protocol}
     for f in factors:
         pred = protocol_logits(logits_fn, images, int(f), pre, protocol, batch_size, inputs).argmax(1)

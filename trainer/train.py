@@ -73,12 +73,12 @@ def load_data(cfg: TrainConfig, path: Optional[Path]) -> Data:
                   "test": Split(imgs[b:], labels[b:])}
         source = f"synthetic({n}, seed={cfg.seed})"
     else:
-        from .data import load_dataset
+        from .data import load_dataset, npz_path
 
         if path is None or not path.exists():
             raise DataError(f"data not found at {path}; pass --data PATH (e.g. ../shared/data/fer2013.npz) "
                             "or set data.synthetic in the config")
-        kw = {"labels": cfg.data.labels} if path.suffix == ".npz" else {}
+        kw = {"labels": cfg.data.labels} if npz_path(path) is not None else {}  # a folder holding fer2013.npz too
         fs = load_dataset(path, **kw)
         splits = {}
         if cfg.data.soft_labels and fs.targets is None:
