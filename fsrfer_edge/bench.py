@@ -334,6 +334,11 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
                          "(0 on the command line skips the measurement) and repetitions >= 1")
     # The data and the factors first: a bad file or factor is refused before the timings, not after them.
     faces = load_eval_data(data, labels) if data is not None else None
+    if faces is not None and labels is not None and faces.label_set == "npz":
+        # the loader scores a plain archive's own labels whatever labels= asks: say so rather than ignore it
+        raise InputError(f"--labels {labels}: {data} has no 'orig_row' array (by which a FER2013 archive's labels and "
+                         "FER+'s are joined), so only its own labels can be scored; drop --labels, or pass a FER2013 "
+                         "archive such as ../shared/data/fer2013.npz")
     if faces is not None:
         for f in factors:  # degrade refuses a factor that leaves less than one pixel of these faces
             degrade(faces.images[:1], int(f))
@@ -343,6 +348,12 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
     mb = max_batch or max(max(batch_sizes), overhead_batch or 1)
     with Recognizer(model, backend=backend, device=device, max_batch=mb, providers=providers, threads=threads,
                     sessions=sessions) as rec:
+        if device != 0 and rec.backend.name == "onnxruntime" and \
+                list(rec.backend.providers) == ["CPUExecutionProvider"]:
+            # the CPU provider has no device: timings recorded under "device": N would claim a GPU that never ran
+            raise InputError(f"--device {device} picks a GPU, but {Path(model).name} runs on ONNX Runtime's CPU "
+                             "provider, which ignores it; drop --device, or run where a GPU provider or TensorRT is "
+                             "installed")
         logger.info("benchmarking %s on %s %s", model, rec.backend.name, list(rec.backend.providers))
         latency = []
         for b in batch_sizes:
@@ -468,6 +479,23 @@ def check_options(args: argparse.Namespace) -> None:
                          "Runtime's, one per core)")
     if args.sessions is not None and args.sessions < 1:
         raise InputError(f"--sessions={args.sessions}; expected an integer >= 1")
+    if args.sessions is not None and args.sessions > 1 and args.providers == "cuda":
+        raise InputError(f"--sessions {args.sessions} with --providers cuda: several sessions split each batch between "
+                         "CPU sessions, and a GPU provider runs a whole batch at once; drop --sessions, or pass "
+                         "--providers cpu")
+    # open_backend refuses these too, but in its keyword names (threads=) and only after --data has been read
+    engine = args.model is not None and Path(args.model).suffix.lower() in ENGINE_SUFFIXES
+    if engine and args.backend == "onnxruntime":
+        raise InputError(f"--backend onnxruntime with --model {args.model}, a TensorRT engine, which only TensorRT "
+                         "runs; drop --backend (or pass --backend tensorrt), or give the .onnx model to time ONNX "
+                         "Runtime")
+    if engine or args.backend == "tensorrt":
+        for flag, value in (("--providers", args.providers), ("--threads", args.threads),
+                            ("--sessions", args.sessions)):
+            if value is not None and not (flag == "--sessions" and value == 1):  # one session asks for nothing
+                where = "a TensorRT engine" if engine else "--backend tensorrt"
+                raise InputError(f"{flag} applies to ONNX Runtime only, not to {where}; drop {flag}"
+                                 + ("" if engine else ", or pass --backend onnxruntime"))
     if args.data is None:  # they only change the accuracy, which needs --data: dropping them silently misleads
         for flag, value in (("--factors", args.factors), ("--labels", args.labels)):
             if value is not None:
@@ -518,9 +546,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def format_summary(doc: dict[str, Any]) -> str:
     """A short human-readable table of a bench document."""
-    threads = doc["threads"] if doc["threads"] is not None else "ONNX Runtime's default"
-    lines = [f"{doc['model']} on {doc['backend']} {doc['providers']} (threads={threads}"
-             + (f", sessions={doc['sessions']})" if doc.get("sessions", 1) > 1 else ")")]
+    lines = [f"{doc['model']} on {doc['backend']} {doc['providers']}"]
+    if doc["backend"] == "onnxruntime":  # TensorRT has no thread setting: its None is not ONNX Runtime's default
+        threads = doc["threads"] if doc["threads"] is not None else "ONNX Runtime's default"
+        lines[0] += f" (threads={threads}" + (f", sessions={doc['sessions']})" if doc.get("sessions", 1) > 1 else ")")
     load = doc.get("load_average") or {}
     cores = load.get("cpu_count") or 1
     # Other work during the run where measured; else the load average before it (the one after counts this
@@ -541,7 +570,8 @@ def format_summary(doc: dict[str, Any]) -> str:
     ov = doc.get("overhead")
     if ov and "overhead_pct" in ov:
         lines.append(f"SDK overhead at batch {ov['batch_size']}: {ov['overhead_pct']:.1f} % (median of paired ratios), "
-                     f"{ov['overhead_pct_min']:.1f} % (minima) (target < {ov['target_pct']:.0f} %)")
+                     f"{ov['overhead_pct_min']:.1f} % (minima) (target < {ov['target_pct']:.0f} %)"
+                     + (f"; {ov['note']}" if ov.get("note") else ""))
     elif ov and "skipped" in ov:
         lines.append(f"SDK overhead: not measured ({ov['skipped']})")
     acc = doc.get("accuracy")

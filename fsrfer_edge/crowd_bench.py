@@ -40,7 +40,7 @@ from .backends.onnxruntime_backend import MAX_THREADS
 from .crowd import DEFAULT_MARGIN, DEFAULT_MIN_FACE, CrowdAnalyzer, check_margin, crop_face
 from .detection import MAX_FRAME_PIXELS, Detection, box_iou, create_detector, detector_model_inputs
 from .detection.frames import check_image_name, optional_module, write_image
-from .errors import CliParser, DataError, FsrferError, InputError, cli_main, sigterm_interrupts
+from .errors import CliParser, DataError, FsrferError, InputError, cli_main, one_line, sigterm_interrupts
 from .ferplus import FERPLUS_FILE, load_labelled_faces
 from .fileio import check_distinct_files, check_output_path, files_problem, write_json
 from .preprocessing import CLASSES, resize
@@ -1099,6 +1099,16 @@ def check_options(args: argparse.Namespace) -> None:
                          f"{args.fps_repeats}; expected scenes, faces and rounds >= 1, fps-repeats >= 0")
     if args.seed < 0:
         raise InputError(f"--seed {args.seed}; expected an integer >= 0")
+    if args.no_data and args.data is not None:  # one would silently win over the other
+        raise InputError(f"--no-data with --data {args.data}; expected one of them: --data DIR to use that folder's "
+                         "FER faces, --no-data for the public-domain face")
+    defaults = build_parser()
+    if args.fps_repeats == 0 and args.fps_size != defaults.get_default("fps_size"):
+        raise InputError(f"--fps-size {args.fps_size[1]}x{args.fps_size[0]} with --fps-repeats 0, which skips the "
+                         "frames/s timing it sizes; drop --fps-size, or give --fps-repeats N >= 1")
+    if args.fps_repeats == 0 and args.rounds != defaults.get_default("rounds"):
+        raise InputError(f"--rounds {args.rounds} with --fps-repeats 0, which skips the frames/s timing that runs in "
+                         "rounds; drop --rounds, or give --fps-repeats N >= 1")
     for m in args.margins:
         check_margin(m, "--margins")
     if args.margin is not None:  # the --detector's: refused here, not by the worker after the data has loaded
@@ -1117,6 +1127,16 @@ def check_options(args: argparse.Namespace) -> None:
         raise InputError(f"--big-photo {bad_mp}; expected megapixels in (0, {MAX_FRAME_PIXELS / 1e6:.1f}]")
 
 
+def check_table_alone(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """InputError where --table, which only prints an existing report, comes with an option of a run (ignored)."""
+    given = [a.option_strings[0] for a in parser._actions
+             if a.option_strings and a.dest not in ("table", "help") and getattr(args, a.dest) != a.default]
+    if given:
+        raise InputError(f"--table with {', '.join(given)}; --table prints the tables of an existing report and runs "
+                         f"nothing, so {'that option' if len(given) == 1 else 'those options'} would be ignored; "
+                         f"drop {'it' if len(given) == 1 else 'them'}, or drop --table to run the benchmark")
+
+
 @cli_main
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
@@ -1124,9 +1144,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.table is not None:
         try:
+            check_table_alone(parser, args)
             print(report_tables(args.table))
         except InputError as exc:
-            print(f"fsrfer-crowd-bench: error: {exc}", file=sys.stderr)
+            print(f"fsrfer-crowd-bench: error: {one_line(exc)}", file=sys.stderr)
             return 2
         return 0
     if args.out is None:
@@ -1165,7 +1186,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             if len(specs) > 1:
                 base = baseline_index(specs, args.min_face)
                 report["comparison"] = {  # the baseline by its label: blazeface@6 is not the row "blazeface"
-                    "baseline": spec_label(specs[base], args.min_face), "rounds": args.rounds,
+                    "baseline": spec_label(specs[base], args.min_face),
+                    "rounds": args.rounds if job.fps_repeats > 0 else 0,  # --fps-repeats 0: no speed round ran
                     "load_average_at_start": load_start,
                     "load_average_at_end": _load(),
                     "detectors": [{"label": spec_label(s, args.min_face), "detector": r["config"]["detector"], "min_face": s.min_face,
@@ -1186,7 +1208,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("fsrfer-crowd-bench: interrupted; no report was written", file=sys.stderr)
         return 130
     except FsrferError as exc:
-        print(f"fsrfer-crowd-bench: error: {exc}", file=sys.stderr)
+        print(f"fsrfer-crowd-bench: error: {one_line(exc)}", file=sys.stderr)
         return 2
     det_rep = report["detection"]
     print("recall per size bin: " + ", ".join(f"{b['bin']}px {b['recall']}" for b in det_rep["bins"]))
