@@ -105,7 +105,8 @@ def join_ferplus(path: Path, orig: np.ndarray, split: Optional[np.ndarray],
     """
     fp = existing_file(
         ferplus_path if ferplus_path is not None else path.with_name(FERPLUS_FILE),
-        "the FER+ labels archive (arrays orig_row, labels); pass it, or use labels 'fer2013'",
+        "the FER+ labels archive (arrays orig_row, labels); put it beside the data, or score the original "
+        "FER2013 labels (fsrfer-eval/fsrfer-bench --labels fer2013, data.labels: fer2013 in a training config)",
     )
     f = read_npz(fp, ("orig_row", "labels"))
     f_orig, f_labels = f["orig_row"], f["labels"]

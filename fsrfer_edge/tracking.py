@@ -722,7 +722,9 @@ class ExpressionSmoother:
         Raises:
             InputError: ``key`` was never updated, or has been forgotten.
         """
-        face = self._faces.get(key) if _hashable(key) else None
+        if not _hashable(key):
+            raise InputError(f"key={key!r} cannot be hashed; expected e.g. (source_id, object_id), as update() takes")
+        face = self._faces.get(key)
         if face is None:
             raise InputError(f"key={key!r} has no frames (never updated, or forgotten after max_age); expected a key "
                              "given to update()")
