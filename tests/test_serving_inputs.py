@@ -310,13 +310,7 @@ def test_a_backend_that_fails_to_connect_closes_its_connection() -> None:
         httpd.server_close()
 
 
-def _live_group_members(pgid: int) -> list[Path]:
-    def state(proc: Path) -> str:
-        try:
-            return (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return "gone"
-    return [p for p in server_mod._group_processes(pgid) if state(p) not in ("Z", "gone")]
+_live_group_members = server_mod._live_group_processes  # a process group's members that have not exited
 
 
 def test_start_after_the_server_died_cleans_up_after_the_dead_one(tmp_path: Path, fake_serve_python: str,

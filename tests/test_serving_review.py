@@ -220,13 +220,7 @@ else:
 '''
 
 
-def _live_group_members(pgid: int) -> list[Path]:
-    def state(proc: Path) -> str:
-        try:
-            return (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return "gone"
-    return [p for p in server_mod._group_processes(pgid) if state(p) not in ("Z", "X", "gone")]
+_live_group_members = server_mod._live_group_processes  # a process group's members that have not exited
 
 
 def _port_free(port: int) -> bool:
