@@ -11,7 +11,8 @@ The input kind follows its name: a number is a camera, an image suffix (.png, .j
 anything else a video. Images need Pillow (or OpenCV); videos and cameras need OpenCV (pip extra
 ``crowd``). Exit status: 0 on success (also when no face is found), 2 on bad input or a missing library,
 130 when interrupted (Ctrl-C) or stopped (SIGTERM): a camera recording ends after the frame in hand and its video
-and JSON are written; the partial output of an image or a video file is discarded.
+and JSON are written (a second signal ends it at once, discarding it); the partial output of an image or a video
+file is discarded.
 """
 from __future__ import annotations
 
@@ -289,10 +290,14 @@ def sigterm_raises() -> contextlib.AbstractContextManager[None]:
 def stop_signals_set(stop: threading.Event, caught: list[int]) -> Iterator[None]:
     """While active, Ctrl-C (SIGINT) and SIGTERM set ``stop`` (and append their number to ``caught``) instead of
     raising KeyboardInterrupt: a camera recording ends after the frame in hand and its outputs are written, whether
-    a person or a supervisor stopped it. Python handles signals in its main thread only; in another thread this
-    does nothing."""
+    a person or a supervisor stopped it. A second signal, once ``stop`` is set, raises at once as it would without
+    this block (KeyboardInterrupt, or :class:`Terminated` for SIGTERM): the way out of a frame that takes too long.
+    Python runs handlers between bytecodes only, so neither ends a C call that never returns (a camera read that
+    hangs). Python handles signals in its main thread only; in another thread this does nothing."""
     def handler(signum: int, frame: Any) -> None:
         caught.append(signum)
+        if stop.is_set():  # asked again: the frame in hand takes too long
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         stop.set()
 
     with signal_handled(signal.SIGINT, handler, signal.default_int_handler), \
@@ -394,10 +399,16 @@ def _per_detector(values: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in values.items())
 
 
+#: ``--threads``'s help, as fsrfer-crowd and fsrfer-demo both say it (0 and leaving it out mean the same).
+THREADS_HELP = (f"ONNX Runtime intra-op threads, 1 to {MAX_THREADS} (default, or 0: ONNX Runtime's own, one per "
+                "physical core; with --sessions, threads of each session, default 1)")
+
+
 def check_shared_options(args: argparse.Namespace) -> None:
     """Refuse, before any work, values of the options fsrfer-crowd and fsrfer-demo share (``--min-score``,
-    ``--min-face``, ``--margin``, ``--sessions``) that the library would refuse in its own argument spelling
-    (``min_face=0.0``); each message names its option as it is typed.
+    ``--min-face``, ``--margin``, ``--sessions``, ``--threads``) that the library would refuse in its own argument
+    spelling (``min_face=0.0``); each message names its option as it is typed. ``--threads 0`` is taken as leaving
+    it out (:func:`threads_option`).
 
     Raises:
         InputError: the first bad option.
@@ -409,20 +420,25 @@ def check_shared_options(args: argparse.Namespace) -> None:
         check_margin(args.margin, "--margin")
     if args.sessions is not None and args.sessions < 1:
         raise InputError(f"--sessions={args.sessions}; expected an integer >= 1")
+    if args.threads is not None and not 0 <= args.threads <= MAX_THREADS:
+        raise InputError(f"--threads={args.threads}; expected an integer from 1 to {MAX_THREADS}, or 0 (or leave it "
+                         "out) for ONNX Runtime's default, one thread per physical core")
+
+
+def threads_option(threads: Optional[int]) -> Optional[int]:
+    """``--threads`` as ``Recognizer(threads=)`` takes it: None for 0 or left out (ONNX Runtime's default)."""
+    return threads or None
 
 
 def check_options(args: argparse.Namespace) -> None:
     """fsrfer-crowd's options that argparse's types let through, checked before any work: those it shares with
-    fsrfer-demo (:func:`check_shared_options`), ``--min-size`` and ``--threads``.
+    fsrfer-demo (:func:`check_shared_options`, ``--threads`` among them) and ``--min-size``.
 
     Raises:
         InputError: the first bad option.
     """
     check_shared_options(args)
     check_number("--min-size", args.min_size, 0.0)
-    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
-        raise InputError(f"--threads={args.threads}; expected an integer from 1 to {MAX_THREADS} (leave it out for "
-                         "all cores)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -475,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "default 1: every frame)")
     ap.add_argument("--scale", type=int, default=1, help="enlarge the annotated output this many times (default 1)")
     ap.add_argument("--no-labels", action="store_true", help="draw boxes only")
-    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    ap.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     ap.add_argument("--sessions", type=int, default=None,
                     help="expression model on the CPU: sessions that split each frame's faces between them, "
                          "--threads each (default 1 with this flag); faster for INT8 models (Recognizer(sessions=))")
@@ -491,6 +507,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     stop = threading.Event()  # set by Ctrl-C or SIGTERM during a camera recording (stop_signals_set)
     caught: list[int] = []  # the signals that set it
     written = False  # --out is in place; removed if writing --json then fails or is interrupted (all or nothing)
+    recorded: Optional[dict[str, Any]] = None  # a camera's recording, in place and kept whatever follows
     try:
         if args.scale < 1 or args.scale > 16:
             raise InputError(f"--scale {args.scale}; expected an integer from 1 to 16")
@@ -533,11 +550,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         inputs = [("the input", None if kind == "camera" else args.input), ("--model", resolve_model_path(args.model))]
         inputs += detector_model_inputs()
         check_distinct_files(inputs + [("--out", args.out), ("--json", args.json)], inputs=len(inputs))
-        threads = args.threads if args.detector != "opencv" else None
+        threads = threads_option(args.threads) if args.detector != "opencv" else None
         # SIGTERM (kill, a supervisor) raises KeyboardInterrupt as Ctrl-C does: no temporary video is left behind;
         # during a camera recording both end it after the frame in hand instead, and it is kept
         with sigterm_raises(), \
-                Recognizer(args.model, threads=args.threads, spinning=False, sessions=args.sessions) as rec, \
+                Recognizer(args.model, threads=threads_option(args.threads), spinning=False,
+                           sessions=args.sessions) as rec, \
                 create_detector(args.detector, min_face=args.min_face, min_score=args.min_score,
                                 threads=threads) as det, \
                 (stop_signals_set(stop, caught) if kind == "camera" else contextlib.nullcontext()):
@@ -554,6 +572,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 doc["tracking"] = tracking_json(tracker, detect_every)
                 message = video_summary(doc)
             written = kind != "camera"  # a camera's recording cannot be taken again: it is kept
+            recorded = doc if kind == "camera" else None
             doc.update({"input": args.input, "detector": repr(det), "model": str(rec.model_path),
                         "sessions": getattr(rec.backend, "sessions", 1)})
             if args.json is not None:
@@ -562,7 +581,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt as exc:
         _discard(args.out, written)
         how = STOPPED_BY[signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT]
-        print(f"fsrfer-crowd: {how}; the partial output was discarded", file=sys.stderr)
+        if recorded is not None:  # a second signal while its JSON was written (the first one set ``stop``)
+            print(f"fsrfer-crowd: {how}; kept the {plural(recorded['n_frames'], 'frame')} recorded in {args.out}; "
+                  f"--json {args.json} was not written", file=sys.stderr)
+        else:
+            print(f"fsrfer-crowd: {how}; the partial output was discarded", file=sys.stderr)
         return 130
     except FsrferError as exc:
         _discard(args.out, written)

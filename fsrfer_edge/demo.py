@@ -27,7 +27,7 @@ import numpy as np
 
 from .confidence import SUFFIX as SCORES_SUFFIX
 from .crowd import DEFAULT_MIN_FACE, MARGIN_RANGE, check_margin, crop_face, default_margin
-from .crowd_cli import check_shared_options, count_faces
+from .crowd_cli import THREADS_HELP, check_shared_options, count_faces, threads_option
 from .detection import DEFAULT_SCORES, DETECTORS, create_detector, detector_model_inputs
 from .detection.base import as_rgb_frame
 from .detection.frames import check_image_name, read_image, write_image
@@ -40,8 +40,6 @@ from .sidecars import besides
 logger = logging.getLogger(__name__)
 
 DEFAULT_FACTORS = (1, 2, 4, 8)
-#: ONNX Runtime's bound on intra-op threads (as ``Recognizer(threads=)`` checks it).
-MAX_THREADS = 1024
 SAMPLE_NAME = "astronaut"
 SAMPLE_SOURCE = "scikit-image skimage.data.astronaut() (NASA photograph, public domain)"
 
@@ -248,10 +246,7 @@ def check_options(args: argparse.Namespace) -> None:
         check_image_name(args.out)
     except InputError as exc:
         raise InputError(f"--out {args.out}: {exc}") from None
-    check_shared_options(args)  # --min-score, --min-face, --margin, --sessions: as fsrfer-crowd checks them
-    if not 0 <= args.threads <= MAX_THREADS:
-        raise InputError(f"--threads={args.threads}; expected an integer from 0 to {MAX_THREADS} (0: ONNX Runtime's "
-                         "default)")
+    check_shared_options(args)  # --min-score, --min-face, --margin, --sessions, --threads: as fsrfer-crowd does
 
 
 @cli_main
@@ -272,8 +267,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     f"from {MARGIN_RANGE[0]} to {MARGIN_RANGE[1]} (default: the detector's, as fsrfer-crowd)")
     ap.add_argument("--out", default="demo.png", help="annotated image to write, .png or .jpg (default demo.png)")
     ap.add_argument("--json", help="also write the predictions and timings as JSON")
-    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = library default; with "
-                    "--sessions, threads of each session, default 1)")
+    ap.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     ap.add_argument("--sessions", type=int, default=None,
                     help="expression model on the CPU: sessions that split each factor's faces between them "
                          "(Recognizer(sessions=); faster for INT8 models on batches, not for one face)")
@@ -291,7 +285,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             check_distinct_files(inputs + [("--out", args.out), ("--json", args.json)], inputs=len(inputs))
             frame = as_rgb_frame(sample_image() if args.image is None else read_image(args.image))
             source = SAMPLE_SOURCE if args.image is None else str(args.image)
-            with Recognizer(model, threads=args.threads or None, spinning=False, sessions=args.sessions) as rec:
+            with Recognizer(model, threads=threads_option(args.threads), spinning=False,
+                            sessions=args.sessions) as rec:
                 check_factors(args.factors, rec.info.preprocessing.input_size,
                               "--factors " + ",".join(map(str, args.factors)))  # before the detector runs
                 with create_detector(args.detector, min_face=args.min_face, min_score=args.min_score) as det:

@@ -25,7 +25,6 @@ def _png(path: Path) -> Path:
     ("--min-face", "0", "--min-face=0.0; expected a number in [1.0, inf]"),
     ("--min-size", "-1", "--min-size=-1.0; expected a number in [0.0, inf]"),
     ("--threads", "-1", "--threads=-1; expected an integer from 1 to 1024"),
-    ("--threads", "0", "--threads=0; expected an integer from 1 to 1024"),
 ])
 def test_crowd_options_are_refused_naming_the_flag(option, value, said, tmp_path, capsys, monkeypatch):
     from fsrfer_edge import crowd_cli

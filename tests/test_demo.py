@@ -229,7 +229,7 @@ def test_outputs_over_the_detectors_model_are_refused(tmp_path, capsys, monkeypa
     (["--min-score", "nan"], "--min-score=nan; expected a number in [0.0, 1.0]"),
     (["--min-face", "0"], "--min-face=0.0; expected a number in [1.0, inf]"),
     (["--min-face", "inf"], "--min-face=inf; expected a number in [1.0, inf]"),
-    (["--threads", "-1"], "--threads=-1; expected an integer from 0 to 1024"),
+    (["--threads", "-1"], "--threads=-1; expected an integer from 1 to 1024, or 0 (or leave it out)"),
     (["--sessions", "0"], "--sessions=0; expected an integer >= 1"),
     (["--out", "OUT/o.gif"], "--out OUT/o.gif: cannot write an image named o.gif; expected a .png"),
     (["--json", ""], "--json '' is not a file name"),  # was ignored: no JSON, exit 0
