@@ -451,6 +451,10 @@ JPEG_QUALITIES = tuple(range(20, 85, 5))
 JPEG_MIN_STEP = 6.0
 #: A coefficient is on the grid when within this of a multiple of its step (the decoder's rounding moves it).
 JPEG_TOLERANCE = 1.5
+#: A flat block's DC coefficient is on the grid when within this of a multiple of its step, in a frame
+#: (:func:`jpeg_frame_quality`): the decoder rounds all 64 pixels of a block it left flat alike, by up to half a grey
+#: level, which moves 8 x the block's mean by up to 4 (docs/experiments.md, "Flat blocks in JPEG frames").
+JPEG_FLAT_TOLERANCE = 4.0
 #: The share of tested coefficients (and of blocks' DC coefficients) that must be on the grid.
 JPEG_ON_GRID = 0.9
 #: The fewest coefficients a crop must offer the test (besides the DC ones).
@@ -500,12 +504,19 @@ def _jpeg_blocks(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return blocks - 128.0, unclipped
 
 
-def _dc_qualities(blocks: np.ndarray, unclipped: np.ndarray) -> np.ndarray:
+def _dc_qualities(blocks: np.ndarray, unclipped: np.ndarray, flat_blocks: bool = False) -> np.ndarray:
     """(N, Q): for each crop, the qualities at whose DC step at least :data:`JPEG_ON_GRID` of its unclipped
-    blocks' DC coefficients (8 times the block's mean) lie on the grid (none without an unclipped block)."""
+    blocks' DC coefficients (8 times the block's mean) lie on the grid (none without an unclipped block). With
+    ``flat_blocks``, a block whose 64 pixels are all alike is on the grid within :data:`JPEG_FLAT_TOLERANCE`."""
     dc = blocks.sum(axis=(2, 3)) / 8.0  # (N, B)
     steps = _jpeg_tables()[:, 0, 0]
-    on = _on_grid(dc[:, None, :], steps[None, :, None]) & unclipped[:, None, :]  # (N, Q, B)
+    if flat_blocks:
+        flat = (blocks == blocks[..., :1, :1]).all(axis=(2, 3))  # (N, B)
+        tolerance = np.where(flat, JPEG_FLAT_TOLERANCE, JPEG_TOLERANCE)[:, None, :]
+        grid = np.rint(dc[:, None, :] / steps[None, :, None]) * steps[None, :, None]
+        on = (np.abs(dc[:, None, :] - grid) <= tolerance) & unclipped[:, None, :]  # (N, Q, B)
+    else:
+        on = _on_grid(dc[:, None, :], steps[None, :, None]) & unclipped[:, None, :]  # (N, Q, B)
     count = unclipped.sum(axis=1)[:, None]
     return (count > 0) & (steps[None] >= JPEG_MIN_STEP) & (on.sum(axis=2) >= JPEG_ON_GRID * count)
 
@@ -586,8 +597,10 @@ def jpeg_frame_quality(frame: np.ndarray) -> "int | None":
     of such a frame sits on the grid at any offset, so its crop is not marked by itself; the frame is
     (docs/experiments.md, "Faces cut from JPEG frames").
 
-    A colour frame is read on its luma (JFIF's weights, as the codec made its Y channel), leaving out the blocks
-    where a channel touches 0 or 255 (the decoder clipped it there, so the luma read back left the grid). A frame of
+    A block the codec left flat (its 64 pixels of one grey level) is on the DC grid within
+    :data:`JPEG_FLAT_TOLERANCE`: the decoder rounded its pixels alike (docs/experiments.md, "Flat blocks in JPEG
+    frames"; crops keep the test without it). A colour frame is read on its luma (JFIF's weights, as the codec made
+    its Y channel), leaving out the blocks where a channel touches 0 or 255 (the decoder clipped it there, so the luma read back left the grid). A frame of
     more than :data:`JPEG_FRAME_WINDOW` pixels a side is read in a window of that size at its centre, starting on the
     grid (a multiple of 8 from the corner); where that window is too flat to tell (its blocks' means sit on a grid
     but it has too few other coefficients to test), in windows at the centres of the frame's quarters in turn. A
@@ -628,7 +641,7 @@ def _window_quality(window: np.ndarray) -> "tuple[int | None, bool]":
         blocks, unclipped = _jpeg_blocks(np.rint(rgb @ _JFIF_LUMA)[None])
         for c in range(3):
             unclipped = unclipped & _jpeg_blocks(rgb[None, ..., c])[1]
-    return _ac_verdict(blocks[0], unclipped[0], _dc_qualities(blocks, unclipped)[0])
+    return _ac_verdict(blocks[0], unclipped[0], _dc_qualities(blocks, unclipped, flat_blocks=True)[0])
 
 
 def any_jpeg_image(pixels: np.ndarray) -> bool:

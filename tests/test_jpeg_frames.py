@@ -260,3 +260,54 @@ def test_the_frame_reads_script_reads_a_textured_frame_at_its_quality() -> None:
     frame = np.clip(rng.normal(128, 40, (64, 64)), 0, 255).astype(np.uint8)  # no flat block anywhere
     assert mod.read_at(frame, 50) == 50 and mod.read_at(frame, 75) == 75
     assert mod.QUALITIES[0] == 20 and mod.QUALITIES[-1] == 80
+
+
+def _with_flat_blocks(frame: np.ndarray, share: float = 0.35, seed: int = 0) -> np.ndarray:
+    """``frame`` with a seeded share of its 8x8 blocks (on the grid) made flat, each at its own grey level."""
+    out = frame.copy()
+    rng = np.random.default_rng(seed)
+    for by in range(frame.shape[0] // 8):
+        for bx in range(frame.shape[1] // 8):
+            if rng.random() < share:
+                out[by * 8:by * 8 + 8, bx * 8:bx * 8 + 8] = rng.integers(20, 236)
+    return out
+
+
+@pytest.mark.parametrize("quality", [30, 35, 45, 55])
+def test_a_frame_with_many_flat_blocks_is_read_at_qualities_whose_dc_step_is_not_a_multiple_of_8(
+        monkeypatch, quality):
+    from fsrfer_edge import preprocessing
+
+    frame = _jpeg(_with_flat_blocks(_mosaic()), quality)
+    assert jpeg_frame_quality(frame) == quality
+    # the test without the flat-block tolerance misses it: the decoder rounds a flat block's 64 pixels alike
+    monkeypatch.setattr(preprocessing, "JPEG_FLAT_TOLERANCE", preprocessing.JPEG_TOLERANCE)
+    assert jpeg_frame_quality(frame) is None
+
+
+def test_flat_blocks_do_not_make_a_clean_frame_read_and_crops_keep_their_test(monkeypatch):
+    from fsrfer_edge import preprocessing
+
+    clean = _with_flat_blocks(_mosaic(), share=0.6)
+    assert jpeg_frame_quality(clean) is None and jpeg_frame_quality(_tinted(clean)) is None
+    # a crop keeps the test without the flat-block tolerance (its marks feed the JPEG maps' studies): the same
+    # image is read as a frame, not as a crop
+    image = _jpeg(_with_flat_blocks(_mosaic(2, 2), share=0.35, seed=3), 30)
+    assert jpeg_frame_quality(image) == 30 and jpeg_quality(image) is None
+    monkeypatch.setattr(preprocessing, "JPEG_FLAT_TOLERANCE", preprocessing.JPEG_TOLERANCE)
+    assert jpeg_frame_quality(image) is None
+
+
+def test_the_flat_blocks_script_compares_the_tests_and_restores_the_tolerance() -> None:
+    from _scripts import load_script
+
+    from fsrfer_edge import preprocessing
+
+    mod = load_script("scripts/jpeg_flat_blocks.py", "jpeg_flat_blocks")
+    photo = _with_flat_blocks(_mosaic(4, 4))
+    result = mod.held_out({"mosaic": photo})
+    assert result["frames"] == len(mod.QUALITIES)
+    assert result["read_new"] > result["read_old"] and result["lost"] == 0 and result["wrong_new"] == 0
+    assert result["reads"]["mosaic"]["30"] == [None, 30]
+    assert mod.clean({"mosaic": photo})["read_new"] == 0
+    assert preprocessing.JPEG_FLAT_TOLERANCE == 4.0 and preprocessing._dc_qualities.__name__ == "_dc_qualities"
