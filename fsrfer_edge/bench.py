@@ -49,6 +49,8 @@ OVERHEAD_TARGET_PCT = 10.0
 #: The largest batch size the command line takes (--batch-sizes, --overhead-batch): far above any edge batch,
 #: far below one whose random faces alone would not fit in memory (1e8 faces died of a MemoryError traceback).
 MAX_BATCH_SIZE = 4096
+#: Interleaved repetitions of the SDK-overhead measurement on the command line (--overhead-reps).
+OVERHEAD_REPS = 100
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,12 +451,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime intra-op threads, of each session (default: one per core; 1 with --sessions)")
     p.add_argument("--sessions", type=int, default=None,
-                   help="ONNX Runtime CPU sessions that split each batch (Recognizer(sessions=...); default: one)")
+                   help="ONNX Runtime CPU sessions that split each batch (Recognizer(sessions=...)), at most one per "
+                        "CPU (default: one)")
     p.add_argument("--device", type=int, default=0, help="GPU index (default: 0)")
     p.add_argument("--overhead-batch", type=int, default=64,
                    help="batch size of the SDK-overhead measurement (a model with a fixed batch size is measured "
                         "at its own); 0 skips it (default: 64)")
-    p.add_argument("--overhead-reps", type=int, default=100, help="interleaved repetitions for the overhead (default: 100)")
+    # None: not given (OVERHEAD_REPS), so that one given where no overhead is measured can be refused
+    p.add_argument("--overhead-reps", type=int, default=None,
+                   help=f"interleaved repetitions for the overhead (default: {OVERHEAD_REPS})")
     p.add_argument("--json", required=True, metavar="OUT", help="where to write the results (JSON, written atomically)")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     return p
@@ -469,7 +474,7 @@ def check_options(args: argparse.Namespace) -> None:
     for flag, value, least in (("--warmup", args.warmup, 0), ("--iters", args.iters, 1), ("--device", args.device, 0)):
         if value < least:
             raise InputError(f"{flag} {value}; expected an integer >= {least}")
-    if args.overhead_reps < 1:
+    if args.overhead_reps is not None and args.overhead_reps < 1:
         raise InputError(f"--overhead-reps {args.overhead_reps}; expected repetitions >= 1")
     if not 0 <= args.overhead_batch <= MAX_BATCH_SIZE:
         raise InputError(f"--overhead-batch {args.overhead_batch}; expected a batch >= 1 and at most {MAX_BATCH_SIZE}, "
@@ -496,10 +501,37 @@ def check_options(args: argparse.Namespace) -> None:
                 where = "a TensorRT engine" if engine else "--backend tensorrt"
                 raise InputError(f"{flag} applies to ONNX Runtime only, not to {where}; drop {flag}"
                                  + ("" if engine else ", or pass --backend onnxruntime"))
+    cpus = os.cpu_count() or 1
+    if args.sessions is not None and args.sessions > cpus:
+        # Each session runs its share at once on a thread of its own: more of them than CPUs only slow each other down
+        # (the Recognizer warns of it), and each holds its own copy of the model's weights.
+        raise InputError(f"--sessions {args.sessions}, but this machine has {cpus} CPUs; expected 1 to {cpus} (each "
+                         "session runs its share of a batch at once, on a CPU of its own)")
+    _check_overhead_reps(args, engine)
     if args.data is None:  # they only change the accuracy, which needs --data: dropping them silently misleads
         for flag, value in (("--factors", args.factors), ("--labels", args.labels)):
             if value is not None:
                 raise InputError(f"{flag} applies with --data (the accuracy per factor); add --data NPZ or drop {flag}")
+
+
+def _check_overhead_reps(args: argparse.Namespace, engine: bool) -> None:
+    """Refuse an --overhead-reps given where the run measures no SDK overhead: it would be silently unused."""
+    if args.overhead_reps is None:
+        return
+    bare = "the overhead is measured against a bare ONNX Runtime session only"
+    if args.overhead_batch == 0:
+        off, why, instead = ("--overhead-batch 0", "which skips the SDK-overhead measurement",
+                             ", or pass --overhead-batch N")
+    elif args.sessions is not None and args.sessions > 1:
+        off, why, instead = (f"--sessions {args.sessions}", "with which the SDK splits each batch, so the overhead is "
+                             "not measured", ", or run without --sessions to measure it")
+    elif engine:
+        off, why, instead = f"--model {args.model}", f"a TensorRT engine: {bare}", ""
+    elif args.backend == "tensorrt":
+        off, why, instead = "--backend tensorrt", bare, ""
+    else:
+        return
+    raise InputError(f"--overhead-reps {args.overhead_reps} with {off}, {why}; drop --overhead-reps{instead}")
 
 
 def input_files(model: Union[str, os.PathLike[str]], data: Optional[str],
@@ -531,7 +563,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             warmup=args.warmup, iters=args.iters, backend=args.backend, providers=args.providers,
                             threads=args.threads, device=args.device,
                             overhead_batch=None if args.overhead_batch == 0 else args.overhead_batch,
-                            overhead_reps=args.overhead_reps, labels=args.labels, sessions=args.sessions)
+                            overhead_reps=OVERHEAD_REPS if args.overhead_reps is None else args.overhead_reps,
+                            labels=args.labels, sessions=args.sessions)
             out = write_json(args.json, doc)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM
         print("fsrfer-bench: interrupted; no results were written", file=sys.stderr)

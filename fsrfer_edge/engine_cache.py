@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from .errors import EngineError, InputError, ModelError
 from .fileio import sha256_file, write_json
@@ -400,23 +400,25 @@ def _source_changed(doc: dict[str, Any], missing_sources: bool) -> Optional[str]
     return None
 
 
-def _flock_available() -> bool:
-    """Whether this platform has ``flock`` (not Windows), so that :func:`build_lock` can tell a running build."""
-    try:
-        import fcntl  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _builds_take_turns(root: Path) -> bool:
+    """Whether builds into ``root`` hold its build lock (:func:`build_lock`): False where the platform (Windows) or
+    the file system (NFS without a lock daemon) has no ``flock``, or the folder is read-only with no lock file."""
+    with _lock_for_prune(root) as (state, _):
+        return state != "none"
 
 
-def _partial_grace_s() -> float:
-    """How old a hidden ``.tmp`` file must be before it counts as a killed build's. Where builds hold the folder's
-    lock, :func:`prune` leaves a running build's files alone by that lock, and the grace period covers the rest;
-    without ``flock`` it cannot tell, and waits :data:`BUILD_LOCK_WAIT_S` (see :func:`prune`)."""
-    return UNFINISHED_GRACE_S if _flock_available() else BUILD_LOCK_WAIT_S
+def _partial_grace_s(root: Path, takes_turns: Optional[bool] = None) -> float:
+    """How old a hidden ``.tmp`` file in ``root`` must be before it counts as a killed build's. Where builds hold
+    the folder's lock, :func:`prune` leaves a running build's files alone by that lock, and the grace period covers
+    the rest; where they do not (``takes_turns``; None: :func:`_builds_take_turns`), it cannot tell, and waits
+    :data:`BUILD_LOCK_WAIT_S` (see :func:`prune`)."""
+    if takes_turns is None:
+        takes_turns = _builds_take_turns(root)
+    return UNFINISHED_GRACE_S if takes_turns else BUILD_LOCK_WAIT_S
 
 
-def _entry(p: Path, now: float, tensorrt_version: Optional[str], missing_sources: bool) -> Optional[CachedEngine]:
+def _entry(p: Path, now: float, tensorrt_version: Optional[str], missing_sources: bool,
+           partial_grace_s: Callable[[], float]) -> Optional[CachedEngine]:
     """``p`` as a :class:`CachedEngine`, or None when it is none (another file, a build in progress)."""
     name = p.name
     if name.endswith(ENGINE_SUFFIX + SIDECAR_SUFFIX):
@@ -428,8 +430,10 @@ def _entry(p: Path, now: float, tensorrt_version: Optional[str], missing_sources
         return None
     age = now - p.stat().st_mtime
     if name.startswith(".") and name.endswith(".tmp"):
-        return None if age < _partial_grace_s() else CachedEngine(p, p.stat().st_size, None, None,
-                                                                     "a partial file left by a killed build")
+        # the folder's lock is looked at only for a file past the shorter grace period (rare)
+        if age < UNFINISHED_GRACE_S or age < partial_grace_s():
+            return None
+        return CachedEngine(p, p.stat().st_size, None, None, "a partial file left by a killed build")
     if not name.endswith(ENGINE_SUFFIX):  # hidden ones too: the engines of a model named .face.onnx
         return None
     size = p.stat().st_size
@@ -461,21 +465,35 @@ def list_engines(folder: str | os.PathLike[str], tensorrt_version: Optional[str]
     built with another TensorRT than ``tensorrt_version`` (None: not judged); the ONNX file it was built from has
     changed since (the runtime looks engines up by the file's hash, so it can never pick this one again); with
     ``missing_sources``, that file no longer exists (a model moved or deleted: off by default); a hidden
-    ``.NAME.*.tmp`` file older than :data:`UNFINISHED_GRACE_S` (where there is no ``flock``, as on Windows:
-    :data:`BUILD_LOCK_WAIT_S`). Engines of models whose names start with ``.`` are listed like any other. The ONNX
+    ``.NAME.*.tmp`` file older than :data:`UNFINISHED_GRACE_S` (where builds into the folder do not take turns, for
+    want of ``flock`` on the platform, as on Windows, or on the file system: :data:`BUILD_LOCK_WAIT_S`, as
+    :func:`prune` waits). Engines of models whose names start with ``.`` are listed like any other. The ONNX
     file is judged only from the machine that built the engine (its sidecar's ``source_host``): a cache folder may be
     shared by devices. Engines built for another GPU are not stale for that.
     Anything younger than :data:`UNFINISHED_GRACE_S` that a build may still be writing is left alone, as are
     files that vanish or cannot be read while the folder is listed.
     """
-    root = Path(folder)
+    return _list_engines(Path(folder), tensorrt_version, missing_sources, now, None)
+
+
+def _list_engines(root: Path, tensorrt_version: Optional[str], missing_sources: bool, now: Optional[float],
+                  takes_turns: Optional[bool]) -> list[CachedEngine]:
+    """:func:`list_engines`; ``takes_turns``: whether builds into ``root`` hold its lock, where the caller knows
+    (:func:`prune`, which holds it or found none to take); None: looked at if a partial file's age asks."""
     if not root.is_dir():
         return []
     now = time.time() if now is None else now
+    grace: list[float] = []
+
+    def partial_grace_s() -> float:  # at most once a listing
+        if not grace:
+            grace.append(_partial_grace_s(root, takes_turns))
+        return grace[0]
+
     out = []
     for p in sorted(root.iterdir()):
         try:
-            entry = _entry(p, now, tensorrt_version, missing_sources)
+            entry = _entry(p, now, tensorrt_version, missing_sources, partial_grace_s)
         except OSError:  # removed by another process while listed, or unreadable
             continue
         if entry is not None:
@@ -554,10 +572,10 @@ def prune(folder: str | os.PathLike[str], tensorrt_version: Optional[str] = None
             logger.info("an engine build holds the lock of %s (%s): nothing removed, since it may be writing any "
                         "engine there; run fsrfer-engines --prune again once it ends", root, holder)
             return [], []
-        now = time.time()
-        stale = [e for e in list_engines(root, tensorrt_version, missing_sources, now=now) if e.stale is not None]
-        if state == "none":
-            stale = [e for e in stale if not e.path.name.endswith(".tmp") or _older(e.path, now, BUILD_LOCK_WAIT_S)]
+        # partial files go by the age the listing gives them: the grace period where builds hold the lock (held
+        # here), else the lock wait, as no build can be told
+        stale = [e for e in _list_engines(root, tensorrt_version, missing_sources, None, state != "none")
+                 if e.stale is not None]
         if dry_run:
             return stale, []
         removed, errors = [], []
@@ -568,13 +586,6 @@ def prune(folder: str | os.PathLike[str], tensorrt_version: Optional[str] = None
             else:
                 errors.append(error)
     return removed, errors
-
-
-def _older(path: Path, now: float, seconds: float) -> bool:
-    try:
-        return now - path.stat().st_mtime >= seconds
-    except OSError:  # gone meanwhile: nothing to remove
-        return False
 
 
 def prune_replaced(folder: str | os.PathLike[str], onnx_path: str | os.PathLike[str],

@@ -251,7 +251,7 @@ def test_sessions_are_recorded_and_the_overhead_is_skipped_with_several(model: P
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     assert bench.main(["--model", str(model), "--batch-sizes", "1,6", "--warmup", "1", "--iters", "2",
-                       "--sessions", "2", "--overhead-batch", "6", "--overhead-reps", "2", "--json", str(out), "-q"]) == 0
+                       "--sessions", "2", "--overhead-batch", "6", "--json", str(out), "-q"]) == 0
     doc = json.loads(out.read_text())
     assert doc["sessions"] == 2 and doc["providers"] == ["CPUExecutionProvider"]
     assert "splits it" in doc["overhead"]["skipped"]

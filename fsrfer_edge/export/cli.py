@@ -12,6 +12,7 @@ NAME.int8-u8s8.onnx (ONNX Runtime CPU), NAME.report.json, and engines named by
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import logging
 import math
@@ -20,7 +21,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import AbstractSet, Any, Optional, Sequence
 
 import numpy as np
 
@@ -96,8 +97,9 @@ def _check_folder(path: Path, option: str) -> None:
         raise ConfigError(f"{option} {path}: {blocked} is a file; expected a folder (or a new path)")
 
 
-def _validate(opts: ExportOptions) -> None:
-    """Refuse, before any work, options that are invalid or that the run would ignore."""
+def _validate(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> None:
+    """Refuse, before any work, options that are invalid or that the run would ignore (``given``: see
+    :func:`_refuse_options_of_outputs_not_made`)."""
     from .calib import is_fer2013_archive
     from .quantize import CALIB_METHODS, INT8_MIN_OPSET, TARGETS
     from .trt_check import opset_range
@@ -126,7 +128,7 @@ def _validate(opts: ExportOptions) -> None:
         if opts.deepstream_engine:
             raise ConfigError("--deepstream-engine builds the engine of --deepstream DIR; pass it too")
         raise ConfigError(f"--deepstream-batch {opts.deepstream_batch} sets the batch of --deepstream DIR; pass it too")
-    _refuse_options_of_outputs_not_made(opts)
+    _refuse_options_of_outputs_not_made(opts, given)
     if opts.timing_cache is not None:
         if opts.timing_cache.is_dir():  # the build would be thrown away when the cache cannot be saved
             raise ConfigError(f"--timing-cache {opts.timing_cache} is a folder; expected a file, e.g. "
@@ -223,19 +225,25 @@ def _validate(opts: ExportOptions) -> None:
                           "exported NAME.int8-s8s8.onnx instead")
 
 
-def _refuse_options_of_outputs_not_made(opts: ExportOptions) -> None:
-    """Refuse an engine, batch or Triton option given without the output it shapes: it would be ignored."""
-    d = ExportOptions
-    engine_only = [(f"--min-batch {opts.min_batch}", opts.min_batch != d.min_batch),
-                   (f"--opt-batch {opts.opt_batch}", opts.opt_batch != d.opt_batch),
-                   (f"--max-batch {opts.max_batch}", opts.max_batch != d.max_batch)]
-    builds = [(f"--workspace-mb {opts.workspace_mb}", opts.workspace_mb != d.workspace_mb),
-              (f"--timing-cache {opts.timing_cache}", opts.timing_cache is not None)]
-    triton = [(f"--triton-kind {opts.triton_kind}", opts.triton_kind != d.triton_kind),
-              (f"--triton-instances {opts.triton_instances}", opts.triton_instances != d.triton_instances),
-              (f"--triton-max-queue-delay-us {opts.triton_max_queue_delay_us}",
-               opts.triton_max_queue_delay_us != d.triton_max_queue_delay_us),
-              (f"--triton-threads {opts.triton_threads}", opts.triton_threads is not None)]
+def _refuse_options_of_outputs_not_made(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> None:
+    """Refuse an engine, batch or Triton option given without the output it shapes: it would be ignored.
+
+    Args:
+        given: the fields the command line named (:func:`given_options`), whatever their values; None (a library
+            call): those whose values differ from their defaults.
+    """
+    def is_given(field: str) -> bool:
+        return field in given if given is not None else getattr(opts, field) != getattr(ExportOptions, field)
+
+    engine_only = [(f"--min-batch {opts.min_batch}", is_given("min_batch")),
+                   (f"--opt-batch {opts.opt_batch}", is_given("opt_batch")),
+                   (f"--max-batch {opts.max_batch}", is_given("max_batch"))]
+    builds = [(f"--workspace-mb {opts.workspace_mb}", is_given("workspace_mb")),
+              (f"--timing-cache {opts.timing_cache}", is_given("timing_cache"))]
+    triton = [(f"--triton-kind {opts.triton_kind}", is_given("triton_kind")),
+              (f"--triton-instances {opts.triton_instances}", is_given("triton_instances")),
+              (f"--triton-max-queue-delay-us {opts.triton_max_queue_delay_us}", is_given("triton_max_queue_delay_us")),
+              (f"--triton-threads {opts.triton_threads}", is_given("triton_threads"))]
     unused = [([o for o, on in engine_only if on] if not opts.engine else [],
                "the batch range of the TensorRT engine that --engine builds", "builds no engine", "--engine"),
               ([o for o, on in builds if on] if not (opts.engine or opts.deepstream_engine) else [],
@@ -588,13 +596,17 @@ def _engine_source(opts: ExportOptions, report: Optional[dict[str, Any]]) -> Pat
     raise ConfigError("no TensorRT-ready ONNX file was produced")  # pragma: no cover
 
 
-def run(opts: ExportOptions) -> dict[str, Any]:
+def run(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> dict[str, Any]:
     """The whole ``fsrfer-export`` run: variants from a checkpoint and/or an engine.
+
+    Args:
+        given: the options the command line named (:func:`given_options`): an engine, batch or Triton option named
+            without the output it shapes is refused even at its default value. None: refused where not at its default.
 
     Raises:
         FsrferError: see :func:`export_checkpoint` and :func:`fsrfer_edge.export.engine.build_engine`.
     """
-    _validate(opts)
+    _validate(opts, given)
     if opts.engine and opts.triton_repo is None and opts.source.suffix != ".onnx":
         # Before the export, not after it: without TensorRT the run would write ONNX files and then fail.
         # (With --triton-repo the ONNX-only repository is still written, as documented.)
@@ -776,6 +788,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def given_options(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> frozenset[str]:
+    """The destinations of the options ``argv`` names, whatever their values (``--min-batch 1`` too, its default):
+    ``argv`` parsed again with no option defaults, so that only what it names is set (an optional positional is
+    named where it is not None). The parser's own defaults stay those of --help and of :class:`ExportOptions`."""
+    bare = copy.deepcopy(parser)
+    for action in bare._actions:
+        if action.option_strings:  # a positional's default would go through its type (Path("==SUPPRESS=="))
+            action.default = argparse.SUPPRESS
+    return frozenset(k for k, v in vars(bare.parse_args(argv)).items() if v is not None)
+
+
 def _factor_list(text: str) -> tuple[int, ...]:
     from ..bench import parse_int_list
 
@@ -822,9 +845,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if check_trt is None and args.source is None:
         print("fsrfer-export: error: give a CHECKPOINT_OR_ONNX to export, or --check-trt FILE", file=sys.stderr)
         return 2
-    given = [k for k, v in vars(args).items() if k != "quiet" and v != parser.get_default(k)]
-    if check_trt is not None and given:
-        named = " ".join("CHECKPOINT_OR_ONNX" if k == "source" else "--" + k.replace("_", "-") for k in given)
+    given = given_options(parser, argv)  # named on the command line, even at their default values
+    if check_trt is not None and given - {"quiet", "check_trt"}:
+        named = " ".join("CHECKPOINT_OR_ONNX" if k == "source" else "--" + k.replace("_", "-")
+                         for k in vars(args) if k in given and k != "quiet")
         print(f"fsrfer-export: error: --check-trt FILE only checks FILE; expected no {named} with it (an export "
               "checks every file it makes for TensorRT the same way: run it without --check-trt)", file=sys.stderr)
         return 2
@@ -832,7 +856,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with sigterm_interrupts():
             if check_trt is not None:
                 return check_trt_main(check_trt)
-            report = run(ExportOptions(**{k: v for k, v in vars(args).items() if k != "quiet"}))
+            report = run(ExportOptions(**{k: v for k, v in vars(args).items() if k != "quiet"}),
+                         given=given)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run has removed its staged files
         print("fsrfer-export: interrupted", file=sys.stderr)
         return 130
