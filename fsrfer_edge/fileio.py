@@ -1,4 +1,5 @@
-"""Atomic file writes and hashing, used by every part that writes files (numpy-free, stdlib only).
+"""Atomic file writes, hashing and strict JSON reading, used by every part that writes or reads its own files
+(numpy-free, stdlib only).
 
 A file is written to a temporary name beside its destination, flushed to disk and renamed into place,
 so a killed process never leaves a half-written model, engine, checkpoint or report.
@@ -13,6 +14,7 @@ import logging
 import math
 import os
 import re
+import reprlib
 import stat
 import tempfile
 from pathlib import Path
@@ -265,6 +267,29 @@ def write_json(path: PathLike, doc: Any, default: Optional[Callable[[Any], Any]]
         shown = ", ".join(w or "(the document)" for w in where[:5]) + (", ..." if len(where) > 5 else "")
         logger.warning("%s: %d NaN or infinite number(s) written as null (strict JSON): %s", path, len(where), shown)
     return atomic_write_bytes(path, (text + "\n").encode(), json_output=True)
+
+
+def loads_json(text: Union[str, bytes], source: str = "") -> Any:
+    """``json.loads(text)`` for the package's own files (model metadata, engine and measured-file sidecars), except
+    that an object holding one key twice is refused: json would keep the last value silently, and a file edited or
+    merged by hand that holds two is ambiguous. ``source`` (a path) begins the message.
+
+    Raises:
+        InputError (a ValueError): a key given twice, named. json.JSONDecodeError (a ValueError): not JSON.
+            RecursionError: arrays or objects nested too deep.
+    """
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in doc:
+                where = f"{source}: " if source else ""
+                both = f"{reprlib.repr(doc[key])} and then {reprlib.repr(value)}"
+                raise InputError(f"{where}duplicate key {key!r} in a JSON object (values {both}); expected each key "
+                                 "once: remove one of them, or write the file again")
+            doc[key] = value
+        return doc
+
+    return json.loads(text, object_pairs_hook=unique)
 
 
 def _finite_or_none(obj: Any, default: Optional[Callable[[Any], Any]], at: str, where: list[str]) -> Any:

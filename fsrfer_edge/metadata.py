@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import reprlib
+from types import SimpleNamespace
 from typing import Any, Mapping
 
-from .errors import ModelError
+from .errors import InputError, ModelError
+from .fileio import loads_json
 from .preprocessing import FACTORS, Preprocessing
 
 METADATA_KEY = "fsrfer"
@@ -22,6 +25,58 @@ INT8_SCHEMES = ("s8s8", "u8s8")
 
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+#: The fields that hold text; the names among them may not be empty either.
+_STRING_FIELDS = ("method", "input_name", "output_name", "input_dtype", "precision", "int8_scheme", "checkpoint_sha256")
+_NAME_FIELDS = ("method", "input_name", "output_name")
+
+
+def _version_problem(version: Any) -> str:
+    """What is wrong with a ``format_version`` ("" when nothing)."""
+    if not _positive_int(version):
+        return f"format_version is {version!r}; expected an integer >= 1"
+    if version > FORMAT_VERSION:
+        return (f"format_version is {version}; expected at most {FORMAT_VERSION}, the newest this fsrfer-edge "
+                "understands: upgrade fsrfer-edge")
+    return ""
+
+
+def _factors_problem(factors: Any) -> str:
+    """What is wrong with ``factors`` ("" when nothing): they name the down-sample factors a model was trained for,
+    each once, smallest first, as the score and group calibrations list theirs."""
+    shown = list(factors) if isinstance(factors, (list, tuple)) else factors
+    if not isinstance(factors, (list, tuple)) or not factors or not all(_positive_int(f) for f in factors):
+        return f"factors is {shown!r}; expected a list of positive integers, e.g. [1, 2, 4]"
+    if list(factors) != sorted(set(factors)):
+        return f"factors is {shown!r}; expected a list of positive integers, each distinct, in increasing order"
+    return ""
+
+
+def model_info_problems(fields: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the fields of a :class:`ModelInfo` (a mapping of every field name to its value), one message
+    per problem (empty: valid): the checks of both a ModelInfo built in code and one read from a model's metadata."""
+    info = SimpleNamespace(**fields)
+    out: list[str] = []
+    if not isinstance(info.preprocessing, Preprocessing):
+        pre = info.preprocessing
+        out.append(f"preprocessing is a {type(pre).__name__} ({reprlib.repr(pre)}); expected a Preprocessing")
+    for name in _STRING_FIELDS:
+        value = getattr(info, name)
+        if not isinstance(value, str):
+            out.append(f"field {name!r} is {value!r}; expected a string")
+        elif name in _NAME_FIELDS and not value:
+            out.append(f"field {name!r} is ''; expected a non-empty string")
+    if isinstance(info.precision, str) and info.precision not in PRECISIONS:
+        out.append(f"precision {info.precision!r} is not one of {list(PRECISIONS)}")
+    if isinstance(info.input_dtype, str) and info.input_dtype not in INPUT_DTYPES:
+        out.append(f"input_dtype {info.input_dtype!r} is not one of {list(INPUT_DTYPES)}")
+    if isinstance(info.int8_scheme, str) and info.precision in PRECISIONS \
+            and info.int8_scheme not in (("",) + INT8_SCHEMES if info.precision == "int8" else ("",)):
+        out.append(f"int8_scheme {info.int8_scheme!r} with precision {info.precision!r}; expected '' or one of "
+                   f"{list(INT8_SCHEMES)} for precision 'int8', '' for the others")
+    out += [p for p in (_factors_problem(info.factors), _version_problem(info.format_version)) if p]
+    return out
 
 
 def _check_keys(d: Mapping[Any, Any], fields: set[str], what: str, source: str) -> None:
@@ -58,6 +113,13 @@ class ModelInfo:
     checkpoint_sha256: str = ""
     format_version: int = FORMAT_VERSION
 
+    def __post_init__(self) -> None:
+        if isinstance(self.factors, list):  # the same factors, kept as the (hashable) tuple the field holds
+            object.__setattr__(self, "factors", tuple(self.factors))
+        problems = model_info_problems({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        if problems:
+            raise InputError("invalid model info: " + "; ".join(problems))
+
     @property
     def classes(self) -> tuple[str, ...]:
         return self.preprocessing.classes
@@ -76,9 +138,9 @@ class ModelInfo:
         if not isinstance(d, Mapping):  # dict() would take [] or key/value pairs and fill in every default
             raise ModelError(f"{source}: fsrfer metadata must be a JSON object, got {type(d).__name__}")
         version = d.get("format_version", FORMAT_VERSION)
-        if not _positive_int(version):
-            raise ModelError(f"{source}: fsrfer metadata format_version is {version!r}; expected an integer >= 1")
-        if version > FORMAT_VERSION:  # before the fields: a newer format may have others
+        if not _positive_int(version):  # before the fields: a newer format may have others
+            raise ModelError(f"{source}: fsrfer metadata {_version_problem(version)}")
+        if version > FORMAT_VERSION:
             raise ModelError(
                 f"{source}: metadata format {version} is newer than this fsrfer_edge "
                 f"understands ({FORMAT_VERSION}); upgrade fsrfer-edge"
@@ -89,34 +151,21 @@ class ModelInfo:
             raise ModelError(f"{source}: fsrfer metadata preprocessing is {pre!r}; expected a JSON object")
         _check_keys(pre, {f.name for f in dataclasses.fields(Preprocessing)}, "preprocessing ", source)
         try:
-            kw = dict(d)
-            factors = kw.get("factors", FACTORS)
-            if not isinstance(factors, (list, tuple)) or not all(_positive_int(f) for f in factors):
-                raise ModelError(f"{source}: fsrfer metadata factors is {factors!r}; expected a list of positive "
-                                 "integers, e.g. [1, 2, 4]")
-            kw["preprocessing"] = Preprocessing.from_dict(dict(pre))
-            kw["factors"] = tuple(factors)
-            info = cls(**kw)
+            kw = dict(d, preprocessing=Preprocessing.from_dict(dict(pre)))
         except (TypeError, ValueError) as exc:
             raise ModelError(f"{source}: invalid fsrfer metadata ({exc})") from exc
-        for name in ("method", "input_name", "output_name", "input_dtype", "precision", "int8_scheme",
-                     "checkpoint_sha256"):
-            value = getattr(info, name)
-            if not isinstance(value, str):
-                raise ModelError(f"{source}: fsrfer metadata field {name!r} is {value!r}; expected a string")
-        if info.precision not in PRECISIONS:
-            raise ModelError(f"{source}: precision {info.precision!r} is not one of {PRECISIONS}")
-        if info.input_dtype not in INPUT_DTYPES:
-            raise ModelError(f"{source}: input_dtype {info.input_dtype!r} is not one of {INPUT_DTYPES}")
-        if info.int8_scheme not in (("",) + INT8_SCHEMES if info.precision == "int8" else ("",)):
-            raise ModelError(f"{source}: int8_scheme {info.int8_scheme!r} with precision {info.precision!r}; expected "
-                             f"'' or one of {list(INT8_SCHEMES)} for precision 'int8', '' for the others")
-        return info
+        problems = model_info_problems(kw)  # the checks of __post_init__, each message after the source
+        if problems:
+            raise ModelError(f"{source}: fsrfer metadata " + "; ".join(problems))
+        return cls(**kw)
 
     @classmethod
     def from_json(cls, text: str, source: str = "model") -> "ModelInfo":
         try:
-            d = json.loads(text)
+            d = loads_json(text)
+        except InputError as exc:  # a key given twice
+            raise ModelError(f"{source}: fsrfer metadata has a {exc}. Export the model again with fsrfer-export") \
+                from exc
         except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: arrays nested too deep
             raise ModelError(f"{source}: fsrfer metadata is not valid JSON ({exc})") from exc
         if not isinstance(d, dict):

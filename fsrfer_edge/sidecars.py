@@ -7,7 +7,6 @@ Why files and not ONNX metadata: docs/DESIGN.md.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -66,9 +65,12 @@ class MeasuredFile:
     @classmethod
     def load(cls: type[Self], path: PathLike) -> Self:
         """Read a file :meth:`save` wrote. Raises ModelError for a missing, unreadable or malformed one."""
+        from .fileio import loads_json
+
         try:
-            d = json.loads(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+            d = loads_json(Path(path).read_text())
+        # ValueError: not JSON, or a key given twice; RecursionError: nested too deep
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise ModelError(f"{path}: not a readable {cls.WHAT} (JSON written by {cls.__name__}.save): "
                              f"{exc}") from None
         if not isinstance(d, dict):
@@ -103,10 +105,12 @@ def _engine_source(path: Path) -> Optional[Path]:
     in the cache folder is not beside its model's files). None where the sidecar is unreadable or malformed: the
     search goes on without it."""
     from .engine_cache import _recorded_source, sidecar_path
+    from .fileio import loads_json
 
     try:
-        doc = json.loads(sidecar_path(path).read_text())
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
+        doc = loads_json(sidecar_path(path).read_text())
+    # ValueError: not JSON, or a key given twice; RecursionError: nested too deep
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
     source = _recorded_source(doc) if isinstance(doc, dict) else None
     if not source:

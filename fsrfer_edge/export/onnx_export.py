@@ -383,10 +383,23 @@ def simplify(in_path: PathLike, out_path: PathLike) -> ModelInfo:
 
 
 def variant_info(info: ModelInfo, **changes: Any) -> ModelInfo:
-    """A copy of ``info`` with some fields changed (precision, int8_scheme)."""
+    """A copy of ``info`` with some fields changed (precision, int8_scheme).
+
+    Raises:
+        InputError: ``info`` is not a ModelInfo, ``changes`` names a field ModelInfo does not have, or the copy
+            is not a valid ModelInfo (``ModelInfo``'s checks).
+    """
     import dataclasses
 
-    return dataclasses.replace(info, **changes)
+    from ..errors import InputError
+
+    if not isinstance(info, ModelInfo):
+        raise InputError(f"variant_info received a {type(info).__name__}; expected a ModelInfo")
+    fields = [f.name for f in dataclasses.fields(ModelInfo)]
+    unknown = sorted(set(changes) - set(fields))
+    if unknown:
+        raise InputError(f"variant_info: unknown ModelInfo field(s) {unknown}; expected some of {fields}")
+    return dataclasses.replace(info, **changes)  # ModelInfo.__post_init__ checks the copy
 
 
 def ort_session(path: PathLike, threads: Optional[int] = None) -> Any:
