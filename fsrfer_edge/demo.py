@@ -289,7 +289,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             sessions=args.sessions) as rec:
                 check_factors(args.factors, rec.info.preprocessing.input_size,
                               "--factors " + ",".join(map(str, args.factors)))  # before the detector runs
-                with create_detector(args.detector, min_face=args.min_face, min_score=args.min_score) as det:
+                # --threads for the detector too, as fsrfer-crowd does (OpenCV's cascade takes none)
+                detector_threads = threads_option(args.threads) if args.detector != "opencv" else None
+                with create_detector(args.detector, min_face=args.min_face, min_score=args.min_score,
+                                     threads=detector_threads) as det:
                     margin = default_margin(det) if args.margin is None else args.margin
                     faces, timings = run_demo(frame, rec, det, args.factors, margin)
                     name = det.name

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import json
 import math
-from typing import Any, Callable, Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -852,11 +852,31 @@ class Preprocessing:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
+    def from_dict(cls, d: Mapping[str, Any]) -> "Preprocessing":
+        """The preprocessing that :meth:`to_dict` wrote: every field, none other.
+
+        Every field is required. Each has been in the class, and so in every model's metadata and every checkpoint
+        ``to_dict`` wrote, since the first version; a missing one is not an older file but a damaged or hand-made
+        one, and filling in its default (mean 0.5, input size 48...) would run the model on inputs other than those
+        it was trained on without a word. A field added later must keep reading files written without it: take it
+        out of ``required`` below with the default that reproduces the old behaviour, and say so here.
+
+        Raises:
+            InputError: ``d`` is not a dict, lacks a field, has an unknown one or holds an invalid value.
+        """
+        if not isinstance(d, Mapping):  # dict() would take key/value pairs; set() of a str its letters
+            raise InputError(f"preprocessing is a {type(d).__name__} ({d!r:.60}); expected a dict of the fields "
+                             f"{[f.name for f in dataclasses.fields(cls)]}")
         fields = {f.name for f in dataclasses.fields(cls)}
+        required = fields  # all of them: see the docstring
         unknown = set(d) - fields
         if unknown:
             raise InputError(f"unknown preprocessing keys {sorted(unknown)}; expected a subset of {sorted(fields)}")
+        missing = sorted(required - set(d))
+        if missing:
+            raise InputError(f"preprocessing has no {missing}; expected every field of {sorted(fields)} (a default "
+                             "would stand in for the value the model was trained with): write the file again from "
+                             "its complete preprocessing")
         kw = dict(d)
         if "classes" in kw:
             if not isinstance(kw["classes"], (list, tuple)):

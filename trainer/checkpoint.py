@@ -208,9 +208,15 @@ def load_model(path: str | os.PathLike[str]) -> tuple["torch.nn.Module", Preproc
     from .models import InferenceModel
 
     ckpt = load(path, kind="model")
+    if "preprocessing" not in ckpt:  # model_payload has always written it: no default stands in for it
+        raise ModelError(f"checkpoint {path} has no 'preprocessing' entry (input size, normalisation, classes); "
+                         "expected a model checkpoint as fsrfer-train writes it. Train or save the model again "
+                         "with fsrfer-train")
     try:
         model = InferenceModel(ckpt["spec"])
         model.load_state_dict(ckpt["state_dict"])
+        # Every field is required (Preprocessing.from_dict refuses a missing one, naming it): model_payload has written
+        # all of them (to_dict) since the first checkpoint, so a missing one means a damaged or hand-made file.
         pre = Preprocessing.from_dict(ckpt["preprocessing"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         reason = " ".join(str(exc).split())[:300]
