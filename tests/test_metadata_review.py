@@ -146,3 +146,11 @@ def test_engine_sidecar_with_a_duplicate_key_is_not_followed(tmp_path: Path) -> 
     sidecar_path(engine).write_text('{"source_path": "/elsewhere/x.onnx", "source_path": %s, "source_host": %s}'
                                     % (json.dumps(str(model)), json.dumps(host)))
     assert sidecars._engine_source(engine) is None
+
+
+def test_checkpoint_factors_in_any_order_or_repeated_give_the_increasing_set() -> None:
+    from fsrfer_edge.export.onnx_export import checkpoint_factors
+
+    ckpt = {"meta": {"config": {"degrade": {"factors": [4, 2, 8, 2]}}}}
+    assert checkpoint_factors(ckpt) == (2, 4, 8)
+    assert checkpoint_factors({"meta": {"factors": [3, 1]}}) == (1, 3)

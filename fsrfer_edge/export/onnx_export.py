@@ -235,8 +235,9 @@ def load_checkpoint(checkpoint_path: PathLike) -> tuple[Any, Preprocessing, dict
 
 
 def checkpoint_factors(ckpt: Mapping[str, Any], source: str = "checkpoint") -> tuple[int, ...]:
-    """The down-sample factors a checkpoint's model was trained for: ``meta.factors`` where a checkpoint has it,
-    else the trainer's ``meta.config.degrade.factors`` (what fsrfer-train writes), else :data:`FACTORS`.
+    """The down-sample factors a checkpoint's model was trained for, increasing and each once: ``meta.factors``
+    where a checkpoint has it, else the trainer's ``meta.config.degrade.factors`` (what fsrfer-train writes), else
+    :data:`FACTORS`.
 
     Raises:
         ModelError: ``meta`` is not a dict, or the factors are not a list of positive integers.
@@ -258,7 +259,7 @@ def checkpoint_factors(ckpt: Mapping[str, Any], source: str = "checkpoint") -> t
             isinstance(f, int) and not isinstance(f, bool) and f >= 1 for f in factors):
         raise ModelError(f"{source}: {where} is {factors!r}; expected a non-empty list of positive integers, "
                          "e.g. [1, 2, 4] (the fused model's metadata carries them)")
-    return tuple(factors)
+    return tuple(sorted(set(factors)))  # a set: the trainer draws from degrade.factors in any order, with repeats
 
 
 def checkpoint_info(ckpt: Mapping[str, Any], pre: Preprocessing, uint8_input: bool, sha256: str,
