@@ -488,8 +488,8 @@ def _dct8() -> np.ndarray:
     return d
 
 
-def _on_grid(values: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    return np.abs(values - np.rint(values / steps) * steps) <= JPEG_TOLERANCE
+def _on_grid(values: np.ndarray, steps: np.ndarray, tolerance: "float | np.ndarray" = JPEG_TOLERANCE) -> np.ndarray:
+    return np.abs(values - np.rint(values / steps) * steps) <= tolerance
 
 
 def _jpeg_blocks(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -510,13 +510,11 @@ def _dc_qualities(blocks: np.ndarray, unclipped: np.ndarray, flat_blocks: bool =
     ``flat_blocks``, a block whose 64 pixels are all alike is on the grid within :data:`JPEG_FLAT_TOLERANCE`."""
     dc = blocks.sum(axis=(2, 3)) / 8.0  # (N, B)
     steps = _jpeg_tables()[:, 0, 0]
+    tolerance: "float | np.ndarray" = JPEG_TOLERANCE
     if flat_blocks:
         flat = (blocks == blocks[..., :1, :1]).all(axis=(2, 3))  # (N, B)
         tolerance = np.where(flat, JPEG_FLAT_TOLERANCE, JPEG_TOLERANCE)[:, None, :]
-        grid = np.rint(dc[:, None, :] / steps[None, :, None]) * steps[None, :, None]
-        on = (np.abs(dc[:, None, :] - grid) <= tolerance) & unclipped[:, None, :]  # (N, Q, B)
-    else:
-        on = _on_grid(dc[:, None, :], steps[None, :, None]) & unclipped[:, None, :]  # (N, Q, B)
+    on = _on_grid(dc[:, None, :], steps[None, :, None], tolerance) & unclipped[:, None, :]  # (N, Q, B)
     count = unclipped.sum(axis=1)[:, None]
     return (count > 0) & (steps[None] >= JPEG_MIN_STEP) & (on.sum(axis=2) >= JPEG_ON_GRID * count)
 
