@@ -34,7 +34,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from . import __version__
-from .backends.onnxruntime_backend import MAX_THREADS  # ONNX Runtime's bound, as Recognizer(threads=)
+from .crowd_cli import THREADS_HELP, check_threads, threads_option  # --threads as fsrfer-crowd and fsrfer-demo take it
 from .engine_cache import sidecar_path
 from .fileio import check_distinct_files, check_output_path, sha256_file, write_json
 from .errors import CliParser, FsrferError, InputError, cli_main, one_line, sigterm_interrupts
@@ -448,8 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto", help="default: auto")
     p.add_argument("--providers", choices=("auto", "cpu", "cuda"), default=None,
                    help="ONNX Runtime providers (default: auto)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="ONNX Runtime intra-op threads, of each session (default: one per core; 1 with --sessions)")
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--sessions", type=int, default=None,
                    help="ONNX Runtime CPU sessions that split each batch (Recognizer(sessions=...)), at most one per "
                         "CPU (default: one)")
@@ -479,9 +478,7 @@ def check_options(args: argparse.Namespace) -> None:
     if not 0 <= args.overhead_batch <= MAX_BATCH_SIZE:
         raise InputError(f"--overhead-batch {args.overhead_batch}; expected a batch >= 1 and at most {MAX_BATCH_SIZE}, "
                          "or 0 to skip the measurement")
-    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
-        raise InputError(f"--threads={args.threads}; expected an integer from 1 to {MAX_THREADS} (default: ONNX "
-                         "Runtime's, one per core)")
+    check_threads(args.threads)  # as fsrfer-crowd and fsrfer-demo
     if args.sessions is not None and args.sessions < 1:
         raise InputError(f"--sessions={args.sessions}; expected an integer >= 1")
     if args.sessions is not None and args.sessions > 1 and args.providers == "cuda":
@@ -495,7 +492,8 @@ def check_options(args: argparse.Namespace) -> None:
                          "runs; drop --backend (or pass --backend tensorrt), or give the .onnx model to time ONNX "
                          "Runtime")
     if engine or args.backend == "tensorrt":
-        for flag, value in (("--providers", args.providers), ("--threads", args.threads),
+        # --threads 0 asks for nothing (ONNX Runtime's default, as when left out), as one session does
+        for flag, value in (("--providers", args.providers), ("--threads", threads_option(args.threads)),
                             ("--sessions", args.sessions)):
             if value is not None and not (flag == "--sessions" and value == 1):  # one session asks for nothing
                 where = "a TensorRT engine" if engine else "--backend tensorrt"
@@ -561,7 +559,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             check_distinct_files(inputs + [("--json", args.json)], inputs=len(inputs))
             doc = run_bench(model, args.batch_sizes, data=args.data, factors=args.factors or FACTORS,
                             warmup=args.warmup, iters=args.iters, backend=args.backend, providers=args.providers,
-                            threads=args.threads, device=args.device,
+                            threads=threads_option(args.threads), device=args.device,
                             overhead_batch=None if args.overhead_batch == 0 else args.overhead_batch,
                             overhead_reps=OVERHEAD_REPS if args.overhead_reps is None else args.overhead_reps,
                             labels=args.labels, sessions=args.sessions)

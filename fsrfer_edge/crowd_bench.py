@@ -22,7 +22,6 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib
-import json
 import logging
 import math
 import os
@@ -38,11 +37,12 @@ import numpy as np
 
 from .backends.onnxruntime_backend import MAX_THREADS
 from .crowd import DEFAULT_MARGIN, DEFAULT_MIN_FACE, CrowdAnalyzer, check_margin, crop_face
+from .crowd_cli import check_threads, threads_option  # --threads as fsrfer-crowd and fsrfer-demo take it
 from .detection import MAX_FRAME_PIXELS, Detection, box_iou, create_detector, detector_model_inputs
 from .detection.frames import check_image_name, optional_module, write_image
 from .errors import CliParser, DataError, FsrferError, InputError, cli_main, one_line, sigterm_interrupts
 from .ferplus import FERPLUS_FILE, load_labelled_faces
-from .fileio import check_distinct_files, check_output_path, files_problem, write_json
+from .fileio import check_distinct_files, check_output_path, files_problem, loads_json, write_json
 from .preprocessing import CLASSES, resize
 from .recognizer import resolve_model_path
 
@@ -1064,7 +1064,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--big-photo", type=_floats, default=[],
                     help="also time each detector on photos of these many megapixels, each in a fresh process "
                          "whose peak memory is recorded, e.g. 12,48 (default: none)")
-    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help=f"ONNX Runtime intra-op threads, 1 to {MAX_THREADS} (default, or 0: ONNX Runtime's own, one "
+                         "per physical core)")
     ap.add_argument("--save-scene", type=Path, default=None,
                     help="also write the first scene as a PNG, once the run has succeeded (only with --no-data: "
                          "never FER faces in files you share)")
@@ -1078,7 +1080,7 @@ def report_tables(path: Path) -> str:
         InputError: ``path`` cannot be read, or is not such a report.
     """
     try:
-        report = json.loads(path.read_text())
+        report = loads_json(path.read_text())  # a key given twice: refused, not its last value
         if not isinstance(report, dict):
             raise ValueError(f"it holds a JSON {type(report).__name__}, not an object")
         text = markdown_table(report)
@@ -1086,7 +1088,8 @@ def report_tables(path: Path) -> str:
             text += "\n\n" + comparison_table(report) + "\n\n" + comparison_summary(report)
         if sweep_table(report):
             text += "\n\n" + sweep_table(report)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # any JSON: any shape
+    # any JSON: any shape; RecursionError: nested too deep
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise InputError(f"{path} is not a readable benchmark report ({exc}); expected a JSON report written by "
                          "fsrfer-crowd-bench --out") from exc
     return text
@@ -1117,8 +1120,7 @@ def check_options(args: argparse.Namespace) -> None:
         raise InputError(f"--min-score {args.min_score}; expected a detection score threshold in [0, 1]")
     if not args.min_face >= 1:
         raise InputError(f"--min-face {args.min_face}; expected a face side of at least 1 pixel")
-    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
-        raise InputError(f"--threads {args.threads}; expected an integer from 1 to {MAX_THREADS} (default: all cores)")
+    check_threads(args.threads)  # as fsrfer-crowd and fsrfer-demo
     bad_scores = [t for t in args.score_sweep if not 0 <= t <= 1]
     if bad_scores:
         raise InputError(f"--score-sweep {bad_scores}; expected detection score thresholds in [0, 1]")
@@ -1177,8 +1179,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     spec = dataclasses.replace(specs[0], min_face=spec.min_face)
                 if (spec.name, spec.min_face) not in {(s.name, s.min_face) for s in specs}:
                     specs.append(spec)
-            job = Job(str(data_dir) if use_data else None, args.model, args.threads, args.scenes, args.faces,
-                      args.size, args.seed, tuple(args.margins), tuple(args.score_sweep), args.fps_repeats,
+            job = Job(str(data_dir) if use_data else None, args.model, threads_option(args.threads), args.scenes,
+                      args.faces, args.size, args.seed, tuple(args.margins), tuple(args.score_sweep), args.fps_repeats,
                       args.fps_size)
             load_start = _load()
             reports = compare(specs, job, args.rounds, args.big_photo)

@@ -420,8 +420,18 @@ def check_shared_options(args: argparse.Namespace) -> None:
         check_margin(args.margin, "--margin")
     if args.sessions is not None and args.sessions < 1:
         raise InputError(f"--sessions={args.sessions}; expected an integer >= 1")
-    if args.threads is not None and not 0 <= args.threads <= MAX_THREADS:
-        raise InputError(f"--threads={args.threads}; expected an integer from 1 to {MAX_THREADS}, or 0 (or leave it "
+    check_threads(args.threads)
+
+
+def check_threads(threads: Optional[int]) -> None:
+    """Refuse a ``--threads`` outside 0..:data:`MAX_THREADS` (0 or None: ONNX Runtime's default), as every CLI
+    that takes it says it.
+
+    Raises:
+        InputError: naming the option and the range.
+    """
+    if threads is not None and not 0 <= threads <= MAX_THREADS:
+        raise InputError(f"--threads={threads}; expected an integer from 1 to {MAX_THREADS}, or 0 (or leave it "
                          "out) for ONNX Runtime's default, one thread per physical core")
 
 

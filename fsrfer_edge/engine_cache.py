@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import errno
 import glob
-import json
 import logging
 import os
 import re
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from .errors import EngineError, InputError, ModelError
-from .fileio import sha256_file, write_json
+from .fileio import loads_json, sha256_file, write_json
 from .metadata import PRECISIONS, ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -117,10 +116,11 @@ def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any]:
             "sidecar was lost. Rebuild it with: fsrfer-export --engine MODEL.onnx"
         )
     try:
-        doc = json.loads(path.read_text())
+        doc = loads_json(path.read_text())  # a key given twice: corrupt, not its last value
         doc["key"] = EngineKey(**doc["key"])
         doc["model_info"] = ModelInfo.from_dict(doc["model_info"], source=str(path))
-    except (ValueError, KeyError, TypeError, OSError, ModelError) as exc:  # ModelError: model_info of another schema
+    # ModelError: model_info of another schema; RecursionError: JSON nested too deep
+    except (ValueError, KeyError, TypeError, OSError, RecursionError, ModelError) as exc:
         raise EngineError(f"engine sidecar {path} is corrupt ({exc}); rebuild the engine") from exc
     return doc
 

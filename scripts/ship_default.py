@@ -25,7 +25,6 @@ rewrites only the card's accuracy section from that folder's test.json, test_sma
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -245,7 +244,9 @@ def size_line(sizes: dict | None) -> str:
 
 def load_eval(path: Path, onnx_path: Path, protocol: str) -> dict:
     """The fsrfer-eval JSON at ``path``, checked to be ``onnx_path`` on FER+ test under ``protocol``."""
-    ev = json.loads(path.read_text())
+    from fsrfer_edge.fileio import loads_json
+
+    ev = loads_json(path.read_text(), source=str(path))  # a key twice: refused
     evaluated = Path(ev.get("checkpoint", ""))
     if not evaluated.is_absolute():
         evaluated = REPO / evaluated
@@ -316,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
     import onnx
 
-    from fsrfer_edge.fileio import atomic_write_bytes
+    from fsrfer_edge.fileio import atomic_write_bytes, loads_json
     from fsrfer_edge.metadata import METADATA_KEY
     from trainer import checkpoint
 
@@ -337,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{LIMIT_BYTES / 1e6:g} MB", file=sys.stderr)
         return 2
     props = {p.key: p.value for p in onnx.load(str(args.onnx), load_external_data=False).metadata_props}
-    info = json.loads(props[METADATA_KEY])
+    info = loads_json(props[METADATA_KEY], source=f"{args.onnx} metadata {METADATA_KEY!r}")  # a key twice: refused
     try:
         evals = {"resized": load_eval(args.eval, args.onnx, "resized")}
         for protocol, path in (("small", args.eval_small), ("camera", args.eval_camera)):

@@ -755,7 +755,7 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> Any:
     (["--min-score", "2"], "--min-score 2.0; expected"),
     (["--min-score", "nan"], "--min-score nan; expected"),
     (["--min-face", "0"], "--min-face 0.0; expected"),
-    (["--threads", "0"], "--threads 0; expected"),
+    (["--threads", "-1"], "--threads=-1; expected"),
 ])
 def test_crowd_bench_options_refused_before_work(bench: Any, tmp_path: Path, argv: list[str], match: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:

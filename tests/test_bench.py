@@ -329,7 +329,7 @@ def test_json_over_an_engines_sidecar_is_refused(tmp_path: Path, monkeypatch: py
     (["--batch-sizes", "1", "--iters", "0", "--data", "DATA"], ["--iters 0", "integer >= 1"]),
     (["--batch-sizes", "1", "--warmup", "-1", "--data", "DATA"], ["--warmup -1", "integer >= 0"]),
     (["--batch-sizes", "1", "--overhead-reps", "0", "--data", "DATA"], ["--overhead-reps 0", "repetitions >= 1"]),
-    (["--batch-sizes", "1", "--threads", "0", "--data", "DATA"], ["--threads=0", "from 1 to 1024"]),
+    (["--batch-sizes", "1", "--threads", "-1", "--data", "DATA"], ["--threads=-1", "from 1 to 1024, or 0"]),
     (["--batch-sizes", "1", "--sessions", "0", "--data", "DATA"], ["--sessions=0", "integer >= 1"]),
     (["--batch-sizes", "1", "--device", "-1", "--data", "DATA"], ["--device -1", "integer >= 0"]),
 ])

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import math
 import os
@@ -24,6 +23,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import ModelError
+from ..fileio import loads_json
 from .pyramid import PyramidDetector, check_number, open_session
 
 logger = logging.getLogger(__name__)
@@ -68,11 +68,11 @@ class AnchorLayout:
                 "scripts/convert_blazeface.py"
             )
         try:
-            doc = json.loads(props[METADATA_KEY])
+            doc = loads_json(props[METADATA_KEY])  # a key given twice: malformed, not its last value
             layout = cls(int(doc["input_size"]), tuple(int(s) for s in doc["strides"]),
                          tuple(int(a) for a in doc["anchors_per_cell"]), float(doc.get("anchor_offset", 0.5)),
                          int(doc.get("size_multiple", 32)), float(doc.get("face_px", 32.0)))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:  # RecursionError: nested too deep
             raise ModelError(f"{source}: {METADATA_KEY!r} metadata is malformed ({exc}); convert the model again") from exc
         if len(layout.strides) != len(layout.anchors_per_cell) or not layout.strides:
             raise ModelError(f"{source}: strides {layout.strides} and anchors_per_cell {layout.anchors_per_cell} "

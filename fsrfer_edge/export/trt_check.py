@@ -19,7 +19,6 @@ write one that fails; ``fsrfer-export --check-trt FILE`` runs it on any file.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import ModelError
+from ..fileio import loads_json
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -67,7 +67,7 @@ def load_table(name: str) -> OperatorTable:
     if not path.is_file():
         have = sorted(p.stem for p in TABLE_DIR.glob("*.json"))
         raise ModelError(f"no TensorRT operator table {name!r}; expected one of {have}")
-    doc = json.loads(path.read_text())
+    doc = loads_json(path.read_text(), source=str(path))  # a key given twice: refused, not its last value
     return OperatorTable(name, doc["tensorrt"], int(doc["opset"]["min"]), int(doc["opset"]["max"]),
                          doc["operators"], doc["source"])
 
