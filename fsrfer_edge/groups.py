@@ -148,14 +148,21 @@ def _iterative_simplex_least_squares(m: np.ndarray, b: np.ndarray, tol: float, m
 
 def _checked_group(probs: Any, factors: Any, c: int) -> tuple[np.ndarray, np.ndarray]:
     """A group's probabilities (N, C) and factors (N,) as float arrays, or InputError saying what was expected."""
-    p = np.asarray(probs, dtype=np.float64)
-    f = np.asarray(factors, dtype=np.float64)
+    try:
+        p = np.asarray(probs, dtype=np.float64)
+        f = np.asarray(factors, dtype=np.float64)
+    except (TypeError, ValueError) as exc:  # text, rows of other lengths
+        raise InputError(f"expected probabilities (N, {c}) and factors (N,) as numbers; they could not be read as "
+                         f"numbers ({exc})") from None
     if p.ndim <= 2 and not p.size and f.shape == (0,):  # no faces, given as [] or crowd.own_probs' (0, 0)
         p = p.reshape(0, c)
     if p.ndim != 2 or p.shape[1] != c or f.shape != (len(p),):
         raise InputError(f"expected probabilities (N, {c}) and factors (N,); got {p.shape}, {f.shape}")
-    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(f)) and np.all(f > 0)):
-        raise InputError("probabilities and factors must be finite, factors > 0")
+    bad_p, bad_f = p[~np.isfinite(p)], f[~(np.isfinite(f) & (f > 0))]
+    if bad_p.size or bad_f.size:
+        raise InputError(f"expected probabilities (N, {c}) and factors (N,), all finite, factors > 0 (48 px / the "
+                         f"face's side for a 48 px model); got {bad_p.size} probabilities not finite "
+                         f"{bad_p[:5].tolist()} and {bad_f.size} factors not finite and > 0 {bad_f[:5].tolist()}")
     if len(p) and (np.any(p < 0) or not np.allclose(p.sum(1), 1.0, atol=1e-3)):
         raise InputError("expected probabilities (rows of non-negative numbers summing to 1, the model's "
                          "softmax), not logits")
@@ -200,6 +207,15 @@ def _integer(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def _read_labels(value: Any, where: str) -> np.ndarray:
+    """Labels as an array, or InputError (rows of other lengths cannot be read as one)."""
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: expected labels (N,), integers 0..C-1 (class indices); they could not be read as "
+                         f"one array ({exc})") from None
+
+
 def _check_fit_arguments(probs: Any, labels: Any, classes: Any, resamples: Any, seed: Any) -> None:
     """InputError for arguments of :meth:`GroupCalibration.fit` that are not of the kinds it takes (its faces are
     checked where they are read)."""
@@ -223,8 +239,12 @@ def _check_fit_arguments(probs: Any, labels: Any, classes: Any, resamples: Any, 
     if not _integer(resamples) or resamples == 1 or resamples < 0:
         raise InputError(f"resamples={resamples!r}: expected an integer, 0 or >= 2 (sets of resampled matrices, "
                          "e.g. 200)")
-    if not _integer(seed):
-        raise InputError(f"seed={seed!r}: expected an integer")
+    _check_seed(seed)
+
+
+def _check_seed(seed: Any) -> None:
+    if not _integer(seed) or seed < 0:  # numpy's generators take no other
+        raise InputError(f"seed={seed!r}: expected an integer >= 0")
 
 
 class GroupTally:
@@ -233,6 +253,9 @@ class GroupTally:
     frame's. The same as :meth:`GroupCalibration.estimate` of all the faces at once."""
 
     def __init__(self, calibration: GroupCalibration, kind: str = "probs") -> None:
+        if not isinstance(calibration, GroupCalibration):
+            raise InputError(f"calibration: expected a GroupCalibration (e.g. CrowdAnalyzer's groups, or "
+                             f"GroupCalibration.load(path)); got {type(calibration).__name__}")
         if kind not in KINDS:
             raise InputError(f"kind {kind!r}; expected one of {KINDS}")
         self.calibration, self.kind = calibration, kind
@@ -306,8 +329,9 @@ class GroupCalibration(sidecars.MeasuredFile):
 
     def __post_init__(self) -> None:
         c, f = len(self.classes), len(self.factors)
-        if c < 2 or f < 1 or any(not (x >= 1) for x in self.factors) or list(self.factors) != sorted(set(self.factors)):
-            raise ModelError(f"group calibration: expected 2+ classes and increasing factors >= 1; got "
+        if c < 2 or f < 1 or any(not (1 <= x < math.inf) for x in self.factors) \
+                or list(self.factors) != sorted(set(self.factors)):
+            raise ModelError(f"group calibration: expected 2+ classes and increasing finite factors >= 1; got "
                              f"{c} classes, factors {list(self.factors)}")
         for name in KINDS:
             a = getattr(self, name)
@@ -351,13 +375,13 @@ class GroupCalibration(sidecars.MeasuredFile):
         Raises:
             InputError: ``probs`` or ``labels`` is not a mapping of factors (finite numbers >= 1), their factors
                 differ, ``classes`` are not 2 or more distinct names, ``resamples`` is not an integer 0 or >= 2,
-                ``seed`` is not an integer, or the faces are not as above (a class without faces at some factor,
+                ``seed`` is not an integer >= 0, or the faces are not as above (a class without faces at some factor,
                 labels out of range, logits for probabilities)."""
         _check_fit_arguments(probs, labels, classes, resamples, seed)
         if resamples:
             if not labels:
                 raise InputError("resamples: expected labelled faces at one factor or more; got none")
-            first = np.asarray(next(iter(labels.values())))
+            first = _read_labels(next(iter(labels.values())), "resamples")
             if resamples < 2 or any(not np.array_equal(np.asarray(v), first) for v in labels.values()):
                 raise InputError(f"resamples={resamples}: expected 0 or >= 2, and the same faces (labels) at every "
                                  "factor")
@@ -372,13 +396,19 @@ class GroupCalibration(sidecars.MeasuredFile):
                              f"{sorted(labels)}")
         pm, cm, n = [], [], np.full(c, np.iinfo(np.int64).max)
         for f in factors:
-            p, y = np.asarray(probs[f], dtype=np.float64), np.asarray(labels[f])
+            try:
+                p = np.asarray(probs[f], dtype=np.float64)
+            except (TypeError, ValueError) as exc:  # text, rows of other lengths
+                raise InputError(f"factor {f}: expected probabilities (N, {c}) as numbers; they could not be read as "
+                                 f"numbers ({exc})") from None
+            y = _read_labels(labels[f], f"factor {f}")
             if p.ndim != 2 or p.shape[1] != c or y.shape != (len(p),):
                 raise InputError(f"factor {f}: expected probabilities (N, {c}) and labels (N,); got {p.shape}, "
                                  f"{y.shape}")
             if len(y) and (y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= c):
+                got = f"from {y.min()} to {y.max()}" if y.dtype.kind in "iufb" else f"{y[:3].tolist()}..."
                 raise InputError(f"factor {f}: labels must be integers 0..{c - 1} (class indices); got {y.dtype} "
-                                 f"from {y.min()} to {y.max()}")
+                                 f"{got}")
             if not (np.all(np.isfinite(p)) and np.all(p >= 0) and np.allclose(p.sum(1), 1.0, atol=1e-3)):
                 raise InputError(f"factor {f}: expected probabilities (rows of non-negative numbers summing to 1, "
                                  "the model's softmax), not logits")
@@ -398,7 +428,12 @@ class GroupCalibration(sidecars.MeasuredFile):
         factors, clamped to its ends): (C, C)."""
         if kind not in KINDS:
             raise InputError(f"kind {kind!r}; expected one of {KINDS}")
-        f = np.asarray(factors, dtype=np.float64)
+        try:
+            f = np.asarray(factors, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"expected factors (N,) as numbers; they could not be read as numbers ({exc})") from None
+        if f.ndim != 1:  # a (1, N) array would weigh the table's matrices N times over
+            raise InputError(f"expected factors (N,), one per face; got shape {f.shape}")
         if not f.size or not np.all(np.isfinite(f) & (f > 0)):
             raise InputError(f"expected a factor (finite, > 0) for each of one face or more; got {f.size} factors, "
                              f"{np.sum(~(np.isfinite(f) & (f > 0)))} of them not finite and > 0")
@@ -423,13 +458,19 @@ class GroupCalibration(sidecars.MeasuredFile):
         solved with the r-th set, and per class the percentiles leaving ``(1 - level) / 2`` on each side are
         returned: (low, high), each (C,). Seeded. On FER+ val groups of 30 faces of mixed sizes, nominal 90%
         intervals held the true share in 91% (bicubic crops) and 86% (compressed crops) of cases, less on faces
-        all 16 px or smaller (docs/crowd.md, "How sure the shares are")."""
+        all 16 px or smaller (docs/crowd.md, "How sure the shares are").
+
+        Raises:
+            ModelError: the calibration holds no :attr:`resampled` matrices.
+            InputError: a group as :meth:`estimate` refuses, an empty one, ``level`` not in (0, 1), or ``seed`` not
+                an integer >= 0."""
         if self.resampled is None:
             raise ModelError("this group calibration holds no resampled matrices; make it with "
                              "GroupCalibration.fit(..., resamples=200) (scripts/group_estimates.py "
                              "--write-calibration does)")
         if isinstance(level, bool) or not isinstance(level, (int, float, np.integer, np.floating)) or not 0 < level < 1:
             raise InputError(f"level={level!r}; expected 0 < level < 1")
+        _check_seed(seed)
         p, f = _checked_group(probs, factors, len(self.classes))
         if not len(p):
             raise InputError("an empty group has no class shares")

@@ -164,7 +164,7 @@ def smooth_sequence(probs: np.ndarray, half_life: float = DEFAULT_HALF_LIFE,
 
 
 def _check_aggregate(aggregate: Any) -> str:
-    if aggregate not in AGGREGATES:
+    if not isinstance(aggregate, str) or aggregate not in AGGREGATES:  # an array "in" the names compares elementwise
         raise InputError(f"aggregate={aggregate!r}; expected one of {AGGREGATES}")
     return str(aggregate)
 
@@ -228,7 +228,8 @@ class FaceTracker:
         self.half_life = check_half_life(half_life)
         self.aggregate = _check_aggregate(aggregate)
         self.min_iou = _fraction("min_iou", min_iou)
-        if isinstance(max_shift, bool) or not isinstance(max_shift, _NUMBERS) or not 0 <= max_shift < math.inf:
+        if isinstance(max_shift, bool) or not isinstance(max_shift, _NUMBERS) or not _finite(max_shift) \
+                or not max_shift >= 0:
             raise InputError(f"max_shift={max_shift!r}; expected a number of face sides >= 0")
         self.max_shift = float(max_shift)
         if isinstance(max_missed, bool) or not isinstance(max_missed, (int, np.integer)) or max_missed < 0:
@@ -297,9 +298,10 @@ class FaceTracker:
         """
         b = self._boxes(boxes)
         _check_looked(looked)
+        light = self._weak_mask(weak, len(b))
         if (looked and not self.coast) or not self._tracks:
             return np.zeros((0, 4))
-        taken = set(self._match(b, weak=self._weak_mask(weak, len(b))).values())
+        taken = set(self._match(b, weak=light).values())
         out = np.array([self._expected(tr) for j, tr in enumerate(self._tracks)
                         if j not in taken and self._coasts(tr, looked)], dtype=np.float64).reshape(-1, 4)
         if len(out) and len(b):
@@ -328,11 +330,15 @@ class FaceTracker:
         ``confirm`` frames, so that its face is reported; all True with ``confirm=1``, and in a stream's first frame
         (since the tracker was made or reset), where nothing can have been found before (as SORT reports its first
         frames): a one-frame video, or a stream's first frame, shows its faces (and so do the frames the detector
-        skips after it)."""
+        skips after it).
+
+        Raises:
+            InputError: ``ids`` that are not whole numbers (track ids)."""
+        wanted = _track_ids(ids)
         if self._looked <= 1:
-            return np.ones(np.asarray(ids).reshape(-1).shape, dtype=bool)
+            return np.ones(wanted.shape, dtype=bool)
         hits = {tr.id: tr.hits for tr in self._tracks}
-        return np.array([hits.get(int(i), 0) >= self.confirm for i in np.asarray(ids).reshape(-1)], dtype=bool)
+        return np.array([hits.get(int(i), 0) >= self.confirm for i in wanted], dtype=bool)
 
     def _coasts(self, tr: _Track, looked: bool = True) -> bool:
         """Whether ``tr`` is recognised without a detection in this frame: coasted in a frame the detector looked at;
@@ -378,9 +384,7 @@ class FaceTracker:
                 they were.
         """
         b, p = self._check(boxes, probs)
-        found = np.ones(len(b), dtype=bool) if detected is None else np.asarray(detected, dtype=bool).reshape(-1)
-        if len(found) != len(b):
-            raise InputError(f"detected has {len(found)} entries; expected one per box ({len(b)})")
+        found = np.ones(len(b), dtype=bool) if detected is None else _marks("detected", detected, len(b))
         score = None if scores is None else self._scores(scores, len(b))
         _check_looked(looked)
         if not looked and found.any():
@@ -477,12 +481,7 @@ class FaceTracker:
 
     @staticmethod
     def _weak_mask(weak: Any, n: int) -> Optional[np.ndarray]:
-        if weak is None:
-            return None
-        w = np.asarray(weak, dtype=bool).reshape(-1)
-        if len(w) != n:
-            raise InputError(f"weak has {len(w)} entries; expected one per box ({n})")
-        return w
+        return None if weak is None else _marks("weak", weak, n)
 
     @staticmethod
     def _scores(scores: Any, n: int) -> np.ndarray:
@@ -595,11 +594,50 @@ def _check_looked(looked: Any) -> None:
         raise InputError(f"looked={looked!r}; expected True, or False for a frame the detector skipped")
 
 
+def _marks(name: str, value: Any, n: int) -> np.ndarray:
+    """(n,) bools from ``value``: bools (or the numbers 0 and 1), one per box; else :class:`InputError` (text, 0.5 or
+    2 are not read as True, nor another shape flattened)."""
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # rows of other lengths
+        raise InputError(f"{name} could not be read as one array ({exc}); expected ({n},) bools, one per box") \
+            from None
+    if a.ndim != 1 or not (a.dtype.kind == "b" or (a.dtype.kind in "iuf" and np.isin(a, (0, 1)).all())):
+        shown = repr(value) if len(repr(value)) <= 80 else f"{repr(value)[:77]}..."
+        raise InputError(f"{name}={shown} (shape {a.shape}, {a.dtype}); expected ({n},) bools, one per box")
+    if len(a) != n:
+        raise InputError(f"{name} has {len(a)} entries; expected one per box ({n})")
+    return a.astype(bool)
+
+
+def _track_ids(ids: Any) -> np.ndarray:
+    """``ids`` as (N,) int64 track ids; else :class:`InputError` (0.7 is not track 0, nor text a track)."""
+    try:
+        a = np.asarray(ids).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"ids could not be read as one array ({exc}); expected the track ids update() returned") \
+            from None
+    whole = a.dtype.kind in "iu" or (a.dtype.kind == "f" and bool(np.all(np.isfinite(a) & (a == np.round(a))
+                                                                      & (np.abs(a) < 2.0 ** 63))))
+    if a.size and not whole:
+        shown = repr(ids) if len(repr(ids)) <= 80 else f"{repr(ids)[:77]}..."
+        raise InputError(f"ids={shown} ({a.dtype}); expected the track ids update() returned (whole numbers)")
+    return a.astype(np.int64)
+
+
 def _number(name: str, value: Any, what: str) -> float:
     """``value`` as a finite float; else :class:`InputError` naming ``what`` was expected."""
-    if isinstance(value, bool) or not isinstance(value, _NUMBERS) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, _NUMBERS) or not _finite(value):
         raise InputError(f"{name}={value!r}; expected {what} (a finite number)")
     return float(value)
+
+
+def _finite(value: Any) -> bool:
+    """Whether a number is finite as a float (an int too large for one is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _fraction(name: str, value: Any) -> float:
@@ -691,23 +729,23 @@ class ExpressionSmoother:
         if earlier is not None and earlier[3] != stream:
             raise InputError(f"{key!r} was given with stream={earlier[3]!r}, now {stream!r}; expected one stream per "
                              "face")
-        if latest is None or frame > latest:
-            self._latest[stream] = frame
-            self._faces = {k: v for k, v in self._faces.items() if v[3] != stream or frame - v[2] <= self.max_age}
-            earlier = self._faces.get(key)
         if earlier is not None and frame - earlier[2] > self.max_age:  # stale in its own count of frames
             earlier = None
         terms = _terms(p, self.aggregate)
+        if earlier is not None:  # checked before anything changes: a refused call forgets no face
+            if frame <= earlier[2]:
+                raise InputError(f"frame {frame} for {key!r}, whose last frame was {earlier[2]}; expected each face "
+                                 "once a frame, frames in order")
+            if earlier[0].shape != terms.shape:
+                raise InputError(f"probs of {terms.shape[0]} classes for {key!r}, whose earlier ones had "
+                                 f"{earlier[0].shape[0]}; expected the same model's classes")
+        if latest is None or frame > latest:
+            self._latest[stream] = frame
+            self._faces = {k: v for k, v in self._faces.items() if v[3] != stream or frame - v[2] <= self.max_age}
         if earlier is None:
             num, den, den2, sq = terms, 1.0, 1.0, p ** 2
         else:
             e_num, e_den, last, _, e_den2, e_sq = earlier
-            if frame <= last:
-                raise InputError(f"frame {frame} for {key!r}, whose last frame was {last}; expected each face once a "
-                                 "frame, frames in order")
-            if e_num.shape != terms.shape:
-                raise InputError(f"probs of {terms.shape[0]} classes for {key!r}, whose earlier ones had "
-                                 f"{e_num.shape[0]}; expected the same model's classes")
             k = self._decay ** (frame - last)
             num, den = e_num * k + terms, e_den * k + 1.0
             den2, sq = e_den2 * k * k + 1.0, e_sq * k + p ** 2
