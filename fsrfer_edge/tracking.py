@@ -735,7 +735,8 @@ class ExpressionSmoother:
         if earlier is not None:  # checked before anything changes: a refused call forgets no face
             if frame <= earlier[2]:
                 raise InputError(f"frame {frame} for {key!r}, whose last frame was {earlier[2]}; expected each face "
-                                 "once a frame, frames in order")
+                                 "once a frame, frames in order (a stream that restarted its frame numbers: "
+                                 "reset(stream) first)")
             if earlier[0].shape != terms.shape:
                 raise InputError(f"probs of {terms.shape[0]} classes for {key!r}, whose earlier ones had "
                                  f"{earlier[0].shape[0]}; expected the same model's classes")
@@ -751,6 +752,31 @@ class ExpressionSmoother:
             den2, sq = e_den2 * k * k + 1.0, e_sq * k + p ** 2
         self._faces[key] = (num, den, frame, stream, den2, sq)
         return _normalised(num / den, self.aggregate)
+
+    _EVERY_STREAM = object()
+
+    def reset(self, stream: Any = _EVERY_STREAM) -> int:
+        """Forget the faces of ``stream`` (as :meth:`update` takes it; None: the default stream) and its latest frame,
+        or of every stream when left out; return how many faces were forgotten. For a stream that restarts its frame
+        numbers (a looping file, a camera that reconnected: DeepStream's EOS of a source) or that has ended: its
+        faces are otherwise kept until its own frames pass the old numbers, and a face whose key comes again is
+        refused (frames in order).
+
+        Raises:
+            InputError: ``stream`` cannot be hashed.
+        """
+        if stream is ExpressionSmoother._EVERY_STREAM:
+            n = len(self._faces)
+            self._faces.clear()
+            self._latest.clear()
+            return n
+        if not _hashable(stream):
+            raise InputError(f"stream={stream!r} cannot be hashed; expected e.g. a source_id, as update() takes")
+        kept = {k: v for k, v in self._faces.items() if v[3] != stream}
+        n = len(self._faces) - len(kept)
+        self._faces = kept
+        self._latest.pop(stream, None)
+        return n
 
     def spread(self, key: Any) -> Optional[float]:
         """How much the frames averaged for ``key`` so far differ (as :attr:`FaceTracker.spread`, after its last

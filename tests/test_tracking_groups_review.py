@@ -162,3 +162,22 @@ def test_a_refused_smoother_update_forgets_no_other_face() -> None:
     fresh.update("old", PROBS[0], 0)
     other = np.array([0.1, 0.2, 0.7])
     assert np.array_equal(s.update("old", other, 5), fresh.update("old", other, 5))
+
+
+def test_smoother_reset_forgets_one_streams_faces_so_a_restarted_stream_runs_on() -> None:
+    from fsrfer_edge.tracking import ExpressionSmoother
+
+    s = ExpressionSmoother()
+    p = np.array([0.7, 0.2, 0.1])
+    for frame in range(5):
+        s.update(("cam", 1), p, frame, stream="cam")
+        s.update(("file", 1), p, frame, stream="file")
+    with pytest.raises(InputError, match="reset"):  # the file looped: its frame numbers start again
+        s.update(("file", 1), p, 0, stream="file")
+    assert s.reset("file") == 1 and len(s) == 1
+    np.testing.assert_allclose(s.update(("file", 1), p[::-1], 0, stream="file"), p[::-1], rtol=1e-6)
+    assert s.spread(("cam", 1)) is not None                    # the other stream's face is kept
+    assert s.reset("gone") == 0                                 # a stream never seen: nothing to forget
+    assert s.reset() == 2 and len(s) == 0
+    with pytest.raises(InputError, match="hashed"):
+        s.reset(["cam"])
