@@ -21,12 +21,13 @@ import dataclasses
 import logging
 import math
 import os
+import reprlib
 from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from . import sidecars
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +49,50 @@ def _log_softmax(z: np.ndarray, t: Any = None) -> np.ndarray:
         return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def _floats(value: Any, what: str, expected: str) -> np.ndarray:
-    """``value`` as a float64 array, or InputError saying what was ``expected``."""
+def _floats(value: Any, what: str, expected: str, bools: bool = False) -> np.ndarray:
+    """``value`` as a float64 array, or InputError saying what was received and ``expected``: real numbers (and
+    booleans where ``bools``), not complex numbers (a cast would drop their imaginary parts), strings, dates or
+    booleans read as numbers."""
     try:
-        return np.asarray(value, dtype=np.float64)
+        a = np.asarray(value)
+        if a.dtype == object:  # a list mixing numbers with other things: each element is looked at
+            odd = next((v for v in a.flat if isinstance(v, (str, bytes, complex, np.complexfloating))
+                        or (not bools and isinstance(v, (bool, np.bool_)))), None)
+            if odd is not None:
+                raise TypeError(f"received {odd!r} ({type(odd).__name__})")
+        elif a.dtype.kind not in ("biuf" if bools else "iuf"):
+            raise TypeError(f"received dtype {a.dtype}")
+        return a.astype(np.float64, copy=False)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{what}: {exc}; expected {expected}") from None
+
+
+def _real(value: Any) -> float:
+    """``float(value)`` of a real number; TypeError for a bool, str, bytes or complex number (which ``float`` would
+    read as a number, or read from its characters)."""
+    if isinstance(value, (bool, np.bool_, str, bytes, complex, np.complexfloating)):
+        raise TypeError(f"a {type(value).__name__}, {value!r}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{value!r} is past what a float holds") from None
+
+
+def _count(value: Any) -> int:
+    """``int(value)`` of a whole number (an integral float too: 100.0); TypeError/ValueError for anything else."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    number = _real(value)
+    if not number.is_integer():
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(number)
+
+
+def _name(value: Any) -> str:
+    """``str(value)`` of a str (numpy's too); TypeError for anything else (None would become 'None')."""
+    if not isinstance(value, str):
+        raise TypeError(f"a {type(value).__name__}, {value!r}, not a str")
+    return str(value)
 
 
 def _check_logits(logits: Any, what: str = "logits") -> np.ndarray:
@@ -69,7 +108,11 @@ def _marks(jpeg: Any, shape: tuple[int, ...]) -> Optional[np.ndarray]:
     """``jpeg`` (None, or one JPEG mark per face) as bools of ``shape``, or InputError."""
     if jpeg is None:
         return None
-    marked = np.asarray(jpeg, dtype=bool).reshape(-1)
+    marked = np.asarray(jpeg)
+    if marked.dtype != bool:  # a cast would read "no", 0.5 and NaN as marks
+        received = f"dtype {marked.dtype}" if marked.dtype != object else one_line(reprlib.repr(jpeg))
+        raise InputError(f"jpeg of {received}; expected one bool per face, {shape} (True: a JPEG image)")
+    marked = marked.reshape(-1)
     if marked.shape != shape:
         raise InputError(f"jpeg of shape {marked.shape}; expected one flag per face, {shape}")
     return marked
@@ -113,7 +156,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def _probabilities_and_outcomes(values: Any, right: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     """``values`` (N >= 1 probabilities) and ``right`` (one 0/1 outcome each) as float64 arrays, or InputError."""
     v = _floats(values, what, "N >= 1 finite probabilities and one 0/1 outcome each")
-    r = _floats(right, "right", "0/1 outcomes (whether each label was right)")
+    r = _floats(right, "right", "0/1 outcomes (whether each label was right)", bools=True)
     if v.ndim != 1 or not len(v) or r.shape != v.shape or not np.isfinite(v).all() or (v < 0).any() or (v > 1).any():
         raise InputError(f"{what} of shape {v.shape}; expected N >= 1 finite probabilities and one 0/1 outcome each")
     if not np.isin(r, (0.0, 1.0)).all():
@@ -223,16 +266,20 @@ class ScoreCalibration(sidecars.MeasuredFile):
     def __post_init__(self) -> None:
         # Held as tuples of str, float and int whatever sequences built it (lists, numpy arrays and numbers): then a
         # list of the model's classes is the model's, it hashes, compares equal to its file and is written as JSON.
-        for name, convert in (("classes", str), ("factors", float), ("n", int)):
+        # Nothing is read as what it is not (a file's "12" as the numbers 1 and 2, null as the name 'None').
+        for name, convert in (("classes", _name), ("factors", _real), ("n", _count)):
             value = getattr(self, name)
             try:
-                if isinstance(value, str):
-                    raise TypeError(f"a str, {value!r}")
+                if isinstance(value, (str, bytes)):
+                    raise TypeError(f"a {type(value).__name__}, {value!r}")
                 object.__setattr__(self, name, tuple(convert(v) for v in value))
             except (TypeError, ValueError) as exc:
                 expected = {"classes": "a list of at least 2 class names", "factors": "increasing factors >= 1",
                             "n": "one face count >= 1 per factor, or none"}[name]
                 raise ModelError(f"score calibration: {name} {value!r} ({exc}); expected {expected}") from None
+        for name in ("checkpoint_sha256", "source"):
+            if not isinstance(getattr(self, name), str):
+                raise ModelError(f"score calibration: {name} {getattr(self, name)!r}; expected a str ('' if unknown)")
         if self.kind not in KINDS:
             raise ModelError(f"score calibration: kind {self.kind!r}; expected one of {KINDS}")
         f = np.asarray(self.factors, float)
@@ -243,7 +290,7 @@ class ScoreCalibration(sidecars.MeasuredFile):
             try:
                 if isinstance(self.size_weights, (str, bytes)):
                     raise TypeError(f"a {type(self.size_weights).__name__}")
-                object.__setattr__(self, "size_weights", tuple(float(v) for v in self.size_weights))
+                object.__setattr__(self, "size_weights", tuple(_real(v) for v in self.size_weights))
             except (TypeError, ValueError) as exc:
                 raise ModelError(f"score calibration: size_weights {self.size_weights!r} ({exc}); expected "
                                  f"{SIZE_WEIGHTS} finite numbers") from None
@@ -269,7 +316,9 @@ class ScoreCalibration(sidecars.MeasuredFile):
         width = 1 if self.kind == "temperature" else 2
         value = getattr(self, name)
         try:
-            object.__setattr__(self, name, tuple(tuple(float(v) for v in q) for q in value))
+            if isinstance(value, (str, bytes)):
+                raise TypeError(f"a {type(value).__name__}")
+            object.__setattr__(self, name, tuple(tuple(_real(v) for v in q) for q in value))
         except (TypeError, ValueError) as exc:
             raise ModelError(f"score calibration: {name} {value!r} ({exc}); expected, per factor, {width} "
                              f"number(s) for kind {self.kind!r}") from None
@@ -286,10 +335,10 @@ class ScoreCalibration(sidecars.MeasuredFile):
         """Hold ``track_params`` as tuples of 4 floats per factor, with a finite half-life > 0, on a logistic map."""
         value: Any = self.track_params
         try:
-            held = tuple(tuple(float(v) for v in q) for q in value)
-            if isinstance(self.track_half_life, (bool, np.bool_)):  # not a number of frames
-                raise TypeError(f"a {type(self.track_half_life).__name__}")
-            half_life = float(self.track_half_life)  # type: ignore[arg-type]  # None: the TypeError below
+            if isinstance(value, (str, bytes)):
+                raise TypeError(f"a {type(value).__name__}")
+            held = tuple(tuple(_real(v) for v in q) for q in value)
+            half_life = _real(self.track_half_life)  # a bool is not a number of frames; None: a TypeError
         except (TypeError, ValueError) as exc:
             raise ModelError(f"score calibration: track_params {value!r}, track_half_life {self.track_half_life!r} "
                              f"({exc}); expected, per factor, 4 numbers (c, d, c_jpeg, d_jpeg), and a half-life > 0 "
@@ -322,6 +371,8 @@ class ScoreCalibration(sidecars.MeasuredFile):
         """
         if kind not in KINDS:
             raise InputError(f"kind={kind!r}; expected one of {KINDS}")
+        if isinstance(classes, (str, bytes)) or not all(isinstance(c, str) for c in classes):
+            raise InputError(f"classes {classes!r}; expected a list of class names (str), the model's")
         if not logits or set(logits) != set(labels):
             raise InputError(f"factors {sorted(logits)} of logits and {sorted(labels)} of labels; expected the same "
                              "factors, at least one")
@@ -356,27 +407,41 @@ class ScoreCalibration(sidecars.MeasuredFile):
         ``params`` there (none with enough: this calibration, without ``jpeg_params``). Logistic calibrations only.
 
         Raises:
-            InputError: another kind, keys that are not this calibration's factors, or malformed logits or labels.
+            InputError: another kind, keys that are not this calibration's factors, a ``min_faces`` under 1, logits of
+                another class count, or malformed logits or labels.
         """
         if self.kind != "logistic":
             raise InputError(f"with_jpeg: kind {self.kind!r}; expected a logistic calibration")
-        by = {float(f): f for f in logits}
-        if set(by) != set(self.factors) or set(map(float, labels)) != set(self.factors):
-            raise InputError(f"with_jpeg: factors {sorted(by)}; expected this calibration's {list(self.factors)}")
-        lab = {float(f): v for f, v in labels.items()}
+        if isinstance(min_faces, bool) or not isinstance(min_faces, (int, np.integer)) or min_faces < 1:
+            raise InputError(f"with_jpeg: min_faces={min_faces!r}; expected an integer >= 1")
+        by, lab = self._by_factor(logits, "logits"), self._by_factor(labels, "labels")
         out: list[tuple[float, ...]] = []
         for f, base in zip(self.factors, self.params):
             z = _floats(logits[by[f]], f"logits at factor {f:g}", "(N, num_classes) finite numbers")
+            if z.ndim == 2 and z.shape[1] != len(self.classes):  # another model's logits, even unused
+                raise InputError(f"with_jpeg: logits at factor {f:g} have {z.shape[1]} classes; expected "
+                                 f"{len(self.classes)}, this calibration's")
             if z.ndim and len(z) < min_faces:
                 out.append(base)
                 continue
             z = _check_logits(z, f"logits at factor {f:g}")
-            y = _check_labels(lab[f], z.shape[0], z.shape[1])
+            y = _check_labels(labels[lab[f]], z.shape[0], z.shape[1])
             lp = _log_softmax(z)
             out.append(fit_logistic(np.exp(lp.max(1)), (lp.argmax(1) == y).astype(np.float64)))
         if tuple(out) == self.params:  # no factor had enough: no maps of their own (and no JPEG check per crop)
             return self
         return dataclasses.replace(self, jpeg_params=tuple(out))
+
+    def _by_factor(self, given: Mapping[Any, Any], what: str) -> dict[float, Any]:
+        """``given``'s keys by the factor each names, or InputError where they are not this calibration's factors."""
+        try:
+            by = {float(f): f for f in given}
+        except (TypeError, ValueError):
+            by = {}
+        if len(by) != len(given) or set(by) != set(self.factors):
+            raise InputError(f"with_jpeg: {what} at factors {list(given)}; expected this calibration's "
+                             f"{list(self.factors)}")
+        return by
 
     def params_at(self, factors: Any, jpeg: Any = None) -> np.ndarray:
         """(N, width) each face's parameters at its factor: interpolated linearly in log factor (log T for
@@ -408,7 +473,8 @@ class ScoreCalibration(sidecars.MeasuredFile):
         :attr:`jpeg_params` for the faces ``jpeg`` marks as JPEG images, where the calibration has them).
 
         Raises:
-            InputError: malformed logits, or factors that are not one positive number per face (or one for all).
+            InputError: malformed logits, factors that are not one positive number per face (or one for all), or a
+                ``jpeg`` that is not one bool per face (numbers, strings and complex values are not read as others).
         """
         z = _check_logits(logits)
         f = _floats(factors, "factors", "one positive number per face (or one for all)")
@@ -434,7 +500,8 @@ class ScoreCalibration(sidecars.MeasuredFile):
 
         Raises:
             ModelError: this calibration has no :attr:`track_params`.
-            InputError: malformed probabilities, spreads (finite, >= 0, one per face) or factors.
+            InputError: malformed probabilities (a row summing to 0 included), spreads (finite, >= 0, one per face),
+                factors, or a ``jpeg`` that is not one bool per face.
         """
         if self.track_params is None:
             raise ModelError("this score calibration has no tracked-face terms (track_params); expected a calibration "
@@ -444,6 +511,10 @@ class ScoreCalibration(sidecars.MeasuredFile):
                 or (p < 0).any():
             raise InputError(f"probs of shape {p.shape}; expected (N, {len(self.classes)}) finite probabilities >= 0, "
                              "N >= 1")
+        empty = np.flatnonzero(p.sum(axis=1) <= 0)
+        if empty.size:  # no largest probability to read a label or a confidence from
+            raise InputError(f"probs: row {int(empty[0])} sums to 0 ({empty.size} of {len(p)} rows); expected each "
+                             "face's track mean probabilities, which sum to 1")
         g = _floats(spread, "spread", "one finite number >= 0 per face").reshape(-1)
         if g.shape != (p.shape[0],) or not np.isfinite(g).all() or (g < 0).any():
             raise InputError(f"spread of shape {g.shape}; expected one finite number >= 0 per face, ({p.shape[0]},)")
@@ -487,14 +558,14 @@ class ScoreCalibration(sidecars.MeasuredFile):
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ScoreCalibration":
-        try:
-            return cls(tuple(str(c) for c in d["classes"]), str(d["kind"]), tuple(float(f) for f in d["factors"]),
-                       tuple(tuple(float(v) for v in q) for q in d["params"]), tuple(int(v) for v in d.get("n", ())),
-                       str(d.get("checkpoint_sha256", "")), str(d.get("source", "")),
-                       None if d.get("jpeg_params") is None
-                       else tuple(tuple(float(v) for v in q) for q in d["jpeg_params"]),
-                       d.get("size_weights"),  # checked, and its errors named, by __post_init__
-                       d.get("track_params"), d.get("track_half_life"))
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in d if k not in known]
+        if unknown:  # a misspelled "jpeg_params" would otherwise drop the JPEG maps without a word
+            raise ModelError(f"score calibration: unknown field(s) {unknown}; expected only {known}")
+        try:  # each value as the file holds it: checked, and its errors named, by __post_init__
+            return cls(d["classes"], d["kind"], d["factors"], d["params"], d.get("n", ()),
+                       d.get("checkpoint_sha256", ""), d.get("source", ""), d.get("jpeg_params"),
+                       d.get("size_weights"), d.get("track_params"), d.get("track_half_life"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"score calibration: expected classes, kind, factors and params; {exc!r}") from None
 
