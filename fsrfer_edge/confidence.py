@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from . import sidecars
+from .sidecars import count_value as _count, real_value as _real, text_value as _name
 from .errors import InputError, ModelError, one_line
 
 logger = logging.getLogger(__name__)
@@ -65,34 +66,6 @@ def _floats(value: Any, what: str, expected: str, bools: bool = False) -> np.nda
         return a.astype(np.float64, copy=False)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{what}: {exc}; expected {expected}") from None
-
-
-def _real(value: Any) -> float:
-    """``float(value)`` of a real number; TypeError for a bool, str, bytes or complex number (which ``float`` would
-    read as a number, or read from its characters)."""
-    if isinstance(value, (bool, np.bool_, str, bytes, complex, np.complexfloating)):
-        raise TypeError(f"a {type(value).__name__}, {value!r}")
-    try:
-        return float(value)
-    except OverflowError:
-        raise ValueError(f"{value!r} is past what a float holds") from None
-
-
-def _count(value: Any) -> int:
-    """``int(value)`` of a whole number (an integral float too: 100.0); TypeError/ValueError for anything else."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        return int(value)
-    number = _real(value)
-    if not number.is_integer():
-        raise ValueError(f"{value!r} is not a whole number")
-    return int(number)
-
-
-def _name(value: Any) -> str:
-    """``str(value)`` of a str (numpy's too); TypeError for anything else (None would become 'None')."""
-    if not isinstance(value, str):
-        raise TypeError(f"a {type(value).__name__}, {value!r}, not a str")
-    return str(value)
 
 
 def _check_logits(logits: Any, what: str = "logits") -> np.ndarray:
@@ -558,10 +531,7 @@ class ScoreCalibration(sidecars.MeasuredFile):
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ScoreCalibration":
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in d if k not in known]
-        if unknown:  # a misspelled "jpeg_params" would otherwise drop the JPEG maps without a word
-            raise ModelError(f"score calibration: unknown field(s) {unknown}; expected only {known}")
+        sidecars.refuse_unknown_fields(cls, d, "score calibration")  # a misspelled "jpeg_params": no JPEG maps
         try:  # each value as the file holds it: checked, and its errors named, by __post_init__
             return cls(d["classes"], d["kind"], d["factors"], d["params"], d.get("n", ()),
                        d.get("checkpoint_sha256", ""), d.get("source", ""), d.get("jpeg_params"),

@@ -498,11 +498,17 @@ class GroupCalibration(sidecars.MeasuredFile):
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "GroupCalibration":
-        try:
-            return cls(tuple(str(c) for c in d["classes"]), tuple(float(f) for f in d["factors"]),
-                       np.asarray(d["probs"], dtype=np.float64), np.asarray(d["counts"], dtype=np.float64),
-                       tuple(int(v) for v in d.get("n", ())), str(d.get("checkpoint_sha256", "")),
-                       str(d.get("source", "")), _resampled(d.get("resampled")))
+        sidecars.refuse_unknown_fields(cls, d, "group calibration")
+        try:  # each value as the file holds it, checked (str(None) would be the checkpoint 'None', '12' two factors)
+            classes, factors, n = d["classes"], d["factors"], d.get("n", ())
+            if isinstance(classes, str) or isinstance(factors, str) or isinstance(n, str):
+                raise TypeError("classes, factors and n are lists, not strings")
+            return cls(tuple(sidecars.text_value(c) for c in classes),
+                       tuple(sidecars.real_value(f) for f in factors),
+                       sidecars.real_array(d["probs"]), sidecars.real_array(d["counts"]),
+                       tuple(sidecars.count_value(v) for v in n),
+                       sidecars.text_value(d.get("checkpoint_sha256", "")), sidecars.text_value(d.get("source", "")),
+                       _resampled(d.get("resampled")))
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise ModelError(f"group calibration: expected classes, factors, probs and counts; {exc}") from None
 

@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Optional, Protocol, Sequence, TypeVar, Union
 
+import numpy as np
+
 from .errors import InputError, ModelError
 
 logger = logging.getLogger(__name__)
@@ -186,3 +188,56 @@ def resolve(value: Any, cls: type[T], model_path: Optional[PathLike], classes: S
         raise ModelError(f"{what}{name} does not belong to {owner}: {why}; expected the model's own ({how}), "
                          f"{argument}='auto' or {argument}=None")
     return found
+
+
+# -- values of a file beside a model, read as the file holds them (checked, not coerced) ----------------------
+def real_value(value: Any) -> float:
+    """``float(value)`` of a real number; TypeError for a bool, str, bytes or complex number (which ``float`` would
+    read as a number, or read from its characters)."""
+    if isinstance(value, (bool, np.bool_, str, bytes, complex, np.complexfloating)):
+        raise TypeError(f"a {type(value).__name__}, {value!r}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{value!r} is past what a float holds") from None
+
+
+def count_value(value: Any) -> int:
+    """``int(value)`` of a whole number (an integral float too: 100.0); TypeError/ValueError for anything else."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    number = real_value(value)
+    if not number.is_integer():
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(number)
+
+
+def text_value(value: Any) -> str:
+    """``str(value)`` of a str (numpy's too); TypeError for anything else (None would become 'None')."""
+    if not isinstance(value, str):
+        raise TypeError(f"a {type(value).__name__}, {value!r}, not a str")
+    return str(value)
+
+
+def real_array(value: Any) -> np.ndarray:
+    """``value`` (nested lists of numbers, as JSON holds them) as a float64 array; TypeError where it holds anything
+    but real numbers (strings, which numpy would read from their characters; booleans; None)."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"an array of {a.dtype} values, not of real numbers")
+    return a.astype(np.float64)
+
+
+def refuse_unknown_fields(cls: Any, d: Mapping[str, Any], what: str) -> None:
+    """Refuse a file's fields that dataclass ``cls`` does not have (a misspelled optional field would otherwise be
+    dropped without a word).
+
+    Raises:
+        ModelError: naming them and the expected ones.
+    """
+    import dataclasses
+
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in d if k not in known]
+    if unknown:
+        raise ModelError(f"{what}: unknown field(s) {unknown}; expected only {known}")

@@ -181,3 +181,29 @@ def test_smoother_reset_forgets_one_streams_faces_so_a_restarted_stream_runs_on(
     assert s.reset() == 2 and len(s) == 0
     with pytest.raises(InputError, match="hashed"):
         s.reset(["cam"])
+
+
+@pytest.mark.parametrize("field, value", [
+    ("classes", "abc"), ("classes", [None, "b"]), ("factors", ["1", "2"]), ("factors", "12"), ("n", [1.7, 2]),
+    ("n", [True, 2]), ("checkpoint_sha256", None), ("source", 3), ("probs", [[["0.5", "0.5"], ["0.5", "0.5"]]]),
+])
+def test_a_group_calibration_file_is_checked_as_it_is_not_coerced(field: str, value: Any) -> None:
+    good = GroupCalibration(("a", "b"), (1.0,), np.full((1, 2, 2), 0.5), np.full((1, 2, 2), 0.5), (3, 4)).to_dict()
+    assert GroupCalibration.from_dict(good).n == (3, 4)
+    with pytest.raises(ModelError, match="group calibration"):
+        GroupCalibration.from_dict({**good, field: value})
+
+
+def test_a_group_calibration_file_with_a_misspelled_field_is_refused_naming_it() -> None:
+    good = GroupCalibration(("a", "b"), (1.0,), np.full((1, 2, 2), 0.5), np.full((1, 2, 2), 0.5)).to_dict()
+    with pytest.raises(ModelError, match="resample"):
+        GroupCalibration.from_dict({**good, "resample": None})
+
+
+def test_the_shipped_group_calibration_still_reads() -> None:
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "fsrfer_edge" / "models" / "default.groups.json"
+    cal = GroupCalibration.from_dict(json.loads(path.read_text()))
+    assert cal.to_dict()["n"] == json.loads(path.read_text())["n"] and cal.resampled is not None
