@@ -13,6 +13,7 @@ import pytest
 
 from fsrfer_edge.backends.onnxruntime_backend import MAX_THREADS
 from fsrfer_edge.errors import InputError
+from _camera import fake_camera
 
 
 def _png(path: Path) -> Path:
@@ -93,30 +94,6 @@ def test_demo_uses_the_backends_thread_bound() -> None:
 
 
 # -- a second signal during a camera recording -------------------------------------------------------------------
-class _Camera:
-    """cv2.VideoCapture of a camera (endless grey frames) that sends this process SIGINT at its 4th read."""
-
-    reads = 0
-
-    def __init__(self, source: Any, *args: Any) -> None:
-        self.frame = np.full((48, 48, 3), 100, np.uint8)
-
-    def isOpened(self) -> bool:
-        return True
-
-    def read(self) -> tuple[bool, Any]:
-        type(self).reads += 1
-        if type(self).reads == 4:
-            os.kill(os.getpid(), signal.SIGINT)
-        return True, self.frame.copy()
-
-    def get(self, prop: int) -> float:
-        return 10.0
-
-    def release(self) -> None:
-        pass
-
-
 def _needs_signals() -> None:
     if not hasattr(signal, "SIGTERM") or not hasattr(os, "kill"):
         pytest.skip("needs POSIX signals")
@@ -134,13 +111,12 @@ def test_a_second_signal_ends_a_camera_recording_at_once(second: str, tmp_path: 
     _needs_signals()
     from fsrfer_edge import crowd_cli
 
-    monkeypatch.setattr(_Camera, "reads", 0)
-    monkeypatch.setattr(cv2, "VideoCapture", _Camera)
+    camera = fake_camera(monkeypatch, cv2)
     draw = crowd_cli.annotate
     sent: list[int] = []
 
     def annotate(frame: np.ndarray, result: Any, *args: Any) -> np.ndarray:
-        if _Camera.reads >= 4 and not sent:  # the first signal has set the stop flag: the user presses again
+        if camera.reads >= 4 and not sent:  # the first signal has set the stop flag: the user presses again
             sent.append(1)
             os.kill(os.getpid(), getattr(signal, second))
             for _ in range(100):  # the handler runs between bytecodes
@@ -186,8 +162,7 @@ def test_a_second_signal_while_the_json_is_written_keeps_the_recording_and_says_
     _needs_signals()
     from fsrfer_edge import crowd_cli
 
-    monkeypatch.setattr(_Camera, "reads", 0)
-    monkeypatch.setattr(cv2, "VideoCapture", _Camera)
+    fake_camera(monkeypatch, cv2)
     write = crowd_cli.write_json
 
     def write_json(path: Any, doc: Any) -> Any:

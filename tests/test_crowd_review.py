@@ -14,6 +14,7 @@ import pytest
 from fsrfer_edge.errors import InputError
 from fsrfer_edge.groups import GroupCalibration
 from _video import count_frames, write_video
+from _camera import fake_camera
 
 CLASSES = ("a", "b", "c")
 
@@ -48,33 +49,6 @@ def _one_box_detector() -> Any:
 # --------------------------------------------------------------------------------------------
 # SIGTERM on a camera, and what the stop message says
 # --------------------------------------------------------------------------------------------
-class _Camera:
-    """cv2.VideoCapture of a camera (endless noise frames) that sends this process ``signum`` at read ``at``."""
-
-    signum = signal.SIGINT
-    at = 4
-    reads = 0
-
-    def __init__(self, source: Any, *args: Any) -> None:
-        assert isinstance(source, int), source
-        self.frame = _noise(1)[0]
-
-    def isOpened(self) -> bool:
-        return True
-
-    def read(self) -> tuple[bool, Any]:
-        type(self).reads += 1
-        if type(self).reads == self.at:
-            os.kill(os.getpid(), self.signum)
-        return True, self.frame.copy()
-
-    def get(self, prop: int) -> float:
-        return 10.0
-
-    def release(self) -> None:
-        pass
-
-
 @pytest.fixture
 def no_sigterm_death() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt in this test instead of killing pytest, should fsrfer-crowd not handle it."""
@@ -93,9 +67,7 @@ def no_sigterm_death() -> Iterator[None]:
 
 def _camera_run(crowd_cli: Any, tmp_path: Path, signum: int, monkeypatch: pytest.MonkeyPatch) -> tuple[int, Path]:
     cv2 = pytest.importorskip("cv2")
-    monkeypatch.setattr(_Camera, "signum", signum)
-    monkeypatch.setattr(_Camera, "reads", 0)
-    monkeypatch.setattr(cv2, "VideoCapture", _Camera)
+    fake_camera(monkeypatch, cv2, signum, frame=_noise(1)[0])
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:
         rc = crowd_cli.main(["0", "--out", str(tmp_path / "cam.avi"), "--json", str(tmp_path / "cam.json")])
