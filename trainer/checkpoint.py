@@ -162,6 +162,10 @@ def load(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any
     if ckpt.get("version", 0) > VERSION:
         raise ModelError(f"{p} has checkpoint version {ckpt['version']}; this trainer reads up to {VERSION}")
     if kind is not None and ckpt.get("kind") != kind:
+        if ckpt.get("kind") == "state" and kind == "model":  # a run's state/*.pt passed for one of its models/*.pt
+            raise ModelError(f"{p} is a 'state' checkpoint (a stage's training state, which fsrfer-train --resume "
+                             "reads); expected a 'model' checkpoint: pass one of the run's models/*.pt, e.g. "
+                             "runs/NAME/models/fsrfer.pt")
         raise ModelError(f"{p} is a {ckpt.get('kind')!r} checkpoint; expected a {kind!r} checkpoint")
     try:
         return _decode(ckpt)

@@ -115,6 +115,9 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.dist_timeout > 0 or math.isinf(args.dist_timeout):  # NaN fails the comparison
         ap.error(f"--dist-timeout {args.dist_timeout:g}: expected a number of minutes > 0")
     steps = tuple(s for s in args.steps.split(",") if s)
+    if not steps:  # else nothing would run, and the run would stop at the missing stage-1 model
+        ap.error(f"--steps {args.steps!r} names no step; expected a comma-separated subset of {','.join(STEPS)}, "
+                 "or leave it out for all but eval-test")
     bad = set(steps) - set(STEPS)
     if bad:
         ap.error(f"unknown step(s) {sorted(bad)}; expected a subset of {list(STEPS)}")

@@ -1293,6 +1293,8 @@ def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, 
                     if name != "hr" and hr_fer is None and distributed.broadcast(hr.is_file()):
                         hr_fer = hr_identity(load_fer(hr).fer)  # kept by --resume: what the stage would start from
                     _runner(cfg, out, stage, name, {}, {}, 0, None if name == "hr" else hr_fer).check_settings()
+    if "stage1" not in steps and not hr.is_file():  # refused before config.json records settings nothing used
+        raise DataError(f"stage 1 model {hr} not found; run the 'stage1' step first")
     out.mkdir(parents=True, exist_ok=True)
     if distributed.is_main():
         write_json(out / "config.json", cfg.to_dict())

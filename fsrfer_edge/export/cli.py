@@ -616,10 +616,12 @@ def run(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> dict[s
         writes = {"fp32", "fp16" if opts.fp16 else "fp32",
                   "int8-s8s8" if opts.int8 and "s8s8" in TARGETS[opts.int8_target] else "fp32"}
         variant = next(k for k in ENGINE_PREFERENCE if k in writes)  # what _engine_source will build from
+        onnx = opts.out_dir / f"{opts.name or opts.source.stem}.{variant}.onnx"
         try:
-            import_tensorrt(opts.out_dir / f"{opts.name or opts.source.stem}.{variant}.onnx")
-        except BackendUnavailable as exc:
-            raise BackendUnavailable(f"{exc}. Here, leave out --engine to write the ONNX files only") from exc
+            import_tensorrt(onnx)
+        except BackendUnavailable as exc:  # the file the message says to copy is not made yet: say how to make it
+            raise BackendUnavailable(f"{exc}. Nothing was written: leave out --engine to write {onnx} (and the "
+                                     "other ONNX files) here first") from exc
     report = None if opts.source.suffix == ".onnx" else export_checkpoint(opts)
     if opts.engine:
         from .engine import build_engine
