@@ -104,8 +104,11 @@ def fit_temperature(logits: Any, labels: Any, grid: np.ndarray = LOG_T_GRID) -> 
     log-likelihood.
 
     Raises:
-        InputError: malformed logits or labels.
+        InputError: malformed logits or labels, or a grid that is not (K,) finite numbers.
     """
+    grid = _floats(grid, "grid", "log temperatures")
+    if grid.ndim != 1 or not grid.size or not np.isfinite(grid).all():
+        raise InputError(f"grid of shape {grid.shape}; expected (K,) finite log temperatures, K >= 1")
     z = _check_logits(logits)
     y = _check_labels(labels, z.shape[0], z.shape[1])
     rows = np.arange(len(y))
@@ -142,8 +145,10 @@ def fit_logistic(score: Any, right: Any, iterations: int = 100) -> tuple[float, 
     a ridge of 1e-6 keeps it finite when the faces are separable).
 
     Raises:
-        InputError: scores outside [0, 1], or ``right`` not one 0/1 value per score.
+        InputError: scores outside [0, 1], ``right`` not one 0/1 value per score, or ``iterations`` not >= 1.
     """
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
+        raise InputError(f"iterations={iterations!r}; expected a whole number of Newton steps >= 1")
     s, r = _probabilities_and_outcomes(score, right, "scores")
     x = np.stack([_score_logit(s), np.ones_like(s)], axis=1)
 
@@ -421,7 +426,10 @@ class ScoreCalibration(sidecars.MeasuredFile):
         temperatures), the nearest end's outside the fitted factors (a factor under 1, a crop larger than the
         input, takes the first's); from :attr:`jpeg_params` for the faces ``jpeg`` marks (N booleans), where
         there are some."""
-        f = _floats(factors, "factors", "positive finite numbers").reshape(-1)
+        f = _floats(factors, "factors", "positive finite numbers")
+        if f.ndim > 1:  # (2, 2) would be read as 4 faces, as confidence() refuses it
+            raise InputError(f"factors of shape {f.shape}; expected one factor per face, (N,)")
+        f = f.reshape(-1)
         if not np.isfinite(f).all() or (f <= 0).any():
             raise InputError(f"factors {f.tolist()[:8]}; expected positive finite numbers")
         out = self._interpolate(self.params, f)

@@ -164,3 +164,16 @@ def test_a_file_with_a_misspelled_field_is_refused_naming_it_not_read_without_it
     (tmp_path / "m.scores.json").write_text(json.dumps(d))
     with pytest.raises(ModelError, match=rf"unknown field.*'{key}'.*expected only"):
         ScoreCalibration.load(tmp_path / "m.scores.json")
+
+
+def test_params_at_takes_one_factor_per_face_and_the_fits_check_their_options() -> None:
+    from fsrfer_edge.confidence import ScoreCalibration, fit_logistic, fit_temperature
+
+    cal = ScoreCalibration(("a", "b"), "logistic", (1.0, 2.0), ((1.0, 0.0), (0.5, 0.0)))
+    assert cal.params_at([1.0, 2.0]).shape == (2, 2)
+    with pytest.raises(InputError, match=r"shape \(2, 2\).*one factor per face"):
+        cal.params_at([[1.0, 2.0], [1.0, 2.0]])
+    with pytest.raises(InputError, match="iterations=0"):
+        fit_logistic([0.9, 0.2], [1, 0], iterations=0)
+    with pytest.raises(InputError, match="grid"):
+        fit_temperature([[1.0, 0.0], [0.0, 1.0]], [0, 1], grid=np.array([]))
