@@ -166,8 +166,13 @@ def report_lines(faces: Sequence[DemoFace], timings: dict[str, Any], source: str
 
 def no_confidence_line(model_path: Path) -> str:
     """The printed line that says why the report has no confidence column: the model has no score calibration
-    (``NAME.scores.json``, looked for beside it and among the package's files)."""
-    name = besides(model_path, SCORES_SUFFIX)[0].name
+    (``NAME.scores.json``, looked for beside it and among the package's files). The file named is the one fsrfer-export
+    writes for it: NAME of the export (``mymodel`` of ``mymodel.fp32.onnx`` or of one of its engines), among the names
+    it is looked for under."""
+    from .sidecars import model_names
+
+    own = [p.name for p in besides(model_path, SCORES_SUFFIX)][:len(model_names(Path(model_path)))]
+    name = own[-1]  # its own names come first: the model's, then that of the export it is a file of
     return (f"no confidence column: no score calibration found for this model ({name} beside it); "
             "fsrfer-export --eval-data writes one beside the models it exports")
 

@@ -640,16 +640,31 @@ def make_staging_folder(folder: str | os.PathLike[str], name: str) -> Path:
 
 
 def _process_gone(pid: int) -> bool:
-    """Whether no process ``pid`` runs on this machine; False where that cannot be told (the folder is kept)."""
+    """Whether no process ``pid`` runs on this machine; False where that cannot be told (the folder is kept). A zombie
+    (a killed export its parent has not reaped yet, which ``os.kill(pid, 0)`` still reaches) is gone: on Linux its
+    ``/proc/PID/stat`` says so."""
     if os.name != "posix" or pid <= 0:  # Windows' os.kill(pid, 0) terminates the process; pid <= 0 names groups
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except OSError:  # PermissionError: it runs, as another user
+    except OSError:  # PermissionError: it runs, as another user (or is a zombie of theirs: told below)
+        pass
+    stat = _proc_stat(pid)
+    if stat is None:  # no /proc (macOS, BSD), or the process went meanwhile: kept until the next look
         return False
-    return False
+    # "PID (COMM) STATE ...": COMM may hold spaces and parentheses, so the state follows the last ")".
+    fields = stat.rpartition(")")[2].split()
+    return bool(fields) and fields[0] in ("Z", "X")  # zombie, or dead
+
+
+def _proc_stat(pid: int) -> Optional[str]:
+    """``/proc/PID/stat`` of Linux, or None where it cannot be read."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
 
 
 def _staging_owner(stage: Path) -> Optional[int]:

@@ -117,9 +117,11 @@ def test_options_an_onnx_source_would_ignore_are_refused(files: dict[str, Path],
 
 def test_eval_data_that_is_a_folder_is_called_a_folder(files: dict[str, Path], tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """A folder given as --eval-data was said not to exist."""
-    err = _refused([str(files["ckpt"]), "--out-dir", str(files["out"]), "--eval-data", str(tmp_path)], capsys)
-    assert f"evaluation data {tmp_path} is a folder; expected an .npz" in err
+    """A folder given as --eval-data was said not to exist (one holding fer2013.npz is read, as fsrfer-eval does)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    err = _refused([str(files["ckpt"]), "--out-dir", str(files["out"]), "--eval-data", str(empty)], capsys)
+    assert f"evaluation data {empty} is a folder; expected an .npz" in err
 
 
 def test_eval_labels_must_be_the_models_classes(files: dict[str, Path], tmp_path: Path) -> None:

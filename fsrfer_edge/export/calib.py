@@ -114,10 +114,20 @@ def _eight_bit(im: Any, path: Path) -> np.ndarray:
     return wide if wide is not None else np.asarray(im.convert("L" if im.mode in ("L", "1") else "RGB"))
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The face image files of a calibration folder (:data:`IMAGE_SUFFIXES`), sorted."""
+    return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def _load_folder(folder: Path, size: int, seed: int) -> list[np.ndarray]:
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     if not files:
-        raise DataError(f"folder {folder} has no image files; expected files ending in {', '.join(IMAGE_SUFFIXES)}")
+        from trainer.data import npz_path
+
+        npz = npz_path(folder)  # a data folder, as fsrfer-eval --data takes it: fsrfer-export reads its archive
+        archive = f"; it holds the FER2013 archive {npz}: pass that .npz" if npz is not None and npz.is_file() else ""
+        raise DataError(f"folder {folder} has no image files; expected files ending in {', '.join(IMAGE_SUFFIXES)}"
+                        f"{archive}")
     image_mod = require("PIL.Image", "export", "reading calibration images from a folder")
     out = []
     for i in _sample(len(files), size, seed):

@@ -194,12 +194,17 @@ def check_step(stage: str, ref: Runner, cand: Runner, precision: str, random: np
     summary = ", ".join(
         f"{g}: {report[g]['error']}" if "error" in report[g] else
         f"{g}: max|diff| {report[g].get('max_abs_diff', float('nan')):.3g} "
-        f"(allowed {report[g].get('allowed_abs_diff')}), top-1 agreement {report[g].get('gated_agreement', 0):.3f} "
+        f"({_allowed(report[g].get('allowed_abs_diff'))}), top-1 agreement {report[g].get('gated_agreement', 0):.3f} "
         + (f"(min {tol.min_agreement})" if g in gated else "(not gated: informative)") for g in sets)
     if not report["passed"]:
         raise ExportCheckError(f"check {stage} ({precision}) failed: {summary}", report)
     log.info("check %s (%s) passed: %s", stage, precision, summary)
     return report
+
+
+def _allowed(limit: Optional[float]) -> str:
+    """The logit limit as the check log gives it: INT8 has none (its logits move by design; top-1 is gated)."""
+    return "no limit" if limit is None else f"allowed {limit:.3g}"
 
 
 # ---------------------------------------------------------------------------------------------

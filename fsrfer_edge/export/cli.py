@@ -174,7 +174,8 @@ def _validate(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> 
     if opts.eval_data is not None and not Path(opts.eval_data).is_file():
         raise DataError(f"evaluation data {opts.eval_data} "
                         f"{'is a folder' if Path(opts.eval_data).is_dir() else 'does not exist'}; "
-                        "expected an .npz with 'images' and 'labels'")
+                        "expected an .npz with 'images' and 'labels', or a folder holding fer2013.npz (as "
+                        "fsrfer-eval --data)")
     if opts.labels is not None and opts.eval_data is not None and not is_fer2013_archive(opts.eval_data):
         raise ConfigError(f"--labels {opts.labels} chooses between the FER+ and the original labels of a FER2013 "
                           f"archive (one with 'orig_row'); {opts.eval_data} has no 'orig_row', so its own 'labels' "
@@ -185,6 +186,7 @@ def _validate(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> 
         raise ConfigError(f"--calib-method {opts.calib_method!r}; expected one of {CALIB_METHODS}")
     if opts.int8_target not in TARGETS:
         raise ConfigError(f"--int8-target {opts.int8_target!r}; expected one of {sorted(TARGETS)}")
+    _refuse_options_of_steps_not_run(opts, given)
     if opts.int8_quantize_film is not None and not (opts.int8 and "u8s8" in TARGETS[opts.int8_target]):
         raise ConfigError(f"{'--int8-quantize-film' if opts.int8_quantize_film else '--int8-float-film'} applies to "
                           "the u8s8 (CPU) INT8 file only; expected --int8 with --int8-target cpu or both (the s8s8 "
@@ -225,6 +227,27 @@ def _validate(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> 
                           "exported NAME.int8-s8s8.onnx instead")
 
 
+def _with_data_files(opts: ExportOptions) -> ExportOptions:
+    """``opts`` with a data folder that holds the FER2013 archive read as that archive, as fsrfer-eval --data reads it
+    (:func:`trainer.data.npz_path`): ``--eval-data FOLDER``, and ``--calib FOLDER`` where the folder holds no face
+    images (a folder of images stays one)."""
+    from trainer.data import npz_path
+
+    from .calib import image_files
+
+    def archive(folder: Optional[Path], option: str) -> Optional[Path]:
+        if folder is None or not Path(folder).is_dir() or (option == "--calib" and image_files(Path(folder))):
+            return folder
+        npz = npz_path(Path(folder))
+        if npz is None or not npz.is_file():
+            return folder  # refused by _validate, or read as an image folder, with the reason
+        log.info("%s %s: reading %s, the FER2013 archive of that folder", option, folder, npz)
+        return npz
+
+    return dataclasses.replace(opts, eval_data=archive(opts.eval_data, "--eval-data"),
+                               calib=archive(opts.calib, "--calib"))
+
+
 def _refuse_options_of_outputs_not_made(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> None:
     """Refuse an engine, batch or Triton option given without the output it shapes: it would be ignored.
 
@@ -233,7 +256,7 @@ def _refuse_options_of_outputs_not_made(opts: ExportOptions, given: Optional[Abs
             call): those whose values differ from their defaults.
     """
     def is_given(field: str) -> bool:
-        return field in given if given is not None else getattr(opts, field) != getattr(ExportOptions, field)
+        return _is_given(opts, field, given)
 
     engine_only = [(f"--min-batch {opts.min_batch}", is_given("min_batch")),
                    (f"--opt-batch {opts.opt_batch}", is_given("opt_batch")),
@@ -250,11 +273,48 @@ def _refuse_options_of_outputs_not_made(opts: ExportOptions, given: Optional[Abs
                "the TensorRT build of --engine (or --deepstream-engine)", "builds no engine", "--engine"),
               ([o for o, on in triton if on] if opts.triton_repo is None else [],
                "the models of --triton-repo DIR", "writes no Triton repository", "--triton-repo DIR")]
+    _refuse_unused(unused)
+
+
+def _is_given(opts: ExportOptions, field: str, given: Optional[AbstractSet[str]]) -> bool:
+    """Whether the command line named ``field`` (``given``), or, for a library call (None), it is not at its default."""
+    return field in given if given is not None else getattr(opts, field) != getattr(ExportOptions, field)
+
+
+def _refuse_unused(unused: Sequence[tuple[list[str], str, str, str]]) -> None:
+    """Raise for the first (options named, what they set, what the run does not do, what to pass) with options."""
     for named, what, missing, needed in unused:
         if named:
             one = len(named) == 1
             raise ConfigError(f"{' '.join(named)}: {'this option sets' if one else 'these options set'} {what}, "
                               f"and this run {missing}; pass {needed}, or drop {'it' if one else 'them'}")
+
+
+def _refuse_options_of_steps_not_run(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> None:
+    """Refuse a calibration, evaluation or accuracy-gate option given without the step it shapes (``--int8``,
+    ``--eval-data``, both for the gate): it would be ignored. ``given``: see
+    :func:`_refuse_options_of_outputs_not_made`."""
+    def named(*fields: str) -> list[str]:
+        return [_option_text(opts, f) for f in fields if _is_given(opts, f, given)]
+
+    gate_needs = " and ".join(n for n, missing in (("--int8", not opts.int8),
+                                                   ("--eval-data NPZ", opts.eval_data is None)) if missing)
+    _refuse_unused([
+        (named("calib_size", "calib_method", "calib_factors", "int8_target") if not opts.int8 else [],
+         "the INT8 calibration and files of --int8", "makes no INT8 file",
+         "--int8" if opts.calib is not None else "--int8 --calib PATH"),
+        (named("eval_size") if opts.eval_data is None else [],
+         "how many --eval-data faces are evaluated", "evaluates no faces", "--eval-data NPZ"),
+        (named("max_int8_drop", "force") if gate_needs else [],
+         "the INT8 accuracy gate, which needs --int8 and --eval-data", "gates no INT8 file", gate_needs)])
+
+
+def _option_text(opts: ExportOptions, field: str) -> str:
+    """``--flag VALUE`` as the command line gave it (``--force`` alone; factors as 1,2,3)."""
+    flag, value = "--" + field.replace("_", "-"), getattr(opts, field)
+    if isinstance(value, bool):
+        return flag
+    return f"{flag} {','.join(str(v) for v in value) if isinstance(value, tuple) else value}"
 
 
 def _file_entry(path: Path, info: Any) -> dict[str, Any]:
@@ -520,6 +580,7 @@ def export_checkpoint(opts: ExportOptions) -> dict[str, Any]:
     Raises:
         FsrferError: any stage failed or a check/gate refused; nothing is left in ``out_dir``.
     """
+    opts = _with_data_files(opts)
     out_dir = opts.out_dir
     report: dict[str, Any] = {"name": opts.model_name, "source": str(opts.source), "files": {}, "checks": [],
                               "options": {k: (str(v) if isinstance(v, Path) else v)
@@ -606,6 +667,7 @@ def run(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> dict[s
     Raises:
         FsrferError: see :func:`export_checkpoint` and :func:`fsrfer_edge.export.engine.build_engine`.
     """
+    opts = _with_data_files(opts)
     _validate(opts, given)
     if opts.engine and opts.triton_repo is None and opts.source.suffix != ".onnx":
         # Before the export, not after it: without TensorRT the run would write ONNX files and then fail.
@@ -819,8 +881,8 @@ def _summary(report: dict[str, Any]) -> str:
             lines.append(f"accuracy {name:<10} " + " ".join(f"{k} {v:.2f}" for k, v in row.items())
                          + f" ({acc.get('labels', '?')} labels)")
     for key, c in report.get("tensorrt_check", {}).items():
-        lines.append(f"tensorrt check {key:<12} ok  ({c['int8_layers']} weighted layers in INT8, {c['float_layers']} in "
-                     f"float; {', '.join(c['tables'])})")
+        lines.append(f"tensorrt check {key:<13} ok  ({c['int8_layers']} weighted layers in INT8, "
+                     f"{c['float_layers']} in float; {', '.join(c['tables'])})")
     folder = Path(report["report"]).parent if "report" in report else Path()
     for entry in report.get("files", {}).values():
         lines.append(f"wrote {folder / entry['file']} ({entry['bytes'] / 1e6:.2f} MB)")
