@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fsrfer_edge.errors import ConfigError, DataError
+from fsrfer_edge.errors import ConfigError, DataError, ModelError
 from fsrfer_edge.fileio import atomic_write, sha256_file
 from fsrfer_edge.preprocessing import Preprocessing
 
@@ -48,6 +49,24 @@ class Data:
     val: Split
     test: Split
     source: str
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        """SHA-256 of the faces, labels and vote distributions the run trains on and picks its epochs by (the
+        train and val splits, as loaded: after ``data.limit_*``): what a stopped stage's state, a finished model
+        and stage 2's feature cache record of the data, so that an archive written again at the same path, with
+        other faces, is told apart. Computed once per :class:`Data` (well under a second for all of FER2013)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for name, split in (("train", self.train), ("val", self.val)):
+            for what, a in (("images", split.images), ("labels", split.labels), ("targets", split.targets)):
+                if a is None:
+                    continue
+                a = np.ascontiguousarray(a)  # the bytes in C order, with dtype and shape: one reading per array
+                h.update(f"{name}.{what}|{a.dtype.str}|{a.shape}|".encode())
+                h.update(a.data)
+        return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,6 +295,9 @@ def _save_model(out: Path, name: str, model: InferenceModel, cfg: TrainConfig, r
     path = out / "models" / f"{name}.pt"
     meta = {"name": name, "config": cfg.to_dict(), "history": runner.history if runner else [],
             "best_val_score": runner.best_score if runner else None, **(extra or {})}
+    data_sha256 = (runner.settings or {}).get("data_sha256") if runner else None
+    if data_sha256:  # the data it was trained on (Data.sha256), which check_same_settings compares
+        meta["data_sha256"] = data_sha256
     if distributed.is_main():
         checkpoint.save(path, checkpoint.model_payload(model, model.spec, PRE, meta))
         log.info("wrote %s", path)
@@ -284,7 +306,8 @@ def _save_model(out: Path, name: str, model: InferenceModel, cfg: TrainConfig, r
 
 
 def _runner(cfg: TrainConfig, out: Path, stage: str, model: str, modules: dict[str, nn.Module],
-            optimizers: dict[str, torch.optim.Optimizer], epochs: int, hr_fer: Optional[str] = None) -> EpochRunner:
+            optimizers: dict[str, torch.optim.Optimizer], epochs: int, hr_fer: Optional[str] = None,
+            data_sha256: Optional[str] = None) -> EpochRunner:
     """The runner of ``stage`` (its state: OUT/state/STAGE.pt), a stage of model ``model``: the state keeps the
     settings that decide that model's weights (:func:`_settings_for`), and --resume refuses it under others (a
     setting the state lacks, an option added since it was written, counts as its default).
@@ -297,10 +320,22 @@ def _runner(cfg: TrainConfig, out: Path, stage: str, model: str, modules: dict[s
     mean accuracy over those factors, so a stage resumed under others would choose among its epochs by two measures
     (stage 1 scores HR faces alone). They are not among a finished model's settings (:func:`check_same_settings`):
     evaluating it, or keeping it, at other factors is sound; only a stage half-trained under one measure is not.
-    Sorted: their order does not change the mean. States from before they were recorded resume (not compared)."""
-    return EpochRunner(stage, out / "state" / f"{stage}.pt", modules, optimizers, epochs, cfg.seed,
-                       _stage_settings(model, cfg), _stage_settings(model, TrainConfig()),
-                       {"HR model": hr_fer} if hr_fer else None)
+    Sorted: their order does not change the mean. States from before they were recorded resume (not compared).
+
+    ``data_sha256``: the data's fingerprint (:attr:`Data.sha256`), kept among the settings as ``data_sha256``: the
+    data's path alone does not tell an archive written again there, with other faces, from the one the stage
+    started on. A state written before it was recorded lacks the key and resumes (not compared); without
+    ``data_sha256`` (a caller that checks the other settings alone) the state's own is kept: not compared either."""
+    settings = _stage_settings(model, cfg)
+    state = out / "state" / f"{stage}.pt"
+    if data_sha256 is None and state.is_file():
+        with contextlib.suppress(ModelError):  # an unreadable state is reported where the stage reads it
+            saved = checkpoint.load(state, kind="state").get("settings")
+            data_sha256 = saved.get("data_sha256") if isinstance(saved, dict) else None
+    if data_sha256:
+        settings["data_sha256"] = data_sha256
+    return EpochRunner(stage, state, modules, optimizers, epochs, cfg.seed,
+                       settings, _stage_settings(model, TrainConfig()), {"HR model": hr_fer} if hr_fer else None)
 
 
 def _stage_settings(model: str, cfg: TrainConfig) -> dict[str, Any]:
@@ -325,7 +360,8 @@ def train_stage1(cfg: TrainConfig, data: Data, out: Path, resume: bool, stop_aft
     model = InferenceModel(spec_for(cfg, "hr")).to(dev)  # made on the CPU: the same weights on every device
     init = stage1_init(cfg, model) if cfg.stage1.init else None
     opt = _sgd(model.fer, cfg, cfg.stage1.lr)
-    runner = _runner(cfg, out, "stage1", "hr", {"fer": model.fer}, {"opt": opt}, cfg.stage1.epochs)
+    runner = _runner(cfg, out, "stage1", "hr", {"fer": model.fer}, {"opt": opt}, cfg.stage1.epochs,
+                     data_sha256=data.sha256)
     teacher, taught = stage1_teacher(cfg, dev, data.train)
     step = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, cfg.stage1.epochs, cfg.stage1.lr,
                              lr_inputs=False, dev=dev, teacher=teacher,
@@ -356,7 +392,8 @@ def _stage1_swa(cfg: TrainConfig, data: Data, model: InferenceModel, out: Path, 
 
     avg = AveragedModel(model.fer)
     opt = _sgd(model.fer, cfg, cfg.stage1.swa_lr)
-    runner = _runner(cfg, out, "stage1_swa", "hr", {"fer": model.fer, "swa": avg}, {"opt": opt}, cfg.stage1.swa_epochs)
+    runner = _runner(cfg, out, "stage1_swa", "hr", {"fer": model.fer, "swa": avg}, {"opt": opt}, cfg.stage1.swa_epochs,
+                     data_sha256=data.sha256)
     epoch_fn = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, cfg.stage1.swa_epochs,
                                  cfg.stage1.swa_lr, lr_inputs=False, dev=dev, constant_lr=True)
 
@@ -568,7 +605,8 @@ def train_lr_finetune(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, re
     model.to(dev)
     epochs, lr = cfg.baselines.lr_finetune_epochs, cfg.baselines.lr_finetune_lr
     opt = _sgd(model.fer, cfg, lr)
-    runner = _runner(cfg, out, "lr_finetune", "lr_finetune", {"fer": model.fer}, {"opt": opt}, epochs, hr_fer)
+    runner = _runner(cfg, out, "lr_finetune", "lr_finetune", {"fer": model.fer}, {"opt": opt}, epochs, hr_fer,
+                     data.sha256)
     teacher = load_fer(hr_path).fer.to(dev).eval().requires_grad_(False) if cfg.baselines.lr_finetune_distill else None
     step = _classifier_epoch(distributed.wrap_ddp(model.fer), opt, data.train, cfg, epochs, lr, lr_inputs=True, dev=dev,
                              teacher=teacher)
@@ -621,7 +659,7 @@ def train_image_sr(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resum
             tot += loss.detach().double()
         return distributed.all_reduce_mean({"mse": tot.item() / len(batches)})
 
-    runner = _runner(cfg, out, "image_sr", "image_sr", {"sr": sr}, {"opt": opt}, epochs, hr_fer)
+    runner = _runner(cfg, out, "image_sr", "image_sr", {"sr": sr}, {"opt": opt}, epochs, hr_fer, data.sha256)
     evaluate = lambda: _mean_acc(model, data.val, tuple(cfg.eval.factors), cfg.eval.batch_size)  # noqa: E731
     if not runner.run(train_epoch, evaluate, resume, stop_after, deadline):
         return None
@@ -909,7 +947,8 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
     hr_fer = hr_identity(fer)
     s2 = cfg.stage2
     level = s2.feature_level
-    key = f"{sha256_file(hr_path)}|{data.source}|{len(data.train.labels)}|{cfg.degrade}"
+    # the data's fingerprint too: an archive written again at the same path holds other faces
+    key = f"{sha256_file(hr_path)}|{data.source}|{data.sha256}|{len(data.train.labels)}|{cfg.degrade}"
     key += "" if level == "embedding" else f"|{level}"
     train_factors = tuple(sorted(set(cfg.degrade.factors) | {1}))
     eval_factors = tuple(cfg.eval.factors)
@@ -950,7 +989,7 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
 
     val_score = lambda: _feature_val_score(head, g, fval, data.val.labels, eval_factors)  # noqa: E731
     runners = _train_g(cfg, out, name, loss_cfg, GParts(g, d, g_net, d_net, head), sample, val_score, n, dev,
-                       resume, stop_after, deadline, hr_fer)
+                       resume, stop_after, deadline, hr_fer, data.sha256)
     if runners is None:
         return None
     pre, gan = runners
@@ -965,11 +1004,13 @@ def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: s
 def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts: GParts,
              sample: Any, val_score: Any, n: int, dev: torch.device, resume: bool,
              stop_after: Optional[int], deadline: Optional[float],
-             hr_fer: Optional[str] = None) -> Optional[tuple[EpochRunner, EpochRunner]]:
+             hr_fer: Optional[str] = None, data_sha256: Optional[str] = None
+             ) -> Optional[tuple[EpochRunner, EpochRunner]]:
     """Stage 2's two phases, for G on cached features and for an early G on images alike: G pre-trained
     alone with the feature MSE (as the authors' code does), then critic and generator steps with every
     configured loss, re-weighted. ``sample(rng, idx, rows)`` gives a :data:`Batch`. ``hr_fer``: the HR
-    model's identity (:func:`hr_identity`), kept in both phases' states. Returns the two runners
+    model's identity (:func:`hr_identity`), and ``data_sha256``, the data's (:attr:`Data.sha256`), kept in both
+    phases' states. Returns the two runners
     (pre-training, GAN), or None when stopped early."""
     s2, g = cfg.stage2, parts.g
     bs = s2.batch_size
@@ -994,7 +1035,8 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
         g.eval()
         return distributed.all_reduce_mean({"mse": tot.item() / max(1, len(batches))})
 
-    pre = _runner(cfg, out, f"{name}.pretrain", name, {"g": g}, {"opt": opt_p}, s2.pretrain_epochs, hr_fer)
+    pre = _runner(cfg, out, f"{name}.pretrain", name, {"g": g}, {"opt": opt_p}, s2.pretrain_epochs, hr_fer,
+                  data_sha256)
     if s2.pretrain_epochs and not pre.run(pre_epoch, val_score, resume, stop_after, deadline):
         return None
     if s2.epochs and pre.epochs_run and time_is_up(deadline, f"{name}.gan"):  # pre-training ended past the budget
@@ -1023,7 +1065,7 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
         return distributed.all_reduce_mean(acc)
 
     gan = _runner(cfg, out, f"{name}.gan", name, {"g": g, "d": parts.d}, {"g": opt_g, "d": opt_d}, s2.epochs,
-                  hr_fer)
+                  hr_fer, data_sha256)
     if s2.epochs:
         if not gan.run(gan_epoch, val_score, resume, stop_after, deadline):
             return None
@@ -1091,7 +1133,7 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
 
     val_score = lambda: _mean_acc(model, data.val, eval_factors, cfg.eval.batch_size)  # noqa: E731
     runners = _train_g(cfg, out, name, loss_cfg, GParts(g, d, g_net, d_net, head), sample, val_score, n, dev,
-                       resume, stop_after, deadline, hr_fer)
+                       resume, stop_after, deadline, hr_fer, data.sha256)
     g.keep_taps, g.taps = False, []
     if runners is None:
         return None
@@ -1209,34 +1251,41 @@ def _step_of(name: str) -> str:
     return "baselines"
 
 
-def check_same_settings(path: Path, name: str, cfg: TrainConfig, use: str = "--resume would keep") -> None:
+def check_same_settings(path: Path, name: str, cfg: TrainConfig, use: str = "--resume would keep",
+                        data_sha256: Optional[str] = None) -> None:
     """A finished model that a run keeps (--resume), starts from (the HR model) or evaluates must have been
     trained with today's settings; ``use`` says which, for the message.
 
     Compares the settings that decide its weights (see :func:`_settings_for`; the model's saved config
     is completed with today's defaults, so keys added since do not count as changes, unless their
-    default differs from the value now set).
+    default differs from the value now set), and the data's fingerprint (``data_sha256``, :attr:`Data.sha256`)
+    with the one the model records (models from before it was recorded: not compared).
 
     Raises:
         ConfigError: the model was trained with other settings, naming each one.
     """
     from . import config
 
-    saved = checkpoint.load(path, kind="model").get("meta", {}).get("config")
+    meta = checkpoint.load(path, kind="model").get("meta", {})
+    saved = meta.get("config")
     if not saved:
         return  # models from before configs were recorded: nothing to compare
     then = config.from_dict(saved, where=str(path)).to_dict()
     diffs = differences(_settings_for(name, then), _settings_for(name, cfg.to_dict()))
+    if data_sha256 and meta.get("data_sha256"):  # the same path may hold other faces since
+        diffs += differences({"data_sha256": meta["data_sha256"]}, {"data_sha256": data_sha256})
     if diffs:
         raise ConfigError(f"{use} {path}, but it was trained with other settings ({listed(diffs)}). Train into a "
                           f"new --out, or train it again here: its step '{_step_of(name)}' without --resume, or "
                           f"move {path} and its state files aside")
 
 
-def check_models_used(cfg: TrainConfig, out: Path, trains: list[str], resume: bool, steps: tuple[str, ...]) -> None:
+def check_models_used(cfg: TrainConfig, out: Path, trains: list[str], resume: bool, steps: tuple[str, ...],
+                      data_sha256: Optional[str] = None) -> None:
     """Before anything trains: every finished model in OUT/models that the run keeps (``resume``), starts from
     (the HR model) or evaluates, and does not train again itself, must have been trained with ``cfg``'s
-    settings (:func:`check_same_settings`). ``trains``: the models the steps train."""
+    settings and on the data of fingerprint ``data_sha256`` (:func:`check_same_settings`). ``trains``: the models
+    the steps train."""
     uses = dict.fromkeys(trains, "--resume would keep") if resume else {}
     if set(trains) - {"hr"} and "hr" not in trains:
         uses["hr"] = "stage 2 and the baselines would start from"
@@ -1247,7 +1296,7 @@ def check_models_used(cfg: TrainConfig, out: Path, trains: list[str], resume: bo
     for name in sorted(uses, key=lambda n: (n != "hr", n)):
         p = out / "models" / f"{name}.pt"
         if distributed.broadcast(p.is_file()):  # rank 0's view, on every rank
-            check_same_settings(p, name, cfg, uses[name])
+            check_same_settings(p, name, cfg, uses[name], data_sha256)
 
 
 def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, steps: tuple[str, ...] = DEFAULT_STEPS,
@@ -1279,7 +1328,8 @@ def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, 
             jobs.append(("lr_finetune", lambda: train_lr_finetune(cfg, data, hr, out, resume, stop_after, deadline)))
         if "image_sr" in cfg.baselines.run:
             jobs.append(("image_sr", lambda: train_image_sr(cfg, data, hr, out, resume, stop_after, deadline)))
-    check_models_used(cfg, out, (["hr"] if "stage1" in steps else []) + [name for name, _ in jobs], resume, steps)
+    check_models_used(cfg, out, (["hr"] if "stage1" in steps else []) + [name for name, _ in jobs], resume, steps,
+                      data.sha256)
     if resume:  # a stopped stage that would refuse these settings does so before config.json records them
         # The HR model's identity, read once where --resume keeps hr.pt: a stage started from another HR model is
         # refused here (without hr.pt, stage 1 trains it first and the stage refuses when it starts).
@@ -1292,7 +1342,8 @@ def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, 
                         distributed.broadcast((out / "state" / f"{stage}.pt").is_file()):
                     if name != "hr" and hr_fer is None and distributed.broadcast(hr.is_file()):
                         hr_fer = hr_identity(load_fer(hr).fer)  # kept by --resume: what the stage would start from
-                    _runner(cfg, out, stage, name, {}, {}, 0, None if name == "hr" else hr_fer).check_settings()
+                    _runner(cfg, out, stage, name, {}, {}, 0, None if name == "hr" else hr_fer,
+                            data.sha256).check_settings()
     if "stage1" not in steps and not hr.is_file():  # refused before config.json records settings nothing used
         raise DataError(f"stage 1 model {hr} not found; run the 'stage1' step first")
     out.mkdir(parents=True, exist_ok=True)
