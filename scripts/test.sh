@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up a fresh machine and run the checks: type-check of the TensorRT/CUDA code, then the tests.
+# Set up a fresh machine and run the checks: mypy (mypy.ini: the SDK, the exporter, the TensorRT/CUDA code and
+# the trainer), then the tests.
 # Usage: bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."

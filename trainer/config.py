@@ -270,7 +270,7 @@ def _build(cls: Type[T], d: Any, where: str, problems: Optional[list[str]] = Non
         if name not in fields:
             continue
         f = fields[name]
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         problem = ""
         if dataclasses.is_dataclass(default):
             kw[name] = _build(type(default), value, f"{where}.{name}", collect)
@@ -407,7 +407,7 @@ def load(path: str | Path) -> TrainConfig:
 def _unique_keys_loader(yaml: Any) -> Any:
     """PyYAML's SafeLoader, except that a key given twice in one mapping is an error: PyYAML keeps the last,
     so a second ``stage1:`` block would silently drop every option of the first."""
-    class UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc, name-defined]
+    class UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # yaml is Any here: subclassing Any
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             seen: set[Any] = set()
             for key_node, _ in node.value:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Optional
 import numpy as np
 
 from fsrfer_edge.errors import InputError
-from fsrfer_edge.fileio import write_json  # noqa: F401  (re-exported for the trainer)
+from fsrfer_edge.fileio import write_json as write_json  # noqa: F401  (re-exported for the trainer)
 from fsrfer_edge.preprocessing import CLASSES, Preprocessing, degrade
 
 log = logging.getLogger(__name__)

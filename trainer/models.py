@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, cast
 
 import torch
 from torch import nn
@@ -82,7 +82,8 @@ class ResNetTrunk(nn.Module):
         ends = [0 if level == "stem" else self._level_end(level) for level in levels]
         fmap = self.stem(x)
         maps = {0: fmap}
-        for i, block in enumerate(self.layers[:max(ends, default=0)]):
+        # Sequential's __getitem__ is typed Sequential | Module (a slice gives a Sequential)
+        for i, block in enumerate(cast(nn.Sequential, self.layers[:max(ends, default=0)])):
             fmap = block(fmap)
             maps[i + 1] = fmap
         return [maps[e] for e in ends]
@@ -237,6 +238,10 @@ class FactorBatchNorm(nn.Module):
     the convolution before it.
     """
 
+    # buffers (register_buffer): declared so that the type checker reads them as tensors, not Tensor | Module
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
     def __init__(self, channels: int, anchors: tuple[int, ...], eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()
         self.eps, self.momentum = eps, momentum
@@ -315,8 +320,9 @@ class FiLM(nn.Module):
     def __init__(self, channels: int, hidden: int = 32) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(FACTOR_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 2 * channels))
-        nn.init.zeros_(self.net[2].weight)
-        nn.init.zeros_(self.net[2].bias)
+        last = cast(nn.Linear, self.net[2])  # Sequential's [i] is typed Module
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.net(factor_features(factor)).chunk(2, dim=1)
@@ -337,6 +343,11 @@ class FactorEstimator(nn.Module):
 
     N_WEIGHTS = 7
     EPS = 1e-6
+    # buffers (register_buffer): declared so that the type checker reads them as tensors, not Tensor | Module
+    weights: torch.Tensor
+    fitted: torch.Tensor
+    log2_max: torch.Tensor
+    laplacian: torch.Tensor
 
     def __init__(self, max_factor: float = 8.0, pixels: Optional[tuple[float, float]] = None) -> None:
         """``pixels``: (scale, offset) with ``pixel = x * scale + offset`` in [0, 255] (the preprocessing's
@@ -366,7 +377,9 @@ class FactorEstimator(nn.Module):
         return torch.cat([s[:, :1] * 0.0 + 1.0, s, s * s], 1)  # not ones_like: no ConstantOfShape in the graph
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export() and float(self.fitted) == 0.0:
+        # the ignore: torch.jit does not list is_tracing in __all__, and the function is unannotated
+        if (not torch.jit.is_tracing()  # type: ignore[attr-defined, no-untyped-call]
+                and not torch.onnx.is_in_onnx_export() and float(self.fitted) == 0.0):
             raise ConfigError("the factor estimator is not fitted; run trainer.train.fit_factor_estimator "
                               "(scripts/fit_factor_estimator.py for an existing checkpoint)")
         return torch.pow(2.0, self.log2_factor(self.features(x)))
@@ -481,12 +494,12 @@ class DeepGenerator(nn.Module):
             raise ConfigError(f"gate: received {gate!r}; expected one of {GATES}")
         self.adapter_width, self.gate = float(adapter_width), gate
         self.stages = nn.ModuleList(copy.deepcopy(trunk.layers[i]) for i in range(lo, hi))
-        chans = [blk.bn2.num_features for blk in self.stages]  # type: ignore[union-attr]
+        chans = [cast(BasicBlock, blk).bn2.num_features for blk in self.stages]  # the trunk's blocks
         self.adapter_top_width = float(adapter_top_width) or self.adapter_width
         ends = [0, *trunk.level_ends.values()]
         top_lo = ends[ends.index(hi) - 1] - lo  # the first copied block of the stage ending at ``level``
         self.adapters = nn.ModuleList(
-            BlockAdapter(blk, self.adapter_top_width if i >= top_lo else self.adapter_width)  # type: ignore[arg-type]
+            BlockAdapter(cast(BasicBlock, blk), self.adapter_top_width if i >= top_lo else self.adapter_width)
             for i, blk in enumerate(self.stages)) if self.adapter_width else None
         if self.adapters is not None:
             self.stages.requires_grad_(False)

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Optional
+from typing import Any, Iterator, NamedTuple, Optional, cast
 
 import numpy as np
 import torch
@@ -24,8 +24,8 @@ from fsrfer_edge.preprocessing import Preprocessing
 from . import checkpoint, distributed, losses
 from .config import LossConfig, TrainConfig, ablated, resolve_device
 from .evaluate import degraded_inputs, evaluate_fn, torch_logits_fn, write_json
-from .models import (FeatureCritic, InferenceModel, LevelHead, SpatialFeatureCritic,
-                     create_generator)
+from .models import (DeepGenerator, FeatureCritic, Head, InferenceModel, LevelHead, ResNetTrunk,
+                     SpatialFeatureCritic, create_generator)
 from .runner import EpochRunner, cosine_lr, differences, listed, set_lr, time_is_up
 
 log = logging.getLogger(__name__)
@@ -375,9 +375,10 @@ def train_stage1(cfg: TrainConfig, data: Data, out: Path, resume: bool, stop_aft
     if cfg.stage1.swa_epochs:
         if runner.epochs_run and time_is_up(deadline, "stage1_swa"):  # stage 1 ended past the budget
             return None
-        runner = _stage1_swa(cfg, data, model, out, resume, stop_after, deadline, dev)
-        if runner is None:
+        swa_runner = _stage1_swa(cfg, data, model, out, resume, stop_after, deadline, dev)
+        if swa_runner is None:
             return None
+        runner = swa_runner
         extra["swa"] = {"epochs": cfg.stage1.swa_epochs, "lr": cfg.stage1.swa_lr}
     return _save_model(out, "hr", model.eval(), cfg, runner, extra or None)
 
@@ -654,7 +655,7 @@ def train_image_sr(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resum
             x, target = _tensor(lr_pix[rows]).to(dev), _tensor(hr[rows].astype(np.float32)).to(dev)
             loss = nn.functional.mse_loss(sr_net(x), target)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
             opt.step()
             tot += loss.detach().double()
         return distributed.all_reduce_mean({"mse": tot.item() / len(batches)})
@@ -672,7 +673,7 @@ def train_image_sr(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, resum
 # ---------------------------------------------------------------------------------------------
 
 
-def extract_features(trunk: nn.Module, images: np.ndarray, factors: tuple[int, ...], bs: int = 256,
+def extract_features(trunk: ResNetTrunk, images: np.ndarray, factors: tuple[int, ...], bs: int = 256,
                      cfg: Optional[TrainConfig] = None, seed: int = 0, level: str = "embedding") -> dict[int, np.ndarray]:
     """Features of every face at every factor, from the frozen trunk: {factor: (N, D) float32} for the
     embedding, {factor: (N, C, H, W)} for a stage's map (``level``, e.g. "layer3").
@@ -705,7 +706,7 @@ def extract_features(trunk: nn.Module, images: np.ndarray, factors: tuple[int, .
     return feats
 
 
-def cached_features(path: Path, trunk: nn.Module, images: np.ndarray, factors: tuple[int, ...], key: str,
+def cached_features(path: Path, trunk: ResNetTrunk, images: np.ndarray, factors: tuple[int, ...], key: str,
                     cfg: TrainConfig, level: str = "embedding") -> dict[int, np.ndarray]:
     """Features from ``path`` if it was made for ``key`` (HR model hash + data + degradation) and holds every one
     of ``factors`` (each factor's features depend on the key and that factor alone), else computed and written
@@ -718,7 +719,9 @@ def cached_features(path: Path, trunk: nn.Module, images: np.ndarray, factors: t
     feats = extract_features(trunk, images, factors, cfg=cfg, seed=cfg.seed, level=level)
     log.info("extracted %d x %d features in %.1f s", len(images), len(factors), time.time() - t0)
     # atomic_write's temporary file is removed if the write is interrupted (and by --resume after a kill -9)
-    atomic_write(path, lambda f: np.savez(f, key=np.array(key), **{f"f{k}": v for k, v in feats.items()}))
+    # (cast: numpy's stub takes a ** dict's values for its allow_pickle flag too)
+    arrays = cast("dict[str, Any]", {f"f{k}": v for k, v in feats.items()})
+    atomic_write(path, lambda f: np.savez(f, key=np.array(key), **arrays))
     return feats
 
 
@@ -739,7 +742,7 @@ class Stage2Step:
     loss changes, re-weighting changes the loss).
     """
 
-    def __init__(self, head: nn.Module, g: nn.Module, d: nn.Module, loss_cfg: LossConfig,
+    def __init__(self, head: Head | LevelHead, g: nn.Module, d: nn.Module, loss_cfg: LossConfig,
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer) -> None:
         self.head, self.g, self.d, self.cfg, self.opt_g, self.opt_d = head, g, d, loss_cfg, opt_g, opt_d
         self.factor: Optional[torch.Tensor] = None  # each face's factor, for a scale-aware G (set per batch)
@@ -767,7 +770,7 @@ class Stage2Step:
             z = self.head(y_gen) if logits is None else logits.detach()
             return losses.reweight(losses.true_class_prob(z, labels), self.cfg.reweight_power)
 
-    def _top(self, f: torch.Tensor) -> tuple[torch.Tensor, nn.Module]:
+    def _top(self, f: torch.Tensor) -> tuple[torch.Tensor, Head | LevelHead]:
         """The frozen embedding of a map (or the features themselves) and the classifier that reads it."""
         head = self.head
         return head.embed(f), getattr(getattr(head, "fer", None), "head", head)
@@ -817,7 +820,8 @@ class Stage2Step:
             else:
                 terms["kd"] = c.distill * losses.weighted_mean(kd, w)
         if c.attention:
-            taps = getattr(self.g, "module", self.g).taps  # G's own maps from this step's forward (DDP: .module)
+            # G's own maps from this step's forward (DDP: .module); a G with taps is a DeepGenerator
+            taps = cast(DeepGenerator, getattr(self.g, "module", self.g)).taps
             if self.hr_maps is None or not taps:
                 raise ConfigError("stage2.losses.attention needs an early G that keeps its maps and the HR faces' maps")
             terms["at"] = c.attention / 2 * losses.weighted_mean(losses.attention_transfer(taps, self.hr_maps), w)
@@ -850,12 +854,12 @@ class Stage2Step:
         if self.adversarial:
             ld = self.critic_loss(f_lr, f_hr, labels, shard, fake=y)
             self.opt_d.zero_grad(set_to_none=True)
-            ld.backward()
+            ld.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
             self.opt_d.step()
             stats["d_loss"] = ld.item()
         lg, parts = self.generator_loss(f_lr, f_hr, labels, y=y)
         self.opt_g.zero_grad(set_to_none=True)
-        lg.backward()
+        lg.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
         self.opt_g.step()
         return stats | parts | {"g_loss": lg.item()}
 
@@ -869,8 +873,9 @@ def _bn_as_twice(g: nn.Module, twice: bool) -> Iterator[None]:
     output uses its batch's statistics: per-factor BatchNorm (``copy_batchnorm: per_factor``) reads
     running statistics for a factor between its anchors, and its anchors are the training factors
     (``spec_for``), so no training face is between them."""
-    bns = [m for m in g.modules() if twice and m.training and getattr(m, "momentum", None) is not None
-           and getattr(m, "running_mean", None) is not None]
+    # duck-typed: torch's _BatchNorm layers and FactorBatchNorm (a Module's attributes type as Tensor | Module)
+    bns: list[Any] = [m for m in g.modules() if twice and m.training and getattr(m, "momentum", None) is not None
+                      and getattr(m, "running_mean", None) is not None]
     for m in g.modules():
         if twice and m.training and isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats \
                 and m.momentum is None:
@@ -931,7 +936,7 @@ class GParts:
     d: nn.Module
     g_net: nn.Module
     d_net: nn.Module
-    head: nn.Module
+    head: LevelHead
 
 
 def train_stage2(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, name: str, loss_cfg: LossConfig,
@@ -1029,7 +1034,7 @@ def _train_g(cfg: TrainConfig, out: Path, name: str, loss_cfg: LossConfig, parts
             b = sample(rng, idx, distributed.shard_slice(len(idx)))
             loss = losses.feature_mse(run_g(b.f_lr, b.factor), b.f_hr).mean()
             opt_p.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
             opt_p.step()
             tot += loss.detach().double()
         g.eval()
@@ -1095,7 +1100,7 @@ def train_stage2_deep(cfg: TrainConfig, data: Data, hr_path: Path, out: Path, na
     model.fer.load_state_dict(load_fer(hr_path).fer.state_dict())
     hr_fer = hr_identity(model.fer)
     g = model.generator
-    assert g is not None and hasattr(g, "init_from")  # a deep G (spec_for gives it a start)
+    assert isinstance(g, DeepGenerator)  # a deep G (spec_for gives it a start)
     g.init_from(model.fer.trunk)
     model.to(dev)
     fer = model.fer.eval().requires_grad_(False)
@@ -1207,7 +1212,7 @@ def fit_factor_estimator(model: InferenceModel, train_images: np.ndarray, val_im
     return report
 
 
-def _map_shape(trunk: nn.Module, level: str) -> tuple[int, int]:
+def _map_shape(trunk: ResNetTrunk, level: str) -> tuple[int, int]:
     """(channels, side) of the trunk's map at ``level`` for a model-size face."""
     dev = next(trunk.parameters()).device
     with torch.no_grad():
