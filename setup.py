@@ -38,7 +38,7 @@ setup(
                    "cuda-python>=12,<13; python_version >= '3.9'",
                    "pycuda>=2022.1; python_version < '3.9'"],
         # tensorrt-stubs is installed with --no-deps by scripts/test.sh: it depends on the `tensorrt` placeholder.
-        "dev": ["pytest>=7", "mypy>=1.5", "ruff", "vermin>=1.6"],
+        "dev": ["pytest>=7", "mypy>=2.4", "ruff", "vermin>=1.6"],
         # fsrfer-demo: scikit-image ships the public-domain sample photograph; Pillow reads/draws images.
         "demo": ["onnxruntime>=1.16", "scikit-image>=0.19", "pillow>=9"],
         # fsrfer-crowd: OpenCV reads videos and cameras and has the fallback face detector (its Haar
