@@ -15,10 +15,12 @@ import math
 import os
 import re
 import reprlib
+import socket
 import stat
 import tempfile
+import time
 from pathlib import Path
-from typing import IO, Any, Callable, Optional, Sequence, Union
+from typing import IO, Any, Callable, Iterator, Optional, Sequence, Union
 
 from .errors import InputError
 
@@ -311,13 +313,92 @@ def _finite_or_none(obj: Any, default: Optional[Callable[[Any], Any]], at: str, 
     return obj if made is obj else _finite_or_none(made, default, at, where)
 
 
-def remove_partial_writes(folder: PathLike) -> list[Path]:
+#: The lock file a process holds in a folder while it writes there (:func:`folder_lock`).
+FOLDER_LOCK_NAME = ".fsrfer.lock"
+
+
+class FolderInUse(InputError):
+    """Another open of a folder's lock file holds it (:func:`folder_lock`): another live process writes there.
+    ``holder``: what the lock file says of it ("pid N on HOST since T"), "" where unreadable."""
+
+    def __init__(self, folder: PathLike, holder: str) -> None:
+        self.folder, self.holder = Path(folder), holder
+        super().__init__(f"{folder} is in use by another process ({holder or 'unknown'}); expected a folder no "
+                         "other process writes: wait for it to finish, or choose another folder")
+
+
+@contextlib.contextmanager
+def folder_lock(folder: PathLike) -> Iterator[bool]:
+    """Hold an advisory ``flock`` on :data:`FOLDER_LOCK_NAME` in the existing ``folder`` (made if missing), without
+    waiting: so that two processes do not write one folder at once, and a cleanup of a killed process's files
+    (:func:`remove_partial_writes`) never removes a live one's. The system releases it when its holder exits,
+    however it exits (kill -9 included), so a killed process never leaves it held; the holder removes the file as
+    it lets go (one a killed holder left is taken over).
+
+    Yields True while held; False where there is no lock to be had (no ``flock`` on the platform, as on Windows,
+    or on the file system; a folder where the file cannot be made): the caller goes on without it.
+
+    Raises:
+        FolderInUse: another open of the lock file holds it (another process, or another ``folder_lock`` of this
+            one), named where the file says which.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield False
+        return
+    path = Path(folder) / FOLDER_LOCK_NAME
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            logger.debug("no lock in %s (%s): not held", folder, exc)
+            yield False
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise FolderInUse(folder, holder) from None
+        except OSError as exc:  # ENOLCK, EOPNOTSUPP: a file system without flock
+            os.close(fd)
+            logger.debug("no lock in %s (%s): not held", folder, exc)
+            yield False
+            return
+        try:  # a holder removes the file as it lets go: one this open found then is no lock any more
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                break
+        except OSError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                  "\n".encode(), 0)
+        yield True
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # while still held: the folder is left as it was
+        os.close(fd)  # releases the lock
+
+
+def remove_partial_writes(folder: PathLike, locked: bool = False) -> list[Path]:
     """Delete the hidden ``.NAME.*.tmp`` files that :func:`atomic_write` leaves when its process is
-    killed (kill -9) mid-write; returns what was removed. Call it only when nothing writes into
-    ``folder`` (e.g. when a run starts with --resume)."""
+    killed (kill -9) mid-write; returns what was removed. Only the files of processes that are gone: unless
+    ``locked`` (the caller holds ``folder``'s :func:`folder_lock`), it takes that lock for the removal, and while
+    another process holds it (a live run writing there) removes nothing."""
     root = Path(folder)
     if not root.is_dir():
         return []
+    if not locked:
+        try:
+            with folder_lock(root):
+                return remove_partial_writes(root, locked=True)
+        except FolderInUse as exc:
+            logger.info("%s: nothing half-written removed: another process (%s) writes there", root,
+                        exc.holder or "unknown")
+            return []
     removed = []
     for p in sorted(root.rglob(".*.tmp")):  # atomic_write's names only: .NAME.<mkstemp's letters>.tmp
         if re.fullmatch(r"\..+\.[a-z0-9_]+\.tmp", p.name) and p.is_file() and not p.is_symlink():

@@ -260,3 +260,17 @@ def test_a_process_name_with_parentheses_and_spaces_is_read(monkeypatch: pytest.
         assert engine_cache._process_gone(42)
         monkeypatch.setattr(engine_cache, "_proc_stat", lambda pid: None)  # no /proc: os.kill's answer
         assert not engine_cache._process_gone(42)
+
+
+@pytest.mark.parametrize("flag", ["--int8-quantize-film", "--int8-float-film", "--int8-quantize-g", "--int8-float-g"])
+def test_int8_quantization_choices_with_an_onnx_source_say_to_make_variants_from_the_checkpoint(
+        flag: str, tmp_path: Path) -> None:
+    from fsrfer_edge.errors import ConfigError
+    from fsrfer_edge.export import cli
+
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"not read: refused before")
+    with pytest.raises(ConfigError, match=f"drop {flag} \\(make variants from the checkpoint\\)"):
+        cli.run(cli.ExportOptions(source=onnx, out_dir=tmp_path / "out", engine=True,
+                                  **({"int8_quantize_film": flag.endswith("quantize-film")} if "film" in flag
+                                     else {"int8_quantize_g": flag.endswith("quantize-g")})))

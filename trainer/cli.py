@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 from fsrfer_edge.backends.onnxruntime_backend import MAX_THREADS
 from fsrfer_edge.errors import (BackendUnavailable, CliParser, FsrferError, cli_main, one_line, require,
                                  sigterm_interrupts)
-from fsrfer_edge.fileio import check_distinct_files, check_output_path, remove_partial_writes, write_json
+from fsrfer_edge.fileio import check_distinct_files, check_output_path, write_json
 from fsrfer_edge.preprocessing import FACTORS
 from fsrfer_edge.ferplus import FERPLUS_FILE
 
@@ -147,13 +147,11 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
             if out.exists() and not out.is_dir():
                 raise FsrferError(f"--out {out} is a file; expected a folder for the run (it is created if missing)")
             check_output_path(out / "config.json", "--out")
-            if args.resume and ctx.rank == 0:
-                if not (out / "state").is_dir():  # a mistyped --out would otherwise look like a resumed run
-                    log.warning("--resume: nothing to resume in %s (no state/ folder from an earlier run); "
-                                "starting a new run there", out)
-                else:  # only in a run's folder: --out ~ must not lose other programs' hidden .tmp files
-                    for p in remove_partial_writes(out):  # left by a process killed mid-write (kill -9)
-                        log.info("removed %s, a file left half-written by an earlier run that was killed", p)
+            if args.resume and ctx.rank == 0 and not (out / "state").is_dir():
+                # a mistyped --out would otherwise look like a resumed run (a killed run's half-written files go
+                # in run_pipeline, under the folder's lock, whether it resumes or not)
+                log.warning("--resume: nothing to resume in %s (no state/ folder from an earlier run); "
+                            "starting a new run there", out)
             data = load_data(cfg, config.resolve_data_path(cfg, None, args.config))
             done = run_pipeline(cfg, data, out, resume=args.resume, steps=steps, time_budget_min=args.time_budget,
                                 started=started)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from fsrfer_edge.errors import ConfigError, DataError, ModelError
-from fsrfer_edge.fileio import atomic_write, sha256_file
+from fsrfer_edge.fileio import FolderInUse, atomic_write, folder_lock, remove_partial_writes, sha256_file
 from fsrfer_edge.preprocessing import Preprocessing
 
 from . import checkpoint, distributed, losses
@@ -1304,6 +1304,29 @@ def check_models_used(cfg: TrainConfig, out: Path, trains: list[str], resume: bo
             check_same_settings(p, name, cfg, uses[name], data_sha256)
 
 
+@contextlib.contextmanager
+def _run_folder(out: Path) -> Iterator[None]:
+    """Hold ``out``'s lock (:func:`fsrfer_edge.fileio.folder_lock`, rank 0) while the run writes there, and remove,
+    under it, what a run killed mid-write (kill -9) left there, whether this one resumes it or starts again:
+    ConfigError while another live run holds the folder (two runs would overwrite each other's states)."""
+    with contextlib.ExitStack() as stack:
+        busy: Optional[str] = None
+        if distributed.is_main():
+            try:
+                stack.enter_context(folder_lock(out))
+            except FolderInUse as exc:
+                busy = exc.holder or "unknown"
+        busy = distributed.broadcast(busy)
+        if busy is not None:
+            raise ConfigError(f"--out {out} is in use by another fsrfer-train run ({busy}); expected one run per "
+                              "folder: wait for it to finish (then --resume continues it), or train into another --out")
+        # only in a run's folder: a new --out (~) keeps other programs' hidden .tmp files
+        if distributed.is_main() and ((out / "state").is_dir() or (out / "config.json").is_file()):
+            for p in remove_partial_writes(out, locked=True):
+                log.info("removed %s, a file left half-written by an earlier run that was killed", p)
+        yield
+
+
 def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, steps: tuple[str, ...] = DEFAULT_STEPS,
                  stop_after: Optional[int] = None, time_budget_min: Optional[float] = None,
                  started: Optional[float] = None) -> bool:
@@ -1352,34 +1375,35 @@ def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, 
     if "stage1" not in steps and not hr.is_file():  # refused before config.json records settings nothing used
         raise DataError(f"stage 1 model {hr} not found; run the 'stage1' step first")
     out.mkdir(parents=True, exist_ok=True)
-    if distributed.is_main():
-        write_json(out / "config.json", cfg.to_dict())
-    trained = False  # whether this call has started a model yet: past the budget, no other starts after it
+    with _run_folder(out):
+        if distributed.is_main():
+            write_json(out / "config.json", cfg.to_dict())
+        trained = False  # whether this call has started a model yet: past the budget, no other starts after it
 
-    def run_job(name: str, job: Any) -> bool:
-        """Train model ``name`` unless --resume keeps it (checked above); False when the run stopped early."""
-        nonlocal trained
-        if resume and distributed.broadcast((models / f"{name}.pt").is_file()):
-            return True
-        if trained and time_is_up(deadline, name):
+        def run_job(name: str, job: Any) -> bool:
+            """Train model ``name`` unless --resume keeps it (checked above); False when the run stopped early."""
+            nonlocal trained
+            if resume and distributed.broadcast((models / f"{name}.pt").is_file()):
+                return True
+            if trained and time_is_up(deadline, name):
+                return False
+            trained = True
+            return job() is not None
+
+        if "stage1" in steps and not run_job("hr", lambda: train_stage1(cfg, data, out, resume, stop_after, deadline)):
             return False
-        trained = True
-        return job() is not None
-
-    if "stage1" in steps and not run_job("hr", lambda: train_stage1(cfg, data, out, resume, stop_after, deadline)):
-        return False
-    if not hr.is_file():
-        raise DataError(f"stage 1 model {hr} not found; run the 'stage1' step first")
-    if not all(run_job(name, job) for name, job in jobs):  # all() stops at the first that stopped early
-        return False
-    if trained and ("eval" in steps or "eval-test" in steps) and time_is_up(deadline, "the evaluation"):
-        return False
-    if "eval" in steps and distributed.is_main():
-        evaluate_all(cfg, data, out, split=cfg.eval.split)
-    if "eval-test" in steps and distributed.is_main():
-        evaluate_all(cfg, data, out, split="test")
-    distributed.barrier()
-    return True
+        if not hr.is_file():
+            raise DataError(f"stage 1 model {hr} not found; run the 'stage1' step first")
+        if not all(run_job(name, job) for name, job in jobs):  # all() stops at the first that stopped early
+            return False
+        if trained and ("eval" in steps or "eval-test" in steps) and time_is_up(deadline, "the evaluation"):
+            return False
+        if "eval" in steps and distributed.is_main():
+            evaluate_all(cfg, data, out, split=cfg.eval.split)
+        if "eval-test" in steps and distributed.is_main():
+            evaluate_all(cfg, data, out, split="test")
+        distributed.barrier()
+        return True
 
 
 def evaluate_all(cfg: TrainConfig, data: Data, out: Path, split: str = "val") -> dict[str, Any]:

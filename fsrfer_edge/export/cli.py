@@ -139,7 +139,11 @@ def _validate(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> 
                                  ("--flip", opts.flip), ("--calib", opts.calib is not None),
                                  (f"--opset {opts.opset}", opts.opset != ExportOptions.opset),
                                  ("--no-simplify", not opts.simplify),
-                                 ("--eval-data", opts.eval_data is not None)) if on]
+                                 ("--eval-data", opts.eval_data is not None),
+                                 ("--int8-quantize-film" if opts.int8_quantize_film else "--int8-float-film",
+                                  opts.int8_quantize_film is not None),
+                                 ("--int8-quantize-g" if opts.int8_quantize_g else "--int8-float-g",
+                                  opts.int8_quantize_g is not None)) if on]
         if not (opts.engine or opts.triton_repo or opts.deepstream) or extra:
             raise ConfigError(
                 f"given an .onnx file ({opts.source.name}) fsrfer-export only builds an engine, a Triton "
@@ -281,13 +285,19 @@ def _is_given(opts: ExportOptions, field: str, given: Optional[AbstractSet[str]]
     return field in given if given is not None else getattr(opts, field) != getattr(ExportOptions, field)
 
 
-def _refuse_unused(unused: Sequence[tuple[list[str], str, str, str]]) -> None:
-    """Raise for the first (options named, what they set, what the run does not do, what to pass) with options."""
+def _refuse_unused(unused: Sequence[tuple[list[str], str, str, str]], onnx_source: Optional[Path] = None) -> None:
+    """Raise for the first (options named, what they set, what the run does not do, what to pass) with options.
+    ``onnx_source``: the run's .onnx source, where the options apply to an export from a checkpoint only (passing
+    what they need beside it would be refused by the .onnx rule): the message says so instead."""
     for named, what, missing, needed in unused:
         if named:
             one = len(named) == 1
-            raise ConfigError(f"{' '.join(named)}: {'this option sets' if one else 'these options set'} {what}, "
-                              f"and this run {missing}; pass {needed}, or drop {'it' if one else 'them'}")
+            sets = f"{' '.join(named)}: {'this option sets' if one else 'these options set'} {what}"
+            if onnx_source is not None:
+                raise ConfigError(f"{sets}, in an export from a model checkpoint (.pt) only, and {onnx_source.name} "
+                                  f"is an .onnx file; export from the checkpoint with {needed}, or drop "
+                                  f"{'it' if one else 'them'}")
+            raise ConfigError(f"{sets}, and this run {missing}; pass {needed}, or drop {'it' if one else 'them'}")
 
 
 def _refuse_options_of_steps_not_run(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> None:
@@ -297,16 +307,18 @@ def _refuse_options_of_steps_not_run(opts: ExportOptions, given: Optional[Abstra
     def named(*fields: str) -> list[str]:
         return [_option_text(opts, f) for f in fields if _is_given(opts, f, given)]
 
-    gate_needs = " and ".join(n for n, missing in (("--int8", not opts.int8),
-                                                   ("--eval-data NPZ", opts.eval_data is None)) if missing)
+    onnx = opts.source.suffix == ".onnx"  # --int8, --calib and --eval-data are refused with it (_validate)
+    gate_needs = " and ".join(n for n, missing in (("--int8", not opts.int8 or onnx),
+                                                   ("--eval-data NPZ", opts.eval_data is None or onnx)) if missing)
     _refuse_unused([
-        (named("calib_size", "calib_method", "calib_factors", "int8_target") if not opts.int8 else [],
+        (named("calib_size", "calib_method", "calib_factors", "int8_target") if not opts.int8 or onnx else [],
          "the INT8 calibration and files of --int8", "makes no INT8 file",
-         "--int8" if opts.calib is not None else "--int8 --calib PATH"),
-        (named("eval_size") if opts.eval_data is None else [],
+         "--int8" if opts.calib is not None and not onnx else "--int8 --calib PATH"),
+        (named("eval_size") if opts.eval_data is None or onnx else [],
          "how many --eval-data faces are evaluated", "evaluates no faces", "--eval-data NPZ"),
         (named("max_int8_drop", "force") if gate_needs else [],
-         "the INT8 accuracy gate, which needs --int8 and --eval-data", "gates no INT8 file", gate_needs)])
+         "the INT8 accuracy gate, which needs --int8 and --eval-data", "gates no INT8 file", gate_needs)],
+        opts.source if onnx else None)
 
 
 def _option_text(opts: ExportOptions, field: str) -> str:
