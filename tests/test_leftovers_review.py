@@ -26,16 +26,22 @@ def _killed_run(folder: Path) -> list[Path]:
 
 # -- 1. leftovers of a killed run -------------------------------------------------------------------------------
 
-def test_a_new_run_in_a_killed_runs_folder_removes_its_leftovers(tmp_path: Path) -> None:
-    """Only --resume removed them: a new run without it overwrote the states and left the half-written files."""
+@pytest.fixture
+def killed_run(tmp_path: Path) -> tuple[Path, Path, list[Path]]:
+    """(tiny config, run folder, the half-written files a run killed there left)."""
     pytest.importorskip("torch")
     pytest.importorskip("yaml")
-    from trainer.cli import train_main
-
     cfg = tmp_path / "t.yaml"
     cfg.write_text(TINY)
     run = tmp_path / "run"
-    left = _killed_run(run)
+    return cfg, run, _killed_run(run)
+
+
+def test_a_new_run_in_a_killed_runs_folder_removes_its_leftovers(killed_run: tuple[Path, Path, list[Path]]) -> None:
+    """Only --resume removed them: a new run without it overwrote the states and left the half-written files."""
+    from trainer.cli import train_main
+
+    cfg, run, left = killed_run
     theirs = run / "state" / ".cache.tmp"  # not atomic_write's name: kept
     theirs.write_bytes(b"theirs")
     assert train_main(["--config", str(cfg), "--out", str(run), "--steps", "stage1"]) == 0
@@ -65,18 +71,13 @@ def test_nothing_is_removed_from_a_folder_a_live_run_holds(tmp_path: Path) -> No
         assert held
 
 
-def test_a_second_run_in_a_folder_a_live_run_holds_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                                               ) -> None:
+def test_a_second_run_in_a_folder_a_live_run_holds_is_refused(killed_run: tuple[Path, Path, list[Path]],
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
     """Two runs writing one --out would overwrite each other's states, and one's cleanup the other's files."""
-    pytest.importorskip("torch")
-    pytest.importorskip("yaml")
     from fsrfer_edge.fileio import folder_lock
     from trainer.cli import train_main
 
-    cfg = tmp_path / "t.yaml"
-    cfg.write_text(TINY)
-    run = tmp_path / "run"
-    left = _killed_run(run)
+    cfg, run, left = killed_run
     for resume in ([], ["--resume"]):
         with folder_lock(run):
             assert train_main(["--config", str(cfg), "--out", str(run), "--steps", "stage1", *resume]) == 2
