@@ -274,3 +274,16 @@ def test_int8_quantization_choices_with_an_onnx_source_say_to_make_variants_from
         cli.run(cli.ExportOptions(source=onnx, out_dir=tmp_path / "out", engine=True,
                                   **({"int8_quantize_film": flag.endswith("quantize-film")} if "film" in flag
                                      else {"int8_quantize_g": flag.endswith("quantize-g")})))
+
+
+def test_every_group_of_unused_options_is_named_in_one_refusal(tmp_path: Path) -> None:
+    """The walkthrough's command needed two or three tries, one complaint each."""
+    from fsrfer_edge.errors import ConfigError
+    from fsrfer_edge.export import cli
+
+    opts = cli.ExportOptions(source=tmp_path / "m.pt", out_dir=tmp_path / "out", eval_size=10, calib_method="minmax",
+                             max_int8_drop=0.0, force=True)
+    with pytest.raises(ConfigError) as err:
+        cli._refuse_options_of_steps_not_run(opts, frozenset({"eval_size", "calib_method", "max_int8_drop", "force"}))
+    said = str(err.value)
+    assert "--calib-method minmax" in said and "--eval-size 10" in said and "--max-int8-drop 0.0 --force" in said

@@ -286,18 +286,23 @@ def _is_given(opts: ExportOptions, field: str, given: Optional[AbstractSet[str]]
 
 
 def _refuse_unused(unused: Sequence[tuple[list[str], str, str, str]], onnx_source: Optional[Path] = None) -> None:
-    """Raise for the first (options named, what they set, what the run does not do, what to pass) with options.
-    ``onnx_source``: the run's .onnx source, where the options apply to an export from a checkpoint only (passing
-    what they need beside it would be refused by the .onnx rule): the message says so instead."""
+    """Raise for every (options named, what they set, what the run does not do, what to pass) with options, in one
+    message (one run names them all). ``onnx_source``: the run's .onnx source, where the options apply to an export
+    from a checkpoint only (passing what they need beside it would be refused by the .onnx rule): the message says so
+    instead."""
+    messages = []
     for named, what, missing, needed in unused:
         if named:
             one = len(named) == 1
             sets = f"{' '.join(named)}: {'this option sets' if one else 'these options set'} {what}"
             if onnx_source is not None:
-                raise ConfigError(f"{sets}, in an export from a model checkpoint (.pt) only, and {onnx_source.name} "
-                                  f"is an .onnx file; export from the checkpoint with {needed}, or drop "
-                                  f"{'it' if one else 'them'}")
-            raise ConfigError(f"{sets}, and this run {missing}; pass {needed}, or drop {'it' if one else 'them'}")
+                messages.append(f"{sets}, in an export from a model checkpoint (.pt) only, and {onnx_source.name} "
+                                f"is an .onnx file; export from the checkpoint with {needed}, or drop "
+                                f"{'it' if one else 'them'}")
+            else:
+                messages.append(f"{sets}, and this run {missing}; pass {needed}, or drop {'it' if one else 'them'}")
+    if messages:
+        raise ConfigError(". ".join(messages))
 
 
 def _refuse_options_of_steps_not_run(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> None:
