@@ -92,6 +92,18 @@ def check_half_life(value: Any, name: str = "half_life") -> float:
     return float(value)
 
 
+def _numbers(value: Any, what: str, expected: str) -> np.ndarray:
+    """``value`` as a float64 array, or InputError saying what was received and ``expected``: real numbers only
+    (``np.asarray(..., dtype=float)`` would read text digits, booleans and the real part of complex numbers)."""
+    try:
+        a = np.asarray(value)
+        if a.dtype.kind not in "iuf":
+            raise TypeError(f"received {a.dtype} values")
+        return a.astype(np.float64)
+    except (TypeError, ValueError) as exc:  # rows of other lengths, text, complex numbers
+        raise InputError(f"{what} could not be read as numbers ({exc}); expected {expected}") from exc
+
+
 def _check_probs(p: np.ndarray, what: str = "probs") -> None:
     """Refuse values that are not class probabilities: not finite, negative, or rows not summing to 1."""
     if not np.isfinite(p).all():
@@ -150,10 +162,7 @@ def smooth_sequence(probs: np.ndarray, half_life: float = DEFAULT_HALF_LIFE,
     """
     half_life = check_half_life(half_life)
     _check_aggregate(aggregate)
-    try:
-        p = np.asarray(probs, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"probs could not be read as numbers ({exc}); expected a (T, N, C) array") from exc
+    p = _numbers(probs, "probs", "a (T, N, C) array")
     if p.ndim != 3 or not len(p):
         raise InputError(f"probs has shape {p.shape}; expected (T, N, C) with T >= 1 frames")
     _check_probs(p)
@@ -466,11 +475,7 @@ class FaceTracker:
 
     @staticmethod
     def _boxes(boxes: Any) -> np.ndarray:
-        try:
-            b = np.asarray(boxes, dtype=np.float64)
-        except (TypeError, ValueError) as exc:  # rows of other lengths, text
-            raise InputError(f"boxes could not be read as numbers ({exc}); expected (N, 4) boxes (x0, y0, x1, y1)") \
-                from exc
+        b = _numbers(boxes, "boxes", "(N, 4) boxes (x0, y0, x1, y1)")
         if b.size == 0:
             return b.reshape(0, 4)
         if b.ndim != 2 or b.shape[1] != 4:
@@ -485,10 +490,7 @@ class FaceTracker:
 
     @staticmethod
     def _scores(scores: Any, n: int) -> np.ndarray:
-        try:
-            s = np.asarray(scores, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"scores could not be read as numbers ({exc}); expected ({n},) detection scores") from exc
+        s = _numbers(scores, "scores", f"({n},) detection scores").reshape(-1)
         if len(s) != n:
             raise InputError(f"scores has {len(s)} entries; expected one per box ({n})")
         if not np.isfinite(s).all():
@@ -497,10 +499,7 @@ class FaceTracker:
 
     def _check(self, boxes: Any, probs: Any) -> Tuple[np.ndarray, np.ndarray]:
         b = self._boxes(boxes)
-        try:
-            p = np.asarray(probs, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"probs could not be read as numbers ({exc}); expected ({len(b)}, num_classes)") from exc
+        p = _numbers(probs, "probs", f"({len(b)}, num_classes)")
         classes = len(self._tracks[0].num) if self._tracks else None
         if b.size == 0 and p.size == 0:
             given = p.shape[-1] if p.ndim == 2 else 0
@@ -711,10 +710,7 @@ class ExpressionSmoother:
         if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
             raise InputError(f"frame={frame!r}; expected the frame's integer number")
         frame = int(frame)
-        try:
-            p = np.asarray(probs, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"probs could not be read as numbers ({exc}); expected (C,) class probabilities") from exc
+        p = _numbers(probs, "probs", "(C,) class probabilities")
         if p.ndim != 1 or not p.size:
             raise InputError(f"probs has shape {p.shape}; expected (C,) class probabilities of one face")
         _check_probs(p)

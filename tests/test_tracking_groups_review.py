@@ -207,3 +207,16 @@ def test_the_shipped_group_calibration_still_reads() -> None:
     path = Path(__file__).resolve().parents[1] / "fsrfer_edge" / "models" / "default.groups.json"
     cal = GroupCalibration.from_dict(json.loads(path.read_text()))
     assert cal.to_dict()["n"] == json.loads(path.read_text())["n"] and cal.resampled is not None
+
+
+@pytest.mark.parametrize("bad", [["0.7", "0.3"], [0.7 + 0j, 0.3 + 0j], [True, False]])
+def test_tracker_and_smoother_refuse_probabilities_that_are_not_real_numbers(bad: Any) -> None:
+    """np.asarray(dtype=float) read digits as numbers, kept complex numbers' real part and True as 1."""
+    from fsrfer_edge.tracking import ExpressionSmoother
+
+    with pytest.raises(InputError, match="could not be read as numbers"):
+        ExpressionSmoother().update("a", bad, 0)
+    with pytest.raises(InputError, match="could not be read as numbers"):
+        FaceTracker().update([[0, 0, 10, 10]], [bad])
+    with pytest.raises(InputError, match="could not be read as numbers"):
+        FaceTracker().update([["0", "0", "10", "10"]], [[0.7, 0.3]])
