@@ -48,6 +48,30 @@ def _box(x: np.ndarray) -> np.ndarray:
 _KERNELS = {"bicubic": (_cubic, 2.0), "bilinear": (_triangle, 1.0), "box": (_box, 0.5)}
 
 
+def _check_lengths(**lengths: Any) -> None:
+    """Axis lengths and sizes given to the resizing functions are integers (not bool: True would be a size of 1)."""
+    for name, n in lengths.items():
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+            raise InputError(f"resize: {name}={n!r}; expected an integer number of pixels >= 1")
+
+
+def _check_kernel(kernel: Any) -> None:
+    """Before the cached matrices: an unhashable kernel would be a TypeError of the cache."""
+    if not isinstance(kernel, str) or kernel not in _KERNELS:
+        raise InputError(f"unknown resize kernel {kernel!r}; expected one of {sorted(_KERNELS)}")
+
+
+def _check_image(img: Any, what: str) -> np.ndarray:
+    """``img`` as a plain ndarray (:func:`unmasked`) with two last axes of at least one pixel each."""
+    img = unmasked(img, f"{what}: the image")
+    if not isinstance(img, np.ndarray):
+        raise InputError(f"{what}: received a {type(img).__name__}; expected a numpy array (..., H, W)")
+    if np.ndim(img) < 2 or 0 in np.shape(img)[-2:]:
+        raise InputError(f"{what}: received an array of shape {np.shape(img)}; expected (..., H, W) with H and W "
+                         ">= 1")
+    return img
+
+
 @functools.lru_cache(maxsize=256)
 def resize_matrix(n_in: int, n_out: int, kernel: str = "bicubic", antialias: bool = True) -> np.ndarray:
     """Return the (n_out, n_in) matrix that resamples a 1-D signal of length n_in to n_out.
@@ -55,10 +79,13 @@ def resize_matrix(n_in: int, n_out: int, kernel: str = "bicubic", antialias: boo
     With ``antialias`` the kernel is widened by the down-sampling scale (as PIL does), so
     down-sampling averages over the source pixels instead of aliasing.
     """
+    _check_lengths(n_in=n_in, n_out=n_out)
     if n_in < 1 or n_out < 1:
         raise InputError(f"cannot resize a length-{n_in} axis to length {n_out}; both must be >= 1")
-    if kernel not in _KERNELS:
+    if not isinstance(kernel, str) or kernel not in _KERNELS:
         raise InputError(f"unknown resize kernel {kernel!r}; expected one of {sorted(_KERNELS)}")
+    if not isinstance(antialias, (bool, np.bool_)):
+        raise InputError(f"resize: antialias={antialias!r}; expected True or False")
     fn, support = _KERNELS[kernel]
     scale = n_in / n_out
     stretch = max(scale, 1.0) if antialias else 1.0
@@ -82,6 +109,12 @@ def resize_matrix(n_in: int, n_out: int, kernel: str = "bicubic", antialias: boo
 def padded_resize_matrix(n_in: int, n_pad: int, n_out: int, kernel: str = "bicubic") -> np.ndarray:
     """The (n_out, n_in) anti-aliased matrix that resamples an axis of length n_in, first centred in n_pad by
     repeating its edge pixels, to n_out; the padded axis is never built."""
+    _check_lengths(n_in=n_in, n_pad=n_pad, n_out=n_out)
+    if n_in < 1:
+        raise InputError(f"cannot resize a length-{n_in} axis; expected a length >= 1")
+    if n_pad < n_in:  # the pad would crop the axis's middle, not pad it
+        raise InputError(f"padded_resize_matrix: n_pad={n_pad} is shorter than the axis, n_in={n_in}; expected "
+                         "n_pad >= n_in")
     m = resize_matrix(n_pad, n_out, kernel, True)
     if n_pad == n_in:
         return m
@@ -96,7 +129,15 @@ def resize_square(img: np.ndarray, size: int, kernel: str = "bicubic") -> np.nda
     """Resize the last two axes of ``img`` (..., H, W) to (size, size), a crop that is not square first centred
     in a square of its larger side by repeating its edge pixels (as ``CrowdAnalyzer`` crops faces): the model's
     faces are square crops, and stretching a narrower box distorts the face
-    (``results/ferplus/app_inputs_val.json``). The same as :func:`resize` for a square crop; float32 out."""
+    (``results/ferplus/app_inputs_val.json``). The same as :func:`resize` for a square crop; float32 out.
+
+    Raises:
+        InputError: ``img`` has fewer than two axes or an empty one, masked pixels, or ``size`` is not an integer
+            >= 1 or ``kernel`` not a known kernel.
+    """
+    img = _check_image(img, "resize_square")
+    _check_lengths(size=size)
+    _check_kernel(kernel)
     h, w = img.shape[-2:]
     n = max(h, w)
     my = padded_resize_matrix(h, n, size, kernel)
@@ -106,8 +147,20 @@ def resize_square(img: np.ndarray, size: int, kernel: str = "bicubic") -> np.nda
 
 
 def resize(img: np.ndarray, size: tuple[int, int], kernel: str = "bicubic", antialias: bool = True) -> np.ndarray:
-    """Resize the last two axes of ``img`` (..., H, W) to ``size`` = (h, w); float32 out."""
+    """Resize the last two axes of ``img`` (..., H, W) to ``size`` = (h, w); float32 out.
+
+    Raises:
+        InputError: ``img`` has fewer than two axes or an empty one, masked pixels, or ``size`` is not two integers
+            >= 1, ``kernel`` not a known kernel or ``antialias`` not a bool.
+    """
+    img = _check_image(img, "resize")
+    if not isinstance(size, (tuple, list)) or len(size) != 2:
+        raise InputError(f"resize: size={size!r}; expected (h, w), two integer numbers of pixels")
     h, w = size
+    _check_lengths(size_h=h, size_w=w)
+    _check_kernel(kernel)
+    if not isinstance(antialias, (bool, np.bool_)):
+        raise InputError(f"resize: antialias={antialias!r}; expected True or False")
     my = resize_matrix(img.shape[-2], h, kernel, antialias)
     mx = resize_matrix(img.shape[-1], w, kernel, antialias)
     with _blas_flags_ignored():
@@ -155,6 +208,9 @@ def _crop_of_rank(img: np.ndarray, what: str) -> np.ndarray:
     """``img`` as given, when it is one crop (C, H, W) or (H, W); else an :class:`InputError`."""
     if np.ndim(img) not in (2, 3):
         raise InputError(f"{what}: received an array of shape {np.shape(img)}; expected (C, H, W) or (H, W)")
+    if np.ndim(img) == 3 and np.shape(img)[0] not in (1, 3):  # an HxWx3 face would be reduced along wrong axes
+        raise InputError(f"{what}: received an array of shape {np.shape(img)}; expected (C, H, W) or (H, W) with C "
+                         "1 or 3 channels (an HxWx3 face is channels-last: pass np.moveaxis(face, -1, 0))")
     return img
 
 
@@ -208,7 +264,15 @@ FLAT_FACE_STD = 1.0
 
 
 def _floor(floor: "float | None") -> float:
-    return CONTRAST_FLOOR if floor is None else floor
+    """The floor to use: :data:`CONTRAST_FLOOR` for None; else ``floor`` as given, grey levels in [0, 127.5] (as
+    :class:`Corrections` takes them: an infinite floor would stretch every face to black and white, a NaN or negative
+    one would turn the step off without a word)."""
+    if floor is None:
+        return CONTRAST_FLOOR
+    if isinstance(floor, (bool, np.bool_)) or not _finite_number(floor) or not 0 <= floor <= 127.5:
+        raise InputError(f"contrast floor={floor!r}; expected grey levels in [0, 127.5] (0: off; None: the default, "
+                         f"{CONTRAST_FLOOR})")
+    return floor
 
 
 def _low_contrast(pixels: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -224,7 +288,11 @@ def raise_contrast(pixels: np.ndarray, floor: "float | None" = None) -> np.ndarr
     The model was trained on faces of ordinary contrast, and faces of a quarter of it lose up to 10 points at
     12 px; raised to the floor they win most of that back, and clean faces score the same. Gray models only
     (``Preprocessing.to_pixels`` leaves RGB faces alone: one spread over three channels would mistake a colour
-    cast for contrast, and the floor was chosen on gray faces)."""
+    cast for contrast, and the floor was chosen on gray faces).
+
+    Raises:
+        InputError: ``pixels`` is not float32, or ``floor`` is not None nor grey levels in [0, 127.5].
+    """
     if pixels.dtype != np.float32:
         raise InputError(f"raise_contrast works in place on float32 pixels; received {pixels.dtype}")
     floor = _floor(floor)
@@ -675,6 +743,7 @@ def soften(img: np.ndarray, sigma: float) -> np.ndarray:
     """
     if isinstance(sigma, (bool, np.bool_)) or not _finite_number(sigma) or sigma <= 0:
         raise InputError(f"soften: sigma={sigma!r}; expected a positive number of pixels")
+    img = unmasked(img, "soften: the image")  # a masked array's mask would be kept on blurred pixels
     if np.ndim(img) < 2:
         raise InputError(f"soften: received an array of shape {np.shape(img)}; expected (..., H, W)")
     h, w = img.shape[-2:]
@@ -769,8 +838,9 @@ def spatial(faces: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.nda
 def shrink(img: np.ndarray, factor: int) -> np.ndarray:
     """Faces (..., S, S) as the small uint8 crops a camera gives: down-sampled by ``factor`` (anti-aliased bicubic) to
     ``round(S / factor)`` pixels a side, the first half of :func:`degrade` (factor 1: the faces, as uint8)."""
-    if not isinstance(factor, (int, np.integer)) or factor < 1:
+    if isinstance(factor, (bool, np.bool_)) or not isinstance(factor, (int, np.integer)) or factor < 1:
         raise InputError(f"down-sample factor must be an integer >= 1, got {factor!r}")
+    _check_image(img, "shrink")
     side = img.shape[-1]
     small = max(1, round(side / factor))
     out = img if small == side else resize(img, (small, small), "bicubic", antialias=True)
@@ -783,8 +853,9 @@ def degrade(img: np.ndarray, factor: int, kernel: str = "bicubic") -> np.ndarray
     Factor 1 returns the faces unchanged (as float32). The low-resolution side is
     ``round(H / factor)`` pixels, e.g. 48 px faces at x4 become 12 px, as ``../shared/data`` describes.
     """
-    if not isinstance(factor, (int, np.integer)) or factor < 1:
+    if isinstance(factor, (bool, np.bool_)) or not isinstance(factor, (int, np.integer)) or factor < 1:
         raise InputError(f"down-sample factor must be an integer >= 1, got {factor!r}")
+    _check_image(img, "degrade")
     h, w = img.shape[-2:]
     if factor > min(h, w):  # it would be read as a 1-pixel face whatever the factor, and reported as xFACTOR
         raise InputError(f"down-sample factor {factor} on {h}x{w} faces leaves less than one pixel; expected a factor "
