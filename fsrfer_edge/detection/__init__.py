@@ -125,6 +125,11 @@ def create_detector(name: str = "auto", *, min_face: float = 8.0, min_score: Opt
     if threads is not None and name == "opencv":
         raise InputError("threads= applies to the ONNX detectors (ONNX Runtime) only; drop it for 'opencv'")
     if threads is not None:  # 'auto' fell back: the same call works on every install, but not silently
+        from ..backends.onnxruntime_backend import MAX_THREADS  # light: onnxruntime itself is imported on use
+
+        # Checked as ONNX Runtime's detectors check it: a call that fails where YuNet runs fails here too.
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
+            raise InputError(f"threads={threads!r}; expected an integer from 1 to {MAX_THREADS} or None (all cores)")
         logger.warning("threads=%r is unused: detector 'auto' chose 'opencv', as %s (pip extra 'cpu' for YuNet)",
                        threads, why)
     from .opencv import OpenCVDetector

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..fileio import loads_json
+from .base import as_path
 from .pyramid import PyramidDetector, check_number, open_session
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ class BlazeFaceDetector(PyramidDetector):
     Raises:
         ModelError: the model is missing or is not a converted BlazeFace model.
         BackendUnavailable: onnxruntime is not installed (pip extra ``cpu``).
-        InputError: an option out of range.
+        InputError: an option out of range, or a ``model`` that is not a path (a str or os.PathLike).
     """
 
     name = "blazeface"
@@ -159,7 +160,7 @@ class BlazeFaceDetector(PyramidDetector):
                  iou: float = 0.3, max_cover: float = 0.7, level_step: float = 2.0, max_input: int = 1024,
                  face_px: Optional[float] = None, size_slack: float = 1.5, providers: Union[None, str, Sequence[Any]] = None,
                  threads: Optional[int] = None) -> None:
-        self.path = Path(model) if model is not None else DEFAULT_BLAZEFACE
+        self.path = as_path(model, "model") if model is not None else DEFAULT_BLAZEFACE
         check_number("min_score", min_score, 0.0, 1.0)
         check_number("min_face", min_face, 1.0)
         session, layout = _load(self.path, providers, threads)

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import BackendUnavailable, InputError, require
 from ..fileio import file_problem
 from ..preprocessing import resize
-from .base import MAX_FRAME_PIXELS, as_rgb_frame, check_frame_size
+from .base import MAX_FRAME_PIXELS, as_path, as_rgb_frame, check_frame_size
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +82,14 @@ def read_image(path: PathLike) -> np.ndarray:
     significant bits, as OpenCV reads them.
 
     Raises:
-        InputError: the file does not exist (or is a folder), is not a readable image, has more than
+        InputError: ``path`` is not a path (a str or os.PathLike), the file does not exist (or is a folder), is
+            not a readable image, has more than
             :data:`~.base.MAX_FRAME_PIXELS` pixels (checked from its header, before decoding), or holds
             32-bit integer or floating-point pixels outside 0..255 (the file does not say their range; within it
             they are rounded).
         BackendUnavailable: neither Pillow nor OpenCV is installed.
     """
-    p = Path(path)
+    p = as_path(path, "image")
     problem = file_problem(p)  # a folder, say, is said to be one, not "does not exist"
     if problem:
         raise InputError(f"image {p} {problem}; expected an image file such as a .png or .jpg")
@@ -157,9 +158,9 @@ def check_image_name(path: PathLike) -> Path:
     """``path`` as a Path if write_image can write it (by its suffix): a CLI checks this before any work.
 
     Raises:
-        InputError: an unsupported suffix.
+        InputError: not a path (a str or os.PathLike), or an unsupported suffix.
     """
-    p = Path(path)
+    p = as_path(path, "output image")
     if p.suffix.lower() not in IMAGE_FORMATS:
         raise InputError(f"cannot write an image named {p.name}; expected a .png, .jpg, .bmp, .tif or .webp name")
     return p

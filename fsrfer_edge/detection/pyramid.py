@@ -23,6 +23,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import InputError, ModelError
+from ..fileio import file_problem
 from .base import Detection, DetectorClosedError, FaceDetector, box_iou, drop_nested, weighted_nms
 from .frames import resize_rgb
 
@@ -97,10 +98,7 @@ class PyramidDetector(FaceDetector):
 
     #: Keypoints per detection (BlazeFace 6, YuNet 5).
     n_points = 0
-    #: Also return weak detections, scoring from this up to ``min_score`` (None: none): merged among themselves
-    #: and dropped where they overlap a detection at ``min_score`` or more, so that those are exactly the ones
-    #: found without it. A tracker uses them only to continue faces it follows (``CrowdAnalyzer(weak_score=)``).
-    weak_score: Optional[float] = None
+    _weak_score: Optional[float] = None
     #: The ONNX Runtime session (None once closed).
     _session: Any = None
 
@@ -120,6 +118,33 @@ class PyramidDetector(FaceDetector):
         if isinstance(max_input, bool) or not isinstance(max_input, (int, np.integer)) or max_input < 4 * m:
             raise InputError(f"max_input={max_input!r}; expected an integer >= {4 * m}")
         self.max_input = int(max_input) // m * m
+
+    @property
+    def weak_score(self) -> Optional[float]:
+        """Also return weak detections, scoring from this up to ``min_score`` (None: none): merged among themselves
+        and dropped where they overlap a detection at ``min_score`` or more, so that those are exactly the ones
+        found without it. A tracker uses them only to continue faces it follows (``CrowdAnalyzer(weak_score=)``).
+
+        Raises:
+            InputError: on setting a value that is not None or a number from 0 up to ``min_score`` (at or over
+                it, it would add none), or any number on a detector without a score threshold (OpenCV's).
+        """
+        return self._weak_score
+
+    @weak_score.setter
+    def weak_score(self, value: Optional[float]) -> None:
+        if value is None:
+            self._weak_score = None
+            return
+        threshold = getattr(self, "min_score", None)
+        if threshold is None:
+            raise InputError(f"weak_score={value!r}: the {self.name} detector has no score threshold to go under "
+                             "(YuNet and BlazeFace do); expected None")
+        score = check_number("weak_score", value, 0.0, 1.0)
+        if score >= threshold:
+            raise InputError(f"weak_score={value!r}: expected a score under the {self.name} detector's threshold "
+                             f"({threshold}), from which weak detections reach up to it; None: no weak detections")
+        self._weak_score = score
 
     # -- planning ---------------------------------------------------------------------------
     def plan(self, height: int, width: int) -> list[Level]:
@@ -271,8 +296,9 @@ def open_session(path: Path, providers: Union[None, str, Sequence[Any]], threads
     )
 
     ort = import_onnxruntime()
-    if not path.is_file():
-        raise ModelError(f"detector model {path} does not exist; expected {expected}")
+    problem = file_problem(path)  # a folder is said to be one, not "does not exist"
+    if problem:
+        raise ModelError(f"detector model {path} {problem}; expected {expected}")
     try:
         # No spin-waiting: a detector takes turns with the recogniser (see make_session_options).
         return ort.InferenceSession(str(path), sess_options=make_session_options(threads, ort, spinning=False),

@@ -23,6 +23,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import ModelError
+from .base import as_path
 from .pyramid import PyramidDetector, check_number, open_session
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class YuNetDetector(PyramidDetector):
     Raises:
         ModelError: the model is missing or its inputs/outputs are not YuNet's.
         BackendUnavailable: onnxruntime is not installed (pip extra ``cpu``).
-        InputError: an option out of range.
+        InputError: an option out of range, or a ``model`` that is not a path (a str or os.PathLike).
     """
 
     name = "yunet"
@@ -106,7 +107,7 @@ class YuNetDetector(PyramidDetector):
         super().__init__(min_score=min_score, min_face=min_face, iou=iou, max_cover=max_cover, level_step=level_step,
                          max_input=max_input, face_px=face_px, size_slack=size_slack, size_multiple=32,
                          coarsest=int(check_number("coarsest", coarsest, 32, 1 << 16)))
-        self.path = Path(model) if model is not None else DEFAULT_YUNET
+        self.path = as_path(model, "model") if model is not None else DEFAULT_YUNET
         self._session = _load(self.path, providers, threads)
 
     def _network(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
