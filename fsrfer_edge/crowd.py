@@ -26,7 +26,7 @@ import os
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generator, Iterable, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Generator, Iterable, Iterator, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
@@ -264,7 +264,17 @@ class TrackLog:
         self._last: Optional[int] = None  # the last frame number logged
 
     def add(self, result: CrowdResult) -> None:
-        """Count ``result``'s tracked faces (results in the order the stream gives them)."""
+        """Count ``result``'s tracked faces (results in the order the stream gives them).
+
+        Raises:
+            InputError: ``result`` is not a :class:`CrowdResult`, or its classes are not the log's.
+        """
+        if not isinstance(result, CrowdResult):
+            raise InputError(f"TrackLog.add received a {type(result).__name__}; expected a CrowdResult from "
+                             "CrowdAnalyzer.analyze_stream")
+        if tuple(result.classes) != self.classes:  # a mean over other classes would be read with the wrong names
+            raise InputError(f"TrackLog.add received a result with classes {tuple(result.classes)}; expected the "
+                             f"log's classes {self.classes}: make one TrackLog(analyzer.classes) per model")
         index = result.frame_index + self._offset
         if self._last is not None and index <= self._last:  # frame_index went back: the next call's results
             self._offset = self._last + 1 - result.frame_index
@@ -373,7 +383,8 @@ class CrowdAnalyzer:
         min_face: smallest face side (pixels) the default detector searches for; with a ``detector`` given,
             set it there (another value here is refused).
         weak_score: the default detector also returns weak detections, scoring from this up to its threshold
-            (``PyramidDetector.weak_score``; None: none). In a tracked stream a weak detection is kept where it
+            (``PyramidDetector.weak_score``; None: none; one at or over that threshold is refused: it would add
+            none). In a tracked stream a weak detection is kept where it
             continues a face the tracker follows (:meth:`FaceTracker.continuing`, as ByteTrack's second
             association); otherwise it is dropped. With a ``detector`` given, set its ``weak_score`` there.
         groups: the group calibration behind the summary's ``shares`` (:mod:`fsrfer_edge.groups`): ``"auto"``
@@ -431,7 +442,11 @@ class CrowdAnalyzer:
                     self.close()
                     raise InputError(f"weak_score={weak_score}: the {detector.name} detector has no score threshold "
                                      "to go under (YuNet and BlazeFace do)")
-                detector.weak_score = float(weak_score)
+                try:  # checked by the detector (PyramidDetector.weak_score: under its threshold, or it adds none)
+                    detector.weak_score = float(weak_score)
+                except BaseException:
+                    self.close()
+                    raise
         self.detector = detector
         self.margin = default_margin(detector) if margin is None else float(margin)
         try:
@@ -616,9 +631,16 @@ class CrowdAnalyzer:
         Raises:
             InputError: the video or camera cannot be opened, yields no frame, or a frame is invalid; ``track``
                 is none of the above; ``detect_every`` is not an integer >= 1, or more than 1 without tracking.
+                The options (``pipeline`` not a bool, ``max_frames`` not an integer >= 1) and the type of ``source``
+                are checked at this call; a video or camera is opened, and frames are read, at the first frame.
+            BackendClosedError: the analyzer was closed, also between two frames of a stream started before.
             BackendUnavailable: OpenCV is needed for video files and cameras (pip extra ``crowd``).
         """
         self._check_open()
+        if not isinstance(pipeline, (bool, np.bool_)):
+            raise InputError(f"pipeline={pipeline!r}; expected True or False")
+        _check_max_frames(max_frames)
+        _check_source(source)  # its type; a video or camera is opened at the first frame
         if track is None:
             track = DEFAULT_TRACK and _is_video(source)
         tracker = _tracker(track)
@@ -627,14 +649,12 @@ class CrowdAnalyzer:
         if detect_every > 1 and tracker is None:
             raise InputError(f"detect_every={detect_every} needs tracking: the frames the detector skips are answered "
                              "where the tracker expects each face; pass track=True (or a FaceTracker)")
-        return self._stream(source, pipeline, max_frames, tracker, int(detect_every))
+        return self._stream(source, bool(pipeline), max_frames, tracker, int(detect_every))
 
     def _stream(self, source: Union[PathLike, int, Iterable[np.ndarray]], pipeline: bool,
                 max_frames: Optional[int], tracker: Optional[FaceTracker],
                 detect_every: int = 1) -> Generator[CrowdResult, None, None]:
-        if max_frames is not None:
-            if isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer)) or max_frames < 1:
-                raise InputError(f"max_frames={max_frames!r}; expected an integer >= 1 (None: until the source ends)")
+        _check_max_frames(max_frames)
         opened = iter_frames(source)
         try:  # a video or camera opened here is released when the stream ends, is abandoned or raises
             yield from self._stream_frames(opened, pipeline, max_frames, tracker, detect_every)
@@ -648,6 +668,7 @@ class CrowdAnalyzer:
             frames = itertools.islice(frames, int(max_frames))
         if not pipeline:
             for i, rgb in enumerate(frames):
+                self._check_open()  # close() between two frames of a stream started before it
                 dets, detect_ms = self._timed_detect(rgb) if _detects(i, detect_every) else (None, 0.0)
                 yield self._recognize(rgb, dets, i, detect_ms, tracker)
             return
@@ -660,6 +681,7 @@ class CrowdAnalyzer:
 
             pending = submit(0, current)
             for i in itertools.count():
+                self._check_open()  # close() between two frames of a stream started before it
                 failed: Optional[Exception] = None
                 try:
                     upcoming = next(frames, None)
@@ -682,7 +704,7 @@ class CrowdAnalyzer:
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:
         """Close the recogniser and detector this analyzer created (not ones it was given); closing twice is
-        fine. A closed analyzer refuses further work."""
+        fine. A closed analyzer refuses further work, also the next frame of a stream started before."""
         self._closed = True
         while self._owned:
             self._owned.pop().close()
@@ -703,6 +725,29 @@ class CrowdAnalyzer:
 
     def __repr__(self) -> str:
         return f"CrowdAnalyzer(recognizer={self.recognizer!r}, detector={self.detector!r}, margin={self.margin})"
+
+
+def _check_max_frames(max_frames: Any) -> None:
+    if max_frames is not None:
+        if isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer)) or max_frames < 1:
+            raise InputError(f"max_frames={max_frames!r}; expected an integer >= 1 (None: until the source ends)")
+
+
+def _opens_video(source: Any) -> bool:
+    """Whether a stream's ``source`` is a video path or a camera index (opened by :func:`video_frames`)."""
+    return isinstance(source, (str, os.PathLike)) or (isinstance(source, (int, np.integer))
+                                                      and not isinstance(source, bool))
+
+
+def _check_source(source: Any) -> None:
+    """InputError for a stream source that is none of a video path, a camera index or an iterable of frames."""
+    if _opens_video(source):
+        return
+    if isinstance(source, np.ndarray):
+        raise InputError("analyze_stream received one array; pass a list of frames, or use analyze() for one frame")
+    if not isinstance(source, Iterable):
+        raise InputError(f"source is a {type(source).__name__}; expected a video path, a camera index or an "
+                         "iterable of HxWx3 uint8 frames")
 
 
 def _detects(index: int, every: int) -> bool:
@@ -776,6 +821,9 @@ def _given_boxes(boxes: Sequence[Sequence[float]], shape: tuple[int, ...]) -> li
     expected = "expected N boxes of 4 finite numbers (x0, y0, x1, y1) in frame pixels, e.g. [(10, 20, 58, 68)]"
     if not isinstance(boxes, (list, tuple, np.ndarray)):
         raise InputError(f"boxes is a {type(boxes).__name__}; {expected} as a list, tuple or (N, 4) array")
+    odd = _not_a_number(boxes)
+    if odd is not None:  # numpy would read "28" as 28.0 and True as 1.0
+        raise InputError(f"boxes could not be read as numbers: they hold a {type(odd).__name__} ({odd!r}); {expected}")
     try:
         arr = np.asarray(boxes, dtype=np.float64) if len(boxes) else np.zeros((0, 4))
     except (TypeError, ValueError) as exc:
@@ -793,6 +841,17 @@ def _given_boxes(boxes: Sequence[Sequence[float]], shape: tuple[int, ...]) -> li
     return clean_detections([Detection((b[0], b[1], b[2], b[3]), 1.0) for b in arr], shape, "boxes=")
 
 
+def _not_a_number(boxes: Sequence[Any]) -> Any:
+    """The first value of ``boxes`` that is a bool, a string or bytes (None: none is); other shapes and types are
+    left to the reading as numbers."""
+    for box in boxes:
+        values = box.tolist() if isinstance(box, np.ndarray) else box
+        for v in values if isinstance(values, (list, tuple)) else (values,):
+            if isinstance(v, (bool, np.bool_, str, bytes)):
+                return v
+    return None
+
+
 def iter_frames(source: Union[PathLike, int, Iterable[np.ndarray]]) -> Iterator[np.ndarray]:
     """RGB uint8 frames from a video file, a camera index or an iterable of frames.
 
@@ -800,14 +859,10 @@ def iter_frames(source: Union[PathLike, int, Iterable[np.ndarray]]) -> Iterator[
         InputError: the video/camera cannot be opened or yields no frame; a frame is invalid.
         BackendUnavailable: OpenCV is missing (needed for files and cameras).
     """
-    if isinstance(source, (str, os.PathLike)) or (isinstance(source, (int, np.integer)) and not isinstance(source, bool)):
-        return video_frames(source)
-    if isinstance(source, np.ndarray):
-        raise InputError("analyze_stream received one array; pass a list of frames, or use analyze() for one frame")
-    if not isinstance(source, Iterable):
-        raise InputError(f"source is a {type(source).__name__}; expected a video path, a camera index or an "
-                         "iterable of HxWx3 uint8 frames")
-    return (_as_frame(f, f"frame {i}") for i, f in enumerate(source))
+    if _opens_video(source):
+        return video_frames(cast(Union[PathLike, int], source))
+    _check_source(source)
+    return (_as_frame(f, f"frame {i}") for i, f in enumerate(cast(Iterable[np.ndarray], source)))
 
 
 def _as_frame(frame: Any, what: str) -> np.ndarray:
