@@ -595,7 +595,9 @@ class CrowdAnalyzer:
         ``reset()`` before an unrelated video, and do not share one tracker between streams read at the same
         time). None (the default) tracks a video file or a camera (a path, a camera index, or an opened
         :class:`VideoFrames`; :data:`DEFAULT_TRACK`), not another iterable of frames, which may be separate
-        photos: pass ``track=True`` for your own video's frames.
+        photos: pass ``track=True`` for your own video's frames. Tracks are matched by box position, so the frames
+        of a tracked stream (and of the calls a carried tracker goes on into) should share one size: a change of
+        size is not refused (a clip cropped on the fly may be valid) but logs a warning, once per call.
 
         With ``pipeline`` the detection of frame t+1 runs in a worker thread while frame t is recognised
         (both ONNX Runtime and TensorRT release the GIL), so a frame costs about max(detect, recognise)
@@ -666,10 +668,12 @@ class CrowdAnalyzer:
                        tracker: Optional[FaceTracker], detect_every: int) -> Generator[CrowdResult, None, None]:
         if max_frames is not None:
             frames = itertools.islice(frames, int(max_frames))
+        sizes = _FrameSizeWatch(tracker)
         if not pipeline:
             for i, rgb in enumerate(frames):
                 self._check_open()  # close() between two frames of a stream started before it
                 dets, detect_ms = self._timed_detect(rgb) if _detects(i, detect_every) else (None, 0.0)
+                sizes.see(rgb)
                 yield self._recognize(rgb, dets, i, detect_ms, tracker)
             return
         with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsrfer-detect") as pool:
@@ -690,6 +694,7 @@ class CrowdAnalyzer:
                 dets, detect_ms = pending.result() if pending is not None else (None, 0.0)
                 if upcoming is not None:
                     pending = submit(i + 1, upcoming)
+                sizes.see(current)
                 yield self._recognize(current, dets, i, detect_ms, tracker)
                 if failed is not None:
                     raise failed
@@ -725,6 +730,30 @@ class CrowdAnalyzer:
 
     def __repr__(self) -> str:
         return f"CrowdAnalyzer(recognizer={self.recognizer!r}, detector={self.detector!r}, margin={self.margin})"
+
+
+class _FrameSizeWatch:
+    """Logs one warning per stream the first time the frame size changes in a tracked stream (within it, or from
+    the last frame a carried tracker saw while it still has tracks): tracks are matched by box position, which
+    means another place in a frame of another geometry, so one face may continue another's track. Not refused: a
+    clip cropped on the fly may be valid."""
+
+    def __init__(self, tracker: Optional[FaceTracker]) -> None:
+        self._tracker = tracker
+        self._size = tracker.frame_size if tracker is not None and tracker.n_tracks else None
+        self._warned = False
+
+    def see(self, rgb: np.ndarray) -> None:
+        if self._tracker is None:
+            return
+        size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        if self._size is not None and size != self._size and not self._warned:
+            self._warned = True
+            logger.warning("frame size changed from %dx%d to %dx%d (height x width) in a tracked stream: tracks are "
+                           "matched by position, so a face may continue another face's track; pass track=False or "
+                           "start a new stream (a new FaceTracker, or its reset()) for frames of another size",
+                           *self._size, *size)
+        self._size = self._tracker.frame_size = size
 
 
 def _check_max_frames(max_frames: Any) -> None:

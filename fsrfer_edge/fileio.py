@@ -79,10 +79,14 @@ def check_output_path(path: PathLike, what: str = "output", probe: bool = True, 
             existing file that is not JSON.
     """
     p = Path(path)
+    example = _example_name(p, what, json_output)
     if str(path) == "" or p.name in ("", ".", ".."):
-        raise InputError(f"{what} {str(path)!r} is not a file name; expected a path such as results.json")
+        raise InputError(f"{what} {str(path)!r} is not a file name; expected "
+                         + (f"a path such as {example}" if example else "the path of a file"))
     if p.is_dir():
-        raise InputError(f"{what} {p} is a directory; expected a file path inside it, e.g. {p / 'results.json'}")
+        raise InputError(f"{what} {p} is a directory; expected a file path inside it, e.g. {p / example}" if example
+                         else f"{what} {p} is a directory; expected a file path: add a file name inside it "
+                              f"({p}{os.sep}NAME)")
     for parent in p.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -94,6 +98,15 @@ def check_output_path(path: PathLike, what: str = "output", probe: bool = True, 
     if problem:
         raise InputError(f"{what} {p} {problem}")
     return p
+
+
+def _example_name(p: Path, what: str, json_output: bool) -> str:
+    """A file name for a message's example of ``what``'s output path: results.json for a JSON output, out + the
+    path's own suffix (a folder named shots.png: out.png), else "" (no kind known: no example)."""
+    if json_output or "json" in what.lower():
+        return "results.json"
+    suffix = p.suffix if p.name not in ("", ".", "..") else ""
+    return f"out{suffix}" if suffix else ""
 
 
 JSON_HEAD_BYTES = 1 << 16  # how much of an existing file is read to tell JSON text from anything else

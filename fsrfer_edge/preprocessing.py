@@ -1122,8 +1122,9 @@ def check_pixels(image: np.ndarray, what: str = "image") -> None:
       :data:`MAX_IMAGE_SIDE`.
 
     Raises:
-        InputError: as above.
+        InputError: as above, and ``image`` not a numpy array (a list, say).
     """
+    _require_array(image, what)
     image = unmasked(image, what)
     if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
         # A 16-bit image spans 0..65535: clipping it to 255 would turn it white, so it is scaled instead.
@@ -1151,6 +1152,14 @@ def check_pixels(image: np.ndarray, what: str = "image") -> None:
                          "but pixels are expected on the 0..255 scale. Multiply by 255 (or pass uint8)")
 
 
+def _require_array(image: Any, what: str) -> None:
+    """InputError for pixels that are not a numpy array: a list is not converted here, as its dtype (int64 for
+    a list of ints) would be numpy's guess, not the caller's."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{what} is a {type(image).__name__}; expected a numpy array of pixels (uint8, or float in "
+                         "[0, 255]). Convert with np.asarray(image, dtype=np.uint8)")
+
+
 def _dtype_words(dtype: np.dtype) -> str:
     """``dtype`` for a message, a non-native byte order named in words: ``>u2 (uint16, big-endian)``, not ``>u2``."""
     if dtype.byteorder not in ("<", ">"):  # native, or one byte (no order)
@@ -1173,7 +1182,19 @@ def to_uint8_pixels(image: np.ndarray, what: str = "image") -> np.ndarray:
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax: float32 for float32 or float16 logits (a model's), float64 for float64 or integer ones
-    (scripts that want the precision cast to float64 first)."""
+    (scripts that want the precision cast to float64 first).
+
+    Raises:
+        InputError: ``logits`` is not a numpy array of shape (N, C) with C >= 1 (N may be 0).
+    """
+    if not isinstance(logits, np.ndarray):
+        raise InputError(f"logits is a {type(logits).__name__}; expected a numpy array of shape (N, C): one row "
+                         "of class scores per face. Convert with np.asarray(logits)")
+    if logits.ndim != 2:
+        raise InputError(f"logits has shape {logits.shape}; expected (N, C): one row of class scores per face "
+                         "(for one face's C scores, pass logits[None, :])")
+    if logits.shape[1] == 0:
+        raise InputError(f"logits has shape {logits.shape}: rows of no classes; expected (N, C) with C >= 1")
     z = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)

@@ -264,6 +264,9 @@ class FaceTracker:
         self._next_id = 0
         self._looked = 0  # frames the detector looked at (not skipped: detect_every) since made or reset
         self._spread: Optional[np.ndarray] = None
+        #: (height, width) of the last frame a stream fed this tracker (``CrowdAnalyzer.analyze_stream`` sets it, to
+        #: warn when frames of another size continue its tracks); None when made or reset.
+        self.frame_size: Optional[tuple[int, int]] = None
 
     @property
     def spread(self) -> Optional[np.ndarray]:
@@ -286,6 +289,7 @@ class FaceTracker:
         self._tracks = []
         self._looked = 0
         self._spread = None
+        self.frame_size = None
 
     def coasting(self, boxes: Any, looked: bool = True, weak: Any = None) -> np.ndarray:
         """The faces to recognise in this frame although the detector did not find them: call before
