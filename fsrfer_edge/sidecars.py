@@ -7,6 +7,7 @@ Why files and not ONNX metadata: docs/DESIGN.md.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -21,6 +22,28 @@ logger = logging.getLogger(__name__)
 
 #: Where the shipped model's files are.
 PACKAGED = Path(__file__).resolve().parent / "models"
+#: Checkpoint files the package re-stored with the same weights (other bytes, so another SHA-256), each mapped to the
+#: checkpoint its exported graph and measured files name: ``python scripts/restored_checkpoint.py`` checks and
+#: writes it (a graph exported again from the re-stored file must answer as the shipped one).
+RESTORED = PACKAGED / "restored_checkpoints.json"
+
+
+@functools.lru_cache(maxsize=1)
+def _restored() -> dict[str, str]:
+    from .fileio import loads_json
+
+    try:
+        doc = loads_json(RESTORED.read_text(), source=str(RESTORED))
+    except FileNotFoundError:
+        return {}
+    return {k: v["same_weights_as"] for k, v in doc.items()}
+
+
+def same_checkpoint(a: str, b: str) -> bool:
+    """Whether checkpoints ``a`` and ``b`` (SHA-256 of their files) hold one model: the same file, or a packaged
+    checkpoint re-stored (:data:`RESTORED`) and the file it was re-stored from."""
+    restored = _restored()
+    return a == b or restored.get(a) == b or restored.get(b) == a
 
 #: An engine built from ``NAME.onnx`` or its variants: ``NAME.<precision>.<digest>.trt...engine``
 #: (:meth:`fsrfer_edge.engine_cache.EngineKey.filename`).
@@ -86,7 +109,8 @@ class MeasuredFile:
         """Why it does not belong to a model with these classes and checkpoint, or None when it does."""
         if tuple(classes) != self.classes:
             return f"its classes {list(self.classes)} are not the model's {list(classes)}"
-        if self.checkpoint_sha256 and checkpoint_sha256 and self.checkpoint_sha256 != checkpoint_sha256:
+        if self.checkpoint_sha256 and checkpoint_sha256 and not same_checkpoint(self.checkpoint_sha256,
+                                                                                checkpoint_sha256):
             return (f"it was measured on checkpoint {self.checkpoint_sha256[:12]}…, the model comes from "
                     f"{checkpoint_sha256[:12]}…")
         return None
@@ -153,7 +177,7 @@ def find(model_path: Optional[PathLike], classes: Sequence[str], checkpoint_sha2
             logger.warning("%s skipped: %s", what, exc)
             continue
         why = found.mismatch(classes, checkpoint_sha256)
-        if why is None and (p == beside or found.checkpoint_sha256 == checkpoint_sha256):
+        if why is None and (p == beside or same_checkpoint(found.checkpoint_sha256, checkpoint_sha256)):
             return found
         if p == beside:
             logger.warning("%s %s skipped: %s", what, p, why or "it records no checkpoint")
