@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per instance (default: all cores)")
     p.add_argument("--workspace", type=Path, default=None, metavar="DIR",
                    help="PyTriton's workspace folder, which PyTriton creates and deletes (with its contents) when "
-                        "the server stops, so DIR must not exist yet (default: a temporary folder)")
+                        "the server stops, so DIR must not exist yet (default: a new folder under $PYTRITON_HOME, "
+                        "~/.cache/pytriton)")
     p.add_argument("--log-verbose", type=int, default=0, help="Triton's verbose log level (default 0)")
     p.add_argument("--log-file", type=Path, metavar="PATH",
                    help="write tritonserver's log to PATH instead of the console (with -q: default "

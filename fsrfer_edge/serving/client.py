@@ -301,6 +301,12 @@ class TritonClientBackend(Backend):
                     raise ServerUnavailable(
                         f"{self.endpoint} did not answer in HTTP ({type(exc).__name__}: {exc}); expected Triton's "
                         "HTTP port (8000 by default). Is this its gRPC port (8001)? Then pass protocol='grpc'") from exc
+                if why is None and self.protocol == "http" and "JSONDecodeError" in type(exc).__name__:
+                    # An HTTP server whose answers are not Triton's JSON: most often Triton's own metrics port.
+                    raise ServerUnavailable(
+                        f"{self.endpoint} did not answer as Triton's HTTP API ({type(exc).__name__}: {exc}); expected "
+                        "Triton's HTTP port (8000 by default), not its metrics port (8002) or another web "
+                        "server") from exc
                 if why is None:
                     raise RemoteError(f"{self.endpoint} model {self.model_name!r} answered with an error: "
                                       f"{type(exc).__name__}: {exc}") from exc

@@ -275,7 +275,8 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
         threads: ONNX Runtime threads per instance (None: one per physical core).
         log_verbose: Triton's verbose log level (0: off).
         workspace: folder for PyTriton's model store and sockets, which PyTriton creates and deletes when
-            the server stops, so it must not exist yet (default: a temporary one).
+            the server stops, so it must not exist yet (default: a new one under ``$PYTRITON_HOME``,
+            ~/.cache/pytriton).
         on_ready: called once the server answers requests.
         log_file: tritonserver writes its log to this file instead of the console (its folder is made).
 
@@ -311,6 +312,16 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
             rec.close()
 
 
+def _sigint_ignored_hint() -> str:
+    """Why the server may have stopped where this process ignores SIGINT (nohup, a script's background job): a
+    Ctrl-C to the process group then stops tritonserver, which handles it, but not fsrfer-serve."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        return ""
+    return (". This fsrfer-serve ignores SIGINT (started with nohup or in the background of a script), so a Ctrl-C "
+            "or SIGINT to its process group stops tritonserver alone; stop fsrfer-serve with SIGTERM (kill PID) "
+            "instead")
+
+
 def _run_until_interrupted(triton: Any, on_ready: Optional[Callable[[], None]],
                            log_file: Optional[PathLike] = None) -> None:
     in_file = f"tritonserver's log is in {log_file}" if log_file is not None else ""
@@ -328,7 +339,7 @@ def _run_until_interrupted(triton: Any, on_ready: Optional[Callable[[], None]],
             while triton.is_alive():
                 time.sleep(0.5)
             raise ServerUnavailable("the Triton server or its model proxy stopped unexpectedly; "
-                                    + (in_file or "see the log above"))
+                                    + (in_file or "see the log above") + _sigint_ignored_hint())
         except KeyboardInterrupt:
             logger.info("stopping the Triton server")
         finally:
@@ -365,6 +376,24 @@ def free_ports(host: str = "127.0.0.1", n: int = 1) -> list[int]:
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(OSError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def _abandon(pgid: int, folder: Path) -> None:
+    """What :meth:`ServerProcess.kill` does, for a server its owner never stopped (the finalizer, also at
+    interpreter exit): kill its process group, then remove its shared memory, the Python backend's model
+    copies and its temporary folder, which a killed tritonserver leaves behind."""
+    shm = _group_shm_files(pgid)
+    copies = _group_model_copies(pgid)
+    _kill_group(pgid)
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pgid, 0)  # fsrfer-serve is our child (its pid is the group id)
+    _wait_group_gone(pgid)
+    for path in shm:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    for copy in copies:
+        shutil.rmtree(copy, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _group_processes(pgid: int) -> list[Path]:
@@ -594,8 +623,9 @@ class ServerProcess:
             raise ConfigError(f"cannot run the server's Python {self.python!r}, given by {given} ({exc}); expected "
                               "the path of a Python interpreter that has fsrfer_edge and PyTriton (numpy<2), e.g. "
                               "a venv's bin/python") from exc
-        # A forgotten server (an exception in the owner, no stop()) must not outlive this process.
-        self._finalizer = weakref.finalize(self, _kill_group, self._proc.pid)
+        # A forgotten server (an exception in the owner, no stop()) must not outlive this process, nor leave
+        # its files behind.
+        self._finalizer = weakref.finalize(self, _abandon, self._proc.pid, self._tmp)
 
     @property
     def running(self) -> bool:
