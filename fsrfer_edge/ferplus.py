@@ -75,6 +75,19 @@ def check_labels(labels: np.ndarray, path: Path) -> None:
         raise DataError(f"{path}: array 'labels' row {row} is {labels[row]}; {expected}")
 
 
+def check_orig_row(orig: np.ndarray, path: Path) -> None:
+    """DataError unless ``orig`` (the ``orig_row`` array of FER2013 archive ``path``) holds integers, distinct but
+    for -1 (a face whose row in the original CSV is unknown)."""
+    expected = "expected distinct integers (or -1 for unknown)"
+    if not np.issubdtype(orig.dtype, np.integer):  # bool or float rows would match the wrong FER+ rows
+        raise DataError(f"{path}: array 'orig_row' is {orig.dtype}; {expected}")
+    known, counts = np.unique(orig[orig >= 0], return_counts=True)
+    if (counts > 1).any():
+        dup = int(np.flatnonzero(counts > 1)[0])
+        raise DataError(f"{path}: array 'orig_row' holds duplicates (orig_row {int(known[dup])} appears "
+                        f"{int(counts[dup])} times); {expected}")
+
+
 @dataclasses.dataclass(frozen=True)
 class FerplusJoin:
     """The FER+ join of a FER2013 archive's faces.
@@ -96,13 +109,15 @@ def join_ferplus(path: Path, orig: np.ndarray, split: Optional[np.ndarray],
 
     Args:
         path: the FER2013 archive (for messages, and to find ``ferplus_labels.npz`` beside it).
-        orig: (N,) its ``orig_row`` array (-1: unknown row).
+        orig: (N,) its ``orig_row`` array: distinct integers, -1 for an unknown row.
         split: (N,) its split names (checked against the FER+ archive's, when that has one); None: it has none.
         ferplus_path: the FER+ archive; default ``ferplus_labels.npz`` beside ``path``.
 
     Raises:
-        DataError: the FER+ archive is missing or malformed, or its splits disagree with ``path``'s.
+        DataError: ``orig`` is not distinct integers, the FER+ archive is missing or malformed, or its splits
+            disagree with ``path``'s.
     """
+    check_orig_row(orig, path)
     fp = existing_file(
         ferplus_path if ferplus_path is not None else path.with_name(FERPLUS_FILE),
         "the FER+ labels archive (arrays orig_row, labels); put it beside the data, or score the original "
@@ -195,7 +210,8 @@ def load_labelled_faces(path: PathLike, labels: Optional[str] = None, split: Opt
     split_name = "all"
     if names is not None and split is not None:
         if not (names == split).any():
-            raise DataError(f"{p} has a 'split' array but no {split!r} rows; splits present: {sorted({str(n) for n in names})}")
+            present = sorted({str(n) for n in names})
+            raise DataError(f"{p} has a 'split' array but no {split!r} rows; splits present: {present}")
         keep &= names == split
         split_name = split
     if not keep.any():

@@ -30,6 +30,7 @@ import numpy as np
 
 from fsrfer_edge.errors import DataError, InputError
 from fsrfer_edge.ferplus import check_1d as _check_1d
+from fsrfer_edge.ferplus import check_orig_row
 from fsrfer_edge.ferplus import join_ferplus
 from fsrfer_edge.ferplus import read_npz as _read_npz
 from fsrfer_edge.preprocessing import CLASSES, Preprocessing
@@ -52,6 +53,7 @@ RAFDB_TO_CLASS: dict[int, int] = {1: 5, 2: 2, 3: 1, 4: 3, 5: 4, 6: 0, 7: 6}
 RAFDB_LABEL_FILE = Path("EmoLabel") / "list_patition_label.txt"
 RAFDB_IMAGE_DIR = Path("Image") / "aligned"
 FER_SIZE = 48
+_INT64_MAX = int(np.iinfo(np.int64).max)  # the largest vote count an int64 array holds
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 
 
@@ -293,7 +295,11 @@ def _parse_pixels(text: str, path: Path, line: int) -> np.ndarray:
         px = None
     if px is None or px.min() < 0 or px.max() > 255:
         for i, tok in enumerate(tokens):
-            if not tok.isdigit() or int(tok) > 255:
+            try:
+                ok = 0 <= int(tok) <= 255
+            except ValueError:  # not a number; str.isdigit() would pass a superscript digit int() refuses
+                ok = False
+            if not ok:
                 raise DataError(
                     f"{path} line {line}: pixel {i} is {tok!r}; expected an integer 0..255"
                 )
@@ -325,15 +331,19 @@ def ferplus_majority(votes: np.ndarray, rule: str = "majority") -> np.ndarray:
         (N,) int64 labels, -1 = excluded.
 
     Raises:
-        InputError: if ``votes`` is not an (N, 10) array of non-negative numbers, or on an unknown rule.
+        InputError: if ``votes`` is not an (N, 10) array of finite, non-negative real numbers, or on an unknown rule.
     """
     if rule not in ("majority", "plurality"):
         raise InputError(f"received rule={rule!r}; expected 'majority' or 'plurality'")
     votes = np.asarray(votes)
     if votes.ndim != 2 or votes.shape[1] != len(FERPLUS_VOTE_TO_CLASS) or not np.issubdtype(votes.dtype, np.number):
         raise InputError(f"received votes of shape {votes.shape} ({votes.dtype}); expected (N, 10) counts")
-    if votes.size and votes.min() < 0:
-        raise InputError("received negative vote counts; expected counts >= 0")
+    if np.issubdtype(votes.dtype, np.complexfloating):
+        raise InputError(f"received votes of {votes.dtype}; expected (N, 10) real counts >= 0")
+    bad = ~np.isfinite(votes) | (votes < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise InputError(f"received votes row {row} {votes[row].tolist()}; expected finite counts >= 0")
     if votes.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
     v = votes.astype(np.float64)
@@ -430,13 +440,7 @@ def load_npz(
     split = _check_split(split, p)
     # orig_row -1 marks a face whose row in the original CSV is unknown (28 faces in the shipped
     # archive); such faces keep their FER2013 label but can have no FER+ label.
-    if not np.issubdtype(orig.dtype, np.integer):
-        raise DataError(f"{p}: array 'orig_row' is {orig.dtype}; expected distinct integers (or -1 for unknown)")
-    known, counts = np.unique(orig[orig >= 0], return_counts=True)
-    if (counts > 1).any():
-        dup = int(np.flatnonzero(counts > 1)[0])
-        raise DataError(f"{p}: array 'orig_row' holds duplicates (orig_row {int(known[dup])} appears "
-                        f"{int(counts[dup])} times); expected distinct integers (or -1 for unknown)")
+    check_orig_row(orig, p)
 
     if labels == "fer2013":
         if not np.issubdtype(fer_labels.dtype, np.integer):  # astype(int64) would truncate 2.7 to 2
@@ -463,6 +467,7 @@ def load_npz(
             raise DataError(f"{fp}: array 'votes' has shape {votes.shape}; expected ({len(f_orig)}, "
                             f"{len(FERPLUS_VOTE_TO_CLASS)})")
         _check_votes(votes, fp)
+        _warn_voteless(votes, match[keep], fp)
         targets = vote_distribution(votes[match[keep]])
     return FaceSet(images[keep], joined[keep].astype(np.int64), split[keep], "ferplus", targets)
 
@@ -476,6 +481,17 @@ def _check_votes(votes: np.ndarray, path: Path) -> None:
     if bad.any():
         row = int(np.flatnonzero(bad.any(axis=1))[0])
         raise DataError(f"{path}: array 'votes' row {row} is {votes[row].tolist()}; {expected}")
+
+
+def _warn_voteless(votes: np.ndarray, rows: np.ndarray, path: Path) -> None:
+    """Warn where a labelled face's ``votes`` row (``rows``: the labelled faces' rows) has no vote for any class of
+    ``CLASSES``: :func:`vote_distribution` gives it a uniform soft label, whatever its label says."""
+    cols = [i for i, c in enumerate(FERPLUS_VOTE_TO_CLASS) if c >= 0]
+    empty = rows[votes[rows][:, cols].sum(axis=1) == 0]
+    if empty.size:
+        log.warning("%s: %d of %d labelled faces have no vote for any of the 7 classes in array 'votes' (first: "
+                    "row %d); their soft labels (data.soft_labels) are uniform; expected the votes the labels were "
+                    "made from", path, empty.size, rows.size, int(empty[0]))
 
 
 def vote_distribution(votes: np.ndarray) -> np.ndarray:
@@ -571,7 +587,8 @@ def _read_ferplus_votes(path: Path) -> tuple[np.ndarray, list[str]]:
                     raise DataError(f"{path} line {line}: Usage is {u!r}; expected one of {list(FER2013_USAGE)}")
                 usage.append(u)
                 votes.append(
-                    [_parse_int(v, path, line, f"{FERPLUS_HEADER[i + 2]!r} votes", 0, None) for i, v in enumerate(row[2:])]
+                    [_parse_int(v, path, line, f"{FERPLUS_HEADER[i + 2]!r} votes", 0, _INT64_MAX)
+                     for i, v in enumerate(row[2:])]
                 )
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not a UTF-8 text file ({exc}); expected the FER+ fer2013new.csv") from exc
@@ -691,7 +708,9 @@ def _class_dirs(d: Path) -> list[tuple[Path, int]]:
 
 
 def _image_files(d: Path) -> list[Path]:
-    files = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
+    # a dangling symlink is no file, yet a face of the set: kept, so that decoding it names it
+    files = sorted(p for p in d.iterdir() if (p.is_file() or (p.is_symlink() and not p.exists()))
+                   and not p.name.startswith("."))
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     if len(images) != len(files):
         log.warning("%s: ignoring %d file(s) that are not %s", d, len(files) - len(images), "/".join(IMAGE_SUFFIXES))
