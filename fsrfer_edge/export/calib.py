@@ -26,6 +26,19 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tif
 DEFAULT_SEED = 0
 
 
+def _check_sampling(size: Any, seed: Any) -> None:
+    """Refuse a sample size or seed that is not a count (a negative size would read as "all faces")."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
+        raise InputError(f"sample size {size!r}; expected an integer >= 0 (0: all faces)")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"sample seed {seed!r}; expected an integer >= 0")
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"calibration batch size {batch_size!r}; expected an integer >= 1")
+
+
 def _sample(n: int, size: int, seed: int) -> np.ndarray:
     if size <= 0 or size >= n:
         return np.arange(n)
@@ -63,8 +76,9 @@ def _split_rows(data: Any, path: Path, split: Optional[str], n: int) -> np.ndarr
 
 
 def _check_images(images: np.ndarray, path: Path) -> None:
-    if images.ndim not in (3, 4) or images.shape[0] == 0:
-        raise DataError(f"{path}: 'images' has shape {images.shape}; expected (N, H, W) or (N, H, W, 3), N >= 1")
+    if images.ndim not in (3, 4) or images.shape[0] == 0 or (images.ndim == 4 and images.shape[3] not in (1, 3)):
+        raise DataError(f"{path}: 'images' has shape {images.shape}; expected (N, H, W) gray or (N, H, W, 3) RGB "
+                        "faces (or (N, H, W, 1)), N >= 1: drop an alpha channel with images[..., :3]")
     if images.shape[1] == 0 or images.shape[2] == 0:  # found here, not when the faces are first preprocessed
         raise DataError(f"{path}: 'images' has shape {images.shape}: faces of {images.shape[1]}x{images.shape[2]} "
                         "pixels (H x W); expected faces of at least 1x1 pixels")
@@ -88,7 +102,9 @@ def load_faces(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
 
     Raises:
         DataError: the path is missing, empty, or not in one of these formats.
+        InputError: ``size`` or ``seed`` is not an integer >= 0.
     """
+    _check_sampling(size, seed)
     p = Path(path)
     if p.is_dir():
         return _load_folder(p, size, seed)
@@ -156,7 +172,9 @@ def load_labelled(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
 
     Raises:
         DataError: the file is missing or malformed, or a label is not one of the model's classes.
+        InputError: ``size`` or ``seed`` is not an integer >= 0.
     """
+    _check_sampling(size, seed)
     p = Path(path)
     if not p.is_file():
         raise DataError(f"evaluation data {p} does not exist; expected an .npz with 'images' and 'labels'")
@@ -284,8 +302,7 @@ class FaceCalibrationReader:
     def __init__(self, inputs: np.ndarray, input_name: str, batch_size: int = 32) -> None:
         if len(inputs) == 0:
             raise InputError("no calibration faces; expected at least one")
-        if batch_size < 1:
-            raise InputError(f"calibration batch size {batch_size}; expected >= 1")
+        _check_batch_size(batch_size)
         self.inputs = inputs
         self.input_name = input_name
         n = len(inputs)
@@ -320,8 +337,7 @@ class CalibrationPasses:
     def __init__(self, inputs: np.ndarray, input_name: str, batch_size: int = 32) -> None:
         if len(inputs) == 0:
             raise InputError("no calibration faces; expected at least one")
-        if batch_size < 1:
-            raise InputError(f"calibration batch size {batch_size}; expected >= 1")
+        _check_batch_size(batch_size)
         n = len(inputs)
         full = n - n % batch_size if n > batch_size else n
         self.passes = [FaceCalibrationReader(inputs[:full], input_name, min(batch_size, full))]

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import ConfigError, ModelError, require
+from ..errors import ConfigError, InputError, ModelError, require
+from ..fileio import same_file
 from ..metadata import INT8_SCHEMES, ModelInfo
 from .calib import CalibrationPasses
 from .onnx_export import (
@@ -90,6 +91,18 @@ def _ort_chatter_to_debug() -> Iterator[None]:
             log.debug("onnxruntime: %s", line)
 
 
+def _check_distinct(src: PathLike, dst: PathLike) -> None:
+    """Refuse a ``dst`` that names ``src``: the FP32 file every variant is made from would be replaced."""
+    if same_file(src, dst):
+        raise InputError(f"output {dst} is the same file as the FP32 source {src} and would overwrite it; "
+                         "expected a different file name for the variant")
+
+
+def _check_choice(what: str, choice: Any) -> None:
+    if choice is not None and not isinstance(choice, (bool, np.bool_)):
+        raise ConfigError(f"{what} {choice!r}; expected True, False or None (decide from the graph)")
+
+
 def _quantization() -> Any:
     return require("onnxruntime.quantization", "export", "quantizing models")
 
@@ -99,8 +112,10 @@ def convert_fp16(src: PathLike, dst: PathLike) -> ModelInfo:
 
     Raises:
         ModelError: ``src`` is not an FP32 fsrfer model.
+        InputError: ``dst`` is ``src``.
         BackendUnavailable: onnxruntime (which ships the converter) is not installed.
     """
+    _check_distinct(src, dst)
     float16 = require("onnxruntime.transformers.float16", "export", "converting a model to FP16")
     model = load_onnx(src)
     info = _fp32_info(model, src)
@@ -202,7 +217,12 @@ def generator_is_early(model: "onnx.ModelProto") -> bool:
 def resolve_quantize_generator(model: "onnx.ModelProto", choice: Optional[bool]) -> bool:
     """``choice`` if given, else quantize G exactly when it starts early: an early G kept in float would
     leave an INT8 file running mostly in float (no faster than FP32), while a G on the layer3 map or the
-    embedding is a small part of the time and costs accuracy on the smallest faces when quantized."""
+    embedding is a small part of the time and costs accuracy on the smallest faces when quantized.
+
+    Raises:
+        ConfigError: ``choice`` is not True, False or None.
+    """
+    _check_choice("quantize_generator", choice)
     return generator_is_early(model) if choice is None else bool(choice)
 
 
@@ -229,7 +249,14 @@ def film_map_nodes(model: "onnx.ModelProto") -> list[str]:
 def resolve_quantize_film(model: "onnx.ModelProto", scheme: str, choice: Optional[bool]) -> bool:
     """Whether ``scheme``'s file of ``model`` quantizes FiLM's ops on the maps (:func:`film_map_nodes`): never
     in an s8s8 (TensorRT) file; in a u8s8 file ``choice`` if given, else :data:`DEFAULT_QUANTIZE_FILM` where
-    the graph has FiLM."""
+    the graph has FiLM.
+
+    Raises:
+        ConfigError: an unknown ``scheme``, or a ``choice`` that is not True, False or None.
+    """
+    if scheme not in SCHEMES:
+        raise ConfigError(f"INT8 scheme {scheme!r}; expected one of {SCHEMES}")
+    _check_choice("quantize_film", choice)
     if scheme != "u8s8":
         return False
     if choice is not None:
@@ -506,10 +533,18 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
         The ModelInfo written into ``dst`` (precision ``int8``, ``int8_scheme`` set).
 
     Raises:
-        ConfigError: unknown scheme or calibration method.
+        ConfigError: unknown scheme or calibration method, or ``keep_float`` is one string.
+        InputError: ``calib_inputs`` is not a numpy array, or ``dst`` is ``src``.
         ModelError: ``src`` is not FP32, or the result does not have the scheme's zero points.
     """
     _validate(scheme, calib_method)
+    if isinstance(keep_float, (str, bytes)):  # its characters would be read as prefixes, one by one
+        raise ConfigError(f"keep_float {keep_float!r}; expected a sequence of module-path prefixes, "
+                          f"e.g. [{keep_float!r}]")
+    if not isinstance(calib_inputs, np.ndarray):
+        raise InputError(f"calibration inputs are a {type(calib_inputs).__name__}; expected a numpy array "
+                         "(N, C, S, S) made by calib.to_model_input")
+    _check_distinct(src, dst)
     if quantize_film and scheme != "u8s8":
         raise ConfigError(f"quantize_film applies to the u8s8 file (ONNX Runtime's QLinearMul / QLinearAdd); "
                           f"received scheme {scheme!r}, whose Q/DQ placement quantizes only the inputs of "
