@@ -16,6 +16,7 @@ import dataclasses
 import errno
 import glob
 import logging
+import numbers
 import os
 import re
 import shutil
@@ -38,6 +39,37 @@ ENGINE_SUFFIX = ".engine"
 VARIANT_SUFFIXES = (".fp32", ".fp16", ".int8-s8s8", ".int8-u8s8", ".int8")
 #: Hex digits of the source ONNX file's SHA-256 in an engine's name.
 SOURCE_DIGITS = 8
+#: A TensorRT version as ``tensorrt.__version__`` writes it: major.minor.patch at least (``10.3.0.26``, ``10.0.0b6``).
+_FULL_VERSION = re.compile(r"\d+\.\d+\.\d+[\w.+-]*")
+
+
+def _path_arg(name: str, value: Any, what: str) -> Path:
+    """``value`` as a Path, or InputError where it is no path (None, a number, bytes, an empty string)."""
+    if not isinstance(value, (str, os.PathLike)) or (isinstance(value, str) and not value.strip()):
+        raise InputError(f"{name}={value!r}; expected a path (str or os.PathLike) to {what}")
+    try:
+        return Path(value)
+    except TypeError as exc:  # an os.PathLike that gives bytes
+        raise InputError(f"{name}={value!r}; expected a path (str or os.PathLike) to {what} ({exc})") from exc
+
+
+def _version_arg(value: Any) -> Optional[str]:
+    """``tensorrt_version`` of :func:`list_engines` and :func:`prune`, or InputError: every engine of another version
+    is stale, so a short or mistyped one would mark every engine stale, and prune would remove them all."""
+    if value is not None and not (isinstance(value, str) and _FULL_VERSION.fullmatch(value)):
+        raise InputError(f"tensorrt_version={value!r}; expected TensorRT's full version as tensorrt.__version__ "
+                         "writes it, major.minor.patch at least (e.g. '10.3.0.26'), or None not to judge versions "
+                         "(engines of any other version count as stale and prune removes them)")
+    return value
+
+
+def _folder_arg(folder: Any) -> Path:
+    """The cache folder of :func:`list_engines` and :func:`prune`: a folder, or a path with nothing there yet."""
+    root = _path_arg("folder", folder, "a folder of engines")
+    if root.exists() and not root.is_dir():
+        raise InputError(f"folder={str(folder)!r} is not a folder; expected a folder of engines (the engine cache, "
+                         "or the --out-dir of fsrfer-export --engine), not a file in it")
+    return root
 
 
 def model_stem(onnx_path: str | os.PathLike[str]) -> str:
@@ -109,6 +141,13 @@ def write_sidecar(engine_path: str | os.PathLike[str], key: EngineKey, onnx_sha2
 
 
 def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The sidecar document of ``engine_path``, its ``key`` an :class:`EngineKey` and ``model_info`` a ModelInfo.
+
+    Raises:
+        InputError: ``engine_path`` is no path.
+        EngineError: the sidecar is missing or corrupt.
+    """
+    engine_path = _path_arg("engine_path", engine_path, "an engine file")
     path = sidecar_path(engine_path)
     if not path.is_file():
         raise EngineError(
@@ -137,7 +176,7 @@ def check_engine(engine_path: str | os.PathLike[str], tensorrt_version: str, com
         EngineError: the engine file or sidecar is missing, unreadable or corrupt, or it was built for another
             TensorRT version or GPU, or from another ONNX file than ``onnx_path``.
     """
-    engine_path = Path(engine_path)
+    engine_path = _path_arg("engine_path", engine_path, "an engine file")
     if not engine_path.is_file():
         raise EngineError(f"engine file {engine_path} does not exist")
     doc = read_sidecar(engine_path)
@@ -190,9 +229,12 @@ def choose_engine(candidates: Sequence[tuple[EngineKey, Path]], min_max_batch: i
             over its FP32 one, which is chosen only where it is the file's only valid engine.
 
     Raises:
-        InputError: ``precision`` is not one of fp32, fp16, int8.
+        InputError: ``precision`` is not one of fp32, fp16, int8, or ``min_max_batch`` is not an integer >= 1.
         EngineError: there is no candidate (of ``precision``).
     """
+    if isinstance(min_max_batch, bool) or not isinstance(min_max_batch, numbers.Integral) or min_max_batch < 1:
+        raise InputError(f"min_max_batch={min_max_batch!r}; expected an integer >= 1 (the largest batch the caller "
+                         "will run)")
     if precision is not None and precision not in PRECISIONS:
         raise InputError(f"engine precision {precision!r}; expected one of {', '.join(PRECISIONS)} (or None: the "
                          "precision first use builds)")
@@ -471,9 +513,13 @@ def list_engines(folder: str | os.PathLike[str], tensorrt_version: Optional[str]
     file is judged only from the machine that built the engine (its sidecar's ``source_host``): a cache folder may be
     shared by devices. Engines built for another GPU are not stale for that.
     Anything younger than :data:`UNFINISHED_GRACE_S` that a build may still be writing is left alone, as are
-    files that vanish or cannot be read while the folder is listed.
+    files that vanish or cannot be read while the folder is listed. A folder that does not exist has no entries.
+
+    Raises:
+        InputError: ``folder`` is no path or is a file, or ``tensorrt_version`` is not a full TensorRT version.
     """
-    return _list_engines(Path(folder), tensorrt_version, missing_sources, now, None)
+    root = _folder_arg(folder)
+    return _list_engines(root, _version_arg(tensorrt_version), missing_sources, now, None)
 
 
 def _list_engines(root: Path, tensorrt_version: Optional[str], missing_sources: bool, now: Optional[float],
@@ -563,8 +609,13 @@ def prune(folder: str | os.PathLike[str], tensorrt_version: Optional[str] = None
 
     Returns:
         What was removed (with ``dry_run``, what would be), and the errors of files that could not be removed.
+
+    Raises:
+        InputError: ``folder`` is no path or is a file, or ``tensorrt_version`` is not a full TensorRT version
+            (engines of every other version are stale: a short or mistyped one would remove them all).
     """
-    root = Path(folder)
+    root = _folder_arg(folder)
+    tensorrt_version = _version_arg(tensorrt_version)
     if not root.is_dir():
         return [], []
     with _lock_for_prune(root) as (state, holder):
