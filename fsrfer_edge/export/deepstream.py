@@ -287,12 +287,18 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
 
     Raises:
         ModelError: ``onnx_path`` is not an fsrfer ONNX file nvinfer can feed (see :func:`with_probabilities`).
-        ConfigError: an option out of range, a name that cannot be a file name, ``out_dir`` is a file or lies
-            under one, or ``onnx_path`` is ``out_dir/NAME.onnx`` itself (it would be replaced by its DeepStream copy).
+        ConfigError: an option out of range (``workspace_mb`` too, with or without ``engine``), a name that cannot
+            be a file name, ``out_dir`` is a file or lies under one, or ``onnx_path`` is ``out_dir/NAME.onnx`` itself
+            (it would be replaced by its DeepStream copy).
         InputError: a file this call writes is a folder in ``out_dir`` (found before anything is written).
     """
     from .onnx_export import save_onnx
 
+    # checked with or without ``engine`` (the export CLI passes its default either way): never silently ignored
+    if workspace_mb is not None and (isinstance(workspace_mb, bool) or not isinstance(workspace_mb, int)
+                                     or workspace_mb < 1):
+        raise ConfigError(f"workspace_mb={workspace_mb!r}; expected a whole number of MiB >= 1, or None for "
+                          "TensorRT's default")
     p = _prepare(onnx_path, name, batch_size, gie_id, operate_on_gie_id)
     if engine:
         check_engine_source(p.info)

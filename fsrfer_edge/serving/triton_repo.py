@@ -26,7 +26,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 from ..errors import ConfigError, ModelError, require
 from ..metadata import METADATA_KEY, ModelInfo
@@ -88,9 +88,15 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def _positive(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name}={value!r}; expected an integer >= {minimum}")
+#: Largest values Triton's model config schema holds: ``max_batch_size``, ``count`` and ``preferred_batch_size`` are
+#: int32 and ``max_queue_delay_microseconds`` uint64 (model_config.proto); ONNX Runtime reads its thread count as int.
+INT32_MAX = 2**31 - 1
+UINT64_MAX = 2**64 - 1
+
+
+def _positive(name: str, value: Any, minimum: int = 1, maximum: int = INT32_MAX) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={value!r}; expected an integer from {minimum} to {maximum}")
     return value
 
 
@@ -179,6 +185,16 @@ def render_config(name: str, platform: str, info: ModelInfo, max_batch: int, pre
         lines += ["parameters {", f"  key: {_quote(ORT_THREADS_PARAMETER)}",
                   f"  value {{ string_value: {_quote(str(threads))} }}", "}"]
     return "\n".join(lines) + "\n"
+
+
+def _preferred(preferred: Any) -> tuple[Any, ...]:
+    """``preferred_batch_sizes`` as a tuple; a single number or a string is refused, not iterated."""
+    if preferred is None:
+        return ()
+    if isinstance(preferred, (str, bytes)) or not isinstance(preferred, Iterable):
+        raise ConfigError(f"preferred_batch_sizes={preferred!r}; expected a list of batch sizes, e.g. [8, 32] "
+                          "(or None for none)")
+    return tuple(preferred)
 
 
 def _check_batching(max_batch: int, preferred: Sequence[int], what: str) -> tuple[int, ...]:
@@ -290,10 +306,15 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
         if onnx_path is None:
             raise ConfigError(f"threads={threads} sets ONNX Runtime threads of the ONNX model; no onnx_path was "
                               "given (a TensorRT engine has no such setting)")
-    _positive("max_queue_delay_us", max_queue_delay_us, 0)
+    _positive("max_queue_delay_us", max_queue_delay_us, 0, UINT64_MAX)
     if max_batch is not None:
         _positive("max_batch", max_batch)
+    preferred = _preferred(preferred_batch_sizes)
     out = Path(out_dir)
+    blocked = next((d for d in (out, *out.parents) if d.exists()), None)
+    if blocked is not None and not blocked.is_dir():  # before a staging folder is made beside it
+        raise ConfigError(f"{out}: {blocked} exists and is not a folder; expected a Triton model repository folder "
+                          "(or a new path)")
     models: list[tuple[str, str, Path, str, ModelInfo, str]] = []
     if onnx_path is not None:
         src = Path(onnx_path)
@@ -301,7 +322,7 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
             raise ModelError(f"ONNX file {src} does not exist")
         info = _onnx_info(src)
         mb = max_batch or DEFAULT_MAX_BATCH
-        pref = _check_batching(mb, preferred_batch_sizes or (), f"{model_name}_onnx")
+        pref = _check_batching(mb, preferred, f"{model_name}_onnx")
         name = f"{model_name}_onnx"
         comments = [f"Written by fsrfer-edge from {src.name} ({info.precision}, input {info.input_dtype}).",
                     "Runs on Triton's ONNX Runtime backend on any GPU (KIND_GPU) or CPU (KIND_CPU)."]
@@ -320,7 +341,7 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
                               f"max_batch <= {key.max_batch} or rebuild the engine with --max-batch {mb}")
         # No preferred size by default: Triton's batcher then fills batches up to max_batch_size, and its guide
         # says a preferred size is for TensorRT models with several optimisation profiles, not one (batcher.md).
-        pref = _check_batching(mb, preferred_batch_sizes or (), f"{model_name}_trt")
+        pref = _check_batching(mb, preferred, f"{model_name}_trt")
         name = f"{model_name}_trt"
         comments = [f"Written by fsrfer-edge from {src.name} ({info.precision}, input {info.input_dtype}).",
                     f"TensorRT {key.tensorrt_version}, GPU compute capability {key.compute_capability}: serve it "
