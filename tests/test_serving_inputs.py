@@ -28,6 +28,7 @@ from fsrfer_edge.serving import RemoteRecognizer, ServerProcess, ServerUnavailab
 from fsrfer_edge.serving import cli as serve_cli
 from fsrfer_edge.serving import client as client_mod
 from fsrfer_edge.serving import server as server_mod
+from _http import local_http
 
 # -- client ---------------------------------------------------------------------------------------
 
@@ -69,15 +70,8 @@ class _FakeTriton(http.server.BaseHTTPRequestHandler):
 @pytest.fixture()
 def fake_triton() -> Iterator[str]:
     pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (pip install -e '.[client]')")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeTriton)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with local_http(_FakeTriton) as address:
+        yield address
 
 
 def _open_fds() -> int:

@@ -5,7 +5,6 @@ import gc
 import http.server
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -15,6 +14,7 @@ import pytest
 from fsrfer_edge.serving import RemoteRecognizer, ServerProcess, ServerUnavailable
 from fsrfer_edge.serving import cli as serve_cli
 from fsrfer_edge.serving import server as server_mod
+from _http import local_http
 
 
 class _MetricsPort(http.server.BaseHTTPRequestHandler):
@@ -35,14 +35,8 @@ class _MetricsPort(http.server.BaseHTTPRequestHandler):
 @pytest.fixture()
 def metrics_port() -> Iterator[str]:
     pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (pip install -e '.[client]')")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MetricsPort)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with local_http(_MetricsPort) as address:
+        yield address
 
 
 def test_the_metrics_port_is_named_not_a_json_parse_error(metrics_port: str) -> None:
