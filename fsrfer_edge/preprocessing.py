@@ -49,10 +49,28 @@ _KERNELS = {"bicubic": (_cubic, 2.0), "bilinear": (_triangle, 1.0), "box": (_box
 
 
 def _check_lengths(**lengths: Any) -> None:
-    """Axis lengths and sizes given to the resizing functions are integers (not bool: True would be a size of 1)."""
+    """Axis lengths and sizes given to the resizing functions are integers (not bool: True would be a size of 1) of
+    at most :data:`MAX_IMAGE_SIDE`, the longest side the SDK accepts (longer ones would ask for resampling matrices
+    of gigabytes to terabytes, a MemoryError)."""
     for name, n in lengths.items():
         if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
             raise InputError(f"resize: {name}={n!r}; expected an integer number of pixels >= 1")
+        if n > MAX_IMAGE_SIDE:
+            raise InputError(f"resize: {name}={n}; expected at most {MAX_IMAGE_SIDE} pixels (MAX_IMAGE_SIDE, the "
+                             "longest side the SDK accepts)")
+
+
+def _check_numeric(dtype: np.dtype, what: str) -> None:
+    """Pixels are numbers of an integer or float dtype (uint8 faces, int64 from ``np.array`` of Python ints,
+    float16/32/64). bool, complex, str, bytes and object arrays are refused: cast to float they would be read
+    silently (True as 1, the imaginary part dropped) or fail inside numpy."""
+    if dtype.kind in "iuf":
+        return
+    hint = {"b": "Scale a mask with img.astype(np.uint8) * 255",
+            "c": "Take the real part or the magnitude first (img.real, np.abs(img))"}.get(
+        dtype.kind, "Convert them to numbers first, e.g. img.astype(np.uint8)")
+    raise InputError(f"{what}: received an array of dtype {_dtype_words(dtype)}; expected pixel values of a numeric "
+                     f"dtype (uint8, another integer type, or float). {hint}")
 
 
 def _check_kernel(kernel: Any) -> None:
@@ -69,6 +87,10 @@ def _check_image(img: Any, what: str) -> np.ndarray:
     if np.ndim(img) < 2 or 0 in np.shape(img)[-2:]:
         raise InputError(f"{what}: received an array of shape {np.shape(img)}; expected (..., H, W) with H and W "
                          ">= 1")
+    if max(img.shape[-2:]) > MAX_IMAGE_SIDE:
+        raise InputError(f"{what}: received an array of shape {img.shape}; expected H and W of at most "
+                         f"{MAX_IMAGE_SIDE} pixels (MAX_IMAGE_SIDE, the longest side the SDK accepts)")
+    _check_numeric(img.dtype, what)
     return img
 
 
@@ -78,6 +100,10 @@ def resize_matrix(n_in: int, n_out: int, kernel: str = "bicubic", antialias: boo
 
     With ``antialias`` the kernel is widened by the down-sampling scale (as PIL does), so
     down-sampling averages over the source pixels instead of aliasing.
+
+    Raises:
+        InputError: ``n_in`` or ``n_out`` is not an integer from 1 to :data:`MAX_IMAGE_SIDE`, ``kernel`` is not a
+            known kernel or ``antialias`` not a bool.
     """
     _check_lengths(n_in=n_in, n_out=n_out)
     if n_in < 1 or n_out < 1:
@@ -132,8 +158,9 @@ def resize_square(img: np.ndarray, size: int, kernel: str = "bicubic") -> np.nda
     (``results/ferplus/app_inputs_val.json``). The same as :func:`resize` for a square crop; float32 out.
 
     Raises:
-        InputError: ``img`` has fewer than two axes or an empty one, masked pixels, or ``size`` is not an integer
-            >= 1 or ``kernel`` not a known kernel.
+        InputError: ``img`` has fewer than two axes or an empty one, a side over :data:`MAX_IMAGE_SIDE`, masked
+            pixels or a dtype other than integer or float, or ``size`` is not an integer from 1 to
+            :data:`MAX_IMAGE_SIDE` or ``kernel`` not a known kernel.
     """
     img = _check_image(img, "resize_square")
     _check_lengths(size=size)
@@ -150,8 +177,9 @@ def resize(img: np.ndarray, size: tuple[int, int], kernel: str = "bicubic", anti
     """Resize the last two axes of ``img`` (..., H, W) to ``size`` = (h, w); float32 out.
 
     Raises:
-        InputError: ``img`` has fewer than two axes or an empty one, masked pixels, or ``size`` is not two integers
-            >= 1, ``kernel`` not a known kernel or ``antialias`` not a bool.
+        InputError: ``img`` has fewer than two axes or an empty one, a side over :data:`MAX_IMAGE_SIDE`, masked
+            pixels or a dtype other than integer or float, or ``size`` is not two integers from 1 to
+            :data:`MAX_IMAGE_SIDE`, ``kernel`` not a known kernel or ``antialias`` not a bool.
     """
     img = _check_image(img, "resize")
     if not isinstance(size, (tuple, list)) or len(size) != 2:
@@ -205,7 +233,10 @@ def _repetition_runs(same: np.ndarray) -> "np.ndarray | None":
 
 
 def _crop_of_rank(img: np.ndarray, what: str) -> np.ndarray:
-    """``img`` as given, when it is one crop (C, H, W) or (H, W); else an :class:`InputError`."""
+    """``img`` as given, when it is one crop (C, H, W) or (H, W) of numbers; else an :class:`InputError`."""
+    if not isinstance(img, np.ndarray):
+        raise InputError(f"{what}: received a {type(img).__name__}; expected a numpy array (C, H, W) or (H, W)")
+    _check_numeric(img.dtype, what)
     if np.ndim(img) not in (2, 3):
         raise InputError(f"{what}: received an array of shape {np.shape(img)}; expected (C, H, W) or (H, W)")
     if np.ndim(img) == 3 and np.shape(img)[0] not in (1, 3):  # an HxWx3 face would be reduced along wrong axes
@@ -739,14 +770,22 @@ def soften(img: np.ndarray, sigma: float) -> np.ndarray:
     float32: what the SDK does to a crop that is a JPEG image (:class:`Corrections`' ``soften_jpeg``).
 
     Raises:
-        InputError: ``sigma`` is not a positive finite number, or ``img`` has fewer than two axes.
+        InputError: ``sigma`` is not a positive finite number or is more than the image's longer side (a wider
+            blur leaves little but the image's mean, and its kernel of 6 x sigma taps could exhaust memory), or
+            ``img`` is not a numpy array of numbers with two axes or more.
     """
     if isinstance(sigma, (bool, np.bool_)) or not _finite_number(sigma) or sigma <= 0:
         raise InputError(f"soften: sigma={sigma!r}; expected a positive number of pixels")
     img = unmasked(img, "soften: the image")  # a masked array's mask would be kept on blurred pixels
+    if not isinstance(img, np.ndarray):
+        raise InputError(f"soften: received a {type(img).__name__}; expected a numpy array (..., H, W)")
     if np.ndim(img) < 2:
         raise InputError(f"soften: received an array of shape {np.shape(img)}; expected (..., H, W)")
+    _check_numeric(img.dtype, "soften")
     h, w = img.shape[-2:]
+    if sigma > max(h, w):
+        raise InputError(f"soften: sigma={sigma!r} on a {h}x{w} image; expected at most its longer side, {max(h, w)} "
+                         "pixels (a wider blur leaves little but the image's mean)")
     with _blas_flags_ignored():
         return (_gaussian_matrix(h, float(sigma)) @ img.astype(np.float32) @ _gaussian_matrix(w, float(sigma)).T)
 
@@ -959,7 +998,12 @@ class Preprocessing:
     # -- normalisation -------------------------------------------------------------------
     def normalize(self, pixels: np.ndarray, in_place: bool = False) -> np.ndarray:
         """Map pixel values in [0, 255] to the model's normalised float32 input. ``in_place``: overwrite
-        ``pixels`` when it is float32 already (a batch of one's own, e.g. from :meth:`to_pixels`)."""
+        ``pixels`` when it is float32 already (a batch of one's own, e.g. from :meth:`to_pixels`).
+
+        Raises:
+            InputError: ``pixels`` are not numbers of an integer or float dtype (bool, complex, str, object).
+        """
+        _check_numeric(np.asarray(pixels).dtype, "normalize")
         # In place on one float32 array (the expression form made four batch-sized temporaries); the same
         # float32 operations with Python-float scalars, so the same bits.
         out = pixels if in_place and pixels.dtype == np.float32 else np.array(pixels, dtype=np.float32)

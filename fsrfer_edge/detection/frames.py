@@ -158,10 +158,14 @@ def check_image_name(path: PathLike) -> Path:
     """``path`` as a Path if write_image can write it (by its suffix): a CLI checks this before any work.
 
     Raises:
-        InputError: not a path (a str or os.PathLike), or an unsupported suffix.
+        InputError: not a path (a str or os.PathLike), an existing folder, or an unsupported suffix.
     """
     p = as_path(path, "output image")
     if p.suffix.lower() not in IMAGE_FORMATS:
+        if p.is_dir():  # "cannot write an image named outdir" would not say why; a folder named x.png is left to
+            # atomic_write, whose message gives the same example
+            raise InputError(f"output image {p} is a directory; expected an image file name inside it, e.g. "
+                             f"{p / 'out.png'}")
         raise InputError(f"cannot write an image named {p.name}; expected a .png, .jpg, .bmp, .tif or .webp name")
     return p
 
@@ -171,7 +175,7 @@ def write_image(path: PathLike, frame: np.ndarray) -> Path:
     :func:`~.base.as_rgb_frame` reads it: uint8, or float in [0, 255] (rounded); gray and RGBA are converted.
 
     Raises:
-        InputError: an unsupported suffix, or a frame :func:`~.base.as_rgb_frame` refuses.
+        InputError: an unsupported suffix, a folder, or a frame :func:`~.base.as_rgb_frame` refuses.
         BackendUnavailable: neither Pillow nor OpenCV is installed.
     """
     from ..fileio import atomic_write
