@@ -18,11 +18,13 @@ A frame without faces gives an empty result with zero counts.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import itertools
 import logging
 import math
 import os
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -65,6 +67,9 @@ DEFAULT_MIN_FACE = 8.0
 #: over several video frames" (``results/ferplus/temporal_views_val.json``). An iterable of frames is tracked only
 #: when asked (``track=True``): the analyzer cannot tell consecutive frames of one video from separate photos.
 DEFAULT_TRACK = True
+#: Seconds :meth:`CrowdAnalyzer.close` waits for a detection or recognition running in another thread (a pipelined
+#: stream's worker, say) before it returns; models still in use then are closed when that work ends, never under it.
+CLOSE_WAIT_S = 10.0
 
 
 def default_margin(detector: Any) -> float:
@@ -406,7 +411,8 @@ class CrowdAnalyzer:
                  groups: Union[str, os.PathLike[str], GroupCalibration, None] = "auto") -> None:
         if margin is not None:
             check_margin(margin)
-        self.min_score = None if min_score is None else _number("min_score", min_score, 0.0)
+        # scores are probabilities: a threshold over 1 would drop every face
+        self.min_score = None if min_score is None else _number("min_score", min_score, 0.0, 1.0)
         self.min_size = _number("min_size", min_size, 0.0)
         if detector is not None and not isinstance(detector, FaceDetector):
             hint = (f"; for a detector by name use detector=create_detector({detector!r}, min_face=...) from "
@@ -426,6 +432,8 @@ class CrowdAnalyzer:
                                  "detector you give (detector.weak_score = ...)")
         self._owned: list[Any] = []
         self._closed = False
+        self._users = 0  # detections and recognitions running now (in any thread); close() waits for them
+        self._idle = threading.Condition()
         if recognizer is None:
             recognizer = Recognizer(spinning=False)
             self._owned.append(recognizer)
@@ -516,7 +524,8 @@ class CrowdAnalyzer:
         return _as_frame(frame, "frame")
 
     def _detect(self, rgb: np.ndarray) -> list[Detection]:
-        dets = self.detector.detect(rgb)
+        with self._using():
+            dets = self.detector.detect(rgb)
         if self.min_score is not None:
             dets = [d for d in dets if d.score >= self.min_score]
         return [d for d in dets if d.size >= self.min_size]
@@ -563,10 +572,9 @@ class CrowdAnalyzer:
             weak = np.concatenate([weak, np.zeros(len(extra), dtype=bool)])
         if dets:
             crops = [crop_face(rgb, d.box, self.margin) for d in dets]
-            if self._frame_is_jpeg(rgb):  # its faces are compressed, off the crops' own grid
-                preds = self.recognizer.predict(crops, jpeg=True)
-            else:
-                preds = self.recognizer.predict(crops)
+            jpeg = self._frame_is_jpeg(rgb)  # its faces are compressed, off the crops' own grid
+            with self._using():
+                preds = self.recognizer.predict(crops, jpeg=True) if jpeg else self.recognizer.predict(crops)
             faces = [FaceResult(tuple(d.box), d.score, d.size, p.label, p.index, p.probs,  # type: ignore[arg-type]
                                 confidence=p.confidence) for d, p in zip(dets, preds)]
             reads = [(p.factor, p.jpeg) for p in preds]
@@ -709,10 +717,42 @@ class CrowdAnalyzer:
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:
         """Close the recogniser and detector this analyzer created (not ones it was given); closing twice is
-        fine. A closed analyzer refuses further work, also the next frame of a stream started before."""
-        self._closed = True
-        while self._owned:
-            self._owned.pop().close()
+        fine. A closed analyzer refuses further work, also the next frame of a stream started before (it raises
+        BackendClosedError). Safe from another thread: a detection or recognition running then (a pipelined stream's
+        worker detecting the next frame, say) is waited for, up to :data:`CLOSE_WAIT_S` seconds; one that outlasts
+        that closes the models itself when it ends, so that no model is closed while in use."""
+        with self._idle:
+            self._closed = True
+            if self._owned and not self._idle.wait_for(lambda: self._users == 0, CLOSE_WAIT_S):
+                logger.warning("CrowdAnalyzer.close(): a detection or recognition is still running after %g s; its "
+                               "models will be closed when it ends", CLOSE_WAIT_S)
+                return
+        self._close_owned()
+
+    def _close_owned(self) -> None:
+        """Close the models this analyzer created, once none is in use (each closed once, by one thread)."""
+        while True:
+            with self._idle:
+                if self._users or not self._owned:
+                    return
+                model = self._owned.pop()
+            model.close()
+
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[None]:
+        """Hold the models open for one detection or recognition (BackendClosedError once closed)."""
+        with self._idle:
+            self._check_open()
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._users -= 1
+                self._idle.notify_all()
+                last = self._closed and not self._users
+            if last:  # close() was called meanwhile: it waited for this work, or left the closing to it
+                self._close_owned()
 
     def _check_open(self) -> None:
         if self._closed:

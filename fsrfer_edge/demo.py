@@ -302,7 +302,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     faces, timings = run_demo(frame, rec, det, args.factors, margin)
                     name = det.name
                     settings = {"name": det.name, "min_score": getattr(det, "min_score", None),
-                                "min_face": getattr(det, "min_face", None), "margin": margin}
+                                "min_face": getattr(det, "min_face", None), "margin": margin,
+                                "threads": getattr(det, "threads", None)}  # None: ONNX Runtime's default, or OpenCV
                 calibrated, model_path = rec.score_calibration is not None, rec.model_path
                 recognizer = {"backend": rec.backend.name, "model": str(rec.model_path),
                               "sessions": getattr(rec.backend, "sessions", 1),

@@ -308,6 +308,10 @@ class FaceTracker:
             missed in at most ``coast`` frames the detector looked at since (K = 0 with ``coast=0``); with
             ``looked=False``, those of the tracks the last frame the detector looked at gave a box (found there, or
             coasted there). Give them to :meth:`update` after the detected faces, with ``detected`` False.
+
+        Raises:
+            InputError: boxes that are not (N, 4) finite numbers, or one of no size (x1 <= x0 or y1 <= y0), as
+                :meth:`update` refuses them; ``looked`` not a bool; ``weak`` not one bool per box.
         """
         b = self._boxes(boxes)
         _check_looked(looked)
@@ -333,8 +337,12 @@ class FaceTracker:
 
         Returns:
             (M,) bools, one per weak box.
+
+        Raises:
+            InputError: ``boxes`` or ``weak`` that are not (N, 4) finite numbers, or a box of no size (x1 <= x0 or
+                y1 <= y0), as :meth:`update` refuses them.
         """
-        b, w = self._boxes(boxes), self._boxes(weak)
+        b, w = self._boxes(boxes), self._boxes(weak, "weak box")
         pairs = self._match(np.vstack([b, w]), weak=np.arange(len(b) + len(w)) >= len(b))
         return np.array([len(b) + i in pairs for i in range(len(w))], dtype=bool)
 
@@ -478,7 +486,9 @@ class FaceTracker:
         return ids, out
 
     @staticmethod
-    def _boxes(boxes: Any) -> np.ndarray:
+    def _boxes(boxes: Any, what: str = "box") -> np.ndarray:
+        """(N, 4) float64 boxes, each finite and of positive size: the one check of :meth:`update`,
+        :meth:`coasting` and :meth:`continuing` (``what``: how a message names one of them)."""
         b = _numbers(boxes, "boxes", "(N, 4) boxes (x0, y0, x1, y1)")
         if b.size == 0:
             return b.reshape(0, 4)
@@ -486,6 +496,11 @@ class FaceTracker:
             raise InputError(f"boxes has shape {b.shape}; expected (N, 4) boxes (x0, y0, x1, y1)")
         if not np.isfinite(b).all():
             raise InputError("boxes must be finite (a NaN or inf was given)")
+        empty = np.flatnonzero((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1]))
+        if len(empty):  # no face lies in it; a detector's degenerate box is the caller's to drop
+            i = int(empty[0])
+            raise InputError(f"{what} {i} is {tuple(b[i].tolist())}: x1 <= x0 or y1 <= y0; expected (x0, y0, x1, y1) "
+                             "with positive size (drop empty boxes before tracking)")
         return b
 
     @staticmethod
@@ -514,8 +529,6 @@ class FaceTracker:
         if p.ndim != 2 or len(p) != len(b):
             raise InputError(f"probs has shape {p.shape}; expected ({len(b)}, num_classes), one row per box")
         _check_probs(p)
-        if ((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])).any():
-            raise InputError("a box has x1 <= x0 or y1 <= y0; expected (x0, y0, x1, y1) with positive size")
         if classes is not None and p.shape[1] != classes:
             raise InputError(f"probs has {p.shape[1]} classes; expected {classes}, the tracks' own (a new stream "
                              "with other classes: call reset() first)")

@@ -87,7 +87,8 @@ def test_demo_uses_the_crowd_defaults(tmp_path):
     assert main(["--factors", "1", "--out", str(tmp_path / "d.png"), "--json", str(js)]) == 0
     settings = json.loads(js.read_text())["detector"]
     assert settings == {"name": crowd.DEFAULT_DETECTOR, "min_score": DEFAULT_SCORES[crowd.DEFAULT_DETECTOR],
-                        "min_face": crowd.DEFAULT_MIN_FACE, "margin": crowd.MARGINS[crowd.DEFAULT_DETECTOR]}
+                        "min_face": crowd.DEFAULT_MIN_FACE, "margin": crowd.MARGINS[crowd.DEFAULT_DETECTOR],
+                        "threads": None}  # no --threads: ONNX Runtime's default
 
 
 def test_sessions_split_the_faces_and_give_the_same_predictions(tmp_path):

@@ -145,7 +145,7 @@ class BlazeFaceDetector(PyramidDetector):
         size_slack: as :class:`~.pyramid.PyramidDetector` (the finest level keeps faces down to half of
             ``face_px``, the coarsest all larger; 100 turns the rule off but for that floor).
         providers: ONNX Runtime providers (``"auto"``, ``"cpu"``, ``"cuda"`` or a list), as for Recognizer.
-        threads: ONNX Runtime intra-op threads (None: ONNX Runtime's default).
+        threads: ONNX Runtime intra-op threads (None: ONNX Runtime's default); kept as ``threads``.
 
     Raises:
         ModelError: the model is missing or is not a converted BlazeFace model.
@@ -170,6 +170,7 @@ class BlazeFaceDetector(PyramidDetector):
                          level_step=level_step, max_input=max_input, face_px=layout.face_px, size_slack=size_slack,
                          size_multiple=layout.size_multiple, coarsest=layout.input_size)
         self._session = session
+        self._threads = None if threads is None else int(threads)  # checked by the session's options
         self.layout = layout
 
     def _network(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

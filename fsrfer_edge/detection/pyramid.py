@@ -99,13 +99,14 @@ class PyramidDetector(FaceDetector):
     #: Keypoints per detection (BlazeFace 6, YuNet 5).
     n_points = 0
     _weak_score: Optional[float] = None
+    _threads: Optional[int] = None
     #: The ONNX Runtime session (None once closed).
     _session: Any = None
 
     def __init__(self, *, min_score: float, min_face: float, iou: float, max_cover: float, level_step: float,
                  max_input: int, face_px: float, size_slack: float, size_multiple: int, coarsest: int) -> None:
         super().__init__()
-        self.min_score = check_number("min_score", min_score, 0.0, 1.0)
+        self.min_score = min_score  # checked by the property
         self.min_face = check_number("min_face", min_face, 1.0)
         self.iou = check_number("iou", iou, 0.0, 1.0)
         self.max_cover = check_number("max_cover", max_cover, 0.0, 1.0)
@@ -118,6 +119,33 @@ class PyramidDetector(FaceDetector):
         if isinstance(max_input, bool) or not isinstance(max_input, (int, np.integer)) or max_input < 4 * m:
             raise InputError(f"max_input={max_input!r}; expected an integer >= {4 * m}")
         self.max_input = int(max_input) // m * m
+
+    @property
+    def min_score(self) -> float:
+        """Keep detections scoring at least this: a probability, from 0 to 1 (the benchmark's score sweep sets it).
+
+        Raises:
+            InputError: on setting a value that is not a number from 0 to 1.
+        """
+        try:
+            return self._min_score
+        except AttributeError:  # a detector without a score threshold (OpenCV's cascade deletes it)
+            raise AttributeError(f"{type(self).__name__} has no min_score: its detections carry no score to "
+                                 "threshold") from None
+
+    @min_score.setter
+    def min_score(self, value: float) -> None:
+        self._min_score = check_number("min_score", value, 0.0, 1.0)
+
+    @min_score.deleter
+    def min_score(self) -> None:
+        del self._min_score
+
+    @property
+    def threads(self) -> Optional[int]:
+        """The ONNX Runtime intra-op threads the detector was created with (None: ONNX Runtime's default, or a
+        detector that runs no ONNX Runtime session: OpenCV's cascade). Read-only: fixed when the session opens."""
+        return self._threads
 
     @property
     def weak_score(self) -> Optional[float]:

@@ -89,7 +89,7 @@ class YuNetDetector(PyramidDetector):
         face_px: smallest face side (network pixels) looked for on the finest level.
         coarsest: the pyramid stops at the first level of at most this many pixels a side.
         providers: ONNX Runtime providers (``"auto"``, ``"cpu"``, ``"cuda"`` or a list), as for Recognizer.
-        threads: ONNX Runtime intra-op threads (None: ONNX Runtime's default).
+        threads: ONNX Runtime intra-op threads (None: ONNX Runtime's default); kept as ``threads``.
 
     Raises:
         ModelError: the model is missing or its inputs/outputs are not YuNet's.
@@ -109,6 +109,7 @@ class YuNetDetector(PyramidDetector):
                          coarsest=int(check_number("coarsest", coarsest, 32, 1 << 16)))
         self.path = as_path(model, "model") if model is not None else DEFAULT_YUNET
         self._session = _load(self.path, providers, threads)
+        self._threads = None if threads is None else int(threads)  # checked by the session's options
 
     def _network(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         x = np.ascontiguousarray(batch[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)  # RGB NHWC -> BGR NCHW
