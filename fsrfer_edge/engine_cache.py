@@ -27,8 +27,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
+import numpy as np
+
 from .errors import EngineError, InputError, ModelError
-from .fileio import loads_json, sha256_file, write_json
+from .fileio import file_problem, loads_json, sha256_file, write_json
 from .metadata import PRECISIONS, ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,10 @@ VARIANT_SUFFIXES = (".fp32", ".fp16", ".int8-s8s8", ".int8-u8s8", ".int8")
 SOURCE_DIGITS = 8
 #: A TensorRT version as ``tensorrt.__version__`` writes it: major.minor.patch at least (``10.3.0.26``, ``10.0.0b6``).
 _FULL_VERSION = re.compile(r"\d+\.\d+\.\d+[\w.+-]*")
+#: A GPU's compute capability as an :class:`EngineKey` holds it: ``8.7``.
+_COMPUTE_CAPABILITY = re.compile(r"\d+\.\d+")
+#: A GPU's identity key (:attr:`fsrfer_edge.backends.cuda_memory.DeviceIdentity.key`): one part of a file name.
+_DEVICE = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def _path_arg(name: str, value: Any, what: str) -> Path:
@@ -106,11 +112,28 @@ class EngineKey:
     device: str = ""
 
     def __post_init__(self) -> None:
+        """Refuse fields that would make a nonsense file name (InputError; a sidecar holding one reads as corrupt)."""
+        if not (isinstance(self.tensorrt_version, str) and _FULL_VERSION.fullmatch(self.tensorrt_version)):
+            raise InputError(f"EngineKey tensorrt_version={self.tensorrt_version!r}; expected TensorRT's full version "
+                             "as tensorrt.__version__ writes it, major.minor.patch at least (e.g. '10.3.0.26')")
+        if not (isinstance(self.compute_capability, str) and _COMPUTE_CAPABILITY.fullmatch(self.compute_capability)):
+            raise InputError(f"EngineKey compute_capability={self.compute_capability!r}; expected the GPU's "
+                             "compute capability as MAJOR.MINOR, e.g. '8.7' (Jetson Orin) or '9.0' (H100)")
+        if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
+            raise InputError(f"EngineKey precision={self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        for name in ("min_batch", "opt_batch", "max_batch"):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+                raise InputError(f"EngineKey {name}={value!r}; expected an integer batch size >= 1")
+            object.__setattr__(self, name, int(value))  # numpy integers: a plain int for the name and the JSON
         if not (1 <= self.min_batch <= self.opt_batch <= self.max_batch):
-            raise EngineError(
-                f"invalid batch range min={self.min_batch} opt={self.opt_batch} max={self.max_batch}; "
+            raise InputError(
+                f"EngineKey batch range min={self.min_batch} opt={self.opt_batch} max={self.max_batch}; "
                 "expected 1 <= min <= opt <= max"
             )
+        if not (isinstance(self.device, str) and _DEVICE.fullmatch(self.device)):
+            raise InputError(f"EngineKey device={self.device!r}; expected the GPU's identity key "
+                             "(DeviceIdentity.key: letters, digits and '-', e.g. 'orin-16sm-61g'), or '' where unknown")
 
     def filename(self, model_stem: str, onnx_sha256: str) -> str:
         """``face.fp16.1a2b3c4d.trt10.3.0.26.sm87.orin-16sm-61g.b1-32-128.engine`` for the ONNX file whose
@@ -177,8 +200,10 @@ def check_engine(engine_path: str | os.PathLike[str], tensorrt_version: str, com
             TensorRT version or GPU, or from another ONNX file than ``onnx_path``.
     """
     engine_path = _path_arg("engine_path", engine_path, "an engine file")
-    if not engine_path.is_file():
-        raise EngineError(f"engine file {engine_path} does not exist")
+    problem = file_problem(engine_path)
+    if problem:
+        raise EngineError(f"engine file {engine_path} {problem}; expected a TensorRT engine file (with its JSON "
+                          "sidecar)")
     doc = read_sidecar(engine_path)
     key: EngineKey = doc["key"]
     if key.tensorrt_version != tensorrt_version:
@@ -324,12 +349,12 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
     Yields:
         True when the lock is held, False when the block runs without it.
     """
+    root = _path_arg("folder", folder, "the folder engines are built into")
     try:
         import fcntl
     except ImportError:  # not POSIX
         yield False
         return
-    root = Path(folder)
     key = (os.getpid(), os.path.realpath(root))  # a child forked while this is held does not hold it
     held_here: set[tuple[int, str]] = getattr(_HELD, "folders", set())
     _HELD.folders = held_here
@@ -594,6 +619,21 @@ def _lock_for_prune(root: Path) -> Iterator[tuple[str, str]]:
         os.close(fd)
 
 
+def _check_same_release(tensorrt_version: Optional[str], listed: Sequence[CachedEngine]) -> None:
+    """InputError where ``tensorrt_version`` is not what any engine of the folder records but is the same release
+    written longer or shorter (``10.3.0`` beside engines of ``10.3.0.26``): a slip, not an upgrade, and pruning on it
+    would remove every engine of that release (``fsrfer-engines --prune --tensorrt-version`` refuses it alike)."""
+    if tensorrt_version is None:
+        return
+    recorded = {e.key.tensorrt_version for e in listed if e.key is not None}
+    near = sorted(r for r in recorded if r != tensorrt_version
+                  and (r.startswith(tensorrt_version + ".") or tensorrt_version.startswith(r + ".")))
+    if near and tensorrt_version not in recorded:
+        raise InputError(f"tensorrt_version={tensorrt_version!r} is not what this folder's engines record, but "
+                         f"{', '.join(near)} is the same release written otherwise; expected the version exactly as "
+                         "tensorrt.__version__ writes it on the device (nothing was removed)")
+
+
 def prune(folder: str | os.PathLike[str], tensorrt_version: Optional[str] = None, missing_sources: bool = False,
           dry_run: bool = False) -> tuple[list[CachedEngine], list[str]]:
     """Remove the stale entries of ``folder`` (:func:`list_engines`): engines with their sidecars.
@@ -612,7 +652,9 @@ def prune(folder: str | os.PathLike[str], tensorrt_version: Optional[str] = None
 
     Raises:
         InputError: ``folder`` is no path or is a file, or ``tensorrt_version`` is not a full TensorRT version
-            (engines of every other version are stale: a short or mistyped one would remove them all).
+            (engines of every other version are stale: a short or mistyped one would remove them all), or it is
+            not what the folder's engines record but the same release written longer or shorter (``10.3.0`` beside
+            engines of ``10.3.0.26``; nothing is removed, with ``dry_run`` or not).
     """
     root = _folder_arg(folder)
     tensorrt_version = _version_arg(tensorrt_version)
@@ -625,8 +667,9 @@ def prune(folder: str | os.PathLike[str], tensorrt_version: Optional[str] = None
             return [], []
         # partial files go by the age the listing gives them: the grace period where builds hold the lock (held
         # here), else the lock wait, as no build can be told
-        stale = [e for e in _list_engines(root, tensorrt_version, missing_sources, None, state != "none")
-                 if e.stale is not None]
+        listed = _list_engines(root, tensorrt_version, missing_sources, None, state != "none")
+        _check_same_release(tensorrt_version, listed)
+        stale = [e for e in listed if e.stale is not None]
         if dry_run:
             return stale, []
         removed, errors = [], []
@@ -645,10 +688,24 @@ def prune_replaced(folder: str | os.PathLike[str], onnx_path: str | os.PathLike[
     GPU model (``device``, :attr:`EngineKey.device`) from earlier versions of the file at that path, which the
     runtime can never pick again. Only their sidecars are read, and the file's hash computed once; nothing else in
     the folder is judged, and an engine whose sidecar is missing or older than it (a build writing it) is left
-    alone."""
-    root = Path(folder)
+    alone.
+
+    Raises:
+        InputError: ``folder`` or ``onnx_path`` is no path, ``onnx_path`` is not a file (where ``folder`` is a
+            folder), or ``device`` is not a string.
+    """
+    root = _path_arg("folder", folder, "the engine cache folder")
+    onnx = _path_arg("onnx_path", onnx_path, "the .onnx file the engines were built from")
+    if not isinstance(device, str):
+        raise InputError(f"device={device!r}; expected the GPU's identity key as a string (EngineKey.device, e.g. "
+                         "'orin-16sm-61g')")
     if not root.is_dir():
         return []
+    problem = file_problem(onnx)
+    if problem:
+        raise InputError(f"onnx_path={str(onnx_path)!r} {problem}; expected an .onnx file (the file the engines "
+                         "were built from)")
+    onnx_path = onnx
     mine = source_record(onnx_path)["source_path"]
     current = sha256_file(onnx_path)
     removed = []
@@ -680,8 +737,19 @@ STAGING_OWNER = ".owner"
 def make_staging_folder(folder: str | os.PathLike[str], name: str) -> Path:
     """A new hidden staging folder ``.NAME.staging-XXXXXXXX`` in ``folder`` whose owner file names this process. The
     export removes it itself however it ends, except under SIGKILL (no handler runs); then
-    :func:`remove_dead_staging` removes it once this process is gone."""
-    stage = Path(tempfile.mkdtemp(prefix=f".{name}{STAGING_MARK}", dir=folder))
+    :func:`remove_dead_staging` removes it once this process is gone.
+
+    Raises:
+        InputError: ``folder`` is no path or is a file, or ``name`` is not a file name (empty, or holds a path
+            separator).
+    """
+    root = _path_arg("folder", folder, "the folder the export writes into")
+    if root.exists() and not root.is_dir():
+        raise InputError(f"folder={str(folder)!r} is not a folder; expected the folder the export writes into")
+    seps = {"/", "\0", os.sep, *([os.altsep] if os.altsep else [])}
+    if not isinstance(name, str) or not name.strip() or any(c in seps for c in name):
+        raise InputError(f"name={name!r}; expected a model name that can be part of a file name (no path separator)")
+    stage = Path(tempfile.mkdtemp(prefix=f".{name}{STAGING_MARK}", dir=root))
     try:
         (stage / STAGING_OWNER).write_text(f"pid {os.getpid()} on {socket.gethostname()}\n", encoding="utf-8")
     except BaseException:

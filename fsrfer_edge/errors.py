@@ -76,6 +76,16 @@ def require(module: str, extra: str, purpose: str = "") -> ModuleType:
         ) from exc
 
 
+def check_flag(name: str, value: Any) -> bool:
+    """A boolean option as a bool (bool or numpy bool); anything else (``"no"``, 0, None) is an InputError, not read
+    as true or false."""
+    import numpy as np  # numpy's bool too; imported here, as this module is loaded before anything else
+
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name}={value!r}; expected True or False")
+    return bool(value)
+
+
 def one_line(exc: "BaseException | str") -> str:
     """An error message on one line (messages quoting other libraries may hold newlines)."""
     return " ".join(str(exc).split())

@@ -21,7 +21,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxsim")
 
-from fsrfer_edge.errors import BackendUnavailable, ConfigError, ModelError  # noqa: E402
+from fsrfer_edge.errors import BackendUnavailable, ConfigError, InputError, ModelError  # noqa: E402
 from fsrfer_edge.export import check, cli, engine, quantize  # noqa: E402
 from fsrfer_edge.export.onnx_export import (  # noqa: E402
     export_onnx,
@@ -311,7 +311,7 @@ def test_entropy_calibration(variants: Path, tmp_path: Path, monkeypatch: pytest
     assert scales[0] != scales[1]  # the entropy search clipped some ranges, unlike ORT's 128-bin default
     with pytest.raises(ConfigError, match="calibration method"):
         quantize.quantize_int8(variants / "tiny.fp32.onnx", tmp_path / "x.onnx", x, "s8s8", "kl")
-    with pytest.raises(ModelError, match="dtype"):
+    with pytest.raises(InputError, match="dtype"):
         quantize.quantize_int8(variants / "tiny.fp32.onnx", tmp_path / "x.onnx", x.astype(np.float64), "s8s8")
     with pytest.raises(ModelError, match="FP32"):
         quantize.quantize_int8(tmp_path / "e.onnx", tmp_path / "x.onnx", x, "s8s8")
@@ -325,7 +325,7 @@ def test_int8_calibration_inputs_of_the_wrong_shape_or_not_finite_are_clear_erro
     for bad, words in ((np.zeros((8, 48, 48), np.float32), r"shape \(8, 48, 48\); .*takes \(N, 1, 48, 48\)"),
                        (np.zeros((8, 1, 32, 32), np.float32), r"shape \(8, 1, 32, 32\); .*takes \(N, 1, 48, 48\)"),
                        (np.full((8, 1, 48, 48), np.nan, np.float32), "NaN or infinite")):
-        with pytest.raises(ModelError, match=words):
+        with pytest.raises(InputError, match=words):
             quantize.quantize_int8(src, tmp_path / "x.onnx", bad, "s8s8", "minmax")
     assert not (tmp_path / "x.onnx").exists()
 

@@ -61,8 +61,9 @@ def _open_npz(path: Path, needed: tuple[str, ...]) -> Any:
     return data
 
 
-def _split_rows(data: Any, path: Path, split: Optional[str], n: int) -> np.ndarray:
-    """Rows of ``split`` if the archive has a ``split`` array containing it, else all rows."""
+def _split_rows(data: Any, path: Path, split: Optional[str], n: int, strict: bool = False) -> np.ndarray:
+    """Rows of ``split`` if the archive has a ``split`` array, else all rows. An archive whose ``split`` array holds
+    no ``split`` rows: all rows, with a warning, or (``strict``) DataError."""
     if split is None or "split" not in data.files:
         return np.arange(n)
     names = np.asarray(data["split"]).astype(str)
@@ -70,7 +71,12 @@ def _split_rows(data: Any, path: Path, split: Optional[str], n: int) -> np.ndarr
         raise DataError(f"{path}: 'split' has shape {names.shape}; expected ({n},) to match 'images'")
     rows = np.flatnonzero(names == split)
     if rows.size == 0:
-        log.warning("%s has no %r rows (splits: %s); using all rows", path, split, sorted(set(names.tolist())))
+        present = sorted(set(names.tolist()))
+        if strict:
+            raise DataError(f"{path} has a 'split' array but no {split!r} rows; splits present: {present}. Expected "
+                            f"an archive with {split!r} rows (faces held out of training), or an archive of held-out "
+                            "faces without a 'split' array (all its rows are used)")
+        log.warning("%s has no %r rows (splits: %s); using all rows", path, split, present)
         return np.arange(n)
     return rows
 
@@ -164,20 +170,24 @@ def load_labelled(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
             (negative labels, e.g. FER+ rows without a majority, are dropped), optional ``split``.
         size: how many to sample (0: all), with a fixed ``seed``.
         seed: the sampling seed.
-        split: the split to use when the archive has one (``val`` by default; all rows otherwise).
+        split: the split to use when the archive has one (``val`` by default; None: every row). An archive
+            without a ``split`` array is used whole; one whose ``split`` array holds no ``split`` rows is refused
+            (scoring its other rows, training rows among them, would flatter the model).
         classes: how many classes the model tells apart.
 
     Returns:
         (images, labels).
 
     Raises:
-        DataError: the file is missing or malformed, or a label is not one of the model's classes.
+        DataError: the file is missing or malformed, a label is not one of the model's classes, or the archive
+            has a ``split`` array without ``split`` rows.
         InputError: ``size`` or ``seed`` is not an integer >= 0.
     """
     _check_sampling(size, seed)
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"evaluation data {p} does not exist; expected an .npz with 'images' and 'labels'")
+        what = "is a folder" if p.is_dir() else "does not exist"
+        raise DataError(f"evaluation data {p} {what}; expected an .npz with 'images' and 'labels'")
     with _open_npz(p, ("images", "labels")) as data:
         try:
             images, labels = data["images"], np.asarray(data["labels"])
@@ -189,7 +199,7 @@ def load_labelled(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
             if beyond.size:  # scored, such a face would only ever count as wrong
                 raise DataError(f"{p}: array 'labels' must hold integers 0..{classes - 1}, the model's classes "
                                 f"(negative: no label); row {beyond[0]} is {labels[beyond[0]]}")
-            rows = _split_rows(data, p, split, len(images))
+            rows = _split_rows(data, p, split, len(images), strict=True)
         except NPZ_READ_ERRORS as exc:
             raise DataError(f"{p}: an array could not be read ({exc}); the archive is damaged") from exc
     rows = rows[labels[rows] >= 0]

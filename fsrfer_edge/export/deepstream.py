@@ -29,7 +29,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Optional, Union
 
-from ..errors import ConfigError, InputError, ModelError
+
+from ..errors import ConfigError, InputError, ModelError, check_flag
 from ..fileio import atomic_write_bytes, same_file, sha256_file
 from ..metadata import METADATA_KEY, ModelInfo
 from ..preprocessing import Preprocessing
@@ -254,6 +255,7 @@ def _prepare(onnx_path: PathLike, name: str, batch_size: int, gie_id: int, opera
 def check_deepstream(onnx_path: PathLike, name: str = "fsrfer", *, batch_size: int = BATCH_SIZE, gie_id: int = 2,
                      operate_on_gie_id: int = 1, engine: bool = False) -> None:
     """Raise what :func:`write_deepstream` would raise for these arguments, writing nothing (the folder aside)."""
+    engine = check_flag("engine", engine)
     p = _prepare(onnx_path, name, batch_size, gie_id, operate_on_gie_id)
     if engine:
         check_engine_source(p.info)
@@ -290,9 +292,12 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
         ConfigError: an option out of range (``workspace_mb`` too, with or without ``engine``), a name that cannot
             be a file name, ``out_dir`` is a file or lies under one, or ``onnx_path`` is ``out_dir/NAME.onnx`` itself
             (it would be replaced by its DeepStream copy).
-        InputError: a file this call writes is a folder in ``out_dir`` (found before anything is written).
+        InputError: a file this call writes is a folder in ``out_dir`` (found before anything is written), or
+            ``engine`` is not a bool (``"no"`` would read as true).
     """
     from .onnx_export import save_onnx
+
+    engine = check_flag("engine", engine)
 
     # checked with or without ``engine`` (the export CLI passes its default either way): never silently ignored
     if workspace_mb is not None and (isinstance(workspace_mb, bool) or not isinstance(workspace_mb, int)

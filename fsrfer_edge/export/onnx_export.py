@@ -66,7 +66,7 @@ def load_onnx(path: PathLike) -> "onnx.ModelProto":
     p = Path(path)
     problem = file_problem(p)
     if problem:
-        raise ModelError(f"ONNX file {p} {problem}")
+        raise ModelError(f"ONNX file {p} {problem}; expected an .onnx file")
     try:
         model: onnx.ModelProto = onnx_lib.load(str(p))
     except Exception as exc:  # protobuf raises its own DecodeError, onnx raises various types
@@ -411,6 +411,9 @@ def ort_session(path: PathLike, threads: Optional[int] = None) -> Any:
         ModelError: ONNX Runtime cannot load the file.
     """
     ort = require("onnxruntime", "export", "checking exported models")
+    problem = file_problem(path)
+    if problem:  # ONNX Runtime's own message for a folder is "Protobuf parsing failed"
+        raise ModelError(f"ONNX file {path} {problem}; expected an .onnx file")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:

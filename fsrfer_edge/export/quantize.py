@@ -534,8 +534,10 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
 
     Raises:
         ConfigError: unknown scheme or calibration method, or ``keep_float`` is one string.
-        InputError: ``calib_inputs`` is not a numpy array, or ``dst`` is ``src``.
-        ModelError: ``src`` is not FP32, or the result does not have the scheme's zero points.
+        InputError: ``calib_inputs`` is not a numpy array, or not of the dtype and shape ``src`` takes, or holds
+            NaN or infinite values; or ``dst`` is ``src``.
+        ModelError: ``src`` is not FP32 (or not a readable ONNX file), or the result does not have the scheme's
+            zero points.
     """
     _validate(scheme, calib_method)
     if isinstance(keep_float, (str, bytes)):  # its characters would be read as prefixes, one by one
@@ -555,16 +557,16 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
     props = metadata_props(model)
     expected_dtype = np.uint8 if info.input_dtype == "uint8" else np.float32
     if calib_inputs.dtype != expected_dtype:
-        raise ModelError(f"calibration inputs have dtype {calib_inputs.dtype}; {src} takes {np.dtype(expected_dtype)}: "
+        raise InputError(f"calibration inputs have dtype {calib_inputs.dtype}; {src} takes {np.dtype(expected_dtype)}: "
                          "make them with calib.to_model_input(pixels, info)")
     pre = info.preprocessing
     want = (pre.channels, pre.input_size, pre.input_size)
     if calib_inputs.ndim != 4 or calib_inputs.shape[1:] != want:
-        raise ModelError(f"calibration inputs have shape {calib_inputs.shape}; {src} takes "
+        raise InputError(f"calibration inputs have shape {calib_inputs.shape}; {src} takes "
                          f"(N, {', '.join(map(str, want))}) faces: make them with "
                          "calib.to_model_input(calib.faces_to_pixels(faces, info), info)")
     if not np.isfinite(calib_inputs).all():
-        raise ModelError("calibration inputs hold NaN or infinite values; expected pixels made from real faces by "
+        raise InputError("calibration inputs hold NaN or infinite values; expected pixels made from real faces by "
                          "calib.to_model_input")
     # "entropy" runs its own calibration pass and hands the ranges over as overrides (see
     # _entropy_overrides); quantize_static then only needs min/max for tensors without one.

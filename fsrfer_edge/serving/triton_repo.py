@@ -28,7 +28,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
-from ..errors import ConfigError, ModelError, require
+
+from ..errors import ConfigError, ModelError, check_flag, require
+from ..fileio import file_problem
 from ..metadata import METADATA_KEY, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -129,8 +131,9 @@ def _onnx_info(path: Path) -> ModelInfo:
 def _engine_info(path: Path) -> tuple[ModelInfo, Any]:
     from ..engine_cache import read_sidecar
 
-    if not path.is_file():
-        raise ModelError(f"engine file {path} does not exist")
+    problem = file_problem(path)
+    if problem:
+        raise ModelError(f"engine file {path} {problem}; expected a TensorRT engine file (with its JSON sidecar)")
     doc = read_sidecar(path)
     return doc["model_info"], doc["key"]
 
@@ -292,8 +295,10 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
 
     Raises:
         ConfigError: no model given, invalid options, or models of these names exist (without overwrite).
+        InputError: ``overwrite`` is not a bool (``"no"`` would read as true and replace the models).
         ModelError / EngineError: a file is missing, not an fsrfer model, or has no sidecar.
     """
+    overwrite = check_flag("overwrite", overwrite)
     if onnx_path is None and engine_path is None:
         raise ConfigError("write_triton_repo needs onnx_path and/or engine_path; received neither")
     if not isinstance(model_name, str) or not model_name or not all(c.isalnum() or c in "._-" for c in model_name):
@@ -318,8 +323,9 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
     models: list[tuple[str, str, Path, str, ModelInfo, str]] = []
     if onnx_path is not None:
         src = Path(onnx_path)
-        if not src.is_file():
-            raise ModelError(f"ONNX file {src} does not exist")
+        problem = file_problem(src)
+        if problem:
+            raise ModelError(f"ONNX file {src} {problem}; expected an .onnx file written by fsrfer-export")
         info = _onnx_info(src)
         mb = max_batch or DEFAULT_MAX_BATCH
         pref = _check_batching(mb, preferred, f"{model_name}_onnx")
