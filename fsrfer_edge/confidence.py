@@ -64,7 +64,7 @@ def _floats(value: Any, what: str, expected: str, bools: bool = False) -> np.nda
         elif a.dtype.kind not in ("biuf" if bools else "iuf"):
             raise TypeError(f"received dtype {a.dtype}")
         return a.astype(np.float64, copy=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an int past a float
         raise InputError(f"{what}: {exc}; expected {expected}") from None
 
 
@@ -114,6 +114,16 @@ def fit_temperature(logits: Any, labels: Any, grid: np.ndarray = LOG_T_GRID) -> 
     rows = np.arange(len(y))
     nll = [-_log_softmax(z, np.exp(t))[rows, y].mean() for t in grid]
     return float(np.exp(grid[int(np.argmin(nll))]))
+
+
+def _check_mappings(logits: Any, labels: Any, where: str) -> None:
+    """InputError where ``logits`` or ``labels`` is not a mapping of factors (one factor's array given alone)."""
+    for name, value in (("logits", logits), ("labels", labels)):
+        if not isinstance(value, Mapping):
+            shape = f" of shape {value.shape}" if isinstance(value, np.ndarray) else ""
+            raise InputError(f"{where}{name}: a {type(value).__name__}{shape}; expected a mapping of each down-sample "
+                             f"factor to its faces' {'logits (N, C)' if name == 'logits' else 'labels (N,)'}, e.g. "
+                             f"{{1.0: {name}}}")
 
 
 #: Scores are clipped to [EPS, 1 - EPS] before their logit.
@@ -258,7 +268,7 @@ class ScoreCalibration(sidecars.MeasuredFile):
         for name in ("checkpoint_sha256", "source"):
             if not isinstance(getattr(self, name), str):
                 raise ModelError(f"score calibration: {name} {getattr(self, name)!r}; expected a str ('' if unknown)")
-        if self.kind not in KINDS:
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise ModelError(f"score calibration: kind {self.kind!r}; expected one of {KINDS}")
         f = np.asarray(self.factors, float)
         self._check_params("params")
@@ -347,10 +357,15 @@ class ScoreCalibration(sidecars.MeasuredFile):
         Raises:
             InputError: no factors, mismatched keys, an unknown kind, or malformed logits or labels.
         """
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:  # an array "in" the names compares elementwise
             raise InputError(f"kind={kind!r}; expected one of {KINDS}")
-        if isinstance(classes, (str, bytes)) or not all(isinstance(c, str) for c in classes):
+        try:
+            named = not isinstance(classes, (str, bytes)) and all(isinstance(c, str) for c in classes)
+        except TypeError:  # not iterable: None, a number
+            named = False
+        if not named:
             raise InputError(f"classes {classes!r}; expected a list of class names (str), the model's")
+        _check_mappings(logits, labels, "")
         if not logits or set(logits) != set(labels):
             raise InputError(f"factors {sorted(logits)} of logits and {sorted(labels)} of labels; expected the same "
                              "factors, at least one")
@@ -390,6 +405,7 @@ class ScoreCalibration(sidecars.MeasuredFile):
         """
         if self.kind != "logistic":
             raise InputError(f"with_jpeg: kind {self.kind!r}; expected a logistic calibration")
+        _check_mappings(logits, labels, "with_jpeg: ")
         if isinstance(min_faces, bool) or not isinstance(min_faces, (int, np.integer)) or min_faces < 1:
             raise InputError(f"with_jpeg: min_faces={min_faces!r}; expected an integer >= 1")
         by, lab = self._by_factor(logits, "logits"), self._by_factor(labels, "labels")

@@ -151,7 +151,7 @@ def _checked_group(probs: Any, factors: Any, c: int) -> tuple[np.ndarray, np.nda
     try:
         p = np.asarray(probs, dtype=np.float64)
         f = np.asarray(factors, dtype=np.float64)
-    except (TypeError, ValueError) as exc:  # text, rows of other lengths
+    except (TypeError, ValueError, OverflowError) as exc:  # text, rows of other lengths, ints past a float
         raise InputError(f"expected probabilities (N, {c}) and factors (N,) as numbers; they could not be read as "
                          f"numbers ({exc})") from None
     if p.ndim <= 2 and not p.size and f.shape == (0,):  # no faces, given as [] or crowd.own_probs' (0, 0)
@@ -233,9 +233,10 @@ def _check_fit_arguments(probs: Any, labels: Any, classes: Any, resamples: Any, 
         names = None if isinstance(classes, str) else list(classes)
     except TypeError:  # not iterable
         names = None
-    if names is None or len(names) < 2 or len({str(n) for n in names}) != len(names):  # as a file stores them
-        raise InputError(f"classes: expected 2 or more distinct class names, in the model's probability order; got "
-                         f"{names if names is not None else repr(classes)}")
+    # names as a file stores them (text only: a file of the numbers 0..C-1 would not load back)
+    if names is None or len(names) < 2 or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise InputError(f"classes: expected 2 or more distinct class names (str), in the model's probability order; "
+                         f"got {names if names is not None else repr(classes)}")
     if not _integer(resamples) or resamples == 1 or resamples < 0:
         raise InputError(f"resamples={resamples!r}: expected an integer, 0 or >= 2 (sets of resampled matrices, "
                          "e.g. 200)")
@@ -256,7 +257,7 @@ class GroupTally:
         if not isinstance(calibration, GroupCalibration):
             raise InputError(f"calibration: expected a GroupCalibration (e.g. CrowdAnalyzer's groups, or "
                              f"GroupCalibration.load(path)); got {type(calibration).__name__}")
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:  # an array "in" the names compares elementwise
             raise InputError(f"kind {kind!r}; expected one of {KINDS}")
         self.calibration, self.kind = calibration, kind
         self._observed = np.zeros(len(calibration.classes))
@@ -328,6 +329,7 @@ class GroupCalibration(sidecars.MeasuredFile):
     resampled: Optional[np.ndarray] = dataclasses.field(default=None, repr=False, hash=False)
 
     def __post_init__(self) -> None:
+        self._check_record_fields()
         c, f = len(self.classes), len(self.factors)
         if c < 2 or f < 1 or any(not (1 <= x < math.inf) for x in self.factors) \
                 or list(self.factors) != sorted(set(self.factors)):
@@ -349,12 +351,33 @@ class GroupCalibration(sidecars.MeasuredFile):
                               or r.shape[1:] != (f, c, c) or len(r) < 2 or not np.all(np.isfinite(r))
                               or np.any(r < 0) or not np.allclose(r.sum(axis=2), 1.0, atol=1e-3)):
             got = f"shape {getattr(r, 'shape', type(r).__name__)}"
-            if isinstance(r, np.ndarray) and r.dtype.kind in "fiu" and r.size:
+            if isinstance(r, np.ndarray) and r.dtype.kind in "fiu" and r.size and r.ndim >= 3:
                 sums = r.sum(axis=2)
                 got += (f", column sums {np.nanmin(sums):.3f} to {np.nanmax(sums):.3f}, smallest entry "
                         f"{np.min(r):.3g}")
             raise ModelError(f"group calibration: resampled must be (R >= 2, {f}, {c}, {c}) non-negative "
                              f"probability matrices with columns summing to 1; got {got}")
+
+    def _check_record_fields(self) -> None:
+        """Hold ``classes``, ``factors`` and ``n`` as tuples of str, float and int whatever sequences built them (lists,
+        numpy arrays), and refuse what a file could not hold or would read back as something else (numbers as class
+        names, text as factors), as a ``checkpoint_sha256`` or ``source`` that is not text: what :meth:`save` writes
+        must load back."""
+        expected = {"classes": "a list of 2 or more class names (str)", "factors": "increasing finite factors >= 1",
+                    "n": "the faces of each class (C whole numbers), or none"}
+        for name, convert in (("classes", sidecars.text_value), ("factors", sidecars.real_value),
+                              ("n", sidecars.count_value)):
+            value = getattr(self, name)
+            try:
+                if isinstance(value, (str, bytes)):
+                    raise TypeError(f"a {type(value).__name__}")
+                held = tuple(convert(v) for v in value)
+            except (TypeError, ValueError) as exc:
+                raise ModelError(f"group calibration: {name} {value!r} ({exc}); expected {expected[name]}") from None
+            object.__setattr__(self, name, held)
+        for name in ("checkpoint_sha256", "source"):
+            if not isinstance(getattr(self, name), str):
+                raise ModelError(f"group calibration: {name} {getattr(self, name)!r}; expected a str ('' if unknown)")
 
     def __eq__(self, other: object) -> bool:
         """Equal when every field is, the arrays by value (the generated comparison would ask numpy for the
@@ -398,7 +421,7 @@ class GroupCalibration(sidecars.MeasuredFile):
         for f in factors:
             try:
                 p = np.asarray(probs[f], dtype=np.float64)
-            except (TypeError, ValueError) as exc:  # text, rows of other lengths
+            except (TypeError, ValueError, OverflowError) as exc:  # text, rows of other lengths, ints past a float
                 raise InputError(f"factor {f}: expected probabilities (N, {c}) as numbers; they could not be read as "
                                  f"numbers ({exc})") from None
             y = _read_labels(labels[f], f"factor {f}")
@@ -426,11 +449,11 @@ class GroupCalibration(sidecars.MeasuredFile):
     def matrix(self, factors: np.ndarray, kind: str = "probs") -> np.ndarray:
         """The mean over faces of each face's matrix at its factor (interpolated in log2 between the table's
         factors, clamped to its ends): (C, C)."""
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:  # an array "in" the names compares elementwise
             raise InputError(f"kind {kind!r}; expected one of {KINDS}")
         try:
             f = np.asarray(factors, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise InputError(f"expected factors (N,) as numbers; they could not be read as numbers ({exc})") from None
         if f.ndim != 1:  # a (1, N) array would weigh the table's matrices N times over
             raise InputError(f"expected factors (N,), one per face; got shape {f.shape}")
@@ -499,15 +522,9 @@ class GroupCalibration(sidecars.MeasuredFile):
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "GroupCalibration":
         sidecars.refuse_unknown_fields(cls, d, "group calibration")
-        try:  # each value as the file holds it, checked (str(None) would be the checkpoint 'None', '12' two factors)
-            classes, factors, n = d["classes"], d["factors"], d.get("n", ())
-            if isinstance(classes, str) or isinstance(factors, str) or isinstance(n, str):
-                raise TypeError("classes, factors and n are lists, not strings")
-            return cls(tuple(sidecars.text_value(c) for c in classes),
-                       tuple(sidecars.real_value(f) for f in factors),
-                       sidecars.real_array(d["probs"]), sidecars.real_array(d["counts"]),
-                       tuple(sidecars.count_value(v) for v in n),
-                       sidecars.text_value(d.get("checkpoint_sha256", "")), sidecars.text_value(d.get("source", "")),
+        try:  # each value as the file holds it: classes, factors, n and the texts are checked by __post_init__
+            return cls(d["classes"], d["factors"], sidecars.real_array(d["probs"]), sidecars.real_array(d["counts"]),
+                       d.get("n", ()), d.get("checkpoint_sha256", ""), d.get("source", ""),
                        _resampled(d.get("resampled")))
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise ModelError(f"group calibration: expected classes, factors, probs and counts; {exc}") from None

@@ -71,7 +71,7 @@ def model_info_problems(fields: Mapping[str, Any]) -> list[str]:
         out.append(f"precision {info.precision!r} is not one of {list(PRECISIONS)}")
     if isinstance(info.input_dtype, str) and info.input_dtype not in INPUT_DTYPES:
         out.append(f"input_dtype {info.input_dtype!r} is not one of {list(INPUT_DTYPES)}")
-    if isinstance(info.int8_scheme, str) and info.precision in PRECISIONS \
+    if isinstance(info.int8_scheme, str) and isinstance(info.precision, str) and info.precision in PRECISIONS \
             and info.int8_scheme not in (("",) + INT8_SCHEMES if info.precision == "int8" else ("",)):
         out.append(f"int8_scheme {info.int8_scheme!r} with precision {info.precision!r}; expected '' or one of "
                    f"{list(INT8_SCHEMES)} for precision 'int8', '' for the others")

@@ -257,10 +257,12 @@ def refuse_unknown_fields(cls: Any, d: Mapping[str, Any], what: str) -> None:
     dropped without a word).
 
     Raises:
-        ModelError: naming them and the expected ones.
+        ModelError: naming them and the expected ones, or ``d`` that is not a mapping (a JSON object).
     """
     import dataclasses
 
+    if not isinstance(d, Mapping):  # a JSON array or string: no fields to read
+        raise ModelError(f"{what}: a {type(d).__name__}; expected a JSON object of its fields (as save() writes)")
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in d if k not in known]
     if unknown:
