@@ -318,7 +318,15 @@ class TrackLog:
 
 def square_box(box: Sequence[float], margin: float) -> tuple[int, int, int, int]:
     """Integer square (x0, y0, x1, y1) centred on ``box``, its side the box's larger side grown by
-    ``margin`` of it on each side (at least 1 pixel); it may extend past the frame."""
+    ``margin`` of it on each side (at least 1 pixel); it may extend past the frame.
+
+    Raises:
+        InputError: ``margin`` is not a finite number over -0.5 (where the square would have no side left).
+    """
+    if isinstance(margin, (bool, np.bool_)) or not isinstance(margin, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(margin) or margin <= -0.5:
+        raise InputError(f"margin={margin!r}; expected a finite number over -0.5 (a fraction of the box's side "
+                         f"added on each side; the analyzer's range is {list(MARGIN_RANGE)})")
     x0, y0, x1, y1 = (float(v) for v in box)
     side = max(1.0, max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin))
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
@@ -479,7 +487,10 @@ class CrowdAnalyzer:
         seeded) that held the true share in about ``level`` of FER+ groups of 30 faces of mixed sizes, less when
         the faces are all 16 px or smaller (docs/crowd.md, "How sure the shares are"). Computed only when asked
         (tens of milliseconds a frame: 200 resamples). None without faces or without shares; ModelError when the
-        model's calibration holds no resampled matrices."""
+        model's calibration holds no resampled matrices; InputError when ``result`` is not a CrowdResult."""
+        if not isinstance(result, CrowdResult):
+            raise InputError(f"result is a {type(result).__name__}; expected the CrowdResult of this analyzer's "
+                             "analyze() or analyze_stream()")
         if self.groups is None or not result.faces:
             return None
         lo, hi = self.groups.interval(own_probs(result.faces), self.factors(result.faces), level)
@@ -808,9 +819,20 @@ def _opens_video(source: Any) -> bool:
                                                       and not isinstance(source, bool))
 
 
+def _check_camera(source: Any) -> int:
+    """A camera index as an int, or InputError: OpenCV's -1 ("any camera") crashes OpenCV 4.x (SIGSEGV) on a machine
+    without a camera, and other negative indices name none."""
+    if isinstance(source, (bool, np.bool_)) or not isinstance(source, (int, np.integer)) or source < 0:
+        raise InputError(f"source={source!r}; expected a video file path or a camera index (an integer >= 0: 0 is "
+                         "the first camera)")
+    return int(source)
+
+
 def _check_source(source: Any) -> None:
     """InputError for a stream source that is none of a video path, a camera index or an iterable of frames."""
     if _opens_video(source):
+        if not isinstance(source, (str, os.PathLike)):
+            _check_camera(source)
         return
     if isinstance(source, np.ndarray):
         raise InputError("analyze_stream received one array; pass a list of frames, or use analyze() for one frame")
@@ -1010,9 +1032,11 @@ def video_frames(source: Union[PathLike, int]) -> VideoFrames:
     """Open a video file or a camera index (OpenCV) and read its first frame.
 
     Raises:
-        InputError: the file does not exist, or the video/camera cannot be opened or yields no frame.
+        InputError: the file does not exist, ``source`` is neither a path nor a camera index >= 0, or the
+            video/camera cannot be opened or yields no frame.
         BackendUnavailable: OpenCV is missing (pip extra ``crowd``).
     """
+    index = None if isinstance(source, (str, os.PathLike)) else _check_camera(source)  # before OpenCV is asked
     cv2 = require_cv2("reading video files and cameras")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -1022,8 +1046,8 @@ def video_frames(source: Union[PathLike, int]) -> VideoFrames:
         what = f"video {path}"
         cap = cv2.VideoCapture(str(path))
     else:
-        what = f"camera {int(source)}"
-        cap = cv2.VideoCapture(int(source))
+        what = f"camera {index}"
+        cap = cv2.VideoCapture(index)
     if not cap.isOpened():
         cap.release()
         raise InputError(f"{what} could not be opened by OpenCV; expected a readable video file or a connected camera")

@@ -18,7 +18,7 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 
 from .errors import DataError, InputError
-from .fileio import file_problem
+from .fileio import as_path, file_problem
 from .preprocessing import CLASSES
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,9 @@ SPLITS = ("train", "val", "test")
 
 
 def existing_file(path: PathLike, what: str) -> Path:
-    """``path`` as a Path, or DataError saying why it cannot be read and what was expected."""
-    p = Path(path)
+    """``path`` as a Path, or DataError saying why it cannot be read and what was expected (InputError for a
+    ``path`` that is not a str or os.PathLike)."""
+    p = as_path(path, what)
     problem = file_problem(p)
     if problem:
         raise DataError(f"{p} {problem}; expected {what}")
@@ -163,7 +164,7 @@ class LabelledFaces:
 
 def default_label_set(path: PathLike) -> str:
     """``ferplus`` when ``ferplus_labels.npz`` lies beside ``path`` (as ``fsrfer-eval`` assumes), else ``fer2013``."""
-    return "ferplus" if Path(path).with_name(FERPLUS_FILE).is_file() else "fer2013"
+    return "ferplus" if as_path(path, "an .npz archive").with_name(FERPLUS_FILE).is_file() else "fer2013"
 
 
 def load_labelled_faces(path: PathLike, labels: Optional[str] = None, split: Optional[str] = "test") -> LabelledFaces:
@@ -180,7 +181,7 @@ def load_labelled_faces(path: PathLike, labels: Optional[str] = None, split: Opt
         :class:`LabelledFaces`; rows without a label (FER+ "no majority", label -1) are left out.
 
     Raises:
-        InputError: an unknown ``labels`` or ``split``.
+        InputError: an unknown ``labels`` or ``split``, or a ``path`` that is not a str or os.PathLike.
         DataError: a file is missing or malformed (labels other than integers -1..6 included), or the split has
             no labelled face.
     """

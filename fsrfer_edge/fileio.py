@@ -29,6 +29,23 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+
+def as_path(value: Any, what: str) -> Path:
+    """``value`` (a str or os.PathLike naming a path) as a Path.
+
+    Raises:
+        InputError: anything else (bytes, a number, None), or an empty path (``Path("")`` would be the current
+            folder).
+    """
+    given = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(given, str):
+        raise InputError(f"{what}: received {type(value).__name__} {value!r}; expected a path (a str or "
+                         "os.PathLike such as pathlib.Path)")
+    if not given.strip():
+        raise InputError(f"{what}: received an empty path {value!r}; expected the path of a file")
+    return Path(given)
+
+
 def file_problem(path: PathLike) -> str:
     """Why ``path`` cannot be read as a regular file ("" when it can), e.g. for a model or a checkpoint.
 

@@ -26,7 +26,7 @@ from . import sidecars
 from .backends import BACKENDS, Backend, BackendClosedError
 from .confidence import SUFFIX as SCORES_SUFFIX, ScoreCalibration
 from .errors import InputError, ModelError, one_line
-from .fileio import file_problem
+from .fileio import as_path, file_problem
 from .metadata import ModelInfo
 from .preprocessing import (Corrections, FaceInput, Preprocessing, any_jpeg_image, any_linear_enlarging,
                             any_low_contrast, any_pixel_repetition, as_corrections, jpeg_quality, raise_contrast,
@@ -110,7 +110,7 @@ def resolve_model_path(model: Optional[PathLike]) -> Path:
     return path
 
 
-def open_backend(path: Path, backend: str = "auto", device: int = 0, max_batch: int = 64,
+def open_backend(path: PathLike, backend: str = "auto", device: int = 0, max_batch: int = 64,
                  providers: Union[None, str, Sequence[Any]] = None, threads: Optional[int] = None,
                  spinning: bool = True, sessions: Optional[int] = None) -> Backend:
     """Create the backend for a model file (the only place that chooses one).
@@ -126,12 +126,15 @@ def open_backend(path: Path, backend: str = "auto", device: int = 0, max_batch: 
     cache) and refuses when none is valid.
 
     Raises:
-        InputError: unknown backend, or a combination that cannot work.
+        InputError: unknown backend, a ``path`` that is not a path, or a combination that cannot work.
         ModelError / EngineError / BackendUnavailable: from the backend's loader.
     """
-    if backend not in BACKENDS:
+    path = as_path(path, "open_backend: the model (an .onnx file or a TensorRT .engine/.plan file)")
+    if not isinstance(backend, str) or backend not in BACKENDS:
         raise InputError(f"backend={backend!r}; expected one of {BACKENDS}")
-    if sessions is not None and not isinstance(sessions, bool) and sessions == 1:
+    # An int (numpy's too) only: an array or numpy bool would be compared element-wise or read as 1; the backend
+    # refuses those with its own message.
+    if isinstance(sessions, (int, np.integer)) and not isinstance(sessions, bool) and sessions == 1:
         sessions = None  # one session is what every backend runs; it asks for nothing
     is_engine = path.suffix.lower() in ENGINE_SUFFIXES
     if is_engine:

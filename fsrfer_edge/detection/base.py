@@ -18,8 +18,6 @@ import abc
 import dataclasses
 import logging
 import math
-import os
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Optional, Sequence, Tuple
 
@@ -113,20 +111,6 @@ def as_rgb_frame(frame: Any, what: str = "frame") -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
-def as_path(value: Any, what: str) -> Path:
-    """``value`` (a str or os.PathLike naming a path) as a Path.
-
-    Raises:
-        InputError: anything else (bytes, a number, None), or an empty path (``Path("")`` would be the current
-            folder).
-    """
-    given = os.fspath(value) if isinstance(value, os.PathLike) else value
-    if not isinstance(given, str):
-        raise InputError(f"{what}: received {type(value).__name__} {value!r}; expected a path (a str or "
-                         "os.PathLike such as pathlib.Path)")
-    if not given.strip():
-        raise InputError(f"{what}: received an empty path {value!r}; expected the path of a file")
-    return Path(given)
 
 
 def check_frame_size(height: int, width: int, what: str = "frame") -> None:

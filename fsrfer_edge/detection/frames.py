@@ -15,9 +15,9 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ..errors import BackendUnavailable, InputError, require
-from ..fileio import file_problem
+from ..fileio import as_path, file_problem
 from ..preprocessing import resize
-from .base import MAX_FRAME_PIXELS, as_path, as_rgb_frame, check_frame_size
+from .base import MAX_FRAME_PIXELS, as_rgb_frame, check_frame_size
 
 logger = logging.getLogger(__name__)
 

@@ -132,6 +132,9 @@ class OpenCVDetector(PyramidDetector):
                 "install 'opencv-python-headless<5' for the OpenCV detector, or use detector='yunet'"
             )
         path = str(Path(self._cv2.data.haarcascades) / CASCADE) if given is None else given
+        if given is not None and os.path.isdir(given):  # OpenCV raises SystemError for a folder
+            raise ModelError(f"cascade {given} is a directory; expected a Haar cascade XML file, e.g. "
+                             f"{Path(self._cv2.data.haarcascades) / CASCADE}")
         self._cascade: Any = self._cv2.CascadeClassifier(path)
         if self._cascade.empty():
             raise ModelError(f"OpenCV could not load the cascade {path}; expected a Haar cascade XML file")

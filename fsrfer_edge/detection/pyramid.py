@@ -24,7 +24,8 @@ import numpy as np
 
 from ..errors import InputError, ModelError
 from ..fileio import file_problem
-from .base import Detection, DetectorClosedError, FaceDetector, box_iou, drop_nested, weighted_nms
+from .base import (Detection, DetectorClosedError, FaceDetector, box_iou, check_frame_size, drop_nested,
+                   weighted_nms)
 from .frames import resize_rgb
 
 
@@ -176,7 +177,15 @@ class PyramidDetector(FaceDetector):
 
     # -- planning ---------------------------------------------------------------------------
     def plan(self, height: int, width: int) -> list[Level]:
-        """The pyramid levels and tiles used for a frame of (height, width), finest first."""
+        """The pyramid levels and tiles used for a frame of (height, width), finest first.
+
+        Raises:
+            InputError: ``height`` or ``width`` is not an integer >= 1, or the frame is over the SDK's size limits.
+        """
+        for name, side in (("height", height), ("width", width)):
+            if isinstance(side, (bool, np.bool_)) or not isinstance(side, (int, np.integer)) or side < 1:
+                raise InputError(f"{name}={side!r}; expected a frame side in pixels, an integer >= 1")
+        check_frame_size(int(height), int(width))
         m = self.size_multiple
         levels: list[Level] = []
         scale = self._finest_scale()

@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import ModelError
-from .base import as_path
+from ..fileio import as_path
 from .pyramid import PyramidDetector, check_number, open_session
 
 logger = logging.getLogger(__name__)
