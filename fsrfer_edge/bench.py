@@ -37,7 +37,7 @@ from . import __version__
 from .crowd_cli import THREADS_HELP, check_threads, threads_option  # --threads as fsrfer-crowd and fsrfer-demo take it
 from .engine_cache import sidecar_path
 from .fileio import check_distinct_files, check_output_path, sha256_file, write_json
-from .errors import CliParser, FsrferError, InputError, cli_main, one_line, sigterm_interrupts
+from .errors import CliParser, FsrferError, InputError, check_count, cli_main, one_line, sigterm_interrupts
 from .ferplus import FERPLUS_FILE, LABEL_SETS, LabelledFaces, load_labelled_faces
 from .preprocessing import FACTORS, Corrections, degrade, resize, shrink
 from .recognizer import ENGINE_SUFFIXES, Recognizer, resolve_model_path
@@ -82,6 +82,8 @@ def measure_latency(rec: Recognizer, batch_size: int, warmup: int = 5, iters: in
         ``batch_size``, ``iters``, p50/p99/mean/min/max in ms per batch, ``throughput_fps``
         (faces/s at the median latency) and ``backend_calls`` (batches above ``rec.max_batch`` are split).
     """
+    for name, value, least in (("batch_size", batch_size, 1), ("warmup", warmup, 0), ("iters", iters, 1)):
+        check_count(name, value, least)
     faces = random_faces(batch_size, rec.info.preprocessing.input_size, seed)
     for _ in range(warmup):
         rec.predict(faces)
@@ -115,6 +117,8 @@ def measure_overhead(rec: Recognizer, batch_size: int = 64, reps: int = 30, warm
         sdk/bare - 1), ``overhead_pct_min`` (from the two minima, the least load-sensitive estimate),
         the 10 % target and whether it is met; or ``{"skipped": reason}`` for non-ONNX-Runtime backends.
     """
+    for name, value, least in (("batch_size", batch_size, 1), ("reps", reps, 1), ("warmup", warmup, 0)):
+        check_count(name, value, least)
     if rec.backend.name != "onnxruntime":
         return {"skipped": f"overhead is measured against a bare onnxruntime session; backend is {rec.backend.name}"}
     least, most = rec.backend.min_batch, rec.max_batch
@@ -188,6 +192,7 @@ def measure_accuracy(rec: Recognizer, images: np.ndarray, labels: np.ndarray,
     up to its size), clipped to [0, 255], made into the model input by :func:`protocol_inputs` and recognised
     with ``rec.predict_logits``.
     """
+    check_count("chunk", chunk, 1)  # a negative step would score no face and report accuracy 0
     out: dict[str, float] = {}
     for f in factors:
         correct = 0
@@ -209,6 +214,7 @@ def measure_confidence(rec: Recognizer, images: np.ndarray, labels: np.ndarray,
     docs/experiments.md, "A confidence that means the same at every size"."""
     from .confidence import calibration_error
 
+    check_count("chunk", chunk, 1)
     if rec.score_calibration is None:
         raise InputError("measure_confidence: this Recognizer has no score calibration (its predictions' confidence "
                          "is None); expected one with confidence maps (NAME.scores.json beside the model, or "
@@ -347,7 +353,8 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = load_average()
     cpu_start, wall_start = cpu_seconds(), time.perf_counter()
-    mb = max_batch or max(max(batch_sizes), overhead_batch or 1)
+    # 0 is the user's value (refused by the Recognizer), not "not given"
+    mb = max_batch if max_batch is not None else max(max(batch_sizes), overhead_batch or 1)
     with Recognizer(model, backend=backend, device=device, max_batch=mb, providers=providers, threads=threads,
                     sessions=sessions) as rec:
         if device != 0 and rec.backend.name == "onnxruntime" and \

@@ -40,7 +40,8 @@ from .crowd import DEFAULT_MARGIN, DEFAULT_MIN_FACE, CrowdAnalyzer, check_margin
 from .crowd_cli import check_threads, threads_option  # --threads as fsrfer-crowd and fsrfer-demo take it
 from .detection import MAX_FRAME_PIXELS, Detection, box_iou, create_detector, detector_model_inputs
 from .detection.frames import check_image_name, optional_module, write_image
-from .errors import CliParser, DataError, FsrferError, InputError, cli_main, one_line, sigterm_interrupts
+from .errors import (CliParser, DataError, FsrferError, InputError, check_count, cli_main, one_line,
+                     sigterm_interrupts)
 from .ferplus import FERPLUS_FILE, load_labelled_faces
 from .fileio import check_distinct_files, check_output_path, files_problem, loads_json, write_json
 from .preprocessing import CLASSES, resize
@@ -119,6 +120,7 @@ def public_domain_faces(n_variants: int = 8, seed: int = 0) -> FacePool:
     Raises:
         DataError: scikit-image is not installed.
     """
+    check_count("n_variants", n_variants, 1)
     skdata = _skimage_data("without the FER data the benchmark pastes scikit-image's public-domain astronaut face",
                            " (or pass --data)")
     top, left, side = ASTRONAUT_FACE
@@ -243,6 +245,7 @@ def make_scene(pool: FacePool, seed: int, n_faces: int = 50, size: tuple[int, in
 def make_scenes(pool: FacePool, n_scenes: int, seed: int = 0, n_faces: int = 50,
                 size: tuple[int, int] = (480, 640)) -> list[Scene]:
     """``n_scenes`` scenes alternating plain and cluttered backgrounds; scene i depends on (seed, i) only."""
+    check_count("n_scenes", n_scenes, 0)
     seeds = np.random.SeedSequence(seed).generate_state(max(n_scenes, 1)).tolist()[:n_scenes]
     return [make_scene(pool, int(s), n_faces, size, BACKGROUNDS[i % 2]) for i, s in enumerate(seeds)]
 
@@ -461,6 +464,7 @@ def smallest_reliable(bins: Sequence[dict[str, Any]], threshold: float = RELIABL
 
 def measure_fps(analyzer: CrowdAnalyzer, scene: Scene, repeats: int = 3) -> dict[str, Any]:
     """Frames per second of analyze() (median of ``repeats``) and of the pipelined analyze_stream()."""
+    check_count("repeats", repeats, 1)
     analyzer.analyze(scene.image)  # warm-up: sessions, caches
     times, det_ms, rec_ms = [], [], []
     for _ in range(repeats):
@@ -681,6 +685,9 @@ def _worker(conn: Any, spec: DetectorSpec, job: Job) -> None:
 
 def big_frame(megapixels: float) -> np.ndarray:
     """A 4:3 frame of ``megapixels``, tiled with scikit-image's astronaut photo (a 108-px face per tile)."""
+    if isinstance(megapixels, bool) or not isinstance(megapixels, (int, float, np.integer, np.floating)) or \
+            not 0 < megapixels <= MAX_FRAME_PIXELS / 1e6:
+        raise InputError(f"megapixels={megapixels!r}; expected a number in (0, {MAX_FRAME_PIXELS / 1e6:.1f}]")
     photo = np.ascontiguousarray(_skimage_data("the large-photo measurement tiles the astronaut photo").astronaut())
     w = int(round(math.sqrt(megapixels * 1e6 * 4 / 3)))
     h = int(round(w * 3 / 4))
@@ -1118,8 +1125,8 @@ def check_options(args: argparse.Namespace) -> None:
         check_margin(args.margin, "--margin")
     if args.min_score is not None and not 0 <= args.min_score <= 1:
         raise InputError(f"--min-score {args.min_score}; expected a detection score threshold in [0, 1]")
-    if not args.min_face >= 1:
-        raise InputError(f"--min-face {args.min_face}; expected a face side of at least 1 pixel")
+    if not (math.isfinite(args.min_face) and args.min_face >= 1):  # inf: each worker would refuse it, as min_face=
+        raise InputError(f"--min-face {args.min_face}; expected a face side of at least 1 pixel (a finite number)")
     check_threads(args.threads)  # as fsrfer-crowd and fsrfer-demo
     bad_scores = [t for t in args.score_sweep if not 0 <= t <= 1]
     if bad_scores:

@@ -86,6 +86,16 @@ def check_flag(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def check_count(name: str, value: Any, least: int) -> int:
+    """``value`` as an int where it is an integer (numpy's too) >= ``least``; anything else (a bool, a float, a str)
+    is an InputError."""
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
+        raise InputError(f"{name}={value!r}; expected an integer >= {least}")
+    return int(value)
+
+
 def one_line(exc: "BaseException | str") -> str:
     """An error message on one line (messages quoting other libraries may hold newlines)."""
     return " ".join(str(exc).split())

@@ -66,6 +66,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               + (f", tritonserver's log in {log_file}" if log_file is not None else "") + ". Ctrl-C to stop", flush=True)
 
     try:
+        if args.log_verbose < 0:  # serve() refuses it too, as log_verbose=, not as typed here
+            raise InputError(f"--log-verbose {args.log_verbose}; expected a level >= 0 (0: off)")
         if log_file is not None:
             if any(c.isspace() for c in str(log_file)):  # PyTriton splits tritonserver's command line at spaces
                 raise InputError(f"--log-file {str(log_file)!r} contains whitespace, which PyTriton cannot pass to "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import shutil
 import signal
@@ -129,11 +130,11 @@ def _check_port(name: str, value: Any) -> int:
 
 
 def _check_options(model_name: str, max_batch: int, preferred: Sequence[int], max_queue_delay_us: int,
-                   instances: int, ports: dict[str, int]) -> None:
+                   instances: int, ports: dict[str, int], log_verbose: int = 0) -> None:
     if not isinstance(model_name, str) or not model_name or not all(c.isalnum() or c in "._-" for c in model_name):
         raise ConfigError(f"model_name={model_name!r}; expected letters, digits, '.', '_' or '-'")
     for name, value, minimum in (("max_batch", max_batch, 1), ("instances", instances, 1),
-                                 ("max_queue_delay_us", max_queue_delay_us, 0)):
+                                 ("max_queue_delay_us", max_queue_delay_us, 0), ("log_verbose", log_verbose, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigError(f"{name}={value!r}; expected an integer >= {minimum}")
     for b in preferred:
@@ -287,7 +288,7 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
     """
     preferred = tuple(preferred_batch_sizes or ())
     _check_options(model_name, max_batch, preferred, max_queue_delay_us, instances,
-                   {"http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port})
+                   {"http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port}, log_verbose)
     if workspace is not None and os.path.lexists(workspace):
         raise ConfigError(f"workspace {str(workspace)!r} already exists; PyTriton creates the workspace folder and "
                           "deletes it with everything in it when the server stops, so expected a path that does not "
@@ -358,6 +359,8 @@ def free_ports(host: str = "127.0.0.1", n: int = 1) -> list[int]:
     Raises:
         ConfigError: ``host`` is not an IPv4 address (or name) of this machine.
     """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n={n!r}; expected an integer >= 1 (how many ports)")
     _check_host(host)
     with contextlib.ExitStack() as stack:
         socks = [stack.enter_context(contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)))
@@ -544,6 +547,13 @@ class ServerProcess:
         self.model = None if model is None else Path(model)
         self.host = _check_host(host)
         given = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
+        for name, port in given.items():  # refused here, not by the child process once it has started
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+                raise ConfigError(f"{name}_port={port!r}; expected a TCP port 1..65535, or 0 for a free one")
+        if isinstance(startup_timeout_s, bool) or not isinstance(startup_timeout_s, (int, float)) or not (
+                math.isfinite(startup_timeout_s) and startup_timeout_s > 0):
+            raise ConfigError(f"startup_timeout_s={startup_timeout_s!r}; expected a finite, positive number of "
+                              "seconds")
         taken = {p for p in given.values() if p}  # a port given but not yet bound is free: never pick it
         picked = (p for p in free_ports(host, 3) if p not in taken)
         self.ports = {k: p or next(picked) for k, p in given.items()}
