@@ -14,13 +14,12 @@ import os
 import re
 import sys
 import zipfile
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from fsrfer_edge.errors import ModelError
-from fsrfer_edge.fileio import atomic_write, file_problem
+from fsrfer_edge.errors import InputError, ModelError, check_flag
+from fsrfer_edge.fileio import as_path, atomic_write, file_problem
 from fsrfer_edge.preprocessing import Preprocessing
 
 FORMAT = "fsrfer-checkpoint"
@@ -65,7 +64,15 @@ def save(path: str | os.PathLike[str], payload: dict[str, Any], compress: bool =
     about 7%, after the byte planes by about 15%: the exponent bytes of weights of similar size repeat,
     the low mantissa bytes are noise either way. :func:`load` restores the tensors bit for bit; a bare
     ``torch.load`` returns the planes (and not with ``mmap=True``). ``byte_planes=False`` only deflates
-    (``scripts/package_size.py`` measures both forms)."""
+    (``scripts/package_size.py`` measures both forms).
+
+    Raises:
+        InputError: ``path`` is not a path, ``payload`` not a dict, or ``compress`` or ``byte_planes`` not a bool.
+    """
+    path = as_path(path, "checkpoint path")
+    if not isinstance(payload, dict):
+        raise InputError(f"received payload {type(payload).__name__}; expected a dict of tensors and plain data")
+    compress, byte_planes = check_flag("compress", compress), check_flag("byte_planes", byte_planes)
     planes = compress and byte_planes
     payload = to_cpu({"format": FORMAT, "version": VERSION if planes else 1, **payload})
     if not compress:
@@ -144,8 +151,9 @@ def load(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any
 
     Raises:
         ModelError: if the file is missing, corrupt, not an fsrfer checkpoint, or of the wrong kind.
+        InputError: if ``path`` is not a path (None, a number, an empty string).
     """
-    p = Path(path)
+    p = as_path(path, "checkpoint path")
     problem = file_problem(p)
     if problem:
         raise ModelError(f"checkpoint {p} {problem}; expected a .pt file written by fsrfer-train")

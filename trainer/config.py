@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Type, TypeVar
 
 from fsrfer_edge.errors import ConfigError, one_line
-from fsrfer_edge.fileio import file_problem
+from fsrfer_edge.fileio import as_path, file_problem
 from fsrfer_edge.preprocessing import FACTORS
 
 T = TypeVar("T")
@@ -278,7 +278,9 @@ def _build(cls: Type[T], d: Any, where: str, problems: Optional[list[str]] = Non
             if not isinstance(value, (list, tuple)):
                 problem = f"{where}.{name}: expected a list, got {value!r}"
             else:
-                kw[name] = tuple(value)
+                items, problem = _list_items(tuple(value), default, f"{where}.{name}")
+                if not problem:
+                    kw[name] = items
         elif isinstance(default, bool):
             if not isinstance(value, bool):
                 problem = f"{where}.{name}: expected true/false, got {value!r}"
@@ -300,6 +302,18 @@ def _build(cls: Type[T], d: Any, where: str, problems: Optional[list[str]] = Non
     if problems is None and len(collect) > start:
         raise ConfigError(_joined(collect, where))
     return cls(**kw)
+
+
+def _list_items(value: tuple[Any, ...], default: tuple[Any, ...], where: str) -> tuple[tuple[Any, ...], str]:
+    """The items of a list option, of the kind of its default's items (integers: whole numbers, not true/false;
+    text: strings), and "" or the problem."""
+    if default and isinstance(default[0], int):
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() for v in value):
+            return value, f"{where}: expected a list of integers, got {list(value)!r}"
+        return tuple(int(v) for v in value), ""
+    if default and isinstance(default[0], str) and not all(isinstance(v, str) for v in value):
+        return value, f"{where}: expected a list of names (strings), got {list(value)!r}"
+    return value, ""
 
 
 #: G's optimisers in the GAN phase (``stage2.g_optimizer``).
@@ -385,10 +399,11 @@ def load(path: str | Path) -> TrainConfig:
 
     Raises:
         ConfigError: file missing, not YAML, unknown option, or a value of the wrong type.
+        InputError: ``path`` is not a path (None, a number, an empty string).
     """
     import yaml  # train extra
 
-    p = Path(path)
+    p = as_path(path, "config path")
     if p.is_dir():
         raise ConfigError(f"config file {p} is a folder; expected a YAML config file, e.g. configs/tiny.yaml "
                           "(see configs/ for the others)")
@@ -553,6 +568,13 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 
 
 def ablated(losses: LossConfig, name: str) -> LossConfig:
+    """``losses`` with the ablation ``name`` (a key of :data:`ABLATIONS`) applied.
+
+    Raises:
+        ConfigError: on an unknown ablation.
+    """
+    if not isinstance(name, str) or name not in ABLATIONS:
+        raise ConfigError(f"received ablation {name!r}; expected one of {sorted(ABLATIONS)}")
     return dataclasses.replace(losses, **ABLATIONS[name])
 
 

@@ -28,12 +28,15 @@ from typing import Any, Optional
 
 import numpy as np
 
-from fsrfer_edge.errors import DataError, InputError
+from fsrfer_edge.errors import DataError, InputError, check_flag
 from fsrfer_edge.ferplus import check_1d as _check_1d
 from fsrfer_edge.ferplus import check_orig_row
 from fsrfer_edge.ferplus import join_ferplus
 from fsrfer_edge.ferplus import read_npz as _read_npz
+from fsrfer_edge.fileio import as_path
 from fsrfer_edge.preprocessing import CLASSES, Preprocessing
+
+from .degrade import _check_rng
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +149,12 @@ class FaceSet:
         ``n >= len(self)`` returns all faces.
 
         Raises:
-            InputError: if ``n`` is not a positive integer.
+            InputError: if ``n`` is not a positive integer, or ``seed`` not an integer >= 0.
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise InputError(f"take(n) received n={n!r}; expected an integer >= 1")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InputError(f"take() received seed={seed!r}; expected an integer >= 0 (the same seed, the same faces)")
         total = len(self)
         if n >= total:
             return self._select(np.arange(total))
@@ -196,12 +201,15 @@ def batches(
         drop_last: skip a final batch smaller than ``batch_size``.
 
     Raises:
-        InputError: on a negative ``n`` or a ``batch_size`` below 1.
+        InputError: on a negative ``n``, a ``batch_size`` below 1, a ``generator`` that is not a numpy Generator,
+            or ``shuffle`` or ``drop_last`` that is not a bool.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise InputError(f"batches() received n={n!r}; expected an integer >= 0")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InputError(f"batches() received batch_size={batch_size!r}; expected an integer >= 1")
+    _check_rng(generator)
+    shuffle, drop_last = check_flag("shuffle", shuffle), check_flag("drop_last", drop_last)
     order = generator.permutation(n) if shuffle else np.arange(n)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
@@ -212,7 +220,7 @@ def batches(
 # Helpers
 # --------------------------------------------------------------------------------------------
 def _existing_file(path: str | os.PathLike[str], what: str) -> Path:
-    p = Path(path)
+    p = as_path(path, "data path")
     if not p.is_file():
         state = "is a directory" if p.is_dir() else "does not exist"
         raise DataError(f"{p} {state}; expected {what}")
@@ -220,7 +228,7 @@ def _existing_file(path: str | os.PathLike[str], what: str) -> Path:
 
 
 def _existing_dir(path: str | os.PathLike[str], what: str) -> Path:
-    p = Path(path)
+    p = as_path(path, "data path")
     if not p.is_dir():
         state = "is a file" if p.exists() else "does not exist"
         raise DataError(f"{p} {state}; expected {what}")
@@ -496,7 +504,25 @@ def _warn_voteless(votes: np.ndarray, rows: np.ndarray, path: Path) -> None:
 
 def vote_distribution(votes: np.ndarray) -> np.ndarray:
     """FER+ votes (N, 10) -> (N, 7) float32 distributions over ``CLASSES`` (contempt, unknown and
-    not-a-face dropped; a face with no vote for any of the 7 gets the uniform distribution)."""
+    not-a-face dropped; a face with no vote for any of the 7 gets the uniform distribution).
+
+    Raises:
+        InputError: if ``votes`` is not an (N, 10) array of finite, non-negative real counts.
+    """
+    try:
+        arr = np.asarray(votes)
+    except (TypeError, ValueError):  # ragged rows
+        arr = np.zeros(0)
+    n_col = len(FERPLUS_VOTE_TO_CLASS)
+    if arr.ndim != 2 or arr.shape[1] != n_col or arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) \
+            or np.issubdtype(arr.dtype, np.complexfloating):
+        raise InputError(f"received votes {type(votes).__name__} of shape {arr.shape} ({arr.dtype}); expected (N, "
+                         f"{n_col}) real vote counts, one row per face in the column order of FERPLUS_HEADER[2:]")
+    bad = ~np.isfinite(arr) | (arr < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise InputError(f"received votes row {row} {arr[row].tolist()}; expected finite counts >= 0")
+    votes = arr
     cols = [i for i, c in enumerate(FERPLUS_VOTE_TO_CLASS) if c >= 0]
     t = np.zeros((len(votes), len(CLASSES)), np.float64)
     t[:, [FERPLUS_VOTE_TO_CLASS[i] for i in cols]] = np.asarray(votes, np.float64)[:, cols]
@@ -806,9 +832,9 @@ def load_dataset(path: str | os.PathLike[str], **kw: Any) -> FaceSet:
 
     Raises:
         DataError: if the path is missing or its kind cannot be told.
-        InputError: if an option does not apply to the detected kind.
+        InputError: if an option does not apply to the detected kind, or ``path`` is not a path.
     """
-    p = Path(path)
+    p = as_path(path, "data path")
     if not p.exists():
         raise DataError(f"{p} does not exist; expected a .npz, a .csv, a RAF-DB root or a folder of class folders")
     if p.is_dir():

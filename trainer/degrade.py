@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fsrfer_edge.errors import ConfigError, InputError
+from fsrfer_edge.errors import ConfigError, InputError, check_flag
 from fsrfer_edge.preprocessing import FACTORS, degrade, resize
 
 #: Kernels fsrfer_edge.preprocessing.resize knows ("box" averages, like area down-sampling).
@@ -39,6 +39,32 @@ def _check_factor(factor: Any, h: int, w: int) -> int:
     if factor > min(h, w):
         raise InputError(f"received factor {factor} for {h}x{w} faces; expected at most {min(h, w)}")
     return int(factor)
+
+
+def _check_rng(rng: Any) -> np.random.Generator:
+    if not isinstance(rng, np.random.Generator):
+        raise InputError(f"received rng {type(rng).__name__} {rng!r}; expected a numpy.random.Generator, "
+                         "e.g. np.random.default_rng(0)")
+    return rng
+
+
+def _check_number(name: str, v: Any, lo: float, hi: float, hi_open: bool, text: str) -> float:
+    """A real number (not a bool) in [lo, hi] (or [lo, hi)), else an InputError naming ``name``."""
+    real = not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, float, np.integer, np.floating))
+    if not real or not (lo <= v <= hi) or (hi_open and v >= hi):
+        raise InputError(f"received {name}={v!r}; expected {text}")
+    return float(v)
+
+
+def _check_pair(name: str, v: Any, lo: float, hi: float, text: str) -> tuple[float, float]:
+    """A (low, high) pair of finite numbers with lo < low <= high <= hi, else an InputError naming ``name``."""
+    try:
+        a, b = (_check_number(name, x, -np.inf, np.inf, False, "") for x in v)
+    except (TypeError, ValueError):
+        a = b = np.nan
+    if not (lo < a <= b <= hi) or not np.isfinite(b):
+        raise InputError(f"received {name}={v!r}; expected a (low, high) pair of numbers with {text}")
+    return a, b
 
 
 def _small_size(h: int, w: int, factor: int) -> tuple[int, int]:
@@ -157,6 +183,9 @@ class DegradeConfig:
             ConfigError: on an unknown key or an invalid value.
         """
         fields = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"degrade: received {type(d).__name__} {d!r}; expected a mapping of options, e.g. "
+                              "{'factors': [1, 2, 4]}")
         unknown = sorted(set(d) - fields)
         if unknown:
             raise ConfigError(f"degrade: unknown key(s) {unknown}; expected a subset of {sorted(fields)}")
@@ -221,9 +250,14 @@ def random_lr(
         ``(lr, factors)``: (N, H, W) float32 pixel values in [0, 255], and the (N,) int64 factor of each face.
 
     Raises:
-        InputError: on a wrong shape or dtype, or a configured factor larger than the faces.
+        InputError: on a wrong shape or dtype, a configured factor larger than the faces, a ``cfg`` that is not
+            a DegradeConfig, or an ``rng`` that is not a numpy Generator.
     """
     images = _check_images(images)
+    if not isinstance(cfg, DegradeConfig):
+        raise InputError(f"received cfg {type(cfg).__name__} {cfg!r}; expected a DegradeConfig "
+                         "(DegradeConfig.from_dict(options) makes one from a mapping)")
+    _check_rng(rng)
     n, h, w = (int(s) for s in images.shape)
     for f in cfg.factors:
         _check_factor(f, h, w)
@@ -324,21 +358,20 @@ def augment_hr(
         Augmented faces of the same shape and dtype (uint8 in, uint8 out; float in, float32 out).
 
     Raises:
-        InputError: on a wrong shape or dtype, or a negative strength.
+        InputError: on a wrong shape or dtype, a strength that is not a number in its range, a ``flip`` that is
+            not a bool, or an ``rng`` that is not a numpy Generator.
     """
     images = _check_images(images)
     n, h, w = (int(s) for s in images.shape)
+    _check_rng(rng)
+    flip = check_flag("flip", flip)
     if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0 or pad >= min(h, w):
         raise InputError(f"received pad={pad!r}; expected an integer in 0..{min(h, w) - 1}")
     for name, v in (("brightness", brightness), ("contrast", contrast)):
-        if not 0.0 <= v < 1.0:
-            raise InputError(f"received {name}={v!r}; expected a jitter in [0, 1)")
-    if not 0.0 <= rotate <= 180.0:
-        raise InputError(f"received rotate={rotate!r}; expected an angle in degrees in [0, 180]")
-    if not 0.0 <= scale < 1.0:
-        raise InputError(f"received scale={scale!r}; expected a zoom range in [0, 1)")
-    if not 0.0 <= erase <= 1.0:
-        raise InputError(f"received erase={erase!r}; expected a probability in [0, 1]")
+        _check_number(name, v, 0.0, 1.0, True, "a jitter in [0, 1)")
+    _check_number("rotate", rotate, 0.0, 180.0, False, "an angle in degrees in [0, 180]")
+    _check_number("scale", scale, 0.0, 1.0, True, "a zoom range in [0, 1)")
+    _check_number("erase", erase, 0.0, 1.0, False, "a probability in [0, 1]")
     do_flip: np.ndarray = rng.random(size=n) < 0.5
     oy: np.ndarray = rng.integers(0, 2 * pad + 1, size=n)
     ox: np.ndarray = rng.integers(0, 2 * pad + 1, size=n)
@@ -393,11 +426,17 @@ def random_erase(
         A copy of the faces with the rectangles erased, in their dtype.
 
     Raises:
-        InputError: on a wrong shape or dtype, or a probability outside [0, 1].
+        InputError: on a wrong shape or dtype, a probability outside [0, 1], an ``area`` or ``aspect`` that is
+            not a (low, high) pair of positive numbers (``area`` at most 1), ``attempts`` below 1, or an ``rng``
+            that is not a numpy Generator.
     """
     images = _check_images(images)
-    if not 0.0 <= prob <= 1.0:
-        raise InputError(f"received prob={prob!r}; expected a probability in [0, 1]")
+    _check_rng(rng)
+    _check_number("prob", prob, 0.0, 1.0, False, "a probability in [0, 1]")
+    area = _check_pair("area", area, 0.0, 1.0, "0 < low <= high <= 1 (fractions of the face's area)")
+    aspect = _check_pair("aspect", aspect, 0.0, np.inf, "0 < low <= high (height / width ratios)")
+    if isinstance(attempts, bool) or not isinstance(attempts, (int, np.integer)) or attempts < 1:
+        raise InputError(f"received attempts={attempts!r}; expected an integer >= 1")
     n, h, w = (int(s) for s in images.shape)
     chosen = rng.random(size=n) < prob
     frac = rng.uniform(area[0], area[1], size=(n, attempts))

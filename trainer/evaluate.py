@@ -25,6 +25,16 @@ LogitsFn = Callable[[np.ndarray, int], np.ndarray]
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int = len(CLASSES)) -> np.ndarray:
+    """(k, k) counts of true class (rows) against predicted class (columns).
+
+    Raises:
+        InputError: on labels or predictions outside 0..k-1 (a -1 would be counted as the last class).
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    for name, y in (("labels", y_true), ("predictions", y_pred)):
+        if not np.issubdtype(y.dtype, np.integer) or (y.size and (y.min() < 0 or y.max() >= k)):
+            got = f"values {y.min()}..{y.max()}" if np.issubdtype(y.dtype, np.integer) else f"dtype {y.dtype}"
+            raise InputError(f"received {name} of {got}; expected class indices 0..{k - 1}")
     m = np.zeros((k, k), np.int64)
     np.add.at(m, (y_true, y_pred), 1)
     return m
@@ -79,6 +89,13 @@ def lr_crops(images: np.ndarray, factor: int, kernel: str, jpeg_quality: Optiona
     with ``jpeg_quality``, JPEG-compressed at that quality (the protocols' crops, and their parts)."""
     from fsrfer_edge.preprocessing import resize
 
+    if not isinstance(images, np.ndarray) or images.ndim < 2:
+        raise InputError(f"received images {type(images).__name__}; expected an (N, H, W) uint8 numpy array of faces")
+    if isinstance(factor, (bool, np.bool_)) or not isinstance(factor, (int, np.integer)) or factor < 1:
+        raise InputError(f"received down-sample factor {factor!r}; expected an integer >= 1")
+    q = jpeg_quality
+    if q is not None and (isinstance(q, (bool, np.bool_)) or not isinstance(q, (int, np.integer)) or not 1 <= q <= 100):
+        raise InputError(f"received jpeg_quality={jpeg_quality!r}; expected an integer in 1..100 (or None: no JPEG)")
     h = images.shape[-1]
     if factor > min(images.shape[-2:]):  # a 1-pixel crop whatever the factor, reported as xFACTOR (as degrade())
         raise InputError(f"down-sample factor {factor} on {images.shape[-2]}x{h} faces leaves less than one pixel; "
@@ -111,9 +128,30 @@ def evaluate_fn(logits_fn: LogitsFn, images: np.ndarray, labels: np.ndarray, fac
     """Evaluate a logits function per factor under one of :data:`PROTOCOLS`, or with ``inputs(faces,
     factor)`` making the model inputs instead (e.g. crops of other kernels or JPEG qualities).
 
-    Returns {"factors": {"1": {...}, ...}, "mean_accuracy", "protocol"}."""
+    Returns {"factors": {"1": {...}, ...}, "mean_accuracy", "protocol"}.
+
+    Raises:
+        InputError: on faces that are not an (N, H, W) array, labels that are not N class indices, factors that
+            are not a list of integers >= 1, or a batch size below 1."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol {protocol!r}; expected one of {PROTOCOLS}")
+    if not isinstance(images, np.ndarray) or images.ndim != 3:
+        got = f"shape {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
+        raise InputError(f"received images of {got}; expected an (N, H, W) numpy array of faces")
+    labels = np.asarray(labels)
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"received labels of shape {labels.shape} ({labels.dtype}); expected ({len(images)},) "
+                         "integer class indices, one per face")
+    if labels.size and (labels.min() < 0 or labels.max() >= len(pre.classes)):
+        raise InputError(f"received labels with values {labels.min()}..{labels.max()}; expected class indices "
+                         f"0..{len(pre.classes) - 1}, one per face")
+    if isinstance(factors, (str, bytes)) or not isinstance(factors, Iterable):
+        raise InputError(f"received factors={factors!r}; expected a list of down-sample factors (integers >= 1)")
+    factors = list(factors)
+    for f in factors:
+        if isinstance(f, (bool, np.bool_)) or not isinstance(f, (int, np.integer)) or f < 1:
+            raise InputError(f"received down-sample factor {f!r} in factors; expected integers >= 1")
+    _check_batch_size(batch_size)
     side = (pre.input_size, pre.input_size)
     if inputs is None and protocol == "resized" and tuple(images.shape[1:]) != side:
         raise InputError(
@@ -135,9 +173,15 @@ def protocol_logits(logits_fn: LogitsFn, images: np.ndarray, factor: int, pre: P
                     protocol: str = "resized", batch_size: int = 256,
                     inputs: Optional[Callable[[np.ndarray, int], np.ndarray]] = None) -> np.ndarray:
     """(N, C) logits of test faces at ``factor`` under ``protocol`` (or ``inputs(faces, factor)``), in batches."""
+    _check_batch_size(batch_size)
     make = inputs or (lambda faces, f: protocol_inputs(faces, f, pre, protocol))
     return np.concatenate([np.asarray(logits_fn(make(images[s:s + batch_size], factor), factor))
                            for s in range(0, len(images), batch_size)])
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"received batch_size={batch_size!r}; expected an integer >= 1")
 
 
 def torch_logits_fn(model: Any) -> LogitsFn:

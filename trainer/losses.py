@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from fsrfer_edge.errors import InputError
+
 
 def reweight(probs_true: torch.Tensor, power: float = 2.0) -> torch.Tensor:
     """Classification-aware weight w = (1.5 - p_true)^power (the paper's power 2: in [0.25, 2.25]); no gradient
@@ -99,6 +101,8 @@ def flip_teacher_logits(logits: torch.Tensor, mirrored_logits: torch.Tensor, tem
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy against target distributions (N, K), e.g. the FER+ annotators' votes: the mean, or
     one value per sample with ``reduction="none"``."""
+    if reduction not in ("mean", "none"):  # a string compare per step: anything else was silently the mean
+        raise InputError(f"received reduction={reduction!r}; expected 'mean' or 'none'")
     per_sample = -(targets * torch.log_softmax(logits, dim=1)).sum(1)
     return per_sample if reduction == "none" else per_sample.mean()
 

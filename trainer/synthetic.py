@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fsrfer_edge.errors import InputError
+
 # Per class: (mouth curve, mouth open, brow tilt, eye size)
 _CUES = {
     0: (-0.3, 0.1, 0.6, 0.8),   # angry
@@ -20,7 +22,14 @@ _CUES = {
 
 
 def make_faces(n: int, seed: int = 0, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
-    """Return (images (n, size, size) uint8, labels (n,) int64)."""
+    """Return (images (n, size, size) uint8, labels (n,) int64).
+
+    Raises:
+        InputError: ``n`` or ``seed`` not an integer >= 0, or ``size`` not an integer >= 1.
+    """
+    for name, value, low in (("n", n, 0), ("seed", seed, 0), ("size", size, 1)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+            raise InputError(f"make_faces() received {name}={value!r}; expected an integer >= {low}")
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 7, n)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
