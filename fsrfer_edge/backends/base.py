@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import FsrferError, InputError, ModelError
+from ..errors import FsrferError, InputError, ModelError, check_flag
 from ..metadata import ModelInfo
 from ..preprocessing import unmasked
 
@@ -143,9 +143,9 @@ class Backend(abc.ABC):
         that splits the batch itself); returns it C-contiguous.
 
         Raises:
-            InputError: as :meth:`infer`.
+            InputError: as :meth:`infer`; ``any_size`` is not True or False.
         """
-        return self._validate(batch, limit=not any_size)
+        return self._validate(batch, limit=not check_flag("any_size", any_size))
 
     def _validate(self, batch: np.ndarray, limit: bool = True) -> np.ndarray:
         expected_shape = "(N, {}, {}, {})".format(*self.input_shape)

@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import InputError, ModelError, require
+from ..errors import InputError, ModelError, check_flag, require
 from ..fileio import file_problem
 from ..metadata import ModelInfo
 from .base import Backend, BackendClosedError
@@ -59,8 +59,10 @@ def resolve_providers(providers: Union[None, str, Sequence[ProviderSpec]], devic
 
     Raises:
         InputError: an entry that is neither a provider name nor a (name, options dict) pair, an unknown
-            provider, or one this onnxruntime build does not have.
+            provider, or one this onnxruntime build does not have; a ``device`` that is not an integer >= 0.
     """
+    if isinstance(device, bool) or not isinstance(device, (int, np.integer)) or device < 0:
+        raise InputError(f"device={device!r}; expected a GPU index, an integer >= 0")
     ort = ort or import_onnxruntime()
     available = list(ort.get_available_providers())
     cuda: ProviderSpec = ("CUDAExecutionProvider", {"device_id": int(device)})
@@ -108,8 +110,10 @@ def make_session_options(threads: Optional[int] = None, ort: Optional[ModuleType
             the cores from the next session.
 
     Raises:
-        InputError: ``threads`` is not an integer from 1 to :data:`MAX_THREADS`.
+        InputError: ``threads`` is not an integer from 1 to :data:`MAX_THREADS`, or ``spinning`` is not True or
+            False.
     """
+    spinning = check_flag("spinning", spinning)
     ort = ort or import_onnxruntime()
     opts = ort.SessionOptions()
     if threads is not None:
@@ -219,8 +223,9 @@ class OnnxRuntimeBackend(Backend):
                  sessions: Optional[int] = None) -> None:
         super().__init__()
         if sessions is not None and (isinstance(sessions, bool) or not isinstance(sessions, (int, np.integer))
-                                     or sessions < 1):
-            raise InputError(f"sessions={sessions!r}; expected a positive integer or None (one session)")
+                                     or not 1 <= sessions <= MAX_THREADS):  # each session loads the model once
+            raise InputError(f"sessions={sessions!r}; expected a positive integer up to {MAX_THREADS} (more than "
+                             "one per core does not help), or None (one session)")
         count = int(sessions or 1)
         if count > 1 and resolve_providers(providers, device) != ["CPUExecutionProvider"]:
             raise InputError(f"sessions={count} splits batches between CPU sessions; pass providers='cpu' with it "

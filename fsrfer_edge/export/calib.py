@@ -34,6 +34,20 @@ def _check_sampling(size: Any, seed: Any) -> None:
         raise InputError(f"sample seed {seed!r}; expected an integer >= 0")
 
 
+def _check_factors(factors: Any) -> list[Any]:
+    """The calibration factors as a list; a single number or a string (``4``, ``"1,2,4"``) is refused, not read
+    digit by digit."""
+    if isinstance(factors, (str, bytes)) or not isinstance(factors, (list, tuple, range, np.ndarray)):
+        raise InputError(f"calibration factors {factors!r}; expected a list of integers >= 1, e.g. [1, 2, 3, 4, 6, 8]")
+    factors = list(factors)
+    if not factors:
+        raise InputError("no calibration factors; expected at least one, e.g. 1,2,3,4,6,8")
+    for f in factors:
+        if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 1:
+            raise InputError(f"calibration factor {f!r}; expected an integer >= 1")
+    return factors
+
+
 def _check_batch_size(batch_size: Any) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InputError(f"calibration batch size {batch_size!r}; expected an integer >= 1")
@@ -181,9 +195,11 @@ def load_labelled(path: PathLike, size: int = 0, seed: int = DEFAULT_SEED,
     Raises:
         DataError: the file is missing or malformed, a label is not one of the model's classes, or the archive
             has a ``split`` array without ``split`` rows.
-        InputError: ``size`` or ``seed`` is not an integer >= 0.
+        InputError: ``size`` or ``seed`` is not an integer >= 0, or ``classes`` is not an integer >= 1.
     """
     _check_sampling(size, seed)
+    if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or classes < 1:
+        raise InputError(f"classes={classes!r}; expected the number of the model's classes, an integer >= 1")
     p = Path(path)
     if not p.is_file():
         what = "is a folder" if p.is_dir() else "does not exist"
@@ -230,16 +246,12 @@ def mix_factors(faces: Sequence[np.ndarray], factors: Sequence[int], seed: int =
     alone leaves G's activations for the smallest faces out of range. ``factors=(1,)`` returns the faces.
 
     Raises:
-        InputError: a factor is not an integer >= 1, or no factors are given.
+        InputError: ``factors`` is not a list of integers >= 1, or is empty; ``seed`` is not an integer >= 0.
     """
     from ..preprocessing import resize
 
-    factors = list(factors)
-    if not factors:
-        raise InputError("no calibration factors; expected at least one, e.g. 1,2,3,4,6,8")
-    for f in factors:
-        if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 1:
-            raise InputError(f"calibration factor {f!r}; expected an integer >= 1")
+    factors = _check_factors(factors)
+    _check_sampling(0, seed)
     order = np.random.default_rng(seed).permutation(len(faces))
     out: list[np.ndarray] = list(faces)
     for rank, i in enumerate(order):
@@ -281,7 +293,9 @@ def calibration_faces(path: PathLike, size: int, factors: Sequence[int]) -> list
 
     Raises:
         DataError: the data is missing or malformed (see :func:`load_faces`), or it has fewer faces than factors.
+        InputError: ``factors`` is not a list of integers >= 1 (see :func:`mix_factors`).
     """
+    factors = _check_factors(factors)
     faces = load_faces(path, size)
     if len(faces) < len(set(factors)):
         raise DataError(f"{path} gives {len(faces)} calibration face(s); expected at least one per down-sample "

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import ModelError, require
+from ..errors import InputError, ModelError, check_flag, require
 from ..metadata import ModelInfo
 from ..preprocessing import degrade, spatial
 from .calib import faces_to_pixels, to_model_input
@@ -54,6 +54,19 @@ class Tolerance:
     min_agreement: float
     count_ties: bool = False
 
+    def __post_init__(self) -> None:
+        """Refuse a limit that would pass or fail every comparison whatever the logits (NaN, a negative one)."""
+        if not _real(self.max_abs) or not self.max_abs >= 0:
+            raise InputError(f"Tolerance max_abs={self.max_abs!r}; expected a number >= 0 (math.inf: no logit limit)")
+        if not _real(self.min_agreement) or not 0 <= self.min_agreement <= 1:
+            raise InputError(f"Tolerance min_agreement={self.min_agreement!r}; expected a fraction from 0 to 1")
+        check_flag("Tolerance count_ties", self.count_ties)
+
+
+def _real(value: Any) -> bool:
+    """Whether ``value`` is a real number (not a bool, a string or None)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
 
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs=1e-3, min_agreement=1.0),
@@ -69,11 +82,24 @@ TOLERANCES: dict[str, Tolerance] = {
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_pixels(pixels: Any, info: ModelInfo) -> None:
+    """Refuse a pixel batch that is not (N, C, S, S) for ``info``'s model (the runtime would fail with its own
+    message about ranks or dimensions)."""
+    pre = info.preprocessing
+    want = (pre.channels, pre.input_size, pre.input_size)
+    if not isinstance(pixels, np.ndarray) or pixels.ndim != 4 or pixels.shape[1:] != want:
+        what = f"an array of shape {pixels.shape}" if isinstance(pixels, np.ndarray) else f"a {type(pixels).__name__}"
+        shape = ", ".join(map(str, want))
+        raise InputError(f"pixels: received {what}; expected a numpy pixel batch of shape (N, {shape}) (random_pixels "
+                         "or face_pixels make one)")
+
+
 def torch_runner(model: Any, info: ModelInfo) -> Runner:
     """Runner for a PyTorch InferenceModel taking normalised float32 input (the checkpoint model)."""
     torch = require("torch", "export", "checking the export against PyTorch")
 
     def run(pixels: np.ndarray) -> np.ndarray:
+        _check_pixels(pixels, info)
         x = info.preprocessing.normalize(pixels)
         with torch.no_grad():
             return np.asarray(model(torch.from_numpy(x)).numpy(), dtype=np.float32)
@@ -82,13 +108,21 @@ def torch_runner(model: Any, info: ModelInfo) -> Runner:
 
 
 def onnx_runner(path: PathLike, threads: Optional[int] = None, batch_size: int = 128) -> Runner:
-    """Runner for an fsrfer ONNX file on ONNX Runtime CPU (input made from its own metadata)."""
+    """Runner for an fsrfer ONNX file on ONNX Runtime CPU (input made from its own metadata).
+
+    Raises:
+        InputError: ``threads`` or ``batch_size`` is not a count; (the runner) pixels that are not (N, C, S, S).
+        ModelError: the file is not a loadable fsrfer model.
+    """
     from .onnx_export import ort_session, read_model_info
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size={batch_size!r}; expected an integer >= 1")
     info = read_model_info(path)
     sess = ort_session(path, threads)
 
     def run(pixels: np.ndarray) -> np.ndarray:
+        _check_pixels(pixels, info)
         x = to_model_input(pixels, info)
         outs = [sess.run([info.output_name], {info.input_name: x[i:i + batch_size]})[0]
                 for i in range(0, len(x), batch_size)]
@@ -176,7 +210,11 @@ def check_step(stage: str, ref: Runner, cand: Runner, precision: str, random: np
     Raises:
         ExportCheckError: the candidate is outside the tolerance (the message has the numbers), or a pixel
             batch holds no image (nothing compared is not a pass).
+        InputError: ``precision`` has no tolerance (and none is given).
     """
+    if tolerance is None and precision not in TOLERANCES:
+        raise InputError(f"check {stage}: precision {precision!r}; expected one of {sorted(TOLERANCES)}, or pass a "
+                         "tolerance")
     tol = tolerance or TOLERANCES[precision]
     report: dict[str, Any] = {"stage": stage, "precision": precision}
     sets = {"random": random} if faces is None else {"random": random, "faces": faces}
@@ -219,9 +257,18 @@ def accuracy_table(runners: Mapping[str, Runner], images: np.ndarray, labels: np
 
     Returns:
         ``{runner name: {"x1": acc, "x4": acc, ..., "mean": acc}}``.
+
+    Raises:
+        InputError: ``labels`` is not one integer per image, or no factors are given.
     """
     table: dict[str, dict[str, float]] = {name: {} for name in runners}
     factors = list(factors)
+    n = len(images) if isinstance(images, np.ndarray) and images.ndim >= 1 else None
+    if not isinstance(labels, np.ndarray) or labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        shape = labels.shape if isinstance(labels, np.ndarray) else type(labels).__name__
+        raise InputError(f"labels: received {shape}; expected a numpy array of {n} integer labels, one per image")
+    if not factors:  # the mean of no accuracies would be NaN
+        raise InputError("accuracy_table: no factors; expected at least one down-sample factor, e.g. [1, 2, 4]")
     for f in factors:
         low = spatial(images, lambda x: degrade(x, int(f)))
         pixels = face_pixels(np.clip(low, 0.0, 255.0), info)  # clipped: bicubic overshoots
@@ -247,7 +294,14 @@ def accuracy_gate(table: Mapping[str, Mapping[str, float]], reference: str, int8
     Raises:
         ExportCheckError: an INT8 variant's mean accuracy drops by more than ``max_int8_drop``
             points and ``force`` is false.
+        InputError: ``reference`` is not in ``table``, ``max_int8_drop`` is not a number >= 0 (NaN would pass
+            every variant), or ``force`` is not True or False.
     """
+    if not _real(max_int8_drop) or not max_int8_drop >= 0:
+        raise InputError(f"max_int8_drop={max_int8_drop!r}; expected a number of accuracy points >= 0, e.g. 1.0")
+    force = check_flag("force", force)
+    if reference not in table:
+        raise InputError(f"accuracy gate: reference {reference!r} is not in the table; expected one of {sorted(table)}")
     ref = table[reference]
     delta = {name: {k: round(v - ref[k], 4) for k, v in row.items()} for name, row in table.items() if name != reference}
     refused = [n for n in int8_names if n in delta and -delta[n]["mean"] > max_int8_drop]

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Protocol, Union, cast
 from .. import engine_cache
 from ..engine_cache import EngineKey, model_stem
 from ..errors import BackendUnavailable, EngineError, ModelError
-from ..fileio import atomic_write_bytes, sha256_file
+from ..fileio import atomic_write_bytes, file_problem, sha256_file
 from ..metadata import ModelInfo
 
 if TYPE_CHECKING:  # pragma: no cover  # types from tensorrt-stubs (10.x); see scripts/prepare_trt_stubs.py
@@ -122,7 +122,15 @@ def compute_capability(device: int = 0) -> str:
 
 def engine_path_for(onnx_path: PathLike, out_dir: PathLike, key: EngineKey, onnx_sha256: Optional[str] = None) -> Path:
     """Where the engine built from ``onnx_path`` (whose SHA-256 is ``onnx_sha256``, read when not given) with
-    ``key`` goes in ``out_dir``."""
+    ``key`` goes in ``out_dir``.
+
+    Raises:
+        ModelError: ``onnx_sha256`` is not given and ``onnx_path`` is missing or not a file.
+    """
+    if onnx_sha256 is None:
+        problem = file_problem(onnx_path)
+        if problem:
+            raise ModelError(f"ONNX file {onnx_path} {problem}; expected the .onnx file the engine is built from")
     return Path(out_dir) / key.filename(model_stem(onnx_path), onnx_sha256 or sha256_file(onnx_path))
 
 

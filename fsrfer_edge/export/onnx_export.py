@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
-from ..errors import ConfigError, ModelError, require
+from ..errors import ConfigError, InputError, ModelError, check_flag, require
 from ..fileio import atomic_write_bytes, file_problem
 from ..metadata import METADATA_KEY, ModelInfo
 from ..preprocessing import FACTORS, Preprocessing
@@ -84,6 +84,9 @@ def metadata_props(model: "onnx.ModelProto") -> dict[str, str]:
 
 def set_metadata_props(model: "onnx.ModelProto", props: Mapping[str, str], replace: bool = False) -> None:
     """Set (add or replace) entries of ``metadata_props``; with ``replace`` drop all others."""
+    if not isinstance(props, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in props.items()):
+        raise InputError(f"metadata props {props!r}; expected a mapping of strings to strings (ONNX metadata_props "
+                         "hold text): json.dumps a structured value")
     current = {} if replace else metadata_props(model)
     current.update(props)
     del model.metadata_props[:]
@@ -130,6 +133,9 @@ def save_onnx(model: "onnx.ModelProto", path: PathLike) -> Path:
     """
     onnx = _onnx()
     path = Path(path)
+    if not isinstance(model, onnx.ModelProto):  # onnx.checker would read a path string as a file to check
+        raise InputError(f"save_onnx received a {type(model).__name__} as the model; expected an onnx.ModelProto "
+                         "(load a file with load_onnx)")
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
@@ -317,6 +323,7 @@ def export_onnx(checkpoint_path: PathLike, out_path: PathLike, uint8_input: bool
     Raises:
         BackendUnavailable: torch or onnx is not installed.
         ConfigError: ``opset`` is not an integer.
+        InputError: ``uint8_input`` or ``flip`` is not True or False.
         ModelError: the checkpoint is missing or corrupt, or its spec, preprocessing and factors disagree (input
             channels, one logit per class); nothing is written.
     """
@@ -324,6 +331,7 @@ def export_onnx(checkpoint_path: PathLike, out_path: PathLike, uint8_input: bool
 
     if isinstance(opset, bool) or not isinstance(opset, int):  # torch would fail deep inside, or take True as 1
         raise ConfigError(f"opset={opset!r}; expected an integer, e.g. 17")
+    uint8_input, flip = check_flag("uint8_input", uint8_input), check_flag("flip", flip)
     model, pre, ckpt = load_checkpoint(checkpoint_path)
     _check_input_channels(model, pre, checkpoint_path)
     if getattr(model, "scale_aware", False) and getattr(model, "factor_estimator", None) is None:
@@ -408,8 +416,17 @@ def ort_session(path: PathLike, threads: Optional[int] = None) -> Any:
 
     Raises:
         BackendUnavailable: onnxruntime is not installed.
+        InputError: ``threads`` is not None or an integer from 0 (ONNX Runtime's choice) to
+            :data:`~fsrfer_edge.backends.onnxruntime_backend.MAX_THREADS`.
         ModelError: ONNX Runtime cannot load the file.
     """
+    import numpy as np
+
+    from ..backends.onnxruntime_backend import MAX_THREADS
+
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                or not 0 <= threads <= MAX_THREADS):
+        raise InputError(f"threads={threads!r}; expected an integer from 1 to {MAX_THREADS}, or None (all cores)")
     ort = require("onnxruntime", "export", "checking exported models")
     problem = file_problem(path)
     if problem:  # ONNX Runtime's own message for a folder is "Protobuf parsing failed"
@@ -417,7 +434,7 @@ def ort_session(path: PathLike, threads: Optional[int] = None) -> Any:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
-        opts.intra_op_num_threads = threads
+        opts.intra_op_num_threads = int(threads)
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented types

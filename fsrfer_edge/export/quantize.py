@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import ConfigError, InputError, ModelError, require
+from ..errors import ConfigError, InputError, ModelError, check_flag, require
 from ..fileio import same_file
 from ..metadata import INT8_SCHEMES, ModelInfo
 from .calib import CalibrationPasses
@@ -101,6 +101,17 @@ def _check_distinct(src: PathLike, dst: PathLike) -> None:
 def _check_choice(what: str, choice: Any) -> None:
     if choice is not None and not isinstance(choice, (bool, np.bool_)):
         raise ConfigError(f"{what} {choice!r}; expected True, False or None (decide from the graph)")
+
+
+def _check_prefixes(prefixes: Any) -> None:
+    """Refuse ``keep_float`` prefixes that are not a list of strings (one string's characters would be read as
+    prefixes, one by one)."""
+    if isinstance(prefixes, (str, bytes)):
+        raise ConfigError(f"keep_float {prefixes!r}; expected a sequence of module-path prefixes, "
+                          f"e.g. [{prefixes!r}]")
+    if not isinstance(prefixes, (list, tuple)) or not all(isinstance(p, str) for p in prefixes):
+        raise ConfigError(f"keep_float {prefixes!r}; expected a list of module-path prefixes (strings), "
+                          "e.g. ['/generator/'], or () for none")
 
 
 def _quantization() -> Any:
@@ -353,8 +364,10 @@ def prefixed_nodes(model: "onnx.ModelProto", prefixes: Sequence[str], already: S
     """Names of the nodes whose :func:`module_path` starts with one of ``prefixes`` (not in ``already``).
 
     Raises:
-        ConfigError: a prefix that names no node (a typo would otherwise quantize everything silently).
+        ConfigError: ``prefixes`` is not a list of strings, or a prefix names no node (a typo would otherwise
+            quantize everything silently).
     """
+    _check_prefixes(prefixes)
     skip = set(already)
     names = []
     for prefix in prefixes:
@@ -533,16 +546,18 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
         The ModelInfo written into ``dst`` (precision ``int8``, ``int8_scheme`` set).
 
     Raises:
-        ConfigError: unknown scheme or calibration method, or ``keep_float`` is one string.
-        InputError: ``calib_inputs`` is not a numpy array, or not of the dtype and shape ``src`` takes, or holds
+        ConfigError: unknown scheme or calibration method, or ``keep_float`` is not a list of strings.
+        InputError: a flag (``per_channel``, ``quantize_head``, ``float_image_conv``, ``quantize_film``) is not
+            True or False; ``calib_inputs`` is not a numpy array, or not of the dtype and shape ``src`` takes, or holds
             NaN or infinite values; or ``dst`` is ``src``.
         ModelError: ``src`` is not FP32 (or not a readable ONNX file), or the result does not have the scheme's
             zero points.
     """
     _validate(scheme, calib_method)
-    if isinstance(keep_float, (str, bytes)):  # its characters would be read as prefixes, one by one
-        raise ConfigError(f"keep_float {keep_float!r}; expected a sequence of module-path prefixes, "
-                          f"e.g. [{keep_float!r}]")
+    _check_prefixes(keep_float)
+    per_channel, quantize_head = check_flag("per_channel", per_channel), check_flag("quantize_head", quantize_head)
+    float_image_conv = check_flag("float_image_conv", float_image_conv)
+    quantize_film = check_flag("quantize_film", quantize_film)
     if not isinstance(calib_inputs, np.ndarray):
         raise InputError(f"calibration inputs are a {type(calib_inputs).__name__}; expected a numpy array "
                          "(N, C, S, S) made by calib.to_model_input")

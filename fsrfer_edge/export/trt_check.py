@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from ..fileio import loads_json
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,9 +72,25 @@ def load_table(name: str) -> OperatorTable:
                          doc["operators"], doc["source"])
 
 
+def _check_tables(tables: Any) -> list[str]:
+    """The table names as a list; one name given as a string (its characters would be read as names), or no
+    tables (nothing would be checked), is a ConfigError."""
+    if isinstance(tables, (str, bytes)):
+        raise ConfigError(f"TensorRT tables {tables!r}; expected a list of table names, e.g. [{tables!r}]")
+    if not isinstance(tables, (list, tuple)) or not tables or not all(isinstance(t, str) for t in tables):
+        raise ConfigError(f"TensorRT tables {tables!r}; expected a non-empty list of table names, e.g. "
+                          f"{list(DEFAULT_TABLES)}")
+    return list(tables)
+
+
 def opset_range(tables: Sequence[str] = DEFAULT_TABLES) -> tuple[int, int]:
-    """The ONNX opsets every one of ``tables``' TensorRT versions parses: (lowest, highest)."""
-    loaded = [load_table(name) for name in tables]
+    """The ONNX opsets every one of ``tables``' TensorRT versions parses: (lowest, highest).
+
+    Raises:
+        ConfigError: ``tables`` is not a non-empty list of names.
+        ModelError: no such table.
+    """
+    loaded = [load_table(name) for name in _check_tables(tables)]
     return max(t.opset_min for t in loaded), min(t.opset_max for t in loaded)
 
 
@@ -232,7 +248,13 @@ def _precision_report(g: _Graph) -> tuple[list[str], list[str]]:
 
 def check_model(model: "onnx.ModelProto", source: str = "model",
                 tables: Sequence[str] = DEFAULT_TABLES) -> TrtCheckReport:
-    """Check an ONNX model against TensorRT's ONNX parser tables and Q/DQ rules (no GPU needed)."""
+    """Check an ONNX model against TensorRT's ONNX parser tables and Q/DQ rules (no GPU needed).
+
+    Raises:
+        ConfigError: ``tables`` is not a non-empty list of names (:data:`DEFAULT_TABLES` by default).
+        ModelError: no such table.
+    """
+    tables = _check_tables(tables)
     g = _Graph(model)
     opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     report = TrtCheckReport(file=source, tables=list(tables))
@@ -252,6 +274,7 @@ def check_file(path: PathLike, tables: Sequence[str] = DEFAULT_TABLES) -> TrtChe
     """
     from .onnx_export import load_onnx
 
+    tables = _check_tables(tables)  # before reading the file
     return check_model(load_onnx(path), Path(path).name, tables)
 
 
