@@ -35,6 +35,7 @@ import numpy as np
 from .confidence import ScoreCalibration
 from .detection import Detection, FaceDetector, as_rgb_frame, create_detector
 from .detection.frames import is_image_file, read_image, require_cv2
+from .detection.pyramid import check_number
 from .errors import InputError, one_line
 from .fileio import file_problem
 from . import sidecars
@@ -362,11 +363,6 @@ def crop_face(frame: np.ndarray, box: Sequence[float], margin: float) -> np.ndar
     return frame[np.ix_(rows, cols)]
 
 
-def _number(name: str, value: Any, low: float, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or \
-            not math.isfinite(float(value)) or not low <= float(value) <= high:
-        raise InputError(f"{name}={value!r}; expected a number in [{low}, {high}]")
-    return float(value)
 
 
 #: The crop margins accepted (fraction of the box side): -0.4 keeps the middle fifth of a box, 2.0 a square
@@ -377,7 +373,7 @@ MARGIN_RANGE = (-0.4, 2.0)
 def check_margin(margin: Any, name: str = "margin") -> float:
     """``margin`` as a float, or InputError unless it is a number in :data:`MARGIN_RANGE` (``name``: what the
     message calls it, e.g. ``"--margin"``)."""
-    return _number(name, margin, *MARGIN_RANGE)
+    return check_number(name, margin, *MARGIN_RANGE)
 
 
 class CrowdAnalyzer:
@@ -420,8 +416,8 @@ class CrowdAnalyzer:
         if margin is not None:
             check_margin(margin)
         # scores are probabilities: a threshold over 1 would drop every face
-        self.min_score = None if min_score is None else _number("min_score", min_score, 0.0, 1.0)
-        self.min_size = _number("min_size", min_size, 0.0)
+        self.min_score = None if min_score is None else check_number("min_score", min_score, 0.0, 1.0)
+        self.min_size = check_number("min_size", min_size, 0.0)
         if detector is not None and not isinstance(detector, FaceDetector):
             hint = (f"; for a detector by name use detector=create_detector({detector!r}, min_face=...) from "
                     "fsrfer_edge.detection" if isinstance(detector, str) else "")
@@ -434,7 +430,7 @@ class CrowdAnalyzer:
         if recognizer is not None and not isinstance(recognizer, Recognizer):
             raise InputError(f"recognizer is a {type(recognizer).__name__}; expected a fsrfer_edge.Recognizer")
         if weak_score is not None:
-            _number("weak_score", weak_score, 0.0, 1.0)
+            check_number("weak_score", weak_score, 0.0, 1.0)
             if detector is not None:
                 raise InputError("weak_score applies to the detector the analyzer creates; set weak_score on the "
                                  "detector you give (detector.weak_score = ...)")
@@ -448,7 +444,7 @@ class CrowdAnalyzer:
         self.recognizer = recognizer
         if detector is None:
             try:
-                detector = create_detector("auto", min_face=_number("min_face", min_face, 1.0))
+                detector = create_detector("auto", min_face=check_number("min_face", min_face, 1.0))
             except BaseException:
                 self.close()
                 raise

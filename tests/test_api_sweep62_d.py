@@ -113,7 +113,7 @@ def test_crowd_bench_refuses_an_infinite_min_face_before_starting_workers(tmp_pa
                                                                           monkeypatch: pytest.MonkeyPatch,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """--min-face inf passed the check and reached each detector's worker process, which refused it as
-    "min_face=inf; expected a number in [1.0, inf]"."""
+    "min_face=inf; expected a finite number >= 1.0"."""
     def no_run(*args: object, **kwargs: object) -> None:
         raise AssertionError("the benchmark ran")
 

@@ -744,14 +744,14 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--margins", "0,5"], "--margins=5.0; expected a number in"),
+    (["--margins", "0,5"], "--margins=5.0; expected a finite number in"),
     (["--score-sweep", "0.5,2"], "--score-sweep [2.0]; expected detection score thresholds in [0, 1]"),
     (["--seed", "-1"], "--seed -1; expected an integer >= 0"),
     (["--size", "100000x100000"], "megapixels"),
     (["--fps-size", "9000x9000"], "megapixels"),
     (["--detector", "yunet,opencv"], "expected one detector name"),
     # these were refused only by the worker processes, after the data was loaded and the workers started
-    (["--margin", "5"], "--margin=5.0; expected a number in"),
+    (["--margin", "5"], "--margin=5.0; expected a finite number in"),
     (["--min-score", "2"], "--min-score 2.0; expected"),
     (["--min-score", "nan"], "--min-score nan; expected"),
     (["--min-face", "0"], "--min-face 0.0; expected"),

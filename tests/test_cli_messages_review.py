@@ -21,9 +21,9 @@ def _png(path: Path) -> Path:
 # -- fsrfer-crowd: the options' messages name the flag ----------------------------------------------------------
 @pytest.mark.parametrize("option, value, said", [
     ("--sessions", "0", "--sessions=0; expected an integer >= 1"),
-    ("--min-score", "2", "--min-score=2.0; expected a number in [0.0, 1.0]"),
-    ("--min-face", "0", "--min-face=0.0; expected a number in [1.0, inf]"),
-    ("--min-size", "-1", "--min-size=-1.0; expected a number in [0.0, inf]"),
+    ("--min-score", "2", "--min-score=2.0; expected a finite number in [0.0, 1.0]"),
+    ("--min-face", "0", "--min-face=0.0; expected a finite number >= 1.0"),
+    ("--min-size", "-1", "--min-size=-1.0; expected a finite number >= 0.0"),
     ("--threads", "-1", "--threads=-1; expected an integer from 1 to 1024"),
 ])
 def test_crowd_options_are_refused_naming_the_flag(option, value, said, tmp_path, capsys, monkeypatch):

@@ -328,7 +328,7 @@ def test_crowd_margin_out_of_range_names_the_option(margin: str, tmp_path: Path,
     crowd_cli = _crowd_cli()
     src = _write_png(tmp_path / "in.png", np.zeros((16, 16, 3), np.uint8))
     assert crowd_cli.main([str(src), "--out", str(tmp_path / "o.png"), "--margin", margin]) == 2
-    assert f"--margin={float(margin)!r}; expected a number in [-0.4, 2.0]" in capsys.readouterr().err
+    assert f"--margin={float(margin)!r}; expected a finite number in [-0.4, 2.0]" in capsys.readouterr().err
 
 
 def test_outputs_over_the_model_or_a_detectors_model_are_refused(tmp_path: Path,

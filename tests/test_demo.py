@@ -146,10 +146,10 @@ def test_margin_out_of_range_is_refused_as_fsrfer_crowd_does(margin, rec, tmp_pa
     monkeypatch.setattr(demo, "run_demo", lambda *a, **k: ran.append(a) or ([], {"detect_ms": 0.0, "predict_ms": {}}))
     img = _tiny_png(tmp_path / "in.png")
     assert main([str(img), "--out", str(tmp_path / "o.png"), "--margin", margin]) == 2
-    assert f"fsrfer-demo: error: --margin={float(margin)!r}; expected a number in [-0.4, 2.0]" in capsys.readouterr().err
+    assert f"fsrfer-demo: error: --margin={float(margin)!r}; expected a finite number in [-0.4, 2.0]" in capsys.readouterr().err
     assert ran == [] and not (tmp_path / "o.png").exists()
     monkeypatch.undo()
-    with pytest.raises(InputError, match=r"margin=.*expected a number in \[-0.4, 2.0\]"):
+    with pytest.raises(InputError, match=r"margin=.*expected a finite number in \[-0.4, 2.0\]"):
         run_demo(np.zeros((64, 64, 3), np.uint8), rec, FixedBoxes([(10, 10, 40, 40)]), (1,), margin=float(margin))
 
 
@@ -226,10 +226,10 @@ def test_outputs_over_the_detectors_model_are_refused(tmp_path, capsys, monkeypa
 @pytest.mark.parametrize("argv, words", [
     (["--factors", "1,4,1"], "argument --factors: '1,4,1' lists 1 more than once"),
     (["--factors", ","], "argument --factors: ',': expected integers >= 1"),
-    (["--min-score", "2"], "--min-score=2.0; expected a number in [0.0, 1.0]"),
-    (["--min-score", "nan"], "--min-score=nan; expected a number in [0.0, 1.0]"),
-    (["--min-face", "0"], "--min-face=0.0; expected a number in [1.0, inf]"),
-    (["--min-face", "inf"], "--min-face=inf; expected a number in [1.0, inf]"),
+    (["--min-score", "2"], "--min-score=2.0; expected a finite number in [0.0, 1.0]"),
+    (["--min-score", "nan"], "--min-score=nan; expected a finite number in [0.0, 1.0]"),
+    (["--min-face", "0"], "--min-face=0.0; expected a finite number >= 1.0"),
+    (["--min-face", "inf"], "--min-face=inf; expected a finite number >= 1.0"),
     (["--threads", "-1"], "--threads=-1; expected an integer from 1 to 1024, or 0 (or leave it out)"),
     (["--sessions", "0"], "--sessions=0; expected an integer >= 1"),
     (["--out", "OUT/o.gif"], "--out OUT/o.gif: cannot write an image named o.gif; expected a .png"),

@@ -64,7 +64,8 @@ def split(length: int, max_tile: int, overlap: int, multiple: int) -> tuple[int,
 def check_number(name: str, value: Any, low: float, high: float = math.inf) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or \
             not math.isfinite(float(value)) or not low <= float(value) <= high:
-        raise InputError(f"{name}={value!r}; expected a number in [{low}, {high}]")
+        raise InputError(f"{name}={value!r}; expected a finite number "
+                         + (f"in [{low}, {high}]" if math.isfinite(high) else f">= {low}"))
     return float(value)
 
 
