@@ -210,7 +210,7 @@ def test_demo_json_records_the_detector_threads(tmp_path: Path) -> None:
 def test_analyzer_refuses_a_min_score_outside_0_1(rec: Any, bad: float) -> None:
     from fsrfer_edge.crowd import CrowdAnalyzer
 
-    with pytest.raises(InputError, match=r"min_score=.*expected a number in \[0.0, 1.0\]"):
+    with pytest.raises(InputError, match=r"min_score=.*expected a finite number in \[0.0, 1.0\]"):
         CrowdAnalyzer(rec, SlowDetector(0.0), min_score=bad)
     assert CrowdAnalyzer(rec, SlowDetector(0.0), min_score=1).min_score == 1.0
 
@@ -221,7 +221,7 @@ def test_a_detector_min_score_set_later_is_checked(bad: Any) -> None:
     from fsrfer_edge.detection import create_detector
 
     with create_detector("yunet") as det:
-        with pytest.raises(InputError, match=r"min_score=.*expected a number in \[0.0, 1.0\]"):
+        with pytest.raises(InputError, match=r"min_score=.*expected a finite number in \[0.0, 1.0\]"):
             det.min_score = bad  # type: ignore[attr-defined]
         det.min_score = 0.6  # type: ignore[attr-defined]  # as the benchmark's score sweep sets it
         assert det.min_score == 0.6  # type: ignore[attr-defined]
