@@ -244,6 +244,8 @@ def check_options(args: argparse.Namespace) -> None:
     Raises:
         InputError: the first bad option.
     """
+    if not args.out.strip():  # an unset shell variable: Path("") is the current folder
+        raise InputError(f"--out {args.out!r} is an empty path; expected an image file to write, e.g. demo.png")
     if Path(args.out).is_dir():  # before its suffix is judged: "cannot write an image named outdir" says too little
         raise InputError(f"--out {args.out} is a folder; expected an image file to write, e.g. "
                          f"{Path(args.out) / 'demo.png'}")

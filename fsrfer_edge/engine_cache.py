@@ -196,10 +196,17 @@ def check_engine(engine_path: str | os.PathLike[str], tensorrt_version: str, com
             another GPU model of the same compute capability (or whose sidecar does not say) is refused.
 
     Raises:
+        InputError: ``engine_path`` is no path, or ``onnx_path`` is given but is no path or not a readable file.
         EngineError: the engine file or sidecar is missing, unreadable or corrupt, or it was built for another
             TensorRT version or GPU, or from another ONNX file than ``onnx_path``.
     """
     engine_path = _path_arg("engine_path", engine_path, "an engine file")
+    if onnx_path is not None:  # the caller's mistake, not a stale engine: not an EngineError a search passes over
+        onnx = _path_arg("onnx_path", onnx_path, "the .onnx file the engine was built from")
+        problem = file_problem(onnx)
+        if problem:
+            raise InputError(f"onnx_path={str(onnx_path)!r} {problem}; expected the .onnx file the engine was built "
+                             "from, or None not to check it")
     problem = file_problem(engine_path)
     if problem:
         raise EngineError(f"engine file {engine_path} {problem}; expected a TensorRT engine file (with its JSON "
@@ -348,8 +355,17 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
 
     Yields:
         True when the lock is held, False when the block runs without it.
+
+    Raises:
+        InputError: ``folder`` is no path, ``wait_s`` is not a number >= 0 (or None), or ``poll_s`` not one > 0.
     """
     root = _path_arg("folder", folder, "the folder engines are built into")
+    # Before the lock file is made: a NaN limit never runs out (waited >= nan is never true), and a poll of 0 spins.
+    if wait_s is not None and (isinstance(wait_s, bool) or not isinstance(wait_s, numbers.Real) or not wait_s >= 0):
+        raise InputError(f"wait_s={wait_s!r}; expected a number of seconds >= 0 (inf: wait as long as it takes), or "
+                         f"None for BUILD_LOCK_WAIT_S ({BUILD_LOCK_WAIT_S:g} s)")
+    if isinstance(poll_s, bool) or not isinstance(poll_s, numbers.Real) or not poll_s > 0:
+        raise InputError(f"poll_s={poll_s!r}; expected a number of seconds > 0 between tries, e.g. 0.5")
     try:
         import fcntl
     except ImportError:  # not POSIX

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from . import engine_cache
-from .errors import BackendUnavailable, CliParser, FsrferError, cli_main, one_line
+from .errors import BackendUnavailable, CliParser, FsrferError, cli_main, cli_path, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -44,20 +44,12 @@ def installed_tensorrt_version() -> Optional[str]:
         return None
 
 
-def _folder(text: str) -> Path:
-    """``--dir``: a path; an empty one (an unset shell variable) is refused, not read as "." (the current folder,
-    whose stale engines --prune would remove)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(f"{text!r} is an empty path; expected a folder of engines (leave --dir out "
-                                         "for the cache)")
-    return Path(text)
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = CliParser(prog="fsrfer-engines",
                   description="List the TensorRT engines of a cache folder, with why each that can never run again "
                               "is stale; --prune removes those.")
-    p.add_argument("--dir", type=_folder, default=None,
+    p.add_argument("--dir", type=cli_path, default=None,
                    help="the folder (default: $FSRFER_ENGINE_DIR, else ~/.cache/fsrfer-edge/engines)")
     p.add_argument("--prune", action="store_true",
                    help="remove the stale engines and their sidecars, and the staging folders of killed exports")

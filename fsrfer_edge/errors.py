@@ -14,6 +14,7 @@ import signal
 import stat
 import sys
 import threading
+from pathlib import Path
 from types import ModuleType
 from typing import IO, TYPE_CHECKING, Any, Callable, ContextManager, Iterator, NoReturn, Optional, TypeVar, cast
 
@@ -94,6 +95,14 @@ def check_count(name: str, value: Any, least: int) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
         raise InputError(f"{name}={value!r}; expected an integer >= {least}")
     return int(value)
+
+
+def cli_path(text: str) -> Path:
+    """The argparse type of a command line's path options: an empty one (``--out "$OUT"`` with the variable unset)
+    is refused, not read as Path(""), the current folder, where a command would write or read unasked."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"received an empty path {text!r}; expected a file or folder path")
+    return Path(text)
 
 
 def one_line(exc: "BaseException | str") -> str:

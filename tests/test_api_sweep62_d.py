@@ -135,7 +135,7 @@ def test_engines_refuses_an_empty_dir(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(SystemExit) as exc:
         engines_cli.main(["--dir", "", "--prune"])
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and "--dir" in err and "'' is an empty path" in err and "Traceback" not in err
+    assert exc.value.code == 2 and "--dir" in err and "received an empty path ''" in err and "Traceback" not in err
 
 
 # -- serving ---------------------------------------------------------------------------------------------------

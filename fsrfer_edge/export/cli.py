@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import engine_cache
 from ..errors import (BackendUnavailable, CliParser, ConfigError, DataError, FsrferError, ModelError, cli_main,
-                      one_line, sigterm_interrupts)
+                      cli_path, one_line, sigterm_interrupts)
 from ..confidence import SUFFIX as SCORES_SUFFIX
 from ..fileio import check_output_path, same_file, write_json
 from ..preprocessing import FACTORS
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 #: Engines are built from the lowest precision TensorRT-ready file the run produced.
 ENGINE_PREFERENCE = ("int8-s8s8", "fp16", "fp32")
 CHECK_FACES = 128
+#: The longest --name, in UTF-8 bytes: a file name holds 255, and an export adds up to about 100 (an engine's key).
+MAX_NAME_BYTES = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +99,30 @@ def _check_folder(path: Path, option: str) -> None:
         raise ConfigError(f"{option} {path}: {blocked} is a file; expected a folder (or a new path)")
 
 
+def _check_name(opts: ExportOptions, given: Optional[AbstractSet[str]]) -> None:
+    """Refuse a --name no output file can be named after, before the output folder is made (``given``: see
+    :func:`_refuse_options_of_outputs_not_made`; ``--name ''`` named there is refused, not read as no name)."""
+    from .deepstream import check_name
+
+    name = opts.name
+    if not name and not (given is not None and "name" in given):
+        return
+    if not name.strip() or not name.isprintable():
+        raise ConfigError(f"--name {name!r}: expected a file name stem of printable characters, e.g. mymodel (or "
+                          "leave --name out: the source file's name)")
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size > MAX_NAME_BYTES:
+        raise ConfigError(f"--name {name[:24]!r}... is {size} bytes long; expected at most {MAX_NAME_BYTES} (a file "
+                          "name holds 255 bytes, and the export adds its suffixes to the name)")
+    for option, folder in (("--triton-repo", opts.triton_repo), ("--deepstream", opts.deepstream)):
+        if folder is not None:
+            try:
+                check_name(name)
+            except ConfigError:
+                raise ConfigError(f"--name with {option}: name={name!r}; expected letters, digits, '.', '_' or '-' "
+                                  f"(the name of the model in the files {option} writes)") from None
+
+
 def _validate(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> None:
     """Refuse, before any work, options that are invalid or that the run would ignore (``given``: see
     :func:`_refuse_options_of_outputs_not_made`)."""
@@ -107,6 +133,7 @@ def _validate(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> 
     if not opts.source.exists():
         raise ConfigError(f"{opts.source} does not exist; expected a model checkpoint or an .onnx file")
     _check_folder(opts.out_dir, "--out-dir")
+    _check_name(opts, given)
     if opts.triton_repo is not None:
         _check_folder(opts.triton_repo, "--triton-repo")
     if opts.deepstream is not None:
@@ -206,6 +233,14 @@ def _validate(opts: ExportOptions, given: Optional[AbstractSet[str]] = None) -> 
                           f"{opts.triton_max_queue_delay_us}; expected >= 1 / >= 0")
     if opts.triton_threads is not None and (opts.triton_repo is None or opts.triton_threads < 1):
         raise ConfigError(f"--triton-threads {opts.triton_threads}; expected an integer >= 1, with --triton-repo DIR")
+    if opts.triton_repo is not None:  # write_triton_repo's limits, checked before the export and not after it
+        from ..serving.triton_repo import INT32_MAX, UINT64_MAX
+
+        for flag, value, high in (("--triton-instances", opts.triton_instances, INT32_MAX),
+                                  ("--triton-threads", opts.triton_threads, INT32_MAX),
+                                  ("--triton-max-queue-delay-us", opts.triton_max_queue_delay_us, UINT64_MAX)):
+            if value is not None and value > high:
+                raise ConfigError(f"{flag} {value}; expected at most {high} (the largest value Triton's config holds)")
     if opts.workspace_mb is not None and opts.workspace_mb < 1:
         raise ConfigError(f"--workspace-mb {opts.workspace_mb}; expected a number of MiB >= 1 (default 1024)")
     if not 1 <= opts.min_batch <= opts.opt_batch <= opts.max_batch:
@@ -780,12 +815,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export an fsrfer checkpoint to checked ONNX files (FP32, FP16, INT8 Q/DQ) and build "
                     "TensorRT engines. Writes NAME.fp32.onnx, NAME.fp16.onnx, NAME.int8-s8s8.onnx (TensorRT), "
                     "NAME.int8-u8s8.onnx (ONNX Runtime CPU) and NAME.report.json.")
-    p.add_argument("source", type=Path, metavar="CHECKPOINT_OR_ONNX", nargs="?",
+    p.add_argument("source", type=cli_path, metavar="CHECKPOINT_OR_ONNX", nargs="?",
                    help="a model checkpoint (export) or an fsrfer .onnx file (with --engine)")
-    p.add_argument("--check-trt", type=Path, metavar="FILE",
+    p.add_argument("--check-trt", type=cli_path, metavar="FILE",
                    help="only check that FILE (.onnx) will build in TensorRT 8.5 and 10.x, without a GPU: operators, "
                         "types, opset, Q/DQ rules; prints which layers run in INT8 (exit 2 if it fails)"),
-    p.add_argument("--out-dir", type=Path, default=Path("engines"), help="output folder (default: engines/)")
+    p.add_argument("--out-dir", type=cli_path, default=Path("engines"), help="output folder (default: engines/)")
     p.add_argument("--name", default="", help="output name stem (default: the source file's name)")
     p.add_argument("--uint8-input", action="store_true",
                    help="graph takes raw uint8 NCHW pixels and normalises inside")
@@ -799,7 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", help="also write NAME.fp16.onnx")
     q = p.add_argument_group("INT8")
     q.add_argument("--int8", action="store_true", help="also write INT8 Q/DQ file(s); needs --calib")
-    q.add_argument("--calib", type=Path, metavar="PATH",
+    q.add_argument("--calib", type=cli_path, metavar="PATH",
                    help="calibration faces: .npz with images (N,H,W) uint8 [+ split: 'train' rows used] or a folder of images")
     q.add_argument("--calib-size", type=int, default=256, metavar="N", help="faces sampled with a fixed seed (default 256)")
     q.add_argument("--calib-method", default="percentile", choices=("percentile", "minmax", "entropy"),
@@ -821,7 +856,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--int8-float-film", dest="int8_quantize_film", action="store_const", const=False,
                    help="keep FiLM in float in the u8s8 file. The s8s8 (TensorRT) file always keeps it in float")
     a = p.add_argument_group("accuracy gate")
-    a.add_argument("--eval-data", type=Path, metavar="NPZ",
+    a.add_argument("--eval-data", type=cli_path, metavar="NPZ",
                    help=".npz with images, labels [+ split: 'val' rows used]: report FP16/INT8 accuracy vs FP32, "
                         "and write NAME.scores.json, the confidence maps fitted on those faces")
     a.add_argument("--labels", choices=("ferplus", "fer2013"), default=None,
@@ -839,9 +874,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--opt-batch", type=int, default=32, metavar="N", help="the batch TensorRT tunes for (default 32)")
     e.add_argument("--max-batch", type=int, default=128, metavar="N", help="largest batch the engine runs (default 128)")
     e.add_argument("--workspace-mb", type=int, default=1024, metavar="MB", help="builder workspace limit (default 1024)")
-    e.add_argument("--timing-cache", type=Path, metavar="PATH", help="TensorRT timing cache to load and update")
+    e.add_argument("--timing-cache", type=cli_path, metavar="PATH", help="TensorRT timing cache to load and update")
     t = p.add_argument_group("Triton model repository")
-    t.add_argument("--triton-repo", type=Path, metavar="DIR",
+    t.add_argument("--triton-repo", type=cli_path, metavar="DIR",
                    help="also write a Triton model repository: DIR/<name>_onnx (FP32 ONNX) and, with --engine, "
                         "DIR/<name>_trt (the engine), replacing models of those names; <name> is --name or 'fsrfer'")
     t.add_argument("--triton-kind", default="KIND_AUTO", choices=("KIND_GPU", "KIND_CPU", "KIND_AUTO"),
@@ -854,7 +889,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ONNX Runtime threads of each ONNX model instance (intra_op_thread_count; default: the "
                         "backend's, all cores). On a CPU, instances x threads <= cores")
     d = p.add_argument_group("DeepStream")
-    d.add_argument("--deepstream", type=Path, metavar="DIR",
+    d.add_argument("--deepstream", type=cli_path, metavar="DIR",
                    help="also write a Gst-nvinfer secondary classifier: DIR/<name>.onnx (the FP32 graph with a "
                         "softmax, FP16 engine; also with --int8), DIR/<name>_labels.txt and "
                         "DIR/config_infer_<name>.txt; <name> is --name or 'fsrfer'. For INT8 give the exported "
@@ -878,6 +913,7 @@ def given_options(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]
         if action.option_strings:  # a positional's default would go through its type (Path("==SUPPRESS=="))
             action.default = argparse.SUPPRESS
     return frozenset(k for k, v in vars(bare.parse_args(argv)).items() if v is not None)
+
 
 
 def _factor_list(text: str) -> tuple[int, ...]:
