@@ -196,9 +196,17 @@ def test_eval_faces_of_another_size(tmp_path: Path, capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize("arg", [".", ""])
 def test_eval_data_dot_is_the_folder_holding_fer2013(arg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    """--data . died of a ValueError traceback from Path.with_name (the FER+ labels beside the data)."""
+    """--data . died of a ValueError traceback from Path.with_name (the FER+ labels beside the data). An empty
+    --data (an unset shell variable) is refused rather than read as the current folder."""
     _pair(tmp_path)
     monkeypatch.chdir(tmp_path)
+    if not arg:
+        with pytest.raises(SystemExit) as exc:
+            _eval(["--data", arg, "--factors", "1", "--json", "o.json"], capsys)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "--data '' is an empty path" in err, err
+        assert not (tmp_path / "o.json").exists()
+        return
     rc, err = _eval(["--data", arg, "--factors", "1", "--json", "o.json"], capsys)
     assert rc == 0, err
     assert json.loads((tmp_path / "o.json").read_text())["labels"] == "ferplus"

@@ -52,6 +52,15 @@ def positive_minutes(text: str) -> float:
     return v
 
 
+def _refuse_empty_paths(ap: argparse.ArgumentParser, args: argparse.Namespace, **expected: str) -> None:
+    """An empty path option (``--data "$DATA"`` with the variable unset) is an error, not the current folder nor
+    the option left out. ``expected``: per option's dest, what it takes."""
+    for dest, what in expected.items():
+        value = getattr(args, dest)
+        if value is not None and not value.strip():
+            ap.error(f"--{dest} {value!r} is an empty path; expected {what}")
+
+
 def add_sdk_faces_args(ap: argparse.ArgumentParser) -> None:
     """The options of the scripts that give FER+ faces to the SDK as an app would (scripts/app_inputs.py,
     scripts/contrast_floor.py): --model, --data, --split, --threads, --json."""
@@ -110,6 +119,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
                     "evaluation) before giving up (default 60)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    _refuse_empty_paths(ap, args, data="a data path, or leave --data out for the config's data",
+                        out="a folder, or leave --out out for runs/<config name>")
     if args.seed is not None and not 0 <= args.seed < 2**63:
         ap.error(f"--seed {args.seed}: expected an integer >= 0 and < 2**63")
     if not args.dist_timeout > 0 or math.isinf(args.dist_timeout):  # NaN fails the comparison
@@ -207,6 +218,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--json", required=True, help="output JSON path")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    _refuse_empty_paths(ap, args, checkpoint="a .pt or .onnx file", data="a data path, e.g. ../shared/data/fer2013.npz")
     _setup_logging(args.verbose)
     try:
         check_output_path(args.json, "--json")

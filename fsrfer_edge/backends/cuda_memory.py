@@ -92,11 +92,19 @@ class CudaMemory(abc.ABC):
 
     @abc.abstractmethod
     def alloc_device(self, nbytes: int) -> DeviceBuffer:
-        """Allocate ``nbytes`` of device memory."""
+        """Allocate ``nbytes`` of device memory.
+
+        Raises:
+            InputError: ``nbytes`` is not an integer >= 0.
+        """
 
     @abc.abstractmethod
     def alloc_host(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        """Allocate a page-locked (pinned) host array, needed for truly asynchronous copies."""
+        """Allocate a page-locked (pinned) host array, needed for truly asynchronous copies.
+
+        Raises:
+            InputError: ``shape`` is not a tuple (or list) of integers >= 0, or ``dtype`` not a NumPy number type.
+        """
 
     @abc.abstractmethod
     def create_stream(self) -> CudaStream:
@@ -109,7 +117,7 @@ class CudaMemory(abc.ABC):
 
     @abc.abstractmethod
     def dtoh_async(self, dst_host: np.ndarray, src: DeviceBuffer, stream: CudaStream) -> None:
-        """Copy ``dst_host.nbytes`` bytes from ``src`` into a C-contiguous host array."""
+        """Copy ``dst_host.nbytes`` bytes from ``src`` into a C-contiguous, writable host array."""
 
     @abc.abstractmethod
     def synchronize(self, stream: CudaStream) -> None:
@@ -123,9 +131,33 @@ class CudaMemory(abc.ABC):
         """Release what the implementation holds for the device (e.g. a retained context)."""
 
     @staticmethod
-    def _check_copy(host: np.ndarray, dev: DeviceBuffer) -> None:
+    def _check_nbytes(nbytes: Any) -> int:
+        """A size in bytes as an int; a bool, float, str or negative number is an InputError (not truncated)."""
+        if isinstance(nbytes, (bool, np.bool_)) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
+            raise InputError(f"nbytes={nbytes!r}; expected an integer >= 0 (the size of the allocation in bytes)")
+        return int(nbytes)
+
+    @staticmethod
+    def _check_host_array(shape: Any, dtype: Any) -> tuple[tuple[int, ...], np.dtype]:
+        """The shape and dtype of a pinned array, checked before anything is allocated."""
+        if not isinstance(shape, (tuple, list)) or any(
+                isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
+            raise InputError(f"shape={shape!r}; expected a tuple of integers >= 0, e.g. (8, 1, 48, 48)")
+        try:
+            dt = np.dtype(dtype) if dtype is not None else None
+        except TypeError:
+            dt = None
+        if dt is None or dt.kind not in "biufc":  # an object array in raw memory would hold stray pointers
+            raise InputError(f"dtype={dtype!r}; expected a NumPy number type such as np.float32")
+        return tuple(int(d) for d in shape), dt
+
+    @staticmethod
+    def _check_copy(host: np.ndarray, dev: DeviceBuffer, into_host: bool = False) -> None:
         if not host.flags.c_contiguous:
             raise InputError("host array for a CUDA copy must be C-contiguous; use np.ascontiguousarray")
+        if into_host and not host.flags.writeable:
+            raise InputError("host array for a copy from the device is read-only; expected a writable array, e.g. "
+                             "one from alloc_host")
         if host.nbytes > dev.nbytes:
             raise InputError(f"copy of {host.nbytes} bytes does not fit the {dev.nbytes}-byte device buffer")
 
@@ -245,14 +277,16 @@ class CudaPythonMemory(CudaMemory):
                               int(round(int(prop.totalGlobalMem) / 2**30)))
 
     def alloc_device(self, nbytes: int) -> DeviceBuffer:
-        ptr = self._call("cudaMalloc", int(nbytes))
-        return DeviceBuffer(ptr=int(ptr), nbytes=int(nbytes), handle=ptr)
+        nbytes = self._check_nbytes(nbytes)
+        ptr = self._call("cudaMalloc", nbytes)
+        return DeviceBuffer(ptr=int(ptr), nbytes=nbytes, handle=ptr)
 
     def alloc_host(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        dt = np.dtype(dtype)
+        shape, dt = self._check_host_array(shape, dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
         ptr = int(self._call("cudaMallocHost", max(nbytes, 1)))
-        raw = (ctypes.c_uint8 * max(nbytes, 1)).from_address(ptr)
+        # numpy's stubs do not list ctypes arrays among buffers, which frombuffer reads as any other
+        raw: Any = (ctypes.c_uint8 * max(nbytes, 1)).from_address(ptr)
         arr = np.frombuffer(raw, dtype=np.uint8, count=nbytes).view(dt).reshape(shape)
         self._host_ptrs.add(ptr)
         return arr
@@ -268,7 +302,7 @@ class CudaPythonMemory(CudaMemory):
         self._call("cudaMemcpyAsync", dst.ptr, src_host.ctypes.data, src_host.nbytes, kind, stream.handle)
 
     def dtoh_async(self, dst_host: np.ndarray, src: DeviceBuffer, stream: CudaStream) -> None:
-        self._check_copy(dst_host, src)
+        self._check_copy(dst_host, src, into_host=True)
         kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self._call("cudaMemcpyAsync", dst_host.ctypes.data, src.ptr, dst_host.nbytes, kind, stream.handle)
 
@@ -387,11 +421,13 @@ class PyCudaMemory(CudaMemory):
             raise EngineError(f"pycuda could not describe CUDA device {self.device}: {exc}") from exc
 
     def alloc_device(self, nbytes: int) -> DeviceBuffer:
-        alloc = self._wrap("mem_alloc", self._cuda.mem_alloc, int(nbytes))
-        return DeviceBuffer(ptr=int(alloc), nbytes=int(nbytes), handle=alloc)
+        nbytes = self._check_nbytes(nbytes)
+        alloc = self._wrap("mem_alloc", self._cuda.mem_alloc, nbytes)
+        return DeviceBuffer(ptr=int(alloc), nbytes=nbytes, handle=alloc)
 
     def alloc_host(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        arr: np.ndarray = self._wrap("pagelocked_empty", self._cuda.pagelocked_empty, tuple(shape), np.dtype(dtype))
+        shape, dt = self._check_host_array(shape, dtype)
+        arr: np.ndarray = self._wrap("pagelocked_empty", self._cuda.pagelocked_empty, shape, dt)
         return arr
 
     def create_stream(self) -> CudaStream:
@@ -403,7 +439,7 @@ class PyCudaMemory(CudaMemory):
         self._wrap("memcpy_htod_async", self._cuda.memcpy_htod_async, dst.ptr, src_host, stream.handle)
 
     def dtoh_async(self, dst_host: np.ndarray, src: DeviceBuffer, stream: CudaStream) -> None:
-        self._check_copy(dst_host, src)
+        self._check_copy(dst_host, src, into_host=True)
         self._wrap("memcpy_dtoh_async", self._cuda.memcpy_dtoh_async, dst_host, src.ptr, stream.handle)
 
     def synchronize(self, stream: CudaStream) -> None:

@@ -30,8 +30,8 @@ import numpy as np
 
 from ..engine_cache import (EngineKey, build_lock, check_engine, choose_engine, default_cache_dir, engine_pattern,
                             model_stem, prune_replaced, read_sidecar)
-from ..fileio import sha256_file
-from ..errors import BackendUnavailable, EngineError, InputError
+from ..fileio import as_path, sha256_file
+from ..errors import BackendUnavailable, EngineError, InputError, check_count, check_flag
 from ..metadata import ModelInfo
 from .base import Backend
 from .cuda_memory import CudaMemory, CudaStream, DeviceBuffer, note_cleanup_failure, select_memory
@@ -266,7 +266,8 @@ class TensorRTBackend(Backend):
             was created here from a name).
 
     Raises:
-        InputError: ``memory`` is not a known name or a CudaMemory, or is a CudaMemory of another device.
+        InputError: ``memory`` is not a known name or a CudaMemory, or is a CudaMemory of another device;
+            ``engine_path`` is no path; ``close_memory`` is not True, False or None.
         BackendUnavailable: TensorRT or both CUDA libraries are missing (pip extra ``tensorrt``).
         EngineError: the engine is missing, corrupt, stale, or built for another TensorRT/GPU; CUDA failed.
     """
@@ -277,8 +278,14 @@ class TensorRTBackend(Backend):
                  memory: Union[str, CudaMemory] = "auto",
                  onnx_path: Optional[Union[str, os.PathLike[str]]] = None,
                  close_memory: Optional[bool] = None) -> None:
+        # Checked before anything is held (Backend.__init__ makes __del__ try to close).
+        path = as_path(engine_path, "engine_path")
+        if close_memory is not None and not isinstance(close_memory, (bool, np.bool_)):
+            # "no" would be read as True: the caller's memory layer closed with the backend
+            raise InputError(f"close_memory={close_memory!r}; expected True, False or None (None: close the memory "
+                             "layer only when it was made here from a name)")
         super().__init__()
-        self.path = Path(engine_path)
+        self.path = path
         self._lock = threading.Lock()
         self._mem: Optional[CudaMemory] = None
         # A memory layer created here is closed here; one passed in belongs to the caller unless told.
@@ -463,14 +470,20 @@ class TensorRTBackend(Backend):
                 :func:`~fsrfer_edge.engine_cache.default_cache_dir`).
 
         Raises:
+            InputError: ``onnx_path``, ``cache_dir`` or an entry of ``search_dirs`` is no path, ``search_dirs`` is
+                one path instead of a list of them, ``min_max_batch`` is not an integer >= 1, or ``build`` is not
+                True or False.
             EngineError: no valid engine was found (and ``build`` is False), or the build failed.
             BackendUnavailable: TensorRT or the CUDA libraries are missing.
         """
+        onnx = as_path(onnx_path, "onnx_path")
+        check_flag("build", build)  # "no" would be True: an engine built, minutes on a Jetson
+        check_count("min_max_batch", min_max_batch, 1)
+        cache = as_path(cache_dir, "cache_dir") if cache_dir is not None else default_cache_dir()
+        dirs = _search_dirs(search_dirs) if search_dirs is not None else [onnx.parent, cache]
         version = str(import_tensorrt().__version__)
         mem = select_memory(memory, device)
         try:
-            cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-            dirs = [Path(d) for d in search_dirs] if search_dirs is not None else [Path(onnx_path).parent, cache]
             gpu = mem.device_identity(device)
 
             def first_use(exclude: Sequence[Path] = ()) -> Path:
@@ -509,6 +522,17 @@ class TensorRTBackend(Backend):
         except BaseException:
             mem.close()
             raise
+
+
+def _search_dirs(search_dirs: Any) -> list[Path]:
+    """``search_dirs`` as Paths; one path given alone (a str would be searched character by character: ".", "/",
+    "e"...) or anything else that is not a list of paths is an InputError."""
+    if isinstance(search_dirs, (str, bytes, os.PathLike)) or not isinstance(search_dirs, (list, tuple)):
+        raise InputError(f"search_dirs={search_dirs!r}; expected a list of folders, e.g. "
+                         f"search_dirs=[{str(search_dirs)!r}]" if isinstance(search_dirs, (str, os.PathLike)) else
+                         f"search_dirs={search_dirs!r}; expected a list of folders (or None: beside the ONNX file, "
+                         "then the cache)")
+    return [as_path(d, f"search_dirs[{i}]") for i, d in enumerate(search_dirs)]
 
 
 #: Batch range of engines built on first use: TensorRT tunes for ``opt``; ``max`` is the Recognizer's
