@@ -4,28 +4,20 @@ work is done (not a TypeError or FileNotFoundError, nor a bad value silently tak
 the current folder or as "not given", ``build="no"`` as True, a string as a list of folders)."""
 from __future__ import annotations
 
-import json
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from fsrfer_edge.backends import cuda_memory
 from fsrfer_edge.backends.cuda_memory import CudaPythonMemory, PyCudaMemory
 from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend
-from fsrfer_edge.engine_cache import EngineKey, write_sidecar
 from fsrfer_edge.errors import EngineError, InputError
-from fsrfer_edge.metadata import ModelInfo
 
-try:
-    from .fake_trt import make_tensorrt
-    from .fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda
-except ImportError:
-    from fake_trt import make_tensorrt  # type: ignore[no-redef]
-    from fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda  # type: ignore[no-redef]
+import test_tensorrt_review  # noqa: E402
+from test_tensorrt_versions import FakeGpu  # noqa: E402
+
+engine = test_tensorrt_review.engine  # the fake engine (batch 1-8) with its sidecar, a fixture
 
 REPO = Path(__file__).resolve().parents[1]
 VERSION = "10.3.0.26"
@@ -91,27 +83,11 @@ def test_eval_refuses_an_empty_path(flag: str, tmp_path: Path, monkeypatch: pyte
 # TensorRT backend, under the fakes
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture()
-def fakes(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
+def fakes(monkeypatch: pytest.MonkeyPatch) -> FakeGpu:
     """Fake TensorRT 10.3, cuda-python and pycuda, installed for one test."""
-    trt, cudart, pycuda = make_tensorrt(VERSION), FakeCudart(), make_fake_pycuda()
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    pkg = types.ModuleType("pycuda")
-    pkg.driver = pycuda  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pycuda", pkg)
-    monkeypatch.setitem(sys.modules, "pycuda.driver", pycuda)
-    monkeypatch.setattr(cuda_memory, "import_cudart", lambda: cudart)
-    return types.SimpleNamespace(trt=trt, cudart=cudart, pycuda=pycuda)
+    return FakeGpu(monkeypatch, VERSION)
 
 
-@pytest.fixture()
-def engine(tmp_path: Path) -> Path:
-    """An engine of the fake TensorRT (batch 1-8) with its sidecar, for the fake Orin."""
-    spec = {"trt": VERSION, "input": "faces", "input_dtype": "FLOAT", "outputs": ["logits"], "min": 1, "opt": 4,
-            "max": 8, "chw": [1, 48, 48], "classes": 7, "flags": [], "strongly_typed": False, "precisions": []}
-    path = tmp_path / "m.engine"
-    path.write_bytes(json.dumps(spec).encode())
-    write_sidecar(path, EngineKey(VERSION, "8.7", "fp16", 1, 4, 8, GPU_KEY), "0" * 64, ModelInfo(precision="fp16"))
-    return path
 
 
 @pytest.fixture()
@@ -122,12 +98,12 @@ def onnx_file(tmp_path: Path) -> Path:
     return path
 
 
-def _nothing_allocated(fakes: types.SimpleNamespace) -> bool:
+def _nothing_allocated(fakes: FakeGpu) -> bool:
     return not fakes.cudart.device and not fakes.cudart.host and not fakes.cudart.streams
 
 
 @pytest.mark.parametrize("bad", ["no", "false", 1, np.nan])
-def test_for_onnx_build_must_be_true_or_false(fakes: types.SimpleNamespace, onnx_file: Path, tmp_path: Path,
+def test_for_onnx_build_must_be_true_or_false(fakes: FakeGpu, onnx_file: Path, tmp_path: Path,
                                               bad: Any) -> None:
     """``build="no"`` was truthy: an engine was built (minutes on a Jetson) into the cache."""
     cache = tmp_path / "cache"
@@ -137,7 +113,7 @@ def test_for_onnx_build_must_be_true_or_false(fakes: types.SimpleNamespace, onnx
 
 
 @pytest.mark.parametrize("bad", [None, "8", 0, -1, 2.5, True])
-def test_for_onnx_min_max_batch_must_be_an_integer_of_at_least_one(fakes: types.SimpleNamespace, onnx_file: Path,
+def test_for_onnx_min_max_batch_must_be_an_integer_of_at_least_one(fakes: FakeGpu, onnx_file: Path,
                                                                    tmp_path: Path, bad: Any) -> None:
     """Found engines refused these (choose_engine), but with none found they went to the build: None raised
     TypeError there, and 0 or -1 were quietly read as 1."""
@@ -148,7 +124,7 @@ def test_for_onnx_min_max_batch_must_be_an_integer_of_at_least_one(fakes: types.
     assert not cache.exists() and _nothing_allocated(fakes)
 
 
-def test_for_onnx_search_dirs_is_a_list_of_folders_not_one_path(fakes: types.SimpleNamespace, onnx_file: Path,
+def test_for_onnx_search_dirs_is_a_list_of_folders_not_one_path(fakes: FakeGpu, onnx_file: Path,
                                                                 tmp_path: Path) -> None:
     """A str was iterated character by character: "./engines" searched the folders ".", "/", "e", "n"..."""
     with pytest.raises(InputError, match=r"search_dirs=.*expected a list of folders.*search_dirs=\["):
@@ -161,7 +137,7 @@ def test_for_onnx_search_dirs_is_a_list_of_folders_not_one_path(fakes: types.Sim
 
 
 @pytest.mark.parametrize("bad", ["no", "false", 1, np.nan])
-def test_close_memory_must_be_true_false_or_none(fakes: types.SimpleNamespace, engine: Path, bad: Any) -> None:
+def test_close_memory_must_be_true_false_or_none(fakes: FakeGpu, engine: Path, bad: Any) -> None:
     """``close_memory="no"`` was read as True: the caller's memory layer was closed with the backend."""
     mem = PyCudaMemory(0)
     with pytest.raises(InputError, match=r"close_memory=.*expected True, False or None"):
@@ -172,7 +148,7 @@ def test_close_memory_must_be_true_false_or_none(fakes: types.SimpleNamespace, e
 
 
 @pytest.mark.parametrize("name", ["missing.onnx", "", "folder"])
-def test_an_onnx_path_that_is_no_file_is_an_engine_error(fakes: types.SimpleNamespace, engine: Path,
+def test_an_onnx_path_that_is_no_file_is_an_engine_error(fakes: FakeGpu, engine: Path,
                                                          tmp_path: Path, name: str) -> None:
     """A missing ONNX file raised FileNotFoundError (a folder IsADirectoryError) from the stale-engine check; an
     empty one is refused as a path, not read as the current folder."""
@@ -185,7 +161,7 @@ def test_an_onnx_path_that_is_no_file_is_an_engine_error(fakes: types.SimpleName
 
 @pytest.mark.parametrize("arg, bad", [("engine_path", None), ("engine_path", 3), ("onnx_path", 2.5),
                                       ("onnx_path", -1), ("onnx_path", b"m.onnx")])
-def test_a_path_argument_that_is_no_path_is_an_input_error(fakes: types.SimpleNamespace, engine: Path, arg: str,
+def test_a_path_argument_that_is_no_path_is_an_input_error(fakes: FakeGpu, engine: Path, arg: str,
                                                            bad: Any) -> None:
     """None or a number raised TypeError, -1 "negative file descriptor"; an int would be opened as a file
     descriptor (``True`` as 1: stdout, closed after the hash was read)."""
@@ -199,7 +175,7 @@ def test_a_path_argument_that_is_no_path_is_an_input_error(fakes: types.SimpleNa
 # CUDA memory layer
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", [CudaPythonMemory, PyCudaMemory])
-def test_memory_sizes_are_whole_numbers_of_at_least_zero(fakes: types.SimpleNamespace, cls: type) -> None:
+def test_memory_sizes_are_whole_numbers_of_at_least_zero(fakes: FakeGpu, cls: type) -> None:
     mem = cls(0)
     for bad in (-1, 2.5, None, True, "16"):
         with pytest.raises(InputError, match=r"nbytes=.*expected an integer >= 0"):
@@ -219,7 +195,7 @@ def test_memory_sizes_are_whole_numbers_of_at_least_zero(fakes: types.SimpleName
 
 
 @pytest.mark.parametrize("cls", [CudaPythonMemory, PyCudaMemory])
-def test_a_copy_into_a_read_only_array_is_refused(fakes: types.SimpleNamespace, cls: type) -> None:
+def test_a_copy_into_a_read_only_array_is_refused(fakes: FakeGpu, cls: type) -> None:
     """The copy wrote through the array's pointer into memory NumPy (or a bytes object) holds read-only."""
     mem = cls(0)
     stream, buf = mem.create_stream(), mem.alloc_device(16)
