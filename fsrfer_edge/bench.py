@@ -34,7 +34,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from . import __version__
-from .crowd_cli import THREADS_HELP, check_threads, threads_option  # --threads as fsrfer-crowd and fsrfer-demo take it
+from .crowd_cli import THREADS_HELP, check_sessions, check_threads, threads_option  # --threads as fsrfer-crowd and fsrfer-demo take it
 from .engine_cache import sidecar_path
 from .fileio import check_distinct_files, check_output_path, sha256_file, write_json
 from .errors import CliParser, FsrferError, InputError, check_count, cli_main, one_line, sigterm_interrupts
@@ -486,8 +486,7 @@ def check_options(args: argparse.Namespace) -> None:
         raise InputError(f"--overhead-batch {args.overhead_batch}; expected a batch >= 1 and at most {MAX_BATCH_SIZE}, "
                          "or 0 to skip the measurement")
     check_threads(args.threads)  # as fsrfer-crowd and fsrfer-demo
-    if args.sessions is not None and args.sessions < 1:
-        raise InputError(f"--sessions={args.sessions}; expected an integer >= 1")
+    check_sessions(args.sessions)
     if args.sessions is not None and args.sessions > 1 and args.providers == "cuda":
         raise InputError(f"--sessions {args.sessions} with --providers cuda: several sessions split each batch between "
                          "CPU sessions, and a GPU provider runs a whole batch at once; drop --sessions, or pass "

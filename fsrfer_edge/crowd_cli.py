@@ -418,9 +418,16 @@ def check_shared_options(args: argparse.Namespace) -> None:
     check_number("--min-face", args.min_face, 1.0)
     if args.margin is not None:
         check_margin(args.margin, "--margin")
-    if args.sessions is not None and args.sessions < 1:
-        raise InputError(f"--sessions={args.sessions}; expected an integer >= 1")
+    check_sessions(args.sessions)
     check_threads(args.threads)
+
+
+def check_sessions(sessions: Optional[int]) -> None:
+    """``--sessions`` of fsrfer-demo, fsrfer-crowd and fsrfer-bench: None (one session) or 1 to the ONNX Runtime
+    backend's limit, named as the flag (the backend refuses it too, as ``sessions=``, only once the model loads)."""
+    if sessions is not None and not 1 <= sessions <= MAX_THREADS:
+        raise InputError(f"--sessions={sessions}; expected an integer >= 1, at most {MAX_THREADS} (more than one "
+                         "per core does not help)")
 
 
 def check_threads(threads: Optional[int]) -> None:

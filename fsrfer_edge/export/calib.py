@@ -305,7 +305,17 @@ def calibration_faces(path: PathLike, size: int, factors: Sequence[int]) -> list
 
 def calibration_inputs(path: PathLike, size: int, factors: Sequence[int], info: ModelInfo) -> np.ndarray:
     """INT8 calibration inputs: ``size`` faces of ``path`` (:func:`calibration_faces`), each a small crop at
-    one of ``factors`` (:func:`mix_factors`), through the runtime's preprocessing to the model's input."""
+    one of ``factors`` (:func:`mix_factors`), through the runtime's preprocessing to the model's input.
+
+    Raises:
+        InputError: a factor is larger than the model's input size (its crops would be under one pixel).
+        DataError: see :func:`calibration_faces`.
+    """
+    side = info.preprocessing.input_size
+    too_large = sorted({int(f) for f in _check_factors(factors) if f > side})
+    if too_large:
+        raise InputError(f"calibration factors {too_large} exceed the model's input size of {side} px, so their "
+                         f"crops would be under one pixel; expected factors from 1 to {side}")
     faces = calibration_faces(path, size, factors)
     if len(faces) < size:  # fewer than asked: all are used, and the user is told (a warning shows under -q)
         log.warning("calibration uses all %d faces of %s; %d were asked for", len(faces), path, size)

@@ -417,6 +417,21 @@ def _export_fp32(opts: ExportOptions, stage: Path, report: dict[str, Any]) -> tu
     return fp32, info, random, faces
 
 
+def _check_calib_factors(factors: Sequence[int], input_size: int) -> None:
+    """Refuse a ``--calib-factors`` factor larger than the model's input size: its calibration crops would be
+    less than one pixel wide (they are made one pixel, a face no app passes).
+
+    Raises:
+        ConfigError: naming the factors and the input size.
+    """
+    too_large = sorted({int(f) for f in factors if f > input_size})
+    if too_large:
+        raise ConfigError(f"--calib-factors {','.join(str(f) for f in factors)}: factor(s) "
+                          f"{', '.join(str(f) for f in too_large)} exceed the model's input size of {input_size} px, "
+                          f"so their calibration crops would be under one pixel; expected factors from 1 to "
+                          f"{input_size}, e.g. 1,2,3,4,6,8")
+
+
 def _make_variants(opts: ExportOptions, stage: Path, fp32: Path, info: Any, random: np.ndarray,
                    faces: Optional[np.ndarray], report: dict[str, Any]) -> dict[str, Path]:
     from . import check
@@ -424,6 +439,8 @@ def _make_variants(opts: ExportOptions, stage: Path, fp32: Path, info: Any, rand
     from .onnx_export import load_onnx
     from .quantize import TARGETS, convert_fp16, quantize_int8, resolve_quantize_film, resolve_quantize_generator
 
+    if opts.int8:  # before any variant is made: the input size is known only now, from the exported model
+        _check_calib_factors(opts.calib_factors, info.preprocessing.input_size)
     name, variants = opts.model_name, {"fp32": fp32}
     ref = check.onnx_runner(fp32)
     if opts.fp16:

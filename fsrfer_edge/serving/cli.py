@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..backends.onnxruntime_backend import MAX_THREADS
+from ..crowd_cli import check_threads, threads_option  # --threads as fsrfer-crowd, fsrfer-demo and fsrfer-bench
 from ..errors import CliParser, FsrferError, InputError, cli_main
 from ..fileio import check_output_path
 from .server import DEFAULT_MAX_BATCH, serve
@@ -35,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instances", type=int, default=1, help="model instances, one Recognizer each (default 1)")
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"),
                    help="inference backend (default auto: TensorRT for engines, else ONNX Runtime)")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per instance (default: all cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"ONNX Runtime intra-op threads per instance, 1 to {MAX_THREADS} (default, or 0: ONNX "
+                        "Runtime's own, one per physical core)")
     p.add_argument("--workspace", type=Path, default=None, metavar="DIR",
                    help="PyTriton's workspace folder, which PyTriton creates and deletes (with its contents) when "
                         "the server stops, so DIR must not exist yet (default: a new folder under $PYTRITON_HOME, "
@@ -66,6 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               + (f", tritonserver's log in {log_file}" if log_file is not None else "") + ". Ctrl-C to stop", flush=True)
 
     try:
+        check_threads(args.threads)  # before anything starts, naming --threads; 0 is ONNX Runtime's default
         if args.log_verbose < 0:  # serve() refuses it too, as log_verbose=, not as typed here
             raise InputError(f"--log-verbose {args.log_verbose}; expected a level >= 0 (0: off)")
         if log_file is not None:
@@ -76,7 +81,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         serve(args.model, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
               metrics_port=args.metrics_port, model_name=args.model_name, max_batch=args.max_batch,
               preferred_batch_sizes=args.preferred_batch_size, max_queue_delay_us=args.max_queue_delay_us,
-              instances=args.instances, backend=args.backend, threads=args.threads, log_verbose=args.log_verbose,
+              instances=args.instances, backend=args.backend, threads=threads_option(args.threads),
+              log_verbose=args.log_verbose,
               workspace=args.workspace, on_ready=ready, log_file=log_file)
     except FsrferError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)

@@ -40,6 +40,7 @@ from typing import IO, Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from ..backends.onnxruntime_backend import MAX_THREADS
 from ..errors import BackendUnavailable, ConfigError, require, sigterm_interrupts
 from ..metadata import ModelInfo
 from ..recognizer import Recognizer
@@ -273,7 +274,7 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
         max_queue_delay_us: how long a request may wait for others to join its batch.
         instances: model instances, each with its own Recognizer (ONNX Runtime session/engine).
         backend: ``"auto"``, ``"onnxruntime"`` or ``"tensorrt"``, as for :class:`~fsrfer_edge.Recognizer`.
-        threads: ONNX Runtime threads per instance (None: one per physical core).
+        threads: ONNX Runtime threads per instance, 1 to :data:`MAX_THREADS` (None: one per physical core).
         log_verbose: Triton's verbose log level (0: off).
         workspace: folder for PyTriton's model store and sockets, which PyTriton creates and deletes when
             the server stops, so it must not exist yet (default: a new one under ``$PYTRITON_HOME``,
@@ -289,6 +290,11 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
     preferred = tuple(preferred_batch_sizes or ())
     _check_options(model_name, max_batch, preferred, max_queue_delay_us, instances,
                    {"http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port}, log_verbose)
+    # Recognizer refuses it too, but only after the environment, the ports and the log's folder
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                or not 1 <= threads <= MAX_THREADS):
+        raise ConfigError(f"threads={threads!r}; expected an integer from 1 to {MAX_THREADS}, or None (ONNX Runtime's "
+                          "default, one per physical core)")
     if workspace is not None and os.path.lexists(workspace):
         raise ConfigError(f"workspace {str(workspace)!r} already exists; PyTriton creates the workspace folder and "
                           "deletes it with everything in it when the server stops, so expected a path that does not "
