@@ -6,6 +6,8 @@ import http.server
 import threading
 from typing import Iterator
 
+import pytest
+
 
 @contextlib.contextmanager
 def local_http(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
@@ -18,3 +20,18 @@ def local_http(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[st
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler that logs nothing to the test's output."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def client_stand_in(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """:func:`local_http` for a test of RemoteRecognizer, skipped where tritonclient is not installed."""
+    pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (pip install -e '.[client]')")
+    with local_http(handler) as address:
+        yield address

@@ -28,7 +28,7 @@ from fsrfer_edge.serving import RemoteRecognizer, ServerProcess, ServerUnavailab
 from fsrfer_edge.serving import cli as serve_cli
 from fsrfer_edge.serving import client as client_mod
 from fsrfer_edge.serving import server as server_mod
-from _http import local_http
+from _http import QuietHandler, client_stand_in
 
 # -- client ---------------------------------------------------------------------------------------
 
@@ -41,7 +41,7 @@ def test_client_times_must_be_finite_numbers(option: str, value: float) -> None:
         RemoteRecognizer("127.0.0.1:1", **{option: value})  # refused before any connection is tried
 
 
-class _FakeTriton(http.server.BaseHTTPRequestHandler):
+class _FakeTriton(QuietHandler):
     """Triton's HTTP endpoint as far as connecting needs: the model config, carrying the ModelInfo."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as Triton: each client holds its socket open
@@ -63,14 +63,10 @@ class _FakeTriton(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @pytest.fixture()
 def fake_triton() -> Iterator[str]:
-    pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (pip install -e '.[client]')")
-    with local_http(_FakeTriton) as address:
+    with client_stand_in(_FakeTriton) as address:
         yield address
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gc
-import http.server
 import signal
 import sys
 import time
@@ -14,10 +13,10 @@ import pytest
 from fsrfer_edge.serving import RemoteRecognizer, ServerProcess, ServerUnavailable
 from fsrfer_edge.serving import cli as serve_cli
 from fsrfer_edge.serving import server as server_mod
-from _http import local_http
+from _http import QuietHandler, client_stand_in
 
 
-class _MetricsPort(http.server.BaseHTTPRequestHandler):
+class _MetricsPort(QuietHandler):
     """Triton's metrics port (8002): 200 and an empty body for any path but /metrics."""
 
     protocol_version = "HTTP/1.1"
@@ -28,14 +27,10 @@ class _MetricsPort(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @pytest.fixture()
 def metrics_port() -> Iterator[str]:
-    pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (pip install -e '.[client]')")
-    with local_http(_MetricsPort) as address:
+    with client_stand_in(_MetricsPort) as address:
         yield address
 
 
