@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import glob
 import logging
 import numbers
@@ -30,7 +29,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from .errors import EngineError, InputError, ModelError
-from .fileio import file_problem, loads_json, sha256_file, write_json
+from .fileio import (file_problem, has_flock, loads_json, lock_note, release_flock, sha256_file, try_flock, write_json,
+                     write_lock_note)
 from .metadata import PRECISIONS, ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -306,14 +306,6 @@ BUILD_LOCK_NAME = ".build.lock"
 BUILD_LOCK_WAIT_S = 3600.0
 
 
-def _lock_holder(fd: int) -> str:
-    """What the lock file says of the process that holds it ("pid N on HOST since T"), or "" where unreadable."""
-    try:
-        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
 #: The folders this thread holds the build lock of (:func:`build_lock` is re-entrant within a thread), and those
 #: whose lock it gave up waiting for (``gave_up``: a nested :func:`build_lock` does not wait the limit again).
 _HELD = threading.local()
@@ -366,9 +358,7 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
                          f"None for BUILD_LOCK_WAIT_S ({BUILD_LOCK_WAIT_S:g} s)")
     if isinstance(poll_s, bool) or not isinstance(poll_s, numbers.Real) or not poll_s > 0:
         raise InputError(f"poll_s={poll_s!r}; expected a number of seconds > 0 between tries, e.g. 0.5")
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
+    if not has_flock():  # not POSIX
         yield False
         return
     key = (os.getpid(), os.path.realpath(root))  # a child forked while this is held does not hold it
@@ -392,33 +382,26 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
         start = time.monotonic()
         told = False
         while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                held = True
+            taken = try_flock(fd)
+            if taken is not False:
+                held = bool(taken)
+                if not held:
+                    logger.debug("no build lock in %s (no flock there); builds there do not take turns", root)
                 break
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    logger.debug("no build lock in %s (%s); builds there do not take turns", root, exc)
-                    break
             waited = time.monotonic() - start
             if waited >= limit:
                 if announce:
                     logger.warning("another process (%s) has held the engine build lock in %s for %.0f s; building "
-                                   "anyway", _lock_holder(fd) or "unknown", root, waited)
+                                   "anyway", lock_note(fd) or "unknown", root, waited)
                 timed_out = True
                 break
             if not told and announce:
                 logger.warning("waiting for another process (%s) to finish building an engine in %s",
-                               _lock_holder(fd) or "unknown", root)
+                               lock_note(fd) or "unknown", root)
                 told = True
             time.sleep(min(poll_s, max(0.0, limit - waited)))
         if held and writable:
-            try:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                              f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode(), 0)
-            except OSError:  # the note is for messages only
-                pass
+            write_lock_note(fd)
         if held:
             held_here.add(key)
         if timed_out:
@@ -429,7 +412,7 @@ def build_lock(folder: str | os.PathLike[str], wait_s: Optional[float] = None, p
             gave_up.discard(key)
         if held:
             held_here.discard(key)
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            release_flock(fd)
         os.close(fd)
 
 
@@ -607,9 +590,7 @@ def _lock_for_prune(root: Path) -> Iterator[tuple[str, str]]:
     wait meanwhile), ``("busy", HOLDER)`` while another build holds it (HOLDER: its note, "pid N on HOST since T"),
     ``("none", "")`` where builds there do not take turns (no ``flock`` on the platform or file system, or a
     read-only folder without a lock file)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
+    if not has_flock():  # not POSIX
         yield "none", ""
         return
     if (os.getpid(), os.path.realpath(root)) in getattr(_HELD, "folders", set()):
@@ -620,17 +601,13 @@ def _lock_for_prune(root: Path) -> Iterator[tuple[str, str]]:
         yield "none", ""
         return
     try:
-        state, holder = "held", ""
+        taken = try_flock(fd)
+        state = {True: "held", False: "busy", None: "none"}[taken]
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            busy = exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
-            state, holder = ("busy", _lock_holder(fd) or "unknown") if busy else ("none", "")
-        try:
-            yield state, holder
+            yield state, (lock_note(fd) or "unknown") if taken is False else ""
         finally:
-            if state == "held":
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            if taken:
+                release_flock(fd)
     finally:
         os.close(fd)
 

@@ -343,6 +343,64 @@ def _finite_or_none(obj: Any, default: Optional[Callable[[Any], Any]], at: str, 
     return obj if made is obj else _finite_or_none(made, default, at, where)
 
 
+def _fcntl() -> Any:
+    """The ``fcntl`` module, or None where the platform has none (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    return fcntl
+
+
+def has_flock() -> bool:
+    """Whether the platform has ``flock`` at all (a file system may still lack it: :func:`try_flock` says)."""
+    return _fcntl() is not None
+
+
+def try_flock(fd: int) -> Optional[bool]:
+    """Take an exclusive advisory ``flock`` on ``fd`` without waiting: True when taken, False while another open of
+    the file holds it, None where there is no lock to be had (no ``flock`` on the platform, as on Windows, or on the
+    file system: ENOLCK, EOPNOTSUPP). The system releases it when the descriptor is closed, however its process
+    ends (kill -9 included)."""
+    fcntl = _fcntl()
+    if fcntl is None:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        logger.debug("no flock on descriptor %d (%s)", fd, exc)
+        return None
+
+
+def release_flock(fd: int) -> None:
+    """Let go of a lock :func:`try_flock` took on ``fd`` (closing ``fd`` does as well)."""
+    fcntl = _fcntl()
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def write_lock_note(fd: int) -> None:
+    """Write who holds the lock into its file, "pid N on HOST since T" (UTC), for other processes' messages; a file
+    that cannot be written is left as it is (the note is for messages only)."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                      f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode(), 0)
+    except OSError:
+        pass
+
+
+def lock_note(fd: int) -> str:
+    """What a lock file says of the process that holds it (:func:`write_lock_note`), or "" where unreadable."""
+    try:
+        return os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
 #: The lock file a process holds in a folder while it writes there (:func:`folder_lock`).
 FOLDER_LOCK_NAME = ".fsrfer.lock"
 
@@ -372,9 +430,7 @@ def folder_lock(folder: PathLike) -> Iterator[bool]:
         FolderInUse: another open of the lock file holds it (another process, or another ``folder_lock`` of this
             one), named where the file says which.
     """
-    try:
-        import fcntl
-    except ImportError:  # Windows
+    if not has_flock():  # Windows
         yield False
         return
     path = Path(folder) / FOLDER_LOCK_NAME
@@ -385,15 +441,13 @@ def folder_lock(folder: PathLike) -> Iterator[bool]:
             logger.debug("no lock in %s (%s): not held", folder, exc)
             yield False
             return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 256, 0).decode(errors="replace").strip()
+        taken = try_flock(fd)
+        if taken is False:
+            holder = lock_note(fd)
             os.close(fd)
-            raise FolderInUse(folder, holder) from None
-        except OSError as exc:  # ENOLCK, EOPNOTSUPP: a file system without flock
+            raise FolderInUse(folder, holder)
+        if taken is None:  # a file system without flock
             os.close(fd)
-            logger.debug("no lock in %s (%s): not held", folder, exc)
             yield False
             return
         try:  # a holder removes the file as it lets go: one this open found then is no lock any more
@@ -403,9 +457,7 @@ def folder_lock(folder: PathLike) -> Iterator[bool]:
             pass
         os.close(fd)
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
-                  "\n".encode(), 0)
+        write_lock_note(fd)
         yield True
     finally:
         with contextlib.suppress(OSError):
