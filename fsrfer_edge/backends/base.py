@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import abc
 import logging
+import threading
 from types import TracebackType
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -35,11 +36,15 @@ class Backend(abc.ABC):
 
     #: Short backend name recorded in benchmarks, e.g. ``"onnxruntime"``.
     name: str = "base"
+    # Each instance gets its own in __init__; this one serves subclasses that do not call it.
+    _close_lock = threading.RLock()
 
     def __init__(self) -> None:
         self._info: Optional[ModelInfo] = None
         self._max_batch: Optional[int] = None
         self._closed = False
+        # Held while closing: a close() that comes while another thread closes returns once all is freed.
+        self._close_lock = threading.RLock()
 
     # -- description ------------------------------------------------------------------------
     @property
@@ -144,7 +149,9 @@ class Backend(abc.ABC):
 
         Raises:
             InputError: as :meth:`infer`; ``any_size`` is not True or False.
+            BackendClosedError: the backend was closed.
         """
+        self._check_open()
         return self._validate(batch, limit=not check_flag("any_size", any_size))
 
     def _validate(self, batch: np.ndarray, limit: bool = True) -> np.ndarray:
@@ -185,15 +192,25 @@ class Backend(abc.ABC):
 
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:
-        """Free the model and every buffer the backend owns; closing twice is fine."""
-        if self._closed:
-            return
-        self._closed = True
-        self._close_impl()
+        """Free the model and every buffer the backend owns; closing twice is fine, also from two threads at
+        once (the second returns when the first has freed everything). A call running in another thread then
+        finishes or raises BackendClosedError; later calls raise BackendClosedError."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._close_impl()
 
     @abc.abstractmethod
     def _close_impl(self) -> None:
         """Release resources; called once."""
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # pickle, copy.copy and copy.deepcopy all come here. A shallow copy would share the session, device
+        # buffers or thread pool, and closing (or collecting) either would free them under the other.
+        raise TypeError(f"a {type(self).__name__} holds an open model and cannot be pickled or copied; pass the "
+                        "model's path and settings to the other process and open one there (one backend may "
+                        "also be shared by threads)")
 
     def __enter__(self) -> "Backend":
         self._check_open()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from types import ModuleType
@@ -32,6 +33,26 @@ _ORT_ERROR_NAMES = ("Fail", "InvalidArgument", "InvalidProtobuf", "InvalidGraph"
 MAX_THREADS = 1024
 
 ProviderSpec = Union[str, Tuple[str, Dict[str, Any]]]  # typing generics: evaluated at import (Python 3.8 on JetPack 5)
+
+# Backends that split batches on a thread pool, for _renew_pools_after_fork.
+_pooled: "weakref.WeakSet[OnnxRuntimeBackend]" = weakref.WeakSet()
+
+
+def _new_pool(sessions: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=sessions, thread_name_prefix="fsrfer-ort")
+
+
+def _renew_pools_after_fork() -> None:
+    """A forked child (a pre-forking server's worker, multiprocessing's "fork") has only the thread that forked:
+    the pool's workers stayed in the parent, and a share submitted to the parent's pool would wait for them
+    forever. Each backend gets a new pool (its threads start on first use); the sessions themselves are kept."""
+    for backend in list(_pooled):
+        if backend._pool is not None:
+            backend._pool = _new_pool(backend.sessions)
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
+    os.register_at_fork(after_in_child=_renew_pools_after_fork)
 
 
 def import_onnxruntime() -> ModuleType:
@@ -193,7 +214,8 @@ def check_session_io(session: Any, info: ModelInfo, source: str) -> Optional[int
 class OnnxRuntimeBackend(Backend):
     """Runs an fsrfer ``.onnx`` model with ONNX Runtime.
 
-    ``session.run`` is thread-safe, so one instance may be shared between threads.
+    ``session.run`` is thread-safe, so one instance may be shared between threads; a process forked after it
+    was made (a pre-forking server's worker) may use it too.
 
     Args:
         path: the exported ``.onnx`` file (with fsrfer metadata).
@@ -249,7 +271,8 @@ class OnnxRuntimeBackend(Backend):
                            "will slow each other down", count, threads, os.cpu_count())
         self._extra = [load_session(self.path, providers, threads, device, spinning)[0] for _ in range(count - 1)]
         if self._extra:
-            self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="fsrfer-ort")
+            self._pool = _new_pool(count)
+            _pooled.add(self)
         self._input_name = self._info.input_name
         self._output_names = [self._info.output_name]
         logger.info("loaded %s with %s%s", self.path, self.providers,
