@@ -1080,8 +1080,10 @@ def _split_faces(faces: FaceInput) -> Iterable[np.ndarray]:
             return [faces]
         if faces.ndim == 3 or faces.ndim == 4:
             return list(faces)
+        ragged = (" and dtype object; pass crops of different sizes as a list of arrays, not an object array"
+                  if faces.dtype == object else "")
         raise InputError(
-            f"received an array of shape {faces.shape}; expected HxW, HxWx3, NxHxW or NxHxWx3"
+            f"received an array of shape {faces.shape}{ragged}; expected HxW, HxWx3, NxHxW or NxHxWx3"
         )
     if isinstance(faces, (list, tuple)):
         return list(faces)
@@ -1105,11 +1107,14 @@ def _as_image(face: Any, index: int, channels: int) -> np.ndarray:
                     "and uint8 pixels rather than a normalised model input")
         elif face.shape[-1] == 4:
             hint = "drop an alpha channel with face[..., :3]"
+        elif face.shape[-1] > 4:  # not a channel count: an NxHxW stack given as one face of a list
+            hint = (f"it looks like a stack of {face.shape[0]} faces (NxHxW): pass the stack itself as the faces, "
+                    "or list(stack) among other crops")
         else:
             hint = "the last axis holds the channels"
+        counted = f" ({face.shape[-1]} channels)" if face.shape[-1] <= 4 else ""
         raise InputError(
-            f"face {index} has shape {face.shape} ({face.shape[-1]} channels); expected HxW gray or "
-            f"HxWx3 RGB: {hint}"
+            f"face {index} has shape {face.shape}{counted}; expected HxW gray or HxWx3 RGB: {hint}"
         )
     if face.ndim not in (2, 3):
         raise InputError(f"face {index} has shape {face.shape}; expected HxW gray or HxWx3 RGB")

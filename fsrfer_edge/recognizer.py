@@ -570,5 +570,6 @@ def _input_size_pixels(faces: FaceInput, pre: Preprocessing) -> Optional[np.ndar
     if isinstance(faces, (list, tuple)) and faces and all(
             isinstance(f, np.ndarray) and not isinstance(f, np.ma.MaskedArray) and f.dtype == np.uint8
             and f.shape == (s, s) for f in faces):
-        return np.ascontiguousarray(np.stack(faces)[:, None])
+        # np.asarray: np.stack cannot stack np.matrix crops (it adds an axis to each, which a matrix refuses)
+        return np.ascontiguousarray(np.stack([np.asarray(f) for f in faces])[:, None])
     return None

@@ -86,7 +86,7 @@ def read_image(path: PathLike) -> np.ndarray:
             not a readable image, has more than
             :data:`~.base.MAX_FRAME_PIXELS` pixels (checked from its header, before decoding), or holds
             32-bit integer or floating-point pixels outside 0..255 (the file does not say their range; within it
-            they are rounded).
+            they are rounded), or floating-point pixels that look scaled to [0, 1].
         BackendUnavailable: neither Pillow nor OpenCV is installed.
     """
     p = as_path(path, "image")
@@ -122,11 +122,13 @@ def wide_gray_pixels(im: Any, path: Path, fmt: Optional[str] = None, error: type
     """A Pillow image of more than 8 bits per pixel (modes I;16*, I, F) as HxW uint8 gray, else None (convert it
     as usual). 16-bit gray (I;16*, and mode I from the formats in :data:`SIXTEEN_BIT_I_FORMATS`) keeps its 8 most
     significant bits, as OpenCV reads it; 32-bit integer or float pixels only where they lie in 0..255 (the file
-    does not say their range). The one reading of such images for the crowd path and INT8 calibration. ``fmt``:
-    the file's format where ``im`` is a copy that lost it (``ImageOps.exif_transpose``'s).
+    does not say their range), and float pixels that look scaled to [0, 1] (all of them in [0, 1], some above 0) are
+    refused, as :func:`~fsrfer_edge.preprocessing.check_pixels` refuses such arrays. The one reading of such images
+    for the crowd path and INT8 calibration. ``fmt``: the file's format where ``im`` is a copy that lost it
+    (``ImageOps.exif_transpose``'s).
 
     Raises:
-        error: 32-bit integer or float pixels outside 0..255.
+        error: 32-bit integer or float pixels outside 0..255, or float pixels that look scaled to [0, 1].
     """
     if im.mode.startswith("I;16") or (im.mode == "I" and (fmt or im.format) in SIXTEEN_BIT_I_FORMATS):
         return (np.clip(np.asarray(im), 0, 65535) >> 8).astype(np.uint8)
@@ -138,6 +140,11 @@ def wide_gray_pixels(im: Any, path: Path, fmt: Optional[str] = None, error: type
         kind = "32-bit integer" if im.mode == "I" else "floating-point"
         raise error(f"{path} holds {kind} pixels (Pillow mode {im.mode}) with values {lo:g}..{hi:g}, whose scale the "
                     "file does not say; expected 8-bit or 16-bit pixels. Convert it to an 8-bit PNG first")
+    if im.mode == "F" and 0 < hi <= 1:  # as check_pixels refuses such arrays: rounded, they would be 0s and 1s
+        raise error(f"{path} holds floating-point pixels (Pillow mode F) with values {lo:g}..{hi:g}: they look "
+                    "scaled to [0, 1], which read on the 0..255 scale would be an almost black image; expected 8-bit "
+                    "or 16-bit pixels, or floats on the 0..255 scale. Multiply its pixels by 255, or convert it to an "
+                    "8-bit PNG")
     return np.rint(arr).astype(np.uint8)
 
 
