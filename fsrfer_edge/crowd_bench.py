@@ -40,6 +40,7 @@ from .crowd import DEFAULT_MARGIN, DEFAULT_MIN_FACE, CrowdAnalyzer, check_margin
 from .crowd_cli import check_threads, threads_option  # --threads as fsrfer-crowd and fsrfer-demo take it
 from .detection import MAX_FRAME_PIXELS, Detection, box_iou, create_detector, detector_model_inputs
 from .detection.frames import check_image_name, optional_module, write_image
+from .detection.pyramid import PyramidDetector
 from .errors import (CliParser, DataError, FsrferError, InputError, check_count, cli_main, one_line,
                      sigterm_interrupts)
 from .ferplus import FERPLUS_FILE, load_labelled_faces
@@ -400,9 +401,12 @@ def score_sweep(analyzer: CrowdAnalyzer, scenes: Sequence[Scene], thresholds: Se
         raise InputError(f"score_sweep: the {det.name} detector has no score threshold; run it with --score-sweep=")
     photos = real_photos() if photos is None else photos
     saved = det.min_score, analyzer.min_score
+    weak = det.weak_score if isinstance(det, PyramidDetector) else None
     out: dict[str, Any] = {"thresholds": {}, "photos": [name for name, _, _ in photos]}
     try:
         analyzer.min_score = None
+        if isinstance(det, PyramidDetector) and weak is not None:  # each threshold alone: weak boxes are not
+            det.weak_score = None  # detections, and a threshold at or under them is refused
         for t in thresholds:
             det.min_score = float(t)
             ev = evaluate(analyzer, scenes, (analyzer.margin,), labelled)
@@ -412,6 +416,8 @@ def score_sweep(analyzer: CrowdAnalyzer, scenes: Sequence[Scene], thresholds: Se
             out["thresholds"][f"{t:g}"] = row
     finally:
         det.min_score, analyzer.min_score = saved
+        if isinstance(det, PyramidDetector) and weak is not None:
+            det.weak_score = weak
     return out
 
 

@@ -87,6 +87,14 @@ def check_flag(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def check_out_folder(name: str, value: Any, expected: str) -> None:
+    """Refuse an empty or blank output folder path (``out_dir=""`` from an unset variable) as a ConfigError, not read
+    as Path(""), the current folder, where a writer would put its files unasked. ``expected``: what the folder is."""
+    if isinstance(value, (str, os.PathLike)) and not str(os.fspath(value)).strip():  # Path("") is already "."
+        raise ConfigError(f"{name}={value!r}: received an empty path; expected {expected} (an empty path would "
+                          "write into the current folder; pass \".\" for that)")
+
+
 def check_count(name: str, value: Any, least: int) -> int:
     """``value`` as an int where it is an integer (numpy's too) >= ``least``; anything else (a bool, a float, a str)
     is an InputError."""

@@ -127,7 +127,8 @@ class PyramidDetector(FaceDetector):
         """Keep detections scoring at least this: a probability, from 0 to 1 (the benchmark's score sweep sets it).
 
         Raises:
-            InputError: on setting a value that is not a number from 0 to 1.
+            InputError: on setting a value that is not a number from 0 to 1, or one at or under a
+                ``weak_score`` already set.
         """
         try:
             return self._min_score
@@ -137,7 +138,13 @@ class PyramidDetector(FaceDetector):
 
     @min_score.setter
     def min_score(self, value: float) -> None:
-        self._min_score = check_number("min_score", value, 0.0, 1.0)
+        score = check_number("min_score", value, 0.0, 1.0)
+        weak = self._weak_score
+        if weak is not None and score <= weak:  # weak detections, from weak_score up to it, would be none at all
+            raise InputError(f"min_score={value!r}: expected a threshold over the {self.name} detector's weak_score "
+                             f"({weak}), from which weak detections reach up to it; set weak_score lower or to "
+                             "None first")
+        self._min_score = score
 
     @min_score.deleter
     def min_score(self) -> None:

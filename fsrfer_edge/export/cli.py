@@ -792,8 +792,9 @@ def _write_deepstream(opts: ExportOptions, folder: Path, report: dict[str, Any])
 
     onnx_path = opts.out_dir / str(report["files"]["fp32"]["file"]) if "files" in report else opts.source
     config = write_deepstream(folder, onnx_path, opts.name or "fsrfer", batch_size=_deepstream_batch(opts),
-                              engine=opts.deepstream_engine, workspace_mb=opts.workspace_mb,
-                              timing_cache=opts.timing_cache)
+                              engine=opts.deepstream_engine,  # the build options only for its engine's build
+                              workspace_mb=opts.workspace_mb if opts.deepstream_engine else None,
+                              timing_cache=opts.timing_cache if opts.deepstream_engine else None)
     report["deepstream"] = str(config)
     if "report" in report:
         write_report(Path(report["report"]), report)

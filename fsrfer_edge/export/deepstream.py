@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Optional, Union
 
 
-from ..errors import ConfigError, InputError, ModelError, check_flag
+from ..errors import ConfigError, InputError, ModelError, check_flag, check_out_folder
 from ..fileio import atomic_write_bytes, same_file, sha256_file
 from ..metadata import METADATA_KEY, ModelInfo
 from ..preprocessing import Preprocessing
@@ -289,21 +289,26 @@ def write_deepstream(out_dir: PathLike, onnx_path: PathLike, name: str = "fsrfer
 
     Raises:
         ModelError: ``onnx_path`` is not an fsrfer ONNX file nvinfer can feed (see :func:`with_probabilities`).
-        ConfigError: an option out of range (``workspace_mb`` too, with or without ``engine``), a name that cannot
-            be a file name, ``out_dir`` is a file or lies under one, or ``onnx_path`` is ``out_dir/NAME.onnx`` itself
-            (it would be replaced by its DeepStream copy).
+        ConfigError: an option out of range, ``workspace_mb`` or ``timing_cache`` without ``engine``, a name that
+            cannot be a file name, ``out_dir`` is empty, a file or lies under one, or ``onnx_path`` is ``out_dir/NAME.onnx``
+            itself (it would be replaced by its DeepStream copy).
         InputError: a file this call writes is a folder in ``out_dir`` (found before anything is written), or
             ``engine`` is not a bool (``"no"`` would read as true).
     """
     from .onnx_export import save_onnx
 
     engine = check_flag("engine", engine)
+    check_out_folder("out_dir", out_dir, "the classifier's folder")
 
-    # checked with or without ``engine`` (the export CLI passes its default either way): never silently ignored
     if workspace_mb is not None and (isinstance(workspace_mb, bool) or not isinstance(workspace_mb, int)
                                      or workspace_mb < 1):
         raise ConfigError(f"workspace_mb={workspace_mb!r}; expected a whole number of MiB >= 1, or None for "
                           "TensorRT's default")
+    unused = [n for n, v in (("workspace_mb", workspace_mb), ("timing_cache", timing_cache)) if v is not None]
+    if unused and not engine:
+        raise ConfigError(f"{' and '.join(unused)} given with engine=False: they set TensorRT's build of the engine, "
+                          "and no engine is built; expected engine=True, or leave them out (nvinfer builds the "
+                          "engine itself on first use)")
     p = _prepare(onnx_path, name, batch_size, gie_id, operate_on_gie_id)
     if engine:
         check_engine_source(p.info)

@@ -12,7 +12,7 @@ from ..backends.onnxruntime_backend import MAX_THREADS
 from ..crowd_cli import check_threads, threads_option  # --threads as fsrfer-crowd, fsrfer-demo and fsrfer-bench
 from ..errors import CliParser, FsrferError, InputError, cli_main
 from ..fileio import check_output_path
-from .server import DEFAULT_MAX_BATCH, serve
+from .server import DEFAULT_MAX_BATCH, MAX_INSTANCES, serve
 from .triton_repo import DEFAULT_QUEUE_DELAY_US
 
 
@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch sizes the batcher aims for, e.g. --preferred-batch-size 16 32 (default: none)")
     p.add_argument("--max-queue-delay-us", type=int, default=DEFAULT_QUEUE_DELAY_US, metavar="US",
                    help=f"how long a request waits for others to join its batch (default {DEFAULT_QUEUE_DELAY_US})")
-    p.add_argument("--instances", type=int, default=1, help="model instances, one Recognizer each (default 1)")
+    p.add_argument("--instances", type=int, default=1,
+                   help=f"model instances, one Recognizer each, 1 to {MAX_INSTANCES} (default 1; more than one per "
+                        "CPU core does not help)")
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"),
                    help="inference backend (default auto: TensorRT for engines, else ONNX Runtime)")
     p.add_argument("--threads", type=int, default=None,
@@ -51,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true",
                    help="fsrfer's own messages: warnings only; tritonserver's log goes to a file (--log-file)")
     return p
+
+
+def check_instances(instances: int) -> None:
+    """Refuse an ``--instances`` outside 1..:data:`MAX_INSTANCES`, named as the flag, before anything starts
+    (serve() refuses it too, as ``instances=``).
+
+    Raises:
+        InputError: naming the option and the range.
+    """
+    if not 1 <= instances <= MAX_INSTANCES:
+        raise InputError(f"--instances={instances}; expected an integer from 1 to {MAX_INSTANCES} (one Recognizer "
+                         "each; more than one per CPU core does not help)")
 
 
 @cli_main
@@ -71,6 +85,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         check_threads(args.threads)  # before anything starts, naming --threads; 0 is ONNX Runtime's default
+        check_instances(args.instances)
         if args.log_verbose < 0:  # serve() refuses it too, as log_verbose=, not as typed here
             raise InputError(f"--log-verbose {args.log_verbose}; expected a level >= 0 (0: off)")
         if log_file is not None:

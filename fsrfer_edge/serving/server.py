@@ -48,6 +48,11 @@ from .client import INFO_MODEL_SUFFIX, INFO_OUTPUT
 from .errors import ServerUnavailable
 from .triton_repo import DEFAULT_QUEUE_DELAY_US
 
+#: The most model instances serve() runs, one Recognizer (an ONNX Runtime session or a TensorRT engine) each, all
+#: in this process: the bound of ``--sessions`` (one session per core at most helps, and no machine has more cores
+#: than this); beyond it each instance only adds memory and threads.
+MAX_INSTANCES = MAX_THREADS
+
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -138,6 +143,9 @@ def _check_options(model_name: str, max_batch: int, preferred: Sequence[int], ma
                                  ("max_queue_delay_us", max_queue_delay_us, 0), ("log_verbose", log_verbose, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigError(f"{name}={value!r}; expected an integer >= {minimum}")
+    if instances > MAX_INSTANCES:  # each one loads its own Recognizer before the server starts
+        raise ConfigError(f"instances={instances}; expected an integer from 1 to {MAX_INSTANCES} (one Recognizer "
+                          "each; more than one per CPU core does not help)")
     for b in preferred:
         if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= max_batch:
             raise ConfigError(f"preferred batch size {b!r}; expected integers in 1..max_batch ({max_batch})")
@@ -272,7 +280,8 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
         max_batch: largest batch Triton's dynamic batcher forms (capped by an engine's profile).
         preferred_batch_sizes: batch sizes the batcher aims for (default: none, the largest it can).
         max_queue_delay_us: how long a request may wait for others to join its batch.
-        instances: model instances, each with its own Recognizer (ONNX Runtime session/engine).
+        instances: model instances, each with its own Recognizer (ONNX Runtime session/engine), 1 to
+            :data:`MAX_INSTANCES`.
         backend: ``"auto"``, ``"onnxruntime"`` or ``"tensorrt"``, as for :class:`~fsrfer_edge.Recognizer`.
         threads: ONNX Runtime threads per instance, 1 to :data:`MAX_THREADS` (None: one per physical core).
         log_verbose: Triton's verbose log level (0: off).

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
 
-from ..errors import ConfigError, ModelError, check_flag, require
+from ..errors import ConfigError, ModelError, check_flag, check_out_folder, require
 from ..fileio import file_problem
 from ..metadata import METADATA_KEY, ModelInfo
 
@@ -294,11 +294,13 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
         ``out_dir``.
 
     Raises:
-        ConfigError: no model given, invalid options, or models of these names exist (without overwrite).
+        ConfigError: no model given, an empty ``out_dir``, invalid options, or models of these names exist (without
+            overwrite).
         InputError: ``overwrite`` is not a bool (``"no"`` would read as true and replace the models).
         ModelError / EngineError: a file is missing, not an fsrfer model, or has no sidecar.
     """
     overwrite = check_flag("overwrite", overwrite)
+    check_out_folder("out_dir", out_dir, "the repository's folder")
     if onnx_path is None and engine_path is None:
         raise ConfigError("write_triton_repo needs onnx_path and/or engine_path; received neither")
     if not isinstance(model_name, str) or not model_name or not all(c.isalnum() or c in "._-" for c in model_name):
