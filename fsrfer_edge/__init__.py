@@ -20,6 +20,7 @@ from .errors import (
     FsrferError,
     InputError,
     ModelError,
+    WriteError,
 )
 from .metadata import ModelInfo
 from .preprocessing import CLASSES, FACTORS, Corrections, Preprocessing
@@ -30,5 +31,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Recognizer", "Prediction", "ModelInfo", "Preprocessing", "Corrections", "CLASSES", "FACTORS", "__version__",
     "FsrferError", "InputError", "ModelError", "EngineError", "DataError", "ConfigError", "BackendUnavailable",
-    "BackendClosedError",
+    "BackendClosedError", "WriteError",
 ]

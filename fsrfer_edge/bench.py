@@ -34,10 +34,12 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from . import __version__
-from .crowd_cli import THREADS_HELP, check_sessions, check_threads, threads_option  # --threads as fsrfer-crowd and fsrfer-demo take it
+# --threads as fsrfer-crowd and fsrfer-demo take it
+from .crowd_cli import THREADS_HELP, check_sessions, check_threads, threads_option
 from .engine_cache import sidecar_path
 from .fileio import check_distinct_files, check_output_path, sha256_file, write_json
-from .errors import CliParser, FsrferError, InputError, check_count, cli_main, one_line, sigterm_interrupts
+from .errors import (CliParser, FsrferError, InputError, check_count, cli_main, expand_home, one_line,
+                     sigterm_interrupts)
 from .ferplus import FERPLUS_FILE, LABEL_SETS, LabelledFaces, load_labelled_faces
 from .preprocessing import FACTORS, Corrections, degrade, resize, shrink
 from .recognizer import ENGINE_SUFFIXES, Recognizer, resolve_model_path
@@ -440,10 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Latency, throughput, SDK overhead and per-factor accuracy of an fsrfer model. Timings depend "
                     "on what else the machine runs: the 1-minute load average is recorded and a busy machine is "
                     "reported.")
-    p.add_argument("--model", help="exported model: .onnx, or a TensorRT .engine/.plan (default: the shipped default model)")
+    p.add_argument("--model", type=expand_home,
+                   help="exported model: .onnx, or a TensorRT .engine/.plan (default: the shipped default model)")
     p.add_argument("--batch-sizes", type=parse_batch_sizes, default=[1, 8, 32, 128], metavar="N,N,...",
                    help=f"batch sizes to time, comma-separated, each 1 to {MAX_BATCH_SIZE} (default: 1,8,32,128)")
-    p.add_argument("--data", default=None, metavar="NPZ",
+    p.add_argument("--data", type=expand_home, default=None, metavar="NPZ",
                    help="npz with images (N,48,48) uint8, labels (N,) and optional split (uses 'test'): per-factor accuracy")
     p.add_argument("--labels", choices=LABEL_SETS, default=None,
                    help="label set of --data: ferplus (FER+, joined from ferplus_labels.npz beside the data) or "
@@ -466,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     # None: not given (OVERHEAD_REPS), so that one given where no overhead is measured can be refused
     p.add_argument("--overhead-reps", type=int, default=None,
                    help=f"interleaved repetitions for the overhead (default: {OVERHEAD_REPS})")
-    p.add_argument("--json", required=True, metavar="OUT", help="where to write the results (JSON, written atomically)")
+    p.add_argument("--json", type=expand_home, required=True, metavar="OUT",
+                   help="where to write the results (JSON, written atomically)")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     return p
 

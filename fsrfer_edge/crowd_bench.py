@@ -41,7 +41,7 @@ from .crowd_cli import check_threads, threads_option  # --threads as fsrfer-crow
 from .detection import MAX_FRAME_PIXELS, Detection, box_iou, create_detector, detector_model_inputs
 from .detection.frames import check_image_name, optional_module, write_image
 from .detection.pyramid import PyramidDetector
-from .errors import (CliParser, DataError, FsrferError, InputError, check_count, cli_main, one_line,
+from .errors import (CliParser, DataError, FsrferError, InputError, check_count, cli_main, cli_path, one_line,
                      sigterm_interrupts)
 from .ferplus import FERPLUS_FILE, load_labelled_faces
 from .fileio import check_distinct_files, check_output_path, files_problem, loads_json, write_json
@@ -1038,12 +1038,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Seeded synthetic crowd benchmark: detection recall and expression accuracy per face-size bin, "
                     "false faces on real photos per score threshold, and frames/s on a 50-face scene, for one "
                     "detector or several side by side (each in its own process). Writes a JSON report.")
-    ap.add_argument("--data", type=Path, default=None,
+    ap.add_argument("--data", type=cli_path, default=None,
                     help=f"folder with fer2013.npz and ferplus_labels.npz (default {DEFAULT_DATA} when present; "
                          "without it the public-domain astronaut face is used and accuracy is skipped)")
     ap.add_argument("--no-data", action="store_true", help="use the public-domain face even when the data exists")
-    ap.add_argument("--out", type=Path, default=None, help="JSON report to write, e.g. results/crowd/bench.json")
-    ap.add_argument("--table", type=Path, default=None,
+    ap.add_argument("--out", type=cli_path, default=None, help="JSON report to write, e.g. results/crowd/bench.json")
+    ap.add_argument("--table", type=cli_path, default=None,
                     help="print the Markdown tables of an existing report JSON and exit")
     ap.add_argument("--scenes", type=int, default=20, help="number of scenes (default 20)")
     ap.add_argument("--faces", type=int, default=50, help="faces per scene (default 50)")
@@ -1080,7 +1080,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=None,
                     help=f"ONNX Runtime intra-op threads, 1 to {MAX_THREADS} (default, or 0: ONNX Runtime's own, one "
                          "per physical core)")
-    ap.add_argument("--save-scene", type=Path, default=None,
+    ap.add_argument("--save-scene", type=cli_path, default=None,
                     help="also write the first scene as a PNG, once the run has succeeded (only with --no-data: "
                          "never FER faces in files you share)")
     return ap

@@ -43,9 +43,9 @@ from .detection.frames import (
     write_image,
 )
 from .detection.pyramid import check_number
-from .errors import CliParser, FsrferError, InputError, cli_main, one_line, signal_handled
+from .errors import CliParser, FsrferError, InputError, cli_main, cli_path, expand_home, one_line, signal_handled
 from .fileio import (check_distinct_files, check_output_path, existing_output_problem, file_problem, set_default_mode,
-                     write_json)
+                     short_name, write_json)
 from .groups import GroupTally
 from .tracking import (DEFAULT_COAST, DEFAULT_CONFIRM, DEFAULT_HALF_LIFE, DEFAULT_MAX_MISSED, DEFAULT_MOTION,
                        FaceTracker, check_half_life)
@@ -222,8 +222,12 @@ class AtomicVideoWriter:
         self.cv2 = require_cv2("writing annotated videos")
         self.path = path
         self.fps = fps if fps and np.isfinite(fps) and fps > 0 else 25.0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{short_name(path.stem)}.", suffix=path.suffix, dir=path.parent)
+        except OSError as exc:
+            raise InputError(f"--out {path}: cannot write a file there ({exc.strerror or exc}); choose another "
+                             "path") from exc
         os.close(fd)
         self.tmp = Path(tmp)
         self.writer: Any = None
@@ -463,11 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fsrfer-crowd",
         description="Detect every face in an image, video or camera stream, recognise its expression, and write "
                     "the annotated image/video (and optionally the results as JSON).")
-    ap.add_argument("input", help="image (.png/.jpg/...), video file, or camera index (e.g. 0)")
-    ap.add_argument("--out", type=Path, required=True,
+    ap.add_argument("input", type=expand_home, help="image (.png/.jpg/...), video file, or camera index (e.g. 0)")
+    ap.add_argument("--out", type=cli_path, required=True,
                     help="annotated output: .png/.jpg for an image input, .mp4/.avi for a video or camera")
-    ap.add_argument("--json", type=Path, default=None, help="also write per-face results and group counts as JSON")
-    ap.add_argument("--model", default=None, help="expression model .onnx/.engine (default: the shipped model)")
+    ap.add_argument("--json", type=cli_path, default=None, help="also write per-face results and group counts as JSON")
+    ap.add_argument("--model", type=expand_home, default=None,
+                    help="expression model .onnx/.engine (default: the shipped model)")
     ap.add_argument("--detector", choices=DETECTORS, default="auto", help="face detector (default auto: YuNet "
                     "when onnxruntime is installed, else OpenCV)")
     ap.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE,

@@ -31,7 +31,7 @@ from .crowd_cli import THREADS_HELP, check_shared_options, count_faces, threads_
 from .detection import DEFAULT_SCORES, DETECTORS, create_detector, detector_model_inputs
 from .detection.base import as_rgb_frame
 from .detection.frames import check_image_name, read_image, write_image
-from .errors import CliParser, FsrferError, InputError, cli_main, one_line, sigterm_interrupts
+from .errors import CliParser, FsrferError, InputError, cli_main, expand_home, one_line, sigterm_interrupts
 from .fileio import check_distinct_files, check_output_path, write_json
 from .preprocessing import shrink
 from .recognizer import Prediction, Recognizer, resolve_model_path
@@ -260,8 +260,9 @@ def check_options(args: argparse.Namespace) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = CliParser(prog="fsrfer-demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("image", nargs="?", help="an RGB image (PNG/JPEG); default: scikit-image's astronaut")
-    ap.add_argument("--model", help="ONNX model or TensorRT engine (default: the shipped model)")
+    ap.add_argument("image", nargs="?", type=expand_home,
+                    help="an RGB image (PNG/JPEG); default: scikit-image's astronaut")
+    ap.add_argument("--model", type=expand_home, help="ONNX model or TensorRT engine (default: the shipped model)")
     ap.add_argument("--detector", choices=DETECTORS, default="auto",
                     help="face detector (default auto: YuNet when onnxruntime is installed, else OpenCV)")
     ap.add_argument("--factors", type=_factors, default=DEFAULT_FACTORS, help="down-sample factors, e.g. 1,2,4,8")
@@ -272,8 +273,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     f"pixels (default {DEFAULT_MIN_FACE:g}, as fsrfer-crowd; smaller costs detection time)")
     ap.add_argument("--margin", type=float, default=None, help="crop margin around each box, fraction of its side, "
                     f"from {MARGIN_RANGE[0]} to {MARGIN_RANGE[1]} (default: the detector's, as fsrfer-crowd)")
-    ap.add_argument("--out", default="demo.png", help="annotated image to write, .png or .jpg (default demo.png)")
-    ap.add_argument("--json", help="also write the predictions and timings as JSON")
+    ap.add_argument("--out", type=expand_home, default="demo.png",
+                    help="annotated image to write, .png or .jpg (default demo.png)")
+    ap.add_argument("--json", type=expand_home, help="also write the predictions and timings as JSON")
     ap.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     ap.add_argument("--sessions", type=int, default=None,
                     help="expression model on the CPU: sessions that split each factor's faces between them "

@@ -29,8 +29,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from .errors import EngineError, InputError, ModelError
-from .fileio import (file_problem, has_flock, loads_json, lock_note, release_flock, sha256_file, try_flock, write_json,
-                     write_lock_note)
+from .fileio import (file_problem, has_flock, loads_json, lock_note, release_flock, sha256_file, short_name,
+                     try_flock, write_json, write_lock_note)
 from .metadata import PRECISIONS, ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,11 @@ VARIANT_SUFFIXES = (".fp32", ".fp16", ".int8-s8s8", ".int8-u8s8", ".int8")
 SOURCE_DIGITS = 8
 #: A TensorRT version as ``tensorrt.__version__`` writes it: major.minor.patch at least (``10.3.0.26``, ``10.0.0b6``).
 _FULL_VERSION = re.compile(r"\d+\.\d+\.\d+[\w.+-]*")
+#: Most bytes of the model's name in an engine's file name: the rest of the name (precision, digest, TensorRT version,
+#: GPU, batch range) takes about 100 more, and a file name holds 255 bytes (NAME_MAX), a temporary one beside it too.
+STEM_MAX_BYTES = 128
+#: Most bytes of an engine's file name: its sidecar's temporary file, ``.NAME.json.XXXXXXXX.tmp``, is 19 longer.
+ENGINE_NAME_MAX_BYTES = 255 - 19
 #: A GPU's compute capability as an :class:`EngineKey` holds it: ``8.7``.
 _COMPUTE_CAPABILITY = re.compile(r"\d+\.\d+")
 #: A GPU's identity key (:attr:`fsrfer_edge.backends.cuda_memory.DeviceIdentity.key`): one part of a file name.
@@ -92,9 +97,13 @@ def model_stem(onnx_path: str | os.PathLike[str]) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$FSRFER_ENGINE_DIR`` if set, else ``~/.cache/fsrfer-edge/engines``."""
+    """``$FSRFER_ENGINE_DIR`` if set, else ``~/.cache/fsrfer-edge/engines``.
+
+    A leading ``~`` in the variable is the home folder, as in a shell: a systemd unit, a docker ``ENV`` or a
+    quoted ``export`` gives it unexpanded, and a literal ``~`` folder would be made in the current folder.
+    """
     env = os.environ.get("FSRFER_ENGINE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "fsrfer-edge" / "engines"
+    return Path(os.path.expanduser(env)) if env else Path.home() / ".cache" / "fsrfer-edge" / "engines"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,17 +146,32 @@ class EngineKey:
 
     def filename(self, model_stem: str, onnx_sha256: str) -> str:
         """``face.fp16.1a2b3c4d.trt10.3.0.26.sm87.orin-16sm-61g.b1-32-128.engine`` for the ONNX file whose
-        SHA-256 is ``onnx_sha256`` (:func:`engine_pattern` finds it)."""
+        SHA-256 is ``onnx_sha256`` (:func:`engine_pattern` finds it). A model name longer than
+        :data:`STEM_MAX_BYTES` is cut there (the SHA-256 digits keep engines of different files apart).
+
+        Raises:
+            InputError: the name would still be too long for a file name (a GPU identity key of 100 characters).
+        """
         cc = self.compute_capability.replace(".", "")
         device = f".{self.device}" if self.device else ""
-        return (f"{model_stem}.{self.precision}.{onnx_sha256[:SOURCE_DIGITS]}.trt{self.tensorrt_version}.sm{cc}{device}"
-                f".b{self.min_batch}-{self.opt_batch}-{self.max_batch}{ENGINE_SUFFIX}")
+        name = (f"{_short_stem(model_stem)}.{self.precision}.{onnx_sha256[:SOURCE_DIGITS]}.trt{self.tensorrt_version}"
+                f".sm{cc}{device}.b{self.min_batch}-{self.opt_batch}-{self.max_batch}{ENGINE_SUFFIX}")
+        if len(name.encode("utf-8", "surrogateescape")) > ENGINE_NAME_MAX_BYTES:
+            raise InputError(f"engine file name {name!r} is longer than {ENGINE_NAME_MAX_BYTES} bytes, too long for a "
+                             "file name with its sidecar's temporary file; expected a shorter GPU identity key "
+                             f"(device={self.device!r})")
+        return name
+
+
+def _short_stem(model_stem: str) -> str:
+    """``model_stem`` cut to :data:`STEM_MAX_BYTES` bytes of UTF-8 at a character boundary (unchanged if shorter)."""
+    return short_name(model_stem, STEM_MAX_BYTES) or "model"
 
 
 def engine_pattern(model_stem: str, onnx_sha256: str, tensorrt_version: str, compute_capability: str) -> str:
     """A glob for every engine :meth:`EngineKey.filename` names for this ONNX file, TensorRT and GPU."""
     cc = compute_capability.replace(".", "")
-    model_stem = glob.escape(model_stem)  # face[v2].onnx: the brackets are part of the name
+    model_stem = glob.escape(_short_stem(model_stem))  # face[v2].onnx: the brackets are part of the name
     return f"{model_stem}.*.{onnx_sha256[:SOURCE_DIGITS]}.trt{tensorrt_version}.sm{cc}.*b*{ENGINE_SUFFIX}"
 
 
@@ -733,8 +757,8 @@ def make_staging_folder(folder: str | os.PathLike[str], name: str) -> Path:
     :func:`remove_dead_staging` removes it once this process is gone.
 
     Raises:
-        InputError: ``folder`` is no path or is a file, or ``name`` is not a file name (empty, or holds a path
-            separator).
+        InputError: ``folder`` is no path or is a file, or refuses a new folder (read-only), or ``name`` is not a
+            file name (empty, or holds a path separator).
     """
     root = _path_arg("folder", folder, "the folder the export writes into")
     if root.exists() and not root.is_dir():
@@ -742,7 +766,11 @@ def make_staging_folder(folder: str | os.PathLike[str], name: str) -> Path:
     seps = {"/", "\0", os.sep, *([os.altsep] if os.altsep else [])}
     if not isinstance(name, str) or not name.strip() or any(c in seps for c in name):
         raise InputError(f"name={name!r}; expected a model name that can be part of a file name (no path separator)")
-    stage = Path(tempfile.mkdtemp(prefix=f".{name}{STAGING_MARK}", dir=root))
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{short_name(name) or 'model'}{STAGING_MARK}", dir=root))
+    except OSError as exc:
+        raise InputError(f"cannot make a staging folder in {root} ({exc.strerror or exc}); expected a folder this "
+                         "user can write, with free space (choose another output folder)") from exc
     try:
         (stage / STAGING_OWNER).write_text(f"pid {os.getpid()} on {socket.gethostname()}\n", encoding="utf-8")
     except BaseException:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import functools
 import importlib
 import os
@@ -77,6 +78,43 @@ def require(module: str, extra: str, purpose: str = "") -> ModuleType:
         ) from exc
 
 
+#: What to do about a failed write, by errno (:class:`WriteError`).
+_WRITE_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space, or choose a path on another disk",
+    errno.EDQUOT: "the disk quota is used up: free some space (or have the quota raised), or choose a path on "
+                  "another disk",
+    errno.EROFS: "the file system is read-only: choose a path on a writable disk",
+    errno.EACCES: "this user may not write there: choose another path, or fix the folder's permissions",
+    errno.EPERM: "this user may not write there: choose another path, or fix the folder's permissions",
+    errno.EIO: "the disk (or a network file system) reported an input/output error: check it, then try again",
+    errno.EFBIG: "the file is larger than this file system allows: choose a path on another disk",
+}
+
+#: The errnos of a write that failed for want of room or rights, or on a failing disk, not for a wrong path.
+WRITE_ERRNOS = frozenset(_WRITE_ADVICE)
+
+
+class WriteError(FsrferError, OSError):
+    """Writing ``filename`` failed part-way: a full disk (ENOSPC), a quota (EDQUOT), a read-only file system
+    (EROFS), no permission (EACCES), an I/O error (EIO). The message names the file, what went wrong and what to
+    do; nothing was left at the path (an earlier file there is kept as it was). An OSError too (``errno``,
+    ``strerror`` and ``filename`` are those of the failure), so code that catches OSError still catches it."""
+
+    def __init__(self, path: "os.PathLike[str] | str", cause: OSError) -> None:
+        strerror = cause.strerror or str(cause) or type(cause).__name__
+        super().__init__(cause.errno, strerror, os.fspath(path))
+        code = errno.errorcode.get(cause.errno, "") if cause.errno is not None else ""
+        advice = _WRITE_ADVICE.get(cause.errno or 0, "fix the cause, or choose another path, and try again")
+        self.message = (f"cannot write {os.fspath(path)}: {strerror}{f' ({code})' if code else ''}; {advice} "
+                        "(nothing was written there; an earlier file of that name is kept as it was)")
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> Any:  # pickled (multiprocessing) by its own arguments, not OSError's
+        return (WriteError, (self.filename, OSError(self.errno, self.strerror)))
+
+
 def check_flag(name: str, value: Any) -> bool:
     """A boolean option as a bool (bool or numpy bool); anything else (``"no"``, 0, None) is an InputError, not read
     as true or false."""
@@ -89,10 +127,12 @@ def check_flag(name: str, value: Any) -> bool:
 
 def check_out_folder(name: str, value: Any, expected: str) -> None:
     """Refuse an empty or blank output folder path (``out_dir=""`` from an unset variable) as a ConfigError, not read
-    as Path(""), the current folder, where a writer would put its files unasked. ``expected``: what the folder is."""
+    as Path(""), the current folder, where a writer would put its files unasked, and one with an unexpanded ``~``
+    (:func:`check_home_expanded`). ``expected``: what the folder is."""
     if isinstance(value, (str, os.PathLike)) and not str(os.fspath(value)).strip():  # Path("") is already "."
         raise ConfigError(f"{name}={value!r}: received an empty path; expected {expected} (an empty path would "
                           "write into the current folder; pass \".\" for that)")
+    check_home_expanded(name, value)
 
 
 def check_count(name: str, value: Any, least: int) -> int:
@@ -105,12 +145,38 @@ def check_count(name: str, value: Any, least: int) -> int:
     return int(value)
 
 
+def expand_home(text: str) -> str:
+    """The argparse type of path options kept as text: a leading ``~`` or ``~user`` is that home folder, as a shell
+    makes it. The shell expands it only at the start of a word, so ``--out=~/x.png`` reaches a command unexpanded,
+    where it would name a folder ``~`` in the current folder (and be made there)."""
+    return os.path.expanduser(text) if text.startswith("~") else text
+
+
 def cli_path(text: str) -> Path:
     """The argparse type of a command line's path options: an empty one (``--out "$OUT"`` with the variable unset)
-    is refused, not read as Path(""), the current folder, where a command would write or read unasked."""
+    is refused, not read as Path(""), the current folder, where a command would write or read unasked; a leading
+    ``~`` is the home folder (:func:`expand_home`)."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"received an empty path {text!r}; expected a file or folder path")
-    return Path(text)
+    return Path(expand_home(text))
+
+
+def check_home_expanded(name: str, path: Any) -> None:
+    """Refuse a path given to a library call that starts with an unexpanded ``~`` (``"~/repo"``, ``"~user/x"``):
+    Python does not expand it, so a writer would make a folder literally named ``~`` in the current folder. A ``~``
+    that names no user (``"~nobody-such/x"``) is a plain name, as in a shell.
+
+    Raises:
+        ConfigError: naming ``name``, the path and both ways to say what was meant.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        return
+    text = os.fspath(path)
+    if isinstance(text, str) and text.startswith("~") and os.path.expanduser(text) != text:
+        raise ConfigError(f"{name}={text!r} starts with '~', which is not expanded here (only a shell expands it, "
+                          "at the start of a word): it would make a folder named '~' in the current folder "
+                          f"({os.getcwd()}); expected os.path.expanduser({text!r}) for the home folder, or "
+                          f"'./{text}' for a folder named '~'")
 
 
 def one_line(exc: "BaseException | str") -> str:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Optional, Sequence, Union
 
-from .errors import InputError
+from .errors import FsrferError, InputError, WriteError
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +179,33 @@ def _can_create_in(folder: Path) -> bool:
     return True
 
 
+def os_error_of(exc: BaseException) -> Optional[OSError]:
+    """The OSError ``exc`` is, or that it was raised from or while handling (a library that turns a failed write
+    of its file object into its own error: torch.save raises RuntimeError "unexpected pos"); None when there is
+    none, or ``exc`` is one of the package's own errors."""
+    seen: set[int] = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen and not isinstance(current, FsrferError):
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+#: Most bytes of a file's own name in the names of the temporary files and folders made beside it: they add up to
+#: about 20 bytes, and a name holds 255 (NAME_MAX).
+TEMP_NAME_BYTES = 200
+
+
+def short_name(name: str, max_bytes: int = TEMP_NAME_BYTES) -> str:
+    """``name`` cut to ``max_bytes`` bytes of UTF-8 at a character boundary (unchanged if shorter), for the names
+    derived from it (a temporary file beside it, an engine named after a model) to fit a file name. A name that
+    is not UTF-8 keeps its bytes (surrogate escapes)."""
+    raw = name.encode("utf-8", "surrogateescape")
+    return name if len(raw) <= max_bytes else raw[:max_bytes].decode("utf-8", "ignore")
+
+
 def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any], json_output: bool = False) -> Path:
     """Call ``write(f)`` on a temporary binary file beside ``path``, then rename it into place.
 
@@ -189,6 +216,9 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any], json_output:
     Raises:
         InputError: ``path`` cannot be written as a file, or names a file that must be kept (see
             :func:`check_output_path`); the temporary file is removed.
+        WriteError: writing failed part-way (a full disk, a quota, a read-only file system, an I/O error), in
+            ``write`` (an OSError of its own, or one it turned into another error) or in the flush, sync or
+            rename; the temporary file is removed and an earlier file at ``path`` is kept as it was.
     """
     path = check_output_path(path, probe=False, json_output=json_output)
     try:
@@ -196,7 +226,7 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any], json_output:
     except OSError as exc:
         raise InputError(f"cannot create the folder of {path} ({exc.strerror or exc}); choose another path") from exc
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{short_name(path.name)}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:  # a folder that refuses new files (read-only mount, /proc), found only on writing
         raise InputError(f"cannot write {path} ({exc.strerror or exc}); choose another path") from exc
     try:
@@ -209,9 +239,16 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any], json_output:
         if problem:
             raise InputError(f"output {path} {problem}")
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException as exc:
+        try:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+        except OSError as gone:  # the disk went (EIO): say so, but report the write's own failure
+            logger.warning("could not remove the temporary file %s (%s); remove it by hand", tmp, gone)
+        cause = os_error_of(exc) if isinstance(exc, Exception) else None
+        # an OSError about another file (one ``write`` reads, say) is that file's, raised as it is
+        if cause is not None and cause.filename in (None, tmp, str(path)):
+            raise WriteError(path, cause) from exc
         raise
     return path
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from fsrfer_edge.backends.onnxruntime_backend import MAX_THREADS
-from fsrfer_edge.errors import (BackendUnavailable, CliParser, FsrferError, cli_main, one_line, require,
+from fsrfer_edge.errors import (BackendUnavailable, CliParser, FsrferError, cli_main, expand_home, one_line, require,
                                  sigterm_interrupts)
 from fsrfer_edge.fileio import check_distinct_files, check_output_path, write_json
 from fsrfer_edge.preprocessing import FACTORS
@@ -96,11 +96,11 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
                                  "baselines) and evaluate every model per down-sample factor. Several processes "
                                  "(DistributedDataParallel): torchrun --nproc_per_node=N -m trainer.cli ARGS "
                                  "(see docs/ddp.md).")
-    ap.add_argument("--config", required=True, help="YAML config, e.g. configs/tiny.yaml")
-    ap.add_argument("--data", help="data path (overrides the config, synthetic faces included): "
+    ap.add_argument("--config", type=expand_home, required=True, help="YAML config, e.g. configs/tiny.yaml")
+    ap.add_argument("--data", type=expand_home, help="data path (overrides the config, synthetic faces included): "
                     "../shared/data/fer2013.npz, fer2013.csv, a RAF-DB root, a folder-per-class tree or a plain .npz "
                     "(images, labels, optional split)")
-    ap.add_argument("--out", help="output directory (default runs/<config name>)")
+    ap.add_argument("--out", type=expand_home, help="output directory (default runs/<config name>)")
     ap.add_argument("--resume", action="store_true", help="continue a stopped run from its last checkpoints")
     ap.add_argument("--seed", type=int, metavar="N", help="override the config's seed (every step)")
     ap.add_argument("--steps", default=",".join(DEFAULT_STEPS),
@@ -167,7 +167,14 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
             done = run_pipeline(cfg, data, out, resume=args.resume, steps=steps, time_budget_min=args.time_budget,
                                 started=started)
     except FsrferError as exc:
-        print(f"fsrfer-train: error{tag}: {one_line(exc)}", file=sys.stderr)
+        resume = f"; once fixed, {_continue_with(argv, args, out, tag)}" if isinstance(exc, OSError) and out else ""
+        print(f"fsrfer-train: error{tag}: {one_line(exc)}{resume}", file=sys.stderr)  # a WriteError: resumable
+        return 2
+    except BrokenPipeError:  # stdout's or stderr's reader went: cli_main ends quietly
+        raise
+    except OSError as exc:  # the disk, not the run's data or config: a folder that cannot be made, an I/O error
+        resume = f"; once fixed, {_continue_with(argv, args, out, tag)}" if out else ""
+        print(f"fsrfer-train: error{tag}: {_disk_error(exc)}{resume}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: every finished epoch is checkpointed, so say how to go on
         print(f"fsrfer-train: interrupted{tag}; the epoch under way is lost, the finished ones are kept. "
@@ -185,6 +192,14 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def _disk_error(exc: OSError) -> str:
+    """One line for an OSError of the disk that is not one of the package's own errors: the file, what went wrong."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    why = exc.strerror or one_line(exc)
+    return (f"a file could not be read or written ({where}{why}); check the disk (free space, permissions), "
+            "then try again")
+
+
 def _continue_with(argv: Optional[Sequence[str]], args: argparse.Namespace, out: Optional[Path], tag: str) -> str:
     """The command that resumes this run: the same arguments (seed, steps, data, device, time budget), so that
     the run goes on as it began."""
@@ -200,8 +215,8 @@ def _continue_with(argv: Optional[Sequence[str]], args: argparse.Namespace, out:
 def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     ap = CliParser(prog="fsrfer-eval", description="Evaluate a checkpoint (.pt, any method) or an "
                                  "exported model (.onnx, on ONNX Runtime CPU) per down-sample factor.")
-    ap.add_argument("--checkpoint", required=True, help="model checkpoint from fsrfer-train (.pt) or fsrfer-export (.onnx)")
-    ap.add_argument("--data", required=True, help="data path, e.g. ../shared/data/fer2013.npz")
+    ap.add_argument("--checkpoint", type=expand_home, required=True, help="model checkpoint from fsrfer-train (.pt) or fsrfer-export (.onnx)")
+    ap.add_argument("--data", type=expand_home, required=True, help="data path, e.g. ../shared/data/fer2013.npz")
     ap.add_argument("--labels", choices=("ferplus", "fer2013"),
                     help="label set for .npz data (fer2013.npz, or a folder holding it; default ferplus); other data "
                     "is scored with its own labels")
@@ -215,7 +230,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
                     "every face of the split)")
     ap.add_argument("--threads", type=int, default=0,
                     help=f"CPU threads, 1 to {MAX_THREADS} (default 0: the library's default)")
-    ap.add_argument("--json", required=True, help="output JSON path")
+    ap.add_argument("--json", type=expand_home, required=True, help="output JSON path")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     _refuse_empty_paths(ap, args, checkpoint="a .pt or .onnx file", data="a data path, e.g. ../shared/data/fer2013.npz")
@@ -272,6 +287,11 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
         write_json(args.json, res)
     except FsrferError as exc:
         print(f"fsrfer-eval: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        print(f"fsrfer-eval: error: {_disk_error(exc)}", file=sys.stderr)
         return 2
     print(f"{res['n']} {args.split} faces, {res['labels']} labels: "
           + " ".join(f"x{f}: {100 * v['accuracy']:.2f}%" for f, v in res["factors"].items()))

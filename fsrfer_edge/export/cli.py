@@ -27,9 +27,9 @@ import numpy as np
 
 from .. import engine_cache
 from ..errors import (BackendUnavailable, CliParser, ConfigError, DataError, FsrferError, ModelError, cli_main,
-                      cli_path, one_line, sigterm_interrupts)
+                      WriteError, cli_path, one_line, sigterm_interrupts)
 from ..confidence import SUFFIX as SCORES_SUFFIX
-from ..fileio import check_output_path, same_file, write_json
+from ..fileio import check_output_path, os_error_of, same_file, write_json
 from ..preprocessing import FACTORS
 
 log = logging.getLogger(__name__)
@@ -613,7 +613,12 @@ def _commit(stage: Path, out_dir: Path, report: dict[str, Any], name: str) -> Pa
 def _move_all(src: Path, dst: Path, names: Sequence[str]) -> None:
     """Move ``src/NAME`` over ``dst/NAME`` for each of ``names`` in turn (each rename atomic), all or nothing:
     what a move replaces is kept in ``src/.replaced`` (a hard link, else a copy) until every move is done, and
-    should one fail, the files moved so far are taken out again and the replaced ones put back."""
+    should one fail, the files moved so far are taken out again and the replaced ones put back (each in turn: one
+    that cannot be is logged, and the others are still put back).
+
+    Raises:
+        WriteError: a move (or the copy of what it replaces) failed, naming the file of ``dst`` it was for.
+    """
     kept = src / ".replaced"
     kept.mkdir()
     begun: list[str] = []
@@ -624,14 +629,26 @@ def _move_all(src: Path, dst: Path, names: Sequence[str]) -> None:
                 try:
                     os.link(dst / name, kept / name, follow_symlinks=False)
                 except (OSError, NotImplementedError):  # no hard links here (FAT, some network file systems)
-                    shutil.copy2(dst / name, kept / name, follow_symlinks=False)
+                    try:
+                        shutil.copy2(dst / name, kept / name, follow_symlinks=False)
+                    except BaseException:  # a half copy must not be "put back" over the intact file
+                        if os.path.lexists(kept / name):
+                            os.unlink(kept / name)
+                        raise
             os.replace(src / name, dst / name)
-    except BaseException:
+    except BaseException as exc:
         for name in reversed(begun):
-            if os.path.lexists(kept / name):
-                os.replace(kept / name, dst / name)
-            elif not os.path.lexists(src / name):  # moved in where nothing was
-                os.unlink(dst / name)
+            try:
+                if os.path.lexists(kept / name):
+                    os.replace(kept / name, dst / name)
+                elif not os.path.lexists(src / name):  # moved in where nothing was
+                    os.unlink(dst / name)
+            except OSError as again:  # the disk that failed the move fails this too: put back what can be
+                log.error("could not put back the earlier %s (%s); it holds this export's file", dst / name,
+                          again.strerror or again)
+        cause = os_error_of(exc) if isinstance(exc, Exception) else None
+        if cause is not None and begun:
+            raise WriteError(dst / begun[-1], cause) from exc
         raise
 
 
@@ -656,21 +673,26 @@ def export_checkpoint(opts: ExportOptions) -> dict[str, Any]:
                                           for k, v in dataclasses.asdict(opts).items()}}
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    for error in engine_cache.remove_dead_staging(out_dir)[1]:  # those SIGKILL left; each removed one is logged
-        log.warning("could not remove the staging folder of an export that was killed: %s", error)
-    stage = engine_cache.make_staging_folder(out_dir, opts.model_name)  # names this process as its owner
+    stage: Optional[Path] = None
     try:
+        for error in engine_cache.remove_dead_staging(out_dir)[1]:  # those SIGKILL left; each removed one is logged
+            log.warning("could not remove the staging folder of an export that was killed: %s", error)
+        stage = engine_cache.make_staging_folder(out_dir, opts.model_name)  # names this process as its owner
         fp32, info, random, faces = _export_fp32(opts, stage, report)
         variants = _make_variants(opts, stage, fp32, info, random, faces, report)
         _accuracy(opts, info, variants, report)
         _check_tensorrt_files(stage, report)
         report["report"] = str(_commit(stage, out_dir, report, opts.model_name))
     except BaseException:
-        if created and not any(p for p in out_dir.iterdir() if p != stage):
-            shutil.rmtree(out_dir, ignore_errors=True)
+        try:
+            if created and not any(p for p in out_dir.iterdir() if p != stage):
+                shutil.rmtree(out_dir, ignore_errors=True)
+        except OSError:  # the disk that failed the export: its own error is the one to report
+            pass
         raise
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
     return report
 
 

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import ConfigError, InputError, ModelError, check_flag, require
-from ..fileio import same_file
+from ..errors import WRITE_ERRNOS, ConfigError, InputError, ModelError, WriteError, check_flag, require
+from ..fileio import os_error_of, same_file
 from ..metadata import INT8_SCHEMES, ModelInfo
 from .calib import CalibrationPasses
 from .onnx_export import (
@@ -116,6 +116,15 @@ def _check_prefixes(prefixes: Any) -> None:
 
 def _quantization() -> Any:
     return require("onnxruntime.quantization", "export", "quantizing models")
+
+
+def _raise_if_disk(exc: Exception, dst: Path) -> None:
+    """A WriteError naming ``dst`` where ``exc`` comes of a failed write (a full disk, a quota, a read-only file
+    system): ONNX Runtime writes its working files (the augmented and the quantized model) in a temporary folder beside
+    ``dst``; that is no fault of the model."""
+    cause = os_error_of(exc)
+    if cause is not None and cause.errno in WRITE_ERRNOS:
+        raise WriteError(dst, cause) from exc
 
 
 def convert_fp16(src: PathLike, dst: PathLike) -> ModelInfo:
@@ -552,6 +561,8 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
             NaN or infinite values; or ``dst`` is ``src``.
         ModelError: ``src`` is not FP32 (or not a readable ONNX file), or the result does not have the scheme's
             zero points.
+        WriteError: writing ``dst``, or ONNX Runtime's working files beside it, failed (a full disk, a quota, a
+            read-only file system); nothing is left there.
     """
     _validate(scheme, calib_method)
     _check_prefixes(keep_float)
@@ -597,6 +608,7 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
                 with _ort_chatter_to_debug():
                     pre_process(str(src), source)
             except Exception as exc:  # symbolic shape inference raises assorted types
+                _raise_if_disk(exc, dst)
                 raise ModelError(f"quant_pre_process failed on {src} ({type(exc).__name__}: {exc})") from exc
         out_tmp = str(Path(tmp) / "int8.onnx")
         pre = load_onnx(source)
@@ -638,6 +650,7 @@ def quantize_int8(src: PathLike, dst: PathLike, calib_inputs: np.ndarray, scheme
                     nodes_to_exclude=exclude or None, extra_options=extra, op_types_to_quantize=op_types,
                 )
         except Exception as exc:  # ORT raises ValueError/RuntimeError/its own Fail types
+            _raise_if_disk(exc, dst)
             raise ModelError(f"ONNX Runtime could not quantize {src} to {scheme} "
                              f"({type(exc).__name__}: {exc})") from exc
         quantized = load_onnx(out_tmp)

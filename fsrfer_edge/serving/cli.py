@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 from ..backends.onnxruntime_backend import MAX_THREADS
 from ..crowd_cli import check_threads, threads_option  # --threads as fsrfer-crowd, fsrfer-demo and fsrfer-bench
-from ..errors import CliParser, FsrferError, InputError, cli_main
+from ..errors import CliParser, FsrferError, InputError, cli_main, cli_path
 from ..fileio import check_output_path
 from .server import DEFAULT_MAX_BATCH, MAX_INSTANCES, serve
 from .triton_repo import DEFAULT_QUEUE_DELAY_US
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fsrfer-serve",
         description="Serve an fsrfer model with NVIDIA Triton Inference Server (PyTriton) with dynamic batching, "
                     "over HTTP and gRPC, on loopback by default. Clients: fsrfer_edge.serving.RemoteRecognizer.")
-    p.add_argument("--model", type=Path, metavar="PATH",
+    p.add_argument("--model", type=cli_path, metavar="PATH",
                    help="an .onnx model or TensorRT .engine/.plan (default: the shipped default model)")
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000)")
@@ -42,12 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help=f"ONNX Runtime intra-op threads per instance, 1 to {MAX_THREADS} (default, or 0: ONNX "
                         "Runtime's own, one per physical core)")
-    p.add_argument("--workspace", type=Path, default=None, metavar="DIR",
+    p.add_argument("--workspace", type=cli_path, default=None, metavar="DIR",
                    help="PyTriton's workspace folder, which PyTriton creates and deletes (with its contents) when "
                         "the server stops, so DIR must not exist yet (default: a new folder under $PYTRITON_HOME, "
                         "~/.cache/pytriton)")
     p.add_argument("--log-verbose", type=int, default=0, help="Triton's verbose log level (default 0)")
-    p.add_argument("--log-file", type=Path, metavar="PATH",
+    p.add_argument("--log-file", type=cli_path, metavar="PATH",
                    help="write tritonserver's log to PATH instead of the console (with -q: default "
                         "fsrfer-serve-HTTP_PORT.log in the temporary folder; the ready line names it)")
     p.add_argument("-q", "--quiet", action="store_true",
@@ -90,6 +90,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise InputError(f"--log-verbose {args.log_verbose}; expected a level >= 0 (0: off)")
         if log_file is not None:
             if any(c.isspace() for c in str(log_file)):  # PyTriton splits tritonserver's command line at spaces
+                if args.log_file is None:  # -q's default, in the temporary folder
+                    raise InputError(f"-q writes tritonserver's log to {str(log_file)!r}, in the temporary folder "
+                                     "($TMPDIR), which contains whitespace that PyTriton cannot pass to "
+                                     "tritonserver; pass --log-file with a path without spaces, or set TMPDIR to a "
+                                     "folder without spaces")
                 raise InputError(f"--log-file {str(log_file)!r} contains whitespace, which PyTriton cannot pass to "
                                  "tritonserver; choose a path without spaces")
             check_output_path(log_file, "--log-file")  # its folder is made once the server can start

@@ -41,7 +41,7 @@ from typing import IO, Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from ..backends.onnxruntime_backend import MAX_THREADS
-from ..errors import BackendUnavailable, ConfigError, require, sigterm_interrupts
+from ..errors import BackendUnavailable, ConfigError, check_home_expanded, require, sigterm_interrupts
 from ..metadata import ModelInfo
 from ..recognizer import Recognizer
 from .client import INFO_MODEL_SUFFIX, INFO_OUTPUT
@@ -195,6 +195,37 @@ def _check_ports_free(host: str, ports: dict[str, int]) -> None:
                                   "this user may listen on (ports below 1024 need privileges)") from exc
 
 
+def _pytriton_home() -> Path:
+    """The folder under which PyTriton makes its default workspace, as ``pytriton.constants`` reads it (PyTriton
+    0.7): ``$PYTRITON_HOME``, else ``$XDG_CACHE_HOME/pytriton``, else ``~/.cache/pytriton``, resolved."""
+    default = os.path.join(os.getenv("XDG_CACHE_HOME", "$HOME/.cache"), "pytriton")
+    return Path(os.path.expanduser(os.path.expandvars(os.getenv("PYTRITON_HOME", default)))).resolve()
+
+
+def _check_paths(workspace: Optional[PathLike], log_file: Optional[PathLike]) -> None:
+    """Refuse paths PyTriton cannot hand to tritonserver: it joins the command line into one string and splits it at
+    whitespace again (``TritonServerConfig.to_args_list``, PyTriton 0.7), and starts ``WORKSPACE/tritonserver/bin/
+    tritonserver`` by a path it splits at the first space; a ``~`` would make a folder named so in this one."""
+    for name, path in (("log_file", log_file), ("workspace", workspace)):
+        check_home_expanded(name, path)
+    if log_file is not None and any(c.isspace() for c in os.fspath(log_file)):
+        raise ConfigError(f"log_file {os.fspath(log_file)!r} contains whitespace, which PyTriton cannot pass to "
+                          "tritonserver (it splits the command line at whitespace); expected a path without spaces")
+    if workspace is not None:
+        where = [os.fspath(workspace), str(Path(workspace).resolve())]  # PyTriton resolves it
+        if any(c.isspace() for text in where for c in text):
+            raise ConfigError(f"workspace {where[0]!r} (resolved: {where[1]!r}) contains whitespace, which PyTriton "
+                              "cannot pass to tritonserver (it splits the command line at whitespace); expected a "
+                              "path without spaces")
+        return
+    home = str(_pytriton_home())
+    if any(c.isspace() for c in home):
+        raise ConfigError(f"PyTriton's default workspace folder {home!r} ($PYTRITON_HOME, else "
+                          "$XDG_CACHE_HOME/pytriton or ~/.cache/pytriton) contains whitespace, which PyTriton cannot "
+                          "pass to tritonserver (it splits the command line at whitespace); set PYTRITON_HOME to a "
+                          "folder without spaces, or pass a workspace (--workspace) without spaces")
+
+
 def _infer_function(rec: Recognizer) -> Callable[..., dict[str, np.ndarray]]:
     """PyTriton infer function: the batch Triton formed -> logits, by the Recognizer."""
     batch_decorator = require("pytriton.decorators", "serve").batch
@@ -290,6 +321,8 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
             ~/.cache/pytriton).
         on_ready: called once the server answers requests.
         log_file: tritonserver writes its log to this file instead of the console (its folder is made).
+            ``workspace`` and ``log_file`` may hold no whitespace (PyTriton splits tritonserver's command line at
+            it; for the default workspace, $PYTRITON_HOME neither), and no unexpanded ``~``.
 
     Raises:
         BackendUnavailable: PyTriton missing, or this environment cannot run its server (see
@@ -304,6 +337,7 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
                                 or not 1 <= threads <= MAX_THREADS):
         raise ConfigError(f"threads={threads!r}; expected an integer from 1 to {MAX_THREADS}, or None (ONNX Runtime's "
                           "default, one per physical core)")
+    _check_paths(workspace, log_file)
     if workspace is not None and os.path.lexists(workspace):
         raise ConfigError(f"workspace {str(workspace)!r} already exists; PyTriton creates the workspace folder and "
                           "deletes it with everything in it when the server stops, so expected a path that does not "
@@ -598,15 +632,20 @@ class ServerProcess:
         return None if self._proc is None else self._proc.pid
 
     def command(self, workspace: Path) -> list[str]:
-        """The ``fsrfer-serve`` command line this object runs."""
+        """The ``fsrfer-serve`` command line this object runs.
+
+        Names and paths as ``--option=VALUE`` (argparse takes ``--model -face.onnx`` for two options), paths made
+        absolute (fsrfer-serve would take a leading ``~`` for the home folder, where it names a folder ``~`` here).
+        """
         cmd = [self.python, "-m", "fsrfer_edge.serving.cli", "--host", self.host,
                "--http-port", str(self.ports["http"]), "--grpc-port", str(self.ports["grpc"]),
-               "--metrics-port", str(self.ports["metrics"]), "--model-name", self.model_name]
+               "--metrics-port", str(self.ports["metrics"]), f"--model-name={self.model_name}"]
         if self.model is not None:
-            cmd += ["--model", str(self.model)]
-        if "--log-file" not in self.args:  # tritonserver's log, beside this object's log of the command
-            cmd += ["--log-file", str(workspace.parent / TRITON_LOG)]
-        return cmd + ["--workspace", str(workspace)] + self.args
+            cmd.append(f"--model={os.path.abspath(self.model)}")
+        if not any(a == "--log-file" or a.startswith("--log-file=") for a in self.args):  # tritonserver's log,
+            # beside this object's log of the command
+            cmd.append(f"--log-file={os.path.abspath(workspace.parent / TRITON_LOG)}")
+        return cmd + [f"--workspace={os.path.abspath(workspace)}"] + self.args
 
     def start(self) -> "ServerProcess":
         """Start the server and wait until the model answers. A start that fails in PyTriton's model

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 
 from ..errors import ConfigError, ModelError, check_flag, check_out_folder, require
-from ..fileio import file_problem
+from ..fileio import file_problem, short_name
 from ..metadata import METADATA_KEY, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,20 @@ def parse_config(path: PathLike) -> Any:
     except text_format.ParseError as exc:
         raise ConfigError(f"{p} is not a valid Triton model configuration: {exc}") from exc
     return config
+
+
+#: Most bytes of a file or folder name (NAME_MAX of Linux' file systems; Windows' and macOS' hold 255 characters).
+NAME_MAX = 255
+#: Suffixes of the Triton model folders, added to ``model_name``.
+_MODEL_SUFFIXES = ("_onnx", "_trt")
+#: Prefix of a model folder that :func:`write_triton_repo` replaces, while it is replaced.
+_OLD_PREFIX = ".old-"
+
+
+def _one_line(text: str) -> str:
+    """``text`` as it can stand in a config.pbtxt comment: one line (a file name may hold a newline) of UTF-8 (a
+    file name that is not is shown with backslash escapes)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _quote(text: str) -> str:
@@ -147,7 +161,7 @@ def render_config(name: str, platform: str, info: ModelInfo, max_batch: int, pre
     each instance); None leaves the backend's default, all cores per instance.
     """
     pre = info.preprocessing
-    lines = [f"# {c}" for c in comments] + [
+    lines = [f"# {_one_line(c)}" for c in comments] + [
         f"name: {_quote(name)}",
         f"platform: {_quote(platform)}",
         f"max_batch_size: {max_batch}",
@@ -213,14 +227,23 @@ def _check_batching(max_batch: int, preferred: Sequence[int], what: str) -> tupl
 
 def _make_stage(out: Path) -> Path:
     """A new, empty staging folder beside ``out``, with the umask's permissions (it may become the repository
-    folder; mkdtemp's 0700 would carry over): ``mkdir`` applies the umask itself, so nothing reads it."""
+    folder; mkdtemp's 0700 would carry over): ``mkdir`` applies the umask itself, so nothing reads it. Its name
+    holds at most the first 200 bytes of ``out``'s, so that a repository folder of a long name has one too.
+
+    Raises:
+        ConfigError: the folder of ``out`` refuses new folders (read-only, /proc), naming it.
+    """
     for _ in range(100):
-        stage = out.parent / f".{out.name}.staging-{secrets.token_hex(4)}"
+        stage = out.parent / f".{short_name(out.name)}.staging-{secrets.token_hex(4)}"
         try:
             stage.mkdir()
             return stage
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise ConfigError(f"cannot write the Triton model repository {out}: {out.parent} refuses a new folder "
+                              f"({exc.strerror or exc}); expected a folder this user can write, or another "
+                              "out_dir") from exc
     raise FileExistsError(f"no free staging folder name beside {out}")
 
 
@@ -256,7 +279,7 @@ def _commit(stage: Path, out_dir: Path, names: Sequence[str], overwrite: bool) -
         raise ConfigError(f"{out_dir} already holds model(s) {clash}; pass overwrite=True (--triton-overwrite) "
                           "to replace them, or choose another folder or model name")
     for n in names:  # each model folder is replaced by a rename; the old one is deleted afterwards
-        old = stage / f".old-{n}"
+        old = stage / f"{_OLD_PREFIX}{n}"
         if (out_dir / n).exists():
             os.replace(out_dir / n, old)
         os.replace(stage / n, out_dir / n)
@@ -294,8 +317,9 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
         ``out_dir``.
 
     Raises:
-        ConfigError: no model given, an empty ``out_dir``, invalid options, or models of these names exist (without
-            overwrite).
+        ConfigError: no model given, an empty ``out_dir``, one that starts with an unexpanded ``~``, or one whose
+            folder refuses new folders, invalid options (a ``model_name`` too long for a folder name), or models of
+            these names exist (without overwrite).
         InputError: ``overwrite`` is not a bool (``"no"`` would read as true and replace the models).
         ModelError / EngineError: a file is missing, not an fsrfer model, or has no sidecar.
     """
@@ -305,6 +329,11 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
         raise ConfigError("write_triton_repo needs onnx_path and/or engine_path; received neither")
     if not isinstance(model_name, str) or not model_name or not all(c.isalnum() or c in "._-" for c in model_name):
         raise ConfigError(f"model_name={model_name!r}; expected letters, digits, '.', '_' or '-'")
+    longest = NAME_MAX - max(len(s) for s in _MODEL_SUFFIXES) - len(_OLD_PREFIX)
+    if len(model_name.encode("utf-8")) > longest:
+        raise ConfigError(f"model_name={model_name[:40]!r}... is {len(model_name.encode('utf-8'))} bytes long (UTF-8); "
+                          f"expected at most {longest} bytes: it names the model folder <model_name>_onnx or _trt "
+                          f"(renamed {_OLD_PREFIX}<folder> while it is replaced), and a file name holds {NAME_MAX}")
     if kind not in KINDS:
         raise ConfigError(f"kind={kind!r}; expected one of {KINDS}")
     _positive("instances", instances)
@@ -357,7 +386,11 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
         models.append((name, "tensorrt_plan", src, "model.plan", info,
                        render_config(name, "tensorrt_plan", info, mb, pref, max_queue_delay_us, instances,
                                      "KIND_GPU", comments)))
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the folder {out.parent} of the Triton model repository {out} "
+                          f"({exc.strerror or exc}); expected a path this user can write") from exc
     stage = _make_stage(out)
     try:
         for name, _, src, filename, info, config in models:
