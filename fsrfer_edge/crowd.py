@@ -26,6 +26,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generator, Iterable, Iterator, Optional, Sequence, Tuple, Union, cast
@@ -36,7 +37,7 @@ from .confidence import ScoreCalibration
 from .detection import Detection, FaceDetector, as_rgb_frame, create_detector
 from .detection.frames import is_image_file, read_image, require_cv2
 from .detection.pyramid import check_number
-from .errors import InputError, one_line
+from .errors import FsrferError, InputError, one_line
 from .fileio import file_problem
 from . import sidecars
 from .groups import SUFFIX as GROUPS_SUFFIX, GroupCalibration
@@ -71,6 +72,24 @@ DEFAULT_TRACK = True
 #: Seconds :meth:`CrowdAnalyzer.close` waits for a detection or recognition running in another thread (a pipelined
 #: stream's worker, say) before it returns; models still in use then are closed when that work ends, never under it.
 CLOSE_WAIT_S = 10.0
+
+
+#: Live analyzers, for :func:`_renew_after_fork`.
+_ANALYZERS: "weakref.WeakSet[CrowdAnalyzer]" = weakref.WeakSet()
+
+
+def _renew_after_fork() -> None:
+    """A forked child has only the thread that forked: work that other threads of the parent were doing at the fork
+    (a pipelined stream's worker detecting) will never end there. Each analyzer's count of such work starts again
+    at 0, with a new lock (a thread of the parent may have held the old one), so close() in the child does not wait
+    for threads it does not have, and closes the models it owns."""
+    for analyzer in list(_ANALYZERS):
+        analyzer._idle = threading.Condition()
+        analyzer._users = 0
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
+    os.register_at_fork(after_in_child=_renew_after_fork)
 
 
 def default_margin(detector: Any) -> float:
@@ -438,6 +457,7 @@ class CrowdAnalyzer:
         self._closed = False
         self._users = 0  # detections and recognitions running now (in any thread); close() waits for them
         self._idle = threading.Condition()
+        _ANALYZERS.add(self)
         if recognizer is None:
             recognizer = Recognizer(spinning=False)
             self._owned.append(recognizer)
@@ -652,6 +672,8 @@ class CrowdAnalyzer:
                 are checked at this call; a video or camera is opened, and frames are read, at the first frame.
             BackendClosedError: the analyzer was closed, also between two frames of a stream started before.
             BackendUnavailable: OpenCV is needed for video files and cameras (pip extra ``crowd``).
+            FsrferError: a pipelined stream is read on in a process forked after it started (its worker thread
+                stayed in the parent): start a new stream there.
         """
         self._check_open()
         if not isinstance(pipeline, (bool, np.bool_)):
@@ -691,6 +713,7 @@ class CrowdAnalyzer:
                 sizes.see(rgb)
                 yield self._recognize(rgb, dets, i, detect_ms, tracker)
             return
+        started_in = os.getpid()
         with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsrfer-detect") as pool:
             current = next(frames, None)
             if current is None:
@@ -701,6 +724,8 @@ class CrowdAnalyzer:
             pending = submit(0, current)
             for i in itertools.count():
                 self._check_open()  # close() between two frames of a stream started before it
+                if os.getpid() != started_in:
+                    raise _forked_stream(started_in)
                 failed: Optional[Exception] = None
                 try:
                     upcoming = next(frames, None)
@@ -777,6 +802,16 @@ class CrowdAnalyzer:
 
     def __repr__(self) -> str:
         return f"CrowdAnalyzer(recognizer={self.recognizer!r}, detector={self.detector!r}, margin={self.margin})"
+
+
+def _forked_stream(started_in: int) -> FsrferError:
+    """The error for a pipelined stream, started in process ``started_in``, read on in this process, a fork of it:
+    its detection worker thread stayed in the parent, and the child would wait for ever for its next detection."""
+    return FsrferError(
+        f"this pipelined stream was started in process {started_in}, and this process ({os.getpid()}) is a fork of "
+        "it: its detection worker thread stayed in the parent, so its next frame would never come. Start a new "
+        "stream in this process (analyzer.analyze_stream(...)), or read the stream in the parent only"
+    )
 
 
 class _FrameSizeWatch:

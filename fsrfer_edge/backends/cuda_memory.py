@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import dataclasses
 import logging
+import os
 import re
 import threading
 from types import ModuleType
@@ -67,8 +68,65 @@ class CudaStream:
     handle: Any = None
 
 
+#: What to do instead of using CUDA across a fork, for the errors below.
+FORK_ADVICE = ("open the TensorRT backend in the child process, from a parent that has not used CUDA (with gunicorn: "
+               "without --preload, or in a post_fork hook), or start the workers with multiprocessing's 'spawn' "
+               "start method (multiprocessing.get_context('spawn'))")
+
+#: The process that last opened a CUDA memory layer, i.e. initialised CUDA (None: none yet). A process forked from
+#: it inherits this value: CUDA "does not duplicate any of its internal data structures or threads" on fork, and a
+#: forked child's CUDA calls fail (cudaErrorInitializationError, pycuda's cuInit) or are undefined behaviour.
+_CUDA_PROCESS: Optional[int] = None
+
+
+def explain_fork(exc: EngineError) -> EngineError:
+    """``exc`` (opening CUDA failed), with the likely reason added where this process is a fork of one that had
+    used CUDA; else ``exc`` itself."""
+    parent = _CUDA_PROCESS
+    if parent is None or parent == os.getpid():
+        return exc
+    return EngineError(
+        f"{exc}. This process ({os.getpid()}) is a fork of process {parent}, which had used CUDA, and a forked "
+        f"child of a process that used CUDA cannot use CUDA (CUDA contexts do not survive fork). To run TensorRT in "
+        f"several processes, {FORK_ADVICE}"
+    )
+
+
+def forked_error(what: str, opened_in: int) -> EngineError:
+    """The error for ``what`` (made in process ``opened_in``) used in this process, a fork of that one."""
+    return EngineError(
+        f"{what} was opened in process {opened_in}, and this process ({os.getpid()}) is a fork of it: CUDA contexts, "
+        f"streams and device memory do not survive fork, and a forked child of a process that used CUDA cannot use "
+        f"CUDA at all. To run TensorRT in several processes, {FORK_ADVICE}"
+    )
+
+
+#: What objects opened in another process left behind in this one, a fork of it (:func:`leave_to_parent`).
+_LEFT_TO_PARENT: list[Any] = []
+_LEFT_PINNED = False
+
+
+def leave_to_parent(*objects: Any) -> None:
+    """Keep ``objects`` (CUDA buffers, streams, TensorRT objects inherited from the parent) alive until this forked
+    process ends, so that no destructor of theirs (cudaFree, cuStreamDestroy, pycuda's context push and pop) ever
+    runs in it: those calls would act on the parent's context. Not even at the interpreter's exit, which clears
+    module globals: the list holding them gets one reference more that is never given back (CPython)."""
+    global _LEFT_PINNED
+    _LEFT_TO_PARENT.extend(objects)
+    if not _LEFT_PINNED:
+        _LEFT_PINNED = True
+        try:
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(_LEFT_TO_PARENT))
+        except AttributeError:  # no ctypes.pythonapi (not CPython): kept until module cleanup at exit
+            pass
+
+
 class CudaMemory(abc.ABC):
-    """Device/pinned-host allocation, async copies and streams on one CUDA device."""
+    """Device/pinned-host allocation, async copies and streams on one CUDA device.
+
+    A layer belongs to the process that opened it: in a process forked from that one every call that would reach
+    CUDA raises EngineError (:meth:`check_process`), and so does opening a new layer there.
+    """
 
     #: Name used in ``memory=`` and in benchmark records.
     name: str = "base"
@@ -77,6 +135,22 @@ class CudaMemory(abc.ABC):
         if isinstance(device, bool) or not isinstance(device, int) or device < 0:
             raise InputError(f"device={device!r}; expected a CUDA device index >= 0")
         self.device = device
+        self._pid = os.getpid()
+
+    def _opened(self) -> None:
+        """Note that this process has initialised CUDA (called once a layer works)."""
+        global _CUDA_PROCESS
+        _CUDA_PROCESS = self._pid
+
+    @property
+    def forked(self) -> bool:
+        """True in a process forked from the one that opened this layer, where it must not be used."""
+        return os.getpid() != getattr(self, "_pid", os.getpid())
+
+    def check_process(self) -> None:
+        """Raise EngineError in a process forked from the one that opened this layer, before any CUDA call."""
+        if self.forked:
+            raise forked_error(f"this {type(self).__name__} (CUDA device {self.device})", self._pid)
 
     @abc.abstractmethod
     def context(self) -> contextlib.AbstractContextManager[None]:
@@ -215,11 +289,19 @@ class CudaPythonMemory(CudaMemory):
         self._host_ptrs: set[int] = set()  # pointers from cudaMallocHost not yet freed
         # cuda-python imports without a driver; the first call is where a missing GPU, or a
         # cuda-python built for a newer CUDA than the driver (13.x on JetPack 6), shows.
-        with self.context():
-            pass
+        try:
+            with self.context():
+                pass
+        except EngineError as exc:
+            explained = explain_fork(exc)
+            if explained is exc:
+                raise
+            raise explained from exc
+        self._opened()
 
     def _call(self, fn: str, *args: Any) -> Any:
         """Call ``cudart.<fn>``, raise EngineError on a non-success code, return the value(s)."""
+        self.check_process()  # every CUDA call of this layer comes through here
         result = getattr(self._rt, fn)(*args)
         err, values = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
         if err != self._rt.cudaError_t.cudaSuccess:
@@ -361,11 +443,13 @@ class PyCudaMemory(CudaMemory):
             # The primary context is shared with the CUDA runtime, hence with TensorRT.
             self._ctx = _pycuda_primary_context(self._cuda, device)
         except self._cuda.Error as exc:
-            raise EngineError(f"pycuda could not open CUDA device {device}: {exc}") from exc
+            raise explain_fork(EngineError(f"pycuda could not open CUDA device {device}: {exc}")) from exc
+        self._opened()
 
     @contextlib.contextmanager
     def context(self) -> Iterator[None]:
         # A pycuda context is current per thread; re-entrant use on one thread pushes only once.
+        self.check_process()  # every call of this layer that reaches CUDA comes through here or checks itself
         depth = getattr(self._local, "depth", 0)
         if self._ctx is None:
             raise EngineError(f"this pycuda memory layer for device {self.device} is closed")
@@ -407,11 +491,13 @@ class PyCudaMemory(CudaMemory):
             raise EngineError(f"pycuda {what} failed on device {self.device}: {exc}") from exc
 
     def device_compute_capability(self, device: Optional[int] = None) -> str:
+        self.check_process()
         dev = self._dev if device is None else self._cuda.Device(device)
         major, minor = dev.compute_capability()
         return f"{int(major)}.{int(minor)}"
 
     def device_identity(self, device: Optional[int] = None) -> DeviceIdentity:
+        self.check_process()
         dev = self._dev if device is None else self._cuda.Device(device)
         try:
             sms = dev.get_attribute(self._cuda.device_attribute.MULTIPROCESSOR_COUNT)
@@ -446,6 +532,7 @@ class PyCudaMemory(CudaMemory):
         self._wrap("Stream.synchronize", stream.handle.synchronize)
 
     def free(self, obj: Any) -> None:
+        self.check_process()  # dropping the stream below would destroy it (cuStreamDestroy) in the child
         if isinstance(obj, DeviceBuffer):
             self._wrap("DeviceAllocation.free", obj.handle.free)
         elif isinstance(obj, CudaStream):
@@ -483,7 +570,8 @@ def select_memory(memory: str = "auto", device: int = 0) -> CudaMemory:
         InputError: unknown ``memory`` name.
         BackendUnavailable: neither library (or the named one) is installed; names the ``tensorrt`` extra.
         EngineError: the library is there but CUDA failed (no GPU, driver too old...); with
-            ``"auto"``, only when every installed library failed so.
+            ``"auto"``, only when every installed library failed so. In a process forked from one that had
+            opened a memory layer (where CUDA cannot be used), the error says so.
 
     ``"auto"`` tries the next library both when one is missing and when it imports but cannot talk
     to the driver: a cuda-python release built for a newer CUDA than the driver (13.x needs R580+)

@@ -14,6 +14,11 @@ compared as strings.
 Threads: :meth:`TensorRTBackend.infer` holds a lock, so one instance is safe to call from several
 threads, one call at a time. For parallel inference create one Recognizer (one backend, with its
 own execution context, buffers and stream) per thread.
+
+Processes: CUDA does not survive fork. A backend opened before a fork (gunicorn --preload, multiprocessing's
+"fork") refuses in the child with EngineError, and closing or collecting it there frees nothing: its device
+memory, stream and TensorRT objects belong to the parent's CUDA context. Open the backend in each worker,
+from a parent that has not used CUDA, or use the "spawn" start method.
 """
 from __future__ import annotations
 
@@ -34,7 +39,8 @@ from ..fileio import as_path, sha256_file
 from ..errors import BackendUnavailable, EngineError, InputError, check_count, check_flag
 from ..metadata import ModelInfo
 from .base import Backend
-from .cuda_memory import CudaMemory, CudaStream, DeviceBuffer, note_cleanup_failure, select_memory
+from .cuda_memory import (CudaMemory, CudaStream, DeviceBuffer, forked_error, leave_to_parent, note_cleanup_failure,
+                          select_memory)
 
 if TYPE_CHECKING:  # the types come from tensorrt-stubs (TensorRT 10.x); see scripts/prepare_trt_stubs.py
     import tensorrt as trt
@@ -284,6 +290,7 @@ class TensorRTBackend(Backend):
             # "no" would be read as True: the caller's memory layer closed with the backend
             raise InputError(f"close_memory={close_memory!r}; expected True, False or None (None: close the memory "
                              "layer only when it was made here from a name)")
+        self._pid = os.getpid()  # the process whose CUDA context holds what is loaded below
         super().__init__()
         self.path = path
         self._lock = threading.Lock()
@@ -378,8 +385,13 @@ class TensorRTBackend(Backend):
         mem = self._mem.name if self._mem is not None else "closed"
         return (f"TensorRT {self._trt_version}", f"sm{getattr(self, '_compute_capability', '?')}", f"memory={mem}")
 
+    def _forked(self) -> bool:
+        return os.getpid() != getattr(self, "_pid", os.getpid())
+
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         n = batch.shape[0]  # at least min_batch: Backend.infer checked it
+        if self._forked():  # before the lock, which a thread of the parent may have held at the fork
+            raise forked_error(f"this TensorRT backend for {self.path}", self._pid)
         with self._lock:
             self._check_open()  # another thread may have closed it while we waited
             mem, io, stream, context = self._mem, self._io, self._stream, self._context
@@ -412,6 +424,25 @@ class TensorRTBackend(Backend):
                     raise
                 mem.synchronize(stream)
             return host_out.astype(np.float32, copy=True)
+
+    def close(self) -> None:
+        """Free the engine, its buffers and stream (see :meth:`Backend.close`). In a process forked from the one that
+        opened the backend it only marks the backend closed: what it holds belongs to the parent's CUDA context,
+        where the child must not free it (or make any CUDA call)."""
+        if self._forked():
+            self._leave_to_parent()
+            return
+        super().close()
+
+    def _leave_to_parent(self) -> None:
+        # No lock: a thread of the parent may have held self._lock or the close lock at the fork, and this process
+        # has no such thread to release them.
+        if self._closed:
+            return
+        self._closed = True
+        logger.debug("TensorRT backend for %s closed in process %d, a fork of process %d that opened it: its CUDA "
+                     "memory, stream and TensorRT objects are left to that process", self.path, os.getpid(), self._pid)
+        leave_to_parent(dict(vars(self)))  # every attribute: the pinned arrays, buffers, stream, engine, memory layer
 
     def _close_impl(self) -> None:
         with self._lock:
