@@ -43,7 +43,8 @@ from .detection.frames import (
     write_image,
 )
 from .detection.pyramid import check_number
-from .errors import CliParser, FsrferError, InputError, cli_main, cli_path, expand_home, one_line, signal_handled
+from .errors import (CliParser, FsrferError, InputError, WriteError, cli_main, cli_path, expand_home, one_line,
+                     signal_handled)
 from .fileio import (check_distinct_files, check_output_path, existing_output_problem, file_problem, set_default_mode,
                      short_name, write_json)
 from .groups import GroupTally
@@ -215,6 +216,43 @@ def check_output(kind: str, out: Path) -> None:
         raise InputError(f"--out {out}: a {kind} input{why} needs a video output; expected one of {tuple(VIDEO_CODECS)}")
 
 
+def container_problem(path: Path) -> Optional[str]:
+    """Why the .mp4 or .avi file at ``path`` is not a whole container, or None: its top-level parts (MP4 boxes, AVI
+    RIFF chunks) must follow one another to its last byte exactly, and an MP4 must hold its index (``moov``). Only
+    the parts' headers are read."""
+    mp4 = path.suffix.lower() == ".mp4"
+    size = path.stat().st_size
+    if size == 0:
+        return "it is empty"
+    kinds, pos = [], 0
+    with open(path, "rb") as f:
+        while pos < size:
+            f.seek(pos)
+            head = f.read(16)
+            if len(head) < 8:
+                return f"it ends inside a header, at byte {size}"
+            if mp4:  # ISO BMFF box: 32-bit big-endian size (1: a 64-bit one follows; 0: to the end), then type
+                kind, n = head[4:8], int.from_bytes(head[:4], "big")
+                if n == 1 and len(head) == 16:
+                    n = int.from_bytes(head[8:16], "big")
+                elif n == 0:
+                    n = size - pos
+            else:  # RIFF chunk: id, then 32-bit little-endian size of the data, padded to an even length
+                kind, n = head[:4], int.from_bytes(head[4:8], "little") + 8
+                n += n % 2
+            if n < 8:
+                return f"it holds a part {kind!r} of {n} bytes at byte {pos}"
+            kinds.append(kind)
+            pos += n
+    if pos != size:
+        return f"it is {size} bytes long, its parts end at byte {pos}"
+    if mp4 and b"moov" not in kinds:
+        return "it has no index (moov)"
+    if not mp4 and any(k != b"RIFF" for k in kinds):
+        return f"its parts {kinds} are not all RIFF chunks"
+    return None
+
+
 class AtomicVideoWriter:
     """OpenCV VideoWriter to a temporary file beside ``path``, renamed into place by :meth:`commit`."""
 
@@ -244,15 +282,33 @@ class AtomicVideoWriter:
         self.frames += 1
 
     def commit(self) -> None:
+        """Rename the finished video into place.
+
+        Raises:
+            InputError: no frame was written, or ``path`` was made read-only meanwhile.
+            WriteError: the video is incomplete (:meth:`incomplete`); the temporary file is removed.
+        """
         if self.writer is not None:
             self.writer.release()
         if not self.frames:
             raise InputError("no frame was read from the input; nothing to write")
+        why = self.incomplete()
+        if why:
+            self.discard()
+            raise WriteError(self.path, OSError(f"the video OpenCV wrote is incomplete ({why}); OpenCV does not say "
+                                                "why, most likely a full disk or a quota: free some space"))
         set_default_mode(self.tmp)
         problem = existing_output_problem(self.path)  # made read-only while the video was written: kept
         if problem:
             raise InputError(f"--out {self.path} {problem}")
         os.replace(self.tmp, self.path)
+
+    def incomplete(self) -> Optional[str]:
+        """Why the finished temporary video is not whole, or None. OpenCV's ``VideoWriter.write`` ignores a write
+        that fails (a full disk, a quota): the file is cut short, and the writer still says it is open. Such a file
+        is empty, or its parts do not end at its end (the container's writer patches in the sizes it meant to
+        write), or an MP4 lacks its index (``moov``, written last)."""
+        return container_problem(self.tmp)
 
     def discard(self) -> None:
         if self.writer is not None:

@@ -7,6 +7,7 @@ Why files and not ONNX metadata: docs/DESIGN.md.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -159,6 +160,17 @@ def besides(model_path: PathLike, suffix: str) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a name too long to exist (ENAMETOOLONG: ``NAME.scores.json`` of a model whose
+    name is 244 to 250 bytes is over the 255 a file name holds): no such file. Other errors are raised."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return False
+        raise
+
+
 def find(model_path: Optional[PathLike], classes: Sequence[str], checkpoint_sha256: str, suffix: str,
          load: Callable[[Path], T], what: str) -> Optional[T]:
     """The model's file of kind ``suffix`` (loaded by ``load``), or None: beside the model (:func:`besides`; None:
@@ -166,7 +178,7 @@ def find(model_path: Optional[PathLike], classes: Sequence[str], checkpoint_sha2
     beside the model that is unreadable or belongs to another model is skipped with a warning naming ``what`` it
     is."""
     besides_ = [] if model_path is None else besides(model_path, suffix)
-    candidates = [b for b in besides_ if b.is_file()]
+    candidates = [b for b in besides_ if _is_file(b)]
     if checkpoint_sha256:
         candidates += sorted(p for p in PACKAGED.glob("*" + suffix) if p not in candidates)
     for p in candidates:

@@ -105,10 +105,22 @@ def _write(path: Path, text: str) -> None:
 
 
 def check_name(name: str) -> str:
-    """Refuse a file name stem nvinfer's config could not hold as it is."""
+    """Refuse a file name stem nvinfer's config could not hold as it is, or one whose files (those written, and the
+    engine nvinfer saves at the largest batch-size) would have names over :data:`NAME_MAX` bytes."""
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "._-" for c in name) \
             or name in (".", ".."):
         raise ConfigError(f"name={name!r}; expected letters, digits, '.', '_' or '-'")
+    def derived(stem: str) -> list[str]:
+        onnx_name = f"{stem}.onnx"
+        return [engine_name(onnx_name, MAX_BATCH_SIZE), f"config_infer_{stem}.txt", f"{stem}_labels.txt",
+                calib_name(onnx_name), onnx_name]
+
+    size = len(name.encode("utf-8"))
+    over = max(len(n.encode("utf-8")) for n in derived(name)) - NAME_MAX
+    if over > 0:
+        raise ConfigError(f"name={name[:24]!r}... is {size} bytes long (UTF-8); expected at most {size - over} bytes: "
+                          f"it names the files {derived('NAME')[0]} (the engine nvinfer saves at batch-size "
+                          f"{MAX_BATCH_SIZE}) and {derived('NAME')[1]}, and a file name holds {NAME_MAX} bytes")
     return name
 
 
@@ -122,6 +134,10 @@ SCALING_FILTER = 2
 SCALING_COMPUTE_HW = 1
 #: Default ``batch-size``: faces classified in one engine run (a 640x480 crowd frame holds about 50).
 BATCH_SIZE = 64
+#: Largest ``batch-size`` (its engine's name, ``_b1024``, is the longest nvinfer saves).
+MAX_BATCH_SIZE = 1024
+#: Most bytes of a file name (NAME_MAX of Linux' file systems).
+NAME_MAX = 255
 
 
 def engine_name(onnx_name: str, batch_size: int, gpu_id: int = 0, precision: str = "fp16") -> str:

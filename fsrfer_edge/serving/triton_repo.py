@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
 
-from ..errors import ConfigError, ModelError, check_flag, check_out_folder, require
+from ..errors import ConfigError, ModelError, WriteError, check_flag, check_out_folder, require
 from ..fileio import file_problem, short_name
 from ..metadata import METADATA_KEY, ModelInfo
 
@@ -268,9 +268,19 @@ def _validate_staged(stage: Path, names: Sequence[str]) -> None:
 
 
 def _commit(stage: Path, out_dir: Path, names: Sequence[str], overwrite: bool) -> None:
-    """Move the staged models into ``out_dir``; a new repository appears in one rename."""
+    """Move the staged models into ``out_dir``; a new repository appears in one rename. A model of the same name is
+    replaced by a rename, its folder first moved into ``stage`` as ``.old-<name>`` (deleted with ``stage``). Should a
+    move fail (or an interrupt come), the models this call moved are moved back, so that the repository is as it was.
+
+    Raises:
+        WriteError: a move failed, naming the model folder (or the repository's, for a new one). An earlier model that
+            could not be moved back stays in ``stage`` (the message names it; the caller keeps ``stage``).
+    """
     if not out_dir.exists():
-        os.replace(stage, out_dir)
+        try:
+            os.replace(stage, out_dir)
+        except OSError as exc:
+            raise WriteError(out_dir, exc) from exc
         return
     if not out_dir.is_dir():
         raise ConfigError(f"{out_dir} exists and is not a folder; expected a Triton model repository folder")
@@ -278,12 +288,60 @@ def _commit(stage: Path, out_dir: Path, names: Sequence[str], overwrite: bool) -
     if clash and not overwrite:
         raise ConfigError(f"{out_dir} already holds model(s) {clash}; pass overwrite=True (--triton-overwrite) "
                           "to replace them, or choose another folder or model name")
-    for n in names:  # each model folder is replaced by a rename; the old one is deleted afterwards
-        old = stage / f"{_OLD_PREFIX}{n}"
-        if (out_dir / n).exists():
-            os.replace(out_dir / n, old)
-        os.replace(stage / n, out_dir / n)
-        shutil.rmtree(old, ignore_errors=True)
+    touched: list[str] = []  # in order; an old folder is deleted only once every model is in
+    aside: set[str] = set()  # models whose earlier folder is in stage
+    moved_in: set[str] = set()
+    try:
+        for n in names:
+            touched.append(n)
+            if (out_dir / n).exists():
+                os.replace(out_dir / n, stage / f"{_OLD_PREFIX}{n}")
+                aside.add(n)
+            os.replace(stage / n, out_dir / n)
+            moved_in.add(n)
+    except BaseException as exc:
+        stranded = _move_back(stage, out_dir, touched, aside, moved_in)
+        if not isinstance(exc, OSError):
+            raise
+        error = WriteError(out_dir / touched[-1], exc)
+        if stranded:
+            error.message = (f"cannot write {out_dir / touched[-1]}: {error.strerror}; moving back the earlier "
+                             f"model(s) {stranded} failed too: they are kept in {stage} (as {_OLD_PREFIX}<name>); "
+                             f"move them back into {out_dir} by hand, then fix the cause and try again")
+        raise error from exc
+
+
+def _move_back(stage: Path, out_dir: Path, touched: Sequence[str], aside: set[str], moved_in: set[str]) -> list[str]:
+    """Undo the moves of :func:`_commit`, last first: each model moved in goes back to ``stage``, each earlier one
+    back into ``out_dir``. Returns the earlier models that stay in ``stage`` (a move back failed; logged)."""
+    stranded = []
+    for n in reversed(touched):
+        try:
+            if n in moved_in:
+                os.replace(out_dir / n, stage / n)
+            if n in aside:
+                os.replace(stage / f"{_OLD_PREFIX}{n}", out_dir / n)
+        except OSError as exc:
+            log.warning("could not move %s back as it was: %s", out_dir / n, exc)
+            if n in aside:
+                stranded.append(n)
+    return stranded
+
+
+def _remove_stage(stage: Path, committed: bool) -> None:
+    """Delete ``stage``, unless the commit failed and an earlier model stays in it (:func:`_commit`'s message names
+    it); one that cannot be deleted is named in a warning (it holds copies of the models, out of Triton's sight)."""
+    if not committed:
+        try:
+            if any(p.name.startswith(_OLD_PREFIX) for p in stage.iterdir()):
+                return
+        except FileNotFoundError:
+            return
+        except OSError:  # unreadable: it may hold an earlier model, kept
+            return
+    shutil.rmtree(stage, ignore_errors=True)
+    if os.path.lexists(stage):
+        log.warning("could not remove the staging folder %s; remove it by hand", stage)
 
 
 def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
@@ -322,6 +380,8 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
             these names exist (without overwrite).
         InputError: ``overwrite`` is not a bool (``"no"`` would read as true and replace the models).
         ModelError / EngineError: a file is missing, not an fsrfer model, or has no sidecar.
+        WriteError: copying a model or moving it into ``out_dir`` failed (a full disk, an I/O error), naming the model
+            folder; the models this call replaced are moved back, so the repository is as it was.
     """
     overwrite = check_flag("overwrite", overwrite)
     check_out_folder("out_dir", out_dir, "the repository's folder")
@@ -392,14 +452,21 @@ def write_triton_repo(out_dir: PathLike, onnx_path: Optional[PathLike] = None,
         raise ConfigError(f"cannot create the folder {out.parent} of the Triton model repository {out} "
                           f"({exc.strerror or exc}); expected a path this user can write") from exc
     stage = _make_stage(out)
+    committed = False
     try:
         for name, _, src, filename, info, config in models:
-            _stage_model(stage, name, src, filename, info, config)
+            try:
+                _stage_model(stage, name, src, filename, info, config)
+            except OSError as exc:  # a full disk while copying the model; not one about the source file
+                if exc.filename is not None and not os.fspath(exc.filename).startswith(os.fspath(stage)):
+                    raise
+                raise WriteError(out / name, exc) from exc
         names = [m[0] for m in models]
         _validate_staged(stage, names)
         _commit(stage, out, names, overwrite)
+        committed = True
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        _remove_stage(stage, committed)
     log.info("wrote Triton model repository %s: %s", out, ", ".join(m[0] for m in models))
     return out
 
