@@ -26,7 +26,6 @@ import math
 import os
 import threading
 import time
-import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generator, Iterable, Iterator, Optional, Sequence, Tuple, Union, cast
@@ -39,6 +38,7 @@ from .detection.frames import is_image_file, read_image, require_cv2
 from .detection.pyramid import check_number
 from .errors import FsrferError, InputError, one_line
 from .fileio import file_problem
+from .forking import renew_in_child
 from . import sidecars
 from .groups import SUFFIX as GROUPS_SUFFIX, GroupCalibration
 from .preprocessing import jpeg_frame_quality
@@ -74,22 +74,13 @@ DEFAULT_TRACK = True
 CLOSE_WAIT_S = 10.0
 
 
-#: Live analyzers, for :func:`_renew_after_fork`.
-_ANALYZERS: "weakref.WeakSet[CrowdAnalyzer]" = weakref.WeakSet()
-
-
-def _renew_after_fork() -> None:
-    """A forked child has only the thread that forked: work that other threads of the parent were doing at the fork
-    (a pipelined stream's worker detecting) will never end there. Each analyzer's count of such work starts again
-    at 0, with a new lock (a thread of the parent may have held the old one), so close() in the child does not wait
-    for threads it does not have, and closes the models it owns."""
-    for analyzer in list(_ANALYZERS):
-        analyzer._idle = threading.Condition()
-        analyzer._users = 0
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
-    os.register_at_fork(after_in_child=_renew_after_fork)
+def _renew_after_fork(analyzer: "CrowdAnalyzer") -> None:
+    """In a forked child, which has only the thread that forked: work that other threads of the parent were doing at
+    the fork (a pipelined stream's worker detecting) will never end there. The analyzer's count of such work starts
+    again at 0, with a new lock (a thread of the parent may have held the old one), so close() in the child does not
+    wait for threads it does not have, and closes the models it owns."""
+    analyzer._idle = threading.Condition()
+    analyzer._users = 0
 
 
 def default_margin(detector: Any) -> float:
@@ -457,7 +448,7 @@ class CrowdAnalyzer:
         self._closed = False
         self._users = 0  # detections and recognitions running now (in any thread); close() waits for them
         self._idle = threading.Condition()
-        _ANALYZERS.add(self)
+        renew_in_child(self, _renew_after_fork)
         if recognizer is None:
             recognizer = Recognizer(spinning=False)
             self._owned.append(recognizer)

@@ -353,3 +353,39 @@ def test_a_pipelined_stream_continued_in_a_forked_child_fails_instead_of_hanging
     assert got.get("error") == "FsrferError", got
     assert re.search(r"(?s)process \d+.*fork.*analyze_stream", got["message"]), got
     assert [r.frame_index for r in stream] == [1, 2, 3] and first.frame_index == 0  # the parent's stream goes on
+
+
+@needs_fork
+def test_locks_a_parent_thread_held_at_the_fork_are_new_in_the_child() -> None:
+    """A fork while another thread of the parent ran OpenCV's cascade or closed a backend: the child inherited the
+    held lock and its detect()/close() waited for ever (fsrfer_edge.forking renews them)."""
+    pytest.importorskip("cv2")
+    pytest.importorskip("onnxruntime")
+    from fsrfer_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from fsrfer_edge.detection.opencv import OpenCVDetector
+
+    det = OpenCVDetector()
+    backend = OnnxRuntimeBackend(Path(__file__).resolve().parents[1] / "fsrfer_edge" / "models" / "default.onnx")
+    frame = _crowd_frame()
+    want = len(det.detect(frame))
+    with det._lock, backend._close_lock:  # held by this thread while the child is forked
+        got = _in_child(lambda: [len(det.detect(frame)), backend.close(), backend.closed])
+    assert got == {"value": [want, None, True]}
+    det.close()
+    backend.close()
+
+
+def test_a_renewal_never_keeps_its_object_alive() -> None:
+    import gc
+    import weakref
+
+    from fsrfer_edge import forking
+
+    class Thing:
+        pass
+    thing = Thing()
+    forking.renew_in_child(thing, lambda t: None)
+    gone = weakref.ref(thing)
+    del thing
+    gc.collect()
+    assert gone() is None and len([k for k in forking._RENEWALS.keys() if isinstance(k, Thing)]) == 0

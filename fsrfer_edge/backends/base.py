@@ -17,6 +17,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import FsrferError, InputError, ModelError, check_flag
+from ..forking import renew_in_child
 from ..metadata import ModelInfo
 from ..preprocessing import unmasked
 
@@ -25,6 +26,10 @@ logger = logging.getLogger(__name__)
 
 class BackendClosedError(FsrferError, RuntimeError):
     """A backend (or a Recognizer) was used after :meth:`close`."""
+
+
+def _renew_close_lock(backend: "Backend") -> None:
+    backend._close_lock = threading.RLock()
 
 
 class Backend(abc.ABC):
@@ -45,6 +50,7 @@ class Backend(abc.ABC):
         self._closed = False
         # Held while closing: a close() that comes while another thread closes returns once all is freed.
         self._close_lock = threading.RLock()
+        renew_in_child(self, _renew_close_lock)  # a fork while a parent thread was closing it
 
     # -- description ------------------------------------------------------------------------
     @property

@@ -101,26 +101,6 @@ def forked_error(what: str, opened_in: int) -> EngineError:
     )
 
 
-#: What objects opened in another process left behind in this one, a fork of it (:func:`leave_to_parent`).
-_LEFT_TO_PARENT: list[Any] = []
-_LEFT_PINNED = False
-
-
-def leave_to_parent(*objects: Any) -> None:
-    """Keep ``objects`` (CUDA buffers, streams, TensorRT objects inherited from the parent) alive until this forked
-    process ends, so that no destructor of theirs (cudaFree, cuStreamDestroy, pycuda's context push and pop) ever
-    runs in it: those calls would act on the parent's context. Not even at the interpreter's exit, which clears
-    module globals: the list holding them gets one reference more that is never given back (CPython)."""
-    global _LEFT_PINNED
-    _LEFT_TO_PARENT.extend(objects)
-    if not _LEFT_PINNED:
-        _LEFT_PINNED = True
-        try:
-            ctypes.pythonapi.Py_IncRef(ctypes.py_object(_LEFT_TO_PARENT))
-        except AttributeError:  # no ctypes.pythonapi (not CPython): kept until module cleanup at exit
-            pass
-
-
 class CudaMemory(abc.ABC):
     """Device/pinned-host allocation, async copies and streams on one CUDA device.
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import weakref
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError, ModelError, check_flag, require
 from ..fileio import file_problem
+from ..forking import leave_to_parent, renew_in_child
 from ..metadata import ModelInfo
 from .base import Backend, BackendClosedError
 
@@ -34,25 +34,17 @@ MAX_THREADS = 1024
 
 ProviderSpec = Union[str, Tuple[str, Dict[str, Any]]]  # typing generics: evaluated at import (Python 3.8 on JetPack 5)
 
-# Backends that split batches on a thread pool, for _renew_pools_after_fork.
-_pooled: "weakref.WeakSet[OnnxRuntimeBackend]" = weakref.WeakSet()
-
 
 def _new_pool(sessions: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=sessions, thread_name_prefix="fsrfer-ort")
 
 
-def _renew_pools_after_fork() -> None:
-    """A forked child (a pre-forking server's worker, multiprocessing's "fork") has only the thread that forked:
-    the pool's workers stayed in the parent, and a share submitted to the parent's pool would wait for them
-    forever. Each backend gets a new pool (its threads start on first use); the sessions themselves are kept."""
-    for backend in list(_pooled):
-        if backend._pool is not None:
-            backend._pool = _new_pool(backend.sessions)
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
-    os.register_at_fork(after_in_child=_renew_pools_after_fork)
+def _renew_pool(backend: "OnnxRuntimeBackend") -> None:
+    """In a forked child (a pre-forking server's worker, multiprocessing's "fork"), which has only the thread that
+    forked: the pool's workers stayed in the parent, and a share submitted to the parent's pool would wait for them
+    forever. The backend gets a new pool (its threads start on first use); the sessions themselves are kept."""
+    if backend._pool is not None:
+        backend._pool = _new_pool(backend.sessions)
 
 
 def import_onnxruntime() -> ModuleType:
@@ -259,6 +251,7 @@ class OnnxRuntimeBackend(Backend):
         self._session: Any = None
         self._extra: list[Any] = []
         self._pool: Optional[ThreadPoolExecutor] = None
+        self._pid = os.getpid()  # the process whose sessions these are (a forked child must not destroy them)
         self._session, self._info = load_session(self.path, providers, threads, device, spinning)
         self._max_batch = check_session_io(self._session, self._info, str(self.path))
         if count > 1 and self._max_batch is not None:
@@ -272,7 +265,7 @@ class OnnxRuntimeBackend(Backend):
         self._extra = [load_session(self.path, providers, threads, device, spinning)[0] for _ in range(count - 1)]
         if self._extra:
             self._pool = _new_pool(count)
-            _pooled.add(self)
+            renew_in_child(self, _renew_pool)
         self._input_name = self._info.input_name
         self._output_names = [self._info.output_name]
         logger.info("loaded %s with %s%s", self.path, self.providers,
@@ -329,6 +322,8 @@ class OnnxRuntimeBackend(Backend):
         return np.concatenate([f.result() for f in futures])
 
     def _close_impl(self) -> None:
+        if os.getpid() != self._pid:  # a forked child: destroying the parent's sessions would hang joining their
+            leave_to_parent(self._session, *self._extra)  # thread pools' threads, which stayed in the parent
         # ONNX Runtime frees a session (and its arena) when the last reference goes.
         self._session = None
         self._extra = []

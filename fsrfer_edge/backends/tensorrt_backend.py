@@ -39,8 +39,8 @@ from ..fileio import as_path, sha256_file
 from ..errors import BackendUnavailable, EngineError, InputError, check_count, check_flag
 from ..metadata import ModelInfo
 from .base import Backend
-from .cuda_memory import (CudaMemory, CudaStream, DeviceBuffer, forked_error, leave_to_parent, note_cleanup_failure,
-                          select_memory)
+from ..forking import leave_to_parent
+from .cuda_memory import CudaMemory, CudaStream, DeviceBuffer, forked_error, note_cleanup_failure, select_memory
 
 if TYPE_CHECKING:  # the types come from tensorrt-stubs (TensorRT 10.x); see scripts/prepare_trt_stubs.py
     import tensorrt as trt

@@ -37,6 +37,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ..errors import BackendUnavailable, InputError, ModelError, require
+from ..forking import renew_in_child
 from .base import Detection, DetectorClosedError
 from .pyramid import Level, PyramidDetector, check_number, round_up
 
@@ -77,6 +78,10 @@ def equalize_lut(hist: np.ndarray) -> np.ndarray:
     cum = np.cumsum(hist[first + 1:]).astype(np.float32)
     lut[first + 1:] = np.clip(np.rint(cum * scale), 0, 255).astype(np.uint8)
     return lut
+
+
+def _renew_lock(detector: "OpenCVDetector") -> None:
+    detector._lock = threading.Lock()
 
 
 class OpenCVDetector(PyramidDetector):
@@ -124,6 +129,7 @@ class OpenCVDetector(PyramidDetector):
         # A CascadeClassifier keeps per-call state in the object: two threads detecting at once get each other's
         # faces. Calls on one detector take turns (each detector has its own classifier).
         self._lock = threading.Lock()
+        renew_in_child(self, _renew_lock)  # a fork while a parent thread ran the cascade: a lock not held
         self._local = threading.local()  # this thread's equalisation table, for the frame it is detecting
         self._cv2 = require("cv2", "crowd", "the OpenCV face detector")
         if not hasattr(self._cv2, "CascadeClassifier"):
