@@ -389,3 +389,18 @@ def test_a_renewal_never_keeps_its_object_alive() -> None:
     del thing
     gc.collect()
     assert gone() is None and len([k for k in forking._RENEWALS.keys() if isinstance(k, Thing)]) == 0
+
+
+@needs_fork
+def test_a_detector_closed_in_a_forked_child_leaves_its_session_to_the_parent() -> None:
+    """YuNet's (and BlazeFace's) ONNX Runtime session destroyed in a forked child hung for ever, as the recogniser's
+    did; the parent's detector goes on."""
+    pytest.importorskip("onnxruntime")
+    from fsrfer_edge.detection import create_detector
+
+    frame = _crowd_frame()
+    with create_detector("yunet") as det:
+        want = len(det.detect(frame))
+        got = _in_child(lambda: [len(det.detect(frame)), det.close(), det.closed])
+        assert got == {"value": [want, None, True]}
+        assert len(det.detect(frame)) == want

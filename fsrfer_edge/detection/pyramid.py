@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+import os
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from ..errors import InputError, ModelError
 from ..fileio import file_problem
+from ..forking import leave_to_parent
 from .base import (Detection, DetectorClosedError, FaceDetector, box_iou, check_frame_size, drop_nested,
                    weighted_nms)
 from .frames import resize_rgb
@@ -108,6 +110,7 @@ class PyramidDetector(FaceDetector):
     def __init__(self, *, min_score: float, min_face: float, iou: float, max_cover: float, level_step: float,
                  max_input: int, face_px: float, size_slack: float, size_multiple: int, coarsest: int) -> None:
         super().__init__()
+        self._pid = os.getpid()  # the process whose session this is (a forked child must not destroy it)
         self.min_score = min_score  # checked by the property
         self.min_face = check_number("min_face", min_face, 1.0)
         self.iou = check_number("iou", iou, 0.0, 1.0)
@@ -323,6 +326,8 @@ class PyramidDetector(FaceDetector):
         return session
 
     def _close(self) -> None:
+        if self._session is not None and os.getpid() != self._pid:  # a forked child: destroying the parent's
+            leave_to_parent(self._session)  # session would hang joining threads that stayed in the parent
         self._session = None
 
 
