@@ -8,13 +8,10 @@ from __future__ import annotations
 import copy
 import gc
 import json
-import os
 import pickle
-import signal
 import subprocess
 import sys
 import threading
-import warnings
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -24,6 +21,11 @@ import pytest
 from fsrfer_edge.backends import BackendClosedError
 from fsrfer_edge.backends.base import Backend
 from fsrfer_edge.metadata import ModelInfo
+
+try:
+    from ._fork_child import in_child, needs_fork
+except ImportError:
+    from _fork_child import in_child, needs_fork  # type: ignore[no-redef]
 
 JOIN_S = 8.0  # a thread not done by then hung
 
@@ -253,7 +255,7 @@ def test_a_backend_refuses_pickling_and_copying(tiny: Path, attempt: Any) -> Non
         assert be.infer(_batch(4)).shape == (4, 7)  # still open, its pool too
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@needs_fork
 @pytest.mark.parametrize("sessions", [1, 2])
 def test_a_forked_worker_runs_the_backend_it_inherited(tiny: Path, sessions: int) -> None:
     """A pre-forking server (gunicorn --preload, multiprocessing "fork") made the backend before forking. With
@@ -261,23 +263,9 @@ def test_a_forked_worker_runs_the_backend_it_inherited(tiny: Path, sessions: int
     x = _batch(4)
     with _backend(tiny, sessions) as be:
         want = be.infer(x)  # the pool's threads are running in the parent
-        read, write = os.pipe()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12: fork() with threads running
-            pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            try:
-                signal.alarm(5)  # a hang ends the child, which the parent sees as no answer
-                out = be.infer(x)
-                os.write(write, json.dumps(out.tolist()).encode())
-            finally:
-                os._exit(0)
-        os.close(write)
-        with os.fdopen(read, "rb") as f:
-            raw = f.read()
-        _, status = os.waitpid(pid, 0)
-        assert raw, f"the forked child gave no answer (exit status {status}): its call hung or failed"
-        np.testing.assert_allclose(np.array(json.loads(raw), np.float32), want, atol=1e-5)
+        got = in_child(lambda: be.infer(x).tolist(), timeout=10)
+        assert "error" not in got, got
+        np.testing.assert_allclose(np.array(got["value"], np.float32), want, atol=1e-5)
         assert be.infer(x).shape == (4, 7)  # the parent's pool still works
 
 

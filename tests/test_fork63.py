@@ -12,12 +12,9 @@ import gc
 import json
 import os
 import re
-import signal
 import sys
 import threading
 import time
-import types
-import warnings
 import weakref
 from pathlib import Path
 from typing import Any, Callable
@@ -25,39 +22,27 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from fsrfer_edge.backends import cuda_memory
 from fsrfer_edge.backends.cuda_memory import CudaPythonMemory, PyCudaMemory, select_memory
 from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend
-from fsrfer_edge.engine_cache import EngineKey, write_sidecar
 from fsrfer_edge.errors import EngineError
-from fsrfer_edge.metadata import ModelInfo
 
-try:
-    from .fake_trt import fake_logits, make_tensorrt
-    from .fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda
-except ImportError:
-    from fake_trt import fake_logits, make_tensorrt  # type: ignore[no-redef]
-    from fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda  # type: ignore[no-redef]
+sys.path.insert(0, str(Path(__file__).parent))
+import test_tensorrt_review  # noqa: E402
+from fake_trt import fake_logits  # noqa: E402
+from test_tensorrt_versions import FakeGpu  # noqa: E402
+from _fork_child import CHILD_S, in_child, needs_fork  # noqa: E402
 
 VERSION = "10.3.0.26"
 FACES = np.random.default_rng(0).standard_normal((2, 1, 48, 48)).astype(np.float32)
-CHILD_S = 20.0  # a forked child not done by then hung
+
 FORK_ADVICE = r"fork.*open the TensorRT backend in the child.*'spawn'"
 
 
-class Gpu:
-    """Fake TensorRT, cuda-python and pycuda, installed for one test (as test_tensorrt_versions.FakeGpu)."""
+class Gpu(FakeGpu):
+    """Fake TensorRT, cuda-python and pycuda, installed for one test."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.trt = make_tensorrt(VERSION)
-        self.cudart = FakeCudart()
-        self.pycuda = make_fake_pycuda()
-        monkeypatch.setitem(sys.modules, "tensorrt", self.trt)
-        pkg = types.ModuleType("pycuda")
-        pkg.driver = self.pycuda  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "pycuda", pkg)
-        monkeypatch.setitem(sys.modules, "pycuda.driver", self.pycuda)
-        monkeypatch.setattr(cuda_memory, "import_cudart", lambda: self.cudart)
+        super().__init__(monkeypatch, VERSION)
 
     def cuda_state(self) -> tuple[Any, ...]:
         """Everything a CUDA call would change: live allocations and streams, device switches, pushed contexts."""
@@ -71,15 +56,7 @@ def gpu(monkeypatch: pytest.MonkeyPatch) -> Gpu:
     return Gpu(monkeypatch)
 
 
-@pytest.fixture()
-def engine(tmp_path: Path) -> Path:
-    """An engine of the fake TensorRT (batch 1-8, FP16 file) with its sidecar, for the fake Orin."""
-    spec = {"trt": VERSION, "input": "faces", "input_dtype": "FLOAT", "outputs": ["logits"], "min": 1, "opt": 4,
-            "max": 8, "chw": [1, 48, 48], "classes": 7, "flags": [], "strongly_typed": False, "precisions": []}
-    path = tmp_path / "m.engine"
-    path.write_bytes(json.dumps(spec).encode())
-    write_sidecar(path, EngineKey(VERSION, "8.7", "fp16", 1, 4, 8, GPU_KEY), "0" * 64, ModelInfo(precision="fp16"))
-    return path
+engine = test_tensorrt_review.engine  # the fake engine (batch 1-8) with its sidecar, a fixture
 
 
 def _as_forked_child(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,41 +195,6 @@ def test_a_cuda_error_in_a_process_that_was_not_forked_gets_no_fork_advice(
 
 
 # -- 2: the CPU runtime with a real fork ------------------------------------------------------------------
-def _in_child(work: Callable[[], Any], timeout: float = CHILD_S) -> dict[str, Any]:
-    """Run ``work`` in a forked child; its JSON result (``{"value": ...}`` or ``{"error": name, "message": ...}``).
-    A child not done within ``timeout`` is killed and the test fails: it hung."""
-    read, write = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12: fork() while threads run
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(read)
-            try:
-                result: dict[str, Any] = {"value": work()}
-            except BaseException as exc:  # noqa: BLE001 - handed to the parent
-                result = {"error": type(exc).__name__, "message": str(exc)}
-            os.write(write, json.dumps(result).encode())  # small: under a pipe's buffer
-        finally:
-            os._exit(0)
-    os.close(write)
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(read)
-            pytest.fail(f"the forked child did not finish within {timeout} s: it hung")
-        time.sleep(0.02)
-    with os.fdopen(read, "rb") as f:
-        raw = f.read()
-    assert raw, f"the forked child gave no answer (exit status {status})"
-    return dict(json.loads(raw))
-
-
 def _crowd_frame() -> np.ndarray:
     try:
         from ._faces import blob_face
@@ -265,7 +207,6 @@ def _crowd_frame() -> np.ndarray:
     return frame
 
 
-needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
 
 @pytest.fixture()
@@ -290,7 +231,7 @@ def test_a_forked_worker_runs_the_analyzer_and_recognizer_it_inherited(sessions:
     with Recognizer(sessions=sessions, spinning=False) as rec, CrowdAnalyzer(rec) as a:
         want = {"crowd": a.analyze(frame).to_dict(), "logits": rec.predict_logits(rec.prepare(faces)).tolist()}
         a.analyze_stream([frame, frame], pipeline=True).__next__()  # a pipelined stream's worker thread ran
-        got = _in_child(lambda: {"crowd": a.analyze(frame).to_dict(),
+        got = in_child(lambda: {"crowd": a.analyze(frame).to_dict(),
                                  "logits": rec.predict_logits(rec.prepare(faces)).tolist()})
         assert "error" not in got, got
         np.testing.assert_allclose(got["value"]["logits"], want["logits"], atol=1e-5)
@@ -331,7 +272,7 @@ def test_an_analyzer_closed_in_a_forked_child_does_not_wait_for_the_parents_thre
         analyzer.close()
         return {"seconds": time.monotonic() - t0, "closed": analyzer.recognizer.backend.closed}
 
-    got = _in_child(close_in_child)
+    got = in_child(close_in_child)
     release.set()
     t.join(5)
     assert "error" not in got, got
@@ -349,7 +290,7 @@ def test_a_pipelined_stream_continued_in_a_forked_child_fails_instead_of_hanging
     stream = analyzer.analyze_stream([frame] * 4, pipeline=True)
     first = next(stream)  # the worker is detecting frame 1 now
 
-    got = _in_child(lambda: len(list(stream)))
+    got = in_child(lambda: len(list(stream)))
     assert got.get("error") == "FsrferError", got
     assert re.search(r"(?s)process \d+.*fork.*analyze_stream", got["message"]), got
     assert [r.frame_index for r in stream] == [1, 2, 3] and first.frame_index == 0  # the parent's stream goes on
@@ -369,7 +310,7 @@ def test_locks_a_parent_thread_held_at_the_fork_are_new_in_the_child() -> None:
     frame = _crowd_frame()
     want = len(det.detect(frame))
     with det._lock, backend._close_lock:  # held by this thread while the child is forked
-        got = _in_child(lambda: [len(det.detect(frame)), backend.close(), backend.closed])
+        got = in_child(lambda: [len(det.detect(frame)), backend.close(), backend.closed])
     assert got == {"value": [want, None, True]}
     det.close()
     backend.close()
@@ -401,6 +342,6 @@ def test_a_detector_closed_in_a_forked_child_leaves_its_session_to_the_parent() 
     frame = _crowd_frame()
     with create_detector("yunet") as det:
         want = len(det.detect(frame))
-        got = _in_child(lambda: [len(det.detect(frame)), det.close(), det.closed])
+        got = in_child(lambda: [len(det.detect(frame)), det.close(), det.closed])
         assert got == {"value": [want, None, True]}
         assert len(det.detect(frame)) == want
