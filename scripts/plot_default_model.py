@@ -43,7 +43,9 @@ def main() -> int:
     axes[0].legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     out = FOLDER / "test_protocols.png"
-    fig.savefig(out, dpi=110)
+    from fsrfer_edge.fileio import atomic_write
+
+    atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=110))
     print(f"wrote {out.relative_to(REPO)}")
     return 0
 

@@ -2121,8 +2121,10 @@ def render(name: str) -> tuple[Path, str]:
 
 
 def update(name: str) -> None:
+    from fsrfer_edge.fileio import atomic_write
+
     path, text = render(name)
-    path.write_text(text)
+    atomic_write(path, lambda f: f.write(text.encode()))
     print(f"{TABLES[name][2]}: table {name} from {TABLES[name][0]}")
 
 

@@ -70,7 +70,10 @@ def update_readme(name: str, split: str, results: dict, source: Path) -> None:
         path = REPO / doc
         text = path.read_text() if path.is_file() else ""
         if pat.search(text):
-            path.write_text(pat.sub(lambda _: block, text))
+            from fsrfer_edge.fileio import atomic_write
+
+            new = pat.sub(lambda _: block, text)
+            atomic_write(path, lambda f: f.write(new.encode()))
             return
     raise SystemExit(f"none of {', '.join(RESULT_DOCS)} has a block {start} ... {end}; add one where the table should go")
 

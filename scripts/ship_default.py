@@ -25,7 +25,6 @@ rewrites only the card's accuracy section from that folder's test.json, test_sma
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -287,7 +286,9 @@ def refresh_accuracy(results_dir: Path) -> int:
     except SystemExit as e:
         print(e, file=sys.stderr)
         return 2
-    path.write_text(text)
+    from fsrfer_edge.fileio import atomic_write
+
+    atomic_write(path, lambda f: f.write(text.encode()))
     print(f"refreshed the accuracy section of {path}")
     return 0
 
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
     import onnx
 
-    from fsrfer_edge.fileio import atomic_write_bytes, loads_json
+    from fsrfer_edge.fileio import atomic_write, atomic_write_bytes, loads_json
     from fsrfer_edge.metadata import METADATA_KEY
     from trainer import checkpoint
 
@@ -349,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     DEST.mkdir(exist_ok=True)
     if args.onnx.resolve() != (DEST / "default.onnx").resolve():
-        shutil.copyfile(args.onnx, DEST / "default.onnx")
+        atomic_write(DEST / "default.onnx", lambda f: f.write(args.onnx.read_bytes()))
     atomic_write_bytes(DEST / "default.pt", ckpt_bytes)
     eval_path = args.eval.resolve()
     if args.results_dir is not None:
@@ -364,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
             ev["_file"] = name
         eval_path = (args.results_dir / "test.json").resolve()
     sizes = {"default.onnx": (DEST / "default.onnx").stat().st_size, "default.pt": len(ckpt_bytes)}
-    (DEST / "MODEL_CARD.md").write_text(card(info, evals, ckpt, eval_path, args.chosen, hr, sizes))
+    text = card(info, evals, ckpt, eval_path, args.chosen, hr, sizes)
+    atomic_write(DEST / "MODEL_CARD.md", lambda f: f.write(text.encode()))
     print(f"shipped {total / 1e6:.2f} MB to {DEST}")
     return 0
 

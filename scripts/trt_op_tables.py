@@ -42,6 +42,8 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
+    from fsrfer_edge.fileio import atomic_write
+
     git = argv[0]
     OUT.mkdir(parents=True, exist_ok=True)
     for name, (ref, versions, (lo, hi)) in TABLES.items():
@@ -53,7 +55,8 @@ def main(argv: list[str]) -> int:
                           "path": "docs/operators.md"},
                "tensorrt": versions, "opset": {"min": lo, "max": hi}, "operators": parse(text)}
         path = OUT / f"{name}.json"
-        path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        body = json.dumps(doc, indent=1, sort_keys=True) + "\n"  # the committed tables: indent 1, not write_json's 2
+        atomic_write(path, lambda f: f.write(body.encode()))
         print(f"{path.relative_to(REPO)}: {len(doc['operators'])} operators from {ref} ({commit[:12]})")
     return 0
 
