@@ -683,7 +683,9 @@ class ExpressionSmoother:
     Args:
         half_life, aggregate: as for :class:`FaceTracker`.
         max_age: a face not updated for more than this many frames is forgotten (its next update starts afresh):
-            frames of its own stream (``update(..., stream=)``), whose numbers are compared only with each other.
+            frames of its own stream (``update(..., stream=)``), whose numbers are compared only with each other. A
+            stream whose numbers start again (a looping file, a reconnected camera) without :meth:`reset` forgets
+            the faces of its old numbers once it has gone on for more than ``max_age`` frames of its new ones.
 
     Raises:
         InputError: a bad ``half_life``, ``aggregate`` or ``max_age``.
@@ -697,9 +699,12 @@ class ExpressionSmoother:
             raise InputError(f"max_age={max_age!r}; expected an integer number of frames >= 0")
         self.max_age = int(max_age)
         self._decay = _decay(self.half_life)
-        # key -> (weighted sum, weight, last frame, stream, sum of squared weights, weighted sum of squares)
-        self._faces: dict[Any, tuple[np.ndarray, float, int, Any, float, np.ndarray]] = {}
-        self._latest: dict[Any, int] = {}  # each stream's latest frame, for forgetting
+        # key -> (weighted sum, weight, last frame, stream, sum of squared weights, weighted sum of squares, the
+        # stream's count of frames at that update)
+        self._faces: dict[Any, tuple[np.ndarray, float, int, Any, float, np.ndarray, int]] = {}
+        # each stream's last frame number and its count of frames (steps up of its frame number), for forgetting: a
+        # stream whose numbers started again never passes its old highest one, but its count goes on
+        self._latest: dict[Any, tuple[int, int]] = {}
 
     def __len__(self) -> int:
         return len(self._faces)
@@ -753,17 +758,23 @@ class ExpressionSmoother:
             if earlier[0].shape != terms.shape:
                 raise InputError(f"probs of {terms.shape[0]} classes for {key!r}, whose earlier ones had "
                                  f"{earlier[0].shape[0]}; expected the same model's classes")
-        if latest is None or frame > latest:
-            self._latest[stream] = frame
-            self._faces = {k: v for k, v in self._faces.items() if v[3] != stream or frame - v[2] <= self.max_age}
+        advanced = latest is None or frame > latest[0]
+        count = 0 if latest is None else latest[1] + int(advanced)
+        if latest is None or frame != latest[0]:
+            self._latest[stream] = (frame, count)
+        if advanced:
+            # frames in order: the count never forgets a face the frame numbers keep (each step is a frame or more);
+            # numbers that started again forget the old numbers' faces, which the new ones may never pass
+            self._faces = {k: v for k, v in self._faces.items()
+                           if v[3] != stream or (frame - v[2] <= self.max_age and count - v[6] <= self.max_age)}
         if earlier is None:
             num, den, den2, sq = terms, 1.0, 1.0, p ** 2
         else:
-            e_num, e_den, last, _, e_den2, e_sq = earlier
+            e_num, e_den, last, _, e_den2, e_sq, _ = earlier
             k = self._decay ** (frame - last)
             num, den = e_num * k + terms, e_den * k + 1.0
             den2, sq = e_den2 * k * k + 1.0, e_sq * k + p ** 2
-        self._faces[key] = (num, den, frame, stream, den2, sq)
+        self._faces[key] = (num, den, frame, stream, den2, sq, count)
         return _normalised(num / den, self.aggregate)
 
     _EVERY_STREAM = object()
@@ -772,8 +783,9 @@ class ExpressionSmoother:
         """Forget the faces of ``stream`` (as :meth:`update` takes it; None: the default stream) and its latest frame,
         or of every stream when left out; return how many faces were forgotten. For a stream that restarts its frame
         numbers (a looping file, a camera that reconnected: DeepStream's EOS of a source) or that has ended: its
-        faces are otherwise kept until its own frames pass the old numbers, and a face whose key comes again is
-        refused (frames in order).
+        faces are otherwise kept (those of an ended stream until it is reset; those of a restarted one until its new
+        numbers pass the old ones, or go on for more than ``max_age`` frames), and a face whose key comes again
+        meanwhile is refused (frames in order).
 
         Raises:
             InputError: ``stream`` cannot be hashed.
@@ -807,7 +819,7 @@ class ExpressionSmoother:
                              "given to update()")
         if self.aggregate != "probs":
             return None
-        num, den, _, _, den2, sq = face
+        num, den, _, _, den2, sq, _ = face
         return _spread(num, den, den2, sq)
 
     def __repr__(self) -> str:
