@@ -375,8 +375,12 @@ def run_image(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
 
 def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, labels: bool,
               max_frames: Optional[int], stop: Optional[threading.Event] = None,
-              track: Union[bool, FaceTracker] = False, detect_every: int = 1) -> dict[str, Any]:
+              track: Union[bool, FaceTracker] = False, detect_every: int = 1,
+              keep_frames: bool = True) -> dict[str, Any]:
     """Analyse a video file or a camera (``source``: a path or a camera index) and write the annotated video.
+
+    ``keep_frames=False``: ``"frames"`` is None, not every frame's result (for a run whose JSON is not written: a
+    camera recorded for hours would otherwise hold one result per frame in memory); the totals are the same.
 
     ``track`` follows faces over frames and labels each with its track's mean answer
     (``CrowdAnalyzer.analyze_stream``); the JSON's faces then carry ``track_id`` and their frame's own answer,
@@ -394,6 +398,7 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
         check_scale(scale, *video.frame_size)
         writer = AtomicVideoWriter(out, video.fps)
         frames: list[dict[str, Any]] = []
+        n_frames = 0
         totals: dict[str, int] = {c: 0 for c in analyzer.classes}
         tracks = TrackLog(analyzer.classes)
         tally = None if analyzer.groups is None else GroupTally(analyzer.groups)
@@ -403,7 +408,9 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
                 if result.detector_ran:
                     coasted = {f.track_id for f in result.faces if not f.detected and f.track_id is not None}
                 writer.write(annotate(frame, result, scale, labels, coasted))
-                frames.append(result.to_dict())
+                n_frames += 1
+                if keep_frames:
+                    frames.append(result.to_dict())
                 tracks.add(result)
                 for c, n in result.summary.counts.items():
                     totals[c] += n
@@ -420,7 +427,7 @@ def run_video(analyzer: CrowdAnalyzer, source: str, out: Path, scale: int, label
         video.close()
     tracked = track is not False
     shares = None if tally is None else tally.shares()
-    return {"frames": frames, "n_frames": len(frames), "fps": writer.fps, "face_counts_all_frames": totals,
+    return {"frames": frames if keep_frames else None, "n_frames": n_frames, "fps": writer.fps, "face_counts_all_frames": totals,
             "shares_all_frames": None if shares is None else {c: round(float(p), 4)
                                                               for c, p in zip(analyzer.classes, shares)},
             "tracks": tracks.to_list() if tracked else None, "frames_in_header": video.frames_in_header,
@@ -646,7 +653,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             else:
                 detect_every = 1 if args.detect_every is None else args.detect_every
                 doc = run_video(analyzer, args.input, args.out, args.scale, not args.no_labels, args.max_frames,
-                                stop, tracker if tracker is not None else False, detect_every)
+                                stop, tracker if tracker is not None else False, detect_every,
+                                keep_frames=args.json is not None)
                 doc["tracking"] = tracking_json(tracker, detect_every)
                 message = video_summary(doc)
             written = kind != "camera"  # a camera's recording cannot be taken again: it is kept

@@ -300,6 +300,23 @@ def test_cli_video_writes_annotated_video_and_json(scene: crowd_bench.Scene, tmp
     assert not list(tmp_path.glob(".out.*"))  # no temporary file left behind
 
 
+def test_a_video_run_without_json_keeps_no_result_per_frame(scene: crowd_bench.Scene, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A camera recorded for hours without --json held every frame's result in memory for a report never written:
+    run_video keeps them only for the JSON; the summary's counts are the same."""
+    pytest.importorskip("cv2")
+    video = write_video(tmp_path / "in.avi", [scene.image, scene.image[::-1].copy(), scene.image])
+    docs = []
+    real = crowd_cli.run_video
+    monkeypatch.setattr(crowd_cli, "run_video", lambda *a, **k: docs.append(real(*a, **k)) or docs[-1])
+    for extra in ([], ["--json", str(tmp_path / "r.json")]):
+        assert crowd_cli.main([str(video), "--out", str(tmp_path / "o.avi"), "--min-face", "12", *extra]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert docs[0]["frames"] is None and len(docs[1]["frames"]) == docs[0]["n_frames"] == docs[1]["n_frames"] == 3
+    assert docs[0]["face_counts_all_frames"] == docs[1]["face_counts_all_frames"] and lines[0] == lines[2]
+
+
 @pytest.mark.parametrize("args, words", [
     (["missing.png", "--out", "o.png"], "does not exist"),
     (["missing", "--out", "o.png"], "does not exist"),  # before the output's suffix is judged
