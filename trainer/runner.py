@@ -19,6 +19,11 @@ others (ConfigError naming them), so a model never records settings it was only 
 that a state lacks (an option added to the trainer since it was written) had its default then. A state also
 names the models its stage starts from (``starts_from``: the HR model's weights SHA-256 for stage 2 and the
 baselines): a stage is not resumed from another one.
+
+A diverged training stops (:class:`TrainingDiverged`) at the end of the epoch whose loss or weights are not finite
+(a learning rate far too high), before that epoch is saved or evaluated: the state keeps the last finished epoch
+and no model is written from the diverged weights. The check costs one look per epoch: the epoch's statistics
+(sums kept on the device, read once) and the modules' weights; under DDP every rank stops after the same epoch.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fsrfer_edge.errors import ConfigError, ModelError
+from fsrfer_edge.errors import ConfigError, FsrferError, ModelError
 
 from . import checkpoint, distributed
 
@@ -42,6 +47,10 @@ log = logging.getLogger(__name__)
 
 TrainEpoch = Callable[[int, np.random.Generator], dict[str, float]]
 Evaluate = Callable[[], float]
+
+
+class TrainingDiverged(FsrferError):
+    """A training's loss or weights became non-finite (NaN or inf): the run stops before saving that epoch."""
 
 
 def cosine_lr(base: float, epoch: int, step: int, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0) -> float:
@@ -114,12 +123,14 @@ class EpochRunner:
         starts_from: the models the stage starts from, each a description (e.g. "HR model") and an
             identity of its weights (a SHA-256); kept in the state, and a resumed state that started from
             another is refused (ConfigError). States without the record resume (not compared).
+        diverged_hint: what to do when the training diverges (the learning rates to lower, how to start the
+            stage again), appended to :class:`TrainingDiverged`'s message.
     """
 
     def __init__(self, name: str, state_path: Path, modules: dict[str, nn.Module],
                  optimizers: dict[str, torch.optim.Optimizer], epochs: int, seed: int,
                  settings: Optional[dict[str, Any]] = None, defaults: Optional[dict[str, Any]] = None,
-                 starts_from: Optional[dict[str, str]] = None) -> None:
+                 starts_from: Optional[dict[str, str]] = None, diverged_hint: str = "") -> None:
         self.name = name
         self.state_path = Path(state_path)
         self.modules = modules
@@ -129,6 +140,7 @@ class EpochRunner:
         self.settings = settings
         self.defaults = defaults
         self.starts_from = starts_from
+        self.diverged_hint = diverged_hint
         self.history: list[dict[str, float]] = []
         self.best_score = -math.inf
         self.best_state: dict[str, dict[str, torch.Tensor]] = {}
@@ -192,6 +204,27 @@ class EpochRunner:
         self.best_score, self.best_state = float(st["best_score"]), st["best_state"]
         log.info("%s: resumed after epoch %d from %s", self.name, self.epoch, self.state_path)
 
+    def _check_finite(self, stats: dict[str, float]) -> None:
+        """TrainingDiverged if the epoch just trained left a non-finite statistic (its losses, summed over the
+        epoch: one bad step shows) or non-finite weights in a module (a last step that overflowed). Every rank
+        stops: the flag is summed over ranks. Called before the epoch is evaluated or saved."""
+        bad = [f"{k} {v}" for k, v in stats.items() if isinstance(v, float) and not math.isfinite(v)]
+        for k, m in self.modules.items():
+            tensors = [t for t in m.state_dict().values() if t.is_floating_point()]
+            if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+                bad.append(f"weights of {k}")
+        if not distributed.all_reduce_sum([float(bool(bad))])[0]:
+            return
+        if self.epoch:
+            kept = (f"Nothing of epoch {self.epoch + 1} was saved: {self.state_path} keeps epoch {self.epoch}, the "
+                    "last finished one, and no model was written from the diverged weights.")
+        else:
+            kept = "No epoch of it finished, so it saved no state and no model."
+        raise TrainingDiverged(
+            f"{self.name}: training diverged in epoch {self.epoch + 1} of {self.epochs}: not finite: "
+            f"{', '.join(bad) if bad else 'the loss or weights on another rank'}; expected finite losses and "
+            f"weights. {kept} {self.diverged_hint}".rstrip())
+
     def epoch_rng(self, epoch: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, zlib.crc32(self.name.encode()), epoch])
 
@@ -219,6 +252,11 @@ class EpochRunner:
             for m in self.modules.values():
                 m.train()
             stats = dict(train_epoch(self.epoch, rng))
+            try:
+                self._check_finite(stats)
+            except TrainingDiverged:
+                bar.close()  # before the error is reported
+                raise
             for m in self.modules.values():
                 m.eval()
             score = distributed.broadcast(float(evaluate()) if main else math.nan)

@@ -335,7 +335,37 @@ def _runner(cfg: TrainConfig, out: Path, stage: str, model: str, modules: dict[s
     if data_sha256:
         settings["data_sha256"] = data_sha256
     return EpochRunner(stage, state, modules, optimizers, epochs, cfg.seed,
-                       settings, _stage_settings(model, TrainConfig()), {"HR model": hr_fer} if hr_fer else None)
+                       settings, _stage_settings(model, TrainConfig()), {"HR model": hr_fer} if hr_fer else None,
+                       _diverged_hint(cfg, out, stage, model))
+
+
+def _rates_of(cfg: TrainConfig, stage: str) -> list[tuple[str, float]]:
+    """The config's learning rates that ``stage`` trains with, by dotted key."""
+    if stage == "stage1":
+        return [("stage1.lr", cfg.stage1.lr)]
+    if stage == "stage1_swa":
+        return [("stage1.swa_lr", cfg.stage1.swa_lr)]
+    if stage.endswith(".pretrain"):
+        return [("stage2.pretrain_lr", cfg.stage2.pretrain_lr)]
+    if stage.endswith(".gan"):
+        return [("stage2.lr_g", cfg.stage2.lr_g), ("stage2.lr_d", cfg.stage2.lr_d)]
+    if stage == "lr_finetune":
+        return [("baselines.lr_finetune_lr", cfg.baselines.lr_finetune_lr)]
+    if stage == "image_sr":
+        return [("baselines.image_sr_lr", cfg.baselines.image_sr_lr)]
+    return []
+
+
+def _diverged_hint(cfg: TrainConfig, out: Path, stage: str, model: str) -> str:
+    """What to do when ``stage`` diverges (:class:`trainer.runner.TrainingDiverged`): lower its learning rates, and
+    train it again from the start (every state of ``model`` carries the rates among its settings, so --resume refuses
+    them under lower ones)."""
+    rates = " and ".join(f"{k} (now {v!r})" for k, v in _rates_of(cfg, stage)) or "the learning rate"
+    states = (["stage1.pt", "stage1_swa.pt"] if model == "hr" else [f"{model}.pretrain.pt", f"{model}.gan.pt"]
+              if model.startswith("fsrfer") else [f"{model}.pt"])
+    return (f"The learning rate is likely too high: lower {rates} in the config, then train into a new --out, or "
+            f"here with --resume after moving {' and '.join(states)} (where present) out of {out / 'state'} (--resume "
+            "refuses a stage stopped under another rate; it keeps the finished models that the change leaves alone)")
 
 
 def _stage_settings(model: str, cfg: TrainConfig) -> dict[str, Any]:
