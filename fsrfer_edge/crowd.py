@@ -26,6 +26,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generator, Iterable, Iterator, Optional, Sequence, Tuple, Union, cast
@@ -623,7 +624,8 @@ class CrowdAnalyzer:
         :class:`VideoFrames`; :data:`DEFAULT_TRACK`), not another iterable of frames, which may be separate
         photos: pass ``track=True`` for your own video's frames. Tracks are matched by box position, so the frames
         of a tracked stream (and of the calls a carried tracker goes on into) should share one size: a change of
-        size is not refused (a clip cropped on the fly may be valid) but logs a warning, once per call.
+        size is not refused (a clip cropped on the fly may be valid) but logs a warning, once per stream (a carried
+        tracker's stream lasts until its ``reset()``; later changes are logged at DEBUG).
 
         With ``pipeline`` the detection of frame t+1 runs in a worker thread while frame t is recognised
         (both ONNX Runtime and TensorRT release the GIL), so a frame costs about max(detect, recognise)
@@ -809,24 +811,37 @@ class _FrameSizeWatch:
     """Logs one warning per stream the first time the frame size changes in a tracked stream (within it, or from
     the last frame a carried tracker saw while it still has tracks): tracks are matched by box position, which
     means another place in a frame of another geometry, so one face may continue another's track. Not refused: a
-    clip cropped on the fly may be valid."""
+    clip cropped on the fly may be valid.
+
+    A carried tracker is one stream across calls until its ``reset()``: an app that feeds it a frame per call, from
+    a source whose size keeps changing, is warned once, not at every frame (later changes are logged at DEBUG)."""
 
     def __init__(self, tracker: Optional[FaceTracker]) -> None:
         self._tracker = tracker
         self._size = tracker.frame_size if tracker is not None and tracker.n_tracks else None
-        self._warned = False
+        if tracker is not None and tracker.frame_size is None:  # made or reset: a new stream
+            _SIZE_WARNED.discard(tracker)
 
     def see(self, rgb: np.ndarray) -> None:
         if self._tracker is None:
             return
         size = (int(rgb.shape[0]), int(rgb.shape[1]))
-        if self._size is not None and size != self._size and not self._warned:
-            self._warned = True
-            logger.warning("frame size changed from %dx%d to %dx%d (height x width) in a tracked stream: tracks are "
-                           "matched by position, so a face may continue another face's track; pass track=False or "
-                           "start a new stream (a new FaceTracker, or its reset()) for frames of another size",
-                           *self._size, *size)
+        if self._size is not None and size != self._size:
+            if self._tracker not in _SIZE_WARNED:
+                _SIZE_WARNED.add(self._tracker)
+                logger.warning("frame size changed from %dx%d to %dx%d (height x width) in a tracked stream: tracks "
+                               "are matched by position, so a face may continue another face's track; pass "
+                               "track=False or start a new stream (a new FaceTracker, or its reset()) for frames of "
+                               "another size (further changes in this stream are logged at DEBUG)", *self._size, *size)
+            else:
+                logger.debug("frame size changed from %dx%d to %dx%d (height x width) in a tracked stream",
+                             *self._size, *size)
         self._size = self._tracker.frame_size = size
+
+
+#: The trackers whose stream has had its frame size warning (:class:`_FrameSizeWatch`); one leaves when it is
+#: reset (its ``frame_size`` None again) or collected.
+_SIZE_WARNED: "weakref.WeakSet[FaceTracker]" = weakref.WeakSet()
 
 
 def _check_max_frames(max_frames: Any) -> None:
