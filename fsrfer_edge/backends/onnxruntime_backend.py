@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import InputError, ModelError, check_flag, require
+from ..errors import BackendUnavailable, InputError, ModelError, check_flag, require
 from ..fileio import file_problem
 from ..forking import leave_to_parent, renew_in_child
 from ..metadata import ModelInfo
@@ -136,8 +136,31 @@ def make_session_options(threads: Optional[int] = None, ort: Optional[ModuleType
         opts.inter_op_num_threads = 1
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.log_severity_level = 3  # errors only; warnings about unused CUDA libs go to our logger instead
+    opts.log_severity_level = 3  # errors only: a GPU provider that did not start is told by check_providers_started
     return opts
+
+
+def check_providers_started(session: Any, asked: Sequence[ProviderSpec],
+                            providers: Union[None, str, Sequence[ProviderSpec]], source: str) -> None:
+    """ONNX Runtime falls back to the CPU when a GPU provider it has cannot start (CUDA or cuDNN libraries missing
+    or of another version): a warning where the choice was ``"auto"`` (the CPU is what auto means without a GPU),
+    an error where the user asked for that provider (``"cuda"`` or a list naming it): never silently on the CPU.
+
+    Raises:
+        BackendUnavailable: a provider asked for by name did not start, naming it and what to do.
+    """
+    got = list(session.get_providers())
+    missing = [name for name in (p[0] if isinstance(p, tuple) else p for p in asked) if name not in got]
+    if not missing:
+        return
+    if providers is None or providers == "auto":
+        logger.warning("%s: ONNX Runtime could not start %s (its CUDA or cuDNN libraries are missing or of another "
+                       "version); running on %s", source, ", ".join(missing), ", ".join(got))
+        return
+    raise BackendUnavailable(
+        f"{source}: ONNX Runtime could not start {', '.join(missing)} and would run on {', '.join(got)}; expected the "
+        "providers asked for: install the CUDA and cuDNN libraries this onnxruntime-gpu build needs (its docs list "
+        "them), or pass providers='cpu' (or 'auto', which falls back to the CPU with a warning)")
 
 
 def load_session(path: Union[str, os.PathLike[str]], providers: Union[None, str, Sequence[ProviderSpec]] = None,
@@ -147,7 +170,8 @@ def load_session(path: Union[str, os.PathLike[str]], providers: Union[None, str,
     Raises:
         ModelError: the file is missing, not a loadable ONNX model, has no fsrfer metadata, or its
             inputs/outputs do not match that metadata.
-        BackendUnavailable: onnxruntime is not installed.
+        BackendUnavailable: onnxruntime is not installed, or a GPU provider asked for by name did not start (ONNX
+            Runtime would have run on the CPU; with ``"auto"`` that is a warning).
         InputError: bad ``providers`` or ``threads``.
     """
     ort = import_onnxruntime()
@@ -164,6 +188,7 @@ def load_session(path: Union[str, os.PathLike[str]], providers: Union[None, str,
             f"{p} could not be loaded by ONNX Runtime ({type(exc).__name__}: {exc}); expected an ONNX model "
             "written by fsrfer-export. The file may be truncated or corrupt: export it again"
         ) from exc
+    check_providers_started(session, provider_list, providers, str(p))
     props = dict(session.get_modelmeta().custom_metadata_map)
     info = ModelInfo.from_props(props, source=str(p))
     check_session_io(session, info, str(p))

@@ -335,11 +335,12 @@ def open_session(path: Path, providers: Union[None, str, Sequence[Any]], threads
     """An ONNX Runtime session on a detector model.
 
     Raises:
-        BackendUnavailable: onnxruntime is not installed.
+        BackendUnavailable: onnxruntime is not installed, or a GPU provider asked for by name did not start.
         ModelError: the file is missing or ONNX Runtime cannot load it (``expected`` says what it should be).
     """
     from ..backends.onnxruntime_backend import (
         _ort_errors,
+        check_providers_started,
         import_onnxruntime,
         make_session_options,
         resolve_providers,
@@ -349,10 +350,13 @@ def open_session(path: Path, providers: Union[None, str, Sequence[Any]], threads
     problem = file_problem(path)  # a folder is said to be one, not "does not exist"
     if problem:
         raise ModelError(f"detector model {path} {problem}; expected {expected}")
+    asked = resolve_providers(providers, 0, ort)
     try:
         # No spin-waiting: a detector takes turns with the recogniser (see make_session_options).
-        return ort.InferenceSession(str(path), sess_options=make_session_options(threads, ort, spinning=False),
-                                    providers=resolve_providers(providers, 0, ort))
+        session = ort.InferenceSession(str(path), sess_options=make_session_options(threads, ort, spinning=False),
+                                       providers=asked)
     except _ort_errors(ort) as exc:
         raise ModelError(f"{path} could not be loaded by ONNX Runtime ({type(exc).__name__}: {exc}); "
                          f"expected {expected}") from exc
+    check_providers_started(session, asked, providers, str(path))
+    return session
