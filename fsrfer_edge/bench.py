@@ -34,6 +34,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from . import __version__
+from .backends.onnxruntime_backend import usable_cpus
 # --threads as fsrfer-crowd and fsrfer-demo take it
 from .crowd_cli import THREADS_HELP, check_sessions, check_threads, threads_option
 from .engine_cache import sidecar_path
@@ -509,11 +510,11 @@ def check_options(args: argparse.Namespace) -> None:
                 where = "a TensorRT engine" if engine else "--backend tensorrt"
                 raise InputError(f"{flag} applies to ONNX Runtime only, not to {where}; drop {flag}"
                                  + ("" if engine else ", or pass --backend onnxruntime"))
-    cpus = os.cpu_count() or 1
+    cpus = usable_cpus()  # a container's CPU set, not the host's
     if args.sessions is not None and args.sessions > cpus:
         # Each session runs its share at once on a thread of its own: more of them than CPUs only slow each other down
         # (the Recognizer warns of it), and each holds its own copy of the model's weights.
-        raise InputError(f"--sessions {args.sessions}, but this machine has {cpus} CPUs; expected 1 to {cpus} (each "
+        raise InputError(f"--sessions {args.sessions}, but this process may use {cpus} CPUs; expected 1 to {cpus} (each "
                          "session runs its share of a batch at once, on a CPU of its own)")
     _check_overhead_reps(args, engine)
     if args.data is None:  # they only change the accuracy, which needs --data: dropping them silently misleads

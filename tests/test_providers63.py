@@ -48,3 +48,19 @@ def test_a_detector_asked_for_cuda_says_so_too(cuda_that_fails: None) -> None:
 
     with pytest.raises(BackendUnavailable, match="could not start CUDAExecutionProvider"):
         YuNetDetector(providers="cuda")
+
+
+def test_the_cpu_count_is_the_process_cpu_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """In a 2-CPU container on a 64-core host os.cpu_count() says 64: fsrfer-bench took --sessions 16 and the
+    Recognizer did not warn of sessions slowing each other down."""
+    import os
+
+    from fsrfer_edge import bench
+    from fsrfer_edge.backends import onnxruntime_backend
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert onnxruntime_backend.usable_cpus() == 2
+    assert bench.main(["--sessions", "16", "--json", str(tmp_path / "b.json")]) == 2
+    assert "may use 2 CPUs" in capsys.readouterr().err

@@ -35,6 +35,15 @@ MAX_THREADS = 1024
 ProviderSpec = Union[str, Tuple[str, Dict[str, Any]]]  # typing generics: evaluated at import (Python 3.8 on JetPack 5)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: a container's or taskset's CPU set (``os.cpu_count()`` counts the
+    machine's, so a 2-CPU container on a 64-core host would be told it has 64)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this platform (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def _new_pool(sessions: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=sessions, thread_name_prefix="fsrfer-ort")
 
@@ -284,9 +293,9 @@ class OnnxRuntimeBackend(Backend):
             raise InputError(f"sessions={count} splits batches, but {self.path.name} takes exactly {self._max_batch} "
                              "faces at a time; export it with a dynamic batch (fsrfer-export does) or use one session")
         # after load_session, which refuses a bad ``threads`` with an InputError
-        if count > 1 and count * int(threads or 1) > (os.cpu_count() or 1):
+        if count > 1 and count * int(threads or 1) > usable_cpus():
             logger.warning("sessions=%d of %s thread(s) each use more threads than this machine's %s CPUs; they "
-                           "will slow each other down", count, threads, os.cpu_count())
+                           "will slow each other down", count, threads, usable_cpus())
         self._extra = [load_session(self.path, providers, threads, device, spinning)[0] for _ in range(count - 1)]
         if self._extra:
             self._pool = _new_pool(count)
