@@ -35,6 +35,7 @@ import numpy as np
 
 from .confidence import ScoreCalibration
 from .detection import Detection, FaceDetector, as_rgb_frame, create_detector
+from .detection.base import clean_detections
 from .detection.frames import is_image_file, read_image, require_cv2
 from .detection.pyramid import check_number
 from .errors import FsrferError, InputError, one_line
@@ -544,7 +545,8 @@ class CrowdAnalyzer:
 
     def _detect(self, rgb: np.ndarray) -> list[Detection]:
         with self._using():
-            dets = self.detector.detect(rgb)
+            # checked here too: a plug-in that overrides detect() itself, not _detect(), skips the base class's check
+            dets = clean_detections(self.detector.detect(rgb), rgb.shape, self.detector.name)
         if self.min_score is not None:
             dets = [d for d in dets if d.score >= self.min_score]
         return [d for d in dets if d.size >= self.min_size]
@@ -944,8 +946,6 @@ def tracker_confidence_applies(calibration: Optional[ScoreCalibration],
 
 def _given_boxes(boxes: Sequence[Sequence[float]], shape: tuple[int, ...]) -> list[Detection]:
     """The caller's boxes as detections, one per box and in order (clipped to the frame), or InputError."""
-    from .detection.base import clean_detections
-
     expected = "expected N boxes of 4 finite numbers (x0, y0, x1, y1) in frame pixels, e.g. [(10, 20, 58, 68)]"
     if not isinstance(boxes, (list, tuple, np.ndarray)):
         raise InputError(f"boxes is a {type(boxes).__name__}; {expected} as a list, tuple or (N, 4) array")

@@ -793,3 +793,28 @@ def test_a_stream_releases_its_video_when_abandoned_cut_short_or_failing(rec: Re
         assert len(opened) == 3 or not opened[-1]._cap.isOpened()  # refused before (or released after) opening
     finally:
         gc.enable()
+
+
+def test_a_plug_in_that_overrides_detect_itself_is_checked_by_the_analyzer(rec: Recognizer) -> None:
+    """A detector that overrides detect() (not _detect()) skipped the base class's check: a box past the frame
+    reached the cropper and a NaN score went on. The analyzer checks what any detector returns."""
+    class Loose(FaceDetector):
+        name = "loose"
+
+        def __init__(self, dets: list[Detection]) -> None:
+            super().__init__()
+            self.dets = dets
+
+        def detect(self, frame: np.ndarray) -> list[Detection]:  # type: ignore[override]
+            return self.dets
+
+        def _detect(self, frame: np.ndarray) -> list[Detection]:  # pragma: no cover - never called
+            raise AssertionError
+
+    frame = np.full((60, 80, 3), 100, np.uint8)
+    with CrowdAnalyzer(rec, Loose([Detection((-20, -20, 30, 200), 0.9), Detection((70, 50, 200, 200), 0.8)])) as a:
+        boxes = [f.box for f in a.analyze(frame).faces]
+    assert boxes == [(0.0, 0.0, 30.0, 60.0), (70.0, 50.0, 80.0, 60.0)]
+    with CrowdAnalyzer(rec, Loose([Detection((0, 0, 20, 20), float("nan"))])) as a:
+        with pytest.raises(InputError, match="detector loose returned box .* expected 4 finite"):
+            a.analyze(frame)
