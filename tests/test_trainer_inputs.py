@@ -250,9 +250,10 @@ def test_eval_json_may_not_overwrite_the_ferplus_labels_beside_the_data(tmp_path
     assert labels.read_bytes() == b"the FER+ votes"
 
 
-@pytest.mark.parametrize("value", ["nan", "-1", "0", "inf"])
+@pytest.mark.parametrize("value", ["nan", "-1", "0", "inf", "1e+300"])
 def test_a_dist_timeout_that_is_not_a_positive_number_is_a_usage_error(tmp_path, capsys, value):
-    """Under torchrun it became a timedelta: NaN raised ValueError, a negative one made every connect time out."""
+    """Under torchrun it became a timedelta: NaN raised ValueError, a negative one made every connect time out, 1e300
+    overflowed it (OverflowError, a traceback)."""
     with pytest.raises(SystemExit) as e:
         train_main(["--config", config_file(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"),
                     "--dist-timeout", value])

@@ -52,6 +52,10 @@ def positive_minutes(text: str) -> float:
     return v
 
 
+#: The longest --dist-timeout (minutes): ranks waiting longer than a week for rank 0 are stuck, not slow.
+MAX_DIST_TIMEOUT_MIN = 7 * 24 * 60.0
+
+
 def _refuse_empty_paths(ap: argparse.ArgumentParser, args: argparse.Namespace, **expected: str) -> None:
     """An empty path option (``--data "$DATA"`` with the variable unset) is an error, not the current folder nor
     the option left out. ``expected``: per option's dest, what it takes."""
@@ -123,8 +127,9 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
                         out="a folder, or leave --out out for runs/<config name>")
     if args.seed is not None and not 0 <= args.seed < 2**63:
         ap.error(f"--seed {args.seed}: expected an integer >= 0 and < 2**63")
-    if not args.dist_timeout > 0 or math.isinf(args.dist_timeout):  # NaN fails the comparison
-        ap.error(f"--dist-timeout {args.dist_timeout:g}: expected a number of minutes > 0")
+    if not 0 < args.dist_timeout <= MAX_DIST_TIMEOUT_MIN:  # NaN fails the comparison; 1e300 overflows a timedelta
+        ap.error(f"--dist-timeout {args.dist_timeout:g}: expected a number of minutes > 0 and at most "
+                 f"{MAX_DIST_TIMEOUT_MIN:g} (a week)")
     steps = tuple(s for s in args.steps.split(",") if s)
     if not steps:  # else nothing would run, and the run would stop at the missing stage-1 model
         ap.error(f"--steps {args.steps!r} names no step; expected a comma-separated subset of {','.join(STEPS)}, "
