@@ -281,3 +281,15 @@ def test_a_refused_resume_leaves_the_runs_config_json_as_it_was(tmp_path, capsys
     assert "seed: 0 in the stopped stage, 1 now" in _error_line(capsys)
     assert (out / "config.json").read_text() == before
     assert train_main(args + ["--resume"]) == 0 and (out / "models" / "hr.pt").is_file()
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n"])
+def test_an_empty_config_file_is_refused_not_read_as_every_default(tmp_path, text):
+    """An empty config (a failed copy) trained every default: a full run on the config's synthetic faces, unasked."""
+    from fsrfer_edge.errors import ConfigError
+    from trainer import config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"c\.yaml is empty \(or only comments\); expected YAML options"):
+        config.load(path)

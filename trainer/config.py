@@ -398,7 +398,7 @@ def load(path: str | Path) -> TrainConfig:
     """Load a YAML config.
 
     Raises:
-        ConfigError: file missing, not YAML, unknown option, or a value of the wrong type.
+        ConfigError: file missing, empty, not YAML, unknown option, or a value of the wrong type.
         InputError: ``path`` is not a path (None, a number, an empty string).
     """
     import yaml  # train extra
@@ -411,11 +411,14 @@ def load(path: str | Path) -> TrainConfig:
     if problem:
         raise ConfigError(f"config file {p} {problem}; expected a YAML config file, see configs/ for examples")
     try:
-        d = yaml.load(p.read_text(), Loader=_unique_keys_loader(yaml)) or {}
+        d = yaml.load(p.read_text(), Loader=_unique_keys_loader(yaml))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML ({one_line(exc)})") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected a YAML config") from exc
+    if d is None:  # an empty file (a failed copy, a truncated write) would train every default: a full run, unasked
+        raise ConfigError(f"config file {p} is empty (or only comments); expected YAML options, e.g. a copy of "
+                          "configs/tiny.yaml (see configs/ for the others)")
     return from_dict(d, str(p))
 
 
