@@ -42,8 +42,10 @@ setup(
         # fsrfer-demo: scikit-image ships the public-domain sample photograph; Pillow reads/draws images.
         "demo": ["onnxruntime>=1.16", "scikit-image>=0.19", "pillow>=9"],
         # fsrfer-crowd: OpenCV reads videos and cameras and has the fallback face detector (its Haar
-        # cascades are gone from OpenCV 5, hence <5).
-        "crowd": ["onnxruntime>=1.16", "opencv-python-headless>=4.5,<5", "pillow>=9"],
+        # cascades are gone from OpenCV 5, hence <5). Pillow 9.2 is the first whose ImageDraw.textbbox takes the
+        # bitmap default font that Pillow < 10.1 gives (9.0 and 9.1 raise "Only supported for TrueType fonts" when
+        # the annotated image is drawn; scripts/min_versions.sh).
+        "crowd": ["onnxruntime>=1.16", "opencv-python-headless>=4.5,<5", "pillow>=9.2"],
         # Triton serving: the client alone, or PyTriton's bundled tritonserver (which needs numpy<2;
         # see scripts/test.sh for running the server from a numpy<2 environment beside a numpy 2 one).
         "client": ["tritonclient[http,grpc]>=2.40"],

@@ -21,10 +21,14 @@ def make_tiny_onnx(path: str | os.PathLike[str], input_dtype: str = "float32", s
                    static_batch: Optional[int] = None) -> Path:
     """Export a tiny FSR-FER model to ``path``; the same ``seed`` gives the same weights.
 
-    ``static_batch`` exports a fixed batch size instead of the dynamic batch axis.
+    ``static_batch`` exports a fixed batch size instead of the dynamic batch axis. Skips the calling test where
+    onnx or torch is missing (the ``jetson`` extra installs onnx without torch).
     """
-    import onnx
-    import torch
+    import pytest
+
+    onnx = pytest.importorskip("onnx", reason="the tiny test models need onnx (pip install -e '.[export]')")
+    torch = pytest.importorskip("torch", reason="the tiny test models are exported from torch (pip install "
+                                "torch==2.13.0)")
 
     from trainer.models import InferenceModel
 
@@ -98,9 +102,12 @@ def edit_metadata(path: str | os.PathLike[str], edit: Any) -> Path:
 def make_routed_onnx(path: str | os.PathLike[str], seed: int = 0) -> tuple[Path, Any]:
     """A routed scale-aware early-G graph (``route_hr_below``; NonZero/Gather/ScatterND inside) with a
     fitted factor estimator, and faces to feed it: ``(path, {"full": 48 px faces, "small": x4 faces})``
-    as normalised float32 model inputs. Needs torch."""
+    as normalised float32 model inputs. Needs torch (skips the calling test without it)."""
     import numpy as np
-    import torch
+    import pytest
+
+    torch = pytest.importorskip("torch", reason="the routed test model is exported from torch (pip install "
+                                "torch==2.13.0)")
 
     from trainer import checkpoint
     from trainer.degrade import DegradeConfig

@@ -725,6 +725,11 @@ def test_a_closed_analyzer_says_so(rec: Recognizer) -> None:
 def test_tracked_faces_are_drawn_with_their_track_ids_and_coasted_ones_dashed(rec: Recognizer) -> None:
     import dataclasses
 
+    import PIL
+
+    if tuple(int(p) for p in PIL.__version__.split(".")[:2]) < (10, 1):
+        pytest.skip(f"Pillow {PIL.__version__} < 10.1 has no sized default font: the legend's fixed bitmap font "
+                    "wraps into more lines on this 120-px frame and covers the box edge checked here")
     frame = np.full((120, 200, 3), 90, np.uint8)
     result = CrowdAnalyzer(rec, FixedDetector([(20, 30, 80, 90)])).analyze(frame)
     face = result.faces[0]

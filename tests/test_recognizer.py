@@ -848,6 +848,9 @@ class _ThreadBoundClient:
 
 def test_remote_recognizer_created_in_one_thread_works_in_others(monkeypatch: pytest.MonkeyPatch) -> None:
     import concurrent.futures
+
+    pytest.importorskip("gevent", reason="RemoteRecognizer over HTTP tracks each thread's gevent hub (pip install "
+                        "-e '.[client]')")
     import types
 
     from fsrfer_edge.serving import client as client_mod
