@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import threading
 from typing import Iterator
 
@@ -35,3 +36,18 @@ def client_stand_in(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterat
     pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (pip install -e '.[client]')")
     with local_http(handler) as address:
         yield address
+
+
+def triton_model_config() -> bytes:
+    """What a Triton server answers for /v2/models/fsrfer/config of an fsrfer model (the default ModelInfo, carried
+    in the config's parameters as fsrfer-serve and the repository writer put it)."""
+    from fsrfer_edge.metadata import ModelInfo
+
+    info = ModelInfo()
+    pre = info.preprocessing
+    return json.dumps({
+        "name": "fsrfer", "max_batch_size": 16,
+        "input": [{"name": info.input_name, "data_type": "TYPE_FP32",
+                   "dims": [pre.channels, pre.input_size, pre.input_size]}],
+        "output": [{"name": info.output_name, "data_type": "TYPE_FP32", "dims": [len(info.classes)]}],
+        "parameters": {"fsrfer": {"string_value": info.to_json()}}}).encode()

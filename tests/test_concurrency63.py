@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import json
 import pickle
 import subprocess
 import sys
@@ -271,16 +270,9 @@ def test_a_forked_worker_runs_the_backend_it_inherited(tiny: Path, sessions: int
 
 # -- 5: the Triton HTTP client: close() while another thread's request is in flight -------------
 def _fake_triton_handler(arrived: threading.Event, release: threading.Event) -> Any:
-    from _http import QuietHandler
+    from _http import QuietHandler, triton_model_config
 
-    info = ModelInfo()
-    pre = info.preprocessing
-    config = json.dumps({
-        "name": "fsrfer", "max_batch_size": 16,
-        "input": [{"name": info.input_name, "data_type": "TYPE_FP32",
-                   "dims": [pre.channels, pre.input_size, pre.input_size]}],
-        "output": [{"name": info.output_name, "data_type": "TYPE_FP32", "dims": [len(info.classes)]}],
-        "parameters": {"fsrfer": {"string_value": info.to_json()}}}).encode()
+    config = triton_model_config()
     state = {"requests": 0}
 
     class Handler(QuietHandler):

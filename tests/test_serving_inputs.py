@@ -28,7 +28,7 @@ from fsrfer_edge.serving import RemoteRecognizer, ServerProcess, ServerUnavailab
 from fsrfer_edge.serving import cli as serve_cli
 from fsrfer_edge.serving import client as client_mod
 from fsrfer_edge.serving import server as server_mod
-from _http import QuietHandler, client_stand_in
+from _http import QuietHandler, client_stand_in, triton_model_config
 
 # -- client ---------------------------------------------------------------------------------------
 
@@ -45,14 +45,7 @@ class _FakeTriton(QuietHandler):
     """Triton's HTTP endpoint as far as connecting needs: the model config, carrying the ModelInfo."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as Triton: each client holds its socket open
-    info = ModelInfo()
-    pre = info.preprocessing
-    config = json.dumps({
-        "name": "fsrfer", "max_batch_size": 16,
-        "input": [{"name": info.input_name, "data_type": "TYPE_FP32",
-                   "dims": [pre.channels, pre.input_size, pre.input_size]}],
-        "output": [{"name": info.output_name, "data_type": "TYPE_FP32", "dims": [len(info.classes)]}],
-        "parameters": {"fsrfer": {"string_value": info.to_json()}}}).encode()
+    config = triton_model_config()
 
     def do_GET(self) -> None:
         found = self.path == "/v2/models/fsrfer/config"
@@ -350,7 +343,7 @@ class _FakeTritonEightClasses(_FakeTriton):
     """A served model whose logits are not the ModelInfo's classes (8 outputs for 7 classes)."""
 
     _doc = json.loads(_FakeTriton.config)
-    _doc["output"] = [{**_doc["output"][0], "dims": [len(_FakeTriton.info.classes) + 1]}]
+    _doc["output"] = [{**_doc["output"][0], "dims": [len(ModelInfo().classes) + 1]}]
     config = json.dumps(_doc).encode()
 
 
