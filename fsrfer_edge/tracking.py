@@ -705,6 +705,9 @@ class ExpressionSmoother:
         # each stream's last frame number and its count of frames (steps up of its frame number), for forgetting: a
         # stream whose numbers started again never passes its old highest one, but its count goes on
         self._latest: dict[Any, tuple[int, int]] = {}
+        # each stream's face keys, so that forgetting visits the faces of the stream that advanced, not every
+        # stream's (thirty cameras: thirty times fewer): every key of self._faces is in its stream's set
+        self._keys: dict[Any, set[Any]] = {}
 
     def __len__(self) -> int:
         return len(self._faces)
@@ -763,10 +766,7 @@ class ExpressionSmoother:
         if latest is None or frame != latest[0]:
             self._latest[stream] = (frame, count)
         if advanced:
-            # frames in order: the count never forgets a face the frame numbers keep (each step is a frame or more);
-            # numbers that started again forget the old numbers' faces, which the new ones may never pass
-            self._faces = {k: v for k, v in self._faces.items()
-                           if v[3] != stream or (frame - v[2] <= self.max_age and count - v[6] <= self.max_age)}
+            self._forget(stream, frame, count)
         if earlier is None:
             num, den, den2, sq = terms, 1.0, 1.0, p ** 2
         else:
@@ -775,7 +775,31 @@ class ExpressionSmoother:
             num, den = e_num * k + terms, e_den * k + 1.0
             den2, sq = e_den2 * k * k + 1.0, e_sq * k + p ** 2
         self._faces[key] = (num, den, frame, stream, den2, sq, count)
+        self._keys.setdefault(stream, set()).add(key)
         return _normalised(num / den, self.aggregate)
+
+    def _forget(self, stream: Any, frame: int, count: int) -> None:
+        """Forget the faces of ``stream`` not updated for more than ``max_age`` of its frames or of its count."""
+        keys = self._keys.get(stream)
+        if not keys:
+            return
+        # frames in order: the count never forgets a face the frame numbers keep (each step is a frame or more);
+        # numbers that started again forget the old numbers' faces, which the new ones may never pass. ``!=`` as
+        # well: a stream that is not equal to itself (a NaN) never forgets, as when every face was scanned
+        faces, max_age = self._faces, self.max_age
+        gone = []
+        for k in keys:
+            v = faces[k]
+            if not (v[3] != stream or (frame - v[2] <= max_age and count - v[6] <= max_age)):
+                gone.append(k)
+        self._drop(stream, keys, gone)
+
+    def _drop(self, stream: Any, keys: set[Any], gone: list[Any]) -> None:
+        for k in gone:
+            del self._faces[k]
+            keys.discard(k)
+        if not keys:
+            del self._keys[stream]
 
     _EVERY_STREAM = object()
 
@@ -794,14 +818,16 @@ class ExpressionSmoother:
             n = len(self._faces)
             self._faces.clear()
             self._latest.clear()
+            self._keys.clear()
             return n
         if not _hashable(stream):
             raise InputError(f"stream={stream!r} cannot be hashed; expected e.g. a source_id, as update() takes")
-        kept = {k: v for k, v in self._faces.items() if v[3] != stream}
-        n = len(self._faces) - len(kept)
-        self._faces = kept
+        keys = self._keys.get(stream)
+        gone = [] if keys is None else [k for k in keys if not self._faces[k][3] != stream]
+        if keys is not None:
+            self._drop(stream, keys, gone)
         self._latest.pop(stream, None)
-        return n
+        return len(gone)
 
     def spread(self, key: Any) -> Optional[float]:
         """How much the frames averaged for ``key`` so far differ (as :attr:`FaceTracker.spread`, after its last
