@@ -171,7 +171,7 @@ def test_more_threads_than_cpus_are_warned_about(onnx_models: dict[str, Path], m
                                                  caplog: pytest.LogCaptureFixture) -> None:
     from fsrfer_edge.backends import onnxruntime_backend as ob
 
-    monkeypatch.setattr(ob.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(ob, "usable_cpus", lambda: 2)  # the CPUs this process may use
     with caplog.at_level("WARNING", logger=ob.__name__):
         ob.OnnxRuntimeBackend(onnx_models["float"], sessions=2, providers="cpu").close()
         assert not caplog.records

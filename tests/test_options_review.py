@@ -51,7 +51,9 @@ def test_overhead_reps_where_no_overhead_is_measured_is_refused(argv: list[str],
                                                                 monkeypatch: pytest.MonkeyPatch,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """--overhead-reps was silently unused with --overhead-batch 0 (or several sessions, or TensorRT)."""
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    from fsrfer_edge import bench
+
+    monkeypatch.setattr(bench, "usable_cpus", lambda: 4)  # the CPUs this process may use (its CPU set)
     rc, err, seen = _bench(argv, monkeypatch, capsys, tmp_path)
     reps = argv[argv.index("--overhead-reps") + 1]
     assert rc == 2 and not seen and f"--overhead-reps {reps}" in err and other in err, err
@@ -70,7 +72,9 @@ def test_overhead_reps_defaults_to_100_and_is_taken_where_the_overhead_is_measur
 def test_sessions_beyond_the_cpus_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     """--sessions 1000000 only warned (in the Recognizer's words) and then opened that many ONNX Runtime sessions."""
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    from fsrfer_edge import bench
+
+    monkeypatch.setattr(bench, "usable_cpus", lambda: 4)  # the CPUs this process may use (its CPU set)
     rc, err, seen = _bench(["--sessions", "5"], monkeypatch, capsys, tmp_path)
     assert rc == 2 and not seen and "--sessions 5" in err and "4 CPUs" in err and "1 to 4" in err, err
     _, err, seen = _bench(["--sessions", "4"], monkeypatch, capsys, tmp_path)
