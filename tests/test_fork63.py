@@ -15,6 +15,7 @@ import re
 import sys
 import threading
 import time
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any, Callable
@@ -345,3 +346,32 @@ def test_a_detector_closed_in_a_forked_child_leaves_its_session_to_the_parent() 
         got = in_child(lambda: [len(det.detect(frame)), det.close(), det.closed])
         assert got == {"value": [want, None, True]}
         assert len(det.detect(frame)) == want
+
+
+def _predict_into(rec: Any, faces: Any, queue: Any) -> None:
+    queue.put([p.label for p in rec.predict(faces)])
+
+
+@needs_fork
+def test_a_multiprocessing_fork_worker_uses_the_inherited_recognizer_and_exits() -> None:
+    """The README's "Processes": multiprocessing's "fork" children work with a Recognizer made before the fork and
+    end normally (they exit with os._exit, so ONNX Runtime's exit handlers, which hang in a forked child at a normal
+    interpreter exit, do not run)."""
+    import multiprocessing
+
+    pytest.importorskip("onnxruntime")
+    from fsrfer_edge import Recognizer
+
+    faces = list(np.random.default_rng(3).integers(0, 256, (4, 24, 24), dtype=np.uint8))
+    ctx = multiprocessing.get_context("fork")
+    with Recognizer(sessions=2) as rec, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12: fork() while threads run
+        want = [p.label for p in rec.predict(faces)]
+        queue = ctx.Queue()
+        worker = ctx.Process(target=_predict_into, args=(rec, faces, queue))
+        worker.start()
+        worker.join(CHILD_S)
+        if worker.is_alive():
+            worker.kill()
+            pytest.fail(f"the multiprocessing worker did not end within {CHILD_S} s")
+        assert worker.exitcode == 0 and queue.get(timeout=5) == want
