@@ -81,33 +81,41 @@ def test_threads_sharing_one_backend_get_the_serial_answers(tiny: Path, sessions
 
 
 # -- 2: close() while other threads run -----------------------------------------------------------
+def _close_while_called(call: Any, workers: int, close: Any) -> tuple[list[Any], list[BaseException]]:
+    """Run ``call()`` over and over in ``workers`` threads, each having answered once first, until it raises; call
+    ``close()`` once every worker has answered. Returns (answers, each worker's error); a worker still running
+    ``JOIN_S`` after the close fails the test (a call hung)."""
+    running = threading.Barrier(workers + 1, timeout=JOIN_S)  # the workers have each answered once, and the closer
+    answers: list[Any] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        answers.append(call())
+        running.wait()
+        while True:
+            try:
+                answers.append(call())
+            except BaseException as exc:  # noqa: BLE001 - what it is, is the test
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    running.wait()
+    close()
+    for t in threads:
+        t.join(JOIN_S)
+    assert not any(t.is_alive() for t in threads), "a call hung after close()"
+    return answers, errors
+
+
 @pytest.mark.parametrize("sessions", [1, 2])
 def test_close_while_threads_infer_gives_answers_or_closed_errors(tiny: Path, sessions: int) -> None:
     x = _batch(4)
     be = _backend(tiny, sessions)
     want = be.infer(x)
-    running = threading.Barrier(5, timeout=JOIN_S)  # the 4 workers have each answered once, and the closer
-    answers: list[np.ndarray] = []
-    errors: list[BaseException] = []
-
-    def work(i: int) -> None:
-        answers.append(be.infer(x))
-        running.wait()
-        while True:
-            try:
-                answers.append(be.infer(x))
-            except BaseException as exc:  # noqa: BLE001 - what it is, is the test
-                errors.append(exc)
-                return
-
-    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(4)]
-    for t in threads:
-        t.start()
-    running.wait()
-    be.close()
-    for t in threads:
-        t.join(JOIN_S)
-    assert not any(t.is_alive() for t in threads), "a call hung after close()"
+    answers, errors = _close_while_called(lambda: be.infer(x), 4, be.close)
     assert len(errors) == 4 and all(isinstance(e, BackendClosedError) for e in errors), errors
     for logits in answers:  # a call that was running finished with the right answer
         np.testing.assert_allclose(logits, want, atol=1e-5)
@@ -119,26 +127,8 @@ def test_close_of_a_shared_recognizer_while_threads_predict(tiny: Path) -> None:
     faces = [np.full((20, 20), v, np.uint8) for v in (10, 120, 240)]
     rec = Recognizer(tiny, providers="cpu", confidence=None)
     want = [p.label for p in rec.predict(faces)]
-    running = threading.Barrier(4, timeout=JOIN_S)
-    errors: list[BaseException] = []
-
-    def work(i: int) -> None:
-        running.wait()
-        while True:
-            try:
-                assert [p.label for p in rec.predict(faces)] == want
-            except BaseException as exc:  # noqa: BLE001
-                errors.append(exc)
-                return
-
-    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(3)]
-    for t in threads:
-        t.start()
-    running.wait()
-    rec.close()
-    for t in threads:
-        t.join(JOIN_S)
-    assert not any(t.is_alive() for t in threads)
+    answers, errors = _close_while_called(lambda: [p.label for p in rec.predict(faces)], 3, rec.close)
+    assert all(a == want for a in answers)
     assert len(errors) == 3 and all(isinstance(e, BackendClosedError) for e in errors), errors
 
 
