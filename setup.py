@@ -16,7 +16,7 @@ setup(
     # scripts/test.sh); training and export need torch, which needs a newer Python.
     python_requires=">=3.8",
     packages=find_packages(include=["fsrfer_edge", "fsrfer_edge.*", "trainer", "trainer.*"]),
-    package_data={"fsrfer_edge": ["models/*.onnx", "models/*.pt", "models/*.md", "models/*.groups.json", "models/*.scores.json", "models/restored_checkpoints.json", "export/trt_ops/*.json"]},
+    package_data={"fsrfer_edge": ["py.typed", "models/*.onnx", "models/*.pt", "models/*.md", "models/*.groups.json", "models/*.scores.json", "models/restored_checkpoints.json", "export/trt_ops/*.json"]},
     include_package_data=True,
     install_requires=["numpy>=1.22"],
     extras_require={
