@@ -28,9 +28,9 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from .errors import EngineError, InputError, ModelError
-from .fileio import (file_problem, has_flock, loads_json, lock_note, release_flock, sha256_file, short_name,
-                     try_flock, write_json, write_lock_note)
+from .errors import ConfigError, EngineError, InputError, ModelError
+from .fileio import (file_problem, has_flock, loads_json, lock_note, read_sidecar_text, release_flock, sha256_file,
+                     short_name, try_flock, write_json, write_lock_note)
 from .metadata import PRECISIONS, ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -101,9 +101,24 @@ def default_cache_dir() -> Path:
 
     A leading ``~`` in the variable is the home folder, as in a shell: a systemd unit, a docker ``ENV`` or a
     quoted ``export`` gives it unexpanded, and a literal ``~`` folder would be made in the current folder.
+
+    Raises:
+        ConfigError: there is no home folder (HOME unset and a user id without a passwd entry, as a container run
+            with a random user id has) for the default or for a ``~`` in the variable.
     """
     env = os.environ.get("FSRFER_ENGINE_DIR")
-    return Path(os.path.expanduser(env)) if env else Path.home() / ".cache" / "fsrfer-edge" / "engines"
+    if env and not env.startswith("~"):
+        return Path(env)
+    expanded = os.path.expanduser(env or "~")
+    # expanduser leaves "~" where it finds no home folder (Path.home() raises then); "~user" naming no user is a
+    # plain name, as in a shell (errors.check_home_expanded)
+    if expanded.startswith("~") and (not env or env == "~" or env.startswith("~/")):
+        uid = os.getuid() if hasattr(os, "getuid") else "?"
+        raise ConfigError(f"the engine cache folder {env or '~/.cache/fsrfer-edge/engines'} is in a home folder, and "
+                          f"there is none (HOME is unset and user id {uid} has no passwd entry, as in a container run "
+                          "with a random user id); expected FSRFER_ENGINE_DIR set to the cache folder's absolute path "
+                          "(or HOME set)")
+    return Path(expanded) if env else Path(expanded) / ".cache" / "fsrfer-edge" / "engines"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,7 +217,7 @@ def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any]:
             "sidecar was lost. Rebuild it with: fsrfer-export --engine MODEL.onnx"
         )
     try:
-        doc = loads_json(path.read_text())  # a key given twice: corrupt, not its last value
+        doc = loads_json(read_sidecar_text(path, "engine sidecar"))  # a key given twice: corrupt, not its last value
         doc["key"] = EngineKey(**doc["key"])
         doc["model_info"] = ModelInfo.from_dict(doc["model_info"], source=str(path))
     # ModelError: model_info of another schema; RecursionError: JSON nested too deep

@@ -91,7 +91,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.tensorrt_version is not None and not re.fullmatch(r"\d+(\.\d+){2,}", args.tensorrt_version.strip()):
         p.error(f"--tensorrt-version {args.tensorrt_version!r}; expected TensorRT's full version, major.minor.patch "
                 "at least, as python3 -c 'import tensorrt; print(tensorrt.__version__)' prints it, e.g. 10.3.0.26")
-    folder = args.dir if args.dir is not None else engine_cache.default_cache_dir()
+    try:
+        folder = args.dir if args.dir is not None else engine_cache.default_cache_dir()
+    except FsrferError as exc:  # no home folder for the default
+        print(f"fsrfer-engines: error: {one_line(exc)}, or --dir DIR", file=sys.stderr)
+        return 2
     if args.dir is not None and not folder.exists():  # the default cache is made on first use
         p.error(f"--dir {folder} does not exist; expected a folder of engines (the cache, or the --out-dir of "
                 "fsrfer-export --engine)")

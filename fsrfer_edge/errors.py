@@ -5,6 +5,7 @@ Every message says what was received, what was expected and, where it helps, wha
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import errno
 import functools
@@ -17,7 +18,7 @@ import sys
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import IO, TYPE_CHECKING, Any, Callable, ContextManager, Iterator, NoReturn, Optional, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, Callable, ContextManager, Iterator, NoReturn, Optional, TypeVar, Union, cast
 
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import SupportsWrite
@@ -305,6 +306,35 @@ def _quiet_if_broken(raised: bool) -> bool:
     return bool(broken)
 
 
+#: The codec error handler :func:`printable_output` gives stdout and stderr.
+PRINTABLE_ERRORS = "fsrfer-printable"
+
+
+def _printable(exc: UnicodeError) -> tuple[Union[str, bytes], int]:
+    """Write what a stream cannot encode: a file name's surrogate escapes (bytes not in the file system's encoding,
+    a Latin-1 name under UTF-8) as those bytes, as Python writes them to a C locale's stdout; any other character
+    (a non-ASCII class name on an ASCII stdout) as a backslash escape, as stderr writes it."""
+    if isinstance(exc, UnicodeEncodeError) and all(0xDC80 <= ord(c) <= 0xDCFF for c in exc.object[exc.start:exc.end]):
+        return codecs.lookup_error("surrogateescape")(exc)
+    return codecs.lookup_error("backslashreplace")(exc)
+
+
+def printable_output() -> None:
+    """Let a command's stdout and stderr write any text, so that a finished run does not end with a
+    UnicodeEncodeError traceback (and status 1, its outputs written) on printing a name: stdout is strict under
+    PYTHONIOENCODING=utf-8 and ASCII under a C locale without UTF-8 mode (LC_ALL=C PYTHONUTF8=0). Streams with an
+    error handler of the user's own (PYTHONIOENCODING=utf-8:replace) are left as they are."""
+    codecs.register_error(PRINTABLE_ERRORS, _printable)
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) in ("strict", "surrogateescape",
+                                                                           "backslashreplace"):
+            try:
+                reconfigure(errors=PRINTABLE_ERRORS)
+            except (ValueError, OSError):  # closed, or a stream that cannot change its errors
+                pass
+
+
 def cli_main(main: _Main) -> _Main:
     """The wrapper of every console script's entry point (setup.py's ``console_scripts``).
 
@@ -316,10 +346,12 @@ def cli_main(main: _Main) -> _Main:
     A status the command had ended with already (an error, 2) is kept where only the flush at the end fails.
     A BrokenPipeError that is not about stdout or
     stderr (a socket whose peer went) is raised as it was. SIGPIPE itself is left ignored, as Python sets it: its
-    default action would kill the process before any cleanup, and on any socket too.
+    default action would kill the process before any cleanup, and on any socket too. Names the streams cannot
+    encode are printed escaped (:func:`printable_output`).
     """
     @functools.wraps(main)
     def run(*args: Any, **kwargs: Any) -> int:
+        printable_output()
         try:
             status = main(*args, **kwargs)
         except BrokenPipeError:

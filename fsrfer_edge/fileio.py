@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Optional, Sequence, Union
 
-from .errors import FsrferError, InputError, WriteError
+from .errors import FsrferError, InputError, ModelError, WriteError
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,10 @@ def check_output_path(path: PathLike, what: str = "output", probe: bool = True, 
         raise InputError(f"{what} {p} is a directory; expected a file path inside it, e.g. {p / example}" if example
                          else f"{what} {p} is a directory; expected a file path: add a file name inside it "
                               f"({p}{os.sep}NAME)")
+    if not p.is_absolute() and not _cwd_exists():
+        raise InputError(f"{what} {p}: the current folder no longer exists (it was removed after this command was "
+                         "started in it), so a relative path names no folder; expected an absolute path, or run "
+                         "the command from an existing folder")
     for parent in p.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -115,6 +119,15 @@ def check_output_path(path: PathLike, what: str = "output", probe: bool = True, 
     if problem:
         raise InputError(f"{what} {p} {problem}")
     return p
+
+
+def _cwd_exists() -> bool:
+    """Whether the current folder still exists (``os.getcwd`` raises FileNotFoundError once it is removed)."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _example_name(p: Path, what: str, json_output: bool) -> str:
@@ -524,6 +537,37 @@ def remove_partial_writes(folder: PathLike, locked: bool = False) -> list[Path]:
             p.unlink()
             removed.append(p)
     return removed
+
+
+#: The largest file beside a model that is read (measured files, engine-cache sidecars): 200 times the packaged
+#: groups file (326 KB), so that a huge or endless file (one linked to /dev/zero) is refused, not read into memory
+#: whole.
+MAX_SIDECAR_BYTES = 64 << 20
+
+
+def read_sidecar_text(path: PathLike, what: str) -> str:
+    """The text of a small JSON file kept beside a model (UTF-8), read so that an untrusted one can do no harm: a
+    FIFO, socket or device is refused without waiting for a writer or reading an endless stream, and a file over
+    :data:`MAX_SIDECAR_BYTES` is refused unread.
+
+    Raises:
+        ModelError: naming ``path``, what it is, and what was expected. OSError: the file cannot be opened or read.
+        UnicodeDecodeError: it is not UTF-8 text.
+    """
+    # O_NONBLOCK: a FIFO opens without waiting for a writer; O_NOCTTY: a terminal device does not become this process's
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode  # of what was opened: no other file can take its place after a check
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "a device")
+            raise ModelError(f"{path} is {kind}, not a regular file; expected a {what} (a JSON file)")
+        data = f.read(MAX_SIDECAR_BYTES + 1)  # at most this much, though the file grows meanwhile
+    if len(data) > MAX_SIDECAR_BYTES:
+        raise ModelError(f"{path} holds over {MAX_SIDECAR_BYTES} bytes; expected at most {MAX_SIDECAR_BYTES} "
+                         f"(MAX_SIDECAR_BYTES) for a {what}: it is not one, or is damaged")
+    return data.decode("utf-8")
 
 
 def sha256_file(path: PathLike) -> str:

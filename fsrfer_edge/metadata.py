@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import reprlib
+import unicodedata
 from types import SimpleNamespace
 from typing import Any, Mapping
 
@@ -22,6 +23,24 @@ INPUT_DTYPES = ("float32", "uint8")
 #: Q/DQ flavours of an int8 model (``int8_scheme``; empty when unknown, and for the other precisions).
 INT8_SCHEMES = ("s8s8", "u8s8")
 
+# Limits on what a model's metadata may hold, far beyond any real model, so that a crafted or damaged file (a model
+# downloaded or handed over) is refused before it makes the SDK allocate gigabytes or print pages of text.
+#: The side of the model's square input. Face models take 48 to 224; the dry run at load time and each batch
+#: allocate ``max_batch * channels * side**2`` floats (a graph with a dynamic height and width would take any side):
+#: 64 x 3 x 1024**2 float32 is 805 MB, a side of 100000 would be 40 GB for one face.
+MAX_INPUT_SIZE = 1024
+#: Classes a model may name (expression models have 7 or 8; ImageNet has 1000).
+MAX_CLASSES = 10_000
+#: Characters in a class name (one is printed beside each face by fsrfer-demo and fsrfer-crowd).
+MAX_CLASS_NAME_CHARS = 256
+#: Characters of the metadata's JSON text (fsrfer-export writes under 1 KB; MAX_CLASSES names of the longest
+#: allowed are 2.6 MB): a longer text is refused before it is parsed.
+MAX_METADATA_CHARS = 1 << 22
+#: Characters a printed name may not hold beside the control characters (Unicode category Cc, which includes the
+#: ESC of terminal escape sequences and C1's CSI): line and paragraph separators and the bidirectional overrides,
+#: which make a terminal show text other than what is there.
+_UNPRINTABLE = frozenset("\u2028\u2029\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
 
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
@@ -30,6 +49,44 @@ def _positive_int(value: Any) -> bool:
 #: The fields that hold text; the names among them may not be empty either.
 _STRING_FIELDS = ("method", "input_name", "output_name", "input_dtype", "precision", "int8_scheme", "checkpoint_sha256")
 _NAME_FIELDS = ("method", "input_name", "output_name")
+
+
+def _control_character(text: str) -> str:
+    """The first character of ``text`` that a terminal would not print as itself (a control character, a line
+    separator, a bidirectional override) or that no UTF-8 file can hold (a lone surrogate, from a JSON "\\ud800":
+    labels files and configs written from the metadata would fail half-way), "" when none."""
+    return next((c for c in text if c in _UNPRINTABLE or unicodedata.category(c) in ("Cc", "Cs")), "")
+
+
+def _classes_problem(classes: Any) -> str:
+    """What is wrong with the class names ("" when nothing) beyond :func:`preprocessing_problems`: too many, one too
+    long, or one holding a control character, which a CLI printing it would send to the terminal as it is."""
+    if not isinstance(classes, tuple):
+        return ""
+    if len(classes) > MAX_CLASSES:
+        return f"classes: {len(classes)} names; expected at most {MAX_CLASSES} (MAX_CLASSES)"
+    for i, name in enumerate(classes):
+        if not isinstance(name, str):
+            continue
+        if len(name) > MAX_CLASS_NAME_CHARS:
+            return (f"classes[{i}] is {reprlib.repr(name)}, {len(name)} characters; expected at most "
+                    f"{MAX_CLASS_NAME_CHARS} (MAX_CLASS_NAME_CHARS)")
+        bad = _control_character(name)
+        if bad:
+            return (f"classes[{i}] is {reprlib.repr(name)}, which holds the control character or lone surrogate "
+                    f"{bad!r}; expected a printable class name")
+    return ""
+
+
+def _preprocessing_limits(pre: Preprocessing) -> list[str]:
+    """What of ``pre`` is past the limits on a model's metadata (:data:`MAX_INPUT_SIZE`, :data:`MAX_CLASSES`...)."""
+    out = []
+    size = pre.input_size
+    if isinstance(size, int) and size > MAX_INPUT_SIZE:
+        out.append(f"input_size={size}; expected at most {MAX_INPUT_SIZE} (MAX_INPUT_SIZE): every batch would hold "
+                   f"{size}x{size} pixels per face")
+    problem = _classes_problem(pre.classes)
+    return out + ([problem] if problem else [])
 
 
 def _version_problem(version: Any) -> str:
@@ -61,12 +118,17 @@ def model_info_problems(fields: Mapping[str, Any]) -> list[str]:
     if not isinstance(info.preprocessing, Preprocessing):
         pre = info.preprocessing
         out.append(f"preprocessing is a {type(pre).__name__} ({reprlib.repr(pre)}); expected a Preprocessing")
+    else:
+        out += _preprocessing_limits(info.preprocessing)
     for name in _STRING_FIELDS:
         value = getattr(info, name)
         if not isinstance(value, str):
-            out.append(f"field {name!r} is {value!r}; expected a string")
+            out.append(f"field {name!r} is {reprlib.repr(value)}; expected a string")
         elif name in _NAME_FIELDS and not value:
             out.append(f"field {name!r} is ''; expected a non-empty string")
+        elif _control_character(value):
+            out.append(f"field {name!r} is {reprlib.repr(value)}, which holds the control character or lone "
+                       f"surrogate {_control_character(value)!r}; expected printable text")
     if isinstance(info.precision, str) and info.precision not in PRECISIONS:
         out.append(f"precision {info.precision!r} is not one of {list(PRECISIONS)}")
     if isinstance(info.input_dtype, str) and info.input_dtype not in INPUT_DTYPES:
@@ -161,12 +223,17 @@ class ModelInfo:
 
     @classmethod
     def from_json(cls, text: str, source: str = "model") -> "ModelInfo":
+        if isinstance(text, (str, bytes)) and len(text) > MAX_METADATA_CHARS:  # refused before json allocates it
+            raise ModelError(f"{source}: fsrfer metadata is {len(text)} characters long; expected at most "
+                             f"{MAX_METADATA_CHARS} (MAX_METADATA_CHARS), far more than fsrfer-export writes. Export "
+                             "the model again with fsrfer-export")
         try:
             d = loads_json(text)
         except InputError as exc:  # a key given twice
             raise ModelError(f"{source}: fsrfer metadata has a {exc}. Export the model again with fsrfer-export") \
                 from exc
-        except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: arrays nested too deep
+        # ValueError: not JSON, or an integer of more digits than Python converts; RecursionError: nested too deep
+        except (ValueError, RecursionError) as exc:
             raise ModelError(f"{source}: fsrfer metadata is not valid JSON ({exc})") from exc
         if not isinstance(d, dict):
             raise ModelError(f"{source}: fsrfer metadata must be a JSON object, got {type(d).__name__}")

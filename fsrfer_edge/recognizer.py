@@ -107,6 +107,10 @@ def resolve_model_path(model: Optional[PathLike]) -> Path:
     problem = file_problem(path)
     if problem:
         raise ModelError(f"model file {path} {problem}; expected an .onnx model or a TensorRT .engine/.plan")
+    if path.suffix.lower() in ONNX_SUFFIXES:  # before any backend reads it (TensorRT's parser too)
+        from .backends.onnxruntime_backend import check_external_data
+
+        check_external_data(path)
     return path
 
 

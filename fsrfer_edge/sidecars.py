@@ -91,10 +91,10 @@ class MeasuredFile:
     @classmethod
     def load(cls: type[Self], path: PathLike) -> Self:
         """Read a file :meth:`save` wrote. Raises ModelError for a missing, unreadable or malformed one."""
-        from .fileio import loads_json
+        from .fileio import loads_json, read_sidecar_text
 
         try:
-            d = loads_json(Path(path).read_text())
+            d = loads_json(read_sidecar_text(path, cls.WHAT))
         # ValueError: not JSON, or a key given twice; RecursionError: nested too deep
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise ModelError(f"{path}: not a readable {cls.WHAT} (JSON written by {cls.__name__}.save): "
@@ -132,12 +132,12 @@ def _engine_source(path: Path) -> Optional[Path]:
     in the cache folder is not beside its model's files). None where the sidecar is unreadable or malformed: the
     search goes on without it."""
     from .engine_cache import _recorded_source, sidecar_path
-    from .fileio import loads_json
+    from .fileio import loads_json, read_sidecar_text
 
     try:
-        doc = loads_json(sidecar_path(path).read_text())
-    # ValueError: not JSON, or a key given twice; RecursionError: nested too deep
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        doc = loads_json(read_sidecar_text(sidecar_path(path), "engine-cache sidecar"))
+    # ValueError: not JSON, or a key given twice; RecursionError: nested too deep; ModelError: a FIFO, device or huge
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, ModelError):
         return None
     source = _recorded_source(doc) if isinstance(doc, dict) else None
     if not source:

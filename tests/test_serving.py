@@ -214,12 +214,10 @@ def test_cli_refuses_a_log_file_it_cannot_write(tmp_path: Path, capsys: pytest.C
 
 
 def test_quiet_sends_tritonservers_log_to_a_file_named_by_the_http_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tempfile
-
     got: dict = {}
     monkeypatch.setattr(serve_cli, "serve", lambda *a, **kw: got.update(kw))
     assert serve_cli.main(["-q", "--http-port", "18123"]) == 0
-    assert got["log_file"] == Path(tempfile.gettempdir()) / "fsrfer-serve-18123.log"
+    assert got["log_file"] == serve_cli.quiet_log_folder() / "fsrfer-serve-18123.log"
     assert serve_cli.main([]) == 0 and got["log_file"] is None  # without -q: the console, as tritonserver writes it
     assert serve_cli.main(["--log-file", "my logs/t.log"]) == 2  # PyTriton would split it
 

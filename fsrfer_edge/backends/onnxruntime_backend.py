@@ -4,7 +4,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import mmap
 import os
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
@@ -31,6 +33,23 @@ _ORT_ERROR_NAMES = ("Fail", "InvalidArgument", "InvalidProtobuf", "InvalidGraph"
 #: The most intra-op threads a session may be given: far beyond any CPU's cores (ONNX Runtime itself fails
 #: with a raw TypeError from 2**31 on).
 MAX_THREADS = 1024
+
+# The messages of an ONNX model (onnx.proto) that may hold a tensor, each with its fields that lead to one, by field
+# number: where external data (a tensor's ``external_data`` entries) may be named, in any nested graph or function.
+_TENSOR_FIELDS: Dict[str, Dict[int, str]] = {
+    "model": {7: "graph", 20: "training", 25: "function"},
+    "training": {1: "graph", 2: "graph"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "node": {5: "attribute"},
+    "function": {7: "node", 11: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+    "tensor": {13: "entry"},
+    "entry": {},
+}
+#: How deep messages may nest in the external-data scan: protobuf's own default recursion limit, which ONNX
+#: Runtime's parser keeps too (a deeper file is one it refuses).
+_MAX_NESTING = 100
 
 ProviderSpec = Union[str, Tuple[str, Dict[str, Any]]]  # typing generics: evaluated at import (Python 3.8 on JetPack 5)
 
@@ -172,6 +191,115 @@ def check_providers_started(session: Any, asked: Sequence[ProviderSpec],
         "them), or pass providers='cpu' (or 'auto', which falls back to the CPU with a warning)")
 
 
+def _varint(buf: Any, i: int, end: int) -> Tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= end or shift > 63:
+            raise ValueError("a truncated or overlong varint")
+        byte = buf[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, i
+
+
+def _fields(buf: Any, start: int, end: int) -> Any:
+    """(field number, start, end) of each length-delimited field of the protobuf message in ``buf[start:end]``; the
+    others are skipped. ValueError: not a well-formed message."""
+    i = start
+    while i < end:
+        key, i = _varint(buf, i, end)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, i = _varint(buf, i, end)
+        elif wire == 1 or wire == 5:
+            i += 8 if wire == 1 else 4
+        elif wire == 2:
+            size, i = _varint(buf, i, end)
+            if i + size > end:
+                raise ValueError("a field longer than its message")
+            yield number, i, i + size
+            i += size
+        else:  # groups (wire types 3, 4), long deprecated, and no ONNX field
+            raise ValueError(f"wire type {wire}")
+    if i != end:
+        raise ValueError("a field past the end of its message")
+
+
+def external_data_locations(path: Union[str, os.PathLike[str]]) -> list[str]:
+    """The ``location`` of every tensor of the ONNX model file ``path`` that keeps its data in another file, in any
+    graph, nested graph or function (a pure-Python read of the protobuf: the ``cpu`` extra has no ``onnx``).
+
+    Raises:
+        ModelError: the file is not a well-formed ONNX protobuf where a location may be (ONNX Runtime would refuse
+            it too). OSError: it cannot be read.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return []
+        try:
+            mapped: Any = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # a file system without mmap: read it (ONNX Runtime does so too)
+            mapped = contextlib.nullcontext(f.read())
+        with mapped as buf:
+            if buf.find(b"location") < 0:  # the key every external tensor names its file under: none here
+                return []
+            found: list[str] = []
+            stack = [("model", 0, size, 0)]
+            try:
+                while stack:
+                    kind, start, end, depth = stack.pop()
+                    if depth > _MAX_NESTING:
+                        raise ValueError(f"messages nested over {_MAX_NESTING} deep")
+                    if kind == "entry":
+                        entry = {n: bytes(buf[a:b]) for n, a, b in _fields(buf, start, end)}
+                        if entry.get(1) == b"location":
+                            found.append(entry.get(2, b"").decode("utf-8", "replace"))
+                        continue
+                    follow = _TENSOR_FIELDS[kind]
+                    stack += [(follow[n], a, b, depth + 1) for n, a, b in _fields(buf, start, end) if n in follow]
+            except ValueError as exc:
+                raise ModelError(f"{path} is not a well-formed ONNX file ({exc}); expected an .onnx model from "
+                                 "fsrfer-export") from None
+    return found
+
+
+def check_external_data(path: Path) -> None:
+    """Refuse a model whose tensors name external data outside its folder (an absolute location, one with ``..``
+    or a symbolic link that leads out), or in a file that is not a regular one (a FIFO would make the load wait
+    for ever, a link to /dev/zero read without end). ONNX Runtime refuses the first since 1.24; the versions before
+    it (1.16 on is supported) read any file the process can, so a downloaded model could read, say, a key file into
+    its weights.
+
+    Raises:
+        ModelError: naming the location and what was expected, or the model file cannot be read.
+    """
+    folder = os.path.realpath(path.parent)
+    try:
+        locations = external_data_locations(path)
+    except OSError as exc:
+        raise ModelError(f"model file {path} cannot be read ({exc.strerror or exc}); expected a readable .onnx "
+                         "file") from exc
+    for location in locations:
+        try:
+            where = os.path.realpath(os.path.join(folder, location))
+            inside = os.path.commonpath([folder, where]) == folder
+        except ValueError:  # a NUL character; on Windows, another drive
+            where, inside = "", False
+        if not location or os.path.isabs(location) or Path(location).drive or not where:
+            why = "is not a path relative to the model's folder"
+        elif not inside:
+            why = f"leads outside the model's folder {folder} (to {where})"
+        else:
+            why = file_problem(where)
+        if why:
+            raise ModelError(f"{path}: a tensor's external data location {location!r} {why}; expected a file in the "
+                             "model's folder, as onnx.save(..., save_as_external_data=True) writes it. A model from "
+                             "an untrusted source may read other files this way: do not use it")
+
+
 def load_session(path: Union[str, os.PathLike[str]], providers: Union[None, str, Sequence[ProviderSpec]] = None,
                  threads: Optional[int] = None, device: int = 0, spinning: bool = True) -> tuple[Any, ModelInfo]:
     """Open an exported fsrfer ONNX model: returns (InferenceSession, ModelInfo).
@@ -188,6 +316,7 @@ def load_session(path: Union[str, os.PathLike[str]], providers: Union[None, str,
     problem = file_problem(p)
     if problem:
         raise ModelError(f"model file {p} {problem}; expected an .onnx file from fsrfer-export")
+    check_external_data(p)
     provider_list = resolve_providers(providers, device, ort)
     opts = make_session_options(threads, ort, spinning)
     try:
@@ -294,8 +423,8 @@ class OnnxRuntimeBackend(Backend):
                              "faces at a time; export it with a dynamic batch (fsrfer-export does) or use one session")
         # after load_session, which refuses a bad ``threads`` with an InputError
         if count > 1 and count * int(threads or 1) > usable_cpus():
-            logger.warning("sessions=%d of %s thread(s) each use more threads than this machine's %s CPUs; they "
-                           "will slow each other down", count, threads, usable_cpus())
+            logger.warning("sessions=%d of %s thread(s) each use more threads than the %s CPUs this process may use; "
+                           "they will slow each other down", count, threads, usable_cpus())
         self._extra = [load_session(self.path, providers, threads, device, spinning)[0] for _ in range(count - 1)]
         if self._extra:
             self._pool = _new_pool(count)

@@ -26,6 +26,7 @@ import logging
 import math
 import numbers
 import os
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Optional, Union
 
@@ -178,13 +179,16 @@ def config_text(info: ModelInfo, onnx_name: str, labels_name: str, *, batch_size
     scale, offset = normalisation(pre)
     s = pre.input_size
     engine = engine_name(onnx_name, batch_size, precision="int8" if int8 else "fp16")
-    shapes = f"{info.input_name}:{{}}x{pre.channels}x{s}x{s}"
+
+    def shapes(flag: str, batch: int) -> str:  # one shell word however the model names its input (spaces, ';', $)
+        return shlex.quote(f"--{flag}={info.input_name}:{batch}x{pre.channels}x{s}x{s}")
+
     precision = ([
         "# INT8 (Q/DQ). Faster: build the engine on the device first, with the TensorRT of the DeepStream install",
         "# (INT8 and FP16): fsrfer-export <the s8s8 file> --deepstream <this folder> --deepstream-engine, or in this",
         "# folder (TensorRT 8.5-10.x):",
-        f"#   trtexec --onnx={onnx_name} --int8 --fp16 --minShapes={shapes.format(1)} "
-        f"--optShapes={shapes.format(batch_size)} --maxShapes={shapes.format(batch_size)} --saveEngine={engine}",
+        "#   " + _comment(f"trtexec --onnx={onnx_name} --int8 --fp16 {shapes('minShapes', 1)} "
+                        f"{shapes('optShapes', batch_size)} {shapes('maxShapes', batch_size)} --saveEngine={engine}"),
         "# Without it nvinfer builds this INT8 engine itself (the layers outside Q/DQ in FP32). It sets TensorRT's INT8",
         "# flag only when int8-calib-file names a file that exists; for a graph with its own Q/DQ scales TensorRT",
         "# uses no calibrator, so that file only has to be there.",

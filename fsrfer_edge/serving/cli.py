@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -49,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-verbose", type=int, default=0, help="Triton's verbose log level (default 0)")
     p.add_argument("--log-file", type=cli_path, metavar="PATH",
                    help="write tritonserver's log to PATH instead of the console (with -q: default "
-                        "fsrfer-serve-HTTP_PORT.log in the temporary folder; the ready line names it)")
+                        "fsrfer-serve-HTTP_PORT.log in this user's private folder fsrfer-serve-UID of the temporary "
+                        "folder; the ready line names it)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="fsrfer's own messages: warnings only; tritonserver's log goes to a file (--log-file)")
     return p
@@ -67,6 +70,43 @@ def check_instances(instances: int) -> None:
                          "each; more than one per CPU core does not help)")
 
 
+def quiet_log_folder() -> Path:
+    """The folder of ``-q``'s default log file: ``fsrfer-serve-UID`` in the temporary folder, this user's alone.
+
+    Not a file of a fixed name in the shared temporary folder: another user could put a symlink there, and
+    tritonserver, which opens its log file itself, would truncate whatever file it points at.
+    """
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    return Path(tempfile.gettempdir()) / f"fsrfer-serve-{uid if uid is not None else 'user'}"
+
+
+def _private_log_folder() -> Path:
+    """:func:`quiet_log_folder`, made with mode 0700 where it does not exist, and checked to be this user's own
+    folder (not a symlink, not another user's, not open to others) where it does.
+
+    Raises:
+        InputError: it is something else, or cannot be made; the message says to pass --log-file.
+    """
+    folder = quiet_log_folder()
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise InputError(f"-q writes tritonserver's log into {folder}, which cannot be made ({exc.strerror or exc}); "
+                         "pass --log-file PATH, or set TMPDIR to a writable folder") from exc
+    st = os.lstat(folder)
+    problem = ("is a symlink" if stat.S_ISLNK(st.st_mode) else "is not a folder" if not stat.S_ISDIR(st.st_mode)
+               else "belongs to another user" if hasattr(os, "getuid") and st.st_uid != os.getuid() else "")
+    if problem:
+        raise InputError(f"-q writes tritonserver's log into {folder}, this user's private folder, but that {problem} "
+                         "(someone else may have put it there); expected a folder of this user's own, or none: "
+                         "remove it, or pass --log-file PATH")
+    if stat.S_IMODE(st.st_mode) & 0o077:  # our own folder, made open to others: closed again
+        os.chmod(folder, 0o700)
+    return folder
+
+
 @cli_main
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
@@ -75,7 +115,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     log_file = args.log_file
     if log_file is None and args.quiet:  # not in --workspace: PyTriton empties it on exit
-        log_file = Path(tempfile.gettempdir()) / f"fsrfer-serve-{args.http_port}.log"
+        log_file = quiet_log_folder() / f"fsrfer-serve-{args.http_port}.log"
 
     def ready() -> None:
         print(f"serving model {args.model_name!r} ({args.model or 'default model'}): "
@@ -97,6 +137,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                      "folder without spaces")
                 raise InputError(f"--log-file {str(log_file)!r} contains whitespace, which PyTriton cannot pass to "
                                  "tritonserver; choose a path without spaces")
+            if args.log_file is None:
+                _private_log_folder()
             check_output_path(log_file, "--log-file")  # its folder is made once the server can start
         serve(args.model, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
               metrics_port=args.metrics_port, model_name=args.model_name, max_batch=args.max_batch,

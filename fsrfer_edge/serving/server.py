@@ -135,10 +135,24 @@ def _check_port(name: str, value: Any) -> int:
     return value
 
 
+#: The characters of a model name PyTriton takes (``Triton._validate_model_name``, PyTriton 0.7: ASCII only).
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _check_model_name(model_name: Any) -> str:
+    """Refuse a Triton model name PyTriton refuses (only after the models are loaded, and not as a ConfigError), and
+    ``.`` or ``..``, which PyTriton takes and joins to its model store's path, so that the model's config and files
+    would be written into the workspace (or the model store itself) instead of a model folder."""
+    if not isinstance(model_name, str) or not model_name or not set(model_name) <= _NAME_CHARS \
+            or model_name in (".", ".."):
+        raise ConfigError(f"model_name={model_name!r}; expected ASCII letters, digits, '.', '_' or '-' (not '.' or "
+                          "'..' alone), e.g. fsrfer")
+    return model_name
+
+
 def _check_options(model_name: str, max_batch: int, preferred: Sequence[int], max_queue_delay_us: int,
                    instances: int, ports: dict[str, int], log_verbose: int = 0) -> None:
-    if not isinstance(model_name, str) or not model_name or not all(c.isalnum() or c in "._-" for c in model_name):
-        raise ConfigError(f"model_name={model_name!r}; expected letters, digits, '.', '_' or '-'")
+    _check_model_name(model_name)
     for name, value, minimum in (("max_batch", max_batch, 1), ("instances", instances, 1),
                                  ("max_queue_delay_us", max_queue_delay_us, 0), ("log_verbose", log_verbose, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -606,7 +620,7 @@ class ServerProcess:
         taken = {p for p in given.values() if p}  # a port given but not yet bound is free: never pick it
         picked = (p for p in free_ports(host, 3) if p not in taken)
         self.ports = {k: p or next(picked) for k, p in given.items()}
-        self.model_name = model_name
+        self.model_name = _check_model_name(model_name)  # here, not by the child process once it has started
         self.python = python or serve_python()
         self.args = list(args)
         self.startup_timeout_s = startup_timeout_s

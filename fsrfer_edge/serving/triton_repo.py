@@ -99,9 +99,14 @@ def _one_line(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\r", "\\r").replace("\n", "\\n")
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def _quote(text: str) -> str:
-    """A protobuf text-format string literal."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    """A protobuf text-format string literal, every control character escaped (as protobuf's own ``CEscape``): Triton's
+    C++ tokenizer ends a string at a NUL or a line break, where Python's parser (the staged check) reads on."""
+    return '"' + "".join(_ESCAPES.get(c) or (f"\\{ord(c):03o}" if ord(c) < 0x20 or c == "\x7f" else c)
+                         for c in text) + '"'
 
 
 #: Largest values Triton's model config schema holds: ``max_batch_size``, ``count`` and ``preferred_batch_size`` are
