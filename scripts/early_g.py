@@ -53,7 +53,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--time-budget", type=positive_minutes, metavar="MIN", help="minutes > 0 (default: no limit)")
     ap.add_argument("--json", help="copy OUT/eval/<split>/results.json here when finished")
     args = ap.parse_args(argv)
-    started = time.time()  # --time-budget counts from here, as fsrfer-train's: reading the data counts too
+    started = time.monotonic()  # --time-budget counts from here, as fsrfer-train's: reading the data counts too
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     import dataclasses
 

@@ -95,7 +95,7 @@ def test_the_time_budget_counts_from_the_commands_start(tmp_path, capsys, monkey
     import trainer.train
 
     clock = [0.0]
-    monkeypatch.setattr(time, "time", (lambda real: lambda: real() + clock[0])(time.time))
+    monkeypatch.setattr(time, "monotonic", (lambda real: lambda: real() + clock[0])(time.monotonic))
     real_load = trainer.train.load_data
 
     def slow_load(*args, **kwargs):

@@ -91,7 +91,7 @@ def _require_training_libraries(prog: str) -> bool:
 
 @cli_main
 def train_main(argv: Optional[Sequence[str]] = None) -> int:
-    started = time.time()  # --time-budget counts from here: importing torch and reading the data count too
+    started = time.monotonic()  # --time-budget counts from here: importing torch and reading the data count too
     if not _require_training_libraries("fsrfer-train"):
         return 2
     from .train import DEFAULT_STEPS, STEPS

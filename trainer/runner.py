@@ -97,9 +97,9 @@ def listed(diffs: list[str]) -> str:
 
 
 def time_is_up(deadline: Optional[float], before: str) -> bool:
-    """Whether the time budget's ``deadline`` (time.time()) has passed; if so, says that the run stops before
+    """Whether the time budget's ``deadline`` (time.monotonic()) has passed; if so, says that the run stops before
     ``before`` starts. Rank 0's clock decides, so that all ranks stop at the same point."""
-    if deadline is None or not distributed.broadcast(time.time() > deadline):
+    if deadline is None or not distributed.broadcast(time.monotonic() > deadline):
         return False
     if distributed.is_main():
         log.warning("time budget spent: stopped before %s; continue with --resume", before)
@@ -232,7 +232,7 @@ class EpochRunner:
     def run(self, train_epoch: TrainEpoch, evaluate: Evaluate, resume: bool = False,
             stop_after: Optional[int] = None, deadline: Optional[float] = None) -> bool:
         """Train to the last epoch. Returns True when finished, False when stopped early
-        (``stop_after`` epochs run in this call, or the ``deadline`` (time.time()) passed); the state
+        (``stop_after`` epochs run in this call, or the ``deadline`` (time.monotonic()) passed); the state
         is saved either way and a later call with ``resume=True`` continues."""
         if resume and distributed.broadcast(self.state_path.is_file()):
             if not self.state_path.is_file():
@@ -246,7 +246,7 @@ class EpochRunner:
         bar = tqdm(total=self.epochs, initial=self.epoch, desc=self.name, unit="epoch", leave=False,
                    disable=None if main else True)
         while self.epoch < self.epochs:
-            t0 = time.time()
+            t0 = time.monotonic()
             rng = self.epoch_rng(self.epoch)
             torch.manual_seed(int(rng.integers(2**31)))
             for m in self.modules.values():
@@ -260,7 +260,7 @@ class EpochRunner:
             for m in self.modules.values():
                 m.eval()
             score = distributed.broadcast(float(evaluate()) if main else math.nan)
-            stats.update(epoch=self.epoch + 1, val_score=score, seconds=round(time.time() - t0, 2))
+            stats.update(epoch=self.epoch + 1, val_score=score, seconds=round(time.monotonic() - t0, 2))
             self.history.append(stats)
             if score > self.best_score:
                 self.best_score = score
@@ -276,7 +276,7 @@ class EpochRunner:
             # Rank 0's clock decides, so that all ranks stop after the same epoch.
             if self.epoch < self.epochs and distributed.broadcast(
                     (stop_after is not None and self.epochs_run >= stop_after)
-                    or (deadline is not None and time.time() > deadline)):
+                    or (deadline is not None and time.monotonic() > deadline)):
                 bar.close()
                 if main:
                     log.warning("%s: stopped after epoch %d of %d; continue with --resume", self.name, self.epoch,

@@ -745,9 +745,9 @@ def cached_features(path: Path, trunk: ResNetTrunk, images: np.ndarray, factors:
         with np.load(path) as z:
             if str(z["key"]) == key and all(f"f{int(f)}" in z.files for f in factors):
                 return {int(k[1:]): z[k] for k in z.files if k.startswith("f")}
-    t0 = time.time()
+    t0 = time.monotonic()
     feats = extract_features(trunk, images, factors, cfg=cfg, seed=cfg.seed, level=level)
-    log.info("extracted %d x %d features in %.1f s", len(images), len(factors), time.time() - t0)
+    log.info("extracted %d x %d features in %.1f s", len(images), len(factors), time.monotonic() - t0)
     # atomic_write's temporary file is removed if the write is interrupted (and by --resume after a kill -9)
     # (cast: numpy's stub takes a ** dict's values for its allow_pickle flag too)
     arrays = cast("dict[str, Any]", {f"f{k}": v for k, v in feats.items()})
@@ -1364,14 +1364,15 @@ def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, 
     end (``stop_after`` epochs of a stage in this call, or the time budget spent), or, the budget spent once this
     call has trained something, before the next model (or stage 1's SWA epochs, or stage 2's GAN phase) or the
     evaluation starts: a call with any budget makes progress. ``time_budget_min`` counts from ``started``
-    (a time.time(); fsrfer-train passes its own start, so that reading the data counts) or, without it, from now."""
+    (a time.monotonic() reading, not the wall clock, which may step; fsrfer-train passes its own start, so that
+    reading the data counts) or, without it, from now."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dev = train_device(cfg)  # fails here, before any work, when the device cannot be had
     if distributed.is_main():
         what = "cpu" if dev.type == "cpu" else f"cuda ({torch.cuda.get_device_name(dev)}; one GPU per process)"
         log.info("training on %s, %d process(es)", what, distributed.world_size())
-    deadline = (time.time() if started is None else started) + 60 * time_budget_min if time_budget_min else None
+    deadline = (time.monotonic() if started is None else started) + 60 * time_budget_min if time_budget_min else None
     models = out / "models"
     hr = models / "hr.pt"
     jobs: list[tuple[str, Any]] = []
