@@ -32,6 +32,7 @@ import test_tensorrt_review  # noqa: E402
 from fake_trt import fake_logits  # noqa: E402
 from test_tensorrt_versions import FakeGpu  # noqa: E402
 from _fork_child import CHILD_S, in_child, needs_fork  # noqa: E402
+from _threads import call_in_thread  # noqa: E402
 
 VERSION = "10.3.0.26"
 FACES = np.random.default_rng(0).standard_normal((2, 1, 48, 48)).astype(np.float32)
@@ -67,19 +68,10 @@ def _as_forked_child(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _returns_within(fn: Callable[[], Any], seconds: float = 5.0) -> Any:
-    """fn()'s result or exception, run on a daemon thread; fails when it has not returned within ``seconds``."""
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            out["error"] = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), f"{fn} did not return within {seconds} s (it waits for a lock the parent held)"
+    """fn()'s result or exception ({"value": ...} or {"error": ...}); fails when it has not returned within
+    ``seconds``."""
+    finished, out = call_in_thread(fn, seconds)
+    assert finished, f"{fn} did not return within {seconds} s (it waits for a lock the parent held)"
     return out
 
 

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,8 @@ from fsrfer_edge.confidence import ScoreCalibration
 from fsrfer_edge.errors import ModelError
 from fsrfer_edge.metadata import ModelInfo
 from fsrfer_edge.recognizer import resolve_model_path
+
+from _threads import call_in_thread
 
 PACKAGED = Path(__file__).resolve().parents[1] / "fsrfer_edge" / "models"
 
@@ -98,23 +99,9 @@ def test_oversized_metadata_text_is_refused_unparsed(monkeypatch):
 
 # -- sidecars -------------------------------------------------------------------------------------------------------
 def _returns_within(fn, seconds: float, unblock=None):
-    """Run ``fn`` in a daemon thread; (finished, result or exception). ``unblock`` frees a thread stuck in a read."""
-    out: dict = {}
-
-    def run():
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            out["value"] = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    finished = not t.is_alive()
-    if not finished and unblock is not None:
-        unblock()
-        t.join(5)
-    return finished, out.get("value")
+    """(finished, result or exception) of ``fn`` on a daemon thread; ``unblock`` frees a thread stuck in a read."""
+    finished, out = call_in_thread(fn, seconds, unblock)
+    return finished, out.get("value", out.get("error"))
 
 
 def _unblock_fifo(path: Path):
