@@ -23,12 +23,19 @@ from fsrfer_edge.serving.triton_repo import _quote
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The temporary folder all users share, as tempfile.gettempdir() gives it."""
+    folder = tmp_path / "shared-tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX owners and modes")
-def test_quiet_log_is_in_a_private_folder_not_at_a_planted_symlink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_quiet_log_is_in_a_private_folder_not_at_a_planted_symlink(tmp_path: Path, shared: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    shared = tmp_path / "shared-tmp"
-    shared.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(shared))
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     (shared / "fsrfer-serve-18123.log").symlink_to(victim)  # another user's trap at the old, predictable name
@@ -55,11 +62,8 @@ def test_quiet_log_is_in_a_private_folder_not_at_a_planted_symlink(tmp_path: Pat
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX owners and modes")
-def test_quiet_log_refuses_a_planted_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_quiet_log_refuses_a_planted_folder(tmp_path: Path, shared: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    shared = tmp_path / "shared-tmp"
-    shared.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(shared))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (shared / serve_cli.quiet_log_folder().name).symlink_to(elsewhere)  # a link in its place: not followed
