@@ -1156,6 +1156,19 @@ def unmasked(image: np.ndarray, what: str) -> np.ndarray:
     return image
 
 
+#: A float image whose largest value is at most this (and above 0), and whose smallest is above
+#: :data:`SCALED_TO_1_MIN`, looks scaled to [0, 1], resampled (a cubic or Lanczos kernel overshoots by a few hundredths,
+#: more at hard edges): on the 0..255 scale it would be a face of at most 2 grey levels, nothing to recognise.
+SCALED_TO_1_MAX = 2.0
+#: See :data:`SCALED_TO_1_MAX`.
+SCALED_TO_1_MIN = -1.0
+
+
+def looks_scaled_to_1(lo: float, hi: float) -> bool:
+    """Whether float pixels from ``lo`` to ``hi`` look scaled to [0, 1] (:data:`SCALED_TO_1_MAX`)."""
+    return 0.0 < hi <= SCALED_TO_1_MAX and lo > SCALED_TO_1_MIN
+
+
 def check_pixels(image: np.ndarray, what: str = "image") -> None:
     """The pixel contract shared by :class:`~fsrfer_edge.Recognizer` (faces) and ``CrowdAnalyzer`` (frames).
 
@@ -1165,8 +1178,9 @@ def check_pixels(image: np.ndarray, what: str = "image") -> None:
     - other dtypes (int64, bool, str, complex ...);
     - a masked array with masked pixels (:func:`unmasked`);
     - float NaN or infinity, and float values below 0 or above 255 (nothing is clipped silently);
-    - a float image whose values all lie in [0, 1] with some above 0: it looks scaled to [0, 1]
-      (e.g. ``img / 255``), which would be read as an almost black image; multiply by 255;
+    - a float image whose values lie in [0, 1] with some above 0, or a little outside it (up to
+      :data:`SCALED_TO_1_MAX`, down to :data:`SCALED_TO_1_MIN`: bicubic or Lanczos resampling overshoots): it
+      looks scaled to [0, 1] (e.g. ``img / 255``), which would be read as an almost black image; multiply by 255;
     - an image of more than :data:`MAX_IMAGE_PIXELS` pixels (H x W) or with a side longer than
       :data:`MAX_IMAGE_SIDE`.
 
@@ -1192,13 +1206,15 @@ def check_pixels(image: np.ndarray, what: str = "image") -> None:
     lo, hi = float(np.min(image)), float(np.max(image))
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise InputError(f"{what} contains NaN or infinite values; expected pixel values in [0, 255]")
+    if looks_scaled_to_1(lo, hi):  # before the range check: its advice (clip) would
+        # turn a [0, 1] face that resampling took a little outside into an almost black one
+        raise InputError(f"{what} is float with values in [{lo:.3g}, {hi:.3g}]; it looks scaled to [0, 1] (resampling "
+                         "takes such a face a little outside it), but pixels are expected on the 0..255 scale. "
+                         "Multiply by 255: np.clip(image * 255, 0, 255) (or pass uint8)")
     if lo < 0.0 or hi > 255.0:
         raise InputError(f"{what} has float values in [{lo:.9g}, {hi:.9g}] ({'below 0' if lo < 0.0 else 'above 255'}); "
                          "expected floats in [0, 255] (or uint8). "
                          "Clip with np.clip(image, 0, 255)")
-    if 0.0 < hi <= 1.0:
-        raise InputError(f"{what} is float with every value in [0, 1] (max {hi:g}); it looks scaled to [0, 1], "
-                         "but pixels are expected on the 0..255 scale. Multiply by 255 (or pass uint8)")
 
 
 def _require_array(image: Any, what: str) -> None:

@@ -141,7 +141,7 @@ def test_constant_crops_read_the_same_in_every_form(calibrated_rec: Any, level: 
 
 
 @pytest.mark.parametrize("face, words", [
-    (_face().astype(np.float32) / 255, r"float with every value in \[0, 1\].*Multiply by 255"),
+    (_face().astype(np.float32) / 255, r"looks scaled to \[0, 1\].*Multiply by 255"),
     (np.concatenate([np.repeat(_face()[..., None], 3, -1), np.full((48, 48, 1), 255, np.uint8)], -1),
      r"shape \(48, 48, 4\).*expected HxW gray or HxWx3 RGB: drop an alpha channel"),
     (_face().astype(np.uint16) * 257, r"dtype uint16; expected uint8, or float in \[0, 255\].*>> 8"),

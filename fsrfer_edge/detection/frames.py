@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import BackendUnavailable, InputError, require
 from ..fileio import as_path, file_problem
-from ..preprocessing import resize
+from ..preprocessing import looks_scaled_to_1, resize
 from .base import MAX_FRAME_PIXELS, as_rgb_frame, check_frame_size
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,8 @@ def wide_gray_pixels(im: Any, path: Path, fmt: Optional[str] = None, error: type
     as usual). 16-bit gray (I;16*, and mode I from the formats in :data:`SIXTEEN_BIT_I_FORMATS`) keeps its 8 most
     significant bits, as OpenCV reads it; 32-bit integer or float pixels only where they lie in 0..255 (the file
     does not say their range), and float pixels that look scaled to [0, 1] (all of them in [0, 1], some above 0) are
-    refused, as :func:`~fsrfer_edge.preprocessing.check_pixels` refuses such arrays. The one reading of such images
+    refused (:func:`~fsrfer_edge.preprocessing.looks_scaled_to_1`: also a little outside [0, 1]), as
+    :func:`~fsrfer_edge.preprocessing.check_pixels` refuses such arrays. The one reading of such images
     for the crowd path and INT8 calibration. ``fmt``: the file's format where ``im`` is a copy that lost it
     (``ImageOps.exif_transpose``'s).
 
@@ -136,15 +137,16 @@ def wide_gray_pixels(im: Any, path: Path, fmt: Optional[str] = None, error: type
         return None
     arr = np.asarray(im)
     lo, hi = float(arr.min()), float(arr.max())
-    if not (0 <= lo and hi <= 255):
-        kind = "32-bit integer" if im.mode == "I" else "floating-point"
-        raise error(f"{path} holds {kind} pixels (Pillow mode {im.mode}) with values {lo:g}..{hi:g}, whose scale the "
-                    "file does not say; expected 8-bit or 16-bit pixels. Convert it to an 8-bit PNG first")
-    if im.mode == "F" and 0 < hi <= 1:  # as check_pixels refuses such arrays: rounded, they would be 0s and 1s
+    if im.mode == "F" and looks_scaled_to_1(lo, hi):  # as check_pixels refuses such arrays: rounded, they would be
+        # 0s and 1s (checked first: a [0, 1] image resampled a little outside it is that, not one to convert)
         raise error(f"{path} holds floating-point pixels (Pillow mode F) with values {lo:g}..{hi:g}: they look "
                     "scaled to [0, 1], which read on the 0..255 scale would be an almost black image; expected 8-bit "
                     "or 16-bit pixels, or floats on the 0..255 scale. Multiply its pixels by 255, or convert it to an "
                     "8-bit PNG")
+    if not (0 <= lo and hi <= 255):
+        kind = "32-bit integer" if im.mode == "I" else "floating-point"
+        raise error(f"{path} holds {kind} pixels (Pillow mode {im.mode}) with values {lo:g}..{hi:g}, whose scale the "
+                    "file does not say; expected 8-bit or 16-bit pixels. Convert it to an 8-bit PNG first")
     return np.rint(arr).astype(np.uint8)
 
 
