@@ -53,6 +53,9 @@ from .tracking import (DEFAULT_COAST, DEFAULT_CONFIRM, DEFAULT_HALF_LIFE, DEFAUL
 
 logger = logging.getLogger(__name__)
 
+#: The ``"schema"`` of the ``--json`` document (docs/crowd.md, "The JSON documents"): a new key keeps it; a key
+#: renamed, removed or given another type or meaning takes the number after the slash up.
+SCHEMA = "fsrfer-crowd/1"
 #: Output suffixes for annotated videos and the OpenCV codec used for each.
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 #: Box colour per class (RGB).
@@ -659,7 +662,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 message = video_summary(doc)
             written = kind != "camera"  # a camera's recording cannot be taken again: it is kept
             recorded = doc if kind == "camera" else None
-            doc.update({"input": args.input, "detector": repr(det), "model": str(rec.model_path),
+            doc.update({"schema": SCHEMA, "input": args.input, "detector": repr(det), "model": str(rec.model_path),
                         "sessions": getattr(rec.backend, "sessions", 1)})
             if args.json is not None:
                 write_json(args.json, doc)

@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_FACTORS = (1, 2, 4, 8)
 SAMPLE_NAME = "astronaut"
 SAMPLE_SOURCE = "scikit-image skimage.data.astronaut() (NASA photograph, public domain)"
+#: The ``"schema"`` of the ``--json`` document (docs/crowd.md, "The JSON documents"): a new key keeps it; a key
+#: renamed, removed or given another type or meaning takes the number after the slash up.
+SCHEMA = "fsrfer-demo/1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,6 +312,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 "min_face": getattr(det, "min_face", None), "margin": margin,
                                 "threads": getattr(det, "threads", None)}  # None: ONNX Runtime's default, or OpenCV
                 calibrated, model_path = rec.score_calibration is not None, rec.model_path
+                classes = list(rec.classes)  # the order of each answer's "probs"
                 recognizer = {"backend": rec.backend.name, "model": str(rec.model_path),
                               "sessions": getattr(rec.backend, "sessions", 1),
                               "threads": getattr(rec.backend, "threads", None)}
@@ -323,7 +327,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"wrote {args.out}")
             if args.json is not None:
                 write_json(args.json, dict(faces_to_dict(faces, timings, source), detector=settings,
-                                           recognizer=recognizer))
+                                           recognizer=recognizer, classes=classes, schema=SCHEMA))
                 print(f"wrote {args.json}")
             written.clear()  # the run is complete
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the outputs are all or nothing
