@@ -34,7 +34,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from . import __version__
-from .backends.onnxruntime_backend import usable_cpus
+from .cpus import cpu_quota, usable_cpus
 # --threads as fsrfer-crowd and fsrfer-demo take it
 from .crowd_cli import THREADS_HELP, check_sessions, check_threads, threads_option
 from .engine_cache import sidecar_path
@@ -295,7 +295,10 @@ def cpu_info(cpuinfo: Optional[str] = None) -> dict[str, Any]:
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on."""
     doc: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
-                           "processor": platform.processor(), "cpu_count": os.cpu_count(), **cpu_info(),
+                           "processor": platform.processor(), "cpu_count": os.cpu_count(),
+                           # what this process may use: its CPU set and cgroup CPU quota (None: no quota), which
+                           # set ONNX Runtime's default threads (a container's limit, not the host's cores)
+                           "usable_cpus": usable_cpus(), "cpu_quota": cpu_quota(), **cpu_info(),
                            "python": platform.python_version(), "numpy": np.__version__,
                            "fsrfer_edge": __version__}
     for mod, dists in (("onnxruntime", ("onnxruntime", "onnxruntime-gpu")), ("tensorrt", ("tensorrt",))):

@@ -1079,7 +1079,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "whose peak memory is recorded, e.g. 12,48 (default: none)")
     ap.add_argument("--threads", type=int, default=None,
                     help=f"ONNX Runtime intra-op threads, 1 to {MAX_THREADS} (default, or 0: ONNX Runtime's own, one "
-                         "per physical core)")
+                         "per physical core, or the CPUs a CPU set or quota leaves this process)")
     ap.add_argument("--save-scene", type=cli_path, default=None,
                     help="also write the first scene as a PNG, once the run has succeeded (only with --no-data: "
                          "never FER faces in files you share)")

@@ -471,7 +471,8 @@ def _per_detector(values: dict[str, float]) -> str:
 
 #: ``--threads``'s help, as fsrfer-crowd and fsrfer-demo both say it (0 and leaving it out mean the same).
 THREADS_HELP = (f"ONNX Runtime intra-op threads, 1 to {MAX_THREADS} (default, or 0: ONNX Runtime's own, one per "
-                "physical core; with --sessions, threads of each session, default 1)")
+                "physical core, or the CPUs a CPU set or quota leaves this process; with --sessions, threads of each "
+                "session, default 1)")
 
 
 def check_shared_options(args: argparse.Namespace) -> None:
@@ -509,7 +510,8 @@ def check_threads(threads: Optional[int]) -> None:
     """
     if threads is not None and not 0 <= threads <= MAX_THREADS:
         raise InputError(f"--threads={threads}; expected an integer from 1 to {MAX_THREADS}, or 0 (or leave it "
-                         "out) for ONNX Runtime's default, one thread per physical core")
+                         "out) for the default (ONNX Runtime's: one thread per physical core, or the CPUs a CPU set or quota "
+                         "leaves this process)")
 
 
 def threads_option(threads: Optional[int]) -> Optional[int]:

@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..cpus import usable_cpus
 from ..errors import BackendUnavailable, InputError, ModelError, check_flag, require
 from ..fileio import file_problem
 from ..forking import leave_to_parent, renew_in_child
@@ -54,13 +55,27 @@ _MAX_NESTING = 100
 ProviderSpec = Union[str, Tuple[str, Dict[str, Any]]]  # typing generics: evaluated at import (Python 3.8 on JetPack 5)
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on: a container's or taskset's CPU set (``os.cpu_count()`` counts the
-    machine's, so a 2-CPU container on a 64-core host would be told it has 64)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # no affinity on this platform (macOS, Windows)
-        return os.cpu_count() or 1
+_LOGGED_DEFAULTS: set[Tuple[int, int, Optional[int]]] = set()
+
+
+def default_threads(sessions: int = 1) -> Optional[int]:
+    """The intra-op threads a session gets when ``threads`` is None: None (ONNX Runtime's own default, one per
+    physical core of the machine) where this process may use all the machine's CPUs; where a CPU set or a CPU quota
+    restricts it (:func:`usable_cpus` below ``os.cpu_count()``), its usable CPUs shared between ``sessions``, at
+    least 1. ONNX Runtime sees neither a quota nor, for its pool's size, a CPU set: a 2-CPU container on a 64-core
+    host would otherwise run dozens of threads that the kernel throttles (and, with a CPU set, ONNX Runtime logs
+    failed pthread_setaffinity_np calls)."""
+    cpus, machine = usable_cpus(), os.cpu_count() or 1
+    chosen = max(1, cpus // max(1, sessions)) if cpus < machine else None
+    if (cpus, machine, chosen) not in _LOGGED_DEFAULTS:
+        _LOGGED_DEFAULTS.add((cpus, machine, chosen))
+        if chosen is None:
+            logger.debug("threads=None: ONNX Runtime's default intra-op threads (this process may use all %d CPUs)",
+                         machine)
+        else:
+            logger.debug("threads=None: %d intra-op threads per session (this process may use %d of the machine's "
+                         "%d CPUs: a CPU set or quota)", chosen, cpus, machine)
+    return chosen
 
 
 def _new_pool(sessions: int) -> ThreadPoolExecutor:
@@ -143,8 +158,8 @@ def make_session_options(threads: Optional[int] = None, ort: Optional[ModuleType
     """Session options shared by the backend, the detectors and the benchmark's bare session.
 
     Args:
-        threads: intra-op threads, at most :data:`MAX_THREADS`; None lets ONNX Runtime choose (one per
-            physical core).
+        threads: intra-op threads, at most :data:`MAX_THREADS`; None: :func:`default_threads` (ONNX Runtime's
+            default, one per physical core, unless a CPU set or quota restricts the process: then its usable CPUs).
         spinning: let idle intra-op threads spin-wait for work (ONNX Runtime's default, fastest for one
             session run back to back). False where sessions take turns in one process, as the crowd
             analyzer's detector and recogniser do: a session's threads still spinning after its run take
@@ -162,6 +177,11 @@ def make_session_options(threads: Optional[int] = None, ort: Optional[ModuleType
             raise InputError(f"threads={threads!r}; expected an integer from 1 to {MAX_THREADS} or None (all cores)")
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
+    else:
+        chosen = default_threads()
+        if chosen is not None:  # restricted by a CPU set or quota, which ONNX Runtime's default does not see
+            opts.intra_op_num_threads = chosen
+            opts.inter_op_num_threads = 1
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3  # errors only: a GPU provider that did not start is told by check_providers_started
@@ -376,8 +396,9 @@ class OnnxRuntimeBackend(Backend):
         path: the exported ``.onnx`` file (with fsrfer metadata).
         providers: None/``"auto"``: the CUDA provider if this onnxruntime build has one, else CPU;
             ``"cpu"``, ``"cuda"``, or an explicit ONNX Runtime provider list.
-        threads: intra-op threads of each session (None: ONNX Runtime's default, one per physical core,
-            for one session; 1 for each of several).
+        threads: intra-op threads of each session (None: for one session ONNX Runtime's default, one per
+            physical core, or the CPUs a CPU set or quota leaves this process (:func:`default_threads`); 1 for each
+            of several).
         device: CUDA device id for the CUDA provider.
         spinning: idle threads spin-wait for work (see :func:`make_session_options`).
         sessions: CPU sessions of the model that split each batch between them and run their shares at
