@@ -76,6 +76,8 @@ def _supports(c: int) -> np.ndarray:
 #: The exact solver's part of a batch holds at most about this many numbers in its KKT systems (8 MiB of them:
 #: 129 problems of 7 classes, 8 of 10), so that a large batch costs time, not memory.
 _EXACT_PART_ELEMENTS = 1 << 20
+#: Bootstrap draws :meth:`GroupCalibration.interval` holds at a time (resamples x faces): 8 MB of counts.
+_RESAMPLE_BLOCK = 1 << 20
 
 
 def _exact_simplex_least_squares(m: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -498,15 +500,23 @@ class GroupCalibration(sidecars.MeasuredFile):
         if not len(p):
             raise InputError("an empty group has no class shares")
         n, r = len(p), len(self.resampled)
-        idx = np.random.default_rng(seed).integers(0, n, size=(r, n))
-        picked = np.empty((r, n))                     # how often each resample holds each face: no (R, N, C) copies
-        for k in range(r):
-            picked[k] = np.bincount(idx[k], minlength=n)
-        del idx
-        picked /= n
+        rng = np.random.default_rng(seed)
         weights = _factor_weights(self.factors, np.maximum(f, 1.0))
-        m = np.einsum("rf,rfij->rij", picked @ weights, self.resampled)
-        shares = simplex_least_squares(m, picked @ p)
+        mixed, observed = np.empty((r, weights.shape[1])), np.empty((r, p.shape[1]))
+        # The resamples a block at a time (the same draws as all at once): (R, N) draws and counts of a large group
+        # were 3 kB a face (320 MB for 100 000 faces); a block holds at most _RESAMPLE_BLOCK of each.
+        rows = max(1, _RESAMPLE_BLOCK // n)
+        for a in range(0, r, rows):
+            idx = rng.integers(0, n, size=(min(rows, r - a), n))
+            picked = np.empty(idx.shape)              # how often each resample holds each face: no (R, N, C) copies
+            for k in range(len(idx)):
+                picked[k] = np.bincount(idx[k], minlength=n)
+            del idx
+            picked /= n
+            mixed[a:a + len(picked)] = picked @ weights
+            observed[a:a + len(picked)] = picked @ p
+        m = np.einsum("rf,rfij->rij", mixed, self.resampled)
+        shares = simplex_least_squares(m, observed)
         tail = (1.0 - level) / 2
         return np.quantile(shares, tail, axis=0), np.quantile(shares, 1.0 - tail, axis=0)
 

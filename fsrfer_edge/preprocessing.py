@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import json
 import math
-from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -1070,7 +1070,12 @@ class Preprocessing:
 DEFAULT_PREPROCESSING = Preprocessing()
 
 
-def _split_faces(faces: FaceInput) -> Iterable[np.ndarray]:
+def _split_faces(faces: FaceInput) -> "list[np.ndarray] | np.ndarray":
+    """The faces one by one: a list, or an NxHxW[xC] stack as the array itself (indexing and slicing it gives faces).
+
+    Raises:
+        InputError: ``faces`` is neither an image, a stack of them nor a list (or tuple) of images.
+    """
     if isinstance(faces, np.ndarray):
         faces = unmasked(faces, "faces")
         if faces.ndim == 2 or (faces.ndim == 3 and faces.shape[-1] in (1, 2, 3, 4)):
@@ -1079,7 +1084,7 @@ def _split_faces(faces: FaceInput) -> Iterable[np.ndarray]:
             # as such below rather than read as H faces two pixels wide).
             return [faces]
         if faces.ndim == 3 or faces.ndim == 4:
-            return list(faces)
+            return faces  # a stack of faces: its rows, without a list of N views
         ragged = (" and dtype object; pass crops of different sizes as a list of arrays, not an object array"
                   if faces.dtype == object else "")
         raise InputError(
@@ -1093,8 +1098,42 @@ def _split_faces(faces: FaceInput) -> Iterable[np.ndarray]:
     )
 
 
+def check_faces(faces: FaceInput) -> "list[np.ndarray] | np.ndarray":
+    """Check every face as :meth:`Preprocessing.to_pixels` does, without resampling any (no batch is made).
+
+    ``Recognizer.predict`` checks a call's faces with it before it prepares and runs them chunk by chunk: a bad face
+    is refused, by its index in ``faces``, before the model runs.
+
+    Returns:
+        The faces to index or slice: a list, or an NxHxW[xC] stack as the array itself (no copy).
+
+    Raises:
+        InputError: see :meth:`Preprocessing.to_pixels`; the first bad face is named by its index.
+    """
+    items = _split_faces(faces)
+    if len(items) == 0:
+        raise InputError("received an empty batch of faces; expected at least one face")
+    for i, face in enumerate(items):
+        _checked_face(face, i)
+    return items
+
+
 def _as_image(face: Any, index: int, channels: int) -> np.ndarray:
     """Validate one face and return it as a (channels, H, W) float32 array."""
+    face = _checked_face(face, index)
+    f = face.astype(np.float32, copy=False)
+    if channels == 1:
+        with _blas_flags_ignored():
+            g = f @ _LUMA if f.ndim == 3 else f
+        return g[None]
+    if f.ndim == 2:
+        return np.repeat(f[None], 3, axis=0)
+    return np.moveaxis(f, -1, 0)
+
+
+def _checked_face(face: Any, index: int) -> np.ndarray:
+    """Validate one face (``index``: its place among the caller's faces, for the message); return it as an HxW or
+    HxWx3 array."""
     if not isinstance(face, np.ndarray):
         raise InputError(f"face {index} is a {type(face).__name__}; expected a numpy array")
     check_pixels(face, f"face {index}")
@@ -1120,14 +1159,7 @@ def _as_image(face: Any, index: int, channels: int) -> np.ndarray:
         raise InputError(f"face {index} has shape {face.shape}; expected HxW gray or HxWx3 RGB")
     if face.shape[0] == 0 or face.shape[1] == 0:
         raise InputError(f"face {index} has shape {face.shape}: a 0-size image; expected at least 1x1 pixels")
-    f = face.astype(np.float32, copy=False)
-    if channels == 1:
-        with _blas_flags_ignored():
-            g = f @ _LUMA if f.ndim == 3 else f
-        return g[None]
-    if f.ndim == 2:
-        return np.repeat(f[None], 3, axis=0)
-    return np.moveaxis(f, -1, 0)
+    return face
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,8 +29,8 @@ from .errors import InputError, ModelError, one_line
 from .fileio import as_path, file_problem
 from .metadata import ModelInfo
 from .preprocessing import (Corrections, FaceInput, Preprocessing, any_jpeg_image, any_linear_enlarging,
-                            any_low_contrast, any_pixel_repetition, as_corrections, jpeg_quality, raise_contrast,
-                            softmax, unmasked)
+                            any_low_contrast, any_pixel_repetition, as_corrections, check_faces, jpeg_quality,
+                            raise_contrast, softmax, unmasked)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,11 @@ ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan")
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: Faces ``Recognizer.predict`` prepares and runs at a time (rounded up to a whole number of ``max_batch``): one
+#: chunk's batch and temporaries (about 20 MB for 256 faces at 48 px, the score calibration's size estimate
+#: included) are all the memory a call needs beside its faces and predictions, however many faces it is given.
+PREDICT_CHUNK = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,8 +217,9 @@ class Recognizer:
         device: GPU index (CUDA provider or TensorRT).
         max_batch: largest batch sent to the backend at once; larger inputs are split, in order.
         providers: ONNX Runtime providers: None/``"auto"``, ``"cpu"``, ``"cuda"`` or a provider list.
-        threads: ONNX Runtime intra-op threads, of each session where there are several (None: one per
-            physical core for one session, 1 for each of several).
+        threads: ONNX Runtime intra-op threads, of each session where there are several (None: for one session
+            one per physical core, or the CPUs a CPU set or a container's CPU quota leaves this process
+            (``fsrfer_edge.cpus.usable_cpus``); 1 for each of several).
         spinning: ONNX Runtime's idle threads spin-wait for work (the default, fastest alone); pass False
             when other ONNX Runtime sessions run in turn with this one in the process, as a face detector
             does (``CrowdAnalyzer`` does so for the recogniser it makes). Ignored by TensorRT.
@@ -410,13 +416,25 @@ class Recognizer:
         marks: Optional[list[bool]] = ([] if given is None and cal is not None
                                        and (cal.jpeg_params is not None or cal.size_weights is not None) else None)
         sizes: Optional[list[float]] = [] if cal is not None and cal.size_weights is not None else None
-        batch = self._prepare(faces, sides, marks, sizes)
+        # Every face is checked first (errors name the caller's index; nothing runs before a bad face is found),
+        # then the faces are prepared and run a chunk at a time: the memory a call needs beside its faces and
+        # predictions stays that of one chunk, however many faces it is given. A chunk is a whole number of
+        # max_batch, so the model runs the same batches as on one prepared batch (the same logits, bit for bit).
+        items = check_faces(faces)
+        count = len(items)
         if given is not None:
-            marks = [given] * len(batch) if isinstance(given, bool) else given
-            if len(marks) != len(batch):
-                raise InputError(f"jpeg: {len(marks)} flags for {len(batch)} faces; expected one bool per face, "
+            marks = [given] * count if isinstance(given, bool) else given
+            if len(marks) != count:
+                raise InputError(f"jpeg: {len(marks)} flags for {count} faces; expected one bool per face, "
                                  "or one bool for all")
-        return self._to_predictions(self.predict_logits(batch), sides, marks, sizes)
+        step = self._max_batch * max(1, -(-PREDICT_CHUNK // self._max_batch))
+        out: list[Prediction] = []
+        for i in range(0, count, step):
+            logits = self.predict_logits(self._prepare(items[i:i + step], sides, marks if given is None else None,
+                                                       sizes))
+            out += self._to_predictions(logits, sides[i:i + step], None if marks is None else marks[i:i + step],
+                                        None if sizes is None else sizes[i:i + step])
+        return out
 
     def predict_logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw logits for an already prepared (N, C, S, S) batch (see :meth:`prepare`).

@@ -419,15 +419,25 @@ class FaceTracker:
         # that meet) must not swap, the coasted box to the track the detection continues
         continued = set(self._match(b[found], weak=None if light is None else light[found]).values()) \
             if not found.all() else set()
-        for k in np.flatnonzero(~found).tolist():
-            j = next((j for j, tr in enumerate(self._tracks) if j not in coasted.values() and j not in continued
-                      and np.array_equal(self._expected(tr), b[k]) and self._coasts(tr, looked)), None)
-            if j is None:
+        missed = np.flatnonzero(~found).tolist()
+        # each such box takes the first track not yet taken that coasts and is expected exactly there: tracks looked
+        # up by their expected box (one pass, not one per box: a frame of 1000 coasted faces was cubic in them)
+        at: dict[tuple[float, ...], list[int]] = {}
+        if missed:
+            for t, track in enumerate(self._tracks):
+                if t not in continued and self._coasts(track, looked):
+                    at.setdefault(tuple(self._expected(track).tolist()), []).append(t)
+            for there in at.values():
+                there.reverse()  # popped from the end: the first track first
+        for k in missed:
+            same = at.get(tuple(b[k].tolist()))
+            if not same:
                 raise InputError(f"box {k} is marked not detected but is none of coasting()'s boxes for this frame; "
                                  "expected detected=False only for the boxes coasting() returned, each once")
-            coasted[k] = j
+            coasted[k] = same.pop()
         rest = np.flatnonzero(found)
-        free = [j for j in range(len(self._tracks)) if j not in coasted.values()]
+        taken = set(coasted.values())
+        free = [j for j in range(len(self._tracks)) if j not in taken]
         pairs = {int(rest[i]): free[j]
                  for i, j in self._match(b[rest], free, None if light is None else light[rest]).items()}
         if light is not None and not all(int(i) in pairs for i in np.flatnonzero(light)):
