@@ -29,8 +29,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from .errors import ConfigError, EngineError, InputError, ModelError
-from .fileio import (file_problem, has_flock, loads_json, lock_note, read_sidecar_text, release_flock, sha256_file,
-                     short_name, try_flock, write_json, write_lock_note)
+from .fileio import (file_problem, has_flock, loads_json, lock_note, open_lock_file, read_sidecar_text, release_flock,
+                     sha256_file, short_name, try_flock, write_json, write_lock_note)
 from .metadata import PRECISIONS, ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -356,10 +356,12 @@ def _open_lock_file(root: Path) -> tuple[Optional[int], bool]:
     path = root / BUILD_LOCK_NAME
     try:
         root.mkdir(parents=True, exist_ok=True)
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666), True
+        return open_lock_file(path, os.O_RDWR | os.O_CREAT), True
     except OSError as exc:
+        if os.path.islink(path):  # planted: not followed, read-only either (its target's text would be "the holder")
+            return None, False
         try:
-            return os.open(path, os.O_RDONLY), False
+            return open_lock_file(path, os.O_RDONLY), False
         except OSError:  # a read-only folder without one: its cached engines may still be reused
             logger.debug("no build lock in %s (%s); builds there do not take turns", root, exc)
             return None, False

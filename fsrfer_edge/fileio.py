@@ -465,6 +465,23 @@ class FolderInUse(InputError):
                          "other process writes: wait for it to finish, or choose another folder")
 
 
+def open_lock_file(path: PathLike, flags: int) -> int:
+    """``os.open`` of a lock file (``flags``: O_RDWR | O_CREAT, or O_RDONLY) that does not follow a symlink at its
+    name: one planted in a folder others can write (a shared engine cache or output folder) would make the lock's
+    holder truncate and write its note into the file it points at.
+
+    Raises:
+        OSError: as os.open; a symlink is ELOOP, and is logged as a warning naming it (the lock is then not taken).
+    """
+    try:
+        return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):
+            logger.warning("%s is a symlink, not a lock file: not followed, so the lock is not taken (remove it if "
+                           "you did not put it there)", path)
+        raise
+
+
 @contextlib.contextmanager
 def folder_lock(folder: PathLike) -> Iterator[bool]:
     """Hold an advisory ``flock`` on :data:`FOLDER_LOCK_NAME` in the existing ``folder`` (made if missing), without
@@ -486,7 +503,7 @@ def folder_lock(folder: PathLike) -> Iterator[bool]:
     path = Path(folder) / FOLDER_LOCK_NAME
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = open_lock_file(path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             logger.debug("no lock in %s (%s): not held", folder, exc)
             yield False
