@@ -28,7 +28,8 @@ REPO=$(pwd)
 BASE=${MINVER_DIR:-/tmp/fsrfer-minver}
 TESTS=(tests/test_recognizer*.py tests/test_preprocessing*.py tests/test_backends.py tests/test_crowd*.py
        tests/test_tracking*.py tests/test_batch_independence63.py tests/test_concurrency63.py
-       tests/test_unusual_inputs63.py tests/test_confidence*.py tests/test_demo.py)
+       tests/test_unusual_inputs63.py tests/test_confidence*.py tests/test_demo.py tests/test_scaled_floats64.py
+       tests/test_cpu_quota64.py tests/test_call_scale64.py tests/test_untrusted_files64.py)
 WHEELS=(--only-binary=:all:)
 
 make_venv() {  # make_venv DIR PYTHON: a fresh venv with the repository installed editable, no dependencies

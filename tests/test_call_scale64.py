@@ -243,7 +243,7 @@ def test_two_tracks_expected_at_one_box_still_take_the_coasted_boxes_in_track_or
 
 def test_a_large_groups_interval_draws_its_resamples_a_block_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     # Before: all R x N draws and counts at once (3.2 kB a face for R = 200: 320 MB for 100 000 faces). Now a block
-    # of them at a time, with the same draws: the same interval, bit for bit.
+    # of them at a time, with the same draws: the same interval.
     import fsrfer_edge.groups as groups
 
     path = groups.PACKAGED / "default.groups.json"
@@ -260,5 +260,8 @@ def test_a_large_groups_interval_draws_its_resamples_a_block_at_a_time(monkeypat
     lo1, hi1 = cal.interval(probs[:12000], factors[:12000])
     monkeypatch.undo()
     lo2, hi2 = cal.interval(probs[:12000], factors[:12000])
-    assert np.array_equal(lo1, lo2) and np.array_equal(hi1, hi2)
+    # the same draws; the products of a block and of all rows at once may differ in the last bit where BLAS picks
+    # another kernel for another size (numpy 1.22's OpenBLAS, scripts/min_versions.sh)
+    np.testing.assert_allclose(lo1, lo2, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(hi1, hi2, rtol=0, atol=1e-12)
     assert np.all(lo <= hi)
