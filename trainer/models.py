@@ -94,7 +94,8 @@ class ResNetTrunk(nn.Module):
 
 
 _BACKBONES: dict[str, Callable[[int], ResNetTrunk]] = {
-    # 0.31 GMAC/face at 48x48: the default (304 faces/s FP32, 1,241 INT8 u8s8 on a 2-core CPU).
+    # 0.31 GMAC/face at 48x48: full width, the default before resnet18_half (304 faces/s FP32, 1,241 INT8 u8s8 on a
+    # 2-core CPU, measured then).
     "resnet18": lambda c: ResNetTrunk(c, (64, 128, 256, 512), (2, 2, 2, 2), stem_stride=2),
     # 1.25 GMAC/face: full-resolution stem, for a GPU.
     "resnet18_s1": lambda c: ResNetTrunk(c, (64, 128, 256, 512), (2, 2, 2, 2), stem_stride=1),
