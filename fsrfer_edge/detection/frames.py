@@ -99,6 +99,11 @@ def read_image(path: PathLike) -> np.ndarray:
         try:
             with pil.open(p) as im:
                 check_frame_size(im.height, im.width, str(p))  # from the header, before decoding
+                frames = getattr(im, "n_frames", 1)
+                if isinstance(frames, int) and frames > 1:  # an animated GIF/WebP, a multi-page TIFF
+                    logger.warning("%s holds %d frames; read as one image: its first frame only. For every frame, "
+                                   "make it a video (ffmpeg -i %s out.mp4) for fsrfer-crowd, or pass its frames "
+                                   "(PIL.ImageSequence) to CrowdAnalyzer.analyze_stream", p, frames, p.name)
                 return as_rgb_frame(_pil_pixels(ops.exif_transpose(im), im.format, p), what=str(p))
         except InputError:  # our own refusals (size, pixel type) are ValueErrors too: not wrapped below
             raise
