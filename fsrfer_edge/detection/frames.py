@@ -24,7 +24,12 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 #: Image suffixes :func:`read_image` is asked to read (the CLI takes anything else for a video unless its first
 #: bytes say it is an image: :func:`is_image_file`).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".heic", ".heif",
+                  ".avif")
+#: HEIF-family photos (HEIC: a phone camera's default; AVIF): suffixes and the ISO-BMFF ``ftyp`` brands that mark them.
+#: Pillow reads AVIF from 11.3 where built with libavif, and HEIC with the pillow-heif plugin, used where installed.
+HEIF_SUFFIXES = (".heic", ".heif", ".avif")
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
 
 
 #: The first bytes of the image formats :func:`read_image` reads (WebP: "RIFF", size, "WEBP").
@@ -40,12 +45,24 @@ def is_image_file(path: PathLike) -> bool:
         return True
     if not p.is_file():  # a camera device or a pipe: opening it could block, and reading would eat its stream
         return False
+    head = _head(p)
+    return (head.startswith(_IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+            or _is_heif(head))
+
+
+def _is_heif(head: bytes) -> bool:
+    """Whether a file's first 12 bytes are those of a HEIC/HEIF/AVIF photo (an ISO-BMFF ``ftyp`` box of their brands;
+    an MP4 video's brands are others)."""
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+
+
+def _head(p: Path) -> bytes:
+    """A regular file's first 12 bytes ("" where it cannot be read)."""
     try:
         with open(p, "rb") as f:
-            head = f.read(12)
+            return f.read(12)
     except OSError:
-        return False
-    return head.startswith(_IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+        return b""
 
 
 def optional_module(name: str) -> Optional[ModuleType]:
@@ -94,6 +111,11 @@ def read_image(path: PathLike) -> np.ndarray:
     if problem:
         raise InputError(f"image {p} {problem}; expected an image file such as a .png or .jpg")
     pil = optional_module("PIL.Image")
+    heif = p.suffix.lower() in HEIF_SUFFIXES or _is_heif(_head(p))
+    if heif and pil is not None:
+        plugin = optional_module("pillow_heif")  # HEIC (and AVIF for a Pillow without it), where installed
+        if plugin is not None:
+            plugin.register_heif_opener()
     if pil is not None:
         ops = importlib.import_module("PIL.ImageOps")
         try:
@@ -111,6 +133,10 @@ def read_image(path: PathLike) -> np.ndarray:
             raise InputError(f"{p}: {exc}; the limit is {MAX_FRAME_PIXELS / 1e6:.1f} megapixels (8192x8192). "
                              "Downscale it first, or cut it into parts") from exc
         except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for unreadable/truncated files
+            if heif:
+                raise InputError(f"{p} is a HEIC/HEIF/AVIF photo (a phone camera's default), which this Pillow cannot "
+                                 f"read ({exc}); install the pillow-heif plugin (pip install pillow-heif; it is used "
+                                 "when installed), or convert the photo to JPEG") from exc
             raise InputError(f"{p} could not be read as an image ({exc}); expected a PNG/JPEG/BMP/TIFF file") from exc
     cv2 = optional_module("cv2")
     if cv2 is None:
