@@ -397,6 +397,8 @@ def run_bench(model: Union[str, os.PathLike[str]], batch_sizes: Sequence[int], d
             "backend": rec.backend.name,
             "providers": list(rec.backend.providers),
             "threads": getattr(rec.backend, "threads", threads),
+            # what was asked of ONNX Runtime (threads, or the CPUs a CPU set or quota leaves; None: its own default)
+            "intra_op_threads": getattr(rec.backend, "intra_op_threads", None),
             "sessions": getattr(rec.backend, "sessions", 1),
             "device": device,
             "max_batch": rec.max_batch,

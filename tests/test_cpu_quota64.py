@@ -262,3 +262,28 @@ def test_live_cgroup_with_a_one_cpu_quota(tmp_path: Path) -> None:
     assert group.name in got["cgroup"]
     assert got["quota"] == 1.0 and got["usable"] == 1
     assert got["passed"] == [1]
+
+
+def test_the_backend_says_how_many_intra_op_threads_it_asked_for(monkeypatch: pytest.MonkeyPatch,
+                                                                  captured: list[Any]) -> None:
+    """``threads`` records the user's choice (None); ``intra_op_threads`` what was passed to ONNX Runtime (None: its
+    own default), which fsrfer-bench writes beside it."""
+    _restrict(monkeypatch, 2, 64)
+    with ob.OnnxRuntimeBackend(DEFAULT_MODEL, providers="cpu") as b:
+        assert (b.threads, b.intra_op_threads) == (None, 2) == (None, captured[-1].intra_op_num_threads)
+    with ob.OnnxRuntimeBackend(DEFAULT_MODEL, providers="cpu", threads=3) as b:
+        assert b.intra_op_threads == 3
+    with ob.OnnxRuntimeBackend(DEFAULT_MODEL, providers="cpu", sessions=2) as b:
+        assert b.intra_op_threads == 1
+    _restrict(monkeypatch, 64, 64)
+    with ob.OnnxRuntimeBackend(DEFAULT_MODEL, providers="cpu") as b:
+        assert b.intra_op_threads is None
+
+
+def test_fsrfer_bench_records_the_intra_op_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsrfer_edge.bench import run_bench
+
+    _restrict(monkeypatch, 2, 64)
+    doc = run_bench(DEFAULT_MODEL, [1], warmup=1, iters=2, backend="onnxruntime", providers="cpu",
+                    overhead_batch=None)
+    assert (doc["threads"], doc["intra_op_threads"]) == (None, 2)

@@ -432,6 +432,9 @@ class OnnxRuntimeBackend(Backend):
             threads = 1
         self.path = Path(path)
         self.threads = threads
+        #: The intra-op threads asked of ONNX Runtime for each session: ``threads``, else :func:`default_threads`
+        #: (None: ONNX Runtime's own default).
+        self.intra_op_threads = threads if threads is not None else default_threads()
         self._session: Any = None
         self._extra: list[Any] = []
         self._pool: Optional[ThreadPoolExecutor] = None
