@@ -446,8 +446,10 @@ class ScoreCalibration(sidecars.MeasuredFile):
         if f.ndim > 1:  # (2, 2) would be read as 4 faces, as confidence() refuses it
             raise InputError(f"factors of shape {f.shape}; expected one factor per face, (N,)")
         f = f.reshape(-1)
-        if not np.isfinite(f).all() or (f <= 0).any():
-            raise InputError(f"factors {f.tolist()[:8]}; expected positive finite numbers")
+        bad = ~np.isfinite(f) | (f <= 0)
+        if bad.any():  # the bad ones named (at most 8), not the first 8 of a large batch
+            raise InputError(f"factors {f[bad][:8].tolist()} ({int(bad.sum())} of {len(f)}); expected positive finite "
+                             "numbers")
         out = self._interpolate(self.params, f)
         marked = _marks(jpeg, f.shape)  # checked also where there are no JPEG maps: a wrong count is a mistake
         if marked is not None and self.jpeg_params is not None and marked.any():
@@ -602,7 +604,7 @@ def fit_size_estimator(pixels: Any, factors: Any) -> tuple[float, ...]:
         raise InputError(f"factors of shape {f.shape}; expected one factor >= 1 per face, ({len(x)},)")
     bad = ~(np.isfinite(f) & (f >= 1))
     if bad.any():
-        raise InputError(f"factors {f[bad].tolist()[:8]} ({int(bad.sum())} of {len(f)}); expected one finite factor "
+        raise InputError(f"factors {f[bad][:8].tolist()} ({int(bad.sum())} of {len(f)}); expected one finite factor "
                          ">= 1 per face")
     w, *_ = np.linalg.lstsq(x, np.log2(f), rcond=None)
     return tuple(float(v) for v in w)

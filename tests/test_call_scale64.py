@@ -265,3 +265,17 @@ def test_a_large_groups_interval_draws_its_resamples_a_block_at_a_time(monkeypat
     np.testing.assert_allclose(lo1, lo2, rtol=0, atol=1e-12)
     np.testing.assert_allclose(hi1, hi2, rtol=0, atol=1e-12)
     assert np.all(lo <= hi)
+
+
+def test_a_bad_factor_in_a_large_batch_is_the_one_named() -> None:
+    """params_at named the first 8 factors of the batch (all fine) and built a list of all of them to do so."""
+    from fsrfer_edge.confidence import ScoreCalibration
+    from fsrfer_edge.sidecars import PACKAGED
+
+    path = PACKAGED / "default.scores.json"
+    if not path.is_file():
+        pytest.skip(f"the packaged score calibration {path} is not installed")
+    factors = np.full(1000, 2.0)
+    factors[700] = -1.0
+    with pytest.raises(InputError, match=r"factors \[-1\.0\] \(1 of 1000\)"):
+        ScoreCalibration.load(path).params_at(factors)
