@@ -376,6 +376,8 @@ def resolve_data(data: Optional[str], no_accuracy: bool) -> tuple[Optional[Path]
         return path, ("--no-accuracy was given" if no_accuracy else None)
     if DEFAULT_DATA.is_file():
         return DEFAULT_DATA, ("--no-accuracy was given" if no_accuracy else None)
+    if no_accuracy:  # the user's own reason, whether or not the default data is there
+        return None, "--no-accuracy was given"
     return None, f"no data: the default {_show(DEFAULT_DATA)} does not exist (pass --data NPZ)"
 
 

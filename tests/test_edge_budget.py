@@ -172,3 +172,17 @@ def test_errors_are_one_line_with_exit_2(work: dict[str, Path], tmp_path: Path, 
     err = capsys.readouterr().err.strip()
     assert rc == 2 and not out.exists()
     assert err.startswith("edge_budget: error: ") and expect in err and "\n" not in err
+
+
+def test_no_accuracy_is_the_reason_given_with_or_without_the_default_data(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """--no-accuracy is the user's own reason whether or not the default data file exists (a checkout without
+    ../shared/data was told "no data" instead, and the test above failed there)."""
+    for present in (True, False):
+        default = tmp_path / ("fer2013.npz" if present else "missing.npz")
+        if present:
+            default.write_bytes(b"x")
+        monkeypatch.setattr(eb, "DEFAULT_DATA", default)
+        assert eb.resolve_data(None, True)[1] == "--no-accuracy was given"
+    assert eb.resolve_data(None, False) == (None, f"no data: the default {eb._show(default)} does not exist "
+                                                  "(pass --data NPZ)")
