@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import stat
 import threading
 import traceback
 from pathlib import Path
@@ -98,10 +99,40 @@ class _BindingContext(Protocol):
 
 
 def read_engine_bytes(engine_path: Union[str, os.PathLike[str]]) -> bytes:
+    """The bytes of an engine file, refused where someone else could have written them.
+
+    A TensorRT engine is executable code: NVIDIA's security guidance is to deserialize only engines you built or
+    received over a trusted channel. An engine owned by another user (not root), or writable by every user, could
+    be anyone's (a shared cache folder, ``FSRFER_ENGINE_DIR``), so it is refused; the file is checked as opened, so
+    it cannot be swapped between the check and the read. Group-writable files are read (a umask of 002 with user
+    private groups writes them so).
+
+    Raises:
+        EngineError: it cannot be read, or is refused as above (the message says how to rebuild or take it over).
+    """
     try:
-        return Path(engine_path).read_bytes()
+        with open(engine_path, "rb") as f:
+            st = os.fstat(f.fileno())
+            problem = _trust_problem(st)
+            if problem:
+                raise EngineError(
+                    f"engine {engine_path} is {problem}; a TensorRT engine is executable code (NVIDIA: deserialize "
+                    "only engines you built or received over a trusted channel), so one that others could have "
+                    "written is not loaded. Rebuild it here (fsrfer-export --engine), or, if you trust it, copy it "
+                    "to make it yours (cp) and take away others' write access (chmod o-w)")
+            return f.read()
     except OSError as exc:
         raise EngineError(f"engine {engine_path} could not be read ({exc})") from exc
+
+
+def _trust_problem(st: os.stat_result) -> str:
+    """Why an engine file with this status may not be this user's own work ("" when it is)."""
+    uid = os.getuid() if hasattr(os, "getuid") else None  # no POSIX owners (Windows): nothing to check
+    if uid is not None and st.st_uid not in (uid, 0):
+        return f"owned by user id {st.st_uid}, not by this user (id {uid}) or root"
+    if uid is not None and st.st_mode & stat.S_IWOTH:
+        return f"writable by every user (mode {stat.S_IMODE(st.st_mode):o})"
+    return ""
 
 
 class EngineUnreadable(EngineError):
