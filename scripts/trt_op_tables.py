@@ -22,6 +22,9 @@ TABLES = {
     "tensorrt-8.5": ("release/8.5-GA", "8.5 (JetPack 5)", (1, 17)),
     "tensorrt-10.1": ("release/10.1-GA", "10.x (JetPack 6 ships 10.3; 10.1 is the newest table published)", (9, 20)),
 }
+#: Type names the tables misspell, as the parser's types are read (upstream typos, kept out of the JSON): 10.1-GA's
+#: ConstantOfShape row says "INF64" for INT64 (release/10.1-GA docs/operators.md).
+TYPOS = {"INF64": "INT64"}
 ROW = re.compile(r"^\|\s*([A-Za-z0-9_]+)\s*\|\s*(Y|N)[^|]*\|?\s*([^|]*)\|?\s*(.*?)\s*\|?\s*$")
 
 
@@ -33,7 +36,7 @@ def parse(markdown: str) -> dict[str, dict[str, object]]:
             continue
         name, supported, types, restrictions = m.groups()
         ops[name] = {"supported": supported == "Y",
-                     "types": [t.strip() for t in types.split(",") if t.strip()],
+                     "types": [TYPOS.get(t.strip(), t.strip()) for t in types.split(",") if t.strip()],
                      "restrictions": restrictions.strip(" |")}
     return ops
 

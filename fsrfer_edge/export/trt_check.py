@@ -193,7 +193,9 @@ def _check_ops(g: _Graph, opset: int, table: OperatorTable, errors: list[str]) -
         if tname is not None and allowed and tname not in allowed:
             hint = (" (a quantized bias? keep biases in float: fsrfer-export does)"
                     if node.op_type == "DequantizeLinear" and tname == "INT32" else "")
-            errors.append(f"[{table.name}] {label}: input {node.input[0]!r} is {tname}; TensorRT {table.tensorrt} "
+            what = ("its value attribute" if node.op_type == "ConstantOfShape"  # the type checked above
+                    else f"input {node.input[0]!r}")
+            errors.append(f"[{table.name}] {label}: {what} is {tname}; TensorRT {table.tensorrt} "
                           f"takes {', '.join(allowed)} for {node.op_type}{hint}")
 
 
