@@ -6,14 +6,13 @@ import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from _pids import exited_pid  # tests/ is on sys.path
 
 from fsrfer_edge.errors import ConfigError, DataError
 from fsrfer_edge.export import calib, cli
@@ -199,17 +198,6 @@ def test_an_interrupted_export_leaves_no_staging_folder(files: dict[str, Path], 
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
 
 
-def _exited_pid() -> int:
-    """The pid of a process that has exited (and been reaped): no process runs under it now."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    try:
-        os.kill(child.pid, 0)
-    except ProcessLookupError:
-        return child.pid
-    pytest.skip(f"pid {child.pid} was taken again at once")
-
-
 def _left_staging(out: Path, suffix: str, owner: Any) -> Path:
     """A staging folder as an export leaves it, with ``owner`` as its owner file's text (None: no owner file)."""
     folder = out / f".tiny.staging-{suffix}"
@@ -229,9 +217,9 @@ def test_an_export_removes_the_staging_folders_of_killed_exports_only(files: dic
     out = files["out"]
     out.mkdir()
     host = socket.gethostname()
-    killed = _left_staging(out, "killed00", f"pid {_exited_pid()} on {host}\n")
+    killed = _left_staging(out, "killed00", f"pid {exited_pid()} on {host}\n")
     running = _left_staging(out, "running0", f"pid {os.getppid()} on {host}\n")
-    elsewhere = _left_staging(out, "elsewher", f"pid {_exited_pid()} on not-{host}\n")
+    elsewhere = _left_staging(out, "elsewher", f"pid {exited_pid()} on not-{host}\n")
     unknown = _left_staging(out, "olderver", None)
     seen: list[str] = []
 

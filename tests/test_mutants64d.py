@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from _pids import exited_pid  # tests/ is on sys.path
 
 from fsrfer_edge import errors, fileio
 from fsrfer_edge.errors import BROKEN_PIPE_EXIT, ConfigError
@@ -153,19 +154,6 @@ def test_every_renewal_of_an_object_runs_in_a_forked_child() -> None:
 # -- fsrfer-engines: sizes reported, and the status of a prune that could not remove everything --------
 
 
-def _gone_pid() -> int:
-    import subprocess
-
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    try:
-        os.kill(child.pid, 0)
-    except ProcessLookupError:
-        return child.pid
-    pytest.skip(f"pid {child.pid} was taken again at once")
-    raise AssertionError  # pragma: no cover
-
-
 def _stale_folder(folder: Path) -> tuple[Path, Path]:
     """``folder`` with a stale 3 MiB engine (its sidecar lost) and a killed export's 1 MiB staging folder."""
     import socket
@@ -182,7 +170,7 @@ def _stale_folder(folder: Path) -> tuple[Path, Path]:
     stage.mkdir()
     with open(stage / "face.fp32.onnx", "wb") as f:
         f.truncate(1 << 20)
-    (stage / ".owner").write_text(f"pid {_gone_pid()} on {socket.gethostname()}\n")
+    (stage / ".owner").write_text(f"pid {exited_pid()} on {socket.gethostname()}\n")
     return lost, stage
 
 

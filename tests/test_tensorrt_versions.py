@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import socket
-import subprocess
 import sys
 import time
 import types
@@ -20,6 +19,7 @@ from typing import Any, Optional
 
 import numpy as np
 import pytest
+from _pids import exited_pid  # tests/ is on sys.path
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -941,16 +941,10 @@ def test_fsrfer_engines_prune_removes_the_staging_folders_of_killed_exports(tmp_
     a staging folder of a running export, of another machine or without an owner is left alone."""
     from fsrfer_edge import engines_cli
 
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    try:
-        os.kill(child.pid, 0)
-        pytest.skip(f"pid {child.pid} was taken again at once")
-    except ProcessLookupError:
-        pass
+    gone = exited_pid()
     host = socket.gethostname()
-    owners = {"killed00": f"pid {child.pid} on {host}\n", "running0": f"pid {os.getpid()} on {host}\n",
-              "elsewher": f"pid {child.pid} on not-{host}\n", "olderver": None}
+    owners = {"killed00": f"pid {gone} on {host}\n", "running0": f"pid {os.getpid()} on {host}\n",
+              "elsewher": f"pid {gone} on not-{host}\n", "olderver": None}
     for suffix, owner in owners.items():
         folder = tmp_path / f".face.staging-{suffix}"
         folder.mkdir()
