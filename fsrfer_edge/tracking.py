@@ -23,7 +23,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from .detection.base import box_iou
+from .detection.base import box_iou, overlapping_iou
 from .errors import InputError
 
 #: How a track's frames are averaged: the class probabilities themselves, or their logarithms (a product of
@@ -575,33 +575,35 @@ class FaceTracker:
         if not len(b) or not tracks:
             return pairs
         t = np.stack([self._expected(tr) for tr in tracks])
-        iou = box_iou(b, t)
+        rows, cols, iou = overlapping_iou(b, t)
         taken: set[int] = set()
-        for i, j in zip(*np.unravel_index(np.argsort(-iou, axis=None, kind="stable"), iou.shape)):
-            if iou[i, j] < self.min_iou or not iou[i, j] > 0:
-                break
-            if i not in pairs and j not in taken:
-                pairs[int(i)] = int(j)
-                taken.add(int(j))
+        ok = iou >= self.min_iou
+        _pair_greedily(-iou[ok], rows[ok], cols[ok], pairs, taken)
         if self.max_shift > 0:
-            side_b = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
-            side_t = np.maximum(t[:, 2] - t[:, 0], t[:, 3] - t[:, 1])
-            cb = (b[:, :2] + b[:, 2:]) / 2
-            ct = (t[:, :2] + t[:, 2:]) / 2
-            dist = np.linalg.norm(cb[:, None, :] - ct[None, :, :], axis=2) / np.maximum(side_b[:, None], side_t[None, :])
+            # only faces and tracks the overlaps left free can pair here: with most faces matched, a crowd's full
+            # face x track distance matrix is not needed
+            fb = np.array([i for i in range(len(b)) if i not in pairs], dtype=np.int64)
+            ft = np.array([j for j in range(len(t)) if j not in taken], dtype=np.int64)
+            if not len(fb) or not len(ft):
+                return pairs
+            bb, tt = b[fb], t[ft]
+            side_b = np.maximum(bb[:, 2] - bb[:, 0], bb[:, 3] - bb[:, 1])
+            side_t = np.maximum(tt[:, 2] - tt[:, 0], tt[:, 3] - tt[:, 1])
+            cb = (bb[:, :2] + bb[:, 2:]) / 2
+            ct = (tt[:, :2] + tt[:, 2:]) / 2
+            dist = (np.linalg.norm(cb[:, None, :] - ct[None, :, :], axis=2)
+                    / np.maximum(side_b[:, None], side_t[None, :]))
             ratio = side_b[:, None] / side_t[None, :]
             dist = np.where((ratio >= 0.5) & (ratio <= 2.0), dist, np.inf)
             # a track with no velocity to move it on (found once, or no motion) is sought at its last box: over frames
             # the detector skipped (detect_every) its face went on moving, so the distance allowed is per frame; the
             # nearest pairs still go first, so such a track does not take a face nearer another track's box
-            frames = 1.0 + np.array([tr.since - tr.missed if (not self.motion or tr.hits <= 1) else 0 for tr in tracks])
-            allowed = dist <= self.max_shift * frames[None, :]
-            for i, j in zip(*np.unravel_index(np.argsort(dist, axis=None, kind="stable"), dist.shape)):
-                if dist[i, j] > self.max_shift * frames.max():
-                    break
-                if allowed[i, j] and i not in pairs and j not in taken:
-                    pairs[int(i)] = int(j)
-                    taken.add(int(j))
+            frames = 1.0 + np.array([tr.since - tr.missed if (not self.motion or tr.hits <= 1) else 0
+                                     for tr in (tracks[j] for j in ft)])
+            found: dict[int, int] = {}
+            rows, cols = np.nonzero(dist <= self.max_shift * frames[None, :])
+            _pair_greedily(dist[rows, cols], rows, cols, found, set())
+            pairs.update({int(fb[i]): int(ft[j]) for i, j in found.items()})
         return pairs
 
     def __repr__(self) -> str:
@@ -609,6 +611,17 @@ class FaceTracker:
                 f"max_shift={self.max_shift:g}, max_missed={self.max_missed}, coast={self.coast}, "
                 f"coast_after={self.coast_after}, confirm={self.confirm}, motion={self.motion}, "
                 f"weak_track_score={self.weak_track_score:g}, tracks={self.n_tracks})")
+
+
+def _pair_greedily(cost: np.ndarray, rows: np.ndarray, cols: np.ndarray, pairs: dict[int, int],
+                   taken: set[int]) -> None:
+    """Pairs ``rows`` with ``cols`` (candidate cells in row-major order) greedily, lowest ``cost`` first (ties in that
+    order), each row and column at most once; adds to ``pairs`` ({row: column}) and ``taken`` (columns)."""
+    for k in np.argsort(cost, kind="stable"):
+        i, j = int(rows[k]), int(cols[k])
+        if i not in pairs and j not in taken:
+            pairs[i] = j
+            taken.add(j)
 
 
 def _centre(box: np.ndarray) -> np.ndarray:

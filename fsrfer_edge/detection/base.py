@@ -124,19 +124,53 @@ def check_frame_size(height: int, width: int, what: str = "frame") -> None:
         )
 
 
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise IoU of boxes (..., 4) ``a`` and ``b`` (broadcast)."""
+    x0 = np.maximum(a[..., 0], b[..., 0])
+    y0 = np.maximum(a[..., 1], b[..., 1])
+    x1 = np.minimum(a[..., 2], b[..., 2])
+    y1 = np.minimum(a[..., 3], b[..., 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, M) intersection-over-union of boxes ``a`` (N, 4) and ``b`` (M, 4) as (x0, y0, x1, y1)."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    return _iou(a[:, None, :], b[None, :, :])
+
+
+def overlapping_iou(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs of boxes ``a`` (N, 4) and ``b`` (M, 4) that overlap (a positive intersection), as (rows, cols, iou) in
+    row-major order: the nonzero cells of :func:`box_iou` (same values), found without the N x M matrix where the
+    boxes are spread out (a crowd's faces): ``b`` sorted by left edge, each box of ``a`` meets only those that start
+    within the widest box of ``b`` to its left."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    empty = np.zeros(0, dtype=np.int64)
+    if not len(a) or not len(b):
+        return empty, empty, np.zeros(0)
+    order = np.argsort(b[:, 0], kind="stable")
+    left = b[order, 0]
+    reach = a[:, 0] - np.max(b[:, 2] - b[:, 0])
+    lo = np.searchsorted(left, reach - 1e-9 * (np.abs(reach) + 1.0), side="left")  # a margin for rounding: a superset
+    hi = np.searchsorted(left, a[:, 2], side="left")
+    counts = np.maximum(hi - lo, 0)
+    rows = np.repeat(np.arange(len(a)), counts)
+    starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+    cols = order[starts + np.arange(len(rows))]
+    keep = ((np.minimum(a[rows, 2], b[cols, 2]) > np.maximum(a[rows, 0], b[cols, 0]))
+            & (np.minimum(a[rows, 3], b[cols, 3]) > np.maximum(a[rows, 1], b[cols, 1])))
+    rows, cols = rows[keep], cols[keep]
+    first = np.lexsort((cols, rows))
+    rows, cols = rows[first], cols[first]
+    iou = _iou(a[rows], b[cols])
+    nonzero = iou > 0
+    return rows[nonzero], cols[nonzero], iou[nonzero]
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3) -> np.ndarray:
