@@ -239,19 +239,25 @@ def test_routing_sends_faces_below_the_threshold_not_only_hr_faces_to_the_hr_sta
     assert (got[2:] - hr[2:]).abs().max() > 1e-3  # G serves the others
 
 
-def test_a_given_factor_is_used_even_where_the_model_has_an_estimator() -> None:
-    """Mutant: the estimator's factor replaces the one fsrfer-eval passes (each face's true factor) whenever the
-    model has an estimator."""
+def _scale_aware_model(**spec: Any) -> Any:
+    """A tiny scale-aware InferenceModel with G from the stem on, its FiLMs given weights (as if trained)."""
     from trainer.models import InferenceModel
 
-    spec = {"method": "fsrfer", "backbone": "tiny", "feature_level": "layer2", "factor_estimator": True,
-            "generator": {"blocks": 1, "growth": 4, "start": "stem", "scale_aware": True}}
     torch.manual_seed(0)
-    m: Any = InferenceModel(spec).eval()
+    m: Any = InferenceModel({"method": "fsrfer", "backbone": "tiny", "feature_level": "layer2", **spec,
+                             "generator": {"blocks": 1, "growth": 4, "start": "stem", "scale_aware": True}}).eval()
     m.generator.init_from(m.fer.trunk)
     with torch.no_grad():
         for film in m.generator.films:
             film.net[2].weight.normal_(0, 0.5)
+    return m
+
+
+def test_a_given_factor_is_used_even_where_the_model_has_an_estimator() -> None:
+    """Mutant: the estimator's factor replaces the one fsrfer-eval passes (each face's true factor) whenever the
+    model has an estimator."""
+    m = _scale_aware_model(factor_estimator=True)
+    with torch.no_grad():
         m.factor_estimator.fitted.fill_(1.0)  # estimates x1 for every face (zero weights)
     x = torch.randn(3, 1, 48, 48)
     with torch.no_grad():
@@ -263,16 +269,7 @@ def test_a_given_factor_is_used_even_where_the_model_has_an_estimator() -> None:
 
 def test_a_scale_aware_map_level_g_reads_each_faces_factor() -> None:
     """Mutant: InferenceModel hands G factor 1 for every face; the FiLM layers then never see the factor."""
-    from trainer.models import InferenceModel
-
-    spec = {"method": "fsrfer", "backbone": "tiny", "feature_level": "layer2",
-            "generator": {"blocks": 1, "growth": 4, "start": "stem", "scale_aware": True}}
-    torch.manual_seed(0)
-    m: Any = InferenceModel(spec).eval()
-    m.generator.init_from(m.fer.trunk)
-    with torch.no_grad():
-        for film in m.generator.films:
-            film.net[2].weight.normal_(0, 0.5)
+    m = _scale_aware_model()
     x = torch.randn(3, 1, 48, 48)
     with torch.no_grad():
         a, b = m(x, torch.ones(3)), m(x, torch.full((3,), 4.0))
