@@ -556,13 +556,10 @@ class FaceTracker:
         free = [k for k, j in enumerate(among) if k not in pairs.values() and self._weak_continues(self._tracks[j])]
         if len(light) and free:
             iou = box_iou(b[light], np.stack([self._expected(self._tracks[among[k]]) for k in free]))
-            used: set[int] = set()
-            for i, k in zip(*np.unravel_index(np.argsort(-iou, axis=None, kind="stable"), iou.shape)):
-                if iou[i, k] < WEAK_IOU:
-                    break
-                if int(light[i]) not in pairs and k not in used:
-                    pairs[int(light[i])] = free[int(k)]
-                    used.add(int(k))
+            rows, cols = np.nonzero(iou >= WEAK_IOU)
+            found: dict[int, int] = {}
+            _pair_greedily(-iou[rows, cols], rows, cols, found, set())
+            pairs.update({int(light[i]): free[k] for i, k in found.items()})
         return pairs
 
     def _weak_continues(self, tr: _Track) -> bool:

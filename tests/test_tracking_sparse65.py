@@ -3,15 +3,35 @@ previous full-matrix matching (kept here as the reference) on random crowds, and
 the nonzero cells of ``box_iou``."""
 from __future__ import annotations
 
+from typing import Any, Optional
+
 import numpy as np
 import pytest
 
 from fsrfer_edge.detection.base import box_iou, overlapping_iou
-from fsrfer_edge.tracking import FaceTracker
+from fsrfer_edge.tracking import WEAK_IOU, FaceTracker
 
 
 class _FullMatrixTracker(FaceTracker):
-    """The matching before session 65: every face x track cell sorted, twice."""
+    """The matching before session 65: every face x track cell sorted, twice (and the weak boxes' cells once)."""
+
+    def _match(self, b: np.ndarray, among: Any = None, weak: Optional[np.ndarray] = None) -> dict[int, int]:
+        among = list(range(len(self._tracks))) if among is None else list(among)
+        if weak is None or not np.any(weak):
+            return self._match_strong(b, among)
+        strong, light = np.flatnonzero(~weak), np.flatnonzero(weak)
+        pairs = {int(strong[i]): j for i, j in self._match_strong(b[strong], among).items()}
+        free = [k for k, j in enumerate(among) if k not in pairs.values() and self._weak_continues(self._tracks[j])]
+        if len(light) and free:
+            iou = box_iou(b[light], np.stack([self._expected(self._tracks[among[k]]) for k in free]))
+            used: set[int] = set()
+            for i, k in zip(*np.unravel_index(np.argsort(-iou, axis=None, kind="stable"), iou.shape)):
+                if iou[i, k] < WEAK_IOU:
+                    break
+                if int(light[i]) not in pairs and k not in used:
+                    pairs[int(light[i])] = free[int(k)]
+                    used.add(int(k))
+        return pairs
 
     def _match_strong(self, b: np.ndarray, among: list[int]) -> dict[int, int]:
         pairs: dict[int, int] = {}
@@ -71,6 +91,30 @@ def test_sparse_matching_equals_the_full_matrix_with_frames_the_detector_skipped
         ids_old, sm_old = old.update(b, p, **kw)
         np.testing.assert_array_equal(ids_new, ids_old)
         np.testing.assert_array_equal(sm_new, sm_old)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sparse_matching_equals_the_full_matrix_with_weak_detections(seed: int) -> None:
+    # weak boxes (under the detector's threshold) near followed faces: continuing() picks those that continue a track,
+    # then update() matches them after the others
+    rng = np.random.default_rng(200 + seed)
+    new, old = FaceTracker(coast_after=1), _FullMatrixTracker(coast_after=1)
+    base = _crowd(rng, 40, 0.0, grid=seed % 2 == 0)
+    for frame in range(10):
+        strong = rng.random(len(base)) > 0.4
+        b = base + rng.normal(0, 1.5, base.shape)
+        b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 1.0)
+        weak = b[~strong]
+        kept = new.continuing(b[strong], weak)
+        np.testing.assert_array_equal(kept, old.continuing(b[strong], weak))
+        boxes = np.vstack([b[strong], weak[kept]])
+        mask = np.arange(len(boxes)) >= int(strong.sum())
+        p = rng.dirichlet(np.ones(7), len(boxes))
+        ids_new, sm_new = new.update(boxes, p, weak=mask)
+        ids_old, sm_old = old.update(boxes, p, weak=mask)
+        np.testing.assert_array_equal(ids_new, ids_old)
+        np.testing.assert_array_equal(sm_new, sm_old)
+    assert new.n_tracks == old.n_tracks
 
 
 def _crowd(rng: np.random.Generator, n: int, jitter: float, grid: bool) -> np.ndarray:
