@@ -554,8 +554,8 @@ def validate_problems(cfg: TrainConfig, where: str) -> list[str]:
         problems.append(f"{where}: eval.factors must list at least one down-sample factor (integers >= 1), got []")
     bad = set(cfg.eval.protocols) - {"resized", "small", "camera"}
     if bad or not cfg.eval.protocols:
-        raise ConfigError(f"{where}: eval.protocols must list some of ['resized', 'small', 'camera'], got "
-                          f"{list(cfg.eval.protocols)}")
+        problems.append(f"{where}: eval.protocols must list some of ['resized', 'small', 'camera'], got "
+                        f"{list(cfg.eval.protocols)}")
     bad = set(cfg.baselines.run) - {"lr_finetune", "image_sr"}
     if bad:
         problems.append(f"{where}: unknown baselines.run {sorted(bad)}; valid: ['image_sr', 'lr_finetune']")
