@@ -321,9 +321,9 @@ class FaceTracker:
         taken = set(self._match(b, weak=light).values())
         out = np.array([self._expected(tr) for j, tr in enumerate(self._tracks)
                         if j not in taken and self._coasts(tr, looked)], dtype=np.float64).reshape(-1, 4)
-        if len(out) and len(b):
-            out = out[~(box_iou(out, b) > 0).any(axis=1)]
-        return out
+        hit = np.zeros(len(out), dtype=bool)
+        hit[overlapping_iou(out, b)[0]] = True  # the nonzero cells of box_iou(out, b), without the K x N matrix
+        return out[~hit]
 
     def continuing(self, boxes: Any, weak: Any) -> np.ndarray:
         """Which weak detections (scored under the detector's threshold) continue a face this tracker follows: call
