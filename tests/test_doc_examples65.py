@@ -148,18 +148,14 @@ def test_the_scaling_docs_switch_runs_with_the_server_replaced(tmp_path: Path, m
 
 def test_the_readme_scaling_lines_bind_and_run_with_the_server_replaced(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """README.md's "Scaling out" lines (a fragment: Recognizer from fsrfer_edge, RemoteRecognizer from the module its
-    comment names). Needs a Triton server for its second line: run with the stand-in above, which binds the
-    arguments to the real RemoteRecognizer's signature; the first line loads fsrfer.onnx for real."""
+    """README.md's "Scaling out" block, imports included. Needs a Triton server for its RemoteRecognizer line: run
+    with the stand-in above, which binds the arguments to the real RemoteRecognizer's signature; the Recognizer line
+    loads fsrfer.onnx for real."""
     from fsrfer_edge import Recognizer
 
     code = _block("README.md", "## Scaling out")
-    module = re.search(r"# from ([\w.]+);", code)
-    assert module is not None and module.group(1) == "fsrfer_edge.serving"
     calls = _served_as_in_process(monkeypatch, tmp_path)
-    import fsrfer_edge.serving as serving
-
-    ns = _run(code, "README.md", {"Recognizer": Recognizer, "RemoteRecognizer": serving.RemoteRecognizer})
+    ns = _run(code, "README.md")
     try:
         assert calls == [{"url": "127.0.0.1:8000"}]
         assert isinstance(ns["rec"], Recognizer)
