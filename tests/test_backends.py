@@ -31,10 +31,10 @@ from fsrfer_edge.metadata import ModelInfo
 
 try:
     from .fake_trt import fake_logits
-    from .fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda
+    from .fake_trt.cuda import GPU_KEY, FakeCudart, launch, make_fake_pycuda
 except ImportError:
     from fake_trt import fake_logits  # type: ignore[no-redef]
-    from fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda  # type: ignore[no-redef]
+    from fake_trt.cuda import GPU_KEY, FakeCudart, launch, make_fake_pycuda  # type: ignore[no-redef]
 
 TRT_VERSION = "10.3.0"
 
@@ -280,7 +280,8 @@ def make_fake_trt(version: str = TRT_VERSION) -> types.ModuleType:
 
         def execute_async_v3(self, stream_handle: int) -> bool:
             assert isinstance(stream_handle, int) and self.n is not None
-            return run(self.spec, self.n, self.addr["faces"], self.addr["logits"])
+            spec, n, src, dst = self.spec, self.n, self.addr["faces"], self.addr["logits"]
+            return launch(stream_handle, lambda: None if run(spec, n, src, dst) else None)  # queued on the stream
 
     class NamedEngine:
         def __init__(self, spec: dict[str, Any]) -> None:
@@ -317,7 +318,8 @@ def make_fake_trt(version: str = TRT_VERSION) -> types.ModuleType:
 
         def execute_async_v2(self, bindings: list[int], stream_handle: int) -> bool:
             assert self.n is not None
-            return run(self.spec, self.n, bindings[0], bindings[1])
+            spec, n, src, dst = self.spec, self.n, bindings[0], bindings[1]
+            return launch(stream_handle, lambda: None if run(spec, n, src, dst) else None)  # queued on the stream
 
     class LegacyEngine:
         def __init__(self, spec: dict[str, Any]) -> None:

@@ -7,7 +7,6 @@ queued after them runs, never when they are queued.
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import sys
 import types
@@ -32,47 +31,9 @@ except ImportError:
 VERSION = "10.3.0.26"
 
 
-class AsyncCudart(FakeCudart):
-    """FakeCudart whose cudaMemcpyAsync only queues the copy on its stream, as CUDA does: it runs at
-    cudaStreamSynchronize, or before a kernel queued after it (``run_queued``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.queued: dict[int, list[tuple[int, int, int]]] = {}
-
-    def cudaMemcpyAsync(self, dst: int, src: int, count: int, kind: Any, stream: Any) -> tuple[Any, ...]:
-        assert isinstance(stream, self.cudaStream_t) and int(stream) in self.streams
-        dev_side = dst if kind == self.cudaMemcpyKind.cudaMemcpyHostToDevice else src
-        inside = any(p <= dev_side and dev_side + count <= p + len(b) for p, b in self.device.items())
-        assert inside, "not device memory"
-        self.queued.setdefault(int(stream), []).append((int(dst), int(src), int(count)))
-        return self._ret("cudaMemcpyAsync")
-
-    def run_queued(self, stream: int) -> None:
-        for dst, src, count in self.queued.pop(int(stream), []):
-            ctypes.memmove(dst, src, count)
-            self.copies += 1
-
-    def cudaStreamSynchronize(self, s: Any) -> tuple[Any, ...]:
-        self.run_queued(int(s))
-        return super().cudaStreamSynchronize(s)
-
-    @property
-    def pending(self) -> int:
-        return sum(len(q) for q in self.queued.values())
-
-
 def _install(monkeypatch: pytest.MonkeyPatch, cudart: FakeCudart) -> types.ModuleType:
-    """A fake TensorRT 10.3 whose kernels run after the copies queued before them on their stream."""
+    """A fake TensorRT 10.3 (its kernels queued on their CUDA stream, after the copies queued before them)."""
     trt = make_tensorrt(VERSION)
-    run = trt.IExecutionContext.execute_async_v3
-
-    def execute_async_v3(self: Any, stream_handle: int) -> bool:
-        if isinstance(cudart, AsyncCudart):
-            cudart.run_queued(stream_handle)  # stream order: the input copy ends before the kernel starts
-        return bool(run(self, stream_handle))
-
-    monkeypatch.setattr(trt.IExecutionContext, "execute_async_v3", execute_async_v3)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     pycuda = make_fake_pycuda()
     pkg = types.ModuleType("pycuda")
@@ -128,7 +89,7 @@ def test_results_are_read_only_after_the_stream_has_finished(tmp_path: Path, mon
     the previous call's logits, or zeros)."""
     from fsrfer_edge.backends.tensorrt_backend import TensorRTBackend
 
-    cudart = AsyncCudart()
+    cudart = FakeCudart()  # asynchronous: copies and kernels run when the stream is synchronised
     _install(monkeypatch, cudart)
     a, b = _faces(3, 0), _faces(3, 1)
     with TensorRTBackend(_engine(tmp_path / "m.engine"), memory="cuda-python") as be:

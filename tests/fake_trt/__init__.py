@@ -21,7 +21,9 @@ these models: operators missing from onnx-tensorrt's table for the version, opse
 limit, DequantizeLinear of a non-INT8 tensor (an INT32 bias: "only activation types allowed as
 input to this layer", onnx-tensorrt#850) and non-zero zero points.
 
-Engines compute :func:`fake_logits` of their input, so results can be checked end to end.
+Engines compute :func:`fake_logits` of their input, so results can be checked end to end. Their work is
+queued on the CUDA stream given to ``execute_async_v3`` (and 8.x's ``execute_async_v2``), a stream of
+the fake CUDA layers in :mod:`.cuda`, and runs when that stream is synchronised, as on a GPU.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+
+from .cuda import launch
 
 VERSIONS = ("8.5.2.2", "8.6.1.6", "10.3.0.26", "11.1.0.10")
 _TABLES = Path(__file__).resolve().parents[2] / "fsrfer_edge" / "export" / "trt_ops"
@@ -312,6 +316,14 @@ def make_tensorrt(version: str = "10.3.0.26", numpy_module: Optional[types.Modul
         ctypes.memmove(out_ptr, y.ctypes.data, y.nbytes)
         return True
 
+    def enqueue(spec: dict[str, Any], n: int, in_ptr: int, out_ptr: int, stream_handle: int) -> bool:
+        """Queue the engine's work on its CUDA stream (enqueueV3): it runs when the stream gets to it, after the
+        copies queued before it, so it reads the input as it is then. False for a handle that is no fake stream."""
+        def kernel() -> None:
+            run(spec, n, in_ptr, out_ptr)
+
+        return launch(stream_handle, kernel)
+
     class IExecutionContext:
         def __init__(self, spec: dict[str, Any]) -> None:
             self.spec, self.addr, self.n = spec, {}, None  # type: ignore[var-annotated]
@@ -330,7 +342,18 @@ def make_tensorrt(version: str = "10.3.0.26", numpy_module: Optional[types.Modul
             missing = [t for t in [self.spec["input"]] + self.spec["outputs"] if t not in self.addr]
             if missing or self.n is None:
                 return False  # "Address is not set for output tensor ..." in the real log
-            return run(self.spec, self.n, self.addr[self.spec["input"]], self.addr[self.spec["outputs"][0]])
+            return enqueue(self.spec, self.n, self.addr[self.spec["input"]], self.addr[self.spec["outputs"][0]],
+                           stream_handle)
+
+        if major == 8:  # the binding-index API beside the named one; removed in 10.0
+            def set_binding_shape(self, binding: int, shape: tuple[int, ...]) -> bool:
+                return binding == 0 and self.set_input_shape(self.spec["input"], shape)
+
+            def execute_async_v2(self, bindings: list[int], stream_handle: int) -> bool:
+                assert isinstance(stream_handle, int)
+                if self.n is None or len(bindings) != 1 + len(self.spec["outputs"]) or not all(bindings):
+                    return False
+                return enqueue(self.spec, self.n, int(bindings[0]), int(bindings[1]), stream_handle)
 
     class ICudaEngine:
         def __init__(self, spec: dict[str, Any]) -> None:
@@ -362,6 +385,10 @@ def make_tensorrt(version: str = "10.3.0.26", numpy_module: Optional[types.Modul
         ICudaEngine.num_bindings = property(lambda self: len(self.names))  # type: ignore[attr-defined]
         ICudaEngine.get_binding_name = lambda self, i: self.names[i]  # type: ignore[attr-defined]
         ICudaEngine.binding_is_input = lambda self, i: i == 0  # type: ignore[attr-defined]
+        for api, named in (("get_binding_dtype", "get_tensor_dtype"), ("get_binding_shape", "get_tensor_shape")):
+            setattr(ICudaEngine, api, lambda self, i, named=named: getattr(self, named)(self.names[i]))
+        ICudaEngine.get_profile_shape = (  # type: ignore[attr-defined]
+            lambda self, profile, i: self.get_tensor_profile_shape(self.names[i], profile))
 
     class Runtime:
         def __init__(self, logger: Logger) -> None:
