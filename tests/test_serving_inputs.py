@@ -254,6 +254,22 @@ def test_a_url_without_a_host_and_valid_port_is_refused_before_connecting(url: s
         RemoteRecognizer(url, protocol=protocol, timeout_s=2)
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("url", ["::1:8000", "fe80::1:8000", "[::1:8000", "::1"])
+def test_an_ipv6_address_without_brackets_is_refused_before_connecting(url: str, protocol: str) -> None:
+    """"::1:8000" passed the URL check (its last colon splits off a valid port), then failed inside tritonclient
+    with "Port could not be cast to integer value as ':1:8000'", reported as the server answering with an error."""
+    with pytest.raises(InputError, match=r"IPv6 address in brackets, e\.g\. '\[::1\]:8000'"):
+        RemoteRecognizer(url, protocol=protocol, timeout_s=2)
+
+
+def test_an_ipv6_address_in_brackets_passes_the_url_check() -> None:
+    from fsrfer_edge.serving.client import _split_url
+
+    assert _split_url("http://[::1]:8000", "http") == "[::1]:8000"
+    assert _split_url("[fe80::1]:8001", "grpc") == "[fe80::1]:8001"
+
+
 class _FakeTritonNoBatching(_FakeTriton):
     """A served model whose config disagrees with what RemoteRecognizer needs (no batching)."""
 

@@ -68,6 +68,8 @@ def _split_url(url: str, protocol: str) -> str:
             port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         raise InputError(f"url={url!r}; expected 'HOST:PORT' with a port 1..65535 (optionally with http:// or "
                          "grpc://), e.g. '127.0.0.1:8000'")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise InputError(f"url={url!r}; expected 'HOST:PORT' with an IPv6 address in brackets, e.g. '[::1]:8000'")
     return url
 
 
