@@ -224,8 +224,11 @@ def _check_qdq(g: _Graph, errors: list[str]) -> None:
         if scale.size > 1:
             axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
             data = node.input[0]
+            quantized = g.producer.get(data)
+            if node.op_type == "DequantizeLinear" and quantized is not None and quantized.op_type == "QuantizeLinear":
+                data = quantized.input[0]  # float weights -> Q -> DQ, as quantization-aware training exports them
             is_weight = data in g.consts or (data in g.producer and g.producer[data].op_type == "Constant")
-            if node.op_type == "QuantizeLinear" or not is_weight:
+            if not is_weight:
                 errors.append(f"{label}: per-channel scales on an activation; TensorRT quantizes activations per "
                               "tensor only")
             elif axis != 0:
