@@ -46,8 +46,9 @@ class Tolerance:
 
     ``max_abs``: largest allowed |logit difference|, relative to ``max(1, max |reference logit|)``.
     ``min_agreement``: smallest allowed top-1 agreement. For FP32/FP16 a disagreement counts only
-    where the reference's own margin between the two classes exceeds the logit tolerance (a near
-    tie may flip under legitimate rounding); for INT8 every disagreement counts.
+    where the reference's own margin between the two classes exceeds twice the logit tolerance (both
+    logits may move by the tolerance, so a near tie may flip under legitimate rounding); for INT8
+    every disagreement counts.
     """
 
     max_abs: float
