@@ -404,3 +404,24 @@ def test_module_path_removes_every_model_wrapper(name: str, path: str) -> None:
     from fsrfer_edge.export.quantize import module_path
 
     assert module_path(name) == path
+
+
+@pytest.mark.parametrize("scheme, symmetric", [("u8s8", False), ("s8s8", True)])
+def test_entropy_calibration_is_symmetric_for_tensorrt_only(int8_files: dict[str, Any], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch, scheme: str,
+                                                            symmetric: bool) -> None:
+    """Q19: entropy ranges made symmetric for the u8s8 file (zero point 128 everywhere, half of uint8's levels
+    unused by the non-negative activations after ReLU). The entropy search itself is replaced by a recorder (it
+    takes minutes here): what matters is the range kind asked of it."""
+    from fsrfer_edge.export import quantize
+    from fsrfer_edge.recognizer import DEFAULT_MODEL
+
+    asked: list[bool] = []
+
+    def recorder(model_path: str, reader: Any, sym: bool, tmp: str) -> dict[str, list[dict[str, Any]]]:
+        asked.append(sym)
+        return {}
+
+    monkeypatch.setattr(quantize, "_entropy_overrides", recorder)
+    quantize.quantize_int8(DEFAULT_MODEL, tmp_path / f"{scheme}.onnx", int8_files["calib"], scheme, "entropy")
+    assert asked == [symmetric]
