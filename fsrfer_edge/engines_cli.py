@@ -122,7 +122,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"{folder}: {len(engines)} engine file(s) ({judged})")
     for e in engines:
         what = "stale: " + e.stale if e.stale else "ok"
-        built = f" TensorRT {e.key.tensorrt_version}, sm{e.key.compute_capability} {e.key.device}" if e.key else ""
+        built = (f" TensorRT {e.key.tensorrt_version}, " + " ".join(filter(None, [f"sm{e.key.compute_capability}",
+                                                                                  e.key.device]))) if e.key else ""
         print(f"  {e.path.name} ({_size(e.bytes)}){built}: {what}")
     # fsrfer-export --engine writes into this folder too: the staging folders its killed runs left (SIGKILL) go with
     # --prune; those of running exports, of other machines or without an owner are not listed.

@@ -287,3 +287,17 @@ def test_a_measured_file_with_a_checkpoint_belongs_to_a_model_that_records_none(
     cal = _calibration("ab" * 32)
     assert cal.mismatch(("neutral", "happy"), "") is None  # type: ignore[attr-defined]
     assert "checkpoint" in (cal.mismatch(("neutral", "happy"), "cd" * 32) or "")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("device, shown", [(GPU, f"sm{CC} {GPU}: ok"), ("", f"sm{CC}: ok")])
+def test_fsrfer_engines_lists_the_gpu_model_only_where_the_sidecar_records_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], device: str, shown: str) -> None:
+    """An engine whose sidecar records no GPU model (built before they were recorded) was listed as 'sm8.7 : ok'."""
+    from fsrfer_edge import engines_cli
+
+    onnx = tmp_path / "face.onnx"
+    onnx.write_bytes(b"model")
+    _engine(tmp_path / "cache", onnx, _key(device=device))
+    assert engines_cli.main(["--dir", str(tmp_path / "cache"), "--tensorrt-version", TRT]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if ".engine" in x)
+    assert line.endswith(f"TensorRT {TRT}, {shown}"), line
