@@ -30,10 +30,10 @@ from fsrfer_edge.fileio import sha256_file
 from fsrfer_edge.metadata import ModelInfo
 
 try:
-    from .fake_trt import fake_logits
+    from .fake_trt import fake_logits, install
     from .fake_trt.cuda import GPU_KEY, FakeCudart, launch, make_fake_pycuda
 except ImportError:
-    from fake_trt import fake_logits  # type: ignore[no-redef]
+    from fake_trt import fake_logits, install  # type: ignore[no-redef]
     from fake_trt.cuda import GPU_KEY, FakeCudart, launch, make_fake_pycuda  # type: ignore[no-redef]
 
 TRT_VERSION = "10.3.0"
@@ -379,12 +379,7 @@ def write_fake_engine(path: Path, api: str = "named", input_dtype: str = "float3
 def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Install fake tensorrt, cuda-python and pycuda; return them."""
     trt, cudart, pycuda = make_fake_trt(), FakeCudart(), make_fake_pycuda()
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    pkg = types.ModuleType("pycuda")
-    pkg.driver = pycuda  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pycuda", pkg)
-    monkeypatch.setitem(sys.modules, "pycuda.driver", pycuda)
-    monkeypatch.setattr(cuda_memory, "import_cudart", lambda: cudart)
+    install(monkeypatch, trt, cudart, pycuda)
     return {"trt": trt, "cudart": cudart, "pycuda": pycuda}
 
 

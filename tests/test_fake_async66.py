@@ -8,7 +8,6 @@ every TensorRT API version the fakes have.
 from __future__ import annotations
 
 import json
-import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -16,16 +15,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fsrfer_edge.backends import cuda_memory
 from fsrfer_edge.backends.cuda_memory import CudaPythonMemory, PyCudaMemory
 from fsrfer_edge.engine_cache import EngineKey, write_sidecar
 from fsrfer_edge.metadata import ModelInfo
 
 try:
-    from .fake_trt import fake_logits, make_tensorrt
+    from .fake_trt import fake_logits, install, make_tensorrt
     from .fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda
 except ImportError:
-    from fake_trt import fake_logits, make_tensorrt  # type: ignore[no-redef]
+    from fake_trt import fake_logits, install, make_tensorrt  # type: ignore[no-redef]
     from fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda  # type: ignore[no-redef]
 
 H2D = FakeCudart.cudaMemcpyKind.cudaMemcpyHostToDevice
@@ -196,12 +194,7 @@ def test_pycuda_free_of_device_memory_synchronizes() -> None:
 # ---------------------------------------------------------------------------------------------
 def _install(monkeypatch: pytest.MonkeyPatch, version: str) -> tuple[types.ModuleType, FakeCudart, types.ModuleType]:
     trt, cudart, pycuda = make_tensorrt(version), FakeCudart(), make_fake_pycuda()
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    pkg = types.ModuleType("pycuda")
-    pkg.driver = pycuda  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pycuda", pkg)
-    monkeypatch.setitem(sys.modules, "pycuda.driver", pycuda)
-    monkeypatch.setattr(cuda_memory, "import_cudart", lambda: cudart)
+    install(monkeypatch, trt, cudart, pycuda)
     return trt, cudart, pycuda
 
 

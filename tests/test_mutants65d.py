@@ -8,7 +8,6 @@ queued after them runs, never when they are queued.
 from __future__ import annotations
 
 import json
-import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,10 @@ from fsrfer_edge.engine_cache import EngineKey, write_sidecar
 from fsrfer_edge.metadata import ModelInfo
 
 try:
-    from .fake_trt import fake_logits, make_tensorrt
+    from .fake_trt import fake_logits, install, make_tensorrt
     from .fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda
 except ImportError:
-    from fake_trt import fake_logits, make_tensorrt  # type: ignore[no-redef]
+    from fake_trt import fake_logits, install, make_tensorrt  # type: ignore[no-redef]
     from fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda  # type: ignore[no-redef]
 
 VERSION = "10.3.0.26"
@@ -34,13 +33,7 @@ VERSION = "10.3.0.26"
 def _install(monkeypatch: pytest.MonkeyPatch, cudart: FakeCudart) -> types.ModuleType:
     """A fake TensorRT 10.3 (its kernels queued on their CUDA stream, after the copies queued before them)."""
     trt = make_tensorrt(VERSION)
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    pycuda = make_fake_pycuda()
-    pkg = types.ModuleType("pycuda")
-    pkg.driver = pycuda  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pycuda", pkg)
-    monkeypatch.setitem(sys.modules, "pycuda.driver", pycuda)
-    monkeypatch.setattr(cuda_memory, "import_cudart", lambda: cudart)
+    install(monkeypatch, trt, cudart, make_fake_pycuda())
     return trt
 
 

@@ -40,10 +40,10 @@ from fsrfer_edge.export.onnx_export import load_onnx  # noqa: E402
 from fsrfer_edge.preprocessing import Preprocessing, resize  # noqa: E402
 
 try:
-    from .fake_trt import VERSIONS, fake_logits, make_tensorrt
+    from .fake_trt import VERSIONS, fake_logits, install, make_tensorrt
     from .fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda
 except ImportError:
-    from fake_trt import VERSIONS, fake_logits, make_tensorrt  # type: ignore[no-redef]
+    from fake_trt import VERSIONS, fake_logits, install, make_tensorrt  # type: ignore[no-redef]
     from fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda  # type: ignore[no-redef]
 
 
@@ -90,12 +90,7 @@ class FakeGpu:
         self.trt = make_tensorrt(version)
         self.cudart = cudart if cudart is not None else FakeCudart()
         self.pycuda = pycuda if pycuda is not None else make_fake_pycuda()
-        monkeypatch.setitem(sys.modules, "tensorrt", self.trt)
-        pkg = types.ModuleType("pycuda")
-        pkg.driver = self.pycuda  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "pycuda", pkg)
-        monkeypatch.setitem(sys.modules, "pycuda.driver", self.pycuda)
-        monkeypatch.setattr(cuda_memory, "import_cudart", lambda: self.cudart)
+        install(monkeypatch, self.trt, self.cudart, self.pycuda)
 
 
 def _build(variants: Path, out: Path, variant: str, **kw: Any) -> Path:

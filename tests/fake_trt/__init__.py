@@ -30,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import json
+import sys
 import types
 from pathlib import Path
 from typing import Any, Optional
@@ -40,6 +41,19 @@ from .cuda import launch
 
 VERSIONS = ("8.5.2.2", "8.6.1.6", "10.3.0.26", "11.1.0.10")
 _TABLES = Path(__file__).resolve().parents[2] / "fsrfer_edge" / "export" / "trt_ops"
+
+
+def install(monkeypatch: Any, trt: types.ModuleType, cudart: Any, pycuda: types.ModuleType) -> None:
+    """Put the fakes where the backend finds them, for one test (``monkeypatch``: pytest's fixture): ``trt`` as the
+    ``tensorrt`` module, ``pycuda`` as ``pycuda.driver``, and ``cudart`` as what cuda-python's import gives."""
+    from fsrfer_edge.backends import cuda_memory
+
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    pkg = types.ModuleType("pycuda")
+    pkg.driver = pycuda  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pycuda", pkg)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", pycuda)
+    monkeypatch.setattr(cuda_memory, "import_cudart", lambda: cudart)
 
 
 def fake_logits(x: np.ndarray, classes: int = 7) -> np.ndarray:
