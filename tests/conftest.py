@@ -38,3 +38,30 @@ def calibrated_rec():
         assert r.score_calibration is not None and r.score_calibration.jpeg_params is not None
         assert r.score_calibration.size_weights is not None
         yield r
+
+
+@pytest.fixture(scope="session")
+def int8_files(tmp_path_factory):
+    """The shipped model quantized to INT8 (minmax) on 6 faces that reach both paths of its routed graph (3 smooth
+    6 px faces enlarged, 3 synthetic 48 px faces): "s8s8", "s8s8_tensor" (per-tensor weights) and "u8s8" as loaded
+    ModelProtos (copy one before changing it), with "fp32" (the shipped model) and "calib" (the model inputs)."""
+    pytest.importorskip("onnxruntime.quantization", reason="onnxruntime not installed (pip install -e '.[export]')")
+    import numpy as np
+
+    from fsrfer_edge.export import quantize
+    from fsrfer_edge.export.calib import faces_to_pixels, to_model_input
+    from fsrfer_edge.export.onnx_export import load_onnx, read_model_info
+    from fsrfer_edge.preprocessing import resize
+    from fsrfer_edge.recognizer import DEFAULT_MODEL
+    from trainer.synthetic import make_faces
+
+    info = read_model_info(load_onnx(DEFAULT_MODEL))
+    smooth = resize(np.random.default_rng(0).uniform(0, 255, size=(3, 6, 6)).astype(np.float32), (48, 48))
+    faces = np.concatenate([np.clip(np.rint(smooth), 0, 255), make_faces(3, seed=103)[0]]).astype(np.uint8)
+    calib = to_model_input(faces_to_pixels(faces, info), info)
+    d = tmp_path_factory.mktemp("int8")
+    out = {"fp32": load_onnx(DEFAULT_MODEL), "calib": calib}
+    for key, scheme, per_channel in (("s8s8", "s8s8", True), ("s8s8_tensor", "s8s8", False), ("u8s8", "u8s8", True)):
+        quantize.quantize_int8(DEFAULT_MODEL, d / f"{key}.onnx", calib, scheme, "minmax", per_channel=per_channel)
+        out[key] = load_onnx(d / f"{key}.onnx")
+    return out

@@ -237,31 +237,7 @@ def test_metadata_of_a_newer_format_says_upgrade_before_its_new_fields() -> None
         ModelInfo.from_dict(doc)
 
 
-# -- INT8 files (the shipped model, quantized on 6 faces: about 4 s for the three files) ------------------------
-
-
-@pytest.fixture(scope="module")
-def int8_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    pytest.importorskip("onnxruntime.quantization", reason="onnxruntime not installed (pip install -e '.[export]')")
-    from fsrfer_edge.export import quantize
-    from fsrfer_edge.export.calib import faces_to_pixels, to_model_input
-    from fsrfer_edge.export.onnx_export import load_onnx, read_model_info
-    from fsrfer_edge.preprocessing import resize
-    from fsrfer_edge.recognizer import DEFAULT_MODEL
-    from trainer.synthetic import make_faces
-
-    info = read_model_info(load_onnx(DEFAULT_MODEL))
-    smooth = resize(np.random.default_rng(0).uniform(0, 255, size=(3, 6, 6)).astype(np.float32), (48, 48))
-    faces = np.concatenate([np.clip(np.rint(smooth), 0, 255), make_faces(3, seed=103)[0]]).astype(np.uint8)
-    calib = to_model_input(faces_to_pixels(faces, info), info)  # reaches both paths of the routed graph
-    d = tmp_path_factory.mktemp("int8")
-    out = {}
-    for key, scheme, per_channel in (("s8s8", "s8s8", True), ("s8s8_tensor", "s8s8", False), ("u8s8", "u8s8", True)):
-        quantize.quantize_int8(DEFAULT_MODEL, d / f"{key}.onnx", calib, scheme, "minmax", per_channel=per_channel)
-        out[key] = load_onnx(d / f"{key}.onnx")
-    return out
-
-
+# -- INT8 files (conftest.int8_files: the shipped model, quantized on 6 faces) --------------------------------
 def _weight_scale_sizes(model: Any) -> list[int]:
     from onnx import numpy_helper
 

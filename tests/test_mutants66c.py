@@ -257,27 +257,7 @@ def test_calibration_factors_go_to_faces_in_a_seeded_shuffled_order() -> None:
     assert sides(0) != [48, 24, 12] * 4  # not the row order
 
 
-# -- INT8 files of the shipped model, calibrated on 6 faces (one u8s8 file, a few seconds) ------------------------
-@pytest.fixture(scope="module")
-def int8_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    pytest.importorskip("onnxruntime.quantization", reason="onnxruntime not installed (pip install -e '.[export]')")
-    from fsrfer_edge.export import quantize
-    from fsrfer_edge.export.calib import faces_to_pixels, to_model_input
-    from fsrfer_edge.export.onnx_export import load_onnx, read_model_info
-    from fsrfer_edge.recognizer import DEFAULT_MODEL
-    from trainer.synthetic import make_faces
-
-    info = read_model_info(load_onnx(DEFAULT_MODEL))
-    smooth = resize(np.random.default_rng(0).uniform(0, 255, size=(3, 6, 6)).astype(np.float32), (48, 48))
-    faces = np.concatenate([np.clip(np.rint(smooth), 0, 255), make_faces(3, seed=103)[0]]).astype(np.uint8)
-    calib = to_model_input(faces_to_pixels(faces, info), info)  # reaches both paths of the routed graph
-    d = tmp_path_factory.mktemp("int8_66c")
-    out: dict[str, Any] = {"fp32": load_onnx(DEFAULT_MODEL), "calib": calib}
-    quantize.quantize_int8(DEFAULT_MODEL, d / "u8s8.onnx", calib, "u8s8", "minmax")
-    out["u8s8"] = load_onnx(d / "u8s8.onnx")
-    return out
-
-
+# -- INT8 files of the shipped model, calibrated on 6 faces (conftest.int8_files) ----------------------------------
 def _weight_dtypes(model: Any) -> set[np.dtype]:
     from onnx import numpy_helper
 
