@@ -29,6 +29,14 @@ class QuietHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
+    def _reply(self, status: int, body: bytes) -> None:
+        """Answer with ``status`` and the JSON ``body``."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
 
 @contextlib.contextmanager
 def client_stand_in(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:

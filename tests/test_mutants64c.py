@@ -150,13 +150,6 @@ class _FakeTriton(QuietHandler):
         self._reply(200, json.dumps({"model_name": "fsrfer", "outputs": [
             {"name": "logits", "datatype": "FP32", "shape": shape, "data": [0.5] * (shape[0] * shape[1])}]}).encode())
 
-    def _reply(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
 
 @contextlib.contextmanager
 def _served(**attributes: Any) -> Iterator[str]:
