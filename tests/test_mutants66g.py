@@ -12,6 +12,7 @@ import pytest
 
 from fsrfer_edge.detection import Detection, FaceDetector, frames
 from fsrfer_edge.detection.frames import read_image
+from test_mutants64b import _Fixed  # a plug-in detector giving the same boxes in every frame
 
 RED, GREEN, BLUE = (220, 30, 10), (20, 200, 40), (5, 60, 230)
 
@@ -177,19 +178,6 @@ def test_a_crop_past_the_right_edge_of_a_wide_frame_repeats_its_last_column() ->
     assert crop.shape == (12, 12, 3)
     assert crop[0, :, 0].tolist() == list(range(20, 30)) + [29, 29]
     assert crop[:, 0, 1].tolist() == list(range(10)) + [9, 9]
-
-
-class _Fixed(FaceDetector):
-    """A plug-in detector giving the same boxes in every frame."""
-
-    name = "fixed"
-
-    def __init__(self, dets: list[Detection]) -> None:
-        super().__init__()
-        self.dets = dets
-
-    def _detect(self, frame: np.ndarray) -> list[Detection]:
-        return list(self.dets)
 
 
 @pytest.fixture(scope="module")
