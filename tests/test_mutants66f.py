@@ -16,16 +16,7 @@ from fsrfer_edge import engine_cache
 from fsrfer_edge.engine_cache import EngineKey
 from fsrfer_edge.errors import EngineError
 from fsrfer_edge.metadata import ModelInfo
-
-TRT = "10.3.0.26"
-CC = "8.7"
-GPU = "orin-16sm-61g"
-OLD = 2 * engine_cache.UNFINISHED_GRACE_S  # seconds: past the grace period in which a build may still write
-
-
-def _age(path: Path, seconds: float) -> None:
-    t = time.time() - seconds
-    os.utime(path, (t, t))
+from test_engine_cache_review import CC, GPU, OLD, TRT, _age  # the engine cache review's versions and ageing
 
 
 def _engine(folder: Path, onnx: Path, key: EngineKey, age: float = OLD) -> Path:
