@@ -279,6 +279,23 @@ def _checkpoint(kind: str, d: Path) -> Path:
     return p
 
 
+def test_a_garbage_checkpoint_is_one_error_without_torchs_pickle_protocol_warning(tmp_path: Path) -> None:
+    """Bytes that start like a pickle of protocol 14 made torch warn "Detected pickle protocol 14 in the checkpoint
+    ... please file an issue" before the ModelError: noise, and advice a user should not follow."""
+    pytest.importorskip("torch")
+    import warnings
+
+    from trainer import checkpoint
+
+    p = tmp_path / "garbage.pt"
+    p.write_bytes(b"\x80\x0e" + bytes(64))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(ModelError, match="not a PyTorch file"):
+            checkpoint.load(p)
+    assert not [w for w in seen if "pickle protocol" in str(w.message)], [str(w.message) for w in seen]
+
+
 @pytest.mark.parametrize("kind, words", [
     ("missing", "does not exist"), ("garbage", "not a PyTorch file"), ("memo", "not a PyTorch file"),
     ("pickle", "pickled Python object (print)"),

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import sys
+import warnings
 import zipfile
 from typing import Any
 
@@ -158,7 +159,11 @@ def load(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any
     if problem:
         raise ModelError(f"checkpoint {p} {problem}; expected a .pt file written by fsrfer-train")
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch's legacy loader warns of the "pickle protocol" it read from bytes that are no torch file at all,
+            # just before failing on them: noise beside the error raised below
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # arbitrary bytes can break the unpickler anywhere (IndexError, KeyError, struct.error...)
         # torch.save writes a zip archive; anything else that fails to load is not one of ours, whichever
         # exception the legacy unpickler happened to raise on its bytes.
