@@ -210,17 +210,19 @@ def test_a_frame_of_many_coasted_faces_is_matched_in_one_pass() -> None:
 
     n = 800
     probs = np.random.default_rng(0).dirichlet(np.ones(8), n)
-    tracker = FaceTracker(coast=3, coast_after=1)
-    t = time.perf_counter()
-    first, _ = tracker.update(_grid(n), probs)
-    new_faces = time.perf_counter() - t
-    coasted = tracker.coasting(np.zeros((0, 4)))
-    assert len(coasted) == n
-    t = time.perf_counter()
-    ids, smoothed = tracker.update(coasted, probs, detected=np.zeros(n, bool))
-    took = time.perf_counter() - t
-    assert np.array_equal(ids, first)                       # each face stays its own track
-    np.testing.assert_allclose(smoothed, probs.astype(np.float32), atol=1e-6)
+    new_faces = took = np.inf
+    for _ in range(3):  # the best of three rounds each: one stall of a loaded machine does not decide
+        tracker = FaceTracker(coast=3, coast_after=1)
+        t = time.perf_counter()
+        first, _ = tracker.update(_grid(n), probs)
+        new_faces = min(new_faces, time.perf_counter() - t)
+        coasted = tracker.coasting(np.zeros((0, 4)))
+        assert len(coasted) == n
+        t = time.perf_counter()
+        ids, smoothed = tracker.update(coasted, probs, detected=np.zeros(n, bool))
+        took = min(took, time.perf_counter() - t)
+        assert np.array_equal(ids, first)                       # each face stays its own track
+        np.testing.assert_allclose(smoothed, probs.astype(np.float32), atol=1e-6)
     assert took < 10 * new_faces + 0.05, (took, new_faces)
 
 
