@@ -136,3 +136,36 @@ def make_routed_onnx(path: str | os.PathLike[str], seed: int = 0) -> tuple[Path,
     inputs = {"full": protocol_inputs(faces[300:316], 1, PRE).astype(np.float32),
               "small": protocol_inputs(faces[316:332], 4, PRE).astype(np.float32)}
     return path, inputs
+
+
+def make_flat_onnx(path: str | os.PathLike[str], info: Optional[ModelInfo] = None, logits_type: int = 1) -> Path:
+    """A fsrfer ONNX file without torch: Flatten and MatMul (fixed random weights) from ``info``'s input to its logits,
+    a dynamic batch axis, ``info`` (default ``ModelInfo()``) as its fsrfer metadata; logits of another ONNX element type
+    than FLOAT (1) through a final Cast. Skips the calling test where onnx is missing."""
+    import numpy as np
+    import pytest
+
+    onnx = pytest.importorskip("onnx", reason="onnx not installed (pip install -e '.[export]')")
+    from onnx import TensorProto, helper, numpy_helper
+
+    info = ModelInfo() if info is None else info
+    pre = info.preprocessing
+    size = pre.channels * pre.input_size * pre.input_size
+    weight = np.random.default_rng(0).normal(size=(size, len(info.classes))).astype(np.float32)
+    cast = logits_type != TensorProto.FLOAT
+    nodes = [helper.make_node("Flatten", [info.input_name], ["flat"], axis=1),
+             helper.make_node("MatMul", ["flat", "w"], ["mm" if cast else info.output_name])]
+    if cast:
+        nodes.append(helper.make_node("Cast", ["mm"], [info.output_name], to=logits_type))
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info(info.input_name, TensorProto.FLOAT,
+                                       ["batch", pre.channels, pre.input_size, pre.input_size])],
+        [helper.make_tensor_value_info(info.output_name, logits_type, ["batch", len(info.classes)])],
+        [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, info.to_json()
+    onnx.save(model, str(path))
+    return Path(path)

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from fsrfer_edge.errors import ConfigError, ModelError
-from fsrfer_edge.metadata import METADATA_KEY, ModelInfo
+from fsrfer_edge.metadata import ModelInfo
 from fsrfer_edge.preprocessing import Preprocessing
 from _http import QuietHandler, client_stand_in, triton_model_config
+from _onnx_models import make_flat_onnx
 
 
 def _property_group(text: str) -> dict[str, str]:
@@ -54,27 +55,7 @@ def test_deepstream_config_of_an_rgb_model_feeds_rgb_normalised_on_every_channel
 
 def _tiny_onnx(path: Path) -> Path:
     """A grey 48x48 -> 7 logits fsrfer ONNX file (Flatten, MatMul) with a dynamic batch axis and fsrfer metadata."""
-    onnx = pytest.importorskip("onnx", reason="onnx not installed (pip install -e '.[export]')")
-    from onnx import TensorProto, helper, numpy_helper
-
-    info = ModelInfo()
-    pre = info.preprocessing
-    size = pre.channels * pre.input_size * pre.input_size
-    weight = np.random.default_rng(0).normal(size=(size, len(info.classes))).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("Flatten", [info.input_name], ["flat"], axis=1),
-         helper.make_node("MatMul", ["flat", "w"], [info.output_name])],
-        "tiny",
-        [helper.make_tensor_value_info(info.input_name, TensorProto.FLOAT,
-                                       ["batch", pre.channels, pre.input_size, pre.input_size])],
-        [helper.make_tensor_value_info(info.output_name, TensorProto.FLOAT, ["batch", len(info.classes)])],
-        [numpy_helper.from_array(weight, "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, info.to_json()
-    onnx.save(model, str(path))
-    return path
+    return make_flat_onnx(path)
 
 
 def test_triton_onnx_model_gets_the_max_batch_asked_for(tmp_path: Path) -> None:

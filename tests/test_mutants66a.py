@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 
 from fsrfer_edge.errors import ConfigError, ModelError
-from fsrfer_edge.metadata import METADATA_KEY, ModelInfo
+from fsrfer_edge.metadata import ModelInfo
 from _http import QuietHandler, client_stand_in, triton_model_config
+from _onnx_models import make_flat_onnx
 
 _INFO = ModelInfo()
 _PRE = _INFO.preprocessing
@@ -34,27 +35,7 @@ _FACE = (_PRE.channels, _PRE.input_size, _PRE.input_size)
 def _tiny_onnx(path: Path, info: ModelInfo = _INFO, logits_type: int = 1) -> Path:
     """A 48x48 float -> 7 logits fsrfer ONNX file (Flatten, MatMul, Cast to ``logits_type``, an ONNX element type)
     with a dynamic batch axis and ``info`` as its fsrfer metadata."""
-    onnx = pytest.importorskip("onnx", reason="onnx not installed (pip install -e '.[export]')")
-    from onnx import TensorProto, helper, numpy_helper
-
-    pre = info.preprocessing
-    size = pre.channels * pre.input_size * pre.input_size
-    weight = np.random.default_rng(0).normal(size=(size, len(info.classes))).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("Flatten", [info.input_name], ["flat"], axis=1),
-         helper.make_node("MatMul", ["flat", "w"], ["mm"]),
-         helper.make_node("Cast", ["mm"], [info.output_name], to=logits_type)],
-        "tiny",
-        [helper.make_tensor_value_info(info.input_name, TensorProto.FLOAT,
-                                       ["batch", pre.channels, pre.input_size, pre.input_size])],
-        [helper.make_tensor_value_info(info.output_name, logits_type, ["batch", len(info.classes)])],
-        [numpy_helper.from_array(weight, "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, info.to_json()
-    onnx.save(model, str(path))
-    return path
+    return make_flat_onnx(path, info, logits_type)
 
 
 @pytest.fixture(scope="module")

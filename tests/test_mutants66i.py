@@ -24,7 +24,8 @@ import pytest
 from fsrfer_edge import cpus
 from fsrfer_edge.backends import onnxruntime_backend as ob
 from fsrfer_edge.errors import InputError, ModelError
-from fsrfer_edge.metadata import METADATA_KEY, ModelInfo
+from fsrfer_edge.metadata import ModelInfo
+from _onnx_models import make_flat_onnx
 
 _INFO = ModelInfo()
 
@@ -267,26 +268,7 @@ def test_every_renewal_registered_for_an_object_runs_in_a_forked_child(monkeypat
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 48x48 float -> 7 logits fsrfer ONNX file (Flatten, MatMul) with a dynamic batch axis."""
     pytest.importorskip("onnxruntime")
-    onnx = pytest.importorskip("onnx", reason="onnx not installed (pip install -e '.[export]')")
-    from onnx import TensorProto, helper, numpy_helper
-
-    size = _PRE.channels * _PRE.input_size * _PRE.input_size
-    weight = np.random.default_rng(0).normal(size=(size, len(_INFO.classes))).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("Flatten", [_INFO.input_name], ["flat"], axis=1),
-         helper.make_node("MatMul", ["flat", "w"], [_INFO.output_name])],
-        "tiny",
-        [helper.make_tensor_value_info(_INFO.input_name, TensorProto.FLOAT,
-                                       ["batch", _PRE.channels, _PRE.input_size, _PRE.input_size])],
-        [helper.make_tensor_value_info(_INFO.output_name, TensorProto.FLOAT, ["batch", len(_INFO.classes)])],
-        [numpy_helper.from_array(weight, "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, _INFO.to_json()
-    path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
-    onnx.save(model, str(path))
-    return path
+    return make_flat_onnx(tmp_path_factory.mktemp("tiny") / "tiny.onnx", _INFO)
 
 
 def _faces(n: int) -> np.ndarray:
