@@ -33,7 +33,8 @@ import numpy as np
 from .backends.onnxruntime_backend import MAX_THREADS
 from .crowd import (DEFAULT_MIN_FACE, DEFAULT_TRACK, MARGINS, CrowdAnalyzer, CrowdResult, FaceResult, TrackLog,
                     VideoFrames, check_margin, own_probs, video_frames)
-from .detection import DEFAULT_SCORES, DETECTORS, MAX_FRAME_PIXELS, create_detector, detector_model_inputs
+from .detection import (DEFAULT_SCORES, DETECTORS, MAX_FRAME_PIXELS, create_detector, detector_model_inputs,
+                        detector_settings)
 from .detection.frames import (
     is_image_file,
     optional_module,
@@ -664,7 +665,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 message = video_summary(doc)
             written = kind != "camera"  # a camera's recording cannot be taken again: it is kept
             recorded = doc if kind == "camera" else None
-            doc.update({"schema": SCHEMA, "input": args.input, "detector": repr(det), "model": str(rec.model_path),
+            doc.update({"schema": SCHEMA, "input": args.input, "detector": repr(det),
+                        "detector_settings": detector_settings(det, analyzer.margin), "model": str(rec.model_path),
                         "sessions": getattr(rec.backend, "sessions", 1)})
             if args.json is not None:
                 write_json(args.json, doc)

@@ -28,7 +28,7 @@ import numpy as np
 from .confidence import SUFFIX as SCORES_SUFFIX
 from .crowd import DEFAULT_MIN_FACE, MARGIN_RANGE, check_margin, crop_face, default_margin
 from .crowd_cli import THREADS_HELP, check_shared_options, count_faces, threads_option
-from .detection import DEFAULT_SCORES, DETECTORS, create_detector, detector_model_inputs
+from .detection import DEFAULT_SCORES, DETECTORS, create_detector, detector_model_inputs, detector_settings
 from .detection.base import as_rgb_frame
 from .detection.frames import check_image_name, read_image, write_image
 from .errors import CliParser, FsrferError, InputError, cli_main, expand_home, one_line, sigterm_interrupts
@@ -308,9 +308,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     margin = default_margin(det) if args.margin is None else args.margin
                     faces, timings = run_demo(frame, rec, det, args.factors, margin)
                     name = det.name
-                    settings = {"name": det.name, "min_score": getattr(det, "min_score", None),
-                                "min_face": getattr(det, "min_face", None), "margin": margin,
-                                "threads": getattr(det, "threads", None)}  # None: ONNX Runtime's default, or OpenCV
+                    settings = detector_settings(det, margin)
                 calibrated, model_path = rec.score_calibration is not None, rec.model_path
                 classes = list(rec.classes)  # the order of each answer's "probs"
                 recognizer = {"backend": rec.backend.name, "model": str(rec.model_path),

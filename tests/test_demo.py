@@ -81,14 +81,15 @@ def test_demo_uses_the_crowd_defaults(tmp_path):
     """One set of defaults for fsrfer-demo and fsrfer-crowd: detector, score threshold, min face, margin."""
     pytest.importorskip("skimage")
     from fsrfer_edge import crowd
-    from fsrfer_edge.detection import DEFAULT_SCORES
+    from fsrfer_edge.detection import DEFAULT_SCORES, yunet
 
     js = tmp_path / "demo.json"
     assert main(["--factors", "1", "--out", str(tmp_path / "d.png"), "--json", str(js)]) == 0
     settings = json.loads(js.read_text())["detector"]
     assert settings == {"name": crowd.DEFAULT_DETECTOR, "min_score": DEFAULT_SCORES[crowd.DEFAULT_DETECTOR],
                         "min_face": crowd.DEFAULT_MIN_FACE, "margin": crowd.MARGINS[crowd.DEFAULT_DETECTOR],
-                        "threads": None}  # no --threads: ONNX Runtime's default
+                        "threads": None,  # no --threads: ONNX Runtime's default
+                        "model": str(yunet.DEFAULT_YUNET)}  # the default detector's file
 
 
 def test_sessions_split_the_faces_and_give_the_same_predictions(tmp_path):

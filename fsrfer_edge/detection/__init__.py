@@ -20,7 +20,7 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -137,6 +137,31 @@ def create_detector(name: str = "auto", *, min_face: float = 8.0, min_score: Opt
     return OpenCVDetector(min_face=min_face)  # every cascade detection scores 1.0, so min_score keeps all
 
 
+def _number(value: Any) -> Optional[float]:
+    """A setting as a JSON number: None where it is missing or not a number (your own detector's attributes)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    return float(value)
+
+
+def detector_settings(detector: FaceDetector, margin: float) -> dict[str, Any]:
+    """A detector's settings as JSON values: the ``detector`` object of ``fsrfer-demo --json`` and the
+    ``detector_settings`` object of ``fsrfer-crowd --json`` (docs/crowd.md, "The JSON documents").
+
+    Keys: ``name``; ``min_score`` (None for a detector without a score threshold: OpenCV's cascade);
+    ``min_face``; ``margin`` (the crop border the caller uses, fraction of the box's side); ``threads`` (ONNX
+    Runtime intra-op threads; None: its default, or no ONNX Runtime session); ``model`` (the model file's path
+    for the ONNX detectors; None for OpenCV's cascade). A setting your own detector does not have is None.
+    """
+    threads = getattr(detector, "threads", None)
+    path = getattr(detector, "path", None)
+    return {"name": detector.name, "min_score": _number(getattr(detector, "min_score", None)),
+            "min_face": _number(getattr(detector, "min_face", None)), "margin": float(margin),
+            "threads": int(threads) if isinstance(threads, (int, np.integer)) and not isinstance(threads, bool)
+            else None,
+            "model": None if path is None else str(path)}
+
+
 __all__ = [
     "DETECTORS",
     "MAX_FRAME_PIXELS",
@@ -149,6 +174,7 @@ __all__ = [
     "box_iou",
     "create_detector",
     "detector_model_inputs",
+    "detector_settings",
     "drop_nested",
     "nms",
     "weighted_nms",
