@@ -1,3 +1,4 @@
+import importlib.util
 import os
 from pathlib import Path
 
@@ -10,6 +11,17 @@ SHARED_DATA = Path(os.environ.get("FSRFER_DATA", REPO.parent / "shared" / "data"
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs an NVIDIA GPU (TensorRT/CUDA bindings, or CUDA torch for training); skipped elsewhere")
     config.addinivalue_line("markers", "data: needs the real FER2013/FER+ arrays in ../shared/data")
+    config.addinivalue_line("markers", "needs(*modules): needs these importable modules (the trainer's torch and yaml, "
+                            "the exporter's onnx, ...); skipped, naming the pip extra, where one is missing")
+
+
+#: The pip extra that brings each module a ``needs`` mark names.
+EXTRAS = {"torch": "train", "yaml": "train", "onnx": "export", "onnxsim": "export", "onnxruntime": "cpu",
+          "cv2": "crowd", "PIL": "demo", "skimage": "demo"}
+
+
+def _missing(modules: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if importlib.util.find_spec(m) is None]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -18,6 +30,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "data" in item.keywords and not have_data:
             item.add_marker(skip_data)
+        for mark in item.iter_markers("needs"):
+            missing = _missing(mark.args)
+            if missing:
+                extras = sorted({EXTRAS.get(m, "?") for m in missing})
+                torch_first = "pip install torch==2.13.0, then " if {"train", "export"} & set(extras) else ""
+                item.add_marker(pytest.mark.skip(
+                    reason=f"needs {', '.join(missing)}: {torch_first}pip install -e '.[{','.join(extras)}]'"))
 
 
 @pytest.fixture(scope="session")

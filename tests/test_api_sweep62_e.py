@@ -19,6 +19,7 @@ def _rng() -> np.random.Generator:
 
 
 # -- config: list options hold items of the default's kind ------------------------------------------------------
+@pytest.mark.needs("torch", "yaml")
 @pytest.mark.parametrize("section, key, bad", [
     ("eval", "factors", [1, 2.5]),
     ("eval", "factors", [True, 2]),
@@ -36,6 +37,7 @@ def test_config_list_items_of_another_kind_are_a_config_error(section: str, key:
         from_dict({section: {key: bad}})
 
 
+@pytest.mark.needs("torch", "yaml")
 def test_config_list_of_whole_numbers_written_as_floats_is_read_as_integers() -> None:
     from trainer.config import from_dict
 
@@ -59,6 +61,7 @@ def test_ablated_with_an_unknown_name_is_a_config_error() -> None:
         ablated(LossConfig(), "no_reweigth")
 
 
+@pytest.mark.needs("torch", "yaml")
 @pytest.mark.parametrize("path", [None, 3, ""])
 def test_config_load_path_of_another_type_is_an_input_error(path: Any) -> None:
     from trainer.config import load
@@ -213,6 +216,7 @@ def test_evaluate_fn_keeps_its_answers() -> None:
 
 
 # -- losses ---------------------------------------------------------------------------------------------------------
+@pytest.mark.needs("torch")
 @pytest.mark.parametrize("bad", ["no", "sum", None])
 def test_soft_cross_entropy_refuses_an_unknown_reduction(bad: Any) -> None:
     import torch
@@ -225,6 +229,7 @@ def test_soft_cross_entropy_refuses_an_unknown_reduction(bad: Any) -> None:
 
 
 # -- checkpoint -----------------------------------------------------------------------------------------------------
+@pytest.mark.needs("torch")
 @pytest.mark.parametrize("name", ["compress", "byte_planes"])
 @pytest.mark.parametrize("bad", ["no", None, 0])
 def test_checkpoint_save_flags_that_are_not_bools_are_refused(name: str, bad: Any, tmp_path: Path) -> None:
@@ -235,6 +240,7 @@ def test_checkpoint_save_flags_that_are_not_bools_are_refused(name: str, bad: An
     assert not (tmp_path / "c.pt").exists()
 
 
+@pytest.mark.needs("torch")
 @pytest.mark.parametrize("bad", [None, [("a", 1)], "payload"])
 def test_checkpoint_save_payload_that_is_not_a_dict_is_refused(bad: Any, tmp_path: Path) -> None:
     from trainer.checkpoint import save
@@ -243,6 +249,7 @@ def test_checkpoint_save_payload_that_is_not_a_dict_is_refused(bad: Any, tmp_pat
         save(tmp_path / "c.pt", bad)
 
 
+@pytest.mark.needs("torch")
 @pytest.mark.parametrize("path", [None, 3, np.zeros(2), ""])
 def test_checkpoint_paths_of_another_type_are_an_input_error(path: Any) -> None:
     from trainer.checkpoint import load, load_model, save

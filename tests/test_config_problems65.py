@@ -6,6 +6,7 @@ from fsrfer_edge.errors import ConfigError
 from trainer import config
 
 
+@pytest.mark.needs("torch", "yaml")
 @pytest.mark.parametrize("protocols", [[], ["resized", "blurry"]])
 def test_bad_eval_protocols_are_listed_with_the_configs_other_problems(protocols):
     with pytest.raises(ConfigError) as err:

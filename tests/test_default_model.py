@@ -102,6 +102,7 @@ def test_the_model_card_says_when_hr_faces_take_the_hr_stages():
     assert "rounded to whole grey levels" in mod.describe_g({**g, "factor_estimator_pixels": [63.75, 127.5]}, {})
 
 
+@pytest.mark.needs("torch")
 def test_the_model_card_names_the_frozen_hr_network_only_when_it_is_the_shipped_one(tmp_path):
     import torch
 
@@ -149,6 +150,7 @@ def test_the_model_card_names_the_frozen_hr_network_only_when_it_is_the_shipped_
         mod.stage1_source({"meta": {"name": "fsrfer"}}, tmp_path / "x.pt")
 
 
+@pytest.mark.needs("torch")
 def test_package_size_measures_each_checkpoint_form_and_the_planes_are_smallest(tmp_path):
     import torch
 
@@ -173,6 +175,7 @@ def test_package_size_measures_each_checkpoint_form_and_the_planes_are_smallest(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.pt"]
 
 
+@pytest.mark.needs("torch")
 def test_ship_default_measures_the_compressed_checkpoint_and_refuses_over_budget(tmp_path, capsys):
     from trainer import checkpoint
     from trainer.models import InferenceModel
@@ -194,6 +197,7 @@ def test_ship_default_measures_the_compressed_checkpoint_and_refuses_over_budget
     assert not mod.DEST.exists()  # refused before anything was installed
 
 
+@pytest.mark.needs("torch")
 def test_model_history_writes_each_terms_share_of_g_loss(tmp_path):
     mod = load_script("scripts/model_history.py", "model_history")
     meta = {"name": "fsrfer", "config": {"name": "cfg"}, "losses": {"adversarial": 0.001},
@@ -229,6 +233,7 @@ def test_the_model_cards_accuracy_section_is_the_one_its_result_files_give(tmp_p
         mod.refreshed_card(card, tmp_path / "nowhere")
 
 
+@pytest.mark.needs("torch")
 def test_the_model_card_names_the_files_beside_the_model_and_they_match_its_checkpoint():
     import re
 

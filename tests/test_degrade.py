@@ -229,6 +229,7 @@ def test_augment_hr_erase_comes_last_and_keeps_old_streams():
         augment_hr(x, np.random.default_rng(0), erase=-0.1)
 
 
+@pytest.mark.needs("torch", "yaml")
 def test_stage1_erase_outside_0_1_is_a_config_error(tmp_path):
     from trainer.config import load
 
@@ -239,6 +240,7 @@ def test_stage1_erase_outside_0_1_is_a_config_error(tmp_path):
         load(str(bad))
 
 
+@pytest.mark.needs("torch", "yaml")
 def test_stage1_rotate_scale_reach_training_augmentation():
     from trainer.config import load
     from trainer.train import _augment

@@ -481,6 +481,7 @@ def _astronaut_scene(sizes: list[int], shape: tuple[int, int] = (240, 320), seed
     return np.rint(img).astype(np.uint8), np.array(boxes, float)
 
 
+@pytest.mark.needs("onnx")
 def test_shipped_model_metadata_records_source_and_layout() -> None:
     import onnx
 

@@ -140,6 +140,7 @@ def test_crowd_prints_a_file_name_that_is_not_utf8_under_pythonioencoding(tmp_pa
     assert b"wrote " + out in proc.stdout
 
 
+@pytest.mark.needs("onnx")
 @pytest.mark.skipif(not hasattr(os, "fsencode"), reason="POSIX file names")
 def test_demo_prints_non_ascii_labels_to_an_ascii_stdout(tmp_path: Path) -> None:
     """LC_ALL=C without UTF-8 mode gives an ASCII stdout: a model whose class names are not ASCII must not end

@@ -69,6 +69,7 @@ def test_end_to_end_on_a_tiny_model(tmp_path: Path) -> None:
     assert doc["kernel_ms_total"]["fp32"] > 0 and doc["wall_p50_ms"]["int8"] > 0
 
 
+@pytest.mark.needs("onnx")
 def test_a_model_named_relative_to_the_working_directory_is_recorded_relative_to_the_repository(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("onnxruntime")
