@@ -115,7 +115,7 @@ def decode(regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray,
     if regressors.shape[0] != anchors.shape[0]:
         raise ModelError(f"detector returned {regressors.shape[0]} anchors; the layout has {anchors.shape[0]}")
     p = min(max(min_score, 1e-6), 1 - 1e-6)
-    keep = np.flatnonzero(logits > math.log(p / (1 - p)))
+    keep = np.flatnonzero(logits >= math.log(p / (1 - p)))  # at least min_score, as YuNet
     reg = regressors[keep].astype(np.float64)
     ctr = anchors[keep].astype(np.float64)
     cx, cy = ctr[:, 0] + reg[:, 0], ctr[:, 1] + reg[:, 1]
