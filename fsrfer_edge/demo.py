@@ -94,12 +94,15 @@ def run_demo(frame: np.ndarray, rec: Recognizer, detector: Any, factors: Sequenc
         (``{"detect_ms": ..., "predict_ms": {factor: ...}}``).
 
     Raises:
-        InputError: a factor is not an integer >= 1, a margin out of range, or the frame is not an HxWx3
-            uint8 image.
+        InputError: a factor or ``repeats`` is not an integer >= 1, a margin out of range, or the frame is not an
+            HxWx3 uint8 image.
     """
-    bad = [f for f in factors if not isinstance(f, (int, np.integer)) or f < 1]
+    bad = [f for f in factors if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 1]
     if bad or not factors:
         raise InputError(f"factors {list(factors)}: expected integers >= 1, e.g. 1,2,4,8")
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise InputError(f"repeats={repeats!r}; expected an integer >= 1 (timed runs per factor, the median "
+                         "reported)")
     check_factors(factors, rec.info.preprocessing.input_size, f"factors {list(factors)}")  # before detecting
     frame = as_rgb_frame(frame)
     margin = default_margin(detector) if margin is None else check_margin(margin)
@@ -118,7 +121,7 @@ def run_demo(frame: np.ndarray, rec: Recognizer, detector: Any, factors: Sequenc
         crops = list(np.moveaxis(lr, 1, -1))  # (N, C, h, w) pixels -> hxwxC faces
         preds = rec.predict(crops) if crops else []
         times = []
-        for _ in range(max(1, repeats) if len(lr) else 0):
+        for _ in range(int(repeats) if len(lr) else 0):
             t = time.perf_counter()
             rec.predict(crops)
             times.append(1e3 * (time.perf_counter() - t))

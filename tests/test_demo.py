@@ -60,6 +60,16 @@ def test_no_faces_and_bad_factors(rec):
         run_demo(np.zeros((0, 5, 3), np.uint8), rec, FixedBoxes([]), (1,))
 
 
+@pytest.mark.parametrize("kw", [{"factors": (1, True)}, {"repeats": 0}, {"repeats": True}, {"repeats": 2.0},
+                                {"repeats": None}])
+def test_run_demo_refuses_a_bool_factor_and_repeats_that_are_not_a_count(rec, kw):
+    """A bool is no factor (True read as x1), and repeats=0 timed one run anyway: refused, saying what was expected
+    (mutation round 67e's notes), not silently taken as another value."""
+    with pytest.raises(InputError, match="repeats=.*expected an integer >= 1" if "repeats" in kw else
+                       r"factors \[1, True\]: expected integers >= 1"):
+        run_demo(np.zeros((64, 64, 3), np.uint8), rec, FixedBoxes([(10, 10, 40, 40)]), **{"factors": (1,), **kw})
+
+
 def test_main_job_on_the_public_domain_sample(tmp_path, capsys):
     pytest.importorskip("skimage")
     png, js = tmp_path / "demo.png", tmp_path / "demo.json"
