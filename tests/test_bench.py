@@ -14,8 +14,10 @@ from fsrfer_edge import bench
 from fsrfer_edge.errors import DataError
 
 try:  # tests/ as a package or as a plain directory on sys.path
+    from ._interrupt import killed_mid_write
     from ._onnx_models import make_tiny_onnx
 except ImportError:
+    from _interrupt import killed_mid_write  # type: ignore[no-redef]
     from _onnx_models import make_tiny_onnx  # type: ignore[no-redef]
 
 
@@ -349,32 +351,6 @@ def test_bad_options_are_refused_before_any_work_naming_the_option(argv: list[st
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
 
 
-def _killed_mid_write(tmp_path: Path, module: str, patch: str, argv: list[str], signum: int) -> "tuple[int, str]":
-    """Run ``module``'s main in a fresh Python whose output write is interrupted by ``signum`` half-way through
-    (``patch`` sets up the stand-ins, and ``half_write(path)`` does the write); returns (exit code, stderr)."""
-    import subprocess
-    import sys
-    import textwrap
-
-    script = textwrap.dedent(f"""
-        import os, signal, sys, time
-        from fsrfer_edge import fileio
-        import {module} as m
-
-        def half_write(path, *args, **kwargs):
-            def write(f):
-                f.write(b'{{"half": ')
-                f.flush()
-                os.kill(os.getpid(), {int(signum)})
-                time.sleep(5)
-                f.write(b'1}}')
-            return fileio.atomic_write(path, write)
-        """) + textwrap.dedent(patch) + f"\nsys.exit(m.main({argv!r}))\n"
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          cwd=str(tmp_path))
-    return proc.returncode, proc.stderr
-
-
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
 def test_interrupted_write_leaves_nothing_and_says_so(model: Path, tmp_path: Path, signame: str) -> None:
     """SIGTERM killed fsrfer-bench mid-write and left its hidden temporary file behind; Ctrl-C printed a traceback."""
@@ -386,7 +362,7 @@ def test_interrupted_write_leaves_nothing_and_says_so(model: Path, tmp_path: Pat
         m.run_bench = lambda *a, **k: {}
         m.write_json = half_write
         """
-    rc, err = _killed_mid_write(tmp_path, "fsrfer_edge.bench", patch,
+    rc, err = killed_mid_write(tmp_path, "fsrfer_edge.bench", patch,
                                 ["--model", str(model), "--batch-sizes", "1", "--json", str(out)],
                                 getattr(signal, signame))
     assert rc == 130 and "Traceback" not in err, (rc, err)

@@ -13,6 +13,7 @@ import pytest
 
 from fsrfer_edge import InputError
 from fsrfer_edge.detection.frames import read_image
+from _interrupt import ctrl_c_as_at_a_terminal
 from _video import count_frames, write_video
 
 
@@ -206,14 +207,15 @@ def _run_interrupted(crowd_cli: Any, argv: list[str], monkeypatch: pytest.Monkey
     monkeypatch.setattr(_Capture, "real", cv2.VideoCapture)
     monkeypatch.setattr(_Capture, "reads", 0)
     monkeypatch.setattr(cv2, "VideoCapture", _Capture)
-    handler = signal.getsignal(signal.SIGINT)
-    try:
-        rc = crowd_cli.main(argv)
-    except KeyboardInterrupt:
-        pytest.fail("KeyboardInterrupt escaped fsrfer-crowd (a traceback for the user)")
-    finally:
-        monkeypatch.undo()
-    assert signal.getsignal(signal.SIGINT) is handler
+    with ctrl_c_as_at_a_terminal():  # also where this test runs with SIGINT ignored (a background job)
+        handler = signal.getsignal(signal.SIGINT)
+        try:
+            rc = crowd_cli.main(argv)
+        except KeyboardInterrupt:
+            pytest.fail("KeyboardInterrupt escaped fsrfer-crowd (a traceback for the user)")
+        finally:
+            monkeypatch.undo()
+        assert signal.getsignal(signal.SIGINT) is handler
     return rc
 
 

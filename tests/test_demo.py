@@ -290,33 +290,21 @@ def test_an_error_is_one_line_even_when_its_message_is_not(tmp_path, capsys):
 def test_interrupted_write_leaves_nothing_and_says_so(tmp_path, signame):
     """SIGTERM during the image write left its hidden temporary file behind; Ctrl-C printed a traceback."""
     import signal
-    import subprocess
-    import sys
-    import textwrap
+
+    from _interrupt import killed_mid_write
 
     res = tmp_path / "res"
     res.mkdir()
     img = _tiny_png(tmp_path / "in.png")
-    script = textwrap.dedent(f"""
-        import os, sys, time
-        from fsrfer_edge import fileio
-        import fsrfer_edge.demo as m
-
-        def half_write(path, frame):
-            def write(f):
-                f.write(b"half a PNG")
-                f.flush()
-                os.kill(os.getpid(), {int(getattr(signal, signame))})
-                time.sleep(5)
-            return fileio.atomic_write(path, write)
-
+    patch = """
         m.write_image = half_write
-        m.run_demo = lambda *a, **k: ([], {{"detect_ms": 0.0, "predict_ms": {{}}}})
-        sys.exit(m.main([{str(img)!r}, "--out", {str(res / "o.png")!r}, "--json", {str(res / "o.json")!r}]))
-        """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in proc.stderr, (proc.returncode, proc.stderr)
-    assert proc.stderr.strip().splitlines()[-1] == "fsrfer-demo: interrupted; the partial output was discarded"
+        m.run_demo = lambda *a, **k: ([], {"detect_ms": 0.0, "predict_ms": {}})
+        """
+    rc, err = killed_mid_write(tmp_path, "fsrfer_edge.demo", patch,
+                               [str(img), "--out", str(res / "o.png"), "--json", str(res / "o.json")],
+                               getattr(signal, signame))
+    assert rc == 130 and "Traceback" not in err, (rc, err)
+    assert err.strip().splitlines()[-1] == "fsrfer-demo: interrupted; the partial output was discarded"
     assert list(res.iterdir()) == []
 
 
