@@ -699,8 +699,9 @@ def jpeg_frame_quality(frame: np.ndarray) -> "int | None":
     frames"; crops keep the test without it). A colour frame is read on its luma (JFIF's weights, as the codec made
     its Y channel), leaving out the blocks where a channel touches 0 or 255 (the decoder clipped it there, so the luma read back left the grid). A frame of
     more than :data:`JPEG_FRAME_WINDOW` pixels a side is read in a window of that size at its centre, starting on the
-    grid (a multiple of 8 from the corner); where that window is too flat to tell (its blocks' means sit on a grid
-    but it has too few other coefficients to test), in windows at the centres of the frame's quarters in turn. A
+    grid (a multiple of 8 from the corner); where that window cannot tell (too flat: its blocks' means sit on a grid
+    but it has too few other coefficients to test; or every block of it clipped, as a lamp blown out to 255), in
+    windows at the centres of the frame's quarters in turn. A
     pixel outside 0..255, NaN or infinite leaves its block out, as a clipped one.
 
     Raises:
@@ -738,6 +739,8 @@ def _window_quality(window: np.ndarray) -> "tuple[int | None, bool]":
         blocks, unclipped = _jpeg_blocks(np.rint(rgb @ _JFIF_LUMA)[None])
         for c in range(3):
             unclipped = unclipped & _jpeg_blocks(rgb[None, ..., c])[1]
+    if not unclipped.any():  # every block clipped (a lamp or window blown out to 255): nothing to tell from
+        return None, True
     return _ac_verdict(blocks[0], unclipped[0], _dc_qualities(blocks, unclipped, flat_blocks=True)[0])
 
 

@@ -163,3 +163,17 @@ def test_a_batch_of_8_px_crops_is_checked_like_each_crop() -> None:
     assert jpeg_quality(crop) == 50
     assert any_jpeg_image(crop[None, None].astype(np.float32))
     assert not any_jpeg_image(blob_face(8, 1)[None, None].astype(np.float32))
+
+
+@pytest.mark.parametrize("centre", [255, 0])
+def test_a_frame_whose_centre_window_is_blown_out_is_read_in_its_quarters(centre: int) -> None:
+    """A defect this round found: a centre window with no unclipped block (a lamp or a window blown out to 255, or
+    crushed to 0) ended the search with None, while a merely flat centre goes on to the quarters' windows; a clipped
+    centre tells even less than a flat one, so the quarters are read."""
+    Image = pytest.importorskip("PIL.Image")
+    tile = np.concatenate([np.concatenate([blob_face(48, r * 8 + c) for c in range(8)], 1) for r in range(8)], 0)
+    frame = np.tile(tile, (3, 3))[:1024, :1024].copy()
+    frame[384:640, 384:640] = centre  # the whole centre window, 256 px on the grid
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, "JPEG", quality=50)
+    assert jpeg_frame_quality(np.asarray(Image.open(io.BytesIO(buf.getvalue())))) == 50
