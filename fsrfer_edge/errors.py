@@ -252,8 +252,9 @@ _Main = TypeVar("_Main", bound=Callable[..., int])
 
 
 def _pipe_reader_gone(stream: IO[str]) -> bool:
-    """Whether ``stream`` writes into a pipe or socket that reports an error (on a pipe: no reader left), without
-    writing to it. False where that cannot be told (no poll(), no file descriptor, another kind of file)."""
+    """Whether ``stream`` writes into a pipe or socket whose reader is gone, without writing to it: poll() reports an
+    error (a pipe without a reader), or a hang-up on a socket (a Unix socket whose peer closed reports POLLHUP, not
+    POLLERR). False where that cannot be told (no poll(), no file descriptor, another kind of file)."""
     if not hasattr(select, "poll"):
         return False
     try:
@@ -261,9 +262,10 @@ def _pipe_reader_gone(stream: IO[str]) -> bool:
         mode = os.fstat(fd).st_mode
         if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
             return False
+        gone = select.POLLERR | (select.POLLHUP if stat.S_ISSOCK(mode) else 0)
         poller = select.poll()
         poller.register(fd, select.POLLOUT)
-        return any(events & select.POLLERR for _, events in poller.poll(0))
+        return any(events & gone for _, events in poller.poll(0))
     except (OSError, ValueError, AttributeError):
         return False
 

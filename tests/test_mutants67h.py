@@ -307,3 +307,32 @@ def test_a_usage_error_exit_after_output_into_a_closed_pipe_keeps_status_2(monke
     with pytest.raises(SystemExit) as exit_:
         errors.cli_main(main)()
     assert exit_.value.code == 2
+
+
+def test_a_write_through_stdout_into_a_unix_socket_whose_peer_closed_exits_quietly(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A defect this round found: with stdout a Unix socket whose peer has gone (inetd, systemd socket activation)
+    and written through (``python -u``), poll reports POLLHUP, not the POLLERR a pipe without a reader gives, so
+    cli_main re-raised the BrokenPipeError (a traceback, status 1) instead of ending quietly with 141."""
+    import io
+    import socket
+
+    from fsrfer_edge import errors
+
+    if not hasattr(socket, "socketpair") or not hasattr(__import__("select"), "poll"):
+        pytest.skip("needs Unix sockets and poll()")
+    ours, peer = socket.socketpair()
+    peer.close()
+    raw = ours.makefile("wb", buffering=0)
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(raw, write_through=True))
+
+    @errors.cli_main
+    def main() -> int:
+        for _ in range(3):
+            print("x" * 70000)
+        return 0
+
+    try:
+        assert main() == errors.BROKEN_PIPE_EXIT
+    finally:
+        ours.close()
