@@ -37,13 +37,13 @@ def _install(monkeypatch: pytest.MonkeyPatch, cudart: FakeCudart) -> types.Modul
     return trt
 
 
-def _engine(path: Path, min_batch: int = 1, opt_batch: int = 4, max_batch: int = 8) -> Path:
-    """A fake-TensorRT-10.3 engine (float32 faces (N,1,48,48) -> logits (N,7)) with its sidecar."""
-    spec = {"trt": VERSION, "input": "faces", "input_dtype": "FLOAT", "outputs": ["logits"], "min": min_batch,
+def _engine(path: Path, min_batch: int = 1, opt_batch: int = 4, max_batch: int = 8, version: str = VERSION) -> Path:
+    """A fake engine of TensorRT ``version`` (float32 faces (N,1,48,48) -> logits (N,7)) with its sidecar."""
+    spec = {"trt": version, "input": "faces", "input_dtype": "FLOAT", "outputs": ["logits"], "min": min_batch,
             "opt": opt_batch, "max": max_batch, "chw": [1, 48, 48], "classes": 7, "flags": ["FP16"],
             "strongly_typed": False, "precisions": []}
     path.write_bytes(json.dumps(spec).encode())
-    write_sidecar(path, EngineKey(VERSION, "8.7", "fp16", min_batch, opt_batch, max_batch, GPU_KEY), "0" * 64,
+    write_sidecar(path, EngineKey(version, "8.7", "fp16", min_batch, opt_batch, max_batch, GPU_KEY), "0" * 64,
                   ModelInfo(precision="fp16"))
     return path
 

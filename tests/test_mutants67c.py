@@ -19,18 +19,16 @@ import pytest
 
 from fsrfer_edge.backends import cuda_memory
 from fsrfer_edge.backends.cuda_memory import CudaPythonMemory, PyCudaMemory
-from fsrfer_edge.engine_cache import EngineKey, write_sidecar
 from fsrfer_edge.errors import EngineError, InputError
-from fsrfer_edge.metadata import ModelInfo
 
 try:
     from .fake_trt import fake_logits, install, make_tensorrt
-    from .fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda
+    from .fake_trt.cuda import FakeCudart, make_fake_pycuda
 except ImportError:
     from fake_trt import fake_logits, install, make_tensorrt  # type: ignore[no-redef]
-    from fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda  # type: ignore[no-redef]
+    from fake_trt.cuda import FakeCudart, make_fake_pycuda  # type: ignore[no-redef]
 
-VERSION = "10.3.0.26"
+from test_mutants65d import VERSION, _engine, _faces, _tiny_onnx  # the fake engine and tiny model of round 65d
 
 
 def _install(monkeypatch: pytest.MonkeyPatch, version: str = VERSION, cudart: Any = None,
@@ -40,43 +38,6 @@ def _install(monkeypatch: pytest.MonkeyPatch, version: str = VERSION, cudart: An
     pycuda = pycuda if pycuda is not None else make_fake_pycuda()
     install(monkeypatch, trt, cudart, pycuda)
     return trt, cudart, pycuda
-
-
-def _engine(path: Path, version: str = VERSION, min_batch: int = 1, opt_batch: int = 4, max_batch: int = 8) -> Path:
-    """A fake engine of ``version`` (float32 faces (N,1,48,48) -> logits (N,7)) with its sidecar."""
-    spec = {"trt": version, "input": "faces", "input_dtype": "FLOAT", "outputs": ["logits"], "min": min_batch,
-            "opt": opt_batch, "max": max_batch, "chw": [1, 48, 48], "classes": 7, "flags": ["FP16"],
-            "strongly_typed": False, "precisions": []}
-    path.write_bytes(json.dumps(spec).encode())
-    write_sidecar(path, EngineKey(version, "8.7", "fp16", min_batch, opt_batch, max_batch, GPU_KEY), "0" * 64,
-                  ModelInfo(precision="fp16"))
-    return path
-
-
-def _tiny_onnx(path: Path, precision: str = "fp16", extra_nodes: tuple[Any, ...] = ()) -> Path:
-    """A hand-made fsrfer ONNX file, faces (N,1,48,48) -> pool -> Gemm -> logits (N,7), whose metadata says
-    ``precision`` (the fake parser reads only the graph)."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    from fsrfer_edge.metadata import METADATA_KEY
-
-    w = helper.make_tensor("w", TensorProto.FLOAT, [1, 7], np.arange(7, dtype=np.float32).tolist())
-    b = helper.make_tensor("b", TensorProto.FLOAT, [7], np.zeros(7, np.float32).tolist())
-    graph = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["faces"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
-         helper.make_node("Gemm", ["f", "w", "b"], ["logits"]), *extra_nodes], "tiny",
-        [helper.make_tensor_value_info("faces", TensorProto.FLOAT, ["N", 1, 48, 48])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 7])], [w, b])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, ModelInfo(precision=precision).to_json()
-    onnx.save(model, str(path))
-    return path
-
-
-def _faces(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, 1, 48, 48)).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,7 +136,7 @@ def test_an_engine_with_two_profiles_runs_through_the_binding_api(tmp_path: Path
         self.num_optimization_profiles = 2
 
     monkeypatch.setattr(engine_cls, "__init__", two_profiles)
-    with TensorRTBackend(_engine(tmp_path / "m.engine", version), memory="cuda-python") as be:
+    with TensorRTBackend(_engine(tmp_path / "m.engine", version=version), memory="cuda-python") as be:
         assert not getattr(be, "_io").named_api
         x = _faces(3, 7)
         np.testing.assert_allclose(be.infer(x), fake_logits(x), rtol=1e-5, atol=1e-5)
@@ -189,7 +150,7 @@ def test_the_profile_tunes_for_the_opt_batch_asked_for(tmp_path: Path, monkeypat
     from fsrfer_edge.export import engine
 
     trt, _, _ = _install(monkeypatch)
-    engine.build_engine(_tiny_onnx(tmp_path / "tiny.onnx"), tmp_path / "engines", 1, 2, 4)
+    engine.build_engine(_tiny_onnx(tmp_path / "tiny.onnx", "fp16"), tmp_path / "engines", 1, 2, 4)
     built = trt.log["built"][-1]
     assert (built["min"], built["opt"], built["max"]) == (1, 2, 4)
 
@@ -209,7 +170,7 @@ def test_the_workspace_limit_is_given_in_mebibytes(tmp_path: Path, monkeypatch: 
         set_limit(self, pool, size)
 
     monkeypatch.setattr(trt.IBuilderConfig, "set_memory_pool_limit", record)
-    onnx_path = _tiny_onnx(tmp_path / "tiny.onnx")
+    onnx_path = _tiny_onnx(tmp_path / "tiny.onnx", "fp16")
     out = engine.build_engine(onnx_path, tmp_path / "a", 1, 2, 4, workspace_mb=256)
     assert limits == [("WORKSPACE", 256 * 2**20)]
     assert json.loads(engine_cache.sidecar_path(out).read_text())["workspace_mb"] == 256  # the build's record
@@ -222,8 +183,9 @@ def test_every_parser_error_is_listed(tmp_path: Path, monkeypatch: pytest.Monkey
     from fsrfer_edge.export import engine
 
     helper = pytest.importorskip("onnx.helper")
-    onnx_path = _tiny_onnx(tmp_path / "tiny.onnx", extra_nodes=(helper.make_node("Det", ["w"], ["d"], name="det"),
-                                                              helper.make_node("Bogus", ["w"], ["e"], name="b")))
+    onnx_path = _tiny_onnx(tmp_path / "tiny.onnx", "fp16",
+                           extra_nodes=(helper.make_node("Det", ["w"], ["d"], name="det"),
+                                        helper.make_node("Bogus", ["w"], ["e"], name="b")))
     _install(monkeypatch)
     with pytest.raises(EngineError, match="op: Det; No importer registered for op: Bogus"):
         engine.build_engine(onnx_path, tmp_path / "engines", 1, 2, 4)
