@@ -98,20 +98,26 @@ def test_a_non_zero_rank_exits_3_when_the_run_stopped_early(recorded, tmp_path, 
 
 # -- fsrfer-eval: the result JSON ------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tiny_pt(tmp_path_factory):
+def make_tiny_run(d, n_test=6):
+    """In folder ``d``: ``m.pt``, a seeded tiny HR model, and ``faces.npz``, 6 val faces and ``n_test`` test faces
+    with random labels; returns ``d``."""
     from fsrfer_edge.preprocessing import Preprocessing
     from trainer import checkpoint
     from trainer.models import InferenceModel
 
-    d = tmp_path_factory.mktemp("m65h")
     torch.manual_seed(0)
     m = InferenceModel({"method": "hr", "backbone": "tiny"}).eval()
     checkpoint.save(d / "m.pt", checkpoint.model_payload(m, m.spec, Preprocessing(), {"name": "tiny"}))
     rng = np.random.default_rng(0)
-    np.savez(d / "faces.npz", images=rng.integers(0, 256, (12, 48, 48), dtype=np.uint8),
-             labels=rng.integers(0, 7, 12).astype(np.int64), split=np.array(["val"] * 6 + ["test"] * 6))
+    n = 6 + n_test
+    np.savez(d / "faces.npz", images=rng.integers(0, 256, (n, 48, 48), dtype=np.uint8),
+             labels=rng.integers(0, 7, n).astype(np.int64), split=np.array(["val"] * 6 + ["test"] * n_test))
     return d
+
+
+@pytest.fixture(scope="module")
+def tiny_pt(tmp_path_factory):
+    return make_tiny_run(tmp_path_factory.mktemp("m65h"))
 
 
 def test_fsrfer_eval_json_has_the_asked_factors_protocol_and_the_datas_own_labels(tiny_pt, tmp_path):

@@ -121,18 +121,9 @@ def test_only_rank_zero_logs_progress(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_pt(tmp_path_factory):
-    from fsrfer_edge.preprocessing import Preprocessing
-    from trainer import checkpoint
-    from trainer.models import InferenceModel
+    from test_mutants65h import make_tiny_run
 
-    d = tmp_path_factory.mktemp("m67f")
-    torch.manual_seed(0)
-    m = InferenceModel({"method": "hr", "backbone": "tiny"}).eval()
-    checkpoint.save(d / "m.pt", checkpoint.model_payload(m, m.spec, Preprocessing(), {"name": "tiny"}))
-    rng = np.random.default_rng(0)
-    np.savez(d / "faces.npz", images=rng.integers(0, 256, (11, 48, 48), dtype=np.uint8),
-             labels=rng.integers(0, 7, 11).astype(np.int64), split=np.array(["val"] * 6 + ["test"] * 5))
-    return d
+    return make_tiny_run(tmp_path_factory.mktemp("m67f"), n_test=5)  # 5 test faces, 6 val: which split was read
 
 
 def test_fsrfer_eval_defaults_to_the_test_split_and_the_resized_protocol_and_names_its_inputs(tiny_pt, tmp_path):
