@@ -24,10 +24,15 @@ CONFIG = {"name": "m65h", "seed": 5, "threads": 1, "device": "cpu", "data": {"sy
 
 @pytest.fixture
 def recorded(monkeypatch):
-    """train_main's run_pipeline and load_data replaced: records what reaches them; returns ``done``."""
+    return record_run(monkeypatch)
+
+
+def record_run(monkeypatch):
+    """train_main's run_pipeline and load_data replaced: records what reaches them; returns ``done`` (or raises
+    ``raise`` where a test sets one)."""
     import trainer.train as train
 
-    calls: dict = {"done": True}
+    calls: dict = {"done": True, "raise": None}
 
     def load_data(cfg, path):
         calls["data_path"] = path
@@ -35,6 +40,8 @@ def recorded(monkeypatch):
 
     def run_pipeline(cfg, data, out, **kw):
         calls.update(cfg=cfg, out=out, **kw)
+        if calls["raise"] is not None:
+            raise calls["raise"]
         return calls["done"]
 
     monkeypatch.setattr(train, "load_data", load_data)

@@ -28,24 +28,9 @@ CONFIG = {"name": "m67f", "seed": 5, "threads": 1, "device": "cpu", "data": {"sy
 
 @pytest.fixture
 def recorded(monkeypatch):
-    import trainer.train as train
+    from test_mutants65h import record_run
 
-    calls: dict = {"done": True, "raise": None}
-
-    def load_data(cfg, path):
-        calls["data_path"] = path
-        return "DATA"
-
-    def run_pipeline(cfg, data, out, **kw):
-        calls.update(cfg=cfg, out=out, **kw)
-        if calls["raise"] is not None:
-            raise calls["raise"]
-        return calls["done"]
-
-    monkeypatch.setattr(train, "load_data", load_data)
-    monkeypatch.setattr(train, "run_pipeline", run_pipeline)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    return calls
+    return record_run(monkeypatch)
 
 
 def _cfg_file(tmp_path, **over):
