@@ -47,6 +47,17 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="module")
+def rec():
+    """The shipped default model on one ONNX Runtime thread, one per test module (a module's own ``rec`` fixture,
+    as many have, takes its place there)."""
+    pytest.importorskip("onnxruntime")
+    from fsrfer_edge import Recognizer
+
+    with Recognizer(threads=1) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
 def calibrated_rec():
     """The shipped default model on one ONNX Runtime thread, with its packaged confidence maps (JPEG maps and size
     estimate included)."""

@@ -5,7 +5,7 @@ through."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,16 +48,6 @@ class _Fixed(FaceDetector):
 
     def _detect(self, frame: np.ndarray) -> list[Detection]:
         return list(self.dets)
-
-
-@pytest.fixture(scope="module")
-def rec() -> Iterator[Any]:
-    pytest.importorskip("onnxruntime")
-    from fsrfer_edge import Recognizer
-
-    r = Recognizer(threads=1)
-    yield r
-    r.close()
 
 
 def test_min_score_keeps_a_detection_scoring_exactly_the_threshold(rec: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -178,16 +178,6 @@ def test_a_crop_past_the_right_edge_of_a_wide_frame_repeats_its_last_column() ->
     assert crop.shape == (12, 12, 3)
     assert crop[0, :, 0].tolist() == list(range(20, 30)) + [29, 29]
     assert crop[:, 0, 1].tolist() == list(range(10)) + [9, 9]
-
-
-@pytest.fixture(scope="module")
-def rec() -> Iterator[Any]:
-    pytest.importorskip("onnxruntime")
-    from fsrfer_edge import Recognizer
-
-    r = Recognizer(threads=1)
-    yield r
-    r.close()
 
 
 def test_the_analyzers_own_margin_sizes_the_crops_and_their_factors(rec: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,7 @@ library code that the rest of the suite let through."""
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -191,16 +191,6 @@ class _Script(FaceDetector):
         boxes = self.script[self.calls] if self.calls < len(self.script) else []
         self.calls += 1
         return [Detection(b, 0.9) for b in boxes]
-
-
-@pytest.fixture(scope="module")
-def rec() -> Iterator[Any]:
-    pytest.importorskip("onnxruntime")
-    from fsrfer_edge import Recognizer
-
-    r = Recognizer(threads=1)
-    yield r
-    r.close()
 
 
 FRAME = np.full((30, 40, 3), 90, np.uint8)
