@@ -253,8 +253,8 @@ _Main = TypeVar("_Main", bound=Callable[..., int])
 
 def _pipe_reader_gone(stream: IO[str]) -> bool:
     """Whether ``stream`` writes into a pipe or socket whose reader is gone, without writing to it: poll() reports an
-    error (a pipe without a reader), or a hang-up on a socket (a Unix socket whose peer closed reports POLLHUP, not
-    POLLERR). False where that cannot be told (no poll(), no file descriptor, another kind of file)."""
+    error (a pipe without a reader), or a hang-up on a socket (a Unix socket whose peer closed, or a TCP connection
+    the peer reset after its close, reports POLLHUP, not POLLERR). False where that cannot be told (no poll(), no file descriptor, another kind of file)."""
     if not hasattr(select, "poll"):
         return False
     try:

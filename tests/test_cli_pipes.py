@@ -216,3 +216,37 @@ def test_export_check_trt_report_into_a_closed_pipe(unbuffered: bool) -> None:
     err = run.stderr.decode(errors="replace")
     assert "free space" not in err, err
     _quiet(run.returncode, err)
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """Two ends of a TCP connection on the loopback interface (a command's stdout handed a network socket, as
+    inetd or systemd's socket activation with Accept=yes hand it one)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ours = socket.create_connection(server.getsockname()[:2])
+        peer, _ = server.accept()
+    return ours, peer
+
+
+@BUFFERING
+def test_engines_listing_into_a_tcp_socket_whose_reader_closes(tmp_path: Path, unbuffered: bool) -> None:
+    """fsrfer-engines with stdout a TCP socket whose peer reads the first line and closes the connection: on TCP the
+    first write after the close still succeeds (the peer answers it with a reset), a later one fails with EPIPE, and
+    poll() then reports a hang-up (POLLHUP), as on a Unix socket, so the command ends quietly with 141 both
+    block-buffered and written through (note67 had left TCP untried)."""
+    for i in range(4000):
+        (tmp_path / f"{i:05d}-{'x' * 180}.engine.json").write_text("{}")
+    ours, peer = _tcp_pair()
+    with ours, peer:
+        proc = subprocess.Popen(_command("fsrfer-engines", "--dir", str(tmp_path), "--tensorrt-version", "10.3.0.26"),
+                                stdout=ours.fileno(), stderr=subprocess.PIPE, cwd=REPO, env=_env(unbuffered))
+        ours.close()
+        try:
+            line = peer.makefile("rb").readline()
+            peer.close()
+            assert proc.stderr is not None
+            err = proc.stderr.read().decode(errors="replace")
+            rc = proc.wait(timeout=120)
+        finally:
+            proc.kill()
+    assert line.startswith(f"{tmp_path}: 4000 engine file(s)".encode()), line
+    _quiet(rc, err)
