@@ -8,9 +8,11 @@
 #      (python -m trainer.cli), which trains its own HR network. Each has a time budget of RUN_MIN minutes.
 # Stage-1 jobs' HR networks come back as RESULTS_DIR/NAME.hr.pt, and the stage-2 models of the jobs named in
 # KEEP_MODELS ("CONFIG_BASENAME_sSEED ...") as NAME.fsrfer.pt (e.g. a candidate default to ship). Data comes
-# packed by scripts/device_data.py (DATA_PACK; its test rows are zeros unless packed with --with-test, so no
-# job may run eval-test without that); results, logs and the test log are packed into
+# packed by scripts/device_data.py (DATA_PACK; its test rows are zeros unless packed with --with-test, so a job that
+# evaluates the test split is refused without that); results, logs and the test log are packed into
 # $RESULTS_DIR/results.tar.gz every 20 s, so that a call stopped at its limit still returns what finished.
+# Exit status: 2 for a bad JOBS (nothing started), 1 when a job or the gpu-marked tests failed (named on stderr,
+# after everything is packed; a job stopped at RUN_MIN is not a failure), else 0.
 #
 #   DATA_PACK=.devcarry/data HR_CKPT=.devcarry/hr.pt RESULTS_DIR=$OUT RUN_MIN=6 JOBS="configs/a.yaml:0 ..." \
 #       bash scripts/device_runs.sh
@@ -24,6 +26,22 @@ for job in $JOBS; do  # every job is checked before any starts
     [[ ",${steps}," == *,stage1,* ]] || [ -f "${HR_CKPT:-}" ] || { echo "job '$job' trains from HR_CKPT, which is not a file: '${HR_CKPT:-}'" >&2; exit 2; }
 done
 PY=${PYTHON:-python3}
+# A pack without the test rows unpacks them as zeros: no job may evaluate the test split on it (eval-test, or
+# eval with a config whose eval.split is test). A missing meta.npz is left to the unpack below to report.
+# shellcheck disable=SC2086
+$PY - "$DATA_PACK/meta.npz" $JOBS <<'PYEOF' || exit 2
+import os, sys
+import numpy as np
+meta, jobs = sys.argv[1], sys.argv[2:]
+if os.path.isfile(meta) and not np.load(meta)["keep"].all():
+    from trainer import config
+    for job in jobs:
+        cfg, *rest = job.split(":")
+        steps = (rest[1] if len(rest) > 1 and rest[1] else "stage2,eval").split(",")
+        if "eval-test" in steps or ("eval" in steps and config.load(cfg).eval.split == "test"):
+            sys.exit(f"job '{job}' evaluates the test split, but {meta} was packed without the test rows (they "
+                     "would be zeros): pack with scripts/device_data.py pack ... --with-test")
+PYEOF
 W=${WORK:-/tmp/fsrfer_device}
 mkdir -p "$W/res" "$W/logs" "$W/data" "$RESULTS_DIR"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -58,6 +76,7 @@ $PY scripts/device_data.py unpack "$DATA_PACK" "$W/data/fer2013.npz" > "$W/logs/
 cp "${FERPLUS:-$DATA_PACK/ferplus_labels.npz}" "$W/data/ferplus_labels.npz"
 
 pids=()
+names=()  # what each of pids runs, for the failures' summary at the end
 stage1_runs=()
 for job in $JOBS; do
     IFS=: read -r cfg seed steps <<< "$job"
@@ -71,15 +90,21 @@ for job in $JOBS; do
             --json "$W/res/$name.json" > "$W/logs/$name.log" 2>&1 &
     fi
     pids+=($!)
+    names+=("$name")
 done
 # the gpu-marked tests beside the runs (their CPU parts are small)
 $PY -m pytest -p no:cacheprovider -m gpu -rA -s tests/test_tensorrt_gpu.py tests/test_train_device.py \
     > "$W/logs/pytest_gpu.log" 2>&1 &
 pids+=($!)
+names+=(pytest_gpu)
 # Repack every 20 s; the packer's sleep dies with it, so nothing holds the call's output open after the last job
 ( trap 'kill "$s" 2>/dev/null; exit 0' TERM; while true; do sleep 20 & s=$!; wait "$s"; pack; done ) &
 packer=$!
-for p in "${pids[@]}"; do wait "$p"; done
+failed=()  # a job stopped at its budget exits 0 (early_g.py) or 3 (fsrfer-train): not a failure
+for i in "${!pids[@]}"; do
+    wait "${pids[$i]}"; rc=$?
+    [ "$rc" = 0 ] || [ "$rc" = 3 ] || failed+=("${names[$i]} (exit $rc, logs/${names[$i]}.log)")
+done
 kill "$packer" 2>/dev/null; wait "$packer" 2>/dev/null  # a pack under way finishes first
 nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv >> "$W/logs/checks.log" 2>&1
 pack
@@ -93,3 +118,7 @@ for run in $KEEP_MODELS; do
         || echo "KEEP_MODELS: no $W/runs/$run/models/fsrfer.pt" >&2
 done
 ls -la "$W/res"; tail -n 3 "$W"/logs/*.log
+if [ ${#failed[@]} -gt 0 ]; then  # after everything is packed, so that the logs say why
+    printf 'failed: %s\n' "${failed[@]}" >&2
+    exit 1
+fi

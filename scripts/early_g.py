@@ -51,7 +51,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--steps", default="stage2,ablations,baselines,eval")
     ap.add_argument("--seed", type=int, help="override the config's seed (stage 2 and baselines)")
     ap.add_argument("--time-budget", type=positive_minutes, metavar="MIN", help="minutes > 0 (default: no limit)")
-    ap.add_argument("--json", help="copy OUT/eval/<split>/results.json here when finished")
+    ap.add_argument("--json", help="copy OUT/eval/<split>/results.json here when finished (not written where the "
+                    "run has no evaluation)")
     args = ap.parse_args(argv)
     started = time.monotonic()  # --time-budget counts from here, as fsrfer-train's: reading the data counts too
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -82,10 +83,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not done:
         print(f"stopped at the time budget; run the same command again to continue ({out})")
         return 0
-    if args.json:
+    ev = out / "eval" / cfg.eval.split
+    if args.json and not (ev / "results.json").is_file():  # --steps without eval (e.g. stage2 alone): none to copy
+        print(f"early_g.py: no evaluation to copy ({ev / 'results.json'} is not there; --steps {args.steps}): "
+              f"--json {args.json} not written", file=sys.stderr)
+    elif args.json:
         from fsrfer_edge.fileio import write_json
 
-        ev = out / "eval" / cfg.eval.split
         doc = {"config": cfg.to_dict(), "hr_checkpoint": args.hr, "results": json.loads((ev / "results.json").read_text())}
         for p in ("small", "camera"):  # protocols (b) and (c), where the config evaluates them
             if (ev / f"results_{p}.json").is_file():
