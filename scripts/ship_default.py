@@ -348,24 +348,34 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         print(e, file=sys.stderr)
         return 2
-    DEST.mkdir(exist_ok=True)
-    if args.onnx.resolve() != (DEST / "default.onnx").resolve():
-        atomic_write(DEST / "default.onnx", lambda f: f.write(args.onnx.read_bytes()))
-    atomic_write_bytes(DEST / "default.pt", ckpt_bytes)
-    eval_path = args.eval.resolve()
+    for protocol, ev in evals.items():  # the card has one row per (a) factor, a column per protocol
+        lacking = sorted(set(evals["resized"]["factors"]) - set(ev["factors"]), key=int)
+        if lacking:
+            print(f"error: {ev['_file']} ({protocol}) lacks factor(s) {', '.join(lacking)} that "
+                  f"{evals['resized']['_file']} has; evaluate every protocol at the same factors", file=sys.stderr)
+            return 2
+    # The card is rendered before anything is installed: a card that cannot be written leaves the old default.
+    docs, eval_path = {}, args.eval.resolve()
     if args.results_dir is not None:
-        from fsrfer_edge.fileio import write_json
-
         shipped = (DEST / "default.onnx").relative_to(REPO).as_posix()
         for protocol, ev in evals.items():
             name = "test.json" if protocol == "resized" else f"test_{protocol}.json"
             doc = {k: v for k, v in ev.items() if k != "_file"}
             doc.update(checkpoint=shipped, evaluated_as=str(ev["checkpoint"]))
-            write_json(args.results_dir / name, doc)
+            docs[name] = doc
             ev["_file"] = name
         eval_path = (args.results_dir / "test.json").resolve()
-    sizes = {"default.onnx": (DEST / "default.onnx").stat().st_size, "default.pt": len(ckpt_bytes)}
+    sizes = {"default.onnx": args.onnx.stat().st_size, "default.pt": len(ckpt_bytes)}
     text = card(info, evals, ckpt, eval_path, args.chosen, hr, sizes)
+    DEST.mkdir(exist_ok=True)
+    if args.onnx.resolve() != (DEST / "default.onnx").resolve():
+        atomic_write(DEST / "default.onnx", lambda f: f.write(args.onnx.read_bytes()))
+    atomic_write_bytes(DEST / "default.pt", ckpt_bytes)
+    if docs:
+        from fsrfer_edge.fileio import write_json
+
+        for name, doc in docs.items():
+            write_json(args.results_dir / name, doc)
     atomic_write(DEST / "MODEL_CARD.md", lambda f: f.write(text.encode()))
     print(f"shipped {total / 1e6:.2f} MB to {DEST}")
     return 0
