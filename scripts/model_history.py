@@ -11,6 +11,7 @@ this command. Nothing is computed that the checkpoint does not hold.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -57,7 +58,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     path = args.checkpoint.resolve()
     doc.update(checkpoint=str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path),
                sha256=sha256_file(path),
-               command="python scripts/model_history.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])))
+               command="python " + shlex.join(["scripts/model_history.py", *(argv if argv is not None else sys.argv[1:])]))
     write_json(args.out, doc)
     print(f"wrote {args.out}: {len(doc['history'])} epochs")
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -455,6 +456,10 @@ def test_model_history_shares_skip_rows_without_g_loss_and_name_the_file_read(tm
     doc = json.loads(out.read_text())
     assert doc["sha256"] == sha256_file(ckpt) and doc["checkpoint"] == str(ckpt.resolve())
     assert doc["command"] == "python scripts/model_history.py " + " ".join(argv) and doc["pretrain_history"] == []
+    spaced = tmp_path / "a run" / "h.json"  # the command quotes a path as a shell needs it (as stage1_history's does)
+    spaced.parent.mkdir()
+    assert mod.main(["--checkpoint", str(ckpt), "--out", str(spaced)]) == 0
+    assert shlex.split(json.loads(spaced.read_text())["command"])[-1] == str(spaced)
 
 
 # ---------------------------------------------------------------------------------------------- plot_default_model.py
