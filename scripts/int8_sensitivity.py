@@ -76,12 +76,16 @@ def parser(doc: str, out: Path) -> argparse.ArgumentParser:
 
 def io_problem(args: argparse.Namespace) -> Optional[str]:
     """What is wrong with ``--model`` / ``--data`` (missing, unreadable) or ``--out`` (not writable), or None."""
+    from fsrfer_edge.errors import InputError
     from fsrfer_edge.fileio import check_output_path, files_problem
 
-    problem = files_problem(args.model, args.data)
-    if problem is None:
-        check_output_path(args.out, "--out", json_output=True)
-    return problem
+    problem = files_problem(args.model, args.data)  # "" when both can be read
+    if not problem:
+        try:
+            check_output_path(args.out, "--out", json_output=True)
+        except InputError as exc:
+            return str(exc)
+    return problem or None
 
 
 def faces_and_calibration(model: Path, data: Path, split: str, tmp: Path) -> tuple[Any, Any, list[int], Any]:
