@@ -283,6 +283,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 accuracy_by_frame[row] = {n: [round(100.0 * c / n_faces, 2) for c in v] for n, v in by_frame.items()}
     write_json(args.out, {
         "command": "python scripts/crowd_clips.py" + (f" --seed {args.seed}" if args.seed else "")
+                   + ("" if args.clips == 24 else f" --clips {args.clips}")
+                   + ("" if args.faces == 50 else f" --faces {args.faces}")
+                   + ("" if (h, w) == (480, 640) else f" --size {args.size}")
                    + ("" if args.coast_after == [2] else " --coast-after=" + ",".join(map(str, args.coast_after)))
                    + ("" if not args.confirm else " --confirm " + ",".join(map(str, args.confirm)))
                    + ("" if not args.coast_confirm else " --coast-confirm " + ",".join(map(str, args.coast_confirm)))

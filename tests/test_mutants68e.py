@@ -115,6 +115,12 @@ def test_crowd_clips_scores_each_face_at_the_last_frame_and_over_frames_2_to_8(s
     assert by_bin["8-12"]["accuracy frames 2-8 tracked"] == 100.0 and by_bin["8-12"]["faces"] == 1
     assert by_bin["24-32"]["accuracy frames 2-8 tracked"] == 71.43 and by_bin["6-8"]["faces"] == 0
     assert doc["false_faces_per_frame"]["clean"]["one frame"] == 0.125  # one false face over 8 frames
+    # the recorded command regenerates the file: --clips was left out (and --faces, --size when not the defaults)
+    assert doc["command"] == f"python scripts/crowd_clips.py --clips 1 --out {out}"
+    assert cc.main(["--data", str(tmp_path / "none"), "--clips", "1", "--faces", "3", "--size", "100x160",
+                    "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["command"] == (
+        f"python scripts/crowd_clips.py --clips 1 --faces 3 --size 100x160 --out {out}")
 
 
 def test_crowd_clips_weak_and_detect_every_runs_get_their_analyzer_and_detector_pace(scripted_clips, tmp_path) -> None:  # type: ignore[no-untyped-def]
