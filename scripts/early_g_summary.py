@@ -120,7 +120,7 @@ def collect(runs: list[tuple[str, Path]], split: str,
 
 def paired(rows: dict[str, Any], against: str) -> dict[str, Any]:
     """Each row minus row ``against``, seed by seed (same seed: same training subset and HR model), per
-    protocol and factor: mean and spread of the difference over the seeds both rows have."""
+    protocol and factor: mean and spread of the difference over the seeds both rows have, at the factors both have."""
     if against not in rows:
         raise SystemExit(f"--against {against}: no such row; rows are {sorted(rows)}")
     out: dict[str, Any] = {}
@@ -132,7 +132,10 @@ def paired(rows: dict[str, Any], against: str) -> dict[str, Any]:
             seeds = sorted(set(by_seed) & set(ref))
             if not seeds:
                 continue
-            factors = sorted(by_seed[seeds[0]], key=int)
+            # the factors both rows have at every shared seed (a row evaluated at fewer factors: the others left out)
+            factors = sorted(set.intersection(*(set(by_seed[s]) & set(ref[s]) for s in seeds)), key=int)
+            if not factors:
+                continue
             d = np.array([[by_seed[s][f] - ref[s][f] for f in factors] for s in seeds])
             out.setdefault(name, {})[protocol] = {
                 "seeds": len(seeds),

@@ -81,8 +81,9 @@ if [ -z "$BASE" ] || ! refresh baseline_test "$BASE" "$BASE"; then
   echo "the baseline's (b) and (c) files ($OUT/baseline_test_small.json, baseline_test_camera.json) were measured" \
        "before this change and stay as they are" >&2
 fi
-for f in "$STAGE"/*.json; do
-  mv "$f" "$OUT/" && echo "wrote $OUT/$(basename "$f")"
+for f in "$STAGE"/*.json; do  # (a failed mv stops here: `mv && echo` would not stop set -e)
+  mv "$f" "$OUT/" || { echo "error: could not move $f into $OUT; nothing downstream was regenerated" >&2; exit 1; }
+  echo "wrote $OUT/$(basename "$f")"
 done
 python scripts/ship_default.py --refresh-accuracy "$OUT"
 python scripts/plot_default_model.py

@@ -166,6 +166,17 @@ def test_refresh_writes_each_networks_b_and_c_files_then_the_dependent_scripts(r
     assert "--refresh-accuracy results/default_model" in refresh_repo.log.read_text()
 
 
+def test_refresh_stops_before_the_dependent_scripts_when_a_move_fails(refresh_repo) -> None:
+    # `mv "$f" "$OUT/" && echo` under set -e: a failed move went unnoticed and the card, targets and README were
+    # regenerated from a mix of new and old files; now the script stops with 1 and names the file
+    blocked = refresh_repo.out / "test_small.json"
+    blocked.unlink()
+    blocked.mkdir()  # mv cannot put a file over a folder
+    r = refresh_repo(_good())
+    assert r.returncode == 1 and "could not move" in r.stderr and "test_small.json" in r.stderr, r.stderr
+    assert _steps(refresh_repo.log) == []
+
+
 def test_refresh_without_a_baseline_keeps_the_baselines_files(refresh_repo) -> None:
     # kills: the baseline's old (b)/(c) files removed or rewritten when no BASELINE_CHECKPOINT is given
     r = refresh_repo(_good())
@@ -277,6 +288,15 @@ def test_paired_and_overall_leave_out_the_reference_row_and_its_missing_protocol
     assert ov["g/fsrfer"]["mean"] == 1.5 and ov["g/fsrfer"]["std"] == 0.71  # the sample standard deviation
     # the "minus" row: the baseline against the method is negative
     assert mod.overall(rows, "g/fsrfer")["g/lr"]["mean"] == -1.5
+
+
+def test_paired_compares_at_the_factors_both_rows_have() -> None:
+    # a reference row evaluated at fewer factors stopped paired() with a bare KeyError; overall() already read
+    # only what both rows have
+    rows = {"g/fsrfer": {"runs": {"resized": {"0": {"2": 70.0, "4": 60.0}, "1": {"2": 72.0, "4": 61.0}}}},
+            "g/lr": {"runs": {"resized": {"0": {"2": 68.0}, "1": {"2": 71.0}}}}}
+    diff = _summary().paired(rows, "g/lr")["g/fsrfer"]["resized"]
+    assert diff["mean"] == {"2": 1.5} and diff["std"] == {"2": 0.71}
 
 
 def test_summary_kept_rows_are_those_of_the_prefix_exactly(tmp_path: Path) -> None:
