@@ -111,7 +111,8 @@ def eval_accuracy(path: Path) -> float:
 
 def recorded_runs(spec: str) -> dict[tuple[str, int], dict[str, Any]]:
     """The runs of an earlier result file of this script, all or one recipe's (``FILE[:RECIPE]``)."""
-    path, _, recipe = spec.partition(":")
+    # the recipe follows the last colon, and only where the whole of spec is not itself a file (a path may hold ':')
+    path, recipe = (spec, "") if Path(spec).is_file() or ":" not in spec else spec.rsplit(":", 1)
     got: dict[tuple[str, int], dict[str, Any]] = {}
     try:
         for key, run in json.loads(Path(path).read_text())["runs"].items():

@@ -385,6 +385,11 @@ def test_hr_recipes_runs_from_takes_only_the_named_recipe(tmp_path: Path) -> Non
     first = tmp_path / "first.json"
     first.write_text(json.dumps({"runs": {"base:0": {"val": 88.0}, "base_wide:0": {"val": 90.0}}}))
     assert set(_hr().recorded_runs(f"{first}:base")) == {("base", 0)}
+    # a path holding a colon: read whole where it is a file, else split at the last colon (it was split at the first)
+    odd = tmp_path / "run:2026-12-04.json"
+    odd.write_text(first.read_text())
+    assert set(_hr().recorded_runs(str(odd))) == {("base", 0), ("base_wide", 0)}
+    assert set(_hr().recorded_runs(f"{odd}:base_wide")) == {("base_wide", 0)}
 
 
 @pytest.mark.needs("torch")
