@@ -46,6 +46,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         true = json.loads((args.run / "eval" / args.split / TRUE_FILES[protocol]).read_text())["fsrfer"]
         acc_t = {f: round(100 * v["accuracy"], 2) for f, v in true["factors"].items()}
         acc_e = {f: round(100 * v["accuracy"], 2) for f, v in est["factors"].items()}
+        if set(acc_t) - set(acc_e):
+            raise SystemExit(f"{path}: lacks factor(s) {sorted(set(acc_t) - set(acc_e), key=int)} of the run's "
+                             f"true-factor results; evaluate the exported model at the run's factors")
         rows[protocol] = {"true_factor": acc_t, "estimated_factor": acc_e,
                           "estimated_minus_true": {f: round(acc_e[f] - acc_t[f], 2) for f in acc_t}}
     doc = {"command": "see scripts/factor_estimator_report.py's docstring (fit, export, fsrfer-eval per protocol, this script)",

@@ -459,6 +459,10 @@ def test_factor_estimator_report_reads_each_protocols_true_factor_file(tmp_path:
                                          "estimated_minus_true": {"1": -5.0, "2": 0.0}}}
     with pytest.raises(SystemExit, match="PROTOCOL=FILE"):
         rep.main([f"tiny={est}", "--run", str(run), "--checkpoint", str(tmp_path / "c.pt"), "--json", str(out)])
+    # an exported model evaluated at fewer factors than the run: a message naming them (a KeyError traceback before)
+    est.write_text(json.dumps({"factors": {"1": {"accuracy": 0.55}}}))
+    with pytest.raises(SystemExit, match=r"lacks factor\(s\) \['2'\]"):
+        rep.main([f"small={est}", "--run", str(run), "--checkpoint", str(tmp_path / "c.pt"), "--json", str(out)])
     monkeypatch.setattr(checkpoint, "load", lambda path, kind: {"meta": {}})
     with pytest.raises(SystemExit, match="no fitted factor estimator"):
         rep.main([f"small={est}", "--run", str(run), "--checkpoint", str(tmp_path / "c.pt"), "--json", str(out)])
