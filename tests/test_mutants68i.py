@@ -485,6 +485,8 @@ def test_augment_speed_compares_medians_with_the_step_and_fails_only_past_max_ra
 # ==================================================================================================================
 @pytest.mark.needs("torch")
 @pytest.mark.needs("onnx")
+# the script's TorchScript export (dynamo=False, deliberate, as fsrfer-export's) announces its own deprecation
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_bench_backbones_leaves_the_first_step_out_and_reports_each_models_own_parameters(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # kills: the first (warm-up) step in the median; the inference mean for its median; trunk and fused parameter
