@@ -19,7 +19,7 @@ CONFIG=${4:-configs/ferplus_early_g_short.yaml}
 JSON=${5:-results/ferplus/early_g_seeds.json}
 NOFILM=${CONFIG%.yaml}_nofilm.yaml
 STEM=${CONFIG%.yaml}_stem.yaml
-for f in "$NOFILM" "$STEM"; do [ -f "$f" ] || { echo "missing $f (a variant of $CONFIG)"; exit 2; }; done
+for f in "$NOFILM" "$STEM"; do [ -f "$f" ] || { echo "missing $f (a variant of $CONFIG)" >&2; exit 2; }; done
 name=$(basename "${CONFIG%.yaml}")
 args=()
 for s in $SEEDS; do

@@ -39,7 +39,7 @@ for f in "$DATA/fer2013.npz" "$DATA/ferplus_labels.npz"; do
 done
 for n in $NAMES; do
   if [ "$n" = default ]; then
-    for f in "$DEFAULT_G_CONFIG" ${FSRFER_HR:-"$DEFAULT_HR_CONFIG"}; do
+    for f in "$DEFAULT_G_CONFIG" "${FSRFER_HR:-$DEFAULT_HR_CONFIG}"; do
       [ -f "$f" ] || { echo "error: $f is missing (target 'default')" >&2; exit 2; }
     done
   else
