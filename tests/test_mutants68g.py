@@ -125,14 +125,10 @@ def _fake_recognizer(preds: list[np.ndarray]) -> type:
     return Fake
 
 
-def test_jpeg_crops_runs_each_row_at_its_quality_and_counts_the_faces_a_candidate_changes(tiny_npz, tmp_path,
-                                                                                        monkeypatch):
-    # kills: a row's quality changed (q75 row saved at 70); changed = all faces instead of those whose pixels differ
-    pytest.importorskip("PIL")
-    import fsrfer_edge
+def _spy_lr_crops(monkeypatch) -> list[tuple[int, str, Any]]:
+    """trainer.evaluate.lr_crops, recording each call's (factor, kernel, quality); returns the record."""
     import trainer.evaluate as ev
 
-    mod = _script("jpeg_crops")
     calls: list[tuple[int, str, Any]] = []
     real = ev.lr_crops
 
@@ -141,6 +137,19 @@ def test_jpeg_crops_runs_each_row_at_its_quality_and_counts_the_faces_a_candidat
         return real(images, factor, kernel, quality)
 
     monkeypatch.setattr(ev, "lr_crops", lr_crops)
+    return calls
+
+
+def test_jpeg_crops_runs_each_row_at_its_quality_and_counts_the_faces_a_candidate_changes(tiny_npz, tmp_path,
+                                                                                        monkeypatch):
+    # kills: a row's quality changed (q75 row saved at 70); changed = all faces instead of those whose pixels differ
+    pytest.importorskip("PIL")
+    import fsrfer_edge
+    import trainer.evaluate as ev
+
+    mod = _script("jpeg_crops")
+    real = ev.lr_crops
+    calls = _spy_lr_crops(monkeypatch)
     monkeypatch.setattr(fsrfer_edge, "Recognizer", _fake_recognizer([]))
     out = tmp_path / "r.json"
     model = REPO / "fsrfer_edge" / "models" / "default.onnx"
@@ -413,17 +422,8 @@ def test_camera_gap_marks_quality_50_as_protocol_c():
 def test_camera_gap_runs_each_row_at_its_kernel_and_quality_and_allows_quality_100(tiny_npz, tmp_path, monkeypatch):
     # kills: the rows' crops made at another quality than their own; quality 100 refused
     pytest.importorskip("onnxruntime")
-    import trainer.evaluate as ev
-
     mod = _script("camera_gap")
-    calls: list[tuple[int, str, Any]] = []
-    real = ev.lr_crops
-
-    def lr_crops(images, factor, kernel, quality=None):
-        calls.append((factor, kernel, quality))
-        return real(images, factor, kernel, quality)
-
-    monkeypatch.setattr(ev, "lr_crops", lr_crops)
+    calls = _spy_lr_crops(monkeypatch)
     out = tmp_path / "g.json"
     mod.main(["--data", str(tiny_npz), "--factors", "2", "--qualities", "100,50", "--json", str(out)])
     rows = json.loads(out.read_text())["rows"]
