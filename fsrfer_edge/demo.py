@@ -31,7 +31,7 @@ from .crowd_cli import THREADS_HELP, check_shared_options, count_faces, threads_
 from .detection import DEFAULT_SCORES, DETECTORS, create_detector, detector_model_inputs, detector_settings
 from .detection.base import as_rgb_frame
 from .detection.frames import check_image_name, read_image, write_image
-from .errors import CliParser, FsrferError, InputError, cli_main, expand_home, one_line, sigterm_interrupts
+from .errors import READER_GONE, CliParser, FsrferError, InputError, cli_main, expand_home, one_line, sigterm_interrupts
 from .fileio import check_distinct_files, check_output_path, write_json
 from .preprocessing import shrink
 from .recognizer import Prediction, Recognizer, resolve_model_path
@@ -339,7 +339,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _discard(written)
         print(f"fsrfer-demo: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # stdout's reader went (fsrfer-demo | head -1): all or nothing too; cli_main ends quietly
+    except READER_GONE:  # stdout's reader went (fsrfer-demo | head -1): all or nothing too; cli_main ends quietly
         _discard(written)
         raise
     return 0

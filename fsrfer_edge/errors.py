@@ -208,12 +208,12 @@ class CliParser(argparse.ArgumentParser):
 
 def _write_message(message: str, file: Optional[SupportsWrite[str]]) -> None:
     """Write argparse's ``message`` to ``file`` as argparse does (no stream, as stdout under pythonw, or another
-    write error: dropped), except that a BrokenPipeError is raised."""
+    write error: dropped), except that a lost reader's error (:data:`READER_GONE`) is raised."""
     if not message or file is None:
         return
     try:
         file.write(message)
-    except BrokenPipeError:
+    except READER_GONE:
         raise
     except (AttributeError, OSError):
         pass
@@ -248,6 +248,12 @@ def sigterm_interrupts() -> ContextManager[None]:
 # 128 + SIGPIPE, what the shell reports for a program that SIGPIPE ended, as 130 = 128 + SIGINT after Ctrl-C.
 BROKEN_PIPE_EXIT = 141
 
+#: What a write into a stream whose reader is gone raises: BrokenPipeError (a pipe, or a socket the peer closed
+#: cleanly), or ConnectionResetError (a TCP connection the peer closed with data still unread, which resets it).
+#: Whether the stream written was stdout or stderr, not another socket of the command's, is told by
+#: :func:`_pipe_reader_gone`.
+READER_GONE = (BrokenPipeError, ConnectionResetError)
+
 _Main = TypeVar("_Main", bound=Callable[..., int])
 
 
@@ -278,7 +284,7 @@ def _broken(stream: Optional[IO[str]], raised: bool) -> bool:
         return False
     try:
         stream.flush()
-    except BrokenPipeError:
+    except READER_GONE:
         return True
     except (OSError, ValueError):  # closed, or another failure: not a lost reader
         return False
@@ -342,7 +348,8 @@ def cli_main(main: _Main) -> _Main:
 
     Output piped into a reader that closes early (``fsrfer-demo | head -1``) ends the command quietly with
     :data:`BROKEN_PIPE_EXIT`, as https://docs.python.org/3/library/signal.html#note-on-sigpipe recommends: on a
-    BrokenPipeError, or on a flush of stdout or stderr at the end that raises one, the broken stream is pointed at
+    BrokenPipeError (or the ConnectionResetError of a TCP connection the reader reset, :data:`READER_GONE`), or on
+    a flush of stdout or stderr at the end that raises one, the broken stream is pointed at
     os.devnull (the interpreter flushes it again at exit) and no traceback is printed. The command's own cleanup
     (temporary and staging files, partial outputs) runs as for any other exception, on the way out of ``main``.
     A status the command had ended with already (an error, 2) is kept where only the flush at the end fails.
@@ -356,7 +363,7 @@ def cli_main(main: _Main) -> _Main:
         printable_output()
         try:
             status = main(*args, **kwargs)
-        except BrokenPipeError:
+        except READER_GONE:
             if not _quiet_if_broken(raised=True):
                 raise
             return BROKEN_PIPE_EXIT

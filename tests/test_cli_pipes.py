@@ -14,6 +14,7 @@ import json
 import os
 import re
 import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -228,25 +229,61 @@ def _tcp_pair() -> tuple[socket.socket, socket.socket]:
 
 
 @BUFFERING
-def test_engines_listing_into_a_tcp_socket_whose_reader_closes(tmp_path: Path, unbuffered: bool) -> None:
-    """fsrfer-engines with stdout a TCP socket whose peer reads the first line and closes the connection: on TCP the
-    first write after the close still succeeds (the peer answers it with a reset), a later one fails with EPIPE, and
-    poll() then reports a hang-up (POLLHUP), as on a Unix socket, so the command ends quietly with 141 both
+@pytest.mark.parametrize("reader", ["reads_a_line_and_closes", "resets"])
+def test_engines_listing_into_a_tcp_socket_whose_reader_goes(tmp_path: Path, unbuffered: bool, reader: str) -> None:
+    """fsrfer-engines with stdout a TCP socket whose peer goes: it reads the first line and closes with data unread,
+    or resets the connection at once (SO_LINGER 0). A write then fails with EPIPE or, where the peer's close reset
+    the connection (data left unread), ECONNRESET (ConnectionResetError, not a BrokenPipeError: a traceback before
+    this round's fix), and poll() reports a hang-up (POLLHUP), as on a Unix socket: the command ends quietly with 141,
     block-buffered and written through (note67 had left TCP untried)."""
     for i in range(4000):
         (tmp_path / f"{i:05d}-{'x' * 180}.engine.json").write_text("{}")
     ours, peer = _tcp_pair()
+    if reader == "resets":
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()
     with ours, peer:
         proc = subprocess.Popen(_command("fsrfer-engines", "--dir", str(tmp_path), "--tensorrt-version", "10.3.0.26"),
                                 stdout=ours.fileno(), stderr=subprocess.PIPE, cwd=REPO, env=_env(unbuffered))
         ours.close()
         try:
-            line = peer.makefile("rb").readline()
-            peer.close()
+            if reader == "reads_a_line_and_closes":
+                line = peer.makefile("rb").readline()
+                assert line.startswith(f"{tmp_path}: 4000 engine file(s)".encode()), line
+                peer.close()
             assert proc.stderr is not None
             err = proc.stderr.read().decode(errors="replace")
             rc = proc.wait(timeout=120)
         finally:
             proc.kill()
-    assert line.startswith(f"{tmp_path}: 4000 engine file(s)".encode()), line
     _quiet(rc, err)
+
+
+def test_cli_main_takes_a_reset_of_stdout_for_its_reader_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process, with stdout a TCP socket the peer reset: the write raises ConnectionResetError, which cli_main
+    takes for the reader gone (141, quiet) as it takes a BrokenPipeError; a reset of another socket of the
+    command's is still raised."""
+    ours, peer = _tcp_pair()
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()
+    raw = ours.makefile("wb", buffering=0)
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(raw, write_through=True))
+
+    @cli_main
+    def main() -> int:
+        for _ in range(3):
+            print("x" * 70000)
+        return 0
+
+    try:
+        assert main() == BROKEN_PIPE_EXIT
+    finally:
+        ours.close()
+    monkeypatch.undo()
+
+    @cli_main
+    def other() -> int:
+        raise ConnectionResetError(104, "Connection reset by peer")  # a server's client, not stdout
+
+    with pytest.raises(ConnectionResetError):
+        other()

@@ -26,8 +26,8 @@ from typing import AbstractSet, Any, Optional, Sequence
 import numpy as np
 
 from .. import engine_cache
-from ..errors import (BackendUnavailable, CliParser, ConfigError, DataError, FsrferError, ModelError, cli_main,
-                      WriteError, cli_path, one_line, sigterm_interrupts)
+from ..errors import (READER_GONE, BackendUnavailable, CliParser, ConfigError, DataError, FsrferError, ModelError,
+                      WriteError, cli_main, cli_path, one_line, sigterm_interrupts)
 from ..confidence import SUFFIX as SCORES_SUFFIX
 from ..fileio import check_output_path, os_error_of, same_file, write_json
 from ..preprocessing import FACTORS
@@ -1021,7 +1021,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except FsrferError as exc:
         print("fsrfer-export: error: " + one_line(exc), file=sys.stderr)
         return 2
-    except BrokenPipeError:  # stdout's reader went (--check-trt's report | head -0): cli_main ends quietly
+    except READER_GONE:  # stdout's reader went (--check-trt's report | head -0): cli_main ends quietly
         raise
     except OSError as exc:  # the disk, not the model: a full disk, a read-only folder
         print(f"fsrfer-export: error: a file could not be read or written ({exc}); free space or pick another --out-dir",
