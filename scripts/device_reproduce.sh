@@ -10,7 +10,8 @@
 # live in WORK (default /tmp/fsrfer_device_reproduce), which the machine keeps while it is warm; training
 # stops cleanly at the first epoch end after RUN_MIN minutes of the call (FSRFER_TIME_BUDGET; leave the
 # call's limit room for an epoch and the exports after it), and the script then exits 3: make the same
-# call again and it continues. What comes back, repacked every 20 s so that a call stopped at
+# call again and it continues. A target that finished is skipped by later calls while its stamp matches
+# (reproduce.sh's header): collect each call's files here before making the next call. What comes back, repacked every 20 s so that a call stopped at
 # its limit still returns what was written:
 #   RESULTS_DIR/results.tar.gz   every file under results/, README.md, docs/experiments.md and
 #                                fsrfer_edge/models/MODEL_CARD.md that this call wrote, and logs/ (reproduce.log, checks.log)

@@ -17,7 +17,15 @@
 #   the one running when it is spent stops cleanly at its next epoch end, and this script exits 3: run it
 #   again to continue), FSRFER_EXPORT_ARGS (more fsrfer-export options,
 #   e.g. --no-simplify where onnxsim is not installed).
-# Resumable: re-run after an interruption and finished steps are skipped (fsrfer-train --resume).
+# Resumable: re-run after an interruption and finished steps are skipped (fsrfer-train --resume). A target that
+#   finished is skipped whole on a later run (no evaluation or export again; its README block is rewritten from
+#   its results) while its stamp, RUNS/NAME/reproduced.json (scripts/done_stamp.py), still matches: the same
+#   config, data, code (fsrfer_edge/, trainer/, scripts/), FSRFER_EXPORT_ARGS, FSRFER_THREADS and package
+#   versions, and its outputs as it left them: its run folder(s) and the files it wrote under results/ (and, for
+#   `default`, the model card). Not checked: files a lent machine does not keep between calls
+#   (scripts/device_reproduce.sh): engines/NAME.* (fsrfer-export remakes them) and fsrfer_edge/models/default.*
+#   (its call brings them back), nor the bench files, which are remade on each CPU. Remove the stamp to run a
+#   target again regardless.
 # On a lent GPU machine: scripts/device_reproduce.sh runs this there and brings results/ back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +55,31 @@ for n in $NAMES; do
   fi
 done
 mkdir -p "$RUNS"
+
+# The code every target's results depend on, beside its config and the data (its stamp's inputs).
+CODE=('fsrfer_edge/**/*.py' 'trainer/**/*.py' 'scripts/*.py' 'scripts/*.sh' setup.py)
+SETTINGS=(--env "export_args=${FSRFER_EXPORT_ARGS:-}" --env "threads=$THREADS")
+
+finished() {  # NAME STAMP INPUT...: 0 when STAMP says NAME finished with these inputs and outputs as it left them
+  local n=$1 stamp=$2 rc=0
+  shift 2
+  python scripts/done_stamp.py check "$stamp" --inputs "$@" "${CODE[@]}" "${SETTINGS[@]}" || rc=$?
+  case $rc in
+    0) echo "$n: finished before, nothing it depends on changed since ($stamp); skipped (remove it to run $n" \
+            "again)" >&2 ;;
+    1) rm -f "$stamp" ;;
+    *) exit "$rc" ;;
+  esac
+  return "$rc"
+}
+
+stamp() {  # STAMP INPUT... -- OUTPUT...: record that a target finished (done_stamp.py write)
+  local stamp=$1 inputs=()
+  shift
+  while [ "$1" != -- ]; do inputs+=("$1"); shift; done
+  shift
+  python scripts/done_stamp.py write "$stamp" --inputs "${inputs[@]}" "${CODE[@]}" --outputs "$@" "${SETTINGS[@]}"
+}
 
 stopped() {
   echo "stopped at the time budget (FSRFER_TIME_BUDGET=${FSRFER_TIME_BUDGET:-} min): $1; run the same" \
@@ -82,6 +115,12 @@ PY
 full_run() {  # NAME: configs/NAME.yaml, every method, val and test, exports
   local n=$1 labels=ferplus
   [ "$n" = fer2013 ] && labels=fer2013
+  local inputs=("configs/$n.yaml" "$DATA/fer2013.npz" "$DATA/ferplus_labels.npz")
+  if finished "$n" "$RUNS/$n/reproduced.json" "${inputs[@]}"; then
+    python scripts/report.py --name "$n" --split val --readme-only > /dev/null
+    python scripts/report.py --name "$n" --split test --readme-only > /dev/null
+    return 0
+  fi
   train --config "configs/$n.yaml" --data "$DATA/fer2013.npz" --out "$RUNS/$n"
   python scripts/report.py --run "$RUNS/$n" --name "$n" --split val
   # The test split, once per released model: every method of the run.
@@ -98,10 +137,14 @@ full_run() {  # NAME: configs/NAME.yaml, every method, val and test, exports
     onnx_rows+=(--onnx "fsrfer_onnx_$v=results/$n/test_onnx_$v.json")
   done
   python scripts/report.py --run "$RUNS/$n" --name "$n" --split test "${onnx_rows[@]}"
+  stamp "$RUNS/$n/reproduced.json" "${inputs[@]}" -- "$RUNS/$n/models" "$RUNS/$n/eval" \
+    "results/$n/val.json" "results/$n/test.json" "results/$n/test_onnx_*.json" "results/$n/val_*.png" "results/$n/test_*.png"
 }
 
 default_model() {  # the shipped default's chain (see the header)
   local r=$RUNS/default hr
+  local inputs=("$DEFAULT_G_CONFIG" "${FSRFER_HR:-$DEFAULT_HR_CONFIG}" "$DATA/fer2013.npz" "$DATA/ferplus_labels.npz")
+  finished default "$r/reproduced.json" "${inputs[@]}" && return 0
   if [ -n "${FSRFER_HR:-}" ]; then
     hr=$FSRFER_HR
   else
@@ -128,6 +171,12 @@ default_model() {  # the shipped default's chain (see the header)
   bash scripts/ship_early_g.sh "$r/ship" "$r/g" "Reproduced by bash scripts/reproduce.sh default, not chosen \
 against anything: $DEFAULT_G_CONFIG, seed $seed, on the HR network of ${FSRFER_HR:-$DEFAULT_HR_CONFIG}, its \
 factor estimator fitted on whole grey levels, routed (the chain that made the shipped default, run again)."
+  local t=results/default_model/
+  local made=("$r/g/models" "$r/g/eval" "$r/ship/models" fsrfer_edge/models/MODEL_CARD.md "${t}reproduced_val.json")
+  [ -n "${FSRFER_HR:-}" ] || made+=("$r/hr/models")
+  for v in "" _small _camera; do made+=("${t}test$v.json" "${t}baseline_test$v.json" "${t}hr_test$v.json"); done
+  for v in fp16 int8-s8s8 int8-u8s8; do made+=("${t}test_$v.json"); done
+  stamp "$r/reproduced.json" "${inputs[@]}" -- "${made[@]}"
 }
 
 for n in $NAMES; do

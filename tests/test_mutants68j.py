@@ -37,6 +37,18 @@ opt = lambda o: args[args.index(o) + 1]
 def touch(p, text="x"):
     Path(p).parent.mkdir(parents=True, exist_ok=True)
     Path(p).write_text(text)
+if name == "fsrfer-train" and "--out" in args:  # a run's folder as training and evaluation leave it
+    touch(Path(opt("--out")) / "models" / "m.pt", "m")
+    touch(Path(opt("--out")) / "eval" / "val" / "results.json", "{{}}")
+if name == "report.py" and "--readme-only" not in args:
+    touch(Path("results") / opt("--name") / (opt("--split") + ".json"), "{{}}")
+    touch(Path("results") / opt("--name") / (opt("--split") + "_accuracy_vs_factor.png"), "png")
+if name == "ship_early_g.sh":  # what the ship writes
+    for v in ("", "_small", "_camera", "_fp16", "_int8-s8s8", "_int8-u8s8"):
+        for who in ("", "baseline_", "hr_"):
+            touch(Path("results") / "default_model" / (who + "test" + v + ".json"), "{{}}")
+    for f in ("default.onnx", "default.pt", "MODEL_CARD.md"):
+        touch(Path("fsrfer_edge") / "models" / f, f)
 if name == "fsrfer-train" and os.environ.get("FAKE_NOW"):
     now = Path(os.environ["FAKE_NOW"])
     now.write_text(str(int(now.read_text()) + plan.get("train_secs", 0)))
@@ -57,6 +69,7 @@ if name == "early_g.py":
         touch(out / "config.json", json.dumps({{"seed": plan.get("seed", 0)}}))
         touch(out / "models" / "hr.pt", "hr")
         touch(out / "models" / "fsrfer.pt", "g")
+        touch(opt("--json"), "{{}}")
 if name in ("fit_factor_estimator.py", "route_hr.py"):
     touch(opt("--out"), name)
 sys.exit(plan.get("rc", {{}}).get(name, [0] * calls)[calls - 1] if calls <= len(plan.get("rc", {{}}).get(name, [])) else 0)
@@ -135,7 +148,7 @@ REPRO_STUBS = ("report.py", "early_g.py", "fit_factor_estimator.py", "route_hr.p
 
 @pytest.fixture()
 def repro(tmp_path: Path) -> Tree:
-    t = Tree(tmp_path, ("reproduce.sh",), REPRO_STUBS, ("fsrfer-train", "fsrfer-export", "fsrfer-eval"))
+    t = Tree(tmp_path, ("reproduce.sh", "done_stamp.py"), REPRO_STUBS, ("fsrfer-train", "fsrfer-export", "fsrfer-eval"))
     for n in ("ferplus", "fer2013", "hr_cfg", "g_cfg"):
         (t.root / "configs").mkdir(exist_ok=True)
         (t.root / "configs" / f"{n}.yaml").write_text("name: x\n")
@@ -273,8 +286,10 @@ def test_reproduce_shares_the_budget_between_training_commands_and_stops_when_it
     assert float(_opt(first, "--time-budget")) == pytest.approx(2.0)
     assert float(_opt(second, "--time-budget")) == pytest.approx(0.5)
     assert [c[0] for c in repro.calls()][:3] == ["fsrfer-train", "report.py", "fsrfer-train"]
-    # the clock now stands at the deadline: nothing is started again
+    # the clock now stands at the deadline: nothing is started again (the finished target's stamp removed, as
+    # after a change to its inputs, so that it runs again)
     repro.clear()
+    (repro.tmp / "runs" / "ferplus" / "reproduced.json").unlink()
     r = repro.run("reproduce.sh", "ferplus", env=env, plan={"train_secs": 120}, now=1000)
     assert r.returncode == 3 and "no time left before fsrfer-train" in r.stderr
     assert len(repro.calls("fsrfer-train")) == 1
@@ -320,6 +335,7 @@ def test_reproduce_default_resumes_without_fitting_again_and_stops_where_early_g
     repro.clear()
     assert repro.run("reproduce.sh", "default", env=env).returncode == 0
     repro.clear()
+    (repro.tmp / "runs" / "default" / "reproduced.json").unlink()  # as after a ship that failed
     r = repro.run("reproduce.sh", "default", env={**env, "FSRFER_TIME_BUDGET": "1"}, now=500)
     assert r.returncode == 0, r.stderr
     assert [c[0] for c in repro.calls()] == ["early_g.py", "ship_early_g.sh"]

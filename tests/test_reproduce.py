@@ -134,6 +134,13 @@ def test_reproduce_runs_there_stops_at_the_budget_continues_and_comes_back(tmp_p
         assert f in names, f
     assert (out / "default.onnx").is_file() and (out / "default.pt").is_file()
     assert "Reproduced by bash scripts/reproduce.sh default" in (repo / "fsrfer_edge" / "models" / "MODEL_CARD.md").read_text()
+    # the same call once more: both targets finished, and nothing they depend on changed, so neither trains,
+    # evaluates or exports again
+    r = _device_call(repo, tmp_path, pack, "out3", "10", "ci_full", "default")
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    third = (tmp_path / "w" / "logs" / "reproduce.log").read_text().split("exited 0", 1)[1]
+    assert "ci_full: finished before" in third and "default: finished before" in third, third
+    assert "epoch" not in third and "export" not in third.lower().replace("export_args", ""), third
 
     # here: collected into another copy, whose docs then carry the run's tables
     here = _copy_checkout(tmp_path / "here")
