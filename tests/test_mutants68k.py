@@ -52,6 +52,7 @@ class _FakeTritonLib:
         self.logits: Callable[[int], np.ndarray] = lambda n: np.zeros((n, 7), np.float32)
         self.connections: list[dict[str, Any]] = []
         self.config_kw: list[dict[str, Any]] = []
+        self.index_kw: list[dict[str, Any]] = []
         self.infer_kw: list[dict[str, Any]] = []
         self.inputs: list[dict[str, Any]] = []
         self.outputs: list[dict[str, Any]] = []
@@ -68,6 +69,7 @@ class _FakeTritonLib:
                 return {"config": lib.config} if kw.get("as_json") else lib.config
 
             def get_model_repository_index(self, **kw: Any) -> Any:
+                lib.index_kw.append(kw)
                 return lib.index
 
             def infer(self, name: str, inputs: list[Any], outputs: Optional[list[Any]] = None, **kw: Any) -> Any:
@@ -335,6 +337,17 @@ def test_an_unknown_model_is_named_with_grpcs_model_list_or_says_the_list_could_
     triton.config_errors = [_ServerError("Request for unknown model 'fsrfer'", "StatusCode.NOT_FOUND")]
     with pytest.raises(ModelError, match="its model list could not be read"):
         _backend("grpc")
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_the_model_list_read_for_an_unknown_models_error_has_the_calls_timeout(triton: _FakeTritonLib,
+                                                                               protocol: str) -> None:
+    # Session 69 (note68's left-alone item): gRPC's repository index was asked without client_timeout, so a server
+    # that accepted the call and never answered held the error path forever; HTTP's connection timeout bounds it
+    triton.config_errors = [_ServerError("Request for unknown model 'fsrfer'", "StatusCode.NOT_FOUND")]
+    with pytest.raises(ModelError, match="alpha"):
+        _backend(protocol, timeout_s=7.5)
+    assert triton.index_kw == ([{"as_json": True, "client_timeout": 7.5}] if protocol == "grpc" else [{}])
 
 
 def test_a_served_model_with_another_class_count_is_refused_when_connecting(triton: _FakeTritonLib) -> None:

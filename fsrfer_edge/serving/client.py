@@ -357,7 +357,9 @@ class TritonClientBackend(Backend):
         """The models the server lists, or None where it would not list them (not an empty list: that would
         read as "serves nothing")."""
         try:
-            index = client.get_model_repository_index(**({} if self.protocol == "http" else {"as_json": True}))
+            # over HTTP the connection's network_timeout bounds it; gRPC calls take their own deadline
+            index = client.get_model_repository_index(
+                **({} if self.protocol == "http" else {"as_json": True, "client_timeout": self.timeout_s}))
         except Exception as exc:  # noqa: BLE001 - only used to improve an error message
             logger.debug("listing the server's models failed: %s", exc)
             return None
