@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {k: {"median_ms": round(1e3 * v, 3), "ratio_to_step": round(v / step_s, 4)} for k, v in med.items()}
     failed = [k for k, r in rows.items() if k != "training step" and r["ratio_to_step"] > args.max_ratio]
     doc = {
-        "command": "python benchmarks/augment_speed.py",
+        "command": shlex.join(["python", "benchmarks/augment_speed.py", *(sys.argv[1:] if argv is None else argv)]),
         "batch": args.batch, "rounds": args.rounds, "backbone": args.backbone, "threads": args.threads,
         "max_ratio": args.max_ratio, "load_average": [round(x, 2) for x in os.getloadavg()],
         "timings": rows, "passed": not failed,

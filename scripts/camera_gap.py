@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -57,13 +58,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                      "accuracy": {f: round(100 * v["accuracy"], 2) for f, v in res["factors"].items()}})
         print(f"{name:22s} " + " ".join(f"x{f}:{v:.2f}" for f, v in rows[-1]["accuracy"].items()), flush=True)
     write_json(args.json, {
-        "command": f"python scripts/camera_gap.py --json {args.json}"
-                   + ("" if args.split == "val" else f" --split {args.split}"),
+        "command": shlex.join(["python", "scripts/camera_gap.py", *(sys.argv[1:] if argv is None else argv)]),
         "model": {"path": os.path.relpath(args.model, REPO), "sha256": sha256_file(args.model)},
         "split": args.split, "n": int(len(labels)), "load_average": list(os.getloadavg()),
         "note": "accuracy % per factor of small crops through the SDK's preprocessing; each row changes one "
                 "thing from the row above it: bicubic -> area (box) down-sampling -> JPEG at falling quality",
         "rows": rows})
+    print(f"wrote {args.json}")
     return 0
 
 

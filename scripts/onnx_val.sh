@@ -9,7 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROTOCOL=resized
-if [ "${1:-}" = --protocol ]; then PROTOCOL=$2; shift 2; fi
+if [ "${1:-}" = --protocol ]; then PROTOCOL=${2:-}; shift $(($# < 2 ? 1 : 2)); fi
+case $PROTOCOL in
+  resized|small|camera) ;;
+  *) echo "error: --protocol '$PROTOCOL'; expected resized, small or camera" >&2; exit 2 ;;
+esac
 if [ $# -eq 0 ]; then
   echo "usage: bash scripts/onnx_val.sh [--protocol resized|small|camera] LABEL=RUN_DIR ..." >&2
   exit 2
@@ -18,8 +22,11 @@ DATA=${FSRFER_DATA:-../shared/data}
 OUT=results/ferplus/onnx_val
 for item in "$@"; do
   label=${item%%=*} run=${item#*=}
-  if [ "$label" = "$item" ] || [ ! -f "$run/models/fsrfer.pt" ]; then
-    echo "error: $item: expected LABEL=RUN_DIR with RUN_DIR/models/fsrfer.pt" >&2
+  # LABEL names the result file: letters, digits, '.', '_' and '-' only (no path, not empty)
+  if [ "$label" = "$item" ] || ! [[ $label =~ ^[A-Za-z0-9._-]+$ ]] || [[ $label =~ ^\.+$ ]] \
+      || [ ! -f "$run/models/fsrfer.pt" ]; then
+    echo "error: $item: expected LABEL=RUN_DIR, LABEL of letters, digits, '.', '_' or '-', with" \
+         "RUN_DIR/models/fsrfer.pt" >&2
     exit 2
   fi
 done

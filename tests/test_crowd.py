@@ -526,7 +526,13 @@ def test_benchmark_compares_a_detector_with_itself_looking_for_smaller_faces(tmp
 
 
 @pytest.mark.parametrize("bad", ["yolo", "yunet@", "yunet@1", "yunet@x", "yunet@nan"])
-def test_benchmark_compare_refuses_what_is_not_a_detector(bad: str, tmp_path: Path) -> None:
+def test_benchmark_compare_refuses_what_is_not_a_detector(bad: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def ran(*args: object, **kw: object) -> None:  # a refusal that regressed fails here, not after a real benchmark
+        raise AssertionError(f"--compare {bad} was not refused: a benchmark started")
+
+    monkeypatch.setattr(crowd_bench, "compare", ran)
+    monkeypatch.setattr(crowd_bench, "run_benchmark", ran)
     with pytest.raises(SystemExit):
         crowd_bench.main(["--no-data", "--compare", bad, "--out", str(tmp_path / "x.json")])
 

@@ -419,7 +419,8 @@ def test_camera_gap_marks_quality_50_as_protocol_c():
         "bicubic (b)", "area", "area + JPEG q90", "area + JPEG q50 (c)", "area + JPEG q30"]
 
 
-def test_camera_gap_runs_each_row_at_its_kernel_and_quality_and_allows_quality_100(tiny_npz, tmp_path, monkeypatch):
+def test_camera_gap_runs_each_row_at_its_kernel_and_quality_and_allows_quality_100(tiny_npz, tmp_path, monkeypatch,
+                                                                                    capsys):
     # kills: the rows' crops made at another quality than their own; quality 100 refused
     pytest.importorskip("onnxruntime")
     mod = _script("camera_gap")
@@ -430,6 +431,10 @@ def test_camera_gap_runs_each_row_at_its_kernel_and_quality_and_allows_quality_1
     assert [(r["kernel"], r["jpeg_quality"]) for r in rows] == [("bicubic", None), ("box", None), ("box", 100),
                                                                 ("box", 50)]
     assert calls == [(2, k, q) for _, k, q in mod.steps((100, 50))]
+    # session 69: the recorded command is the one run (it named --json and --split only), and the run says so
+    doc = json.loads(out.read_text())
+    assert doc["command"] == f"python scripts/camera_gap.py --data {tiny_npz} --factors 2 --qualities 100,50 --json {out}"
+    assert f"wrote {out}" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="qualities in 1..100"):
         mod.main(["--data", str(tiny_npz), "--qualities", "101", "--json", str(out)])
 

@@ -478,6 +478,9 @@ def test_augment_speed_compares_medians_with_the_step_and_fails_only_past_max_ra
     assert t["augment_hr"]["ratio_to_step"] == 0.1 and t["augment_hr rotate 15 scale 0.15"]["ratio_to_step"] == 0.3
     assert doc["passed"] is False
     assert capsys.readouterr().err.strip().endswith("a training step): augment_hr rotate 15 scale 0.15")
+    # session 69: the recorded command is the one run, options included
+    assert doc["command"] == (f"python benchmarks/augment_speed.py --out {out} --batch 2 --rounds 3 --backbone tiny "
+                              "--threads 1 --max-ratio 0.1")
 
 
 # ==================================================================================================================

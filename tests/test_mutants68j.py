@@ -522,13 +522,22 @@ def test_onnx_val_evaluates_each_run_on_ferplus_val_with_the_protocol(onnx_val: 
         ("val", "ferplus", protocol or "resized", "d/fer2013.npz")}
 
 
-@pytest.mark.parametrize("bad", ["noequals", "z={tmp}/missing"])
+@pytest.mark.parametrize("bad", ["noequals", "z={tmp}/missing", "={tmp}/a", "../x={tmp}/a", "a/b={tmp}/a", "..={tmp}/a",
+                                 "a b={tmp}/a"])
 def test_onnx_val_checks_every_item_before_exporting_any(onnx_val: Tree, bad: str) -> None:
     # kills: the items checked inside the export loop (the first run exported before a bad one is refused)
     r = onnx_val.run("onnx_val.sh", f"x={onnx_val.tmp}/a", bad.format(tmp=onnx_val.tmp))
     assert r.returncode == 2 and "expected LABEL=RUN_DIR" in r.stderr
     assert onnx_val.calls() == []
     assert onnx_val.run("onnx_val.sh").returncode == 2
+
+
+@pytest.mark.parametrize("args", [["--protocol", "bicubic"], ["--protocol"], ["--protocol", ""]])
+def test_onnx_val_refuses_an_unknown_protocol_before_exporting(onnx_val: Tree, args: list[str]) -> None:
+    # session 69: an unknown protocol was found by fsrfer-eval after the first run's export (minutes)
+    r = onnx_val.run("onnx_val.sh", *args, f"x={onnx_val.tmp}/a")
+    assert r.returncode == 2 and "expected resized, small or camera" in r.stderr
+    assert onnx_val.calls() == []
 
 
 # ---------------------------------------------------------------------------------------------
