@@ -38,13 +38,14 @@ GAIN, RISE, RISE_AT_50 = 0.5, 0.3, 0.3
 METHODS = ("base", "q50", "per_quality")
 
 
-def read_quality(crop: np.ndarray) -> Optional[int]:
+def read_quality(crop: np.ndarray, size: int = 48) -> Optional[int]:
     """The quality the SDK reads for a gray crop: :func:`~fsrfer_edge.preprocessing.jpeg_quality` after the
-    corrections ``Preprocessing.to_pixels`` makes before it looks (default :class:`Corrections`)."""
+    corrections ``Preprocessing.to_pixels`` makes before it looks (default :class:`Corrections`); None for a crop
+    wider than ``size``, the model's input side, which the SDK does not read."""
     from fsrfer_edge.preprocessing import jpeg_quality, undo_linear_enlarging, undo_pixel_repetition
 
     img = undo_linear_enlarging(undo_pixel_repetition(crop.astype(np.float32)[None]))
-    return jpeg_quality(img[0]) if max(img.shape[-2:]) <= 48 else None
+    return jpeg_quality(img[0]) if max(img.shape[-2:]) <= size else None
 
 
 def crops_data(fn: Any, pre: Any, images: np.ndarray, factor: int, quality: Optional[int],
@@ -61,7 +62,7 @@ def crops_data(fn: Any, pre: Any, images: np.ndarray, factor: int, quality: Opti
         x = pre.normalize(pre.to_pixels(list(crops), jpeg=flags))
         out.append(np.asarray(fn(x, factor), dtype=np.float64))
         marks += flags
-        read += [(read_quality(c) or 0) if m else 0 for c, m in zip(crops, flags)]
+        read += [(read_quality(c, pre.input_size) or 0) if m else 0 for c, m in zip(crops, flags)]
     return np.concatenate(out), np.asarray(marks, dtype=bool), np.asarray(read, dtype=np.int64)
 
 

@@ -230,6 +230,9 @@ def test_the_quality_is_read_on_a_48_px_crop_and_not_on_a_larger_one():
     assert mod.read_quality(_jpeg(blob_face(48), 50)) == 50
     big = np.kron(blob_face(32), np.ones((2, 2), np.uint8))[:56, :56]
     assert mod.read_quality(_jpeg(np.ascontiguousarray(big), 50)) is None
+    # session 69: the side is the model's (a 64 px model reads a 56 px crop), not always 48
+    assert mod.read_quality(_jpeg(np.ascontiguousarray(big), 50), 64) == 50
+    assert mod.read_quality(_jpeg(blob_face(48), 50), 40) is None
 
 
 def test_crops_data_gives_protocol_b_its_bicubic_crops_and_the_logits_their_factor():
