@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import logging
 import math
 import time
@@ -1430,15 +1431,71 @@ def run_pipeline(cfg: TrainConfig, data: Data, out: Path, resume: bool = False, 
         if trained and ("eval" in steps or "eval-test" in steps) and time_is_up(deadline, "the evaluation"):
             return False
         if "eval" in steps and distributed.is_main():
-            evaluate_all(cfg, data, out, split=cfg.eval.split)
+            evaluate_all(cfg, data, out, split=cfg.eval.split, reuse=resume)
         if "eval-test" in steps and distributed.is_main():
-            evaluate_all(cfg, data, out, split="test")
+            evaluate_all(cfg, data, out, split="test", reuse=resume)
         distributed.barrier()
         return True
 
 
-def evaluate_all(cfg: TrainConfig, data: Data, out: Path, split: str = "val") -> dict[str, Any]:
-    """Evaluate every model in OUT/models on ``split``; write OUT/eval/<split>/*.json and plots."""
+#: OUT/eval/<split>/EVALUATED: what the evaluation there was made of (:func:`evaluation_key`) and the SHA-256 of each
+#: results file it wrote; written last, removed before an evaluation starts.
+EVALUATED = "evaluated.json"
+
+
+def _sources_sha256() -> str:
+    """SHA-256 of the trainer's and the SDK's Python sources: what evaluated numbers depend on beside the models,
+    the faces and the settings."""
+    import hashlib
+
+    import fsrfer_edge
+
+    h = hashlib.sha256()
+    for root in (Path(__file__).resolve().parent, Path(fsrfer_edge.__file__).resolve().parent):
+        for p in sorted(root.rglob("*.py")):
+            if "__pycache__" not in p.parts:
+                h.update(f"{p.relative_to(root.parent).as_posix()}|{p.stat().st_size}|".encode())
+                h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def evaluation_key(cfg: TrainConfig, data: Data, out: Path, split: str) -> dict[str, Any]:
+    """Everything an evaluation of OUT/models on ``data``'s ``split`` depends on: the split, the eval settings, its
+    faces and labels (SHA-256) and where they came from (results name it), every model file (SHA-256), the code
+    (:func:`_sources_sha256`), torch's version and the device type."""
+    import hashlib
+
+    s = getattr(data, split)
+    h = hashlib.sha256()
+    for what, a in (("images", s.images), ("labels", s.labels)):
+        a = np.ascontiguousarray(a)
+        h.update(f"{what}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.data)
+    return {"split": split, "eval": cfg.to_dict()["eval"], "faces_sha256": h.hexdigest(), "data": data.source,
+            "models": {p.name: sha256_file(p) for p in sorted((out / "models").glob("*.pt"))},
+            "sources_sha256": _sources_sha256(), "torch": torch.__version__, "device": train_device(cfg).type}
+
+
+def _results_file(d: Path, protocol: str) -> Path:
+    return d / ("results.json" if protocol == "resized" else f"results_{protocol}.json")
+
+
+def _evaluated_before(d: Path, key: dict[str, Any]) -> bool:
+    """Whether OUT/eval/<split> holds an evaluation made of ``key`` whose results files are as it wrote them."""
+    try:
+        rec = json.loads((d / EVALUATED).read_text())
+        return bool(rec["key"] == key and rec["outputs"] and
+                    all((d / name).is_file() and sha256_file(d / name) == digest
+                        for name, digest in rec["outputs"].items()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def evaluate_all(cfg: TrainConfig, data: Data, out: Path, split: str = "val", reuse: bool = False) -> dict[str, Any]:
+    """Evaluate every model in OUT/models on ``split``; write OUT/eval/<split>/*.json and plots, and last
+    OUT/eval/<split>/evaluated.json (:data:`EVALUATED`). ``reuse`` (fsrfer-train --resume): where that record says
+    the results there were made of the same models, faces, settings, code, torch and device type
+    (:func:`evaluation_key`) and they are as it wrote them, return them without evaluating again."""
     from .evaluate import plot_accuracy, plot_confusion
 
     s = getattr(data, split)
@@ -1448,6 +1505,13 @@ def evaluate_all(cfg: TrainConfig, data: Data, out: Path, split: str = "val") ->
     paths = sorted((out / "models").glob("*.pt"), key=lambda p: order.index(p.stem) if p.stem in order else 99)
     dev = train_device(cfg)
     d = out / "eval" / split
+    key = evaluation_key(cfg, data, out, split)
+    first = "resized" if "resized" in cfg.eval.protocols else cfg.eval.protocols[0]
+    if reuse and _evaluated_before(d, key):
+        log.info("evaluation on %s skipped: %s holds it for these models, faces, settings and code (%s)", split, d,
+                 EVALUATED)
+        return cast("dict[str, Any]", json.loads(_results_file(d, first).read_text()))
+    (d / EVALUATED).unlink(missing_ok=True)
     by_protocol: dict[str, dict[str, Any]] = {pr: {} for pr in cfg.eval.protocols}
     for p in paths:
         model, pre, ckpt = checkpoint.load_model(p)  # loaded on the CPU, evaluated on the training device
@@ -1459,8 +1523,8 @@ def evaluate_all(cfg: TrainConfig, data: Data, out: Path, split: str = "val") ->
             res_p[p.stem] = res
     for protocol, res_p in by_protocol.items():
         # results.json: the tables' protocol; the others beside it, named by protocol.
-        write_json(d / ("results.json" if protocol == "resized" else f"results_{protocol}.json"), res_p)
-    results = by_protocol.get("resized") or next(iter(by_protocol.values()))
+        write_json(_results_file(d, protocol), res_p)
+    results = by_protocol[first]
     if results:
         plot_accuracy(results, d / "accuracy_vs_factor.png", f"{cfg.name}: {split} accuracy vs factor")
         if "fsrfer" in results and "4" in results["fsrfer"]["factors"]:
@@ -1468,4 +1532,6 @@ def evaluate_all(cfg: TrainConfig, data: Data, out: Path, split: str = "val") ->
                            "FSR-FER at x4 (12 px)")
     for m, r in results.items():
         log.info("%-32s %s", m, " ".join(f"x{f}:{100 * v['accuracy']:.1f}" for f, v in r["factors"].items()))
+    write_json(d / EVALUATED, {"key": key, "outputs": {_results_file(d, pr).name: sha256_file(_results_file(d, pr))
+                                                       for pr in by_protocol}})
     return results
