@@ -671,3 +671,22 @@ def test_a_staging_folder_that_cannot_be_listed_after_a_failed_commit_is_kept(tm
     assert (stage / ".old-fsrfer_onnx" / "1").is_dir()
     triton_repo._remove_stage(stage, committed=True)  # once committed it goes, listed or not
     assert not stage.exists()
+
+
+@pytest.mark.parametrize("preferred, said", [([8, 8], r"repeat a value; give each size once"),
+                                             ("8", "expected a list of batch sizes"),
+                                             (8, "expected a list of batch sizes")])
+def test_serve_refuses_repeated_or_unlisted_preferred_sizes_as_the_repository_writer_does(
+        monkeypatch: pytest.MonkeyPatch, preferred: Any, said: str) -> None:
+    # Noticed by round 69a, fixed in session 69: serve() took repeated sizes that fsrfer-export --triton-repo refuses,
+    # and a string was iterated (its characters refused as sizes) or a number raised TypeError
+    from fsrfer_edge.errors import ConfigError
+    from fsrfer_edge.serving import server as server_mod
+
+    def loaded(*args: Any, **kw: Any) -> None:
+        raise AssertionError("the options were not checked before the model was loaded")
+
+    monkeypatch.setattr(server_mod, "Recognizer", loaded)
+    monkeypatch.setattr(server_mod, "check_environment", lambda: {})
+    with pytest.raises(ConfigError, match=said):
+        server_mod.serve(max_batch=64, preferred_batch_sizes=preferred)

@@ -46,7 +46,7 @@ from ..metadata import ModelInfo
 from ..recognizer import Recognizer
 from .client import INFO_MODEL_SUFFIX, INFO_OUTPUT
 from .errors import ServerUnavailable
-from .triton_repo import DEFAULT_QUEUE_DELAY_US
+from .triton_repo import DEFAULT_QUEUE_DELAY_US, _preferred
 
 #: The most model instances serve() runs, one Recognizer (an ONNX Runtime session or a TensorRT engine) each, all
 #: in this process: the bound of ``--sessions`` (one session per core at most helps, and no machine has more cores
@@ -163,6 +163,8 @@ def _check_options(model_name: str, max_batch: int, preferred: Sequence[int], ma
     for b in preferred:
         if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= max_batch:
             raise ConfigError(f"preferred batch size {b!r}; expected integers in 1..max_batch ({max_batch})")
+    if len(set(preferred)) != len(preferred):  # as fsrfer-export --triton-repo refuses them
+        raise ConfigError(f"preferred batch sizes {list(preferred)} repeat a value; give each size once")
     for name, port in ports.items():
         _check_port(name, port)
     if len(set(ports.values())) != len(ports):
@@ -343,7 +345,7 @@ def serve(model: Optional[PathLike] = None, host: str = "127.0.0.1", http_port: 
             :func:`check_environment`).
         ConfigError: invalid options. ModelError: the model cannot be loaded.
     """
-    preferred = tuple(preferred_batch_sizes or ())
+    preferred = _preferred(preferred_batch_sizes)  # a number or a string refused, not iterated
     _check_options(model_name, max_batch, preferred, max_queue_delay_us, instances,
                    {"http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port}, log_verbose)
     # Recognizer refuses it too, but only after the environment, the ports and the log's folder
