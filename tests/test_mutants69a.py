@@ -650,6 +650,9 @@ def test_a_new_model_that_cannot_be_taken_out_again_is_not_said_to_be_kept_aside
     with pytest.raises(WriteError, match="fsrfer_trt") as info:
         write_triton_repo(repo, onnx_path=flat, engine_path=engine, kind="KIND_CPU", overwrite=True)
     assert "failed too" not in str(info.value) and "kept in" not in str(info.value)
+    # session 69 (noticed by round 69a): the new model left in the repository is named, not only logged
+    assert f"the new model(s) ['fsrfer_onnx'] could not be taken back out of {repo} and are still there" in str(info.value)
+    assert (repo / "fsrfer_onnx").is_dir()
     assert (repo / "fsrfer_trt" / "config.pbtxt").read_bytes() == trt_before  # the earlier one is back
     assert sorted(p.name for p in tmp_path.iterdir() if ".staging-" in p.name) == []
 

@@ -279,7 +279,8 @@ def _commit(stage: Path, out_dir: Path, names: Sequence[str], overwrite: bool) -
 
     Raises:
         WriteError: a move failed, naming the model folder (or the repository's, for a new one). An earlier model that
-            could not be moved back stays in ``stage`` (the message names it; the caller keeps ``stage``).
+            could not be moved back stays in ``stage`` (the message names it; the caller keeps ``stage``); a new one
+            that could not be taken back out stays in ``out_dir`` (the message names it too).
     """
     if not out_dir.exists():
         try:
@@ -305,32 +306,43 @@ def _commit(stage: Path, out_dir: Path, names: Sequence[str], overwrite: bool) -
             os.replace(stage / n, out_dir / n)
             moved_in.add(n)
     except BaseException as exc:
-        stranded = _move_back(stage, out_dir, touched, aside, moved_in)
+        stranded, left_in = _move_back(stage, out_dir, touched, aside, moved_in)
         if not isinstance(exc, OSError):
             raise
         error = WriteError(out_dir / touched[-1], exc)
-        if stranded:
-            error.message = (f"cannot write {out_dir / touched[-1]}: {error.strerror}; moving back the earlier "
-                             f"model(s) {stranded} failed too: they are kept in {stage} (as {_OLD_PREFIX}<name>); "
-                             f"move them back into {out_dir} by hand, then fix the cause and try again")
+        if stranded or left_in:
+            error.message = f"cannot write {out_dir / touched[-1]}: {error.strerror}"
+            if left_in:
+                error.message += (f"; the new model(s) {left_in} could not be taken back out of {out_dir} and are "
+                                  "still there")
+            if stranded:
+                error.message += (f"; moving back the earlier model(s) {stranded} failed too: they are kept in {stage} "
+                                  f"(as {_OLD_PREFIX}<name>); move them back into {out_dir} by hand")
+            error.message += ", then fix the cause and try again"
         raise error from exc
 
 
-def _move_back(stage: Path, out_dir: Path, touched: Sequence[str], aside: set[str], moved_in: set[str]) -> list[str]:
+def _move_back(stage: Path, out_dir: Path, touched: Sequence[str], aside: set[str],
+               moved_in: set[str]) -> tuple[list[str], list[str]]:
     """Undo the moves of :func:`_commit`, last first: each model moved in goes back to ``stage``, each earlier one
-    back into ``out_dir``. Returns the earlier models that stay in ``stage`` (a move back failed; logged)."""
-    stranded = []
+    back into ``out_dir``. Returns the earlier models that stay in ``stage`` and the new ones that stay in ``out_dir``
+    (a move back failed; logged)."""
+    stranded, left_in = [], []
     for n in reversed(touched):
         try:
             if n in moved_in:
-                os.replace(out_dir / n, stage / n)
+                try:
+                    os.replace(out_dir / n, stage / n)
+                except OSError:
+                    left_in.append(n)
+                    raise
             if n in aside:
                 os.replace(stage / f"{_OLD_PREFIX}{n}", out_dir / n)
         except OSError as exc:
             log.warning("could not move %s back as it was: %s", out_dir / n, exc)
             if n in aside:
                 stranded.append(n)
-    return stranded
+    return stranded, left_in
 
 
 def _remove_stage(stage: Path, committed: bool) -> None:
