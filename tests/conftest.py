@@ -95,3 +95,27 @@ def int8_files(tmp_path_factory):
         quantize.quantize_int8(DEFAULT_MODEL, d / f"{key}.onnx", calib, scheme, "minmax", per_channel=per_channel)
         out[key] = load_onnx(d / f"{key}.onnx")
     return out
+
+
+@pytest.fixture()
+def fake_cgroup(monkeypatch, tmp_path):
+    """Point fsrfer_edge.cpus at a fake /proc/self (``cgroup``, ``mountinfo``) and cgroup root under tmp_path; the
+    CPU set says 8 CPUs, the machine 64. Returns make(cgroup, files, mountinfo="") -> the cgroup root, where files
+    maps paths under the root to their text and ``@ROOT@`` in mountinfo stands for the root."""
+    from fsrfer_edge import cpus
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+
+    def make(cgroup, files, mountinfo=""):
+        proc, root = tmp_path / "proc", tmp_path / "cg"
+        proc.mkdir()
+        (proc / "cgroup").write_text(cgroup)
+        (proc / "mountinfo").write_text(mountinfo.replace("@ROOT@", str(root)))
+        for rel, text in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text)
+        monkeypatch.setattr(cpus, "PROC_SELF", str(proc))
+        monkeypatch.setattr(cpus, "CGROUP_ROOT", str(root))
+        return root
+    return make

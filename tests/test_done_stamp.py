@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from _scripts import load_script
-from test_mutants68j import REPRO_STUBS, Tree, _repro_env
+from test_mutants68j import Tree, _repro_env, repro_tree
 
 ds = load_script("scripts/done_stamp.py", "done_stamp_test")
 
@@ -121,20 +121,7 @@ def test_paths_that_exist_are_themselves_not_globs_and_caches_are_left_out(tree:
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture()
 def repro(tmp_path: Path) -> Tree:
-    t = Tree(tmp_path, ("reproduce.sh", "done_stamp.py"), REPRO_STUBS, ("fsrfer-train", "fsrfer-export", "fsrfer-eval"))
-    for n in ("ferplus", "fer2013", "hr_cfg", "g_cfg"):
-        (t.root / "configs").mkdir(exist_ok=True)
-        (t.root / "configs" / f"{n}.yaml").write_text("name: x\n")
-    (t.root / "trainer").mkdir()
-    (t.root / "trainer" / "__init__.py").write_text("")
-    (t.root / "trainer" / "data.py").write_text(
-        "from types import SimpleNamespace\n"
-        "def load_dataset(path, labels):\n"
-        "    return SimpleNamespace(images=[1], labels=[2], split=['train'])\n")
-    (t.tmp / "data").mkdir()
-    for f in ("fer2013.npz", "ferplus_labels.npz"):
-        (t.tmp / "data" / f).write_bytes(b"x")
-    return t
+    return repro_tree(tmp_path)
 
 
 def _targets_run(t: Tree) -> list[str]:

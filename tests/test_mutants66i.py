@@ -170,23 +170,9 @@ def test_an_input_dtype_the_metadata_does_not_name_is_refused(type_: str) -> Non
 
 # -- cpus: cgroup quotas -------------------------------------------------------------------------------------------
 @pytest.fixture()
-def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    """Point cpus at a fake /proc/self and cgroup root under tmp_path; the affinity says 8 CPUs, the machine 64."""
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
-    monkeypatch.setattr(os, "cpu_count", lambda: 64)
-
-    def make(cgroup: str, files: dict[str, str], mountinfo: str = "") -> Path:
-        proc, root = tmp_path / "proc", tmp_path / "cg"
-        proc.mkdir()
-        (proc / "cgroup").write_text(cgroup)
-        (proc / "mountinfo").write_text(mountinfo.replace("@ROOT@", str(root)))
-        for rel, text in files.items():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_text(text)
-        monkeypatch.setattr(cpus, "PROC_SELF", str(proc))
-        monkeypatch.setattr(cpus, "CGROUP_ROOT", str(root))
-        return root
-    return make
+def fake(fake_cgroup: Any) -> Any:
+    """conftest's fake_cgroup: a fake /proc/self and cgroup root; the CPU set says 8 CPUs, the machine 64."""
+    return fake_cgroup
 
 
 def test_a_hybrid_host_takes_the_smaller_of_the_v1_and_v2_quotas(fake: Any) -> None:

@@ -69,7 +69,8 @@ if name == "early_g.py":
         touch(out / "config.json", json.dumps({{"seed": plan.get("seed", 0)}}))
         touch(out / "models" / "hr.pt", "hr")
         touch(out / "models" / "fsrfer.pt", "g")
-        touch(opt("--json"), "{{}}")
+        if "--json" in args:
+            touch(opt("--json"), "{{}}")
 if name in ("fit_factor_estimator.py", "route_hr.py"):
     touch(opt("--out"), name)
 sys.exit(plan.get("rc", {{}}).get(name, [0] * calls)[calls - 1] if calls <= len(plan.get("rc", {{}}).get(name, [])) else 0)
@@ -146,8 +147,9 @@ def _opt(call: list[str], o: str) -> str:
 REPRO_STUBS = ("report.py", "early_g.py", "fit_factor_estimator.py", "route_hr.py", "ship_early_g.sh")
 
 
-@pytest.fixture()
-def repro(tmp_path: Path) -> Tree:
+def repro_tree(tmp_path: Path) -> Tree:
+    """A temporary tree for reproduce.sh (and the real done_stamp.py) among its faked commands, with its configs, a
+    fake trainer.data that logs the faces it is asked for, and a data folder."""
     t = Tree(tmp_path, ("reproduce.sh", "done_stamp.py"), REPRO_STUBS, ("fsrfer-train", "fsrfer-export", "fsrfer-eval"))
     for n in ("ferplus", "fer2013", "hr_cfg", "g_cfg"):
         (t.root / "configs").mkdir(exist_ok=True)
@@ -164,6 +166,11 @@ def repro(tmp_path: Path) -> Tree:
     for f in ("fer2013.npz", "ferplus_labels.npz"):
         (t.tmp / "data" / f).write_bytes(b"x")
     return t
+
+
+@pytest.fixture()
+def repro(tmp_path: Path) -> Tree:
+    return repro_tree(tmp_path)
 
 
 def _repro_env(t: Tree, **extra: str) -> dict[str, str]:

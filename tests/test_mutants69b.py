@@ -231,24 +231,13 @@ def test_yunet_refuses_a_coarsest_level_under_its_32_pixel_grid(coarsest: int) -
 
 # -- cpus: odd kernel files and a failing CPU-set call ----------------------------------------------------------------
 @pytest.fixture()
-def fake_proc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    """Point fsrfer_edge.cpus at a fake /proc/self (``cgroup``, ``mountinfo``) and cgroup root under tmp_path; the
-    CPU set says 8 CPUs, the machine 64."""
+def fake_proc(fake_cgroup: Any) -> Any:
+    """conftest's fake_cgroup (a fake /proc/self and cgroup root; the CPU set says 8 CPUs, the machine 64), giving
+    back fsrfer_edge.cpus."""
     from fsrfer_edge import cpus
 
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
-    monkeypatch.setattr(os, "cpu_count", lambda: 64)
-
     def make(cgroup: str, files: "dict[str, str]", mountinfo: str = "") -> Any:
-        proc, root = tmp_path / "proc", tmp_path / "cg"
-        proc.mkdir()
-        (proc / "cgroup").write_text(cgroup)
-        (proc / "mountinfo").write_text(mountinfo.replace("@ROOT@", str(root)))
-        for rel, text in files.items():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_text(text)
-        monkeypatch.setattr(cpus, "PROC_SELF", str(proc))
-        monkeypatch.setattr(cpus, "CGROUP_ROOT", str(root))
+        fake_cgroup(cgroup, files, mountinfo)
         return cpus
     return make
 
