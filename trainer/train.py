@@ -1508,8 +1508,8 @@ def evaluate_all(cfg: TrainConfig, data: Data, out: Path, split: str = "val", re
     key = evaluation_key(cfg, data, out, split)
     first = "resized" if "resized" in cfg.eval.protocols else cfg.eval.protocols[0]
     if reuse and _evaluated_before(d, key):
-        log.info("evaluation on %s skipped: %s holds it for these models, faces, settings and code (%s)", split, d,
-                 EVALUATED)
+        log.info("evaluation on %s skipped: %s holds it for these models, faces, settings and code (remove its %s "
+                 "to evaluate again)", split, d, EVALUATED)
         return cast("dict[str, Any]", json.loads(_results_file(d, first).read_text()))
     (d / EVALUATED).unlink(missing_ok=True)
     by_protocol: dict[str, dict[str, Any]] = {pr: {} for pr in cfg.eval.protocols}
