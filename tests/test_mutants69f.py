@@ -29,22 +29,14 @@ from fsrfer_edge.errors import BackendUnavailable, EngineError, InputError
 from fsrfer_edge.metadata import ModelInfo
 
 try:
-    from .fake_trt import fake_logits, install, make_tensorrt
-    from .fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda
+    from .fake_trt import fake_logits
+    from .fake_trt.cuda import GPU_KEY, make_fake_pycuda
 except ImportError:
-    from fake_trt import fake_logits, install, make_tensorrt  # type: ignore[no-redef]
-    from fake_trt.cuda import GPU_KEY, FakeCudart, make_fake_pycuda  # type: ignore[no-redef]
+    from fake_trt import fake_logits  # type: ignore[no-redef]
+    from fake_trt.cuda import GPU_KEY, make_fake_pycuda  # type: ignore[no-redef]
 
 from test_mutants65d import VERSION, _engine, _faces  # the fake engine of round 65d
-
-
-def _install(monkeypatch: pytest.MonkeyPatch, version: str = VERSION, cudart: Any = None,
-             pycuda: Any = None) -> tuple[types.ModuleType, FakeCudart, types.ModuleType]:
-    trt = make_tensorrt(version)
-    cudart = cudart if cudart is not None else FakeCudart()
-    pycuda = pycuda if pycuda is not None else make_fake_pycuda()
-    install(monkeypatch, trt, cudart, pycuda)
-    return trt, cudart, pycuda
+from test_mutants67c import _install  # TensorRT of a version and both CUDA layers, faked (round 67c)
 
 
 def _odd_engine(path: Path, classes: int = 7, min_batch: int = 1, max_batch: int = 8, version: str = VERSION) -> Path:
