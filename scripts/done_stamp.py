@@ -35,8 +35,9 @@ sys.path.insert(0, str(REPO))
 from fsrfer_edge.fileio import sha256_file, write_json  # noqa: E402
 
 SCHEMA = "done-stamp/1"
-#: Packages whose version a stamp records: training, export and evaluation results depend on them.
-PACKAGES = ("torch", "numpy", "onnx", "onnxruntime", "onnxsim")
+#: Packages whose version a stamp records: training, export and evaluation results depend on them (Pillow encodes
+#: the JPEG degradations of training and protocol (c)).
+PACKAGES = ("torch", "numpy", "onnx", "onnxruntime", "onnxsim", "pillow")
 
 
 def refuse(message: str) -> NoReturn:

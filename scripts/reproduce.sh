@@ -21,7 +21,7 @@
 #   finished is skipped whole on a later run (no evaluation or export again; its README block is rewritten from
 #   its results) while its stamp, RUNS/NAME/reproduced.json (scripts/done_stamp.py), still matches: the same
 #   config, data, code (fsrfer_edge/, trainer/, scripts/), FSRFER_EXPORT_ARGS, FSRFER_THREADS and package
-#   versions, and its outputs as it left them: its run folder(s) and the files it wrote under results/ (and, for
+#   versions (done_stamp.PACKAGES), and its outputs as it left them: its run folder(s) and the files it wrote under results/ (and, for
 #   `default`, the model card). Not checked: files a lent machine does not keep between calls
 #   (scripts/device_reproduce.sh): engines/NAME.* (fsrfer-export remakes them) and fsrfer_edge/models/default.*
 #   (its call brings them back), nor the bench files, which are remade on each CPU. Remove the stamp to run a

@@ -49,6 +49,7 @@ def test_a_stamp_matches_until_anything_it_records_changes(tree: Path, capsys) -
     assert sorted(rec["inputs"]["files"]) == ["cfg.yaml", "code/a.py", "code/pkg/b.py"]  # ** spans folders
     assert sorted(rec["outputs"]) == ["out/models/m.pt", "res.json"]  # a folder: every file under it
     assert rec["env"] == {"threads": "2"} and set(rec["versions"]) == set(ds.PACKAGES)
+    assert {"torch", "onnxruntime", "pillow"} <= set(ds.PACKAGES)  # the results depend on them
     assert _check("threads=2") == 0
 
 

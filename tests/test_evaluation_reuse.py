@@ -56,6 +56,13 @@ def test_a_resumed_finished_run_keeps_its_evaluation(run: dict[str, Any], caplog
     d = run["d"]
     rec = json.loads((d / EVALUATED).read_text())
     assert set(rec["key"]["models"]) == {"hr.pt"} and rec["key"]["split"] == "val"
+    from importlib import metadata
+
+    try:
+        pillow = metadata.version("pillow")
+    except metadata.PackageNotFoundError:
+        pillow = None
+    assert rec["key"]["torch"] == torch.__version__ and rec["key"]["pillow"] == pillow
     assert set(rec["outputs"]) == {"results.json"}
     results = (d / "results.json").read_text()
     with caplog.at_level(logging.INFO, logger="trainer"):

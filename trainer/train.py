@@ -1462,7 +1462,8 @@ def _sources_sha256() -> str:
 def evaluation_key(cfg: TrainConfig, data: Data, out: Path, split: str) -> dict[str, Any]:
     """Everything an evaluation of OUT/models on ``data``'s ``split`` depends on: the split, the eval settings, its
     faces and labels (SHA-256) and where they came from (results name it), every model file (SHA-256), the code
-    (:func:`_sources_sha256`), torch's version and the device type."""
+    (:func:`_sources_sha256`), torch's and Pillow's versions (Pillow encodes protocol (c)'s JPEG) and the device
+    type."""
     import hashlib
 
     s = getattr(data, split)
@@ -1473,7 +1474,18 @@ def evaluation_key(cfg: TrainConfig, data: Data, out: Path, split: str) -> dict[
         h.update(a.data)
     return {"split": split, "eval": cfg.to_dict()["eval"], "faces_sha256": h.hexdigest(), "data": data.source,
             "models": {p.name: sha256_file(p) for p in sorted((out / "models").glob("*.pt"))},
-            "sources_sha256": _sources_sha256(), "torch": torch.__version__, "device": train_device(cfg).type}
+            "sources_sha256": _sources_sha256(), "torch": torch.__version__,
+            "pillow": _version("pillow"), "device": train_device(cfg).type}
+
+
+def _version(name: str) -> Optional[str]:
+    """The installed version of package ``name``; None where it is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _results_file(d: Path, protocol: str) -> Path:
