@@ -11,7 +11,7 @@
 # packed by scripts/device_data.py (DATA_PACK; its test rows are zeros unless packed with --with-test, so a job that
 # evaluates the test split is refused without that); results, logs and the test log are packed into
 # $RESULTS_DIR/results.tar.gz every 20 s, so that a call stopped at its limit still returns what finished.
-# Exit status: 2 for a bad JOBS (nothing started), 1 when a job or the gpu-marked tests failed (named on stderr,
+# Exit status: 2 for a bad JOBS or missing FER+ labels (nothing started), 1 when a job or the gpu-marked tests failed (named on stderr,
 # after everything is packed; a job stopped at RUN_MIN is not a failure), else 0.
 #
 #   DATA_PACK=.devcarry/data HR_CKPT=.devcarry/hr.pt RESULTS_DIR=$OUT RUN_MIN=6 JOBS="configs/a.yaml:0 ..." \
@@ -25,6 +25,11 @@ for job in $JOBS; do  # every job is checked before any starts
     [ -f "$cfg" ] && [[ "$seed" =~ ^[0-9]+$ ]] || { echo "job '$job': expected CONFIG:SEED[:STEPS] with CONFIG a file" >&2; exit 2; }
     [[ ",${steps}," == *,stage1,* ]] || [ -f "${HR_CKPT:-}" ] || { echo "job '$job' trains from HR_CKPT, which is not a file: '${HR_CKPT:-}'" >&2; exit 2; }
 done
+# the FER+ votes every shipped config trains on (FERPLUS, or the pack's copy): a job found them missing only after
+# the data was unpacked, and failed then
+[ -f "${FERPLUS:-$DATA_PACK/ferplus_labels.npz}" ] || { echo "error: ${FERPLUS:-$DATA_PACK/ferplus_labels.npz} is" \
+    "missing; expected the FER+ labels beside the packed data (cp ../shared/data/ferplus_labels.npz $DATA_PACK/)" \
+    "or FERPLUS naming them" >&2; exit 2; }
 PY=${PYTHON:-python3}
 # A pack without the test rows unpacks them as zeros: no job may evaluate the test split on it (eval-test, or
 # eval with a config whose eval.split is test). A missing meta.npz is left to the unpack below to report.

@@ -122,6 +122,21 @@ def _opt(args: list[str], name: str) -> str:
     return args[args.index(name) + 1]
 
 
+@pytest.mark.parametrize("ferplus", ["", "elsewhere.npz"])
+def test_device_runs_refuses_missing_ferplus_labels_before_anything_starts(tmp_path, ferplus):
+    # session 69 (note68's item): the labels' copy went unchecked; the jobs failed after the data was unpacked
+    env = _runs_env(tmp_path, "configs/tiny.yaml:0")
+    (tmp_path / "pack" / "ferplus_labels.npz").unlink()
+    if ferplus:
+        env["FERPLUS"] = str(tmp_path / ferplus)
+    r = _device_runs(env)
+    assert r.returncode == 2 and "expected the FER+ labels" in r.stderr
+    assert not (tmp_path / "calls.log").exists() and not (tmp_path / "w").exists()
+    if ferplus:  # FERPLUS naming a file that is there is enough
+        (tmp_path / ferplus).write_bytes(b"votes")
+        assert _device_runs(env).returncode == 0
+
+
 def test_device_runs_gives_each_job_the_carried_hr_network_the_data_its_budget_and_this_trees_code(tmp_path):
     # kills: --hr "$HR_CKPT" dropped (the shipped default's HR network), --data/--time-budget dropped, the
     # PYTHONPATH export dropped, FERPLUS copied from the wrong name, `-m gpu` dropped, config.json not packed
