@@ -167,7 +167,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     "confirmed after 2 (FaceTracker(coast=K, coast_after=2, confirm=2, motion=True); default: none)")
     add_run_arguments(ap)
     ap.add_argument("--switch-at", type=int, default=None, metavar="FRAME",
-                    help=f"replace every face by a face of another expression from this frame (1-{FRAMES}) on, and "
+                    help=f"replace every face by a face of another expression from this frame (2-{FRAMES}; frame 1 has no earlier face to switch from) on, and "
                          "record the accuracy at every frame (default: no change)")
     ap.add_argument("--out", required=True, help="result JSON")
     args = ap.parse_args(argv)

@@ -142,8 +142,8 @@ def write_calibration(path: str, result: str) -> int:
     terms = doc["track_params"][0]
     if sorted(float(f) for f in terms) != list(cal.factors):
         raise SystemExit(f"{result}: terms at factors {sorted(terms)}; expected the calibration's {list(cal.factors)}")
-    params = tuple(tuple(float(v) for pair in terms[str(int(f)) if str(int(f)) in terms else str(f)] for v in pair)
-                   for f in cal.factors)
+    by_factor = {float(k): v for k, v in terms.items()}  # "2", "2.0" and "1.5" keyed by their value
+    params = tuple(tuple(float(v) for pair in by_factor[f] for v in pair) for f in cal.factors)
     cal = dataclasses.replace(cal, track_params=params, track_half_life=float(doc["half_life"]), source=cal.source + (
         f"; track_params: python scripts/track_maps.py --write-calibration {path} --from-json {result} (fitted on "
         f"moving and still tracks of FER+ val's seed-{doc['seed']} clips, per size and JPEG mark)"))
