@@ -67,21 +67,20 @@ import sys
 from pathlib import Path
 import numpy as np
 from fsrfer_edge.export import quantize
-from fsrfer_edge.export.calib import faces_to_pixels, to_model_input
+from fsrfer_edge.export.calib import calibration_inputs, faces_to_pixels, mix_factors, to_model_input
 from fsrfer_edge.export.onnx_export import load_onnx, read_model_info
-from fsrfer_edge.preprocessing import resize
+from fsrfer_edge.preprocessing import FACTORS
 from fsrfer_edge.recognizer import DEFAULT_MODEL
 out, data = Path(sys.argv[1]), sys.argv[2]
 quantize.convert_fp16(DEFAULT_MODEL, out / "default.fp16.onnx")
 info = read_model_info(load_onnx(DEFAULT_MODEL))
-if data:
-    d = np.load(data)
-    images = d["images"][d["split"] == "train"] if "split" in d.files else d["images"]
-    images = images[np.random.default_rng(0).permutation(len(images))[:256]]
-else:
-    coarse = np.random.default_rng(0).uniform(0, 255, (64, 6, 6)).astype(np.float32)
-    images = np.clip(resize(coarse, (48, 48)), 0, 255).astype(np.uint8)
-calib = to_model_input(faces_to_pixels(images, info), info)
+# each face a small crop at one of FACTORS, as fsrfer-export calibrates: a routed graph (the shipped default) refuses
+# calibration faces that all take one of its paths (48 px faces alone, or 6 px ones made large)
+if data:  # 256 train faces, as fsrfer-export --calib-data DATA --calib-size 256 takes them
+    calib = calibration_inputs(data, 256, FACTORS, info)
+else:  # 48 px detail, so the faces kept at x1 take the full-resolution path
+    images = np.random.default_rng(0).integers(0, 256, (64, 48, 48), dtype=np.uint8)
+    calib = to_model_input(faces_to_pixels(mix_factors(list(images), FACTORS), info), info)
 quantize.quantize_int8(DEFAULT_MODEL, out / "default.int8-s8s8.onnx", calib, "s8s8", "percentile")
 EOF
 for f in fp16 int8-s8s8; do
