@@ -63,6 +63,7 @@ def test_a_resumed_finished_run_keeps_its_evaluation(run: dict[str, Any], caplog
     except metadata.PackageNotFoundError:
         pillow = None
     assert rec["key"]["torch"] == torch.__version__ and rec["key"]["pillow"] == pillow
+    assert rec["key"]["numpy"] == np.__version__
     assert set(rec["outputs"]) == {"results.json"}
     results = (d / "results.json").read_text()
     with caplog.at_level(logging.INFO, logger="trainer"):
@@ -119,3 +120,13 @@ def test_an_evaluation_that_did_not_finish_leaves_no_record(run: dict[str, Any],
     with pytest.raises(RuntimeError):
         run_pipeline(run["cfg"], run["data"], run["out"], resume=True, steps=("stage1", "eval"))
     assert not (run["d"] / EVALUATED).exists()
+
+
+def test_a_kept_evaluation_draws_a_plot_removed_since_and_leaves_the_others(run: dict[str, Any]) -> None:
+    d = run["d"]
+    plot = d / "accuracy_vs_factor.png"
+    drawn = plot.stat().st_mtime_ns
+    assert _again(run) == 0 and plot.stat().st_mtime_ns == drawn  # kept as it was: not drawn again
+    plot.unlink()
+    assert _again(run) == 0  # kept evaluation: no model evaluated again...
+    assert plot.is_file() and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # ...but its plot drawn again

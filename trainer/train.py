@@ -1462,8 +1462,8 @@ def _sources_sha256() -> str:
 def evaluation_key(cfg: TrainConfig, data: Data, out: Path, split: str) -> dict[str, Any]:
     """Everything an evaluation of OUT/models on ``data``'s ``split`` depends on: the split, the eval settings, its
     faces and labels (SHA-256) and where they came from (results name it), every model file (SHA-256), the code
-    (:func:`_sources_sha256`), torch's and Pillow's versions (Pillow encodes protocol (c)'s JPEG) and the device
-    type."""
+    (:func:`_sources_sha256`), torch's, numpy's and Pillow's versions (Pillow encodes protocol (c)'s JPEG) and the
+    device type."""
     import hashlib
 
     s = getattr(data, split)
@@ -1474,7 +1474,7 @@ def evaluation_key(cfg: TrainConfig, data: Data, out: Path, split: str) -> dict[
         h.update(a.data)
     return {"split": split, "eval": cfg.to_dict()["eval"], "faces_sha256": h.hexdigest(), "data": data.source,
             "models": {p.name: sha256_file(p) for p in sorted((out / "models").glob("*.pt"))},
-            "sources_sha256": _sources_sha256(), "torch": torch.__version__,
+            "sources_sha256": _sources_sha256(), "torch": torch.__version__, "numpy": np.__version__,
             "pillow": _version("pillow"), "device": train_device(cfg).type}
 
 
@@ -1503,13 +1503,28 @@ def _evaluated_before(d: Path, key: dict[str, Any]) -> bool:
         return False
 
 
+def _plot_evaluation(cfg: TrainConfig, results: dict[str, Any], d: Path, split: str,
+                     missing_only: bool = False) -> None:
+    """OUT/eval/<split>'s plots of ``results`` (the first protocol's): accuracy against factor, and FSR-FER's x4
+    confusion matrix where there is one. ``missing_only``: draw only those not there (a kept evaluation leaves its
+    plots as they are, byte for byte)."""
+    from .evaluate import plot_accuracy, plot_confusion
+
+    if not results:
+        return
+    acc, conf = d / "accuracy_vs_factor.png", d / "confusion_x4_fsrfer.png"
+    if not (missing_only and acc.is_file()):
+        plot_accuracy(results, acc, f"{cfg.name}: {split} accuracy vs factor")
+    if "fsrfer" in results and "4" in results["fsrfer"]["factors"] and not (missing_only and conf.is_file()):
+        plot_confusion(results["fsrfer"]["factors"]["4"]["confusion"], PRE.classes, conf, "FSR-FER at x4 (12 px)")
+
+
 def evaluate_all(cfg: TrainConfig, data: Data, out: Path, split: str = "val", reuse: bool = False) -> dict[str, Any]:
     """Evaluate every model in OUT/models on ``split``; write OUT/eval/<split>/*.json and plots, and last
     OUT/eval/<split>/evaluated.json (:data:`EVALUATED`). ``reuse`` (fsrfer-train --resume): where that record says
     the results there were made of the same models, faces, settings, code, torch and device type
-    (:func:`evaluation_key`) and they are as it wrote them, return them without evaluating again."""
-    from .evaluate import plot_accuracy, plot_confusion
-
+    (:func:`evaluation_key`) and they are as it wrote them, return them without evaluating again (drawing a plot
+    removed since)."""
     s = getattr(data, split)
     results: dict[str, Any] = {}
     order = ["hr", "lr_finetune", "image_sr", "fsrfer_no_reweight_no_adversarial", "fsrfer_no_reweight",
@@ -1522,7 +1537,9 @@ def evaluate_all(cfg: TrainConfig, data: Data, out: Path, split: str = "val", re
     if reuse and _evaluated_before(d, key):
         log.info("evaluation on %s skipped: %s holds it for these models, faces, settings and code (remove its %s "
                  "to evaluate again)", split, d, EVALUATED)
-        return cast("dict[str, Any]", json.loads(_results_file(d, first).read_text()))
+        kept = cast("dict[str, Any]", json.loads(_results_file(d, first).read_text()))
+        _plot_evaluation(cfg, kept, d, split, missing_only=True)  # a plot removed since is drawn again
+        return kept
     (d / EVALUATED).unlink(missing_ok=True)
     by_protocol: dict[str, dict[str, Any]] = {pr: {} for pr in cfg.eval.protocols}
     for p in paths:
@@ -1537,11 +1554,7 @@ def evaluate_all(cfg: TrainConfig, data: Data, out: Path, split: str = "val", re
         # results.json: the tables' protocol; the others beside it, named by protocol.
         write_json(_results_file(d, protocol), res_p)
     results = by_protocol[first]
-    if results:
-        plot_accuracy(results, d / "accuracy_vs_factor.png", f"{cfg.name}: {split} accuracy vs factor")
-        if "fsrfer" in results and "4" in results["fsrfer"]["factors"]:
-            plot_confusion(results["fsrfer"]["factors"]["4"]["confusion"], PRE.classes, d / "confusion_x4_fsrfer.png",
-                           "FSR-FER at x4 (12 px)")
+    _plot_evaluation(cfg, results, d, split)
     for m, r in results.items():
         log.info("%-32s %s", m, " ".join(f"x{f}:{100 * v['accuracy']:.1f}" for f, v in r["factors"].items()))
     write_json(d / EVALUATED, {"key": key, "outputs": {_results_file(d, pr).name: sha256_file(_results_file(d, pr))
