@@ -191,7 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.rounds < 1 or args.iters1 < 1 or args.iters64 < 1 or args.warmup < 0 or args.host_threads < 1:
+        # before any cgroup is made (no rounds failed only at the end, after the work)
+        ap.error(f"--rounds {args.rounds}, --iters1 {args.iters1}, --iters64 {args.iters64}, --warmup {args.warmup}, "
+                 f"--host-threads {args.host_threads}; expected rounds, iters1, iters64, host-threads >= 1 and "
+                 "warmup >= 0")
     if args.child:
         print(json.dumps(child(args.child, args.child_threads, args.iters1, args.iters64, args.warmup)))
         return 0

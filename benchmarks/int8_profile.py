@@ -161,6 +161,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile-one", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    # before anything is made or profiled (no rounds failed only at the end, after the work)
+    if args.rounds < 1 or args.iters < 1 or args.warmup < 0 or args.batch < 1 or args.threads < 1:
+        ap.error(f"--rounds {args.rounds}, --iters {args.iters}, --warmup {args.warmup}, --batch {args.batch}, "
+                 f"--threads {args.threads}; expected rounds, iters, batch, threads >= 1 and warmup >= 0")
     sys.path.insert(0, str(REPO))
     from fsrfer_edge.errors import DataError, ModelError
     from fsrfer_edge.fileio import write_json

@@ -11,6 +11,7 @@ this chooses a setting. Accuracy only, no timing, so it may share the CPU.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -80,7 +81,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                           "accuracy_per_factor": {f: round(100 * v["accuracy"], 2) for f, v in got["factors"].items()}}
             print(f"{name:22s} " + " ".join(f"x{f} {v:+.2f}" for f, v in drop.items()), flush=True)
     write_json(args.out, {
-        "command": "python scripts/int8_calibration.py", "model": args.model.name, "model_sha256": sha256_file(args.model),
+        "command": " ".join(["python scripts/int8_calibration.py",
+                             *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))]),
+        "model": args.model.name, "model_sha256": sha256_file(args.model),
         "split": "val", "n": ref["n"], "one_face_points": round(100 / ref["n"], 3),
         "fp32_accuracy_per_factor": {f: round(100 * v["accuracy"], 2) for f, v in ref["factors"].items()},
         "variants": rows, "load_average_at_end": list(os.getloadavg())})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -75,7 +76,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print("throughput (faces/s, median of rounds): " + ", ".join(f"{k} {v:.0f}" for k, v in med.items())
           + "; film_int8 / film_float per round: " + ", ".join(f"{r:.3f}" for r in per_round))
     write_json(args.out, {
-        "command": f"python scripts/int8_film.py --model {args.model}" + (f" --split {args.split}" if args.split != "val" else "")
+        "command": " ".join(["python scripts/int8_film.py", *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))])
                    + (f" --rounds {args.rounds}" if args.rounds != 5 else ""),
         "model": args.model.name, "model_sha256": sha256_file(args.model), "split": args.split, "n": int(len(labels)),
         "one_face_points": round(100 / len(labels), 3),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -73,7 +74,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             drops = {f: round(ref[split][f] - r[split][f], 2) for f in ref[split] if f != "mean"}
             r[f"{split}_worst_drop"] = max(drops.values())
             r[f"{split}_worst_factor"] = "x" + max(drops, key=lambda f: drops[f])
-    write_json(args.out, {"command": "python scripts/int8_generator.py", "model": str(args.fp32.relative_to(REPO))
+    write_json(args.out, {"command": " ".join(["python scripts/int8_generator.py",
+                                          *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))]),
+                          "model": str(args.fp32.relative_to(REPO))
                           if args.fp32.is_relative_to(REPO) else str(args.fp32),
                           "calibration": {"source": str(args.calib.name), "faces": len(calib), "method": "percentile"},
                           "threads": args.threads, "rows": rows})

@@ -127,6 +127,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="the FP32 graph of the same checkpoint, exported with the route on the stem's map")
     ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default: 7)")
     args = ap.parse_args(argv)
+    if args.rounds < 1:  # before minutes of quantizing and evaluating (the median of no rounds fails at the end)
+        ap.error(f"--rounds {args.rounds}; expected a number of timing rounds >= 1")
     import numpy as np
 
     from fsrfer_edge.export.onnx_export import load_onnx, read_model_info

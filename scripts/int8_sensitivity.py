@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -174,7 +175,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"{name:14s} " + "  ".join(f"x{f} lost {v['points_lost']:+.2f} flips {v['flips']:.2f} kl {v['kl']:.1f}"
                                              for f, v in per.items()), flush=True)
     write_json(args.out, {
-        "command": f"python scripts/int8_sensitivity.py --model {args.model}" + (f" --split {args.split}" if args.split != "val" else ""),
+        "command": " ".join(["python scripts/int8_sensitivity.py",
+                             *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))]),
         "model": args.model.name, "model_sha256": sha256_file(args.model), "split": args.split, "n": int(len(labels)),
         "one_face_points": round(100 / len(labels), 3), "calibration": {"faces": 512, "method": "percentile",
                                                                         "factors": factors, "scheme": "u8s8"},
