@@ -40,9 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fsrfer_edge import Recognizer  # noqa: E402
-from fsrfer_edge.fileio import sha256_file, write_json  # noqa: E402
+from fsrfer_edge.fileio import check_output_path, sha256_file, write_json  # noqa: E402
 from fsrfer_edge.recognizer import resolve_model_path  # noqa: E402
-from fsrfer_edge.errors import FsrferError  # noqa: E402
+from fsrfer_edge.errors import FsrferError, InputError  # noqa: E402
 from fsrfer_edge.serving import RemoteRecognizer, ServerProcess  # noqa: E402
 from fsrfer_edge.serving.server import serve_python  # noqa: E402
 
@@ -224,7 +224,7 @@ def _shorten(message: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="scripts/load_test.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=None, help="model (default: the shipped default model)")
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--requests", type=int, default=40, help="requests per client (default 40)")
@@ -235,6 +235,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--server-args", default="", help="extra fsrfer-serve options, e.g. '--max-queue-delay-us 500'")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "serving" / "load_test.json")
     args = p.parse_args(argv)
+    # before the server starts (a minute of load): a count of 0 failed part-way, a negative --atol marked every
+    # answer wrong, an --out that cannot be written failed at the end
+    if min(args.clients, args.requests, args.batch, args.kill_requests) < 1 or not args.atol >= 0:
+        p.error(f"--clients {args.clients}, --requests {args.requests}, --batch {args.batch}, --kill-requests "
+                f"{args.kill_requests}, --atol {args.atol}; expected counts >= 1 and a tolerance >= 0")
+    try:
+        check_output_path(args.out, "--out", json_output=True)
+    except InputError as exc:
+        p.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     model = resolve_model_path(args.model)
     requests = make_requests(args.clients, args.requests, args.batch, args.seed)

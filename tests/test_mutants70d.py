@@ -476,3 +476,24 @@ def test_temporal_views_clip_logits_give_every_frame_of_both_rows_at_each_factor
     assert [(f, row) for f, row, _, _ in out] == [(f, row) for f in tv.FACTORS for row in tv.ROWS]
     assert all(z.shape == (tv.FRAMES, 3, 7) and side == 48 // f for f, _, side, z in out)
     assert len(seen) == tv.FRAMES * len(out) and all(x.shape == (3, 1, 48, 48) for x in seen)
+
+
+# --- load_test's options refused before the server starts (noticed by round 70d) ---
+
+@pytest.mark.parametrize("argv, named", [
+    (["--clients", "0"], "--clients 0"), (["--requests", "0"], "--requests 0"), (["--batch", "0"], "--batch 0"),
+    (["--kill-requests", "0"], "--kill-requests 0"), (["--atol=-1e-4"], "--atol -0.0001"),
+    (["--atol", "nan"], "--atol nan"), (["--out", "{tmp}"], "is a directory"),
+])
+def test_load_test_refuses_bad_options_before_the_server_starts(
+        argv: list[str], named: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    lt = load_script("scripts/load_test.py", "load_test_70d_options")
+    started: list[Any] = []
+    monkeypatch.setattr(lt, "resolve_model_path", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(lt, "ServerProcess", lambda *a, **k: started.append(a))
+    with pytest.raises(SystemExit) as exc:
+        lt.main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert exc.value.code == 2 and not started
+    assert named in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written
