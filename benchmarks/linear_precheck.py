@@ -78,8 +78,10 @@ def worker(src: Path, data: Path, n: int, repeats: int, threads: int, model_time
 
 
 def run_worker(src: Path, args: argparse.Namespace, model_time: bool) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", str(src), "--data", str(args.data), "--batch", str(args.batch),
-           "--repeats", str(args.repeats), "--threads", str(args.threads)] + (["--model-time"] if model_time else [])
+    # the worker runs in the temporary folder: a --data relative to the caller's folder is passed on absolute
+    cmd = [sys.executable, __file__, "--worker", str(src), "--data", str(Path(args.data).absolute()),
+           "--batch", str(args.batch), "--repeats", str(args.repeats), "--threads", str(args.threads)] + (
+               ["--model-time"] if model_time else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tempfile.gettempdir())
     if proc.returncode != 0:
         raise SystemExit(f"worker for {src} failed: {proc.stderr.strip()[-2000:]}")
@@ -98,6 +100,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--model-time", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    # before the worktree (--rounds 0 raised IndexError at the end)
+    if min(args.batch, args.rounds, args.repeats, args.threads) < 1:
+        ap.error(f"--batch {args.batch}, --rounds {args.rounds}, --repeats {args.repeats}, --threads {args.threads}; "
+                 "expected each >= 1")
     if args.worker:
         print(json.dumps(worker(args.worker, args.data, args.batch, args.repeats, args.threads, args.model_time)))
         return 0

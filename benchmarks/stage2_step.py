@@ -71,8 +71,11 @@ def worker(src: Path, config: Path, steps: int, warmup: int, threads: int) -> di
 def run_worker(src: Path, config: Path, steps: int, warmup: int, threads: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fsrfer-s2step-") as tmp:
         out = Path(tmp) / "one.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(src), "--config", str(config),
-               "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads), "--out", str(out)]
+        # each worker runs in its own source tree: a --config relative to the caller's folder is passed on absolute
+        # (else the "before" worker would read the config of the older revision, or none)
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(src),
+               "--config", str(Path(config).absolute()), "--steps", str(steps), "--warmup", str(warmup),
+               "--threads", str(threads), "--out", str(out)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=str(src))
         if proc.returncode != 0 or not out.is_file():
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -97,6 +100,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         doc = worker(args.worker, args.config, args.steps, args.warmup, args.threads)
         args.out.write_text(json.dumps(doc))
         return 0
+    if not args.config.is_file():  # before the worktree and the first worker
+        raise SystemExit(f"--config {args.config} does not exist; expected a trainer config (default {CONFIG})")
     sys.path.insert(0, str(REPO))
     from fsrfer_edge.fileio import write_json
 
