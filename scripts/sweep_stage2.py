@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
+    unknown = [n for n in args.variants.split(",") if n not in VARIANTS]
+    if unknown:  # before any variant trains: a misspelt name must not cost the runs before it
+        ap.error(f"--variants: unknown {', '.join(map(repr, unknown))}; expected names from: {', '.join(VARIANTS)}")
     import torch
 
     from trainer import config
