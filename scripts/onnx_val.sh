@@ -20,6 +20,7 @@ if [ $# -eq 0 ]; then
 fi
 DATA=${FSRFER_DATA:-../shared/data}
 OUT=results/ferplus/onnx_val
+seen=" "
 for item in "$@"; do
   label=${item%%=*} run=${item#*=}
   # LABEL names the result file: letters, digits, '.', '_' and '-' only (no path, not empty)
@@ -29,6 +30,9 @@ for item in "$@"; do
          "RUN_DIR/models/fsrfer.pt" >&2
     exit 2
   fi
+  # two items of one label would write one file, the second overwriting the first
+  case $seen in *" $label "*) echo "error: label $label given twice; expected one LABEL per run" >&2; exit 2 ;; esac
+  seen="$seen$label "
 done
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
