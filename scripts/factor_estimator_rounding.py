@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -87,7 +88,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             "refit_both_float": report(both, val_lr), "refit_both_rounded": report(both, rounded(val_lr))}
     for name, per in rows.items():
         print(f"{name:20s} " + "  ".join(f"x{k} {v['mean_estimate']:.2f} ({v['mae_log2']:.3f})" for k, v in per.items()))
-    write_json(args.out, {"command": f"python scripts/factor_estimator_rounding.py --checkpoint {args.checkpoint}",
+    command = " ".join(["python scripts/factor_estimator_rounding.py",
+                        *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))])
+    write_json(args.out, {"command": command,
                           "checkpoint": str(args.checkpoint.name),
                           "split": "val", "train_faces": int(len(train_f)), "val_faces": int(len(val_f)),
                           "whole_grey_share_of_drawn_train_faces": round(float(np.mean(

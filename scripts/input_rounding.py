@@ -16,6 +16,7 @@ rounded accuracy). Accuracy only, no timing.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -98,8 +99,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         for f, v in per_est.items():
             print(f"  estimated factor, x{f}: changed {v['flips']:.2f} kl {v['kl']:.1f}, mean estimate "
                   f"{v['mean_estimated_factor']} -> {v['mean_estimated_factor_rounded']} rounded", flush=True)
-    write_json(args.json, {"command": "python scripts/input_rounding.py " + " ".join(f"--model {m}" for m in args.model)
-                           + f" --json {args.json}", "split": args.split, "n": int(len(labels)), "models": rows})
+    command = " ".join(["python scripts/input_rounding.py",
+                        *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))])
+    write_json(args.json, {"command": command, "split": args.split, "n": int(len(labels)), "models": rows})
     print(f"wrote {args.json}")
     return 0
 

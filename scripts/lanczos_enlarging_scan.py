@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -97,8 +98,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         count(kind, crop, size)
     for t in tally.values():
         t["ratio_at_first_size_under_min_max"] = min_max(t.pop("ratios"))
-    doc = {"command": f"python scripts/lanczos_enlarging_scan.py --json {args.json}", "opencv": cv2.__version__,
-           "faces": args.faces, "split": "fer2013 train", "sizes": list(SIZES), "blur_sigmas": list(BLURS),
+    command = " ".join(["python scripts/lanczos_enlarging_scan.py",
+                        *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))])
+    doc = {"command": command, "opencv": cv2.__version__, "faces": int(len(faces)), "split": "fer2013 train",
+           "sizes": list(SIZES), "blur_sigmas": list(BLURS),
            "residual": P.LINEAR_ENLARGING_RESIDUAL, "dip": P.LINEAR_ENLARGING_DIP,
            "matrix_error": error, "kinds": tally}
     print(doc)

@@ -15,6 +15,7 @@ projects the crop onto that span (least squares, separable: ``M^+ I M^+T``, ``M`
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -61,7 +62,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     originals = [residuals(f.astype(np.float64), spans) for f in faces]
     best = np.array([min(r.values()) for r in originals])
-    doc = {"command": f"python scripts/linear_enlarging_scan.py --json {args.json}", "split": args.split,
+    command = " ".join(["python scripts/linear_enlarging_scan.py",
+                        *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))])
+    doc = {"command": command, "split": args.split,
            "faces": int(len(faces)), "threshold": args.threshold, "opencv": cv2.__version__,
            "originals": {"smallest_residual_percentiles_0_1_5_50": [round(float(v), 3) for v in
                                                                     np.percentile(best, [0, 1, 5, 50])],

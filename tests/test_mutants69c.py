@@ -390,7 +390,8 @@ def test_the_lanczos_scan_counts_every_crop_of_the_faces_asked_for(tmp_path: Pat
     out = tmp_path / "l.json"
     assert mod.main(["--data", str(data), "--faces", "2", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert doc["command"] == f"python scripts/lanczos_enlarging_scan.py --json {out}" and doc["faces"] == 2
+    assert doc["command"] == f"python scripts/lanczos_enlarging_scan.py --data {data} --faces 2 --json {out}"
+    assert doc["faces"] == 2
     kinds = doc["kinds"]
     assert set(kinds) == {"lanczos", "bilinear", "bicubic", "gaussian blur"}
     assert {k: v["crops"] for k, v in kinds.items()} == {"lanczos": 18, "bilinear": 18, "bicubic": 18,
@@ -409,7 +410,7 @@ def test_the_linear_scan_finds_each_enlarged_crops_true_size_in_the_faces_asked_
     out = tmp_path / "s.json"
     assert mod.main(["--data", str(data), "--faces", "2", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert doc["command"] == f"python scripts/linear_enlarging_scan.py --json {out}"
+    assert doc["command"] == f"python scripts/linear_enlarging_scan.py --data {data} --faces 2 --json {out}"
     assert doc["faces"] == 2 and doc["split"] == "val" and doc["threshold"] == 0.5
     assert set(doc["enlarged"]) == {str(s) for s in mod.SIZES}
     for size, row in doc["enlarged"].items():
@@ -462,7 +463,7 @@ def test_factor_estimator_rounding_draws_the_faces_asked_for_from_each_split_and
                                          "refit_both_rounded"}
     factors = {k for row in doc["per_estimator"].values() for k in row}
     assert factors and factors <= {str(f) for f in (1, 2, 3, 4, 6, 8)}
-    assert doc["command"].startswith("python scripts/factor_estimator_rounding.py --checkpoint ")
+    assert doc["command"] == f"python scripts/factor_estimator_rounding.py --data {data} --faces 7 --out {out}"
     assert 0.0 <= doc["whole_grey_share_of_drawn_train_faces"] <= 1.0
 
 
