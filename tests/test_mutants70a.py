@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from _scripts import load_script
+from test_done_stamp import _targets_run
 from test_mutants68j import Tree, _repro_env, repro_tree
 
 ds = load_script("scripts/done_stamp.py", "done_stamp_70a")
@@ -81,16 +82,6 @@ def repro(tmp_path: Path) -> Tree:
     return t
 
 
-def _trained(t: Tree) -> list[str]:
-    out = []
-    for c in t.calls():
-        if c[0] == "fsrfer-train" and "--steps" not in c:
-            out.append(Path(c[c.index("--out") + 1]).name)
-        elif c[0] == "early_g.py":
-            out.append("default")
-    return out
-
-
 def _append(p: Path) -> None:
     p.write_text(p.read_text() + "# changed\n")
 
@@ -105,12 +96,12 @@ def test_reproduce_runs_both_full_targets_again_when_code_or_faces_change(repro:
     env = _repro_env(repro)
     assert repro.run("reproduce.sh", "ferplus", "fer2013", env=env).returncode == 0
     repro.clear()
-    assert repro.run("reproduce.sh", "ferplus", "fer2013", env=env).returncode == 0 and _trained(repro) == []
+    assert repro.run("reproduce.sh", "ferplus", "fer2013", env=env).returncode == 0 and _targets_run(repro) == []
     change(repro)
     repro.clear()
     r = repro.run("reproduce.sh", "ferplus", "fer2013", env=env)
     assert r.returncode == 0, r.stderr
-    assert _trained(repro) == ["ferplus", "fer2013"], what
+    assert _targets_run(repro) == ["ferplus", "fer2013"], what
 
 
 @pytest.mark.parametrize("what, change", [
@@ -125,7 +116,7 @@ def test_reproduce_runs_default_again_when_its_config_or_data_change(repro: Tree
     change(repro)
     r = repro.run("reproduce.sh", "default", env=env)
     assert r.returncode == 0, r.stderr
-    assert _trained(repro) == ["default"], what
+    assert _targets_run(repro) == ["default"], what
 
 
 def test_reproduce_stamps_record_every_output_a_target_wrote(repro: Tree) -> None:
@@ -161,7 +152,7 @@ def test_reproduce_removes_a_stamp_that_no_longer_matches_before_running_the_tar
     repro.clear()
     r = repro.run("reproduce.sh", "ferplus", env=env)
     assert r.returncode == 0, r.stderr
-    assert _trained(repro) == ["ferplus"] and stamp.is_file()
+    assert _targets_run(repro) == ["ferplus"] and stamp.is_file()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import pytest
 
 from _faces import blob_face
 from _scripts import load_script
+from test_mutants68g import _FakeFn
 
 
 def _script(name: str) -> ModuleType:
@@ -55,19 +56,6 @@ def model_file(tmp_path: Path) -> Path:
     path = tmp_path / "m.onnx"
     path.write_bytes(b"not a model")
     return path
-
-
-class _FakeFn:
-    """A logits function that records the factor it was asked at and the inputs it was given."""
-
-    def __init__(self) -> None:
-        self.factors: list[Any] = []
-        self.inputs: list[np.ndarray] = []
-
-    def __call__(self, x: np.ndarray, factor: Any) -> np.ndarray:
-        self.factors.append(factor)
-        self.inputs.append(np.array(x))
-        return np.zeros((len(x), 7))
 
 
 # ---------------------------------------------------------------------------------------------- scripts/jpeg_crops.py

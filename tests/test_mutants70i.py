@@ -23,19 +23,9 @@ import numpy as np
 import pytest
 
 from _scripts import load_script
+from test_mutants69c import _tiny_npz
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _tiny_npz(path: Path, splits: dict[str, int], seed: int = 0) -> Path:
-    """A plain archive (images, labels, split) of smooth random 48 px faces: its own labels, no FER+ join."""
-    g = np.random.default_rng(seed)
-    names = [s for s, k in splits.items() for _ in range(k)]
-    n = len(names)
-    base = g.integers(40, 216, (n, 12, 12)).astype(np.float64)
-    images = np.clip(np.kron(base, np.ones((4, 4))) + g.normal(0, 6, (n, 48, 48)), 0, 255).astype(np.uint8)
-    np.savez(path, images=images, labels=g.integers(0, 7, n), split=np.array(names))
-    return path
 
 
 def _no_faces_read(monkeypatch: pytest.MonkeyPatch) -> None:
