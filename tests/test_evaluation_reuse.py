@@ -33,6 +33,12 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     data = load_data(cfg, npz)
     out = tmp_path / "run"
     assert run_pipeline(cfg, data, out, steps=("stage1", "eval"))
+    return {"cfg": cfg, "data": data, "out": out, "npz": npz, "evals": count_evaluations(monkeypatch),
+            "d": out / "eval" / cfg.eval.split}
+
+
+def count_evaluations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one at each call of trainer.train.evaluate_fn from here on."""
     calls: list[int] = []
     real = train_mod.evaluate_fn
 
@@ -41,7 +47,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return real(*args, **kw)
 
     monkeypatch.setattr(train_mod, "evaluate_fn", counted)
-    return {"cfg": cfg, "data": data, "out": out, "npz": npz, "evals": calls, "d": out / "eval" / cfg.eval.split}
+    return calls
 
 
 def _again(run: dict[str, Any], cfg: Any = None, data: Any = None, resume: bool = True,

@@ -280,16 +280,19 @@ def test_an_onnxruntime_failure_while_running_is_a_model_error(tiny: Path) -> No
 
 
 # -- external_data_locations: a file nested deeper than protobuf's limit is refused as ONNX Runtime refuses it ---------
+def _varint(n: int) -> bytes:
+    """``n`` as a protobuf varint."""
+    out = b""
+    while True:
+        out += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+        n >>= 7
+        if not n:
+            return out
+
+
 def _message(number: int, body: bytes) -> bytes:
     """One length-delimited protobuf field."""
-    def varint(n: int) -> bytes:
-        out = b""
-        while True:
-            out += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
-            n >>= 7
-            if not n:
-                return out
-    return varint(number << 3 | 2) + varint(len(body)) + body
+    return _varint(number << 3 | 2) + _varint(len(body)) + body
 
 
 def _nested(levels: int) -> bytes:

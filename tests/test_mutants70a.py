@@ -180,20 +180,13 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture()
 def run(finished_run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A copy of the finished run; ``evals`` counts evaluate_fn's calls."""
+    from test_evaluation_reuse import count_evaluations
     from trainer import train as train_mod
 
     out = tmp_path / "run"
     shutil.copytree(finished_run["out"], out)
-    calls: list[int] = []
-    real = train_mod.evaluate_fn
-
-    def counted(*args: Any, **kw: Any) -> Any:
-        calls.append(1)
-        return real(*args, **kw)
-
-    monkeypatch.setattr(train_mod, "evaluate_fn", counted)
     cfg = finished_run["cfg"]
-    return {**finished_run, "out": out, "evals": calls, "d": out / "eval" / cfg.eval.split, "mod": train_mod}
+    return {**finished_run, "out": out, "evals": count_evaluations(monkeypatch), "d": out / "eval" / cfg.eval.split, "mod": train_mod}
 
 
 def _evaluated(run: dict[str, Any], cfg: Any = None, data: Any = None) -> int:

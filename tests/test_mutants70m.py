@@ -25,16 +25,10 @@ from fsrfer_edge.export.deepstream import check_name, config_text, engine_name, 
 from fsrfer_edge.metadata import ModelInfo
 from fsrfer_edge.preprocessing import CLASSES, Preprocessing
 from _onnx_models import make_flat_onnx
+from test_mutants66i import _varint
 
 
 # -- external_data_locations: the protobuf reader ---------------------------------------------------------------------
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        out += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
-        n >>= 7
-        if not n:
-            return out
 
 
 def _msg(number: int, body: bytes) -> bytes:
